@@ -1,0 +1,95 @@
+package mtls
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// AuthInfo is the gRPC auth info of a berth server connection: the TLS
+// state plus the identity worked out once, at handshake time.
+type AuthInfo struct {
+	credentials.TLSInfo
+	// Identity is the verified peer identity.
+	Identity Identity
+	// Err is why the peer's certificate did not verify against berth's roots;
+	// the peer is then treated as a bootstrap key and only methods that
+	// accept bootstrap keys let it through.
+	Err error
+}
+
+// Credentials wraps TLS server credentials so that every connection gets its
+// identity verified once rather than on every call.
+type Credentials struct {
+	credentials.TransportCredentials
+	trustDomain string
+	roots       *x509.CertPool
+}
+
+// NewServerCredentials returns server credentials that verify client chains
+// against roots and classify them within trustDomain.
+func NewServerCredentials(base credentials.TransportCredentials, trustDomain string, roots *x509.CertPool) *Credentials {
+	return &Credentials{TransportCredentials: base, trustDomain: trustDomain, roots: roots}
+}
+
+// ServerHandshake runs the TLS handshake and attaches the peer identity.
+func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		return conn, info, err
+	}
+	tlsInfo, ok := info.(credentials.TLSInfo)
+	if !ok || len(tlsInfo.State.PeerCertificates) == 0 {
+		return conn, info, nil
+	}
+	id, verr := c.classify(tlsInfo.State.PeerCertificates)
+	return conn, AuthInfo{TLSInfo: tlsInfo, Identity: id, Err: verr}, nil
+}
+
+// Clone keeps the wrapper when gRPC clones credentials.
+func (c *Credentials) Clone() credentials.TransportCredentials {
+	return &Credentials{TransportCredentials: c.TransportCredentials.Clone(), trustDomain: c.trustDomain, roots: c.roots}
+}
+
+func (c *Credentials) classify(certs []*x509.Certificate) (Identity, error) {
+	leaf := certs[0]
+	sum, err := KeyHash(leaf.PublicKey)
+	if err != nil {
+		return Identity{}, err
+	}
+	bootstrap := Identity{Kind: KindBootstrap, KeySHA256: sum, Leaf: leaf}
+	inter := x509.NewCertPool()
+	for _, ic := range certs[1:] {
+		inter.AddCert(ic)
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{
+		Roots:         c.roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return bootstrap, err
+	}
+	id, err := IdentityOf(c.trustDomain, leaf)
+	if err != nil {
+		return bootstrap, err
+	}
+	return id, nil
+}
+
+// PeerIdentity returns the identity of the caller of an RPC. ok is false
+// when the connection carried no client certificate at all.
+func PeerIdentity(ctx context.Context) (id Identity, verifyErr error, ok bool) {
+	p, found := peer.FromContext(ctx)
+	if !found {
+		return Identity{}, nil, false
+	}
+	ai, found := p.AuthInfo.(AuthInfo)
+	if !found {
+		return Identity{}, nil, false
+	}
+	return ai.Identity, ai.Err, true
+}
