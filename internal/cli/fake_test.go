@@ -1,0 +1,195 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berth-dev/berth/internal/cli"
+	"github.com/berth-dev/berth/internal/rpc"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// fakeAdmin is a NodeAdminService whose answers are function fields. It
+// records every request it receives. Set the fields before start.
+type fakeAdmin struct {
+	berthv1.UnimplementedNodeAdminServiceServer
+
+	listNodes        func(context.Context, *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error)
+	getNode          func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error)
+	approveNode      func(context.Context, *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error)
+	rejectNode       func(context.Context, *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error)
+	revokeNode       func(context.Context, *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error)
+	deleteNode       func(context.Context, *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error)
+	allowReplacement func(context.Context, *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error)
+	createToken      func(context.Context, *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error)
+	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
+	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
+
+	mu    sync.Mutex
+	calls []call
+}
+
+var _ berthv1.NodeAdminServiceServer = (*fakeAdmin)(nil)
+
+// call is one request the fake received.
+type call struct {
+	method string
+	req    proto.Message
+}
+
+func handle[Req proto.Message, Resp any](ctx context.Context, f *fakeAdmin, method string, req Req, fn func(context.Context, Req) (Resp, error)) (Resp, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call{method: method, req: proto.Clone(req)})
+	f.mu.Unlock()
+	if fn == nil {
+		var zero Resp
+		return zero, status.Errorf(codes.Unimplemented, "fake: %s not set", method)
+	}
+	return fn(ctx, req)
+}
+
+// received returns the requests received so far.
+func (f *fakeAdmin) received() []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]call(nil), f.calls...)
+}
+
+func (f *fakeAdmin) ListNodes(ctx context.Context, r *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+	return handle(ctx, f, "ListNodes", r, f.listNodes)
+}
+
+func (f *fakeAdmin) GetNode(ctx context.Context, r *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+	return handle(ctx, f, "GetNode", r, f.getNode)
+}
+
+func (f *fakeAdmin) ApproveNode(ctx context.Context, r *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
+	return handle(ctx, f, "ApproveNode", r, f.approveNode)
+}
+
+func (f *fakeAdmin) RejectNode(ctx context.Context, r *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
+	return handle(ctx, f, "RejectNode", r, f.rejectNode)
+}
+
+func (f *fakeAdmin) RevokeNode(ctx context.Context, r *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
+	return handle(ctx, f, "RevokeNode", r, f.revokeNode)
+}
+
+func (f *fakeAdmin) DeleteNode(ctx context.Context, r *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
+	return handle(ctx, f, "DeleteNode", r, f.deleteNode)
+}
+
+func (f *fakeAdmin) AllowReplacement(ctx context.Context, r *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {
+	return handle(ctx, f, "AllowReplacement", r, f.allowReplacement)
+}
+
+func (f *fakeAdmin) CreateToken(ctx context.Context, r *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
+	return handle(ctx, f, "CreateToken", r, f.createToken)
+}
+
+func (f *fakeAdmin) ListTokens(ctx context.Context, r *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error) {
+	return handle(ctx, f, "ListTokens", r, f.listTokens)
+}
+
+func (f *fakeAdmin) RevokeToken(ctx context.Context, r *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error) {
+	return handle(ctx, f, "RevokeToken", r, f.revokeToken)
+}
+
+// adminPolicy lets only admin identities call NodeAdminService, as the
+// registration service does.
+func adminPolicy() rpc.Policy {
+	p := rpc.Policy{}
+	for _, m := range berthv1.NodeAdminService_ServiceDesc.Methods {
+		p["/"+berthv1.NodeAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	return p
+}
+
+// harness is a fake NodeAdminService served by the real rpc server over a
+// loopback TLS listener, and the environment that points berthctl at it.
+type harness struct {
+	t    *testing.T
+	pki  *testPKI
+	fake *fakeAdmin
+	addr string
+	env  map[string]string
+}
+
+// start serves fake with the certificates of pki.
+func start(t *testing.T, pki *testPKI, fake *fakeAdmin) *harness {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(rpc.ServerConfig{
+		Name:        "registration",
+		TrustDomain: trustDomain,
+		Cert:        pki.server,
+		Roots:       pki.roots,
+		Policy:      adminPolicy(),
+	})
+	berthv1.RegisterNodeAdminServiceServer(srv.Server, fake)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	addr := lis.Addr().String()
+	return &harness{t: t, pki: pki, fake: fake, addr: addr, env: map[string]string{
+		"BERTH_SERVER": addr,
+		"BERTH_CA":     pki.caFile,
+		"BERTH_CERT":   pki.adminCert,
+		"BERTH_KEY":    pki.adminKey,
+	}}
+}
+
+// testNow is berthctl's clock in tests; the fake's timestamps are fixed
+// relative to it, so times in golden files are stable.
+var testNow = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+// result is what one berthctl run printed and returned.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs berthctl with the harness environment.
+func (h *harness) run(args ...string) result {
+	return runEnv(h.t, h.env, args...)
+}
+
+// runEnv runs berthctl with env as its whole environment.
+func runEnv(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := cli.Config{
+		Getenv: func(k string) string { return env[k] },
+		Stdout: &stdout,
+		Stderr: &stderr,
+		Now:    func() time.Time { return testNow },
+	}.Run(t.Context(), args)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// withEnv returns a copy of the harness environment with changes applied
+// (an empty value unsets the variable).
+func (h *harness) withEnv(changes map[string]string) map[string]string {
+	env := map[string]string{}
+	for k, v := range h.env {
+		env[k] = v
+	}
+	for k, v := range changes {
+		if v == "" {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+	}
+	return env
+}

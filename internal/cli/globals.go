@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Output formats.
+const (
+	formatTable = "table"
+	formatJSON  = "json"
+)
+
+// defaultTimeout bounds a whole command, page following included.
+const defaultTimeout = 30 * time.Second
+
+// setting is a global flag's value and whether the command line gave it, so
+// that a flag beats its environment variable even when both are set.
+type setting struct {
+	value string
+	set   bool
+}
+
+func (s *setting) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.value
+}
+
+func (s *setting) Set(v string) error {
+	s.value, s.set = v, true
+	return nil
+}
+
+// globals are the flags every command accepts, on every level of the tree.
+type globals struct {
+	output, server, ca, cert, key, timeout setting
+}
+
+// globalSpec describes one global flag: its names, its variable and help.
+type globalSpec struct {
+	names []string
+	arg   string
+	env   string
+	usage string
+	def   string // default, for help
+	field func(*globals) *setting
+}
+
+func (s globalSpec) synopsis() string {
+	parts := make([]string, len(s.names))
+	for i, n := range s.names {
+		if len(n) == 1 {
+			parts[i] = "-" + n
+		} else {
+			parts[i] = "--" + n
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// flagName is the flag's name as messages show it.
+func (s globalSpec) flagName() string {
+	n := s.names[0]
+	if len(n) == 1 {
+		return "-" + n
+	}
+	return "--" + n
+}
+
+func globalSpecs() []globalSpec {
+	return []globalSpec{
+		{[]string{"o", "output"}, "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *setting { return &g.output }},
+		{[]string{"server"}, "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *setting { return &g.server }},
+		{[]string{"ca"}, "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *setting { return &g.ca }},
+		{[]string{"cert"}, "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *setting { return &g.cert }},
+		{[]string{"key"}, "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *setting { return &g.key }},
+		{[]string{"timeout"}, "D", "BERTH_TIMEOUT", "deadline of the whole command", defaultTimeout.String(), func(g *globals) *setting { return &g.timeout }},
+	}
+}
+
+// register adds the global flags to fs.
+func (g *globals) register(fs *flag.FlagSet) {
+	for _, spec := range globalSpecs() {
+		for _, n := range spec.names {
+			fs.Var(spec.field(g), n, spec.usage)
+		}
+	}
+}
+
+// settings are the global flags resolved against the environment.
+type settings struct {
+	output                string
+	server, ca, cert, key string
+	timeout               time.Duration
+	// sources name where each connection setting came from, for messages.
+	sources map[string]string
+}
+
+// resolve applies flag-beats-environment and checks the values that can be
+// checked without touching the network. Missing connection settings are
+// reported later, by the commands that connect.
+func (g *globals) resolve(getenv func(string) string, path []string) (settings, error) {
+	values := map[string]string{}
+	sources := map[string]string{}
+	for _, spec := range globalSpecs() {
+		s := spec.field(g)
+		switch {
+		case s.set:
+			values[spec.env], sources[spec.env] = s.value, spec.flagName()
+		case getenv(spec.env) != "":
+			values[spec.env], sources[spec.env] = getenv(spec.env), spec.env
+		}
+	}
+	set := settings{
+		output:  values["BERTH_OUTPUT"],
+		server:  values["BERTH_SERVER"],
+		ca:      values["BERTH_CA"],
+		cert:    values["BERTH_CERT"],
+		key:     values["BERTH_KEY"],
+		timeout: defaultTimeout,
+		sources: sources,
+	}
+	switch set.output {
+	case "":
+		set.output = formatTable
+	case formatTable, formatJSON:
+	default:
+		return set, usagef(path, "invalid output format %q from %s: want table or json", set.output, sources["BERTH_OUTPUT"])
+	}
+	if v := values["BERTH_TIMEOUT"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return set, usagef(path, "invalid timeout %q from %s: want a positive Go duration such as 30s or 2m", v, sources["BERTH_TIMEOUT"])
+		}
+		set.timeout = d
+	}
+	return set, nil
+}
+
+// missingConnection lists the connection settings that are not set, naming
+// both the flag and the variable of each.
+func (s settings) missingConnection() string {
+	have := map[string]string{"BERTH_SERVER": s.server, "BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
+	var missing []string
+	for _, spec := range globalSpecs() {
+		if v, ok := have[spec.env]; ok && v == "" {
+			missing = append(missing, fmt.Sprintf("%s or %s", spec.flagName(), spec.env))
+		}
+	}
+	return strings.Join(missing, ", ")
+}

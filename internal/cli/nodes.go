@@ -1,0 +1,319 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// listPageSize is how many nodes berthctl asks for per ListNodes page.
+const listPageSize = 500
+
+func nodesCommand() *command {
+	return &command{
+		name:    "nodes",
+		summary: "List, inspect, approve, reject, revoke and delete nodes",
+		help:    "Manage the nodes known to the registration service.",
+		subs: []*command{
+			{name: "list", summary: "List nodes", setup: setupNodesList,
+				help: "List nodes, following page tokens to fetch them all (or up to --limit)."},
+			{name: "get", args: "ID", summary: "Show one node", setup: setupNodesGet,
+				help: "Show one node: its machine facts, labels, key and current certificate."},
+			{name: "approve", args: "ID", summary: "Approve a pending or rejected node", setup: nodeAction(approveNode()),
+				help: "Approve a pending (or rejected) node, so that it gets its certificate."},
+			{name: "reject", args: "ID", summary: "Reject a pending node", setup: nodeAction(rejectNode()),
+				help: "Reject a pending node; it gets no certificate."},
+			{name: "revoke", args: "ID", summary: "Revoke a node and its certificate", setup: setupNodesRevoke,
+				help: "Revoke a node and its current certificate. It is denied on every service\nwithin seconds. Revocation is final."},
+			{name: "delete", args: "ID", summary: "Forget a node", setup: setupNodesDelete,
+				help: "Forget a node. Its key may register again with a bootstrap token."},
+			{name: "allow-replacement", args: "ID", summary: "Let new hardware keys take over a node", setup: nodeAction(allowReplacement()),
+				help: "Let the next registration from the same hardware with a different key\n(new board, wiped TPM) take over this node."},
+		},
+	}
+}
+
+// nodeJSON is a node in the JSON output contract. Keep the field names.
+type nodeJSON struct {
+	ID                 string            `json:"id"`
+	Status             string            `json:"status"`
+	Hostname           string            `json:"hostname"`
+	HardwareUUID       string            `json:"hardware_uuid"`
+	CertSerial         string            `json:"cert_serial"`
+	CertNotBefore      string            `json:"cert_not_before"`
+	CertNotAfter       string            `json:"cert_not_after"`
+	CertificatesIssued int64             `json:"certificates_issued"`
+	Health             string            `json:"health"`
+	Labels             map[string]string `json:"labels"`
+	MACs               []string          `json:"macs"`
+	Serial             string            `json:"serial"`
+	KeySHA256          string            `json:"key_sha256"`
+	CreatedAt          string            `json:"created_at"`
+	UpdatedAt          string            `json:"updated_at"`
+	ReplacementAllowed bool              `json:"replacement_allowed"`
+	TokenID            string            `json:"token_id"`
+}
+
+func nodeView(n *berthv1.Node) nodeJSON {
+	v := nodeJSON{
+		ID:                 n.GetId(),
+		Status:             statusName(n.GetStatus()),
+		Hostname:           n.GetFacts().GetHostname(),
+		HardwareUUID:       n.GetFacts().GetHardwareUuid(),
+		CertSerial:         n.GetCertSerial(),
+		CertNotBefore:      rfc3339(n.GetCertNotBefore()),
+		CertNotAfter:       rfc3339(n.GetCertNotAfter()),
+		CertificatesIssued: n.GetCertificatesIssued(),
+		Health:             nodeHealth(n),
+		Labels:             n.GetLabels(),
+		MACs:               n.GetFacts().GetMacs(),
+		Serial:             n.GetFacts().GetSerial(),
+		KeySHA256:          n.GetKeySha256(),
+		CreatedAt:          rfc3339(n.GetCreatedAt()),
+		UpdatedAt:          rfc3339(n.GetUpdatedAt()),
+		ReplacementAllowed: n.GetReplacementAllowed(),
+		TokenID:            n.GetTokenId(),
+	}
+	// Empty collections are [] and {} rather than null, for consumers that
+	// iterate without checking.
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
+	}
+	if v.MACs == nil {
+		v.MACs = []string{}
+	}
+	return v
+}
+
+func setupNodesList(fs *flag.FlagSet) action {
+	var status statusFlag
+	labels := labelFlag{}
+	fs.Var(&status, "status", "keep only nodes with status `S`: pending, approved, rejected or revoked")
+	fs.Var(labels, "label", "keep only nodes carrying label `k=v` (repeatable)")
+	limit := fs.Int("limit", 0, "fetch at most `N` nodes (default: all)")
+	return func(ctx context.Context, s *session, args []string) error {
+		if err := s.exactArgs(args); err != nil {
+			return err
+		}
+		if *limit < 0 {
+			return s.usagef("invalid --limit %d: want 0 (all) or more", *limit)
+		}
+		c, err := s.nodeAdmin()
+		if err != nil {
+			return err
+		}
+		req := &berthv1.ListNodesRequest{Status: status.status, Labels: labels}
+		nodes, err := listNodes(ctx, c, req, *limit)
+		if err != nil {
+			return s.callError("list nodes", err)
+		}
+		return s.printNodes(nodes)
+	}
+}
+
+// errPageLoop guards against a server that hands out the same page twice.
+var errPageLoop = errors.New("server returned a page token it had already returned")
+
+// listNodes follows page tokens until the last page or until limit nodes
+// (0: no limit) are fetched.
+func listNodes(ctx context.Context, c berthv1.NodeAdminServiceClient, req *berthv1.ListNodesRequest, limit int) ([]*berthv1.Node, error) {
+	var nodes []*berthv1.Node
+	seen := map[string]bool{}
+	for {
+		req.PageSize = listPageSize
+		if left := limit - len(nodes); limit > 0 && left < listPageSize {
+			req.PageSize = int32(left)
+		}
+		resp, err := c.ListNodes(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, resp.GetNodes()...)
+		if limit > 0 && len(nodes) >= limit {
+			return nodes[:limit], nil
+		}
+		next := resp.GetNextPageToken()
+		if next == "" {
+			return nodes, nil
+		}
+		if seen[next] {
+			return nil, errPageLoop
+		}
+		seen[next] = true
+		req.PageToken = next
+	}
+}
+
+func (s *session) printNodes(nodes []*berthv1.Node) error {
+	views := make([]nodeJSON, len(nodes))
+	for i, n := range nodes {
+		views[i] = nodeView(n)
+	}
+	now := s.cfg.Now()
+	return s.emit(views, func(w io.Writer) {
+		if len(nodes) == 0 {
+			fmt.Fprintln(w, "No nodes found.")
+			return
+		}
+		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tHEALTH\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
+		for _, n := range nodes {
+			v := nodeView(n)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+				v.ID, v.Status, dash(v.Hostname), dash(v.HardwareUUID), v.Health,
+				relTime(n.GetCertNotAfter(), now), v.CertificatesIssued,
+				strings.TrimSuffix(relTime(n.GetCreatedAt(), now), " ago"), dash(formatLabels(v.Labels)))
+		}
+	})
+}
+
+func setupNodesGet(*flag.FlagSet) action {
+	return func(ctx context.Context, s *session, args []string) error {
+		if err := s.exactArgs(args, "node ID"); err != nil {
+			return err
+		}
+		c, err := s.nodeAdmin()
+		if err != nil {
+			return err
+		}
+		resp, err := c.GetNode(ctx, &berthv1.GetNodeRequest{Id: args[0]})
+		if err != nil {
+			return s.callError("get node "+args[0], err)
+		}
+		return s.printNode(resp.GetNode())
+	}
+}
+
+// printNode prints one node: a JSON object, or a two-column table.
+func (s *session) printNode(n *berthv1.Node) error {
+	v := nodeView(n)
+	now := s.cfg.Now()
+	return s.emit(v, func(w io.Writer) {
+		rows := [][2]string{
+			{"ID", v.ID},
+			{"Status", v.Status},
+			{"Health", v.Health},
+			{"Hostname", dash(v.Hostname)},
+			{"Hardware UUID", dash(v.HardwareUUID)},
+			{"MACs", dash(strings.Join(v.MACs, ", "))},
+			{"Serial", dash(v.Serial)},
+			{"Labels", dash(formatLabels(v.Labels))},
+			{"Key SHA-256", dash(v.KeySHA256)},
+			{"Certificate serial", dash(v.CertSerial)},
+			{"Certificate valid from", humanTime(n.GetCertNotBefore(), now)},
+			{"Certificate expires", humanTime(n.GetCertNotAfter(), now)},
+			{"Certificates issued", fmt.Sprint(v.CertificatesIssued)},
+			{"Replacement allowed", yesNo(v.ReplacementAllowed)},
+			{"Token", dash(v.TokenID)},
+			{"Created", humanTime(n.GetCreatedAt(), now)},
+			{"Updated", humanTime(n.GetUpdatedAt(), now)},
+		}
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s:\t%s\n", r[0], r[1])
+		}
+	})
+}
+
+// nodeOp is a call that changes one node and returns it.
+type nodeOp struct {
+	verb string // for messages: "approve" gives "approve node ID: ..."
+	done string // for the table confirmation: "Approved node ID."
+	call func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, reason string) (*berthv1.Node, error)
+}
+
+func approveNode() nodeOp {
+	return nodeOp{"approve", "Approved", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, _ string) (*berthv1.Node, error) {
+		resp, err := c.ApproveNode(ctx, &berthv1.ApproveNodeRequest{Id: id})
+		return resp.GetNode(), err
+	}}
+}
+
+func rejectNode() nodeOp {
+	return nodeOp{"reject", "Rejected", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, _ string) (*berthv1.Node, error) {
+		resp, err := c.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id})
+		return resp.GetNode(), err
+	}}
+}
+
+func revokeNode() nodeOp {
+	return nodeOp{"revoke", "Revoked", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, reason string) (*berthv1.Node, error) {
+		resp, err := c.RevokeNode(ctx, &berthv1.RevokeNodeRequest{Id: id, Reason: reason})
+		return resp.GetNode(), err
+	}}
+}
+
+func allowReplacement() nodeOp {
+	return nodeOp{"allow replacement of", "Allowed a replacement key for", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, _ string) (*berthv1.Node, error) {
+		resp, err := c.AllowReplacement(ctx, &berthv1.AllowReplacementRequest{Id: id})
+		return resp.GetNode(), err
+	}}
+}
+
+// nodeAction builds the setup of a command that applies op to one node.
+func nodeAction(op nodeOp) func(*flag.FlagSet) action {
+	return func(*flag.FlagSet) action {
+		return func(ctx context.Context, s *session, args []string) error {
+			return s.runNodeOp(ctx, op, args, "")
+		}
+	}
+}
+
+func setupNodesRevoke(fs *flag.FlagSet) action {
+	reason := fs.String("reason", "", "`text` recorded with the revocation")
+	return func(ctx context.Context, s *session, args []string) error {
+		return s.runNodeOp(ctx, revokeNode(), args, *reason)
+	}
+}
+
+func (s *session) runNodeOp(ctx context.Context, op nodeOp, args []string, reason string) error {
+	if err := s.exactArgs(args, "node ID"); err != nil {
+		return err
+	}
+	c, err := s.nodeAdmin()
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	n, err := op.call(ctx, c, id, reason)
+	if err != nil {
+		return s.callError(op.verb+" node "+id, err)
+	}
+	v := nodeView(n)
+	return s.emit(v, func(w io.Writer) {
+		fmt.Fprintf(w, "%s node %s%s; status %s.\n", op.done, id, hostSuffix(v.Hostname), v.Status)
+	})
+}
+
+func hostSuffix(host string) string {
+	if host == "" {
+		return ""
+	}
+	return " (" + host + ")"
+}
+
+func setupNodesDelete(*flag.FlagSet) action {
+	return func(ctx context.Context, s *session, args []string) error {
+		if err := s.exactArgs(args, "node ID"); err != nil {
+			return err
+		}
+		c, err := s.nodeAdmin()
+		if err != nil {
+			return err
+		}
+		id := args[0]
+		if _, err := c.DeleteNode(ctx, &berthv1.DeleteNodeRequest{Id: id}); err != nil {
+			return s.callError("delete node "+id, err)
+		}
+		out := struct {
+			ID      string `json:"id"`
+			Deleted bool   `json:"deleted"`
+		}{id, true}
+		return s.emit(out, func(w io.Writer) {
+			fmt.Fprintf(w, "Deleted node %s.\n", id)
+		})
+	}
+}

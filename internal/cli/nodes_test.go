@@ -1,0 +1,324 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/internal/cli"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// Sample nodes, at fixed offsets from testNow.
+func nodeApproved() *berthv1.Node {
+	return &berthv1.Node{
+		Id:     "n-7f3a9c",
+		Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
+		Facts: &berthv1.MachineFacts{
+			HardwareUuid: "4c4c4544-0042-3510-8051-b4c04f4d3132",
+			Macs:         []string{"52:54:00:12:34:56", "52:54:00:12:34:57"},
+			Hostname:     "hv01.rack1",
+			Serial:       "CZ1234ABC",
+		},
+		Labels:             map[string]string{"rack": "r1", "role": "hypervisor"},
+		KeySha256:          "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		CertSerial:         "5f3a2c1b0e9d8c7b",
+		CertNotBefore:      ts(testNow.Add(-72 * time.Hour)),
+		CertNotAfter:       ts(testNow.Add(27 * 24 * time.Hour)),
+		CertificatesIssued: 1,
+		CreatedAt:          ts(testNow.Add(-72 * time.Hour)),
+		UpdatedAt:          ts(testNow.Add(-71 * time.Hour)),
+		TokenId:            "tok-a1",
+	}
+}
+
+func nodePending() *berthv1.Node {
+	return &berthv1.Node{
+		Id:     "n-2b4d6f",
+		Status: berthv1.NodeStatus_NODE_STATUS_PENDING,
+		Facts: &berthv1.MachineFacts{
+			HardwareUuid: "4c4c4544-0042-3510-8051-b4c04f4d3133",
+			Macs:         []string{"52:54:00:ab:cd:ef"},
+			Hostname:     "hv02.rack1",
+		},
+		Labels:    map[string]string{"rack": "r1"},
+		KeySha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+		CreatedAt: ts(testNow.Add(-2 * time.Hour)),
+		UpdatedAt: ts(testNow.Add(-2 * time.Hour)),
+	}
+}
+
+func nodeRevoked() *berthv1.Node {
+	return &berthv1.Node{
+		Id:                 "n-0c1e3a",
+		Status:             berthv1.NodeStatus_NODE_STATUS_REVOKED,
+		Facts:              &berthv1.MachineFacts{HardwareUuid: "4c4c4544-0042-3510-8051-b4c04f4d3134"},
+		KeySha256:          "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
+		CertSerial:         "01ab",
+		CertNotBefore:      ts(testNow.Add(-40 * 24 * time.Hour)),
+		CertNotAfter:       ts(testNow.Add(-10 * 24 * time.Hour)),
+		CertificatesIssued: 2,
+		CreatedAt:          ts(testNow.Add(-90 * 24 * time.Hour)),
+		UpdatedAt:          ts(testNow.Add(-5 * time.Minute)),
+		ReplacementAllowed: true,
+	}
+}
+
+func allNodes() []*berthv1.Node {
+	return []*berthv1.Node{nodeApproved(), nodePending(), nodeRevoked()}
+}
+
+// pagedNodes serves nodes two to a page (or fewer when asked), with page
+// tokens "p1", "p2", ... naming the offset.
+func pagedNodes(nodes []*berthv1.Node) func(context.Context, *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+	return func(_ context.Context, r *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+		start := 0
+		if r.GetPageToken() != "" {
+			start = int(r.GetPageToken()[1] - '0')
+		}
+		size := min(2, int(r.GetPageSize()))
+		end := min(start+size, len(nodes))
+		resp := &berthv1.ListNodesResponse{Nodes: nodes[start:end]}
+		if end < len(nodes) {
+			resp.NextPageToken = "p" + string(rune('0'+end))
+		}
+		return resp, nil
+	}
+}
+
+func TestNodesList(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		golden string
+	}{
+		{"table", []string{"nodes", "list", "--status", "approved", "--label", "rack=r1", "--label", "role=hypervisor"}, "nodes_list_table"},
+		{"json flag first", []string{"-o", "json", "nodes", "list", "--status", "approved", "--label", "rack=r1", "--label", "role=hypervisor"}, "nodes_list_json"},
+		{"json flag between", []string{"nodes", "-o", "json", "list", "--status=approved", "--label=rack=r1", "--label", "role=hypervisor"}, "nodes_list_json"},
+		{"json flag last", []string{"nodes", "list", "--label", "rack=r1", "--status", "approved", "--label", "role=hypervisor", "--output=json"}, "nodes_list_json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &fakeAdmin{listNodes: pagedNodes(allNodes())}
+			h := start(t, pki, fake)
+			r := h.run(tc.args...)
+			checkOK(t, r)
+			checkGolden(t, tc.golden, r.stdout)
+			filter := func(token string) *berthv1.ListNodesRequest {
+				return &berthv1.ListNodesRequest{
+					Status:    berthv1.NodeStatus_NODE_STATUS_APPROVED,
+					Labels:    map[string]string{"rack": "r1", "role": "hypervisor"},
+					PageSize:  500,
+					PageToken: token,
+				}
+			}
+			checkRequests(t, fake, filter(""), filter("p2"))
+		})
+	}
+}
+
+func TestNodesListLimit(t *testing.T) {
+	fake := &fakeAdmin{listNodes: pagedNodes(allNodes())}
+	h := start(t, newTestPKI(t), fake)
+	r := h.run("nodes", "list", "--limit", "2", "-o", "json")
+	checkOK(t, r)
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0]["id"] != "n-7f3a9c" || got[1]["id"] != "n-2b4d6f" {
+		t.Errorf("got %v, want the first two nodes", got)
+	}
+	checkRequests(t, fake, &berthv1.ListNodesRequest{PageSize: 2})
+
+	fake = &fakeAdmin{listNodes: pagedNodes(allNodes())}
+	h = start(t, h.pki, fake)
+	checkOK(t, h.run("nodes", "list", "--limit", "3"))
+	checkRequests(t, fake, &berthv1.ListNodesRequest{PageSize: 3}, &berthv1.ListNodesRequest{PageSize: 1, PageToken: "p2"})
+}
+
+func TestNodesListEmpty(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, tc := range []struct{ format, want string }{
+		{"json", "[]\n"},
+		{"table", "No nodes found.\n"},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			fake := &fakeAdmin{listNodes: func(context.Context, *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+				return &berthv1.ListNodesResponse{}, nil
+			}}
+			r := start(t, pki, fake).run("nodes", "list", "-o", tc.format)
+			checkOK(t, r)
+			if r.stdout != tc.want {
+				t.Errorf("stdout %q, want %q", r.stdout, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodesListPageLoop(t *testing.T) {
+	fake := &fakeAdmin{listNodes: func(context.Context, *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+		return &berthv1.ListNodesResponse{Nodes: []*berthv1.Node{nodePending()}, NextPageToken: "again"}, nil
+	}}
+	r := start(t, newTestPKI(t), fake).run("nodes", "list")
+	if r.code != cli.ExitError || !strings.HasPrefix(r.stderr, "berthctl: list nodes: server returned a page token it had already returned") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestNodesGet(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, tc := range []struct {
+		name   string
+		node   *berthv1.Node
+		args   []string
+		golden string
+	}{
+		{"table", nodeApproved(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_table"},
+		{"json", nodeApproved(), []string{"nodes", "get", "n-7f3a9c", "-o", "json"}, "nodes_get_json"},
+		{"pending table", nodePending(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_pending_table"},
+		{"pending json", nodePending(), []string{"-o", "json", "nodes", "get", "n-7f3a9c"}, "nodes_get_pending_json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+				return &berthv1.GetNodeResponse{Node: tc.node}, nil
+			}}
+			r := start(t, pki, fake).run(tc.args...)
+			checkOK(t, r)
+			checkGolden(t, tc.golden, r.stdout)
+			checkRequests(t, fake, &berthv1.GetNodeRequest{Id: "n-7f3a9c"})
+		})
+	}
+}
+
+// TestNodeJSONContract pins the field names and types of the JSON contract
+// independently of the golden files, which -update rewrites.
+func TestNodeJSONContract(t *testing.T) {
+	fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+		return &berthv1.GetNodeResponse{Node: nodeApproved()}, nil
+	}}
+	r := start(t, newTestPKI(t), fake).run("nodes", "get", "n-7f3a9c", "-o", "json")
+	checkOK(t, r)
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"id":                  "n-7f3a9c",
+		"status":              "approved",
+		"hostname":            "hv01.rack1",
+		"hardware_uuid":       "4c4c4544-0042-3510-8051-b4c04f4d3132",
+		"cert_serial":         "5f3a2c1b0e9d8c7b",
+		"cert_not_after":      "2026-12-18T12:00:00Z",
+		"certificates_issued": float64(1),
+		"health":              "unknown",
+		"labels":              map[string]any{"rack": "r1", "role": "hypervisor"},
+		"macs":                []any{"52:54:00:12:34:56", "52:54:00:12:34:57"},
+		"serial":              "CZ1234ABC",
+		"key_sha256":          "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"created_at":          "2026-11-18T12:00:00Z",
+		"replacement_allowed": false,
+	}
+	for k, v := range want {
+		if diff := cmp.Diff(v, got[k]); diff != "" {
+			t.Errorf("field %q (-want +got):\n%s", k, diff)
+		}
+	}
+}
+
+func TestNodeActions(t *testing.T) {
+	pki := newTestPKI(t)
+	approved := nodePending()
+	approved.Status = berthv1.NodeStatus_NODE_STATUS_APPROVED
+	rejected := nodePending()
+	rejected.Status = berthv1.NodeStatus_NODE_STATUS_REJECTED
+	revoked := nodeApproved()
+	revoked.Status = berthv1.NodeStatus_NODE_STATUS_REVOKED
+	replaceable := nodeApproved()
+	replaceable.ReplacementAllowed = true
+
+	fake := func() *fakeAdmin {
+		return &fakeAdmin{
+			approveNode: func(context.Context, *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
+				return &berthv1.ApproveNodeResponse{Node: approved}, nil
+			},
+			rejectNode: func(context.Context, *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
+				return &berthv1.RejectNodeResponse{Node: rejected}, nil
+			},
+			revokeNode: func(context.Context, *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
+				return &berthv1.RevokeNodeResponse{Node: revoked}, nil
+			},
+			deleteNode: func(context.Context, *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
+				return &berthv1.DeleteNodeResponse{}, nil
+			},
+			allowReplacement: func(context.Context, *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {
+				return &berthv1.AllowReplacementResponse{Node: replaceable}, nil
+			},
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantReq    proto.Message
+		wantStdout string
+		// wantJSON, when set, are fields of the JSON output.
+		wantJSON map[string]any
+	}{
+		{"approve", []string{"nodes", "approve", "n-2b4d6f"}, &berthv1.ApproveNodeRequest{Id: "n-2b4d6f"},
+			"Approved node n-2b4d6f (hv02.rack1); status approved.\n", nil},
+		{"approve json", []string{"nodes", "approve", "n-2b4d6f", "-o", "json"}, &berthv1.ApproveNodeRequest{Id: "n-2b4d6f"},
+			"", map[string]any{"id": "n-2b4d6f", "status": "approved", "health": "unknown"}},
+		{"reject", []string{"nodes", "reject", "n-2b4d6f"}, &berthv1.RejectNodeRequest{Id: "n-2b4d6f"},
+			"Rejected node n-2b4d6f (hv02.rack1); status rejected.\n", nil},
+		{"reject json", []string{"-o", "json", "nodes", "reject", "n-2b4d6f"}, &berthv1.RejectNodeRequest{Id: "n-2b4d6f"},
+			"", map[string]any{"id": "n-2b4d6f", "status": "rejected"}},
+		{"revoke", []string{"nodes", "revoke", "n-7f3a9c"}, &berthv1.RevokeNodeRequest{Id: "n-7f3a9c"},
+			"Revoked node n-7f3a9c (hv01.rack1); status revoked.\n", nil},
+		{"revoke with reason after ID", []string{"nodes", "revoke", "n-7f3a9c", "--reason", "disk stolen"},
+			&berthv1.RevokeNodeRequest{Id: "n-7f3a9c", Reason: "disk stolen"},
+			"Revoked node n-7f3a9c (hv01.rack1); status revoked.\n", nil},
+		{"revoke with reason before ID", []string{"nodes", "revoke", "--reason=decommissioned", "n-7f3a9c", "-o", "json"},
+			&berthv1.RevokeNodeRequest{Id: "n-7f3a9c", Reason: "decommissioned"},
+			"", map[string]any{"id": "n-7f3a9c", "status": "revoked", "cert_serial": "5f3a2c1b0e9d8c7b"}},
+		{"delete", []string{"nodes", "delete", "n-0c1e3a"}, &berthv1.DeleteNodeRequest{Id: "n-0c1e3a"},
+			"Deleted node n-0c1e3a.\n", nil},
+		{"delete json", []string{"nodes", "delete", "n-0c1e3a", "-o", "json"}, &berthv1.DeleteNodeRequest{Id: "n-0c1e3a"},
+			"", map[string]any{"id": "n-0c1e3a", "deleted": true}},
+		{"allow-replacement", []string{"nodes", "allow-replacement", "n-7f3a9c"}, &berthv1.AllowReplacementRequest{Id: "n-7f3a9c"},
+			"Allowed a replacement key for node n-7f3a9c (hv01.rack1); status approved.\n", nil},
+		{"allow-replacement json", []string{"nodes", "allow-replacement", "-o", "json", "n-7f3a9c"}, &berthv1.AllowReplacementRequest{Id: "n-7f3a9c"},
+			"", map[string]any{"id": "n-7f3a9c", "replacement_allowed": true}},
+		{"ID after --", []string{"nodes", "approve", "--", "-odd-id"}, &berthv1.ApproveNodeRequest{Id: "-odd-id"},
+			"Approved node -odd-id (hv02.rack1); status approved.\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fake()
+			r := start(t, pki, f).run(tc.args...)
+			checkOK(t, r)
+			checkRequests(t, f, tc.wantReq)
+			if tc.wantJSON == nil {
+				if r.stdout != tc.wantStdout {
+					t.Errorf("stdout %q, want %q", r.stdout, tc.wantStdout)
+				}
+				return
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("stdout is not a JSON object: %v\n%s", err, r.stdout)
+			}
+			for k, v := range tc.wantJSON {
+				if !cmp.Equal(v, got[k]) {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+		})
+	}
+}
