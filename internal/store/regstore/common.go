@@ -1,0 +1,84 @@
+package regstore
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Valid reports whether s is one of the four statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusApproved, StatusRejected, StatusRevoked:
+		return true
+	}
+	return false
+}
+
+// nodeColumns is the column list every node query selects, in the order the
+// scan functions expect.
+const nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
+	cert_serial, cert_not_before, cert_not_after, cert_chain,
+	certificates_issued, created_at, updated_at`
+
+const tokenColumns = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at`
+
+// checkNode rejects nodes the schema would refuse anyway, with an error that
+// says why rather than a constraint name.
+func checkNode(n Node) error {
+	if n.ID == "" {
+		return errors.New("node ID is empty")
+	}
+	if len(n.KeySHA256) != sha256.Size {
+		return fmt.Errorf("key hash is %d bytes, want %d", len(n.KeySHA256), sha256.Size)
+	}
+	if !n.Status.Valid() {
+		return fmt.Errorf("unknown status %q", n.Status)
+	}
+	return nil
+}
+
+// tokenError explains why token t (found reports whether it exists) could not
+// be used at now.
+func tokenError(t Token, found bool, now time.Time) error {
+	switch {
+	case !found || t.Revoked:
+		return ErrTokenInvalid
+	case !now.Before(t.ExpiresAt):
+		return ErrTokenExpired
+	case t.UsesLeft <= 0:
+		return ErrTokenExhausted
+	}
+	// Active now, yet the conditional update missed it: a concurrent writer
+	// changed it in between. Report it as used up, which is what such a
+	// writer does.
+	return ErrTokenExhausted
+}
+
+// utc normalises a time for storage: UTC, microsecond precision, which both
+// backends can hold exactly.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// micros and fromMicros are the SQLite time encoding.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// Empty collections come back as nil so both backends return identical
+// values.
+
+func nilIfEmptyMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,150 @@
+package regstore_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/regstore"
+	"github.com/berth-dev/berth/internal/store/regstore/storetest"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+func newSQLite(t testing.TB) regstore.Store {
+	s, err := regstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "registration.db"))
+	if err != nil {
+		t.Fatalf("NewSQLite: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newPostgres(t testing.TB) regstore.Store {
+	s, err := regstore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatalf("NewPostgres: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestSQLite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) regstore.Store { return newSQLite(t) })
+}
+
+func TestPostgres(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) regstore.Store { return newPostgres(t) })
+}
+
+// TestReopen checks that data and schema survive closing and reopening, and
+// that a second open does not re-run migrations.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		open func(t *testing.T) func() (regstore.Store, error)
+	}{
+		{"sqlite", func(t *testing.T) func() (regstore.Store, error) {
+			path := filepath.Join(t.TempDir(), "sub", "registration.db")
+			return func() (regstore.Store, error) { return regstore.NewSQLite(ctx, path) }
+		}},
+		{"postgres", func(t *testing.T) func() (regstore.Store, error) {
+			dsn := pgtest.NewDatabase(t)
+			return func() (regstore.Store, error) { return regstore.NewPostgres(ctx, dsn) }
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			open := tt.open(t)
+			s, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := regstore.Token{ID: "tok", SecretHash: make([]byte, 32), ExpiresAt: time.Now().Add(time.Hour), UsesLeft: 1}
+			if err := s.CreateToken(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s, err = open()
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer s.Close()
+			if _, err := s.GetToken(ctx, "tok"); err != nil {
+				t.Errorf("token lost across reopen: %v", err)
+			}
+		})
+	}
+}
+
+// benchNodes returns n nodes with distinct keys, shaped like real ones.
+func benchNodes(n int) []regstore.Node {
+	now := time.Now()
+	nodes := make([]regstore.Node, n)
+	for i := range nodes {
+		nodes[i] = regstore.Node{
+			ID:           fmt.Sprintf("node-%08d", i),
+			Status:       regstore.StatusApproved,
+			KeySHA256:    benchKey(i),
+			HardwareUUID: fmt.Sprintf("4c4c4544-0000-0000-0000-%012d", i),
+			MACs:         []string{fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", byte(i>>24), byte(i>>16), byte(i>>8), byte(i))},
+			Hostname:     fmt.Sprintf("worker-%d", i),
+			Serial:       fmt.Sprintf("SN%08d", i),
+			Labels:       map[string]string{"rack": fmt.Sprintf("r%d", i%40), "role": "worker"},
+			BundleKEM:    0x0020,
+			BundleKey:    make([]byte, 32),
+			TokenID:      "bench",
+			CreatedAt:    now,
+			UpdatedAt:    now,
+		}
+	}
+	return nodes
+}
+
+func benchKey(i int) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	h := sha256.Sum256(b[:])
+	return h[:]
+}
+
+// BenchmarkGetNodeByKey measures the boot-time lookup with 1,000 and 100,000
+// nodes registered; it should not grow with the registry.
+func BenchmarkGetNodeByKey(b *testing.B) {
+	backends := []struct {
+		name string
+		open func(testing.TB) regstore.Store
+	}{
+		{"sqlite", newSQLite},
+		{"postgres", newPostgres},
+	}
+	for _, be := range backends {
+		for _, size := range []int{1_000, 100_000} {
+			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, size), func(b *testing.B) {
+				ctx := context.Background()
+				s := be.open(b)
+				if err := regstore.BulkLoad(ctx, s, benchNodes(size)); err != nil {
+					b.Fatalf("BulkLoad: %v", err)
+				}
+				keys := make([][]byte, 4096)
+				for i := range keys {
+					keys[i] = benchKey((i * 7919) % size) // spread over the table
+				}
+				i := 0
+				for b.Loop() {
+					if _, err := s.GetNodeByKey(ctx, keys[i%len(keys)]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,146 @@
+// Package regstore is the registration service's store: bootstrap tokens and
+// the registry of nodes, keyed by the SHA-256 of each node's identity key.
+package regstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Status is where a node stands in the registration lifecycle.
+type Status string
+
+// The node statuses. A node starts pending (or approved, with an auto-approve
+// token); an administrator moves it on.
+const (
+	StatusPending  Status = "pending"
+	StatusApproved Status = "approved"
+	StatusRejected Status = "rejected"
+	StatusRevoked  Status = "revoked"
+)
+
+// Cert is the certificate a node currently holds.
+type Cert struct {
+	Serial    string // lower-case hex
+	NotBefore time.Time
+	NotAfter  time.Time
+	Chain     [][]byte // DER, leaf first
+}
+
+// Node is one registered machine. Empty and nil Labels, MACs and Chain are the
+// same thing; the stores return nil.
+type Node struct {
+	ID           string
+	Status       Status
+	KeySHA256    []byte // SHA-256 of the identity public key; 32 bytes, unique
+	HardwareUUID string
+	MACs         []string
+	Hostname     string
+	Serial       string
+	Labels       map[string]string
+	BundleKEM    uint16
+	BundleKey    []byte
+	// CSR is the node's registration request, kept so that the CA can
+	// renew its certificate for the same key without asking the node.
+	CSR                []byte
+	TokenID            string // the token it registered with
+	ReplacementAllowed bool
+	Cert               *Cert // nil when none
+	CertificatesIssued int64
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// Token is a bootstrap token. Only a hash of its secret is stored.
+type Token struct {
+	ID          string
+	SecretHash  []byte // SHA-256 of the secret
+	ExpiresAt   time.Time
+	UsesLeft    int
+	AutoApprove bool
+	Labels      map[string]string
+	Description string
+	Revoked     bool
+	CreatedAt   time.Time
+}
+
+// Active reports whether t can still register a node at now. A token is
+// usable strictly before ExpiresAt, so a zero ExpiresAt is never active.
+func (t Token) Active(now time.Time) bool {
+	return !t.Revoked && now.Before(t.ExpiresAt) && t.UsesLeft > 0
+}
+
+// NodeFilter selects nodes for ListNodes.
+type NodeFilter struct {
+	Status  Status            // "" = any
+	Labels  map[string]string // all must match
+	AfterID string            // paging: only IDs > AfterID
+	Limit   int               // <= 0 = no limit
+}
+
+// Errors returned, wrapped, by every Store.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrConflict       = errors.New("conflict")
+	ErrTokenInvalid   = errors.New("token unknown or revoked")
+	ErrTokenExpired   = errors.New("token expired")
+	ErrTokenExhausted = errors.New("token has no uses left")
+	ErrPrecondition   = errors.New("status transition not allowed")
+)
+
+// Store holds the registration service's state. Implementations are safe for
+// concurrent use by several goroutines and several processes (replicas) on one
+// database. Times are stored in UTC at microsecond precision.
+type Store interface {
+	// CreateToken stores t as given; ErrConflict if the ID is taken.
+	CreateToken(ctx context.Context, t Token) error
+	// GetToken returns token id; ErrNotFound if absent.
+	GetToken(ctx context.Context, id string) (Token, error)
+	// ListTokens returns tokens ordered by CreatedAt (then ID); only those
+	// active at now unless includeInactive.
+	ListTokens(ctx context.Context, includeInactive bool, now time.Time) ([]Token, error)
+	// RevokeToken marks the token revoked and returns it; revoking twice is
+	// not an error.
+	RevokeToken(ctx context.Context, id string) (Token, error)
+	// RegisterNode atomically consumes one use of token tokenID (must be
+	// active at now, else ErrTokenInvalid/ErrTokenExpired/ErrTokenExhausted
+	// and nothing changes) and creates n with CreatedAt and UpdatedAt set to
+	// now (ErrConflict if n.KeySHA256 or n.ID is already registered; nothing
+	// changes, the use is not consumed). n.TokenID is set to tokenID.
+	//
+	// When replaceID != "", instead of creating, it overwrites node replaceID
+	// in place with n: it keeps ID, CreatedAt and CertificatesIssued, clears
+	// Cert and ReplacementAllowed, and takes everything else (key, facts,
+	// labels, bundle key, CSR, status) from n. ErrNotFound if replaceID does
+	// not exist; ErrPrecondition if it no longer has ReplacementAllowed.
+	//
+	// A malformed n (empty ID, key hash not 32 bytes, unknown status) is
+	// refused with a plain error before anything else is looked at.
+	RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error)
+	// GetNode returns node id; ErrNotFound if absent.
+	GetNode(ctx context.Context, id string) (Node, error)
+	// GetNodeByKey returns the node with this identity key hash; ErrNotFound
+	// if none. It is the hot path of every boot: one indexed query.
+	GetNodeByKey(ctx context.Context, keySHA256 []byte) (Node, error)
+	// NodesByHardwareUUID returns the nodes reporting uuid, ordered by ID. An
+	// empty uuid means "unknown" and matches nothing.
+	NodesByHardwareUUID(ctx context.Context, uuid string) ([]Node, error)
+	// ListNodes returns the nodes matching f, ordered by ID.
+	ListNodes(ctx context.Context, f NodeFilter) ([]Node, error)
+	// SetStatus moves a node to `to` only if its status is one of `from`
+	// (ErrPrecondition otherwise, ErrNotFound if absent).
+	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time) (Node, error)
+	// SetCertificate makes c the node's current certificate if the current
+	// serial equals prevSerial ("" = none), and increments
+	// CertificatesIssued; ErrConflict if another writer got there first.
+	SetCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error)
+	// AllowReplacement lets the next registration that names this node
+	// replace it (see RegisterNode).
+	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)
+	// DeleteNode removes node id; ErrNotFound if absent. Its key can then
+	// register again.
+	DeleteNode(ctx context.Context, id string) error
+	// Close releases the database.
+	Close()
+}
