@@ -1,0 +1,264 @@
+package pki
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"text/template"
+	"time"
+
+	"github.com/smallstep/certificates/policy"
+	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/x509util"
+
+	"github.com/berth-dev/berth/internal/mtls"
+)
+
+// DefaultNodeLifetime is the lifetime of node certificates when SignerConfig
+// does not set one. Agents renew at two thirds of it.
+const DefaultNodeLifetime = 30 * 24 * time.Hour
+
+// Why Signer does not run smallstep's embedded authority (authority.NewEmbedded
+// with a JWK provisioner): the authority could issue these certificates with
+// the names carried in a one-time token, but its JWK provisioner refuses any
+// CSR whose CN or SANs differ from the token's instead of ignoring them,
+// whereas berth takes the names from the registration service and uses
+// nothing of the CSR but its public key. Every certificate would also cost a
+// JWT sign, a JWT verify and a token-reuse check. Signer therefore builds
+// each certificate from an X.509 JSON template with go.step.sm/crypto/x509util,
+// checks it with smallstep's X.509 name policy engine (the one the authority
+// uses), and signs it with the intermediate key via x509util.CreateCertificate.
+
+// nodeTemplate is the X.509 JSON template of node certificates. Nothing in
+// it reads the certificate request (.Insecure.CR).
+const nodeTemplate = leafTemplate
+
+// compileTemplate parses an X.509 JSON template once, with x509util's
+// function map. x509util.WithTemplate parses on every call, and building
+// the function map alone cost a fifth of a signature.
+func compileTemplate(text string) (*template.Template, error) {
+	t, err := template.New("x509").Funcs(x509util.GetFuncMap()).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate template: %w", err)
+	}
+	return t, nil
+}
+
+// withCompiled is x509util.WithTemplate for a template parsed in advance.
+// A parsed template is safe for concurrent use.
+func withCompiled(t *template.Template, data x509util.TemplateData) x509util.Option {
+	return func(_ *x509.CertificateRequest, o *x509util.Options) error {
+		buf := new(bytes.Buffer)
+		if err := t.Execute(buf, data); err != nil {
+			return fmt.Errorf("execute certificate template: %w", err)
+		}
+		o.CertBuffer = buf
+		return nil
+	}
+}
+
+// SignerConfig configures a Signer.
+type SignerConfig struct {
+	// Intermediate and Key sign node certificates.
+	Intermediate *x509.Certificate
+	Key          crypto.Signer
+	// Root is the root Intermediate chains to.
+	Root *x509.Certificate
+	// TrustDomain defaults to mtls.DefaultTrustDomain.
+	TrustDomain string
+	// Lifetime of node certificates; defaults to DefaultNodeLifetime.
+	Lifetime time.Duration
+	// AllowedHostDomains, when set, restricts hostnames to these DNS domain
+	// constraints in smallstep policy syntax ("example.com" for exactly that
+	// name, "*.example.com" for names under it). Empty allows any hostname
+	// except localhost.
+	AllowedHostDomains []string
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Signer issues node certificates. It is safe for concurrent use.
+type Signer struct {
+	inter    *x509.Certificate
+	key      crypto.Signer
+	root     *x509.Certificate
+	td       string
+	lifetime time.Duration
+	policy   *policy.NamePolicyEngine
+	tmpl     *template.Template
+	now      func() time.Time
+}
+
+// SignRequest asks for a node certificate. The names come from the caller
+// (the registration service); only the public key is taken from CSR.
+type SignRequest struct {
+	NodeID   string
+	Hostname string
+	// CSR is a DER PKCS#10 request; its signature proves possession of the key.
+	CSR []byte
+}
+
+// Signed is an issued node certificate.
+type Signed struct {
+	// Chain is DER: the leaf, then the intermediate.
+	Chain [][]byte
+	// Serial is the serial number in lower-case hex, without leading zeros.
+	Serial              string
+	NotBefore, NotAfter time.Time
+	// Leaf is the parsed leaf certificate.
+	Leaf *x509.Certificate
+}
+
+// NewSigner checks the CA material and returns a Signer.
+func NewSigner(c SignerConfig) (*Signer, error) {
+	if c.Intermediate == nil || c.Key == nil || c.Root == nil {
+		return nil, errors.New("new signer: intermediate certificate, key and root are required")
+	}
+	if !c.Intermediate.IsCA || c.Intermediate.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("new signer: intermediate is not a CA certificate")
+	}
+	if err := keyutil.VerifyPair(c.Intermediate.PublicKey, c.Key); err != nil {
+		return nil, fmt.Errorf("new signer: key does not match the intermediate: %w", err)
+	}
+	if err := c.Intermediate.CheckSignatureFrom(c.Root); err != nil {
+		return nil, fmt.Errorf("new signer: intermediate is not signed by the root: %w", err)
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = mtls.DefaultTrustDomain
+	}
+	if err := ValidateTrustDomain(c.TrustDomain); err != nil {
+		return nil, fmt.Errorf("new signer: %w", err)
+	}
+	if c.Lifetime == 0 {
+		c.Lifetime = DefaultNodeLifetime
+	}
+	if c.Lifetime < time.Minute {
+		return nil, fmt.Errorf("new signer: lifetime %v is too short", c.Lifetime)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	engine, err := newPolicy(c.TrustDomain, c.AllowedHostDomains)
+	if err != nil {
+		return nil, fmt.Errorf("new signer: %w", err)
+	}
+	tmpl, err := compileTemplate(nodeTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("new signer: %w", err)
+	}
+	return &Signer{
+		inter: c.Intermediate, key: c.Key, root: c.Root, td: c.TrustDomain,
+		lifetime: c.Lifetime, policy: engine, tmpl: tmpl, now: c.Clock,
+	}, nil
+}
+
+// newPolicy builds the name policy every node certificate must pass: URIs
+// only in the trust domain, DNS names only as allowed, no IP addresses or
+// e-mail addresses (permitted constraints exist, none for those types), and
+// the common name checked like a DNS name.
+func newPolicy(td string, hostDomains []string) (*policy.NamePolicyEngine, error) {
+	opts := []policy.NamePolicyOption{
+		policy.WithSubjectCommonNameVerification(),
+		policy.WithPermittedURIDomains(td),
+		policy.WithExcludedDNSDomains("localhost", "*.localhost"),
+	}
+	if len(hostDomains) > 0 {
+		opts = append(opts, policy.WithPermittedDNSDomains(hostDomains...))
+	}
+	e, err := policy.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("name policy: %w", err)
+	}
+	return e, nil
+}
+
+// TrustDomain is the trust domain of the certificates the Signer issues.
+func (s *Signer) TrustDomain() string { return s.td }
+
+// Root is the root the issued chains lead to.
+func (s *Signer) Root() *x509.Certificate { return s.root }
+
+// Sign issues a certificate for r.NodeID with the URI SAN
+// spiffe://<trust-domain>/node/<id>, the hostname as common name and DNS
+// SAN, key usage digitalSignature and extended key usage clientAuth. It
+// returns an error wrapping ErrBadCSR or ErrPolicy for bad input.
+func (s *Signer) Sign(ctx context.Context, r SignRequest) (Signed, error) {
+	if err := ctx.Err(); err != nil {
+		return Signed{}, err
+	}
+	if err := ValidateNodeID(r.NodeID); err != nil {
+		return Signed{}, err
+	}
+	host, err := NormalizeHostname(r.Hostname)
+	if err != nil {
+		return Signed{}, err
+	}
+	csr, err := parseCSR(r.CSR)
+	if err != nil {
+		return Signed{}, err
+	}
+	tmpl, err := s.template(r.NodeID, host, csr.PublicKey)
+	if err != nil {
+		return Signed{}, err
+	}
+	if err := s.policy.IsX509CertificateAllowed(tmpl); err != nil {
+		return Signed{}, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	leaf, err := x509util.CreateCertificate(tmpl, s.inter, csr.PublicKey, s.key)
+	if err != nil {
+		return Signed{}, fmt.Errorf("sign node certificate: %w", err)
+	}
+	return Signed{
+		Chain:     [][]byte{leaf.Raw, s.inter.Raw},
+		Serial:    leaf.SerialNumber.Text(16),
+		NotBefore: leaf.NotBefore,
+		NotAfter:  leaf.NotAfter,
+		Leaf:      leaf,
+	}, nil
+}
+
+// parseCSR parses a DER request, checks its key against policy and then its
+// signature (the key check first, so odd keys cost no verification).
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) == 0 || len(der) > maxCSRSize {
+		return nil, fmt.Errorf("%w: must be 1 to %d bytes of DER", ErrBadCSR, maxCSRSize)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCSR, err)
+	}
+	if err := checkPublicKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature does not verify: %w", ErrBadCSR, err)
+	}
+	return csr, nil
+}
+
+// template renders the node certificate for pub.
+func (s *Signer) template(nodeID, host string, pub crypto.PublicKey) (*x509.Certificate, error) {
+	data := x509util.NewTemplateData()
+	// RFC 5280 caps the common name at 64 characters; a longer hostname is
+	// still in the DNS SAN, which is what TLS checks.
+	if len(host) <= maxCommonLen {
+		data.SetCommonName(host)
+	}
+	data.SetSubjectAlternativeNames(
+		x509util.SubjectAlternativeName{Type: x509util.URIType, Value: mtls.NodeURI(s.td, nodeID).String()},
+		x509util.SubjectAlternativeName{Type: x509util.DNSType, Value: host},
+	)
+	data.Set(extKeyUsageKey, []string{"clientAuth"})
+	t, err := fromTemplate(pub, withCompiled(s.tmpl, data))
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	setValidity(t, s.now(), s.lifetime)
+	if t.NotAfter.After(s.inter.NotAfter) {
+		t.NotAfter = s.inter.NotAfter
+	}
+	return t, nil
+}

@@ -1,0 +1,210 @@
+// Package ca is the gRPC adapter of berth's certificate authority: it signs
+// node certificates for the registration service through internal/pki,
+// keeps the issued-certificate log and the revocations in a castore.Store,
+// and hands out the trust bundle.
+package ca
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/castore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Signer is what the service needs of the CA core; *pki.Signer is one.
+type Signer interface {
+	Sign(ctx context.Context, r pki.SignRequest) (pki.Signed, error)
+}
+
+// Config holds the dependencies of the CA service.
+type Config struct {
+	// Signer issues node certificates. Required.
+	Signer Signer
+	// Store keeps the issued-certificate log and the revocations. Required.
+	Store castore.Store
+	// Roots is the trust bundle GetTrustBundle returns. Required.
+	Roots []*x509.Certificate
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Service implements berth.v1.CertificateAuthorityService.
+type Service struct {
+	berthv1.UnsafeCertificateAuthorityServiceServer
+
+	signer Signer
+	store  castore.Store
+	roots  [][]byte
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+var _ berthv1.CertificateAuthorityServiceServer = (*Service)(nil)
+
+// New checks c and returns the service.
+func New(c Config) (*Service, error) {
+	switch {
+	case c.Signer == nil:
+		return nil, errors.New("ca: Config.Signer is required")
+	case c.Store == nil:
+		return nil, errors.New("ca: Config.Store is required")
+	case len(c.Roots) == 0:
+		return nil, errors.New("ca: Config.Roots is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	roots := make([][]byte, 0, len(c.Roots))
+	for i, r := range c.Roots {
+		if r == nil || !r.IsCA {
+			return nil, fmt.Errorf("ca: Config.Roots[%d] is not a CA certificate", i)
+		}
+		roots = append(roots, r.Raw)
+	}
+	return &Service{signer: c.Signer, store: c.Store, roots: roots, log: c.Logger, now: c.Clock}, nil
+}
+
+// Register registers the service on s.
+func (s *Service) Register(g *grpc.Server) {
+	berthv1.RegisterCertificateAuthorityServiceServer(g, s)
+}
+
+// Policy says who may call what: signing and revoking are for the
+// registration service alone, the trust bundle is public, revocations are
+// for every service and admins, and the issued log for the registration
+// service and admins.
+func (s *Service) Policy() rpc.Policy {
+	registration := rpc.Service(pki.ServiceRegistration)
+	return rpc.Policy{
+		berthv1.CertificateAuthorityService_Sign_FullMethodName:           registration,
+		berthv1.CertificateAuthorityService_Revoke_FullMethodName:         registration,
+		berthv1.CertificateAuthorityService_GetTrustBundle_FullMethodName: rpc.Anyone,
+		berthv1.CertificateAuthorityService_GetRevocations_FullMethodName: rpc.AnyOf(anyService, rpc.Admin),
+		berthv1.CertificateAuthorityService_ListIssued_FullMethodName:     rpc.AnyOf(registration, rpc.Admin),
+	}
+}
+
+// anyService allows every berth service.
+func anyService(id mtls.Identity) bool { return id.Kind == mtls.KindService }
+
+// Sign issues a node certificate and records it in the issued log.
+func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.SignResponse, error) {
+	log := rpc.Logger(ctx, s.log).With(attrCSR, fingerprint(req.GetCsr()))
+	r, err := validateSign(req)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	log = log.With(attrNode, r.NodeID)
+	signed, err := s.signer.Sign(ctx, r)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	issued := castore.Issued{
+		Serial:    signed.Serial,
+		NodeID:    r.NodeID,
+		NotBefore: signed.NotBefore,
+		NotAfter:  signed.NotAfter,
+		IssuedAt:  s.now().UTC(),
+		DER:       signed.Chain[0],
+	}
+	if err := s.store.RecordIssued(ctx, issued); err != nil {
+		// The certificate exists but is not in the log, so it is not handed
+		// out: every certificate a node holds must be revocable by serial.
+		return nil, toStatus(ctx, log.With(attrSerial, signed.Serial), fmt.Errorf("%w: %w", errNotRecorded, err))
+	}
+	log.Info("certificate issued", attrSerial, issued.Serial, "not_after", issued.NotAfter)
+	return &berthv1.SignResponse{CertificateChain: signed.Chain, Certificate: issuedToProto(issued)}, nil
+}
+
+// Revoke revokes an issued certificate. Revoking it again returns the
+// first revocation.
+func (s *Service) Revoke(ctx context.Context, req *berthv1.RevokeRequest) (*berthv1.RevokeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	serial, reason, err := validateRevoke(req)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	log = log.With(attrSerial, serial)
+	// The store fills in the node from the issued log, answers NotFound for
+	// a serial it never issued, and returns the first revocation on a repeat.
+	rev, err := s.store.Revoke(ctx, castore.Revocation{Serial: serial, Reason: reason, RevokedAt: s.now().UTC()})
+	if err != nil {
+		return nil, toStatus(ctx, log, fmt.Errorf("revoke certificate: %w", err))
+	}
+	log.Info("certificate revoked", attrNode, rev.NodeID, "reason", rev.Reason)
+	return &berthv1.RevokeResponse{Revocation: revocationToProto(rev)}, nil
+}
+
+// GetTrustBundle returns the root certificates.
+func (s *Service) GetTrustBundle(context.Context, *berthv1.GetTrustBundleRequest) (*berthv1.GetTrustBundleResponse, error) {
+	return &berthv1.GetTrustBundleResponse{Roots: s.roots}, nil
+}
+
+// GetRevocations lists revocations, oldest first.
+func (s *Service) GetRevocations(ctx context.Context, req *berthv1.GetRevocationsRequest) (*berthv1.GetRevocationsResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	since, err := validateSince(req.GetSince())
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	revs, err := s.store.ListRevocations(ctx, since)
+	if err != nil {
+		return nil, toStatus(ctx, log, fmt.Errorf("list revocations: %w", err))
+	}
+	out := make([]*berthv1.Revocation, 0, len(revs))
+	for _, r := range revs {
+		out = append(out, revocationToProto(r))
+	}
+	return &berthv1.GetRevocationsResponse{Revocations: out}, nil
+}
+
+// ListIssued reads the issued-certificate log, or only counts it.
+func (s *Service) ListIssued(ctx context.Context, req *berthv1.ListIssuedRequest) (*berthv1.ListIssuedResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	nodeID, since, err := validateListIssued(req)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	if req.GetCountOnly() {
+		n, err := s.store.CountIssued(ctx, nodeID, since)
+		if err != nil {
+			return nil, toStatus(ctx, log, fmt.Errorf("count issued certificates: %w", err))
+		}
+		return &berthv1.ListIssuedResponse{Count: n}, nil
+	}
+	list, err := s.store.ListIssued(ctx, nodeID, since)
+	if err != nil {
+		return nil, toStatus(ctx, log, fmt.Errorf("list issued certificates: %w", err))
+	}
+	out := make([]*berthv1.IssuedCertificate, 0, len(list))
+	for _, c := range list {
+		out = append(out, issuedToProto(c))
+	}
+	return &berthv1.ListIssuedResponse{Certificates: out, Count: int64(len(out))}, nil
+}
+
+// fingerprint identifies a CSR in logs without revealing it.
+func fingerprint(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,88 @@
+package ca
+
+import (
+	"math/big"
+	"strings"
+	"time"
+	"unicode"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/internal/pki"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Limits on request fields.
+const (
+	maxCSRSize      = 16 << 10
+	maxSerialDigits = 40 // 20 octets, RFC 5280's limit
+	maxReasonLen    = 256
+)
+
+// validateSign checks the shape of a sign request; the signer then applies
+// the CA's policy to the key and names.
+func validateSign(req *berthv1.SignRequest) (pki.SignRequest, error) {
+	if err := pki.ValidateNodeID(req.GetNodeId()); err != nil {
+		return pki.SignRequest{}, invalid("node_id", ruleNodeID)
+	}
+	host, err := pki.NormalizeHostname(req.GetHostname())
+	if err != nil {
+		return pki.SignRequest{}, invalid("hostname", ruleHostname)
+	}
+	if n := len(req.GetCsr()); n == 0 || n > maxCSRSize {
+		return pki.SignRequest{}, invalid("csr", ruleCSRSize)
+	}
+	return pki.SignRequest{NodeID: req.GetNodeId(), Hostname: host, CSR: req.GetCsr()}, nil
+}
+
+// validateRevoke returns the serial in canonical form (lower-case hex, no
+// leading zeros, as the issued log holds it) and the reason.
+func validateRevoke(req *berthv1.RevokeRequest) (serial, reason string, err error) {
+	serial, err = normalizeSerial(req.GetSerial())
+	if err != nil {
+		return "", "", err
+	}
+	reason = strings.TrimSpace(req.GetReason())
+	if len(reason) > maxReasonLen || strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return "", "", invalid("reason", ruleReason)
+	}
+	return serial, reason, nil
+}
+
+// normalizeSerial accepts hex with or without a 0x prefix or colons
+// between octets ("01:a2:…", as openssl prints it).
+func normalizeSerial(s string) (string, error) {
+	s = strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if s == "" || len(s) > maxSerialDigits {
+		return "", invalid("serial", ruleSerial)
+	}
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok || n.Sign() <= 0 {
+		return "", invalid("serial", ruleSerial)
+	}
+	return n.Text(16), nil
+}
+
+func validateListIssued(req *berthv1.ListIssuedRequest) (nodeID string, since time.Time, err error) {
+	if id := req.GetNodeId(); id != "" {
+		if pki.ValidateNodeID(id) != nil {
+			return "", time.Time{}, invalid("node_id", ruleNodeID)
+		}
+		nodeID = id
+	}
+	since, err = validateSince(req.GetSince())
+	return nodeID, since, err
+}
+
+// validateSince turns an optional timestamp into a time; unset is the zero
+// time, which keeps everything.
+func validateSince(ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, invalid("since", ruleTimestamp)
+	}
+	return ts.AsTime(), nil
+}
