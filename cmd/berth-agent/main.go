@@ -1,0 +1,238 @@
+// Command berth-agent gives a stateless machine its persistent berth
+// identity on every boot. See berth-agent -h.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/keys"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usageHead = `Usage: berth-agent [flags]
+
+berth-agent gives this machine its persistent berth identity. On every boot
+it derives (or loads) the node's identity and bundle keys, finds the
+registration service, proves its key over a TLS session pinned to berth's
+root CA, resumes the node (or registers it, the first time), waits for
+approval, and writes node.crt, node.key and ca.crt to --cert-dir. Without
+--once it then stays up and renews the certificate at two thirds of its
+lifetime.
+
+Every flag can also come from the environment as BERTH_<FLAG> (--ca-hash
+from BERTH_CA_HASH, --seed-file from BERTH_SEED_FILE); the command line
+wins. The server, CA hash, token and DNS domain are also read from the
+kernel command line (berth.server=, berth.ca_hash=, berth.token=,
+berth.domain=); with no server anywhere, DNS SRV _berth._tcp.<domain> is
+looked up. The CA hash is never taken from DNS.
+
+Flags:
+`
+
+const usageTail = `
+Exit status: 0 success; 1 failure; 2 bad flags or configuration; 3 still
+pending approval after --wait; 4 rejected or revoked.
+
+Example:
+  berth-agent --server berth.example.net:7443 --ca-hash sha256:<64 hex> \
+      --token <id.secret> --seed-file /media/berth/node.seed --once -o json
+`
+
+type options struct {
+	server, caHash, token, domain              string
+	identity, seedFile, siteSecretFile, keyDir string
+	hardwareUUID, hostname, serial, macs       string
+	root, certDir, output, cmdline, bundleKEM  string
+	logLevel, resolvConf                       string
+	wait                                       time.Duration
+	once                                       bool
+}
+
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&o.server, "server", "", "registration service `host:port` (kernel: berth.server=)")
+	fs.StringVar(&o.caHash, "ca-hash", "", "pin of berth's root CA: `sha256:HEX`, the SHA-256 of its public key (kernel: berth.ca_hash=)")
+	fs.StringVar(&o.token, "token", "", "bootstrap `token` id.secret, needed on first boot only (kernel: berth.token=)")
+	fs.StringVar(&o.domain, "domain", "", "`domain` for DNS SRV _berth._tcp lookup (kernel: berth.domain=; default: resolv.conf search domain)")
+	fs.StringVar(&o.identity, "identity", string(keys.KindSeed), "where the node keys come from: `seed`, tpm or file")
+	fs.StringVar(&o.seedFile, "seed-file", "", "per-node seed `file` of at least 32 bytes (--identity seed)")
+	fs.StringVar(&o.siteSecretFile, "site-secret-file", "", "site secret `file` of at least 32 bytes, combined with the hardware UUID (--identity seed)")
+	fs.StringVar(&o.keyDir, "key-dir", keys.DefaultKeyDir, "`dir` holding the keys of --identity file")
+	fs.StringVar(&o.bundleKEM, "bundle-kem", keys.KEMMLKEM768X25519, "HPKE KEM of the bundle key, by `name`: mlkem768x25519 or dhkem-p256")
+	fs.StringVar(&o.hardwareUUID, "hardware-uuid", "", "machine `uuid`, instead of "+agent.DefaultHardwareUUIDFile)
+	fs.StringVar(&o.hostname, "hostname", "", "host `name` to register, instead of the system's")
+	fs.StringVar(&o.serial, "serial", "", "machine `serial`, instead of "+agent.DefaultSerialFile)
+	fs.StringVar(&o.macs, "macs", "", "comma-separated MAC `addresses`, instead of the network interfaces'")
+	fs.StringVar(&o.root, "root", agent.DefaultRoot, "`dir` that bundle files are applied under")
+	fs.StringVar(&o.certDir, "cert-dir", agent.DefaultCertDir, "`dir` to write node.crt, node.key and ca.crt to")
+	fs.DurationVar(&o.wait, "wait", agent.DefaultWait, "how long to wait for an unreachable server and for approval; 0 tries once")
+	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials instead of staying up to renew them")
+	fs.StringVar(&o.output, "output", string(agent.OutputText), "output `format`: text or json")
+	fs.StringVar(&o.output, "o", string(agent.OutputText), "short for --output `format`")
+	fs.StringVar(&o.cmdline, "cmdline", agent.DefaultCmdlineFile, "kernel command line `file`")
+	fs.StringVar(&o.resolvConf, "resolv-conf", agent.DefaultResolvConf, "resolver configuration `file` giving the search domain for DNS SRV")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	return fs
+}
+
+// flagAliases maps short flags to the flag whose environment variable they share.
+var flagAliases = map[string]string{"o": "output"}
+
+// envName is the environment variable of a flag: BERTH_CA_HASH for ca-hash.
+func envName(flag string) string {
+	return "BERTH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, if that is set and not empty.
+func applyEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		if to, ok := flagAliases[f.Name]; ok {
+			set[to] = true
+		}
+	})
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, alias := flagAliases[f.Name]; alias || set[f.Name] || err != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", v, name, serr)
+			}
+		}
+	})
+	return err
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, usageHead)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, usageTail)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlagSet(&o)
+	fail := func(code int, err error) int {
+		// One line, whatever the server put in its message.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		fmt.Fprintf(stderr, "berth-agent: %s\n", msg)
+		return code
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+			return agent.ExitOK
+		}
+		return fail(agent.ExitUsage, fmt.Errorf("%v (see berth-agent -h)", err))
+	}
+	if fs.NArg() > 0 {
+		return fail(agent.ExitUsage, fmt.Errorf("unexpected argument %q (see berth-agent -h)", fs.Arg(0)))
+	}
+	if err := applyEnv(fs); err != nil {
+		return fail(agent.ExitUsage, err)
+	}
+	cfg, kcfg, err := o.config(stderr)
+	if err != nil {
+		return fail(agent.ExitUsage, err)
+	}
+	src, err := keys.Open(kcfg)
+	if err != nil {
+		return fail(agent.ExitUsage, err)
+	}
+	defer src.Close()
+	cfg.Keys = src
+	cfg.Stdout = stdout
+	a, err := agent.New(cfg)
+	if err == nil {
+		err = a.Run(ctx)
+	}
+	if err != nil {
+		return fail(agent.ExitCode(err), err)
+	}
+	return agent.ExitOK
+}
+
+// config checks the options and turns them into the agent's and the key
+// source's configuration.
+func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
+	kind, err := keys.ParseKind(o.identity)
+	if err != nil {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--identity: %v", err)
+	}
+	kem, err := keys.ParseKEM(o.bundleKEM)
+	if err != nil {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--bundle-kem: %v", err)
+	}
+	out, err := agent.ParseOutput(o.output)
+	if err != nil {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--output: %v", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--log-level: unknown level %q (want debug, info, warn or error)", o.logLevel)
+	}
+	if o.wait < 0 {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--wait must not be negative")
+	}
+	var macs []string
+	for m := range strings.SplitSeq(o.macs, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			macs = append(macs, m)
+		}
+	}
+	kcfg := keys.Config{
+		Kind:           kind,
+		SeedFile:       o.seedFile,
+		SiteSecretFile: o.siteSecretFile,
+		HardwareUUID:   o.hardwareUUID,
+		KeyDir:         o.keyDir,
+		KEM:            kem,
+	}
+	cfg := agent.Config{
+		Server:         o.server,
+		CAHash:         o.caHash,
+		Token:          o.token,
+		Domain:         o.domain,
+		CertDir:        o.certDir,
+		Root:           o.root,
+		Wait:           o.wait,
+		Once:           o.once,
+		Output:         out,
+		CmdlineFile:    o.cmdline,
+		ResolvConfFile: o.resolvConf,
+		Facts: agent.FactOverrides{
+			HardwareUUID: o.hardwareUUID,
+			Hostname:     o.hostname,
+			Serial:       o.serial,
+			MACs:         macs,
+		},
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	return cfg, kcfg, nil
+}

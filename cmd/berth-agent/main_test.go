@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func runAgent(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code = run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func seedFile(t *testing.T, size int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "node.seed")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{7}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	seed := seedFile(t, 32)
+	noCmdline := filepath.Join(t.TempDir(), "cmdline")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"unknown flag", nil, []string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{"bad duration", nil, []string{"--wait", "soon"}, `invalid value "soon" for flag -wait`},
+		{"negative wait", nil, []string{"--wait=-1s", "--seed-file", seed}, "--wait must not be negative"},
+		{"bad output", nil, []string{"-o", "yaml"}, `--output: unknown output format "yaml"`},
+		{"bad identity", nil, []string{"--identity", "disk"}, `unknown identity source "disk"`},
+		{"bad KEM", nil, []string{"--bundle-kem", "rsa"}, `unknown bundle KEM "rsa"`},
+		{"bad log level", nil, []string{"--log-level", "loud"}, `unknown level "loud"`},
+		{"stray argument", nil, []string{"register"}, `unexpected argument "register"`},
+		{"bad environment", map[string]string{"BERTH_WAIT": "later"}, nil, `invalid value "later" for BERTH_WAIT`},
+		{"tpm", nil, []string{"--identity", "tpm"}, "not supported in this build yet"},
+		{"no seed", nil, nil, "needs --seed-file (BERTH_SEED_FILE) or --site-secret-file"},
+		{"seed too short", nil, []string{"--seed-file", seedFile(t, 31)}, "need at least 32"},
+		{"no CA hash", nil, []string{"--seed-file", seed, "--server", "127.0.0.1:1", "--cmdline", noCmdline},
+			"no CA hash: set --ca-hash, BERTH_CA_HASH or berth.ca_hash="},
+		{"flag beats environment", map[string]string{"BERTH_IDENTITY": "disk", "BERTH_SEED_FILE": seed},
+			[]string{"--identity", "seed", "--server", "127.0.0.1:1", "--cmdline", noCmdline}, "no CA hash"},
+		{"environment fills flags", map[string]string{"BERTH_SEED_FILE": seed, "BERTH_SERVER": "127.0.0.1:1", "BERTH_CA_HASH": "sha256:00", "BERTH_CMDLINE": noCmdline},
+			nil, `CA hash "sha256:00"`},
+		{"no server", map[string]string{"BERTH_SEED_FILE": seed, "BERTH_CA_HASH": mtls.CAHash(&x509.Certificate{})}, []string{"--cmdline", noCmdline, "--resolv-conf", noCmdline},
+			"no registration server: set --server, BERTH_SERVER or berth.server="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := runAgent(t, tt.args...)
+			if code != 2 {
+				t.Errorf("exit = %d, want 2 (stderr %q)", code, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+			if !strings.HasPrefix(stderr, "berth-agent: ") || !strings.Contains(stderr, tt.wantErr) {
+				t.Errorf("stderr = %q, want a message containing %q", stderr, tt.wantErr)
+			}
+			if lines := strings.Count(stderr, "\n"); lines != 1 {
+				t.Errorf("stderr has %d lines, want one: %q", lines, stderr)
+			}
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	code, stdout, stderr := runAgent(t, "-h")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit = %d, stderr = %q", code, stderr)
+	}
+	for _, want := range []string{"Usage: berth-agent", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
+		"-server", "-ca-hash", "-token", "-identity", "-seed-file", "-site-secret-file", "-hardware-uuid",
+		"-hostname", "-key-dir", "-root", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("help does not mention %q", want)
+		}
+	}
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sign(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// resumeServer answers Resume with a certificate signed by a root made at
+// run time and returns the root's pin.
+type resumeServer struct {
+	berthv1.UnimplementedRegistrationServiceServer
+	t       *testing.T
+	root    *x509.Certificate
+	rootKey crypto.Signer
+	deny    bool
+}
+
+func (s *resumeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+	id, _, ok := mtls.PeerIdentity(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no client certificate")
+	}
+	if s.deny {
+		return nil, status.Error(codes.PermissionDenied, "node n-1 is revoked")
+	}
+	leaf := sign(s.t, &x509.Certificate{
+		SerialNumber: big.NewInt(0x1f2e), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, s.root, id.Leaf.PublicKey, s.rootKey)
+	return &berthv1.ResumeResponse{Credentials: &berthv1.NodeCredentials{
+		NodeId: "n-1", Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
+		CertificateChain: [][]byte{leaf.Raw}, TrustBundle: [][]byte{s.root.Raw},
+	}}, nil
+}
+
+func startServer(t *testing.T, srv *resumeServer) (addr, pin string) {
+	t.Helper()
+	srv.rootKey = newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	srv.root = sign(t, tmpl, tmpl, srv.rootKey.Public(), srv.rootKey)
+	srvKey := newKey(t)
+	leaf := sign(t, &x509.Certificate{
+		SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, srv.root, srvKey.Public(), srv.rootKey)
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, srv.root.Raw}, PrivateKey: srvKey}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.root)
+	gs := grpc.NewServer(grpc.Creds(mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(cert)), "berth.test", pool)))
+	berthv1.RegisterRegistrationServiceServer(gs, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String(), mtls.CAHash(srv.root)
+}
+
+func TestRunOnceJSON(t *testing.T) {
+	addr, pin := startServer(t, &resumeServer{t: t})
+	certDir := filepath.Join(t.TempDir(), "run")
+	t.Setenv("BERTH_CA_HASH", pin)
+	code, stdout, stderr := runAgent(t, "--server", addr, "--seed-file", seedFile(t, 64), "--cert-dir", certDir,
+		"--cmdline", filepath.Join(t.TempDir(), "none"), "--once", "-o", "json", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("exit = %d, stderr = %q", code, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("stderr = %q, want nothing at --log-level error", stderr)
+	}
+	var got map[string]any
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&got); err != nil || dec.More() {
+		t.Fatalf("stdout %q is not exactly one JSON object (%v)", stdout, err)
+	}
+	if got["node_id"] != "n-1" || got["status"] != "approved" || got["action"] != "resumed" || got["cert_serial"] != "1f2e" {
+		t.Errorf("result = %v", got)
+	}
+	for _, name := range []string{"node.crt", "node.key", "ca.crt"} {
+		if _, err := os.Stat(filepath.Join(certDir, name)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestRunRevokedExitsNonZero(t *testing.T) {
+	addr, pin := startServer(t, &resumeServer{t: t, deny: true})
+	code, stdout, stderr := runAgent(t, "--server", addr, "--ca-hash", pin, "--seed-file", seedFile(t, 32),
+		"--cert-dir", t.TempDir(), "--cmdline", filepath.Join(t.TempDir(), "none"), "--once", "--log-level", "error")
+	if code != 4 {
+		t.Errorf("exit = %d, want 4", code)
+	}
+	if stdout != "" {
+		t.Errorf("stdout = %q, want nothing in text mode", stdout)
+	}
+	if stderr != "berth-agent: registration denied: node n-1 is revoked\n" {
+		t.Errorf("stderr = %q", stderr)
+	}
+}

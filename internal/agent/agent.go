@@ -1,0 +1,391 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/keys"
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// ErrPending is returned when the node is still pending approval once
+// --wait has passed.
+var ErrPending = errors.New("still pending approval")
+
+// ErrDenied is returned for a node the server rejected or revoked.
+var ErrDenied = errors.New("node denied")
+
+// deniedError is an ErrDenied with the server's reason.
+type deniedError struct {
+	status string // rejected, revoked, or "" when the server did not say
+	msg    string
+}
+
+func (e *deniedError) Error() string {
+	if e.msg == "" {
+		return "registration denied: node is " + e.status
+	}
+	return "registration denied: " + e.msg
+}
+
+func (e *deniedError) Is(target error) bool { return target == ErrDenied }
+
+// deniedFromStatus makes a deniedError from a PermissionDenied status,
+// reading the node status from the server's message when it names one.
+func deniedFromStatus(err error) *deniedError {
+	msg := status.Convert(err).Message()
+	d := &deniedError{msg: msg}
+	for _, w := range strings.FieldsFunc(strings.ToLower(msg), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z')
+	}) {
+		if w == "revoked" || w == "rejected" {
+			d.status = w
+			break
+		}
+	}
+	return d
+}
+
+// Exit statuses of berth-agent.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // anything else
+	ExitUsage   = 2 // bad flags or configuration
+	ExitPending = 3 // still pending approval after --wait
+	ExitDenied  = 4 // rejected or revoked
+)
+
+// ExitCode maps an error from Run to berth-agent's exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrConfig):
+		return ExitUsage
+	case errors.Is(err, ErrPending):
+		return ExitPending
+	case errors.Is(err, ErrDenied):
+		return ExitDenied
+	}
+	return ExitFailure
+}
+
+// Agent is a configured node agent.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and fills in its defaults.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	sum, err := mtls.KeyHash(cfg.Keys.Identity().Public())
+	if err != nil {
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	kemID, _ := keys.BundlePublic(cfg.Keys.BundleKey())
+	log := cfg.Logger.With(logKey, hex.EncodeToString(sum[:]))
+	log.Debug("node keys ready", "bundle_kem", fmt.Sprintf("0x%04x", kemID))
+	return &Agent{cfg: cfg, log: log}, nil
+}
+
+// Run boots the node: it discovers the server, resumes or registers,
+// waits out approval, writes the credentials and prints the result. With
+// Once it then returns; otherwise it stays up, renewing the certificate
+// at two thirds of its lifetime, until ctx ends (which is not an error).
+func (a *Agent) Run(ctx context.Context) error {
+	w := &waiter{clock: a.cfg.Clock, backoff: a.cfg.Backoff, deadline: a.cfg.Clock.Now().Add(a.cfg.Wait), log: a.log}
+	t, err := a.discover(ctx, w)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	log := a.log.With(logServer, t.Server)
+	log.Info("registration server found", logSource, t.Source)
+
+	c, err := dial(t, a.cfg.Keys.Identity(), a.cfg.Clock, a.cfg.AttemptTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	creds, action, err := a.boot(ctx, c, t, w, log)
+	if err != nil {
+		a.reportFailure(creds, action, err)
+		return stopped(ctx, err)
+	}
+	log = log.With(logNodeID, creds.NodeID)
+	if err := WriteCredentials(a.cfg.CertDir, creds, a.cfg.Keys.Identity()); err != nil {
+		return err
+	}
+	c.certs.setIssued(creds)
+	res := newResult(creds, action)
+	res.CertDir = a.cfg.CertDir
+	log.Info("node credentials written", "action", action, logSerial, res.CertSerial, logExpires, res.CertNotAfter, "dir", a.cfg.CertDir)
+	if err := res.Write(a.cfg.Stdout, a.cfg.Output); err != nil {
+		return fmt.Errorf("print result: %w", err)
+	}
+	if a.cfg.Once {
+		return nil
+	}
+	return a.serve(ctx, c, t, creds, log)
+}
+
+// stopped says so when err is only the result of ctx ending.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ErrDenied) && !errors.Is(err, ErrUntrusted) {
+		return fmt.Errorf("stopped before the node was ready: %w", context.Cause(ctx))
+	}
+	return err
+}
+
+// reportFailure prints the JSON result of a boot that ended pending or
+// denied, so that a script reading --output json still gets its object.
+func (a *Agent) reportFailure(creds *Credentials, action string, err error) {
+	if a.cfg.Output != OutputJSON {
+		return
+	}
+	var res *Result
+	if creds != nil {
+		res = newResult(creds, action)
+	}
+	var d *deniedError
+	if errors.As(err, &d) {
+		if res == nil {
+			if d.status == "" {
+				return
+			}
+			res = &Result{Action: action}
+		}
+		if d.status != "" {
+			res.Status = d.status
+		}
+		res.Message = d.msg
+	}
+	if res != nil {
+		_ = res.Write(a.cfg.Stdout, a.cfg.Output)
+	}
+}
+
+// discover runs Discover, retrying temporary DNS failures until the wait
+// deadline.
+func (a *Agent) discover(ctx context.Context, w *waiter) (Target, error) {
+	for {
+		t, err := Discover(ctx, &a.cfg)
+		var tr *transientError
+		if !errors.As(err, &tr) {
+			return t, err
+		}
+		a.log.Warn("discovery failed; retrying", logErr, err)
+		if ok, serr := w.wait(ctx); serr != nil {
+			return Target{}, serr
+		} else if !ok {
+			return Target{}, fmt.Errorf("%w (gave up after %s)", err, a.cfg.Wait)
+		}
+	}
+}
+
+// boot calls Resume, or Register for a node the server does not know,
+// until the node is approved. It retries while the server is unreachable
+// and polls Register while the node is pending, both until the wait
+// deadline. It returns the last credentials seen even on error, and the
+// action: registered when this boot enrolled the node.
+func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slog.Logger) (*Credentials, string, error) {
+	client := berthv1.NewRegistrationServiceClient(c.cc)
+	var (
+		action  = ActionResumed
+		req     *berthv1.RegisterRequest // nil until Register is needed
+		pending *Credentials             // last pending answer
+		lastErr error                    // last reason to retry, nil while pending
+	)
+	useRegister := func() error {
+		if req != nil {
+			return nil
+		}
+		var err error
+		req, err = a.registerRequest(t.Token)
+		return err
+	}
+	for {
+		rpc := "resume"
+		if req != nil {
+			rpc = "register"
+		}
+		nc, err := a.call(ctx, c, t, w, client, req)
+		switch code := status.Code(err); {
+		case err == nil:
+			creds, err := parseCredentials(nc, a.cfg.Keys.Identity().Public(), c.watch.root())
+			if err != nil {
+				return nil, action, err
+			}
+			switch creds.Status {
+			case berthv1.NodeStatus_NODE_STATUS_APPROVED:
+				return creds, action, nil
+			case berthv1.NodeStatus_NODE_STATUS_PENDING:
+				if pending == nil || lastErr != nil {
+					log.Info("node is pending approval; waiting", logNodeID, creds.NodeID, "wait", a.cfg.Wait)
+					w.reset()
+				}
+				pending, lastErr = creds, nil
+				if err := useRegister(); err != nil {
+					return creds, action, err
+				}
+			case berthv1.NodeStatus_NODE_STATUS_REJECTED, berthv1.NodeStatus_NODE_STATUS_REVOKED:
+				return creds, action, &deniedError{status: StatusName(creds.Status)}
+			default:
+				return nil, action, fmt.Errorf("%s: server returned node status %v", rpc, creds.Status)
+			}
+		case isTransient(err):
+			if lastErr == nil {
+				w.reset()
+			}
+			lastErr = err
+			log.Warn("registration server not reachable; retrying", logErr, err)
+		case code == codes.NotFound && req == nil:
+			// A node the server has never seen: this boot enrols it.
+			action = ActionRegistered
+			log.Info("node not registered yet; registering")
+			if err := useRegister(); err != nil {
+				return nil, action, err
+			}
+			continue
+		case code == codes.FailedPrecondition && req == nil:
+			// Resume refuses a node that is not approved yet; Register
+			// (idempotent for a known key) reports its status.
+			if err := useRegister(); err != nil {
+				return nil, action, err
+			}
+			continue
+		case code == codes.PermissionDenied:
+			return pending, action, deniedFromStatus(err)
+		default:
+			return pending, action, rpcError(rpc, err)
+		}
+		ok, err := w.wait(ctx)
+		if err != nil {
+			return pending, action, err
+		}
+		if !ok {
+			if lastErr != nil {
+				return pending, action, fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)
+			}
+			return pending, action, fmt.Errorf("node %s is %w after %s", pending.NodeID, ErrPending, a.cfg.Wait)
+		}
+	}
+}
+
+// call makes one Resume (req == nil) or Register attempt.
+func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client berthv1.RegistrationServiceClient, req *berthv1.RegisterRequest) (*berthv1.NodeCredentials, error) {
+	actx, done := c.attempt(ctx, w.attemptTimeout(a.cfg.AttemptTimeout))
+	defer done()
+	var (
+		nc  *berthv1.NodeCredentials
+		err error
+	)
+	if req == nil {
+		var resp *berthv1.ResumeResponse
+		resp, err = client.Resume(actx, &berthv1.ResumeRequest{})
+		nc = resp.GetCredentials()
+	} else {
+		var resp *berthv1.RegisterResponse
+		resp, err = client.Register(actx, req)
+		nc = resp.GetCredentials()
+	}
+	return nc, c.classify(ctx, actx, t.Server, err)
+}
+
+// isTransient reports whether err means the server is not reachable yet:
+// a failed connection, Unavailable, or a call that timed out.
+func isTransient(err error) bool {
+	var tr *transientError
+	if errors.As(err, &tr) {
+		return true
+	}
+	if errors.Is(err, ErrUntrusted) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// rpcError renders a gRPC error as "rpc: message (Code)".
+func rpcError(rpc string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", rpc, err)
+	}
+	return fmt.Errorf("%s: %s (%s)", rpc, st.Message(), st.Code())
+}
+
+// registerRequest collects what Register needs: machine facts, a CSR
+// signed by the identity key, the bundle public key and the token.
+func (a *Agent) registerRequest(token string) (*berthv1.RegisterRequest, error) {
+	facts, err := CollectFacts(a.cfg.Facts)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: facts.Hostname},
+	}, a.cfg.Keys.Identity())
+	if err != nil {
+		return nil, fmt.Errorf("create CSR: %w", err)
+	}
+	kemID, pub := keys.BundlePublic(a.cfg.Keys.BundleKey())
+	return &berthv1.RegisterRequest{
+		Facts:     facts,
+		Csr:       csr,
+		BundleKey: &berthv1.BundleKey{KemId: uint32(kemID), PublicKey: pub},
+		Token:     token,
+	}, nil
+}
+
+// waiter paces retries with backoff up to a deadline.
+type waiter struct {
+	clock    Clock
+	backoff  Backoff
+	deadline time.Time
+	n        int
+	log      *slog.Logger
+}
+
+// wait sleeps before the next retry. It reports false, without sleeping,
+// once the deadline has passed; the last sleep is cut to end on it.
+func (w *waiter) wait(ctx context.Context) (bool, error) {
+	left := w.deadline.Sub(w.clock.Now())
+	if left <= 0 {
+		return false, nil
+	}
+	d := min(w.backoff.Delay(w.n), left)
+	w.n++
+	w.log.Debug("backing off", logDelay, d, logAttempt, w.n)
+	if err := w.clock.Sleep(ctx, d); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// reset starts the backoff over, when the reason to wait changes.
+func (w *waiter) reset() { w.n = 0 }
+
+// attemptTimeout bounds one call by def and by what is left of the wait,
+// but always gives a call a second.
+func (w *waiter) attemptTimeout(def time.Duration) time.Duration {
+	left := w.deadline.Sub(w.clock.Now())
+	return max(min(def, left), time.Second)
+}

@@ -1,0 +1,200 @@
+// Package agent is berth-agent: it finds the registration service, proves
+// the node's identity key over a CA-pinned TLS session, registers or
+// resumes the node, writes its credentials for local consumers and, when
+// left running, renews its certificate.
+//
+// The package holds all of the agent's transport code; cmd/berth-agent only
+// turns flags and environment into a Config.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/keys"
+)
+
+// Defaults for Config.
+const (
+	DefaultCertDir        = "/run/berth"
+	DefaultRoot           = "/"
+	DefaultWait           = 5 * time.Minute
+	DefaultCmdlineFile    = "/proc/cmdline"
+	DefaultResolvConf     = "/etc/resolv.conf"
+	DefaultAttemptTimeout = 15 * time.Second
+)
+
+// Output is the format of what the agent prints on stdout.
+type Output string
+
+// Output formats.
+const (
+	OutputText Output = "text"
+	OutputJSON Output = "json"
+)
+
+// ParseOutput parses an --output value.
+func ParseOutput(s string) (Output, error) {
+	switch o := Output(strings.ToLower(strings.TrimSpace(s))); o {
+	case OutputText, OutputJSON:
+		return o, nil
+	case "":
+		return OutputText, nil
+	}
+	return "", fmt.Errorf("unknown output format %q (want text or json)", s)
+}
+
+// Resolver looks up DNS SRV records; *net.Resolver is one.
+type Resolver interface {
+	LookupSRV(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
+}
+
+// Heartbeater is the seam for heartbeats, which arrive in a later issue.
+// Once the node holds its certificate a long-running agent starts Run and
+// cancels its context when the agent stops. nil means no heartbeats.
+type Heartbeater interface {
+	Run(ctx context.Context, creds *Credentials) error
+}
+
+// Config is everything the agent needs. Explicit values (from flags or the
+// environment) win over the kernel command line, which wins over DNS.
+type Config struct {
+	// Server is the registration service's host:port.
+	Server string
+	// CAHash pins berth's root CA: "sha256:" and the hex SHA-256 of its
+	// SubjectPublicKeyInfo.
+	CAHash string
+	// Token is the bootstrap token "id.secret"; needed only on first boot.
+	Token string
+	// Domain is searched for DNS SRV _berth._tcp.<Domain> when no server
+	// is given. Defaults to berth.domain= or the resolver's search domain.
+	Domain string
+
+	// Keys is the node's identity and bundle keys. Required.
+	Keys keys.Source
+
+	// CertDir receives node.crt, node.key and ca.crt. Default DefaultCertDir.
+	CertDir string
+	// Root is where bundle files are applied (a later issue). Default "/".
+	Root string
+	// Wait bounds the whole boot: waiting for an unreachable server and for
+	// approval of a pending node. Zero means a single attempt; cmd gives
+	// DefaultWait unless told otherwise.
+	Wait time.Duration
+	// Once makes Run return after the credentials are written instead of
+	// staying up to renew them.
+	Once bool
+	// Output is the stdout format. Default OutputText.
+	Output Output
+
+	// CmdlineFile is read for berth.* keys. Default DefaultCmdlineFile; a
+	// missing file counts as an empty command line.
+	CmdlineFile string
+	// ResolvConfFile gives the search domain for DNS SRV discovery.
+	// Default DefaultResolvConf.
+	ResolvConfFile string
+	// Resolver looks up DNS SRV records. Default net.DefaultResolver.
+	Resolver Resolver
+
+	// Facts overrides what the agent would read from the machine.
+	Facts FactOverrides
+
+	// Stdout receives the result. Default io.Discard.
+	Stdout io.Writer
+	// Logger receives progress logs. Default discards them.
+	Logger *slog.Logger
+	// Clock tells the time and sleeps. Default the system clock.
+	Clock Clock
+	// Backoff paces retries. Zero fields get DefaultBackoff's.
+	Backoff Backoff
+	// AttemptTimeout bounds one RPC, connection included. Default
+	// DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
+	// Heartbeater, if set, runs while a long-running agent is up.
+	Heartbeater Heartbeater
+}
+
+// ErrConfig marks errors in the agent's configuration: missing or
+// malformed server, CA hash, key source or machine facts.
+var ErrConfig = errors.New("configuration error")
+
+// configError is an ErrConfig with a message of its own.
+type configError struct{ msg string }
+
+func (e *configError) Error() string        { return e.msg }
+func (e *configError) Is(target error) bool { return target == ErrConfig }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf(format, args...)}
+}
+
+// ConfigError marks err as a configuration error (ErrConfig), for callers
+// that check configuration before building a Config.
+func ConfigError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &configError{msg: err.Error()}
+}
+
+func (c *Config) setDefaults() error {
+	if c.Keys == nil {
+		return configErrorf("agent: no key source")
+	}
+	if c.Wait < 0 {
+		return configErrorf("--wait must not be negative")
+	}
+	out, err := ParseOutput(string(c.Output))
+	if err != nil {
+		return ConfigError(err)
+	}
+	c.Output = out
+	if c.CertDir == "" {
+		c.CertDir = DefaultCertDir
+	}
+	if c.Root == "" {
+		c.Root = DefaultRoot
+	}
+	if c.CmdlineFile == "" {
+		c.CmdlineFile = DefaultCmdlineFile
+	}
+	if c.ResolvConfFile == "" {
+		c.ResolvConfFile = DefaultResolvConf
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	c.Backoff = c.Backoff.withDefaults()
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	return nil
+}
+
+// Log attribute keys.
+const (
+	logServer  = "server"
+	logNodeID  = "node_id"
+	logKey     = "key_sha256"
+	logErr     = "err"
+	logDelay   = "delay"
+	logAttempt = "attempt"
+	logSource  = "source"
+	logSerial  = "cert_serial"
+	logExpires = "cert_not_after"
+)

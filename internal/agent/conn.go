@@ -1,0 +1,251 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/berth-dev/berth/internal/mtls"
+)
+
+// ErrUntrusted wraps a server that failed CA pinning or certificate
+// verification. It is never retried: waiting does not fix a wrong pin.
+var ErrUntrusted = errors.New("registration server is not trusted")
+
+// conn is the agent's one gRPC connection to the registration service,
+// with the bookkeeping that lets the boot loop tell "not there yet" from
+// "not who we pinned" and pace reconnects with its own backoff.
+type conn struct {
+	cc    *grpc.ClientConn
+	watch *connWatch
+	certs *certHolder
+}
+
+// dial makes the client connection. Nothing is sent until the first RPC.
+//
+// The agent presents a client certificate of its identity key: the issued
+// node certificate while it holds a valid one, else a self-signed one,
+// which proves possession of the key just as well. The server's chain must
+// end in the root pinned by hash.
+func dial(t Target, key crypto.Signer, clock Clock, attemptTimeout time.Duration) (*conn, error) {
+	host, _, err := net.SplitHostPort(t.Server)
+	if err != nil {
+		return nil, configErrorf("registration server %q must be host:port", t.Server)
+	}
+	certs := &certHolder{key: key, now: clock.Now}
+	self, err := certs.get(nil)
+	if err != nil {
+		return nil, err
+	}
+	w := &connWatch{}
+	cfg := mtls.PinnedClientConfig(*self, t.Pin, host)
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verify(cs); err != nil {
+			w.untrusted(err)
+			return err
+		}
+		w.trusted(cs.PeerCertificates[len(cs.PeerCertificates)-1])
+		return nil
+	}
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return certs.get(nil) }
+
+	cc, err := grpc.NewClient("passthrough:///"+t.Server,
+		grpc.WithTransportCredentials(&watchedCreds{TransportCredentials: credentials.NewTLS(cfg), w: w}),
+		grpc.WithContextDialer(w.dial),
+		// The boot loop paces retries and resets gRPC's own reconnect
+		// backoff before each one; these values only matter in between.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: DefaultBackoff.Initial, Multiplier: 2, Jitter: 0.2, MaxDelay: DefaultBackoff.Max},
+			MinConnectTimeout: attemptTimeout,
+		}),
+		// Every call waits for the connection; a failed dial or handshake
+		// ends the call at once through connWatch instead.
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		grpc.WithUserAgent("berth-agent"),
+	)
+	if err != nil {
+		return nil, configErrorf("registration server %q: %v", t.Server, err)
+	}
+	return &conn{cc: cc, watch: w, certs: certs}, nil
+}
+
+// Close closes the connection.
+func (c *conn) Close() error { return c.cc.Close() }
+
+// attempt returns the context of one RPC: bounded by timeout and ended
+// early, with a connectError cause, if the connection attempt fails. It
+// also wakes gRPC's reconnect loop, so a retry really connects now rather
+// than at gRPC's own backoff.
+func (c *conn) attempt(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	actx, cancel := context.WithCancelCause(ctx)
+	tctx, tcancel := context.WithTimeout(actx, timeout)
+	c.watch.begin(cancel)
+	c.cc.ResetConnectBackoff()
+	c.cc.Connect()
+	return tctx, func() {
+		c.watch.end()
+		tcancel()
+		cancel(nil)
+	}
+}
+
+// connectError is why a connection attempt failed.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// connWatch learns of failed dials and handshakes, which gRPC otherwise
+// hides behind a channel state, and of the root the server presented.
+type connWatch struct {
+	mu       sync.Mutex
+	cancel   context.CancelCauseFunc // of the RPC attempt in flight
+	untrust  error
+	lastRoot *x509.Certificate
+}
+
+func (w *connWatch) begin(cancel context.CancelCauseFunc) {
+	w.mu.Lock()
+	w.cancel = cancel
+	w.mu.Unlock()
+}
+
+func (w *connWatch) end() {
+	w.mu.Lock()
+	w.cancel = nil
+	w.mu.Unlock()
+}
+
+func (w *connWatch) fail(err error) {
+	w.mu.Lock()
+	cancel := w.cancel
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel(&connectError{err: err})
+	}
+}
+
+func (w *connWatch) untrusted(err error) {
+	w.mu.Lock()
+	w.untrust = err
+	w.mu.Unlock()
+}
+
+func (w *connWatch) trusted(root *x509.Certificate) {
+	w.mu.Lock()
+	w.untrust = nil
+	w.lastRoot = root
+	w.mu.Unlock()
+}
+
+// trustErr is the verification failure of the last handshake, if any.
+func (w *connWatch) trustErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.untrust
+}
+
+// root is the pinned root the server presented.
+func (w *connWatch) root() *x509.Certificate {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastRoot
+}
+
+func (w *connWatch) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		w.fail(err)
+	}
+	return c, err
+}
+
+// watchedCreds reports failed handshakes to the watch.
+type watchedCreds struct {
+	credentials.TransportCredentials
+	w *connWatch
+}
+
+func (c *watchedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		c.w.fail(err)
+	}
+	return conn, info, err
+}
+
+func (c *watchedCreds) Clone() credentials.TransportCredentials {
+	return &watchedCreds{TransportCredentials: c.TransportCredentials.Clone(), w: c.w}
+}
+
+// certHolder picks the client certificate for each handshake.
+type certHolder struct {
+	mu     sync.Mutex
+	key    crypto.Signer
+	now    func() time.Time
+	self   *tls.Certificate
+	issued *tls.Certificate
+}
+
+// get returns the issued certificate while it is valid, else a self-signed
+// one, made again when it nears its end.
+func (h *certHolder) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	if h.issued != nil && now.After(h.issued.Leaf.NotBefore) && now.Add(time.Minute).Before(h.issued.Leaf.NotAfter) {
+		return h.issued, nil
+	}
+	if h.self == nil || now.Add(time.Hour).After(h.self.Leaf.NotAfter) {
+		c, err := mtls.SelfSigned(h.key)
+		if err != nil {
+			return nil, err
+		}
+		h.self = &c
+	}
+	return h.self, nil
+}
+
+// setIssued makes later handshakes present the node certificate.
+func (h *certHolder) setIssued(c *Credentials) {
+	tc := &tls.Certificate{PrivateKey: h.key, Leaf: c.Leaf()}
+	for _, cert := range c.Chain {
+		tc.Certificate = append(tc.Certificate, cert.Raw)
+	}
+	h.mu.Lock()
+	h.issued = tc
+	h.mu.Unlock()
+}
+
+// classify turns the outcome of an RPC attempt into what the boot loop
+// needs to know. It returns err unchanged, a *transientError for a server
+// that is not reachable yet, or an ErrUntrusted error.
+func (c *conn) classify(ctx, actx context.Context, server string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if terr := c.watch.trustErr(); terr != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUntrusted, server, terr)
+	}
+	var ce *connectError
+	if errors.As(context.Cause(actx), &ce) {
+		return &transientError{fmt.Errorf("connect to %s: %w", server, ce.err)}
+	}
+	return err
+}

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-dev/berth/internal/keys"
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Credentials is what the registration service told the node about itself.
+type Credentials struct {
+	NodeID string
+	Status berthv1.NodeStatus
+	// Chain is the certificate chain, leaf first; empty unless approved.
+	Chain []*x509.Certificate
+	// Trust is the deployment's root certificates.
+	Trust []*x509.Certificate
+	// Renewed is true when the call made the CA issue a new certificate.
+	Renewed   bool
+	Endpoints *berthv1.Endpoints
+}
+
+// Leaf returns the node certificate, or nil.
+func (c *Credentials) Leaf() *x509.Certificate {
+	if c == nil || len(c.Chain) == 0 {
+		return nil
+	}
+	return c.Chain[0]
+}
+
+// parseCredentials checks what the server sent. An approved node's chain
+// must be for our own identity key and must chain to the trust bundle (or,
+// when the server sent none, to the root pinned during the handshake).
+// Validity is checked at the chain's own issue time rather than by the
+// node's clock, which is often wrong this early in a boot.
+func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pinnedRoot *x509.Certificate) (*Credentials, error) {
+	if nc == nil {
+		return nil, errors.New("server sent no credentials")
+	}
+	c := &Credentials{NodeID: nc.GetNodeId(), Status: nc.GetStatus(), Renewed: nc.GetRenewed(), Endpoints: nc.GetEndpoints()}
+	for i, der := range nc.GetCertificateChain() {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("server sent a bad certificate (chain[%d]): %w", i, err)
+		}
+		c.Chain = append(c.Chain, cert)
+	}
+	for i, der := range nc.GetTrustBundle() {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("server sent a bad trust bundle (root[%d]): %w", i, err)
+		}
+		c.Trust = append(c.Trust, cert)
+	}
+	if c.Status != berthv1.NodeStatus_NODE_STATUS_APPROVED {
+		return c, nil
+	}
+	if len(c.Chain) == 0 {
+		return nil, errors.New("server approved the node but sent no certificate")
+	}
+	if len(c.Trust) == 0 {
+		if pinnedRoot == nil {
+			return nil, errors.New("server sent no trust bundle")
+		}
+		c.Trust = []*x509.Certificate{pinnedRoot}
+	}
+	leaf := c.Chain[0]
+	if !mtls.SameKey(leaf.PublicKey, identity) {
+		return nil, errors.New("server sent a certificate for another key")
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range c.Trust {
+		roots.AddCert(r)
+	}
+	at := leaf.NotBefore
+	for _, ic := range c.Chain[1:] {
+		inter.AddCert(ic)
+		if ic.NotBefore.After(at) {
+			at = ic.NotBefore
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   at.Add(time.Second),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return nil, fmt.Errorf("server's certificate does not chain to its trust bundle: %w", err)
+	}
+	return c, nil
+}
+
+// Credential file names in the cert directory.
+const (
+	CertFile = "node.crt"
+	KeyFile  = "node.key"
+	CAFile   = "ca.crt"
+)
+
+// WriteCredentials writes node.crt (leaf, then intermediates), node.key
+// (PKCS#8, mode 0600; removed for keys that cannot leave their device) and
+// ca.crt (the trust bundle) into dir, each atomically, creating dir with
+// mode 0755. Consumers never see a half-written file.
+func WriteCredentials(dir string, c *Credentials, key crypto.Signer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cert directory: %w", err)
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, CAFile), certsPEM(c.Trust), 0o644); err != nil {
+		return err
+	}
+	keyPEM, err := keys.IdentityPEM(key)
+	switch {
+	case errors.Is(err, keys.ErrNotExportable):
+		// A stale key file would not match the certificate.
+		if err := os.Remove(filepath.Join(dir, KeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", KeyFile, err)
+		}
+	case err != nil:
+		return err
+	default:
+		if err := WriteFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+			return err
+		}
+	}
+	// The certificate goes last: whoever sees the new one finds its key and
+	// trust bundle already in place.
+	return WriteFileAtomic(filepath.Join(dir, CertFile), certsPEM(c.Chain), 0o644)
+}
+
+func certsPEM(certs []*x509.Certificate) []byte {
+	var b bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.Bytes()
+}
+
+// WriteFileAtomic replaces path with data of the given mode: it writes a
+// temporary file in the same directory, syncs it, renames it over path and
+// syncs the directory.
+func WriteFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	// Chmod, not the umask-subject create mode: the mode is exact.
+	if err = tmp.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		// Not every file system syncs directories; the rename is done.
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Actions of a boot.
+const (
+	ActionRegistered = "registered" // this boot enrolled the node
+	ActionResumed    = "resumed"    // the node was known already
+)
+
+// Result is what a boot printed: with --output json, one object with
+// these field names, which are a contract.
+type Result struct {
+	NodeID string `json:"node_id"`
+	// Status is pending, approved, rejected or revoked.
+	Status string `json:"status"`
+	// Action is registered or resumed.
+	Action string `json:"action"`
+	// CertSerial is the lower-case hex serial of the node certificate.
+	CertSerial string `json:"cert_serial"`
+	// CertNotAfter is when the certificate expires, RFC 3339.
+	CertNotAfter string `json:"cert_not_after"`
+	// BundleVersion is the applied bundle's version (bundles come later).
+	BundleVersion uint64 `json:"bundle_version"`
+	// FilesApplied counts files written from the bundle (bundles come later).
+	FilesApplied int `json:"files_applied"`
+	// Renewed is true when this boot made the CA issue a new certificate.
+	Renewed bool `json:"renewed"`
+	// CertDir is where the credentials were written.
+	CertDir string `json:"cert_dir,omitempty"`
+	// Message is the server's reason for a rejected or revoked node.
+	Message string `json:"message,omitempty"`
+}
+
+// StatusName maps a node status to its name in output.
+func StatusName(s berthv1.NodeStatus) string {
+	switch s {
+	case berthv1.NodeStatus_NODE_STATUS_PENDING:
+		return "pending"
+	case berthv1.NodeStatus_NODE_STATUS_APPROVED:
+		return "approved"
+	case berthv1.NodeStatus_NODE_STATUS_REJECTED:
+		return "rejected"
+	case berthv1.NodeStatus_NODE_STATUS_REVOKED:
+		return "revoked"
+	}
+	return "unknown"
+}
+
+// newResult describes credentials.
+func newResult(c *Credentials, action string) *Result {
+	r := &Result{NodeID: c.NodeID, Status: StatusName(c.Status), Action: action, Renewed: c.Renewed}
+	if leaf := c.Leaf(); leaf != nil {
+		r.CertSerial = leaf.SerialNumber.Text(16)
+		r.CertNotAfter = leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	return r
+}
+
+// Write prints r in format o.
+func (r *Result) Write(w io.Writer, o Output) error {
+	if o == OutputJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	var err error
+	switch r.Status {
+	case "approved":
+		_, err = fmt.Fprintf(w, "node %s approved (%s): certificate %s valid until %s, credentials in %s\n",
+			r.NodeID, r.Action, r.CertSerial, r.CertNotAfter, r.CertDir)
+	case "pending":
+		_, err = fmt.Fprintf(w, "node %s is pending approval (%s)\n", r.NodeID, r.Action)
+	default:
+		_, err = fmt.Fprintf(w, "node %s is %s\n", r.NodeID, r.Status)
+	}
+	return err
+}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// renewRetry is the least a long-running agent waits between renewals
+// that gave it the same certificate back: the server decides when a
+// certificate is due, and the two clocks may disagree.
+const renewRetry = time.Minute
+
+// RenewalTime is when the agent renews cert: at two thirds of its lifetime.
+func RenewalTime(cert *x509.Certificate) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return cert.NotBefore.Add(life * 2 / 3)
+}
+
+// serve keeps a booted node's credentials fresh until ctx ends.
+func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, log *slog.Logger) error {
+	if hb := a.cfg.Heartbeater; hb != nil {
+		hctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := hb.Run(hctx, creds); err != nil && hctx.Err() == nil {
+				log.Error("heartbeats stopped", logErr, err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+	}
+	client := berthv1.NewRegistrationServiceClient(c.cc)
+	same := false
+	for {
+		leaf := creds.Leaf()
+		wait := RenewalTime(leaf).Sub(a.cfg.Clock.Now())
+		if same {
+			wait = max(wait, renewRetry)
+		}
+		log.Info("certificate renewal scheduled", "in", max(wait, 0).Round(time.Second), logSerial, leaf.SerialNumber.Text(16))
+		if err := a.cfg.Clock.Sleep(ctx, max(wait, 0)); err != nil {
+			return nil // stopped
+		}
+		next, err := a.renew(ctx, c, t, client, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		same = next.Leaf().Equal(leaf)
+		if !same {
+			if err := WriteCredentials(a.cfg.CertDir, next, a.cfg.Keys.Identity()); err != nil {
+				return err
+			}
+			c.certs.setIssued(next)
+			log.Info("certificate renewed", logSerial, next.Leaf().SerialNumber.Text(16),
+				logExpires, next.Leaf().NotAfter.UTC().Format(time.RFC3339))
+		}
+		creds = next
+	}
+}
+
+// renew calls Renew until it succeeds, retrying anything but a denial, a
+// deleted node or an untrusted server: a running node must not give up on
+// its certificate because the server had a bad minute.
+func (a *Agent) renew(ctx context.Context, c *conn, t Target, client berthv1.RegistrationServiceClient, log *slog.Logger) (*Credentials, error) {
+	for n := 0; ; n++ {
+		actx, done := c.attempt(ctx, a.cfg.AttemptTimeout)
+		resp, err := client.Renew(actx, &berthv1.RenewRequest{})
+		err = c.classify(ctx, actx, t.Server, err)
+		done()
+		if err == nil {
+			var creds *Credentials
+			creds, err = parseCredentials(resp.GetCredentials(), a.cfg.Keys.Identity().Public(), c.watch.root())
+			if err == nil {
+				switch creds.Status {
+				case berthv1.NodeStatus_NODE_STATUS_APPROVED:
+					return creds, nil
+				case berthv1.NodeStatus_NODE_STATUS_REJECTED, berthv1.NodeStatus_NODE_STATUS_REVOKED:
+					return nil, &deniedError{status: StatusName(creds.Status)}
+				}
+				err = fmt.Errorf("renew: server returned node status %v", creds.Status)
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case status.Code(err) == codes.PermissionDenied:
+			return nil, deniedFromStatus(err)
+		case status.Code(err) == codes.NotFound:
+			return nil, rpcError("renew", err)
+		case errors.Is(err, ErrUntrusted):
+			return nil, err
+		}
+		d := a.cfg.Backoff.Delay(n)
+		log.Warn("renewal failed; retrying", logErr, err, logDelay, d)
+		if err := a.cfg.Clock.Sleep(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+}
