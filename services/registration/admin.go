@@ -1,0 +1,259 @@
+package registration
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/regstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// ListNodes lists nodes in pages, filtered by status and labels.
+func (s *Service) ListNodes(ctx context.Context, req *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+	f, err := validateListNodes(req)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	limit := f.Limit
+	f.Limit++ // one more tells whether another page follows
+	nodes, err := s.store.ListNodes(ctx, f)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	resp := &berthv1.ListNodesResponse{}
+	if len(nodes) > limit {
+		nodes = nodes[:limit]
+		resp.NextPageToken = encodePageToken(nodes[limit-1].ID)
+	}
+	for _, n := range nodes {
+		resp.Nodes = append(resp.Nodes, nodeToProto(n))
+	}
+	return resp, nil
+}
+
+func validateListNodes(req *berthv1.ListNodesRequest) (regstore.NodeFilter, error) {
+	var f regstore.NodeFilter
+	if req.GetPageSize() < 0 || req.GetPageSize() > maxPageSize {
+		return f, invalid("page_size", "must be between 0 and 1000")
+	}
+	f.Limit = int(req.GetPageSize())
+	if f.Limit == 0 {
+		f.Limit = defaultPageSize
+	}
+	if req.GetStatus() != berthv1.NodeStatus_NODE_STATUS_UNSPECIFIED {
+		st, ok := statusFromProto(req.GetStatus())
+		if !ok {
+			return f, invalid("status", "unknown node status")
+		}
+		f.Status = st
+	}
+	if err := validateLabels("labels", req.GetLabels()); err != nil {
+		return f, err
+	}
+	f.Labels = req.GetLabels()
+	after, err := decodePageToken(req.GetPageToken())
+	f.AfterID = after
+	return f, err
+}
+
+// GetNode returns one node.
+func (s *Service) GetNode(ctx context.Context, req *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+	n, err := s.getNode(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.GetNodeResponse{Node: nodeToProto(n)}, nil
+}
+
+func (s *Service) getNode(ctx context.Context, id string) (regstore.Node, error) {
+	if err := validateNodeID(id); err != nil {
+		return regstore.Node{}, err
+	}
+	n, err := s.store.GetNode(ctx, id)
+	if errors.Is(err, regstore.ErrNotFound) {
+		return n, errNodeNotFound
+	}
+	return n, err
+}
+
+// setStatus moves a node between statuses, for approve and reject.
+func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Status, to regstore.Status) (*berthv1.Node, error) {
+	if err := validateNodeID(id); err != nil {
+		return nil, err
+	}
+	n, err := s.store.SetStatus(ctx, id, from, to, s.now())
+	if errors.Is(err, regstore.ErrNotFound) {
+		return nil, errNodeNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set node %s %s: %w", id, to, err)
+	}
+	s.log.Info("node status changed", "node", id, "status", to)
+	return nodeToProto(n), nil
+}
+
+// ApproveNode approves a pending or rejected node. Its certificate is issued
+// when it next calls in, so approval never waits on the CA.
+func (s *Service) ApproveNode(ctx context.Context, req *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
+	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected, regstore.StatusApproved}, regstore.StatusApproved)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.ApproveNodeResponse{Node: n}, nil
+}
+
+// RejectNode rejects a pending node.
+func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
+	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected}, regstore.StatusRejected)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.RejectNodeResponse{Node: n}, nil
+}
+
+// RevokeNode denies the node first, then revokes its certificate at the CA.
+// If the CA is unreachable the call fails and can simply be repeated.
+func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
+	if len(req.GetReason()) > maxDescription || !printable(req.GetReason()) {
+		return nil, toStatus(ctx, s.log, invalid("reason", "at most 256 printable characters"))
+	}
+	all := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
+	n, err := s.setStatus(ctx, req.GetId(), all, regstore.StatusRevoked)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if n.GetCertSerial() != "" {
+		if err := s.ca.Revoke(ctx, n.GetCertSerial(), req.GetReason()); err != nil {
+			return nil, toStatus(ctx, s.log, fmt.Errorf("revoke certificate of node %s: %w", n.GetId(), err))
+		}
+	}
+	return &berthv1.RevokeNodeResponse{Node: n}, nil
+}
+
+// DeleteNode revokes the node's certificate and forgets the node.
+func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
+	n, err := s.getNode(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if n.Cert != nil {
+		if err := s.ca.Revoke(ctx, n.Cert.Serial, "node deleted"); err != nil {
+			return nil, toStatus(ctx, s.log, fmt.Errorf("revoke certificate of node %s: %w", n.ID, err))
+		}
+	}
+	if err := s.store.DeleteNode(ctx, n.ID); err != nil {
+		if errors.Is(err, regstore.ErrNotFound) {
+			err = errNodeNotFound
+		}
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.Info("node deleted", "node", n.ID)
+	return &berthv1.DeleteNodeResponse{}, nil
+}
+
+// AllowReplacement lets new hardware keys take over this node once.
+func (s *Service) AllowReplacement(ctx context.Context, req *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {
+	if err := validateNodeID(req.GetId()); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.now())
+	if errors.Is(err, regstore.ErrNotFound) {
+		err = errNodeNotFound
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.AllowReplacementResponse{Node: nodeToProto(n)}, nil
+}
+
+// CreateToken makes a bootstrap token; only the hash of its secret is kept.
+func (s *Service) CreateToken(ctx context.Context, req *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
+	t, err := s.newToken(req)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	secret := randomLower(tokenSecretLen)
+	sum := sha256.Sum256([]byte(secret))
+	t.SecretHash = sum[:]
+	if err := s.store.CreateToken(ctx, t); err != nil {
+		return nil, toStatus(ctx, s.log, fmt.Errorf("create token: %w", err))
+	}
+	s.log.Info("token created", "token", t.ID, "uses", t.UsesLeft, "auto_approve", t.AutoApprove, "expires_at", t.ExpiresAt)
+	return &berthv1.CreateTokenResponse{Token: tokenToProto(t), SecretToken: t.ID + "." + secret}, nil
+}
+
+func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, error) {
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	switch {
+	case req.GetTtlSeconds() < 0 || req.GetTtlSeconds() > maxTokenTTLHours*3600:
+		return regstore.Token{}, invalid("ttl_seconds", "must be between 0 and one year")
+	case ttl == 0:
+		ttl = 24 * time.Hour
+	}
+	uses := int(req.GetUses())
+	switch {
+	case uses < 0 || uses > maxTokenUses:
+		return regstore.Token{}, invalid("uses", "must be between 0 and 1000000")
+	case uses == 0:
+		uses = 1
+	}
+	if err := validateLabels("labels", req.GetLabels()); err != nil {
+		return regstore.Token{}, err
+	}
+	if len(req.GetDescription()) > maxDescription || !printable(req.GetDescription()) {
+		return regstore.Token{}, invalid("description", "at most 256 printable characters")
+	}
+	now := s.now()
+	return regstore.Token{
+		ID:          randomLower(tokenIDLen),
+		ExpiresAt:   now.Add(ttl),
+		UsesLeft:    uses,
+		AutoApprove: req.GetAutoApprove(),
+		Labels:      req.GetLabels(),
+		Description: req.GetDescription(),
+		CreatedAt:   now,
+	}, nil
+}
+
+// ListTokens lists tokens without their secrets.
+func (s *Service) ListTokens(ctx context.Context, req *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error) {
+	toks, err := s.store.ListTokens(ctx, req.GetIncludeInactive(), s.now())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	resp := &berthv1.ListTokensResponse{}
+	for _, t := range toks {
+		resp.Tokens = append(resp.Tokens, tokenToProto(t))
+	}
+	return resp, nil
+}
+
+// RevokeToken makes a token unusable.
+func (s *Service) RevokeToken(ctx context.Context, req *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error) {
+	if err := validateTokenID(req.GetId()); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	t, err := s.store.RevokeToken(ctx, req.GetId())
+	if errors.Is(err, regstore.ErrNotFound) {
+		err = errTokenNotFound
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.Info("token revoked", "token", t.ID)
+	return &berthv1.RevokeTokenResponse{Token: tokenToProto(t)}, nil
+}
+
+// randomLower returns n lower-case base32 characters from crypto/rand.
+func randomLower(n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		b.WriteString(strings.ToLower(rand.Text()))
+	}
+	return b.String()[:n]
+}

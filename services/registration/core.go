@@ -1,0 +1,210 @@
+package registration
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/store/regstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// register finds or creates the node for the caller's key.
+func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (regstore.Node, error) {
+	existing, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
+	switch {
+	case err == nil:
+		// The same key registering again is the same node: no token is
+		// consumed and nothing changes.
+		return existing, usable(existing, true)
+	case !errors.Is(err, regstore.ErrNotFound):
+		return regstore.Node{}, fmt.Errorf("look up key: %w", err)
+	}
+	if in.tokenID == "" {
+		return regstore.Node{}, errTokenRequired
+	}
+	tok, err := s.checkToken(ctx, in.tokenID, in.tokenSecret)
+	if err != nil {
+		return regstore.Node{}, err
+	}
+	replaceID, oldSerial, err := s.hardwareConflict(ctx, in.hardwareUUID)
+	if err != nil {
+		return regstore.Node{}, err
+	}
+	status := regstore.StatusPending
+	if tok.AutoApprove {
+		status = regstore.StatusApproved
+	}
+	now := s.now()
+	n := regstore.Node{
+		ID:           newNodeID(),
+		Status:       status,
+		KeySHA256:    id.KeySHA256[:],
+		HardwareUUID: in.hardwareUUID,
+		MACs:         in.macs,
+		Hostname:     in.hostname,
+		Serial:       in.serial,
+		Labels:       tok.Labels,
+		BundleKEM:    in.kem,
+		BundleKey:    in.bundleKey,
+		CSR:          in.csr,
+		TokenID:      tok.ID,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	if oldSerial != "" {
+		// The old board's certificate must not outlive the replacement.
+		if err := s.ca.Revoke(ctx, oldSerial, "replaced"); err != nil {
+			return regstore.Node{}, fmt.Errorf("revoke replaced certificate: %w", err)
+		}
+	}
+	node, err := s.store.RegisterNode(ctx, tok.ID, now, n, replaceID)
+	if err != nil {
+		return regstore.Node{}, fmt.Errorf("register node: %w", err)
+	}
+	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "")
+	return node, nil
+}
+
+// checkToken verifies the secret of a token. Use limits, expiry and
+// revocation are enforced again, atomically, when the token is consumed.
+func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.Token, error) {
+	tok, err := s.store.GetToken(ctx, id)
+	if errors.Is(err, regstore.ErrNotFound) {
+		return tok, errTokenInvalid
+	}
+	if err != nil {
+		return tok, fmt.Errorf("get token: %w", err)
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(sum[:], tok.SecretHash) != 1 || tok.Revoked {
+		return tok, errTokenInvalid
+	}
+	if !s.now().Before(tok.ExpiresAt) {
+		return tok, regstore.ErrTokenExpired
+	}
+	if tok.UsesLeft <= 0 {
+		return tok, regstore.ErrTokenExhausted
+	}
+	return tok, nil
+}
+
+// hardwareConflict looks for a node already registered for this machine
+// with another key. It is a conflict unless an admin allowed replacement.
+func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID, oldSerial string, err error) {
+	nodes, err := s.store.NodesByHardwareUUID(ctx, uuid)
+	if err != nil {
+		return "", "", fmt.Errorf("look up hardware UUID: %w", err)
+	}
+	for _, n := range nodes {
+		if !n.ReplacementAllowed {
+			return "", "", errHardwareConflict
+		}
+		replaceID = n.ID
+		if n.Cert != nil && n.Status != regstore.StatusRevoked {
+			oldSerial = n.Cert.Serial
+		}
+	}
+	return replaceID, oldSerial, nil
+}
+
+// resume is the path of every boot: one indexed lookup and, unless the
+// certificate is due for renewal, no write and no CA call.
+func (s *Service) resume(ctx context.Context, id mtls.Identity) (*berthv1.NodeCredentials, error) {
+	node, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
+	if errors.Is(err, regstore.ErrNotFound) {
+		return nil, errUnknownKey
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up key: %w", err)
+	}
+	if err := usable(node, false); err != nil {
+		return nil, err
+	}
+	return s.credentials(ctx, node, true)
+}
+
+// usable says whether a node may get credentials. A pending node may poll
+// Register, which reports its status, but Resume refuses it.
+func usable(n regstore.Node, pendingOK bool) error {
+	switch n.Status {
+	case regstore.StatusApproved:
+		return nil
+	case regstore.StatusPending:
+		if pendingOK {
+			return nil
+		}
+		return errPending
+	case regstore.StatusRejected:
+		return errRejected
+	}
+	return errRevoked
+}
+
+// credentials returns the node's current chain, asking the CA for a new
+// certificate only when there is none, or it is due or expired.
+func (s *Service) credentials(ctx context.Context, n regstore.Node, resumed bool) (*berthv1.NodeCredentials, error) {
+	out := &berthv1.NodeCredentials{
+		NodeId:      n.ID,
+		Status:      statusToProto(n.Status),
+		TrustBundle: s.bundle,
+		Endpoints:   s.endpoints,
+	}
+	if n.Status != regstore.StatusApproved {
+		return out, nil
+	}
+	if n.Cert == nil || dueForRenewal(*n.Cert, s.now()) {
+		renewed, err := s.renew(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		n, out.Renewed = renewed, true
+	}
+	out.CertificateChain = n.Cert.Chain
+	return out, nil
+}
+
+// dueForRenewal is true in the last third of the lifetime and after expiry,
+// so a node powered off past expiry still comes back.
+func dueForRenewal(c regstore.Cert, now time.Time) bool {
+	life := c.NotAfter.Sub(c.NotBefore)
+	return !now.Before(c.NotBefore.Add(life * 2 / 3))
+}
+
+// renew issues and stores a new certificate. Concurrent boots of one node
+// share one CA call; a store-level compare-and-swap catches other replicas.
+func (s *Service) renew(ctx context.Context, n regstore.Node) (regstore.Node, error) {
+	v, err, _ := s.renewals.Do(n.ID, func() (any, error) {
+		prev := ""
+		if n.Cert != nil {
+			prev = n.Cert.Serial
+		}
+		cert, err := s.ca.Sign(ctx, n.ID, n.Hostname, n.CSR)
+		if err != nil {
+			return nil, fmt.Errorf("sign node %s: %w", n.ID, err)
+		}
+		updated, err := s.store.SetCertificate(ctx, n.ID, prev, cert, s.now())
+		if errors.Is(err, regstore.ErrConflict) {
+			// Another replica renewed first; use its certificate.
+			return s.store.GetNode(ctx, n.ID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store certificate of node %s: %w", n.ID, err)
+		}
+		s.log.Info("certificate issued", "node", n.ID, "serial", cert.Serial, "not_after", cert.NotAfter)
+		return updated, nil
+	})
+	if err != nil {
+		return regstore.Node{}, err
+	}
+	return v.(regstore.Node), nil
+}
+
+// newNodeID returns 26 lower-case base32 characters (130 random bits).
+func newNodeID() string { return strings.ToLower(rand.Text()) }

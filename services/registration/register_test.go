@@ -1,0 +1,331 @@
+package registration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net/url"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+const uuidA = "4c4c4544-0042-3510-8051-b2c04f4e4d32"
+
+func TestRegisterAutoApproveThenResume(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		n := e.newNode(uuidA)
+		creds := e.register(t, n, true)
+		if creds.GetStatus() != berthv1.NodeStatus_NODE_STATUS_APPROVED || !creds.GetRenewed() {
+			t.Fatalf("register: status %v renewed %v", creds.GetStatus(), creds.GetRenewed())
+		}
+		leaf := leafOf(t, creds)
+		want := mtls.NodeURI(e.layout.TrustDomain, creds.GetNodeId()).String()
+		if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+			t.Fatalf("leaf URIs = %v, want %s", leaf.URIs, want)
+		}
+		if !mtls.SameKey(leaf.PublicKey, n.key.Public()) {
+			t.Fatal("certificate is not for the node's key")
+		}
+		if len(creds.GetTrustBundle()) != 1 || creds.GetEndpoints().GetRegistration() != e.addr {
+			t.Fatalf("trust bundle %d certs, endpoints %v", len(creds.GetTrustBundle()), creds.GetEndpoints())
+		}
+		// Every later boot: the same certificate, no new one.
+		for i := range 20 {
+			resp, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
+			if err != nil {
+				t.Fatalf("resume %d: %v", i, err)
+			}
+			got := resp.GetCredentials()
+			if got.GetNodeId() != creds.GetNodeId() || got.GetRenewed() || leafOf(t, got).SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+				t.Fatalf("resume %d: node %s renewed %v serial %x", i, got.GetNodeId(), got.GetRenewed(), leafOf(t, got).SerialNumber)
+			}
+		}
+		if got := e.issuedCount(t); got != 1 {
+			t.Fatalf("CA issued %d certificates, want 1", got)
+		}
+		nodeResp, err := e.adminClient().GetNode(ctx, &berthv1.GetNodeRequest{Id: creds.GetNodeId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodeResp.GetNode().GetCertificatesIssued() != 1 {
+			t.Fatalf("certificates_issued = %d", nodeResp.GetNode().GetCertificatesIssued())
+		}
+	})
+}
+
+func TestRegisterPendingUntilApproved(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		n := e.newNode(uuidA)
+		tok := e.token(t, &berthv1.CreateTokenRequest{})
+		req := n.registerRequest(t, tok)
+		resp, err := n.client().Register(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := resp.GetCredentials()
+		if creds.GetStatus() != berthv1.NodeStatus_NODE_STATUS_PENDING || len(creds.GetCertificateChain()) != 0 {
+			t.Fatalf("pending node got status %v and %d certs", creds.GetStatus(), len(creds.GetCertificateChain()))
+		}
+		_, err = n.client().Resume(ctx, &berthv1.ResumeRequest{})
+		wantCode(t, err, codes.FailedPrecondition)
+		// Polling Register again is idempotent: same node, token not needed.
+		req.Token = ""
+		again, err := n.client().Register(ctx, req)
+		if err != nil || again.GetCredentials().GetNodeId() != creds.GetNodeId() {
+			t.Fatalf("re-register: %v, node %s", err, again.GetCredentials().GetNodeId())
+		}
+		if e.issuedCount(t) != 0 {
+			t.Fatal("a pending node got a certificate")
+		}
+		if _, err := e.adminClient().ApproveNode(ctx, &berthv1.ApproveNodeRequest{Id: creds.GetNodeId()}); err != nil {
+			t.Fatal(err)
+		}
+		approved, err := n.client().Register(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if approved.GetCredentials().GetStatus() != berthv1.NodeStatus_NODE_STATUS_APPROVED {
+			t.Fatalf("status after approval %v", approved.GetCredentials().GetStatus())
+		}
+		serial := leafOf(t, approved.GetCredentials()).SerialNumber
+		res, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
+		if err != nil || leafOf(t, res.GetCredentials()).SerialNumber.Cmp(serial) != 0 {
+			t.Fatalf("resume after approval: %v", err)
+		}
+		if e.issuedCount(t) != 1 {
+			t.Fatalf("issued %d, want 1", e.issuedCount(t))
+		}
+	})
+}
+
+func TestRenewalWindowAndExpiry(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		n := e.newNode(uuidA)
+		first := leafOf(t, e.register(t, n, true))
+		life := first.NotAfter.Sub(first.NotBefore)
+		steps := []struct {
+			name      string
+			advanceTo time.Duration // since NotBefore of the first certificate
+			renewed   bool
+		}{
+			{"early in life", life / 3, false},
+			{"just before two thirds", life*2/3 - time.Minute, false},
+			{"inside renewal window", life*2/3 + time.Minute, true},
+		}
+		for _, s := range steps {
+			e.clock.t = first.NotBefore.Add(s.advanceTo)
+			resp, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if resp.GetCredentials().GetRenewed() != s.renewed {
+				t.Fatalf("%s: renewed = %v, want %v", s.name, resp.GetCredentials().GetRenewed(), s.renewed)
+			}
+		}
+		// Powered off far past expiry: it still comes back, same node.
+		e.clock.Advance(10 * life)
+		resp, err := n.client().Renew(ctx, &berthv1.RenewRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := leafOf(t, resp.GetCredentials())
+		if !resp.GetCredentials().GetRenewed() || !leaf.NotAfter.After(e.clock.Now()) {
+			t.Fatalf("expired certificate not renewed: not after %v, now %v", leaf.NotAfter, e.clock.Now())
+		}
+		if e.issuedCount(t) != 3 {
+			t.Fatalf("issued %d, want 3", e.issuedCount(t))
+		}
+	})
+}
+
+func TestRegisterIdempotentForSameKey(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		n := e.newNode(uuidA)
+		tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 5})
+		var id, serial string
+		for i := range 3 {
+			resp, err := n.client().Register(ctx, n.registerRequest(t, tok))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := resp.GetCredentials()
+			s := leafOf(t, c).SerialNumber.Text(16)
+			if i > 0 && (c.GetNodeId() != id || s != serial) {
+				t.Fatalf("register %d gave node %s serial %s, want %s %s", i, c.GetNodeId(), s, id, serial)
+			}
+			id, serial = c.GetNodeId(), s
+		}
+		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
+			t.Fatalf("token after idempotent registers: %v %v", toks.GetTokens(), err)
+		}
+		if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
+			t.Fatalf("nodes %d issued %d", e.nodeCount(t), e.issuedCount(t))
+		}
+	})
+}
+
+// TestRegisterBadInput sends every kind of bad registration and checks the
+// precise code and that nothing changed: no node, no token use, no cert.
+func TestRegisterBadInput(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	ctx := context.Background()
+	good := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 3})
+	expiring := e.token(t, &berthv1.CreateTokenRequest{TtlSeconds: 60})
+	revoked := e.token(t, &berthv1.CreateTokenRequest{})
+	if _, err := e.adminClient().RevokeToken(ctx, &berthv1.RevokeTokenRequest{Id: revoked[:8]}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	n := e.newNode(uuidA)
+	spiffe, _ := url.Parse("spiffe://berth.local/node/someoneelse")
+	tests := []struct {
+		name   string
+		mutate func(r *berthv1.RegisterRequest)
+		want   codes.Code
+	}{
+		{"no facts", func(r *berthv1.RegisterRequest) { r.Facts = nil }, codes.InvalidArgument},
+		{"bad uuid", func(r *berthv1.RegisterRequest) { r.Facts.HardwareUuid = "not-a-uuid" }, codes.InvalidArgument},
+		{"bad hostname", func(r *berthv1.RegisterRequest) { r.Facts.Hostname = "bad host!" }, codes.InvalidArgument},
+		{"localhost", func(r *berthv1.RegisterRequest) { r.Facts.Hostname = "localhost" }, codes.InvalidArgument},
+		{"bad mac", func(r *berthv1.RegisterRequest) { r.Facts.Macs = []string{"zz:zz"} }, codes.InvalidArgument},
+		{"serial with control chars", func(r *berthv1.RegisterRequest) { r.Facts.Serial = "a\x00b" }, codes.InvalidArgument},
+		{"no csr", func(r *berthv1.RegisterRequest) { r.Csr = nil }, codes.InvalidArgument},
+		{"garbage csr", func(r *berthv1.RegisterRequest) { r.Csr = []byte("not a csr") }, codes.InvalidArgument},
+		{"csr with broken signature", func(r *berthv1.RegisterRequest) { r.Csr[len(r.Csr)-3] ^= 0xff }, codes.InvalidArgument},
+		{"csr for another key", func(r *berthv1.RegisterRequest) { r.Csr = csrFor(t, other, nil) }, codes.PermissionDenied},
+		{"csr for another node's identity", func(r *berthv1.RegisterRequest) {
+			r.Csr = csrFor(t, n.key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}, URIs: []*url.URL{spiffe}})
+		}, codes.PermissionDenied},
+		{"csr asking for other DNS names", func(r *berthv1.RegisterRequest) {
+			r.Csr = csrFor(t, n.key, &x509.CertificateRequest{DNSNames: []string{"www.example.com"}})
+		}, codes.InvalidArgument},
+		{"no bundle key", func(r *berthv1.RegisterRequest) { r.BundleKey = nil }, codes.InvalidArgument},
+		{"unknown kem", func(r *berthv1.RegisterRequest) { r.BundleKey.KemId = 0x7777 }, codes.InvalidArgument},
+		{"bundle key of wrong size", func(r *berthv1.RegisterRequest) { r.BundleKey.PublicKey = []byte{1, 2, 3} }, codes.InvalidArgument},
+		{"no token", func(r *berthv1.RegisterRequest) { r.Token = "" }, codes.InvalidArgument},
+		{"malformed token", func(r *berthv1.RegisterRequest) { r.Token = "abc" }, codes.InvalidArgument},
+		{"unknown token", func(r *berthv1.RegisterRequest) { r.Token = "zzzzzzzz." + good[9:] }, codes.PermissionDenied},
+		{"wrong secret", func(r *berthv1.RegisterRequest) { r.Token = good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa" }, codes.PermissionDenied},
+		{"revoked token", func(r *berthv1.RegisterRequest) { r.Token = revoked }, codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := n.registerRequest(t, good)
+			tt.mutate(req)
+			_, err := n.client().Register(ctx, req)
+			wantCode(t, err, tt.want)
+			if e.nodeCount(t) != 0 || e.issuedCount(t) != 0 {
+				t.Fatalf("bad input changed state: %d nodes, %d certs", e.nodeCount(t), e.issuedCount(t))
+			}
+		})
+	}
+	toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range toks.GetTokens() {
+		if tok.GetId() == good[:8] && tok.GetUsesLeft() != 3 {
+			t.Fatalf("bad inputs consumed token uses: %d left", tok.GetUsesLeft())
+		}
+	}
+	t.Run("expired token", func(t *testing.T) {
+		e.clock.Advance(2 * time.Minute)
+		_, err := n.client().Register(ctx, n.registerRequest(t, expiring))
+		wantCode(t, err, codes.PermissionDenied)
+	})
+}
+
+func TestTokenUseLimit(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		tok := e.token(t, &berthv1.CreateTokenRequest{Uses: 2})
+		for i := range 2 {
+			n := e.newNode("00000000-0000-4000-8000-00000000000" + string(rune('1'+i)))
+			if _, err := n.client().Register(ctx, n.registerRequest(t, tok)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		third := e.newNode("00000000-0000-4000-8000-000000000009")
+		_, err := third.client().Register(ctx, third.registerRequest(t, tok))
+		wantCode(t, err, codes.ResourceExhausted)
+		if e.nodeCount(t) != 2 {
+			t.Fatalf("nodes = %d, want 2", e.nodeCount(t))
+		}
+	})
+}
+
+func TestHardwareConflictAndReplacement(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		old := e.newNode(uuidA)
+		oldCreds := e.register(t, old, true)
+		oldSerial := leafOf(t, oldCreds).SerialNumber.Text(16)
+
+		board := e.newNode(uuidA) // same machine, new key
+		tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true})
+		_, err := board.client().Register(ctx, board.registerRequest(t, tok))
+		wantCode(t, err, codes.FailedPrecondition)
+		if e.nodeCount(t) != 1 {
+			t.Fatal("conflicting registration created a node")
+		}
+		if _, err := e.adminClient().AllowReplacement(ctx, &berthv1.AllowReplacementRequest{Id: oldCreds.GetNodeId()}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := board.client().Register(ctx, board.registerRequest(t, tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetCredentials().GetNodeId() != oldCreds.GetNodeId() {
+			t.Fatalf("replacement got node %s, want %s", resp.GetCredentials().GetNodeId(), oldCreds.GetNodeId())
+		}
+		_, err = old.client().Resume(ctx, &berthv1.ResumeRequest{})
+		wantCode(t, err, codes.NotFound)
+		revs, err := e.cas.ListRevocations(ctx, time.Time{})
+		if err != nil || len(revs) != 1 || revs[0].Serial != oldSerial {
+			t.Fatalf("old certificate not revoked: %v %v", revs, err)
+		}
+	})
+}
+
+func TestResumeDenied(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	ctx := context.Background()
+	unknown := e.newNode(uuidA)
+	_, err := unknown.client().Resume(ctx, &berthv1.ResumeRequest{})
+	wantCode(t, err, codes.NotFound)
+
+	revoked := e.newNode("00000000-0000-4000-8000-000000000001")
+	creds := e.register(t, revoked, true)
+	if _, err := e.adminClient().RevokeNode(ctx, &berthv1.RevokeNodeRequest{Id: creds.GetNodeId(), Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = revoked.client().Resume(ctx, &berthv1.ResumeRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = revoked.client().Register(ctx, revoked.registerRequest(t, ""))
+	wantCode(t, err, codes.PermissionDenied)
+	revs, err := e.cas.ListRevocations(ctx, time.Time{})
+	if err != nil || len(revs) != 1 || revs[0].Serial != leafOf(t, creds).SerialNumber.Text(16) {
+		t.Fatalf("revocations = %v, %v", revs, err)
+	}
+
+	rejected := e.newNode("00000000-0000-4000-8000-000000000002")
+	pending := e.register(t, rejected, false)
+	if _, err := e.adminClient().RejectNode(ctx, &berthv1.RejectNodeRequest{Id: pending.GetNodeId()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rejected.client().Resume(ctx, &berthv1.ResumeRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+}

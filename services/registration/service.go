@@ -1,0 +1,143 @@
+// Package registration is berth's registration service: nodes register once
+// and resume on every boot, and the management engine approves, rejects,
+// revokes and deletes them and hands out bootstrap tokens.
+package registration
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/regstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// CA is what the registration service needs from the certificate authority.
+type CA interface {
+	// Sign issues a certificate for nodeID to the key of csr.
+	Sign(ctx context.Context, nodeID, hostname string, csr []byte) (regstore.Cert, error)
+	// Revoke revokes a certificate by serial.
+	Revoke(ctx context.Context, serial, reason string) error
+}
+
+// Config holds the service's dependencies.
+type Config struct {
+	Store regstore.Store
+	CA    CA
+	// TrustBundle is the DER root certificates handed to nodes.
+	TrustBundle [][]byte
+	// Endpoints are the addresses of the other services, returned on Resume.
+	Endpoints *berthv1.Endpoints
+	Logger    *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service implements RegistrationService and NodeAdminService.
+type Service struct {
+	berthv1.UnsafeRegistrationServiceServer
+	berthv1.UnsafeNodeAdminServiceServer
+
+	store     regstore.Store
+	ca        CA
+	bundle    [][]byte
+	endpoints *berthv1.Endpoints
+	log       *slog.Logger
+	now       func() time.Time
+	// renewals collapses concurrent renewals of one node into one CA call.
+	renewals singleflight.Group
+}
+
+var (
+	_ berthv1.RegistrationServiceServer = (*Service)(nil)
+	_ berthv1.NodeAdminServiceServer    = (*Service)(nil)
+)
+
+// New checks the configuration and fills defaults.
+func New(c Config) (*Service, error) {
+	if c.Store == nil || c.CA == nil {
+		return nil, errors.New("registration: Store and CA are required")
+	}
+	if len(c.TrustBundle) == 0 {
+		return nil, errors.New("registration: TrustBundle is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Endpoints == nil {
+		c.Endpoints = &berthv1.Endpoints{}
+	}
+	return &Service{store: c.Store, ca: c.CA, bundle: c.TrustBundle, endpoints: c.Endpoints, log: c.Logger, now: c.Now}, nil
+}
+
+// RegisterService adds both gRPC services to a server. (The usual name,
+// Register, is taken by the RPC.)
+func (s *Service) RegisterService(g grpc.ServiceRegistrar) {
+	berthv1.RegisterRegistrationServiceServer(g, s)
+	berthv1.RegisterNodeAdminServiceServer(g, s)
+}
+
+// Policy says who may call what: nodes prove a key; only admins administer.
+func (s *Service) Policy() rpc.Policy {
+	p := rpc.Policy{
+		berthv1.RegistrationService_Register_FullMethodName: rpc.NodeKey,
+		berthv1.RegistrationService_Resume_FullMethodName:   rpc.NodeKey,
+		berthv1.RegistrationService_Renew_FullMethodName:    rpc.NodeKey,
+	}
+	for _, m := range berthv1.NodeAdminService_ServiceDesc.Methods {
+		p["/"+berthv1.NodeAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	return p
+}
+
+// caller returns the verified key of the calling node. The interceptor has
+// already refused peers without a certificate.
+func caller(ctx context.Context) mtls.Identity {
+	id, _, _ := mtls.PeerIdentity(ctx)
+	return id
+}
+
+// Register enrols a node, or returns the existing one for a known key.
+func (s *Service) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
+	id := caller(ctx)
+	in, err := validateRegister(req, id)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	node, err := s.register(ctx, id, in)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	creds, err := s.credentials(ctx, node, false)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.RegisterResponse{Credentials: creds}, nil
+}
+
+// Resume returns the current credentials of the calling node.
+func (s *Service) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+	creds, err := s.resume(ctx, caller(ctx))
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.ResumeResponse{Credentials: creds}, nil
+}
+
+// Renew returns the calling node's credentials, renewed when due.
+func (s *Service) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv1.RenewResponse, error) {
+	creds, err := s.resume(ctx, caller(ctx))
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &berthv1.RenewResponse{Credentials: creds}, nil
+}

@@ -1,0 +1,221 @@
+package registration
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"net"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"crypto/hpke"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/pki"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Limits on what a node may send.
+const (
+	maxCSRBytes      = 8 << 10
+	maxMACs          = 64
+	maxSerialLen     = 128
+	maxBundleKey     = 4 << 10
+	maxLabels        = 32
+	maxDescription   = 256
+	maxTokenUses     = 1_000_000
+	maxPageSize      = 1000
+	defaultPageSize  = 100
+	tokenIDLen       = 8
+	tokenSecretLen   = 26
+	maxTokenTTLHours = 24 * 366
+)
+
+var (
+	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
+	labelValRE = regexp.MustCompile(`^[A-Za-z0-9._:/@+=-]{0,63}$`)
+	nodeIDRE   = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+	tokenIDRE  = regexp.MustCompile(`^[a-z0-9]{8}$`)
+	tokenSecRE = regexp.MustCompile(`^[a-z0-9]{26}$`)
+)
+
+// registration is a validated RegisterRequest.
+type registration struct {
+	hardwareUUID string
+	macs         []string
+	hostname     string
+	serial       string
+	csr          []byte
+	kem          uint16
+	bundleKey    []byte
+	tokenID      string
+	tokenSecret  string
+}
+
+func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (registration, error) {
+	var r registration
+	f := req.GetFacts()
+	if f == nil {
+		return r, invalid("facts", "required")
+	}
+	r.hardwareUUID = strings.ToLower(strings.TrimSpace(f.GetHardwareUuid()))
+	if !uuidRE.MatchString(r.hardwareUUID) {
+		return r, invalid("facts.hardware_uuid", "must be a UUID like 4c4c4544-0042-3510-8051-b2c04f4e4d32")
+	}
+	host, err := validateHostname(f.GetHostname())
+	if err != nil {
+		return r, err
+	}
+	r.hostname = host
+	if len(f.GetMacs()) > maxMACs {
+		return r, invalid("facts.macs", "at most 64 addresses")
+	}
+	for _, m := range f.GetMacs() {
+		hw, err := net.ParseMAC(m)
+		if err != nil {
+			return r, invalid("facts.macs", "each must be a hardware address like 52:54:00:12:34:56")
+		}
+		r.macs = append(r.macs, hw.String())
+	}
+	if len(f.GetSerial()) > maxSerialLen || !printable(f.GetSerial()) {
+		return r, invalid("facts.serial", "at most 128 printable characters")
+	}
+	r.serial = f.GetSerial()
+	if err := validateCSR(req.GetCsr(), host, caller); err != nil {
+		return r, err
+	}
+	r.csr = req.GetCsr()
+	if r.kem, r.bundleKey, err = validateBundleKey(req.GetBundleKey()); err != nil {
+		return r, err
+	}
+	if req.GetToken() != "" {
+		if r.tokenID, r.tokenSecret, err = parseToken(req.GetToken()); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// validateHostname uses the CA's own rule, so that a name accepted here is
+// never refused at signing time, minutes later, on approval.
+func validateHostname(h string) (string, error) {
+	n, err := pki.NormalizeHostname(h)
+	if err != nil || n == "localhost" {
+		return "", invalid("facts.hostname", "must be a DNS name (letters, digits and hyphens, dot separated), not an IP or localhost")
+	}
+	return n, nil
+}
+
+// validateCSR checks that the CSR is well formed, self-signed by the key the
+// TLS session proved, and asks for no identity beyond the node's host name.
+func validateCSR(der []byte, hostname string, caller mtls.Identity) error {
+	if len(der) == 0 {
+		return invalid("csr", "required (DER PKCS#10)")
+	}
+	if len(der) > maxCSRBytes {
+		return invalid("csr", "larger than 8 KiB")
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return invalid("csr", "not a DER PKCS#10 certificate request")
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return invalid("csr", "signature does not verify")
+	}
+	if caller.Leaf == nil || !mtls.SameKey(csr.PublicKey, caller.Leaf.PublicKey) {
+		return errCSRKeyMismatch
+	}
+	if len(csr.URIs) > 0 {
+		return errCSRIdentity
+	}
+	for _, d := range csr.DNSNames {
+		if !strings.EqualFold(d, hostname) {
+			return invalid("csr", "DNS names other than the node's hostname are not allowed")
+		}
+	}
+	if len(csr.IPAddresses) > 0 || len(csr.EmailAddresses) > 0 {
+		return invalid("csr", "IP and email SANs are not allowed")
+	}
+	return nil
+}
+
+func validateBundleKey(k *berthv1.BundleKey) (uint16, []byte, error) {
+	if k == nil || len(k.GetPublicKey()) == 0 {
+		return 0, nil, invalid("bundle_key", "required")
+	}
+	if k.GetKemId() > 0xffff || len(k.GetPublicKey()) > maxBundleKey {
+		return 0, nil, invalid("bundle_key", "unsupported KEM or oversized key")
+	}
+	kem, err := hpke.NewKEM(uint16(k.GetKemId()))
+	if err != nil {
+		return 0, nil, invalid("bundle_key.kem_id", "not a supported HPKE KEM")
+	}
+	if _, err := kem.NewPublicKey(k.GetPublicKey()); err != nil {
+		return 0, nil, invalid("bundle_key.public_key", "not a valid public key for its KEM")
+	}
+	return uint16(k.GetKemId()), k.GetPublicKey(), nil
+}
+
+// parseToken splits "id.secret".
+func parseToken(t string) (id, secret string, err error) {
+	id, secret, ok := strings.Cut(strings.TrimSpace(t), ".")
+	if !ok || !tokenIDRE.MatchString(id) || !tokenSecRE.MatchString(secret) {
+		return "", "", invalid("token", `must be "id.secret" as printed by berthctl tokens create`)
+	}
+	return id, secret, nil
+}
+
+func validateNodeID(id string) error {
+	if !nodeIDRE.MatchString(id) {
+		return invalid("id", "must be a node ID (lower-case letters and digits)")
+	}
+	return nil
+}
+
+func validateTokenID(id string) error {
+	if !tokenIDRE.MatchString(id) {
+		return invalid("id", "must be a token ID (8 lower-case letters and digits)")
+	}
+	return nil
+}
+
+func validateLabels(field string, labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return invalid(field, "at most 32 labels")
+	}
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) {
+			return invalid(field, "keys are 1-63 letters, digits, '.', '_', '/', '-'")
+		}
+		if !labelValRE.MatchString(v) {
+			return invalid(field, "values are at most 63 letters, digits and . _ : / @ + = -")
+		}
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// Page tokens are opaque to clients; inside they are the last node ID seen.
+func encodePageToken(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+func decodePageToken(t string) (string, error) {
+	if t == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	if err != nil || validateNodeID(string(b)) != nil {
+		return "", invalid("page_token", "not a page token returned by ListNodes")
+	}
+	return string(b), nil
+}
