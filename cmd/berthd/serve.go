@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"time"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/daemon"
+)
+
+// serveFlags binds the flags shared by serve and dev to a daemon.Config.
+func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
+	fs.StringVar(&c.Listen, "listen", listen, "gRPC listen address")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", metrics, `Prometheus /metrics listen address ("" disables)`)
+	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may finish on shutdown")
+	fs.StringVar(&c.RegistrationAddr, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
+	fs.StringVar(&c.BundlesAddr, "advertise-bundles", "", "bundle store address handed to nodes")
+	fs.StringVar(&c.HeartbeatAddr, "advertise-heartbeat", "", "heartbeat address handed to nodes")
+}
+
+func runServe(ctx context.Context, args []string, env func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var c daemon.Config
+	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca or all")
+	fs.StringVar(&c.PKIDir, "pki-dir", "", "directory written by berthd init (required)")
+	fs.StringVar(&c.DB, "db", "", "PostgreSQL URL, e.g. postgres://berth@db:5432/berth (default: SQLite under --data-dir)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for SQLite databases when --db is not set")
+	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (registration role; default in role all: this process)")
+	serveFlags(fs, &c, ":8443", ":9090")
+	logger := logFlags(fs)
+	cfgFile := fs.String("config", "", "YAML file of settings, keyed by flag name")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgFile == "" {
+		*cfgFile = env("BERTH_CONFIG")
+	}
+	if err := config.Apply(fs, env, *cfgFile); err != nil {
+		return err
+	}
+	log, err := logger(stderr)
+	if err != nil {
+		return err
+	}
+	c.Logger = log
+	return daemon.Run(ctx, c)
+}

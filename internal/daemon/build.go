@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/castore"
+	"github.com/berth-dev/berth/internal/store/regstore"
+	"github.com/berth-dev/berth/internal/telemetry"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/services/ca"
+	"github.com/berth-dev/berth/services/registration"
+)
+
+// built is a server with its services registered, and what to close after.
+type built struct {
+	server   *rpc.Server
+	services []string
+	closers  []func()
+}
+
+func (b *built) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+}
+
+// serverCertName picks the certificate a process presents. A process running
+// every role presents the registration certificate: that is the address
+// nodes are given.
+func serverCertName(role string) string {
+	if role == RoleAll {
+		return pki.ServiceRegistration
+	}
+	return role
+}
+
+func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry) (b *built, err error) {
+	b = &built{}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	var policies []rpc.Policy
+	var registers []func(*rpc.Server)
+	if c.runs(RoleCA) {
+		svc, err := buildCA(ctx, c, layout, b)
+		if err != nil {
+			return nil, err
+		}
+		policies = append(policies, svc.Policy())
+		registers = append(registers, func(s *rpc.Server) { svc.Register(s.Server) })
+		b.services = append(b.services, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
+	}
+	if c.runs(RoleRegistration) {
+		svc, err := buildRegistration(ctx, c, layout, tel, b)
+		if err != nil {
+			return nil, err
+		}
+		policies = append(policies, svc.Policy())
+		registers = append(registers, func(s *rpc.Server) { svc.RegisterService(s) })
+		b.services = append(b.services,
+			berthv1.RegistrationService_ServiceDesc.ServiceName,
+			berthv1.NodeAdminService_ServiceDesc.ServiceName)
+	}
+	cert, err := layout.ServiceCertificate(serverCertName(c.Role))
+	if err != nil {
+		return nil, err
+	}
+	b.server = rpc.NewServer(rpc.ServerConfig{
+		Name:           c.Role,
+		Logger:         c.Logger,
+		TrustDomain:    layout.TrustDomain,
+		Cert:           cert,
+		Roots:          layout.RootPool(),
+		Policy:         rpc.Merge(policies...),
+		TracerProvider: tel.TracerProvider,
+		MeterProvider:  tel.MeterProvider,
+	})
+	for _, r := range registers {
+		r(b.server)
+	}
+	b.services = append(b.services, "") // the whole server
+	return b, nil
+}
+
+func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.Service, error) {
+	var store castore.Store
+	var err error
+	if c.DB != "" {
+		store, err = castore.NewPostgres(ctx, c.DB)
+	} else {
+		store, err = castore.NewSQLite(ctx, filepath.Join(c.DataDir, "ca.db"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open CA store: %w", err)
+	}
+	b.closers = append(b.closers, store.Close)
+	sc, err := layout.SignerConfig()
+	if err != nil {
+		return nil, err
+	}
+	sc.Lifetime = c.CertLifetime
+	signer, err := pki.NewSigner(sc)
+	if err != nil {
+		return nil, fmt.Errorf("CA signer: %w", err)
+	}
+	return ca.New(ca.Config{Signer: signer, Store: store, Roots: []*x509.Certificate{layout.Root}, Logger: c.Logger})
+}
+
+func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*registration.Service, error) {
+	var store regstore.Store
+	var err error
+	if c.DB != "" {
+		store, err = regstore.NewPostgres(ctx, c.DB)
+	} else {
+		store, err = regstore.NewSQLite(ctx, filepath.Join(c.DataDir, "registration.db"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open registration store: %w", err)
+	}
+	b.closers = append(b.closers, store.Close)
+	cert, err := layout.ServiceCertificate(pki.ServiceRegistration)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(c.CAAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-addr %q: %w", c.CAAddr, err)
+	}
+	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+	tlsCfg.ServerName = host
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: c.CAAddr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, func() { conn.Close() })
+	return registration.New(registration.Config{
+		Store:       store,
+		CA:          registration.NewGRPCCA(conn),
+		TrustBundle: [][]byte{layout.Root.Raw},
+		Endpoints: &berthv1.Endpoints{
+			Registration: c.RegistrationAddr,
+			Bundles:      c.BundlesAddr,
+			Heartbeat:    c.HeartbeatAddr,
+		},
+		Logger: c.Logger,
+	})
+}

@@ -1,0 +1,195 @@
+// Package daemon assembles berth's services into a running process: it
+// opens the stores, builds each service, serves them on one mTLS gRPC
+// listener with health and reflection, serves /metrics, and shuts down
+// gracefully. berthd serve and berthd dev both run through it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/telemetry"
+)
+
+// Roles a process can take.
+const (
+	RoleRegistration = "registration"
+	RoleCA           = "ca"
+	RoleBundles      = "bundles"
+	RoleHeartbeat    = "heartbeat"
+	RoleAll          = "all"
+)
+
+// Roles lists the roles --role accepts.
+var Roles = []string{RoleRegistration, RoleCA, RoleBundles, RoleHeartbeat, RoleAll}
+
+// Config is the typed configuration of one berthd process.
+type Config struct {
+	Role string
+	// Listen is the gRPC address, e.g. ":8443".
+	Listen string
+	// MetricsListen serves /metrics over plain HTTP; empty disables it.
+	MetricsListen string
+	// PKIDir is the directory written by berthd init.
+	PKIDir string
+	// DB is a PostgreSQL URL; empty means SQLite files under DataDir.
+	DB      string
+	DataDir string
+	// CAAddr is where the registration service reaches the CA. In role
+	// "all" it defaults to this process's own listener.
+	CAAddr string
+	// Advertised addresses of the services, handed to nodes on Resume.
+	RegistrationAddr, BundlesAddr, HeartbeatAddr string
+	// CertLifetime of node certificates.
+	CertLifetime    time.Duration
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Ready, if set, is called with the bound gRPC address once serving.
+	Ready func(addr string)
+}
+
+func (c *Config) check() error {
+	if !slices.Contains(Roles, c.Role) {
+		return fmt.Errorf("--role must be one of %v, not %q", Roles, c.Role)
+	}
+	if c.Role == RoleBundles || c.Role == RoleHeartbeat {
+		return fmt.Errorf("role %q is not available in this build yet", c.Role)
+	}
+	if c.PKIDir == "" {
+		return errors.New("--pki-dir is required (run berthd init --dir DIR first)")
+	}
+	if c.Role == RoleRegistration && c.CAAddr == "" {
+		return errors.New("--ca-addr is required for the registration role")
+	}
+	if c.DB == "" && c.DataDir == "" {
+		return errors.New("either --db (PostgreSQL URL) or --data-dir (SQLite) is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+func (c *Config) runs(role string) bool { return c.Role == RoleAll || c.Role == role }
+
+// Run serves until ctx is cancelled, then stops gracefully.
+func Run(ctx context.Context, c Config) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	layout, err := pki.Load(c.PKIDir)
+	if err != nil {
+		return fmt.Errorf("load PKI from %s: %w", c.PKIDir, err)
+	}
+	tel, err := telemetry.New(ctx, "berth-"+c.Role)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	defer lis.Close()
+	if c.Role == RoleAll && c.CAAddr == "" {
+		c.CAAddr = loopbackAddr(lis.Addr())
+	}
+	if c.RegistrationAddr == "" {
+		c.RegistrationAddr = loopbackAddr(lis.Addr())
+	}
+
+	built, err := build(ctx, c, layout, tel)
+	if err != nil {
+		return err
+	}
+	defer built.close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := built.server.Serve(lis); err != nil {
+			return fmt.Errorf("serve gRPC: %w", err)
+		}
+		return nil
+	})
+	var metrics *http.Server
+	if c.MetricsListen != "" {
+		metrics, err = serveMetrics(g, c.MetricsListen, tel.Metrics)
+		if err != nil {
+			built.server.Stop()
+			return err
+		}
+	}
+	for _, name := range built.services {
+		built.server.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	c.Logger.Info("berthd serving", "role", c.Role, "addr", lis.Addr().String(), "metrics", c.MetricsListen)
+	if c.Ready != nil {
+		c.Ready(lis.Addr().String())
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		c.Logger.Info("berthd shutting down")
+		built.server.Health.Shutdown()
+		stopGracefully(built.server, c.ShutdownTimeout)
+		if metrics != nil {
+			metrics.Close()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// stopGracefully lets in-flight calls finish, but not forever.
+func stopGracefully(s *rpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.Stop()
+	}
+}
+
+func serveMetrics(g *errgroup.Group, addr string, h http.Handler) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve metrics: %w", err)
+		}
+		return nil
+	})
+	return srv, nil
+}
+
+// loopbackAddr turns a wildcard listen address into one this host can dial.
+func loopbackAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return tcp.String()
+}
