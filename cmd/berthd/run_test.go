@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte("rolee: ca\n"), 0o600)
+	tests := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "no command", args: nil, wantCode: 2, wantStderr: "Usage:"},
+		{name: "unknown command", args: []string{"launch"}, wantCode: 2, wantStderr: `unknown command "launch"`},
+		{name: "help", args: []string{"--help"}, wantCode: 0, wantStdout: "berthd init"},
+		{name: "init needs --dir", args: []string{"init"}, wantCode: 2, wantStderr: "berthd init: --dir is required"},
+		{name: "init unknown flag", args: []string{"init", "--dri", "x"}, wantCode: 2, wantStderr: "flag provided but not defined"},
+		{name: "init", args: []string{"init", "--dir", pkiDir, "--san", "berth.example.com"}, wantCode: 0, wantStdout: "CA hash (berth-agent --ca-hash, berth.ca_hash=): sha256:"},
+		{name: "init again keeps the PKI", args: []string{"init", "--dir", pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
+		{name: "init dir from env", args: []string{"init"}, env: map[string]string{"BERTH_DIR": pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
+		{name: "serve bad role", args: []string{"serve", "--role", "dns", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 1, wantStderr: "--role must be one of"},
+		{name: "serve bad duration env", args: []string{"serve"}, env: map[string]string{"BERTH_CERT_LIFETIME": "forever"}, wantCode: 1, wantStderr: "BERTH_CERT_LIFETIME: invalid value for cert-lifetime"},
+		{name: "serve unknown config key", args: []string{"serve", "--config", cfg}, wantCode: 1, wantStderr: `unknown setting "rolee"`},
+		{name: "serve stray argument", args: []string{"serve", "ca"}, wantCode: 2, wantStderr: `unexpected argument "ca"`},
+		{name: "serve bad log level", args: []string{"serve", "--log-level", "loud", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 2, wantStderr: "--log-level must be"},
+		{name: "health needs --pki-dir", args: []string{"health"}, wantCode: 2, wantStderr: "--pki-dir is required"},
+		{name: "health of nothing", args: []string{"health", "--pki-dir", pkiDir, "--addr", "127.0.0.1:1", "--timeout", "200ms"}, wantCode: 1, wantStderr: "health check of 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) || !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Fatalf("stdout %q stderr %q, want %q and %q", stdout.String(), stderr.String(), tt.wantStdout, tt.wantStderr)
+			}
+			if code != 0 && strings.Count(strings.TrimSpace(stderr.String()), "\n") > 0 && tt.wantStderr != "Usage:" && !strings.Contains(tt.wantStderr, "unknown command") && !strings.Contains(tt.wantStderr, "flag provided") {
+				t.Fatalf("error is not one line: %q", stderr.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+)
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		want string
+	}{
+		{"unknown role", Config{Role: "dns", PKIDir: "x", DataDir: "d"}, "--role must be one of"},
+		{"role not built yet", Config{Role: RoleBundles, PKIDir: "x", DataDir: "d"}, "not available in this build"},
+		{"no pki dir", Config{Role: RoleAll, DataDir: "d"}, "--pki-dir is required"},
+		{"registration without CA", Config{Role: RoleRegistration, PKIDir: "x", DataDir: "d"}, "--ca-addr is required"},
+		{"no store", Config{Role: RoleCA, PKIDir: "x"}, "--db"},
+		{"missing PKI", Config{Role: RoleCA, PKIDir: "/nonexistent", DataDir: "d"}, "load PKI"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Run(context.Background(), tt.c)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Run = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRunServesAndStops runs every role on SQLite: health and reflection
+// answer over mTLS, /metrics exposes gRPC server metrics, and cancelling the
+// context stops the process cleanly.
+func TestRunServesAndStops(t *testing.T) {
+	dir := t.TempDir()
+	layout, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(dir, "pki")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Role: RoleAll, Listen: "127.0.0.1:0", MetricsListen: metricsAddr,
+			PKIDir: layout.Dir, DataDir: dir, Ready: func(a string) { ready <- a }})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended early: %v", err)
+	}
+	cert, _ := layout.AdminCertificate()
+	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+	tlsCfg.ServerName = "127.0.0.1"
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, svc := range []string{"", "berth.v1.RegistrationService", "berth.v1.NodeAdminService", "berth.v1.CertificateAuthorityService"} {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v", svc, resp.GetStatus(), err)
+		}
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := stream.Recv()
+	if err != nil || !strings.Contains(list.String(), "berth.v1.RegistrationService") {
+		t.Fatalf("reflection list: %v %v", list, err)
+	}
+	stream.CloseSend()
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"rpc_server_call_duration_seconds", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not stop after cancel")
+	}
+}
