@@ -83,6 +83,7 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		Policy:         rpc.Merge(policies...),
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
+		Propagator:     tel.Propagator,
 	})
 	for _, r := range registers {
 		r(b.server)
@@ -137,7 +138,7 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 	}
 	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
 	tlsCfg.ServerName = host
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: c.CAAddr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: c.CAAddr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator})
 	if err != nil {
 		return nil, err
 	}

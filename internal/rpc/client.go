@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -20,6 +21,7 @@ type ClientConfig struct {
 	TLS            *tls.Config
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
 	// Options are appended to the defaults (tests add a bufconn dialer).
 	Options []grpc.DialOption
 }
@@ -30,7 +32,7 @@ func Dial(c ClientConfig) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(c.TLS)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOptions(c.TracerProvider, c.MeterProvider)...)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
 	conn, err := grpc.NewClient(c.Addr, append(opts, c.Options...)...)
 	if err != nil {

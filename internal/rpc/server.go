@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -36,6 +37,8 @@ type ServerConfig struct {
 	// TracerProvider and MeterProvider instrument the server; nil uses no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// Propagator carries trace context across services; nil uses none.
+	Propagator     propagation.TextMapPropagator
 	MaxRecvMsgSize int
 }
 
@@ -69,7 +72,7 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ChainStreamInterceptor(streamChain(log, p)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider)...)),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
@@ -77,8 +80,11 @@ func NewServer(c ServerConfig) *Server {
 	return s
 }
 
-func otelOptions(tp trace.TracerProvider, mp metric.MeterProvider) []otelgrpc.Option {
+func otelOptions(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) []otelgrpc.Option {
 	var o []otelgrpc.Option
+	if prop != nil {
+		o = append(o, otelgrpc.WithPropagators(prop))
+	}
 	if tp != nil {
 		o = append(o, otelgrpc.WithTracerProvider(tp))
 	}
