@@ -1,0 +1,211 @@
+package bundlestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Valid reports whether s is one of the four states.
+func (s State) Valid() bool {
+	switch s {
+	case StateApproved, StatePending, StateSuperseded, StateReset:
+		return true
+	}
+	return false
+}
+
+// columns is the column list every version query selects, in the order the
+// scan functions expect.
+const columns = `node_id, version, state, size, digest, kem_id, author, created_at, sealed`
+
+// metaColumns is columns without the content.
+const metaColumns = `node_id, version, state, size, digest, kem_id, author, created_at`
+
+// steps are the statements a write is made of. Each backend implements them
+// in its SQL dialect on one transaction; put, approve and reset below hold
+// the rules, once for both backends.
+type steps interface {
+	// lock creates the node's row if needed, locks it until the transaction
+	// ends, and returns the highest version number used so far.
+	lock(ctx context.Context, nodeID string) (last int64, err error)
+	// live returns the current and pending version numbers, 0 for none.
+	live(ctx context.Context, nodeID string) (current, pending int64, err error)
+	// state returns the state of a version; ErrNotFound if there is none.
+	state(ctx context.Context, nodeID string, version int64) (State, error)
+	// setState changes the state of a version.
+	setState(ctx context.Context, nodeID string, version int64, s State) error
+	// insert adds a version.
+	insert(ctx context.Context, b Bundle) error
+	// get returns a version with its content.
+	get(ctx context.Context, nodeID string, version int64) (Bundle, error)
+	// setLast records the highest version number used.
+	setLast(ctx context.Context, nodeID string, last int64) error
+	// trim deletes superseded and reset versions numbered up to atMost.
+	trim(ctx context.Context, nodeID string, atMost int64) error
+}
+
+// checkPut refuses what the schema would refuse anyway, with an error that
+// says why rather than a constraint name.
+func checkPut(nodeID string, expected int64, b Bundle) error {
+	switch {
+	case nodeID == "":
+		return errors.New("node ID is empty")
+	case expected < 0:
+		return fmt.Errorf("expected version %d is negative", expected)
+	case len(b.Sealed) == 0:
+		return errors.New("sealed bundle is empty")
+	case b.Digest == "":
+		return errors.New("digest is empty")
+	case b.Author == "":
+		return errors.New("author is empty")
+	}
+	return nil
+}
+
+func keepOrDefault(keep int) int64 {
+	if keep <= 0 {
+		return DefaultKeep
+	}
+	return int64(keep)
+}
+
+// put is Store.Put inside a transaction.
+func put(ctx context.Context, s steps, nodeID string, expected int64, b Bundle, opts PutOptions) (Bundle, error) {
+	last, err := s.lock(ctx, nodeID)
+	if err != nil {
+		return Bundle{}, err
+	}
+	current, pending, err := s.live(ctx, nodeID)
+	if err != nil {
+		return Bundle{}, err
+	}
+	// A pending upload is reported first: it is why the node cannot write,
+	// whatever version it expected.
+	if pending != 0 && !opts.ReplacePending {
+		return Bundle{}, fmt.Errorf("%w: version %d", ErrPendingExists, pending)
+	}
+	if current != expected {
+		return Bundle{}, fmt.Errorf("%w: current is %d, expected %d", ErrStale, current, expected)
+	}
+	if pending != 0 {
+		if err := s.setState(ctx, nodeID, pending, StateSuperseded); err != nil {
+			return Bundle{}, err
+		}
+	}
+	b.NodeID, b.Version, b.Size, b.State = nodeID, last+1, int64(len(b.Sealed)), StateApproved
+	b.CreatedAt = utc(b.CreatedAt)
+	if opts.RequireApproval {
+		b.State = StatePending
+	} else if current != 0 {
+		if err := s.setState(ctx, nodeID, current, StateSuperseded); err != nil {
+			return Bundle{}, err
+		}
+	}
+	if err := s.insert(ctx, b); err != nil {
+		return Bundle{}, err
+	}
+	if err := finish(ctx, s, nodeID, b.Version, opts.Keep); err != nil {
+		return Bundle{}, err
+	}
+	return b, nil
+}
+
+// finish records version as the highest used and trims history.
+func finish(ctx context.Context, s steps, nodeID string, version int64, keep int) error {
+	if err := s.setLast(ctx, nodeID, version); err != nil {
+		return err
+	}
+	return s.trim(ctx, nodeID, version-keepOrDefault(keep))
+}
+
+// approve is Store.Approve inside a transaction.
+func approve(ctx context.Context, s steps, nodeID string, version int64) (Bundle, error) {
+	if _, err := s.lock(ctx, nodeID); err != nil {
+		return Bundle{}, err
+	}
+	st, err := s.state(ctx, nodeID, version)
+	if err != nil {
+		return Bundle{}, err
+	}
+	switch st {
+	case StateApproved:
+		return s.get(ctx, nodeID, version)
+	case StatePending:
+	default:
+		return Bundle{}, fmt.Errorf("%w: version %d is %s", ErrNotPending, version, st)
+	}
+	// While a version is pending the current one cannot change (node
+	// uploads are refused; administrator writes and resets supersede the
+	// pending version), so it is still the version the upload replaces.
+	current, _, err := s.live(ctx, nodeID)
+	if err != nil {
+		return Bundle{}, err
+	}
+	if current != 0 {
+		if err := s.setState(ctx, nodeID, current, StateSuperseded); err != nil {
+			return Bundle{}, err
+		}
+	}
+	if err := s.setState(ctx, nodeID, version, StateApproved); err != nil {
+		return Bundle{}, err
+	}
+	return s.get(ctx, nodeID, version)
+}
+
+// reset is Store.Reset inside a transaction.
+func reset(ctx context.Context, s steps, nodeID, author string, now time.Time, keep int) (Meta, error) {
+	if author == "" {
+		return Meta{}, errors.New("author is empty")
+	}
+	last, err := s.lock(ctx, nodeID)
+	if err != nil {
+		return Meta{}, err
+	}
+	current, pending, err := s.live(ctx, nodeID)
+	if err != nil {
+		return Meta{}, err
+	}
+	if current == 0 && pending == 0 {
+		return Meta{}, ErrNotFound
+	}
+	for _, v := range []int64{current, pending} {
+		if v != 0 {
+			if err := s.setState(ctx, nodeID, v, StateSuperseded); err != nil {
+				return Meta{}, err
+			}
+		}
+	}
+	m := Meta{NodeID: nodeID, Version: last + 1, State: StateReset, Author: author, CreatedAt: utc(now)}
+	if err := s.insert(ctx, Bundle{Meta: m}); err != nil {
+		return Meta{}, err
+	}
+	if err := finish(ctx, s, nodeID, m.Version, keep); err != nil {
+		return Meta{}, err
+	}
+	return m, nil
+}
+
+// utc normalises a time for storage: UTC, microsecond precision, which both
+// backends can hold exactly.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// micros and fromMicros are the SQLite time encoding.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,28 @@
+package bundlestore
+
+import (
+	"embed"
+	"io/fs"
+)
+
+// service is this store's name in the shared schema_migrations table.
+const service = "bundles"
+
+// Schema changelog. Each version exists once per dialect, in
+// migrations/sqlite and migrations/postgres, and both must say the same thing:
+//
+//	0001 bundle_nodes (one row per node: the highest version number used, and
+//	     the row every write locks) and bundle_versions (by node and
+//	     version; at most one approved and one pending version per node,
+//	     enforced by partial unique indexes).
+//
+//go:embed migrations
+var migrations embed.FS
+
+func migrationsFor(dialect string) fs.FS {
+	sub, err := fs.Sub(migrations, "migrations/"+dialect)
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	return sub
+}

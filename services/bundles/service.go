@@ -1,0 +1,230 @@
+// Package bundles is berth's bundles service: it keeps every node's
+// configuration bundle, sealed by the writer to the node's bundle key, in
+// versions, with compare-and-swap writes, a size limit, an optional hold
+// for approval, resets and a short history. It stores and serves ciphertext
+// only; it reads no more of a bundle than its clear-text header
+// (internal/bundle.ParseHeader).
+//
+// Nodes call BundleService for their own bundle, named by their
+// certificate; the management engine calls BundleAdminService.
+package bundles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/bundlestore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxBundleSize = 1 << 20
+	DefaultKeep          = bundlestore.DefaultKeep
+)
+
+// Config holds the dependencies and settings of the bundles service.
+type Config struct {
+	// Store keeps the bundles. Required.
+	Store bundlestore.Store
+	// MaxBundleSize is the largest sealed bundle accepted, in bytes;
+	// DefaultMaxBundleSize when 0. It is checked apart from the gRPC
+	// server's own limit on message size, which must be larger.
+	MaxBundleSize int
+	// Keep is how many versions of a node's bundle history keeps;
+	// DefaultKeep when 0.
+	Keep int
+	// RequireApproval holds every node upload for an administrator's
+	// approval.
+	RequireApproval bool
+	// ApprovalRequired, when set, is asked whether a node's uploads must be
+	// held for approval even though RequireApproval is off: the node's own
+	// policy. An error refuses the upload as Unavailable.
+	ApprovalRequired func(ctx context.Context, nodeID string) (bool, error)
+	// Revoked, when set, is asked on every node call whether the caller's
+	// certificate, by node ID and serial (lower-case hex, as the CA's issued
+	// log writes it), is revoked. Revoked callers are denied.
+	Revoked func(ctx context.Context, nodeID, serial string) bool
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Service implements berth.v1.BundleService, and through Register also
+// berth.v1.BundleAdminService.
+type Service struct {
+	berthv1.UnsafeBundleServiceServer
+
+	store            bundlestore.Store
+	maxSize          int
+	keep             int
+	requireApproval  bool
+	approvalRequired func(ctx context.Context, nodeID string) (bool, error)
+	revoked          func(ctx context.Context, nodeID, serial string) bool
+	log              *slog.Logger
+	now              func() time.Time
+}
+
+var _ berthv1.BundleServiceServer = (*Service)(nil)
+
+// New checks c and returns the service.
+func New(c Config) (*Service, error) {
+	switch {
+	case c.Store == nil:
+		return nil, errors.New("bundles: Config.Store is required")
+	case c.MaxBundleSize < 0:
+		return nil, fmt.Errorf("bundles: Config.MaxBundleSize %d is negative", c.MaxBundleSize)
+	case c.Keep < 0:
+		return nil, fmt.Errorf("bundles: Config.Keep %d is negative", c.Keep)
+	}
+	if c.MaxBundleSize == 0 {
+		c.MaxBundleSize = DefaultMaxBundleSize
+	}
+	if c.Keep == 0 {
+		c.Keep = DefaultKeep
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return &Service{
+		store:            c.Store,
+		maxSize:          c.MaxBundleSize,
+		keep:             c.Keep,
+		requireApproval:  c.RequireApproval,
+		approvalRequired: c.ApprovalRequired,
+		revoked:          c.Revoked,
+		log:              c.Logger,
+		now:              c.Clock,
+	}, nil
+}
+
+// Register registers both gRPC services on g.
+func (s *Service) Register(g grpc.ServiceRegistrar) {
+	berthv1.RegisterBundleServiceServer(g, s)
+	berthv1.RegisterBundleAdminServiceServer(g, adminServer{s: s})
+}
+
+// Policy says who may call what: nodes their own bundle, admins every
+// node's, and the registration service may read a node's sealed bundle
+// (to return it inside Resume) and delete a deleted node's bundles.
+func (s *Service) Policy() rpc.Policy {
+	p := rpc.Policy{
+		berthv1.BundleService_GetBundle_FullMethodName: rpc.Node,
+		berthv1.BundleService_PutBundle_FullMethodName: rpc.Node,
+	}
+	for _, m := range berthv1.BundleAdminService_ServiceDesc.Methods {
+		p["/"+berthv1.BundleAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	adminOrRegistration := rpc.AnyOf(rpc.Admin, rpc.Service(pki.ServiceRegistration))
+	p[berthv1.BundleAdminService_GetSealedBundle_FullMethodName] = adminOrRegistration
+	p[berthv1.BundleAdminService_DeleteBundles_FullMethodName] = adminOrRegistration
+	return p
+}
+
+// caller returns the verified identity of the caller; the interceptor has
+// already applied the policy to it.
+func caller(ctx context.Context) mtls.Identity {
+	id, _, _ := mtls.PeerIdentity(ctx)
+	return id
+}
+
+// node returns the calling node's ID, after the revocation check. The ID
+// comes from the node's certificate and from nowhere else.
+func (s *Service) node(ctx context.Context) (string, error) {
+	id := caller(ctx)
+	if id.Kind != mtls.KindNode || pki.ValidateNodeID(id.Name) != nil || id.Leaf == nil {
+		return "", errNotNode
+	}
+	if s.revoked != nil && s.revoked(ctx, id.Name, id.Leaf.SerialNumber.Text(16)) {
+		return "", errRevoked
+	}
+	return id.Name, nil
+}
+
+// GetBundle returns the calling node's current bundle.
+func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*berthv1.GetBundleResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	nodeID, err := s.node(ctx)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	log = log.With(attrNode, nodeID)
+	b, err := s.store.Get(ctx, nodeID)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	return &berthv1.GetBundleResponse{Bundle: sealedToProto(b)}, nil
+}
+
+// PutBundle stores an upload of the calling node, held for approval when
+// the service, the node's policy or the node itself asks for it.
+func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	nodeID, err := s.node(ctx)
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	log = log.With(attrNode, nodeID)
+	up, err := s.validateUpload(req.GetExpectedVersion(), req.GetSealed())
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	hold, err := s.mustHold(ctx, nodeID, req.GetRequireApproval())
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	b, err := s.put(ctx, log, nodeID, caller(ctx).String(), up, bundlestore.PutOptions{RequireApproval: hold})
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	return &berthv1.PutBundleResponse{Info: infoToProto(b.Meta)}, nil
+}
+
+// mustHold decides whether a node's upload waits for approval. The node
+// may ask for a hold but never lift one.
+func (s *Service) mustHold(ctx context.Context, nodeID string, asked bool) (bool, error) {
+	if s.requireApproval || asked {
+		return true, nil
+	}
+	if s.approvalRequired == nil {
+		return false, nil
+	}
+	hold, err := s.approvalRequired(ctx, nodeID)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errPolicyUnavailable, err)
+	}
+	return hold, nil
+}
+
+// put stores a validated upload for nodeID, written by author.
+func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author string, up upload, opts bundlestore.PutOptions) (bundlestore.Bundle, error) {
+	opts.Keep = s.keep
+	in := bundlestore.Bundle{
+		Meta: bundlestore.Meta{
+			Digest:    up.digest,
+			KEMID:     up.header.KEM,
+			Author:    author,
+			CreatedAt: s.now(),
+		},
+		Sealed: up.sealed,
+	}
+	b, err := s.store.Put(ctx, nodeID, up.expected, in, opts)
+	if err != nil {
+		return bundlestore.Bundle{}, err
+	}
+	log.Info("bundle stored", attrAuthor, author, attrVersion, b.Version, attrState, string(b.State),
+		attrSize, b.Size, attrDigest, b.Digest)
+	return b, nil
+}
