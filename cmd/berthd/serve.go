@@ -16,19 +16,23 @@ func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", metrics, `Prometheus /metrics listen address ("" disables)`)
 	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may finish on shutdown")
-	fs.StringVar(&c.RegistrationAddr, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
-	fs.StringVar(&c.BundlesAddr, "advertise-bundles", "", "bundle store address handed to nodes")
-	fs.StringVar(&c.HeartbeatAddr, "advertise-heartbeat", "", "heartbeat address handed to nodes")
+	fs.StringVar(&c.AdvertiseRegistration, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
+	fs.StringVar(&c.AdvertiseBundles, "advertise-bundles", "", "bundle store address handed to nodes (default: --bundles-addr)")
+	fs.StringVar(&c.AdvertiseHeartbeat, "advertise-heartbeat", "", "heartbeat address handed to nodes")
+	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
+	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")
+	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
 }
 
 func runServe(ctx context.Context, args []string, env func(string) string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var c daemon.Config
-	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca or all")
+	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca, bundles or all")
 	fs.StringVar(&c.PKIDir, "pki-dir", "", "directory written by berthd init (required)")
 	fs.StringVar(&c.DB, "db", "", "PostgreSQL URL, e.g. postgres://berth@db:5432/berth (default: SQLite under --data-dir)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for SQLite databases when --db is not set")
-	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (registration role; default in role all: this process)")
+	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (registration and bundles roles; default in role all: this process)")
+	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role; default in role all: this process)")
 	serveFlags(fs, &c, ":8443", ":9090")
 	logger := logFlags(fs)
 	cfgFile := fs.String("config", "", "YAML file of settings, keyed by flag name")

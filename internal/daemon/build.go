@@ -7,13 +7,18 @@ import (
 	"net"
 	"path/filepath"
 
+	"google.golang.org/grpc"
+
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/castore"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/telemetry"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/services/bundles"
 	"github.com/berth-dev/berth/services/ca"
 	"github.com/berth-dev/berth/services/registration"
 )
@@ -58,6 +63,17 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s.Server) })
 		b.services = append(b.services, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
+	}
+	if c.runs(RoleBundles) {
+		svc, err := buildBundles(ctx, c, layout, tel, b)
+		if err != nil {
+			return nil, err
+		}
+		policies = append(policies, svc.Policy())
+		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
+		b.services = append(b.services,
+			berthv1.BundleService_ServiceDesc.ServiceName,
+			berthv1.BundleAdminService_ServiceDesc.ServiceName)
 	}
 	if c.runs(RoleRegistration) {
 		svc, err := buildRegistration(ctx, c, layout, tel, b)
@@ -128,30 +144,84 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 		return nil, fmt.Errorf("open registration store: %w", err)
 	}
 	b.closers = append(b.closers, store.Close)
-	cert, err := layout.ServiceCertificate(pki.ServiceRegistration)
+	caConn, err := dialService(c, layout, tel, b, pki.ServiceRegistration, c.CAAddr)
 	if err != nil {
 		return nil, err
 	}
-	host, _, err := net.SplitHostPort(c.CAAddr)
+	cfg := registration.Config{
+		Store:       store,
+		CA:          registration.NewGRPCCA(caConn),
+		TrustBundle: [][]byte{layout.Root.Raw},
+		Endpoints: &berthv1.Endpoints{
+			Registration: c.AdvertiseRegistration,
+			Bundles:      c.AdvertiseBundles,
+			Heartbeat:    c.AdvertiseHeartbeat,
+		},
+		Logger: c.Logger,
+	}
+	if c.BundlesAddr != "" {
+		conn, err := dialService(c, layout, tel, b, pki.ServiceRegistration, c.BundlesAddr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Bundles = registration.NewGRPCBundles(conn)
+	}
+	return registration.New(cfg)
+}
+
+func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*bundles.Service, error) {
+	var store bundlestore.Store
+	var err error
+	if c.DB != "" {
+		store, err = bundlestore.NewPostgres(ctx, c.DB)
+	} else {
+		store, err = bundlestore.NewSQLite(ctx, filepath.Join(c.DataDir, "bundles.db"))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("--ca-addr %q: %w", c.CAAddr, err)
+		return nil, fmt.Errorf("open bundle store: %w", err)
+	}
+	b.closers = append(b.closers, store.Close)
+	caConn, err := dialService(c, layout, tel, b, pki.ServiceBundles, c.CAAddr)
+	if err != nil {
+		return nil, err
+	}
+	revoked := revocation.New(berthv1.NewCertificateAuthorityServiceClient(caConn), 0, c.Logger)
+	b.background(ctx, revoked.Run)
+	return bundles.New(bundles.Config{
+		Store:           store,
+		MaxBundleSize:   c.BundleMaxSize,
+		Keep:            c.BundleHistory,
+		RequireApproval: c.BundleRequireApproval,
+		Revoked:         revoked.Revoked,
+		Logger:          c.Logger,
+	})
+}
+
+// dialService opens a long-lived connection to another berth service,
+// presenting this process's certificate for service name.
+func dialService(c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built, name, addr string) (*grpc.ClientConn, error) {
+	cert, err := layout.ServiceCertificate(name)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("service address %q: %w", addr, err)
 	}
 	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
 	tlsCfg.ServerName = host
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: c.CAAddr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator})
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator})
 	if err != nil {
 		return nil, err
 	}
 	b.closers = append(b.closers, func() { conn.Close() })
-	return registration.New(registration.Config{
-		Store:       store,
-		CA:          registration.NewGRPCCA(conn),
-		TrustBundle: [][]byte{layout.Root.Raw},
-		Endpoints: &berthv1.Endpoints{
-			Registration: c.RegistrationAddr,
-			Bundles:      c.BundlesAddr,
-			Heartbeat:    c.HeartbeatAddr,
-		},
-		Logger: c.Logger,
-	})
+	return conn, nil
+}
+
+// background runs f until the process shuts down, and waits for it on close.
+func (b *built) background(ctx context.Context, f func(context.Context)) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	b.closers = append(b.closers, func() { cancel(); <-done })
 }

@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,15 +47,21 @@ type Config struct {
 	// DB is a PostgreSQL URL; empty means SQLite files under DataDir.
 	DB      string
 	DataDir string
-	// CAAddr is where the registration service reaches the CA. In role
-	// "all" it defaults to this process's own listener.
-	CAAddr string
+	// CAAddr is where the registration and bundle services reach the CA;
+	// BundlesAddr is where the registration service reaches the bundle
+	// store. In role "all" both default to this process's own listener.
+	CAAddr, BundlesAddr string
 	// Advertised addresses of the services, handed to nodes on Resume.
-	RegistrationAddr, BundlesAddr, HeartbeatAddr string
+	// They default to the addresses above and this listener.
+	AdvertiseRegistration, AdvertiseBundles, AdvertiseHeartbeat string
 	// CertLifetime of node certificates.
-	CertLifetime    time.Duration
-	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	CertLifetime time.Duration
+	// Bundle store settings.
+	BundleMaxSize         int
+	BundleHistory         int
+	BundleRequireApproval bool
+	ShutdownTimeout       time.Duration
+	Logger *slog.Logger
 	// Ready, if set, is called with the bound gRPC address once serving.
 	Ready func(addr string)
 }
@@ -63,14 +70,14 @@ func (c *Config) check() error {
 	if !slices.Contains(Roles, c.Role) {
 		return fmt.Errorf("--role must be one of %v, not %q", Roles, c.Role)
 	}
-	if c.Role == RoleBundles || c.Role == RoleHeartbeat {
+	if c.Role == RoleHeartbeat {
 		return fmt.Errorf("role %q is not available in this build yet", c.Role)
 	}
 	if c.PKIDir == "" {
 		return errors.New("--pki-dir is required (run berthd init --dir DIR first)")
 	}
-	if c.Role == RoleRegistration && c.CAAddr == "" {
-		return errors.New("--ca-addr is required for the registration role")
+	if (c.Role == RoleRegistration || c.Role == RoleBundles) && c.CAAddr == "" {
+		return fmt.Errorf("--ca-addr is required for the %s role", c.Role)
 	}
 	if c.DB == "" && c.DataDir == "" {
 		return errors.New("either --db (PostgreSQL URL) or --data-dir (SQLite) is required")
@@ -106,12 +113,13 @@ func Run(ctx context.Context, c Config) error {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
 	defer lis.Close()
-	if c.Role == RoleAll && c.CAAddr == "" {
-		c.CAAddr = loopbackAddr(lis.Addr())
+	self := loopbackAddr(lis.Addr())
+	if c.Role == RoleAll {
+		c.CAAddr = cmp.Or(c.CAAddr, self)
+		c.BundlesAddr = cmp.Or(c.BundlesAddr, self)
 	}
-	if c.RegistrationAddr == "" {
-		c.RegistrationAddr = loopbackAddr(lis.Addr())
-	}
+	c.AdvertiseRegistration = cmp.Or(c.AdvertiseRegistration, self)
+	c.AdvertiseBundles = cmp.Or(c.AdvertiseBundles, c.BundlesAddr)
 
 	built, err := build(ctx, c, layout, tel)
 	if err != nil {

@@ -146,6 +146,11 @@ func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest
 			return nil, toStatus(ctx, s.log, fmt.Errorf("revoke certificate of node %s: %w", n.ID, err))
 		}
 	}
+	if s.bundles != nil {
+		if err := s.bundles.Delete(ctx, n.ID); err != nil {
+			return nil, toStatus(ctx, s.log, fmt.Errorf("delete bundles of node %s: %w", n.ID, err))
+		}
+	}
 	if err := s.store.DeleteNode(ctx, n.ID); err != nil {
 		if errors.Is(err, regstore.ErrNotFound) {
 			err = errNodeNotFound

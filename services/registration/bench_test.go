@@ -3,12 +3,15 @@ package registration
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -119,4 +122,77 @@ func BenchmarkResume(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkBootWithBundle is what a booting node pays to come back with its
+// configuration: a fresh TLS handshake, Resume, the sealed bundle, and
+// opening it. "inline" gets the bundle inside the Resume response (the
+// registration service fetches it over its own long-lived connection);
+// "separate" makes a second mTLS connection with the node certificate to
+// the bundle store, as a node would without inlining.
+func BenchmarkBootWithBundle(b *testing.B) {
+	for _, size := range []int{4 << 10, 256 << 10} {
+		for _, inline := range []bool{true, false} {
+			name := fmt.Sprintf("%dKiB/separate", size>>10)
+			if inline {
+				name = fmt.Sprintf("%dKiB/inline", size>>10)
+			}
+			b.Run(name, func(b *testing.B) {
+				e := newEnvWith(b, sqliteBackend, inline)
+				n := e.newNode(uuidA)
+				creds := e.register(b, n, true)
+				content := make([]byte, size)
+				rand.Read(content) // incompressible: the sealed size is the real size
+				e.putBundle(b, creds.GetNodeId(), []bundle.File{{Path: "etc/berth/config", Mode: 0o600, Content: content}})
+				pin, _ := mtls.ParseCAHash(e.layout.CAHash())
+				self, err := mtls.SelfSigned(n.key)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					sealed := bootOnce(b, e, n, self, pin, inline)
+					if _, err := bundle.Open(n.bundleKey, creds.GetNodeId(), sealed); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// bootOnce resumes over a new connection and returns the sealed bundle.
+func bootOnce(b *testing.B, e *env, n *node, self tls.Certificate, pin [32]byte, inline bool) []byte {
+	ctx := context.Background()
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: e.addr, TLS: mtls.PinnedClientConfig(self, pin, "127.0.0.1")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := berthv1.NewRegistrationServiceClient(conn).Resume(ctx, &berthv1.ResumeRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	creds := resp.GetCredentials()
+	if inline {
+		return creds.GetBundle().GetSealed()
+	}
+	roots := x509.NewCertPool()
+	for _, der := range creds.GetTrustBundle() {
+		c, _ := x509.ParseCertificate(der)
+		roots.AddCert(c)
+	}
+	cfg := mtls.ClientConfig(tls.Certificate{Certificate: creds.GetCertificateChain(), PrivateKey: n.key}, roots)
+	cfg.ServerName = "127.0.0.1"
+	bconn, err := rpc.Dial(rpc.ClientConfig{Addr: e.addr, TLS: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bconn.Close()
+	got, err := berthv1.NewBundleServiceClient(bconn).GetBundle(ctx, &berthv1.GetBundleRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return got.GetBundle().GetSealed()
 }

@@ -68,6 +68,13 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	if err != nil {
 		return regstore.Node{}, fmt.Errorf("register node: %w", err)
 	}
+	if replaceID != "" && s.bundles != nil {
+		// Bundles were sealed to the old board's key; the new one cannot
+		// open them, so the node configures itself again.
+		if err := s.bundles.Delete(ctx, replaceID); err != nil {
+			return regstore.Node{}, fmt.Errorf("drop bundles of replaced node: %w", err)
+		}
+	}
 	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "")
 	return node, nil
 }
@@ -127,7 +134,7 @@ func (s *Service) resume(ctx context.Context, id mtls.Identity) (*berthv1.NodeCr
 	if err := usable(node, false); err != nil {
 		return nil, err
 	}
-	return s.credentials(ctx, node, true)
+	return s.credentials(ctx, node)
 }
 
 // usable says whether a node may get credentials. A pending node may poll
@@ -149,7 +156,7 @@ func usable(n regstore.Node, pendingOK bool) error {
 
 // credentials returns the node's current chain, asking the CA for a new
 // certificate only when there is none, or it is due or expired.
-func (s *Service) credentials(ctx context.Context, n regstore.Node, resumed bool) (*berthv1.NodeCredentials, error) {
+func (s *Service) credentials(ctx context.Context, n regstore.Node) (*berthv1.NodeCredentials, error) {
 	out := &berthv1.NodeCredentials{
 		NodeId:      n.ID,
 		Status:      statusToProto(n.Status),
@@ -167,6 +174,13 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, resumed bool
 		n, out.Renewed = renewed, true
 	}
 	out.CertificateChain = n.Cert.Chain
+	if s.bundles != nil {
+		b, err := s.bundles.Sealed(ctx, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.BundleChecked, out.Bundle = true, b
+	}
 	return out, nil
 }
 

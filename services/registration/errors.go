@@ -31,23 +31,25 @@ const (
 	msgBadTransition    = "node status does not allow this change"
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
+	msgBundlesDown      = "bundle store is unavailable; retry later"
 	msgInternal         = "internal error"
 )
 
 // Errors of the registration core. Store errors are mapped as well.
 var (
-	errUnknownKey       = errors.New(msgUnknownKey)
-	errPending          = errors.New(msgPending)
-	errRejected         = errors.New(msgRejected)
-	errRevoked          = errors.New(msgRevoked)
-	errTokenRequired    = errors.New(msgTokenRequired)
-	errTokenInvalid     = errors.New(msgTokenInvalid)
-	errCSRKeyMismatch   = errors.New(msgCSRKeyMismatch)
-	errCSRIdentity      = errors.New(msgCSRIdentity)
-	errHardwareConflict = errors.New(msgHardwareConflict)
-	errNodeNotFound     = errors.New(msgNodeNotFound)
-	errTokenNotFound    = errors.New(msgTokenNotFound)
-	errCAUnavailable    = errors.New(msgCAUnavailable)
+	errUnknownKey         = errors.New(msgUnknownKey)
+	errPending            = errors.New(msgPending)
+	errRejected           = errors.New(msgRejected)
+	errRevoked            = errors.New(msgRevoked)
+	errTokenRequired      = errors.New(msgTokenRequired)
+	errTokenInvalid       = errors.New(msgTokenInvalid)
+	errCSRKeyMismatch     = errors.New(msgCSRKeyMismatch)
+	errCSRIdentity        = errors.New(msgCSRIdentity)
+	errHardwareConflict   = errors.New(msgHardwareConflict)
+	errNodeNotFound       = errors.New(msgNodeNotFound)
+	errTokenNotFound      = errors.New(msgTokenNotFound)
+	errCAUnavailable      = errors.New(msgCAUnavailable)
+	errBundlesUnavailable = errors.New(msgBundlesDown)
 )
 
 // invalidError is a validation failure. Its message names the field and the
@@ -101,4 +103,5 @@ var statusTable = []struct {
 	{regstore.ErrPrecondition, codes.FailedPrecondition, msgBadTransition},
 	{regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict},
 	{errCAUnavailable, codes.Unavailable, msgCAUnavailable},
+	{errBundlesUnavailable, codes.Unavailable, msgBundlesDown},
 }

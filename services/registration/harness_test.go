@@ -25,10 +25,12 @@ import (
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/castore"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/services/bundles"
 	"github.com/berth-dev/berth/services/ca"
 )
 
@@ -51,6 +53,7 @@ type env struct {
 	clock  *clock
 	reg    regstore.Store
 	cas    castore.Store
+	bs     bundlestore.Store
 	admin  *grpc.ClientConn
 }
 
@@ -61,7 +64,11 @@ const (
 	postgresBackend backend = "postgres"
 )
 
-func newEnv(t testing.TB, b backend) *env {
+func newEnv(t testing.TB, b backend) *env { return newEnvWith(t, b, true) }
+
+// newEnvWith builds the env; inlineBundles false leaves the registration
+// service without a bundle store, so nodes fetch bundles themselves.
+func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -76,17 +83,23 @@ func newEnv(t testing.TB, b backend) *env {
 		if err == nil {
 			e.cas, err = castore.NewSQLite(ctx, filepath.Join(dir, "ca.db"))
 		}
+		if err == nil {
+			e.bs, err = bundlestore.NewSQLite(ctx, filepath.Join(dir, "bundles.db"))
+		}
 	case postgresBackend:
 		dsn := pgtest.NewDatabase(t)
 		e.reg, err = regstore.NewPostgres(ctx, dsn)
 		if err == nil {
 			e.cas, err = castore.NewPostgres(ctx, dsn)
 		}
+		if err == nil {
+			e.bs, err = bundlestore.NewPostgres(ctx, dsn)
+		}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.reg.Close(); e.cas.Close() })
+	t.Cleanup(func() { e.reg.Close(); e.cas.Close(); e.bs.Close() })
 
 	sc, err := layout.SignerConfig()
 	if err != nil {
@@ -110,10 +123,19 @@ func newEnv(t testing.TB, b backend) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bundleSvc, err := bundles.New(bundles.Config{Store: e.bs})
+	if err != nil {
+		t.Fatal(err)
+	}
 	caConn := e.dial(regCert)
+	var inline Bundles
+	if inlineBundles {
+		inline = NewGRPCBundles(caConn)
+	}
 	svc, err := New(Config{
 		Store:       e.reg,
 		CA:          NewGRPCCA(caConn),
+		Bundles:     inline,
 		TrustBundle: [][]byte{layout.Root.Raw},
 		Endpoints:   &berthv1.Endpoints{Registration: e.addr},
 		Now:         e.clock.Now,
@@ -123,8 +145,9 @@ func newEnv(t testing.TB, b backend) *env {
 	}
 	srv := rpc.NewServer(rpc.ServerConfig{
 		Name: "test", TrustDomain: layout.TrustDomain, Cert: regCert, Roots: layout.RootPool(),
-		Policy: rpc.Merge(svc.Policy(), caSvc.Policy()),
+		Policy: rpc.Merge(svc.Policy(), caSvc.Policy(), bundleSvc.Policy()),
 	})
+	bundleSvc.Register(srv)
 	svc.RegisterService(srv)
 	caSvc.Register(srv.Server)
 	go srv.Serve(lis)
@@ -138,11 +161,13 @@ func newEnv(t testing.TB, b backend) *env {
 }
 
 // dial connects with a certificate issued by the deployment's CA.
-func (e *env) dial(cert tls.Certificate) *grpc.ClientConn {
+func (e *env) dial(cert tls.Certificate) *grpc.ClientConn { return e.dialAddr(cert, e.addr) }
+
+func (e *env) dialAddr(cert tls.Certificate, addr string) *grpc.ClientConn {
 	e.t.Helper()
 	cfg := mtls.ClientConfig(cert, e.layout.RootPool())
 	cfg.ServerName = "127.0.0.1"
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: e.addr, TLS: cfg})
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -200,6 +225,15 @@ func (e *env) nodeWithKey(key *ecdsa.PrivateKey, uuid string) *node {
 	return &node{key: key, bundleKey: bk, conn: conn, facts: &berthv1.MachineFacts{
 		HardwareUuid: uuid, Hostname: name, Macs: []string{"52:54:00:12:34:56"}, Serial: "SN-1",
 	}}
+}
+
+// identity is how the server sees this node's bare key.
+func (n *node) identity(t testing.TB) mtls.Identity {
+	sum, err := mtls.KeyHash(n.key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mtls.Identity{Kind: mtls.KindBootstrap, KeySHA256: sum}
 }
 
 func (n *node) client() berthv1.RegistrationServiceClient {

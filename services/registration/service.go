@@ -26,10 +26,20 @@ type CA interface {
 	Revoke(ctx context.Context, serial, reason string) error
 }
 
+// Bundles is what the registration service needs from the bundle store.
+type Bundles interface {
+	// Sealed returns the node's current sealed bundle, or nil when none.
+	Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error)
+	// Delete removes every bundle of a node.
+	Delete(ctx context.Context, nodeID string) error
+}
+
 // Config holds the service's dependencies.
 type Config struct {
 	Store regstore.Store
 	CA    CA
+	// Bundles, when set, lets Resume return the sealed bundle inline.
+	Bundles Bundles
 	// TrustBundle is the DER root certificates handed to nodes.
 	TrustBundle [][]byte
 	// Endpoints are the addresses of the other services, returned on Resume.
@@ -46,6 +56,7 @@ type Service struct {
 
 	store     regstore.Store
 	ca        CA
+	bundles   Bundles
 	bundle    [][]byte
 	endpoints *berthv1.Endpoints
 	log       *slog.Logger
@@ -76,7 +87,7 @@ func New(c Config) (*Service, error) {
 	if c.Endpoints == nil {
 		c.Endpoints = &berthv1.Endpoints{}
 	}
-	return &Service{store: c.Store, ca: c.CA, bundle: c.TrustBundle, endpoints: c.Endpoints, log: c.Logger, now: c.Now}, nil
+	return &Service{store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints, log: c.Logger, now: c.Now}, nil
 }
 
 // RegisterService adds both gRPC services to a server. (The usual name,
@@ -117,7 +128,7 @@ func (s *Service) Register(ctx context.Context, req *berthv1.RegisterRequest) (*
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	creds, err := s.credentials(ctx, node, false)
+	creds, err := s.credentials(ctx, node)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}

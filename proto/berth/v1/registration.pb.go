@@ -512,7 +512,15 @@ type NodeCredentials struct {
 	// renewed is true when this call made the CA issue a new certificate.
 	Renewed bool `protobuf:"varint,5,opt,name=renewed,proto3" json:"renewed,omitempty"`
 	// endpoints are the addresses of the other services.
-	Endpoints     *Endpoints `protobuf:"bytes,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Endpoints *Endpoints `protobuf:"bytes,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// bundle_checked is true when the registration service asked the bundle
+	// store on the node's behalf. Then bundle is the node's current sealed
+	// bundle, or unset when it has none, and the node needs no second
+	// connection to fetch it. When false the node fetches its bundle from
+	// the bundle store itself (endpoints.bundles).
+	BundleChecked bool `protobuf:"varint,7,opt,name=bundle_checked,json=bundleChecked,proto3" json:"bundle_checked,omitempty"`
+	// bundle is the node's current approved sealed bundle, if any.
+	Bundle        *SealedBundle `protobuf:"bytes,8,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +593,20 @@ func (x *NodeCredentials) GetRenewed() bool {
 func (x *NodeCredentials) GetEndpoints() *Endpoints {
 	if x != nil {
 		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *NodeCredentials) GetBundleChecked() bool {
+	if x != nil {
+		return x.BundleChecked
+	}
+	return false
+}
+
+func (x *NodeCredentials) GetBundle() *SealedBundle {
+	if x != nil {
+		return x.Bundle
 	}
 	return nil
 }
@@ -1892,7 +1914,7 @@ var File_berth_v1_registration_proto protoreflect.FileDescriptor
 
 const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
+	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
 	"\fMachineFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12\x12\n" +
 	"\x04macs\x18\x02 \x03(\tR\x04macs\x12\x1a\n" +
@@ -1915,14 +1937,16 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\x0e\n" +
 	"\fRenewRequest\"L\n" +
 	"\rRenewResponse\x12;\n" +
-	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\xf5\x01\n" +
+	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\xcc\x02\n" +
 	"\x0fNodeCredentials\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12+\n" +
 	"\x11certificate_chain\x18\x03 \x03(\fR\x10certificateChain\x12!\n" +
 	"\ftrust_bundle\x18\x04 \x03(\fR\vtrustBundle\x12\x18\n" +
 	"\arenewed\x18\x05 \x01(\bR\arenewed\x121\n" +
-	"\tendpoints\x18\x06 \x01(\v2\x13.berth.v1.EndpointsR\tendpoints\"g\n" +
+	"\tendpoints\x18\x06 \x01(\v2\x13.berth.v1.EndpointsR\tendpoints\x12%\n" +
+	"\x0ebundle_checked\x18\a \x01(\bR\rbundleChecked\x12.\n" +
+	"\x06bundle\x18\b \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"g\n" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
@@ -2101,7 +2125,8 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	nil,                              // 34: berth.v1.ListNodesRequest.LabelsEntry
 	nil,                              // 35: berth.v1.Token.LabelsEntry
 	nil,                              // 36: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 37: berth.v1.SealedBundle
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
@@ -2111,60 +2136,61 @@ var file_berth_v1_registration_proto_depIdxs = []int32{
 	9,  // 4: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
 	0,  // 5: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	0,  // 7: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
-	1,  // 8: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	33, // 9: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	37, // 10: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	37, // 11: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	37, // 12: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	37, // 13: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 14: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	0,  // 15: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	34, // 16: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
-	11, // 17: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	11, // 18: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	11, // 19: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
-	11, // 20: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
-	11, // 21: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
-	11, // 22: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	37, // 23: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	35, // 24: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	37, // 25: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	36, // 26: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	26, // 27: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	26, // 28: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	26, // 29: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	3,  // 30: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	5,  // 31: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	7,  // 32: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	12, // 33: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	14, // 34: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	16, // 35: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	18, // 36: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	20, // 37: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	22, // 38: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	24, // 39: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	27, // 40: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	29, // 41: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	31, // 42: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	4,  // 43: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	6,  // 44: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	8,  // 45: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	13, // 46: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	15, // 47: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	17, // 48: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	19, // 49: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	21, // 50: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	23, // 51: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	25, // 52: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	28, // 53: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	30, // 54: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	32, // 55: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	43, // [43:56] is the sub-list for method output_type
-	30, // [30:43] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	37, // 7: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	0,  // 8: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
+	1,  // 9: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
+	33, // 10: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	38, // 11: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	38, // 12: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	38, // 13: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	38, // 14: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 15: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
+	0,  // 16: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
+	34, // 17: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	11, // 18: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	11, // 19: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	11, // 20: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
+	11, // 21: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
+	11, // 22: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
+	11, // 23: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
+	38, // 24: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 25: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	38, // 26: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	36, // 27: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	26, // 28: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	26, // 29: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	26, // 30: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	3,  // 31: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	5,  // 32: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	7,  // 33: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	12, // 34: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	14, // 35: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	16, // 36: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	18, // 37: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	20, // 38: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	22, // 39: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	24, // 40: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	27, // 41: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	29, // 42: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	31, // 43: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	4,  // 44: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	6,  // 45: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	8,  // 46: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	13, // 47: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	15, // 48: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	17, // 49: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	19, // 50: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	21, // 51: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	23, // 52: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	25, // 53: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	28, // 54: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	30, // 55: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	32, // 56: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	44, // [44:57] is the sub-list for method output_type
+	31, // [31:44] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -2172,6 +2198,7 @@ func file_berth_v1_registration_proto_init() {
 	if File_berth_v1_registration_proto != nil {
 		return
 	}
+	file_berth_v1_bundles_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

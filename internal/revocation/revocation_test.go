@@ -1,0 +1,68 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// fakeCA serves a revocation list and records the since of each request.
+type fakeCA struct {
+	list   []*berthv1.Revocation
+	err    error
+	sinces []*timestamppb.Timestamp
+}
+
+func (f *fakeCA) GetRevocations(_ context.Context, req *berthv1.GetRevocationsRequest, _ ...grpc.CallOption) (*berthv1.GetRevocationsResponse, error) {
+	f.sinces = append(f.sinces, req.GetSince())
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &berthv1.GetRevocationsResponse{Revocations: f.list}, nil
+}
+
+func TestCache(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+	ca := &fakeCA{list: []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0)}}}
+	c := New(ca, 0, nil)
+	if c.Revoked(ctx, "n1", "abc") {
+		t.Fatal("revoked before the first refresh")
+	}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"abc", "0ABC", "00abc"} {
+		if !c.Revoked(ctx, "n1", serial) {
+			t.Errorf("serial %q not seen as revoked", serial)
+		}
+	}
+	if c.Revoked(ctx, "n2", "abd") {
+		t.Fatal("an unrevoked serial is revoked")
+	}
+	// The next poll asks only for what is new, with some overlap.
+	ca.list = []*berthv1.Revocation{{Serial: "def", NodeId: "n2", RevokedAt: timestamppb.New(t0.Add(time.Minute))}}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ca.sinces[0] != nil || !ca.sinces[1].AsTime().Equal(t0.Add(-overlap)) {
+		t.Fatalf("since of the polls = %v", ca.sinces)
+	}
+	if !c.Revoked(ctx, "n1", "abc") || !c.Revoked(ctx, "n2", "def") {
+		t.Fatal("the cache forgot or missed a revocation")
+	}
+	// A failed poll keeps what is known.
+	ca.err = errors.New("CA down")
+	if err := c.Refresh(ctx); err == nil {
+		t.Fatal("Refresh hid the CA's error")
+	}
+	if !c.Revoked(ctx, "n1", "abc") {
+		t.Fatal("a failed poll dropped revocations")
+	}
+}
