@@ -1,6 +1,8 @@
 // Command berthctl is the management engine's admin CLI for berth: it lists,
 // approves, rejects, revokes and deletes nodes and manages bootstrap tokens
-// through the registration service's NodeAdminService over mutual TLS.
+// through the registration service's NodeAdminService, and seals, puts,
+// approves and resets nodes' configuration bundles through the bundles
+// service's BundleAdminService, over mutual TLS.
 package main
 
 import (

@@ -1,7 +1,9 @@
 // Package cli is berthctl, the management engine's admin CLI. It parses a
 // command line into a command of the tree built in commandTree, resolves the
 // global flags against the BERTH_* environment, calls the registration
-// service's NodeAdminService over mutual TLS and prints tables or JSON.
+// service's NodeAdminService and the bundles service's BundleAdminService
+// over mutual TLS and prints tables or JSON. Bundles are sealed here, to the
+// node's bundle key, so their plaintext never leaves berthctl.
 //
 // Nothing here reads the process environment or global state: everything
 // comes in through Run's arguments, so the whole CLI runs inside tests.

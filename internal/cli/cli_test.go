@@ -48,7 +48,7 @@ func requests(calls []call) []proto.Message {
 	return out
 }
 
-func checkRequests(t *testing.T, f *fakeAdmin, want ...proto.Message) {
+func checkRequests(t *testing.T, f interface{ received() []call }, want ...proto.Message) {
 	t.Helper()
 	if diff := cmp.Diff(want, requests(f.received()), protocmp.Transform()); diff != "" {
 		t.Errorf("requests the server received (-want +got):\n%s", diff)
@@ -132,8 +132,10 @@ func TestUsageErrors(t *testing.T) {
 			`berthctl: invalid output format "xml" from BERTH_OUTPUT: want table or json`, "berthctl nodes list"},
 		{"bad timeout", nil, []string{"nodes", "list", "--timeout", "soon"},
 			`berthctl: invalid timeout "soon" from --timeout: want a positive Go duration such as 30s or 2m`, "berthctl nodes list"},
-		{"bundles not available", nil, []string{"bundles", "put", "n-1"},
-			"berthctl: bundles: not available yet", ""},
+		{"missing bundles subcommand", nil, []string{"bundles"},
+			"berthctl: bundles: missing command (one of: put, get, history, approve, reset)", "berthctl bundles"},
+		{"bad bundles server env is only used when needed", map[string]string{"BERTH_OUTPUT": "xml", "BERTH_BUNDLES_SERVER": "x:1"}, []string{"bundles", "get", "n-1"},
+			`berthctl: invalid output format "xml" from BERTH_OUTPUT: want table or json`, "berthctl bundles get"},
 		{"watch not available", nil, []string{"watch", "-o", "json"},
 			"berthctl: watch: not available yet", ""},
 		{"help for unknown command", nil, []string{"help", "nodes", "frob"},
@@ -179,6 +181,10 @@ func TestHelp(t *testing.T) {
 		{[]string{"tokens", "create", "-h"}, "help_tokens_create"},
 		{[]string{"tokens", "list", "-h"}, "help_tokens_list"},
 		{[]string{"bundles", "-h"}, "help_bundles"},
+		{[]string{"help", "bundles"}, "help_bundles"},
+		{[]string{"bundles", "put", "-h"}, "help_bundles_put"},
+		{[]string{"bundles", "put", "n-1", "--file", "x", "--help"}, "help_bundles_put"},
+		{[]string{"help", "bundles", "approve"}, "help_bundles_approve"},
 		{[]string{"watch", "--help"}, "help_watch"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -192,11 +198,16 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"nodes", "get", "-h"}, {"nodes", "approve", "-h"}, {"nodes", "reject", "-h"},
 		{"nodes", "delete", "-h"}, {"nodes", "allow-replacement", "-h"}, {"tokens", "revoke", "-h"},
+		{"bundles", "get", "-h"}, {"bundles", "history", "-h"}, {"bundles", "reset", "-h"},
 	} {
 		r := runEnv(t, nil, args...)
 		checkOK(t, r)
-		if !strings.Contains(r.stdout, "Usage:\n  berthctl "+strings.Join(args[:2], " ")+" ID [flags]") ||
-			!strings.Contains(r.stdout, "BERTH_SERVER") {
+		arg := " ID"
+		if args[0] == "bundles" {
+			arg = " NODE"
+		}
+		if !strings.Contains(r.stdout, "Usage:\n  berthctl "+strings.Join(args[:2], " ")+arg+" [flags]") ||
+			!strings.Contains(r.stdout, "BERTH_SERVER") || !strings.Contains(r.stdout, "BERTH_BUNDLES_SERVER") {
 			t.Errorf("%v: help is\n%s", args, r.stdout)
 		}
 	}

@@ -38,18 +38,9 @@ func commandTree() *command {
 	return &command{
 		name: "berthctl",
 		help: "berthctl manages berth nodes and bootstrap tokens through the registration\n" +
-			"service's admin API, over mutual TLS with an admin certificate.",
+			"service's admin API, and nodes' configuration bundles through the bundles\n" +
+			"service's, over mutual TLS with an admin certificate.",
 		subs: []*command{nodesCommand(), tokensCommand(), bundlesCommand(), watchCommand()},
-	}
-}
-
-func bundlesCommand() *command {
-	return &command{
-		name:        "bundles",
-		args:        "put|get|approve|reset|history",
-		summary:     "Manage configuration bundles (not available yet)",
-		help:        "Put, get, approve, reset and list the history of node configuration bundles.\nNot available yet in this version of berthctl.",
-		unavailable: true,
 	}
 }
 
@@ -232,9 +223,11 @@ func (cmd *command) writeHelp(w io.Writer, path []string) error {
 			fmt.Fprintf(tw, "  %s\t%s\n", name, s.summary)
 		}
 	}
+	fs := newFlagSet(path)
 	if cmd.setup != nil {
-		fs := newFlagSet(path)
 		cmd.setup(fs)
+	}
+	if hasFlags(fs) {
 		fmt.Fprintf(tw, "\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			arg, usage := flag.UnquoteUsage(f)
@@ -264,6 +257,13 @@ func (cmd *command) writeHelp(w io.Writer, path []string) error {
 		fmt.Fprintf(w, "\nRun '%s <command> -h' for help on a command.\n", name)
 	}
 	return nil
+}
+
+// hasFlags says whether a command has flags of its own to list.
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
 }
 
 func isZeroDefault(f *flag.Flag) bool {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -33,8 +34,7 @@ type fakeAdmin struct {
 	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
 
-	mu    sync.Mutex
-	calls []call
+	recorder
 }
 
 var _ berthv1.NodeAdminServiceServer = (*fakeAdmin)(nil)
@@ -45,7 +45,13 @@ type call struct {
 	req    proto.Message
 }
 
-func handle[Req proto.Message, Resp any](ctx context.Context, f *fakeAdmin, method string, req Req, fn func(context.Context, Req) (Resp, error)) (Resp, error) {
+// recorder keeps the requests a fake receives.
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func handle[Req proto.Message, Resp any](ctx context.Context, f *recorder, method string, req Req, fn func(context.Context, Req) (Resp, error)) (Resp, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, call{method: method, req: proto.Clone(req)})
 	f.mu.Unlock()
@@ -57,74 +63,121 @@ func handle[Req proto.Message, Resp any](ctx context.Context, f *fakeAdmin, meth
 }
 
 // received returns the requests received so far.
-func (f *fakeAdmin) received() []call {
+func (f *recorder) received() []call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]call(nil), f.calls...)
 }
 
 func (f *fakeAdmin) ListNodes(ctx context.Context, r *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
-	return handle(ctx, f, "ListNodes", r, f.listNodes)
+	return handle(ctx, &f.recorder, "ListNodes", r, f.listNodes)
 }
 
 func (f *fakeAdmin) GetNode(ctx context.Context, r *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
-	return handle(ctx, f, "GetNode", r, f.getNode)
+	return handle(ctx, &f.recorder, "GetNode", r, f.getNode)
 }
 
 func (f *fakeAdmin) ApproveNode(ctx context.Context, r *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
-	return handle(ctx, f, "ApproveNode", r, f.approveNode)
+	return handle(ctx, &f.recorder, "ApproveNode", r, f.approveNode)
 }
 
 func (f *fakeAdmin) RejectNode(ctx context.Context, r *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
-	return handle(ctx, f, "RejectNode", r, f.rejectNode)
+	return handle(ctx, &f.recorder, "RejectNode", r, f.rejectNode)
 }
 
 func (f *fakeAdmin) RevokeNode(ctx context.Context, r *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
-	return handle(ctx, f, "RevokeNode", r, f.revokeNode)
+	return handle(ctx, &f.recorder, "RevokeNode", r, f.revokeNode)
 }
 
 func (f *fakeAdmin) DeleteNode(ctx context.Context, r *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
-	return handle(ctx, f, "DeleteNode", r, f.deleteNode)
+	return handle(ctx, &f.recorder, "DeleteNode", r, f.deleteNode)
 }
 
 func (f *fakeAdmin) AllowReplacement(ctx context.Context, r *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {
-	return handle(ctx, f, "AllowReplacement", r, f.allowReplacement)
+	return handle(ctx, &f.recorder, "AllowReplacement", r, f.allowReplacement)
 }
 
 func (f *fakeAdmin) CreateToken(ctx context.Context, r *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
-	return handle(ctx, f, "CreateToken", r, f.createToken)
+	return handle(ctx, &f.recorder, "CreateToken", r, f.createToken)
 }
 
 func (f *fakeAdmin) ListTokens(ctx context.Context, r *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error) {
-	return handle(ctx, f, "ListTokens", r, f.listTokens)
+	return handle(ctx, &f.recorder, "ListTokens", r, f.listTokens)
 }
 
 func (f *fakeAdmin) RevokeToken(ctx context.Context, r *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error) {
-	return handle(ctx, f, "RevokeToken", r, f.revokeToken)
+	return handle(ctx, &f.recorder, "RevokeToken", r, f.revokeToken)
 }
 
-// adminPolicy lets only admin identities call NodeAdminService, as the
-// registration service does.
+// fakeBundles is a BundleAdminService whose answers are function fields. It
+// records every request it receives. Set the fields before start.
+type fakeBundles struct {
+	berthv1.UnimplementedBundleAdminServiceServer
+
+	putBundle         func(context.Context, *berthv1.BundleAdminServicePutBundleRequest) (*berthv1.BundleAdminServicePutBundleResponse, error)
+	getBundleInfo     func(context.Context, *berthv1.GetBundleInfoRequest) (*berthv1.GetBundleInfoResponse, error)
+	listBundleHistory func(context.Context, *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error)
+	approveBundle     func(context.Context, *berthv1.ApproveBundleRequest) (*berthv1.ApproveBundleResponse, error)
+	resetBundle       func(context.Context, *berthv1.ResetBundleRequest) (*berthv1.ResetBundleResponse, error)
+
+	recorder
+}
+
+var _ berthv1.BundleAdminServiceServer = (*fakeBundles)(nil)
+
+func (f *fakeBundles) PutBundle(ctx context.Context, r *berthv1.BundleAdminServicePutBundleRequest) (*berthv1.BundleAdminServicePutBundleResponse, error) {
+	return handle(ctx, &f.recorder, "PutBundle", r, f.putBundle)
+}
+
+func (f *fakeBundles) GetBundleInfo(ctx context.Context, r *berthv1.GetBundleInfoRequest) (*berthv1.GetBundleInfoResponse, error) {
+	return handle(ctx, &f.recorder, "GetBundleInfo", r, f.getBundleInfo)
+}
+
+func (f *fakeBundles) ListBundleHistory(ctx context.Context, r *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error) {
+	return handle(ctx, &f.recorder, "ListBundleHistory", r, f.listBundleHistory)
+}
+
+func (f *fakeBundles) ApproveBundle(ctx context.Context, r *berthv1.ApproveBundleRequest) (*berthv1.ApproveBundleResponse, error) {
+	return handle(ctx, &f.recorder, "ApproveBundle", r, f.approveBundle)
+}
+
+func (f *fakeBundles) ResetBundle(ctx context.Context, r *berthv1.ResetBundleRequest) (*berthv1.ResetBundleResponse, error) {
+	return handle(ctx, &f.recorder, "ResetBundle", r, f.resetBundle)
+}
+
+// adminPolicy lets only admin identities call the admin services, as the
+// registration and bundles services do.
 func adminPolicy() rpc.Policy {
 	p := rpc.Policy{}
-	for _, m := range berthv1.NodeAdminService_ServiceDesc.Methods {
-		p["/"+berthv1.NodeAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	for _, d := range []grpc.ServiceDesc{berthv1.NodeAdminService_ServiceDesc, berthv1.BundleAdminService_ServiceDesc} {
+		for _, m := range d.Methods {
+			p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
+		}
 	}
 	return p
 }
 
-// harness is a fake NodeAdminService served by the real rpc server over a
-// loopback TLS listener, and the environment that points berthctl at it.
+// harness is a fake NodeAdminService, and optionally a fake
+// BundleAdminService, served by the real rpc server over a loopback TLS
+// listener, and the environment that points berthctl at it.
 type harness struct {
-	t    *testing.T
-	pki  *testPKI
-	fake *fakeAdmin
-	addr string
-	env  map[string]string
+	t       *testing.T
+	pki     *testPKI
+	fake    *fakeAdmin
+	bundles *fakeBundles
+	addr    string
+	env     map[string]string
 }
 
 // start serves fake with the certificates of pki.
 func start(t *testing.T, pki *testPKI, fake *fakeAdmin) *harness {
+	t.Helper()
+	return startAll(t, pki, fake, nil)
+}
+
+// startAll serves fake and, unless nil, bundles on one address, as berthd
+// dev and berthd serve --role all do. A nil fake serves only bundles.
+func startAll(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -137,11 +190,16 @@ func start(t *testing.T, pki *testPKI, fake *fakeAdmin) *harness {
 		Roots:       pki.roots,
 		Policy:      adminPolicy(),
 	})
-	berthv1.RegisterNodeAdminServiceServer(srv.Server, fake)
+	if fake != nil {
+		berthv1.RegisterNodeAdminServiceServer(srv.Server, fake)
+	}
+	if bundles != nil {
+		berthv1.RegisterBundleAdminServiceServer(srv.Server, bundles)
+	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	addr := lis.Addr().String()
-	return &harness{t: t, pki: pki, fake: fake, addr: addr, env: map[string]string{
+	return &harness{t: t, pki: pki, fake: fake, bundles: bundles, addr: addr, env: map[string]string{
 		"BERTH_SERVER": addr,
 		"BERTH_CA":     pki.caFile,
 		"BERTH_CERT":   pki.adminCert,

@@ -37,7 +37,7 @@ func (s *setting) Set(v string) error {
 
 // globals are the flags every command accepts, on every level of the tree.
 type globals struct {
-	output, server, ca, cert, key, timeout setting
+	output, server, bundlesServer, ca, cert, key, timeout setting
 }
 
 // globalSpec describes one global flag: its names, its variable and help.
@@ -75,6 +75,7 @@ func globalSpecs() []globalSpec {
 	return []globalSpec{
 		{[]string{"o", "output"}, "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *setting { return &g.output }},
 		{[]string{"server"}, "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *setting { return &g.server }},
+		{[]string{"bundles-server"}, "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *setting { return &g.bundlesServer }},
 		{[]string{"ca"}, "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *setting { return &g.ca }},
 		{[]string{"cert"}, "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *setting { return &g.cert }},
 		{[]string{"key"}, "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *setting { return &g.key }},
@@ -95,7 +96,11 @@ func (g *globals) register(fs *flag.FlagSet) {
 type settings struct {
 	output                string
 	server, ca, cert, key string
-	timeout               time.Duration
+	// bundlesServer is the bundles service's address: --bundles-server,
+	// else BERTH_BUNDLES_SERVER, else server, which is right wherever one
+	// process serves every role (berthd dev, berthd serve --role all).
+	bundlesServer string
+	timeout       time.Duration
 	// sources name where each connection setting came from, for messages.
 	sources map[string]string
 }
@@ -124,6 +129,10 @@ func (g *globals) resolve(getenv func(string) string, path []string) (settings, 
 		timeout: defaultTimeout,
 		sources: sources,
 	}
+	set.bundlesServer = values["BERTH_BUNDLES_SERVER"]
+	if set.bundlesServer == "" {
+		set.bundlesServer, sources["BERTH_BUNDLES_SERVER"] = set.server, sources["BERTH_SERVER"]
+	}
 	switch set.output {
 	case "":
 		set.output = formatTable
@@ -141,11 +150,27 @@ func (g *globals) resolve(getenv func(string) string, path []string) (settings, 
 	return set, nil
 }
 
-// missingConnection lists the connection settings that are not set, naming
-// both the flag and the variable of each.
+// missingConnection lists the connection settings that are not set for
+// reaching the registration service, naming both the flag and the variable
+// of each.
 func (s settings) missingConnection() string {
-	have := map[string]string{"BERTH_SERVER": s.server, "BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
+	return s.missing(true, false)
+}
+
+// missing lists the connection settings that are not set for reaching the
+// registration service (registration) and the bundles service (bundles).
+// The bundles address falls back to --server, so when both are unset the
+// message asks for --server, which serves both in a single-process
+// deployment, unless only the bundles service is needed.
+func (s settings) missing(registration, bundles bool) string {
 	var missing []string
+	switch {
+	case registration && s.server == "":
+		missing = append(missing, "--server or BERTH_SERVER")
+	case bundles && s.bundlesServer == "":
+		missing = append(missing, "--bundles-server or BERTH_BUNDLES_SERVER (or --server or BERTH_SERVER)")
+	}
+	have := map[string]string{"BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
 	for _, spec := range globalSpecs() {
 		if v, ok := have[spec.env]; ok && v == "" {
 			missing = append(missing, fmt.Sprintf("%s or %s", spec.flagName(), spec.env))

@@ -16,15 +16,17 @@ import (
 )
 
 // session is one run of a leaf command: its resolved settings, where it
-// writes, and the connection it opens on first use.
+// writes, and the connections it opens on first use.
 type session struct {
 	cfg  Config
 	set  settings
 	path []string
 
-	conn  *grpc.ClientConn
-	admin berthv1.NodeAdminServiceClient
-	leaf  *x509.Certificate
+	tls     *tls.Config
+	conns   map[string]*grpc.ClientConn // by address
+	admin   berthv1.NodeAdminServiceClient
+	bundles berthv1.BundleAdminServiceClient
+	leaf    *x509.Certificate
 }
 
 func (s *session) json() bool { return s.set.output == formatJSON }
@@ -58,6 +60,57 @@ func (s *session) nodeAdmin() (berthv1.NodeAdminServiceClient, error) {
 	if missing := s.set.missingConnection(); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
+	conn, err := s.dial(s.set.server)
+	if err != nil {
+		return nil, err
+	}
+	s.admin = berthv1.NewNodeAdminServiceClient(conn)
+	return s.admin, nil
+}
+
+// bundleAdmin connects to the bundles service on first use, sharing the
+// registration service's connection when both are at one address.
+func (s *session) bundleAdmin() (berthv1.BundleAdminServiceClient, error) {
+	if s.bundles != nil {
+		return s.bundles, nil
+	}
+	if missing := s.set.missing(false, true); missing != "" {
+		return nil, usagef(s.path, "missing connection settings: set %s", missing)
+	}
+	conn, err := s.dial(s.set.bundlesServer)
+	if err != nil {
+		return nil, err
+	}
+	s.bundles = berthv1.NewBundleAdminServiceClient(conn)
+	return s.bundles, nil
+}
+
+// dial returns the connection to addr, opening it on first use with the
+// admin credentials, which are loaded once per session.
+func (s *session) dial(addr string) (*grpc.ClientConn, error) {
+	if conn := s.conns[addr]; conn != nil {
+		return conn, nil
+	}
+	if s.tls == nil {
+		cfg, err := s.loadTLS()
+		if err != nil {
+			return nil, err
+		}
+		s.tls = cfg
+	}
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: s.tls.Clone()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	if s.conns == nil {
+		s.conns = map[string]*grpc.ClientConn{}
+	}
+	s.conns[addr] = conn
+	return conn, nil
+}
+
+// loadTLS reads the admin certificate, its key and the CA roots.
+func (s *session) loadTLS() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.set.cert, s.set.key)
 	if err != nil {
 		return nil, fmt.Errorf("load admin certificate (%s %s, %s %s): %w",
@@ -73,37 +126,52 @@ func (s *session) nodeAdmin() (berthv1.NodeAdminServiceClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CA certificates (%s %s): %w", s.set.sources["BERTH_CA"], s.set.ca, err)
 	}
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: s.set.server, TLS: mtls.ClientConfig(cert, roots)})
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", s.set.server, err)
-	}
-	s.conn = conn
-	s.admin = berthv1.NewNodeAdminServiceClient(conn)
-	return s.admin, nil
+	return mtls.ClientConfig(cert, roots), nil
 }
 
 func (s *session) close() {
-	if s.conn != nil {
-		_ = s.conn.Close()
+	for _, conn := range s.conns {
+		_ = conn.Close()
 	}
 }
 
-// callError describes a failed call as "<what>: <server message>", adding
-// what an operator needs when the cause is on their side of the wire.
+// callError describes a failed call to the registration service as
+// "<what>: <server message>", adding what an operator needs when the cause
+// is on their side of the wire.
 func (s *session) callError(what string, err error) error {
+	return s.callErrorAt(s.set.server, what, err)
+}
+
+// bundleCallError is callError for a call to the bundles service. A server
+// without the bundles admin API is most likely the registration service of
+// a deployment that runs its services apart, reached through the default.
+func (s *session) bundleCallError(what string, err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		src := s.set.sources["BERTH_BUNDLES_SERVER"]
+		hint := fmt.Sprintf("check %s", src)
+		if src != "--bundles-server" && src != "BERTH_BUNDLES_SERVER" {
+			hint = fmt.Sprintf("the address comes from %s; set --bundles-server or BERTH_BUNDLES_SERVER", src)
+		}
+		return fmt.Errorf("%s: %s has no bundles service (%s)", what, s.set.bundlesServer, hint)
+	}
+	return s.callErrorAt(s.set.bundlesServer, what, err)
+}
+
+// callErrorAt is callError for a call to the server at addr.
+func (s *session) callErrorAt(addr, what string, err error) error {
 	st := status.Convert(err)
 	msg := st.Message()
 	switch st.Code() {
 	case codes.Unavailable:
 		if transport, ok := transportCause(msg); ok {
 			if strings.Contains(msg, "authentication handshake failed") {
-				msg = fmt.Sprintf("TLS handshake with %s failed (check %s): %s", s.set.server, s.set.sources["BERTH_CA"], transport)
+				msg = fmt.Sprintf("TLS handshake with %s failed (check %s): %s", addr, s.set.sources["BERTH_CA"], transport)
 			} else {
-				msg = fmt.Sprintf("cannot reach server %s: %s", s.set.server, transport)
+				msg = fmt.Sprintf("cannot reach server %s: %s", addr, transport)
 			}
 		}
 	case codes.DeadlineExceeded:
-		msg = fmt.Sprintf("no answer from %s within %s (raise --timeout)", s.set.server, s.set.timeout)
+		msg = fmt.Sprintf("no answer from %s within %s (raise --timeout)", addr, s.set.timeout)
 	case codes.Canceled:
 		msg = "interrupted"
 	case codes.Unauthenticated:
