@@ -1,0 +1,319 @@
+// Package health is the transport-free core of the heartbeat service.
+//
+// Every replica keeps the liveness of the nodes streaming to it in memory
+// (last beat, sequence, boot ID, status) and writes what changed to the
+// store in one batch per flush period, never a row per beat. A flush also
+// turns nodes that were new, suspect or unreachable healthy, with an event,
+// in the same statement.
+//
+// Exactly one replica at a time, the decider, holds a lease in the store
+// and scans the stored last-seen times for nodes that went silent: suspect
+// after two intervals, unreachable after the grace period. It reads the
+// store, not its memory, because a node may stream to another replica; the
+// flush period is well below the interval, so the store is never more than
+// a flush behind. A replica that takes the role (at start, after another
+// stopped, or after losing the store for longer than the lease) declares
+// nobody silent for a full grace period, so that nodes cut off by a restart
+// have time to reconnect before anyone calls them dead.
+//
+// Status changes, reboots (a new boot ID) and the agent's own status-change
+// events become events too. All of them go to the store's event log, which
+// Watch replays from a cursor and then follows.
+package health
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/hbstore"
+)
+
+// Defaults of Config.
+const (
+	DefaultInterval         = 10 * time.Second
+	DefaultGrace            = 40 * time.Second
+	DefaultFlushPeriod      = 2 * time.Second
+	DefaultDecidePeriod     = time.Second
+	DefaultLeaseTTL         = 10 * time.Second
+	DefaultPollPeriod       = time.Second
+	DefaultRevocationCheck  = 5 * time.Second
+	DefaultRetention        = 7 * 24 * time.Hour
+	DefaultMaxPendingEvents = 100_000
+)
+
+// retentionPeriod is how often the decider deletes old events.
+const retentionPeriod = 10 * time.Minute
+
+// shutdownFlushTimeout bounds the last flush when Run returns.
+const shutdownFlushTimeout = 5 * time.Second
+
+// Log attribute keys of the core.
+const (
+	attrNode    = "node_id"
+	attrReplica = "replica"
+	attrError   = "error"
+	attrCount   = "count"
+)
+
+// Config holds the core's dependencies and timings.
+type Config struct {
+	// Store is required.
+	Store hbstore.Store
+	// Interval is the default time between beats (DefaultInterval).
+	Interval time.Duration
+	// Grace is how long a node may be silent before it is unreachable
+	// (DefaultGrace). It must exceed two intervals.
+	Grace time.Duration
+	// FlushPeriod is how often beats are written to the store
+	// (DefaultFlushPeriod). It must be at most half the interval, so that the
+	// decider, reading the store, sees every beat in time.
+	FlushPeriod time.Duration
+	// DecidePeriod is how often the decider scans for silent nodes
+	// (DefaultDecidePeriod).
+	DecidePeriod time.Duration
+	// LeaseTTL is how long the decider lease lasts unrenewed
+	// (DefaultLeaseTTL); a crashed decider is replaced after it.
+	LeaseTTL time.Duration
+	// PollPeriod is how often a watch reads the store for events written by
+	// other replicas (DefaultPollPeriod); events of this replica wake it at
+	// once.
+	PollPeriod time.Duration
+	// RevocationCheck is how often IsRevoked is asked about every connected
+	// node (DefaultRevocationCheck).
+	RevocationCheck time.Duration
+	// Retention is how long events are kept (DefaultRetention).
+	Retention time.Duration
+	// MaxPendingEvents bounds the events kept in memory while the store is
+	// unreachable (DefaultMaxPendingEvents); beyond it the oldest are lost.
+	MaxPendingEvents int
+	// IsRevoked, if set, is asked when a node connects and every
+	// RevocationCheck for every connected node. It must be cheap (a lookup
+	// in memory): it is called for each node.
+	IsRevoked func(ctx context.Context, nodeID string) bool
+	// ReplicaID names this replica as the lease holder; random by default.
+	// Two live replicas must never share one.
+	ReplicaID string
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Clock defaults to SystemClock().
+	Clock Clock
+}
+
+// Core is the heartbeat core of one replica.
+type Core struct {
+	store     hbstore.Store
+	cfg       Config
+	log       *slog.Logger
+	clock     Clock
+	isRevoked func(ctx context.Context, nodeID string) bool
+
+	shards []*shard
+	// settings is the cached fleet settings; see settings.go.
+	settings atomic.Pointer[hbstore.Settings]
+
+	revokedMu sync.Mutex
+	revoked   map[string]struct{}
+
+	closing atomic.Bool
+	// closed is closed when Run returns, ending every watch.
+	closed chan struct{}
+
+	// flushMu makes flushes one at a time; it guards the retry buffers.
+	flushMu     sync.Mutex
+	retryObs    map[string]hbstore.Observation
+	retryEvents []hbstore.Event
+
+	// decideMu makes decisions one at a time; it guards the decider state.
+	decideMu      sync.Mutex
+	decider       bool
+	storeTrouble  bool
+	holdUntil     time.Time
+	lastRetention time.Time
+
+	// appended is closed and replaced whenever this replica appended
+	// events, to wake its watchers.
+	appendMu sync.Mutex
+	appended chan struct{}
+
+	stats counters
+}
+
+// counters are the core's statistics; see Stats.
+type counters struct {
+	beats, flushes, flushErrors, rows, events, dropped, silenced atomic.Int64
+	sessions                                                     atomic.Int64
+	decider                                                      atomic.Bool
+}
+
+// Stats are counters for measuring and monitoring.
+type Stats struct {
+	Beats         int64 // beats accepted
+	Flushes       int64 // flushes that wrote something
+	FlushErrors   int64 // flushes that failed (and will be retried)
+	RowsWritten   int64 // liveness rows written by flushes
+	EventsWritten int64 // events appended by this replica
+	DroppedEvents int64 // events lost because the store was down too long
+	Silenced      int64 // nodes this replica declared suspect or unreachable
+	Sessions      int64 // streams connected now
+	Decider       bool  // this replica holds the decider lease
+}
+
+// New checks c, fills defaults and returns the core. Call Run to start its
+// periodic work.
+func New(c Config) (*Core, error) {
+	if c.Store == nil {
+		return nil, errors.New("health: Config.Store is required")
+	}
+	setDefault(&c.Interval, DefaultInterval)
+	setDefault(&c.Grace, DefaultGrace)
+	setDefault(&c.FlushPeriod, DefaultFlushPeriod)
+	setDefault(&c.DecidePeriod, DefaultDecidePeriod)
+	setDefault(&c.LeaseTTL, DefaultLeaseTTL)
+	setDefault(&c.PollPeriod, DefaultPollPeriod)
+	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
+	setDefault(&c.Retention, DefaultRetention)
+	if c.MaxPendingEvents <= 0 {
+		c.MaxPendingEvents = DefaultMaxPendingEvents
+	}
+	switch {
+	case c.FlushPeriod*2 > c.Interval:
+		return nil, fmt.Errorf("health: flush period %v must be at most half the interval %v", c.FlushPeriod, c.Interval)
+	case c.Grace <= 2*c.Interval:
+		return nil, fmt.Errorf("health: grace %v must exceed two intervals (%v)", c.Grace, 2*c.Interval)
+	case c.LeaseTTL <= c.DecidePeriod:
+		return nil, fmt.Errorf("health: lease TTL %v must exceed the decide period %v", c.LeaseTTL, c.DecidePeriod)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock()
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = newReplicaID()
+	}
+	core := &Core{
+		store:     c.Store,
+		cfg:       c,
+		log:       c.Logger.With(attrReplica, c.ReplicaID),
+		clock:     c.Clock,
+		isRevoked: c.IsRevoked,
+		shards:    newShards(defaultShards),
+		revoked:   map[string]struct{}{},
+		retryObs:  map[string]hbstore.Observation{},
+		appended:  make(chan struct{}),
+		closed:    make(chan struct{}),
+	}
+	core.settings.Store(&hbstore.Settings{})
+	return core, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// newReplicaID names a replica for logs and the lease: host name and a
+// random suffix, since a restarted process must not inherit the lease (and
+// skip the grace period) of its previous life.
+func newReplicaID() string {
+	host, _ := os.Hostname()
+	var b [6]byte
+	rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// ReplicaID returns the name this replica holds the lease under.
+func (c *Core) ReplicaID() string { return c.cfg.ReplicaID }
+
+// Stats returns the counters.
+func (c *Core) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		Beats: s.beats.Load(), Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(),
+		RowsWritten: s.rows.Load(), EventsWritten: s.events.Load(), DroppedEvents: s.dropped.Load(),
+		Silenced: s.silenced.Load(), Sessions: s.sessions.Load(), Decider: s.decider.Load(),
+	}
+}
+
+// Run does the core's periodic work until ctx ends: it loads the fleet
+// settings, flushes, decides (when it holds the lease) and checks
+// revocations, each on its period. Then it ends every stream and watch
+// with ErrClosing, flushes what is left and gives the lease up, so that
+// another replica takes over at once. Call it once.
+func (c *Core) Run(ctx context.Context) error {
+	if err := c.RefreshSettings(ctx); err != nil {
+		c.log.Warn("heartbeat settings not loaded; using defaults", attrError, err)
+	}
+	flushC := c.clock.After(c.cfg.FlushPeriod)
+	decideC := c.clock.After(c.cfg.DecidePeriod)
+	revokeC := c.clock.After(c.cfg.RevocationCheck)
+	for {
+		select {
+		case <-ctx.Done():
+			return c.shutdown(context.WithoutCancel(ctx))
+		case <-flushC:
+			if err := c.RefreshSettings(ctx); err != nil {
+				c.log.Warn("heartbeat settings not refreshed", attrError, err)
+			}
+			if err := c.Flush(ctx); err != nil && ctx.Err() == nil {
+				c.log.Error("flush failed; will retry", attrError, err)
+			}
+			flushC = c.clock.After(c.cfg.FlushPeriod)
+		case <-decideC:
+			if err := c.Decide(ctx); err != nil && ctx.Err() == nil {
+				c.log.Error("deciding silent nodes failed", attrError, err)
+			}
+			decideC = c.clock.After(c.cfg.DecidePeriod)
+		case <-revokeC:
+			c.CheckRevocations(ctx)
+			revokeC = c.clock.After(c.cfg.RevocationCheck)
+		}
+	}
+}
+
+// shutdown ends the streams, flushes and releases the lease.
+func (c *Core) shutdown(ctx context.Context) error {
+	c.closing.Store(true)
+	close(c.closed)
+	c.endSessions(func(string) error { return ErrClosing })
+	ctx, cancel := context.WithTimeout(ctx, shutdownFlushTimeout)
+	defer cancel()
+	err := c.Flush(ctx)
+	if err != nil {
+		c.log.Error("last flush failed; beats since the previous one are lost", attrError, err)
+	}
+	c.decideMu.Lock()
+	defer c.decideMu.Unlock()
+	if c.decider {
+		if rerr := c.store.ReleaseLease(ctx, c.cfg.ReplicaID); rerr != nil {
+			c.log.Warn("decider lease not released; another replica takes over when it expires", attrError, rerr)
+		}
+		c.setDecider(false)
+	}
+	return err
+}
+
+// appendedChan returns the channel closed at the next append.
+func (c *Core) appendedChan() <-chan struct{} {
+	c.appendMu.Lock()
+	defer c.appendMu.Unlock()
+	return c.appended
+}
+
+// notifyAppended wakes the watchers of this replica.
+func (c *Core) notifyAppended() {
+	c.appendMu.Lock()
+	defer c.appendMu.Unlock()
+	close(c.appended)
+	c.appended = make(chan struct{})
+}

@@ -1,0 +1,160 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/berth-dev/berth/internal/health/healthtest"
+	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+func newSQLiteStore(t testing.TB) hbstore.Store {
+	t.Helper()
+	s, err := hbstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newPostgresStore(t testing.TB, dsn string) hbstore.Store {
+	t.Helper()
+	s, err := hbstore.NewPostgres(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// newCore returns a core with the default timings on store, driven by clock.
+func newCore(t testing.TB, store hbstore.Store, clock *healthtest.Clock, name string, mod ...func(*Config)) *Core {
+	t.Helper()
+	cfg := Config{Store: store, Clock: clock, ReplicaID: name}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func connect(t testing.TB, c *Core, node string) *Session {
+	t.Helper()
+	s, err := c.Connect(context.Background(), node)
+	if err != nil {
+		t.Fatalf("Connect(%s): %v", node, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// beater sends beats for one node with increasing sequence numbers.
+type beater struct {
+	t      testing.TB
+	s      *Session
+	seq    int64
+	boot   string
+	status hbstore.Status
+}
+
+func newBeater(t testing.TB, c *Core, node, boot string) *beater {
+	return &beater{t: t, s: connect(t, c, node), boot: boot, status: hbstore.StatusUp}
+}
+
+func (b *beater) beat(events ...NodeEvent) time.Duration {
+	b.t.Helper()
+	b.seq++
+	iv, err := b.s.Beat(Beat{Sequence: b.seq, BootID: b.boot, Uptime: time.Duration(b.seq) * time.Second, Status: b.status, Events: events})
+	if err != nil {
+		b.t.Fatalf("Beat(%s #%d): %v", b.s.NodeID(), b.seq, err)
+	}
+	return iv
+}
+
+func mustFlush(t testing.TB, c *Core) {
+	t.Helper()
+	if err := c.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+func mustDecide(t testing.TB, c *Core) {
+	t.Helper()
+	if err := c.Decide(context.Background()); err != nil {
+		t.Fatalf("Decide: %v", err)
+	}
+}
+
+// logOf reads the whole event log.
+func logOf(t testing.TB, s hbstore.Store) []hbstore.Event {
+	t.Helper()
+	var out []hbstore.Event
+	var after int64
+	for {
+		p, err := s.ReadEvents(context.Background(), hbstore.EventQuery{After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Events...)
+		if len(p.Events) == 0 {
+			return out
+		}
+		after = p.Next
+	}
+}
+
+// timeline renders events as "+SECONDS node type detail", with times
+// relative to t0.
+func timeline(evs []hbstore.Event) []string {
+	var out []string
+	for _, e := range evs {
+		s := fmt.Sprintf("+%ds %s %s", int(e.Time.Sub(t0)/time.Second), e.NodeID, e.Type)
+		switch e.Type {
+		case hbstore.EventHealthy, hbstore.EventSuspect, hbstore.EventUnreachable:
+			s += " from " + string(e.PrevState)
+			if e.PrevState == "" {
+				s += "new"
+			}
+		case hbstore.EventRebooted:
+			s += " " + e.PrevBootID + "->" + e.BootID
+		case hbstore.EventStatusChanged:
+			s += " " + string(e.PrevStatus) + "->" + string(e.Status)
+		case hbstore.EventNode:
+			s += " " + e.Kind + ": " + e.Message
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func diff(t testing.TB, what string, want, got any) {
+	t.Helper()
+	if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", what, d)
+	}
+}
+
+func stateOf(t testing.TB, s hbstore.Store, node string) hbstore.State {
+	t.Helper()
+	l, err := s.GetLiveness(context.Background(), node)
+	if err != nil {
+		t.Fatalf("GetLiveness(%s): %v", node, err)
+	}
+	return l.State
+}

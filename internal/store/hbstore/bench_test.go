@@ -1,0 +1,54 @@
+package hbstore_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
+)
+
+// BenchmarkMarkSilent measures the decider's scan of 100,000 healthy nodes
+// that all beat recently, which is what it does every second: one op is one
+// MarkSilent that finds nobody silent (renewing the lease).
+func BenchmarkMarkSilent(b *testing.B) {
+	const rows = 100_000
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(fmt.Sprintf("%s/nodes=%d", backend, rows), func(b *testing.B) {
+			ctx := context.Background()
+			var s hbstore.Store
+			var err error
+			if backend == "sqlite" {
+				s, err = hbstore.NewSQLite(ctx, filepath.Join(b.TempDir(), "hb.db"))
+			} else {
+				s, err = hbstore.NewPostgres(ctx, pgtest.NewDatabase(b))
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(s.Close)
+			obs := make([]hbstore.Observation, rows)
+			for i := range obs {
+				obs[i] = hbstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: hbstore.StatusUp}
+			}
+			if _, err := s.Flush(ctx, obs, nil); err != nil {
+				b.Fatal(err)
+			}
+			if held, _, err := s.AcquireLease(ctx, "d", t0, t0.Add(time.Hour)); err != nil || !held {
+				b.Fatal(held, err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				r, err := s.MarkSilent(ctx, hbstore.Silence{Holder: "d", Now: t0, LeaseUntil: t0.Add(time.Hour),
+					SuspectBefore: t0.Add(-20 * time.Second), UnreachableBefore: t0.Add(-40 * time.Second)})
+				if err != nil || r.Suspect+r.Unreachable != 0 {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
+}

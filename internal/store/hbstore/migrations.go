@@ -1,0 +1,27 @@
+package hbstore
+
+import (
+	"embed"
+	"io/fs"
+)
+
+// service is this store's name in the shared schema_migrations table.
+const service = "heartbeat"
+
+// Schema changelog. Each version exists once per dialect, in
+// migrations/sqlite and migrations/postgres, and both must say the same thing:
+//
+//	0001 hb_liveness (by node), hb_events (by cursor, indexed by node and
+//	     time), hb_event_log (retention watermark), hb_lease (decider lease)
+//	     and hb_settings (fleet heartbeat timings).
+//
+//go:embed migrations
+var migrations embed.FS
+
+func migrationsFor(dialect string) fs.FS {
+	sub, err := fs.Sub(migrations, "migrations/"+dialect)
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	return sub
+}

@@ -1,0 +1,239 @@
+// Package hbstore is the heartbeat service's store: the liveness of every
+// node that ever sent a beat, the health event log that the management
+// engine follows by cursor, the lease that elects the one replica deciding
+// which nodes are unreachable, and the fleet's heartbeat settings.
+//
+// # Cursor order
+//
+// An engine follows the event log by cursor: it reads the events after the
+// last cursor it saw, and must never skip one. On PostgreSQL an identity
+// column alone does not give that: values are handed out when rows are
+// inserted, not when they commit, so a transaction that takes cursor 10 may
+// commit after one that takes cursor 11, and a reader that already saw 11
+// would never read 10. Every transaction that appends events therefore
+// takes one transaction-scoped advisory lock before it inserts them and
+// keeps it until it has committed. Cursors are then handed out in commit
+// order, and every snapshot sees a prefix of the log: all events up to the
+// newest one it sees. Appends are a few per second per replica (batched per
+// flush and per decision), so the lock costs nothing that matters. SQLite
+// has one writer at a time, which gives the same order by itself.
+package hbstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is what the heartbeat service concludes about a node's liveness.
+type State string
+
+// The liveness states: a node that beats is healthy; two intervals without
+// a beat make it suspect, the grace period unreachable; a beat makes it
+// healthy again.
+const (
+	StateHealthy     State = "healthy"
+	StateSuspect     State = "suspect"
+	StateUnreachable State = "unreachable"
+)
+
+// Status is the status the node's agent reports.
+type Status string
+
+// The reported statuses.
+const (
+	StatusUp          Status = "up"
+	StatusDegraded    Status = "degraded"
+	StatusMaintenance Status = "maintenance"
+)
+
+// EventType says what a health event records.
+type EventType string
+
+// The event types.
+const (
+	// EventHealthy: first beat of a node (PrevState ""), or a beat from a
+	// suspect or unreachable node.
+	EventHealthy EventType = "healthy"
+	// EventSuspect and EventUnreachable: the node went silent.
+	EventSuspect     EventType = "suspect"
+	EventUnreachable EventType = "unreachable"
+	// EventRebooted: a beat with a boot ID other than the last one.
+	EventRebooted EventType = "rebooted"
+	// EventStatusChanged: a beat with a status other than the last one.
+	EventStatusChanged EventType = "status_changed"
+	// EventNode: a status-change event the agent reported (Kind, Message).
+	EventNode EventType = "node_event"
+)
+
+// Liveness is the stored health of one node.
+type Liveness struct {
+	NodeID   string
+	LastSeen time.Time
+	Sequence int64
+	BootID   string
+	Status   Status
+	Uptime   time.Duration // microsecond precision
+	State    State
+	// StateSince is when the node entered State.
+	StateSince time.Time
+}
+
+// Observation is the latest beat of a node, as a flush writes it.
+type Observation struct {
+	NodeID   string
+	LastSeen time.Time
+	Sequence int64
+	BootID   string
+	Status   Status
+	Uptime   time.Duration
+}
+
+// Event is one entry of the health event log. Fields that do not apply to
+// the type are empty.
+type Event struct {
+	Cursor     int64 // assigned by the store
+	Time       time.Time
+	NodeID     string
+	Type       EventType
+	State      State
+	PrevState  State
+	BootID     string
+	PrevBootID string
+	Status     Status
+	PrevStatus Status
+	Kind       string
+	Message    string
+}
+
+// FlushResult counts what a Flush wrote.
+type FlushResult struct {
+	// Rows is the number of liveness rows written (observations older than
+	// the stored row are skipped).
+	Rows int
+	// Events is the number of events appended, those given and the healthy
+	// transitions together.
+	Events int
+}
+
+// Silence asks the decider's question of the store: which nodes were silent
+// too long. It is only answered for the lease holder.
+type Silence struct {
+	Holder string
+	Now    time.Time
+	// LeaseUntil renews the holder's lease, in the same transaction.
+	LeaseUntil time.Time
+	// Healthy nodes last seen before SuspectBefore become suspect; healthy
+	// and suspect nodes last seen before UnreachableBefore become
+	// unreachable. A zero time skips that transition.
+	SuspectBefore     time.Time
+	UnreachableBefore time.Time
+}
+
+// SilenceResult counts the nodes that changed state.
+type SilenceResult struct {
+	Suspect     int
+	Unreachable int
+}
+
+// LivenessFilter selects liveness rows for ListLiveness.
+type LivenessFilter struct {
+	State   State    // "" = any
+	NodeIDs []string // empty = any
+	AfterID string   // paging: only node IDs > AfterID
+	Limit   int      // <= 0 = no limit
+}
+
+// EventQuery selects events for ReadEvents.
+type EventQuery struct {
+	After   int64       // only cursors > After
+	NodeIDs []string    // empty = any
+	Types   []EventType // empty = any
+	Limit   int         // <= 0 = 1000
+}
+
+// EventPage is the answer to ReadEvents, read from one snapshot.
+type EventPage struct {
+	// Events match the query, in cursor order.
+	Events []Event
+	// Next is where the following read should start: the last event's
+	// cursor when the page is full, else the newest cursor of the log, so
+	// that a filtered reader moves past events it does not want.
+	Next int64
+	// DeletedThrough is the newest cursor retention has deleted; reading
+	// after an older cursor would have missed events.
+	DeletedThrough int64
+}
+
+// Settings are the fleet's heartbeat timings. Zero values mean the
+// service's defaults. The previous values apply too (the longer of the two
+// wins) until Previous.Grace has passed since ChangedAt, while nodes learn
+// the new interval.
+type Settings struct {
+	Interval  time.Duration
+	Grace     time.Duration
+	Previous  Timings
+	ChangedAt time.Time
+}
+
+// Timings is an interval and a grace period.
+type Timings struct {
+	Interval time.Duration
+	Grace    time.Duration
+}
+
+// Errors returned, wrapped, by every Store.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost means the caller no longer holds the decider lease.
+	ErrLeaseLost = errors.New("decider lease not held")
+)
+
+// Store holds the heartbeat service's state. Implementations are safe for
+// concurrent use by several goroutines and several processes (replicas) on
+// one database. Times are stored in UTC at microsecond precision.
+type Store interface {
+	// Flush writes a batch of observations and appends events in one
+	// transaction, with statements that each carry many rows (one per
+	// table on PostgreSQL), never a statement per row. A node's row is created on
+	// its first observation and updated by later ones, never by an older one
+	// (by LastSeen). A node written while not healthy, or for the first
+	// time, becomes healthy and gets an EventHealthy at its LastSeen; those
+	// come before the given events, which are appended in order. Duplicate
+	// node IDs keep the newest observation.
+	Flush(ctx context.Context, obs []Observation, events []Event) (FlushResult, error)
+	// GetLiveness returns one node's liveness; ErrNotFound if it never beat.
+	GetLiveness(ctx context.Context, nodeID string) (Liveness, error)
+	// ListLiveness returns matching rows in ascending node ID.
+	ListLiveness(ctx context.Context, f LivenessFilter) ([]Liveness, error)
+
+	// AcquireLease takes the decider lease for holder until the given time
+	// if it is free, expired at now or already held by holder (a renewal). It
+	// reports whether holder holds it afterwards, and since when it has held
+	// it without interruption.
+	AcquireLease(ctx context.Context, holder string, now, until time.Time) (held bool, since time.Time, err error)
+	// ReleaseLease gives the lease up, if holder holds it, so that another
+	// replica can take it at once.
+	ReleaseLease(ctx context.Context, holder string) error
+	// MarkSilent renews the holder's lease and, in the same transaction,
+	// moves silent nodes to suspect or unreachable with one event each. If
+	// the holder lost the lease it changes nothing and returns ErrLeaseLost.
+	MarkSilent(ctx context.Context, s Silence) (SilenceResult, error)
+
+	// ReadEvents returns events after q.After, in cursor order.
+	ReadEvents(ctx context.Context, q EventQuery) (EventPage, error)
+	// EventBounds returns the newest cursor deleted by retention and the
+	// newest cursor of the log (at least deletedThrough).
+	EventBounds(ctx context.Context) (deletedThrough, head int64, err error)
+	// DeleteEventsBefore deletes the oldest events, up to but not including
+	// the first one at or after t, and returns how many it deleted.
+	DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error)
+
+	// GetSettings returns the stored settings; zero if never set.
+	GetSettings(ctx context.Context) (Settings, error)
+	// PutSettings stores s.
+	PutSettings(ctx context.Context, s Settings) error
+
+	// Close releases the database.
+	Close()
+}

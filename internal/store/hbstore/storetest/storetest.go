@@ -1,0 +1,551 @@
+// Package storetest is the conformance suite every hbstore.Store
+// implementation must pass. Run it from each backend's tests:
+//
+//	storetest.Run(t, func(t *testing.T) hbstore.Store { ... })
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/berth-dev/berth/internal/store/hbstore"
+)
+
+// Run runs every test against stores made by newStore. Each call to newStore
+// must return a store on a fresh, empty database, closed when t ends.
+func Run(t *testing.T, newStore func(t *testing.T) hbstore.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s hbstore.Store)
+	}{
+		{"FlushCreatesAndUpdates", testFlushCreatesAndUpdates},
+		{"FlushIgnoresOlderObservations", testFlushIgnoresOlder},
+		{"FlushKeepsNewestDuplicate", testFlushDuplicates},
+		{"FlushAppendsEventsInOrder", testFlushEventsInOrder},
+		{"FlushLargeBatch", testFlushLargeBatch},
+		{"ListLiveness", testListLiveness},
+		{"Lease", testLease},
+		{"MarkSilent", testMarkSilent},
+		{"MarkSilentFencedOff", testMarkSilentFenced},
+		{"BackToHealthy", testBackToHealthy},
+		{"ReadEventsPagesAndFilters", testReadEvents},
+		{"Retention", testRetention},
+		{"Settings", testSettings},
+		{"ConcurrentAppendsFollowedByCursor", testConcurrentAppends},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
+	}
+}
+
+// t0 has nanoseconds and a non-UTC zone on purpose: stores must return the
+// same instant in UTC, truncated to microseconds.
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func stored(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func obs(node string, seen time.Time, seq int64) hbstore.Observation {
+	return hbstore.Observation{
+		NodeID: node, LastSeen: seen, Sequence: seq, BootID: "boot-" + node,
+		Status: hbstore.StatusUp, Uptime: 90*time.Second + 1500*time.Nanosecond,
+	}
+}
+
+func mustFlush(t *testing.T, s hbstore.Store, o []hbstore.Observation, e []hbstore.Event) hbstore.FlushResult {
+	t.Helper()
+	r, err := s.Flush(t.Context(), o, e)
+	if err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	return r
+}
+
+func mustGet(t *testing.T, s hbstore.Store, node string) hbstore.Liveness {
+	t.Helper()
+	l, err := s.GetLiveness(t.Context(), node)
+	if err != nil {
+		t.Fatalf("GetLiveness(%s): %v", node, err)
+	}
+	return l
+}
+
+// allEvents reads the whole log.
+func allEvents(t *testing.T, s hbstore.Store) []hbstore.Event {
+	t.Helper()
+	var out []hbstore.Event
+	var after int64
+	for {
+		p, err := s.ReadEvents(t.Context(), hbstore.EventQuery{After: after, Limit: 100})
+		if err != nil {
+			t.Fatalf("ReadEvents: %v", err)
+		}
+		out = append(out, p.Events...)
+		if len(p.Events) < 100 {
+			return out
+		}
+		after = p.Next
+	}
+}
+
+// summary renders events without cursors and times, for comparisons.
+func summary(evs []hbstore.Event) []string {
+	var out []string
+	for _, e := range evs {
+		s := fmt.Sprintf("%s %s", e.NodeID, e.Type)
+		if e.State != "" || e.PrevState != "" {
+			s += fmt.Sprintf(" %s<-%s", e.State, e.PrevState)
+		}
+		if e.Kind != "" {
+			s += " " + e.Kind
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func diff(t *testing.T, what string, want, got any) {
+	t.Helper()
+	if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", what, d)
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: err = %v, want %v", what, err, want)
+	}
+}
+
+func checkCursors(t *testing.T, evs []hbstore.Event) {
+	t.Helper()
+	for i := 1; i < len(evs); i++ {
+		if evs[i].Cursor <= evs[i-1].Cursor {
+			t.Fatalf("cursor %d follows %d", evs[i].Cursor, evs[i-1].Cursor)
+		}
+	}
+}
+
+func testFlushCreatesAndUpdates(t *testing.T, s hbstore.Store) {
+	r := mustFlush(t, s, []hbstore.Observation{obs("n2", at(0), 1), obs("n1", at(time.Second), 7)}, nil)
+	diff(t, "first flush", hbstore.FlushResult{Rows: 2, Events: 2}, r)
+	want := hbstore.Liveness{
+		NodeID: "n1", LastSeen: stored(at(time.Second)), Sequence: 7, BootID: "boot-n1", Status: hbstore.StatusUp,
+		Uptime: 90*time.Second + time.Microsecond, State: hbstore.StateHealthy, StateSince: stored(at(time.Second)),
+	}
+	got := mustGet(t, s, "n1")
+	diff(t, "GetLiveness", want, got)
+	if got.LastSeen.Location() != time.UTC || got.StateSince.Location() != time.UTC {
+		t.Errorf("times not in UTC: %v %v", got.LastSeen, got.StateSince)
+	}
+	evs := allEvents(t, s)
+	diff(t, "events", []string{"n1 healthy healthy<-", "n2 healthy healthy<-"}, summary(evs))
+	diff(t, "first event", hbstore.Event{
+		Cursor: evs[0].Cursor, Time: stored(at(time.Second)), NodeID: "n1", Type: hbstore.EventHealthy,
+		State: hbstore.StateHealthy, BootID: "boot-n1", Status: hbstore.StatusUp,
+	}, evs[0])
+
+	// A later beat updates the row; a healthy node raises no event.
+	later := obs("n1", at(10*time.Second), 8)
+	later.Status, later.BootID = hbstore.StatusDegraded, "boot-2"
+	r = mustFlush(t, s, []hbstore.Observation{later}, nil)
+	diff(t, "second flush", hbstore.FlushResult{Rows: 1}, r)
+	want.LastSeen, want.Sequence, want.Status, want.BootID = stored(at(10*time.Second)), 8, hbstore.StatusDegraded, "boot-2"
+	diff(t, "GetLiveness after update", want, mustGet(t, s, "n1"))
+	if n := len(allEvents(t, s)); n != 2 {
+		t.Errorf("%d events, want 2", n)
+	}
+	_, err := s.GetLiveness(t.Context(), "nobody")
+	wantErr(t, "GetLiveness(unknown)", err, hbstore.ErrNotFound)
+	diff(t, "empty flush", hbstore.FlushResult{}, mustFlush(t, s, nil, nil))
+}
+
+func testFlushIgnoresOlder(t *testing.T, s hbstore.Store) {
+	mustFlush(t, s, []hbstore.Observation{obs("n1", at(10*time.Second), 5)}, nil)
+	// A replica that flushes late must not move the node back in time.
+	r := mustFlush(t, s, []hbstore.Observation{obs("n1", at(5*time.Second), 4), obs("n2", at(0), 1)}, nil)
+	diff(t, "stale flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+	got := mustGet(t, s, "n1")
+	if got.Sequence != 5 || !got.LastSeen.Equal(at(10*time.Second).Truncate(time.Microsecond)) {
+		t.Errorf("stale observation applied: %+v", got)
+	}
+}
+
+func testFlushDuplicates(t *testing.T, s hbstore.Store) {
+	r := mustFlush(t, s, []hbstore.Observation{obs("n1", at(2*time.Second), 2), obs("n1", at(3*time.Second), 3), obs("n1", at(time.Second), 1)}, nil)
+	diff(t, "flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+	if got := mustGet(t, s, "n1"); got.Sequence != 3 {
+		t.Errorf("sequence = %d, want the newest, 3", got.Sequence)
+	}
+}
+
+func testFlushEventsInOrder(t *testing.T, s hbstore.Store) {
+	given := []hbstore.Event{
+		{Time: at(time.Second), NodeID: "zz", Type: hbstore.EventRebooted, BootID: "b2", PrevBootID: "b1", Status: hbstore.StatusUp},
+		{Time: at(time.Second), NodeID: "aa", Type: hbstore.EventStatusChanged, Status: hbstore.StatusDegraded, PrevStatus: hbstore.StatusUp},
+		{Time: at(2 * time.Second), NodeID: "zz", Type: hbstore.EventNode, Kind: "disk.failed", Message: "sda: I/O error ✗"},
+	}
+	mustFlush(t, s, []hbstore.Observation{obs("mm", at(0), 1)}, given)
+	evs := allEvents(t, s)
+	checkCursors(t, evs)
+	// The flush's own healthy events come first, then those given, in order.
+	diff(t, "events", []string{"mm healthy healthy<-", "zz rebooted", "aa status_changed", "zz node_event disk.failed"}, summary(evs))
+	for i, e := range given {
+		e.Cursor, e.Time = evs[i+1].Cursor, stored(e.Time)
+		diff(t, fmt.Sprintf("event %d", i), e, evs[i+1])
+	}
+	// Events alone, without observations.
+	mustFlush(t, s, nil, []hbstore.Event{{Time: at(3 * time.Second), NodeID: "aa", Type: hbstore.EventNode, Kind: "k"}})
+	if n := len(allEvents(t, s)); n != 5 {
+		t.Errorf("%d events, want 5", n)
+	}
+}
+
+func testFlushLargeBatch(t *testing.T, s hbstore.Store) {
+	const n = 2500 // several SQLite chunks
+	var o []hbstore.Observation
+	var e []hbstore.Event
+	for i := range n {
+		node := fmt.Sprintf("n%05d", i)
+		o = append(o, obs(node, at(time.Duration(i)*time.Millisecond), 1))
+		e = append(e, hbstore.Event{Time: at(0), NodeID: node, Type: hbstore.EventNode, Kind: "k"})
+	}
+	r := mustFlush(t, s, o, e)
+	diff(t, "flush", hbstore.FlushResult{Rows: n, Events: 2 * n}, r)
+	evs := allEvents(t, s)
+	if len(evs) != 2*n {
+		t.Fatalf("%d events, want %d", len(evs), 2*n)
+	}
+	checkCursors(t, evs)
+	for i := range n {
+		if evs[i].Type != hbstore.EventHealthy || evs[n+i].NodeID != fmt.Sprintf("n%05d", i) {
+			t.Fatalf("event order broken at %d: %+v / %+v", i, evs[i], evs[n+i])
+		}
+	}
+}
+
+func testListLiveness(t *testing.T, s hbstore.Store) {
+	mustFlush(t, s, []hbstore.Observation{
+		obs("a", at(0), 1), obs("b", at(0), 1), obs("c", at(time.Minute), 1), obs("d", at(0), 1),
+	}, nil)
+	leaseAndMark(t, s, hbstore.Silence{Now: at(time.Minute), SuspectBefore: at(time.Second)})
+	ids := func(ls []hbstore.Liveness) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.NodeID)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		f    hbstore.LivenessFilter
+		want []string
+	}{
+		{"all", hbstore.LivenessFilter{}, []string{"a", "b", "c", "d"}},
+		{"state", hbstore.LivenessFilter{State: hbstore.StateSuspect}, []string{"a", "b", "d"}},
+		{"healthy", hbstore.LivenessFilter{State: hbstore.StateHealthy}, []string{"c"}},
+		{"page", hbstore.LivenessFilter{AfterID: "a", Limit: 2}, []string{"b", "c"}},
+		{"node IDs", hbstore.LivenessFilter{NodeIDs: []string{"d", "a", "zz"}}, []string{"a", "d"}},
+		{"node IDs and state", hbstore.LivenessFilter{NodeIDs: []string{"c", "d"}, State: hbstore.StateSuspect}, []string{"d"}},
+		{"none", hbstore.LivenessFilter{State: hbstore.StateUnreachable}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.ListLiveness(t.Context(), tt.f)
+			if err != nil {
+				t.Fatalf("ListLiveness: %v", err)
+			}
+			diff(t, "ListLiveness", tt.want, ids(got))
+		})
+	}
+}
+
+// leaseAndMark takes the lease for "decider" and marks silent nodes.
+func leaseAndMark(t *testing.T, s hbstore.Store, sl hbstore.Silence) hbstore.SilenceResult {
+	t.Helper()
+	sl.Holder = "decider"
+	if held, _, err := s.AcquireLease(t.Context(), sl.Holder, sl.Now, sl.Now.Add(10*time.Second)); err != nil || !held {
+		t.Fatalf("AcquireLease = %v, %v", held, err)
+	}
+	sl.LeaseUntil = sl.Now.Add(10 * time.Second)
+	r, err := s.MarkSilent(t.Context(), sl)
+	if err != nil {
+		t.Fatalf("MarkSilent: %v", err)
+	}
+	return r
+}
+
+func testLease(t *testing.T, s hbstore.Store) {
+	ctx := t.Context()
+	type step struct {
+		name      string
+		holder    string
+		now       time.Duration
+		wantHeld  bool
+		wantSince time.Duration
+	}
+	// Each acquisition asks for ten seconds.
+	steps := []step{
+		{"free lease is taken", "a", 0, true, 0},
+		{"held lease is refused", "b", 5 * time.Second, false, 0},
+		{"holder renews, keeping since", "a", 8 * time.Second, true, 0},
+		{"still refused before the renewed expiry", "b", 17 * time.Second, false, 0},
+		{"expired lease is taken over", "b", 18 * time.Second, true, 18 * time.Second},
+		{"old holder is refused", "a", 19 * time.Second, false, 0},
+		{"new holder renews", "b", 20 * time.Second, true, 18 * time.Second},
+		{"a holder whose lease lapsed starts over", "b", 31 * time.Second, true, 31 * time.Second},
+	}
+	for _, st := range steps {
+		held, since, err := s.AcquireLease(ctx, st.holder, at(st.now), at(st.now+10*time.Second))
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if held != st.wantHeld {
+			t.Fatalf("%s: held = %v, want %v", st.name, held, st.wantHeld)
+		}
+		if held && !since.Equal(stored(at(st.wantSince))) {
+			t.Errorf("%s: since = %v, want %v", st.name, since, stored(at(st.wantSince)))
+		}
+	}
+	// Releasing by someone else does nothing; by the holder frees it at once.
+	if err := s.ReleaseLease(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, _ := s.AcquireLease(ctx, "a", at(32*time.Second), at(42*time.Second)); held {
+		t.Fatal("lease taken while held")
+	}
+	if err := s.ReleaseLease(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if held, since, _ := s.AcquireLease(ctx, "a", at(33*time.Second), at(43*time.Second)); !held || !since.Equal(stored(at(33*time.Second))) {
+		t.Fatalf("released lease: held = %v since %v", held, since)
+	}
+}
+
+func testMarkSilent(t *testing.T, s hbstore.Store) {
+	// Last seen: a at 0 (silent 60s), b at 25s (silent 35s), c at 50s (10s),
+	// d at 0 but already suspect before.
+	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1), obs("b", at(25*time.Second), 1), obs("d", at(0), 1)}, nil)
+	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(10 * time.Second)}) // d (and a) suspect
+	mustFlush(t, s, []hbstore.Observation{obs("c", at(50*time.Second), 1)}, nil)
+	before := len(allEvents(t, s))
+
+	now := at(60 * time.Second)
+	r := leaseAndMark(t, s, hbstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
+	diff(t, "result", hbstore.SilenceResult{Suspect: 1, Unreachable: 2}, r)
+	evs := allEvents(t, s)[before:]
+	diff(t, "events", []string{"a unreachable unreachable<-suspect", "d unreachable unreachable<-suspect", "b suspect suspect<-healthy"}, summary(evs))
+	diff(t, "event", hbstore.Event{
+		Cursor: evs[2].Cursor, Time: stored(now), NodeID: "b", Type: hbstore.EventSuspect,
+		State: hbstore.StateSuspect, PrevState: hbstore.StateHealthy, BootID: "boot-b", Status: hbstore.StatusUp,
+	}, evs[2])
+	for node, want := range map[string]hbstore.State{"a": hbstore.StateUnreachable, "b": hbstore.StateSuspect, "c": hbstore.StateHealthy} {
+		got := mustGet(t, s, node)
+		if got.State != want {
+			t.Errorf("%s: state %s, want %s", node, got.State, want)
+		}
+		if want != hbstore.StateHealthy && !got.StateSince.Equal(stored(now)) {
+			t.Errorf("%s: state since %v, want %v", node, got.StateSince, stored(now))
+		}
+	}
+	// Nothing changes twice; zero cutoffs skip a transition.
+	r = leaseAndMark(t, s, hbstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
+	diff(t, "again", hbstore.SilenceResult{}, r)
+	r = leaseAndMark(t, s, hbstore.Silence{Now: at(2 * time.Minute), UnreachableBefore: at(40 * time.Second)})
+	diff(t, "unreachable only", hbstore.SilenceResult{Unreachable: 1}, r)
+	if got := mustGet(t, s, "c"); got.State != hbstore.StateHealthy {
+		t.Errorf("c: state %s without a suspect cutoff", got.State)
+	}
+}
+
+func testMarkSilentFenced(t *testing.T, s hbstore.Store) {
+	ctx := t.Context()
+	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1)}, nil)
+	if held, _, _ := s.AcquireLease(ctx, "old", at(0), at(10*time.Second)); !held {
+		t.Fatal("lease not taken")
+	}
+	if held, _, _ := s.AcquireLease(ctx, "new", at(11*time.Second), at(21*time.Second)); !held {
+		t.Fatal("expired lease not taken over")
+	}
+	before := len(allEvents(t, s))
+	_, err := s.MarkSilent(ctx, hbstore.Silence{Holder: "old", Now: at(12 * time.Second), LeaseUntil: at(22 * time.Second),
+		SuspectBefore: at(time.Minute), UnreachableBefore: at(time.Minute)})
+	wantErr(t, "MarkSilent by the old holder", err, hbstore.ErrLeaseLost)
+	if got := mustGet(t, s, "a"); got.State != hbstore.StateHealthy {
+		t.Errorf("state %s after a fenced-off MarkSilent", got.State)
+	}
+	if n := len(allEvents(t, s)); n != before {
+		t.Errorf("%d events after a fenced-off MarkSilent, want %d", n, before)
+	}
+	// The rejected renewal did not extend anything: the new holder keeps it.
+	if held, _, _ := s.AcquireLease(ctx, "old", at(20*time.Second), at(30*time.Second)); held {
+		t.Error("old holder took the lease back while the new one held it")
+	}
+}
+
+func testBackToHealthy(t *testing.T, s hbstore.Store) {
+	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1), obs("b", at(0), 1)}, nil)
+	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second)})
+	leaseAndMark(t, s, hbstore.Silence{Now: at(50 * time.Second), UnreachableBefore: at(40 * time.Second)})
+	before := len(allEvents(t, s))
+	r := mustFlush(t, s, []hbstore.Observation{obs("b", at(55*time.Second), 2)}, nil)
+	diff(t, "flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+	evs := allEvents(t, s)[before:]
+	diff(t, "events", []string{"b healthy healthy<-unreachable"}, summary(evs))
+	got := mustGet(t, s, "b")
+	if got.State != hbstore.StateHealthy || !got.StateSince.Equal(stored(at(55*time.Second))) {
+		t.Errorf("b: %s since %v, want healthy since %v", got.State, got.StateSince, stored(at(55*time.Second)))
+	}
+}
+
+func testReadEvents(t *testing.T, s hbstore.Store) {
+	var given []hbstore.Event
+	for i := range 10 {
+		typ := hbstore.EventNode
+		if i%3 == 0 {
+			typ = hbstore.EventRebooted
+		}
+		given = append(given, hbstore.Event{Time: at(time.Duration(i) * time.Second), NodeID: fmt.Sprintf("n%d", i%2), Type: typ, Kind: fmt.Sprint(i)})
+	}
+	mustFlush(t, s, nil, given)
+	all := allEvents(t, s)
+	if len(all) != 10 {
+		t.Fatalf("%d events, want 10", len(all))
+	}
+	c := func(i int) int64 { return all[i].Cursor }
+	head := c(9)
+	kinds := func(evs []hbstore.Event) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Kind)
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		q        hbstore.EventQuery
+		want     []string
+		wantNext int64
+	}{
+		{"first page", hbstore.EventQuery{Limit: 4}, []string{"0", "1", "2", "3"}, c(3)},
+		{"next page", hbstore.EventQuery{After: c(3), Limit: 4}, []string{"4", "5", "6", "7"}, c(7)},
+		{"last page moves to the head", hbstore.EventQuery{After: c(7), Limit: 4}, []string{"8", "9"}, head},
+		{"nothing after the head", hbstore.EventQuery{After: head}, nil, head},
+		{"node filter", hbstore.EventQuery{NodeIDs: []string{"n1"}}, []string{"1", "3", "5", "7", "9"}, head},
+		{"type filter", hbstore.EventQuery{Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "3", "6", "9"}, head},
+		{"both", hbstore.EventQuery{NodeIDs: []string{"n0"}, Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "6"}, head},
+		{"filtered full page", hbstore.EventQuery{NodeIDs: []string{"n0"}, Limit: 2}, []string{"0", "2"}, c(2)},
+		// A reader whose filter matches nothing still moves to the head.
+		{"no match", hbstore.EventQuery{NodeIDs: []string{"zz"}}, nil, head},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := s.ReadEvents(t.Context(), tt.q)
+			if err != nil {
+				t.Fatalf("ReadEvents: %v", err)
+			}
+			diff(t, "kinds", tt.want, kinds(p.Events))
+			if p.Next != tt.wantNext {
+				t.Errorf("Next = %d, want %d", p.Next, tt.wantNext)
+			}
+			if p.DeletedThrough != 0 {
+				t.Errorf("DeletedThrough = %d, want 0", p.DeletedThrough)
+			}
+		})
+	}
+	deleted, gotHead, err := s.EventBounds(t.Context())
+	if err != nil || deleted != 0 || gotHead != head {
+		t.Errorf("EventBounds = %d, %d, %v; want 0, %d", deleted, gotHead, err, head)
+	}
+}
+
+func testRetention(t *testing.T, s hbstore.Store) {
+	ctx := t.Context()
+	if d, h, err := s.EventBounds(ctx); err != nil || d != 0 || h != 0 {
+		t.Fatalf("EventBounds of an empty log = %d, %d, %v", d, h, err)
+	}
+	if n, err := s.DeleteEventsBefore(ctx, at(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("DeleteEventsBefore on an empty log = %d, %v", n, err)
+	}
+	// Times are not in cursor order: retention deletes only a prefix, up to
+	// the first event that is new enough.
+	var given []hbstore.Event
+	for i, sec := range []int{1, 2, 5, 3, 6, 7} {
+		given = append(given, hbstore.Event{Time: at(time.Duration(sec) * time.Second), NodeID: "n", Type: hbstore.EventNode, Kind: fmt.Sprint(i)})
+	}
+	mustFlush(t, s, nil, given)
+	all := allEvents(t, s)
+	n, err := s.DeleteEventsBefore(ctx, at(4*time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteEventsBefore = %d, %v; want 2", n, err)
+	}
+	d, h, err := s.EventBounds(ctx)
+	if err != nil || d != all[1].Cursor || h != all[5].Cursor {
+		t.Fatalf("EventBounds = %d, %d, %v; want %d, %d", d, h, err, all[1].Cursor, all[5].Cursor)
+	}
+	p, err := s.ReadEvents(ctx, hbstore.EventQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Events) != 4 || p.Events[0].Cursor != all[2].Cursor || p.DeletedThrough != all[1].Cursor {
+		t.Fatalf("after retention: %d events from %d, deleted through %d", len(p.Events), p.Events[0].Cursor, p.DeletedThrough)
+	}
+	// Deleting everything keeps the watermark and the head, and cursors are
+	// never handed out again.
+	if n, err := s.DeleteEventsBefore(ctx, at(time.Hour)); err != nil || n != 4 {
+		t.Fatalf("DeleteEventsBefore(all) = %d, %v; want 4", n, err)
+	}
+	d, h, err = s.EventBounds(ctx)
+	if err != nil || d != all[5].Cursor || h != all[5].Cursor {
+		t.Fatalf("EventBounds after deleting all = %d, %d, %v; want %d twice", d, h, err, all[5].Cursor)
+	}
+	p, err = s.ReadEvents(ctx, hbstore.EventQuery{After: d})
+	if err != nil || len(p.Events) != 0 || p.Next != d || p.DeletedThrough != d {
+		t.Fatalf("ReadEvents of an emptied log = %+v, %v", p, err)
+	}
+	mustFlush(t, s, nil, []hbstore.Event{{Time: at(2 * time.Hour), NodeID: "n", Type: hbstore.EventNode, Kind: "new"}})
+	evs := allEvents(t, s)
+	if len(evs) != 1 || evs[0].Cursor <= d {
+		t.Fatalf("new event %+v, want a cursor above %d", evs, d)
+	}
+	// The watermark never goes back.
+	if n, err := s.DeleteEventsBefore(ctx, at(0)); err != nil || n != 0 {
+		t.Fatalf("DeleteEventsBefore(old) = %d, %v", n, err)
+	}
+	if d2, _, _ := s.EventBounds(ctx); d2 != d {
+		t.Errorf("watermark moved from %d to %d", d, d2)
+	}
+}
+
+func testSettings(t *testing.T, s hbstore.Store) {
+	got, err := s.GetSettings(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "unset", hbstore.Settings{}, got)
+	want := hbstore.Settings{
+		Interval: 30 * time.Second, Grace: 2 * time.Minute,
+		Previous:  hbstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
+		ChangedAt: stored(t0),
+	}
+	for range 2 {
+		in := want
+		in.ChangedAt = t0
+		if err := s.PutSettings(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetSettings(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff(t, "settings", want, got)
+		want.Interval = 20 * time.Second
+	}
+}

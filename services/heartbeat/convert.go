@@ -1,0 +1,100 @@
+package heartbeat
+
+import (
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/store/hbstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+var statuses = map[hbstore.Status]berthv1.ReportedStatus{
+	hbstore.StatusUp:          berthv1.ReportedStatus_REPORTED_STATUS_UP,
+	hbstore.StatusDegraded:    berthv1.ReportedStatus_REPORTED_STATUS_DEGRADED,
+	hbstore.StatusMaintenance: berthv1.ReportedStatus_REPORTED_STATUS_MAINTENANCE,
+}
+
+var states = map[hbstore.State]berthv1.LivenessState{
+	hbstore.StateHealthy:     berthv1.LivenessState_LIVENESS_STATE_HEALTHY,
+	hbstore.StateSuspect:     berthv1.LivenessState_LIVENESS_STATE_SUSPECT,
+	hbstore.StateUnreachable: berthv1.LivenessState_LIVENESS_STATE_UNREACHABLE,
+}
+
+var eventTypes = map[hbstore.EventType]berthv1.HealthEventType{
+	hbstore.EventHealthy:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY,
+	hbstore.EventSuspect:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_SUSPECT,
+	hbstore.EventUnreachable:   berthv1.HealthEventType_HEALTH_EVENT_TYPE_UNREACHABLE,
+	hbstore.EventRebooted:      berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED,
+	hbstore.EventStatusChanged: berthv1.HealthEventType_HEALTH_EVENT_TYPE_STATUS_CHANGED,
+	hbstore.EventNode:          berthv1.HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT,
+}
+
+// reverse inverts one of the maps above.
+func reverse[K, V comparable](m map[K]V) map[V]K {
+	out := make(map[V]K, len(m))
+	for k, v := range m {
+		out[v] = k
+	}
+	return out
+}
+
+var (
+	statusesFromProto   = reverse(statuses)
+	statesFromProto     = reverse(states)
+	eventTypesFromProto = reverse(eventTypes)
+)
+
+func statusFromProto(s berthv1.ReportedStatus) (hbstore.Status, bool) {
+	v, ok := statusesFromProto[s]
+	return v, ok
+}
+
+func stateFromProto(s berthv1.LivenessState) (hbstore.State, bool) {
+	v, ok := statesFromProto[s]
+	return v, ok
+}
+
+func eventTypeFromProto(t berthv1.HealthEventType) (hbstore.EventType, bool) {
+	v, ok := eventTypesFromProto[t]
+	return v, ok
+}
+
+func livenessToProto(l hbstore.Liveness) *berthv1.NodeHealth {
+	return &berthv1.NodeHealth{
+		NodeId:     l.NodeID,
+		State:      states[l.State],
+		StateSince: timestamppb.New(l.StateSince),
+		LastSeen:   timestamppb.New(l.LastSeen),
+		BootId:     l.BootID,
+		Status:     statuses[l.Status],
+		Sequence:   uint64(l.Sequence),
+		Uptime:     durationpb.New(l.Uptime),
+	}
+}
+
+func eventToProto(e hbstore.Event) *berthv1.HealthEvent {
+	return &berthv1.HealthEvent{
+		Cursor:         e.Cursor,
+		Type:           eventTypes[e.Type],
+		NodeId:         e.NodeID,
+		Time:           timestamppb.New(e.Time),
+		State:          states[e.State],
+		PreviousState:  states[e.PrevState],
+		BootId:         e.BootID,
+		PreviousBootId: e.PrevBootID,
+		Status:         statuses[e.Status],
+		PreviousStatus: statuses[e.PrevStatus],
+		Kind:           e.Kind,
+		Message:        e.Message,
+	}
+}
+
+func settingsToProto(s health.Settings) *berthv1.HeartbeatSettings {
+	return &berthv1.HeartbeatSettings{
+		Interval:        durationpb.New(s.Current.Interval),
+		Grace:           durationpb.New(s.Current.Grace),
+		DefaultInterval: durationpb.New(s.Defaults.Interval),
+		DefaultGrace:    durationpb.New(s.Defaults.Grace),
+	}
+}

@@ -1,0 +1,129 @@
+// Package heartbeat is berth's heartbeat service: every node keeps one
+// stream open and beats on the interval the service gives it, and the
+// management engine reads node health and follows the health event log.
+// It adapts internal/health, which does the work, to gRPC.
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/hbstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Config holds the service's dependencies. Zero durations take the
+// defaults of internal/health.
+type Config struct {
+	// Store keeps liveness, the event log, the decider lease and the
+	// settings. Required.
+	Store hbstore.Store
+	// Interval is the default time between beats (10 s).
+	Interval time.Duration
+	// Grace is how long a node may be silent before it is unreachable
+	// (40 s); it must exceed two intervals.
+	Grace time.Duration
+	// FlushPeriod is how often beats are written to the store (2 s); at most
+	// half the interval.
+	FlushPeriod time.Duration
+	// Retention is how long health events are kept (7 days).
+	Retention time.Duration
+	// IsRevoked is asked when a node connects and every few seconds for
+	// every connected node; revoked nodes lose their stream. It must answer
+	// from memory. nil means only Revoked ends streams.
+	IsRevoked func(ctx context.Context, nodeID string) bool
+	// ReplicaID names this replica as decider; random by default.
+	ReplicaID string
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Clock defaults to the system clock.
+	Clock health.Clock
+}
+
+// Service implements HeartbeatService and HeartbeatAdminService.
+type Service struct {
+	berthv1.UnsafeHeartbeatServiceServer
+	berthv1.UnsafeHeartbeatAdminServiceServer
+
+	core  *health.Core
+	store hbstore.Store
+	log   *slog.Logger
+}
+
+var (
+	_ berthv1.HeartbeatServiceServer      = (*Service)(nil)
+	_ berthv1.HeartbeatAdminServiceServer = (*Service)(nil)
+)
+
+// New checks c and returns the service. Call Run for its periodic work.
+func New(c Config) (*Service, error) {
+	if c.Store == nil {
+		return nil, errors.New("heartbeat: Config.Store is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	core, err := health.New(health.Config{
+		Store:       c.Store,
+		Interval:    c.Interval,
+		Grace:       c.Grace,
+		FlushPeriod: c.FlushPeriod,
+		Retention:   c.Retention,
+		IsRevoked:   c.IsRevoked,
+		ReplicaID:   c.ReplicaID,
+		Logger:      c.Logger,
+		Clock:       c.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{core: core, store: c.Store, log: c.Logger}, nil
+}
+
+// Register adds both gRPC services to a server.
+func (s *Service) Register(g grpc.ServiceRegistrar) {
+	berthv1.RegisterHeartbeatServiceServer(g, s)
+	berthv1.RegisterHeartbeatAdminServiceServer(g, s)
+}
+
+// Policy says who may call what: nodes with a certificate beat, admins
+// read health and change the settings.
+func (s *Service) Policy() rpc.Policy {
+	p := rpc.Policy{berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Node}
+	d := berthv1.HeartbeatAdminService_ServiceDesc
+	for _, m := range d.Methods {
+		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	for _, st := range d.Streams {
+		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
+	}
+	return p
+}
+
+// Run flushes beats, decides which nodes are silent (on the replica that
+// holds the lease) and checks revocations until ctx ends; then it ends
+// every stream with Unavailable, so that agents reconnect to another
+// replica, writes the last beats and hands the decider role on. Stop the
+// gRPC server after Run returns.
+func (s *Service) Run(ctx context.Context) error { return s.core.Run(ctx) }
+
+// Revoked ends the node's stream at once and refuses its new ones on this
+// replica. Other replicas learn through Config.IsRevoked.
+func (s *Service) Revoked(nodeID string) { s.core.Revoke(nodeID) }
+
+// Stats returns the core's counters.
+func (s *Service) Stats() health.Stats { return s.core.Stats() }
+
+// caller returns the verified identity of the caller; the policy has let
+// only nodes with an issued certificate (or admins) through.
+func caller(ctx context.Context) mtls.Identity {
+	id, _, _ := mtls.PeerIdentity(ctx)
+	return id
+}

@@ -1,0 +1,88 @@
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/berth-dev/berth/internal/rpc"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Heartbeat is a node's stream. The node is the one named by its
+// certificate. The first message tells it its interval; every beat is then
+// acknowledged with the interval, and a new interval is sent as soon as
+// the fleet's changes. The stream ends when the node closes it, on a bad
+// beat, or when the node is revoked, opens another stream or the service
+// shuts down.
+func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) error {
+	ctx := stream.Context()
+	nodeID := caller(ctx).Name
+	log := rpc.Logger(ctx, s.log).With(attrNode, nodeID)
+	sess, err := s.core.Connect(ctx, nodeID)
+	if err != nil {
+		return toStatus(ctx, log, err)
+	}
+	defer sess.Close()
+	beats, recvErr := receive(ctx, stream)
+	if err := stream.Send(control(sess.Interval(), 0)); err != nil {
+		return err
+	}
+	for {
+		select {
+		case req := <-beats:
+			b, err := validateBeat(req)
+			if err != nil {
+				return toStatus(ctx, log, err)
+			}
+			interval, err := sess.Beat(b)
+			if err != nil {
+				return toStatus(ctx, log, err)
+			}
+			if err := stream.Send(control(interval, req.GetSequence())); err != nil {
+				return err
+			}
+		case <-sess.Changed():
+			if err := stream.Send(control(sess.Interval(), 0)); err != nil {
+				return err
+			}
+		case <-sess.Done():
+			return toStatus(ctx, log, sess.Err())
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil // the agent closed the stream
+			}
+			return err
+		}
+	}
+}
+
+// receive reads beats on a goroutine of its own, so that the handler can
+// end the stream (revocation, shutdown) while a read is pending. It stops
+// when the stream's context ends, which happens when the handler returns.
+func receive(ctx context.Context, stream berthv1.HeartbeatService_HeartbeatServer) (<-chan *berthv1.HeartbeatRequest, <-chan error) {
+	beats := make(chan *berthv1.HeartbeatRequest)
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case beats <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return beats, errs
+}
+
+func control(interval time.Duration, ack uint64) *berthv1.HeartbeatResponse {
+	return &berthv1.HeartbeatResponse{Interval: durationpb.New(interval), AckSequence: ack}
+}

@@ -1,0 +1,185 @@
+package heartbeat
+
+import (
+	"encoding/base64"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/store/hbstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Limits on requests.
+const (
+	maxBeatEvents   = 16
+	maxMessageLen   = 1024
+	maxUptime       = 100 * 365 * 24 * time.Hour
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	maxListNodes    = 1000
+	maxWatchNodes   = 100
+)
+
+var (
+	bootIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+	kindRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+// validateBeat checks one beat's fields; the core checks it against the
+// stream (sequence increasing, same boot ID, rate).
+func validateBeat(req *berthv1.HeartbeatRequest) (health.Beat, error) {
+	var b health.Beat
+	if seq := req.GetSequence(); seq == 0 || seq > math.MaxInt64 {
+		return b, invalid("sequence", ruleSequence)
+	}
+	b.Sequence = int64(req.GetSequence())
+	if !bootIDRE.MatchString(req.GetBootId()) {
+		return b, invalid("boot_id", ruleBootID)
+	}
+	b.BootID = req.GetBootId()
+	st, ok := statusFromProto(req.GetStatus())
+	if !ok {
+		return b, invalid("status", ruleStatus)
+	}
+	b.Status = st
+	if req.GetUptime() != nil {
+		up, err := durationOf(req.GetUptime())
+		if err != nil || up > maxUptime {
+			return b, invalid("uptime", ruleUptime)
+		}
+		b.Uptime = up
+	}
+	if len(req.GetEvents()) > maxBeatEvents {
+		return b, invalid("events", ruleEventCount)
+	}
+	for _, e := range req.GetEvents() {
+		if !kindRE.MatchString(e.GetKind()) {
+			return b, invalid("events.kind", ruleKind)
+		}
+		if len(e.GetMessage()) > maxMessageLen || strings.IndexFunc(e.GetMessage(), unicode.IsControl) >= 0 {
+			return b, invalid("events.message", ruleMessage)
+		}
+		b.Events = append(b.Events, health.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()})
+	}
+	return b, nil
+}
+
+// durationOf converts a non-negative, valid duration.
+func durationOf(d *durationpb.Duration) (time.Duration, error) {
+	if err := d.CheckValid(); err != nil {
+		return 0, err
+	}
+	if v := d.AsDuration(); v >= 0 {
+		return v, nil
+	}
+	return 0, invalid("duration", "must not be negative")
+}
+
+func validateNodeID(field, id string) error {
+	if pki.ValidateNodeID(id) != nil {
+		return invalid(field, ruleNodeID)
+	}
+	return nil
+}
+
+// validateList returns the filter and the page size.
+func validateList(req *berthv1.ListNodeHealthRequest) (hbstore.LivenessFilter, int, error) {
+	var f hbstore.LivenessFilter
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPageSize:
+		return f, 0, invalid("page_size", rulePageSize)
+	case size == 0:
+		size = defaultPageSize
+	}
+	if req.GetState() != berthv1.LivenessState_LIVENESS_STATE_UNSPECIFIED {
+		st, ok := stateFromProto(req.GetState())
+		if !ok {
+			return f, 0, invalid("state", ruleState)
+		}
+		f.State = st
+	}
+	if len(req.GetNodeIds()) > maxListNodes {
+		return f, 0, invalid("node_ids", ruleListNodes)
+	}
+	for _, id := range req.GetNodeIds() {
+		if err := validateNodeID("node_ids", id); err != nil {
+			return f, 0, err
+		}
+	}
+	f.NodeIDs = req.GetNodeIds()
+	after, err := decodePageToken(req.GetPageToken())
+	f.AfterID = after
+	return f, size, err
+}
+
+func encodePageToken(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+func decodePageToken(t string) (string, error) {
+	if t == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	if err != nil || pki.ValidateNodeID(string(b)) != nil {
+		return "", invalid("page_token", rulePageToken)
+	}
+	return string(b), nil
+}
+
+func validateWatch(req *berthv1.WatchHealthRequest) (health.WatchRequest, error) {
+	var w health.WatchRequest
+	switch {
+	case req.GetAfterCursor() < 0:
+		return w, invalid("after_cursor", ruleCursor)
+	case req.GetFromNow() && req.GetAfterCursor() != 0:
+		return w, invalid("after_cursor", ruleFromNow)
+	}
+	w.After, w.FromNow = req.GetAfterCursor(), req.GetFromNow()
+	if len(req.GetNodeIds()) > maxWatchNodes {
+		return w, invalid("node_ids", ruleWatchNodes)
+	}
+	for _, id := range req.GetNodeIds() {
+		if err := validateNodeID("node_ids", id); err != nil {
+			return w, err
+		}
+	}
+	w.NodeIDs = req.GetNodeIds()
+	for _, t := range req.GetTypes() {
+		et, ok := eventTypeFromProto(t)
+		if !ok {
+			return w, invalid("types", ruleEventType)
+		}
+		w.Types = append(w.Types, et)
+	}
+	return w, nil
+}
+
+// validateSettings checks the shape of the durations; the core checks
+// their ranges.
+func validateSettings(req *berthv1.SetHeartbeatSettingsRequest) (health.Timings, error) {
+	var t health.Timings
+	if d := req.GetInterval(); d != nil {
+		v, err := durationOf(d)
+		if err != nil {
+			return t, invalid("interval", ruleDuration)
+		}
+		t.Interval = v
+	}
+	if d := req.GetGrace(); d != nil {
+		v, err := durationOf(d)
+		if err != nil {
+			return t, invalid("grace", ruleDuration)
+		}
+		t.Grace = v
+	}
+	return t, nil
+}
