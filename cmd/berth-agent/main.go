@@ -32,9 +32,15 @@ berth-agent gives this machine its persistent berth identity. On every boot
 it derives (or loads) the node's identity and bundle keys, finds the
 registration service, proves its key over a TLS session pinned to berth's
 root CA, resumes the node (or registers it, the first time), waits for
-approval, and writes node.crt, node.key and ca.crt to --cert-dir. Without
---once it then stays up and renews the certificate at two thirds of its
-lifetime.
+approval, and writes node.crt, node.key and ca.crt to --cert-dir. It then
+fetches the node's encrypted configuration bundle, opens it with the
+node's bundle key and writes its files under --root. A node without a
+bundle runs --configure, if given: the command writes the node's files
+into the staging directory given as $1 (also BERTH_STAGING_DIR, with
+BERTH_NODE_ID and BERTH_HOSTNAME), and the agent seals them to its own
+bundle key, uploads them as the node's first bundle and applies them.
+Without --once it then stays up and renews the certificate at two thirds
+of its lifetime.
 
 Every flag can also come from the environment as BERTH_<FLAG> (--ca-hash
 from BERTH_CA_HASH, --seed-file from BERTH_SEED_FILE); the command line
@@ -47,8 +53,11 @@ Flags:
 `
 
 const usageTail = `
-Exit status: 0 success; 1 failure; 2 bad flags or configuration; 3 still
-pending approval after --wait; 4 rejected or revoked.
+Exit status: 0 success (also with no bundle, or an upload held for
+approval); 1 failure (among others: bundle store unreachable after --wait,
+a bundle that does not open or would write outside --root, --configure
+failing); 2 bad flags or configuration; 3 still pending approval after
+--wait; 4 rejected or revoked.
 
 Example:
   berth-agent --server berth.example.net:7443 --ca-hash sha256:<64 hex> \
@@ -60,7 +69,7 @@ type options struct {
 	identity, seedFile, siteSecretFile, keyDir string
 	hardwareUUID, hostname, serial, macs       string
 	root, certDir, output, cmdline, bundleKEM  string
-	logLevel, resolvConf                       string
+	logLevel, resolvConf, configure            string
 	wait                                       time.Duration
 	once                                       bool
 }
@@ -82,10 +91,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.hostname, "hostname", "", "host `name` to register, instead of the system's")
 	fs.StringVar(&o.serial, "serial", "", "machine `serial`, instead of "+agent.DefaultSerialFile)
 	fs.StringVar(&o.macs, "macs", "", "comma-separated MAC `addresses`, instead of the network interfaces'")
-	fs.StringVar(&o.root, "root", agent.DefaultRoot, "`dir` that bundle files are applied under")
+	fs.StringVar(&o.root, "root", agent.DefaultRoot, "`dir` that bundle files are applied under; nothing is written outside it")
+	fs.StringVar(&o.configure, "configure", "", "shell `command` that writes the node's first bundle into the staging dir $1 when it has none")
 	fs.StringVar(&o.certDir, "cert-dir", agent.DefaultCertDir, "`dir` to write node.crt, node.key and ca.crt to")
-	fs.DurationVar(&o.wait, "wait", agent.DefaultWait, "how long to wait for an unreachable server and for approval; 0 tries once")
-	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials instead of staying up to renew them")
+	fs.DurationVar(&o.wait, "wait", agent.DefaultWait, "how long to wait for an unreachable server, for approval, for the bundle store and for --configure; 0 tries once")
+	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials and applying the bundle instead of staying up to renew them")
 	fs.StringVar(&o.output, "output", string(agent.OutputText), "output `format`: text or json")
 	fs.StringVar(&o.output, "o", string(agent.OutputText), "short for --output `format`")
 	fs.StringVar(&o.cmdline, "cmdline", agent.DefaultCmdlineFile, "kernel command line `file`")
@@ -221,6 +231,7 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		Domain:         o.domain,
 		CertDir:        o.certDir,
 		Root:           o.root,
+		Configure:      o.configure,
 		Wait:           o.wait,
 		Once:           o.once,
 		Output:         out,

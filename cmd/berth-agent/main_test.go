@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -105,7 +107,7 @@ func TestRunHelp(t *testing.T) {
 	}
 	for _, want := range []string{"Usage: berth-agent", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
 		"-server", "-ca-hash", "-token", "-identity", "-seed-file", "-site-secret-file", "-hardware-uuid",
-		"-hostname", "-key-dir", "-root", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level"} {
+		"-hostname", "-key-dir", "-root", "-configure", "BERTH_STAGING_DIR", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("help does not mention %q", want)
 		}
@@ -142,6 +144,9 @@ type resumeServer struct {
 	root    *x509.Certificate
 	rootKey crypto.Signer
 	deny    bool
+	// bundle, when set, makes Resume say it checked the node's bundle and
+	// return what bundle gives (nil: none). No bundle store is named.
+	bundle func() *berthv1.SealedBundle
 }
 
 func (s *resumeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
@@ -156,10 +161,14 @@ func (s *resumeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*b
 		SerialNumber: big.NewInt(0x1f2e), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, s.root, id.Leaf.PublicKey, s.rootKey)
-	return &berthv1.ResumeResponse{Credentials: &berthv1.NodeCredentials{
+	nc := &berthv1.NodeCredentials{
 		NodeId: "n-1", Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
 		CertificateChain: [][]byte{leaf.Raw}, TrustBundle: [][]byte{s.root.Raw},
-	}}, nil
+	}
+	if s.bundle != nil {
+		nc.BundleChecked, nc.Bundle = true, s.bundle()
+	}
+	return &berthv1.ResumeResponse{Credentials: nc}, nil
 }
 
 func startServer(t *testing.T, srv *resumeServer) (addr, pin string) {
@@ -229,5 +238,95 @@ func TestRunRevokedExitsNonZero(t *testing.T) {
 	}
 	if stderr != "berth-agent: registration denied: node n-1 is revoked\n" {
 		t.Errorf("stderr = %q", stderr)
+	}
+}
+
+func TestRunAppliesBundle(t *testing.T) {
+	seed := seedFile(t, 64)
+	src, err := keys.Open(keys.Config{Kind: keys.KindSeed, SeedFile: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kemID, pub := keys.BundlePublic(src.BundleKey())
+	sealed, err := bundle.Seal(kemID, pub, "n-1", []bundle.File{{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte("role=hypervisor\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, pin := startServer(t, &resumeServer{t: t, bundle: func() *berthv1.SealedBundle {
+		return &berthv1.SealedBundle{Info: &berthv1.BundleInfo{NodeId: "n-1", Version: 4}, Sealed: sealed}
+	}})
+	root := t.TempDir()
+	t.Setenv("BERTH_ROOT", root)
+	code, stdout, stderr := runAgent(t, "--server", addr, "--ca-hash", pin, "--seed-file", seed, "--cert-dir", t.TempDir(),
+		"--cmdline", filepath.Join(t.TempDir(), "none"), "--once", "-o", "json", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("exit = %d, stderr = %q", code, stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout %q: %v", stdout, err)
+	}
+	if got["bundle_version"] != float64(4) || got["files_applied"] != float64(1) || got["bundle"] != "applied" || got["root"] != root {
+		t.Errorf("result = %v", got)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "etc/berth/node.conf"))
+	if err != nil || string(b) != "role=hypervisor\n" {
+		t.Errorf("node.conf = %q, %v", b, err)
+	}
+}
+
+func TestRunBundleFailures(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		sealed     []byte // nil: no bundle
+		wantCode   int
+		wantStdout string
+		wantErr    string
+	}{
+		{
+			name:       "no bundle",
+			wantStdout: "\nno bundle\n",
+		},
+		{
+			name:     "configure from the environment, no store to upload to",
+			env:      map[string]string{"BERTH_CONFIGURE": `echo x > "$1/x"`},
+			wantCode: 1,
+			wantErr:  "berth-agent: --configure needs the bundle store to upload to, but the registration service named no bundles endpoint\n",
+		},
+		{
+			name:     "bundle does not open",
+			sealed:   []byte("BERTHBDL not really"),
+			wantCode: 1,
+			wantErr:  "berth-agent: bundle version 9 cannot be opened with this node's bundle key: open bundle: not a berth bundle of a supported format",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			addr, pin := startServer(t, &resumeServer{t: t, bundle: func() *berthv1.SealedBundle {
+				if tt.sealed == nil {
+					return nil
+				}
+				return &berthv1.SealedBundle{Info: &berthv1.BundleInfo{Version: 9}, Sealed: tt.sealed}
+			}})
+			root := t.TempDir()
+			code, stdout, stderr := runAgent(t, "--server", addr, "--ca-hash", pin, "--seed-file", seedFile(t, 32), "--cert-dir", t.TempDir(),
+				"--root", root, "--cmdline", filepath.Join(t.TempDir(), "none"), "--once", "--log-level", "error")
+			if code != tt.wantCode {
+				t.Errorf("exit = %d, want %d (stderr %q)", code, tt.wantCode, stderr)
+			}
+			if !strings.HasSuffix(stdout, tt.wantStdout) || (tt.wantStdout == "") != (stdout == "") {
+				t.Errorf("stdout = %q, want it to end in %q", stdout, tt.wantStdout)
+			}
+			if !strings.HasPrefix(stderr, tt.wantErr) || strings.Count(stderr, "\n") > 1 {
+				t.Errorf("stderr = %q, want one line starting %q", stderr, tt.wantErr)
+			}
+			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+				t.Errorf("root holds %v", entries)
+			}
+		})
 	}
 }

@@ -104,11 +104,12 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Run boots the node: it discovers the server, resumes or registers,
-// waits out approval, writes the credentials and prints the result. With
+// waits out approval, writes the credentials, applies the node's bundle
+// under Root (or makes one with Configure) and prints the result. With
 // Once it then returns; otherwise it stays up, renewing the certificate
 // at two thirds of its lifetime, until ctx ends (which is not an error).
 func (a *Agent) Run(ctx context.Context) error {
-	w := &waiter{clock: a.cfg.Clock, backoff: a.cfg.Backoff, deadline: a.cfg.Clock.Now().Add(a.cfg.Wait), log: a.log}
+	w := a.newWaiter()
 	t, err := a.discover(ctx, w)
 	if err != nil {
 		return stopped(ctx, err)
@@ -135,6 +136,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	res := newResult(creds, action)
 	res.CertDir = a.cfg.CertDir
 	log.Info("node credentials written", "action", action, logSerial, res.CertSerial, logExpires, res.CertNotAfter, "dir", a.cfg.CertDir)
+	// On boot only: see bootBundle.
+	bo, err := a.bootBundle(ctx, creds, log)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	bo.fill(res, a.cfg.Root)
 	if err := res.Write(a.cfg.Stdout, a.cfg.Output); err != nil {
 		return fmt.Errorf("print result: %w", err)
 	}
@@ -353,6 +360,11 @@ func (a *Agent) registerRequest(token string) (*berthv1.RegisterRequest, error) 
 		BundleKey: &berthv1.BundleKey{KemId: uint32(kemID), PublicKey: pub},
 		Token:     token,
 	}, nil
+}
+
+// newWaiter starts a wait of Config.Wait from now.
+func (a *Agent) newWaiter() *waiter {
+	return &waiter{clock: a.cfg.Clock, backoff: a.cfg.Backoff, deadline: a.cfg.Clock.Now().Add(a.cfg.Wait), log: a.log}
 }
 
 // waiter paces retries with backoff up to a deadline.

@@ -1,7 +1,8 @@
 // Package agent is berth-agent: it finds the registration service, proves
 // the node's identity key over a CA-pinned TLS session, registers or
-// resumes the node, writes its credentials for local consumers and, when
-// left running, renews its certificate.
+// resumes the node, writes its credentials for local consumers, applies
+// its encrypted configuration bundle under --root and, when left running,
+// renews its certificate.
 //
 // The package holds all of the agent's transport code; cmd/berth-agent only
 // turns flags and environment into a Config.
@@ -81,11 +82,23 @@ type Config struct {
 
 	// CertDir receives node.crt, node.key and ca.crt. Default DefaultCertDir.
 	CertDir string
-	// Root is where bundle files are applied (a later issue). Default "/".
+	// Root is the directory the bundle's files are applied under; no file
+	// is ever written outside it. Default "/".
 	Root string
-	// Wait bounds the whole boot: waiting for an unreachable server and for
-	// approval of a pending node. Zero means a single attempt; cmd gives
-	// DefaultWait unless told otherwise.
+	// Configure is a shell command run (with /bin/sh -c) when the node has
+	// no bundle yet. It writes the node's files into the staging directory
+	// given as $1, in BERTH_STAGING_DIR and as its working directory (with
+	// BERTH_NODE_ID and BERTH_HOSTNAME set); the agent seals the regular
+	// files it finds there, with their modes, to the node's bundle key,
+	// uploads them as its first bundle and applies them.
+	// Empty means the node boots without a bundle until the engine
+	// supplies one.
+	Configure string
+	// Wait bounds each stage of the boot: waiting for an unreachable
+	// registration server and for approval of a pending node, then for an
+	// unreachable bundle store, and the Configure command. Zero means a
+	// single attempt (and a Configure command bounded by AttemptTimeout);
+	// cmd gives DefaultWait unless told otherwise.
 	Wait time.Duration
 	// Once makes Run return after the credentials are written instead of
 	// staying up to renew them.

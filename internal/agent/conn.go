@@ -22,14 +22,22 @@ import (
 // verification. It is never retried: waiting does not fix a wrong pin.
 var ErrUntrusted = errors.New("registration server is not trusted")
 
-// conn is the agent's one gRPC connection to the registration service,
-// with the bookkeeping that lets the boot loop tell "not there yet" from
-// "not who we pinned" and pace reconnects with its own backoff.
+// conn is a gRPC connection of the agent, to the registration service or
+// to the bundle store, with the bookkeeping that lets the agent's retry
+// loops tell "not there yet" from "not who we trust" and pace reconnects
+// with their own backoff.
 type conn struct {
 	cc    *grpc.ClientConn
 	watch *connWatch
-	certs *certHolder
+	certs *certHolder // nil for the bundle store
+	// untrust is the error a failed verification of the server is
+	// reported as; nil means ErrUntrusted.
+	untrust error
 }
+
+// errBundleStoreUntrusted wraps a bundle store whose certificate does not
+// verify against the trust bundle. Like ErrUntrusted it is never retried.
+var errBundleStoreUntrusted = errors.New("bundle store is not trusted")
 
 // dial makes the client connection. Nothing is sent until the first RPC.
 //
@@ -61,11 +69,49 @@ func dial(t Target, key crypto.Signer, clock Clock, attemptTimeout time.Duration
 	cfg.Certificates = nil
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return certs.get(nil) }
 
-	cc, err := grpc.NewClient("passthrough:///"+t.Server,
+	cc, err := newClient(t.Server, cfg, w, attemptTimeout)
+	if err != nil {
+		return nil, configErrorf("registration server %q: %v", t.Server, err)
+	}
+	return &conn{cc: cc, watch: w, certs: certs}, nil
+}
+
+// dialBundles makes the connection to the bundle store at addr. The agent
+// presents its issued node certificate, which is how the store knows the
+// node, and verifies the store's certificate against the trust bundle
+// and the endpoint's host name.
+func dialBundles(addr string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration) (*conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("bundle store endpoint %q is not host:port", addr)
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: creds.Leaf()}
+	for _, c := range creds.Chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	roots := x509.NewCertPool()
+	for _, r := range creds.Trust {
+		roots.AddCert(r)
+	}
+	cfg := mtls.ClientConfig(cert, roots)
+	cfg.ServerName = host
+	w := &connWatch{}
+	cc, err := newClient(addr, cfg, w, attemptTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("bundle store %q: %w", addr, err)
+	}
+	return &conn{cc: cc, watch: w, untrust: errBundleStoreUntrusted}, nil
+}
+
+// newClient makes a lazy client connection to addr whose failed dials and
+// handshakes are reported to w.
+func newClient(addr string, cfg *tls.Config, w *connWatch, attemptTimeout time.Duration) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(&watchedCreds{TransportCredentials: credentials.NewTLS(cfg), w: w}),
 		grpc.WithContextDialer(w.dial),
-		// The boot loop paces retries and resets gRPC's own reconnect
-		// backoff before each one; these values only matter in between.
+		// The agent's retry loops pace retries and reset gRPC's own
+		// reconnect backoff before each one; these values only matter in
+		// between.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: DefaultBackoff.Initial, Multiplier: 2, Jitter: 0.2, MaxDelay: DefaultBackoff.Max},
 			MinConnectTimeout: attemptTimeout,
@@ -75,10 +121,6 @@ func dial(t Target, key crypto.Signer, clock Clock, attemptTimeout time.Duration
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
 		grpc.WithUserAgent("berth-agent"),
 	)
-	if err != nil {
-		return nil, configErrorf("registration server %q: %v", t.Server, err)
-	}
-	return &conn{cc: cc, watch: w, certs: certs}, nil
 }
 
 // Close closes the connection.
@@ -182,6 +224,12 @@ type watchedCreds struct {
 func (c *watchedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
 	if err != nil {
+		// A certificate that does not verify (no VerifyConnection involved)
+		// is a trust failure, not a server that is not up yet.
+		var ve *tls.CertificateVerificationError
+		if errors.As(err, &ve) {
+			c.w.untrusted(err)
+		}
 		c.w.fail(err)
 	}
 	return conn, info, err
@@ -241,7 +289,11 @@ func (c *conn) classify(ctx, actx context.Context, server string, err error) err
 		return ctx.Err()
 	}
 	if terr := c.watch.trustErr(); terr != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUntrusted, server, terr)
+		untrust := c.untrust
+		if untrust == nil {
+			untrust = ErrUntrusted
+		}
+		return fmt.Errorf("%w: %s: %w", untrust, server, terr)
 	}
 	var ce *connectError
 	if errors.As(context.Cause(actx), &ce) {

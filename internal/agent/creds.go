@@ -28,6 +28,12 @@ type Credentials struct {
 	// Renewed is true when the call made the CA issue a new certificate.
 	Renewed   bool
 	Endpoints *berthv1.Endpoints
+	// BundleChecked is true when the registration service asked the
+	// bundle store on the node's behalf; Bundle is then the node's current
+	// sealed bundle, or nil when it has none. When false the agent asks
+	// the bundle store (Endpoints.Bundles) itself.
+	BundleChecked bool
+	Bundle        *berthv1.SealedBundle
 }
 
 // Leaf returns the node certificate, or nil.
@@ -47,7 +53,14 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pi
 	if nc == nil {
 		return nil, errors.New("server sent no credentials")
 	}
-	c := &Credentials{NodeID: nc.GetNodeId(), Status: nc.GetStatus(), Renewed: nc.GetRenewed(), Endpoints: nc.GetEndpoints()}
+	c := &Credentials{
+		NodeID:        nc.GetNodeId(),
+		Status:        nc.GetStatus(),
+		Renewed:       nc.GetRenewed(),
+		Endpoints:     nc.GetEndpoints(),
+		BundleChecked: nc.GetBundleChecked(),
+		Bundle:        nc.GetBundle(),
+	}
 	for i, der := range nc.GetCertificateChain() {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {

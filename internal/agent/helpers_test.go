@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
@@ -152,13 +154,87 @@ func (f *fakeRegistration) Renew(ctx context.Context, r *berthv1.RenewRequest) (
 // serve runs fake over real TLS on lis with berth's server credentials.
 func serve(t *testing.T, p *testPKI, fake *fakeRegistration, lis net.Listener) {
 	t.Helper()
+	serveGRPC(t, p.root, p.server, lis, func(s *grpc.Server) { berthv1.RegisterRegistrationServiceServer(s, fake) })
+}
+
+// serveBundles runs a fake bundle store over real TLS on lis.
+func serveBundles(t *testing.T, p *testPKI, fake *fakeBundles, lis net.Listener) {
+	t.Helper()
+	serveGRPC(t, p.root, p.server, lis, func(s *grpc.Server) { berthv1.RegisterBundleServiceServer(s, fake) })
+}
+
+// serveGRPC runs a server with berth's server credentials: cert, and
+// client chains verified against root.
+func serveGRPC(t *testing.T, root *x509.Certificate, cert tls.Certificate, lis net.Listener, register func(*grpc.Server)) {
+	t.Helper()
 	roots := x509.NewCertPool()
-	roots.AddCert(p.root)
-	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(p.server)), testTrustDomain, roots)
+	roots.AddCert(root)
+	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(cert)), testTrustDomain, roots)
 	s := grpc.NewServer(grpc.Creds(creds))
-	berthv1.RegisterRegistrationServiceServer(s, fake)
+	register(s)
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
+}
+
+// fakeBundles is a hand-written BundleServiceServer. Like the real one it
+// serves only callers with a node certificate issued by the deployment.
+// GetBundle answers NotFound unless get is set.
+type fakeBundles struct {
+	berthv1.UnimplementedBundleServiceServer
+	get func(context.Context) (*berthv1.GetBundleResponse, error)
+	put func(context.Context, *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error)
+
+	mu    sync.Mutex
+	calls []string
+	peers []mtls.Identity
+	puts  []*berthv1.PutBundleRequest
+}
+
+func (f *fakeBundles) record(ctx context.Context, name string) error {
+	id, verr, ok := mtls.PeerIdentity(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+	f.peers = append(f.peers, id)
+	if !ok || verr != nil || id.Kind != mtls.KindNode {
+		return status.Error(codes.Unauthenticated, "caller is not a node")
+	}
+	return nil
+}
+
+func (f *fakeBundles) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeBundles) Puts() []*berthv1.PutBundleRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*berthv1.PutBundleRequest(nil), f.puts...)
+}
+
+func (f *fakeBundles) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*berthv1.GetBundleResponse, error) {
+	if err := f.record(ctx, "GetBundle"); err != nil {
+		return nil, err
+	}
+	if f.get == nil {
+		return nil, status.Error(codes.NotFound, "no bundle")
+	}
+	return f.get(ctx)
+}
+
+func (f *fakeBundles) PutBundle(ctx context.Context, r *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
+	if err := f.record(ctx, "PutBundle"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.puts = append(f.puts, r)
+	f.mu.Unlock()
+	if f.put == nil {
+		return nil, status.Error(codes.Unimplemented, "no uploads in this test")
+	}
+	return f.put(ctx, r)
 }
 
 func listen(t *testing.T) net.Listener {
@@ -233,6 +309,7 @@ func testConfig(t *testing.T, server, caHash string, clock *fakeClock, stdout *b
 		Token:       "tok1.secret",
 		Keys:        testKeys(t),
 		CertDir:     t.TempDir() + "/run/berth",
+		Root:        t.TempDir(),
 		Wait:        5 * time.Minute,
 		Once:        true,
 		Output:      OutputJSON,

@@ -27,10 +27,22 @@ type Result struct {
 	CertSerial string `json:"cert_serial"`
 	// CertNotAfter is when the certificate expires, RFC 3339.
 	CertNotAfter string `json:"cert_not_after"`
-	// BundleVersion is the applied bundle's version (bundles come later).
+	// BundleVersion is the applied bundle's version, 0 if none.
 	BundleVersion uint64 `json:"bundle_version"`
-	// FilesApplied counts files written from the bundle (bundles come later).
+	// FilesApplied counts files written from the bundle.
 	FilesApplied int `json:"files_applied"`
+	// Bundle is what the boot did about the bundle: BundleApplied,
+	// BundleNone or BundleUnchecked. Empty when the boot did not get
+	// that far (a pending or denied node).
+	Bundle string `json:"bundle,omitempty"`
+	// BundleSource is where an applied bundle came from: inline, fetched
+	// or configured.
+	BundleSource string `json:"bundle_source,omitempty"`
+	// BundleState is the applied bundle's state in the bundle store:
+	// approved, or pending when this boot's upload waits for approval.
+	BundleState string `json:"bundle_state,omitempty"`
+	// Root is where the bundle's files were applied.
+	Root string `json:"root,omitempty"`
 	// Renewed is true when this boot made the CA issue a new certificate.
 	Renewed bool `json:"renewed"`
 	// CertDir is where the credentials were written.
@@ -78,6 +90,25 @@ func (r *Result) Write(w io.Writer, o Output) error {
 		_, err = fmt.Fprintf(w, "node %s is pending approval (%s)\n", r.NodeID, r.Action)
 	default:
 		_, err = fmt.Fprintf(w, "node %s is %s\n", r.NodeID, r.Status)
+	}
+	if err != nil {
+		return err
+	}
+	switch r.Bundle {
+	case BundleNone:
+		_, err = fmt.Fprintln(w, "no bundle")
+	case BundleUnchecked:
+		_, err = fmt.Fprintln(w, "no bundle store known; bundle not checked")
+	case BundleApplied:
+		how := r.BundleSource
+		if r.BundleState == BundleStatePending {
+			how += ", upload pending approval"
+		}
+		version := "bundle"
+		if r.BundleVersion > 0 {
+			version = fmt.Sprintf("bundle version %d", r.BundleVersion)
+		}
+		_, err = fmt.Fprintf(w, "%s applied (%s): %d files under %s\n", version, how, r.FilesApplied, r.Root)
 	}
 	return err
 }

@@ -25,7 +25,9 @@ func RenewalTime(cert *x509.Certificate) time.Time {
 	return cert.NotBefore.Add(life * 2 / 3)
 }
 
-// serve keeps a booted node's credentials fresh until ctx ends.
+// serve keeps a booted node's credentials fresh until ctx ends. The
+// bundle was applied once, on boot; picking up later versions (a poll or a
+// watch on the bundle store) is left for a later issue.
 func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, log *slog.Logger) error {
 	if hb := a.cfg.Heartbeater; hb != nil {
 		hctx, cancel := context.WithCancel(ctx)

@@ -1,0 +1,315 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/keys"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Bundle outcomes of a boot, as Result.Bundle.
+const (
+	// BundleApplied means the bundle's files were written under --root.
+	BundleApplied = "applied"
+	// BundleNone means the node has no bundle and no --configure was given.
+	BundleNone = "none"
+	// BundleUnchecked means no bundle store is known, so the node's bundle
+	// was not looked for.
+	BundleUnchecked = "unchecked"
+)
+
+// Where an applied bundle came from, as Result.BundleSource.
+const (
+	// BundleSourceInline is a bundle the registration service sent with the
+	// credentials.
+	BundleSourceInline = "inline"
+	// BundleSourceFetched is a bundle fetched from the bundle store.
+	BundleSourceFetched = "fetched"
+	// BundleSourceConfigured is a bundle --configure made on this boot,
+	// uploaded to the bundle store.
+	BundleSourceConfigured = "configured"
+)
+
+// States of an applied bundle in the bundle store, as Result.BundleState.
+const (
+	BundleStateApproved = "approved"
+	// BundleStatePending is a configured bundle whose upload waits for
+	// approval by the engine.
+	BundleStatePending = "pending"
+)
+
+// bundleOutcome is what a boot did about the node's bundle.
+type bundleOutcome struct {
+	bundle  string // BundleApplied, BundleNone or BundleUnchecked
+	source  string
+	state   string
+	version int64
+	files   int
+}
+
+func (o bundleOutcome) fill(r *Result, root string) {
+	r.Bundle = o.bundle
+	r.BundleSource = o.source
+	r.BundleState = o.state
+	r.BundleVersion = uint64(max(o.version, 0))
+	r.FilesApplied = o.files
+	if o.bundle == BundleApplied {
+		r.Root = root
+	}
+}
+
+// bootBundle brings the node's configuration in place once its
+// credentials are written. The bundle is the one the registration service
+// sent along (when it checked), else the one the bundle store has. With no
+// bundle and --configure, the command makes one, which is sealed to the
+// node's own bundle key, uploaded and applied, so the first boot ends
+// configured too. A bundle that does not open, cannot be applied safely,
+// or a store still unreachable after --wait fails the boot: the node must
+// not come up half-configured.
+//
+// The bundle is applied on boot only. A long-running agent does not pick
+// up later versions yet; that wants a poll or a watch on the bundle store.
+func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Logger) (bundleOutcome, error) {
+	s := &bundleStore{addr: creds.Endpoints.GetBundles(), creds: creds, key: a.cfg.Keys.Identity(), timeout: a.cfg.AttemptTimeout}
+	defer s.close()
+	// Reaching the bundle store gets a --wait of its own: a node that
+	// waited long for approval must still get its bundle.
+	w := a.newWaiter()
+	var (
+		sb     *berthv1.SealedBundle
+		source = BundleSourceInline
+	)
+	switch {
+	case creds.BundleChecked:
+		sb = creds.Bundle
+	case s.addr != "":
+		source = BundleSourceFetched
+		var err error
+		if sb, err = a.fetchBundle(ctx, s, w, log); err != nil {
+			return bundleOutcome{}, err
+		}
+	case a.cfg.Configure != "":
+		return bundleOutcome{}, errNoStoreToConfigure
+	default:
+		log.Warn("no bundle store known; the node's bundle was not checked")
+		return bundleOutcome{bundle: BundleUnchecked}, nil
+	}
+	if sb != nil {
+		return a.applySealed(sb, source, creds.NodeID, log)
+	}
+	if a.cfg.Configure == "" {
+		log.Info("no bundle")
+		return bundleOutcome{bundle: BundleNone}, nil
+	}
+	if s.addr == "" {
+		return bundleOutcome{}, errNoStoreToConfigure
+	}
+	return a.configure(ctx, creds, s, w, log)
+}
+
+var errNoStoreToConfigure = errors.New("--configure needs the bundle store to upload to, but the registration service named no bundles endpoint")
+
+// applySealed opens a sealed bundle with the node's bundle key and
+// applies its files.
+func (a *Agent) applySealed(sb *berthv1.SealedBundle, source, nodeID string, log *slog.Logger) (bundleOutcome, error) {
+	v := sb.GetInfo().GetVersion()
+	files, err := bundle.Open(a.cfg.Keys.BundleKey(), nodeID, sb.GetSealed())
+	if err != nil {
+		return bundleOutcome{}, fmt.Errorf("bundle version %d cannot be opened with this node's bundle key: %w", v, err)
+	}
+	if err := newApplier(a.cfg.Root, log).apply(files); err != nil {
+		return bundleOutcome{}, fmt.Errorf("bundle version %d: %w", v, err)
+	}
+	log.Info("bundle applied", "version", v, "files", len(files), "root", a.cfg.Root, "source", source,
+		"sha256", bundle.Digest(sb.GetSealed()))
+	return bundleOutcome{bundle: BundleApplied, source: source, state: stateName(sb.GetInfo().GetState()),
+		version: v, files: len(files)}, nil
+}
+
+// configure runs --configure, seals what it wrote to the node's own bundle
+// key, uploads it as the node's first version and applies it.
+func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger) (bundleOutcome, error) {
+	timeout := a.cfg.Wait
+	if timeout <= 0 {
+		timeout = a.cfg.AttemptTimeout
+	}
+	files, err := runConfigure(ctx, a.cfg.Configure, timeout, creds.NodeID, a.hostname(creds), log)
+	if err != nil {
+		return bundleOutcome{}, err
+	}
+	if len(files) == 0 {
+		log.Warn("configure command wrote no files; uploading an empty bundle")
+	}
+	kemID, pub := keys.BundlePublic(a.cfg.Keys.BundleKey())
+	sealed, err := bundle.Seal(kemID, pub, creds.NodeID, files)
+	if err != nil {
+		return bundleOutcome{}, fmt.Errorf("configure command output: %w; nothing was uploaded", err)
+	}
+	// What cannot be applied here must not become the node's bundle.
+	ap := newApplier(a.cfg.Root, log)
+	r, _, err := ap.prepare(files)
+	if err != nil {
+		return bundleOutcome{}, fmt.Errorf("configure command output: %w; nothing was uploaded", err)
+	}
+	r.Close()
+
+	var info *berthv1.BundleInfo
+	err = a.storeCall(ctx, s, w, log, func(actx context.Context) error {
+		resp, err := s.client.PutBundle(actx, &berthv1.PutBundleRequest{ExpectedVersion: 0, Sealed: sealed})
+		info = resp.GetInfo()
+		return err
+	})
+	switch {
+	case err == nil:
+	case status.Code(err) == codes.FailedPrecondition:
+		// The store has a version after all: the engine supplied one
+		// meanwhile, or an earlier try of this upload was stored and its
+		// answer lost. Or an upload waits for approval, and no other is
+		// taken until it is approved. Which one, GetBundle tells.
+		cur, gerr := a.fetchBundle(ctx, s, w, log)
+		if gerr != nil {
+			return bundleOutcome{}, gerr
+		}
+		if cur != nil {
+			source := BundleSourceFetched
+			if cur.GetInfo().GetSha256() == bundle.Digest(sealed) {
+				source = BundleSourceConfigured
+			}
+			log.Info("the bundle store holds a bundle for this node after all; applying it", "version", cur.GetInfo().GetVersion())
+			return a.applySealed(cur, source, creds.NodeID, log)
+		}
+		log.Warn("an upload of this node's bundle is already waiting for approval; applying the configured files here only",
+			"reason", status.Convert(err).Message())
+		info = &berthv1.BundleInfo{State: berthv1.BundleState_BUNDLE_STATE_PENDING}
+	default:
+		return bundleOutcome{}, s.fail("put bundle", err)
+	}
+	state := stateName(info.GetState())
+	if state == BundleStatePending {
+		// The node made these files itself, so using them now takes
+		// nothing from the engine; the approval decides whether they
+		// become the bundle the node gets on later boots.
+		log.Warn("bundle upload is held for approval", "version", info.GetVersion())
+	}
+	if err := ap.apply(files); err != nil {
+		return bundleOutcome{}, fmt.Errorf("bundle version %d: %w", info.GetVersion(), err)
+	}
+	log.Info("configured bundle uploaded and applied", "version", info.GetVersion(), "state", state,
+		"files", len(files), "root", a.cfg.Root, "sha256", bundle.Digest(sealed))
+	return bundleOutcome{bundle: BundleApplied, source: BundleSourceConfigured, state: state,
+		version: info.GetVersion(), files: len(files)}, nil
+}
+
+// hostname is the node's host name for --configure: the one in its
+// certificate, else the one it registers with.
+func (a *Agent) hostname(creds *Credentials) string {
+	if leaf := creds.Leaf(); leaf != nil && len(leaf.DNSNames) > 0 {
+		return leaf.DNSNames[0]
+	}
+	if a.cfg.Facts.Hostname != "" {
+		return a.cfg.Facts.Hostname
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+func stateName(s berthv1.BundleState) string {
+	if s == berthv1.BundleState_BUNDLE_STATE_PENDING {
+		return BundleStatePending
+	}
+	return BundleStateApproved
+}
+
+// bundleStore is the node's connection to the bundle store, made on first
+// use with its issued certificate.
+type bundleStore struct {
+	addr    string
+	creds   *Credentials
+	key     crypto.Signer
+	timeout time.Duration
+	c       *conn
+	client  berthv1.BundleServiceClient
+}
+
+func (s *bundleStore) connect() error {
+	if s.c != nil {
+		return nil
+	}
+	c, err := dialBundles(s.addr, s.creds, s.key, s.timeout)
+	if err != nil {
+		return err
+	}
+	s.c, s.client = c, berthv1.NewBundleServiceClient(c.cc)
+	return nil
+}
+
+func (s *bundleStore) close() {
+	if s.c != nil {
+		s.c.Close()
+	}
+}
+
+// fail gives an RPC's own error the store's address; other errors from
+// storeCall say what happened already.
+func (s *bundleStore) fail(rpc string, err error) error {
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return fmt.Errorf("bundle store %s: %w", s.addr, rpcError(rpc, err))
+	}
+	return err
+}
+
+// fetchBundle gets the node's current bundle from the store; nil when it
+// has none.
+func (a *Agent) fetchBundle(ctx context.Context, s *bundleStore, w *waiter, log *slog.Logger) (*berthv1.SealedBundle, error) {
+	var resp *berthv1.GetBundleResponse
+	err := a.storeCall(ctx, s, w, log, func(actx context.Context) error {
+		var err error
+		resp, err = s.client.GetBundle(actx, &berthv1.GetBundleRequest{})
+		return err
+	})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		return nil, nil
+	case err != nil:
+		return nil, s.fail("get bundle", err)
+	case resp.GetBundle() == nil:
+		return nil, fmt.Errorf("bundle store %s: get bundle: the answer holds no bundle", s.addr)
+	}
+	return resp.GetBundle(), nil
+}
+
+// storeCall makes call on the bundle store, retrying while the store is
+// not reachable (refused, Unavailable, timed out) with backoff until w's
+// deadline. It returns nil, the call's own gRPC error, or an error that
+// says all there is: the store is not trusted, or still unreachable.
+func (a *Agent) storeCall(ctx context.Context, s *bundleStore, w *waiter, log *slog.Logger, call func(context.Context) error) error {
+	if err := s.connect(); err != nil {
+		return err
+	}
+	for {
+		actx, done := s.c.attempt(ctx, w.attemptTimeout(a.cfg.AttemptTimeout))
+		err := s.c.classify(ctx, actx, s.addr, call(actx))
+		done()
+		if !isTransient(err) {
+			return err
+		}
+		log.Warn("bundle store not reachable; retrying", "bundle_store", s.addr, logErr, err)
+		ok, werr := w.wait(ctx)
+		if werr != nil {
+			return werr
+		}
+		if !ok {
+			return fmt.Errorf("bundle store %s unreachable for %s: %w", s.addr, a.cfg.Wait, err)
+		}
+	}
+}
