@@ -19,6 +19,8 @@ import (
 // the environment berthctl and the agent read.
 type deployment struct {
 	env []string // BERTH_SERVER, BERTH_CA, BERTH_CERT, BERTH_KEY, BERTH_CA_HASH
+	// dataDir holds berthd dev's SQLite files; dsn is serve's PostgreSQL.
+	dataDir, dsn string
 }
 
 // startDev runs berthd dev and reads the DIR/env file it writes.
@@ -31,7 +33,7 @@ func startDev(t *testing.T, extra ...string) deployment {
 		_, err := os.Stat(envFile)
 		return err == nil
 	})
-	return deployment{env: readEnvFile(t, envFile)}
+	return deployment{env: readEnvFile(t, envFile), dataDir: dir}
 }
 
 // startServe runs berthd init, then the CA and the registration service as
@@ -41,17 +43,20 @@ func startServe(t *testing.T, extra ...string) deployment {
 	pkiDir := filepath.Join(dir, "pki")
 	mustRun(t, nil, "berthd", "init", "--dir", pkiDir)
 	dsn := pgtest.NewDatabase(t)
-	caAddr, regAddr := freeAddr(t), freeAddr(t)
+	caAddr, regAddr, bundlesAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, nil, "berthd", append([]string{"serve", "--role", "ca", "--listen", caAddr,
 		"--metrics-listen", "", "--pki-dir", pkiDir, "--db", dsn}, extra...)...)
-	// The registration service takes its settings from the environment, as
-	// it does in containers.
-	start(t, []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN="},
-		"berthd", "serve", "--role", "registration", "--listen", regAddr)
-	waitFor(t, "CA healthy", 30*time.Second, healthy(t, caAddr, pkiDir))
-	waitFor(t, "registration healthy", 30*time.Second, healthy(t, regAddr, pkiDir))
-	return deployment{env: []string{
+	// The other services take their settings from the environment, as they
+	// do in containers.
+	env := []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN="}
+	start(t, env, "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
+	start(t, append(env, "BERTH_BUNDLES_ADDR="+bundlesAddr), "berthd", "serve", "--role", "registration", "--listen", regAddr)
+	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "registration": regAddr} {
+		waitFor(t, name+" healthy", 30*time.Second, healthy(t, addr, pkiDir))
+	}
+	return deployment{dsn: dsn, env: []string{
 		"BERTH_SERVER=" + regAddr,
+		"BERTH_BUNDLES_SERVER=" + bundlesAddr,
 		"BERTH_CA=" + filepath.Join(pkiDir, "ca.crt"),
 		"BERTH_CERT=" + filepath.Join(pkiDir, "admin.crt"),
 		"BERTH_KEY=" + filepath.Join(pkiDir, "admin.key"),
@@ -77,6 +82,8 @@ type agentResult struct {
 	CertNotAfter  string `json:"cert_not_after"`
 	BundleVersion *int64 `json:"bundle_version"`
 	FilesApplied  *int64 `json:"files_applied"`
+	// certDir and rootDir are where this boot wrote; not part of the JSON.
+	certDir, rootDir string
 }
 
 // nodeJSON is berthctl nodes get -o json, the contract.
@@ -108,13 +115,13 @@ func newMachine(t *testing.T, hostname, uuid string) machine {
 	return machine{seedFile: f, uuid: uuid, hostname: hostname}
 }
 
-// boot runs the agent once on an empty state directory and returns its
-// JSON result and the certificate directory it wrote.
+// boot runs the agent once on an empty state directory and an empty root
+// and returns its JSON result, with the directories it wrote to.
 func (m machine) boot(t *testing.T, d deployment, token string) (agentResult, string, error) {
 	t.Helper()
-	certDir := filepath.Join(t.TempDir(), "run-berth")
+	certDir, rootDir := filepath.Join(t.TempDir(), "run-berth"), t.TempDir()
 	args := []string{"--identity", "seed", "--seed-file", m.seedFile, "--hardware-uuid", m.uuid,
-		"--hostname", m.hostname, "--cert-dir", certDir, "--root", filepath.Join(t.TempDir(), "root"),
+		"--hostname", m.hostname, "--cert-dir", certDir, "--root", rootDir,
 		"--cmdline", os.DevNull, "--wait", "60s", "--once", "--output", "json"}
 	if token != "" {
 		args = append(args, "--token", token)
@@ -123,7 +130,7 @@ func (m machine) boot(t *testing.T, d deployment, token string) (agentResult, st
 	if err != nil {
 		return agentResult{}, certDir, err
 	}
-	var r agentResult
+	r := agentResult{certDir: certDir, rootDir: rootDir}
 	mustJSON(t, out, &r)
 	return r, certDir, nil
 }

@@ -23,7 +23,7 @@ import (
 
 // runDev initialises a PKI on first run and serves every role from one
 // process on SQLite, then prints what berthctl and an agent need.
-func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", stderr)
 	dataDir := fs.String("data-dir", "berth-dev", "directory for the PKI, the SQLite databases and the env file")
 	td := fs.String("trust-domain", "", "trust domain, on first run (default berth.local)")

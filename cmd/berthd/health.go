@@ -17,7 +17,7 @@ import (
 
 // runHealth is a gRPC health check over mTLS, for container healthchecks:
 // no extra probe binary is needed in the image.
-func runHealth(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+func runHealth(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet("health", stderr)
 	addr := fs.String("addr", "127.0.0.1:8443", "address of the service to check")
 	pkiDir := fs.String("pki-dir", "", "PKI directory (its registration certificate is used as client identity)")

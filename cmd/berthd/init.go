@@ -9,7 +9,7 @@ import (
 	"github.com/berth-dev/berth/internal/pki"
 )
 
-func runInit(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+func runInit(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet("init", stderr)
 	dir := fs.String("dir", "", "directory to write the PKI into (required)")
 	td := fs.String("trust-domain", "", "trust domain of every berth identity (default berth.local)")

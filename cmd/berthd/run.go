@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/config"
 )
 
 const usage = `berthd runs berth's services.
@@ -25,7 +27,7 @@ through the environment as BERTH_<FLAG> (e.g. --pki-dir as BERTH_PKI_DIR).
 // errUsage marks a usage error: exit status 2 instead of 1.
 var errUsage = errors.New("usage")
 
-func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

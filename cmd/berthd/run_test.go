@@ -41,7 +41,7 @@ func TestRunExitStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
+			code := run(context.Background(), tt.args, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }, &stdout, &stderr)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, stdout.String(), stderr.String())
 			}

@@ -24,7 +24,7 @@ func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
 }
 
-func runServe(ctx context.Context, args []string, env func(string) string, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, env config.Env, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var c daemon.Config
 	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca, bundles or all")
@@ -40,7 +40,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stder
 		return err
 	}
 	if *cfgFile == "" {
-		*cfgFile = env("BERTH_CONFIG")
+		*cfgFile, _ = env("BERTH_CONFIG")
 	}
 	if err := config.Apply(fs, env, *cfgFile); err != nil {
 		return err

@@ -19,11 +19,16 @@ func EnvName(flagName string) string {
 	return "BERTH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// Env looks up an environment variable, like os.LookupEnv. A variable that
+// is set but empty sets the flag to "" (so BERTH_METRICS_LISTEN= turns the
+// metrics listener off).
+type Env func(string) (string, bool)
+
 // Apply fills every flag of fs not given on the command line from the
 // environment (looked up through env) and then from the YAML file at
 // configPath, if any. It must run after fs.Parse. The file's keys are the
 // flag names; unknown keys are an error so that typos do not pass silently.
-func Apply(fs *flag.FlagSet, env func(string) string, configPath string) error {
+func Apply(fs *flag.FlagSet, env Env, configPath string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	file, err := readFile(configPath)
@@ -40,7 +45,8 @@ func Apply(fs *flag.FlagSet, env func(string) string, configPath string) error {
 		if set[f.Name] {
 			return
 		}
-		src, val, ok := EnvName(f.Name), env(EnvName(f.Name)), env(EnvName(f.Name)) != ""
+		src := EnvName(f.Name)
+		val, ok := env(src)
 		if !ok {
 			val, ok = file[f.Name]
 			src = configPath

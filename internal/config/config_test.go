@@ -37,7 +37,7 @@ func TestApplyPrecedence(t *testing.T) {
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
-			if err := Apply(fs, func(k string) string { return tt.env[k] }, *cfg); err != nil {
+			if err := Apply(fs, lookup(tt.env), *cfg); err != nil {
 				t.Fatal(err)
 			}
 			if *listen != tt.wantListen || *role != tt.wantRole || *interval != tt.wantInterval {
@@ -72,11 +72,30 @@ func TestApplyErrors(t *testing.T) {
 			if err := fs.Parse(nil); err != nil {
 				t.Fatal(err)
 			}
-			err := Apply(fs, func(k string) string { return tt.env[k] }, tt.file)
+			err := Apply(fs, lookup(tt.env), tt.file)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func lookup(m map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestEmptyEnvSetsEmpty(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	metrics := fs.String("metrics-listen", ":9090", "")
+	other := fs.String("listen", ":8443", "")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(fs, lookup(map[string]string{"BERTH_METRICS_LISTEN": ""}), ""); err != nil {
+		t.Fatal(err)
+	}
+	if *metrics != "" || *other != ":8443" {
+		t.Fatalf("metrics-listen %q listen %q, want \"\" and the default", *metrics, *other)
 	}
 }
 

@@ -20,6 +20,11 @@ import (
 // node can still be served by a replica that has not heard yet.
 const DefaultPeriod = 2 * time.Second
 
+// ReasonSuperseded is the revocation reason the registration service uses
+// when new hardware keys take over a node. The node itself is not revoked:
+// it keeps its ID under the new key.
+const ReasonSuperseded = "superseded"
+
 // overlap re-reads a little of the past on each poll, so a revocation that
 // committed with a slightly older timestamp than one already seen is not
 // missed. Re-reading is harmless: the set is idempotent.
@@ -30,7 +35,8 @@ type Source interface {
 	GetRevocations(ctx context.Context, req *berthv1.GetRevocationsRequest, opts ...grpc.CallOption) (*berthv1.GetRevocationsResponse, error)
 }
 
-// Cache is the set of revoked certificate serials.
+// Cache is the set of revoked certificate serials, and of nodes revoked or
+// deleted (any revocation but a replacement's).
 type Cache struct {
 	src    Source
 	period time.Duration
@@ -38,8 +44,9 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	serials map[string]struct{}
-	since   time.Time
-	synced  bool
+	nodes   map[string]struct{}
+	// since is the newest revocation time seen; zero asks for everything.
+	since time.Time
 }
 
 // New returns a cache fed from src (a CertificateAuthorityServiceClient).
@@ -50,7 +57,7 @@ func New(src Source, period time.Duration, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Cache{src: src, period: period, log: log, serials: map[string]struct{}{}}
+	return &Cache{src: src, period: period, log: log, serials: map[string]struct{}{}, nodes: map[string]struct{}{}}
 }
 
 // Run refreshes the cache until ctx ends.
@@ -73,7 +80,7 @@ func (c *Cache) Run(ctx context.Context) {
 func (c *Cache) Refresh(ctx context.Context) error {
 	c.mu.RLock()
 	req := &berthv1.GetRevocationsRequest{}
-	if c.synced {
+	if !c.since.IsZero() {
 		req.Since = timestamppb.New(c.since.Add(-overlap))
 	}
 	c.mu.RUnlock()
@@ -85,11 +92,13 @@ func (c *Cache) Refresh(ctx context.Context) error {
 	defer c.mu.Unlock()
 	for _, r := range resp.GetRevocations() {
 		c.serials[normalize(r.GetSerial())] = struct{}{}
+		if r.GetNodeId() != "" && r.GetReason() != ReasonSuperseded {
+			c.nodes[r.GetNodeId()] = struct{}{}
+		}
 		if t := r.GetRevokedAt().AsTime(); t.After(c.since) {
 			c.since = t
 		}
 	}
-	c.synced = true
 	return nil
 }
 
@@ -100,6 +109,15 @@ func (c *Cache) Revoked(_ context.Context, _ string, serial string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	_, ok := c.serials[normalize(serial)]
+	return ok
+}
+
+// NodeRevoked reports whether the node was revoked or deleted, for services
+// that track nodes rather than certificates (heartbeat streams).
+func (c *Cache) NodeRevoked(_ context.Context, nodeID string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.nodes[nodeID]
 	return ok
 }
 

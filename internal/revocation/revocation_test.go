@@ -21,6 +21,9 @@ type fakeCA struct {
 
 func (f *fakeCA) GetRevocations(_ context.Context, req *berthv1.GetRevocationsRequest, _ ...grpc.CallOption) (*berthv1.GetRevocationsResponse, error) {
 	f.sinces = append(f.sinces, req.GetSince())
+	if req.Since != nil && req.GetSince().CheckValid() != nil {
+		return nil, errors.New("since must be a valid timestamp") // as the CA says
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -32,6 +35,15 @@ func TestCache(t *testing.T) {
 	t0 := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
 	ca := &fakeCA{list: []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0)}}}
 	c := New(ca, 0, nil)
+	// With nothing revoked yet, polls keep asking for everything.
+	ca.list = nil
+	for range 2 {
+		if err := c.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca.list = []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0)}}
+	ca.sinces = nil
 	if c.Revoked(ctx, "n1", "abc") {
 		t.Fatal("revoked before the first refresh")
 	}
@@ -56,6 +68,17 @@ func TestCache(t *testing.T) {
 	}
 	if !c.Revoked(ctx, "n1", "abc") || !c.Revoked(ctx, "n2", "def") {
 		t.Fatal("the cache forgot or missed a revocation")
+	}
+	if !c.NodeRevoked(ctx, "n1") || c.NodeRevoked(ctx, "n3") {
+		t.Fatal("NodeRevoked is wrong")
+	}
+	// A node whose old board's certificate was superseded is not revoked.
+	ca.list = []*berthv1.Revocation{{Serial: "777", NodeId: "n3", Reason: ReasonSuperseded, RevokedAt: timestamppb.New(t0.Add(2 * time.Minute))}}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Revoked(ctx, "n3", "777") || c.NodeRevoked(ctx, "n3") {
+		t.Fatal("a superseded certificate revoked its node")
 	}
 	// A failed poll keeps what is known.
 	ca.err = errors.New("CA down")

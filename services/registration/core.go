@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -60,7 +61,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	}
 	if oldSerial != "" {
 		// The old board's certificate must not outlive the replacement.
-		if err := s.ca.Revoke(ctx, oldSerial, "replaced"); err != nil {
+		if err := s.ca.Revoke(ctx, oldSerial, revocation.ReasonSuperseded); err != nil {
 			return regstore.Node{}, fmt.Errorf("revoke replaced certificate: %w", err)
 		}
 	}
