@@ -17,7 +17,7 @@ const usage = `berthd runs berth's services.
 Usage:
   berthd init   --dir DIR [--trust-domain D] [--san NAME ...]
   berthd dev    [--data-dir DIR] [--listen ADDR]
-  berthd serve  --role registration|ca|bundles|all --pki-dir DIR [--db URL | --data-dir DIR] [flags]
+  berthd serve  --role registration|ca|bundles|heartbeat|all --pki-dir DIR [--db URL | --data-dir DIR] [flags]
   berthd health [--addr H:P] [--pki-dir DIR]
 
 Run "berthd COMMAND -h" for a command's flags. Every flag can also be set

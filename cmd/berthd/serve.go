@@ -19,6 +19,8 @@ func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.StringVar(&c.AdvertiseRegistration, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
 	fs.StringVar(&c.AdvertiseBundles, "advertise-bundles", "", "bundle store address handed to nodes (default: --bundles-addr)")
 	fs.StringVar(&c.AdvertiseHeartbeat, "advertise-heartbeat", "", "heartbeat address handed to nodes")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "heartbeat interval the server tells nodes")
+	fs.DurationVar(&c.HeartbeatGrace, "heartbeat-grace", 40*time.Second, "silence after which a node is unreachable (more than two intervals)")
 	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
 	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
@@ -27,11 +29,11 @@ func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
 func runServe(ctx context.Context, args []string, env config.Env, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	var c daemon.Config
-	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca, bundles or all")
+	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca, bundles, heartbeat or all")
 	fs.StringVar(&c.PKIDir, "pki-dir", "", "directory written by berthd init (required)")
 	fs.StringVar(&c.DB, "db", "", "PostgreSQL URL, e.g. postgres://berth@db:5432/berth (default: SQLite under --data-dir)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for SQLite databases when --db is not set")
-	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (registration and bundles roles; default in role all: this process)")
+	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (every role but ca; default in role all: this process)")
 	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role; default in role all: this process)")
 	serveFlags(fs, &c, ":8443", ":9090")
 	logger := logFlags(fs)

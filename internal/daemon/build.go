@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -9,17 +10,20 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/castore"
+	"github.com/berth-dev/berth/internal/store/hbstore"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/telemetry"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/services/bundles"
 	"github.com/berth-dev/berth/services/ca"
+	"github.com/berth-dev/berth/services/heartbeat"
 	"github.com/berth-dev/berth/services/registration"
 )
 
@@ -74,6 +78,17 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		b.services = append(b.services,
 			berthv1.BundleService_ServiceDesc.ServiceName,
 			berthv1.BundleAdminService_ServiceDesc.ServiceName)
+	}
+	if c.runs(RoleHeartbeat) {
+		svc, err := buildHeartbeat(ctx, c, layout, tel, b)
+		if err != nil {
+			return nil, err
+		}
+		policies = append(policies, svc.Policy())
+		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
+		b.services = append(b.services,
+			berthv1.HeartbeatService_ServiceDesc.ServiceName,
+			berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
 	}
 	if c.runs(RoleRegistration) {
 		svc, err := buildRegistration(ctx, c, layout, tel, b)
@@ -195,6 +210,46 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 		Revoked:         revoked.Revoked,
 		Logger:          c.Logger,
 	})
+}
+
+func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*heartbeat.Service, error) {
+	var store hbstore.Store
+	var err error
+	if c.DB != "" {
+		store, err = hbstore.NewPostgres(ctx, c.DB)
+	} else {
+		store, err = hbstore.NewSQLite(ctx, filepath.Join(c.DataDir, "heartbeat.db"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open heartbeat store: %w", err)
+	}
+	b.closers = append(b.closers, store.Close)
+	caConn, err := dialService(c, layout, tel, b, pki.ServiceHeartbeat, c.CAAddr)
+	if err != nil {
+		return nil, err
+	}
+	revoked := revocation.New(berthv1.NewCertificateAuthorityServiceClient(caConn), 0, c.Logger)
+	b.background(ctx, revoked.Run)
+	interval := cmp.Or(c.HeartbeatInterval, health.DefaultInterval)
+	svc, err := heartbeat.New(heartbeat.Config{
+		Store:    store,
+		Interval: interval,
+		Grace:    c.HeartbeatGrace,
+		// Flushes must come at least twice per interval so that the single
+		// decider, reading last-seen times from the store, is never fooled.
+		FlushPeriod: min(health.DefaultFlushPeriod, interval/2),
+		IsRevoked:   revoked.NodeRevoked,
+		Logger:      c.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.background(ctx, func(ctx context.Context) {
+		if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
+			c.Logger.Error("heartbeat service stopped", "error", err)
+		}
+	})
+	return svc, nil
 }
 
 // dialService opens a long-lived connection to another berth service,

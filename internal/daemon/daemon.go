@@ -54,6 +54,9 @@ type Config struct {
 	// Advertised addresses of the services, handed to nodes on Resume.
 	// They default to the addresses above and this listener.
 	AdvertiseRegistration, AdvertiseBundles, AdvertiseHeartbeat string
+	// HeartbeatInterval and HeartbeatGrace are the fleet defaults (10 s and
+	// 40 s); an admin can change them at run time.
+	HeartbeatInterval, HeartbeatGrace time.Duration
 	// CertLifetime of node certificates.
 	CertLifetime time.Duration
 	// Bundle store settings.
@@ -61,7 +64,7 @@ type Config struct {
 	BundleHistory         int
 	BundleRequireApproval bool
 	ShutdownTimeout       time.Duration
-	Logger *slog.Logger
+	Logger                *slog.Logger
 	// Ready, if set, is called with the bound gRPC address once serving.
 	Ready func(addr string)
 }
@@ -70,13 +73,10 @@ func (c *Config) check() error {
 	if !slices.Contains(Roles, c.Role) {
 		return fmt.Errorf("--role must be one of %v, not %q", Roles, c.Role)
 	}
-	if c.Role == RoleHeartbeat {
-		return fmt.Errorf("role %q is not available in this build yet", c.Role)
-	}
 	if c.PKIDir == "" {
 		return errors.New("--pki-dir is required (run berthd init --dir DIR first)")
 	}
-	if (c.Role == RoleRegistration || c.Role == RoleBundles) && c.CAAddr == "" {
+	if (c.Role == RoleRegistration || c.Role == RoleBundles || c.Role == RoleHeartbeat) && c.CAAddr == "" {
 		return fmt.Errorf("--ca-addr is required for the %s role", c.Role)
 	}
 	if c.DB == "" && c.DataDir == "" {
@@ -120,6 +120,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	c.AdvertiseRegistration = cmp.Or(c.AdvertiseRegistration, self)
 	c.AdvertiseBundles = cmp.Or(c.AdvertiseBundles, c.BundlesAddr)
+	if c.Role == RoleAll {
+		c.AdvertiseHeartbeat = cmp.Or(c.AdvertiseHeartbeat, self)
+	}
 
 	built, err := build(ctx, c, layout, tel)
 	if err != nil {

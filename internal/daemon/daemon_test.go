@@ -25,7 +25,7 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown role", Config{Role: "dns", PKIDir: "x", DataDir: "d"}, "--role must be one of"},
-		{"role not built yet", Config{Role: RoleHeartbeat, PKIDir: "x", DataDir: "d"}, "not available in this build"},
+		{"heartbeat without CA", Config{Role: RoleHeartbeat, PKIDir: "x", DataDir: "d"}, "--ca-addr is required for the heartbeat role"},
 		{"bundles without CA", Config{Role: RoleBundles, PKIDir: "x", DataDir: "d"}, "--ca-addr is required for the bundles role"},
 		{"no pki dir", Config{Role: RoleAll, DataDir: "d"}, "--pki-dir is required"},
 		{"registration without CA", Config{Role: RoleRegistration, PKIDir: "x", DataDir: "d"}, "--ca-addr is required"},
@@ -83,7 +83,7 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, svc := range []string{"", "berth.v1.RegistrationService", "berth.v1.NodeAdminService", "berth.v1.CertificateAuthorityService", "berth.v1.BundleService", "berth.v1.BundleAdminService"} {
+	for _, svc := range []string{"", "berth.v1.RegistrationService", "berth.v1.NodeAdminService", "berth.v1.CertificateAuthorityService", "berth.v1.BundleService", "berth.v1.BundleAdminService", "berth.v1.HeartbeatService", "berth.v1.HeartbeatAdminService"} {
 		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("health of %q: %v %v", svc, resp.GetStatus(), err)

@@ -33,6 +33,9 @@ func Dial(c ClientConfig) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(credentials.NewTLS(c.TLS)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
+		grpc.WithReadBufferSize(connBufferSize),
+		grpc.WithWriteBufferSize(connBufferSize),
+		grpc.WithSharedWriteBuffer(true),
 	}
 	conn, err := grpc.NewClient(c.Addr, append(opts, c.Options...)...)
 	if err != nil {

@@ -23,6 +23,12 @@ import (
 // DefaultMaxRecvMsgSize bounds every request; larger ones get ResourceExhausted.
 const DefaultMaxRecvMsgSize = 4 << 20
 
+// connBufferSize is each connection's read and write buffer. gRPC's default
+// is 32 KiB each; a heartbeat replica holds one mostly idle connection per
+// node, so these buffers are most of its memory per node. The write buffer
+// is also shared: released between writes.
+const connBufferSize = 8 << 10
+
 // ServerConfig describes one gRPC server.
 type ServerConfig struct {
 	// Name is the service name used in logs (e.g. "registration" or "all").
@@ -71,6 +77,9 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ChainUnaryInterceptor(unaryChain(log, p)),
 		grpc.ChainStreamInterceptor(streamChain(log, p)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMsgSize),
+		grpc.ReadBufferSize(connBufferSize),
+		grpc.WriteBufferSize(connBufferSize),
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
