@@ -274,7 +274,7 @@ func (p *project) state(service string) state {
 
 // servers are the long-running services of the deployment; init is the
 // one-shot PKI container.
-var servers = []string{"postgres", "ca", "registration"}
+var servers = []string{"postgres", "ca", "bundles", "heartbeat", "registration"}
 
 // waitHealthy waits until init has completed and every server is healthy,
 // and returns how long that took.
