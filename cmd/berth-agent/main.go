@@ -39,8 +39,13 @@ bundle runs --configure, if given: the command writes the node's files
 into the staging directory given as $1 (also BERTH_STAGING_DIR, with
 BERTH_NODE_ID and BERTH_HOSTNAME), and the agent seals them to its own
 bundle key, uploads them as the node's first bundle and applies them.
-Without --once it then stays up and renews the certificate at two thirds
-of its lifetime.
+Without --once it then stays up, renews the certificate at two thirds of
+its lifetime and reports heartbeats to the heartbeat service the
+registration service names, at the interval that service sets,
+reconnecting with backoff when the stream breaks. With --once it sends
+heartbeats only until the first is acknowledged. Heartbeats carry the boot
+ID (--boot-id, default /proc/sys/kernel/random/boot_id; a new one is a
+reboot to the server), the uptime and --status.
 
 Every flag can also come from the environment as BERTH_<FLAG> (--ca-hash
 from BERTH_CA_HASH, --seed-file from BERTH_SEED_FILE); the command line
@@ -53,11 +58,12 @@ Flags:
 `
 
 const usageTail = `
-Exit status: 0 success (also with no bundle, or an upload held for
-approval); 1 failure (among others: bundle store unreachable after --wait,
-a bundle that does not open or would write outside --root, --configure
-failing); 2 bad flags or configuration; 3 still pending approval after
---wait; 4 rejected or revoked.
+Exit status: 0 success (also with no bundle, an upload held for approval,
+or no heartbeat endpoint known); 1 failure (among others: bundle store or,
+with --once, heartbeat service unreachable after --wait, a bundle that
+does not open or would write outside --root, --configure failing); 2 bad
+flags or configuration; 3 still pending approval after --wait; 4 rejected
+or revoked (also when the heartbeat service refuses a revoked node).
 
 Example:
   berth-agent --server berth.example.net:7443 --ca-hash sha256:<64 hex> \
@@ -70,8 +76,9 @@ type options struct {
 	hardwareUUID, hostname, serial, macs       string
 	root, certDir, output, cmdline, bundleKEM  string
 	logLevel, resolvConf, configure            string
+	bootID, status                             string
 	wait                                       time.Duration
-	once                                       bool
+	once, noHeartbeat                          bool
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -94,8 +101,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.root, "root", agent.DefaultRoot, "`dir` that bundle files are applied under; nothing is written outside it")
 	fs.StringVar(&o.configure, "configure", "", "shell `command` that writes the node's first bundle into the staging dir $1 when it has none")
 	fs.StringVar(&o.certDir, "cert-dir", agent.DefaultCertDir, "`dir` to write node.crt, node.key and ca.crt to")
-	fs.DurationVar(&o.wait, "wait", agent.DefaultWait, "how long to wait for an unreachable server, for approval, for the bundle store and for --configure; 0 tries once")
-	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials and applying the bundle instead of staying up to renew them")
+	fs.DurationVar(&o.wait, "wait", agent.DefaultWait, "how long to wait for an unreachable server, for approval, for the bundle store, for --configure and, with --once, for the heartbeat service; 0 tries once")
+	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials, applying the bundle and a first acknowledged heartbeat instead of staying up")
+	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "send no heartbeats (for boot-only tools)")
+	fs.StringVar(&o.bootID, "boot-id", "", "boot `id` to report with heartbeats, instead of "+agent.DefaultBootIDFile)
+	fs.StringVar(&o.status, "status", agent.StatusUp, "node `status` to report with heartbeats: up, degraded or maintenance")
 	fs.StringVar(&o.output, "output", string(agent.OutputText), "output `format`: text or json")
 	fs.StringVar(&o.output, "o", string(agent.OutputText), "short for --output `format`")
 	fs.StringVar(&o.cmdline, "cmdline", agent.DefaultCmdlineFile, "kernel command line `file`")
@@ -210,6 +220,9 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 	if o.wait < 0 {
 		return agent.Config{}, keys.Config{}, fmt.Errorf("--wait must not be negative")
 	}
+	if _, err := agent.ParseHeartbeatStatus(o.status); err != nil {
+		return agent.Config{}, keys.Config{}, err
+	}
 	var macs []string
 	for m := range strings.SplitSeq(o.macs, ",") {
 		if m = strings.TrimSpace(m); m != "" {
@@ -225,18 +238,21 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		KEM:            kem,
 	}
 	cfg := agent.Config{
-		Server:         o.server,
-		CAHash:         o.caHash,
-		Token:          o.token,
-		Domain:         o.domain,
-		CertDir:        o.certDir,
-		Root:           o.root,
-		Configure:      o.configure,
-		Wait:           o.wait,
-		Once:           o.once,
-		Output:         out,
-		CmdlineFile:    o.cmdline,
-		ResolvConfFile: o.resolvConf,
+		Server:          o.server,
+		CAHash:          o.caHash,
+		Token:           o.token,
+		Domain:          o.domain,
+		CertDir:         o.certDir,
+		Root:            o.root,
+		Configure:       o.configure,
+		Wait:            o.wait,
+		Once:            o.once,
+		NoHeartbeat:     o.noHeartbeat,
+		BootID:          o.bootID,
+		Output:          out,
+		HeartbeatStatus: o.status,
+		CmdlineFile:     o.cmdline,
+		ResolvConfFile:  o.resolvConf,
 		Facts: agent.FactOverrides{
 			HardwareUUID: o.hardwareUUID,
 			Hostname:     o.hostname,

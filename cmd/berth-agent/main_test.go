@@ -77,6 +77,10 @@ func TestRunUsageErrors(t *testing.T) {
 			nil, `CA hash "sha256:00"`},
 		{"no server", map[string]string{"BERTH_SEED_FILE": seed, "BERTH_CA_HASH": mtls.CAHash(&x509.Certificate{})}, []string{"--cmdline", noCmdline, "--resolv-conf", noCmdline},
 			"no registration server: set --server, BERTH_SERVER or berth.server="},
+		{"bad status", nil, []string{"--seed-file", seed, "--status", "sleepy"}, `--status: unknown status "sleepy" (want up, degraded or maintenance)`},
+		{"bad status from the environment", map[string]string{"BERTH_STATUS": "sleepy"}, []string{"--seed-file", seed}, `unknown status "sleepy"`},
+		{"bad boot ID", nil, []string{"--seed-file", seed, "--boot-id", "not/a boot id"}, `--boot-id "not/a boot id"`},
+		{"bad no-heartbeat", map[string]string{"BERTH_NO_HEARTBEAT": "maybe"}, nil, `invalid value "maybe" for BERTH_NO_HEARTBEAT`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +111,8 @@ func TestRunHelp(t *testing.T) {
 	}
 	for _, want := range []string{"Usage: berth-agent", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
 		"-server", "-ca-hash", "-token", "-identity", "-seed-file", "-site-secret-file", "-hardware-uuid",
-		"-hostname", "-key-dir", "-root", "-configure", "BERTH_STAGING_DIR", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level"} {
+		"-hostname", "-key-dir", "-root", "-configure", "BERTH_STAGING_DIR", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level",
+		"-no-heartbeat", "-boot-id", "-status", "heartbeat"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("help does not mention %q", want)
 		}
@@ -219,10 +224,32 @@ func TestRunOnceJSON(t *testing.T) {
 	if got["node_id"] != "n-1" || got["status"] != "approved" || got["action"] != "resumed" || got["cert_serial"] != "1f2e" {
 		t.Errorf("result = %v", got)
 	}
+	// The server names no heartbeat endpoint.
+	if got["heartbeat"] != "none" {
+		t.Errorf("heartbeat = %v, want none", got["heartbeat"])
+	}
 	for _, name := range []string{"node.crt", "node.key", "ca.crt"} {
 		if _, err := os.Stat(filepath.Join(certDir, name)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestRunNoHeartbeatFromEnvironment(t *testing.T) {
+	addr, pin := startServer(t, &resumeServer{t: t})
+	t.Setenv("BERTH_NO_HEARTBEAT", "1")
+	code, stdout, stderr := runAgent(t, "--server", addr, "--ca-hash", pin, "--seed-file", seedFile(t, 32),
+		"--cert-dir", t.TempDir(), "--cmdline", filepath.Join(t.TempDir(), "none"), "--boot-id", "b-1", "--status", "maintenance",
+		"--once", "-o", "json", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("exit = %d, stderr = %q", code, stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout %q: %v", stdout, err)
+	}
+	if got["heartbeat"] != "disabled" {
+		t.Errorf("heartbeat = %v, want disabled", got["heartbeat"])
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -31,13 +32,15 @@ var ErrDenied = errors.New("node denied")
 type deniedError struct {
 	status string // rejected, revoked, or "" when the server did not say
 	msg    string
+	what   string // what was denied; "" means registration
 }
 
 func (e *deniedError) Error() string {
+	what := cmp.Or(e.what, "registration")
 	if e.msg == "" {
-		return "registration denied: node is " + e.status
+		return what + " denied: node is " + e.status
 	}
-	return "registration denied: " + e.msg
+	return what + " denied: " + e.msg
 }
 
 func (e *deniedError) Is(target error) bool { return target == ErrDenied }
@@ -84,8 +87,9 @@ func ExitCode(err error) int {
 
 // Agent is a configured node agent.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
 }
 
 // New checks cfg and fills in its defaults.
@@ -100,14 +104,16 @@ func New(cfg Config) (*Agent, error) {
 	kemID, _ := keys.BundlePublic(cfg.Keys.BundleKey())
 	log := cfg.Logger.With(logKey, hex.EncodeToString(sum[:]))
 	log.Debug("node keys ready", "bundle_kem", fmt.Sprintf("0x%04x", kemID))
-	return &Agent{cfg: cfg, log: log}, nil
+	return &Agent{cfg: cfg, log: log, start: cfg.Clock.Now()}, nil
 }
 
 // Run boots the node: it discovers the server, resumes or registers,
 // waits out approval, writes the credentials, applies the node's bundle
-// under Root (or makes one with Configure) and prints the result. With
+// under Root (or makes one with Configure) and, with Once, sends
+// heartbeats until one is acknowledged; then it prints the result. With
 // Once it then returns; otherwise it stays up, renewing the certificate
-// at two thirds of its lifetime, until ctx ends (which is not an error).
+// at two thirds of its lifetime and sending heartbeats, until ctx ends
+// (which is not an error) or the node is found revoked.
 func (a *Agent) Run(ctx context.Context) error {
 	w := a.newWaiter()
 	t, err := a.discover(ctx, w)
@@ -142,13 +148,28 @@ func (a *Agent) Run(ctx context.Context) error {
 		return stopped(ctx, err)
 	}
 	bo.fill(res, a.cfg.Root)
+	switch {
+	case a.cfg.NoHeartbeat:
+		res.Heartbeat = HeartbeatDisabled
+	case creds.Endpoints.GetHeartbeat() == "" && (a.cfg.Once || a.cfg.Heartbeater == nil):
+		log.Warn("no heartbeat endpoint known; no heartbeats are sent")
+		res.Heartbeat = HeartbeatNone
+	case a.cfg.Once:
+		// A --once boot ends with the node known to be alive.
+		iv, err := a.bootHeartbeat(ctx, creds, log)
+		if err != nil {
+			return stopped(ctx, err)
+		}
+		res.Heartbeat = HeartbeatAcked
+		res.HeartbeatInterval = iv.Round(time.Millisecond).Seconds()
+	}
 	if err := res.Write(a.cfg.Stdout, a.cfg.Output); err != nil {
 		return fmt.Errorf("print result: %w", err)
 	}
 	if a.cfg.Once {
 		return nil
 	}
-	return a.serve(ctx, c, t, creds, log)
+	return a.serve(ctx, c, t, creds, res.Heartbeat == "", log)
 }
 
 // stopped says so when err is only the result of ctx ending.

@@ -1,8 +1,9 @@
 // Package agent is berth-agent: it finds the registration service, proves
 // the node's identity key over a CA-pinned TLS session, registers or
 // resumes the node, writes its credentials for local consumers, applies
-// its encrypted configuration bundle under --root and, when left running,
-// renews its certificate.
+// its encrypted configuration bundle under --root and reports heartbeats;
+// when left running, it renews its certificate and keeps the heartbeats
+// going.
 //
 // The package holds all of the agent's transport code; cmd/berth-agent only
 // turns flags and environment into a Config.
@@ -29,6 +30,8 @@ const (
 	DefaultCmdlineFile    = "/proc/cmdline"
 	DefaultResolvConf     = "/etc/resolv.conf"
 	DefaultAttemptTimeout = 15 * time.Second
+	DefaultBootIDFile     = "/proc/sys/kernel/random/boot_id"
+	DefaultUptimeFile     = "/proc/uptime"
 )
 
 // Output is the format of what the agent prints on stdout.
@@ -56,11 +59,17 @@ type Resolver interface {
 	LookupSRV(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
 }
 
-// Heartbeater is the seam for heartbeats, which arrive in a later issue.
-// Once the node holds its certificate a long-running agent starts Run and
-// cancels its context when the agent stops. nil means no heartbeats.
+// Heartbeater sends a long-running agent's heartbeats. Once the node holds
+// its certificate and its bundle is applied, the agent starts Run and
+// cancels its context when the agent stops. creds returns the node's
+// current credentials, which change when the certificate is renewed.
+//
+// Run returns nil when ctx ends or when it gave up heartbeating without
+// the node being at fault (another stream replaced its own); the agent
+// then keeps renewing. An error ends the agent with that error: a revoked
+// node (ErrDenied) must not keep running.
 type Heartbeater interface {
-	Run(ctx context.Context, creds *Credentials) error
+	Run(ctx context.Context, creds func() *Credentials) error
 }
 
 // Config is everything the agent needs. Explicit values (from flags or the
@@ -96,12 +105,14 @@ type Config struct {
 	Configure string
 	// Wait bounds each stage of the boot: waiting for an unreachable
 	// registration server and for approval of a pending node, then for an
-	// unreachable bundle store, and the Configure command. Zero means a
-	// single attempt (and a Configure command bounded by AttemptTimeout);
-	// cmd gives DefaultWait unless told otherwise.
+	// unreachable bundle store, the Configure command and, with Once, an
+	// unreachable heartbeat service. Zero means a single attempt (and a
+	// Configure command bounded by AttemptTimeout); cmd gives DefaultWait
+	// unless told otherwise.
 	Wait time.Duration
-	// Once makes Run return after the credentials are written instead of
-	// staying up to renew them.
+	// Once makes Run return after the credentials are written, the bundle
+	// is applied and a heartbeat was acknowledged, instead of staying up to
+	// renew the certificate and send heartbeats.
 	Once bool
 	// Output is the stdout format. Default OutputText.
 	Output Output
@@ -124,12 +135,32 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock tells the time and sleeps. Default the system clock.
 	Clock Clock
-	// Backoff paces retries. Zero fields get DefaultBackoff's.
+	// Backoff paces retries; its Rand also jitters the heartbeat interval.
+	// Zero fields get DefaultBackoff's.
 	Backoff Backoff
 	// AttemptTimeout bounds one RPC, connection included. Default
 	// DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
-	// Heartbeater, if set, runs while a long-running agent is up.
+
+	// NoHeartbeat sends no heartbeats, for boot-only tools.
+	NoHeartbeat bool
+	// BootID identifies this boot to the heartbeat service; a new one is a
+	// reboot. Default: the content of BootIDFile.
+	BootID string
+	// BootIDFile is read for the boot ID when BootID is empty. Default
+	// DefaultBootIDFile; if it cannot be read the agent makes up a boot ID
+	// for the life of the process.
+	BootIDFile string
+	// UptimeFile gives the node's uptime (its first field, in seconds).
+	// Default DefaultUptimeFile; without it the agent reports the time
+	// since it started.
+	UptimeFile string
+	// HeartbeatStatus is the status the heartbeats report: StatusUp,
+	// StatusDegraded or StatusMaintenance. Default StatusUp.
+	HeartbeatStatus string
+	// Heartbeater replaces the built-in heartbeats of a long-running
+	// agent, which beat to the Endpoints.Heartbeat the registration
+	// service names. nil means the built-in ones.
 	Heartbeater Heartbeater
 }
 
@@ -196,6 +227,21 @@ func (c *Config) setDefaults() error {
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
+	if c.BootID != "" && !validBootID(c.BootID) {
+		return configErrorf("--boot-id %q: want 1 to 64 letters, digits, '.', '_', ':' or '-'", c.BootID)
+	}
+	if c.BootIDFile == "" {
+		c.BootIDFile = DefaultBootIDFile
+	}
+	if c.UptimeFile == "" {
+		c.UptimeFile = DefaultUptimeFile
+	}
+	if c.HeartbeatStatus == "" {
+		c.HeartbeatStatus = StatusUp
+	}
+	if _, err := ParseHeartbeatStatus(c.HeartbeatStatus); err != nil {
+		return ConfigError(err)
+	}
 	return nil
 }
 
@@ -210,4 +256,7 @@ const (
 	logSource  = "source"
 	logSerial  = "cert_serial"
 	logExpires = "cert_not_after"
+	logBootID  = "boot_id"
+	logHBAddr  = "heartbeat"
+	logIntv    = "interval"
 )

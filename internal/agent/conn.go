@@ -81,9 +81,17 @@ func dial(t Target, key crypto.Signer, clock Clock, attemptTimeout time.Duration
 // node, and verifies the store's certificate against the trust bundle
 // and the endpoint's host name.
 func dialBundles(addr string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration) (*conn, error) {
+	return dialNode(addr, "bundle store", creds, key, attemptTimeout, errBundleStoreUntrusted)
+}
+
+// dialNode makes the connection to the service what at addr, with the
+// node certificate of creds, verifying the service's certificate against
+// the trust bundle and the endpoint's host name. A certificate that does
+// not verify is reported as untrust.
+func dialNode(addr, what string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration, untrust error) (*conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("bundle store endpoint %q is not host:port", addr)
+		return nil, fmt.Errorf("%s endpoint %q is not host:port", what, addr)
 	}
 	cert := tls.Certificate{PrivateKey: key, Leaf: creds.Leaf()}
 	for _, c := range creds.Chain {
@@ -96,11 +104,20 @@ func dialBundles(addr string, creds *Credentials, key crypto.Signer, attemptTime
 	cfg := mtls.ClientConfig(cert, roots)
 	cfg.ServerName = host
 	w := &connWatch{}
+	// Runs only after the chain verified: a server that failed once and
+	// was fixed is trusted again.
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.VerifiedChains) > 0 {
+			chain := cs.VerifiedChains[0]
+			w.trusted(chain[len(chain)-1])
+		}
+		return nil
+	}
 	cc, err := newClient(addr, cfg, w, attemptTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("bundle store %q: %w", addr, err)
+		return nil, fmt.Errorf("%s %q: %w", what, addr, err)
 	}
-	return &conn{cc: cc, watch: w, untrust: errBundleStoreUntrusted}, nil
+	return &conn{cc: cc, watch: w, untrust: untrust}, nil
 }
 
 // newClient makes a lazy client connection to addr whose failed dials and

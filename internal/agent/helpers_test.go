@@ -252,6 +252,10 @@ type fakeClock struct {
 	now     time.Time
 	sleeps  []time.Duration
 	onSleep func(n int, d time.Duration) error // n counts from 1
+	// block, if set, runs first, with the sleep's context: it may wait for
+	// something to happen meanwhile. An error ends the sleep at once,
+	// without advancing the clock.
+	block func(ctx context.Context, d time.Duration) error
 }
 
 func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
@@ -267,6 +271,14 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	c.mu.Lock()
+	block := c.block
+	c.mu.Unlock()
+	if block != nil {
+		if err := block(ctx, d); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.sleeps = append(c.sleeps, d)
 	n, hook := len(c.sleeps), c.onSleep
@@ -275,6 +287,13 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 		return hook(n, d)
 	}
 	return nil
+}
+
+// Sleeps returns the completed sleeps.
+func (c *fakeClock) Sleeps() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.sleeps...)
 }
 
 func (c *fakeClock) Slept() (n int, total time.Duration) {

@@ -49,6 +49,15 @@ type Result struct {
 	CertDir string `json:"cert_dir,omitempty"`
 	// Message is the server's reason for a rejected or revoked node.
 	Message string `json:"message,omitempty"`
+	// Heartbeat is what the boot did about heartbeats: HeartbeatAcked
+	// (--once: a beat was acknowledged), HeartbeatNone (no heartbeat
+	// endpoint known) or HeartbeatDisabled (--no-heartbeat). Empty for a
+	// long-running agent, which goes on to send them, and for a boot that
+	// did not get that far.
+	Heartbeat string `json:"heartbeat,omitempty"`
+	// HeartbeatInterval is the interval the heartbeat service set, in
+	// seconds, when Heartbeat is HeartbeatAcked.
+	HeartbeatInterval float64 `json:"heartbeat_interval,omitempty"`
 }
 
 // StatusName maps a node status to its name in output.
@@ -109,6 +118,10 @@ func (r *Result) Write(w io.Writer, o Output) error {
 			version = fmt.Sprintf("bundle version %d", r.BundleVersion)
 		}
 		_, err = fmt.Fprintf(w, "%s applied (%s): %d files under %s\n", version, how, r.FilesApplied, r.Root)
+	}
+	if err == nil && r.Heartbeat == HeartbeatAcked {
+		iv := time.Duration(r.HeartbeatInterval * float64(time.Second))
+		_, err = fmt.Fprintf(w, "heartbeat acknowledged, interval %s\n", iv)
 	}
 	return err
 }

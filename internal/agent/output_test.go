@@ -69,6 +69,13 @@ func TestResultText(t *testing.T) {
 			"node n-1 approved (registered): certificate ab valid until 2027-01-01T00:00:00Z, credentials in /run/berth\n"},
 		{Result{NodeID: "n-1", Status: "pending", Action: "resumed"}, "node n-1 is pending approval (resumed)\n"},
 		{Result{NodeID: "n-1", Status: "revoked"}, "node n-1 is revoked\n"},
+		{Result{NodeID: "n-1", Status: "approved", Action: "resumed", CertSerial: "ab", CertNotAfter: "2027-01-01T00:00:00Z", CertDir: "/run/berth",
+			Bundle: BundleNone, Heartbeat: HeartbeatAcked, HeartbeatInterval: 9.5},
+			"node n-1 approved (resumed): certificate ab valid until 2027-01-01T00:00:00Z, credentials in /run/berth\nno bundle\nheartbeat acknowledged, interval 9.5s\n"},
+		// No heartbeat endpoint says nothing in text: the log tells.
+		{Result{NodeID: "n-1", Status: "approved", Action: "resumed", CertSerial: "ab", CertNotAfter: "2027-01-01T00:00:00Z", CertDir: "/run/berth",
+			Heartbeat: HeartbeatNone},
+			"node n-1 approved (resumed): certificate ab valid until 2027-01-01T00:00:00Z, credentials in /run/berth\n"},
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,21 +26,48 @@ func RenewalTime(cert *x509.Certificate) time.Time {
 	return cert.NotBefore.Add(life * 2 / 3)
 }
 
-// serve keeps a booted node's credentials fresh until ctx ends. The
-// bundle was applied once, on boot; picking up later versions (a poll or a
-// watch on the bundle store) is left for a later issue.
-func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, log *slog.Logger) error {
-	if hb := a.cfg.Heartbeater; hb != nil {
-		hctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
+// serve keeps a booted node's credentials fresh and, with heartbeats, sends
+// them until ctx ends, or until the node is found revoked, which is
+// returned as an ErrDenied error. The bundle was applied once, on boot;
+// picking up later versions (a poll or a watch on the bundle store) is
+// left for a later issue.
+func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, heartbeats bool, log *slog.Logger) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		current atomic.Pointer[Credentials]
+		hbErr   error // set before done is closed
+		done    = make(chan struct{})
+	)
+	current.Store(creds)
+	if !heartbeats {
+		close(done)
+	} else {
+		hb := a.cfg.Heartbeater
+		if hb == nil {
+			hb = a.newHeartbeater(log)
+		}
 		go func() {
 			defer close(done)
-			if err := hb.Run(hctx, creds); err != nil && hctx.Err() == nil {
-				log.Error("heartbeats stopped", logErr, err)
+			if err := hb.Run(ctx, current.Load); err != nil && ctx.Err() == nil {
+				log.Error("heartbeats stopped; stopping the agent", logErr, err)
+				hbErr = err
+				stop()
 			}
 		}()
-		defer func() { cancel(); <-done }()
 	}
+	err := a.keepRenewed(ctx, c, t, creds, &current, log)
+	stop()
+	<-done
+	if hbErr != nil {
+		return hbErr
+	}
+	return err
+}
+
+// keepRenewed renews the certificate at two thirds of its lifetime until
+// ctx ends, storing each new one in current.
+func (a *Agent) keepRenewed(ctx context.Context, c *conn, t Target, creds *Credentials, current *atomic.Pointer[Credentials], log *slog.Logger) error {
 	client := berthv1.NewRegistrationServiceClient(c.cc)
 	same := false
 	for {
@@ -65,6 +93,7 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 				return err
 			}
 			c.certs.setIssued(next)
+			current.Store(next)
 			log.Info("certificate renewed", logSerial, next.Leaf().SerialNumber.Text(16),
 				logExpires, next.Leaf().NotAfter.UTC().Format(time.RFC3339))
 		}
