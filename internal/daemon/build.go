@@ -181,7 +181,12 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 		}
 		cfg.Bundles = registration.NewGRPCBundles(conn)
 	}
-	return registration.New(cfg)
+	svc, err := registration.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.runService(ctx, c, "registration", svc.Run)
+	return svc, nil
 }
 
 func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*bundles.Service, error) {
@@ -202,7 +207,7 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	}
 	revoked := revocation.New(berthv1.NewCertificateAuthorityServiceClient(caConn), 0, c.Logger)
 	b.background(ctx, revoked.Run)
-	return bundles.New(bundles.Config{
+	svc, err := bundles.New(bundles.Config{
 		Store:           store,
 		MaxBundleSize:   c.BundleMaxSize,
 		Keep:            c.BundleHistory,
@@ -210,6 +215,11 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 		Revoked:         revoked.Revoked,
 		Logger:          c.Logger,
 	})
+	if err != nil {
+		return nil, err
+	}
+	b.runService(ctx, c, "bundles", svc.Run)
+	return svc, nil
 }
 
 func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*heartbeat.Service, error) {
@@ -244,11 +254,7 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 	if err != nil {
 		return nil, err
 	}
-	b.background(ctx, func(ctx context.Context) {
-		if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
-			c.Logger.Error("heartbeat service stopped", "error", err)
-		}
-	})
+	b.runService(ctx, c, "heartbeat", svc.Run)
 	return svc, nil
 }
 
@@ -271,6 +277,17 @@ func dialService(c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *buil
 	}
 	b.closers = append(b.closers, func() { conn.Close() })
 	return conn, nil
+}
+
+// runService runs a service's background work (event retention, flushes,
+// the decider); at shutdown it also ends the service's open streams, so
+// that GracefulStop is not left waiting on them.
+func (b *built) runService(ctx context.Context, c Config, name string, run func(context.Context) error) {
+	b.background(ctx, func(ctx context.Context) {
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			c.Logger.Error("service background work stopped", "service", name, "error", err)
+		}
+	})
 }
 
 // background runs f until the process shuts down, and waits for it on close.

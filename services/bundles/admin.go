@@ -89,7 +89,7 @@ func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBund
 		return nil, toStatus(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId(), attrVersion, req.GetVersion())
-	b, err := a.s.store.Approve(ctx, req.GetNodeId(), req.GetVersion())
+	b, err := a.s.store.Approve(ctx, req.GetNodeId(), req.GetVersion(), caller(ctx).String(), a.s.now())
 	if errors.Is(err, bundlestore.ErrNotFound) {
 		err = errNoVersion
 	}

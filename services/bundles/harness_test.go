@@ -87,6 +87,7 @@ type env struct {
 	clock  *clock
 	logs   *lockedBuffer
 	lis    *bufconn.Listener
+	svc    *Service
 }
 
 func newEnv(t *testing.T, edit func(*Config)) *env {
@@ -120,6 +121,7 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.svc = svc
 	cert, err := l.ServiceCertificate(pki.ServiceBundles)
 	if err != nil {
 		t.Fatal(err)

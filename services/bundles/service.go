@@ -6,7 +6,17 @@
 // (internal/bundle.ParseHeader).
 //
 // Nodes call BundleService for their own bundle, named by their
-// certificate; the management engine calls BundleAdminService.
+// certificate; the management engine calls BundleAdminService, which also
+// streams the bundle event log (WatchBundleEvents).
+//
+// # Lifecycle
+//
+// New builds the service; Register and Policy put it on a gRPC server. Run,
+// started once in the background for the service's lifetime, deletes
+// events older than Config.EventRetention (now and every EventPrunePeriod)
+// and, when its context ends, ends every WatchBundleEvents stream with
+// Unavailable, so that the server's GracefulStop does not wait for them.
+// Without Run the service works, but never prunes its log.
 package bundles
 
 import (
@@ -14,10 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -25,10 +37,13 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// Defaults for Config.
+// Defaults for Config, and Run's period.
 const (
-	DefaultMaxBundleSize = 1 << 20
-	DefaultKeep          = bundlestore.DefaultKeep
+	DefaultMaxBundleSize  = 1 << 20
+	DefaultKeep           = bundlestore.DefaultKeep
+	DefaultEventRetention = 7 * 24 * time.Hour
+	// EventPrunePeriod is how often Run deletes expired events.
+	EventPrunePeriod = 10 * time.Minute
 )
 
 // Config holds the dependencies and settings of the bundles service.
@@ -53,6 +68,9 @@ type Config struct {
 	// certificate, by node ID and serial (lower-case hex, as the CA's issued
 	// log writes it), is revoked. Revoked callers are denied.
 	Revoked func(ctx context.Context, nodeID, serial string) bool
+	// EventRetention is how long bundle events are kept
+	// (DefaultEventRetention). Run deletes older ones.
+	EventRetention time.Duration
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
 	// Clock defaults to time.Now.
@@ -72,6 +90,13 @@ type Service struct {
 	revoked          func(ctx context.Context, nodeID, serial string) bool
 	log              *slog.Logger
 	now              func() time.Time
+
+	// follower runs WatchBundleEvents; closing stopWatches (when Run
+	// returns) ends every watch.
+	follower       *eventlog.Follower
+	retention      time.Duration
+	stopWatches    chan struct{}
+	stopWatchesNow sync.Once
 }
 
 var _ berthv1.BundleServiceServer = (*Service)(nil)
@@ -85,6 +110,11 @@ func New(c Config) (*Service, error) {
 		return nil, fmt.Errorf("bundles: Config.MaxBundleSize %d is negative", c.MaxBundleSize)
 	case c.Keep < 0:
 		return nil, fmt.Errorf("bundles: Config.Keep %d is negative", c.Keep)
+	case c.EventRetention < 0:
+		return nil, fmt.Errorf("bundles: Config.EventRetention %v is negative", c.EventRetention)
+	}
+	if c.EventRetention == 0 {
+		c.EventRetention = DefaultEventRetention
 	}
 	if c.MaxBundleSize == 0 {
 		c.MaxBundleSize = DefaultMaxBundleSize
@@ -98,7 +128,15 @@ func New(c Config) (*Service, error) {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	stop := make(chan struct{})
+	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Store.Events(), Done: stop})
+	if err != nil {
+		return nil, fmt.Errorf("bundles: %w", err)
+	}
 	return &Service{
+		follower:         follower,
+		retention:        c.EventRetention,
+		stopWatches:      stop,
 		store:            c.Store,
 		maxSize:          c.MaxBundleSize,
 		keep:             c.Keep,
@@ -124,13 +162,47 @@ func (s *Service) Policy() rpc.Policy {
 		berthv1.BundleService_GetBundle_FullMethodName: rpc.Node,
 		berthv1.BundleService_PutBundle_FullMethodName: rpc.Node,
 	}
-	for _, m := range berthv1.BundleAdminService_ServiceDesc.Methods {
-		p["/"+berthv1.BundleAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	d := berthv1.BundleAdminService_ServiceDesc
+	for _, m := range d.Methods {
+		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	for _, st := range d.Streams {
+		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
 	}
 	adminOrRegistration := rpc.AnyOf(rpc.Admin, rpc.Service(pki.ServiceRegistration))
 	p[berthv1.BundleAdminService_GetSealedBundle_FullMethodName] = adminOrRegistration
 	p[berthv1.BundleAdminService_DeleteBundles_FullMethodName] = adminOrRegistration
 	return p
+}
+
+// Run deletes expired events now and every EventPrunePeriod until ctx
+// ends; then it ends every WatchBundleEvents stream with Unavailable and
+// returns nil. Call it once, in the background, for as long as the service
+// serves.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.stopWatchesNow.Do(func() { close(s.stopWatches) })
+	for {
+		if n, err := s.PruneEvents(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("pruning bundle events failed; will retry", rpc.AttrError, err)
+		} else if n > 0 {
+			s.log.Info("pruned bundle events", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(EventPrunePeriod):
+		}
+	}
+}
+
+// PruneEvents deletes the events older than the retention period and
+// returns how many it deleted. Run calls it; replicas may all do so.
+func (s *Service) PruneEvents(ctx context.Context) (int64, error) {
+	n, err := s.store.Events().DeleteBefore(ctx, s.now().Add(-s.retention))
+	if err != nil {
+		return n, fmt.Errorf("prune bundle events: %w", err)
+	}
+	return n, nil
 }
 
 // caller returns the verified identity of the caller; the interceptor has

@@ -86,7 +86,7 @@ func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Stat
 	if err := validateNodeID(id); err != nil {
 		return nil, err
 	}
-	n, err := s.store.SetStatus(ctx, id, from, to, s.now())
+	n, err := s.store.SetStatus(ctx, id, from, to, s.now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		return nil, errNodeNotFound
 	}
@@ -151,7 +151,7 @@ func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest
 			return nil, toStatus(ctx, s.log, fmt.Errorf("delete bundles of node %s: %w", n.ID, err))
 		}
 	}
-	if err := s.store.DeleteNode(ctx, n.ID); err != nil {
+	if err := s.store.DeleteNode(ctx, n.ID, s.now(), caller(ctx).String()); err != nil {
 		if errors.Is(err, regstore.ErrNotFound) {
 			err = errNodeNotFound
 		}

@@ -3,11 +3,13 @@ package registration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
@@ -32,6 +34,10 @@ const (
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
+	msgWatchClosing     = "registration service is shutting down; watch again after the last cursor received"
+	msgCursorGone       = "cursor %d is older than the oldest kept event %d"
+	msgCursorAhead      = "cursor %d is ahead of the newest event %d"
+	msgDeadline         = "deadline exceeded"
 	msgInternal         = "internal error"
 )
 
@@ -62,12 +68,21 @@ func invalid(field, rule string) error { return invalidError{msg: field + ": " +
 
 // toStatus maps an error to a gRPC status, logging the internal cause once.
 func toStatus(ctx context.Context, fallback *slog.Logger, err error) error {
-	var inv invalidError
+	var (
+		inv invalidError
+		ce  *eventlog.CursorError
+	)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &inv):
 		return status.Error(codes.InvalidArgument, inv.msg)
+	case errors.As(err, &ce) && ce.Ahead:
+		return status.Error(codes.OutOfRange, fmt.Sprintf(msgCursorAhead, ce.Cursor, ce.Newest))
+	case errors.As(err, &ce):
+		return status.Error(codes.OutOfRange, fmt.Sprintf(msgCursorGone, ce.Cursor, ce.Oldest))
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, msgDeadline)
 	}
 	for _, m := range statusTable {
 		if errors.Is(err, m.err) {
@@ -104,4 +119,5 @@ var statusTable = []struct {
 	{regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict},
 	{errCAUnavailable, codes.Unavailable, msgCAUnavailable},
 	{errBundlesUnavailable, codes.Unavailable, msgBundlesDown},
+	{eventlog.ErrClosed, codes.Unavailable, msgWatchClosing},
 }

@@ -55,6 +55,7 @@ type env struct {
 	cas    castore.Store
 	bs     bundlestore.Store
 	admin  *grpc.ClientConn
+	svc    *Service
 }
 
 type backend string
@@ -143,6 +144,7 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.svc = svc
 	srv := rpc.NewServer(rpc.ServerConfig{
 		Name: "test", TrustDomain: layout.TrustDomain, Cert: regCert, Roots: layout.RootPool(),
 		Policy: rpc.Merge(svc.Policy(), caSvc.Policy(), bundleSvc.Policy()),

@@ -1,17 +1,30 @@
 // Package registration is berth's registration service: nodes register once
 // and resume on every boot, and the management engine approves, rejects,
-// revokes and deletes them and hands out bootstrap tokens.
+// revokes and deletes them, hands out bootstrap tokens and follows the node
+// lifecycle event log (WatchNodeEvents).
+//
+// # Lifecycle
+//
+// New builds the service; RegisterService and Policy put it on a gRPC
+// server. Run, started once in the background for the service's lifetime,
+// deletes events older than Config.EventRetention (now and every
+// EventPrunePeriod) and, when its context ends, ends every WatchNodeEvents
+// stream with Unavailable, so that the server's GracefulStop does not wait
+// for them. Without Run the service works, but never prunes its log.
 package registration
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -47,7 +60,17 @@ type Config struct {
 	Logger    *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// EventRetention is how long node lifecycle events are kept
+	// (DefaultEventRetention). Run deletes older ones.
+	EventRetention time.Duration
 }
+
+// Defaults of Config and of Run.
+const (
+	DefaultEventRetention = 7 * 24 * time.Hour
+	// EventPrunePeriod is how often Run deletes expired events.
+	EventPrunePeriod = 10 * time.Minute
+)
 
 // Service implements RegistrationService and NodeAdminService.
 type Service struct {
@@ -63,6 +86,13 @@ type Service struct {
 	now       func() time.Time
 	// renewals collapses concurrent renewals of one node into one CA call.
 	renewals singleflight.Group
+
+	// follower runs WatchNodeEvents; closing stopWatches (when Run returns)
+	// ends every watch.
+	follower       *eventlog.Follower
+	retention      time.Duration
+	stopWatches    chan struct{}
+	stopWatchesNow sync.Once
 }
 
 var (
@@ -87,7 +117,53 @@ func New(c Config) (*Service, error) {
 	if c.Endpoints == nil {
 		c.Endpoints = &berthv1.Endpoints{}
 	}
-	return &Service{store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints, log: c.Logger, now: c.Now}, nil
+	if c.EventRetention < 0 {
+		return nil, errors.New("registration: EventRetention is negative")
+	}
+	if c.EventRetention == 0 {
+		c.EventRetention = DefaultEventRetention
+	}
+	stop := make(chan struct{})
+	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Store.Events(), Done: stop})
+	if err != nil {
+		return nil, fmt.Errorf("registration: %w", err)
+	}
+	return &Service{
+		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
+		log: c.Logger, now: c.Now,
+		follower: follower, retention: c.EventRetention, stopWatches: stop,
+	}, nil
+}
+
+// Run deletes expired events now and every EventPrunePeriod until ctx
+// ends; then it ends every WatchNodeEvents stream with Unavailable and
+// returns nil. Call it once, in the background, for as long as the service
+// serves, and stop the gRPC server after it returned (or at the same time:
+// GracefulStop then finds the watch streams ending).
+func (s *Service) Run(ctx context.Context) error {
+	defer s.stopWatchesNow.Do(func() { close(s.stopWatches) })
+	for {
+		if n, err := s.PruneEvents(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("pruning node events failed; will retry", rpc.AttrError, err)
+		} else if n > 0 {
+			s.log.Info("pruned node events", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(EventPrunePeriod):
+		}
+	}
+}
+
+// PruneEvents deletes the events older than the retention period and
+// returns how many it deleted. Run calls it; replicas may all do so.
+func (s *Service) PruneEvents(ctx context.Context) (int64, error) {
+	n, err := s.store.Events().DeleteBefore(ctx, s.now().Add(-s.retention))
+	if err != nil {
+		return n, fmt.Errorf("prune node events: %w", err)
+	}
+	return n, nil
 }
 
 // RegisterService adds both gRPC services to a server. (The usual name,
@@ -97,15 +173,20 @@ func (s *Service) RegisterService(g grpc.ServiceRegistrar) {
 	berthv1.RegisterNodeAdminServiceServer(g, s)
 }
 
-// Policy says who may call what: nodes prove a key; only admins administer.
+// Policy says who may call what: nodes prove a key; only admins administer
+// and watch.
 func (s *Service) Policy() rpc.Policy {
 	p := rpc.Policy{
 		berthv1.RegistrationService_Register_FullMethodName: rpc.NodeKey,
 		berthv1.RegistrationService_Resume_FullMethodName:   rpc.NodeKey,
 		berthv1.RegistrationService_Renew_FullMethodName:    rpc.NodeKey,
 	}
-	for _, m := range berthv1.NodeAdminService_ServiceDesc.Methods {
-		p["/"+berthv1.NodeAdminService_ServiceDesc.ServiceName+"/"+m.MethodName] = rpc.Admin
+	d := berthv1.NodeAdminService_ServiceDesc
+	for _, m := range d.Methods {
+		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
+	}
+	for _, st := range d.Streams {
+		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
 	}
 	return p
 }

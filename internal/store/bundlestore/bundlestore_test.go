@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/bundlestore/storetest"
@@ -65,7 +66,7 @@ func TestReplicas(t *testing.T) {
 				t.Cleanup(s.Close)
 				replicas[i] = s
 			}
-			b := bundlestore.Bundle{Meta: bundlestore.Meta{Digest: "d", Author: "node:n1"}, Sealed: []byte("sealed")}
+			b := bundlestore.Bundle{Meta: bundlestore.Meta{Digest: "d", Author: "node:n1", CreatedAt: time.Now()}, Sealed: []byte("sealed")}
 			if _, err := replicas[0].Put(ctx, "n1", 0, b, bundlestore.PutOptions{}); err != nil {
 				t.Fatal(err)
 			}

@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
+
+// events names the bundle log's tables.
+var events = eventlog.NewTable("bundle")
 
 // Valid reports whether s is one of the four states.
 func (s State) Valid() bool {
@@ -44,6 +50,9 @@ type steps interface {
 	setLast(ctx context.Context, nodeID string, last int64) error
 	// trim deletes superseded and reset versions numbered up to atMost.
 	trim(ctx context.Context, nodeID string, atMost int64) error
+	// appendEvent appends to the event log. It is the last write of every
+	// transaction that makes one (see package eventlog).
+	appendEvent(ctx context.Context, e eventlog.Event) error
 }
 
 // checkPut refuses what the schema would refuse anyway, with an error that
@@ -60,6 +69,8 @@ func checkPut(nodeID string, expected int64, b Bundle) error {
 		return errors.New("digest is empty")
 	case b.Author == "":
 		return errors.New("author is empty")
+	case b.CreatedAt.IsZero():
+		return errors.New("creation time is missing")
 	}
 	return nil
 }
@@ -109,6 +120,12 @@ func put(ctx context.Context, s steps, nodeID string, expected int64, b Bundle, 
 	if err := finish(ctx, s, nodeID, b.Version, opts.Keep); err != nil {
 		return Bundle{}, err
 	}
+	e := eventlog.Event{Type: EventUpdated, NodeID: nodeID, Time: b.CreatedAt, Details: details(
+		DetailVersion, version(b.Version), DetailState, string(b.State), DetailAuthor, b.Author,
+		DetailDroppedPending, version(pending))}
+	if err := s.appendEvent(ctx, e); err != nil {
+		return Bundle{}, err
+	}
 	return b, nil
 }
 
@@ -121,20 +138,20 @@ func finish(ctx context.Context, s steps, nodeID string, version int64, keep int
 }
 
 // approve is Store.Approve inside a transaction.
-func approve(ctx context.Context, s steps, nodeID string, version int64) (Bundle, error) {
+func approve(ctx context.Context, s steps, nodeID string, v int64, author string, now time.Time) (Bundle, error) {
 	if _, err := s.lock(ctx, nodeID); err != nil {
 		return Bundle{}, err
 	}
-	st, err := s.state(ctx, nodeID, version)
+	st, err := s.state(ctx, nodeID, v)
 	if err != nil {
 		return Bundle{}, err
 	}
 	switch st {
 	case StateApproved:
-		return s.get(ctx, nodeID, version)
+		return s.get(ctx, nodeID, v)
 	case StatePending:
 	default:
-		return Bundle{}, fmt.Errorf("%w: version %d is %s", ErrNotPending, version, st)
+		return Bundle{}, fmt.Errorf("%w: version %d is %s", ErrNotPending, v, st)
 	}
 	// While a version is pending the current one cannot change (node
 	// uploads are refused; administrator writes and resets supersede the
@@ -148,10 +165,19 @@ func approve(ctx context.Context, s steps, nodeID string, version int64) (Bundle
 			return Bundle{}, err
 		}
 	}
-	if err := s.setState(ctx, nodeID, version, StateApproved); err != nil {
+	if err := s.setState(ctx, nodeID, v, StateApproved); err != nil {
 		return Bundle{}, err
 	}
-	return s.get(ctx, nodeID, version)
+	b, err := s.get(ctx, nodeID, v)
+	if err != nil {
+		return Bundle{}, err
+	}
+	e := eventlog.Event{Type: EventApproved, NodeID: nodeID, Time: utc(now), Details: details(
+		DetailVersion, version(v), DetailAuthor, author, DetailPreviousVersion, version(current))}
+	if err := s.appendEvent(ctx, e); err != nil {
+		return Bundle{}, err
+	}
+	return b, nil
 }
 
 // reset is Store.Reset inside a transaction.
@@ -184,7 +210,32 @@ func reset(ctx context.Context, s steps, nodeID, author string, now time.Time, k
 	if err := finish(ctx, s, nodeID, m.Version, keep); err != nil {
 		return Meta{}, err
 	}
+	e := eventlog.Event{Type: EventReset, NodeID: nodeID, Time: m.CreatedAt, Details: details(
+		DetailVersion, version(m.Version), DetailAuthor, author)}
+	if err := s.appendEvent(ctx, e); err != nil {
+		return Meta{}, err
+	}
 	return m, nil
+}
+
+// version formats a version number for event details; "" (left out) for 0.
+func version(v int64) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// details builds event details from key/value pairs, leaving out empty
+// values.
+func details(kv ...string) map[string]string {
+	d := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			d[kv[i]] = kv[i+1]
+		}
+	}
+	return d
 }
 
 // utc normalises a time for storage: UTC, microsecond precision, which both

@@ -15,6 +15,8 @@ const service = "bundles"
 //	     the row every write locks) and bundle_versions (by node and
 //	     version; at most one approved and one pending version per node,
 //	     enforced by partial unique indexes).
+//	0002 bundle_events and bundle_events_watermark: the bundle event log
+//	     (eventlog.Schema for prefix "bundle").
 //
 //go:embed migrations
 var migrations embed.FS

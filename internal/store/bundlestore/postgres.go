@@ -10,12 +10,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // PostgresStore is the Store on PostgreSQL, shared by every replica of the
 // bundles service.
 type PostgresStore struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	events *eventlog.PostgresLog
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -31,11 +33,14 @@ func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 		pool.Close()
 		return nil, fmt.Errorf("bundle store: %w", err)
 	}
-	return &PostgresStore{pool: pool}, nil
+	return &PostgresStore{pool: pool, events: eventlog.NewPostgresLog(pool, events)}, nil
 }
 
 // Close closes the connection pool.
 func (s *PostgresStore) Close() { s.pool.Close() }
+
+// Events is the bundle event log.
+func (s *PostgresStore) Events() eventlog.Log { return s.events }
 
 // scanPostgres reads metaColumns, then sealed when withContent.
 func scanPostgres(row pgx.Row, withContent bool) (Bundle, error) {
@@ -58,7 +63,8 @@ func scanPostgres(row pgx.Row, withContent bool) (Bundle, error) {
 
 // write runs fn in a transaction. Every write begins with lock, an upsert
 // that row-locks the node's row in bundle_nodes, so writes to one node
-// serialise across replicas while other nodes go ahead.
+// serialise across replicas while other nodes go ahead. The event is the
+// last write, so the event log's lock is held only from it to the commit.
 func (s *PostgresStore) write(ctx context.Context, fn func(steps) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -68,7 +74,13 @@ func (s *PostgresStore) write(ctx context.Context, fn func(steps) error) error {
 	if err := fn(postgresSteps{tx}); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	// Every write that commits appended an event, except approving the
+	// current version again; waking watchers for nothing costs one read.
+	s.events.Notify()
+	return nil
 }
 
 // Put stores a new version if the current one is expected.
@@ -132,10 +144,10 @@ func (s *PostgresStore) History(ctx context.Context, nodeID string) ([]Meta, err
 }
 
 // Approve makes a pending version current.
-func (s *PostgresStore) Approve(ctx context.Context, nodeID string, version int64) (Bundle, error) {
+func (s *PostgresStore) Approve(ctx context.Context, nodeID string, version int64, author string, now time.Time) (Bundle, error) {
 	var out Bundle
 	err := s.write(ctx, func(st steps) (err error) {
-		out, err = approve(ctx, st, nodeID, version)
+		out, err = approve(ctx, st, nodeID, version, author, now)
 		return err
 	})
 	if err != nil {
@@ -235,6 +247,10 @@ func (q postgresSteps) get(ctx context.Context, nodeID string, version int64) (B
 func (q postgresSteps) setLast(ctx context.Context, nodeID string, last int64) error {
 	_, err := q.tx.Exec(ctx, `UPDATE bundle_nodes SET last_version = $1 WHERE node_id = $2`, last, nodeID)
 	return err
+}
+
+func (q postgresSteps) appendEvent(ctx context.Context, e eventlog.Event) error {
+	return eventlog.AppendPostgres(ctx, q.tx, events, e)
 }
 
 func (q postgresSteps) trim(ctx context.Context, nodeID string, atMost int64) error {

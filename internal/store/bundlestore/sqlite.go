@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // SQLiteStore is the Store on an embedded SQLite database, for `berthd dev`
 // and single-machine deployments.
 type SQLiteStore struct {
-	db *sql.DB
+	db     *sql.DB
+	events *eventlog.SQLiteLog
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -29,11 +31,14 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		d.Close()
 		return nil, fmt.Errorf("bundle store: %w", err)
 	}
-	return &SQLiteStore{db: d}, nil
+	return &SQLiteStore{db: d, events: eventlog.NewSQLiteLog(d, events)}, nil
 }
 
 // Close closes the database.
 func (s *SQLiteStore) Close() { s.db.Close() }
+
+// Events is the bundle event log.
+func (s *SQLiteStore) Events() eventlog.Log { return s.events }
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -69,7 +74,11 @@ func (s *SQLiteStore) write(ctx context.Context, fn func(steps) error) error {
 	if err := fn(sqliteSteps{tx}); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.events.Notify()
+	return nil
 }
 
 // Put stores a new version if the current one is expected.
@@ -138,10 +147,10 @@ func (s *SQLiteStore) History(ctx context.Context, nodeID string) ([]Meta, error
 }
 
 // Approve makes a pending version current.
-func (s *SQLiteStore) Approve(ctx context.Context, nodeID string, version int64) (Bundle, error) {
+func (s *SQLiteStore) Approve(ctx context.Context, nodeID string, version int64, author string, now time.Time) (Bundle, error) {
 	var out Bundle
 	err := s.write(ctx, func(st steps) (err error) {
-		out, err = approve(ctx, st, nodeID, version)
+		out, err = approve(ctx, st, nodeID, version, author, now)
 		return err
 	})
 	if err != nil {
@@ -237,6 +246,10 @@ func (q sqliteSteps) get(ctx context.Context, nodeID string, version int64) (Bun
 func (q sqliteSteps) setLast(ctx context.Context, nodeID string, last int64) error {
 	_, err := q.tx.ExecContext(ctx, `UPDATE bundle_nodes SET last_version = ? WHERE node_id = ?`, last, nodeID)
 	return err
+}
+
+func (q sqliteSteps) appendEvent(ctx context.Context, e eventlog.Event) error {
+	return eventlog.AppendSQLite(ctx, q.tx, events, e)
 }
 
 func (q sqliteSteps) trim(ctx context.Context, nodeID string, atMost int64) error {

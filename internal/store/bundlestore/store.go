@@ -25,12 +25,33 @@
 // reset records older than the newest keep versions go; the current and
 // pending versions stay whatever their age. Versions in history keep their
 // sealed bytes, so a node takes the space of at most keep+1 bundles.
+//
+// # Events
+//
+// The store keeps an event log (package eventlog) that the management
+// engine follows by cursor. Every write appends its event in the
+// transaction that makes the change, so the two commit together, and a
+// refused write appends nothing:
+//
+//	Put      bundle_updated: version, state (approved or pending), author,
+//	         and dropped_pending (the version an administrator's write
+//	         superseded) when there was one
+//	Approve  bundle_approved: version, author, and previous_version (the
+//	         version it superseded) when there was one; approving the
+//	         current version again changes nothing and appends nothing
+//	Reset    bundle_reset: version (of the reset record), author
+//
+// Delete, which forgets a deleted node, appends nothing: the registration
+// service's log records the deletion. Details whose value would be empty
+// are left out.
 package bundlestore
 
 import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // State is where a version stands; see the package documentation.
@@ -84,6 +105,25 @@ type PutOptions struct {
 	Keep int
 }
 
+// Event types of the bundle log; see the package documentation.
+const (
+	EventUpdated  = "bundle_updated"
+	EventApproved = "bundle_approved"
+	EventReset    = "bundle_reset"
+)
+
+// EventTypes returns every event type the store appends.
+func EventTypes() []string { return []string{EventUpdated, EventApproved, EventReset} }
+
+// Keys of event details.
+const (
+	DetailVersion         = "version"
+	DetailState           = "state"
+	DetailAuthor          = "author"
+	DetailDroppedPending  = "dropped_pending"
+	DetailPreviousVersion = "previous_version"
+)
+
 // Errors returned, wrapped, by every Store.
 var (
 	// ErrNotFound: no such bundle or version.
@@ -108,8 +148,8 @@ type Store interface {
 	// and returns the version stored. ErrPendingExists if a version is
 	// pending (unless opts.ReplacePending), else ErrStale if expected is not
 	// current; either way nothing changes. A malformed bundle (no content,
-	// digest or author, a negative expected version) is refused with a plain
-	// error.
+	// digest, author or creation time, a negative expected version) is
+	// refused with a plain error.
 	Put(ctx context.Context, nodeID string, expected int64, b Bundle, opts PutOptions) (Bundle, error)
 	// Get returns the current (approved) version; ErrNotFound if there is
 	// none: never written, only pending, or reset.
@@ -120,10 +160,11 @@ type Store interface {
 	// without any.
 	History(ctx context.Context, nodeID string) ([]Meta, error)
 	// Approve makes pending version `version` current and supersedes the
-	// previous current one. Approving the current version again returns it
-	// unchanged. ErrNotFound if there is no such version, ErrNotPending if
-	// it is neither pending nor current.
-	Approve(ctx context.Context, nodeID string, version int64) (Bundle, error)
+	// previous current one, recording who approved (author) at now.
+	// Approving the current version again returns it unchanged.
+	// ErrNotFound if there is no such version, ErrNotPending if it is
+	// neither pending nor current.
+	Approve(ctx context.Context, nodeID string, version int64, author string, now time.Time) (Bundle, error)
 	// Reset supersedes the current and the pending version and records a
 	// reset version by author at now; the node then has no bundle until the
 	// next Put (which expects 0). ErrNotFound if there is neither a current
@@ -132,6 +173,8 @@ type Store interface {
 	// Delete forgets every version of nodeID, for a node that is deleted. It
 	// is not an error if there are none. Version numbers start at 1 again.
 	Delete(ctx context.Context, nodeID string) error
+	// Events is the bundle event log, which the writes above append to.
+	Events() eventlog.Log
 	// Close releases the database.
 	Close()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // Valid reports whether s is one of the four statuses.
@@ -81,4 +83,50 @@ func nilIfEmpty[T any](s []T) []T {
 		return nil
 	}
 	return s
+}
+
+// events names the node lifecycle log's tables.
+var events = eventlog.NewTable("reg")
+
+// details builds event details from key/value pairs, leaving out empty
+// values; nil when nothing is left.
+func details(kv ...string) map[string]string {
+	var d map[string]string
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		if d == nil {
+			d = make(map[string]string, len(kv)/2)
+		}
+		d[kv[i]] = kv[i+1]
+	}
+	return d
+}
+
+// registeredEvent records a registration (or a replacement of replaceID).
+func registeredEvent(n Node, tokenID, replaceID string, now time.Time) eventlog.Event {
+	typ := EventRegistered
+	if replaceID != "" {
+		typ = EventReplaced
+	}
+	return eventlog.Event{Type: typ, NodeID: n.ID, Time: now,
+		Details: details(DetailStatus, string(n.Status), DetailToken, tokenID, DetailHostname, n.Hostname)}
+}
+
+// statusEvent records a status change; its type is the new status.
+func statusEvent(id string, from, to Status, now time.Time, actor string) eventlog.Event {
+	return eventlog.Event{Type: string(to), NodeID: id, Time: now,
+		Details: details(DetailStatus, string(to), DetailPreviousStatus, string(from), DetailActor, actor)}
+}
+
+// certificateEvent records a new current certificate.
+func certificateEvent(id, prevSerial string, c Cert, now time.Time) eventlog.Event {
+	return eventlog.Event{Type: EventCertificateRenewed, NodeID: id, Time: now,
+		Details: details(DetailSerial, c.Serial, DetailNotAfter, c.NotAfter.UTC().Format(time.RFC3339), DetailPreviousSerial, prevSerial)}
+}
+
+// deletedEvent records a deletion.
+func deletedEvent(id string, now time.Time, actor string) eventlog.Event {
+	return eventlog.Event{Type: EventDeleted, NodeID: id, Time: now, Details: details(DetailActor, actor)}
 }

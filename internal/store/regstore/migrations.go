@@ -13,6 +13,8 @@ const service = "registration"
 //
 //	0001 reg_tokens and reg_nodes; nodes unique on key_sha256, indexed by
 //	     hardware_uuid and (status, id); on PostgreSQL a GIN index on labels.
+//	0002 reg_events and reg_events_watermark: the node lifecycle event log
+//	     (eventlog.Schema for prefix "reg").
 //
 //go:embed migrations
 var migrations embed.FS

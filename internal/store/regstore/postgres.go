@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // PostgresStore is the Store on PostgreSQL, shared by every replica of the
 // registration service.
 type PostgresStore struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	events *eventlog.PostgresLog
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -31,11 +34,27 @@ func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 		pool.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &PostgresStore{pool: pool}, nil
+	return &PostgresStore{pool: pool, events: eventlog.NewPostgresLog(pool, events)}, nil
 }
 
 // Close closes the connection pool.
 func (s *PostgresStore) Close() { s.pool.Close() }
+
+// Events is the node lifecycle log.
+func (s *PostgresStore) Events() eventlog.Log { return s.events }
+
+// commit appends ev as the transaction's last write (see package eventlog)
+// and commits; then it wakes this process's watchers.
+func (s *PostgresStore) commit(ctx context.Context, tx pgx.Tx, ev eventlog.Event) error {
+	if err := eventlog.AppendPostgres(ctx, tx, events, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.events.Notify()
+	return nil
+}
 
 func scanPostgresToken(row pgx.Row) (Token, error) {
 	var t Token
@@ -220,7 +239,7 @@ func (s *PostgresStore) RegisterNode(ctx context.Context, tokenID string, now ti
 	if err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := s.commit(ctx, tx, registeredEvent(out, tokenID, replaceID, at)); err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
 	return out, nil
@@ -315,24 +334,45 @@ func (s *PostgresStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, er
 	return nilIfEmpty(ns), nil
 }
 
-// SetStatus moves node id from one of from to to.
-func (s *PostgresStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time) (Node, error) {
+// SetStatus moves node id from one of from to to, with an event when the
+// status changes.
+func (s *PostgresStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error) {
 	if !to.Valid() {
 		return Node{}, fmt.Errorf("set status of node %s: unknown status %q", id, to)
 	}
-	fromS := make([]string, len(from))
-	for i, st := range from {
-		fromS[i] = string(st)
-	}
-	n, err := scanPostgresNode(s.pool.QueryRow(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2
-		WHERE id = $3 AND status = ANY($4) RETURNING `+nodeColumns, string(to), utc(now), id, fromS))
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = missing(ctx, s.pool, id, ErrPrecondition)
-	}
+	n, err := s.setStatus(ctx, id, from, to, now, actor)
 	if err != nil {
 		return Node{}, fmt.Errorf("set status of node %s to %s: %w", id, to, err)
 	}
 	return n, nil
+}
+
+func (s *PostgresStore) setStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Node{}, err
+	}
+	defer tx.Rollback(ctx)
+	// The row lock holds the status still until the event is appended.
+	var cur string
+	err = tx.QueryRow(ctx, `SELECT status FROM reg_nodes WHERE id = $1 FOR UPDATE`, id).Scan(&cur)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Node{}, ErrNotFound
+	case err != nil:
+		return Node{}, err
+	case !slices.Contains(from, Status(cur)):
+		return Node{}, ErrPrecondition
+	}
+	n, err := scanPostgresNode(tx.QueryRow(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2
+		WHERE id = $3 RETURNING `+nodeColumns, string(to), utc(now), id))
+	if err != nil {
+		return Node{}, err
+	}
+	if Status(cur) == to {
+		return n, tx.Commit(ctx)
+	}
+	return n, s.commit(ctx, tx, statusEvent(id, Status(cur), to, utc(now), actor))
 }
 
 // SetCertificate replaces the node's certificate if it is still prevSerial.
@@ -340,18 +380,31 @@ func (s *PostgresStore) SetCertificate(ctx context.Context, id, prevSerial strin
 	if c.Serial == "" {
 		return Node{}, fmt.Errorf("set certificate of node %s: empty serial", id)
 	}
-	n, err := scanPostgresNode(s.pool.QueryRow(ctx, `UPDATE reg_nodes SET
+	n, err := s.setCertificate(ctx, id, prevSerial, c, now)
+	if err != nil {
+		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *PostgresStore) setCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Node{}, err
+	}
+	defer tx.Rollback(ctx)
+	n, err := scanPostgresNode(tx.QueryRow(ctx, `UPDATE reg_nodes SET
 		cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
 		certificates_issued = certificates_issued + 1, updated_at = $5
 		WHERE id = $6 AND COALESCE(cert_serial, '') = $7 RETURNING `+nodeColumns,
 		c.Serial, utc(c.NotBefore), utc(c.NotAfter), nonNilChain(c.Chain), utc(now), id, prevSerial))
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = missing(ctx, s.pool, id, ErrConflict)
+		return Node{}, missing(ctx, tx, id, ErrConflict)
 	}
 	if err != nil {
-		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
+		return Node{}, err
 	}
-	return n, nil
+	return n, s.commit(ctx, tx, certificateEvent(id, prevSerial, c, utc(now)))
 }
 
 // AllowReplacement marks node id replaceable.
@@ -367,14 +420,21 @@ func (s *PostgresStore) AllowReplacement(ctx context.Context, id string, now tim
 	return n, nil
 }
 
-// DeleteNode deletes node id.
-func (s *PostgresStore) DeleteNode(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM reg_nodes WHERE id = $1`, id)
+// DeleteNode deletes node id, with its event.
+func (s *PostgresStore) DeleteNode(ctx context.Context, id string, now time.Time, actor string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM reg_nodes WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return eventlog.AppendPostgres(ctx, tx, events, deletedEvent(id, utc(now), actor))
+	})
 	if err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("delete node %s: %w", id, ErrNotFound)
-	}
+	s.events.Notify()
 	return nil
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // SQLiteStore is the Store on an embedded SQLite database, for `berthd dev`
@@ -19,7 +21,8 @@ type SQLiteStore struct {
 	db *sql.DB
 	// byKey is prepared once because every boot runs it; database/sql keeps
 	// one prepared copy per pooled connection.
-	byKey *sql.Stmt
+	byKey  *sql.Stmt
+	events *eventlog.SQLiteLog
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -40,7 +43,22 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		d.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &SQLiteStore{db: d, byKey: byKey}, nil
+	return &SQLiteStore{db: d, byKey: byKey, events: eventlog.NewSQLiteLog(d, events)}, nil
+}
+
+// Events is the node lifecycle log.
+func (s *SQLiteStore) Events() eventlog.Log { return s.events }
+
+// commit appends ev and commits; then it wakes this process's watchers.
+func (s *SQLiteStore) commit(ctx context.Context, tx *sql.Tx, ev eventlog.Event) error {
+	if err := eventlog.AppendSQLite(ctx, tx, events, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.events.Notify()
+	return nil
 }
 
 // Close closes the database.
@@ -260,7 +278,7 @@ func (s *SQLiteStore) RegisterNode(ctx context.Context, tokenID string, now time
 	if err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, registeredEvent(out, tokenID, replaceID, utc(now))); err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
 	return out, nil
@@ -375,30 +393,46 @@ func (s *SQLiteStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, erro
 	return ns, nil
 }
 
-// SetStatus moves node id from one of from to to.
-func (s *SQLiteStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time) (Node, error) {
+// SetStatus moves node id from one of from to to, with an event when the
+// status changes.
+func (s *SQLiteStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error) {
 	if !to.Valid() {
 		return Node{}, fmt.Errorf("set status of node %s: unknown status %q", id, to)
 	}
-	in := make([]string, len(from))
-	args := []any{to, micros(now), id}
-	for i, st := range from {
-		in[i] = "?"
-		args = append(args, st)
-	}
-	cond := `0`
-	if len(from) > 0 {
-		cond = `status IN (` + strings.Join(in, ", ") + `)`
-	}
-	n, err := scanSQLiteNode(s.db.QueryRowContext(ctx,
-		`UPDATE reg_nodes SET status = ?, updated_at = ? WHERE id = ? AND `+cond+` RETURNING `+nodeColumns, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = s.missing(ctx, s.db, id, ErrPrecondition)
-	}
+	n, err := s.setStatus(ctx, id, from, to, now, actor)
 	if err != nil {
 		return Node{}, fmt.Errorf("set status of node %s to %s: %w", id, to, err)
 	}
 	return n, nil
+}
+
+func (s *SQLiteStore) setStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error) {
+	// BEGIN IMMEDIATE: nobody changes the status between the read and the
+	// write.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Node{}, err
+	}
+	defer tx.Rollback()
+	var cur string
+	err = tx.QueryRowContext(ctx, `SELECT status FROM reg_nodes WHERE id = ?`, id).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Node{}, ErrNotFound
+	case err != nil:
+		return Node{}, err
+	case !slices.Contains(from, Status(cur)):
+		return Node{}, ErrPrecondition
+	}
+	n, err := scanSQLiteNode(tx.QueryRowContext(ctx,
+		`UPDATE reg_nodes SET status = ?, updated_at = ? WHERE id = ? RETURNING `+nodeColumns, to, micros(now), id))
+	if err != nil {
+		return Node{}, err
+	}
+	if Status(cur) == to {
+		return n, tx.Commit()
+	}
+	return n, s.commit(ctx, tx, statusEvent(id, Status(cur), to, utc(now), actor))
 }
 
 // SetCertificate replaces the node's certificate if it is still prevSerial.
@@ -406,18 +440,31 @@ func (s *SQLiteStore) SetCertificate(ctx context.Context, id, prevSerial string,
 	if c.Serial == "" {
 		return Node{}, fmt.Errorf("set certificate of node %s: empty serial", id)
 	}
-	n, err := scanSQLiteNode(s.db.QueryRowContext(ctx, `UPDATE reg_nodes SET
+	n, err := s.setCertificate(ctx, id, prevSerial, c, now)
+	if err != nil {
+		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *SQLiteStore) setCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Node{}, err
+	}
+	defer tx.Rollback()
+	n, err := scanSQLiteNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
 		cert_serial = ?, cert_not_before = ?, cert_not_after = ?, cert_chain = ?,
 		certificates_issued = certificates_issued + 1, updated_at = ?
 		WHERE id = ? AND COALESCE(cert_serial, '') = ? RETURNING `+nodeColumns,
 		c.Serial, micros(c.NotBefore), micros(c.NotAfter), jsonText(c.Chain), micros(now), id, prevSerial))
 	if errors.Is(err, sql.ErrNoRows) {
-		err = s.missing(ctx, s.db, id, ErrConflict)
+		return Node{}, s.missing(ctx, tx, id, ErrConflict)
 	}
 	if err != nil {
-		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
+		return Node{}, err
 	}
-	return n, nil
+	return n, s.commit(ctx, tx, certificateEvent(id, prevSerial, c, utc(now)))
 }
 
 // AllowReplacement marks node id replaceable.
@@ -433,16 +480,28 @@ func (s *SQLiteStore) AllowReplacement(ctx context.Context, id string, now time.
 	return n, nil
 }
 
-// DeleteNode deletes node id.
-func (s *SQLiteStore) DeleteNode(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM reg_nodes WHERE id = ?`, id)
-	if err != nil {
+// DeleteNode deletes node id, with its event.
+func (s *SQLiteStore) DeleteNode(ctx context.Context, id string, now time.Time, actor string) error {
+	if err := s.deleteNode(ctx, id, now, actor); err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)
-	}
-	if k, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete node %s: %w", id, err)
-	} else if k == 0 {
-		return fmt.Errorf("delete node %s: %w", id, ErrNotFound)
 	}
 	return nil
+}
+
+func (s *SQLiteStore) deleteNode(ctx context.Context, id string, now time.Time, actor string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM reg_nodes WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if k, err := res.RowsAffected(); err != nil {
+		return err
+	} else if k == 0 {
+		return ErrNotFound
+	}
+	return s.commit(ctx, tx, deletedEvent(id, utc(now), actor))
 }

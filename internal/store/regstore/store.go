@@ -1,11 +1,32 @@
-// Package regstore is the registration service's store: bootstrap tokens and
-// the registry of nodes, keyed by the SHA-256 of each node's identity key.
+// Package regstore is the registration service's store: bootstrap tokens,
+// the registry of nodes, keyed by the SHA-256 of each node's identity key,
+// and the node lifecycle event log (package eventlog) that the management
+// engine follows by cursor.
+//
+// Every change to a node's lifecycle appends its event in the transaction
+// that makes the change, so the two commit together: a change is never
+// without its event, an event never without its change, and a refused
+// change appends nothing. The events, by method:
+//
+//	RegisterNode      registered (or replaced, when it replaces a node):
+//	                  status, token, hostname
+//	SetStatus         approved, rejected, revoked (pending, should a caller
+//	                  move a node back): status, previous_status, actor;
+//	                  only when the status changes
+//	SetCertificate    certificate_renewed, also for a node's first
+//	                  certificate: serial, not_after (RFC 3339, UTC) and
+//	                  previous_serial when there was one
+//	DeleteNode        deleted: actor
+//
+// Details whose value would be empty are left out.
 package regstore
 
 import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // Status is where a node stands in the registration lifecycle.
@@ -79,6 +100,36 @@ type NodeFilter struct {
 	Limit   int               // <= 0 = no limit
 }
 
+// Event types of the node lifecycle log; see the package documentation.
+const (
+	EventRegistered         = "registered"
+	EventReplaced           = "replaced"
+	EventApproved           = "approved"
+	EventRejected           = "rejected"
+	EventRevoked            = "revoked"
+	EventPending            = "pending"
+	EventDeleted            = "deleted"
+	EventCertificateRenewed = "certificate_renewed"
+)
+
+// EventTypes returns every event type the store appends.
+func EventTypes() []string {
+	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
+		EventDeleted, EventCertificateRenewed}
+}
+
+// Keys of event details.
+const (
+	DetailStatus         = "status"
+	DetailPreviousStatus = "previous_status"
+	DetailToken          = "token"
+	DetailHostname       = "hostname"
+	DetailActor          = "actor"
+	DetailSerial         = "serial"
+	DetailNotAfter       = "not_after"
+	DetailPreviousSerial = "previous_serial"
+)
+
 // Errors returned, wrapped, by every Store.
 var (
 	ErrNotFound       = errors.New("not found")
@@ -129,8 +180,9 @@ type Store interface {
 	// ListNodes returns the nodes matching f, ordered by ID.
 	ListNodes(ctx context.Context, f NodeFilter) ([]Node, error)
 	// SetStatus moves a node to `to` only if its status is one of `from`
-	// (ErrPrecondition otherwise, ErrNotFound if absent).
-	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time) (Node, error)
+	// (ErrPrecondition otherwise, ErrNotFound if absent). actor ("admin:…")
+	// goes into the event, which is appended only when the status changes.
+	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error)
 	// SetCertificate makes c the node's current certificate if the current
 	// serial equals prevSerial ("" = none), and increments
 	// CertificatesIssued; ErrConflict if another writer got there first.
@@ -138,9 +190,11 @@ type Store interface {
 	// AllowReplacement lets the next registration that names this node
 	// replace it (see RegisterNode).
 	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)
-	// DeleteNode removes node id; ErrNotFound if absent. Its key can then
-	// register again.
-	DeleteNode(ctx context.Context, id string) error
+	// DeleteNode removes node id, recording who (actor) at now; ErrNotFound
+	// if absent. Its key can then register again.
+	DeleteNode(ctx context.Context, id string, now time.Time, actor string) error
+	// Events is the node lifecycle log, which the methods above append to.
+	Events() eventlog.Log
 	// Close releases the database.
 	Close()
 }

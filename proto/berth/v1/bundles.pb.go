@@ -1099,11 +1099,101 @@ func (*DeleteBundlesResponse) Descriptor() ([]byte, []int) {
 	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{19}
 }
 
+// WatchBundleEventsRequest selects bundle lifecycle events.
+type WatchBundleEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *LifecycleFilter       `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBundleEventsRequest) Reset() {
+	*x = WatchBundleEventsRequest{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBundleEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBundleEventsRequest) ProtoMessage() {}
+
+func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBundleEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchBundleEventsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchBundleEventsRequest) GetFilter() *LifecycleFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+// WatchBundleEventsResponse carries one event.
+type WatchBundleEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *LifecycleEvent        `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBundleEventsResponse) Reset() {
+	*x = WatchBundleEventsResponse{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBundleEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBundleEventsResponse) ProtoMessage() {}
+
+func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBundleEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchBundleEventsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchBundleEventsResponse) GetEvent() *LifecycleEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_berth_v1_bundles_proto protoreflect.FileDescriptor
 
 const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
+	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
 	"\n" +
 	"BundleInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -1157,7 +1247,11 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x06bundle\x18\x01 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"/\n" +
 	"\x14DeleteBundlesRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x17\n" +
-	"\x15DeleteBundlesResponse*\x95\x01\n" +
+	"\x15DeleteBundlesResponse\"M\n" +
+	"\x18WatchBundleEventsRequest\x121\n" +
+	"\x06filter\x18\x01 \x01(\v2\x19.berth.v1.LifecycleFilterR\x06filter\"K\n" +
+	"\x19WatchBundleEventsResponse\x12.\n" +
+	"\x05event\x18\x01 \x01(\v2\x18.berth.v1.LifecycleEventR\x05event*\x95\x01\n" +
 	"\vBundleState\x12\x1c\n" +
 	"\x18BUNDLE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BUNDLE_STATE_APPROVED\x10\x01\x12\x18\n" +
@@ -1166,7 +1260,7 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x12BUNDLE_STATE_RESET\x10\x042\x9b\x01\n" +
 	"\rBundleService\x12D\n" +
 	"\tGetBundle\x12\x1a.berth.v1.GetBundleRequest\x1a\x1b.berth.v1.GetBundleResponse\x12D\n" +
-	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse2\xf6\x04\n" +
+	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse2\xd6\x05\n" +
 	"\x12BundleAdminService\x12h\n" +
 	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\x12P\n" +
 	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\x12\\\n" +
@@ -1174,7 +1268,8 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\rApproveBundle\x12\x1e.berth.v1.ApproveBundleRequest\x1a\x1f.berth.v1.ApproveBundleResponse\x12J\n" +
 	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\x12V\n" +
 	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\x12P\n" +
-	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12^\n" +
+	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_bundles_proto_rawDescOnce sync.Once
@@ -1189,7 +1284,7 @@ func file_berth_v1_bundles_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_bundles_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_berth_v1_bundles_proto_goTypes = []any{
 	(BundleState)(0),                            // 0: berth.v1.BundleState
 	(*BundleInfo)(nil),                          // 1: berth.v1.BundleInfo
@@ -1212,11 +1307,15 @@ var file_berth_v1_bundles_proto_goTypes = []any{
 	(*GetSealedBundleResponse)(nil),             // 18: berth.v1.GetSealedBundleResponse
 	(*DeleteBundlesRequest)(nil),                // 19: berth.v1.DeleteBundlesRequest
 	(*DeleteBundlesResponse)(nil),               // 20: berth.v1.DeleteBundlesResponse
-	(*timestamppb.Timestamp)(nil),               // 21: google.protobuf.Timestamp
+	(*WatchBundleEventsRequest)(nil),            // 21: berth.v1.WatchBundleEventsRequest
+	(*WatchBundleEventsResponse)(nil),           // 22: berth.v1.WatchBundleEventsResponse
+	(*timestamppb.Timestamp)(nil),               // 23: google.protobuf.Timestamp
+	(*LifecycleFilter)(nil),                     // 24: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),                      // 25: berth.v1.LifecycleEvent
 }
 var file_berth_v1_bundles_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.BundleInfo.state:type_name -> berth.v1.BundleState
-	21, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
+	23, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: berth.v1.SealedBundle.info:type_name -> berth.v1.BundleInfo
 	2,  // 3: berth.v1.GetBundleResponse.bundle:type_name -> berth.v1.SealedBundle
 	1,  // 4: berth.v1.PutBundleResponse.info:type_name -> berth.v1.BundleInfo
@@ -1227,29 +1326,33 @@ var file_berth_v1_bundles_proto_depIdxs = []int32{
 	1,  // 9: berth.v1.ApproveBundleResponse.info:type_name -> berth.v1.BundleInfo
 	1,  // 10: berth.v1.ResetBundleResponse.info:type_name -> berth.v1.BundleInfo
 	2,  // 11: berth.v1.GetSealedBundleResponse.bundle:type_name -> berth.v1.SealedBundle
-	3,  // 12: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
-	5,  // 13: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
-	7,  // 14: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
-	9,  // 15: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
-	11, // 16: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
-	13, // 17: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
-	15, // 18: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
-	17, // 19: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
-	19, // 20: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
-	4,  // 21: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
-	6,  // 22: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
-	8,  // 23: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
-	10, // 24: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
-	12, // 25: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
-	14, // 26: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
-	16, // 27: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
-	18, // 28: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
-	20, // 29: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 12: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	25, // 13: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	3,  // 14: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
+	5,  // 15: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
+	7,  // 16: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
+	9,  // 17: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
+	11, // 18: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
+	13, // 19: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
+	15, // 20: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
+	17, // 21: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
+	19, // 22: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
+	21, // 23: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
+	4,  // 24: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
+	6,  // 25: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
+	8,  // 26: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
+	10, // 27: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
+	12, // 28: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
+	14, // 29: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
+	16, // 30: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
+	18, // 31: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
+	20, // 32: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
+	22, // 33: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_bundles_proto_init() }
@@ -1257,13 +1360,14 @@ func file_berth_v1_bundles_proto_init() {
 	if File_berth_v1_bundles_proto != nil {
 		return
 	}
+	file_berth_v1_events_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_bundles_proto_rawDesc), len(file_berth_v1_bundles_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -196,6 +196,7 @@ const (
 	BundleAdminService_ResetBundle_FullMethodName       = "/berth.v1.BundleAdminService/ResetBundle"
 	BundleAdminService_GetSealedBundle_FullMethodName   = "/berth.v1.BundleAdminService/GetSealedBundle"
 	BundleAdminService_DeleteBundles_FullMethodName     = "/berth.v1.BundleAdminService/DeleteBundles"
+	BundleAdminService_WatchBundleEvents_FullMethodName = "/berth.v1.BundleAdminService/WatchBundleEvents"
 )
 
 // BundleAdminServiceClient is the client API for BundleAdminService service.
@@ -227,6 +228,10 @@ type BundleAdminServiceClient interface {
 	// is deleted. Deleting a node without bundles succeeds. Admins and the
 	// registration service may call it.
 	DeleteBundles(ctx context.Context, in *DeleteBundlesRequest, opts ...grpc.CallOption) (*DeleteBundlesResponse, error)
+	// WatchBundleEvents streams the bundle store's lifecycle events
+	// (bundle_updated, bundle_approved, bundle_reset): replay after the
+	// cursor, then follow live.
+	WatchBundleEvents(ctx context.Context, in *WatchBundleEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBundleEventsResponse], error)
 }
 
 type bundleAdminServiceClient struct {
@@ -307,6 +312,25 @@ func (c *bundleAdminServiceClient) DeleteBundles(ctx context.Context, in *Delete
 	return out, nil
 }
 
+func (c *bundleAdminServiceClient) WatchBundleEvents(ctx context.Context, in *WatchBundleEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBundleEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BundleAdminService_ServiceDesc.Streams[0], BundleAdminService_WatchBundleEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchBundleEventsRequest, WatchBundleEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BundleAdminService_WatchBundleEventsClient = grpc.ServerStreamingClient[WatchBundleEventsResponse]
+
 // BundleAdminServiceServer is the server API for BundleAdminService service.
 // All implementations must embed UnimplementedBundleAdminServiceServer
 // for forward compatibility.
@@ -336,6 +360,10 @@ type BundleAdminServiceServer interface {
 	// is deleted. Deleting a node without bundles succeeds. Admins and the
 	// registration service may call it.
 	DeleteBundles(context.Context, *DeleteBundlesRequest) (*DeleteBundlesResponse, error)
+	// WatchBundleEvents streams the bundle store's lifecycle events
+	// (bundle_updated, bundle_approved, bundle_reset): replay after the
+	// cursor, then follow live.
+	WatchBundleEvents(*WatchBundleEventsRequest, grpc.ServerStreamingServer[WatchBundleEventsResponse]) error
 	mustEmbedUnimplementedBundleAdminServiceServer()
 }
 
@@ -366,6 +394,9 @@ func (UnimplementedBundleAdminServiceServer) GetSealedBundle(context.Context, *G
 }
 func (UnimplementedBundleAdminServiceServer) DeleteBundles(context.Context, *DeleteBundlesRequest) (*DeleteBundlesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteBundles not implemented")
+}
+func (UnimplementedBundleAdminServiceServer) WatchBundleEvents(*WatchBundleEventsRequest, grpc.ServerStreamingServer[WatchBundleEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchBundleEvents not implemented")
 }
 func (UnimplementedBundleAdminServiceServer) mustEmbedUnimplementedBundleAdminServiceServer() {}
 func (UnimplementedBundleAdminServiceServer) testEmbeddedByValue()                            {}
@@ -514,6 +545,17 @@ func _BundleAdminService_DeleteBundles_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BundleAdminService_WatchBundleEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchBundleEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BundleAdminServiceServer).WatchBundleEvents(m, &grpc.GenericServerStream[WatchBundleEventsRequest, WatchBundleEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BundleAdminService_WatchBundleEventsServer = grpc.ServerStreamingServer[WatchBundleEventsResponse]
+
 // BundleAdminService_ServiceDesc is the grpc.ServiceDesc for BundleAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -550,6 +592,12 @@ var BundleAdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _BundleAdminService_DeleteBundles_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchBundleEvents",
+			Handler:       _BundleAdminService_WatchBundleEvents_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "berth/v1/bundles.proto",
 }

@@ -1910,11 +1910,101 @@ func (x *RevokeTokenResponse) GetToken() *Token {
 	return nil
 }
 
+// WatchNodeEventsRequest selects registration lifecycle events.
+type WatchNodeEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *LifecycleFilter       `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodeEventsRequest) Reset() {
+	*x = WatchNodeEventsRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodeEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodeEventsRequest) ProtoMessage() {}
+
+func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchNodeEventsRequest) GetFilter() *LifecycleFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+// WatchNodeEventsResponse carries one event.
+type WatchNodeEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *LifecycleEvent        `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodeEventsResponse) Reset() {
+	*x = WatchNodeEventsResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodeEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodeEventsResponse) ProtoMessage() {}
+
+func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodeEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchNodeEventsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
 
 const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
+	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
 	"\fMachineFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12\x12\n" +
 	"\x04macs\x18\x02 \x03(\tR\x04macs\x12\x1a\n" +
@@ -2045,7 +2135,11 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x12RevokeTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"<\n" +
 	"\x13RevokeTokenResponse\x12%\n" +
-	"\x05token\x18\x01 \x01(\v2\x0f.berth.v1.TokenR\x05token*\x8f\x01\n" +
+	"\x05token\x18\x01 \x01(\v2\x0f.berth.v1.TokenR\x05token\"K\n" +
+	"\x16WatchNodeEventsRequest\x121\n" +
+	"\x06filter\x18\x01 \x01(\v2\x19.berth.v1.LifecycleFilterR\x06filter\"I\n" +
+	"\x17WatchNodeEventsResponse\x12.\n" +
+	"\x05event\x18\x01 \x01(\v2\x18.berth.v1.LifecycleEventR\x05event*\x8f\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2056,7 +2150,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xfb\x05\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xd5\x06\n" +
 	"\x10NodeAdminService\x12D\n" +
 	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\x12>\n" +
 	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\x12J\n" +
@@ -2071,7 +2165,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1c.berth.v1.CreateTokenRequest\x1a\x1d.berth.v1.CreateTokenResponse\x12G\n" +
 	"\n" +
 	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\x12J\n" +
-	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\x12X\n" +
+	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_registration_proto_rawDescOnce sync.Once
@@ -2086,7 +2181,7 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
@@ -2121,12 +2216,16 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	(*ListTokensResponse)(nil),       // 30: berth.v1.ListTokensResponse
 	(*RevokeTokenRequest)(nil),       // 31: berth.v1.RevokeTokenRequest
 	(*RevokeTokenResponse)(nil),      // 32: berth.v1.RevokeTokenResponse
-	nil,                              // 33: berth.v1.Node.LabelsEntry
-	nil,                              // 34: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 35: berth.v1.Token.LabelsEntry
-	nil,                              // 36: berth.v1.CreateTokenRequest.LabelsEntry
-	(*SealedBundle)(nil),             // 37: berth.v1.SealedBundle
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*WatchNodeEventsRequest)(nil),   // 33: berth.v1.WatchNodeEventsRequest
+	(*WatchNodeEventsResponse)(nil),  // 34: berth.v1.WatchNodeEventsResponse
+	nil,                              // 35: berth.v1.Node.LabelsEntry
+	nil,                              // 36: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 37: berth.v1.Token.LabelsEntry
+	nil,                              // 38: berth.v1.CreateTokenRequest.LabelsEntry
+	(*SealedBundle)(nil),             // 39: berth.v1.SealedBundle
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*LifecycleFilter)(nil),          // 41: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 42: berth.v1.LifecycleEvent
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
@@ -2136,61 +2235,65 @@ var file_berth_v1_registration_proto_depIdxs = []int32{
 	9,  // 4: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
 	0,  // 5: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
 	10, // 6: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	37, // 7: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	39, // 7: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
 	0,  // 8: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	1,  // 9: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	33, // 10: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	38, // 11: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	38, // 12: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	38, // 13: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	38, // 14: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 10: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	40, // 11: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	40, // 12: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	40, // 13: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	40, // 14: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
 	0,  // 16: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	34, // 17: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	36, // 17: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
 	11, // 18: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
 	11, // 19: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	11, // 20: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
 	11, // 21: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
 	11, // 22: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
 	11, // 23: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	38, // 24: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	35, // 25: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	38, // 26: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	36, // 27: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	40, // 24: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 25: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	40, // 26: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	38, // 27: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
 	26, // 28: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
 	26, // 29: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
 	26, // 30: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	3,  // 31: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	5,  // 32: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	7,  // 33: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	12, // 34: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	14, // 35: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	16, // 36: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	18, // 37: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	20, // 38: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	22, // 39: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	24, // 40: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	27, // 41: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	29, // 42: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	31, // 43: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	4,  // 44: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	6,  // 45: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	8,  // 46: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	13, // 47: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	15, // 48: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	17, // 49: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	19, // 50: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	21, // 51: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	23, // 52: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	25, // 53: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	28, // 54: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	30, // 55: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	32, // 56: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	44, // [44:57] is the sub-list for method output_type
-	31, // [31:44] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	41, // 31: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	42, // 32: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	3,  // 33: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	5,  // 34: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	7,  // 35: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	12, // 36: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	14, // 37: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	16, // 38: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	18, // 39: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	20, // 40: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	22, // 41: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	24, // 42: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	27, // 43: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	29, // 44: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	31, // 45: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	33, // 46: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	4,  // 47: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	6,  // 48: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	8,  // 49: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	13, // 50: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	15, // 51: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	17, // 52: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	19, // 53: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	21, // 54: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	23, // 55: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	25, // 56: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	28, // 57: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	30, // 58: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	32, // 59: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	34, // 60: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	47, // [47:61] is the sub-list for method output_type
+	33, // [33:47] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -2199,13 +2302,14 @@ func file_berth_v1_registration_proto_init() {
 		return
 	}
 	file_berth_v1_bundles_proto_init()
+	file_berth_v1_events_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -233,6 +233,7 @@ const (
 	NodeAdminService_CreateToken_FullMethodName      = "/berth.v1.NodeAdminService/CreateToken"
 	NodeAdminService_ListTokens_FullMethodName       = "/berth.v1.NodeAdminService/ListTokens"
 	NodeAdminService_RevokeToken_FullMethodName      = "/berth.v1.NodeAdminService/RevokeToken"
+	NodeAdminService_WatchNodeEvents_FullMethodName  = "/berth.v1.NodeAdminService/WatchNodeEvents"
 )
 
 // NodeAdminServiceClient is the client API for NodeAdminService service.
@@ -263,6 +264,10 @@ type NodeAdminServiceClient interface {
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// RevokeToken makes a token unusable.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// WatchNodeEvents streams the registration service's lifecycle events
+	// (registered, approved, rejected, revoked, deleted, replaced,
+	// certificate_renewed): replay after the cursor, then follow live.
+	WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodeEventsResponse], error)
 }
 
 type nodeAdminServiceClient struct {
@@ -373,6 +378,25 @@ func (c *nodeAdminServiceClient) RevokeToken(ctx context.Context, in *RevokeToke
 	return out, nil
 }
 
+func (c *nodeAdminServiceClient) WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodeEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NodeAdminService_ServiceDesc.Streams[0], NodeAdminService_WatchNodeEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchNodeEventsRequest, WatchNodeEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeAdminService_WatchNodeEventsClient = grpc.ServerStreamingClient[WatchNodeEventsResponse]
+
 // NodeAdminServiceServer is the server API for NodeAdminService service.
 // All implementations must embed UnimplementedNodeAdminServiceServer
 // for forward compatibility.
@@ -401,6 +425,10 @@ type NodeAdminServiceServer interface {
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// RevokeToken makes a token unusable.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// WatchNodeEvents streams the registration service's lifecycle events
+	// (registered, approved, rejected, revoked, deleted, replaced,
+	// certificate_renewed): replay after the cursor, then follow live.
+	WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[WatchNodeEventsResponse]) error
 	mustEmbedUnimplementedNodeAdminServiceServer()
 }
 
@@ -440,6 +468,9 @@ func (UnimplementedNodeAdminServiceServer) ListTokens(context.Context, *ListToke
 }
 func (UnimplementedNodeAdminServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[WatchNodeEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchNodeEvents not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) mustEmbedUnimplementedNodeAdminServiceServer() {}
 func (UnimplementedNodeAdminServiceServer) testEmbeddedByValue()                          {}
@@ -642,6 +673,17 @@ func _NodeAdminService_RevokeToken_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeAdminService_WatchNodeEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchNodeEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(NodeAdminServiceServer).WatchNodeEvents(m, &grpc.GenericServerStream[WatchNodeEventsRequest, WatchNodeEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeAdminService_WatchNodeEventsServer = grpc.ServerStreamingServer[WatchNodeEventsResponse]
+
 // NodeAdminService_ServiceDesc is the grpc.ServiceDesc for NodeAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -690,6 +732,12 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _NodeAdminService_RevokeToken_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchNodeEvents",
+			Handler:       _NodeAdminService_WatchNodeEvents_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "berth/v1/registration.proto",
 }

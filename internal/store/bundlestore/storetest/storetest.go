@@ -41,6 +41,10 @@ func Run(t *testing.T, newStore func(t *testing.T) bundlestore.Store) {
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"ConcurrentFirstPuts", testConcurrentFirstPuts},
 		{"ConcurrentHeldUploads", testConcurrentHeldUploads},
+		{"EventsWithChanges", testEventsWithChanges},
+		{"EventsNotOnErrors", testEventsNotOnErrors},
+		{"EventsConcurrentNodes", testEventsConcurrentNodes},
+		{"EventsRetention", testEventsRetention},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -203,7 +207,7 @@ func testNotFound(t *testing.T, s bundlestore.Store) {
 	wantErr(t, "Get", err, bundlestore.ErrNotFound)
 	_, err = s.Pending(ctx, "node-x")
 	wantErr(t, "Pending", err, bundlestore.ErrNotFound)
-	_, err = s.Approve(ctx, "node-x", 1)
+	_, err = s.Approve(ctx, "node-x", 1, "admin:ops", t0)
 	wantErr(t, "Approve", err, bundlestore.ErrNotFound)
 	_, err = s.Reset(ctx, "node-x", "admin:admin", t0, 0)
 	wantErr(t, "Reset", err, bundlestore.ErrNotFound)
@@ -288,7 +292,7 @@ func testApprovalHold(t *testing.T, s bundlestore.Store) {
 		unchanged(t, s, "node-a", before)
 	}
 
-	got, err := s.Approve(t.Context(), "node-a", 2)
+	got, err := s.Approve(t.Context(), "node-a", 2, "admin:ops", t0)
 	if err != nil {
 		t.Fatalf("Approve: %v", err)
 	}
@@ -311,7 +315,7 @@ func testFirstUploadHeld(t *testing.T, s bundlestore.Store) {
 	mustPut(t, s, "node-a", 0, bundle(1), held)
 	_, err := s.Get(t.Context(), "node-a")
 	wantErr(t, "Get with only a pending version", err, bundlestore.ErrNotFound)
-	if _, err := s.Approve(t.Context(), "node-a", 1); err != nil {
+	if _, err := s.Approve(t.Context(), "node-a", 1, "admin:ops", t0); err != nil {
 		t.Fatalf("Approve: %v", err)
 	}
 	cur, err := s.Get(t.Context(), "node-a")
@@ -337,24 +341,24 @@ func testApprove(t *testing.T, s bundlestore.Store) {
 		{-1, bundlestore.ErrNotFound},
 	}
 	for _, tt := range tests {
-		_, err := s.Approve(t.Context(), "node-a", tt.version)
+		_, err := s.Approve(t.Context(), "node-a", tt.version, "admin:ops", t0)
 		wantErr(t, fmt.Sprintf("Approve(%d)", tt.version), err, tt.want)
 		unchanged(t, s, "node-a", before)
 	}
 	// Approving the current version is a no-op that returns it.
-	got, err := s.Approve(t.Context(), "node-a", 2)
+	got, err := s.Approve(t.Context(), "node-a", 2, "admin:ops", t0)
 	if err != nil {
 		t.Fatalf("Approve(current): %v", err)
 	}
 	diff(t, "Approve(current)", want("node-a", 2, bundlestore.StateApproved, bundle(2)), got)
 	unchanged(t, s, "node-a", before)
 	// Approving twice is too.
-	first, err := s.Approve(t.Context(), "node-a", 3)
+	first, err := s.Approve(t.Context(), "node-a", 3, "admin:ops", t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	after := snap(t, s, "node-a")
-	again, err := s.Approve(t.Context(), "node-a", 3)
+	again, err := s.Approve(t.Context(), "node-a", 3, "admin:ops", t0)
 	if err != nil {
 		t.Fatalf("Approve again: %v", err)
 	}
@@ -362,7 +366,7 @@ func testApprove(t *testing.T, s bundlestore.Store) {
 	unchanged(t, s, "node-a", after)
 	diff(t, "history", []string{"3:approved", "2:superseded", "1:superseded"}, versions(t, s, "node-a"))
 	// Another node's versions are not this node's.
-	_, err = s.Approve(t.Context(), "node-b", 3)
+	_, err = s.Approve(t.Context(), "node-b", 3, "admin:ops", t0)
 	wantErr(t, "Approve(node-b, 3)", err, bundlestore.ErrNotFound)
 }
 
@@ -382,7 +386,7 @@ func testReplacePending(t *testing.T, s bundlestore.Store) {
 	wantErr(t, "Pending after admin write", err, bundlestore.ErrNotFound)
 	diff(t, "history", []string{"3:approved", "2:superseded", "1:superseded"}, versions(t, s, "node-a"))
 	// The dropped upload cannot be approved any more.
-	_, err = s.Approve(t.Context(), "node-a", 2)
+	_, err = s.Approve(t.Context(), "node-a", 2, "admin:ops", t0)
 	wantErr(t, "Approve(dropped)", err, bundlestore.ErrNotPending)
 }
 
@@ -508,6 +512,7 @@ func testMalformed(t *testing.T, s bundlestore.Store) {
 		{"no content", "node-a", 1, edit(func(b *bundlestore.Bundle) { b.Sealed = nil })},
 		{"no digest", "node-a", 1, edit(func(b *bundlestore.Bundle) { b.Digest = "" })},
 		{"no author", "node-a", 1, edit(func(b *bundlestore.Bundle) { b.Author = "" })},
+		{"no time", "node-a", 1, edit(func(b *bundlestore.Bundle) { b.CreatedAt = time.Time{} })},
 		{"negative expected version", "node-a", -1, bundle(2)},
 		{"no node", "", 0, bundle(2)},
 	}
@@ -575,6 +580,7 @@ func testConcurrentPuts(t *testing.T, s bundlestore.Store) {
 		t.Errorf("%d writes succeeded and %d were stale, want 1 and %d", ok, stale[0], n-1)
 	}
 	diff(t, "history", []string{"2:approved", "1:superseded"}, versions(t, s, "node-a"))
+	diff(t, "events", []string{"bundle_updated 1", "bundle_updated 2"}, eventSummary(logOf(t, s)))
 }
 
 func testConcurrentFirstPuts(t *testing.T, s bundlestore.Store) {
@@ -600,4 +606,5 @@ func testConcurrentHeldUploads(t *testing.T, s bundlestore.Store) {
 		t.Errorf("%d uploads held and %d refused as pending, want 1 and %d", ok, c[0], n-1)
 	}
 	diff(t, "history", []string{"2:pending", "1:approved"}, versions(t, s, "node-a"))
+	diff(t, "events", []string{"bundle_updated 1", "bundle_updated 2"}, eventSummary(logOf(t, s)))
 }

@@ -266,7 +266,7 @@ func testSetStatus(t *testing.T, s regstore.Store) {
 				id = n.ID
 			}
 			now := at(time.Hour)
-			got, err := s.SetStatus(ctx(t), id, tt.from, tt.to, now)
+			got, err := s.SetStatus(ctx(t), id, tt.from, tt.to, now, "admin:test")
 			switch {
 			case tt.wantErr == errAny:
 				if err == nil {
@@ -369,6 +369,9 @@ func testSetCertificateConcurrent(t *testing.T, s regstore.Store) {
 	if got := mustGetNode(t, s, "n1"); got.CertificatesIssued != 1 {
 		t.Errorf("CertificatesIssued = %d, want 1", got.CertificatesIssued)
 	}
+	if evs := ofType(logOf(t, s), regstore.EventCertificateRenewed); len(evs) != 1 {
+		t.Errorf("%d certificate events, want 1 for the one writer that won", len(evs))
+	}
 }
 
 func testAllowReplacement(t *testing.T, s regstore.Store) {
@@ -392,14 +395,14 @@ func testDeleteNode(t *testing.T, s regstore.Store) {
 	mustCreateToken(t, s, token("tok", 3))
 	mustRegister(t, s, "tok", t0, node("n1", 1))
 	keep := mustRegister(t, s, "tok", t0, node("n2", 2))
-	if err := s.DeleteNode(ctx(t), "n1"); err != nil {
+	if err := s.DeleteNode(ctx(t), "n1", at(time.Hour), "admin:test"); err != nil {
 		t.Fatalf("DeleteNode: %v", err)
 	}
 	_, err := s.GetNode(ctx(t), "n1")
 	wantErr(t, "GetNode after delete", err, regstore.ErrNotFound)
 	_, err = s.GetNodeByKey(ctx(t), key(1))
 	wantErr(t, "GetNodeByKey after delete", err, regstore.ErrNotFound)
-	wantErr(t, "DeleteNode again", s.DeleteNode(ctx(t), "n1"), regstore.ErrNotFound)
+	wantErr(t, "DeleteNode again", s.DeleteNode(ctx(t), "n1", at(time.Hour), "admin:test"), regstore.ErrNotFound)
 	diff(t, "other node", keep, mustGetNode(t, s, "n2"))
 	// The key is free again.
 	mustRegister(t, s, "tok", t0, node("n1-again", 1))

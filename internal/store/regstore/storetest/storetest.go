@@ -47,6 +47,11 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"SetCertificateConcurrent", testSetCertificateConcurrent},
 		{"AllowReplacement", testAllowReplacement},
 		{"DeleteNode", testDeleteNode},
+		{"EventsWithChanges", testEventsWithChanges},
+		{"EventsReplace", testEventsReplace},
+		{"EventsNotOnErrors", testEventsNotOnErrors},
+		{"EventsRetention", testEventsRetention},
+		{"EventsWatch", testEventsWatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })

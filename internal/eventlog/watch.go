@@ -1,0 +1,149 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultPollPeriod is how often a watch reads the log for events that
+// other processes (replicas) appended; this process's appends wake it at
+// once.
+const DefaultPollPeriod = 500 * time.Millisecond
+
+// FollowerConfig configures a Follower.
+type FollowerConfig struct {
+	// Source is the log followed. Required.
+	Source Source
+	// PollPeriod is how often an idle watch reads the log
+	// (DefaultPollPeriod).
+	PollPeriod time.Duration
+	// PageSize is how many events a watch reads at a time
+	// (DefaultPageSize).
+	PageSize int
+	// After is time.After unless set; tests drive it by hand.
+	After func(time.Duration) <-chan time.Time
+	// Done, when closed, ends every watch with ErrClosed: the owner is
+	// shutting down, and the watchers should reconnect elsewhere.
+	Done <-chan struct{}
+}
+
+// Follower runs watches on one log. It is safe for concurrent use.
+type Follower struct {
+	src   Source
+	poll  time.Duration
+	page  int
+	after func(time.Duration) <-chan time.Time
+	done  <-chan struct{}
+}
+
+// NewFollower checks c and fills its defaults.
+func NewFollower(c FollowerConfig) (*Follower, error) {
+	if c.Source == nil {
+		return nil, errors.New("eventlog: FollowerConfig.Source is required")
+	}
+	if c.PollPeriod <= 0 {
+		c.PollPeriod = DefaultPollPeriod
+	}
+	if c.PageSize <= 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.After == nil {
+		c.After = time.After
+	}
+	return &Follower{src: c.Source, poll: c.PollPeriod, page: c.PageSize, after: c.After, done: c.Done}, nil
+}
+
+// WatchRequest says where a watch starts and what it sends.
+type WatchRequest struct {
+	// After is the cursor of the last event the caller has; 0 starts at the
+	// oldest event kept. It must not be negative.
+	After int64
+	// FromNow starts after the newest event instead of After.
+	FromNow bool
+	// NodeIDs and Types, when not empty, keep only matching events.
+	NodeIDs []string
+	Types   []string
+}
+
+// Watch sends the events after the request's cursor, in cursor order, then
+// follows the log until ctx ends, the follower is done (ErrClosed) or send
+// fails (its error is returned): it wakes when this process appends and
+// polls every PollPeriod for other processes' events. Every event is sent
+// once, so a caller that watches again after the last cursor it received
+// misses nothing and sees nothing twice.
+//
+// A cursor after which retention deleted events fails with a *CursorError,
+// at the start or, for a watcher that falls behind retention, later; so does
+// a cursor ahead of the log.
+func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) error) error {
+	if r.After < 0 {
+		return fmt.Errorf("watch: negative cursor %d", r.After)
+	}
+	b, err := f.src.Bounds(ctx)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	after := r.After
+	// fromOldest: the caller asked for everything kept, so a retention run
+	// that lands between the bounds and the first read moves the start on
+	// rather than failing.
+	fromOldest := false
+	switch {
+	case r.FromNow:
+		after = b.Head
+	case after == 0:
+		after, fromOldest = b.DeletedThrough, true
+	case after < b.DeletedThrough:
+		return staleCursor(after, b)
+	case after > b.Head:
+		return &CursorError{Cursor: after, Oldest: max(b.Oldest, b.DeletedThrough+1), DeletedThrough: b.DeletedThrough, Newest: b.Head, Ahead: true}
+	}
+	q := Query{NodeIDs: r.NodeIDs, Types: r.Types, Limit: f.page}
+	for {
+		// Taken before reading, so that an append during the read is not
+		// missed.
+		wake := f.src.Appended()
+		q.After = after
+		page, err := f.src.Read(ctx, q)
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		if after < page.DeletedThrough {
+			if fromOldest {
+				after, fromOldest = page.DeletedThrough, false
+				continue
+			}
+			return f.stale(ctx, after, page)
+		}
+		fromOldest = false
+		for _, e := range page.Events {
+			if err := send(e); err != nil {
+				return err
+			}
+		}
+		after = page.Next
+		if len(page.Events) == f.page {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.done:
+			return ErrClosed
+		case <-wake:
+		case <-f.after(f.poll):
+		}
+	}
+}
+
+// stale builds the CursorError of a watcher that fell behind retention,
+// with the oldest cursor kept as of now.
+func (f *Follower) stale(ctx context.Context, after int64, page Page) error {
+	b, err := f.src.Bounds(ctx)
+	if err != nil || b.DeletedThrough < page.DeletedThrough {
+		b = Bounds{DeletedThrough: page.DeletedThrough, Head: page.Next}
+	}
+	return staleCursor(after, b)
+}

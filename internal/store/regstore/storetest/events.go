@@ -1,0 +1,301 @@
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/store/regstore"
+)
+
+// logOf reads the whole event log; cursors must increase.
+func logOf(t *testing.T, s regstore.Store) []eventlog.Event {
+	t.Helper()
+	var (
+		out   []eventlog.Event
+		after int64
+	)
+	for {
+		p, err := s.Events().Read(ctx(t), eventlog.Query{After: after, Limit: 1000})
+		if err != nil {
+			t.Fatalf("read events: %v", err)
+		}
+		for _, e := range p.Events {
+			if e.Cursor <= after {
+				t.Fatalf("cursor %d follows %d", e.Cursor, after)
+			}
+			after = e.Cursor
+		}
+		out = append(out, p.Events...)
+		if len(p.Events) < 1000 {
+			return out
+		}
+	}
+}
+
+// withoutCursors blanks the cursors, for comparisons.
+func withoutCursors(evs []eventlog.Event) []eventlog.Event {
+	out := make([]eventlog.Event, len(evs))
+	for i, e := range evs {
+		e.Cursor = 0
+		out[i] = e
+	}
+	return out
+}
+
+func ofType(evs []eventlog.Event, typ string) []eventlog.Event {
+	var out []eventlog.Event
+	for _, e := range evs {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func event(typ, nodeID string, tm time.Time, kv ...string) eventlog.Event {
+	e := eventlog.Event{Type: typ, NodeID: nodeID, Time: stored(tm)}
+	if len(kv) > 0 {
+		e.Details = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Details[kv[i]] = kv[i+1]
+		}
+	}
+	return e
+}
+
+// newEvents runs fn and returns the events it appended.
+func newEvents(t *testing.T, s regstore.Store, fn func()) []eventlog.Event {
+	t.Helper()
+	before := len(logOf(t, s))
+	fn()
+	return logOf(t, s)[before:]
+}
+
+// testEventsWithChanges walks a node through its life: each change appends
+// its event, with its details, and changes that change nothing append
+// nothing.
+func testEventsWithChanges(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	auto := token("auto", 10)
+	auto.AutoApprove = true
+	mustCreateToken(t, s, auto)
+	const admin = "admin:ops"
+	c1, c2 := cert("aa01"), cert("aa02")
+	c2.NotAfter = at(48 * time.Hour)
+	notAfter := func(c regstore.Cert) string { return c.NotAfter.UTC().Format(time.RFC3339) }
+	st := func(from []regstore.Status, to regstore.Status, d time.Duration) func() {
+		return func() {
+			if _, err := s.SetStatus(ctx(t), "n1", from, to, at(d), admin); err != nil {
+				t.Fatalf("SetStatus(%s): %v", to, err)
+			}
+		}
+	}
+	every := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
+	steps := []struct {
+		name string
+		do   func()
+		want []eventlog.Event
+	}{
+		{"register", func() { mustRegister(t, s, "tok", t0, node("n1", 1)) },
+			[]eventlog.Event{event(regstore.EventRegistered, "n1", t0, "status", "pending", "token", "tok", "hostname", "host-1")}},
+		{"register approved, no hostname", func() {
+			n := node("n2", 2)
+			n.Status, n.Hostname = regstore.StatusApproved, ""
+			mustRegister(t, s, "auto", at(time.Second), n)
+		}, []eventlog.Event{event(regstore.EventRegistered, "n2", at(time.Second), "status", "approved", "token", "auto")}},
+		{"reject", st(every, regstore.StatusRejected, time.Minute),
+			[]eventlog.Event{event(regstore.EventRejected, "n1", at(time.Minute), "status", "rejected", "previous_status", "pending", "actor", admin)}},
+		{"approve", st(every, regstore.StatusApproved, 2*time.Minute),
+			[]eventlog.Event{event(regstore.EventApproved, "n1", at(2*time.Minute), "status", "approved", "previous_status", "rejected", "actor", admin)}},
+		{"approve again", st(every, regstore.StatusApproved, 3*time.Minute), nil},
+		{"first certificate", func() {
+			if _, err := s.SetCertificate(ctx(t), "n1", "", c1, at(4*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(regstore.EventCertificateRenewed, "n1", at(4*time.Minute), "serial", "aa01", "not_after", notAfter(c1))}},
+		{"renewal", func() {
+			if _, err := s.SetCertificate(ctx(t), "n1", "aa01", c2, at(5*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(regstore.EventCertificateRenewed, "n1", at(5*time.Minute), "serial", "aa02", "not_after", notAfter(c2), "previous_serial", "aa01")}},
+		{"allow replacement", func() {
+			if _, err := s.AllowReplacement(ctx(t), "n1", at(6*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"revoke", st(every, regstore.StatusRevoked, 7*time.Minute),
+			[]eventlog.Event{event(regstore.EventRevoked, "n1", at(7*time.Minute), "status", "revoked", "previous_status", "approved", "actor", admin)}},
+		{"revoke again", st(every, regstore.StatusRevoked, 8*time.Minute), nil},
+		{"back to pending", st(every, regstore.StatusPending, 9*time.Minute),
+			[]eventlog.Event{event(regstore.EventPending, "n1", at(9*time.Minute), "status", "pending", "previous_status", "revoked", "actor", admin)}},
+		{"delete", func() {
+			if err := s.DeleteNode(ctx(t), "n1", at(10*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(regstore.EventDeleted, "n1", at(10*time.Minute), "actor", admin)}},
+		{"delete without actor", func() {
+			if err := s.DeleteNode(ctx(t), "n2", at(11*time.Minute), ""); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(regstore.EventDeleted, "n2", at(11*time.Minute))}},
+		{"tokens", func() {
+			mustCreateToken(t, s, token("tok2", 1))
+			if _, err := s.RevokeToken(ctx(t), "tok2"); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+	}
+	for _, step := range steps {
+		got := newEvents(t, s, step.do)
+		for _, e := range got {
+			checkUTC(t, e.Time)
+		}
+		diff(t, step.name, step.want, withoutCursors(got))
+	}
+	for _, e := range logOf(t, s) {
+		found := false
+		for _, typ := range regstore.EventTypes() {
+			found = found || e.Type == typ
+		}
+		if !found {
+			t.Errorf("event type %q is not in EventTypes", e.Type)
+		}
+	}
+}
+
+func testEventsReplace(t *testing.T, s regstore.Store) {
+	replaceable(t, s)
+	repl := node("ignored-id", 2)
+	repl.Status = regstore.StatusApproved
+	got := newEvents(t, s, func() {
+		if _, err := s.RegisterNode(ctx(t), "tok2", at(30*time.Minute), repl, "old"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	diff(t, "replace", []eventlog.Event{
+		event(regstore.EventReplaced, "old", at(30*time.Minute), "status", "approved", "token", "tok2", "hostname", "host-2"),
+	}, withoutCursors(got))
+}
+
+// testEventsNotOnErrors makes every refused change and checks that none of
+// them appended an event.
+func testEventsNotOnErrors(t *testing.T, s regstore.Store) {
+	old := replaceable(t, s) // tok1 used up, tok2 with 5 uses
+	mustCreateToken(t, s, regstore.Token{ID: "expired", SecretHash: key(0), ExpiresAt: t0, UsesLeft: 1, CreatedAt: t0})
+	mustRegister(t, s, "tok2", t0, node("other", 3))
+	before := logOf(t, s)
+	now := at(time.Minute)
+	dup := node("dup", 9)
+	dup.KeySHA256 = key(3)
+	bad := node("", 10)
+	fails := map[string]func() error{
+		"unknown token": func() error {
+			_, err := s.RegisterNode(ctx(t), "nope", now, node("x1", 11), "")
+			return err
+		},
+		"used-up token": func() error { _, err := s.RegisterNode(ctx(t), "tok1", now, node("x2", 12), ""); return err },
+		"expired token": func() error { _, err := s.RegisterNode(ctx(t), "expired", now, node("x3", 13), ""); return err },
+		"duplicate key": func() error { _, err := s.RegisterNode(ctx(t), "tok2", now, dup, ""); return err },
+		"duplicate ID":  func() error { _, err := s.RegisterNode(ctx(t), "tok2", now, node("other", 14), ""); return err },
+		"malformed":     func() error { _, err := s.RegisterNode(ctx(t), "tok2", now, bad, ""); return err },
+		"replace unknown": func() error {
+			_, err := s.RegisterNode(ctx(t), "tok2", now, node("x4", 15), "nope")
+			return err
+		},
+		"replace not allowed": func() error {
+			_, err := s.RegisterNode(ctx(t), "tok2", now, node("x5", 16), "other")
+			return err
+		},
+		"status precondition": func() error {
+			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusRevoked}, regstore.StatusApproved, now, "admin:x")
+			return err
+		},
+		"status no from": func() error {
+			_, err := s.SetStatus(ctx(t), old.ID, nil, regstore.StatusApproved, now, "admin:x")
+			return err
+		},
+		"status unknown node": func() error {
+			_, err := s.SetStatus(ctx(t), "nope", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, now, "admin:x")
+			return err
+		},
+		"status unknown target": func() error {
+			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusPending}, "sleeping", now, "admin:x")
+			return err
+		},
+		"certificate conflict": func() error {
+			_, err := s.SetCertificate(ctx(t), old.ID, "", cert("bb01"), now)
+			return err
+		},
+		"certificate unknown node": func() error {
+			_, err := s.SetCertificate(ctx(t), "nope", "", cert("bb02"), now)
+			return err
+		},
+		"certificate without serial": func() error {
+			_, err := s.SetCertificate(ctx(t), old.ID, "aa01", cert(""), now)
+			return err
+		},
+		"delete unknown": func() error { return s.DeleteNode(ctx(t), "nope", now, "admin:x") },
+	}
+	for name, fn := range fails {
+		if err := fn(); err == nil {
+			t.Errorf("%s: succeeded", name)
+		}
+	}
+	diff(t, "log after refused changes", before, logOf(t, s))
+}
+
+func testEventsRetention(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	for i := range 4 {
+		mustRegister(t, s, "tok", at(time.Duration(i)*time.Minute), node(string(rune('a'+i)), i))
+	}
+	all := logOf(t, s)
+	n, err := s.Events().DeleteBefore(ctx(t), at(2*time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteBefore = %d, %v; want 2", n, err)
+	}
+	b, err := s.Events().Bounds(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "bounds", eventlog.Bounds{DeletedThrough: all[1].Cursor, Oldest: all[2].Cursor, Head: all[3].Cursor}, b)
+	diff(t, "kept", all[2:], logOf(t, s))
+}
+
+// testEventsWatch checks that a change wakes this process's watchers at
+// once, and that a follower sees it.
+func testEventsWatch(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	woken := s.Events().Appended()
+	mustRegister(t, s, "tok", t0, node("n1", 1))
+	select {
+	case <-woken:
+	default:
+		t.Fatal("RegisterNode did not wake watchers")
+	}
+	fl, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: s.Events()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	got := make(chan eventlog.Event, 10)
+	go fl.Watch(wctx, eventlog.WatchRequest{}, func(e eventlog.Event) error { got <- e; return nil })
+	for _, want := range []string{regstore.EventRegistered, regstore.EventApproved} {
+		if want == regstore.EventApproved {
+			if _, err := s.SetStatus(ctx(t), "n1", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(time.Minute), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case e := <-got:
+			if e.Type != want {
+				t.Fatalf("watch sent %s, want %s", e.Type, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("watch did not send %s", want)
+		}
+	}
+}
