@@ -159,12 +159,21 @@ func (h *heartbeater) uptime() time.Duration {
 	return max(h.clock.Now().Sub(h.start), 0)
 }
 
+// supersededRetry is how long the heartbeater steps back after another
+// stream of the node replaced its own (Aborted). Retrying at once would make
+// two agents of one node flap; never retrying would let a one-off
+// "berth-agent --once" on a running node silence it for good, and the node
+// would be declared unreachable while it is up.
+func supersededRetry(interval time.Duration) time.Duration {
+	return max(10*interval, time.Minute)
+}
+
 // Run beats until ctx ends, reconnecting with backoff whenever the stream
-// breaks. It stops, returning nil, when another stream of the node
-// replaced its own (Aborted: fighting over the node would only make both
-// flap) or the service has no heartbeats (Unimplemented); it returns an
-// ErrDenied error for a revoked node. Each connection uses the
-// credentials current when it is made.
+// breaks, and after a long pause (supersededRetry) when another stream of
+// the node replaced its own. It stops, returning nil, when the service has
+// no heartbeats (Unimplemented); it returns an ErrDenied error for a
+// revoked node. Each connection uses the credentials current when it is
+// made.
 func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error {
 	defer h.close()
 	h.log.Info("heartbeats starting", logBootID, h.bootID)
@@ -178,8 +187,13 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 			h.log.Error("heartbeat service denied the node; heartbeats stopped", logHBAddr, h.addr, logErr, err)
 			return heartbeatDenied(err)
 		case codes.Aborted:
-			h.log.Error("heartbeats stopped: "+errSuperseded.Error(), logHBAddr, h.addr)
-			return nil
+			d := supersededRetry(h.interval)
+			h.log.Warn(errSuperseded.Error()+"; retrying later", logHBAddr, h.addr, logDelay, d)
+			if err := h.clock.Sleep(ctx, d); err != nil {
+				return nil
+			}
+			n = 0
+			continue
 		case codes.Unimplemented:
 			h.log.Error("heartbeat endpoint has no heartbeat service; heartbeats stopped", logHBAddr, h.addr, logErr, err)
 			return nil

@@ -466,26 +466,28 @@ func TestHeartbeatRevoked(t *testing.T) {
 	}
 }
 
+// TestHeartbeatSuperseded: another stream of the node replaced ours. The
+// agent steps back for a long pause instead of fighting, then resumes.
 func TestHeartbeatSuperseded(t *testing.T) {
 	h := newHBHarness(t, 10*time.Second)
-	h.fake.beat = func(_, n int) error {
-		if n == 2 {
+	h.fake.beat = func(s, n int) error {
+		switch {
+		case s == 1 && n == 2:
 			return status.Error(codes.Aborted, "superseded by a newer stream of this node")
+		case s == 2:
+			return status.Error(codes.PermissionDenied, "node n-0001 is revoked") // ends the test
 		}
 		return nil
 	}
 	ctx, cancel := testContext(t)
 	defer cancel()
-	if err := h.run(t, ctx); err != nil {
-		t.Fatalf("Run: %v, want nil: the agent goes on without heartbeats", err)
+	if err := h.run(t, ctx); !errors.Is(err, ErrDenied) {
+		t.Fatalf("Run: %v, want the denial that ends the second stream", err)
 	}
-	if ctx.Err() != nil {
-		t.Fatal("Run returned only when its context ended")
-	}
-	checkSequences(t, h.fake, []uint64{1, 2})
-	checkSleeps(t, h.clock, jittered(10*time.Second))
+	checkSequences(t, h.fake, []uint64{1, 2}, []uint64{3})
+	checkSleeps(t, h.clock, jittered(10*time.Second), supersededRetry(10*time.Second))
 	if !strings.Contains(h.logs.String(), "replaced this one") {
-		t.Errorf("logs do not say why heartbeats stopped:\n%s", h.logs)
+		t.Errorf("logs do not say why heartbeats paused:\n%s", h.logs)
 	}
 }
 
