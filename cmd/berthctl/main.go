@@ -2,7 +2,9 @@
 // approves, rejects, revokes and deletes nodes and manages bootstrap tokens
 // through the registration service's NodeAdminService, and seals, puts,
 // approves and resets nodes' configuration bundles through the bundles
-// service's BundleAdminService, over mutual TLS.
+// service's BundleAdminService, shows node health from the heartbeat
+// service and follows the services' events (berthctl watch), over mutual
+// TLS. An interrupt (SIGINT, SIGTERM) ends a watch with status 0.
 package main
 
 import (

@@ -224,7 +224,7 @@ func (s *session) localError(node string, e *localError) error {
 // plaintext never leaves this process.
 func (s *session) putBundle(ctx context.Context, node string, files []bundle.File, expected expectedFlag) (*berthv1.BundleInfo, error) {
 	// Check both connections' settings before calling either service.
-	if missing := s.set.missing(true, true); missing != "" {
+	if missing := s.set.missing(need{registration: true, bundles: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
 	nodes, err := s.nodeAdmin()

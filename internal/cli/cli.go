@@ -1,8 +1,9 @@
 // Package cli is berthctl, the management engine's admin CLI. It parses a
 // command line into a command of the tree built in commandTree, resolves the
 // global flags against the BERTH_* environment, calls the registration
-// service's NodeAdminService and the bundles service's BundleAdminService
-// over mutual TLS and prints tables or JSON. Bundles are sealed here, to the
+// service's NodeAdminService, the bundles service's BundleAdminService and
+// the heartbeat service's HeartbeatAdminService over mutual TLS and prints
+// tables or JSON; watch follows their event logs through client/watch. Bundles are sealed here, to the
 // node's bundle key, so their plaintext never leaves berthctl.
 //
 // Nothing here reads the process environment or global state: everything
@@ -16,6 +17,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/berth-dev/berth/client/watch"
 )
 
 // Exit statuses of berthctl.
@@ -34,6 +37,9 @@ type Config struct {
 	Stderr io.Writer
 	// Now is the clock for relative times in tables; nil means time.Now.
 	Now func() time.Time
+	// WatchBackoff spaces watch's reconnections; zero means berthctl's
+	// default. Tests make it short.
+	WatchBackoff watch.Backoff
 }
 
 // Run runs berthctl with args (without the program name) and returns the

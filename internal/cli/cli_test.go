@@ -2,12 +2,14 @@ package cli_test
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
@@ -50,7 +52,7 @@ func requests(calls []call) []proto.Message {
 
 func checkRequests(t *testing.T, f interface{ received() []call }, want ...proto.Message) {
 	t.Helper()
-	if diff := cmp.Diff(want, requests(f.received()), protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(want, requests(f.received()), protocmp.Transform(), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("requests the server received (-want +got):\n%s", diff)
 	}
 }
@@ -136,8 +138,32 @@ func TestUsageErrors(t *testing.T) {
 			"berthctl: bundles: missing command (one of: put, get, history, approve, reset)", "berthctl bundles"},
 		{"bad bundles server env is only used when needed", map[string]string{"BERTH_OUTPUT": "xml", "BERTH_BUNDLES_SERVER": "x:1"}, []string{"bundles", "get", "n-1"},
 			`berthctl: invalid output format "xml" from BERTH_OUTPUT: want table or json`, "berthctl bundles get"},
-		{"watch not available", nil, []string{"watch", "-o", "json"},
-			"berthctl: watch: not available yet", ""},
+		{"watch argument", nil, []string{"watch", "heartbeat"},
+			`berthctl: watch: unexpected argument "heartbeat"`, "berthctl watch"},
+		{"watch negative count", nil, []string{"watch", "--count", "-1"},
+			"berthctl: watch: invalid --count -1: want 0 (no limit) or more", "berthctl watch"},
+		{"watch unknown service", nil, []string{"watch", "--service", "heartbeat,ca"},
+			`berthctl: watch: invalid value "heartbeat,ca" for flag -service: want registration, bundles or heartbeat`, "berthctl watch"},
+		{"watch unknown type", nil, []string{"watch", "--type", "healty"},
+			`berthctl: watch: invalid value "healty" for flag -type: unknown event type (see berthctl watch -h)`, "berthctl watch"},
+		{"watch empty node", nil, []string{"watch", "--node", ""},
+			`berthctl: watch: invalid value "" for flag -node: empty value`, "berthctl watch"},
+		{"watch too many nodes", nil, append([]string{"watch"}, manyNodes(101)...),
+			"berthctl: watch: 101 --node flags: at most 100", "berthctl watch"},
+		{"watch cursor without service", nil, []string{"watch", "--after", "42"},
+			`berthctl: watch: invalid value "42" for flag -after: want service=cursor, such as heartbeat=42, with a cursor of 0 or more`, "berthctl watch"},
+		{"watch negative cursor", nil, []string{"watch", "--after", "heartbeat=-1"},
+			`berthctl: watch: invalid value "heartbeat=-1" for flag -after: want service=cursor, such as heartbeat=42, with a cursor of 0 or more`, "berthctl watch"},
+		{"watch cursor twice", nil, []string{"watch", "--after", "heartbeat=1", "--after", "heartbeat=2"},
+			`berthctl: watch: invalid value "heartbeat=2" for flag -after: cursor of heartbeat given twice`, "berthctl watch"},
+		{"watch cursor of a service left out", nil, []string{"watch", "--service", "heartbeat", "--after", "registration=4"},
+			"berthctl: watch: --after registration=4: registration is not watched (see --service)", "berthctl watch"},
+		{"watch type of a service left out", nil, []string{"watch", "--service", "heartbeat", "--type", "approved"},
+			"berthctl: watch: --type approved: approved events come from registration, which is not watched (see --service)", "berthctl watch"},
+		{"watch cursor of a service no type selects", nil, []string{"watch", "--type", "suspect", "--after", "bundles=4"},
+			"berthctl: watch: --after bundles=4: no --type selects bundles events", "berthctl watch"},
+		{"watch bad timeout", nil, []string{"watch", "--timeout", "0s"},
+			`berthctl: invalid timeout "0s" from --timeout: want a positive Go duration such as 30s or 2m`, "berthctl watch"},
 		{"help for unknown command", nil, []string{"help", "nodes", "frob"},
 			`berthctl: help: unknown command "nodes frob"`, "berthctl nodes"},
 	} {
@@ -161,6 +187,15 @@ func TestUsageErrors(t *testing.T) {
 	if calls := fake.received(); len(calls) != 0 {
 		t.Errorf("usage errors reached the server: %v", calls)
 	}
+}
+
+// manyNodes returns n --node flags.
+func manyNodes(n int) []string {
+	var args []string
+	for i := range n {
+		args = append(args, "--node", fmt.Sprintf("n-%d", i))
+	}
+	return args
 }
 
 func TestHelp(t *testing.T) {

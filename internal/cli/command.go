@@ -28,6 +28,9 @@ type command struct {
 	subs  []*command
 	// unavailable marks a planned command that is not built yet.
 	unavailable bool
+	// follows marks a command that runs until interrupted (watch): the
+	// default --timeout does not bound it, only one given explicitly.
+	follows bool
 }
 
 // action runs a parsed leaf command with its positional arguments.
@@ -39,17 +42,9 @@ func commandTree() *command {
 		name: "berthctl",
 		help: "berthctl manages berth nodes and bootstrap tokens through the registration\n" +
 			"service's admin API, and nodes' configuration bundles through the bundles\n" +
-			"service's, over mutual TLS with an admin certificate.",
+			"service's, over mutual TLS with an admin certificate. It shows node health\n" +
+			"from the heartbeat service and follows the events of all three services.",
 		subs: []*command{nodesCommand(), tokensCommand(), bundlesCommand(), watchCommand()},
-	}
-}
-
-func watchCommand() *command {
-	return &command{
-		name:        "watch",
-		summary:     "Follow node lifecycle and health events (not available yet)",
-		help:        "Print node lifecycle and health events as they happen, resuming from a cursor.\nNot available yet in this version of berthctl.",
-		unavailable: true,
 	}
 }
 
@@ -123,8 +118,11 @@ func (c Config) dispatch(ctx context.Context, cmd *command, path, args []string,
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, set.timeout)
-	defer cancel()
+	if !cmd.follows || set.timeoutSet {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, set.timeout)
+		defer cancel()
+	}
 	s := &session{cfg: c, set: set, path: path}
 	defer s.close()
 	return act(ctx, s, pos)

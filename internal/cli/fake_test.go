@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/client/watch"
 	"github.com/berth-dev/berth/internal/cli"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -33,6 +35,8 @@ type fakeAdmin struct {
 	createToken      func(context.Context, *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error)
 	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
+	// events, when set, serves WatchNodeEvents.
+	events *eventLog[*berthv1.LifecycleEvent]
 
 	recorder
 }
@@ -109,6 +113,11 @@ func (f *fakeAdmin) RevokeToken(ctx context.Context, r *berthv1.RevokeTokenReque
 	return handle(ctx, &f.recorder, "RevokeToken", r, f.revokeToken)
 }
 
+func (f *fakeAdmin) WatchNodeEvents(r *berthv1.WatchNodeEventsRequest, s berthv1.NodeAdminService_WatchNodeEventsServer) error {
+	return handleStream(&f.recorder, "WatchNodeEvents", r, f.events, s.Context(), lifecycleQuery(r.GetFilter()),
+		func(e *berthv1.LifecycleEvent) error { return s.Send(&berthv1.WatchNodeEventsResponse{Event: e}) })
+}
+
 // fakeBundles is a BundleAdminService whose answers are function fields. It
 // records every request it receives. Set the fields before start.
 type fakeBundles struct {
@@ -119,6 +128,8 @@ type fakeBundles struct {
 	listBundleHistory func(context.Context, *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error)
 	approveBundle     func(context.Context, *berthv1.ApproveBundleRequest) (*berthv1.ApproveBundleResponse, error)
 	resetBundle       func(context.Context, *berthv1.ResetBundleRequest) (*berthv1.ResetBundleResponse, error)
+	// events, when set, serves WatchBundleEvents.
+	events *eventLog[*berthv1.LifecycleEvent]
 
 	recorder
 }
@@ -145,39 +156,119 @@ func (f *fakeBundles) ResetBundle(ctx context.Context, r *berthv1.ResetBundleReq
 	return handle(ctx, &f.recorder, "ResetBundle", r, f.resetBundle)
 }
 
+func (f *fakeBundles) WatchBundleEvents(r *berthv1.WatchBundleEventsRequest, s berthv1.BundleAdminService_WatchBundleEventsServer) error {
+	return handleStream(&f.recorder, "WatchBundleEvents", r, f.events, s.Context(), lifecycleQuery(r.GetFilter()),
+		func(e *berthv1.LifecycleEvent) error { return s.Send(&berthv1.WatchBundleEventsResponse{Event: e}) })
+}
+
+// fakeHeartbeat is a HeartbeatAdminService whose answers are function
+// fields, and whose health event log is events. It records every request
+// it receives. Set the fields before start.
+type fakeHeartbeat struct {
+	berthv1.UnimplementedHeartbeatAdminServiceServer
+
+	getNodeHealth  func(context.Context, *berthv1.GetNodeHealthRequest) (*berthv1.GetNodeHealthResponse, error)
+	listNodeHealth func(context.Context, *berthv1.ListNodeHealthRequest) (*berthv1.ListNodeHealthResponse, error)
+	events         *eventLog[*berthv1.HealthEvent]
+
+	recorder
+}
+
+var _ berthv1.HeartbeatAdminServiceServer = (*fakeHeartbeat)(nil)
+
+// neverBeat is a heartbeat service that never heard from any node.
+func neverBeat() *fakeHeartbeat {
+	return &fakeHeartbeat{
+		getNodeHealth: func(context.Context, *berthv1.GetNodeHealthRequest) (*berthv1.GetNodeHealthResponse, error) {
+			return nil, status.Error(codes.NotFound, "no beat was ever received from this node")
+		},
+		listNodeHealth: func(context.Context, *berthv1.ListNodeHealthRequest) (*berthv1.ListNodeHealthResponse, error) {
+			return &berthv1.ListNodeHealthResponse{}, nil
+		},
+	}
+}
+
+func (f *fakeHeartbeat) GetNodeHealth(ctx context.Context, r *berthv1.GetNodeHealthRequest) (*berthv1.GetNodeHealthResponse, error) {
+	return handle(ctx, &f.recorder, "GetNodeHealth", r, f.getNodeHealth)
+}
+
+func (f *fakeHeartbeat) ListNodeHealth(ctx context.Context, r *berthv1.ListNodeHealthRequest) (*berthv1.ListNodeHealthResponse, error) {
+	return handle(ctx, &f.recorder, "ListNodeHealth", r, f.listNodeHealth)
+}
+
+func (f *fakeHeartbeat) WatchHealth(r *berthv1.WatchHealthRequest, s berthv1.HeartbeatAdminService_WatchHealthServer) error {
+	q := eventQuery{After: r.GetAfterCursor(), FromNow: r.GetFromNow(), NodeIDs: r.GetNodeIds()}
+	for _, t := range r.GetTypes() {
+		q.Types = append(q.Types, t.String())
+	}
+	return handleStream(&f.recorder, "WatchHealth", r, f.events, s.Context(), q,
+		func(e *berthv1.HealthEvent) error { return s.Send(&berthv1.WatchHealthResponse{Event: e}) })
+}
+
+// handleStream records a watch request and serves it from log, or fails
+// with Unimplemented when there is no log.
+func handleStream[E cursored](f *recorder, method string, req proto.Message, log *eventLog[E], ctx context.Context, q eventQuery, send func(E) error) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, call{method: method, req: proto.Clone(req)})
+	f.mu.Unlock()
+	if log == nil {
+		return status.Errorf(codes.Unimplemented, "fake: %s not set", method)
+	}
+	return log.serve(ctx, q, send)
+}
+
 // adminPolicy lets only admin identities call the admin services, as the
-// registration and bundles services do.
+// registration, bundles and heartbeat services do.
 func adminPolicy() rpc.Policy {
 	p := rpc.Policy{}
-	for _, d := range []grpc.ServiceDesc{berthv1.NodeAdminService_ServiceDesc, berthv1.BundleAdminService_ServiceDesc} {
+	for _, d := range []grpc.ServiceDesc{
+		berthv1.NodeAdminService_ServiceDesc, berthv1.BundleAdminService_ServiceDesc, berthv1.HeartbeatAdminService_ServiceDesc,
+	} {
 		for _, m := range d.Methods {
 			p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
+		}
+		for _, st := range d.Streams {
+			p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
 		}
 	}
 	return p
 }
 
 // harness is a fake NodeAdminService, and optionally a fake
-// BundleAdminService, served by the real rpc server over a loopback TLS
-// listener, and the environment that points berthctl at it.
+// BundleAdminService and HeartbeatAdminService, served by the real rpc
+// server over a loopback TLS listener, and the environment that points
+// berthctl at it.
 type harness struct {
-	t       *testing.T
-	pki     *testPKI
-	fake    *fakeAdmin
-	bundles *fakeBundles
-	addr    string
-	env     map[string]string
+	t         *testing.T
+	pki       *testPKI
+	fake      *fakeAdmin
+	bundles   *fakeBundles
+	heartbeat *fakeHeartbeat
+	addr      string
+	env       map[string]string
 }
 
-// start serves fake with the certificates of pki.
+// start serves fake with the certificates of pki, and a heartbeat service
+// that never heard from any node.
 func start(t *testing.T, pki *testPKI, fake *fakeAdmin) *harness {
 	t.Helper()
 	return startAll(t, pki, fake, nil)
 }
 
 // startAll serves fake and, unless nil, bundles on one address, as berthd
-// dev and berthd serve --role all do. A nil fake serves only bundles.
+// dev and berthd serve --role all do, with a heartbeat service that never
+// heard from any node. A nil fake serves only bundles.
 func startAll(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles) *harness {
+	t.Helper()
+	var hb *fakeHeartbeat
+	if fake != nil {
+		hb = neverBeat()
+	}
+	return startServers(t, pki, fake, bundles, hb)
+}
+
+// startServers serves the fakes that are not nil on one address.
+func startServers(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles, hb *fakeHeartbeat) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -196,10 +287,13 @@ func startAll(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles)
 	if bundles != nil {
 		berthv1.RegisterBundleAdminServiceServer(srv.Server, bundles)
 	}
+	if hb != nil {
+		berthv1.RegisterHeartbeatAdminServiceServer(srv.Server, hb)
+	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	addr := lis.Addr().String()
-	return &harness{t: t, pki: pki, fake: fake, bundles: bundles, addr: addr, env: map[string]string{
+	return &harness{t: t, pki: pki, fake: fake, bundles: bundles, heartbeat: hb, addr: addr, env: map[string]string{
 		"BERTH_SERVER": addr,
 		"BERTH_CA":     pki.caFile,
 		"BERTH_CERT":   pki.adminCert,
@@ -226,13 +320,20 @@ func (h *harness) run(args ...string) result {
 func runEnv(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := cli.Config{
-		Getenv: func(k string) string { return env[k] },
-		Stdout: &stdout,
-		Stderr: &stderr,
-		Now:    func() time.Time { return testNow },
-	}.Run(t.Context(), args)
+	code := testConfig(env, &stdout, &stderr).Run(t.Context(), args)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// testConfig is berthctl with env as its whole environment, the test clock
+// and quick reconnections.
+func testConfig(env map[string]string, stdout, stderr io.Writer) cli.Config {
+	return cli.Config{
+		Getenv:       func(k string) string { return env[k] },
+		Stdout:       stdout,
+		Stderr:       stderr,
+		Now:          func() time.Time { return testNow },
+		WatchBackoff: watch.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond},
+	}
 }
 
 // withEnv returns a copy of the harness environment with changes applied

@@ -37,7 +37,7 @@ func (s *setting) Set(v string) error {
 
 // globals are the flags every command accepts, on every level of the tree.
 type globals struct {
-	output, server, bundlesServer, ca, cert, key, timeout setting
+	output, server, bundlesServer, heartbeatServer, ca, cert, key, timeout setting
 }
 
 // globalSpec describes one global flag: its names, its variable and help.
@@ -76,6 +76,7 @@ func globalSpecs() []globalSpec {
 		{[]string{"o", "output"}, "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *setting { return &g.output }},
 		{[]string{"server"}, "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *setting { return &g.server }},
 		{[]string{"bundles-server"}, "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *setting { return &g.bundlesServer }},
+		{[]string{"heartbeat-server"}, "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *setting { return &g.heartbeatServer }},
 		{[]string{"ca"}, "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *setting { return &g.ca }},
 		{[]string{"cert"}, "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *setting { return &g.cert }},
 		{[]string{"key"}, "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *setting { return &g.key }},
@@ -100,7 +101,13 @@ type settings struct {
 	// else BERTH_BUNDLES_SERVER, else server, which is right wherever one
 	// process serves every role (berthd dev, berthd serve --role all).
 	bundlesServer string
-	timeout       time.Duration
+	// heartbeatServer is the heartbeat service's address, found the same
+	// way: --heartbeat-server, BERTH_HEARTBEAT_SERVER, else server.
+	heartbeatServer string
+	timeout         time.Duration
+	// timeoutSet says --timeout or BERTH_TIMEOUT was given, which bounds
+	// even a command that otherwise runs until interrupted (watch).
+	timeoutSet bool
 	// sources name where each connection setting came from, for messages.
 	sources map[string]string
 }
@@ -133,6 +140,10 @@ func (g *globals) resolve(getenv func(string) string, path []string) (settings, 
 	if set.bundlesServer == "" {
 		set.bundlesServer, sources["BERTH_BUNDLES_SERVER"] = set.server, sources["BERTH_SERVER"]
 	}
+	set.heartbeatServer = values["BERTH_HEARTBEAT_SERVER"]
+	if set.heartbeatServer == "" {
+		set.heartbeatServer, sources["BERTH_HEARTBEAT_SERVER"] = set.server, sources["BERTH_SERVER"]
+	}
 	switch set.output {
 	case "":
 		set.output = formatTable
@@ -145,7 +156,7 @@ func (g *globals) resolve(getenv func(string) string, path []string) (settings, 
 		if err != nil || d <= 0 {
 			return set, usagef(path, "invalid timeout %q from %s: want a positive Go duration such as 30s or 2m", v, sources["BERTH_TIMEOUT"])
 		}
-		set.timeout = d
+		set.timeout, set.timeoutSet = d, true
 	}
 	return set, nil
 }
@@ -154,21 +165,28 @@ func (g *globals) resolve(getenv func(string) string, path []string) (settings, 
 // reaching the registration service, naming both the flag and the variable
 // of each.
 func (s settings) missingConnection() string {
-	return s.missing(true, false)
+	return s.missing(need{registration: true})
 }
 
+// need says which services a command connects to.
+type need struct{ registration, bundles, heartbeat bool }
+
 // missing lists the connection settings that are not set for reaching the
-// registration service (registration) and the bundles service (bundles).
-// The bundles address falls back to --server, so when both are unset the
-// message asks for --server, which serves both in a single-process
-// deployment, unless only the bundles service is needed.
-func (s settings) missing(registration, bundles bool) string {
+// services of n. The bundles and heartbeat addresses fall back to
+// --server, so when that is unset the message asks for --server, which
+// serves every service in a single-process deployment, unless only one of
+// those two services is needed.
+func (s settings) missing(n need) string {
 	var missing []string
+	noBundles := n.bundles && s.bundlesServer == ""
+	noHeartbeat := n.heartbeat && s.heartbeatServer == ""
 	switch {
-	case registration && s.server == "":
+	case n.registration && s.server == "", noBundles && noHeartbeat:
 		missing = append(missing, "--server or BERTH_SERVER")
-	case bundles && s.bundlesServer == "":
+	case noBundles:
 		missing = append(missing, "--bundles-server or BERTH_BUNDLES_SERVER (or --server or BERTH_SERVER)")
+	case noHeartbeat:
+		missing = append(missing, "--heartbeat-server or BERTH_HEARTBEAT_SERVER (or --server or BERTH_SERVER)")
 	}
 	have := map[string]string{"BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
 	for _, spec := range globalSpecs() {

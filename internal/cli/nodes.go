@@ -49,6 +49,9 @@ type nodeJSON struct {
 	CertNotAfter       string            `json:"cert_not_after"`
 	CertificatesIssued int64             `json:"certificates_issued"`
 	Health             string            `json:"health"`
+	LastSeen           string            `json:"last_seen"`
+	BootID             string            `json:"boot_id"`
+	ReportedStatus     string            `json:"reported_status"`
 	Labels             map[string]string `json:"labels"`
 	MACs               []string          `json:"macs"`
 	Serial             string            `json:"serial"`
@@ -59,7 +62,8 @@ type nodeJSON struct {
 	TokenID            string            `json:"token_id"`
 }
 
-func nodeView(n *berthv1.Node) nodeJSON {
+// nodeView is n in the JSON contract, with its health h (nil: unknown).
+func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	v := nodeJSON{
 		ID:                 n.GetId(),
 		Status:             statusName(n.GetStatus()),
@@ -69,7 +73,10 @@ func nodeView(n *berthv1.Node) nodeJSON {
 		CertNotBefore:      rfc3339(n.GetCertNotBefore()),
 		CertNotAfter:       rfc3339(n.GetCertNotAfter()),
 		CertificatesIssued: n.GetCertificatesIssued(),
-		Health:             nodeHealth(n),
+		Health:             healthState(h),
+		LastSeen:           rfc3339(h.GetLastSeen()),
+		BootID:             h.GetBootId(),
+		ReportedStatus:     reportedStatus(h),
 		Labels:             n.GetLabels(),
 		MACs:               n.GetFacts().GetMacs(),
 		Serial:             n.GetFacts().GetSerial(),
@@ -112,7 +119,7 @@ func setupNodesList(fs *flag.FlagSet) action {
 		if err != nil {
 			return s.callError("list nodes", err)
 		}
-		return s.printNodes(nodes)
+		return s.printNodes(nodes, s.listHealth(ctx, nodes))
 	}
 }
 
@@ -149,10 +156,10 @@ func listNodes(ctx context.Context, c berthv1.NodeAdminServiceClient, req *berth
 	}
 }
 
-func (s *session) printNodes(nodes []*berthv1.Node) error {
+func (s *session) printNodes(nodes []*berthv1.Node, health map[string]*berthv1.NodeHealth) error {
 	views := make([]nodeJSON, len(nodes))
 	for i, n := range nodes {
-		views[i] = nodeView(n)
+		views[i] = nodeView(n, health[n.GetId()])
 	}
 	now := s.cfg.Now()
 	return s.emit(views, func(w io.Writer) {
@@ -160,12 +167,12 @@ func (s *session) printNodes(nodes []*berthv1.Node) error {
 			fmt.Fprintln(w, "No nodes found.")
 			return
 		}
-		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tHEALTH\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
-		for _, n := range nodes {
-			v := nodeView(n)
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
+		for i, n := range nodes {
+			v := views[i]
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
 				v.ID, v.Status, dash(v.Hostname), dash(v.HardwareUUID), v.Health,
-				relTime(n.GetCertNotAfter(), now), v.CertificatesIssued,
+				relTime(health[n.GetId()].GetLastSeen(), now), relTime(n.GetCertNotAfter(), now), v.CertificatesIssued,
 				strings.TrimSuffix(relTime(n.GetCreatedAt(), now), " ago"), dash(formatLabels(v.Labels)))
 		}
 	})
@@ -184,19 +191,23 @@ func setupNodesGet(*flag.FlagSet) action {
 		if err != nil {
 			return s.callError("get node "+args[0], err)
 		}
-		return s.printNode(resp.GetNode())
+		return s.printNode(resp.GetNode(), s.nodeHealth(ctx, args[0]))
 	}
 }
 
-// printNode prints one node: a JSON object, or a two-column table.
-func (s *session) printNode(n *berthv1.Node) error {
-	v := nodeView(n)
+// printNode prints one node and its health: a JSON object, or a
+// two-column table.
+func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
+	v := nodeView(n, h)
 	now := s.cfg.Now()
 	return s.emit(v, func(w io.Writer) {
 		rows := [][2]string{
 			{"ID", v.ID},
 			{"Status", v.Status},
 			{"Health", v.Health},
+			{"Last seen", humanTime(h.GetLastSeen(), now)},
+			{"Boot ID", dash(v.BootID)},
+			{"Reported status", dash(v.ReportedStatus)},
 			{"Hostname", dash(v.Hostname)},
 			{"Hardware UUID", dash(v.HardwareUUID)},
 			{"MACs", dash(strings.Join(v.MACs, ", "))},
@@ -282,7 +293,8 @@ func (s *session) runNodeOp(ctx context.Context, op nodeOp, args []string, reaso
 	if err != nil {
 		return s.callError(op.verb+" node "+id, err)
 	}
-	v := nodeView(n)
+	// The change does not touch liveness, which is not looked up here.
+	v := nodeView(n, nil)
 	return s.emit(v, func(w io.Writer) {
 		fmt.Fprintf(w, "%s node %s%s; status %s.\n", op.done, id, hostSuffix(v.Hostname), v.Status)
 	})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -94,6 +96,48 @@ func pagedNodes(nodes []*berthv1.Node) func(context.Context, *berthv1.ListNodesR
 	}
 }
 
+// Sample health, at fixed offsets from testNow.
+func healthApproved() *berthv1.NodeHealth {
+	return &berthv1.NodeHealth{
+		NodeId: "n-7f3a9c", State: berthv1.LivenessState_LIVENESS_STATE_HEALTHY,
+		StateSince: ts(testNow.Add(-3 * time.Hour)), LastSeen: ts(testNow.Add(-4 * time.Second)),
+		BootId: "b7e1c3d2", Status: berthv1.ReportedStatus_REPORTED_STATUS_UP, Sequence: 1080,
+	}
+}
+
+func healthRevoked() *berthv1.NodeHealth {
+	return &berthv1.NodeHealth{
+		NodeId: "n-0c1e3a", State: berthv1.LivenessState_LIVENESS_STATE_UNREACHABLE,
+		StateSince: ts(testNow.Add(-5 * time.Minute)), LastSeen: ts(testNow.Add(-6 * time.Minute)),
+		BootId: "0a9f", Status: berthv1.ReportedStatus_REPORTED_STATUS_DEGRADED, Sequence: 7,
+	}
+}
+
+// healthOf serves the health of the sample nodes that ever beat.
+func healthOf(hs ...*berthv1.NodeHealth) *fakeHeartbeat {
+	byID := map[string]*berthv1.NodeHealth{}
+	for _, h := range hs {
+		byID[h.GetNodeId()] = h
+	}
+	return &fakeHeartbeat{
+		getNodeHealth: func(_ context.Context, r *berthv1.GetNodeHealthRequest) (*berthv1.GetNodeHealthResponse, error) {
+			if h := byID[r.GetNodeId()]; h != nil {
+				return &berthv1.GetNodeHealthResponse{Health: h}, nil
+			}
+			return nil, status.Error(codes.NotFound, "no beat was ever received from this node")
+		},
+		listNodeHealth: func(_ context.Context, r *berthv1.ListNodeHealthRequest) (*berthv1.ListNodeHealthResponse, error) {
+			resp := &berthv1.ListNodeHealthResponse{Cursor: 42}
+			for _, id := range r.GetNodeIds() {
+				if h := byID[id]; h != nil {
+					resp.Nodes = append(resp.Nodes, h)
+				}
+			}
+			return resp, nil
+		},
+	}
+}
+
 func TestNodesList(t *testing.T) {
 	pki := newTestPKI(t)
 	for _, tc := range []struct {
@@ -108,10 +152,15 @@ func TestNodesList(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeAdmin{listNodes: pagedNodes(allNodes())}
-			h := start(t, pki, fake)
+			hb := healthOf(healthApproved(), healthRevoked())
+			h := startServers(t, pki, fake, nil, hb)
 			r := h.run(tc.args...)
 			checkOK(t, r)
 			checkGolden(t, tc.golden, r.stdout)
+			// One batched health call for the nodes listed.
+			checkRequests(t, hb, &berthv1.ListNodeHealthRequest{
+				NodeIds: []string{"n-7f3a9c", "n-2b4d6f", "n-0c1e3a"}, PageSize: 3,
+			})
 			filter := func(token string) *berthv1.ListNodesRequest {
 				return &berthv1.ListNodesRequest{
 					Status:    berthv1.NodeStatus_NODE_STATUS_APPROVED,
@@ -179,22 +228,26 @@ func TestNodesGet(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		node   *berthv1.Node
+		health *fakeHeartbeat
 		args   []string
 		golden string
 	}{
-		{"table", nodeApproved(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_table"},
-		{"json", nodeApproved(), []string{"nodes", "get", "n-7f3a9c", "-o", "json"}, "nodes_get_json"},
-		{"pending table", nodePending(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_pending_table"},
-		{"pending json", nodePending(), []string{"-o", "json", "nodes", "get", "n-7f3a9c"}, "nodes_get_pending_json"},
+		{"table", nodeApproved(), healthOf(healthApproved()), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_table"},
+		{"json", nodeApproved(), healthOf(healthApproved()), []string{"nodes", "get", "n-7f3a9c", "-o", "json"}, "nodes_get_json"},
+		// A node that never beat is NotFound: its health is unknown, with
+		// no warning.
+		{"pending table", nodePending(), healthOf(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_pending_table"},
+		{"pending json", nodePending(), healthOf(), []string{"-o", "json", "nodes", "get", "n-7f3a9c"}, "nodes_get_pending_json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
 				return &berthv1.GetNodeResponse{Node: tc.node}, nil
 			}}
-			r := start(t, pki, fake).run(tc.args...)
+			r := startServers(t, pki, fake, nil, tc.health).run(tc.args...)
 			checkOK(t, r)
 			checkGolden(t, tc.golden, r.stdout)
 			checkRequests(t, fake, &berthv1.GetNodeRequest{Id: "n-7f3a9c"})
+			checkRequests(t, tc.health, &berthv1.GetNodeHealthRequest{NodeId: "n-7f3a9c"})
 		})
 	}
 }
@@ -205,7 +258,7 @@ func TestNodeJSONContract(t *testing.T) {
 	fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
 		return &berthv1.GetNodeResponse{Node: nodeApproved()}, nil
 	}}
-	r := start(t, newTestPKI(t), fake).run("nodes", "get", "n-7f3a9c", "-o", "json")
+	r := startServers(t, newTestPKI(t), fake, nil, healthOf(healthApproved())).run("nodes", "get", "n-7f3a9c", "-o", "json")
 	checkOK(t, r)
 	var got map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
@@ -219,7 +272,9 @@ func TestNodeJSONContract(t *testing.T) {
 		"cert_serial":         "5f3a2c1b0e9d8c7b",
 		"cert_not_after":      "2026-12-18T12:00:00Z",
 		"certificates_issued": float64(1),
-		"health":              "unknown",
+		"health":              "healthy",
+		"last_seen":           "2026-11-21T11:59:56Z",
+		"boot_id":             "b7e1c3d2",
 		"labels":              map[string]any{"rack": "r1", "role": "hypervisor"},
 		"macs":                []any{"52:54:00:12:34:56", "52:54:00:12:34:57"},
 		"serial":              "CZ1234ABC",

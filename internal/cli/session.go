@@ -26,7 +26,11 @@ type session struct {
 	conns   map[string]*grpc.ClientConn // by address
 	admin   berthv1.NodeAdminServiceClient
 	bundles berthv1.BundleAdminServiceClient
+	health  berthv1.HeartbeatAdminServiceClient
 	leaf    *x509.Certificate
+
+	// warnedHealth says the heartbeat service's failure was reported.
+	warnedHealth bool
 }
 
 func (s *session) json() bool { return s.set.output == formatJSON }
@@ -74,7 +78,7 @@ func (s *session) bundleAdmin() (berthv1.BundleAdminServiceClient, error) {
 	if s.bundles != nil {
 		return s.bundles, nil
 	}
-	if missing := s.set.missing(false, true); missing != "" {
+	if missing := s.set.missing(need{bundles: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
 	conn, err := s.dial(s.set.bundlesServer)
@@ -83,6 +87,23 @@ func (s *session) bundleAdmin() (berthv1.BundleAdminServiceClient, error) {
 	}
 	s.bundles = berthv1.NewBundleAdminServiceClient(conn)
 	return s.bundles, nil
+}
+
+// heartbeatAdmin connects to the heartbeat service on first use, sharing a
+// connection with the other services at the same address.
+func (s *session) heartbeatAdmin() (berthv1.HeartbeatAdminServiceClient, error) {
+	if s.health != nil {
+		return s.health, nil
+	}
+	if missing := s.set.missing(need{heartbeat: true}); missing != "" {
+		return nil, usagef(s.path, "missing connection settings: set %s", missing)
+	}
+	conn, err := s.dial(s.set.heartbeatServer)
+	if err != nil {
+		return nil, err
+	}
+	s.health = berthv1.NewHeartbeatAdminServiceClient(conn)
+	return s.health, nil
 }
 
 // dial returns the connection to addr, opening it on first use with the
@@ -147,18 +168,39 @@ func (s *session) callError(what string, err error) error {
 // a deployment that runs its services apart, reached through the default.
 func (s *session) bundleCallError(what string, err error) error {
 	if status.Code(err) == codes.Unimplemented {
-		src := s.set.sources["BERTH_BUNDLES_SERVER"]
-		hint := fmt.Sprintf("check %s", src)
-		if src != "--bundles-server" && src != "BERTH_BUNDLES_SERVER" {
-			hint = fmt.Sprintf("the address comes from %s; set --bundles-server or BERTH_BUNDLES_SERVER", src)
-		}
-		return fmt.Errorf("%s: %s has no bundles service (%s)", what, s.set.bundlesServer, hint)
+		return fmt.Errorf("%s: %s has no bundles service (%s)", what, s.set.bundlesServer, s.addressHint("BERTH_BUNDLES_SERVER", "--bundles-server"))
 	}
 	return s.callErrorAt(s.set.bundlesServer, what, err)
 }
 
+// heartbeatCallError is callError for a call to the heartbeat service,
+// explaining a server that has no heartbeat service as bundleCallError
+// does for bundles.
+func (s *session) heartbeatCallError(what string, err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		return fmt.Errorf("%s: %s has no heartbeat service (%s)", what, s.set.heartbeatServer, s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"))
+	}
+	return s.callErrorAt(s.set.heartbeatServer, what, err)
+}
+
+// addressHint tells where a service's address came from: its own flag or
+// variable ("check --heartbeat-server") or the --server default.
+func (s *session) addressHint(env, flag string) string {
+	src := s.set.sources[env]
+	if src == flag || src == env {
+		return "check " + src
+	}
+	return fmt.Sprintf("the address comes from %s; set %s or %s", src, flag, env)
+}
+
 // callErrorAt is callError for a call to the server at addr.
 func (s *session) callErrorAt(addr, what string, err error) error {
+	return fmt.Errorf("%s: %s", what, s.statusMessage(addr, err))
+}
+
+// statusMessage is the server's message of a failed call to addr, with what
+// an operator needs when the cause is on their side of the wire.
+func (s *session) statusMessage(addr string, err error) string {
 	st := status.Convert(err)
 	msg := st.Message()
 	switch st.Code() {
@@ -181,7 +223,7 @@ func (s *session) callErrorAt(addr, what string, err error) error {
 			msg += " (" + hint + ")"
 		}
 	}
-	return fmt.Errorf("%s: %s", what, msg)
+	return msg
 }
 
 // notAdminHint explains a refusal caused by presenting a certificate that is
