@@ -36,27 +36,34 @@ func startDev(t *testing.T, extra ...string) deployment {
 	return deployment{env: readEnvFile(t, envFile), dataDir: dir}
 }
 
-// startServe runs berthd init, then the CA and the registration service as
-// separate processes sharing one PostgreSQL database.
+// hbFlags make heartbeats fast enough for a test to see a node go silent.
+var hbFlags = []string{"--heartbeat-interval", "1s", "--heartbeat-grace", "4s"}
+
+// startServe runs berthd init, then the CA, the bundle store, the heartbeat
+// service and the registration service as separate processes sharing one
+// PostgreSQL database.
 func startServe(t *testing.T, extra ...string) deployment {
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
 	mustRun(t, nil, "berthd", "init", "--dir", pkiDir)
 	dsn := pgtest.NewDatabase(t)
-	caAddr, regAddr, bundlesAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	caAddr, regAddr, bundlesAddr, hbAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, nil, "berthd", append([]string{"serve", "--role", "ca", "--listen", caAddr,
 		"--metrics-listen", "", "--pki-dir", pkiDir, "--db", dsn}, extra...)...)
 	// The other services take their settings from the environment, as they
 	// do in containers.
 	env := []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN="}
 	start(t, env, "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
-	start(t, append(env, "BERTH_BUNDLES_ADDR="+bundlesAddr), "berthd", "serve", "--role", "registration", "--listen", regAddr)
-	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "registration": regAddr} {
+	start(t, env, "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
+	start(t, append(env, "BERTH_BUNDLES_ADDR="+bundlesAddr, "BERTH_ADVERTISE_HEARTBEAT="+hbAddr),
+		"berthd", "serve", "--role", "registration", "--listen", regAddr)
+	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "heartbeat": hbAddr, "registration": regAddr} {
 		waitFor(t, name+" healthy", 30*time.Second, healthy(t, addr, pkiDir))
 	}
 	return deployment{dsn: dsn, env: []string{
 		"BERTH_SERVER=" + regAddr,
 		"BERTH_BUNDLES_SERVER=" + bundlesAddr,
+		"BERTH_HEARTBEAT_SERVER=" + hbAddr,
 		"BERTH_CA=" + filepath.Join(pkiDir, "ca.crt"),
 		"BERTH_CERT=" + filepath.Join(pkiDir, "admin.crt"),
 		"BERTH_KEY=" + filepath.Join(pkiDir, "admin.key"),

@@ -532,7 +532,10 @@ func (p *project) bootHostNode(token string) bootResult {
 		"--identity", "seed", "--seed-file", seed, "--hardware-uuid", uuid,
 		"--hostname", fmt.Sprintf("host-node-%02d", p.hostNode), "--cmdline", filepath.Join(dir, "no-cmdline"),
 		"--cert-dir", filepath.Join(dir, "run"), "--root", filepath.Join(dir, "root"),
-		"--once", "--output", "json", "--wait", "60s")
+		// This node sits on the host, outside the compose network, where the
+		// heartbeat address nodes are given (heartbeat:8443) does not
+		// resolve; the demo agent inside the network heartbeats.
+		"--once", "--no-heartbeat", "--output", "json", "--wait", "60s")
 	cmd.Env = os.Environ()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
