@@ -39,9 +39,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: store and service benchmarks (Resume latency, flat with 100k nodes)
+## bench: the power-restore load harness (bench/run.sh): a throwaway PostgreSQL,
+## the four services as separate processes, berth-loadgen ceiling, register,
+## storm and heartbeat (BENCH_NODES=2000, BENCH_HB_NODES...); writes bench-results.json
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/store/regstore/ ./services/registration/
+	GO=$(GO) bench/run.sh
 
 clean:
 	rm -rf $(BIN) $(DATA_DIR)

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# make bench: the power-restore load harness, end to end on this machine.
+#
+# Builds berthd and berth-loadgen, starts a throwaway PostgreSQL and the four
+# services as separate processes on it (berthd serve --role ca, bundles,
+# heartbeat, registration), then runs
+#
+#   berth-loadgen ceiling     full mTLS handshakes/s between two bare processes
+#   berth-loadgen register    BENCH_NODES fresh nodes boot at once
+#   berth-loadgen storm       the same nodes boot again at once (power restore)
+#   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
+#
+# prints one table with the storm's boots/s as a share of the ceiling and the
+# targets, writes every result to BENCH_OUT (a JSON array) and stops
+# everything it started, whatever happens.
+#
+# Settings (environment):
+#   BENCH_NODES             nodes of register and storm (2000)
+#   BENCH_HB_NODES          nodes of heartbeat (BENCH_NODES)
+#   BENCH_HB_INTERVAL       heartbeat interval set for the run (5s)
+#   BENCH_HB_DURATION       how long the connected nodes beat (30s)
+#   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
+#   BENCH_CONCURRENCY       boots in flight at most (256)
+#   BENCH_SCENARIOS         which to run ("ceiling register storm heartbeat")
+#   BENCH_OUT               results file (bench-results.json)
+#   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
+#   BENCH_PG_OPTS           server settings of the throwaway cluster
+#                           ("-c fsync=off -c synchronous_commit=off")
+#   BENCH_KEEP=1            keep the work directory (logs, PKI) afterwards
+#   GO                      the go command (go)
+#
+# The Go benchmarks of the store and of Resume stay available with
+#   go test -run '^$' -bench . -benchtime 2s ./internal/store/regstore/ ./services/registration/
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+BENCH_NODES=${BENCH_NODES:-2000}
+BENCH_HB_NODES=${BENCH_HB_NODES:-$BENCH_NODES}
+BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
+BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
+BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
+BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register storm heartbeat}
+BENCH_OUT=${BENCH_OUT:-bench-results.json}
+BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
+BENCH_DB=${BENCH_DB:-}
+BENCH_KEEP=${BENCH_KEEP:-}
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# berthd reads every BERTH_<FLAG> variable; a berthctl environment in the
+# caller's shell must not reach the servers.
+for v in $(compgen -e | grep '^BERTH_' || true); do unset "$v"; done
+
+# 10,000 connections at once need descriptors, in the servers as well.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+say "file descriptor limit $(ulimit -n)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+chmod 755 "$work"
+mkdir -p "$work/bin" "$work/logs"
+pids=()
+declare -A role_pid
+pg_ctl_cmd=()
+failed=0
+
+# shellcheck disable=SC2317 # run by the trap
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then
+		"${pg_ctl_cmd[@]}" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+	if [ -n "$BENCH_KEEP" ] || [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
+		say "work directory kept: $work (server logs in $work/logs)"
+	else
+		rm -rf "$work"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+used_ports=" "
+free_port() {
+	local p
+	for _ in $(seq 500); do
+		p=$((20000 + RANDOM % 40000))
+		case "$used_ports" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports="$used_ports$p "
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+say "building berthd and berth-loadgen"
+CGO_ENABLED=0 "$GO" build -trimpath -o "$work/bin/" ./cmd/berthd ./cmd/berth-loadgen
+berthd="$work/bin/berthd"
+loadgen="$work/bin/berth-loadgen"
+
+# ---- PostgreSQL ----
+if [ -z "$BENCH_DB" ]; then
+	pgbin=${BENCH_PG_BIN:-}
+	if [ -z "$pgbin" ]; then
+		if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then
+			pgbin=$(pg_config --bindir)
+		else
+			for d in /usr/lib/postgresql/*/bin; do
+				[ -x "$d/initdb" ] && pgbin=$d
+			done
+		fi
+	fi
+	if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+		die "no PostgreSQL server binaries (initdb); install postgresql or set BENCH_DB"
+	fi
+	as_pg() { "$@"; }
+	mkdir -p "$work/pg"
+	if [ "$(id -u)" -eq 0 ]; then
+		# initdb refuses to run as root.
+		chown postgres: "$work/pg"
+		as_pg() { (cd / && runuser -u postgres -- "$@"); }
+	fi
+	pgport=$(free_port)
+	say "starting a throwaway PostgreSQL on 127.0.0.1:$pgport ($BENCH_PG_OPTS)"
+	as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres --no-sync -E UTF8 >"$work/logs/initdb.log" 2>&1 ||
+		die "initdb failed: $(tail -n 5 "$work/logs/initdb.log")"
+	pg_ctl_cmd=(as_pg "$pgbin/pg_ctl" -D "$work/pg/data")
+	"${pg_ctl_cmd[@]}" -l "$work/pg/postgres.log" \
+		-o "-p $pgport -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200 $BENCH_PG_OPTS" -w start >/dev/null ||
+		die "PostgreSQL did not start: $(tail -n 5 "$work/pg/postgres.log")"
+	BENCH_DB="postgres://postgres@127.0.0.1:$pgport/postgres?sslmode=disable"
+fi
+
+# ---- berth: PKI and the four services, each its own process ----
+"$berthd" init --dir "$work/pki" >"$work/logs/init.log"
+ca_port=$(free_port)
+bundles_port=$(free_port)
+heartbeat_port=$(free_port)
+registration_port=$(free_port)
+
+serve() {
+	local role=$1 port=$2
+	shift 2
+	"$berthd" serve --role "$role" --pki-dir "$work/pki" --db "$BENCH_DB" \
+		--listen "127.0.0.1:$port" --metrics-listen "" --log-level warn "$@" \
+		>"$work/logs/$role.log" 2>&1 &
+	pids+=("$!")
+	role_pid[$role]=$!
+	for _ in $(seq 150); do
+		if "$berthd" health --addr "127.0.0.1:$port" --pki-dir "$work/pki" --as "$role" >/dev/null 2>&1; then
+			say "berthd serve --role $role: 127.0.0.1:$port (pid $!)"
+			return 0
+		fi
+		kill -0 "$!" 2>/dev/null || die "berthd serve --role $role exited: $(tail -n 5 "$work/logs/$role.log")"
+		sleep 0.2
+	done
+	die "berthd serve --role $role is not healthy after 30 s: $(tail -n 5 "$work/logs/$role.log")"
+}
+# The CA first: the others dial it.
+serve ca "$ca_port"
+serve bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
+serve heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port"
+serve registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
+	--bundles-addr "127.0.0.1:$bundles_port" \
+	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
+
+# How berth-loadgen reaches them: as berthctl would, with the admin
+# certificate of the PKI.
+lg() {
+	BERTH_SERVER="127.0.0.1:$registration_port" \
+		BERTH_BUNDLES_SERVER="127.0.0.1:$bundles_port" \
+		BERTH_HEARTBEAT_SERVER="127.0.0.1:$heartbeat_port" \
+		BERTH_CA_SERVER="127.0.0.1:$ca_port" \
+		BERTH_CA="$work/pki/ca.crt" BERTH_CERT="$work/pki/admin.crt" BERTH_KEY="$work/pki/admin.key" \
+		BERTH_SERVER_PIDS="ca=${role_pid[ca]},bundles=${role_pid[bundles]},heartbeat=${role_pid[heartbeat]},registration=${role_pid[registration]}" \
+		"$loadgen" "$@"
+}
+
+results="$work/results.json"
+: >"$results"
+step() {
+	local name=$1
+	shift
+	say "---- $name: berth-loadgen $name $*"
+	if ! lg "$name" "$@" -o json >>"$results"; then
+		say "$name FAILED"
+		failed=1
+	fi
+}
+seed="bench-$(date +%s)"
+for s in $BENCH_SCENARIOS; do
+	case "$s" in
+	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
+	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	heartbeat)
+		step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
+			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION"
+		;;
+	*) die "unknown scenario $s in BENCH_SCENARIOS" ;;
+	esac
+done
+
+echo
+"$loadgen" report --out "$BENCH_OUT" "$results"
+echo
+say "results written to $BENCH_OUT"
+for role in ca bundles heartbeat registration; do
+	if [ -s "$work/logs/$role.log" ] && grep -q 'level=ERROR' "$work/logs/$role.log"; then
+		say "$role logged errors: $(grep -c 'level=ERROR' "$work/logs/$role.log") lines, e.g. $(grep -m 1 'level=ERROR' "$work/logs/$role.log")"
+	fi
+done
+exit "$failed"

@@ -1,0 +1,203 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/pki"
+)
+
+func TestMain(m *testing.M) {
+	// TestCeiling starts this test binary again as the ceiling's server.
+	MaybeCeilingServer()
+	os.Exit(m.Run())
+}
+
+// startDev runs every service in this process on SQLite, as berthd dev
+// does, with a one-second heartbeat interval, and returns how to reach it.
+func startDev(t *testing.T) Conn {
+	t.Helper()
+	dir := t.TempDir()
+	layout, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(dir, "pki")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, daemon.Config{
+			Role: daemon.RoleAll, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DataDir: dir,
+			HeartbeatInterval: time.Second, ShutdownTimeout: 5 * time.Second,
+			Ready: func(a string) { ready <- a },
+		})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("daemon ended early: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	return Conn{Server: addr, CAFile: layout.RootPath(), CertFile: layout.AdminCertPath(), KeyFile: layout.AdminKeyPath()}
+}
+
+// TestScenarios keeps the harness from rotting: five nodes register, then
+// storm (every boot resumes with its bundle and a heartbeat, and no
+// certificate is issued), then beat for a few intervals.
+func TestScenarios(t *testing.T) {
+	conn := startDev(t)
+	run := func(t *testing.T, c Config) *Result {
+		t.Helper()
+		c.Nodes, c.Conn, c.TempDir, c.Seed = 5, conn, t.TempDir(), "smoke"
+		c.ServerProcs = []Proc{{Name: "self", PID: os.Getpid()}}
+		c.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
+		res, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Scenario, err)
+		}
+		if res.OK != 5 || len(res.Errors) != 0 {
+			t.Fatalf("%s: ok %d of 5, errors %v %v", c.Scenario, res.OK, res.Errors, res.ErrorSamples)
+		}
+		if res.ServerPeakRSSMB == nil || *res.ServerPeakRSSMB <= 0 {
+			t.Errorf("%s: server_peak_rss_mb = %v", c.Scenario, res.ServerPeakRSSMB)
+		}
+		return res
+	}
+	certs := func(r *Result) int64 {
+		if r.CertsIssued == nil {
+			t.Fatalf("%s: certs_issued unknown: %v", r.Scenario, r.Notes)
+		}
+		return *r.CertsIssued
+	}
+
+	reg := run(t, Config{Scenario: ScenarioRegister})
+	if got := certs(reg); got != 5 {
+		t.Errorf("register issued %d certificates, want 5", got)
+	}
+	if reg.Actions[agent.ActionRegistered] != 5 || reg.HeartbeatsAcked != 5 {
+		t.Errorf("register: actions %v, heartbeats acked %d", reg.Actions, reg.HeartbeatsAcked)
+	}
+	if _, err := Run(context.Background(), Config{Scenario: ScenarioRegister, Nodes: 5, Conn: conn, TempDir: t.TempDir(), Seed: "smoke"}); err == nil {
+		t.Error("register of registered nodes without --reset did not fail")
+	}
+
+	storm := run(t, Config{Scenario: ScenarioStorm})
+	if got := certs(storm); got != 0 {
+		t.Errorf("storm issued %d certificates, want 0", got)
+	}
+	if storm.Actions[agent.ActionResumed] != 5 || storm.BundlesApplied != 5 || storm.HeartbeatsAcked != 5 || storm.Renewed != 0 {
+		t.Errorf("storm: actions %v, bundles applied %d, heartbeats acked %d, renewed %d",
+			storm.Actions, storm.BundlesApplied, storm.HeartbeatsAcked, storm.Renewed)
+	}
+	if storm.ThroughputPerS <= 0 || storm.P99Ms <= 0 || storm.MaxMs < storm.P50Ms {
+		t.Errorf("storm figures: %+v", storm)
+	}
+
+	hb := run(t, Config{Scenario: ScenarioHeartbeat, Duration: 2500 * time.Millisecond, Interval: time.Second})
+	if got := certs(hb); got != 0 {
+		t.Errorf("heartbeat issued %d certificates, want 0", got)
+	}
+	if hb.IntervalS != 1 || hb.BeatsAcked < 5*2 || hb.BeatsAcked != hb.BeatsSent {
+		t.Errorf("heartbeat: interval %g s, beats sent %d, acked %d", hb.IntervalS, hb.BeatsSent, hb.BeatsAcked)
+	}
+	if hb.UnreachableEvents == nil || *hb.UnreachableEvents != 0 {
+		t.Errorf("heartbeat: unreachable events %v", hb.UnreachableEvents)
+	}
+}
+
+func TestCeiling(t *testing.T) {
+	res, err := Ceiling(context.Background(), CeilingConfig{Duration: time.Second, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Handshakes == 0 || res.HandshakesPerS <= 0 || len(res.Errors) != 0 || res.KeyExchange == "" {
+		t.Fatalf("ceiling: %+v", res)
+	}
+}
+
+func TestErrorClass(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"status", status.Error(codes.ResourceExhausted, "slow down"), "ResourceExhausted"},
+		{"wrapped status", fmt.Errorf("heartbeat: %w", status.Error(codes.Aborted, "replaced")), "Aborted"},
+		{"agent rpc error text", errors.New("resume: node is gone (NotFound)"), "NotFound"},
+		{"pending", fmt.Errorf("node x is %w after 1s", agent.ErrPending), classPending},
+		{"denied", fmt.Errorf("x: %w", agent.ErrDenied), "PermissionDenied"},
+		{"gave up", errors.New("registration server 127.0.0.1:1 unreachable for 2m0s: connect to 127.0.0.1:1: refused"), "Unavailable"},
+		{"deadline", context.DeadlineExceeded, "DeadlineExceeded"},
+		{"other", errors.New("disk full"), classUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errorClass(tt.err); got != tt.want {
+				t.Errorf("errorClass(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	got := summarize(ds)
+	if want := (latencies{P50: 50, P90: 90, P99: 99, Max: 100}); got != want {
+		t.Errorf("summarize = %+v, want %+v", got, want)
+	}
+	if got := summarize(nil); got != (latencies{}) {
+		t.Errorf("summarize(nil) = %+v", got)
+	}
+}
+
+func TestParseProcs(t *testing.T) {
+	got, err := ParseProcs(" ca=10, 11 ,registration=12,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Proc{{"ca", 10}, {"11", 11}, {"registration", 12}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ParseProcs = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"ca=", "x", "ca=-1"} {
+		if _, err := ParseProcs(bad); err == nil {
+			t.Errorf("ParseProcs(%q) did not fail", bad)
+		}
+	}
+}
+
+func TestFleetIsStable(t *testing.T) {
+	a, _ := newFleet("s")
+	b, _ := newFleet("s")
+	c, _ := newFleet("t")
+	na, nb, nc := a.node(7, "/x"), b.node(7, "/x"), c.node(7, "/x")
+	if na.uuid != nb.uuid || string(na.seed) != string(nb.seed) || na.mac != nb.mac || a.tag != b.tag {
+		t.Error("the same seed gave different nodes")
+	}
+	if na.uuid == nc.uuid || string(na.seed) == string(nc.seed) || a.tag == c.tag {
+		t.Error("different seeds gave the same node")
+	}
+	if na.hostname != "load-000007" {
+		t.Errorf("hostname %q", na.hostname)
+	}
+}

@@ -1,0 +1,288 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteText prints a result for people.
+func WriteText(w io.Writer, r *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	fmt.Fprintf(tw, "%s of %d nodes (seed %q, concurrency %d)\n", r.Scenario, r.Nodes, r.Seed, r.Concurrency)
+	lat := fmt.Sprintf("p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms", r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	if r.Scenario == ScenarioHeartbeat {
+		row("ok", "%d of %d kept beating for %.1f s (all connected in %.1f s)", r.OK, r.Nodes, r.ElapsedS, r.ConnectS)
+		row("errors", "%s", errorText(r.Errors))
+		row("throughput", "%.1f beats/s acknowledged (%d of %d beats sent; fleet interval %g s)", r.ThroughputPerS, r.BeatsAcked, r.BeatsSent, r.IntervalS)
+		row("latency", "%s (beat to acknowledgement)", lat)
+		if r.SuspectEvents != nil && r.UnreachableEvents != nil {
+			row("health events", "%d suspect, %d unreachable", *r.SuspectEvents, *r.UnreachableEvents)
+		}
+	} else {
+		row("ok", "%d of %d", r.OK, r.Nodes)
+		row("errors", "%s", errorText(r.Errors))
+		row("throughput", "%.1f boots/s; all done in %.2f s", r.ThroughputPerS, r.ElapsedS)
+		row("latency", "%s (one boot)", lat)
+	}
+	if r.CertsIssued != nil {
+		row("certificates", "%d issued during the timed phase", *r.CertsIssued)
+	} else {
+		row("certificates", "unknown")
+	}
+	var agents []string
+	for _, k := range sortedKeys(r.Actions) {
+		agents = append(agents, fmt.Sprintf("%s %d", k, r.Actions[k]))
+	}
+	agents = append(agents, fmt.Sprintf("given a new certificate %d", r.Renewed))
+	if r.Scenario != ScenarioHeartbeat {
+		applied := fmt.Sprintf("bundles applied %d", r.BundlesApplied)
+		if len(r.BundleSources) > 0 {
+			var src []string
+			for _, k := range sortedKeys(r.BundleSources) {
+				src = append(src, fmt.Sprintf("%s %d", k, r.BundleSources[k]))
+			}
+			applied += " (" + strings.Join(src, ", ") + ")"
+		}
+		agents = append(agents, applied, fmt.Sprintf("heartbeats acked %d", r.HeartbeatsAcked))
+	}
+	row("agents", "%s", strings.Join(agents, ", "))
+	if r.ServerPeakRSSMB != nil {
+		var each []string
+		for _, k := range sortedKeys(r.ServerRSSMB) {
+			each = append(each, fmt.Sprintf("%s %.1f", k, r.ServerRSSMB[k]))
+		}
+		row("server peak RSS", "%.1f MB (%s)", *r.ServerPeakRSSMB, strings.Join(each, ", "))
+	} else {
+		row("server peak RSS", "not measured (give --server-pids)")
+	}
+	row("load generator", "peak RSS %.1f MB, fd limit %d, setup (untimed) %.1f s", r.LoadgenPeakRSSMB, r.FDLimit, r.SetupS)
+	for _, k := range sortedKeys(r.ErrorSamples) {
+		row("  e.g. "+k, "%s", r.ErrorSamples[k])
+	}
+	for _, n := range r.Notes {
+		row("note", "%s", n)
+	}
+	return tw.Flush()
+}
+
+// WriteCeilingText prints a ceiling result for people.
+func WriteCeilingText(w io.Writer, r *CeilingResult) error {
+	_, err := fmt.Fprintf(w, "ceiling: %.1f full mTLS handshakes/s (%d in parallel on %d cores, %s, p50 %.1f ms, p99 %.1f ms, %d handshakes in %.1f s, errors: %s)\n",
+		r.HandshakesPerS, r.Parallel, r.Cores, r.KeyExchange, r.P50Ms, r.P99Ms, r.Handshakes, r.ElapsedS, errorText(r.Errors))
+	if err == nil && r.CPUMsPerHandshake > 0 {
+		_, err = fmt.Fprintf(w, "  CPU per handshake, both ends: %.3f ms; all cores busy would make %.1f handshakes/s\n", r.CPUMsPerHandshake, r.CPUBoundPerS)
+	}
+	return err
+}
+
+func errorText(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ReadResults reads JSON results: objects one after the other (as
+// -o json prints them, one per run) or arrays of them.
+func ReadResults(r io.Reader) ([]map[string]any, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var out []map[string]any
+	for {
+		var v any
+		if err := dec.Decode(&v); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			out = append(out, v)
+		case []any:
+			for _, e := range v {
+				if m, ok := e.(map[string]any); ok {
+					out = append(out, m)
+				}
+			}
+		}
+	}
+}
+
+// Targets of the issue "The power-restore storm", at the sizes it states.
+const (
+	targetStormNodes     = 10_000
+	targetRegisterNodes  = 10_000
+	targetHeartbeatNodes = 20_000
+	targetStormP99Ms     = 5000
+	targetCeilingShare   = 0.25
+)
+
+// Report prints the results as one table, with the storm's and the
+// registration's boots per second as a share of the handshake ceiling and
+// the issue's targets next to what was measured. It adds the ratios to the
+// results and returns a summary object for the JSON array.
+func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tnodes\tok\terrors\trate/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcerts\tserver RSS MB\t")
+	var ceiling, cpuBound float64
+	byName := map[string]map[string]any{}
+	for _, r := range results {
+		name := str(r["scenario"])
+		if name != ScenarioCeiling && !slices.Contains(Scenarios, name) {
+			continue // an earlier summary
+		}
+		byName[name] = r
+		if name == ScenarioCeiling {
+			ceiling, cpuBound = num(r["handshakes_per_s"]), num(r["cpu_bound_handshakes_per_s"])
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t\n", name, errCount(r), f1(r["handshakes_per_s"]), f1(r["p50_ms"]), f1(r["p99_ms"]), f1(r["max_ms"]))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, intText(r["nodes"]), intText(r["ok"]), errCount(r),
+			f1(r["throughput_per_s"]), f1(r["p50_ms"]), f1(r["p90_ms"]), f1(r["p99_ms"]), f1(r["max_ms"]), intText(r["certs_issued"]), f1(r["server_peak_rss_mb"]))
+	}
+	if err := tw.Flush(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(w, "\nrate/s: ceiling = full mTLS handshakes/s; register, storm = boots/s; heartbeat = acknowledged beats/s.")
+
+	summary := map[string]any{"scenario": "summary", "ceiling_handshakes_per_s": ceiling}
+	if cpuBound > 0 {
+		summary["ceiling_cpu_bound_handshakes_per_s"] = cpuBound
+	}
+	var checks []map[string]any
+	check := func(name, target, measured string, met bool, note string) {
+		c := map[string]any{"target": name, "want": target, "measured": measured, "met": met}
+		if note != "" {
+			c["note"] = note
+		}
+		checks = append(checks, c)
+	}
+	sizeNote := func(r map[string]any, want int) string {
+		if n := int(num(r["nodes"])); n != want {
+			return fmt.Sprintf("measured with %d nodes; the target is for %d", n, want)
+		}
+		return ""
+	}
+	for _, name := range []string{ScenarioRegister, ScenarioStorm} {
+		r := byName[name]
+		if r == nil || ceiling <= 0 {
+			continue
+		}
+		ratio := round(num(r["throughput_per_s"])/ceiling, 3)
+		r["ceiling_ratio"] = ratio
+		summary[name+"_boots_per_ceiling_handshake"] = ratio
+		if cpuBound > 0 {
+			summary[name+"_boots_per_cpu_bound_handshake"] = round(num(r["throughput_per_s"])/cpuBound, 3)
+		}
+	}
+	if r := byName[ScenarioStorm]; r != nil {
+		note := sizeNote(r, targetStormNodes)
+		check("storm: no errors", "0", errCount(r), errCount(r) == "0", note)
+		check("storm: no new certificates", "0", intText(r["certs_issued"]), intText(r["certs_issued"]) == "0", note)
+		if ceiling > 0 {
+			ratio := num(r["ceiling_ratio"])
+			check("storm: boots/s vs the handshake ceiling", fmt.Sprintf(">= %.2f", targetCeilingShare), fmt.Sprintf("%.3f", ratio), ratio >= targetCeilingShare, note)
+		}
+		check("storm: p99 boot latency", fmt.Sprintf("< %d ms", targetStormP99Ms), f1(r["p99_ms"]), num(r["p99_ms"]) < targetStormP99Ms, note)
+	}
+	if r := byName[ScenarioRegister]; r != nil {
+		check("register: every node registered", intText(r["nodes"]), intText(r["ok"]), errCount(r) == "0" && num(r["ok"]) == num(r["nodes"]), sizeNote(r, targetRegisterNodes))
+	}
+	if r := byName[ScenarioHeartbeat]; r != nil {
+		note := sizeNote(r, targetHeartbeatNodes)
+		if iv := num(r["interval_s"]); iv != 5 {
+			note = strings.TrimPrefix(note+fmt.Sprintf("; interval %g s (the target is at 5 s)", iv), "; ")
+		}
+		check("heartbeat: no unreachable events", "0", intText(r["unreachable_events"]), intText(r["unreachable_events"]) == "0", note)
+		check("heartbeat: every node kept beating", intText(r["nodes"]), intText(r["ok"]), errCount(r) == "0" && num(r["ok"]) == num(r["nodes"]), note)
+	}
+	summary["targets"] = checks
+	if len(checks) > 0 {
+		fmt.Fprintln(w, "\ntargets (reported, not asserted):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, c := range checks {
+			met := "met"
+			if c["met"] != true {
+				met = "NOT MET"
+			}
+			note, _ := c["note"].(string)
+			fmt.Fprintf(tw, "  %s\twant %s\tmeasured %s\t%s\t%s\n", c["target"], c["want"], c["measured"], met, note)
+		}
+		if err := tw.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range []string{ScenarioRegister, ScenarioStorm} {
+		if v, ok := summary[name+"_boots_per_ceiling_handshake"]; ok {
+			fmt.Fprintf(w, "%s: %.3f boots/s per handshake/s of the ceiling", name, v)
+			if b, ok := summary[name+"_boots_per_cpu_bound_handshake"]; ok {
+				fmt.Fprintf(w, " (%.3f of the CPU-bound %.1f/s)", b, cpuBound)
+			}
+			fmt.Fprintln(w, "; a boot makes two full handshakes: registration, then heartbeat")
+		}
+	}
+	fmt.Fprintln(w, "not measured here: storm latency with 100,000 registered nodes against 1,000 (register 100,000 with one seed, then storm a subset: berth-loadgen storm --nodes 1000).")
+	return summary, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// num reads a JSON number; 0 when absent or null.
+func num(v any) float64 {
+	switch v := v.(type) {
+	case json.Number:
+		f, _ := v.Float64()
+		return f
+	case float64:
+		return v
+	case int:
+		return float64(v)
+	}
+	return 0
+}
+
+func f1(v any) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", num(v))
+}
+
+func intText(v any) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", num(v))
+}
+
+// errCount sums a result's errors object.
+func errCount(r map[string]any) string {
+	m, _ := r["errors"].(map[string]any)
+	var n float64
+	for _, v := range m {
+		n += num(v)
+	}
+	return fmt.Sprintf("%.0f", n)
+}
