@@ -222,7 +222,7 @@ func TestWatchBundleEventsRetention(t *testing.T) {
 	}
 	kept := watchEvents(t, admin, nil).next(t, 1)[0]
 	err := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: evs[0].GetCursor()}).err(t)
-	wantStatus(t, err, codes.OutOfRange, fmt.Sprintf("cursor %d is older than the oldest kept event %d", evs[0].GetCursor(), kept.GetCursor()))
+	wantStatus(t, err, codes.OutOfRange, fmt.Sprintf("after_cursor %d is older than the oldest event kept; the oldest cursor available is %d", evs[0].GetCursor(), kept.GetCursor()))
 	err = watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: kept.GetCursor() + 1}).err(t)
 	wantCode(t, err, codes.OutOfRange)
 }

@@ -35,8 +35,8 @@ const (
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
 	msgWatchClosing     = "registration service is shutting down; watch again after the last cursor received"
-	msgCursorGone       = "cursor %d is older than the oldest kept event %d"
-	msgCursorAhead      = "cursor %d is ahead of the newest event %d"
+	msgCursorGone       = "after_cursor %d is older than the oldest event kept; the oldest cursor available is %d"
+	msgCursorAhead      = "after_cursor %d is ahead of the event log, whose newest cursor is %d"
 	msgDeadline         = "deadline exceeded"
 	msgInternal         = "internal error"
 )

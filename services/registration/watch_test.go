@@ -277,7 +277,7 @@ func TestWatchNodeEventsRetention(t *testing.T) {
 		}
 
 		err := watchEvents(t, e.admin, &berthv1.LifecycleFilter{AfterCursor: evs[2].GetCursor()}).err(t)
-		want := fmt.Sprintf("cursor %d is older than the oldest kept event %d", evs[2].GetCursor(), newest.GetCursor())
+		want := fmt.Sprintf("after_cursor %d is older than the oldest event kept; the oldest cursor available is %d", evs[2].GetCursor(), newest.GetCursor())
 		if status.Code(err) != codes.OutOfRange || status.Convert(err).Message() != want {
 			t.Errorf("stale cursor: %v, want OutOfRange %q", err, want)
 		}
