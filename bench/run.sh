@@ -27,6 +27,9 @@
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
 #                           ("-c fsync=off -c synchronous_commit=off")
 #   BENCH_KEEP=1            keep the work directory (logs, PKI) afterwards
+#   BENCH_PRELOAD           synthetic registered nodes inserted before the
+#                           scenarios (0), so that the storm runs against a
+#                           large registry: compare p50/p99 with and without
 #   GO                      the go command (go)
 #
 # The Go benchmarks of the store and of Resume stay available with
@@ -47,6 +50,7 @@ BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
 BENCH_KEEP=${BENCH_KEEP:-}
+BENCH_PRELOAD=${BENCH_PRELOAD:-0}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -175,6 +179,26 @@ serve heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port"
 serve registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
 	--bundles-addr "127.0.0.1:$bundles_port" \
 	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
+
+# Synthetic nodes fill the registry's index the way a large fleet would.
+# They are approved and hold a certificate record, so nothing about them is
+# ever signed; no loadgen node collides with them (other keys, IDs and UUIDs).
+if [ "$BENCH_PRELOAD" -gt 0 ]; then
+	psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)
+	[ -n "$psql" ] || die "BENCH_PRELOAD needs psql"
+	say "preloading $BENCH_PRELOAD synthetic registered nodes"
+	"$psql" -q -v ON_ERROR_STOP=1 "$BENCH_DB" >/dev/null <<SQL || die "preload failed"
+INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+	bundle_kem, bundle_key, csr, token_id, replacement_allowed, cert_serial, cert_not_before,
+	cert_not_after, cert_chain, certificates_issued, created_at, updated_at)
+SELECT 'preload' || lpad(g::text, 12, '0'), 'approved', sha256(('berth-preload-' || g)::bytea),
+	'fffffff0-0000-4000-8000-' || lpad(g::text, 12, '0'), '{}', 'pre-' || g, '', '{}',
+	25722, '\\x00', '\\x00', 'preload0', false, lpad(to_hex(g), 16, '0'), now(),
+	now() + interval '30 days', ARRAY['\\x00'::bytea], 1, now(), now()
+FROM generate_series(1, $BENCH_PRELOAD) AS g;
+ANALYZE reg_nodes;
+SQL
+fi
 
 # How berth-loadgen reaches them: as berthctl would, with the admin
 # certificate of the PKI.
