@@ -248,6 +248,7 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 		// Flushes must come at least twice per interval so that the single
 		// decider, reading last-seen times from the store, is never fooled.
 		FlushPeriod: min(health.DefaultFlushPeriod, interval/2),
+		MaxBeatRate: c.HeartbeatMaxRate,
 		IsRevoked:   revoked.NodeRevoked,
 		Logger:      c.Logger,
 	})

@@ -57,6 +57,10 @@ type Config struct {
 	// HeartbeatInterval and HeartbeatGrace are the fleet defaults (10 s and
 	// 40 s); an admin can change them at run time.
 	HeartbeatInterval, HeartbeatGrace time.Duration
+	// HeartbeatMaxRate is the beats per second the heartbeat tier should
+	// receive in total; above it the fleet's timings are stretched. 0
+	// never stretches them.
+	HeartbeatMaxRate float64
 	// CertLifetime of node certificates.
 	CertLifetime time.Duration
 	// Bundle store settings.

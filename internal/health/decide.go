@@ -12,7 +12,9 @@ import (
 // Decide takes or renews the decider lease and, while this replica holds
 // it, declares silent nodes suspect (no beat for two intervals) or
 // unreachable (no beat for the grace period), from the last-seen times in
-// the store. Run calls it every DecidePeriod.
+// the store. It also stretches the fleet's timings while the fleet would
+// beat faster than Config.MaxBeatRate (see adjustLoad). Run calls it every
+// DecidePeriod.
 //
 // It declares nobody silent for a full grace period after taking the
 // lease, as nodes may still be reconnecting after a restart; and for two
@@ -44,6 +46,8 @@ func (c *Core) Decide(ctx context.Context) error {
 		c.log.Info("took the decider role; declaring nobody silent for a grace period", "until", c.holdUntil)
 	}
 	c.retain(ctx, now)
+	c.adjustLoad(ctx, now)
+	t = c.decisionTimings(now)
 	if now.Before(c.holdUntil) {
 		return nil
 	}

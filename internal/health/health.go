@@ -47,6 +47,9 @@ const (
 	DefaultRevocationCheck  = 5 * time.Second
 	DefaultRetention        = 7 * 24 * time.Hour
 	DefaultMaxPendingEvents = 100_000
+	// DefaultMaxBeatRate is the usual Config.MaxBeatRate; the core itself
+	// defaults to none.
+	DefaultMaxBeatRate = 10_000
 )
 
 // retentionPeriod is how often the decider deletes old events.
@@ -61,6 +64,8 @@ const (
 	attrReplica = "replica"
 	attrError   = "error"
 	attrCount   = "count"
+
+	attrLoadFactor = "load_factor"
 )
 
 // Config holds the core's dependencies and timings.
@@ -94,6 +99,11 @@ type Config struct {
 	// MaxPendingEvents bounds the events kept in memory while the store is
 	// unreachable (DefaultMaxPendingEvents); beyond it the oldest are lost.
 	MaxPendingEvents int
+	// MaxBeatRate is the number of beats per second the heartbeat tier
+	// should receive in total, from all nodes. When the live nodes would
+	// beat faster at the base interval, the decider stretches every node's
+	// timings by a load factor until they do not; 0 never stretches them.
+	MaxBeatRate float64
 	// IsRevoked, if set, is asked when a node connects and every
 	// RevocationCheck for every connected node. It must be cheap (a lookup
 	// in memory): it is called for each node.

@@ -18,10 +18,18 @@ const (
 // Timings are a heartbeat interval and grace period.
 type Timings = hbstore.Timings
 
-// Settings are the fleet's timings in force and the configured defaults.
+// Settings are the fleet's timings: the base ones (set by an admin, or the
+// defaults) and, under overload, those in force, stretched by the load
+// factor.
 type Settings struct {
+	// Current are the base timings, as last set.
 	Current  Timings
 	Defaults Timings
+	// LoadFactor is the stretch the decider applies to Current while the
+	// fleet would beat faster than Config.MaxBeatRate; 1 otherwise.
+	LoadFactor float64
+	// Effective are the timings in force: Current × LoadFactor.
+	Effective Timings
 }
 
 // defaults returns the configured timings.
@@ -37,10 +45,16 @@ func (c *Core) resolve(t Timings) Timings {
 	return t
 }
 
-// currentTimings returns the timings in force, as last loaded.
+// baseTimings returns the base timings of s, without the stretch.
+func (c *Core) baseTimings(s *hbstore.Settings) Timings {
+	return c.resolve(Timings{Interval: s.Interval, Grace: s.Grace})
+}
+
+// currentTimings returns the timings in force, as last loaded: the base
+// ones stretched by the load factor.
 func (c *Core) currentTimings() Timings {
 	s := c.settings.Load()
-	return c.resolve(Timings{Interval: s.Interval, Grace: s.Grace})
+	return stretch(c.baseTimings(s), stretchOf(s))
 }
 
 // decisionTimings returns the timings the decider applies at now: the
@@ -48,7 +62,7 @@ func (c *Core) currentTimings() Timings {
 // beating at the previous interval.
 func (c *Core) decisionTimings(now time.Time) Timings {
 	s := c.settings.Load()
-	cur := c.resolve(Timings{Interval: s.Interval, Grace: s.Grace})
+	cur := stretch(c.baseTimings(s), stretchOf(s))
 	if s.ChangedAt.IsZero() {
 		return cur
 	}
@@ -71,10 +85,13 @@ func jittered(nodeID string, interval time.Duration) time.Duration {
 	return (interval - time.Duration(fnv1a(nodeID)%spread)).Truncate(time.Millisecond)
 }
 
-// Settings returns the timings in force, as last loaded from the store, and
-// the defaults.
+// Settings returns the base timings, the load factor and the timings in
+// force, as last loaded from the store, and the defaults.
 func (c *Core) Settings() Settings {
-	return Settings{Current: c.currentTimings(), Defaults: c.defaults()}
+	s := c.settings.Load()
+	f := stretchOf(s)
+	base := c.baseTimings(s)
+	return Settings{Current: base, Defaults: c.defaults(), LoadFactor: f, Effective: stretch(base, f)}
 }
 
 // RefreshSettings loads the fleet settings from the store, where any
@@ -93,16 +110,16 @@ func (c *Core) applySettings(s hbstore.Settings) {
 	old := c.currentTimings()
 	c.settings.Store(&s)
 	if now := c.currentTimings(); now.Interval != old.Interval {
-		c.log.Info("heartbeat interval changed", "interval", now.Interval, "grace", now.Grace)
+		c.log.Info("heartbeat interval changed", "interval", now.Interval, "grace", now.Grace, attrLoadFactor, stretchOf(&s))
 		c.forSessions((*Session).notifyChanged)
 	}
 }
 
-// SetSettings changes the fleet's timings for every replica. A zero
-// interval restores the defaults; a zero grace scales the default grace
-// with the interval. The interval must be between max(1s, 2×FlushPeriod)
-// and an hour (ErrInterval); the grace more than two intervals and at most
-// a day (ErrGrace).
+// SetSettings changes the fleet's base timings for every replica; the load
+// factor still applies to them. A zero interval restores the defaults; a
+// zero grace scales the default grace with the interval. The interval must
+// be between max(1s, 2×FlushPeriod) and an hour (ErrInterval); the grace
+// more than two intervals and at most a day (ErrGrace).
 func (c *Core) SetSettings(ctx context.Context, t Timings) (Settings, error) {
 	resolved := t
 	if resolved.Interval == 0 {
@@ -117,7 +134,8 @@ func (c *Core) SetSettings(ctx context.Context, t Timings) (Settings, error) {
 	if resolved.Grace <= 2*resolved.Interval || resolved.Grace > maxGrace {
 		return Settings{}, ErrGrace
 	}
-	stored := hbstore.Settings{Interval: resolved.Interval, Grace: resolved.Grace, ChangedAt: c.clock.Now()}
+	// The store keeps its stretch; this copy carries the one last loaded.
+	stored := hbstore.Settings{Interval: resolved.Interval, Grace: resolved.Grace, ChangedAt: c.clock.Now(), Stretch: c.settings.Load().Stretch}
 	if t.Interval == 0 && t.Grace == 0 {
 		stored.Interval, stored.Grace = 0, 0 // follow the configured defaults
 	}

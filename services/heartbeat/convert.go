@@ -92,9 +92,12 @@ func eventToProto(e hbstore.Event) *berthv1.HealthEvent {
 
 func settingsToProto(s health.Settings) *berthv1.HeartbeatSettings {
 	return &berthv1.HeartbeatSettings{
-		Interval:        durationpb.New(s.Current.Interval),
-		Grace:           durationpb.New(s.Current.Grace),
-		DefaultInterval: durationpb.New(s.Defaults.Interval),
-		DefaultGrace:    durationpb.New(s.Defaults.Grace),
+		Interval:          durationpb.New(s.Current.Interval),
+		Grace:             durationpb.New(s.Current.Grace),
+		DefaultInterval:   durationpb.New(s.Defaults.Interval),
+		DefaultGrace:      durationpb.New(s.Defaults.Grace),
+		LoadFactor:        s.LoadFactor,
+		EffectiveInterval: durationpb.New(s.Effective.Interval),
+		EffectiveGrace:    durationpb.New(s.Effective.Grace),
 	}
 }

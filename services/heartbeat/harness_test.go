@@ -70,8 +70,9 @@ func newEnv(t testing.TB) *env {
 }
 
 // newEnvOn is newEnv, listening on loopback TCP instead of bufconn when tcp
-// is set (bufconn's 1 MiB pipes would dwarf what a connection costs).
-func newEnvOn(t testing.TB, tcp bool) *env {
+// is set (bufconn's 1 MiB pipes would dwarf what a connection costs), with
+// the service's Config changed by mod.
+func newEnvOn(t testing.TB, tcp bool, mod ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	l, err := pki.Init(ctx, pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
@@ -93,7 +94,7 @@ func newEnvOn(t testing.TB, tcp bool) *env {
 	t.Cleanup(store.Close)
 	e.store = store
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.svc, err = New(Config{
+	cfg := Config{
 		Store:  store,
 		Logger: log,
 		Clock:  e.clock,
@@ -101,7 +102,11 @@ func newEnvOn(t testing.TB, tcp bool) *env {
 			_, ok := e.revoked.Load(id)
 			return ok
 		},
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	e.svc, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

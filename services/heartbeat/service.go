@@ -35,6 +35,10 @@ type Config struct {
 	FlushPeriod time.Duration
 	// Retention is how long health events are kept (7 days).
 	Retention time.Duration
+	// MaxBeatRate is the beats per second all replicas together should
+	// receive; above it the decider stretches the fleet's timings. 0 never
+	// stretches them.
+	MaxBeatRate float64
 	// IsRevoked is asked when a node connects and every few seconds for
 	// every connected node; revoked nodes lose their stream. It must answer
 	// from memory. nil means only Revoked ends streams.
@@ -76,6 +80,7 @@ func New(c Config) (*Service, error) {
 		Grace:       c.Grace,
 		FlushPeriod: c.FlushPeriod,
 		Retention:   c.Retention,
+		MaxBeatRate: c.MaxBeatRate,
 		IsRevoked:   c.IsRevoked,
 		ReplicaID:   c.ReplicaID,
 		Logger:      c.Logger,

@@ -299,6 +299,7 @@ func TestIntervalPushedOnChange(t *testing.T) {
 	want := &berthv1.HeartbeatSettings{
 		Interval: durationpb.New(time.Minute), Grace: durationpb.New(4 * time.Minute),
 		DefaultInterval: durationpb.New(10 * time.Second), DefaultGrace: durationpb.New(40 * time.Second),
+		LoadFactor: 1, EffectiveInterval: durationpb.New(time.Minute), EffectiveGrace: durationpb.New(4 * time.Minute),
 	}
 	if d := cmp.Diff(want, resp.GetSettings(), protocmp.Transform()); d != "" {
 		t.Errorf("settings mismatch (-want +got):\n%s", d)
@@ -326,6 +327,60 @@ func TestIntervalPushedOnChange(t *testing.T) {
 	} {
 		_, err := admin.SetHeartbeatSettings(context.Background(), bad)
 		wantCode(t, err, codes.InvalidArgument)
+	}
+}
+
+// TestIntervalStretchedUnderLoad: three live nodes at 10 s offer 0.3 beats/s
+// to a tier limited to 0.1, so the decider stretches the timings threefold;
+// the stream is told, the settings show it and setting the base keeps it.
+func TestIntervalStretchedUnderLoad(t *testing.T) {
+	e := newEnvOn(t, false, func(c *Config) { c.MaxBeatRate = 0.1 })
+	ctx := context.Background()
+	s, _ := open(t, e.node(t, "node-1"))
+	s.beat()
+	if _, err := e.store.Flush(ctx, []hbstore.Observation{
+		{NodeID: "node-2", LastSeen: t0, BootID: "b", Status: hbstore.StatusUp},
+		{NodeID: "node-3", LastSeen: t0, BootID: "b", Status: hbstore.StatusUp},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.core.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.core.Decide(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := s.s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iv := pushed.GetInterval().AsDuration(); iv > 30*time.Second || iv <= 27*time.Second {
+		t.Errorf("pushed %v, want an interval within a tenth below 30s", pushed)
+	}
+	admin := e.admin(t)
+	want := &berthv1.HeartbeatSettings{
+		Interval: durationpb.New(10 * time.Second), Grace: durationpb.New(40 * time.Second),
+		DefaultInterval: durationpb.New(10 * time.Second), DefaultGrace: durationpb.New(40 * time.Second),
+		LoadFactor: 3, EffectiveInterval: durationpb.New(30 * time.Second), EffectiveGrace: durationpb.New(2 * time.Minute),
+	}
+	got, err := admin.GetHeartbeatSettings(ctx, &berthv1.GetHeartbeatSettingsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, got.GetSettings(), protocmp.Transform()); d != "" {
+		t.Errorf("settings mismatch (-want +got):\n%s", d)
+	}
+	if !strings.Contains(e.logs.String(), "heartbeat load 0.3/s over the limit 0.1/s: fleet interval 10s → 30s") {
+		t.Errorf("no warning logged:\n%s", e.logs.String())
+	}
+	set, err := admin.SetHeartbeatSettings(ctx, &berthv1.SetHeartbeatSettingsRequest{Interval: durationpb.New(20 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Interval, want.Grace = durationpb.New(20*time.Second), durationpb.New(80*time.Second)
+	want.EffectiveInterval, want.EffectiveGrace = durationpb.New(time.Minute), durationpb.New(4*time.Minute)
+	if d := cmp.Diff(want, set.GetSettings(), protocmp.Transform()); d != "" {
+		t.Errorf("settings after setting the base mismatch (-want +got):\n%s", d)
 	}
 }
 

@@ -14,6 +14,8 @@ const service = "heartbeat"
 //	0001 hb_liveness (by node), hb_events (by cursor, indexed by node and
 //	     time), hb_event_log (retention watermark), hb_lease (decider lease)
 //	     and hb_settings (fleet heartbeat timings).
+//	0002 hb_settings.stretch: the load factor the decider applies to the
+//	     timings under overload (default 1).
 //
 //go:embed migrations
 var migrations embed.FS

@@ -365,8 +365,9 @@ func (s *PostgresStore) GetSettings(ctx context.Context) (Settings, error) {
 	var (
 		iv, gr, piv, pgr int64
 		changed          time.Time
+		stretch          float64
 	)
-	err := s.pool.QueryRow(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).Scan(&iv, &gr, &piv, &pgr, &changed)
+	err := s.pool.QueryRow(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).Scan(&iv, &gr, &piv, &pgr, &changed, &stretch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Settings{}, nil
 	}
@@ -377,12 +378,13 @@ func (s *PostgresStore) GetSettings(ctx context.Context) (Settings, error) {
 		Interval: fromDurationMicros(iv), Grace: fromDurationMicros(gr),
 		Previous:  Timings{Interval: fromDurationMicros(piv), Grace: fromDurationMicros(pgr)},
 		ChangedAt: changed.UTC(),
+		Stretch:   stretch,
 	}, nil
 }
 
-// PutSettings stores the settings.
+// PutSettings stores the settings but the stretch, which it keeps.
 func (s *PostgresStore) PutSettings(ctx context.Context, st Settings) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5)
+	_, err := s.pool.Exec(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5, 1)
 		ON CONFLICT (id) DO UPDATE SET interval_us = excluded.interval_us, grace_us = excluded.grace_us,
 			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
 		durationMicros(st.Interval), durationMicros(st.Grace), durationMicros(st.Previous.Interval),
@@ -391,4 +393,27 @@ func (s *PostgresStore) PutSettings(ctx context.Context, st Settings) error {
 		return fmt.Errorf("put settings: %w", err)
 	}
 	return nil
+}
+
+// PutStretch stores the stretch with the previous timings and keeps the
+// base timings.
+func (s *PostgresStore) PutStretch(ctx context.Context, st Settings) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, 0, 0, $1, $2, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET stretch = excluded.stretch,
+			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
+		durationMicros(st.Previous.Interval), durationMicros(st.Previous.Grace), utc(st.ChangedAt), st.Stretch)
+	if err != nil {
+		return fmt.Errorf("put stretch: %w", err)
+	}
+	return nil
+}
+
+// CountLive returns the number of nodes healthy or suspect.
+func (s *PostgresStore) CountLive(ctx context.Context) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM hb_liveness WHERE state IN ($1, $2)`, string(StateHealthy), string(StateSuspect)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count live nodes: %w", err)
+	}
+	return n, nil
 }

@@ -430,12 +430,15 @@ func (s *SQLiteStore) DeleteEventsBefore(ctx context.Context, t time.Time) (int6
 	return n, nil
 }
 
-const settingsColumns = `interval_us, grace_us, prev_interval_us, prev_grace_us, changed_at`
+const settingsColumns = `interval_us, grace_us, prev_interval_us, prev_grace_us, changed_at, stretch`
 
 // GetSettings returns the stored settings, zero if never set.
 func (s *SQLiteStore) GetSettings(ctx context.Context) (Settings, error) {
-	var iv, gr, piv, pgr, changed int64
-	err := s.db.QueryRowContext(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).Scan(&iv, &gr, &piv, &pgr, &changed)
+	var (
+		iv, gr, piv, pgr, changed int64
+		stretch                   float64
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).Scan(&iv, &gr, &piv, &pgr, &changed, &stretch)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Settings{}, nil
 	}
@@ -446,12 +449,13 @@ func (s *SQLiteStore) GetSettings(ctx context.Context) (Settings, error) {
 		Interval: fromDurationMicros(iv), Grace: fromDurationMicros(gr),
 		Previous:  Timings{Interval: fromDurationMicros(piv), Grace: fromDurationMicros(pgr)},
 		ChangedAt: fromMicros(changed),
+		Stretch:   stretch,
 	}, nil
 }
 
-// PutSettings stores the settings.
+// PutSettings stores the settings but the stretch, which it keeps.
 func (s *SQLiteStore) PutSettings(ctx context.Context, st Settings) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, ?, ?, ?, ?, ?, 1)
 		ON CONFLICT (id) DO UPDATE SET interval_us = excluded.interval_us, grace_us = excluded.grace_us,
 			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
 		durationMicros(st.Interval), durationMicros(st.Grace), durationMicros(st.Previous.Interval),
@@ -465,4 +469,27 @@ func (s *SQLiteStore) PutSettings(ctx context.Context, st Settings) error {
 // repeatJoin repeats s n times, comma separated.
 func repeatJoin(s string, n int) string {
 	return strings.TrimSuffix(strings.Repeat(s+", ", n), ", ")
+}
+
+// PutStretch stores the stretch with the previous timings and keeps the
+// base timings.
+func (s *SQLiteStore) PutStretch(ctx context.Context, st Settings) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, 0, 0, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET stretch = excluded.stretch,
+			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
+		durationMicros(st.Previous.Interval), durationMicros(st.Previous.Grace), micros(st.ChangedAt), st.Stretch)
+	if err != nil {
+		return fmt.Errorf("put stretch: %w", err)
+	}
+	return nil
+}
+
+// CountLive returns the number of nodes healthy or suspect.
+func (s *SQLiteStore) CountLive(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM hb_liveness WHERE state IN (?, ?)`, string(StateHealthy), string(StateSuspect)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count live nodes: %w", err)
+	}
+	return n, nil
 }

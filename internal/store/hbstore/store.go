@@ -166,7 +166,9 @@ type EventPage struct {
 }
 
 // Settings are the fleet's heartbeat timings. Zero values mean the
-// service's defaults. The previous values apply too (the longer of the two
+// service's defaults. The timings in force are Interval and Grace (the base
+// an admin sets) times Stretch (the load factor the decider sets under
+// overload). The previous timings in force apply too (the longer of the two
 // wins) until Previous.Grace has passed since ChangedAt, while nodes learn
 // the new interval.
 type Settings struct {
@@ -174,6 +176,8 @@ type Settings struct {
 	Grace     time.Duration
 	Previous  Timings
 	ChangedAt time.Time
+	// Stretch is at least 1 once stored; 0 (never stored) means 1.
+	Stretch float64
 }
 
 // Timings is an interval and a grace period.
@@ -231,8 +235,15 @@ type Store interface {
 
 	// GetSettings returns the stored settings; zero if never set.
 	GetSettings(ctx context.Context) (Settings, error)
-	// PutSettings stores s.
+	// PutSettings stores s but its Stretch: the stored one is kept (1 if
+	// none), as only the decider changes it.
 	PutSettings(ctx context.Context, s Settings) error
+	// PutStretch stores s.Stretch, s.Previous and s.ChangedAt and keeps the
+	// stored Interval and Grace (zero, the defaults, if none), which only an
+	// admin changes.
+	PutStretch(ctx context.Context, s Settings) error
+	// CountLive returns the number of nodes healthy or suspect.
+	CountLive(ctx context.Context) (int, error)
 
 	// Close releases the database.
 	Close()

@@ -1006,18 +1006,26 @@ func (x *WatchHealthResponse) GetEvent() *HealthEvent {
 // every replica.
 type HeartbeatSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// interval is the time between beats before per-node jitter (each node
-	// gets up to a tenth less, so that beats spread out).
+	// interval is the base time between beats, as last set: nodes beat every
+	// effective_interval, less per-node jitter (each node gets up to a tenth
+	// less, so that beats spread out).
 	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
-	// grace is how long a node may be silent before it is unreachable; a
-	// node is suspect after two intervals.
+	// grace is the base time a node may be silent before it is unreachable;
+	// a node is suspect after two effective intervals.
 	Grace *durationpb.Duration `protobuf:"bytes,2,opt,name=grace,proto3" json:"grace,omitempty"`
 	// default_interval and default_grace are the configured values, which
 	// apply when nothing was set.
 	DefaultInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=default_interval,json=defaultInterval,proto3" json:"default_interval,omitempty"`
 	DefaultGrace    *durationpb.Duration `protobuf:"bytes,4,opt,name=default_grace,json=defaultGrace,proto3" json:"default_grace,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// load_factor is at least 1: the service stretches the base timings by it
+	// while the fleet would beat faster than the heartbeat tier's limit.
+	LoadFactor float64 `protobuf:"fixed64,5,opt,name=load_factor,json=loadFactor,proto3" json:"load_factor,omitempty"`
+	// effective_interval and effective_grace are the timings in force: the
+	// base ones times load_factor.
+	EffectiveInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=effective_interval,json=effectiveInterval,proto3" json:"effective_interval,omitempty"`
+	EffectiveGrace    *durationpb.Duration `protobuf:"bytes,7,opt,name=effective_grace,json=effectiveGrace,proto3" json:"effective_grace,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HeartbeatSettings) Reset() {
@@ -1074,6 +1082,27 @@ func (x *HeartbeatSettings) GetDefaultInterval() *durationpb.Duration {
 func (x *HeartbeatSettings) GetDefaultGrace() *durationpb.Duration {
 	if x != nil {
 		return x.DefaultGrace
+	}
+	return nil
+}
+
+func (x *HeartbeatSettings) GetLoadFactor() float64 {
+	if x != nil {
+		return x.LoadFactor
+	}
+	return 0
+}
+
+func (x *HeartbeatSettings) GetEffectiveInterval() *durationpb.Duration {
+	if x != nil {
+		return x.EffectiveInterval
+	}
+	return nil
+}
+
+func (x *HeartbeatSettings) GetEffectiveGrace() *durationpb.Duration {
+	if x != nil {
+		return x.EffectiveGrace
 	}
 	return nil
 }
@@ -1324,12 +1353,16 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\x12/\n" +
 	"\x05types\x18\x04 \x03(\x0e2\x19.berth.v1.HealthEventTypeR\x05types\"B\n" +
 	"\x13WatchHealthResponse\x12+\n" +
-	"\x05event\x18\x01 \x01(\v2\x15.berth.v1.HealthEventR\x05event\"\x81\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.berth.v1.HealthEventR\x05event\"\xb0\x03\n" +
 	"\x11HeartbeatSettings\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12/\n" +
 	"\x05grace\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05grace\x12D\n" +
 	"\x10default_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0fdefaultInterval\x12>\n" +
-	"\rdefault_grace\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fdefaultGrace\"\x1d\n" +
+	"\rdefault_grace\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fdefaultGrace\x12\x1f\n" +
+	"\vload_factor\x18\x05 \x01(\x01R\n" +
+	"loadFactor\x12H\n" +
+	"\x12effective_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11effectiveInterval\x12B\n" +
+	"\x0feffective_grace\x18\a \x01(\v2\x19.google.protobuf.DurationR\x0eeffectiveGrace\"\x1d\n" +
 	"\x1bGetHeartbeatSettingsRequest\"W\n" +
 	"\x1cGetHeartbeatSettingsResponse\x127\n" +
 	"\bsettings\x18\x01 \x01(\v2\x1b.berth.v1.HeartbeatSettingsR\bsettings\"\x85\x01\n" +
@@ -1427,27 +1460,29 @@ var file_berth_v1_heartbeat_proto_depIdxs = []int32{
 	19, // 21: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
 	19, // 22: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
 	19, // 23: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
-	14, // 24: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	19, // 25: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
-	19, // 26: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
-	14, // 27: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	4,  // 28: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	7,  // 29: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
-	9,  // 30: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
-	12, // 31: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
-	15, // 32: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
-	17, // 33: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
-	5,  // 34: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	8,  // 35: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
-	10, // 36: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
-	13, // 37: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
-	16, // 38: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
-	18, // 39: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
-	34, // [34:40] is the sub-list for method output_type
-	28, // [28:34] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 24: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
+	19, // 25: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
+	14, // 26: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	19, // 27: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
+	19, // 28: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
+	14, // 29: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	4,  // 30: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	7,  // 31: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
+	9,  // 32: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
+	12, // 33: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
+	15, // 34: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
+	17, // 35: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
+	5,  // 36: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	8,  // 37: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
+	10, // 38: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
+	13, // 39: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
+	16, // 40: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
+	18, // 41: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
+	36, // [36:42] is the sub-list for method output_type
+	30, // [30:36] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_heartbeat_proto_init() }

@@ -167,8 +167,9 @@ type HeartbeatAdminServiceClient interface {
 	WatchHealth(ctx context.Context, in *WatchHealthRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchHealthResponse], error)
 	// GetHeartbeatSettings returns the fleet's heartbeat interval and grace.
 	GetHeartbeatSettings(ctx context.Context, in *GetHeartbeatSettingsRequest, opts ...grpc.CallOption) (*GetHeartbeatSettingsResponse, error)
-	// SetHeartbeatSettings changes the fleet's heartbeat interval and grace;
-	// every connected node is told its new interval at once.
+	// SetHeartbeatSettings changes the fleet's base heartbeat interval and
+	// grace (the load factor still applies); every connected node is told
+	// its new interval at once.
 	SetHeartbeatSettings(ctx context.Context, in *SetHeartbeatSettingsRequest, opts ...grpc.CallOption) (*SetHeartbeatSettingsResponse, error)
 }
 
@@ -258,8 +259,9 @@ type HeartbeatAdminServiceServer interface {
 	WatchHealth(*WatchHealthRequest, grpc.ServerStreamingServer[WatchHealthResponse]) error
 	// GetHeartbeatSettings returns the fleet's heartbeat interval and grace.
 	GetHeartbeatSettings(context.Context, *GetHeartbeatSettingsRequest) (*GetHeartbeatSettingsResponse, error)
-	// SetHeartbeatSettings changes the fleet's heartbeat interval and grace;
-	// every connected node is told its new interval at once.
+	// SetHeartbeatSettings changes the fleet's base heartbeat interval and
+	// grace (the load factor still applies); every connected node is told
+	// its new interval at once.
 	SetHeartbeatSettings(context.Context, *SetHeartbeatSettingsRequest) (*SetHeartbeatSettingsResponse, error)
 	mustEmbedUnimplementedHeartbeatAdminServiceServer()
 }

@@ -36,6 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) hbstore.Store) {
 		{"ReadEventsPagesAndFilters", testReadEvents},
 		{"Retention", testRetention},
 		{"Settings", testSettings},
+		{"StretchKeepsBaseSettings", testStretch},
+		{"CountLive", testCountLive},
 		{"ConcurrentAppendsFollowedByCursor", testConcurrentAppends},
 	}
 	for _, tt := range tests {
@@ -534,6 +536,7 @@ func testSettings(t *testing.T, s hbstore.Store) {
 		Interval: 30 * time.Second, Grace: 2 * time.Minute,
 		Previous:  hbstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
 		ChangedAt: stored(t0),
+		Stretch:   1,
 	}
 	for range 2 {
 		in := want
@@ -547,5 +550,69 @@ func testSettings(t *testing.T, s hbstore.Store) {
 		}
 		diff(t, "settings", want, got)
 		want.Interval = 20 * time.Second
+	}
+}
+
+func testStretch(t *testing.T, s hbstore.Store) {
+	ctx := t.Context()
+	// A stretch stored first leaves the base timings at the defaults.
+	first := hbstore.Settings{
+		Previous:  hbstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
+		ChangedAt: t0, Stretch: 2.5,
+	}
+	if err := s.PutStretch(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSettings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.ChangedAt = stored(t0)
+	diff(t, "stretch only", first, got)
+
+	// The admin's settings keep the stretch; the decider's stretch keeps the
+	// admin's timings.
+	base := hbstore.Settings{
+		Interval: 30 * time.Second, Grace: 2 * time.Minute,
+		Previous:  hbstore.Timings{Interval: 25 * time.Second, Grace: 100 * time.Second},
+		ChangedAt: at(time.Minute),
+	}
+	if err := s.PutSettings(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	want := base
+	want.ChangedAt, want.Stretch = stored(base.ChangedAt), 2.5
+	got, err = s.GetSettings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "settings after stretch", want, got)
+
+	lower := hbstore.Settings{
+		Interval: time.Hour, Grace: time.Hour, // ignored
+		Previous:  hbstore.Timings{Interval: 75 * time.Second, Grace: 5 * time.Minute},
+		ChangedAt: at(2 * time.Minute), Stretch: 1.25,
+	}
+	if err := s.PutStretch(ctx, lower); err != nil {
+		t.Fatal(err)
+	}
+	want.Previous, want.ChangedAt, want.Stretch = lower.Previous, stored(lower.ChangedAt), 1.25
+	got, err = s.GetSettings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "stretch after settings", want, got)
+}
+
+func testCountLive(t *testing.T, s hbstore.Store) {
+	ctx := t.Context()
+	if n, err := s.CountLive(ctx); err != nil || n != 0 {
+		t.Fatalf("CountLive(empty) = %d, %v; want 0", n, err)
+	}
+	// a is healthy, b suspect, c unreachable.
+	mustFlush(t, s, []hbstore.Observation{obs("a", at(30*time.Second), 1), obs("b", at(15*time.Second), 1), obs("c", at(0), 1)}, nil)
+	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second), UnreachableBefore: at(10 * time.Second)})
+	if n, err := s.CountLive(ctx); err != nil || n != 2 {
+		t.Fatalf("CountLive = %d, %v; want 2", n, err)
 	}
 }
