@@ -19,6 +19,18 @@
 #   BENCH_HB_NODES          nodes of heartbeat (BENCH_NODES)
 #   BENCH_HB_INTERVAL       heartbeat interval set for the run (5s)
 #   BENCH_HB_DURATION       how long the connected nodes beat (30s)
+#   BENCH_HB_REPLICAS       heartbeat replicas (1). With N > 1, N heartbeat
+#                           services run on the same PostgreSQL, each named
+#                           (--advertise-heartbeat) by a registration service
+#                           of its own, and the heartbeat scenario runs as N
+#                           berth-loadgen processes in parallel, each with
+#                           BENCH_HB_NODES/N nodes of its own seed against its
+#                           own registration service, their windows lined up;
+#                           berth-loadgen combine adds them up as one result
+#                           (counts, beats/s and health events summed, latency
+#                           percentiles the largest of the processes'). One
+#                           process cannot hold 20,000 streams under a
+#                           descriptor limit of 20,000; N can.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
 #   BENCH_SCENARIOS         which to run ("ceiling register storm heartbeat")
@@ -51,6 +63,8 @@ BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
 BENCH_KEEP=${BENCH_KEEP:-}
 BENCH_PRELOAD=${BENCH_PRELOAD:-0}
+BENCH_HB_REPLICAS=${BENCH_HB_REPLICAS:-1}
+[ "$BENCH_HB_REPLICAS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_REPLICAS must be at least 1" >&2; exit 1; }
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -154,31 +168,53 @@ bundles_port=$(free_port)
 heartbeat_port=$(free_port)
 registration_port=$(free_port)
 
+# serve NAME ROLE PORT ARGS: NAME is the role, or the role and a replica
+# number (heartbeat2), and names the log and the PID.
 serve() {
-	local role=$1 port=$2
-	shift 2
+	local name=$1 role=$2 port=$3
+	shift 3
 	"$berthd" serve --role "$role" --pki-dir "$work/pki" --db "$BENCH_DB" \
 		--listen "127.0.0.1:$port" --metrics-listen "" --log-level warn "$@" \
-		>"$work/logs/$role.log" 2>&1 &
+		>"$work/logs/$name.log" 2>&1 &
 	pids+=("$!")
-	role_pid[$role]=$!
+	role_pid[$name]=$!
 	for _ in $(seq 150); do
 		if "$berthd" health --addr "127.0.0.1:$port" --pki-dir "$work/pki" --as "$role" >/dev/null 2>&1; then
-			say "berthd serve --role $role: 127.0.0.1:$port (pid $!)"
+			say "berthd serve --role $role: 127.0.0.1:$port (pid $!, $name)"
 			return 0
 		fi
-		kill -0 "$!" 2>/dev/null || die "berthd serve --role $role exited: $(tail -n 5 "$work/logs/$role.log")"
+		kill -0 "$!" 2>/dev/null || die "berthd serve --role $role exited: $(tail -n 5 "$work/logs/$name.log")"
 		sleep 0.2
 	done
-	die "berthd serve --role $role is not healthy after 30 s: $(tail -n 5 "$work/logs/$role.log")"
+	die "berthd serve --role $role is not healthy after 30 s: $(tail -n 5 "$work/logs/$name.log")"
 }
 # The CA first: the others dial it.
-serve ca "$ca_port"
-serve bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
-serve heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port"
-serve registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
+serve ca ca "$ca_port"
+serve bundles bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
+serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port"
+serve registration registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
 	--bundles-addr "127.0.0.1:$bundles_port" \
 	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
+# Replica i (1-based) of the heartbeat service and the registration service
+# that names it; replica 1 is the pair above.
+hb_ports=("$heartbeat_port")
+reg_ports=("$registration_port")
+server_names=(ca bundles heartbeat registration)
+for i in $(seq 2 "$BENCH_HB_REPLICAS"); do
+	hp=$(free_port)
+	rp=$(free_port)
+	serve "heartbeat$i" heartbeat "$hp" --ca-addr "127.0.0.1:$ca_port"
+	serve "registration$i" registration "$rp" --ca-addr "127.0.0.1:$ca_port" \
+		--bundles-addr "127.0.0.1:$bundles_port" \
+		--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$hp"
+	hb_ports+=("$hp")
+	reg_ports+=("$rp")
+	server_names+=("heartbeat$i" "registration$i")
+done
+server_pids=
+for name in "${server_names[@]}"; do
+	server_pids="${server_pids:+$server_pids,}$name=${role_pid[$name]}"
+done
 
 # Synthetic nodes fill the registry's index the way a large fleet would.
 # They are approved and hold a certificate record, so nothing about them is
@@ -201,15 +237,58 @@ SQL
 fi
 
 # How berth-loadgen reaches them: as berthctl would, with the admin
-# certificate of the PKI.
-lg() {
-	BERTH_SERVER="127.0.0.1:$registration_port" \
+# certificate of the PKI. lg_at I reaches replica I's registration and
+# heartbeat services; lg is lg_at 1.
+lg_at() {
+	local i=$1
+	shift
+	BERTH_SERVER="127.0.0.1:${reg_ports[$((i - 1))]}" \
 		BERTH_BUNDLES_SERVER="127.0.0.1:$bundles_port" \
-		BERTH_HEARTBEAT_SERVER="127.0.0.1:$heartbeat_port" \
+		BERTH_HEARTBEAT_SERVER="127.0.0.1:${hb_ports[$((i - 1))]}" \
 		BERTH_CA_SERVER="127.0.0.1:$ca_port" \
 		BERTH_CA="$work/pki/ca.crt" BERTH_CERT="$work/pki/admin.crt" BERTH_KEY="$work/pki/admin.key" \
-		BERTH_SERVER_PIDS="ca=${role_pid[ca]},bundles=${role_pid[bundles]},heartbeat=${role_pid[heartbeat]},registration=${role_pid[registration]}" \
+		BERTH_SERVER_PIDS="$server_pids" \
 		"$loadgen" "$@"
+}
+lg() { lg_at 1 "$@"; }
+
+# heartbeat_replicated: the heartbeat scenario as BENCH_HB_REPLICAS load
+# generators in parallel, one per replica, combined into one result. Each
+# sets the interval and leaves it set (none may put it back while the
+# others beat), and all start their window once all are connected.
+heartbeat_replicated() {
+	local n=$BENCH_HB_REPLICAS i nodes per rest sync="$work/hb-sync" lpids=() ok=1
+	per=$((BENCH_HB_NODES / n))
+	rest=$((BENCH_HB_NODES - per * n))
+	mkdir -p "$sync"
+	say "---- heartbeat: $n berth-loadgen heartbeat processes in parallel, $BENCH_HB_NODES nodes in all"
+	for i in $(seq 1 "$n"); do
+		nodes=$per
+		[ "$i" -eq 1 ] && nodes=$((per + rest))
+		lg_at "$i" heartbeat --nodes "$nodes" --concurrency "$BENCH_CONCURRENCY" --seed "$seed-hb$i" \
+			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --keep-interval \
+			--sync-dir "$sync" --sync-procs "$n" --db "$BENCH_DB" -o json \
+			>"$work/heartbeat$i.json" 2> >(sed -u "s/^/[heartbeat $i] /" >&2) &
+		lpids+=("$!")
+		pids+=("$!")
+	done
+	for i in $(seq 1 "$n"); do
+		if ! wait "${lpids[$((i - 1))]}"; then
+			say "heartbeat process $i FAILED"
+			ok=0
+		fi
+	done
+	if [ "$ok" -eq 1 ]; then
+		local files=()
+		for i in $(seq 1 "$n"); do files+=("$work/heartbeat$i.json"); done
+		"$loadgen" combine -o json "${files[@]}" >>"$results" || ok=0
+	fi
+	if [ "$ok" -ne 1 ]; then
+		# A failed process would leave the others waiting for it.
+		for p in "${lpids[@]}"; do kill "$p" 2>/dev/null || true; done
+		say "heartbeat FAILED"
+		failed=1
+	fi
 }
 
 results="$work/results.json"
@@ -230,8 +309,12 @@ for s in $BENCH_SCENARIOS; do
 	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	heartbeat)
-		step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
-			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION"
+		if [ "$BENCH_HB_REPLICAS" -gt 1 ]; then
+			heartbeat_replicated
+		else
+			step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
+				--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --db "$BENCH_DB"
+		fi
 		;;
 	*) die "unknown scenario $s in BENCH_SCENARIOS" ;;
 	esac
@@ -241,7 +324,7 @@ echo
 "$loadgen" report --out "$BENCH_OUT" "$results"
 echo
 say "results written to $BENCH_OUT"
-for role in ca bundles heartbeat registration; do
+for role in "${server_names[@]}"; do
 	if [ -s "$work/logs/$role.log" ] && grep -q 'level=ERROR' "$work/logs/$role.log"; then
 		say "$role logged errors: $(grep -c 'level=ERROR' "$work/logs/$role.log") lines, e.g. $(grep -m 1 'level=ERROR' "$work/logs/$role.log")"
 	fi

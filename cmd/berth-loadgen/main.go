@@ -39,6 +39,7 @@ const usage = `Usage:
   berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
+  berth-loadgen combine [-o json] RESULTS.json...
 
 berth-loadgen simulates N berth nodes in one process, each with its own
 seed-derived keys, hardware UUID (hostname load-NNNNNN), connections, cert
@@ -59,6 +60,19 @@ dir and root, and boots each with berth-agent's own code:
              berth's, no resumption, one handshake in flight per core.
   report     one table of results printed with -o json, the boots per
              second as a share of the ceiling, and the targets.
+  combine    one result of load generators that ran a scenario in parallel,
+             each with its own --seed (counts and rates summed, latency
+             percentiles the largest of theirs).
+
+The register scenario then lints, untimed, every node certificate with
+zlint's RFC 5280 lints and checks that no node was registered twice
+(certs_linted, lint_failures, duplicate_nodes). In the heartbeat scenario
+each node's agent boots and is then ended, its registration connection
+closed: a connected node costs one descriptor, its heartbeat stream.
+--db reports the store's transactions and rows written per second over the
+heartbeat window; --sync-dir and --sync-procs line up the windows of load
+generators run in parallel (with --keep-interval, so that none puts the
+interval back while others beat).
 
 All boots are released at once by one barrier; --concurrency caps those in
 flight. The same --seed gives the same N nodes on every run.
@@ -92,7 +106,9 @@ type options struct {
 	seed, output, tmpDir, serverPIDs, logLevel  string
 	server, bundlesServer, heartbeatServer      string
 	caServer, ca, cert, key, caHash, reportFile string
-	reset                                       bool
+	syncDir, db                                 string
+	syncProcs                                   int
+	reset, keepInterval                         bool
 }
 
 // envFlags are the flags that also come from BERTH_* variables: where the
@@ -112,6 +128,7 @@ func newFlagSet(name string, o *options) *flag.FlagSet {
 		fs.IntVar(&o.parallel, "parallel", 0, "handshakes in flight (default: the number of cores)")
 	case "report":
 		fs.StringVar(&o.reportFile, "out", "", "also write every result, and a summary, to `file` as one JSON array")
+	case "combine":
 	default:
 		fs.IntVar(&o.nodes, "nodes", 0, "number of nodes `N` (required)")
 		fs.IntVar(&o.concurrency, "concurrency", loadgen.DefaultConcurrency, "boots in flight at most")
@@ -120,6 +137,10 @@ func newFlagSet(name string, o *options) *flag.FlagSet {
 		fs.StringVar(&o.seed, "seed", loadgen.DefaultSeed, "names the fleet: the same seed gives the same nodes")
 		fs.DurationVar(&o.wait, "wait", loadgen.DefaultWait, "each agent's --wait")
 		fs.BoolVar(&o.reset, "reset", false, "register: delete the seed's registered nodes first")
+		fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
+		fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
+		fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
+		fs.StringVar(&o.db, "db", "", "heartbeat: PostgreSQL `URL` of the store, to report its writes per second")
 		fs.StringVar(&o.server, "server", "", "registration service `host:port`")
 		fs.StringVar(&o.bundlesServer, "bundles-server", "", "bundles service `host:port` (default --server)")
 		fs.StringVar(&o.heartbeatServer, "heartbeat-server", "", "heartbeat service `host:port` (default --server)")
@@ -170,7 +191,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat, loadgen.ScenarioCeiling, "report":
+	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat, loadgen.ScenarioCeiling, "report", "combine":
 	default:
 		return fail(exitUsage, fmt.Errorf("unknown command %q (see berth-loadgen -h)", name))
 	}
@@ -189,7 +210,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 	if err := applyEnv(fs, env); err != nil {
 		return fail(exitUsage, err)
 	}
-	if name != "report" && fs.NArg() > 0 {
+	if name != "report" && name != "combine" && fs.NArg() > 0 {
 		return fail(exitUsage, fmt.Errorf("unexpected argument %q (see berth-loadgen -h)", fs.Arg(0)))
 	}
 	if o.output != "table" && o.output != "json" {
@@ -205,6 +226,12 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 	switch name {
 	case "report":
 		err = report(fs.Args(), o, stdout)
+	case "combine":
+		var res *loadgen.Result
+		res, err = combine(fs.Args())
+		if err == nil {
+			err = write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
+		}
 	case loadgen.ScenarioCeiling:
 		var res *loadgen.CeilingResult
 		res, err = loadgen.Ceiling(ctx, loadgen.CeilingConfig{Duration: o.duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
@@ -223,6 +250,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 		res, err = loadgen.Run(ctx, loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
 			Seed: o.seed, Wait: o.wait, Reset: o.reset, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
+			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
 			Conn: loadgen.Conn{
 				Server: o.server, BundlesServer: o.bundlesServer, HeartbeatServer: o.heartbeatServer, CAServer: o.caServer,
 				CAFile: o.ca, CertFile: o.cert, KeyFile: o.key, CAHash: o.caHash,
@@ -297,6 +325,38 @@ func report(files []string, o options, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(all)
 	}
 	return nil
+}
+
+// combine reads the results of load generators that ran one scenario in
+// parallel and adds them up as one (loadgen.Combine).
+func combine(files []string) (*loadgen.Result, error) {
+	if len(files) == 0 {
+		return nil, errors.New("combine: name the results files")
+	}
+	var rs []*loadgen.Result
+	for _, f := range files {
+		file, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		maps, err := loadgen.ReadResults(file)
+		file.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		for _, m := range maps {
+			b, err := json.Marshal(m)
+			if err != nil {
+				return nil, err
+			}
+			var r loadgen.Result
+			if err := json.Unmarshal(b, &r); err != nil {
+				return nil, fmt.Errorf("read %s: %w", f, err)
+			}
+			rs = append(rs, &r)
+		}
+	}
+	return loadgen.Combine(rs)
 }
 
 // details prints one result as berth-loadgen printed it when it ran.

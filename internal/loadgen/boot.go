@@ -265,7 +265,11 @@ func (r *runner) register(ctx context.Context) error {
 		return err
 	}
 	r.res.SetupS = round(time.Since(t0).Seconds(), 3)
-	return r.timed(ctx, boots)
+	if err := r.timed(ctx, boots); err != nil {
+		return err
+	}
+	r.checkRegistered(ctx, boots)
+	return nil
 }
 
 func (r *runner) revoke(ctx context.Context, tokenID string) {

@@ -56,16 +56,26 @@ func (h *hbRun) beforeEnd(t time.Time) bool {
 	return we == 0 || t.UnixNano() < we
 }
 
-// beater is the Heartbeater of one node's long-running agent: it keeps one
-// stream to the heartbeat service the registration service named, with
-// the node certificate the agent holds, and beats on the interval the
-// service sets, timing each acknowledgement. It does not reconnect: a
-// stream that breaks is an error of the run.
+// errHandedOff is what beater.Run ends the agent with: the node booted
+// and its heartbeats are the load generator's from now on.
+var errHandedOff = errors.New("berth-loadgen: heartbeats handed off")
+
+// beater is the Heartbeater of one node's long-running agent. Its Run
+// takes the credentials the agent booted with (the node certificate, the
+// trust bundle and the heartbeat endpoint the registration service named)
+// and ends the agent, so that the agent's registration connection is
+// closed: a fleet of heartbeating nodes then costs the load generator one
+// descriptor per node, not two, as a real node between renewals would
+// need no more than its heartbeat stream. beat then keeps one stream to
+// the heartbeat service and beats on the interval the service sets,
+// timing each acknowledgement. It does not reconnect: a stream that
+// breaks is an error of the run.
 type beater struct {
 	run     *hbRun
 	b       *boot
 	bootID  string
-	release func(error) // once: the node is connected, or failed to
+	creds   *agent.Credentials // set by Run
+	release func(error)        // once: the node is connected, or failed to
 	// failed is set when the node's stream broke before the window ended;
 	// ackedInWindow counts its acknowledged beats in the window.
 	failed        atomic.Bool
@@ -85,9 +95,17 @@ func (bt *beater) fail(err error) {
 	bt.release(err)
 }
 
-// Run implements agent.Heartbeater.
-func (bt *beater) Run(ctx context.Context, creds func() *agent.Credentials) error {
-	c := creds()
+// Run implements agent.Heartbeater: it keeps the credentials and stops
+// the agent (closing its registration connection) with errHandedOff.
+func (bt *beater) Run(_ context.Context, creds func() *agent.Credentials) error {
+	bt.creds = creds()
+	return errHandedOff
+}
+
+// beat connects the booted node to its heartbeat service and beats until
+// ctx ends or the stream breaks.
+func (bt *beater) beat(ctx context.Context) error {
+	c := bt.creds
 	addr := c.Endpoints.GetHeartbeat()
 	if addr == "" {
 		bt.fail(errNoHeartbeatEndpoint)
@@ -295,7 +313,9 @@ func (r *runner) heartbeat(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		defer restore()
+		if !r.cfg.KeepInterval {
+			defer restore()
+		}
 	}
 	settings, err := r.adm.heartbeatSettings(ctx)
 	if err != nil {
@@ -358,6 +378,11 @@ func (r *runner) heartbeat(ctx context.Context) error {
 				return
 			}
 			err := b.agent.Run(agents)
+			if errors.Is(err, errHandedOff) && bt.creds != nil {
+				// The agent booted and is gone, and its registration
+				// connection with it; the node beats on its own.
+				err = bt.beat(agents)
+			}
 			if !bt.connected.Load() && !bt.failed.Load() {
 				if err == nil {
 					err = errors.New("the agent stopped before its first heartbeat")
@@ -375,6 +400,17 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	connect := time.Since(h.start)
 	r.res.ConnectS = round(connect.Seconds(), 3)
 
+	if r.cfg.SyncDir != "" && r.cfg.SyncProcs > 1 {
+		r.log.Info("connected; waiting for the other load generators", "processes", r.cfg.SyncProcs)
+		if err := syncProcesses(ctx, r.cfg.SyncDir, r.cfg.Seed, r.cfg.SyncProcs); err != nil {
+			return err
+		}
+	}
+	var storeStart storeCounters
+	var storeErr error
+	if r.cfg.DB != "" {
+		storeStart, storeErr = readStore(ctx, r.cfg.DB)
+	}
 	r.log.Info("steady state: beating", "duration", r.cfg.Duration)
 	ws := time.Now()
 	h.windowStart.Store(ws.UnixNano())
@@ -384,6 +420,16 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	}
 	we := time.Now()
 	h.windowEnd.Store(we.UnixNano())
+	if r.cfg.DB != "" && storeErr == nil {
+		var storeEnd storeCounters
+		if storeEnd, storeErr = readStore(ctx, r.cfg.DB); storeErr == nil {
+			storeRates(r.res, storeStart, storeEnd)
+		}
+	}
+	if storeErr != nil {
+		r.res.Notes = append(r.res.Notes, "store writes not measured: "+storeErr.Error())
+	}
+	r.res.WindowStart, r.res.WindowEnd = ws.UTC().Format(time.RFC3339Nano), we.UTC().Format(time.RFC3339Nano)
 	stopAgents()
 	running.Wait()
 	rss.finish(r.res)

@@ -68,6 +68,20 @@ type Config struct {
 	Seed string
 	// Wait is each agent's --wait. Default DefaultWait.
 	Wait time.Duration
+	// KeepInterval leaves Interval set after the run instead of putting
+	// the previous settings back: for load generators running in
+	// parallel against one fleet, none of which may put them back while
+	// the others beat.
+	KeepInterval bool
+	// SyncDir and SyncProcs line up load generators running in parallel
+	// (heartbeat): once its nodes are connected each waits until SyncProcs
+	// of them are, so that their measuring windows coincide.
+	SyncDir   string
+	SyncProcs int
+	// DB, if set, is the PostgreSQL URL of the store, whose write
+	// statistics (pg_stat_database) are read at the start and end of the
+	// heartbeat scenario's window.
+	DB string
 	// Reset deletes the seed's nodes before the register scenario, which
 	// otherwise refuses to start when some are registered already.
 	Reset bool
@@ -172,6 +186,30 @@ type Result struct {
 	BeatsAcked        int64   `json:"beats_acked,omitempty"`
 	SuspectEvents     *int    `json:"suspect_events,omitempty"`
 	UnreachableEvents *int    `json:"unreachable_events,omitempty"`
+	// WindowStart and WindowEnd bound the measuring window (RFC 3339).
+	WindowStart string `json:"window_start,omitempty"`
+	WindowEnd   string `json:"window_end,omitempty"`
+	// StoreXactsPerS and StoreRowsPerS are the store database's committed
+	// transactions (reads included, so an upper bound on its write
+	// statements) and rows written (inserted, updated or deleted) per
+	// second over the window, all services together (--db).
+	StoreXactsPerS *float64 `json:"store_xacts_per_s,omitempty"`
+	StoreRowsPerS  *float64 `json:"store_rows_written_per_s,omitempty"`
+	// Processes is how many load generators a combined result adds up
+	// (berth-loadgen combine); 0 or 1 for one.
+	Processes int `json:"processes,omitempty"`
+
+	// Register scenario, checked after the timed phase: CertsLinted
+	// node certificates went through zlint's RFC 5280 lints, LintFailures
+	// of them failed one (LintFailureSamples names up to three lints);
+	// DuplicateNodes counts nodes registered twice (a node ID reported by
+	// two boots, two registry entries for one key, or more entries than
+	// nodes); FleetNodes is how many nodes of the fleet the registry lists.
+	CertsLinted        *int     `json:"certs_linted,omitempty"`
+	LintFailures       *int     `json:"lint_failures,omitempty"`
+	LintFailureSamples []string `json:"lint_failure_samples,omitempty"`
+	DuplicateNodes     *int     `json:"duplicate_nodes,omitempty"`
+	FleetNodes         *int     `json:"fleet_nodes,omitempty"`
 
 	// SetupS is the untimed preparation: registering missing nodes,
 	// putting bundles, booting the heartbeat fleet's agents.
@@ -249,12 +287,12 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 
 // fdWanted estimates the descriptors a run holds at its peak: for each
 // boot in flight its connections (registration, heartbeat, bundle store)
-// and files; in the heartbeat scenario every node's two connections stay
-// open.
+// and files; in the heartbeat scenario every node's heartbeat stream stays
+// open (its registration connection is closed once it booted).
 func fdWanted(c Config) uint64 {
 	n := uint64(c.Concurrency)*4 + 512
 	if c.Scenario == ScenarioHeartbeat {
-		n += uint64(c.Nodes) * 2
+		n += uint64(c.Nodes)
 	}
 	return n
 }

@@ -94,6 +94,12 @@ func TestScenarios(t *testing.T) {
 	if reg.Actions[agent.ActionRegistered] != 5 || reg.HeartbeatsAcked != 5 {
 		t.Errorf("register: actions %v, heartbeats acked %d", reg.Actions, reg.HeartbeatsAcked)
 	}
+	if reg.CertsLinted == nil || *reg.CertsLinted != 5 || reg.LintFailures == nil || *reg.LintFailures != 0 {
+		t.Errorf("register: certs linted %v, lint failures %v %v", reg.CertsLinted, reg.LintFailures, reg.LintFailureSamples)
+	}
+	if reg.DuplicateNodes == nil || *reg.DuplicateNodes != 0 || reg.FleetNodes == nil || *reg.FleetNodes != 5 {
+		t.Errorf("register: duplicate nodes %v, fleet nodes %v", reg.DuplicateNodes, reg.FleetNodes)
+	}
 	if _, err := Run(context.Background(), Config{Scenario: ScenarioRegister, Nodes: 5, Conn: conn, TempDir: t.TempDir(), Seed: "smoke"}); err == nil {
 		t.Error("register of registered nodes without --reset did not fail")
 	}
@@ -199,5 +205,24 @@ func TestFleetIsStable(t *testing.T) {
 	}
 	if na.hostname != "load-000007" {
 		t.Errorf("hostname %q", na.hostname)
+	}
+}
+
+func TestCombine(t *testing.T) {
+	one, three := 1, 3
+	a := &Result{Scenario: ScenarioHeartbeat, Nodes: 10, OK: 10, Errors: map[string]int{}, ThroughputPerS: 2, P99Ms: 5,
+		BeatsAcked: 20, UnreachableEvents: &one, Seed: "a"}
+	b := &Result{Scenario: ScenarioHeartbeat, Nodes: 5, OK: 4, Errors: map[string]int{"Unavailable": 1}, ThroughputPerS: 1, P99Ms: 9,
+		BeatsAcked: 8, UnreachableEvents: &three, Seed: "b"}
+	c, err := Combine([]*Result{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Nodes != 15 || c.OK != 14 || c.Errors["Unavailable"] != 1 || c.ThroughputPerS != 3 || c.P99Ms != 9 ||
+		c.BeatsAcked != 28 || *c.UnreachableEvents != 4 || c.Processes != 2 || c.Seed != "a,b" {
+		t.Errorf("combined: %+v", c)
+	}
+	if _, err := Combine([]*Result{a, {Scenario: ScenarioStorm}}); err == nil {
+		t.Error("combined a heartbeat and a storm result")
 	}
 }

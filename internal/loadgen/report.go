@@ -24,11 +24,31 @@ func WriteText(w io.Writer, r *Result) error {
 		if r.SuspectEvents != nil && r.UnreachableEvents != nil {
 			row("health events", "%d suspect, %d unreachable", *r.SuspectEvents, *r.UnreachableEvents)
 		}
+		if r.StoreXactsPerS != nil && r.StoreRowsPerS != nil {
+			row("store writes", "%.1f transactions/s (reads included), %.1f rows written/s, against %.1f beats/s", *r.StoreXactsPerS, *r.StoreRowsPerS, r.ThroughputPerS)
+		}
+		if r.Processes > 1 {
+			row("processes", "%d load generators in parallel, combined", r.Processes)
+		}
 	} else {
 		row("ok", "%d of %d", r.OK, r.Nodes)
 		row("errors", "%s", errorText(r.Errors))
 		row("throughput", "%.1f boots/s; all done in %.2f s", r.ThroughputPerS, r.ElapsedS)
 		row("latency", "%s (one boot)", lat)
+	}
+	if r.CertsLinted != nil && r.LintFailures != nil {
+		lint := fmt.Sprintf("%d linted (zlint RFC 5280), %d failing", *r.CertsLinted, *r.LintFailures)
+		if len(r.LintFailureSamples) > 0 {
+			lint += " (" + strings.Join(r.LintFailureSamples, ", ") + ")"
+		}
+		row("lint", "%s", lint)
+	}
+	if r.DuplicateNodes != nil {
+		dup := fmt.Sprintf("%d", *r.DuplicateNodes)
+		if r.FleetNodes != nil {
+			dup += fmt.Sprintf(" (registry lists %d nodes of the fleet)", *r.FleetNodes)
+		}
+		row("duplicate nodes", "%s", dup)
 	}
 	if r.CertsIssued != nil {
 		row("certificates", "%d issued during the timed phase", *r.CertsIssued)
@@ -163,6 +183,22 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 		return nil, err
 	}
 	fmt.Fprintln(w, "\nrate/s: ceiling = full mTLS handshakes/s; register, storm = boots/s; heartbeat = acknowledged beats/s.")
+	if r := byName[ScenarioRegister]; r != nil && r["certs_linted"] != nil {
+		fmt.Fprintf(w, "register: %s certificates linted (zlint v3.6.1, RFC 5280 lints), %s failing%s; duplicate nodes %s (registry lists %s nodes of the fleet).\n",
+			intText(r["certs_linted"]), intText(r["lint_failures"]), samplesText(r["lint_failure_samples"]), intText(r["duplicate_nodes"]), intText(r["fleet_nodes"]))
+	}
+	if r := byName[ScenarioHeartbeat]; r != nil {
+		procs := ""
+		if p := num(r["processes"]); p > 1 {
+			procs = fmt.Sprintf(" (%.0f load generators against %.0f heartbeat replicas, combined; latencies are the largest of the processes')", p, p)
+		}
+		fmt.Fprintf(w, "heartbeat: %s beats/s acknowledged from %s nodes at %s s%s; %s suspect, %s unreachable events.\n",
+			f1(r["throughput_per_s"]), intText(r["nodes"]), f1(r["interval_s"]), procs, intText(r["suspect_events"]), intText(r["unreachable_events"]))
+		if r["store_xacts_per_s"] != nil {
+			fmt.Fprintf(w, "heartbeat: store %s transactions/s (all services, reads included) and %s rows written/s, against %s beats/s.\n",
+				f1(r["store_xacts_per_s"]), f1(r["store_rows_written_per_s"]), f1(r["throughput_per_s"]))
+		}
+	}
 
 	summary := map[string]any{"scenario": "summary", "ceiling_handshakes_per_s": ceiling}
 	if cpuBound > 0 {
@@ -205,7 +241,16 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 		check("storm: p99 boot latency", fmt.Sprintf("< %d ms", targetStormP99Ms), f1(r["p99_ms"]), num(r["p99_ms"]) < targetStormP99Ms, note)
 	}
 	if r := byName[ScenarioRegister]; r != nil {
-		check("register: every node registered", intText(r["nodes"]), intText(r["ok"]), errCount(r) == "0" && num(r["ok"]) == num(r["nodes"]), sizeNote(r, targetRegisterNodes))
+		note := sizeNote(r, targetRegisterNodes)
+		check("register: every node registered", intText(r["nodes"]), intText(r["ok"]), errCount(r) == "0" && num(r["ok"]) == num(r["nodes"]), note)
+		if r["certs_linted"] != nil {
+			check("register: every certificate passes zlint (RFC 5280)", intText(r["nodes"])+" linted, 0 failing",
+				intText(r["certs_linted"])+" linted, "+intText(r["lint_failures"])+" failing",
+				num(r["certs_linted"]) == num(r["nodes"]) && intText(r["lint_failures"]) == "0", note)
+		}
+		if r["duplicate_nodes"] != nil {
+			check("register: no duplicate nodes", "0", intText(r["duplicate_nodes"]), intText(r["duplicate_nodes"]) == "0", note)
+		}
 	}
 	if r := byName[ScenarioHeartbeat]; r != nil {
 		note := sizeNote(r, targetHeartbeatNodes)
@@ -214,6 +259,11 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 		}
 		check("heartbeat: no unreachable events", "0", intText(r["unreachable_events"]), intText(r["unreachable_events"]) == "0", note)
 		check("heartbeat: every node kept beating", intText(r["nodes"]), intText(r["ok"]), errCount(r) == "0" && num(r["ok"]) == num(r["nodes"]), note)
+		if r["store_xacts_per_s"] != nil {
+			x, b := num(r["store_xacts_per_s"]), num(r["throughput_per_s"])
+			check("heartbeat: batched store writes", "transactions/s << beats/s",
+				fmt.Sprintf("%.1f/s vs %.1f beats/s", x, b), b > 0 && x < b/10, note)
+		}
 	}
 	summary["targets"] = checks
 	if len(checks) > 0 {
@@ -242,6 +292,19 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	}
 	fmt.Fprintln(w, "not measured here: storm latency with 100,000 registered nodes against 1,000 (register 100,000 with one seed, then storm a subset: berth-loadgen storm --nodes 1000).")
 	return summary, nil
+}
+
+// samplesText lists a result's lint failure samples, if any.
+func samplesText(v any) string {
+	l, _ := v.([]any)
+	if len(l) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, e := range l {
+		parts = append(parts, fmt.Sprint(e))
+	}
+	return " (e.g. " + strings.Join(parts, ", ") + ")"
 }
 
 func str(v any) string {
