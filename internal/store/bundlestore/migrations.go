@@ -2,7 +2,8 @@ package bundlestore
 
 import (
 	"embed"
-	"io/fs"
+
+	"github.com/berth-dev/berth/internal/db"
 )
 
 // service is this store's name in the shared schema_migrations table.
@@ -21,10 +22,5 @@ const service = "bundles"
 //go:embed migrations
 var migrations embed.FS
 
-func migrationsFor(dialect string) fs.FS {
-	sub, err := fs.Sub(migrations, "migrations/"+dialect)
-	if err != nil {
-		panic(err) // the directory is embedded at build time
-	}
-	return sub
-}
+// schema is this store's embedded migrations.
+var schema = db.Schema{Service: service, FS: migrations}

@@ -2,7 +2,8 @@ package hbstore
 
 import (
 	"embed"
-	"io/fs"
+
+	"github.com/berth-dev/berth/internal/db"
 )
 
 // service is this store's name in the shared schema_migrations table.
@@ -20,10 +21,5 @@ const service = "heartbeat"
 //go:embed migrations
 var migrations embed.FS
 
-func migrationsFor(dialect string) fs.FS {
-	sub, err := fs.Sub(migrations, "migrations/"+dialect)
-	if err != nil {
-		panic(err) // the directory is embedded at build time
-	}
-	return sub
-}
+// schema is this store's embedded migrations.
+var schema = db.Schema{Service: service, FS: migrations}

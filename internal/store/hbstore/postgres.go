@@ -24,12 +24,8 @@ var _ Store = (*PostgresStore)(nil)
 // NewPostgres connects to the database named by dsn and brings the heartbeat
 // tables up to date.
 func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
-	pool, err := db.OpenPostgres(ctx, dsn)
+	pool, err := db.OpenPostgresSchema(ctx, dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat store: %w", err)
-	}
-	if err := db.MigratePostgres(ctx, pool, service, migrationsFor("postgres")); err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("heartbeat store: %w", err)
 	}
 	return &PostgresStore{pool: pool}, nil

@@ -26,12 +26,8 @@ var _ Store = (*PostgresStore)(nil)
 // NewPostgres connects to the database named by dsn and brings the
 // registration tables up to date.
 func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
-	pool, err := db.OpenPostgres(ctx, dsn)
+	pool, err := db.OpenPostgresSchema(ctx, dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("registration store: %w", err)
-	}
-	if err := db.MigratePostgres(ctx, pool, service, migrationsFor("postgres")); err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
 	return &PostgresStore{pool: pool, events: eventlog.NewPostgresLog(pool, events)}, nil

@@ -30,12 +30,8 @@ var _ Store = (*SQLiteStore)(nil)
 // NewSQLite opens the SQLite database at path, creating it and its directory
 // if needed, and brings its schema up to date.
 func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
-	d, err := db.OpenSQLite(ctx, path)
+	d, err := db.OpenSQLiteSchema(ctx, path, schema)
 	if err != nil {
-		return nil, fmt.Errorf("registration store: %w", err)
-	}
-	if err := db.MigrateSQLite(ctx, d, service, migrationsFor("sqlite")); err != nil {
-		d.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
 	byKey, err := d.PrepareContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE key_sha256 = ?`)
