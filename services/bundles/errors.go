@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 )
@@ -36,9 +35,6 @@ const (
 	msgNotNode           = "caller is not a node"
 	msgRevoked           = "node certificate is revoked"
 	msgPolicyUnavailable = "the node's approval policy is unavailable; retry later"
-	msgWatchClosing      = "bundles service is shutting down; watch again after the last cursor received"
-	msgCursorGone        = "after_cursor %d is older than the oldest event kept; the oldest cursor available is %d"
-	msgCursorAhead       = "after_cursor %d is ahead of the event log, whose newest cursor is %d"
 	msgCanceled          = "request canceled"
 	msgDeadline          = "deadline exceeded"
 	msgInternal          = "internal error"
@@ -50,10 +46,6 @@ const (
 	ruleExpected = "must be the version being replaced, or 0 for none"
 	ruleVersion  = "must be a positive version number"
 	ruleSealed   = "must be a bundle sealed in berth's bundle format, version 1"
-	ruleCursor   = "must not be negative"
-	ruleFromNow  = "must be 0 with from_now"
-	ruleNodes    = "must name at most 100 nodes"
-	ruleTypes    = "must be bundle_updated, bundle_approved or bundle_reset"
 )
 
 // Errors of the service core. Store errors are mapped as well.
@@ -86,8 +78,7 @@ func (e tooLargeError) Error() string {
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	code, msg := classify(err)
 	level := slog.LevelInfo
-	// A watch ended by shutdown is Unavailable too, but nothing is wrong.
-	if code == codes.Internal || code == codes.Unavailable && !errors.Is(err, eventlog.ErrClosed) {
+	if code == codes.Internal || code == codes.Unavailable {
 		level = slog.LevelError
 	}
 	log.Log(ctx, level, "request failed", rpc.AttrCode, code.String(), rpc.AttrError, err.Error())
@@ -98,17 +89,12 @@ func classify(err error) (codes.Code, string) {
 	var (
 		inv invalidError
 		big tooLargeError
-		ce  *eventlog.CursorError
 	)
 	switch {
 	case errors.As(err, &inv):
 		return codes.InvalidArgument, inv.msg
 	case errors.As(err, &big):
 		return codes.ResourceExhausted, big.Error()
-	case errors.As(err, &ce) && ce.Ahead:
-		return codes.OutOfRange, fmt.Sprintf(msgCursorAhead, ce.Cursor, ce.Newest)
-	case errors.As(err, &ce):
-		return codes.OutOfRange, fmt.Sprintf(msgCursorGone, ce.Cursor, ce.Oldest)
 	}
 	for _, m := range statusTable {
 		if errors.Is(err, m.err) {
@@ -138,5 +124,4 @@ var statusTable = []struct {
 	{errNotNode, codes.PermissionDenied, msgNotNode},
 	{errRevoked, codes.PermissionDenied, msgRevoked},
 	{errPolicyUnavailable, codes.Unavailable, msgPolicyUnavailable},
-	{eventlog.ErrClosed, codes.Unavailable, msgWatchClosing},
 }

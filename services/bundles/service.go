@@ -24,12 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -41,9 +40,9 @@ import (
 const (
 	DefaultMaxBundleSize  = 1 << 20
 	DefaultKeep           = bundlestore.DefaultKeep
-	DefaultEventRetention = 7 * 24 * time.Hour
+	DefaultEventRetention = lifecycle.DefaultRetention
 	// EventPrunePeriod is how often Run deletes expired events.
-	EventPrunePeriod = 10 * time.Minute
+	EventPrunePeriod = lifecycle.PrunePeriod
 )
 
 // Config holds the dependencies and settings of the bundles service.
@@ -91,12 +90,8 @@ type Service struct {
 	log              *slog.Logger
 	now              func() time.Time
 
-	// follower runs WatchBundleEvents; closing stopWatches (when Run
-	// returns) ends every watch.
-	follower       *eventlog.Follower
-	retention      time.Duration
-	stopWatches    chan struct{}
-	stopWatchesNow sync.Once
+	// events serves the bundle event log (WatchBundleEvents, Run).
+	events *lifecycle.Feed
 }
 
 var _ berthv1.BundleServiceServer = (*Service)(nil)
@@ -113,9 +108,6 @@ func New(c Config) (*Service, error) {
 	case c.EventRetention < 0:
 		return nil, fmt.Errorf("bundles: Config.EventRetention %v is negative", c.EventRetention)
 	}
-	if c.EventRetention == 0 {
-		c.EventRetention = DefaultEventRetention
-	}
 	if c.MaxBundleSize == 0 {
 		c.MaxBundleSize = DefaultMaxBundleSize
 	}
@@ -128,15 +120,15 @@ func New(c Config) (*Service, error) {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
-	stop := make(chan struct{})
-	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Store.Events(), Done: stop})
+	events, err := lifecycle.New(lifecycle.Config{
+		Log: c.Store.Events(), Service: "bundles", Types: bundlestore.EventTypes(),
+		Retention: c.EventRetention, Now: c.Clock, Logger: c.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
 	}
 	return &Service{
-		follower:         follower,
-		retention:        c.EventRetention,
-		stopWatches:      stop,
+		events:           events,
 		store:            c.Store,
 		maxSize:          c.MaxBundleSize,
 		keep:             c.Keep,
@@ -179,31 +171,11 @@ func (s *Service) Policy() rpc.Policy {
 // ends; then it ends every WatchBundleEvents stream with Unavailable and
 // returns nil. Call it once, in the background, for as long as the service
 // serves.
-func (s *Service) Run(ctx context.Context) error {
-	defer s.stopWatchesNow.Do(func() { close(s.stopWatches) })
-	for {
-		if n, err := s.PruneEvents(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("pruning bundle events failed; will retry", rpc.AttrError, err)
-		} else if n > 0 {
-			s.log.Info("pruned bundle events", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(EventPrunePeriod):
-		}
-	}
-}
+func (s *Service) Run(ctx context.Context) error { return s.events.Run(ctx) }
 
 // PruneEvents deletes the events older than the retention period and
 // returns how many it deleted. Run calls it; replicas may all do so.
-func (s *Service) PruneEvents(ctx context.Context) (int64, error) {
-	n, err := s.store.Events().DeleteBefore(ctx, s.now().Add(-s.retention))
-	if err != nil {
-		return n, fmt.Errorf("prune bundle events: %w", err)
-	}
-	return n, nil
-}
+func (s *Service) PruneEvents(ctx context.Context) (int64, error) { return s.events.Prune(ctx) }
 
 // caller returns the verified identity of the caller; the interceptor has
 // already applied the policy to it.

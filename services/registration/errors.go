@@ -3,13 +3,11 @@ package registration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
@@ -34,9 +32,6 @@ const (
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
-	msgWatchClosing     = "registration service is shutting down; watch again after the last cursor received"
-	msgCursorGone       = "after_cursor %d is older than the oldest event kept; the oldest cursor available is %d"
-	msgCursorAhead      = "after_cursor %d is ahead of the event log, whose newest cursor is %d"
 	msgDeadline         = "deadline exceeded"
 	msgInternal         = "internal error"
 )
@@ -68,19 +63,12 @@ func invalid(field, rule string) error { return invalidError{msg: field + ": " +
 
 // toStatus maps an error to a gRPC status, logging the internal cause once.
 func toStatus(ctx context.Context, fallback *slog.Logger, err error) error {
-	var (
-		inv invalidError
-		ce  *eventlog.CursorError
-	)
+	var inv invalidError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &inv):
 		return status.Error(codes.InvalidArgument, inv.msg)
-	case errors.As(err, &ce) && ce.Ahead:
-		return status.Error(codes.OutOfRange, fmt.Sprintf(msgCursorAhead, ce.Cursor, ce.Newest))
-	case errors.As(err, &ce):
-		return status.Error(codes.OutOfRange, fmt.Sprintf(msgCursorGone, ce.Cursor, ce.Oldest))
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, msgDeadline)
 	}
@@ -119,5 +107,4 @@ var statusTable = []struct {
 	{regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict},
 	{errCAUnavailable, codes.Unavailable, msgCAUnavailable},
 	{errBundlesUnavailable, codes.Unavailable, msgBundlesDown},
-	{eventlog.ErrClosed, codes.Unavailable, msgWatchClosing},
 }

@@ -18,13 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
-	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -67,9 +66,9 @@ type Config struct {
 
 // Defaults of Config and of Run.
 const (
-	DefaultEventRetention = 7 * 24 * time.Hour
+	DefaultEventRetention = lifecycle.DefaultRetention
 	// EventPrunePeriod is how often Run deletes expired events.
-	EventPrunePeriod = 10 * time.Minute
+	EventPrunePeriod = lifecycle.PrunePeriod
 )
 
 // Service implements RegistrationService and NodeAdminService.
@@ -87,12 +86,8 @@ type Service struct {
 	// renewals collapses concurrent renewals of one node into one CA call.
 	renewals singleflight.Group
 
-	// follower runs WatchNodeEvents; closing stopWatches (when Run returns)
-	// ends every watch.
-	follower       *eventlog.Follower
-	retention      time.Duration
-	stopWatches    chan struct{}
-	stopWatchesNow sync.Once
+	// events serves the node lifecycle log (WatchNodeEvents, Run).
+	events *lifecycle.Feed
 }
 
 var (
@@ -120,18 +115,16 @@ func New(c Config) (*Service, error) {
 	if c.EventRetention < 0 {
 		return nil, errors.New("registration: EventRetention is negative")
 	}
-	if c.EventRetention == 0 {
-		c.EventRetention = DefaultEventRetention
-	}
-	stop := make(chan struct{})
-	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Store.Events(), Done: stop})
+	events, err := lifecycle.New(lifecycle.Config{
+		Log: c.Store.Events(), Service: "registration", Types: regstore.EventTypes(),
+		Retention: c.EventRetention, Now: c.Now, Logger: c.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("registration: %w", err)
 	}
 	return &Service{
 		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
-		log: c.Logger, now: c.Now,
-		follower: follower, retention: c.EventRetention, stopWatches: stop,
+		log: c.Logger, now: c.Now, events: events,
 	}, nil
 }
 
@@ -140,31 +133,11 @@ func New(c Config) (*Service, error) {
 // returns nil. Call it once, in the background, for as long as the service
 // serves, and stop the gRPC server after it returned (or at the same time:
 // GracefulStop then finds the watch streams ending).
-func (s *Service) Run(ctx context.Context) error {
-	defer s.stopWatchesNow.Do(func() { close(s.stopWatches) })
-	for {
-		if n, err := s.PruneEvents(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("pruning node events failed; will retry", rpc.AttrError, err)
-		} else if n > 0 {
-			s.log.Info("pruned node events", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(EventPrunePeriod):
-		}
-	}
-}
+func (s *Service) Run(ctx context.Context) error { return s.events.Run(ctx) }
 
 // PruneEvents deletes the events older than the retention period and
 // returns how many it deleted. Run calls it; replicas may all do so.
-func (s *Service) PruneEvents(ctx context.Context) (int64, error) {
-	n, err := s.store.Events().DeleteBefore(ctx, s.now().Add(-s.retention))
-	if err != nil {
-		return n, fmt.Errorf("prune node events: %w", err)
-	}
-	return n, nil
-}
+func (s *Service) PruneEvents(ctx context.Context) (int64, error) { return s.events.Prune(ctx) }
 
 // RegisterService adds both gRPC services to a server. (The usual name,
 // Register, is taken by the RPC.)

@@ -73,10 +73,10 @@ func eventTypes(evs []*berthv1.LifecycleEvent) []string {
 	return out
 }
 
-// lifecycle walks one node through registration, approval, its first
+// walkLifecycle walks one node through registration, approval, its first
 // certificate, a renewal, revocation and deletion, and returns its ID and
 // the serials of its two certificates.
-func lifecycle(t *testing.T, e *env) (id string, serials [2]string) {
+func walkLifecycle(t *testing.T, e *env) (id string, serials [2]string) {
 	t.Helper()
 	ctx := context.Background()
 	admin := e.adminClient()
@@ -113,7 +113,7 @@ var lifecycleTypes = []string{"registered", "approved", "certificate_renewed", "
 func TestWatchNodeEvents(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
 		live := watchEvents(t, e.admin, nil)
-		id, serials := lifecycle(t, e)
+		id, serials := walkLifecycle(t, e)
 		evs := live.next(t, len(lifecycleTypes))
 		if d := cmp.Diff(lifecycleTypes, eventTypes(evs)); d != "" {
 			t.Fatalf("event types (-want +got):\n%s", d)
@@ -262,7 +262,7 @@ func TestWatchNodeEventsBadFilters(t *testing.T) {
 func TestWatchNodeEventsRetention(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		lifecycle(t, e)
+		walkLifecycle(t, e)
 		evs := watchEvents(t, e.admin, nil).next(t, len(lifecycleTypes))
 		// Every event is now past retention (the renewal alone may have
 		// moved the clock further).
