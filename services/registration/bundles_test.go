@@ -84,11 +84,19 @@ func TestResumeBundleStoreDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.resume(context.Background(), n.identity(t))
+	_, err = svc.resume(context.Background(), n.identity(t), withBundle)
 	if err == nil {
 		t.Fatal("Resume succeeded without the bundle store")
 	}
 	wantCode(t, toStatus(context.Background(), svc.log, err), codes.Unavailable)
+	// A running node's renewal does not depend on the bundle store.
+	creds, err := svc.resume(context.Background(), n.identity(t), withoutBundle)
+	if err != nil {
+		t.Fatalf("Renew with the bundle store down: %v", err)
+	}
+	if creds.GetBundleChecked() || len(creds.GetCertificateChain()) == 0 {
+		t.Fatalf("Renew credentials: bundle_checked %v, %d certificates", creds.GetBundleChecked(), len(creds.GetCertificateChain()))
+	}
 }
 
 func TestDeleteAndReplaceDropBundles(t *testing.T) {

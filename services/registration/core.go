@@ -124,7 +124,14 @@ func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID,
 
 // resume is the path of every boot: one indexed lookup and, unless the
 // certificate is due for renewal, no write and no CA call.
-func (s *Service) resume(ctx context.Context, id mtls.Identity) (*berthv1.NodeCredentials, error) {
+// Whether credentials include the sealed bundle: booting nodes need it,
+// renewing ones do not.
+const (
+	withBundle    = true
+	withoutBundle = false
+)
+
+func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*berthv1.NodeCredentials, error) {
 	node, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
 	if errors.Is(err, regstore.ErrNotFound) {
 		return nil, errUnknownKey
@@ -135,7 +142,7 @@ func (s *Service) resume(ctx context.Context, id mtls.Identity) (*berthv1.NodeCr
 	if err := usable(node, false); err != nil {
 		return nil, err
 	}
-	return s.credentials(ctx, node)
+	return s.credentials(ctx, node, bundle)
 }
 
 // usable says whether a node may get credentials. A pending node may poll
@@ -157,7 +164,7 @@ func usable(n regstore.Node, pendingOK bool) error {
 
 // credentials returns the node's current chain, asking the CA for a new
 // certificate only when there is none, or it is due or expired.
-func (s *Service) credentials(ctx context.Context, n regstore.Node) (*berthv1.NodeCredentials, error) {
+func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool) (*berthv1.NodeCredentials, error) {
 	out := &berthv1.NodeCredentials{
 		NodeId:      n.ID,
 		Status:      statusToProto(n.Status),
@@ -175,7 +182,7 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node) (*berthv1.No
 		n, out.Renewed = renewed, true
 	}
 	out.CertificateChain = n.Cert.Chain
-	if s.bundles != nil {
+	if bundle && s.bundles != nil {
 		b, err := s.bundles.Sealed(ctx, n.ID)
 		if err != nil {
 			return nil, err

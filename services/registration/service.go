@@ -182,7 +182,7 @@ func (s *Service) Register(ctx context.Context, req *berthv1.RegisterRequest) (*
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	creds, err := s.credentials(ctx, node)
+	creds, err := s.credentials(ctx, node, withBundle)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -191,7 +191,7 @@ func (s *Service) Register(ctx context.Context, req *berthv1.RegisterRequest) (*
 
 // Resume returns the current credentials of the calling node.
 func (s *Service) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
-	creds, err := s.resume(ctx, caller(ctx))
+	creds, err := s.resume(ctx, caller(ctx), withBundle)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -200,7 +200,9 @@ func (s *Service) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv
 
 // Renew returns the calling node's credentials, renewed when due.
 func (s *Service) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv1.RenewResponse, error) {
-	creds, err := s.resume(ctx, caller(ctx))
+	// A running node renews without its bundle: it applies bundles at boot
+	// only, and renewal must not fail because the bundle store is down.
+	creds, err := s.resume(ctx, caller(ctx), withoutBundle)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
