@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -121,6 +122,11 @@ func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest
 func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
 	if len(req.GetReason()) > maxDescription || !printable(req.GetReason()) {
 		return nil, toStatus(ctx, s.log, invalid("reason", "at most 256 printable characters"))
+	}
+	// The CA's revocation list tells a replaced board's certificate from a
+	// revoked node by this reason; an admin must not be able to pick it.
+	if strings.EqualFold(strings.TrimSpace(req.GetReason()), revocation.ReasonSuperseded) {
+		return nil, toStatus(ctx, s.log, invalid("reason", `"superseded" is reserved for replaced hardware`))
 	}
 	all := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
 	n, err := s.setStatus(ctx, req.GetId(), all, regstore.StatusRevoked)

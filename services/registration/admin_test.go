@@ -199,6 +199,10 @@ func TestAdminBadInput(t *testing.T) {
 			_, err := admin.RevokeNode(ctx, &berthv1.RevokeNodeRequest{Id: "a", Reason: long})
 			return err
 		}, codes.InvalidArgument},
+		{"revoke with the reserved reason", func() error {
+			_, err := admin.RevokeNode(ctx, &berthv1.RevokeNodeRequest{Id: "a", Reason: " Superseded "})
+			return err
+		}, codes.InvalidArgument},
 		{"delete unknown", func() error { _, err := admin.DeleteNode(ctx, &berthv1.DeleteNodeRequest{Id: "unknown"}); return err }, codes.NotFound},
 		{"allow replacement unknown", func() error {
 			_, err := admin.AllowReplacement(ctx, &berthv1.AllowReplacementRequest{Id: "unknown"})
