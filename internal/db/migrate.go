@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"regexp"
 	"strconv"
@@ -140,15 +139,6 @@ const pgMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	PRIMARY KEY (service, version)
 )`
 
-// advisoryKey turns a name into a pg_advisory_xact_lock key. Keys live in one
-// 64-bit space shared by every application on the server, so the name carries
-// a berth prefix.
-func advisoryKey(name string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("berth schema_migrations " + name))
-	return int64(h.Sum64())
-}
-
 // MigratePostgres applies the migrations in fsys that service has not applied
 // to the database yet, each in its own transaction together with its
 // schema_migrations row. Replicas that start together serialise on a
@@ -162,7 +152,7 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, service string, fs
 	// Concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's
 	// unique indexes, so creating the shared table takes a lock of its own.
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey("")); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey("schema_migrations")); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, pgMigrationsTable)
@@ -188,7 +178,7 @@ func postgresStep(ctx context.Context, pool *pgxpool.Pool, service string, ms []
 		return false, err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey(service)); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey("schema_migrations "+service)); err != nil {
 		return false, fmt.Errorf("lock: %w", err)
 	}
 	var cur int

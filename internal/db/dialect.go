@@ -1,0 +1,138 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+// Dialect is the database engine behind a DB. Stores write their SQL once for
+// both engines; the few places where the engines differ are methods here, so
+// that no store package needs to know which one it talks to.
+//
+// What both engines accept, and stores may use freely: $1, $2… placeholders
+// (modernc's SQLite binds $N by position), INSERT … ON CONFLICT … DO UPDATE,
+// RETURNING, TRUE/FALSE, and COALESCE. Times are BIGINT Unix microseconds
+// (Micros/FromMicros), structured values are JSON text, and byte strings
+// are BYTEA/BLOB.
+type Dialect int
+
+// The two engines berth runs on.
+const (
+	SQLite Dialect = iota + 1
+	Postgres
+)
+
+// String names the engine as the configuration does.
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case Postgres:
+		return "postgres"
+	}
+	return fmt.Sprintf("dialect(%d)", int(d))
+}
+
+// ForUpdate is the clause that locks the rows a SELECT inside a transaction
+// reads, for the transaction's lifetime. SQLite has none and needs none: its
+// transactions are BEGIN IMMEDIATE (see OpenSQLite), so a writer already
+// holds the whole database.
+func (d Dialect) ForUpdate() string {
+	if d == Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// JSONContains is a condition true when the JSON object in column col holds
+// every key and value of the JSON object bound at placeholder arg (e.g.
+// "$3"). PostgreSQL serves it from a GIN index on JSONB; SQLite walks the
+// argument's keys.
+func (d Dialect) JSONContains(col, arg string) string {
+	if d == Postgres {
+		return col + " @> " + arg + "::jsonb"
+	}
+	return "NOT EXISTS (SELECT 1 FROM json_each(" + arg + ") want WHERE json_extract(" + col +
+		", '$.\"' || want.key || '\"') IS NOT want.value)"
+}
+
+// Lock serialises the transactions that take the same named lock, until tx
+// ends. On PostgreSQL it is a transaction-scoped advisory lock; on SQLite
+// every write transaction is already exclusive, so it does nothing.
+func (d Dialect) Lock(ctx context.Context, tx *sql.Tx, name string) error {
+	if d != Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey(name)); err != nil {
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
+	return nil
+}
+
+// advisoryKey turns a name into a pg_advisory_xact_lock key. Keys live in one
+// 64-bit space shared by every application on the server, so the name carries
+// a berth prefix.
+func advisoryKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("berth " + name))
+	return int64(h.Sum64())
+}
+
+// Placeholders returns "$from, $from+1, …" n times, for building multi-row
+// VALUES lists.
+func Placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+// MaxParams is how many placeholders one statement may bind on both engines
+// (SQLite's default limit; PostgreSQL allows 65535).
+const MaxParams = 32766
+
+// DB is a store's handle on its database: one database/sql pool and the
+// engine behind it.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// Tx runs fn in a transaction and commits it if fn returns nil; otherwise, or
+// if fn panics, the transaction is rolled back. On SQLite the transaction is
+// BEGIN IMMEDIATE, so keep read-only work outside Tx.
+func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	committed = true
+	return tx.Commit()
+}
+
+// IsUniqueViolation reports whether err is the database refusing a row that
+// would duplicate a UNIQUE or PRIMARY KEY value. Stores turn it into their
+// ErrConflict.
+func (d Dialect) IsUniqueViolation(err error) bool {
+	return IsUniqueViolation(err)
+}
+
+// IsNoRows reports whether err says a single-row query found nothing.
+func IsNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -1,0 +1,286 @@
+package db_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
+)
+
+// eachDialect runs f against a fresh database of each engine.
+func eachDialect(t *testing.T, f func(t *testing.T, d *db.DB)) {
+	t.Helper()
+	for _, tc := range []struct {
+		dialect db.Dialect
+		where   func(t *testing.T) string
+	}{
+		{db.SQLite, func(t *testing.T) string { return filepath.Join(t.TempDir(), "d.db") }},
+		{db.Postgres, func(t *testing.T) string { return pgtest.NewDatabase(t) }},
+	} {
+		t.Run(tc.dialect.String(), func(t *testing.T) {
+			d, err := db.Open(context.Background(), tc.dialect, tc.where(t))
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { d.Close() })
+			if d.Dialect != tc.dialect {
+				t.Fatalf("Dialect = %v, want %v", d.Dialect, tc.dialect)
+			}
+			f(t, d)
+		})
+	}
+}
+
+func mustExec(t *testing.T, d *db.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := d.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func TestDialectJSONContains(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		typ := "TEXT"
+		if d.Dialect == db.Postgres {
+			typ = "JSONB"
+		}
+		mustExec(t, d, `CREATE TABLE j (id INTEGER PRIMARY KEY, labels `+typ+` NOT NULL)`)
+		mustExec(t, d, `INSERT INTO j (id, labels) VALUES (1, $1), (2, $2), (3, $3)`,
+			`{"rack":"a","role":"hv"}`, `{"rack":"a"}`, `{}`)
+		tests := []struct {
+			want string
+			ids  string
+		}{
+			{`{}`, "[1 2 3]"},
+			{`{"rack":"a"}`, "[1 2]"},
+			{`{"rack":"a","role":"hv"}`, "[1]"},
+			{`{"rack":"b"}`, "[]"},
+			{`{"role":"hv","zone":"x"}`, "[]"},
+			{`{"we\"ird":"a"}`, "[]"},
+		}
+		for _, tt := range tests {
+			rows, err := d.QueryContext(ctx, `SELECT id FROM j WHERE `+d.Dialect.JSONContains("labels", "$1")+` ORDER BY id`, tt.want)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.want, err)
+			}
+			var ids []int
+			for rows.Next() {
+				var id int
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			rows.Close()
+			if got := fmt.Sprint(ids); got != tt.ids && !(tt.ids == "[]" && ids == nil) {
+				t.Errorf("labels ⊇ %s: ids %s, want %s", tt.want, got, tt.ids)
+			}
+		}
+	})
+}
+
+func TestDialectPortableSQL(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		mustExec(t, d, `CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT NOT NULL, b BOOLEAN NOT NULL, raw BYTEA NOT NULL)`)
+		// Upsert and RETURNING, with $N placeholders, the same text on both.
+		const upsert = `INSERT INTO kv (k, v, b, raw) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (k) DO UPDATE SET v = kv.v + excluded.v RETURNING v, b, raw`
+		var v int64
+		var b bool
+		var raw []byte
+		for i := range 2 {
+			if err := d.QueryRowContext(ctx, upsert, "x", int64(5), true, []byte{0, 1}).Scan(&v, &b, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(5 * (i + 1)); v != want || !b || len(raw) != 2 {
+				t.Fatalf("upsert %d: v=%d b=%v raw=%x, want v=%d", i, v, b, raw, want)
+			}
+		}
+		err := d.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = $1`, "absent").Scan(&v)
+		if !db.IsNoRows(err) {
+			t.Errorf("missing row: %v, want no rows", err)
+		}
+		_, err = d.ExecContext(ctx, `INSERT INTO kv (k, v, b, raw) VALUES ($1, 1, FALSE, $2)`, "x", []byte{})
+		if !db.IsUniqueViolation(err) {
+			t.Errorf("duplicate key: %v, want a unique violation", err)
+		}
+		if db.IsUnavailable(err) {
+			t.Errorf("a unique violation counts as unavailable: %v", err)
+		}
+		// A multi-row VALUES list built with Placeholders.
+		args := []any{"p", int64(1), false, []byte{1}, "q", int64(2), true, []byte{2}}
+		mustExec(t, d, `INSERT INTO kv (k, v, b, raw) VALUES (`+db.Placeholders(1, 4)+`), (`+db.Placeholders(5, 4)+`)`, args...)
+		var n int
+		if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE b = TRUE`).Scan(&n); err != nil || n != 2 {
+			t.Errorf("count of b = TRUE: %d, %v; want 2", n, err)
+		}
+	})
+}
+
+func TestDBTx(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		mustExec(t, d, `CREATE TABLE c (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`)
+		mustExec(t, d, `INSERT INTO c (id, n) VALUES (1, 0)`)
+		boom := errors.New("boom")
+		err := d.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `UPDATE c SET n = 99`); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Tx = %v, want boom", err)
+		}
+		func() {
+			defer func() { recover() }()
+			d.Tx(ctx, func(tx *sql.Tx) error {
+				tx.ExecContext(ctx, `UPDATE c SET n = 98`)
+				panic("in tx")
+			})
+		}()
+		var n int
+		if err := d.QueryRowContext(ctx, `SELECT n FROM c`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("after a failed and a panicking Tx: n=%d, %v; want 0 (rolled back)", n, err)
+		}
+		// Lock plus a read-then-write: concurrent increments lose nothing.
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for range 20 {
+			wg.Go(func() {
+				errs <- d.Tx(ctx, func(tx *sql.Tx) error {
+					if err := d.Dialect.Lock(ctx, tx, "counter"); err != nil {
+						return err
+					}
+					var cur int
+					if err := tx.QueryRowContext(ctx, `SELECT n FROM c WHERE id = 1`+d.Dialect.ForUpdate()).Scan(&cur); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, `UPDATE c SET n = $1 WHERE id = 1`, cur+1)
+					return err
+				})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.QueryRowContext(ctx, `SELECT n FROM c`).Scan(&n); err != nil || n != 20 {
+			t.Fatalf("n = %d, %v; want 20", n, err)
+		}
+	})
+}
+
+func TestOpenSchemaBothDialects(t *testing.T) {
+	s := db.Schema{Service: "demo", FS: fstest.MapFS{
+		"migrations/sqlite/0001_init.sql":   {Data: []byte("CREATE TABLE demo (id INTEGER PRIMARY KEY);")},
+		"migrations/postgres/0001_init.sql": {Data: []byte("CREATE TABLE demo (id BIGINT PRIMARY KEY);")},
+	}}
+	broken := db.Schema{Service: "broken", FS: fstest.MapFS{
+		"migrations/sqlite/0001_init.sql":   {Data: []byte("CREATE TABLE (;")},
+		"migrations/postgres/0001_init.sql": {Data: []byte("CREATE TABLE (;")},
+	}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		d     db.Dialect
+		where func(t *testing.T) string
+	}{
+		{db.SQLite, func(t *testing.T) string { return filepath.Join(t.TempDir(), "s.db") }},
+		{db.Postgres, func(t *testing.T) string { return pgtest.NewDatabase(t) }},
+	} {
+		t.Run(tc.d.String(), func(t *testing.T) {
+			where := tc.where(t)
+			for range 2 { // a second open finds the schema current
+				h, err := db.OpenSchema(ctx, tc.d, where, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, h, `INSERT INTO demo (id) VALUES ((SELECT COUNT(*) FROM demo))`)
+				h.Close()
+			}
+			if _, err := db.OpenSchema(ctx, tc.d, tc.where(t), broken); err == nil {
+				t.Error("a broken migration opened")
+			}
+		})
+	}
+}
+
+func TestIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	// A server that is not there: refused at connect.
+	_, err := db.Open(ctx, db.Postgres, "postgres://u@127.0.0.1:1/x?connect_timeout=2")
+	if err == nil || !db.IsUnavailable(err) {
+		t.Errorf("connect to a closed port: IsUnavailable(%v) = false", err)
+	}
+	// A server that goes away under an open pool.
+	dsn := pgtest.NewDatabase(t)
+	d, err := db.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var pid int
+	if err := d.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	d.SetMaxOpenConns(1)
+	other, err := db.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	mustExec(t, other, `SELECT pg_terminate_backend($1)`, pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err = d.ExecContext(ctx, `SELECT 1`)
+		if err != nil {
+			break
+		}
+		// database/sql retried on a fresh connection: the terminated one
+		// was noticed as bad before use. Terminate that one too.
+		other.QueryRowContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()`).Scan(new(any))
+	}
+	if err != nil && !db.IsUnavailable(err) {
+		t.Errorf("query on a terminated connection: IsUnavailable(%v) = false", err)
+	}
+	for _, e := range []error{nil, errors.New("x"), context.Canceled, sql.ErrNoRows} {
+		if db.IsUnavailable(e) {
+			t.Errorf("IsUnavailable(%v) = true", e)
+		}
+	}
+	// SQLite: another connection holding the write lock past busy_timeout.
+	sq, err := db.Open(ctx, db.SQLite, filepath.Join(t.TempDir(), "busy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	mustExec(t, sq, `CREATE TABLE t (x INTEGER)`)
+	tx, err := sq.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	c, err := sq.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ExecContext(ctx, `PRAGMA busy_timeout = 10`)
+	_, err = c.ExecContext(ctx, `INSERT INTO t (x) VALUES (1)`)
+	if err == nil || !db.IsUnavailable(err) {
+		t.Errorf("SQLite busy: IsUnavailable(%v) = false", err)
+	}
+}

@@ -1,0 +1,143 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"runtime"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// Open opens the database at where: a file path for SQLite, a DSN (URL or
+// keyword/value) for PostgreSQL. Errors never carry a PostgreSQL password.
+func Open(ctx context.Context, d Dialect, where string) (*DB, error) {
+	switch d {
+	case SQLite:
+		s, err := OpenSQLite(ctx, where)
+		if err != nil {
+			return nil, err
+		}
+		return &DB{DB: s, Dialect: SQLite}, nil
+	case Postgres:
+		return openPostgresSQL(ctx, where)
+	}
+	return nil, fmt.Errorf("open database: unknown %v", d)
+}
+
+// OpenSchema opens the database at where and brings the store's tables up to
+// date; on failure nothing stays open.
+func OpenSchema(ctx context.Context, d Dialect, where string, s Schema) (*DB, error) {
+	migrations, err := s.dialect(d.String())
+	if err != nil {
+		return nil, err
+	}
+	h, err := Open(ctx, d, where)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Migrate(ctx, s.Service, migrations); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// openPostgresSQL opens PostgreSQL through pgx's database/sql adapter, so
+// stores run the same code on both engines. pool_max_conns and the other
+// pool_* DSN settings keep their pgxpool meaning.
+func openPostgresSQL(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx already redacts the password from parse errors.
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	s := stdlib.OpenDB(*cfg.ConnConfig)
+	n := int(cfg.MaxConns)
+	if n <= 0 {
+		n = max(4, runtime.GOMAXPROCS(0))
+	}
+	s.SetMaxOpenConns(n)
+	s.SetMaxIdleConns(n)
+	s.SetConnMaxLifetime(cfg.MaxConnLifetime)
+	s.SetConnMaxIdleTime(cfg.MaxConnIdleTime)
+	if err := s.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", where, err)
+	}
+	return &DB{DB: s, Dialect: Postgres}, nil
+}
+
+// Migrate applies the migrations in fsys that service has not applied yet,
+// each in its own transaction together with its schema_migrations row, so a
+// crash leaves the schema at a recorded version. Replicas that start together
+// serialise per service (PostgreSQL: an advisory lock; SQLite: BEGIN
+// IMMEDIATE), so each migration runs exactly once.
+func (d *DB) Migrate(ctx context.Context, service string, fsys fs.FS) error {
+	ms, err := LoadMigrations(fsys)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", service, err)
+	}
+	table := sqliteMigrationsTable
+	if d.Dialect == Postgres {
+		table = pgMigrationsTable
+	}
+	// Concurrent CREATE TABLE IF NOT EXISTS can still fail on PostgreSQL's
+	// catalog indexes, so creating the shared table takes a lock of its own.
+	err = d.Tx(ctx, func(tx *sql.Tx) error {
+		if err := d.Dialect.Lock(ctx, tx, "schema_migrations"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, table)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("migrate %s: create schema_migrations: %w", service, err)
+	}
+	for {
+		done, err := d.migrateStep(ctx, service, ms)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", service, err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateStep applies the next pending migration, reading the current version
+// inside the transaction so that a concurrent migrator's work is seen.
+func (d *DB) migrateStep(ctx context.Context, service string, ms []Migration) (done bool, err error) {
+	err = d.Tx(ctx, func(tx *sql.Tx) error {
+		if err := d.Dialect.Lock(ctx, tx, "schema_migrations "+service); err != nil {
+			return err
+		}
+		var cur int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE service = $1`, service).Scan(&cur); err != nil {
+			return fmt.Errorf("read version: %w", err)
+		}
+		if cur > len(ms) {
+			return tooNew(service, cur, len(ms))
+		}
+		if cur == len(ms) {
+			done = true
+			return nil
+		}
+		m := ms[cur]
+		// Without arguments both drivers accept a file of several
+		// statements (pgx uses the simple protocol).
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("apply %04d_%s: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO schema_migrations (service, version, name) VALUES ($1, $2, $3)`, service, m.Version, m.Name); err != nil {
+			return fmt.Errorf("record %04d_%s: %w", m.Version, m.Name, err)
+		}
+		return nil
+	})
+	return done, err
+}
