@@ -9,13 +9,15 @@ import (
 	"crypto/x509"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/clock"
 )
 
 // testNow is the fixed time of signer tests; it is close to the real time
 // so that certificates made by Init (with the real clock) are valid at it.
 var testNow = time.Now().UTC().Truncate(time.Second)
 
-func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
+func fixedClock(t time.Time) clock.Clock { return clock.NewFake(t) }
 
 // initPKI creates a PKI in a fresh temporary directory.
 func initPKI(t testing.TB, c InitConfig) *Layout {

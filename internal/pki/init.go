@@ -22,6 +22,8 @@ import (
 	"go.step.sm/crypto/pemutil"
 	"go.step.sm/crypto/x509util"
 
+	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 )
 
@@ -61,8 +63,8 @@ type InitConfig struct {
 	// SANs are extra DNS names or IP addresses of the service certificates,
 	// beyond the service name, localhost, 127.0.0.1 and ::1.
 	SANs []string
-	// Clock defaults to time.Now.
-	Clock func() time.Time
+	// Clock dates the certificates; the system clock when nil.
+	Clock clock.Clock
 }
 
 // Init creates a PKI in c.Dir: a root and an intermediate CA, a certificate
@@ -84,10 +86,6 @@ func Init(ctx context.Context, c InitConfig) (*Layout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init PKI: %w", err)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-
 	missing := missingFiles(c.Dir)
 	switch {
 	case len(missing) == 0:
@@ -100,7 +98,7 @@ func Init(ctx context.Context, c InitConfig) (*Layout, error) {
 		return nil, err
 	}
 
-	files, err := generate(td, dnsNames, ips, c.Clock())
+	files, err := generate(td, dnsNames, ips, clock.Or(c.Clock).Now())
 	if err != nil {
 		return nil, fmt.Errorf("init PKI: %w", err)
 	}
@@ -137,7 +135,7 @@ func parseSANs(sans []string) ([]string, []net.IP, error) {
 			}
 			continue
 		}
-		name, err := NormalizeHostname(s)
+		name, err := ident.DNSName(s)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--san %q is neither an IP address nor a valid DNS name", s)
 		}

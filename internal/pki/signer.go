@@ -14,6 +14,8 @@ import (
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/x509util"
 
+	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 )
 
@@ -76,8 +78,8 @@ type SignerConfig struct {
 	// name, "*.example.com" for names under it). Empty allows any hostname
 	// except localhost.
 	AllowedHostDomains []string
-	// Clock defaults to time.Now.
-	Clock func() time.Time
+	// Clock dates the certificates; the system clock when nil.
+	Clock clock.Clock
 }
 
 // Signer issues node certificates. It is safe for concurrent use.
@@ -89,7 +91,7 @@ type Signer struct {
 	lifetime time.Duration
 	policy   *policy.NamePolicyEngine
 	tmpl     *template.Template
-	now      func() time.Time
+	clock    clock.Clock
 }
 
 // SignRequest asks for a node certificate. The names come from the caller
@@ -138,9 +140,6 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 	if c.Lifetime < time.Minute {
 		return nil, fmt.Errorf("new signer: lifetime %v is too short", c.Lifetime)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
 	engine, err := newPolicy(c.TrustDomain, c.AllowedHostDomains)
 	if err != nil {
 		return nil, fmt.Errorf("new signer: %w", err)
@@ -151,7 +150,7 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 	}
 	return &Signer{
 		inter: c.Intermediate, key: c.Key, root: c.Root, td: c.TrustDomain,
-		lifetime: c.Lifetime, policy: engine, tmpl: tmpl, now: c.Clock,
+		lifetime: c.Lifetime, policy: engine, tmpl: tmpl, clock: clock.Or(c.Clock),
 	}, nil
 }
 
@@ -189,12 +188,12 @@ func (s *Signer) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 	if err := ctx.Err(); err != nil {
 		return Signed{}, err
 	}
-	if err := ValidateNodeID(r.NodeID); err != nil {
-		return Signed{}, err
+	if err := ident.NodeID(r.NodeID); err != nil {
+		return Signed{}, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	host, err := NormalizeHostname(r.Hostname)
+	host, err := ident.Hostname(r.Hostname)
 	if err != nil {
-		return Signed{}, err
+		return Signed{}, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	csr, err := parseCSR(r.CSR)
 	if err != nil {
@@ -256,7 +255,7 @@ func (s *Signer) template(nodeID, host string, pub crypto.PublicKey) (*x509.Cert
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
 	}
-	setValidity(t, s.now(), s.lifetime)
+	setValidity(t, s.clock.Now(), s.lifetime)
 	if t.NotAfter.After(s.inter.NotAfter) {
 		t.NotAfter = s.inter.NotAfter
 	}

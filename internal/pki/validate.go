@@ -6,15 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"fmt"
-	"net"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/ident"
 )
 
 // Limits on what a node may present.
 const (
-	maxNodeIDLen   = 63
-	maxHostnameLen = 253
-	maxLabelLen    = 63
 	// maxCSRSize bounds the request before it is parsed; a P-256 CSR is
 	// about 250 bytes and an RSA-8192 one about 1.3 KiB.
 	maxCSRSize   = 16 << 10
@@ -23,45 +21,15 @@ const (
 	maxCommonLen = 64 // RFC 5280 ub-common-name
 )
 
-// ValidateNodeID checks a node ID against ^[a-z0-9][a-z0-9-]{0,62}$, the
-// form that becomes the last segment of spiffe://<trust-domain>/node/<id>.
+// ValidateNodeID is ident.NodeID, its error wrapped in ErrPolicy.
+//
+// Deprecated: call ident.NodeID. This stays only until internal/lifecycle,
+// which another change is rewriting, calls ident itself.
 func ValidateNodeID(id string) error {
-	if id == "" || len(id) > maxNodeIDLen {
-		return fmt.Errorf("%w: node ID must be 1 to %d characters", ErrPolicy, maxNodeIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case isLowerAlnum(c):
-		case c == '-' && i > 0:
-		default:
-			return fmt.Errorf("%w: node ID must match ^[a-z0-9][a-z0-9-]{0,62}$", ErrPolicy)
-		}
+	if err := ident.NodeID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	return nil
-}
-
-// NormalizeHostname checks that h is a DNS name fit for a certificate and
-// returns it in canonical form: lower case, without a trailing dot.
-// Single-label names ("node-07") are allowed; IP addresses and wildcards are not.
-func NormalizeHostname(h string) (string, error) {
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
-	if h == "" || len(h) > maxHostnameLen {
-		return "", fmt.Errorf("%w: hostname must be 1 to %d characters", ErrPolicy, maxHostnameLen)
-	}
-	if net.ParseIP(h) != nil {
-		return "", fmt.Errorf("%w: hostname must be a DNS name, not an IP address", ErrPolicy)
-	}
-	labels := strings.Split(h, ".")
-	for _, l := range labels {
-		if err := validLabel(l); err != nil {
-			return "", fmt.Errorf("%w: hostname %w", ErrPolicy, err)
-		}
-	}
-	if allDigits(labels[len(labels)-1]) {
-		return "", fmt.Errorf("%w: hostname's last label must not be numeric", ErrPolicy)
-	}
-	return h, nil
 }
 
 // ValidateTrustDomain checks a trust domain: a lower-case DNS name.
@@ -69,36 +37,10 @@ func ValidateTrustDomain(td string) error {
 	if td == "" || td != strings.ToLower(td) || strings.HasSuffix(td, ".") {
 		return fmt.Errorf("trust domain %q must be a lower-case DNS name", td)
 	}
-	if _, err := NormalizeHostname(td); err != nil {
+	if _, err := ident.DNSName(td); err != nil {
 		return fmt.Errorf("trust domain %q must be a lower-case DNS name", td)
 	}
 	return nil
-}
-
-func validLabel(l string) error {
-	if l == "" || len(l) > maxLabelLen {
-		return fmt.Errorf("labels must be 1 to %d characters", maxLabelLen)
-	}
-	if l[0] == '-' || l[len(l)-1] == '-' {
-		return fmt.Errorf("labels must not start or end with '-'")
-	}
-	for i := 0; i < len(l); i++ {
-		if !isLowerAlnum(l[i]) && l[i] != '-' {
-			return fmt.Errorf("labels may hold only letters, digits and '-'")
-		}
-	}
-	return nil
-}
-
-func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // checkPublicKey accepts the keys a node's TLS client certificate may hold:

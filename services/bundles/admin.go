@@ -89,7 +89,7 @@ func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBund
 		return nil, toStatus(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId(), attrVersion, req.GetVersion())
-	b, err := a.s.store.Approve(ctx, req.GetNodeId(), req.GetVersion(), caller(ctx).String(), a.s.now())
+	b, err := a.s.store.Approve(ctx, req.GetNodeId(), req.GetVersion(), caller(ctx).String(), a.s.clock.Now())
 	if errors.Is(err, bundlestore.ErrNotFound) {
 		err = errNoVersion
 	}
@@ -108,7 +108,7 @@ func (a adminServer) ResetBundle(ctx context.Context, req *berthv1.ResetBundleRe
 	}
 	log = log.With(attrNode, req.GetNodeId())
 	author := caller(ctx).String()
-	m, err := a.s.store.Reset(ctx, req.GetNodeId(), author, a.s.now(), a.s.keep)
+	m, err := a.s.store.Reset(ctx, req.GetNodeId(), author, a.s.clock.Now(), a.s.keep)
 	if err != nil {
 		return nil, toStatus(ctx, log, err)
 	}

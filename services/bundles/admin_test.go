@@ -197,13 +197,13 @@ func TestReset(t *testing.T) {
 	c, admin := e.nodeClient(t, a), e.admin(t)
 	ctx := context.Background()
 	putNode(t, c, 0, config(t, a, "v1"))
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	resp, err := admin.ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: "node-a"})
 	if err != nil {
 		t.Fatalf("ResetBundle: %v", err)
 	}
 	want := &berthv1.BundleInfo{NodeId: "node-a", Version: 2, State: reset, Author: "admin:admin", CreatedAt: resp.GetInfo().GetCreatedAt()}
-	if d := cmp.Diff(want, resp.GetInfo(), protocmp.Transform()); d != "" || !resp.GetInfo().GetCreatedAt().AsTime().Equal(e.clock.now()) {
+	if d := cmp.Diff(want, resp.GetInfo(), protocmp.Transform()); d != "" || !resp.GetInfo().GetCreatedAt().AsTime().Equal(e.clock.Now()) {
 		t.Errorf("ResetBundle (-want +got):\n%s\ncreated at %v", d, resp.GetInfo().GetCreatedAt().AsTime())
 	}
 	// The node finds no bundle and configures itself again.

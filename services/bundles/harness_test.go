@@ -24,30 +24,13 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// clock is a settable clock shared by the service and the signer.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // lockedBuffer collects log output from concurrent handlers.
 type lockedBuffer struct {
@@ -84,7 +67,7 @@ type env struct {
 	signer *pki.Signer
 	store  bundlestore.Store
 	dbDir  string
-	clock  *clock
+	clock  *clock.Fake
 	logs   *lockedBuffer
 	lis    *bufconn.Listener
 	svc    *Service
@@ -97,12 +80,12 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{layout: l, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, logs: &lockedBuffer{}, dbDir: t.TempDir()}
+	e := &env{layout: l, clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), logs: &lockedBuffer{}, dbDir: t.TempDir()}
 	sc, err := l.SignerConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.Clock = e.clock.now
+	sc.Clock = e.clock
 	if e.signer, err = pki.NewSigner(sc); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +96,7 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 	t.Cleanup(s.Close)
 	e.store = s
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c := Config{Store: s, Logger: log, Clock: e.clock.now}
+	c := Config{Store: s, Logger: log, Clock: e.clock}
 	if edit != nil {
 		edit(&c)
 	}

@@ -28,6 +28,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -72,8 +73,8 @@ type Config struct {
 	EventRetention time.Duration
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
-	// Clock defaults to time.Now.
-	Clock func() time.Time
+	// Clock dates versions and events; the system clock when nil.
+	Clock clock.Clock
 }
 
 // Service implements berth.v1.BundleService, and through Register also
@@ -88,7 +89,7 @@ type Service struct {
 	approvalRequired func(ctx context.Context, nodeID string) (bool, error)
 	revoked          func(ctx context.Context, nodeID, serial string) bool
 	log              *slog.Logger
-	now              func() time.Time
+	clock            clock.Clock
 
 	// events serves the bundle event log (WatchBundleEvents, Run).
 	events *lifecycle.Feed
@@ -117,12 +118,10 @@ func New(c Config) (*Service, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "bundles", Types: bundlestore.EventTypes(),
-		Retention: c.EventRetention, Now: c.Clock, Logger: c.Logger,
+		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
@@ -136,7 +135,7 @@ func New(c Config) (*Service, error) {
 		approvalRequired: c.ApprovalRequired,
 		revoked:          c.Revoked,
 		log:              c.Logger,
-		now:              c.Clock,
+		clock:            c.Clock,
 	}, nil
 }
 
@@ -260,7 +259,7 @@ func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author stri
 			Digest:    up.digest,
 			KEMID:     up.header.KEM,
 			Author:    author,
-			CreatedAt: s.now(),
+			CreatedAt: s.clock.Now(),
 		},
 		Sealed: up.sealed,
 	}

@@ -221,7 +221,7 @@ func TestSealStoreFetchOpen(t *testing.T) {
 			want := &berthv1.BundleInfo{
 				NodeId: n.id, Version: 1, State: berthv1.BundleState_BUNDLE_STATE_APPROVED, Size: int64(len(sealed)),
 				Sha256: bundle.Digest(sealed), KemId: uint32(n.bundleKey.KEM().ID()), Author: "admin:admin",
-				CreatedAt: timestamppb.New(e.clock.now()),
+				CreatedAt: timestamppb.New(e.clock.Now()),
 			}
 			if d := cmp.Diff(want, info, protocmp.Transform()); d != "" {
 				t.Errorf("PutBundle info (-want +got):\n%s", d)
@@ -442,7 +442,7 @@ func TestNew(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("New error = %v, want error %v", err, tt.wantErr)
 			}
-			if err == nil && (svc.maxSize != DefaultMaxBundleSize || svc.keep != DefaultKeep || svc.log == nil || svc.now == nil) {
+			if err == nil && (svc.maxSize != DefaultMaxBundleSize || svc.keep != DefaultKeep || svc.log == nil || svc.clock == nil) {
 				t.Errorf("defaults not filled in: %+v", svc)
 			}
 		})

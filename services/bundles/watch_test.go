@@ -74,7 +74,7 @@ func bundleLife(t *testing.T, e *env) {
 	c, admin := e.nodeClient(t, a), e.admin(t)
 	ctx := context.Background()
 	putNode(t, c, 0, config(t, a, "v1"))
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	if _, err := admin.ApproveBundle(ctx, &berthv1.ApproveBundleRequest{NodeId: "node-a", Version: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func TestWatchBundleEvents(t *testing.T) {
 			t.Errorf("cursor %d follows %d", ev.GetCursor(), evs[i-1].GetCursor())
 		}
 	}
-	if got := evs[1].GetTime().AsTime(); !got.Equal(e.clock.now()) {
-		t.Errorf("approval time %v, want %v", got, e.clock.now())
+	if got := evs[1].GetTime().AsTime(); !got.Equal(e.clock.Now()) {
+		t.Errorf("approval time %v, want %v", got, e.clock.Now())
 	}
 	if evs[2].GetDetails()["dropped_pending"] != "" || evs[1].GetDetails()["previous_version"] != "" {
 		t.Errorf("details of a first approval and a plain write: %v, %v", evs[1].GetDetails(), evs[2].GetDetails())
@@ -215,7 +215,7 @@ func TestWatchBundleEventsRetention(t *testing.T) {
 		t.Fatalf("PruneEvents within retention = %d, %v", n, err)
 	}
 	evs := watchEvents(t, admin, nil).next(t, 3)
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	putNode(t, c, 3, config(t, a, "kept"))
 	if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 3 {
 		t.Fatalf("PruneEvents = %d, %v; want 3", n, err)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/castore"
@@ -35,7 +36,7 @@ const (
 // Validation rules, shown after the field name.
 const (
 	ruleNodeID    = "must match ^[a-z0-9][a-z0-9-]{0,62}$"
-	ruleHostname  = "must be a DNS name of letters, digits and hyphens, at most 253 characters"
+	ruleHostname  = ident.HostnameRule
 	ruleCSRSize   = "must be a DER certificate request of at most 16 KiB"
 	ruleSerial    = "must be a positive hexadecimal serial number of at most 20 octets"
 	ruleReason    = "must be at most 256 characters without control characters"

@@ -12,10 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -38,8 +38,8 @@ type Config struct {
 	Roots []*x509.Certificate
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
-	// Clock defaults to time.Now.
-	Clock func() time.Time
+	// Clock dates the issued log and revocations; the system clock when nil.
+	Clock clock.Clock
 }
 
 // Service implements berth.v1.CertificateAuthorityService.
@@ -50,7 +50,7 @@ type Service struct {
 	store  castore.Store
 	roots  [][]byte
 	log    *slog.Logger
-	now    func() time.Time
+	clock  clock.Clock
 }
 
 var _ berthv1.CertificateAuthorityServiceServer = (*Service)(nil)
@@ -68,9 +68,6 @@ func New(c Config) (*Service, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
 	roots := make([][]byte, 0, len(c.Roots))
 	for i, r := range c.Roots {
 		if r == nil || !r.IsCA {
@@ -78,7 +75,7 @@ func New(c Config) (*Service, error) {
 		}
 		roots = append(roots, r.Raw)
 	}
-	return &Service{signer: c.Signer, store: c.Store, roots: roots, log: c.Logger, now: c.Clock}, nil
+	return &Service{signer: c.Signer, store: c.Store, roots: roots, log: c.Logger, clock: clock.Or(c.Clock)}, nil
 }
 
 // Register registers the service on s.
@@ -121,7 +118,7 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 		NodeID:    r.NodeID,
 		NotBefore: signed.NotBefore,
 		NotAfter:  signed.NotAfter,
-		IssuedAt:  s.now().UTC(),
+		IssuedAt:  s.clock.Now().UTC(),
 		DER:       signed.Chain[0],
 	}
 	if err := s.store.RecordIssued(ctx, issued); err != nil {
@@ -144,7 +141,7 @@ func (s *Service) Revoke(ctx context.Context, req *berthv1.RevokeRequest) (*bert
 	log = log.With(attrSerial, serial)
 	// The store fills in the node from the issued log, answers NotFound for
 	// a serial it never issued, and returns the first revocation on a repeat.
-	rev, err := s.store.Revoke(ctx, castore.Revocation{Serial: serial, Reason: reason, RevokedAt: s.now().UTC()})
+	rev, err := s.store.Revoke(ctx, castore.Revocation{Serial: serial, Reason: reason, RevokedAt: s.clock.Now().UTC()})
 	if err != nil {
 		return nil, toStatus(ctx, log, fmt.Errorf("revoke certificate: %w", err))
 	}

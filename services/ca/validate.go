@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/pki"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -25,7 +26,7 @@ func validateSign(req *berthv1.SignRequest) (pki.SignRequest, error) {
 	if err := pki.ValidateNodeID(req.GetNodeId()); err != nil {
 		return pki.SignRequest{}, invalid("node_id", ruleNodeID)
 	}
-	host, err := pki.NormalizeHostname(req.GetHostname())
+	host, err := ident.Hostname(req.GetHostname())
 	if err != nil {
 		return pki.SignRequest{}, invalid("hostname", ruleHostname)
 	}

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -56,7 +56,7 @@ type env struct {
 	layout  *pki.Layout
 	signer  *pki.Signer
 	store   hbstore.Store
-	clock   *healthtest.Clock
+	clock   *clock.Fake
 	svc     *Service
 	logs    *lockedBuffer
 	lis     *bufconn.Listener
@@ -79,7 +79,7 @@ func newEnvOn(t testing.TB, tcp bool, mod ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{layout: l, clock: healthtest.NewClock(t0), logs: &lockedBuffer{}}
+	e := &env{layout: l, clock: clock.NewFake(t0), logs: &lockedBuffer{}}
 	sc, err := l.SignerConfig()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -47,8 +48,8 @@ type Config struct {
 	ReplicaID string
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
-	// Clock defaults to the system clock.
-	Clock health.Clock
+	// Clock drives every period and deadline; the system clock when nil.
+	Clock clock.Clock
 }
 
 // Service implements HeartbeatService and HeartbeatAdminService.
@@ -84,7 +85,7 @@ func New(c Config) (*Service, error) {
 		IsRevoked:   c.IsRevoked,
 		ReplicaID:   c.ReplicaID,
 		Logger:      c.Logger,
-		Clock:       c.Clock,
+		Clock:       clock.Or(c.Clock),
 	})
 	if err != nil {
 		return nil, err

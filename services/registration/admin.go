@@ -87,7 +87,7 @@ func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Stat
 	if err := validateNodeID(id); err != nil {
 		return nil, err
 	}
-	n, err := s.store.SetStatus(ctx, id, from, to, s.now(), caller(ctx).String())
+	n, err := s.store.SetStatus(ctx, id, from, to, s.clock.Now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		return nil, errNodeNotFound
 	}
@@ -157,7 +157,7 @@ func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest
 			return nil, toStatus(ctx, s.log, fmt.Errorf("delete bundles of node %s: %w", n.ID, err))
 		}
 	}
-	if err := s.store.DeleteNode(ctx, n.ID, s.now(), caller(ctx).String()); err != nil {
+	if err := s.store.DeleteNode(ctx, n.ID, s.clock.Now(), caller(ctx).String()); err != nil {
 		if errors.Is(err, regstore.ErrNotFound) {
 			err = errNodeNotFound
 		}
@@ -172,7 +172,7 @@ func (s *Service) AllowReplacement(ctx context.Context, req *berthv1.AllowReplac
 	if err := validateNodeID(req.GetId()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.now())
+	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.clock.Now())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errNodeNotFound
 	}
@@ -219,7 +219,7 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 	if len(req.GetDescription()) > maxDescription || !printable(req.GetDescription()) {
 		return regstore.Token{}, invalid("description", "at most 256 printable characters")
 	}
-	now := s.now()
+	now := s.clock.Now()
 	return regstore.Token{
 		ID:          randomLower(tokenIDLen),
 		ExpiresAt:   now.Add(ttl),
@@ -233,7 +233,7 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 
 // ListTokens lists tokens without their secrets.
 func (s *Service) ListTokens(ctx context.Context, req *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error) {
-	toks, err := s.store.ListTokens(ctx, req.GetIncludeInactive(), s.now())
+	toks, err := s.store.ListTokens(ctx, req.GetIncludeInactive(), s.clock.Now())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}

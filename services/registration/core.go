@@ -42,7 +42,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	if tok.AutoApprove {
 		status = regstore.StatusApproved
 	}
-	now := s.now()
+	now := s.clock.Now()
 	n := regstore.Node{
 		ID:           newNodeID(),
 		Status:       status,
@@ -94,7 +94,7 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 	if subtle.ConstantTimeCompare(sum[:], tok.SecretHash) != 1 || tok.Revoked {
 		return tok, errTokenInvalid
 	}
-	if !s.now().Before(tok.ExpiresAt) {
+	if !s.clock.Now().Before(tok.ExpiresAt) {
 		return tok, regstore.ErrTokenExpired
 	}
 	if tok.UsesLeft <= 0 {
@@ -174,7 +174,7 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool)
 	if n.Status != regstore.StatusApproved {
 		return out, nil
 	}
-	if n.Cert == nil || dueForRenewal(*n.Cert, s.now()) {
+	if n.Cert == nil || dueForRenewal(*n.Cert, s.clock.Now()) {
 		renewed, err := s.renew(ctx, n)
 		if err != nil {
 			return nil, err
@@ -211,7 +211,7 @@ func (s *Service) renew(ctx context.Context, n regstore.Node) (regstore.Node, er
 		if err != nil {
 			return nil, fmt.Errorf("sign node %s: %w", n.ID, err)
 		}
-		updated, err := s.store.SetCertificate(ctx, n.ID, prev, cert, s.now())
+		updated, err := s.store.SetCertificate(ctx, n.ID, prev, cert, s.clock.Now())
 		if errors.Is(err, regstore.ErrConflict) {
 			// Another replica renewed first; use its certificate.
 			return s.store.GetNode(ctx, n.ID)

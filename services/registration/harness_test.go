@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -34,23 +35,13 @@ import (
 	"github.com/berth-dev/berth/services/ca"
 )
 
-// clock is a settable clock shared by the CA and the registration service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 // env is a running registration + CA server on loopback, with real
 // certificates, a real store and a real CA, as berthd serve --role all.
 type env struct {
 	t      testing.TB
 	addr   string
 	layout *pki.Layout
-	clock  *clock
+	clock  *clock.Fake
 	reg    regstore.Store
 	cas    castore.Store
 	bs     bundlestore.Store
@@ -77,7 +68,7 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, layout: layout, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	e := &env{t: t, layout: layout, clock: clock.NewFake(time.Now().UTC().Truncate(time.Second))}
 	switch b {
 	case sqliteBackend:
 		e.reg, err = regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db"))
@@ -106,12 +97,12 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.Clock = e.clock.Now
+	sc.Clock = e.clock
 	signer, err := pki.NewSigner(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caSvc, err := ca.New(ca.Config{Signer: signer, Store: e.cas, Roots: []*x509.Certificate{layout.Root}, Clock: e.clock.Now})
+	caSvc, err := ca.New(ca.Config{Signer: signer, Store: e.cas, Roots: []*x509.Certificate{layout.Root}, Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +130,7 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 		Bundles:     inline,
 		TrustBundle: [][]byte{layout.Root.Raw},
 		Endpoints:   &berthv1.Endpoints{Registration: e.addr},
-		Now:         e.clock.Now,
+		Clock:       e.clock,
 	})
 	if err != nil {
 		t.Fatal(err)

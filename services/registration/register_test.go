@@ -124,7 +124,7 @@ func TestRenewalWindowAndExpiry(t *testing.T) {
 			{"inside renewal window", life*2/3 + time.Minute, true},
 		}
 		for _, s := range steps {
-			e.clock.t = first.NotBefore.Add(s.advanceTo)
+			e.clock.Set(first.NotBefore.Add(s.advanceTo))
 			resp, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
 			if err != nil {
 				t.Fatalf("%s: %v", s.name, err)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -57,8 +58,9 @@ type Config struct {
 	// Endpoints are the addresses of the other services, returned on Resume.
 	Endpoints *berthv1.Endpoints
 	Logger    *slog.Logger
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	// Clock dates nodes, tokens and events and decides renewals; the
+	// system clock when nil.
+	Clock clock.Clock
 	// EventRetention is how long node lifecycle events are kept
 	// (DefaultEventRetention). Run deletes older ones.
 	EventRetention time.Duration
@@ -82,7 +84,7 @@ type Service struct {
 	bundle    [][]byte
 	endpoints *berthv1.Endpoints
 	log       *slog.Logger
-	now       func() time.Time
+	clock     clock.Clock
 	// renewals collapses concurrent renewals of one node into one CA call.
 	renewals singleflight.Group
 
@@ -106,9 +108,7 @@ func New(c Config) (*Service, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Endpoints == nil {
 		c.Endpoints = &berthv1.Endpoints{}
 	}
@@ -117,14 +117,14 @@ func New(c Config) (*Service, error) {
 	}
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "registration", Types: regstore.EventTypes(),
-		Retention: c.EventRetention, Now: c.Now, Logger: c.Logger,
+		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registration: %w", err)
 	}
 	return &Service{
 		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
-		log: c.Logger, now: c.Now, events: events,
+		log: c.Logger, clock: c.Clock, events: events,
 	}, nil
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"crypto/hpke"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
-	"github.com/berth-dev/berth/internal/pki"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -100,8 +100,8 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 // validateHostname uses the CA's own rule, so that a name accepted here is
 // never refused at signing time, minutes later, on approval.
 func validateHostname(h string) (string, error) {
-	n, err := pki.NormalizeHostname(h)
-	if err != nil || n == "localhost" {
+	n, err := ident.Hostname(h)
+	if err != nil {
 		return "", invalid("facts.hostname", "must be a DNS name (letters, digits and hyphens, dot separated), not an IP or localhost")
 	}
 	return n, nil
