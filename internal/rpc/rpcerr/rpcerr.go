@@ -1,0 +1,154 @@
+// Package rpcerr is the one mapping of berth's internal errors to gRPC
+// status, for every service. A service declares, as data in its errors.go,
+// a Table of its sentinel errors and error types with a code and a constant
+// public message each; its handlers pass every failure through
+// Table.Status, which logs the internal cause once with the per-RPC logger
+// and returns only the public message, never the cause.
+//
+// Beyond the table, the mapping is the same for every service:
+//
+//	validation (Invalid)                   InvalidArgument, "<field> <rule>"
+//	context.Canceled, a dependency's       Canceled
+//	  Canceled
+//	context.DeadlineExceeded, a            DeadlineExceeded
+//	  dependency's when the call's own
+//	  deadline passed
+//	a database that cannot serve now       Unavailable, "… retry later"
+//	  (db.IsUnavailable)
+//	a dependency's Unavailable or          Unavailable, "… retry later"
+//	  DeadlineExceeded
+//	anything else                          Internal
+//
+// An unavailable cause is never answered with Internal, which clients treat
+// as final, even when the table maps its sentinel to Internal: clients
+// retry Unavailable. It lives apart from internal/rpc so that clients of
+// that package do not link the database drivers.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/rpc"
+)
+
+// Public messages of the mapping itself.
+const (
+	MsgCanceled              = "request canceled"
+	MsgDeadline              = "deadline exceeded"
+	MsgInternal              = "internal error"
+	MsgDatabaseUnavailable   = "database is unavailable; retry later"
+	MsgDependencyUnavailable = "a service this request needs is unavailable; retry later"
+)
+
+// InvalidError is a request that fails validation. Its message names the
+// field and a constant rule, never the offending value, so it is safe to
+// show.
+type InvalidError struct{ Field, Rule string }
+
+func (e *InvalidError) Error() string { return e.Field + " " + e.Rule }
+
+// Invalid returns the validation error of field: rule is a constant that
+// reads after the field name ("must be a UUID").
+func Invalid(field, rule string) error { return &InvalidError{Field: field, Rule: rule} }
+
+// Case maps the errors it matches to a code and a public message.
+type Case struct {
+	code  codes.Code
+	match func(error) (msg string, ok bool)
+}
+
+// Is maps every error that errors.Is target to code and msg.
+func Is(target error, code codes.Code, msg string) Case {
+	return Case{code: code, match: func(err error) (string, bool) { return msg, errors.Is(err, target) }}
+}
+
+// As maps every error that errors.As finds an E in to code, with the
+// message msg makes of that E. msg must build it from constants and
+// numbers only, never from what a caller sent.
+func As[E error](code codes.Code, msg func(E) string) Case {
+	return Case{code: code, match: func(err error) (string, bool) {
+		var e E
+		if !errors.As(err, &e) {
+			return "", false
+		}
+		return msg(e), true
+	}}
+}
+
+// Table is one service's errors. The first case that matches decides.
+type Table []Case
+
+// Status maps err to a status error with a public message, and logs err
+// once with log, which should be the per-RPC logger (rpc.Logger), perhaps
+// with the handler's attributes: client mistakes at info level, the rest at
+// error level. It returns nil for a nil err.
+func (t Table) Status(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	code, msg := t.Classify(ctx, err)
+	level := slog.LevelInfo
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable:
+		level = slog.LevelError
+	}
+	if log == nil {
+		log = rpc.Logger(ctx, slog.New(slog.DiscardHandler))
+	}
+	log.Log(ctx, level, "request failed", rpc.AttrCode, code.String(), rpc.AttrError, err.Error())
+	return status.Error(code, msg)
+}
+
+// Classify returns the code and public message err deserves.
+func (t Table) Classify(ctx context.Context, err error) (codes.Code, string) {
+	var inv *InvalidError
+	if errors.As(err, &inv) {
+		return codes.InvalidArgument, inv.Error()
+	}
+	for _, c := range t {
+		if msg, ok := c.match(err); ok {
+			if c.code == codes.Internal {
+				if code, msg, ok := general(ctx, err); ok {
+					return code, msg
+				}
+			}
+			return c.code, msg
+		}
+	}
+	if code, msg, ok := general(ctx, err); ok {
+		return code, msg
+	}
+	return codes.Internal, MsgInternal
+}
+
+// general maps the causes every service answers alike.
+func general(ctx context.Context, err error) (codes.Code, string, bool) {
+	dep, isDep := dependencyCode(err)
+	switch {
+	case errors.Is(err, context.Canceled) || isDep && dep == codes.Canceled:
+		return codes.Canceled, MsgCanceled, true
+	case errors.Is(err, context.DeadlineExceeded) || isDep && dep == codes.DeadlineExceeded && ctx.Err() != nil:
+		return codes.DeadlineExceeded, MsgDeadline, true
+	case isDep && (dep == codes.Unavailable || dep == codes.DeadlineExceeded):
+		return codes.Unavailable, MsgDependencyUnavailable, true
+	case db.IsUnavailable(err):
+		return codes.Unavailable, MsgDatabaseUnavailable, true
+	}
+	return codes.OK, "", false
+}
+
+// dependencyCode finds the status of a gRPC call to another service in
+// err's chain.
+func dependencyCode(err error) (codes.Code, bool) {
+	var s interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &s) {
+		return s.GRPCStatus().Code(), true
+	}
+	return codes.OK, false
+}

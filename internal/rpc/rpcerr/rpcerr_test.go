@@ -1,0 +1,197 @@
+package rpcerr
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	_ "modernc.org/sqlite"
+
+	"github.com/berth-dev/berth/internal/db"
+)
+
+var (
+	errGone     = errors.New("gone")
+	errBroken   = errors.New("broken beyond repair")
+	errRecorded = errors.New("not recorded")
+)
+
+type sizeError struct{ size, limit int }
+
+func (e *sizeError) Error() string { return fmt.Sprintf("%d over %d", e.size, e.limit) }
+
+var table = Table{
+	Is(errGone, codes.NotFound, "it is gone"),
+	As(codes.ResourceExhausted, func(e *sizeError) string { return fmt.Sprintf("limit is %d", e.limit) }),
+	Is(errRecorded, codes.Internal, "certificate not recorded"),
+	Is(errBroken, codes.FailedPrecondition, "broken"),
+}
+
+func TestClassify(t *testing.T) {
+	pgDown := postgresDown(t)
+	busy := sqliteBusy(t)
+	depDown := dependencyDown(t)
+	depCanceled := status.Error(codes.Canceled, "context canceled")
+	depDeadline := status.Error(codes.DeadlineExceeded, "deadline")
+	depInternal := status.Error(codes.Internal, "the CA's own internal message")
+	expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel()
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		err      error
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"validation", nil, fmt.Errorf("check: %w", Invalid("node_id", "must match x")), codes.InvalidArgument, "node_id must match x"},
+		{"sentinel", nil, fmt.Errorf("get node n1: %w", errGone), codes.NotFound, "it is gone"},
+		{"type", nil, fmt.Errorf("put: %w", &sizeError{size: 9, limit: 4}), codes.ResourceExhausted, "limit is 4"},
+		{"first case wins", nil, errors.Join(errBroken, errGone), codes.NotFound, "it is gone"},
+		{"unknown", nil, errors.New("disk on fire"), codes.Internal, MsgInternal},
+		{"canceled", nil, fmt.Errorf("query: %w", context.Canceled), codes.Canceled, MsgCanceled},
+		{"deadline", nil, fmt.Errorf("query: %w", context.DeadlineExceeded), codes.DeadlineExceeded, MsgDeadline},
+		{"PostgreSQL unreachable", nil, fmt.Errorf("get node: %w", pgDown), codes.Unavailable, MsgDatabaseUnavailable},
+		{"SQLite busy", nil, fmt.Errorf("put: %w", busy), codes.Unavailable, MsgDatabaseUnavailable},
+		{"unavailable beats an Internal case", nil, fmt.Errorf("%w: %w", errRecorded, pgDown), codes.Unavailable, MsgDatabaseUnavailable},
+		{"an Internal case otherwise keeps its message", nil, fmt.Errorf("%w: %w", errRecorded, errors.New("bad row")), codes.Internal, "certificate not recorded"},
+		{"a non-Internal case beats unavailable", nil, fmt.Errorf("%w: %w", errBroken, pgDown), codes.FailedPrecondition, "broken"},
+		{"dependency unavailable", nil, fmt.Errorf("CA sign: %w", depDown), codes.Unavailable, MsgDependencyUnavailable},
+		{"dependency timed out, the call did not", nil, fmt.Errorf("CA sign: %w", depDeadline), codes.Unavailable, MsgDependencyUnavailable},
+		{"dependency timed out with the call", expired, fmt.Errorf("CA sign: %w", depDeadline), codes.DeadlineExceeded, MsgDeadline},
+		{"dependency canceled", nil, fmt.Errorf("CA sign: %w", depCanceled), codes.Canceled, MsgCanceled},
+		{"dependency's other codes are not passed on", nil, fmt.Errorf("CA sign: %w", depInternal), codes.Internal, MsgInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := tt.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			code, msg := table.Classify(ctx, tt.err)
+			if code != tt.wantCode || msg != tt.wantMsg {
+				t.Fatalf("Classify(%v) = %v %q, want %v %q", tt.err, code, msg, tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestStatusLogsCauseOnce: the client sees the public message only, and
+// the log holds the cause, once, at a level by code.
+func TestStatusLogsCauseOnce(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		wantCode  codes.Code
+		wantLevel string
+	}{
+		{"client mistake", fmt.Errorf("node n-secret: %w", errGone), codes.NotFound, "level=INFO"},
+		{"internal", errors.New("row 7 of table secret is corrupt"), codes.Internal, "level=ERROR"},
+		{"unavailable", fmt.Errorf("query secret: %w", postgresDown(t)), codes.Unavailable, "level=ERROR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&buf, nil))
+			err := table.Status(context.Background(), log, tt.err)
+			if status.Code(err) != tt.wantCode {
+				t.Fatalf("code = %v, want %v", status.Code(err), tt.wantCode)
+			}
+			if strings.Contains(status.Convert(err).Message(), "secret") {
+				t.Errorf("the cause reached the client: %q", status.Convert(err).Message())
+			}
+			logs := buf.String()
+			if strings.Count(logs, "request failed") != 1 || !strings.Contains(logs, tt.wantLevel) ||
+				!strings.Contains(logs, "code="+tt.wantCode.String()) || !strings.Contains(logs, "secret") {
+				t.Errorf("log = %q, want the cause once at %s", logs, tt.wantLevel)
+			}
+		})
+	}
+	if table.Status(context.Background(), nil, nil) != nil {
+		t.Error("Status(nil) is not nil")
+	}
+}
+
+// postgresDown is what the driver says when the server is not there: a
+// real connection attempt to a loopback port nothing listens on.
+func postgresDown(t *testing.T) error {
+	t.Helper()
+	_, err := pgconn.Connect(context.Background(), "postgres://berth@"+closedAddr(t)+"/berth?connect_timeout=10")
+	if err == nil || !db.IsUnavailable(err) {
+		t.Fatalf("connecting to a closed port: %v, want an unavailable error", err)
+	}
+	return err
+}
+
+// sqliteBusy is SQLite refusing a write while another connection holds the
+// write lock, with no busy timeout to wait it out.
+func sqliteBusy(t *testing.T) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	open := func() *sql.DB {
+		d, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SetMaxOpenConns(1)
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	a, b := open(), open()
+	ctx := context.Background()
+	if _, err := a.ExecContext(ctx, "CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.ExecContext(ctx, "INSERT INTO t VALUES (2)")
+	if err == nil || !db.IsUnavailable(err) {
+		t.Fatalf("writing under another's lock: %v, want an unavailable error", err)
+	}
+	return err
+}
+
+// dependencyDown is a real gRPC call to a service that is not there.
+func dependencyDown(t *testing.T) error {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+closedAddr(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("calling a closed port: %v, want Unavailable", err)
+	}
+	return err
+}
+
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
