@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -390,7 +391,7 @@ func (a *Agent) newWaiter() *waiter {
 
 // waiter paces retries with backoff up to a deadline.
 type waiter struct {
-	clock    Clock
+	clock    clock.Clock
 	backoff  Backoff
 	deadline time.Time
 	n        int

@@ -1,33 +1,9 @@
 package agent
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
-
-// Clock tells the time and sleeps; tests replace it to run without real
-// waits.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits for d or until ctx is done, returning ctx's error then.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // DefaultBackoff doubles from 250ms to 10s, with full jitter.
 var DefaultBackoff = Backoff{Initial: 250 * time.Millisecond, Max: 10 * time.Second}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
 )
 
@@ -134,7 +135,7 @@ type Config struct {
 	// Logger receives progress logs. Default discards them.
 	Logger *slog.Logger
 	// Clock tells the time and sleeps. Default the system clock.
-	Clock Clock
+	Clock clock.Clock
 	// Backoff paces retries; its Rand also jitters the heartbeat interval.
 	// Zero fields get DefaultBackoff's.
 	Backoff Backoff
@@ -220,9 +221,7 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = systemClock{}
-	}
+	c.Clock = clock.Or(c.Clock)
 	c.Backoff = c.Backoff.withDefaults()
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 )
 
@@ -45,12 +46,12 @@ var errBundleStoreUntrusted = errors.New("bundle store is not trusted")
 // node certificate while it holds a valid one, else a self-signed one,
 // which proves possession of the key just as well. The server's chain must
 // end in the root pinned by hash.
-func dial(t Target, key crypto.Signer, clock Clock, attemptTimeout time.Duration) (*conn, error) {
+func dial(t Target, key crypto.Signer, clk clock.Clock, attemptTimeout time.Duration) (*conn, error) {
 	host, _, err := net.SplitHostPort(t.Server)
 	if err != nil {
 		return nil, configErrorf("registration server %q must be host:port", t.Server)
 	}
-	certs := &certHolder{key: key, now: clock.Now}
+	certs := &certHolder{key: key, now: clk.Now}
 	self, err := certs.get(nil)
 	if err != nil {
 		return nil, err

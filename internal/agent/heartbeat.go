@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/berth-dev/berth/internal/clock"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -89,7 +90,7 @@ var (
 // per stream, so a new stream could start anywhere; going on makes the
 // node's beats one series).
 type heartbeater struct {
-	clock   Clock
+	clock   clock.Clock
 	backoff Backoff
 	timeout time.Duration // to open a stream and for each acknowledgement
 	key     crypto.Signer

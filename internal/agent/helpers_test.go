@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -246,7 +247,9 @@ func listen(t *testing.T) net.Listener {
 	return lis
 }
 
-// fakeClock advances by exactly what the agent sleeps.
+// fakeClock advances by exactly what the agent sleeps, and records the
+// sleeps, with hooks that let a test act during one. clock.Fake, which
+// waits for a test to move it, suits code that waits on timers instead.
 type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
@@ -288,6 +291,16 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 	return nil
 }
+
+// After is Sleep without a context; the agent itself only sleeps.
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	_ = c.Sleep(context.Background(), d)
+	ch <- c.Now()
+	return ch
+}
+
+var _ clock.Clock = (*fakeClock)(nil)
 
 // Sleeps returns the completed sleeps.
 func (c *fakeClock) Sleeps() []time.Duration {

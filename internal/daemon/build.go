@@ -205,7 +205,7 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	if err != nil {
 		return nil, err
 	}
-	revoked := revocation.New(berthv1.NewCertificateAuthorityServiceClient(caConn), 0, c.Logger)
+	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
 	svc, err := bundles.New(bundles.Config{
 		Store:           store,
@@ -238,7 +238,7 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 	if err != nil {
 		return nil, err
 	}
-	revoked := revocation.New(berthv1.NewCertificateAuthorityServiceClient(caConn), 0, c.Logger)
+	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
 	interval := cmp.Or(c.HeartbeatInterval, health.DefaultInterval)
 	svc, err := heartbeat.New(heartbeat.Config{

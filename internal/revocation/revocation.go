@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/clock"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -35,12 +36,25 @@ type Source interface {
 	GetRevocations(ctx context.Context, req *berthv1.GetRevocationsRequest, opts ...grpc.CallOption) (*berthv1.GetRevocationsResponse, error)
 }
 
+// Config describes a Cache.
+type Config struct {
+	// Source is the CA, a CertificateAuthorityServiceClient. Required.
+	Source Source
+	// Period is the time between refreshes; DefaultPeriod when 0.
+	Period time.Duration
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Clock times the refreshes; the system clock when nil.
+	Clock clock.Clock
+}
+
 // Cache is the set of revoked certificate serials, and of nodes revoked or
 // deleted (any revocation but a replacement's).
 type Cache struct {
 	src    Source
 	period time.Duration
 	log    *slog.Logger
+	clock  clock.Clock
 
 	mu      sync.RWMutex
 	serials map[string]struct{}
@@ -49,29 +63,29 @@ type Cache struct {
 	since time.Time
 }
 
-// New returns a cache fed from src (a CertificateAuthorityServiceClient).
-func New(src Source, period time.Duration, log *slog.Logger) *Cache {
-	if period <= 0 {
-		period = DefaultPeriod
+// New returns a cache fed from c.Source.
+func New(c Config) *Cache {
+	if c.Period <= 0 {
+		c.Period = DefaultPeriod
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Cache{src: src, period: period, log: log, serials: map[string]struct{}{}, nodes: map[string]struct{}{}}
+	return &Cache{
+		src: c.Source, period: c.Period, log: c.Logger, clock: clock.Or(c.Clock),
+		serials: map[string]struct{}{}, nodes: map[string]struct{}{},
+	}
 }
 
-// Run refreshes the cache until ctx ends.
+// Run refreshes the cache now and then one period after each refresh
+// ends, until ctx ends.
 func (c *Cache) Run(ctx context.Context) {
-	t := time.NewTicker(c.period)
-	defer t.Stop()
 	for {
 		if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("refreshing revocations from the CA failed; keeping the last list", "error", err)
 		}
-		select {
-		case <-ctx.Done():
+		if c.clock.Sleep(ctx, c.period) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/clock"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -34,7 +35,7 @@ func TestCache(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
 	ca := &fakeCA{list: []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0)}}}
-	c := New(ca, 0, nil)
+	c := New(Config{Source: ca})
 	// With nothing revoked yet, polls keep asking for everything.
 	ca.list = nil
 	for range 2 {
@@ -88,4 +89,38 @@ func TestCache(t *testing.T) {
 	if !c.Revoked(ctx, "n1", "abc") {
 		t.Fatal("a failed poll dropped revocations")
 	}
+}
+
+// countingCA answers every poll with nothing and reports each one.
+type countingCA struct{ polls chan struct{} }
+
+func (f countingCA) GetRevocations(context.Context, *berthv1.GetRevocationsRequest, ...grpc.CallOption) (*berthv1.GetRevocationsResponse, error) {
+	f.polls <- struct{}{}
+	return &berthv1.GetRevocationsResponse{}, nil
+}
+
+// TestRunPolls: Run polls at once, then once per period of its clock, and
+// returns when its context ends.
+func TestRunPolls(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC))
+	ca := countingCA{polls: make(chan struct{})}
+	c := New(Config{Source: ca, Period: time.Minute, Clock: clk})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	<-ca.polls // at once
+	for range 3 {
+		clk.BlockUntil(1)
+		clk.Advance(time.Minute - time.Nanosecond)
+		select {
+		case <-ca.polls:
+			t.Fatal("polled before the period passed")
+		default:
+		}
+		clk.Advance(time.Nanosecond)
+		<-ca.polls
+	}
+	clk.BlockUntil(1)
+	cancel()
+	<-done
 }
