@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store/castore"
 )
@@ -14,3 +15,25 @@ type failingStore struct {
 }
 
 func (f failingStore) RecordIssued(context.Context, castore.Issued) error { return f.recordErr }
+
+// downStore is a store whose database cannot serve: every call fails with
+// err.
+type downStore struct {
+	castore.Store
+	err error
+}
+
+func (d downStore) RecordIssued(context.Context, castore.Issued) error { return d.err }
+func (d downStore) GetIssued(context.Context, string) (castore.Issued, error) {
+	return castore.Issued{}, d.err
+}
+func (d downStore) ListIssued(context.Context, string, time.Time) ([]castore.Issued, error) {
+	return nil, d.err
+}
+func (d downStore) CountIssued(context.Context, string, time.Time) (int64, error) { return 0, d.err }
+func (d downStore) Revoke(context.Context, castore.Revocation) (castore.Revocation, error) {
+	return castore.Revocation{}, d.err
+}
+func (d downStore) ListRevocations(context.Context, time.Time) ([]castore.Revocation, error) {
+	return nil, d.err
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -23,15 +24,15 @@ const (
 // validateSign checks the shape of a sign request; the signer then applies
 // the CA's policy to the key and names.
 func validateSign(req *berthv1.SignRequest) (pki.SignRequest, error) {
-	if err := pki.ValidateNodeID(req.GetNodeId()); err != nil {
-		return pki.SignRequest{}, invalid("node_id", ruleNodeID)
+	if err := ident.NodeID(req.GetNodeId()); err != nil {
+		return pki.SignRequest{}, rpcerr.Invalid("node_id", ruleNodeID)
 	}
 	host, err := ident.Hostname(req.GetHostname())
 	if err != nil {
-		return pki.SignRequest{}, invalid("hostname", ruleHostname)
+		return pki.SignRequest{}, rpcerr.Invalid("hostname", ruleHostname)
 	}
 	if n := len(req.GetCsr()); n == 0 || n > maxCSRSize {
-		return pki.SignRequest{}, invalid("csr", ruleCSRSize)
+		return pki.SignRequest{}, rpcerr.Invalid("csr", ruleCSRSize)
 	}
 	return pki.SignRequest{NodeID: req.GetNodeId(), Hostname: host, CSR: req.GetCsr()}, nil
 }
@@ -45,7 +46,7 @@ func validateRevoke(req *berthv1.RevokeRequest) (serial, reason string, err erro
 	}
 	reason = strings.TrimSpace(req.GetReason())
 	if len(reason) > maxReasonLen || strings.IndexFunc(reason, unicode.IsControl) >= 0 {
-		return "", "", invalid("reason", ruleReason)
+		return "", "", rpcerr.Invalid("reason", ruleReason)
 	}
 	return serial, reason, nil
 }
@@ -56,19 +57,19 @@ func normalizeSerial(s string) (string, error) {
 	s = strings.ReplaceAll(strings.TrimSpace(s), ":", "")
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	if s == "" || len(s) > maxSerialDigits {
-		return "", invalid("serial", ruleSerial)
+		return "", rpcerr.Invalid("serial", ruleSerial)
 	}
 	n, ok := new(big.Int).SetString(s, 16)
 	if !ok || n.Sign() <= 0 {
-		return "", invalid("serial", ruleSerial)
+		return "", rpcerr.Invalid("serial", ruleSerial)
 	}
 	return n.Text(16), nil
 }
 
 func validateListIssued(req *berthv1.ListIssuedRequest) (nodeID string, since time.Time, err error) {
 	if id := req.GetNodeId(); id != "" {
-		if pki.ValidateNodeID(id) != nil {
-			return "", time.Time{}, invalid("node_id", ruleNodeID)
+		if ident.NodeID(id) != nil {
+			return "", time.Time{}, rpcerr.Invalid("node_id", ruleNodeID)
 		}
 		nodeID = id
 	}
@@ -83,7 +84,7 @@ func validateSince(ts *timestamppb.Timestamp) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, invalid("since", ruleTimestamp)
+		return time.Time{}, rpcerr.Invalid("since", ruleTimestamp)
 	}
 	return ts.AsTime(), nil
 }
