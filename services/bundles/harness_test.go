@@ -1,54 +1,28 @@
 package bundles
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hpke"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"log/slog"
-	"net"
+	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
-	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// lockedBuffer collects log output from concurrent handlers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // node is a node with a certificate issued by the deployment's CA and a
 // bundle key, as an agent holds them after Resume.
@@ -59,44 +33,51 @@ type node struct {
 	bundleKey hpke.PrivateKey
 }
 
-// env is a bundles service over a real gRPC server with berth's
-// interceptors, mTLS with certificates from pki.Init, the real SQLite store
-// and a bufconn listener.
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// env is a bundles service with a real store, served by grpctest with
+// berth's interceptors and mTLS.
 type env struct {
+	srv    *grpctest.Server
 	layout *pki.Layout
-	signer *pki.Signer
 	store  bundlestore.Store
-	dbDir  string
-	clock  *clock.Fake
-	logs   *lockedBuffer
-	lis    *bufconn.Listener
-	svc    *Service
+	// dbDir holds the SQLite database; empty on PostgreSQL.
+	dbDir string
+	clock *clock.Fake
+	logs  *grpctest.Logs
+	svc   *Service
 }
 
-func newEnv(t *testing.T, edit func(*Config)) *env {
+// newStore opens an empty bundle store on engine; dir is where SQLite's
+// file went.
+func newStore(t testing.TB, engine string) (s bundlestore.Store, dir string) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := pki.Init(ctx, pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	switch engine {
+	case pgtest.SQLite:
+		dir = t.TempDir()
+		s, err = bundlestore.NewSQLite(ctx, filepath.Join(dir, "bundles.db"))
+	case pgtest.Postgres:
+		s, err = bundlestore.NewPostgres(ctx, pgtest.NewDatabase(t))
+	default:
+		t.Fatalf("unknown engine %q", engine)
 	}
-	e := &env{layout: l, clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), logs: &lockedBuffer{}, dbDir: t.TempDir()}
-	sc, err := l.SignerConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Clock = e.clock
-	if e.signer, err = pki.NewSigner(sc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := bundlestore.NewSQLite(ctx, filepath.Join(e.dbDir, "bundles.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	e.store = s
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c := Config{Store: s, Logger: log, Clock: e.clock}
+	return s, dir
+}
+
+func newEnv(t *testing.T, engine string, edit func(*Config)) *env {
+	t.Helper()
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	log, logs := grpctest.NewLogger()
+	srv := grpctest.New(t, grpctest.Config{Clock: clk, Logger: log})
+	e := &env{srv: srv, layout: srv.Layout, clock: clk, logs: logs}
+	e.store, e.dbDir = newStore(t, engine)
+	c := Config{Store: e.store, Logger: log, Clock: clk}
 	if edit != nil {
 		edit(&c)
 	}
@@ -105,38 +86,14 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.svc = svc
-	cert, err := l.ServiceCertificate(pki.ServiceBundles)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(rpc.ServerConfig{
-		Name: "bundles", Logger: log, TrustDomain: l.TrustDomain,
-		Cert: cert, Roots: l.RootPool(), Policy: svc.Policy(),
-	})
-	svc.Register(srv)
-	e.lis = bufconn.Listen(1 << 20)
-	go func() { _ = srv.Serve(e.lis) }()
-	t.Cleanup(srv.Stop)
+	srv.Serve(t, pki.ServiceBundles, svc.Policy(), svc.Register)
 	return e
 }
 
 // conn dials the service presenting cert.
 func (e *env) conn(t *testing.T, cert tls.Certificate) *grpc.ClientConn {
 	t.Helper()
-	cfg := mtls.ClientConfig(cert, e.layout.RootPool())
-	cfg.ServerName = pki.ServiceBundles
-	conn, err := rpc.Dial(rpc.ClientConfig{
-		Addr: "passthrough:///" + pki.ServiceBundles,
-		TLS:  cfg,
-		Options: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return e.lis.DialContext(ctx)
-		})},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return e.srv.Dial(t, cert)
 }
 
 func (e *env) nodeClient(t *testing.T, n *node) berthv1.BundleServiceClient {
@@ -151,63 +108,39 @@ func (e *env) adminClient(t *testing.T, cert tls.Certificate) berthv1.BundleAdmi
 
 func (e *env) admin(t *testing.T) berthv1.BundleAdminServiceClient {
 	t.Helper()
-	return e.adminClient(t, load(t)(e.layout.AdminCertificate()))
+	return berthv1.NewBundleAdminServiceClient(e.srv.Admin(t))
 }
 
 // newNode issues a node certificate for id through the CA core, with a
 // bundle key of the given KEM.
 func (e *env) newNode(t *testing.T, id string, kem hpke.KEM) *node {
 	t.Helper()
-	key := newKey(t)
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := e.signer.Sign(context.Background(), pki.SignRequest{NodeID: id, Hostname: id, CSR: csr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.srv.NodeCert(t, id)
 	bk, err := kem.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{id: id, cert: tls.Certificate{Certificate: signed.Chain, PrivateKey: key}, serial: signed.Serial, bundleKey: bk}
+	return &node{id: id, cert: c.TLS, serial: c.Serial(), bundleKey: bk}
 }
 
 // identities are the non-node callers the tests use, by name.
 func (e *env) identities(t *testing.T) map[string]tls.Certificate {
 	t.Helper()
-	foreign, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "other")})
+	foreign, err := grpctest.NewPKI(t).AdminCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := load(t)
+	self, err := mtls.SelfSigned(grpctest.NewKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return map[string]tls.Certificate{
-		"admin":        l(e.layout.AdminCertificate()),
-		"registration": l(e.layout.ServiceCertificate(pki.ServiceRegistration)),
-		"heartbeat":    l(e.layout.ServiceCertificate(pki.ServiceHeartbeat)),
-		"bootstrap":    l(mtls.SelfSigned(newKey(t))),
-		"foreign CA":   l(foreign.AdminCertificate()),
+		"admin":        e.srv.AdminCert(t),
+		"registration": e.srv.ServiceCert(t, pki.ServiceRegistration),
+		"heartbeat":    e.srv.ServiceCert(t, pki.ServiceHeartbeat),
+		"bootstrap":    self,
+		"foreign CA":   foreign,
 	}
-}
-
-func load(t *testing.T) func(tls.Certificate, error) tls.Certificate {
-	return func(c tls.Certificate, err error) tls.Certificate {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 var (
@@ -231,21 +164,11 @@ func config(t *testing.T, n *node, text string) []byte {
 	return sealFor(t, n, bundle.File{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte(text)})
 }
 
-// wantCode fails the test unless err carries the code.
-func wantCode(t *testing.T, err error, want codes.Code) {
-	t.Helper()
-	if got := status.Code(err); got != want {
-		t.Fatalf("code = %v (%v), want %v", got, err, want)
-	}
-}
+func wantCode(t *testing.T, err error, want codes.Code) { t.Helper(); grpctest.WantCode(t, err, want) }
 
-// wantStatus fails the test unless err carries the code and message.
 func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
 	t.Helper()
-	wantCode(t, err, code)
-	if got := status.Convert(err).Message(); got != msg {
-		t.Fatalf("message = %q, want %q", got, msg)
-	}
+	grpctest.WantStatus(t, err, code, msg)
 }
 
 // history lists a node's versions as "version:state:author", newest first,

@@ -29,12 +29,23 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Log attribute keys of this service (the shared ones are in internal/rpc).
+const (
+	attrNode    = "node_id"
+	attrVersion = "version"
+	attrState   = "state"
+	attrSize    = "size"
+	attrDigest  = "sha256"
+	attrAuthor  = "author"
 )
 
 // Defaults for Config, and Run's period.
@@ -139,7 +150,7 @@ func New(c Config) (*Service, error) {
 	}, nil
 }
 
-// Register registers both gRPC services on g.
+// Register puts both gRPC services on a server.
 func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterBundleServiceServer(g, s)
 	berthv1.RegisterBundleAdminServiceServer(g, adminServer{s: s})
@@ -187,7 +198,7 @@ func caller(ctx context.Context) mtls.Identity {
 // comes from the node's certificate and from nowhere else.
 func (s *Service) node(ctx context.Context) (string, error) {
 	id := caller(ctx)
-	if id.Kind != mtls.KindNode || pki.ValidateNodeID(id.Name) != nil || id.Leaf == nil {
+	if id.Kind != mtls.KindNode || ident.NodeID(id.Name) != nil || id.Leaf == nil {
 		return "", errNotNode
 	}
 	if s.revoked != nil && s.revoked(ctx, id.Name, id.Leaf.SerialNumber.Text(16)) {
@@ -201,12 +212,12 @@ func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, nodeID)
 	b, err := s.store.Get(ctx, nodeID)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	return &berthv1.GetBundleResponse{Bundle: sealedToProto(b)}, nil
 }
@@ -217,20 +228,20 @@ func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) 
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, nodeID)
 	up, err := s.validateUpload(req.GetExpectedVersion(), req.GetSealed())
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	hold, err := s.mustHold(ctx, nodeID, req.GetRequireApproval())
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	b, err := s.put(ctx, log, nodeID, caller(ctx).String(), up, bundlestore.PutOptions{RequireApproval: hold})
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, statuses.Status(ctx, log, err)
 	}
 	return &berthv1.PutBundleResponse{Info: infoToProto(b.Meta)}, nil
 }

@@ -2,7 +2,8 @@ package bundles
 
 import (
 	"github.com/berth-dev/berth/internal/bundle"
-	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -19,24 +20,24 @@ type upload struct {
 // does not decrypt, so the header is all it can check of the content.
 func (s *Service) validateUpload(expected int64, sealed []byte) (upload, error) {
 	if expected < 0 {
-		return upload{}, invalid("expected_version", ruleExpected)
+		return upload{}, rpcerr.Invalid("expected_version", ruleExpected)
 	}
 	if len(sealed) == 0 {
-		return upload{}, invalid("sealed", ruleSealed)
+		return upload{}, rpcerr.Invalid("sealed", ruleSealed)
 	}
 	if len(sealed) > s.maxSize {
 		return upload{}, tooLargeError{size: len(sealed), limit: s.maxSize}
 	}
 	h, err := bundle.ParseHeader(sealed)
 	if err != nil {
-		return upload{}, invalid("sealed", ruleSealed)
+		return upload{}, rpcerr.Invalid("sealed", ruleSealed)
 	}
 	return upload{expected: expected, sealed: sealed, header: h, digest: bundle.Digest(sealed)}, nil
 }
 
 func validateNodeID(id string) error {
-	if pki.ValidateNodeID(id) != nil {
-		return invalid("node_id", ruleNodeID)
+	if ident.NodeID(id) != nil {
+		return rpcerr.Invalid("node_id", ruleNodeID)
 	}
 	return nil
 }
@@ -46,7 +47,7 @@ func validateApprove(req *berthv1.ApproveBundleRequest) error {
 		return err
 	}
 	if req.GetVersion() <= 0 {
-		return invalid("version", ruleVersion)
+		return rpcerr.Invalid("version", ruleVersion)
 	}
 	return nil
 }

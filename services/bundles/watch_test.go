@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -101,149 +102,159 @@ var lifeSummary = []string{
 }
 
 func TestWatchBundleEvents(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.RequireApproval = true })
-	admin := e.admin(t)
-	live := watchEvents(t, admin, nil)
-	bundleLife(t, e)
-	evs := live.next(t, len(lifeSummary))
-	if d := cmp.Diff(lifeSummary, summary(evs)); d != "" {
-		t.Fatalf("events (-want +got):\n%s", d)
-	}
-	for i, ev := range evs {
-		if i > 0 && ev.GetCursor() <= evs[i-1].GetCursor() {
-			t.Errorf("cursor %d follows %d", ev.GetCursor(), evs[i-1].GetCursor())
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, func(c *Config) { c.RequireApproval = true })
+		admin := e.admin(t)
+		live := watchEvents(t, admin, nil)
+		bundleLife(t, e)
+		evs := live.next(t, len(lifeSummary))
+		if d := cmp.Diff(lifeSummary, summary(evs)); d != "" {
+			t.Fatalf("events (-want +got):\n%s", d)
 		}
-	}
-	if got := evs[1].GetTime().AsTime(); !got.Equal(e.clock.Now()) {
-		t.Errorf("approval time %v, want %v", got, e.clock.Now())
-	}
-	if evs[2].GetDetails()["dropped_pending"] != "" || evs[1].GetDetails()["previous_version"] != "" {
-		t.Errorf("details of a first approval and a plain write: %v, %v", evs[1].GetDetails(), evs[2].GetDetails())
-	}
-
-	// Replay after a cursor.
-	replay := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: evs[2].GetCursor()}).next(t, 2)
-	if d := cmp.Diff(evs[3:], replay, protocmp.Transform()); d != "" {
-		t.Errorf("replay (-want +got):\n%s", d)
-	}
-	// Hang up, then watch again after the last cursor received.
-	first := watchEvents(t, admin, nil)
-	got := first.next(t, 2)
-	first.cancel()
-	again := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: got[1].GetCursor()})
-	got = append(got, again.next(t, 3)...)
-	if d := cmp.Diff(evs, got, protocmp.Transform()); d != "" {
-		t.Errorf("across a reconnect (-want +got):\n%s", d)
-	}
-	// Live again, and filtered.
-	b := e.newNode(t, "node-b", xwing)
-	filtered := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: []string{"node-b"}, Types: []string{"bundle_updated"}})
-	putNode(t, e.nodeClient(t, b), 0, config(t, b, "b1"))
-	want := []string{"bundle_updated node-b 1 pending node:node-b"}
-	if d := cmp.Diff(want, summary(again.next(t, 1))); d != "" {
-		t.Errorf("live after reconnecting (-want +got):\n%s", d)
-	}
-	if d := cmp.Diff(want, summary(filtered.next(t, 1))); d != "" {
-		t.Errorf("filtered (-want +got):\n%s", d)
-	}
-}
-
-func TestWatchBundleEventsAuthorization(t *testing.T) {
-	e := newEnv(t, nil)
-	a := e.newNode(t, "node-a", xwing)
-	putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
-	for name, cert := range e.identities(t) {
-		t.Run(name, func(t *testing.T) {
-			w := watchEvents(t, e.adminClient(t, cert), nil)
-			if name == "admin" {
-				w.next(t, 1)
-				return
+		for i, ev := range evs {
+			if i > 0 && ev.GetCursor() <= evs[i-1].GetCursor() {
+				t.Errorf("cursor %d follows %d", ev.GetCursor(), evs[i-1].GetCursor())
 			}
-			if err := w.err(t); status.Code(err) != codes.PermissionDenied && status.Code(err) != codes.Unauthenticated {
-				t.Errorf("watch as %s: %v, want PermissionDenied", name, err)
-			}
-		})
-	}
-	t.Run("node", func(t *testing.T) {
-		if err := watchEvents(t, e.adminClient(t, a.cert), nil).err(t); status.Code(err) != codes.PermissionDenied {
-			t.Errorf("watch as a node: %v, want PermissionDenied", err)
+		}
+		if got := evs[1].GetTime().AsTime(); !got.Equal(e.clock.Now()) {
+			t.Errorf("approval time %v, want %v", got, e.clock.Now())
+		}
+		if evs[2].GetDetails()["dropped_pending"] != "" || evs[1].GetDetails()["previous_version"] != "" {
+			t.Errorf("details of a first approval and a plain write: %v, %v", evs[1].GetDetails(), evs[2].GetDetails())
+		}
+
+		// Replay after a cursor.
+		replay := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: evs[2].GetCursor()}).next(t, 2)
+		if d := cmp.Diff(evs[3:], replay, protocmp.Transform()); d != "" {
+			t.Errorf("replay (-want +got):\n%s", d)
+		}
+		// Hang up, then watch again after the last cursor received.
+		first := watchEvents(t, admin, nil)
+		got := first.next(t, 2)
+		first.cancel()
+		again := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: got[1].GetCursor()})
+		got = append(got, again.next(t, 3)...)
+		if d := cmp.Diff(evs, got, protocmp.Transform()); d != "" {
+			t.Errorf("across a reconnect (-want +got):\n%s", d)
+		}
+		// Live again, and filtered.
+		b := e.newNode(t, "node-b", xwing)
+		filtered := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: []string{"node-b"}, Types: []string{"bundle_updated"}})
+		putNode(t, e.nodeClient(t, b), 0, config(t, b, "b1"))
+		want := []string{"bundle_updated node-b 1 pending node:node-b"}
+		if d := cmp.Diff(want, summary(again.next(t, 1))); d != "" {
+			t.Errorf("live after reconnecting (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff(want, summary(filtered.next(t, 1))); d != "" {
+			t.Errorf("filtered (-want +got):\n%s", d)
 		}
 	})
 }
 
-func TestWatchBundleEventsBadFilters(t *testing.T) {
-	e := newEnv(t, nil)
-	admin := e.admin(t)
-	many := make([]string, 101)
-	for i := range many {
-		many[i] = fmt.Sprintf("node-%d", i)
-	}
-	tests := []struct {
-		name string
-		f    *berthv1.LifecycleFilter
-	}{
-		{"negative cursor", &berthv1.LifecycleFilter{AfterCursor: -5}},
-		{"cursor and from_now", &berthv1.LifecycleFilter{AfterCursor: 3, FromNow: true}},
-		{"bad node ID", &berthv1.LifecycleFilter{NodeIds: []string{"node_A"}}},
-		{"too many nodes", &berthv1.LifecycleFilter{NodeIds: many}},
-		{"unknown type", &berthv1.LifecycleFilter{Types: []string{"bundle_exploded"}}},
-		{"another service's type", &berthv1.LifecycleFilter{Types: []string{"registered"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := watchEvents(t, admin, tt.f).err(t); status.Code(err) != codes.InvalidArgument {
-				t.Errorf("%v, want InvalidArgument", err)
+func TestWatchBundleEventsAuthorization(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, nil)
+		a := e.newNode(t, "node-a", xwing)
+		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		for name, cert := range e.identities(t) {
+			t.Run(name, func(t *testing.T) {
+				w := watchEvents(t, e.adminClient(t, cert), nil)
+				if name == "admin" {
+					w.next(t, 1)
+					return
+				}
+				if err := w.err(t); status.Code(err) != codes.PermissionDenied && status.Code(err) != codes.Unauthenticated {
+					t.Errorf("watch as %s: %v, want PermissionDenied", name, err)
+				}
+			})
+		}
+		t.Run("node", func(t *testing.T) {
+			if err := watchEvents(t, e.adminClient(t, a.cert), nil).err(t); status.Code(err) != codes.PermissionDenied {
+				t.Errorf("watch as a node: %v, want PermissionDenied", err)
 			}
 		})
-	}
-	a := e.newNode(t, "node-0", xwing)
-	putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
-	if got := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: many[:100]}).next(t, 1); got[0].GetNodeId() != "node-0" {
-		t.Errorf("watch of 100 nodes: %v", got)
-	}
+	})
+}
+
+func TestWatchBundleEventsBadFilters(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, nil)
+		admin := e.admin(t)
+		many := make([]string, 101)
+		for i := range many {
+			many[i] = fmt.Sprintf("node-%d", i)
+		}
+		tests := []struct {
+			name string
+			f    *berthv1.LifecycleFilter
+		}{
+			{"negative cursor", &berthv1.LifecycleFilter{AfterCursor: -5}},
+			{"cursor and from_now", &berthv1.LifecycleFilter{AfterCursor: 3, FromNow: true}},
+			{"bad node ID", &berthv1.LifecycleFilter{NodeIds: []string{"node_A"}}},
+			{"too many nodes", &berthv1.LifecycleFilter{NodeIds: many}},
+			{"unknown type", &berthv1.LifecycleFilter{Types: []string{"bundle_exploded"}}},
+			{"another service's type", &berthv1.LifecycleFilter{Types: []string{"registered"}}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if err := watchEvents(t, admin, tt.f).err(t); status.Code(err) != codes.InvalidArgument {
+					t.Errorf("%v, want InvalidArgument", err)
+				}
+			})
+		}
+		a := e.newNode(t, "node-0", xwing)
+		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		if got := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: many[:100]}).next(t, 1); got[0].GetNodeId() != "node-0" {
+			t.Errorf("watch of 100 nodes: %v", got)
+		}
+	})
 }
 
 func TestWatchBundleEventsRetention(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.EventRetention = time.Hour })
-	admin := e.admin(t)
-	a := e.newNode(t, "node-a", xwing)
-	c := e.nodeClient(t, a)
-	for v := range int64(3) {
-		putNode(t, c, v, config(t, a, fmt.Sprint(v)))
-	}
-	if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 0 {
-		t.Fatalf("PruneEvents within retention = %d, %v", n, err)
-	}
-	evs := watchEvents(t, admin, nil).next(t, 3)
-	e.clock.Advance(2 * time.Hour)
-	putNode(t, c, 3, config(t, a, "kept"))
-	if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 3 {
-		t.Fatalf("PruneEvents = %d, %v; want 3", n, err)
-	}
-	kept := watchEvents(t, admin, nil).next(t, 1)[0]
-	err := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: evs[0].GetCursor()}).err(t)
-	wantStatus(t, err, codes.OutOfRange, fmt.Sprintf("after_cursor %d is older than the oldest event kept; the oldest cursor available is %d", evs[0].GetCursor(), kept.GetCursor()))
-	err = watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: kept.GetCursor() + 1}).err(t)
-	wantCode(t, err, codes.OutOfRange)
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, func(c *Config) { c.EventRetention = time.Hour })
+		admin := e.admin(t)
+		a := e.newNode(t, "node-a", xwing)
+		c := e.nodeClient(t, a)
+		for v := range int64(3) {
+			putNode(t, c, v, config(t, a, fmt.Sprint(v)))
+		}
+		if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 0 {
+			t.Fatalf("PruneEvents within retention = %d, %v", n, err)
+		}
+		evs := watchEvents(t, admin, nil).next(t, 3)
+		e.clock.Advance(2 * time.Hour)
+		putNode(t, c, 3, config(t, a, "kept"))
+		if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 3 {
+			t.Fatalf("PruneEvents = %d, %v; want 3", n, err)
+		}
+		kept := watchEvents(t, admin, nil).next(t, 1)[0]
+		err := watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: evs[0].GetCursor()}).err(t)
+		wantStatus(t, err, codes.OutOfRange, fmt.Sprintf("after_cursor %d is older than the oldest event kept; the oldest cursor available is %d", evs[0].GetCursor(), kept.GetCursor()))
+		err = watchEvents(t, admin, &berthv1.LifecycleFilter{AfterCursor: kept.GetCursor() + 1}).err(t)
+		wantCode(t, err, codes.OutOfRange)
+	})
 }
 
 func TestRunEndsWatches(t *testing.T) {
-	e := newEnv(t, nil)
-	a := e.newNode(t, "node-a", xwing)
-	putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
-	w := watchEvents(t, e.admin(t), nil)
-	w.next(t, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.svc.Run(ctx) }()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run = %v", err)
-	}
-	if err := w.err(t); status.Code(err) != codes.Unavailable {
-		t.Errorf("watch after Run ended: %v, want Unavailable", err)
-	}
-	if strings.Contains(e.logs.String(), "level=ERROR") {
-		t.Errorf("a watch ended by shutdown logged an error:\n%s", e.logs.String())
-	}
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, nil)
+		a := e.newNode(t, "node-a", xwing)
+		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		w := watchEvents(t, e.admin(t), nil)
+		w.next(t, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.svc.Run(ctx) }()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		if err := w.err(t); status.Code(err) != codes.Unavailable {
+			t.Errorf("watch after Run ended: %v, want Unavailable", err)
+		}
+		if strings.Contains(e.logs.String(), "level=ERROR") {
+			t.Errorf("a watch ended by shutdown logged an error:\n%s", e.logs.String())
+		}
+	})
 }

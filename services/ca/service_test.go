@@ -35,10 +35,6 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// engines are the databases the tests run on; every store-backed test runs
-// on each.
-var engines = []string{"sqlite", "postgres"}
-
 // newStore opens an empty CA store on engine.
 func newStore(t testing.TB, engine string) castore.Store {
 	t.Helper()
@@ -48,9 +44,9 @@ func newStore(t testing.TB, engine string) castore.Store {
 		err error
 	)
 	switch engine {
-	case "sqlite":
+	case pgtest.SQLite:
 		s, err = castore.NewSQLite(ctx, filepath.Join(t.TempDir(), "ca.db"))
-	case "postgres":
+	case pgtest.Postgres:
 		s, err = castore.NewPostgres(ctx, pgtest.NewDatabase(t))
 	default:
 		t.Fatalf("unknown engine %q", engine)
@@ -60,13 +56,6 @@ func newStore(t testing.TB, engine string) castore.Store {
 	}
 	t.Cleanup(s.Close)
 	return s
-}
-
-// onEngines runs f as a subtest on every engine.
-func onEngines(t *testing.T, f func(t *testing.T, engine string)) {
-	for _, engine := range engines {
-		t.Run(engine, func(t *testing.T) { f(t, engine) })
-	}
 }
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -141,7 +130,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 }
 
 func TestAuthorization(t *testing.T) {
-	onEngines(t, func(t *testing.T, engine string) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		ids := e.identities(t)
 		ctx := context.Background()
@@ -203,7 +192,7 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestSign(t *testing.T) {
-	onEngines(t, func(t *testing.T, engine string) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		c := e.client(t, e.identities(t)["registration"])
 		ctx := context.Background()
@@ -331,7 +320,7 @@ func checkSigned(t *testing.T, e *env, resp *berthv1.SignResponse, req *berthv1.
 }
 
 func TestSignNotRecorded(t *testing.T) {
-	onEngines(t, func(t *testing.T, engine string) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		storeDown := errors.New("disk full")
 		e := newEnv(t, engine, func(s castore.Store) castore.Store { return failingStore{Store: s, recordErr: storeDown} })
 		c := e.client(t, e.identities(t)["registration"])
@@ -352,7 +341,7 @@ func TestSignNotRecorded(t *testing.T) {
 // the cause reaches the client. A signed certificate is not handed out.
 func TestStoreUnavailable(t *testing.T) {
 	down := grpctest.DatabaseDown(t)
-	e := newEnv(t, "sqlite", func(s castore.Store) castore.Store { return downStore{Store: s, err: down} })
+	e := newEnv(t, pgtest.SQLite, func(s castore.Store) castore.Store { return downStore{Store: s, err: down} })
 	ids := e.identities(t)
 	reg, admin := e.client(t, ids["registration"]), e.client(t, ids["admin"])
 	ctx := context.Background()
@@ -392,7 +381,7 @@ func TestStoreUnavailable(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
-	onEngines(t, func(t *testing.T, engine string) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		ids := e.identities(t)
 		c := e.client(t, ids["registration"])
@@ -473,7 +462,7 @@ func colons(hexSerial string) string {
 }
 
 func TestListIssued(t *testing.T) {
-	onEngines(t, func(t *testing.T, engine string) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		ids := e.identities(t)
 		reg := e.client(t, ids["registration"])
@@ -530,7 +519,7 @@ func TestListIssued(t *testing.T) {
 }
 
 func TestGetTrustBundle(t *testing.T) {
-	e := newEnv(t, "sqlite", nil)
+	e := newEnv(t, pgtest.SQLite, nil)
 	got, err := e.client(t, e.identities(t)["bootstrap"]).GetTrustBundle(context.Background(), &berthv1.GetTrustBundleRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -557,7 +546,7 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Config{Signer: signer, Store: newStore(t, "sqlite"), Roots: []*x509.Certificate{l.Root}}
+	good := Config{Signer: signer, Store: newStore(t, pgtest.SQLite), Roots: []*x509.Certificate{l.Root}}
 	tests := []struct {
 		name    string
 		edit    func(*Config)
