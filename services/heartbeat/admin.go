@@ -13,11 +13,11 @@ import (
 func (s *Service) GetNodeHealth(ctx context.Context, req *berthv1.GetNodeHealthRequest) (*berthv1.GetNodeHealthResponse, error) {
 	log := rpc.Logger(ctx, s.log)
 	if err := validateNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	l, err := s.store.GetLiveness(ctx, req.GetNodeId())
 	if err != nil {
-		return nil, toStatus(ctx, log.With(attrNode, req.GetNodeId()), err)
+		return nil, errorTable.Status(ctx, log.With(attrNode, req.GetNodeId()), err)
 	}
 	return &berthv1.GetNodeHealthResponse{Health: livenessToProto(l)}, nil
 }
@@ -28,18 +28,18 @@ func (s *Service) ListNodeHealth(ctx context.Context, req *berthv1.ListNodeHealt
 	log := rpc.Logger(ctx, s.log)
 	f, size, err := validateList(req)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	// The cursor is read first: every change after it is in the log after
 	// it, whether or not this page already shows it.
 	_, head, err := s.store.EventBounds(ctx)
 	if err != nil {
-		return nil, toStatus(ctx, log, fmt.Errorf("list node health: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("list node health: %w", err))
 	}
 	f.Limit = size + 1 // one more tells whether another page follows
 	rows, err := s.store.ListLiveness(ctx, f)
 	if err != nil {
-		return nil, toStatus(ctx, log, fmt.Errorf("list node health: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("list node health: %w", err))
 	}
 	resp := &berthv1.ListNodeHealthResponse{Cursor: head}
 	if len(rows) > size {
@@ -58,7 +58,7 @@ func (s *Service) WatchHealth(req *berthv1.WatchHealthRequest, stream berthv1.He
 	log := rpc.Logger(ctx, s.log)
 	w, err := validateWatch(req)
 	if err != nil {
-		return toStatus(ctx, log, err)
+		return errorTable.Status(ctx, log, err)
 	}
 	var sendErr error
 	err = s.core.Watch(ctx, w, func(e hbstore.Event) error {
@@ -68,7 +68,7 @@ func (s *Service) WatchHealth(req *berthv1.WatchHealthRequest, stream berthv1.He
 	if sendErr != nil {
 		return sendErr // the stream is broken; its status says why
 	}
-	return toStatus(ctx, log, err)
+	return errorTable.Status(ctx, log, err)
 }
 
 // GetHeartbeatSettings returns the fleet's timings.
@@ -82,11 +82,11 @@ func (s *Service) SetHeartbeatSettings(ctx context.Context, req *berthv1.SetHear
 	log := rpc.Logger(ctx, s.log)
 	t, err := validateSettings(req)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	set, err := s.core.SetSettings(ctx, t)
 	if err != nil {
-		return nil, toStatus(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("heartbeat settings changed", "interval", set.Current.Interval, "grace", set.Current.Grace)
 	return &berthv1.SetHeartbeatSettingsResponse{Settings: settingsToProto(set)}, nil

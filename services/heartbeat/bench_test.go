@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkStreams(b *testing.B) {
 		n     = 1000
 		burst = 10 // beats per node between two moves of the clock
 	)
-	e := newEnvOn(b, true)
+	e := newEnvOn(b, pgtest.SQLite, true)
 	heap := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats

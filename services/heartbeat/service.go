@@ -20,6 +20,11 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
+// Log attribute keys of this service (the shared ones are in internal/rpc).
+const (
+	attrNode = "node_id"
+)
+
 // Config holds the service's dependencies. Zero durations take the
 // defaults of internal/health.
 type Config struct {
@@ -93,7 +98,7 @@ func New(c Config) (*Service, error) {
 	return &Service{core: core, store: c.Store, log: c.Logger}, nil
 }
 
-// Register adds both gRPC services to a server.
+// Register puts both gRPC services on a server.
 func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterHeartbeatServiceServer(g, s)
 	berthv1.RegisterHeartbeatAdminServiceServer(g, s)

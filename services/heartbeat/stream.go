@@ -24,7 +24,7 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 	log := rpc.Logger(ctx, s.log).With(attrNode, nodeID)
 	sess, err := s.core.Connect(ctx, nodeID)
 	if err != nil {
-		return toStatus(ctx, log, err)
+		return errorTable.Status(ctx, log, err)
 	}
 	defer sess.Close()
 	beats, recvErr := receive(ctx, stream)
@@ -36,11 +36,11 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 		case req := <-beats:
 			b, err := validateBeat(req)
 			if err != nil {
-				return toStatus(ctx, log, err)
+				return errorTable.Status(ctx, log, err)
 			}
 			interval, err := sess.Beat(b)
 			if err != nil {
-				return toStatus(ctx, log, err)
+				return errorTable.Status(ctx, log, err)
 			}
 			if err := stream.Send(control(interval, req.GetSequence())); err != nil {
 				return err
@@ -50,7 +50,7 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 				return err
 			}
 		case <-sess.Done():
-			return toStatus(ctx, log, sess.Err())
+			return errorTable.Status(ctx, log, sess.Err())
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				return nil // the agent closed the stream

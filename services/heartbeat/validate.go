@@ -11,7 +11,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/health"
-	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -37,34 +38,34 @@ var (
 func validateBeat(req *berthv1.HeartbeatRequest) (health.Beat, error) {
 	var b health.Beat
 	if seq := req.GetSequence(); seq == 0 || seq > math.MaxInt64 {
-		return b, invalid("sequence", ruleSequence)
+		return b, rpcerr.Invalid("sequence", ruleSequence)
 	}
 	b.Sequence = int64(req.GetSequence())
 	if !bootIDRE.MatchString(req.GetBootId()) {
-		return b, invalid("boot_id", ruleBootID)
+		return b, rpcerr.Invalid("boot_id", ruleBootID)
 	}
 	b.BootID = req.GetBootId()
 	st, ok := statusFromProto(req.GetStatus())
 	if !ok {
-		return b, invalid("status", ruleStatus)
+		return b, rpcerr.Invalid("status", ruleStatus)
 	}
 	b.Status = st
 	if req.GetUptime() != nil {
 		up, err := durationOf(req.GetUptime())
 		if err != nil || up > maxUptime {
-			return b, invalid("uptime", ruleUptime)
+			return b, rpcerr.Invalid("uptime", ruleUptime)
 		}
 		b.Uptime = up
 	}
 	if len(req.GetEvents()) > maxBeatEvents {
-		return b, invalid("events", ruleEventCount)
+		return b, rpcerr.Invalid("events", ruleEventCount)
 	}
 	for _, e := range req.GetEvents() {
 		if !kindRE.MatchString(e.GetKind()) {
-			return b, invalid("events.kind", ruleKind)
+			return b, rpcerr.Invalid("events.kind", ruleKind)
 		}
 		if len(e.GetMessage()) > maxMessageLen || strings.IndexFunc(e.GetMessage(), unicode.IsControl) >= 0 {
-			return b, invalid("events.message", ruleMessage)
+			return b, rpcerr.Invalid("events.message", ruleMessage)
 		}
 		b.Events = append(b.Events, health.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()})
 	}
@@ -79,12 +80,12 @@ func durationOf(d *durationpb.Duration) (time.Duration, error) {
 	if v := d.AsDuration(); v >= 0 {
 		return v, nil
 	}
-	return 0, invalid("duration", "must not be negative")
+	return 0, rpcerr.Invalid("duration", "must not be negative")
 }
 
 func validateNodeID(field, id string) error {
-	if pki.ValidateNodeID(id) != nil {
-		return invalid(field, ruleNodeID)
+	if ident.NodeID(id) != nil {
+		return rpcerr.Invalid(field, ruleNodeID)
 	}
 	return nil
 }
@@ -95,19 +96,19 @@ func validateList(req *berthv1.ListNodeHealthRequest) (hbstore.LivenessFilter, i
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || size > maxPageSize:
-		return f, 0, invalid("page_size", rulePageSize)
+		return f, 0, rpcerr.Invalid("page_size", rulePageSize)
 	case size == 0:
 		size = defaultPageSize
 	}
 	if req.GetState() != berthv1.LivenessState_LIVENESS_STATE_UNSPECIFIED {
 		st, ok := stateFromProto(req.GetState())
 		if !ok {
-			return f, 0, invalid("state", ruleState)
+			return f, 0, rpcerr.Invalid("state", ruleState)
 		}
 		f.State = st
 	}
 	if len(req.GetNodeIds()) > maxListNodes {
-		return f, 0, invalid("node_ids", ruleListNodes)
+		return f, 0, rpcerr.Invalid("node_ids", ruleListNodes)
 	}
 	for _, id := range req.GetNodeIds() {
 		if err := validateNodeID("node_ids", id); err != nil {
@@ -129,8 +130,8 @@ func decodePageToken(t string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err != nil || pki.ValidateNodeID(string(b)) != nil {
-		return "", invalid("page_token", rulePageToken)
+	if err != nil || ident.NodeID(string(b)) != nil {
+		return "", rpcerr.Invalid("page_token", rulePageToken)
 	}
 	return string(b), nil
 }
@@ -139,13 +140,13 @@ func validateWatch(req *berthv1.WatchHealthRequest) (health.WatchRequest, error)
 	var w health.WatchRequest
 	switch {
 	case req.GetAfterCursor() < 0:
-		return w, invalid("after_cursor", ruleCursor)
+		return w, rpcerr.Invalid("after_cursor", ruleCursor)
 	case req.GetFromNow() && req.GetAfterCursor() != 0:
-		return w, invalid("after_cursor", ruleFromNow)
+		return w, rpcerr.Invalid("after_cursor", ruleFromNow)
 	}
 	w.After, w.FromNow = req.GetAfterCursor(), req.GetFromNow()
 	if len(req.GetNodeIds()) > maxWatchNodes {
-		return w, invalid("node_ids", ruleWatchNodes)
+		return w, rpcerr.Invalid("node_ids", ruleWatchNodes)
 	}
 	for _, id := range req.GetNodeIds() {
 		if err := validateNodeID("node_ids", id); err != nil {
@@ -156,7 +157,7 @@ func validateWatch(req *berthv1.WatchHealthRequest) (health.WatchRequest, error)
 	for _, t := range req.GetTypes() {
 		et, ok := eventTypeFromProto(t)
 		if !ok {
-			return w, invalid("types", ruleEventType)
+			return w, rpcerr.Invalid("types", ruleEventType)
 		}
 		w.Types = append(w.Types, et)
 	}
@@ -170,14 +171,14 @@ func validateSettings(req *berthv1.SetHeartbeatSettingsRequest) (health.Timings,
 	if d := req.GetInterval(); d != nil {
 		v, err := durationOf(d)
 		if err != nil {
-			return t, invalid("interval", ruleDuration)
+			return t, rpcerr.Invalid("interval", ruleDuration)
 		}
 		t.Interval = v
 	}
 	if d := req.GetGrace(); d != nil {
 		v, err := durationOf(d)
 		if err != nil {
-			return t, invalid("grace", ruleDuration)
+			return t, rpcerr.Invalid("grace", ruleDuration)
 		}
 		t.Grace = v
 	}
