@@ -24,16 +24,16 @@ var _ berthv1.BundleAdminServiceServer = adminServer{}
 func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServicePutBundleRequest) (*berthv1.BundleAdminServicePutBundleResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId())
 	up, err := a.s.validateUpload(req.GetExpectedVersion(), req.GetSealed())
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	b, err := a.s.put(ctx, log, req.GetNodeId(), caller(ctx).String(), up, bundlestore.PutOptions{ReplacePending: true})
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.BundleAdminServicePutBundleResponse{Info: infoToProto(b.Meta)}, nil
 }
@@ -42,7 +42,7 @@ func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServ
 func (a adminServer) GetBundleInfo(ctx context.Context, req *berthv1.GetBundleInfoRequest) (*berthv1.GetBundleInfoResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	resp := &berthv1.GetBundleInfoResponse{}
 	cur, err := a.s.store.Get(ctx, req.GetNodeId())
@@ -50,17 +50,17 @@ func (a adminServer) GetBundleInfo(ctx context.Context, req *berthv1.GetBundleIn
 	case err == nil:
 		resp.Current = infoToProto(cur.Meta)
 	case !errors.Is(err, bundlestore.ErrNotFound):
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	pending, err := a.s.store.Pending(ctx, req.GetNodeId())
 	switch {
 	case err == nil:
 		resp.Pending = infoToProto(pending.Meta)
 	case !errors.Is(err, bundlestore.ErrNotFound):
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	if resp.Current == nil && resp.Pending == nil {
-		return nil, statuses.Status(ctx, log, errNoBundle)
+		return nil, errorTable.Status(ctx, log, errNoBundle)
 	}
 	return resp, nil
 }
@@ -69,11 +69,11 @@ func (a adminServer) GetBundleInfo(ctx context.Context, req *berthv1.GetBundleIn
 func (a adminServer) ListBundleHistory(ctx context.Context, req *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	h, err := a.s.store.History(ctx, req.GetNodeId())
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	resp := &berthv1.ListBundleHistoryResponse{Versions: make([]*berthv1.BundleInfo, 0, len(h))}
 	for _, m := range h {
@@ -86,7 +86,7 @@ func (a adminServer) ListBundleHistory(ctx context.Context, req *berthv1.ListBun
 func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBundleRequest) (*berthv1.ApproveBundleResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateApprove(req); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId(), attrVersion, req.GetVersion())
 	b, err := a.s.store.Approve(ctx, req.GetNodeId(), req.GetVersion(), caller(ctx).String(), a.s.clock.Now())
@@ -94,7 +94,7 @@ func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBund
 		err = errNoVersion
 	}
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundle approved", attrAuthor, caller(ctx).String(), attrDigest, b.Digest)
 	return &berthv1.ApproveBundleResponse{Info: infoToProto(b.Meta)}, nil
@@ -104,13 +104,13 @@ func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBund
 func (a adminServer) ResetBundle(ctx context.Context, req *berthv1.ResetBundleRequest) (*berthv1.ResetBundleResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId())
 	author := caller(ctx).String()
 	m, err := a.s.store.Reset(ctx, req.GetNodeId(), author, a.s.clock.Now(), a.s.keep)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundle reset", attrAuthor, author, attrVersion, m.Version)
 	return &berthv1.ResetBundleResponse{Info: infoToProto(m)}, nil
@@ -120,11 +120,11 @@ func (a adminServer) ResetBundle(ctx context.Context, req *berthv1.ResetBundleRe
 func (a adminServer) GetSealedBundle(ctx context.Context, req *berthv1.GetSealedBundleRequest) (*berthv1.GetSealedBundleResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	b, err := a.s.store.Get(ctx, req.GetNodeId())
 	if err != nil {
-		return nil, statuses.Status(ctx, log.With(attrNode, req.GetNodeId()), err)
+		return nil, errorTable.Status(ctx, log.With(attrNode, req.GetNodeId()), err)
 	}
 	return &berthv1.GetSealedBundleResponse{Bundle: sealedToProto(b)}, nil
 }
@@ -133,11 +133,11 @@ func (a adminServer) GetSealedBundle(ctx context.Context, req *berthv1.GetSealed
 func (a adminServer) DeleteBundles(ctx context.Context, req *berthv1.DeleteBundlesRequest) (*berthv1.DeleteBundlesResponse, error) {
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId())
 	if err := a.s.store.Delete(ctx, req.GetNodeId()); err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundles deleted", attrAuthor, caller(ctx).String())
 	return &berthv1.DeleteBundlesResponse{}, nil

@@ -50,8 +50,8 @@ func (e tooLargeError) Error() string {
 	return fmt.Sprintf("bundle is %d bytes; the limit is %d", e.size, e.limit)
 }
 
-// statuses is the service's mapping of errors to gRPC status.
-var statuses = rpcerr.Table{
+// errorTable is the service's mapping of errors to gRPC status.
+var errorTable = rpcerr.Table{
 	rpcerr.As(codes.ResourceExhausted, tooLargeError.Error),
 	rpcerr.Is(errNoVersion, codes.NotFound, msgNoVersion),
 	rpcerr.Is(errNoBundle, codes.NotFound, msgNoBundle),

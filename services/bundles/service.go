@@ -212,12 +212,12 @@ func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, nodeID)
 	b, err := s.store.Get(ctx, nodeID)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.GetBundleResponse{Bundle: sealedToProto(b)}, nil
 }
@@ -228,20 +228,20 @@ func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) 
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, nodeID)
 	up, err := s.validateUpload(req.GetExpectedVersion(), req.GetSealed())
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	hold, err := s.mustHold(ctx, nodeID, req.GetRequireApproval())
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	b, err := s.put(ctx, log, nodeID, caller(ctx).String(), up, bundlestore.PutOptions{RequireApproval: hold})
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.PutBundleResponse{Info: infoToProto(b.Meta)}, nil
 }

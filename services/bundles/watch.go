@@ -18,5 +18,5 @@ func (a adminServer) WatchBundleEvents(req *berthv1.WatchBundleEventsRequest, st
 	if out, ok := a.s.events.GRPCError(err); ok || err == nil {
 		return out
 	}
-	return statuses.Status(stream.Context(), rpc.Logger(stream.Context(), a.s.log), err)
+	return errorTable.Status(stream.Context(), rpc.Logger(stream.Context(), a.s.log), err)
 }

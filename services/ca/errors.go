@@ -35,8 +35,8 @@ const (
 // store could not serve).
 var errNotRecorded = errors.New("signed certificate not recorded in the issued log")
 
-// statuses is the service's mapping of errors to gRPC status.
-var statuses = rpcerr.Table{
+// errorTable is the service's mapping of errors to gRPC status.
+var errorTable = rpcerr.Table{
 	rpcerr.Is(errNotRecorded, codes.Internal, msgNotRecorded),
 	rpcerr.Is(pki.ErrBadCSR, codes.InvalidArgument, msgBadCSR),
 	rpcerr.Is(pki.ErrPolicy, codes.InvalidArgument, msgPolicy),

@@ -113,12 +113,12 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 	log := rpc.Logger(ctx, s.log).With(attrCSR, fingerprint(req.GetCsr()))
 	r, err := validateSign(req)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, r.NodeID)
 	signed, err := s.signer.Sign(ctx, r)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	issued := castore.Issued{
 		Serial:    signed.Serial,
@@ -131,7 +131,7 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 	if err := s.store.RecordIssued(ctx, issued); err != nil {
 		// The certificate exists but is not in the log, so it is not handed
 		// out: every certificate a node holds must be revocable by serial.
-		return nil, statuses.Status(ctx, log.With(attrSerial, signed.Serial), fmt.Errorf("%w: %w", errNotRecorded, err))
+		return nil, errorTable.Status(ctx, log.With(attrSerial, signed.Serial), fmt.Errorf("%w: %w", errNotRecorded, err))
 	}
 	log.Info("certificate issued", attrSerial, issued.Serial, "not_after", issued.NotAfter)
 	return &berthv1.SignResponse{CertificateChain: signed.Chain, Certificate: issuedToProto(issued)}, nil
@@ -143,14 +143,14 @@ func (s *Service) Revoke(ctx context.Context, req *berthv1.RevokeRequest) (*bert
 	log := rpc.Logger(ctx, s.log)
 	serial, reason, err := validateRevoke(req)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrSerial, serial)
 	// The store fills in the node from the issued log, answers NotFound for
 	// a serial it never issued, and returns the first revocation on a repeat.
 	rev, err := s.store.Revoke(ctx, castore.Revocation{Serial: serial, Reason: reason, RevokedAt: s.clock.Now().UTC()})
 	if err != nil {
-		return nil, statuses.Status(ctx, log, fmt.Errorf("revoke certificate: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate: %w", err))
 	}
 	log.Info("certificate revoked", attrNode, rev.NodeID, "reason", rev.Reason)
 	return &berthv1.RevokeResponse{Revocation: revocationToProto(rev)}, nil
@@ -166,11 +166,11 @@ func (s *Service) GetRevocations(ctx context.Context, req *berthv1.GetRevocation
 	log := rpc.Logger(ctx, s.log)
 	since, err := validateSince(req.GetSince())
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	revs, err := s.store.ListRevocations(ctx, since)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, fmt.Errorf("list revocations: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("list revocations: %w", err))
 	}
 	out := make([]*berthv1.Revocation, 0, len(revs))
 	for _, r := range revs {
@@ -184,18 +184,18 @@ func (s *Service) ListIssued(ctx context.Context, req *berthv1.ListIssuedRequest
 	log := rpc.Logger(ctx, s.log)
 	nodeID, since, err := validateListIssued(req)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	if req.GetCountOnly() {
 		n, err := s.store.CountIssued(ctx, nodeID, since)
 		if err != nil {
-			return nil, statuses.Status(ctx, log, fmt.Errorf("count issued certificates: %w", err))
+			return nil, errorTable.Status(ctx, log, fmt.Errorf("count issued certificates: %w", err))
 		}
 		return &berthv1.ListIssuedResponse{Count: n}, nil
 	}
 	list, err := s.store.ListIssued(ctx, nodeID, since)
 	if err != nil {
-		return nil, statuses.Status(ctx, log, fmt.Errorf("list issued certificates: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("list issued certificates: %w", err))
 	}
 	out := make([]*berthv1.IssuedCertificate, 0, len(list))
 	for _, c := range list {
