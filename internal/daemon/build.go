@@ -96,7 +96,7 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 			return nil, err
 		}
 		policies = append(policies, svc.Policy())
-		registers = append(registers, func(s *rpc.Server) { svc.RegisterService(s) })
+		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 		b.services = append(b.services,
 			berthv1.RegistrationService_ServiceDesc.ServiceName,
 			berthv1.NodeAdminService_ServiceDesc.ServiceName)

@@ -10,21 +10,24 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/revocation"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // ListNodes lists nodes in pages, filtered by status and labels.
 func (s *Service) ListNodes(ctx context.Context, req *berthv1.ListNodesRequest) (*berthv1.ListNodesResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	f, err := validateListNodes(req)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	limit := f.Limit
 	f.Limit++ // one more tells whether another page follows
 	nodes, err := s.store.ListNodes(ctx, f)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	resp := &berthv1.ListNodesResponse{}
 	if len(nodes) > limit {
@@ -40,7 +43,7 @@ func (s *Service) ListNodes(ctx context.Context, req *berthv1.ListNodesRequest) 
 func validateListNodes(req *berthv1.ListNodesRequest) (regstore.NodeFilter, error) {
 	var f regstore.NodeFilter
 	if req.GetPageSize() < 0 || req.GetPageSize() > maxPageSize {
-		return f, invalid("page_size", "must be between 0 and 1000")
+		return f, rpcerr.Invalid("page_size", rulePageSize)
 	}
 	f.Limit = int(req.GetPageSize())
 	if f.Limit == 0 {
@@ -49,7 +52,7 @@ func validateListNodes(req *berthv1.ListNodesRequest) (regstore.NodeFilter, erro
 	if req.GetStatus() != berthv1.NodeStatus_NODE_STATUS_UNSPECIFIED {
 		st, ok := statusFromProto(req.GetStatus())
 		if !ok {
-			return f, invalid("status", "unknown node status")
+			return f, rpcerr.Invalid("status", ruleStatus)
 		}
 		f.Status = st
 	}
@@ -64,9 +67,10 @@ func validateListNodes(req *berthv1.ListNodesRequest) (regstore.NodeFilter, erro
 
 // GetNode returns one node.
 func (s *Service) GetNode(ctx context.Context, req *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	n, err := s.getNode(ctx, req.GetId())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.GetNodeResponse{Node: nodeToProto(n)}, nil
 }
@@ -101,18 +105,20 @@ func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Stat
 // ApproveNode approves a pending or rejected node. Its certificate is issued
 // when it next calls in, so approval never waits on the CA.
 func (s *Service) ApproveNode(ctx context.Context, req *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected, regstore.StatusApproved}, regstore.StatusApproved)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.ApproveNodeResponse{Node: n}, nil
 }
 
 // RejectNode rejects a pending node.
 func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected}, regstore.StatusRejected)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.RejectNodeResponse{Node: n}, nil
 }
@@ -120,22 +126,23 @@ func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest
 // RevokeNode denies the node first, then revokes its certificate at the CA.
 // If the CA is unreachable the call fails and can simply be repeated.
 func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	if len(req.GetReason()) > maxDescription || !printable(req.GetReason()) {
-		return nil, toStatus(ctx, s.log, invalid("reason", "at most 256 printable characters"))
+		return nil, errorTable.Status(ctx, log, rpcerr.Invalid("reason", ruleText))
 	}
 	// The CA's revocation list tells a replaced board's certificate from a
 	// revoked node by this reason; an admin must not be able to pick it.
 	if strings.EqualFold(strings.TrimSpace(req.GetReason()), revocation.ReasonSuperseded) {
-		return nil, toStatus(ctx, s.log, invalid("reason", `"superseded" is reserved for replaced hardware`))
+		return nil, errorTable.Status(ctx, log, rpcerr.Invalid("reason", ruleReasonReserved))
 	}
 	all := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
 	n, err := s.setStatus(ctx, req.GetId(), all, regstore.StatusRevoked)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	if n.GetCertSerial() != "" {
 		if err := s.ca.Revoke(ctx, n.GetCertSerial(), req.GetReason()); err != nil {
-			return nil, toStatus(ctx, s.log, fmt.Errorf("revoke certificate of node %s: %w", n.GetId(), err))
+			return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate of node %s: %w", n.GetId(), err))
 		}
 	}
 	return &berthv1.RevokeNodeResponse{Node: n}, nil
@@ -143,25 +150,26 @@ func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest
 
 // DeleteNode revokes the node's certificate and forgets the node.
 func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	n, err := s.getNode(ctx, req.GetId())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	if n.Cert != nil {
 		if err := s.ca.Revoke(ctx, n.Cert.Serial, "node deleted"); err != nil {
-			return nil, toStatus(ctx, s.log, fmt.Errorf("revoke certificate of node %s: %w", n.ID, err))
+			return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate of node %s: %w", n.ID, err))
 		}
 	}
 	if s.bundles != nil {
 		if err := s.bundles.Delete(ctx, n.ID); err != nil {
-			return nil, toStatus(ctx, s.log, fmt.Errorf("delete bundles of node %s: %w", n.ID, err))
+			return nil, errorTable.Status(ctx, log, fmt.Errorf("delete bundles of node %s: %w", n.ID, err))
 		}
 	}
 	if err := s.store.DeleteNode(ctx, n.ID, s.clock.Now(), caller(ctx).String()); err != nil {
 		if errors.Is(err, regstore.ErrNotFound) {
 			err = errNodeNotFound
 		}
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	s.log.Info("node deleted", "node", n.ID)
 	return &berthv1.DeleteNodeResponse{}, nil
@@ -169,30 +177,32 @@ func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest
 
 // AllowReplacement lets new hardware keys take over this node once.
 func (s *Service) AllowReplacement(ctx context.Context, req *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	if err := validateNodeID(req.GetId()); err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.clock.Now())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errNodeNotFound
 	}
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.AllowReplacementResponse{Node: nodeToProto(n)}, nil
 }
 
 // CreateToken makes a bootstrap token; only the hash of its secret is kept.
 func (s *Service) CreateToken(ctx context.Context, req *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	t, err := s.newToken(req)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	secret := randomLower(tokenSecretLen)
 	sum := sha256.Sum256([]byte(secret))
 	t.SecretHash = sum[:]
 	if err := s.store.CreateToken(ctx, t); err != nil {
-		return nil, toStatus(ctx, s.log, fmt.Errorf("create token: %w", err))
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("create token: %w", err))
 	}
 	s.log.Info("token created", "token", t.ID, "uses", t.UsesLeft, "auto_approve", t.AutoApprove, "expires_at", t.ExpiresAt)
 	return &berthv1.CreateTokenResponse{Token: tokenToProto(t), SecretToken: t.ID + "." + secret}, nil
@@ -202,14 +212,14 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
 	switch {
 	case req.GetTtlSeconds() < 0 || req.GetTtlSeconds() > maxTokenTTLHours*3600:
-		return regstore.Token{}, invalid("ttl_seconds", "must be between 0 and one year")
+		return regstore.Token{}, rpcerr.Invalid("ttl_seconds", ruleTTL)
 	case ttl == 0:
 		ttl = 24 * time.Hour
 	}
 	uses := int(req.GetUses())
 	switch {
 	case uses < 0 || uses > maxTokenUses:
-		return regstore.Token{}, invalid("uses", "must be between 0 and 1000000")
+		return regstore.Token{}, rpcerr.Invalid("uses", ruleUses)
 	case uses == 0:
 		uses = 1
 	}
@@ -217,7 +227,7 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 		return regstore.Token{}, err
 	}
 	if len(req.GetDescription()) > maxDescription || !printable(req.GetDescription()) {
-		return regstore.Token{}, invalid("description", "at most 256 printable characters")
+		return regstore.Token{}, rpcerr.Invalid("description", ruleText)
 	}
 	now := s.clock.Now()
 	return regstore.Token{
@@ -233,9 +243,10 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 
 // ListTokens lists tokens without their secrets.
 func (s *Service) ListTokens(ctx context.Context, req *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	toks, err := s.store.ListTokens(ctx, req.GetIncludeInactive(), s.clock.Now())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	resp := &berthv1.ListTokensResponse{}
 	for _, t := range toks {
@@ -246,15 +257,16 @@ func (s *Service) ListTokens(ctx context.Context, req *berthv1.ListTokensRequest
 
 // RevokeToken makes a token unusable.
 func (s *Service) RevokeToken(ctx context.Context, req *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error) {
+	log := rpc.Logger(ctx, s.log)
 	if err := validateTokenID(req.GetId()); err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	t, err := s.store.RevokeToken(ctx, req.GetId())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errTokenNotFound
 	}
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	s.log.Info("token revoked", "token", t.ID)
 	return &berthv1.RevokeTokenResponse{Token: tokenToProto(t)}, nil

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"testing"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/berth-dev/berth/internal/bundle"
-	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -65,38 +61,6 @@ func TestResumeReturnsSealedBundleInline(t *testing.T) {
 			t.Fatal("a pending node was told about bundles")
 		}
 	})
-}
-
-func TestResumeBundleStoreDown(t *testing.T) {
-	e := newEnv(t, sqliteBackend)
-	n := e.newNode(uuidA)
-	e.register(t, n, true)
-	// A second registration service whose bundle store is unreachable.
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := closed.Addr().String()
-	closed.Close()
-	regCert, _ := e.layout.ServiceCertificate(pki.ServiceRegistration)
-	down := e.dialAddr(regCert, addr)
-	svc, err := New(Config{Store: e.reg, CA: NewGRPCCA(e.dial(regCert)), Bundles: NewGRPCBundles(down), TrustBundle: [][]byte{e.layout.Root.Raw}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = svc.resume(context.Background(), n.identity(t), withBundle)
-	if err == nil {
-		t.Fatal("Resume succeeded without the bundle store")
-	}
-	wantCode(t, toStatus(context.Background(), svc.log, err), codes.Unavailable)
-	// A running node's renewal does not depend on the bundle store.
-	creds, err := svc.resume(context.Background(), n.identity(t), withoutBundle)
-	if err != nil {
-		t.Fatalf("Renew with the bundle store down: %v", err)
-	}
-	if creds.GetBundleChecked() || len(creds.GetCertificateChain()) == 0 {
-		t.Fatalf("Renew credentials: bundle_checked %v, %d certificates", creds.GetBundleChecked(), len(creds.GetCertificateChain()))
-	}
 }
 
 func TestDeleteAndReplaceDropBundles(t *testing.T) {

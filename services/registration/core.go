@@ -122,8 +122,6 @@ func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID,
 	return replaceID, oldSerial, nil
 }
 
-// resume is the path of every boot: one indexed lookup and, unless the
-// certificate is due for renewal, no write and no CA call.
 // Whether credentials include the sealed bundle: booting nodes need it,
 // renewing ones do not.
 const (
@@ -131,6 +129,8 @@ const (
 	withoutBundle = false
 )
 
+// resume is the path of every boot: one indexed lookup and, unless the
+// certificate is due for renewal, no write and no CA call.
 func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*berthv1.NodeCredentials, error) {
 	node, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
 	if errors.Is(err, regstore.ErrNotFound) {

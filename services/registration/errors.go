@@ -1,19 +1,17 @@
 package registration
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
 
 // Public messages. Clients see only these (and validation messages, which
-// are built from field names and constants), never an internal cause.
+// are built from field names and the rules below), never an internal cause.
 const (
 	msgUnknownKey       = "no node is registered with this key"
 	msgPending          = "node is pending approval"
@@ -32,8 +30,37 @@ const (
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
-	msgDeadline         = "deadline exceeded"
-	msgInternal         = "internal error"
+)
+
+// Validation rules, shown after the field name.
+const (
+	ruleRequired       = "is required"
+	ruleUUID           = "must be a UUID like 4c4c4544-0042-3510-8051-b2c04f4e4d32"
+	ruleMACCount       = "must hold at most 64 addresses"
+	ruleMAC            = "must each be a hardware address like 52:54:00:12:34:56"
+	rulePrintable      = "must be at most 128 printable characters"
+	ruleHostname       = ident.HostnameRule
+	ruleCSRSize        = "must be a DER PKCS#10 certificate request of at most 8 KiB"
+	ruleCSRParse       = "must be a DER PKCS#10 certificate request"
+	ruleCSRSignature   = "must carry a signature that verifies"
+	ruleCSRDNSNames    = "must ask for no DNS name but the node's hostname"
+	ruleCSRSANs        = "must ask for no IP address or email SAN"
+	ruleBundleKey      = "must name a KEM and hold a public key of at most 4 KiB"
+	ruleKEM            = "must be a supported HPKE KEM"
+	rulePublicKey      = "must be a valid public key for its KEM"
+	ruleToken          = `must be "id.secret" as printed by berthctl tokens create`
+	ruleNodeID         = ident.NodeIDRule
+	ruleTokenID        = "must be a token ID (8 lower-case letters and digits)"
+	ruleLabelCount     = "must hold at most 32 labels"
+	ruleLabelKey       = "must have keys of 1-63 letters, digits, '.', '_', '/', '-'"
+	ruleLabelValue     = "must have values of at most 63 letters, digits and . _ : / @ + = -"
+	rulePageSize       = "must be between 0 and 1000"
+	ruleStatus         = "must be a known node status"
+	rulePageToken      = "must be a next_page_token returned by ListNodes"
+	ruleText           = "must be at most 256 printable characters"
+	ruleReasonReserved = `must not be "superseded", which is reserved for replaced hardware`
+	ruleTTL            = "must be between 0 and one year"
+	ruleUses           = "must be between 0 and 1000000"
 )
 
 // Errors of the registration core. Store errors are mapped as well.
@@ -53,58 +80,24 @@ var (
 	errBundlesUnavailable = errors.New(msgBundlesDown)
 )
 
-// invalidError is a validation failure. Its message names the field and the
-// rule only, never the offending value, so it is safe to show.
-type invalidError struct{ msg string }
-
-func (e invalidError) Error() string { return e.msg }
-
-func invalid(field, rule string) error { return invalidError{msg: field + ": " + rule} }
-
-// toStatus maps an error to a gRPC status, logging the internal cause once.
-func toStatus(ctx context.Context, fallback *slog.Logger, err error) error {
-	var inv invalidError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &inv):
-		return status.Error(codes.InvalidArgument, inv.msg)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, msgDeadline)
-	}
-	for _, m := range statusTable {
-		if errors.Is(err, m.err) {
-			return status.Error(m.code, m.msg)
-		}
-	}
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Canceled || errors.Is(err, context.Canceled) {
-		return status.Error(codes.Canceled, "request canceled")
-	}
-	rpc.Logger(ctx, fallback).Error("request failed", rpc.AttrError, err)
-	return status.Error(codes.Internal, msgInternal)
-}
-
-var statusTable = []struct {
-	err  error
-	code codes.Code
-	msg  string
-}{
-	{errUnknownKey, codes.NotFound, msgUnknownKey},
-	{errPending, codes.FailedPrecondition, msgPending},
-	{errRejected, codes.PermissionDenied, msgRejected},
-	{errRevoked, codes.PermissionDenied, msgRevoked},
-	{errTokenRequired, codes.InvalidArgument, msgTokenRequired},
-	{errTokenInvalid, codes.PermissionDenied, msgTokenInvalid},
-	{regstore.ErrTokenInvalid, codes.PermissionDenied, msgTokenInvalid},
-	{regstore.ErrTokenExpired, codes.PermissionDenied, msgTokenExpired},
-	{regstore.ErrTokenExhausted, codes.ResourceExhausted, msgTokenExhausted},
-	{errCSRKeyMismatch, codes.PermissionDenied, msgCSRKeyMismatch},
-	{errCSRIdentity, codes.PermissionDenied, msgCSRIdentity},
-	{errHardwareConflict, codes.FailedPrecondition, msgHardwareConflict},
-	{errNodeNotFound, codes.NotFound, msgNodeNotFound},
-	{errTokenNotFound, codes.NotFound, msgTokenNotFound},
-	{regstore.ErrPrecondition, codes.FailedPrecondition, msgBadTransition},
-	{regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict},
-	{errCAUnavailable, codes.Unavailable, msgCAUnavailable},
-	{errBundlesUnavailable, codes.Unavailable, msgBundlesDown},
+// errorTable is the service's mapping of errors to gRPC status.
+var errorTable = rpcerr.Table{
+	rpcerr.Is(errUnknownKey, codes.NotFound, msgUnknownKey),
+	rpcerr.Is(errPending, codes.FailedPrecondition, msgPending),
+	rpcerr.Is(errRejected, codes.PermissionDenied, msgRejected),
+	rpcerr.Is(errRevoked, codes.PermissionDenied, msgRevoked),
+	rpcerr.Is(errTokenRequired, codes.InvalidArgument, msgTokenRequired),
+	rpcerr.Is(errTokenInvalid, codes.PermissionDenied, msgTokenInvalid),
+	rpcerr.Is(regstore.ErrTokenInvalid, codes.PermissionDenied, msgTokenInvalid),
+	rpcerr.Is(regstore.ErrTokenExpired, codes.PermissionDenied, msgTokenExpired),
+	rpcerr.Is(regstore.ErrTokenExhausted, codes.ResourceExhausted, msgTokenExhausted),
+	rpcerr.Is(errCSRKeyMismatch, codes.PermissionDenied, msgCSRKeyMismatch),
+	rpcerr.Is(errCSRIdentity, codes.PermissionDenied, msgCSRIdentity),
+	rpcerr.Is(errHardwareConflict, codes.FailedPrecondition, msgHardwareConflict),
+	rpcerr.Is(errNodeNotFound, codes.NotFound, msgNodeNotFound),
+	rpcerr.Is(errTokenNotFound, codes.NotFound, msgTokenNotFound),
+	rpcerr.Is(regstore.ErrPrecondition, codes.FailedPrecondition, msgBadTransition),
+	rpcerr.Is(regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict),
+	rpcerr.Is(errCAUnavailable, codes.Unavailable, msgCAUnavailable),
+	rpcerr.Is(errBundlesUnavailable, codes.Unavailable, msgBundlesDown),
 }

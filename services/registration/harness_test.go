@@ -19,7 +19,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/internal/clock"
@@ -29,16 +28,18 @@ import (
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/castore"
 	"github.com/berth-dev/berth/internal/store/regstore"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/services/bundles"
 	"github.com/berth-dev/berth/services/ca"
 )
 
-// env is a running registration + CA server on loopback, with real
-// certificates, a real store and a real CA, as berthd serve --role all.
+// env is a running registration + CA + bundles server on loopback, with
+// real certificates, real stores and a real CA, as berthd serve --role all.
 type env struct {
 	t      testing.TB
+	srv    *grpctest.Server
 	addr   string
 	layout *pki.Layout
 	clock  *clock.Fake
@@ -47,30 +48,29 @@ type env struct {
 	bs     bundlestore.Store
 	admin  *grpc.ClientConn
 	svc    *Service
+	// ca and bundles stand between the service and its dependencies, so
+	// that a test can take them down.
+	ca      *caSwitch
+	bundles *bundlesSwitch
 }
 
-type backend string
+type backend = string
 
 const (
-	sqliteBackend   backend = "sqlite"
-	postgresBackend backend = "postgres"
+	sqliteBackend   = pgtest.SQLite
+	postgresBackend = pgtest.Postgres
 )
 
 func newEnv(t testing.TB, b backend) *env { return newEnvWith(t, b, true) }
 
-// newEnvWith builds the env; inlineBundles false leaves the registration
-// service without a bundle store, so nodes fetch bundles themselves.
-func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
+// stores opens the three stores on engine b.
+func (e *env) openStores(t testing.TB, b backend) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	layout, err := pki.Init(ctx, pki.InitConfig{Dir: filepath.Join(dir, "pki")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, layout: layout, clock: clock.NewFake(time.Now().UTC().Truncate(time.Second))}
+	var err error
 	switch b {
 	case sqliteBackend:
+		dir := t.TempDir()
 		e.reg, err = regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db"))
 		if err == nil {
 			e.cas, err = castore.NewSQLite(ctx, filepath.Join(dir, "ca.db"))
@@ -87,31 +87,35 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 		if err == nil {
 			e.bs, err = bundlestore.NewPostgres(ctx, dsn)
 		}
+	default:
+		t.Fatalf("unknown engine %q", b)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.reg.Close(); e.cas.Close(); e.bs.Close() })
+}
 
-	sc, err := layout.SignerConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Clock = e.clock
-	signer, err := pki.NewSigner(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caSvc, err := ca.New(ca.Config{Signer: signer, Store: e.cas, Roots: []*x509.Certificate{layout.Root}, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = lis.Addr().String()
-	regCert, err := layout.ServiceCertificate(pki.ServiceRegistration)
+// newEnvWith builds the env; inlineBundles false leaves the registration
+// service without a bundle store, so nodes fetch bundles themselves.
+func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
+	t.Helper()
+	return newEnvConfig(t, b, func(c *Config) {
+		if !inlineBundles {
+			c.Bundles = nil
+		}
+	})
+}
+
+// newEnvConfig builds the env, with the registration service's Config
+// changed by mod.
+func newEnvConfig(t testing.TB, b backend, mod func(*Config)) *env {
+	t.Helper()
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	srv := grpctest.New(t, grpctest.Config{TCP: true, Clock: clk})
+	e := &env{t: t, srv: srv, addr: srv.Addr, layout: srv.Layout, clock: clk}
+	e.openStores(t, b)
+	caSvc, err := ca.New(ca.Config{Signer: srv.Signer, Store: e.cas, Roots: []*x509.Certificate{e.layout.Root}, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,46 +123,53 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caConn := e.dial(regCert)
-	var inline Bundles
-	if inlineBundles {
-		inline = NewGRPCBundles(caConn)
-	}
-	svc, err := New(Config{
+	// The registration service reaches the CA and the bundle store, here on
+	// the same server, over its own connection, as in berthd.
+	self := srv.Service(t, pki.ServiceRegistration)
+	e.ca = &caSwitch{cur: NewGRPCCA(self)}
+	e.bundles = &bundlesSwitch{cur: NewGRPCBundles(self)}
+	c := Config{
 		Store:       e.reg,
-		CA:          NewGRPCCA(caConn),
-		Bundles:     inline,
-		TrustBundle: [][]byte{layout.Root.Raw},
+		CA:          e.ca,
+		Bundles:     e.bundles,
+		TrustBundle: [][]byte{e.layout.Root.Raw},
 		Endpoints:   &berthv1.Endpoints{Registration: e.addr},
-		Clock:       e.clock,
-	})
+		Clock:       clk,
+	}
+	if mod != nil {
+		mod(&c)
+	}
+	e.svc, err = New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc = svc
-	srv := rpc.NewServer(rpc.ServerConfig{
-		Name: "test", TrustDomain: layout.TrustDomain, Cert: regCert, Roots: layout.RootPool(),
-		Policy: rpc.Merge(svc.Policy(), caSvc.Policy(), bundleSvc.Policy()),
+	policy := rpc.Merge(e.svc.Policy(), caSvc.Policy(), bundleSvc.Policy())
+	srv.Serve(t, pki.ServiceRegistration, policy, func(g grpc.ServiceRegistrar) {
+		e.svc.Register(g)
+		caSvc.Register(g)
+		bundleSvc.Register(g)
 	})
-	bundleSvc.Register(srv)
-	svc.RegisterService(srv)
-	caSvc.Register(srv.Server)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	adminCert, err := layout.AdminCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.admin = e.dial(adminCert)
+	e.admin = srv.Admin(t)
 	return e
 }
 
 // dial connects with a certificate issued by the deployment's CA.
-func (e *env) dial(cert tls.Certificate) *grpc.ClientConn { return e.dialAddr(cert, e.addr) }
-
-func (e *env) dialAddr(cert tls.Certificate, addr string) *grpc.ClientConn {
+func (e *env) dial(cert tls.Certificate) *grpc.ClientConn {
 	e.t.Helper()
-	cfg := mtls.ClientConfig(cert, e.layout.RootPool())
+	return e.srv.Dial(e.t, cert)
+}
+
+// deadConn is a connection, as the registration service, to a loopback
+// address nothing listens on: a dependency that is down.
+func (e *env) deadConn() *grpc.ClientConn {
+	e.t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	cfg := mtls.ClientConfig(e.srv.ServiceCert(e.t, pki.ServiceRegistration), e.layout.RootPool())
 	cfg.ServerName = "127.0.0.1"
 	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
 	if err != nil {
@@ -166,6 +177,50 @@ func (e *env) dialAddr(cert tls.Certificate, addr string) *grpc.ClientConn {
 	}
 	e.t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// caDown makes every call of the registration service to the CA fail as
+// an unreachable CA's do.
+func (e *env) caDown() { e.ca.set(NewGRPCCA(e.deadConn())) }
+
+// bundlesDown makes every call of the registration service to the bundle
+// store fail as an unreachable store's do.
+func (e *env) bundlesDown() { e.bundles.set(NewGRPCBundles(e.deadConn())) }
+
+// caSwitch is the registration service's CA client, which a test may
+// swap for one whose CA is down.
+type caSwitch struct {
+	mu  sync.Mutex
+	cur CA
+}
+
+func (s *caSwitch) set(c CA) { s.mu.Lock(); s.cur = c; s.mu.Unlock() }
+func (s *caSwitch) get() CA  { s.mu.Lock(); defer s.mu.Unlock(); return s.cur }
+
+func (s *caSwitch) Sign(ctx context.Context, nodeID, hostname string, csr []byte) (regstore.Cert, error) {
+	return s.get().Sign(ctx, nodeID, hostname, csr)
+}
+
+func (s *caSwitch) Revoke(ctx context.Context, serial, reason string) error {
+	return s.get().Revoke(ctx, serial, reason)
+}
+
+// bundlesSwitch is the registration service's bundle store client, which
+// a test may swap for one whose store is down.
+type bundlesSwitch struct {
+	mu  sync.Mutex
+	cur Bundles
+}
+
+func (s *bundlesSwitch) set(b Bundles) { s.mu.Lock(); s.cur = b; s.mu.Unlock() }
+func (s *bundlesSwitch) get() Bundles  { s.mu.Lock(); defer s.mu.Unlock(); return s.cur }
+
+func (s *bundlesSwitch) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
+	return s.get().Sealed(ctx, nodeID)
+}
+
+func (s *bundlesSwitch) Delete(ctx context.Context, nodeID string) error {
+	return s.get().Delete(ctx, nodeID)
 }
 
 func (e *env) adminClient() berthv1.NodeAdminServiceClient {
@@ -201,16 +256,7 @@ func (e *env) nodeWithKey(key *ecdsa.PrivateKey, uuid string) *node {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	self, err := mtls.SelfSigned(key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	pin, _ := mtls.ParseCAHash(e.layout.CAHash())
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: e.addr, TLS: mtls.PinnedClientConfig(self, pin, "127.0.0.1")})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close() })
+	conn := e.srv.Bootstrap(e.t, key)
 	nodeSeq.Lock()
 	nodeSeq.n++
 	name := "node-" + string(rune('a'+nodeSeq.n%26))
@@ -276,12 +322,7 @@ func (e *env) register(t testing.TB, n *node, autoApprove bool) *berthv1.NodeCre
 	return resp.GetCredentials()
 }
 
-func wantCode(t *testing.T, err error, want codes.Code) {
-	t.Helper()
-	if got := status.Code(err); got != want {
-		t.Fatalf("code = %v (%v), want %v", got, err, want)
-	}
-}
+func wantCode(t *testing.T, err error, want codes.Code) { t.Helper(); grpctest.WantCode(t, err, want) }
 
 func leafOf(t testing.TB, creds *berthv1.NodeCredentials) *x509.Certificate {
 	t.Helper()
@@ -315,9 +356,7 @@ func (e *env) issuedCount(t testing.TB) int64 {
 
 // backends runs f against SQLite and PostgreSQL.
 func backends(t *testing.T, f func(t *testing.T, e *env)) {
-	for _, b := range []backend{sqliteBackend, postgresBackend} {
-		t.Run(string(b), func(t *testing.T) { f(t, newEnv(t, b)) })
-	}
+	pgtest.OnEngines(t, func(t *testing.T, b string) { f(t, newEnv(t, b)) })
 }
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -232,14 +233,18 @@ func TestRegisterBadInput(t *testing.T) {
 			}
 		})
 	}
-	toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+	// Inactive tokens too: a token that bad inputs used up or spoiled must
+	// not drop out of the list and so out of the check.
+	toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{IncludeInactive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range toks.GetTokens() {
-		if tok.GetId() == good[:8] && tok.GetUsesLeft() != 3 {
-			t.Fatalf("bad inputs consumed token uses: %d left", tok.GetUsesLeft())
-		}
+	i := slices.IndexFunc(toks.GetTokens(), func(tok *berthv1.Token) bool { return tok.GetId() == good[:8] })
+	if i < 0 {
+		t.Fatalf("token %s is not listed", good[:8])
+	}
+	if tok := toks.GetTokens()[i]; tok.GetUsesLeft() != 3 || tok.GetRevoked() {
+		t.Fatalf("bad inputs consumed or spoiled the token: %d uses left, revoked %v", tok.GetUsesLeft(), tok.GetRevoked())
 	}
 	t.Run("expired token", func(t *testing.T) {
 		e.clock.Advance(2 * time.Minute)

@@ -5,7 +5,7 @@
 //
 // # Lifecycle
 //
-// New builds the service; RegisterService and Policy put it on a gRPC
+// New builds the service; Register and Policy put it on a gRPC
 // server. Run, started once in the background for the service's lifetime,
 // deletes events older than Config.EventRetention (now and every
 // EventPrunePeriod) and, when its context ends, ends every WatchNodeEvents
@@ -73,9 +73,9 @@ const (
 	EventPrunePeriod = lifecycle.PrunePeriod
 )
 
-// Service implements RegistrationService and NodeAdminService.
+// Service implements NodeAdminService, and through Register also
+// RegistrationService (nodeServer).
 type Service struct {
-	berthv1.UnsafeRegistrationServiceServer
 	berthv1.UnsafeNodeAdminServiceServer
 
 	store     regstore.Store
@@ -92,10 +92,7 @@ type Service struct {
 	events *lifecycle.Feed
 }
 
-var (
-	_ berthv1.RegistrationServiceServer = (*Service)(nil)
-	_ berthv1.NodeAdminServiceServer    = (*Service)(nil)
-)
+var _ berthv1.NodeAdminServiceServer = (*Service)(nil)
 
 // New checks the configuration and fills defaults.
 func New(c Config) (*Service, error) {
@@ -139,10 +136,9 @@ func (s *Service) Run(ctx context.Context) error { return s.events.Run(ctx) }
 // returns how many it deleted. Run calls it; replicas may all do so.
 func (s *Service) PruneEvents(ctx context.Context) (int64, error) { return s.events.Prune(ctx) }
 
-// RegisterService adds both gRPC services to a server. (The usual name,
-// Register, is taken by the RPC.)
-func (s *Service) RegisterService(g grpc.ServiceRegistrar) {
-	berthv1.RegisterRegistrationServiceServer(g, s)
+// Register puts both gRPC services on a server.
+func (s *Service) Register(g grpc.ServiceRegistrar) {
+	berthv1.RegisterRegistrationServiceServer(g, nodeServer{s: s})
 	berthv1.RegisterNodeAdminServiceServer(g, s)
 }
 
@@ -169,42 +165,4 @@ func (s *Service) Policy() rpc.Policy {
 func caller(ctx context.Context) mtls.Identity {
 	id, _, _ := mtls.PeerIdentity(ctx)
 	return id
-}
-
-// Register enrols a node, or returns the existing one for a known key.
-func (s *Service) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
-	id := caller(ctx)
-	in, err := validateRegister(req, id)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	node, err := s.register(ctx, id, in)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	creds, err := s.credentials(ctx, node, withBundle)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	return &berthv1.RegisterResponse{Credentials: creds}, nil
-}
-
-// Resume returns the current credentials of the calling node.
-func (s *Service) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
-	creds, err := s.resume(ctx, caller(ctx), withBundle)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	return &berthv1.ResumeResponse{Credentials: creds}, nil
-}
-
-// Renew returns the calling node's credentials, renewed when due.
-func (s *Service) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv1.RenewResponse, error) {
-	// A running node renews without its bundle: it applies bundles at boot
-	// only, and renewal must not fail because the bundle store is down.
-	creds, err := s.resume(ctx, caller(ctx), withoutBundle)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	return &berthv1.RenewResponse{Credentials: creds}, nil
 }

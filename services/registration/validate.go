@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -35,7 +36,6 @@ var (
 	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
 	labelValRE = regexp.MustCompile(`^[A-Za-z0-9._:/@+=-]{0,63}$`)
-	nodeIDRE   = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 	tokenIDRE  = regexp.MustCompile(`^[a-z0-9]{8}$`)
 	tokenSecRE = regexp.MustCompile(`^[a-z0-9]{26}$`)
 )
@@ -57,11 +57,11 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 	var r registration
 	f := req.GetFacts()
 	if f == nil {
-		return r, invalid("facts", "required")
+		return r, rpcerr.Invalid("facts", ruleRequired)
 	}
 	r.hardwareUUID = strings.ToLower(strings.TrimSpace(f.GetHardwareUuid()))
 	if !uuidRE.MatchString(r.hardwareUUID) {
-		return r, invalid("facts.hardware_uuid", "must be a UUID like 4c4c4544-0042-3510-8051-b2c04f4e4d32")
+		return r, rpcerr.Invalid("facts.hardware_uuid", ruleUUID)
 	}
 	host, err := validateHostname(f.GetHostname())
 	if err != nil {
@@ -69,17 +69,17 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 	}
 	r.hostname = host
 	if len(f.GetMacs()) > maxMACs {
-		return r, invalid("facts.macs", "at most 64 addresses")
+		return r, rpcerr.Invalid("facts.macs", ruleMACCount)
 	}
 	for _, m := range f.GetMacs() {
 		hw, err := net.ParseMAC(m)
 		if err != nil {
-			return r, invalid("facts.macs", "each must be a hardware address like 52:54:00:12:34:56")
+			return r, rpcerr.Invalid("facts.macs", ruleMAC)
 		}
 		r.macs = append(r.macs, hw.String())
 	}
 	if len(f.GetSerial()) > maxSerialLen || !printable(f.GetSerial()) {
-		return r, invalid("facts.serial", "at most 128 printable characters")
+		return r, rpcerr.Invalid("facts.serial", rulePrintable)
 	}
 	r.serial = f.GetSerial()
 	if err := validateCSR(req.GetCsr(), host, caller); err != nil {
@@ -102,7 +102,7 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 func validateHostname(h string) (string, error) {
 	n, err := ident.Hostname(h)
 	if err != nil {
-		return "", invalid("facts.hostname", "must be a DNS name (letters, digits and hyphens, dot separated), not an IP or localhost")
+		return "", rpcerr.Invalid("facts.hostname", ruleHostname)
 	}
 	return n, nil
 }
@@ -111,17 +111,17 @@ func validateHostname(h string) (string, error) {
 // TLS session proved, and asks for no identity beyond the node's host name.
 func validateCSR(der []byte, hostname string, caller mtls.Identity) error {
 	if len(der) == 0 {
-		return invalid("csr", "required (DER PKCS#10)")
+		return rpcerr.Invalid("csr", ruleCSRSize)
 	}
 	if len(der) > maxCSRBytes {
-		return invalid("csr", "larger than 8 KiB")
+		return rpcerr.Invalid("csr", ruleCSRSize)
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return invalid("csr", "not a DER PKCS#10 certificate request")
+		return rpcerr.Invalid("csr", ruleCSRParse)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return invalid("csr", "signature does not verify")
+		return rpcerr.Invalid("csr", ruleCSRSignature)
 	}
 	if caller.Leaf == nil || !mtls.SameKey(csr.PublicKey, caller.Leaf.PublicKey) {
 		return errCSRKeyMismatch
@@ -131,28 +131,28 @@ func validateCSR(der []byte, hostname string, caller mtls.Identity) error {
 	}
 	for _, d := range csr.DNSNames {
 		if !strings.EqualFold(d, hostname) {
-			return invalid("csr", "DNS names other than the node's hostname are not allowed")
+			return rpcerr.Invalid("csr", ruleCSRDNSNames)
 		}
 	}
 	if len(csr.IPAddresses) > 0 || len(csr.EmailAddresses) > 0 {
-		return invalid("csr", "IP and email SANs are not allowed")
+		return rpcerr.Invalid("csr", ruleCSRSANs)
 	}
 	return nil
 }
 
 func validateBundleKey(k *berthv1.BundleKey) (uint16, []byte, error) {
 	if k == nil || len(k.GetPublicKey()) == 0 {
-		return 0, nil, invalid("bundle_key", "required")
+		return 0, nil, rpcerr.Invalid("bundle_key", ruleRequired)
 	}
 	if k.GetKemId() > 0xffff || len(k.GetPublicKey()) > maxBundleKey {
-		return 0, nil, invalid("bundle_key", "unsupported KEM or oversized key")
+		return 0, nil, rpcerr.Invalid("bundle_key", ruleBundleKey)
 	}
 	kem, err := hpke.NewKEM(uint16(k.GetKemId()))
 	if err != nil {
-		return 0, nil, invalid("bundle_key.kem_id", "not a supported HPKE KEM")
+		return 0, nil, rpcerr.Invalid("bundle_key.kem_id", ruleKEM)
 	}
 	if _, err := kem.NewPublicKey(k.GetPublicKey()); err != nil {
-		return 0, nil, invalid("bundle_key.public_key", "not a valid public key for its KEM")
+		return 0, nil, rpcerr.Invalid("bundle_key.public_key", rulePublicKey)
 	}
 	return uint16(k.GetKemId()), k.GetPublicKey(), nil
 }
@@ -161,35 +161,35 @@ func validateBundleKey(k *berthv1.BundleKey) (uint16, []byte, error) {
 func parseToken(t string) (id, secret string, err error) {
 	id, secret, ok := strings.Cut(strings.TrimSpace(t), ".")
 	if !ok || !tokenIDRE.MatchString(id) || !tokenSecRE.MatchString(secret) {
-		return "", "", invalid("token", `must be "id.secret" as printed by berthctl tokens create`)
+		return "", "", rpcerr.Invalid("token", ruleToken)
 	}
 	return id, secret, nil
 }
 
 func validateNodeID(id string) error {
-	if !nodeIDRE.MatchString(id) {
-		return invalid("id", "must be a node ID (lower-case letters and digits)")
+	if ident.NodeID(id) != nil {
+		return rpcerr.Invalid("id", ruleNodeID)
 	}
 	return nil
 }
 
 func validateTokenID(id string) error {
 	if !tokenIDRE.MatchString(id) {
-		return invalid("id", "must be a token ID (8 lower-case letters and digits)")
+		return rpcerr.Invalid("id", ruleTokenID)
 	}
 	return nil
 }
 
 func validateLabels(field string, labels map[string]string) error {
 	if len(labels) > maxLabels {
-		return invalid(field, "at most 32 labels")
+		return rpcerr.Invalid(field, ruleLabelCount)
 	}
 	for k, v := range labels {
 		if !labelKeyRE.MatchString(k) {
-			return invalid(field, "keys are 1-63 letters, digits, '.', '_', '/', '-'")
+			return rpcerr.Invalid(field, ruleLabelKey)
 		}
 		if !labelValRE.MatchString(v) {
-			return invalid(field, "values are at most 63 letters, digits and . _ : / @ + = -")
+			return rpcerr.Invalid(field, ruleLabelValue)
 		}
 	}
 	return nil
@@ -214,8 +214,8 @@ func decodePageToken(t string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err != nil || validateNodeID(string(b)) != nil {
-		return "", invalid("page_token", "not a page token returned by ListNodes")
+	if err != nil || ident.NodeID(string(b)) != nil {
+		return "", rpcerr.Invalid("page_token", rulePageToken)
 	}
 	return string(b), nil
 }

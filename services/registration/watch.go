@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -17,5 +18,5 @@ func (s *Service) WatchNodeEvents(req *berthv1.WatchNodeEventsRequest, stream be
 	if out, ok := s.events.GRPCError(err); ok || err == nil {
 		return out
 	}
-	return toStatus(stream.Context(), s.log, err)
+	return errorTable.Status(stream.Context(), rpc.Logger(stream.Context(), s.log), err)
 }

@@ -1,0 +1,29 @@
+package registration
+
+import (
+	"context"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/regstore"
+)
+
+// lookupsDown is a store whose database cannot serve reads and token
+// writes: they fail with err.
+type lookupsDown struct {
+	regstore.Store
+	err error
+}
+
+func (d lookupsDown) GetNodeByKey(context.Context, []byte) (regstore.Node, error) {
+	return regstore.Node{}, d.err
+}
+func (d lookupsDown) GetNode(context.Context, string) (regstore.Node, error) {
+	return regstore.Node{}, d.err
+}
+func (d lookupsDown) ListNodes(context.Context, regstore.NodeFilter) ([]regstore.Node, error) {
+	return nil, d.err
+}
+func (d lookupsDown) CreateToken(context.Context, regstore.Token) error { return d.err }
+func (d lookupsDown) ListTokens(context.Context, bool, time.Time) ([]regstore.Token, error) {
+	return nil, d.err
+}

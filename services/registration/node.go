@@ -1,0 +1,60 @@
+package registration
+
+import (
+	"context"
+
+	"github.com/berth-dev/berth/internal/rpc"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// nodeServer serves berth.v1.RegistrationService, the nodes' side, with the
+// Service's core. It is a type of its own so that the Service's Register
+// puts it on a server, as every service's does, while the RPC of that name
+// lives here.
+type nodeServer struct {
+	berthv1.UnsafeRegistrationServiceServer
+	s *Service
+}
+
+var _ berthv1.RegistrationServiceServer = nodeServer{}
+
+// Register enrols a node, or returns the existing one for a known key.
+func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
+	log := rpc.Logger(ctx, n.s.log)
+	id := caller(ctx)
+	in, err := validateRegister(req, id)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	node, err := n.s.register(ctx, id, in)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	creds, err := n.s.credentials(ctx, node, withBundle)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	return &berthv1.RegisterResponse{Credentials: creds}, nil
+}
+
+// Resume returns the current credentials of the calling node.
+func (n nodeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+	log := rpc.Logger(ctx, n.s.log)
+	creds, err := n.s.resume(ctx, caller(ctx), withBundle)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	return &berthv1.ResumeResponse{Credentials: creds}, nil
+}
+
+// Renew returns the calling node's credentials, renewed when due.
+func (n nodeServer) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv1.RenewResponse, error) {
+	log := rpc.Logger(ctx, n.s.log)
+	// A running node renews without its bundle: it applies bundles at boot
+	// only, and renewal must not fail because the bundle store is down.
+	creds, err := n.s.resume(ctx, caller(ctx), withoutBundle)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	return &berthv1.RenewResponse{Credentials: creds}, nil
+}
