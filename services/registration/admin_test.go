@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -293,5 +295,56 @@ func TestTokenLifecycle(t *testing.T) {
 	all, _ := admin.ListTokens(ctx, &berthv1.ListTokensRequest{IncludeInactive: true})
 	if len(active.GetTokens()) != 0 || len(all.GetTokens()) != 1 || !all.GetTokens()[0].GetRevoked() {
 		t.Fatalf("after revoke: active %v all %v", active.GetTokens(), all.GetTokens())
+	}
+}
+
+// TestOneNodeIDRule: the registration service, the CA and the bundle
+// store answer a node ID alike, by internal/ident's one rule; hyphenated
+// IDs, which the registration service once refused, pass everywhere.
+func TestOneNodeIDRule(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	ctx := context.Background()
+	reg := e.adminClient()
+	cas := berthv1.NewCertificateAuthorityServiceClient(e.admin)
+	bundles := berthv1.NewBundleAdminServiceClient(e.admin)
+	tests := []struct {
+		id    string
+		valid bool
+	}{
+		{strings.ToLower(rand.Text()), true},
+		{"node-a", true},
+		{"n1", true},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("a", 64), false},
+		{"-node", false},
+		{"Node-a", false},
+		{"n_1", false},
+		{"../etc", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			_, err := reg.GetNode(ctx, &berthv1.GetNodeRequest{Id: tt.id})
+			if tt.valid {
+				wantCode(t, err, codes.NotFound)
+			} else {
+				grpctest.WantStatus(t, err, codes.InvalidArgument, "id "+ruleNodeID)
+			}
+			_, err = cas.ListIssued(ctx, &berthv1.ListIssuedRequest{NodeId: tt.id, CountOnly: true})
+			switch {
+			case tt.id == "":
+				wantCode(t, err, codes.OK) // an empty filter lists every node
+			case tt.valid:
+				wantCode(t, err, codes.OK)
+			default:
+				grpctest.WantStatus(t, err, codes.InvalidArgument, "node_id "+ruleNodeID)
+			}
+			_, err = bundles.GetBundleInfo(ctx, &berthv1.GetBundleInfoRequest{NodeId: tt.id})
+			if tt.valid {
+				wantCode(t, err, codes.NotFound)
+			} else {
+				grpctest.WantStatus(t, err, codes.InvalidArgument, "node_id "+ruleNodeID)
+			}
+		})
 	}
 }

@@ -97,8 +97,9 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 	return r, nil
 }
 
-// validateHostname uses the CA's own rule, so that a name accepted here is
-// never refused at signing time, minutes later, on approval.
+// validateHostname applies the one host-name rule, which the CA applies
+// too, so that a name accepted here is never refused at signing time,
+// minutes later, on approval.
 func validateHostname(h string) (string, error) {
 	n, err := ident.Hostname(h)
 	if err != nil {
