@@ -128,12 +128,6 @@ func (s *Server) Dial(t testing.TB, cert tls.Certificate) *grpc.ClientConn {
 	return s.dial(t, cfg)
 }
 
-// DialTLS connects with a TLS configuration of the test's own.
-func (s *Server) DialTLS(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
-	t.Helper()
-	return s.dial(t, cfg)
-}
-
 func (s *Server) dial(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
 	t.Helper()
 	c := rpc.ClientConfig{Addr: s.Addr, TLS: cfg}
