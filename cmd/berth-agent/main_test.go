@@ -109,7 +109,7 @@ func TestRunHelp(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit = %d, stderr = %q", code, stderr)
 	}
-	for _, want := range []string{"Usage: berth-agent", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
+	for _, want := range []string{"Usage:\n  berth-agent [flags]", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
 		"-server", "-ca-hash", "-token", "-identity", "-seed-file", "-site-secret-file", "-hardware-uuid",
 		"-hostname", "-key-dir", "-root", "-configure", "BERTH_STAGING_DIR", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level",
 		"-no-heartbeat", "-boot-id", "-status", "heartbeat"} {

@@ -31,7 +31,7 @@ func TestRunExitStatus(t *testing.T) {
 		{name: "init again keeps the PKI", args: []string{"init", "--dir", pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
 		{name: "init dir from env", args: []string{"init"}, env: map[string]string{"BERTH_DIR": pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
 		{name: "serve bad role", args: []string{"serve", "--role", "dns", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 1, wantStderr: "--role must be one of"},
-		{name: "serve bad duration env", args: []string{"serve"}, env: map[string]string{"BERTH_CERT_LIFETIME": "forever"}, wantCode: 1, wantStderr: "BERTH_CERT_LIFETIME: invalid value for cert-lifetime"},
+		{name: "serve bad duration env", args: []string{"serve"}, env: map[string]string{"BERTH_CERT_LIFETIME": "forever"}, wantCode: 1, wantStderr: `berthd serve: invalid value "forever" for BERTH_CERT_LIFETIME: must be a duration`},
 		{name: "serve unknown config key", args: []string{"serve", "--config", cfg}, wantCode: 1, wantStderr: `unknown setting "rolee"`},
 		{name: "serve stray argument", args: []string{"serve", "ca"}, wantCode: 2, wantStderr: `unexpected argument "ca"`},
 		{name: "serve bad log level", args: []string{"serve", "--log-level", "loud", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 2, wantStderr: "--log-level must be"},
