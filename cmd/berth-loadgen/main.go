@@ -118,6 +118,22 @@ var errUsageShown = errors.New("usage shown")
 
 func run(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
 	var o options
+	_, err := cmdline.Execute(ctx, newRoot(&o, env, stdout, stderr), args, stdout, stderr)
+	switch ue, usage := cmdline.AsUsage(err); {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsageShown):
+		return exitUsage
+	case usage:
+		fmt.Fprintf(stderr, "berth-loadgen: %s (see %s -h)\n", cmdline.OneLine(ue.Msg), ue.Path)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "berth-loadgen: %s\n", cmdline.OneLine(err.Error()))
+	return exitFailure
+}
+
+// newRoot is berth-loadgen's command tree; its flags fill o.
+func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
 	root := cmdline.NewRoot("berth-loadgen", long, false)
 	root.Args = cobra.ArbitraryArgs
 	root.RunE = func(cmd *cobra.Command, args []string) error {
@@ -133,21 +149,10 @@ func run(ctx context.Context, args []string, env config.Env, stdout, stderr io.W
 	pf.StringVar(&o.tmpDir, "tmp-dir", "", "`dir` for the nodes' files (default /dev/shm if present)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
 	for _, name := range []string{loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat} {
-		cmdline.Add(root, scenarioCommand(name, &o, env, stdout, stderr))
+		cmdline.Add(root, scenarioCommand(name, o, env, stdout, stderr))
 	}
-	cmdline.Add(root, ceilingCommand(&o, env, stdout, stderr), reportCommand(&o, env, stdout), combineCommand(&o, env, stdout))
-	_, err := cmdline.Execute(ctx, root, args, stdout, stderr)
-	switch ue, usage := cmdline.AsUsage(err); {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errUsageShown):
-		return exitUsage
-	case usage:
-		fmt.Fprintf(stderr, "berth-loadgen: %s (see %s -h)\n", cmdline.OneLine(ue.Msg), ue.Path)
-		return exitUsage
-	}
-	fmt.Fprintf(stderr, "berth-loadgen: %s\n", cmdline.OneLine(err.Error()))
-	return exitFailure
+	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr), reportCommand(o, env, stdout), combineCommand(o, env, stdout))
+	return root
 }
 
 // prepare loads the settings of cmd from the environment, checks the

@@ -36,29 +36,37 @@ type env struct {
 }
 
 func run(ctx context.Context, args []string, lookup config.Env, stdout, stderr io.Writer) int {
-	e := env{lookup: lookup, stdout: stdout, stderr: stderr}
-	root := cmdline.NewRoot("berthd", long, false)
-	root.Args = cobra.ArbitraryArgs
-	root.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			_ = cmdline.WriteHelp(stderr, cmd)
-			return errUsageShown
-		}
-		return cmdline.Usagef(cmd, "unknown command %q (one of: init, dev, serve, health)", args[0])
+	cmd, err := cmdline.Execute(ctx, newRoot(env{lookup: lookup, stdout: stdout, stderr: stderr}), args, stdout, stderr)
+	name := cmd.CommandPath() // "berthd serve: ..."
+	if cmdline.Builtin(cmd) {
+		name = cmd.Root().Name() // "berthd: completion: ..."
 	}
-	cmdline.Add(root, initCommand(e), devCommand(e), serveCommand(e), healthCommand(e))
-	cmd, err := cmdline.Execute(ctx, root, args, stdout, stderr)
 	switch ue, usage := cmdline.AsUsage(err); {
 	case err == nil:
 		return 0
 	case errors.Is(err, errUsageShown):
 		return 2
 	case usage:
-		fmt.Fprintf(stderr, "%s: %s (see %s -h)\n", cmd.CommandPath(), cmdline.OneLine(ue.Msg), ue.Path)
+		fmt.Fprintf(stderr, "%s: %s (see %s -h)\n", name, cmdline.OneLine(ue.Msg), ue.Path)
 		return 2
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", cmd.CommandPath(), cmdline.OneLine(err.Error()))
+	fmt.Fprintf(stderr, "%s: %s\n", name, cmdline.OneLine(err.Error()))
 	return 1
+}
+
+// newRoot is berthd's command tree.
+func newRoot(e env) *cobra.Command {
+	root := cmdline.NewRoot("berthd", long, false)
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			_ = cmdline.WriteHelp(e.stderr, cmd)
+			return errUsageShown
+		}
+		return cmdline.Usagef(cmd, "unknown command %q (one of: init, dev, serve, health)", args[0])
+	}
+	cmdline.Add(root, initCommand(e), devCommand(e), serveCommand(e), healthCommand(e))
+	return root
 }
 
 // subcommand returns a berthd command taking no positional arguments.

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/buildinfo"
+	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/config"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -60,7 +61,7 @@ func (s *session) printVersions(ctx context.Context, clientOnly bool) error {
 	if !clientOnly {
 		v, err := s.serverVersion(ctx)
 		if err != nil {
-			if !s.json() {
+			if _, usage := cmdline.AsUsage(err); !usage && !s.json() {
 				// The client's own version is known; show it before failing.
 				fmt.Fprintf(s.cfg.Stdout, "berthctl %s\n", info)
 			}

@@ -161,3 +161,9 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 	}
 	return nil
 }
+
+// Builtin reports whether cmd is one of the commands NewRoot adds (help,
+// completion), whose messages name the command themselves.
+func Builtin(cmd *cobra.Command) bool {
+	return cmd.HasParent() && !cmd.Parent().HasParent() && (cmd.Name() == "help" || cmd.Name() == "completion")
+}
