@@ -40,9 +40,6 @@ func EnvName(flagName string) string {
 // Env looks up an environment variable, like os.LookupEnv.
 type Env func(string) (string, bool)
 
-// OSEnv is the process environment.
-func OSEnv() Env { return os.LookupEnv }
-
 // SetEnv gives the flag name of fs the variable env instead of
 // EnvName(name), for a flag whose default variable would mean something
 // else to another berth binary.
