@@ -9,9 +9,17 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 
 all: build
 
+# What --version prints: module version, commit and build date, stamped at link time.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS_VERSION := -X github.com/berth-dev/berth/internal/buildinfo.version=$(VERSION) \
+	-X github.com/berth-dev/berth/internal/buildinfo.commit=$(COMMIT) \
+	-X github.com/berth-dev/berth/internal/buildinfo.date=$(BUILD_DATE)
+
 ## build: static, CGO-free binaries in ./bin
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS_VERSION)' -o $(BIN)/ ./cmd/...
 
 ## run: berthd dev — every service in one process on embedded SQLite
 run: build
@@ -63,7 +71,7 @@ image:
 	rm -rf $(IMAGE_CONTEXT)
 	mkdir -p $(IMAGE_CONTEXT)/bin $(IMAGE_CONTEXT)/rootfs/etc/ssl/certs $(IMAGE_CONTEXT)/rootfs/tmp \
 		$(IMAGE_CONTEXT)/rootfs/var/lib $(IMAGE_CONTEXT)/state/berth/pki $(IMAGE_CONTEXT)/state/berth/node
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(IMAGE_CONTEXT)/bin/ \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS_VERSION)' -o $(IMAGE_CONTEXT)/bin/ \
 		./cmd/... ./deploy/berth-demo-provision
 	cp deploy/image/etc/passwd deploy/image/etc/group $(IMAGE_CONTEXT)/rootfs/etc/
 	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/rootfs/etc/ssl/certs/

@@ -52,7 +52,7 @@ func startServe(t *testing.T, extra ...string) deployment {
 		"--metrics-listen", "", "--pki-dir", pkiDir, "--db", dsn}, extra...)...)
 	// The other services take their settings from the environment, as they
 	// do in containers.
-	env := []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN="}
+	env := []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN=off"}
 	start(t, env, "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
 	start(t, env, "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
 	start(t, append(env, "BERTH_BUNDLES_ADDR="+bundlesAddr, "BERTH_ADVERTISE_HEARTBEAT="+hbAddr),

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +13,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/cmdline"
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/keys"
 )
 
@@ -26,9 +29,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usageHead = `Usage: berth-agent [flags]
-
-berth-agent gives this machine its persistent berth identity. On every boot
+const long = `berth-agent gives this machine its persistent berth identity. On every boot
 it derives (or loads) the node's identity and bundle keys, finds the
 registration service, proves its key over a TLS session pinned to berth's
 root CA, resumes the node (or registers it, the first time), waits for
@@ -48,17 +49,15 @@ ID (--boot-id, default /proc/sys/kernel/random/boot_id; a new one is a
 reboot to the server), the uptime and --status.
 
 Every flag can also come from the environment as BERTH_<FLAG> (--ca-hash
-from BERTH_CA_HASH, --seed-file from BERTH_SEED_FILE); the command line
-wins. The server, CA hash, token and DNS domain are also read from the
-kernel command line (berth.server=, berth.ca_hash=, berth.token=,
-berth.domain=); with no server anywhere, DNS SRV _berth._tcp.<domain> is
-looked up. The CA hash is never taken from DNS.
+from BERTH_CA_HASH, --seed-file from BERTH_SEED_FILE), but for --output,
+which is BERTH_AGENT_OUTPUT (BERTH_OUTPUT is berthctl's); the command line
+wins and an empty variable counts as unset. The server, CA hash, token
+and DNS domain are also read from the kernel command line (berth.server=,
+berth.ca_hash=, berth.token=, berth.domain=); with no server anywhere, DNS
+SRV _berth._tcp.<domain> is looked up. The CA hash is never taken from
+DNS.`
 
-Flags:
-`
-
-const usageTail = `
-Exit status: 0 success (also with no bundle, an upload held for approval,
+const tail = `Exit status: 0 success (also with no bundle, an upload held for approval,
 or no heartbeat endpoint known); 1 failure (among others: bundle store or,
 with --once, heartbeat service unreachable after --wait, a bundle that
 does not open or would write outside --root, --configure failing); 2 bad
@@ -67,8 +66,16 @@ or revoked (also when the heartbeat service refuses a revoked node).
 
 Example:
   berth-agent --server berth.example.net:7443 --ca-hash sha256:<64 hex> \
-      --token <id.secret> --seed-file /media/berth/node.seed --once -o json
-`
+      --token <id.secret> --seed-file /media/berth/node.seed --once -o json`
+
+// Variables of --output. BERTH_OUTPUT is berthctl's table|json; the agent
+// read it too until both had their own names, and still does when
+// BERTH_AGENT_OUTPUT is unset and it holds text or json, which can only
+// have been meant for the agent or mean the same to both.
+const (
+	outputEnv       = "BERTH_AGENT_OUTPUT"
+	legacyOutputEnv = "BERTH_OUTPUT"
+)
 
 type options struct {
 	server, caHash, token, domain              string
@@ -79,12 +86,11 @@ type options struct {
 	bootID, status                             string
 	wait                                       time.Duration
 	once, noHeartbeat                          bool
+	// legacyOutput says --output came from BERTH_OUTPUT.
+	legacyOutput bool
 }
 
-func newFlagSet(o *options) *flag.FlagSet {
-	fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+func addFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.server, "server", "", "registration service `host:port` (kernel: berth.server=)")
 	fs.StringVar(&o.caHash, "ca-hash", "", "pin of berth's root CA: `sha256:HEX`, the SHA-256 of its public key (kernel: berth.ca_hash=)")
 	fs.StringVar(&o.token, "token", "", "bootstrap `token` id.secret, needed on first boot only (kernel: berth.token=)")
@@ -106,96 +112,81 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "send no heartbeats (for boot-only tools)")
 	fs.StringVar(&o.bootID, "boot-id", "", "boot `id` to report with heartbeats, instead of "+agent.DefaultBootIDFile)
 	fs.StringVar(&o.status, "status", agent.StatusUp, "node `status` to report with heartbeats: up, degraded or maintenance")
-	fs.StringVar(&o.output, "output", string(agent.OutputText), "output `format`: text or json")
-	fs.StringVar(&o.output, "o", string(agent.OutputText), "short for --output `format`")
+	fs.StringVarP(&o.output, "output", "o", string(agent.OutputText), "output `format`: text or json")
+	config.SetEnv(fs, "output", outputEnv)
 	fs.StringVar(&o.cmdline, "cmdline", agent.DefaultCmdlineFile, "kernel command line `file`")
 	fs.StringVar(&o.resolvConf, "resolv-conf", agent.DefaultResolvConf, "resolver configuration `file` giving the search domain for DNS SRV")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	return fs
 }
 
-// flagAliases maps short flags to the flag whose environment variable they share.
-var flagAliases = map[string]string{"o": "output"}
-
-// envName is the environment variable of a flag: BERTH_CA_HASH for ca-hash.
-func envName(flag string) string {
-	return "BERTH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-// applyEnv sets every flag not given on the command line from its
-// environment variable, if that is set and not empty.
-func applyEnv(fs *flag.FlagSet) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) {
-		set[f.Name] = true
-		if to, ok := flagAliases[f.Name]; ok {
-			set[to] = true
-		}
-	})
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if _, alias := flagAliases[f.Name]; alias || set[f.Name] || err != nil {
-			return
-		}
-		name := envName(f.Name)
-		if v, ok := os.LookupEnv(name); ok && v != "" {
-			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("invalid value %q for %s: %v", v, name, serr)
+// load reads the settings not given as flags from the environment, and
+// the legacy BERTH_OUTPUT as described at legacyOutputEnv.
+func (o *options) load(fs *pflag.FlagSet, env config.Env) error {
+	src, err := config.Load(fs, env, "")
+	if err != nil {
+		return err
+	}
+	if _, set := src["output"]; !set {
+		if v, ok := env(legacyOutputEnv); ok {
+			if out, err := agent.ParseOutput(v); err == nil && v != "" {
+				o.output, o.legacyOutput = string(out), true
 			}
 		}
-	})
-	return err
+	}
+	return nil
 }
 
-func printUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprint(w, usageHead)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
-	fmt.Fprint(w, usageTail)
+func newRoot(o *options) *cobra.Command {
+	root := cmdline.NewRoot("berth-agent", long, true)
+	root.Example = tail
+	root.Args = cmdline.NoArgs
+	addFlags(root.Flags(), o)
+	return root
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o options
-	fs := newFlagSet(&o)
-	fail := func(code int, err error) int {
+	root := newRoot(&o)
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return o.run(cmd.Context(), cmd.Flags(), os.LookupEnv, stdout, stderr)
+	}
+	_, err := cmdline.Execute(ctx, root, args, stdout, stderr)
+	code := agent.ExitCode(err)
+	if ue, ok := cmdline.AsUsage(err); ok {
+		code, err = agent.ExitUsage, fmt.Errorf("%s (see %s -h)", ue.Msg, ue.Path)
+	}
+	if err != nil {
 		// One line, whatever the server put in its message.
-		msg := strings.Join(strings.Fields(err.Error()), " ")
-		fmt.Fprintf(stderr, "berth-agent: %s\n", msg)
-		return code
+		fmt.Fprintf(stderr, "berth-agent: %s\n", cmdline.OneLine(err.Error()))
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout, fs)
-			return agent.ExitOK
-		}
-		return fail(agent.ExitUsage, fmt.Errorf("%v (see berth-agent -h)", err))
-	}
-	if fs.NArg() > 0 {
-		return fail(agent.ExitUsage, fmt.Errorf("unexpected argument %q (see berth-agent -h)", fs.Arg(0)))
-	}
-	if err := applyEnv(fs); err != nil {
-		return fail(agent.ExitUsage, err)
+	return code
+}
+
+// run is the agent itself: settings, keys, then boot (and stay up unless
+// --once). Bad settings are agent.ErrConfig errors (exit status 2).
+func (o *options) run(ctx context.Context, fs *pflag.FlagSet, env config.Env, stdout, stderr io.Writer) error {
+	if err := o.load(fs, env); err != nil {
+		return agent.ConfigError(err)
 	}
 	cfg, kcfg, err := o.config(stderr)
 	if err != nil {
-		return fail(agent.ExitUsage, err)
+		return agent.ConfigError(err)
+	}
+	if o.legacyOutput {
+		cfg.Logger.Warn("berth-agent reads its output format from " + legacyOutputEnv + ", which is berthctl's; set " + outputEnv + " instead")
 	}
 	src, err := keys.Open(kcfg)
 	if err != nil {
-		return fail(agent.ExitUsage, err)
+		return agent.ConfigError(err)
 	}
 	defer src.Close()
 	cfg.Keys = src
 	cfg.Stdout = stdout
 	a, err := agent.New(cfg)
-	if err == nil {
-		err = a.Run(ctx)
-	}
 	if err != nil {
-		return fail(agent.ExitCode(err), err)
+		return err
 	}
-	return agent.ExitOK
+	return a.Run(ctx)
 }
 
 // config checks the options and turns them into the agent's and the key

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +110,7 @@ func TestRunHelp(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit = %d, stderr = %q", code, stderr)
 	}
-	for _, want := range []string{"Usage: berth-agent", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
+	for _, want := range []string{"Usage:\n  berth-agent [flags]", "BERTH_CA_HASH", "berth.server=", "_berth._tcp", "Exit status",
 		"-server", "-ca-hash", "-token", "-identity", "-seed-file", "-site-secret-file", "-hardware-uuid",
 		"-hostname", "-key-dir", "-root", "-configure", "BERTH_STAGING_DIR", "-cert-dir", "-wait", "-once", "-output", "-cmdline", "-bundle-kem", "-log-level",
 		"-no-heartbeat", "-boot-id", "-status", "heartbeat"} {
@@ -355,5 +356,85 @@ func TestRunBundleFailures(t *testing.T) {
 				t.Errorf("root holds %v", entries)
 			}
 		})
+	}
+}
+
+// TestRunOutputVariables: the agent's output format is BERTH_AGENT_OUTPUT.
+// berthctl's BERTH_OUTPUT (table|json) in the same environment must not
+// break it; an old BERTH_OUTPUT=json still works, with a warning.
+func TestRunOutputVariables(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantJSON bool
+		wantWarn bool
+	}{
+		{name: "berthctl's table", env: map[string]string{"BERTH_OUTPUT": "table"}},
+		{name: "berthctl's table, agent's json", env: map[string]string{"BERTH_OUTPUT": "table", "BERTH_AGENT_OUTPUT": "json"}, wantJSON: true},
+		{name: "agent's text beats the old variable", env: map[string]string{"BERTH_OUTPUT": "json", "BERTH_AGENT_OUTPUT": "text"}},
+		{name: "old variable, json", env: map[string]string{"BERTH_OUTPUT": "json"}, wantJSON: true, wantWarn: true},
+		{name: "empty agent variable is unset", env: map[string]string{"BERTH_AGENT_OUTPUT": "", "BERTH_OUTPUT": "table"}},
+		{name: "flag beats both", env: map[string]string{"BERTH_OUTPUT": "json", "BERTH_AGENT_OUTPUT": "json"}, args: []string{"-o", "text"}},
+		{name: "explicitly empty flag is text", env: map[string]string{"BERTH_AGENT_OUTPUT": "json"}, args: []string{"--output="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, pin := startServer(t, &resumeServer{t: t})
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"--server", addr, "--ca-hash", pin, "--seed-file", seedFile(t, 32), "--cert-dir", t.TempDir(),
+				"--cmdline", filepath.Join(t.TempDir(), "none"), "--once", "--log-level", "warn"}, tt.args...)
+			code, stdout, stderr := runAgent(t, args...)
+			if code != 0 {
+				t.Fatalf("exit = %d, stderr = %q", code, stderr)
+			}
+			var got map[string]any
+			isJSON := json.Unmarshal([]byte(stdout), &got) == nil
+			if isJSON != tt.wantJSON || !strings.Contains(stdout, "n-1") {
+				t.Errorf("stdout = %q, want JSON: %v", stdout, tt.wantJSON)
+			}
+			if warned := strings.Contains(stderr, "set BERTH_AGENT_OUTPUT instead"); warned != tt.wantWarn {
+				t.Errorf("stderr = %q, want the warning: %v", stderr, tt.wantWarn)
+			}
+		})
+	}
+}
+
+// TestRunBadOutputVariable: a bad BERTH_AGENT_OUTPUT is the agent's
+// configuration error, named as coming from the variable's flag.
+func TestRunBadOutputVariable(t *testing.T) {
+	t.Setenv("BERTH_AGENT_OUTPUT", "table")
+	code, stdout, stderr := runAgent(t, "--seed-file", seedFile(t, 32))
+	if code != 2 || stdout != "" || stderr != "berth-agent: --output: unknown output format \"table\" (want text or json)\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestRunVersionAndCompletion(t *testing.T) {
+	code, stdout, stderr := runAgent(t, "--version")
+	if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "berth-agent ") || !strings.Contains(stdout, runtime.Version()) {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runAgent(t, "completion", "bash")
+	if code != 0 || stderr != "" || !strings.Contains(stdout, "# bash completion V2 for berth-agent") {
+		t.Errorf("completion bash: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runAgent(t, "completion", "powershell")
+	if code != 2 || stderr != "berth-agent: completion: unknown shell \"powershell\" (want bash, zsh or fish) (see berth-agent completion -h)\n" {
+		t.Errorf("completion powershell: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestRunSingleDashFlags: command lines written for Go's flag package
+// keep working.
+func TestRunSingleDashFlags(t *testing.T) {
+	addr, pin := startServer(t, &resumeServer{t: t})
+	code, stdout, stderr := runAgent(t, "-server", addr, "-ca-hash", pin, "-seed-file", seedFile(t, 32), "-cert-dir", t.TempDir(),
+		"-cmdline", filepath.Join(t.TempDir(), "none"), "-once", "-output", "json", "-log-level", "error")
+	var got map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &got) != nil || got["node_id"] != "n-1" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -6,16 +6,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cmdline"
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/loadgen"
 )
 
@@ -35,8 +37,7 @@ const (
 	exitUsage   = 2
 )
 
-const usage = `Usage:
-  berth-loadgen register|storm|heartbeat --nodes N [flags]
+const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
@@ -77,8 +78,10 @@ interval back while others beat).
 All boots are released at once by one barrier; --concurrency caps those in
 flight. The same --seed gives the same N nodes on every run.
 
-Connection settings, also from the environment (as berthctl and berthd dev's
-env file: . DIR/env):
+Every flag also comes from the environment as BERTH_<FLAG> (--nodes from
+BERTH_NODES); the command line wins and an empty variable counts as unset.
+The connection settings are those of berthctl and berthd dev's env file
+(. DIR/env):
   --server H:P            registration service (BERTH_SERVER)
   --ca FILE               PEM roots verifying the servers (BERTH_CA)
   --cert FILE, --key FILE admin certificate and key (BERTH_CERT, BERTH_KEY)
@@ -97,8 +100,7 @@ max_ms, elapsed_s, certs_issued, server_peak_rss_mb and more; the ceiling:
 scenario, handshakes_per_s, parallel, cores, p50_ms, p99_ms, key_exchange.
 
 Exit status: 0 when the run was measured (failed nodes are counted in the
-result), 1 when it could not be made, 2 for bad flags.
-`
+result), 1 when it could not be made, 2 for bad flags.`
 
 type options struct {
 	nodes, concurrency, parallel                int
@@ -111,143 +113,107 @@ type options struct {
 	reset, keepInterval                         bool
 }
 
-// envFlags are the flags that also come from BERTH_* variables: where the
-// servers are and who the caller is, as for berthctl.
-var envFlags = []string{"server", "bundles-server", "heartbeat-server", "ca-server", "ca", "cert", "key", "ca-hash", "server-pids", "output", "tmp-dir"}
+// errUsageShown says the usage was printed on stderr: exit 2, nothing more.
+var errUsageShown = errors.New("usage shown")
 
-func newFlagSet(name string, o *options) *flag.FlagSet {
-	fs := flag.NewFlagSet("berth-loadgen "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.output, "output", "table", "output `format`: table or json")
-	fs.StringVar(&o.output, "o", "table", "short for --output")
-	fs.StringVar(&o.tmpDir, "tmp-dir", "", "`dir` for the nodes' files (default /dev/shm if present)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
-	switch name {
-	case loadgen.ScenarioCeiling:
-		fs.DurationVar(&o.duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
-		fs.IntVar(&o.parallel, "parallel", 0, "handshakes in flight (default: the number of cores)")
-	case "report":
-		fs.StringVar(&o.reportFile, "out", "", "also write every result, and a summary, to `file` as one JSON array")
-	case "combine":
-	default:
-		fs.IntVar(&o.nodes, "nodes", 0, "number of nodes `N` (required)")
-		fs.IntVar(&o.concurrency, "concurrency", loadgen.DefaultConcurrency, "boots in flight at most")
-		fs.DurationVar(&o.duration, "duration", loadgen.DefaultHeartbeatDuration, "heartbeat: how long the connected nodes beat")
-		fs.DurationVar(&o.interval, "interval", 0, "heartbeat: fleet interval for the run (default: the service's)")
-		fs.StringVar(&o.seed, "seed", loadgen.DefaultSeed, "names the fleet: the same seed gives the same nodes")
-		fs.DurationVar(&o.wait, "wait", loadgen.DefaultWait, "each agent's --wait")
-		fs.BoolVar(&o.reset, "reset", false, "register: delete the seed's registered nodes first")
-		fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
-		fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
-		fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
-		fs.StringVar(&o.db, "db", "", "heartbeat: PostgreSQL `URL` of the store, to report its writes per second")
-		fs.StringVar(&o.server, "server", "", "registration service `host:port`")
-		fs.StringVar(&o.bundlesServer, "bundles-server", "", "bundles service `host:port` (default --server)")
-		fs.StringVar(&o.heartbeatServer, "heartbeat-server", "", "heartbeat service `host:port` (default --server)")
-		fs.StringVar(&o.caServer, "ca-server", "", "CA service `host:port` (default --server)")
-		fs.StringVar(&o.ca, "ca", "", "PEM root certificates `file`")
-		fs.StringVar(&o.cert, "cert", "", "PEM admin certificate `file`")
-		fs.StringVar(&o.key, "key", "", "PEM admin key `file`")
-		fs.StringVar(&o.caHash, "ca-hash", "", "CA pin `sha256:HEX` for the nodes (default: from --ca)")
-		fs.StringVar(&o.serverPIDs, "server-pids", "", "server `PIDs` (NAME=PID,...) whose memory to report")
-	}
-	return fs
-}
-
-// applyEnv sets the connection flags not given on the command line from
-// their BERTH_* variables.
-func applyEnv(fs *flag.FlagSet, env func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if given["o"] {
-		given["output"] = true
-	}
-	for _, name := range envFlags {
-		if given[name] || fs.Lookup(name) == nil {
-			continue
-		}
-		v, ok := env("BERTH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
-		if !ok || v == "" {
-			continue
-		}
-		if err := fs.Set(name, v); err != nil {
-			return fmt.Errorf("BERTH_%s: %v", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
-		}
-	}
-	return nil
-}
-
-func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "berth-loadgen: %s\n", strings.Join(strings.Fields(err.Error()), " "))
-		return code
-	}
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+func run(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
+	var o options
+	_, err := cmdline.Execute(ctx, newRoot(&o, env, stdout, stderr), args, stdout, stderr)
+	switch ue, usage := cmdline.AsUsage(err); {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsageShown):
+		return exitUsage
+	case usage:
+		fmt.Fprintf(stderr, "berth-loadgen: %s (see %s -h)\n", cmdline.OneLine(ue.Msg), ue.Path)
 		return exitUsage
 	}
-	name := args[0]
-	switch name {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
-	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat, loadgen.ScenarioCeiling, "report", "combine":
-	default:
-		return fail(exitUsage, fmt.Errorf("unknown command %q (see berth-loadgen -h)", name))
-	}
-	var o options
-	fs := newFlagSet(name, &o)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			fs.SetOutput(stdout)
-			fmt.Fprintf(stdout, "\nFlags of %s:\n", name)
-			fs.PrintDefaults()
-			return exitOK
+	fmt.Fprintf(stderr, "berth-loadgen: %s\n", cmdline.OneLine(err.Error()))
+	return exitFailure
+}
+
+// newRoot is berth-loadgen's command tree; its flags fill o.
+func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
+	root := cmdline.NewRoot("berth-loadgen", long, false)
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			_ = cmdline.WriteHelp(stderr, cmd)
+			return errUsageShown
 		}
-		return fail(exitUsage, fmt.Errorf("%v (see berth-loadgen -h)", err))
+		return cmdline.Usagef(cmd, "unknown command %q", args[0])
 	}
-	if err := applyEnv(fs, env); err != nil {
-		return fail(exitUsage, err)
+	pf := root.PersistentFlags()
+	pf.SortFlags = false
+	pf.StringVarP(&o.output, "output", "o", "table", "output `format`: table or json")
+	pf.StringVar(&o.tmpDir, "tmp-dir", "", "`dir` for the nodes' files (default /dev/shm if present)")
+	pf.StringVar(&o.logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
+	for _, name := range []string{loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat} {
+		cmdline.Add(root, scenarioCommand(name, o, env, stdout, stderr))
 	}
-	if name != "report" && name != "combine" && fs.NArg() > 0 {
-		return fail(exitUsage, fmt.Errorf("unexpected argument %q (see berth-loadgen -h)", fs.Arg(0)))
+	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr), reportCommand(o, env, stdout), combineCommand(o, env, stdout))
+	return root
+}
+
+// prepare loads the settings of cmd from the environment, checks the
+// common ones and returns the logger.
+func (o *options) prepare(cmd *cobra.Command, env config.Env, stderr io.Writer) (*slog.Logger, error) {
+	if _, err := config.Load(cmd.Flags(), env, ""); err != nil {
+		return nil, cmdline.Usagef(cmd, "%s", err)
 	}
 	if o.output != "table" && o.output != "json" {
-		return fail(exitUsage, fmt.Errorf("--output %q: want table or json", o.output))
+		return nil, cmdline.Usagef(cmd, "--output %q: want table or json", o.output)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fail(exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
+		return nil, cmdline.Usagef(cmd, "--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+}
 
-	var err error
-	switch name {
-	case "report":
-		err = report(fs.Args(), o, stdout)
-	case "combine":
-		var res *loadgen.Result
-		res, err = combine(fs.Args())
-		if err == nil {
-			err = write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
+// scenarioCommand is register, storm or heartbeat: a fleet of N nodes
+// against running servers.
+func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
+	short := map[string]string{
+		loadgen.ScenarioRegister:  "N fresh nodes boot for the first time at once",
+		loadgen.ScenarioStorm:     "N registered nodes boot at once: the power restore",
+		loadgen.ScenarioHeartbeat: "N nodes connect and beat for --duration",
+	}[name]
+	cmd := &cobra.Command{Use: name, Short: short, Long: short + ". See berth-loadgen -h.", Args: cmdline.NoArgs}
+	fs := cmd.Flags()
+	fs.IntVar(&o.nodes, "nodes", 0, "number of nodes `N` (required)")
+	fs.IntVar(&o.concurrency, "concurrency", loadgen.DefaultConcurrency, "boots in flight at most")
+	fs.DurationVar(&o.duration, "duration", loadgen.DefaultHeartbeatDuration, "heartbeat: how long the connected nodes beat")
+	fs.DurationVar(&o.interval, "interval", 0, "heartbeat: fleet interval for the run (default: the service's)")
+	fs.StringVar(&o.seed, "seed", loadgen.DefaultSeed, "names the fleet: the same seed gives the same nodes")
+	fs.DurationVar(&o.wait, "wait", loadgen.DefaultWait, "each agent's --wait")
+	fs.BoolVar(&o.reset, "reset", false, "register: delete the seed's registered nodes first")
+	fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
+	fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
+	fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
+	fs.StringVar(&o.db, "db", "", "heartbeat: PostgreSQL `URL` of the store, to report its writes per second")
+	fs.StringVar(&o.server, "server", "", "registration service `host:port`")
+	fs.StringVar(&o.bundlesServer, "bundles-server", "", "bundles service `host:port` (default --server)")
+	fs.StringVar(&o.heartbeatServer, "heartbeat-server", "", "heartbeat service `host:port` (default --server)")
+	fs.StringVar(&o.caServer, "ca-server", "", "CA service `host:port` (default --server)")
+	fs.StringVar(&o.ca, "ca", "", "PEM root certificates `file`")
+	fs.StringVar(&o.cert, "cert", "", "PEM admin certificate `file`")
+	fs.StringVar(&o.key, "key", "", "PEM admin key `file`")
+	fs.StringVar(&o.caHash, "ca-hash", "", "CA pin `sha256:HEX` for the nodes (default: from --ca)")
+	fs.StringVar(&o.serverPIDs, "server-pids", "", "server `PIDs` (NAME=PID,...) whose memory to report")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := o.prepare(cmd, env, stderr)
+		if err != nil {
+			return err
 		}
-	case loadgen.ScenarioCeiling:
-		var res *loadgen.CeilingResult
-		res, err = loadgen.Ceiling(ctx, loadgen.CeilingConfig{Duration: o.duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
-		if err == nil {
-			err = write(stdout, o.output, res, func() error { return loadgen.WriteCeilingText(stdout, res) })
-		}
-	default:
-		procs, perr := loadgen.ParseProcs(o.serverPIDs)
-		if perr != nil {
-			return fail(exitUsage, perr)
+		procs, err := loadgen.ParseProcs(o.serverPIDs)
+		if err != nil {
+			return cmdline.Usagef(cmd, "%s", err)
 		}
 		if o.nodes <= 0 {
-			return fail(exitUsage, errors.New("--nodes N is required (see berth-loadgen -h)"))
+			return cmdline.Usagef(cmd, "--nodes N is required")
 		}
-		var res *loadgen.Result
-		res, err = loadgen.Run(ctx, loadgen.Config{
+		res, err := loadgen.Run(cmd.Context(), loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
 			Seed: o.seed, Wait: o.wait, Reset: o.reset, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
 			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
@@ -256,14 +222,66 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 				CAFile: o.ca, CertFile: o.cert, KeyFile: o.key, CAHash: o.caHash,
 			},
 		})
-		if err == nil {
-			err = write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
+		if err != nil {
+			return err
 		}
+		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
 	}
-	if err != nil {
-		return fail(exitFailure, err)
+	return cmd
+}
+
+func ceilingCommand(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "ceiling", Short: "Full mutual-TLS handshakes per second, the machine's ceiling",
+		Long: "Measure full TLS 1.3 mutual-TLS handshakes per second between this process and a\n" +
+			"bare TLS server process, P-256 chains like berth's, no resumption, one\n" +
+			"handshake in flight per core.", Args: cmdline.NoArgs}
+	fs := cmd.Flags()
+	fs.DurationVar(&o.duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
+	fs.IntVar(&o.parallel, "parallel", 0, "handshakes in flight (default: the number of cores)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := o.prepare(cmd, env, stderr)
+		if err != nil {
+			return err
+		}
+		res, err := loadgen.Ceiling(cmd.Context(), loadgen.CeilingConfig{Duration: o.duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
+		if err != nil {
+			return err
+		}
+		return write(stdout, o.output, res, func() error { return loadgen.WriteCeilingText(stdout, res) })
 	}
-	return exitOK
+	return cmd
+}
+
+func reportCommand(o *options, env config.Env, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "report [RESULTS.json...]", Short: "One table of results, against the ceiling and the targets",
+		Long: "Print results written with -o json (files, or stdin) as one table: the boots\n" +
+			"per second as a share of the ceiling, and the targets.", Args: cobra.ArbitraryArgs}
+	cmd.Flags().StringVar(&o.reportFile, "out", "", "also write every result, and a summary, to `file` as one JSON array")
+	cmd.RunE = func(cmd *cobra.Command, files []string) error {
+		if _, err := o.prepare(cmd, env, io.Discard); err != nil {
+			return err
+		}
+		return report(files, *o, stdout)
+	}
+	return cmd
+}
+
+func combineCommand(o *options, env config.Env, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "combine RESULTS.json...", Short: "Add up the results of load generators run in parallel",
+		Long: "Add up the results of load generators that ran a scenario in parallel, each\n" +
+			"with its own --seed: counts and rates summed, latency percentiles the largest\n" +
+			"of theirs.", Args: cobra.ArbitraryArgs}
+	cmd.RunE = func(cmd *cobra.Command, files []string) error {
+		if _, err := o.prepare(cmd, env, io.Discard); err != nil {
+			return err
+		}
+		res, err := combine(files)
+		if err != nil {
+			return err
+		}
+		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
+	}
+	return cmd
 }
 
 func write(w io.Writer, format string, v any, text func() error) error {

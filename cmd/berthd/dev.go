@@ -7,13 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
+	"github.com/spf13/cobra"
+
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -21,32 +23,42 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// runDev initialises a PKI on first run and serves every role from one
+// devCommand initialises a PKI on first run and serves every role from one
 // process on SQLite, then prints what berthctl and an agent need.
-func runDev(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dev", stderr)
+func devCommand(e env) *cobra.Command {
+	cmd := subcommand("dev", "Run every service in one process on embedded SQLite",
+		"Run every service in one process on embedded SQLite, creating the PKI in\n"+
+			"--data-dir on first run. Writes DIR/env (export BERTH_...=... lines for\n"+
+			"berthctl and the agent) and prints it with an agent command ready to paste.")
+	fs := cmd.Flags()
 	dataDir := fs.String("data-dir", "berth-dev", "directory for the PKI, the SQLite databases and the env file")
 	td := fs.String("trust-domain", "", "trust domain, on first run (default berth.local)")
 	var sans stringList
-	fs.Var(&sans, "san", "extra DNS name or IP of the service certificates, on first run (repeatable)")
+	fs.Var(&sans, "san", "extra DNS name or IP of the service certificates, on first run (repeatable, or comma-separated)")
 	c := daemon.Config{Role: daemon.RoleAll}
 	serveFlags(fs, &c, "127.0.0.1:8443", "127.0.0.1:9090")
 	logger := logFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := e.load(cmd, ""); err != nil {
+			return err
+		}
+		resolveMetrics(&c)
+		log, err := logger(cmd, e.stderr)
+		if err != nil {
+			return err
+		}
+		return runDev(cmd.Context(), c, *dataDir, pki.InitConfig{TrustDomain: *td, SANs: sans}, log, e.stdout)
 	}
-	if err := config.Apply(fs, env, ""); err != nil {
-		return err
-	}
-	log, err := logger(stderr)
+	return cmd
+}
+
+func runDev(ctx context.Context, c daemon.Config, dataDir string, init pki.InitConfig, log *slog.Logger, stdout io.Writer) error {
+	dir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(*dataDir)
-	if err != nil {
-		return err
-	}
-	layout, err := pki.Init(ctx, pki.InitConfig{Dir: filepath.Join(dir, "pki"), TrustDomain: *td, SANs: sans})
+	init.Dir = filepath.Join(dir, "pki")
+	layout, err := pki.Init(ctx, init)
 	if err != nil {
 		return err
 	}

@@ -3,91 +3,92 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/config"
 )
 
-const usage = `berthd runs berth's services.
+const long = `berthd runs berth's services.
 
-Usage:
   berthd init   --dir DIR [--trust-domain D] [--san NAME ...]
   berthd dev    [--data-dir DIR] [--listen ADDR]
   berthd serve  --role registration|ca|bundles|heartbeat|all --pki-dir DIR [--db URL | --data-dir DIR] [flags]
   berthd health [--addr H:P] [--pki-dir DIR]
 
-Run "berthd COMMAND -h" for a command's flags. Every flag can also be set
-through the environment as BERTH_<FLAG> (e.g. --pki-dir as BERTH_PKI_DIR).
-`
+Every flag can also be set through the environment as BERTH_<FLAG> (e.g.
+--pki-dir as BERTH_PKI_DIR); a flag on the command line wins, and an empty
+variable counts as unset. berthd serve also reads a YAML file (--config).`
 
-// errUsage marks a usage error: exit status 2 instead of 1.
-var errUsage = errors.New("usage")
+// errUsageShown says the usage was printed on stderr: exit 2, nothing more.
+var errUsageShown = errors.New("usage shown")
 
-func run(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+// env is what every berthd command reads its settings from.
+type env struct {
+	lookup         config.Env
+	stdout, stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, lookup config.Env, stdout, stderr io.Writer) int {
+	cmd, err := cmdline.Execute(ctx, newRoot(env{lookup: lookup, stdout: stdout, stderr: stderr}), args, stdout, stderr)
+	name := cmd.CommandPath() // "berthd serve: ..."
+	if cmdline.Builtin(cmd) {
+		name = cmd.Root().Name() // "berthd: completion: ..."
 	}
-	var err error
-	switch args[0] {
-	case "init":
-		err = runInit(ctx, args[1:], env, stdout, stderr)
-	case "dev":
-		err = runDev(ctx, args[1:], env, stdout, stderr)
-	case "serve":
-		err = runServe(ctx, args[1:], env, stderr)
-	case "health":
-		err = runHealth(ctx, args[1:], env, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+	switch ue, usage := cmdline.AsUsage(err); {
+	case err == nil:
 		return 0
-	default:
-		fmt.Fprintf(stderr, "berthd: unknown command %q\n\n%s", args[0], usage)
+	case errors.Is(err, errUsageShown):
+		return 2
+	case usage:
+		fmt.Fprintf(stderr, "%s: %s (see %s -h)\n", name, cmdline.OneLine(ue.Msg), ue.Path)
 		return 2
 	}
-	switch {
-	case err == nil || errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "berthd %s: %v\n", args[0], strings.TrimPrefix(err.Error(), "usage: "))
-		return 2
-	}
-	fmt.Fprintf(stderr, "berthd %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "%s: %s\n", name, cmdline.OneLine(err.Error()))
 	return 1
 }
 
-// newFlagSet returns a flag set whose parse errors are usage errors.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("berthd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// newRoot is berthd's command tree.
+func newRoot(e env) *cobra.Command {
+	root := cmdline.NewRoot("berthd", long, false)
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			_ = cmdline.WriteHelp(e.stderr, cmd)
+			return errUsageShown
+		}
+		return cmdline.Usagef(cmd, "unknown command %q (one of: init, dev, serve, health)", args[0])
+	}
+	cmdline.Add(root, initCommand(e), devCommand(e), serveCommand(e), healthCommand(e))
+	return root
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
+// subcommand returns a berthd command taking no positional arguments.
+func subcommand(use, short, long string) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Long: long, Args: cmdline.NoArgs}
+}
+
+// load fills the command's flags from the environment (and the YAML file
+// of --config, for commands that have it).
+func (e env) load(cmd *cobra.Command, configFlag string) error {
+	_, err := config.Load(cmd.Flags(), e.lookup, configFlag)
+	return err
 }
 
 // logFlags adds --log-level and --log-format and returns a logger builder.
-func logFlags(fs *flag.FlagSet) func(io.Writer) (*slog.Logger, error) {
+func logFlags(fs *pflag.FlagSet) func(*cobra.Command, io.Writer) (*slog.Logger, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
-	return func(w io.Writer) (*slog.Logger, error) {
+	return func(cmd *cobra.Command, w io.Writer) (*slog.Logger, error) {
 		var l slog.Level
 		if err := l.UnmarshalText([]byte(*level)); err != nil {
-			return nil, fmt.Errorf("%w: --log-level must be debug, info, warn or error", errUsage)
+			return nil, cmdline.Usagef(cmd, "--log-level must be debug, info, warn or error")
 		}
 		opts := &slog.HandlerOptions{Level: l}
 		switch *format {
@@ -96,7 +97,7 @@ func logFlags(fs *flag.FlagSet) func(io.Writer) (*slog.Logger, error) {
 		case "json":
 			return slog.New(slog.NewJSONHandler(w, opts)), nil
 		}
-		return nil, fmt.Errorf("%w: --log-format must be text or json", errUsage)
+		return nil, cmdline.Usagef(cmd, "--log-format must be text or json")
 	}
 }
 
@@ -105,6 +106,9 @@ func logFlags(fs *flag.FlagSet) func(io.Writer) (*slog.Logger, error) {
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+// Type names the value in help and completion.
+func (s *stringList) Type() string { return "strings" }
 
 func (s *stringList) Set(v string) error {
 	for _, p := range strings.Split(v, ",") {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/daemon"
 )
 
 func TestRunExitStatus(t *testing.T) {
@@ -14,6 +16,8 @@ func TestRunExitStatus(t *testing.T) {
 	pkiDir := filepath.Join(dir, "pki")
 	cfg := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(cfg, []byte("rolee: ca\n"), 0o600)
+	badValue := filepath.Join(dir, "bad-value.yaml")
+	os.WriteFile(badValue, []byte("heartbeat-interval: soon\n"), 0o600)
 	tests := []struct {
 		name       string
 		args       []string
@@ -31,11 +35,21 @@ func TestRunExitStatus(t *testing.T) {
 		{name: "init again keeps the PKI", args: []string{"init", "--dir", pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
 		{name: "init dir from env", args: []string{"init"}, env: map[string]string{"BERTH_DIR": pkiDir}, wantCode: 0, wantStdout: "kept it unchanged"},
 		{name: "serve bad role", args: []string{"serve", "--role", "dns", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 1, wantStderr: "--role must be one of"},
-		{name: "serve bad duration env", args: []string{"serve"}, env: map[string]string{"BERTH_CERT_LIFETIME": "forever"}, wantCode: 1, wantStderr: "BERTH_CERT_LIFETIME: invalid value for cert-lifetime"},
+		{name: "serve bad duration env", args: []string{"serve"}, env: map[string]string{"BERTH_CERT_LIFETIME": "forever"}, wantCode: 1, wantStderr: `berthd serve: invalid value "forever" for BERTH_CERT_LIFETIME: must be a duration`},
 		{name: "serve unknown config key", args: []string{"serve", "--config", cfg}, wantCode: 1, wantStderr: `unknown setting "rolee"`},
 		{name: "serve stray argument", args: []string{"serve", "ca"}, wantCode: 2, wantStderr: `unexpected argument "ca"`},
 		{name: "serve bad log level", args: []string{"serve", "--log-level", "loud", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 2, wantStderr: "--log-level must be"},
 		{name: "health needs --pki-dir", args: []string{"health"}, wantCode: 2, wantStderr: "--pki-dir is required"},
+		{name: "init dir from an empty variable", args: []string{"init"}, env: map[string]string{"BERTH_DIR": ""}, wantCode: 2, wantStderr: "berthd init: --dir is required (see berthd init -h)"},
+		{name: "init flag beats variable", args: []string{"init", "--dir", pkiDir}, env: map[string]string{"BERTH_DIR": filepath.Join(dir, "other")}, wantCode: 0, wantStdout: "PKI already present in " + pkiDir + "; kept it unchanged"},
+		{name: "single-dash flags", args: []string{"init", "-dir", pkiDir, "-trust-domain=berth.local"}, wantCode: 0, wantStdout: "kept it unchanged"},
+		{name: "version", args: []string{"--version"}, wantCode: 0, wantStdout: "berthd "},
+		{name: "completion", args: []string{"completion", "zsh"}, wantCode: 0, wantStdout: "#compdef berthd"},
+		{name: "help of a command names variables", args: []string{"serve", "-h"}, wantCode: 0, wantStdout: "(default :9090, env BERTH_METRICS_LISTEN)"},
+		{name: "help command", args: []string{"help", "health"}, wantCode: 0, wantStdout: "Usage:\n  berthd health [flags]"},
+		{name: "completion of nothing", args: []string{"completion"}, wantCode: 2, wantStderr: "berthd: completion: name one shell: bash, zsh or fish (see berthd completion -h)"},
+		{name: "help of nothing", args: []string{"help", "launch"}, wantCode: 2, wantStderr: `berthd: help: unknown command "launch" (see berthd -h)`},
+		{name: "serve bad file value", args: []string{"serve", "--config", badValue}, wantCode: 1, wantStderr: `invalid value "soon" for heartbeat-interval in ` + badValue},
 		{name: "health of nothing", args: []string{"health", "--pki-dir", pkiDir, "--addr", "127.0.0.1:1", "--timeout", "200ms"}, wantCode: 1, wantStderr: "health check of 127.0.0.1:1"},
 	}
 	for _, tt := range tests {
@@ -52,5 +66,15 @@ func TestRunExitStatus(t *testing.T) {
 				t.Fatalf("error is not one line: %q", stderr.String())
 			}
 		})
+	}
+}
+
+func TestResolveMetrics(t *testing.T) {
+	for in, want := range map[string]string{"off": "", "": "", ":9090": ":9090", "127.0.0.1:9191": "127.0.0.1:9191"} {
+		c := daemon.Config{MetricsListen: in}
+		resolveMetrics(&c)
+		if c.MetricsListen != want {
+			t.Errorf("--metrics-listen %q: address %q, want %q", in, c.MetricsListen, want)
+		}
 	}
 }

@@ -1,20 +1,24 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"io"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/health"
 )
 
+// metricsOff is the --metrics-listen value that disables metrics, for the
+// environment and files, where an empty value counts as unset.
+const metricsOff = "off"
+
 // serveFlags binds the flags shared by serve and dev to a daemon.Config.
-func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
+// Call metrics after loading the settings.
+func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.StringVar(&c.Listen, "listen", listen, "gRPC listen address")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", metrics, `Prometheus /metrics listen address ("" disables)`)
+	fs.StringVar(&c.MetricsListen, "metrics-listen", metrics, `Prometheus /metrics listen address ("" or off disables)`)
 	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may finish on shutdown")
 	fs.StringVar(&c.AdvertiseRegistration, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
@@ -28,8 +32,20 @@ func serveFlags(fs *flag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
 }
 
-func runServe(ctx context.Context, args []string, env config.Env, stderr io.Writer) error {
-	fs := newFlagSet("serve", stderr)
+// resolveMetrics turns --metrics-listen off into the empty address that
+// daemon.Config reads as disabled.
+func resolveMetrics(c *daemon.Config) {
+	if c.MetricsListen == metricsOff {
+		c.MetricsListen = ""
+	}
+}
+
+func serveCommand(e env) *cobra.Command {
+	cmd := subcommand("serve", "Run one service, or all of them, on PostgreSQL or SQLite",
+		"Run one of berth's services (--role), or all of them in one process, with the\n"+
+			"PKI made by berthd init. Settings come from flags, BERTH_* variables and the YAML\n"+
+			"file of --config (keys are flag names), in that order.")
+	fs := cmd.Flags()
 	var c daemon.Config
 	fs.StringVar(&c.Role, "role", daemon.RoleAll, "service to run: registration, ca, bundles, heartbeat or all")
 	fs.StringVar(&c.PKIDir, "pki-dir", "", "directory written by berthd init (required)")
@@ -39,20 +55,18 @@ func runServe(ctx context.Context, args []string, env config.Env, stderr io.Writ
 	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role; default in role all: this process)")
 	serveFlags(fs, &c, ":8443", ":9090")
 	logger := logFlags(fs)
-	cfgFile := fs.String("config", "", "YAML file of settings, keyed by flag name")
-	if err := parse(fs, args); err != nil {
-		return err
+	fs.String("config", "", "YAML file of settings, keyed by flag name")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := e.load(cmd, "config"); err != nil {
+			return err
+		}
+		resolveMetrics(&c)
+		log, err := logger(cmd, e.stderr)
+		if err != nil {
+			return err
+		}
+		c.Logger = log
+		return daemon.Run(cmd.Context(), c)
 	}
-	if *cfgFile == "" {
-		*cfgFile, _ = env("BERTH_CONFIG")
-	}
-	if err := config.Apply(fs, env, *cfgFile); err != nil {
-		return err
-	}
-	log, err := logger(stderr)
-	if err != nil {
-		return err
-	}
-	c.Logger = log
-	return daemon.Run(ctx, c)
+	return cmd
 }

@@ -35,6 +35,9 @@ func (f *fileFlag) String() string {
 // Set splits at the first '=': a destination may then hold any character
 // the bundle format allows, and a local file whose name holds '=' can
 // still be named with an explicit destination.
+// Type names the value in help and completion.
+func (f *fileFlag) Type() string { return "value" }
+
 func (f *fileFlag) Set(v string) error {
 	local, dest, hasDest := strings.Cut(v, "=")
 	switch {
@@ -61,6 +64,9 @@ func (f *onceFlag) String() string {
 	}
 	return f.value
 }
+
+// Type names the value in help and completion.
+func (f *onceFlag) Type() string { return "value" }
 
 func (f *onceFlag) Set(v string) error {
 	if f.set {

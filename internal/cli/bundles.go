@@ -3,12 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -138,6 +138,9 @@ func (f *expectedFlag) String() string {
 	return strconv.FormatInt(f.version, 10)
 }
 
+// Type names the value in help and completion.
+func (f *expectedFlag) Type() string { return "value" }
+
 func (f *expectedFlag) Set(v string) error {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
@@ -147,7 +150,7 @@ func (f *expectedFlag) Set(v string) error {
 	return nil
 }
 
-func setupBundlesPut(fs *flag.FlagSet) action {
+func setupBundlesPut(fs *pflag.FlagSet) action {
 	var files fileFlag
 	var dir onceFlag
 	var expected expectedFlag
@@ -287,7 +290,7 @@ func (s *session) printPut(v putBundleJSON, info *berthv1.BundleInfo) error {
 	})
 }
 
-func setupBundlesGet(*flag.FlagSet) action {
+func setupBundlesGet(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err
@@ -353,7 +356,7 @@ func writeBundleRows(w io.Writer, indent string, b *berthv1.BundleInfo, now time
 	}
 }
 
-func setupBundlesHistory(*flag.FlagSet) action {
+func setupBundlesHistory(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err
@@ -400,7 +403,7 @@ func shortDigest(d string) string {
 	return d
 }
 
-func setupBundlesApprove(*flag.FlagSet) action {
+func setupBundlesApprove(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID", "version"); err != nil {
 			return err
@@ -425,7 +428,7 @@ func setupBundlesApprove(*flag.FlagSet) action {
 	}
 }
 
-func setupBundlesReset(*flag.FlagSet) action {
+func setupBundlesReset(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err

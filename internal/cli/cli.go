@@ -1,10 +1,12 @@
 // Package cli is berthctl, the management engine's admin CLI. It parses a
-// command line into a command of the tree built in commandTree, resolves the
-// global flags against the BERTH_* environment, calls the registration
-// service's NodeAdminService, the bundles service's BundleAdminService and
-// the heartbeat service's HeartbeatAdminService over mutual TLS and prints
-// tables or JSON; watch follows their event logs through client/watch. Bundles are sealed here, to the
-// node's bundle key, so their plaintext never leaves berthctl.
+// command line into a command of the tree built in commandTree (on cobra,
+// through internal/cmdline), resolves the global flags against the BERTH_*
+// environment (through internal/config), calls the registration service's
+// NodeAdminService, the bundles service's BundleAdminService and the
+// heartbeat service's HeartbeatAdminService over mutual TLS and prints
+// tables or JSON; watch follows their event logs through client/watch.
+// Bundles are sealed here, to the node's bundle key, so their plaintext
+// never leaves berthctl.
 //
 // Nothing here reads the process environment or global state: everything
 // comes in through Run's arguments, so the whole CLI runs inside tests.
@@ -12,13 +14,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/client/watch"
+	"github.com/berth-dev/berth/internal/cmdline"
 )
 
 // Exit statuses of berthctl.
@@ -63,42 +65,24 @@ func (c Config) Run(ctx context.Context, args []string) int {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	err := c.dispatch(ctx, commandTree(), nil, args, &globals{})
+	_, err := cmdline.Execute(ctx, c.newRoot(), args, c.Stdout, c.Stderr)
 	return c.report(err)
 }
 
-// usageError is a bad command line or missing setting: exit 2, one line of
-// reason and a hint pointing at the help of the command concerned.
-type usageError struct {
-	path string // command path for the hint, e.g. "berthctl nodes get"
-	msg  string
-}
-
-func (e *usageError) Error() string { return e.msg }
-
+// usagef is a usage error of the command at path: exit 2, one line of
+// reason and a hint pointing at that command's help.
 func usagef(path []string, format string, args ...any) error {
-	return &usageError{path: strings.Join(path, " "), msg: fmt.Sprintf(format, args...)}
+	return &cmdline.UsageError{Path: strings.Join(path, " "), Msg: fmt.Sprintf(format, args...)}
 }
-
-// unavailableError is a command that is planned but not built yet.
-type unavailableError struct{ path string }
-
-func (e *unavailableError) Error() string { return e.path + ": not available yet" }
 
 // report prints err as one line on stderr and returns the exit status.
 func (c Config) report(err error) int {
 	if err == nil {
 		return ExitOK
 	}
-	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(c.Stderr, "berthctl: %s\n", oneLine(ue.msg))
-		fmt.Fprintf(c.Stderr, "Run '%s -h' for usage.\n", ue.path)
-		return ExitUsage
-	}
-	var na *unavailableError
-	if errors.As(err, &na) {
-		fmt.Fprintf(c.Stderr, "berthctl: %s\n", na.Error())
+	if ue, ok := cmdline.AsUsage(err); ok {
+		fmt.Fprintf(c.Stderr, "berthctl: %s\n", oneLine(ue.Msg))
+		fmt.Fprintf(c.Stderr, "Run '%s -h' for usage.\n", ue.Path)
 		return ExitUsage
 	}
 	fmt.Fprintf(c.Stderr, "berthctl: %s\n", oneLine(err.Error()))
@@ -106,6 +90,4 @@ func (c Config) report(err error) int {
 }
 
 // oneLine keeps an error on a single line of stderr.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
+func oneLine(s string) string { return cmdline.OneLine(s) }

@@ -16,6 +16,9 @@ type labelFlag map[string]string
 
 func (l labelFlag) String() string { return formatLabels(l) }
 
+// Type names the value in help and completion.
+func (l labelFlag) Type() string { return "value" }
+
 func (l labelFlag) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
 	k = strings.TrimSpace(k)
@@ -64,6 +67,9 @@ func (f *statusFlag) String() string {
 	return statusName(f.status)
 }
 
+// Type names the value in help and completion.
+func (f *statusFlag) Type() string { return "value" }
+
 func (f *statusFlag) Set(v string) error {
 	for _, s := range []berthv1.NodeStatus{
 		berthv1.NodeStatus_NODE_STATUS_PENDING,
@@ -100,6 +106,9 @@ func shortGoDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// Type names the value in help and completion.
+func (f *ttlFlag) Type() string { return "value" }
 
 func (f *ttlFlag) Set(v string) error {
 	d, err := time.ParseDuration(v)

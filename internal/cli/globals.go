@@ -1,10 +1,14 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/berth-dev/berth/internal/cmdline"
+	"github.com/berth-dev/berth/internal/config"
 )
 
 // Output formats.
@@ -16,80 +20,57 @@ const (
 // defaultTimeout bounds a whole command, page following included.
 const defaultTimeout = 30 * time.Second
 
-// setting is a global flag's value and whether the command line gave it, so
-// that a flag beats its environment variable even when both are set.
-type setting struct {
-	value string
-	set   bool
-}
-
-func (s *setting) String() string {
-	if s == nil {
-		return ""
-	}
-	return s.value
-}
-
-func (s *setting) Set(v string) error {
-	s.value, s.set = v, true
-	return nil
-}
-
-// globals are the flags every command accepts, on every level of the tree.
+// globals are the flags every command accepts, before or after any
+// command word: the root's persistent flags. Each also comes from its
+// BERTH_* variable; a flag given on the command line beats it, even empty.
 type globals struct {
-	output, server, bundlesServer, heartbeatServer, ca, cert, key, timeout setting
+	output, server, bundlesServer, heartbeatServer, ca, cert, key, timeout string
 }
 
 // globalSpec describes one global flag: its names, its variable and help.
 type globalSpec struct {
-	names []string
-	arg   string
-	env   string
-	usage string
-	def   string // default, for help
-	field func(*globals) *setting
+	name, short string
+	arg         string
+	env         string
+	usage       string
+	def         string // default, for help
+	field       func(*globals) *string
 }
 
-func (s globalSpec) synopsis() string {
-	parts := make([]string, len(s.names))
-	for i, n := range s.names {
-		if len(n) == 1 {
-			parts[i] = "-" + n
-		} else {
-			parts[i] = "--" + n
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// flagName is the flag's name as messages show it.
+// flagName is the flag's name as messages show it: its shorthand if it
+// has one (-o), else --name.
 func (s globalSpec) flagName() string {
-	n := s.names[0]
-	if len(n) == 1 {
-		return "-" + n
+	if s.short != "" {
+		return "-" + s.short
 	}
-	return "--" + n
+	return "--" + s.name
 }
 
 func globalSpecs() []globalSpec {
 	return []globalSpec{
-		{[]string{"o", "output"}, "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *setting { return &g.output }},
-		{[]string{"server"}, "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *setting { return &g.server }},
-		{[]string{"bundles-server"}, "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *setting { return &g.bundlesServer }},
-		{[]string{"heartbeat-server"}, "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *setting { return &g.heartbeatServer }},
-		{[]string{"ca"}, "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *setting { return &g.ca }},
-		{[]string{"cert"}, "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *setting { return &g.cert }},
-		{[]string{"key"}, "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *setting { return &g.key }},
-		{[]string{"timeout"}, "D", "BERTH_TIMEOUT", "deadline of the whole command", defaultTimeout.String(), func(g *globals) *setting { return &g.timeout }},
+		{"output", "o", "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *string { return &g.output }},
+		{"server", "", "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *string { return &g.server }},
+		{"bundles-server", "", "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *string { return &g.bundlesServer }},
+		{"heartbeat-server", "", "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *string { return &g.heartbeatServer }},
+		{"ca", "", "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *string { return &g.ca }},
+		{"cert", "", "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *string { return &g.cert }},
+		{"key", "", "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *string { return &g.key }},
+		{"timeout", "", "D", "BERTH_TIMEOUT", "deadline of the whole command", defaultTimeout.String(), func(g *globals) *string { return &g.timeout }},
 	}
 }
 
-// register adds the global flags to fs.
-func (g *globals) register(fs *flag.FlagSet) {
+// register adds the global flags to fs, in the order help lists them.
+// Their defaults are empty so that resolve can tell "not set" apart; help
+// shows the real ones.
+func (g *globals) register(fs *pflag.FlagSet) {
+	fs.SortFlags = false
 	for _, spec := range globalSpecs() {
-		for _, n := range spec.names {
-			fs.Var(spec.field(g), n, spec.usage)
+		fs.StringVarP(spec.field(g), spec.name, spec.short, "", spec.usage)
+		_ = fs.SetAnnotation(spec.name, cmdline.AnnotArg, []string{spec.arg})
+		if spec.def != "" {
+			_ = fs.SetAnnotation(spec.name, cmdline.AnnotDefault, []string{spec.def})
 		}
+		config.SetEnv(fs, spec.name, spec.env)
 	}
 }
 
@@ -112,19 +93,25 @@ type settings struct {
 	sources map[string]string
 }
 
-// resolve applies flag-beats-environment and checks the values that can be
+// resolve loads the global flags of fs (a parsed command's flags) from the
+// environment, flag beating variable, and checks the values that can be
 // checked without touching the network. Missing connection settings are
 // reported later, by the commands that connect.
-func (g *globals) resolve(getenv func(string) string, path []string) (settings, error) {
+func (g *globals) resolve(fs *pflag.FlagSet, getenv func(string) string, path []string) (settings, error) {
+	from, err := config.Load(fs, func(k string) (string, bool) { v := getenv(k); return v, v != "" }, "")
+	if err != nil {
+		return settings{}, usagef(path, "%s", err)
+	}
 	values := map[string]string{}
 	sources := map[string]string{}
 	for _, spec := range globalSpecs() {
-		s := spec.field(g)
-		switch {
-		case s.set:
-			values[spec.env], sources[spec.env] = s.value, spec.flagName()
-		case getenv(spec.env) != "":
-			values[spec.env], sources[spec.env] = getenv(spec.env), spec.env
+		src, ok := from[spec.name]
+		if !ok {
+			continue
+		}
+		values[spec.env], sources[spec.env] = *spec.field(g), src
+		if src == "--"+spec.name {
+			sources[spec.env] = spec.flagName()
 		}
 	}
 	set := settings{

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/cmdline"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -131,10 +132,9 @@ func (s *session) healthWarning(err error) {
 		return
 	}
 	s.warnedHealth = true
-	var ue *usageError
-	switch {
-	case errors.As(err, &ue):
-		err = errors.New(ue.msg)
+	switch ue, usage := cmdline.AsUsage(err); {
+	case usage:
+		err = errors.New(ue.Msg)
 	case errors.Is(err, errPageLoop):
 		err = fmt.Errorf("node health: heartbeat service at %s: %w", s.set.heartbeatServer, err)
 	case status.Code(err) == codes.DeadlineExceeded:

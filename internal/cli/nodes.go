@@ -3,10 +3,11 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -97,7 +98,7 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	return v
 }
 
-func setupNodesList(fs *flag.FlagSet) action {
+func setupNodesList(fs *pflag.FlagSet) action {
 	var status statusFlag
 	labels := labelFlag{}
 	fs.Var(&status, "status", "keep only nodes with status `S`: pending, approved, rejected or revoked")
@@ -178,7 +179,7 @@ func (s *session) printNodes(nodes []*berthv1.Node, health map[string]*berthv1.N
 	})
 }
 
-func setupNodesGet(*flag.FlagSet) action {
+func setupNodesGet(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err
@@ -265,15 +266,15 @@ func allowReplacement() nodeOp {
 }
 
 // nodeAction builds the setup of a command that applies op to one node.
-func nodeAction(op nodeOp) func(*flag.FlagSet) action {
-	return func(*flag.FlagSet) action {
+func nodeAction(op nodeOp) func(*pflag.FlagSet) action {
+	return func(*pflag.FlagSet) action {
 		return func(ctx context.Context, s *session, args []string) error {
 			return s.runNodeOp(ctx, op, args, "")
 		}
 	}
 }
 
-func setupNodesRevoke(fs *flag.FlagSet) action {
+func setupNodesRevoke(fs *pflag.FlagSet) action {
 	reason := fs.String("reason", "", "`text` recorded with the revocation")
 	return func(ctx context.Context, s *session, args []string) error {
 		return s.runNodeOp(ctx, revokeNode(), args, *reason)
@@ -307,7 +308,7 @@ func hostSuffix(host string) string {
 	return " (" + host + ")"
 }
 
-func setupNodesDelete(*flag.FlagSet) action {
+func setupNodesDelete(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err

@@ -2,11 +2,12 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -90,7 +91,7 @@ func tokenState(t *berthv1.Token, now time.Time) string {
 	return tokenActive
 }
 
-func setupTokensCreate(fs *flag.FlagSet) action {
+func setupTokensCreate(fs *pflag.FlagSet) action {
 	autoApprove := fs.Bool("auto-approve", false, "approve nodes registering with this token without waiting for the engine")
 	uses := fs.Int("uses", 1, "number `N` of nodes that may register with the token")
 	ttl := &ttlFlag{d: defaultTokenTTL}
@@ -135,7 +136,7 @@ func setupTokensCreate(fs *flag.FlagSet) action {
 	}
 }
 
-func setupTokensList(fs *flag.FlagSet) action {
+func setupTokensList(fs *pflag.FlagSet) action {
 	all := fs.Bool("all", false, "also list expired, used-up and revoked tokens")
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args); err != nil {
@@ -173,7 +174,7 @@ func setupTokensList(fs *flag.FlagSet) action {
 	}
 }
 
-func setupTokensRevoke(*flag.FlagSet) action {
+func setupTokensRevoke(*pflag.FlagSet) action {
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "token ID"); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -79,6 +79,9 @@ func (l *listFlag) String() string {
 	return strings.Join(l.values, ",")
 }
 
+// Type names the value in help and completion.
+func (l *listFlag) Type() string { return "value" }
+
 func (l *listFlag) Set(v string) error {
 	for part := range strings.SplitSeq(v, ",") {
 		part = strings.TrimSpace(part)
@@ -107,6 +110,9 @@ func (f *cursorsFlag) String() string {
 	return f.c.String()
 }
 
+// Type names the value in help and completion.
+func (f *cursorsFlag) Type() string { return "value" }
+
 func (f *cursorsFlag) Set(v string) error {
 	c, err := watch.ParseCursors(v)
 	if err != nil {
@@ -121,7 +127,7 @@ func (f *cursorsFlag) Set(v string) error {
 	return nil
 }
 
-func setupWatch(fs *flag.FlagSet) action {
+func setupWatch(fs *pflag.FlagSet) action {
 	services := &listFlag{check: func(v string) error {
 		_, err := watch.ParseService(v)
 		if err != nil {

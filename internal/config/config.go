@@ -1,70 +1,168 @@
-// Package config reads command-line configuration in one place: a flag on
-// the command line wins, then the BERTH_* environment, then an optional
-// YAML file, then the flag's default.
+// Package config reads command-line configuration in one place, the same
+// way for every berth binary: a flag given on the command line wins, then
+// its BERTH_* environment variable, then an optional YAML file, then the
+// flag's default.
+//
+// An environment variable that is set but empty counts as unset, so that
+// `BERTH_X= cmd` and `${BERTH_X:-}` in a Compose file never change a
+// setting by accident. A flag given explicitly empty on the command line
+// (--metrics-listen "") is an explicit value and keeps its meaning.
 package config
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
 
-// EnvName is the environment variable for a flag: "heartbeat-interval"
-// becomes BERTH_HEARTBEAT_INTERVAL.
+// Flag annotations read by Load.
+const (
+	// annotEnv names a flag's variable when it is not EnvName(flag).
+	annotEnv = "berth.env"
+	// annotNoEnv marks a flag that is a command's argument rather than a
+	// setting: no variable and no file key set it.
+	annotNoEnv = "berth.noenv"
+	// annotCobra is how cobra marks the flags it adds itself (--help,
+	// --version): they are never settings.
+	annotCobra = "cobra_annotation_flag_set_by_cobra"
+)
+
+// EnvName is the environment variable of a flag by default:
+// "heartbeat-interval" becomes BERTH_HEARTBEAT_INTERVAL.
 func EnvName(flagName string) string {
 	return "BERTH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Env looks up an environment variable, like os.LookupEnv. A variable that
-// is set but empty sets the flag to "" (so BERTH_METRICS_LISTEN= turns the
-// metrics listener off).
+// Env looks up an environment variable, like os.LookupEnv.
 type Env func(string) (string, bool)
 
-// Apply fills every flag of fs not given on the command line from the
-// environment (looked up through env) and then from the YAML file at
-// configPath, if any. It must run after fs.Parse. The file's keys are the
-// flag names; unknown keys are an error so that typos do not pass silently.
-func Apply(fs *flag.FlagSet, env Env, configPath string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	file, err := readFile(configPath)
-	if err != nil {
-		return err
+// SetEnv gives the flag name of fs the variable env instead of
+// EnvName(name), for a flag whose default variable would mean something
+// else to another berth binary.
+func SetEnv(fs *pflag.FlagSet, name, env string) {
+	mustAnnotate(fs, name, annotEnv, env)
+}
+
+// NoEnv marks every flag now in fs as a command argument: Load leaves it
+// alone. berthctl's per-command flags are such arguments (its --label
+// filters in one command and labels in another).
+func NoEnv(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) { mustAnnotate(fs, f.Name, annotNoEnv, "true") })
+}
+
+func mustAnnotate(fs *pflag.FlagSet, name, key, value string) {
+	if err := fs.SetAnnotation(name, key, []string{value}); err != nil {
+		panic(fmt.Sprintf("config: %v", err)) // a programming error: the flag is not defined
 	}
-	for name := range file {
-		if fs.Lookup(name) == nil {
-			return fmt.Errorf("%s: unknown setting %q", configPath, name)
+}
+
+// VarOf returns the environment variable that sets f, or false for a flag
+// that no variable sets.
+func VarOf(f *pflag.Flag) (string, bool) {
+	if len(f.Annotations[annotNoEnv]) > 0 || len(f.Annotations[annotCobra]) > 0 {
+		return "", false
+	}
+	if v := f.Annotations[annotEnv]; len(v) == 1 {
+		return v[0], true
+	}
+	return EnvName(f.Name), true
+}
+
+// Sources says where each flag's value came from: "--name" for the
+// command line, the variable's name, or the file's path. Flags left at
+// their default are missing.
+type Sources map[string]string
+
+// Load fills every flag of fs that the command line did not set, from its
+// variable (through env) and then from the YAML file named by the flag
+// configFlag (itself set by flag or variable; "" for binaries without a
+// file). It runs after fs is parsed. The file's keys are flag names;
+// unknown keys are errors so that typos do not pass silently. Load does
+// not mark the flags it sets as changed: fs.Changed keeps meaning "given
+// on the command line".
+func Load(fs *pflag.FlagSet, env Env, configFlag string) (Sources, error) {
+	src := Sources{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			src[f.Name] = "--" + f.Name
 		}
-	}
+	})
 	var errs []string
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+	set := func(f *pflag.Flag, val, from, what string) {
+		if err := f.Value.Set(val); err != nil {
+			errs = append(errs, fmt.Sprintf("invalid value %q for %s: %v", val, what, err))
 			return
 		}
-		src := EnvName(f.Name)
-		val, ok := env(src)
-		if !ok {
-			val, ok = file[f.Name]
-			src = configPath
-		}
-		if !ok {
+		src[f.Name] = from
+	}
+	// Variables first, --config's own included, so that the file is known.
+	fs.VisitAll(func(f *pflag.Flag) {
+		name, ok := VarOf(f)
+		if !ok || f.Changed {
 			return
 		}
-		if err := fs.Set(f.Name, val); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: invalid value for %s: %v", src, f.Name, err))
+		if v, ok := env(name); ok && v != "" {
+			set(f, v, name, name)
 		}
 	})
 	if len(errs) > 0 {
-		sort.Strings(errs)
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
+		return nil, joined(errs)
 	}
-	return nil
+	path := ""
+	if configFlag != "" {
+		if f := fs.Lookup(configFlag); f != nil {
+			path = f.Value.String()
+		}
+	}
+	file, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, key := range sortedKeys(file) {
+		f := fs.Lookup(key)
+		if _, ok := settable(f, configFlag); !ok {
+			return nil, fmt.Errorf("%s: unknown setting %q", path, key)
+		}
+		if _, given := src[key]; given {
+			continue
+		}
+		set(f, file[key], path, key+" in "+path)
+	}
+	if len(errs) > 0 {
+		return nil, joined(errs)
+	}
+	return src, nil
 }
 
+// settable reports whether a file may set f: a flag bound to a variable,
+// other than the one naming the file.
+func settable(f *pflag.Flag, configFlag string) (string, bool) {
+	if f == nil || f.Name == configFlag {
+		return "", false
+	}
+	return VarOf(f)
+}
+
+func joined(errs []string) error {
+	sort.Strings(errs)
+	return fmt.Errorf("%s", strings.Join(errs, "; "))
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// readFile reads a YAML map of settings; lists become comma-separated
+// values (as for repeatable flags such as --san) and null is "".
 func readFile(path string) (map[string]string, error) {
 	if path == "" {
 		return nil, nil
@@ -80,6 +178,8 @@ func readFile(path string) (map[string]string, error) {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
 		switch v := v.(type) {
+		case nil:
+			out[k] = ""
 		case []any:
 			parts := make([]string, len(v))
 			for i, p := range v {

@@ -63,7 +63,7 @@ func NewServer(c ServerConfig) *Server {
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
-	p := Merge(c.Policy, Policy{
+	p := Merge(c.Policy, versionPolicy(), Policy{
 		"/grpc.health.v1.Health/Check":                                   Anyone,
 		"/grpc.health.v1.Health/Watch":                                   Anyone,
 		"/grpc.health.v1.Health/List":                                    Anyone,
@@ -86,6 +86,7 @@ func NewServer(c ServerConfig) *Server {
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
+	registerVersion(s.Server)
 	return s
 }
 

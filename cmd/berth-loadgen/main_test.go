@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/testutil/clitest"
+)
+
+func testRoot() *cobra.Command {
+	return newRoot(&options{}, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+}
+
+// TestInventory: every flag binds to its variable; the README's table
+// matches the code.
+func TestInventory(t *testing.T) {
+	clitest.CheckBindings(t, testRoot)
+	clitest.CheckReadme(t, testRoot(), "../../README.md")
+}
+
+func lookup(m map[string]string) config.Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// TestRunUsage checks the command lines refused before anything is
+// measured: exit status 2 and one line (the usage alone when no command is
+// given).
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"no command", nil, nil, "Usage:\n  berth-loadgen <command> [flags]"},
+		{"unknown command", []string{"stampede"}, nil, `berth-loadgen: unknown command "stampede" (see berth-loadgen -h)`},
+		{"no nodes", []string{"storm"}, nil, "berth-loadgen: --nodes N is required (see berth-loadgen storm -h)"},
+		{"nodes from the environment, bad", []string{"register"}, map[string]string{"BERTH_NODES": "many"},
+			`berth-loadgen: invalid value "many" for BERTH_NODES: `},
+		{"empty variable is unset", []string{"register"}, map[string]string{"BERTH_NODES": ""}, "berth-loadgen: --nodes N is required"},
+		{"flag beats variable", []string{"register", "--nodes", "0"}, map[string]string{"BERTH_NODES": "5"}, "berth-loadgen: --nodes N is required"},
+		{"bad output from the environment", []string{"heartbeat", "--nodes", "1"}, map[string]string{"BERTH_OUTPUT": "xml"},
+			`berth-loadgen: --output "xml": want table or json (see berth-loadgen heartbeat -h)`},
+		{"bad output", []string{"ceiling", "-o", "yaml"}, nil, `berth-loadgen: --output "yaml": want table or json`},
+		{"bad log level", []string{"combine", "--log-level", "loud"}, nil, `berth-loadgen: --log-level "loud": want debug, info, warn or error`},
+		{"unknown flag", []string{"ceiling", "--nodes", "3"}, nil, "berth-loadgen: flag provided but not defined: -nodes (see berth-loadgen ceiling -h)"},
+		{"bad duration", []string{"ceiling", "-duration", "soon"}, nil, `berth-loadgen: invalid value "soon" for flag -duration: `},
+		{"stray argument", []string{"register", "--nodes", "1", "now"}, nil, `berth-loadgen: unexpected argument "now"`},
+		{"bad server PIDs", []string{"register", "--nodes", "1", "--server-pids", "x=y"}, nil, "berth-loadgen: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, lookup(tt.env), &stdout, &stderr)
+			if code != exitUsage || stdout.Len() != 0 {
+				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout.String())
+			}
+			if !strings.HasPrefix(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr %q, want it to start %q", stderr.String(), tt.wantErr)
+			}
+			if tt.name != "no command" && strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("stderr is not one line: %q", stderr.String())
+			}
+		})
+	}
+}
+
+func TestRunHelpAndVersion(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-h"}, []string{"Usage:\n  berth-loadgen <command> [flags]", "register", "ceiling", "combine", "completion", "BERTH_OUTPUT"}},
+		{[]string{"help"}, []string{"Usage:\n  berth-loadgen <command> [flags]"}},
+		{[]string{"register", "-h"}, []string{"Usage:\n  berth-loadgen register [flags]", "--nodes N", "env BERTH_NODES", "env BERTH_SERVER"}},
+		{[]string{"--version"}, []string{"berth-loadgen ", runtime.Version()}},
+		{[]string{"completion", "bash"}, []string{"# bash completion V2 for berth-loadgen"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), tt.args, lookup(nil), &stdout, &stderr); code != exitOK || stderr.Len() != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", tt.args, code, stderr.String())
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%v: output lacks %q", tt.args, w)
+			}
+		}
+	}
+}
