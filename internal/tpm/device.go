@@ -22,6 +22,8 @@ const mssimScheme = "mssim://"
 type conn interface {
 	transport.TPMCloser
 	setContext(ctx context.Context)
+	// broke returns why the connection became unusable, or nil.
+	broke() error
 }
 
 // Device describes where a TPM is, parsed from a --tpm-device value.
@@ -89,6 +91,7 @@ func (d Device) dial(ctx context.Context) (conn, error) {
 }
 
 func (m *mssim) setContext(ctx context.Context) { m.ctx = ctx }
+func (m *mssim) broke() error                   { return m.broken }
 
 // devConn is a TPM character device. The kernel bounds every command with
 // the TPM's own timeouts, so a context is checked before each command but
@@ -99,6 +102,7 @@ type devConn struct {
 }
 
 func (d *devConn) setContext(ctx context.Context) { d.ctx = ctx }
+func (d *devConn) broke() error                   { return nil }
 
 func (d *devConn) Send(cmd []byte) ([]byte, error) {
 	if err := d.ctx.Err(); err != nil {

@@ -91,7 +91,7 @@ func (t *TPM) endorsementKey(tp transport.TPM) (*object, ekKind, error) {
 	if t.ek != nil {
 		return t.ek, t.ekKind, nil
 	}
-	var errs []error
+	var errs []string
 	for _, kind := range ekKinds {
 		if t.ekType != EKAuto && t.ekType != kind.typ {
 			continue
@@ -102,9 +102,9 @@ func (t *TPM) endorsementKey(tp transport.TPM) (*object, ekKind, error) {
 			t.log.Info("endorsement key", "type", string(kind.typ), "persistent", o.persistent != 0)
 			return o, kind, nil
 		}
-		errs = append(errs, fmt.Errorf("%s EK: %w", kind.typ, err))
+		errs = append(errs, fmt.Sprintf("%s EK: %v", kind.typ, err))
 	}
-	return nil, ekKind{}, fmt.Errorf("%w: %w", ErrNoEK, errors.Join(errs...))
+	return nil, ekKind{}, fmt.Errorf("%w: %s", ErrNoEK, strings.Join(errs, "; "))
 }
 
 func (t *TPM) loadEK(tp transport.TPM, kind ekKind) (*object, error) {

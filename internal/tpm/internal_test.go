@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,29 @@ func TestPersistentEKIsTheTemplateEK(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoEKWithEndorsementAuth: where the machine's owner protected the
+// endorsement hierarchy with a password, this package cannot create the
+// EK, and says so in one line.
+func TestNoEKWithEndorsementAuth(t *testing.T) {
+	tp := openSim(t, tpmtest.Start(t))
+	err := tp.do(testCtx(t), func(c transport.TPM) error {
+		_, err := tpm2.HierarchyChangeAuth{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
+			NewAuth:    tpm2.TPM2BAuth{Buffer: []byte("owner's secret")},
+		}.Execute(c)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tp.Endorsement(testCtx(t))
+	if !errors.Is(err, ErrNoEK) {
+		t.Fatalf("endorsement = %v, want ErrNoEK", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error %q is not one line", err)
 	}
 }

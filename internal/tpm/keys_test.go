@@ -249,3 +249,29 @@ func sum(h interface {
 	h.Write(msg)
 	return h.Sum(nil)
 }
+
+// TestTPMGoneAway: the simulator restarts under a running agent. Its
+// connection is gone and transient handles with it; every later call
+// fails plainly until the agent reopens the TPM, which then works.
+func TestTPMGoneAway(t *testing.T) {
+	sim := tpmtest.Start(t)
+	tp, err := tpm.Open(testCtx(t), tpm.Config{Device: sim.Device()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Restart(t)
+	d := sha256.Sum256([]byte("x"))
+	if _, err := tp.Identity().Sign(rand.Reader, d[:], crypto.SHA256); err == nil {
+		t.Fatal("signed over a connection to a TPM that restarted")
+	}
+	if _, err := tp.Identity().Sign(rand.Reader, d[:], crypto.SHA256); !errors.Is(err, tpm.ErrDevice) {
+		t.Fatalf("second sign = %v, want ErrDevice", err)
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatalf("close a broken TPM: %v", err)
+	}
+	again := open(t, sim, tpm.Config{})
+	if _, err := again.Identity().Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("sign after reopening: %v", err)
+	}
+}

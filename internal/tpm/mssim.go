@@ -38,6 +38,10 @@ type mssim struct {
 	conn net.Conn
 	r    *bufio.Reader
 	ctx  context.Context // of the operation in progress; set under TPM.mu
+	// broken is set when a command failed half way: the stream may hold
+	// the rest of its response, which the next command would read as its
+	// own. The connection is then useless; the TPM must be reopened.
+	broken error
 }
 
 func dialMSSIM(ctx context.Context, addr string) (*mssim, error) {
@@ -51,6 +55,9 @@ func dialMSSIM(ctx context.Context, addr string) (*mssim, error) {
 
 // Send implements transport.TPM.
 func (m *mssim) Send(cmd []byte) ([]byte, error) {
+	if m.broken != nil {
+		return nil, fmt.Errorf("%w: the connection broke in an earlier command (%v); reopen the TPM", ErrDevice, m.broken)
+	}
 	ctx := m.ctx
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -65,6 +72,8 @@ func (m *mssim) Send(cmd []byte) ([]byte, error) {
 
 	rsp, err := m.roundTrip(cmd)
 	if err != nil {
+		m.broken = err
+		_ = m.conn.Close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%w (%v)", ctxErr, err)
 		}
@@ -109,6 +118,9 @@ func (m *mssim) roundTrip(cmd []byte) ([]byte, error) {
 // Close ends the session politely, so the simulator accepts its next
 // client at once, then closes the connection.
 func (m *mssim) Close() error {
+	if m.broken != nil {
+		return nil // closed when it broke
+	}
 	_ = m.conn.SetDeadline(time.Now().Add(time.Second))
 	var end [4]byte
 	binary.BigEndian.PutUint32(end[:], mssimSessionEnd)

@@ -172,7 +172,10 @@ func (t *TPM) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	t.conn.setContext(ctx)
-	flushErr := t.objs.flushAll(t.conn)
+	var flushErr error
+	if t.conn.broke() == nil { // a broken connection has nothing left to flush
+		flushErr = t.objs.flushAll(t.conn)
+	}
 	err := errors.Join(flushErr, t.conn.Close())
 	t.conn = nil
 	return err
