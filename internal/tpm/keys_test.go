@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/tpm"
 	"github.com/berth-dev/berth/internal/tpm/tpmtest"
 )
@@ -275,3 +276,7 @@ func TestTPMGoneAway(t *testing.T) {
 		t.Fatalf("sign after reopening: %v", err)
 	}
 }
+
+// A TPM is a key source for the agent as it stands: internal/keys can
+// return one for --identity tpm without an adapter.
+var _ keys.Source = (*tpm.TPM)(nil)
