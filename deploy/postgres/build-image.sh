@@ -1,33 +1,83 @@
 #!/bin/bash
 # build-image.sh [IMAGE] — build a PostgreSQL image locally, without pulling
-# anything from a container registry: a Debian root filesystem made with
-# debootstrap from the host's Debian mirror, Debian's postgresql package, and
-# docker-entrypoint.sh (compatible with the official postgres image's
-# POSTGRES_* environment, data directory, port and pg_isready). Loaded with
-# `docker import`.
+# anything and without a root filesystem tool such as debootstrap: FROM
+# scratch, with the PostgreSQL server binaries already installed on this
+# host (/usr/lib/postgresql/15, /usr/share/postgresql/15), the shared
+# libraries they load (found with ldd), /bin/sh (initdb and pg_ctl call it),
+# the C.UTF-8 locale, the time zone database, a passwd with the postgres
+# user, and a Go entrypoint (deploy/postgres/entrypoint) compatible with the
+# official postgres image's POSTGRES_* environment, data directory, port
+# 5432 and pg_isready.
 #
-# Cached: when IMAGE already exists and was built from this very recipe
-# (this script, the entrypoint, suite and version; a label records it), it
-# returns at once. FORCE=1 rebuilds. Needs root (debootstrap, chroot) and the
-# debootstrap package.
+# Cached: the image carries a label with the hash of its recipe (this
+# script, the entrypoint binary, and every file copied in with its
+# checksum); when IMAGE exists with the same hash it returns at once, and a
+# host package upgrade rebuilds it. FORCE=1 rebuilds. Needs go, ldd, a
+# Docker engine, and the postgresql-15 package (tools/provision.sh installs
+# it); not root.
 #
-#   IMAGE                  default $BERTH_POSTGRES_LOCAL_IMAGE or berth-postgres:15
-#   BERTH_DEBIAN_MIRROR    default: the mirror apt uses on this host
-#   BERTH_DEBIAN_SECURITY  default: the host's debian-security mirror, if any
-#   BERTH_DEBOOTSTRAP_CACHE  where downloaded .debs are kept between builds
-#                          (default /var/cache/berth/debootstrap)
+#   IMAGE    default $BERTH_POSTGRES_LOCAL_IMAGE or berth-postgres:15
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
 IMAGE=${1:-${BERTH_POSTGRES_LOCAL_IMAGE:-berth-postgres:15}}
-SUITE=bookworm
 PG_MAJOR=15
+PG_LIB=/usr/lib/postgresql/$PG_MAJOR
+PG_SHARE=/usr/share/postgresql/$PG_MAJOR
+# The image's postgres user, as in the official image.
+PG_UID=999
 
 log() { printf 'build-image.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-recipe=$(cat "${BASH_SOURCE[0]}" "$here/docker-entrypoint.sh" <(echo "$SUITE $PG_MAJOR") |
-	sha256sum | cut -c1-16)
+[ -x "$PG_LIB/bin/postgres" ] && [ -x "$PG_LIB/bin/pg_isready" ] ||
+	die "no PostgreSQL $PG_MAJOR binaries in $PG_LIB/bin: apt-get install postgresql-$PG_MAJOR (tools/provision.sh does)"
+docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info)"
+
+start=$(date +%s.%N)
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-postgres.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The entrypoint: static, so it needs nothing from the image.
+(cd "$root" && CGO_ENABLED=0 "${GO:-go}" build -trimpath -ldflags='-s -w' -o "$work/docker-entrypoint" ./deploy/postgres/entrypoint) ||
+	die "go build ./deploy/postgres/entrypoint failed"
+
+# What goes in. Trees are copied as they are (their symlinks, such as
+# postmaster -> postgres, stay links); single files (libraries, /bin/sh)
+# are copied dereferenced. The JIT (llvmjit.so and its bitcode) is left
+# out: it would pull in LLVM and Z3 (130 MB), and berth's short indexed
+# queries never reach the JIT's cost threshold; without llvmjit.so
+# PostgreSQL simply does not compile queries.
+trees() {
+	find "$PG_LIB" "$PG_SHARE" /usr/lib/locale/C.utf8 /usr/share/zoneinfo \
+		\( -name 'llvmjit*' -o -name bitcode -o -path "$PG_SHARE/man" -o -path /usr/share/zoneinfo/right \) -prune -o \
+		\( -type f -o -type l \) -print | sort
+}
+# Every shared library a program or module needs, and the loader.
+singles() {
+	{
+		echo /bin/sh
+		find "$PG_LIB" -name 'llvmjit*' -prune -o -type f -perm -u+x -print | xargs -r ldd 2>/dev/null
+		find "$PG_LIB" -name 'llvmjit*' -prune -o -type f -name '*.so' -print | xargs -r ldd 2>/dev/null
+		ldd /bin/sh
+	} | awk 'NF == 1 && $1 ~ /^\// && $1 !~ /:$/ { print $1 }
+		$2 == "=>" && $3 ~ /^\// { print $3 }
+		$1 ~ /^\// && $1 !~ /:$/ && $2 ~ /^\(0x/ { print $1 }' | sort -u
+}
+mapfile -t tree_files < <(trees)
+mapfile -t single_files < <(singles)
+[ ${#single_files[@]} -gt 10 ] || die "ldd found only ${#single_files[@]} libraries: ${single_files[*]}"
+
+# The recipe: this script, the entrypoint, every file's content and every
+# link's target.
+recipe=$({
+	sha256sum "${BASH_SOURCE[0]}" "$work/docker-entrypoint" | cut -d' ' -f1
+	printf '%s\n' "${tree_files[@]}" | while read -r f; do [ ! -L "$f" ] || printf '%s -> %s\n' "$f" "$(readlink "$f")"; done
+	printf '%s\0' "${tree_files[@]}" | xargs -0 sh -c 'for f; do [ -L "$f" ] || printf "%s\0" "$f"; done' sh |
+		xargs -0 sha256sum
+	printf '%s\0' "${single_files[@]}" | xargs -0 sha256sum
+} | sha256sum | cut -c1-16)
 
 current() {
 	[ "${FORCE:-0}" != 1 ] || return 1
@@ -35,128 +85,66 @@ current() {
 	have=$(docker image inspect -f '{{index .Config.Labels "dev.berth.recipe"}}' "$IMAGE" 2>/dev/null) || return 1
 	[ "$have" = "$recipe" ]
 }
-
 if current; then
 	log "$IMAGE is up to date (recipe $recipe)"
 	exit 0
 fi
 
-[ "$(id -u)" = 0 ] || die "building $IMAGE needs root (debootstrap and chroot); run it with sudo"
-command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
-docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info)"
-
 # One build at a time on this machine; whoever waited may find it done.
-exec 9>"/tmp/berth-postgres-image.lock"
+exec 9>"${TMPDIR:-/tmp}/berth-postgres-image.lock"
 flock 9
 if current; then
 	log "$IMAGE was built meanwhile (recipe $recipe)"
 	exit 0
 fi
 
-# The mirrors apt uses on this host: deb822 .sources files or sources.list.
-host_uri() { # host_uri SUITE -> first URI serving SUITE
-	local suite=$1
-	{
-		awk -v s="$suite" '
-			/^[[:space:]]*$/ { if (u != "" && ok) { print u; exit } u = ""; ok = 0; next }
-			tolower($1) == "uris:" { u = $2 }
-			tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == s) ok = 1 }
-			END { if (u != "" && ok) print u }' /etc/apt/sources.list.d/*.sources 2>/dev/null
-		sed -e 's/\[[^]]*\]//' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-			awk -v s="$suite" '$1 == "deb" && $3 == s { print $2 }'
-	} | head -n1 || true
-}
-MIRROR=${BERTH_DEBIAN_MIRROR:-$(host_uri "$SUITE")}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY=${BERTH_DEBIAN_SECURITY-$(host_uri "$SUITE-security")}
-CACHE=${BERTH_DEBOOTSTRAP_CACHE:-/var/cache/berth/debootstrap}
-mkdir -p "$CACHE"
+ctx=$work/context
+rootfs=$ctx/rootfs
+mkdir -p "$rootfs" "$ctx/data/data"
+printf '%s\n' "${tree_files[@]#/}" | tar -C / -cf - --no-recursion -T - | tar -xf - -C "$rootfs"
+printf '%s\n' "${single_files[@]#/}" | tar -C / -chf - --no-recursion -T - | tar -xf - -C "$rootfs"
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/var/run/postgresql" "$rootfs/docker-entrypoint-initdb.d"
+install -m 0755 "$work/docker-entrypoint" "$rootfs/usr/local/bin/docker-entrypoint"
+# The official image's name, for anything that calls it by that name.
+ln -s docker-entrypoint "$rootfs/usr/local/bin/docker-entrypoint.sh"
+chmod 1777 "$rootfs/tmp"
+printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:%d:%d:PostgreSQL administrator:/var/lib/postgresql:/bin/sh\n' \
+	"$PG_UID" "$PG_UID" >"$rootfs/etc/passwd"
+printf 'root:x:0:\npostgres:x:%d:\n' "$PG_UID" >"$rootfs/etc/group"
+printf 'passwd: files\ngroup: files\n' >"$rootfs/etc/nsswitch.conf"
+# The loader finds the libraries through a cache of the image's own.
+printf '%s\n' "${single_files[@]}" | xargs -n1 dirname | sort -u >"$rootfs/etc/ld.so.conf"
+ldconfig -r "$rootfs"
+chmod 0700 "$ctx/data/data"
+version=$("$PG_LIB/bin/postgres" --version | awk '{print $3}')
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-postgres.XXXXXX")
-rootfs=$work/rootfs
-cleanup() {
-	local m
-	for m in "$rootfs/var/cache/apt/archives" "$rootfs/proc"; do
-		! mountpoint -q "$m" 2>/dev/null || umount "$m"
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-start=$(date +%s)
-log "debootstrap $SUITE (minbase) from $MIRROR"
-debootstrap --variant=minbase --cache-dir="$CACHE" "$SUITE" "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
-	{ tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
-
-{
-	echo "deb $MIRROR $SUITE main"
-	echo "deb $MIRROR $SUITE-updates main"
-	[ -z "$SECURITY" ] || echo "deb $SECURITY $SUITE-security main"
-} >"$rootfs/etc/apt/sources.list"
-# No services start inside the chroot, and no default cluster is created:
-# the entrypoint makes the cluster in the volume on first start.
-printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
-chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
-mkdir -p "$rootfs/etc/postgresql-common"
-echo 'create_main_cluster = false' >"$rootfs/etc/postgresql-common/createcluster.conf"
-cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf"
-mount -t proc proc "$rootfs/proc"
-# Keep the downloaded packages for the next build.
-mkdir -p "$CACHE/archives/partial"
-mount --bind "$CACHE/archives" "$rootfs/var/cache/apt/archives"
-
-log "installing postgresql-$PG_MAJOR"
-in_root() { chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
-{
-	in_root apt-get update -q &&
-		in_root apt-get install -y -q --no-install-recommends "postgresql-$PG_MAJOR" &&
-		in_root apt-get autoclean
-} >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; die "installing postgresql-$PG_MAJOR failed"; }
-umount "$rootfs/var/cache/apt/archives" "$rootfs/proc"
-
-# Trim what a database server container never reads.
-rm -f "$rootfs/usr/sbin/policy-rc.d"
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/cache/debconf/*-old \
-	"$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
-	"$rootfs"/usr/share/locale/* "$rootfs"/usr/share/i18n/* "$rootfs"/var/log/* "$rootfs"/tmp/* "$rootfs"/var/tmp/*
-# No JIT: LLVM and its bitcode are 60% of the image, and berth's short
-# indexed queries never reach the JIT's cost threshold. Without llvmjit.so
-# PostgreSQL simply does not compile queries (jit stays a no-op).
-rm -rf "$rootfs/usr/lib/postgresql/$PG_MAJOR/lib/llvmjit"* "$rootfs/usr/lib/postgresql/$PG_MAJOR/lib/bitcode" \
-	"$rootfs"/usr/lib/*-linux-gnu/libLLVM-*.so* "$rootfs"/usr/lib/*-linux-gnu/libz3.so*
-: >"$rootfs/etc/resolv.conf"
-install -m 0755 "$here/docker-entrypoint.sh" "$rootfs/usr/local/bin/docker-entrypoint.sh"
-mkdir -p "$rootfs/docker-entrypoint-initdb.d" "$rootfs/var/lib/postgresql/data" "$rootfs/var/run/postgresql"
-chroot "$rootfs" chown postgres:postgres /var/lib/postgresql/data /var/run/postgresql
-chmod 0700 "$rootfs/var/lib/postgresql/data"
-# shellcheck disable=SC2016 # a dpkg-query format, not a shell expression
-version=$(chroot "$rootfs" dpkg-query -W -f '${Version}' "postgresql-$PG_MAJOR")
-
-log "importing $IMAGE (postgresql-$PG_MAJOR $version)"
-# docker import cannot set STOPSIGNAL, so a one-line build on top adds it:
+cat >"$ctx/Dockerfile" <<EOF
+FROM scratch
+COPY rootfs/ /
+# The volume's mount point, owned by postgres: Docker copies owner and mode
+# into a new named volume.
+COPY --chown=$PG_UID:$PG_UID data/ /var/lib/postgresql/
+ENV PATH=$PG_LIB/bin:/usr/local/bin:/usr/bin:/bin \\
+    PG_MAJOR=$PG_MAJOR \\
+    PGDATA=/var/lib/postgresql/data \\
+    LANG=C.UTF-8
+VOLUME /var/lib/postgresql/data
+EXPOSE 5432
 # SIGINT is PostgreSQL's fast shutdown, as in the official image (SIGTERM
 # would wait for every client to disconnect).
-base="$IMAGE-rootfs"
-old=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-tar --numeric-owner -C "$rootfs" -cf - . | docker import \
-	-c "ENV PATH=/usr/lib/postgresql/$PG_MAJOR/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-	-c "ENV PG_MAJOR=$PG_MAJOR" \
-	-c "ENV PGDATA=/var/lib/postgresql/data" \
-	-c "ENV LANG=C.UTF-8" \
-	-c 'VOLUME /var/lib/postgresql/data' \
-	-c 'EXPOSE 5432' \
-	-c 'ENTRYPOINT ["docker-entrypoint.sh"]' \
-	-c 'CMD ["postgres"]' \
-	-m "berth deploy/postgres/build-image.sh" - "$base" >/dev/null
-docker build -q -t "$IMAGE" - >"$work/build.log" 2>&1 <<EOF || { cat "$work/build.log" >&2; die "docker build failed"; }
-FROM $base
 STOPSIGNAL SIGINT
+ENTRYPOINT ["docker-entrypoint"]
+CMD ["postgres"]
 LABEL dev.berth.recipe="$recipe" \\
-      org.opencontainers.image.description="PostgreSQL $PG_MAJOR ($version) on Debian $SUITE, built locally by berth"
+      org.opencontainers.image.description="PostgreSQL $PG_MAJOR ($version) from the host's binaries, built locally by berth"
 EOF
-docker rmi "$base" >/dev/null
+
+log "building $IMAGE from the host's PostgreSQL $version (${#tree_files[@]} + ${#single_files[@]} files)"
+old=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+docker build -q -t "$IMAGE" "$ctx" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; die "docker build failed"; }
 # Drop the image this one replaces, unless a container still uses it.
 if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
 	docker rmi "$old" >/dev/null 2>&1 || true
 fi
-log "built $IMAGE in $(($(date +%s) - start))s: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+log "built $IMAGE in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')s:" \
+	"$(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
