@@ -3,11 +3,11 @@
 # anything and without a root filesystem tool such as debootstrap: FROM
 # scratch, with the PostgreSQL server binaries already installed on this
 # host (/usr/lib/postgresql/15, /usr/share/postgresql/15), the shared
-# libraries they load (found with ldd), /bin/sh (initdb and pg_ctl call it),
-# the C.UTF-8 locale, the time zone database, a passwd with the postgres
-# user, and a Go entrypoint (deploy/postgres/entrypoint) compatible with the
-# official postgres image's POSTGRES_* environment, data directory, port
-# 5432 and pg_isready.
+# libraries they load (found with ldd), /bin/sh (initdb and pg_ctl call
+# it), locale and the C.UTF-8 locale, the time zone database, a passwd with
+# the postgres user, and a Go entrypoint (deploy/postgres/entrypoint)
+# compatible with the official postgres image's POSTGRES_* environment,
+# data directory, port 5432 and pg_isready.
 #
 # Cached: the image carries a label with the hash of its recipe (this
 # script, the entrypoint binary, and every file copied in with its
@@ -17,6 +17,7 @@
 # it); not root.
 #
 #   IMAGE    default $BERTH_POSTGRES_LOCAL_IMAGE or berth-postgres:15
+#   GO       the go command (default go)
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,9 +59,11 @@ trees() {
 singles() {
 	{
 		echo /bin/sh
+		# initdb runs locale -a to import the collations.
+		echo /usr/bin/locale
 		find "$PG_LIB" -name 'llvmjit*' -prune -o -type f -perm -u+x -print | xargs -r ldd 2>/dev/null
 		find "$PG_LIB" -name 'llvmjit*' -prune -o -type f -name '*.so' -print | xargs -r ldd 2>/dev/null
-		ldd /bin/sh
+		ldd /bin/sh /usr/bin/locale
 	} | awk 'NF == 1 && $1 ~ /^\// && $1 !~ /:$/ { print $1 }
 		$2 == "=>" && $3 ~ /^\// { print $3 }
 		$1 ~ /^\// && $1 !~ /:$/ && $2 ~ /^\(0x/ { print $1 }' | sort -u
