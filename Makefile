@@ -5,7 +5,7 @@ DATA_DIR  ?= .berth-dev
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 
-.PHONY: all build run test test-short generate check-generate lint bench clean
+.PHONY: all build run deps test test-short fuzz generate check-generate lint bench clean
 
 all: build
 
@@ -25,13 +25,25 @@ build:
 run: build
 	$(BIN)/berthd dev --data-dir $(DATA_DIR)
 
-## test: every test, PostgreSQL ones on a throwaway real server; the Compose
-## deployment too when a Docker engine answers (under CI=true it must)
-test:
+## deps: check for every tool the tests need and apt-install what is missing
+## (tools/provision.sh; installing needs root)
+deps:
+	tools/provision.sh
+
+## test: every test, PostgreSQL ones on a throwaway real server; every fuzz
+## target briefly; the Compose deployment on the local Docker engine (a
+## missing engine is a failure)
+test: deps
 	$(GO) test $(GOFLAGS_TEST) ./...
-	@if [ "$$CI" = true ] || docker info >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory compose-test; \
-	else echo "make test: no Docker engine answers; skipping compose-test (run it with make compose-test)"; fi
+	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory compose-test
+
+## fuzz: every Fuzz* target in the module, found by go test -list, for
+## FUZZTIME each (scaled down to keep all of them within FUZZ_BUDGET seconds)
+FUZZTIME    ?= 5s
+FUZZ_BUDGET ?= 120
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_BUDGET=$(FUZZ_BUDGET) tools/fuzz.sh
 
 ## generate: regenerate the protobuf Go code with the pinned local plugins
 generate:
@@ -61,7 +73,7 @@ IMAGE          ?= berth:dev
 POSTGRES_IMAGE ?= berth-postgres:15
 IMAGE_CONTEXT  := $(BIN)/image-context
 
-.PHONY: images image postgres-image compose-test
+.PHONY: images image postgres-image compose-config compose-test docker-engine
 
 ## images: the berth image and the local PostgreSQL image, both without pulling
 images: image postgres-image
@@ -86,13 +98,25 @@ image:
 	if [ -n "$$old" ] && [ "$$old" != "$$new" ]; then docker rmi $$old >/dev/null 2>&1 || true; fi; \
 	docker image inspect -f '$(IMAGE): {{.Size}} bytes' $(IMAGE)
 
-## postgres-image: $(POSTGRES_IMAGE) from debootstrap and Debian's postgresql (cached; needs root)
+## postgres-image: $(POSTGRES_IMAGE), FROM scratch, from the PostgreSQL server
+## binaries installed on this host (cached by a hash of its recipe)
 postgres-image:
-	deploy/postgres/build-image.sh $(POSTGRES_IMAGE)
+	GO=$(GO) deploy/postgres/build-image.sh $(POSTGRES_IMAGE)
 
-## compose-test: deploy/compose.yaml on the local Docker engine, end to end (about a minute)
-## (without a Docker engine the test skips; under CI=true it fails)
-compose-test:
-	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; fi
+## compose-config: deploy/compose.yaml loads with Compose v2's own loader
+## (compose-go) and with every compose command installed here (v1 or v2)
+compose-config:
+	$(GO) tool -modfile=tools/go.mod github.com/compose-spec/compose-go/v2/cmd deploy/compose.yaml >/dev/null
+	@if docker compose version >/dev/null 2>&1; then echo "docker compose config"; \
+		docker compose -f deploy/compose.yaml --profile demo --profile tools config -q; fi
+	@if command -v docker-compose >/dev/null 2>&1; then echo "docker-compose config"; \
+		docker-compose -f deploy/compose.yaml --profile demo --profile tools config -q; fi
+
+docker-engine:
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers (docker info failed): the Compose test needs one"; exit 1; }
+
+## compose-test: deploy/compose.yaml on the local Docker engine, end to end
+## (a few minutes); a missing engine or compose command is a failure
+compose-test: deps docker-engine compose-config images
 	BERTH_IMAGE=$(IMAGE) BERTH_POSTGRES_IMAGE=$(POSTGRES_IMAGE) \
 		$(GO) test -tags compose -count=1 -v -timeout 30m ./tests/compose/

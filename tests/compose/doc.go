@@ -8,11 +8,12 @@
 //
 //	make compose-test
 //
-// which builds the images (berth:dev, berth-postgres:15) first, or directly:
+// which builds the images (berth:dev, berth-postgres:15) first and checks
+// that deploy/compose.yaml loads with both Compose v1 and v2, or directly:
 //
 //	BERTH_IMAGE=berth:dev BERTH_POSTGRES_IMAGE=berth-postgres:15 go test -tags compose -v ./tests/compose/
 //
-// Without a Docker engine they skip, except under CI=true, where they fail.
+// Without a Docker engine or a compose command they fail: they never skip.
 // BERTH_COMPOSE overrides the compose command ("docker compose" when the
 // plugin is there, else docker-compose). BERTH_COMPOSE_KEEP=1 leaves the
 // project up after the test for inspection.
