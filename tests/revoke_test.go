@@ -32,24 +32,21 @@ func TestRevokeEndsEverything(t *testing.T) {
 		return nodes[0].Health == "healthy"
 	})
 
-	mustRun(t, d.env, "berthctl", "nodes", "revoke", id, "--reason", "stolen")
 	revoked := time.Now()
+	mustRun(t, d.env, "berthctl", "nodes", "revoke", id, "--reason", "stolen")
+	// The revocation cache polls every 2 s and the heartbeat service sweeps
+	// connected nodes every 5 s, so this takes seconds; how many is a speed
+	// figure (the MEASURE line), the deadline only stops a hung test.
 	select {
 	case <-running.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the running agent did not stop within 30 s of the revocation")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the running agent did not stop within 2 minutes of the revocation")
 	}
-	took := time.Since(revoked)
+	t.Logf("MEASURE revoked node's agent stopped %v after berthctl nodes revoke", time.Since(revoked).Round(10*time.Millisecond))
 	// proc waits for the process itself; its state is set once done closes.
 	if code := running.cmd.ProcessState.ExitCode(); code != 4 {
 		t.Fatalf("running agent exit status %d, want 4 (denied)\n%s", code, running.output())
 	}
-	// The revocation cache polls every 2 s and the heartbeat service sweeps
-	// connected nodes every 5 s.
-	if took > 10*time.Second {
-		t.Fatalf("heartbeat stream ended %v after the revocation, want within seconds", took)
-	}
-	t.Logf("MEASURE revoked node's agent stopped %v after berthctl nodes revoke", took.Round(10*time.Millisecond))
 
 	_, _, err := m.boot(t, d, "")
 	var exit *exec.ExitError

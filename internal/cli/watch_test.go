@@ -365,13 +365,74 @@ func TestWatchInterrupted(t *testing.T) {
 	}
 }
 
+// expiring is a context whose deadline passes when expire is called, so
+// that a test reaches the deadline on an event (what was printed) rather
+// than by racing a short timer.
+type expiring struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiring(parent context.Context) *expiring {
+	return &expiring{Context: parent, done: make(chan struct{})}
+}
+
+func (c *expiring) Done() <-chan struct{} { return c.done }
+
+func (c *expiring) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *expiring) expire() { c.once.Do(func() { close(c.done) }) }
+
+// expireAfterLines expires ctx once n lines were written.
+type expireAfterLines struct {
+	strings.Builder
+	n   int
+	ctx *expiring
+}
+
+func (w *expireAfterLines) Write(p []byte) (int, error) {
+	n, err := w.Builder.Write(p)
+	if strings.Count(w.String(), "\n") >= w.n {
+		w.ctx.expire()
+	}
+	return n, err
+}
+
 func TestWatchTimeout(t *testing.T) {
 	hb := &fakeHeartbeat{events: newEventLog(healthEvents()[:2]...)}
 	h := startServers(t, newTestPKI(t), nil, nil, hb)
-	r := h.run("watch", "--service", "heartbeat", "--count", "5", "--timeout", "300ms", "-o", "json")
-	want := "berthctl: watch: 2 of 5 events within 300ms (--timeout)\n"
-	if r.code != cli.ExitError || r.stderr != want || strings.Count(r.stdout, "\n") != 2 {
-		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, two events, stderr %q", r.code, r.stdout, r.stderr, want)
+	// The deadline passes once the only two events were printed (or, if
+	// they never come, after two minutes, and the test fails).
+	ctx := newExpiring(t.Context())
+	stdout := &expireAfterLines{n: 2, ctx: ctx}
+	backstop := time.AfterFunc(2*time.Minute, ctx.expire)
+	defer backstop.Stop()
+	var stderr strings.Builder
+	code := testConfig(h.env, stdout, &stderr).Run(ctx, []string{"watch", "--service", "heartbeat", "--count", "5", "--timeout", "10m", "-o", "json"})
+	want := "berthctl: watch: 2 of 5 events within 10m0s (--timeout)\n"
+	if code != cli.ExitError || stderr.String() != want || strings.Count(stdout.String(), "\n") != 2 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, two events, stderr %q", code, stdout.String(), stderr.String(), want)
+	}
+}
+
+// TestWatchTimeoutBoundsTheWatch: --timeout really ends a watch that
+// would otherwise follow forever. The log is empty, so the outcome does
+// not depend on how fast the machine is, only the test's duration does.
+func TestWatchTimeoutBoundsTheWatch(t *testing.T) {
+	hb := &fakeHeartbeat{events: newEventLog[*berthv1.HealthEvent]()}
+	h := startServers(t, newTestPKI(t), nil, nil, hb)
+	r := h.run("watch", "--service", "heartbeat", "--count", "5", "--timeout", "2s", "-o", "json")
+	want := "berthctl: watch: 0 of 5 events within 2s (--timeout)\n"
+	if r.code != cli.ExitError || r.stderr != want || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, no events, stderr %q", r.code, r.stdout, r.stderr, want)
 	}
 }
 
