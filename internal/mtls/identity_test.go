@@ -66,10 +66,29 @@ func TestParseURI(t *testing.T) {
 	}
 }
 
+// TestURIsRoundTrip: each URI a certificate is issued with parses back,
+// through its text form as a certificate carries it, to the same kind and
+// name, and only in its own trust domain.
 func TestURIsRoundTrip(t *testing.T) {
-	for _, u := range []*url.URL{NodeURI("td", "n1"), ServiceURI("td", "ca"), AdminURI("td", "ops")} {
-		if _, _, err := ParseURI("td", u); err != nil {
-			t.Errorf("%s does not parse back: %v", u, err)
+	for _, tt := range []struct {
+		uri      *url.URL
+		wantKind Kind
+		wantName string
+	}{
+		{NodeURI("td", "n1"), KindNode, "n1"},
+		{ServiceURI("td", "ca"), KindService, "ca"},
+		{AdminURI("td", "ops"), KindAdmin, "ops"},
+	} {
+		u, err := url.Parse(tt.uri.String())
+		if err != nil {
+			t.Fatalf("%s: %v", tt.uri, err)
+		}
+		kind, name, err := ParseURI("td", u)
+		if err != nil || kind != tt.wantKind || name != tt.wantName {
+			t.Errorf("ParseURI(%s) = %v %q %v, want %v %q", u, kind, name, err, tt.wantKind, tt.wantName)
+		}
+		if kind, name, err := ParseURI("other", u); err == nil || kind != KindUnknown || name != "" {
+			t.Errorf("ParseURI(other, %s) = %v %q %v, want an error", u, kind, name, err)
 		}
 	}
 }
