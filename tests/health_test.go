@@ -34,7 +34,7 @@ type watcher struct {
 func startWatch(t *testing.T, d deployment) *watcher {
 	w := &watcher{}
 	cmd := exec.Command(bin("berthctl"), "watch", "-o", "json")
-	cmd.Env = append(os.Environ(), d.env...)
+	cmd.Env = append(cleanEnv(), d.env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
