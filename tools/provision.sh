@@ -19,6 +19,7 @@ PG_MAJOR=15
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 
 # check                     Debian packages              what the tests use it for
+# e.g. "have_cmd:swtpm_setup  swtpm-tools  swtpm_setup: the TPM tests' EK certificates"
 REQUIREMENTS=(
 	"have_pg_server          postgresql-$PG_MAJOR        PostgreSQL $PG_MAJOR server binaries (initdb, pg_ctl, postgres): throwaway test clusters and the Compose test's image"
 	"have_pg_client          postgresql-client-$PG_MAJOR PostgreSQL $PG_MAJOR client (psql, pg_dump, pg_isready)"
