@@ -18,7 +18,7 @@ set -Eeuo pipefail
 PG_MAJOR=15
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 
-# check                     Debian packages              what the tests use it for
+# check                     Debian packages (comma-separated)  what the tests use it for
 # e.g. "have_cmd:swtpm_setup  swtpm-tools  swtpm_setup: the TPM tests' EK certificates"
 REQUIREMENTS=(
 	"have_pg_server          postgresql-$PG_MAJOR        PostgreSQL $PG_MAJOR server binaries (initdb, pg_ctl, postgres): throwaway test clusters and the Compose test's image"
@@ -26,6 +26,7 @@ REQUIREMENTS=(
 	"have_compose            docker-compose              docker compose (plugin) or docker-compose: the Compose test"
 	"have_cmd:docker         docker.io                   the docker command: the Compose test (the engine itself must be running)"
 	"have_cmd:git            git                         git: make check-generate"
+	"have_cc                 gcc,libc6-dev               a C compiler and libc headers: go test -race needs cgo"
 )
 
 log() { printf 'provision: %s\n' "$*" >&2; }
@@ -33,6 +34,8 @@ log() { printf 'provision: %s\n' "$*" >&2; }
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_pg_server() { [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] && [ -x "$PG_BIN/postgres" ]; }
 have_pg_client() { [ -x "$PG_BIN/psql" ] && [ -x "$PG_BIN/pg_dump" ] && [ -x "$PG_BIN/pg_isready" ]; }
+# Without a C compiler go turns cgo off, and -race needs cgo.
+have_cc() { have_cmd gcc && [ -e /usr/include/stdio.h ]; }
 have_compose() { docker compose version >/dev/null 2>&1 || have_cmd docker-compose; }
 # initdb refuses to run as root, so the test harness runs the server
 # binaries as this user.
@@ -50,7 +53,7 @@ missing() { # prints "packages|description" of every requirement not met
 	local line spec pkgs desc
 	for line in "${REQUIREMENTS[@]}"; do
 		read -r spec pkgs desc <<<"$line"
-		check "$spec" || printf '%s|%s\n' "$pkgs" "$desc"
+		check "$spec" || printf '%s|%s\n' "${pkgs//,/ }" "$desc"
 	done
 }
 
@@ -60,7 +63,8 @@ check_only=0
 mapfile -t todo < <(missing)
 pkgs=()
 for t in "${todo[@]}"; do
-	pkgs+=("${t%%|*}")
+	# shellcheck disable=SC2206 # one requirement may need several packages
+	pkgs+=(${t%%|*})
 	log "missing: ${t#*|}"
 done
 
