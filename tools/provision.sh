@@ -19,7 +19,6 @@ PG_MAJOR=15
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 
 # check                     Debian packages (comma-separated)  what the tests use it for
-# e.g. "have_cmd:swtpm_setup  swtpm-tools  swtpm_setup: the TPM tests' EK certificates"
 REQUIREMENTS=(
 	"have_pg_server          postgresql-$PG_MAJOR        PostgreSQL $PG_MAJOR server binaries (initdb, pg_ctl, postgres): throwaway test clusters and the Compose test's image"
 	"have_pg_client          postgresql-client-$PG_MAJOR PostgreSQL $PG_MAJOR client (psql, pg_dump, pg_isready)"
@@ -27,6 +26,8 @@ REQUIREMENTS=(
 	"have_cmd:docker         docker.io                   the docker command: the Compose test (the engine itself must be running)"
 	"have_cmd:git            git                         git: make check-generate"
 	"have_cc                 gcc,libc6-dev               a C compiler and libc headers: go test -race needs cgo"
+	"have_cmd:swtpm          swtpm                       swtpm: the TPM tests' simulated TPM (internal/tpm/tpmtest)"
+	"have_swtpm_tools        swtpm-tools                 swtpm_setup and swtpm_localca: the TPM tests' EK certificates"
 )
 
 log() { printf 'provision: %s\n' "$*" >&2; }
@@ -36,6 +37,7 @@ have_pg_server() { [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] && [ -x "$
 have_pg_client() { [ -x "$PG_BIN/psql" ] && [ -x "$PG_BIN/pg_dump" ] && [ -x "$PG_BIN/pg_isready" ]; }
 # Without a C compiler go turns cgo off, and -race needs cgo.
 have_cc() { have_cmd gcc && [ -e /usr/include/stdio.h ]; }
+have_swtpm_tools() { have_cmd swtpm_setup && have_cmd swtpm_localca; }
 have_compose() { docker compose version >/dev/null 2>&1 || have_cmd docker-compose; }
 # initdb refuses to run as root, so the test harness runs the server
 # binaries as this user.
