@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -165,7 +166,7 @@ func (s *resumeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*b
 	}
 	leaf := sign(s.t, &x509.Certificate{
 		SerialNumber: big.NewInt(0x1f2e), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []*url.URL{mtls.NodeURI("berth.test", "n-1")},
 	}, s.root, id.Leaf.PublicKey, s.rootKey)
 	nc := &berthv1.NodeCredentials{
 		NodeId: "n-1", Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
@@ -276,7 +277,13 @@ func TestRunAppliesBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	kemID, pub := keys.BundlePublic(src.BundleKey())
-	sealed, err := bundle.Seal(kemID, pub, "n-1", []bundle.File{{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte("role=hypervisor\n")}})
+	// Signed by the node itself, as --configure does.
+	signer, err := bundle.NewNodeSigner("berth.test", src.Identity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := bundle.Seal(bundle.Target{NodeID: "n-1", KEM: kemID, Public: pub, Version: 4},
+		bundle.Contents{Files: []bundle.File{{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte("role=hypervisor\n")}}}, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +333,7 @@ func TestRunBundleFailures(t *testing.T) {
 			name:     "bundle does not open",
 			sealed:   []byte("BERTHBDL not really"),
 			wantCode: 1,
-			wantErr:  "berth-agent: bundle version 9 cannot be opened with this node's bundle key: open bundle: not a berth bundle of a supported format",
+			wantErr:  "berth-agent: bundle version 9 refused, nothing applied (the node's files are as they were): open bundle: not a berth bundle of a supported format",
 		},
 	}
 	for _, tt := range tests {

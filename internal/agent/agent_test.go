@@ -516,6 +516,44 @@ func TestBootRefusesCertificateForAnotherKey(t *testing.T) {
 	}
 }
 
+// TestBootRefusesTrustBundleNotPinned: the trust bundle Resume returns
+// must hold the pinned root and nothing else, or the registration service
+// could make the node trust (and write out for local consumers, and accept
+// bundle signers from) a CA of its choosing.
+func TestBootRefusesTrustBundleNotPinned(t *testing.T) {
+	other := newPKI(t)
+	tests := []struct {
+		name  string
+		trust func(h *harness) [][]byte
+	}{
+		{"another root", func(*harness) [][]byte { return [][]byte{other.root.Raw} }},
+		{"the pinned root and another", func(h *harness) [][]byte { return [][]byte{h.pki.root.Raw, other.root.Raw} }},
+		{"the intermediate", func(h *harness) [][]byte { return [][]byte{h.pki.inter.Raw} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := &fakeRegistration{}
+			h := newHarness(t, fake)
+			fake.resume = func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+				c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
+				c.TrustBundle = tt.trust(h)
+				return &berthv1.ResumeResponse{Credentials: c}, nil
+			}
+			err := h.run(t)
+			if err == nil || !strings.Contains(err.Error(), "its trust bundle does not match the pinned --ca-hash") ||
+				!strings.Contains(err.Error(), "the pin is "+h.pki.caHash()) || !errors.Is(err, ErrUntrusted) {
+				t.Fatalf("err = %v, want a trust bundle mismatch", err)
+			}
+			if n, _ := h.clock.Slept(); n != 0 {
+				t.Errorf("retried %d times; a wrong trust bundle is final", n)
+			}
+			if _, err := os.Stat(h.cfg.CertDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("credentials were written: %v", err)
+			}
+		})
+	}
+}
+
 func TestRunRenews(t *testing.T) {
 	fake := &fakeRegistration{}
 	h := newHarness(t, fake)

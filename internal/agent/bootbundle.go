@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,7 +106,7 @@ func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Lo
 		return bundleOutcome{bundle: BundleUnchecked}, nil
 	}
 	if sb != nil {
-		return a.applySealed(sb, source, creds.NodeID, log)
+		return a.applySealed(sb, source, creds, log)
 	}
 	if a.cfg.Configure == "" {
 		log.Info("no bundle")
@@ -119,22 +120,57 @@ func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Lo
 
 var errNoStoreToConfigure = errors.New("--configure needs the bundle store to upload to, but the registration service named no bundles endpoint")
 
-// applySealed opens a sealed bundle with the node's bundle key and
-// applies its files.
-func (a *Agent) applySealed(sb *berthv1.SealedBundle, source, nodeID string, log *slog.Logger) (bundleOutcome, error) {
+// applySealed verifies a sealed bundle, opens it with the node's bundle
+// key and applies its files. Nothing is written unless the bundle is
+// signed for this node and the version it was served as, by an admin
+// credential chaining to the pinned root or by this node's own identity
+// key: not by the bundle store, its database, or anyone else.
+func (a *Agent) applySealed(sb *berthv1.SealedBundle, source string, creds *Credentials, log *slog.Logger) (bundleOutcome, error) {
 	v := sb.GetInfo().GetVersion()
-	files, err := bundle.Open(a.cfg.Keys.BundleKey(), nodeID, sb.GetSealed())
+	opened, err := bundle.Open(a.cfg.Keys.BundleKey(), sb.GetSealed(), a.verifier(creds, v))
 	if err != nil {
-		return bundleOutcome{}, fmt.Errorf("bundle version %d cannot be opened with this node's bundle key: %w", v, err)
+		return bundleOutcome{}, &bundleRefusedError{version: v, err: err}
 	}
+	if n := len(opened.Hooks); n > 0 {
+		log.Warn("the bundle declares post-apply hooks; this agent does not run hooks yet", "version", v, "hooks", n)
+	}
+	files := opened.Files
 	if err := newApplier(a.cfg.Root, log).apply(files); err != nil {
 		return bundleOutcome{}, fmt.Errorf("bundle version %d: %w", v, err)
 	}
 	log.Info("bundle applied", "version", v, "files", len(files), "root", a.cfg.Root, "source", source,
-		"sha256", bundle.Digest(sb.GetSealed()))
+		"signed_by", opened.SignedBy.String(), "sha256", bundle.Digest(sb.GetSealed()))
 	return bundleOutcome{bundle: BundleApplied, source: source, state: stateName(sb.GetInfo().GetState()),
 		version: v, files: len(files)}, nil
 }
+
+// verifier is what a bundle served to this node as version v must match.
+func (a *Agent) verifier(creds *Credentials, v int64) bundle.Verifier {
+	roots := x509.NewCertPool()
+	for _, r := range creds.Trust { // every one is the pinned root (parseCredentials)
+		roots.AddCert(r)
+	}
+	return bundle.Verifier{
+		TrustDomain: creds.TrustDomain(),
+		NodeID:      creds.NodeID,
+		Version:     v,
+		Roots:       roots,
+		NodeKey:     a.cfg.Keys.Identity().Public(),
+	}
+}
+
+// bundleRefusedError is a bundle the agent would not apply. The node's
+// files are left as they were.
+type bundleRefusedError struct {
+	version int64
+	err     error
+}
+
+func (e *bundleRefusedError) Error() string {
+	return fmt.Sprintf("bundle version %d refused, nothing applied (the node's files are as they were): %v", e.version, e.err)
+}
+
+func (e *bundleRefusedError) Unwrap() error { return e.err }
 
 // configure runs --configure, seals what it wrote to the node's own bundle
 // key, uploads it as the node's first version and applies it.
@@ -150,9 +186,7 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 	if len(files) == 0 {
 		log.Warn("configure command wrote no files; uploading an empty bundle")
 	}
-	kemID, pub := keys.BundlePublic(a.cfg.Keys.BundleKey())
-	sealed, err := bundle.Seal(kemID, pub, creds.NodeID, files)
-	if err != nil {
+	if err := bundle.Validate(files); err != nil {
 		return bundleOutcome{}, fmt.Errorf("configure command output: %w; nothing was uploaded", err)
 	}
 	// What cannot be applied here must not become the node's bundle.
@@ -163,12 +197,7 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 	}
 	r.Close()
 
-	var info *berthv1.BundleInfo
-	err = a.storeCall(ctx, s, w, log, func(actx context.Context) error {
-		resp, err := s.client.PutBundle(actx, &berthv1.PutBundleRequest{ExpectedVersion: 0, Sealed: sealed})
-		info = resp.GetInfo()
-		return err
-	})
+	sealed, info, err := a.uploadOwn(ctx, creds, s, w, log, files)
 	switch {
 	case err == nil:
 	case status.Code(err) == codes.FailedPrecondition:
@@ -186,7 +215,7 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 				source = BundleSourceConfigured
 			}
 			log.Info("the bundle store holds a bundle for this node after all; applying it", "version", cur.GetInfo().GetVersion())
-			return a.applySealed(cur, source, creds.NodeID, log)
+			return a.applySealed(cur, source, creds, log)
 		}
 		log.Warn("an upload of this node's bundle is already waiting for approval; applying the configured files here only",
 			"reason", status.Convert(err).Message())
@@ -208,6 +237,58 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 		"files", len(files), "root", a.cfg.Root, "sha256", bundle.Digest(sealed))
 	return bundleOutcome{bundle: BundleApplied, source: BundleSourceConfigured, state: state,
 		version: info.GetVersion(), files: len(files)}, nil
+}
+
+// maxSignAttempts bounds how often a node's own upload is signed again
+// because another write took the version number it was signed for.
+const maxSignAttempts = 3
+
+// uploadOwn seals files to the node's own bundle key, signs them with its
+// identity key for the version number the store gives the next write, and
+// uploads them as replacing no version. It returns the sealed bytes and
+// the store's answer, or the upload's error: FailedPrecondition when the
+// store holds a version after all, or an upload waits for approval.
+func (a *Agent) uploadOwn(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger, files []bundle.File) ([]byte, *berthv1.BundleInfo, error) {
+	signer, err := bundle.NewNodeSigner(creds.TrustDomain(), a.cfg.Keys.Identity())
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign the configured bundle: %w; nothing was uploaded", err)
+	}
+	kemID, pub := keys.BundlePublic(a.cfg.Keys.BundleKey())
+	var last []byte // the last upload tried, which the store may hold
+	for attempt := 1; ; attempt++ {
+		var versions *berthv1.GetBundleVersionsResponse
+		err := a.storeCall(ctx, s, w, log, func(actx context.Context) error {
+			var err error
+			versions, err = s.client.GetBundleVersions(actx, &berthv1.GetBundleVersionsRequest{})
+			return err
+		})
+		if err != nil {
+			return nil, nil, s.fail("get bundle versions", err)
+		}
+		if versions.GetCurrent() != 0 || versions.GetPending() != 0 {
+			// Nothing to sign for: the caller finds out what is there.
+			return last, nil, status.Error(codes.FailedPrecondition, "the node's bundle has a current or pending version")
+		}
+		sealed, err := bundle.Seal(bundle.Target{NodeID: creds.NodeID, KEM: kemID, Public: pub, Version: versions.GetNext()},
+			bundle.Contents{Files: files}, signer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("configure command output: %w; nothing was uploaded", err)
+		}
+		last = sealed
+		var info *berthv1.BundleInfo
+		err = a.storeCall(ctx, s, w, log, func(actx context.Context) error {
+			resp, err := s.client.PutBundle(actx, &berthv1.PutBundleRequest{ExpectedVersion: 0, Sealed: sealed})
+			info = resp.GetInfo()
+			return err
+		})
+		// An earlier try of this very upload may have been stored and its
+		// answer lost; the caller sees that by digest.
+		if status.Code(err) == codes.FailedPrecondition && attempt < maxSignAttempts {
+			log.Info("the bundle store refused the upload; checking its versions again", "reason", status.Convert(err).Message())
+			continue
+		}
+		return sealed, info, err
+	}
 }
 
 // hostname is the node's host name for --configure: the one in its

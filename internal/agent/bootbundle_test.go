@@ -3,11 +3,16 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,20 +77,90 @@ func (h *bundleHarness) startBundles(t *testing.T) error {
 	return nil
 }
 
-// seal seals files for the harness's node to its bundle key.
-func (h *bundleHarness) seal(t *testing.T, files []bundle.File) []byte {
+// seal seals files for the harness's node to its bundle key, signed by an
+// admin of the deployment for version v.
+func (h *bundleHarness) seal(t *testing.T, v int64, files []bundle.File) []byte {
 	t.Helper()
-	return sealTo(t, h.cfg.Keys, nodeID, files)
+	return sealTo(t, h.cfg.Keys, nodeID, v, files, h.pki.adminSigner(t, testTrustDomain))
 }
 
-func sealTo(t *testing.T, src keys.Source, node string, files []bundle.File) []byte {
+func sealTo(t *testing.T, src keys.Source, node string, v int64, files []bundle.File, s *bundle.Signer) []byte {
 	t.Helper()
 	kemID, pub := keys.BundlePublic(src.BundleKey())
-	sealed, err := bundle.Seal(kemID, pub, node, files)
+	sealed, err := bundle.Seal(bundle.Target{NodeID: node, KEM: kemID, Public: pub, Version: v}, bundle.Contents{Files: files}, s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sealed
+}
+
+// adminSigner issues an admin certificate in td under the PKI's
+// intermediate and returns it as a bundle signer.
+func (p *testPKI) adminSigner(t *testing.T, td string) *bundle.Signer {
+	t.Helper()
+	return p.signerFor(t, (&url.URL{Scheme: "spiffe", Host: td, Path: "/admin/ops"}).String())
+}
+
+// signerFor issues an admin certificate with the URI SAN uri and returns
+// it as a bundle signer.
+func (p *testPKI) signerFor(t *testing.T, uri string) *bundle.Signer {
+	t.Helper()
+	leaf, key := p.leafFor(t, uri)
+	s, err := bundle.NewAdminSigner([]*x509.Certificate{leaf, p.inter}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// leafFor issues a certificate with the URI SAN uri under the
+// intermediate.
+func (p *testPKI) leafFor(t *testing.T, uri string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key := newKey(t)
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.serial++
+	serial := p.serial
+	p.mu.Unlock()
+	now := time.Now()
+	leaf := mustCert(t, &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "signer"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), URIs: []*url.URL{u},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, p.inter, key.Public(), p.interKey)
+	return leaf, key
+}
+
+// withChain swaps the signer's chain of an admin-signed bundle for chain,
+// as a forger holding some other certificate of the deployment would.
+func withChain(t *testing.T, sealed []byte, chain ...*x509.Certificate) []byte {
+	t.Helper()
+	p, err := bundle.Parse(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Signature.Chain = nil
+	for _, c := range chain {
+		p.Signature.Chain = append(p.Signature.Chain, c.Raw)
+	}
+	return append(bytes.Clone(p.Sealed), p.Signature.Encode()...)
+}
+
+// unsigned turns a sealed bundle into format version 1, unsigned, as
+// stores may still hold from before bundles were signed.
+func unsigned(t *testing.T, sealed []byte) []byte {
+	t.Helper()
+	p, err := bundle.Parse(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte(bundle.Magic), bundle.VersionUnsigned)
+	b = append(b, sealed[9:15]...)
+	return append(b, p.Sealed[bundle.HeaderSize:]...)
 }
 
 func sealedBundle(version int64, state berthv1.BundleState, sealed []byte) *berthv1.SealedBundle {
@@ -165,7 +240,7 @@ func TestBootAppliesBundle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newBundleHarness(t, false)
-			sb := sealedBundle(7, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, testFiles))
+			sb := sealedBundle(7, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, 7, testFiles))
 			if tt.inline {
 				h.creds = func(c *berthv1.NodeCredentials) { c.BundleChecked, c.Bundle = true, sb }
 			} else {
@@ -305,10 +380,10 @@ func TestBootConfigures(t *testing.T) {
 		wantCalls []string
 		wantState string
 	}{
-		{"store has no bundle", configureScript, false, berthv1.BundleState_BUNDLE_STATE_APPROVED, configuredFiles, []string{"GetBundle", "PutBundle"}, BundleStateApproved},
-		{"inline none", configureScript, true, berthv1.BundleState_BUNDLE_STATE_APPROVED, configuredFiles, []string{"PutBundle"}, BundleStateApproved},
-		{"held for approval", configureScript, false, berthv1.BundleState_BUNDLE_STATE_PENDING, configuredFiles, []string{"GetBundle", "PutBundle"}, BundleStatePending},
-		{"command writes nothing", `echo "configured $BERTH_NODE_ID"; echo "a warning" >&2`, false, berthv1.BundleState_BUNDLE_STATE_APPROVED, nil, []string{"GetBundle", "PutBundle"}, BundleStateApproved},
+		{"store has no bundle", configureScript, false, berthv1.BundleState_BUNDLE_STATE_APPROVED, configuredFiles, []string{"GetBundle", "GetBundleVersions", "PutBundle"}, BundleStateApproved},
+		{"inline none", configureScript, true, berthv1.BundleState_BUNDLE_STATE_APPROVED, configuredFiles, []string{"GetBundleVersions", "PutBundle"}, BundleStateApproved},
+		{"held for approval", configureScript, false, berthv1.BundleState_BUNDLE_STATE_PENDING, configuredFiles, []string{"GetBundle", "GetBundleVersions", "PutBundle"}, BundleStatePending},
+		{"command writes nothing", `echo "configured $BERTH_NODE_ID"; echo "a warning" >&2`, false, berthv1.BundleState_BUNDLE_STATE_APPROVED, nil, []string{"GetBundle", "GetBundleVersions", "PutBundle"}, BundleStateApproved},
 	}
 	// The bootstrap token is none of the command's business.
 	t.Setenv("BERTH_TOKEN", "tok1.secret")
@@ -319,8 +394,12 @@ func TestBootConfigures(t *testing.T) {
 			if tt.inline {
 				h.creds = func(c *berthv1.NodeCredentials) { c.BundleChecked = true }
 			}
+			// The store has used versions up to 3 (a reset, say).
+			h.bundles.versions = func(context.Context) (*berthv1.GetBundleVersionsResponse, error) {
+				return &berthv1.GetBundleVersionsResponse{Next: 4}, nil
+			}
 			h.bundles.put = func(_ context.Context, r *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
-				return &berthv1.PutBundleResponse{Info: &berthv1.BundleInfo{NodeId: nodeID, Version: 1, State: tt.state, Sha256: bundle.Digest(r.GetSealed())}}, nil
+				return &berthv1.PutBundleResponse{Info: &berthv1.BundleInfo{NodeId: nodeID, Version: 4, State: tt.state, Sha256: bundle.Digest(r.GetSealed())}}, nil
 			}
 			if err := h.run(t); err != nil {
 				t.Fatalf("Run: %v\nlogs:\n%s", err, h.logs.String())
@@ -345,14 +424,17 @@ func TestBootConfigures(t *testing.T) {
 					t.Errorf("the upload holds %s in clear text", f.Path)
 				}
 			}
-			opened, err := bundle.Open(h.cfg.Keys.BundleKey(), nodeID, up.GetSealed())
+			// Signed with the node's identity key, for the next version.
+			v := bundle.Verifier{TrustDomain: testTrustDomain, NodeID: nodeID, Version: 4, NodeKey: pubOf(h.cfg.Keys)}
+			opened, err := bundle.Open(h.cfg.Keys.BundleKey(), up.GetSealed(), v)
 			if err != nil {
 				t.Fatalf("the upload does not open with the node's key: %v", err)
 			}
-			if !slices.EqualFunc(opened, tt.wantFiles, sameFile) {
-				t.Errorf("the upload opens to %v, want %v", opened, tt.wantFiles)
+			if !slices.EqualFunc(opened.Files, tt.wantFiles, sameFile) || opened.SignedBy.String() != "node" {
+				t.Errorf("the upload opens to %v signed by %v, want %v signed by the node", opened.Files, opened.SignedBy, tt.wantFiles)
 			}
-			if _, err := bundle.Open(h.cfg.Keys.BundleKey(), "n-0002", up.GetSealed()); !errors.Is(err, bundle.ErrDecrypt) {
+			v.NodeID = "n-0002"
+			if _, err := bundle.Open(h.cfg.Keys.BundleKey(), up.GetSealed(), v); !errors.Is(err, bundle.ErrWrongTarget) {
 				t.Errorf("the upload opens for another node: %v", err)
 			}
 
@@ -360,7 +442,7 @@ func TestBootConfigures(t *testing.T) {
 			got := h.jsonResult(t)
 			want := map[string]any{
 				"bundle": "applied", "bundle_source": "configured", "bundle_state": tt.wantState,
-				"bundle_version": float64(1), "files_applied": float64(len(tt.wantFiles)),
+				"bundle_version": float64(4), "files_applied": float64(len(tt.wantFiles)),
 			}
 			for k, v := range want {
 				if got[k] != v {
@@ -473,20 +555,32 @@ func TestBootConfigureUploadConflict(t *testing.T) {
 			h := newBundleHarness(t, false)
 			h.cfg.Configure = configureScript
 			var gets atomic.Int32
-			engine := sealedBundle(2, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, engineFiles))
+			engine := sealedBundle(2, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, 2, engineFiles))
 			h.bundles.get = func(context.Context) (*berthv1.GetBundleResponse, error) {
 				if gets.Add(1) == 1 || !tt.current {
 					return nil, status.Error(codes.NotFound, "no bundle")
 				}
 				return &berthv1.GetBundleResponse{Bundle: engine}, nil
 			}
+			var putDone atomic.Bool
 			h.bundles.put = func(context.Context, *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
+				putDone.Store(true)
 				return nil, status.Error(codes.FailedPrecondition, "an upload of this node's bundle is waiting for approval")
+			}
+			// Asked again after the refused upload, the store says why.
+			h.bundles.versions = func(context.Context) (*berthv1.GetBundleVersionsResponse, error) {
+				switch {
+				case !putDone.Load():
+					return &berthv1.GetBundleVersionsResponse{Next: 1}, nil
+				case tt.current:
+					return &berthv1.GetBundleVersionsResponse{Current: 2, Next: 3}, nil
+				}
+				return &berthv1.GetBundleVersionsResponse{Pending: 1, Next: 2}, nil
 			}
 			if err := h.run(t); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if calls := h.bundles.Calls(); !slices.Equal(calls, []string{"GetBundle", "PutBundle", "GetBundle"}) {
+			if calls := h.bundles.Calls(); !slices.Equal(calls, []string{"GetBundle", "GetBundleVersions", "PutBundle", "GetBundleVersions", "GetBundle"}) {
 				t.Errorf("bundle store calls = %v", calls)
 			}
 			checkApplied(t, h.cfg.Root, tt.wantFiles)
@@ -517,17 +611,17 @@ func TestBootBundleStoreDownThenUp(t *testing.T) {
 			getErrs:   []error{status.Error(codes.Unavailable, "store is down"), status.Error(codes.DeadlineExceeded, "slow")},
 			wantSleep: 2, wantCalls: []string{"GetBundle", "GetBundle", "GetBundle"},
 		},
-		{name: "upload, connection refused", down: true, configure: true, inline: true, wantSleep: 2, wantCalls: []string{"PutBundle"}},
+		{name: "upload, connection refused", down: true, configure: true, inline: true, wantSleep: 2, wantCalls: []string{"GetBundleVersions", "PutBundle"}},
 		{
 			name: "upload, Unavailable", configure: true,
 			putErrs:   []error{status.Error(codes.Unavailable, "store is down")},
-			wantSleep: 1, wantCalls: []string{"GetBundle", "PutBundle", "PutBundle"},
+			wantSleep: 1, wantCalls: []string{"GetBundle", "GetBundleVersions", "PutBundle", "PutBundle"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newBundleHarness(t, tt.down)
-			sb := sealedBundle(3, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, testFiles))
+			sb := sealedBundle(3, berthv1.BundleState_BUNDLE_STATE_APPROVED, h.seal(t, 3, testFiles))
 			want := testFiles
 			if tt.configure {
 				h.cfg.Configure = configureScript
@@ -606,11 +700,14 @@ func TestBootBundleStoreDownPastWait(t *testing.T) {
 	}
 }
 
+// TestBootBundleDoesNotApply serves bundles the agent must refuse, each
+// for its reason: the node keeps the files it had, and the error says why.
 func TestBootBundleDoesNotApply(t *testing.T) {
 	other, err := keys.NewSeed(bytes.Repeat([]byte("another node's seed "), 2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminTD := "spiffe://" + testTrustDomain + "/admin/"
 	tests := []struct {
 		name    string
 		sealed  func(t *testing.T, h *bundleHarness) []byte
@@ -618,32 +715,96 @@ func TestBootBundleDoesNotApply(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name: "tampered",
+			name: "tampered ciphertext",
 			sealed: func(t *testing.T, h *bundleHarness) []byte {
-				b := h.seal(t, testFiles)
+				b := h.seal(t, 5, testFiles)
+				b[bundle.HeaderSize+100] ^= 1
+				return b
+			},
+			wantErr: "bundle version 5 refused, nothing applied (the node's files are as they were): open bundle: bundle signature does not verify",
+		},
+		{
+			name: "tampered signature",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				b := h.seal(t, 5, testFiles)
 				b[len(b)-1] ^= 1
 				return b
 			},
-			wantErr: "bundle version 5 cannot be opened with this node's bundle key: open bundle: bundle does not open",
+			wantErr: "bundle signature does not verify",
 		},
 		{
-			name:    "sealed for another node",
-			sealed:  func(t *testing.T, h *bundleHarness) []byte { return sealTo(t, h.cfg.Keys, "n-0002", testFiles) },
-			wantErr: "bundle version 5 cannot be opened with this node's bundle key",
+			name:    "unsigned (format version 1)",
+			sealed:  func(t *testing.T, h *bundleHarness) []byte { return unsigned(t, h.seal(t, 5, testFiles)) },
+			wantErr: "bundle version 5 refused, nothing applied (the node's files are as they were): open bundle: bundle is unsigned (format version 1); re-put it",
 		},
 		{
-			name:    "sealed to another key",
-			sealed:  func(t *testing.T, _ *bundleHarness) []byte { return sealTo(t, other, nodeID, testFiles) },
-			wantErr: "bundle version 5 cannot be opened with this node's bundle key",
+			name: "admin-signed for another node",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				return sealTo(t, h.cfg.Keys, "n-0002", 5, testFiles, h.pki.adminSigner(t, testTrustDomain))
+			},
+			wantErr: "bundle is signed for another node: signed for node n-0002, not n-0001",
+		},
+		{
+			name:    "an older version replayed",
+			sealed:  func(t *testing.T, h *bundleHarness) []byte { return h.seal(t, 4, testFiles) },
+			wantErr: "bundle is signed for another version: signed for version 4, served as version 5",
+		},
+		{
+			name: "admin of another trust domain",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				return sealTo(t, h.cfg.Keys, nodeID, 5, testFiles, h.pki.adminSigner(t, "other.test"))
+			},
+			wantErr: `signed in trust domain "other.test", not "berth.test"`,
+		},
+		{
+			name: "admin of another deployment",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				return sealTo(t, h.cfg.Keys, nodeID, 5, testFiles, newPKI(t).adminSigner(t, testTrustDomain))
+			},
+			wantErr: "bundle signer is not trusted: " + adminTD + "ops does not chain to the pinned root",
+		},
+		{
+			name: "a node certificate as the signer",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				leaf, _ := h.pki.leafFor(t, "spiffe://"+testTrustDomain+"/node/n-0002")
+				return withChain(t, h.seal(t, 5, testFiles), leaf, h.pki.inter)
+			},
+			wantErr: "spiffe://berth.test/node/n-0002 is not an admin identity",
+		},
+		{
+			name: "a service certificate as the signer",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				leaf, _ := h.pki.leafFor(t, "spiffe://"+testTrustDomain+"/service/bundles")
+				return withChain(t, h.seal(t, 5, testFiles), leaf, h.pki.inter)
+			},
+			wantErr: "spiffe://berth.test/service/bundles is not an admin identity",
+		},
+		{
+			name: "self-signed by another key",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				s, err := bundle.NewNodeSigner(testTrustDomain, newKey(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sealTo(t, h.cfg.Keys, nodeID, 5, testFiles, s)
+			},
+			wantErr: "a node self-signature that this node's identity key did not make",
+		},
+		{
+			name: "sealed to another key",
+			sealed: func(t *testing.T, h *bundleHarness) []byte {
+				return sealTo(t, other, nodeID, 5, testFiles, h.pki.adminSigner(t, testTrustDomain))
+			},
+			wantErr: "open bundle: bundle does not open with this key for this node",
 		},
 		{
 			name:    "not a bundle",
 			sealed:  func(*testing.T, *bundleHarness) []byte { return []byte("etc/passwd in clear text") },
-			wantErr: "bundle version 5 cannot be opened with this node's bundle key: open bundle: not a berth bundle",
+			wantErr: "bundle version 5 refused, nothing applied (the node's files are as they were): open bundle: not a berth bundle",
 		},
 		{
 			name:   "would write through a symlink in the root",
-			sealed: func(t *testing.T, h *bundleHarness) []byte { return h.seal(t, testFiles) },
+			sealed: func(t *testing.T, h *bundleHarness) []byte { return h.seal(t, 5, testFiles) },
 			setup: func(t *testing.T, h *bundleHarness) {
 				symlink(t, t.TempDir(), filepath.Join(h.cfg.Root, "etc"))
 			},
@@ -668,6 +829,11 @@ func TestBootBundleDoesNotApply(t *testing.T) {
 				}
 				if tt.setup != nil {
 					tt.setup(t, h)
+				} else {
+					// The node's state before: a file an earlier boot wrote.
+					if err := os.WriteFile(filepath.Join(h.cfg.Root, "motd"), []byte("before\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 				before := snapshot(t, h.cfg.Root)
 				err := h.run(t)

@@ -44,11 +44,15 @@ func (c *Credentials) Leaf() *x509.Certificate {
 	return c.Chain[0]
 }
 
-// parseCredentials checks what the server sent. An approved node's chain
-// must be for our own identity key and must chain to the trust bundle (or,
-// when the server sent none, to the root pinned during the handshake).
-// Validity is checked at the chain's own issue time rather than by the
-// node's clock, which is often wrong this early in a boot.
+// parseCredentials checks what the server sent. Every root of the trust
+// bundle must be the root pinned by --ca-hash (pinnedRoot, which the
+// handshake checked against the pin): the node writes the trust bundle out
+// for local consumers, dials the other services with it and checks bundle
+// signers against it, so a registration service must not be able to widen
+// it. An approved node's chain must be for our own identity key and must
+// chain to the trust bundle (or, when the server sent none, to the pinned
+// root). Validity is checked at the chain's own issue time rather than by
+// the node's clock, which is often wrong this early in a boot.
 func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pinnedRoot *x509.Certificate) (*Credentials, error) {
 	if nc == nil {
 		return nil, errors.New("server sent no credentials")
@@ -74,6 +78,9 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pi
 			return nil, fmt.Errorf("server sent a bad trust bundle (root[%d]): %w", i, err)
 		}
 		c.Trust = append(c.Trust, cert)
+	}
+	if err := checkTrustBundle(c.Trust, pinnedRoot); err != nil {
+		return nil, err
 	}
 	if c.Status != berthv1.NodeStatus_NODE_STATUS_APPROVED {
 		return c, nil
@@ -111,6 +118,38 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pi
 		return nil, fmt.Errorf("server's certificate does not chain to its trust bundle: %w", err)
 	}
 	return c, nil
+}
+
+// errTrustBundle wraps a trust bundle that holds a root other than the
+// pinned one. Like ErrUntrusted it is never retried.
+var errTrustBundle = fmt.Errorf("%w: its trust bundle does not match the pinned --ca-hash", ErrUntrusted)
+
+// checkTrustBundle refuses a trust bundle with any root whose key is not
+// the pinned root's.
+func checkTrustBundle(trust []*x509.Certificate, pinnedRoot *x509.Certificate) error {
+	if len(trust) == 0 {
+		return nil
+	}
+	if pinnedRoot == nil {
+		return fmt.Errorf("%w: no pinned root to compare it with", errTrustBundle)
+	}
+	pin := mtls.CAHash(pinnedRoot)
+	for i, r := range trust {
+		if got := mtls.CAHash(r); got != pin {
+			return fmt.Errorf("%w: root[%d] is %s, the pin is %s", errTrustBundle, i, got, pin)
+		}
+	}
+	return nil
+}
+
+// TrustDomain is the trust domain of the node's certificate, from its
+// SPIFFE ID; empty without a certificate.
+func (c *Credentials) TrustDomain() string {
+	leaf := c.Leaf()
+	if leaf == nil || len(leaf.URIs) != 1 {
+		return ""
+	}
+	return leaf.URIs[0].Host
 }
 
 // Credential file names in the cert directory.

@@ -264,7 +264,7 @@ func nodeCreds(t *testing.T, p *testPKI, cfg Config, addr string, life time.Dura
 	t.Helper()
 	nc := approved(t, p, pubOf(cfg.Keys), life)
 	nc.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
-	c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), nil)
+	c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), p.root)
 	if err != nil {
 		t.Fatal(err)
 	}

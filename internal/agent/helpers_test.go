@@ -184,6 +184,9 @@ type fakeBundles struct {
 	berthv1.UnimplementedBundleServiceServer
 	get func(context.Context) (*berthv1.GetBundleResponse, error)
 	put func(context.Context, *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error)
+	// versions answers GetBundleVersions; nil says the node has none and
+	// the next version is 1.
+	versions func(context.Context) (*berthv1.GetBundleVersionsResponse, error)
 
 	mu    sync.Mutex
 	calls []string
@@ -236,6 +239,16 @@ func (f *fakeBundles) PutBundle(ctx context.Context, r *berthv1.PutBundleRequest
 		return nil, status.Error(codes.Unimplemented, "no uploads in this test")
 	}
 	return f.put(ctx, r)
+}
+
+func (f *fakeBundles) GetBundleVersions(ctx context.Context, _ *berthv1.GetBundleVersionsRequest) (*berthv1.GetBundleVersionsResponse, error) {
+	if err := f.record(ctx, "GetBundleVersions"); err != nil {
+		return nil, err
+	}
+	if f.versions == nil {
+		return &berthv1.GetBundleVersionsResponse{Next: 1}, nil
+	}
+	return f.versions(ctx)
 }
 
 func listen(t *testing.T) net.Listener {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"time"
 )
 
 // Unix mode bits of the payload, and their io/fs counterparts.
@@ -23,9 +24,11 @@ const (
 
 // Fixed sizes of the payload encoding.
 const (
-	countSize   = 4
-	fileFixed   = 2 + 2 + 1 + 1 + 4 // path_len, mode, owner_len, group_len, size
-	maxElemSize = 255
+	countSize     = 4
+	fileFixed     = 2 + 2 + 1 + 1 + 4 // path_len, mode, owner_len, group_len, size
+	hookCountSize = 2
+	hookFixed     = 1 + 2 + 4 // argc, path_count, timeout_ms
+	maxElemSize   = 255
 )
 
 func unixMode(m fs.FileMode) uint16 {
@@ -60,18 +63,31 @@ func fileMode(u uint16) (fs.FileMode, bool) {
 	return m, true
 }
 
-// encode checks files and writes the payload, files sorted by path.
-func encode(files []File) ([]byte, error) {
-	if err := Validate(files); err != nil {
+// encode checks c and writes the payload, files sorted by path and each
+// hook's paths too.
+func encode(c Contents) ([]byte, error) {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	sorted := slices.Clone(files)
+	sorted := slices.Clone(c.Files)
 	slices.SortFunc(sorted, func(a, b File) int { return cmp.Compare(a.Path, b.Path) })
-	size := countSize
+	size := countSize + hookCountSize
 	for _, f := range sorted {
 		size += fileFixed + len(f.Path) + len(f.Owner) + len(f.Group) + len(f.Content)
 		if size > MaxPayload {
 			return nil, fmt.Errorf("%w: files add up to more than %d bytes", ErrTooLarge, MaxPayload)
+		}
+	}
+	for _, h := range c.Hooks {
+		size += hookFixed
+		for _, a := range h.Command {
+			size += 2 + len(a)
+		}
+		for _, p := range h.Paths {
+			size += 2 + len(p)
+		}
+		if size > MaxPayload {
+			return nil, fmt.Errorf("%w: files and hooks add up to more than %d bytes", ErrTooLarge, MaxPayload)
 		}
 	}
 	b := make([]byte, 0, size)
@@ -87,13 +103,31 @@ func encode(files []File) ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f.Content)))
 		b = append(b, f.Content...)
 	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(c.Hooks)))
+	for _, h := range c.Hooks {
+		b = append(b, byte(len(h.Command)))
+		for _, a := range h.Command {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(a)))
+			b = append(b, a...)
+		}
+		paths := slices.Clone(h.Paths)
+		slices.Sort(paths)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(paths)))
+		for _, p := range paths {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
+			b = append(b, p...)
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(h.Timeout/time.Millisecond))
+	}
 	return b, nil
 }
 
-// decoder reads a payload, failing with ErrFormat on truncation.
+// decoder reads a payload or a signature block, failing with ErrFormat on
+// truncation.
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	what string
+	err  error
 }
 
 func (d *decoder) take(n int) []byte {
@@ -101,7 +135,7 @@ func (d *decoder) take(n int) []byte {
 		return nil
 	}
 	if n > len(d.b) {
-		d.err = fmt.Errorf("%w: payload truncated", ErrFormat)
+		d.err = fmt.Errorf("%w: %s truncated", ErrFormat, d.what)
 		return nil
 	}
 	out := d.b[:n:n]
@@ -133,18 +167,34 @@ func (d *decoder) u32() int {
 	return 0
 }
 
-// decode parses a payload and checks its files, including that they come
-// sorted and unique, which makes the encoding canonical.
-func decode(payload []byte) ([]File, error) {
-	d := &decoder{b: payload}
+// u32raw is a u32 as it is, for values that are not lengths.
+func (d *decoder) u32raw() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (d *decoder) u64() uint64 {
+	if b := d.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// decode parses a payload and checks its contents, including that files
+// and each hook's paths come sorted and unique, which makes the encoding
+// canonical.
+func decode(payload []byte) (Contents, error) {
+	d := &decoder{b: payload, what: "payload"}
 	n := d.u32()
 	if n > MaxFiles {
-		return nil, fmt.Errorf("%w: more than %d files", ErrTooLarge, MaxFiles)
+		return Contents{}, fmt.Errorf("%w: more than %d files", ErrTooLarge, MaxFiles)
 	}
 	// Every file takes at least fileFixed bytes, so a count the payload
 	// cannot hold is refused before anything is allocated for it.
 	if d.err == nil && n > len(d.b)/fileFixed {
-		return nil, fmt.Errorf("%w: payload truncated", ErrFormat)
+		return Contents{}, fmt.Errorf("%w: payload truncated", ErrFormat)
 	}
 	files := make([]File, 0, n)
 	for i := range n {
@@ -155,27 +205,68 @@ func decode(payload []byte) ([]File, error) {
 		f.Group = string(d.take(d.u8()))
 		f.Content = d.take(d.u32())
 		if d.err != nil {
-			return nil, d.err
+			return Contents{}, d.err
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: file %d: mode has bits other than 0o7777", ErrInvalidFile, i)
+			return Contents{}, fmt.Errorf("%w: file %d: mode has bits other than 0o7777", ErrInvalidFile, i)
 		}
 		f.Mode = mode
 		if i > 0 && f.Path <= files[i-1].Path {
-			return nil, fmt.Errorf("%w: file %d: paths are not sorted and unique", ErrFormat, i)
+			return Contents{}, fmt.Errorf("%w: file %d: paths are not sorted and unique", ErrFormat, i)
 		}
 		files = append(files, f)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last file", ErrFormat, len(d.b))
+	hooks, err := decodeHooks(d)
+	if err != nil {
+		return Contents{}, err
 	}
+	if len(d.b) != 0 {
+		return Contents{}, fmt.Errorf("%w: %d bytes after the last hook", ErrFormat, len(d.b))
+	}
+	c := Contents{Files: files, Hooks: hooks}
+	if err := c.Validate(); err != nil {
+		return Contents{}, err
+	}
+	return c, nil
+}
+
+// decodeHooks reads the hook section of a payload.
+func decodeHooks(d *decoder) ([]Hook, error) {
+	n := d.u16()
 	if d.err != nil {
 		return nil, d.err
 	}
-	if err := Validate(files); err != nil {
-		return nil, err
+	if n > MaxHooks {
+		return nil, fmt.Errorf("%w: more than %d hooks", ErrTooLarge, MaxHooks)
 	}
-	return files, nil
+	var hooks []Hook
+	for i := range n {
+		var h Hook
+		argc := d.u8()
+		if d.err == nil && (argc == 0 || argc > MaxHookArgs) {
+			return nil, fmt.Errorf("%w: hook %d: %d arguments, want 1 to %d", ErrInvalidHook, i, argc, MaxHookArgs)
+		}
+		for range argc {
+			h.Command = append(h.Command, string(d.take(d.u16())))
+		}
+		np := d.u16()
+		if d.err == nil && np > len(d.b)/2 {
+			return nil, fmt.Errorf("%w: payload truncated", ErrFormat)
+		}
+		for j := range np {
+			p := string(d.take(d.u16()))
+			if d.err == nil && j > 0 && p <= h.Paths[j-1] {
+				return nil, fmt.Errorf("%w: hook %d: paths are not sorted and unique", ErrFormat, i)
+			}
+			h.Paths = append(h.Paths, p)
+		}
+		h.Timeout = time.Duration(d.u32raw()) * time.Millisecond
+		if d.err != nil {
+			return nil, d.err
+		}
+		hooks = append(hooks, h)
+	}
+	return hooks, nil
 }
 
 func deflate(payload []byte) ([]byte, error) {

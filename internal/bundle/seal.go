@@ -7,18 +7,26 @@ import (
 	"fmt"
 )
 
-// Header constants of format version 1.
+// Header constants.
 const (
 	// Magic starts every sealed bundle.
 	Magic = "BERTHBDL"
-	// Version is the format version this package writes and reads.
-	Version = 1
-	// HeaderSize is the length of the clear-text header.
-	HeaderSize = len(Magic) + 1 + 3*2
+	// Version is the format version this package writes, and the only one
+	// Open accepts.
+	Version = 2
+	// VersionUnsigned is format version 1, without a signature, which Parse
+	// still recognises.
+	VersionUnsigned = 1
+	// HeaderSize is the length of the clear-text header of version 2.
+	HeaderSize = headerV1Size + 4
 
+	headerV1Size  = len(Magic) + 1 + 3*2
 	kdfHKDFSHA256 = 0x0001
 	aeadAES256GCM = 0x0002
 	aeadTagSize   = 16
+
+	// infoLabel starts the HPKE info string of version 2.
+	infoLabel = "berth bundle v2\x00"
 )
 
 // encSizes are the encapsulated key sizes of the KEMs crypto/hpke offers,
@@ -36,12 +44,21 @@ var encSizes = map[uint16]int{
 }
 
 // Header is the clear-text start of a sealed bundle. It is all a server
-// learns from a bundle besides its size.
+// learns from a bundle besides its size and signature.
 type Header struct {
 	Version uint8
 	KEM     uint16
 	KDF     uint16
 	AEAD    uint16
+	// BodyLen is the length of enc and ciphertext (version 2; 0 for 1).
+	BodyLen uint32
+}
+
+func (h Header) size() int {
+	if h.Version == VersionUnsigned {
+		return headerV1Size
+	}
+	return HeaderSize
 }
 
 func (h Header) bytes() []byte {
@@ -50,66 +67,121 @@ func (h Header) bytes() []byte {
 	b = append(b, h.Version)
 	b = binary.BigEndian.AppendUint16(b, h.KEM)
 	b = binary.BigEndian.AppendUint16(b, h.KDF)
-	return binary.BigEndian.AppendUint16(b, h.AEAD)
+	b = binary.BigEndian.AppendUint16(b, h.AEAD)
+	if h.Version != VersionUnsigned {
+		b = binary.BigEndian.AppendUint32(b, h.BodyLen)
+	}
+	return b
 }
 
-// ParseHeader reads and checks the header of a sealed bundle: the magic,
-// a format version and algorithms this package supports, and a length that
-// leaves room for the encapsulated key and the AEAD tag. It does not
-// decrypt anything, so a server may call it on bundles it cannot open.
+// Parsed is a sealed bundle split into its parts, without any decryption
+// or verification.
+type Parsed struct {
+	Header Header
+	// Sealed is the sealed part: header, enc and ciphertext. Its SHA-256 is
+	// what the signature covers.
+	Sealed []byte
+	// Signature is the signature block; nil for format version 1.
+	Signature *Signature
+}
+
+// ParseHeader reads and checks the header of a sealed bundle; see Parse.
 func ParseHeader(sealed []byte) (Header, error) {
-	if len(sealed) < HeaderSize || string(sealed[:len(Magic)]) != Magic {
-		return Header{}, fmt.Errorf("%w: no bundle header", ErrFormat)
+	p, err := Parse(sealed)
+	if err != nil {
+		return Header{}, err
 	}
-	b := sealed[len(Magic):]
+	return p.Header, nil
+}
+
+// Parse splits a sealed bundle into header, sealed part and signature
+// block and checks their structure: the magic, a format version and
+// algorithms this package supports, lengths that leave room for the
+// encapsulated key and the AEAD tag, and a well-formed signature block
+// that ends exactly where the bundle does. It neither decrypts nor
+// verifies, so a server may call it on bundles it cannot open. Format
+// version 1 parses, with no signature.
+func Parse(b []byte) (*Parsed, error) {
+	if len(b) < headerV1Size || string(b[:len(Magic)]) != Magic {
+		return nil, fmt.Errorf("%w: no bundle header", ErrFormat)
+	}
+	r := b[len(Magic):]
 	h := Header{
-		Version: b[0],
-		KEM:     binary.BigEndian.Uint16(b[1:]),
-		KDF:     binary.BigEndian.Uint16(b[3:]),
-		AEAD:    binary.BigEndian.Uint16(b[5:]),
+		Version: r[0],
+		KEM:     binary.BigEndian.Uint16(r[1:]),
+		KDF:     binary.BigEndian.Uint16(r[3:]),
+		AEAD:    binary.BigEndian.Uint16(r[5:]),
 	}
-	if h.Version != Version {
-		return Header{}, fmt.Errorf("%w: format version %d, want %d", ErrFormat, h.Version, Version)
+	if h.Version != Version && h.Version != VersionUnsigned {
+		return nil, fmt.Errorf("%w: format version %d, want %d", ErrFormat, h.Version, Version)
 	}
 	if h.KDF != kdfHKDFSHA256 || h.AEAD != aeadAES256GCM {
-		return Header{}, fmt.Errorf("%w: KDF 0x%04x and AEAD 0x%04x, want HKDF-SHA256 and AES-256-GCM", ErrFormat, h.KDF, h.AEAD)
+		return nil, fmt.Errorf("%w: KDF 0x%04x and AEAD 0x%04x, want HKDF-SHA256 and AES-256-GCM", ErrFormat, h.KDF, h.AEAD)
 	}
 	enc, ok := encSizes[h.KEM]
 	if !ok {
-		return Header{}, fmt.Errorf("%w: unsupported KEM 0x%04x", ErrFormat, h.KEM)
+		return nil, fmt.Errorf("%w: unsupported KEM 0x%04x", ErrFormat, h.KEM)
 	}
-	if len(sealed) < HeaderSize+enc+aeadTagSize {
-		return Header{}, fmt.Errorf("%w: truncated", ErrFormat)
+	if h.Version == VersionUnsigned {
+		if len(b) < headerV1Size+enc+aeadTagSize {
+			return nil, fmt.Errorf("%w: truncated", ErrFormat)
+		}
+		return &Parsed{Header: h, Sealed: b}, nil
 	}
-	return h, nil
+	if len(b) < HeaderSize {
+		return nil, fmt.Errorf("%w: truncated header", ErrFormat)
+	}
+	h.BodyLen = binary.BigEndian.Uint32(b[headerV1Size:])
+	// Compared in 64 bits: no length can overflow an int.
+	if uint64(h.BodyLen) < uint64(enc+aeadTagSize) || uint64(h.BodyLen) > uint64(len(b)-HeaderSize) {
+		return nil, fmt.Errorf("%w: truncated", ErrFormat)
+	}
+	end := HeaderSize + int(h.BodyLen)
+	sig, err := parseSignature(b[end:])
+	if err != nil {
+		return nil, err
+	}
+	return &Parsed{Header: h, Sealed: b[:end:end], Signature: sig}, nil
 }
 
-// info is the HPKE info string: the header, then the node ID.
+// info is the HPKE info string of format version 2: a label, the header,
+// then the node ID.
 func info(h Header, nodeID string) []byte {
-	return append(h.bytes(), nodeID...)
+	b := append([]byte(infoLabel), h.bytes()...)
+	return append(b, nodeID...)
 }
 
-// Seal checks files against the format's rules and seals them for node
-// nodeID to the HPKE public key pub of KEM kemID, as registered with the
-// node. The result is a sealed bundle as described in the package
-// documentation. Sealing is randomised: the same files seal differently
-// every time.
-func Seal(kemID uint16, pub []byte, nodeID string, files []File) ([]byte, error) {
-	if nodeID == "" {
-		return nil, fmt.Errorf("seal bundle: empty node ID")
+// Target says who a bundle is for and which version it is: the node, its
+// bundle public key (KEM ID and encoding as registered), and the version
+// number the bundle store will give it.
+type Target struct {
+	NodeID  string
+	KEM     uint16
+	Public  []byte
+	Version int64
+}
+
+// Seal checks c against the format's rules, seals it for t.NodeID to the
+// HPKE public key t.Public of KEM t.KEM and signs it with s for version
+// t.Version. The result is a sealed bundle as described in the package
+// documentation. Sealing is randomised: the same contents seal
+// differently every time.
+func Seal(t Target, c Contents, s *Signer) ([]byte, error) {
+	if err := checkTarget(s, t); err != nil {
+		return nil, fmt.Errorf("seal bundle: %w", err)
 	}
-	if _, ok := encSizes[kemID]; !ok {
-		return nil, fmt.Errorf("seal bundle: %w: KEM 0x%04x", ErrKey, kemID)
+	if _, ok := encSizes[t.KEM]; !ok {
+		return nil, fmt.Errorf("seal bundle: %w: KEM 0x%04x", ErrKey, t.KEM)
 	}
-	kem, err := hpke.NewKEM(kemID)
+	kem, err := hpke.NewKEM(t.KEM)
 	if err != nil {
-		return nil, fmt.Errorf("seal bundle: %w: KEM 0x%04x", ErrKey, kemID)
+		return nil, fmt.Errorf("seal bundle: %w: KEM 0x%04x", ErrKey, t.KEM)
 	}
-	pk, err := kem.NewPublicKey(pub)
+	pk, err := kem.NewPublicKey(t.Public)
 	if err != nil {
-		return nil, fmt.Errorf("seal bundle: %w: public key does not parse for KEM 0x%04x", ErrKey, kemID)
+		return nil, fmt.Errorf("seal bundle: %w: public key does not parse for KEM 0x%04x", ErrKey, t.KEM)
 	}
-	payload, err := encode(files)
+	payload, err := encode(c)
 	if err != nil {
 		return nil, fmt.Errorf("seal bundle: %w", err)
 	}
@@ -117,49 +189,76 @@ func Seal(kemID uint16, pub []byte, nodeID string, files []File) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("seal bundle: %w", err)
 	}
-	h := Header{Version: Version, KEM: kemID, KDF: kdfHKDFSHA256, AEAD: aeadAES256GCM}
-	ct, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info(h, nodeID), compressed)
+	h := Header{Version: Version, KEM: t.KEM, KDF: kdfHKDFSHA256, AEAD: aeadAES256GCM,
+		BodyLen: uint32(encSizes[t.KEM] + len(compressed) + aeadTagSize)}
+	ct, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info(h, t.NodeID), compressed)
 	if err != nil {
 		return nil, fmt.Errorf("seal bundle: %w", err)
 	}
-	return append(h.bytes(), ct...), nil
+	if len(ct) != int(h.BodyLen) {
+		return nil, fmt.Errorf("seal bundle: HPKE output is %d bytes, want %d", len(ct), h.BodyLen)
+	}
+	sealed := append(h.bytes(), ct...)
+	block, err := s.sign(t.NodeID, t.Version, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("seal bundle: %w", err)
+	}
+	return append(sealed, block...), nil
 }
 
-// Open decrypts a sealed bundle with the node's bundle key, as node nodeID,
-// and returns its files, sorted by path, after checking them against the
-// format's rules. A bundle sealed to another key or for another node, or
-// altered in any byte, fails with ErrDecrypt.
-func Open(priv hpke.PrivateKey, nodeID string, sealed []byte) ([]File, error) {
-	h, err := ParseHeader(sealed)
+// Opened is a bundle that verified and decrypted.
+type Opened struct {
+	Contents
+	// SignedBy is who signed it.
+	SignedBy SignedBy
+	// Version is the version it is signed for.
+	Version int64
+}
+
+// Open verifies a sealed bundle against v, decrypts it with the node's
+// bundle key as node v.NodeID and returns its contents, files sorted by
+// path, after checking them against the format's rules. Nothing is
+// decrypted before the signature verified. A bundle of format version 1
+// fails with ErrUnsigned; a signature by anyone v does not trust, or for
+// another node or version, with ErrSigner, ErrWrongTarget,
+// ErrWrongVersion or ErrSignature; one sealed to another key or for
+// another node, or altered in any byte, with ErrDecrypt or ErrSignature.
+func Open(priv hpke.PrivateKey, sealed []byte, v Verifier) (*Opened, error) {
+	p, err := Parse(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle: %w", err)
+	}
+	by, err := p.Verify(v)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", err)
 	}
 	if priv == nil {
 		return nil, fmt.Errorf("open bundle: %w: no key", ErrKey)
 	}
+	h := p.Header
 	if id := priv.KEM().ID(); id != h.KEM {
 		return nil, fmt.Errorf("open bundle: %w: sealed for KEM 0x%04x, key is KEM 0x%04x", ErrDecrypt, h.KEM, id)
 	}
-	compressed, err := hpke.Open(priv, hpke.HKDFSHA256(), hpke.AES256GCM(), info(h, nodeID), sealed[HeaderSize:])
+	compressed, err := hpke.Open(priv, hpke.HKDFSHA256(), hpke.AES256GCM(), info(h, v.NodeID), p.Sealed[HeaderSize:])
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", ErrDecrypt)
 	}
-	files, err := openPlaintext(compressed)
+	c, err := openPlaintext(compressed)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", err)
 	}
-	return files, nil
+	return &Opened{Contents: c, SignedBy: by, Version: p.Signature.Version}, nil
 }
 
 // openPlaintext inflates and decodes a decrypted payload.
-func openPlaintext(compressed []byte) ([]File, error) {
+func openPlaintext(compressed []byte) (Contents, error) {
 	r := bytes.NewReader(compressed)
 	payload, err := inflate(r)
 	if err != nil {
-		return nil, err
+		return Contents{}, err
 	}
 	if r.Len() != 0 {
-		return nil, fmt.Errorf("%w: data after the compressed payload", ErrFormat)
+		return Contents{}, fmt.Errorf("%w: data after the compressed payload", ErrFormat)
 	}
 	return decode(payload)
 }

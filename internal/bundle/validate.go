@@ -3,8 +3,10 @@ package bundle
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -104,4 +106,72 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// Validate checks the files (see the package-level Validate) and the
+// hooks: their count, each one's command, paths (files of the bundle,
+// each named once) and timeout.
+func (c Contents) Validate() error {
+	if err := Validate(c.Files); err != nil {
+		return err
+	}
+	if len(c.Hooks) > MaxHooks {
+		return fmt.Errorf("%w: %d hooks, the limit is %d", ErrTooLarge, len(c.Hooks), MaxHooks)
+	}
+	if len(c.Hooks) == 0 {
+		return nil
+	}
+	files := make(map[string]bool, len(c.Files))
+	for _, f := range c.Files {
+		files[f.Path] = true
+	}
+	for i, h := range c.Hooks {
+		if err := validateHook(h, files); err != nil {
+			return fmt.Errorf("%w: hook %d: %s", ErrInvalidHook, i, err)
+		}
+	}
+	return nil
+}
+
+// validateHook says what is wrong with a hook, or returns nil.
+func validateHook(h Hook, files map[string]bool) error {
+	switch {
+	case len(h.Command) == 0:
+		return fmt.Errorf("has no command")
+	case len(h.Command) > MaxHookArgs:
+		return fmt.Errorf("has %d arguments, the limit is %d", len(h.Command), MaxHookArgs)
+	case len(h.Paths) == 0:
+		return fmt.Errorf("covers no file")
+	case len(h.Paths) > MaxFiles:
+		return fmt.Errorf("covers %d paths, the limit is %d", len(h.Paths), MaxFiles)
+	case h.Timeout < time.Millisecond || h.Timeout > MaxHookTimeout:
+		return fmt.Errorf("timeout %v is not between 1ms and %v", h.Timeout, MaxHookTimeout)
+	case h.Timeout%time.Millisecond != 0:
+		return fmt.Errorf("timeout %v is not a whole number of milliseconds", h.Timeout)
+	}
+	for j, a := range h.Command {
+		switch {
+		case len(a) > MaxHookArgLen:
+			return fmt.Errorf("argument %d is longer than %d bytes", j, MaxHookArgLen)
+		case !utf8.ValidString(a):
+			return fmt.Errorf("argument %d is not valid UTF-8", j)
+		case strings.IndexByte(a, 0) >= 0:
+			return fmt.Errorf("argument %d holds a NUL", j)
+		}
+	}
+	prog := h.Command[0]
+	if !strings.HasPrefix(prog, "/") || path.Clean(prog) != prog || prog == "/" {
+		return fmt.Errorf("program %q is not an absolute, clean path (hooks run without a shell or PATH search)", prog)
+	}
+	seen := make(map[string]bool, len(h.Paths))
+	for _, p := range h.Paths {
+		switch {
+		case seen[p]:
+			return fmt.Errorf("names %q twice", p)
+		case !files[p]:
+			return fmt.Errorf("covers %q, which is not a file of the bundle", p)
+		}
+		seen[p] = true
+	}
+	return nil
 }

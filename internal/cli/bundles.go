@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/internal/bundle"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -23,18 +21,29 @@ func bundlesCommand() *command {
 		help: "Manage nodes' configuration bundles through the bundles service's admin API\n" +
 			"(--bundles-server). berthctl seals a bundle to the node's bundle key before it\n" +
 			"leaves this machine, so the services, and anyone with admin rights, see only\n" +
-			"ciphertext and metadata: a bundle cannot be read back.",
+			"ciphertext and metadata: a bundle cannot be read back. It also signs it with\n" +
+			"the admin credential (--cert, --key) for the node and the version it becomes;\n" +
+			"nodes apply nothing else. docs/bundle-format.md specifies the format.",
 		subs: []*command{
 			{name: "put", args: "NODE", summary: "Seal local files into a new version of a node's bundle", setup: setupBundlesPut,
-				help: "Seal local files to the node's bundle key and store them as the node's new\n" +
-					"bundle version, approved at once (replacing an upload waiting for approval).\n" +
-					"Name files with --file PATH[=DEST] (repeatable; DEST defaults to the file's\n" +
-					"base name) or all regular files under a directory with --dir DIR. DEST is\n" +
-					"where the node writes the file, relative to its agent's --root, such as\n" +
-					"etc/hostname.\n\n" +
+				help: "Seal local files to the node's bundle key, sign them with the admin credential\n" +
+					"for the node's next bundle version, and store them as that version, approved\n" +
+					"at once (replacing an upload waiting for approval). Name files with --file\n" +
+					"PATH[=DEST] (repeatable; DEST defaults to the file's base name) or all regular\n" +
+					"files under a directory with --dir DIR. DEST is where the node writes the file,\n" +
+					"relative to its agent's --root, such as etc/hostname. --hooks FILE adds\n" +
+					"post-apply hooks. --sealed FILE uploads a bundle made by bundles seal instead.\n\n" +
 					"The write replaces the current version only if no one else wrote in between:\n" +
 					"by default the version it replaces is the one current when the command\n" +
 					"starts; --expected-version N names it explicitly (0: the node has none)."},
+			{name: "seal", summary: "Seal and sign a bundle for a node without uploading it", setup: setupBundlesSeal,
+				help: "Seal local files (and --hooks) to a node's bundle key and sign them with the\n" +
+					"admin credential, writing the sealed bundle to stdout:\n\n" +
+					"  berthctl bundles seal --node NODE_ID --file SRC=DEST... > bundle.bin\n\n" +
+					"The bundle is signed for --version N, by default the node's next version as\n" +
+					"the bundles service says; the node's bundle key comes from --key-file or the\n" +
+					"registration service. Upload it with bundles put NODE --sealed bundle.bin; a\n" +
+					"bundle signed for a version that is no longer the next one is refused."},
 			{name: "get", args: "NODE", summary: "Show a node's current and pending bundle versions", setup: setupBundlesGet,
 				help: "Show the metadata of a node's current bundle version and of an upload\n" +
 					"waiting for approval. The content is sealed to the node and cannot be shown."},
@@ -62,13 +71,17 @@ type bundleJSON struct {
 	KEMID     uint32 `json:"kem_id"`
 	Author    string `json:"author"`
 	CreatedAt string `json:"created_at"`
+	// SignedBy is the admin's SPIFFE ID, "node", or "unsigned" (format
+	// version 1, which agents refuse).
+	SignedBy string `json:"signed_by,omitempty"`
 }
 
 // putBundleJSON is the output of bundles put: the stored version and how
 // many files it holds, which only berthctl knows.
 type putBundleJSON struct {
 	bundleJSON
-	Files int `json:"files"`
+	Files int `json:"files,omitempty"`
+	Hooks int `json:"hooks,omitempty"`
 }
 
 // bundleInfoJSON is the output of bundles get; null for a version that
@@ -88,6 +101,7 @@ func bundleView(b *berthv1.BundleInfo) bundleJSON {
 		KEMID:     b.GetKemId(),
 		Author:    b.GetAuthor(),
 		CreatedAt: rfc3339(b.GetCreatedAt()),
+		SignedBy:  b.GetSignedBy(),
 	}
 }
 
@@ -151,37 +165,39 @@ func (f *expectedFlag) Set(v string) error {
 }
 
 func setupBundlesPut(fs *pflag.FlagSet) action {
-	var files fileFlag
-	var dir onceFlag
+	content := addContentFlags(fs)
+	var sealedFile onceFlag
 	var expected expectedFlag
-	fs.Var(&files, "file", "local file `PATH[=DEST]`, written at DEST under the node's root (DEST defaults to PATH's base name; repeatable)")
-	fs.Var(&dir, "dir", "put every regular file under `DIR` at its path relative to DIR")
-	keepMode := fs.Bool("mode-from-file", true, "keep each file's permission bits; with =false files get 0644, or 0755 if executable")
-	owner := fs.String("owner", "", "owner `U` (name or numeric ID) of every file (default: the node agent's choice)")
-	group := fs.String("group", "", "group `G` (name or numeric ID) of every file (default: the node agent's choice)")
+	fs.Var(&sealedFile, "sealed", "upload the bundle in `FILE`, made by bundles seal, instead of sealing files")
 	fs.Var(&expected, "expected-version", "replace only version `N` of the bundle, 0 if it has none (default: the current version)")
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args, "node ID"); err != nil {
 			return err
 		}
 		node := args[0]
-		opt := fileOptions{keepMode: *keepMode, owner: *owner, group: *group}
-		if err := s.checkOwnership(opt); err != nil {
-			return err
+		if sealedFile.set {
+			if content.given() {
+				return s.usagef("give --sealed or files (--file, --dir, --hooks), not both")
+			}
+			sealed, p, err := s.readSealed(node, sealedFile.value)
+			if err != nil {
+				return err
+			}
+			info, err := s.putSealed(ctx, node, sealed, expected)
+			if err != nil {
+				return err
+			}
+			return s.printPut(putBundleJSON{bundleJSON: bundleView(info)}, info, p)
 		}
-		specs, err := s.bundleSpecs(node, files, dir)
+		contents, err := s.loadContents(node, content)
 		if err != nil {
 			return err
 		}
-		bfiles, lerr := loadFiles(specs, opt)
-		if lerr != nil {
-			return s.localError(node, lerr)
-		}
-		info, err := s.putBundle(ctx, node, bfiles, expected)
+		info, err := s.putBundle(ctx, node, contents, expected)
 		if err != nil {
 			return err
 		}
-		return s.printPut(putBundleJSON{bundleJSON: bundleView(info), Files: len(bfiles)}, info)
+		return s.printPut(putBundleJSON{bundleJSON: bundleView(info), Files: len(contents.Files), Hooks: len(contents.Hooks)}, info, nil)
 	}
 }
 
@@ -222,15 +238,16 @@ func (s *session) localError(node string, e *localError) error {
 	return fmt.Errorf("put bundle for node %s: %s", node, e.msg)
 }
 
-// putBundle seals files to the node's bundle key, fetched from the
-// registration service, and uploads them to the bundles service. The
+// putBundle seals contents to the node's bundle key, fetched from the
+// registration service, signs them with the admin credential for the
+// node's next version, and uploads them to the bundles service. The
 // plaintext never leaves this process.
-func (s *session) putBundle(ctx context.Context, node string, files []bundle.File, expected expectedFlag) (*berthv1.BundleInfo, error) {
+func (s *session) putBundle(ctx context.Context, node string, c bundle.Contents, expected expectedFlag) (*berthv1.BundleInfo, error) {
 	// Check both connections' settings before calling either service.
 	if missing := s.set.missing(need{registration: true, bundles: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	nodes, err := s.nodeAdmin()
+	signer, err := s.bundleSigner()
 	if err != nil {
 		return nil, err
 	}
@@ -238,29 +255,47 @@ func (s *session) putBundle(ctx context.Context, node string, files []bundle.Fil
 	if err != nil {
 		return nil, err
 	}
-	resp, err := nodes.GetNode(ctx, &berthv1.GetNodeRequest{Id: node})
+	key, err := s.nodeBundleKey(ctx, node)
+	if errors.Is(err, errNoBundleKey) {
+		return nil, fmt.Errorf("put bundle for node %s: %w", node, err)
+	}
 	if err != nil {
-		return nil, s.callError("get bundle key of node "+node, err)
+		return nil, err
 	}
-	key := resp.GetNode().GetBundleKey()
-	if len(key.GetPublicKey()) == 0 {
-		return nil, fmt.Errorf("put bundle for node %s: the node has no bundle key", node)
-	}
-	if key.GetKemId() > 0xffff {
-		return nil, fmt.Errorf("put bundle for node %s: the node's bundle key has an invalid KEM ID 0x%x", node, key.GetKemId())
+	v, err := versionsOf(ctx, bundles, node)
+	if err != nil {
+		return nil, s.bundleCallError("put bundle for node "+node+": get the current version", err)
 	}
 	if !expected.set {
-		if expected.version, err = currentVersion(ctx, bundles, node); err != nil {
-			return nil, s.bundleCallError("put bundle for node "+node+": get the current version", err)
-		}
+		expected.version = v.current
 	}
-	sealed, err := bundle.Seal(uint16(key.GetKemId()), key.GetPublicKey(), node, files)
+	sealed, err := sealFor(node, key, v.next, c, signer)
 	if err != nil {
 		return nil, fmt.Errorf("put bundle for node %s: %w", node, err)
 	}
+	return s.upload(ctx, bundles, node, sealed, expected.version)
+}
+
+// putSealed uploads a bundle sealed and signed beforehand.
+func (s *session) putSealed(ctx context.Context, node string, sealed []byte, expected expectedFlag) (*berthv1.BundleInfo, error) {
+	bundles, err := s.bundleAdmin()
+	if err != nil {
+		return nil, err
+	}
+	if !expected.set {
+		v, err := versionsOf(ctx, bundles, node)
+		if err != nil {
+			return nil, s.bundleCallError("put bundle for node "+node+": get the current version", err)
+		}
+		expected.version = v.current
+	}
+	return s.upload(ctx, bundles, node, sealed, expected.version)
+}
+
+func (s *session) upload(ctx context.Context, bundles berthv1.BundleAdminServiceClient, node string, sealed []byte, expected int64) (*berthv1.BundleInfo, error) {
 	put, err := bundles.PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{
 		NodeId:          node,
-		ExpectedVersion: expected.version,
+		ExpectedVersion: expected,
 		Sealed:          sealed,
 	})
 	if err != nil {
@@ -269,24 +304,22 @@ func (s *session) putBundle(ctx context.Context, node string, files []bundle.Fil
 	return put.GetInfo(), nil
 }
 
-// currentVersion is the node's current bundle version, 0 if it has none.
-func currentVersion(ctx context.Context, c berthv1.BundleAdminServiceClient, node string) (int64, error) {
-	resp, err := c.GetBundleInfo(ctx, &berthv1.GetBundleInfoRequest{NodeId: node})
-	if status.Code(err) == codes.NotFound {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return resp.GetCurrent().GetVersion(), nil
-}
-
-func (s *session) printPut(v putBundleJSON, info *berthv1.BundleInfo) error {
+// printPut shows a stored version; presealed is the bundle when it came
+// from --sealed, whose contents berthctl cannot see.
+func (s *session) printPut(v putBundleJSON, info *berthv1.BundleInfo, presealed *bundle.Parsed) error {
 	now := s.cfg.Now()
 	return s.emit(v, func(w io.Writer) {
+		if presealed != nil {
+			fmt.Fprintf(w, "Put the sealed bundle as version %d for node %s; state %s.\n\n", v.Version, v.NodeID, v.State)
+			writeBundleRows(w, "", info, now)
+			return
+		}
 		fmt.Fprintf(w, "Put bundle version %d for node %s (%d %s); state %s.\n\n", v.Version, v.NodeID, v.Files, plural(v.Files, "file"), v.State)
 		writeBundleRows(w, "", info, now)
 		fmt.Fprintf(w, "Files:\t%d\n", v.Files)
+		if v.Hooks > 0 {
+			fmt.Fprintf(w, "Hooks:\t%d\n", v.Hooks)
+		}
 	})
 }
 
@@ -347,6 +380,9 @@ func writeBundleRows(w io.Writer, indent string, b *berthv1.BundleInfo, now time
 		{"KEM", kemName(v.KEMID)},
 		{"Author", dash(v.Author)},
 		{"Created", humanTime(b.GetCreatedAt(), now)},
+	}
+	if v.SignedBy != "" {
+		rows = append(rows, [2]string{"Signer", signedByText(v.SignedBy)})
 	}
 	if indent != "" {
 		rows = rows[1:] // the node heads the whole output
@@ -454,4 +490,15 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// signedByText explains signed_by in a table.
+func signedByText(s string) string {
+	switch s {
+	case "node":
+		return "the node itself"
+	case "unsigned":
+		return "nobody: unsigned (format version 1); nodes refuse it, put it again"
+	}
+	return s
 }

@@ -27,6 +27,8 @@ const bundleNodeID = "n-7f3a9c"
 
 // fakeDigest stands for a sealed bundle's SHA-256 in the fake's answers:
 // sealing is randomised, so the real digest would change every run.
+const fakeSize = 2345
+
 const fakeDigest = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"
 
 // nodeKey is a node's bundle key pair, made at run time.
@@ -65,11 +67,15 @@ func bundleV(version int64, state berthv1.BundleState, author string, age time.D
 }
 
 func currentV3() *berthv1.BundleInfo {
-	return bundleV(3, berthv1.BundleState_BUNDLE_STATE_APPROVED, "admin:admin", 26*time.Hour)
+	b := bundleV(3, berthv1.BundleState_BUNDLE_STATE_APPROVED, "admin:admin", 26*time.Hour)
+	b.SignedBy = "spiffe://" + trustDomain + "/admin/admin"
+	return b
 }
 
 func pendingV4() *berthv1.BundleInfo {
-	return bundleV(4, berthv1.BundleState_BUNDLE_STATE_PENDING, "node:"+bundleNodeID, 5*time.Minute)
+	b := bundleV(4, berthv1.BundleState_BUNDLE_STATE_PENDING, "node:"+bundleNodeID, 5*time.Minute)
+	b.SignedBy = "node"
+	return b
 }
 
 func history() []*berthv1.BundleInfo {
@@ -98,20 +104,27 @@ func bundleFakes(node *berthv1.Node, current *berthv1.BundleInfo) (*fakeAdmin, *
 			}
 			return &berthv1.GetBundleInfoResponse{Current: current}, nil
 		},
+		listBundleHistory: func(context.Context, *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error) {
+			if current == nil {
+				return &berthv1.ListBundleHistoryResponse{NextVersion: 1}, nil
+			}
+			return &berthv1.ListBundleHistoryResponse{Versions: []*berthv1.BundleInfo{current}, NextVersion: current.GetVersion() + 1}, nil
+		},
 		putBundle: func(_ context.Context, r *berthv1.BundleAdminServicePutBundleRequest) (*berthv1.BundleAdminServicePutBundleResponse, error) {
-			h, err := bundle.ParseHeader(r.GetSealed())
-			if err != nil {
-				return nil, status.Error(codes.InvalidArgument, "sealed must be a bundle sealed in berth's bundle format, version 1")
+			p, err := bundle.Parse(r.GetSealed())
+			if err != nil || p.Signature == nil {
+				return nil, status.Error(codes.InvalidArgument, "sealed must be a bundle sealed and signed in berth's bundle format, version 2")
 			}
 			return &berthv1.BundleAdminServicePutBundleResponse{Info: &berthv1.BundleInfo{
 				NodeId:    r.GetNodeId(),
-				Version:   r.GetExpectedVersion() + 1,
+				Version:   p.Signature.Version,
 				State:     berthv1.BundleState_BUNDLE_STATE_APPROVED,
-				Size:      int64(len(r.GetSealed())),
+				Size:      fakeSize, // signatures vary in length
 				Sha256:    fakeDigest,
-				KemId:     uint32(h.KEM),
+				KemId:     uint32(p.Header.KEM),
 				Author:    "admin:admin",
 				CreatedAt: ts(testNow),
+				SignedBy:  p.SignedBy(),
 			}}, nil
 		},
 	}
@@ -160,14 +173,26 @@ func putRequest(t *testing.T, f *fakeBundles) *berthv1.BundleAdminServicePutBund
 	return nil
 }
 
-// checkSealed opens the uploaded bundle as the node and compares its files
-// with want, and checks that nothing of the plaintext travelled in clear.
-func checkSealed(t *testing.T, key hpke.PrivateKey, req *berthv1.BundleAdminServicePutBundleRequest, want []bundle.File) {
+// nodeOpens opens a bundle as the node would, served as version v: signed
+// by the admin credential for it, for v.
+func nodeOpens(t *testing.T, pki *testPKI, key hpke.PrivateKey, v int64, sealed []byte) *bundle.Opened {
 	t.Helper()
-	got, err := bundle.Open(key, bundleNodeID, req.GetSealed())
+	got, err := bundle.Open(key, sealed, bundle.Verifier{TrustDomain: trustDomain, NodeID: bundleNodeID, Version: v, Roots: pki.roots})
 	if err != nil {
-		t.Fatalf("the node cannot open the uploaded bundle: %v", err)
+		t.Fatalf("the node cannot open the uploaded bundle as version %d: %v", v, err)
 	}
+	if want := "spiffe://" + trustDomain + "/admin/admin"; got.SignedBy.String() != want {
+		t.Errorf("signed by %v, want %s", got.SignedBy, want)
+	}
+	return got
+}
+
+// checkSealed opens the uploaded bundle as the node, served as version v,
+// compares its files with want, and checks that nothing of the plaintext
+// travelled in clear.
+func checkSealed(t *testing.T, pki *testPKI, key hpke.PrivateKey, v int64, req *berthv1.BundleAdminServicePutBundleRequest, want []bundle.File) {
+	t.Helper()
+	got := nodeOpens(t, pki, key, v, req.GetSealed()).Files
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("files in the uploaded bundle (-want +got):\n%s", diff)
 	}
@@ -211,9 +236,9 @@ func TestBundlesPut(t *testing.T) {
 			checkGolden(t, tc.golden, r.stdout)
 			checkRequests(t, admin, &berthv1.GetNodeRequest{Id: bundleNodeID})
 			req := putRequest(t, bundles)
-			checkRequests(t, bundles, &berthv1.GetBundleInfoRequest{NodeId: bundleNodeID},
+			checkRequests(t, bundles, &berthv1.ListBundleHistoryRequest{NodeId: bundleNodeID},
 				&berthv1.BundleAdminServicePutBundleRequest{NodeId: bundleNodeID, ExpectedVersion: 3, Sealed: req.GetSealed()})
-			checkSealed(t, key, req, sampleFiles())
+			checkSealed(t, pki, key, 4, req, sampleFiles())
 		})
 	}
 }
@@ -261,10 +286,7 @@ func TestBundlesPutFileOptions(t *testing.T) {
 			admin, bundles := bundleFakes(keyedNode(key), nil)
 			r := startAll(t, pki, admin, bundles).run(append([]string{"bundles", "put", bundleNodeID, "-o", "json"}, tc.args...)...)
 			checkOK(t, r)
-			got, err := bundle.Open(key, bundleNodeID, putRequest(t, bundles).GetSealed())
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := nodeOpens(t, pki, key, 1, putRequest(t, bundles).GetSealed()).Files
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("files (-want +got):\n%s", diff)
 			}
@@ -287,9 +309,10 @@ func TestBundlesPutDHKEM(t *testing.T) {
 	}
 	src := writeTree(t, sampleFiles()[:1])
 	admin, bundles := bundleFakes(keyedNode(key), nil)
-	r := startAll(t, newTestPKI(t), admin, bundles).run("bundles", "put", bundleNodeID, "--dir", src)
+	pki := newTestPKI(t)
+	r := startAll(t, pki, admin, bundles).run("bundles", "put", bundleNodeID, "--dir", src)
 	checkOK(t, r)
-	checkSealed(t, key, putRequest(t, bundles), sampleFiles()[:1])
+	checkSealed(t, pki, key, 1, putRequest(t, bundles), sampleFiles()[:1])
 	if !strings.Contains(r.stdout, "KEM:      0x0010 (DHKEM(P-256))") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
@@ -302,7 +325,7 @@ func TestBundlesPutExpectedVersion(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		current *berthv1.BundleInfo
-		pending bool // GetBundleInfo reports only a pending version
+		pending bool // history holds only a pending version
 		args    []string
 		// wantInfo is whether berthctl asks for the current version.
 		wantInfo     bool
@@ -316,9 +339,11 @@ func TestBundlesPutExpectedVersion(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			admin, bundles := bundleFakes(keyedNode(key), tc.current)
+			next := tc.current.GetVersion() + 1
 			if tc.pending {
-				bundles.getBundleInfo = func(context.Context, *berthv1.GetBundleInfoRequest) (*berthv1.GetBundleInfoResponse, error) {
-					return &berthv1.GetBundleInfoResponse{Pending: pendingV4()}, nil
+				next = 5
+				bundles.listBundleHistory = func(context.Context, *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error) {
+					return &berthv1.ListBundleHistoryResponse{Versions: []*berthv1.BundleInfo{pendingV4()}, NextVersion: 5}, nil
 				}
 			}
 			args := append([]string{"bundles", "put", bundleNodeID, "--dir", src, "-o", "json"}, tc.args...)
@@ -328,17 +353,18 @@ func TestBundlesPutExpectedVersion(t *testing.T) {
 			want := []proto.Message{&berthv1.BundleAdminServicePutBundleRequest{
 				NodeId: bundleNodeID, ExpectedVersion: tc.wantExpected, Sealed: req.GetSealed(),
 			}}
-			if tc.wantInfo {
-				want = append([]proto.Message{&berthv1.GetBundleInfoRequest{NodeId: bundleNodeID}}, want...)
-			}
+			// The next version is asked for in any case: it is what the
+			// bundle is signed for.
+			want = append([]proto.Message{&berthv1.ListBundleHistoryRequest{NodeId: bundleNodeID}}, want...)
 			checkRequests(t, bundles, want...)
 			var out map[string]any
 			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 				t.Fatal(err)
 			}
-			if out["version"] != float64(tc.wantExpected+1) {
-				t.Errorf("version = %v, want %d", out["version"], tc.wantExpected+1)
+			if out["version"] != float64(next) {
+				t.Errorf("version = %v, want %d", out["version"], next)
 			}
+			nodeOpens(t, pki, key, next, req.GetSealed())
 		})
 	}
 }
@@ -359,12 +385,13 @@ func TestBundlePutJSONContract(t *testing.T) {
 		"node_id":    bundleNodeID,
 		"version":    float64(4),
 		"state":      "approved",
-		"size":       float64(len(putRequest(t, bundles).GetSealed())),
+		"size":       float64(fakeSize),
 		"sha256":     fakeDigest,
 		"kem_id":     float64(0x647a),
 		"author":     "admin:admin",
 		"created_at": "2026-11-21T12:00:00Z",
 		"files":      float64(3),
+		"signed_by":  "spiffe://" + trustDomain + "/admin/admin",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("JSON (-want +got):\n%s", diff)
@@ -414,6 +441,7 @@ func TestBundlesGetJSONContract(t *testing.T) {
 			"state":      "pending",
 			"size":       float64(1804),
 			"sha256":     fakeDigest[:60] + "4444",
+			"signed_by":  "node",
 			"kem_id":     float64(0x647a),
 			"author":     "node:" + bundleNodeID,
 			"created_at": "2026-11-21T11:55:00Z",
@@ -544,9 +572,9 @@ func TestBundlesUsageErrors(t *testing.T) {
 		hint string // second line: the command whose help is suggested
 	}{
 		{"missing bundles command", []string{"bundles"},
-			"berthctl: bundles: missing command (one of: put, get, history, approve, reset)", "berthctl bundles"},
+			"berthctl: bundles: missing command (one of: put, seal, get, history, approve, reset)", "berthctl bundles"},
 		{"unknown bundles command", []string{"bundles", "show", "n"},
-			`berthctl: bundles: unknown command "show" (one of: put, get, history, approve, reset)`, "berthctl bundles"},
+			`berthctl: bundles: unknown command "show" (one of: put, seal, get, history, approve, reset)`, "berthctl bundles"},
 		{"put without node", []string{"bundles", "put", "--file", hostname},
 			"berthctl: bundles put: missing node ID", put},
 		{"put two nodes", []string{"bundles", "put", "a", "b", "--file", hostname},
@@ -739,7 +767,7 @@ func TestBundlesServerErrors(t *testing.T) {
 		}, []string{"bundles", "put", bundleNodeID, "--dir", src},
 			"berthctl: put bundle for node n-7f3a9c: seal bundle: unsupported or malformed bundle key: public key does not parse for KEM 0x647a", false},
 		{"put current version unavailable", func(_ *fakeAdmin, b *fakeBundles) {
-			b.getBundleInfo = func(context.Context, *berthv1.GetBundleInfoRequest) (*berthv1.GetBundleInfoResponse, error) {
+			b.listBundleHistory = func(context.Context, *berthv1.ListBundleHistoryRequest) (*berthv1.ListBundleHistoryResponse, error) {
 				return nil, fail(codes.Internal, "internal error")
 			}
 		}, []string{"bundles", "put", bundleNodeID, "--dir", src},
@@ -867,7 +895,7 @@ func TestBundlesServerAddress(t *testing.T) {
 		r := reg.run("bundles", "put", bundleNodeID, "--dir", src, "--bundles-server", bun.addr)
 		checkOK(t, r)
 		checkRequests(t, admin, &berthv1.GetNodeRequest{Id: bundleNodeID})
-		checkSealed(t, key, putRequest(t, bundles), sampleFiles()[1:2])
+		checkSealed(t, pki, key, 4, putRequest(t, bundles), sampleFiles()[1:2])
 	})
 
 	// A registration server without the bundles service, reached through

@@ -135,7 +135,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", nil, []string{"nodes", "list", "--timeout", "soon"},
 			`berthctl: invalid timeout "soon" from --timeout: want a positive Go duration such as 30s or 2m`, "berthctl nodes list"},
 		{"missing bundles subcommand", nil, []string{"bundles"},
-			"berthctl: bundles: missing command (one of: put, get, history, approve, reset)", "berthctl bundles"},
+			"berthctl: bundles: missing command (one of: put, seal, get, history, approve, reset)", "berthctl bundles"},
 		{"bad bundles server env is only used when needed", map[string]string{"BERTH_OUTPUT": "xml", "BERTH_BUNDLES_SERVER": "x:1"}, []string{"bundles", "get", "n-1"},
 			`berthctl: invalid output format "xml" from BERTH_OUTPUT: want table or json`, "berthctl bundles get"},
 		{"watch argument", nil, []string{"watch", "heartbeat"},

@@ -66,6 +66,13 @@ func handle[Req proto.Message, Resp any](ctx context.Context, f *recorder, metho
 	return fn(ctx, req)
 }
 
+// reset forgets the requests received so far.
+func (f *recorder) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = nil
+}
+
 // received returns the requests received so far.
 func (f *recorder) received() []call {
 	f.mu.Lock()

@@ -61,12 +61,15 @@ type nodeJSON struct {
 	UpdatedAt          string            `json:"updated_at"`
 	ReplacementAllowed bool              `json:"replacement_allowed"`
 	TokenID            string            `json:"token_id"`
+	// BundleKey is what bundles seal --key-file takes.
+	BundleKey *bundleKeyJSON `json:"bundle_key,omitempty"`
 }
 
 // nodeView is n in the JSON contract, with its health h (nil: unknown).
 func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	v := nodeJSON{
 		ID:                 n.GetId(),
+		BundleKey:          bundleKeyView(n.GetBundleKey()),
 		Status:             statusName(n.GetStatus()),
 		Hostname:           n.GetFacts().GetHostname(),
 		HardwareUUID:       n.GetFacts().GetHardwareUuid(),

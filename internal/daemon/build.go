@@ -209,6 +209,8 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	b.background(ctx, revoked.Run)
 	svc, err := bundles.New(bundles.Config{
 		Store:           store,
+		TrustDomain:     layout.TrustDomain,
+		Roots:           layout.RootPool(),
 		MaxBundleSize:   c.BundleMaxSize,
 		Keep:            c.BundleHistory,
 		RequireApproval: c.BundleRequireApproval,

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,11 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -98,10 +98,12 @@ func caHashOf(path string) (string, error) {
 
 // admin holds the admin connections of a run, one per address.
 type admin struct {
-	conn  Conn
-	tls   *tls.Config
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conn Conn
+	tls  *tls.Config
+	// signer signs the bundles the storm puts: the admin credential.
+	signer *bundle.Signer
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
 }
 
 func newAdmin(c Conn) (*admin, error) {
@@ -113,7 +115,23 @@ func newAdmin(c Conn) (*admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CA certificates %s: %w", c.CAFile, err)
 	}
-	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), conns: map[string]*grpc.ClientConn{}}, nil
+	var chain []*x509.Certificate
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parse admin certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	key, _ := cert.PrivateKey.(crypto.Signer)
+	if key == nil {
+		return nil, fmt.Errorf("admin key %s cannot sign", c.KeyFile)
+	}
+	signer, err := bundle.NewAdminSigner(chain, key)
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate %s cannot sign bundles: %w", c.CertFile, err)
+	}
+	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), signer: signer, conns: map[string]*grpc.ClientConn{}}, nil
 }
 
 func (a *admin) dial(addr string) (*grpc.ClientConn, error) {
@@ -243,17 +261,18 @@ func (a *admin) ensureBundle(ctx context.Context, n *node) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	info, err := call(ctx, func(ctx context.Context) (*berthv1.GetBundleInfoResponse, error) {
-		return c.GetBundleInfo(ctx, &berthv1.GetBundleInfoRequest{NodeId: n.id})
+	h, err := call(ctx, func(ctx context.Context) (*berthv1.ListBundleHistoryResponse, error) {
+		return c.ListBundleHistory(ctx, &berthv1.ListBundleHistoryRequest{NodeId: n.id})
 	})
-	switch {
-	case status.Code(err) == codes.NotFound:
-	case err != nil:
-		return false, fmt.Errorf("bundle info of %s: %w", n.hostname, err)
-	case info.GetCurrent() != nil:
-		return false, nil
+	if err != nil {
+		return false, fmt.Errorf("bundle history of %s: %w", n.hostname, err)
 	}
-	sealed, err := n.sealBundle()
+	for _, v := range h.GetVersions() {
+		if v.GetState() == berthv1.BundleState_BUNDLE_STATE_APPROVED {
+			return false, nil
+		}
+	}
+	sealed, err := n.sealBundle(h.GetNextVersion(), a.signer)
 	if err != nil {
 		return false, fmt.Errorf("seal bundle of %s: %w", n.hostname, err)
 	}

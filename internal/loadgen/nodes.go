@@ -151,14 +151,14 @@ func (n *node) bundleFiles() []bundle.File {
 	}
 }
 
-// sealBundle seals the node's bundle to its own bundle key, as the engine
-// would.
-func (n *node) sealBundle() ([]byte, error) {
+// sealBundle seals the node's bundle to its own bundle key and signs it
+// for version v, as the engine would.
+func (n *node) sealBundle(v int64, s *bundle.Signer) ([]byte, error) {
 	src, err := n.keys()
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
 	kemID, pub := keys.BundlePublic(src.BundleKey())
-	return bundle.Seal(kemID, pub, n.id, n.bundleFiles())
+	return bundle.Seal(bundle.Target{NodeID: n.id, KEM: kemID, Public: pub, Version: v}, bundle.Contents{Files: n.bundleFiles()}, s)
 }

@@ -41,19 +41,30 @@ func TestBundleKeyOpensOnlyInItsTPM(t *testing.T) {
 	t.Run("berth bundle", func(t *testing.T) {
 		kemID, pub := a.BundleKey().KEM().ID(), a.BundleKey().PublicKey().Bytes()
 		files := []bundle.File{{Path: "etc/berth/role", Mode: 0o644, Content: []byte("compute\n")}}
-		sealed, err := bundle.Seal(kemID, pub, "node-1", files)
+		// The node signs its own bundle with its identity key, in the TPM.
+		signer, err := bundle.NewNodeSigner("berth.test", a.Identity())
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := bundle.Open(a.BundleKey(), "node-1", sealed)
+		sealed, err := bundle.Seal(bundle.Target{NodeID: "node-1", KEM: kemID, Public: pub, Version: 1}, bundle.Contents{Files: files}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := bundle.Verifier{TrustDomain: "berth.test", NodeID: "node-1", Version: 1, NodeKey: a.Identity().Public()}
+		got, err := bundle.Open(a.BundleKey(), sealed, v)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
-		if len(got) != 1 || !bytes.Equal(got[0].Content, files[0].Content) {
+		if len(got.Files) != 1 || !bytes.Equal(got.Files[0].Content, files[0].Content) || got.SignedBy.String() != "node" {
 			t.Fatalf("opened %+v", got)
 		}
-		if _, err := bundle.Open(b.BundleKey(), "node-1", sealed); !errors.Is(err, bundle.ErrDecrypt) {
+		if _, err := bundle.Open(b.BundleKey(), sealed, v); !errors.Is(err, bundle.ErrDecrypt) {
 			t.Fatalf("open with another TPM's key = %v, want ErrDecrypt", err)
+		}
+		// Checked against another TPM's identity key, the self-signature fails.
+		v.NodeKey = b.Identity().Public()
+		if _, err := bundle.Open(a.BundleKey(), sealed, v); !errors.Is(err, bundle.ErrSignature) {
+			t.Fatalf("verify with another TPM's identity key = %v, want ErrSignature", err)
 		}
 	})
 

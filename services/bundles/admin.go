@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -31,11 +32,21 @@ func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServ
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	b, err := a.s.put(ctx, log, req.GetNodeId(), caller(ctx).String(), up, bundlestore.PutOptions{ReplacePending: true})
+	v, err := a.s.checkSignature(ctx, req.GetNodeId(), up, signer{kind: bundle.SignerAdmin})
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.BundleAdminServicePutBundleResponse{Info: infoToProto(b.Meta)}, nil
+	// Only the pending version the signature's number was read with is
+	// superseded: a node upload that came since took the number, and this
+	// write must be signed again.
+	b, err := a.s.put(ctx, log, req.GetNodeId(), caller(ctx).String(), up, bundlestore.PutOptions{ReplacePending: v.pending != 0})
+	if errors.Is(err, bundlestore.ErrPendingExists) {
+		err = versionError{signed: up.parsed.Signature.Version, next: up.parsed.Signature.Version + 1}
+	}
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	return &berthv1.BundleAdminServicePutBundleResponse{Info: infoToProto(b.Meta, signedBy(b.Sealed))}, nil
 }
 
 // GetBundleInfo describes a node's current and pending versions.
@@ -48,14 +59,14 @@ func (a adminServer) GetBundleInfo(ctx context.Context, req *berthv1.GetBundleIn
 	cur, err := a.s.store.Get(ctx, req.GetNodeId())
 	switch {
 	case err == nil:
-		resp.Current = infoToProto(cur.Meta)
+		resp.Current = infoToProto(cur.Meta, signedBy(cur.Sealed))
 	case !errors.Is(err, bundlestore.ErrNotFound):
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	pending, err := a.s.store.Pending(ctx, req.GetNodeId())
 	switch {
 	case err == nil:
-		resp.Pending = infoToProto(pending.Meta)
+		resp.Pending = infoToProto(pending.Meta, signedBy(pending.Sealed))
 	case !errors.Is(err, bundlestore.ErrNotFound):
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -75,9 +86,10 @@ func (a adminServer) ListBundleHistory(ctx context.Context, req *berthv1.ListBun
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	resp := &berthv1.ListBundleHistoryResponse{Versions: make([]*berthv1.BundleInfo, 0, len(h))}
+	resp := &berthv1.ListBundleHistoryResponse{Versions: make([]*berthv1.BundleInfo, 0, len(h)), NextVersion: 1}
 	for _, m := range h {
-		resp.Versions = append(resp.Versions, infoToProto(m))
+		resp.Versions = append(resp.Versions, infoToProto(m, ""))
+		resp.NextVersion = max(resp.NextVersion, m.Version+1)
 	}
 	return resp, nil
 }
@@ -97,7 +109,7 @@ func (a adminServer) ApproveBundle(ctx context.Context, req *berthv1.ApproveBund
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundle approved", attrAuthor, caller(ctx).String(), attrDigest, b.Digest)
-	return &berthv1.ApproveBundleResponse{Info: infoToProto(b.Meta)}, nil
+	return &berthv1.ApproveBundleResponse{Info: infoToProto(b.Meta, signedBy(b.Sealed))}, nil
 }
 
 // ResetBundle drops a node's current and pending versions.
@@ -113,7 +125,7 @@ func (a adminServer) ResetBundle(ctx context.Context, req *berthv1.ResetBundleRe
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundle reset", attrAuthor, author, attrVersion, m.Version)
-	return &berthv1.ResetBundleResponse{Info: infoToProto(m)}, nil
+	return &berthv1.ResetBundleResponse{Info: infoToProto(m, "")}, nil
 }
 
 // GetSealedBundle returns a node's current bundle with its content.

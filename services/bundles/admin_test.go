@@ -31,11 +31,11 @@ func TestApprovalHold(t *testing.T) {
 		c, admin := e.nodeClient(t, a), e.admin(t)
 		ctx := context.Background()
 
-		v1 := config(t, a, "v1")
+		v1 := e.adminConfig(t, a, "v1")
 		if info := putAdmin(t, admin, "node-a", 0, v1); info.GetState() != approved {
 			t.Fatalf("an administrator's write is %v, want approved at once", info.GetState())
 		}
-		v2 := config(t, a, "v2")
+		v2 := e.config(t, a, "v2")
 		info := putNode(t, c, 1, v2)
 		if info.GetState() != pending || info.GetVersion() != 2 {
 			t.Fatalf("node upload = %v, want version 2 pending", info)
@@ -47,7 +47,7 @@ func TestApprovalHold(t *testing.T) {
 		// A second upload is refused, and changes nothing.
 		before := e.history(t, "node-a")
 		for _, expected := range []int64{1, 2} {
-			_, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: expected, Sealed: config(t, a, "v3")})
+			_, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: expected, Sealed: e.config(t, a, "v3")})
 			wantStatus(t, err, codes.FailedPrecondition, msgPendingExists)
 		}
 		if d := cmp.Diff(before, e.history(t, "node-a")); d != "" {
@@ -96,11 +96,11 @@ func TestApprovalHold(t *testing.T) {
 		_, err = admin.ApproveBundle(ctx, &berthv1.ApproveBundleRequest{NodeId: "node-a", Version: 1})
 		wantStatus(t, err, codes.FailedPrecondition, msgNotPending)
 		// Uploads are accepted again.
-		if info := putNode(t, c, 2, config(t, a, "v3")); info.GetVersion() != 3 || info.GetState() != pending {
+		if info := putNode(t, c, 2, e.config(t, a, "v3")); info.GetVersion() != 3 || info.GetState() != pending {
 			t.Errorf("next upload = %v", info)
 		}
 		// An administrator's write replaces the waiting upload.
-		if info := putAdmin(t, admin, "node-a", 2, config(t, a, "v4")); info.GetVersion() != 4 || info.GetState() != approved {
+		if info := putAdmin(t, admin, "node-a", 2, e.adminConfig(t, a, "v4")); info.GetVersion() != 4 || info.GetState() != approved {
 			t.Errorf("admin write over a pending upload = %v", info)
 		}
 		want := []string{"4:approved:admin:admin", "3:superseded:node:node-a", "2:superseded:node:node-a", "1:superseded:admin:admin"}
@@ -115,7 +115,7 @@ func TestFirstUploadHeld(t *testing.T) {
 		e := newEnv(t, engine, func(c *Config) { c.RequireApproval = true })
 		a := e.newNode(t, "node-a", p256)
 		c, admin := e.nodeClient(t, a), e.admin(t)
-		putNode(t, c, 0, config(t, a, "v1"))
+		putNode(t, c, 0, e.config(t, a, "v1"))
 		_, err := c.GetBundle(context.Background(), &berthv1.GetBundleRequest{})
 		wantStatus(t, err, codes.NotFound, msgNoBundle)
 		_, err = admin.GetSealedBundle(context.Background(), &berthv1.GetSealedBundleRequest{NodeId: "node-a"})
@@ -132,10 +132,10 @@ func TestNodeAsksForApproval(t *testing.T) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
 		c := e.nodeClient(t, a)
-		if info := putNode(t, c, 0, config(t, a, "v1")); info.GetState() != approved {
+		if info := putNode(t, c, 0, e.config(t, a, "v1")); info.GetState() != approved {
 			t.Fatalf("upload = %v, want approved", info.GetState())
 		}
-		resp, err := c.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: config(t, a, "v2"), RequireApproval: true})
+		resp, err := c.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: e.config(t, a, "v2"), RequireApproval: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func TestApprovalPolicy(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.node, func(t *testing.T) {
 				n := e.newNode(t, tt.node, p256)
-				resp, err := e.nodeClient(t, n).PutBundle(context.Background(), &berthv1.PutBundleRequest{Sealed: config(t, n, "x")})
+				resp, err := e.nodeClient(t, n).PutBundle(context.Background(), &berthv1.PutBundleRequest{Sealed: e.config(t, n, "x")})
 				if tt.code != codes.OK {
 					wantStatus(t, err, tt.code, msgPolicyUnavailable)
 					if h := e.history(t, tt.node); len(h) != 0 {
@@ -206,7 +206,7 @@ func TestReset(t *testing.T) {
 		a := e.newNode(t, "node-a", xwing)
 		c, admin := e.nodeClient(t, a), e.admin(t)
 		ctx := context.Background()
-		putNode(t, c, 0, config(t, a, "v1"))
+		putNode(t, c, 0, e.config(t, a, "v1"))
 		e.clock.Advance(time.Minute)
 		resp, err := admin.ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: "node-a"})
 		if err != nil {
@@ -223,9 +223,9 @@ func TestReset(t *testing.T) {
 		wantStatus(t, err, codes.NotFound, msgNoBundle)
 		_, err = admin.ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: "node-a"})
 		wantStatus(t, err, codes.NotFound, msgNoBundle)
-		_, err = c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: config(t, a, "v3")})
+		_, err = c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: e.config(t, a, "v3")})
 		wantStatus(t, err, codes.FailedPrecondition, msgStale)
-		if info := putNode(t, c, 0, config(t, a, "v3")); info.GetVersion() != 3 {
+		if info := putNode(t, c, 0, e.config(t, a, "v3")); info.GetVersion() != 3 {
 			t.Errorf("upload after reset = version %d, want 3", info.GetVersion())
 		}
 
@@ -250,7 +250,7 @@ func TestHistoryKeep(t *testing.T) {
 		a := e.newNode(t, "node-a", p256)
 		c := e.nodeClient(t, a)
 		for v := range int64(5) {
-			putNode(t, c, v, config(t, a, "v"))
+			putNode(t, c, v, e.config(t, a, "v"))
 		}
 		resp, err := e.admin(t).ListBundleHistory(context.Background(), &berthv1.ListBundleHistoryRequest{NodeId: "node-a"})
 		if err != nil {
@@ -292,16 +292,16 @@ func TestRevoked(t *testing.T) {
 			}
 		})
 		a, b := e.newNode(t, "node-a", xwing), e.newNode(t, "node-b", xwing)
-		putAdmin(t, e.admin(t), "node-a", 0, config(t, a, "v1"))
+		putAdmin(t, e.admin(t), "node-a", 0, e.adminConfig(t, a, "v1"))
 		ca := e.nodeClient(t, a)
 		_, err := ca.GetBundle(context.Background(), &berthv1.GetBundleRequest{})
 		wantStatus(t, err, codes.PermissionDenied, msgRevoked)
-		_, err = ca.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: config(t, a, "v2")})
+		_, err = ca.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: e.config(t, a, "v2")})
 		wantStatus(t, err, codes.PermissionDenied, msgRevoked)
 		if h := e.history(t, "node-a"); len(h) != 1 {
 			t.Errorf("a revoked node changed its bundle: %v", h)
 		}
-		putNode(t, e.nodeClient(t, b), 0, config(t, b, "v1"))
+		putNode(t, e.nodeClient(t, b), 0, e.config(t, b, "v1"))
 		if serial["node-a"] != a.serial || serial["node-b"] != b.serial {
 			t.Errorf("revocation hook saw serials %v, want node-a %s and node-b %s", serial, a.serial, b.serial)
 		}
@@ -314,7 +314,7 @@ func TestAdminValidation(t *testing.T) {
 		admin := e.admin(t)
 		ctx := context.Background()
 		a := e.newNode(t, "node-a", p256)
-		good := config(t, a, "x")
+		good := e.config(t, a, "x")
 		for _, id := range []string{"", "Node-A", "node_a", "-a", "a/../b", strings.Repeat("a", 64), "node a"} {
 			t.Run(id, func(t *testing.T) {
 				calls := map[string]error{}
@@ -337,8 +337,8 @@ func TestDeleteBundles(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a, b := e.newNode(t, "node-a", xwing), e.newNode(t, "node-b", xwing)
-		putNode(t, e.nodeClient(t, a), 0, config(t, a, "a"))
-		putNode(t, e.nodeClient(t, b), 0, config(t, b, "b"))
+		putNode(t, e.nodeClient(t, a), 0, e.config(t, a, "a"))
+		putNode(t, e.nodeClient(t, b), 0, e.config(t, b, "b"))
 		reg := e.adminClient(t, e.identities(t)["registration"])
 		for range 2 {
 			if _, err := reg.DeleteBundles(context.Background(), &berthv1.DeleteBundlesRequest{NodeId: "node-a"}); err != nil {

@@ -3,6 +3,7 @@ package bundles
 import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -14,7 +15,9 @@ var stateNames = map[bundlestore.State]berthv1.BundleState{
 	bundlestore.StateReset:      berthv1.BundleState_BUNDLE_STATE_RESET,
 }
 
-func infoToProto(m bundlestore.Meta) *berthv1.BundleInfo {
+// infoToProto describes a version; signedBy is who signed it (signedBy),
+// or empty where the content is not at hand.
+func infoToProto(m bundlestore.Meta, signedBy string) *berthv1.BundleInfo {
 	return &berthv1.BundleInfo{
 		NodeId:    m.NodeID,
 		Version:   m.Version,
@@ -24,9 +27,24 @@ func infoToProto(m bundlestore.Meta) *berthv1.BundleInfo {
 		KemId:     uint32(m.KEMID),
 		Author:    m.Author,
 		CreatedAt: timestamppb.New(m.CreatedAt),
+		SignedBy:  signedBy,
 	}
 }
 
+// signedBy reads who signed a stored bundle from its bytes, without
+// verifying anything (the write was verified): an admin's SPIFFE ID,
+// "node", or "unsigned" for format version 1; empty without content.
+func signedBy(sealed []byte) string {
+	if len(sealed) == 0 {
+		return ""
+	}
+	p, err := bundle.Parse(sealed)
+	if err != nil {
+		return "unknown"
+	}
+	return p.SignedBy()
+}
+
 func sealedToProto(b bundlestore.Bundle) *berthv1.SealedBundle {
-	return &berthv1.SealedBundle{Info: infoToProto(b.Meta), Sealed: b.Sealed}
+	return &berthv1.SealedBundle{Info: infoToProto(b.Meta, signedBy(b.Sealed)), Sealed: b.Sealed}
 }

@@ -23,14 +23,20 @@ const (
 	msgNotNode           = "caller is not a node"
 	msgRevoked           = "node certificate is revoked"
 	msgPolicyUnavailable = "the node's approval policy is unavailable; retry later"
+	msgWrongTarget       = "sealed is signed for another node or another trust domain"
+	msgSigner            = "sealed is signed by a signer this deployment does not trust: an administrator's write must be signed by an admin certificate of this trust domain, a node's upload by the node's own identity key"
+	msgSignature         = "sealed: the bundle's signature does not verify"
 )
 
 // Validation rules, shown after the field name.
 const (
-	ruleNodeID   = ident.NodeIDRule
-	ruleExpected = "must be the version being replaced, or 0 for none"
-	ruleVersion  = "must be a positive version number"
-	ruleSealed   = "must be a bundle sealed in berth's bundle format, version 1"
+	ruleNodeID      = ident.NodeIDRule
+	ruleExpected    = "must be the version being replaced, or 0 for none"
+	ruleVersion     = "must be a positive version number"
+	ruleSealed      = "must be a bundle sealed and signed in berth's bundle format, version 2"
+	ruleUnsigned    = "is an unsigned bundle (format version 1), which agents refuse; seal it again with a current berthctl, which signs it"
+	ruleAdminSigned = "must be signed by an admin credential for an administrator's write"
+	ruleNodeSigned  = "must be signed by the node's own identity key for a node's upload"
 )
 
 // Errors of the service core. Store errors are mapped as well.
@@ -40,7 +46,20 @@ var (
 	errNotNode           = errors.New(msgNotNode)
 	errRevoked           = errors.New(msgRevoked)
 	errPolicyUnavailable = errors.New(msgPolicyUnavailable)
+	errWrongTarget       = errors.New(msgWrongTarget)
+	errSigner            = errors.New(msgSigner)
+	errSignature         = errors.New(msgSignature)
 )
+
+// versionError is a bundle signed for another version than the one the
+// store gives the next write. Its message holds two numbers, safe to show,
+// that tell the writer what to sign.
+type versionError struct{ signed, next int64 }
+
+func (e versionError) Error() string {
+	return fmt.Sprintf("the bundle is signed for version %d, but the next version of this node's bundle is %d; seal and sign it again for version %d",
+		e.signed, e.next, e.next)
+}
 
 // tooLargeError is a bundle over the size limit. Its message holds two
 // numbers, which are safe to show and tell the writer what to aim for.
@@ -50,9 +69,23 @@ func (e tooLargeError) Error() string {
 	return fmt.Sprintf("bundle is %d bytes; the limit is %d", e.size, e.limit)
 }
 
+// raceError is a write stored under another number than it is signed
+// for, because a concurrent write took the number (see Service.put).
+type raceError struct{ stored, signed int64 }
+
+func (e raceError) Error() string {
+	return fmt.Sprintf("a concurrent write took version %d: this bundle was stored as version %d, which nodes refuse because it is signed for %d; seal and sign it again for version %d",
+		e.signed, e.stored, e.signed, e.stored+1)
+}
+
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
 	rpcerr.As(codes.ResourceExhausted, tooLargeError.Error),
+	rpcerr.As(codes.FailedPrecondition, versionError.Error),
+	rpcerr.As(codes.FailedPrecondition, raceError.Error),
+	rpcerr.Is(errWrongTarget, codes.InvalidArgument, msgWrongTarget),
+	rpcerr.Is(errSigner, codes.InvalidArgument, msgSigner),
+	rpcerr.Is(errSignature, codes.InvalidArgument, msgSignature),
 	rpcerr.Is(errNoVersion, codes.NotFound, msgNoVersion),
 	rpcerr.Is(errNoBundle, codes.NotFound, msgNoBundle),
 	rpcerr.Is(bundlestore.ErrNotFound, codes.NotFound, msgNoBundle),

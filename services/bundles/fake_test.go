@@ -31,3 +31,19 @@ func (d downStore) Reset(context.Context, string, string, time.Time, int) (bundl
 	return bundlestore.Meta{}, d.err
 }
 func (d downStore) Delete(context.Context, string) error { return d.err }
+
+// racingStore is a real store that runs race once, just before the next
+// Put, as a concurrent writer (another replica) would between the
+// service's reading of version numbers and its write.
+type racingStore struct {
+	bundlestore.Store
+	race func()
+}
+
+func (r *racingStore) Put(ctx context.Context, nodeID string, expected int64, b bundlestore.Bundle, opts bundlestore.PutOptions) (bundlestore.Bundle, error) {
+	if race := r.race; race != nil {
+		r.race = nil
+		race()
+	}
+	return r.Store.Put(ctx, nodeID, expected, b, opts)
+}

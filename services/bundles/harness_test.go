@@ -2,9 +2,11 @@ package bundles
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/hpke"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,7 +79,7 @@ func newEnv(t *testing.T, engine string, edit func(*Config)) *env {
 	srv := grpctest.New(t, grpctest.Config{Clock: clk, Logger: log})
 	e := &env{srv: srv, layout: srv.Layout, clock: clk, logs: logs}
 	e.store, e.dbDir = newStore(t, engine)
-	c := Config{Store: e.store, Logger: log, Clock: clk}
+	c := Config{Store: e.store, TrustDomain: e.layout.TrustDomain, Roots: e.layout.RootPool(), Logger: log, Clock: clk}
 	if edit != nil {
 		edit(&c)
 	}
@@ -148,20 +150,87 @@ var (
 	p256  = hpke.DHKEM(ecdh.P256())
 )
 
-// sealFor seals files for n, as the agent or berthctl does.
-func sealFor(t *testing.T, n *node, files ...bundle.File) []byte {
+// signers says who signs a test bundle: the node itself or the admin.
+type signers int
+
+const (
+	byNode signers = iota
+	byAdmin
+)
+
+// sealAt seals files for n and signs them for version v, as the agent
+// (byNode) or berthctl (byAdmin) does.
+func (e *env) sealAt(t *testing.T, n *node, by signers, v int64, files ...bundle.File) []byte {
 	t.Helper()
-	sealed, err := bundle.Seal(n.bundleKey.KEM().ID(), n.bundleKey.PublicKey().Bytes(), n.id, files)
+	sealed, err := bundle.Seal(bundle.Target{NodeID: n.id, KEM: n.bundleKey.KEM().ID(), Public: n.bundleKey.PublicKey().Bytes(), Version: v},
+		bundle.Contents{Files: files}, e.signer(t, n, by))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sealed
 }
 
-// config returns a distinct one-file bundle for n.
-func config(t *testing.T, n *node, text string) []byte {
+func (e *env) signer(t *testing.T, n *node, by signers) *bundle.Signer {
 	t.Helper()
-	return sealFor(t, n, bundle.File{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte(text)})
+	if by == byNode {
+		s, err := bundle.NewNodeSigner(e.layout.TrustDomain, n.cert.PrivateKey.(crypto.Signer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return adminSigner(t, e.srv.AdminCert(t))
+}
+
+// adminSigner makes a bundle signer of an admin TLS certificate.
+func adminSigner(t *testing.T, cert tls.Certificate) *bundle.Signer {
+	t.Helper()
+	var chain []*x509.Certificate
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	s, err := bundle.NewAdminSigner(chain, cert.PrivateKey.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// next is the version number the store gives n's next write.
+func (e *env) next(t *testing.T, n *node) int64 {
+	t.Helper()
+	v, err := e.svc.versions(context.Background(), n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.next
+}
+
+// sealFor seals files for n's next version, signed by.
+func (e *env) sealFor(t *testing.T, n *node, by signers, files ...bundle.File) []byte {
+	t.Helper()
+	return e.sealAt(t, n, by, e.next(t, n), files...)
+}
+
+// config returns a distinct one-file bundle for n's next version, signed
+// by n itself.
+func (e *env) config(t *testing.T, n *node, text string) []byte {
+	t.Helper()
+	return e.sealFor(t, n, byNode, confFile(text))
+}
+
+// adminConfig is config signed by the admin.
+func (e *env) adminConfig(t *testing.T, n *node, text string) []byte {
+	t.Helper()
+	return e.sealFor(t, n, byAdmin, confFile(text))
+}
+
+func confFile(text string) bundle.File {
+	return bundle.File{Path: "etc/berth/node.conf", Mode: 0o600, Content: []byte(text)}
 }
 
 func wantCode(t *testing.T, err error, want codes.Code) { t.Helper(); grpctest.WantCode(t, err, want) }

@@ -2,8 +2,22 @@
 // configuration bundle, sealed by the writer to the node's bundle key, in
 // versions, with compare-and-swap writes, a size limit, an optional hold
 // for approval, resets and a short history. It stores and serves ciphertext
-// only; it reads no more of a bundle than its clear-text header
-// (internal/bundle.ParseHeader).
+// only; it reads no more of a bundle than its clear-text header and its
+// signature (internal/bundle.Parse).
+//
+// # Signatures
+//
+// Every write must be a bundle of format version 2, signed for the node,
+// in the service's trust domain, and for the version number the store gives
+// it (one above the highest used; ListBundleHistory and GetBundleVersions
+// tell it): an administrator's write by an admin certificate chaining to
+// the deployment's root, a node's upload by the node's own identity key
+// (the key of its client certificate). The service holds no key that can
+// sign a bundle. Checking signatures here is defence in depth and makes
+// mistakes fail at once: the agent verifies again before it applies
+// anything, and trusts neither this service nor its database. Bundles of
+// format version 1, unsigned, that stores hold from before are still
+// served, for old agents; current agents refuse them.
 //
 // Nodes call BundleService for their own bundle, named by their
 // certificate; the management engine calls BundleAdminService, which also
@@ -21,6 +35,7 @@ package bundles
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +43,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/lifecycle"
@@ -46,6 +62,7 @@ const (
 	attrSize    = "size"
 	attrDigest  = "sha256"
 	attrAuthor  = "author"
+	attrSigned  = "signed_by"
 )
 
 // Defaults for Config, and Run's period.
@@ -61,6 +78,12 @@ const (
 type Config struct {
 	// Store keeps the bundles. Required.
 	Store bundlestore.Store
+	// TrustDomain is the deployment's trust domain, which bundles must be
+	// signed in. Required.
+	TrustDomain string
+	// Roots are the deployment's roots, which admin signers must chain
+	// to. Required.
+	Roots *x509.CertPool
 	// MaxBundleSize is the largest sealed bundle accepted, in bytes;
 	// DefaultMaxBundleSize when 0. It is checked apart from the gRPC
 	// server's own limit on message size, which must be larger.
@@ -94,6 +117,8 @@ type Service struct {
 	berthv1.UnsafeBundleServiceServer
 
 	store            bundlestore.Store
+	trustDomain      string
+	roots            *x509.CertPool
 	maxSize          int
 	keep             int
 	requireApproval  bool
@@ -113,6 +138,10 @@ func New(c Config) (*Service, error) {
 	switch {
 	case c.Store == nil:
 		return nil, errors.New("bundles: Config.Store is required")
+	case c.TrustDomain == "":
+		return nil, errors.New("bundles: Config.TrustDomain is required")
+	case c.Roots == nil:
+		return nil, errors.New("bundles: Config.Roots is required")
 	case c.MaxBundleSize < 0:
 		return nil, fmt.Errorf("bundles: Config.MaxBundleSize %d is negative", c.MaxBundleSize)
 	case c.Keep < 0:
@@ -140,6 +169,8 @@ func New(c Config) (*Service, error) {
 	return &Service{
 		events:           events,
 		store:            c.Store,
+		trustDomain:      c.TrustDomain,
+		roots:            c.Roots,
 		maxSize:          c.MaxBundleSize,
 		keep:             c.Keep,
 		requireApproval:  c.RequireApproval,
@@ -163,6 +194,8 @@ func (s *Service) Policy() rpc.Policy {
 	p := rpc.Policy{
 		berthv1.BundleService_GetBundle_FullMethodName: rpc.Node,
 		berthv1.BundleService_PutBundle_FullMethodName: rpc.Node,
+		// Version numbers only: what a node needs to sign its own upload.
+		berthv1.BundleService_GetBundleVersions_FullMethodName: rpc.Node,
 	}
 	d := berthv1.BundleAdminService_ServiceDesc
 	for _, m := range d.Methods {
@@ -222,6 +255,21 @@ func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*
 	return &berthv1.GetBundleResponse{Bundle: sealedToProto(b)}, nil
 }
 
+// GetBundleVersions tells the calling node its bundle's version numbers,
+// the next one among them, which its own uploads must be signed for.
+func (s *Service) GetBundleVersions(ctx context.Context, _ *berthv1.GetBundleVersionsRequest) (*berthv1.GetBundleVersionsResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	nodeID, err := s.node(ctx)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	v, err := s.versions(ctx, nodeID)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log.With(attrNode, nodeID), err)
+	}
+	return &berthv1.GetBundleVersionsResponse{Current: v.current, Pending: v.pending, Next: v.next}, nil
+}
+
 // PutBundle stores an upload of the calling node, held for approval when
 // the service, the node's policy or the node itself asks for it.
 func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
@@ -235,6 +283,9 @@ func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
+	if _, err := s.checkSignature(ctx, nodeID, up, signer{kind: bundle.SignerNode, nodeKey: caller(ctx).Leaf.PublicKey}); err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
 	hold, err := s.mustHold(ctx, nodeID, req.GetRequireApproval())
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
@@ -243,7 +294,7 @@ func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.PutBundleResponse{Info: infoToProto(b.Meta)}, nil
+	return &berthv1.PutBundleResponse{Info: infoToProto(b.Meta, signedBy(b.Sealed))}, nil
 }
 
 // mustHold decides whether a node's upload waits for approval. The node
@@ -263,12 +314,21 @@ func (s *Service) mustHold(ctx context.Context, nodeID string, asked bool) (bool
 }
 
 // put stores a validated upload for nodeID, written by author.
+//
+// The signature was checked against the version number the store would
+// give the next write, read before the write. Writes that could come in
+// between fail the store's compare-and-swap on the current version, or
+// (node uploads) find a pending version, except an administrator's reset
+// of a node whose only version is pending, racing an administrator's write:
+// that write is then stored one number later than it is signed for, which
+// put reports, and which agents refuse (keeping their files). The store
+// cannot yet compare the number inside the write's transaction.
 func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author string, up upload, opts bundlestore.PutOptions) (bundlestore.Bundle, error) {
 	opts.Keep = s.keep
 	in := bundlestore.Bundle{
 		Meta: bundlestore.Meta{
 			Digest:    up.digest,
-			KEMID:     up.header.KEM,
+			KEMID:     up.parsed.Header.KEM,
 			Author:    author,
 			CreatedAt: s.clock.Now(),
 		},
@@ -279,6 +339,11 @@ func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author stri
 		return bundlestore.Bundle{}, err
 	}
 	log.Info("bundle stored", attrAuthor, author, attrVersion, b.Version, attrState, string(b.State),
-		attrSize, b.Size, attrDigest, b.Digest)
+		attrSize, b.Size, attrDigest, b.Digest, attrSigned, up.parsed.SignedBy())
+	if signed := up.parsed.Signature.Version; b.Version != signed {
+		log.Error("a concurrent write moved the version number; the stored bundle is signed for another version and nodes will refuse it",
+			attrVersion, b.Version, "signed_version", signed)
+		return bundlestore.Bundle{}, raceError{stored: b.Version, signed: signed}
+	}
 	return b, nil
 }

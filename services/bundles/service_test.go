@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -73,6 +74,10 @@ func TestAuthorization(t *testing.T) {
 				_, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{Sealed: garbage})
 				return err
 			},
+			"GetBundleVersions": func(c berthv1.BundleServiceClient) error {
+				_, err := c.GetBundleVersions(ctx, &berthv1.GetBundleVersionsRequest{})
+				return err
+			},
 		}
 		adminCalls := map[string]func(berthv1.BundleAdminServiceClient) error{
 			"PutBundle": func(c berthv1.BundleAdminServiceClient) error {
@@ -121,8 +126,9 @@ func TestAuthorization(t *testing.T) {
 			return m
 		}
 		nodeTests := map[string]map[string]codes.Code{
-			"GetBundle": others(map[string]codes.Code{"node": notFound}),
-			"PutBundle": others(map[string]codes.Code{"node": invalid}),
+			"GetBundle":         others(map[string]codes.Code{"node": notFound}),
+			"PutBundle":         others(map[string]codes.Code{"node": invalid}),
+			"GetBundleVersions": others(map[string]codes.Code{"node": ok}),
 		}
 		adminTests := map[string]map[string]codes.Code{
 			"PutBundle":         others(map[string]codes.Code{"admin": invalid}),
@@ -163,7 +169,7 @@ func TestAuthorization(t *testing.T) {
 // TestNodeRequestsNameNoNode checks the node API's shape: the node is its
 // certificate, and no request field could name another.
 func TestNodeRequestsNameNoNode(t *testing.T) {
-	for _, m := range []protoreflect.ProtoMessage{&berthv1.GetBundleRequest{}, &berthv1.PutBundleRequest{}} {
+	for _, m := range []protoreflect.ProtoMessage{&berthv1.GetBundleRequest{}, &berthv1.PutBundleRequest{}, &berthv1.GetBundleVersionsRequest{}} {
 		fields := m.ProtoReflect().Descriptor().Fields()
 		for i := range fields.Len() {
 			if name := string(fields.Get(i).Name()); strings.Contains(name, "node") || strings.Contains(name, "id") {
@@ -178,7 +184,7 @@ func TestNodeIsolation(t *testing.T) {
 		e := newEnv(t, engine, nil)
 		a, b := e.newNode(t, "node-a", xwing), e.newNode(t, "node-b", p256)
 		ca, cb := e.nodeClient(t, a), e.nodeClient(t, b)
-		sealedA := config(t, a, "I am node A")
+		sealedA := e.config(t, a, "I am node A")
 
 		info := putNode(t, ca, 0, sealedA)
 		if info.GetNodeId() != "node-a" || info.GetVersion() != 1 || info.GetAuthor() != "node:node-a" || info.GetState() != berthv1.BundleState_BUNDLE_STATE_APPROVED {
@@ -188,9 +194,9 @@ func TestNodeIsolation(t *testing.T) {
 		_, err := cb.GetBundle(context.Background(), &berthv1.GetBundleRequest{})
 		wantStatus(t, err, codes.NotFound, msgNoBundle)
 		// Node B's writes land on its own bundle, whatever it expects.
-		_, err = cb.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: config(t, b, "B")})
+		_, err = cb.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: e.config(t, b, "B")})
 		wantStatus(t, err, codes.FailedPrecondition, msgStale)
-		if got := putNode(t, cb, 0, config(t, b, "I am node B")); got.GetNodeId() != "node-b" || got.GetVersion() != 1 {
+		if got := putNode(t, cb, 0, e.config(t, b, "I am node B")); got.GetNodeId() != "node-b" || got.GetVersion() != 1 {
 			t.Fatalf("node B's upload = %v", got)
 		}
 		if got := getNode(t, ca); !bytes.Equal(got.GetSealed(), sealedA) || got.GetInfo().GetVersion() != 1 {
@@ -223,13 +229,13 @@ func TestSealStoreFetchOpen(t *testing.T) {
 					{Path: "etc/app/app.conf", Mode: 0o640, Owner: "root", Group: "app", Content: []byte(secret + "\n")},
 					{Path: "etc/hostname", Mode: 0o644, Content: []byte(n.id + "\n")},
 				}
-				sealed := sealFor(t, n, files...)
+				sealed := e.sealFor(t, n, byAdmin, files...)
 				// An administrator writes it (as the engine would), the node reads it.
 				info := putAdmin(t, e.admin(t), n.id, 0, sealed)
 				want := &berthv1.BundleInfo{
 					NodeId: n.id, Version: 1, State: berthv1.BundleState_BUNDLE_STATE_APPROVED, Size: int64(len(sealed)),
 					Sha256: bundle.Digest(sealed), KemId: uint32(n.bundleKey.KEM().ID()), Author: "admin:admin",
-					CreatedAt: timestamppb.New(e.clock.Now()),
+					CreatedAt: timestamppb.New(e.clock.Now()), SignedBy: "spiffe://" + e.layout.TrustDomain + "/admin/admin",
 				}
 				if d := cmp.Diff(want, info, protocmp.Transform()); d != "" {
 					t.Errorf("PutBundle info (-want +got):\n%s", d)
@@ -238,16 +244,18 @@ func TestSealStoreFetchOpen(t *testing.T) {
 				if d := cmp.Diff(&berthv1.SealedBundle{Info: want, Sealed: sealed}, got, protocmp.Transform()); d != "" {
 					t.Errorf("GetBundle (-want +got):\n%s", d)
 				}
-				opened, err := bundle.Open(n.bundleKey, n.id, got.GetSealed())
+				v := bundle.Verifier{TrustDomain: e.layout.TrustDomain, NodeID: n.id, Version: 1, Roots: e.layout.RootPool()}
+				opened, err := bundle.Open(n.bundleKey, got.GetSealed(), v)
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
-				if d := cmp.Diff([]bundle.File{files[0], files[1]}, opened); d != "" {
+				if d := cmp.Diff([]bundle.File{files[0], files[1]}, opened.Files); d != "" {
 					t.Errorf("opened files (-want +got):\n%s", d)
 				}
 				// Claimed for another node, the same bytes do not open.
-				if _, err := bundle.Open(n.bundleKey, "node-c", got.GetSealed()); !errors.Is(err, bundle.ErrDecrypt) {
-					t.Errorf("Open as another node: err = %v, want ErrDecrypt", err)
+				v.NodeID = "node-c"
+				if _, err := bundle.Open(n.bundleKey, got.GetSealed(), v); !errors.Is(err, bundle.ErrWrongTarget) {
+					t.Errorf("Open as another node: err = %v, want ErrWrongTarget", err)
 				}
 
 				stored, err := e.store.Get(context.Background(), n.id)
@@ -295,7 +303,7 @@ func TestPutSizeLimit(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", p256)
-		header := config(t, a, "x")[:bundle.HeaderSize]
+		header := e.config(t, a, "x")[:bundle.HeaderSize]
 		sized := func(n int) []byte {
 			b := make([]byte, n)
 			rand.Read(b)
@@ -310,9 +318,8 @@ func TestPutSizeLimit(t *testing.T) {
 		if h := e.history(t, "node-a"); len(h) != 0 {
 			t.Fatalf("an oversized bundle was stored: %v", h)
 		}
-		// At the limit is fine. (The server cannot tell these bytes from a
-		// genuine bundle; only the node can.)
-		if info := putNode(t, c, 0, sized(1<<20)); info.GetSize() != 1<<20 {
+		// At the limit is fine.
+		if info := putNode(t, c, 0, e.sealOfSize(t, a, 1<<20)); info.GetSize() != 1<<20 {
 			t.Errorf("size = %d", info.GetSize())
 		}
 		_, err = c.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: 1, Sealed: sized(2 << 20)})
@@ -326,7 +333,7 @@ func TestPutSizeLimit(t *testing.T) {
 		b := small.newNode(t, "node-b", xwing)
 		random := make([]byte, 4096)
 		rand.Read(random)
-		sealed := sealFor(t, b, bundle.File{Path: "blob", Mode: 0o600, Content: random})
+		sealed := small.sealFor(t, b, byNode, bundle.File{Path: "blob", Mode: 0o600, Content: random})
 		_, err = small.nodeClient(t, b).PutBundle(context.Background(), &berthv1.PutBundleRequest{Sealed: sealed})
 		wantStatus(t, err, codes.ResourceExhausted, "bundle is "+strconv.Itoa(len(sealed))+" bytes; the limit is 4096")
 		if h := small.history(t, "node-b"); len(h) != 0 {
@@ -335,11 +342,30 @@ func TestPutSizeLimit(t *testing.T) {
 	})
 }
 
+// sealOfSize seals random content for n's next version, signed by n, to a
+// bundle of exactly size bytes. (The signature's length varies by a byte
+// or two, so it tries until one fits.)
+func (e *env) sealOfSize(t *testing.T, n *node, size int) []byte {
+	t.Helper()
+	content := make([]byte, size)
+	rand.Read(content) // incompressible
+	n0 := size
+	for range 100 {
+		b := e.sealFor(t, n, byNode, bundle.File{Path: "blob", Mode: 0o600, Content: content[:n0]})
+		if len(b) == size {
+			return b
+		}
+		n0 = min(size, max(0, n0+(size-len(b))))
+	}
+	t.Fatalf("no bundle of %d bytes", size)
+	return nil
+}
+
 func TestPutInvalid(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
-		good := config(t, a, "x")
+		good := e.config(t, a, "x")
 		edit := func(f func([]byte)) []byte {
 			b := bytes.Clone(good)
 			f(b)
@@ -354,7 +380,9 @@ func TestPutInvalid(t *testing.T) {
 			{"empty", 0, nil, "sealed " + ruleSealed},
 			{"garbage", 0, []byte("#cloud-config\npassword: hunter2\n"), "sealed " + ruleSealed},
 			{"plain text of the size of a bundle", 0, bytes.Repeat([]byte("a"), len(good)), "sealed " + ruleSealed},
-			{"format version 2", 0, edit(func(b []byte) { b[8] = 2 }), "sealed " + ruleSealed},
+			{"format version 3", 0, edit(func(b []byte) { b[8] = 3 }), "sealed " + ruleSealed},
+			{"unsigned (format version 1)", 0, unsignedV1(good), "sealed " + ruleUnsigned},
+			{"no signature block", 0, good[:len(good)-len(signatureBlock(t, good))], "sealed " + ruleSealed},
 			{"unknown KEM", 0, edit(func(b []byte) { b[9], b[10] = 0xff, 0xff }), "sealed " + ruleSealed},
 			{"truncated", 0, good[:bundle.HeaderSize+10], "sealed " + ruleSealed},
 			{"negative expected version", -1, good, "expected_version " + ruleExpected},
@@ -379,21 +407,21 @@ func TestCompareAndSwap(t *testing.T) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
 		c, admin := e.nodeClient(t, a), e.admin(t)
-		v1 := config(t, a, "v1")
+		v1 := e.config(t, a, "v1")
 		putNode(t, c, 0, v1)
 		for _, expected := range []int64{0, 2, 9} {
-			_, err := c.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: expected, Sealed: config(t, a, "lost")})
+			_, err := c.PutBundle(context.Background(), &berthv1.PutBundleRequest{ExpectedVersion: expected, Sealed: e.config(t, a, "lost")})
 			wantStatus(t, err, codes.FailedPrecondition, msgStale)
-			_, err = admin.PutBundle(context.Background(), &berthv1.BundleAdminServicePutBundleRequest{NodeId: "node-a", ExpectedVersion: expected, Sealed: config(t, a, "lost")})
+			_, err = admin.PutBundle(context.Background(), &berthv1.BundleAdminServicePutBundleRequest{NodeId: "node-a", ExpectedVersion: expected, Sealed: e.adminConfig(t, a, "lost")})
 			wantStatus(t, err, codes.FailedPrecondition, msgStale)
 		}
 		if got := getNode(t, c); !bytes.Equal(got.GetSealed(), v1) {
 			t.Fatal("a stale write changed the bundle")
 		}
-		if info := putNode(t, c, 1, config(t, a, "v2")); info.GetVersion() != 2 {
+		if info := putNode(t, c, 1, e.config(t, a, "v2")); info.GetVersion() != 2 {
 			t.Errorf("version = %d, want 2", info.GetVersion())
 		}
-		if info := putAdmin(t, admin, "node-a", 2, config(t, a, "v3")); info.GetVersion() != 3 || info.GetAuthor() != "admin:admin" {
+		if info := putAdmin(t, admin, "node-a", 2, e.adminConfig(t, a, "v3")); info.GetVersion() != 3 || info.GetAuthor() != "admin:admin" {
 			t.Errorf("admin write = %v", info)
 		}
 		want := []string{"3:approved:admin:admin", "2:superseded:node:node-a", "1:superseded:node:node-a"}
@@ -410,11 +438,11 @@ func TestConcurrentWrites(t *testing.T) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", p256)
 		c := e.nodeClient(t, a)
-		putNode(t, c, 0, config(t, a, "v1"))
+		putNode(t, c, 0, e.config(t, a, "v1"))
 		const n = 6
 		sealed := make([][]byte, n)
 		for i := range sealed {
-			sealed[i] = config(t, a, "racer "+strconv.Itoa(i))
+			sealed[i] = e.config(t, a, "racer "+strconv.Itoa(i))
 		}
 		codesSeen := make([]codes.Code, n)
 		var wg sync.WaitGroup
@@ -452,10 +480,12 @@ func TestNew(t *testing.T) {
 		c       Config
 		wantErr bool
 	}{
-		{"defaults", Config{Store: s}, false},
-		{"no store", Config{}, true},
-		{"negative limit", Config{Store: s, MaxBundleSize: -1}, true},
-		{"negative keep", Config{Store: s, Keep: -1}, true},
+		{"defaults", Config{Store: s, TrustDomain: "berth.test", Roots: x509.NewCertPool()}, false},
+		{"no store", Config{TrustDomain: "berth.test", Roots: x509.NewCertPool()}, true},
+		{"no trust domain", Config{Store: s, Roots: x509.NewCertPool()}, true},
+		{"no roots", Config{Store: s, TrustDomain: "berth.test"}, true},
+		{"negative limit", Config{Store: s, TrustDomain: "berth.test", Roots: x509.NewCertPool(), MaxBundleSize: -1}, true},
+		{"negative keep", Config{Store: s, TrustDomain: "berth.test", Roots: x509.NewCertPool(), Keep: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -475,7 +505,7 @@ func TestLogs(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
-		sealed := config(t, a, "x")
+		sealed := e.config(t, a, "x")
 		putNode(t, e.nodeClient(t, a), 0, sealed)
 		logs := e.logs.String()
 		for _, enc := range []string{base64.StdEncoding.EncodeToString(sealed[bundle.HeaderSize:]), hex.EncodeToString(sealed[bundle.HeaderSize:])} {
@@ -496,7 +526,7 @@ func TestStoreUnavailable(t *testing.T) {
 	e := newEnv(t, pgtest.SQLite, func(c *Config) { c.Store = downStore{Store: c.Store, err: down} })
 	a := e.newNode(t, "node-a", p256)
 	node, admin := e.nodeClient(t, a), e.admin(t)
-	sealed := config(t, a, "x")
+	sealed, adminSealed := e.sealAt(t, a, byNode, 1, confFile("x")), e.sealAt(t, a, byAdmin, 1, confFile("x"))
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"GetBundle": func() error { _, err := node.GetBundle(ctx, &berthv1.GetBundleRequest{}); return err },
@@ -505,7 +535,11 @@ func TestStoreUnavailable(t *testing.T) {
 			return err
 		},
 		"admin PutBundle": func() error {
-			_, err := admin.PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{NodeId: a.id, Sealed: sealed})
+			_, err := admin.PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{NodeId: a.id, Sealed: adminSealed})
+			return err
+		},
+		"GetBundleVersions": func() error {
+			_, err := node.GetBundleVersions(ctx, &berthv1.GetBundleVersionsRequest{})
 			return err
 		},
 		"GetBundleInfo": func() error {

@@ -74,7 +74,7 @@ func bundleLife(t *testing.T, e *env) {
 	a := e.newNode(t, "node-a", xwing)
 	c, admin := e.nodeClient(t, a), e.admin(t)
 	ctx := context.Background()
-	putNode(t, c, 0, config(t, a, "v1"))
+	putNode(t, c, 0, e.config(t, a, "v1"))
 	e.clock.Advance(time.Minute)
 	if _, err := admin.ApproveBundle(ctx, &berthv1.ApproveBundleRequest{NodeId: "node-a", Version: 1}); err != nil {
 		t.Fatal(err)
@@ -83,10 +83,10 @@ func bundleLife(t *testing.T, e *env) {
 	if _, err := admin.ApproveBundle(ctx, &berthv1.ApproveBundleRequest{NodeId: "node-a", Version: 1}); err != nil {
 		t.Fatal(err)
 	}
-	putAdmin(t, admin, "node-a", 1, config(t, a, "v2"))
-	putNode(t, c, 2, config(t, a, "v3"))
+	putAdmin(t, admin, "node-a", 1, e.adminConfig(t, a, "v2"))
+	putNode(t, c, 2, e.config(t, a, "v3"))
 	// A refused upload records nothing.
-	_, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: 2, Sealed: config(t, a, "v4")})
+	_, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: 2, Sealed: e.config(t, a, "v4")})
 	wantCode(t, err, codes.FailedPrecondition)
 	if _, err := admin.ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: "node-a"}); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestWatchBundleEvents(t *testing.T) {
 		// Live again, and filtered.
 		b := e.newNode(t, "node-b", xwing)
 		filtered := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: []string{"node-b"}, Types: []string{"bundle_updated"}})
-		putNode(t, e.nodeClient(t, b), 0, config(t, b, "b1"))
+		putNode(t, e.nodeClient(t, b), 0, e.config(t, b, "b1"))
 		want := []string{"bundle_updated node-b 1 pending node:node-b"}
 		if d := cmp.Diff(want, summary(again.next(t, 1))); d != "" {
 			t.Errorf("live after reconnecting (-want +got):\n%s", d)
@@ -155,7 +155,7 @@ func TestWatchBundleEventsAuthorization(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
-		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		putNode(t, e.nodeClient(t, a), 0, e.config(t, a, "v1"))
 		for name, cert := range e.identities(t) {
 			t.Run(name, func(t *testing.T) {
 				w := watchEvents(t, e.adminClient(t, cert), nil)
@@ -203,7 +203,7 @@ func TestWatchBundleEventsBadFilters(t *testing.T) {
 			})
 		}
 		a := e.newNode(t, "node-0", xwing)
-		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		putNode(t, e.nodeClient(t, a), 0, e.config(t, a, "v1"))
 		if got := watchEvents(t, admin, &berthv1.LifecycleFilter{NodeIds: many[:100]}).next(t, 1); got[0].GetNodeId() != "node-0" {
 			t.Errorf("watch of 100 nodes: %v", got)
 		}
@@ -217,14 +217,14 @@ func TestWatchBundleEventsRetention(t *testing.T) {
 		a := e.newNode(t, "node-a", xwing)
 		c := e.nodeClient(t, a)
 		for v := range int64(3) {
-			putNode(t, c, v, config(t, a, fmt.Sprint(v)))
+			putNode(t, c, v, e.config(t, a, fmt.Sprint(v)))
 		}
 		if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 0 {
 			t.Fatalf("PruneEvents within retention = %d, %v", n, err)
 		}
 		evs := watchEvents(t, admin, nil).next(t, 3)
 		e.clock.Advance(2 * time.Hour)
-		putNode(t, c, 3, config(t, a, "kept"))
+		putNode(t, c, 3, e.config(t, a, "kept"))
 		if n, err := e.svc.PruneEvents(context.Background()); err != nil || n != 3 {
 			t.Fatalf("PruneEvents = %d, %v; want 3", n, err)
 		}
@@ -240,7 +240,7 @@ func TestRunEndsWatches(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		e := newEnv(t, engine, nil)
 		a := e.newNode(t, "node-a", xwing)
-		putNode(t, e.nodeClient(t, a), 0, config(t, a, "v1"))
+		putNode(t, e.nodeClient(t, a), 0, e.config(t, a, "v1"))
 		w := watchEvents(t, e.admin(t), nil)
 		w.next(t, 1)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -143,7 +143,8 @@ func BenchmarkBootWithBundle(b *testing.B) {
 				creds := e.register(b, n, true)
 				content := make([]byte, size)
 				rand.Read(content) // incompressible: the sealed size is the real size
-				e.putBundle(b, creds.GetNodeId(), []bundle.File{{Path: "etc/berth/config", Mode: 0o600, Content: content}})
+				info := e.putBundle(b, creds.GetNodeId(), []bundle.File{{Path: "etc/berth/config", Mode: 0o600, Content: content}})
+				verify := e.nodeVerifier(creds.GetNodeId(), info.GetVersion())
 				pin, _ := mtls.ParseCAHash(e.layout.CAHash())
 				self, err := mtls.SelfSigned(n.key)
 				if err != nil {
@@ -153,7 +154,7 @@ func BenchmarkBootWithBundle(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					sealed := bootOnce(b, e, n, self, pin, inline)
-					if _, err := bundle.Open(n.bundleKey, creds.GetNodeId(), sealed); err != nil {
+					if _, err := bundle.Open(n.bundleKey, sealed, verify); err != nil {
 						b.Fatal(err)
 					}
 				}

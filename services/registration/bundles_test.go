@@ -3,6 +3,8 @@ package registration
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"testing"
 
@@ -11,8 +13,9 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// putBundle seals files to the node's registered bundle key, as the engine
-// does, and stores them through the admin API.
+// putBundle seals files to the node's registered bundle key and signs them
+// with the admin credential for the next version, as the engine does, and
+// stores them through the admin API.
 func (e *env) putBundle(t testing.TB, nodeID string, files []bundle.File) *berthv1.BundleInfo {
 	t.Helper()
 	ctx := context.Background()
@@ -21,15 +24,52 @@ func (e *env) putBundle(t testing.TB, nodeID string, files []bundle.File) *berth
 		t.Fatal(err)
 	}
 	key := got.GetNode().GetBundleKey()
-	sealed, err := bundle.Seal(uint16(key.GetKemId()), key.GetPublicKey(), nodeID, files)
+	admin := berthv1.NewBundleAdminServiceClient(e.admin)
+	h, err := admin.ListBundleHistory(ctx, &berthv1.ListBundleHistoryRequest{NodeId: nodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := berthv1.NewBundleAdminServiceClient(e.admin).PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{NodeId: nodeID, Sealed: sealed})
+	var current int64
+	for _, v := range h.GetVersions() {
+		if v.GetState() == berthv1.BundleState_BUNDLE_STATE_APPROVED {
+			current = v.GetVersion()
+		}
+	}
+	sealed, err := bundle.Seal(bundle.Target{NodeID: nodeID, KEM: uint16(key.GetKemId()), Public: key.GetPublicKey(), Version: h.GetNextVersion()},
+		bundle.Contents{Files: files}, e.adminSigner(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := admin.PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{NodeId: nodeID, ExpectedVersion: current, Sealed: sealed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return resp.GetInfo()
+}
+
+// adminSigner is the deployment's admin credential as a bundle signer.
+func (e *env) adminSigner(t testing.TB) *bundle.Signer {
+	t.Helper()
+	cert := e.srv.AdminCert(t)
+	var chain []*x509.Certificate
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	s, err := bundle.NewAdminSigner(chain, cert.PrivateKey.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// nodeVerifier is what node nodeID checks a bundle served as version v
+// against.
+func (e *env) nodeVerifier(nodeID string, v int64) bundle.Verifier {
+	return bundle.Verifier{TrustDomain: e.layout.TrustDomain, NodeID: nodeID, Version: v, Roots: e.layout.RootPool()}
 }
 
 func TestResumeReturnsSealedBundleInline(t *testing.T) {
@@ -50,8 +90,8 @@ func TestResumeReturnsSealedBundleInline(t *testing.T) {
 		if b.GetInfo().GetVersion() != info.GetVersion() || len(b.GetSealed()) == 0 {
 			t.Fatalf("Resume bundle = %v, want version %d", b.GetInfo(), info.GetVersion())
 		}
-		opened, err := bundle.Open(n.bundleKey, creds.GetNodeId(), b.GetSealed())
-		if err != nil || len(opened) != 1 || !bytes.Equal(opened[0].Content, files[0].Content) {
+		opened, err := bundle.Open(n.bundleKey, b.GetSealed(), e.nodeVerifier(creds.GetNodeId(), b.GetInfo().GetVersion()))
+		if err != nil || len(opened.Files) != 1 || !bytes.Equal(opened.Files[0].Content, files[0].Content) {
 			t.Fatalf("node cannot open its inline bundle: %v %v", opened, err)
 		}
 		// A pending node gets no bundle, and is not told it has none.

@@ -119,7 +119,7 @@ func newEnvConfig(t testing.TB, b backend, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundleSvc, err := bundles.New(bundles.Config{Store: e.bs})
+	bundleSvc, err := bundles.New(bundles.Config{Store: e.bs, TrustDomain: e.layout.TrustDomain, Roots: e.layout.RootPool()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,8 +96,14 @@ type BundleInfo struct {
 	// kem_id is the HPKE KEM the bundle is sealed with (RFC 9180 section 7.1).
 	KemId uint32 `protobuf:"varint,6,opt,name=kem_id,json=kemId,proto3" json:"kem_id,omitempty"`
 	// author is who wrote or reset it: "node:<id>" or "admin:<name>".
-	Author        string                 `protobuf:"bytes,7,opt,name=author,proto3" json:"author,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Author    string                 `protobuf:"bytes,7,opt,name=author,proto3" json:"author,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// signed_by is who signed it, read from the stored bytes:
+	// "spiffe://<trust-domain>/admin/<name>" for an admin credential, "node"
+	// for the node's own identity key, "unsigned" for a bundle of format
+	// version 1 (which agents refuse); empty where the version has no content
+	// (a reset) or the listing does not read contents (history).
+	SignedBy      string `protobuf:"bytes,9,opt,name=signed_by,json=signedBy,proto3" json:"signed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +192,13 @@ func (x *BundleInfo) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *BundleInfo) GetSignedBy() string {
+	if x != nil {
+		return x.SignedBy
+	}
+	return ""
 }
 
 // SealedBundle is a version with its content.
@@ -331,7 +344,11 @@ type PutBundleRequest struct {
 	// there is none. Another value fails with FailedPrecondition and stores
 	// nothing.
 	ExpectedVersion int64 `protobuf:"varint,1,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	// sealed is the bundle, sealed to the node's own bundle key.
+	// sealed is the bundle, sealed to the node's own bundle key and signed
+	// with its identity key for the version the store gives it next
+	// (GetBundleVersions); a bundle signed for another version fails with
+	// FailedPrecondition, an unsigned or otherwise signed one with
+	// InvalidArgument.
 	Sealed []byte `protobuf:"bytes,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	// require_approval holds this upload for approval even when the service
 	// would not. A node can ask for approval, never skip it.
@@ -437,6 +454,107 @@ func (x *PutBundleResponse) GetInfo() *BundleInfo {
 	return nil
 }
 
+// GetBundleVersionsRequest is empty: the TLS session identifies the node.
+type GetBundleVersionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBundleVersionsRequest) Reset() {
+	*x = GetBundleVersionsRequest{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBundleVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBundleVersionsRequest) ProtoMessage() {}
+
+func (x *GetBundleVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBundleVersionsRequest.ProtoReflect.Descriptor instead.
+func (*GetBundleVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{6}
+}
+
+// GetBundleVersionsResponse holds the node's bundle version numbers.
+type GetBundleVersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// current is the current (approved) version, 0 when there is none.
+	Current int64 `protobuf:"varint,1,opt,name=current,proto3" json:"current,omitempty"`
+	// pending is the version waiting for approval, 0 when there is none.
+	Pending int64 `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	// next is the number the next write gets.
+	Next          int64 `protobuf:"varint,3,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBundleVersionsResponse) Reset() {
+	*x = GetBundleVersionsResponse{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBundleVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBundleVersionsResponse) ProtoMessage() {}
+
+func (x *GetBundleVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBundleVersionsResponse.ProtoReflect.Descriptor instead.
+func (*GetBundleVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetBundleVersionsResponse) GetCurrent() int64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+func (x *GetBundleVersionsResponse) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *GetBundleVersionsResponse) GetNext() int64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
 // BundleAdminServicePutBundleRequest writes a node's bundle.
 type BundleAdminServicePutBundleRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -444,7 +562,11 @@ type BundleAdminServicePutBundleRequest struct {
 	// expected_version is the current version this write replaces, 0 when
 	// there is none.
 	ExpectedVersion int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	// sealed is the bundle, sealed to the node's bundle key for this node.
+	// sealed is the bundle, sealed to the node's bundle key for this node
+	// and signed by an admin credential for the version the store gives it
+	// next (ListBundleHistoryResponse.next_version); a bundle signed for
+	// another version fails with FailedPrecondition, an unsigned or
+	// otherwise signed one with InvalidArgument.
 	Sealed        []byte `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -452,7 +574,7 @@ type BundleAdminServicePutBundleRequest struct {
 
 func (x *BundleAdminServicePutBundleRequest) Reset() {
 	*x = BundleAdminServicePutBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[6]
+	mi := &file_berth_v1_bundles_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +586,7 @@ func (x *BundleAdminServicePutBundleRequest) String() string {
 func (*BundleAdminServicePutBundleRequest) ProtoMessage() {}
 
 func (x *BundleAdminServicePutBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[6]
+	mi := &file_berth_v1_bundles_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +599,7 @@ func (x *BundleAdminServicePutBundleRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use BundleAdminServicePutBundleRequest.ProtoReflect.Descriptor instead.
 func (*BundleAdminServicePutBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BundleAdminServicePutBundleRequest) GetNodeId() string {
@@ -511,7 +633,7 @@ type BundleAdminServicePutBundleResponse struct {
 
 func (x *BundleAdminServicePutBundleResponse) Reset() {
 	*x = BundleAdminServicePutBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[7]
+	mi := &file_berth_v1_bundles_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +645,7 @@ func (x *BundleAdminServicePutBundleResponse) String() string {
 func (*BundleAdminServicePutBundleResponse) ProtoMessage() {}
 
 func (x *BundleAdminServicePutBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[7]
+	mi := &file_berth_v1_bundles_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +658,7 @@ func (x *BundleAdminServicePutBundleResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use BundleAdminServicePutBundleResponse.ProtoReflect.Descriptor instead.
 func (*BundleAdminServicePutBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BundleAdminServicePutBundleResponse) GetInfo() *BundleInfo {
@@ -556,7 +678,7 @@ type GetBundleInfoRequest struct {
 
 func (x *GetBundleInfoRequest) Reset() {
 	*x = GetBundleInfoRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	mi := &file_berth_v1_bundles_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +690,7 @@ func (x *GetBundleInfoRequest) String() string {
 func (*GetBundleInfoRequest) ProtoMessage() {}
 
 func (x *GetBundleInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	mi := &file_berth_v1_bundles_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +703,7 @@ func (x *GetBundleInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleInfoRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetBundleInfoRequest) GetNodeId() string {
@@ -605,7 +727,7 @@ type GetBundleInfoResponse struct {
 
 func (x *GetBundleInfoResponse) Reset() {
 	*x = GetBundleInfoResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	mi := &file_berth_v1_bundles_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +739,7 @@ func (x *GetBundleInfoResponse) String() string {
 func (*GetBundleInfoResponse) ProtoMessage() {}
 
 func (x *GetBundleInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	mi := &file_berth_v1_bundles_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +752,7 @@ func (x *GetBundleInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBundleInfoResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetBundleInfoResponse) GetCurrent() *BundleInfo {
@@ -657,7 +779,7 @@ type ListBundleHistoryRequest struct {
 
 func (x *ListBundleHistoryRequest) Reset() {
 	*x = ListBundleHistoryRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	mi := &file_berth_v1_bundles_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +791,7 @@ func (x *ListBundleHistoryRequest) String() string {
 func (*ListBundleHistoryRequest) ProtoMessage() {}
 
 func (x *ListBundleHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	mi := &file_berth_v1_bundles_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +804,7 @@ func (x *ListBundleHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListBundleHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListBundleHistoryRequest) GetNodeId() string {
@@ -695,15 +817,18 @@ func (x *ListBundleHistoryRequest) GetNodeId() string {
 // ListBundleHistoryResponse lists the versions kept, newest first; empty
 // for a node without bundles.
 type ListBundleHistoryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Versions      []*BundleInfo          `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Versions []*BundleInfo          `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	// next_version is the number the node's next bundle write gets, which
+	// the bundle must be signed for.
+	NextVersion   int64 `protobuf:"varint,2,opt,name=next_version,json=nextVersion,proto3" json:"next_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListBundleHistoryResponse) Reset() {
 	*x = ListBundleHistoryResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	mi := &file_berth_v1_bundles_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +840,7 @@ func (x *ListBundleHistoryResponse) String() string {
 func (*ListBundleHistoryResponse) ProtoMessage() {}
 
 func (x *ListBundleHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	mi := &file_berth_v1_bundles_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +853,7 @@ func (x *ListBundleHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListBundleHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListBundleHistoryResponse) GetVersions() []*BundleInfo {
@@ -736,6 +861,13 @@ func (x *ListBundleHistoryResponse) GetVersions() []*BundleInfo {
 		return x.Versions
 	}
 	return nil
+}
+
+func (x *ListBundleHistoryResponse) GetNextVersion() int64 {
+	if x != nil {
+		return x.NextVersion
+	}
+	return 0
 }
 
 // ApproveBundleRequest names a pending version.
@@ -749,7 +881,7 @@ type ApproveBundleRequest struct {
 
 func (x *ApproveBundleRequest) Reset() {
 	*x = ApproveBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	mi := &file_berth_v1_bundles_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +893,7 @@ func (x *ApproveBundleRequest) String() string {
 func (*ApproveBundleRequest) ProtoMessage() {}
 
 func (x *ApproveBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	mi := &file_berth_v1_bundles_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +906,7 @@ func (x *ApproveBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveBundleRequest.ProtoReflect.Descriptor instead.
 func (*ApproveBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApproveBundleRequest) GetNodeId() string {
@@ -801,7 +933,7 @@ type ApproveBundleResponse struct {
 
 func (x *ApproveBundleResponse) Reset() {
 	*x = ApproveBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[13]
+	mi := &file_berth_v1_bundles_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +945,7 @@ func (x *ApproveBundleResponse) String() string {
 func (*ApproveBundleResponse) ProtoMessage() {}
 
 func (x *ApproveBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[13]
+	mi := &file_berth_v1_bundles_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +958,7 @@ func (x *ApproveBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveBundleResponse.ProtoReflect.Descriptor instead.
 func (*ApproveBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApproveBundleResponse) GetInfo() *BundleInfo {
@@ -846,7 +978,7 @@ type ResetBundleRequest struct {
 
 func (x *ResetBundleRequest) Reset() {
 	*x = ResetBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[14]
+	mi := &file_berth_v1_bundles_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +990,7 @@ func (x *ResetBundleRequest) String() string {
 func (*ResetBundleRequest) ProtoMessage() {}
 
 func (x *ResetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[14]
+	mi := &file_berth_v1_bundles_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1003,7 @@ func (x *ResetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBundleRequest.ProtoReflect.Descriptor instead.
 func (*ResetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResetBundleRequest) GetNodeId() string {
@@ -891,7 +1023,7 @@ type ResetBundleResponse struct {
 
 func (x *ResetBundleResponse) Reset() {
 	*x = ResetBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[15]
+	mi := &file_berth_v1_bundles_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1035,7 @@ func (x *ResetBundleResponse) String() string {
 func (*ResetBundleResponse) ProtoMessage() {}
 
 func (x *ResetBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[15]
+	mi := &file_berth_v1_bundles_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1048,7 @@ func (x *ResetBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBundleResponse.ProtoReflect.Descriptor instead.
 func (*ResetBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResetBundleResponse) GetInfo() *BundleInfo {
@@ -936,7 +1068,7 @@ type GetSealedBundleRequest struct {
 
 func (x *GetSealedBundleRequest) Reset() {
 	*x = GetSealedBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[16]
+	mi := &file_berth_v1_bundles_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1080,7 @@ func (x *GetSealedBundleRequest) String() string {
 func (*GetSealedBundleRequest) ProtoMessage() {}
 
 func (x *GetSealedBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[16]
+	mi := &file_berth_v1_bundles_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1093,7 @@ func (x *GetSealedBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSealedBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetSealedBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetSealedBundleRequest) GetNodeId() string {
@@ -982,7 +1114,7 @@ type GetSealedBundleResponse struct {
 
 func (x *GetSealedBundleResponse) Reset() {
 	*x = GetSealedBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[17]
+	mi := &file_berth_v1_bundles_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1126,7 @@ func (x *GetSealedBundleResponse) String() string {
 func (*GetSealedBundleResponse) ProtoMessage() {}
 
 func (x *GetSealedBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[17]
+	mi := &file_berth_v1_bundles_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1139,7 @@ func (x *GetSealedBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSealedBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetSealedBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSealedBundleResponse) GetBundle() *SealedBundle {
@@ -1027,7 +1159,7 @@ type DeleteBundlesRequest struct {
 
 func (x *DeleteBundlesRequest) Reset() {
 	*x = DeleteBundlesRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[18]
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1171,7 @@ func (x *DeleteBundlesRequest) String() string {
 func (*DeleteBundlesRequest) ProtoMessage() {}
 
 func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[18]
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1184,7 @@ func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteBundlesRequest) GetNodeId() string {
@@ -1071,7 +1203,7 @@ type DeleteBundlesResponse struct {
 
 func (x *DeleteBundlesResponse) Reset() {
 	*x = DeleteBundlesResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[19]
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1215,7 @@ func (x *DeleteBundlesResponse) String() string {
 func (*DeleteBundlesResponse) ProtoMessage() {}
 
 func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[19]
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1228,7 @@ func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{21}
 }
 
 // WatchBundleEventsRequest selects bundle lifecycle events.
@@ -1109,7 +1241,7 @@ type WatchBundleEventsRequest struct {
 
 func (x *WatchBundleEventsRequest) Reset() {
 	*x = WatchBundleEventsRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	mi := &file_berth_v1_bundles_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1253,7 @@ func (x *WatchBundleEventsRequest) String() string {
 func (*WatchBundleEventsRequest) ProtoMessage() {}
 
 func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	mi := &file_berth_v1_bundles_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1266,7 @@ func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchBundleEventsRequest) GetFilter() *LifecycleFilter {
@@ -1154,7 +1286,7 @@ type WatchBundleEventsResponse struct {
 
 func (x *WatchBundleEventsResponse) Reset() {
 	*x = WatchBundleEventsResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	mi := &file_berth_v1_bundles_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1298,7 @@ func (x *WatchBundleEventsResponse) String() string {
 func (*WatchBundleEventsResponse) ProtoMessage() {}
 
 func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	mi := &file_berth_v1_bundles_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1311,7 @@ func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchBundleEventsResponse) GetEvent() *LifecycleEvent {
@@ -1193,7 +1325,7 @@ var File_berth_v1_bundles_proto protoreflect.FileDescriptor
 
 const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
+	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n" +
 	"\n" +
 	"BundleInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -1204,7 +1336,8 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x06kem_id\x18\x06 \x01(\rR\x05kemId\x12\x16\n" +
 	"\x06author\x18\a \x01(\tR\x06author\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"P\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1b\n" +
+	"\tsigned_by\x18\t \x01(\tR\bsignedBy\"P\n" +
 	"\fSealedBundle\x12(\n" +
 	"\x04info\x18\x01 \x01(\v2\x14.berth.v1.BundleInfoR\x04info\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\x12\n" +
@@ -1216,7 +1349,12 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x06sealed\x18\x02 \x01(\fR\x06sealed\x12)\n" +
 	"\x10require_approval\x18\x03 \x01(\bR\x0frequireApproval\"=\n" +
 	"\x11PutBundleResponse\x12(\n" +
-	"\x04info\x18\x01 \x01(\v2\x14.berth.v1.BundleInfoR\x04info\"\x80\x01\n" +
+	"\x04info\x18\x01 \x01(\v2\x14.berth.v1.BundleInfoR\x04info\"\x1a\n" +
+	"\x18GetBundleVersionsRequest\"c\n" +
+	"\x19GetBundleVersionsResponse\x12\x18\n" +
+	"\acurrent\x18\x01 \x01(\x03R\acurrent\x12\x18\n" +
+	"\apending\x18\x02 \x01(\x03R\apending\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\x03R\x04next\"\x80\x01\n" +
 	"\"BundleAdminServicePutBundleRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x12\x16\n" +
@@ -1229,9 +1367,10 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\acurrent\x18\x01 \x01(\v2\x14.berth.v1.BundleInfoR\acurrent\x12.\n" +
 	"\apending\x18\x02 \x01(\v2\x14.berth.v1.BundleInfoR\apending\"3\n" +
 	"\x18ListBundleHistoryRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"M\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"p\n" +
 	"\x19ListBundleHistoryResponse\x120\n" +
-	"\bversions\x18\x01 \x03(\v2\x14.berth.v1.BundleInfoR\bversions\"I\n" +
+	"\bversions\x18\x01 \x03(\v2\x14.berth.v1.BundleInfoR\bversions\x12!\n" +
+	"\fnext_version\x18\x02 \x01(\x03R\vnextVersion\"I\n" +
 	"\x14ApproveBundleRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"A\n" +
@@ -1257,10 +1396,11 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x15BUNDLE_STATE_APPROVED\x10\x01\x12\x18\n" +
 	"\x14BUNDLE_STATE_PENDING\x10\x02\x12\x1b\n" +
 	"\x17BUNDLE_STATE_SUPERSEDED\x10\x03\x12\x16\n" +
-	"\x12BUNDLE_STATE_RESET\x10\x042\x9b\x01\n" +
+	"\x12BUNDLE_STATE_RESET\x10\x042\xf9\x01\n" +
 	"\rBundleService\x12D\n" +
 	"\tGetBundle\x12\x1a.berth.v1.GetBundleRequest\x1a\x1b.berth.v1.GetBundleResponse\x12D\n" +
-	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse2\xd6\x05\n" +
+	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse\x12\\\n" +
+	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xd6\x05\n" +
 	"\x12BundleAdminService\x12h\n" +
 	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\x12P\n" +
 	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\x12\\\n" +
@@ -1284,7 +1424,7 @@ func file_berth_v1_bundles_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_bundles_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_berth_v1_bundles_proto_goTypes = []any{
 	(BundleState)(0),                            // 0: berth.v1.BundleState
 	(*BundleInfo)(nil),                          // 1: berth.v1.BundleInfo
@@ -1293,29 +1433,31 @@ var file_berth_v1_bundles_proto_goTypes = []any{
 	(*GetBundleResponse)(nil),                   // 4: berth.v1.GetBundleResponse
 	(*PutBundleRequest)(nil),                    // 5: berth.v1.PutBundleRequest
 	(*PutBundleResponse)(nil),                   // 6: berth.v1.PutBundleResponse
-	(*BundleAdminServicePutBundleRequest)(nil),  // 7: berth.v1.BundleAdminServicePutBundleRequest
-	(*BundleAdminServicePutBundleResponse)(nil), // 8: berth.v1.BundleAdminServicePutBundleResponse
-	(*GetBundleInfoRequest)(nil),                // 9: berth.v1.GetBundleInfoRequest
-	(*GetBundleInfoResponse)(nil),               // 10: berth.v1.GetBundleInfoResponse
-	(*ListBundleHistoryRequest)(nil),            // 11: berth.v1.ListBundleHistoryRequest
-	(*ListBundleHistoryResponse)(nil),           // 12: berth.v1.ListBundleHistoryResponse
-	(*ApproveBundleRequest)(nil),                // 13: berth.v1.ApproveBundleRequest
-	(*ApproveBundleResponse)(nil),               // 14: berth.v1.ApproveBundleResponse
-	(*ResetBundleRequest)(nil),                  // 15: berth.v1.ResetBundleRequest
-	(*ResetBundleResponse)(nil),                 // 16: berth.v1.ResetBundleResponse
-	(*GetSealedBundleRequest)(nil),              // 17: berth.v1.GetSealedBundleRequest
-	(*GetSealedBundleResponse)(nil),             // 18: berth.v1.GetSealedBundleResponse
-	(*DeleteBundlesRequest)(nil),                // 19: berth.v1.DeleteBundlesRequest
-	(*DeleteBundlesResponse)(nil),               // 20: berth.v1.DeleteBundlesResponse
-	(*WatchBundleEventsRequest)(nil),            // 21: berth.v1.WatchBundleEventsRequest
-	(*WatchBundleEventsResponse)(nil),           // 22: berth.v1.WatchBundleEventsResponse
-	(*timestamppb.Timestamp)(nil),               // 23: google.protobuf.Timestamp
-	(*LifecycleFilter)(nil),                     // 24: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),                      // 25: berth.v1.LifecycleEvent
+	(*GetBundleVersionsRequest)(nil),            // 7: berth.v1.GetBundleVersionsRequest
+	(*GetBundleVersionsResponse)(nil),           // 8: berth.v1.GetBundleVersionsResponse
+	(*BundleAdminServicePutBundleRequest)(nil),  // 9: berth.v1.BundleAdminServicePutBundleRequest
+	(*BundleAdminServicePutBundleResponse)(nil), // 10: berth.v1.BundleAdminServicePutBundleResponse
+	(*GetBundleInfoRequest)(nil),                // 11: berth.v1.GetBundleInfoRequest
+	(*GetBundleInfoResponse)(nil),               // 12: berth.v1.GetBundleInfoResponse
+	(*ListBundleHistoryRequest)(nil),            // 13: berth.v1.ListBundleHistoryRequest
+	(*ListBundleHistoryResponse)(nil),           // 14: berth.v1.ListBundleHistoryResponse
+	(*ApproveBundleRequest)(nil),                // 15: berth.v1.ApproveBundleRequest
+	(*ApproveBundleResponse)(nil),               // 16: berth.v1.ApproveBundleResponse
+	(*ResetBundleRequest)(nil),                  // 17: berth.v1.ResetBundleRequest
+	(*ResetBundleResponse)(nil),                 // 18: berth.v1.ResetBundleResponse
+	(*GetSealedBundleRequest)(nil),              // 19: berth.v1.GetSealedBundleRequest
+	(*GetSealedBundleResponse)(nil),             // 20: berth.v1.GetSealedBundleResponse
+	(*DeleteBundlesRequest)(nil),                // 21: berth.v1.DeleteBundlesRequest
+	(*DeleteBundlesResponse)(nil),               // 22: berth.v1.DeleteBundlesResponse
+	(*WatchBundleEventsRequest)(nil),            // 23: berth.v1.WatchBundleEventsRequest
+	(*WatchBundleEventsResponse)(nil),           // 24: berth.v1.WatchBundleEventsResponse
+	(*timestamppb.Timestamp)(nil),               // 25: google.protobuf.Timestamp
+	(*LifecycleFilter)(nil),                     // 26: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),                      // 27: berth.v1.LifecycleEvent
 }
 var file_berth_v1_bundles_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.BundleInfo.state:type_name -> berth.v1.BundleState
-	23, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
+	25, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: berth.v1.SealedBundle.info:type_name -> berth.v1.BundleInfo
 	2,  // 3: berth.v1.GetBundleResponse.bundle:type_name -> berth.v1.SealedBundle
 	1,  // 4: berth.v1.PutBundleResponse.info:type_name -> berth.v1.BundleInfo
@@ -1326,30 +1468,32 @@ var file_berth_v1_bundles_proto_depIdxs = []int32{
 	1,  // 9: berth.v1.ApproveBundleResponse.info:type_name -> berth.v1.BundleInfo
 	1,  // 10: berth.v1.ResetBundleResponse.info:type_name -> berth.v1.BundleInfo
 	2,  // 11: berth.v1.GetSealedBundleResponse.bundle:type_name -> berth.v1.SealedBundle
-	24, // 12: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	25, // 13: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	26, // 12: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	27, // 13: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
 	3,  // 14: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
 	5,  // 15: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
-	7,  // 16: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
-	9,  // 17: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
-	11, // 18: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
-	13, // 19: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
-	15, // 20: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
-	17, // 21: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
-	19, // 22: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
-	21, // 23: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
-	4,  // 24: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
-	6,  // 25: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
-	8,  // 26: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
-	10, // 27: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
-	12, // 28: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
-	14, // 29: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
-	16, // 30: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
-	18, // 31: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
-	20, // 32: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
-	22, // 33: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
+	7,  // 16: berth.v1.BundleService.GetBundleVersions:input_type -> berth.v1.GetBundleVersionsRequest
+	9,  // 17: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
+	11, // 18: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
+	13, // 19: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
+	15, // 20: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
+	17, // 21: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
+	19, // 22: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
+	21, // 23: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
+	23, // 24: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
+	4,  // 25: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
+	6,  // 26: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
+	8,  // 27: berth.v1.BundleService.GetBundleVersions:output_type -> berth.v1.GetBundleVersionsResponse
+	10, // 28: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
+	12, // 29: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
+	14, // 30: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
+	16, // 31: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
+	18, // 32: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
+	20, // 33: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
+	22, // 34: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
+	24, // 35: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1367,7 +1511,7 @@ func file_berth_v1_bundles_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_bundles_proto_rawDesc), len(file_berth_v1_bundles_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

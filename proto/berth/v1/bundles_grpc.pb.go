@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BundleService_GetBundle_FullMethodName = "/berth.v1.BundleService/GetBundle"
-	BundleService_PutBundle_FullMethodName = "/berth.v1.BundleService/PutBundle"
+	BundleService_GetBundle_FullMethodName         = "/berth.v1.BundleService/GetBundle"
+	BundleService_PutBundle_FullMethodName         = "/berth.v1.BundleService/PutBundle"
+	BundleService_GetBundleVersions_FullMethodName = "/berth.v1.BundleService/GetBundleVersions"
 )
 
 // BundleServiceClient is the client API for BundleService service.
@@ -44,6 +45,10 @@ type BundleServiceClient interface {
 	// version is still expected_version. The upload is held for approval when
 	// the service or the node's policy requires it, or when the node asks.
 	PutBundle(ctx context.Context, in *PutBundleRequest, opts ...grpc.CallOption) (*PutBundleResponse, error)
+	// GetBundleVersions tells the node the version numbers of its bundle:
+	// the current one, one waiting for approval, and the one the next write
+	// gets, which a bundle the node signs must be signed for.
+	GetBundleVersions(ctx context.Context, in *GetBundleVersionsRequest, opts ...grpc.CallOption) (*GetBundleVersionsResponse, error)
 }
 
 type bundleServiceClient struct {
@@ -74,6 +79,16 @@ func (c *bundleServiceClient) PutBundle(ctx context.Context, in *PutBundleReques
 	return out, nil
 }
 
+func (c *bundleServiceClient) GetBundleVersions(ctx context.Context, in *GetBundleVersionsRequest, opts ...grpc.CallOption) (*GetBundleVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBundleVersionsResponse)
+	err := c.cc.Invoke(ctx, BundleService_GetBundleVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BundleServiceServer is the server API for BundleService service.
 // All implementations must embed UnimplementedBundleServiceServer
 // for forward compatibility.
@@ -95,6 +110,10 @@ type BundleServiceServer interface {
 	// version is still expected_version. The upload is held for approval when
 	// the service or the node's policy requires it, or when the node asks.
 	PutBundle(context.Context, *PutBundleRequest) (*PutBundleResponse, error)
+	// GetBundleVersions tells the node the version numbers of its bundle:
+	// the current one, one waiting for approval, and the one the next write
+	// gets, which a bundle the node signs must be signed for.
+	GetBundleVersions(context.Context, *GetBundleVersionsRequest) (*GetBundleVersionsResponse, error)
 	mustEmbedUnimplementedBundleServiceServer()
 }
 
@@ -110,6 +129,9 @@ func (UnimplementedBundleServiceServer) GetBundle(context.Context, *GetBundleReq
 }
 func (UnimplementedBundleServiceServer) PutBundle(context.Context, *PutBundleRequest) (*PutBundleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutBundle not implemented")
+}
+func (UnimplementedBundleServiceServer) GetBundleVersions(context.Context, *GetBundleVersionsRequest) (*GetBundleVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBundleVersions not implemented")
 }
 func (UnimplementedBundleServiceServer) mustEmbedUnimplementedBundleServiceServer() {}
 func (UnimplementedBundleServiceServer) testEmbeddedByValue()                       {}
@@ -168,6 +190,24 @@ func _BundleService_PutBundle_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BundleService_GetBundleVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBundleVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BundleServiceServer).GetBundleVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BundleService_GetBundleVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BundleServiceServer).GetBundleVersions(ctx, req.(*GetBundleVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BundleService_ServiceDesc is the grpc.ServiceDesc for BundleService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +222,10 @@ var BundleService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutBundle",
 			Handler:    _BundleService_PutBundle_Handler,
+		},
+		{
+			MethodName: "GetBundleVersions",
+			Handler:    _BundleService_GetBundleVersions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
