@@ -46,5 +46,7 @@ func signedBy(sealed []byte) string {
 }
 
 func sealedToProto(b bundlestore.Bundle) *berthv1.SealedBundle {
-	return &berthv1.SealedBundle{Info: infoToProto(b.Meta, signedBy(b.Sealed)), Sealed: b.Sealed}
+	// No signed_by: this is the boot path (GetBundle, and GetSealedBundle
+	// inside every Resume), and the node verifies the signer itself.
+	return &berthv1.SealedBundle{Info: infoToProto(b.Meta, ""), Sealed: b.Sealed}
 }
