@@ -102,7 +102,9 @@ type BundleInfo struct {
 	// "spiffe://<trust-domain>/admin/<name>" for an admin credential, "node"
 	// for the node's own identity key, "unsigned" for a bundle of format
 	// version 1 (which agents refuse); empty where the version has no content
-	// (a reset) or the listing does not read contents (history).
+	// (a reset), where the listing does not read contents (history), and on
+	// the boot path (GetBundle, GetSealedBundle), where the node verifies the
+	// signer itself.
 	SignedBy      string `protobuf:"bytes,9,opt,name=signed_by,json=signedBy,proto3" json:"signed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
