@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
-	"time"
+	"net"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
@@ -46,12 +46,23 @@ type ServerConfig struct {
 	// Propagator carries trace context across services; nil uses none.
 	Propagator     propagation.TextMapPropagator
 	MaxRecvMsgSize int
+	// Limits bound what the server spends on its peers; zero fields take
+	// their defaults.
+	Limits Limits
 }
 
-// Server is a gRPC server with its health service.
+// Server is a gRPC server with its health service. Serve applies the
+// connection limits to every listener it is given.
 type Server struct {
 	*grpc.Server
 	Health *health.Server
+	limits *connLimiter
+}
+
+// Serve accepts connections on lis within the server's limits, as
+// grpc.Server.Serve does.
+func (s *Server) Serve(lis net.Listener) error {
+	return s.Server.Serve(s.limits.listen(lis))
 }
 
 // NewServer builds a server with mTLS, the interceptor chain, health and
@@ -70,6 +81,8 @@ func NewServer(c ServerConfig) *Server {
 		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Anyone,
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Anyone,
 	})
+	lim := newConnLimiter(c.Limits.withDefaults(), newLimitMetrics(c.MeterProvider, c.Name))
+	observeUnauthenticated(c.MeterProvider, c.Name, lim)
 	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(c.Cert)), c.TrustDomain, c.Roots)
 	log := c.Logger.With(AttrService, c.Name)
 	opts := []grpc.ServerOption{
@@ -80,14 +93,38 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ReadBufferSize(connBufferSize),
 		grpc.WriteBufferSize(connBufferSize),
 		grpc.SharedWriteBuffer(true),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.StatsHandler(connStats{lim: lim}),
+		grpc.InTapHandle(lim.tap(p)),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
-	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer()}
+	opts = append(opts, limitOptions(lim.limits)...)
+	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), limits: lim}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
 	registerVersion(s.Server)
 	return s
+}
+
+// limitOptions are the gRPC options of the limits that gRPC enforces itself.
+func limitOptions(l Limits) []grpc.ServerOption {
+	// Clients ping idle connections too (PermitWithoutStream), so the
+	// server must allow it; only the rate is enforced.
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: max(l.KeepaliveMinTime, 0), PermitWithoutStream: true}),
+	}
+	if on(l.MaxConcurrentStreams) {
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(l.MaxConcurrentStreams)))
+	}
+	if on(l.MaxHeaderListSize) {
+		opts = append(opts, grpc.MaxHeaderListSize(uint32(l.MaxHeaderListSize)))
+	}
+	if on(l.HandshakeTimeout) {
+		opts = append(opts, grpc.ConnectionTimeout(l.HandshakeTimeout))
+	}
+	if on(l.IdleTimeout) {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: l.IdleTimeout}))
+	}
+	return opts
 }
 
 func otelOptions(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) []otelgrpc.Option {
