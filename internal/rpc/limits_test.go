@@ -547,3 +547,27 @@ func TestLimitsCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceOf: IPv4 addresses count alone, IPv6 ones by their /64, and
+// connections without an IP address against no source.
+func TestSourceOf(t *testing.T) {
+	for _, tt := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 4000}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 4000}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), Port: 4000}, "2001:db8:1:2::"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::9"), Port: 4000}, "2001:db8:1:2::"},
+		{&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, ""},
+		{&connAddr{Addr: &net.UnixAddr{Name: "/run/x.sock", Net: "unix"}}, ""},
+	} {
+		got := ""
+		if ip, ok := sourceOf(tt.addr); ok {
+			got = ip.String()
+		}
+		if got != tt.want {
+			t.Errorf("sourceOf(%v) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+}

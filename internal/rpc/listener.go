@@ -1,11 +1,14 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc/peer"
 )
 
 // connLimiter enforces the connection limits of one server, across all
@@ -105,8 +108,10 @@ func (c *connLimiter) forget(tc *trackedConn) {
 	release(c.total)
 }
 
-// sourceOf is the IP address a connection comes from; connections that
-// have none (bufconn, unix sockets) are counted only listener-wide.
+// sourceOf is the source a connection is counted against: its IPv4
+// address, or the /64 of its IPv6 address (one host commonly holds a whole
+// /64). Connections without an IP address (bufconn, unix sockets) have
+// none and are counted only listener-wide.
 func sourceOf(a net.Addr) (netip.Addr, bool) {
 	var ip netip.Addr
 	switch a := a.(type) {
@@ -114,10 +119,35 @@ func sourceOf(a net.Addr) (netip.Addr, bool) {
 		ip = a.AddrPort().Addr()
 	case *net.UDPAddr:
 		ip = a.AddrPort().Addr()
+	case *connAddr:
+		return sourceOf(a.Addr)
 	default:
 		return netip.Addr{}, false
 	}
-	return ip.Unmap(), ip.IsValid()
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, err := ip.Prefix(64)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		ip = p.Addr()
+	}
+	return ip, ip.IsValid()
+}
+
+// Source names the address an RPC's caller is counted against in
+// per-source limits, such as the failed bootstrap tokens of the
+// registration service: the caller's IPv4 address or IPv6 /64, or "" when
+// the connection has no IP address.
+func Source(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	if ip, ok := sourceOf(p.Addr); ok {
+		return ip.String()
+	}
+	return ""
 }
 
 // uniqueAddr returns an address value that identifies one connection, so

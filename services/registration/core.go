@@ -12,6 +12,8 @@ import (
 
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/revocation"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -23,14 +25,18 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	case err == nil:
 		// The same key registering again is the same node: no token is
 		// consumed and nothing changes.
-		return existing, usable(existing, true)
+		if err := usable(existing, true); err != nil {
+			return existing, err
+		}
+		known(ctx, existing)
+		return existing, nil
 	case !errors.Is(err, regstore.ErrNotFound):
 		return regstore.Node{}, fmt.Errorf("look up key: %w", err)
 	}
 	if in.tokenID == "" {
 		return regstore.Node{}, errTokenRequired
 	}
-	tok, err := s.checkToken(ctx, in.tokenID, in.tokenSecret)
+	tok, err := s.limitedCheckToken(ctx, in.tokenID, in.tokenSecret)
 	if err != nil {
 		return regstore.Node{}, err
 	}
@@ -77,7 +83,34 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		}
 	}
 	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "")
+	known(ctx, node)
 	return node, nil
+}
+
+// limitedCheckToken is checkToken under the per-source limit on failed
+// attempts: an attempt takes one of the source's tokens up front, so that
+// concurrent guesses cannot overspend, and gets it back unless the
+// bootstrap token turned out invalid, expired or used up.
+func (s *Service) limitedCheckToken(ctx context.Context, id, secret string) (regstore.Token, error) {
+	src := rpc.Source(ctx)
+	if ok, wait := s.tokenFailures.Take(src); !ok {
+		return regstore.Token{}, rpcerr.RetryAfter(errTooManyTokenFailures, wait)
+	}
+	tok, err := s.checkToken(ctx, id, secret)
+	if !errors.Is(err, errTokenInvalid) && !errors.Is(err, regstore.ErrTokenExpired) && !errors.Is(err, regstore.ErrTokenExhausted) {
+		s.tokenFailures.Refund(src)
+	}
+	return tok, err
+}
+
+// known tells the server that the caller's connection belongs to a
+// registered, approved node, so that it stops counting against the limits
+// on unauthenticated connections: a fleet booting from behind one
+// address is then never throttled by them.
+func known(ctx context.Context, n regstore.Node) {
+	if n.Status == regstore.StatusApproved {
+		rpc.MarkAuthenticated(ctx)
+	}
 }
 
 // checkToken verifies the secret of a token. Use limits, expiry and
@@ -142,6 +175,7 @@ func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*b
 	if err := usable(node, false); err != nil {
 		return nil, err
 	}
+	known(ctx, node)
 	return s.credentials(ctx, node, bundle)
 }
 

@@ -30,6 +30,7 @@ const (
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
+	msgTokenFailures    = "too many failed bootstrap token attempts from this address; retry after the delay given"
 )
 
 // Validation rules, shown after the field name.
@@ -78,6 +79,9 @@ var (
 	errTokenNotFound      = errors.New(msgTokenNotFound)
 	errCAUnavailable      = errors.New(msgCAUnavailable)
 	errBundlesUnavailable = errors.New(msgBundlesDown)
+	// errTooManyTokenFailures is a source that failed too many token
+	// attempts; it is wrapped with the delay after which it may try again.
+	errTooManyTokenFailures = errors.New(msgTokenFailures)
 )
 
 // errorTable is the service's mapping of errors to gRPC status.
@@ -100,4 +104,5 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict),
 	rpcerr.Is(errCAUnavailable, codes.Unavailable, msgCAUnavailable),
 	rpcerr.Is(errBundlesUnavailable, codes.Unavailable, msgBundlesDown),
+	rpcerr.Is(errTooManyTokenFailures, codes.ResourceExhausted, msgTokenFailures),
 }

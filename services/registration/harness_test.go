@@ -111,8 +111,14 @@ func newEnvWith(t testing.TB, b backend, inlineBundles bool) *env {
 // changed by mod.
 func newEnvConfig(t testing.TB, b backend, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvLimits(t, b, rpc.Limits{}, mod)
+}
+
+// newEnvLimits is newEnvConfig on a server with the given connection limits.
+func newEnvLimits(t testing.TB, b backend, limits rpc.Limits, mod func(*Config)) *env {
+	t.Helper()
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	srv := grpctest.New(t, grpctest.Config{TCP: true, Clock: clk})
+	srv := grpctest.New(t, grpctest.Config{TCP: true, Clock: clk, Limits: limits})
 	e := &env{t: t, srv: srv, addr: srv.Addr, layout: srv.Layout, clock: clk}
 	e.openStores(t, b)
 	caSvc, err := ca.New(ca.Config{Signer: srv.Signer, Store: e.cas, Roots: []*x509.Certificate{e.layout.Root}, Clock: clk})

@@ -14,6 +14,7 @@
 package registration
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/ratelimit"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -64,6 +66,15 @@ type Config struct {
 	// EventRetention is how long node lifecycle events are kept
 	// (DefaultEventRetention). Run deletes older ones.
 	EventRetention time.Duration
+	// TokenFailureBurst and TokenFailureInterval limit failed bootstrap
+	// token attempts per source address: a source may fail
+	// TokenFailureBurst times in a row and earns one more attempt every
+	// TokenFailureInterval (DefaultTokenFailureBurst,
+	// DefaultTokenFailureInterval). Beyond that its attempts are refused
+	// with ResourceExhausted and a retry delay, before the token is looked
+	// at. Successful attempts cost nothing.
+	TokenFailureBurst    int
+	TokenFailureInterval time.Duration
 }
 
 // Defaults of Config and of Run.
@@ -71,6 +82,10 @@ const (
 	DefaultEventRetention = lifecycle.DefaultRetention
 	// EventPrunePeriod is how often Run deletes expired events.
 	EventPrunePeriod = lifecycle.PrunePeriod
+	// A source may fail ten times in a row, then once a minute: plenty
+	// for an operator who mistyped a token, nothing for a guesser.
+	DefaultTokenFailureBurst    = 10
+	DefaultTokenFailureInterval = time.Minute
 )
 
 // Service implements NodeAdminService, and through Register also
@@ -87,6 +102,8 @@ type Service struct {
 	clock     clock.Clock
 	// renewals collapses concurrent renewals of one node into one CA call.
 	renewals singleflight.Group
+	// tokenFailures limits failed bootstrap tokens per source address.
+	tokenFailures *ratelimit.Limiter
 
 	// events serves the node lifecycle log (WatchNodeEvents, Run).
 	events *lifecycle.Feed
@@ -112,6 +129,9 @@ func New(c Config) (*Service, error) {
 	if c.EventRetention < 0 {
 		return nil, errors.New("registration: EventRetention is negative")
 	}
+	if c.TokenFailureBurst < 0 || c.TokenFailureInterval < 0 {
+		return nil, errors.New("registration: TokenFailureBurst and TokenFailureInterval must not be negative")
+	}
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "registration", Types: regstore.EventTypes(),
 		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
@@ -122,6 +142,11 @@ func New(c Config) (*Service, error) {
 	return &Service{
 		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events,
+		tokenFailures: ratelimit.New(ratelimit.Config{
+			Burst:    cmp.Or(c.TokenFailureBurst, DefaultTokenFailureBurst),
+			Interval: cmp.Or(c.TokenFailureInterval, DefaultTokenFailureInterval),
+			Now:      c.Clock.Now,
+		}),
 	}, nil
 }
 

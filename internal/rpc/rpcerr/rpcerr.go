@@ -29,9 +29,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -56,6 +59,20 @@ func (e *InvalidError) Error() string { return e.Field + " " + e.Rule }
 // Invalid returns the validation error of field: rule is a constant that
 // reads after the field name ("must be a UUID").
 func Invalid(field, rule string) error { return &InvalidError{Field: field, Rule: rule} }
+
+// RetryError is an error after which the caller may try again once After
+// has passed; Status answers it with a google.rpc.RetryInfo detail
+// carrying that delay, beside the code and message its cause maps to.
+type RetryError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err with the delay after which a retry may succeed.
+func RetryAfter(err error, after time.Duration) error { return &RetryError{Err: err, After: after} }
 
 // Case maps the errors it matches to a code and a public message.
 type Case struct {
@@ -102,7 +119,14 @@ func (t Table) Status(ctx context.Context, log *slog.Logger, err error) error {
 		log = rpc.Logger(ctx, slog.New(slog.DiscardHandler))
 	}
 	log.Log(ctx, level, "request failed", rpc.AttrCode, code.String(), rpc.AttrError, err.Error())
-	return status.Error(code, msg)
+	st := status.New(code, msg)
+	var retry *RetryError
+	if errors.As(err, &retry) && retry.After > 0 {
+		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry.After)}); err == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
 }
 
 // Classify returns the code and public message err deserves.

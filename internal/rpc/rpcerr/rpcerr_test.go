@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -122,6 +123,31 @@ func TestStatusLogsCauseOnce(t *testing.T) {
 	}
 	if table.Status(context.Background(), nil, nil) != nil {
 		t.Error("Status(nil) is not nil")
+	}
+}
+
+// TestRetryInfo: an error wrapped by RetryAfter keeps its table's code and
+// message and carries the delay as RetryInfo; others carry no details.
+func TestRetryInfo(t *testing.T) {
+	err := table.Status(context.Background(), nil, RetryAfter(fmt.Errorf("source 10.0.0.1: %w", errGone), 1500*time.Millisecond))
+	st := status.Convert(err)
+	if st.Code() != codes.NotFound || st.Message() != "it is gone" {
+		t.Fatalf("status = %v, want the table's NotFound and message", st)
+	}
+	var infos []*errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			infos = append(infos, ri)
+		}
+	}
+	if len(infos) != 1 || infos[0].GetRetryDelay().AsDuration() != 1500*time.Millisecond {
+		t.Fatalf("details = %v, want one RetryInfo of 1.5s", st.Details())
+	}
+	if d := status.Convert(table.Status(context.Background(), nil, errGone)).Details(); len(d) != 0 {
+		t.Errorf("an error without a delay carries details %v", d)
+	}
+	if d := status.Convert(table.Status(context.Background(), nil, RetryAfter(errGone, 0))).Details(); len(d) != 0 {
+		t.Errorf("a zero delay carries details %v", d)
 	}
 }
 

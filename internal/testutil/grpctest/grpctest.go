@@ -41,6 +41,9 @@ type Config struct {
 	TCP bool
 	// Logger is the server's logger; it discards everything when nil.
 	Logger *slog.Logger
+	// Limits are the server's connection limits; zero fields take
+	// berthd's defaults.
+	Limits rpc.Limits
 }
 
 // Server is a deployment's PKI and a listener; Serve starts the gRPC
@@ -54,9 +57,10 @@ type Server struct {
 	// Addr is the loopback address with Config.TCP, else empty.
 	Addr string
 
-	log *slog.Logger
-	lis net.Listener
-	buf *bufconn.Listener
+	log    *slog.Logger
+	limits rpc.Limits
+	lis    net.Listener
+	buf    *bufconn.Listener
 }
 
 // New makes a PKI and a listener; both go away when the test ends.
@@ -72,7 +76,7 @@ func New(t testing.TB, c Config) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Layout: layout, Signer: signer, log: c.Logger}
+	s := &Server{Layout: layout, Signer: signer, log: c.Logger, limits: c.Limits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -111,7 +115,7 @@ func (s *Server) Serve(t testing.TB, name string, policy rpc.Policy, register fu
 	}
 	srv := rpc.NewServer(rpc.ServerConfig{
 		Name: name, Logger: s.log, TrustDomain: s.Layout.TrustDomain,
-		Cert: cert, Roots: s.Layout.RootPool(), Policy: policy,
+		Cert: cert, Roots: s.Layout.RootPool(), Policy: policy, Limits: s.limits,
 	})
 	register(srv)
 	go func() { _ = srv.Serve(s.lis) }()
@@ -130,7 +134,22 @@ func (s *Server) Dial(t testing.TB, cert tls.Certificate) *grpc.ClientConn {
 
 func (s *Server) dial(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
 	t.Helper()
+	return s.dialFrom(t, cfg, "")
+}
+
+// dialFrom dials from the loopback address src ("" for any).
+func (s *Server) dialFrom(t testing.TB, cfg *tls.Config, src string) *grpc.ClientConn {
+	t.Helper()
 	c := rpc.ClientConfig{Addr: s.Addr, TLS: cfg}
+	if src != "" {
+		if s.buf != nil {
+			t.Fatal("grpctest: a source address needs Config.TCP")
+		}
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c.Options = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		})}
+	}
 	if s.buf != nil {
 		c.Addr = "passthrough:///bufconn"
 		c.Options = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -190,6 +209,17 @@ func (s *Server) Bootstrap(t testing.TB, key crypto.Signer) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	return s.dial(t, mtls.PinnedClientConfig(must(t)(mtls.SelfSigned(key)), pin, serverName))
+}
+
+// BootstrapFrom is Bootstrap from the loopback address src, such as
+// "127.0.0.2", for tests of per-source limits. It needs Config.TCP.
+func (s *Server) BootstrapFrom(t testing.TB, key crypto.Signer, src string) *grpc.ClientConn {
+	t.Helper()
+	pin, err := mtls.ParseCAHash(s.Layout.CAHash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.dialFrom(t, mtls.PinnedClientConfig(must(t)(mtls.SelfSigned(key)), pin, serverName), src)
 }
 
 // Anonymous connects without a client certificate.

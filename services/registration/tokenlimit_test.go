@@ -1,0 +1,171 @@
+package registration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/rpc"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// nodeFrom is a new node whose connection comes from the loopback address src.
+func (e *env) nodeFrom(t *testing.T, uuid, src string) *node {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := e.nodeWithKey(key, uuid)
+	n.conn = e.srv.BootstrapFrom(t, key, src)
+	return n
+}
+
+// retryDelay returns the RetryInfo delay of a status, or -1.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return -1
+}
+
+// TestTokenFailuresLimited: a source address that failed
+// TokenFailureBurst token attempts is refused with ResourceExhausted and a
+// retry delay, before its token is looked at, until it earned an attempt
+// back. Other sources, successful attempts and known keys are not limited.
+func TestTokenFailuresLimited(t *testing.T) {
+	e := newEnvConfig(t, sqliteBackend, func(c *Config) {
+		c.TokenFailureBurst = 3
+		c.TokenFailureInterval = time.Minute
+	})
+	ctx := context.Background()
+	good := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
+	wrong := good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	seq := 0
+	uuid := func() string { seq++; return fmt.Sprintf("00000000-0000-4000-8000-%012d", seq) }
+	register := func(src, token string) error {
+		n := e.nodeFrom(t, uuid(), src)
+		_, err := n.client().Register(ctx, n.registerRequest(t, token))
+		return err
+	}
+
+	// An already registered node, connected from the source about to be
+	// limited: it registers again without a token check.
+	veteran := e.nodeFrom(t, uuid(), "127.0.0.1")
+	if _, err := veteran.client().Register(ctx, veteran.registerRequest(t, good)); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 3 {
+		wantCode(t, register("127.0.0.1", wrong), codes.PermissionDenied)
+	}
+	before := e.nodeCount(t)
+	for _, token := range []string{wrong, good} {
+		err := register("127.0.0.1", token)
+		wantCode(t, err, codes.ResourceExhausted)
+		if msg := status.Convert(err).Message(); msg != msgTokenFailures {
+			t.Errorf("message %q, want %q", msg, msgTokenFailures)
+		}
+		if d := retryDelay(err); d != time.Minute {
+			t.Errorf("retry delay %v, want 1m (one attempt is earned back per minute)", d)
+		}
+	}
+	if e.nodeCount(t) != before {
+		t.Fatal("a limited source registered a node")
+	}
+	if _, err := veteran.client().Register(ctx, veteran.registerRequest(t, good)); err != nil {
+		t.Fatalf("a registered key from the limited source: %v", err)
+	}
+	if _, err := veteran.client().Resume(ctx, &berthv1.ResumeRequest{}); err != nil {
+		t.Fatalf("Resume from the limited source: %v", err)
+	}
+
+	// Another source is not blocked by the first.
+	wantCode(t, register("127.0.0.2", wrong), codes.PermissionDenied)
+	wantCode(t, register("127.0.0.2", good), codes.OK)
+
+	// Successful attempts cost nothing: after five of them, a source still
+	// has its three failures.
+	for range 5 {
+		wantCode(t, register("127.0.0.3", good), codes.OK)
+	}
+	for range 3 {
+		wantCode(t, register("127.0.0.3", wrong), codes.PermissionDenied)
+	}
+	wantCode(t, register("127.0.0.3", wrong), codes.ResourceExhausted)
+
+	// Half a minute later the first source is told to wait the other half;
+	// after it, it has one attempt, and is limited again after a failure.
+	e.clock.Advance(30 * time.Second)
+	err := register("127.0.0.1", good)
+	wantCode(t, err, codes.ResourceExhausted)
+	if d := retryDelay(err); d != 30*time.Second {
+		t.Errorf("retry delay after 30s %v, want 30s", d)
+	}
+	e.clock.Advance(30 * time.Second)
+	wantCode(t, register("127.0.0.1", wrong), codes.PermissionDenied)
+	wantCode(t, register("127.0.0.1", good), codes.ResourceExhausted)
+	e.clock.Advance(time.Minute)
+	wantCode(t, register("127.0.0.1", good), codes.OK)
+}
+
+// TestTokenFailureConfig: negative limits are refused.
+func TestTokenFailureConfig(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	for _, c := range []Config{
+		{TokenFailureBurst: -1},
+		{TokenFailureInterval: -time.Second},
+	} {
+		c.Store, c.CA, c.TrustBundle = e.reg, e.ca, [][]byte{e.layout.Root.Raw}
+		if _, err := New(c); err == nil {
+			t.Errorf("New accepted %+v", c)
+		}
+	}
+}
+
+// TestKnownNodesFromOneSource: a fleet of registered nodes booting from
+// behind one address is not throttled by the per-source limit on
+// unauthenticated connections: each bare-key connection stops counting
+// once Resume or Register found its node approved. Unknown keys from that
+// address still are.
+func TestKnownNodesFromOneSource(t *testing.T) {
+	e := newEnvLimits(t, sqliteBackend, rpc.Limits{MaxUnauthenticatedPerSource: 2}, nil)
+	ctx := context.Background()
+	tok := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
+	var fleet []*node
+	for i := range 10 {
+		n := e.nodeFrom(t, fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), "127.0.0.5")
+		if _, err := n.client().Register(ctx, n.registerRequest(t, tok)); err != nil {
+			t.Fatalf("register node %d of the fleet, earlier ones still connected: %v", i, err)
+		}
+		fleet = append(fleet, n)
+	}
+	// The power comes back: every node boots again over a new connection,
+	// all of them held open.
+	for i, old := range fleet {
+		n := &node{key: old.key, conn: e.srv.BootstrapFrom(t, old.key, "127.0.0.5")}
+		if _, err := n.client().Resume(ctx, &berthv1.ResumeRequest{}); err != nil {
+			t.Fatalf("resume node %d of the fleet, earlier ones still connected: %v", i, err)
+		}
+	}
+	// Two unknown keys hold the address's two unauthenticated slots; a
+	// third connection from it is refused.
+	for i := range 2 {
+		n := e.nodeFrom(t, fmt.Sprintf("00000000-0000-4000-9000-%012d", i), "127.0.0.5")
+		_, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
+		wantCode(t, err, codes.NotFound)
+	}
+	n := e.nodeFrom(t, "00000000-0000-4000-9000-000000000009", "127.0.0.5")
+	_, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
+	wantCode(t, err, codes.Unavailable)
+}
