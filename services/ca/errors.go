@@ -18,6 +18,9 @@ const (
 	msgUnknownSerial = "no certificate with this serial was issued by this CA"
 	msgConflict      = "request conflicts with the CA's records"
 	msgNotRecorded   = "certificate could not be recorded; nothing was issued"
+	msgNoCRL         = "this CA was started without a revocation list signer"
+	// msgCRLUnavailable is the HTTP answer when no valid CRL can be had.
+	msgCRLUnavailable = "revocation list is unavailable; retry later"
 )
 
 // Validation rules, shown after the field name.
@@ -35,9 +38,13 @@ const (
 // store could not serve).
 var errNotRecorded = errors.New("signed certificate not recorded in the issued log")
 
+// errNoCRL is a CRL asked of a CA configured without a CRL signer.
+var errNoCRL = errors.New("no CRL signer configured")
+
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
 	rpcerr.Is(errNotRecorded, codes.Internal, msgNotRecorded),
+	rpcerr.Is(errNoCRL, codes.FailedPrecondition, msgNoCRL),
 	rpcerr.Is(pki.ErrBadCSR, codes.InvalidArgument, msgBadCSR),
 	rpcerr.Is(pki.ErrPolicy, codes.InvalidArgument, msgPolicy),
 	rpcerr.Is(castore.ErrNotFound, codes.NotFound, msgUnknownSerial),

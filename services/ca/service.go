@@ -6,6 +6,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/crl"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -47,6 +49,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock dates the issued log and revocations; the system clock when nil.
 	Clock clock.Clock
+	// CRLIssuer and CRLKey sign the revocation list: the intermediate that
+	// issues node certificates. Without them GetCRL answers
+	// FailedPrecondition.
+	CRLIssuer *x509.Certificate
+	CRLKey    crypto.Signer
 }
 
 // Service implements berth.v1.CertificateAuthorityService.
@@ -58,6 +65,8 @@ type Service struct {
 	roots  [][]byte
 	log    *slog.Logger
 	clock  clock.Clock
+	// crl publishes the revocation list; nil without a CRL signer.
+	crl *crl.Publisher
 }
 
 var _ berthv1.CertificateAuthorityServiceServer = (*Service)(nil)
@@ -82,7 +91,18 @@ func New(c Config) (*Service, error) {
 		}
 		roots = append(roots, r.Raw)
 	}
-	return &Service{signer: c.Signer, store: c.Store, roots: roots, log: c.Logger, clock: clock.Or(c.Clock)}, nil
+	s := &Service{signer: c.Signer, store: c.Store, roots: roots, log: c.Logger, clock: clock.Or(c.Clock)}
+	if (c.CRLIssuer == nil) != (c.CRLKey == nil) {
+		return nil, errors.New("ca: Config.CRLIssuer and Config.CRLKey go together")
+	}
+	if c.CRLIssuer != nil {
+		p, err := crl.New(crl.Config{Issuer: c.CRLIssuer, Key: c.CRLKey, Source: revocationLog(c.Store), Clock: s.clock, Logger: c.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		s.crl = p
+	}
+	return s, nil
 }
 
 // Register puts the service on a gRPC server.
@@ -91,9 +111,13 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 }
 
 // Policy says who may call what: signing and revoking are for the
-// registration service alone, the trust bundle is public, revocations are
-// for every service and admins, and the issued log for the registration
-// service and admins.
+// registration service alone, the trust bundle and the revocation list
+// are public, revocations are for every service and admins, and the
+// issued log for the registration service and admins. The CRL is public
+// because it is made to be handed out: it is signed and dated, lists
+// serials and times only, and outside checkers (and nodes, which hold no
+// other credential at boot) must be able to fetch it; it is served from
+// memory, reading the store at most every few seconds whoever asks.
 func (s *Service) Policy() rpc.Policy {
 	registration := rpc.Service(pki.ServiceRegistration)
 	return rpc.Policy{
@@ -102,6 +126,7 @@ func (s *Service) Policy() rpc.Policy {
 		berthv1.CertificateAuthorityService_GetTrustBundle_FullMethodName: rpc.Anyone,
 		berthv1.CertificateAuthorityService_GetRevocations_FullMethodName: rpc.AnyOf(anyService, rpc.Admin),
 		berthv1.CertificateAuthorityService_ListIssued_FullMethodName:     rpc.AnyOf(registration, rpc.Admin),
+		berthv1.CertificateAuthorityService_GetCRL_FullMethodName:         rpc.Anyone,
 	}
 }
 
@@ -153,6 +178,7 @@ func (s *Service) Revoke(ctx context.Context, req *berthv1.RevokeRequest) (*bert
 		return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate: %w", err))
 	}
 	log.Info("certificate revoked", attrNode, rev.NodeID, "reason", rev.Reason)
+	s.refreshCRL(ctx, log)
 	return &berthv1.RevokeResponse{Revocation: revocationToProto(rev)}, nil
 }
 

@@ -68,6 +68,7 @@ type env struct {
 	store  castore.Store
 	clock  *clock.Fake
 	logs   *grpctest.Logs
+	svc    *Service
 }
 
 // newEnv serves the service on a store of engine; wrap, when set, stands
@@ -82,11 +83,16 @@ func newEnv(t *testing.T, engine string, wrap func(castore.Store) castore.Store)
 	if wrap != nil {
 		store = wrap(store)
 	}
-	svc, err := New(Config{Signer: e.signer, Store: store, Roots: []*x509.Certificate{e.layout.Root}, Logger: log, Clock: clk})
+	sc, err := e.layout.SignerConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Serve(t, pki.ServiceCA, svc.Policy(), svc.Register)
+	e.svc, err = New(Config{Signer: e.signer, Store: store, Roots: []*x509.Certificate{e.layout.Root}, Logger: log, Clock: clk,
+		CRLIssuer: sc.Intermediate, CRLKey: sc.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve(t, pki.ServiceCA, e.svc.Policy(), e.svc.Register)
 	return e
 }
 
@@ -156,6 +162,10 @@ func TestAuthorization(t *testing.T) {
 				_, err := c.ListIssued(ctx, &berthv1.ListIssuedRequest{CountOnly: true})
 				return err
 			},
+			"GetCRL": func(c berthv1.CertificateAuthorityServiceClient) error {
+				_, err := c.GetCRL(ctx, &berthv1.GetCRLRequest{})
+				return err
+			},
 		}
 		const (
 			ok     = codes.OK
@@ -171,6 +181,7 @@ func TestAuthorization(t *testing.T) {
 			{"GetTrustBundle", map[string]codes.Code{"registration": ok, "heartbeat": ok, "admin": ok, "node": ok, "bootstrap": ok, "foreign CA": ok}},
 			{"GetRevocations", map[string]codes.Code{"registration": ok, "heartbeat": ok, "admin": ok, "node": denied, "bootstrap": unauth, "foreign CA": unauth}},
 			{"ListIssued", map[string]codes.Code{"registration": ok, "heartbeat": denied, "admin": ok, "node": denied, "bootstrap": unauth, "foreign CA": unauth}},
+			{"GetCRL", map[string]codes.Code{"registration": ok, "heartbeat": ok, "admin": ok, "node": ok, "bootstrap": ok, "foreign CA": ok}},
 		}
 		clients := map[string]berthv1.CertificateAuthorityServiceClient{}
 		for name, cert := range ids {
@@ -364,6 +375,10 @@ func TestStoreUnavailable(t *testing.T) {
 		},
 		"ListIssued count": func() error {
 			_, err := admin.ListIssued(ctx, &berthv1.ListIssuedRequest{CountOnly: true})
+			return err
+		},
+		"GetCRL": func() error {
+			_, err := admin.GetCRL(ctx, &berthv1.GetCRLRequest{})
 			return err
 		},
 	}

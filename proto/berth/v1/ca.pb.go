@@ -676,6 +676,123 @@ func (x *ListIssuedResponse) GetCount() int64 {
 	return 0
 }
 
+// GetCRLRequest is empty.
+type GetCRLRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCRLRequest) Reset() {
+	*x = GetCRLRequest{}
+	mi := &file_berth_v1_ca_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCRLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCRLRequest) ProtoMessage() {}
+
+func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_ca_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCRLRequest.ProtoReflect.Descriptor instead.
+func (*GetCRLRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{12}
+}
+
+// GetCRLResponse is the current revocation list.
+type GetCRLResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// crl is the X.509 CRL (RFC 5280), DER.
+	Crl []byte `protobuf:"bytes,1,opt,name=crl,proto3" json:"crl,omitempty"`
+	// crl_number is its CRL number, in decimal.
+	CrlNumber  string                 `protobuf:"bytes,2,opt,name=crl_number,json=crlNumber,proto3" json:"crl_number,omitempty"`
+	ThisUpdate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=this_update,json=thisUpdate,proto3" json:"this_update,omitempty"`
+	NextUpdate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_update,json=nextUpdate,proto3" json:"next_update,omitempty"`
+	// revoked is how many certificates it lists.
+	Revoked       int64 `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCRLResponse) Reset() {
+	*x = GetCRLResponse{}
+	mi := &file_berth_v1_ca_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCRLResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCRLResponse) ProtoMessage() {}
+
+func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_ca_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCRLResponse.ProtoReflect.Descriptor instead.
+func (*GetCRLResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetCRLResponse) GetCrl() []byte {
+	if x != nil {
+		return x.Crl
+	}
+	return nil
+}
+
+func (x *GetCRLResponse) GetCrlNumber() string {
+	if x != nil {
+		return x.CrlNumber
+	}
+	return ""
+}
+
+func (x *GetCRLResponse) GetThisUpdate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ThisUpdate
+	}
+	return nil
+}
+
+func (x *GetCRLResponse) GetNextUpdate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextUpdate
+	}
+	return nil
+}
+
+func (x *GetCRLResponse) GetRevoked() int64 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 var File_berth_v1_ca_proto protoreflect.FileDescriptor
 
 const file_berth_v1_ca_proto_rawDesc = "" +
@@ -723,14 +840,25 @@ const file_berth_v1_ca_proto_rawDesc = "" +
 	"count_only\x18\x03 \x01(\bR\tcountOnly\"k\n" +
 	"\x12ListIssuedResponse\x12?\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x1b.berth.v1.IssuedCertificateR\fcertificates\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count2\x84\x03\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x0f\n" +
+	"\rGetCRLRequest\"\xd5\x01\n" +
+	"\x0eGetCRLResponse\x12\x10\n" +
+	"\x03crl\x18\x01 \x01(\fR\x03crl\x12\x1d\n" +
+	"\n" +
+	"crl_number\x18\x02 \x01(\tR\tcrlNumber\x12;\n" +
+	"\vthis_update\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"thisUpdate\x12;\n" +
+	"\vnext_update\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextUpdate\x12\x18\n" +
+	"\arevoked\x18\x05 \x01(\x03R\arevoked2\xc1\x03\n" +
 	"\x1bCertificateAuthorityService\x125\n" +
 	"\x04Sign\x12\x15.berth.v1.SignRequest\x1a\x16.berth.v1.SignResponse\x12;\n" +
 	"\x06Revoke\x12\x17.berth.v1.RevokeRequest\x1a\x18.berth.v1.RevokeResponse\x12S\n" +
 	"\x0eGetTrustBundle\x12\x1f.berth.v1.GetTrustBundleRequest\x1a .berth.v1.GetTrustBundleResponse\x12S\n" +
 	"\x0eGetRevocations\x12\x1f.berth.v1.GetRevocationsRequest\x1a .berth.v1.GetRevocationsResponse\x12G\n" +
 	"\n" +
-	"ListIssued\x12\x1b.berth.v1.ListIssuedRequest\x1a\x1c.berth.v1.ListIssuedResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"ListIssued\x12\x1b.berth.v1.ListIssuedRequest\x1a\x1c.berth.v1.ListIssuedResponse\x12;\n" +
+	"\x06GetCRL\x12\x17.berth.v1.GetCRLRequest\x1a\x18.berth.v1.GetCRLResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_ca_proto_rawDescOnce sync.Once
@@ -744,7 +872,7 @@ func file_berth_v1_ca_proto_rawDescGZIP() []byte {
 	return file_berth_v1_ca_proto_rawDescData
 }
 
-var file_berth_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_berth_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_berth_v1_ca_proto_goTypes = []any{
 	(*SignRequest)(nil),            // 0: berth.v1.SignRequest
 	(*SignResponse)(nil),           // 1: berth.v1.SignResponse
@@ -758,34 +886,40 @@ var file_berth_v1_ca_proto_goTypes = []any{
 	(*GetRevocationsResponse)(nil), // 9: berth.v1.GetRevocationsResponse
 	(*ListIssuedRequest)(nil),      // 10: berth.v1.ListIssuedRequest
 	(*ListIssuedResponse)(nil),     // 11: berth.v1.ListIssuedResponse
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(*GetCRLRequest)(nil),          // 12: berth.v1.GetCRLRequest
+	(*GetCRLResponse)(nil),         // 13: berth.v1.GetCRLResponse
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
 }
 var file_berth_v1_ca_proto_depIdxs = []int32{
 	2,  // 0: berth.v1.SignResponse.certificate:type_name -> berth.v1.IssuedCertificate
-	12, // 1: berth.v1.IssuedCertificate.not_before:type_name -> google.protobuf.Timestamp
-	12, // 2: berth.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
-	12, // 3: berth.v1.IssuedCertificate.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 1: berth.v1.IssuedCertificate.not_before:type_name -> google.protobuf.Timestamp
+	14, // 2: berth.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 3: berth.v1.IssuedCertificate.issued_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: berth.v1.RevokeResponse.revocation:type_name -> berth.v1.Revocation
-	12, // 5: berth.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	12, // 6: berth.v1.GetRevocationsRequest.since:type_name -> google.protobuf.Timestamp
+	14, // 5: berth.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	14, // 6: berth.v1.GetRevocationsRequest.since:type_name -> google.protobuf.Timestamp
 	5,  // 7: berth.v1.GetRevocationsResponse.revocations:type_name -> berth.v1.Revocation
-	12, // 8: berth.v1.ListIssuedRequest.since:type_name -> google.protobuf.Timestamp
+	14, // 8: berth.v1.ListIssuedRequest.since:type_name -> google.protobuf.Timestamp
 	2,  // 9: berth.v1.ListIssuedResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	0,  // 10: berth.v1.CertificateAuthorityService.Sign:input_type -> berth.v1.SignRequest
-	3,  // 11: berth.v1.CertificateAuthorityService.Revoke:input_type -> berth.v1.RevokeRequest
-	6,  // 12: berth.v1.CertificateAuthorityService.GetTrustBundle:input_type -> berth.v1.GetTrustBundleRequest
-	8,  // 13: berth.v1.CertificateAuthorityService.GetRevocations:input_type -> berth.v1.GetRevocationsRequest
-	10, // 14: berth.v1.CertificateAuthorityService.ListIssued:input_type -> berth.v1.ListIssuedRequest
-	1,  // 15: berth.v1.CertificateAuthorityService.Sign:output_type -> berth.v1.SignResponse
-	4,  // 16: berth.v1.CertificateAuthorityService.Revoke:output_type -> berth.v1.RevokeResponse
-	7,  // 17: berth.v1.CertificateAuthorityService.GetTrustBundle:output_type -> berth.v1.GetTrustBundleResponse
-	9,  // 18: berth.v1.CertificateAuthorityService.GetRevocations:output_type -> berth.v1.GetRevocationsResponse
-	11, // 19: berth.v1.CertificateAuthorityService.ListIssued:output_type -> berth.v1.ListIssuedResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 10: berth.v1.GetCRLResponse.this_update:type_name -> google.protobuf.Timestamp
+	14, // 11: berth.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	0,  // 12: berth.v1.CertificateAuthorityService.Sign:input_type -> berth.v1.SignRequest
+	3,  // 13: berth.v1.CertificateAuthorityService.Revoke:input_type -> berth.v1.RevokeRequest
+	6,  // 14: berth.v1.CertificateAuthorityService.GetTrustBundle:input_type -> berth.v1.GetTrustBundleRequest
+	8,  // 15: berth.v1.CertificateAuthorityService.GetRevocations:input_type -> berth.v1.GetRevocationsRequest
+	10, // 16: berth.v1.CertificateAuthorityService.ListIssued:input_type -> berth.v1.ListIssuedRequest
+	12, // 17: berth.v1.CertificateAuthorityService.GetCRL:input_type -> berth.v1.GetCRLRequest
+	1,  // 18: berth.v1.CertificateAuthorityService.Sign:output_type -> berth.v1.SignResponse
+	4,  // 19: berth.v1.CertificateAuthorityService.Revoke:output_type -> berth.v1.RevokeResponse
+	7,  // 20: berth.v1.CertificateAuthorityService.GetTrustBundle:output_type -> berth.v1.GetTrustBundleResponse
+	9,  // 21: berth.v1.CertificateAuthorityService.GetRevocations:output_type -> berth.v1.GetRevocationsResponse
+	11, // 22: berth.v1.CertificateAuthorityService.ListIssued:output_type -> berth.v1.ListIssuedResponse
+	13, // 23: berth.v1.CertificateAuthorityService.GetCRL:output_type -> berth.v1.GetCRLResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_ca_proto_init() }
@@ -799,7 +933,7 @@ func file_berth_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_ca_proto_rawDesc), len(file_berth_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

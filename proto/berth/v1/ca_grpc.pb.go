@@ -24,6 +24,7 @@ const (
 	CertificateAuthorityService_GetTrustBundle_FullMethodName = "/berth.v1.CertificateAuthorityService/GetTrustBundle"
 	CertificateAuthorityService_GetRevocations_FullMethodName = "/berth.v1.CertificateAuthorityService/GetRevocations"
 	CertificateAuthorityService_ListIssued_FullMethodName     = "/berth.v1.CertificateAuthorityService/ListIssued"
+	CertificateAuthorityService_GetCRL_FullMethodName         = "/berth.v1.CertificateAuthorityService/GetCRL"
 )
 
 // CertificateAuthorityServiceClient is the client API for CertificateAuthorityService service.
@@ -32,7 +33,8 @@ const (
 //
 // CertificateAuthorityService issues and revokes node certificates. Sign and
 // Revoke are callable by the registration service's identity only; the
-// issued-certificate log is readable by admins; the trust bundle is public.
+// issued-certificate log is readable by admins; the trust bundle and the
+// revocation list are public.
 type CertificateAuthorityServiceClient interface {
 	// Sign issues a node certificate for the node named in the request.
 	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
@@ -44,6 +46,11 @@ type CertificateAuthorityServiceClient interface {
 	GetRevocations(ctx context.Context, in *GetRevocationsRequest, opts ...grpc.CallOption) (*GetRevocationsResponse, error)
 	// ListIssued reads the issued-certificate log.
 	ListIssued(ctx context.Context, in *ListIssuedRequest, opts ...grpc.CallOption) (*ListIssuedResponse, error)
+	// GetCRL returns the current X.509 revocation list of node certificates,
+	// signed by the intermediate, for software outside berth that checks
+	// them (libvirt, nginx). Anyone holding a client certificate may call
+	// it: a CRL is signed, dated, and meant to be handed out.
+	GetCRL(ctx context.Context, in *GetCRLRequest, opts ...grpc.CallOption) (*GetCRLResponse, error)
 }
 
 type certificateAuthorityServiceClient struct {
@@ -104,13 +111,24 @@ func (c *certificateAuthorityServiceClient) ListIssued(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *certificateAuthorityServiceClient) GetCRL(ctx context.Context, in *GetCRLRequest, opts ...grpc.CallOption) (*GetCRLResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCRLResponse)
+	err := c.cc.Invoke(ctx, CertificateAuthorityService_GetCRL_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CertificateAuthorityServiceServer is the server API for CertificateAuthorityService service.
 // All implementations must embed UnimplementedCertificateAuthorityServiceServer
 // for forward compatibility.
 //
 // CertificateAuthorityService issues and revokes node certificates. Sign and
 // Revoke are callable by the registration service's identity only; the
-// issued-certificate log is readable by admins; the trust bundle is public.
+// issued-certificate log is readable by admins; the trust bundle and the
+// revocation list are public.
 type CertificateAuthorityServiceServer interface {
 	// Sign issues a node certificate for the node named in the request.
 	Sign(context.Context, *SignRequest) (*SignResponse, error)
@@ -122,6 +140,11 @@ type CertificateAuthorityServiceServer interface {
 	GetRevocations(context.Context, *GetRevocationsRequest) (*GetRevocationsResponse, error)
 	// ListIssued reads the issued-certificate log.
 	ListIssued(context.Context, *ListIssuedRequest) (*ListIssuedResponse, error)
+	// GetCRL returns the current X.509 revocation list of node certificates,
+	// signed by the intermediate, for software outside berth that checks
+	// them (libvirt, nginx). Anyone holding a client certificate may call
+	// it: a CRL is signed, dated, and meant to be handed out.
+	GetCRL(context.Context, *GetCRLRequest) (*GetCRLResponse, error)
 	mustEmbedUnimplementedCertificateAuthorityServiceServer()
 }
 
@@ -146,6 +169,9 @@ func (UnimplementedCertificateAuthorityServiceServer) GetRevocations(context.Con
 }
 func (UnimplementedCertificateAuthorityServiceServer) ListIssued(context.Context, *ListIssuedRequest) (*ListIssuedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListIssued not implemented")
+}
+func (UnimplementedCertificateAuthorityServiceServer) GetCRL(context.Context, *GetCRLRequest) (*GetCRLResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCRL not implemented")
 }
 func (UnimplementedCertificateAuthorityServiceServer) mustEmbedUnimplementedCertificateAuthorityServiceServer() {
 }
@@ -259,6 +285,24 @@ func _CertificateAuthorityService_ListIssued_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateAuthorityService_GetCRL_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCRLRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateAuthorityServiceServer).GetCRL(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateAuthorityService_GetCRL_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateAuthorityServiceServer).GetCRL(ctx, req.(*GetCRLRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CertificateAuthorityService_ServiceDesc is the grpc.ServiceDesc for CertificateAuthorityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -285,6 +329,10 @@ var CertificateAuthorityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListIssued",
 			Handler:    _CertificateAuthorityService_ListIssued_Handler,
+		},
+		{
+			MethodName: "GetCRL",
+			Handler:    _CertificateAuthorityService_GetCRL_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
