@@ -169,12 +169,15 @@ heartbeat_port=$(free_port)
 registration_port=$(free_port)
 
 # serve NAME ROLE PORT ARGS: NAME is the role, or the role and a replica
-# number (heartbeat2), and names the log and the PID.
+# number (heartbeat2), and names the log and the PID. Every simulated node
+# connects from 127.0.0.1, so the per-source limit on unauthenticated
+# connections, made for real networks, is off: it would count the register
+# scenario's fresh nodes (up to BENCH_CONCURRENCY at once) as one source.
 serve() {
 	local name=$1 role=$2 port=$3
 	shift 3
 	"$berthd" serve --role "$role" --pki-dir "$work/pki" --db "$BENCH_DB" \
-		--listen "127.0.0.1:$port" --metrics-listen "" --log-level warn "$@" \
+		--listen "127.0.0.1:$port" --metrics-listen "" --max-unauthenticated-per-source 0 --log-level warn "$@" \
 		>"$work/logs/$name.log" 2>&1 &
 	pids+=("$!")
 	role_pid[$name]=$!

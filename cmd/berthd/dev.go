@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -36,13 +37,15 @@ func devCommand(e env) *cobra.Command {
 	var sans stringList
 	fs.Var(&sans, "san", "extra DNS name or IP of the service certificates, on first run (repeatable, or comma-separated)")
 	c := daemon.Config{Role: daemon.RoleAll}
-	serveFlags(fs, &c, "127.0.0.1:8443", "127.0.0.1:9090")
+	resolve := serveFlags(fs, &c, "127.0.0.1:8443")
 	logger := logFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := e.load(cmd, ""); err != nil {
 			return err
 		}
-		resolveMetrics(&c)
+		if err := resolve(); err != nil {
+			return cmdline.Usagef(cmd, "%v", err)
+		}
 		log, err := logger(cmd, e.stderr)
 		if err != nil {
 			return err

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/rpc"
 )
 
 func TestRunExitStatus(t *testing.T) {
@@ -45,7 +48,11 @@ func TestRunExitStatus(t *testing.T) {
 		{name: "single-dash flags", args: []string{"init", "-dir", pkiDir, "-trust-domain=berth.local"}, wantCode: 0, wantStdout: "kept it unchanged"},
 		{name: "version", args: []string{"--version"}, wantCode: 0, wantStdout: "berthd "},
 		{name: "completion", args: []string{"completion", "zsh"}, wantCode: 0, wantStdout: "#compdef berthd"},
-		{name: "help of a command names variables", args: []string{"serve", "-h"}, wantCode: 0, wantStdout: "(default :9090, env BERTH_METRICS_LISTEN)"},
+		{name: "help of a command names variables", args: []string{"serve", "-h"}, wantCode: 0, wantStdout: "(default 127.0.0.1:9090, env BERTH_METRICS_LISTEN)"},
+		{name: "serve negative limit", args: []string{"serve", "--max-streams", "-1", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 2, wantStderr: "berthd serve: --max-streams must not be negative (0 turns the limit off)"},
+		{name: "serve contradictory limits", args: []string{"serve", "--max-unauthenticated", "10", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 2, wantStderr: "the per-source unauthenticated connection limit (256) is above the listener's (10)"},
+		{name: "serve bad limit env", args: []string{"serve"}, env: map[string]string{"BERTH_IDLE_TIMEOUT": "a while"}, wantCode: 1, wantStderr: `invalid value "a while" for BERTH_IDLE_TIMEOUT`},
+		{name: "serve CRL on a role without the CA", args: []string{"serve", "--role", "heartbeat", "--ca-addr", "127.0.0.1:1", "--crl-listen", "127.0.0.1:0", "--pki-dir", pkiDir, "--data-dir", dir}, wantCode: 1, wantStderr: "--crl-listen serves the CA's revocation list; the heartbeat role has none"},
 		{name: "help command", args: []string{"help", "health"}, wantCode: 0, wantStdout: "Usage:\n  berthd health [flags]"},
 		{name: "completion of nothing", args: []string{"completion"}, wantCode: 2, wantStderr: "berthd: completion: name one shell: bash, zsh or fish (see berthd completion -h)"},
 		{name: "help of nothing", args: []string{"help", "launch"}, wantCode: 2, wantStderr: `berthd: help: unknown command "launch" (see berthd -h)`},
@@ -69,12 +76,48 @@ func TestRunExitStatus(t *testing.T) {
 	}
 }
 
-func TestResolveMetrics(t *testing.T) {
+// TestServeSettings: off turns the HTTP listeners off, the limit flags
+// default to rpc's defaults and 0 turns a limit off.
+func TestServeSettings(t *testing.T) {
 	for in, want := range map[string]string{"off": "", "": "", ":9090": ":9090", "127.0.0.1:9191": "127.0.0.1:9191"} {
-		c := daemon.Config{MetricsListen: in}
-		resolveMetrics(&c)
-		if c.MetricsListen != want {
-			t.Errorf("--metrics-listen %q: address %q, want %q", in, c.MetricsListen, want)
+		var c daemon.Config
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		resolve := serveFlags(fs, &c, ":8443")
+		if err := fs.Parse([]string{"--metrics-listen", in, "--crl-listen", in}); err != nil {
+			t.Fatal(err)
 		}
+		if err := resolve(); err != nil {
+			t.Fatal(err)
+		}
+		if c.MetricsListen != want || c.CRLListen != want {
+			t.Errorf("listen %q: metrics %q, CRL %q, want %q", in, c.MetricsListen, c.CRLListen, want)
+		}
+	}
+	var c daemon.Config
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	resolve := serveFlags(fs, &c, ":8443")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve(); err != nil {
+		t.Fatal(err)
+	}
+	want := rpc.Limits{
+		MaxConnections: rpc.DefaultMaxConnections, MaxUnauthenticated: rpc.DefaultMaxUnauthenticated,
+		MaxUnauthenticatedPerSource: rpc.DefaultMaxUnauthenticatedPerSource, MaxConcurrentStreams: rpc.DefaultMaxConcurrentStreams,
+		HandshakeTimeout: rpc.DefaultHandshakeTimeout, IdleTimeout: rpc.DefaultIdleTimeout,
+	}
+	if c.Limits != want || c.MetricsListen != "127.0.0.1:9090" || c.CRLListen != "" {
+		t.Errorf("defaults: limits %+v, metrics %q, CRL %q", c.Limits, c.MetricsListen, c.CRLListen)
+	}
+	if err := fs.Parse([]string{"--max-connections=0", "--max-unauthenticated=0", "--max-unauthenticated-per-source=0", "--max-streams=0", "--handshake-timeout=0", "--idle-timeout=0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve(); err != nil {
+		t.Fatal(err)
+	}
+	off := rpc.Limits{MaxConnections: -1, MaxUnauthenticated: -1, MaxUnauthenticatedPerSource: -1, MaxConcurrentStreams: -1, HandshakeTimeout: -1, IdleTimeout: -1}
+	if c.Limits != off {
+		t.Errorf("limits turned off: %+v, want %+v", c.Limits, off)
 	}
 }

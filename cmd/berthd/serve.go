@@ -6,19 +6,27 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/health"
 )
 
-// metricsOff is the --metrics-listen value that disables metrics, for the
-// environment and files, where an empty value counts as unset.
-const metricsOff = "off"
+// listenerOff is the --metrics-listen and --crl-listen value that turns
+// the listener off, for the environment and files, where an empty value
+// counts as unset.
+const listenerOff = "off"
 
 // serveFlags binds the flags shared by serve and dev to a daemon.Config.
-// Call metrics after loading the settings.
-func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen, metrics string) {
+// Call the returned function after loading the settings: it resolves
+// those that need it.
+func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error {
 	fs.StringVar(&c.Listen, "listen", listen, "gRPC listen address")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", metrics, `Prometheus /metrics listen address ("" or off disables)`)
+	// Metrics tell an outsider how busy the fleet is and which version
+	// runs; they stay on this host unless the operator says otherwise.
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9090", `Prometheus /metrics listen address ("" or off disables)`)
+	fs.StringVar(&c.CRLListen, "crl-listen", "", `plain HTTP address serving the CA's revocation list at /crl (DER), for libvirt, nginx and other outside checkers (CA role; "" or off disables)`)
+	var limits limitFlags
+	limits.register(fs)
 	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may finish on shutdown")
 	fs.StringVar(&c.AdvertiseRegistration, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
@@ -30,13 +38,18 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen, metrics string) {
 	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
 	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
-}
-
-// resolveMetrics turns --metrics-listen off into the empty address that
-// daemon.Config reads as disabled.
-func resolveMetrics(c *daemon.Config) {
-	if c.MetricsListen == metricsOff {
-		c.MetricsListen = ""
+	return func() error {
+		// off is how the environment and files, where an empty value
+		// counts as unset, turn a listener off.
+		if c.MetricsListen == listenerOff {
+			c.MetricsListen = ""
+		}
+		if c.CRLListen == listenerOff {
+			c.CRLListen = ""
+		}
+		var err error
+		c.Limits, err = limits.limits()
+		return err
 	}
 }
 
@@ -53,14 +66,16 @@ func serveCommand(e env) *cobra.Command {
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for SQLite databases when --db is not set")
 	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (every role but ca; default in role all: this process)")
 	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role; default in role all: this process)")
-	serveFlags(fs, &c, ":8443", ":9090")
+	resolve := serveFlags(fs, &c, ":8443")
 	logger := logFlags(fs)
 	fs.String("config", "", "YAML file of settings, keyed by flag name")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := e.load(cmd, "config"); err != nil {
 			return err
 		}
-		resolveMetrics(&c)
+		if err := resolve(); err != nil {
+			return cmdline.Usagef(cmd, "%v", err)
+		}
 		log, err := logger(cmd, e.stderr)
 		if err != nil {
 			return err

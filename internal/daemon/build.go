@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 
 	"google.golang.org/grpc"
@@ -32,6 +33,8 @@ type built struct {
 	server   *rpc.Server
 	services []string
 	closers  []func()
+	// crl serves the CA's revocation list over HTTP; nil without the CA.
+	crl http.Handler
 }
 
 func (b *built) close() {
@@ -67,6 +70,7 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s.Server) })
 		b.services = append(b.services, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
+		b.crl = svc.CRLHandler()
 	}
 	if c.runs(RoleBundles) {
 		svc, err := buildBundles(ctx, c, layout, tel, b)
@@ -115,6 +119,7 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
+		Limits:         c.Limits,
 	})
 	for _, r := range registers {
 		r(b.server)
@@ -144,7 +149,15 @@ func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.S
 	if err != nil {
 		return nil, fmt.Errorf("CA signer: %w", err)
 	}
-	return ca.New(ca.Config{Signer: signer, Store: store, Roots: []*x509.Certificate{layout.Root}, Logger: c.Logger})
+	svc, err := ca.New(ca.Config{
+		Signer: signer, Store: store, Roots: []*x509.Certificate{layout.Root}, Logger: c.Logger,
+		CRLIssuer: sc.Intermediate, CRLKey: sc.Key,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.runService(ctx, c, "ca", svc.Run)
+	return svc, nil
 }
 
 func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*registration.Service, error) {

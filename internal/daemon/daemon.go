@@ -42,6 +42,11 @@ type Config struct {
 	Listen string
 	// MetricsListen serves /metrics over plain HTTP; empty disables it.
 	MetricsListen string
+	// CRLListen serves the CA's revocation list at /crl over plain HTTP
+	// (CA role only); empty disables it.
+	CRLListen string
+	// Limits bound what the gRPC listener spends on its peers.
+	Limits rpc.Limits
 	// PKIDir is the directory written by berthd init.
 	PKIDir string
 	// DB is a PostgreSQL URL; empty means SQLite files under DataDir.
@@ -82,6 +87,12 @@ func (c *Config) check() error {
 	}
 	if (c.Role == RoleRegistration || c.Role == RoleBundles || c.Role == RoleHeartbeat) && c.CAAddr == "" {
 		return fmt.Errorf("--ca-addr is required for the %s role", c.Role)
+	}
+	if err := c.Limits.Check(); err != nil {
+		return err
+	}
+	if c.CRLListen != "" && !c.runs(RoleCA) {
+		return fmt.Errorf("--crl-listen serves the CA's revocation list; the %s role has none", c.Role)
 	}
 	if c.DB == "" && c.DataDir == "" {
 		return errors.New("either --db (PostgreSQL URL) or --data-dir (SQLite) is required")
@@ -141,18 +152,29 @@ func Run(ctx context.Context, c Config) error {
 		}
 		return nil
 	})
-	var metrics *http.Server
-	if c.MetricsListen != "" {
-		metrics, err = serveMetrics(g, c.MetricsListen, tel.Metrics)
+	var side []*http.Server
+	for _, h := range []struct {
+		addr, path, what string
+		handler          http.Handler
+	}{
+		{c.MetricsListen, "/metrics", "metrics", tel.Metrics},
+		{c.CRLListen, "/", "the revocation list", built.crl},
+	} {
+		if h.addr == "" || h.handler == nil {
+			continue
+		}
+		srv, err := serveHTTP(g, h.addr, h.path, h.what, h.handler)
 		if err != nil {
 			built.server.Stop()
+			closeAll(side)
 			return err
 		}
+		side = append(side, srv)
 	}
 	for _, name := range built.services {
 		built.server.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	c.Logger.Info("berthd serving", "role", c.Role, "addr", lis.Addr().String(), "metrics", c.MetricsListen)
+	c.Logger.Info("berthd serving", "role", c.Role, "addr", lis.Addr().String(), "metrics", c.MetricsListen, "crl", c.CRLListen)
 	if c.Ready != nil {
 		c.Ready(lis.Addr().String())
 	}
@@ -161,9 +183,7 @@ func Run(ctx context.Context, c Config) error {
 		c.Logger.Info("berthd shutting down")
 		built.server.Health.Shutdown()
 		stopGracefully(built.server, c.ShutdownTimeout)
-		if metrics != nil {
-			metrics.Close()
-		}
+		closeAll(side)
 		return nil
 	})
 	return g.Wait()
@@ -180,21 +200,36 @@ func stopGracefully(s *rpc.Server, timeout time.Duration) {
 	}
 }
 
-func serveMetrics(g *errgroup.Group, addr string, h http.Handler) (*http.Server, error) {
+// serveHTTP serves h at path on a plain HTTP listener of its own, with
+// timeouts that keep a slow or idle client from holding it.
+func serveHTTP(g *errgroup.Group, addr, path, what string, h http.Handler) (*http.Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle(path, h)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 	g.Go(func() error {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve metrics: %w", err)
+			return fmt.Errorf("serve %s: %w", what, err)
 		}
 		return nil
 	})
 	return srv, nil
+}
+
+func closeAll(srvs []*http.Server) {
+	for _, s := range srvs {
+		s.Close()
+	}
 }
 
 // loopbackAddr turns a wildcard listen address into one this host can dial.

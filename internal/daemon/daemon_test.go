@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +32,8 @@ func TestConfigErrors(t *testing.T) {
 		{"registration without CA", Config{Role: RoleRegistration, PKIDir: "x", DataDir: "d"}, "--ca-addr is required"},
 		{"no store", Config{Role: RoleCA, PKIDir: "x"}, "--db"},
 		{"missing PKI", Config{Role: RoleCA, PKIDir: "/nonexistent", DataDir: "d"}, "load PKI"},
+		{"CRL without the CA", Config{Role: RoleHeartbeat, PKIDir: "x", DataDir: "d", CAAddr: "ca:1", CRLListen: "127.0.0.1:0"}, "--crl-listen serves the CA's revocation list; the heartbeat role has none"},
+		{"contradictory limits", Config{Role: RoleCA, PKIDir: "x", DataDir: "d", Limits: rpc.Limits{MaxUnauthenticated: 10, MaxUnauthenticatedPerSource: 20}}, "per-source"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,12 +64,12 @@ func TestRunServesAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr := freeAddr(t)
+	metricsAddr, crlAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Role: RoleAll, Listen: "127.0.0.1:0", MetricsListen: metricsAddr,
+		done <- Run(ctx, Config{Role: RoleAll, Listen: "127.0.0.1:0", MetricsListen: metricsAddr, CRLListen: crlAddr,
 			PKIDir: layout.Dir, DataDir: dir, Ready: func(a string) { ready <- a }})
 	}()
 	var addr string
@@ -108,10 +111,27 @@ func TestRunServesAndStops(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"rpc_server_call_duration_seconds", "go_goroutines"} {
+	for _, want := range []string{"rpc_server_call_duration_seconds", "go_goroutines", "berth_rpc_unauthenticated_connections"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	resp, err = http.Get("http://" + crlAddr + "/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/pkix-crl" {
+		t.Fatalf("GET /crl: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.CheckSignatureFrom(layout.Intermediate); err != nil {
+		t.Errorf("CRL served over HTTP is not signed by the intermediate: %v", err)
 	}
 	cancel()
 	select {
