@@ -46,6 +46,9 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	if err := ownerOnly(abs, true); err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	// A file: URI keeps paths containing '?' or '#' intact; the driver would
 	// otherwise cut a plain path at the first '?'.
 	dsn := (&url.URL{Scheme: "file", Path: abs, RawQuery: sqlitePragmas.Encode()}).String()
@@ -66,7 +69,42 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	// SQLite gives the WAL and shared-memory files the database's mode; make
+	// sure of it for files left by an older version.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := ownerOnly(abs+suffix, false); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+	}
 	return db, nil
+}
+
+// ownerOnly makes path readable and writable by its owner alone (0600),
+// creating it empty if create is set and it does not exist, whatever the
+// umask: the databases hold node identities, token hashes and the issued
+// log. A missing file is fine when create is not set.
+func ownerOnly(path string, create bool) error {
+	if create {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != 0o600 {
+		return os.Chmod(path, 0o600)
+	}
+	return nil
 }
 
 // isSQLiteUniqueViolation reports whether err is SQLite refusing a row because
