@@ -43,8 +43,9 @@ func commandTree() *command {
 		help: "berthctl manages berth nodes and bootstrap tokens through the registration\n" +
 			"service's admin API, and nodes' configuration bundles through the bundles\n" +
 			"service's, over mutual TLS with an admin certificate. It shows node health\n" +
-			"from the heartbeat service and follows the events of all three services.",
-		subs: []*command{nodesCommand(), tokensCommand(), bundlesCommand(), watchCommand()},
+			"from the heartbeat service, follows the events of all three services and\n" +
+			"fetches the CA's revocation list.",
+		subs: []*command{nodesCommand(), tokensCommand(), bundlesCommand(), caCommand(), watchCommand()},
 	}
 }
 

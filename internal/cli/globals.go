@@ -24,7 +24,7 @@ const defaultTimeout = 30 * time.Second
 // command word: the root's persistent flags. Each also comes from its
 // BERTH_* variable; a flag given on the command line beats it, even empty.
 type globals struct {
-	output, server, bundlesServer, heartbeatServer, ca, cert, key, timeout string
+	output, server, bundlesServer, heartbeatServer, caServer, ca, cert, key, timeout string
 }
 
 // globalSpec describes one global flag: its names, its variable and help.
@@ -52,6 +52,7 @@ func globalSpecs() []globalSpec {
 		{"server", "", "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *string { return &g.server }},
 		{"bundles-server", "", "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *string { return &g.bundlesServer }},
 		{"heartbeat-server", "", "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *string { return &g.heartbeatServer }},
+		{"ca-server", "", "H:P", "BERTH_CA_SERVER", "address of the CA service", "the --server address", func(g *globals) *string { return &g.caServer }},
 		{"ca", "", "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *string { return &g.ca }},
 		{"cert", "", "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *string { return &g.cert }},
 		{"key", "", "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *string { return &g.key }},
@@ -85,7 +86,10 @@ type settings struct {
 	// heartbeatServer is the heartbeat service's address, found the same
 	// way: --heartbeat-server, BERTH_HEARTBEAT_SERVER, else server.
 	heartbeatServer string
-	timeout         time.Duration
+	// caServer is the CA service's address: --ca-server,
+	// BERTH_CA_SERVER, else server.
+	caServer string
+	timeout  time.Duration
 	// timeoutSet says --timeout or BERTH_TIMEOUT was given, which bounds
 	// even a command that otherwise runs until interrupted (watch).
 	timeoutSet bool
@@ -131,6 +135,10 @@ func (g *globals) resolve(fs *pflag.FlagSet, getenv func(string) string, path []
 	if set.heartbeatServer == "" {
 		set.heartbeatServer, sources["BERTH_HEARTBEAT_SERVER"] = set.server, sources["BERTH_SERVER"]
 	}
+	set.caServer = values["BERTH_CA_SERVER"]
+	if set.caServer == "" {
+		set.caServer, sources["BERTH_CA_SERVER"] = set.server, sources["BERTH_SERVER"]
+	}
 	switch set.output {
 	case "":
 		set.output = formatTable
@@ -156,7 +164,7 @@ func (s settings) missingConnection() string {
 }
 
 // need says which services a command connects to.
-type need struct{ registration, bundles, heartbeat bool }
+type need struct{ registration, bundles, heartbeat, ca bool }
 
 // missing lists the connection settings that are not set for reaching the
 // services of n. The bundles and heartbeat addresses fall back to
@@ -167,6 +175,7 @@ func (s settings) missing(n need) string {
 	var missing []string
 	noBundles := n.bundles && s.bundlesServer == ""
 	noHeartbeat := n.heartbeat && s.heartbeatServer == ""
+	noCA := n.ca && s.caServer == ""
 	switch {
 	case n.registration && s.server == "", noBundles && noHeartbeat:
 		missing = append(missing, "--server or BERTH_SERVER")
@@ -174,6 +183,8 @@ func (s settings) missing(n need) string {
 		missing = append(missing, "--bundles-server or BERTH_BUNDLES_SERVER (or --server or BERTH_SERVER)")
 	case noHeartbeat:
 		missing = append(missing, "--heartbeat-server or BERTH_HEARTBEAT_SERVER (or --server or BERTH_SERVER)")
+	case noCA:
+		missing = append(missing, "--ca-server or BERTH_CA_SERVER (or --server or BERTH_SERVER)")
 	}
 	have := map[string]string{"BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
 	for _, spec := range globalSpecs() {

@@ -27,6 +27,7 @@ type session struct {
 	admin   berthv1.NodeAdminServiceClient
 	bundles berthv1.BundleAdminServiceClient
 	health  berthv1.HeartbeatAdminServiceClient
+	ca      berthv1.CertificateAuthorityServiceClient
 	leaf    *x509.Certificate
 
 	// warnedHealth says the heartbeat service's failure was reported.
@@ -106,6 +107,23 @@ func (s *session) heartbeatAdmin() (berthv1.HeartbeatAdminServiceClient, error) 
 	return s.health, nil
 }
 
+// caClient connects to the CA service on first use, sharing a connection
+// with the other services at the same address.
+func (s *session) caClient() (berthv1.CertificateAuthorityServiceClient, error) {
+	if s.ca != nil {
+		return s.ca, nil
+	}
+	if missing := s.set.missing(need{ca: true}); missing != "" {
+		return nil, usagef(s.path, "missing connection settings: set %s", missing)
+	}
+	conn, err := s.dial(s.set.caServer)
+	if err != nil {
+		return nil, err
+	}
+	s.ca = berthv1.NewCertificateAuthorityServiceClient(conn)
+	return s.ca, nil
+}
+
 // dial returns the connection to addr, opening it on first use with the
 // admin credentials, which are loaded once per session.
 func (s *session) dial(addr string) (*grpc.ClientConn, error) {
@@ -181,6 +199,15 @@ func (s *session) heartbeatCallError(what string, err error) error {
 		return fmt.Errorf("%s: %s has no heartbeat service (%s)", what, s.set.heartbeatServer, s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"))
 	}
 	return s.callErrorAt(s.set.heartbeatServer, what, err)
+}
+
+// caCallError is callError for a call to the CA service, explaining a
+// server that has no CA service as bundleCallError does for bundles.
+func (s *session) caCallError(what string, err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		return fmt.Errorf("%s: %s has no CA service (%s)", what, s.set.caServer, s.addressHint("BERTH_CA_SERVER", "--ca-server"))
+	}
+	return s.callErrorAt(s.set.caServer, what, err)
 }
 
 // addressHint tells where a service's address came from: its own flag or

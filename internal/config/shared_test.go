@@ -18,6 +18,7 @@ var shared = map[string]string{
 	"BERTH_SERVER":           "address of the registration service",
 	"BERTH_BUNDLES_SERVER":   "address of the bundles admin API",
 	"BERTH_HEARTBEAT_SERVER": "address of the heartbeat admin API",
+	"BERTH_CA_SERVER":        "address of the CA service (issued log, revocation list)",
 	"BERTH_CA":               "PEM roots that verify the servers, for the admin client",
 	"BERTH_CERT":             "admin client certificate",
 	"BERTH_KEY":              "admin client key",
