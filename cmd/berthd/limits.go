@@ -13,7 +13,7 @@ import (
 // flags give them: 0 means no limit.
 type limitFlags struct {
 	conns, unauth, perSource, streams int
-	handshake, idle                   time.Duration
+	handshake, idle, unauthAge        time.Duration
 }
 
 func (l *limitFlags) register(fs *pflag.FlagSet) {
@@ -21,6 +21,7 @@ func (l *limitFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&l.unauth, "max-unauthenticated", rpc.DefaultMaxUnauthenticated, "connections not yet known as a node, service or admin (handshaking, bare keys) the listener holds at once; above it new ones wait (0: no limit)")
 	fs.IntVar(&l.perSource, "max-unauthenticated-per-source", rpc.DefaultMaxUnauthenticatedPerSource, "unauthenticated connections from one IP address (IPv6: one /64); the next one is closed; known nodes never count (0: no limit)")
 	fs.IntVar(&l.streams, "max-streams", rpc.DefaultMaxConcurrentStreams, "concurrent calls per connection (HTTP/2 MAX_CONCURRENT_STREAMS; 0: no limit)")
+	fs.DurationVar(&l.unauthAge, "unauthenticated-max-age", rpc.DefaultUnauthenticatedMaxAge, "a connection still unauthenticated this long after it was accepted is closed (0: never)")
 	fs.DurationVar(&l.handshake, "handshake-timeout", rpc.DefaultHandshakeTimeout, "time a new connection has for its TLS handshake (0: no limit)")
 	fs.DurationVar(&l.idle, "idle-timeout", rpc.DefaultIdleTimeout, "a connection with no call in flight for this long is closed (GOAWAY; 0: never)")
 }
@@ -34,6 +35,7 @@ func (l *limitFlags) limits() (rpc.Limits, error) {
 		{"--max-connections", int64(l.conns)}, {"--max-unauthenticated", int64(l.unauth)},
 		{"--max-unauthenticated-per-source", int64(l.perSource)}, {"--max-streams", int64(l.streams)},
 		{"--handshake-timeout", int64(l.handshake)}, {"--idle-timeout", int64(l.idle)},
+		{"--unauthenticated-max-age", int64(l.unauthAge)},
 	} {
 		if f.v < 0 {
 			return rpc.Limits{}, fmt.Errorf("%s must not be negative (0 turns the limit off)", f.name)
@@ -44,6 +46,7 @@ func (l *limitFlags) limits() (rpc.Limits, error) {
 		MaxUnauthenticated:          off(l.unauth),
 		MaxUnauthenticatedPerSource: off(l.perSource),
 		MaxConcurrentStreams:        off(l.streams),
+		UnauthenticatedMaxAge:       off(l.unauthAge),
 		HandshakeTimeout:            off(l.handshake),
 		IdleTimeout:                 off(l.idle),
 	}

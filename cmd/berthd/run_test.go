@@ -106,17 +106,19 @@ func TestServeSettings(t *testing.T) {
 		MaxConnections: rpc.DefaultMaxConnections, MaxUnauthenticated: rpc.DefaultMaxUnauthenticated,
 		MaxUnauthenticatedPerSource: rpc.DefaultMaxUnauthenticatedPerSource, MaxConcurrentStreams: rpc.DefaultMaxConcurrentStreams,
 		HandshakeTimeout: rpc.DefaultHandshakeTimeout, IdleTimeout: rpc.DefaultIdleTimeout,
+		UnauthenticatedMaxAge: rpc.DefaultUnauthenticatedMaxAge,
 	}
 	if c.Limits != want || c.MetricsListen != "127.0.0.1:9090" || c.CRLListen != "" {
 		t.Errorf("defaults: limits %+v, metrics %q, CRL %q", c.Limits, c.MetricsListen, c.CRLListen)
 	}
-	if err := fs.Parse([]string{"--max-connections=0", "--max-unauthenticated=0", "--max-unauthenticated-per-source=0", "--max-streams=0", "--handshake-timeout=0", "--idle-timeout=0"}); err != nil {
+	if err := fs.Parse([]string{"--max-connections=0", "--max-unauthenticated=0", "--max-unauthenticated-per-source=0", "--max-streams=0", "--handshake-timeout=0", "--idle-timeout=0", "--unauthenticated-max-age=0"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := resolve(); err != nil {
 		t.Fatal(err)
 	}
-	off := rpc.Limits{MaxConnections: -1, MaxUnauthenticated: -1, MaxUnauthenticatedPerSource: -1, MaxConcurrentStreams: -1, HandshakeTimeout: -1, IdleTimeout: -1}
+	off := rpc.Limits{MaxConnections: -1, MaxUnauthenticated: -1, MaxUnauthenticatedPerSource: -1, MaxConcurrentStreams: -1,
+		HandshakeTimeout: -1, IdleTimeout: -1, UnauthenticatedMaxAge: -1}
 	if c.Limits != off {
 		t.Errorf("limits turned off: %+v, want %+v", c.Limits, off)
 	}

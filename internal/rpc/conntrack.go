@@ -104,6 +104,7 @@ const (
 	reasonBytes     = "bytes"
 	reasonStreams   = "streams"
 	reasonDenied    = "denied"
+	reasonAge       = "age"
 )
 
 // limitMetrics counts refusals and reports the unauthenticated connections.
@@ -123,7 +124,7 @@ func newLimitMetrics(mp metric.MeterProvider, server string) *limitMetrics {
 		counter, _ = noop.NewMeterProvider().Meter("").Int64Counter("")
 	}
 	m := &limitMetrics{counter: counter, sets: map[string]metric.AddOption{}}
-	for _, r := range []string{reasonPerSource, reasonBytes, reasonStreams, reasonDenied} {
+	for _, r := range []string{reasonPerSource, reasonBytes, reasonStreams, reasonDenied, reasonAge} {
 		m.sets[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r), attribute.String("server", server)))
 	}
 	return m

@@ -43,6 +43,13 @@ type Limits struct {
 	// make the server hold, whatever message sizes it announces. A closed
 	// agent connection simply reconnects.
 	MaxUnauthenticatedBytes int64
+	// UnauthenticatedMaxAge closes a connection that is still
+	// unauthenticated this long after it was accepted. Idle timeouts never
+	// end a connection whose calls never finish, so without it a flood
+	// holds the listener's unauthenticated slots forever; with it, clients
+	// waiting in the backlog get their turn. A node's bootstrap calls take
+	// seconds; an agent whose connection closed reconnects.
+	UnauthenticatedMaxAge time.Duration
 	// MaxConcurrentStreams is the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of
 	// every connection: beyond it a peer's new streams are refused
 	// (REFUSED_STREAM). gRPC clients queue calls above it instead.
@@ -76,6 +83,7 @@ const (
 	DefaultMaxUnauthenticatedPerSource = 256
 	DefaultMaxUnauthenticatedStreams   = 4
 	DefaultMaxUnauthenticatedBytes     = 256 << 10
+	DefaultUnauthenticatedMaxAge       = time.Minute
 	// Service-to-service connections multiplex many calls (the
 	// registration service's Sign calls to the CA in a first-boot storm);
 	// gRPC clients queue calls above the limit.
@@ -86,10 +94,6 @@ const (
 	// berth's clients ping every 30 s; leave room for timer slack.
 	DefaultKeepaliveMinTime = 10 * time.Second
 )
-
-// unlimited marks a limit that is turned off, for the fields whose zero
-// value means "default".
-const unlimited = -1
 
 // withDefaults fills every zero field with its default.
 func (l Limits) withDefaults() Limits {
@@ -106,6 +110,9 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxHeaderListSize, DefaultMaxHeaderListSize)
 	if l.MaxUnauthenticatedBytes == 0 {
 		l.MaxUnauthenticatedBytes = DefaultMaxUnauthenticatedBytes
+	}
+	if l.UnauthenticatedMaxAge == 0 {
+		l.UnauthenticatedMaxAge = DefaultUnauthenticatedMaxAge
 	}
 	if l.HandshakeTimeout == 0 {
 		l.HandshakeTimeout = DefaultHandshakeTimeout

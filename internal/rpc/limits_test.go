@@ -571,3 +571,27 @@ func TestSourceOf(t *testing.T) {
 		}
 	}
 }
+
+// TestUnauthenticatedMaxAge: a connection still unauthenticated after
+// UnauthenticatedMaxAge is closed; known ones are not.
+func TestUnauthenticatedMaxAge(t *testing.T) {
+	e := newLimitsEnv(t, Limits{UnauthenticatedMaxAge: 200 * time.Millisecond})
+	admin := e.dial(t, e.admin, "127.0.0.1")
+	wantCode(t, "admin", call(admin, methodEcho, 1), codes.OK)
+	marked := e.dial(t, bareKey(t), "127.0.0.1")
+	wantCode(t, "mark", call(marked, methodMark, 1), codes.OK)
+	c := e.raw(t, bareKey(t), "127.0.0.1")
+	if _, err := c.OpenStream(methodEcho); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, c)
+	eventually(t, "the server dropped the connection", func() bool { return e.srv.limits.unauthenticated() == 0 })
+	e.srv.limits.mu.Lock()
+	got := len(e.srv.limits.conns)
+	e.srv.limits.mu.Unlock()
+	if got != 2 {
+		t.Errorf("%d connections tracked, want the admin's and the marked node's", got)
+	}
+	wantCode(t, "admin after the age limit", call(admin, methodEcho, 1), codes.OK)
+	wantCode(t, "known node after the age limit", call(marked, methodEcho, 1), codes.OK)
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/peer"
 )
@@ -81,6 +82,9 @@ func (c *connLimiter) admit(raw net.Conn) (*trackedConn, bool) {
 	}
 	c.conns[tc.addr] = tc
 	c.unauthCount.Add(1)
+	if age := c.limits.UnauthenticatedMaxAge; on(age) {
+		tc.expiry.Store(time.AfterFunc(age, tc.expire))
+	}
 	return tc, true
 }
 
@@ -247,6 +251,10 @@ type trackedConn struct {
 	src    netip.Addr
 	hasSrc bool
 
+	// expiry closes the connection if it is still unauthenticated at
+	// UnauthenticatedMaxAge; nil without that limit.
+	expiry atomic.Pointer[time.Timer]
+
 	state atomic.Int32
 	// received counts bytes read while unauthenticated.
 	received atomic.Int64
@@ -274,7 +282,22 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 // it stops counting against the unauthenticated limits.
 func (c *trackedConn) authenticate() {
 	if c.state.CompareAndSwap(stateUnauthenticated, stateAuthenticated) {
+		c.stopExpiry()
 		c.lim.leaveSource(c)
+	}
+}
+
+// expire closes the connection if it has not authenticated in time.
+func (c *trackedConn) expire() {
+	if c.state.Load() == stateUnauthenticated {
+		c.lim.metrics.refused(reasonAge)
+		c.Close()
+	}
+}
+
+func (c *trackedConn) stopExpiry() {
+	if t := c.expiry.Load(); t != nil {
+		t.Stop()
 	}
 }
 
@@ -286,6 +309,7 @@ func (c *trackedConn) Close() error {
 	if prev == stateClosed {
 		return nil
 	}
+	c.stopExpiry()
 	if prev == stateUnauthenticated {
 		c.lim.leaveSource(c)
 	}
