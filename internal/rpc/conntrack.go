@@ -78,7 +78,7 @@ func (c *connLimiter) tap(p Policy) tap.ServerInHandle {
 		if !hasDeadline {
 			if err := authorize(ctx, p, info.FullMethodName); err != nil {
 				c.metrics.refused(reasonDenied)
-				return ctx, err
+				return ctx, c.refuse(tc, err)
 			}
 		}
 		if max := c.limits.MaxUnauthenticatedStreams; on(max) {
@@ -89,12 +89,29 @@ func (c *connLimiter) tap(p Policy) tap.ServerInHandle {
 					tc.Close()
 					return ctx, nil
 				}
-				return ctx, status.Error(codes.ResourceExhausted, msgTooManyCalls)
+				return ctx, c.refuse(tc, status.Error(codes.ResourceExhausted, msgTooManyCalls))
 			}
 			context.AfterFunc(ctx, func() { tc.streams.Add(-1) })
 		}
 		return ctx, nil
 	}
+}
+
+// maxRefusals is how many calls an unauthenticated connection may have
+// refused before it is closed. An agent makes its bootstrap calls one at a
+// time and is refused a handful at most; a flood opening call after call
+// beyond its limit would otherwise have the server write a refusal for
+// each, as fast as it can send headers.
+const maxRefusals = 128
+
+// refuse returns err for a refused call, closing the connection once it
+// had maxRefusals of them. gRPC answers the call with err either way.
+func (c *connLimiter) refuse(tc *trackedConn, err error) error {
+	if tc.refusals.Add(1) >= maxRefusals {
+		c.metrics.refused(reasonRefusals)
+		tc.Close()
+	}
+	return err
 }
 
 // Reasons a connection or call was refused, as the "reason" attribute of
@@ -105,6 +122,7 @@ const (
 	reasonStreams   = "streams"
 	reasonDenied    = "denied"
 	reasonAge       = "age"
+	reasonRefusals  = "refusals"
 )
 
 // limitMetrics counts refusals and reports the unauthenticated connections.
@@ -124,7 +142,7 @@ func newLimitMetrics(mp metric.MeterProvider, server string) *limitMetrics {
 		counter, _ = noop.NewMeterProvider().Meter("").Int64Counter("")
 	}
 	m := &limitMetrics{counter: counter, sets: map[string]metric.AddOption{}}
-	for _, r := range []string{reasonPerSource, reasonBytes, reasonStreams, reasonDenied, reasonAge} {
+	for _, r := range []string{reasonPerSource, reasonBytes, reasonStreams, reasonDenied, reasonAge, reasonRefusals} {
 		m.sets[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r), attribute.String("server", server)))
 	}
 	return m

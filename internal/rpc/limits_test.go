@@ -595,3 +595,32 @@ func TestUnauthenticatedMaxAge(t *testing.T) {
 	wantCode(t, "admin after the age limit", call(admin, methodEcho, 1), codes.OK)
 	wantCode(t, "known node after the age limit", call(marked, methodEcho, 1), codes.OK)
 }
+
+// TestUnauthenticatedRefusals: an unauthenticated connection that has
+// maxRefusals calls refused is closed; up to then each gets its status.
+func TestUnauthenticatedRefusals(t *testing.T) {
+	e := newLimitsEnv(t, Limits{MaxUnauthenticatedStreams: 1})
+	c := e.raw(t, bareKey(t), "127.0.0.1")
+	if _, err := c.OpenStream(methodEcho); err != nil { // held: the limit is reached
+		t.Fatal(err)
+	}
+	for range maxRefusals - 1 {
+		if _, err := c.OpenStream(methodEcho); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range maxRefusals - 1 {
+		f := nextFrame(t, c, func(f http2.Frame) bool { _, _, ok := h2raw.Status(f); return ok })
+		if code, _, _ := h2raw.Status(f); code != "8" {
+			t.Fatalf("refused call: grpc-status %s, want 8 (ResourceExhausted)", code)
+		}
+	}
+	if got := e.srv.limits.unauthenticated(); got != 1 {
+		t.Fatalf("connection closed after %d refusals, before the limit of %d", maxRefusals-1, maxRefusals)
+	}
+	if _, err := c.OpenStream(methodAdmin); err != nil { // denied: counts as well
+		t.Fatal(err)
+	}
+	waitClosed(t, c)
+	eventually(t, "the server dropped the connection", func() bool { return e.srv.limits.unauthenticated() == 0 })
+}

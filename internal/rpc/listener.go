@@ -260,6 +260,8 @@ type trackedConn struct {
 	received atomic.Int64
 	// streams counts calls in flight while unauthenticated.
 	streams atomic.Int32
+	// refusals counts calls refused while unauthenticated.
+	refusals atomic.Int32
 }
 
 // RemoteAddr returns the peer's address, the same value on every call.

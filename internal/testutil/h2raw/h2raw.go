@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"strings"
@@ -101,6 +102,17 @@ func (c *Conn) OpenStream(method string, extra ...hpack.HeaderField) (uint32, er
 		}
 	}
 	return id, nil
+}
+
+// WriteMessage sends one gRPC message (length-prefixed, uncompressed) on
+// stream id, ending the client's side of the call if end is set.
+func (c *Conn) WriteMessage(id uint32, msg []byte, end bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	frame := make([]byte, 5+len(msg))
+	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
+	copy(frame[5:], msg)
+	return c.fr.WriteData(id, end, frame)
 }
 
 // Ping sends a PING.
