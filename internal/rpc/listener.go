@@ -219,6 +219,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if tc, ok := l.lim.admit(raw); ok {
+			setUserTimeout(raw, tcpUserTimeout)
 			return tc, nil
 		}
 		l.lim.metrics.refused(reasonPerSource)
@@ -231,6 +232,10 @@ func (l *limitListener) Close() error {
 	l.closeOnce.Do(func() { close(l.done) })
 	return l.Listener.Close()
 }
+
+// tcpUserTimeout is gRPC's default keepalive timeout, which gRPC makes the
+// TCP_USER_TIMEOUT of every TCP connection it serves directly.
+const tcpUserTimeout = 20 * time.Second
 
 // Connection states.
 const (
