@@ -55,35 +55,20 @@ const budgetMiB = 256
 // calls in flight, not the authorisation check, are what the flood meets.
 const defaultMethod = "/berth.v1.RegistrationService/Resume"
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// berthd returns the binary to measure.
+// berthd returns the binary to measure, building it into a directory that
+// lasts as long as b.
 func berthd(b *testing.B) (path string, ours bool) {
 	b.Helper()
 	if p := os.Getenv("BERTH_FLOOD_BERTHD"); p != "" {
 		return p, false
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-flood-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "berthd")
-		cmd := exec.Command("go", "build", "-o", builtBin, "../../cmd/berthd")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build berthd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
+	path = filepath.Join(b.TempDir(), "berthd")
+	cmd := exec.Command("go", "build", "-o", path, "../../cmd/berthd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build berthd: %v\n%s", err, out)
 	}
-	return builtBin, true
+	return path, true
 }
 
 func BenchmarkUnauthenticatedFlood(b *testing.B) {
@@ -95,9 +80,9 @@ func BenchmarkUnauthenticatedFlood(b *testing.B) {
 		}
 		sources = n
 	}
+	bin, ours := berthd(b)
 	for _, sc := range scenarios(b) {
 		b.Run(fmt.Sprintf("conns=%d/streams=%d", sc.conns, sc.streams), func(b *testing.B) {
-			bin, ours := berthd(b)
 			for range b.N {
 				r := run(b, bin, sc.conns, sc.streams, sources)
 				b.ReportMetric(r.peakMiB, "peak-MiB")
