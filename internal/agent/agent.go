@@ -182,7 +182,9 @@ func stopped(ctx context.Context, err error) error {
 }
 
 // reportFailure prints the JSON result of a boot that ended pending or
-// denied, so that a script reading --output json still gets its object.
+// refused, so that a script reading --output json still gets its object:
+// a boot the server refused (denied, rejected, revoked, or any answer
+// waiting cannot change) has action "refused" and the reason.
 func (a *Agent) reportFailure(creds *Credentials, action string, err error) {
 	if a.cfg.Output != OutputJSON {
 		return
@@ -191,18 +193,25 @@ func (a *Agent) reportFailure(creds *Credentials, action string, err error) {
 	if creds != nil {
 		res = newResult(creds, action)
 	}
-	var d *deniedError
-	if errors.As(err, &d) {
+	var (
+		d  *deniedError
+		re *refusedError
+	)
+	switch {
+	case errors.As(err, &d):
 		if res == nil {
-			if d.status == "" {
-				return
-			}
-			res = &Result{Action: action}
+			res = &Result{}
 		}
 		if d.status != "" {
 			res.Status = d.status
 		}
 		res.Message = d.msg
+		res.Action, res.Reason = ActionRefused, d.Error()
+	case errors.As(err, &re):
+		if res == nil {
+			res = &Result{}
+		}
+		res.Action, res.Reason = ActionRefused, re.Error()
 	}
 	if res != nil {
 		_ = res.Write(a.cfg.Stdout, a.cfg.Output)
@@ -239,6 +248,7 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 		req     *berthv1.RegisterRequest // nil until Register is needed
 		pending *Credentials             // last pending answer
 		lastErr error                    // last reason to retry, nil while pending
+		floor   time.Duration            // least wait the server asked for
 	)
 	useRegister := func() error {
 		if req != nil {
@@ -282,7 +292,8 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 				w.reset()
 			}
 			lastErr = err
-			log.Warn("registration server not reachable; retrying", logErr, err)
+			_, floor = retryable(err)
+			log.Warn("registration server cannot answer now; retrying", logErr, err)
 		case code == codes.NotFound && req == nil:
 			// A node the server has never seen: this boot enrols it.
 			action = ActionRegistered
@@ -300,16 +311,22 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 			continue
 		case code == codes.PermissionDenied:
 			return pending, action, deniedFromStatus(err)
-		default:
+		case !isStatus(err):
+			// Not an answer of the server: an untrusted server, or a
+			// failure on this side.
 			return pending, action, rpcError(rpc, err)
+		default:
+			// Waiting cannot change this answer.
+			return pending, action, refused(rpc, err)
 		}
-		ok, err := w.wait(ctx)
+		ok, err := w.waitAtLeast(ctx, floor)
+		floor = 0
 		if err != nil {
 			return pending, action, err
 		}
 		if !ok {
 			if lastErr != nil {
-				return pending, action, fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)
+				return pending, action, fmt.Errorf("registration server %s unreachable or not serving for %s: %w", t.Server, a.cfg.Wait, lastErr)
 			}
 			return pending, action, fmt.Errorf("node %s is %w after %s", pending.NodeID, ErrPending, a.cfg.Wait)
 		}
@@ -336,22 +353,21 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 	return nc, c.classify(ctx, actx, t.Server, err)
 }
 
-// isTransient reports whether err means the server is not reachable yet:
-// a failed connection, Unavailable, or a call that timed out.
-func isTransient(err error) bool {
-	var tr *transientError
-	if errors.As(err, &tr) {
-		return true
-	}
-	if errors.Is(err, ErrUntrusted) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return false
+// refusedError is a final answer of the registration server that is not
+// a denial: waiting cannot change it, so the boot stops at once.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// isStatus reports whether err is an answer of a gRPC server.
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
 }
+
+// refused wraps a final answer to rpc.
+func refused(rpc string, err error) error { return &refusedError{err: rpcError(rpc, err)} }
 
 // rpcError renders a gRPC error as "rpc: message (Code)".
 func rpcError(rpc string, err error) error {
@@ -400,12 +416,16 @@ type waiter struct {
 
 // wait sleeps before the next retry. It reports false, without sleeping,
 // once the deadline has passed; the last sleep is cut to end on it.
-func (w *waiter) wait(ctx context.Context) (bool, error) {
+func (w *waiter) wait(ctx context.Context) (bool, error) { return w.waitAtLeast(ctx, 0) }
+
+// waitAtLeast is wait, sleeping at least floor (a delay the server asked
+// for) unless the deadline comes first.
+func (w *waiter) waitAtLeast(ctx context.Context, floor time.Duration) (bool, error) {
 	left := w.deadline.Sub(w.clock.Now())
 	if left <= 0 {
 		return false, nil
 	}
-	d := min(w.backoff.Delay(w.n), left)
+	d := min(max(w.backoff.Delay(w.n), floor), left)
 	w.n++
 	w.log.Debug("backing off", logDelay, d, logAttempt, w.n)
 	if err := w.clock.Sleep(ctx, d); err != nil {

@@ -436,7 +436,7 @@ func TestBootDenied(t *testing.T) {
 		name       string
 		resume     func() (*berthv1.ResumeResponse, error)
 		register   func() (*berthv1.RegisterResponse, error)
-		wantStatus string // in JSON, "" for no output
+		wantStatus string // in JSON; "" when the server named none
 		wantMsg    string
 		wantExit   int
 	}{
@@ -492,14 +492,9 @@ func TestBootDenied(t *testing.T) {
 			if n, _ := h.clock.Slept(); n != 0 {
 				t.Errorf("retried %d times", n)
 			}
-			if tt.wantStatus == "" {
-				if h.stdout.Len() != 0 {
-					t.Errorf("stdout = %q, want nothing", h.stdout.String())
-				}
-				return
-			}
-			if r := h.result(t); r.Status != tt.wantStatus {
-				t.Errorf("result = %+v, want status %s", r, tt.wantStatus)
+			// The JSON contract: action "refused" with the reason.
+			if r := h.result(t); r.Status != tt.wantStatus || r.Action != ActionRefused || !strings.Contains(r.Reason, tt.wantMsg) {
+				t.Errorf("result = %+v, want status %q, action refused, a reason containing %q", r, tt.wantStatus, tt.wantMsg)
 			}
 		})
 	}

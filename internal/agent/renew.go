@@ -133,7 +133,8 @@ func (a *Agent) renew(ctx context.Context, c *conn, t Target, client berthv1.Reg
 		case errors.Is(err, ErrUntrusted):
 			return nil, err
 		}
-		d := a.cfg.Backoff.Delay(n)
+		_, floor := retryable(err)
+		d := max(a.cfg.Backoff.Delay(n), floor)
 		log.Warn("renewal failed; retrying", logErr, err, logDelay, d)
 		if err := a.cfg.Clock.Sleep(ctx, d); err != nil {
 			return nil, err
