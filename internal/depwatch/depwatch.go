@@ -123,8 +123,16 @@ func (w *Watch) Kick() {
 // Run probes now and then every Period, or at once after Kick, until ctx
 // ends.
 func (w *Watch) Run(ctx context.Context) {
+	again := false
 	for {
-		w.probe(ctx)
+		// A change is probed once more at once: a dependency that depends
+		// on this process (the CA, in a process with every role) has just
+		// changed too, and health should not lag it by a period.
+		if w.probe(ctx) && !again {
+			again = true
+			continue
+		}
+		again = false
 		select {
 		case <-ctx.Done():
 			return
@@ -157,8 +165,8 @@ func (w *Watch) Changed() <-chan struct{} {
 }
 
 // probe checks every dependency at once, each bounded by Timeout, and
-// publishes the result.
-func (w *Watch) probe(ctx context.Context) {
+// publishes the result. It reports whether anything changed.
+func (w *Watch) probe(ctx context.Context) bool {
 	w.mu.Lock()
 	deps := append([]Dependency(nil), w.deps...)
 	w.mu.Unlock()
@@ -173,7 +181,7 @@ func (w *Watch) probe(ctx context.Context) {
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return // shutting down: what failed is the probe, not the dependency
+		return false // shutting down: what failed is the probe, not the dependency
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -198,6 +206,7 @@ func (w *Watch) probe(ctx context.Context) {
 		close(w.changed)
 		w.changed = make(chan struct{})
 	}
+	return changed
 }
 
 // publishLocked sets every service's status from the dependencies' state.
