@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
@@ -91,6 +92,10 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
+	// clockOffset is how far the server's clock is ahead of this node's,
+	// from the last answer that carried the server's time; nil before.
+	clockOffset *time.Duration
+	clockWarned bool // the large offset was warned about
 }
 
 // New checks cfg and fills in its defaults.
@@ -142,6 +147,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	c.certs.setIssued(creds)
 	res := newResult(creds, action)
 	res.CertDir = a.cfg.CertDir
+	if a.clockOffset != nil {
+		secs := a.clockOffset.Seconds()
+		res.ClockOffsetSeconds = &secs
+	}
 	log.Info("node credentials written", "action", action, logSerial, res.CertSerial, logExpires, res.CertNotAfter, "dir", a.cfg.CertDir)
 	// On boot only: see bootBundle.
 	bo, err := a.bootBundle(ctx, creds, log)
@@ -341,14 +350,19 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 		nc  *berthv1.NodeCredentials
 		err error
 	)
+	var serverTime *timestamppb.Timestamp
+	sent := a.cfg.Clock.Now()
 	if req == nil {
 		var resp *berthv1.ResumeResponse
 		resp, err = client.Resume(actx, &berthv1.ResumeRequest{})
-		nc = resp.GetCredentials()
+		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
 	} else {
 		var resp *berthv1.RegisterResponse
 		resp, err = client.Register(actx, req)
-		nc = resp.GetCredentials()
+		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
+	}
+	if err == nil {
+		a.noteClock(sent, a.cfg.Clock.Now(), serverTime)
 	}
 	return nc, c.classify(ctx, actx, t.Server, err)
 }

@@ -52,6 +52,10 @@ type Result struct {
 	Renewed bool `json:"renewed"`
 	// CertDir is where the credentials were written.
 	CertDir string `json:"cert_dir,omitempty"`
+	// ClockOffsetSeconds is how far the registration server's clock is
+	// ahead of this node's (negative: behind), corrected by half the round
+	// trip; absent when the server did not say its time.
+	ClockOffsetSeconds *float64 `json:"clock_offset_seconds,omitempty"`
 	// Message is the server's reason for a rejected or revoked node.
 	Message string `json:"message,omitempty"`
 	// Heartbeat is what the boot did about heartbeats: HeartbeatAcked
