@@ -32,8 +32,8 @@ type retryWatch struct {
 func newRetryWatch(at int) *retryWatch { return &retryWatch{reached: make(chan struct{}), at: at} }
 
 func (w *retryWatch) Enabled(context.Context, slog.Level) bool { return true }
-func (w *retryWatch) WithAttrs([]slog.Attr) slog.Handler        { return w }
-func (w *retryWatch) WithGroup(string) slog.Handler             { return w }
+func (w *retryWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w *retryWatch) WithGroup(string) slog.Handler            { return w }
 func (w *retryWatch) Handle(_ context.Context, r slog.Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
