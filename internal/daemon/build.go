@@ -111,6 +111,9 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
+		// A call answered Unavailable has seen a dependency fail: probe
+		// now. b.watch is set below, before anything is served.
+		OnUnavailable: func() { b.watch.Kick() },
 	})
 	for _, r := range registers {
 		r(b.server)

@@ -142,6 +142,24 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	p.alive(t)
 }
 
+// TestHealthFollowsFailedCalls: a call answered Unavailable makes health
+// look at the dependencies at once, not at its next probe (an hour away
+// here).
+func TestHealthFollowsFailedCalls(t *testing.T) {
+	cluster := pgtest.NewCluster(t)
+	layout := grpctest.NewPKI(t)
+	p := start(t, Config{Role: RoleCA, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DB: cluster.DSN(), HealthPeriod: time.Hour})
+	admin, _ := layout.AdminCertificate()
+	conn := dialAs(t, layout, p.addr, admin)
+	waitHealth(t, conn, "", serving)
+
+	cluster.Stop(t)
+	_, err := berthv1.NewCertificateAuthorityServiceClient(conn).ListIssued(context.Background(), &berthv1.ListIssuedRequest{})
+	grpctest.WantCode(t, err, codes.Unavailable)
+	waitHealth(t, conn, "", notServing)
+	waitHealth(t, conn, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName, notServing)
+}
+
 // TestRevocationUnknownUntilCA: a bundle store or heartbeat service that
 // starts while the CA is down does not know the revocation list: it is
 // NOT_SERVING and refuses node calls with Unavailable until the CA is up,

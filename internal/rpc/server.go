@@ -46,6 +46,9 @@ type ServerConfig struct {
 	// Propagator carries trace context across services; nil uses none.
 	Propagator     propagation.TextMapPropagator
 	MaxRecvMsgSize int
+	// OnUnavailable, if set, is called each time a handler answers
+	// Unavailable, so that health re-checks the dependencies at once.
+	OnUnavailable func()
 }
 
 // Server is a gRPC server with its health service.
@@ -83,6 +86,8 @@ func NewServer(c ServerConfig) *Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
+	// Innermost, after the chain above: it sees what the handler answered.
+	opts = append(opts, unavailableHooks(c.OnUnavailable)...)
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
