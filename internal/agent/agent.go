@@ -302,7 +302,12 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 			}
 			lastErr = err
 			_, floor = retryable(err)
-			log.Warn("registration server cannot answer now; retrying", logErr, err)
+			if isStatus(err) {
+				// It answered: it, or something it needs, cannot serve now.
+				log.Warn("registration server cannot serve now; retrying", logErr, err)
+			} else {
+				log.Warn("registration server not reachable; retrying", logErr, err)
+			}
 		case code == codes.NotFound && req == nil:
 			// A node the server has never seen: this boot enrols it.
 			action = ActionRegistered
@@ -335,7 +340,10 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 		}
 		if !ok {
 			if lastErr != nil {
-				return pending, action, fmt.Errorf("registration server %s unreachable or not serving for %s: %w", t.Server, a.cfg.Wait, lastErr)
+				if isStatus(lastErr) {
+					return pending, action, fmt.Errorf("registration server %s could not serve for %s: %w", t.Server, a.cfg.Wait, rpcError(rpc, lastErr))
+				}
+				return pending, action, fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)
 			}
 			return pending, action, fmt.Errorf("node %s is %w after %s", pending.NodeID, ErrPending, a.cfg.Wait)
 		}

@@ -157,3 +157,25 @@ func TestBootStopsOnFinalAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestBootGivesUpOnLastingUnavailable: a server that answers Unavailable
+// for all of --wait is given up on with its last answer as the reason.
+func TestBootGivesUpOnLastingUnavailable(t *testing.T) {
+	fake := &fakeRegistration{}
+	h := newHarness(t, fake)
+	h.cfg.Wait = 30 * time.Second
+	fake.resume = func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+		return nil, status.Error(codes.Unavailable, "database is unavailable; retry later")
+	}
+	err := h.run(t)
+	want := "could not serve for 30s: resume: database is unavailable; retry later (Unavailable)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want one containing %q", err, want)
+	}
+	if n, total := h.clock.Slept(); total != 30*time.Second || n < 3 {
+		t.Errorf("waited %s in %d sleeps, want all of --wait", total, n)
+	}
+	if h.stdout.Len() != 0 {
+		t.Errorf("stdout = %q: a boot that gave up waiting was not refused", h.stdout.String())
+	}
+}

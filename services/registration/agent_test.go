@@ -122,7 +122,7 @@ func TestAgentWaitsOutDatabase(t *testing.T) {
 	watch := newRetryWatch(3)
 	done, stdout := e.bootAgent(t, e.addr, tok, "4c4c4544-0042-3510-8051-b2c04f4e4e01", watch)
 	watch.wait(t)
-	if !strings.Contains(watch.logs(), "registration server cannot answer now; retrying") {
+	if !strings.Contains(watch.logs(), "registration server cannot serve now; retrying") {
 		t.Fatalf("the agent's retries do not say why; logs:\n%s", watch.logs())
 	}
 	cluster.Start(t)
