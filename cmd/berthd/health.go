@@ -61,7 +61,10 @@ func healthCommand(e env) *cobra.Command {
 			return fmt.Errorf("health check of %s: %w", *addr, err)
 		}
 		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("%s is %s", *addr, resp.GetStatus())
+			// NOT_SERVING: a dependency the service cannot work without
+			// (its database, the CA, the revocation list) is down; the
+			// service logs which.
+			return fmt.Errorf("%s is %s: a dependency it needs is unavailable (its log says which)", *addr, resp.GetStatus())
 		}
 		fmt.Fprintf(e.stdout, "%s: SERVING\n", *addr)
 		return nil

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
@@ -91,6 +92,10 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
+	// clockOffset is how far the server's clock is ahead of this node's,
+	// from the last answer that carried the server's time; nil before.
+	clockOffset *time.Duration
+	clockWarned bool // the large offset was warned about
 }
 
 // New checks cfg and fills in its defaults.
@@ -142,6 +147,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	c.certs.setIssued(creds)
 	res := newResult(creds, action)
 	res.CertDir = a.cfg.CertDir
+	if a.clockOffset != nil {
+		secs := a.clockOffset.Seconds()
+		res.ClockOffsetSeconds = &secs
+	}
 	log.Info("node credentials written", "action", action, logSerial, res.CertSerial, logExpires, res.CertNotAfter, "dir", a.cfg.CertDir)
 	// On boot only: see bootBundle.
 	bo, err := a.bootBundle(ctx, creds, log)
@@ -182,7 +191,9 @@ func stopped(ctx context.Context, err error) error {
 }
 
 // reportFailure prints the JSON result of a boot that ended pending or
-// denied, so that a script reading --output json still gets its object.
+// refused, so that a script reading --output json still gets its object:
+// a boot the server refused (denied, rejected, revoked, or any answer
+// waiting cannot change) has action "refused" and the reason.
 func (a *Agent) reportFailure(creds *Credentials, action string, err error) {
 	if a.cfg.Output != OutputJSON {
 		return
@@ -191,18 +202,25 @@ func (a *Agent) reportFailure(creds *Credentials, action string, err error) {
 	if creds != nil {
 		res = newResult(creds, action)
 	}
-	var d *deniedError
-	if errors.As(err, &d) {
+	var (
+		d  *deniedError
+		re *refusedError
+	)
+	switch {
+	case errors.As(err, &d):
 		if res == nil {
-			if d.status == "" {
-				return
-			}
-			res = &Result{Action: action}
+			res = &Result{}
 		}
 		if d.status != "" {
 			res.Status = d.status
 		}
 		res.Message = d.msg
+		res.Action, res.Reason = ActionRefused, d.Error()
+	case errors.As(err, &re):
+		if res == nil {
+			res = &Result{}
+		}
+		res.Action, res.Reason = ActionRefused, re.Error()
 	}
 	if res != nil {
 		_ = res.Write(a.cfg.Stdout, a.cfg.Output)
@@ -239,6 +257,7 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 		req     *berthv1.RegisterRequest // nil until Register is needed
 		pending *Credentials             // last pending answer
 		lastErr error                    // last reason to retry, nil while pending
+		floor   time.Duration            // least wait the server asked for
 	)
 	useRegister := func() error {
 		if req != nil {
@@ -282,7 +301,13 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 				w.reset()
 			}
 			lastErr = err
-			log.Warn("registration server not reachable; retrying", logErr, err)
+			_, floor = retryable(err)
+			if isStatus(err) {
+				// It answered: it, or something it needs, cannot serve now.
+				log.Warn("registration server cannot serve now; retrying", logErr, err)
+			} else {
+				log.Warn("registration server not reachable; retrying", logErr, err)
+			}
 		case code == codes.NotFound && req == nil:
 			// A node the server has never seen: this boot enrols it.
 			action = ActionRegistered
@@ -300,15 +325,24 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 			continue
 		case code == codes.PermissionDenied:
 			return pending, action, deniedFromStatus(err)
-		default:
+		case !isStatus(err):
+			// Not an answer of the server: an untrusted server, or a
+			// failure on this side.
 			return pending, action, rpcError(rpc, err)
+		default:
+			// Waiting cannot change this answer.
+			return pending, action, refused(rpc, err)
 		}
-		ok, err := w.wait(ctx)
+		ok, err := w.waitAtLeast(ctx, floor)
+		floor = 0
 		if err != nil {
 			return pending, action, err
 		}
 		if !ok {
 			if lastErr != nil {
+				if isStatus(lastErr) {
+					return pending, action, fmt.Errorf("registration server %s could not serve for %s: %w", t.Server, a.cfg.Wait, rpcError(rpc, lastErr))
+				}
 				return pending, action, fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)
 			}
 			return pending, action, fmt.Errorf("node %s is %w after %s", pending.NodeID, ErrPending, a.cfg.Wait)
@@ -324,34 +358,38 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 		nc  *berthv1.NodeCredentials
 		err error
 	)
+	var serverTime *timestamppb.Timestamp
+	sent := a.cfg.Clock.Now()
 	if req == nil {
 		var resp *berthv1.ResumeResponse
 		resp, err = client.Resume(actx, &berthv1.ResumeRequest{})
-		nc = resp.GetCredentials()
+		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
 	} else {
 		var resp *berthv1.RegisterResponse
 		resp, err = client.Register(actx, req)
-		nc = resp.GetCredentials()
+		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
+	}
+	if err == nil {
+		a.noteClock(sent, a.cfg.Clock.Now(), serverTime)
 	}
 	return nc, c.classify(ctx, actx, t.Server, err)
 }
 
-// isTransient reports whether err means the server is not reachable yet:
-// a failed connection, Unavailable, or a call that timed out.
-func isTransient(err error) bool {
-	var tr *transientError
-	if errors.As(err, &tr) {
-		return true
-	}
-	if errors.Is(err, ErrUntrusted) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return false
+// refusedError is a final answer of the registration server that is not
+// a denial: waiting cannot change it, so the boot stops at once.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// isStatus reports whether err is an answer of a gRPC server.
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
 }
+
+// refused wraps a final answer to rpc.
+func refused(rpc string, err error) error { return &refusedError{err: rpcError(rpc, err)} }
 
 // rpcError renders a gRPC error as "rpc: message (Code)".
 func rpcError(rpc string, err error) error {
@@ -400,12 +438,16 @@ type waiter struct {
 
 // wait sleeps before the next retry. It reports false, without sleeping,
 // once the deadline has passed; the last sleep is cut to end on it.
-func (w *waiter) wait(ctx context.Context) (bool, error) {
+func (w *waiter) wait(ctx context.Context) (bool, error) { return w.waitAtLeast(ctx, 0) }
+
+// waitAtLeast is wait, sleeping at least floor (a delay the server asked
+// for) unless the deadline comes first.
+func (w *waiter) waitAtLeast(ctx context.Context, floor time.Duration) (bool, error) {
 	left := w.deadline.Sub(w.clock.Now())
 	if left <= 0 {
 		return false, nil
 	}
-	d := min(w.backoff.Delay(w.n), left)
+	d := min(max(w.backoff.Delay(w.n), floor), left)
 	w.n++
 	w.log.Debug("backing off", logDelay, d, logAttempt, w.n)
 	if err := w.clock.Sleep(ctx, d); err != nil {

@@ -385,7 +385,8 @@ func (a *Agent) storeCall(ctx context.Context, s *bundleStore, w *waiter, log *s
 			return err
 		}
 		log.Warn("bundle store not reachable; retrying", "bundle_store", s.addr, logErr, err)
-		ok, werr := w.wait(ctx)
+		_, floor := retryable(err)
+		ok, werr := w.waitAtLeast(ctx, floor)
 		if werr != nil {
 			return werr
 		}

@@ -209,6 +209,8 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 			// interval's rest.
 			d = max(d, h.interval)
 		}
+		_, floor := retryable(err)
+		d = max(d, floor)
 		h.log.Warn("heartbeat stream ended; reconnecting", logHBAddr, h.addr, logErr, err, logDelay, d)
 		if err := h.clock.Sleep(ctx, d); err != nil {
 			return nil
@@ -516,7 +518,8 @@ func (a *Agent) bootHeartbeat(ctx context.Context, creds *Credentials, log *slog
 			return 0, err
 		}
 		log.Warn("heartbeat service not reachable; retrying", logHBAddr, h.addr, logErr, err)
-		ok, werr := w.wait(ctx)
+		_, floor := retryable(err)
+		ok, werr := w.waitAtLeast(ctx, floor)
 		if werr != nil {
 			return 0, werr
 		}

@@ -92,7 +92,8 @@ func newPKI(t *testing.T) *testPKI {
 
 func (p *testPKI) caHash() string { return mtls.CAHash(p.root) }
 
-// issue signs a node certificate for pub, valid from now-1m for life.
+// issue signs a node certificate for pub, backdated as berth's CA does,
+// valid for life from now.
 func (p *testPKI) issue(t *testing.T, pub crypto.PublicKey, nodeID string, now time.Time, life time.Duration) [][]byte {
 	t.Helper()
 	p.mu.Lock()
@@ -101,7 +102,7 @@ func (p *testPKI) issue(t *testing.T, pub crypto.PublicKey, nodeID string, now t
 	p.mu.Unlock()
 	leaf := mustCert(t, &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "node-1"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(life),
+		NotBefore: now.Add(-mtls.NodeBackdate), NotAfter: now.Add(life),
 		DNSNames:    []string{"node-1"},
 		URIs:        []*url.URL{mtls.NodeURI(testTrustDomain, nodeID)},
 		KeyUsage:    x509.KeyUsageDigitalSignature,

@@ -13,6 +13,9 @@ import (
 const (
 	ActionRegistered = "registered" // this boot enrolled the node
 	ActionResumed    = "resumed"    // the node was known already
+	// ActionRefused is a boot the server refused with an answer that
+	// waiting cannot change; Result.Reason says why.
+	ActionRefused = "refused"
 )
 
 // Result is what a boot printed: with --output json, one object with
@@ -21,8 +24,10 @@ type Result struct {
 	NodeID string `json:"node_id"`
 	// Status is pending, approved, rejected or revoked.
 	Status string `json:"status"`
-	// Action is registered or resumed.
+	// Action is registered, resumed, or refused (with Reason).
 	Action string `json:"action"`
+	// Reason is why a refused boot was refused, one line.
+	Reason string `json:"reason,omitempty"`
 	// CertSerial is the lower-case hex serial of the node certificate.
 	CertSerial string `json:"cert_serial"`
 	// CertNotAfter is when the certificate expires, RFC 3339.
@@ -47,6 +52,10 @@ type Result struct {
 	Renewed bool `json:"renewed"`
 	// CertDir is where the credentials were written.
 	CertDir string `json:"cert_dir,omitempty"`
+	// ClockOffsetSeconds is how far the registration server's clock is
+	// ahead of this node's (negative: behind), corrected by half the round
+	// trip; absent when the server did not say its time.
+	ClockOffsetSeconds *float64 `json:"clock_offset_seconds,omitempty"`
 	// Message is the server's reason for a rejected or revoked node.
 	Message string `json:"message,omitempty"`
 	// Heartbeat is what the boot did about heartbeats: HeartbeatAcked

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -20,10 +21,11 @@ import (
 // certificate is due, and the two clocks may disagree.
 const renewRetry = time.Minute
 
-// RenewalTime is when the agent renews cert: at two thirds of its lifetime.
+// RenewalTime is when the agent renews cert: at two thirds of its
+// lifetime counted from its issuance, by the rule the server uses
+// (mtls.RenewalTime), so a renewal is not asked for before it is due.
 func RenewalTime(cert *x509.Certificate) time.Time {
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	return cert.NotBefore.Add(life * 2 / 3)
+	return mtls.RenewalTime(cert.NotBefore, cert.NotAfter)
 }
 
 // serve keeps a booted node's credentials fresh and, with heartbeats, sends
@@ -107,7 +109,11 @@ func (a *Agent) keepRenewed(ctx context.Context, c *conn, t Target, creds *Crede
 func (a *Agent) renew(ctx context.Context, c *conn, t Target, client berthv1.RegistrationServiceClient, log *slog.Logger) (*Credentials, error) {
 	for n := 0; ; n++ {
 		actx, done := c.attempt(ctx, a.cfg.AttemptTimeout)
+		sent := a.cfg.Clock.Now()
 		resp, err := client.Renew(actx, &berthv1.RenewRequest{})
+		if err == nil {
+			a.noteClock(sent, a.cfg.Clock.Now(), resp.GetServerTime())
+		}
 		err = c.classify(ctx, actx, t.Server, err)
 		done()
 		if err == nil {
@@ -133,7 +139,8 @@ func (a *Agent) renew(ctx context.Context, c *conn, t Target, client berthv1.Reg
 		case errors.Is(err, ErrUntrusted):
 			return nil, err
 		}
-		d := a.cfg.Backoff.Delay(n)
+		_, floor := retryable(err)
+		d := max(a.cfg.Backoff.Delay(n), floor)
 		log.Warn("renewal failed; retrying", logErr, err, logDelay, d)
 		if err := a.cfg.Clock.Sleep(ctx, d); err != nil {
 			return nil, err

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/depwatch"
 	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -30,9 +32,13 @@ import (
 
 // built is a server with its services registered, and what to close after.
 type built struct {
-	server   *rpc.Server
-	services []string
-	closers  []func()
+	server  *rpc.Server
+	closers []func()
+	// needs is every role's dependencies; watch sets health from them.
+	needs []needs
+	watch *depwatch.Watch
+	// probes are the database handles health checks use, by DSN or file.
+	probes map[string]*db.DB
 	// crl serves the CA's revocation list over HTTP; nil without the CA.
 	crl http.Handler
 }
@@ -69,7 +75,6 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s.Server) })
-		b.services = append(b.services, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
 		b.crl = svc.CRLHandler()
 	}
 	if c.runs(RoleBundles) {
@@ -79,9 +84,6 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
-		b.services = append(b.services,
-			berthv1.BundleService_ServiceDesc.ServiceName,
-			berthv1.BundleAdminService_ServiceDesc.ServiceName)
 	}
 	if c.runs(RoleHeartbeat) {
 		svc, err := buildHeartbeat(ctx, c, layout, tel, b)
@@ -90,9 +92,6 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
-		b.services = append(b.services,
-			berthv1.HeartbeatService_ServiceDesc.ServiceName,
-			berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
 	}
 	if c.runs(RoleRegistration) {
 		svc, err := buildRegistration(ctx, c, layout, tel, b)
@@ -101,9 +100,6 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
-		b.services = append(b.services,
-			berthv1.RegistrationService_ServiceDesc.ServiceName,
-			berthv1.NodeAdminService_ServiceDesc.ServiceName)
 	}
 	cert, err := layout.ServiceCertificate(serverCertName(c.Role))
 	if err != nil {
@@ -120,12 +116,28 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
 		Limits:         c.Limits,
+		// A call answered Unavailable has seen a dependency fail: probe
+		// now. b.watch is set below, before anything is served.
+		OnUnavailable: func() { b.watch.Kick() },
 	})
 	for _, r := range registers {
 		r(b.server)
 	}
-	b.services = append(b.services, "") // the whole server
+	// Health is NOT_SERVING until the first probe, and then follows the
+	// dependencies; see internal/depwatch.
+	b.watch, err = depwatch.New(depwatch.Config{Health: b.server.Health, Period: c.HealthPeriod, Logger: c.Logger})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range b.needs {
+		b.watch.Add(n.services, n.deps...)
+	}
 	return b, nil
+}
+
+// need records that services cannot work without deps.
+func (b *built) need(deps []depwatch.Dependency, services ...string) {
+	b.needs = append(b.needs, needs{services: services, deps: deps})
 }
 
 func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.Service, error) {
@@ -149,6 +161,11 @@ func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.S
 	if err != nil {
 		return nil, fmt.Errorf("CA signer: %w", err)
 	}
+	storeDep, err := b.storeDependency(ctx, c, RoleCA, "ca.db")
+	if err != nil {
+		return nil, err
+	}
+	b.need([]depwatch.Dependency{storeDep}, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
 	svc, err := ca.New(ca.Config{
 		Signer: signer, Store: store, Roots: []*x509.Certificate{layout.Root}, Logger: c.Logger,
 		CRLIssuer: sc.Intermediate, CRLKey: sc.Key,
@@ -198,6 +215,12 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 	if err != nil {
 		return nil, err
 	}
+	storeDep, err := b.storeDependency(ctx, c, RoleRegistration, "registration.db")
+	if err != nil {
+		return nil, err
+	}
+	b.need([]depwatch.Dependency{storeDep, caDependency(caConn)},
+		berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName)
 	b.runService(ctx, c, "registration", svc.Run)
 	return svc, nil
 }
@@ -221,18 +244,25 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
 	svc, err := bundles.New(bundles.Config{
-		Store:           store,
-		TrustDomain:     layout.TrustDomain,
-		Roots:           layout.RootPool(),
-		MaxBundleSize:   c.BundleMaxSize,
-		Keep:            c.BundleHistory,
-		RequireApproval: c.BundleRequireApproval,
-		Revoked:         revoked.Revoked,
-		Logger:          c.Logger,
+		Store:            store,
+		TrustDomain:      layout.TrustDomain,
+		Roots:            layout.RootPool(),
+		MaxBundleSize:    c.BundleMaxSize,
+		Keep:             c.BundleHistory,
+		RequireApproval:  c.BundleRequireApproval,
+		Revoked:          revoked.Revoked,
+		RevocationsKnown: revoked.Known,
+		Logger:           c.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
+	storeDep, err := b.storeDependency(ctx, c, RoleBundles, "bundles.db")
+	if err != nil {
+		return nil, err
+	}
+	b.need([]depwatch.Dependency{storeDep, revocationDependency(revoked.Known)},
+		berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName)
 	b.runService(ctx, c, "bundles", svc.Run)
 	return svc, nil
 }
@@ -262,14 +292,21 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 		Grace:    c.HeartbeatGrace,
 		// Flushes must come at least twice per interval so that the single
 		// decider, reading last-seen times from the store, is never fooled.
-		FlushPeriod: min(health.DefaultFlushPeriod, interval/2),
-		MaxBeatRate: c.HeartbeatMaxRate,
-		IsRevoked:   revoked.NodeRevoked,
-		Logger:      c.Logger,
+		FlushPeriod:      min(health.DefaultFlushPeriod, interval/2),
+		MaxBeatRate:      c.HeartbeatMaxRate,
+		IsRevoked:        revoked.NodeRevoked,
+		RevocationsKnown: revoked.Known,
+		Logger:           c.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
+	storeDep, err := b.storeDependency(ctx, c, RoleHeartbeat, "heartbeat.db")
+	if err != nil {
+		return nil, err
+	}
+	b.need([]depwatch.Dependency{storeDep, revocationDependency(revoked.Known)},
+		berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
 	b.runService(ctx, c, "heartbeat", svc.Run)
 	return svc, nil
 }

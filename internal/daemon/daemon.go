@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -73,7 +72,10 @@ type Config struct {
 	BundleHistory         int
 	BundleRequireApproval bool
 	ShutdownTimeout       time.Duration
-	Logger                *slog.Logger
+	// HealthPeriod is how often each dependency is probed for the gRPC
+	// health status (depwatch.DefaultPeriod when 0).
+	HealthPeriod time.Duration
+	Logger       *slog.Logger
 	// Ready, if set, is called with the bound gRPC address once serving.
 	Ready func(addr string)
 }
@@ -171,9 +173,7 @@ func Run(ctx context.Context, c Config) error {
 		}
 		side = append(side, srv)
 	}
-	for _, name := range built.services {
-		built.server.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
+	built.background(gctx, built.watch.Run)
 	c.Logger.Info("berthd serving", "role", c.Role, "addr", lis.Addr().String(), "metrics", c.MetricsListen, "crl", c.CRLListen)
 	if c.Ready != nil {
 		c.Ready(lis.Addr().String())

@@ -86,11 +86,10 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// Health turns SERVING once the dependencies have been probed (the
+	// revocation list loaded from the CA).
 	for _, svc := range []string{"", "berth.v1.RegistrationService", "berth.v1.NodeAdminService", "berth.v1.CertificateAuthorityService", "berth.v1.BundleService", "berth.v1.BundleAdminService", "berth.v1.HeartbeatService", "berth.v1.HeartbeatAdminService"} {
-		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
-		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("health of %q: %v %v", svc, resp.GetStatus(), err)
-		}
+		waitHealth(t, conn, svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 	if err != nil {

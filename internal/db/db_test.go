@@ -60,7 +60,7 @@ func TestOpenSQLite(t *testing.T) {
 		"journal_mode": "wal",
 		"foreign_keys": "1",
 		"busy_timeout": "10000",
-		"synchronous":  "1", // NORMAL
+		"synchronous":  "2", // FULL: an acknowledged commit survives power loss
 	}
 	// Check several pooled connections, not just the first.
 	conns := make([]*sql.Conn, 3)

@@ -17,8 +17,9 @@ import (
 // sqlitePragmas are applied by the driver to every new connection, so every
 // connection in the pool behaves the same. WAL lets readers run alongside the
 // single writer; busy_timeout makes a writer wait for the lock instead of
-// failing; NORMAL is durable across application crashes in WAL mode and only
-// risks the last transactions on power loss. _txlock=immediate makes BEGIN take
+// failing; FULL syncs the WAL on every commit, so a transaction that committed
+// (and whose caller was answered) survives a power loss, not only a crash of
+// the process as with NORMAL. _txlock=immediate makes BEGIN take
 // the write lock up front: a deferred transaction that reads and then writes
 // can fail with SQLITE_BUSY when it tries to upgrade, and busy_timeout does not
 // help in that case.
@@ -27,7 +28,7 @@ var sqlitePragmas = url.Values{
 		"busy_timeout(10000)",
 		"foreign_keys(1)",
 		"journal_mode(WAL)",
-		"synchronous(NORMAL)",
+		"synchronous(FULL)",
 	},
 	"_txlock": {"immediate"},
 }

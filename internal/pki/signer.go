@@ -255,7 +255,12 @@ func (s *Signer) template(nodeID, host string, pub crypto.PublicKey) (*x509.Cert
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
 	}
-	setValidity(t, s.clock.Now(), s.lifetime)
+	now := s.clock.Now()
+	setValidity(t, now, s.lifetime)
+	// Node certificates are backdated further than service ones: a
+	// stateless node may boot with its clock minutes behind. Renewal is
+	// counted from the real issuance (mtls.RenewalTime).
+	t.NotBefore = now.Add(-mtls.NodeBackdate).UTC().Truncate(time.Second)
 	if t.NotAfter.After(s.inter.NotAfter) {
 		t.NotAfter = s.inter.NotAfter
 	}

@@ -5,6 +5,8 @@ package revocation
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -20,6 +22,20 @@ import (
 // DefaultPeriod is how often the list is refreshed: the longest a revoked
 // node can still be served by a replica that has not heard yet.
 const DefaultPeriod = 2 * time.Second
+
+// DefaultMaxStale is how long a cache that has stopped hearing from the CA
+// is still trusted. Beyond it the cache fails closed: Known reports
+// ErrUnknown and services refuse node calls with Unavailable. While the CA
+// is down nobody can revoke anything, so a list that was complete when the
+// CA went away stays complete; the bound covers a replica cut off from a CA
+// that others still reach, and is long enough to ride out a CA restart.
+const DefaultMaxStale = 5 * time.Minute
+
+// ErrUnknown is the cache not knowing the revocation state: it has never
+// loaded the list from the CA, or has not refreshed it for longer than
+// MaxStale. Services answer node calls with Unavailable meanwhile, never
+// as if nothing were revoked.
+var ErrUnknown = errors.New("revocation state not yet known")
 
 // ReasonSuperseded is the revocation reason the registration service uses
 // when new hardware keys take over a node. The node itself is not revoked:
@@ -42,6 +58,9 @@ type Config struct {
 	Source Source
 	// Period is the time between refreshes; DefaultPeriod when 0.
 	Period time.Duration
+	// MaxStale is how long the last list is trusted when refreshes fail;
+	// DefaultMaxStale when 0.
+	MaxStale time.Duration
 	// Logger defaults to a logger that discards everything.
 	Logger *slog.Logger
 	// Clock times the refreshes; the system clock when nil.
@@ -51,16 +70,19 @@ type Config struct {
 // Cache is the set of revoked certificate serials, and of nodes revoked or
 // deleted (any revocation but a replacement's).
 type Cache struct {
-	src    Source
-	period time.Duration
-	log    *slog.Logger
-	clock  clock.Clock
+	src      Source
+	period   time.Duration
+	maxStale time.Duration
+	log      *slog.Logger
+	clock    clock.Clock
 
 	mu      sync.RWMutex
 	serials map[string]struct{}
 	nodes   map[string]struct{}
 	// since is the newest revocation time seen; zero asks for everything.
 	since time.Time
+	// loaded is when the last refresh succeeded; zero before the first.
+	loaded time.Time
 }
 
 // New returns a cache fed from c.Source.
@@ -68,11 +90,14 @@ func New(c Config) *Cache {
 	if c.Period <= 0 {
 		c.Period = DefaultPeriod
 	}
+	if c.MaxStale <= 0 {
+		c.MaxStale = DefaultMaxStale
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Cache{
-		src: c.Source, period: c.Period, log: c.Logger, clock: clock.Or(c.Clock),
+		src: c.Source, period: c.Period, maxStale: c.MaxStale, log: c.Logger, clock: clock.Or(c.Clock),
 		serials: map[string]struct{}{}, nodes: map[string]struct{}{},
 	}
 }
@@ -104,6 +129,10 @@ func (c *Cache) Refresh(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.loaded.IsZero() {
+		c.log.Info("revocation list loaded from the CA", "revocations", len(resp.GetRevocations()))
+	}
+	c.loaded = c.clock.Now()
 	for _, r := range resp.GetRevocations() {
 		c.serials[normalize(r.GetSerial())] = struct{}{}
 		if r.GetNodeId() != "" && r.GetReason() != ReasonSuperseded {
@@ -112,6 +141,22 @@ func (c *Cache) Refresh(ctx context.Context) error {
 		if t := r.GetRevokedAt().AsTime(); t.After(c.since) {
 			c.since = t
 		}
+	}
+	return nil
+}
+
+// Known returns nil while the cache knows the revocation state: it has
+// loaded the list and refreshed it within MaxStale. Otherwise it returns an
+// ErrUnknown error that says why; callers must then refuse, not serve.
+func (c *Cache) Known() error {
+	c.mu.RLock()
+	loaded := c.loaded
+	c.mu.RUnlock()
+	if loaded.IsZero() {
+		return fmt.Errorf("%w: the list was never loaded from the CA", ErrUnknown)
+	}
+	if age := c.clock.Now().Sub(loaded); age > c.maxStale {
+		return fmt.Errorf("%w: the list was last refreshed from the CA %s ago (limit %s)", ErrUnknown, age.Round(time.Second), c.maxStale)
 	}
 	return nil
 }

@@ -124,3 +124,52 @@ func TestRunPolls(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestKnownFailsClosed: before the first load, and once refreshes have
+// failed for longer than MaxStale, the cache says it does not know; a
+// successful refresh makes it know again.
+func TestKnownFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC))
+	ca := &fakeCA{err: errors.New("CA down")}
+	c := New(Config{Source: ca, MaxStale: time.Minute, Clock: clk})
+	if err := c.Known(); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Known before any load = %v, want ErrUnknown", err)
+	}
+	if err := c.Refresh(ctx); err == nil {
+		t.Fatal("Refresh hid the CA's error")
+	}
+	if err := c.Known(); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Known after a failed first load = %v, want ErrUnknown", err)
+	}
+
+	ca.err = nil
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Known(); err != nil {
+		t.Fatalf("Known after a load = %v", err)
+	}
+
+	// The CA goes away: the list is trusted for MaxStale, then not.
+	ca.err = errors.New("CA down")
+	clk.Advance(time.Minute)
+	if err := c.Refresh(ctx); err == nil {
+		t.Fatal("Refresh hid the CA's error")
+	}
+	if err := c.Known(); err != nil {
+		t.Fatalf("Known at exactly MaxStale = %v", err)
+	}
+	clk.Advance(time.Second)
+	if err := c.Known(); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Known past MaxStale = %v, want ErrUnknown", err)
+	}
+
+	ca.err = nil
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Known(); err != nil {
+		t.Fatalf("Known after the CA returned = %v", err)
+	}
+}

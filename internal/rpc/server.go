@@ -49,6 +49,9 @@ type ServerConfig struct {
 	// Limits bound what the server spends on its peers; zero fields take
 	// their defaults.
 	Limits Limits
+	// OnUnavailable, if set, is called each time a handler answers
+	// Unavailable, so that health re-checks the dependencies at once.
+	OnUnavailable func()
 }
 
 // Server is a gRPC server with its health service. Serve applies the
@@ -98,6 +101,8 @@ func NewServer(c ServerConfig) *Server {
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
 	opts = append(opts, limitOptions(lim.limits)...)
+	// Innermost, after the chain above: it sees what the handler answered.
+	opts = append(opts, unavailableHooks(c.OnUnavailable)...)
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), limits: lim}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 )
@@ -26,6 +27,7 @@ const (
 	msgWrongTarget       = "sealed is signed for another node or another trust domain"
 	msgSigner            = "sealed is signed by a signer this deployment does not trust: an administrator's write must be signed by an admin certificate of this trust domain, a node's upload by the node's own identity key"
 	msgSignature         = "sealed: the bundle's signature does not verify"
+	msgRevocationUnknown = "revocation state not yet known; retry later"
 )
 
 // Validation rules, shown after the field name.
@@ -95,4 +97,5 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errNotNode, codes.PermissionDenied, msgNotNode),
 	rpcerr.Is(errRevoked, codes.PermissionDenied, msgRevoked),
 	rpcerr.Is(errPolicyUnavailable, codes.Unavailable, msgPolicyUnavailable),
+	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevocationUnknown),
 }

@@ -102,6 +102,11 @@ type Config struct {
 	// certificate, by node ID and serial (lower-case hex, as the CA's issued
 	// log writes it), is revoked. Revoked callers are denied.
 	Revoked func(ctx context.Context, nodeID, serial string) bool
+	// RevocationsKnown, when set, is asked on every node call before
+	// Revoked: an error (revocation.ErrUnknown) means the revocation state
+	// is not known, and the call is refused with Unavailable rather than
+	// served as if nothing were revoked.
+	RevocationsKnown func() error
 	// EventRetention is how long bundle events are kept
 	// (DefaultEventRetention). Run deletes older ones.
 	EventRetention time.Duration
@@ -124,6 +129,7 @@ type Service struct {
 	requireApproval  bool
 	approvalRequired func(ctx context.Context, nodeID string) (bool, error)
 	revoked          func(ctx context.Context, nodeID, serial string) bool
+	revocationsKnown func() error
 	log              *slog.Logger
 	clock            clock.Clock
 
@@ -176,6 +182,7 @@ func New(c Config) (*Service, error) {
 		requireApproval:  c.RequireApproval,
 		approvalRequired: c.ApprovalRequired,
 		revoked:          c.Revoked,
+		revocationsKnown: c.RevocationsKnown,
 		log:              c.Logger,
 		clock:            c.Clock,
 	}, nil
@@ -233,6 +240,11 @@ func (s *Service) node(ctx context.Context) (string, error) {
 	id := caller(ctx)
 	if id.Kind != mtls.KindNode || ident.NodeID(id.Name) != nil || id.Leaf == nil {
 		return "", errNotNode
+	}
+	if s.revocationsKnown != nil {
+		if err := s.revocationsKnown(); err != nil {
+			return "", err
+		}
 	}
 	if s.revoked != nil && s.revoked(ctx, id.Name, id.Leaf.SerialNumber.Text(16)) {
 		return "", errRevoked

@@ -7,6 +7,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
@@ -15,6 +16,7 @@ import (
 // cursor messages carry numbers, which client/watch reads back.
 const (
 	msgRevoked     = "node is revoked"
+	msgRevUnknown  = "revocation state not yet known; retry later"
 	msgSuperseded  = "stream replaced by a newer stream of the same node"
 	msgClosing     = "heartbeat service is shutting down; reconnect"
 	msgSequence    = "sequence must increase within a stream"
@@ -57,6 +59,7 @@ var errorTable = rpcerr.Table{
 		return fmt.Sprintf(msgCursorGone, e.Oldest)
 	}),
 	rpcerr.Is(health.ErrRevoked, codes.PermissionDenied, msgRevoked),
+	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevUnknown),
 	rpcerr.Is(health.ErrSuperseded, codes.Aborted, msgSuperseded),
 	rpcerr.Is(health.ErrClosing, codes.Unavailable, msgClosing),
 	rpcerr.Is(health.ErrSequence, codes.InvalidArgument, msgSequence),

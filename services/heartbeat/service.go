@@ -49,6 +49,11 @@ type Config struct {
 	// every connected node; revoked nodes lose their stream. It must answer
 	// from memory. nil means only Revoked ends streams.
 	IsRevoked func(ctx context.Context, nodeID string) bool
+	// RevocationsKnown, when set, is asked when a node connects and on
+	// every beat: an error (revocation.ErrUnknown) means the revocation
+	// state is not known, and the stream is refused or ended with
+	// Unavailable rather than served as if nothing were revoked.
+	RevocationsKnown func() error
 	// ReplicaID names this replica as decider; random by default.
 	ReplicaID string
 	// Logger defaults to a logger that discards everything.
@@ -62,9 +67,10 @@ type Service struct {
 	berthv1.UnsafeHeartbeatServiceServer
 	berthv1.UnsafeHeartbeatAdminServiceServer
 
-	core  *health.Core
-	store hbstore.Store
-	log   *slog.Logger
+	core             *health.Core
+	store            hbstore.Store
+	revocationsKnown func() error
+	log              *slog.Logger
 }
 
 var (
@@ -95,7 +101,7 @@ func New(c Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{core: core, store: c.Store, log: c.Logger}, nil
+	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, log: c.Logger}, nil
 }
 
 // Register puts both gRPC services on a server.
@@ -131,6 +137,14 @@ func (s *Service) Revoked(nodeID string) { s.core.Revoke(nodeID) }
 
 // Stats returns the core's counters.
 func (s *Service) Stats() health.Stats { return s.core.Stats() }
+
+// revocationsReady returns nil while the revocation state is known.
+func (s *Service) revocationsReady() error {
+	if s.revocationsKnown == nil {
+		return nil
+	}
+	return s.revocationsKnown()
+}
 
 // caller returns the verified identity of the caller; the policy has let
 // only nodes with an issued certificate (or admins) through.

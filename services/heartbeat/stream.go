@@ -22,6 +22,9 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 	ctx := stream.Context()
 	nodeID := caller(ctx).Name
 	log := rpc.Logger(ctx, s.log).With(attrNode, nodeID)
+	if err := s.revocationsReady(); err != nil {
+		return errorTable.Status(ctx, log, err)
+	}
 	sess, err := s.core.Connect(ctx, nodeID)
 	if err != nil {
 		return errorTable.Status(ctx, log, err)
@@ -36,6 +39,11 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 		case req := <-beats:
 			b, err := validateBeat(req)
 			if err != nil {
+				return errorTable.Status(ctx, log, err)
+			}
+			// A replica that lost track of revocations stops serving
+			// beats rather than accept a revoked node's.
+			if err := s.revocationsReady(); err != nil {
 				return errorTable.Status(ctx, log, err)
 			}
 			interval, err := sess.Beat(b)

@@ -197,3 +197,48 @@ func bootOnce(b *testing.B, e *env, n *node, self tls.Certificate, pin [32]byte,
 	}
 	return got.GetBundle().GetSealed()
 }
+
+// BenchmarkRegisterWrites measures the store writes of one registration on
+// SQLite, where their cost is the engine's durability setting: RegisterNode
+// (the node row and the token use) and SetCertificate, each its own
+// committed transaction, as Register issues them. writers is goroutines per
+// CPU; SQLite serialises them on its write lock, so each commit pays its
+// own sync either way.
+func BenchmarkRegisterWrites(b *testing.B) {
+	for _, par := range []int{1, 8} {
+		b.Run(fmt.Sprintf("sqlite/writers=%d", par), func(b *testing.B) {
+			e := newEnv(b, sqliteBackend)
+			ctx := context.Background()
+			now := e.clock.Now()
+			tok := regstore.Token{ID: "benchreg", SecretHash: make([]byte, 32), ExpiresAt: now.Add(time.Hour), UsesLeft: 1 << 30, CreatedAt: now}
+			if err := e.reg.CreateToken(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+			cert := regstore.Cert{Serial: "01", NotBefore: now, NotAfter: now.Add(30 * 24 * time.Hour), Chain: [][]byte{make([]byte, 600), make([]byte, 500)}}
+			var next atomic.Int64
+			b.SetParallelism(par)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					key := make([]byte, 32)
+					rand.Read(key)
+					node := regstore.Node{
+						ID: newNodeID(), Status: regstore.StatusApproved, KeySHA256: key,
+						HardwareUUID: fmt.Sprintf("20000000-0000-4000-8000-%012d", i), Hostname: "n",
+						BundleKEM: 0x647a, BundleKey: make([]byte, 32), CSR: []byte{1}, CreatedAt: now, UpdatedAt: now,
+					}
+					if _, err := e.reg.RegisterNode(ctx, tok.ID, now, node, ""); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := e.reg.SetCertificate(ctx, node.ID, "", cert, now); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+		})
+	}
+}

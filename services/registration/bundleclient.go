@@ -45,7 +45,8 @@ func (b *GRPCBundles) Delete(ctx context.Context, nodeID string) error {
 
 func bundlesError(op string, err error) error {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		// Down, slow, overloaded or busy: waiting can change it.
 		return fmt.Errorf("bundle store %s: %w: %v", op, errBundlesUnavailable, err)
 	}
 	return fmt.Errorf("bundle store %s: %w", op, err)

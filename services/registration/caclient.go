@@ -54,7 +54,8 @@ func (c *GRPCCA) Revoke(ctx context.Context, serial, reason string) error {
 // being handed an internal error.
 func caError(op string, err error) error {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		// Down, slow, overloaded or busy: waiting can change it.
 		return fmt.Errorf("CA %s: %w: %v", op, errCAUnavailable, err)
 	}
 	return fmt.Errorf("CA %s: %w", op, err)

@@ -227,10 +227,12 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool)
 }
 
 // dueForRenewal is true in the last third of the lifetime and after expiry,
-// so a node powered off past expiry still comes back.
+// so a node powered off past expiry still comes back. The lifetime counts
+// from the certificate's issuance, not from its backdated NotBefore
+// (mtls.RenewalTime): counting from NotBefore would make a short-lived
+// certificate due as soon as it is issued.
 func dueForRenewal(c regstore.Cert, now time.Time) bool {
-	life := c.NotAfter.Sub(c.NotBefore)
-	return !now.Before(c.NotBefore.Add(life * 2 / 3))
+	return !now.Before(mtls.RenewalTime(c.NotBefore, c.NotAfter))
 }
 
 // renew issues and stores a new certificate. Concurrent boots of one node

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,14 +64,34 @@ const (
 
 func newEnv(t testing.TB, b backend) *env { return newEnvWith(t, b, true) }
 
+// postgresAt is a backend on the PostgreSQL database at dsn, such as a
+// pgtest.Cluster a test stops and starts.
+func postgresAt(dsn string) backend { return "postgres-at:" + dsn }
+
+// sqliteIn is a backend with its SQLite files in dir, such as a small
+// file system a test fills up.
+func sqliteIn(dir string) backend { return "sqlite-in:" + dir }
+
 // stores opens the three stores on engine b.
 func (e *env) openStores(t testing.TB, b backend) {
 	t.Helper()
 	ctx := context.Background()
 	var err error
-	switch b {
-	case sqliteBackend:
-		dir := t.TempDir()
+	dir, dsn := "", ""
+	switch {
+	case b == sqliteBackend:
+		dir = t.TempDir()
+	case strings.HasPrefix(b, "sqlite-in:"):
+		dir = strings.TrimPrefix(b, "sqlite-in:")
+	case b == postgresBackend:
+		dsn = pgtest.NewDatabase(t)
+	case strings.HasPrefix(b, "postgres-at:"):
+		dsn = strings.TrimPrefix(b, "postgres-at:")
+	default:
+		t.Fatalf("unknown engine %q", b)
+	}
+	switch {
+	case dir != "":
 		e.reg, err = regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db"))
 		if err == nil {
 			e.cas, err = castore.NewSQLite(ctx, filepath.Join(dir, "ca.db"))
@@ -78,8 +99,7 @@ func (e *env) openStores(t testing.TB, b backend) {
 		if err == nil {
 			e.bs, err = bundlestore.NewSQLite(ctx, filepath.Join(dir, "bundles.db"))
 		}
-	case postgresBackend:
-		dsn := pgtest.NewDatabase(t)
+	default:
 		e.reg, err = regstore.NewPostgres(ctx, dsn)
 		if err == nil {
 			e.cas, err = castore.NewPostgres(ctx, dsn)
@@ -87,8 +107,6 @@ func (e *env) openStores(t testing.TB, b backend) {
 		if err == nil {
 			e.bs, err = bundlestore.NewPostgres(ctx, dsn)
 		}
-	default:
-		t.Fatalf("unknown engine %q", b)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package registration
 import (
 	"context"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -17,6 +19,10 @@ type nodeServer struct {
 }
 
 var _ berthv1.RegistrationServiceServer = nodeServer{}
+
+// now is the server's time as answers carry it, taken as late as possible
+// so that the agent's round-trip correction covers the rest.
+func (n nodeServer) now() *timestamppb.Timestamp { return timestamppb.New(n.s.clock.Now()) }
 
 // Register enrols a node, or returns the existing one for a known key.
 func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
@@ -34,7 +40,7 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.RegisterResponse{Credentials: creds}, nil
+	return &berthv1.RegisterResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
 // Resume returns the current credentials of the calling node.
@@ -44,7 +50,7 @@ func (n nodeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*bert
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.ResumeResponse{Credentials: creds}, nil
+	return &berthv1.ResumeResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
 // Renew returns the calling node's credentials, renewed when due.
@@ -56,5 +62,5 @@ func (n nodeServer) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.RenewResponse{Credentials: creds}, nil
+	return &berthv1.RenewResponse{Credentials: creds, ServerTime: n.now()}, nil
 }

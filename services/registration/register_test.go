@@ -114,10 +114,16 @@ func TestRenewalWindowAndExpiry(t *testing.T) {
 		ctx := context.Background()
 		n := e.newNode(uuidA)
 		first := leafOf(t, e.register(t, n, true))
-		life := first.NotAfter.Sub(first.NotBefore)
+		// The lifetime counts from issuance, not from the backdated
+		// NotBefore.
+		issued := first.NotBefore.Add(mtls.NodeBackdate)
+		if !issued.Equal(e.clock.Now()) {
+			t.Fatalf("NotBefore %v is not issuance %v less the backdate", first.NotBefore, e.clock.Now())
+		}
+		life := first.NotAfter.Sub(issued)
 		steps := []struct {
 			name      string
-			advanceTo time.Duration // since NotBefore of the first certificate
+			advanceTo time.Duration // since the issuance of the first certificate
 			renewed   bool
 		}{
 			{"early in life", life / 3, false},
@@ -125,7 +131,7 @@ func TestRenewalWindowAndExpiry(t *testing.T) {
 			{"inside renewal window", life*2/3 + time.Minute, true},
 		}
 		for _, s := range steps {
-			e.clock.Set(first.NotBefore.Add(s.advanceTo))
+			e.clock.Set(issued.Add(s.advanceTo))
 			resp, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
 			if err != nil {
 				t.Fatalf("%s: %v", s.name, err)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -85,7 +86,7 @@ func TestRenewWithBundleStoreDown(t *testing.T) {
 		}
 
 		// Due: a new certificate, recorded, still without the bundle store.
-		e.clock.Set(first.NotBefore.Add(first.NotAfter.Sub(first.NotBefore)*2/3 + time.Minute))
+		e.clock.Set(mtls.RenewalTime(first.NotBefore, first.NotAfter).Add(time.Minute))
 		got, err = renew(n.conn)
 		if err != nil {
 			t.Fatalf("Renew when due with the bundle store down: %v", err)
@@ -188,7 +189,7 @@ func TestRenewRefused(t *testing.T) {
 			// The server requires a certificate in the TLS handshake.
 			{"no client certificate", func() *grpc.ClientConn { return e.srv.Anonymous(t) }, nil, codes.Unavailable, ""},
 			{"due while the CA is down", func() *grpc.ClientConn { return due.conn }, func() {
-				e.clock.Set(dueLeaf.NotBefore.Add(dueLeaf.NotAfter.Sub(dueLeaf.NotBefore)*2/3 + time.Minute))
+				e.clock.Set(mtls.RenewalTime(dueLeaf.NotBefore, dueLeaf.NotAfter).Add(time.Minute))
 				e.caDown()
 			}, codes.Unavailable, msgCAUnavailable},
 		}

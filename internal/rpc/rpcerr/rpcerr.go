@@ -15,8 +15,9 @@
 //	  deadline passed
 //	a database that cannot serve now       Unavailable, "… retry later"
 //	  (db.IsUnavailable)
-//	a dependency's Unavailable or          Unavailable, "… retry later"
-//	  DeadlineExceeded
+//	a dependency's Unavailable,            Unavailable, "… retry later"
+//	  DeadlineExceeded, ResourceExhausted
+//	  or Aborted
 //	anything else                          Internal
 //
 // An unavailable cause is never answered with Internal, which clients treat
@@ -159,12 +160,25 @@ func general(ctx context.Context, err error) (codes.Code, string, bool) {
 		return codes.Canceled, MsgCanceled, true
 	case errors.Is(err, context.DeadlineExceeded) || isDep && dep == codes.DeadlineExceeded && ctx.Err() != nil:
 		return codes.DeadlineExceeded, MsgDeadline, true
-	case isDep && (dep == codes.Unavailable || dep == codes.DeadlineExceeded):
+	case isDep && transientDependency(dep):
 		return codes.Unavailable, MsgDependencyUnavailable, true
 	case db.IsUnavailable(err):
 		return codes.Unavailable, MsgDatabaseUnavailable, true
 	}
 	return codes.OK, "", false
+}
+
+// transientDependency reports whether a dependency's answer is one that
+// waiting can change: it is down, timed out, overloaded or hit a
+// concurrent change. The caller is told Unavailable, which clients retry;
+// passing the dependency's own code on would tell a node about a limit
+// that is not its own.
+func transientDependency(c codes.Code) bool {
+	switch c {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
 }
 
 // dependencyCode finds the status of a gRPC call to another service in

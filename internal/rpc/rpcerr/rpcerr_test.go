@@ -75,6 +75,13 @@ func TestClassify(t *testing.T) {
 		{"dependency timed out with the call", expired, fmt.Errorf("CA sign: %w", depDeadline), codes.DeadlineExceeded, MsgDeadline},
 		{"dependency canceled", nil, fmt.Errorf("CA sign: %w", depCanceled), codes.Canceled, MsgCanceled},
 		{"dependency's other codes are not passed on", nil, fmt.Errorf("CA sign: %w", depInternal), codes.Internal, MsgInternal},
+		{"dependency overloaded", nil, fmt.Errorf("CA sign: %w", status.Error(codes.ResourceExhausted, "too many requests")), codes.Unavailable, MsgDependencyUnavailable},
+		{"dependency aborted", nil, fmt.Errorf("CA sign: %w", status.Error(codes.Aborted, "concurrent change")), codes.Unavailable, MsgDependencyUnavailable},
+		{"dependency refusing for good is not retried", nil, fmt.Errorf("CA sign: %w", status.Error(codes.PermissionDenied, "not allowed")), codes.Internal, MsgInternal},
+		{"SQLite disk full", nil, fmt.Errorf("register: %w", sqliteFull(t)), codes.Unavailable, MsgDatabaseUnavailable},
+		// SQLSTATE 53100 disk_full, as PostgreSQL reports it when a data
+		// file cannot grow.
+		{"PostgreSQL disk full", nil, fmt.Errorf("register: %w", &pgconn.PgError{Severity: "ERROR", Code: "53100", Message: "could not extend file"}), codes.Unavailable, MsgDatabaseUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +165,34 @@ func postgresDown(t *testing.T) error {
 	_, err := pgconn.Connect(context.Background(), "postgres://berth@"+closedAddr(t)+"/berth?connect_timeout=10")
 	if err == nil || !db.IsUnavailable(err) {
 		t.Fatalf("connecting to a closed port: %v, want an unavailable error", err)
+	}
+	return err
+}
+
+// sqliteFull is SQLite refusing a write because the database cannot grow:
+// a real SQLITE_FULL, from a database capped by max_page_count.
+func sqliteFull(t *testing.T) error {
+	t.Helper()
+	d, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "full.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetMaxOpenConns(1)
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	if _, err := d.ExecContext(ctx, `CREATE TABLE t (b BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	var pages int
+	if err := d.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.ExecContext(ctx, `INSERT INTO t VALUES (zeroblob(1000000))`)
+	if err == nil || !strings.Contains(err.Error(), "full") || !db.IsUnavailable(err) {
+		t.Fatalf("insert into a full database: %v, want SQLITE_FULL", err)
 	}
 	return err
 }

@@ -25,6 +25,7 @@ type server struct {
 	bin  string // directory of initdb, pg_ctl and postgres
 	cred *syscall.Credential
 	dsn  string
+	opts string // the server options it was started with
 }
 
 func (s *server) data() string    { return filepath.Join(s.dir, "data") }
@@ -78,6 +79,7 @@ func startServer() (*server, error) {
 			"-c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, s.dir)
 		out, err := s.run("pg_ctl", "-D", s.data(), "-l", s.logFile(), "-o", opts, "-w", "-t", "60", "start")
 		if err == nil {
+			s.opts = opts
 			s.dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 			return s, nil
 		}

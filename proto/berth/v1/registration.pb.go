@@ -290,8 +290,13 @@ func (x *RegisterRequest) GetToken() string {
 
 // RegisterResponse returns the node's credentials, or its pending status.
 type RegisterResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Credentials   *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Credentials *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// server_time is the server's clock when it answered. A stateless node
+	// may boot with a wrong clock: the agent compares it with its own
+	// (corrected by half the round trip), logs the offset and warns when it
+	// is large.
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +334,13 @@ func (*RegisterResponse) Descriptor() ([]byte, []int) {
 func (x *RegisterResponse) GetCredentials() *NodeCredentials {
 	if x != nil {
 		return x.Credentials
+	}
+	return nil
+}
+
+func (x *RegisterResponse) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
 	}
 	return nil
 }
@@ -372,8 +384,13 @@ func (*ResumeRequest) Descriptor() ([]byte, []int) {
 
 // ResumeResponse returns the node's current credentials.
 type ResumeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Credentials   *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Credentials *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// server_time is the server's clock when it answered. A stateless node
+	// may boot with a wrong clock: the agent compares it with its own
+	// (corrected by half the round trip), logs the offset and warns when it
+	// is large.
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +428,13 @@ func (*ResumeResponse) Descriptor() ([]byte, []int) {
 func (x *ResumeResponse) GetCredentials() *NodeCredentials {
 	if x != nil {
 		return x.Credentials
+	}
+	return nil
+}
+
+func (x *ResumeResponse) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
 	}
 	return nil
 }
@@ -454,8 +478,13 @@ func (*RenewRequest) Descriptor() ([]byte, []int) {
 
 // RenewResponse returns the node's credentials after renewal.
 type RenewResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Credentials   *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Credentials *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// server_time is the server's clock when it answered. A stateless node
+	// may boot with a wrong clock: the agent compares it with its own
+	// (corrected by half the round trip), logs the offset and warns when it
+	// is large.
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +522,13 @@ func (*RenewResponse) Descriptor() ([]byte, []int) {
 func (x *RenewResponse) GetCredentials() *NodeCredentials {
 	if x != nil {
 		return x.Credentials
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
 	}
 	return nil
 }
@@ -2019,15 +2055,21 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
 	"\n" +
 	"bundle_key\x18\x03 \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\tR\x05token\"O\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\"\x8c\x01\n" +
 	"\x10RegisterResponse\x12;\n" +
-	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\x0f\n" +
-	"\rResumeRequest\"M\n" +
+	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
+	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"\x0f\n" +
+	"\rResumeRequest\"\x8a\x01\n" +
 	"\x0eResumeResponse\x12;\n" +
-	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\x0e\n" +
-	"\fRenewRequest\"L\n" +
+	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
+	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"\x0e\n" +
+	"\fRenewRequest\"\x89\x01\n" +
 	"\rRenewResponse\x12;\n" +
-	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\"\xcc\x02\n" +
+	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
+	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"\xcc\x02\n" +
 	"\x0fNodeCredentials\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12+\n" +
@@ -2222,8 +2264,8 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	nil,                              // 36: berth.v1.ListNodesRequest.LabelsEntry
 	nil,                              // 37: berth.v1.Token.LabelsEntry
 	nil,                              // 38: berth.v1.CreateTokenRequest.LabelsEntry
-	(*SealedBundle)(nil),             // 39: berth.v1.SealedBundle
-	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 40: berth.v1.SealedBundle
 	(*LifecycleFilter)(nil),          // 41: berth.v1.LifecycleFilter
 	(*LifecycleEvent)(nil),           // 42: berth.v1.LifecycleEvent
 }
@@ -2231,69 +2273,72 @@ var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
 	9,  // 2: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	9,  // 3: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	9,  // 4: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	0,  // 5: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
-	10, // 6: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	39, // 7: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
-	0,  // 8: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
-	1,  // 9: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	35, // 10: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	40, // 11: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	40, // 12: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	40, // 13: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	40, // 14: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	0,  // 16: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	36, // 17: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
-	11, // 18: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	11, // 19: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	11, // 20: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
-	11, // 21: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
-	11, // 22: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
-	11, // 23: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	40, // 24: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 25: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	40, // 26: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	38, // 27: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	26, // 28: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	26, // 29: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	26, // 30: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	41, // 31: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	42, // 32: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	3,  // 33: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	5,  // 34: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	7,  // 35: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	12, // 36: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	14, // 37: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	16, // 38: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	18, // 39: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	20, // 40: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	22, // 41: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	24, // 42: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	27, // 43: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	29, // 44: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	31, // 45: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	33, // 46: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	4,  // 47: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	6,  // 48: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	8,  // 49: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	13, // 50: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	15, // 51: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	17, // 52: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	19, // 53: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	21, // 54: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	23, // 55: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	25, // 56: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	28, // 57: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	30, // 58: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	32, // 59: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	34, // 60: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	47, // [47:61] is the sub-list for method output_type
-	33, // [33:47] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	39, // 3: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	9,  // 4: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
+	39, // 5: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	9,  // 6: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
+	39, // 7: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
+	10, // 9: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
+	40, // 10: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	0,  // 11: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
+	1,  // 12: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
+	35, // 13: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	39, // 14: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	39, // 15: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	39, // 16: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	39, // 17: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 18: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
+	0,  // 19: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
+	36, // 20: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	11, // 21: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	11, // 22: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	11, // 23: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
+	11, // 24: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
+	11, // 25: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
+	11, // 26: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
+	39, // 27: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 28: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	39, // 29: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	38, // 30: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	26, // 31: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	26, // 32: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	26, // 33: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	41, // 34: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	42, // 35: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	3,  // 36: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	5,  // 37: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	7,  // 38: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	12, // 39: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	14, // 40: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	16, // 41: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	18, // 42: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	20, // 43: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	22, // 44: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	24, // 45: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	27, // 46: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	29, // 47: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	31, // 48: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	33, // 49: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	4,  // 50: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	6,  // 51: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	8,  // 52: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	13, // 53: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	15, // 54: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	17, // 55: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	19, // 56: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	21, // 57: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	23, // 58: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	25, // 59: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	28, // 60: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	30, // 61: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	32, // 62: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	34, // 63: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	50, // [50:64] is the sub-list for method output_type
+	36, // [36:50] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
