@@ -67,10 +67,19 @@ type InitConfig struct {
 	Clock clock.Clock
 }
 
-// Init creates a PKI in c.Dir: a root and an intermediate CA, a certificate
-// per service and an admin client certificate. If c.Dir already holds a
-// complete PKI it is left untouched and returned with Existing set; a
-// partial one is an error wrapping ErrIncomplete that names what is missing.
+// Init creates a PKI in c.Dir: a root (its key in DIR/root, for the
+// operator to take offline), an intermediate for the CA role, and one
+// directory per role with that role's certificate and key, the trust
+// bundle and the trust domain (see Layout).
+//
+// Init is idempotent. A complete PKI is left untouched and returned with
+// Existing set, whether or not the root key is still there. In a PKI whose
+// CA role is complete, a role directory that is missing or empty is issued
+// from the intermediate and listed in Added. A PKI of the old
+// single-directory layout is moved into role directories (Migrated); its
+// keys and certificates are kept, so nodes and their pins are unaffected.
+// Anything else partial is an error wrapping ErrIncomplete that names what
+// is missing, and changes nothing.
 func Init(ctx context.Context, c InitConfig) (*Layout, error) {
 	if c.Dir == "" {
 		return nil, errors.New("init PKI: no directory given")
@@ -82,23 +91,26 @@ func Init(ctx context.Context, c InitConfig) (*Layout, error) {
 	if err := ValidateTrustDomain(td); err != nil {
 		return nil, fmt.Errorf("init PKI: %w", err)
 	}
-	dnsNames, ips, err := parseSANs(c.SANs)
+	sans, err := parseSANs(c.SANs)
 	if err != nil {
 		return nil, fmt.Errorf("init PKI: %w", err)
-	}
-	missing := missingFiles(c.Dir)
-	switch {
-	case len(missing) == 0:
-		return loadExisting(c.Dir, c.TrustDomain)
-	case len(missing) < len(pkiFiles()):
-		return nil, fmt.Errorf("init PKI in %s: %w: missing %s; remove the directory to start over",
-			c.Dir, ErrIncomplete, strings.Join(missing, ", "))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	now := clock.Or(c.Clock).Now()
+	if isOldLayout(c.Dir) {
+		return migrate(c.Dir, c.TrustDomain, now)
+	}
+	all := append(layoutFiles(), filepath.Join(RootDir, RootKeyFile))
+	switch missing := missingIn(c.Dir, layoutFiles()); {
+	case len(missing) == 0:
+		return loadExisting(c.Dir, c.TrustDomain)
+	case len(missingIn(c.Dir, all)) < len(all):
+		return addRoles(c.Dir, c.TrustDomain, sans, now)
+	}
 
-	files, err := generate(td, dnsNames, ips, clock.Or(c.Clock).Now())
+	files, err := generate(td, sans, now)
 	if err != nil {
 		return nil, fmt.Errorf("init PKI: %w", err)
 	}
@@ -122,28 +134,79 @@ func loadExisting(dir, wantTD string) (*Layout, error) {
 	return l, nil
 }
 
+// addRoles issues the directories of roles that are missing entirely from
+// a PKI whose CA role is complete, with the intermediate and without the
+// root key. Any other gap is refused, naming the missing files.
+func addRoles(dir, wantTD string, sans subjectNames, now time.Time) (*Layout, error) {
+	var add, gaps []string
+	for _, r := range Roles() {
+		m := missingIn(filepath.Join(dir, r), roleFiles(r))
+		switch {
+		case len(m) == len(roleFiles(r)) && r != ServiceCA:
+			add = append(add, r)
+		case len(m) > 0:
+			for _, f := range m {
+				gaps = append(gaps, filepath.Join(r, f))
+			}
+		}
+	}
+	gaps = append(missingIn(dir, topFiles()), gaps...)
+	if len(gaps) > 0 {
+		return nil, fmt.Errorf("init PKI in %s: %w: missing %s; restore them from a backup, or remove the directory to start over",
+			dir, ErrIncomplete, strings.Join(gaps, ", "))
+	}
+	l, err := loadExisting(dir, wantTD)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := l.SignerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("init PKI: %w", err)
+	}
+	inter := &issuer{cert: sc.Intermediate, key: sc.Key}
+	var files []file
+	for _, r := range add {
+		fs, err := issueRole(r, l.TrustDomain, l.Root, inter, sans, now)
+		if err != nil {
+			return nil, fmt.Errorf("init PKI: %w", err)
+		}
+		files = append(files, fs...)
+	}
+	if err := writeAll(dir, files); err != nil {
+		return nil, fmt.Errorf("init PKI in %s: %w", dir, err)
+	}
+	l.Added = add
+	return l, nil
+}
+
+// subjectNames are the DNS names and IP addresses of service certificates
+// beyond the service's own name.
+type subjectNames struct {
+	dns []string
+	ips []net.IP
+}
+
 // parseSANs splits --san values into DNS names and IP addresses and adds
 // the loopback addresses every service certificate carries.
-func parseSANs(sans []string) ([]string, []net.IP, error) {
-	var dnsNames []string
-	ips := []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
+func parseSANs(sans []string) (subjectNames, error) {
+	n := subjectNames{ips: []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}}
 	for _, s := range sans {
 		s = strings.TrimSpace(s)
 		if ip := net.ParseIP(s); ip != nil {
-			if !slices.ContainsFunc(ips, ip.Equal) {
-				ips = append(ips, ip)
+			if !slices.ContainsFunc(n.ips, ip.Equal) {
+				n.ips = append(n.ips, ip)
 			}
 			continue
 		}
 		name, err := ident.DNSName(s)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--san %q is neither an IP address nor a valid DNS name", s)
+			return n, fmt.Errorf("--san %q is neither an IP address nor a valid DNS name", s)
 		}
-		if !slices.Contains(dnsNames, name) {
-			dnsNames = append(dnsNames, name)
+		if !slices.Contains(n.dns, name) {
+			n.dns = append(n.dns, name)
 		}
 	}
-	return dnsNames, ips, nil
+	return n, nil
 }
 
 // file is one file Init writes, its path relative to the PKI directory.
@@ -161,7 +224,7 @@ type issuer struct {
 
 // generate makes every certificate and key in memory, so that nothing is
 // written unless all of it could be made.
-func generate(td string, dnsNames []string, ips []net.IP, now time.Time) ([]file, error) {
+func generate(td string, sans subjectNames, now time.Time) ([]file, error) {
 	root, err := newCA(td, "berth root CA", x509util.DefaultRootTemplate, nil, now, RootLifetime)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
@@ -170,59 +233,83 @@ func generate(td string, dnsNames []string, ips []net.IP, now time.Time) ([]file
 	if err != nil {
 		return nil, fmt.Errorf("intermediate: %w", err)
 	}
+	rootKey, err := pemKey(root.key)
+	if err != nil {
+		return nil, err
+	}
+	interKey, err := pemKey(inter.key)
+	if err != nil {
+		return nil, err
+	}
 	files := []file{
 		{RootCertFile, pemCerts(root.cert), certMode},
-		{IntermediateCertFile, pemCerts(inter.cert), certMode},
+		{TrustDomainFile, []byte(td + "\n"), certMode},
+		{filepath.Join(RootDir, RootKeyFile), rootKey, keyMode},
+		{filepath.Join(ServiceCA, IntermediateCertFile), pemCerts(inter.cert), certMode},
+		{filepath.Join(ServiceCA, IntermediateKeyFile), interKey, keyMode},
 	}
-	for _, ca := range []struct {
-		name string
-		key  crypto.Signer
-	}{{RootKeyFile, root.key}, {IntermediateKeyFile, inter.key}} {
-		b, err := pemKey(ca.key)
+	for _, r := range Roles() {
+		fs, err := issueRole(r, td, root.cert, inter, sans, now)
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, file{ca.name, b, keyMode})
+		files = append(files, fs...)
 	}
+	return files, nil
+}
 
-	for _, svc := range ServiceNames() {
-		sans := []x509util.SubjectAlternativeName{{Type: x509util.URIType, Value: mtls.ServiceURI(td, svc).String()}}
-		for _, d := range append([]string{svc, "localhost"}, dnsNames...) {
-			if !slices.ContainsFunc(sans, func(s x509util.SubjectAlternativeName) bool { return s.Value == d }) {
-				sans = append(sans, x509util.SubjectAlternativeName{Type: x509util.DNSType, Value: d})
-			}
-		}
-		for _, ip := range ips {
-			sans = append(sans, x509util.SubjectAlternativeName{Type: x509util.IPType, Value: ip.String()})
-		}
-		leaf, key, err := newLeaf(inter, svc, sans, []string{"serverAuth", "clientAuth"}, now)
+// issueRole makes the certificate and key of a role and returns the files
+// of its directory, but for the CA role's intermediate.
+func issueRole(role, td string, root *x509.Certificate, inter *issuer, sans subjectNames, now time.Time) ([]file, error) {
+	files := []file{
+		{filepath.Join(role, RootCertFile), pemCerts(root), certMode},
+		{filepath.Join(role, TrustDomainFile), []byte(td + "\n"), certMode},
+	}
+	if role == RoleAdmin {
+		adminSANs := []x509util.SubjectAlternativeName{{Type: x509util.URIType, Value: mtls.AdminURI(td, AdminName).String()}}
+		leaf, key, err := newLeaf(inter, "berth "+AdminName, adminSANs, []string{"clientAuth"}, now)
 		if err != nil {
-			return nil, fmt.Errorf("%s service: %w", svc, err)
+			return nil, fmt.Errorf("admin: %w", err)
 		}
 		kb, err := pemKey(key)
 		if err != nil {
 			return nil, err
 		}
-		// The root goes last: nodes pin it by hash from the chain the server sends.
-		files = append(files,
-			file{filepath.Join(ServicesDir, svc+".crt"), pemCerts(leaf, inter.cert, root.cert), certMode},
-			file{filepath.Join(ServicesDir, svc+".key"), kb, keyMode})
+		return append(files,
+			file{filepath.Join(role, AdminCertFile), pemCerts(leaf, inter.cert), certMode},
+			file{filepath.Join(role, AdminKeyFile), kb, keyMode}), nil
 	}
-
-	adminSANs := []x509util.SubjectAlternativeName{{Type: x509util.URIType, Value: mtls.AdminURI(td, AdminName).String()}}
-	admin, adminKey, err := newLeaf(inter, "berth "+AdminName, adminSANs, []string{"clientAuth"}, now)
+	leaf, key, err := newLeaf(inter, role, serviceSANs(td, []string{role}, sans), []string{"serverAuth", "clientAuth"}, now)
 	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("%s service: %w", role, err)
 	}
-	akb, err := pemKey(adminKey)
+	kb, err := pemKey(key)
 	if err != nil {
 		return nil, err
 	}
+	// The root goes last: nodes pin it by hash from the chain the server sends.
 	return append(files,
-		file{AdminCertFile, pemCerts(admin, inter.cert), certMode},
-		file{AdminKeyFile, akb, keyMode},
-		file{TrustDomainFile, []byte(td + "\n"), certMode},
-	), nil
+		file{filepath.Join(role, ServiceCertFile), pemCerts(leaf, inter.cert, root), certMode},
+		file{filepath.Join(role, ServiceKeyFile), kb, keyMode}), nil
+}
+
+// serviceSANs are the names of a certificate serving services: the URI of
+// each (its identity), each service's name and localhost as DNS names, the
+// extra names, and the IP addresses.
+func serviceSANs(td string, services []string, extra subjectNames) []x509util.SubjectAlternativeName {
+	var sans []x509util.SubjectAlternativeName
+	for _, s := range services {
+		sans = append(sans, x509util.SubjectAlternativeName{Type: x509util.URIType, Value: mtls.ServiceURI(td, s).String()})
+	}
+	for _, d := range append(append(slices.Clone(services), "localhost"), extra.dns...) {
+		if !slices.ContainsFunc(sans, func(s x509util.SubjectAlternativeName) bool { return s.Value == d }) {
+			sans = append(sans, x509util.SubjectAlternativeName{Type: x509util.DNSType, Value: d})
+		}
+	}
+	for _, ip := range extra.ips {
+		sans = append(sans, x509util.SubjectAlternativeName{Type: x509util.IPType, Value: ip.String()})
+	}
+	return sans
 }
 
 // newCA makes a root (parent nil) or an intermediate from smallstep's
@@ -330,14 +417,23 @@ func pemKey(key crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(block), nil
 }
 
-// writeAll writes the files of a new PKI. Each file is created exclusively,
+// writeAll writes the files of a new PKI, or new files into an existing
+// one, making their directories 0700. Each file is created exclusively,
 // so a concurrent init cannot be overwritten; on error, what this call
-// created is removed again so that a retry starts from a clean directory.
+// created is removed again so that a retry starts from where it did.
 func writeAll(dir string, files []file) (err error) {
-	if err := os.MkdirAll(filepath.Join(dir, ServicesDir), dirMode); err != nil {
-		return err
+	dirs := []string{dir}
+	for _, f := range files {
+		if d := filepath.Join(dir, filepath.Dir(f.name)); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
 	}
-	for _, d := range []string{dir, filepath.Join(dir, ServicesDir)} {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, dirMode); err != nil {
+			return err
+		}
+		// Chmod because a directory may already exist (a mount point) or
+		// the umask may have narrowed the mode.
 		if err := os.Chmod(d, dirMode); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/berth-dev/berth/internal/mtls"
@@ -29,11 +31,36 @@ func TestInitCreatesPKI(t *testing.T) {
 		t.Errorf("TrustDomain = %q", l.TrustDomain)
 	}
 
-	modes := map[string]os.FileMode{".": 0o700, ServicesDir: 0o700, TrustDomainFile: 0o644, RootCertFile: 0o644}
-	for _, f := range pkiFiles() {
-		if strings.HasSuffix(f, ".key") {
-			modes[f] = 0o600
+	modes := map[string]os.FileMode{".": 0o700, RootDir: 0o700, TrustDomainFile: 0o644, RootCertFile: 0o644,
+		filepath.Join(RootDir, RootKeyFile): 0o600}
+	for _, r := range Roles() {
+		modes[r] = 0o700
+		for _, f := range roleFiles(r) {
+			modes[filepath.Join(r, f)] = 0o644
+			if strings.HasSuffix(f, ".key") {
+				modes[filepath.Join(r, f)] = 0o600
+			}
 		}
+	}
+	// Nothing else: each role directory holds only what that role needs.
+	var got []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		got = append(got, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for name := range modes {
+		want = append(want, name)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("files of the PKI (-want +got):\n%s", diff)
 	}
 	for name, want := range modes {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -43,6 +70,22 @@ func TestInitCreatesPKI(t *testing.T) {
 		if got := fi.Mode().Perm(); got != want {
 			t.Errorf("%s mode = %v, want %v", name, got, want)
 		}
+	}
+	for _, r := range Roles() {
+		for _, f := range []string{RootCertFile, TrustDomainFile} {
+			a, _ := os.ReadFile(filepath.Join(dir, f))
+			b, _ := os.ReadFile(filepath.Join(dir, r, f))
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s/%s differs from %s", r, f, f)
+			}
+		}
+	}
+	if !l.RootKeyOnline {
+		t.Error("RootKeyOnline = false right after init")
+	}
+	rootKey, err := pemutil.Read(l.RootKeyPath())
+	if err != nil || !mtls.SameKey(rootKey.(crypto.Signer).Public(), l.Root.PublicKey) {
+		t.Errorf("%s is not the root's key: %v", l.RootKeyPath(), err)
 	}
 	td, _ := os.ReadFile(filepath.Join(dir, TrustDomainFile))
 	if string(td) != "fleet.example\n" {
@@ -63,6 +106,9 @@ func TestInitCreatesPKI(t *testing.T) {
 		}
 		leaf := chain[0]
 		checkLeaf(t, svc, leaf, l, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+		if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://fleet.example/service/"+svc {
+			t.Errorf("%s URI SANs = %v, want only its own identity", svc, leaf.URIs)
+		}
 		if diff := cmp.Diff([]string{svc, "localhost", "ca.fleet.example"}, leaf.DNSNames); diff != "" {
 			t.Errorf("%s DNS SANs (-want +got):\n%s", svc, diff)
 		}
@@ -249,27 +295,35 @@ func TestInitRefuses(t *testing.T) {
 			name: "partial PKI",
 			prepare: func(t *testing.T, dir string) {
 				initPKI(t, InitConfig{Dir: dir})
-				for _, f := range []string{IntermediateKeyFile, filepath.Join(ServicesDir, "bundles.crt")} {
-					if err := os.Remove(filepath.Join(dir, f)); err != nil {
-						t.Fatal(err)
-					}
-				}
+				removeAll(t, dir, filepath.Join(ServiceCA, IntermediateKeyFile), filepath.Join(ServiceBundles, ServiceCertFile))
 			},
 			wantErr: ErrIncomplete,
-			wantMsg: []string{IntermediateKeyFile, filepath.Join(ServicesDir, "bundles.crt")},
+			wantMsg: []string{filepath.Join(ServiceCA, IntermediateKeyFile), filepath.Join(ServiceBundles, ServiceCertFile)},
+		},
+		{
+			name: "no CA role",
+			prepare: func(t *testing.T, dir string) {
+				initPKI(t, InitConfig{Dir: dir})
+				removeAll(t, dir, ServiceCA)
+			},
+			wantErr: ErrIncomplete,
+			wantMsg: []string{filepath.Join(ServiceCA, IntermediateKeyFile), filepath.Join(ServiceCA, ServiceCertFile)},
 		},
 		{
 			name: "only a root key",
 			prepare: func(t *testing.T, dir string) {
-				if err := os.MkdirAll(dir, 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, RootKeyFile), []byte("x"), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				writeFile(t, filepath.Join(dir, RootDir, RootKeyFile), "x")
 			},
 			wantErr: ErrIncomplete,
-			wantMsg: []string{RootCertFile, AdminKeyFile, TrustDomainFile},
+			wantMsg: []string{RootCertFile, TrustDomainFile, filepath.Join(ServiceCA, IntermediateKeyFile)},
+		},
+		{
+			name: "part of the old layout",
+			prepare: func(t *testing.T, dir string) {
+				writeFile(t, filepath.Join(dir, RootKeyFile), "x")
+			},
+			wantErr: ErrIncomplete,
+			wantMsg: []string{"old single-directory layout", filepath.Join("services", "ca.crt"), AdminKeyFile},
 		},
 		{
 			name:    "other trust domain",
@@ -324,11 +378,19 @@ func TestLoad(t *testing.T) {
 	if l.Existing || l.TrustDomain != "fleet.example" || !l.Root.Equal(made.Root) || !l.Intermediate.Equal(made.Intermediate) {
 		t.Errorf("Load = %+v", l)
 	}
-	if got := l.ServiceKeyPath(ServiceCA); got != filepath.Join(dir, "services", "ca.key") {
+	if got := l.ServiceKeyPath(ServiceCA); got != filepath.Join(dir, "ca", "service.key") {
 		t.Errorf("ServiceKeyPath = %q", got)
 	}
-	if l.AdminKeyPath() != filepath.Join(dir, "admin.key") || l.AdminCertPath() != filepath.Join(dir, "admin.crt") || l.RootPath() != filepath.Join(dir, "ca.crt") {
-		t.Error("admin or root paths are wrong")
+	for got, want := range map[string]string{
+		l.AdminKeyPath():  filepath.Join(dir, "admin", "admin.key"),
+		l.AdminCertPath(): filepath.Join(dir, "admin", "admin.crt"),
+		l.AdminCAPath():   filepath.Join(dir, "admin", "ca.crt"),
+		l.RootPath():      filepath.Join(dir, "ca.crt"),
+		l.RootKeyPath():   filepath.Join(dir, "root", "root.key"),
+	} {
+		if got != want {
+			t.Errorf("path %q, want %q", got, want)
+		}
 	}
 	sc, err := l.SignerConfig()
 	if err != nil {
@@ -349,5 +411,24 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); !errors.Is(err, ErrIncomplete) {
 		t.Errorf("Load of an empty dir: %v, want ErrIncomplete", err)
+	}
+}
+
+func removeAll(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

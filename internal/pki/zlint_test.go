@@ -39,6 +39,12 @@ func TestZlintRFC5280(t *testing.T) {
 	for _, svc := range ServiceNames() {
 		ders["service "+svc] = readChain(t, l.ServiceCertPath(svc))[0].Raw
 	}
+	ders["listener of several services"] = listenerCert(t, l).Leaf.Raw
+	rot, err := RotateIntermediate(context.Background(), l.Dir, l.RootKeyPath(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ders["rotated intermediate"] = rot.New.Raw
 	nodes := []struct{ name, host string }{
 		{"node", "node-01.rack1.example.com"},
 		{"node, single-label hostname", "node-01"},
