@@ -64,6 +64,23 @@ func authorize(ctx context.Context, p Policy, method string) error {
 	return nil
 }
 
+// Denied reports whether err is a caller's refusal by the authorisation
+// matrix, PermissionDenied or Unauthenticated, rather than an error of the
+// handler the call reached: a handler's PermissionDenied has its own message.
+func Denied(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.PermissionDenied:
+		return st.Message() == msgNotPermitted
+	case codes.Unauthenticated:
+		return st.Message() == msgUnverified || st.Message() == msgNoCert
+	}
+	return false
+}
+
 func peerName(ctx context.Context) string {
 	if id, _, ok := mtls.PeerIdentity(ctx); ok {
 		return id.String()

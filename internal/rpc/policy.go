@@ -66,3 +66,13 @@ func AnyOf(rules ...Rule) Rule {
 func allowsBootstrap(r Rule) bool {
 	return r(mtls.Identity{Kind: mtls.KindBootstrap})
 }
+
+// Authenticated allows every caller whose certificate this deployment's CA
+// issued: admins, nodes and services, but not a bare key.
+func Authenticated(id mtls.Identity) bool {
+	switch id.Kind {
+	case mtls.KindAdmin, mtls.KindNode, mtls.KindService:
+		return true
+	}
+	return false
+}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // DefaultMaxRecvMsgSize bounds every request; larger ones get ResourceExhausted.
@@ -77,13 +78,7 @@ func NewServer(c ServerConfig) *Server {
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
-	p := Merge(c.Policy, versionPolicy(), Policy{
-		"/grpc.health.v1.Health/Check":                                   Anyone,
-		"/grpc.health.v1.Health/Watch":                                   Anyone,
-		"/grpc.health.v1.Health/List":                                    Anyone,
-		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Anyone,
-		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Anyone,
-	})
+	p := Merge(c.Policy, PolicyFor(serverServices()...))
 	lim := newConnLimiter(c.Limits.withDefaults(), newLimitMetrics(c.MeterProvider, c.Name))
 	observeUnauthenticated(c.MeterProvider, c.Name, lim)
 	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(c.Cert)), c.TrustDomain, c.Roots)
@@ -130,6 +125,16 @@ func limitOptions(l Limits) []grpc.ServerOption {
 		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: l.IdleTimeout}))
 	}
 	return opts
+}
+
+// serverServices are the services every server built by NewServer has.
+func serverServices() []string {
+	return []string{
+		healthpb.Health_ServiceDesc.ServiceName,
+		"grpc.reflection.v1.ServerReflection",
+		"grpc.reflection.v1alpha.ServerReflection",
+		berthv1.VersionService_ServiceDesc.ServiceName,
+	}
 }
 
 func otelOptions(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) []otelgrpc.Option {

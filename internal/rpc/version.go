@@ -6,25 +6,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/buildinfo"
-	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// Authenticated allows every caller whose certificate this deployment's CA
-// issued: admins, nodes and services, but not a bare key.
-func Authenticated(id mtls.Identity) bool {
-	switch id.Kind {
-	case mtls.KindAdmin, mtls.KindNode, mtls.KindService:
-		return true
-	}
-	return false
-}
-
-// versionPolicy lets any authenticated caller ask a server for its build,
-// so that berthctl version can show it whatever role the server has.
-func versionPolicy() Policy {
-	return Policy{berthv1.VersionService_GetVersion_FullMethodName: Authenticated}
-}
 
 // versionService answers berth.v1.VersionService from the running
 // binary's build information. Every server built by NewServer has it.

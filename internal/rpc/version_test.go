@@ -35,8 +35,11 @@ func TestAuthenticatedRule(t *testing.T) {
 		if got := Authenticated(tt.id); got != tt.want {
 			t.Errorf("Authenticated(%v) = %v, want %v", tt.id.Kind, got, tt.want)
 		}
+		if got := FromAuthenticated.Allows(tt.id); got != tt.want {
+			t.Errorf("FromAuthenticated.Allows(%v) = %v, want %v", tt.id.Kind, got, tt.want)
+		}
 	}
-	if allowsBootstrap(Authenticated) {
+	if allowsBootstrap(Authenticated) || allowsBootstrap(FromAuthenticated.Rule()) {
 		t.Error("Authenticated lets a bare key through")
 	}
 }

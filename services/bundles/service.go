@@ -48,7 +48,6 @@ import (
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
-	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -194,27 +193,12 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterBundleAdminServiceServer(g, adminServer{s: s})
 }
 
-// Policy says who may call what: nodes their own bundle, admins every
-// node's, and the registration service may read a node's sealed bundle
-// (to return it inside Resume) and delete a deleted node's bundles.
+// Policy is the service's rows of the authorisation matrix (rpc.Matrix):
+// nodes their own bundle, admins every node's, and the registration
+// service may read a node's sealed bundle (to return it inside Resume) and
+// delete a deleted node's bundles.
 func (s *Service) Policy() rpc.Policy {
-	p := rpc.Policy{
-		berthv1.BundleService_GetBundle_FullMethodName: rpc.Node,
-		berthv1.BundleService_PutBundle_FullMethodName: rpc.Node,
-		// Version numbers only: what a node needs to sign its own upload.
-		berthv1.BundleService_GetBundleVersions_FullMethodName: rpc.Node,
-	}
-	d := berthv1.BundleAdminService_ServiceDesc
-	for _, m := range d.Methods {
-		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
-	}
-	for _, st := range d.Streams {
-		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
-	}
-	adminOrRegistration := rpc.AnyOf(rpc.Admin, rpc.Service(pki.ServiceRegistration))
-	p[berthv1.BundleAdminService_GetSealedBundle_FullMethodName] = adminOrRegistration
-	p[berthv1.BundleAdminService_DeleteBundles_FullMethodName] = adminOrRegistration
-	return p
+	return rpc.PolicyFor(berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName)
 }
 
 // Run deletes expired events now and every EventPrunePeriod until ctx

@@ -18,7 +18,6 @@ import (
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/crl"
-	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/castore"
@@ -110,28 +109,14 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterCertificateAuthorityServiceServer(g, s)
 }
 
-// Policy says who may call what: signing and revoking are for the
-// registration service alone, the trust bundle and the revocation list
-// are public, revocations are for every service and admins, and the
-// issued log for the registration service and admins. The CRL is public
-// because it is made to be handed out: it is signed and dated, lists
-// serials and times only, and outside checkers (and nodes, which hold no
-// other credential at boot) must be able to fetch it; it is served from
-// memory, reading the store at most every few seconds whoever asks.
+// Policy is the service's rows of the authorisation matrix (rpc.Matrix):
+// signing and revoking are for the registration service alone, the trust
+// bundle and the revocation list are public, revocations are for the
+// services that enforce them and admins, and the issued log for the
+// registration service and admins.
 func (s *Service) Policy() rpc.Policy {
-	registration := rpc.Service(pki.ServiceRegistration)
-	return rpc.Policy{
-		berthv1.CertificateAuthorityService_Sign_FullMethodName:           registration,
-		berthv1.CertificateAuthorityService_Revoke_FullMethodName:         registration,
-		berthv1.CertificateAuthorityService_GetTrustBundle_FullMethodName: rpc.Anyone,
-		berthv1.CertificateAuthorityService_GetRevocations_FullMethodName: rpc.AnyOf(anyService, rpc.Admin),
-		berthv1.CertificateAuthorityService_ListIssued_FullMethodName:     rpc.AnyOf(registration, rpc.Admin),
-		berthv1.CertificateAuthorityService_GetCRL_FullMethodName:         rpc.Anyone,
-	}
+	return rpc.PolicyFor(berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
 }
-
-// anyService allows every berth service.
-func anyService(id mtls.Identity) bool { return id.Kind == mtls.KindService }
 
 // Sign issues a node certificate and records it in the issued log.
 func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.SignResponse, error) {

@@ -110,18 +110,11 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterHeartbeatAdminServiceServer(g, s)
 }
 
-// Policy says who may call what: nodes with a certificate beat, admins
-// read health and change the settings.
+// Policy is the service's rows of the authorisation matrix (rpc.Matrix):
+// nodes with a certificate beat, admins read health and change the
+// settings.
 func (s *Service) Policy() rpc.Policy {
-	p := rpc.Policy{berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Node}
-	d := berthv1.HeartbeatAdminService_ServiceDesc
-	for _, m := range d.Methods {
-		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
-	}
-	for _, st := range d.Streams {
-		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
-	}
-	return p
+	return rpc.PolicyFor(berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
 }
 
 // Run flushes beats, decides which nodes are silent (on the replica that

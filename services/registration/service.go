@@ -167,22 +167,10 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterNodeAdminServiceServer(g, s)
 }
 
-// Policy says who may call what: nodes prove a key; only admins administer
-// and watch.
+// Policy is the service's rows of the authorisation matrix (rpc.Matrix):
+// nodes prove a key; only admins administer and watch.
 func (s *Service) Policy() rpc.Policy {
-	p := rpc.Policy{
-		berthv1.RegistrationService_Register_FullMethodName: rpc.NodeKey,
-		berthv1.RegistrationService_Resume_FullMethodName:   rpc.NodeKey,
-		berthv1.RegistrationService_Renew_FullMethodName:    rpc.NodeKey,
-	}
-	d := berthv1.NodeAdminService_ServiceDesc
-	for _, m := range d.Methods {
-		p["/"+d.ServiceName+"/"+m.MethodName] = rpc.Admin
-	}
-	for _, st := range d.Streams {
-		p["/"+d.ServiceName+"/"+st.StreamName] = rpc.Admin
-	}
-	return p
+	return rpc.PolicyFor(berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName)
 }
 
 // caller returns the verified key of the calling node. The interceptor has

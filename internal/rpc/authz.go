@@ -1,0 +1,171 @@
+package rpc
+
+import (
+	"strings"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Callers is a set of the kinds of caller that authorisation tells apart:
+// each berth service by its own identity, the admin, a node holding a
+// certificate issued by berth, and a bare key (a node before it holds a
+// certificate, or any certificate this deployment's CA did not issue,
+// such as another trust domain's).
+type Callers uint16
+
+// The kinds of caller.
+const (
+	FromRegistration Callers = 1 << iota
+	FromCA
+	FromBundles
+	FromHeartbeat
+	// FromAPI is the front door's service identity.
+	FromAPI
+	FromAdmin
+	FromNode
+	FromBareKey
+
+	// FromAuthenticated is every caller whose certificate this deployment
+	// issued.
+	FromAuthenticated = FromRegistration | FromCA | FromBundles | FromHeartbeat | FromAPI | FromAdmin | FromNode
+	// FromAnyone adds bare keys: every caller with a client certificate.
+	FromAnyone = FromAuthenticated | FromBareKey
+)
+
+// CallerOf returns the kind of a verified caller; 0 for a service name
+// berth does not know.
+func CallerOf(id mtls.Identity) Callers {
+	switch id.Kind {
+	case mtls.KindAdmin:
+		return FromAdmin
+	case mtls.KindNode:
+		return FromNode
+	case mtls.KindBootstrap:
+		return FromBareKey
+	case mtls.KindService:
+		switch id.Name {
+		case mtls.ServiceRegistration:
+			return FromRegistration
+		case mtls.ServiceCA:
+			return FromCA
+		case mtls.ServiceBundles:
+			return FromBundles
+		case mtls.ServiceHeartbeat:
+			return FromHeartbeat
+		case mtls.ServiceAPI:
+			return FromAPI
+		}
+	}
+	return 0
+}
+
+// Allows reports whether the set holds the caller's kind.
+func (c Callers) Allows(id mtls.Identity) bool {
+	k := CallerOf(id)
+	return k != 0 && c&k == k
+}
+
+// Rule returns the set as a policy rule.
+func (c Callers) Rule() Rule { return c.Allows }
+
+// Matrix is berth's authorisation matrix: for every method of every
+// service a berth server serves, who may call it. It is the one place
+// where that is decided; each service's Policy is its rows, and a method
+// without a row is denied to everyone. A denied caller gets
+// PermissionDenied, or Unauthenticated when its certificate is not this
+// deployment's.
+func Matrix() map[string]Callers {
+	const (
+		ca        = "/berth.v1.CertificateAuthorityService/"
+		reg       = "/berth.v1.RegistrationService/"
+		nodes     = "/berth.v1.NodeAdminService/"
+		bundle    = "/berth.v1.BundleService/"
+		bundles   = "/berth.v1.BundleAdminService/"
+		hb        = "/berth.v1.HeartbeatService/"
+		hbAdmin   = "/berth.v1.HeartbeatAdminService/"
+		health    = "/grpc.health.v1.Health/"
+		refl      = "/grpc.reflection.v1.ServerReflection/"
+		reflAlpha = "/grpc.reflection.v1alpha.ServerReflection/"
+	)
+	// The services that enforce revocation read it; only registration,
+	// which decides who is a node, has the CA sign and revoke.
+	enforcers := FromRegistration | FromBundles | FromHeartbeat
+	return map[string]Callers{
+		ca + "Sign":           FromRegistration,
+		ca + "Revoke":         FromRegistration,
+		ca + "GetTrustBundle": FromAnyone,
+		ca + "GetRevocations": enforcers | FromAdmin,
+		ca + "ListIssued":     FromRegistration | FromAdmin,
+		// The CRL is made to be handed out: signed and dated, serials and
+		// times only; outside checkers, and nodes at boot, fetch it.
+		ca + "GetCRL": FromAnyone,
+
+		// A node proves its key; the handlers look the key up.
+		reg + "Register": FromNode | FromBareKey,
+		reg + "Resume":   FromNode | FromBareKey,
+		reg + "Renew":    FromNode | FromBareKey,
+
+		nodes + "ListNodes":        FromAdmin,
+		nodes + "GetNode":          FromAdmin,
+		nodes + "ApproveNode":      FromAdmin,
+		nodes + "RejectNode":       FromAdmin,
+		nodes + "RevokeNode":       FromAdmin,
+		nodes + "DeleteNode":       FromAdmin,
+		nodes + "AllowReplacement": FromAdmin,
+		nodes + "CreateToken":      FromAdmin,
+		nodes + "ListTokens":       FromAdmin,
+		nodes + "RevokeToken":      FromAdmin,
+		nodes + "WatchNodeEvents":  FromAdmin,
+
+		// A node reads and writes its own bundle: the handlers take its ID
+		// from its certificate.
+		bundle + "GetBundle": FromNode,
+		bundle + "PutBundle": FromNode,
+		// Version numbers only: what a node needs to sign its own upload.
+		bundle + "GetBundleVersions": FromNode,
+
+		bundles + "PutBundle":         FromAdmin,
+		bundles + "GetBundleInfo":     FromAdmin,
+		bundles + "ListBundleHistory": FromAdmin,
+		bundles + "ApproveBundle":     FromAdmin,
+		bundles + "ResetBundle":       FromAdmin,
+		bundles + "WatchBundleEvents": FromAdmin,
+		// Registration returns a node's sealed bundle inside Resume and
+		// deletes a deleted node's bundles.
+		bundles + "GetSealedBundle": FromAdmin | FromRegistration,
+		bundles + "DeleteBundles":   FromAdmin | FromRegistration,
+
+		hb + "Heartbeat": FromNode,
+
+		hbAdmin + "GetNodeHealth":        FromAdmin,
+		hbAdmin + "ListNodeHealth":       FromAdmin,
+		hbAdmin + "WatchHealth":          FromAdmin,
+		hbAdmin + "GetHeartbeatSettings": FromAdmin,
+		hbAdmin + "SetHeartbeatSettings": FromAdmin,
+
+		// Every server: its build to anyone this deployment issued a
+		// certificate to; health and reflection to every client, for
+		// probes and grpcurl.
+		berthv1.VersionService_GetVersion_FullMethodName: FromAuthenticated,
+		health + "Check":                   FromAnyone,
+		health + "Watch":                   FromAnyone,
+		health + "List":                    FromAnyone,
+		refl + "ServerReflectionInfo":      FromAnyone,
+		reflAlpha + "ServerReflectionInfo": FromAnyone,
+	}
+}
+
+// PolicyFor returns the rows of Matrix for the methods of the named gRPC
+// services ("berth.v1.CertificateAuthorityService").
+func PolicyFor(services ...string) Policy {
+	p := Policy{}
+	for method, callers := range Matrix() {
+		for _, s := range services {
+			if strings.HasPrefix(method, "/"+s+"/") {
+				p[method] = callers.Rule()
+			}
+		}
+	}
+	return p
+}
