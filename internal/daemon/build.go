@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -49,17 +50,7 @@ func (b *built) close() {
 	}
 }
 
-// serverCertName picks the certificate a process presents. A process running
-// every role presents the registration certificate: that is the address
-// nodes are given.
-func serverCertName(role string) string {
-	if role == RoleAll {
-		return pki.ServiceRegistration
-	}
-	return role
-}
-
-func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry) (b *built, err error) {
+func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (b *built, err error) {
 	b = &built{}
 	defer func() {
 		if err != nil {
@@ -68,17 +59,19 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 	}()
 	var policies []rpc.Policy
 	var registers []func(*rpc.Server)
+	var sc *pki.SignerConfig
 	if c.runs(RoleCA) {
-		svc, err := buildCA(ctx, c, layout, b)
+		svc, signer, err := buildCA(ctx, c, cr, b)
 		if err != nil {
 			return nil, err
 		}
+		sc = signer
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s.Server) })
 		b.crl = svc.CRLHandler()
 	}
 	if c.runs(RoleBundles) {
-		svc, err := buildBundles(ctx, c, layout, tel, b)
+		svc, err := buildBundles(ctx, c, cr, tel, b)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +79,7 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 	}
 	if c.runs(RoleHeartbeat) {
-		svc, err := buildHeartbeat(ctx, c, layout, tel, b)
+		svc, err := buildHeartbeat(ctx, c, cr, tel, b)
 		if err != nil {
 			return nil, err
 		}
@@ -94,23 +87,23 @@ func build(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Tel
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 	}
 	if c.runs(RoleRegistration) {
-		svc, err := buildRegistration(ctx, c, layout, tel, b)
+		svc, err := buildRegistration(ctx, c, cr, tel, b)
 		if err != nil {
 			return nil, err
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 	}
-	cert, err := layout.ServiceCertificate(serverCertName(c.Role))
+	cert, err := cr.listenerCert(sc, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	b.server = rpc.NewServer(rpc.ServerConfig{
 		Name:           c.Role,
 		Logger:         c.Logger,
-		TrustDomain:    layout.TrustDomain,
+		TrustDomain:    cr.trustDomain,
 		Cert:           cert,
-		Roots:          layout.RootPool(),
+		Roots:          cr.rootPool(),
 		Policy:         rpc.Merge(policies...),
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
@@ -140,7 +133,7 @@ func (b *built) need(deps []depwatch.Dependency, services ...string) {
 	b.needs = append(b.needs, needs{services: services, deps: deps})
 }
 
-func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.Service, error) {
+func buildCA(ctx context.Context, c Config, cr *creds, b *built) (*ca.Service, *pki.SignerConfig, error) {
 	var store castore.Store
 	var err error
 	if c.DB != "" {
@@ -149,35 +142,36 @@ func buildCA(ctx context.Context, c Config, layout *pki.Layout, b *built) (*ca.S
 		store, err = castore.NewSQLite(ctx, filepath.Join(c.DataDir, "ca.db"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open CA store: %w", err)
+		return nil, nil, fmt.Errorf("open CA store: %w", err)
 	}
 	b.closers = append(b.closers, store.Close)
-	sc, err := layout.SignerConfig()
+	// The one place a running berth opens the intermediate key.
+	sc, err := cr.roles[RoleCA].SignerConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sc.Lifetime = c.CertLifetime
 	signer, err := pki.NewSigner(sc)
 	if err != nil {
-		return nil, fmt.Errorf("CA signer: %w", err)
+		return nil, nil, fmt.Errorf("CA signer: %w", err)
 	}
 	storeDep, err := b.storeDependency(ctx, c, RoleCA, "ca.db")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b.need([]depwatch.Dependency{storeDep}, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
 	svc, err := ca.New(ca.Config{
-		Signer: signer, Store: store, Roots: []*x509.Certificate{layout.Root}, Logger: c.Logger,
+		Signer: signer, Store: store, Roots: []*x509.Certificate{cr.root}, Logger: c.Logger,
 		CRLIssuer: sc.Intermediate, CRLKey: sc.Key,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b.runService(ctx, c, "ca", svc.Run)
-	return svc, nil
+	return svc, &sc, nil
 }
 
-func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*registration.Service, error) {
+func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry, b *built) (*registration.Service, error) {
 	var store regstore.Store
 	var err error
 	if c.DB != "" {
@@ -189,14 +183,14 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 		return nil, fmt.Errorf("open registration store: %w", err)
 	}
 	b.closers = append(b.closers, store.Close)
-	caConn, err := dialService(c, layout, tel, b, pki.ServiceRegistration, c.CAAddr)
+	caConn, err := dialService(c, cr.roles[RoleRegistration], tel, b, pki.ServiceCA, c.CAAddr)
 	if err != nil {
 		return nil, err
 	}
 	cfg := registration.Config{
 		Store:       store,
 		CA:          registration.NewGRPCCA(caConn),
-		TrustBundle: [][]byte{layout.Root.Raw},
+		TrustBundle: [][]byte{cr.root.Raw},
 		Endpoints: &berthv1.Endpoints{
 			Registration: c.AdvertiseRegistration,
 			Bundles:      c.AdvertiseBundles,
@@ -205,7 +199,7 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 		Logger: c.Logger,
 	}
 	if c.BundlesAddr != "" {
-		conn, err := dialService(c, layout, tel, b, pki.ServiceRegistration, c.BundlesAddr)
+		conn, err := dialService(c, cr.roles[RoleRegistration], tel, b, pki.ServiceBundles, c.BundlesAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +219,7 @@ func buildRegistration(ctx context.Context, c Config, layout *pki.Layout, tel *t
 	return svc, nil
 }
 
-func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*bundles.Service, error) {
+func buildBundles(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry, b *built) (*bundles.Service, error) {
 	var store bundlestore.Store
 	var err error
 	if c.DB != "" {
@@ -237,7 +231,7 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 		return nil, fmt.Errorf("open bundle store: %w", err)
 	}
 	b.closers = append(b.closers, store.Close)
-	caConn, err := dialService(c, layout, tel, b, pki.ServiceBundles, c.CAAddr)
+	caConn, err := dialService(c, cr.roles[RoleBundles], tel, b, pki.ServiceCA, c.CAAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -245,8 +239,8 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	b.background(ctx, revoked.Run)
 	svc, err := bundles.New(bundles.Config{
 		Store:            store,
-		TrustDomain:      layout.TrustDomain,
-		Roots:            layout.RootPool(),
+		TrustDomain:      cr.trustDomain,
+		Roots:            cr.rootPool(),
 		MaxBundleSize:    c.BundleMaxSize,
 		Keep:             c.BundleHistory,
 		RequireApproval:  c.BundleRequireApproval,
@@ -267,7 +261,7 @@ func buildBundles(ctx context.Context, c Config, layout *pki.Layout, tel *teleme
 	return svc, nil
 }
 
-func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built) (*heartbeat.Service, error) {
+func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry, b *built) (*heartbeat.Service, error) {
 	var store hbstore.Store
 	var err error
 	if c.DB != "" {
@@ -279,7 +273,7 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 		return nil, fmt.Errorf("open heartbeat store: %w", err)
 	}
 	b.closers = append(b.closers, store.Close)
-	caConn, err := dialService(c, layout, tel, b, pki.ServiceHeartbeat, c.CAAddr)
+	caConn, err := dialService(c, cr.roles[RoleHeartbeat], tel, b, pki.ServiceCA, c.CAAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -311,18 +305,15 @@ func buildHeartbeat(ctx context.Context, c Config, layout *pki.Layout, tel *tele
 	return svc, nil
 }
 
-// dialService opens a long-lived connection to another berth service,
-// presenting this process's certificate for service name.
-func dialService(c Config, layout *pki.Layout, tel *telemetry.Telemetry, b *built, name, addr string) (*grpc.ClientConn, error) {
-	cert, err := layout.ServiceCertificate(name)
-	if err != nil {
-		return nil, err
-	}
+// dialService opens a long-lived connection to the berth service want at
+// addr, presenting the certificate of the role self and refusing a server
+// that is not want.
+func dialService(c Config, self *pki.Role, tel *telemetry.Telemetry, b *built, want, addr string) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("service address %q: %w", addr, err)
 	}
-	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(self.Cert, self.RootPool()), self.TrustDomain, want)
 	tlsCfg.ServerName = host
 	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator})
 	if err != nil {

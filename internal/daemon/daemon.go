@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/telemetry"
 )
@@ -46,7 +45,8 @@ type Config struct {
 	CRLListen string
 	// Limits bound what the gRPC listener spends on its peers.
 	Limits rpc.Limits
-	// PKIDir is the directory written by berthd init.
+	// PKIDir is the directory written by berthd init, or the role's own
+	// directory in it (DIR/<role>). Role "all" needs the whole directory.
 	PKIDir string
 	// DB is a PostgreSQL URL; empty means SQLite files under DataDir.
 	DB      string
@@ -115,7 +115,7 @@ func Run(ctx context.Context, c Config) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	layout, err := pki.Load(c.PKIDir)
+	creds, err := openCreds(c)
 	if err != nil {
 		return fmt.Errorf("load PKI from %s: %w", c.PKIDir, err)
 	}
@@ -141,7 +141,7 @@ func Run(ctx context.Context, c Config) error {
 		c.AdvertiseHeartbeat = cmp.Or(c.AdvertiseHeartbeat, self)
 	}
 
-	built, err := build(ctx, c, layout, tel)
+	built, err := build(ctx, c, creds, tel)
 	if err != nil {
 		return err
 	}

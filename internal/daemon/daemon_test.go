@@ -79,7 +79,7 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatalf("Run ended early: %v", err)
 	}
 	cert, _ := layout.AdminCertificate()
-	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(cert, layout.RootPool()), layout.TrustDomain, pki.ServiceRegistration)
 	tlsCfg.ServerName = "127.0.0.1"
 	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg})
 	if err != nil {

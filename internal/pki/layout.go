@@ -102,6 +102,11 @@ func Load(dir string) (*Layout, error) {
 	if isOldLayout(dir) {
 		return nil, oldLayoutError(dir)
 	}
+	for _, f := range []string{ServiceCertFile, AdminCertFile} {
+		if p := filepath.Join(dir, f); exists(p) {
+			return nil, fmt.Errorf("%s is one role's directory (it holds %s), not the whole PKI directory made by berthd init", dir, p)
+		}
+	}
 	l := &Layout{Dir: dir}
 	if missing := missingIn(dir, topFiles()); len(missing) > 0 {
 		return nil, fmt.Errorf("load PKI from %s: %w: missing %s", dir, ErrIncomplete, strings.Join(missing, ", "))
