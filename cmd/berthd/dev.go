@@ -86,7 +86,7 @@ func runDev(ctx context.Context, c daemon.Config, dataDir string, init pki.InitC
 func announce(ctx context.Context, dir, addr string, layout *pki.Layout, stdout io.Writer) error {
 	envLines := []string{
 		"export BERTH_SERVER=" + shellQuote(addr),
-		"export BERTH_CA=" + shellQuote(layout.RootPath()),
+		"export BERTH_CA=" + shellQuote(layout.AdminCAPath()),
 		"export BERTH_CERT=" + shellQuote(layout.AdminCertPath()),
 		"export BERTH_KEY=" + shellQuote(layout.AdminKeyPath()),
 		"export BERTH_CA_HASH=" + shellQuote(layout.CAHash()),
@@ -131,7 +131,7 @@ func devToken(ctx context.Context, addr string, layout *pki.Layout) (string, err
 	if err != nil {
 		return "", err
 	}
-	tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(cert, layout.RootPool()), layout.TrustDomain, pki.ServiceRegistration)
 	tlsCfg.ServerName, _, _ = net.SplitHostPort(addr)
 	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg})
 	if err != nil {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,17 +18,23 @@ import (
 	"github.com/berth-dev/berth/internal/rpc"
 )
 
+// expectAny is the --expect value that accepts any berth service.
+const expectAny = "any"
+
 // healthCommand is a gRPC health check over mTLS, for container
 // healthchecks: no extra probe binary is needed in the image.
 func healthCommand(e env) *cobra.Command {
 	cmd := subcommand("health", "Check a service's gRPC health over mutual TLS",
 		"Check the gRPC health of the service at --addr over mutual TLS, presenting a\n"+
-			"service certificate of the PKI, for container healthchecks. Exit status 0 when\n"+
-			"it is SERVING.")
+			"certificate of the PKI, for container healthchecks. --pki-dir is a role's own\n"+
+			"directory (its certificate is presented, and the server must be that service)\n"+
+			"or the whole PKI directory (the registration certificate is presented, and any\n"+
+			"berth service will do). Exit status 0 when it is SERVING.")
 	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:8443", "address of the service to check")
-	pkiDir := fs.String("pki-dir", "", "PKI directory (its registration certificate is used as client identity)")
-	as := fs.String("as", pki.ServiceRegistration, "which service certificate of the PKI to present")
+	pkiDir := fs.String("pki-dir", "", "PKI directory, or a role's own directory in it")
+	as := fs.String("as", "", "which role's certificate to present (default: the role of --pki-dir, or registration)")
+	expect := fs.String("expect", "", `which service the server must be, or "any" (default: the role of --pki-dir, or any)`)
 	service := fs.String("service", "", `gRPC service name to check ("" = the whole server)`)
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -35,19 +44,36 @@ func healthCommand(e env) *cobra.Command {
 		if *pkiDir == "" {
 			return cmdline.Usagef(cmd, "--pki-dir is required")
 		}
-		layout, err := pki.Load(*pkiDir)
-		if err != nil {
-			return err
-		}
-		cert, err := layout.ServiceCertificate(*as)
-		if err != nil {
-			return err
-		}
 		host, _, err := net.SplitHostPort(*addr)
 		if err != nil {
 			return cmdline.Usagef(cmd, "--addr %q: %v", *addr, err)
 		}
-		tlsCfg := mtls.ClientConfig(cert, layout.RootPool())
+		if *expect != "" && *expect != expectAny && !slices.Contains(pki.ServiceNames(), *expect) {
+			return cmdline.Usagef(cmd, "--expect must be one of %s or %s", strings.Join(pki.ServiceNames(), ", "), expectAny)
+		}
+		own, err := pki.DirRole(*pkiDir)
+		if err != nil {
+			return err
+		}
+		role, want := *as, *expect
+		if role == "" {
+			role = cmp.Or(own, pki.ServiceRegistration)
+		}
+		if want == "" {
+			want = cmp.Or(own, expectAny)
+		}
+		if own == pki.RoleAdmin && *expect == "" {
+			want = expectAny
+		}
+		self, err := pki.OpenRole(*pkiDir, role)
+		if err != nil {
+			return err
+		}
+		services := []string{want}
+		if want == expectAny {
+			services = pki.ServiceNames()
+		}
+		tlsCfg := mtls.ExpectServer(mtls.ClientConfig(self.Cert, self.RootPool()), self.TrustDomain, services...)
 		tlsCfg.ServerName = host
 		conn, err := rpc.Dial(rpc.ClientConfig{Addr: *addr, TLS: tlsCfg})
 		if err != nil {

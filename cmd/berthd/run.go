@@ -21,6 +21,8 @@ const long = `berthd runs berth's services.
   berthd dev    [--data-dir DIR] [--listen ADDR]
   berthd serve  --role registration|ca|bundles|heartbeat|all --pki-dir DIR [--db URL | --data-dir DIR] [flags]
   berthd health [--addr H:P] [--pki-dir DIR]
+  berthd ca rotate-intermediate --pki-dir DIR --root-key FILE
+  berthd pki inspect [PATH...]
 
 Every flag can also be set through the environment as BERTH_<FLAG> (e.g.
 --pki-dir as BERTH_PKI_DIR); a flag on the command line wins, and an empty
@@ -63,9 +65,9 @@ func newRoot(e env) *cobra.Command {
 			_ = cmdline.WriteHelp(e.stderr, cmd)
 			return errUsageShown
 		}
-		return cmdline.Usagef(cmd, "unknown command %q (one of: init, dev, serve, health)", args[0])
+		return cmdline.Usagef(cmd, "unknown command %q (one of: init, dev, serve, health, ca, pki)", args[0])
 	}
-	cmdline.Add(root, initCommand(e), devCommand(e), serveCommand(e), healthCommand(e))
+	cmdline.Add(root, initCommand(e), devCommand(e), serveCommand(e), healthCommand(e), caCommand(e), pkiCommand(e))
 	return root
 }
 

@@ -19,6 +19,8 @@ func TestRunExitStatus(t *testing.T) {
 	pkiDir := filepath.Join(dir, "pki")
 	cfg := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(cfg, []byte("rolee: ca\n"), 0o600)
+	oldDir := filepath.Join(dir, "old")
+	os.MkdirAll(filepath.Join(oldDir, "services"), 0o700)
 	badValue := filepath.Join(dir, "bad-value.yaml")
 	os.WriteFile(badValue, []byte("heartbeat-interval: soon\n"), 0o600)
 	tests := []struct {
@@ -58,6 +60,26 @@ func TestRunExitStatus(t *testing.T) {
 		{name: "help of nothing", args: []string{"help", "launch"}, wantCode: 2, wantStderr: `berthd: help: unknown command "launch" (see berthd -h)`},
 		{name: "serve bad file value", args: []string{"serve", "--config", badValue}, wantCode: 1, wantStderr: `invalid value "soon" for heartbeat-interval in ` + badValue},
 		{name: "health of nothing", args: []string{"health", "--pki-dir", pkiDir, "--addr", "127.0.0.1:1", "--timeout", "200ms"}, wantCode: 1, wantStderr: "health check of 127.0.0.1:1"},
+		{name: "init tells where the root key is", args: []string{"init", "--dir", filepath.Join(dir, "pki2")}, wantCode: 0,
+			wantStdout: "The root key is " + filepath.Join(dir, "pki2", "root", "root.key") + ": move it offline"},
+		{name: "init prints the admin directory", args: []string{"init", "--dir", pkiDir}, wantCode: 0,
+			wantStdout: "BERTH_CA=" + filepath.Join(pkiDir, "admin", "ca.crt") + "\n  BERTH_CERT=" + filepath.Join(pkiDir, "admin", "admin.crt")},
+		{name: "serve with another role's directory", args: []string{"serve", "--role", "heartbeat", "--pki-dir", filepath.Join(pkiDir, "registration"), "--data-dir", dir, "--ca-addr", "127.0.0.1:1"},
+			wantCode: 1, wantStderr: filepath.Join(pkiDir, "registration", "service.crt") + " is the certificate of spiffe://berth.local/service/registration, not of the heartbeat role"},
+		{name: "serve the old layout", args: []string{"serve", "--role", "ca", "--pki-dir", oldDir, "--data-dir", dir},
+			wantCode: 1, wantStderr: `run "berthd init --dir ` + oldDir + `" once`},
+		{name: "health expects a service", args: []string{"health", "--pki-dir", pkiDir, "--expect", "dns"}, wantCode: 2, wantStderr: "--expect must be one of"},
+		{name: "ca alone", args: []string{"ca"}, wantCode: 2, wantStderr: "berthd ca: name a command: rotate-intermediate"},
+		{name: "rotate needs the root key", args: []string{"ca", "rotate-intermediate", "--pki-dir", pkiDir}, wantCode: 2, wantStderr: "--root-key is required"},
+		{name: "rotate with a key that is not the root's", args: []string{"ca", "rotate-intermediate", "--pki-dir", pkiDir, "--root-key", filepath.Join(pkiDir, "ca", "intermediate.key")},
+			wantCode: 1, wantStderr: "intermediate.key is not the key of the root in " + filepath.Join(pkiDir, "ca", "ca.crt")},
+		{name: "rotate", args: []string{"ca", "rotate-intermediate", "--pki-dir", filepath.Join(pkiDir, "ca"), "--root-key", filepath.Join(pkiDir, "root", "root.key")},
+			wantCode: 0, wantStdout: "Issued a new intermediate CA"},
+		{name: "inspect a role's directory", args: []string{"pki", "inspect", filepath.Join(pkiDir, "registration")}, wantCode: 0,
+			wantStdout: "private_key  key of spiffe://berth.local/service/registration"},
+		{name: "inspect the root key", args: []string{"pki", "inspect", "--json", filepath.Join(pkiDir, "root"), filepath.Join(pkiDir, "ca.crt")}, wantCode: 0,
+			wantStdout: `"kind": "private_key",` + "\n    \"ca\": \"root\""},
+		{name: "pki alone", args: []string{"pki"}, wantCode: 2, wantStderr: "name a command: inspect"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

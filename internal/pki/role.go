@@ -262,3 +262,25 @@ func (l *Layout) AdminCertificate() (tls.Certificate, error) {
 	}
 	return r.Cert, nil
 }
+
+// DirRole tells whose directory dir is: the role of a role directory, or
+// "" for a whole PKI directory (or anything else).
+func DirRole(dir string) (string, error) {
+	if p := filepath.Join(dir, AdminCertFile); exists(p) {
+		return RoleAdmin, nil
+	}
+	p := filepath.Join(dir, ServiceCertFile)
+	if !exists(p) {
+		return "", nil
+	}
+	leaf, err := readCert(p)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range ServiceNames() {
+		if ownedBy(leaf, r) {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("%s is the certificate of %s, no berth role", p, urisOf(leaf))
+}
