@@ -860,7 +860,7 @@ func TestBootBundleStoreUntrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveGRPC(t, h.pki.root, other.server, lis, func(s *grpc.Server) { berthv1.RegisterBundleServiceServer(s, h.bundles) })
+	serveGRPC(t, h.pki.root, other.servers[mtls.ServiceBundles], lis, func(s *grpc.Server) { berthv1.RegisterBundleServiceServer(s, h.bundles) })
 	err = h.run(t)
 	if err == nil || !strings.Contains(err.Error(), "bundle store is not trusted") {
 		t.Fatalf("err = %v, want an untrusted bundle store", err)

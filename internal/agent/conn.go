@@ -57,7 +57,10 @@ func dial(t Target, key crypto.Signer, clk clock.Clock, attemptTimeout time.Dura
 		return nil, err
 	}
 	w := &connWatch{}
-	cfg := mtls.PinnedClientConfig(*self, t.Pin, host)
+	// The trust domain is not known before the first certificate: the
+	// pinned root stands for the deployment, and the server must be its
+	// registration service, not another service holding a key of it.
+	cfg := mtls.ExpectServer(mtls.PinnedClientConfig(*self, t.Pin, host), "", mtls.ServiceRegistration)
 	verify := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if err := verify(cs); err != nil {
@@ -82,14 +85,15 @@ func dial(t Target, key crypto.Signer, clk clock.Clock, attemptTimeout time.Dura
 // node, and verifies the store's certificate against the trust bundle
 // and the endpoint's host name.
 func dialBundles(addr string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration) (*conn, error) {
-	return dialNode(addr, "bundle store", creds, key, attemptTimeout, errBundleStoreUntrusted)
+	return dialNode(addr, mtls.ServiceBundles, "bundle store", creds, key, attemptTimeout, errBundleStoreUntrusted)
 }
 
-// dialNode makes the connection to the service what at addr, with the
-// node certificate of creds, verifying the service's certificate against
-// the trust bundle and the endpoint's host name. A certificate that does
-// not verify is reported as untrust.
-func dialNode(addr, what string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration, untrust error) (*conn, error) {
+// dialNode makes the connection to the berth service (what, in messages)
+// at addr, with the node certificate of creds, verifying the service's
+// certificate against the trust bundle and the endpoint's host name, and
+// that it is service's in the node's trust domain. A certificate that does
+// not verify, or is another service's, is reported as untrust.
+func dialNode(addr, service, what string, creds *Credentials, key crypto.Signer, attemptTimeout time.Duration, untrust error) (*conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s endpoint %q is not host:port", what, addr)
@@ -102,12 +106,17 @@ func dialNode(addr, what string, creds *Credentials, key crypto.Signer, attemptT
 	for _, r := range creds.Trust {
 		roots.AddCert(r)
 	}
-	cfg := mtls.ClientConfig(cert, roots)
+	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, roots), mtls.TrustDomainOf(creds.Leaf()), service)
 	cfg.ServerName = host
 	w := &connWatch{}
 	// Runs only after the chain verified: a server that failed once and
 	// was fixed is trusted again.
+	expect := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := expect(cs); err != nil {
+			w.untrusted(err)
+			return err
+		}
 		if len(cs.VerifiedChains) > 0 {
 			chain := cs.VerifiedChains[0]
 			w.trusted(chain[len(chain)-1])

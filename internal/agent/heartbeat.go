@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -239,7 +240,7 @@ func (h *heartbeater) connect(creds *Credentials) error {
 		return nil
 	}
 	h.close()
-	c, err := dialNode(addr, "heartbeat service", creds, h.key, h.timeout, errHeartbeatUntrusted)
+	c, err := dialNode(addr, mtls.ServiceHeartbeat, "heartbeat service", creds, h.key, h.timeout, errHeartbeatUntrusted)
 	if err != nil {
 		return err
 	}

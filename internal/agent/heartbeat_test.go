@@ -250,7 +250,7 @@ func (h *hbHarness) restart(t *testing.T) {
 // the server.
 func serveHeartbeat(t *testing.T, p *testPKI, fake *fakeHeartbeat, lis net.Listener, got func(*grpc.Server)) {
 	t.Helper()
-	serveGRPC(t, p.root, p.server, lis, func(s *grpc.Server) {
+	serveGRPC(t, p.root, p.servers[mtls.ServiceHeartbeat], lis, func(s *grpc.Server) {
 		berthv1.RegisterHeartbeatServiceServer(s, fake)
 		if got != nil {
 			got(s)

@@ -31,11 +31,13 @@ import (
 const testTrustDomain = "berth.test"
 
 // testPKI is a real root → intermediate CA made at run time, with a
-// server certificate whose chain includes the root, as berth servers send.
+// certificate per service whose chain includes the root, as berth servers
+// send; server is the registration service's.
 type testPKI struct {
 	root, inter       *x509.Certificate
 	rootKey, interKey *ecdsa.PrivateKey
 	server            tls.Certificate
+	servers           map[string]tls.Certificate
 	serial            int64
 	mu                sync.Mutex
 }
@@ -77,16 +79,20 @@ func newPKI(t *testing.T) *testPKI {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign,
 	}, p.root, p.interKey.Public(), p.rootKey)
-	srvKey := newKey(t)
-	srv := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "registration"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		URIs:        []*url.URL{mtls.ServiceURI(testTrustDomain, "registration")},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}, p.inter, srvKey.Public(), p.interKey)
-	p.server = tls.Certificate{Certificate: [][]byte{srv.Raw, p.inter.Raw, p.root.Raw}, PrivateKey: srvKey, Leaf: srv}
+	p.servers = map[string]tls.Certificate{}
+	for i, name := range []string{mtls.ServiceRegistration, mtls.ServiceBundles, mtls.ServiceHeartbeat} {
+		srvKey := newKey(t)
+		srv := mustCert(t, &x509.Certificate{
+			SerialNumber: big.NewInt(int64(3 + i)), Subject: pkix.Name{CommonName: name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+			URIs:        []*url.URL{mtls.ServiceURI(testTrustDomain, name)},
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		}, p.inter, srvKey.Public(), p.interKey)
+		p.servers[name] = tls.Certificate{Certificate: [][]byte{srv.Raw, p.inter.Raw, p.root.Raw}, PrivateKey: srvKey, Leaf: srv}
+	}
+	p.server = p.servers[mtls.ServiceRegistration]
 	return p
 }
 
@@ -162,7 +168,7 @@ func serve(t *testing.T, p *testPKI, fake *fakeRegistration, lis net.Listener) {
 // serveBundles runs a fake bundle store over real TLS on lis.
 func serveBundles(t *testing.T, p *testPKI, fake *fakeBundles, lis net.Listener) {
 	t.Helper()
-	serveGRPC(t, p.root, p.server, lis, func(s *grpc.Server) { berthv1.RegisterBundleServiceServer(s, fake) })
+	serveGRPC(t, p.root, p.servers[mtls.ServiceBundles], lis, func(s *grpc.Server) { berthv1.RegisterBundleServiceServer(s, fake) })
 }
 
 // serveGRPC runs a server with berth's server credentials: cert, and
