@@ -898,17 +898,32 @@ func TestBundlesServerAddress(t *testing.T) {
 		checkSealed(t, pki, key, 4, putRequest(t, bundles), sampleFiles()[1:2])
 	})
 
-	// A registration server without the bundles service, reached through
-	// the default, is explained.
+	// A registration server, reached through the default, is refused as
+	// the bundles service it is not, and the message says why.
 	t.Run("no bundles service at the default address", func(t *testing.T) {
 		reg := start(t, pki, &fakeAdmin{})
 		r := reg.run("bundles", "get", bundleNodeID)
-		want := "berthctl: get bundle for node n-7f3a9c: " + reg.addr + " has no bundles service (the address comes from BERTH_SERVER; set --bundles-server or BERTH_BUNDLES_SERVER)\n"
+		want := "berthctl: get bundle for node n-7f3a9c: " + reg.addr + " is not the bundles service: " +
+			"expected spiffe://berth.local/service/bundles, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
+			"(the address comes from BERTH_SERVER; set --bundles-server or BERTH_BUNDLES_SERVER)\n"
 		if r.code != cli.ExitError || r.stderr != want {
 			t.Errorf("exit %d, stderr %q; want exit 1, stderr %q", r.code, r.stderr, want)
 		}
 		r = reg.run("bundles", "reset", bundleNodeID, "--bundles-server", reg.addr)
-		want = "berthctl: reset bundle for node n-7f3a9c: " + reg.addr + " has no bundles service (check --bundles-server)\n"
+		want = "berthctl: reset bundle for node n-7f3a9c: " + reg.addr + " is not the bundles service: " +
+			"expected spiffe://berth.local/service/bundles, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
+			"(check --bundles-server)\n"
+		if r.code != cli.ExitError || r.stderr != want {
+			t.Errorf("exit %d, stderr %q; want exit 1, stderr %q", r.code, r.stderr, want)
+		}
+	})
+
+	// A server that is the bundles service by its certificate but does not
+	// serve its admin API (another version, say) is explained too.
+	t.Run("bundles identity without the bundles service", func(t *testing.T) {
+		reg := startAs(t, pki, []string{"registration", "bundles"}, &fakeAdmin{}, nil, nil)
+		r := reg.run("bundles", "get", bundleNodeID)
+		want := "berthctl: get bundle for node n-7f3a9c: " + reg.addr + " has no bundles service (the address comes from BERTH_SERVER; set --bundles-server or BERTH_BUNDLES_SERVER)\n"
 		if r.code != cli.ExitError || r.stderr != want {
 			t.Errorf("exit %d, stderr %q; want exit 1, stderr %q", r.code, r.stderr, want)
 		}

@@ -39,7 +39,7 @@ func serveCA(t *testing.T, pki *testPKI, fake *fakeCA) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Name: "ca", TrustDomain: trustDomain, Cert: pki.server, Roots: pki.roots,
+	srv := rpc.NewServer(rpc.ServerConfig{Name: "ca", TrustDomain: trustDomain, Cert: pki.serverFor(t, "ca"), Roots: pki.roots,
 		Policy: rpc.Policy{berthv1.CertificateAuthorityService_GetCRL_FullMethodName: rpc.Anyone}})
 	berthv1.RegisterCertificateAuthorityServiceServer(srv.Server, fake)
 	go func() { _ = srv.Serve(lis) }()
@@ -127,7 +127,9 @@ func TestCACRL(t *testing.T) {
 		{"no server", map[string]string{"BERTH_SERVER": ""}, []string{"ca", "crl"}, cli.ExitUsage,
 			"missing connection settings: set --ca-server or BERTH_CA_SERVER (or --server or BERTH_SERVER)"},
 		{"server without a CA", nil, []string{"ca", "crl"}, cli.ExitError,
-			"get revocation list: " + h.addr + " has no CA service (the address comes from BERTH_SERVER; set --ca-server or BERTH_CA_SERVER)"},
+			"get revocation list: " + h.addr + " is not the CA service: expected spiffe://berth.local/service/ca, " +
+				"found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
+				"(the address comes from BERTH_SERVER; set --ca-server or BERTH_CA_SERVER)"},
 		{"missing command", nil, []string{"ca"}, cli.ExitUsage, "ca: missing command (one of: crl)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,4 +152,15 @@ func TestCACRL(t *testing.T) {
 			t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 		}
 	})
+}
+
+// TestCACRLFromAServerWithoutTheCA: a server that is the CA by its
+// certificate but does not serve the CA (another version, say).
+func TestCACRLFromAServerWithoutTheCA(t *testing.T) {
+	h := startAs(t, newTestPKI(t), []string{"registration", "ca"}, &fakeAdmin{}, nil, nil)
+	r := h.run("ca", "crl")
+	want := "berthctl: get revocation list: " + h.addr + " has no CA service (the address comes from BERTH_SERVER; set --ca-server or BERTH_CA_SERVER)\n"
+	if r.code != cli.ExitError || r.stderr != want {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	}
 }

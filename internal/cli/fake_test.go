@@ -274,8 +274,26 @@ func startAll(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles)
 	return startServers(t, pki, fake, bundles, hb)
 }
 
-// startServers serves the fakes that are not nil on one address.
+// startServers serves the fakes that are not nil on one address, with a
+// certificate naming the services served, as berthd's does.
 func startServers(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBundles, hb *fakeHeartbeat) *harness {
+	t.Helper()
+	var services []string
+	if fake != nil {
+		services = append(services, "registration")
+	}
+	if bundles != nil {
+		services = append(services, "bundles")
+	}
+	if hb != nil {
+		services = append(services, "heartbeat")
+	}
+	return startAs(t, pki, services, fake, bundles, hb)
+}
+
+// startAs serves the fakes that are not nil on one address with a
+// certificate carrying the identities of services.
+func startAs(t *testing.T, pki *testPKI, services []string, fake *fakeAdmin, bundles *fakeBundles, hb *fakeHeartbeat) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -284,7 +302,7 @@ func startServers(t *testing.T, pki *testPKI, fake *fakeAdmin, bundles *fakeBund
 	srv := rpc.NewServer(rpc.ServerConfig{
 		Name:        "registration",
 		TrustDomain: trustDomain,
-		Cert:        pki.server,
+		Cert:        pki.serverFor(t, services...),
 		Roots:       pki.roots,
 		Policy:      adminPolicy(),
 	})

@@ -30,7 +30,8 @@ type testPKI struct {
 	roots *x509.CertPool
 	// server is the registration service's certificate; its chain ends
 	// with the root.
-	server tls.Certificate
+	server      tls.Certificate
+	root, inter issuer
 	// caFile holds the root; the others are client cert and key files.
 	caFile                  string
 	adminCert, adminKey     string
@@ -112,16 +113,8 @@ func newTestPKI(t *testing.T) *testPKI {
 	p.roots.AddCert(root.cert)
 	p.caFile = writePEM(t, dir, "ca.crt", root.cert)
 
-	srvTmpl := leafTemplate("registration", mtls.ServiceURI(trustDomain, "registration"),
-		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-	srvTmpl.DNSNames = []string{"localhost"}
-	srvTmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	srv := issue(t, srvTmpl, newKey(t), &inter)
-	p.server = tls.Certificate{
-		Certificate: [][]byte{srv.cert.Raw, inter.cert.Raw, root.cert.Raw},
-		PrivateKey:  srv.key,
-		Leaf:        srv.cert,
-	}
+	p.root, p.inter = root, inter
+	p.server = p.serverFor(t, "registration")
 
 	client := func(name string, tmpl *x509.Certificate, parent issuer) (string, string) {
 		c := issue(t, tmpl, newKey(t), &parent)
@@ -142,6 +135,24 @@ func newTestPKI(t *testing.T) *testPKI {
 	p.foreignCert, p.foreignKey = client("foreign",
 		leafTemplate("admin", mtls.AdminURI(trustDomain, "admin"), x509.ExtKeyUsageClientAuth), other)
 	return p
+}
+
+// serverFor issues a server certificate carrying the identity of each of
+// services, as a berthd serving them on one listener presents.
+func (p *testPKI) serverFor(t *testing.T, services ...string) tls.Certificate {
+	t.Helper()
+	tmpl := leafTemplate("berth", nil, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	for _, s := range services {
+		tmpl.URIs = append(tmpl.URIs, mtls.ServiceURI(trustDomain, s))
+	}
+	tmpl.DNSNames = []string{"localhost"}
+	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	srv := issue(t, tmpl, newKey(t), &p.inter)
+	return tls.Certificate{
+		Certificate: [][]byte{srv.cert.Raw, p.inter.cert.Raw, p.root.cert.Raw},
+		PrivateKey:  srv.key,
+		Leaf:        srv.cert,
+	}
 }
 
 func writePEM(t *testing.T, dir, name string, certs ...*x509.Certificate) string {

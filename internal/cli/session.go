@@ -23,7 +23,7 @@ type session struct {
 	path []string
 
 	tls     *tls.Config
-	conns   map[string]*grpc.ClientConn // by address
+	conns   map[connKey]*grpc.ClientConn
 	admin   berthv1.NodeAdminServiceClient
 	bundles berthv1.BundleAdminServiceClient
 	health  berthv1.HeartbeatAdminServiceClient
@@ -33,6 +33,11 @@ type session struct {
 	// warnedHealth says the heartbeat service's failure was reported.
 	warnedHealth bool
 }
+
+// connKey names a connection: where, and which berth service must be
+// there. Services at one address get a connection each, every one checked
+// for its own service's identity.
+type connKey struct{ addr, service string }
 
 func (s *session) json() bool { return s.set.output == formatJSON }
 
@@ -65,7 +70,7 @@ func (s *session) nodeAdmin() (berthv1.NodeAdminServiceClient, error) {
 	if missing := s.set.missingConnection(); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	conn, err := s.dial(s.set.server)
+	conn, err := s.dial(s.set.server, mtls.ServiceRegistration)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +87,7 @@ func (s *session) bundleAdmin() (berthv1.BundleAdminServiceClient, error) {
 	if missing := s.set.missing(need{bundles: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	conn, err := s.dial(s.set.bundlesServer)
+	conn, err := s.dial(s.set.bundlesServer, mtls.ServiceBundles)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +104,7 @@ func (s *session) heartbeatAdmin() (berthv1.HeartbeatAdminServiceClient, error) 
 	if missing := s.set.missing(need{heartbeat: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	conn, err := s.dial(s.set.heartbeatServer)
+	conn, err := s.dial(s.set.heartbeatServer, mtls.ServiceHeartbeat)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +121,7 @@ func (s *session) caClient() (berthv1.CertificateAuthorityServiceClient, error) 
 	if missing := s.set.missing(need{ca: true}); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	conn, err := s.dial(s.set.caServer)
+	conn, err := s.dial(s.set.caServer, mtls.ServiceCA)
 	if err != nil {
 		return nil, err
 	}
@@ -124,10 +129,13 @@ func (s *session) caClient() (berthv1.CertificateAuthorityServiceClient, error) 
 	return s.ca, nil
 }
 
-// dial returns the connection to addr, opening it on first use with the
-// admin credentials, which are loaded once per session.
-func (s *session) dial(addr string) (*grpc.ClientConn, error) {
-	if conn := s.conns[addr]; conn != nil {
+// dial returns the connection to the berth service at addr, opening it on
+// first use with the admin credentials, which are loaded once per session.
+// The handshake refuses a server that is not service, saying which
+// identity it found.
+func (s *session) dial(addr, service string) (*grpc.ClientConn, error) {
+	key := connKey{addr, service}
+	if conn := s.conns[key]; conn != nil {
 		return conn, nil
 	}
 	if s.tls == nil {
@@ -137,14 +145,15 @@ func (s *session) dial(addr string) (*grpc.ClientConn, error) {
 		}
 		s.tls = cfg
 	}
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: s.tls.Clone()})
+	cfg := mtls.ExpectServer(s.tls.Clone(), mtls.TrustDomainOf(s.leaf), service)
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	if s.conns == nil {
-		s.conns = map[string]*grpc.ClientConn{}
+		s.conns = map[connKey]*grpc.ClientConn{}
 	}
-	s.conns[addr] = conn
+	s.conns[key] = conn
 	return conn, nil
 }
 
@@ -178,6 +187,9 @@ func (s *session) close() {
 // "<what>: <server message>", adding what an operator needs when the cause
 // is on their side of the wire.
 func (s *session) callError(what string, err error) error {
+	if found, ok := wrongServer(err); ok {
+		return fmt.Errorf("%s: %s is not the registration service: %s (%s)", what, s.set.server, found, s.addressHint("BERTH_SERVER", "--server"))
+	}
 	return s.callErrorAt(s.set.server, what, err)
 }
 
@@ -185,6 +197,9 @@ func (s *session) callError(what string, err error) error {
 // without the bundles admin API is most likely the registration service of
 // a deployment that runs its services apart, reached through the default.
 func (s *session) bundleCallError(what string, err error) error {
+	if found, ok := wrongServer(err); ok {
+		return fmt.Errorf("%s: %s is not the bundles service: %s (%s)", what, s.set.bundlesServer, found, s.addressHint("BERTH_BUNDLES_SERVER", "--bundles-server"))
+	}
 	if status.Code(err) == codes.Unimplemented {
 		return fmt.Errorf("%s: %s has no bundles service (%s)", what, s.set.bundlesServer, s.addressHint("BERTH_BUNDLES_SERVER", "--bundles-server"))
 	}
@@ -195,6 +210,9 @@ func (s *session) bundleCallError(what string, err error) error {
 // explaining a server that has no heartbeat service as bundleCallError
 // does for bundles.
 func (s *session) heartbeatCallError(what string, err error) error {
+	if found, ok := wrongServer(err); ok {
+		return fmt.Errorf("%s: %s is not the heartbeat service: %s (%s)", what, s.set.heartbeatServer, found, s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"))
+	}
 	if status.Code(err) == codes.Unimplemented {
 		return fmt.Errorf("%s: %s has no heartbeat service (%s)", what, s.set.heartbeatServer, s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"))
 	}
@@ -204,6 +222,9 @@ func (s *session) heartbeatCallError(what string, err error) error {
 // caCallError is callError for a call to the CA service, explaining a
 // server that has no CA service as bundleCallError does for bundles.
 func (s *session) caCallError(what string, err error) error {
+	if found, ok := wrongServer(err); ok {
+		return fmt.Errorf("%s: %s is not the CA service: %s (%s)", what, s.set.caServer, found, s.addressHint("BERTH_CA_SERVER", "--ca-server"))
+	}
 	if status.Code(err) == codes.Unimplemented {
 		return fmt.Errorf("%s: %s has no CA service (%s)", what, s.set.caServer, s.addressHint("BERTH_CA_SERVER", "--ca-server"))
 	}
@@ -233,7 +254,9 @@ func (s *session) statusMessage(addr string, err error) string {
 	switch st.Code() {
 	case codes.Unavailable:
 		if transport, ok := transportCause(msg); ok {
-			if strings.Contains(msg, "authentication handshake failed") {
+			if found, ok := wrongServer(err); ok {
+				msg = fmt.Sprintf("the server at %s is not the service meant: %s (check the address)", addr, found)
+			} else if strings.Contains(msg, "authentication handshake failed") {
 				msg = fmt.Sprintf("TLS handshake with %s failed (check %s): %s", addr, s.set.sources["BERTH_CA"], transport)
 			} else {
 				msg = fmt.Sprintf("cannot reach server %s: %s", addr, transport)
@@ -284,4 +307,20 @@ func transportCause(msg string) (string, bool) {
 	msg = strings.TrimPrefix(msg, "Error while dialing: ")
 	msg = strings.TrimPrefix(msg, "authentication handshake failed: ")
 	return msg, true
+}
+
+// wrongServer returns "expected …, found …" when err is a connection the
+// client refused because the server was another berth service (see
+// mtls.ExpectServer); gRPC hands that on only as text.
+func wrongServer(err error) (string, bool) {
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable {
+		return "", false
+	}
+	msg := st.Message()
+	i := strings.Index(msg, "expected spiffe://")
+	if i < 0 {
+		return "", false
+	}
+	return strings.TrimSuffix(msg[i:], `"`), true
 }

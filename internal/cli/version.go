@@ -10,6 +10,7 @@ import (
 	"github.com/berth-dev/berth/internal/buildinfo"
 	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -82,7 +83,7 @@ func (s *session) serverVersion(ctx context.Context) (*versionJSON, error) {
 	if missing := s.set.missingConnection(); missing != "" {
 		return nil, usagef(s.path, "missing connection settings: set %s", missing)
 	}
-	conn, err := s.dial(s.set.server)
+	conn, err := s.dial(s.set.server, mtls.ServiceRegistration)
 	if err != nil {
 		return nil, err
 	}

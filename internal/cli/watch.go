@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/client/watch"
+	"github.com/berth-dev/berth/internal/mtls"
 )
 
 // watchMaxFailures is how many attempts in a row a service's stream may
@@ -226,7 +227,7 @@ func (s *session) watchConns(cfg *watch.Config, watched []watch.Service) error {
 		return usagef(s.path, "missing connection settings: set %s", missing)
 	}
 	for _, svc := range watched {
-		conn, err := s.dial(s.watchAddr(svc))
+		conn, err := s.dial(s.watchAddr(svc), watchedService(svc))
 		if err != nil {
 			return err
 		}
@@ -243,6 +244,18 @@ func (s *session) watchConns(cfg *watch.Config, watched []watch.Service) error {
 }
 
 // watchAddr is the address of svc.
+// watchedService is the berth service whose identity a watched
+// service's server must have.
+func watchedService(svc watch.Service) string {
+	switch svc {
+	case watch.Bundles:
+		return mtls.ServiceBundles
+	case watch.Heartbeat:
+		return mtls.ServiceHeartbeat
+	}
+	return mtls.ServiceRegistration
+}
+
 func (s *session) watchAddr(svc watch.Service) string {
 	switch svc {
 	case watch.Bundles:
@@ -325,17 +338,20 @@ func (s *session) watchError(err error) error {
 	}
 	svc, addr := string(se.Service), s.watchAddr(se.Service)
 	what := "watch " + svc
+	hints := map[watch.Service]string{
+		watch.Registration: s.addressHint("BERTH_SERVER", "--server"),
+		watch.Bundles:      s.addressHint("BERTH_BUNDLES_SERVER", "--bundles-server"),
+		watch.Heartbeat:    s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"),
+	}
+	leaveOut := fmt.Sprintf("leave %s out with --service", svc)
+	if found, ok := wrongServer(se.Err); ok {
+		return fmt.Errorf("%s: %s is not the %s service: %s (%s, or %s)", what, addr, svc, found, hints[se.Service], leaveOut)
+	}
 	if status.Code(se.Err) == codes.Unimplemented {
-		leaveOut := fmt.Sprintf("leave %s out with --service", svc)
 		if !strings.HasPrefix(status.Convert(se.Err).Message(), "unknown service") {
 			return fmt.Errorf("%s: %s does not support watching %s events yet (%s)", what, addr, svc, leaveOut)
 		}
-		hint := map[watch.Service]string{
-			watch.Registration: s.addressHint("BERTH_SERVER", "--server"),
-			watch.Bundles:      s.addressHint("BERTH_BUNDLES_SERVER", "--bundles-server"),
-			watch.Heartbeat:    s.addressHint("BERTH_HEARTBEAT_SERVER", "--heartbeat-server"),
-		}[se.Service]
-		return fmt.Errorf("%s: %s has no %s service (%s, or %s)", what, addr, svc, hint, leaveOut)
+		return fmt.Errorf("%s: %s has no %s service (%s, or %s)", what, addr, svc, hints[se.Service], leaveOut)
 	}
 	return s.callErrorAt(addr, what, se.Err)
 }

@@ -467,13 +467,16 @@ func TestWatchErrors(t *testing.T) {
 				a, b, _ := empty()
 				return a, b, nil
 			}, nil, []string{"--service", "heartbeat"},
-			"berthctl: watch heartbeat: ADDR has no heartbeat service (the address comes from BERTH_SERVER; set --heartbeat-server or BERTH_HEARTBEAT_SERVER, or leave heartbeat out with --service)"},
+			"berthctl: watch heartbeat: ADDR is not the heartbeat service: expected spiffe://berth.local/service/heartbeat, " +
+				"found spiffe://berth.local/service/registration, spiffe://berth.local/service/bundles " +
+				"(the address comes from BERTH_SERVER; set --heartbeat-server or BERTH_HEARTBEAT_SERVER, or leave heartbeat out with --service)"},
 		{"no bundles service at --bundles-server",
 			func() (*fakeAdmin, *fakeBundles, *fakeHeartbeat) {
 				a, _, hb := empty()
 				return a, nil, hb
 			}, nil, []string{"--bundles-server", "OTHER"},
-			"berthctl: watch bundles: OTHER has no bundles service (check --bundles-server, or leave bundles out with --service)"},
+			"berthctl: watch bundles: OTHER is not the bundles service: expected spiffe://berth.local/service/bundles, " +
+				"found spiffe://berth.local/service/registration (check --bundles-server, or leave bundles out with --service)"},
 		{"unreachable heartbeat service",
 			empty, map[string]string{"BERTH_HEARTBEAT_SERVER": dead}, nil,
 			"berthctl: watch heartbeat: cannot reach server " + dead + ": dial tcp " + dead + ": connect: connection refused"},
