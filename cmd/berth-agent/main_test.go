@@ -191,6 +191,7 @@ func startServer(t *testing.T, srv *resumeServer) (addr, pin string) {
 	leaf := sign(t, &x509.Certificate{
 		SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		URIs: []*url.URL{mtls.ServiceURI("berth.test", mtls.ServiceRegistration)},
 	}, srv.root, srvKey.Public(), srv.rootKey)
 	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, srv.root.Raw}, PrivateKey: srvKey}
 	pool := x509.NewCertPool()

@@ -2,10 +2,11 @@
 // a real gRPC server with berth's interceptors (recovery, logging,
 // authorisation) and mutual TLS with certificates made at run time by
 // internal/pki, over bufconn or loopback TCP. It hands out client
-// connections for every kind of caller: admins, services, nodes holding an
-// issued certificate, bare node keys (as an agent before its first
-// certificate), callers without a certificate and callers from another
-// deployment.
+// connections for every kind of caller: admins, each service with its own
+// role's credentials, nodes holding an issued certificate, bare node keys
+// (as an agent before its first certificate), callers without a
+// certificate and callers from another deployment. Every connection checks,
+// as berth's clients do, that the server is the service it serves.
 //
 //	srv := grpctest.New(t, grpctest.Config{Clock: clk})
 //	svc, _ := ca.New(ca.Config{Signer: srv.Signer, ...})
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -61,6 +63,10 @@ type Server struct {
 	limits rpc.Limits
 	lis    net.Listener
 	buf    *bufconn.Listener
+
+	mu sync.Mutex
+	// expect are the services clients check the server is.
+	expect []string
 }
 
 // New makes a PKI and a listener; both go away when the test ends.
@@ -104,23 +110,59 @@ func NewPKI(t testing.TB) *pki.Layout {
 }
 
 // Serve starts the server, presenting the certificate of the named
-// service (a pki.Service… name), with berth's interceptors applying policy.
-// register puts the services under test on it. The server stops when the
-// test ends; Serve returns it for tests that stop it sooner.
+// service (a pki.Service… name) from its own role directory, with berth's
+// interceptors applying policy; clients expect that service. register puts
+// the services under test on it. The server stops when the test ends;
+// Serve returns it for tests that stop it sooner.
 func (s *Server) Serve(t testing.TB, name string, policy rpc.Policy, register func(grpc.ServiceRegistrar)) *rpc.Server {
 	t.Helper()
-	cert, err := s.Layout.ServiceCertificate(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.Expect(name)
+	return s.ServeWith(t, s.ServiceCert(t, name), policy, register)
+}
+
+// ServeWith starts the server presenting cert, which may be another
+// service's: clients keep expecting what Expect (or Serve) told them, so
+// a test can check that they refuse an impostor.
+func (s *Server) ServeWith(t testing.TB, cert tls.Certificate, policy rpc.Policy, register func(grpc.ServiceRegistrar)) *rpc.Server {
+	t.Helper()
 	srv := rpc.NewServer(rpc.ServerConfig{
-		Name: name, Logger: s.log, TrustDomain: s.Layout.TrustDomain,
+		Name: "test", Logger: s.log, TrustDomain: s.Layout.TrustDomain,
 		Cert: cert, Roots: s.Layout.RootPool(), Policy: policy, Limits: s.limits,
 	})
 	register(srv)
 	go func() { _ = srv.Serve(s.lis) }()
 	t.Cleanup(srv.Stop)
 	return srv
+}
+
+// Expect sets the services clients check the server is, any of them; none
+// turns the check off.
+func (s *Server) Expect(services ...string) {
+	s.mu.Lock()
+	s.expect = services
+	s.mu.Unlock()
+}
+
+// checkServer is the check of mtls.ExpectServer against what the server
+// is expected to be at handshake time: connections may be made before
+// Serve says which service it is.
+func (s *Server) checkServer(cfg *tls.Config) *tls.Config {
+	before := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if before != nil {
+			if err := before(cs); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		expect := s.expect
+		s.mu.Unlock()
+		if len(expect) == 0 {
+			return nil
+		}
+		return mtls.CheckServer(cs.PeerCertificates[0], s.Layout.TrustDomain, expect...)
+	}
+	return cfg
 }
 
 // Dial connects presenting cert and verifying the server against the
@@ -140,7 +182,7 @@ func (s *Server) dial(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
 // dialFrom dials from the loopback address src ("" for any).
 func (s *Server) dialFrom(t testing.TB, cfg *tls.Config, src string) *grpc.ClientConn {
 	t.Helper()
-	c := rpc.ClientConfig{Addr: s.Addr, TLS: cfg}
+	c := rpc.ClientConfig{Addr: s.Addr, TLS: s.checkServer(cfg)}
 	if src != "" {
 		if s.buf != nil {
 			t.Fatal("grpctest: a source address needs Config.TCP")
@@ -175,10 +217,15 @@ func (s *Server) AdminCert(t testing.TB) tls.Certificate {
 	return must(t)(s.Layout.AdminCertificate())
 }
 
-// ServiceCert is the certificate of the named service (a pki.Service… name).
+// ServiceCert is the certificate of the named service (a pki.Service…
+// name), read from that role's own directory.
 func (s *Server) ServiceCert(t testing.TB, name string) tls.Certificate {
 	t.Helper()
-	return must(t)(s.Layout.ServiceCertificate(name))
+	r, err := pki.OpenRole(s.Layout.RoleDir(name), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Cert
 }
 
 // Admin connects with the deployment's admin certificate.
@@ -237,6 +284,17 @@ func (s *Server) Foreign(t testing.TB) *grpc.ClientConn {
 	t.Helper()
 	other := NewPKI(t)
 	return s.Dial(t, must(t)(other.AdminCertificate()))
+}
+
+// ForeignService connects with the named service's certificate of another
+// deployment in another trust domain ("other.example").
+func (s *Server) ForeignService(t testing.TB, name string) *grpc.ClientConn {
+	t.Helper()
+	other, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki"), TrustDomain: "other.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Dial(t, must(t)(other.ServiceCertificate(name)))
 }
 
 // must fails t when loading a certificate failed.

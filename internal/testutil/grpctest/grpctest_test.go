@@ -76,12 +76,14 @@ func TestCallers(t *testing.T) {
 				{"admin before Serve", early, "admin:admin", codes.OK},
 				{"admin", s.Admin(t), "admin:admin", codes.OK},
 				{"service", s.Service(t, pki.ServiceRegistration), "service:registration", codes.OK},
+				{"front door", s.Service(t, pki.ServiceAPI), "service:api", codes.OK},
 				{"node", s.Dial(t, node.TLS), "node:node-a", codes.OK},
 				{"node by id", s.Node(t, "node-b"), "node:node-b", codes.OK},
 				{"bare key", s.Bootstrap(t, NewKey(t)), "bootstrap:", codes.OK},
 				// The foreign certificate is unverified, which the policy's
 				// Anyone lets through as a bare key.
 				{"foreign deployment", s.Foreign(t), "bootstrap:", codes.OK},
+				{"foreign trust domain's service", s.ForeignService(t, pki.ServiceRegistration), "bootstrap:", codes.OK},
 				// The server requires a certificate in the handshake.
 				{"no certificate", s.Anonymous(t), "", codes.Unavailable},
 			}
@@ -118,5 +120,24 @@ func TestPolicyApplies(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "method=/grpctest.Who/Who") {
 		t.Errorf("the server's logger did not log the calls:\n%s", logs)
+	}
+}
+
+// TestClientsRefuseAnImpostor serves with another service's certificate:
+// every kind of connection refuses the server and says what it found.
+func TestClientsRefuseAnImpostor(t *testing.T) {
+	s := New(t, Config{})
+	s.Expect(pki.ServiceRegistration)
+	s.ServeWith(t, s.ServiceCert(t, pki.ServiceHeartbeat), rpc.Policy{"/grpctest.Who/Who": rpc.Anyone}, func(g grpc.ServiceRegistrar) {
+		g.RegisterService(&whoDesc, struct{}{})
+	})
+	for name, conn := range map[string]*grpc.ClientConn{
+		"admin": s.Admin(t), "service": s.Service(t, pki.ServiceCA), "node": s.Node(t, "n1"), "bare key": s.Bootstrap(t, NewKey(t)),
+	} {
+		_, err := who(context.Background(), conn)
+		WantCode(t, err, codes.Unavailable)
+		if want := "expected spiffe://berth.local/service/registration, found spiffe://berth.local/service/heartbeat"; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want it to say %q", name, err, want)
+		}
 	}
 }
