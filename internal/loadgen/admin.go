@@ -96,14 +96,16 @@ func caHashOf(path string) (string, error) {
 	}
 }
 
-// admin holds the admin connections of a run, one per address.
+// admin holds the admin connections of a run, one per address and
+// service, each checking that the server is that service.
 type admin struct {
 	conn Conn
 	tls  *tls.Config
+	td   string
 	// signer signs the bundles the storm puts: the admin credential.
 	signer *bundle.Signer
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	conns  map[[2]string]*grpc.ClientConn
 }
 
 func newAdmin(c Conn) (*admin, error) {
@@ -131,20 +133,22 @@ func newAdmin(c Conn) (*admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin certificate %s cannot sign bundles: %w", c.CertFile, err)
 	}
-	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), signer: signer, conns: map[string]*grpc.ClientConn{}}, nil
+	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), td: mtls.TrustDomainOf(chain[0]), signer: signer,
+		conns: map[[2]string]*grpc.ClientConn{}}, nil
 }
 
-func (a *admin) dial(addr string) (*grpc.ClientConn, error) {
+func (a *admin) dial(addr, service string) (*grpc.ClientConn, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if cc := a.conns[addr]; cc != nil {
+	key := [2]string{addr, service}
+	if cc := a.conns[key]; cc != nil {
 		return cc, nil
 	}
-	cc, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: a.tls.Clone()})
+	cc, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: mtls.ExpectServer(a.tls.Clone(), a.td, service)})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	a.conns[addr] = cc
+	a.conns[key] = cc
 	return cc, nil
 }
 
@@ -157,22 +161,22 @@ func (a *admin) close() {
 }
 
 func (a *admin) nodes() (berthv1.NodeAdminServiceClient, error) {
-	cc, err := a.dial(a.conn.Server)
+	cc, err := a.dial(a.conn.Server, mtls.ServiceRegistration)
 	return berthv1.NewNodeAdminServiceClient(cc), err
 }
 
 func (a *admin) bundles() (berthv1.BundleAdminServiceClient, error) {
-	cc, err := a.dial(a.conn.BundlesServer)
+	cc, err := a.dial(a.conn.BundlesServer, mtls.ServiceBundles)
 	return berthv1.NewBundleAdminServiceClient(cc), err
 }
 
 func (a *admin) health() (berthv1.HeartbeatAdminServiceClient, error) {
-	cc, err := a.dial(a.conn.HeartbeatServer)
+	cc, err := a.dial(a.conn.HeartbeatServer, mtls.ServiceHeartbeat)
 	return berthv1.NewHeartbeatAdminServiceClient(cc), err
 }
 
 func (a *admin) ca() (berthv1.CertificateAuthorityServiceClient, error) {
-	cc, err := a.dial(a.conn.CAServer)
+	cc, err := a.dial(a.conn.CAServer, mtls.ServiceCA)
 	return berthv1.NewCertificateAuthorityServiceClient(cc), err
 }
 

@@ -107,7 +107,7 @@ func Ceiling(ctx context.Context, c CeilingConfig) (*CeilingResult, error) {
 		return nil, err
 	}
 	defer stop()
-	tlsCfg := mtls.ClientConfig(client, layout.RootPool())
+	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(client, layout.RootPool()), layout.TrustDomain, mtls.ServiceRegistration)
 	tlsCfg.ServerName = "127.0.0.1"
 	creds := credentials.NewTLS(tlsCfg)
 

@@ -241,7 +241,7 @@ func dialHeartbeat(addr string, c *agent.Credentials, b *boot) (*grpc.ClientConn
 	for _, r := range c.Trust {
 		roots.AddCert(r)
 	}
-	cfg := mtls.ClientConfig(cert, roots)
+	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, roots), mtls.TrustDomainOf(c.Leaf()), mtls.ServiceHeartbeat)
 	cfg.ServerName = host
 	return rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
 }
