@@ -249,7 +249,7 @@ lg_at() {
 		BERTH_BUNDLES_SERVER="127.0.0.1:$bundles_port" \
 		BERTH_HEARTBEAT_SERVER="127.0.0.1:${hb_ports[$((i - 1))]}" \
 		BERTH_CA_SERVER="127.0.0.1:$ca_port" \
-		BERTH_CA="$work/pki/ca.crt" BERTH_CERT="$work/pki/admin.crt" BERTH_KEY="$work/pki/admin.key" \
+		BERTH_CA="$work/pki/admin/ca.crt" BERTH_CERT="$work/pki/admin/admin.crt" BERTH_KEY="$work/pki/admin/admin.key" \
 		BERTH_SERVER_PIDS="$server_pids" \
 		"$loadgen" "$@"
 }

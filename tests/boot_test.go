@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,14 +49,19 @@ func startServe(t *testing.T, extra ...string) deployment {
 	mustRun(t, nil, "berthd", "init", "--dir", pkiDir)
 	dsn := pgtest.NewDatabase(t)
 	caAddr, regAddr, bundlesAddr, hbAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	// Each service is given its own role's directory only, as a container
+	// mounts only its own credentials.
 	start(t, nil, "berthd", append([]string{"serve", "--role", "ca", "--listen", caAddr,
-		"--metrics-listen", "", "--pki-dir", pkiDir, "--db", dsn}, extra...)...)
+		"--metrics-listen", "", "--pki-dir", filepath.Join(pkiDir, "ca"), "--db", dsn}, extra...)...)
 	// The other services take their settings from the environment, as they
 	// do in containers.
-	env := []string{"BERTH_DB=" + dsn, "BERTH_PKI_DIR=" + pkiDir, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN=off"}
-	start(t, env, "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
-	start(t, env, "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
-	start(t, append(env, "BERTH_BUNDLES_ADDR="+bundlesAddr, "BERTH_ADVERTISE_HEARTBEAT="+hbAddr),
+	env := []string{"BERTH_DB=" + dsn, "BERTH_CA_ADDR=" + caAddr, "BERTH_METRICS_LISTEN=off"}
+	roleEnv := func(role string, more ...string) []string {
+		return append(append(slices.Clone(env), "BERTH_PKI_DIR="+filepath.Join(pkiDir, role)), more...)
+	}
+	start(t, roleEnv("bundles"), "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
+	start(t, roleEnv("heartbeat"), "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
+	start(t, roleEnv("registration", "BERTH_BUNDLES_ADDR="+bundlesAddr, "BERTH_ADVERTISE_HEARTBEAT="+hbAddr),
 		"berthd", "serve", "--role", "registration", "--listen", regAddr)
 	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "heartbeat": hbAddr, "registration": regAddr} {
 		waitFor(t, name+" healthy", 30*time.Second, healthy(t, addr, pkiDir))
@@ -64,9 +70,9 @@ func startServe(t *testing.T, extra ...string) deployment {
 		"BERTH_SERVER=" + regAddr,
 		"BERTH_BUNDLES_SERVER=" + bundlesAddr,
 		"BERTH_HEARTBEAT_SERVER=" + hbAddr,
-		"BERTH_CA=" + filepath.Join(pkiDir, "ca.crt"),
-		"BERTH_CERT=" + filepath.Join(pkiDir, "admin.crt"),
-		"BERTH_KEY=" + filepath.Join(pkiDir, "admin.key"),
+		"BERTH_CA=" + filepath.Join(pkiDir, "admin", "ca.crt"),
+		"BERTH_CERT=" + filepath.Join(pkiDir, "admin", "admin.crt"),
+		"BERTH_KEY=" + filepath.Join(pkiDir, "admin", "admin.key"),
 		"BERTH_CA_HASH=" + caHashOf(t, pkiDir),
 	}}
 }
