@@ -72,6 +72,8 @@ clean:
 IMAGE          ?= berth:dev
 POSTGRES_IMAGE ?= berth-postgres:15
 IMAGE_CONTEXT  := $(BIN)/image-context
+# The PKI's role directories, each a volume of its own in deploy/compose.yaml.
+PKI_ROLES      := root ca registration bundles heartbeat api admin
 
 .PHONY: images image postgres-image compose-config compose-test docker-engine
 
@@ -82,14 +84,16 @@ images: image postgres-image
 image:
 	rm -rf $(IMAGE_CONTEXT)
 	mkdir -p $(IMAGE_CONTEXT)/bin $(IMAGE_CONTEXT)/rootfs/etc/ssl/certs $(IMAGE_CONTEXT)/rootfs/tmp \
-		$(IMAGE_CONTEXT)/rootfs/var/lib $(IMAGE_CONTEXT)/state/berth/pki $(IMAGE_CONTEXT)/state/berth/node
+		$(IMAGE_CONTEXT)/rootfs/var/lib $(IMAGE_CONTEXT)/state/berth/node \
+		$(addprefix $(IMAGE_CONTEXT)/state/berth/pki/,$(PKI_ROLES))
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS_VERSION)' -o $(IMAGE_CONTEXT)/bin/ \
 		./cmd/... ./deploy/berth-demo-provision
 	cp deploy/image/etc/passwd deploy/image/etc/group $(IMAGE_CONTEXT)/rootfs/etc/
 	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/rootfs/etc/ssl/certs/
 	chmod 1777 $(IMAGE_CONTEXT)/rootfs/tmp
 	chmod 0755 $(IMAGE_CONTEXT)/rootfs/var $(IMAGE_CONTEXT)/rootfs/var/lib $(IMAGE_CONTEXT)/state/berth
-	chmod 0700 $(IMAGE_CONTEXT)/state/berth/pki $(IMAGE_CONTEXT)/state/berth/node
+	chmod 0700 $(IMAGE_CONTEXT)/state/berth/pki $(IMAGE_CONTEXT)/state/berth/node \
+		$(addprefix $(IMAGE_CONTEXT)/state/berth/pki/,$(PKI_ROLES))
 	@old=$$(docker image inspect -f '{{.Id}}' $(IMAGE) 2>/dev/null); \
 	echo "docker build -f deploy/Dockerfile -t $(IMAGE) $(IMAGE_CONTEXT)"; \
 	if ! docker build -q -f deploy/Dockerfile -t $(IMAGE) $(IMAGE_CONTEXT) >$(BIN)/image-build.log 2>&1; then \

@@ -4,6 +4,8 @@ package compose
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -86,6 +88,30 @@ func TestComposeDeployment(t *testing.T) {
 		p.copyAdminCredentials()
 		if got := caHashLine.FindString(p.logs("init")); got != p.caHash {
 			t.Errorf("the CA changed on a second up: %s, was %s", got, p.caHash)
+		}
+	})
+
+	step("each service holds only its own credentials, and no root key", func(t *testing.T) {
+		for _, svc := range []string{"ca", "registration", "bundles", "heartbeat"} {
+			t.Logf("%s can read: %s", svc, p.checkOwnCredentials(svc))
+		}
+		t.Logf("the berthctl tool can read: %s", p.checkAdminTool())
+	})
+
+	rootKey := filepath.Join(p.creds, "root.key")
+	step("root key taken offline: the deployment runs and restarts without it", func(t *testing.T) {
+		initID := p.container("init")
+		p.docker("cp", initID+":/var/lib/berth/pki/root/root.key", rootKey)
+		p.checkRootKey(rootKey)
+		p.docker("rm", "-f", initID)
+		p.docker("volume", "rm", p.name+"_pki-root")
+		p.composeCmd("up", "-d")
+		p.waitHealthy(2 * time.Minute)
+		if logs := p.logs("init"); !strings.Contains(logs, "already present") || !strings.Contains(logs, "(kept offline)") {
+			t.Fatalf("init without the root key:\n%s", logs)
+		}
+		if got := caHashLine.FindString(p.logs("init")); got != p.caHash {
+			t.Fatalf("the CA changed without the root key: %s, was %s", got, p.caHash)
 		}
 	})
 
@@ -176,6 +202,44 @@ func TestComposeDeployment(t *testing.T) {
 		p.waitService("registration", time.Minute)
 		t.Logf("MEASURE outage: agent completed %v after registration was started again (backoff capped at 10s)",
 			r.At.Sub(back).Round(time.Millisecond))
+	})
+
+	step("intermediate rotated with the root key brought back: old certificates stay valid", func(t *testing.T) {
+		// The key comes back for the rotation only, readable by the image's
+		// user (a test's shortcut; an operator would chown it).
+		keyDir := t.TempDir()
+		hostKey := filepath.Join(keyDir, "root.key")
+		b, err := os.ReadFile(rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(hostKey, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(keyDir, 0o755)
+		out := p.composeCmd("run", "--rm", "-T", "-v", hostKey+":/tmp/root.key:ro", "init",
+			"berthd", "ca", "rotate-intermediate", "--pki-dir", "/var/lib/berth/pki", "--root-key", "/tmp/root.key")
+		if !strings.Contains(out, "Issued a new intermediate CA") {
+			t.Fatalf("rotate-intermediate said:\n%s", out)
+		}
+		p.composeCmd("restart", "ca")
+		p.waitService("ca", time.Minute)
+		p.waitHealthy(2 * time.Minute)
+		// The demo node's certificate, of the old intermediate, still works.
+		seen := len(p.agentResults())
+		p.composeCmd("--profile", "demo", "restart", "agent")
+		checkResume(t, p.waitBoot(seen, time.Minute), "boot after the rotation")
+		// A new node gets a certificate of the new intermediate.
+		p.bootHostNode(p.createToken(1))
+		inter := filepath.Join(t.TempDir(), "intermediate.crt")
+		p.docker("cp", p.container("ca")+":/var/lib/berth/pki/intermediate.crt", inter)
+		newInter := p.readCert(inter)
+		if got := p.chainIntermediate(filepath.Join(p.hostCertDir, "node.crt")); !got.Equal(newInter) {
+			t.Errorf("a node registered after the rotation has intermediate %x, want the new %x", got.SerialNumber, newInter.SerialNumber)
+		}
+		if n := p.getNode(nodeID); n.CertificatesIssued != 1 || n.CertSerial != serial {
+			t.Fatalf("after the rotation: %+v, want 1 certificate, serial %s", n, serial)
+		}
 	})
 
 	step("down keeping volumes, then up: data kept, agent resumes", func(t *testing.T) {

@@ -40,6 +40,8 @@ type project struct {
 	caHash   string
 	rootDir  string
 	hostNode int // host-run nodes registered so far
+	// hostCertDir is the --cert-dir of the last host-run node.
+	hostCertDir string
 }
 
 // requireDocker fails the test when no Docker engine answers or no compose
@@ -149,6 +151,10 @@ func newProject(t *testing.T, composeCmd []string, root, bin, berthImage, pgImag
 		"BERTH_POSTGRES_IMAGE="+pgImage,
 		"BERTH_REGISTRATION_BIND=127.0.0.1",
 		"BERTH_REGISTRATION_PORT="+strconv.Itoa(p.port),
+		// Free ports for the admin APIs too, so that projects (of other
+		// runs on this engine) do not collide.
+		"BERTH_BUNDLES_PORT="+strconv.Itoa(freePort(t)),
+		"BERTH_HEARTBEAT_PORT="+strconv.Itoa(freePort(t)),
 		"COMPOSE_PROJECT_NAME=",
 		"COMPOSE_PROFILES=",
 	)
@@ -336,13 +342,13 @@ func (p *project) logs(service string) string {
 }
 
 // copyAdminCredentials copies ca.crt, admin.crt and admin.key out of the
-// PKI volume (through the registration container, which mounts it), as
-// the documentation tells an operator to.
+// admin's volume (through the init container, the only one that mounts
+// it), as the documentation tells an operator to.
 func (p *project) copyAdminCredentials() {
 	p.t.Helper()
-	id := p.container("registration")
+	id := p.container("init")
 	for _, f := range []string{"ca.crt", "admin.crt", "admin.key"} {
-		p.docker("cp", id+":/var/lib/berth/pki/"+f, filepath.Join(p.creds, f))
+		p.docker("cp", id+":/var/lib/berth/pki/admin/"+f, filepath.Join(p.creds, f))
 	}
 	b, err := os.ReadFile(filepath.Join(p.creds, "ca.crt"))
 	if err != nil {
@@ -556,5 +562,6 @@ func (p *project) bootHostNode(token string) bootResult {
 	if r.Action != "registered" || r.Status != "approved" || r.CertSerial == "" {
 		p.t.Fatalf("host node: %+v, want a registered, approved node with a certificate", r)
 	}
+	p.hostCertDir = filepath.Join(dir, "run")
 	return r
 }
