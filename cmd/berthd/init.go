@@ -73,8 +73,8 @@ func printInit(w io.Writer, l *pki.Layout) {
 		}
 	}
 	if l.RootKeyOnline {
-		fmt.Fprintf(w, "The root key is %s: move it offline. No service reads it; only\n"+
-			"berthd ca rotate-intermediate --root-key FILE needs it again.\n", l.RootKeyPath())
+		fmt.Fprintf(w, "The root key is %s: move it offline now. No service reads it;\n"+
+			"only berthd ca rotate-intermediate --root-key FILE needs it again.\n", l.RootKeyPath())
 	} else {
 		fmt.Fprintf(w, "The root key is not in %s (kept offline).\n", filepath.Dir(l.RootKeyPath()))
 	}
