@@ -28,6 +28,7 @@ REQUIREMENTS=(
 	"have_cc                 gcc,libc6-dev               a C compiler and libc headers: go test -race needs cgo"
 	"have_cmd:swtpm          swtpm                       swtpm: the TPM tests' simulated TPM (internal/tpm/tpmtest)"
 	"have_swtpm_tools        swtpm-tools                 swtpm_setup and swtpm_localca: the TPM tests' EK certificates"
+	"have_cmd:systemd-analyze systemd                    systemd-analyze: the check of berth-agent's systemd unit (deploy/systemd)"
 	"have_cmd:openssl        openssl                     openssl: the CRL tests check berth's revocation list with openssl crl and verify"
 )
 

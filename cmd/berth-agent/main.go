@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/keys"
+	"github.com/berth-dev/berth/internal/sdnotify"
 )
 
 func main() {
@@ -83,7 +84,7 @@ type options struct {
 	hardwareUUID, hostname, serial, macs       string
 	root, certDir, output, cmdline, bundleKEM  string
 	logLevel, resolvConf, configure            string
-	bootID, status                             string
+	bootID, status, onRenew                    string
 	wait                                       time.Duration
 	once, noHeartbeat                          bool
 	// legacyOutput says --output came from BERTH_OUTPUT.
@@ -111,6 +112,7 @@ func addFlags(fs *pflag.FlagSet, o *options) {
 	fs.BoolVar(&o.once, "once", false, "exit after writing the credentials, applying the bundle and a first acknowledged heartbeat instead of staying up")
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "send no heartbeats (for boot-only tools)")
 	fs.StringVar(&o.bootID, "boot-id", "", "boot `id` to report with heartbeats, instead of "+agent.DefaultBootIDFile)
+	fs.StringVar(&o.onRenew, "on-renew", "", "shell `command` run after a renewed certificate was written to --cert-dir (BERTH_CERT_DIR and BERTH_NODE_ID set), e.g. to reload the services that read it")
 	fs.StringVar(&o.status, "status", agent.StatusUp, "node `status` to report with heartbeats: up, degraded or maintenance")
 	fs.StringVarP(&o.output, "output", "o", string(agent.OutputText), "output `format`: text or json")
 	config.SetEnv(fs, "output", outputEnv)
@@ -182,6 +184,10 @@ func (o *options) run(ctx context.Context, fs *pflag.FlagSet, env config.Env, st
 	defer src.Close()
 	cfg.Keys = src
 	cfg.Stdout = stdout
+	getenv := func(k string) string { v, _ := env(k); return v }
+	if cfg.Notifier, err = sdnotify.FromEnv(getenv, os.Getpid()); err != nil {
+		return agent.ConfigError(err)
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -242,6 +248,7 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		BootID:          o.bootID,
 		Output:          out,
 		HeartbeatStatus: o.status,
+		OnRenew:         o.onRenew,
 		CmdlineFile:     o.cmdline,
 		ResolvConfFile:  o.resolvConf,
 		Facts: agent.FactOverrides{

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/sdnotify"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -121,6 +122,13 @@ func New(cfg Config) (*Agent, error) {
 // at two thirds of its lifetime and sending heartbeats, until ctx ends
 // (which is not an error) or the node is found revoked.
 func (a *Agent) Run(ctx context.Context) error {
+	// Checked before anything else; made only when something is written.
+	if err := checkDir("--cert-dir", a.cfg.CertDir, certDirMode, false); err != nil {
+		return err
+	}
+	if err := checkDir("--root", a.cfg.Root, rootDirMode, false); err != nil {
+		return err
+	}
 	w := a.newWaiter()
 	t, err := a.discover(ctx, w)
 	if err != nil {
@@ -142,6 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log = log.With(logNodeID, creds.NodeID)
 	if err := WriteCredentials(a.cfg.CertDir, creds, a.cfg.Keys.Identity()); err != nil {
+		return err
+	}
+	if err := ensureDir("--root", a.cfg.Root, rootDirMode); err != nil {
 		return err
 	}
 	c.certs.setIssued(creds)
@@ -176,6 +187,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := res.Write(a.cfg.Stdout, a.cfg.Output); err != nil {
 		return fmt.Errorf("print result: %w", err)
 	}
+	// The credentials are written and the bundle applied: the services
+	// ordered after the agent's unit may start.
+	a.notify(sdnotify.Ready)
 	if a.cfg.Once {
 		return nil
 	}

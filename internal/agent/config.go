@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/keys"
+	"github.com/berth-dev/berth/internal/sdnotify"
 )
 
 // Defaults for Config.
@@ -159,6 +160,18 @@ type Config struct {
 	// HeartbeatStatus is the status the heartbeats report: StatusUp,
 	// StatusDegraded or StatusMaintenance. Default StatusUp.
 	HeartbeatStatus string
+	// Notifier tells systemd the agent is ready (READY=1 once the
+	// credentials are written and the bundle applied) and pings its
+	// watchdog while heartbeats make progress. nil sends nothing.
+	Notifier *sdnotify.Notifier
+	// OnRenew is a shell command run (with /bin/sh -c) after a renewed
+	// certificate was written to CertDir, with BERTH_CERT_DIR and
+	// BERTH_NODE_ID set, e.g. "systemctl reload libvirtd". Empty runs
+	// nothing.
+	OnRenew string
+	// OnRenewTimeout bounds OnRenew. Default DefaultOnRenewTimeout.
+	OnRenewTimeout time.Duration
+
 	// Heartbeater replaces the built-in heartbeats of a long-running
 	// agent, which beat to the Endpoints.Heartbeat the registration
 	// service names. nil means the built-in ones.
@@ -234,6 +247,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UptimeFile == "" {
 		c.UptimeFile = DefaultUptimeFile
+	}
+	if c.OnRenewTimeout <= 0 {
+		c.OnRenewTimeout = DefaultOnRenewTimeout
 	}
 	if c.HeartbeatStatus == "" {
 		c.HeartbeatStatus = StatusUp

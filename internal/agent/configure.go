@@ -65,8 +65,8 @@ func runConfigure(ctx context.Context, command string, timeout time.Duration, no
 		EnvHostname+"="+hostname,
 	)
 	cmd.Dir = staging
-	stdout := &logWriter{log: log, stream: "stdout"}
-	stderr := &logWriter{log: log, stream: "stderr"}
+	stdout := &logWriter{log: log, msg: "configure", stream: "stdout"}
+	stderr := &logWriter{log: log, msg: "configure", stream: "stderr"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = configureWaitDelay
 	killGroup(cmd)
@@ -158,6 +158,7 @@ func readStaging(dir string) ([]bundle.File, error) {
 // logWriter logs what a command writes, one record per line.
 type logWriter struct {
 	log    *slog.Logger
+	msg    string // the log message of each line: what ran
 	stream string
 	mu     sync.Mutex
 	buf    []byte
@@ -196,5 +197,5 @@ func (w *logWriter) flush() {
 }
 
 func (w *logWriter) emit(line []byte) {
-	w.log.Info("configure", "stream", w.stream, "line", string(bytes.TrimRight(line, "\r")))
+	w.log.Info(w.msg, "stream", w.stream, "line", string(bytes.TrimRight(line, "\r")))
 }

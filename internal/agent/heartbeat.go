@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -107,6 +108,24 @@ type heartbeater struct {
 	addr     string        // heartbeat service
 	dialed   *Credentials  // the credentials c presents
 	c        *conn
+
+	// progressBy is when (unix nanoseconds, by clock) the heartbeats must
+	// next make progress: an acknowledgement, or the end of a backoff. Past
+	// it they are stuck, and the systemd watchdog is no longer pinged.
+	progressBy atomic.Int64
+}
+
+// expect records that the heartbeats should make progress within d (plus
+// two attempt timeouts of slack).
+func (h *heartbeater) expect(d time.Duration) {
+	h.progressBy.Store(h.clock.Now().Add(d + 2*h.timeout).UnixNano())
+}
+
+// healthy reports whether the heartbeats are on schedule: acknowledged
+// when due, or reconnecting as planned.
+func (h *heartbeater) healthy() bool {
+	by := h.progressBy.Load()
+	return by == 0 || h.clock.Now().UnixNano() <= by
 }
 
 var _ Heartbeater = (*heartbeater)(nil)
@@ -180,6 +199,7 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 	defer h.close()
 	h.log.Info("heartbeats starting", logBootID, h.bootID)
 	for n := 0; ; {
+		h.expect(0)
 		acked, err := h.stream(ctx, creds(), false, h.timeout)
 		if ctx.Err() != nil {
 			return nil
@@ -190,6 +210,7 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 			return heartbeatDenied(err)
 		case codes.Aborted:
 			d := supersededRetry(h.interval)
+			h.expect(d)
 			h.log.Warn(errSuperseded.Error()+"; retrying later", logHBAddr, h.addr, logDelay, d)
 			if err := h.clock.Sleep(ctx, d); err != nil {
 				return nil
@@ -212,6 +233,7 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 		}
 		_, floor := retryable(err)
 		d = max(d, floor)
+		h.expect(d)
 		h.log.Warn("heartbeat stream ended; reconnecting", logHBAddr, h.addr, logErr, err, logDelay, d)
 		if err := h.clock.Sleep(ctx, d); err != nil {
 			return nil
@@ -301,6 +323,7 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 			return fail(err)
 		}
 		h.interval = st.currentInterval()
+		h.expect(h.interval)
 		if !acked {
 			acked = true
 			h.log.Info("heartbeats acknowledged", logHBAddr, h.addr, logIntv, h.interval, "sequence", seq)

@@ -30,7 +30,7 @@ func RenewalTime(cert *x509.Certificate) time.Time {
 
 // serve keeps a booted node's credentials fresh and, with heartbeats, sends
 // them until ctx ends, or until the node is found revoked, which is
-// returned as an ErrDenied error. The bundle was applied once, on boot;
+// returned as an ErrDenied error. It pings systemd's watchdog meanwhile. The bundle was applied once, on boot;
 // picking up later versions (a poll or a watch on the bundle store) is
 // left for a later issue.
 func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, heartbeats bool, log *slog.Logger) error {
@@ -42,12 +42,14 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 		done    = make(chan struct{})
 	)
 	current.Store(creds)
+	healthy := func() bool { return true }
 	if !heartbeats {
 		close(done)
 	} else {
 		hb := a.cfg.Heartbeater
 		if hb == nil {
-			hb = a.newHeartbeater(log)
+			h := a.newHeartbeater(log)
+			hb, healthy = h, h.healthy
 		}
 		go func() {
 			defer close(done)
@@ -58,9 +60,15 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 			}
 		}()
 	}
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		a.watchdog(ctx, healthy, log)
+	}()
 	err := a.keepRenewed(ctx, c, t, creds, &current, log)
 	stop()
 	<-done
+	<-wdDone
 	if hbErr != nil {
 		return hbErr
 	}
@@ -98,6 +106,7 @@ func (a *Agent) keepRenewed(ctx context.Context, c *conn, t Target, creds *Crede
 			current.Store(next)
 			log.Info("certificate renewed", logSerial, next.Leaf().SerialNumber.Text(16),
 				logExpires, next.Leaf().NotAfter.UTC().Format(time.RFC3339))
+			a.onRenew(ctx, next, log)
 		}
 		creds = next
 	}
