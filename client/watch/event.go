@@ -20,7 +20,8 @@ type Service string
 // The services with an event log.
 const (
 	// Registration logs node lifecycle events: registered, approved,
-	// rejected, revoked, deleted, replaced, certificate_renewed.
+	// rejected, revoked, deleted, replaced, certificate_issued (a
+	// node's first certificate), certificate_renewed.
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset.
@@ -46,7 +47,7 @@ func ParseService(s string) (Service, error) {
 // lifecycleTypes are the event types of the lifecycle logs, as documented
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
-	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_renewed"},
+	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed"},
 	Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 

@@ -106,7 +106,7 @@ func walkLifecycle(t *testing.T, e *env) (id string, serials [2]string) {
 	return id, [2]string{first.SerialNumber.Text(16), second.SerialNumber.Text(16)}
 }
 
-var lifecycleTypes = []string{"registered", "approved", "certificate_renewed", "certificate_renewed", "revoked", "deleted"}
+var lifecycleTypes = []string{"registered", "approved", "certificate_issued", "certificate_renewed", "revoked", "deleted"}
 
 // TestWatchNodeEvents follows a node's whole life live, then replays it
 // from a cursor, across a reconnect, and filtered.
@@ -149,7 +149,7 @@ func TestWatchNodeEvents(t *testing.T) {
 		}
 		other := e.register(t, e.newNode(uuidA), true)
 		next := again.next(t, 2)
-		if d := cmp.Diff([]string{"registered", "certificate_renewed"}, eventTypes(next)); d != "" || next[0].GetNodeId() != other.GetNodeId() {
+		if d := cmp.Diff([]string{"registered", "certificate_issued"}, eventTypes(next)); d != "" || next[0].GetNodeId() != other.GetNodeId() {
 			t.Errorf("live after reconnecting: %v (-want +got):\n%s", next, d)
 		}
 

@@ -14,6 +14,8 @@ const service = "ca"
 //
 //	0001 ca_issued (by serial, indexed by node and issue time) and
 //	     ca_revocations (one per issued serial, indexed by time).
+//	0002 ca_issued.request_id (unique when set) and key_sha256;
+//	     ca_revocations.node_revoked.
 //
 //go:embed migrations
 var migrations embed.FS

@@ -34,18 +34,27 @@ func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 func (s *PostgresStore) Close() { s.pool.Close() }
 
 func scanPostgresIssued(row pgx.Row) (Issued, error) {
-	var c Issued
-	if err := row.Scan(&c.Serial, &c.NodeID, &c.NotBefore, &c.NotAfter, &c.IssuedAt, &c.DER); err != nil {
+	var (
+		c           Issued
+		reason      *string
+		revokedAt   *time.Time
+		nodeRevoked *bool
+	)
+	if err := row.Scan(&c.Serial, &c.NodeID, &c.NotBefore, &c.NotAfter, &c.IssuedAt, &c.DER, &c.RequestID, &c.KeySHA256,
+		&reason, &revokedAt, &nodeRevoked); err != nil {
 		return Issued{}, err
 	}
 	c.NotBefore, c.NotAfter, c.IssuedAt = c.NotBefore.UTC(), c.NotAfter.UTC(), c.IssuedAt.UTC()
-	c.DER = nilIfEmpty(c.DER)
+	c.DER, c.KeySHA256 = nilIfEmpty(c.DER), nilIfEmpty(c.KeySHA256)
+	if revokedAt != nil {
+		c.Revocation = &Revocation{Serial: c.Serial, NodeID: c.NodeID, Reason: *reason, RevokedAt: revokedAt.UTC(), Node: *nodeRevoked}
+	}
 	return c, nil
 }
 
 func scanPostgresRevocation(row pgx.Row) (Revocation, error) {
 	var r Revocation
-	if err := row.Scan(&r.Serial, &r.NodeID, &r.Reason, &r.RevokedAt); err != nil {
+	if err := row.Scan(&r.Serial, &r.NodeID, &r.Reason, &r.RevokedAt, &r.Node); err != nil {
 		return Revocation{}, err
 	}
 	r.RevokedAt = r.RevokedAt.UTC()
@@ -54,8 +63,9 @@ func scanPostgresRevocation(row pgx.Row) (Revocation, error) {
 
 // RecordIssued stores c.
 func (s *PostgresStore) RecordIssued(ctx context.Context, c Issued) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO ca_issued (`+issuedColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		c.Serial, c.NodeID, utc(c.NotBefore), utc(c.NotAfter), utc(c.IssuedAt), nonNilBytes(c.DER))
+	_, err := s.pool.Exec(ctx, `INSERT INTO ca_issued (`+issuedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.Serial, c.NodeID, utc(c.NotBefore), utc(c.NotAfter), utc(c.IssuedAt), nonNilBytes(c.DER),
+		c.RequestID, nonNilBytes(c.KeySHA256))
 	if db.IsUniqueViolation(err) {
 		return fmt.Errorf("record issued %s: %w", c.Serial, ErrConflict)
 	}
@@ -67,12 +77,27 @@ func (s *PostgresStore) RecordIssued(ctx context.Context, c Issued) error {
 
 // GetIssued returns the certificate with the given serial.
 func (s *PostgresStore) GetIssued(ctx context.Context, serial string) (Issued, error) {
-	c, err := scanPostgresIssued(s.pool.QueryRow(ctx, `SELECT `+issuedColumns+` FROM ca_issued WHERE serial = $1`, serial))
+	c, err := scanPostgresIssued(s.pool.QueryRow(ctx, issuedSelect+` WHERE i.serial = $1`, serial))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Issued{}, fmt.Errorf("get issued %s: %w", serial, ErrNotFound)
 	}
 	if err != nil {
 		return Issued{}, fmt.Errorf("get issued %s: %w", serial, err)
+	}
+	return c, nil
+}
+
+// GetIssuedByRequest returns the certificate issued for requestID.
+func (s *PostgresStore) GetIssuedByRequest(ctx context.Context, requestID string) (Issued, error) {
+	if requestID == "" {
+		return Issued{}, fmt.Errorf("get issued for request: empty request ID: %w", ErrNotFound)
+	}
+	c, err := scanPostgresIssued(s.pool.QueryRow(ctx, issuedSelect+` WHERE i.request_id = $1`, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Issued{}, fmt.Errorf("get issued for request %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return Issued{}, fmt.Errorf("get issued for request %s: %w", requestID, err)
 	}
 	return c, nil
 }
@@ -92,7 +117,7 @@ func postgresArgs(args []any) []any {
 // ListIssued returns matching certificates, oldest first.
 func (s *PostgresStore) ListIssued(ctx context.Context, nodeID string, since time.Time) ([]Issued, error) {
 	where, args := issuedWhere(nodeID, since, postgresPlaceholder)
-	rows, err := s.pool.Query(ctx, `SELECT `+issuedColumns+` FROM ca_issued`+where+` ORDER BY issued_at, serial`,
+	rows, err := s.pool.Query(ctx, issuedSelect+where+` ORDER BY i.issued_at, i.serial`,
 		postgresArgs(args)...)
 	if err != nil {
 		return nil, fmt.Errorf("list issued: %w", err)
@@ -108,7 +133,7 @@ func (s *PostgresStore) ListIssued(ctx context.Context, nodeID string, since tim
 func (s *PostgresStore) CountIssued(ctx context.Context, nodeID string, since time.Time) (int64, error) {
 	where, args := issuedWhere(nodeID, since, postgresPlaceholder)
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ca_issued`+where, postgresArgs(args)...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ca_issued i`+where, postgresArgs(args)...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count issued: %w", err)
 	}
 	return n, nil
@@ -120,8 +145,8 @@ func (s *PostgresStore) Revoke(ctx context.Context, r Revocation) (Revocation, e
 	// does nothing; revocation rows never change afterwards, so the read that
 	// follows needs no transaction.
 	if _, err := s.pool.Exec(ctx, `INSERT INTO ca_revocations (`+revocationColumns+`)
-		SELECT serial, node_id, $1, $2 FROM ca_issued WHERE serial = $3
-		ON CONFLICT (serial) DO NOTHING`, r.Reason, utc(r.RevokedAt), r.Serial); err != nil {
+		SELECT serial, node_id, $1, $2, $3 FROM ca_issued WHERE serial = $4
+		ON CONFLICT (serial) DO NOTHING`, r.Reason, utc(r.RevokedAt), r.Node, r.Serial); err != nil {
 		return Revocation{}, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	got, err := scanPostgresRevocation(s.pool.QueryRow(ctx,
@@ -133,6 +158,16 @@ func (s *PostgresStore) Revoke(ctx context.Context, r Revocation) (Revocation, e
 		return Revocation{}, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	return got, nil
+}
+
+// RevokeNode revokes the node's certificates but those for key keep.
+func (s *PostgresStore) RevokeNode(ctx context.Context, nodeID string, keep []byte, r Revocation) (int64, error) {
+	tag, err := s.pool.Exec(ctx, fmt.Sprintf(revokeNodeSQL, "$1", "$2", "$3", "$4", "$5::bytea"),
+		r.Reason, utc(r.RevokedAt), r.Node, nodeID, nonNilBytes(keep))
+	if err != nil {
+		return 0, fmt.Errorf("revoke node %s: %w", nodeID, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // ListRevocations returns revocations since the given time, oldest first.

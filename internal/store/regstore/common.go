@@ -1,6 +1,7 @@
 package regstore
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -24,6 +25,41 @@ const nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, seri
 	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
 	cert_serial, cert_not_before, cert_not_after, cert_chain,
 	certificates_issued, created_at, updated_at`
+
+const intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
+
+// claimSQL opens an intent for a node in the state the caller saw; the
+// unique node_id makes a second claim do nothing.
+const claimSQL = `INSERT INTO reg_intents (` + intentColumns + `)
+	SELECT %[1]s, id, key_sha256, %[4]s, hostname, csr, %[5]s FROM reg_nodes
+	WHERE id = %[2]s AND key_sha256 = %[3]s AND status = 'approved' AND COALESCE(cert_serial, '') = %[4]s
+	ON CONFLICT (node_id) DO NOTHING`
+
+// checkIntent and checkCert refuse what the schema would, with a reason.
+func checkIntent(in Intent) error {
+	switch {
+	case in.RequestID == "":
+		return errors.New("request ID is empty")
+	case in.NodeID == "":
+		return errors.New("node ID is empty")
+	case len(in.KeySHA256) != sha256.Size:
+		return fmt.Errorf("key hash is %d bytes, want %d", len(in.KeySHA256), sha256.Size)
+	}
+	return nil
+}
+
+func checkCert(c Cert) error {
+	if c.Serial == "" {
+		return errors.New("empty serial")
+	}
+	return nil
+}
+
+// installable says whether an issuance's certificate becomes the node's
+// current one: the node is as it was when the intent was opened.
+func installable(in Intent, status Status, key []byte, serial string) bool {
+	return status == StatusApproved && bytes.Equal(key, in.KeySHA256) && serial == in.PrevSerial
+}
 
 const tokenColumns = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at`
 
@@ -122,7 +158,11 @@ func statusEvent(id string, from, to Status, now time.Time, actor string) eventl
 
 // certificateEvent records a new current certificate.
 func certificateEvent(id, prevSerial string, c Cert, now time.Time) eventlog.Event {
-	return eventlog.Event{Type: EventCertificateRenewed, NodeID: id, Time: now,
+	typ := EventCertificateRenewed
+	if prevSerial == "" {
+		typ = EventCertificateIssued
+	}
+	return eventlog.Event{Type: typ, NodeID: id, Time: now,
 		Details: details(DetailSerial, c.Serial, DetailNotAfter, c.NotAfter.UTC().Format(time.RFC3339), DetailPreviousSerial, prevSerial)}
 }
 

@@ -16,6 +16,8 @@ const service = "registration"
 //	     hardware_uuid and (status, id); on PostgreSQL a GIN index on labels.
 //	0002 reg_events and reg_events_watermark: the node lifecycle event log
 //	     (eventlog.Schema for prefix "reg").
+//	0003 reg_intents: open certificate issuances, one per node, by request
+//	     ID, indexed by creation time for the reconciler.
 //
 //go:embed migrations
 var migrations embed.FS

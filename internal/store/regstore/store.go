@@ -13,9 +13,12 @@
 //	SetStatus         approved, rejected, revoked (pending, should a caller
 //	                  move a node back): status, previous_status, actor;
 //	                  only when the status changes
-//	SetCertificate    certificate_renewed, also for a node's first
-//	                  certificate: serial, not_after (RFC 3339, UTC) and
-//	                  previous_serial when there was one
+//	SetCertificate,   certificate_issued for a node's first certificate
+//	CompleteIssuance  (or the first after a replacement), else
+//	                  certificate_renewed: serial, not_after (RFC 3339,
+//	                  UTC) and previous_serial when there was one.
+//	                  CompleteIssuance appends nothing for a certificate
+//	                  it counts but does not install
 //	DeleteNode        deleted: actor
 //
 // Details whose value would be empty are left out.
@@ -92,6 +95,24 @@ func (t Token) Active(now time.Time) bool {
 	return !t.Revoked && now.Before(t.ExpiresAt) && t.UsesLeft > 0
 }
 
+// Intent is an open certificate issuance: recorded before the CA is asked,
+// closed with the CA's answer. The CA's Sign is idempotent on RequestID, so
+// an intent can be completed by whoever finds it open, any number of times
+// concurrently: the node's next call, another replica, the reconciler.
+type Intent struct {
+	RequestID string
+	NodeID    string
+	// KeySHA256, Hostname and CSR are the node's when the intent was
+	// opened: the certificate is for that key even if the node has moved on.
+	KeySHA256 []byte
+	Hostname  string
+	CSR       []byte
+	// PrevSerial is the node's current serial when the intent was opened
+	// ("" for none): the certificate replaces that one only.
+	PrevSerial string
+	CreatedAt  time.Time
+}
+
 // NodeFilter selects nodes for ListNodes.
 type NodeFilter struct {
 	Status  Status            // "" = any
@@ -109,13 +130,14 @@ const (
 	EventRevoked            = "revoked"
 	EventPending            = "pending"
 	EventDeleted            = "deleted"
+	EventCertificateIssued  = "certificate_issued"
 	EventCertificateRenewed = "certificate_renewed"
 )
 
 // EventTypes returns every event type the store appends.
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
-		EventDeleted, EventCertificateRenewed}
+		EventDeleted, EventCertificateIssued, EventCertificateRenewed}
 }
 
 // Keys of event details.
@@ -187,6 +209,26 @@ type Store interface {
 	// serial equals prevSerial ("" = none), and increments
 	// CertificatesIssued; ErrConflict if another writer got there first.
 	SetCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error)
+	// ClaimIssuance opens intent in (RequestID, NodeID, KeySHA256,
+	// PrevSerial, CreatedAt; Hostname and CSR are taken from the node) if
+	// the node is approved, has that key and that current serial, and no
+	// issuance is open for it. It returns the intent open for the node
+	// afterwards: in (claimed) or the one opened first by another caller
+	// (not claimed), which the caller completes in its stead. ErrConflict
+	// if the node no longer matches and nothing is open; ErrNotFound if
+	// the node does not exist.
+	ClaimIssuance(ctx context.Context, in Intent) (open Intent, claimed bool, err error)
+	// CompleteIssuance closes intent requestID with c, the CA's certificate
+	// for it, in one transaction: the node's CertificatesIssued goes up by
+	// one, and c becomes its current certificate if the node is still
+	// approved with the intent's key and previous serial (installed).
+	// Otherwise (revoked, replaced, renewed by other means, deleted: the
+	// zero Node) c is only counted, and the caller must revoke it.
+	// ErrNotFound if the intent is not open (completed already).
+	CompleteIssuance(ctx context.Context, requestID string, c Cert, now time.Time) (n Node, installed bool, err error)
+	// ListIntents returns up to limit (<= 0: all) open intents created at
+	// or before `before`, oldest first.
+	ListIntents(ctx context.Context, before time.Time, limit int) ([]Intent, error)
 	// AllowReplacement lets the next registration that names this node
 	// replace it (see RegisterNode).
 	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)

@@ -30,6 +30,9 @@ func Run(t *testing.T, newStore func(t *testing.T) castore.Store) {
 		{"Revoke", testRevoke},
 		{"RevokeConcurrent", testRevokeConcurrent},
 		{"ListRevocations", testListRevocations},
+		{"IssuedByRequest", testIssuedByRequest},
+		{"RecordRequestRace", testRecordRequestRace},
+		{"RevokeNode", testRevokeNode},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })

@@ -114,7 +114,7 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 			if _, err := s.SetCertificate(ctx(t), "n1", "", c1, at(4*time.Minute)); err != nil {
 				t.Fatal(err)
 			}
-		}, []eventlog.Event{event(regstore.EventCertificateRenewed, "n1", at(4*time.Minute), "serial", "aa01", "not_after", notAfter(c1))}},
+		}, []eventlog.Event{event(regstore.EventCertificateIssued, "n1", at(4*time.Minute), "serial", "aa01", "not_after", notAfter(c1))}},
 		{"renewal", func() {
 			if _, err := s.SetCertificate(ctx(t), "n1", "aa01", c2, at(5*time.Minute)); err != nil {
 				t.Fatal(err)

@@ -369,7 +369,7 @@ func testSetCertificateConcurrent(t *testing.T, s regstore.Store) {
 	if got := mustGetNode(t, s, "n1"); got.CertificatesIssued != 1 {
 		t.Errorf("CertificatesIssued = %d, want 1", got.CertificatesIssued)
 	}
-	if evs := ofType(logOf(t, s), regstore.EventCertificateRenewed); len(evs) != 1 {
+	if evs := ofType(logOf(t, s), regstore.EventCertificateIssued); len(evs) != 1 {
 		t.Errorf("%d certificate events, want 1 for the one writer that won", len(evs))
 	}
 }

@@ -1,0 +1,246 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/regstore"
+)
+
+// approved registers node id (key i) approved, without a certificate.
+func approved(t *testing.T, s regstore.Store, id string, i int) regstore.Node {
+	t.Helper()
+	n := node(id, i)
+	n.Status = regstore.StatusApproved
+	return mustRegister(t, s, "tok", t0, n)
+}
+
+func intent(requestID, nodeID string, i int, prev string, created time.Time) regstore.Intent {
+	return regstore.Intent{RequestID: requestID, NodeID: nodeID, KeySHA256: key(i), PrevSerial: prev, CreatedAt: created}
+}
+
+// mustClaim opens an intent and wants it claimed.
+func mustClaim(t *testing.T, s regstore.Store, in regstore.Intent) regstore.Intent {
+	t.Helper()
+	open, claimed, err := s.ClaimIssuance(ctx(t), in)
+	if err != nil || !claimed {
+		t.Fatalf("ClaimIssuance(%s) = %v, %v; want claimed", in.RequestID, claimed, err)
+	}
+	return open
+}
+
+func lastEventTypes(t *testing.T, s regstore.Store, n int) []string {
+	t.Helper()
+	evs := logOf(t, s)
+	var types []string
+	for _, e := range evs[max(0, len(evs)-n):] {
+		types = append(types, e.Type)
+	}
+	return types
+}
+
+func testClaimAndComplete(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	n := approved(t, s, "n1", 1)
+
+	open := mustClaim(t, s, intent("req-1", "n1", 1, "", at(time.Minute)))
+	want := intent("req-1", "n1", 1, "", stored(at(time.Minute)))
+	want.Hostname, want.CSR = n.Hostname, n.CSR // taken from the node
+	diff(t, "ClaimIssuance", want, open)
+	checkUTC(t, open.CreatedAt)
+
+	// A second claim (another replica, another boot) gets the open one.
+	again, claimed, err := s.ClaimIssuance(ctx(t), intent("req-2", "n1", 1, "", at(2*time.Minute)))
+	if err != nil || claimed {
+		t.Fatalf("second ClaimIssuance = %v, %v; want the open intent, not claimed", claimed, err)
+	}
+	diff(t, "second ClaimIssuance", want, again)
+
+	list, err := s.ListIntents(ctx(t), at(time.Minute), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "ListIntents", []regstore.Intent{want}, list)
+	if list, err := s.ListIntents(ctx(t), at(time.Second), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents(before it) = %v, %v; want none", list, err)
+	}
+
+	c := cert("aa01")
+	got, installed, err := s.CompleteIssuance(ctx(t), "req-1", c, at(3*time.Minute))
+	if err != nil || !installed {
+		t.Fatalf("CompleteIssuance = %v, %v; want installed", installed, err)
+	}
+	n.Cert, n.CertificatesIssued, n.UpdatedAt = storedCert(c), 1, stored(at(3*time.Minute))
+	diff(t, "CompleteIssuance", n, got)
+	diff(t, "GetNode", n, mustGetNode(t, s, "n1"))
+	diff(t, "event of the first certificate", []string{regstore.EventCertificateIssued}, lastEventTypes(t, s, 1))
+
+	// Completing again (a second replica with the same CA answer) counts
+	// nothing.
+	_, _, err = s.CompleteIssuance(ctx(t), "req-1", c, at(4*time.Minute))
+	wantErr(t, "CompleteIssuance again", err, regstore.ErrNotFound)
+	diff(t, "after completing again", n, mustGetNode(t, s, "n1"))
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents after completion = %v, %v; want none", list, err)
+	}
+
+	// Renewal: a claim on the stale serial is refused, on the current one
+	// it opens.
+	_, _, err = s.ClaimIssuance(ctx(t), intent("req-3", "n1", 1, "", at(5*time.Minute)))
+	wantErr(t, "ClaimIssuance(stale serial)", err, regstore.ErrConflict)
+	mustClaim(t, s, intent("req-4", "n1", 1, "aa01", at(5*time.Minute)))
+	got, installed, err = s.CompleteIssuance(ctx(t), "req-4", cert("aa02"), at(6*time.Minute))
+	if err != nil || !installed || got.Cert.Serial != "aa02" || got.CertificatesIssued != 2 {
+		t.Fatalf("CompleteIssuance(renewal) = %+v, %v, %v", got.Cert, installed, err)
+	}
+	diff(t, "event of a renewal", []string{regstore.EventCertificateRenewed}, lastEventTypes(t, s, 1))
+}
+
+func testClaimErrors(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	approved(t, s, "n1", 1)
+	mustRegister(t, s, "tok", t0, node("pending", 2))
+	tests := []struct {
+		name string
+		in   regstore.Intent
+		want error
+	}{
+		{"unknown node", intent("r1", "no-such-node", 1, "", t0), regstore.ErrNotFound},
+		{"pending node", intent("r2", "pending", 2, "", t0), regstore.ErrConflict},
+		{"other key", intent("r3", "n1", 3, "", t0), regstore.ErrConflict},
+		{"wrong serial", intent("r4", "n1", 1, "aa", t0), regstore.ErrConflict},
+		{"empty request ID", intent("", "n1", 1, "", t0), errAny},
+		{"short key hash", regstore.Intent{RequestID: "r5", NodeID: "n1", KeySHA256: []byte{1}}, errAny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, claimed, err := s.ClaimIssuance(ctx(t), tt.in)
+			if claimed {
+				t.Fatal("claimed")
+			}
+			if tt.want == errAny {
+				if err == nil || errors.Is(err, regstore.ErrConflict) || errors.Is(err, regstore.ErrNotFound) {
+					t.Fatalf("err = %v, want a plain error", err)
+				}
+				return
+			}
+			wantErr(t, "ClaimIssuance", err, tt.want)
+		})
+	}
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents = %v, %v; want none", list, err)
+	}
+	mustClaim(t, s, intent("r6", "n1", 1, "", t0))
+	if _, _, err := s.CompleteIssuance(ctx(t), "r6", regstore.Cert{}, t0); err == nil {
+		t.Error("CompleteIssuance with an empty serial succeeded")
+	}
+	if _, _, err := s.CompleteIssuance(ctx(t), "no-such-request", cert("aa"), t0); !errors.Is(err, regstore.ErrNotFound) {
+		t.Errorf("CompleteIssuance(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// testCompleteMovedOn: the node changed while the CA signed. The
+// certificate is counted, since the CA issued it, but not installed.
+func testCompleteMovedOn(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	approved(t, s, "revoked", 1)
+	approved(t, s, "replaced", 2)
+	approved(t, s, "deleted", 3)
+	for i, id := range []string{"revoked", "replaced", "deleted"} {
+		mustClaim(t, s, intent("req-"+id, id, i+1, "", t0))
+	}
+	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, at(time.Minute), "admin:x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AllowReplacement(ctx(t), "replaced", at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	repl := node("ignored", 12)
+	repl.Status = regstore.StatusApproved
+	if _, err := s.RegisterNode(ctx(t), "tok", at(time.Minute), repl, "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNode(ctx(t), "deleted", at(time.Minute), "admin:x"); err != nil {
+		t.Fatal(err)
+	}
+	before := len(logOf(t, s))
+	for _, id := range []string{"revoked", "replaced"} {
+		got, installed, err := s.CompleteIssuance(ctx(t), "req-"+id, cert("c-"+id), at(2*time.Minute))
+		if err != nil || installed {
+			t.Fatalf("CompleteIssuance(%s) = %v, %v; want not installed", id, installed, err)
+		}
+		if got.Cert != nil || got.CertificatesIssued != 1 {
+			t.Errorf("%s: cert %+v, issued %d; want none, 1", id, got.Cert, got.CertificatesIssued)
+		}
+		diff(t, id, got, mustGetNode(t, s, id))
+	}
+	got, installed, err := s.CompleteIssuance(ctx(t), "req-deleted", cert("c-deleted"), at(2*time.Minute))
+	if err != nil || installed || got.ID != "" {
+		t.Errorf("CompleteIssuance(deleted) = %+v, %v, %v; want the zero node, not installed", got, installed, err)
+	}
+	if after := len(logOf(t, s)); after != before {
+		t.Errorf("%d events appended for certificates not installed, want 0", after-before)
+	}
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents = %v, %v; want none", list, err)
+	}
+}
+
+// testIssuanceRace is several replicas renewing one node at once: one
+// intent is opened, everyone completes that one, and it is counted once.
+func testIssuanceRace(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	approved(t, s, "n1", 1)
+	const n = 8
+	var (
+		opens    [n]regstore.Intent
+		claims   [n]bool
+		errs     [n]error
+		complete [n]error
+		start    = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			opens[i], claims[i], errs[i] = s.ClaimIssuance(ctx(t), intent(fmt.Sprintf("req-%d", i), "n1", 1, "", t0))
+			if errs[i] == nil {
+				// Each replica completes the open intent with the CA's one
+				// answer to it.
+				_, _, complete[i] = s.CompleteIssuance(ctx(t), opens[i].RequestID, cert("aa01"), at(time.Minute))
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	claimed, completed := 0, 0
+	for i := range n {
+		switch {
+		case errs[i] == nil:
+			if claims[i] {
+				claimed++
+			}
+		case !errors.Is(errs[i], regstore.ErrConflict):
+			// The intent was already completed: the serial moved on.
+			t.Errorf("claim %d: %v", i, errs[i])
+		}
+		if errs[i] != nil {
+			continue
+		}
+		switch {
+		case complete[i] == nil:
+			completed++
+		case !errors.Is(complete[i], regstore.ErrNotFound):
+			t.Errorf("complete %d: %v", i, complete[i])
+		}
+	}
+	if claimed != 1 || completed != 1 {
+		t.Errorf("%d claimed, %d completed; want 1 and 1", claimed, completed)
+	}
+	if got := mustGetNode(t, s, "n1"); got.CertificatesIssued != 1 || got.Cert == nil || got.Cert.Serial != "aa01" {
+		t.Errorf("node after the race: cert %+v, issued %d", got.Cert, got.CertificatesIssued)
+	}
+}
