@@ -81,7 +81,7 @@ func testRecordRequestRace(t *testing.T, s castore.Store) {
 
 func testRevokeNode(t *testing.T, s castore.Store) {
 	mustRecord(t, s,
-		requested("01", "node-a", "r1", 1, t0),           // the old board's first
+		requested("01", "node-a", "r1", 1, t0),            // the old board's first
 		requested("02", "node-a", "r2", 1, at(time.Hour)), // the old board's renewal
 		requested("03", "node-a", "r3", 2, at(2*time.Hour)),
 		issued("04", "node-a", t0), // from before key hashes were kept
