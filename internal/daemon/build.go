@@ -52,9 +52,12 @@ func (b *built) close() {
 
 func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (b *built, err error) {
 	b = &built{}
+	// Every error return sets b to nil; what was opened is closed all
+	// the same.
+	opened := b
 	defer func() {
 		if err != nil {
-			b.close()
+			opened.close()
 		}
 	}()
 	var policies []rpc.Policy

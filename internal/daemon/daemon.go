@@ -141,15 +141,17 @@ func Run(ctx context.Context, c Config) error {
 		c.AdvertiseHeartbeat = cmp.Or(c.AdvertiseHeartbeat, self)
 	}
 
-	built, err := build(ctx, c, creds, tel)
-	if err != nil {
-		return err
+	shared := newHandoff(lis)
+	defer shared.close()
+	built, err := buildWhenReady(ctx, c, creds, tel, shared)
+	if err != nil || built == nil {
+		return err // nil: shut down while waiting for the database
 	}
 	defer built.close()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := built.server.Serve(lis); err != nil {
+		if err := built.server.Serve(shared.view()); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
 		return nil

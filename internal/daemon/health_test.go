@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,4 +207,104 @@ func TestRevocationUnknownUntilCA(t *testing.T) {
 	}
 	bundles.alive(t)
 	hb.alive(t)
+}
+
+// syncBuffer is a log destination the process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStartWaitsForDatabase starts processes while their PostgreSQL is
+// down, as after a power cut when berth comes up first: each stays up,
+// answers health NOT_SERVING for each of its services, says in its log
+// that it waits for the database, and serves once the database is up,
+// without a restart.
+func TestStartWaitsForDatabase(t *testing.T) {
+	cluster := pgtest.NewCluster(t)
+	cluster.Stop(t)
+	layout := grpctest.NewPKI(t)
+	admin, _ := layout.AdminCertificate()
+	tests := []struct {
+		role     string
+		services []string
+	}{
+		{RoleAll, allServices},
+		{RoleCA, []string{"", berthv1.CertificateAuthorityService_ServiceDesc.ServiceName}},
+	}
+	type waiting struct {
+		p    *process
+		conn *grpc.ClientConn
+		log  *syncBuffer
+	}
+	var ps []waiting
+	for _, tt := range tests {
+		log := &syncBuffer{}
+		addr := freeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &process{addr: addr, done: make(chan error, 1), cancel: cancel}
+		go func() {
+			p.done <- Run(ctx, Config{Role: tt.role, Listen: addr, PKIDir: layout.Dir, DB: cluster.DSN(),
+				HealthPeriod: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(log, nil))})
+		}()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-p.done; err != nil {
+				t.Errorf("Run(%s) after cancel: %v", tt.role, err)
+			}
+		})
+		conn := dialAs(t, layout, addr, admin)
+		for _, svc := range tt.services {
+			waitHealth(t, conn, svc, notServing)
+		}
+		p.alive(t)
+		ps = append(ps, waiting{p, conn, log})
+	}
+	for i, w := range ps {
+		if got := w.log.String(); !strings.Contains(got, "database unavailable at start") {
+			t.Errorf("%s: the log does not say it waits for the database:\n%s", tests[i].role, got)
+		}
+	}
+
+	cluster.Start(t)
+	for i, w := range ps {
+		for _, svc := range tests[i].services {
+			waitHealth(t, w.conn, svc, serving)
+		}
+		w.p.alive(t)
+	}
+	if _, err := berthv1.NewNodeAdminServiceClient(ps[0].conn).ListNodes(context.Background(), &berthv1.ListNodesRequest{}); err != nil {
+		t.Errorf("ListNodes once the database is up: %v", err)
+	}
+	if _, err := berthv1.NewCertificateAuthorityServiceClient(ps[1].conn).ListIssued(context.Background(), &berthv1.ListIssuedRequest{}); err != nil {
+		t.Errorf("ListIssued once the database is up: %v", err)
+	}
+	if got := ps[1].log.String(); !strings.Contains(got, "database available; starting the services") {
+		t.Errorf("the log does not say the database came:\n%s", got)
+	}
+}
+
+// TestStartFailsOnBadDatabase: a database that answers but refuses berth
+// (here: a database that does not exist) is a setting to fix, not an
+// outage to wait out, so the process ends at once and says why.
+func TestStartFailsOnBadDatabase(t *testing.T) {
+	cluster := pgtest.NewCluster(t)
+	layout := grpctest.NewPKI(t)
+	dsn := strings.Replace(cluster.DSN(), "/postgres?", "/no_such_db?", 1)
+	err := Run(context.Background(), Config{Role: RoleCA, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DB: dsn})
+	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
+		t.Fatalf("Run with a database that does not exist = %v, want an error naming it", err)
+	}
 }

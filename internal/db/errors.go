@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -60,6 +61,9 @@ func IsUnavailable(err error) bool {
 	var errno syscall.Errno
 	switch {
 	case errors.As(err, &ce), errors.As(err, &ne),
+		// A connection that broke earlier in the same transaction, or
+		// that the driver found closed before sending anything.
+		errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, sql.ErrConnDone), pgconn.SafeToRetry(err),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.As(err, &errno) && (errno == syscall.ENOSPC || errno == syscall.EIO || errno == syscall.ECONNREFUSED):
 		return true

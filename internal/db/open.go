@@ -55,7 +55,9 @@ func openPostgresSQL(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
-	s := stdlib.OpenDB(*cfg.ConnConfig)
+	cc := *cfg.ConnConfig
+	rec := recoverSQL(&cc)
+	s := stdlib.OpenDB(cc, rec)
 	n := int(cfg.MaxConns)
 	if n <= 0 {
 		n = max(4, runtime.GOMAXPROCS(0))
