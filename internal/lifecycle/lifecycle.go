@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/ident"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -144,7 +144,7 @@ func (f *Feed) parse(flt *berthv1.LifecycleFilter) (eventlog.WatchRequest, error
 		return w, &FilterError{Field: "filter.node_ids", Rule: "must name at most 100 nodes"}
 	}
 	for _, id := range flt.GetNodeIds() {
-		if pki.ValidateNodeID(id) != nil {
+		if ident.NodeID(id) != nil {
 			return w, &FilterError{Field: "filter.node_ids", Rule: "must each be a node ID"}
 		}
 	}

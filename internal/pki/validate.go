@@ -21,17 +21,6 @@ const (
 	maxCommonLen = 64 // RFC 5280 ub-common-name
 )
 
-// ValidateNodeID is ident.NodeID, its error wrapped in ErrPolicy.
-//
-// Deprecated: call ident.NodeID. This stays only until internal/lifecycle,
-// which another change is rewriting, calls ident itself.
-func ValidateNodeID(id string) error {
-	if err := ident.NodeID(id); err != nil {
-		return fmt.Errorf("%w: %w", ErrPolicy, err)
-	}
-	return nil
-}
-
 // ValidateTrustDomain checks a trust domain: a lower-case DNS name.
 func ValidateTrustDomain(td string) error {
 	if td == "" || td != strings.ToLower(td) || strings.HasSuffix(td, ".") {
