@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -8,7 +9,9 @@ import (
 	"github.com/berth-dev/berth/internal/testutil/clitest"
 )
 
-func testRoot() *cobra.Command { return newRoot(&options{}) }
+func testRoot() *cobra.Command {
+	return newRoot(&options{}, func(string) (string, bool) { return "", false }, io.Discard)
+}
 
 // TestInventory: every flag binds to its variable; the README's table and
 // examples, the Compose file and the systemd unit match the code.

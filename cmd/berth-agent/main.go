@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -85,10 +86,14 @@ type options struct {
 	root, certDir, output, cmdline, bundleKEM  string
 	logLevel, resolvConf, configure            string
 	bootID, status, onRenew                    string
+	socket, socketGroup, kmsg                  string
+	eventQueue                                 int
 	wait                                       time.Duration
 	once, noHeartbeat                          bool
 	// legacyOutput says --output came from BERTH_OUTPUT.
 	legacyOutput bool
+	// socketSet says --socket was given, by flag or environment.
+	socketSet bool
 }
 
 func addFlags(fs *pflag.FlagSet, o *options) {
@@ -113,6 +118,10 @@ func addFlags(fs *pflag.FlagSet, o *options) {
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "send no heartbeats (for boot-only tools)")
 	fs.StringVar(&o.bootID, "boot-id", "", "boot `id` to report with heartbeats, instead of "+agent.DefaultBootIDFile)
 	fs.StringVar(&o.onRenew, "on-renew", "", "shell `command` run after a renewed certificate was written to --cert-dir (BERTH_CERT_DIR and BERTH_NODE_ID set), e.g. to reload the services that read it")
+	fs.StringVar(&o.socket, "socket", agent.DefaultSocket, "unix `socket` of the local API for the host's daemons (default agent.sock in --cert-dir); \"off\" serves none")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "`group` allowed to use the local API socket (mode 0660); default the agent's own")
+	fs.StringVar(&o.kmsg, "kmsg", agent.DefaultKmsg, "kernel log `file` whose machine check, EDAC and hardware error lines become node events; \"off\" reads none")
+	fs.IntVar(&o.eventQueue, "event-queue", agent.DefaultEventQueue, "most node `events` kept while the heartbeat service is unreachable; the oldest are dropped beyond it")
 	fs.StringVar(&o.status, "status", agent.StatusUp, "node `status` to report with heartbeats: up, degraded or maintenance")
 	fs.StringVarP(&o.output, "output", "o", string(agent.OutputText), "output `format`: text or json")
 	config.SetEnv(fs, "output", outputEnv)
@@ -128,6 +137,7 @@ func (o *options) load(fs *pflag.FlagSet, env config.Env) error {
 	if err != nil {
 		return err
 	}
+	_, o.socketSet = src["socket"]
 	if _, set := src["output"]; !set {
 		if v, ok := env(legacyOutputEnv); ok {
 			if out, err := agent.ParseOutput(v); err == nil && v != "" {
@@ -138,17 +148,18 @@ func (o *options) load(fs *pflag.FlagSet, env config.Env) error {
 	return nil
 }
 
-func newRoot(o *options) *cobra.Command {
+func newRoot(o *options, env config.Env, stdout io.Writer) *cobra.Command {
 	root := cmdline.NewRoot("berth-agent", long, true)
 	root.Example = tail
 	root.Args = cmdline.NoArgs
 	addFlags(root.Flags(), o)
+	cmdline.Add(root, localCommands(env, stdout)...)
 	return root
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o options
-	root := newRoot(&o)
+	root := newRoot(&o, os.LookupEnv, stdout)
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
 		return o.run(cmd.Context(), cmd.Flags(), os.LookupEnv, stdout, stderr)
 	}
@@ -169,6 +180,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func (o *options) run(ctx context.Context, fs *pflag.FlagSet, env config.Env, stdout, stderr io.Writer) error {
 	if err := o.load(fs, env); err != nil {
 		return agent.ConfigError(err)
+	}
+	if !o.socketSet && o.certDir != agent.DefaultCertDir {
+		// Each agent's socket next to its own credentials.
+		o.socket = filepath.Join(o.certDir, "agent.sock")
 	}
 	cfg, kcfg, err := o.config(stderr)
 	if err != nil {
@@ -217,6 +232,9 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 	if o.wait < 0 {
 		return agent.Config{}, keys.Config{}, fmt.Errorf("--wait must not be negative")
 	}
+	if o.eventQueue < 1 {
+		return agent.Config{}, keys.Config{}, fmt.Errorf("--event-queue must be at least 1")
+	}
 	if _, err := agent.ParseHeartbeatStatus(o.status); err != nil {
 		return agent.Config{}, keys.Config{}, err
 	}
@@ -249,6 +267,11 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		Output:          out,
 		HeartbeatStatus: o.status,
 		OnRenew:         o.onRenew,
+		Socket:          offOr(o.socket),
+		SocketGroup:     o.socketGroup,
+		Kmsg:            offOr(o.kmsg),
+		EventQueue:      o.eventQueue,
+		IdentitySource:  identitySource(kind, o.seedFile),
 		CmdlineFile:     o.cmdline,
 		ResolvConfFile:  o.resolvConf,
 		Facts: agent.FactOverrides{
@@ -260,4 +283,24 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	return cfg, kcfg, nil
+}
+
+// offOr maps "off" to "", which turns a path setting off.
+func offOr(path string) string {
+	if path == "off" {
+		return ""
+	}
+	return path
+}
+
+// identitySource names where the keys come from, as the node's
+// identity_source.
+func identitySource(kind keys.Kind, seedFile string) string {
+	switch {
+	case kind == keys.KindSeed && seedFile != "":
+		return "seed-file"
+	case kind == keys.KindSeed:
+		return "site-secret"
+	}
+	return string(kind)
 }

@@ -97,6 +97,9 @@ type Agent struct {
 	// from the last answer that carried the server's time; nil before.
 	clockOffset *time.Duration
 	clockWarned bool // the large offset was warned about
+	// state is what a long-running agent reports and shows on its local
+	// API.
+	state *nodeState
 }
 
 // New checks cfg and fills in its defaults.
@@ -111,7 +114,8 @@ func New(cfg Config) (*Agent, error) {
 	kemID, _ := keys.BundlePublic(cfg.Keys.BundleKey())
 	log := cfg.Logger.With(logKey, hex.EncodeToString(sum[:]))
 	log.Debug("node keys ready", "bundle_kem", fmt.Sprintf("0x%04x", kemID))
-	return &Agent{cfg: cfg, log: log, start: cfg.Clock.Now()}, nil
+	return &Agent{cfg: cfg, log: log, start: cfg.Clock.Now(),
+		state: newNodeState(cfg.Clock, cfg.EventQueue, cfg.IdentitySource)}, nil
 }
 
 // Run boots the node: it discovers the server, resumes or registers,
@@ -133,6 +137,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	t, err := a.discover(ctx, w)
 	if err != nil {
 		return stopped(ctx, err)
+	}
+	// Up from here on, so that events of a node still booting (or waiting
+	// for a server) are queued; after discovery, so that bad settings are
+	// said first.
+	if !a.cfg.Once {
+		stop, err := a.startLocal(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	log := a.log.With(logServer, t.Server)
 	log.Info("registration server found", logSource, t.Source)
@@ -156,6 +170,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	c.certs.setIssued(creds)
+	a.state.setCreds(creds)
 	res := newResult(creds, action)
 	res.CertDir = a.cfg.CertDir
 	if a.clockOffset != nil {
@@ -169,8 +184,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return stopped(ctx, err)
 	}
 	bo.fill(res, a.cfg.Root)
+	if bo.bundle == BundleApplied {
+		a.state.setBundle(bo.version)
+	}
 	switch {
 	case a.cfg.NoHeartbeat:
+		a.state.setConnection(connDisabled)
 		res.Heartbeat = HeartbeatDisabled
 	case creds.Endpoints.GetHeartbeat() == "" && (a.cfg.Once || a.cfg.Heartbeater == nil):
 		log.Warn("no heartbeat endpoint known; no heartbeats are sent")

@@ -172,6 +172,22 @@ type Config struct {
 	// OnRenewTimeout bounds OnRenew. Default DefaultOnRenewTimeout.
 	OnRenewTimeout time.Duration
 
+	// Socket is where a long-running agent serves its local API for the
+	// host's daemons (report set/unset/event, status). Empty serves none.
+	Socket string
+	// SocketGroup is the group (name or ID) given the socket, whose mode
+	// is 0660; empty keeps the agent's own.
+	SocketGroup string
+	// EventQueue bounds the node events waiting for the heartbeat
+	// service; the oldest are dropped beyond it. Default DefaultEventQueue.
+	EventQueue int
+	// Kmsg is the kernel log read for hardware errors (DefaultKmsg, or a
+	// file for tests); empty reads none.
+	Kmsg string
+	// IdentitySource is where the keys come from (tpm, seed-file,
+	// site-secret, file), for the local API's status.
+	IdentitySource string
+
 	// Heartbeater replaces the built-in heartbeats of a long-running
 	// agent, which beat to the Endpoints.Heartbeat the registration
 	// service names. nil means the built-in ones.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/mtls"
@@ -108,6 +109,12 @@ type heartbeater struct {
 	addr     string        // heartbeat service
 	dialed   *Credentials  // the credentials c presents
 	c        *conn
+
+	// state holds the reported status and node events the beats carry,
+	// and learns of the stream's state; nil for a --once boot.
+	state *nodeState
+	// sentGen is the generation of the reported status last sent.
+	sentGen uint64
 
 	// progressBy is when (unix nanoseconds, by clock) the heartbeats must
 	// next make progress: an acknowledgement, or the end of a backoff. Past
@@ -307,11 +314,14 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 	}
 	st := newStreamState(h.interval)
 	go st.receive(s, h.log)
-	for {
+	h.setConnection(connConnecting)
+	defer h.setConnection(connDisconnected)
+	for first := true; ; first = false {
 		h.seq++
 		seq := h.seq
 		sent := h.clock.Now()
-		if err := s.Send(h.beat(seq)); err != nil {
+		req, lastEvent := h.beatWith(seq, first)
+		if err := s.Send(req); err != nil {
 			timer.Stop()
 			// Send only says the stream is gone; Recv says why.
 			<-st.done
@@ -324,6 +334,7 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 		}
 		h.interval = st.currentInterval()
 		h.expect(h.interval)
+		more := h.ackedState(lastEvent)
 		if !acked {
 			acked = true
 			h.log.Info("heartbeats acknowledged", logHBAddr, h.addr, logIntv, h.interval, "sequence", seq)
@@ -334,7 +345,7 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 			h.closeStream(s, st, timeout, cancel)
 			return acked, nil
 		}
-		if err := h.wait(sctx, st, sent); err != nil {
+		if err := h.wait(sctx, st, sent, more); err != nil {
 			return fail(err)
 		}
 		timer = time.AfterFunc(timeout, func() { cancel(errNoAck) })
@@ -354,8 +365,11 @@ func (h *heartbeater) closeStream(s berthv1.HeartbeatService_HeartbeatClient, st
 
 // wait waits from sent until the next beat is due, by the interval the
 // service set, following a new interval that arrives meanwhile. It returns
-// early, with the reason, when the stream ends.
-func (h *heartbeater) wait(ctx context.Context, st *streamState, sent time.Time) error {
+// early, with the reason, when the stream ends. Something new to report
+// (or more, still queued) makes the next beat due early: at a quarter of
+// the interval after sent, within what the service allows.
+func (h *heartbeater) wait(ctx context.Context, st *streamState, sent time.Time, more bool) error {
+	var kicked atomic.Bool
 	for {
 		wctx, wake := context.WithCancel(ctx)
 		iv, err := st.sleeping(wake)
@@ -363,7 +377,20 @@ func (h *heartbeater) wait(ctx context.Context, st *streamState, sent time.Time)
 			wake()
 			return err
 		}
-		d := sent.Add(h.jitter(iv)).Sub(h.clock.Now())
+		due := sent.Add(h.jitter(iv))
+		if more || kicked.Load() {
+			due = sent.Add(iv / earlyBeats)
+		} else if h.state != nil {
+			go func() {
+				select {
+				case <-h.state.kick:
+					kicked.Store(true)
+					wake()
+				case <-wctx.Done():
+				}
+			}()
+		}
+		d := due.Sub(h.clock.Now())
 		if d > 0 {
 			err = h.clock.Sleep(wctx, d)
 		}
@@ -375,7 +402,57 @@ func (h *heartbeater) wait(ctx context.Context, st *streamState, sent time.Time)
 		case err == nil:
 			return nil
 		}
-		// Woken: the interval changed or the stream ended; look again.
+		// Woken: the interval changed, something is to be reported, or the
+		// stream ended; look again.
+	}
+}
+
+// earlyBeats is how many times an interval an agent beats at most when it
+// has something to report: the heartbeat service allows five.
+const earlyBeats = 4
+
+// beatWith is beat carrying the reported status (on the first beat of a
+// stream, and when it changed) and the oldest queued events; it returns
+// the sequence of the last event it carries, 0 for none.
+func (h *heartbeater) beatWith(seq uint64, first bool) (*berthv1.HeartbeatRequest, uint64) {
+	req := h.beat(seq)
+	if h.state == nil {
+		return req, 0
+	}
+	rep, gen, events := h.state.pending(h.sentGen, first)
+	req.AgentInstance = h.state.instance
+	if rep != nil {
+		req.Reported = &berthv1.Reported{Values: rep}
+		h.sentGen = gen
+	}
+	var last uint64
+	for _, e := range events {
+		req.Events = append(req.Events, &berthv1.StatusEvent{
+			Kind: e.Type, Message: e.Message, Severity: e.Severity, Sequence: e.Seq, Time: timestamppb.New(e.Time),
+		})
+		last = e.Seq
+	}
+	return req, last
+}
+
+// ackedState tells the state that a beat carrying the events up to
+// lastEvent was acknowledged, and reports whether more wait to be sent.
+func (h *heartbeater) ackedState(lastEvent uint64) bool {
+	if h.state == nil {
+		return false
+	}
+	h.state.beatAcked(h.interval)
+	if lastEvent > 0 {
+		h.state.acked(lastEvent)
+	}
+	h.state.mu.Lock()
+	defer h.state.mu.Unlock()
+	return len(h.state.queue) > 0 || h.state.dropUnsent > 0 || h.sentGen != h.state.reportedGen
+}
+
+func (h *heartbeater) setConnection(state string) {
+	if h.state != nil {
+		h.state.setConnection(state)
 	}
 }
 

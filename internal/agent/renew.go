@@ -49,6 +49,7 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 		hb := a.cfg.Heartbeater
 		if hb == nil {
 			h := a.newHeartbeater(log)
+			h.state = a.state
 			hb, healthy = h, h.healthy
 		}
 		go func() {
@@ -104,6 +105,7 @@ func (a *Agent) keepRenewed(ctx context.Context, c *conn, t Target, creds *Crede
 			}
 			c.certs.setIssued(next)
 			current.Store(next)
+			a.state.setCreds(next)
 			log.Info("certificate renewed", logSerial, next.Leaf().SerialNumber.Text(16),
 				logExpires, next.Leaf().NotAfter.UTC().Format(time.RFC3339))
 			a.onRenew(ctx, next, log)

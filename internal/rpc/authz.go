@@ -25,6 +25,11 @@ const (
 	FromAdmin
 	FromNode
 	FromBareKey
+	// FromLocal is a process on the node itself, calling berth-agent's
+	// local API over its unix socket: the socket's file mode and group
+	// decide who that may be. No certificate makes a caller local, and no
+	// berth server serves these methods on the network.
+	FromLocal
 
 	// FromAuthenticated is every caller whose certificate this deployment
 	// issued.
@@ -84,6 +89,7 @@ func Matrix() map[string]Callers {
 		bundles   = "/berth.v1.BundleAdminService/"
 		hb        = "/berth.v1.HeartbeatService/"
 		hbAdmin   = "/berth.v1.HeartbeatAdminService/"
+		agent     = "/berth.v1.AgentService/"
 		health    = "/grpc.health.v1.Health/"
 		refl      = "/grpc.reflection.v1.ServerReflection/"
 		reflAlpha = "/grpc.reflection.v1alpha.ServerReflection/"
@@ -143,6 +149,11 @@ func Matrix() map[string]Callers {
 		hbAdmin + "WatchHealth":          FromAdmin,
 		hbAdmin + "GetHeartbeatSettings": FromAdmin,
 		hbAdmin + "SetHeartbeatSettings": FromAdmin,
+
+		// berth-agent's local API, on the node's unix socket only.
+		agent + "UpdateReported": FromLocal,
+		agent + "ReportEvent":    FromLocal,
+		agent + "GetAgentStatus": FromLocal,
 
 		// Every server: its build to anyone this deployment issued a
 		// certificate to; health and reflection to every client, for

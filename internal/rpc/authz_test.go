@@ -77,6 +77,12 @@ func TestMatrixInvariants(t *testing.T) {
 				t.Errorf("%s: admin API allows services %b", meth, o)
 			}
 		}
+		// The agent's local API is for local callers alone, and nothing
+		// else is: no certificate reaches it, and it reaches nothing of
+		// the servers'.
+		if (svc == "berth.v1.AgentService") != (c == FromLocal) || (c&FromLocal != 0 && c != FromLocal) {
+			t.Errorf("%s: allows %b; the agent's local API, and only it, is for local callers only", meth, c)
+		}
 		if c&FromBareKey != 0 && c != FromAnyone && c != FromNode|FromBareKey {
 			t.Errorf("%s: a bare key is allowed along with some authenticated callers only: %b", meth, c)
 		}
@@ -109,6 +115,9 @@ func TestCallerOf(t *testing.T) {
 	for _, tt := range tests {
 		if got := CallerOf(tt.id); got != tt.want {
 			t.Errorf("CallerOf(%v) = %b, want %b", tt.id, got, tt.want)
+		}
+		if FromLocal.Allows(tt.id) {
+			t.Errorf("FromLocal.Allows(%v): a certificate made a caller local", tt.id)
 		}
 		if FromAnyone.Allows(tt.id) != (tt.want != 0) {
 			t.Errorf("FromAnyone.Allows(%v) = %v", tt.id, !(tt.want != 0))

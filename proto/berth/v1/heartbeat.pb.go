@@ -214,7 +214,18 @@ type StatusEvent struct {
 	// with a letter or digit.
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// message is at most 1024 characters without control characters.
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// severity grades the event; unspecified is info.
+	Severity EventSeverity `protobuf:"varint,3,opt,name=severity,proto3,enum=berth.v1.EventSeverity" json:"severity,omitempty"`
+	// sequence numbers the events of one agent instance (see
+	// HeartbeatRequest.agent_instance), from 1, strictly increasing. The
+	// server records an event once: one with a sequence it already has for
+	// the instance is acknowledged and dropped, so an agent resends the
+	// events of a beat that was not acknowledged. 0 means no sequence (an
+	// older agent): recorded every time.
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// time is when the event happened on the node, if known.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +274,76 @@ func (x *StatusEvent) GetMessage() string {
 	return ""
 }
 
+func (x *StatusEvent) GetSeverity() EventSeverity {
+	if x != nil {
+		return x.Severity
+	}
+	return EventSeverity_EVENT_SEVERITY_UNSPECIFIED
+}
+
+func (x *StatusEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StatusEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// Reported is the node's whole reported status: keys set by the host's
+// daemons through the agent's local API.
+type Reported struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// values holds at most 64 keys of 1 to 64 characters of a-z, 0-9, '.',
+	// '_' and '-' (starting with a letter or digit), each value at most 256
+	// characters without control characters.
+	Values        map[string]string `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reported) Reset() {
+	*x = Reported{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reported) ProtoMessage() {}
+
+func (x *Reported) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reported.ProtoReflect.Descriptor instead.
+func (*Reported) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Reported) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // HeartbeatRequest is one beat.
 type HeartbeatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -279,14 +360,21 @@ type HeartbeatRequest struct {
 	// status is required.
 	Status ReportedStatus `protobuf:"varint,4,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
 	// events are at most 16 status-change events since the previous beat.
-	Events        []*StatusEvent `protobuf:"bytes,5,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*StatusEvent `protobuf:"bytes,5,rep,name=events,proto3" json:"events,omitempty"`
+	// reported, when present, replaces the node's reported status; absent
+	// leaves it as it is. Agents send it on the first beat of a stream and
+	// whenever it changes.
+	Reported *Reported `protobuf:"bytes,6,opt,name=reported,proto3" json:"reported,omitempty"`
+	// agent_instance identifies one run of the agent (random, 1 to 64
+	// characters like boot_id): event sequences count within it.
+	AgentInstance string `protobuf:"bytes,7,opt,name=agent_instance,json=agentInstance,proto3" json:"agent_instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +386,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +399,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HeartbeatRequest) GetSequence() uint64 {
@@ -349,6 +437,20 @@ func (x *HeartbeatRequest) GetEvents() []*StatusEvent {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetReported() *Reported {
+	if x != nil {
+		return x.Reported
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetAgentInstance() string {
+	if x != nil {
+		return x.AgentInstance
+	}
+	return ""
+}
+
 // HeartbeatResponse acknowledges a beat or changes the interval.
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -364,7 +466,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +478,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +491,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HeartbeatResponse) GetInterval() *durationpb.Duration {
@@ -428,7 +530,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +542,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +555,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeHealth) GetNodeId() string {
@@ -522,7 +624,7 @@ type GetNodeHealthRequest struct {
 
 func (x *GetNodeHealthRequest) Reset() {
 	*x = GetNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +636,7 @@ func (x *GetNodeHealthRequest) String() string {
 func (*GetNodeHealthRequest) ProtoMessage() {}
 
 func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +649,7 @@ func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetNodeHealthRequest) GetNodeId() string {
@@ -568,7 +670,7 @@ type GetNodeHealthResponse struct {
 
 func (x *GetNodeHealthResponse) Reset() {
 	*x = GetNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +682,7 @@ func (x *GetNodeHealthResponse) String() string {
 func (*GetNodeHealthResponse) ProtoMessage() {}
 
 func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +695,7 @@ func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetNodeHealthResponse) GetHealth() *NodeHealth {
@@ -621,7 +723,7 @@ type ListNodeHealthRequest struct {
 
 func (x *ListNodeHealthRequest) Reset() {
 	*x = ListNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +735,7 @@ func (x *ListNodeHealthRequest) String() string {
 func (*ListNodeHealthRequest) ProtoMessage() {}
 
 func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +748,7 @@ func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListNodeHealthRequest) GetState() LivenessState {
@@ -693,7 +795,7 @@ type ListNodeHealthResponse struct {
 
 func (x *ListNodeHealthResponse) Reset() {
 	*x = ListNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +807,7 @@ func (x *ListNodeHealthResponse) String() string {
 func (*ListNodeHealthResponse) ProtoMessage() {}
 
 func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +820,7 @@ func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListNodeHealthResponse) GetNodes() []*NodeHealth {
@@ -770,7 +872,7 @@ type HealthEvent struct {
 
 func (x *HealthEvent) Reset() {
 	*x = HealthEvent{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +884,7 @@ func (x *HealthEvent) String() string {
 func (*HealthEvent) ProtoMessage() {}
 
 func (x *HealthEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +897,7 @@ func (x *HealthEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthEvent.ProtoReflect.Descriptor instead.
 func (*HealthEvent) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthEvent) GetCursor() int64 {
@@ -901,7 +1003,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1015,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1028,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchHealthRequest) GetAfterCursor() int64 {
@@ -967,7 +1069,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1081,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1094,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchHealthResponse) GetEvent() *HealthEvent {
@@ -1030,7 +1132,7 @@ type HeartbeatSettings struct {
 
 func (x *HeartbeatSettings) Reset() {
 	*x = HeartbeatSettings{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1144,7 @@ func (x *HeartbeatSettings) String() string {
 func (*HeartbeatSettings) ProtoMessage() {}
 
 func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1157,7 @@ func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSettings.ProtoReflect.Descriptor instead.
 func (*HeartbeatSettings) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatSettings) GetInterval() *durationpb.Duration {
@@ -1116,7 +1218,7 @@ type GetHeartbeatSettingsRequest struct {
 
 func (x *GetHeartbeatSettingsRequest) Reset() {
 	*x = GetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1230,7 @@ func (x *GetHeartbeatSettingsRequest) String() string {
 func (*GetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1243,7 @@ func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
 }
 
 // GetHeartbeatSettingsResponse returns the settings in force.
@@ -1154,7 +1256,7 @@ type GetHeartbeatSettingsResponse struct {
 
 func (x *GetHeartbeatSettingsResponse) Reset() {
 	*x = GetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1268,7 @@ func (x *GetHeartbeatSettingsResponse) String() string {
 func (*GetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1281,7 @@ func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1204,7 +1306,7 @@ type SetHeartbeatSettingsRequest struct {
 
 func (x *SetHeartbeatSettingsRequest) Reset() {
 	*x = SetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1318,7 @@ func (x *SetHeartbeatSettingsRequest) String() string {
 func (*SetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1331,7 @@ func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetHeartbeatSettingsRequest) GetInterval() *durationpb.Duration {
@@ -1256,7 +1358,7 @@ type SetHeartbeatSettingsResponse struct {
 
 func (x *SetHeartbeatSettingsResponse) Reset() {
 	*x = SetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1370,7 @@ func (x *SetHeartbeatSettingsResponse) String() string {
 func (*SetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1383,7 @@ func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1295,16 +1397,26 @@ var File_berth_v1_heartbeat_proto protoreflect.FileDescriptor
 
 const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\n" +
-	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x14berth/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
 	"\vStatusEvent\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xdb\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x123\n" +
+	"\bseverity\x18\x03 \x01(\x0e2\x17.berth.v1.EventSeverityR\bseverity\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"}\n" +
+	"\bReported\x126\n" +
+	"\x06values\x18\x01 \x03(\v2\x1e.berth.v1.Reported.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x02\n" +
 	"\x10HeartbeatRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x121\n" +
 	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x120\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x18.berth.v1.ReportedStatusR\x06status\x12-\n" +
-	"\x06events\x18\x05 \x03(\v2\x15.berth.v1.StatusEventR\x06events\"m\n" +
+	"\x06events\x18\x05 \x03(\v2\x15.berth.v1.StatusEventR\x06events\x12.\n" +
+	"\breported\x18\x06 \x01(\v2\x12.berth.v1.ReportedR\breported\x12%\n" +
+	"\x0eagent_instance\x18\a \x01(\tR\ragentInstance\"m\n" +
 	"\x11HeartbeatResponse\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12!\n" +
 	"\fack_sequence\x18\x02 \x01(\x04R\vackSequence\"\xe4\x02\n" +
@@ -1411,78 +1523,85 @@ func file_berth_v1_heartbeat_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_heartbeat_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_berth_v1_heartbeat_proto_goTypes = []any{
 	(ReportedStatus)(0),                  // 0: berth.v1.ReportedStatus
 	(LivenessState)(0),                   // 1: berth.v1.LivenessState
 	(HealthEventType)(0),                 // 2: berth.v1.HealthEventType
 	(*StatusEvent)(nil),                  // 3: berth.v1.StatusEvent
-	(*HeartbeatRequest)(nil),             // 4: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 5: berth.v1.HeartbeatResponse
-	(*NodeHealth)(nil),                   // 6: berth.v1.NodeHealth
-	(*GetNodeHealthRequest)(nil),         // 7: berth.v1.GetNodeHealthRequest
-	(*GetNodeHealthResponse)(nil),        // 8: berth.v1.GetNodeHealthResponse
-	(*ListNodeHealthRequest)(nil),        // 9: berth.v1.ListNodeHealthRequest
-	(*ListNodeHealthResponse)(nil),       // 10: berth.v1.ListNodeHealthResponse
-	(*HealthEvent)(nil),                  // 11: berth.v1.HealthEvent
-	(*WatchHealthRequest)(nil),           // 12: berth.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),          // 13: berth.v1.WatchHealthResponse
-	(*HeartbeatSettings)(nil),            // 14: berth.v1.HeartbeatSettings
-	(*GetHeartbeatSettingsRequest)(nil),  // 15: berth.v1.GetHeartbeatSettingsRequest
-	(*GetHeartbeatSettingsResponse)(nil), // 16: berth.v1.GetHeartbeatSettingsResponse
-	(*SetHeartbeatSettingsRequest)(nil),  // 17: berth.v1.SetHeartbeatSettingsRequest
-	(*SetHeartbeatSettingsResponse)(nil), // 18: berth.v1.SetHeartbeatSettingsResponse
-	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
+	(*Reported)(nil),                     // 4: berth.v1.Reported
+	(*HeartbeatRequest)(nil),             // 5: berth.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 6: berth.v1.HeartbeatResponse
+	(*NodeHealth)(nil),                   // 7: berth.v1.NodeHealth
+	(*GetNodeHealthRequest)(nil),         // 8: berth.v1.GetNodeHealthRequest
+	(*GetNodeHealthResponse)(nil),        // 9: berth.v1.GetNodeHealthResponse
+	(*ListNodeHealthRequest)(nil),        // 10: berth.v1.ListNodeHealthRequest
+	(*ListNodeHealthResponse)(nil),       // 11: berth.v1.ListNodeHealthResponse
+	(*HealthEvent)(nil),                  // 12: berth.v1.HealthEvent
+	(*WatchHealthRequest)(nil),           // 13: berth.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),          // 14: berth.v1.WatchHealthResponse
+	(*HeartbeatSettings)(nil),            // 15: berth.v1.HeartbeatSettings
+	(*GetHeartbeatSettingsRequest)(nil),  // 16: berth.v1.GetHeartbeatSettingsRequest
+	(*GetHeartbeatSettingsResponse)(nil), // 17: berth.v1.GetHeartbeatSettingsResponse
+	(*SetHeartbeatSettingsRequest)(nil),  // 18: berth.v1.SetHeartbeatSettingsRequest
+	(*SetHeartbeatSettingsResponse)(nil), // 19: berth.v1.SetHeartbeatSettingsResponse
+	nil,                                  // 20: berth.v1.Reported.ValuesEntry
+	(EventSeverity)(0),                   // 21: berth.v1.EventSeverity
+	(*timestamppb.Timestamp)(nil),        // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 23: google.protobuf.Duration
 }
 var file_berth_v1_heartbeat_proto_depIdxs = []int32{
-	19, // 0: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
-	0,  // 1: berth.v1.HeartbeatRequest.status:type_name -> berth.v1.ReportedStatus
-	3,  // 2: berth.v1.HeartbeatRequest.events:type_name -> berth.v1.StatusEvent
-	19, // 3: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
-	1,  // 4: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
-	20, // 5: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
-	20, // 6: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 7: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
-	19, // 8: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
-	6,  // 9: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
-	1,  // 10: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
-	6,  // 11: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
-	2,  // 12: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
-	20, // 13: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
-	1,  // 14: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
-	1,  // 15: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
-	0,  // 16: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
-	0,  // 17: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
-	2,  // 18: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
-	11, // 19: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
-	19, // 20: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
-	19, // 21: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
-	19, // 22: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
-	19, // 23: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
-	19, // 24: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
-	19, // 25: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
-	14, // 26: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	19, // 27: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
-	19, // 28: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
-	14, // 29: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	4,  // 30: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	7,  // 31: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
-	9,  // 32: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
-	12, // 33: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
-	15, // 34: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
-	17, // 35: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
-	5,  // 36: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	8,  // 37: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
-	10, // 38: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
-	13, // 39: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
-	16, // 40: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
-	18, // 41: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
-	36, // [36:42] is the sub-list for method output_type
-	30, // [30:36] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	21, // 0: berth.v1.StatusEvent.severity:type_name -> berth.v1.EventSeverity
+	22, // 1: berth.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 2: berth.v1.Reported.values:type_name -> berth.v1.Reported.ValuesEntry
+	23, // 3: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
+	0,  // 4: berth.v1.HeartbeatRequest.status:type_name -> berth.v1.ReportedStatus
+	3,  // 5: berth.v1.HeartbeatRequest.events:type_name -> berth.v1.StatusEvent
+	4,  // 6: berth.v1.HeartbeatRequest.reported:type_name -> berth.v1.Reported
+	23, // 7: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
+	1,  // 8: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
+	22, // 9: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
+	22, // 10: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 11: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
+	23, // 12: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
+	7,  // 13: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
+	1,  // 14: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
+	7,  // 15: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
+	2,  // 16: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
+	22, // 17: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
+	1,  // 18: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
+	1,  // 19: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
+	0,  // 20: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
+	0,  // 21: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
+	2,  // 22: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
+	12, // 23: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
+	23, // 24: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
+	23, // 25: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
+	23, // 26: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
+	23, // 27: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
+	23, // 28: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
+	23, // 29: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
+	15, // 30: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	23, // 31: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
+	23, // 32: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
+	15, // 33: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	5,  // 34: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	8,  // 35: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
+	10, // 36: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
+	13, // 37: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
+	16, // 38: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
+	18, // 39: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
+	6,  // 40: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	9,  // 41: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
+	11, // 42: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
+	14, // 43: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
+	17, // 44: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
+	19, // 45: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_heartbeat_proto_init() }
@@ -1490,13 +1609,14 @@ func file_berth_v1_heartbeat_proto_init() {
 	if File_berth_v1_heartbeat_proto != nil {
 		return
 	}
+	file_berth_v1_agent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_heartbeat_proto_rawDesc), len(file_berth_v1_heartbeat_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
