@@ -3,11 +3,11 @@ package watch
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // ErrNoServices is returned by New when Config names no service to watch.
@@ -47,9 +47,10 @@ type CursorError struct {
 	After int64
 	// Ahead says After is ahead of the log rather than behind it.
 	Ahead bool
-	// Oldest is the oldest cursor the service can resume after, when
-	// !Ahead; Newest is the newest cursor of its log, when Ahead. Either is
-	// -1 when the service did not say.
+	// Oldest is the oldest cursor the service still keeps (a watch after
+	// Oldest-1 starts there); Newest is the newest cursor of its log. Both
+	// come from the status's berth.v1.CursorOutOfRange detail, and are -1
+	// when the service sent none.
 	Oldest, Newest int64
 	// Err is the gRPC error; status.Code(err) sees through a CursorError.
 	Err error
@@ -72,37 +73,16 @@ func (e *CursorError) Error() string {
 
 func (e *CursorError) Unwrap() error { return e.Err }
 
-// The services name the cursor only in the status message, e.g. "after_cursor
-// is older than the oldest event kept; the oldest cursor available is 7" or
-// "after_cursor is ahead of the event log, whose newest cursor is 12".
-var (
-	reOldest = regexp.MustCompile(`oldest cursor\D*?(\d+)`)
-	reNewest = regexp.MustCompile(`newest cursor\D*?(\d+)`)
-	reAhead  = regexp.MustCompile(`\bahead\b`)
-)
-
-// cursorError reads an OutOfRange status into a CursorError.
+// cursorError reads an OutOfRange status into a CursorError, from the
+// CursorOutOfRange detail every service attaches.
 func cursorError(s Service, after int64, err error) *CursorError {
-	msg := status.Convert(err).Message()
-	find := func(re *regexp.Regexp) int64 {
-		m := re.FindStringSubmatch(msg)
-		if m == nil {
-			return -1
+	ce := &CursorError{Service: s, After: after, Oldest: -1, Newest: -1, Err: err}
+	for _, d := range status.Convert(err).Details() {
+		if c, ok := d.(*berthv1.CursorOutOfRange); ok {
+			ce.Ahead, ce.Oldest, ce.Newest = c.GetAhead(), c.GetOldestCursor(), c.GetNewestCursor()
 		}
-		n, perr := strconv.ParseInt(m[1], 10, 64)
-		if perr != nil {
-			return -1
-		}
-		return n
 	}
-	return &CursorError{
-		Service: s,
-		After:   after,
-		Ahead:   reAhead.MatchString(msg),
-		Oldest:  find(reOldest),
-		Newest:  find(reNewest),
-		Err:     err,
-	}
+	return ce
 }
 
 // permanent says whether a stream that ended with err cannot succeed by

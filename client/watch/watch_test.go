@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/client/watch"
+	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -336,20 +338,20 @@ func TestOutOfRange(t *testing.T) {
 		wantMsg    string
 	}{
 		{"behind retention", watch.Cursors{watch.Heartbeat: 3},
-			status.Error(codes.OutOfRange, "after_cursor is older than the oldest event kept; the oldest cursor available is 7"), 0,
-			watch.CursorError{Service: watch.Heartbeat, After: 3, Oldest: 7, Newest: -1},
+			rpcerr.CursorStatus(&eventlog.CursorError{Cursor: 3, Oldest: 7, DeletedThrough: 6, Newest: 8}).Err(), 0,
+			watch.CursorError{Service: watch.Heartbeat, After: 3, Oldest: 7, Newest: 8},
 			"watch heartbeat: events after cursor 3 are no longer kept; the oldest cursor available is 7"},
 		{"ahead of the log", watch.Cursors{watch.Heartbeat: 30},
-			status.Error(codes.OutOfRange, "after_cursor is ahead of the event log, whose newest cursor is 12"), 0,
-			watch.CursorError{Service: watch.Heartbeat, After: 30, Ahead: true, Oldest: -1, Newest: 12},
+			rpcerr.CursorStatus(&eventlog.CursorError{Cursor: 30, Ahead: true, Oldest: 1, Newest: 12}).Err(), 0,
+			watch.CursorError{Service: watch.Heartbeat, After: 30, Ahead: true, Oldest: 1, Newest: 12},
 			"watch heartbeat: cursor 30 is ahead of the event log, whose newest cursor is 12"},
-		{"unparsed message", nil,
+		{"no detail", nil,
 			status.Error(codes.OutOfRange, "gone"), 0,
 			watch.CursorError{Service: watch.Heartbeat, Oldest: -1, Newest: -1},
 			"watch heartbeat: events after cursor 0 are no longer kept"},
 		{"fell behind while reconnecting", nil,
-			status.Error(codes.OutOfRange, "after_cursor is older than the oldest event kept; the oldest cursor available is 9"), 2,
-			watch.CursorError{Service: watch.Heartbeat, After: 2, Oldest: 9, Newest: -1},
+			rpcerr.CursorStatus(&eventlog.CursorError{Cursor: 2, Oldest: 9, DeletedThrough: 8, Newest: 9}).Err(), 2,
+			watch.CursorError{Service: watch.Heartbeat, After: 2, Oldest: 9, Newest: 9},
 			"watch heartbeat: events after cursor 2 are no longer kept; the oldest cursor available is 9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

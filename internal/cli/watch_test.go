@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/cli"
+	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -439,9 +441,10 @@ func TestWatchTimeoutBoundsTheWatch(t *testing.T) {
 func TestWatchErrors(t *testing.T) {
 	pki := newTestPKI(t)
 	dead := deadAddr(t)
-	outOfRange := func(msg string) *fakeHeartbeat {
+	// outOfRange answers as every service does (rpcerr.CursorStatus).
+	outOfRange := func(ce *eventlog.CursorError) *fakeHeartbeat {
 		l := newEventLog[*berthv1.HealthEvent]()
-		l.fail = func(int) error { return status.Error(codes.OutOfRange, msg) }
+		l.fail = func(int) error { return rpcerr.CursorStatus(ce).Err() }
 		return &fakeHeartbeat{events: l}
 	}
 	empty := func() (*fakeAdmin, *fakeBundles, *fakeHeartbeat) {
@@ -482,12 +485,12 @@ func TestWatchErrors(t *testing.T) {
 			"berthctl: watch heartbeat: cannot reach server " + dead + ": dial tcp " + dead + ": connect: connection refused"},
 		{"cursor behind retention",
 			func() (*fakeAdmin, *fakeBundles, *fakeHeartbeat) {
-				return nil, nil, outOfRange("after_cursor is older than the oldest event kept; the oldest cursor available is 7")
+				return nil, nil, outOfRange(&eventlog.CursorError{Cursor: 3, Oldest: 7, DeletedThrough: 6, Newest: 9})
 			}, nil, []string{"--service", "heartbeat", "--after", "heartbeat=3"},
 			"berthctl: watch heartbeat: events after cursor 3 are no longer kept; the oldest cursor available is 7; events were missed: start again with --after heartbeat=0 for the oldest event kept, or with --from-now"},
 		{"cursor ahead of the log",
 			func() (*fakeAdmin, *fakeBundles, *fakeHeartbeat) {
-				return nil, nil, outOfRange("after_cursor is ahead of the event log, whose newest cursor is 12")
+				return nil, nil, outOfRange(&eventlog.CursorError{Cursor: 30, Ahead: true, Oldest: 1, Newest: 12})
 			}, nil, []string{"--service", "heartbeat", "--after", "heartbeat=30"},
 			"berthctl: watch heartbeat: cursor 30 is ahead of the event log, whose newest cursor is 12; was the service's database replaced? Start again with --after heartbeat=0 for the oldest event kept, or with --from-now"},
 		{"not an admin",

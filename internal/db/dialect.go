@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 )
 
 // Dialect is the database engine behind a DB. Stores write their SQL once for
@@ -63,7 +64,7 @@ func (d Dialect) JSONContains(col, arg string) string {
 // Lock serialises the transactions that take the same named lock, until tx
 // ends. On PostgreSQL it is a transaction-scoped advisory lock; on SQLite
 // every write transaction is already exclusive, so it does nothing.
-func (d Dialect) Lock(ctx context.Context, tx *sql.Tx, name string) error {
+func (d Dialect) Lock(ctx context.Context, tx Execer, name string) error {
 	if d != Postgres {
 		return nil
 	}
@@ -132,6 +133,71 @@ func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // ErrConflict.
 func (d Dialect) IsUniqueViolation(err error) bool {
 	return IsUniqueViolation(err)
+}
+
+// Execer is what runs a statement: a *sql.Tx, a *sql.DB or a *DB.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Querier is what reads: a *sql.Tx, a *sql.DB or a *DB.
+type Querier interface {
+	Execer
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Time is t as an argument for a time column: PostgreSQL columns are
+// TIMESTAMPTZ, SQLite ones Unix microseconds. Either way it is UTC at
+// microsecond precision. Read such a column with ScanTime.
+func (d Dialect) Time(t time.Time) any {
+	if d == Postgres {
+		return t.UTC().Truncate(time.Microsecond)
+	}
+	return Micros(t)
+}
+
+// ScanTime reads a time column of either engine into *t, in UTC.
+func ScanTime(t *time.Time) sql.Scanner { return timeScanner{t} }
+
+type timeScanner struct{ t *time.Time }
+
+func (s timeScanner) Scan(src any) error {
+	switch v := src.(type) {
+	case time.Time:
+		*s.t = v.UTC()
+	case int64:
+		*s.t = FromMicros(v)
+	default:
+		return fmt.Errorf("scan time: unexpected %T", src)
+	}
+	return nil
+}
+
+// Greatest is the larger of two SQL expressions: GREATEST on PostgreSQL,
+// the two-argument MAX on SQLite.
+func (d Dialect) Greatest(a, b string) string {
+	if d == Postgres {
+		return "GREATEST(" + a + ", " + b + ")"
+	}
+	return "MAX(" + a + ", " + b + ")"
+}
+
+// In is "col IN ($from, …)" for n values, or FALSE when n is 0.
+func In(col string, from, n int) string {
+	if n == 0 {
+		return "FALSE"
+	}
+	return col + " IN (" + Placeholders(from, n) + ")"
+}
+
+// Args turns a slice of any element type into query arguments.
+func Args[T any](vs []T) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
 }
 
 // IsNoRows reports whether err says a single-row query found nothing.

@@ -9,8 +9,9 @@
 // and <prefix>_events_watermark, one row holding the newest cursor that
 // retention deleted. A store creates them in one of its own numbered
 // migrations, copying Schema's output literally, and appends events with
-// AppendPostgres or AppendSQLite in the same transaction as the change they
-// record, so that a change and its event commit together or not at all.
+// SQLLog.Append in the same transaction as the change they record, so that
+// a change and its event commit together or not at all. One implementation
+// serves both engines through internal/db.
 //
 // # Cursor order
 //
@@ -18,7 +19,7 @@
 // skip one. On PostgreSQL an identity column alone does not give that:
 // values are handed out when rows are inserted, not when they commit, so a
 // transaction that takes cursor 10 may commit after one that takes cursor
-// 11, and a reader that already saw 11 would never read 10. AppendPostgres
+// 11, and a reader that already saw 11 would never read 10. Append
 // therefore takes a transaction-scoped advisory lock, one per log, before it
 // inserts, which is held until the transaction ends. Cursors are then handed
 // out in commit order, and every snapshot sees a prefix of the log: all
@@ -37,20 +38,13 @@
 // whether events after its cursor are gone: they are if its cursor is below
 // the watermark (a *CursorError), and otherwise it has missed nothing.
 //
-// # Notes
-//
-// hbstore (the heartbeat service's health log) predates this package and
-// implements the same mechanics with a typed event row. It could move onto
-// eventlog with one migration (hb_events' id becomes cursor and its typed
-// columns a details object; hb_event_log becomes hb_events_watermark) and
-// its Watch onto Follower; its lock key is already the one NewTable("hb")
-// uses, so old and new binaries would serialise on the same lock.
+// Node lifecycle (registration), bundle and health (heartbeat) events all
+// live in logs of this one shape, read and followed by this one package.
 package eventlog
 
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
 	"time"
 )
@@ -112,12 +106,11 @@ type Bounds struct {
 var tableName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // Table names one log: the tables <prefix>_events and
-// <prefix>_events_watermark, and the advisory lock key its appends take on
-// PostgreSQL.
+// <prefix>_events_watermark. Appends lock "<prefix>_events append" on
+// PostgreSQL (db.Dialect.Lock).
 type Table struct {
 	events    string
 	watermark string
-	lockKey   int64
 }
 
 // NewTable returns the log named by prefix ("reg" for reg_events). The
@@ -128,7 +121,7 @@ func NewTable(prefix string) Table {
 		panic(fmt.Sprintf("eventlog: table prefix %q is not a lower-case identifier", prefix))
 	}
 	events := prefix + "_events"
-	return Table{events: events, watermark: events + "_watermark", lockKey: lockKey(events)}
+	return Table{events: events, watermark: events + "_watermark"}
 }
 
 // Events is the name of the events table.
@@ -136,16 +129,6 @@ func (t Table) Events() string { return t.events }
 
 // Watermark is the name of the retention watermark table.
 func (t Table) Watermark() string { return t.watermark }
-
-// lockKey is the pg_advisory_xact_lock key that serialises appends to one
-// log. Keys live in one 64-bit space shared by every application on the
-// server, so the name carries a berth prefix. (hbstore derives its key for
-// hb_events the same way.)
-func lockKey(events string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("berth " + events + " append"))
-	return int64(h.Sum64())
-}
 
 // ErrClosed ends a watch because its Follower is shutting down.
 var ErrClosed = errors.New("event log follower is shutting down")
@@ -211,10 +194,6 @@ func pageLimit(q Query) int {
 	}
 	return q.Limit
 }
-
-// utc normalises a time for storage: UTC, microsecond precision, which both
-// backends hold exactly.
-func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // deleteBatch is how many events one retention transaction deletes at most,
 // so that a large backlog does not hold one long transaction.

@@ -11,8 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
@@ -60,81 +58,56 @@ func (f *fixture) append(t testing.TB, events ...eventlog.Event) {
 
 func newSQLite(t *testing.T) *fixture {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "events.db")
-	f := openSQLite(t, path)
-	if _, err := f.db.ExecContext(t.Context(), eventlog.Schema(eventlog.SQLite, table)); err != nil {
-		t.Fatalf("schema: %v", err)
-	}
-	return f.fixture
-}
-
-type sqliteFixture struct {
-	*fixture
-	db *sql.DB
-}
-
-func openSQLite(t *testing.T, path string) sqliteFixture {
-	t.Helper()
-	d, err := db.OpenSQLite(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	f := &fixture{name: "sqlite", log: eventlog.NewSQLiteLog(d, table)}
-	f.appendTx = func(ctx context.Context, events ...eventlog.Event) error {
-		tx, err := d.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if err := eventlog.AppendSQLite(ctx, tx, table, events...); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, afterAppend); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}
-	f.replica = func(t *testing.T) *fixture { return openSQLite(t, path).fixture }
-	return sqliteFixture{fixture: f, db: d}
+	return newFixture(t, db.SQLite, filepath.Join(t.TempDir(), "events.db")).fixture
 }
 
 func newPostgres(t *testing.T) *fixture { return newPostgresFixture(t).fixture }
 
-func newPostgresFixture(t *testing.T) postgresFixture {
+func newPostgresFixture(t *testing.T) dbFixture {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t)
-	f := openPostgres(t, dsn)
-	if _, err := f.pool.Exec(t.Context(), eventlog.Schema(eventlog.Postgres, table)); err != nil {
+	return newFixture(t, db.Postgres, pgtest.NewDatabase(t))
+}
+
+// newFixture creates the test log's tables in a fresh database.
+func newFixture(t *testing.T, d db.Dialect, where string) dbFixture {
+	t.Helper()
+	f := open(t, d, where)
+	name := eventlog.SQLite
+	if d == db.Postgres {
+		name = eventlog.Postgres
+	}
+	if _, err := f.db.ExecContext(t.Context(), eventlog.Schema(name, table)); err != nil {
 		t.Fatalf("schema: %v", err)
 	}
 	return f
 }
 
-type postgresFixture struct {
+type dbFixture struct {
 	*fixture
-	pool *pgxpool.Pool
+	db *db.DB
 }
 
-func openPostgres(t *testing.T, dsn string) postgresFixture {
+// open opens the log in an existing database, as another process would.
+func open(t *testing.T, d db.Dialect, where string) dbFixture {
 	t.Helper()
-	pool, err := db.OpenPostgres(context.Background(), dsn)
+	h, err := db.Open(context.Background(), d, where)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	f := &fixture{name: "postgres", log: eventlog.NewPostgresLog(pool, table)}
+	t.Cleanup(func() { h.Close() })
+	l := eventlog.NewLog(h, table)
+	f := &fixture{name: d.String(), log: l}
 	f.appendTx = func(ctx context.Context, events ...eventlog.Event) error {
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if err := eventlog.AppendPostgres(ctx, tx, table, events...); err != nil {
+		return h.Tx(ctx, func(tx *sql.Tx) error {
+			if err := l.Append(ctx, tx, events...); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, afterAppend)
+			_, err := tx.ExecContext(ctx, afterAppend)
 			return err
 		})
 	}
-	f.replica = func(t *testing.T) *fixture { return openPostgres(t, dsn).fixture }
-	return postgresFixture{fixture: f, pool: pool}
+	f.replica = func(t *testing.T) *fixture { return open(t, d, where).fixture }
+	return dbFixture{fixture: f, db: h}
 }
 
 // afterAppend is a statement run between the append and the commit, so

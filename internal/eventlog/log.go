@@ -83,17 +83,3 @@ func parseDetails(b []byte) (map[string]string, error) {
 	}
 	return d, nil
 }
-
-// prefixEnd finds how much of a page of the oldest events retention may
-// delete: the events before the first one at or after t. It returns the
-// newest such cursor (0 for none) and whether the whole page qualified, in
-// which case the next page may have more.
-func prefixEnd(cursors []int64, times []time.Time, t time.Time) (through int64, whole bool) {
-	for i, at := range times {
-		if !at.Before(t) {
-			return through, false
-		}
-		through = cursors[i]
-	}
-	return through, true
-}

@@ -2,14 +2,13 @@ package eventlog_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/health/healthtest"
@@ -378,25 +377,26 @@ func TestConcurrentAppendersAndFollowers(t *testing.T) {
 func TestPostgresCommitOrder(t *testing.T) {
 	f := newPostgresFixture(t)
 	ctx := t.Context()
-	tx1, err := f.pool.Begin(ctx)
+	l := f.log.(*eventlog.SQLLog)
+	tx1, err := f.db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx1.Rollback(ctx)
-	if err := eventlog.AppendPostgres(ctx, tx1, table, ev("n1", "first", t0)); err != nil {
+	defer tx1.Rollback()
+	if err := l.Append(ctx, tx1, ev("n1", "first", t0)); err != nil {
 		t.Fatal(err)
 	}
 	second := make(chan error, 1)
 	go func() {
-		second <- pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-			return eventlog.AppendPostgres(ctx, tx, table, ev("n2", "second", t0))
+		second <- f.db.Tx(ctx, func(tx *sql.Tx) error {
+			return l.Append(ctx, tx, ev("n2", "second", t0))
 		})
 	}()
 	// Wait until the second appender waits for the lock.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var waiting int
-		if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
+		if err := f.db.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting == 1 {
@@ -417,7 +417,7 @@ func TestPostgresCommitOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	diff(t, "page while both are open", eventlog.Page{}, p)
-	if err := tx1.Commit(ctx); err != nil {
+	if err := tx1.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-second; err != nil {

@@ -64,7 +64,7 @@ func benchBeat(b *testing.B, store hbstore.Store, n, shards int) {
 	}
 	beat := func(i int) error {
 		seqs[i]++
-		_, err := sessions[i].Beat(Beat{Sequence: seqs[i], BootID: "0b6c1a6e-2d4e-4d1b-9a8e-3f1f6b2c9d11", Status: hbstore.StatusUp, Uptime: time.Hour})
+		_, err := sessions[i].Beat(context.Background(), Beat{Sequence: seqs[i], BootID: "0b6c1a6e-2d4e-4d1b-9a8e-3f1f6b2c9d11", Status: hbstore.StatusUp, Uptime: time.Hour})
 		return err
 	}
 	for i := range n {
@@ -167,7 +167,7 @@ func BenchmarkFlush(b *testing.B) {
 				seq++
 				clock.Advance(DefaultInterval)
 				for _, s := range sessions {
-					if _, err := s.Beat(Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp}); err != nil {
+					if _, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -69,7 +69,6 @@ func (c *Core) Decide(ctx context.Context) error {
 	if n := res.Suspect + res.Unreachable; n > 0 {
 		c.stats.silenced.Add(int64(n))
 		c.stats.events.Add(int64(n))
-		c.notifyAppended()
 		c.log.Info("silent nodes declared", "suspect", res.Suspect, "unreachable", res.Unreachable)
 	}
 	return nil
@@ -91,7 +90,7 @@ func (c *Core) retain(ctx context.Context, now time.Time) {
 		return
 	}
 	c.lastRetention = now
-	n, err := c.store.DeleteEventsBefore(ctx, now.Add(-c.cfg.Retention))
+	n, err := c.store.Events().DeleteBefore(ctx, now.Add(-c.cfg.Retention))
 	if err != nil {
 		c.log.Error("deleting old health events failed", attrError, err)
 		return

@@ -1,9 +1,6 @@
 package health
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Errors of the core. The service maps each to a gRPC status.
 var (
@@ -24,21 +21,3 @@ var (
 	ErrInterval = errors.New("interval out of range")
 	ErrGrace    = errors.New("grace out of range")
 )
-
-// CursorError says a watch cannot start or continue at a cursor: events
-// after it were deleted by retention (Oldest is then the oldest cursor a
-// watch may start after), or the cursor is ahead of the log (Newest is the
-// newest cursor, which happens when a database was replaced).
-type CursorError struct {
-	Cursor int64
-	Oldest int64
-	Newest int64
-	Ahead  bool
-}
-
-func (e *CursorError) Error() string {
-	if e.Ahead {
-		return fmt.Sprintf("cursor %d is ahead of the event log, whose newest cursor is %d", e.Cursor, e.Newest)
-	}
-	return fmt.Sprintf("events after cursor %d were deleted; the oldest cursor available is %d", e.Cursor, e.Oldest)
-}

@@ -2,9 +2,15 @@
 //
 // Every replica keeps the liveness of the nodes streaming to it in memory
 // (last beat, sequence, boot ID, status) and writes what changed to the
-// store in one batch per flush period, never a row per beat. A flush also
-// turns nodes that were new, suspect or unreachable healthy, with an event,
-// in the same statement.
+// store in one batch per flush period, never a row per beat. A beat that
+// changes what the store knows of its node (a node new or back from
+// silence, a reboot, a status change, the agent's own events) is written at
+// once instead, with its events, before it is acknowledged (see
+// Session.Beat): the store compares it with the stored row in one
+// transaction, so each transition is logged exactly once whichever replica
+// the node reaches, and a replica that dies loses none. A flush still turns
+// a node that the decider declared silent while it was beating (the store
+// ran behind) healthy again, with its event, in the same transaction.
 //
 // Exactly one replica at a time, the decider, holds a lease in the store
 // and scans the stored last-seen times for nodes that went silent: suspect
@@ -16,9 +22,8 @@
 // nobody silent for a full grace period, so that nodes cut off by a restart
 // have time to reconnect before anyone calls them dead.
 //
-// Status changes, reboots (a new boot ID) and the agent's own status-change
-// events become events too. All of them go to the store's event log, which
-// Watch replays from a cursor and then follows.
+// All events go to the store's event log (package eventlog), which Watch
+// replays from a cursor and then follows.
 package health
 
 import (
@@ -33,20 +38,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
 
 // Defaults of Config.
 const (
-	DefaultInterval         = 10 * time.Second
-	DefaultGrace            = 40 * time.Second
-	DefaultFlushPeriod      = 2 * time.Second
-	DefaultDecidePeriod     = time.Second
-	DefaultLeaseTTL         = 10 * time.Second
-	DefaultPollPeriod       = time.Second
-	DefaultRevocationCheck  = 5 * time.Second
-	DefaultRetention        = 7 * 24 * time.Hour
-	DefaultMaxPendingEvents = 100_000
+	DefaultInterval        = 10 * time.Second
+	DefaultGrace           = 40 * time.Second
+	DefaultFlushPeriod     = 2 * time.Second
+	DefaultDecidePeriod    = time.Second
+	DefaultLeaseTTL        = 10 * time.Second
+	DefaultPollPeriod      = time.Second
+	DefaultRevocationCheck = 5 * time.Second
+	DefaultRetention       = 7 * 24 * time.Hour
 	// DefaultMaxBeatRate is the usual Config.MaxBeatRate; the core itself
 	// defaults to none.
 	DefaultMaxBeatRate = 10_000
@@ -96,9 +101,6 @@ type Config struct {
 	RevocationCheck time.Duration
 	// Retention is how long events are kept (DefaultRetention).
 	Retention time.Duration
-	// MaxPendingEvents bounds the events kept in memory while the store is
-	// unreachable (DefaultMaxPendingEvents); beyond it the oldest are lost.
-	MaxPendingEvents int
 	// MaxBeatRate is the number of beats per second the heartbeat tier
 	// should receive in total, from all nodes. When the live nodes would
 	// beat faster at the base interval, the decider stretches every node's
@@ -125,7 +127,8 @@ type Core struct {
 	clock     Clock
 	isRevoked func(ctx context.Context, nodeID string) bool
 
-	shards []*shard
+	shards   []*shard
+	follower *eventlog.Follower
 	// settings is the cached fleet settings; see settings.go.
 	settings atomic.Pointer[hbstore.Settings]
 
@@ -136,10 +139,9 @@ type Core struct {
 	// closed is closed when Run returns, ending every watch.
 	closed chan struct{}
 
-	// flushMu makes flushes one at a time; it guards the retry buffers.
-	flushMu     sync.Mutex
-	retryObs    map[string]hbstore.Observation
-	retryEvents []hbstore.Event
+	// flushMu makes flushes one at a time; it guards the retry buffer.
+	flushMu  sync.Mutex
+	retryObs map[string]hbstore.Observation
 
 	// decideMu makes decisions one at a time; it guards the decider state.
 	decideMu      sync.Mutex
@@ -148,19 +150,14 @@ type Core struct {
 	holdUntil     time.Time
 	lastRetention time.Time
 
-	// appended is closed and replaced whenever this replica appended
-	// events, to wake its watchers.
-	appendMu sync.Mutex
-	appended chan struct{}
-
 	stats counters
 }
 
 // counters are the core's statistics; see Stats.
 type counters struct {
-	beats, flushes, flushErrors, rows, events, dropped, silenced atomic.Int64
-	sessions                                                     atomic.Int64
-	decider                                                      atomic.Bool
+	beats, flushes, flushErrors, rows, events, silenced atomic.Int64
+	sessions                                            atomic.Int64
+	decider                                             atomic.Bool
 }
 
 // Stats are counters for measuring and monitoring.
@@ -170,7 +167,6 @@ type Stats struct {
 	FlushErrors   int64 // flushes that failed (and will be retried)
 	RowsWritten   int64 // liveness rows written by flushes
 	EventsWritten int64 // events appended by this replica
-	DroppedEvents int64 // events lost because the store was down too long
 	Silenced      int64 // nodes this replica declared suspect or unreachable
 	Sessions      int64 // streams connected now
 	Decider       bool  // this replica holds the decider lease
@@ -190,9 +186,6 @@ func New(c Config) (*Core, error) {
 	setDefault(&c.PollPeriod, DefaultPollPeriod)
 	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
 	setDefault(&c.Retention, DefaultRetention)
-	if c.MaxPendingEvents <= 0 {
-		c.MaxPendingEvents = DefaultMaxPendingEvents
-	}
 	switch {
 	case c.FlushPeriod*2 > c.Interval:
 		return nil, fmt.Errorf("health: flush period %v must be at most half the interval %v", c.FlushPeriod, c.Interval)
@@ -219,9 +212,15 @@ func New(c Config) (*Core, error) {
 		shards:    newShards(defaultShards),
 		revoked:   map[string]struct{}{},
 		retryObs:  map[string]hbstore.Observation{},
-		appended:  make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
+	f, err := eventlog.NewFollower(eventlog.FollowerConfig{
+		Source: c.Store.Events(), PollPeriod: c.PollPeriod, PageSize: watchPage, After: c.Clock.After, Done: core.closed,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("health: %w", err)
+	}
+	core.follower = f
 	core.settings.Store(&hbstore.Settings{})
 	return core, nil
 }
@@ -250,7 +249,7 @@ func (c *Core) Stats() Stats {
 	s := &c.stats
 	return Stats{
 		Beats: s.beats.Load(), Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(),
-		RowsWritten: s.rows.Load(), EventsWritten: s.events.Load(), DroppedEvents: s.dropped.Load(),
+		RowsWritten: s.rows.Load(), EventsWritten: s.events.Load(),
 		Silenced: s.silenced.Load(), Sessions: s.sessions.Load(), Decider: s.decider.Load(),
 	}
 }
@@ -311,19 +310,4 @@ func (c *Core) shutdown(ctx context.Context) error {
 		c.setDecider(false)
 	}
 	return err
-}
-
-// appendedChan returns the channel closed at the next append.
-func (c *Core) appendedChan() <-chan struct{} {
-	c.appendMu.Lock()
-	defer c.appendMu.Unlock()
-	return c.appended
-}
-
-// notifyAppended wakes the watchers of this replica.
-func (c *Core) notifyAppended() {
-	c.appendMu.Lock()
-	defer c.appendMu.Unlock()
-	close(c.appended)
-	c.appended = make(chan struct{})
 }

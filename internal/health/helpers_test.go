@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/health/healthtest"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -80,7 +81,7 @@ func newBeater(t testing.TB, c *Core, node, boot string) *beater {
 func (b *beater) beat(events ...NodeEvent) time.Duration {
 	b.t.Helper()
 	b.seq++
-	iv, err := b.s.Beat(Beat{Sequence: b.seq, BootID: b.boot, Uptime: time.Duration(b.seq) * time.Second, Status: b.status, Events: events})
+	iv, err := b.s.Beat(context.Background(), Beat{Sequence: b.seq, BootID: b.boot, Uptime: time.Duration(b.seq) * time.Second, Status: b.status, Events: events})
 	if err != nil {
 		b.t.Fatalf("Beat(%s #%d): %v", b.s.NodeID(), b.seq, err)
 	}
@@ -107,11 +108,13 @@ func logOf(t testing.TB, s hbstore.Store) []hbstore.Event {
 	var out []hbstore.Event
 	var after int64
 	for {
-		p, err := s.ReadEvents(context.Background(), hbstore.EventQuery{After: after})
+		p, err := s.Events().Read(context.Background(), eventlog.Query{After: after})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, p.Events...)
+		for _, e := range p.Events {
+			out = append(out, hbstore.EventOf(e))
+		}
 		if len(p.Events) == 0 {
 			return out
 		}

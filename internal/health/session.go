@@ -49,6 +49,9 @@ type entry struct {
 	bootID   string
 	status   hbstore.Status
 	uptime   time.Duration
+	// healthy says the store holds the node as healthy, as far as this
+	// replica knows: it read so, or wrote so itself.
+	healthy bool
 	// dirty says a beat arrived since the last flush collected this entry.
 	dirty bool
 	sess  *Session
@@ -58,7 +61,11 @@ type shard struct {
 	mu      sync.Mutex
 	entries map[string]*entry
 	dirty   []*entry
-	events  []hbstore.Event
+}
+
+// observation is the entry's latest beat, as a flush writes it.
+func (e *entry) observation() hbstore.Observation {
+	return hbstore.Observation{NodeID: e.nodeID, LastSeen: e.lastSeen, Sequence: e.seq, BootID: e.bootID, Status: e.status, Uptime: e.uptime}
 }
 
 func newShards(n int) []*shard {
@@ -165,6 +172,7 @@ func (c *Core) lockEntry(ctx context.Context, sh *shard, nodeID string) (*entry,
 	}
 	if !e.known && err == nil {
 		e.known, e.lastSeen, e.seq, e.bootID, e.status, e.uptime = true, l.LastSeen, l.Sequence, l.BootID, l.Status, l.Uptime
+		e.healthy = l.State == hbstore.StateHealthy
 	}
 	return e, nil
 }
@@ -235,7 +243,12 @@ func (s *Session) close() {
 // from the stream's first (ErrBootChanged), or that comes too fast
 // (ErrTooFast) is refused and changes nothing. After the session ended it
 // returns the reason.
-func (s *Session) Beat(b Beat) (time.Duration, error) {
+//
+// A beat that raises an event (see durable) is written to the store, with
+// its events, before Beat returns, so that an acknowledged beat's events
+// survive this replica; if the store fails, so does the beat, and the node
+// sends it again. Other beats stay in memory until the next flush.
+func (s *Session) Beat(ctx context.Context, b Beat) (time.Duration, error) {
 	if err := s.Err(); err != nil {
 		return 0, err
 	}
@@ -255,6 +268,22 @@ func (s *Session) Beat(b Beat) (time.Duration, error) {
 		s.sh.mu.Unlock()
 		return 0, ErrSuperseded
 	}
+	durable := s.durable(now, b)
+	if durable {
+		// Written outside the shard lock: the store may be slow, and other
+		// nodes of the shard keep beating meanwhile. A newer stream of the
+		// node may take over in between; its beats then prevail.
+		s.sh.mu.Unlock()
+		if err := s.core.recordBeat(ctx, s.nodeID, now, b); err != nil {
+			return 0, err
+		}
+		s.sh.mu.Lock()
+		if s.e.sess != s {
+			s.sh.mu.Unlock()
+			return 0, ErrSuperseded
+		}
+		s.e.healthy = true
+	}
 	s.record(now, b)
 	s.sh.mu.Unlock()
 	s.lastSeq, s.bootID = b.Sequence, b.BootID
@@ -262,23 +291,38 @@ func (s *Session) Beat(b Beat) (time.Duration, error) {
 	return interval, nil
 }
 
-// record updates the entry and queues the beat's events; the shard lock is
-// held. The first beat of a stream is compared with what the node last
-// reported anywhere, later ones with the previous beat.
-func (s *Session) record(now time.Time, b Beat) {
-	e, sh := s.e, s.sh
-	if e.known && s.bootID == "" && e.bootID != b.BootID {
-		sh.events = append(sh.events, hbstore.Event{Time: now, NodeID: s.nodeID, Type: hbstore.EventRebooted,
-			BootID: b.BootID, PrevBootID: e.bootID, Status: b.Status})
-	}
-	if e.known && e.status != b.Status {
-		sh.events = append(sh.events, hbstore.Event{Time: now, NodeID: s.nodeID, Type: hbstore.EventStatusChanged,
-			BootID: b.BootID, Status: b.Status, PrevStatus: e.status})
-	}
+// durable says whether a beat raises an event, and so must be written
+// before it is acknowledged: the node is new, or not healthy in the store,
+// or may have been declared silent meanwhile (it was quiet for nearly two
+// intervals: the decider reads last-seen times up to a flush period old);
+// or the first beat of a stream brings a new boot ID, or the status
+// changed, or the agent sent events. The shard lock is held.
+func (s *Session) durable(now time.Time, b Beat) bool {
+	e := s.e
+	quiet := 2*s.core.currentTimings().Interval - s.core.cfg.FlushPeriod
+	return !e.known || !e.healthy || now.Sub(e.lastSeen) >= quiet ||
+		(s.bootID == "" && e.bootID != b.BootID) || e.status != b.Status || len(b.Events) > 0
+}
+
+// recordBeat writes one beat and its events to the store.
+func (c *Core) recordBeat(ctx context.Context, nodeID string, now time.Time, b Beat) error {
+	o := hbstore.Observation{NodeID: nodeID, LastSeen: now, Sequence: b.Sequence, BootID: b.BootID, Status: b.Status, Uptime: b.Uptime}
+	var events []hbstore.Event
 	for _, ev := range b.Events {
-		sh.events = append(sh.events, hbstore.Event{Time: now, NodeID: s.nodeID, Type: hbstore.EventNode,
+		events = append(events, hbstore.Event{Time: now, NodeID: nodeID, Type: hbstore.EventNode,
 			BootID: b.BootID, Status: b.Status, Kind: ev.Kind, Message: ev.Message})
 	}
+	written, err := c.store.Record(ctx, o, events)
+	if err != nil {
+		return fmt.Errorf("beat of node %s: %w", nodeID, err)
+	}
+	c.stats.events.Add(int64(len(written)))
+	return nil
+}
+
+// record updates the entry with the beat; the shard lock is held.
+func (s *Session) record(now time.Time, b Beat) {
+	e, sh := s.e, s.sh
 	e.known, e.lastSeen, e.seq, e.bootID, e.status, e.uptime = true, now, b.Sequence, b.BootID, b.Status, b.Uptime
 	if !e.dirty {
 		e.dirty = true

@@ -17,7 +17,7 @@ func TestBeatRules(t *testing.T) {
 	c := newCore(t, store, clock, "a")
 	s := connect(t, c, "n1")
 	beat := func(seq int64, boot string) error {
-		_, err := s.Beat(Beat{Sequence: seq, BootID: boot, Status: hbstore.StatusUp})
+		_, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: boot, Status: hbstore.StatusUp})
 		return err
 	}
 	tests := []struct {
@@ -50,7 +50,7 @@ func TestBeatRules(t *testing.T) {
 	var seq int64
 	flood := func() error {
 		seq++
-		_, err := f.Beat(Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp})
+		_, err := f.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp})
 		return err
 	}
 	for i := range beatBurst {
@@ -80,7 +80,7 @@ func TestSupersededStream(t *testing.T) {
 	if err := first.s.Err(); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("first stream: %v, want ErrSuperseded", err)
 	}
-	if _, err := first.s.Beat(Beat{Sequence: 9, BootID: "b", Status: hbstore.StatusUp}); !errors.Is(err, ErrSuperseded) {
+	if _, err := first.s.Beat(context.Background(), Beat{Sequence: 9, BootID: "b", Status: hbstore.StatusUp}); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("beat on the first stream: %v", err)
 	}
 	// Closing the old stream late does not disturb the new one.
@@ -226,30 +226,39 @@ func TestJitter(t *testing.T) {
 	}
 }
 
-// TestFlushRetry: beats and events survive a failed flush.
+// TestFlushRetry: beats survive a failed flush. A beat that raises events
+// is refused while the store is down and changes nothing, so no event is
+// ever dropped; its events are written once the node sends it again.
 func TestFlushRetry(t *testing.T) {
+	ctx := context.Background()
 	clock := healthtest.NewClock(t0)
 	store := &flakyStore{Store: newSQLiteStore(t)}
-	c := newCore(t, store, clock, "a", func(c *Config) { c.MaxPendingEvents = 3 })
+	c := newCore(t, store, clock, "a")
 	n := newBeater(t, c, "n1", "b")
+	n.beat()
 	store.fail(true)
-	n.beat(NodeEvent{Kind: "1"}, NodeEvent{Kind: "2"})
-	if err := c.Flush(context.Background()); err == nil {
+	clock.Advance(time.Second)
+	n.beat()
+	if err := c.Flush(ctx); err == nil {
 		t.Fatal("Flush succeeded")
 	}
-	n.beat(NodeEvent{Kind: "3"}, NodeEvent{Kind: "4"})
-	if err := c.Flush(context.Background()); err == nil {
+	n.seq++
+	events := []NodeEvent{{Kind: "1"}, {Kind: "2"}}
+	if _, err := n.s.Beat(ctx, Beat{Sequence: n.seq, BootID: "b", Status: hbstore.StatusUp, Events: events}); !errors.Is(err, errStoreDown) {
+		t.Fatalf("Beat with events while the store is down: %v, want %v", err, errStoreDown)
+	}
+	if err := c.Flush(ctx); err == nil {
 		t.Fatal("Flush succeeded")
 	}
 	store.fail(false)
+	n.beat(events...)
 	mustFlush(t, c)
-	// The oldest event beyond the limit of three was dropped.
-	diff(t, "events", []string{"+0s n1 healthy from new", "+0s n1 node_event 2: ", "+0s n1 node_event 3: ", "+0s n1 node_event 4: "},
+	diff(t, "events", []string{"+0s n1 healthy from new", "+1s n1 node_event 1: ", "+1s n1 node_event 2: "},
 		timeline(logOf(t, store)))
-	if l, err := store.GetLiveness(context.Background(), "n1"); err != nil || l.Sequence != 2 {
+	if l, err := store.GetLiveness(ctx, "n1"); err != nil || l.Sequence != 4 {
 		t.Errorf("liveness = %+v, %v", l, err)
 	}
-	if s := c.Stats(); s.DroppedEvents != 1 || s.FlushErrors != 2 {
+	if s := c.Stats(); s.FlushErrors != 2 || s.EventsWritten != 3 {
 		t.Errorf("stats = %+v", s)
 	}
 }

@@ -2,8 +2,9 @@ package health
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
 
@@ -23,58 +24,24 @@ type WatchRequest struct {
 }
 
 // Watch sends the events after the request's cursor, in cursor order, then
-// follows the log until ctx ends or send fails: it wakes when this replica
-// appends and polls the store every PollPeriod for the other replicas'
-// events. Every event is sent once, so a caller that watches again after
-// the last cursor it received misses nothing and sees nothing twice.
+// follows the log (eventlog.Follower) until ctx ends or send fails: it
+// wakes when this replica appends and polls the store every PollPeriod for
+// the other replicas' events. Every event is sent once, so a caller that
+// watches again after the last cursor it received misses nothing and sees
+// nothing twice.
 //
 // A cursor whose following events retention deleted, or one ahead of the
-// log, fails with a *CursorError, at the start or, for a watcher that falls
-// behind retention, later. When Run returns, Watch returns ErrClosing.
+// log, fails with an *eventlog.CursorError, at the start or, for a watcher
+// that falls behind retention, later. When Run returns, Watch returns
+// ErrClosing.
 func (c *Core) Watch(ctx context.Context, r WatchRequest, send func(hbstore.Event) error) error {
-	deleted, head, err := c.store.EventBounds(ctx)
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
+	w := eventlog.WatchRequest{After: r.After, FromNow: r.FromNow, NodeIDs: r.NodeIDs}
+	for _, t := range r.Types {
+		w.Types = append(w.Types, string(t))
 	}
-	after := r.After
-	switch {
-	case r.FromNow:
-		after = head
-	case after == 0:
-		after = deleted
-	case after < deleted:
-		return &CursorError{Cursor: after, Oldest: deleted, Newest: head}
-	case after > head:
-		return &CursorError{Cursor: after, Oldest: deleted, Newest: head, Ahead: true}
+	err := c.follower.Watch(ctx, w, func(e eventlog.Event) error { return send(hbstore.EventOf(e)) })
+	if errors.Is(err, eventlog.ErrClosed) {
+		return ErrClosing
 	}
-	q := hbstore.EventQuery{NodeIDs: r.NodeIDs, Types: r.Types, Limit: watchPage}
-	for {
-		// Taken before reading, so an append during the read is not missed.
-		wake := c.appendedChan()
-		q.After = after
-		page, err := c.store.ReadEvents(ctx, q)
-		if err != nil {
-			return fmt.Errorf("watch: %w", err)
-		}
-		if after < page.DeletedThrough {
-			return &CursorError{Cursor: after, Oldest: page.DeletedThrough, Newest: page.Next}
-		}
-		for _, e := range page.Events {
-			if err := send(e); err != nil {
-				return err
-			}
-		}
-		after = page.Next
-		if len(page.Events) == watchPage {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.closed:
-			return ErrClosing
-		case <-wake:
-		case <-c.clock.After(c.cfg.PollPeriod):
-		}
-	}
+	return err
 }

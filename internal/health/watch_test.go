@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/health/healthtest"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
@@ -178,8 +179,8 @@ func TestWatchRetentionBoundary(t *testing.T) {
 	none := func(hbstore.Event) error { return errors.New("unexpected event") }
 	for _, after := range []int64{old[0].Cursor, oldest - 1} {
 		err := c.Watch(ctx, WatchRequest{After: after}, none)
-		var ce *CursorError
-		if !errors.As(err, &ce) || ce.Ahead || ce.Oldest != oldest {
+		var ce *eventlog.CursorError
+		if !errors.As(err, &ce) || ce.Ahead || ce.DeletedThrough != oldest {
 			t.Fatalf("Watch(after %d) = %v, want a CursorError naming %d", after, err, oldest)
 		}
 	}
@@ -187,7 +188,7 @@ func TestWatchRetentionBoundary(t *testing.T) {
 	diff(t, "at the boundary", []string{"new"}, kinds(startWatch(t, c, WatchRequest{After: oldest}).next(t, 1)))
 	diff(t, "from 0", []string{"new"}, kinds(startWatch(t, c, WatchRequest{}).next(t, 1)))
 	// A cursor from the future (another database) is refused too.
-	var ce *CursorError
+	var ce *eventlog.CursorError
 	if err := c.Watch(ctx, WatchRequest{After: kept[0].Cursor + 10}, none); !errors.As(err, &ce) || !ce.Ahead {
 		t.Fatalf("Watch(ahead) = %v, want an ahead CursorError", err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -30,13 +31,6 @@ const (
 	PrunePeriod      = 10 * time.Minute
 	// MaxWatchNodes bounds the node IDs of one watch filter.
 	MaxWatchNodes = 100
-)
-
-// Public messages of OutOfRange, the same for every service's watch, so
-// that client/watch can read the cursors back out of them.
-const (
-	msgCursorGone  = "after_cursor %d is older than the oldest event kept; the oldest cursor available is %d"
-	msgCursorAhead = "after_cursor %d is ahead of the event log, whose newest cursor is %d"
 )
 
 // Config describes one service's log.
@@ -193,10 +187,9 @@ func (f *Feed) Status(err error) (code codes.Code, msg string, ok bool) {
 	switch {
 	case errors.As(err, &fe):
 		return codes.InvalidArgument, fe.Error(), true
-	case errors.As(err, &ce) && ce.Ahead:
-		return codes.OutOfRange, fmt.Sprintf(msgCursorAhead, ce.Cursor, ce.Newest), true
 	case errors.As(err, &ce):
-		return codes.OutOfRange, fmt.Sprintf(msgCursorGone, ce.Cursor, ce.Oldest), true
+		st := rpcerr.CursorStatus(ce)
+		return st.Code(), st.Message(), true
 	case errors.Is(err, eventlog.ErrClosed):
 		return codes.Unavailable, f.cfg.Service + " service is shutting down; watch again after the last cursor received", true
 	}
@@ -211,6 +204,10 @@ func (f *Feed) GRPCError(err error) (out error, ok bool) {
 	var se *SendError
 	if errors.As(err, &se) {
 		return se.Err, true
+	}
+	var ce *eventlog.CursorError
+	if errors.As(err, &ce) {
+		return rpcerr.CursorStatus(ce).Err(), true
 	}
 	if code, msg, handled := f.Status(err); handled {
 		return status.Error(code, msg), true

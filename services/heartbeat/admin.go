@@ -32,7 +32,7 @@ func (s *Service) ListNodeHealth(ctx context.Context, req *berthv1.ListNodeHealt
 	}
 	// The cursor is read first: every change after it is in the log after
 	// it, whether or not this page already shows it.
-	_, head, err := s.store.EventBounds(ctx)
+	b, err := s.store.Events().Bounds(ctx)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, fmt.Errorf("list node health: %w", err))
 	}
@@ -41,7 +41,7 @@ func (s *Service) ListNodeHealth(ctx context.Context, req *berthv1.ListNodeHealt
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, fmt.Errorf("list node health: %w", err))
 	}
-	resp := &berthv1.ListNodeHealthResponse{Cursor: head}
+	resp := &berthv1.ListNodeHealthResponse{Cursor: b.Head}
 	if len(rows) > size {
 		rows = rows[:size]
 		resp.NextPageToken = encodePageToken(rows[size-1].NodeID)

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -208,9 +210,10 @@ func TestWatchRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := e.watch(t, &berthv1.WatchHealthRequest{AfterCursor: 1}).s.Recv()
-		if grpcstatus.Code(err) != codes.OutOfRange || !strings.Contains(err.Error(), "the oldest cursor available is 2") {
-			t.Fatalf("watch after a deleted cursor: %v, want OutOfRange naming cursor 2", err)
+		if grpcstatus.Code(err) != codes.OutOfRange || !strings.Contains(err.Error(), "the oldest cursor available is 3") {
+			t.Fatalf("watch after a deleted cursor: %v, want OutOfRange naming cursor 3", err)
 		}
+		wantCursorDetail(t, err, &berthv1.CursorOutOfRange{AfterCursor: 1, OldestCursor: 3, DeletedThrough: 2, NewestCursor: 3})
 		if got := summary(e.watch(t, &berthv1.WatchHealthRequest{AfterCursor: 2}).next(1)); got[0] != "3 node-1 NODE_EVENT new" {
 			t.Errorf("watch from the oldest cursor: %q", got)
 		}
@@ -218,7 +221,23 @@ func TestWatchRetention(t *testing.T) {
 		if grpcstatus.Code(err) != codes.OutOfRange || !strings.Contains(err.Error(), "newest cursor is 3") {
 			t.Fatalf("watch after a cursor ahead of the log: %v", err)
 		}
+		wantCursorDetail(t, err, &berthv1.CursorOutOfRange{AfterCursor: 99, Ahead: true, OldestCursor: 3, DeletedThrough: 2, NewestCursor: 3})
 	})
+}
+
+// wantCursorDetail checks the typed detail that tells a client where it
+// may resume.
+func wantCursorDetail(t *testing.T, err error, want *berthv1.CursorOutOfRange) {
+	t.Helper()
+	for _, d := range grpcstatus.Convert(err).Details() {
+		if got, ok := d.(*berthv1.CursorOutOfRange); ok {
+			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("CursorOutOfRange (-want +got):\n%s", diff)
+			}
+			return
+		}
+	}
+	t.Errorf("%v carries no CursorOutOfRange detail", err)
 }
 
 // TestStoreUnavailable: when the database cannot serve, the admin reads

@@ -1,8 +1,6 @@
 package heartbeat
 
 import (
-	"fmt"
-
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/health"
@@ -12,8 +10,8 @@ import (
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
 
-// Public messages. Clients see only these, never an internal cause. The
-// cursor messages carry numbers, which client/watch reads back.
+// Public messages. Clients see only these, never an internal cause. A
+// watch's cursor errors are mapped by rpcerr, as for every service.
 const (
 	msgRevoked     = "node is revoked"
 	msgRevUnknown  = "revocation state not yet known; retry later"
@@ -25,8 +23,6 @@ const (
 	msgInterval    = "interval must be between twice the flush period (at least 1s) and 1h"
 	msgGrace       = "grace must be more than twice the interval and at most 24h"
 	msgNeverSeen   = "no beat was ever received from this node"
-	msgCursorGone  = "after_cursor is older than the oldest event kept; the oldest cursor available is %d"
-	msgCursorAhead = "after_cursor is ahead of the event log, whose newest cursor is %d"
 )
 
 // Validation rules, shown after the field name.
@@ -52,12 +48,6 @@ const (
 
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
-	rpcerr.As(codes.OutOfRange, func(e *health.CursorError) string {
-		if e.Ahead {
-			return fmt.Sprintf(msgCursorAhead, e.Newest)
-		}
-		return fmt.Sprintf(msgCursorGone, e.Oldest)
-	}),
 	rpcerr.Is(health.ErrRevoked, codes.PermissionDenied, msgRevoked),
 	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevUnknown),
 	rpcerr.Is(health.ErrSuperseded, codes.Aborted, msgSuperseded),

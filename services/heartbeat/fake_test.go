@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"context"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/hbstore"
 )
 
@@ -19,4 +20,12 @@ func (d readsDown) GetLiveness(context.Context, string) (hbstore.Liveness, error
 func (d readsDown) ListLiveness(context.Context, hbstore.LivenessFilter) ([]hbstore.Liveness, error) {
 	return nil, d.err
 }
-func (d readsDown) EventBounds(context.Context) (int64, int64, error) { return 0, 0, d.err }
+func (d readsDown) Events() eventlog.Log { return downLog{Log: d.Store.Events(), err: d.err} }
+
+// downLog is an event log whose bounds cannot be read.
+type downLog struct {
+	eventlog.Log
+	err error
+}
+
+func (l downLog) Bounds(context.Context) (eventlog.Bounds, error) { return eventlog.Bounds{}, l.err }

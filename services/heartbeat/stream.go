@@ -46,7 +46,7 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 			if err := s.revocationsReady(); err != nil {
 				return errorTable.Status(ctx, log, err)
 			}
-			interval, err := sess.Beat(b)
+			interval, err := sess.Beat(ctx, b)
 			if err != nil {
 				return errorTable.Status(ctx, log, err)
 			}

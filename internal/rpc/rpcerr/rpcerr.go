@@ -8,6 +8,8 @@
 // Beyond the table, the mapping is the same for every service:
 //
 //	validation (Invalid)                   InvalidArgument, "<field> <rule>"
+//	a watch's *eventlog.CursorError        OutOfRange, with a
+//	                                         berth.v1.CursorOutOfRange detail
 //	context.Canceled, a dependency's       Canceled
 //	  Canceled
 //	context.DeadlineExceeded, a            DeadlineExceeded
@@ -38,6 +40,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/rpc"
 )
 
@@ -120,6 +123,10 @@ func (t Table) Status(ctx context.Context, log *slog.Logger, err error) error {
 		log = rpc.Logger(ctx, slog.New(slog.DiscardHandler))
 	}
 	log.Log(ctx, level, "request failed", rpc.AttrCode, code.String(), rpc.AttrError, err.Error())
+	var ce *eventlog.CursorError
+	if code == codes.OutOfRange && errors.As(err, &ce) {
+		return CursorStatus(ce).Err()
+	}
 	st := status.New(code, msg)
 	var retry *RetryError
 	if errors.As(err, &retry) && retry.After > 0 {
@@ -132,9 +139,16 @@ func (t Table) Status(ctx context.Context, log *slog.Logger, err error) error {
 
 // Classify returns the code and public message err deserves.
 func (t Table) Classify(ctx context.Context, err error) (codes.Code, string) {
-	var inv *InvalidError
-	if errors.As(err, &inv) {
+	var (
+		inv *InvalidError
+		ce  *eventlog.CursorError
+	)
+	switch {
+	case errors.As(err, &inv):
 		return codes.InvalidArgument, inv.Error()
+	case errors.As(err, &ce):
+		st := CursorStatus(ce)
+		return st.Code(), st.Message()
 	}
 	for _, c := range t {
 		if msg, ok := c.match(err); ok {

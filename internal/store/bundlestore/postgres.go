@@ -17,7 +17,7 @@ import (
 // bundles service.
 type PostgresStore struct {
 	pool   *pgxpool.Pool
-	events *eventlog.PostgresLog
+	events *eventlog.SQLLog
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -29,7 +29,7 @@ func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle store: %w", err)
 	}
-	return &PostgresStore{pool: pool, events: eventlog.NewPostgresLog(pool, events)}, nil
+	return &PostgresStore{pool: pool, events: eventlog.NewLog(db.FromPool(pool), events)}, nil
 }
 
 // Close closes the connection pool.
@@ -67,7 +67,7 @@ func (s *PostgresStore) write(ctx context.Context, fn func(steps) error) error {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	if err := fn(postgresSteps{tx}); err != nil {
+	if err := fn(postgresSteps{tx, s.events}); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -176,7 +176,10 @@ func (s *PostgresStore) Delete(ctx context.Context, nodeID string) error {
 }
 
 // postgresSteps are the write steps on a PostgreSQL transaction.
-type postgresSteps struct{ tx pgx.Tx }
+type postgresSteps struct {
+	tx  pgx.Tx
+	log *eventlog.SQLLog
+}
 
 // lock upserts the node's row; ON CONFLICT DO UPDATE locks an existing row
 // until the transaction ends, and a concurrent first write waits on the
@@ -246,7 +249,7 @@ func (q postgresSteps) setLast(ctx context.Context, nodeID string, last int64) e
 }
 
 func (q postgresSteps) appendEvent(ctx context.Context, e eventlog.Event) error {
-	return eventlog.AppendPostgres(ctx, q.tx, events, e)
+	return q.log.Append(ctx, db.PgxExec{Tx: q.tx}, e)
 }
 
 func (q postgresSteps) trim(ctx context.Context, nodeID string, atMost int64) error {

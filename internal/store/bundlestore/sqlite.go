@@ -15,7 +15,7 @@ import (
 // and single-machine deployments.
 type SQLiteStore struct {
 	db     *sql.DB
-	events *eventlog.SQLiteLog
+	events *eventlog.SQLLog
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -27,7 +27,7 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle store: %w", err)
 	}
-	return &SQLiteStore{db: d, events: eventlog.NewSQLiteLog(d, events)}, nil
+	return &SQLiteStore{db: d, events: eventlog.NewLog(&db.DB{DB: d, Dialect: db.SQLite}, events)}, nil
 }
 
 // Close closes the database.
@@ -67,7 +67,7 @@ func (s *SQLiteStore) write(ctx context.Context, fn func(steps) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	if err := fn(sqliteSteps{tx}); err != nil {
+	if err := fn(sqliteSteps{tx, s.events}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -178,7 +178,10 @@ func (s *SQLiteStore) Delete(ctx context.Context, nodeID string) error {
 }
 
 // sqliteSteps are the write steps on a SQLite transaction.
-type sqliteSteps struct{ tx *sql.Tx }
+type sqliteSteps struct {
+	tx  *sql.Tx
+	log *eventlog.SQLLog
+}
 
 func (q sqliteSteps) lock(ctx context.Context, nodeID string) (int64, error) {
 	var last int64
@@ -245,7 +248,7 @@ func (q sqliteSteps) setLast(ctx context.Context, nodeID string, last int64) err
 }
 
 func (q sqliteSteps) appendEvent(ctx context.Context, e eventlog.Event) error {
-	return eventlog.AppendSQLite(ctx, q.tx, events, e)
+	return q.log.Append(ctx, q.tx, e)
 }
 
 func (q sqliteSteps) trim(ctx context.Context, nodeID string, atMost int64) error {

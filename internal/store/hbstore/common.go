@@ -2,32 +2,28 @@ package hbstore
 
 import (
 	"cmp"
-	"hash/fnv"
 	"slices"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // leaseName names the one lease in hb_lease.
 const leaseName = "decider"
 
-// defaultEventLimit bounds a ReadEvents page when the query does not.
-const defaultEventLimit = 1000
+// events is the health event log's table.
+var events = eventlog.NewTable("hb")
 
 // utc normalises a time for storage: UTC, microsecond precision, which both
 // backends can hold exactly.
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// micros and fromMicros are the SQLite time encoding.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 func durationMicros(d time.Duration) int64 { return d.Microseconds() }
 
 func fromDurationMicros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
 
 // latestPerNode keeps the newest observation of each node (the last given
-// wins a tie) and sorts them by node ID, so that concurrent flushes lock
+// wins a tie) and sorts them by node ID, so that concurrent writers lock
 // rows in the same order.
 func latestPerNode(obs []Observation) []Observation {
 	byNode := make(map[string]int, len(obs))
@@ -47,56 +43,57 @@ func latestPerNode(obs []Observation) []Observation {
 	return out
 }
 
-// healthyEvent is the event of a flush that found a node new, suspect or
-// unreachable.
-func healthyEvent(nodeID string, at time.Time, bootID string, status Status, prior *string) Event {
-	e := Event{Time: at, NodeID: nodeID, Type: EventHealthy, State: StateHealthy, BootID: bootID, Status: status}
-	if prior != nil {
-		e.PrevState = State(*prior)
-	}
-	return e
-}
-
-// silentEvent is the event of a node the decider found silent.
-func silentEvent(nodeID string, at time.Time, to, from State, bootID string, status Status) Event {
-	typ := EventSuspect
-	if to == StateUnreachable {
-		typ = EventUnreachable
-	}
-	return Event{Time: at, NodeID: nodeID, Type: typ, State: to, PrevState: from, BootID: bootID, Status: status}
+// healthyEvent is the event of a node found new (prior "") or not healthy.
+func healthyEvent(nodeID string, at time.Time, bootID string, status Status, prior State) Event {
+	return Event{Time: at, NodeID: nodeID, Type: EventHealthy, State: StateHealthy, PrevState: prior, BootID: bootID, Status: status}
 }
 
 func sortEventsByNode(evs []Event) {
 	slices.SortStableFunc(evs, func(a, b Event) int { return cmp.Compare(a.NodeID, b.NodeID) })
 }
 
-// pageNext is where the read after a page starts; see EventPage.Next.
-func pageNext(q EventQuery, limit int, evs []Event, head int64) int64 {
-	if len(evs) == limit {
-		return evs[len(evs)-1].Cursor
+// The details keys of a health event in the log.
+const (
+	keyState      = "state"
+	keyPrevState  = "prev_state"
+	keyBootID     = "boot_id"
+	keyPrevBootID = "prev_boot_id"
+	keyStatus     = "status"
+	keyPrevStatus = "prev_status"
+	keyKind       = "kind"
+	keyMessage    = "message"
+)
+
+// entry is e as the log holds it; empty fields are left out.
+func (e Event) entry() eventlog.Event {
+	d := map[string]string{}
+	for k, v := range map[string]string{
+		keyState: string(e.State), keyPrevState: string(e.PrevState), keyBootID: e.BootID, keyPrevBootID: e.PrevBootID,
+		keyStatus: string(e.Status), keyPrevStatus: string(e.PrevStatus), keyKind: e.Kind, keyMessage: e.Message,
+	} {
+		if v != "" {
+			d[k] = v
+		}
 	}
-	return max(q.After, head)
+	return eventlog.Event{Type: string(e.Type), NodeID: e.NodeID, Time: e.Time, Details: d}
 }
 
-func eventLimit(q EventQuery) int {
-	if q.Limit <= 0 {
-		return defaultEventLimit
+// EventOf reads a health event out of an entry of the log.
+func EventOf(e eventlog.Event) Event {
+	d := e.Details
+	return Event{
+		Cursor: e.Cursor, Time: e.Time, NodeID: e.NodeID, Type: EventType(e.Type),
+		State: State(d[keyState]), PrevState: State(d[keyPrevState]),
+		BootID: d[keyBootID], PrevBootID: d[keyPrevBootID],
+		Status: Status(d[keyStatus]), PrevStatus: Status(d[keyPrevStatus]),
+		Kind: d[keyKind], Message: d[keyMessage],
 	}
-	return q.Limit
 }
 
-// eventsLockKey is the pg_advisory_xact_lock key that serialises event
-// appends. Keys live in one 64-bit space shared by every application on the
-// server, so the name carries a berth prefix.
-var eventsLockKey = func() int64 {
-	h := fnv.New64a()
-	h.Write([]byte("berth hb_events append"))
-	return int64(h.Sum64())
-}()
-
-func nilIfEmpty[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
+func entries(evs []Event) []eventlog.Event {
+	out := make([]eventlog.Event, len(evs))
+	for i, e := range evs {
+		out[i] = e.entry()
 	}
-	return s
+	return out
 }

@@ -17,6 +17,9 @@ const service = "heartbeat"
 //	     and hb_settings (fleet heartbeat timings).
 //	0002 hb_settings.stretch: the load factor the decider applies to the
 //	     timings under overload (default 1).
+//	0003 hb_events takes the shape of every event log (eventlog.Schema for
+//	     "hb": the typed columns become details) and hb_event_log becomes
+//	     hb_events_watermark; cursors and watermark carry over.
 //
 //go:embed migrations
 var migrations embed.FS

@@ -3,26 +3,22 @@
 // engine follows by cursor, the lease that elects the one replica deciding
 // which nodes are unreachable, and the fleet's heartbeat settings.
 //
-// # Cursor order
+// Its health events live in an event log of the one shape every service
+// shares (package eventlog, tables hb_events and hb_events_watermark), and
+// are appended in the same transaction as the liveness change they record,
+// so that a change and its event commit together or not at all.
 //
-// An engine follows the event log by cursor: it reads the events after the
-// last cursor it saw, and must never skip one. On PostgreSQL an identity
-// column alone does not give that: values are handed out when rows are
-// inserted, not when they commit, so a transaction that takes cursor 10 may
-// commit after one that takes cursor 11, and a reader that already saw 11
-// would never read 10. Every transaction that appends events therefore
-// takes one transaction-scoped advisory lock before it inserts them and
-// keeps it until it has committed. Cursors are then handed out in commit
-// order, and every snapshot sees a prefix of the log: all events up to the
-// newest one it sees. Appends are a few per second per replica (batched per
-// flush and per decision), so the lock costs nothing that matters. SQLite
-// has one writer at a time, which gives the same order by itself.
+// Every writing transaction locks the liveness rows it changes in node ID
+// order and appends its events last (the log's lock on PostgreSQL), so
+// writers never wait for each other in opposite orders.
 package hbstore
 
 import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // State is what the heartbeat service concludes about a node's liveness.
@@ -144,27 +140,6 @@ type LivenessFilter struct {
 	Limit   int      // <= 0 = no limit
 }
 
-// EventQuery selects events for ReadEvents.
-type EventQuery struct {
-	After   int64       // only cursors > After
-	NodeIDs []string    // empty = any
-	Types   []EventType // empty = any
-	Limit   int         // <= 0 = 1000
-}
-
-// EventPage is the answer to ReadEvents, read from one snapshot.
-type EventPage struct {
-	// Events match the query, in cursor order.
-	Events []Event
-	// Next is where the following read should start: the last event's
-	// cursor when the page is full, else the newest cursor of the log, so
-	// that a filtered reader moves past events it does not want.
-	Next int64
-	// DeletedThrough is the newest cursor retention has deleted; reading
-	// after an older cursor would have missed events.
-	DeletedThrough int64
-}
-
 // Settings are the fleet's heartbeat timings. Zero values mean the
 // service's defaults. The timings in force are Interval and Grace (the base
 // an admin sets) times Stretch (the load factor the decider sets under
@@ -206,6 +181,16 @@ type Store interface {
 	// come before the given events, which are appended in order. Duplicate
 	// node IDs keep the newest observation.
 	Flush(ctx context.Context, obs []Observation, events []Event) (FlushResult, error)
+	// Record writes one beat that changes what the store knows of its node,
+	// with its events, in one transaction, before the beat is acknowledged.
+	// Against the stored row it appends: EventHealthy if the node is new or
+	// not healthy (it becomes healthy), EventRebooted if the boot ID
+	// differs, EventStatusChanged if the status differs, then the given
+	// events (the agent's) in order; and it stores the observation. A beat
+	// the row already holds (same boot ID, sequence not above the stored
+	// one) changes nothing, so a retried beat appends nothing twice. It
+	// returns the events appended.
+	Record(ctx context.Context, o Observation, events []Event) ([]Event, error)
 	// GetLiveness returns one node's liveness; ErrNotFound if it never beat.
 	GetLiveness(ctx context.Context, nodeID string) (Liveness, error)
 	// ListLiveness returns matching rows in ascending node ID.
@@ -224,14 +209,9 @@ type Store interface {
 	// the holder lost the lease it changes nothing and returns ErrLeaseLost.
 	MarkSilent(ctx context.Context, s Silence) (SilenceResult, error)
 
-	// ReadEvents returns events after q.After, in cursor order.
-	ReadEvents(ctx context.Context, q EventQuery) (EventPage, error)
-	// EventBounds returns the newest cursor deleted by retention and the
-	// newest cursor of the log (at least deletedThrough).
-	EventBounds(ctx context.Context) (deletedThrough, head int64, err error)
-	// DeleteEventsBefore deletes the oldest events, up to but not including
-	// the first one at or after t, and returns how many it deleted.
-	DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error)
+	// Events is the health event log (see EventOf for its entries). Its
+	// followers are woken by every append of this store.
+	Events() eventlog.Log
 
 	// GetSettings returns the stored settings; zero if never set.
 	GetSettings(ctx context.Context) (Settings, error)

@@ -18,7 +18,7 @@ import (
 // registration service.
 type PostgresStore struct {
 	pool   *pgxpool.Pool
-	events *eventlog.PostgresLog
+	events *eventlog.SQLLog
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -30,7 +30,7 @@ func NewPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &PostgresStore{pool: pool, events: eventlog.NewPostgresLog(pool, events)}, nil
+	return &PostgresStore{pool: pool, events: eventlog.NewLog(db.FromPool(pool), events)}, nil
 }
 
 // Close closes the connection pool.
@@ -42,7 +42,7 @@ func (s *PostgresStore) Events() eventlog.Log { return s.events }
 // commit appends ev as the transaction's last write (see package eventlog)
 // and commits; then it wakes this process's watchers.
 func (s *PostgresStore) commit(ctx context.Context, tx pgx.Tx, ev eventlog.Event) error {
-	if err := eventlog.AppendPostgres(ctx, tx, events, ev); err != nil {
+	if err := s.events.Append(ctx, db.PgxExec{Tx: tx}, ev); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -426,7 +426,7 @@ func (s *PostgresStore) DeleteNode(ctx context.Context, id string, now time.Time
 		if tag.RowsAffected() == 0 {
 			return ErrNotFound
 		}
-		return eventlog.AppendPostgres(ctx, tx, events, deletedEvent(id, utc(now), actor))
+		return s.events.Append(ctx, db.PgxExec{Tx: tx}, deletedEvent(id, utc(now), actor))
 	})
 	if err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)

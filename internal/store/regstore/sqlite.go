@@ -22,7 +22,7 @@ type SQLiteStore struct {
 	// byKey is prepared once because every boot runs it; database/sql keeps
 	// one prepared copy per pooled connection.
 	byKey  *sql.Stmt
-	events *eventlog.SQLiteLog
+	events *eventlog.SQLLog
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -39,7 +39,7 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		d.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &SQLiteStore{db: d, byKey: byKey, events: eventlog.NewSQLiteLog(d, events)}, nil
+	return &SQLiteStore{db: d, byKey: byKey, events: eventlog.NewLog(&db.DB{DB: d, Dialect: db.SQLite}, events)}, nil
 }
 
 // Events is the node lifecycle log.
@@ -47,7 +47,7 @@ func (s *SQLiteStore) Events() eventlog.Log { return s.events }
 
 // commit appends ev and commits; then it wakes this process's watchers.
 func (s *SQLiteStore) commit(ctx context.Context, tx *sql.Tx, ev eventlog.Event) error {
-	if err := eventlog.AppendSQLite(ctx, tx, events, ev); err != nil {
+	if err := s.events.Append(ctx, tx, ev); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -182,6 +182,93 @@ func (x *LifecycleFilter) GetTypes() []string {
 	return nil
 }
 
+// CursorOutOfRange is the detail of the OutOfRange status with which every
+// watch RPC (WatchNodeEvents, WatchBundleEvents, WatchHealth) refuses to
+// resume after a cursor: retention deleted events after it, or it is ahead
+// of the log (the service's database was replaced). Clients read the
+// cursors from here, never from the message.
+type CursorOutOfRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after_cursor is the cursor the watch asked to resume after.
+	AfterCursor int64 `protobuf:"varint,1,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
+	// ahead says after_cursor is beyond the newest event of the log.
+	Ahead bool `protobuf:"varint,2,opt,name=ahead,proto3" json:"ahead,omitempty"`
+	// oldest_cursor is the lowest cursor an event still kept may have: a
+	// watch after oldest_cursor - 1 (or after 0) starts at the oldest event.
+	OldestCursor int64 `protobuf:"varint,3,opt,name=oldest_cursor,json=oldestCursor,proto3" json:"oldest_cursor,omitempty"`
+	// deleted_through is the newest cursor retention deleted.
+	DeletedThrough int64 `protobuf:"varint,4,opt,name=deleted_through,json=deletedThrough,proto3" json:"deleted_through,omitempty"`
+	// newest_cursor is the newest cursor of the log.
+	NewestCursor  int64 `protobuf:"varint,5,opt,name=newest_cursor,json=newestCursor,proto3" json:"newest_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CursorOutOfRange) Reset() {
+	*x = CursorOutOfRange{}
+	mi := &file_berth_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CursorOutOfRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CursorOutOfRange) ProtoMessage() {}
+
+func (x *CursorOutOfRange) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CursorOutOfRange.ProtoReflect.Descriptor instead.
+func (*CursorOutOfRange) Descriptor() ([]byte, []int) {
+	return file_berth_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CursorOutOfRange) GetAfterCursor() int64 {
+	if x != nil {
+		return x.AfterCursor
+	}
+	return 0
+}
+
+func (x *CursorOutOfRange) GetAhead() bool {
+	if x != nil {
+		return x.Ahead
+	}
+	return false
+}
+
+func (x *CursorOutOfRange) GetOldestCursor() int64 {
+	if x != nil {
+		return x.OldestCursor
+	}
+	return 0
+}
+
+func (x *CursorOutOfRange) GetDeletedThrough() int64 {
+	if x != nil {
+		return x.DeletedThrough
+	}
+	return 0
+}
+
+func (x *CursorOutOfRange) GetNewestCursor() int64 {
+	if x != nil {
+		return x.NewestCursor
+	}
+	return 0
+}
+
 var File_berth_v1_events_proto protoreflect.FileDescriptor
 
 const file_berth_v1_events_proto_rawDesc = "" +
@@ -200,7 +287,13 @@ const file_berth_v1_events_proto_rawDesc = "" +
 	"\fafter_cursor\x18\x01 \x01(\x03R\vafterCursor\x12\x19\n" +
 	"\bfrom_now\x18\x02 \x01(\bR\afromNow\x12\x19\n" +
 	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\x12\x14\n" +
-	"\x05types\x18\x04 \x03(\tR\x05typesB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x05types\x18\x04 \x03(\tR\x05types\"\xbe\x01\n" +
+	"\x10CursorOutOfRange\x12!\n" +
+	"\fafter_cursor\x18\x01 \x01(\x03R\vafterCursor\x12\x14\n" +
+	"\x05ahead\x18\x02 \x01(\bR\x05ahead\x12#\n" +
+	"\roldest_cursor\x18\x03 \x01(\x03R\foldestCursor\x12'\n" +
+	"\x0fdeleted_through\x18\x04 \x01(\x03R\x0edeletedThrough\x12#\n" +
+	"\rnewest_cursor\x18\x05 \x01(\x03R\fnewestCursorB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_events_proto_rawDescOnce sync.Once
@@ -214,16 +307,17 @@ func file_berth_v1_events_proto_rawDescGZIP() []byte {
 	return file_berth_v1_events_proto_rawDescData
 }
 
-var file_berth_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_berth_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_berth_v1_events_proto_goTypes = []any{
 	(*LifecycleEvent)(nil),        // 0: berth.v1.LifecycleEvent
 	(*LifecycleFilter)(nil),       // 1: berth.v1.LifecycleFilter
-	nil,                           // 2: berth.v1.LifecycleEvent.DetailsEntry
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*CursorOutOfRange)(nil),      // 2: berth.v1.CursorOutOfRange
+	nil,                           // 3: berth.v1.LifecycleEvent.DetailsEntry
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_berth_v1_events_proto_depIdxs = []int32{
-	3, // 0: berth.v1.LifecycleEvent.time:type_name -> google.protobuf.Timestamp
-	2, // 1: berth.v1.LifecycleEvent.details:type_name -> berth.v1.LifecycleEvent.DetailsEntry
+	4, // 0: berth.v1.LifecycleEvent.time:type_name -> google.protobuf.Timestamp
+	3, // 1: berth.v1.LifecycleEvent.details:type_name -> berth.v1.LifecycleEvent.DetailsEntry
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -242,7 +336,7 @@ func file_berth_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_events_proto_rawDesc), len(file_berth_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -52,7 +52,7 @@ func testConcurrentAppends(t *testing.T, s hbstore.Store) {
 		var after int64
 		for {
 			finished := done.Load()
-			p, err := s.ReadEvents(ctx, hbstore.EventQuery{After: after, Limit: 7})
+			p, err := readEvents(ctx, s, eventQuery{After: after, Limit: 7})
 			if err != nil {
 				readErr = err
 				return

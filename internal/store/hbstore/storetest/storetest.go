@@ -39,6 +39,8 @@ func Run(t *testing.T, newStore func(t *testing.T) hbstore.Store) {
 		{"StretchKeepsBaseSettings", testStretch},
 		{"CountLive", testCountLive},
 		{"ConcurrentAppendsFollowedByCursor", testConcurrentAppends},
+		{"RecordRaisesEachTransitionOnce", testRecord},
+		{"RecordConcurrentReplicas", testRecordConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -84,7 +86,7 @@ func allEvents(t *testing.T, s hbstore.Store) []hbstore.Event {
 	var out []hbstore.Event
 	var after int64
 	for {
-		p, err := s.ReadEvents(t.Context(), hbstore.EventQuery{After: after, Limit: 100})
+		p, err := readEvents(t.Context(), s, eventQuery{After: after, Limit: 100})
 		if err != nil {
 			t.Fatalf("ReadEvents: %v", err)
 		}
@@ -432,24 +434,24 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 	}
 	tests := []struct {
 		name     string
-		q        hbstore.EventQuery
+		q        eventQuery
 		want     []string
 		wantNext int64
 	}{
-		{"first page", hbstore.EventQuery{Limit: 4}, []string{"0", "1", "2", "3"}, c(3)},
-		{"next page", hbstore.EventQuery{After: c(3), Limit: 4}, []string{"4", "5", "6", "7"}, c(7)},
-		{"last page moves to the head", hbstore.EventQuery{After: c(7), Limit: 4}, []string{"8", "9"}, head},
-		{"nothing after the head", hbstore.EventQuery{After: head}, nil, head},
-		{"node filter", hbstore.EventQuery{NodeIDs: []string{"n1"}}, []string{"1", "3", "5", "7", "9"}, head},
-		{"type filter", hbstore.EventQuery{Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "3", "6", "9"}, head},
-		{"both", hbstore.EventQuery{NodeIDs: []string{"n0"}, Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "6"}, head},
-		{"filtered full page", hbstore.EventQuery{NodeIDs: []string{"n0"}, Limit: 2}, []string{"0", "2"}, c(2)},
+		{"first page", eventQuery{Limit: 4}, []string{"0", "1", "2", "3"}, c(3)},
+		{"next page", eventQuery{After: c(3), Limit: 4}, []string{"4", "5", "6", "7"}, c(7)},
+		{"last page moves to the head", eventQuery{After: c(7), Limit: 4}, []string{"8", "9"}, head},
+		{"nothing after the head", eventQuery{After: head}, nil, head},
+		{"node filter", eventQuery{NodeIDs: []string{"n1"}}, []string{"1", "3", "5", "7", "9"}, head},
+		{"type filter", eventQuery{Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "3", "6", "9"}, head},
+		{"both", eventQuery{NodeIDs: []string{"n0"}, Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "6"}, head},
+		{"filtered full page", eventQuery{NodeIDs: []string{"n0"}, Limit: 2}, []string{"0", "2"}, c(2)},
 		// A reader whose filter matches nothing still moves to the head.
-		{"no match", hbstore.EventQuery{NodeIDs: []string{"zz"}}, nil, head},
+		{"no match", eventQuery{NodeIDs: []string{"zz"}}, nil, head},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := s.ReadEvents(t.Context(), tt.q)
+			p, err := readEvents(t.Context(), s, tt.q)
 			if err != nil {
 				t.Fatalf("ReadEvents: %v", err)
 			}
@@ -462,7 +464,7 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 			}
 		})
 	}
-	deleted, gotHead, err := s.EventBounds(t.Context())
+	deleted, gotHead, err := eventBounds(t.Context(), s)
 	if err != nil || deleted != 0 || gotHead != head {
 		t.Errorf("EventBounds = %d, %d, %v; want 0, %d", deleted, gotHead, err, head)
 	}
@@ -470,10 +472,10 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 
 func testRetention(t *testing.T, s hbstore.Store) {
 	ctx := t.Context()
-	if d, h, err := s.EventBounds(ctx); err != nil || d != 0 || h != 0 {
+	if d, h, err := eventBounds(ctx, s); err != nil || d != 0 || h != 0 {
 		t.Fatalf("EventBounds of an empty log = %d, %d, %v", d, h, err)
 	}
-	if n, err := s.DeleteEventsBefore(ctx, at(time.Hour)); err != nil || n != 0 {
+	if n, err := deleteEventsBefore(ctx, s, at(time.Hour)); err != nil || n != 0 {
 		t.Fatalf("DeleteEventsBefore on an empty log = %d, %v", n, err)
 	}
 	// Times are not in cursor order: retention deletes only a prefix, up to
@@ -484,15 +486,15 @@ func testRetention(t *testing.T, s hbstore.Store) {
 	}
 	mustFlush(t, s, nil, given)
 	all := allEvents(t, s)
-	n, err := s.DeleteEventsBefore(ctx, at(4*time.Second))
+	n, err := deleteEventsBefore(ctx, s, at(4*time.Second))
 	if err != nil || n != 2 {
 		t.Fatalf("DeleteEventsBefore = %d, %v; want 2", n, err)
 	}
-	d, h, err := s.EventBounds(ctx)
+	d, h, err := eventBounds(ctx, s)
 	if err != nil || d != all[1].Cursor || h != all[5].Cursor {
 		t.Fatalf("EventBounds = %d, %d, %v; want %d, %d", d, h, err, all[1].Cursor, all[5].Cursor)
 	}
-	p, err := s.ReadEvents(ctx, hbstore.EventQuery{})
+	p, err := readEvents(ctx, s, eventQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,14 +503,14 @@ func testRetention(t *testing.T, s hbstore.Store) {
 	}
 	// Deleting everything keeps the watermark and the head, and cursors are
 	// never handed out again.
-	if n, err := s.DeleteEventsBefore(ctx, at(time.Hour)); err != nil || n != 4 {
+	if n, err := deleteEventsBefore(ctx, s, at(time.Hour)); err != nil || n != 4 {
 		t.Fatalf("DeleteEventsBefore(all) = %d, %v; want 4", n, err)
 	}
-	d, h, err = s.EventBounds(ctx)
+	d, h, err = eventBounds(ctx, s)
 	if err != nil || d != all[5].Cursor || h != all[5].Cursor {
 		t.Fatalf("EventBounds after deleting all = %d, %d, %v; want %d twice", d, h, err, all[5].Cursor)
 	}
-	p, err = s.ReadEvents(ctx, hbstore.EventQuery{After: d})
+	p, err = readEvents(ctx, s, eventQuery{After: d})
 	if err != nil || len(p.Events) != 0 || p.Next != d || p.DeletedThrough != d {
 		t.Fatalf("ReadEvents of an emptied log = %+v, %v", p, err)
 	}
@@ -518,10 +520,10 @@ func testRetention(t *testing.T, s hbstore.Store) {
 		t.Fatalf("new event %+v, want a cursor above %d", evs, d)
 	}
 	// The watermark never goes back.
-	if n, err := s.DeleteEventsBefore(ctx, at(0)); err != nil || n != 0 {
+	if n, err := deleteEventsBefore(ctx, s, at(0)); err != nil || n != 0 {
 		t.Fatalf("DeleteEventsBefore(old) = %d, %v", n, err)
 	}
-	if d2, _, _ := s.EventBounds(ctx); d2 != d {
+	if d2, _, _ := eventBounds(ctx, s); d2 != d {
 		t.Errorf("watermark moved from %d to %d", d, d2)
 	}
 }

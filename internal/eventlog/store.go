@@ -1,0 +1,200 @@
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/berth-dev/berth/internal/db"
+)
+
+// appendChunk is how many events one INSERT carries, well inside the
+// parameters one statement may bind on both engines.
+const appendChunk = 500
+
+// SQLLog is a log in a service's database, on either engine. Every replica
+// of the service opens its own on the shared database.
+type SQLLog struct {
+	db *db.DB
+	t  Table
+	n  Notifier
+}
+
+var _ Log = (*SQLLog)(nil)
+
+// NewLog returns the log t in d. Its tables must exist (Schema).
+func NewLog(d *db.DB, t Table) *SQLLog { return &SQLLog{db: d, t: t} }
+
+// Notify wakes this process's followers; call it after a transaction that
+// appended has committed.
+func (l *SQLLog) Notify() { l.n.Notify() }
+
+// Appended returns a channel closed at the next Notify.
+func (l *SQLLog) Appended() <-chan struct{} { return l.n.C() }
+
+// Append appends events, in the order given, inside tx. On PostgreSQL it
+// first takes the log's advisory transaction lock, held until tx ends, so
+// that cursors are handed out in commit order: make it the transaction's
+// last write (see the package documentation), and call Notify once tx has
+// committed. Both engines number the rows of one VALUES list in order.
+func (l *SQLLog) Append(ctx context.Context, tx db.Execer, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := checkEvents(events); err != nil {
+		return fmt.Errorf("append to %s: %w", l.t.events, err)
+	}
+	if err := l.db.Dialect.Lock(ctx, tx, l.t.events+" append"); err != nil {
+		return fmt.Errorf("append to %s: %w", l.t.events, err)
+	}
+	for chunk := range slices.Chunk(events, appendChunk) {
+		q := `INSERT INTO ` + l.t.events + ` (at, node_id, type, details) VALUES `
+		args := make([]any, 0, 4*len(chunk))
+		for i, e := range chunk {
+			d, err := detailsJSON(e.Details)
+			if err != nil {
+				return fmt.Errorf("append to %s: %w", l.t.events, err)
+			}
+			if i > 0 {
+				q += ", "
+			}
+			q += "(" + db.Placeholders(len(args)+1, 4) + ")"
+			args = append(args, l.db.Dialect.Time(e.Time), e.NodeID, e.Type, d)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("append to %s: %w", l.t.events, err)
+		}
+	}
+	return nil
+}
+
+// Read returns a page of events after q.After. One statement reads the page
+// and the bounds, so they come from one snapshot. The LEFT JOIN yields one
+// row of NULL event columns when no event matches.
+func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
+	limit := pageLimit(q)
+	where := `cursor > $1`
+	args := []any{q.After}
+	if len(q.NodeIDs) > 0 {
+		where += ` AND ` + db.In("node_id", len(args)+1, len(q.NodeIDs))
+		args = append(args, db.Args(q.NodeIDs)...)
+	}
+	if len(q.Types) > 0 {
+		where += ` AND ` + db.In("type", len(args)+1, len(q.Types))
+		args = append(args, db.Args(q.Types)...)
+	}
+	args = append(args, limit)
+	rows, err := l.db.QueryContext(ctx, `SELECT w.deleted_through, COALESCE((SELECT MAX(cursor) FROM `+l.t.events+`), 0),
+		e.cursor, e.at, e.node_id, e.type, e.details
+	FROM `+l.t.watermark+` w LEFT JOIN (
+		SELECT cursor, at, node_id, type, details FROM `+l.t.events+`
+		WHERE `+where+` ORDER BY cursor LIMIT $`+fmt.Sprint(len(args))+`
+	) e ON TRUE
+	WHERE w.id = 1
+	ORDER BY e.cursor`, args...)
+	if err != nil {
+		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
+	}
+	defer rows.Close()
+	var (
+		page Page
+		head int64
+	)
+	for rows.Next() {
+		var (
+			cursor      sql.NullInt64
+			at          time.Time
+			nodeID, typ sql.NullString
+			details     []byte
+		)
+		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, nullTime{&at}, &nodeID, &typ, &details); err != nil {
+			return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
+		}
+		if !cursor.Valid {
+			continue
+		}
+		d, err := parseDetails(details)
+		if err != nil {
+			return Page{}, fmt.Errorf("read %s: cursor %d: %w", l.t.events, cursor.Int64, err)
+		}
+		page.Events = append(page.Events, Event{Cursor: cursor.Int64, Time: at, NodeID: nodeID.String, Type: typ.String, Details: d})
+	}
+	if err := rows.Err(); err != nil {
+		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
+	}
+	page.Next = pageNext(q, limit, page.Events, max(head, page.DeletedThrough))
+	return page, nil
+}
+
+// nullTime scans a time column that the LEFT JOIN may leave NULL.
+type nullTime struct{ t *time.Time }
+
+func (n nullTime) Scan(src any) error {
+	if src == nil {
+		return nil
+	}
+	return db.ScanTime(n.t).Scan(src)
+}
+
+// Bounds returns the watermark, oldest and newest cursor, in one statement.
+func (l *SQLLog) Bounds(ctx context.Context) (Bounds, error) {
+	var b Bounds
+	err := l.db.QueryRowContext(ctx, `SELECT deleted_through,
+		COALESCE((SELECT MIN(cursor) FROM `+l.t.events+`), 0),
+		COALESCE((SELECT MAX(cursor) FROM `+l.t.events+`), 0)
+	FROM `+l.t.watermark+` WHERE id = 1`).Scan(&b.DeletedThrough, &b.Oldest, &b.Head)
+	if err != nil {
+		return Bounds{}, fmt.Errorf("bounds of %s: %w", l.t.events, err)
+	}
+	b.Head = max(b.Head, b.DeletedThrough)
+	return b, nil
+}
+
+// DeleteBefore deletes the oldest events before the first one at or after
+// t, in batches. Cursors still being appended are newer than any a snapshot
+// sees (see Cursor order), so none is deleted unseen.
+func (l *SQLLog) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	for {
+		n, more, err := l.deleteBatch(ctx, t)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete from %s: %w", l.t.events, err)
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+func (l *SQLLog) deleteBatch(ctx context.Context, t time.Time) (n int64, more bool, err error) {
+	err = l.db.Tx(ctx, func(tx *sql.Tx) error {
+		var through, count sql.NullInt64
+		// The prefix of the oldest deleteBatch events that is older than t.
+		err := tx.QueryRowContext(ctx, `SELECT MAX(cursor), COUNT(*) FROM (
+			SELECT cursor, at FROM `+l.t.events+` ORDER BY cursor LIMIT $1) b
+			WHERE cursor < COALESCE((SELECT MIN(cursor) FROM (
+				SELECT cursor, at FROM `+l.t.events+` ORDER BY cursor LIMIT $1) c WHERE at >= $2), $3)`,
+			deleteBatch, l.db.Dialect.Time(t), int64(1<<63-1)).Scan(&through, &count)
+		if err != nil || !through.Valid {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM `+l.t.events+` WHERE cursor <= $1`, through.Int64)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		more = count.Int64 == deleteBatch
+		_, err = tx.ExecContext(ctx, `UPDATE `+l.t.watermark+` SET deleted_through = `+
+			l.db.Dialect.Greatest("deleted_through", "$1")+` WHERE id = 1`, through.Int64)
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, more, nil
+}

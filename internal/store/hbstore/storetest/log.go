@@ -1,0 +1,45 @@
+package storetest
+
+import (
+	"context"
+	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/store/hbstore"
+)
+
+// eventQuery and eventPage read the health log as typed events.
+type eventQuery struct {
+	After   int64
+	NodeIDs []string
+	Types   []hbstore.EventType
+	Limit   int
+}
+
+type eventPage struct {
+	Events         []hbstore.Event
+	Next           int64
+	DeletedThrough int64
+}
+
+func readEvents(ctx context.Context, s hbstore.Store, q eventQuery) (eventPage, error) {
+	types := make([]string, len(q.Types))
+	for i, t := range q.Types {
+		types[i] = string(t)
+	}
+	p, err := s.Events().Read(ctx, eventlog.Query{After: q.After, NodeIDs: q.NodeIDs, Types: types, Limit: q.Limit})
+	out := eventPage{Next: p.Next, DeletedThrough: p.DeletedThrough}
+	for _, e := range p.Events {
+		out.Events = append(out.Events, hbstore.EventOf(e))
+	}
+	return out, err
+}
+
+func eventBounds(ctx context.Context, s hbstore.Store) (deleted, head int64, err error) {
+	b, err := s.Events().Bounds(ctx)
+	return b.DeletedThrough, b.Head, err
+}
+
+func deleteEventsBefore(ctx context.Context, s hbstore.Store, t time.Time) (int64, error) {
+	return s.Events().DeleteBefore(ctx, t)
+}
