@@ -88,7 +88,7 @@ func TestRotatedIntermediate(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, err := berthv1.NewCertificateAuthorityServiceClient(d.dial(t, RoleCA, reg)).Sign(context.Background(),
-		&berthv1.SignRequest{NodeId: "node-new", Hostname: "node-new", Csr: csr})
+		&berthv1.SignRequest{RequestId: "after-rotation", NodeId: "node-new", Hostname: "node-new", Csr: csr})
 	if err != nil {
 		t.Fatal(err)
 	}

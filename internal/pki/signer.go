@@ -177,6 +177,10 @@ func newPolicy(td string, hostDomains []string) (*policy.NamePolicyEngine, error
 // TrustDomain is the trust domain of the certificates the Signer issues.
 func (s *Signer) TrustDomain() string { return s.td }
 
+// Intermediate is the certificate that signs node certificates, the second
+// link of every chain Sign returns.
+func (s *Signer) Intermediate() *x509.Certificate { return s.inter }
+
 // Root is the root the issued chains lead to.
 func (s *Signer) Root() *x509.Certificate { return s.root }
 

@@ -38,8 +38,10 @@ const DefaultMaxStale = 5 * time.Minute
 var ErrUnknown = errors.New("revocation state not yet known")
 
 // ReasonSuperseded is the revocation reason the registration service uses
-// when new hardware keys take over a node. The node itself is not revoked:
-// it keeps its ID under the new key.
+// when new hardware keys take over a node (the CRL gives it as RFC 5280's
+// superseded). The node itself is not revoked: it keeps its ID under the
+// new key. Whether a revocation is the node's is Revocation.node_revoked,
+// not the reason.
 const ReasonSuperseded = "superseded"
 
 // overlap re-reads a little of the past on each poll, so a revocation that
@@ -68,7 +70,7 @@ type Config struct {
 }
 
 // Cache is the set of revoked certificate serials, and of nodes revoked or
-// deleted (any revocation but a replacement's).
+// deleted (the revocations the CA marks node_revoked).
 type Cache struct {
 	src      Source
 	period   time.Duration
@@ -135,7 +137,7 @@ func (c *Cache) Refresh(ctx context.Context) error {
 	c.loaded = c.clock.Now()
 	for _, r := range resp.GetRevocations() {
 		c.serials[normalize(r.GetSerial())] = struct{}{}
-		if r.GetNodeId() != "" && r.GetReason() != ReasonSuperseded {
+		if r.GetNodeId() != "" && r.GetNodeRevoked() {
 			c.nodes[r.GetNodeId()] = struct{}{}
 		}
 		if t := r.GetRevokedAt().AsTime(); t.After(c.since) {

@@ -43,7 +43,7 @@ func TestCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ca.list = []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0)}}
+	ca.list = []*berthv1.Revocation{{Serial: "0abc", NodeId: "n1", RevokedAt: timestamppb.New(t0), NodeRevoked: true}}
 	ca.sinces = nil
 	if c.Revoked(ctx, "n1", "abc") {
 		t.Fatal("revoked before the first refresh")
@@ -73,13 +73,30 @@ func TestCache(t *testing.T) {
 	if !c.NodeRevoked(ctx, "n1") || c.NodeRevoked(ctx, "n3") {
 		t.Fatal("NodeRevoked is wrong")
 	}
-	// A node whose old board's certificate was superseded is not revoked.
-	ca.list = []*berthv1.Revocation{{Serial: "777", NodeId: "n3", Reason: ReasonSuperseded, RevokedAt: timestamppb.New(t0.Add(2 * time.Minute))}}
+	// A node whose old board's certificate was superseded is not revoked,
+	// nor is one of whose certificates only one was, whatever the reason:
+	// the CA says which revocations are the node's.
+	ca.list = []*berthv1.Revocation{
+		{Serial: "777", NodeId: "n3", Reason: ReasonSuperseded, RevokedAt: timestamppb.New(t0.Add(2 * time.Minute))},
+		{Serial: "778", NodeId: "n4", Reason: "keyCompromise", RevokedAt: timestamppb.New(t0.Add(2 * time.Minute))},
+	}
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !c.Revoked(ctx, "n3", "777") || c.NodeRevoked(ctx, "n3") {
 		t.Fatal("a superseded certificate revoked its node")
+	}
+	if !c.Revoked(ctx, "n4", "778") || c.NodeRevoked(ctx, "n4") {
+		t.Fatal("a certificate's own revocation revoked its node")
+	}
+	// The node is revoked later: a revocation of a serial already known
+	// comes again, now as the node's.
+	ca.list = []*berthv1.Revocation{{Serial: "777", NodeId: "n3", Reason: ReasonSuperseded, RevokedAt: timestamppb.New(t0.Add(3 * time.Minute)), NodeRevoked: true}}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !c.NodeRevoked(ctx, "n3") {
+		t.Fatal("the node's revocation was missed")
 	}
 	// A failed poll keeps what is known.
 	ca.err = errors.New("CA down")

@@ -98,11 +98,14 @@ func Matrix() map[string]Callers {
 	// which decides who is a node, has the CA sign and revoke.
 	enforcers := FromRegistration | FromBundles | FromHeartbeat
 	return map[string]Callers{
-		ca + "Sign":           FromRegistration,
-		ca + "Revoke":         FromRegistration,
-		ca + "GetTrustBundle": FromAnyone,
-		ca + "GetRevocations": enforcers | FromAdmin,
-		ca + "ListIssued":     FromRegistration | FromAdmin,
+		ca + "Sign":   FromRegistration,
+		ca + "Revoke": FromRegistration,
+		// A node's certificates are revoked when registration revokes,
+		// deletes or replaces it.
+		ca + "RevokeNodeCertificates": FromRegistration,
+		ca + "GetTrustBundle":         FromAnyone,
+		ca + "GetRevocations":         enforcers | FromAdmin,
+		ca + "ListIssued":             FromRegistration | FromAdmin,
 		// The CRL is made to be handed out: signed and dated, serials and
 		// times only; outside checkers, and nodes at boot, fetch it.
 		ca + "GetCRL": FromAnyone,
@@ -119,6 +122,7 @@ func Matrix() map[string]Callers {
 		nodes + "RevokeNode":       FromAdmin,
 		nodes + "DeleteNode":       FromAdmin,
 		nodes + "AllowReplacement": FromAdmin,
+		nodes + "ListCertificates": FromAdmin,
 		nodes + "CreateToken":      FromAdmin,
 		nodes + "ListTokens":       FromAdmin,
 		nodes + "RevokeToken":      FromAdmin,

@@ -63,7 +63,7 @@ func TestMatrixInvariants(t *testing.T) {
 		c := m[meth]
 		svc := strings.Split(meth, "/")[1]
 		switch {
-		case strings.HasSuffix(meth, "/Sign"), strings.HasSuffix(meth, "/Revoke"):
+		case strings.HasSuffix(meth, "/Sign"), strings.HasSuffix(meth, "/Revoke"), strings.HasSuffix(meth, "/RevokeNodeCertificates"):
 			if c != FromRegistration {
 				t.Errorf("%s: only registration may have the CA sign or revoke, not %b", meth, c)
 			}
@@ -90,6 +90,12 @@ func TestMatrixInvariants(t *testing.T) {
 			!slices.Contains([]string{"Register", "Resume", "Renew", "GetTrustBundle", "GetCRL"}, meth[strings.LastIndex(meth, "/")+1:]) {
 			t.Errorf("%s: open to bare keys", meth)
 		}
+	}
+	if got := m[berthv1.CertificateAuthorityService_RevokeNodeCertificates_FullMethodName]; got != FromRegistration {
+		t.Errorf("RevokeNodeCertificates allows %b; want registration alone", got)
+	}
+	if got := m[berthv1.NodeAdminService_ListCertificates_FullMethodName]; got != FromAdmin {
+		t.Errorf("ListCertificates allows %b; want the admin alone", got)
 	}
 	if got := m[berthv1.CertificateAuthorityService_GetRevocations_FullMethodName]; got != FromRegistration|FromBundles|FromHeartbeat|FromAdmin {
 		t.Errorf("GetRevocations allows %b; want the services that enforce revocation and the admin", got)

@@ -61,7 +61,7 @@ func TestGetCRL(t *testing.T) {
 		}
 		var issued []string
 		for _, id := range []string{"n1", "n2"} {
-			resp, err := reg.Sign(ctx, &berthv1.SignRequest{NodeId: id, Hostname: id, Csr: csrFor(t, newKey(t), nil)})
+			resp, err := reg.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: id, Hostname: id, Csr: csrFor(t, newKey(t), nil)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestCRLFromAnotherReplica(t *testing.T) {
 	ctx := context.Background()
 	c := e.client(t, e.identities(t)["admin"])
 	reg := e.client(t, e.identities(t)["registration"])
-	resp, err := reg.Sign(ctx, &berthv1.SignRequest{NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
+	resp, err := reg.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package ca
 
 import (
 	"context"
+	"crypto/rand"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/store/castore"
@@ -37,3 +39,7 @@ func (d downStore) Revoke(context.Context, castore.Revocation) (castore.Revocati
 func (d downStore) ListRevocations(context.Context, time.Time) ([]castore.Revocation, error) {
 	return nil, d.err
 }
+
+// rid returns a fresh request ID, as the registration service makes one
+// per issuance.
+func rid() string { return "req-" + strings.ToLower(rand.Text()) }

@@ -5,6 +5,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -29,11 +30,16 @@ const (
 	attrNode   = "node_id"
 	attrSerial = "serial"
 	attrCSR    = "csr_sha256"
+	// attrRequest is the registration service's request ID.
+	attrRequest = "request_id"
 )
 
 // Signer is what the service needs of the CA core; *pki.Signer is one.
 type Signer interface {
 	Sign(ctx context.Context, r pki.SignRequest) (pki.Signed, error)
+	// Intermediate signs the certificates: a repeated request gets the
+	// recorded leaf with it.
+	Intermediate() *x509.Certificate
 }
 
 // Config holds the dependencies of the CA service.
@@ -118,15 +124,24 @@ func (s *Service) Policy() rpc.Policy {
 	return rpc.PolicyFor(berthv1.CertificateAuthorityService_ServiceDesc.ServiceName)
 }
 
-// Sign issues a node certificate and records it in the issued log.
+// Sign issues a node certificate and records it in the issued log, once
+// per request ID: a request seen before, by this replica or another, gets
+// the certificate recorded for it.
 func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.SignResponse, error) {
 	log := rpc.Logger(ctx, s.log).With(attrCSR, fingerprint(req.GetCsr()))
 	r, err := validateSign(req)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	log = log.With(attrNode, r.NodeID)
-	signed, err := s.signer.Sign(ctx, r)
+	log = log.With(attrNode, r.NodeID, attrRequest, r.requestID)
+	prior, err := s.store.GetIssuedByRequest(ctx, r.requestID)
+	switch {
+	case err == nil:
+		return s.answered(ctx, log, prior, r)
+	case !errors.Is(err, castore.ErrNotFound):
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("look up request: %w", err))
+	}
+	signed, err := s.signer.Sign(ctx, r.SignRequest)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -137,14 +152,42 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 		NotAfter:  signed.NotAfter,
 		IssuedAt:  s.clock.Now().UTC(),
 		DER:       signed.Chain[0],
+		RequestID: r.requestID,
+		KeySHA256: r.keySHA256,
 	}
 	if err := s.store.RecordIssued(ctx, issued); err != nil {
+		if errors.Is(err, castore.ErrConflict) {
+			// Another replica recorded this request first: its certificate
+			// is the answer, and this one, never recorded, never leaves.
+			if prior, perr := s.store.GetIssuedByRequest(ctx, r.requestID); perr == nil {
+				return s.answered(ctx, log, prior, r)
+			}
+		}
 		// The certificate exists but is not in the log, so it is not handed
 		// out: every certificate a node holds must be revocable by serial.
 		return nil, errorTable.Status(ctx, log.With(attrSerial, signed.Serial), fmt.Errorf("%w: %w", errNotRecorded, err))
 	}
 	log.Info("certificate issued", attrSerial, issued.Serial, "not_after", issued.NotAfter)
 	return &berthv1.SignResponse{CertificateChain: signed.Chain, Certificate: issuedToProto(issued)}, nil
+}
+
+// answered returns the certificate recorded for a request again, if the
+// request is the same one: the same node and key.
+func (s *Service) answered(ctx context.Context, log *slog.Logger, prior castore.Issued, r signRequest) (*berthv1.SignResponse, error) {
+	log = log.With(attrSerial, prior.Serial)
+	if prior.NodeID != r.NodeID || !bytes.Equal(prior.KeySHA256, r.keySHA256) {
+		return nil, errorTable.Status(ctx, log, errRequestReused)
+	}
+	inter := s.signer.Intermediate()
+	leaf, err := x509.ParseCertificate(prior.DER)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("recorded certificate: %w", err))
+	}
+	if err := leaf.CheckSignatureFrom(inter); err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("%w: %w", errOtherIntermediate, err))
+	}
+	log.Info("certificate issued before for this request returned again")
+	return &berthv1.SignResponse{CertificateChain: [][]byte{prior.DER, inter.Raw}, Certificate: issuedToProto(prior)}, nil
 }
 
 // Revoke revokes an issued certificate. Revoking it again returns the
@@ -165,6 +208,27 @@ func (s *Service) Revoke(ctx context.Context, req *berthv1.RevokeRequest) (*bert
 	log.Info("certificate revoked", attrNode, rev.NodeID, "reason", rev.Reason)
 	s.refreshCRL(ctx, log)
 	return &berthv1.RevokeResponse{Revocation: revocationToProto(rev)}, nil
+}
+
+// RevokeNodeCertificates revokes every certificate issued to a node, but
+// those of the key it keeps.
+func (s *Service) RevokeNodeCertificates(ctx context.Context, req *berthv1.RevokeNodeCertificatesRequest) (*berthv1.RevokeNodeCertificatesResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	r, keep, err := validateRevokeNode(req)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	log = log.With(attrNode, r.NodeID)
+	r.RevokedAt = s.clock.Now().UTC()
+	n, err := s.store.RevokeNode(ctx, r.NodeID, keep, r)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke node certificates: %w", err))
+	}
+	if n > 0 {
+		log.Info("node certificates revoked", "revoked", n, "reason", r.Reason, "node_revoked", r.Node)
+		s.refreshCRL(ctx, log)
+	}
+	return &berthv1.RevokeNodeCertificatesResponse{Revoked: n}, nil
 }
 
 // GetTrustBundle returns the root certificates.

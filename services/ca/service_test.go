@@ -142,7 +142,7 @@ func TestAuthorization(t *testing.T) {
 		ctx := context.Background()
 		calls := map[string]func(berthv1.CertificateAuthorityServiceClient) error{
 			"Sign": func(c berthv1.CertificateAuthorityServiceClient) error {
-				_, err := c.Sign(ctx, &berthv1.SignRequest{NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
+				_, err := c.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
 				return err
 			},
 			// An unknown serial: NotFound proves the call got past authorisation.
@@ -228,20 +228,20 @@ func TestSign(t *testing.T) {
 			wantCode codes.Code
 			wantMsg  string
 		}{
-			{name: "good", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "node-01.example", Csr: csrFor(t, key, nil)}},
-			{name: "CSR names are ignored", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "node-01.example", Csr: greedy}},
-			{name: "garbage CSR", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "h", Csr: []byte("garbage")}, wantCode: codes.InvalidArgument, wantMsg: msgBadCSR},
-			{name: "bad signature", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "h", Csr: badSig}, wantCode: codes.InvalidArgument, wantMsg: msgBadCSR},
-			{name: "RSA-1024", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "h", Csr: csrFor(t, rsa1024, nil)}, wantCode: codes.InvalidArgument, wantMsg: msgPolicy},
-			{name: "no CSR", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "h"}, wantCode: codes.InvalidArgument, wantMsg: "csr " + ruleCSRSize},
-			{name: "huge CSR", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "h", Csr: make([]byte, maxCSRSize+1)}, wantCode: codes.InvalidArgument, wantMsg: "csr " + ruleCSRSize},
-			{name: "bad node ID", req: &berthv1.SignRequest{NodeId: "N1/..", Hostname: "h", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "node_id " + ruleNodeID},
-			{name: "no node ID", req: &berthv1.SignRequest{Hostname: "h", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "node_id " + ruleNodeID},
-			{name: "bad hostname", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "bad host", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
+			{name: "good", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "node-01.example", Csr: csrFor(t, key, nil)}},
+			{name: "CSR names are ignored", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "node-01.example", Csr: greedy}},
+			{name: "garbage CSR", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h", Csr: []byte("garbage")}, wantCode: codes.InvalidArgument, wantMsg: msgBadCSR},
+			{name: "bad signature", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h", Csr: badSig}, wantCode: codes.InvalidArgument, wantMsg: msgBadCSR},
+			{name: "RSA-1024", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h", Csr: csrFor(t, rsa1024, nil)}, wantCode: codes.InvalidArgument, wantMsg: msgPolicy},
+			{name: "no CSR", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h"}, wantCode: codes.InvalidArgument, wantMsg: "csr " + ruleCSRSize},
+			{name: "huge CSR", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h", Csr: make([]byte, maxCSRSize+1)}, wantCode: codes.InvalidArgument, wantMsg: "csr " + ruleCSRSize},
+			{name: "bad node ID", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "N1/..", Hostname: "h", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "node_id " + ruleNodeID},
+			{name: "no node ID", req: &berthv1.SignRequest{RequestId: rid(), Hostname: "h", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "node_id " + ruleNodeID},
+			{name: "bad hostname", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "bad host", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
 			// The one host-name rule (internal/ident) refuses what the name
 			// policy would: the request never reaches the signer.
-			{name: "localhost", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "localhost", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
-			{name: "under localhost", req: &berthv1.SignRequest{NodeId: "n1", Hostname: "node.localhost", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
+			{name: "localhost", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "localhost", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
+			{name: "under localhost", req: &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "node.localhost", Csr: csrFor(t, key, nil)}, wantCode: codes.InvalidArgument, wantMsg: "hostname " + ruleHostname},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -335,7 +335,7 @@ func TestSignNotRecorded(t *testing.T) {
 		storeDown := errors.New("disk full")
 		e := newEnv(t, engine, func(s castore.Store) castore.Store { return failingStore{Store: s, recordErr: storeDown} })
 		c := e.client(t, e.identities(t)["registration"])
-		_, err := c.Sign(context.Background(), &berthv1.SignRequest{NodeId: "n1", Hostname: "h", Csr: csrFor(t, newKey(t), nil)})
+		_, err := c.Sign(context.Background(), &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h", Csr: csrFor(t, newKey(t), nil)})
 		wantCode(t, err, codes.Internal)
 		if msg := status.Convert(err).Message(); msg != msgNotRecorded || strings.Contains(msg, "disk") {
 			t.Errorf("message = %q", msg)
@@ -358,7 +358,7 @@ func TestStoreUnavailable(t *testing.T) {
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"Sign": func() error {
-			_, err := reg.Sign(ctx, &berthv1.SignRequest{NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
+			_, err := reg.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
 			return err
 		},
 		"Revoke": func() error {
@@ -401,7 +401,7 @@ func TestRevoke(t *testing.T) {
 		ids := e.identities(t)
 		c := e.client(t, ids["registration"])
 		ctx := context.Background()
-		resp, err := c.Sign(ctx, &berthv1.SignRequest{NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
+		resp, err := c.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: "n1", Hostname: "h1", Csr: csrFor(t, newKey(t), nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -486,7 +486,7 @@ func TestListIssued(t *testing.T) {
 		start := e.clock.Now()
 		for i, node := range []string{"n1", "n1", "n2", "n1"} {
 			e.clock.Advance(time.Hour)
-			if _, err := reg.Sign(ctx, &berthv1.SignRequest{NodeId: node, Hostname: "h", Csr: csrFor(t, newKey(t), nil)}); err != nil {
+			if _, err := reg.Sign(ctx, &berthv1.SignRequest{RequestId: rid(), NodeId: node, Hostname: "h", Csr: csrFor(t, newKey(t), nil)}); err != nil {
 				t.Fatalf("sign %d: %v", i, err)
 			}
 		}

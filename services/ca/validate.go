@@ -1,6 +1,9 @@
 package ca
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
 	"math/big"
 	"strings"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
+	"github.com/berth-dev/berth/internal/store/castore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -19,22 +23,78 @@ const (
 	maxCSRSize      = 16 << 10
 	maxSerialDigits = 40 // 20 octets, RFC 5280's limit
 	maxReasonLen    = 256
+	maxRequestIDLen = 64
 )
+
+// signRequest is a checked Sign request.
+type signRequest struct {
+	pki.SignRequest
+	requestID string
+	// keySHA256 is the SHA-256 of the CSR's public key (SPKI): a repeated
+	// request must be for the same key.
+	keySHA256 []byte
+}
 
 // validateSign checks the shape of a sign request; the signer then applies
 // the CA's policy to the key and names.
-func validateSign(req *berthv1.SignRequest) (pki.SignRequest, error) {
+func validateSign(req *berthv1.SignRequest) (signRequest, error) {
 	if err := ident.NodeID(req.GetNodeId()); err != nil {
-		return pki.SignRequest{}, rpcerr.Invalid("node_id", ruleNodeID)
+		return signRequest{}, rpcerr.Invalid("node_id", ruleNodeID)
 	}
 	host, err := ident.Hostname(req.GetHostname())
 	if err != nil {
-		return pki.SignRequest{}, rpcerr.Invalid("hostname", ruleHostname)
+		return signRequest{}, rpcerr.Invalid("hostname", ruleHostname)
 	}
 	if n := len(req.GetCsr()); n == 0 || n > maxCSRSize {
-		return pki.SignRequest{}, rpcerr.Invalid("csr", ruleCSRSize)
+		return signRequest{}, rpcerr.Invalid("csr", ruleCSRSize)
 	}
-	return pki.SignRequest{NodeID: req.GetNodeId(), Hostname: host, CSR: req.GetCsr()}, nil
+	if !validRequestID(req.GetRequestId()) {
+		return signRequest{}, rpcerr.Invalid("request_id", ruleRequestID)
+	}
+	// The signer checks the CSR's key and signature; this parse only finds
+	// the key that identifies the request.
+	csr, err := x509.ParseCertificateRequest(req.GetCsr())
+	if err != nil {
+		return signRequest{}, fmt.Errorf("%w: %w", pki.ErrBadCSR, err)
+	}
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	return signRequest{
+		SignRequest: pki.SignRequest{NodeID: req.GetNodeId(), Hostname: host, CSR: req.GetCsr()},
+		requestID:   req.GetRequestId(), keySHA256: sum[:],
+	}, nil
+}
+
+// validRequestID: 1 to 64 of [a-z0-9_-].
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRevokeNode returns the revocation to record and the key hash to
+// keep (nil: none).
+func validateRevokeNode(req *berthv1.RevokeNodeCertificatesRequest) (castore.Revocation, []byte, error) {
+	if ident.NodeID(req.GetNodeId()) != nil {
+		return castore.Revocation{}, nil, rpcerr.Invalid("node_id", ruleNodeID)
+	}
+	reason := strings.TrimSpace(req.GetReason())
+	if len(reason) > maxReasonLen || strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return castore.Revocation{}, nil, rpcerr.Invalid("reason", ruleReason)
+	}
+	keep := req.GetKeepKeySha256()
+	if len(keep) != 0 && len(keep) != sha256.Size {
+		return castore.Revocation{}, nil, rpcerr.Invalid("keep_key_sha256", ruleKeyHash)
+	}
+	if len(keep) != 0 && req.GetNodeRevoked() {
+		return castore.Revocation{}, nil, rpcerr.Invalid("keep_key_sha256", ruleKeepRevoked)
+	}
+	return castore.Revocation{NodeID: req.GetNodeId(), Reason: reason, Node: req.GetNodeRevoked()}, keep, nil
 }
 
 // validateRevoke returns the serial in canonical form (lower-case hex, no

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
@@ -123,8 +124,10 @@ func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest
 	return &berthv1.RejectNodeResponse{Node: n}, nil
 }
 
-// RevokeNode denies the node first, then revokes its certificate at the CA.
-// If the CA is unreachable the call fails and can simply be repeated.
+// RevokeNode denies the node first, then revokes every certificate the CA
+// ever issued to it. If the CA is unreachable the call fails and can
+// simply be repeated; a certificate still being issued meanwhile is
+// revoked when its issuance completes (complete).
 func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error) {
 	log := rpc.Logger(ctx, s.log)
 	if len(req.GetReason()) > maxDescription || !printable(req.GetReason()) {
@@ -140,25 +143,21 @@ func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	if n.GetCertSerial() != "" {
-		if err := s.ca.Revoke(ctx, n.GetCertSerial(), req.GetReason()); err != nil {
-			return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate of node %s: %w", n.GetId(), err))
-		}
+	if err := s.ca.RevokeNode(ctx, n.GetId(), nil, req.GetReason(), true); err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificates of node %s: %w", n.GetId(), err))
 	}
 	return &berthv1.RevokeNodeResponse{Node: n}, nil
 }
 
-// DeleteNode revokes the node's certificate and forgets the node.
+// DeleteNode revokes every certificate of the node and forgets the node.
 func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
 	log := rpc.Logger(ctx, s.log)
 	n, err := s.getNode(ctx, req.GetId())
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	if n.Cert != nil {
-		if err := s.ca.Revoke(ctx, n.Cert.Serial, "node deleted"); err != nil {
-			return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificate of node %s: %w", n.ID, err))
-		}
+	if err := s.ca.RevokeNode(ctx, n.ID, nil, reasonDeleted, true); err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("revoke certificates of node %s: %w", n.ID, err))
 	}
 	if s.bundles != nil {
 		if err := s.bundles.Delete(ctx, n.ID); err != nil {
@@ -171,8 +170,30 @@ func (s *Service) DeleteNode(ctx context.Context, req *berthv1.DeleteNodeRequest
 		}
 		return nil, errorTable.Status(ctx, log, err)
 	}
+	// Again, for a certificate whose issuance was in flight: its completion
+	// revokes it too, once it finds the node gone.
+	if err := s.ca.RevokeNode(ctx, n.ID, nil, reasonDeleted, true); err != nil {
+		log.Warn("revoking the certificates of a deleted node again failed", "node", n.ID, "error", err)
+	}
 	s.log.Info("node deleted", "node", n.ID)
 	return &berthv1.DeleteNodeResponse{}, nil
+}
+
+// ListCertificates reads the CA's issued-certificate log for an admin, so
+// that one address serves the whole admin API. A node the CA never issued
+// to, registered or not, has an empty list.
+func (s *Service) ListCertificates(ctx context.Context, req *berthv1.ListCertificatesRequest) (*berthv1.ListCertificatesResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	if id := req.GetNodeId(); id != "" {
+		if ident.NodeID(id) != nil {
+			return nil, errorTable.Status(ctx, log, rpcerr.Invalid("node_id", ruleNodeID))
+		}
+	}
+	certs, err := s.ca.ListIssued(ctx, req.GetNodeId())
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, fmt.Errorf("list issued certificates: %w", err))
+	}
+	return &berthv1.ListCertificatesResponse{Certificates: certs}, nil
 }
 
 // AllowReplacement lets new hardware keys take over this node once.

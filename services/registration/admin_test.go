@@ -63,19 +63,19 @@ func TestAuthorization(t *testing.T) {
 			return err
 		},
 		"node cert calls CA Sign": func() error {
-			_, err := berthv1.NewCertificateAuthorityServiceClient(nodeConn).Sign(ctx, &berthv1.SignRequest{NodeId: creds.GetNodeId(), Hostname: "node-a", Csr: csr})
+			_, err := berthv1.NewCertificateAuthorityServiceClient(nodeConn).Sign(ctx, &berthv1.SignRequest{RequestId: "authz-test", NodeId: creds.GetNodeId(), Hostname: "node-a", Csr: csr})
 			return err
 		},
 		"bare key calls CA Sign": func() error {
-			_, err := berthv1.NewCertificateAuthorityServiceClient(n.conn).Sign(ctx, &berthv1.SignRequest{NodeId: "x", Hostname: "node-a", Csr: csr})
+			_, err := berthv1.NewCertificateAuthorityServiceClient(n.conn).Sign(ctx, &berthv1.SignRequest{RequestId: "authz-test", NodeId: "x", Hostname: "node-a", Csr: csr})
 			return err
 		},
 		"admin calls CA Sign": func() error {
-			_, err := berthv1.NewCertificateAuthorityServiceClient(e.admin).Sign(ctx, &berthv1.SignRequest{NodeId: "x", Hostname: "node-a", Csr: csr})
+			_, err := berthv1.NewCertificateAuthorityServiceClient(e.admin).Sign(ctx, &berthv1.SignRequest{RequestId: "authz-test", NodeId: "x", Hostname: "node-a", Csr: csr})
 			return err
 		},
 		"registration service calls CA Sign": func() error {
-			_, err := berthv1.NewCertificateAuthorityServiceClient(e.dial(regCert)).Sign(ctx, &berthv1.SignRequest{NodeId: "x", Hostname: "node-a", Csr: csr})
+			_, err := berthv1.NewCertificateAuthorityServiceClient(e.dial(regCert)).Sign(ctx, &berthv1.SignRequest{RequestId: "authz-test", NodeId: "x", Hostname: "node-a", Csr: csr})
 			return err
 		},
 		"admin resumes as a node": func() error {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -240,5 +243,45 @@ func BenchmarkRegisterWrites(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
 		})
+	}
+}
+
+// BenchmarkRegister measures one node's first registration end to end, as
+// the node sees it: a Register call over loopback mTLS with an
+// auto-approve token, through the real CA (a signature, the issued log)
+// and the store writes of issuance, on SQLite and PostgreSQL. Making the
+// node (key, CSR, connection and its TLS handshake) is not timed.
+func BenchmarkRegister(b *testing.B) {
+	for _, be := range []backend{sqliteBackend, postgresBackend} {
+		b.Run(be, func(b *testing.B) {
+			e := newEnv(b, be)
+			tok := e.token(b, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 1_000_000})
+			ctx := context.Background()
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				n := e.newNode(fmt.Sprintf("30000000-0000-4000-8000-%012d", i))
+				req := n.registerRequest(b, tok)
+				ready(b, n.conn)
+				b.StartTimer()
+				resp, err := n.client().Register(ctx, req)
+				if err != nil || len(resp.GetCredentials().GetCertificateChain()) == 0 {
+					b.Fatalf("Register: %v, %v", resp, err)
+				}
+			}
+		})
+	}
+}
+
+// ready connects conn and waits until it is, so that a benchmark does not
+// time the handshake.
+func ready(b *testing.B, conn *grpc.ClientConn) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn.Connect()
+	for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
+		if !conn.WaitForStateChange(ctx, s) {
+			b.Fatalf("connection stuck in %v", s)
+		}
 	}
 }

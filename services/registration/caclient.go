@@ -23,9 +23,9 @@ func NewGRPCCA(conn grpc.ClientConnInterface) *GRPCCA {
 	return &GRPCCA{client: berthv1.NewCertificateAuthorityServiceClient(conn)}
 }
 
-// Sign asks the CA for a node certificate.
-func (c *GRPCCA) Sign(ctx context.Context, nodeID, hostname string, csr []byte) (regstore.Cert, error) {
-	resp, err := c.client.Sign(ctx, &berthv1.SignRequest{NodeId: nodeID, Hostname: hostname, Csr: csr})
+// Sign asks the CA for a node certificate, once per request ID.
+func (c *GRPCCA) Sign(ctx context.Context, requestID, nodeID, hostname string, csr []byte) (regstore.Cert, error) {
+	resp, err := c.client.Sign(ctx, &berthv1.SignRequest{RequestId: requestID, NodeId: nodeID, Hostname: hostname, Csr: csr})
 	if err != nil {
 		return regstore.Cert{}, caError("sign", err)
 	}
@@ -48,6 +48,27 @@ func (c *GRPCCA) Revoke(ctx context.Context, serial, reason string) error {
 		return caError("revoke", err)
 	}
 	return nil
+}
+
+// RevokeNode asks the CA to revoke every certificate of a node but those
+// of the key keep.
+func (c *GRPCCA) RevokeNode(ctx context.Context, nodeID string, keep []byte, reason string, nodeRevoked bool) error {
+	_, err := c.client.RevokeNodeCertificates(ctx, &berthv1.RevokeNodeCertificatesRequest{
+		NodeId: nodeID, Reason: reason, KeepKeySha256: keep, NodeRevoked: nodeRevoked,
+	})
+	if err != nil {
+		return caError("revoke node certificates", err)
+	}
+	return nil
+}
+
+// ListIssued reads the CA's issued-certificate log.
+func (c *GRPCCA) ListIssued(ctx context.Context, nodeID string) ([]*berthv1.IssuedCertificate, error) {
+	resp, err := c.client.ListIssued(ctx, &berthv1.ListIssuedRequest{NodeId: nodeID})
+	if err != nil {
+		return nil, caError("list issued certificates", err)
+	}
+	return resp.GetCertificates(), nil
 }
 
 // caError marks a CA outage as such, so nodes are told to retry rather than

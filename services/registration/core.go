@@ -40,7 +40,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	if err != nil {
 		return regstore.Node{}, err
 	}
-	replaceID, oldSerial, err := s.hardwareConflict(ctx, in.hardwareUUID)
+	replaceID, err := s.hardwareConflict(ctx, in.hardwareUUID)
 	if err != nil {
 		return regstore.Node{}, err
 	}
@@ -65,15 +65,23 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		CreatedAt:    now,
 		UpdatedAt:    now,
 	}
-	if oldSerial != "" {
-		// The old board's certificate must not outlive the replacement.
-		if err := s.ca.Revoke(ctx, oldSerial, revocation.ReasonSuperseded); err != nil {
-			return regstore.Node{}, fmt.Errorf("revoke replaced certificate: %w", err)
+	if replaceID != "" {
+		// Every certificate of the old board must die with the replacement;
+		// the new key's stay.
+		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
+			return regstore.Node{}, fmt.Errorf("revoke replaced certificates: %w", err)
 		}
 	}
 	node, err := s.store.RegisterNode(ctx, tok.ID, now, n, replaceID)
 	if err != nil {
 		return regstore.Node{}, fmt.Errorf("register node: %w", err)
+	}
+	if replaceID != "" {
+		// Again, for an old-key renewal that was in flight: its completion
+		// revokes it too, once it finds the key changed.
+		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
+			s.log.Warn("revoking the replaced board's certificates again failed", "node", replaceID, "error", err)
+		}
 	}
 	if replaceID != "" && s.bundles != nil {
 		// Bundles were sealed to the old board's key; the new one cannot
@@ -138,21 +146,18 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 
 // hardwareConflict looks for a node already registered for this machine
 // with another key. It is a conflict unless an admin allowed replacement.
-func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID, oldSerial string, err error) {
+func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID string, err error) {
 	nodes, err := s.store.NodesByHardwareUUID(ctx, uuid)
 	if err != nil {
-		return "", "", fmt.Errorf("look up hardware UUID: %w", err)
+		return "", fmt.Errorf("look up hardware UUID: %w", err)
 	}
 	for _, n := range nodes {
 		if !n.ReplacementAllowed {
-			return "", "", errHardwareConflict
+			return "", errHardwareConflict
 		}
 		replaceID = n.ID
-		if n.Cert != nil && n.Status != regstore.StatusRevoked {
-			oldSerial = n.Cert.Serial
-		}
 	}
-	return replaceID, oldSerial, nil
+	return replaceID, nil
 }
 
 // Whether credentials include the sealed bundle: booting nodes need it,
@@ -233,35 +238,6 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool)
 // certificate due as soon as it is issued.
 func dueForRenewal(c regstore.Cert, now time.Time) bool {
 	return !now.Before(mtls.RenewalTime(c.NotBefore, c.NotAfter))
-}
-
-// renew issues and stores a new certificate. Concurrent boots of one node
-// share one CA call; a store-level compare-and-swap catches other replicas.
-func (s *Service) renew(ctx context.Context, n regstore.Node) (regstore.Node, error) {
-	v, err, _ := s.renewals.Do(n.ID, func() (any, error) {
-		prev := ""
-		if n.Cert != nil {
-			prev = n.Cert.Serial
-		}
-		cert, err := s.ca.Sign(ctx, n.ID, n.Hostname, n.CSR)
-		if err != nil {
-			return nil, fmt.Errorf("sign node %s: %w", n.ID, err)
-		}
-		updated, err := s.store.SetCertificate(ctx, n.ID, prev, cert, s.clock.Now())
-		if errors.Is(err, regstore.ErrConflict) {
-			// Another replica renewed first; use its certificate.
-			return s.store.GetNode(ctx, n.ID)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store certificate of node %s: %w", n.ID, err)
-		}
-		s.log.Info("certificate issued", "node", n.ID, "serial", cert.Serial, "not_after", cert.NotAfter)
-		return updated, nil
-	})
-	if err != nil {
-		return regstore.Node{}, err
-	}
-	return v.(regstore.Node), nil
 }
 
 // newNodeID returns 26 lower-case base32 characters (130 random bits).

@@ -221,8 +221,16 @@ type caSwitch struct {
 func (s *caSwitch) set(c CA) { s.mu.Lock(); s.cur = c; s.mu.Unlock() }
 func (s *caSwitch) get() CA  { s.mu.Lock(); defer s.mu.Unlock(); return s.cur }
 
-func (s *caSwitch) Sign(ctx context.Context, nodeID, hostname string, csr []byte) (regstore.Cert, error) {
-	return s.get().Sign(ctx, nodeID, hostname, csr)
+func (s *caSwitch) Sign(ctx context.Context, requestID, nodeID, hostname string, csr []byte) (regstore.Cert, error) {
+	return s.get().Sign(ctx, requestID, nodeID, hostname, csr)
+}
+
+func (s *caSwitch) RevokeNode(ctx context.Context, nodeID string, keep []byte, reason string, nodeRevoked bool) error {
+	return s.get().RevokeNode(ctx, nodeID, keep, reason, nodeRevoked)
+}
+
+func (s *caSwitch) ListIssued(ctx context.Context, nodeID string) ([]*berthv1.IssuedCertificate, error) {
+	return s.get().ListIssued(ctx, nodeID)
 }
 
 func (s *caSwitch) Revoke(ctx context.Context, serial, reason string) error {

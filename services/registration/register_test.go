@@ -18,7 +18,10 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-const uuidA = "4c4c4544-0042-3510-8051-b2c04f4e4d32"
+const (
+	uuidA = "4c4c4544-0042-3510-8051-b2c04f4e4d32"
+	uuidB = "4c4c4544-0042-3510-8051-b2c04f4e4d33"
+)
 
 func TestRegisterAutoApproveThenResume(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {

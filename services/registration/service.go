@@ -3,6 +3,20 @@
 // revokes and deletes them, hands out bootstrap tokens and follows the node
 // lifecycle event log (WatchNodeEvents).
 //
+// # Issuance exactly once
+//
+// Before it asks the CA for a node's certificate the service records an
+// intent (regstore.ClaimIssuance: node, request ID, key hash, the serial
+// it replaces); the CA's Sign is idempotent on the request ID; the
+// certificate is stored, counted and the intent closed in one
+// transaction (CompleteIssuance). One intent is open per node, so the row
+// is also the claim on a renewal: replicas that race complete the same
+// intent and get the same certificate. An intent left open by a crash is
+// completed by the node's next call or by the reconciler in Run, so the
+// CA's log and each node's certificates_issued always agree. A
+// certificate that arrives for a node that moved on (revoked, deleted,
+// replaced) is counted and revoked, never handed out.
+//
 // # Lifecycle
 //
 // New builds the service; Register and Policy put it on a gRPC
@@ -35,10 +49,18 @@ import (
 
 // CA is what the registration service needs from the certificate authority.
 type CA interface {
-	// Sign issues a certificate for nodeID to the key of csr.
-	Sign(ctx context.Context, nodeID, hostname string, csr []byte) (regstore.Cert, error)
+	// Sign issues a certificate for nodeID to the key of csr; the same
+	// requestID again returns the same certificate, never a second one.
+	Sign(ctx context.Context, requestID, nodeID, hostname string, csr []byte) (regstore.Cert, error)
 	// Revoke revokes a certificate by serial.
 	Revoke(ctx context.Context, serial, reason string) error
+	// RevokeNode revokes every certificate issued to nodeID but those for
+	// the key hash keep (nil: all); nodeRevoked marks the node itself as
+	// revoked, for the services that deny it by node ID.
+	RevokeNode(ctx context.Context, nodeID string, keep []byte, reason string, nodeRevoked bool) error
+	// ListIssued reads the CA's issued-certificate log, of one node or
+	// ("") of all.
+	ListIssued(ctx context.Context, nodeID string) ([]*berthv1.IssuedCertificate, error)
 }
 
 // Bundles is what the registration service needs from the bundle store.
@@ -75,6 +97,13 @@ type Config struct {
 	// at. Successful attempts cost nothing.
 	TokenFailureBurst    int
 	TokenFailureInterval time.Duration
+	// ReconcilePeriod is how often Run completes the issuances left open
+	// for longer than ReconcileAge (DefaultReconcilePeriod,
+	// DefaultReconcileAge): those of a replica that crashed, or lost the
+	// database or the CA, between recording an issuance and storing the
+	// certificate. Run's first pass, at start, takes every open one.
+	ReconcilePeriod time.Duration
+	ReconcileAge    time.Duration
 }
 
 // Defaults of Config and of Run.
@@ -86,6 +115,12 @@ const (
 	// for an operator who mistyped a token, nothing for a guesser.
 	DefaultTokenFailureBurst    = 10
 	DefaultTokenFailureInterval = time.Minute
+	// An issuance takes one CA call and one transaction; one still open
+	// after ten seconds has lost its caller, and a pass every fifteen
+	// seconds bounds how long a node stays approved without its
+	// certificate if it does not call again.
+	DefaultReconcilePeriod = 15 * time.Second
+	DefaultReconcileAge    = 10 * time.Second
 )
 
 // Service implements NodeAdminService, and through Register also
@@ -104,6 +139,8 @@ type Service struct {
 	renewals singleflight.Group
 	// tokenFailures limits failed bootstrap tokens per source address.
 	tokenFailures *ratelimit.Limiter
+	// reconcilePeriod and reconcileAge drive Run's reconciler.
+	reconcilePeriod, reconcileAge time.Duration
 
 	// events serves the node lifecycle log (WatchNodeEvents, Run).
 	events *lifecycle.Feed
@@ -129,6 +166,9 @@ func New(c Config) (*Service, error) {
 	if c.EventRetention < 0 {
 		return nil, errors.New("registration: EventRetention is negative")
 	}
+	if c.ReconcilePeriod < 0 || c.ReconcileAge < 0 {
+		return nil, errors.New("registration: ReconcilePeriod and ReconcileAge must not be negative")
+	}
 	if c.TokenFailureBurst < 0 || c.TokenFailureInterval < 0 {
 		return nil, errors.New("registration: TokenFailureBurst and TokenFailureInterval must not be negative")
 	}
@@ -142,6 +182,8 @@ func New(c Config) (*Service, error) {
 	return &Service{
 		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events,
+		reconcilePeriod: cmp.Or(c.ReconcilePeriod, DefaultReconcilePeriod),
+		reconcileAge:    cmp.Or(c.ReconcileAge, DefaultReconcileAge),
 		tokenFailures: ratelimit.New(ratelimit.Config{
 			Burst:    cmp.Or(c.TokenFailureBurst, DefaultTokenFailureBurst),
 			Interval: cmp.Or(c.TokenFailureInterval, DefaultTokenFailureInterval),
@@ -150,12 +192,22 @@ func New(c Config) (*Service, error) {
 	}, nil
 }
 
-// Run deletes expired events now and every EventPrunePeriod until ctx
-// ends; then it ends every WatchNodeEvents stream with Unavailable and
-// returns nil. Call it once, in the background, for as long as the service
-// serves, and stop the gRPC server after it returned (or at the same time:
-// GracefulStop then finds the watch streams ending).
-func (s *Service) Run(ctx context.Context) error { return s.events.Run(ctx) }
+// Run deletes expired events now and every EventPrunePeriod, and
+// completes open issuances now and every ReconcilePeriod (see Reconcile),
+// until ctx ends; then it ends every WatchNodeEvents stream with
+// Unavailable and returns nil. Call it once, in the background, for as
+// long as the service serves, and stop the gRPC server after it returned
+// (or at the same time: GracefulStop then finds the watch streams ending).
+func (s *Service) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.reconcileLoop(ctx)
+	}()
+	err := s.events.Run(ctx)
+	<-done
+	return err
+}
 
 // PruneEvents deletes the events older than the retention period and
 // returns how many it deleted. Run calls it; replicas may all do so.

@@ -30,7 +30,14 @@ type SignRequest struct {
 	// hostname becomes the common name and a DNS SAN.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// csr is DER PKCS#10; only its public key (and signature) are used.
-	Csr           []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	// request_id names the request; Sign is idempotent on it: the same
+	// request again returns the certificate issued for it, never a second
+	// one, and a different node or key under a used ID is AlreadyExists.
+	// The registration service records it before it calls, so that a call
+	// interrupted by a crash can be completed. 1 to 64 characters of
+	// [a-z0-9_-].
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +91,13 @@ func (x *SignRequest) GetCsr() []byte {
 		return x.Csr
 	}
 	return nil
+}
+
+func (x *SignRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // SignResponse returns the new certificate.
@@ -144,13 +158,20 @@ func (x *SignResponse) GetCertificate() *IssuedCertificate {
 type IssuedCertificate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// serial is the certificate serial number in lower-case hex.
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
-	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
-	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Serial    string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	IssuedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	// request_id is the Sign request it answered; empty for certificates
+	// issued before request IDs existed.
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// revoked, revocation_reason and revoked_at describe its revocation.
+	Revoked          bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevocationReason string                 `protobuf:"bytes,8,opt,name=revocation_reason,json=revocationReason,proto3" json:"revocation_reason,omitempty"`
+	RevokedAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *IssuedCertificate) Reset() {
@@ -214,6 +235,34 @@ func (x *IssuedCertificate) GetNotAfter() *timestamppb.Timestamp {
 func (x *IssuedCertificate) GetIssuedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.IssuedAt
+	}
+	return nil
+}
+
+func (x *IssuedCertificate) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *IssuedCertificate) GetRevocationReason() string {
+	if x != nil {
+		return x.RevocationReason
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
 	}
 	return nil
 }
@@ -319,11 +368,16 @@ func (x *RevokeResponse) GetRevocation() *Revocation {
 
 // Revocation is one revoked certificate.
 type Revocation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Serial    string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Reason    string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// node_revoked says the node itself was revoked or deleted: services
+	// deny its node ID, whatever certificate it shows. False when only the
+	// certificate was revoked (a replaced board's: the node lives on under
+	// a new key).
+	NodeRevoked   bool `protobuf:"varint,5,opt,name=node_revoked,json=nodeRevoked,proto3" json:"node_revoked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +440,131 @@ func (x *Revocation) GetRevokedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Revocation) GetNodeRevoked() bool {
+	if x != nil {
+		return x.NodeRevoked
+	}
+	return false
+}
+
+// RevokeNodeCertificatesRequest names a node.
+type RevokeNodeCertificatesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// keep_key_sha256, when set, is the SHA-256 of the public key (SPKI)
+	// whose certificates stay valid: the new board's, after a replacement.
+	KeepKeySha256 []byte `protobuf:"bytes,3,opt,name=keep_key_sha256,json=keepKeySha256,proto3" json:"keep_key_sha256,omitempty"`
+	// node_revoked marks the revocations as the node's own (see
+	// Revocation.node_revoked); a replacement leaves it false.
+	NodeRevoked   bool `protobuf:"varint,4,opt,name=node_revoked,json=nodeRevoked,proto3" json:"node_revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeNodeCertificatesRequest) Reset() {
+	*x = RevokeNodeCertificatesRequest{}
+	mi := &file_berth_v1_ca_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeNodeCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeNodeCertificatesRequest) ProtoMessage() {}
+
+func (x *RevokeNodeCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_ca_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeNodeCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*RevokeNodeCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RevokeNodeCertificatesRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokeNodeCertificatesRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokeNodeCertificatesRequest) GetKeepKeySha256() []byte {
+	if x != nil {
+		return x.KeepKeySha256
+	}
+	return nil
+}
+
+func (x *RevokeNodeCertificatesRequest) GetNodeRevoked() bool {
+	if x != nil {
+		return x.NodeRevoked
+	}
+	return false
+}
+
+// RevokeNodeCertificatesResponse says how many certificates it revoked.
+type RevokeNodeCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       int64                  `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeNodeCertificatesResponse) Reset() {
+	*x = RevokeNodeCertificatesResponse{}
+	mi := &file_berth_v1_ca_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeNodeCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeNodeCertificatesResponse) ProtoMessage() {}
+
+func (x *RevokeNodeCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_ca_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeNodeCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*RevokeNodeCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RevokeNodeCertificatesResponse) GetRevoked() int64 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 // GetTrustBundleRequest is empty.
 type GetTrustBundleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -395,7 +574,7 @@ type GetTrustBundleRequest struct {
 
 func (x *GetTrustBundleRequest) Reset() {
 	*x = GetTrustBundleRequest{}
-	mi := &file_berth_v1_ca_proto_msgTypes[6]
+	mi := &file_berth_v1_ca_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +586,7 @@ func (x *GetTrustBundleRequest) String() string {
 func (*GetTrustBundleRequest) ProtoMessage() {}
 
 func (x *GetTrustBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[6]
+	mi := &file_berth_v1_ca_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +599,7 @@ func (x *GetTrustBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrustBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetTrustBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{8}
 }
 
 // GetTrustBundleResponse holds the DER root certificates.
@@ -433,7 +612,7 @@ type GetTrustBundleResponse struct {
 
 func (x *GetTrustBundleResponse) Reset() {
 	*x = GetTrustBundleResponse{}
-	mi := &file_berth_v1_ca_proto_msgTypes[7]
+	mi := &file_berth_v1_ca_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +624,7 @@ func (x *GetTrustBundleResponse) String() string {
 func (*GetTrustBundleResponse) ProtoMessage() {}
 
 func (x *GetTrustBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[7]
+	mi := &file_berth_v1_ca_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +637,7 @@ func (x *GetTrustBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrustBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetTrustBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetTrustBundleResponse) GetRoots() [][]byte {
@@ -479,7 +658,7 @@ type GetRevocationsRequest struct {
 
 func (x *GetRevocationsRequest) Reset() {
 	*x = GetRevocationsRequest{}
-	mi := &file_berth_v1_ca_proto_msgTypes[8]
+	mi := &file_berth_v1_ca_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +670,7 @@ func (x *GetRevocationsRequest) String() string {
 func (*GetRevocationsRequest) ProtoMessage() {}
 
 func (x *GetRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[8]
+	mi := &file_berth_v1_ca_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +683,7 @@ func (x *GetRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*GetRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRevocationsRequest) GetSince() *timestamppb.Timestamp {
@@ -524,7 +703,7 @@ type GetRevocationsResponse struct {
 
 func (x *GetRevocationsResponse) Reset() {
 	*x = GetRevocationsResponse{}
-	mi := &file_berth_v1_ca_proto_msgTypes[9]
+	mi := &file_berth_v1_ca_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +715,7 @@ func (x *GetRevocationsResponse) String() string {
 func (*GetRevocationsResponse) ProtoMessage() {}
 
 func (x *GetRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[9]
+	mi := &file_berth_v1_ca_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +728,7 @@ func (x *GetRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*GetRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRevocationsResponse) GetRevocations() []*Revocation {
@@ -574,7 +753,7 @@ type ListIssuedRequest struct {
 
 func (x *ListIssuedRequest) Reset() {
 	*x = ListIssuedRequest{}
-	mi := &file_berth_v1_ca_proto_msgTypes[10]
+	mi := &file_berth_v1_ca_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +765,7 @@ func (x *ListIssuedRequest) String() string {
 func (*ListIssuedRequest) ProtoMessage() {}
 
 func (x *ListIssuedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[10]
+	mi := &file_berth_v1_ca_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +778,7 @@ func (x *ListIssuedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuedRequest.ProtoReflect.Descriptor instead.
 func (*ListIssuedRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListIssuedRequest) GetNodeId() string {
@@ -634,7 +813,7 @@ type ListIssuedResponse struct {
 
 func (x *ListIssuedResponse) Reset() {
 	*x = ListIssuedResponse{}
-	mi := &file_berth_v1_ca_proto_msgTypes[11]
+	mi := &file_berth_v1_ca_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +825,7 @@ func (x *ListIssuedResponse) String() string {
 func (*ListIssuedResponse) ProtoMessage() {}
 
 func (x *ListIssuedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[11]
+	mi := &file_berth_v1_ca_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +838,7 @@ func (x *ListIssuedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuedResponse.ProtoReflect.Descriptor instead.
 func (*ListIssuedResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListIssuedResponse) GetCertificates() []*IssuedCertificate {
@@ -685,7 +864,7 @@ type GetCRLRequest struct {
 
 func (x *GetCRLRequest) Reset() {
 	*x = GetCRLRequest{}
-	mi := &file_berth_v1_ca_proto_msgTypes[12]
+	mi := &file_berth_v1_ca_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +876,7 @@ func (x *GetCRLRequest) String() string {
 func (*GetCRLRequest) ProtoMessage() {}
 
 func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[12]
+	mi := &file_berth_v1_ca_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +889,7 @@ func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLRequest.ProtoReflect.Descriptor instead.
 func (*GetCRLRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{14}
 }
 
 // GetCRLResponse is the current revocation list.
@@ -730,7 +909,7 @@ type GetCRLResponse struct {
 
 func (x *GetCRLResponse) Reset() {
 	*x = GetCRLResponse{}
-	mi := &file_berth_v1_ca_proto_msgTypes[13]
+	mi := &file_berth_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +921,7 @@ func (x *GetCRLResponse) String() string {
 func (*GetCRLResponse) ProtoMessage() {}
 
 func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_ca_proto_msgTypes[13]
+	mi := &file_berth_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +934,7 @@ func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLResponse.ProtoReflect.Descriptor instead.
 func (*GetCRLResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_ca_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCRLResponse) GetCrl() []byte {
@@ -797,35 +976,51 @@ var File_berth_v1_ca_proto protoreflect.FileDescriptor
 
 const file_berth_v1_ca_proto_rawDesc = "" +
 	"\n" +
-	"\x11berth/v1/ca.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
+	"\x11berth/v1/ca.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n" +
 	"\vSignRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x10\n" +
-	"\x03csr\x18\x03 \x01(\fR\x03csr\"z\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"z\n" +
 	"\fSignResponse\x12+\n" +
 	"\x11certificate_chain\x18\x01 \x03(\fR\x10certificateChain\x12=\n" +
-	"\vcertificate\x18\x02 \x01(\v2\x1b.berth.v1.IssuedCertificateR\vcertificate\"\xf1\x01\n" +
+	"\vcertificate\x18\x02 \x01(\v2\x1b.berth.v1.IssuedCertificateR\vcertificate\"\x92\x03\n" +
 	"\x11IssuedCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x129\n" +
 	"\n" +
 	"not_before\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
 	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x127\n" +
-	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\"?\n" +
+	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x18\n" +
+	"\arevoked\x18\a \x01(\bR\arevoked\x12+\n" +
+	"\x11revocation_reason\x18\b \x01(\tR\x10revocationReason\x129\n" +
+	"\n" +
+	"revoked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"?\n" +
 	"\rRevokeRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"F\n" +
 	"\x0eRevokeResponse\x124\n" +
 	"\n" +
 	"revocation\x18\x01 \x01(\v2\x14.berth.v1.RevocationR\n" +
-	"revocation\"\x90\x01\n" +
+	"revocation\"\xb3\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"revoked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\x17\n" +
+	"revoked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12!\n" +
+	"\fnode_revoked\x18\x05 \x01(\bR\vnodeRevoked\"\x9b\x01\n" +
+	"\x1dRevokeNodeCertificatesRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
+	"\x0fkeep_key_sha256\x18\x03 \x01(\fR\rkeepKeySha256\x12!\n" +
+	"\fnode_revoked\x18\x04 \x01(\bR\vnodeRevoked\":\n" +
+	"\x1eRevokeNodeCertificatesResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\x03R\arevoked\"\x17\n" +
 	"\x15GetTrustBundleRequest\".\n" +
 	"\x16GetTrustBundleResponse\x12\x14\n" +
 	"\x05roots\x18\x01 \x03(\fR\x05roots\"I\n" +
@@ -850,10 +1045,11 @@ const file_berth_v1_ca_proto_rawDesc = "" +
 	"thisUpdate\x12;\n" +
 	"\vnext_update\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"nextUpdate\x12\x18\n" +
-	"\arevoked\x18\x05 \x01(\x03R\arevoked2\xc1\x03\n" +
+	"\arevoked\x18\x05 \x01(\x03R\arevoked2\xae\x04\n" +
 	"\x1bCertificateAuthorityService\x125\n" +
 	"\x04Sign\x12\x15.berth.v1.SignRequest\x1a\x16.berth.v1.SignResponse\x12;\n" +
-	"\x06Revoke\x12\x17.berth.v1.RevokeRequest\x1a\x18.berth.v1.RevokeResponse\x12S\n" +
+	"\x06Revoke\x12\x17.berth.v1.RevokeRequest\x1a\x18.berth.v1.RevokeResponse\x12k\n" +
+	"\x16RevokeNodeCertificates\x12'.berth.v1.RevokeNodeCertificatesRequest\x1a(.berth.v1.RevokeNodeCertificatesResponse\x12S\n" +
 	"\x0eGetTrustBundle\x12\x1f.berth.v1.GetTrustBundleRequest\x1a .berth.v1.GetTrustBundleResponse\x12S\n" +
 	"\x0eGetRevocations\x12\x1f.berth.v1.GetRevocationsRequest\x1a .berth.v1.GetRevocationsResponse\x12G\n" +
 	"\n" +
@@ -872,54 +1068,59 @@ func file_berth_v1_ca_proto_rawDescGZIP() []byte {
 	return file_berth_v1_ca_proto_rawDescData
 }
 
-var file_berth_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_berth_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_berth_v1_ca_proto_goTypes = []any{
-	(*SignRequest)(nil),            // 0: berth.v1.SignRequest
-	(*SignResponse)(nil),           // 1: berth.v1.SignResponse
-	(*IssuedCertificate)(nil),      // 2: berth.v1.IssuedCertificate
-	(*RevokeRequest)(nil),          // 3: berth.v1.RevokeRequest
-	(*RevokeResponse)(nil),         // 4: berth.v1.RevokeResponse
-	(*Revocation)(nil),             // 5: berth.v1.Revocation
-	(*GetTrustBundleRequest)(nil),  // 6: berth.v1.GetTrustBundleRequest
-	(*GetTrustBundleResponse)(nil), // 7: berth.v1.GetTrustBundleResponse
-	(*GetRevocationsRequest)(nil),  // 8: berth.v1.GetRevocationsRequest
-	(*GetRevocationsResponse)(nil), // 9: berth.v1.GetRevocationsResponse
-	(*ListIssuedRequest)(nil),      // 10: berth.v1.ListIssuedRequest
-	(*ListIssuedResponse)(nil),     // 11: berth.v1.ListIssuedResponse
-	(*GetCRLRequest)(nil),          // 12: berth.v1.GetCRLRequest
-	(*GetCRLResponse)(nil),         // 13: berth.v1.GetCRLResponse
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*SignRequest)(nil),                    // 0: berth.v1.SignRequest
+	(*SignResponse)(nil),                   // 1: berth.v1.SignResponse
+	(*IssuedCertificate)(nil),              // 2: berth.v1.IssuedCertificate
+	(*RevokeRequest)(nil),                  // 3: berth.v1.RevokeRequest
+	(*RevokeResponse)(nil),                 // 4: berth.v1.RevokeResponse
+	(*Revocation)(nil),                     // 5: berth.v1.Revocation
+	(*RevokeNodeCertificatesRequest)(nil),  // 6: berth.v1.RevokeNodeCertificatesRequest
+	(*RevokeNodeCertificatesResponse)(nil), // 7: berth.v1.RevokeNodeCertificatesResponse
+	(*GetTrustBundleRequest)(nil),          // 8: berth.v1.GetTrustBundleRequest
+	(*GetTrustBundleResponse)(nil),         // 9: berth.v1.GetTrustBundleResponse
+	(*GetRevocationsRequest)(nil),          // 10: berth.v1.GetRevocationsRequest
+	(*GetRevocationsResponse)(nil),         // 11: berth.v1.GetRevocationsResponse
+	(*ListIssuedRequest)(nil),              // 12: berth.v1.ListIssuedRequest
+	(*ListIssuedResponse)(nil),             // 13: berth.v1.ListIssuedResponse
+	(*GetCRLRequest)(nil),                  // 14: berth.v1.GetCRLRequest
+	(*GetCRLResponse)(nil),                 // 15: berth.v1.GetCRLResponse
+	(*timestamppb.Timestamp)(nil),          // 16: google.protobuf.Timestamp
 }
 var file_berth_v1_ca_proto_depIdxs = []int32{
 	2,  // 0: berth.v1.SignResponse.certificate:type_name -> berth.v1.IssuedCertificate
-	14, // 1: berth.v1.IssuedCertificate.not_before:type_name -> google.protobuf.Timestamp
-	14, // 2: berth.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
-	14, // 3: berth.v1.IssuedCertificate.issued_at:type_name -> google.protobuf.Timestamp
-	5,  // 4: berth.v1.RevokeResponse.revocation:type_name -> berth.v1.Revocation
-	14, // 5: berth.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	14, // 6: berth.v1.GetRevocationsRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 7: berth.v1.GetRevocationsResponse.revocations:type_name -> berth.v1.Revocation
-	14, // 8: berth.v1.ListIssuedRequest.since:type_name -> google.protobuf.Timestamp
-	2,  // 9: berth.v1.ListIssuedResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	14, // 10: berth.v1.GetCRLResponse.this_update:type_name -> google.protobuf.Timestamp
-	14, // 11: berth.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	0,  // 12: berth.v1.CertificateAuthorityService.Sign:input_type -> berth.v1.SignRequest
-	3,  // 13: berth.v1.CertificateAuthorityService.Revoke:input_type -> berth.v1.RevokeRequest
-	6,  // 14: berth.v1.CertificateAuthorityService.GetTrustBundle:input_type -> berth.v1.GetTrustBundleRequest
-	8,  // 15: berth.v1.CertificateAuthorityService.GetRevocations:input_type -> berth.v1.GetRevocationsRequest
-	10, // 16: berth.v1.CertificateAuthorityService.ListIssued:input_type -> berth.v1.ListIssuedRequest
-	12, // 17: berth.v1.CertificateAuthorityService.GetCRL:input_type -> berth.v1.GetCRLRequest
-	1,  // 18: berth.v1.CertificateAuthorityService.Sign:output_type -> berth.v1.SignResponse
-	4,  // 19: berth.v1.CertificateAuthorityService.Revoke:output_type -> berth.v1.RevokeResponse
-	7,  // 20: berth.v1.CertificateAuthorityService.GetTrustBundle:output_type -> berth.v1.GetTrustBundleResponse
-	9,  // 21: berth.v1.CertificateAuthorityService.GetRevocations:output_type -> berth.v1.GetRevocationsResponse
-	11, // 22: berth.v1.CertificateAuthorityService.ListIssued:output_type -> berth.v1.ListIssuedResponse
-	13, // 23: berth.v1.CertificateAuthorityService.GetCRL:output_type -> berth.v1.GetCRLResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 1: berth.v1.IssuedCertificate.not_before:type_name -> google.protobuf.Timestamp
+	16, // 2: berth.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
+	16, // 3: berth.v1.IssuedCertificate.issued_at:type_name -> google.protobuf.Timestamp
+	16, // 4: berth.v1.IssuedCertificate.revoked_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: berth.v1.RevokeResponse.revocation:type_name -> berth.v1.Revocation
+	16, // 6: berth.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	16, // 7: berth.v1.GetRevocationsRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 8: berth.v1.GetRevocationsResponse.revocations:type_name -> berth.v1.Revocation
+	16, // 9: berth.v1.ListIssuedRequest.since:type_name -> google.protobuf.Timestamp
+	2,  // 10: berth.v1.ListIssuedResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	16, // 11: berth.v1.GetCRLResponse.this_update:type_name -> google.protobuf.Timestamp
+	16, // 12: berth.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	0,  // 13: berth.v1.CertificateAuthorityService.Sign:input_type -> berth.v1.SignRequest
+	3,  // 14: berth.v1.CertificateAuthorityService.Revoke:input_type -> berth.v1.RevokeRequest
+	6,  // 15: berth.v1.CertificateAuthorityService.RevokeNodeCertificates:input_type -> berth.v1.RevokeNodeCertificatesRequest
+	8,  // 16: berth.v1.CertificateAuthorityService.GetTrustBundle:input_type -> berth.v1.GetTrustBundleRequest
+	10, // 17: berth.v1.CertificateAuthorityService.GetRevocations:input_type -> berth.v1.GetRevocationsRequest
+	12, // 18: berth.v1.CertificateAuthorityService.ListIssued:input_type -> berth.v1.ListIssuedRequest
+	14, // 19: berth.v1.CertificateAuthorityService.GetCRL:input_type -> berth.v1.GetCRLRequest
+	1,  // 20: berth.v1.CertificateAuthorityService.Sign:output_type -> berth.v1.SignResponse
+	4,  // 21: berth.v1.CertificateAuthorityService.Revoke:output_type -> berth.v1.RevokeResponse
+	7,  // 22: berth.v1.CertificateAuthorityService.RevokeNodeCertificates:output_type -> berth.v1.RevokeNodeCertificatesResponse
+	9,  // 23: berth.v1.CertificateAuthorityService.GetTrustBundle:output_type -> berth.v1.GetTrustBundleResponse
+	11, // 24: berth.v1.CertificateAuthorityService.GetRevocations:output_type -> berth.v1.GetRevocationsResponse
+	13, // 25: berth.v1.CertificateAuthorityService.ListIssued:output_type -> berth.v1.ListIssuedResponse
+	15, // 26: berth.v1.CertificateAuthorityService.GetCRL:output_type -> berth.v1.GetCRLResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_ca_proto_init() }
@@ -933,7 +1134,7 @@ func file_berth_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_ca_proto_rawDesc), len(file_berth_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CertificateAuthorityService_Sign_FullMethodName           = "/berth.v1.CertificateAuthorityService/Sign"
-	CertificateAuthorityService_Revoke_FullMethodName         = "/berth.v1.CertificateAuthorityService/Revoke"
-	CertificateAuthorityService_GetTrustBundle_FullMethodName = "/berth.v1.CertificateAuthorityService/GetTrustBundle"
-	CertificateAuthorityService_GetRevocations_FullMethodName = "/berth.v1.CertificateAuthorityService/GetRevocations"
-	CertificateAuthorityService_ListIssued_FullMethodName     = "/berth.v1.CertificateAuthorityService/ListIssued"
-	CertificateAuthorityService_GetCRL_FullMethodName         = "/berth.v1.CertificateAuthorityService/GetCRL"
+	CertificateAuthorityService_Sign_FullMethodName                   = "/berth.v1.CertificateAuthorityService/Sign"
+	CertificateAuthorityService_Revoke_FullMethodName                 = "/berth.v1.CertificateAuthorityService/Revoke"
+	CertificateAuthorityService_RevokeNodeCertificates_FullMethodName = "/berth.v1.CertificateAuthorityService/RevokeNodeCertificates"
+	CertificateAuthorityService_GetTrustBundle_FullMethodName         = "/berth.v1.CertificateAuthorityService/GetTrustBundle"
+	CertificateAuthorityService_GetRevocations_FullMethodName         = "/berth.v1.CertificateAuthorityService/GetRevocations"
+	CertificateAuthorityService_ListIssued_FullMethodName             = "/berth.v1.CertificateAuthorityService/ListIssued"
+	CertificateAuthorityService_GetCRL_FullMethodName                 = "/berth.v1.CertificateAuthorityService/GetCRL"
 )
 
 // CertificateAuthorityServiceClient is the client API for CertificateAuthorityService service.
@@ -40,6 +41,11 @@ type CertificateAuthorityServiceClient interface {
 	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
 	// Revoke revokes an issued certificate.
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
+	// RevokeNodeCertificates revokes every certificate the CA ever issued to
+	// a node (but those of a key it keeps): a revoked or deleted node, or
+	// the old board of a replaced one. Repeating it revokes what was issued
+	// since and changes nothing else.
+	RevokeNodeCertificates(ctx context.Context, in *RevokeNodeCertificatesRequest, opts ...grpc.CallOption) (*RevokeNodeCertificatesResponse, error)
 	// GetTrustBundle returns the root certificates.
 	GetTrustBundle(ctx context.Context, in *GetTrustBundleRequest, opts ...grpc.CallOption) (*GetTrustBundleResponse, error)
 	// GetRevocations lists revoked certificates.
@@ -75,6 +81,16 @@ func (c *certificateAuthorityServiceClient) Revoke(ctx context.Context, in *Revo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevokeResponse)
 	err := c.cc.Invoke(ctx, CertificateAuthorityService_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateAuthorityServiceClient) RevokeNodeCertificates(ctx context.Context, in *RevokeNodeCertificatesRequest, opts ...grpc.CallOption) (*RevokeNodeCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeNodeCertificatesResponse)
+	err := c.cc.Invoke(ctx, CertificateAuthorityService_RevokeNodeCertificates_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +150,11 @@ type CertificateAuthorityServiceServer interface {
 	Sign(context.Context, *SignRequest) (*SignResponse, error)
 	// Revoke revokes an issued certificate.
 	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
+	// RevokeNodeCertificates revokes every certificate the CA ever issued to
+	// a node (but those of a key it keeps): a revoked or deleted node, or
+	// the old board of a replaced one. Repeating it revokes what was issued
+	// since and changes nothing else.
+	RevokeNodeCertificates(context.Context, *RevokeNodeCertificatesRequest) (*RevokeNodeCertificatesResponse, error)
 	// GetTrustBundle returns the root certificates.
 	GetTrustBundle(context.Context, *GetTrustBundleRequest) (*GetTrustBundleResponse, error)
 	// GetRevocations lists revoked certificates.
@@ -160,6 +181,9 @@ func (UnimplementedCertificateAuthorityServiceServer) Sign(context.Context, *Sig
 }
 func (UnimplementedCertificateAuthorityServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedCertificateAuthorityServiceServer) RevokeNodeCertificates(context.Context, *RevokeNodeCertificatesRequest) (*RevokeNodeCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeNodeCertificates not implemented")
 }
 func (UnimplementedCertificateAuthorityServiceServer) GetTrustBundle(context.Context, *GetTrustBundleRequest) (*GetTrustBundleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTrustBundle not implemented")
@@ -227,6 +251,24 @@ func _CertificateAuthorityService_Revoke_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CertificateAuthorityServiceServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateAuthorityService_RevokeNodeCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeNodeCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateAuthorityServiceServer).RevokeNodeCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateAuthorityService_RevokeNodeCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateAuthorityServiceServer).RevokeNodeCertificates(ctx, req.(*RevokeNodeCertificatesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -317,6 +359,10 @@ var CertificateAuthorityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Revoke",
 			Handler:    _CertificateAuthorityService_Revoke_Handler,
+		},
+		{
+			MethodName: "RevokeNodeCertificates",
+			Handler:    _CertificateAuthorityService_RevokeNodeCertificates_Handler,
 		},
 		{
 			MethodName: "GetTrustBundle",

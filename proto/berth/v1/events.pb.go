@@ -29,13 +29,14 @@ type LifecycleEvent struct {
 	// cursor orders the service's log. Resume a watch after it.
 	Cursor int64 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// type is one of: registered, approved, rejected, revoked, deleted,
-	// replaced, certificate_renewed (registration); bundle_updated,
+	// replaced, certificate_issued (a node's first certificate),
+	// certificate_renewed (registration); bundle_updated,
 	// bundle_approved, bundle_reset (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Time   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
-	// details carry what the type needs, e.g. "serial" for
-	// certificate_renewed, "version" for bundle events, "actor" for who did it.
+	// details carry what the type needs, e.g. "serial" for certificate_issued
+	// and certificate_renewed, "version" for bundle events, "actor" for who did it.
 	Details       map[string]string `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -2036,11 +2036,102 @@ func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
 	return nil
 }
 
+// ListCertificatesRequest filters the CA's issued-certificate log.
+type ListCertificatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id, when set, keeps only that node's certificates.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesRequest) Reset() {
+	*x = ListCertificatesRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesRequest) ProtoMessage() {}
+
+func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListCertificatesRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// ListCertificatesResponse lists certificates, oldest first.
+type ListCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*IssuedCertificate   `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesResponse) Reset() {
+	*x = ListCertificatesResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesResponse) ProtoMessage() {}
+
+func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
 
 const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
+	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x11berth/v1/ca.proto\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
 	"\fMachineFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12\x12\n" +
 	"\x04macs\x18\x02 \x03(\tR\x04macs\x12\x1a\n" +
@@ -2181,7 +2272,11 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x16WatchNodeEventsRequest\x121\n" +
 	"\x06filter\x18\x01 \x01(\v2\x19.berth.v1.LifecycleFilterR\x06filter\"I\n" +
 	"\x17WatchNodeEventsResponse\x12.\n" +
-	"\x05event\x18\x01 \x01(\v2\x18.berth.v1.LifecycleEventR\x05event*\x8f\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x18.berth.v1.LifecycleEventR\x05event\"2\n" +
+	"\x17ListCertificatesRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"[\n" +
+	"\x18ListCertificatesResponse\x12?\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1b.berth.v1.IssuedCertificateR\fcertificates*\x8f\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2192,7 +2287,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xd5\x06\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xb0\a\n" +
 	"\x10NodeAdminService\x12D\n" +
 	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\x12>\n" +
 	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\x12J\n" +
@@ -2203,7 +2298,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"RevokeNode\x12\x1b.berth.v1.RevokeNodeRequest\x1a\x1c.berth.v1.RevokeNodeResponse\x12G\n" +
 	"\n" +
 	"DeleteNode\x12\x1b.berth.v1.DeleteNodeRequest\x1a\x1c.berth.v1.DeleteNodeResponse\x12Y\n" +
-	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\x12J\n" +
+	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\x12Y\n" +
+	"\x10ListCertificates\x12!.berth.v1.ListCertificatesRequest\x1a\".berth.v1.ListCertificatesResponse\x12J\n" +
 	"\vCreateToken\x12\x1c.berth.v1.CreateTokenRequest\x1a\x1d.berth.v1.CreateTokenResponse\x12G\n" +
 	"\n" +
 	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\x12J\n" +
@@ -2223,7 +2319,7 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
@@ -2260,85 +2356,91 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	(*RevokeTokenResponse)(nil),      // 32: berth.v1.RevokeTokenResponse
 	(*WatchNodeEventsRequest)(nil),   // 33: berth.v1.WatchNodeEventsRequest
 	(*WatchNodeEventsResponse)(nil),  // 34: berth.v1.WatchNodeEventsResponse
-	nil,                              // 35: berth.v1.Node.LabelsEntry
-	nil,                              // 36: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 37: berth.v1.Token.LabelsEntry
-	nil,                              // 38: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
-	(*SealedBundle)(nil),             // 40: berth.v1.SealedBundle
-	(*LifecycleFilter)(nil),          // 41: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),           // 42: berth.v1.LifecycleEvent
+	(*ListCertificatesRequest)(nil),  // 35: berth.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 36: berth.v1.ListCertificatesResponse
+	nil,                              // 37: berth.v1.Node.LabelsEntry
+	nil,                              // 38: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 39: berth.v1.Token.LabelsEntry
+	nil,                              // 40: berth.v1.CreateTokenRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 42: berth.v1.SealedBundle
+	(*LifecycleFilter)(nil),          // 43: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 44: berth.v1.LifecycleEvent
+	(*IssuedCertificate)(nil),        // 45: berth.v1.IssuedCertificate
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
 	9,  // 2: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	39, // 3: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	41, // 3: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
 	9,  // 4: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	39, // 5: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	41, // 5: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	39, // 7: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	41, // 7: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
 	0,  // 8: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
 	10, // 9: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	40, // 10: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	42, // 10: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
 	0,  // 11: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	1,  // 12: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	35, // 13: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	39, // 14: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	39, // 15: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	39, // 16: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	39, // 17: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 13: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	41, // 14: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	41, // 15: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	41, // 16: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	41, // 17: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 18: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
 	0,  // 19: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	36, // 20: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	38, // 20: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
 	11, // 21: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
 	11, // 22: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	11, // 23: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
 	11, // 24: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
 	11, // 25: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
 	11, // 26: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	39, // 27: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 28: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	39, // 29: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	38, // 30: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	41, // 27: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 28: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	41, // 29: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	40, // 30: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
 	26, // 31: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
 	26, // 32: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
 	26, // 33: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	41, // 34: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	42, // 35: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	3,  // 36: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	5,  // 37: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	7,  // 38: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	12, // 39: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	14, // 40: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	16, // 41: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	18, // 42: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	20, // 43: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	22, // 44: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	24, // 45: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	27, // 46: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	29, // 47: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	31, // 48: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	33, // 49: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	4,  // 50: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	6,  // 51: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	8,  // 52: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	13, // 53: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	15, // 54: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	17, // 55: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	19, // 56: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	21, // 57: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	23, // 58: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	25, // 59: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	28, // 60: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	30, // 61: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	32, // 62: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	34, // 63: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	50, // [50:64] is the sub-list for method output_type
-	36, // [36:50] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	43, // 34: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	44, // 35: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	45, // 36: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	3,  // 37: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	5,  // 38: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	7,  // 39: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	12, // 40: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	14, // 41: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	16, // 42: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	18, // 43: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	20, // 44: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	22, // 45: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	24, // 46: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	35, // 47: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
+	27, // 48: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	29, // 49: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	31, // 50: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	33, // 51: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	4,  // 52: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	6,  // 53: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	8,  // 54: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	13, // 55: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	15, // 56: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	17, // 57: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	19, // 58: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	21, // 59: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	23, // 60: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	25, // 61: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	36, // 62: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
+	28, // 63: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	30, // 64: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	32, // 65: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	34, // 66: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	52, // [52:67] is the sub-list for method output_type
+	37, // [37:52] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -2347,6 +2449,7 @@ func file_berth_v1_registration_proto_init() {
 		return
 	}
 	file_berth_v1_bundles_proto_init()
+	file_berth_v1_ca_proto_init()
 	file_berth_v1_events_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2354,7 +2457,7 @@ func file_berth_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

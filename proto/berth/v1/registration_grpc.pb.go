@@ -230,6 +230,7 @@ const (
 	NodeAdminService_RevokeNode_FullMethodName       = "/berth.v1.NodeAdminService/RevokeNode"
 	NodeAdminService_DeleteNode_FullMethodName       = "/berth.v1.NodeAdminService/DeleteNode"
 	NodeAdminService_AllowReplacement_FullMethodName = "/berth.v1.NodeAdminService/AllowReplacement"
+	NodeAdminService_ListCertificates_FullMethodName = "/berth.v1.NodeAdminService/ListCertificates"
 	NodeAdminService_CreateToken_FullMethodName      = "/berth.v1.NodeAdminService/CreateToken"
 	NodeAdminService_ListTokens_FullMethodName       = "/berth.v1.NodeAdminService/ListTokens"
 	NodeAdminService_RevokeToken_FullMethodName      = "/berth.v1.NodeAdminService/RevokeToken"
@@ -258,6 +259,11 @@ type NodeAdminServiceClient interface {
 	// AllowReplacement lets the next registration from the same hardware with
 	// a different key (new board, wiped TPM) take over this node.
 	AllowReplacement(ctx context.Context, in *AllowReplacementRequest, opts ...grpc.CallOption) (*AllowReplacementResponse, error)
+	// ListCertificates lists every certificate the CA ever issued, or those
+	// of one node, oldest first, read from the CA's issued-certificate log
+	// so that an operator needs no CA address. A node the CA never issued
+	// to has an empty list, whether or not it is registered.
+	ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error)
 	// CreateToken creates a bootstrap token. The secret is shown only here.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	// ListTokens lists bootstrap tokens (never their secrets).
@@ -266,7 +272,7 @@ type NodeAdminServiceClient interface {
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
-	// certificate_renewed): replay after the cursor, then follow live.
+	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
 	WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodeEventsResponse], error)
 }
 
@@ -348,6 +354,16 @@ func (c *nodeAdminServiceClient) AllowReplacement(ctx context.Context, in *Allow
 	return out, nil
 }
 
+func (c *nodeAdminServiceClient) ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertificatesResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_ListCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeAdminServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateTokenResponse)
@@ -419,6 +435,11 @@ type NodeAdminServiceServer interface {
 	// AllowReplacement lets the next registration from the same hardware with
 	// a different key (new board, wiped TPM) take over this node.
 	AllowReplacement(context.Context, *AllowReplacementRequest) (*AllowReplacementResponse, error)
+	// ListCertificates lists every certificate the CA ever issued, or those
+	// of one node, oldest first, read from the CA's issued-certificate log
+	// so that an operator needs no CA address. A node the CA never issued
+	// to has an empty list, whether or not it is registered.
+	ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error)
 	// CreateToken creates a bootstrap token. The secret is shown only here.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	// ListTokens lists bootstrap tokens (never their secrets).
@@ -427,7 +448,7 @@ type NodeAdminServiceServer interface {
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
-	// certificate_renewed): replay after the cursor, then follow live.
+	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
 	WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[WatchNodeEventsResponse]) error
 	mustEmbedUnimplementedNodeAdminServiceServer()
 }
@@ -459,6 +480,9 @@ func (UnimplementedNodeAdminServiceServer) DeleteNode(context.Context, *DeleteNo
 }
 func (UnimplementedNodeAdminServiceServer) AllowReplacement(context.Context, *AllowReplacementRequest) (*AllowReplacementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AllowReplacement not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCertificates not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
@@ -619,6 +643,24 @@ func _NodeAdminService_AllowReplacement_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeAdminService_ListCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).ListCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_ListCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).ListCertificates(ctx, req.(*ListCertificatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeAdminService_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateTokenRequest)
 	if err := dec(in); err != nil {
@@ -718,6 +760,10 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AllowReplacement",
 			Handler:    _NodeAdminService_AllowReplacement_Handler,
+		},
+		{
+			MethodName: "ListCertificates",
+			Handler:    _NodeAdminService_ListCertificates_Handler,
 		},
 		{
 			MethodName: "CreateToken",
