@@ -71,20 +71,10 @@ func (e tooLargeError) Error() string {
 	return fmt.Sprintf("bundle is %d bytes; the limit is %d", e.size, e.limit)
 }
 
-// raceError is a write stored under another number than it is signed
-// for, because a concurrent write took the number (see Service.put).
-type raceError struct{ stored, signed int64 }
-
-func (e raceError) Error() string {
-	return fmt.Sprintf("a concurrent write took version %d: this bundle was stored as version %d, which nodes refuse because it is signed for %d; seal and sign it again for version %d",
-		e.signed, e.stored, e.signed, e.stored+1)
-}
-
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
 	rpcerr.As(codes.ResourceExhausted, tooLargeError.Error),
 	rpcerr.As(codes.FailedPrecondition, versionError.Error),
-	rpcerr.As(codes.FailedPrecondition, raceError.Error),
 	rpcerr.Is(errWrongTarget, codes.InvalidArgument, msgWrongTarget),
 	rpcerr.Is(errSigner, codes.InvalidArgument, msgSigner),
 	rpcerr.Is(errSignature, codes.InvalidArgument, msgSignature),

@@ -312,15 +312,12 @@ func (s *Service) mustHold(ctx context.Context, nodeID string, asked bool) (bool
 // put stores a validated upload for nodeID, written by author.
 //
 // The signature was checked against the version number the store would
-// give the next write, read before the write. Writes that could come in
-// between fail the store's compare-and-swap on the current version, or
-// (node uploads) find a pending version, except an administrator's reset
-// of a node whose only version is pending, racing an administrator's write:
-// that write is then stored one number later than it is signed for, which
-// put reports, and which agents refuse (keeping their files). The store
-// cannot yet compare the number inside the write's transaction.
+// give the next write, read before the write. The store compares that
+// number inside the write's transaction (PutOptions.Version), so a write
+// that comes in between (another write, a reset) makes this one fail with
+// a versionError rather than land under a number it is not signed for.
 func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author string, up upload, opts bundlestore.PutOptions) (bundlestore.Bundle, error) {
-	opts.Keep = s.keep
+	opts.Keep, opts.Version = s.keep, up.parsed.Signature.Version
 	in := bundlestore.Bundle{
 		Meta: bundlestore.Meta{
 			Digest:    up.digest,
@@ -331,15 +328,14 @@ func (s *Service) put(ctx context.Context, log *slog.Logger, nodeID, author stri
 		Sealed: up.sealed,
 	}
 	b, err := s.store.Put(ctx, nodeID, up.expected, in, opts)
+	var ve *bundlestore.VersionError
+	if errors.As(err, &ve) {
+		return bundlestore.Bundle{}, versionError{signed: ve.Version, next: ve.Next}
+	}
 	if err != nil {
 		return bundlestore.Bundle{}, err
 	}
 	log.Info("bundle stored", attrAuthor, author, attrVersion, b.Version, attrState, string(b.State),
 		attrSize, b.Size, attrDigest, b.Digest, attrSigned, up.parsed.SignedBy())
-	if signed := up.parsed.Signature.Version; b.Version != signed {
-		log.Error("a concurrent write moved the version number; the stored bundle is signed for another version and nodes will refuse it",
-			attrVersion, b.Version, "signed_version", signed)
-		return bundlestore.Bundle{}, raceError{stored: b.Version, signed: signed}
-	}
 	return b, nil
 }

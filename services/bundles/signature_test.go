@@ -3,7 +3,6 @@ package bundles
 import (
 	"bytes"
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -212,9 +211,10 @@ func TestConcurrentWriteTakesTheNumber(t *testing.T) {
 			t.Errorf("history (-want +got):\n%s", d)
 		}
 
-		// The one race the store's compare-and-swap cannot see: a reset of a
-		// node whose only version is pending, then the write. It is stored
-		// one number on and reported; nodes refuse it.
+		// The race the compare-and-swap on the current version cannot see: a
+		// reset of a node whose only version is pending, then the write. The
+		// store compares the signed number too: the write is refused and
+		// nothing of it is stored.
 		if _, err := admin.ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: a.id}); err != nil {
 			t.Fatal(err)
 		}
@@ -225,9 +225,10 @@ func TestConcurrentWriteTakesTheNumber(t *testing.T) {
 			}
 		}
 		_, err = admin.PutBundle(ctx, &berthv1.BundleAdminServicePutBundleRequest{NodeId: a.id, Sealed: e.sealAt(t, a, byAdmin, 5, confFile("5"))})
-		wantStatus(t, err, codes.FailedPrecondition, raceError{stored: 6, signed: 5}.Error())
-		if !strings.Contains(e.logs.String(), "nodes will refuse it") {
-			t.Error("the race is not logged")
+		wantStatus(t, err, codes.FailedPrecondition, versionError{signed: 5, next: 6}.Error())
+		want = []string{"5:reset:admin:other", "4:superseded:node:node-a", "3:reset:admin:admin"}
+		if d := cmp.Diff(want, e.history(t, a.id)[:3]); d != "" {
+			t.Errorf("history after the refused write (-want +got):\n%s", d)
 		}
 	})
 }

@@ -29,32 +29,6 @@ const columns = `node_id, version, state, size, digest, kem_id, author, created_
 // metaColumns is columns without the content.
 const metaColumns = `node_id, version, state, size, digest, kem_id, author, created_at`
 
-// steps are the statements a write is made of. Each backend implements them
-// in its SQL dialect on one transaction; put, approve and reset below hold
-// the rules, once for both backends.
-type steps interface {
-	// lock creates the node's row if needed, locks it until the transaction
-	// ends, and returns the highest version number used so far.
-	lock(ctx context.Context, nodeID string) (last int64, err error)
-	// live returns the current and pending version numbers, 0 for none.
-	live(ctx context.Context, nodeID string) (current, pending int64, err error)
-	// state returns the state of a version; ErrNotFound if there is none.
-	state(ctx context.Context, nodeID string, version int64) (State, error)
-	// setState changes the state of a version.
-	setState(ctx context.Context, nodeID string, version int64, s State) error
-	// insert adds a version.
-	insert(ctx context.Context, b Bundle) error
-	// get returns a version with its content.
-	get(ctx context.Context, nodeID string, version int64) (Bundle, error)
-	// setLast records the highest version number used.
-	setLast(ctx context.Context, nodeID string, last int64) error
-	// trim deletes superseded and reset versions numbered up to atMost.
-	trim(ctx context.Context, nodeID string, atMost int64) error
-	// appendEvent appends to the event log. It is the last write of every
-	// transaction that makes one (see package eventlog).
-	appendEvent(ctx context.Context, e eventlog.Event) error
-}
-
 // checkPut refuses what the schema would refuse anyway, with an error that
 // says why rather than a constraint name.
 func checkPut(nodeID string, expected int64, b Bundle) error {
@@ -83,7 +57,7 @@ func keepOrDefault(keep int) int64 {
 }
 
 // put is Store.Put inside a transaction.
-func put(ctx context.Context, s steps, nodeID string, expected int64, b Bundle, opts PutOptions) (Bundle, error) {
+func put(ctx context.Context, s txn, nodeID string, expected int64, b Bundle, opts PutOptions) (Bundle, error) {
 	last, err := s.lock(ctx, nodeID)
 	if err != nil {
 		return Bundle{}, err
@@ -99,6 +73,9 @@ func put(ctx context.Context, s steps, nodeID string, expected int64, b Bundle, 
 	}
 	if current != expected {
 		return Bundle{}, fmt.Errorf("%w: current is %d, expected %d", ErrStale, current, expected)
+	}
+	if opts.Version != 0 && opts.Version != last+1 {
+		return Bundle{}, &VersionError{Version: opts.Version, Next: last + 1}
 	}
 	if pending != 0 {
 		if err := s.setState(ctx, nodeID, pending, StateSuperseded); err != nil {
@@ -130,7 +107,7 @@ func put(ctx context.Context, s steps, nodeID string, expected int64, b Bundle, 
 }
 
 // finish records version as the highest used and trims history.
-func finish(ctx context.Context, s steps, nodeID string, version int64, keep int) error {
+func finish(ctx context.Context, s txn, nodeID string, version int64, keep int) error {
 	if err := s.setLast(ctx, nodeID, version); err != nil {
 		return err
 	}
@@ -138,7 +115,7 @@ func finish(ctx context.Context, s steps, nodeID string, version int64, keep int
 }
 
 // approve is Store.Approve inside a transaction.
-func approve(ctx context.Context, s steps, nodeID string, v int64, author string, now time.Time) (Bundle, error) {
+func approve(ctx context.Context, s txn, nodeID string, v int64, author string, now time.Time) (Bundle, error) {
 	if _, err := s.lock(ctx, nodeID); err != nil {
 		return Bundle{}, err
 	}
@@ -181,7 +158,7 @@ func approve(ctx context.Context, s steps, nodeID string, v int64, author string
 }
 
 // reset is Store.Reset inside a transaction.
-func reset(ctx context.Context, s steps, nodeID, author string, now time.Time, keep int) (Meta, error) {
+func reset(ctx context.Context, s txn, nodeID, author string, now time.Time, keep int) (Meta, error) {
 	if author == "" {
 		return Meta{}, errors.New("author is empty")
 	}
@@ -241,22 +218,3 @@ func details(kv ...string) map[string]string {
 // utc normalises a time for storage: UTC, microsecond precision, which both
 // backends can hold exactly.
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// micros and fromMicros are the SQLite time encoding.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-func nonNilBytes(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-func nilIfEmpty[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}

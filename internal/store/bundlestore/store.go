@@ -49,6 +49,7 @@ package bundlestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
@@ -103,6 +104,20 @@ type PutOptions struct {
 	ReplacePending bool
 	// Keep is how many versions history keeps; 0 or less means DefaultKeep.
 	Keep int
+	// Version, when not 0, is the number the new version must get: Put
+	// fails with a *VersionError unless it is the node's next number. A
+	// bundle signed for a version number sets it, so that a write racing
+	// it (a reset, another write) cannot make it land under a number it
+	// is not signed for.
+	Version int64
+}
+
+// VersionError is a Put whose PutOptions.Version is not the node's next
+// version number, Next.
+type VersionError struct{ Version, Next int64 }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("version %d is not the next version, %d", e.Version, e.Next)
 }
 
 // Event types of the bundle log; see the package documentation.
@@ -147,7 +162,8 @@ type Store interface {
 	// Author and CreatedAt; the store sets NodeID, Version, State and Size
 	// and returns the version stored. ErrPendingExists if a version is
 	// pending (unless opts.ReplacePending), else ErrStale if expected is not
-	// current; either way nothing changes. A malformed bundle (no content,
+	// current, else a *VersionError if opts.Version is set and is not the
+	// next number; whatever the error, nothing changes. A malformed bundle (no content,
 	// digest, author or creation time, a negative expected version) is
 	// refused with a plain error.
 	Put(ctx context.Context, nodeID string, expected int64, b Bundle, opts PutOptions) (Bundle, error)

@@ -34,6 +34,8 @@ func Run(t *testing.T, newStore func(t *testing.T) bundlestore.Store) {
 		{"Approve", testApprove},
 		{"ReplacePending", testReplacePending},
 		{"Reset", testReset},
+		{"PutVersion", testPutVersion},
+		{"PutVersionRacesReset", testPutVersionRacesReset},
 		{"HistoryTrim", testHistoryTrim},
 		{"HistoryKeepsLiveVersions", testHistoryKeepsLiveVersions},
 		{"Delete", testDelete},
