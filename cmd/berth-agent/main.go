@@ -271,7 +271,6 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		SocketGroup:     o.socketGroup,
 		Kmsg:            offOr(o.kmsg),
 		EventQueue:      o.eventQueue,
-		IdentitySource:  identitySource(kind, o.seedFile),
 		CmdlineFile:     o.cmdline,
 		ResolvConfFile:  o.resolvConf,
 		Facts: agent.FactOverrides{
@@ -282,6 +281,9 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
+	if cfg.IdentitySource, err = kcfg.Assurance(); err != nil {
+		return agent.Config{}, keys.Config{}, err
+	}
 	return cfg, kcfg, nil
 }
 
@@ -291,16 +293,4 @@ func offOr(path string) string {
 		return ""
 	}
 	return path
-}
-
-// identitySource names where the keys come from, as the node's
-// identity_source.
-func identitySource(kind keys.Kind, seedFile string) string {
-	switch {
-	case kind == keys.KindSeed && seedFile != "":
-		return "seed-file"
-	case kind == keys.KindSeed:
-		return "site-secret"
-	}
-	return string(kind)
 }

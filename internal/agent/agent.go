@@ -102,6 +102,10 @@ type Agent struct {
 	state *nodeState
 }
 
+// warnSiteSecret is logged at start by an agent whose keys come from a
+// site secret: say what it means and what to do instead.
+const warnSiteSecret = "identity derived from a site secret and the hardware UUID: anyone with this boot image who knows the machine's UUID can impersonate it, and bootstrap tokens do not auto-approve it unless created with --allow-site-secret; give each machine its own --seed-file or use --identity tpm"
+
 // New checks cfg and fills in its defaults.
 func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
@@ -113,9 +117,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	kemID, _ := keys.BundlePublic(cfg.Keys.BundleKey())
 	log := cfg.Logger.With(logKey, hex.EncodeToString(sum[:]))
-	log.Debug("node keys ready", "bundle_kem", fmt.Sprintf("0x%04x", kemID))
+	log.Debug("node keys ready", "bundle_kem", fmt.Sprintf("0x%04x", kemID), logIdentitySource, cfg.IdentitySource)
+	if cfg.IdentitySource == keys.AssuranceSiteSecret {
+		log.Warn(warnSiteSecret)
+	}
 	return &Agent{cfg: cfg, log: log, start: cfg.Clock.Now(),
-		state: newNodeState(cfg.Clock, cfg.EventQueue, cfg.IdentitySource)}, nil
+		state: newNodeState(cfg.Clock, cfg.EventQueue, string(cfg.IdentitySource))}, nil
 }
 
 // Run boots the node: it discovers the server, resumes or registers,
@@ -452,6 +459,8 @@ func (a *Agent) registerRequest(token string) (*berthv1.RegisterRequest, error) 
 		Csr:       csr,
 		BundleKey: &berthv1.BundleKey{KemId: uint32(kemID), PublicKey: pub},
 		Token:     token,
+
+		IdentitySource: string(a.cfg.IdentitySource),
 	}, nil
 }
 

@@ -90,6 +90,11 @@ type Config struct {
 
 	// Keys is the node's identity and bundle keys. Required.
 	Keys keys.Source
+	// IdentitySource says how Keys are held (keys.Config.Assurance); it
+	// is reported at registration and decides, with the token, whether
+	// the node is auto-approved; the local API's status shows it.
+	// Required.
+	IdentitySource keys.Assurance
 
 	// CertDir receives node.crt, node.key and ca.crt. Default DefaultCertDir.
 	CertDir string
@@ -184,9 +189,6 @@ type Config struct {
 	// Kmsg is the kernel log read for hardware errors (DefaultKmsg, or a
 	// file for tests); empty reads none.
 	Kmsg string
-	// IdentitySource is where the keys come from (tpm, seed-file,
-	// site-secret, file), for the local API's status.
-	IdentitySource string
 
 	// Heartbeater replaces the built-in heartbeats of a long-running
 	// agent, which beat to the Endpoints.Heartbeat the registration
@@ -220,6 +222,9 @@ func ConfigError(err error) error {
 func (c *Config) setDefaults() error {
 	if c.Keys == nil {
 		return configErrorf("agent: no key source")
+	}
+	if _, err := keys.ParseAssurance(string(c.IdentitySource)); err != nil {
+		return configErrorf("agent: %v", err)
 	}
 	if c.Wait < 0 {
 		return configErrorf("--wait must not be negative")
@@ -278,16 +283,17 @@ func (c *Config) setDefaults() error {
 
 // Log attribute keys.
 const (
-	logServer  = "server"
-	logNodeID  = "node_id"
-	logKey     = "key_sha256"
-	logErr     = "err"
-	logDelay   = "delay"
-	logAttempt = "attempt"
-	logSource  = "source"
-	logSerial  = "cert_serial"
-	logExpires = "cert_not_after"
-	logBootID  = "boot_id"
-	logHBAddr  = "heartbeat"
-	logIntv    = "interval"
+	logServer         = "server"
+	logNodeID         = "node_id"
+	logKey            = "key_sha256"
+	logIdentitySource = "identity_source"
+	logErr            = "err"
+	logDelay          = "delay"
+	logAttempt        = "attempt"
+	logSource         = "source"
+	logSerial         = "cert_serial"
+	logExpires        = "cert_not_after"
+	logBootID         = "boot_id"
+	logHBAddr         = "heartbeat"
+	logIntv           = "interval"
 )

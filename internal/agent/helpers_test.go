@@ -356,16 +356,18 @@ const testUUID = "4c4c4544-0043-3310-8052-b4c04f4e4b32"
 func testConfig(t *testing.T, server, caHash string, clock *fakeClock, stdout *bytes.Buffer) Config {
 	t.Helper()
 	return Config{
-		Server:      server,
-		CAHash:      caHash,
-		Token:       "tok1.secret",
-		Keys:        testKeys(t),
-		CertDir:     t.TempDir() + "/run/berth",
-		Root:        t.TempDir(),
-		Wait:        5 * time.Minute,
-		Once:        true,
-		Output:      OutputJSON,
-		CmdlineFile: t.TempDir() + "/no-cmdline",
+		Server:  server,
+		CAHash:  caHash,
+		Token:   "tok1.secret",
+		Keys:    testKeys(t),
+		CertDir: t.TempDir() + "/run/berth",
+
+		IdentitySource: keys.AssuranceSeedFile,
+		Root:           t.TempDir(),
+		Wait:           5 * time.Minute,
+		Once:           true,
+		Output:         OutputJSON,
+		CmdlineFile:    t.TempDir() + "/no-cmdline",
 		Facts: FactOverrides{
 			HardwareUUID: testUUID,
 			Hostname:     "node-1",

@@ -1,15 +1,20 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -88,5 +93,52 @@ func TestBootHeartbeatIsAnotherService(t *testing.T) {
 	defer fake.mu.Unlock()
 	if len(fake.closed) != 0 {
 		t.Errorf("the impostor had %d streams", len(fake.closed))
+	}
+}
+
+// TestIdentitySourceReported: the agent tells the server how it holds its
+// key, and warns at start, saying why, when that is a site secret.
+func TestIdentitySourceReported(t *testing.T) {
+	for _, src := range keys.Assurances() {
+		if src == keys.AssuranceTPM {
+			continue // a TPM source needs a TPM; its tests have one
+		}
+		t.Run(string(src), func(t *testing.T) {
+			fake := &fakeRegistration{}
+			h := newHarness(t, fake)
+			h.cfg.IdentitySource = src
+			var logs bytes.Buffer
+			h.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			var sent string
+			fake.resume = func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+				return nil, status.Error(codes.NotFound, "node not found")
+			}
+			fake.register = func(_ context.Context, r *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
+				sent = r.GetIdentitySource()
+				return &berthv1.RegisterResponse{Credentials: approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)}, nil
+			}
+			if err := h.run(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if sent != string(src) {
+				t.Errorf("Register sent identity_source %q, want %q", sent, src)
+			}
+			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "site secret")
+			if warned != (src == keys.AssuranceSiteSecret) {
+				t.Errorf("site-secret warning logged = %v for %s; logs:\n%s", warned, src, logs.String())
+			}
+		})
+	}
+}
+
+// TestIdentitySourceRequired: an agent that cannot say how it holds its key
+// does not start.
+func TestIdentitySourceRequired(t *testing.T) {
+	for _, bad := range []keys.Assurance{"", "usb-stick"} {
+		cfg := testConfig(t, "127.0.0.1:1", "sha256:00", newFakeClock(), &bytes.Buffer{})
+		cfg.IdentitySource = bad
+		if _, err := New(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "identity source") {
+			t.Errorf("New with identity source %q: err = %v, want a configuration error naming the identity source", bad, err)
+		}
 	}
 }

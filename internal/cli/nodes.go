@@ -61,6 +61,13 @@ type nodeJSON struct {
 	UpdatedAt          string            `json:"updated_at"`
 	ReplacementAllowed bool              `json:"replacement_allowed"`
 	TokenID            string            `json:"token_id"`
+	// IdentitySource is how the node holds its identity key: tpm,
+	// seed-file, file or site-secret ("" for nodes registered before it
+	// was recorded).
+	IdentitySource string `json:"identity_source"`
+	// DuplicateOf lists the other nodes reporting the same hardware UUID
+	// or one of the same MACs.
+	DuplicateOf []string `json:"duplicate_of"`
 	// BundleKey is what bundles seal --key-file takes.
 	BundleKey *bundleKeyJSON `json:"bundle_key,omitempty"`
 }
@@ -89,6 +96,8 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 		UpdatedAt:          rfc3339(n.GetUpdatedAt()),
 		ReplacementAllowed: n.GetReplacementAllowed(),
 		TokenID:            n.GetTokenId(),
+		IdentitySource:     n.GetIdentitySource(),
+		DuplicateOf:        n.GetDuplicateOf(),
 	}
 	// Empty collections are [] and {} rather than null, for consumers that
 	// iterate without checking.
@@ -97,6 +106,9 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	}
 	if v.MACs == nil {
 		v.MACs = []string{}
+	}
+	if v.DuplicateOf == nil {
+		v.DuplicateOf = []string{}
 	}
 	return v
 }
@@ -171,11 +183,11 @@ func (s *session) printNodes(nodes []*berthv1.Node, health map[string]*berthv1.N
 			fmt.Fprintln(w, "No nodes found.")
 			return
 		}
-		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
+		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tIDENTITY\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
 		for i, n := range nodes {
 			v := views[i]
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-				v.ID, v.Status, dash(v.Hostname), dash(v.HardwareUUID), v.Health,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+				v.ID, v.Status, dash(v.Hostname), dash(v.HardwareUUID)+duplicateMark(v.DuplicateOf), dash(v.IdentitySource), v.Health,
 				relTime(health[n.GetId()].GetLastSeen(), now), relTime(n.GetCertNotAfter(), now), v.CertificatesIssued,
 				strings.TrimSuffix(relTime(n.GetCreatedAt(), now), " ago"), dash(formatLabels(v.Labels)))
 		}
@@ -214,6 +226,8 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
 			{"Reported status", dash(v.ReportedStatus)},
 			{"Hostname", dash(v.Hostname)},
 			{"Hardware UUID", dash(v.HardwareUUID)},
+			{"Identity source", dash(v.IdentitySource)},
+			{"Duplicate of", dash(strings.Join(v.DuplicateOf, ", "))},
 			{"MACs", dash(strings.Join(v.MACs, ", "))},
 			{"Serial", dash(v.Serial)},
 			{"Labels", dash(formatLabels(v.Labels))},
@@ -302,6 +316,15 @@ func (s *session) runNodeOp(ctx context.Context, op nodeOp, args []string, reaso
 	return s.emit(v, func(w io.Writer) {
 		fmt.Fprintf(w, "%s node %s%s; status %s.\n", op.done, id, hostSuffix(v.Hostname), v.Status)
 	})
+}
+
+// duplicateMark flags, in the node table, a node whose hardware another
+// node reports too; nodes get names them.
+func duplicateMark(dups []string) string {
+	if len(dups) == 0 {
+		return ""
+	}
+	return " (DUPLICATE)"
 }
 
 func hostSuffix(host string) string {

@@ -39,6 +39,7 @@ func nodeApproved() *berthv1.Node {
 		CreatedAt:          ts(testNow.Add(-72 * time.Hour)),
 		UpdatedAt:          ts(testNow.Add(-71 * time.Hour)),
 		TokenId:            "tok-a1",
+		IdentitySource:     "seed-file",
 	}
 }
 
@@ -51,10 +52,12 @@ func nodePending() *berthv1.Node {
 			Macs:         []string{"52:54:00:ab:cd:ef"},
 			Hostname:     "hv02.rack1",
 		},
-		Labels:    map[string]string{"rack": "r1"},
-		KeySha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-		CreatedAt: ts(testNow.Add(-2 * time.Hour)),
-		UpdatedAt: ts(testNow.Add(-2 * time.Hour)),
+		Labels:         map[string]string{"rack": "r1"},
+		KeySha256:      "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+		CreatedAt:      ts(testNow.Add(-2 * time.Hour)),
+		UpdatedAt:      ts(testNow.Add(-2 * time.Hour)),
+		IdentitySource: "site-secret",
+		DuplicateOf:    []string{"n-0c1e3a"},
 	}
 }
 
@@ -281,6 +284,8 @@ func TestNodeJSONContract(t *testing.T) {
 		"key_sha256":          "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		"created_at":          "2026-11-18T12:00:00Z",
 		"replacement_allowed": false,
+		"identity_source":     "seed-file",
+		"duplicate_of":        []any{},
 	}
 	for k, v := range want {
 		if diff := cmp.Diff(v, got[k]); diff != "" {

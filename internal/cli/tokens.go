@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/berth-dev/berth/internal/keys"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -51,6 +52,10 @@ type tokenJSON struct {
 	CreatedAt   string            `json:"created_at"`
 	Revoked     bool              `json:"revoked"`
 	State       string            `json:"state"`
+	// MinIdentity is the weakest identity source the token auto-approves
+	// ("" = any); AllowSiteSecret lets it auto-approve site-secret ones.
+	MinIdentity     string `json:"min_identity"`
+	AllowSiteSecret bool   `json:"allow_site_secret"`
 }
 
 // createdTokenJSON is the output of tokens create: the token and, once
@@ -72,11 +77,39 @@ func tokenView(t *berthv1.Token, now time.Time) tokenJSON {
 		CreatedAt:   rfc3339(t.GetCreatedAt()),
 		Revoked:     t.GetRevoked(),
 		State:       tokenState(t, now),
+
+		MinIdentity:     t.GetMinIdentity(),
+		AllowSiteSecret: t.GetAllowSiteSecret(),
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
 	return v
+}
+
+// autoApproval is the AUTO-APPROVE column: yes, no, or yes with site
+// secrets included.
+func autoApproval(v tokenJSON) string {
+	if v.AllowSiteSecret {
+		return "yes, site-secret too"
+	}
+	return yesNo(v.AutoApprove)
+}
+
+// siteSecretPolicy says whether the token auto-approves site-secret
+// identities.
+func siteSecretPolicy(v tokenJSON) string {
+	if v.AllowSiteSecret {
+		return "auto-approved"
+	}
+	return "held for approval"
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func tokenState(t *berthv1.Token, now time.Time) string {
@@ -99,12 +132,22 @@ func setupTokensCreate(fs *pflag.FlagSet) action {
 	labels := labelFlag{}
 	fs.Var(labels, "label", "put label `k=v` on every node registering with the token (repeatable)")
 	description := fs.String("description", "", "free `text` describing the token")
+	minIdentity := fs.String("min-identity", "", "auto-approve only nodes whose identity `source` is at least this: tpm > seed-file > file > site-secret (default: any)")
+	allowSiteSecret := fs.Bool("allow-site-secret", false, "let --auto-approve approve site-secret identities, which it never does otherwise")
 	return func(ctx context.Context, s *session, args []string) error {
 		if err := s.exactArgs(args); err != nil {
 			return err
 		}
 		if *uses < 1 || *uses > math.MaxInt32 {
 			return s.usagef("invalid --uses %d: want 1 or more", *uses)
+		}
+		if *minIdentity != "" {
+			if _, err := keys.ParseAssurance(*minIdentity); err != nil {
+				return s.usagef("invalid --min-identity %q: want tpm, seed-file, file or site-secret", *minIdentity)
+			}
+		}
+		if *allowSiteSecret && !*autoApprove {
+			return s.usagef("--allow-site-secret needs --auto-approve")
 		}
 		c, err := s.nodeAdmin()
 		if err != nil {
@@ -116,6 +159,9 @@ func setupTokensCreate(fs *pflag.FlagSet) action {
 			AutoApprove: *autoApprove,
 			Labels:      labels,
 			Description: *description,
+
+			MinIdentity:     *minIdentity,
+			AllowSiteSecret: *allowSiteSecret,
 		})
 		if err != nil {
 			return s.callError("create token", err)
@@ -129,6 +175,8 @@ func setupTokensCreate(fs *pflag.FlagSet) action {
 			fmt.Fprintf(w, "Expires:\t%s\n", humanTime(t.GetExpiresAt(), now))
 			fmt.Fprintf(w, "Uses left:\t%d\n", v.UsesLeft)
 			fmt.Fprintf(w, "Auto-approve:\t%s\n", yesNo(v.AutoApprove))
+			fmt.Fprintf(w, "Minimum identity:\t%s\n", or(v.MinIdentity, "any"))
+			fmt.Fprintf(w, "Site secrets:\t%s\n", siteSecretPolicy(v.tokenJSON))
 			fmt.Fprintf(w, "Labels:\t%s\n", dash(formatLabels(v.Labels)))
 			fmt.Fprintf(w, "Description:\t%s\n", dash(v.Description))
 			fmt.Fprintf(w, "\nThe token is shown only once: keep it now.\n")
@@ -164,10 +212,10 @@ func setupTokensList(fs *pflag.FlagSet) action {
 				}
 				return
 			}
-			fmt.Fprintln(w, "ID\tSTATE\tUSES LEFT\tAUTO-APPROVE\tEXPIRES\tLABELS\tDESCRIPTION")
+			fmt.Fprintln(w, "ID\tSTATE\tUSES LEFT\tAUTO-APPROVE\tMIN IDENTITY\tEXPIRES\tLABELS\tDESCRIPTION")
 			for i, t := range resp.GetTokens() {
 				v := views[i]
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.ID, v.State, v.UsesLeft, yesNo(v.AutoApprove),
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.State, v.UsesLeft, autoApproval(v), or(v.MinIdentity, "any"),
 					relTime(t.GetExpiresAt(), now), dash(formatLabels(v.Labels)), dash(v.Description))
 			}
 		})

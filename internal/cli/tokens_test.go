@@ -22,6 +22,9 @@ func createdToken(r *berthv1.CreateTokenRequest) *berthv1.CreateTokenResponse {
 			Labels:      r.GetLabels(),
 			CreatedAt:   ts(testNow),
 			Description: r.GetDescription(),
+
+			MinIdentity:     r.GetMinIdentity(),
+			AllowSiteSecret: r.GetAllowSiteSecret(),
 		},
 		SecretToken: "tok-5e6f.Zm9vYmFyYmF6cXV4cXV1eA",
 	}
@@ -47,6 +50,9 @@ func TestTokensCreate(t *testing.T) {
 		{"json", append([]string{"-o", "json"}, full...), fullReq, "tokens_create_json"},
 		{"ttl rounded up to seconds", []string{"tokens", "create", "--ttl", "1500ms", "-o", "json"},
 			&berthv1.CreateTokenRequest{TtlSeconds: 2, Uses: 1}, ""},
+		{"identity policy", []string{"tokens", "create", "--auto-approve", "--min-identity", "site-secret", "--allow-site-secret"},
+			&berthv1.CreateTokenRequest{TtlSeconds: 86400, Uses: 1, AutoApprove: true, MinIdentity: "site-secret", AllowSiteSecret: true},
+			"tokens_create_identity_table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeAdmin{createToken: func(_ context.Context, r *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
@@ -91,7 +97,8 @@ func TestTokensCreateJSONContract(t *testing.T) {
 func sampleTokens() []*berthv1.Token {
 	return []*berthv1.Token{
 		{Id: "tok-a1", ExpiresAt: ts(testNow.Add(20 * time.Hour)), UsesLeft: 9, AutoApprove: true,
-			Labels: map[string]string{"rack": "r1"}, CreatedAt: ts(testNow.Add(-4 * time.Hour)), Description: "rack 1"},
+			Labels: map[string]string{"rack": "r1"}, CreatedAt: ts(testNow.Add(-4 * time.Hour)), Description: "rack 1",
+			MinIdentity: "seed-file"},
 		{Id: "tok-b2", ExpiresAt: ts(testNow.Add(-1 * time.Hour)), UsesLeft: 1, CreatedAt: ts(testNow.Add(-25 * time.Hour))},
 		{Id: "tok-c3", ExpiresAt: ts(testNow.Add(6 * 24 * time.Hour)), UsesLeft: 0, CreatedAt: ts(testNow.Add(-24 * time.Hour))},
 		{Id: "tok-d4", ExpiresAt: ts(testNow.Add(3 * time.Hour)), UsesLeft: 2, Revoked: true, CreatedAt: ts(testNow.Add(-time.Hour))},

@@ -62,6 +62,7 @@ func (r *runner) prepareBoots(ctx context.Context, nodes []*node, o bootOpts) ([
 			CAHash:         r.cfg.Conn.CAHash,
 			Token:          o.token,
 			Keys:           src,
+			IdentitySource: keys.AssuranceSeedFile, // a seed per simulated node
 			CertDir:        n.certDir(),
 			Root:           n.root(),
 			Wait:           r.cfg.Wait,

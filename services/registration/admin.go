@@ -35,8 +35,8 @@ func (s *Service) ListNodes(ctx context.Context, req *berthv1.ListNodesRequest) 
 		nodes = nodes[:limit]
 		resp.NextPageToken = encodePageToken(nodes[limit-1].ID)
 	}
-	for _, n := range nodes {
-		resp.Nodes = append(resp.Nodes, nodeToProto(n))
+	if resp.Nodes, err = s.nodesToProto(ctx, nodes); err != nil {
+		return nil, errorTable.Status(ctx, log, err)
 	}
 	return resp, nil
 }
@@ -73,7 +73,11 @@ func (s *Service) GetNode(ctx context.Context, req *berthv1.GetNodeRequest) (*be
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	return &berthv1.GetNodeResponse{Node: nodeToProto(n)}, nil
+	out, err := s.nodesToProto(ctx, []regstore.Node{n})
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	return &berthv1.GetNodeResponse{Node: out[0]}, nil
 }
 
 func (s *Service) getNode(ctx context.Context, id string) (regstore.Node, error) {
@@ -225,7 +229,8 @@ func (s *Service) CreateToken(ctx context.Context, req *berthv1.CreateTokenReque
 	if err := s.store.CreateToken(ctx, t); err != nil {
 		return nil, errorTable.Status(ctx, log, fmt.Errorf("create token: %w", err))
 	}
-	s.log.Info("token created", "token", t.ID, "uses", t.UsesLeft, "auto_approve", t.AutoApprove, "expires_at", t.ExpiresAt)
+	s.log.Info("token created", "token", t.ID, "uses", t.UsesLeft, "auto_approve", t.AutoApprove, "expires_at", t.ExpiresAt,
+		"min_identity", t.MinIdentity, "allow_site_secret", t.AllowSiteSecret)
 	return &berthv1.CreateTokenResponse{Token: tokenToProto(t), SecretToken: t.ID + "." + secret}, nil
 }
 
@@ -250,6 +255,10 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 	if len(req.GetDescription()) > maxDescription || !printable(req.GetDescription()) {
 		return regstore.Token{}, rpcerr.Invalid("description", ruleText)
 	}
+	minID, err := validateTokenIdentity(req)
+	if err != nil {
+		return regstore.Token{}, err
+	}
 	now := s.clock.Now()
 	return regstore.Token{
 		ID:          randomLower(tokenIDLen),
@@ -259,6 +268,9 @@ func (s *Service) newToken(req *berthv1.CreateTokenRequest) (regstore.Token, err
 		Labels:      req.GetLabels(),
 		Description: req.GetDescription(),
 		CreatedAt:   now,
+
+		MinIdentity:     string(minID),
+		AllowSiteSecret: req.GetAllowSiteSecret(),
 	}, nil
 }
 

@@ -77,7 +77,7 @@ func (e *env) bootAgent(t *testing.T, server, token, uuid string, watch *retryWa
 	}
 	var stdout bytes.Buffer
 	a, err := agent.New(agent.Config{
-		Server: server, CAHash: e.layout.CAHash(), Token: token, Keys: src,
+		Server: server, CAHash: e.layout.CAHash(), Token: token, Keys: src, IdentitySource: keys.AssuranceSeedFile,
 		CertDir: t.TempDir(), Root: t.TempDir(), CmdlineFile: t.TempDir() + "/none",
 		Wait: 2 * time.Minute, Once: true, Output: agent.OutputJSON, NoHeartbeat: true,
 		Facts:  agent.FactOverrides{HardwareUUID: uuid, Hostname: "node-x", Serial: "SN-X", MACs: []string{"52:54:00:00:00:01"}},

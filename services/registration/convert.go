@@ -45,6 +45,7 @@ func nodeToProto(n regstore.Node) *berthv1.Node {
 		ReplacementAllowed: n.ReplacementAllowed,
 		TokenId:            n.TokenID,
 		BundleKey:          &berthv1.BundleKey{KemId: uint32(n.BundleKEM), PublicKey: n.BundleKey},
+		IdentitySource:     n.IdentitySource,
 	}
 	if n.Cert != nil {
 		out.CertSerial = n.Cert.Serial
@@ -64,5 +65,8 @@ func tokenToProto(t regstore.Token) *berthv1.Token {
 		CreatedAt:   timestamppb.New(t.CreatedAt),
 		Revoked:     t.Revoked,
 		Description: t.Description,
+
+		MinIdentity:     t.MinIdentity,
+		AllowSiteSecret: t.AllowSiteSecret,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -40,13 +41,17 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	if err != nil {
 		return regstore.Node{}, err
 	}
-	replaceID, err := s.hardwareConflict(ctx, in.hardwareUUID)
+	if in.source == keys.AssuranceTPM {
+		// Only a TPM proven by credential activation may claim it.
+		return regstore.Node{}, errTPMUnproven
+	}
+	replaceID, err := s.hardwareConflict(ctx, id, in)
 	if err != nil {
 		return regstore.Node{}, err
 	}
-	status := regstore.StatusPending
-	if tok.AutoApprove {
-		status = regstore.StatusApproved
+	status, held := approval(tok, in.source)
+	if held != "" {
+		s.log.Warn("auto-approval withheld; the node waits for an administrator", "token", tok.ID, "reason", held)
 	}
 	now := s.clock.Now()
 	n := regstore.Node{
@@ -64,6 +69,8 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		TokenID:      tok.ID,
 		CreatedAt:    now,
 		UpdatedAt:    now,
+
+		IdentitySource: string(in.source),
 	}
 	if replaceID != "" {
 		// Every certificate of the old board must die with the replacement;
@@ -90,7 +97,8 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 			return regstore.Node{}, fmt.Errorf("drop bundles of replaced node: %w", err)
 		}
 	}
-	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "")
+	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "",
+		"identity_source", node.IdentitySource)
 	known(ctx, node)
 	return node, nil
 }
@@ -146,13 +154,25 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 
 // hardwareConflict looks for a node already registered for this machine
 // with another key. It is a conflict unless an admin allowed replacement.
-func (s *Service) hardwareConflict(ctx context.Context, uuid string) (replaceID string, err error) {
-	nodes, err := s.store.NodesByHardwareUUID(ctx, uuid)
+//
+// A conflict is also a duplicate_hardware event on the registered node,
+// although the registration changes nothing else: a second machine (or a
+// second key) claiming a registered machine's UUID is a cloned image, a
+// firmware placeholder or an impersonation attempt, which the engine must
+// hear of. Only a caller with a valid token gets this far, so nobody can
+// flood the log without one.
+func (s *Service) hardwareConflict(ctx context.Context, id mtls.Identity, in registration) (replaceID string, err error) {
+	nodes, err := s.store.NodesByHardwareUUID(ctx, in.hardwareUUID)
 	if err != nil {
 		return "", fmt.Errorf("look up hardware UUID: %w", err)
 	}
 	for _, n := range nodes {
 		if !n.ReplacementAllowed {
+			claim := regstore.Claim{HardwareUUID: in.hardwareUUID, KeySHA256: id.KeySHA256[:], IdentitySource: string(in.source)}
+			if err := s.store.NoteDuplicate(ctx, n.ID, s.clock.Now(), claim); err != nil {
+				// The refusal stands; only its trace is lost.
+				s.log.Error("recording a duplicate hardware claim failed", "node", n.ID, "err", err)
+			}
 			return "", errHardwareConflict
 		}
 		replaceID = n.ID

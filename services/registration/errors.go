@@ -31,6 +31,7 @@ const (
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
 	msgTokenFailures    = "too many failed bootstrap token attempts from this address; retry after the delay given"
+	msgTPMUnproven      = "identity_source tpm needs proof that the key is in a TPM, which this server cannot check yet; register as seed-file, file or site-secret"
 )
 
 // Validation rules, shown after the field name.
@@ -62,6 +63,10 @@ const (
 	ruleReasonReserved = `must not be "superseded", which is reserved for replaced hardware`
 	ruleTTL            = "must be between 0 and one year"
 	ruleUses           = "must be between 0 and 1000000"
+	// keys.AssuranceNames, spelled out so that the message is a constant.
+	ruleIdentitySource      = "must be one of tpm, seed-file, file or site-secret"
+	ruleAllowSiteSecretAuto = "needs auto_approve: it only lets auto-approval take site-secret identities"
+	ruleAllowSiteSecretMin  = "contradicts a min_identity above site-secret"
 )
 
 // Errors of the registration core. Store errors are mapped as well.
@@ -82,6 +87,7 @@ var (
 	// errTooManyTokenFailures is a source that failed too many token
 	// attempts; it is wrapped with the delay after which it may try again.
 	errTooManyTokenFailures = errors.New(msgTokenFailures)
+	errTPMUnproven          = errors.New(msgTPMUnproven)
 )
 
 // errorTable is the service's mapping of errors to gRPC status.
@@ -105,4 +111,5 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errCAUnavailable, codes.Unavailable, msgCAUnavailable),
 	rpcerr.Is(errBundlesUnavailable, codes.Unavailable, msgBundlesDown),
 	rpcerr.Is(errTooManyTokenFailures, codes.ResourceExhausted, msgTokenFailures),
+	rpcerr.Is(errTPMUnproven, codes.FailedPrecondition, msgTPMUnproven),
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -266,6 +267,9 @@ type node struct {
 	bundleKey hpke.PrivateKey
 	facts     *berthv1.MachineFacts
 	conn      *grpc.ClientConn
+	// source is the identity_source it reports; seed-file unless a test
+	// says otherwise.
+	source string
 }
 
 var nodeSeq struct {
@@ -292,9 +296,12 @@ func (e *env) nodeWithKey(key *ecdsa.PrivateKey, uuid string) *node {
 	nodeSeq.Lock()
 	nodeSeq.n++
 	name := "node-" + string(rune('a'+nodeSeq.n%26))
+	// Each node its own MAC, so that only tests that mean to share
+	// hardware make duplicates.
+	mac := fmt.Sprintf("52:54:00:%02x:%02x:%02x", nodeSeq.n>>16&0xff, nodeSeq.n>>8&0xff, nodeSeq.n&0xff)
 	nodeSeq.Unlock()
-	return &node{key: key, bundleKey: bk, conn: conn, facts: &berthv1.MachineFacts{
-		HardwareUuid: uuid, Hostname: name, Macs: []string{"52:54:00:12:34:56"}, Serial: "SN-1",
+	return &node{key: key, bundleKey: bk, conn: conn, source: "seed-file", facts: &berthv1.MachineFacts{
+		HardwareUuid: uuid, Hostname: name, Macs: []string{mac}, Serial: "SN-1",
 	}}
 }
 
@@ -331,6 +338,8 @@ func (n *node) registerRequest(t testing.TB, token string) *berthv1.RegisterRequ
 		Csr:       csrFor(t, n.key, nil),
 		BundleKey: &berthv1.BundleKey{KemId: uint32(pub.KEM().ID()), PublicKey: raw},
 		Token:     token,
+
+		IdentitySource: n.source,
 	}
 }
 

@@ -230,6 +230,10 @@ func TestRegisterBadInput(t *testing.T) {
 		{"unknown token", func(r *berthv1.RegisterRequest) { r.Token = "zzzzzzzz." + good[9:] }, codes.PermissionDenied},
 		{"wrong secret", func(r *berthv1.RegisterRequest) { r.Token = good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa" }, codes.PermissionDenied},
 		{"revoked token", func(r *berthv1.RegisterRequest) { r.Token = revoked }, codes.PermissionDenied},
+		{"no identity source", func(r *berthv1.RegisterRequest) { r.IdentitySource = "" }, codes.InvalidArgument},
+		{"unknown identity source", func(r *berthv1.RegisterRequest) { r.IdentitySource = "usb-stick" }, codes.InvalidArgument},
+		{"identity source in capitals", func(r *berthv1.RegisterRequest) { r.IdentitySource = "SEED-FILE" }, codes.InvalidArgument},
+		{"tpm claimed without proof", func(r *berthv1.RegisterRequest) { r.IdentitySource = "tpm" }, codes.FailedPrecondition},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

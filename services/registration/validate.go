@@ -11,6 +11,7 @@ import (
 	"crypto/hpke"
 
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -51,6 +52,7 @@ type registration struct {
 	bundleKey    []byte
 	tokenID      string
 	tokenSecret  string
+	source       keys.Assurance
 }
 
 func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (registration, error) {
@@ -93,6 +95,9 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 		if r.tokenID, r.tokenSecret, err = parseToken(req.GetToken()); err != nil {
 			return r, err
 		}
+	}
+	if r.source, err = validateIdentitySource(req.GetIdentitySource()); err != nil {
+		return r, err
 	}
 	return r, nil
 }

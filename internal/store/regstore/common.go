@@ -3,8 +3,11 @@ package regstore
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
@@ -24,7 +27,7 @@ func (s Status) Valid() bool {
 const nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
 	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
 	cert_serial, cert_not_before, cert_not_after, cert_chain,
-	certificates_issued, created_at, updated_at`
+	certificates_issued, created_at, updated_at, identity_source`
 
 const intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 
@@ -61,7 +64,8 @@ func installable(in Intent, status Status, key []byte, serial string) bool {
 	return status == StatusApproved && bytes.Equal(key, in.KeySHA256) && serial == in.PrevSerial
 }
 
-const tokenColumns = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at`
+const tokenColumns = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at,
+	min_identity, allow_site_secret`
 
 // checkNode rejects nodes the schema would refuse anyway, with an error that
 // says why rather than a constraint name.
@@ -121,6 +125,18 @@ func nilIfEmpty[T any](s []T) []T {
 	return s
 }
 
+// nonEmpty drops empty strings, which stand for "unknown" and match
+// nothing.
+func nonEmpty(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // events names the node lifecycle log's tables.
 var events = eventlog.NewTable("reg")
 
@@ -147,7 +163,42 @@ func registeredEvent(n Node, tokenID, replaceID string, now time.Time) eventlog.
 		typ = EventReplaced
 	}
 	return eventlog.Event{Type: typ, NodeID: n.ID, Time: now,
-		Details: details(DetailStatus, string(n.Status), DetailToken, tokenID, DetailHostname, n.Hostname)}
+		Details: details(DetailStatus, string(n.Status), DetailToken, tokenID, DetailHostname, n.Hostname,
+			DetailIdentitySource, n.IdentitySource)}
+}
+
+// duplicateEvent records that n shares hardware with others (their rows),
+// or nothing when it shares none.
+func duplicateEvent(n Node, others []Node, now time.Time) []eventlog.Event {
+	var ids, macs []string
+	uuid := ""
+	for _, o := range others {
+		if o.ID == n.ID {
+			continue
+		}
+		ids = append(ids, o.ID)
+		if n.HardwareUUID != "" && o.HardwareUUID == n.HardwareUUID {
+			uuid = n.HardwareUUID
+		}
+		for _, m := range o.MACs {
+			if slices.Contains(n.MACs, m) && !slices.Contains(macs, m) {
+				macs = append(macs, m)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(macs)
+	return []eventlog.Event{{Type: EventDuplicateHardware, NodeID: n.ID, Time: now,
+		Details: details(DetailDuplicateOf, strings.Join(ids, ","), DetailHardwareUUID, uuid, DetailMACs, strings.Join(macs, ","))}}
+}
+
+// claimEvent records a refused claim on node id's hardware.
+func claimEvent(id string, c Claim, now time.Time) eventlog.Event {
+	return eventlog.Event{Type: EventDuplicateHardware, NodeID: id, Time: now,
+		Details: details(DetailHardwareUUID, c.HardwareUUID, DetailClaimantKey, hex.EncodeToString(c.KeySHA256),
+			DetailIdentitySource, c.IdentitySource)}
 }
 
 // statusEvent records a status change; its type is the new status.

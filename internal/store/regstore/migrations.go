@@ -18,6 +18,8 @@ const service = "registration"
 //	     (eventlog.Schema for prefix "reg").
 //	0003 reg_intents: open certificate issuances, one per node, by request
 //	     ID, indexed by creation time for the reconciler.
+//	0004 reg_nodes.identity_source; reg_tokens.min_identity and
+//	     allow_site_secret; on PostgreSQL a GIN index on macs.
 //
 //go:embed migrations
 var migrations embed.FS

@@ -41,8 +41,8 @@ func (s *PostgresStore) Events() eventlog.Log { return s.events }
 
 // commit appends ev as the transaction's last write (see package eventlog)
 // and commits; then it wakes this process's watchers.
-func (s *PostgresStore) commit(ctx context.Context, tx pgx.Tx, ev eventlog.Event) error {
-	if err := s.events.Append(ctx, db.PgxExec{Tx: tx}, ev); err != nil {
+func (s *PostgresStore) commit(ctx context.Context, tx pgx.Tx, evs ...eventlog.Event) error {
+	if err := s.events.Append(ctx, db.PgxExec{Tx: tx}, evs...); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -55,7 +55,7 @@ func (s *PostgresStore) commit(ctx context.Context, tx pgx.Tx, ev eventlog.Event
 func scanPostgresToken(row pgx.Row) (Token, error) {
 	var t Token
 	if err := row.Scan(&t.ID, &t.SecretHash, &t.ExpiresAt, &t.UsesLeft, &t.AutoApprove, &t.Labels,
-		&t.Description, &t.Revoked, &t.CreatedAt); err != nil {
+		&t.Description, &t.Revoked, &t.CreatedAt, &t.MinIdentity, &t.AllowSiteSecret); err != nil {
 		return Token{}, err
 	}
 	t.ExpiresAt, t.CreatedAt = t.ExpiresAt.UTC(), t.CreatedAt.UTC()
@@ -75,7 +75,7 @@ func scanPostgresNode(row pgx.Row) (Node, error) {
 	if err := row.Scan(&n.ID, &status, &n.KeySHA256, &n.HardwareUUID, &n.MACs, &n.Hostname, &n.Serial, &n.Labels,
 		&kem, &n.BundleKey, &n.CSR, &n.TokenID, &n.ReplacementAllowed,
 		&certSerial, &notBefore, &notAfter, &chain,
-		&n.CertificatesIssued, &n.CreatedAt, &n.UpdatedAt); err != nil {
+		&n.CertificatesIssued, &n.CreatedAt, &n.UpdatedAt, &n.IdentitySource); err != nil {
 		return Node{}, err
 	}
 	n.Status, n.BundleKEM = Status(status), uint16(kem)
@@ -121,9 +121,9 @@ func nonNilChain(c [][]byte) [][]byte {
 
 // CreateToken stores t.
 func (s *PostgresStore) CreateToken(ctx context.Context, t Token) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		t.ID, nonNilBytes(t.SecretHash), utc(t.ExpiresAt), t.UsesLeft, t.AutoApprove, nonNilMap(t.Labels),
-		t.Description, t.Revoked, utc(t.CreatedAt))
+		t.Description, t.Revoked, utc(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
 	if db.IsUniqueViolation(err) {
 		return fmt.Errorf("create token %s: %w", t.ID, ErrConflict)
 	}
@@ -211,20 +211,20 @@ func (s *PostgresStore) RegisterNode(ctx context.Context, tokenID string, now ti
 	var out Node
 	if replaceID == "" {
 		out, err = scanPostgresNode(tx.QueryRow(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16)
 			RETURNING `+nodeColumns,
 			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, nonNilStrings(n.MACs), n.Hostname, n.Serial, nonNilMap(n.Labels),
 			int32(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, n.ReplacementAllowed,
-			n.CertificatesIssued, at))
+			n.CertificatesIssued, at, n.IdentitySource))
 	} else {
 		out, err = scanPostgresNode(tx.QueryRow(ctx, `UPDATE reg_nodes SET
 			status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
 			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = false,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
-			updated_at = $12
+			updated_at = $12, identity_source = $14
 			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, nonNilStrings(n.MACs), n.Hostname, n.Serial, nonNilMap(n.Labels),
-			int32(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID))
+			int32(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID, n.IdentitySource))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Node{}, fmt.Errorf("register node: replace %s: %w", replaceID, missing(ctx, tx, replaceID, ErrPrecondition))
 		}
@@ -235,10 +235,61 @@ func (s *PostgresStore) RegisterNode(ctx context.Context, tokenID string, now ti
 	if err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
-	if err := s.commit(ctx, tx, registeredEvent(out, tokenID, replaceID, at)); err != nil {
+	// Read committed: two nodes that register with the same MAC at the
+	// same instant may each miss the other, and then neither gets the
+	// event; both still show as duplicates (duplicate_of is worked out on
+	// every read).
+	others, err := postgresNodesByHardware(ctx, tx, []string{out.HardwareUUID}, out.MACs)
+	if err != nil {
+		return Node{}, fmt.Errorf("register node %s: look for duplicate hardware: %w", n.ID, err)
+	}
+	evs := append([]eventlog.Event{registeredEvent(out, tokenID, replaceID, at)}, duplicateEvent(out, others, at)...)
+	if err := s.commit(ctx, tx, evs...); err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
 	return out, nil
+}
+
+// postgresNodesByHardware is NodesByHardware on q; both tests are indexed
+// (hardware_uuid, and GIN on macs).
+func postgresNodesByHardware(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, uuids, macs []string) ([]Node, error) {
+	uuids, macs = nonEmpty(uuids), nonEmpty(macs)
+	if len(uuids) == 0 && len(macs) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT `+nodeColumns+` FROM reg_nodes
+		WHERE hardware_uuid = ANY($1) OR macs && $2::text[] ORDER BY id`, nonNilStrings(uuids), nonNilStrings(macs))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Node, error) { return scanPostgresNode(r) })
+}
+
+// NodesByHardware returns the nodes sharing any of the UUIDs or MACs.
+func (s *PostgresStore) NodesByHardware(ctx context.Context, uuids, macs []string) ([]Node, error) {
+	ns, err := postgresNodesByHardware(ctx, s.pool, uuids, macs)
+	if err != nil {
+		return nil, fmt.Errorf("nodes by hardware: %w", err)
+	}
+	return ns, nil
+}
+
+// NoteDuplicate appends a refused claim on node id's hardware.
+func (s *PostgresStore) NoteDuplicate(ctx context.Context, id string, now time.Time, c Claim) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	defer tx.Rollback(ctx)
+	if err := missing(ctx, tx, id, nil); err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	if err := s.commit(ctx, tx, claimEvent(id, c, utc(now))); err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	return nil
 }
 
 // missing explains why a conditional update of node id matched nothing:

@@ -46,8 +46,8 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 func (s *SQLiteStore) Events() eventlog.Log { return s.events }
 
 // commit appends ev and commits; then it wakes this process's watchers.
-func (s *SQLiteStore) commit(ctx context.Context, tx *sql.Tx, ev eventlog.Event) error {
-	if err := s.events.Append(ctx, tx, ev); err != nil {
+func (s *SQLiteStore) commit(ctx context.Context, tx *sql.Tx, evs ...eventlog.Event) error {
+	if err := s.events.Append(ctx, tx, evs...); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -73,7 +73,7 @@ func scanSQLiteToken(row scanner) (Token, error) {
 		autoApprove, revok bool
 	)
 	if err := row.Scan(&t.ID, &t.SecretHash, &expires, &t.UsesLeft, &autoApprove, &labels,
-		&t.Description, &revok, &created); err != nil {
+		&t.Description, &revok, &created, &t.MinIdentity, &t.AllowSiteSecret); err != nil {
 		return Token{}, err
 	}
 	t.ExpiresAt, t.CreatedAt = fromMicros(expires), fromMicros(created)
@@ -97,7 +97,7 @@ func scanSQLiteNode(row scanner) (Node, error) {
 	if err := row.Scan(&n.ID, &status, &n.KeySHA256, &n.HardwareUUID, &macs, &n.Hostname, &n.Serial, &labels,
 		&kem, &n.BundleKey, &n.CSR, &n.TokenID, &n.ReplacementAllowed,
 		&certSerial, &notBefore, &notAfter, &chain,
-		&n.CertificatesIssued, &created, &updated); err != nil {
+		&n.CertificatesIssued, &created, &updated, &n.IdentitySource); err != nil {
 		return Node{}, err
 	}
 	n.Status, n.BundleKEM = Status(status), uint16(kem)
@@ -154,9 +154,9 @@ func nonNilBytes(b []byte) []byte {
 
 // CreateToken stores t.
 func (s *SQLiteStore) CreateToken(ctx context.Context, t Token) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, nonNilBytes(t.SecretHash), micros(t.ExpiresAt), t.UsesLeft, t.AutoApprove, jsonText(t.Labels),
-		t.Description, t.Revoked, micros(t.CreatedAt))
+		t.Description, t.Revoked, micros(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
 	if db.IsUniqueViolation(err) {
 		return fmt.Errorf("create token %s: %w", t.ID, ErrConflict)
 	}
@@ -250,20 +250,20 @@ func (s *SQLiteStore) RegisterNode(ctx context.Context, tokenID string, now time
 	var out Node
 	if replaceID == "" {
 		out, err = scanSQLiteNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+nodeColumns,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+nodeColumns,
 			n.ID, n.Status, n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
 			n.BundleKEM, nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, n.ReplacementAllowed,
 			nil, nil, nil, nil,
-			n.CertificatesIssued, at, at))
+			n.CertificatesIssued, at, at, n.IdentitySource))
 	} else {
 		out, err = scanSQLiteNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
 			status = ?, key_sha256 = ?, hardware_uuid = ?, macs = ?, hostname = ?, serial = ?, labels = ?,
 			bundle_kem = ?, bundle_key = ?, csr = ?, token_id = ?, replacement_allowed = 0,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
-			updated_at = ?
+			updated_at = ?, identity_source = ?
 			WHERE id = ? AND replacement_allowed RETURNING `+nodeColumns,
 			n.Status, n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
-			n.BundleKEM, nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID))
+			n.BundleKEM, nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, n.IdentitySource, replaceID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return Node{}, fmt.Errorf("register node: replace %s: %w", replaceID, s.missing(ctx, tx, replaceID, ErrPrecondition))
 		}
@@ -274,10 +274,76 @@ func (s *SQLiteStore) RegisterNode(ctx context.Context, tokenID string, now time
 	if err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
-	if err := s.commit(ctx, tx, registeredEvent(out, tokenID, replaceID, utc(now))); err != nil {
+	// In the registering transaction, under SQLite's write lock: of two
+	// nodes that register with the same MAC at once, the second sees the
+	// first.
+	others, err := sqliteNodesByHardware(ctx, tx, []string{out.HardwareUUID}, out.MACs)
+	if err != nil {
+		return Node{}, fmt.Errorf("register node %s: look for duplicate hardware: %w", n.ID, err)
+	}
+	evs := append([]eventlog.Event{registeredEvent(out, tokenID, replaceID, utc(now))}, duplicateEvent(out, others, utc(now))...)
+	if err := s.commit(ctx, tx, evs...); err != nil {
 		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
 	return out, nil
+}
+
+// querier is what sqliteNodesByHardware needs of a *sql.DB or *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+// sqliteNodesByHardware is NodesByHardware on q. The values go in as JSON
+// arrays so that any number of them is two parameters. MACs are not
+// indexed on SQLite: the MAC test scans the nodes, which suits the
+// single-machine deployments SQLite serves.
+func sqliteNodesByHardware(ctx context.Context, q querier, uuids, macs []string) ([]Node, error) {
+	uuids, macs = nonEmpty(uuids), nonEmpty(macs)
+	if len(uuids) == 0 && len(macs) == 0 {
+		return nil, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes
+		WHERE hardware_uuid IN (SELECT value FROM json_each(?))
+		OR EXISTS (SELECT 1 FROM json_each(reg_nodes.macs) AS m WHERE m.value IN (SELECT value FROM json_each(?)))
+		ORDER BY id`, jsonText(uuids), jsonText(macs))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ns []Node
+	for rows.Next() {
+		n, err := scanSQLiteNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		ns = append(ns, n)
+	}
+	return ns, rows.Err()
+}
+
+// NodesByHardware returns the nodes sharing any of the UUIDs or MACs.
+func (s *SQLiteStore) NodesByHardware(ctx context.Context, uuids, macs []string) ([]Node, error) {
+	ns, err := sqliteNodesByHardware(ctx, s.db, uuids, macs)
+	if err != nil {
+		return nil, fmt.Errorf("nodes by hardware: %w", err)
+	}
+	return ns, nil
+}
+
+// NoteDuplicate appends a refused claim on node id's hardware.
+func (s *SQLiteStore) NoteDuplicate(ctx context.Context, id string, now time.Time, c Claim) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	if err := s.missing(ctx, tx, id, nil); err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	if err := s.commit(ctx, tx, claimEvent(id, c, utc(now))); err != nil {
+		return fmt.Errorf("note duplicate of node %s: %w", id, err)
+	}
+	return nil
 }
 
 // missing explains why a conditional update of node id matched nothing:

@@ -20,6 +20,13 @@
 //	                  CompleteIssuance appends nothing for a certificate
 //	                  it counts but does not install
 //	DeleteNode        deleted: actor
+//	RegisterNode      also duplicate_hardware, after registered, when other
+//	                  nodes report the same hardware UUID or one of the
+//	                  same MACs: duplicate_of (their IDs), hardware_uuid,
+//	                  macs (the shared values)
+//	NoteDuplicate     duplicate_hardware on a registered node whose
+//	                  hardware a refused registration claimed:
+//	                  hardware_uuid, claimant_key, identity_source
 //
 // Details whose value would be empty are left out.
 package regstore
@@ -74,6 +81,10 @@ type Node struct {
 	CertificatesIssued int64
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// IdentitySource is how the node holds its identity key, as the
+	// agent reported it (keys.Assurance: "tpm", "seed-file", "file",
+	// "site-secret"); "" for nodes registered before it was recorded.
+	IdentitySource string
 }
 
 // Token is a bootstrap token. Only a hash of its secret is stored.
@@ -87,6 +98,11 @@ type Token struct {
 	Description string
 	Revoked     bool
 	CreatedAt   time.Time
+	// MinIdentity is the weakest identity source the token auto-approves
+	// ("" = any); AllowSiteSecret lets it auto-approve site-secret ones.
+	// The store keeps them as given; the service decides.
+	MinIdentity     string
+	AllowSiteSecret bool
 }
 
 // Active reports whether t can still register a node at now. A token is
@@ -113,6 +129,14 @@ type Intent struct {
 	CreatedAt  time.Time
 }
 
+// Claim is what a refused registration said about a registered node's
+// hardware, for NoteDuplicate.
+type Claim struct {
+	HardwareUUID   string
+	KeySHA256      []byte // the claimant's identity key hash
+	IdentitySource string
+}
+
 // NodeFilter selects nodes for ListNodes.
 type NodeFilter struct {
 	Status  Status            // "" = any
@@ -132,12 +156,13 @@ const (
 	EventDeleted            = "deleted"
 	EventCertificateIssued  = "certificate_issued"
 	EventCertificateRenewed = "certificate_renewed"
+	EventDuplicateHardware  = "duplicate_hardware"
 )
 
 // EventTypes returns every event type the store appends.
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
-		EventDeleted, EventCertificateIssued, EventCertificateRenewed}
+		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware}
 }
 
 // Keys of event details.
@@ -150,6 +175,11 @@ const (
 	DetailSerial         = "serial"
 	DetailNotAfter       = "not_after"
 	DetailPreviousSerial = "previous_serial"
+	DetailIdentitySource = "identity_source"
+	DetailDuplicateOf    = "duplicate_of"
+	DetailHardwareUUID   = "hardware_uuid"
+	DetailMACs           = "macs"
+	DetailClaimantKey    = "claimant_key"
 )
 
 // Errors returned, wrapped, by every Store.
@@ -199,6 +229,14 @@ type Store interface {
 	// NodesByHardwareUUID returns the nodes reporting uuid, ordered by ID. An
 	// empty uuid means "unknown" and matches nothing.
 	NodesByHardwareUUID(ctx context.Context, uuid string) ([]Node, error)
+	// NodesByHardware returns the nodes reporting any of uuids as their
+	// hardware UUID or any of macs among their MACs, ordered by ID. Empty
+	// values match nothing. It is one query, however many values.
+	NodesByHardware(ctx context.Context, uuids, macs []string) ([]Node, error)
+	// NoteDuplicate appends a duplicate_hardware event to node id
+	// (ErrNotFound if absent) and changes nothing else: a registration
+	// that claimed its hardware with another key was refused.
+	NoteDuplicate(ctx context.Context, id string, now time.Time, claim Claim) error
 	// ListNodes returns the nodes matching f, ordered by ID.
 	ListNodes(ctx context.Context, f NodeFilter) ([]Node, error)
 	// SetStatus moves a node to `to` only if its status is one of `from`

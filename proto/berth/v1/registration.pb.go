@@ -225,9 +225,14 @@ type RegisterRequest struct {
 	BundleKey *BundleKey `protobuf:"bytes,3,opt,name=bundle_key,json=bundleKey,proto3" json:"bundle_key,omitempty"`
 	// token is the bootstrap token "id.secret". Not needed when the key is
 	// already registered.
-	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// identity_source says how the node holds its identity key: "tpm",
+	// "seed-file", "file" or "site-secret" (strongest first). Required. It
+	// is the agent's word; a token's min_identity and allow_site_secret
+	// decide, with it, whether the token auto-approves the node.
+	IdentitySource string `protobuf:"bytes,5,opt,name=identity_source,json=identitySource,proto3" json:"identity_source,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterRequest) Reset() {
@@ -284,6 +289,13 @@ func (x *RegisterRequest) GetBundleKey() *BundleKey {
 func (x *RegisterRequest) GetToken() string {
 	if x != nil {
 		return x.Token
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetIdentitySource() string {
+	if x != nil {
+		return x.IdentitySource
 	}
 	return ""
 }
@@ -728,8 +740,16 @@ type Node struct {
 	// replacement_allowed is set by AllowReplacement until a new key takes over.
 	ReplacementAllowed bool `protobuf:"varint,12,opt,name=replacement_allowed,json=replacementAllowed,proto3" json:"replacement_allowed,omitempty"`
 	// token_id is the bootstrap token the node registered with.
-	TokenId       string     `protobuf:"bytes,13,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
-	BundleKey     *BundleKey `protobuf:"bytes,14,opt,name=bundle_key,json=bundleKey,proto3" json:"bundle_key,omitempty"`
+	TokenId   string     `protobuf:"bytes,13,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	BundleKey *BundleKey `protobuf:"bytes,14,opt,name=bundle_key,json=bundleKey,proto3" json:"bundle_key,omitempty"`
+	// identity_source is how the node said it holds its identity key: "tpm",
+	// "seed-file", "file" or "site-secret"; empty for nodes registered
+	// before it was recorded.
+	IdentitySource string `protobuf:"bytes,15,opt,name=identity_source,json=identitySource,proto3" json:"identity_source,omitempty"`
+	// duplicate_of lists the other nodes that report the same hardware UUID
+	// or one of the same MACs, by ID: a cloned image, a copied identity or
+	// a firmware placeholder. Empty when the node's hardware is its own.
+	DuplicateOf   []string `protobuf:"bytes,16,rep,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -858,6 +878,20 @@ func (x *Node) GetTokenId() string {
 func (x *Node) GetBundleKey() *BundleKey {
 	if x != nil {
 		return x.BundleKey
+	}
+	return nil
+}
+
+func (x *Node) GetIdentitySource() string {
+	if x != nil {
+		return x.IdentitySource
+	}
+	return ""
+}
+
+func (x *Node) GetDuplicateOf() []string {
+	if x != nil {
+		return x.DuplicateOf
 	}
 	return nil
 }
@@ -1538,12 +1572,18 @@ type Token struct {
 	UsesLeft    int32                  `protobuf:"varint,3,opt,name=uses_left,json=usesLeft,proto3" json:"uses_left,omitempty"`
 	AutoApprove bool                   `protobuf:"varint,4,opt,name=auto_approve,json=autoApprove,proto3" json:"auto_approve,omitempty"`
 	// labels are put on every node that registers with this token.
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Revoked       bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	Description   string                 `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Labels      map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Revoked     bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	Description string                 `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	// min_identity is the weakest identity_source the token auto-approves;
+	// empty means any. Nodes below it register pending.
+	MinIdentity string `protobuf:"bytes,9,opt,name=min_identity,json=minIdentity,proto3" json:"min_identity,omitempty"`
+	// allow_site_secret lets the token auto-approve site-secret identities,
+	// which it never does otherwise.
+	AllowSiteSecret bool `protobuf:"varint,10,opt,name=allow_site_secret,json=allowSiteSecret,proto3" json:"allow_site_secret,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Token) Reset() {
@@ -1632,18 +1672,39 @@ func (x *Token) GetDescription() string {
 	return ""
 }
 
+func (x *Token) GetMinIdentity() string {
+	if x != nil {
+		return x.MinIdentity
+	}
+	return ""
+}
+
+func (x *Token) GetAllowSiteSecret() bool {
+	if x != nil {
+		return x.AllowSiteSecret
+	}
+	return false
+}
+
 // CreateTokenRequest describes a new token.
 type CreateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ttl_seconds is how long the token is valid; 0 means 24 hours.
 	TtlSeconds int64 `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	// uses is how many nodes may register with it; 0 means 1.
-	Uses          int32             `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
-	AutoApprove   bool              `protobuf:"varint,3,opt,name=auto_approve,json=autoApprove,proto3" json:"auto_approve,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Description   string            `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uses        int32             `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
+	AutoApprove bool              `protobuf:"varint,3,opt,name=auto_approve,json=autoApprove,proto3" json:"auto_approve,omitempty"`
+	Labels      map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Description string            `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// min_identity is the weakest identity_source that auto_approve approves:
+	// "tpm", "seed-file", "file" or "site-secret"; empty means any (but see
+	// allow_site_secret).
+	MinIdentity string `protobuf:"bytes,6,opt,name=min_identity,json=minIdentity,proto3" json:"min_identity,omitempty"`
+	// allow_site_secret lets auto_approve approve site-secret identities. It
+	// needs auto_approve, and contradicts a min_identity above site-secret.
+	AllowSiteSecret bool `protobuf:"varint,7,opt,name=allow_site_secret,json=allowSiteSecret,proto3" json:"allow_site_secret,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateTokenRequest) Reset() {
@@ -1709,6 +1770,20 @@ func (x *CreateTokenRequest) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *CreateTokenRequest) GetMinIdentity() string {
+	if x != nil {
+		return x.MinIdentity
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetAllowSiteSecret() bool {
+	if x != nil {
+		return x.AllowSiteSecret
+	}
+	return false
 }
 
 // CreateTokenResponse returns the token and, once only, its secret.
@@ -2140,13 +2215,14 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tBundleKey\x12\x15\n" +
 	"\x06kem_id\x18\x01 \x01(\rR\x05kemId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\x9b\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xc4\x01\n" +
 	"\x0fRegisterRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.berth.v1.MachineFactsR\x05facts\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
 	"\n" +
 	"bundle_key\x18\x03 \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\tR\x05token\"\x8c\x01\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12'\n" +
+	"\x0fidentity_source\x18\x05 \x01(\tR\x0eidentitySource\"\x8c\x01\n" +
 	"\x10RegisterResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2173,7 +2249,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\xce\x05\n" +
+	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\x9a\x06\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12,\n" +
@@ -2194,7 +2270,9 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13replacement_allowed\x18\f \x01(\bR\x12replacementAllowed\x12\x19\n" +
 	"\btoken_id\x18\r \x01(\tR\atokenId\x122\n" +
 	"\n" +
-	"bundle_key\x18\x0e \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x1a9\n" +
+	"bundle_key\x18\x0e \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12'\n" +
+	"\x0fidentity_source\x18\x0f \x01(\tR\x0eidentitySource\x12!\n" +
+	"\fduplicate_of\x18\x10 \x03(\tR\vduplicateOf\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
@@ -2233,7 +2311,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x17AllowReplacementRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
 	"\x18AllowReplacementResponse\x12\"\n" +
-	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"\xf9\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"\xc8\x03\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
 	"\n" +
@@ -2244,17 +2322,22 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
 	"\arevoked\x18\a \x01(\bR\arevoked\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\x1a9\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12!\n" +
+	"\fmin_identity\x18\t \x01(\tR\vminIdentity\x12*\n" +
+	"\x11allow_site_secret\x18\n" +
+	" \x01(\bR\x0fallowSiteSecret\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xda\x02\n" +
 	"\x12CreateTokenRequest\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
 	"ttlSeconds\x12\x12\n" +
 	"\x04uses\x18\x02 \x01(\x05R\x04uses\x12!\n" +
 	"\fauto_approve\x18\x03 \x01(\bR\vautoApprove\x12@\n" +
 	"\x06labels\x18\x04 \x03(\v2(.berth.v1.CreateTokenRequest.LabelsEntryR\x06labels\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\x1a9\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12!\n" +
+	"\fmin_identity\x18\x06 \x01(\tR\vminIdentity\x12*\n" +
+	"\x11allow_site_secret\x18\a \x01(\bR\x0fallowSiteSecret\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +

@@ -99,10 +99,11 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 		want []eventlog.Event
 	}{
 		{"register", func() { mustRegister(t, s, "tok", t0, node("n1", 1)) },
-			[]eventlog.Event{event(regstore.EventRegistered, "n1", t0, "status", "pending", "token", "tok", "hostname", "host-1")}},
+			[]eventlog.Event{event(regstore.EventRegistered, "n1", t0, "status", "pending", "token", "tok", "hostname", "host-1",
+				"identity_source", "tpm")}},
 		{"register approved, no hostname", func() {
 			n := node("n2", 2)
-			n.Status, n.Hostname = regstore.StatusApproved, ""
+			n.Status, n.Hostname, n.IdentitySource = regstore.StatusApproved, "", ""
 			mustRegister(t, s, "auto", at(time.Second), n)
 		}, []eventlog.Event{event(regstore.EventRegistered, "n2", at(time.Second), "status", "approved", "token", "auto")}},
 		{"reject", st(every, regstore.StatusRejected, time.Minute),
@@ -175,7 +176,8 @@ func testEventsReplace(t *testing.T, s regstore.Store) {
 		}
 	})
 	diff(t, "replace", []eventlog.Event{
-		event(regstore.EventReplaced, "old", at(30*time.Minute), "status", "approved", "token", "tok2", "hostname", "host-2"),
+		event(regstore.EventReplaced, "old", at(30*time.Minute), "status", "approved", "token", "tok2", "hostname", "host-2",
+			"identity_source", "file"),
 	}, withoutCursors(got))
 }
 

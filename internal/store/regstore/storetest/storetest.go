@@ -56,6 +56,10 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"EventsNotOnErrors", testEventsNotOnErrors},
 		{"EventsRetention", testEventsRetention},
 		{"EventsWatch", testEventsWatch},
+		{"TokenIdentityPolicy", testTokenIdentityPolicy},
+		{"NodesByHardware", testNodesByHardware},
+		{"DuplicateHardwareEvents", testDuplicateHardwareEvents},
+		{"NoteDuplicate", testNoteDuplicate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -105,6 +109,9 @@ func node(id string, i int) regstore.Node {
 		BundleKEM:    0x0020,
 		BundleKey:    key(i + 1_000_000),
 		CSR:          fmt.Appendf(nil, "CSR of node %d", i),
+		// Each test node says how it holds its key, so that every round
+		// trip covers the column.
+		IdentitySource: []string{"seed-file", "tpm", "file", "site-secret"}[i%4],
 	}
 }
 

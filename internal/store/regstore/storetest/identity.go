@@ -1,0 +1,127 @@
+package storetest
+
+import (
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/store/regstore"
+)
+
+// types lists the types of evs, in order.
+func types(evs []eventlog.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+// testTokenIdentityPolicy: a token's identity policy is stored as given.
+func testTokenIdentityPolicy(t *testing.T, s regstore.Store) {
+	tok := token("tok-pol", 3)
+	tok.MinIdentity, tok.AllowSiteSecret = "seed-file", true
+	mustCreateToken(t, s, tok)
+	got := mustGetToken(t, s, tok.ID)
+	if got.MinIdentity != "seed-file" || !got.AllowSiteSecret {
+		t.Errorf("GetToken: min identity %q, allow site secret %v; want seed-file, true", got.MinIdentity, got.AllowSiteSecret)
+	}
+	list, err := s.ListTokens(ctx(t), false, t0)
+	if err != nil || len(list) != 1 || list[0].MinIdentity != "seed-file" || !list[0].AllowSiteSecret {
+		t.Errorf("ListTokens = %+v, %v; want the policy kept", list, err)
+	}
+}
+
+// hwNode is test node i with the given hardware.
+func hwNode(id string, i int, uuid string, macs ...string) regstore.Node {
+	n := node(id, i)
+	n.HardwareUUID, n.MACs = uuid, macs
+	return n
+}
+
+func testNodesByHardware(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	for _, n := range []regstore.Node{
+		hwNode("n1", 1, "u1", "02:00:00:00:00:01", "02:00:00:00:00:aa"),
+		hwNode("n2", 2, "u2", "02:00:00:00:00:02"),
+		hwNode("n3", 3, "u1"),
+		hwNode("n4", 4, "", "02:00:00:00:00:aa"),
+		hwNode("n5", 5, "u5"),
+	} {
+		mustRegister(t, s, "tok", t0, n)
+	}
+	for _, tt := range []struct {
+		name        string
+		uuids, macs []string
+		want        []string
+	}{
+		{"uuid", []string{"u1"}, nil, []string{"n1", "n3"}},
+		{"mac", nil, []string{"02:00:00:00:00:aa"}, []string{"n1", "n4"}},
+		{"both, once each", []string{"u2", "u1"}, []string{"02:00:00:00:00:aa", "02:00:00:00:00:02"}, []string{"n1", "n2", "n3", "n4"}},
+		{"unknown", []string{"u9"}, []string{"02:00:00:00:00:99"}, nil},
+		{"empty values match nothing", []string{""}, []string{""}, nil},
+		{"none", nil, nil, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.NodesByHardware(ctx(t), tt.uuids, tt.macs)
+			if err != nil {
+				t.Fatalf("NodesByHardware: %v", err)
+			}
+			diff(t, "IDs", tt.want, nodeIDs(got))
+		})
+	}
+}
+
+// testDuplicateHardwareEvents: a node registering with a MAC or UUID another
+// node reports gets a duplicate_hardware event after its registered event,
+// in the same commit; one with its own hardware gets none.
+func testDuplicateHardwareEvents(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	mustRegister(t, s, "tok", t0, hwNode("n1", 0, "u1", "02:00:00:00:00:01", "02:00:00:00:00:aa"))
+	mustRegister(t, s, "tok", t0, hwNode("n2", 0+4, "u2", "02:00:00:00:00:aa"))
+	evs := newEvents(t, s, func() {
+		mustRegister(t, s, "tok", at(time.Second), hwNode("n3", 8, "u3", "02:00:00:00:00:aa", "02:00:00:00:00:01"))
+	})
+	diff(t, "events", []string{regstore.EventRegistered, regstore.EventDuplicateHardware}, types(evs))
+	if len(evs) == 2 {
+		diff(t, "duplicate event", event(regstore.EventDuplicateHardware, "n3", at(time.Second),
+			regstore.DetailDuplicateOf, "n1,n2", regstore.DetailMACs, "02:00:00:00:00:01,02:00:00:00:00:aa"), withoutCursors(evs)[1])
+		diff(t, "registered event source", "seed-file", evs[0].Details[regstore.DetailIdentitySource])
+	}
+	evs = newEvents(t, s, func() { mustRegister(t, s, "tok", t0, hwNode("n4", 12, "u4", "02:00:00:00:00:04")) })
+	diff(t, "events of a node with its own hardware", []string{regstore.EventRegistered}, types(evs))
+
+	// A replacement takes over its own row: the hardware it shares with
+	// the node it replaces is no duplicate.
+	if _, err := s.AllowReplacement(ctx(t), "n4", t0); err != nil {
+		t.Fatal(err)
+	}
+	evs = newEvents(t, s, func() {
+		r := hwNode("n4-new", 16, "u4", "02:00:00:00:00:04")
+		if _, err := s.RegisterNode(ctx(t), "tok", t0, r, "n4"); err != nil {
+			t.Fatalf("replace: %v", err)
+		}
+	})
+	diff(t, "events of a replacement", []string{regstore.EventReplaced}, types(evs))
+}
+
+func testNoteDuplicate(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	n := mustRegister(t, s, "tok", t0, hwNode("n1", 1, "u1"))
+	claim := regstore.Claim{HardwareUUID: "u1", KeySHA256: key(99), IdentitySource: "site-secret"}
+	evs := newEvents(t, s, func() {
+		if err := s.NoteDuplicate(ctx(t), "n1", at(time.Minute), claim); err != nil {
+			t.Fatalf("NoteDuplicate: %v", err)
+		}
+	})
+	diff(t, "events", []eventlog.Event{event(regstore.EventDuplicateHardware, "n1", at(time.Minute),
+		regstore.DetailHardwareUUID, "u1", regstore.DetailClaimantKey, hex.EncodeToString(key(99)),
+		regstore.DetailIdentitySource, "site-secret")}, withoutCursors(evs))
+	diff(t, "node after NoteDuplicate", n, mustGetNode(t, s, "n1"))
+
+	evs = newEvents(t, s, func() {
+		wantErr(t, "NoteDuplicate(missing)", s.NoteDuplicate(ctx(t), "missing", t0, claim), regstore.ErrNotFound)
+	})
+	diff(t, "events of a refused NoteDuplicate", 0, len(evs))
+}
