@@ -21,7 +21,8 @@ type Service string
 const (
 	// Registration logs node lifecycle events: registered, approved,
 	// rejected, revoked, deleted, replaced, certificate_issued (a
-	// node's first certificate), certificate_renewed.
+	// node's first certificate), certificate_renewed, duplicate_hardware
+	// (two nodes report the same hardware).
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset.
@@ -47,7 +48,7 @@ func ParseService(s string) (Service, error) {
 // lifecycleTypes are the event types of the lifecycle logs, as documented
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
-	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed"},
+	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware"},
 	Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 

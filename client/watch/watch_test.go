@@ -502,7 +502,7 @@ func TestNewRejects(t *testing.T) {
 
 func TestEventTypes(t *testing.T) {
 	want := map[watch.Service][]string{
-		watch.Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed"},
+		watch.Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware"},
 		watch.Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
 		watch.Heartbeat:    {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"},
 	}

@@ -30,7 +30,8 @@ type LifecycleEvent struct {
 	Cursor int64 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// type is one of: registered, approved, rejected, revoked, deleted,
 	// replaced, certificate_issued (a node's first certificate),
-	// certificate_renewed (registration); bundle_updated,
+	// certificate_renewed, duplicate_hardware (two nodes report the same
+	// hardware) (registration); bundle_updated,
 	// bundle_approved, bundle_reset (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
