@@ -8,7 +8,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/daemon"
-	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/liveness"
 )
 
 // listenerOff is the --metrics-listen and --crl-listen value that turns
@@ -34,7 +34,7 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 	fs.StringVar(&c.AdvertiseHeartbeat, "advertise-heartbeat", "", "heartbeat address handed to nodes")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "heartbeat interval the server tells nodes")
 	fs.DurationVar(&c.HeartbeatGrace, "heartbeat-grace", 40*time.Second, "silence after which a node is unreachable (more than two intervals)")
-	fs.Float64Var(&c.HeartbeatMaxRate, "heartbeat-max-rate", health.DefaultMaxBeatRate, "beats per second all heartbeat replicas together should receive; above it the fleet's interval is stretched (0 disables)")
+	fs.Float64Var(&c.HeartbeatMaxRate, "heartbeat-max-rate", liveness.DefaultMaxBeatRate, "beats per second all heartbeat replicas together should receive; above it the fleet's interval is stretched (0 disables)")
 	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
 	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")

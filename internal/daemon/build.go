@@ -14,14 +14,14 @@ import (
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/depwatch"
-	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/castore"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/telemetry"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -265,12 +265,12 @@ func buildBundles(ctx context.Context, c Config, cr *creds, tel *telemetry.Telem
 }
 
 func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry, b *built) (*heartbeat.Service, error) {
-	var store hbstore.Store
+	var store heartbeatstore.Store
 	var err error
 	if c.DB != "" {
-		store, err = hbstore.NewPostgres(ctx, c.DB)
+		store, err = heartbeatstore.NewPostgres(ctx, c.DB)
 	} else {
-		store, err = hbstore.NewSQLite(ctx, filepath.Join(c.DataDir, "heartbeat.db"))
+		store, err = heartbeatstore.NewSQLite(ctx, filepath.Join(c.DataDir, "heartbeat.db"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open heartbeat store: %w", err)
@@ -282,14 +282,14 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 	}
 	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
-	interval := cmp.Or(c.HeartbeatInterval, health.DefaultInterval)
+	interval := cmp.Or(c.HeartbeatInterval, liveness.DefaultInterval)
 	svc, err := heartbeat.New(heartbeat.Config{
 		Store:    store,
 		Interval: interval,
 		Grace:    c.HeartbeatGrace,
 		// Flushes must come at least twice per interval so that the single
 		// decider, reading last-seen times from the store, is never fooled.
-		FlushPeriod:      min(health.DefaultFlushPeriod, interval/2),
+		FlushPeriod:      min(liveness.DefaultFlushPeriod, interval/2),
 		MaxBeatRate:      c.HeartbeatMaxRate,
 		IsRevoked:        revoked.NodeRevoked,
 		RevocationsKnown: revoked.Known,

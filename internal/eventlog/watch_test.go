@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/health/healthtest"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
 )
 
 // watch is a Watch running in the background.
@@ -74,7 +74,7 @@ func (w *watch) ended(t *testing.T) error {
 }
 
 // follower returns a follower on l whose polls wait for clock.
-func follower(t *testing.T, l eventlog.Source, clock *healthtest.Clock, edit func(*eventlog.FollowerConfig)) *eventlog.Follower {
+func follower(t *testing.T, l eventlog.Source, clock *livenesstest.Clock, edit func(*eventlog.FollowerConfig)) *eventlog.Follower {
 	t.Helper()
 	c := eventlog.FollowerConfig{Source: l, After: clock.After}
 	if edit != nil {
@@ -97,7 +97,7 @@ func TestNewFollower(t *testing.T) {
 // so live events arrive through the append notification alone.
 func TestWatchReplayAndFollow(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
-		fl := follower(t, f.log, healthtest.NewClock(t0), nil)
+		fl := follower(t, f.log, livenesstest.NewClock(t0), nil)
 		f.append(t, numbered("n1", 0, 3)...)
 		c := cursors(readAll(t, f.log))
 
@@ -125,7 +125,7 @@ func TestWatchReplayAndFollow(t *testing.T) {
 
 func TestWatchFromNow(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
-		clock := healthtest.NewClock(t0)
+		clock := livenesstest.NewClock(t0)
 		fl := follower(t, f.log, clock, nil)
 		f.append(t, ev("n1", "before", t0))
 		w := startWatch(t, fl, eventlog.WatchRequest{FromNow: true})
@@ -141,7 +141,7 @@ func TestWatchFromNow(t *testing.T) {
 func TestWatchPollsOtherProcesses(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
 		other := f.replica(t)
-		clock := healthtest.NewClock(t0)
+		clock := livenesstest.NewClock(t0)
 		fl := follower(t, f.log, clock, nil)
 		w := startWatch(t, fl, eventlog.WatchRequest{})
 		for i := range 3 {
@@ -156,7 +156,7 @@ func TestWatchPollsOtherProcesses(t *testing.T) {
 // TestWatchPages replays a log longer than a page.
 func TestWatchPages(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
-		fl := follower(t, f.log, healthtest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.PageSize = 7 })
+		fl := follower(t, f.log, livenesstest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.PageSize = 7 })
 		f.append(t, numbered("n1", 0, 50)...)
 		f.append(t, numbered("n2", 0, 50)...)
 		got := startWatch(t, fl, eventlog.WatchRequest{NodeIDs: []string{"n2"}}).next(t, 50)
@@ -167,7 +167,7 @@ func TestWatchPages(t *testing.T) {
 
 func TestWatchCursorErrors(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
-		clock := healthtest.NewClock(t0)
+		clock := livenesstest.NewClock(t0)
 		fl := follower(t, f.log, clock, nil)
 		f.append(t, numbered("n1", 0, 6)...)
 		c := cursors(readAll(t, f.log))
@@ -225,7 +225,7 @@ func TestWatchCursorErrors(t *testing.T) {
 func TestWatchEnds(t *testing.T) {
 	f := newSQLite(t)
 	done := make(chan struct{})
-	fl := follower(t, f.log, healthtest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.Done = done })
+	fl := follower(t, f.log, livenesstest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.Done = done })
 	f.append(t, ev("n1", "a", t0), ev("n1", "b", t0))
 
 	w := startWatch(t, fl, eventlog.WatchRequest{})
@@ -236,14 +236,14 @@ func TestWatchEnds(t *testing.T) {
 	}
 
 	stop := errors.New("stop")
-	err := follower(t, f.log, healthtest.NewClock(t0), nil).Watch(t.Context(), eventlog.WatchRequest{}, func(eventlog.Event) error { return stop })
+	err := follower(t, f.log, livenesstest.NewClock(t0), nil).Watch(t.Context(), eventlog.WatchRequest{}, func(eventlog.Event) error { return stop })
 	if !errors.Is(err, stop) {
 		t.Errorf("watch whose send failed = %v, want the send error", err)
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := follower(t, f.log, healthtest.NewClock(t0), nil).Watch(ctx, eventlog.WatchRequest{}, func(eventlog.Event) error { return nil }); err == nil {
+	if err := follower(t, f.log, livenesstest.NewClock(t0), nil).Watch(ctx, eventlog.WatchRequest{}, func(eventlog.Event) error { return nil }); err == nil {
 		t.Error("watch with a canceled context succeeded")
 	}
 }
@@ -252,7 +252,7 @@ func TestWatchEnds(t *testing.T) {
 // the last cursor received: the pieces add up to the log, once each.
 func TestReconnect(t *testing.T) {
 	backends(t, func(t *testing.T, f *fixture) {
-		fl := follower(t, f.log, healthtest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.PageSize = 4 })
+		fl := follower(t, f.log, livenesstest.NewClock(t0), func(c *eventlog.FollowerConfig) { c.PageSize = 4 })
 		f.append(t, numbered("n1", 0, 30)...)
 		got := reconnecting(t, fl, 30, 7, nil)
 		diff(t, "reconnecting watch", readAll(t, f.log), got)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/berth-dev/berth/internal/rpc"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -61,7 +61,7 @@ func (s *Service) WatchHealth(req *berthv1.WatchHealthRequest, stream berthv1.He
 		return errorTable.Status(ctx, log, err)
 	}
 	var sendErr error
-	err = s.core.Watch(ctx, w, func(e hbstore.Event) error {
+	err = s.core.Watch(ctx, w, func(e heartbeatstore.Event) error {
 		sendErr = stream.Send(&berthv1.WatchHealthResponse{Event: eventToProto(e)})
 		return sendErr
 	})

@@ -4,30 +4,30 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/berth-dev/berth/internal/health"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-var statuses = map[hbstore.Status]berthv1.ReportedStatus{
-	hbstore.StatusUp:          berthv1.ReportedStatus_REPORTED_STATUS_UP,
-	hbstore.StatusDegraded:    berthv1.ReportedStatus_REPORTED_STATUS_DEGRADED,
-	hbstore.StatusMaintenance: berthv1.ReportedStatus_REPORTED_STATUS_MAINTENANCE,
+var statuses = map[heartbeatstore.Status]berthv1.ReportedStatus{
+	heartbeatstore.StatusUp:          berthv1.ReportedStatus_REPORTED_STATUS_UP,
+	heartbeatstore.StatusDegraded:    berthv1.ReportedStatus_REPORTED_STATUS_DEGRADED,
+	heartbeatstore.StatusMaintenance: berthv1.ReportedStatus_REPORTED_STATUS_MAINTENANCE,
 }
 
-var states = map[hbstore.State]berthv1.LivenessState{
-	hbstore.StateHealthy:     berthv1.LivenessState_LIVENESS_STATE_HEALTHY,
-	hbstore.StateSuspect:     berthv1.LivenessState_LIVENESS_STATE_SUSPECT,
-	hbstore.StateUnreachable: berthv1.LivenessState_LIVENESS_STATE_UNREACHABLE,
+var states = map[heartbeatstore.State]berthv1.LivenessState{
+	heartbeatstore.StateHealthy:     berthv1.LivenessState_LIVENESS_STATE_HEALTHY,
+	heartbeatstore.StateSuspect:     berthv1.LivenessState_LIVENESS_STATE_SUSPECT,
+	heartbeatstore.StateUnreachable: berthv1.LivenessState_LIVENESS_STATE_UNREACHABLE,
 }
 
-var eventTypes = map[hbstore.EventType]berthv1.HealthEventType{
-	hbstore.EventHealthy:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY,
-	hbstore.EventSuspect:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_SUSPECT,
-	hbstore.EventUnreachable:   berthv1.HealthEventType_HEALTH_EVENT_TYPE_UNREACHABLE,
-	hbstore.EventRebooted:      berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED,
-	hbstore.EventStatusChanged: berthv1.HealthEventType_HEALTH_EVENT_TYPE_STATUS_CHANGED,
-	hbstore.EventNode:          berthv1.HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT,
+var eventTypes = map[heartbeatstore.EventType]berthv1.HealthEventType{
+	heartbeatstore.EventHealthy:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY,
+	heartbeatstore.EventSuspect:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_SUSPECT,
+	heartbeatstore.EventUnreachable:   berthv1.HealthEventType_HEALTH_EVENT_TYPE_UNREACHABLE,
+	heartbeatstore.EventRebooted:      berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED,
+	heartbeatstore.EventStatusChanged: berthv1.HealthEventType_HEALTH_EVENT_TYPE_STATUS_CHANGED,
+	heartbeatstore.EventNode:          berthv1.HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT,
 }
 
 // reverse inverts one of the maps above.
@@ -45,22 +45,22 @@ var (
 	eventTypesFromProto = reverse(eventTypes)
 )
 
-func statusFromProto(s berthv1.ReportedStatus) (hbstore.Status, bool) {
+func statusFromProto(s berthv1.ReportedStatus) (heartbeatstore.Status, bool) {
 	v, ok := statusesFromProto[s]
 	return v, ok
 }
 
-func stateFromProto(s berthv1.LivenessState) (hbstore.State, bool) {
+func stateFromProto(s berthv1.LivenessState) (heartbeatstore.State, bool) {
 	v, ok := statesFromProto[s]
 	return v, ok
 }
 
-func eventTypeFromProto(t berthv1.HealthEventType) (hbstore.EventType, bool) {
+func eventTypeFromProto(t berthv1.HealthEventType) (heartbeatstore.EventType, bool) {
 	v, ok := eventTypesFromProto[t]
 	return v, ok
 }
 
-func livenessToProto(l hbstore.Liveness) *berthv1.NodeHealth {
+func livenessToProto(l heartbeatstore.Liveness) *berthv1.NodeHealth {
 	return &berthv1.NodeHealth{
 		NodeId:     l.NodeID,
 		State:      states[l.State],
@@ -73,7 +73,7 @@ func livenessToProto(l hbstore.Liveness) *berthv1.NodeHealth {
 	}
 }
 
-func eventToProto(e hbstore.Event) *berthv1.HealthEvent {
+func eventToProto(e heartbeatstore.Event) *berthv1.HealthEvent {
 	return &berthv1.HealthEvent{
 		Cursor:         e.Cursor,
 		Type:           eventTypes[e.Type],
@@ -90,7 +90,7 @@ func eventToProto(e hbstore.Event) *berthv1.HealthEvent {
 	}
 }
 
-func settingsToProto(s health.Settings) *berthv1.HeartbeatSettings {
+func settingsToProto(s liveness.Settings) *berthv1.HeartbeatSettings {
 	return &berthv1.HeartbeatSettings{
 		Interval:          durationpb.New(s.Current.Interval),
 		Grace:             durationpb.New(s.Current.Grace),

@@ -3,11 +3,11 @@ package heartbeat
 import (
 	"google.golang.org/grpc/codes"
 
-	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Public messages. Clients see only these, never an internal cause. A
@@ -48,14 +48,14 @@ const (
 
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
-	rpcerr.Is(health.ErrRevoked, codes.PermissionDenied, msgRevoked),
+	rpcerr.Is(liveness.ErrRevoked, codes.PermissionDenied, msgRevoked),
 	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevUnknown),
-	rpcerr.Is(health.ErrSuperseded, codes.Aborted, msgSuperseded),
-	rpcerr.Is(health.ErrClosing, codes.Unavailable, msgClosing),
-	rpcerr.Is(health.ErrSequence, codes.InvalidArgument, msgSequence),
-	rpcerr.Is(health.ErrBootChanged, codes.InvalidArgument, msgBootChanged),
-	rpcerr.Is(health.ErrTooFast, codes.ResourceExhausted, msgTooFast),
-	rpcerr.Is(health.ErrInterval, codes.InvalidArgument, msgInterval),
-	rpcerr.Is(health.ErrGrace, codes.InvalidArgument, msgGrace),
-	rpcerr.Is(hbstore.ErrNotFound, codes.NotFound, msgNeverSeen),
+	rpcerr.Is(liveness.ErrSuperseded, codes.Aborted, msgSuperseded),
+	rpcerr.Is(liveness.ErrClosing, codes.Unavailable, msgClosing),
+	rpcerr.Is(liveness.ErrSequence, codes.InvalidArgument, msgSequence),
+	rpcerr.Is(liveness.ErrBootChanged, codes.InvalidArgument, msgBootChanged),
+	rpcerr.Is(liveness.ErrTooFast, codes.ResourceExhausted, msgTooFast),
+	rpcerr.Is(liveness.ErrInterval, codes.InvalidArgument, msgInterval),
+	rpcerr.Is(liveness.ErrGrace, codes.InvalidArgument, msgGrace),
+	rpcerr.Is(heartbeatstore.ErrNotFound, codes.NotFound, msgNeverSeen),
 }

@@ -4,20 +4,20 @@ import (
 	"context"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // readsDown is a store whose database cannot serve the admin reads: they
 // fail with err.
 type readsDown struct {
-	hbstore.Store
+	heartbeatstore.Store
 	err error
 }
 
-func (d readsDown) GetLiveness(context.Context, string) (hbstore.Liveness, error) {
-	return hbstore.Liveness{}, d.err
+func (d readsDown) GetLiveness(context.Context, string) (heartbeatstore.Liveness, error) {
+	return heartbeatstore.Liveness{}, d.err
 }
-func (d readsDown) ListLiveness(context.Context, hbstore.LivenessFilter) ([]hbstore.Liveness, error) {
+func (d readsDown) ListLiveness(context.Context, heartbeatstore.LivenessFilter) ([]heartbeatstore.Liveness, error) {
 	return nil, d.err
 }
 func (d readsDown) Events() eventlog.Log { return downLog{Log: d.Store.Events(), err: d.err} }

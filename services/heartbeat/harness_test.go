@@ -15,7 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/pki"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 type env struct {
 	srv     *grpctest.Server
 	layout  *pki.Layout
-	store   hbstore.Store
+	store   heartbeatstore.Store
 	clock   *clock.Fake
 	svc     *Service
 	logs    *grpctest.Logs
@@ -38,18 +38,18 @@ type env struct {
 }
 
 // newStore opens an empty heartbeat store on engine.
-func newStore(t testing.TB, engine string) hbstore.Store {
+func newStore(t testing.TB, engine string) heartbeatstore.Store {
 	t.Helper()
 	ctx := context.Background()
 	var (
-		s   hbstore.Store
+		s   heartbeatstore.Store
 		err error
 	)
 	switch engine {
 	case pgtest.SQLite:
-		s, err = hbstore.NewSQLite(ctx, filepath.Join(t.TempDir(), "heartbeat.db"))
+		s, err = heartbeatstore.NewSQLite(ctx, filepath.Join(t.TempDir(), "heartbeat.db"))
 	case pgtest.Postgres:
-		s, err = hbstore.NewPostgres(ctx, pgtest.NewDatabase(t))
+		s, err = heartbeatstore.NewPostgres(ctx, pgtest.NewDatabase(t))
 	default:
 		t.Fatalf("unknown engine %q", engine)
 	}

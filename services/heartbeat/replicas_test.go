@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -20,7 +20,7 @@ import (
 func TestAbandonedReplicaLosesNoTransition(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	shared := func(c *Config) {
-		s, err := hbstore.NewPostgres(context.Background(), dsn)
+		s, err := heartbeatstore.NewPostgres(context.Background(), dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestAbandonedReplicaLosesNoTransition(t *testing.T) {
 		}
 		var out []string
 		for _, e := range p.Events {
-			h := hbstore.EventOf(e)
+			h := heartbeatstore.EventOf(e)
 			out = append(out, e.NodeID+" "+string(h.Type)+" "+h.Kind)
 		}
 		return out
@@ -89,7 +89,7 @@ func TestAbandonedReplicaLosesNoTransition(t *testing.T) {
 	b.flush(t)
 	acked("b's flush")
 	l, err := b.svc.store.GetLiveness(context.Background(), "node-1")
-	if err != nil || l.BootID != "boot-2" || l.Sequence != 1 || l.State != hbstore.StateHealthy {
+	if err != nil || l.BootID != "boot-2" || l.Sequence != 1 || l.State != heartbeatstore.StateHealthy {
 		t.Fatalf("liveness = %+v, %v", l, err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package heartbeat is berth's heartbeat service: every node keeps one
 // stream open and beats on the interval the service gives it, and the
 // management engine reads node health and follows the health event log.
-// It adapts internal/health, which does the work, to gRPC.
+// It adapts internal/liveness, which does the work, to gRPC.
 package heartbeat
 
 import (
@@ -13,10 +13,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/clock"
-	"github.com/berth-dev/berth/internal/health"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -26,11 +26,11 @@ const (
 )
 
 // Config holds the service's dependencies. Zero durations take the
-// defaults of internal/health.
+// defaults of internal/liveness.
 type Config struct {
 	// Store keeps liveness, the event log, the decider lease and the
 	// settings. Required.
-	Store hbstore.Store
+	Store heartbeatstore.Store
 	// Interval is the default time between beats (10 s).
 	Interval time.Duration
 	// Grace is how long a node may be silent before it is unreachable
@@ -67,8 +67,8 @@ type Service struct {
 	berthv1.UnsafeHeartbeatServiceServer
 	berthv1.UnsafeHeartbeatAdminServiceServer
 
-	core             *health.Core
-	store            hbstore.Store
+	core             *liveness.Core
+	store            heartbeatstore.Store
 	revocationsKnown func() error
 	log              *slog.Logger
 }
@@ -86,7 +86,7 @@ func New(c Config) (*Service, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	core, err := health.New(health.Config{
+	core, err := liveness.New(liveness.Config{
 		Store:       c.Store,
 		Interval:    c.Interval,
 		Grace:       c.Grace,
@@ -129,7 +129,7 @@ func (s *Service) Run(ctx context.Context) error { return s.core.Run(ctx) }
 func (s *Service) Revoked(nodeID string) { s.core.Revoke(nodeID) }
 
 // Stats returns the core's counters.
-func (s *Service) Stats() health.Stats { return s.core.Stats() }
+func (s *Service) Stats() liveness.Stats { return s.core.Stats() }
 
 // revocationsReady returns nil while the revocation state is known.
 func (s *Service) revocationsReady() error {

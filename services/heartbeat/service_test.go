@@ -21,7 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -260,7 +260,7 @@ func TestBadBeats(t *testing.T) {
 		if err := e.svc.core.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := e.store.ListLiveness(context.Background(), hbstore.LivenessFilter{})
+		rows, err := e.store.ListLiveness(context.Background(), heartbeatstore.LivenessFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,9 +349,9 @@ func TestIntervalStretchedUnderLoad(t *testing.T) {
 		ctx := context.Background()
 		s, _ := open(t, e.node(t, "node-1"))
 		s.beat()
-		if _, err := e.store.Flush(ctx, []hbstore.Observation{
-			{NodeID: "node-2", LastSeen: t0, BootID: "b", Status: hbstore.StatusUp},
-			{NodeID: "node-3", LastSeen: t0, BootID: "b", Status: hbstore.StatusUp},
+		if _, err := e.store.Flush(ctx, []heartbeatstore.Observation{
+			{NodeID: "node-2", LastSeen: t0, BootID: "b", Status: heartbeatstore.StatusUp},
+			{NodeID: "node-3", LastSeen: t0, BootID: "b", Status: heartbeatstore.StatusUp},
 		}, nil); err != nil {
 			t.Fatal(err)
 		}

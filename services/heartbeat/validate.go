@@ -10,10 +10,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/berth-dev/berth/internal/health"
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -35,8 +35,8 @@ var (
 
 // validateBeat checks one beat's fields; the core checks it against the
 // stream (sequence increasing, same boot ID, rate).
-func validateBeat(req *berthv1.HeartbeatRequest) (health.Beat, error) {
-	var b health.Beat
+func validateBeat(req *berthv1.HeartbeatRequest) (liveness.Beat, error) {
+	var b liveness.Beat
 	if seq := req.GetSequence(); seq == 0 || seq > math.MaxInt64 {
 		return b, rpcerr.Invalid("sequence", ruleSequence)
 	}
@@ -67,7 +67,7 @@ func validateBeat(req *berthv1.HeartbeatRequest) (health.Beat, error) {
 		if len(e.GetMessage()) > maxMessageLen || strings.IndexFunc(e.GetMessage(), unicode.IsControl) >= 0 {
 			return b, rpcerr.Invalid("events.message", ruleMessage)
 		}
-		b.Events = append(b.Events, health.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()})
+		b.Events = append(b.Events, liveness.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()})
 	}
 	return b, nil
 }
@@ -91,8 +91,8 @@ func validateNodeID(field, id string) error {
 }
 
 // validateList returns the filter and the page size.
-func validateList(req *berthv1.ListNodeHealthRequest) (hbstore.LivenessFilter, int, error) {
-	var f hbstore.LivenessFilter
+func validateList(req *berthv1.ListNodeHealthRequest) (heartbeatstore.LivenessFilter, int, error) {
+	var f heartbeatstore.LivenessFilter
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || size > maxPageSize:
@@ -136,8 +136,8 @@ func decodePageToken(t string) (string, error) {
 	return string(b), nil
 }
 
-func validateWatch(req *berthv1.WatchHealthRequest) (health.WatchRequest, error) {
-	var w health.WatchRequest
+func validateWatch(req *berthv1.WatchHealthRequest) (liveness.WatchRequest, error) {
+	var w liveness.WatchRequest
 	switch {
 	case req.GetAfterCursor() < 0:
 		return w, rpcerr.Invalid("after_cursor", ruleCursor)
@@ -166,8 +166,8 @@ func validateWatch(req *berthv1.WatchHealthRequest) (health.WatchRequest, error)
 
 // validateSettings checks the shape of the durations; the core checks
 // their ranges.
-func validateSettings(req *berthv1.SetHeartbeatSettingsRequest) (health.Timings, error) {
-	var t health.Timings
+func validateSettings(req *berthv1.SetHeartbeatSettingsRequest) (liveness.Timings, error) {
+	var t liveness.Timings
 	if d := req.GetInterval(); d != nil {
 		v, err := durationOf(d)
 		if err != nil {

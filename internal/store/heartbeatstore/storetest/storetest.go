@@ -1,7 +1,7 @@
-// Package storetest is the conformance suite every hbstore.Store
+// Package storetest is the conformance suite every heartbeatstore.Store
 // implementation must pass. Run it from each backend's tests:
 //
-//	storetest.Run(t, func(t *testing.T) hbstore.Store { ... })
+//	storetest.Run(t, func(t *testing.T) heartbeatstore.Store { ... })
 package storetest
 
 import (
@@ -13,15 +13,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Run runs every test against stores made by newStore. Each call to newStore
 // must return a store on a fresh, empty database, closed when t ends.
-func Run(t *testing.T, newStore func(t *testing.T) hbstore.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) heartbeatstore.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s hbstore.Store)
+		fn   func(t *testing.T, s heartbeatstore.Store)
 	}{
 		{"FlushCreatesAndUpdates", testFlushCreatesAndUpdates},
 		{"FlushIgnoresOlderObservations", testFlushIgnoresOlder},
@@ -55,14 +55,14 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 func stored(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-func obs(node string, seen time.Time, seq int64) hbstore.Observation {
-	return hbstore.Observation{
+func obs(node string, seen time.Time, seq int64) heartbeatstore.Observation {
+	return heartbeatstore.Observation{
 		NodeID: node, LastSeen: seen, Sequence: seq, BootID: "boot-" + node,
-		Status: hbstore.StatusUp, Uptime: 90*time.Second + 1500*time.Nanosecond,
+		Status: heartbeatstore.StatusUp, Uptime: 90*time.Second + 1500*time.Nanosecond,
 	}
 }
 
-func mustFlush(t *testing.T, s hbstore.Store, o []hbstore.Observation, e []hbstore.Event) hbstore.FlushResult {
+func mustFlush(t *testing.T, s heartbeatstore.Store, o []heartbeatstore.Observation, e []heartbeatstore.Event) heartbeatstore.FlushResult {
 	t.Helper()
 	r, err := s.Flush(t.Context(), o, e)
 	if err != nil {
@@ -71,7 +71,7 @@ func mustFlush(t *testing.T, s hbstore.Store, o []hbstore.Observation, e []hbsto
 	return r
 }
 
-func mustGet(t *testing.T, s hbstore.Store, node string) hbstore.Liveness {
+func mustGet(t *testing.T, s heartbeatstore.Store, node string) heartbeatstore.Liveness {
 	t.Helper()
 	l, err := s.GetLiveness(t.Context(), node)
 	if err != nil {
@@ -81,9 +81,9 @@ func mustGet(t *testing.T, s hbstore.Store, node string) hbstore.Liveness {
 }
 
 // allEvents reads the whole log.
-func allEvents(t *testing.T, s hbstore.Store) []hbstore.Event {
+func allEvents(t *testing.T, s heartbeatstore.Store) []heartbeatstore.Event {
 	t.Helper()
-	var out []hbstore.Event
+	var out []heartbeatstore.Event
 	var after int64
 	for {
 		p, err := readEvents(t.Context(), s, eventQuery{After: after, Limit: 100})
@@ -99,7 +99,7 @@ func allEvents(t *testing.T, s hbstore.Store) []hbstore.Event {
 }
 
 // summary renders events without cursors and times, for comparisons.
-func summary(evs []hbstore.Event) []string {
+func summary(evs []heartbeatstore.Event) []string {
 	var out []string
 	for _, e := range evs {
 		s := fmt.Sprintf("%s %s", e.NodeID, e.Type)
@@ -128,7 +128,7 @@ func wantErr(t *testing.T, what string, err, want error) {
 	}
 }
 
-func checkCursors(t *testing.T, evs []hbstore.Event) {
+func checkCursors(t *testing.T, evs []heartbeatstore.Event) {
 	t.Helper()
 	for i := 1; i < len(evs); i++ {
 		if evs[i].Cursor <= evs[i-1].Cursor {
@@ -137,12 +137,12 @@ func checkCursors(t *testing.T, evs []hbstore.Event) {
 	}
 }
 
-func testFlushCreatesAndUpdates(t *testing.T, s hbstore.Store) {
-	r := mustFlush(t, s, []hbstore.Observation{obs("n2", at(0), 1), obs("n1", at(time.Second), 7)}, nil)
-	diff(t, "first flush", hbstore.FlushResult{Rows: 2, Events: 2}, r)
-	want := hbstore.Liveness{
-		NodeID: "n1", LastSeen: stored(at(time.Second)), Sequence: 7, BootID: "boot-n1", Status: hbstore.StatusUp,
-		Uptime: 90*time.Second + time.Microsecond, State: hbstore.StateHealthy, StateSince: stored(at(time.Second)),
+func testFlushCreatesAndUpdates(t *testing.T, s heartbeatstore.Store) {
+	r := mustFlush(t, s, []heartbeatstore.Observation{obs("n2", at(0), 1), obs("n1", at(time.Second), 7)}, nil)
+	diff(t, "first flush", heartbeatstore.FlushResult{Rows: 2, Events: 2}, r)
+	want := heartbeatstore.Liveness{
+		NodeID: "n1", LastSeen: stored(at(time.Second)), Sequence: 7, BootID: "boot-n1", Status: heartbeatstore.StatusUp,
+		Uptime: 90*time.Second + time.Microsecond, State: heartbeatstore.StateHealthy, StateSince: stored(at(time.Second)),
 	}
 	got := mustGet(t, s, "n1")
 	diff(t, "GetLiveness", want, got)
@@ -151,52 +151,52 @@ func testFlushCreatesAndUpdates(t *testing.T, s hbstore.Store) {
 	}
 	evs := allEvents(t, s)
 	diff(t, "events", []string{"n1 healthy healthy<-", "n2 healthy healthy<-"}, summary(evs))
-	diff(t, "first event", hbstore.Event{
-		Cursor: evs[0].Cursor, Time: stored(at(time.Second)), NodeID: "n1", Type: hbstore.EventHealthy,
-		State: hbstore.StateHealthy, BootID: "boot-n1", Status: hbstore.StatusUp,
+	diff(t, "first event", heartbeatstore.Event{
+		Cursor: evs[0].Cursor, Time: stored(at(time.Second)), NodeID: "n1", Type: heartbeatstore.EventHealthy,
+		State: heartbeatstore.StateHealthy, BootID: "boot-n1", Status: heartbeatstore.StatusUp,
 	}, evs[0])
 
 	// A later beat updates the row; a healthy node raises no event.
 	later := obs("n1", at(10*time.Second), 8)
-	later.Status, later.BootID = hbstore.StatusDegraded, "boot-2"
-	r = mustFlush(t, s, []hbstore.Observation{later}, nil)
-	diff(t, "second flush", hbstore.FlushResult{Rows: 1}, r)
-	want.LastSeen, want.Sequence, want.Status, want.BootID = stored(at(10*time.Second)), 8, hbstore.StatusDegraded, "boot-2"
+	later.Status, later.BootID = heartbeatstore.StatusDegraded, "boot-2"
+	r = mustFlush(t, s, []heartbeatstore.Observation{later}, nil)
+	diff(t, "second flush", heartbeatstore.FlushResult{Rows: 1}, r)
+	want.LastSeen, want.Sequence, want.Status, want.BootID = stored(at(10*time.Second)), 8, heartbeatstore.StatusDegraded, "boot-2"
 	diff(t, "GetLiveness after update", want, mustGet(t, s, "n1"))
 	if n := len(allEvents(t, s)); n != 2 {
 		t.Errorf("%d events, want 2", n)
 	}
 	_, err := s.GetLiveness(t.Context(), "nobody")
-	wantErr(t, "GetLiveness(unknown)", err, hbstore.ErrNotFound)
-	diff(t, "empty flush", hbstore.FlushResult{}, mustFlush(t, s, nil, nil))
+	wantErr(t, "GetLiveness(unknown)", err, heartbeatstore.ErrNotFound)
+	diff(t, "empty flush", heartbeatstore.FlushResult{}, mustFlush(t, s, nil, nil))
 }
 
-func testFlushIgnoresOlder(t *testing.T, s hbstore.Store) {
-	mustFlush(t, s, []hbstore.Observation{obs("n1", at(10*time.Second), 5)}, nil)
+func testFlushIgnoresOlder(t *testing.T, s heartbeatstore.Store) {
+	mustFlush(t, s, []heartbeatstore.Observation{obs("n1", at(10*time.Second), 5)}, nil)
 	// A replica that flushes late must not move the node back in time.
-	r := mustFlush(t, s, []hbstore.Observation{obs("n1", at(5*time.Second), 4), obs("n2", at(0), 1)}, nil)
-	diff(t, "stale flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+	r := mustFlush(t, s, []heartbeatstore.Observation{obs("n1", at(5*time.Second), 4), obs("n2", at(0), 1)}, nil)
+	diff(t, "stale flush", heartbeatstore.FlushResult{Rows: 1, Events: 1}, r)
 	got := mustGet(t, s, "n1")
 	if got.Sequence != 5 || !got.LastSeen.Equal(at(10*time.Second).Truncate(time.Microsecond)) {
 		t.Errorf("stale observation applied: %+v", got)
 	}
 }
 
-func testFlushDuplicates(t *testing.T, s hbstore.Store) {
-	r := mustFlush(t, s, []hbstore.Observation{obs("n1", at(2*time.Second), 2), obs("n1", at(3*time.Second), 3), obs("n1", at(time.Second), 1)}, nil)
-	diff(t, "flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+func testFlushDuplicates(t *testing.T, s heartbeatstore.Store) {
+	r := mustFlush(t, s, []heartbeatstore.Observation{obs("n1", at(2*time.Second), 2), obs("n1", at(3*time.Second), 3), obs("n1", at(time.Second), 1)}, nil)
+	diff(t, "flush", heartbeatstore.FlushResult{Rows: 1, Events: 1}, r)
 	if got := mustGet(t, s, "n1"); got.Sequence != 3 {
 		t.Errorf("sequence = %d, want the newest, 3", got.Sequence)
 	}
 }
 
-func testFlushEventsInOrder(t *testing.T, s hbstore.Store) {
-	given := []hbstore.Event{
-		{Time: at(time.Second), NodeID: "zz", Type: hbstore.EventRebooted, BootID: "b2", PrevBootID: "b1", Status: hbstore.StatusUp},
-		{Time: at(time.Second), NodeID: "aa", Type: hbstore.EventStatusChanged, Status: hbstore.StatusDegraded, PrevStatus: hbstore.StatusUp},
-		{Time: at(2 * time.Second), NodeID: "zz", Type: hbstore.EventNode, Kind: "disk.failed", Message: "sda: I/O error ✗"},
+func testFlushEventsInOrder(t *testing.T, s heartbeatstore.Store) {
+	given := []heartbeatstore.Event{
+		{Time: at(time.Second), NodeID: "zz", Type: heartbeatstore.EventRebooted, BootID: "b2", PrevBootID: "b1", Status: heartbeatstore.StatusUp},
+		{Time: at(time.Second), NodeID: "aa", Type: heartbeatstore.EventStatusChanged, Status: heartbeatstore.StatusDegraded, PrevStatus: heartbeatstore.StatusUp},
+		{Time: at(2 * time.Second), NodeID: "zz", Type: heartbeatstore.EventNode, Kind: "disk.failed", Message: "sda: I/O error ✗"},
 	}
-	mustFlush(t, s, []hbstore.Observation{obs("mm", at(0), 1)}, given)
+	mustFlush(t, s, []heartbeatstore.Observation{obs("mm", at(0), 1)}, given)
 	evs := allEvents(t, s)
 	checkCursors(t, evs)
 	// The flush's own healthy events come first, then those given, in order.
@@ -206,41 +206,41 @@ func testFlushEventsInOrder(t *testing.T, s hbstore.Store) {
 		diff(t, fmt.Sprintf("event %d", i), e, evs[i+1])
 	}
 	// Events alone, without observations.
-	mustFlush(t, s, nil, []hbstore.Event{{Time: at(3 * time.Second), NodeID: "aa", Type: hbstore.EventNode, Kind: "k"}})
+	mustFlush(t, s, nil, []heartbeatstore.Event{{Time: at(3 * time.Second), NodeID: "aa", Type: heartbeatstore.EventNode, Kind: "k"}})
 	if n := len(allEvents(t, s)); n != 5 {
 		t.Errorf("%d events, want 5", n)
 	}
 }
 
-func testFlushLargeBatch(t *testing.T, s hbstore.Store) {
+func testFlushLargeBatch(t *testing.T, s heartbeatstore.Store) {
 	const n = 2500 // several SQLite chunks
-	var o []hbstore.Observation
-	var e []hbstore.Event
+	var o []heartbeatstore.Observation
+	var e []heartbeatstore.Event
 	for i := range n {
 		node := fmt.Sprintf("n%05d", i)
 		o = append(o, obs(node, at(time.Duration(i)*time.Millisecond), 1))
-		e = append(e, hbstore.Event{Time: at(0), NodeID: node, Type: hbstore.EventNode, Kind: "k"})
+		e = append(e, heartbeatstore.Event{Time: at(0), NodeID: node, Type: heartbeatstore.EventNode, Kind: "k"})
 	}
 	r := mustFlush(t, s, o, e)
-	diff(t, "flush", hbstore.FlushResult{Rows: n, Events: 2 * n}, r)
+	diff(t, "flush", heartbeatstore.FlushResult{Rows: n, Events: 2 * n}, r)
 	evs := allEvents(t, s)
 	if len(evs) != 2*n {
 		t.Fatalf("%d events, want %d", len(evs), 2*n)
 	}
 	checkCursors(t, evs)
 	for i := range n {
-		if evs[i].Type != hbstore.EventHealthy || evs[n+i].NodeID != fmt.Sprintf("n%05d", i) {
+		if evs[i].Type != heartbeatstore.EventHealthy || evs[n+i].NodeID != fmt.Sprintf("n%05d", i) {
 			t.Fatalf("event order broken at %d: %+v / %+v", i, evs[i], evs[n+i])
 		}
 	}
 }
 
-func testListLiveness(t *testing.T, s hbstore.Store) {
-	mustFlush(t, s, []hbstore.Observation{
+func testListLiveness(t *testing.T, s heartbeatstore.Store) {
+	mustFlush(t, s, []heartbeatstore.Observation{
 		obs("a", at(0), 1), obs("b", at(0), 1), obs("c", at(time.Minute), 1), obs("d", at(0), 1),
 	}, nil)
-	leaseAndMark(t, s, hbstore.Silence{Now: at(time.Minute), SuspectBefore: at(time.Second)})
-	ids := func(ls []hbstore.Liveness) []string {
+	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(time.Minute), SuspectBefore: at(time.Second)})
+	ids := func(ls []heartbeatstore.Liveness) []string {
 		var out []string
 		for _, l := range ls {
 			out = append(out, l.NodeID)
@@ -249,16 +249,16 @@ func testListLiveness(t *testing.T, s hbstore.Store) {
 	}
 	tests := []struct {
 		name string
-		f    hbstore.LivenessFilter
+		f    heartbeatstore.LivenessFilter
 		want []string
 	}{
-		{"all", hbstore.LivenessFilter{}, []string{"a", "b", "c", "d"}},
-		{"state", hbstore.LivenessFilter{State: hbstore.StateSuspect}, []string{"a", "b", "d"}},
-		{"healthy", hbstore.LivenessFilter{State: hbstore.StateHealthy}, []string{"c"}},
-		{"page", hbstore.LivenessFilter{AfterID: "a", Limit: 2}, []string{"b", "c"}},
-		{"node IDs", hbstore.LivenessFilter{NodeIDs: []string{"d", "a", "zz"}}, []string{"a", "d"}},
-		{"node IDs and state", hbstore.LivenessFilter{NodeIDs: []string{"c", "d"}, State: hbstore.StateSuspect}, []string{"d"}},
-		{"none", hbstore.LivenessFilter{State: hbstore.StateUnreachable}, nil},
+		{"all", heartbeatstore.LivenessFilter{}, []string{"a", "b", "c", "d"}},
+		{"state", heartbeatstore.LivenessFilter{State: heartbeatstore.StateSuspect}, []string{"a", "b", "d"}},
+		{"healthy", heartbeatstore.LivenessFilter{State: heartbeatstore.StateHealthy}, []string{"c"}},
+		{"page", heartbeatstore.LivenessFilter{AfterID: "a", Limit: 2}, []string{"b", "c"}},
+		{"node IDs", heartbeatstore.LivenessFilter{NodeIDs: []string{"d", "a", "zz"}}, []string{"a", "d"}},
+		{"node IDs and state", heartbeatstore.LivenessFilter{NodeIDs: []string{"c", "d"}, State: heartbeatstore.StateSuspect}, []string{"d"}},
+		{"none", heartbeatstore.LivenessFilter{State: heartbeatstore.StateUnreachable}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,7 +272,7 @@ func testListLiveness(t *testing.T, s hbstore.Store) {
 }
 
 // leaseAndMark takes the lease for "decider" and marks silent nodes.
-func leaseAndMark(t *testing.T, s hbstore.Store, sl hbstore.Silence) hbstore.SilenceResult {
+func leaseAndMark(t *testing.T, s heartbeatstore.Store, sl heartbeatstore.Silence) heartbeatstore.SilenceResult {
 	t.Helper()
 	sl.Holder = "decider"
 	if held, _, err := s.AcquireLease(t.Context(), sl.Holder, sl.Now, sl.Now.Add(10*time.Second)); err != nil || !held {
@@ -286,7 +286,7 @@ func leaseAndMark(t *testing.T, s hbstore.Store, sl hbstore.Silence) hbstore.Sil
 	return r
 }
 
-func testLease(t *testing.T, s hbstore.Store) {
+func testLease(t *testing.T, s heartbeatstore.Store) {
 	ctx := t.Context()
 	type step struct {
 		name      string
@@ -333,45 +333,45 @@ func testLease(t *testing.T, s hbstore.Store) {
 	}
 }
 
-func testMarkSilent(t *testing.T, s hbstore.Store) {
+func testMarkSilent(t *testing.T, s heartbeatstore.Store) {
 	// Last seen: a at 0 (silent 60s), b at 25s (silent 35s), c at 50s (10s),
 	// d at 0 but already suspect before.
-	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1), obs("b", at(25*time.Second), 1), obs("d", at(0), 1)}, nil)
-	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(10 * time.Second)}) // d (and a) suspect
-	mustFlush(t, s, []hbstore.Observation{obs("c", at(50*time.Second), 1)}, nil)
+	mustFlush(t, s, []heartbeatstore.Observation{obs("a", at(0), 1), obs("b", at(25*time.Second), 1), obs("d", at(0), 1)}, nil)
+	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(10 * time.Second)}) // d (and a) suspect
+	mustFlush(t, s, []heartbeatstore.Observation{obs("c", at(50*time.Second), 1)}, nil)
 	before := len(allEvents(t, s))
 
 	now := at(60 * time.Second)
-	r := leaseAndMark(t, s, hbstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
-	diff(t, "result", hbstore.SilenceResult{Suspect: 1, Unreachable: 2}, r)
+	r := leaseAndMark(t, s, heartbeatstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
+	diff(t, "result", heartbeatstore.SilenceResult{Suspect: 1, Unreachable: 2}, r)
 	evs := allEvents(t, s)[before:]
 	diff(t, "events", []string{"a unreachable unreachable<-suspect", "d unreachable unreachable<-suspect", "b suspect suspect<-healthy"}, summary(evs))
-	diff(t, "event", hbstore.Event{
-		Cursor: evs[2].Cursor, Time: stored(now), NodeID: "b", Type: hbstore.EventSuspect,
-		State: hbstore.StateSuspect, PrevState: hbstore.StateHealthy, BootID: "boot-b", Status: hbstore.StatusUp,
+	diff(t, "event", heartbeatstore.Event{
+		Cursor: evs[2].Cursor, Time: stored(now), NodeID: "b", Type: heartbeatstore.EventSuspect,
+		State: heartbeatstore.StateSuspect, PrevState: heartbeatstore.StateHealthy, BootID: "boot-b", Status: heartbeatstore.StatusUp,
 	}, evs[2])
-	for node, want := range map[string]hbstore.State{"a": hbstore.StateUnreachable, "b": hbstore.StateSuspect, "c": hbstore.StateHealthy} {
+	for node, want := range map[string]heartbeatstore.State{"a": heartbeatstore.StateUnreachable, "b": heartbeatstore.StateSuspect, "c": heartbeatstore.StateHealthy} {
 		got := mustGet(t, s, node)
 		if got.State != want {
 			t.Errorf("%s: state %s, want %s", node, got.State, want)
 		}
-		if want != hbstore.StateHealthy && !got.StateSince.Equal(stored(now)) {
+		if want != heartbeatstore.StateHealthy && !got.StateSince.Equal(stored(now)) {
 			t.Errorf("%s: state since %v, want %v", node, got.StateSince, stored(now))
 		}
 	}
 	// Nothing changes twice; zero cutoffs skip a transition.
-	r = leaseAndMark(t, s, hbstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
-	diff(t, "again", hbstore.SilenceResult{}, r)
-	r = leaseAndMark(t, s, hbstore.Silence{Now: at(2 * time.Minute), UnreachableBefore: at(40 * time.Second)})
-	diff(t, "unreachable only", hbstore.SilenceResult{Unreachable: 1}, r)
-	if got := mustGet(t, s, "c"); got.State != hbstore.StateHealthy {
+	r = leaseAndMark(t, s, heartbeatstore.Silence{Now: now, SuspectBefore: at(40 * time.Second), UnreachableBefore: at(20 * time.Second)})
+	diff(t, "again", heartbeatstore.SilenceResult{}, r)
+	r = leaseAndMark(t, s, heartbeatstore.Silence{Now: at(2 * time.Minute), UnreachableBefore: at(40 * time.Second)})
+	diff(t, "unreachable only", heartbeatstore.SilenceResult{Unreachable: 1}, r)
+	if got := mustGet(t, s, "c"); got.State != heartbeatstore.StateHealthy {
 		t.Errorf("c: state %s without a suspect cutoff", got.State)
 	}
 }
 
-func testMarkSilentFenced(t *testing.T, s hbstore.Store) {
+func testMarkSilentFenced(t *testing.T, s heartbeatstore.Store) {
 	ctx := t.Context()
-	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1)}, nil)
+	mustFlush(t, s, []heartbeatstore.Observation{obs("a", at(0), 1)}, nil)
 	if held, _, _ := s.AcquireLease(ctx, "old", at(0), at(10*time.Second)); !held {
 		t.Fatal("lease not taken")
 	}
@@ -379,10 +379,10 @@ func testMarkSilentFenced(t *testing.T, s hbstore.Store) {
 		t.Fatal("expired lease not taken over")
 	}
 	before := len(allEvents(t, s))
-	_, err := s.MarkSilent(ctx, hbstore.Silence{Holder: "old", Now: at(12 * time.Second), LeaseUntil: at(22 * time.Second),
+	_, err := s.MarkSilent(ctx, heartbeatstore.Silence{Holder: "old", Now: at(12 * time.Second), LeaseUntil: at(22 * time.Second),
 		SuspectBefore: at(time.Minute), UnreachableBefore: at(time.Minute)})
-	wantErr(t, "MarkSilent by the old holder", err, hbstore.ErrLeaseLost)
-	if got := mustGet(t, s, "a"); got.State != hbstore.StateHealthy {
+	wantErr(t, "MarkSilent by the old holder", err, heartbeatstore.ErrLeaseLost)
+	if got := mustGet(t, s, "a"); got.State != heartbeatstore.StateHealthy {
 		t.Errorf("state %s after a fenced-off MarkSilent", got.State)
 	}
 	if n := len(allEvents(t, s)); n != before {
@@ -394,29 +394,29 @@ func testMarkSilentFenced(t *testing.T, s hbstore.Store) {
 	}
 }
 
-func testBackToHealthy(t *testing.T, s hbstore.Store) {
-	mustFlush(t, s, []hbstore.Observation{obs("a", at(0), 1), obs("b", at(0), 1)}, nil)
-	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second)})
-	leaseAndMark(t, s, hbstore.Silence{Now: at(50 * time.Second), UnreachableBefore: at(40 * time.Second)})
+func testBackToHealthy(t *testing.T, s heartbeatstore.Store) {
+	mustFlush(t, s, []heartbeatstore.Observation{obs("a", at(0), 1), obs("b", at(0), 1)}, nil)
+	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second)})
+	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(50 * time.Second), UnreachableBefore: at(40 * time.Second)})
 	before := len(allEvents(t, s))
-	r := mustFlush(t, s, []hbstore.Observation{obs("b", at(55*time.Second), 2)}, nil)
-	diff(t, "flush", hbstore.FlushResult{Rows: 1, Events: 1}, r)
+	r := mustFlush(t, s, []heartbeatstore.Observation{obs("b", at(55*time.Second), 2)}, nil)
+	diff(t, "flush", heartbeatstore.FlushResult{Rows: 1, Events: 1}, r)
 	evs := allEvents(t, s)[before:]
 	diff(t, "events", []string{"b healthy healthy<-unreachable"}, summary(evs))
 	got := mustGet(t, s, "b")
-	if got.State != hbstore.StateHealthy || !got.StateSince.Equal(stored(at(55*time.Second))) {
+	if got.State != heartbeatstore.StateHealthy || !got.StateSince.Equal(stored(at(55*time.Second))) {
 		t.Errorf("b: %s since %v, want healthy since %v", got.State, got.StateSince, stored(at(55*time.Second)))
 	}
 }
 
-func testReadEvents(t *testing.T, s hbstore.Store) {
-	var given []hbstore.Event
+func testReadEvents(t *testing.T, s heartbeatstore.Store) {
+	var given []heartbeatstore.Event
 	for i := range 10 {
-		typ := hbstore.EventNode
+		typ := heartbeatstore.EventNode
 		if i%3 == 0 {
-			typ = hbstore.EventRebooted
+			typ = heartbeatstore.EventRebooted
 		}
-		given = append(given, hbstore.Event{Time: at(time.Duration(i) * time.Second), NodeID: fmt.Sprintf("n%d", i%2), Type: typ, Kind: fmt.Sprint(i)})
+		given = append(given, heartbeatstore.Event{Time: at(time.Duration(i) * time.Second), NodeID: fmt.Sprintf("n%d", i%2), Type: typ, Kind: fmt.Sprint(i)})
 	}
 	mustFlush(t, s, nil, given)
 	all := allEvents(t, s)
@@ -425,7 +425,7 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 	}
 	c := func(i int) int64 { return all[i].Cursor }
 	head := c(9)
-	kinds := func(evs []hbstore.Event) []string {
+	kinds := func(evs []heartbeatstore.Event) []string {
 		var out []string
 		for _, e := range evs {
 			out = append(out, e.Kind)
@@ -443,8 +443,8 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 		{"last page moves to the head", eventQuery{After: c(7), Limit: 4}, []string{"8", "9"}, head},
 		{"nothing after the head", eventQuery{After: head}, nil, head},
 		{"node filter", eventQuery{NodeIDs: []string{"n1"}}, []string{"1", "3", "5", "7", "9"}, head},
-		{"type filter", eventQuery{Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "3", "6", "9"}, head},
-		{"both", eventQuery{NodeIDs: []string{"n0"}, Types: []hbstore.EventType{hbstore.EventRebooted}}, []string{"0", "6"}, head},
+		{"type filter", eventQuery{Types: []heartbeatstore.EventType{heartbeatstore.EventRebooted}}, []string{"0", "3", "6", "9"}, head},
+		{"both", eventQuery{NodeIDs: []string{"n0"}, Types: []heartbeatstore.EventType{heartbeatstore.EventRebooted}}, []string{"0", "6"}, head},
 		{"filtered full page", eventQuery{NodeIDs: []string{"n0"}, Limit: 2}, []string{"0", "2"}, c(2)},
 		// A reader whose filter matches nothing still moves to the head.
 		{"no match", eventQuery{NodeIDs: []string{"zz"}}, nil, head},
@@ -470,7 +470,7 @@ func testReadEvents(t *testing.T, s hbstore.Store) {
 	}
 }
 
-func testRetention(t *testing.T, s hbstore.Store) {
+func testRetention(t *testing.T, s heartbeatstore.Store) {
 	ctx := t.Context()
 	if d, h, err := eventBounds(ctx, s); err != nil || d != 0 || h != 0 {
 		t.Fatalf("EventBounds of an empty log = %d, %d, %v", d, h, err)
@@ -480,9 +480,9 @@ func testRetention(t *testing.T, s hbstore.Store) {
 	}
 	// Times are not in cursor order: retention deletes only a prefix, up to
 	// the first event that is new enough.
-	var given []hbstore.Event
+	var given []heartbeatstore.Event
 	for i, sec := range []int{1, 2, 5, 3, 6, 7} {
-		given = append(given, hbstore.Event{Time: at(time.Duration(sec) * time.Second), NodeID: "n", Type: hbstore.EventNode, Kind: fmt.Sprint(i)})
+		given = append(given, heartbeatstore.Event{Time: at(time.Duration(sec) * time.Second), NodeID: "n", Type: heartbeatstore.EventNode, Kind: fmt.Sprint(i)})
 	}
 	mustFlush(t, s, nil, given)
 	all := allEvents(t, s)
@@ -514,7 +514,7 @@ func testRetention(t *testing.T, s hbstore.Store) {
 	if err != nil || len(p.Events) != 0 || p.Next != d || p.DeletedThrough != d {
 		t.Fatalf("ReadEvents of an emptied log = %+v, %v", p, err)
 	}
-	mustFlush(t, s, nil, []hbstore.Event{{Time: at(2 * time.Hour), NodeID: "n", Type: hbstore.EventNode, Kind: "new"}})
+	mustFlush(t, s, nil, []heartbeatstore.Event{{Time: at(2 * time.Hour), NodeID: "n", Type: heartbeatstore.EventNode, Kind: "new"}})
 	evs := allEvents(t, s)
 	if len(evs) != 1 || evs[0].Cursor <= d {
 		t.Fatalf("new event %+v, want a cursor above %d", evs, d)
@@ -528,15 +528,15 @@ func testRetention(t *testing.T, s hbstore.Store) {
 	}
 }
 
-func testSettings(t *testing.T, s hbstore.Store) {
+func testSettings(t *testing.T, s heartbeatstore.Store) {
 	got, err := s.GetSettings(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff(t, "unset", hbstore.Settings{}, got)
-	want := hbstore.Settings{
+	diff(t, "unset", heartbeatstore.Settings{}, got)
+	want := heartbeatstore.Settings{
 		Interval: 30 * time.Second, Grace: 2 * time.Minute,
-		Previous:  hbstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
+		Previous:  heartbeatstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
 		ChangedAt: stored(t0),
 		Stretch:   1,
 	}
@@ -555,11 +555,11 @@ func testSettings(t *testing.T, s hbstore.Store) {
 	}
 }
 
-func testStretch(t *testing.T, s hbstore.Store) {
+func testStretch(t *testing.T, s heartbeatstore.Store) {
 	ctx := t.Context()
 	// A stretch stored first leaves the base timings at the defaults.
-	first := hbstore.Settings{
-		Previous:  hbstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
+	first := heartbeatstore.Settings{
+		Previous:  heartbeatstore.Timings{Interval: 10 * time.Second, Grace: 40 * time.Second},
 		ChangedAt: t0, Stretch: 2.5,
 	}
 	if err := s.PutStretch(ctx, first); err != nil {
@@ -574,9 +574,9 @@ func testStretch(t *testing.T, s hbstore.Store) {
 
 	// The admin's settings keep the stretch; the decider's stretch keeps the
 	// admin's timings.
-	base := hbstore.Settings{
+	base := heartbeatstore.Settings{
 		Interval: 30 * time.Second, Grace: 2 * time.Minute,
-		Previous:  hbstore.Timings{Interval: 25 * time.Second, Grace: 100 * time.Second},
+		Previous:  heartbeatstore.Timings{Interval: 25 * time.Second, Grace: 100 * time.Second},
 		ChangedAt: at(time.Minute),
 	}
 	if err := s.PutSettings(ctx, base); err != nil {
@@ -590,9 +590,9 @@ func testStretch(t *testing.T, s hbstore.Store) {
 	}
 	diff(t, "settings after stretch", want, got)
 
-	lower := hbstore.Settings{
+	lower := heartbeatstore.Settings{
 		Interval: time.Hour, Grace: time.Hour, // ignored
-		Previous:  hbstore.Timings{Interval: 75 * time.Second, Grace: 5 * time.Minute},
+		Previous:  heartbeatstore.Timings{Interval: 75 * time.Second, Grace: 5 * time.Minute},
 		ChangedAt: at(2 * time.Minute), Stretch: 1.25,
 	}
 	if err := s.PutStretch(ctx, lower); err != nil {
@@ -606,14 +606,14 @@ func testStretch(t *testing.T, s hbstore.Store) {
 	diff(t, "stretch after settings", want, got)
 }
 
-func testCountLive(t *testing.T, s hbstore.Store) {
+func testCountLive(t *testing.T, s heartbeatstore.Store) {
 	ctx := t.Context()
 	if n, err := s.CountLive(ctx); err != nil || n != 0 {
 		t.Fatalf("CountLive(empty) = %d, %v; want 0", n, err)
 	}
 	// a is healthy, b suspect, c unreachable.
-	mustFlush(t, s, []hbstore.Observation{obs("a", at(30*time.Second), 1), obs("b", at(15*time.Second), 1), obs("c", at(0), 1)}, nil)
-	leaseAndMark(t, s, hbstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second), UnreachableBefore: at(10 * time.Second)})
+	mustFlush(t, s, []heartbeatstore.Observation{obs("a", at(30*time.Second), 1), obs("b", at(15*time.Second), 1), obs("c", at(0), 1)}, nil)
+	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second), UnreachableBefore: at(10 * time.Second)})
 	if n, err := s.CountLive(ctx); err != nil || n != 2 {
 		t.Fatalf("CountLive = %d, %v; want 2", n, err)
 	}

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -21,9 +21,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
-func newSQLiteStore(t testing.TB) hbstore.Store {
+func newSQLiteStore(t testing.TB) heartbeatstore.Store {
 	t.Helper()
-	s, err := hbstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
+	s, err := heartbeatstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,9 +31,9 @@ func newSQLiteStore(t testing.TB) hbstore.Store {
 	return s
 }
 
-func newPostgresStore(t testing.TB, dsn string) hbstore.Store {
+func newPostgresStore(t testing.TB, dsn string) heartbeatstore.Store {
 	t.Helper()
-	s, err := hbstore.NewPostgres(context.Background(), dsn)
+	s, err := heartbeatstore.NewPostgres(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func newPostgresStore(t testing.TB, dsn string) hbstore.Store {
 }
 
 // newCore returns a core with the default timings on store, driven by clock.
-func newCore(t testing.TB, store hbstore.Store, clock *healthtest.Clock, name string, mod ...func(*Config)) *Core {
+func newCore(t testing.TB, store heartbeatstore.Store, clock *livenesstest.Clock, name string, mod ...func(*Config)) *Core {
 	t.Helper()
 	cfg := Config{Store: store, Clock: clock, ReplicaID: name}
 	for _, m := range mod {
@@ -71,11 +71,11 @@ type beater struct {
 	s      *Session
 	seq    int64
 	boot   string
-	status hbstore.Status
+	status heartbeatstore.Status
 }
 
 func newBeater(t testing.TB, c *Core, node, boot string) *beater {
-	return &beater{t: t, s: connect(t, c, node), boot: boot, status: hbstore.StatusUp}
+	return &beater{t: t, s: connect(t, c, node), boot: boot, status: heartbeatstore.StatusUp}
 }
 
 func (b *beater) beat(events ...NodeEvent) time.Duration {
@@ -103,9 +103,9 @@ func mustDecide(t testing.TB, c *Core) {
 }
 
 // logOf reads the whole event log.
-func logOf(t testing.TB, s hbstore.Store) []hbstore.Event {
+func logOf(t testing.TB, s heartbeatstore.Store) []heartbeatstore.Event {
 	t.Helper()
-	var out []hbstore.Event
+	var out []heartbeatstore.Event
 	var after int64
 	for {
 		p, err := s.Events().Read(context.Background(), eventlog.Query{After: after})
@@ -113,7 +113,7 @@ func logOf(t testing.TB, s hbstore.Store) []hbstore.Event {
 			t.Fatal(err)
 		}
 		for _, e := range p.Events {
-			out = append(out, hbstore.EventOf(e))
+			out = append(out, heartbeatstore.EventOf(e))
 		}
 		if len(p.Events) == 0 {
 			return out
@@ -124,21 +124,21 @@ func logOf(t testing.TB, s hbstore.Store) []hbstore.Event {
 
 // timeline renders events as "+SECONDS node type detail", with times
 // relative to t0.
-func timeline(evs []hbstore.Event) []string {
+func timeline(evs []heartbeatstore.Event) []string {
 	var out []string
 	for _, e := range evs {
 		s := fmt.Sprintf("+%ds %s %s", int(e.Time.Sub(t0)/time.Second), e.NodeID, e.Type)
 		switch e.Type {
-		case hbstore.EventHealthy, hbstore.EventSuspect, hbstore.EventUnreachable:
+		case heartbeatstore.EventHealthy, heartbeatstore.EventSuspect, heartbeatstore.EventUnreachable:
 			s += " from " + string(e.PrevState)
 			if e.PrevState == "" {
 				s += "new"
 			}
-		case hbstore.EventRebooted:
+		case heartbeatstore.EventRebooted:
 			s += " " + e.PrevBootID + "->" + e.BootID
-		case hbstore.EventStatusChanged:
+		case heartbeatstore.EventStatusChanged:
 			s += " " + string(e.PrevStatus) + "->" + string(e.Status)
-		case hbstore.EventNode:
+		case heartbeatstore.EventNode:
 			s += " " + e.Kind + ": " + e.Message
 		}
 		out = append(out, s)
@@ -153,7 +153,7 @@ func diff(t testing.TB, what string, want, got any) {
 	}
 }
 
-func stateOf(t testing.TB, s hbstore.Store, node string) hbstore.State {
+func stateOf(t testing.TB, s heartbeatstore.Store, node string) heartbeatstore.State {
 	t.Helper()
 	l, err := s.GetLiveness(context.Background(), node)
 	if err != nil {

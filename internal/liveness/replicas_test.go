@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -18,7 +18,7 @@ import (
 // takes over without false events: the nodes that streamed to the stopped
 // replica reconnect to the survivor within the grace period.
 func TestTwoReplicasOnePostgres(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	dsn := pgtest.NewDatabase(t)
 	storeA, storeB := newPostgresStore(t, dsn), newPostgresStore(t, dsn)
 	a := newCore(t, storeA, clock, "a")
@@ -104,7 +104,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	diff(t, "events after the takeover", want, timeline(logOf(t, storeB)))
 	for _, n := range []string{"a1", "a2", "b1"} {
-		if got := stateOf(t, storeB, n); got != hbstore.StateHealthy {
+		if got := stateOf(t, storeB, n); got != heartbeatstore.StateHealthy {
 			t.Errorf("%s is %s, want healthy", n, got)
 		}
 	}
@@ -113,7 +113,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 // TestWatchAcrossReplicas: a watch on one replica sees what another
 // replica appends, by polling the store.
 func TestWatchAcrossReplicas(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	dsn := pgtest.NewDatabase(t)
 	a := newCore(t, newPostgresStore(t, dsn), clock, "a")
 	b := newCore(t, newPostgresStore(t, dsn), clock, "b")

@@ -1,9 +1,9 @@
-package health
+package liveness
 
 import "time"
 
 // Clock is the core's time source. Every period, deadline and timestamp
-// goes through it, so that tests drive time by hand (healthtest.Clock).
+// goes through it, so that tests drive time by hand (livenesstest.Clock).
 type Clock interface {
 	Now() time.Time
 	// After is time.After: the channel receives once d has passed.

@@ -1,4 +1,4 @@
-package hbstore_test
+package heartbeatstore_test
 
 import (
 	"context"
@@ -13,16 +13,16 @@ import (
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/castore"
-	"github.com/berth-dev/berth/internal/store/hbstore"
-	"github.com/berth-dev/berth/internal/store/hbstore/storetest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore/storetest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestSQLite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) hbstore.Store {
-		s, err := hbstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
+	storetest.Run(t, func(t *testing.T) heartbeatstore.Store {
+		s, err := heartbeatstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
 		if err != nil {
 			t.Fatalf("NewSQLite: %v", err)
 		}
@@ -32,8 +32,8 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestPostgres(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) hbstore.Store {
-		s, err := hbstore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+	storetest.Run(t, func(t *testing.T) heartbeatstore.Store {
+		s, err := heartbeatstore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
 		if err != nil {
 			t.Fatalf("NewPostgres: %v", err)
 		}
@@ -48,7 +48,7 @@ func TestSharedDatabase(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
 	for range 2 {
-		hb, err := hbstore.NewPostgres(ctx, dsn)
+		hb, err := heartbeatstore.NewPostgres(ctx, dsn)
 		if err != nil {
 			t.Fatalf("heartbeat store: %v", err)
 		}
@@ -104,7 +104,7 @@ func TestMigrationMovesEventsIntoLog(t *testing.T) {
 		}
 		h.Close()
 
-		s, err := hbstore.Open(ctx, d, where)
+		s, err := heartbeatstore.Open(ctx, d, where)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -117,19 +117,19 @@ func TestMigrationMovesEventsIntoLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []hbstore.Event
+		var got []heartbeatstore.Event
 		for _, e := range p.Events {
-			got = append(got, hbstore.EventOf(e))
+			got = append(got, heartbeatstore.EventOf(e))
 		}
-		want := []hbstore.Event{
-			{Cursor: 2, Time: t0.Add(time.Second), NodeID: "n1", Type: hbstore.EventRebooted, BootID: "b2", PrevBootID: "b1"},
-			{Cursor: 3, Time: t0.Add(2 * time.Second), NodeID: "n1", Type: hbstore.EventNode, BootID: "b2", Kind: "disk", Message: "sda ✗"},
-			{Cursor: 4, Time: t0.Add(3 * time.Second), NodeID: "n1", Type: hbstore.EventStatusChanged, BootID: "b2"},
+		want := []heartbeatstore.Event{
+			{Cursor: 2, Time: t0.Add(time.Second), NodeID: "n1", Type: heartbeatstore.EventRebooted, BootID: "b2", PrevBootID: "b1"},
+			{Cursor: 3, Time: t0.Add(2 * time.Second), NodeID: "n1", Type: heartbeatstore.EventNode, BootID: "b2", Kind: "disk", Message: "sda ✗"},
+			{Cursor: 4, Time: t0.Add(3 * time.Second), NodeID: "n1", Type: heartbeatstore.EventStatusChanged, BootID: "b2"},
 		}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("events (-want +got):\n%s", d)
 		}
-		if _, err := s.Record(ctx, hbstore.Observation{NodeID: "n2", LastSeen: t0, Sequence: 1, BootID: "b", Status: hbstore.StatusUp}, nil); err != nil {
+		if _, err := s.Record(ctx, heartbeatstore.Observation{NodeID: "n2", LastSeen: t0, Sequence: 1, BootID: "b", Status: heartbeatstore.StatusUp}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if b, _ := s.Events().Bounds(ctx); b.Head != 5 {

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // The load factor: the decider stretches the fleet's timings in steps of
@@ -22,7 +22,7 @@ const (
 )
 
 // stretchOf returns the load factor of s: at least 1.
-func stretchOf(s *hbstore.Settings) float64 {
+func stretchOf(s *heartbeatstore.Settings) float64 {
 	return max(1, s.Stretch)
 }
 
@@ -101,7 +101,7 @@ func (c *Core) adjustLoad(ctx context.Context, now time.Time) {
 
 // stretchChanges reports whether live nodes call for another load factor
 // than that of s: a higher one at once, a lower one past the hysteresis.
-func (c *Core) stretchChanges(s *hbstore.Settings, live int) bool {
+func (c *Core) stretchChanges(s *heartbeatstore.Settings, live int) bool {
 	cur, need := stretchOf(s), neededStretch(live, c.baseTimings(s), c.cfg.MaxBeatRate)
 	return need > cur || need < lowerBelow*cur
 }

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // testConcurrentAppends appends events from several writers at once (as
 // several replicas flush) while a reader follows the log by cursor, as an
 // engine does. The reader must end up with exactly the log: no event
 // skipped because it committed after a later cursor, none twice.
-func testConcurrentAppends(t *testing.T, s hbstore.Store) {
+func testConcurrentAppends(t *testing.T, s heartbeatstore.Store) {
 	const (
 		writers = 6
 		flushes = 25
@@ -25,20 +25,20 @@ func testConcurrentAppends(t *testing.T, s hbstore.Store) {
 		wg      sync.WaitGroup
 		done    atomic.Bool
 		errs    = make(chan error, writers)
-		seen    []hbstore.Event
+		seen    []heartbeatstore.Event
 		readErr error
 	)
 	for w := range writers {
 		wg.Go(func() {
 			for f := range flushes {
-				var evs []hbstore.Event
+				var evs []heartbeatstore.Event
 				for i := range perEach {
-					evs = append(evs, hbstore.Event{Time: at(time.Duration(f) * time.Second), NodeID: fmt.Sprintf("w%d", w),
-						Type: hbstore.EventNode, Kind: fmt.Sprintf("%d.%d", f, i)})
+					evs = append(evs, heartbeatstore.Event{Time: at(time.Duration(f) * time.Second), NodeID: fmt.Sprintf("w%d", w),
+						Type: heartbeatstore.EventNode, Kind: fmt.Sprintf("%d.%d", f, i)})
 				}
 				// Each writer has a node of its own: flushes that shared a row
 				// would queue on its lock and hide the race this test is for.
-				o := []hbstore.Observation{obs(fmt.Sprintf("w%d", w), at(time.Duration(f)*time.Second), 1)}
+				o := []heartbeatstore.Observation{obs(fmt.Sprintf("w%d", w), at(time.Duration(f)*time.Second), 1)}
 				if _, err := s.Flush(ctx, o, evs); err != nil {
 					errs <- err
 					return

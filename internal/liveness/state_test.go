@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // tick advances the clock one second at a time until it reaches t0+at,
 // flushing and deciding every second, as Run would, and calling beat (if
 // set) at each second first.
-func tick(t *testing.T, clock *healthtest.Clock, c *Core, at time.Duration, beat func(now time.Duration)) {
+func tick(t *testing.T, clock *livenesstest.Clock, c *Core, at time.Duration, beat func(now time.Duration)) {
 	t.Helper()
 	for clock.Now().Before(t0.Add(at)) {
 		clock.Advance(time.Second)
@@ -26,7 +26,7 @@ func tick(t *testing.T, clock *healthtest.Clock, c *Core, at time.Duration, beat
 }
 
 func TestStateMachine(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "replica-a")
 	mustDecide(t, c) // takes the lease at t0: nobody is declared silent before t0+40s
@@ -55,7 +55,7 @@ func TestStateMachine(t *testing.T) {
 		"+71s n2 unreachable from suspect",
 	}
 	diff(t, "events", want, timeline(logOf(t, store)))
-	if got := stateOf(t, store, "n2"); got != hbstore.StateUnreachable {
+	if got := stateOf(t, store, "n2"); got != heartbeatstore.StateUnreachable {
 		t.Errorf("n2 is %s, want unreachable", got)
 	}
 
@@ -66,9 +66,9 @@ func TestStateMachine(t *testing.T) {
 	diff(t, "events", want, timeline(logOf(t, store)))
 
 	// Status changes, the agent's events and a reboot.
-	n1.status = hbstore.StatusDegraded
+	n1.status = heartbeatstore.StatusDegraded
 	n1.beat(NodeEvent{Kind: "disk.failed", Message: "sda"})
-	n1.status = hbstore.StatusUp
+	n1.status = heartbeatstore.StatusUp
 	n1.beat()
 	n2.s.Close()
 	rebooted := newBeater(t, c, "n2", "boot-2")
@@ -87,7 +87,7 @@ func TestStateMachine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.BootID != "boot-2" || l.Sequence != 101 || l.State != hbstore.StateHealthy || !l.StateSince.Equal(t0.Add(75*time.Second)) {
+	if l.BootID != "boot-2" || l.Sequence != 101 || l.State != heartbeatstore.StateHealthy || !l.StateSince.Equal(t0.Add(75*time.Second)) {
 		t.Errorf("n2 liveness = %+v", l)
 	}
 	if s := c.Stats(); !s.Decider || s.Silenced != 2 || s.Sessions != 2 || s.Beats == 0 {
@@ -99,7 +99,7 @@ func TestStateMachine(t *testing.T) {
 // grace period after taking the role, however old the stored last-seen
 // times are.
 func TestGraceAfterTakingOver(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "replica-a")
 	n1 := newBeater(t, c, "n1", "b")
@@ -119,7 +119,7 @@ func TestGraceAfterTakingOver(t *testing.T) {
 // starts. Nodes that reconnect within the grace period raise no events;
 // the one that does not becomes unreachable, once.
 func TestRestartWithoutFalseEvents(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	old := newCore(t, store, clock, "old")
 	mustDecide(t, old)
@@ -179,7 +179,7 @@ func TestRestartWithoutFalseEvents(t *testing.T) {
 // lease is replaced once the lease expires, and the new one waits a grace
 // period too.
 func TestCrashedDeciderReplaced(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	a := newCore(t, store, clock, "a")
 	b := newCore(t, store, clock, "b")
@@ -223,7 +223,7 @@ func TestCrashedDeciderReplaced(t *testing.T) {
 // less than the lease (30 s), and the node streams to another replica that
 // flushes only after the decider's first look.
 func TestStoreOutage(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := &flakyStore{Store: newSQLiteStore(t)}
 	ttl := func(c *Config) { c.LeaseTTL = 30 * time.Second }
 	decider := newCore(t, store, clock, "decider", ttl)
@@ -259,7 +259,7 @@ func TestStoreOutage(t *testing.T) {
 
 // flakyStore fails every call while told to.
 type flakyStore struct {
-	hbstore.Store
+	heartbeatstore.Store
 	failing bool
 }
 
@@ -267,14 +267,14 @@ var errStoreDown = errors.New("store down")
 
 func (f *flakyStore) fail(on bool) { f.failing = on }
 
-func (f *flakyStore) Flush(ctx context.Context, o []hbstore.Observation, e []hbstore.Event) (hbstore.FlushResult, error) {
+func (f *flakyStore) Flush(ctx context.Context, o []heartbeatstore.Observation, e []heartbeatstore.Event) (heartbeatstore.FlushResult, error) {
 	if f.failing {
-		return hbstore.FlushResult{}, errStoreDown
+		return heartbeatstore.FlushResult{}, errStoreDown
 	}
 	return f.Store.Flush(ctx, o, e)
 }
 
-func (f *flakyStore) Record(ctx context.Context, o hbstore.Observation, e []hbstore.Event) ([]hbstore.Event, error) {
+func (f *flakyStore) Record(ctx context.Context, o heartbeatstore.Observation, e []heartbeatstore.Event) ([]heartbeatstore.Event, error) {
 	if f.failing {
 		return nil, errStoreDown
 	}

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // watch is a Watch running in the background.
 type watch struct {
-	events chan hbstore.Event
+	events chan heartbeatstore.Event
 	done   chan error
 	cancel context.CancelFunc
 }
@@ -22,9 +22,9 @@ type watch struct {
 func startWatch(t *testing.T, c *Core, r WatchRequest) *watch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watch{events: make(chan hbstore.Event, 10_000), done: make(chan error, 1), cancel: cancel}
+	w := &watch{events: make(chan heartbeatstore.Event, 10_000), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		w.done <- c.Watch(ctx, r, func(e hbstore.Event) error {
+		w.done <- c.Watch(ctx, r, func(e heartbeatstore.Event) error {
 			w.events <- e
 			return nil
 		})
@@ -40,9 +40,9 @@ func (w *watch) stop() {
 }
 
 // next waits for n events; the deadline only bounds a failing test.
-func (w *watch) next(t *testing.T, n int) []hbstore.Event {
+func (w *watch) next(t *testing.T, n int) []heartbeatstore.Event {
 	t.Helper()
-	var out []hbstore.Event
+	var out []heartbeatstore.Event
 	timeout := time.After(time.Minute)
 	for len(out) < n {
 		select {
@@ -63,16 +63,16 @@ func (w *watch) next(t *testing.T, n int) []hbstore.Event {
 func nodeEvents(t *testing.T, c *Core, b *beater, kinds ...string) {
 	t.Helper()
 	for _, k := range kinds {
-		c.clock.(*healthtest.Clock).Advance(2 * time.Second)
+		c.clock.(*livenesstest.Clock).Advance(2 * time.Second)
 		b.beat(NodeEvent{Kind: k})
 	}
 	mustFlush(t, c)
 }
 
-func kinds(evs []hbstore.Event) []string {
+func kinds(evs []heartbeatstore.Event) []string {
 	var out []string
 	for _, e := range evs {
-		if e.Type == hbstore.EventNode {
+		if e.Type == heartbeatstore.EventNode {
 			out = append(out, e.Kind)
 		} else {
 			out = append(out, string(e.Type))
@@ -82,7 +82,7 @@ func kinds(evs []hbstore.Event) []string {
 }
 
 func TestWatchReplayAndFollow(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "a")
 	n := newBeater(t, c, "n1", "x")
@@ -102,14 +102,14 @@ func TestWatchReplayAndFollow(t *testing.T) {
 	// Filters apply to replay and to live events alike.
 	m := newBeater(t, c, "n2", "x")
 	nodeEvents(t, c, m, "m1")
-	filtered := startWatch(t, c, WatchRequest{NodeIDs: []string{"n2"}, Types: []hbstore.EventType{hbstore.EventNode}})
+	filtered := startWatch(t, c, WatchRequest{NodeIDs: []string{"n2"}, Types: []heartbeatstore.EventType{heartbeatstore.EventNode}})
 	nodeEvents(t, c, n, "e5")
 	nodeEvents(t, c, m, "m2")
 	diff(t, "filtered", []string{"m1", "m2"}, kinds(filtered.next(t, 2)))
 }
 
 func TestWatchFromNow(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	c := newCore(t, newSQLiteStore(t), clock, "a")
 	n := newBeater(t, c, "n1", "x")
 	nodeEvents(t, c, n, "before")
@@ -123,12 +123,12 @@ func TestWatchFromNow(t *testing.T) {
 // it received misses nothing and receives nothing twice, whatever happened
 // while it was away, and however often it reconnects.
 func TestWatchReconnect(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "a")
 	n := newBeater(t, c, "n1", "x")
 	var (
-		received []hbstore.Event
+		received []heartbeatstore.Event
 		after    int64
 		k        int
 	)
@@ -160,7 +160,7 @@ func TestWatchReconnect(t *testing.T) {
 }
 
 func TestWatchRetentionBoundary(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "a", func(c *Config) { c.Retention = time.Hour })
 	n := newBeater(t, c, "n1", "x")
@@ -176,7 +176,7 @@ func TestWatchRetentionBoundary(t *testing.T) {
 	oldest := old[len(old)-1].Cursor
 
 	ctx := context.Background()
-	none := func(hbstore.Event) error { return errors.New("unexpected event") }
+	none := func(heartbeatstore.Event) error { return errors.New("unexpected event") }
 	for _, after := range []int64{old[0].Cursor, oldest - 1} {
 		err := c.Watch(ctx, WatchRequest{After: after}, none)
 		var ce *eventlog.CursorError
@@ -195,7 +195,7 @@ func TestWatchRetentionBoundary(t *testing.T) {
 }
 
 func TestWatchEndsWithCore(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	c := newCore(t, newSQLiteStore(t), clock, "a")
 	w := startWatch(t, c, WatchRequest{})
 	ctx, cancel := context.WithCancel(context.Background())

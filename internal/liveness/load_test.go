@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -7,18 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
 // forBackends runs fn on SQLite and on PostgreSQL; open returns another
 // store on the same database each time it is called, as replicas have.
-func forBackends(t *testing.T, fn func(t *testing.T, open func() hbstore.Store)) {
+func forBackends(t *testing.T, fn func(t *testing.T, open func() heartbeatstore.Store)) {
 	t.Run("SQLite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "heartbeat.db")
-		fn(t, func() hbstore.Store {
-			s, err := hbstore.NewSQLite(context.Background(), path)
+		fn(t, func() heartbeatstore.Store {
+			s, err := heartbeatstore.NewSQLite(context.Background(), path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -28,7 +28,7 @@ func forBackends(t *testing.T, fn func(t *testing.T, open func() hbstore.Store))
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		dsn := pgtest.NewDatabase(t)
-		fn(t, func() hbstore.Store { return newPostgresStore(t, dsn) })
+		fn(t, func() heartbeatstore.Store { return newPostgresStore(t, dsn) })
 	})
 }
 
@@ -51,9 +51,9 @@ type simNode struct {
 // brings the timings back. The kept nodes are never declared silent, and
 // the base settings never change.
 func TestLoadFactor(t *testing.T) {
-	forBackends(t, func(t *testing.T, open func() hbstore.Store) {
+	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
 		ctx := context.Background()
-		clock := healthtest.NewClock(t0)
+		clock := livenesstest.NewClock(t0)
 		store := open()
 		a := newCore(t, store, clock, "a", withMaxBeatRate(2))
 		b := newCore(t, open(), clock, "b", withMaxBeatRate(2))
@@ -153,7 +153,7 @@ func TestLoadFactor(t *testing.T) {
 
 		silent := map[string]int{}
 		for _, e := range logOf(t, store) {
-			if e.Type == hbstore.EventSuspect || e.Type == hbstore.EventUnreachable {
+			if e.Type == heartbeatstore.EventSuspect || e.Type == heartbeatstore.EventUnreachable {
 				silent[e.NodeID]++
 			}
 		}
@@ -176,9 +176,9 @@ func TestLoadFactor(t *testing.T) {
 // decider without a limit, leave the timings alone however many nodes
 // live.
 func TestLoadFactorUnchanged(t *testing.T) {
-	forBackends(t, func(t *testing.T, open func() hbstore.Store) {
+	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
 		ctx := context.Background()
-		clock := healthtest.NewClock(t0)
+		clock := livenesstest.NewClock(t0)
 		store := open()
 		other := newCore(t, store, clock, "other") // MaxBeatRate 0
 		limited := newCore(t, open(), clock, "limited", withMaxBeatRate(1))
@@ -194,7 +194,7 @@ func TestLoadFactorUnchanged(t *testing.T) {
 		if !other.Stats().Decider || limited.Stats().Decider {
 			t.Fatalf("deciders: other %v, limited %v", other.Stats().Decider, limited.Stats().Decider)
 		}
-		if s, err := store.GetSettings(ctx); err != nil || s != (hbstore.Settings{}) {
+		if s, err := store.GetSettings(ctx); err != nil || s != (heartbeatstore.Settings{}) {
 			t.Errorf("stored settings %+v, %v; want none", s, err)
 		}
 		for _, c := range []*Core{other, limited} {

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Decide takes or renews the decider lease and, while this replica holds
@@ -51,7 +51,7 @@ func (c *Core) Decide(ctx context.Context) error {
 	if now.Before(c.holdUntil) {
 		return nil
 	}
-	res, err := c.store.MarkSilent(ctx, hbstore.Silence{
+	res, err := c.store.MarkSilent(ctx, heartbeatstore.Silence{
 		Holder:            c.cfg.ReplicaID,
 		Now:               now,
 		LeaseUntil:        now.Add(c.cfg.LeaseTTL),
@@ -59,7 +59,7 @@ func (c *Core) Decide(ctx context.Context) error {
 		UnreachableBefore: now.Add(-t.Grace),
 	})
 	switch {
-	case errors.Is(err, hbstore.ErrLeaseLost):
+	case errors.Is(err, heartbeatstore.ErrLeaseLost):
 		c.setDecider(false)
 		return nil
 	case err != nil:

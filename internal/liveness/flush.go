@@ -1,10 +1,10 @@
-package health
+package liveness
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Flush writes the nodes that beat since the last flush to the store in one
@@ -35,8 +35,8 @@ func (c *Core) Flush(ctx context.Context) error {
 
 // collect takes the dirty entries of every shard, after what the last
 // failed flush left; flushMu is held.
-func (c *Core) collect() []hbstore.Observation {
-	obs := make([]hbstore.Observation, 0, len(c.retryObs))
+func (c *Core) collect() []heartbeatstore.Observation {
+	obs := make([]heartbeatstore.Observation, 0, len(c.retryObs))
 	for _, o := range c.retryObs {
 		obs = append(obs, o)
 	}
@@ -62,7 +62,7 @@ func (c *Core) collect() []hbstore.Observation {
 // keepForRetry holds what a failed flush could not write, the newest beat
 // of each node (the later one on a tie, as collect puts newer beats last);
 // flushMu is held.
-func (c *Core) keepForRetry(obs []hbstore.Observation) {
+func (c *Core) keepForRetry(obs []heartbeatstore.Observation) {
 	for _, o := range obs {
 		if old, ok := c.retryObs[o.NodeID]; !ok || !o.LastSeen.Before(old.LastSeen) {
 			c.retryObs[o.NodeID] = o

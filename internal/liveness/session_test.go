@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 func TestBeatRules(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "a")
 	s := connect(t, c, "n1")
 	beat := func(seq int64, boot string) error {
-		_, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: boot, Status: hbstore.StatusUp})
+		_, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: boot, Status: heartbeatstore.StatusUp})
 		return err
 	}
 	tests := []struct {
@@ -50,7 +50,7 @@ func TestBeatRules(t *testing.T) {
 	var seq int64
 	flood := func() error {
 		seq++
-		_, err := f.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp})
+		_, err := f.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: heartbeatstore.StatusUp})
 		return err
 	}
 	for i := range beatBurst {
@@ -68,7 +68,7 @@ func TestBeatRules(t *testing.T) {
 }
 
 func TestSupersededStream(t *testing.T) {
-	c := newCore(t, newSQLiteStore(t), healthtest.NewClock(t0), "a")
+	c := newCore(t, newSQLiteStore(t), livenesstest.NewClock(t0), "a")
 	first := newBeater(t, c, "n1", "b")
 	first.beat()
 	second := newBeater(t, c, "n1", "b")
@@ -80,7 +80,7 @@ func TestSupersededStream(t *testing.T) {
 	if err := first.s.Err(); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("first stream: %v, want ErrSuperseded", err)
 	}
-	if _, err := first.s.Beat(context.Background(), Beat{Sequence: 9, BootID: "b", Status: hbstore.StatusUp}); !errors.Is(err, ErrSuperseded) {
+	if _, err := first.s.Beat(context.Background(), Beat{Sequence: 9, BootID: "b", Status: heartbeatstore.StatusUp}); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("beat on the first stream: %v", err)
 	}
 	// Closing the old stream late does not disturb the new one.
@@ -96,7 +96,7 @@ func TestRevocation(t *testing.T) {
 	var revoked atomic.Value
 	revoked.Store("")
 	hook := func(_ context.Context, id string) bool { return id == revoked.Load().(string) }
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	c := newCore(t, newSQLiteStore(t), clock, "a", func(c *Config) { c.IsRevoked = hook })
 
 	// Pushed by Revoke: the stream ends and the node cannot come back.
@@ -140,7 +140,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := newSQLiteStore(t)
 	c := newCore(t, store, clock, "a")
 	other := newCore(t, store, clock, "b")
@@ -231,7 +231,7 @@ func TestJitter(t *testing.T) {
 // ever dropped; its events are written once the node sends it again.
 func TestFlushRetry(t *testing.T) {
 	ctx := context.Background()
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	store := &flakyStore{Store: newSQLiteStore(t)}
 	c := newCore(t, store, clock, "a")
 	n := newBeater(t, c, "n1", "b")
@@ -244,7 +244,7 @@ func TestFlushRetry(t *testing.T) {
 	}
 	n.seq++
 	events := []NodeEvent{{Kind: "1"}, {Kind: "2"}}
-	if _, err := n.s.Beat(ctx, Beat{Sequence: n.seq, BootID: "b", Status: hbstore.StatusUp, Events: events}); !errors.Is(err, errStoreDown) {
+	if _, err := n.s.Beat(ctx, Beat{Sequence: n.seq, BootID: "b", Status: heartbeatstore.StatusUp, Events: events}); !errors.Is(err, errStoreDown) {
 		t.Fatalf("Beat with events while the store is down: %v, want %v", err, errStoreDown)
 	}
 	if err := c.Flush(ctx); err == nil {

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/health/healthtest"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -37,9 +37,9 @@ func BenchmarkBeat(b *testing.B) {
 	}
 }
 
-func benchBeat(b *testing.B, store hbstore.Store, n, shards int) {
+func benchBeat(b *testing.B, store heartbeatstore.Store, n, shards int) {
 	ctx := context.Background()
-	clock := healthtest.NewClock(t0)
+	clock := livenesstest.NewClock(t0)
 	c := newCore(b, store, clock, "bench")
 	c.shards = newShards(shards)
 	ids := make([]string, n)
@@ -64,7 +64,7 @@ func benchBeat(b *testing.B, store hbstore.Store, n, shards int) {
 	}
 	beat := func(i int) error {
 		seqs[i]++
-		_, err := sessions[i].Beat(context.Background(), Beat{Sequence: seqs[i], BootID: "0b6c1a6e-2d4e-4d1b-9a8e-3f1f6b2c9d11", Status: hbstore.StatusUp, Uptime: time.Hour})
+		_, err := sessions[i].Beat(context.Background(), Beat{Sequence: seqs[i], BootID: "0b6c1a6e-2d4e-4d1b-9a8e-3f1f6b2c9d11", Status: heartbeatstore.StatusUp, Uptime: time.Hour})
 		return err
 	}
 	for i := range n {
@@ -154,7 +154,7 @@ func BenchmarkFlush(b *testing.B) {
 			if backend == "postgres" {
 				store = newPostgresStore(b, pgtest.NewDatabase(b))
 			}
-			clock := healthtest.NewClock(t0)
+			clock := livenesstest.NewClock(t0)
 			c := newCore(b, store, clock, "bench")
 			sessions := make([]*Session, rows)
 			for i := range sessions {
@@ -167,7 +167,7 @@ func BenchmarkFlush(b *testing.B) {
 				seq++
 				clock.Advance(DefaultInterval)
 				for _, s := range sessions {
-					if _, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: hbstore.StatusUp}); err != nil {
+					if _, err := s.Beat(context.Background(), Beat{Sequence: seq, BootID: "b", Status: heartbeatstore.StatusUp}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,6 +1,6 @@
-// Package healthtest has test helpers for the heartbeat core and the
+// Package livenesstest has test helpers for the heartbeat core and the
 // packages built on it.
-package healthtest
+package livenesstest
 
 import (
 	"sync"

@@ -1,4 +1,5 @@
-// Package health is the transport-free core of the heartbeat service.
+// Package liveness is the transport-free core of the heartbeat service:
+// it decides which nodes are alive.
 //
 // Every replica keeps the liveness of the nodes streaming to it in memory
 // (last beat, sequence, boot ID, status) and writes what changed to the
@@ -24,7 +25,7 @@
 //
 // All events go to the store's event log (package eventlog), which Watch
 // replays from a cursor and then follows.
-package health
+package liveness
 
 import (
 	"context"
@@ -39,7 +40,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Defaults of Config.
@@ -76,7 +77,7 @@ const (
 // Config holds the core's dependencies and timings.
 type Config struct {
 	// Store is required.
-	Store hbstore.Store
+	Store heartbeatstore.Store
 	// Interval is the default time between beats (DefaultInterval).
 	Interval time.Duration
 	// Grace is how long a node may be silent before it is unreachable
@@ -121,7 +122,7 @@ type Config struct {
 
 // Core is the heartbeat core of one replica.
 type Core struct {
-	store     hbstore.Store
+	store     heartbeatstore.Store
 	cfg       Config
 	log       *slog.Logger
 	clock     Clock
@@ -130,7 +131,7 @@ type Core struct {
 	shards   []*shard
 	follower *eventlog.Follower
 	// settings is the cached fleet settings; see settings.go.
-	settings atomic.Pointer[hbstore.Settings]
+	settings atomic.Pointer[heartbeatstore.Settings]
 
 	revokedMu sync.Mutex
 	revoked   map[string]struct{}
@@ -141,7 +142,7 @@ type Core struct {
 
 	// flushMu makes flushes one at a time; it guards the retry buffer.
 	flushMu  sync.Mutex
-	retryObs map[string]hbstore.Observation
+	retryObs map[string]heartbeatstore.Observation
 
 	// decideMu makes decisions one at a time; it guards the decider state.
 	decideMu      sync.Mutex
@@ -176,7 +177,7 @@ type Stats struct {
 // periodic work.
 func New(c Config) (*Core, error) {
 	if c.Store == nil {
-		return nil, errors.New("health: Config.Store is required")
+		return nil, errors.New("liveness: Config.Store is required")
 	}
 	setDefault(&c.Interval, DefaultInterval)
 	setDefault(&c.Grace, DefaultGrace)
@@ -188,11 +189,11 @@ func New(c Config) (*Core, error) {
 	setDefault(&c.Retention, DefaultRetention)
 	switch {
 	case c.FlushPeriod*2 > c.Interval:
-		return nil, fmt.Errorf("health: flush period %v must be at most half the interval %v", c.FlushPeriod, c.Interval)
+		return nil, fmt.Errorf("liveness: flush period %v must be at most half the interval %v", c.FlushPeriod, c.Interval)
 	case c.Grace <= 2*c.Interval:
-		return nil, fmt.Errorf("health: grace %v must exceed two intervals (%v)", c.Grace, 2*c.Interval)
+		return nil, fmt.Errorf("liveness: grace %v must exceed two intervals (%v)", c.Grace, 2*c.Interval)
 	case c.LeaseTTL <= c.DecidePeriod:
-		return nil, fmt.Errorf("health: lease TTL %v must exceed the decide period %v", c.LeaseTTL, c.DecidePeriod)
+		return nil, fmt.Errorf("liveness: lease TTL %v must exceed the decide period %v", c.LeaseTTL, c.DecidePeriod)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -211,17 +212,17 @@ func New(c Config) (*Core, error) {
 		isRevoked: c.IsRevoked,
 		shards:    newShards(defaultShards),
 		revoked:   map[string]struct{}{},
-		retryObs:  map[string]hbstore.Observation{},
+		retryObs:  map[string]heartbeatstore.Observation{},
 		closed:    make(chan struct{}),
 	}
 	f, err := eventlog.NewFollower(eventlog.FollowerConfig{
 		Source: c.Store.Events(), PollPeriod: c.PollPeriod, PageSize: watchPage, After: c.Clock.After, Done: core.closed,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("health: %w", err)
+		return nil, fmt.Errorf("liveness: %w", err)
 	}
 	core.follower = f
-	core.settings.Store(&hbstore.Settings{})
+	core.settings.Store(&heartbeatstore.Settings{})
 	return core, nil
 }
 

@@ -1,4 +1,4 @@
-package hbstore_test
+package heartbeatstore_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -20,20 +20,20 @@ func BenchmarkMarkSilent(b *testing.B) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(fmt.Sprintf("%s/nodes=%d", backend, rows), func(b *testing.B) {
 			ctx := context.Background()
-			var s hbstore.Store
+			var s heartbeatstore.Store
 			var err error
 			if backend == "sqlite" {
-				s, err = hbstore.NewSQLite(ctx, filepath.Join(b.TempDir(), "hb.db"))
+				s, err = heartbeatstore.NewSQLite(ctx, filepath.Join(b.TempDir(), "hb.db"))
 			} else {
-				s, err = hbstore.NewPostgres(ctx, pgtest.NewDatabase(b))
+				s, err = heartbeatstore.NewPostgres(ctx, pgtest.NewDatabase(b))
 			}
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(s.Close)
-			obs := make([]hbstore.Observation, rows)
+			obs := make([]heartbeatstore.Observation, rows)
 			for i := range obs {
-				obs[i] = hbstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: hbstore.StatusUp}
+				obs[i] = heartbeatstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: heartbeatstore.StatusUp}
 			}
 			if _, err := s.Flush(ctx, obs, nil); err != nil {
 				b.Fatal(err)
@@ -43,7 +43,7 @@ func BenchmarkMarkSilent(b *testing.B) {
 			}
 			b.ResetTimer()
 			for range b.N {
-				r, err := s.MarkSilent(ctx, hbstore.Silence{Holder: "d", Now: t0, LeaseUntil: t0.Add(time.Hour),
+				r, err := s.MarkSilent(ctx, heartbeatstore.Silence{Holder: "d", Now: t0, LeaseUntil: t0.Add(time.Hour),
 					SuspectBefore: t0.Add(-20 * time.Second), UnreachableBefore: t0.Add(-40 * time.Second)})
 				if err != nil || r.Suspect+r.Unreachable != 0 {
 					b.Fatal(r, err)

@@ -1,11 +1,11 @@
-package health
+package liveness
 
 import (
 	"context"
 	"fmt"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // Bounds of the fleet settings.
@@ -16,7 +16,7 @@ const (
 )
 
 // Timings are a heartbeat interval and grace period.
-type Timings = hbstore.Timings
+type Timings = heartbeatstore.Timings
 
 // Settings are the fleet's timings: the base ones (set by an admin, or the
 // defaults) and, under overload, those in force, stretched by the load
@@ -46,7 +46,7 @@ func (c *Core) resolve(t Timings) Timings {
 }
 
 // baseTimings returns the base timings of s, without the stretch.
-func (c *Core) baseTimings(s *hbstore.Settings) Timings {
+func (c *Core) baseTimings(s *heartbeatstore.Settings) Timings {
 	return c.resolve(Timings{Interval: s.Interval, Grace: s.Grace})
 }
 
@@ -106,7 +106,7 @@ func (c *Core) RefreshSettings(ctx context.Context) error {
 	return nil
 }
 
-func (c *Core) applySettings(s hbstore.Settings) {
+func (c *Core) applySettings(s heartbeatstore.Settings) {
 	old := c.currentTimings()
 	c.settings.Store(&s)
 	if now := c.currentTimings(); now.Interval != old.Interval {
@@ -135,7 +135,7 @@ func (c *Core) SetSettings(ctx context.Context, t Timings) (Settings, error) {
 		return Settings{}, ErrGrace
 	}
 	// The store keeps its stretch; this copy carries the one last loaded.
-	stored := hbstore.Settings{Interval: resolved.Interval, Grace: resolved.Grace, ChangedAt: c.clock.Now(), Stretch: c.settings.Load().Stretch}
+	stored := heartbeatstore.Settings{Interval: resolved.Interval, Grace: resolved.Grace, ChangedAt: c.clock.Now(), Stretch: c.settings.Load().Stretch}
 	if t.Interval == 0 && t.Grace == 0 {
 		stored.Interval, stored.Grace = 0, 0 // follow the configured defaults
 	}

@@ -1,4 +1,4 @@
-package hbstore
+package heartbeatstore
 
 import (
 	"cmp"

@@ -1,11 +1,11 @@
-package health
+package liveness
 
 import (
 	"context"
 	"errors"
 
 	"github.com/berth-dev/berth/internal/eventlog"
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // watchPage is how many events a watch reads at a time.
@@ -20,7 +20,7 @@ type WatchRequest struct {
 	FromNow bool
 	// NodeIDs and Types, when not empty, keep only matching events.
 	NodeIDs []string
-	Types   []hbstore.EventType
+	Types   []heartbeatstore.EventType
 }
 
 // Watch sends the events after the request's cursor, in cursor order, then
@@ -34,12 +34,12 @@ type WatchRequest struct {
 // log, fails with an *eventlog.CursorError, at the start or, for a watcher
 // that falls behind retention, later. When Run returns, Watch returns
 // ErrClosing.
-func (c *Core) Watch(ctx context.Context, r WatchRequest, send func(hbstore.Event) error) error {
+func (c *Core) Watch(ctx context.Context, r WatchRequest, send func(heartbeatstore.Event) error) error {
 	w := eventlog.WatchRequest{After: r.After, FromNow: r.FromNow, NodeIDs: r.NodeIDs}
 	for _, t := range r.Types {
 		w.Types = append(w.Types, string(t))
 	}
-	err := c.follower.Watch(ctx, w, func(e eventlog.Event) error { return send(hbstore.EventOf(e)) })
+	err := c.follower.Watch(ctx, w, func(e eventlog.Event) error { return send(heartbeatstore.EventOf(e)) })
 	if errors.Is(err, eventlog.ErrClosed) {
 		return ErrClosing
 	}

@@ -1,4 +1,4 @@
-package health
+package liveness
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store/hbstore"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
 // defaultShards splits the liveness map so that beats of different nodes
@@ -27,7 +27,7 @@ type Beat struct {
 	Sequence int64
 	BootID   string
 	Uptime   time.Duration
-	Status   hbstore.Status
+	Status   heartbeatstore.Status
 	Events   []NodeEvent
 }
 
@@ -47,7 +47,7 @@ type entry struct {
 	lastSeen time.Time
 	seq      int64
 	bootID   string
-	status   hbstore.Status
+	status   heartbeatstore.Status
 	uptime   time.Duration
 	// healthy says the store holds the node as healthy, as far as this
 	// replica knows: it read so, or wrote so itself.
@@ -64,8 +64,8 @@ type shard struct {
 }
 
 // observation is the entry's latest beat, as a flush writes it.
-func (e *entry) observation() hbstore.Observation {
-	return hbstore.Observation{NodeID: e.nodeID, LastSeen: e.lastSeen, Sequence: e.seq, BootID: e.bootID, Status: e.status, Uptime: e.uptime}
+func (e *entry) observation() heartbeatstore.Observation {
+	return heartbeatstore.Observation{NodeID: e.nodeID, LastSeen: e.lastSeen, Sequence: e.seq, BootID: e.bootID, Status: e.status, Uptime: e.uptime}
 }
 
 func newShards(n int) []*shard {
@@ -161,7 +161,7 @@ func (c *Core) lockEntry(ctx context.Context, sh *shard, nodeID string) (*entry,
 	}
 	sh.mu.Unlock()
 	l, err := c.store.GetLiveness(ctx, nodeID)
-	if err != nil && !errors.Is(err, hbstore.ErrNotFound) {
+	if err != nil && !errors.Is(err, heartbeatstore.ErrNotFound) {
 		return nil, fmt.Errorf("connect node %s: %w", nodeID, err)
 	}
 	sh.mu.Lock()
@@ -172,7 +172,7 @@ func (c *Core) lockEntry(ctx context.Context, sh *shard, nodeID string) (*entry,
 	}
 	if !e.known && err == nil {
 		e.known, e.lastSeen, e.seq, e.bootID, e.status, e.uptime = true, l.LastSeen, l.Sequence, l.BootID, l.Status, l.Uptime
-		e.healthy = l.State == hbstore.StateHealthy
+		e.healthy = l.State == heartbeatstore.StateHealthy
 	}
 	return e, nil
 }
@@ -306,10 +306,10 @@ func (s *Session) durable(now time.Time, b Beat) bool {
 
 // recordBeat writes one beat and its events to the store.
 func (c *Core) recordBeat(ctx context.Context, nodeID string, now time.Time, b Beat) error {
-	o := hbstore.Observation{NodeID: nodeID, LastSeen: now, Sequence: b.Sequence, BootID: b.BootID, Status: b.Status, Uptime: b.Uptime}
-	var events []hbstore.Event
+	o := heartbeatstore.Observation{NodeID: nodeID, LastSeen: now, Sequence: b.Sequence, BootID: b.BootID, Status: b.Status, Uptime: b.Uptime}
+	var events []heartbeatstore.Event
 	for _, ev := range b.Events {
-		events = append(events, hbstore.Event{Time: now, NodeID: nodeID, Type: hbstore.EventNode,
+		events = append(events, heartbeatstore.Event{Time: now, NodeID: nodeID, Type: heartbeatstore.EventNode,
 			BootID: b.BootID, Status: b.Status, Kind: ev.Kind, Message: ev.Message})
 	}
 	written, err := c.store.Record(ctx, o, events)

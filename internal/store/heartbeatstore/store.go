@@ -1,4 +1,4 @@
-// Package hbstore is the heartbeat service's store: the liveness of every
+// Package heartbeatstore is the heartbeat service's store: the liveness of every
 // node that ever sent a beat, the health event log that the management
 // engine follows by cursor, the lease that elects the one replica deciding
 // which nodes are unreachable, and the fleet's heartbeat settings.
@@ -11,7 +11,7 @@
 // Every writing transaction locks the liveness rows it changes in node ID
 // order and appends its events last (the log's lock on PostgreSQL), so
 // writers never wait for each other in opposite orders.
-package hbstore
+package heartbeatstore
 
 import (
 	"context"
