@@ -60,7 +60,7 @@ func startServe(t *testing.T, extra ...string) deployment {
 		return append(append(slices.Clone(env), "BERTH_PKI_DIR="+filepath.Join(pkiDir, role)), more...)
 	}
 	start(t, roleEnv("bundles"), "berthd", "serve", "--role", "bundles", "--listen", bundlesAddr)
-	start(t, roleEnv("heartbeat"), "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
+	start(t, roleEnv("heartbeat", "BERTH_BUNDLES_ADDR="+bundlesAddr), "berthd", append([]string{"serve", "--role", "heartbeat", "--listen", hbAddr}, hbFlags...)...)
 	start(t, roleEnv("registration", "BERTH_BUNDLES_ADDR="+bundlesAddr, "BERTH_ADVERTISE_HEARTBEAT="+hbAddr),
 		"berthd", "serve", "--role", "registration", "--listen", regAddr)
 	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "heartbeat": hbAddr, "registration": regAddr} {

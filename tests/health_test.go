@@ -22,6 +22,11 @@ type watchEvent struct {
 	Type    string `json:"type"`
 	NodeID  string `json:"node_id"`
 	Time    string `json:"time"`
+	// For node_event: what the node reported.
+	EventType string            `json:"event_type"`
+	Severity  string            `json:"severity"`
+	Message   string            `json:"message"`
+	Details   map[string]string `json:"details"`
 }
 
 // watcher runs berthctl watch -o json for the whole test and collects lines.

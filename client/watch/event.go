@@ -110,7 +110,7 @@ type Event struct {
 	// Details carry what the type needs. Lifecycle events carry what their
 	// service sends ("serial", "version", "actor", ...). Health events carry
 	// those of state, previous_state, boot_id, previous_boot_id, status,
-	// previous_status, kind and message that are set; states are healthy,
+	// previous_status, kind, message, severity and event_time that are set; states are healthy,
 	// suspect or unreachable, statuses up, degraded or maintenance. Never
 	// nil.
 	Details map[string]string
@@ -162,6 +162,10 @@ func healthEvent(e *berthv1.HealthEvent) *Event {
 	put("previous_status", statusName(e.GetPreviousStatus()))
 	put("kind", e.GetKind())
 	put("message", e.GetMessage())
+	put("severity", e.GetSeverity())
+	if t := e.GetEventTime(); t != nil {
+		put("event_time", eventTime(t).UTC().Format(time.RFC3339Nano))
+	}
 	return &Event{
 		Service: Heartbeat,
 		Cursor:  e.GetCursor(),

@@ -65,7 +65,7 @@ func serveCommand(e env) *cobra.Command {
 	fs.StringVar(&c.DB, "db", "", "PostgreSQL URL, e.g. postgres://berth@db:5432/berth (default: SQLite under --data-dir)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for SQLite databases when --db is not set")
 	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (every role but ca; default in role all: this process)")
-	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role; default in role all: this process)")
+	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role) and running nodes hear of new bundles at once (heartbeat role); default in role all: this process")
 	resolve := serveFlags(fs, &c, ":8443")
 	logger := logFlags(fs)
 	fs.String("config", "", "YAML file of settings, keyed by flag name")

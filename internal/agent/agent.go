@@ -192,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	bo.fill(res, a.cfg.Root)
 	if bo.bundle == BundleApplied {
-		a.state.setBundle(bo.version)
+		a.state.setApplied(appliedBundle{version: bo.version, at: a.cfg.Clock.Now(), files: fileMap(bo.applied)})
 	}
 	switch {
 	case a.cfg.NoHeartbeat:

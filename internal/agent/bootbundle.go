@@ -56,6 +56,9 @@ type bundleOutcome struct {
 	state   string
 	version int64
 	files   int
+	// applied is the files written, for the running agent to compare the
+	// next version with.
+	applied []bundle.File
 }
 
 func (o bundleOutcome) fill(r *Result, root string) {
@@ -78,8 +81,8 @@ func (o bundleOutcome) fill(r *Result, root string) {
 // or a store still unreachable after --wait fails the boot: the node must
 // not come up half-configured.
 //
-// The bundle is applied on boot only. A long-running agent does not pick
-// up later versions yet; that wants a poll or a watch on the bundle store.
+// Later versions reach a running agent through its heartbeat stream (see
+// keepBundlesLive).
 func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Logger) (bundleOutcome, error) {
 	s := &bundleStore{addr: creds.Endpoints.GetBundles(), creds: creds, key: a.cfg.Keys.Identity(), timeout: a.cfg.AttemptTimeout}
 	defer s.close()
@@ -131,9 +134,8 @@ func (a *Agent) applySealed(sb *berthv1.SealedBundle, source string, creds *Cred
 	if err != nil {
 		return bundleOutcome{}, &bundleRefusedError{version: v, err: err}
 	}
-	if n := len(opened.Hooks); n > 0 {
-		log.Warn("the bundle declares post-apply hooks; this agent does not run hooks yet", "version", v, "hooks", n)
-	}
+	// Hooks run when a running agent applies a new version; at boot the
+	// services that read the files start after the agent.
 	files := opened.Files
 	if err := newApplier(a.cfg.Root, log).apply(files); err != nil {
 		return bundleOutcome{}, fmt.Errorf("bundle version %d: %w", v, err)
@@ -141,7 +143,7 @@ func (a *Agent) applySealed(sb *berthv1.SealedBundle, source string, creds *Cred
 	log.Info("bundle applied", "version", v, "files", len(files), "root", a.cfg.Root, "source", source,
 		"signed_by", opened.SignedBy.String(), "sha256", bundle.Digest(sb.GetSealed()))
 	return bundleOutcome{bundle: BundleApplied, source: source, state: stateName(sb.GetInfo().GetState()),
-		version: v, files: len(files)}, nil
+		version: v, files: len(files), applied: files}, nil
 }
 
 // verifier is what a bundle served to this node as version v must match.
@@ -236,7 +238,7 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 	log.Info("configured bundle uploaded and applied", "version", info.GetVersion(), "state", state,
 		"files", len(files), "root", a.cfg.Root, "sha256", bundle.Digest(sealed))
 	return bundleOutcome{bundle: BundleApplied, source: BundleSourceConfigured, state: state,
-		version: info.GetVersion(), files: len(files)}, nil
+		version: info.GetVersion(), files: len(files), applied: files}, nil
 }
 
 // maxSignAttempts bounds how often a node's own upload is signed again

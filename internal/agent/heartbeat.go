@@ -113,8 +113,11 @@ type heartbeater struct {
 	// state holds the reported status and node events the beats carry,
 	// and learns of the stream's state; nil for a --once boot.
 	state *nodeState
-	// sentGen is the generation of the reported status last sent.
-	sentGen uint64
+	// sentGen is the generation of the reported status last sent,
+	// sentApplied that of the applied bundle.
+	sentGen, sentApplied uint64
+	// streams counts the streams that were acknowledged.
+	streams int
 
 	// progressBy is when (unix nanoseconds, by clock) the heartbeats must
 	// next make progress: an acknowledgement, or the end of a backoff. Past
@@ -313,6 +316,9 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 		return fail(err)
 	}
 	st := newStreamState(h.interval)
+	if h.state != nil {
+		st.onBundle = h.state.announceBundle
+	}
 	go st.receive(s, h.log)
 	h.setConnection(connConnecting)
 	defer h.setConnection(connDisconnected)
@@ -336,6 +342,11 @@ func (h *heartbeater) stream(ctx context.Context, creds *Credentials, once bool,
 		h.expect(h.interval)
 		more := h.ackedState(lastEvent)
 		if !acked {
+			if h.streams++; h.streams > 1 && h.state != nil {
+				// While disconnected the node may have missed news of a
+				// new bundle.
+				h.state.announceBundle(checkStore)
+			}
 			acked = true
 			h.log.Info("heartbeats acknowledged", logHBAddr, h.addr, logIntv, h.interval, "sequence", seq)
 		} else {
@@ -425,6 +436,12 @@ func (h *heartbeater) beatWith(seq uint64, first bool) (*berthv1.HeartbeatReques
 		req.Reported = &berthv1.Reported{Values: rep}
 		h.sentGen = gen
 	}
+	h.state.mu.Lock()
+	if first || h.sentApplied != h.state.appliedGen {
+		req.BundleApplied = h.state.appliedReport()
+		h.sentApplied = h.state.appliedGen
+	}
+	h.state.mu.Unlock()
 	var last uint64
 	for _, e := range events {
 		req.Events = append(req.Events, &berthv1.StatusEvent{
@@ -447,7 +464,7 @@ func (h *heartbeater) ackedState(lastEvent uint64) bool {
 	}
 	h.state.mu.Lock()
 	defer h.state.mu.Unlock()
-	return len(h.state.queue) > 0 || h.state.dropUnsent > 0 || h.sentGen != h.state.reportedGen
+	return len(h.state.queue) > 0 || h.state.dropUnsent > 0 || h.sentGen != h.state.reportedGen || h.sentApplied != h.state.appliedGen
 }
 
 func (h *heartbeater) setConnection(state string) {
@@ -492,6 +509,7 @@ type streamState struct {
 	interval time.Duration
 	acked    uint64
 	wake     context.CancelFunc // of the wait in progress, if any
+	onBundle func(int64)        // told the node's new bundle version
 	ack      chan struct{}      // a new acknowledgement arrived
 	done     chan struct{}      // closed when the stream ended
 	err      error              // why; set before done is closed
@@ -524,6 +542,9 @@ func (st *streamState) receive(s berthv1.HeartbeatService_HeartbeatClient, log *
 				log.Info("heartbeat interval set", logIntv, iv)
 				st.interval = iv
 			}
+		}
+		if v := m.GetBundleVersion(); v > 0 && st.onBundle != nil {
+			st.onBundle(v)
 		}
 		if a := m.GetAckSequence(); a > st.acked {
 			st.acked = a

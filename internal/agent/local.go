@@ -100,6 +100,14 @@ type nodeState struct {
 	dropped     uint64 // since the agent started
 	dropUnsent  uint64 // dropped, not yet told to the server
 
+	// The bundle: the version announced and not yet looked at (bundleKick
+	// wakes keepBundlesLive), and the one applied (appliedGen is bumped
+	// with each, for the beats).
+	bundleKick   chan struct{}
+	bundleWanted int64
+	applied      appliedBundle
+	appliedGen   uint64
+
 	// Status.
 	nodeID, identitySource string
 	certSerial             string
@@ -129,6 +137,7 @@ func newNodeState(c clock.Clock, maxQueue int, identitySource string) *nodeState
 		instance:       "agent-" + strings.ToLower(rand.Text()),
 		maxQueue:       maxQueue,
 		kick:           make(chan struct{}, 1),
+		bundleKick:     make(chan struct{}, 1),
 		reported:       map[string]string{},
 		nextSeq:        1,
 		identitySource: identitySource,
@@ -278,11 +287,4 @@ func (s *nodeState) setCreds(c *Credentials) {
 	if leaf := c.Leaf(); leaf != nil {
 		s.certSerial, s.certNotAfter = leaf.SerialNumber.Text(16), leaf.NotAfter
 	}
-}
-
-// setBundle records the bundle version applied.
-func (s *nodeState) setBundle(version int64) {
-	s.mu.Lock()
-	s.bundleVersion, s.bundleAppliedAt = version, s.clock.Now()
-	s.mu.Unlock()
 }

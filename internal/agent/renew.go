@@ -30,9 +30,8 @@ func RenewalTime(cert *x509.Certificate) time.Time {
 
 // serve keeps a booted node's credentials fresh and, with heartbeats, sends
 // them until ctx ends, or until the node is found revoked, which is
-// returned as an ErrDenied error. It pings systemd's watchdog meanwhile. The bundle was applied once, on boot;
-// picking up later versions (a poll or a watch on the bundle store) is
-// left for a later issue.
+// returned as an ErrDenied error. It pings systemd's watchdog meanwhile,
+// and applies the new bundle versions the heartbeat service announces.
 func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials, heartbeats bool, log *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -61,15 +60,20 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 			}
 		}()
 	}
-	wdDone := make(chan struct{})
+	wdDone, liveDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(wdDone)
 		a.watchdog(ctx, healthy, log)
+	}()
+	go func() {
+		defer close(liveDone)
+		a.keepBundlesLive(ctx, current.Load, log)
 	}()
 	err := a.keepRenewed(ctx, c, t, creds, &current, log)
 	stop()
 	<-done
 	<-wdDone
+	<-liveDone
 	if hbErr != nil {
 		return hbErr
 	}

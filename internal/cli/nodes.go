@@ -70,6 +70,24 @@ type nodeJSON struct {
 	DuplicateOf []string `json:"duplicate_of"`
 	// BundleKey is what bundles seal --key-file takes.
 	BundleKey *bundleKeyJSON `json:"bundle_key,omitempty"`
+	// Reported is what the node's host daemons reported through its agent
+	// (berth-agent report set), as of ReportedAt; {} and "" before.
+	Reported   map[string]string `json:"reported"`
+	ReportedAt string            `json:"reported_at"`
+	// BundleAppliedVersion is the bundle version the node last applied (0
+	// before it said), at BundleAppliedAt, with its hooks' results.
+	BundleAppliedVersion int64         `json:"bundle_applied_version"`
+	BundleAppliedAt      string        `json:"bundle_applied_at"`
+	BundleHooks          []hookRunJSON `json:"bundle_hooks"`
+}
+
+// hookRunJSON is how one post-apply hook ran on the node.
+type hookRunJSON struct {
+	Command  string  `json:"command"`
+	ExitCode int32   `json:"exit_code"`
+	TimedOut bool    `json:"timed_out"`
+	Error    string  `json:"error,omitempty"`
+	Seconds  float64 `json:"duration_seconds"`
 }
 
 // nodeView is n in the JSON contract, with its health h (nil: unknown).
@@ -109,6 +127,17 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	}
 	if v.DuplicateOf == nil {
 		v.DuplicateOf = []string{}
+	}
+	v.Reported, v.ReportedAt = h.GetReported(), rfc3339(h.GetReportedAt())
+	if v.Reported == nil {
+		v.Reported = map[string]string{}
+	}
+	a := h.GetBundleApplied()
+	v.BundleAppliedVersion, v.BundleAppliedAt = a.GetVersion(), rfc3339(a.GetAppliedAt())
+	v.BundleHooks = []hookRunJSON{}
+	for _, r := range a.GetHooks() {
+		v.BundleHooks = append(v.BundleHooks, hookRunJSON{Command: r.GetCommand(), ExitCode: r.GetExitCode(),
+			TimedOut: r.GetTimedOut(), Error: r.GetError(), Seconds: r.GetDuration().AsDuration().Seconds()})
 	}
 	return v
 }
@@ -224,6 +253,8 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
 			{"Last seen", humanTime(h.GetLastSeen(), now)},
 			{"Boot ID", dash(v.BootID)},
 			{"Reported status", dash(v.ReportedStatus)},
+			{"Reported", dash(formatLabels(v.Reported))},
+			{"Bundle applied", appliedText(v)},
 			{"Hostname", dash(v.Hostname)},
 			{"Hardware UUID", dash(v.HardwareUUID)},
 			{"Identity source", dash(v.IdentitySource)},
@@ -355,4 +386,19 @@ func setupNodesDelete(*pflag.FlagSet) action {
 			fmt.Fprintf(w, "Deleted node %s.\n", id)
 		})
 	}
+}
+
+// appliedText is the applied bundle in the table: its version and how its
+// hooks went.
+func appliedText(v nodeJSON) string {
+	if v.BundleAppliedVersion == 0 {
+		return "-"
+	}
+	failed := 0
+	for _, h := range v.BundleHooks {
+		if h.Error != "" {
+			failed++
+		}
+	}
+	return fmt.Sprintf("version %d at %s, %d hooks run, %d failed", v.BundleAppliedVersion, v.BundleAppliedAt, len(v.BundleHooks), failed)
 }

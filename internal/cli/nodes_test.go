@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,12 @@ func healthApproved() *berthv1.NodeHealth {
 		NodeId: "n-7f3a9c", State: berthv1.LivenessState_LIVENESS_STATE_HEALTHY,
 		StateSince: ts(testNow.Add(-3 * time.Hour)), LastSeen: ts(testNow.Add(-4 * time.Second)),
 		BootId: "b7e1c3d2", Status: berthv1.ReportedStatus_REPORTED_STATUS_UP, Sequence: 1080,
+		Reported:   map[string]string{"maintenance": "false", "vms_running": "12"},
+		ReportedAt: ts(testNow.Add(-time.Minute)),
+		BundleApplied: &berthv1.BundleApplied{Version: 3, AppliedAt: ts(testNow.Add(-2 * time.Minute)), Hooks: []*berthv1.HookResult{
+			{Command: "/usr/bin/systemctl reload-or-restart vdsmd", Duration: durationpb.New(1500 * time.Millisecond)},
+			{Command: "/usr/local/bin/check-net", ExitCode: 1, Error: "hook failed with exit status 1", Duration: durationpb.New(20 * time.Millisecond)},
+		}},
 	}
 }
 

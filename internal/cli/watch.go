@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -356,6 +357,9 @@ func (s *session) watchError(err error) error {
 	return s.callErrorAt(addr, what, se.Err)
 }
 
+// nodeEventType is the type of the events a node reports itself.
+const nodeEventType = "node_event"
+
 // eventJSON is an event in the JSON output contract of watch: one object
 // per line. Keep the field names.
 type eventJSON struct {
@@ -365,6 +369,10 @@ type eventJSON struct {
 	NodeID  string            `json:"node_id"`
 	Time    string            `json:"time"`
 	Details map[string]string `json:"details"`
+	// A node_event's own: what the node reported.
+	EventType string `json:"event_type,omitempty"`
+	Severity  string `json:"severity,omitempty"`
+	Message   string `json:"message,omitempty"`
 }
 
 // eventPrinter prints events as JSON lines or as aligned text lines under
@@ -393,6 +401,11 @@ func (p *eventPrinter) print(e watch.Event) error {
 		}
 		if v.Details == nil {
 			v.Details = map[string]string{}
+		}
+		if e.Type == nodeEventType {
+			// An agent too old to grade its events reported them as info.
+			v.EventType, v.Message = e.Details["kind"], e.Details["message"]
+			v.Severity = cmp.Or(e.Details["severity"], "info")
 		}
 		return enc.Encode(v)
 	}

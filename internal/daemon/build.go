@@ -304,6 +304,15 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 	}
 	b.need([]depwatch.Dependency{storeDep, revocationDependency(revoked.Known)},
 		berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
+	if c.BundlesAddr != "" {
+		conn, err := dialService(c, cr.roles[RoleHeartbeat], tel, b, pki.ServiceBundles, c.BundlesAddr)
+		if err != nil {
+			return nil, err
+		}
+		b.background(ctx, func(ctx context.Context) {
+			watchBundles(ctx, berthv1.NewBundleAdminServiceClient(conn), svc, c.Logger)
+		})
+	}
 	b.runService(ctx, c, "heartbeat", svc.Run)
 	return svc, nil
 }

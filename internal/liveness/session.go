@@ -29,12 +29,21 @@ type Beat struct {
 	Uptime   time.Duration
 	Status   heartbeatstore.Status
 	Events   []NodeEvent
+	// Instance is the agent instance the events' sequences count in.
+	Instance string
+	// Reported and BundleApplied, when set, replace what the node reported
+	// before.
+	Reported      *heartbeatstore.Reported
+	BundleApplied *heartbeatstore.BundleApplied
 }
 
 // NodeEvent is a status-change event reported by the agent.
 type NodeEvent struct {
-	Kind    string
-	Message string
+	Kind     string
+	Message  string
+	Severity string    // info, warning or critical
+	Seq      int64     // 0: none (recorded every time it is sent)
+	Time     time.Time // on the node; zero if unknown
 }
 
 // entry is the liveness of one node connected to this replica (or
@@ -301,16 +310,24 @@ func (s *Session) durable(now time.Time, b Beat) bool {
 	e := s.e
 	quiet := 2*s.core.currentTimings().Interval - s.core.cfg.FlushPeriod
 	return !e.known || !e.healthy || now.Sub(e.lastSeen) >= quiet ||
-		(s.bootID == "" && e.bootID != b.BootID) || e.status != b.Status || len(b.Events) > 0
+		(s.bootID == "" && e.bootID != b.BootID) || e.status != b.Status || len(b.Events) > 0 ||
+		b.Reported != nil || b.BundleApplied != nil
 }
 
 // recordBeat writes one beat and its events to the store.
 func (c *Core) recordBeat(ctx context.Context, nodeID string, now time.Time, b Beat) error {
-	o := heartbeatstore.Observation{NodeID: nodeID, LastSeen: now, Sequence: b.Sequence, BootID: b.BootID, Status: b.Status, Uptime: b.Uptime}
+	o := heartbeatstore.Observation{NodeID: nodeID, LastSeen: now, Sequence: b.Sequence, BootID: b.BootID, Status: b.Status, Uptime: b.Uptime,
+		BundleApplied: b.BundleApplied}
+	if b.Reported != nil {
+		r := *b.Reported
+		r.At = now // when the server heard it: the node's clock may be off
+		o.Reported = &r
+	}
 	var events []heartbeatstore.Event
 	for _, ev := range b.Events {
 		events = append(events, heartbeatstore.Event{Time: now, NodeID: nodeID, Type: heartbeatstore.EventNode,
-			BootID: b.BootID, Status: b.Status, Kind: ev.Kind, Message: ev.Message})
+			BootID: b.BootID, Status: b.Status, Kind: ev.Kind, Message: ev.Message,
+			Severity: ev.Severity, EventTime: ev.Time, Instance: b.Instance, Seq: ev.Seq})
 	}
 	written, err := c.store.Record(ctx, o, events)
 	if err != nil {

@@ -140,7 +140,8 @@ func Matrix() map[string]Callers {
 		bundles + "ListBundleHistory": FromAdmin,
 		bundles + "ApproveBundle":     FromAdmin,
 		bundles + "ResetBundle":       FromAdmin,
-		bundles + "WatchBundleEvents": FromAdmin,
+		// The heartbeat service tells nodes of their new bundles.
+		bundles + "WatchBundleEvents": FromAdmin | FromHeartbeat,
 		// Registration returns a node's sealed bundle inside Resume and
 		// deletes a deleted node's bundles.
 		bundles + "GetSealedBundle": FromAdmin | FromRegistration,

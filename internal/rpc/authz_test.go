@@ -73,7 +73,10 @@ func TestMatrixInvariants(t *testing.T) {
 			if c&FromAdmin == 0 || c&(FromNode|FromBareKey) != 0 {
 				t.Errorf("%s: admin API allows %b", meth, c)
 			}
-			if o := c & services; o != 0 && !(o == FromRegistration && svc == "berth.v1.BundleAdminService") {
+			// The heartbeat service follows bundle events alone, to tell
+			// nodes of their new bundles.
+			if o := c & services; o != 0 && !(o == FromRegistration && svc == "berth.v1.BundleAdminService") &&
+				!(o == FromHeartbeat && meth == "/berth.v1.BundleAdminService/WatchBundleEvents") {
 				t.Errorf("%s: admin API allows services %b", meth, o)
 			}
 		}

@@ -61,7 +61,7 @@ func eventTypeFromProto(t berthv1.HealthEventType) (heartbeatstore.EventType, bo
 }
 
 func livenessToProto(l heartbeatstore.Liveness) *berthv1.NodeHealth {
-	return &berthv1.NodeHealth{
+	h := &berthv1.NodeHealth{
 		NodeId:     l.NodeID,
 		State:      states[l.State],
 		StateSince: timestamppb.New(l.StateSince),
@@ -71,10 +71,27 @@ func livenessToProto(l heartbeatstore.Liveness) *berthv1.NodeHealth {
 		Sequence:   uint64(l.Sequence),
 		Uptime:     durationpb.New(l.Uptime),
 	}
+	if r := l.Reported; r != nil {
+		h.Reported, h.ReportedAt = r.Values, timestamppb.New(r.At)
+		if h.Reported == nil {
+			h.Reported = map[string]string{}
+		}
+	}
+	if a := l.BundleApplied; a != nil {
+		h.BundleApplied = &berthv1.BundleApplied{Version: a.Version}
+		if !a.At.IsZero() {
+			h.BundleApplied.AppliedAt = timestamppb.New(a.At)
+		}
+		for _, r := range a.Hooks {
+			h.BundleApplied.Hooks = append(h.BundleApplied.Hooks, &berthv1.HookResult{Command: r.Command,
+				ExitCode: r.ExitCode, TimedOut: r.TimedOut, Error: r.Error, Duration: durationpb.New(r.Duration)})
+		}
+	}
+	return h
 }
 
 func eventToProto(e heartbeatstore.Event) *berthv1.HealthEvent {
-	return &berthv1.HealthEvent{
+	p := &berthv1.HealthEvent{
 		Cursor:         e.Cursor,
 		Type:           eventTypes[e.Type],
 		NodeId:         e.NodeID,
@@ -87,7 +104,12 @@ func eventToProto(e heartbeatstore.Event) *berthv1.HealthEvent {
 		PreviousStatus: statuses[e.PrevStatus],
 		Kind:           e.Kind,
 		Message:        e.Message,
+		Severity:       e.Severity,
 	}
+	if !e.EventTime.IsZero() {
+		p.EventTime = timestamppb.New(e.EventTime)
+	}
+	return p
 }
 
 func settingsToProto(s liveness.Settings) *berthv1.HeartbeatSettings {

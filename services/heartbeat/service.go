@@ -71,6 +71,7 @@ type Service struct {
 	store            heartbeatstore.Store
 	revocationsKnown func() error
 	log              *slog.Logger
+	bundles          *bundlePush
 }
 
 var (
@@ -101,7 +102,7 @@ func New(c Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, log: c.Logger}, nil
+	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, log: c.Logger, bundles: newBundlePush()}, nil
 }
 
 // Register puts both gRPC services on a server.
@@ -127,6 +128,19 @@ func (s *Service) Run(ctx context.Context) error { return s.core.Run(ctx) }
 // Revoked ends the node's stream at once and refuses its new ones on this
 // replica. Other replicas learn through Config.IsRevoked.
 func (s *Service) Revoked(nodeID string) { s.core.Revoke(nodeID) }
+
+// BundleChanged tells the node, if its stream is open on this replica, that
+// its current bundle version is now version, so that it applies it. The
+// daemon calls it for the bundle store's bundle_updated (approved) and
+// bundle_approved events; a reset (version 0) makes the next version
+// count again.
+func (s *Service) BundleChanged(nodeID string, version int64) {
+	if version <= 0 {
+		s.bundles.forget(nodeID)
+		return
+	}
+	s.bundles.changed(nodeID, version)
+}
 
 // Stats returns the core's counters.
 func (s *Service) Stats() liveness.Stats { return s.core.Stats() }

@@ -34,6 +34,8 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 	if err := stream.Send(control(sess.Interval(), 0)); err != nil {
 		return err
 	}
+	bundleVersions, closeBundles := s.bundles.open(nodeID)
+	defer closeBundles()
 	for {
 		select {
 		case req := <-beats:
@@ -51,6 +53,10 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 				return errorTable.Status(ctx, log, err)
 			}
 			if err := stream.Send(control(interval, req.GetSequence())); err != nil {
+				return err
+			}
+		case v := <-bundleVersions:
+			if err := stream.Send(&berthv1.HeartbeatResponse{BundleVersion: v}); err != nil {
 				return err
 			}
 		case <-sess.Changed():

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"encoding/base64"
+	"maps"
 	"math"
 	"regexp"
 	"strings"
@@ -19,13 +20,23 @@ import (
 
 // Limits on requests.
 const (
-	maxBeatEvents   = 16
-	maxMessageLen   = 1024
-	maxUptime       = 100 * 365 * 24 * time.Hour
-	defaultPageSize = 100
-	maxPageSize     = 1000
-	maxListNodes    = 1000
-	maxWatchNodes   = 100
+	maxBeatEvents    = 16
+	maxMessageLen    = 1024
+	maxUptime        = 100 * 365 * 24 * time.Hour
+	defaultPageSize  = 100
+	maxPageSize      = 1000
+	maxListNodes     = 1000
+	maxWatchNodes    = 100
+	maxReportedKeys  = 64
+	maxReportedValue = 256
+	maxHooks         = 64
+)
+
+// Severities of node events, as stored and shown.
+const (
+	severityInfo     = "info"
+	severityWarning  = "warning"
+	severityCritical = "critical"
 )
 
 var (
@@ -67,9 +78,88 @@ func validateBeat(req *berthv1.HeartbeatRequest) (liveness.Beat, error) {
 		if len(e.GetMessage()) > maxMessageLen || strings.IndexFunc(e.GetMessage(), unicode.IsControl) >= 0 {
 			return b, rpcerr.Invalid("events.message", ruleMessage)
 		}
-		b.Events = append(b.Events, liveness.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()})
+		ev := liveness.NodeEvent{Kind: e.GetKind(), Message: e.GetMessage()}
+		switch e.GetSeverity() {
+		case berthv1.EventSeverity_EVENT_SEVERITY_UNSPECIFIED, berthv1.EventSeverity_EVENT_SEVERITY_INFO:
+			ev.Severity = severityInfo
+		case berthv1.EventSeverity_EVENT_SEVERITY_WARNING:
+			ev.Severity = severityWarning
+		case berthv1.EventSeverity_EVENT_SEVERITY_CRITICAL:
+			ev.Severity = severityCritical
+		default:
+			return b, rpcerr.Invalid("events.severity", ruleSeverity)
+		}
+		if e.GetSequence() > math.MaxInt64 {
+			return b, rpcerr.Invalid("events.sequence", ruleEventSeq)
+		}
+		ev.Seq = int64(e.GetSequence())
+		if ev.Seq > 0 && !bootIDRE.MatchString(req.GetAgentInstance()) {
+			return b, rpcerr.Invalid("agent_instance", ruleInstance)
+		}
+		if t := e.GetTime(); t != nil {
+			if t.CheckValid() != nil {
+				return b, rpcerr.Invalid("events.time", ruleTime)
+			}
+			ev.Time = t.AsTime()
+		}
+		b.Events = append(b.Events, ev)
+	}
+	b.Instance = req.GetAgentInstance()
+	if r := req.GetReported(); r != nil {
+		if len(r.GetValues()) > maxReportedKeys {
+			return b, rpcerr.Invalid("reported.values", ruleReportedKeys)
+		}
+		for k, v := range r.GetValues() {
+			if !kindRE.MatchString(k) || len(v) > maxReportedValue || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+				return b, rpcerr.Invalid("reported.values", ruleReported)
+			}
+		}
+		b.Reported = &heartbeatstore.Reported{Values: maps.Clone(r.GetValues())}
+		if b.Reported.Values == nil {
+			b.Reported.Values = map[string]string{}
+		}
+	}
+	if a := req.GetBundleApplied(); a != nil {
+		applied, err := validateApplied(a)
+		if err != nil {
+			return b, err
+		}
+		b.BundleApplied = applied
 	}
 	return b, nil
+}
+
+// validateApplied checks what a node says it applied.
+func validateApplied(a *berthv1.BundleApplied) (*heartbeatstore.BundleApplied, error) {
+	if a.GetVersion() < 0 {
+		return nil, rpcerr.Invalid("bundle_applied.version", ruleAppliedVersion)
+	}
+	out := &heartbeatstore.BundleApplied{Version: a.GetVersion()}
+	if t := a.GetAppliedAt(); t != nil {
+		if t.CheckValid() != nil {
+			return nil, rpcerr.Invalid("bundle_applied.applied_at", ruleTime)
+		}
+		out.At = t.AsTime()
+	}
+	if len(a.GetHooks()) > maxHooks {
+		return nil, rpcerr.Invalid("bundle_applied.hooks", ruleHooks)
+	}
+	for _, h := range a.GetHooks() {
+		if len(h.GetCommand()) > maxMessageLen || len(h.GetError()) > maxMessageLen {
+			return nil, rpcerr.Invalid("bundle_applied.hooks", ruleHookText)
+		}
+		var took time.Duration
+		if d := h.GetDuration(); d != nil {
+			v, err := durationOf(d)
+			if err != nil {
+				return nil, rpcerr.Invalid("bundle_applied.hooks.duration", ruleDuration)
+			}
+			took = v
+		}
+		out.Hooks = append(out.Hooks, heartbeatstore.HookResult{Command: h.GetCommand(), ExitCode: h.GetExitCode(),
+			TimedOut: h.GetTimedOut(), Error: h.GetError(), Duration: took})
+	}
+	return out, nil
 }
 
 // durationOf converts a non-negative, valid duration.

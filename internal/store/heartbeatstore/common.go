@@ -62,6 +62,8 @@ const (
 	keyPrevStatus = "prev_status"
 	keyKind       = "kind"
 	keyMessage    = "message"
+	keySeverity   = "severity"
+	keyEventTime  = "event_time"
 )
 
 // entry is e as the log holds it; empty fields are left out.
@@ -70,6 +72,7 @@ func (e Event) entry() eventlog.Event {
 	for k, v := range map[string]string{
 		keyState: string(e.State), keyPrevState: string(e.PrevState), keyBootID: e.BootID, keyPrevBootID: e.PrevBootID,
 		keyStatus: string(e.Status), keyPrevStatus: string(e.PrevStatus), keyKind: e.Kind, keyMessage: e.Message,
+		keySeverity: e.Severity, keyEventTime: formatEventTime(e.EventTime),
 	} {
 		if v != "" {
 			d[k] = v
@@ -86,8 +89,20 @@ func EventOf(e eventlog.Event) Event {
 		State: State(d[keyState]), PrevState: State(d[keyPrevState]),
 		BootID: d[keyBootID], PrevBootID: d[keyPrevBootID],
 		Status: Status(d[keyStatus]), PrevStatus: Status(d[keyPrevStatus]),
-		Kind: d[keyKind], Message: d[keyMessage],
+		Kind: d[keyKind], Message: d[keyMessage], Severity: d[keySeverity], EventTime: parseEventTime(d[keyEventTime]),
 	}
+}
+
+func formatEventTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func parseEventTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
 }
 
 func entries(evs []Event) []eventlog.Event {

@@ -20,6 +20,9 @@ const service = "heartbeat"
 //	0003 hb_events takes the shape of every event log (eventlog.Schema for
 //	     "hb": the typed columns become details) and hb_event_log becomes
 //	     hb_events_watermark; cursors and watermark carry over.
+//	0004 hb_liveness.reported and bundle_applied (JSON: what a running
+//	     node reports), event_instance and event_seq (node events recorded
+//	     once per agent instance and sequence).
 //
 //go:embed migrations
 var migrations embed.FS

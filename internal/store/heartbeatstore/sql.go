@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
@@ -49,6 +51,10 @@ func (s *SQLStore) Events() eventlog.Log { return s.events }
 
 const livenessColumns = `node_id, last_seen, sequence, boot_id, status, uptime_us, state, state_since`
 
+// livenessRead is what scanLiveness reads: livenessColumns and what the
+// node reported.
+const livenessRead = livenessColumns + `, reported, bundle_applied`
+
 // flushChunk is how many rows one upsert carries (six parameters each).
 const flushChunk = 2000
 
@@ -73,8 +79,22 @@ func scanLiveness(row interface{ Scan(...any) error }) (Liveness, error) {
 		l      Liveness
 		uptime int64
 	)
-	err := row.Scan(&l.NodeID, db.ScanTime(&l.LastSeen), &l.Sequence, &l.BootID, &l.Status, &uptime, &l.State, db.ScanTime(&l.StateSince))
+	var reported, applied string
+	err := row.Scan(&l.NodeID, db.ScanTime(&l.LastSeen), &l.Sequence, &l.BootID, &l.Status, &uptime, &l.State, db.ScanTime(&l.StateSince),
+		&reported, &applied)
 	l.Uptime = fromDurationMicros(uptime)
+	if err == nil && reported != "" {
+		l.Reported = &Reported{}
+		if err = json.Unmarshal([]byte(reported), l.Reported); err != nil {
+			err = fmt.Errorf("node %s: stored reported status: %w", l.NodeID, err)
+		}
+	}
+	if err == nil && applied != "" {
+		l.BundleApplied = &BundleApplied{}
+		if err = json.Unmarshal([]byte(applied), l.BundleApplied); err != nil {
+			err = fmt.Errorf("node %s: stored applied bundle: %w", l.NodeID, err)
+		}
+	}
 	return l, err
 }
 
@@ -162,8 +182,13 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 	var out []Event
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		l, err := scanLiveness(tx.QueryRowContext(ctx, `SELECT `+livenessColumns+` FROM hb_liveness WHERE node_id = $1`+
+		var instance string
+		var lastSeq int64
+		l, err := scanLiveness(tx.QueryRowContext(ctx, `SELECT `+livenessRead+` FROM hb_liveness WHERE node_id = $1`+
 			s.db.Dialect.ForUpdate(), o.NodeID))
+		if err == nil {
+			err = tx.QueryRowContext(ctx, `SELECT event_instance, event_seq FROM hb_liveness WHERE node_id = $1`, o.NodeID).Scan(&instance, &lastSeq)
+		}
 		found := err == nil
 		switch {
 		case err != nil && !db.IsNoRows(err):
@@ -182,6 +207,12 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 				BootID: o.BootID, Status: o.Status, PrevStatus: l.Status})
 		}
 		for _, e := range given {
+			if e.Seq > 0 {
+				if e.Instance == instance && e.Seq <= lastSeq {
+					continue // recorded when the agent first sent it
+				}
+				instance, lastSeq = e.Instance, e.Seq
+			}
 			e.Time = utc(e.Time)
 			out = append(out, e)
 		}
@@ -195,6 +226,9 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 			args...); err != nil {
 			return fmt.Errorf("write liveness: %w", err)
 		}
+		if err := s.recordReports(ctx, tx, o, instance, lastSeq); err != nil {
+			return err
+		}
 		return s.events.Append(ctx, tx, entries(out)...)
 	})
 	if err != nil {
@@ -202,6 +236,36 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 	}
 	s.notify(len(out))
 	return out, nil
+}
+
+// recordReports writes what a beat reported beyond its liveness, and the
+// last event sequence recorded of the agent instance.
+func (s *SQLStore) recordReports(ctx context.Context, tx *sql.Tx, o Observation, instance string, lastSeq int64) error {
+	set, args := []string{"event_instance = $1", "event_seq = $2"}, []any{instance, lastSeq}
+	for col, v := range map[string]any{"reported": o.Reported, "bundle_applied": o.BundleApplied} {
+		switch v := v.(type) {
+		case *Reported:
+			if v == nil {
+				continue
+			}
+		case *BundleApplied:
+			if v == nil {
+				continue
+			}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		args = append(args, string(b))
+		set = append(set, fmt.Sprintf("%s = $%d", col, len(args)))
+	}
+	args = append(args, o.NodeID)
+	q := `UPDATE hb_liveness SET ` + strings.Join(set, ", ") + fmt.Sprintf(` WHERE node_id = $%d`, len(args))
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("write reports: %w", err)
+	}
+	return nil
 }
 
 func (s *SQLStore) notify(events int) {
@@ -212,7 +276,7 @@ func (s *SQLStore) notify(events int) {
 
 // GetLiveness returns one node's liveness.
 func (s *SQLStore) GetLiveness(ctx context.Context, nodeID string) (Liveness, error) {
-	l, err := scanLiveness(s.db.QueryRowContext(ctx, `SELECT `+livenessColumns+` FROM hb_liveness WHERE node_id = $1`, nodeID))
+	l, err := scanLiveness(s.db.QueryRowContext(ctx, `SELECT `+livenessRead+` FROM hb_liveness WHERE node_id = $1`, nodeID))
 	if db.IsNoRows(err) {
 		return Liveness{}, fmt.Errorf("get liveness %s: %w", nodeID, ErrNotFound)
 	}
@@ -224,7 +288,7 @@ func (s *SQLStore) GetLiveness(ctx context.Context, nodeID string) (Liveness, er
 
 // ListLiveness returns matching rows in ascending node ID.
 func (s *SQLStore) ListLiveness(ctx context.Context, f LivenessFilter) ([]Liveness, error) {
-	q := `SELECT ` + livenessColumns + ` FROM hb_liveness WHERE node_id > $1`
+	q := `SELECT ` + livenessRead + ` FROM hb_liveness WHERE node_id > $1`
 	args := []any{f.AfterID}
 	if f.State != "" {
 		args = append(args, string(f.State))

@@ -73,6 +73,10 @@ type Liveness struct {
 	State    State
 	// StateSince is when the node entered State.
 	StateSince time.Time
+	// Reported and BundleApplied are nil until the node first reported
+	// them.
+	Reported      *Reported
+	BundleApplied *BundleApplied
 }
 
 // Observation is the latest beat of a node, as a flush writes it.
@@ -83,6 +87,10 @@ type Observation struct {
 	BootID   string
 	Status   Status
 	Uptime   time.Duration
+	// Reported and BundleApplied, when set, replace the stored ones
+	// (Record only).
+	Reported      *Reported
+	BundleApplied *BundleApplied
 }
 
 // Event is one entry of the health event log. Fields that do not apply to
@@ -100,6 +108,36 @@ type Event struct {
 	PrevStatus Status
 	Kind       string
 	Message    string
+	// Severity (info, warning or critical) and EventTime (when it
+	// happened on the node, zero if unknown) are a node event's.
+	Severity  string
+	EventTime time.Time
+	// Instance and Seq number a node event among its agent instance's
+	// (Record appends each once); not stored with the event.
+	Instance string
+	Seq      int64
+}
+
+// Reported is a node's reported status, as its host daemons set it.
+type Reported struct {
+	Values map[string]string `json:"values"`
+	At     time.Time         `json:"at"`
+}
+
+// BundleApplied is the bundle a node applied last, with its hooks.
+type BundleApplied struct {
+	Version int64        `json:"version"`
+	At      time.Time    `json:"at"`
+	Hooks   []HookResult `json:"hooks,omitempty"`
+}
+
+// HookResult is how one post-apply hook ran on the node.
+type HookResult struct {
+	Command  string        `json:"command"`
+	ExitCode int32         `json:"exit_code"`
+	TimedOut bool          `json:"timed_out,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration"`
 }
 
 // FlushResult counts what a Flush wrote.
@@ -186,7 +224,10 @@ type Store interface {
 	// Against the stored row it appends: EventHealthy if the node is new or
 	// not healthy (it becomes healthy), EventRebooted if the boot ID
 	// differs, EventStatusChanged if the status differs, then the given
-	// events (the agent's) in order; and it stores the observation. A beat
+	// events (the agent's) in order, each node event with a sequence once
+	// per agent instance (one whose sequence the row already holds for the
+	// instance is dropped); and it stores the observation, with its
+	// reported status and applied bundle when set. A beat
 	// the row already holds (same boot ID, sequence not above the stored
 	// one) changes nothing, so a retried beat appends nothing twice. It
 	// returns the events appended.

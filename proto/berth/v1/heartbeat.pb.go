@@ -368,6 +368,10 @@ type HeartbeatRequest struct {
 	// agent_instance identifies one run of the agent (random, 1 to 64
 	// characters like boot_id): event sequences count within it.
 	AgentInstance string `protobuf:"bytes,7,opt,name=agent_instance,json=agentInstance,proto3" json:"agent_instance,omitempty"`
+	// bundle_applied, when present, is the bundle the node applied last and
+	// how its post-apply hooks went. Agents send it on the first beat of a
+	// stream and after every apply.
+	BundleApplied *BundleApplied `protobuf:"bytes,8,opt,name=bundle_applied,json=bundleApplied,proto3" json:"bundle_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +455,159 @@ func (x *HeartbeatRequest) GetAgentInstance() string {
 	return ""
 }
 
+func (x *HeartbeatRequest) GetBundleApplied() *BundleApplied {
+	if x != nil {
+		return x.BundleApplied
+	}
+	return nil
+}
+
+// BundleApplied is what a node did with its bundle.
+type BundleApplied struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the bundle version applied; 0 for none.
+	Version   int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	AppliedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	// hooks are the post-apply hooks run for this version (at most 64), in
+	// the bundle's order; empty when none ran.
+	Hooks         []*HookResult `protobuf:"bytes,3,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleApplied) Reset() {
+	*x = BundleApplied{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleApplied) ProtoMessage() {}
+
+func (x *BundleApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleApplied.ProtoReflect.Descriptor instead.
+func (*BundleApplied) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BundleApplied) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *BundleApplied) GetAppliedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return nil
+}
+
+func (x *BundleApplied) GetHooks() []*HookResult {
+	if x != nil {
+		return x.Hooks
+	}
+	return nil
+}
+
+// HookResult is how one post-apply hook ran.
+type HookResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command is the hook's command line, at most 1024 characters.
+	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	// exit_code is the command's exit status; -1 when it did not exit by
+	// itself (killed after its timeout, or not started).
+	ExitCode int32 `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	TimedOut bool  `protobuf:"varint,3,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// error says why the hook failed, empty when it succeeded; at most 1024
+	// characters.
+	Error         string               `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Duration      *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookResult) Reset() {
+	*x = HookResult{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookResult) ProtoMessage() {}
+
+func (x *HookResult) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookResult.ProtoReflect.Descriptor instead.
+func (*HookResult) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HookResult) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *HookResult) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *HookResult) GetTimedOut() bool {
+	if x != nil {
+		return x.TimedOut
+	}
+	return false
+}
+
+func (x *HookResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *HookResult) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
 // HeartbeatResponse acknowledges a beat or changes the interval.
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -459,14 +616,19 @@ type HeartbeatResponse struct {
 	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
 	// ack_sequence is the sequence of the beat acknowledged, 0 when the
 	// message only carries a new interval.
-	AckSequence   uint64 `protobuf:"varint,2,opt,name=ack_sequence,json=ackSequence,proto3" json:"ack_sequence,omitempty"`
+	AckSequence uint64 `protobuf:"varint,2,opt,name=ack_sequence,json=ackSequence,proto3" json:"ack_sequence,omitempty"`
+	// bundle_version, when not 0, is the node's current bundle version as
+	// the service last learnt it from the bundle store: sent when the stream
+	// opens (if known) and whenever the engine puts or approves a version. A
+	// node that applied an older one fetches and applies it.
+	BundleVersion int64 `protobuf:"varint,3,opt,name=bundle_version,json=bundleVersion,proto3" json:"bundle_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +640,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +653,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatResponse) GetInterval() *durationpb.Duration {
@@ -508,6 +670,13 @@ func (x *HeartbeatResponse) GetAckSequence() uint64 {
 	return 0
 }
 
+func (x *HeartbeatResponse) GetBundleVersion() int64 {
+	if x != nil {
+		return x.BundleVersion
+	}
+	return 0
+}
+
 // NodeHealth is the last the heartbeat service heard from a node. It is
 // read from the store, which is at most a flush period (about two seconds)
 // behind the beats.
@@ -520,17 +689,25 @@ type NodeHealth struct {
 	// last_seen is when the last beat arrived.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// The rest is as reported by the last beat.
-	BootId        string               `protobuf:"bytes,5,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	Status        ReportedStatus       `protobuf:"varint,6,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
-	Sequence      uint64               `protobuf:"varint,7,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Uptime        *durationpb.Duration `protobuf:"bytes,8,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	BootId   string               `protobuf:"bytes,5,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	Status   ReportedStatus       `protobuf:"varint,6,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
+	Sequence uint64               `protobuf:"varint,7,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Uptime   *durationpb.Duration `protobuf:"bytes,8,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// reported is the status the node's host daemons reported through its
+	// agent (berth-agent report set), as of reported_at; both unset until
+	// the first report.
+	Reported   map[string]string      `protobuf:"bytes,9,rep,name=reported,proto3" json:"reported,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ReportedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	// bundle_applied is the bundle the node applied last and how its hooks
+	// ran; unset until the node first said.
+	BundleApplied *BundleApplied `protobuf:"bytes,11,opt,name=bundle_applied,json=bundleApplied,proto3" json:"bundle_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +719,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +732,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeHealth) GetNodeId() string {
@@ -614,6 +791,27 @@ func (x *NodeHealth) GetUptime() *durationpb.Duration {
 	return nil
 }
 
+func (x *NodeHealth) GetReported() map[string]string {
+	if x != nil {
+		return x.Reported
+	}
+	return nil
+}
+
+func (x *NodeHealth) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
+}
+
+func (x *NodeHealth) GetBundleApplied() *BundleApplied {
+	if x != nil {
+		return x.BundleApplied
+	}
+	return nil
+}
+
 // GetNodeHealthRequest names a node.
 type GetNodeHealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -624,7 +822,7 @@ type GetNodeHealthRequest struct {
 
 func (x *GetNodeHealthRequest) Reset() {
 	*x = GetNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +834,7 @@ func (x *GetNodeHealthRequest) String() string {
 func (*GetNodeHealthRequest) ProtoMessage() {}
 
 func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +847,7 @@ func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetNodeHealthRequest) GetNodeId() string {
@@ -670,7 +868,7 @@ type GetNodeHealthResponse struct {
 
 func (x *GetNodeHealthResponse) Reset() {
 	*x = GetNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +880,7 @@ func (x *GetNodeHealthResponse) String() string {
 func (*GetNodeHealthResponse) ProtoMessage() {}
 
 func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +893,7 @@ func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetNodeHealthResponse) GetHealth() *NodeHealth {
@@ -723,7 +921,7 @@ type ListNodeHealthRequest struct {
 
 func (x *ListNodeHealthRequest) Reset() {
 	*x = ListNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +933,7 @@ func (x *ListNodeHealthRequest) String() string {
 func (*ListNodeHealthRequest) ProtoMessage() {}
 
 func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +946,7 @@ func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListNodeHealthRequest) GetState() LivenessState {
@@ -795,7 +993,7 @@ type ListNodeHealthResponse struct {
 
 func (x *ListNodeHealthResponse) Reset() {
 	*x = ListNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1005,7 @@ func (x *ListNodeHealthResponse) String() string {
 func (*ListNodeHealthResponse) ProtoMessage() {}
 
 func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1018,7 @@ func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListNodeHealthResponse) GetNodes() []*NodeHealth {
@@ -864,15 +1062,19 @@ type HealthEvent struct {
 	Status         ReportedStatus `protobuf:"varint,9,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
 	PreviousStatus ReportedStatus `protobuf:"varint,10,opt,name=previous_status,json=previousStatus,proto3,enum=berth.v1.ReportedStatus" json:"previous_status,omitempty"`
 	// kind and message are those of a node event.
-	Kind          string `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`
-	Message       string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
+	Kind    string `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
+	// severity is a node event's: info, warning or critical.
+	Severity string `protobuf:"bytes,13,opt,name=severity,proto3" json:"severity,omitempty"`
+	// event_time is when a node event happened on the node, if it said.
+	EventTime     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HealthEvent) Reset() {
 	*x = HealthEvent{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1086,7 @@ func (x *HealthEvent) String() string {
 func (*HealthEvent) ProtoMessage() {}
 
 func (x *HealthEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1099,7 @@ func (x *HealthEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthEvent.ProtoReflect.Descriptor instead.
 func (*HealthEvent) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthEvent) GetCursor() int64 {
@@ -984,6 +1186,20 @@ func (x *HealthEvent) GetMessage() string {
 	return ""
 }
 
+func (x *HealthEvent) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *HealthEvent) GetEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
 // WatchHealthRequest says where to start and what to send.
 type WatchHealthRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1003,7 +1219,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1231,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1244,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchHealthRequest) GetAfterCursor() int64 {
@@ -1069,7 +1285,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1297,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1310,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchHealthResponse) GetEvent() *HealthEvent {
@@ -1132,7 +1348,7 @@ type HeartbeatSettings struct {
 
 func (x *HeartbeatSettings) Reset() {
 	*x = HeartbeatSettings{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1360,7 @@ func (x *HeartbeatSettings) String() string {
 func (*HeartbeatSettings) ProtoMessage() {}
 
 func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1373,7 @@ func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSettings.ProtoReflect.Descriptor instead.
 func (*HeartbeatSettings) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeartbeatSettings) GetInterval() *durationpb.Duration {
@@ -1218,7 +1434,7 @@ type GetHeartbeatSettingsRequest struct {
 
 func (x *GetHeartbeatSettingsRequest) Reset() {
 	*x = GetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1446,7 @@ func (x *GetHeartbeatSettingsRequest) String() string {
 func (*GetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1459,7 @@ func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
 }
 
 // GetHeartbeatSettingsResponse returns the settings in force.
@@ -1256,7 +1472,7 @@ type GetHeartbeatSettingsResponse struct {
 
 func (x *GetHeartbeatSettingsResponse) Reset() {
 	*x = GetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1484,7 @@ func (x *GetHeartbeatSettingsResponse) String() string {
 func (*GetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1497,7 @@ func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1306,7 +1522,7 @@ type SetHeartbeatSettingsRequest struct {
 
 func (x *SetHeartbeatSettingsRequest) Reset() {
 	*x = SetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1534,7 @@ func (x *SetHeartbeatSettingsRequest) String() string {
 func (*SetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1547,7 @@ func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetHeartbeatSettingsRequest) GetInterval() *durationpb.Duration {
@@ -1358,7 +1574,7 @@ type SetHeartbeatSettingsResponse struct {
 
 func (x *SetHeartbeatSettingsResponse) Reset() {
 	*x = SetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1586,7 @@ func (x *SetHeartbeatSettingsResponse) String() string {
 func (*SetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1599,7 @@ func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1408,7 +1624,7 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v2\x1e.berth.v1.Reported.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x02\n" +
 	"\x10HeartbeatRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x121\n" +
@@ -1416,10 +1632,24 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x18.berth.v1.ReportedStatusR\x06status\x12-\n" +
 	"\x06events\x18\x05 \x03(\v2\x15.berth.v1.StatusEventR\x06events\x12.\n" +
 	"\breported\x18\x06 \x01(\v2\x12.berth.v1.ReportedR\breported\x12%\n" +
-	"\x0eagent_instance\x18\a \x01(\tR\ragentInstance\"m\n" +
+	"\x0eagent_instance\x18\a \x01(\tR\ragentInstance\x12>\n" +
+	"\x0ebundle_applied\x18\b \x01(\v2\x17.berth.v1.BundleAppliedR\rbundleApplied\"\x90\x01\n" +
+	"\rBundleApplied\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"applied_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\x12*\n" +
+	"\x05hooks\x18\x03 \x03(\v2\x14.berth.v1.HookResultR\x05hooks\"\xad\x01\n" +
+	"\n" +
+	"HookResult\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\tR\acommand\x12\x1b\n" +
+	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1b\n" +
+	"\ttimed_out\x18\x03 \x01(\bR\btimedOut\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x125\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x94\x01\n" +
 	"\x11HeartbeatResponse\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12!\n" +
-	"\fack_sequence\x18\x02 \x01(\x04R\vackSequence\"\xe4\x02\n" +
+	"\fack_sequence\x18\x02 \x01(\x04R\vackSequence\x12%\n" +
+	"\x0ebundle_version\x18\x03 \x01(\x03R\rbundleVersion\"\xde\x04\n" +
 	"\n" +
 	"NodeHealth\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12-\n" +
@@ -1430,7 +1660,15 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\aboot_id\x18\x05 \x01(\tR\x06bootId\x120\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x18.berth.v1.ReportedStatusR\x06status\x12\x1a\n" +
 	"\bsequence\x18\a \x01(\x04R\bsequence\x121\n" +
-	"\x06uptime\x18\b \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"/\n" +
+	"\x06uptime\x18\b \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12>\n" +
+	"\breported\x18\t \x03(\v2\".berth.v1.NodeHealth.ReportedEntryR\breported\x12;\n" +
+	"\vreported_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\x12>\n" +
+	"\x0ebundle_applied\x18\v \x01(\v2\x17.berth.v1.BundleAppliedR\rbundleApplied\x1a;\n" +
+	"\rReportedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
 	"\x14GetNodeHealthRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"E\n" +
 	"\x15GetNodeHealthResponse\x12,\n" +
@@ -1444,7 +1682,7 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x16ListNodeHealthResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.berth.v1.NodeHealthR\x05nodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\"\xf2\x03\n" +
+	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\"\xc9\x04\n" +
 	"\vHealthEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12-\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x19.berth.v1.HealthEventTypeR\x04type\x12\x17\n" +
@@ -1458,7 +1696,10 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x0fprevious_status\x18\n" +
 	" \x01(\x0e2\x18.berth.v1.ReportedStatusR\x0epreviousStatus\x12\x12\n" +
 	"\x04kind\x18\v \x01(\tR\x04kind\x12\x18\n" +
-	"\amessage\x18\f \x01(\tR\amessage\"\x9e\x01\n" +
+	"\amessage\x18\f \x01(\tR\amessage\x12\x1a\n" +
+	"\bseverity\x18\r \x01(\tR\bseverity\x129\n" +
+	"\n" +
+	"event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"\x9e\x01\n" +
 	"\x12WatchHealthRequest\x12!\n" +
 	"\fafter_cursor\x18\x01 \x01(\x03R\vafterCursor\x12\x19\n" +
 	"\bfrom_now\x18\x02 \x01(\bR\afromNow\x12\x19\n" +
@@ -1523,7 +1764,7 @@ func file_berth_v1_heartbeat_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_heartbeat_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_berth_v1_heartbeat_proto_goTypes = []any{
 	(ReportedStatus)(0),                  // 0: berth.v1.ReportedStatus
 	(LivenessState)(0),                   // 1: berth.v1.LivenessState
@@ -1531,77 +1772,88 @@ var file_berth_v1_heartbeat_proto_goTypes = []any{
 	(*StatusEvent)(nil),                  // 3: berth.v1.StatusEvent
 	(*Reported)(nil),                     // 4: berth.v1.Reported
 	(*HeartbeatRequest)(nil),             // 5: berth.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 6: berth.v1.HeartbeatResponse
-	(*NodeHealth)(nil),                   // 7: berth.v1.NodeHealth
-	(*GetNodeHealthRequest)(nil),         // 8: berth.v1.GetNodeHealthRequest
-	(*GetNodeHealthResponse)(nil),        // 9: berth.v1.GetNodeHealthResponse
-	(*ListNodeHealthRequest)(nil),        // 10: berth.v1.ListNodeHealthRequest
-	(*ListNodeHealthResponse)(nil),       // 11: berth.v1.ListNodeHealthResponse
-	(*HealthEvent)(nil),                  // 12: berth.v1.HealthEvent
-	(*WatchHealthRequest)(nil),           // 13: berth.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),          // 14: berth.v1.WatchHealthResponse
-	(*HeartbeatSettings)(nil),            // 15: berth.v1.HeartbeatSettings
-	(*GetHeartbeatSettingsRequest)(nil),  // 16: berth.v1.GetHeartbeatSettingsRequest
-	(*GetHeartbeatSettingsResponse)(nil), // 17: berth.v1.GetHeartbeatSettingsResponse
-	(*SetHeartbeatSettingsRequest)(nil),  // 18: berth.v1.SetHeartbeatSettingsRequest
-	(*SetHeartbeatSettingsResponse)(nil), // 19: berth.v1.SetHeartbeatSettingsResponse
-	nil,                                  // 20: berth.v1.Reported.ValuesEntry
-	(EventSeverity)(0),                   // 21: berth.v1.EventSeverity
-	(*timestamppb.Timestamp)(nil),        // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 23: google.protobuf.Duration
+	(*BundleApplied)(nil),                // 6: berth.v1.BundleApplied
+	(*HookResult)(nil),                   // 7: berth.v1.HookResult
+	(*HeartbeatResponse)(nil),            // 8: berth.v1.HeartbeatResponse
+	(*NodeHealth)(nil),                   // 9: berth.v1.NodeHealth
+	(*GetNodeHealthRequest)(nil),         // 10: berth.v1.GetNodeHealthRequest
+	(*GetNodeHealthResponse)(nil),        // 11: berth.v1.GetNodeHealthResponse
+	(*ListNodeHealthRequest)(nil),        // 12: berth.v1.ListNodeHealthRequest
+	(*ListNodeHealthResponse)(nil),       // 13: berth.v1.ListNodeHealthResponse
+	(*HealthEvent)(nil),                  // 14: berth.v1.HealthEvent
+	(*WatchHealthRequest)(nil),           // 15: berth.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),          // 16: berth.v1.WatchHealthResponse
+	(*HeartbeatSettings)(nil),            // 17: berth.v1.HeartbeatSettings
+	(*GetHeartbeatSettingsRequest)(nil),  // 18: berth.v1.GetHeartbeatSettingsRequest
+	(*GetHeartbeatSettingsResponse)(nil), // 19: berth.v1.GetHeartbeatSettingsResponse
+	(*SetHeartbeatSettingsRequest)(nil),  // 20: berth.v1.SetHeartbeatSettingsRequest
+	(*SetHeartbeatSettingsResponse)(nil), // 21: berth.v1.SetHeartbeatSettingsResponse
+	nil,                                  // 22: berth.v1.Reported.ValuesEntry
+	nil,                                  // 23: berth.v1.NodeHealth.ReportedEntry
+	(EventSeverity)(0),                   // 24: berth.v1.EventSeverity
+	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
 }
 var file_berth_v1_heartbeat_proto_depIdxs = []int32{
-	21, // 0: berth.v1.StatusEvent.severity:type_name -> berth.v1.EventSeverity
-	22, // 1: berth.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	20, // 2: berth.v1.Reported.values:type_name -> berth.v1.Reported.ValuesEntry
-	23, // 3: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
+	24, // 0: berth.v1.StatusEvent.severity:type_name -> berth.v1.EventSeverity
+	25, // 1: berth.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	22, // 2: berth.v1.Reported.values:type_name -> berth.v1.Reported.ValuesEntry
+	26, // 3: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
 	0,  // 4: berth.v1.HeartbeatRequest.status:type_name -> berth.v1.ReportedStatus
 	3,  // 5: berth.v1.HeartbeatRequest.events:type_name -> berth.v1.StatusEvent
 	4,  // 6: berth.v1.HeartbeatRequest.reported:type_name -> berth.v1.Reported
-	23, // 7: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
-	1,  // 8: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
-	22, // 9: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
-	22, // 10: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 11: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
-	23, // 12: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
-	7,  // 13: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
-	1,  // 14: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
-	7,  // 15: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
-	2,  // 16: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
-	22, // 17: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
-	1,  // 18: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
-	1,  // 19: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
-	0,  // 20: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
-	0,  // 21: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
-	2,  // 22: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
-	12, // 23: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
-	23, // 24: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
-	23, // 25: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
-	23, // 26: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
-	23, // 27: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
-	23, // 28: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
-	23, // 29: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
-	15, // 30: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	23, // 31: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
-	23, // 32: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
-	15, // 33: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	5,  // 34: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	8,  // 35: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
-	10, // 36: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
-	13, // 37: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
-	16, // 38: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
-	18, // 39: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
-	6,  // 40: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	9,  // 41: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
-	11, // 42: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
-	14, // 43: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
-	17, // 44: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
-	19, // 45: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	6,  // 7: berth.v1.HeartbeatRequest.bundle_applied:type_name -> berth.v1.BundleApplied
+	25, // 8: berth.v1.BundleApplied.applied_at:type_name -> google.protobuf.Timestamp
+	7,  // 9: berth.v1.BundleApplied.hooks:type_name -> berth.v1.HookResult
+	26, // 10: berth.v1.HookResult.duration:type_name -> google.protobuf.Duration
+	26, // 11: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
+	1,  // 12: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
+	25, // 13: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
+	25, // 14: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 15: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
+	26, // 16: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
+	23, // 17: berth.v1.NodeHealth.reported:type_name -> berth.v1.NodeHealth.ReportedEntry
+	25, // 18: berth.v1.NodeHealth.reported_at:type_name -> google.protobuf.Timestamp
+	6,  // 19: berth.v1.NodeHealth.bundle_applied:type_name -> berth.v1.BundleApplied
+	9,  // 20: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
+	1,  // 21: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
+	9,  // 22: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
+	2,  // 23: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
+	25, // 24: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
+	1,  // 25: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
+	1,  // 26: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
+	0,  // 27: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
+	0,  // 28: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
+	25, // 29: berth.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
+	2,  // 30: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
+	14, // 31: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
+	26, // 32: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
+	26, // 33: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
+	26, // 34: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
+	26, // 35: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
+	26, // 36: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
+	26, // 37: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
+	17, // 38: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	26, // 39: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
+	26, // 40: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
+	17, // 41: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	5,  // 42: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	10, // 43: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
+	12, // 44: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
+	15, // 45: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
+	18, // 46: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
+	20, // 47: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
+	8,  // 48: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	11, // 49: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
+	13, // 50: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
+	16, // 51: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
+	19, // 52: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
+	21, // 53: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
+	48, // [48:54] is the sub-list for method output_type
+	42, // [42:48] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_heartbeat_proto_init() }
@@ -1616,7 +1868,7 @@ func file_berth_v1_heartbeat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_heartbeat_proto_rawDesc), len(file_berth_v1_heartbeat_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -86,3 +86,53 @@ func testRecordConcurrent(t *testing.T, s heartbeatstore.Store) {
 	}
 	diff(t, "log", []string{"n healthy healthy<-", "n rebooted"}, summary(allEvents(t, s)))
 }
+
+// testRecordReports: what a node reports is stored with the beat and read
+// back with its liveness; a node event is recorded once per agent instance
+// and sequence, however often the agent sends it, and a new instance
+// counts afresh.
+func testRecordReports(t *testing.T, s heartbeatstore.Store) {
+	ev := func(instance string, seq int64, kind string) heartbeatstore.Event {
+		return heartbeatstore.Event{Time: at(time.Second), NodeID: "n", Type: heartbeatstore.EventNode, Kind: kind, Message: "m",
+			Severity: "critical", EventTime: at(500 * time.Millisecond), Instance: instance, Seq: seq}
+	}
+	o := obs("n", at(0), 1)
+	o.Reported = &heartbeatstore.Reported{Values: map[string]string{"maintenance": "true"}, At: at(0)}
+	record(t, s, o, ev("a", 1, "mce"), ev("a", 2, "vm.state"))
+	got := mustGet(t, s, "n")
+	if got.Reported == nil || got.Reported.Values["maintenance"] != "true" || !got.Reported.At.Equal(at(0)) || got.BundleApplied != nil {
+		t.Fatalf("after the first report: %+v %+v", got.Reported, got.BundleApplied)
+	}
+
+	// The agent did not hear the acknowledgement and sends both again, on a
+	// new beat, with one more and what it applied.
+	o2 := obs("n", at(time.Second), 2)
+	o2.BundleApplied = &heartbeatstore.BundleApplied{Version: 3, At: at(time.Second), Hooks: []heartbeatstore.HookResult{
+		{Command: "/bin/false", ExitCode: 1, Error: "exit status 1", Duration: time.Millisecond}}}
+	diff(t, "events of the resent beat", []string{"n node_event disk.failed"},
+		record(t, s, o2, ev("a", 1, "mce"), ev("a", 2, "vm.state"), ev("a", 3, "disk.failed")))
+	got = mustGet(t, s, "n")
+	if got.Reported == nil || got.Reported.Values["maintenance"] != "true" {
+		t.Errorf("a beat without a report changed the stored one: %+v", got.Reported)
+	}
+	if a := got.BundleApplied; a == nil || a.Version != 3 || len(a.Hooks) != 1 || a.Hooks[0].ExitCode != 1 || a.Hooks[0].Error == "" {
+		t.Errorf("applied bundle = %+v", a)
+	}
+
+	// A restarted agent numbers its events from 1 again.
+	o3 := obs("n", at(2*time.Second), 3)
+	o3.Reported = &heartbeatstore.Reported{Values: map[string]string{}, At: at(2 * time.Second)}
+	diff(t, "events of a new instance", []string{"n node_event mce"}, record(t, s, o3, ev("b", 1, "mce")))
+	if got := mustGet(t, s, "n"); got.Reported == nil || len(got.Reported.Values) != 0 {
+		t.Errorf("an emptied report: %+v", got.Reported)
+	}
+	evs := allEvents(t, s)
+	diff(t, "log", []string{"n healthy healthy<-", "n node_event mce", "n node_event vm.state", "n node_event disk.failed", "n node_event mce"}, summary(evs))
+	if e := evs[1]; e.Severity != "critical" || !e.EventTime.Equal(at(500*time.Millisecond)) {
+		t.Errorf("stored node event = %+v", e)
+	}
+	list, err := s.ListLiveness(t.Context(), heartbeatstore.LivenessFilter{})
+	if err != nil || len(list) != 1 || list[0].BundleApplied == nil || list[0].BundleApplied.Version != 3 {
+		t.Errorf("ListLiveness = %+v, %v", list, err)
+	}
+}

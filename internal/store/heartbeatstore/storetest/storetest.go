@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) heartbeatstore.Store) {
 		{"ConcurrentAppendsFollowedByCursor", testConcurrentAppends},
 		{"RecordRaisesEachTransitionOnce", testRecord},
 		{"RecordConcurrentReplicas", testRecordConcurrent},
+		{"RecordReports", testRecordReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
