@@ -61,6 +61,25 @@ func (d Dialect) JSONContains(col, arg string) string {
 		", '$.\"' || want.key || '\"') IS NOT want.value)"
 }
 
+// JSONElements is a sub-SELECT of the strings in the JSON array bound at
+// placeholder arg, for "col IN (…)".
+func (d Dialect) JSONElements(arg string) string {
+	if d == Postgres {
+		return "SELECT jsonb_array_elements_text(" + arg + "::jsonb)"
+	}
+	return "SELECT value FROM json_each(" + arg + ")"
+}
+
+// JSONOverlaps is a condition true when the JSON array of strings in column
+// col and the one bound at placeholder arg share an element. PostgreSQL
+// serves it from a GIN index on col.
+func (d Dialect) JSONOverlaps(col, arg string) string {
+	if d == Postgres {
+		return col + " ?| ARRAY(" + d.JSONElements(arg) + ")"
+	}
+	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS e WHERE e.value IN (" + d.JSONElements(arg) + "))"
+}
+
 // Lock serialises the transactions that take the same named lock, until tx
 // ends. On PostgreSQL it is a transaction-scoped advisory lock; on SQLite
 // every write transaction is already exclusive, so it does nothing.
@@ -157,13 +176,16 @@ func (d Dialect) Time(t time.Time) any {
 	return Micros(t)
 }
 
-// ScanTime reads a time column of either engine into *t, in UTC.
+// ScanTime reads a time column of either engine into *t, in UTC; NULL
+// reads as the zero time.
 func ScanTime(t *time.Time) sql.Scanner { return timeScanner{t} }
 
 type timeScanner struct{ t *time.Time }
 
 func (s timeScanner) Scan(src any) error {
 	switch v := src.(type) {
+	case nil:
+		*s.t = time.Time{} // NULL: the zero time
 	case time.Time:
 		*s.t = v.UTC()
 	case int64:

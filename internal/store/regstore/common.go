@@ -31,13 +31,6 @@ const nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, seri
 
 const intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 
-// claimSQL opens an intent for a node in the state the caller saw; the
-// unique node_id makes a second claim do nothing.
-const claimSQL = `INSERT INTO reg_intents (` + intentColumns + `)
-	SELECT %[1]s, id, key_sha256, %[4]s, hostname, csr, %[5]s FROM reg_nodes
-	WHERE id = %[2]s AND key_sha256 = %[3]s AND status = 'approved' AND COALESCE(cert_serial, '') = %[4]s
-	ON CONFLICT (node_id) DO NOTHING`
-
 // checkIntent and checkCert refuse what the schema would, with a reason.
 func checkIntent(in Intent) error {
 	switch {
@@ -102,11 +95,6 @@ func tokenError(t Token, found bool, now time.Time) error {
 // utc normalises a time for storage: UTC, microsecond precision, which both
 // backends can hold exactly.
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// micros and fromMicros are the SQLite time encoding.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Empty collections come back as nil so both backends return identical
 // values.

@@ -20,6 +20,9 @@ const service = "registration"
 //	     ID, indexed by creation time for the reconciler.
 //	0004 reg_nodes.identity_source; reg_tokens.min_identity and
 //	     allow_site_secret; on PostgreSQL a GIN index on macs.
+//	0005 PostgreSQL only: reg_nodes.macs and cert_chain become JSONB (JSON
+//	     text as on SQLite), so one implementation serves both engines; the
+//	     GIN index on macs is rebuilt for JSONB.
 //
 //go:embed migrations
 var migrations embed.FS

@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/fstest"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/store/regstore/storetest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -146,5 +148,63 @@ func BenchmarkGetNodeByKey(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestMigrationArraysToJSON: a PostgreSQL database written while macs and
+// cert_chain were arrays keeps them when they become JSON (0005).
+func TestMigrationArraysToJSON(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.NewDatabase(t)
+	old := fstest.MapFS{}
+	for _, name := range []string{"0001_init.sql", "0002_events.sql", "0003_intents.sql", "0004_identity.sql"} {
+		body, err := os.ReadFile(filepath.Join("migrations", "postgres", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old["migrations/postgres/"+name] = &fstest.MapFile{Data: body}
+	}
+	h, err := db.OpenSchema(ctx, db.Postgres, dsn, db.Schema{Service: "registration", FS: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := sha256.Sum256([]byte("k"))
+	other := sha256.Sum256([]byte("other"))
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels, bundle_kem, bundle_key, csr,
+			token_id, replacement_allowed, cert_serial, cert_not_before, cert_not_after, cert_chain, certificates_issued, created_at, updated_at)
+			VALUES ('n1', 'approved', $1, 'u1', ARRAY['aa:bb', 'cc:dd'], 'h', '', '{}', 0, '', '', 't', false,
+			'01', now(), now(), ARRAY['\x0102'::bytea, '\xffee'::bytea], 1, now(), now())`, []any{key[:]}},
+		{`INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels, bundle_kem, bundle_key, csr,
+			token_id, replacement_allowed, certificates_issued, created_at, updated_at)
+			VALUES ('n2', 'pending', $1, '', '{}', 'h', '', '{}', 0, '', '', 't', false, 0, now(), now())`, []any{other[:]}},
+	} {
+		if _, err := h.ExecContext(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+	s, err := regstore.NewPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatalf("NewPostgres: %v", err)
+	}
+	defer s.Close()
+	n1, err := s.GetNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(n1.MACs) != "[aa:bb cc:dd]" || n1.Cert == nil || fmt.Sprintf("%x", n1.Cert.Chain) != "[0102 ffee]" {
+		t.Errorf("n1 after the migration: MACs %v, cert %+v", n1.MACs, n1.Cert)
+	}
+	n2, err := s.GetNode(ctx, "n2")
+	if err != nil || n2.MACs != nil || n2.Cert != nil {
+		t.Errorf("n2 after the migration: %+v, %v", n2, err)
+	}
+	dups, err := s.NodesByHardware(ctx, nil, []string{"cc:dd"})
+	if err != nil || len(dups) != 1 || dups[0].ID != "n1" {
+		t.Errorf("NodesByHardware(cc:dd) = %v, %v", dups, err)
 	}
 }
