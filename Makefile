@@ -45,13 +45,14 @@ FUZZ_BUDGET ?= 120
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_BUDGET=$(FUZZ_BUDGET) tools/fuzz.sh
 
-## generate: regenerate the protobuf Go code with the pinned local plugins
+## generate: regenerate the protobuf Go code, the REST gateway and the
+## OpenAPI document (internal/gateway) with the pinned local plugins
 generate:
 	$(BUF) generate
 
 ## check-generate: fail if the committed generated code is stale
 check-generate: generate
-	git diff --exit-code -- proto/
+	git diff --exit-code -- proto/ internal/gateway/openapi.swagger.json
 
 ## lint: buf lint, gofmt and go vet
 lint:

@@ -30,6 +30,7 @@ REQUIREMENTS=(
 	"have_swtpm_tools        swtpm-tools                 swtpm_setup and swtpm_localca: the TPM tests' EK certificates"
 	"have_cmd:systemd-analyze systemd                    systemd-analyze: the check of berth-agent's systemd unit (deploy/systemd)"
 	"have_cmd:openssl        openssl                     openssl: the CRL tests check berth's revocation list with openssl crl and verify"
+	"have_cmd:curl           curl                        curl: TestREADME runs the README's REST API examples"
 )
 
 log() { printf 'provision: %s\n' "$*" >&2; }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/depwatch"
+	"github.com/berth-dev/berth/internal/gateway"
 	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -42,6 +44,8 @@ type built struct {
 	probes map[string]*db.DB
 	// crl serves the CA's revocation list over HTTP; nil without the CA.
 	crl http.Handler
+	// rest is the REST/JSON front door; nil unless the process serves it.
+	rest *gateway.Gateway
 }
 
 func (b *built) close() {
@@ -119,6 +123,11 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 	for _, r := range registers {
 		r(b.server)
 	}
+	if c.servesREST() {
+		if b.rest, err = buildGateway(c, cr, tel, b, cert); err != nil {
+			return nil, err
+		}
+	}
 	// Health is NOT_SERVING until the first probe, and then follows the
 	// dependencies; see internal/depwatch.
 	b.watch, err = depwatch.New(depwatch.Config{Health: b.server.Health, Period: c.HealthPeriod, Logger: c.Logger})
@@ -129,6 +138,30 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		b.watch.Add(n.services, n.deps...)
 	}
 	return b, nil
+}
+
+// buildGateway builds the REST front door of a process serving every
+// role: it reaches the services on this process's own listener, as the
+// api service, so that each call meets the same interceptors as a gRPC
+// caller's.
+func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert tls.Certificate) (*gateway.Gateway, error) {
+	conns := map[string]*grpc.ClientConn{}
+	for _, svc := range []string{pki.ServiceRegistration, pki.ServiceBundles, pki.ServiceHeartbeat} {
+		conn, err := dialService(c, cr.api, tel, b, svc, c.self)
+		if err != nil {
+			return nil, err
+		}
+		conns[svc] = conn
+	}
+	return gateway.New(gateway.Config{
+		Registration: conns[pki.ServiceRegistration],
+		Bundles:      conns[pki.ServiceBundles],
+		Heartbeat:    conns[pki.ServiceHeartbeat],
+		Cert:         cert,
+		TrustDomain:  cr.trustDomain,
+		Roots:        cr.rootPool(),
+		Logger:       c.Logger,
+	})
 }
 
 // need records that services cannot work without deps.

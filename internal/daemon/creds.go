@@ -16,6 +16,9 @@ type creds struct {
 	trustDomain string
 	root        *x509.Certificate
 	roles       map[string]*pki.Role
+	// api is the front door's own identity, with which it forwards REST
+	// calls to the services; nil unless the process serves REST.
+	api *pki.Role
 }
 
 // servedRoles are the roles whose services role runs.
@@ -46,6 +49,16 @@ func openCreds(c Config) (*creds, error) {
 			return nil, fmt.Errorf("the %s role's directory %s is of another PKI", name, r.Dir)
 		}
 		cr.roles[name] = r
+	}
+	if c.servesREST() {
+		r, err := pki.OpenRole(c.PKIDir, pki.ServiceAPI)
+		if err != nil {
+			return nil, err
+		}
+		if r.TrustDomain != cr.trustDomain || !r.Root.Equal(cr.root) {
+			return nil, fmt.Errorf("the api role's directory %s is of another PKI", r.Dir)
+		}
+		cr.api = r
 	}
 	return cr, nil
 }

@@ -13,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berth-dev/berth/internal/gateway"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/telemetry"
 )
@@ -72,13 +74,23 @@ type Config struct {
 	BundleHistory         int
 	BundleRequireApproval bool
 	ShutdownTimeout       time.Duration
+	// NoREST turns off the REST/JSON front door that role all serves on
+	// its gRPC port.
+	NoREST bool
 	// HealthPeriod is how often each dependency is probed for the gRPC
 	// health status (depwatch.DefaultPeriod when 0).
 	HealthPeriod time.Duration
 	Logger       *slog.Logger
 	// Ready, if set, is called with the bound gRPC address once serving.
 	Ready func(addr string)
+
+	// self is this process's own listener, as the services dial it.
+	self string
 }
+
+// servesREST reports whether the process is the front door: REST/JSON on
+// its gRPC port.
+func (c *Config) servesREST() bool { return c.Role == RoleAll && !c.NoREST }
 
 func (c *Config) check() error {
 	if !slices.Contains(Roles, c.Role) {
@@ -131,6 +143,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer lis.Close()
 	self := loopbackAddr(lis.Addr())
+	c.self = self
 	if c.Role == RoleAll {
 		c.CAAddr = cmp.Or(c.CAAddr, self)
 		c.BundlesAddr = cmp.Or(c.BundlesAddr, self)
@@ -141,7 +154,13 @@ func Run(ctx context.Context, c Config) error {
 		c.AdvertiseHeartbeat = cmp.Or(c.AdvertiseHeartbeat, self)
 	}
 
-	shared := newHandoff(lis)
+	// The front door sorts gRPC from HTTPS connections on the one port.
+	grpcLis, httpsLis := net.Listener(lis), net.Listener(nil)
+	if c.servesREST() {
+		grpcLis, httpsLis = gateway.Split(lis, gateway.SplitConfig{HelloTimeout: c.Limits.HandshakeTimeout})
+		defer httpsLis.Close()
+	}
+	shared := newHandoff(grpcLis)
 	defer shared.close()
 	built, err := buildWhenReady(ctx, c, creds, tel, shared)
 	if err != nil || built == nil {
@@ -175,6 +194,14 @@ func Run(ctx context.Context, c Config) error {
 		}
 		side = append(side, srv)
 	}
+	if built.rest != nil {
+		g.Go(func() error {
+			if err := built.rest.Serve(httpsLis); err != nil {
+				return fmt.Errorf("serve REST: %w", err)
+			}
+			return nil
+		})
+	}
 	built.background(gctx, built.watch.Run)
 	c.Logger.Info("berthd serving", "role", c.Role, "addr", lis.Addr().String(), "metrics", c.MetricsListen, "crl", c.CRLListen)
 	if c.Ready != nil {
@@ -184,7 +211,17 @@ func Run(ctx context.Context, c Config) error {
 		<-gctx.Done()
 		c.Logger.Info("berthd shutting down")
 		built.server.Health.Shutdown()
+		var rest sync.WaitGroup
+		if built.rest != nil {
+			// REST streams (events) end when the services end theirs.
+			rest.Go(func() {
+				sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+				defer cancel()
+				built.rest.Shutdown(sctx)
+			})
+		}
 		stopGracefully(built.server, c.ShutdownTimeout)
+		rest.Wait()
 		closeAll(side)
 		return nil
 	})

@@ -55,6 +55,14 @@ func (c *Credentials) Clone() credentials.TransportCredentials {
 }
 
 func (c *Credentials) classify(certs []*x509.Certificate) (Identity, error) {
+	return VerifyPeer(c.trustDomain, c.roots, certs)
+}
+
+// VerifyPeer verifies a client's certificate chain (leaf first) against
+// roots and classifies the leaf within trustDomain. On failure it returns
+// the leaf as a bare key (KindBootstrap) with the reason: the key is
+// proven by the handshake, the identity is not.
+func VerifyPeer(trustDomain string, roots *x509.CertPool, certs []*x509.Certificate) (Identity, error) {
 	leaf := certs[0]
 	sum, err := KeyHash(leaf.PublicKey)
 	if err != nil {
@@ -66,14 +74,14 @@ func (c *Credentials) classify(certs []*x509.Certificate) (Identity, error) {
 		inter.AddCert(ic)
 	}
 	_, err = leaf.Verify(x509.VerifyOptions{
-		Roots:         c.roots,
+		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
 		return bootstrap, err
 	}
-	id, err := IdentityOf(c.trustDomain, leaf)
+	id, err := IdentityOf(trustDomain, leaf)
 	if err != nil {
 		return bootstrap, err
 	}

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"runtime/debug"
@@ -108,15 +109,18 @@ func logDone(l *slog.Logger, start time.Time, err error) {
 	l.Log(context.Background(), level, "rpc done", AttrCode, code.String(), AttrElapsed, time.Since(start))
 }
 
-// The chain runs recovery outermost (so a panic anywhere, auth included, is
-// contained), then logging (so denied calls are logged too), then auth.
+// The chain resolves the caller first (the front door's forwarded caller,
+// see resolveCaller), then runs recovery outermost (so a panic anywhere,
+// auth included, is contained), then logging (so denied calls are logged
+// too, with the caller), then auth.
 func unaryChain(base *slog.Logger, p Policy) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-		l := base.With(AttrMethod, info.FullMethod, AttrPeer, peerName(ctx))
+		ctx, who, fwdErr := resolveCaller(ctx)
+		l := base.With(AttrMethod, info.FullMethod, AttrPeer, who)
 		defer recovered(l, &err)
 		start := time.Now()
 		defer func() { logDone(l, start, err) }()
-		if err = authorize(ctx, p, info.FullMethod); err != nil {
+		if err = cmp.Or(fwdErr, authorize(ctx, p, info.FullMethod)); err != nil {
 			return nil, err
 		}
 		return h(withLogger(ctx, l), req)
@@ -132,12 +136,12 @@ func (s loggedStream) Context() context.Context { return s.ctx }
 
 func streamChain(base *slog.Logger, p Policy) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-		ctx := ss.Context()
-		l := base.With(AttrMethod, info.FullMethod, AttrPeer, peerName(ctx))
+		ctx, who, fwdErr := resolveCaller(ss.Context())
+		l := base.With(AttrMethod, info.FullMethod, AttrPeer, who)
 		defer recovered(l, &err)
 		start := time.Now()
 		defer func() { logDone(l, start, err) }()
-		if err = authorize(ctx, p, info.FullMethod); err != nil {
+		if err = cmp.Or(fwdErr, authorize(ctx, p, info.FullMethod)); err != nil {
 			return err
 		}
 		return h(srv, loggedStream{ServerStream: ss, ctx: withLogger(ctx, l)})

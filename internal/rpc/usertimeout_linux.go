@@ -12,6 +12,10 @@ import (
 // that vanished is dropped once its unacknowledged data is that old. The
 // limit listener's wrapper hides the *net.TCPConn from gRPC.
 func setUserTimeout(c net.Conn, d time.Duration) {
+	// A connection the front door sorted (internal/gateway) wraps it.
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = w.NetConn()
+	}
 	tcp, ok := c.(*net.TCPConn)
 	if !ok {
 		return

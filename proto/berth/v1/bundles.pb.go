@@ -7,6 +7,7 @@
 package berthv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1327,7 +1328,7 @@ var File_berth_v1_bundles_proto protoreflect.FileDescriptor
 
 const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n" +
+	"\x16berth/v1/bundles.proto\x12\bberth.v1\x1a\x15berth/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n" +
 	"\n" +
 	"BundleInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -1402,16 +1403,16 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\rBundleService\x12D\n" +
 	"\tGetBundle\x12\x1a.berth.v1.GetBundleRequest\x1a\x1b.berth.v1.GetBundleResponse\x12D\n" +
 	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse\x12\\\n" +
-	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xd6\x05\n" +
-	"\x12BundleAdminService\x12h\n" +
-	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\x12P\n" +
-	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\x12\\\n" +
-	"\x11ListBundleHistory\x12\".berth.v1.ListBundleHistoryRequest\x1a#.berth.v1.ListBundleHistoryResponse\x12P\n" +
-	"\rApproveBundle\x12\x1e.berth.v1.ApproveBundleRequest\x1a\x1f.berth.v1.ApproveBundleResponse\x12J\n" +
-	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\x12V\n" +
-	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\x12P\n" +
-	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12^\n" +
-	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xf2\a\n" +
+	"\x12BundleAdminService\x12\x8f\x01\n" +
+	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\x1a\x1a/v1/nodes/{node_id}/bundle\x12t\n" +
+	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/nodes/{node_id}/bundle\x12\x88\x01\n" +
+	"\x11ListBundleHistory\x12\".berth.v1.ListBundleHistoryRequest\x1a#.berth.v1.ListBundleHistoryResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/nodes/{node_id}/bundle/history\x12\x7f\n" +
+	"\rApproveBundle\x12\x1e.berth.v1.ApproveBundleRequest\x1a\x1f.berth.v1.ApproveBundleResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/nodes/{node_id}/bundle:approve\x12w\n" +
+	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/nodes/{node_id}/bundle:reset\x12\x81\x01\n" +
+	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/nodes/{node_id}/bundle/sealed\x12P\n" +
+	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12y\n" +
+	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_bundles_proto_rawDescOnce sync.Once

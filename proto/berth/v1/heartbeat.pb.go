@@ -7,6 +7,7 @@
 package berthv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1613,7 +1614,7 @@ var File_berth_v1_heartbeat_proto protoreflect.FileDescriptor
 
 const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\n" +
-	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x14berth/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
+	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x14berth/v1/agent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
 	"\vStatusEvent\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x123\n" +
@@ -1743,13 +1744,14 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	" HEALTH_EVENT_TYPE_STATUS_CHANGED\x10\x05\x12 \n" +
 	"\x1cHEALTH_EVENT_TYPE_NODE_EVENT\x10\x062\\\n" +
 	"\x10HeartbeatService\x12H\n" +
-	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse(\x010\x012\xda\x03\n" +
-	"\x15HeartbeatAdminService\x12P\n" +
-	"\rGetNodeHealth\x12\x1e.berth.v1.GetNodeHealthRequest\x1a\x1f.berth.v1.GetNodeHealthResponse\x12S\n" +
-	"\x0eListNodeHealth\x12\x1f.berth.v1.ListNodeHealthRequest\x1a .berth.v1.ListNodeHealthResponse\x12L\n" +
-	"\vWatchHealth\x12\x1c.berth.v1.WatchHealthRequest\x1a\x1d.berth.v1.WatchHealthResponse0\x01\x12e\n" +
-	"\x14GetHeartbeatSettings\x12%.berth.v1.GetHeartbeatSettingsRequest\x1a&.berth.v1.GetHeartbeatSettingsResponse\x12e\n" +
-	"\x14SetHeartbeatSettings\x12%.berth.v1.SetHeartbeatSettingsRequest\x1a&.berth.v1.SetHeartbeatSettingsResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse(\x010\x012\xf2\x04\n" +
+	"\x15HeartbeatAdminService\x12t\n" +
+	"\rGetNodeHealth\x12\x1e.berth.v1.GetNodeHealthRequest\x1a\x1f.berth.v1.GetNodeHealthResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/nodes/{node_id}/health\x12g\n" +
+	"\x0eListNodeHealth\x12\x1f.berth.v1.ListNodeHealthRequest\x1a .berth.v1.ListNodeHealthResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/health\x12g\n" +
+	"\vWatchHealth\x12\x1c.berth.v1.WatchHealthRequest\x1a\x1d.berth.v1.WatchHealthResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/health-events0\x01\x12\x85\x01\n" +
+	"\x14GetHeartbeatSettings\x12%.berth.v1.GetHeartbeatSettingsRequest\x1a&.berth.v1.GetHeartbeatSettingsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/settings/heartbeat\x12\x88\x01\n" +
+	"\x14SetHeartbeatSettings\x12%.berth.v1.SetHeartbeatSettingsRequest\x1a&.berth.v1.SetHeartbeatSettingsResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\x1a\x16/v1/settings/heartbeatB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_heartbeat_proto_rawDescOnce sync.Once

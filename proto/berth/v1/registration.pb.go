@@ -7,6 +7,7 @@
 package berthv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -2206,7 +2207,7 @@ var File_berth_v1_registration_proto protoreflect.FileDescriptor
 
 const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x11berth/v1/ca.proto\x1a\x15berth/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
+	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x11berth/v1/ca.proto\x1a\x15berth/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
 	"\fMachineFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12\x12\n" +
 	"\x04macs\x18\x02 \x03(\tR\x04macs\x12\x1a\n" +
@@ -2370,24 +2371,28 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xb0\a\n" +
-	"\x10NodeAdminService\x12D\n" +
-	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\x12>\n" +
-	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\x12J\n" +
-	"\vApproveNode\x12\x1c.berth.v1.ApproveNodeRequest\x1a\x1d.berth.v1.ApproveNodeResponse\x12G\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\x83\n" +
 	"\n" +
-	"RejectNode\x12\x1b.berth.v1.RejectNodeRequest\x1a\x1c.berth.v1.RejectNodeResponse\x12G\n" +
+	"\x10NodeAdminService\x12W\n" +
+	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12V\n" +
+	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/nodes/{id}\x12m\n" +
+	"\vApproveNode\x12\x1c.berth.v1.ApproveNodeRequest\x1a\x1d.berth.v1.ApproveNodeResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/nodes/{id}:approve\x12i\n" +
 	"\n" +
-	"RevokeNode\x12\x1b.berth.v1.RevokeNodeRequest\x1a\x1c.berth.v1.RevokeNodeResponse\x12G\n" +
+	"RejectNode\x12\x1b.berth.v1.RejectNodeRequest\x1a\x1c.berth.v1.RejectNodeResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/nodes/{id}:reject\x12i\n" +
 	"\n" +
-	"DeleteNode\x12\x1b.berth.v1.DeleteNodeRequest\x1a\x1c.berth.v1.DeleteNodeResponse\x12Y\n" +
-	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\x12Y\n" +
-	"\x10ListCertificates\x12!.berth.v1.ListCertificatesRequest\x1a\".berth.v1.ListCertificatesResponse\x12J\n" +
-	"\vCreateToken\x12\x1c.berth.v1.CreateTokenRequest\x1a\x1d.berth.v1.CreateTokenResponse\x12G\n" +
+	"RevokeNode\x12\x1b.berth.v1.RevokeNodeRequest\x1a\x1c.berth.v1.RevokeNodeResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/nodes/{id}:revoke\x12_\n" +
 	"\n" +
-	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\x12J\n" +
-	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\x12X\n" +
-	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"DeleteNode\x12\x1b.berth.v1.DeleteNodeRequest\x1a\x1c.berth.v1.DeleteNodeResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/v1/nodes/{id}\x12\x85\x01\n" +
+	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/nodes/{id}:allowReplacement\x12s\n" +
+	"\x10ListCertificates\x12!.berth.v1.ListCertificatesRequest\x1a\".berth.v1.ListCertificatesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/certificates\x12a\n" +
+	"\vCreateToken\x12\x1c.berth.v1.CreateTokenRequest\x1a\x1d.berth.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/tokens\x12[\n" +
+	"\n" +
+	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/tokens\x12m\n" +
+	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12l\n" +
+	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/events0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_registration_proto_rawDescOnce sync.Once

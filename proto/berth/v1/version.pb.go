@@ -7,6 +7,7 @@
 package berthv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -148,7 +149,7 @@ var File_berth_v1_version_proto protoreflect.FileDescriptor
 
 const file_berth_v1_version_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/version.proto\x12\bberth.v1\"\x13\n" +
+	"\x16berth/v1/version.proto\x12\bberth.v1\x1a\x1cgoogle/api/annotations.proto\"\x13\n" +
 	"\x11GetVersionRequest\"\xa0\x01\n" +
 	"\x12GetVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
@@ -157,10 +158,10 @@ const file_berth_v1_version_proto_rawDesc = "" +
 	"build_date\x18\x03 \x01(\tR\tbuildDate\x12\x1d\n" +
 	"\n" +
 	"go_version\x18\x04 \x01(\tR\tgoVersion\x12\x1a\n" +
-	"\bplatform\x18\x05 \x01(\tR\bplatform2Y\n" +
-	"\x0eVersionService\x12G\n" +
+	"\bplatform\x18\x05 \x01(\tR\bplatform2n\n" +
+	"\x0eVersionService\x12\\\n" +
 	"\n" +
-	"GetVersion\x12\x1b.berth.v1.GetVersionRequest\x1a\x1c.berth.v1.GetVersionResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"GetVersion\x12\x1b.berth.v1.GetVersionRequest\x1a\x1c.berth.v1.GetVersionResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/versionB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
 
 var (
 	file_berth_v1_version_proto_rawDescOnce sync.Once
