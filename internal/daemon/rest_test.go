@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -96,10 +97,11 @@ func registerPending(t *testing.T, l *pki.Layout, addr string, admin *restClient
 	}
 	d := &deployment{layout: l, addrs: map[string]string{RoleRegistration: addr}}
 	resp, err := berthv1.NewRegistrationServiceClient(d.dial(t, RoleRegistration, self)).Register(context.Background(), &berthv1.RegisterRequest{
-		Facts:     &berthv1.MachineFacts{HardwareUuid: "0f5f1c8e-7a7e-4c55-9d0e-6a4f3c2b1a00", Hostname: "rest-node", Macs: []string{"02:00:00:00:00:01"}},
-		Csr:       grpctest.CSR(t, key, nil),
-		BundleKey: &berthv1.BundleKey{KemId: uint32(bk.KEM().ID()), PublicKey: bk.PublicKey().Bytes()},
-		Token:     tok["secret_token"].(string),
+		Facts:          &berthv1.MachineFacts{HardwareUuid: "0f5f1c8e-7a7e-4c55-9d0e-6a4f3c2b1a00", Hostname: "rest-node", Macs: []string{"02:00:00:00:00:01"}},
+		Csr:            grpctest.CSR(t, key, nil),
+		BundleKey:      &berthv1.BundleKey{KemId: uint32(bk.KEM().ID()), PublicKey: bk.PublicKey().Bytes()},
+		Token:          tok["secret_token"].(string),
+		IdentitySource: "seed-file",
 	})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
@@ -120,11 +122,33 @@ func nodeIDs(body map[string]any) []string {
 }
 
 // TestRESTFrontDoor drives the admin API over HTTPS/JSON on the gRPC port
-// of a process serving every role: list, approve and revoke a node, the
-// events that records, and the answers to bad input and bad callers.
+// of a process serving every role, on SQLite and on PostgreSQL: list,
+// approve and revoke a node, the events that records, and the answers to
+// bad input, bad callers and a database that went away.
 func TestRESTFrontDoor(t *testing.T) {
-	l := newPKI(t, "")
-	addr := serve(t, Config{Role: RoleAll, PKIDir: l.Dir})
+	t.Run("sqlite", func(t *testing.T) {
+		l := newPKI(t, "")
+		testREST(t, l, serve(t, Config{Role: RoleAll, PKIDir: l.Dir}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		cluster := pgtest.NewCluster(t)
+		l := newPKI(t, "")
+		addr := serve(t, Config{Role: RoleAll, PKIDir: l.Dir, DB: cluster.DSN()})
+		testREST(t, l, addr)
+
+		// The database goes away: REST answers 503 Unavailable, which
+		// clients retry, not 500.
+		cluster.Stop(t)
+		adminCert, err := l.AdminCertificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body := newRESTClient(t, l, addr, adminCert).do(t, "GET", "/v1/nodes", "")
+		wantStatus(t, "list with the database down", code, body, http.StatusServiceUnavailable, 14, "")
+	})
+}
+
+func testREST(t *testing.T, l *pki.Layout, addr string) {
 	adminCert, err := l.AdminCertificate()
 	if err != nil {
 		t.Fatal(err)
