@@ -5,7 +5,7 @@ DATA_DIR  ?= .berth-dev
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 
-.PHONY: all build run deps test test-short fuzz generate check-generate lint bench clean
+.PHONY: all build run deps test test-short fuzz chaos generate check-generate lint bench clean
 
 all: build
 
@@ -44,6 +44,16 @@ FUZZTIME    ?= 5s
 FUZZ_BUDGET ?= 120
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_BUDGET=$(FUZZ_BUDGET) tools/fuzz.sh
+
+## chaos: the fault test at full size (tests/chaos): PostgreSQL, two
+## berthd serve replicas of every service, storms of CHAOS_NODES agents
+## (berth-loadgen) registering and resuming while each replica is killed
+## (-9) and restarted, PostgreSQL restarts or is down for the first 30 s,
+## and the database's disk (a tmpfs; needs root) fills; prints the fault
+## matrix. make test runs it at its default size (BERTH_CHAOS_NODES=100).
+CHAOS_NODES ?= 1000
+chaos: deps
+	BERTH_CHAOS_NODES=$(CHAOS_NODES) $(GO) test -count=1 -v -timeout 90m ./tests/chaos/
 
 ## generate: regenerate the protobuf Go code, the REST gateway and the
 ## OpenAPI document (internal/gateway) with the pinned local plugins

@@ -75,6 +75,11 @@ heartbeat window; --sync-dir and --sync-procs line up the windows of load
 generators run in parallel (with --keep-interval, so that none puts the
 interval back while others beat).
 
+--fleet-token T makes the register scenario boot with a bootstrap token made
+beforehand and read no registry first (the nodes must be new);
+--no-prepare makes the storm boot the nodes as they are. Either way the
+boots may start while the database is down, as in tests/chaos.
+
 All boots are released at once by one barrier; --concurrency caps those in
 flight. The same --seed gives the same N nodes on every run.
 
@@ -110,7 +115,8 @@ type options struct {
 	caServer, ca, cert, key, caHash, reportFile string
 	syncDir, db                                 string
 	syncProcs                                   int
-	reset, keepInterval                         bool
+	reset, keepInterval, noPrepare              bool
+	token                                       string
 }
 
 // errUsageShown says the usage was printed on stderr: exit 2, nothing more.
@@ -188,6 +194,8 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.StringVar(&o.seed, "seed", loadgen.DefaultSeed, "names the fleet: the same seed gives the same nodes")
 	fs.DurationVar(&o.wait, "wait", loadgen.DefaultWait, "each agent's --wait")
 	fs.BoolVar(&o.reset, "reset", false, "register: delete the seed's registered nodes first")
+	fs.StringVar(&o.token, "fleet-token", "", "register: boot with this bootstrap `token` (not one made for the run) and read no registry first: the nodes must be new")
+	fs.BoolVar(&o.noPrepare, "no-prepare", false, "storm: boot the nodes as they are, registered before, without reading the registry or putting bundles first")
 	fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
 	fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
 	fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
@@ -215,7 +223,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 		}
 		res, err := loadgen.Run(cmd.Context(), loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
-			Seed: o.seed, Wait: o.wait, Reset: o.reset, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
+			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
 			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
 			Conn: loadgen.Conn{
 				Server: o.server, BundlesServer: o.bundlesServer, HeartbeatServer: o.heartbeatServer, CAServer: o.caServer,

@@ -9,6 +9,7 @@ import (
 	"github.com/berth-dev/berth/internal/cmdline"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/liveness"
+	"github.com/berth-dev/berth/services/registration"
 )
 
 // listenerOff is the --metrics-listen and --crl-listen value that turns
@@ -28,6 +29,7 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 	var limits limitFlags
 	limits.register(fs)
 	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
+	fs.IntVar(&c.TokenFailureBurst, "token-failure-burst", registration.DefaultTokenFailureBurst, "failed bootstrap-token attempts one IP address may make in a row before it is slowed to one a minute; registrations in flight from one address count until they succeed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may finish on shutdown")
 	fs.StringVar(&c.AdvertiseRegistration, "advertise-registration", "", "registration address handed to nodes (default: this listener)")
 	fs.StringVar(&c.AdvertiseBundles, "advertise-bundles", "", "bundle store address handed to nodes (default: --bundles-addr)")

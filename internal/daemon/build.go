@@ -232,7 +232,8 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 			Bundles:      c.AdvertiseBundles,
 			Heartbeat:    c.AdvertiseHeartbeat,
 		},
-		Logger: c.Logger,
+		Logger:            c.Logger,
+		TokenFailureBurst: c.TokenFailureBurst,
 	}
 	if c.BundlesAddr != "" {
 		conn, err := dialService(c, cr.roles[RoleRegistration], tel, b, pki.ServiceBundles, c.BundlesAddr)

@@ -69,6 +69,10 @@ type Config struct {
 	HeartbeatMaxRate float64
 	// CertLifetime of node certificates.
 	CertLifetime time.Duration
+	// TokenFailureBurst is how many failed bootstrap-token attempts one
+	// source address may make in a row (registration.Config; 0: its
+	// default). Attempts in flight count until they succeed.
+	TokenFailureBurst int
 	// Bundle store settings.
 	BundleMaxSize         int
 	BundleHistory         int

@@ -236,6 +236,18 @@ func (r *runner) register(ctx context.Context) error {
 	if err := r.fingerprintAll(ctx, r.nodes); err != nil {
 		return err
 	}
+	if r.cfg.Token != "" {
+		boots, err := r.prepareBoots(ctx, r.nodes, bootOpts{token: r.cfg.Token})
+		if err != nil {
+			return err
+		}
+		r.res.SetupS = round(time.Since(t0).Seconds(), 3)
+		if err := r.timed(ctx, boots); err != nil {
+			return err
+		}
+		r.checkRegistered(ctx, boots)
+		return nil
+	}
 	known, err := r.adm.listFleet(ctx, r.fleet.tag)
 	if err != nil {
 		return err
@@ -283,8 +295,10 @@ func (r *runner) revoke(ctx context.Context, tokenID string) {
 // bundle, boots at once.
 func (r *runner) storm(ctx context.Context) error {
 	t0 := time.Now()
-	if err := r.prepare(ctx, true); err != nil {
-		return err
+	if !r.cfg.NoPrepare {
+		if err := r.prepare(ctx, true); err != nil {
+			return err
+		}
 	}
 	boots, err := r.prepareBoots(ctx, r.nodes, bootOpts{})
 	if err != nil {

@@ -85,6 +85,15 @@ type Config struct {
 	// Reset deletes the seed's nodes before the register scenario, which
 	// otherwise refuses to start when some are registered already.
 	Reset bool
+	// Token, if set, is the bootstrap token the register scenario boots
+	// with, instead of one made for the run; the registry is then not
+	// read before the boots (the nodes must be new), so the boots can
+	// start while the database is down.
+	Token string
+	// NoPrepare makes the storm boot the nodes as they are, registered
+	// before, without reading the registry or putting bundles first, so
+	// the boots can start while the database is down.
+	NoPrepare bool
 	// Conn reaches the services with admin credentials.
 	Conn Conn
 	// ServerProcs are the server processes whose memory is reported.
