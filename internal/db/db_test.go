@@ -194,13 +194,13 @@ func backends() []backend {
 }
 
 func sqliteFuncs(t *testing.T, path string) (func(string, fstest.MapFS) error, func(string) (int, error), func(string) ([]int, error)) {
-	d, err := db.OpenSQLite(context.Background(), path)
+	d, err := db.Open(context.Background(), db.SQLite, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	ctx := context.Background()
-	migrate := func(service string, fsys fstest.MapFS) error { return db.MigrateSQLite(ctx, d, service, fsys) }
+	migrate := func(service string, fsys fstest.MapFS) error { return d.Migrate(ctx, service, fsys) }
 	count := func(table string) (n int, err error) {
 		err = d.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
 		return n, err
@@ -225,15 +225,19 @@ func sqliteFuncs(t *testing.T, path string) (func(string, fstest.MapFS) error, f
 }
 
 func postgresFuncs(t *testing.T, dsn string) (func(string, fstest.MapFS) error, func(string) (int, error), func(string) ([]int, error)) {
-	p := openPostgres(t, dsn)
+	p, err := db.Open(context.Background(), db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
 	ctx := context.Background()
-	migrate := func(service string, fsys fstest.MapFS) error { return db.MigratePostgres(ctx, p, service, fsys) }
+	migrate := func(service string, fsys fstest.MapFS) error { return p.Migrate(ctx, service, fsys) }
 	count := func(table string) (n int, err error) {
-		err = p.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+		err = p.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
 		return n, err
 	}
 	versions := func(service string) ([]int, error) {
-		rows, err := p.Query(ctx, `SELECT version FROM schema_migrations WHERE service = $1 ORDER BY version`, service)
+		rows, err := p.QueryContext(ctx, `SELECT version FROM schema_migrations WHERE service = $1 ORDER BY version`, service)
 		if err != nil {
 			return nil, err
 		}

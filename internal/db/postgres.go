@@ -2,15 +2,11 @@ package db
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // pgUniqueViolation is SQLSTATE unique_violation.
@@ -43,22 +39,4 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 func isPostgresUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == pgUniqueViolation
-}
-
-// FromPool wraps a pgx pool for code written on database/sql. It serves
-// the stores not yet moved onto Open while they share internal/eventlog.
-func FromPool(pool *pgxpool.Pool) *DB {
-	return &DB{DB: stdlib.OpenDBFromPool(pool), Dialect: Postgres}
-}
-
-// PgxExec runs statements of database/sql code inside a pgx transaction.
-type PgxExec struct{ Tx pgx.Tx }
-
-// ExecContext runs q in the transaction.
-func (e PgxExec) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	tag, err := e.Tx.Exec(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return driver.RowsAffected(tag.RowsAffected()), nil
 }

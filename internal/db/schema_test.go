@@ -21,7 +21,7 @@ func TestOpenSchema(t *testing.T) {
 	}}
 	empty := Schema{Service: "empty", FS: fstest.MapFS{}}
 
-	d, err := OpenSQLiteSchema(ctx, filepath.Join(t.TempDir(), "a.db"), good)
+	d, err := OpenSchema(ctx, SQLite, filepath.Join(t.TempDir(), "a.db"), good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,20 +30,20 @@ func TestOpenSchema(t *testing.T) {
 	}
 	d.Close()
 	dsn := pgtest.NewDatabase(t)
-	pool, err := OpenPostgresSchema(ctx, dsn, good)
+	pool, err := OpenSchema(ctx, Postgres, dsn, good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "INSERT INTO demo (id) VALUES (1)"); err != nil {
+	if _, err := pool.ExecContext(ctx, "INSERT INTO demo (id) VALUES (1)"); err != nil {
 		t.Fatalf("the migration did not create the table: %v", err)
 	}
 	pool.Close()
 
 	for _, s := range []Schema{broken, empty} {
-		if _, err := OpenSQLiteSchema(ctx, filepath.Join(t.TempDir(), "b.db"), s); err == nil {
+		if _, err := OpenSchema(ctx, SQLite, filepath.Join(t.TempDir(), "b.db"), s); err == nil {
 			t.Errorf("SQLite schema %s opened", s.Service)
 		}
-		if _, err := OpenPostgresSchema(ctx, pgtest.NewDatabase(t), s); err == nil {
+		if _, err := OpenSchema(ctx, Postgres, pgtest.NewDatabase(t), s); err == nil {
 			t.Errorf("PostgreSQL schema %s opened", s.Service)
 		}
 	}

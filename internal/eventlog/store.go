@@ -109,7 +109,7 @@ func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
 			nodeID, typ sql.NullString
 			details     []byte
 		)
-		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, nullTime{&at}, &nodeID, &typ, &details); err != nil {
+		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, db.ScanTime(&at), &nodeID, &typ, &details); err != nil {
 			return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
 		}
 		if !cursor.Valid {
@@ -126,16 +126,6 @@ func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
 	}
 	page.Next = pageNext(q, limit, page.Events, max(head, page.DeletedThrough))
 	return page, nil
-}
-
-// nullTime scans a time column that the LEFT JOIN may leave NULL.
-type nullTime struct{ t *time.Time }
-
-func (n nullTime) Scan(src any) error {
-	if src == nil {
-		return nil
-	}
-	return db.ScanTime(n.t).Scan(src)
 }
 
 // Bounds returns the watermark, oldest and newest cursor, in one statement.

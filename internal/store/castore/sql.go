@@ -56,31 +56,18 @@ func scanIssued(row scanner) (Issued, error) {
 	var (
 		c           Issued
 		reason      sql.NullString
-		revokedAt   nullTime
+		revokedAt   time.Time
 		nodeRevoked sql.NullBool
 	)
 	if err := row.Scan(&c.Serial, &c.NodeID, db.ScanTime(&c.NotBefore), db.ScanTime(&c.NotAfter), db.ScanTime(&c.IssuedAt),
-		&c.DER, &c.RequestID, &c.KeySHA256, &reason, &revokedAt, &nodeRevoked); err != nil {
+		&c.DER, &c.RequestID, &c.KeySHA256, &reason, db.ScanTime(&revokedAt), &nodeRevoked); err != nil {
 		return Issued{}, err
 	}
 	c.DER, c.KeySHA256 = nilIfEmpty(c.DER), nilIfEmpty(c.KeySHA256)
-	if revokedAt.valid {
-		c.Revocation = &Revocation{Serial: c.Serial, NodeID: c.NodeID, Reason: reason.String, RevokedAt: revokedAt.t, Node: nodeRevoked.Bool}
+	if reason.Valid { // the LEFT JOIN found a revocation
+		c.Revocation = &Revocation{Serial: c.Serial, NodeID: c.NodeID, Reason: reason.String, RevokedAt: revokedAt, Node: nodeRevoked.Bool}
 	}
 	return c, nil
-}
-
-// nullTime scans a time column that a LEFT JOIN may leave NULL.
-type nullTime struct {
-	t     time.Time
-	valid bool
-}
-
-func (n *nullTime) Scan(src any) error {
-	if n.valid = src != nil; !n.valid {
-		return nil
-	}
-	return db.ScanTime(&n.t).Scan(src)
 }
 
 func scanRevocation(row scanner) (Revocation, error) {
