@@ -262,3 +262,46 @@ func TestReportAndEvents(t *testing.T) {
 		t.Errorf("the event was delivered %d times, want once", count)
 	}
 }
+
+// TestReconfigure: berth.reconfigure=1 on the kernel command line makes a
+// node that has a bundle run --configure anyway and upload the result as
+// its next version.
+func TestReconfigure(t *testing.T) {
+	d := startDev(t)
+	m := newMachine(t, "hv-33", "4c4c4544-0042-3510-8051-b2c04f4e4d33")
+	token := createToken(t, d, "--auto-approve")
+	boot := func(cmdline, configure string) agentResult {
+		t.Helper()
+		cmdlineFile := filepath.Join(t.TempDir(), "cmdline")
+		if err := os.WriteFile(cmdlineFile, []byte(cmdline), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		root := t.TempDir()
+		out := mustRun(t, d.env, "berth-agent", "--identity", "seed", "--seed-file", m.seedFile, "--hardware-uuid", m.uuid,
+			"--hostname", m.hostname, "--cert-dir", filepath.Join(t.TempDir(), "run"), "--root", root, "--token", token,
+			"--cmdline", cmdlineFile, "--wait", "60s", "--once", "--output", "json", "--configure", configure)
+		r := agentResult{rootDir: root}
+		mustJSON(t, out, &r)
+		return r
+	}
+	first := boot("quiet", `mkdir -p "$1/etc" && echo first > "$1/etc/role"`)
+	if first.BundleVersion == nil || *first.BundleVersion != 1 || readFile(filepath.Join(first.rootDir, "etc/role")) != "first\n" {
+		t.Fatalf("first boot: %+v", first)
+	}
+	// Without the flag a bundle is applied as it is: the command does not run.
+	again := boot("quiet", `mkdir -p "$1/etc" && echo second > "$1/etc/role"`)
+	if *again.BundleVersion != 1 || readFile(filepath.Join(again.rootDir, "etc/role")) != "first\n" {
+		t.Fatalf("a plain reboot reconfigured: %+v", again)
+	}
+	re := boot("quiet berth.reconfigure=1", `mkdir -p "$1/etc" && echo second > "$1/etc/role"`)
+	if re.BundleVersion == nil || *re.BundleVersion != 2 || readFile(filepath.Join(re.rootDir, "etc/role")) != "second\n" {
+		t.Fatalf("reconfigured boot: %+v, etc/role %q", re, readFile(filepath.Join(re.rootDir, "etc/role")))
+	}
+	var history []struct {
+		Version int64 `json:"version"`
+	}
+	mustJSON(t, mustRun(t, d.env, "berthctl", "bundles", "history", first.NodeID, "-o", "json"), &history)
+	if len(history) != 2 {
+		t.Errorf("bundle history %+v, want versions 1 and 2", history)
+	}
+}

@@ -100,6 +100,9 @@ type Agent struct {
 	// state is what a long-running agent reports and shows on its local
 	// API.
 	state *nodeState
+	// reconfigure is berth.reconfigure=1: run --configure even over an
+	// existing bundle.
+	reconfigure bool
 }
 
 // warnSiteSecret is logged at start by an agent whose keys come from a
@@ -157,6 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log := a.log.With(logServer, t.Server)
 	log.Info("registration server found", logSource, t.Source)
+	a.reconfigure = t.Reconfigure
 
 	c, err := dial(t, a.cfg.Keys.Identity(), a.cfg.Clock, a.cfg.AttemptTimeout)
 	if err != nil {

@@ -108,7 +108,14 @@ func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Lo
 		log.Warn("no bundle store known; the node's bundle was not checked")
 		return bundleOutcome{bundle: BundleUnchecked}, nil
 	}
+	if sb != nil && a.reconfigure && a.cfg.Configure != "" && s.addr != "" {
+		log.Info("berth.reconfigure=1: running --configure over the node's bundle", "version", sb.GetInfo().GetVersion())
+		return a.configure(ctx, creds, s, w, log, sb.GetInfo().GetVersion())
+	}
 	if sb != nil {
+		if a.reconfigure {
+			log.Warn("berth.reconfigure=1 asks for --configure, but there is no --configure command or bundle store; applying the node's bundle")
+		}
 		return a.applySealed(sb, source, creds, log)
 	}
 	if a.cfg.Configure == "" {
@@ -118,7 +125,7 @@ func (a *Agent) bootBundle(ctx context.Context, creds *Credentials, log *slog.Lo
 	if s.addr == "" {
 		return bundleOutcome{}, errNoStoreToConfigure
 	}
-	return a.configure(ctx, creds, s, w, log)
+	return a.configure(ctx, creds, s, w, log, 0)
 }
 
 var errNoStoreToConfigure = errors.New("--configure needs the bundle store to upload to, but the registration service named no bundles endpoint")
@@ -175,8 +182,9 @@ func (e *bundleRefusedError) Error() string {
 func (e *bundleRefusedError) Unwrap() error { return e.err }
 
 // configure runs --configure, seals what it wrote to the node's own bundle
-// key, uploads it as the node's first version and applies it.
-func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger) (bundleOutcome, error) {
+// key, uploads it as the node's first version (or, with replace, the
+// version the node's bundle has, as the next one) and applies it.
+func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger, replace int64) (bundleOutcome, error) {
 	timeout := a.cfg.Wait
 	if timeout <= 0 {
 		timeout = a.cfg.AttemptTimeout
@@ -199,7 +207,7 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 	}
 	r.Close()
 
-	sealed, info, err := a.uploadOwn(ctx, creds, s, w, log, files)
+	sealed, info, err := a.uploadOwn(ctx, creds, s, w, log, files, replace)
 	switch {
 	case err == nil:
 	case status.Code(err) == codes.FailedPrecondition:
@@ -247,10 +255,10 @@ const maxSignAttempts = 3
 
 // uploadOwn seals files to the node's own bundle key, signs them with its
 // identity key for the version number the store gives the next write, and
-// uploads them as replacing no version. It returns the sealed bytes and
+// uploads them as replacing version replace (0: none). It returns the sealed bytes and
 // the store's answer, or the upload's error: FailedPrecondition when the
 // store holds a version after all, or an upload waits for approval.
-func (a *Agent) uploadOwn(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger, files []bundle.File) ([]byte, *berthv1.BundleInfo, error) {
+func (a *Agent) uploadOwn(ctx context.Context, creds *Credentials, s *bundleStore, w *waiter, log *slog.Logger, files []bundle.File, replace int64) ([]byte, *berthv1.BundleInfo, error) {
 	signer, err := bundle.NewNodeSigner(creds.TrustDomain(), a.cfg.Keys.Identity())
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign the configured bundle: %w; nothing was uploaded", err)
@@ -267,7 +275,7 @@ func (a *Agent) uploadOwn(ctx context.Context, creds *Credentials, s *bundleStor
 		if err != nil {
 			return nil, nil, s.fail("get bundle versions", err)
 		}
-		if versions.GetCurrent() != 0 || versions.GetPending() != 0 {
+		if versions.GetCurrent() != replace || versions.GetPending() != 0 {
 			// Nothing to sign for: the caller finds out what is there.
 			return last, nil, status.Error(codes.FailedPrecondition, "the node's bundle has a current or pending version")
 		}
@@ -279,7 +287,7 @@ func (a *Agent) uploadOwn(ctx context.Context, creds *Credentials, s *bundleStor
 		last = sealed
 		var info *berthv1.BundleInfo
 		err = a.storeCall(ctx, s, w, log, func(actx context.Context) error {
-			resp, err := s.client.PutBundle(actx, &berthv1.PutBundleRequest{ExpectedVersion: 0, Sealed: sealed})
+			resp, err := s.client.PutBundle(actx, &berthv1.PutBundleRequest{ExpectedVersion: replace, Sealed: sealed})
 			info = resp.GetInfo()
 			return err
 		})

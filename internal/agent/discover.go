@@ -20,6 +20,9 @@ const (
 	CmdlineCAHash = "berth.ca_hash"
 	CmdlineToken  = "berth.token"
 	CmdlineDomain = "berth.domain"
+	// CmdlineReconfigure=1 runs --configure even when the node has a
+	// bundle, and uploads what it makes as a new version.
+	CmdlineReconfigure = "berth.reconfigure"
 )
 
 // SRVService and SRVProto name the DNS SRV record of the registration
@@ -47,6 +50,8 @@ type Target struct {
 	Token string
 	// Source says where Server came from: "flag", "cmdline" or "dns".
 	Source string
+	// Reconfigure is berth.reconfigure=1 on the kernel command line.
+	Reconfigure bool
 }
 
 // ParseCmdline splits a kernel command line into its parameters, the way
@@ -142,6 +147,10 @@ func Discover(ctx context.Context, cfg *Config) (Target, error) {
 	}
 	var t Target
 	t.Token = pick(cfg.Token, CmdlineToken)
+	switch strings.ToLower(cmdline[CmdlineReconfigure]) {
+	case "1", "yes", "true", "on":
+		t.Reconfigure = true
+	}
 
 	caHash := pick(cfg.CAHash, CmdlineCAHash)
 	if caHash == "" {

@@ -282,6 +282,7 @@ func buildBundles(ctx context.Context, c Config, cr *creds, tel *telemetry.Telem
 		Keep:             c.BundleHistory,
 		RequireApproval:  c.BundleRequireApproval,
 		Revoked:          revoked.Revoked,
+		NodeRevoked:      revoked.NodeRevoked,
 		RevocationsKnown: revoked.Known,
 		Logger:           c.Logger,
 	})

@@ -32,6 +32,9 @@ func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServ
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
+	if err := a.s.notRevoked(ctx, req.GetNodeId()); err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
 	v, err := a.s.checkSignature(ctx, req.GetNodeId(), up, signer{kind: bundle.SignerAdmin})
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
@@ -153,4 +156,21 @@ func (a adminServer) DeleteBundles(ctx context.Context, req *berthv1.DeleteBundl
 	}
 	log.Info("bundles deleted", attrAuthor, caller(ctx).String())
 	return &berthv1.DeleteBundlesResponse{}, nil
+}
+
+// notRevoked refuses a bundle for a revoked node: it can never fetch it.
+// Unknown revocation state is Unavailable, not a guess.
+func (s *Service) notRevoked(ctx context.Context, nodeID string) error {
+	if s.nodeRevoked == nil {
+		return nil
+	}
+	if s.revocationsKnown != nil {
+		if err := s.revocationsKnown(); err != nil {
+			return err
+		}
+	}
+	if s.nodeRevoked(ctx, nodeID) {
+		return errNodeRevoked
+	}
+	return nil
 }

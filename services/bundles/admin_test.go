@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/berth-dev/berth/internal/revocation"
 	"strings"
 	"sync"
 	"testing"
@@ -353,5 +354,29 @@ func TestDeleteBundles(t *testing.T) {
 		if h := e.history(t, "node-b"); len(h) != 1 {
 			t.Errorf("node-b history after deleting node-a = %v", h)
 		}
+	})
+}
+
+// TestPutForRevokedNode: an administrator's bundle for a revoked node is
+// refused with FailedPrecondition and stores nothing; while revocations are
+// unknown it is Unavailable.
+func TestPutForRevokedNode(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		var known error
+		e := newEnv(t, engine, func(c *Config) {
+			c.NodeRevoked = func(_ context.Context, nodeID string) bool { return nodeID == "node-a" }
+			c.RevocationsKnown = func() error { return known }
+		})
+		a, b := e.newNode(t, "node-a", xwing), e.newNode(t, "node-b", xwing)
+		admin := e.admin(t)
+		_, err := admin.PutBundle(context.Background(), &berthv1.BundleAdminServicePutBundleRequest{NodeId: "node-a", Sealed: e.adminConfig(t, a, "v1")})
+		wantStatus(t, err, codes.FailedPrecondition, msgNodeRevoked)
+		if h := e.history(t, "node-a"); len(h) != 0 {
+			t.Errorf("a bundle for a revoked node was stored: %v", h)
+		}
+		putAdmin(t, admin, "node-b", 0, e.adminConfig(t, b, "v1"))
+		known = revocation.ErrUnknown
+		_, err = admin.PutBundle(context.Background(), &berthv1.BundleAdminServicePutBundleRequest{NodeId: "node-b", ExpectedVersion: 1, Sealed: e.adminConfig(t, b, "v2")})
+		wantStatus(t, err, codes.Unavailable, msgRevocationUnknown)
 	})
 }

@@ -23,6 +23,7 @@ const (
 	msgNotPending        = "this bundle version is not waiting for approval"
 	msgNotNode           = "caller is not a node"
 	msgRevoked           = "node certificate is revoked"
+	msgNodeRevoked       = "node is revoked (or deleted): it takes no bundle"
 	msgPolicyUnavailable = "the node's approval policy is unavailable; retry later"
 	msgWrongTarget       = "sealed is signed for another node or another trust domain"
 	msgSigner            = "sealed is signed by a signer this deployment does not trust: an administrator's write must be signed by an admin certificate of this trust domain, a node's upload by the node's own identity key"
@@ -47,6 +48,7 @@ var (
 	errNoVersion         = errors.New(msgNoVersion)
 	errNotNode           = errors.New(msgNotNode)
 	errRevoked           = errors.New(msgRevoked)
+	errNodeRevoked       = errors.New(msgNodeRevoked)
 	errPolicyUnavailable = errors.New(msgPolicyUnavailable)
 	errWrongTarget       = errors.New(msgWrongTarget)
 	errSigner            = errors.New(msgSigner)
@@ -86,6 +88,7 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(bundlestore.ErrNotPending, codes.FailedPrecondition, msgNotPending),
 	rpcerr.Is(errNotNode, codes.PermissionDenied, msgNotNode),
 	rpcerr.Is(errRevoked, codes.PermissionDenied, msgRevoked),
+	rpcerr.Is(errNodeRevoked, codes.FailedPrecondition, msgNodeRevoked),
 	rpcerr.Is(errPolicyUnavailable, codes.Unavailable, msgPolicyUnavailable),
 	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevocationUnknown),
 }

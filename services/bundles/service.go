@@ -101,6 +101,10 @@ type Config struct {
 	// certificate, by node ID and serial (lower-case hex, as the CA's issued
 	// log writes it), is revoked. Revoked callers are denied.
 	Revoked func(ctx context.Context, nodeID, serial string) bool
+	// NodeRevoked, when set, is asked when an administrator puts a bundle
+	// whether the node was revoked (or deleted): such a node takes no
+	// bundle, and the put is refused with FailedPrecondition.
+	NodeRevoked func(ctx context.Context, nodeID string) bool
 	// RevocationsKnown, when set, is asked on every node call before
 	// Revoked: an error (revocation.ErrUnknown) means the revocation state
 	// is not known, and the call is refused with Unavailable rather than
@@ -128,6 +132,7 @@ type Service struct {
 	requireApproval  bool
 	approvalRequired func(ctx context.Context, nodeID string) (bool, error)
 	revoked          func(ctx context.Context, nodeID, serial string) bool
+	nodeRevoked      func(ctx context.Context, nodeID string) bool
 	revocationsKnown func() error
 	log              *slog.Logger
 	clock            clock.Clock
@@ -181,6 +186,7 @@ func New(c Config) (*Service, error) {
 		requireApproval:  c.RequireApproval,
 		approvalRequired: c.ApprovalRequired,
 		revoked:          c.Revoked,
+		nodeRevoked:      c.NodeRevoked,
 		revocationsKnown: c.RevocationsKnown,
 		log:              c.Logger,
 		clock:            c.Clock,
