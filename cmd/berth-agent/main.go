@@ -86,7 +86,7 @@ type options struct {
 	root, certDir, output, cmdline, bundleKEM  string
 	logLevel, resolvConf, configure            string
 	bootID, status, onRenew                    string
-	socket, socketGroup, kmsg                  string
+	socket, socketGroup, kmsg, offline         string
 	eventQueue                                 int
 	wait                                       time.Duration
 	once, noHeartbeat                          bool
@@ -118,6 +118,7 @@ func addFlags(fs *pflag.FlagSet, o *options) {
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "send no heartbeats (for boot-only tools)")
 	fs.StringVar(&o.bootID, "boot-id", "", "boot `id` to report with heartbeats, instead of "+agent.DefaultBootIDFile)
 	fs.StringVar(&o.onRenew, "on-renew", "", "shell `command` run after a renewed certificate was written to --cert-dir (BERTH_CERT_DIR and BERTH_NODE_ID set), e.g. to reload the services that read it")
+	fs.StringVar(&o.offline, "offline", agent.OfflineWait, "while the registration server cannot be reached: `wait` (retry until --wait, saying so) or continue (boot on; a running agent keeps trying in the background, --once exits 0 with action offline)")
 	fs.StringVar(&o.socket, "socket", agent.DefaultSocket, "unix `socket` of the local API for the host's daemons (default agent.sock in --cert-dir); \"off\" serves none")
 	fs.StringVar(&o.socketGroup, "socket-group", "", "`group` allowed to use the local API socket (mode 0660); default the agent's own")
 	fs.StringVar(&o.kmsg, "kmsg", agent.DefaultKmsg, "kernel log `file` whose machine check, EDAC and hardware error lines become node events; \"off\" reads none")
@@ -267,6 +268,7 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		Output:          out,
 		HeartbeatStatus: o.status,
 		OnRenew:         o.onRenew,
+		Offline:         o.offline,
 		Socket:          offOr(o.socket),
 		SocketGroup:     o.socketGroup,
 		Kmsg:            offOr(o.kmsg),

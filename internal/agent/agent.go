@@ -144,6 +144,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	w := a.newWaiter()
+	if a.cfg.Offline == OfflineContinue && !a.cfg.Once {
+		// The node boots on without waiting for berth; the agent keeps
+		// trying in the background, for as long as it takes.
+		a.notify(sdnotify.Ready + "\nSTATUS=booted without berth; reaching the registration server in the background")
+		w.deadline = w.deadline.Add(100 * 365 * 24 * time.Hour)
+	}
 	t, err := a.discover(ctx, w)
 	if err != nil {
 		return stopped(ctx, err)
@@ -169,6 +175,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer c.Close()
 
 	creds, action, err := a.boot(ctx, c, t, w, log)
+	var off *offlineError
+	if errors.As(err, &off) && a.cfg.Offline == OfflineContinue && a.cfg.Once {
+		// --once --offline continue: the initramfs boots on unconfigured;
+		// the agent of the real root keeps trying.
+		log.Warn("registration server not reachable; booting on without berth (--offline continue)", logErr, err)
+		res := &Result{Action: ActionOffline, Reason: off.Error(), CertDir: a.cfg.CertDir}
+		if werr := res.Write(a.cfg.Stdout, a.cfg.Output); werr != nil {
+			return fmt.Errorf("print result: %w", werr)
+		}
+		return nil
+	}
 	if err != nil {
 		a.reportFailure(creds, action, err)
 		return stopped(ctx, err)
@@ -385,9 +402,9 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 		if !ok {
 			if lastErr != nil {
 				if isStatus(lastErr) {
-					return pending, action, fmt.Errorf("registration server %s could not serve for %s: %w", t.Server, a.cfg.Wait, rpcError(rpc, lastErr))
+					return pending, action, &offlineError{fmt.Errorf("registration server %s could not serve for %s: %w", t.Server, a.cfg.Wait, rpcError(rpc, lastErr))}
 				}
-				return pending, action, fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)
+				return pending, action, &offlineError{fmt.Errorf("registration server %s unreachable for %s: %w", t.Server, a.cfg.Wait, lastErr)}
 			}
 			return pending, action, fmt.Errorf("node %s is %w after %s", pending.NodeID, ErrPending, a.cfg.Wait)
 		}
@@ -418,6 +435,13 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 	}
 	return nc, c.classify(ctx, actx, t.Server, err)
 }
+
+// offlineError is a registration server still unreachable, or unable to
+// serve, when the wait ended.
+type offlineError struct{ err error }
+
+func (e *offlineError) Error() string { return e.err.Error() }
+func (e *offlineError) Unwrap() error { return e.err }
 
 // refusedError is a final answer of the registration server that is not
 // a denial: waiting cannot change it, so the boot stops at once.

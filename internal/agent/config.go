@@ -36,6 +36,12 @@ const (
 	DefaultUptimeFile     = "/proc/uptime"
 )
 
+// Offline policies (Config.Offline).
+const (
+	OfflineWait     = "wait"
+	OfflineContinue = "continue"
+)
+
 // Output is the format of what the agent prints on stdout.
 type Output string
 
@@ -117,6 +123,13 @@ type Config struct {
 	// Configure command bounded by AttemptTimeout); cmd gives DefaultWait
 	// unless told otherwise.
 	Wait time.Duration
+	// Offline is what a boot does while the registration server cannot be
+	// reached: OfflineWait (default) retries with backoff until Wait and
+	// says so in the log; OfflineContinue lets the node boot on: a running
+	// agent tells systemd it is ready at once and keeps trying without a
+	// deadline, a --once boot gives up after Wait with action "offline"
+	// and exit status 0.
+	Offline string
 	// Once makes Run return after the credentials are written, the bundle
 	// is applied and a heartbeat was acknowledged, instead of staying up to
 	// renew the certificate and send heartbeats.
@@ -268,6 +281,13 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UptimeFile == "" {
 		c.UptimeFile = DefaultUptimeFile
+	}
+	switch c.Offline {
+	case "":
+		c.Offline = OfflineWait
+	case OfflineWait, OfflineContinue:
+	default:
+		return configErrorf("--offline %q: want wait or continue", c.Offline)
 	}
 	if c.OnRenewTimeout <= 0 {
 		c.OnRenewTimeout = DefaultOnRenewTimeout

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -200,5 +203,91 @@ func TestHeartbeaterHealthy(t *testing.T) {
 	h.expect(time.Minute) // a backoff
 	if !h.healthy() {
 		t.Error("unhealthy while backing off as planned")
+	}
+}
+
+// TestOfflineContinueOnce: with --offline continue a --once boot whose
+// server stays unreachable for --wait ends with exit status 0 and action
+// offline, so that the initramfs boots on; with wait it fails.
+func TestOfflineContinueOnce(t *testing.T) {
+	lis := listen(t)
+	addr := lis.Addr().String()
+	lis.Close()
+	for _, offline := range []string{OfflineWait, OfflineContinue} {
+		t.Run(offline, func(t *testing.T) {
+			clock := newFakeClock()
+			var stdout bytes.Buffer
+			cfg := testConfig(t, addr, newPKI(t).caHash(), clock, &stdout)
+			cfg.Wait, cfg.Offline = 20*time.Second, offline
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = a.Run(context.Background())
+			if _, total := clock.Slept(); total != 20*time.Second {
+				t.Errorf("waited %s, want --wait", total)
+			}
+			if offline == OfflineWait {
+				if err == nil || ExitCode(err) != ExitFailure {
+					t.Fatalf("err = %v, want a failure", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v, want the boot to go on", err)
+			}
+			var r Result
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Action != ActionOffline || !strings.Contains(r.Reason, "unreachable") {
+				t.Errorf("result %q (%v), want action offline with the reason", stdout.String(), err)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.CertDir, CertFile)); !os.IsNotExist(err) {
+				t.Errorf("credentials written without a server: %v", err)
+			}
+		})
+	}
+}
+
+// TestOfflineContinueDaemon: a running agent with --offline continue tells
+// systemd it is ready before it reached any server, and keeps trying past
+// --wait.
+func TestOfflineContinueDaemon(t *testing.T) {
+	lis := listen(t)
+	addr := lis.Addr().String()
+	lis.Close()
+	clock := newFakeClock()
+	cfg := testConfig(t, addr, newPKI(t).caHash(), clock, &bytes.Buffer{})
+	cfg.Once, cfg.Wait, cfg.Offline, cfg.Socket = false, 20*time.Second, OfflineContinue, ""
+	sock := filepath.Join(t.TempDir(), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if cfg.Notifier, err = sdnotify.FromEnv(func(k string) string { return map[string]string{"NOTIFY_SOCKET": sock}[k] }, os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock.onSleep = func(n int, d time.Duration) error {
+		if _, total := clock.Slept(); total > time.Hour {
+			cancel() // far past --wait, and still trying
+			return ctx.Err()
+		}
+		return nil
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	_ = l.SetReadDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 512)
+	n, err := l.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), sdnotify.Ready) {
+		t.Fatalf("first notification %q, %v; want READY=1", buf[:n], err)
+	}
+	if err := <-done; err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want it stopped while still trying", err)
 	}
 }

@@ -16,6 +16,9 @@ const (
 	// ActionRefused is a boot the server refused with an answer that
 	// waiting cannot change; Result.Reason says why.
 	ActionRefused = "refused"
+	// ActionOffline is a --once --offline continue boot that went on
+	// without reaching the registration server; Result.Reason says why.
+	ActionOffline = "offline"
 )
 
 // Result is what a boot printed: with --output json, one object with
