@@ -22,10 +22,10 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 				if i > 0 {
 					q += ", "
 				}
-				q += "(" + db.Placeholders(len(args)+1, 13) + ", NULL, NULL, NULL, NULL, " + db.Placeholders(len(args)+14, 3) + ")"
+				q += "(" + db.Placeholders(len(args)+1, 13) + ", NULL, NULL, NULL, NULL, " + db.Placeholders(len(args)+14, 4) + ")"
 				args = append(args, n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname,
 					n.Serial, jsonText(n.Labels), int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), n.TokenID,
-					n.ReplacementAllowed, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt))
+					n.ReplacementAllowed, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt), n.IdentitySource)
 			}
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
