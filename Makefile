@@ -5,7 +5,7 @@ DATA_DIR  ?= .berth-dev
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 GOFLAGS_TEST ?= -race -count=1 -timeout 25m
 
-.PHONY: all build run deps test test-short fuzz chaos generate check-generate lint bench clean
+.PHONY: all build run deps test test-short fuzz chaos generate check-generate lint bench clean proto-release
 
 all: build
 
@@ -60,13 +60,21 @@ chaos: deps
 generate:
 	$(BUF) generate
 
+## proto-release: snapshot the protos as released; make lint's buf breaking
+## compares every later change with this image (committed, so that the
+## check works offline on a fresh clone)
+PROTO_RELEASED := proto/released/v1.binpb
+proto-release:
+	$(BUF) build --exclude-source-info -o $(PROTO_RELEASED)
+
 ## check-generate: fail if the committed generated code is stale
 check-generate: generate
 	git diff --exit-code -- proto/ internal/gateway/openapi.swagger.json
 
-## lint: buf lint, gofmt and go vet
+## lint: buf lint, buf breaking against the released protos, gofmt and go vet
 lint:
 	$(BUF) lint
+	$(BUF) breaking --against $(PROTO_RELEASED)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 

@@ -543,7 +543,9 @@ const file_berth_v1_agent_proto_rawDesc = "" +
 	"\fAgentService\x12S\n" +
 	"\x0eUpdateReported\x12\x1f.berth.v1.UpdateReportedRequest\x1a .berth.v1.UpdateReportedResponse\x12J\n" +
 	"\vReportEvent\x12\x1c.berth.v1.ReportEventRequest\x1a\x1d.berth.v1.ReportEventResponse\x12S\n" +
-	"\x0eGetAgentStatus\x12\x1f.berth.v1.GetAgentStatusRequest\x1a .berth.v1.GetAgentStatusResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x0eGetAgentStatus\x12\x1f.berth.v1.GetAgentStatusRequest\x1a .berth.v1.GetAgentStatusResponseBq\n" +
+	"\fdev.berth.v1B\n" +
+	"AgentProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_agent_proto_rawDescOnce sync.Once

@@ -1412,7 +1412,8 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/nodes/{node_id}/bundle:reset\x12\x81\x01\n" +
 	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/nodes/{node_id}/bundle/sealed\x12P\n" +
 	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12y\n" +
-	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01Bs\n" +
+	"\fdev.berth.v1B\fBundlesProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_bundles_proto_rawDescOnce sync.Once

@@ -1054,7 +1054,8 @@ const file_berth_v1_ca_proto_rawDesc = "" +
 	"\x0eGetRevocations\x12\x1f.berth.v1.GetRevocationsRequest\x1a .berth.v1.GetRevocationsResponse\x12G\n" +
 	"\n" +
 	"ListIssued\x12\x1b.berth.v1.ListIssuedRequest\x1a\x1c.berth.v1.ListIssuedResponse\x12;\n" +
-	"\x06GetCRL\x12\x17.berth.v1.GetCRLRequest\x1a\x18.berth.v1.GetCRLResponseB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x06GetCRL\x12\x17.berth.v1.GetCRLRequest\x1a\x18.berth.v1.GetCRLResponseBn\n" +
+	"\fdev.berth.v1B\aCaProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_ca_proto_rawDescOnce sync.Once

@@ -295,7 +295,8 @@ const file_berth_v1_events_proto_rawDesc = "" +
 	"\x05ahead\x18\x02 \x01(\bR\x05ahead\x12#\n" +
 	"\roldest_cursor\x18\x03 \x01(\x03R\foldestCursor\x12'\n" +
 	"\x0fdeleted_through\x18\x04 \x01(\x03R\x0edeletedThrough\x12#\n" +
-	"\rnewest_cursor\x18\x05 \x01(\x03R\fnewestCursorB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\rnewest_cursor\x18\x05 \x01(\x03R\fnewestCursorBr\n" +
+	"\fdev.berth.v1B\vEventsProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_events_proto_rawDescOnce sync.Once

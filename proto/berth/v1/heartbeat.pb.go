@@ -1751,7 +1751,8 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"/v1/health\x12g\n" +
 	"\vWatchHealth\x12\x1c.berth.v1.WatchHealthRequest\x1a\x1d.berth.v1.WatchHealthResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/health-events0\x01\x12\x85\x01\n" +
 	"\x14GetHeartbeatSettings\x12%.berth.v1.GetHeartbeatSettingsRequest\x1a&.berth.v1.GetHeartbeatSettingsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/settings/heartbeat\x12\x88\x01\n" +
-	"\x14SetHeartbeatSettings\x12%.berth.v1.SetHeartbeatSettingsRequest\x1a&.berth.v1.SetHeartbeatSettingsResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\x1a\x16/v1/settings/heartbeatB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"\x14SetHeartbeatSettings\x12%.berth.v1.SetHeartbeatSettingsRequest\x1a&.berth.v1.SetHeartbeatSettingsResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\x1a\x16/v1/settings/heartbeatBu\n" +
+	"\fdev.berth.v1B\x0eHeartbeatProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_heartbeat_proto_rawDescOnce sync.Once

@@ -2392,7 +2392,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"/v1/tokens\x12m\n" +
 	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12l\n" +
 	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/events0\x01B3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"/v1/events0\x01Bx\n" +
+	"\fdev.berth.v1B\x11RegistrationProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_registration_proto_rawDescOnce sync.Once

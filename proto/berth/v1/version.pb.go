@@ -161,7 +161,8 @@ const file_berth_v1_version_proto_rawDesc = "" +
 	"\bplatform\x18\x05 \x01(\tR\bplatform2n\n" +
 	"\x0eVersionService\x12\\\n" +
 	"\n" +
-	"GetVersion\x12\x1b.berth.v1.GetVersionRequest\x1a\x1c.berth.v1.GetVersionResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/versionB3Z1github.com/berth-dev/berth/proto/berth/v1;berthv1b\x06proto3"
+	"GetVersion\x12\x1b.berth.v1.GetVersionRequest\x1a\x1c.berth.v1.GetVersionResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/versionBs\n" +
+	"\fdev.berth.v1B\fVersionProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
 	file_berth_v1_version_proto_rawDescOnce sync.Once
