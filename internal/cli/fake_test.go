@@ -35,6 +35,7 @@ type fakeAdmin struct {
 	createToken      func(context.Context, *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error)
 	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
+	listCerts        func(context.Context, *berthv1.ListCertificatesRequest) (*berthv1.ListCertificatesResponse, error)
 	// events, when set, serves WatchNodeEvents.
 	events *eventLog[*berthv1.LifecycleEvent]
 
@@ -118,6 +119,10 @@ func (f *fakeAdmin) ListTokens(ctx context.Context, r *berthv1.ListTokensRequest
 
 func (f *fakeAdmin) RevokeToken(ctx context.Context, r *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error) {
 	return handle(ctx, &f.recorder, "RevokeToken", r, f.revokeToken)
+}
+
+func (f *fakeAdmin) ListCertificates(ctx context.Context, r *berthv1.ListCertificatesRequest) (*berthv1.ListCertificatesResponse, error) {
+	return handle(ctx, &f.recorder, "ListCertificates", r, f.listCerts)
 }
 
 func (f *fakeAdmin) WatchNodeEvents(r *berthv1.WatchNodeEventsRequest, s berthv1.NodeAdminService_WatchNodeEventsServer) error {
