@@ -543,13 +543,19 @@ func scanIntent(row scanner) (Intent, error) {
 // ClaimIssuance opens an intent unless one is open for the node. A
 // concurrent claim of the same node waits on the unique node_id and then
 // does nothing; the read that follows sees the winner's committed row.
+//
+// On PostgreSQL the SELECT locks the node's row (FOR UPDATE): under READ
+// COMMITTED a claim racing the completion of the node's previous intent
+// would otherwise read the node from before that completion committed,
+// find the unique node_id free once the completed intent was deleted, and
+// open a second renewal. With the lock it waits and re-checks the serial.
 func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, error) {
 	if err := checkIntent(in); err != nil {
 		return Intent{}, false, fmt.Errorf("claim issuance: %w", err)
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 	SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
-	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4
+	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.db.Dialect.ForUpdate()+`
 	ON CONFLICT (node_id) DO NOTHING`, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.db.Dialect.Time(in.CreatedAt))
 	if err != nil {
 		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
@@ -583,8 +589,28 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 	)
 	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		n, installed = Node{}, false
-		// Deleting the intent first makes concurrent completions queue on
-		// its row: the second finds nothing and counts nothing.
+		// The node's row lock comes first, as in a claim, so that the two
+		// queue on it rather than deadlock on the node and the intent;
+		// then deleting the intent makes concurrent completions find
+		// nothing and count nothing.
+		var nodeID string
+		err := tx.QueryRowContext(ctx, `SELECT node_id FROM reg_intents WHERE request_id = $1`, requestID).Scan(&nodeID)
+		if db.IsNoRows(err) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		var (
+			status Status
+			key    []byte
+			serial sql.NullString
+		)
+		lockErr := tx.QueryRowContext(ctx, `SELECT status, key_sha256, cert_serial FROM reg_nodes WHERE id = $1`+s.db.Dialect.ForUpdate(),
+			nodeID).Scan(&status, &key, &serial)
+		if lockErr != nil && !db.IsNoRows(lockErr) {
+			return nil, lockErr
+		}
 		in, err := scanIntent(tx.QueryRowContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1 RETURNING `+intentColumns, requestID))
 		if db.IsNoRows(err) {
 			return nil, ErrNotFound
@@ -592,14 +618,7 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 		if err != nil {
 			return nil, err
 		}
-		// The row lock holds the node's status, key and serial still.
-		var (
-			status Status
-			key    []byte
-			serial sql.NullString
-		)
-		err = tx.QueryRowContext(ctx, `SELECT status, key_sha256, cert_serial FROM reg_nodes WHERE id = $1`+s.db.Dialect.ForUpdate(),
-			in.NodeID).Scan(&status, &key, &serial)
+		err = lockErr
 		switch {
 		case db.IsNoRows(err):
 			return nil, nil
