@@ -327,6 +327,7 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 		FlushPeriod:      min(liveness.DefaultFlushPeriod, interval/2),
 		MaxBeatRate:      c.HeartbeatMaxRate,
 		IsRevoked:        revoked.NodeRevoked,
+		CertRevoked:      revoked.Revoked,
 		RevocationsKnown: revoked.Known,
 		Logger:           c.Logger,
 	})

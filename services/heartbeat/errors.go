@@ -1,6 +1,8 @@
 package heartbeat
 
 import (
+	"errors"
+
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/ident"
@@ -10,10 +12,16 @@ import (
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
+// errCertRevoked is a stream whose certificate is revoked.
+var errCertRevoked = errors.New("certificate revoked")
+
 // Public messages. Clients see only these, never an internal cause. A
 // watch's cursor errors are mapped by rpcerr, as for every service.
 const (
-	msgRevoked     = "node is revoked"
+	msgRevoked = "node is revoked"
+	// msgCertRevoked: a certificate revoked on its own, such as a replaced
+	// board's; the node itself may live on under a new key.
+	msgCertRevoked = "this certificate is revoked"
 	msgRevUnknown  = "revocation state not yet known; retry later"
 	msgSuperseded  = "stream replaced by a newer stream of the same node"
 	msgClosing     = "heartbeat service is shutting down; reconnect"
@@ -58,6 +66,7 @@ const (
 // errorTable is the service's mapping of errors to gRPC status.
 var errorTable = rpcerr.Table{
 	rpcerr.Is(liveness.ErrRevoked, codes.PermissionDenied, msgRevoked),
+	rpcerr.Is(errCertRevoked, codes.PermissionDenied, msgCertRevoked),
 	rpcerr.Is(revocation.ErrUnknown, codes.Unavailable, msgRevUnknown),
 	rpcerr.Is(liveness.ErrSuperseded, codes.Aborted, msgSuperseded),
 	rpcerr.Is(liveness.ErrClosing, codes.Unavailable, msgClosing),

@@ -49,6 +49,11 @@ type Config struct {
 	// every connected node; revoked nodes lose their stream. It must answer
 	// from memory. nil means only Revoked ends streams.
 	IsRevoked func(ctx context.Context, nodeID string) bool
+	// CertRevoked, when set, is asked when a node connects and on every
+	// beat whether the certificate the stream was opened with (by serial,
+	// lower-case hex) is revoked: a replaced board's old certificate is,
+	// while its node is not. It must answer from memory.
+	CertRevoked func(ctx context.Context, nodeID, serial string) bool
 	// RevocationsKnown, when set, is asked when a node connects and on
 	// every beat: an error (revocation.ErrUnknown) means the revocation
 	// state is not known, and the stream is refused or ended with
@@ -70,6 +75,7 @@ type Service struct {
 	core             *liveness.Core
 	store            heartbeatstore.Store
 	revocationsKnown func() error
+	certRevoked      func(ctx context.Context, nodeID, serial string) bool
 	log              *slog.Logger
 	bundles          *bundlePush
 }
@@ -102,7 +108,8 @@ func New(c Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, log: c.Logger, bundles: newBundlePush()}, nil
+	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, certRevoked: c.CertRevoked,
+		log: c.Logger, bundles: newBundlePush()}, nil
 }
 
 // Register puts both gRPC services on a server.
@@ -151,6 +158,18 @@ func (s *Service) revocationsReady() error {
 		return nil
 	}
 	return s.revocationsKnown()
+}
+
+// streamAllowed checks, from memory, that the revocation state is known
+// and the caller's certificate is not revoked.
+func (s *Service) streamAllowed(ctx context.Context, id mtls.Identity) error {
+	if err := s.revocationsReady(); err != nil {
+		return err
+	}
+	if s.certRevoked != nil && id.Leaf != nil && s.certRevoked(ctx, id.Name, id.Leaf.SerialNumber.Text(16)) {
+		return errCertRevoked
+	}
+	return nil
 }
 
 // caller returns the verified identity of the caller; the policy has let

@@ -20,9 +20,10 @@ import (
 // shuts down.
 func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) error {
 	ctx := stream.Context()
-	nodeID := caller(ctx).Name
+	id := caller(ctx)
+	nodeID := id.Name
 	log := rpc.Logger(ctx, s.log).With(attrNode, nodeID)
-	if err := s.revocationsReady(); err != nil {
+	if err := s.streamAllowed(ctx, id); err != nil {
 		return errorTable.Status(ctx, log, err)
 	}
 	sess, err := s.core.Connect(ctx, nodeID)
@@ -44,8 +45,9 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 				return errorTable.Status(ctx, log, err)
 			}
 			// A replica that lost track of revocations stops serving
-			// beats rather than accept a revoked node's.
-			if err := s.revocationsReady(); err != nil {
+			// beats rather than accept a revoked node's, and a stream
+			// whose certificate was revoked since it opened ends.
+			if err := s.streamAllowed(ctx, id); err != nil {
 				return errorTable.Status(ctx, log, err)
 			}
 			interval, err := sess.Beat(ctx, b)
