@@ -572,9 +572,13 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	switch {
 	case err == nil:
 		return open, k == 1, nil
-	case k == 1 || !db.IsNoRows(err):
+	case !db.IsNoRows(err):
 		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
 	}
+	// No intent to return: none could be opened because the node changed,
+	// or ours was completed at once by a replica that read it by node (a
+	// retry of the same boot, after the replica it first reached died).
+	// Either way the node is settled, as after a conflict.
 	return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, missing(ctx, s.db, in.NodeID, ErrConflict))
 }
 
