@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/sdnotify"
+	"github.com/berth-dev/berth/internal/tpm"
 )
 
 func main() {
@@ -82,6 +83,7 @@ const (
 type options struct {
 	server, caHash, token, domain              string
 	identity, seedFile, siteSecretFile, keyDir string
+	tpmDevice                                  string
 	hardwareUUID, hostname, serial, macs       string
 	root, certDir, output, cmdline, bundleKEM  string
 	logLevel, resolvConf, configure            string
@@ -101,10 +103,11 @@ func addFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.caHash, "ca-hash", "", "pin of berth's root CA: `sha256:HEX`, the SHA-256 of its public key (kernel: berth.ca_hash=)")
 	fs.StringVar(&o.token, "token", "", "bootstrap `token` id.secret, needed on first boot only (kernel: berth.token=)")
 	fs.StringVar(&o.domain, "domain", "", "`domain` for DNS SRV _berth._tcp lookup (kernel: berth.domain=; default: resolv.conf search domain)")
-	fs.StringVar(&o.identity, "identity", string(keys.KindSeed), "where the node keys come from: `seed`, tpm or file")
+	fs.StringVar(&o.identity, "identity", string(keys.KindSeed), "where the node keys come from: `seed`, tpm (held in the TPM, nothing on disk) or file")
 	fs.StringVar(&o.seedFile, "seed-file", "", "per-node seed `file` of at least 32 bytes (--identity seed)")
 	fs.StringVar(&o.siteSecretFile, "site-secret-file", "", "site secret `file` of at least 32 bytes, combined with the hardware UUID (--identity seed)")
 	fs.StringVar(&o.keyDir, "key-dir", keys.DefaultKeyDir, "`dir` holding the keys of --identity file")
+	fs.StringVar(&o.tpmDevice, "tpm-device", tpm.DefaultDevice, "the TPM of --identity tpm: a device `path` or mssim://HOST:PORT (a software TPM)")
 	fs.StringVar(&o.bundleKEM, "bundle-kem", keys.KEMMLKEM768X25519, "HPKE KEM of the bundle key, by `name`: mlkem768x25519 or dhkem-p256")
 	fs.StringVar(&o.hardwareUUID, "hardware-uuid", "", "machine `uuid`, instead of "+agent.DefaultHardwareUUIDFile)
 	fs.StringVar(&o.hostname, "hostname", "", "host `name` to register, instead of the system's")
@@ -193,7 +196,7 @@ func (o *options) run(ctx context.Context, fs *pflag.FlagSet, env config.Env, st
 	if o.legacyOutput {
 		cfg.Logger.Warn("berth-agent reads its output format from " + legacyOutputEnv + ", which is berthctl's; set " + outputEnv + " instead")
 	}
-	src, err := keys.Open(kcfg)
+	src, err := keys.Open(ctx, kcfg)
 	if err != nil {
 		return agent.ConfigError(err)
 	}
@@ -251,6 +254,7 @@ func (o *options) config(stderr io.Writer) (agent.Config, keys.Config, error) {
 		SiteSecretFile: o.siteSecretFile,
 		HardwareUUID:   o.hardwareUUID,
 		KeyDir:         o.keyDir,
+		TPMDevice:      o.tpmDevice,
 		KEM:            kem,
 	}
 	cfg := agent.Config{

@@ -68,7 +68,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"bad log level", nil, []string{"--log-level", "loud"}, `unknown level "loud"`},
 		{"stray argument", nil, []string{"register"}, `unexpected argument "register"`},
 		{"bad environment", map[string]string{"BERTH_WAIT": "later"}, nil, `invalid value "later" for BERTH_WAIT`},
-		{"tpm", nil, []string{"--identity", "tpm"}, "not supported in this build yet"},
+		{"tpm that is not there", nil, []string{"--identity", "tpm", "--tpm-device", "mssim://127.0.0.1:1"}, "mssim://127.0.0.1:1"},
 		{"no seed", nil, nil, "needs --seed-file (BERTH_SEED_FILE) or --site-secret-file"},
 		{"seed too short", nil, []string{"--seed-file", seedFile(t, 31)}, "need at least 32"},
 		{"no CA hash", nil, []string{"--seed-file", seed, "--server", "127.0.0.1:1", "--cmdline", noCmdline},
@@ -273,7 +273,7 @@ func TestRunRevokedExitsNonZero(t *testing.T) {
 
 func TestRunAppliesBundle(t *testing.T) {
 	seed := seedFile(t, 64)
-	src, err := keys.Open(keys.Config{Kind: keys.KindSeed, SeedFile: seed})
+	src, err := keys.Open(t.Context(), keys.Config{Kind: keys.KindSeed, SeedFile: seed})
 	if err != nil {
 		t.Fatal(err)
 	}

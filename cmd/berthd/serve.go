@@ -40,6 +40,8 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
 	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")
 	fs.BoolVar(&c.BundleRequireApproval, "bundle-require-approval", false, "hold bundles uploaded by nodes until an admin approves them")
+	fs.StringVar(&c.EKCA, "ek-ca", "", "PEM `file` of TPM manufacturer CAs: a TPM node's EK certificate is trusted when it chains to one (registration role)")
+	fs.BoolVar(&c.EKCAAutoApprove, "ek-ca-auto-approve", false, "approve, without a token, TPM nodes whose EK certificate chains to --ek-ca (enrolled EKs are approved in any case)")
 	return func() error {
 		// off is how the environment and files, where an empty value
 		// counts as unset, turn a listener off.

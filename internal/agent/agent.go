@@ -325,7 +325,7 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 			return nil
 		}
 		var err error
-		req, err = a.registerRequest(t.Token)
+		req, err = a.registerRequest(ctx, t.Token)
 		return err
 	}
 	for {
@@ -428,6 +428,11 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 	} else {
 		var resp *berthv1.RegisterResponse
 		resp, err = client.Register(actx, req)
+		if err == nil && resp.GetTpmChallenge() != nil {
+			// The server wants the TPM proven: the same call again, with
+			// the secret only this TPM can release.
+			resp, err = a.activate(actx, client, req, resp.GetTpmChallenge())
+		}
 		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
 	}
 	if err == nil {
@@ -470,7 +475,7 @@ func rpcError(rpc string, err error) error {
 
 // registerRequest collects what Register needs: machine facts, a CSR
 // signed by the identity key, the bundle public key and the token.
-func (a *Agent) registerRequest(token string) (*berthv1.RegisterRequest, error) {
+func (a *Agent) registerRequest(ctx context.Context, token string) (*berthv1.RegisterRequest, error) {
 	facts, err := CollectFacts(a.cfg.Facts)
 	if err != nil {
 		return nil, err
@@ -482,14 +487,20 @@ func (a *Agent) registerRequest(token string) (*berthv1.RegisterRequest, error) 
 		return nil, fmt.Errorf("create CSR: %w", err)
 	}
 	kemID, pub := keys.BundlePublic(a.cfg.Keys.BundleKey())
-	return &berthv1.RegisterRequest{
+	req := &berthv1.RegisterRequest{
 		Facts:     facts,
 		Csr:       csr,
 		BundleKey: &berthv1.BundleKey{KemId: uint32(kemID), PublicKey: pub},
 		Token:     token,
 
 		IdentitySource: string(a.cfg.IdentitySource),
-	}, nil
+	}
+	if a.cfg.IdentitySource == keys.AssuranceTPM {
+		if req.Tpm, err = a.tpmEvidence(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
 }
 
 // newWaiter starts a wait of Config.Wait from now.

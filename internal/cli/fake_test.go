@@ -36,6 +36,7 @@ type fakeAdmin struct {
 	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
 	listCerts        func(context.Context, *berthv1.ListCertificatesRequest) (*berthv1.ListCertificatesResponse, error)
+	importEKs        func(context.Context, *berthv1.ImportEKsRequest) (*berthv1.ImportEKsResponse, error)
 	// events, when set, serves WatchNodeEvents.
 	events *eventLog[*berthv1.LifecycleEvent]
 
@@ -103,6 +104,10 @@ func (f *fakeAdmin) RevokeNode(ctx context.Context, r *berthv1.RevokeNodeRequest
 
 func (f *fakeAdmin) DeleteNode(ctx context.Context, r *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error) {
 	return handle(ctx, &f.recorder, "DeleteNode", r, f.deleteNode)
+}
+
+func (f *fakeAdmin) ImportEKs(ctx context.Context, r *berthv1.ImportEKsRequest) (*berthv1.ImportEKsResponse, error) {
+	return handle(ctx, &f.recorder, "ImportEKs", r, f.importEKs)
 }
 
 func (f *fakeAdmin) AllowReplacement(ctx context.Context, r *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {

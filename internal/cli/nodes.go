@@ -68,6 +68,10 @@ type nodeJSON struct {
 	// DuplicateOf lists the other nodes reporting the same hardware UUID
 	// or one of the same MACs.
 	DuplicateOf []string `json:"duplicate_of"`
+	// EKHash names a TPM node's endorsement key; EKCertificate says what
+	// its EK certificate showed (trusted, untrusted, unchecked, none).
+	EKHash        string `json:"ek_hash"`
+	EKCertificate string `json:"ek_certificate"`
 	// BundleKey is what bundles seal --key-file takes.
 	BundleKey *bundleKeyJSON `json:"bundle_key,omitempty"`
 	// Reported is what the node's host daemons reported through its agent
@@ -116,6 +120,8 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 		TokenID:            n.GetTokenId(),
 		IdentitySource:     n.GetIdentitySource(),
 		DuplicateOf:        n.GetDuplicateOf(),
+		EKHash:             n.GetEkHash(),
+		EKCertificate:      n.GetEkCertificate(),
 	}
 	// Empty collections are [] and {} rather than null, for consumers that
 	// iterate without checking.
@@ -259,6 +265,8 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
 			{"Hardware UUID", dash(v.HardwareUUID)},
 			{"Identity source", dash(v.IdentitySource)},
 			{"Duplicate of", dash(strings.Join(v.DuplicateOf, ", "))},
+			{"EK hash", dash(v.EKHash)},
+			{"EK certificate", dash(v.EKCertificate)},
 			{"MACs", dash(strings.Join(v.MACs, ", "))},
 			{"Serial", dash(v.Serial)},
 			{"Labels", dash(formatLabels(v.Labels))},

@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/attest"
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/depwatch"
 	"github.com/berth-dev/berth/internal/gateway"
@@ -234,6 +237,19 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 		},
 		Logger:            c.Logger,
 		TokenFailureBurst: c.TokenFailureBurst,
+
+		AutoApproveTrustedEK: c.EKCAAutoApprove,
+	}
+	if c.EKCA != "" {
+		pemData, err := os.ReadFile(c.EKCA)
+		if err != nil {
+			return nil, fmt.Errorf("--ek-ca: %w", err)
+		}
+		if cfg.EKRoots, err = attest.ParseEKRoots(pemData); err != nil {
+			return nil, fmt.Errorf("--ek-ca %s: %w", c.EKCA, err)
+		}
+	} else if c.EKCAAutoApprove {
+		return nil, errors.New("--ek-ca-auto-approve needs --ek-ca")
 	}
 	if c.BundlesAddr != "" {
 		conn, err := dialService(c, cr.roles[RoleRegistration], tel, b, pki.ServiceBundles, c.BundlesAddr)

@@ -60,6 +60,11 @@ type Config struct {
 	// Advertised addresses of the services, handed to nodes on Resume.
 	// They default to the addresses above and this listener.
 	AdvertiseRegistration, AdvertiseBundles, AdvertiseHeartbeat string
+	// EKCA is a PEM file of TPM manufacturer CAs for the registration
+	// service's EK certificate check; EKCAAutoApprove approves TPM nodes
+	// whose EK certificate chains to one without a token.
+	EKCA            string
+	EKCAAutoApprove bool
 	// HeartbeatInterval and HeartbeatGrace are the fleet defaults (10 s and
 	// 40 s); an admin can change them at run time.
 	HeartbeatInterval, HeartbeatGrace time.Duration

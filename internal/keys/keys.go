@@ -8,11 +8,12 @@
 //   - seed: derived with HKDF-SHA256 from a per-node seed file, or from a
 //     site secret combined with the machine's hardware UUID;
 //   - file: generated once and kept under a state directory (stateful nodes);
-//   - tpm: deterministic primary keys in the TPM. Not in this build yet; see
-//     [ErrTPMUnsupported] and [Open].
+//   - tpm: deterministic primary keys in the TPM (package internal/tpm),
+//     the same every boot with nothing stored.
 package keys
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -22,6 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/tpm"
 )
 
 // Source holds a node's identity and bundle keys.
@@ -94,6 +98,9 @@ type Config struct {
 	KeyDir string
 	// KEM is the bundle key's KEM; nil means DefaultKEM.
 	KEM hpke.KEM
+	// TPMDevice is the TPM of the tpm source: a device path or
+	// mssim://HOST:PORT; empty means tpm.DefaultDevice.
+	TPMDevice string
 }
 
 // Defaults for Config.
@@ -102,18 +109,13 @@ const (
 	DefaultHardwareUUIDFile = "/sys/class/dmi/id/product_uuid"
 )
 
-// ErrTPMUnsupported is returned by Open for KindTPM until TPM support lands.
-var ErrTPMUnsupported = errors.New("identity source tpm is not supported in this build yet; use --identity seed or file")
+// DefaultTPMOpenTimeout bounds opening a TPM and deriving its keys.
+const DefaultTPMOpenTimeout = 2 * time.Minute
 
-// Open returns the key source cfg describes.
-//
-// The TPM seam: a tpm source will live in its own package behind a build
-// tag (the simulator needs cgo), returning a Source whose Identity is a
-// crypto.Signer over a deterministic TPM primary key and whose BundleKey is
-// built with hpke.NewDHKEMPrivateKey over an ecdh.KeyExchanger backed by a
-// P-256 primary key, so that neither private half leaves the chip. Open
-// will dispatch to it here; until then it returns ErrTPMUnsupported.
-func Open(cfg Config) (Source, error) {
+// Open returns the key source cfg describes. A tpm source is opened on
+// cfg.TPMDevice (tpm.DefaultDevice when empty); its keys never leave the
+// TPM and its bundle key is DHKEM(P-256), whatever cfg.KEM says.
+func Open(ctx context.Context, cfg Config) (Source, error) {
 	kem := cfg.KEM
 	if kem == nil {
 		kem = DefaultKEM()
@@ -132,7 +134,9 @@ func Open(cfg Config) (Source, error) {
 		}
 		return NewFile(dir, kem)
 	case KindTPM:
-		return nil, ErrTPMUnsupported
+		ctx, cancel := context.WithTimeout(ctx, DefaultTPMOpenTimeout)
+		defer cancel()
+		return tpm.Open(ctx, tpm.Config{Device: cfg.TPMDevice})
 	}
 	return nil, fmt.Errorf("unknown identity source %q", cfg.Kind)
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/tpm/tpmtest"
 )
 
 var kems = []struct {
@@ -152,7 +154,7 @@ func TestSeedTooShort(t *testing.T) {
 			if err := os.WriteFile(path, bytes.Repeat([]byte{9}, tt.size), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Open(Config{Kind: KindSeed, SeedFile: path})
+			_, err := Open(t.Context(), Config{Kind: KindSeed, SeedFile: path})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Open err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -251,21 +253,21 @@ func TestOpenSiteSecret(t *testing.T) {
 	if err := os.WriteFile(uuidFile, []byte("12345678-1234-1234-1234-123456789ABC\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	fromFile, err := Open(Config{Kind: KindSeed, SiteSecretFile: secret, HardwareUUIDFile: uuidFile})
+	fromFile, err := Open(t.Context(), Config{Kind: KindSeed, SiteSecretFile: secret, HardwareUUIDFile: uuidFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromFlag, err := Open(Config{Kind: KindSeed, SiteSecretFile: secret, HardwareUUID: "12345678-1234-1234-1234-123456789abc"})
+	fromFlag, err := Open(t.Context(), Config{Kind: KindSeed, SiteSecretFile: secret, HardwareUUID: "12345678-1234-1234-1234-123456789abc"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !fromFile.Identity().(*ecdsa.PrivateKey).Equal(fromFlag.Identity()) {
 		t.Error("UUID from file and from flag gave different keys")
 	}
-	if _, err := Open(Config{Kind: KindSeed, SiteSecretFile: secret, SeedFile: secret}); err == nil {
+	if _, err := Open(t.Context(), Config{Kind: KindSeed, SiteSecretFile: secret, SeedFile: secret}); err == nil {
 		t.Error("Open accepted both a seed file and a site secret")
 	}
-	if _, err := Open(Config{Kind: KindSeed}); err == nil || !strings.Contains(err.Error(), "--seed-file") {
+	if _, err := Open(t.Context(), Config{Kind: KindSeed}); err == nil || !strings.Contains(err.Error(), "--seed-file") {
 		t.Errorf("Open with no seed: err = %v, want one naming --seed-file", err)
 	}
 }
@@ -274,7 +276,7 @@ func TestFileSource(t *testing.T) {
 	for _, k := range kems {
 		t.Run(k.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "state")
-			first, err := Open(Config{Kind: KindFile, KeyDir: dir, KEM: k.kem})
+			first, err := Open(t.Context(), Config{Kind: KindFile, KeyDir: dir, KEM: k.kem})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -323,13 +325,33 @@ func TestFileSourceRefusesOpenPerms(t *testing.T) {
 	}
 }
 
+// TestOpenTPM: --identity tpm opens the TPM it names, and the same TPM gives
+// the same keys every time; a TPM that is not there fails with its address.
 func TestOpenTPM(t *testing.T) {
-	_, err := Open(Config{Kind: KindTPM})
-	if !errors.Is(err, ErrTPMUnsupported) {
-		t.Fatalf("err = %v, want ErrTPMUnsupported", err)
+	sim := tpmtest.Start(t)
+	first, err := Open(t.Context(), Config{Kind: KindTPM, TPMDevice: sim.Device()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
 	}
-	if !strings.Contains(err.Error(), "not supported in this build yet") {
-		t.Errorf("message %q is not clear", err)
+	idA, bundleA := spkiHash(t, first.Identity().Public()), first.BundleKey().PublicKey().Bytes()
+	if _, err := IdentityPEM(first.Identity()); !errors.Is(err, ErrNotExportable) {
+		t.Errorf("a TPM identity key exported: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(t.Context(), Config{Kind: KindTPM, TPMDevice: sim.Device()})
+	if err != nil {
+		t.Fatalf("Open again: %v", err)
+	}
+	defer again.Close()
+	if spkiHash(t, again.Identity().Public()) != idA || !bytes.Equal(again.BundleKey().PublicKey().Bytes(), bundleA) {
+		t.Error("the same TPM gave other keys")
+	}
+
+	_, err = Open(t.Context(), Config{Kind: KindTPM, TPMDevice: "mssim://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open(unreachable TPM) = %v, want an error naming it", err)
 	}
 }
 

@@ -122,6 +122,7 @@ func Matrix() map[string]Callers {
 		nodes + "RevokeNode":       FromAdmin,
 		nodes + "DeleteNode":       FromAdmin,
 		nodes + "AllowReplacement": FromAdmin,
+		nodes + "ImportEKs":        FromAdmin,
 		nodes + "ListCertificates": FromAdmin,
 		nodes + "CreateToken":      FromAdmin,
 		nodes + "ListTokens":       FromAdmin,

@@ -46,6 +46,8 @@ func nodeToProto(n regstore.Node) *berthv1.Node {
 		TokenId:            n.TokenID,
 		BundleKey:          &berthv1.BundleKey{KemId: uint32(n.BundleKEM), PublicKey: n.BundleKey},
 		IdentitySource:     n.IdentitySource,
+		EkHash:             n.EKHash,
+		EkCertificate:      n.EKCertificate,
 	}
 	if n.Cert != nil {
 		out.CertSerial = n.Cert.Serial

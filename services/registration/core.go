@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -20,36 +19,63 @@ import (
 )
 
 // register finds or creates the node for the caller's key.
-func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (regstore.Node, error) {
+//
+// A TPM node's first call returns a challenge instead (and no node): the
+// node activates it and calls again with the secret.
+func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (regstore.Node, *berthv1.TPMChallenge, error) {
 	existing, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
 	switch {
 	case err == nil:
 		// The same key registering again is the same node: no token is
 		// consumed and nothing changes.
 		if err := usable(existing, true); err != nil {
-			return existing, err
+			return existing, nil, err
 		}
 		known(ctx, existing)
-		return existing, nil
+		return existing, nil, nil
 	case !errors.Is(err, regstore.ErrNotFound):
-		return regstore.Node{}, fmt.Errorf("look up key: %w", err)
+		return regstore.Node{}, nil, fmt.Errorf("look up key: %w", err)
 	}
-	if in.tokenID == "" {
-		return regstore.Node{}, errTokenRequired
+	// A TPM node proves its TPM first: the first call gets a credential
+	// to activate, the second brings the secret back.
+	var (
+		proof      tpmProof
+		ekApproved bool
+		why        string
+	)
+	if in.tpm != nil {
+		p, ch, err := s.checkTPM(ctx, id, in.tpm)
+		if err != nil {
+			return regstore.Node{}, nil, err
+		}
+		if ch != nil {
+			return regstore.Node{}, ch, nil
+		}
+		proof = p
+		ekApproved, why = s.tpmApproval(proof)
 	}
-	tok, err := s.limitedCheckToken(ctx, in.tokenID, in.tokenSecret)
-	if err != nil {
-		return regstore.Node{}, err
-	}
-	if in.source == keys.AssuranceTPM {
-		// Only a TPM proven by credential activation may claim it.
-		return regstore.Node{}, errTPMUnproven
+	var tok regstore.Token
+	switch {
+	case in.tokenID != "":
+		if tok, err = s.limitedCheckToken(ctx, in.tokenID, in.tokenSecret); err != nil {
+			return regstore.Node{}, nil, err
+		}
+	case ekApproved:
+		// The EK stands in for the token.
+	case in.tpm != nil:
+		return regstore.Node{}, nil, errTPMTokenRequired
+	default:
+		return regstore.Node{}, nil, errTokenRequired
 	}
 	replaceID, err := s.hardwareConflict(ctx, id, in)
 	if err != nil {
-		return regstore.Node{}, err
+		return regstore.Node{}, nil, err
 	}
 	status, held := approval(tok, in.source)
+	if ekApproved {
+		status, held = regstore.StatusApproved, ""
+		s.log.Info("TPM node approved by its endorsement key", "ek_hash", proof.ekHash, "reason", why)
+	}
 	if held != "" {
 		s.log.Warn("auto-approval withheld; the node waits for an administrator", "token", tok.ID, "reason", held)
 	}
@@ -71,17 +97,19 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		UpdatedAt:    now,
 
 		IdentitySource: string(in.source),
+		EKHash:         proof.ekHash,
+		EKCertificate:  proof.ekCert,
 	}
 	if replaceID != "" {
 		// Every certificate of the old board must die with the replacement;
 		// the new key's stay.
 		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
-			return regstore.Node{}, fmt.Errorf("revoke replaced certificates: %w", err)
+			return regstore.Node{}, nil, fmt.Errorf("revoke replaced certificates: %w", err)
 		}
 	}
 	node, err := s.store.RegisterNode(ctx, tok.ID, now, n, replaceID)
 	if err != nil {
-		return regstore.Node{}, fmt.Errorf("register node: %w", err)
+		return regstore.Node{}, nil, fmt.Errorf("register node: %w", err)
 	}
 	if replaceID != "" {
 		// Again, for an old-key renewal that was in flight: its completion
@@ -94,13 +122,13 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		// Bundles were sealed to the old board's key; the new one cannot
 		// open them, so the node configures itself again.
 		if err := s.bundles.Delete(ctx, replaceID); err != nil {
-			return regstore.Node{}, fmt.Errorf("drop bundles of replaced node: %w", err)
+			return regstore.Node{}, nil, fmt.Errorf("drop bundles of replaced node: %w", err)
 		}
 	}
 	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "",
-		"identity_source", node.IdentitySource)
+		"identity_source", node.IdentitySource, "ek_hash", node.EKHash)
 	known(ctx, node)
-	return node, nil
+	return node, nil, nil
 }
 
 // limitedCheckToken is checkToken under the per-source limit on failed

@@ -31,7 +31,13 @@ const (
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
 	msgBundlesDown      = "bundle store is unavailable; retry later"
 	msgTokenFailures    = "too many failed bootstrap token attempts from this address; retry after the delay given"
-	msgTPMUnproven      = "identity_source tpm needs proof that the key is in a TPM, which this server cannot check yet; register as seed-file, file or site-secret"
+	msgTPMRequired      = "identity_source tpm needs the TPM's evidence (tpm)"
+	msgTPMNotTPM        = "tpm evidence comes only with identity_source tpm"
+	msgTPMKeyMismatch   = "the TPM evidence is not about this node's key: the identity key's public area must be the TLS key's, and the EK certificate the EK's"
+	msgNoChallenge      = "no open TPM challenge for this key and EK (it expired, was answered, or was made by another server); register again without activated_secret"
+	msgActivation       = "TPM credential activation failed: the identity key is not in the TPM that holds this endorsement key"
+	msgTooManyChallenge = "too many TPM registrations in progress; retry later"
+	msgTPMTokenRequired = "a bootstrap token is required: this TPM's endorsement key is not enrolled (berthctl ek import) and its certificate does not qualify it"
 )
 
 // Validation rules, shown after the field name.
@@ -67,6 +73,11 @@ const (
 	ruleIdentitySource      = "must be one of tpm, seed-file, file or site-secret"
 	ruleAllowSiteSecretAuto = "needs auto_approve: it only lets auto-approval take site-secret identities"
 	ruleAllowSiteSecretMin  = "contradicts a min_identity above site-secret"
+	ruleTPMSize             = "must hold TPM structures and certificates of at most 8 KiB each"
+	ruleTPMEvidence         = "must be a TPM public area (or EK certificate) of the kind berth-agent --identity tpm sends"
+	ruleEKCount             = "must hold 1 to 10000 endorsement keys"
+	ruleEKHash              = `must be "sha256:" and 64 lower-case hex digits, as nodes get shows ek_hash`
+	ruleEKTwice             = "must not name one endorsement key twice"
 )
 
 // Errors of the registration core. Store errors are mapped as well.
@@ -87,7 +98,13 @@ var (
 	// errTooManyTokenFailures is a source that failed too many token
 	// attempts; it is wrapped with the delay after which it may try again.
 	errTooManyTokenFailures = errors.New(msgTokenFailures)
-	errTPMUnproven          = errors.New(msgTPMUnproven)
+	errTPMRequired          = errors.New(msgTPMRequired)
+	errTPMNotTPM            = errors.New(msgTPMNotTPM)
+	errTPMKeyMismatch       = errors.New(msgTPMKeyMismatch)
+	errNoChallenge          = errors.New(msgNoChallenge)
+	errActivation           = errors.New(msgActivation)
+	errTooManyChallenges    = errors.New(msgTooManyChallenge)
+	errTPMTokenRequired     = errors.New(msgTPMTokenRequired)
 )
 
 // errorTable is the service's mapping of errors to gRPC status.
@@ -111,5 +128,11 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errCAUnavailable, codes.Unavailable, msgCAUnavailable),
 	rpcerr.Is(errBundlesUnavailable, codes.Unavailable, msgBundlesDown),
 	rpcerr.Is(errTooManyTokenFailures, codes.ResourceExhausted, msgTokenFailures),
-	rpcerr.Is(errTPMUnproven, codes.FailedPrecondition, msgTPMUnproven),
+	rpcerr.Is(errTPMRequired, codes.InvalidArgument, msgTPMRequired),
+	rpcerr.Is(errTPMNotTPM, codes.InvalidArgument, msgTPMNotTPM),
+	rpcerr.Is(errTPMKeyMismatch, codes.PermissionDenied, msgTPMKeyMismatch),
+	rpcerr.Is(errNoChallenge, codes.FailedPrecondition, msgNoChallenge),
+	rpcerr.Is(errActivation, codes.PermissionDenied, msgActivation),
+	rpcerr.Is(errTooManyChallenges, codes.ResourceExhausted, msgTooManyChallenge),
+	rpcerr.Is(errTPMTokenRequired, codes.InvalidArgument, msgTPMTokenRequired),
 }

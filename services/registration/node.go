@@ -32,9 +32,12 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	node, err := n.s.register(ctx, id, in)
+	node, challenge, err := n.s.register(ctx, id, in)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
+	}
+	if challenge != nil {
+		return &berthv1.RegisterResponse{TpmChallenge: challenge, ServerTime: n.now()}, nil
 	}
 	creds, err := n.s.credentials(ctx, node, withBundle)
 	if err != nil {

@@ -233,7 +233,11 @@ func TestRegisterBadInput(t *testing.T) {
 		{"no identity source", func(r *berthv1.RegisterRequest) { r.IdentitySource = "" }, codes.InvalidArgument},
 		{"unknown identity source", func(r *berthv1.RegisterRequest) { r.IdentitySource = "usb-stick" }, codes.InvalidArgument},
 		{"identity source in capitals", func(r *berthv1.RegisterRequest) { r.IdentitySource = "SEED-FILE" }, codes.InvalidArgument},
-		{"tpm claimed without proof", func(r *berthv1.RegisterRequest) { r.IdentitySource = "tpm" }, codes.FailedPrecondition},
+		{"tpm claimed without evidence", func(r *berthv1.RegisterRequest) { r.IdentitySource = "tpm" }, codes.InvalidArgument},
+		{"tpm evidence with another source", func(r *berthv1.RegisterRequest) { r.Tpm = &berthv1.TPMEvidence{EkPublic: []byte{1}} }, codes.InvalidArgument},
+		{"tpm evidence that does not parse", func(r *berthv1.RegisterRequest) {
+			r.IdentitySource, r.Tpm = "tpm", &berthv1.TPMEvidence{EkPublic: []byte("not a TPMT_PUBLIC"), IdentityKeyPublic: []byte{0, 1}}
+		}, codes.InvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/attest"
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
@@ -97,6 +98,14 @@ type Config struct {
 	// at. Successful attempts cost nothing.
 	TokenFailureBurst    int
 	TokenFailureInterval time.Duration
+	// EKRoots are the TPM manufacturer CAs (--ek-ca): a TPM node's EK
+	// certificate is "trusted" when it chains to one. Nil: no EK
+	// certificate is checked ("unchecked").
+	EKRoots *attest.EKRoots
+	// AutoApproveTrustedEK approves, without a token, a TPM node whose EK
+	// certificate chains to EKRoots (--ek-ca-auto-approve). An enrolled EK
+	// is approved without a token in any case.
+	AutoApproveTrustedEK bool
 	// ReconcilePeriod is how often Run completes the issuances left open
 	// for longer than ReconcileAge (DefaultReconcilePeriod,
 	// DefaultReconcileAge): those of a replica that crashed, or lost the
@@ -144,6 +153,11 @@ type Service struct {
 
 	// events serves the node lifecycle log (WatchNodeEvents, Run).
 	events *lifecycle.Feed
+
+	ekRoots              *attest.EKRoots
+	autoApproveTrustedEK bool
+	// challenges are the TPM credentials waiting for their activation.
+	challenges challenges
 }
 
 var _ berthv1.NodeAdminServiceServer = (*Service)(nil)
@@ -182,6 +196,7 @@ func New(c Config) (*Service, error) {
 	return &Service{
 		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events,
+		ekRoots: c.EKRoots, autoApproveTrustedEK: c.AutoApproveTrustedEK,
 		reconcilePeriod: cmp.Or(c.ReconcilePeriod, DefaultReconcilePeriod),
 		reconcileAge:    cmp.Or(c.ReconcileAge, DefaultReconcileAge),
 		tokenFailures: ratelimit.New(ratelimit.Config{

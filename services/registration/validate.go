@@ -53,6 +53,7 @@ type registration struct {
 	tokenID      string
 	tokenSecret  string
 	source       keys.Assurance
+	tpm          *berthv1.TPMEvidence // with source tpm only
 }
 
 func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (registration, error) {
@@ -99,6 +100,13 @@ func validateRegister(req *berthv1.RegisterRequest, caller mtls.Identity) (regis
 	if r.source, err = validateIdentitySource(req.GetIdentitySource()); err != nil {
 		return r, err
 	}
+	switch {
+	case r.source == keys.AssuranceTPM && req.GetTpm() == nil:
+		return r, errTPMRequired
+	case r.source != keys.AssuranceTPM && req.GetTpm() != nil:
+		return r, errTPMNotTPM
+	}
+	r.tpm = req.GetTpm()
 	return r, nil
 }
 

@@ -27,7 +27,7 @@ func (s Status) Valid() bool {
 const nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
 	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
 	cert_serial, cert_not_before, cert_not_after, cert_chain,
-	certificates_issued, created_at, updated_at, identity_source`
+	certificates_issued, created_at, updated_at, identity_source, ek_hash, ek_certificate`
 
 const intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 

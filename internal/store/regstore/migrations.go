@@ -23,6 +23,8 @@ const service = "registration"
 //	0005 PostgreSQL only: reg_nodes.macs and cert_chain become JSONB (JSON
 //	     text as on SQLite), so one implementation serves both engines; the
 //	     GIN index on macs is rebuilt for JSONB.
+//	0006 reg_nodes.ek_hash and ek_certificate; reg_eks, the enrolled
+//	     endorsement keys.
 //
 //go:embed migrations
 var migrations embed.FS

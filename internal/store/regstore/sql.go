@@ -106,7 +106,8 @@ func scanNode(row scanner) (Node, error) {
 	if err := row.Scan(&n.ID, &n.Status, &n.KeySHA256, &n.HardwareUUID, &macs, &n.Hostname, &n.Serial, &labels,
 		&kem, &n.BundleKey, &n.CSR, &n.TokenID, &n.ReplacementAllowed,
 		&certSerial, db.ScanTime(&notBefore), db.ScanTime(&notAfter), &chain,
-		&n.CertificatesIssued, db.ScanTime(&n.CreatedAt), db.ScanTime(&n.UpdatedAt), &n.IdentitySource); err != nil {
+		&n.CertificatesIssued, db.ScanTime(&n.CreatedAt), db.ScanTime(&n.UpdatedAt), &n.IdentitySource,
+		&n.EKHash, &n.EKCertificate); err != nil {
 		return Node{}, err
 	}
 	n.BundleKEM = uint16(kem)
@@ -254,36 +255,42 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 	// IMMEDIATE) makes concurrent registrations with one token queue; each
 	// re-checks uses_left once the previous one commits, so a token is never
 	// over-spent.
-	res, err := tx.ExecContext(ctx, `UPDATE reg_tokens SET uses_left = uses_left - 1
+	if tokenID != "" { // "": the caller decided the node needs none
+		res, err := tx.ExecContext(ctx, `UPDATE reg_tokens SET uses_left = uses_left - 1
 		WHERE id = $1 AND NOT revoked AND expires_at > $2 AND uses_left > 0`, tokenID, d.Time(now))
-	if err != nil {
-		return Node{}, fmt.Errorf("consume token: %w", err)
-	}
-	if k, err := res.RowsAffected(); err != nil || k != 1 {
-		t, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, tokenID))
-		if err != nil && !db.IsNoRows(err) {
-			return Node{}, fmt.Errorf("read token: %w", err)
+		if err != nil {
+			return Node{}, fmt.Errorf("consume token: %w", err)
 		}
-		return Node{}, fmt.Errorf("token %s: %w", tokenID, tokenError(t, err == nil, now))
+		if k, err := res.RowsAffected(); err != nil || k != 1 {
+			t, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, tokenID))
+			if err != nil && !db.IsNoRows(err) {
+				return Node{}, fmt.Errorf("read token: %w", err)
+			}
+			return Node{}, fmt.Errorf("token %s: %w", tokenID, tokenError(t, err == nil, now))
+		}
 	}
 	at := d.Time(now)
-	var out Node
+	var (
+		out Node
+		err error
+	)
 	if replaceID == "" {
 		out, err = scanNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18)
 			RETURNING `+nodeColumns,
 			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
 			int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, n.ReplacementAllowed,
-			n.CertificatesIssued, at, n.IdentitySource))
+			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate))
 	} else {
 		out, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
 			status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
 			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
-			updated_at = $12, identity_source = $14
+			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16
 			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
-			int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID, n.IdentitySource))
+			int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
+			n.EKHash, n.EKCertificate))
 		if db.IsNoRows(err) {
 			return Node{}, fmt.Errorf("replace %s: %w", replaceID, missing(ctx, tx, replaceID, ErrPrecondition))
 		}
@@ -658,4 +665,47 @@ func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, limit int)
 		return nil, fmt.Errorf("list intents: %w", err)
 	}
 	return ins, nil
+}
+
+// ImportEKs enrols eks in one transaction: an insert that finds the hash
+// taken does nothing, and the label is updated instead.
+func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		added, updated = 0, 0 // a retried transaction counts again
+		for _, ek := range eks {
+			res, err := tx.ExecContext(ctx, `INSERT INTO reg_eks (hash, label, created_at) VALUES ($1, $2, $3)
+				ON CONFLICT (hash) DO NOTHING`, ek.Hash, ek.Label, s.db.Dialect.Time(now))
+			if err != nil {
+				return nil, fmt.Errorf("EK %s: %w", ek.Hash, err)
+			}
+			if k, err := res.RowsAffected(); err != nil {
+				return nil, err
+			} else if k == 1 {
+				added++
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE reg_eks SET label = $1 WHERE hash = $2`, ek.Label, ek.Hash); err != nil {
+				return nil, fmt.Errorf("EK %s: %w", ek.Hash, err)
+			}
+			updated++
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("import EKs: %w", err)
+	}
+	return added, updated, nil
+}
+
+// GetEK returns the enrolled EK hash.
+func (s *SQLStore) GetEK(ctx context.Context, hash string) (EnrolledEK, error) {
+	ek := EnrolledEK{Hash: hash}
+	err := s.db.QueryRowContext(ctx, `SELECT label, created_at FROM reg_eks WHERE hash = $1`, hash).Scan(&ek.Label, db.ScanTime(&ek.CreatedAt))
+	if db.IsNoRows(err) {
+		return EnrolledEK{}, fmt.Errorf("get EK %s: %w", hash, ErrNotFound)
+	}
+	if err != nil {
+		return EnrolledEK{}, fmt.Errorf("get EK %s: %w", hash, err)
+	}
+	return ek, nil
 }

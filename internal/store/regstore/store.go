@@ -85,6 +85,19 @@ type Node struct {
 	// agent reported it (keys.Assurance: "tpm", "seed-file", "file",
 	// "site-secret"); "" for nodes registered before it was recorded.
 	IdentitySource string
+	// EKHash names a TPM node's endorsement key (attest.EKHash) and
+	// EKCertificate what its EK certificate showed ("trusted",
+	// "untrusted", "unchecked", "none"); both "" for other nodes.
+	EKHash        string
+	EKCertificate string
+}
+
+// EnrolledEK is an endorsement key an administrator enrolled, so that the
+// TPM holding it registers without a bootstrap token.
+type EnrolledEK struct {
+	Hash      string // attest.EKHash form: "sha256:" and hex
+	Label     string
+	CreatedAt time.Time
 }
 
 // Token is a bootstrap token. Only a hash of its secret is stored.
@@ -218,6 +231,10 @@ type Store interface {
 	// labels, bundle key, CSR, status) from n. ErrNotFound if replaceID does
 	// not exist; ErrPrecondition if it no longer has ReplacementAllowed.
 	//
+	// tokenID "" registers without a token: nothing is consumed and
+	// n.TokenID is "". The caller has decided that the node needs none (an
+	// enrolled TPM endorsement key).
+	//
 	// A malformed n (empty ID, key hash not 32 bytes, unknown status) is
 	// refused with a plain error before anything else is looked at.
 	RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error)
@@ -273,6 +290,12 @@ type Store interface {
 	// DeleteNode removes node id, recording who (actor) at now; ErrNotFound
 	// if absent. Its key can then register again.
 	DeleteNode(ctx context.Context, id string, now time.Time, actor string) error
+	// ImportEKs enrols eks at now: new hashes are added, known ones get
+	// the new label (their CreatedAt stays). It returns how many of each,
+	// all in one transaction.
+	ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error)
+	// GetEK returns the enrolled EK with this hash; ErrNotFound if none.
+	GetEK(ctx context.Context, hash string) (EnrolledEK, error)
 	// Events is the node lifecycle log, which the methods above append to.
 	Events() eventlog.Log
 	// Close releases the database.

@@ -232,8 +232,11 @@ type RegisterRequest struct {
 	// is the agent's word; a token's min_identity and allow_site_secret
 	// decide, with it, whether the token auto-approves the node.
 	IdentitySource string `protobuf:"bytes,5,opt,name=identity_source,json=identitySource,proto3" json:"identity_source,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// tpm is the TPM's evidence; required with identity_source "tpm", refused
+	// otherwise.
+	Tpm           *TPMEvidence `protobuf:"bytes,6,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRequest) Reset() {
@@ -301,22 +304,170 @@ func (x *RegisterRequest) GetIdentitySource() string {
 	return ""
 }
 
+func (x *RegisterRequest) GetTpm() *TPMEvidence {
+	if x != nil {
+		return x.Tpm
+	}
+	return nil
+}
+
+// TPMEvidence is what a node whose keys live in its TPM shows at
+// registration. Registering takes two calls: the first, without
+// activated_secret, is answered with a TPMChallenge (a credential made
+// for the identity key under the EK) and no credentials; the second
+// repeats the request with the secret the TPM released. A TPM releases it
+// only if it holds both the EK and the identity key, so the answer proves
+// the TLS key lives in the TPM the EK names. The challenge is kept by the
+// server that made it, for a few minutes: send the second call on the
+// same connection.
+type TPMEvidence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ek_public is the endorsement key's TPM public area (TPMT_PUBLIC).
+	EkPublic []byte `protobuf:"bytes,1,opt,name=ek_public,json=ekPublic,proto3" json:"ek_public,omitempty"`
+	// ek_certificate is the EK certificate (DER) from the TPM's NV, when the
+	// manufacturer stored one.
+	EkCertificate []byte `protobuf:"bytes,2,opt,name=ek_certificate,json=ekCertificate,proto3" json:"ek_certificate,omitempty"`
+	// identity_key_public is the identity key's TPM public area; its point
+	// is the key of the TLS session.
+	IdentityKeyPublic []byte `protobuf:"bytes,3,opt,name=identity_key_public,json=identityKeyPublic,proto3" json:"identity_key_public,omitempty"`
+	// activated_secret answers the previous call's TPMChallenge.
+	ActivatedSecret []byte `protobuf:"bytes,4,opt,name=activated_secret,json=activatedSecret,proto3" json:"activated_secret,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TPMEvidence) Reset() {
+	*x = TPMEvidence{}
+	mi := &file_berth_v1_registration_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TPMEvidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TPMEvidence) ProtoMessage() {}
+
+func (x *TPMEvidence) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TPMEvidence.ProtoReflect.Descriptor instead.
+func (*TPMEvidence) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TPMEvidence) GetEkPublic() []byte {
+	if x != nil {
+		return x.EkPublic
+	}
+	return nil
+}
+
+func (x *TPMEvidence) GetEkCertificate() []byte {
+	if x != nil {
+		return x.EkCertificate
+	}
+	return nil
+}
+
+func (x *TPMEvidence) GetIdentityKeyPublic() []byte {
+	if x != nil {
+		return x.IdentityKeyPublic
+	}
+	return nil
+}
+
+func (x *TPMEvidence) GetActivatedSecret() []byte {
+	if x != nil {
+		return x.ActivatedSecret
+	}
+	return nil
+}
+
+// TPMChallenge is a credential for the identity key under the EK
+// (TPM2_MakeCredential), for the TPM to activate.
+type TPMChallenge struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CredentialBlob  []byte                 `protobuf:"bytes,1,opt,name=credential_blob,json=credentialBlob,proto3" json:"credential_blob,omitempty"`
+	EncryptedSecret []byte                 `protobuf:"bytes,2,opt,name=encrypted_secret,json=encryptedSecret,proto3" json:"encrypted_secret,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TPMChallenge) Reset() {
+	*x = TPMChallenge{}
+	mi := &file_berth_v1_registration_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TPMChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TPMChallenge) ProtoMessage() {}
+
+func (x *TPMChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TPMChallenge.ProtoReflect.Descriptor instead.
+func (*TPMChallenge) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TPMChallenge) GetCredentialBlob() []byte {
+	if x != nil {
+		return x.CredentialBlob
+	}
+	return nil
+}
+
+func (x *TPMChallenge) GetEncryptedSecret() []byte {
+	if x != nil {
+		return x.EncryptedSecret
+	}
+	return nil
+}
+
 // RegisterResponse returns the node's credentials, or its pending status.
 type RegisterResponse struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Credentials *NodeCredentials       `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// credentials is unset when tpm_challenge is set.
+	Credentials *NodeCredentials `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	// server_time is the server's clock when it answered. A stateless node
 	// may boot with a wrong clock: the agent compares it with its own
 	// (corrected by half the round trip), logs the offset and warns when it
 	// is large.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// tpm_challenge asks a TPM node to activate a credential and register
+	// again with the secret (TPMEvidence.activated_secret).
+	TpmChallenge  *TPMChallenge `protobuf:"bytes,3,opt,name=tpm_challenge,json=tpmChallenge,proto3" json:"tpm_challenge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[3]
+	mi := &file_berth_v1_registration_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +479,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[3]
+	mi := &file_berth_v1_registration_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +492,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterResponse) GetCredentials() *NodeCredentials {
@@ -358,6 +509,13 @@ func (x *RegisterResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RegisterResponse) GetTpmChallenge() *TPMChallenge {
+	if x != nil {
+		return x.TpmChallenge
+	}
+	return nil
+}
+
 // ResumeRequest is empty: the TLS session identifies the node.
 type ResumeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -367,7 +525,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[4]
+	mi := &file_berth_v1_registration_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +537,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[4]
+	mi := &file_berth_v1_registration_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +550,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{6}
 }
 
 // ResumeResponse returns the node's current credentials.
@@ -410,7 +568,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[5]
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +580,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[5]
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +593,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResumeResponse) GetCredentials() *NodeCredentials {
@@ -461,7 +619,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[6]
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +631,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[6]
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +644,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
 }
 
 // RenewResponse returns the node's credentials after renewal.
@@ -504,7 +662,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +674,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +687,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RenewResponse) GetCredentials() *NodeCredentials {
@@ -576,7 +734,7 @@ type NodeCredentials struct {
 
 func (x *NodeCredentials) Reset() {
 	*x = NodeCredentials{}
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +746,7 @@ func (x *NodeCredentials) String() string {
 func (*NodeCredentials) ProtoMessage() {}
 
 func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +759,7 @@ func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCredentials.ProtoReflect.Descriptor instead.
 func (*NodeCredentials) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeCredentials) GetNodeId() string {
@@ -672,7 +830,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +842,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +855,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Endpoints) GetRegistration() string {
@@ -750,14 +908,22 @@ type Node struct {
 	// duplicate_of lists the other nodes that report the same hardware UUID
 	// or one of the same MACs, by ID: a cloned image, a copied identity or
 	// a firmware placeholder. Empty when the node's hardware is its own.
-	DuplicateOf   []string `protobuf:"bytes,16,rep,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
+	DuplicateOf []string `protobuf:"bytes,16,rep,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
+	// ek_hash names a TPM node's endorsement key: "sha256:" and the hex
+	// SHA-256 of its DER SubjectPublicKeyInfo. Empty for other nodes.
+	EkHash string `protobuf:"bytes,17,opt,name=ek_hash,json=ekHash,proto3" json:"ek_hash,omitempty"`
+	// ek_certificate says what the EK certificate showed at registration:
+	// "trusted" (chains to a manufacturer CA of --ek-ca), "untrusted" (does
+	// not), "unchecked" (no --ek-ca configured), "none" (the TPM had none).
+	// Empty for other nodes.
+	EkCertificate string `protobuf:"bytes,18,opt,name=ek_certificate,json=ekCertificate,proto3" json:"ek_certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +935,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +948,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Node) GetId() string {
@@ -897,6 +1063,20 @@ func (x *Node) GetDuplicateOf() []string {
 	return nil
 }
 
+func (x *Node) GetEkHash() string {
+	if x != nil {
+		return x.EkHash
+	}
+	return ""
+}
+
+func (x *Node) GetEkCertificate() string {
+	if x != nil {
+		return x.EkCertificate
+	}
+	return ""
+}
+
 // ListNodesRequest filters and pages the node list.
 type ListNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -914,7 +1094,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1106,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1119,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListNodesRequest) GetStatus() NodeStatus {
@@ -982,7 +1162,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1174,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1187,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1034,7 +1214,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1226,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1239,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -1079,7 +1259,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1271,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1284,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1124,7 +1304,7 @@ type ApproveNodeRequest struct {
 
 func (x *ApproveNodeRequest) Reset() {
 	*x = ApproveNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1316,7 @@ func (x *ApproveNodeRequest) String() string {
 func (*ApproveNodeRequest) ProtoMessage() {}
 
 func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1329,7 @@ func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApproveNodeRequest) GetId() string {
@@ -1169,7 +1349,7 @@ type ApproveNodeResponse struct {
 
 func (x *ApproveNodeResponse) Reset() {
 	*x = ApproveNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1361,7 @@ func (x *ApproveNodeResponse) String() string {
 func (*ApproveNodeResponse) ProtoMessage() {}
 
 func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1374,7 @@ func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApproveNodeResponse) GetNode() *Node {
@@ -1214,7 +1394,7 @@ type RejectNodeRequest struct {
 
 func (x *RejectNodeRequest) Reset() {
 	*x = RejectNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1406,7 @@ func (x *RejectNodeRequest) String() string {
 func (*RejectNodeRequest) ProtoMessage() {}
 
 func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1419,7 @@ func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeRequest.ProtoReflect.Descriptor instead.
 func (*RejectNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RejectNodeRequest) GetId() string {
@@ -1259,7 +1439,7 @@ type RejectNodeResponse struct {
 
 func (x *RejectNodeResponse) Reset() {
 	*x = RejectNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1451,7 @@ func (x *RejectNodeResponse) String() string {
 func (*RejectNodeResponse) ProtoMessage() {}
 
 func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1464,7 @@ func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeResponse.ProtoReflect.Descriptor instead.
 func (*RejectNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RejectNodeResponse) GetNode() *Node {
@@ -1306,7 +1486,7 @@ type RevokeNodeRequest struct {
 
 func (x *RevokeNodeRequest) Reset() {
 	*x = RevokeNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1498,7 @@ func (x *RevokeNodeRequest) String() string {
 func (*RevokeNodeRequest) ProtoMessage() {}
 
 func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1511,7 @@ func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeNodeRequest) GetId() string {
@@ -1358,7 +1538,7 @@ type RevokeNodeResponse struct {
 
 func (x *RevokeNodeResponse) Reset() {
 	*x = RevokeNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1550,7 @@ func (x *RevokeNodeResponse) String() string {
 func (*RevokeNodeResponse) ProtoMessage() {}
 
 func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1563,7 @@ func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeNodeResponse) GetNode() *Node {
@@ -1403,7 +1583,7 @@ type DeleteNodeRequest struct {
 
 func (x *DeleteNodeRequest) Reset() {
 	*x = DeleteNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1595,7 @@ func (x *DeleteNodeRequest) String() string {
 func (*DeleteNodeRequest) ProtoMessage() {}
 
 func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1608,7 @@ func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteNodeRequest) GetId() string {
@@ -1447,7 +1627,7 @@ type DeleteNodeResponse struct {
 
 func (x *DeleteNodeResponse) Reset() {
 	*x = DeleteNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1639,7 @@ func (x *DeleteNodeResponse) String() string {
 func (*DeleteNodeResponse) ProtoMessage() {}
 
 func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1652,7 @@ func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
 }
 
 // AllowReplacementRequest names a node.
@@ -1485,7 +1665,7 @@ type AllowReplacementRequest struct {
 
 func (x *AllowReplacementRequest) Reset() {
 	*x = AllowReplacementRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1677,7 @@ func (x *AllowReplacementRequest) String() string {
 func (*AllowReplacementRequest) ProtoMessage() {}
 
 func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1690,7 @@ func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementRequest.ProtoReflect.Descriptor instead.
 func (*AllowReplacementRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AllowReplacementRequest) GetId() string {
@@ -1530,7 +1710,7 @@ type AllowReplacementResponse struct {
 
 func (x *AllowReplacementResponse) Reset() {
 	*x = AllowReplacementResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1722,7 @@ func (x *AllowReplacementResponse) String() string {
 func (*AllowReplacementResponse) ProtoMessage() {}
 
 func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1735,7 @@ func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementResponse.ProtoReflect.Descriptor instead.
 func (*AllowReplacementResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AllowReplacementResponse) GetNode() *Node {
@@ -1589,7 +1769,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1781,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1794,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Token) GetId() string {
@@ -1710,7 +1890,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1902,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1915,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -1799,7 +1979,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1991,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2004,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -1852,7 +2032,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2044,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2057,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTokensRequest) GetIncludeInactive() bool {
@@ -1897,7 +2077,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2089,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2102,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -1942,7 +2122,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2134,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2147,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -1987,7 +2167,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2179,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2192,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -2032,7 +2212,7 @@ type WatchNodeEventsRequest struct {
 
 func (x *WatchNodeEventsRequest) Reset() {
 	*x = WatchNodeEventsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2224,7 @@ func (x *WatchNodeEventsRequest) String() string {
 func (*WatchNodeEventsRequest) ProtoMessage() {}
 
 func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2237,7 @@ func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchNodeEventsRequest) GetFilter() *LifecycleFilter {
@@ -2077,7 +2257,7 @@ type WatchNodeEventsResponse struct {
 
 func (x *WatchNodeEventsResponse) Reset() {
 	*x = WatchNodeEventsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2269,7 @@ func (x *WatchNodeEventsResponse) String() string {
 func (*WatchNodeEventsResponse) ProtoMessage() {}
 
 func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2282,7 @@ func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
@@ -2123,7 +2303,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2315,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2328,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListCertificatesRequest) GetNodeId() string {
@@ -2168,7 +2348,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2360,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2373,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -2201,6 +2381,160 @@ func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
 		return x.Certificates
 	}
 	return nil
+}
+
+// EnrolledEK is one pre-enrolled endorsement key.
+type EnrolledEK struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hash is the EK's ek_hash, "sha256:" and 64 lower-case hex digits.
+	Hash string `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	// label is free text naming the machine (at most 256 printable
+	// characters).
+	Label         string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrolledEK) Reset() {
+	*x = EnrolledEK{}
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrolledEK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrolledEK) ProtoMessage() {}
+
+func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrolledEK.ProtoReflect.Descriptor instead.
+func (*EnrolledEK) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *EnrolledEK) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *EnrolledEK) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+// ImportEKsRequest holds the EKs to enrol, at most 10000.
+type ImportEKsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Eks           []*EnrolledEK          `protobuf:"bytes,1,rep,name=eks,proto3" json:"eks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEKsRequest) Reset() {
+	*x = ImportEKsRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEKsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEKsRequest) ProtoMessage() {}
+
+func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEKsRequest.ProtoReflect.Descriptor instead.
+func (*ImportEKsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ImportEKsRequest) GetEks() []*EnrolledEK {
+	if x != nil {
+		return x.Eks
+	}
+	return nil
+}
+
+// ImportEKsResponse says how many EKs were new.
+type ImportEKsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Added         int32                  `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	Updated       int32                  `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEKsResponse) Reset() {
+	*x = ImportEKsResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEKsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEKsResponse) ProtoMessage() {}
+
+func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEKsResponse.ProtoReflect.Descriptor instead.
+func (*ImportEKsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ImportEKsResponse) GetAdded() int32 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *ImportEKsResponse) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
 }
 
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
@@ -2216,18 +2550,28 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tBundleKey\x12\x15\n" +
 	"\x06kem_id\x18\x01 \x01(\rR\x05kemId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xc4\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xed\x01\n" +
 	"\x0fRegisterRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.berth.v1.MachineFactsR\x05facts\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
 	"\n" +
 	"bundle_key\x18\x03 \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12'\n" +
-	"\x0fidentity_source\x18\x05 \x01(\tR\x0eidentitySource\"\x8c\x01\n" +
+	"\x0fidentity_source\x18\x05 \x01(\tR\x0eidentitySource\x12'\n" +
+	"\x03tpm\x18\x06 \x01(\v2\x15.berth.v1.TPMEvidenceR\x03tpm\"\xac\x01\n" +
+	"\vTPMEvidence\x12\x1b\n" +
+	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
+	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12.\n" +
+	"\x13identity_key_public\x18\x03 \x01(\fR\x11identityKeyPublic\x12)\n" +
+	"\x10activated_secret\x18\x04 \x01(\fR\x0factivatedSecret\"b\n" +
+	"\fTPMChallenge\x12'\n" +
+	"\x0fcredential_blob\x18\x01 \x01(\fR\x0ecredentialBlob\x12)\n" +
+	"\x10encrypted_secret\x18\x02 \x01(\fR\x0fencryptedSecret\"\xc9\x01\n" +
 	"\x10RegisterResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x0f\n" +
+	"serverTime\x12;\n" +
+	"\rtpm_challenge\x18\x03 \x01(\v2\x16.berth.v1.TPMChallengeR\ftpmChallenge\"\x0f\n" +
 	"\rResumeRequest\"\x8a\x01\n" +
 	"\x0eResumeResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
@@ -2250,7 +2594,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\x9a\x06\n" +
+	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\xda\x06\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12,\n" +
@@ -2273,7 +2617,9 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
 	"bundle_key\x18\x0e \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12'\n" +
 	"\x0fidentity_source\x18\x0f \x01(\tR\x0eidentitySource\x12!\n" +
-	"\fduplicate_of\x18\x10 \x03(\tR\vduplicateOf\x1a9\n" +
+	"\fduplicate_of\x18\x10 \x03(\tR\vduplicateOf\x12\x17\n" +
+	"\aek_hash\x18\x11 \x01(\tR\x06ekHash\x12%\n" +
+	"\x0eek_certificate\x18\x12 \x01(\tR\rekCertificate\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
@@ -2360,7 +2706,16 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x17ListCertificatesRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"[\n" +
 	"\x18ListCertificatesResponse\x12?\n" +
-	"\fcertificates\x18\x01 \x03(\v2\x1b.berth.v1.IssuedCertificateR\fcertificates*\x8f\x01\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1b.berth.v1.IssuedCertificateR\fcertificates\"6\n" +
+	"\n" +
+	"EnrolledEK\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\":\n" +
+	"\x10ImportEKsRequest\x12&\n" +
+	"\x03eks\x18\x01 \x03(\v2\x14.berth.v1.EnrolledEKR\x03eks\"C\n" +
+	"\x11ImportEKsResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\x05R\x05added\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\x05R\aupdated*\x8f\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2371,7 +2726,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\x83\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xe4\n" +
 	"\n" +
 	"\x10NodeAdminService\x12W\n" +
 	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12V\n" +
@@ -2390,7 +2745,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
 	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/tokens\x12m\n" +
-	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12l\n" +
+	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12_\n" +
+	"\tImportEKs\x12\x1a.berth.v1.ImportEKsRequest\x1a\x1b.berth.v1.ImportEKsResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/eks:import\x12l\n" +
 	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/events0\x01Bx\n" +
 	"\fdev.berth.v1B\x11RegistrationProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
@@ -2408,128 +2764,138 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
 	(*BundleKey)(nil),                // 2: berth.v1.BundleKey
 	(*RegisterRequest)(nil),          // 3: berth.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 4: berth.v1.RegisterResponse
-	(*ResumeRequest)(nil),            // 5: berth.v1.ResumeRequest
-	(*ResumeResponse)(nil),           // 6: berth.v1.ResumeResponse
-	(*RenewRequest)(nil),             // 7: berth.v1.RenewRequest
-	(*RenewResponse)(nil),            // 8: berth.v1.RenewResponse
-	(*NodeCredentials)(nil),          // 9: berth.v1.NodeCredentials
-	(*Endpoints)(nil),                // 10: berth.v1.Endpoints
-	(*Node)(nil),                     // 11: berth.v1.Node
-	(*ListNodesRequest)(nil),         // 12: berth.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 13: berth.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 14: berth.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 15: berth.v1.GetNodeResponse
-	(*ApproveNodeRequest)(nil),       // 16: berth.v1.ApproveNodeRequest
-	(*ApproveNodeResponse)(nil),      // 17: berth.v1.ApproveNodeResponse
-	(*RejectNodeRequest)(nil),        // 18: berth.v1.RejectNodeRequest
-	(*RejectNodeResponse)(nil),       // 19: berth.v1.RejectNodeResponse
-	(*RevokeNodeRequest)(nil),        // 20: berth.v1.RevokeNodeRequest
-	(*RevokeNodeResponse)(nil),       // 21: berth.v1.RevokeNodeResponse
-	(*DeleteNodeRequest)(nil),        // 22: berth.v1.DeleteNodeRequest
-	(*DeleteNodeResponse)(nil),       // 23: berth.v1.DeleteNodeResponse
-	(*AllowReplacementRequest)(nil),  // 24: berth.v1.AllowReplacementRequest
-	(*AllowReplacementResponse)(nil), // 25: berth.v1.AllowReplacementResponse
-	(*Token)(nil),                    // 26: berth.v1.Token
-	(*CreateTokenRequest)(nil),       // 27: berth.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 28: berth.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),        // 29: berth.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 30: berth.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 31: berth.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 32: berth.v1.RevokeTokenResponse
-	(*WatchNodeEventsRequest)(nil),   // 33: berth.v1.WatchNodeEventsRequest
-	(*WatchNodeEventsResponse)(nil),  // 34: berth.v1.WatchNodeEventsResponse
-	(*ListCertificatesRequest)(nil),  // 35: berth.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil), // 36: berth.v1.ListCertificatesResponse
-	nil,                              // 37: berth.v1.Node.LabelsEntry
-	nil,                              // 38: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 39: berth.v1.Token.LabelsEntry
-	nil,                              // 40: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
-	(*SealedBundle)(nil),             // 42: berth.v1.SealedBundle
-	(*LifecycleFilter)(nil),          // 43: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),           // 44: berth.v1.LifecycleEvent
-	(*IssuedCertificate)(nil),        // 45: berth.v1.IssuedCertificate
+	(*TPMEvidence)(nil),              // 4: berth.v1.TPMEvidence
+	(*TPMChallenge)(nil),             // 5: berth.v1.TPMChallenge
+	(*RegisterResponse)(nil),         // 6: berth.v1.RegisterResponse
+	(*ResumeRequest)(nil),            // 7: berth.v1.ResumeRequest
+	(*ResumeResponse)(nil),           // 8: berth.v1.ResumeResponse
+	(*RenewRequest)(nil),             // 9: berth.v1.RenewRequest
+	(*RenewResponse)(nil),            // 10: berth.v1.RenewResponse
+	(*NodeCredentials)(nil),          // 11: berth.v1.NodeCredentials
+	(*Endpoints)(nil),                // 12: berth.v1.Endpoints
+	(*Node)(nil),                     // 13: berth.v1.Node
+	(*ListNodesRequest)(nil),         // 14: berth.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 15: berth.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 16: berth.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 17: berth.v1.GetNodeResponse
+	(*ApproveNodeRequest)(nil),       // 18: berth.v1.ApproveNodeRequest
+	(*ApproveNodeResponse)(nil),      // 19: berth.v1.ApproveNodeResponse
+	(*RejectNodeRequest)(nil),        // 20: berth.v1.RejectNodeRequest
+	(*RejectNodeResponse)(nil),       // 21: berth.v1.RejectNodeResponse
+	(*RevokeNodeRequest)(nil),        // 22: berth.v1.RevokeNodeRequest
+	(*RevokeNodeResponse)(nil),       // 23: berth.v1.RevokeNodeResponse
+	(*DeleteNodeRequest)(nil),        // 24: berth.v1.DeleteNodeRequest
+	(*DeleteNodeResponse)(nil),       // 25: berth.v1.DeleteNodeResponse
+	(*AllowReplacementRequest)(nil),  // 26: berth.v1.AllowReplacementRequest
+	(*AllowReplacementResponse)(nil), // 27: berth.v1.AllowReplacementResponse
+	(*Token)(nil),                    // 28: berth.v1.Token
+	(*CreateTokenRequest)(nil),       // 29: berth.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 30: berth.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 31: berth.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 32: berth.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 33: berth.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 34: berth.v1.RevokeTokenResponse
+	(*WatchNodeEventsRequest)(nil),   // 35: berth.v1.WatchNodeEventsRequest
+	(*WatchNodeEventsResponse)(nil),  // 36: berth.v1.WatchNodeEventsResponse
+	(*ListCertificatesRequest)(nil),  // 37: berth.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 38: berth.v1.ListCertificatesResponse
+	(*EnrolledEK)(nil),               // 39: berth.v1.EnrolledEK
+	(*ImportEKsRequest)(nil),         // 40: berth.v1.ImportEKsRequest
+	(*ImportEKsResponse)(nil),        // 41: berth.v1.ImportEKsResponse
+	nil,                              // 42: berth.v1.Node.LabelsEntry
+	nil,                              // 43: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 44: berth.v1.Token.LabelsEntry
+	nil,                              // 45: berth.v1.CreateTokenRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 47: berth.v1.SealedBundle
+	(*LifecycleFilter)(nil),          // 48: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 49: berth.v1.LifecycleEvent
+	(*IssuedCertificate)(nil),        // 50: berth.v1.IssuedCertificate
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
-	9,  // 2: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	41, // 3: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
-	9,  // 4: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	41, // 5: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
-	9,  // 6: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	41, // 7: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
-	0,  // 8: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
-	10, // 9: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	42, // 10: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
-	0,  // 11: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
-	1,  // 12: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	37, // 13: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	41, // 14: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	41, // 15: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	41, // 16: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	41, // 17: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 18: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	0,  // 19: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	38, // 20: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
-	11, // 21: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	11, // 22: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	11, // 23: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
-	11, // 24: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
-	11, // 25: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
-	11, // 26: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	41, // 27: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 28: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	41, // 29: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	40, // 30: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	26, // 31: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	26, // 32: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	26, // 33: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	43, // 34: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	44, // 35: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	45, // 36: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	3,  // 37: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	5,  // 38: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	7,  // 39: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	12, // 40: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	14, // 41: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	16, // 42: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	18, // 43: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	20, // 44: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	22, // 45: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	24, // 46: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	35, // 47: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
-	27, // 48: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	29, // 49: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	31, // 50: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	33, // 51: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	4,  // 52: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	6,  // 53: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	8,  // 54: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	13, // 55: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	15, // 56: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	17, // 57: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	19, // 58: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	21, // 59: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	23, // 60: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	25, // 61: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	36, // 62: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
-	28, // 63: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	30, // 64: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	32, // 65: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	34, // 66: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	4,  // 2: berth.v1.RegisterRequest.tpm:type_name -> berth.v1.TPMEvidence
+	11, // 3: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
+	46, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	5,  // 5: berth.v1.RegisterResponse.tpm_challenge:type_name -> berth.v1.TPMChallenge
+	11, // 6: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
+	46, // 7: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	11, // 8: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
+	46, // 9: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	0,  // 10: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
+	12, // 11: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
+	47, // 12: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	0,  // 13: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
+	1,  // 14: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
+	42, // 15: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	46, // 16: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	46, // 17: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	46, // 18: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	46, // 19: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 20: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
+	0,  // 21: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
+	43, // 22: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	13, // 23: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	13, // 24: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	13, // 25: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
+	13, // 26: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
+	13, // 27: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
+	13, // 28: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
+	46, // 29: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	44, // 30: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	46, // 31: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	45, // 32: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	28, // 33: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	28, // 34: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	28, // 35: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	48, // 36: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	49, // 37: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	50, // 38: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	39, // 39: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
+	3,  // 40: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	7,  // 41: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	9,  // 42: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	14, // 43: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	16, // 44: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	18, // 45: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	20, // 46: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	22, // 47: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	24, // 48: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	26, // 49: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	37, // 50: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
+	29, // 51: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	31, // 52: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	33, // 53: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	40, // 54: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
+	35, // 55: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	6,  // 56: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	8,  // 57: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	10, // 58: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	15, // 59: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	17, // 60: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	19, // 61: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	21, // 62: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	23, // 63: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	25, // 64: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	27, // 65: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	38, // 66: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
+	30, // 67: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	32, // 68: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	34, // 69: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	41, // 70: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
+	36, // 71: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	56, // [56:72] is the sub-list for method output_type
+	40, // [40:56] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -2546,7 +2912,7 @@ func file_berth_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

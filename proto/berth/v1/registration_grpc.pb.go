@@ -234,6 +234,7 @@ const (
 	NodeAdminService_CreateToken_FullMethodName      = "/berth.v1.NodeAdminService/CreateToken"
 	NodeAdminService_ListTokens_FullMethodName       = "/berth.v1.NodeAdminService/ListTokens"
 	NodeAdminService_RevokeToken_FullMethodName      = "/berth.v1.NodeAdminService/RevokeToken"
+	NodeAdminService_ImportEKs_FullMethodName        = "/berth.v1.NodeAdminService/ImportEKs"
 	NodeAdminService_WatchNodeEvents_FullMethodName  = "/berth.v1.NodeAdminService/WatchNodeEvents"
 )
 
@@ -270,6 +271,10 @@ type NodeAdminServiceClient interface {
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// RevokeToken makes a token unusable.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// ImportEKs enrols endorsement keys: a TPM node whose EK is enrolled is
+	// approved at registration without a bootstrap token. Importing a known
+	// hash again updates its label.
+	ImportEKs(ctx context.Context, in *ImportEKsRequest, opts ...grpc.CallOption) (*ImportEKsResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
 	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
@@ -394,6 +399,16 @@ func (c *nodeAdminServiceClient) RevokeToken(ctx context.Context, in *RevokeToke
 	return out, nil
 }
 
+func (c *nodeAdminServiceClient) ImportEKs(ctx context.Context, in *ImportEKsRequest, opts ...grpc.CallOption) (*ImportEKsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportEKsResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_ImportEKs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeAdminServiceClient) WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodeEventsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &NodeAdminService_ServiceDesc.Streams[0], NodeAdminService_WatchNodeEvents_FullMethodName, cOpts...)
@@ -446,6 +461,10 @@ type NodeAdminServiceServer interface {
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// RevokeToken makes a token unusable.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// ImportEKs enrols endorsement keys: a TPM node whose EK is enrolled is
+	// approved at registration without a bootstrap token. Importing a known
+	// hash again updates its label.
+	ImportEKs(context.Context, *ImportEKsRequest) (*ImportEKsResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
 	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
@@ -492,6 +511,9 @@ func (UnimplementedNodeAdminServiceServer) ListTokens(context.Context, *ListToke
 }
 func (UnimplementedNodeAdminServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) ImportEKs(context.Context, *ImportEKsRequest) (*ImportEKsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportEKs not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[WatchNodeEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchNodeEvents not implemented")
@@ -715,6 +737,24 @@ func _NodeAdminService_RevokeToken_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeAdminService_ImportEKs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportEKsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).ImportEKs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_ImportEKs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).ImportEKs(ctx, req.(*ImportEKsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeAdminService_WatchNodeEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchNodeEventsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -776,6 +816,10 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _NodeAdminService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ImportEKs",
+			Handler:    _NodeAdminService_ImportEKs_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -125,3 +125,48 @@ func testNoteDuplicate(t *testing.T, s regstore.Store) {
 	})
 	diff(t, "events of a refused NoteDuplicate", 0, len(evs))
 }
+
+// testRegisterWithoutToken: tokenID "" registers (and replaces) without
+// consuming anything.
+func testRegisterWithoutToken(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 1))
+	n := node("n1", 1)
+	n.Status = regstore.StatusApproved
+	got := mustRegister(t, s, "", t0, n)
+	diff(t, "node", expected(n, "", t0), got)
+	diff(t, "stored node", got, mustGetNode(t, s, "n1"))
+	if tok := mustGetToken(t, s, "tok"); tok.UsesLeft != 1 {
+		t.Errorf("a registration without a token used the token: %d uses left", tok.UsesLeft)
+	}
+	if _, err := s.AllowReplacement(ctx(t), "n1", t0); err != nil {
+		t.Fatal(err)
+	}
+	r := node("ignored", 5)
+	r.EKHash, r.EKCertificate = "sha256:new", "none"
+	out, err := s.RegisterNode(ctx(t), "", at(time.Minute), r, "n1")
+	if err != nil {
+		t.Fatalf("replace without a token: %v", err)
+	}
+	if out.ID != "n1" || out.EKHash != "sha256:new" || out.EKCertificate != "none" || out.TokenID != "" {
+		t.Errorf("replaced node = %+v, want n1 with the new EK and no token", out)
+	}
+}
+
+func testEnrolledEKs(t *testing.T, s regstore.Store) {
+	_, err := s.GetEK(ctx(t), "sha256:aa")
+	wantErr(t, "GetEK(unknown)", err, regstore.ErrNotFound)
+	added, updated, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-a"}, {Hash: "sha256:bb"}}, t0)
+	if err != nil || added != 2 || updated != 0 {
+		t.Fatalf("ImportEKs = %d added, %d updated, %v; want 2, 0", added, updated, err)
+	}
+	added, updated, err = s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-b"}, {Hash: "sha256:cc"}}, at(time.Hour))
+	if err != nil || added != 1 || updated != 1 {
+		t.Fatalf("second ImportEKs = %d added, %d updated, %v; want 1, 1", added, updated, err)
+	}
+	got, err := s.GetEK(ctx(t), "sha256:aa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "re-imported EK", regstore.EnrolledEK{Hash: "sha256:aa", Label: "rack1-b", CreatedAt: stored(t0)}, got)
+	checkUTC(t, got.CreatedAt)
+}

@@ -60,6 +60,8 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"NodesByHardware", testNodesByHardware},
 		{"DuplicateHardwareEvents", testDuplicateHardwareEvents},
 		{"NoteDuplicate", testNoteDuplicate},
+		{"RegisterWithoutToken", testRegisterWithoutToken},
+		{"EnrolledEKs", testEnrolledEKs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -97,7 +99,7 @@ func token(id string, uses int) regstore.Token {
 }
 
 func node(id string, i int) regstore.Node {
-	return regstore.Node{
+	n := regstore.Node{
 		ID:           id,
 		Status:       regstore.StatusPending,
 		KeySHA256:    key(i),
@@ -113,6 +115,10 @@ func node(id string, i int) regstore.Node {
 		// trip covers the column.
 		IdentitySource: []string{"seed-file", "tpm", "file", "site-secret"}[i%4],
 	}
+	if n.IdentitySource == "tpm" {
+		n.EKHash, n.EKCertificate = fmt.Sprintf("sha256:%x", key(i+2_000_000)), "trusted"
+	}
+	return n
 }
 
 // expected is what a store returns after RegisterNode(tokenID, now, n, "").

@@ -1,0 +1,82 @@
+package registration
+
+import (
+	"bytes"
+	"testing"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+
+	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/keys"
+	"github.com/berth-dev/berth/internal/tpm/tpmtest"
+)
+
+// BenchmarkBootIdentity is one boot of an already registered node, as
+// berth-agent --once runs it: open the keys (for tpm: connect to the
+// swtpm and recreate the three primary keys), TLS handshake signed by the
+// identity key, Resume, write the credentials. seed-file against tpm is
+// what holding the key in a TPM costs a boot.
+func BenchmarkBootIdentity(b *testing.B) {
+	for _, source := range []keys.Assurance{keys.AssuranceSeedFile, keys.AssuranceTPM} {
+		b.Run(string(source), func(b *testing.B) {
+			e := newEnv(b, sqliteBackend)
+			sim := tpmtest.Start(b)
+			open := func() keys.Source {
+				cfg := keys.Config{Kind: keys.KindTPM, TPMDevice: sim.Device()}
+				if source != keys.AssuranceTPM {
+					return seedSource(b)
+				}
+				src, err := keys.Open(b.Context(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return src
+			}
+			tok := e.token(b, &berthv1.CreateTokenRequest{AutoApprove: true})
+			src := open()
+			first := e.bootWith(b, src, source, b.TempDir(), tok, uuidN(99))
+			src.Close()
+			b.ResetTimer()
+			for b.Loop() {
+				src := open()
+				r := e.bootWith(b, src, source, b.TempDir(), "", uuidN(99))
+				src.Close()
+				if r.Action != agent.ActionResumed || r.NodeID != first.NodeID {
+					b.Fatalf("boot = %+v, want node %s resumed", r, first.NodeID)
+				}
+			}
+		})
+	}
+}
+
+func seedSource(b testing.TB) keys.Source {
+	src, err := keys.NewSeed(bytes.Repeat([]byte{7}, keys.MinSeedSize), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return src
+}
+
+// BenchmarkTPMRegister is a TPM node's registration with an enrolled EK:
+// the evidence, the credential made under the EK, its activation in the
+// swtpm, the second call and the first certificate. The node is deleted
+// between iterations (not timed) so that each one registers anew.
+func BenchmarkTPMRegister(b *testing.B) {
+	e := newEnv(b, sqliteBackend)
+	n := e.tpmNode(b, tpmtest.Start(b), uuidN(98))
+	if _, err := e.adminClient().ImportEKs(b.Context(), &berthv1.ImportEKsRequest{
+		Eks: []*berthv1.EnrolledEK{{Hash: ekHashOf(b, n.tpm)}}}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		resp, err := n.register(b, n.request(b, ""))
+		if err != nil || resp.GetCredentials().GetStatus() != berthv1.NodeStatus_NODE_STATUS_APPROVED {
+			b.Fatalf("register = %v, %v", resp, err)
+		}
+		b.StopTimer()
+		if _, err := e.adminClient().DeleteNode(b.Context(), &berthv1.DeleteNodeRequest{Id: resp.GetCredentials().GetNodeId()}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
