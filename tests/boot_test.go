@@ -25,7 +25,7 @@ type deployment struct {
 }
 
 // startDev runs berthd dev and reads the DIR/env file it writes.
-func startDev(t *testing.T, extra ...string) deployment {
+func startDev(t testing.TB, extra ...string) deployment {
 	dir := t.TempDir()
 	args := append([]string{"dev", "--data-dir", dir, "--listen", freeAddr(t), "--metrics-listen", freeAddr(t)}, extra...)
 	start(t, nil, "berthd", args...)
@@ -43,7 +43,7 @@ var hbFlags = []string{"--heartbeat-interval", "1s", "--heartbeat-grace", "4s"}
 // startServe runs berthd init, then the CA, the bundle store, the heartbeat
 // service and the registration service as separate processes sharing one
 // PostgreSQL database.
-func startServe(t *testing.T, extra ...string) deployment {
+func startServe(t testing.TB, extra ...string) deployment {
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
 	mustRun(t, nil, "berthd", "init", "--dir", pkiDir)
@@ -77,7 +77,7 @@ func startServe(t *testing.T, extra ...string) deployment {
 	}}
 }
 
-func caHashOf(t *testing.T, pkiDir string) string {
+func caHashOf(t testing.TB, pkiDir string) string {
 	t.Helper()
 	layout, err := pki.Load(pkiDir)
 	if err != nil {
@@ -118,7 +118,7 @@ type machine struct {
 	seedFile, uuid, hostname string
 }
 
-func newMachine(t *testing.T, hostname, uuid string) machine {
+func newMachine(t testing.TB, hostname, uuid string) machine {
 	seed := make([]byte, 32)
 	rand.Read(seed)
 	f := filepath.Join(t.TempDir(), "seed")
@@ -130,7 +130,7 @@ func newMachine(t *testing.T, hostname, uuid string) machine {
 
 // boot runs the agent once on an empty state directory and an empty root
 // and returns its JSON result, with the directories it wrote to.
-func (m machine) boot(t *testing.T, d deployment, token string) (agentResult, string, error) {
+func (m machine) boot(t testing.TB, d deployment, token string) (agentResult, string, error) {
 	t.Helper()
 	certDir, rootDir := filepath.Join(t.TempDir(), "run-berth"), t.TempDir()
 	args := []string{"--identity", "seed", "--seed-file", m.seedFile, "--hardware-uuid", m.uuid,
@@ -239,7 +239,7 @@ func registerWithApproval(t *testing.T, d deployment, m machine) agentResult {
 func TestRegisterOnceResumeEveryBoot(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		start func(*testing.T, ...string) deployment
+		start func(testing.TB, ...string) deployment
 	}{
 		{"dev_sqlite", startDev},
 		{"serve_postgres", startServe},
@@ -299,7 +299,7 @@ func TestExpiredWhileOff(t *testing.T) {
 	}
 }
 
-func createToken(t *testing.T, d deployment, flags ...string) string {
+func createToken(t testing.TB, d deployment, flags ...string) string {
 	t.Helper()
 	var tok struct {
 		Token string `json:"token"`

@@ -16,7 +16,7 @@ import (
 func TestBundleAppliedOnEveryBoot(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		start func(*testing.T, ...string) deployment
+		start func(testing.TB, ...string) deployment
 	}{
 		{"dev_sqlite", startDev},
 		{"serve_postgres", startServe},
@@ -125,7 +125,7 @@ func serverBytes(t *testing.T, d deployment, marker string) {
 	}
 }
 
-func pgDump(t *testing.T) string {
+func pgDump(t testing.TB) string {
 	if p, err := exec.LookPath("pg_dump"); err == nil {
 		return p
 	}

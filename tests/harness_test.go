@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	}
 	// -trimpath as make build does, so that TestREADME's make run finds
 	// the packages compiled.
-	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../cmd/berthd", "../cmd/berth-agent", "../cmd/berthctl")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../cmd/berthd", "../cmd/berth-agent", "../cmd/berthctl", "../cmd/berth-loadgen")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 func bin(name string) string { return filepath.Join(binDir, name) }
 
 // freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +76,7 @@ func (p *proc) output() string {
 	return p.out.String()
 }
 
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+func start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin(name), args...), done: make(chan struct{})}
 	p.cmd.Env = append(cleanEnv(), env...)
@@ -101,7 +101,7 @@ func start(t *testing.T, env []string, name string, args ...string) *proc {
 }
 
 // run runs a binary to completion and returns stdout; stderr goes to the log.
-func run(t *testing.T, env []string, name string, args ...string) (string, error) {
+func run(t testing.TB, env []string, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -116,7 +116,7 @@ func run(t *testing.T, env []string, name string, args ...string) (string, error
 	return stdout.String(), nil
 }
 
-func mustRun(t *testing.T, env []string, name string, args ...string) string {
+func mustRun(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
 	out, err := run(t, env, name, args...)
 	if err != nil {
@@ -125,7 +125,7 @@ func mustRun(t *testing.T, env []string, name string, args ...string) string {
 	return out
 }
 
-func mustJSON(t *testing.T, out string, v any) {
+func mustJSON(t testing.TB, out string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		t.Fatalf("parse JSON %q: %v", out, err)
@@ -134,7 +134,7 @@ func mustJSON(t *testing.T, out string, v any) {
 
 // waitFor polls cond until it holds; it is how the tests wait for processes
 // to come up, never a fixed sleep.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -146,7 +146,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // readEnvFile turns berthd dev's DIR/env ("export K=V" lines) into K=V pairs.
-func readEnvFile(t *testing.T, path string) []string {
+func readEnvFile(t testing.TB, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -166,7 +166,7 @@ func readEnvFile(t *testing.T, path string) []string {
 	return env
 }
 
-func healthy(t *testing.T, addr, pkiDir string) func() bool {
+func healthy(t testing.TB, addr, pkiDir string) func() bool {
 	return func() bool {
 		_, err := run(t, nil, "berthd", "health", "--addr", addr, "--pki-dir", pkiDir, "--timeout", "1s")
 		return err == nil

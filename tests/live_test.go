@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +19,7 @@ type runningAgent struct {
 
 // startAgent boots machine m as a long-running agent, on fresh
 // directories, and waits until its local API says it is connected.
-func startAgent(t *testing.T, d deployment, m machine, extra ...string) runningAgent {
+func startAgent(t testing.TB, d deployment, m machine, extra ...string) runningAgent {
 	t.Helper()
 	dir := t.TempDir()
 	a := runningAgent{certDir: filepath.Join(dir, "run"), rootDir: filepath.Join(dir, "root"), socket: filepath.Join(dir, "agent.sock")}
@@ -45,7 +47,7 @@ type agentStatus struct {
 }
 
 // status asks the running agent; the zero status while it cannot answer.
-func (a runningAgent) status(t *testing.T) agentStatus {
+func (a runningAgent) status(t testing.TB) agentStatus {
 	t.Helper()
 	out, err := run(t, nil, "berth-agent", "status", "-o", "json", "--socket", a.socket)
 	var s agentStatus
@@ -70,7 +72,7 @@ func readFile(path string) string {
 func TestLiveBundle(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		start func(*testing.T, ...string) deployment
+		start func(testing.TB, ...string) deployment
 	}{
 		{"dev_sqlite", startDev},
 		{"serve_postgres", startServe},
@@ -303,5 +305,44 @@ func TestReconfigure(t *testing.T) {
 	mustJSON(t, mustRun(t, d.env, "berthctl", "bundles", "history", first.NodeID, "-o", "json"), &history)
 	if len(history) != 2 {
 		t.Errorf("bundle history %+v, want versions 1 and 2", history)
+	}
+}
+
+// TestRunningAgentRenews: a running agent renews its certificate at two
+// thirds of its lifetime, rewrites --cert-dir and then runs --on-renew,
+// which sees the new files.
+func TestRunningAgentRenews(t *testing.T) {
+	d := startDev(t, "--cert-lifetime", "90s")
+	m := newMachine(t, "hv-34", "4c4c4544-0042-3510-8051-b2c04f4e4d34")
+	if _, _, err := m.boot(t, d, createToken(t, d, "--auto-approve")); err != nil {
+		t.Fatal(err)
+	}
+	hookDir := t.TempDir()
+	a := startAgent(t, d, m, "--on-renew", `cp "$BERTH_CERT_DIR/node.crt" "`+hookDir+`/$(date +%s%N).crt"`)
+	before := a.status(t).CertSerial
+	var seen []string
+	waitFor(t, "a renewal and its hook", 3*time.Minute, func() bool {
+		entries, _ := os.ReadDir(hookDir)
+		seen = seen[:0]
+		for _, e := range entries {
+			seen = append(seen, readFile(filepath.Join(hookDir, e.Name())))
+		}
+		return len(seen) > 0
+	})
+	now := a.status(t).CertSerial
+	if now == before || now == "" {
+		t.Fatalf("serial %s before, %s after the hook ran", before, now)
+	}
+	// What the hook found in --cert-dir is the renewed certificate.
+	blk, _ := pem.Decode([]byte(seen[0]))
+	if blk == nil {
+		t.Fatalf("the hook found no certificate: %q", seen[0])
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cert.SerialNumber.Text(16); got == before {
+		t.Errorf("the hook ran before node.crt was rewritten (it saw serial %s)", got)
 	}
 }

@@ -46,7 +46,11 @@ bundle key, uploads them as the node's first bundle and applies them.
 Without --once it then stays up, renews the certificate at two thirds of
 its lifetime and reports heartbeats to the heartbeat service the
 registration service names, at the interval that service sets,
-reconnecting with backoff when the stream breaks. With --once it sends
+reconnecting with backoff when the stream breaks; it applies the new
+bundle versions the heartbeat service announces (then runs their hooks),
+serves the local API on --socket for "berth-agent report" and "status",
+and turns hardware errors of the kernel log (--kmsg) into node events.
+With --once it sends
 heartbeats only until the first is acknowledged. Heartbeats carry the boot
 ID (--boot-id, default /proc/sys/kernel/random/boot_id; a new one is a
 reboot to the server), the uptime and --status.
