@@ -64,39 +64,40 @@ func (l *Limiter) refill(b *bucket, now time.Time) {
 	}
 }
 
-// Take spends one of key's tokens. When none is left it spends nothing
-// and returns false with how long until one is earned back.
-func (l *Limiter) Take(key string) (ok bool, retryAfter time.Duration) {
+// Allow reports whether key has a token left, spending nothing, and when
+// it has none, how long until one is earned back. With Charge it limits
+// failures rather than attempts: an attempt that succeeds costs nothing.
+func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	now := l.c.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return true, 0
+	}
+	l.refill(b, now)
+	if b.tokens < 1 {
+		return false, max(time.Duration((1-b.tokens)*float64(l.c.Interval)), time.Millisecond)
+	}
+	return true, 0
+}
+
+// Charge spends one of key's tokens for an attempt that failed. It may leave the bucket in debt: failures that were in flight
+// together, all let through by Allow, are each paid for by waiting.
+func (l *Limiter) Charge(key string) {
 	now := l.c.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]
 	if b == nil {
 		if !l.room(now) {
-			return true, 0
+			return
 		}
 		b = &bucket{tokens: float64(l.c.Burst), last: now}
 		l.buckets[key] = b
 	}
 	l.refill(b, now)
-	if b.tokens < 1 {
-		wait := time.Duration((1 - b.tokens) * float64(l.c.Interval))
-		return false, max(wait, time.Millisecond)
-	}
 	b.tokens--
-	return true, 0
-}
-
-// Refund gives back a token taken by Take, for an attempt that turned
-// out not to count (it succeeded, or failed for another reason).
-func (l *Limiter) Refund(key string) {
-	now := l.c.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if b := l.buckets[key]; b != nil {
-		l.refill(b, now)
-		b.tokens = min(float64(l.c.Burst), b.tokens+1)
-	}
 }
 
 // room makes room for a new key, dropping the buckets that have refilled

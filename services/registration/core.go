@@ -132,17 +132,20 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 }
 
 // limitedCheckToken is checkToken under the per-source limit on failed
-// attempts: an attempt takes one of the source's tokens up front, so that
-// concurrent guesses cannot overspend, and gets it back unless the
-// bootstrap token turned out invalid, expired or used up.
+// attempts. Only failures are charged: a fleet registering at once from
+// behind one address, with a good token, is never slowed by it. Guesses in
+// flight together may overspend the burst; each one is then paid for by a
+// longer wait, and the secret (26 base-36 characters) makes guessing
+// hopeless anyway: the limit keeps a broken or hostile client from
+// hammering the store.
 func (s *Service) limitedCheckToken(ctx context.Context, id, secret string) (regstore.Token, error) {
 	src := rpc.Source(ctx)
-	if ok, wait := s.tokenFailures.Take(src); !ok {
+	if ok, wait := s.tokenFailures.Allow(src); !ok {
 		return regstore.Token{}, rpcerr.RetryAfter(errTooManyTokenFailures, wait)
 	}
 	tok, err := s.checkToken(ctx, id, secret)
-	if !errors.Is(err, errTokenInvalid) && !errors.Is(err, regstore.ErrTokenExpired) && !errors.Is(err, regstore.ErrTokenExhausted) {
-		s.tokenFailures.Refund(src)
+	if errors.Is(err, errTokenInvalid) || errors.Is(err, regstore.ErrTokenExpired) || errors.Is(err, regstore.ErrTokenExhausted) {
+		s.tokenFailures.Charge(src)
 	}
 	return tok, err
 }

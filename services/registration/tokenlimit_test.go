@@ -169,3 +169,44 @@ func TestKnownNodesFromOneSource(t *testing.T) {
 	_, err := n.client().Resume(ctx, &berthv1.ResumeRequest{})
 	wantCode(t, err, codes.Unavailable)
 }
+
+// TestGoodTokensNeverThrottled: the limit counts failures only, so a fleet
+// registering at once from behind one address with a good token is never
+// refused, however many of its attempts are in flight together, and a
+// failure afterwards still counts.
+func TestGoodTokensNeverThrottled(t *testing.T) {
+	e := newEnvConfig(t, sqliteBackend, func(c *Config) {
+		c.TokenFailureBurst = 1
+		c.TokenFailureInterval = time.Hour
+	})
+	ctx := context.Background()
+	good := e.token(t, &berthv1.CreateTokenRequest{Uses: 40, AutoApprove: true})
+	const fleet = 24
+	nodes := make([]*node, fleet)
+	reqs := make([]*berthv1.RegisterRequest, fleet)
+	for i := range nodes {
+		nodes[i] = e.nodeFrom(t, fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), "127.0.0.9")
+		reqs[i] = nodes[i].registerRequest(t, good)
+	}
+	errs := make(chan error, fleet)
+	for i, n := range nodes {
+		go func() {
+			_, err := n.client().Register(ctx, reqs[i])
+			errs <- err
+		}()
+	}
+	for range fleet {
+		if err := <-errs; err != nil {
+			t.Errorf("a node of the fleet was refused: %v", err)
+		}
+	}
+	if got := e.nodeCount(t); got != fleet {
+		t.Fatalf("%d nodes registered, want %d", got, fleet)
+	}
+	wrong := good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	late := e.nodeFrom(t, "00000000-0000-4000-8000-000000000999", "127.0.0.9")
+	_, err := late.client().Register(ctx, late.registerRequest(t, wrong))
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = late.client().Register(ctx, late.registerRequest(t, wrong))
+	wantCode(t, err, codes.ResourceExhausted)
+}
