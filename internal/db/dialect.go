@@ -70,6 +70,18 @@ func (d Dialect) JSONElements(arg string) string {
 	return "SELECT value FROM json_each(" + arg + ")"
 }
 
+// JSONIn is a condition true when column col equals one of the strings in
+// the JSON array bound at placeholder arg. On PostgreSQL it is "= ANY" of
+// an array, not "IN (sub-SELECT)": only that form can use col's index when
+// it is one side of an OR, where the sub-SELECT turns the whole query into
+// a sequential scan.
+func (d Dialect) JSONIn(col, arg string) string {
+	if d == Postgres {
+		return col + " = ANY(ARRAY(" + d.JSONElements(arg) + "))"
+	}
+	return col + " IN (" + d.JSONElements(arg) + ")"
+}
+
 // JSONOverlaps is a condition true when the JSON array of strings in column
 // col and the one bound at placeholder arg share an element. PostgreSQL
 // serves it from a GIN index on col.

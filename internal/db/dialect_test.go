@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -283,4 +284,63 @@ func TestIsUnavailable(t *testing.T) {
 	if err == nil || !db.IsUnavailable(err) {
 		t.Errorf("SQLite busy: IsUnavailable(%v) = false", err)
 	}
+}
+
+// TestDialectJSONIn: the rows whose column is one of a bound JSON array's
+// strings, on both engines; on PostgreSQL, ORed with another condition,
+// the lookup still goes through the column's index: the "IN (sub-SELECT)"
+// form made every registration scan all nodes.
+func TestDialectJSONIn(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		mustExec(t, d, `CREATE TABLE h (id INTEGER PRIMARY KEY, uuid TEXT NOT NULL)`)
+		mustExec(t, d, `CREATE INDEX h_uuid ON h (uuid)`)
+		mustExec(t, d, `INSERT INTO h (id, uuid) VALUES (1, 'a'), (2, 'b'), (3, 'c')`)
+		for arg, want := range map[string]string{`["a","c"]`: "[1 3]", `["b"]`: "[2]", `["x"]`: "[]", `[]`: "[]"} {
+			rows, err := d.QueryContext(ctx, `SELECT id FROM h WHERE `+d.Dialect.JSONIn("uuid", "$1")+` ORDER BY id`, arg)
+			if err != nil {
+				t.Fatalf("%s: %v", arg, err)
+			}
+			ids := []int{}
+			for rows.Next() {
+				var id int
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			rows.Close()
+			if got := fmt.Sprint(ids); got != want {
+				t.Errorf("uuid in %s: ids %s, want %s", arg, got, want)
+			}
+		}
+		if d.Dialect != db.Postgres {
+			return
+		}
+		// One transaction, so that the setting and the plan share a connection.
+		tx, err := d.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			t.Fatal(err)
+		}
+		var plan strings.Builder
+		rows, err := tx.QueryContext(ctx, `EXPLAIN SELECT id FROM h WHERE `+d.Dialect.JSONIn("uuid", "$1")+` OR id = 7`, `["a"]`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(line + "\n")
+		}
+		rows.Close()
+		if !strings.Contains(plan.String(), "h_uuid") {
+			t.Errorf("JSONIn ORed with another condition does not use the column's index:\n%s", plan.String())
+		}
+	})
 }

@@ -379,7 +379,7 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	}
 	d := s.db.Dialect
 	return collect(q, ctx, `SELECT `+nodeColumns+` FROM reg_nodes
-		WHERE hardware_uuid IN (`+d.JSONElements("$1")+`) OR `+d.JSONOverlaps("macs", "$2")+` ORDER BY id`,
+		WHERE `+d.JSONIn("hardware_uuid", "$1")+` OR `+d.JSONOverlaps("macs", "$2")+` ORDER BY id`,
 		[]any{jsonText(nonNil(uuids)), jsonText(nonNil(macs))}, scanNode)
 }
 
