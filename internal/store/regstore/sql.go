@@ -560,25 +560,23 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	if err := checkIntent(in); err != nil {
 		return Intent{}, false, fmt.Errorf("claim issuance: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
+	// RETURNING, not a second read by request ID: another replica may
+	// complete (and delete) the intent between the two, and then the
+	// replica that opened it would wrongly find nothing.
+	open, err := scanIntent(s.db.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 	SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
 	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.db.Dialect.ForUpdate()+`
-	ON CONFLICT (node_id) DO NOTHING`, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.db.Dialect.Time(in.CreatedAt))
-	if err != nil {
-		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
-	}
-	k, err := res.RowsAffected()
-	if err != nil {
-		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
-	}
-	by, key := "node_id", in.NodeID
-	if k == 1 {
-		by, key = "request_id", in.RequestID
-	}
-	open, err := scanIntent(s.db.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE `+by+` = $1`, key))
+	ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.db.Dialect.Time(in.CreatedAt)))
 	switch {
 	case err == nil:
-		return open, k == 1, nil
+		return open, true, nil
+	case !db.IsNoRows(err):
+		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
+	}
+	open, err = scanIntent(s.db.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
+	switch {
+	case err == nil:
+		return open, false, nil
 	case !db.IsNoRows(err):
 		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
 	}
