@@ -73,16 +73,8 @@ func TestDialectJSONContains(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", tt.want, err)
 			}
-			var ids []int
-			for rows.Next() {
-				var id int
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			rows.Close()
-			if got := fmt.Sprint(ids); got != tt.ids && !(tt.ids == "[]" && ids == nil) {
+			ids := scanIDs(t, rows)
+			if got := fmt.Sprint(ids); got != tt.ids {
 				t.Errorf("labels ⊇ %s: ids %s, want %s", tt.want, got, tt.ids)
 			}
 		}
@@ -301,15 +293,7 @@ func TestDialectJSONIn(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", arg, err)
 			}
-			ids := []int{}
-			for rows.Next() {
-				var id int
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			rows.Close()
+			ids := scanIDs(t, rows)
 			if got := fmt.Sprint(ids); got != want {
 				t.Errorf("uuid in %s: ids %s, want %s", arg, got, want)
 			}
@@ -343,4 +327,23 @@ func TestDialectJSONIn(t *testing.T) {
 			t.Errorf("JSONIn ORed with another condition does not use the column's index:\n%s", plan.String())
 		}
 	})
+}
+
+// scanIDs reads a one-column result of integer IDs and closes it; no rows
+// is an empty, non-nil list, printed as "[]".
+func scanIDs(t *testing.T, rows *sql.Rows) []int {
+	t.Helper()
+	defer rows.Close()
+	ids := []int{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }

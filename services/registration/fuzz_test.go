@@ -7,11 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"math/big"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -28,7 +26,11 @@ func FuzzValidateCSR(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	caller := mtls.Identity{Leaf: selfSigned(f, key)}
+	self, err := mtls.SelfSigned(key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	caller := mtls.Identity{Leaf: self.Leaf}
 	const host = "node-a.example"
 	for _, tmpl := range []*x509.CertificateRequest{
 		{Subject: pkix.Name{CommonName: host}},
@@ -137,25 +139,6 @@ func FuzzPageToken(f *testing.F) {
 
 func lowerAlnum(s string) bool {
 	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789") == ""
-}
-
-func selfSigned(tb testing.TB, key *ecdsa.PrivateKey) *x509.Certificate {
-	tb.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "caller"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return leaf
 }
 
 // codeOf is the code the service would answer for err.
