@@ -12,8 +12,6 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
@@ -30,13 +28,13 @@ func openSQLite(t *testing.T) *sql.DB {
 	return d
 }
 
-func openPostgres(t *testing.T, dsn string) *pgxpool.Pool {
+func openPostgres(t *testing.T, dsn string) *db.DB {
 	t.Helper()
-	p, err := db.OpenPostgres(context.Background(), dsn)
+	p, err := db.Open(context.Background(), db.Postgres, dsn)
 	if err != nil {
-		t.Fatalf("OpenPostgres: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(p.Close)
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 
@@ -118,9 +116,9 @@ func TestOpenSQLiteTransactionsAreImmediate(t *testing.T) {
 }
 
 func TestOpenPostgresErrorNamesHostNotPassword(t *testing.T) {
-	_, err := db.OpenPostgres(context.Background(), "postgres://berth:s3cr3t-pw@127.0.0.1:1/berth?connect_timeout=5")
+	_, err := db.Open(context.Background(), db.Postgres, "postgres://berth:s3cr3t-pw@127.0.0.1:1/berth?connect_timeout=5")
 	if err == nil {
-		t.Fatal("OpenPostgres succeeded against a closed port")
+		t.Fatal("Open succeeded against a closed port")
 	}
 	if !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("error does not name the host: %v", err)
@@ -128,7 +126,7 @@ func TestOpenPostgresErrorNamesHostNotPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cr3t-pw") {
 		t.Errorf("error leaks the password: %v", err)
 	}
-	_, err = db.OpenPostgres(context.Background(), "postgres://berth:s3cr3t-pw@127.0.0.1:notaport/berth")
+	_, err = db.Open(context.Background(), db.Postgres, "postgres://berth:s3cr3t-pw@127.0.0.1:notaport/berth")
 	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") {
 		t.Errorf("bad DSN: err = %v, want an error without the password", err)
 	}
@@ -419,7 +417,7 @@ func TestIsUniqueViolation(t *testing.T) {
 		if _, err := s.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Exec(ctx, q); err != nil {
+		if _, err := p.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -439,7 +437,7 @@ func TestIsUniqueViolation(t *testing.T) {
 			if got := db.IsUniqueViolation(fmt.Errorf("wrapped: %w", err)); got != tt.want {
 				t.Errorf("sqlite: IsUniqueViolation(%v) = %v, want %v", err, got, tt.want)
 			}
-			_, err = p.Exec(ctx, tt.q)
+			_, err = p.ExecContext(ctx, tt.q)
 			if got := db.IsUniqueViolation(fmt.Errorf("wrapped: %w", err)); got != tt.want {
 				t.Errorf("postgres: IsUniqueViolation(%v) = %v, want %v", err, got, tt.want)
 			}

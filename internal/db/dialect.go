@@ -127,10 +127,6 @@ func Placeholders(from, n int) string {
 	return b.String()
 }
 
-// MaxParams is how many placeholders one statement may bind on both engines
-// (SQLite's default limit; PostgreSQL allows 65535).
-const MaxParams = 32766
-
 // DB is a store's handle on its database: one database/sql pool and the
 // engine behind it.
 type DB struct {
@@ -157,13 +153,6 @@ func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	committed = true
 	return tx.Commit()
-}
-
-// IsUniqueViolation reports whether err is the database refusing a row that
-// would duplicate a UNIQUE or PRIMARY KEY value. Stores turn it into their
-// ErrConflict.
-func (d Dialect) IsUniqueViolation(err error) bool {
-	return IsUniqueViolation(err)
 }
 
 // Execer is what runs a statement: a *sql.Tx, a *sql.DB or a *DB.

@@ -19,7 +19,8 @@ import (
 // refusing a row that would duplicate a UNIQUE or PRIMARY KEY value. Stores
 // turn it into their ErrConflict.
 func IsUniqueViolation(err error) bool {
-	return isPostgresUniqueViolation(err) || isSQLiteUniqueViolation(err)
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" || isSQLiteUniqueViolation(err) // 23505: unique_violation
 }
 
 // IsUnavailable reports whether err says the database cannot serve right now

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -14,7 +13,7 @@ import (
 // connection it hands out is pinged first. A PostgreSQL restart, a
 // failover or an operator's pg_terminate_backend breaks every pooled
 // connection at once, but each one only finds out when it is next used:
-// the pools' default ping, only for connections idle over a second,
+// the pool's default ping, only for connections idle over a second,
 // misses those a busy service used a moment ago. Past the window, a
 // connection the restart broke has been pinged or has sat idle long
 // enough for the default ping to catch it.
@@ -30,7 +29,7 @@ type recovery struct {
 	broke atomic.Int64
 }
 
-// shouldPing is the pools' ShouldPing: the default (idle over a second),
+// shouldPing is the pool's ShouldPing: the default (idle over a second),
 // or any connection while the window after a breakage is open.
 func (r *recovery) shouldPing(idle time.Duration) bool {
 	return idle > time.Second || time.Since(time.Unix(0, r.broke.Load())) < recheckWindow
@@ -50,49 +49,17 @@ func (r *recovery) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.Trace
 }
 
 // TraceQueryEnd is part of pgx.QueryTracer; every statement ends here,
-// BEGIN and COMMIT included.
+// BEGIN and COMMIT included: database/sql reaches pgx only through Exec
+// and Query, never batches or COPY.
 func (r *recovery) TraceQueryEnd(_ context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
 	r.saw(conn, data.Err)
 }
 
-// TraceBatchStart, TraceBatchQuery and TraceBatchEnd are pgx.BatchTracer:
-// a batch's statements do not pass through TraceQueryEnd.
-func (r *recovery) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-
-// TraceBatchQuery is part of pgx.BatchTracer.
-func (r *recovery) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-
-// TraceBatchEnd is part of pgx.BatchTracer.
-func (r *recovery) TraceBatchEnd(_ context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
-	r.saw(conn, data.Err)
-}
-
-// TraceCopyFromStart and TraceCopyFromEnd are pgx.CopyFromTracer.
-func (r *recovery) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
-	return ctx
-}
-
-// TraceCopyFromEnd is part of pgx.CopyFromTracer.
-func (r *recovery) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, data pgx.TraceCopyFromEndData) {
-	r.saw(conn, data.Err)
-}
-
-// recoverPool installs recovery on a pgxpool configuration. berth sets no
-// tracer of its own; were one set, it would be kept, and connections
-// would be pinged by idle time alone.
-func recoverPool(cfg *pgxpool.Config) {
-	r := &recovery{}
-	if cfg.ConnConfig.Tracer == nil {
-		cfg.ConnConfig.Tracer = r
-	}
-	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return r.shouldPing(p.IdleDuration) }
-}
-
-// recoverSQL is recovery for a database/sql pool over pgx: it installs
-// the tracer on cc, and the option it returns makes database/sql ping (and
-// on failure discard) connections as recoverPool does.
+// recoverSQL installs recovery on a database/sql pool over pgx: the tracer
+// on cc, and the option it returns makes database/sql ping (and on failure
+// discard) connections by shouldPing. berth sets no tracer of its own;
+// were one set, it would be kept, and connections would be pinged by idle
+// time alone.
 func recoverSQL(cc *pgx.ConnConfig) stdlib.OptionOpenDB {
 	r := &recovery{}
 	if cc.Tracer == nil {

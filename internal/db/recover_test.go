@@ -11,34 +11,25 @@ import (
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
-// querier is what both PostgreSQL pools berth opens can do: pgxpool (the
-// stores) and database/sql over pgx (db.Open).
+// querier is what the PostgreSQL pool berth opens (database/sql over pgx,
+// db.Open) can do.
 type querier struct {
 	name  string
 	exec  func(ctx context.Context, sql string) error
 	close func()
 }
 
-// poolKinds names the two pools; open opens one of them.
-var poolKinds = []string{"pgxpool", "database/sql"}
+// poolKinds names the pools; open opens one of them.
+var poolKinds = []string{"database/sql"}
 
 func open(t *testing.T, kind, dsn string) querier {
 	t.Helper()
 	ctx := context.Background()
-	var q querier
-	if kind == "pgxpool" {
-		pool, err := db.OpenPostgres(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q = querier{kind, func(ctx context.Context, s string) error { _, err := pool.Exec(ctx, s); return err }, pool.Close}
-	} else {
-		sqlDB, err := db.Open(ctx, db.Postgres, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q = querier{kind, func(ctx context.Context, s string) error { _, err := sqlDB.ExecContext(ctx, s); return err }, func() { sqlDB.Close() }}
+	sqlDB, err := db.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
+	q := querier{kind, func(ctx context.Context, s string) error { _, err := sqlDB.ExecContext(ctx, s); return err }, func() { sqlDB.Close() }}
 	t.Cleanup(q.close)
 	return q
 }

@@ -3,11 +3,23 @@ package castore
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
 )
+
+// Schema changelog. Each version exists once per dialect, in
+// migrations/sqlite and migrations/postgres, and both must say the same thing:
+//
+//	0001 ca_issued (by serial, indexed by node and issue time) and
+//	     ca_revocations (one per issued serial, indexed by time).
+//	0002 ca_issued.request_id (unique when set) and key_sha256;
+//	     ca_revocations.node_revoked.
+//
+//go:embed migrations
+var migrations embed.FS
 
 // SQLStore is the Store on SQLite (`berthd dev`, one machine) or on
 // PostgreSQL, shared by every replica of the CA service.
@@ -18,13 +30,11 @@ type SQLStore struct {
 var _ Store = (*SQLStore)(nil)
 
 // Open opens the database at where (a path for SQLite, a DSN for
-// PostgreSQL) and brings the CA tables up to date.
+// PostgreSQL) and brings the CA tables up to date; "ca" names them in
+// schema_migrations.
 func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
-	h, err := db.OpenSchema(ctx, d, where, schema)
-	if err != nil {
-		return nil, fmt.Errorf("ca store: %w", err)
-	}
-	return &SQLStore{db: h}, nil
+	h, err := db.OpenSchema(ctx, d, where, db.Schema{Service: "ca", FS: migrations})
+	return db.Result(&SQLStore{db: h}, err, "ca store")
 }
 
 // NewSQLite opens the store in the SQLite database at path, creating it.
@@ -50,9 +60,7 @@ const issuedSelect = `SELECT i.serial, i.node_id, i.not_before, i.not_after, i.i
 
 const revocationColumns = `serial, node_id, reason, revoked_at, node_revoked`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanIssued(row scanner) (Issued, error) {
+func scanIssued(row db.Scanner) (Issued, error) {
 	var (
 		c           Issued
 		reason      sql.NullString
@@ -60,17 +68,16 @@ func scanIssued(row scanner) (Issued, error) {
 		nodeRevoked sql.NullBool
 	)
 	if err := row.Scan(&c.Serial, &c.NodeID, db.ScanTime(&c.NotBefore), db.ScanTime(&c.NotAfter), db.ScanTime(&c.IssuedAt),
-		&c.DER, &c.RequestID, &c.KeySHA256, &reason, db.ScanTime(&revokedAt), &nodeRevoked); err != nil {
+		db.ScanBytes(&c.DER), &c.RequestID, db.ScanBytes(&c.KeySHA256), &reason, db.ScanTime(&revokedAt), &nodeRevoked); err != nil {
 		return Issued{}, err
 	}
-	c.DER, c.KeySHA256 = nilIfEmpty(c.DER), nilIfEmpty(c.KeySHA256)
 	if reason.Valid { // the LEFT JOIN found a revocation
 		c.Revocation = &Revocation{Serial: c.Serial, NodeID: c.NodeID, Reason: reason.String, RevokedAt: revokedAt, Node: nodeRevoked.Bool}
 	}
 	return c, nil
 }
 
-func scanRevocation(row scanner) (Revocation, error) {
+func scanRevocation(row db.Scanner) (Revocation, error) {
 	var r Revocation
 	err := row.Scan(&r.Serial, &r.NodeID, &r.Reason, db.ScanTime(&r.RevokedAt), &r.Node)
 	return r, err
@@ -80,26 +87,17 @@ func scanRevocation(row scanner) (Revocation, error) {
 func (s *SQLStore) RecordIssued(ctx context.Context, c Issued) error {
 	d := s.db.Dialect
 	_, err := s.db.ExecContext(ctx, `INSERT INTO ca_issued (`+issuedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.Serial, c.NodeID, d.Time(c.NotBefore), d.Time(c.NotAfter), d.Time(c.IssuedAt), nonNil(c.DER), c.RequestID, nonNil(c.KeySHA256))
+		c.Serial, c.NodeID, d.Time(c.NotBefore), d.Time(c.NotAfter), d.Time(c.IssuedAt), db.Bytes(c.DER), c.RequestID, db.Bytes(c.KeySHA256))
 	if db.IsUniqueViolation(err) {
-		return fmt.Errorf("record issued %s: %w", c.Serial, ErrConflict)
+		err = ErrConflict
 	}
-	if err != nil {
-		return fmt.Errorf("record issued %s: %w", c.Serial, err)
-	}
-	return nil
+	return db.Wrap(err, "record issued %s", c.Serial)
 }
 
 // GetIssued returns the certificate with the given serial.
 func (s *SQLStore) GetIssued(ctx context.Context, serial string) (Issued, error) {
 	c, err := scanIssued(s.db.QueryRowContext(ctx, issuedSelect+` WHERE i.serial = $1`, serial))
-	if db.IsNoRows(err) {
-		return Issued{}, fmt.Errorf("get issued %s: %w", serial, ErrNotFound)
-	}
-	if err != nil {
-		return Issued{}, fmt.Errorf("get issued %s: %w", serial, err)
-	}
-	return c, nil
+	return db.Result(c, db.Found(err, ErrNotFound), "get issued %s", serial)
 }
 
 // GetIssuedByRequest returns the certificate issued for requestID.
@@ -108,52 +106,34 @@ func (s *SQLStore) GetIssuedByRequest(ctx context.Context, requestID string) (Is
 		return Issued{}, fmt.Errorf("get issued for request: empty request ID: %w", ErrNotFound)
 	}
 	c, err := scanIssued(s.db.QueryRowContext(ctx, issuedSelect+` WHERE i.request_id = $1`, requestID))
-	if db.IsNoRows(err) {
-		return Issued{}, fmt.Errorf("get issued for request %s: %w", requestID, ErrNotFound)
-	}
-	if err != nil {
-		return Issued{}, fmt.Errorf("get issued for request %s: %w", requestID, err)
-	}
-	return c, nil
+	return db.Result(c, db.Found(err, ErrNotFound), "get issued for request %s", requestID)
 }
 
 // issuedWhere builds the filter shared by ListIssued and CountIssued.
-func (s *SQLStore) issuedWhere(nodeID string, since time.Time) (string, []any) {
-	q := ` WHERE TRUE`
-	var args []any
+func (s *SQLStore) issuedWhere(nodeID string, since time.Time) (string, db.Params) {
+	q, p := ` WHERE TRUE`, db.Params{}
 	if nodeID != "" {
-		args = append(args, nodeID)
-		q += fmt.Sprintf(` AND i.node_id = $%d`, len(args))
+		q += ` AND i.node_id = ` + p.Add(nodeID)
 	}
 	if !since.IsZero() {
-		args = append(args, s.db.Dialect.Time(since))
-		q += fmt.Sprintf(` AND i.issued_at >= $%d`, len(args))
+		q += ` AND i.issued_at >= ` + p.Add(s.db.Dialect.Time(since))
 	}
-	return q, args
+	return q, p
 }
 
 // ListIssued returns matching certificates, oldest first.
 func (s *SQLStore) ListIssued(ctx context.Context, nodeID string, since time.Time) ([]Issued, error) {
-	where, args := s.issuedWhere(nodeID, since)
-	rows, err := s.db.QueryContext(ctx, issuedSelect+where+` ORDER BY i.issued_at, i.serial`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list issued: %w", err)
-	}
-	cs, err := collect(rows, scanIssued)
-	if err != nil {
-		return nil, fmt.Errorf("list issued: %w", err)
-	}
-	return cs, nil
+	where, p := s.issuedWhere(nodeID, since)
+	cs, err := db.Collect(ctx, s.db, scanIssued, issuedSelect+where+` ORDER BY i.issued_at, i.serial`, p...)
+	return db.Result(cs, err, "list issued")
 }
 
 // CountIssued counts matching certificates.
 func (s *SQLStore) CountIssued(ctx context.Context, nodeID string, since time.Time) (int64, error) {
-	where, args := s.issuedWhere(nodeID, since)
+	where, p := s.issuedWhere(nodeID, since)
 	var n int64
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM ca_issued i`+where, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count issued: %w", err)
-	}
-	return n, nil
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM ca_issued i`+where, p...).Scan(&n)
+	return db.Result(n, err, "count issued")
 }
 
 // Revoke records a revocation unless one exists, and returns the one stored.
@@ -167,13 +147,7 @@ func (s *SQLStore) Revoke(ctx context.Context, r Revocation) (Revocation, error)
 		return Revocation{}, fmt.Errorf("revoke %s: %w", r.Serial, err)
 	}
 	got, err := scanRevocation(s.db.QueryRowContext(ctx, `SELECT `+revocationColumns+` FROM ca_revocations WHERE serial = $1`, r.Serial))
-	if db.IsNoRows(err) {
-		return Revocation{}, fmt.Errorf("revoke %s: %w", r.Serial, ErrNotFound)
-	}
-	if err != nil {
-		return Revocation{}, fmt.Errorf("revoke %s: %w", r.Serial, err)
-	}
-	return got, nil
+	return db.Result(got, db.Found(err, ErrNotFound), "revoke %s", r.Serial)
 }
 
 // RevokeNode revokes the node's certificates but those for key keep (an
@@ -191,61 +165,19 @@ func (s *SQLStore) RevokeNode(ctx context.Context, nodeID string, keep []byte, r
 	SELECT serial, node_id, $1, $2, $3 FROM ca_issued WHERE node_id = $4`+kept+`
 	ON CONFLICT (serial) DO UPDATE SET node_revoked = excluded.node_revoked, revoked_at = excluded.revoked_at
 	WHERE excluded.node_revoked AND NOT ca_revocations.node_revoked`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("revoke node %s: %w", nodeID, err)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("revoke node %s: %w", nodeID, err)
-	}
-	return n, nil
+	return db.Result(n, err, "revoke node %s", nodeID)
 }
 
 // ListRevocations returns revocations since the given time, oldest first.
 func (s *SQLStore) ListRevocations(ctx context.Context, since time.Time) ([]Revocation, error) {
-	q := `SELECT ` + revocationColumns + ` FROM ca_revocations`
-	var args []any
+	q, p := `SELECT `+revocationColumns+` FROM ca_revocations`, db.Params{}
 	if !since.IsZero() {
-		q += ` WHERE revoked_at >= $1`
-		args = append(args, s.db.Dialect.Time(since))
+		q += ` WHERE revoked_at >= ` + p.Add(s.db.Dialect.Time(since))
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY revoked_at, serial`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list revocations: %w", err)
-	}
-	rs, err := collect(rows, scanRevocation)
-	if err != nil {
-		return nil, fmt.Errorf("list revocations: %w", err)
-	}
-	return rs, nil
-}
-
-// collect scans every row; nil when there is none.
-func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func nilIfEmpty(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-// nonNil stores a missing byte string as an empty one: the columns are NOT
-// NULL.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
+	rs, err := db.Collect(ctx, s.db, scanRevocation, q+` ORDER BY revoked_at, serial`, p...)
+	return db.Result(rs, err, "list revocations")
 }

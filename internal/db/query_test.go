@@ -1,0 +1,102 @@
+package db_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/db"
+)
+
+type jrow struct {
+	ID     string
+	Labels map[string]string
+	MACs   []string
+	Blob   []byte
+}
+
+func scanJRow(r db.Scanner) (jrow, error) {
+	var j jrow
+	err := r.Scan(&j.ID, db.ScanJSON(&j.Labels), db.ScanJSON(&j.MACs), db.ScanBytes(&j.Blob))
+	return j, err
+}
+
+// TestQueryHelpers: what the stores read and write through db's helpers
+// round-trips alike on both engines, with "none" read back as nil.
+func TestQueryHelpers(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		typ, blob := "TEXT", "BLOB"
+		if d.Dialect == db.Postgres {
+			typ, blob = "JSONB", "BYTEA"
+		}
+		mustExec(t, d, `CREATE TABLE j (id TEXT PRIMARY KEY, labels `+typ+` NOT NULL, macs `+typ+`, b `+blob+` NOT NULL)`)
+		rows := []jrow{
+			{ID: "a", Labels: map[string]string{"rack": "r1"}, MACs: []string{"aa:bb"}, Blob: []byte{1, 2}},
+			{ID: "b"}, // nil everywhere: stored as {}, [] and empty bytes
+		}
+		for _, r := range rows {
+			mustExec(t, d, `INSERT INTO j (id, labels, macs, b) VALUES ($1, $2, $3, $4)`, r.ID, db.JSON(r.Labels), db.JSON(r.MACs), db.Bytes(r.Blob))
+		}
+		mustExec(t, d, `INSERT INTO j (id, labels, macs, b) VALUES ('c', '{}', NULL, $1)`, []byte{})
+		want := append(rows, jrow{ID: "c"})
+
+		var p db.Params
+		got, err := db.Collect(ctx, d, scanJRow, `SELECT id, labels, macs, b FROM j WHERE `+p.In("id", []string{"a", "b", "c"})+` ORDER BY id`, p...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Collect = %#v, want %#v", got, want)
+		}
+		p = nil
+		if got, err := db.Collect(ctx, d, scanJRow, `SELECT id, labels, macs, b FROM j WHERE `+p.In("id", nil), p...); err != nil || got != nil {
+			t.Errorf("Collect with an empty IN = %v, %v; want nil, nil", got, err)
+		}
+		if _, err := db.Collect(ctx, d, scanJRow, `SELECT nope FROM j`); err == nil {
+			t.Error("Collect of a bad query: no error")
+		}
+
+		notFound := errors.New("not found")
+		r, err := scanJRow(d.QueryRowContext(ctx, `SELECT id, labels, macs, b FROM j WHERE id = 'zz'`))
+		r, err = db.Result(r, db.Found(err, notFound), "get %s", "zz")
+		if !errors.Is(err, notFound) || err.Error() != "get zz: not found" || r.ID != "" {
+			t.Errorf("Result(Found(no rows)) = %v, %v; want zero, \"get zz: not found\"", r, err)
+		}
+	})
+}
+
+func TestResultAndWrap(t *testing.T) {
+	boom := errors.New("boom")
+	if v, err := db.Result(7, nil, "x"); v != 7 || err != nil {
+		t.Errorf("Result(7, nil) = %v, %v", v, err)
+	}
+	if v, err := db.Result(7, boom, "op %d", 3); v != 0 || !errors.Is(err, boom) || err.Error() != "op 3: boom" {
+		t.Errorf("Result(7, boom) = %v, %v; want 0, op 3: boom", v, err)
+	}
+	if err := db.Wrap(nil, "x"); err != nil {
+		t.Errorf("Wrap(nil) = %v", err)
+	}
+	if err := db.Wrap(sql.ErrNoRows, "get %s", "n"); !errors.Is(err, sql.ErrNoRows) || err.Error() != "get n: sql: no rows in result set" {
+		t.Errorf("Wrap = %v", err)
+	}
+	if err := db.Found(boom, sql.ErrConnDone); err != boom {
+		t.Errorf("Found(boom) = %v, want boom itself", err)
+	}
+}
+
+func TestScanJSONRefusesBadInput(t *testing.T) {
+	var m map[string]string
+	if err := db.ScanJSON(&m).Scan(`{"a":`); err == nil {
+		t.Error("ScanJSON of truncated JSON: no error")
+	}
+	if err := db.ScanJSON(&m).Scan(int64(3)); err == nil {
+		t.Error("ScanJSON of an integer: no error")
+	}
+	var b []byte
+	if err := db.ScanBytes(&b).Scan(int64(3)); err == nil {
+		t.Error("ScanBytes of an integer: no error")
+	}
+}
