@@ -47,12 +47,20 @@ func TestConfigErrors(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	l := reserveAddr(t)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// reserveAddr binds a loopback port and keeps it until the test closes it.
+func reserveAddr(t *testing.T) net.Listener {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 // TestRunServesAndStops runs every role on SQLite: health and reflection

@@ -172,7 +172,11 @@ func TestRevocationUnknownUntilCA(t *testing.T) {
 	srv := grpctest.New(t, grpctest.Config{})
 	layout := srv.Layout
 	dir := t.TempDir()
-	caAddr := freeAddr(t)
+	// The CA's port stays bound until the CA starts, so that no other
+	// test (or outgoing connection) takes it meanwhile; bound and never
+	// accepting, it is as unreachable as a CA that is down.
+	caLis := reserveAddr(t)
+	caAddr := caLis.Addr().String()
 	bundles := start(t, Config{Role: RoleBundles, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DataDir: dir, CAAddr: caAddr, HealthPeriod: 100 * time.Millisecond})
 	hb := start(t, Config{Role: RoleHeartbeat, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DataDir: dir, CAAddr: caAddr, HealthPeriod: 100 * time.Millisecond})
 	node := srv.NodeCert(t, "node-1")
@@ -191,6 +195,7 @@ func TestRevocationUnknownUntilCA(t *testing.T) {
 	_, err = stream.Recv()
 	grpctest.WantStatus(t, err, codes.Unavailable, "revocation state not yet known; retry later")
 
+	caLis.Close()
 	start(t, Config{Role: RoleCA, Listen: caAddr, PKIDir: layout.Dir, DataDir: dir})
 	waitHealth(t, bundleConn, "", serving)
 	waitHealth(t, hbConn, "", serving)
