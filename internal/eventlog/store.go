@@ -27,6 +27,64 @@ var _ Log = (*SQLLog)(nil)
 // NewLog returns the log t in d. Its tables must exist (Schema).
 func NewLog(d *db.DB, t Table) *SQLLog { return &SQLLog{db: d, t: t} }
 
+// Store is what a store with an event log is made of: its database, with
+// its tables up to date, and its log.
+type Store struct {
+	DB  *db.DB
+	Log *SQLLog
+}
+
+// OpenStore opens the database at where (a path for SQLite, a DSN for
+// PostgreSQL), brings schema up to date and returns it with its log t.
+func OpenStore(ctx context.Context, d db.Dialect, where string, schema db.Schema, t Table) (Store, error) {
+	h, err := db.OpenSchema(ctx, d, where, schema)
+	if err != nil {
+		return Store{}, err
+	}
+	return Store{DB: h, Log: NewLog(h, t)}, nil
+}
+
+// Write runs fn in a transaction and appends the events fn returns as the
+// transaction's last write (see Cursor order); once the transaction has
+// committed, it wakes this process's followers.
+func (s Store) Write(ctx context.Context, fn func(*sql.Tx) ([]Event, error)) error {
+	var appended bool
+	err := s.DB.Tx(ctx, func(tx *sql.Tx) error {
+		evs, err := fn(tx)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		appended = true
+		return s.Log.Append(ctx, tx, evs...)
+	})
+	if err == nil && appended {
+		s.Log.Notify()
+	}
+	return err
+}
+
+// Events is the log.
+func (s Store) Events() Log { return s.Log }
+
+// Close closes the database.
+func (s Store) Close() { s.DB.Close() }
+
+// Details builds event details from key/value pairs, leaving out empty
+// values; nil when nothing is left.
+func Details(kv ...string) map[string]string {
+	var d map[string]string
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		if d == nil {
+			d = make(map[string]string, len(kv)/2)
+		}
+		d[kv[i]] = kv[i+1]
+	}
+	return d
+}
+
 // Notify wakes this process's followers; call it after a transaction that
 // appended has committed.
 func (l *SQLLog) Notify() { l.n.Notify() }
