@@ -108,7 +108,8 @@ func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Stat
 }
 
 // ApproveNode approves a pending or rejected node. Its certificate is issued
-// when it next calls in, so approval never waits on the CA.
+// when it next calls in, or by the reconciler (Reconcile) if it does not
+// call first, so approval never waits on the CA.
 func (s *Service) ApproveNode(ctx context.Context, req *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
 	log := rpc.Logger(ctx, s.log)
 	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected, regstore.StatusApproved}, regstore.StatusApproved)

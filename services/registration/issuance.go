@@ -2,6 +2,7 @@ package registration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -155,11 +156,18 @@ func (s *Service) revokeIfMovedOn(ctx context.Context, in regstore.Intent, seria
 // Reconcile completes the issuances open for at least olderThan: it asks
 // the CA for each one's certificate (the one already issued, if the CA
 // signed before the caller was lost) and stores it, or counts and revokes
-// it if the node moved on. Replicas may run it at once: completing is
-// idempotent. It returns how many it closed and the first error; the
-// others are logged and tried again on the next pass.
+// it if the node moved on. Then it issues, through the same intent, the
+// certificate of every approved node that has none and no open issuance
+// and has not changed for olderThan: one an administrator approved, or
+// whose registration was lost between its write and its intent. Such a
+// node's next call just picks the certificate up, so no node stays
+// approved without a certificate past the first pass that finds it.
+// Replicas may run it at once: claims and completions are idempotent. It
+// returns how many issuances it closed and the first error; the others
+// are logged and tried again on the next pass.
 func (s *Service) Reconcile(ctx context.Context, olderThan time.Duration) (int, error) {
-	open, err := s.store.ListIntents(ctx, s.clock.Now().Add(-olderThan), reconcileBatch)
+	cutoff := s.clock.Now().Add(-olderThan)
+	open, err := s.store.ListIntents(ctx, cutoff, reconcileBatch)
 	if err != nil {
 		return 0, fmt.Errorf("list open issuances: %w", err)
 	}
@@ -170,9 +178,7 @@ func (s *Service) Reconcile(ctx context.Context, olderThan time.Duration) (int, 
 	for _, in := range open {
 		if _, _, err := s.complete(ctx, in); err != nil {
 			s.log.Warn("completing an open issuance failed; retrying on the next pass", "node", in.NodeID, "request_id", in.RequestID, "error", err)
-			if first == nil {
-				first = err
-			}
+			first = cmp.Or(first, err)
 			continue
 		}
 		closed++
@@ -180,7 +186,44 @@ func (s *Service) Reconcile(ctx context.Context, olderThan time.Duration) (int, 
 	if closed > 0 {
 		s.log.Info("open issuances completed", "closed", closed, "open", len(open)-closed)
 	}
-	return closed, first
+	issued, err := s.issueUncertified(ctx, cutoff)
+	return closed + issued, cmp.Or(first, err)
+}
+
+// issueUncertified issues the first certificate of the approved nodes,
+// unchanged since cutoff, that have none and no open issuance, and returns
+// how many it issued.
+func (s *Service) issueUncertified(ctx context.Context, cutoff time.Time) (int, error) {
+	nodes, err := s.store.ListUncertified(ctx, cutoff, reconcileBatch)
+	if err != nil {
+		return 0, fmt.Errorf("list approved nodes without a certificate: %w", err)
+	}
+	var (
+		issued int
+		first  error
+	)
+	for _, n := range nodes {
+		_, err := s.renew(ctx, n)
+		switch {
+		case err == nil:
+			issued++
+		case movedOn(err):
+			// Revoked, rejected or deleted since it was listed: nothing
+			// to issue.
+		default:
+			s.log.Warn("issuing the certificate of an approved node failed; retrying on the next pass", "node", n.ID, "error", err)
+			first = cmp.Or(first, err)
+		}
+	}
+	if issued > 0 {
+		s.log.Info("certificates of approved nodes issued", "issued", issued, "found", len(nodes))
+	}
+	return issued, first
+}
+
+// movedOn is an issuance refused because the node is no longer approved.
+func movedOn(err error) bool {
+	return errors.Is(err, errUnknownKey) || errors.Is(err, errPending) || errors.Is(err, errRejected) || errors.Is(err, errRevoked)
 }
 
 // reconcileLoop runs Reconcile at start, over every open issuance, then

@@ -3,7 +3,6 @@ package registration
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -216,39 +215,7 @@ func TestAbandonedIssuanceOfRevokedNode(t *testing.T) {
 func TestRenewalClaimAcrossReplicas(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
-		var (
-			b    backend
-			open func() regstore.Store
-		)
-		switch engine {
-		case pgtest.SQLite:
-			dir := t.TempDir()
-			b = sqliteIn(dir)
-			open = func() regstore.Store {
-				s, err := regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(s.Close)
-				return s
-			}
-		default:
-			dsn := pgtest.NewDatabase(t)
-			b = postgresAt(dsn)
-			open = func() regstore.Store {
-				s, err := regstore.NewPostgres(ctx, dsn)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(s.Close)
-				return s
-			}
-		}
-		e := newEnv(t, b)
-		second, err := New(Config{Store: open(), CA: e.ca, TrustBundle: [][]byte{e.layout.Root.Raw}, Clock: e.clock})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, second := replicas(t, engine)
 		replicas := []*Service{e.svc, second}
 		n := e.newNode(uuidA)
 		first := leafOf(t, e.register(t, n, true))

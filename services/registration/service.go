@@ -13,7 +13,10 @@
 // is also the claim on a renewal: replicas that race complete the same
 // intent and get the same certificate. An intent left open by a crash is
 // completed by the node's next call or by the reconciler in Run, so the
-// CA's log and each node's certificates_issued always agree. A
+// CA's log and each node's certificates_issued always agree. The
+// reconciler also opens and completes the issuance of an approved node
+// that has no certificate and no intent (approved by an admin, or whose
+// caller was lost before the intent), so its next call finds it. A
 // certificate that arrives for a node that moved on (revoked, deleted,
 // replaced) is counted and revoked, never handed out.
 //
@@ -110,7 +113,11 @@ type Config struct {
 	// for longer than ReconcileAge (DefaultReconcilePeriod,
 	// DefaultReconcileAge): those of a replica that crashed, or lost the
 	// database or the CA, between recording an issuance and storing the
-	// certificate. Run's first pass, at start, takes every open one.
+	// certificate. It also issues the certificate of every approved node
+	// left without one and unchanged for ReconcileAge (approved by an
+	// admin, or registered by a replica lost before it opened the
+	// intent), so such a node waits at most ReconcileAge plus
+	// ReconcilePeriod. Run's first pass, at start, takes every one.
 	ReconcilePeriod time.Duration
 	ReconcileAge    time.Duration
 }

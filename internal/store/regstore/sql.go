@@ -665,6 +665,26 @@ func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, limit int)
 	return ins, nil
 }
 
+// ListUncertified returns approved nodes without a certificate or an open
+// intent. Nodes are few in this state (between a registration and its
+// issuance), so the scan of the approved nodes this does every reconciler
+// pass stays on the (status, id) index and costs little.
+func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, limit int) ([]Node, error) {
+	q := `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE status = 'approved' AND cert_serial IS NULL AND updated_at <= $1
+		AND NOT EXISTS (SELECT 1 FROM reg_intents WHERE reg_intents.node_id = reg_nodes.id)
+		ORDER BY updated_at, id`
+	args := []any{s.db.Dialect.Time(before)}
+	if limit > 0 {
+		q += ` LIMIT $2`
+		args = append(args, limit)
+	}
+	ns, err := collect(s.db, ctx, q, args, scanNode)
+	if err != nil {
+		return nil, fmt.Errorf("list uncertified nodes: %w", err)
+	}
+	return ns, nil
+}
+
 // ImportEKs enrols eks in one transaction: an insert that finds the hash
 // taken does nothing, and the label is updated instead.
 func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error) {

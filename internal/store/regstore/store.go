@@ -284,6 +284,12 @@ type Store interface {
 	// ListIntents returns up to limit (<= 0: all) open intents created at
 	// or before `before`, oldest first.
 	ListIntents(ctx context.Context, before time.Time, limit int) ([]Intent, error)
+	// ListUncertified returns up to limit (<= 0: all) approved nodes that
+	// hold no certificate and have no open issuance, last changed at or
+	// before `before`, oldest change first: nodes approved (by an admin,
+	// or at registration) whose issuance nobody began, or whose caller
+	// was lost before it opened the intent. The reconciler issues theirs.
+	ListUncertified(ctx context.Context, before time.Time, limit int) ([]Node, error)
 	// AllowReplacement lets the next registration that names this node
 	// replace it (see RegisterNode).
 	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)

@@ -244,3 +244,76 @@ func testIssuanceRace(t *testing.T, s regstore.Store) {
 		t.Errorf("node after the race: cert %+v, issued %d", got.Cert, got.CertificatesIssued)
 	}
 }
+
+// testListUncertified: the reconciler's view of approved nodes nobody is
+// issuing a certificate for.
+func testListUncertified(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 20))
+	register := func(id string, i int, status regstore.Status, now time.Time) regstore.Node {
+		n := node(id, i)
+		n.Status = status
+		return mustRegister(t, s, "tok", now, n)
+	}
+	first := register("first", 1, regstore.StatusApproved, t0)
+	register("pending", 2, regstore.StatusPending, t0)
+	register("issuing", 3, regstore.StatusApproved, t0)
+	mustClaim(t, s, intent("req-3", "issuing", 3, "", t0))
+	register("certified", 4, regstore.StatusApproved, t0)
+	mustClaim(t, s, intent("req-4", "certified", 4, "", t0))
+	if _, _, err := s.CompleteIssuance(ctx(t), "req-4", cert("aa04"), t0); err != nil {
+		t.Fatal(err)
+	}
+	register("revoked", 5, regstore.StatusApproved, t0)
+	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, t0, "admin:a"); err != nil {
+		t.Fatal(err)
+	}
+	// Approved by an admin later: its approval is its last change.
+	register("later", 6, regstore.StatusPending, t0)
+	later, err := s.SetStatus(ctx(t), "later", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(30*time.Minute), "admin:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	young := register("young", 7, regstore.StatusApproved, at(40*time.Minute))
+
+	ids := func(ns []regstore.Node) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		before time.Time
+		limit  int
+		want   []string
+	}{
+		{"before anything", at(-time.Second), 0, nil},
+		{"at the first registration", t0, 0, []string{"first"}},
+		{"after the approval", at(35 * time.Minute), 0, []string{"first", "later"}},
+		{"everything", at(time.Hour), 0, []string{"first", "later", "young"}},
+		{"limited, oldest first", at(time.Hour), 2, []string{"first", "later"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.ListUncertified(ctx(t), tt.before, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff(t, "ListUncertified", tt.want, ids(got))
+		})
+	}
+	got, err := s.ListUncertified(ctx(t), at(time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "ListUncertified nodes", []regstore.Node{first, later, young}, got)
+
+	// Once its intent is open, a node is the intents' business.
+	mustClaim(t, s, intent("req-1", "first", 1, "", at(time.Hour)))
+	if got, err := s.ListUncertified(ctx(t), at(time.Hour), 0); err != nil {
+		t.Fatal(err)
+	} else {
+		diff(t, "ListUncertified after a claim", []string{"later", "young"}, ids(got))
+	}
+}

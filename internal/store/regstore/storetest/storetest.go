@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ClaimErrors", testClaimErrors},
 		{"CompleteMovedOn", testCompleteMovedOn},
 		{"IssuanceRace", testIssuanceRace},
+		{"ListUncertified", testListUncertified},
 		{"DeleteNode", testDeleteNode},
 		{"EventsWithChanges", testEventsWithChanges},
 		{"EventsReplace", testEventsReplace},
