@@ -4,33 +4,45 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
+	"embed"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 )
 
+// Schema changelog. Each version exists once per dialect, in
+// migrations/sqlite and migrations/postgres, and both must say the same thing:
+//
+//	0001 hb_liveness (by node), hb_events (by cursor, indexed by node and
+//	     time), hb_event_log (retention watermark), hb_lease (decider lease)
+//	     and hb_settings (fleet heartbeat timings).
+//	0002 hb_settings.stretch: the load factor the decider applies to the
+//	     timings under overload (default 1).
+//	0003 hb_events takes the shape of every event log (eventlog.Schema for
+//	     "hb": the typed columns become details) and hb_event_log becomes
+//	     hb_events_watermark; cursors and watermark carry over.
+//	0004 hb_liveness.reported and bundle_applied (JSON: what a running
+//	     node reports), event_instance and event_seq (node events recorded
+//	     once per agent instance and sequence).
+//
+//go:embed migrations
+var migrations embed.FS
+
 // SQLStore is the Store on SQLite (`berthd dev`, one machine) or on
 // PostgreSQL, shared by every replica of the heartbeat service.
-type SQLStore struct {
-	db     *db.DB
-	events *eventlog.SQLLog
-}
+type SQLStore struct{ eventlog.Store }
 
 var _ Store = (*SQLStore)(nil)
 
 // Open opens the database at where (a path for SQLite, a DSN for
-// PostgreSQL) and brings the heartbeat tables up to date.
+// PostgreSQL) and brings the heartbeat tables up to date; "heartbeat"
+// names them in schema_migrations.
 func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
-	h, err := db.OpenSchema(ctx, d, where, schema)
-	if err != nil {
-		return nil, fmt.Errorf("heartbeat store: %w", err)
-	}
-	return &SQLStore{db: h, events: eventlog.NewLog(h, events)}, nil
+	s, err := eventlog.OpenStore(ctx, d, where, db.Schema{Service: "heartbeat", FS: migrations}, eventlog.NewTable("hb"))
+	return db.Result(&SQLStore{s}, err, "heartbeat store")
 }
 
 // NewSQLite opens the store in the SQLite database at path, creating it.
@@ -43,11 +55,8 @@ func NewPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
 	return Open(ctx, db.Postgres, dsn)
 }
 
-// Close closes the database.
-func (s *SQLStore) Close() { s.db.Close() }
-
-// Events is the health event log.
-func (s *SQLStore) Events() eventlog.Log { return s.events }
+// leaseName names the one lease in hb_lease.
+const leaseName = "decider"
 
 const livenessColumns = `node_id, last_seen, sequence, boot_id, status, uptime_us, state, state_since`
 
@@ -58,51 +67,67 @@ const livenessRead = livenessColumns + `, reported, bundle_applied`
 // flushChunk is how many rows one upsert carries (six parameters each).
 const flushChunk = 2000
 
-// upsertSet is the conflict clause of a flush: the newest observation wins
-// (the higher sequence on a tie), and a node that was not healthy becomes
-// healthy now, with its previous state kept in prior_state for RETURNING.
-const upsertSet = ` ON CONFLICT (node_id) DO UPDATE SET
-	last_seen = excluded.last_seen,
+// liveSet is what every write of a beat sets on conflict: the beat's
+// liveness, and healthy now, with the previous state kept in prior_state
+// for RETURNING.
+const liveSet = ` ON CONFLICT (node_id) DO UPDATE SET
 	sequence = excluded.sequence,
 	boot_id = excluded.boot_id,
 	status = excluded.status,
 	uptime_us = excluded.uptime_us,
 	prior_state = hb_liveness.state,
 	state = 'healthy',
-	state_since = CASE WHEN hb_liveness.state = 'healthy' THEN hb_liveness.state_since ELSE excluded.last_seen END
+	state_since = CASE WHEN hb_liveness.state = 'healthy' THEN hb_liveness.state_since ELSE excluded.last_seen END`
+
+// flushSet ends a flush's upsert: the newest observation wins (the higher
+// sequence on a tie).
+const flushSet = liveSet + `, last_seen = excluded.last_seen
 	WHERE excluded.last_seen > hb_liveness.last_seen
 		OR (excluded.last_seen = hb_liveness.last_seen AND excluded.sequence >= hb_liveness.sequence)
 	RETURNING node_id, last_seen, boot_id, status, prior_state`
 
-func scanLiveness(row interface{ Scan(...any) error }) (Liveness, error) {
+func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
+func scanLiveness(row db.Scanner) (Liveness, error) {
 	var (
 		l      Liveness
 		uptime int64
 	)
-	var reported, applied string
 	err := row.Scan(&l.NodeID, db.ScanTime(&l.LastSeen), &l.Sequence, &l.BootID, &l.Status, &uptime, &l.State, db.ScanTime(&l.StateSince),
-		&reported, &applied)
-	l.Uptime = fromDurationMicros(uptime)
-	if err == nil && reported != "" {
-		l.Reported = &Reported{}
-		if err = json.Unmarshal([]byte(reported), l.Reported); err != nil {
-			err = fmt.Errorf("node %s: stored reported status: %w", l.NodeID, err)
-		}
-	}
-	if err == nil && applied != "" {
-		l.BundleApplied = &BundleApplied{}
-		if err = json.Unmarshal([]byte(applied), l.BundleApplied); err != nil {
-			err = fmt.Errorf("node %s: stored applied bundle: %w", l.NodeID, err)
-		}
-	}
+		db.ScanJSON(&l.Reported), db.ScanJSON(&l.BundleApplied))
+	l.Uptime = micros(uptime)
 	return l, err
 }
 
-// obsValues is one VALUES row of an observation, from parameter n on.
-func (s *SQLStore) obsValues(n int, o Observation) (string, []any) {
-	p := func(i int) string { return fmt.Sprintf("$%d", n+i) }
-	return "(" + p(0) + ", " + p(1) + ", " + p(2) + ", " + p(3) + ", " + p(4) + ", " + p(5) + ", 'healthy', " + p(1) + ")",
-		[]any{o.NodeID, s.db.Dialect.Time(o.LastSeen), o.Sequence, o.BootID, string(o.Status), durationMicros(o.Uptime)}
+// scanHealthy reads a row a flush's upsert returned as the healthy event
+// of its node; PrevState says whether it was healthy already.
+func scanHealthy(row db.Scanner) (Event, error) {
+	e := Event{Type: EventHealthy, State: StateHealthy}
+	var prior sql.NullString
+	err := row.Scan(&e.NodeID, db.ScanTime(&e.Time), &e.BootID, &e.Status, &prior)
+	e.PrevState = State(prior.String)
+	return e, err
+}
+
+// latestPerNode keeps the newest observation of each node (the last given
+// wins a tie) and sorts them by node ID, so that concurrent writers lock
+// rows in the same order.
+func latestPerNode(obs []Observation) []Observation {
+	byNode := make(map[string]int, len(obs))
+	out := make([]Observation, 0, len(obs))
+	for _, o := range obs {
+		o.LastSeen = db.UTC(o.LastSeen)
+		if i, ok := byNode[o.NodeID]; ok {
+			if !o.LastSeen.Before(out[i].LastSeen) {
+				out[i] = o
+			}
+			continue
+		}
+		byNode[o.NodeID] = len(out)
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b Observation) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	return out
 }
 
 // Flush writes the observations and appends events in one transaction.
@@ -111,92 +136,66 @@ func (s *SQLStore) Flush(ctx context.Context, obs []Observation, given []Event) 
 	if len(obs) == 0 && len(given) == 0 {
 		return FlushResult{}, nil
 	}
+	d := s.DB.Dialect
 	var res FlushResult
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		res = FlushResult{}
 		var healthy []Event
 		for chunk := range slices.Chunk(obs, flushChunk) {
 			q := `INSERT INTO hb_liveness (` + livenessColumns + `) VALUES `
-			var args []any
+			var p db.Params
 			for i, o := range chunk {
-				v, a := s.obsValues(len(args)+1, o)
 				if i > 0 {
 					q += ", "
 				}
-				q, args = q+v, append(args, a...)
+				at := p.Add(d.Time(o.LastSeen))
+				q += "(" + p.Add(o.NodeID) + ", " + at + ", " + p.Add(o.Sequence) + ", " + p.Add(o.BootID) + ", " +
+					p.Add(string(o.Status)) + ", " + p.Add(o.Uptime.Microseconds()) + ", 'healthy', " + at + ")"
 			}
-			evs, n, err := upsert(ctx, tx, q+upsertSet, args)
+			written, err := db.Collect(ctx, tx, scanHealthy, q+flushSet, p...)
 			if err != nil {
-				return fmt.Errorf("upsert liveness: %w", err)
+				return nil, fmt.Errorf("upsert liveness: %w", err)
 			}
-			res.Rows += n
-			healthy = append(healthy, evs...)
+			res.Rows += len(written)
+			for _, e := range written {
+				if e.PrevState != StateHealthy {
+					healthy = append(healthy, e)
+				}
+			}
 		}
 		// RETURNING order is unspecified; events go in node order.
-		sortEventsByNode(healthy)
+		slices.SortStableFunc(healthy, func(a, b Event) int { return cmp.Compare(a.NodeID, b.NodeID) })
 		all := append(healthy, given...)
 		res.Events = len(all)
-		return s.events.Append(ctx, tx, entries(all)...)
+		return entries(all), nil
 	})
-	if err != nil {
-		return FlushResult{}, fmt.Errorf("flush: %w", err)
-	}
-	s.notify(res.Events)
-	return res, nil
-}
-
-// upsert runs one chunk of a flush's upsert and returns the healthy events
-// of the nodes it found new or not healthy.
-func upsert(ctx context.Context, tx *sql.Tx, q string, args []any) ([]Event, int, error) {
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var (
-		evs []Event
-		n   int
-	)
-	for rows.Next() {
-		var (
-			nodeID, bootID string
-			status         Status
-			lastSeen       time.Time
-			prior          sql.NullString
-		)
-		if err := rows.Scan(&nodeID, db.ScanTime(&lastSeen), &bootID, &status, &prior); err != nil {
-			return nil, 0, err
-		}
-		n++
-		if State(prior.String) != StateHealthy {
-			evs = append(evs, healthyEvent(nodeID, lastSeen, bootID, status, State(prior.String)))
-		}
-	}
-	return evs, n, rows.Err()
+	return db.Result(res, err, "flush")
 }
 
 // Record writes one beat that changes what the store knows, with its
 // events, in one transaction.
 func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]Event, error) {
-	o.LastSeen = utc(o.LastSeen)
+	o.LastSeen = db.UTC(o.LastSeen)
+	d := s.DB.Dialect
 	var out []Event
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		out = nil
-		var instance string
-		var lastSeq int64
-		l, err := scanLiveness(tx.QueryRowContext(ctx, `SELECT `+livenessRead+` FROM hb_liveness WHERE node_id = $1`+
-			s.db.Dialect.ForUpdate(), o.NodeID))
-		if err == nil {
-			err = tx.QueryRowContext(ctx, `SELECT event_instance, event_seq FROM hb_liveness WHERE node_id = $1`, o.NodeID).Scan(&instance, &lastSeq)
-		}
+		var (
+			l        Liveness
+			instance string
+			lastSeq  int64
+		)
+		err := tx.QueryRowContext(ctx, `SELECT boot_id, sequence, state, status, event_instance, event_seq
+			FROM hb_liveness WHERE node_id = $1`+d.ForUpdate(), o.NodeID).Scan(&l.BootID, &l.Sequence, &l.State, &l.Status, &instance, &lastSeq)
 		found := err == nil
 		switch {
 		case err != nil && !db.IsNoRows(err):
-			return err
+			return nil, err
 		case found && l.BootID == o.BootID && o.Sequence <= l.Sequence:
-			return nil // already recorded
+			return nil, nil // already recorded
 		case !found || l.State != StateHealthy:
-			out = append(out, healthyEvent(o.NodeID, o.LastSeen, o.BootID, o.Status, l.State))
+			out = append(out, Event{Time: o.LastSeen, NodeID: o.NodeID, Type: EventHealthy, State: StateHealthy, PrevState: l.State,
+				BootID: o.BootID, Status: o.Status})
 		}
 		if found && l.BootID != o.BootID {
 			out = append(out, Event{Time: o.LastSeen, NodeID: o.NodeID, Type: EventRebooted,
@@ -213,113 +212,54 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 				}
 				instance, lastSeq = e.Instance, e.Seq
 			}
-			e.Time = utc(e.Time)
+			e.Time = db.UTC(e.Time)
 			out = append(out, e)
 		}
-		v, args := s.obsValues(1, o)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO hb_liveness (`+livenessColumns+`) VALUES `+v+`
-			ON CONFLICT (node_id) DO UPDATE SET
-			last_seen = `+s.db.Dialect.Greatest("hb_liveness.last_seen", "excluded.last_seen")+`,
-			sequence = excluded.sequence, boot_id = excluded.boot_id, status = excluded.status,
-			uptime_us = excluded.uptime_us, prior_state = hb_liveness.state, state = 'healthy',
-			state_since = CASE WHEN hb_liveness.state = 'healthy' THEN hb_liveness.state_since ELSE excluded.last_seen END`,
-			args...); err != nil {
-			return fmt.Errorf("write liveness: %w", err)
+		// What the beat reported replaces what is stored; "" keeps it.
+		reported, applied := "", ""
+		if o.Reported != nil {
+			reported = db.JSON(o.Reported)
 		}
-		if err := s.recordReports(ctx, tx, o, instance, lastSeq); err != nil {
-			return err
+		if o.BundleApplied != nil {
+			applied = db.JSON(o.BundleApplied)
 		}
-		return s.events.Append(ctx, tx, entries(out)...)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO hb_liveness (`+livenessColumns+`, reported, bundle_applied, event_instance, event_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, 'healthy', $2, $7, $8, $9, $10)`+liveSet+`,
+			last_seen = `+d.Greatest("hb_liveness.last_seen", "excluded.last_seen")+`,
+			reported = CASE WHEN excluded.reported = '' THEN hb_liveness.reported ELSE excluded.reported END,
+			bundle_applied = CASE WHEN excluded.bundle_applied = '' THEN hb_liveness.bundle_applied ELSE excluded.bundle_applied END,
+			event_instance = excluded.event_instance, event_seq = excluded.event_seq`,
+			o.NodeID, d.Time(o.LastSeen), o.Sequence, o.BootID, string(o.Status), o.Uptime.Microseconds(),
+			reported, applied, instance, lastSeq); err != nil {
+			return nil, fmt.Errorf("write liveness: %w", err)
+		}
+		return entries(out), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("record beat of %s: %w", o.NodeID, err)
-	}
-	s.notify(len(out))
-	return out, nil
-}
-
-// recordReports writes what a beat reported beyond its liveness, and the
-// last event sequence recorded of the agent instance.
-func (s *SQLStore) recordReports(ctx context.Context, tx *sql.Tx, o Observation, instance string, lastSeq int64) error {
-	set, args := []string{"event_instance = $1", "event_seq = $2"}, []any{instance, lastSeq}
-	for col, v := range map[string]any{"reported": o.Reported, "bundle_applied": o.BundleApplied} {
-		switch v := v.(type) {
-		case *Reported:
-			if v == nil {
-				continue
-			}
-		case *BundleApplied:
-			if v == nil {
-				continue
-			}
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		args = append(args, string(b))
-		set = append(set, fmt.Sprintf("%s = $%d", col, len(args)))
-	}
-	args = append(args, o.NodeID)
-	q := `UPDATE hb_liveness SET ` + strings.Join(set, ", ") + fmt.Sprintf(` WHERE node_id = $%d`, len(args))
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("write reports: %w", err)
-	}
-	return nil
-}
-
-func (s *SQLStore) notify(events int) {
-	if events > 0 {
-		s.events.Notify()
-	}
+	return db.Result(out, err, "record beat of %s", o.NodeID)
 }
 
 // GetLiveness returns one node's liveness.
 func (s *SQLStore) GetLiveness(ctx context.Context, nodeID string) (Liveness, error) {
-	l, err := scanLiveness(s.db.QueryRowContext(ctx, `SELECT `+livenessRead+` FROM hb_liveness WHERE node_id = $1`, nodeID))
-	if db.IsNoRows(err) {
-		return Liveness{}, fmt.Errorf("get liveness %s: %w", nodeID, ErrNotFound)
-	}
-	if err != nil {
-		return Liveness{}, fmt.Errorf("get liveness %s: %w", nodeID, err)
-	}
-	return l, nil
+	l, err := scanLiveness(s.DB.QueryRowContext(ctx, `SELECT `+livenessRead+` FROM hb_liveness WHERE node_id = $1`, nodeID))
+	return db.Result(l, db.Found(err, ErrNotFound), "get liveness %s", nodeID)
 }
 
 // ListLiveness returns matching rows in ascending node ID.
 func (s *SQLStore) ListLiveness(ctx context.Context, f LivenessFilter) ([]Liveness, error) {
-	q := `SELECT ` + livenessRead + ` FROM hb_liveness WHERE node_id > $1`
-	args := []any{f.AfterID}
+	var p db.Params
+	q := `SELECT ` + livenessRead + ` FROM hb_liveness WHERE node_id > ` + p.Add(f.AfterID)
 	if f.State != "" {
-		args = append(args, string(f.State))
-		q += fmt.Sprintf(` AND state = $%d`, len(args))
+		q += ` AND state = ` + p.Add(string(f.State))
 	}
 	if len(f.NodeIDs) > 0 {
-		q += ` AND ` + db.In("node_id", len(args)+1, len(f.NodeIDs))
-		args = append(args, db.Args(f.NodeIDs)...)
+		q += ` AND ` + p.In("node_id", f.NodeIDs)
 	}
 	q += ` ORDER BY node_id`
 	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(` LIMIT $%d`, len(args))
+		q += ` LIMIT ` + p.Add(f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list liveness: %w", err)
-	}
-	defer rows.Close()
-	var out []Liveness
-	for rows.Next() {
-		l, err := scanLiveness(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list liveness: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list liveness: %w", err)
-	}
-	return out, nil
+	ls, err := db.Collect(ctx, s.DB, scanLiveness, q, p...)
+	return db.Result(ls, err, "list liveness")
 }
 
 // AcquireLease takes or renews the decider lease: it is taken when free,
@@ -328,29 +268,25 @@ func (s *SQLStore) ListLiveness(ctx context.Context, f LivenessFilter) ([]Livene
 // the store may have missed flushes from every replica while it was away.
 func (s *SQLStore) AcquireLease(ctx context.Context, holder string, now, until time.Time) (bool, time.Time, error) {
 	var since time.Time
-	err := s.db.QueryRowContext(ctx, `INSERT INTO hb_lease (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4)
+	err := s.DB.QueryRowContext(ctx, `INSERT INTO hb_lease (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4)
 	ON CONFLICT (name) DO UPDATE SET
 	acquired_at = CASE WHEN hb_lease.holder = excluded.holder AND hb_lease.expires_at > excluded.acquired_at
 		THEN hb_lease.acquired_at ELSE excluded.acquired_at END,
 	holder = excluded.holder,
 	expires_at = excluded.expires_at
 	WHERE hb_lease.holder = excluded.holder OR hb_lease.expires_at <= excluded.acquired_at
-	RETURNING acquired_at`, leaseName, holder, s.db.Dialect.Time(now), s.db.Dialect.Time(until)).Scan(db.ScanTime(&since))
+	RETURNING acquired_at`, leaseName, holder, s.DB.Dialect.Time(now), s.DB.Dialect.Time(until)).Scan(db.ScanTime(&since))
 	if db.IsNoRows(err) {
 		return false, time.Time{}, nil
 	}
-	if err != nil {
-		return false, time.Time{}, fmt.Errorf("acquire lease: %w", err)
-	}
-	return true, since, nil
+	since, err = db.Result(since, err, "acquire lease")
+	return err == nil, since, err
 }
 
 // ReleaseLease gives the lease up if holder holds it.
 func (s *SQLStore) ReleaseLease(ctx context.Context, holder string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM hb_lease WHERE name = $1 AND holder = $2`, leaseName, holder); err != nil {
-		return fmt.Errorf("release lease: %w", err)
-	}
-	return nil
+	_, err := s.DB.ExecContext(ctx, `DELETE FROM hb_lease WHERE name = $1 AND holder = $2`, leaseName, holder)
+	return db.Wrap(err, "release lease")
 }
 
 // MarkSilent renews the lease and moves silent nodes on, in one
@@ -359,59 +295,42 @@ func (s *SQLStore) ReleaseLease(ctx context.Context, holder string) error {
 // commits, and then finds the lease renewed. One statement moves every
 // silent node, locking rows in node order as flushes do.
 func (s *SQLStore) MarkSilent(ctx context.Context, sl Silence) (SilenceResult, error) {
-	d := s.db.Dialect
+	d := s.DB.Dialect
 	var res SilenceResult
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		res = SilenceResult{}
 		r, err := tx.ExecContext(ctx, `UPDATE hb_lease SET expires_at = $1 WHERE name = $2 AND holder = $3`,
 			d.Time(sl.LeaseUntil), leaseName, sl.Holder)
 		if err != nil {
-			return fmt.Errorf("renew lease: %w", err)
+			return nil, fmt.Errorf("renew lease: %w", err)
 		}
 		if n, err := r.RowsAffected(); err != nil || n == 0 {
-			return ErrLeaseLost
+			return nil, ErrLeaseLost
 		}
+		p := db.Params{d.Time(sl.Now)}
 		unreachable, suspect := "FALSE", "FALSE"
-		args := []any{d.Time(sl.Now)}
 		if !sl.UnreachableBefore.IsZero() {
-			args = append(args, d.Time(sl.UnreachableBefore))
-			unreachable = fmt.Sprintf(`(last_seen < $%d AND state IN ('healthy', 'suspect'))`, len(args))
+			unreachable = `(last_seen < ` + p.Add(d.Time(sl.UnreachableBefore)) + ` AND state IN ('healthy', 'suspect'))`
 		}
 		if !sl.SuspectBefore.IsZero() {
-			args = append(args, d.Time(sl.SuspectBefore))
-			suspect = fmt.Sprintf(`(last_seen < $%d AND state = 'healthy')`, len(args))
+			suspect = `(last_seen < ` + p.Add(d.Time(sl.SuspectBefore)) + ` AND state = 'healthy')`
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE hb_liveness SET prior_state = state, state_since = $1,
+		evs, err := db.Collect(ctx, tx, func(row db.Scanner) (Event, error) {
+			e := Event{Time: db.UTC(sl.Now)}
+			err := row.Scan(&e.NodeID, &e.State, &e.PrevState, &e.BootID, &e.Status)
+			e.Type = EventType(e.State)
+			return e, err
+		}, `UPDATE hb_liveness SET prior_state = state, state_since = $1,
 			state = CASE WHEN `+unreachable+` THEN 'unreachable' ELSE 'suspect' END
 			WHERE node_id IN (SELECT node_id FROM hb_liveness WHERE `+unreachable+` OR `+suspect+`
 				ORDER BY node_id`+d.ForUpdate()+`)
-			RETURNING node_id, state, prior_state, boot_id, status`, args...)
+			RETURNING node_id, state, prior_state, boot_id, status`, p...)
 		if err != nil {
-			return fmt.Errorf("mark silent nodes: %w", err)
+			return nil, fmt.Errorf("mark silent nodes: %w", err)
 		}
-		defer rows.Close()
-		var evs []Event
-		for rows.Next() {
-			var e Event
-			if err := rows.Scan(&e.NodeID, &e.State, &e.PrevState, &e.BootID, &e.Status); err != nil {
-				return fmt.Errorf("mark silent nodes: %w", err)
-			}
-			e.Time, e.Type = utc(sl.Now), EventType(e.State)
-			evs = append(evs, e)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("mark silent nodes: %w", err)
-		}
-		// Unreachable nodes first, then suspect ones, each in node order.
-		slices.SortFunc(evs, func(a, b Event) int {
-			if a.State != b.State {
-				if a.State == StateUnreachable {
-					return -1
-				}
-				return 1
-			}
-			return cmp.Compare(a.NodeID, b.NodeID)
-		})
+		// Unreachable nodes first, then suspect ones ("unreachable" >
+		// "suspect"), each in node order.
+		slices.SortFunc(evs, func(a, b Event) int { return cmp.Or(cmp.Compare(b.State, a.State), cmp.Compare(a.NodeID, b.NodeID)) })
 		for _, e := range evs {
 			if e.State == StateUnreachable {
 				res.Unreachable++
@@ -419,13 +338,9 @@ func (s *SQLStore) MarkSilent(ctx context.Context, sl Silence) (SilenceResult, e
 				res.Suspect++
 			}
 		}
-		return s.events.Append(ctx, tx, entries(evs)...)
+		return entries(evs), nil
 	})
-	if err != nil {
-		return SilenceResult{}, fmt.Errorf("mark silent: %w", err)
-	}
-	s.notify(res.Suspect + res.Unreachable)
-	return res, nil
+	return db.Result(res, err, "mark silent")
 }
 
 const settingsColumns = `interval_us, grace_us, prev_interval_us, prev_grace_us, changed_at, stretch`
@@ -436,50 +351,82 @@ func (s *SQLStore) GetSettings(ctx context.Context) (Settings, error) {
 		iv, gr, piv, pgr int64
 		st               Settings
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).
+	err := s.DB.QueryRowContext(ctx, `SELECT `+settingsColumns+` FROM hb_settings WHERE id = 1`).
 		Scan(&iv, &gr, &piv, &pgr, db.ScanTime(&st.ChangedAt), &st.Stretch)
 	if db.IsNoRows(err) {
 		return Settings{}, nil
 	}
-	if err != nil {
-		return Settings{}, fmt.Errorf("get settings: %w", err)
-	}
-	st.Interval, st.Grace = fromDurationMicros(iv), fromDurationMicros(gr)
-	st.Previous = Timings{Interval: fromDurationMicros(piv), Grace: fromDurationMicros(pgr)}
-	return st, nil
+	st.Interval, st.Grace = micros(iv), micros(gr)
+	st.Previous = Timings{Interval: micros(piv), Grace: micros(pgr)}
+	return db.Result(st, err, "get settings")
 }
 
 // PutSettings stores the settings but the stretch, which it keeps.
 func (s *SQLStore) PutSettings(ctx context.Context, st Settings) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5, 1)
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5, 1)
 		ON CONFLICT (id) DO UPDATE SET interval_us = excluded.interval_us, grace_us = excluded.grace_us,
 			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
-		durationMicros(st.Interval), durationMicros(st.Grace), durationMicros(st.Previous.Interval),
-		durationMicros(st.Previous.Grace), s.db.Dialect.Time(st.ChangedAt))
-	if err != nil {
-		return fmt.Errorf("put settings: %w", err)
-	}
-	return nil
+		st.Interval.Microseconds(), st.Grace.Microseconds(), st.Previous.Interval.Microseconds(),
+		st.Previous.Grace.Microseconds(), s.DB.Dialect.Time(st.ChangedAt))
+	return db.Wrap(err, "put settings")
 }
 
 // PutStretch stores the stretch with the previous timings and keeps the
 // base timings.
 func (s *SQLStore) PutStretch(ctx context.Context, st Settings) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, 0, 0, $1, $2, $3, $4)
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, 0, 0, $1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET stretch = excluded.stretch,
 			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
-		durationMicros(st.Previous.Interval), durationMicros(st.Previous.Grace), s.db.Dialect.Time(st.ChangedAt), st.Stretch)
-	if err != nil {
-		return fmt.Errorf("put stretch: %w", err)
-	}
-	return nil
+		st.Previous.Interval.Microseconds(), st.Previous.Grace.Microseconds(), s.DB.Dialect.Time(st.ChangedAt), st.Stretch)
+	return db.Wrap(err, "put stretch")
 }
 
 // CountLive returns the number of nodes healthy or suspect.
 func (s *SQLStore) CountLive(ctx context.Context) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM hb_liveness WHERE state IN ('healthy', 'suspect')`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count live nodes: %w", err)
+	err := s.DB.QueryRowContext(ctx, `SELECT count(*) FROM hb_liveness WHERE state IN ('healthy', 'suspect')`).Scan(&n)
+	return db.Result(n, err, "count live nodes")
+}
+
+// The details keys of a health event in the log.
+const (
+	keyState      = "state"
+	keyPrevState  = "prev_state"
+	keyBootID     = "boot_id"
+	keyPrevBootID = "prev_boot_id"
+	keyStatus     = "status"
+	keyPrevStatus = "prev_status"
+	keyKind       = "kind"
+	keyMessage    = "message"
+	keySeverity   = "severity"
+	keyEventTime  = "event_time"
+)
+
+// entries are evs as the log holds them; empty fields are left out.
+func entries(evs []Event) []eventlog.Event {
+	out := make([]eventlog.Event, len(evs))
+	for i, e := range evs {
+		at := ""
+		if !e.EventTime.IsZero() {
+			at = e.EventTime.UTC().Format(time.RFC3339Nano)
+		}
+		out[i] = eventlog.Event{Type: string(e.Type), NodeID: e.NodeID, Time: e.Time, Details: eventlog.Details(
+			keyState, string(e.State), keyPrevState, string(e.PrevState), keyBootID, e.BootID, keyPrevBootID, e.PrevBootID,
+			keyStatus, string(e.Status), keyPrevStatus, string(e.PrevStatus), keyKind, e.Kind, keyMessage, e.Message,
+			keySeverity, e.Severity, keyEventTime, at)}
 	}
-	return n, nil
+	return out
+}
+
+// EventOf reads a health event out of an entry of the log.
+func EventOf(e eventlog.Event) Event {
+	d := e.Details
+	at, _ := time.Parse(time.RFC3339Nano, d[keyEventTime])
+	return Event{
+		Cursor: e.Cursor, Time: e.Time, NodeID: e.NodeID, Type: EventType(e.Type),
+		State: State(d[keyState]), PrevState: State(d[keyPrevState]),
+		BootID: d[keyBootID], PrevBootID: d[keyPrevBootID],
+		Status: Status(d[keyStatus]), PrevStatus: Status(d[keyPrevStatus]),
+		Kind: d[keyKind], Message: d[keyMessage], Severity: d[keySeverity], EventTime: at,
+	}
 }
