@@ -13,8 +13,8 @@ import (
 // inserts.
 func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 	s := st.(*SQLStore)
-	d := s.db.Dialect
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	d := s.DB.Dialect
+	err := s.DB.Tx(ctx, func(tx *sql.Tx) error {
 		for chunk := range slices.Chunk(nodes, 1000) {
 			q := `INSERT INTO reg_nodes (` + nodeColumns + `) VALUES `
 			var args []any
@@ -23,8 +23,8 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 					q += ", "
 				}
 				q += "(" + db.Placeholders(len(args)+1, 13) + ", NULL, NULL, NULL, NULL, " + db.Placeholders(len(args)+14, 4) + ")"
-				args = append(args, n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname,
-					n.Serial, jsonText(n.Labels), int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), n.TokenID,
+				args = append(args, n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname,
+					n.Serial, db.JSON(n.Labels), int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), n.TokenID,
 					n.ReplacementAllowed, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt), n.IdentitySource)
 			}
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
@@ -38,6 +38,6 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 	}
 	// Fresh statistics, as autovacuum would eventually provide, so the
 	// planner sees the table as it is.
-	_, err = s.db.ExecContext(ctx, `ANALYZE reg_nodes`)
+	_, err = s.DB.ExecContext(ctx, `ANALYZE reg_nodes`)
 	return err
 }

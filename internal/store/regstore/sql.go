@@ -1,42 +1,67 @@
 package regstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
-	"encoding/json"
+	"embed"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 )
 
+// Schema changelog. Each version exists once per dialect, in
+// migrations/sqlite and migrations/postgres, and both must say the same thing:
+//
+//	0001 reg_tokens and reg_nodes; nodes unique on key_sha256, indexed by
+//	     hardware_uuid and (status, id); on PostgreSQL a GIN index on labels.
+//	0002 reg_events and reg_events_watermark: the node lifecycle event log
+//	     (eventlog.Schema for prefix "reg").
+//	0003 reg_intents: open certificate issuances, one per node, by request
+//	     ID, indexed by creation time for the reconciler.
+//	0004 reg_nodes.identity_source; reg_tokens.min_identity and
+//	     allow_site_secret; on PostgreSQL a GIN index on macs.
+//	0005 PostgreSQL only: reg_nodes.macs and cert_chain become JSONB (JSON
+//	     text as on SQLite), so one implementation serves both engines; the
+//	     GIN index on macs is rebuilt for JSONB.
+//	0006 reg_nodes.ek_hash and ek_certificate; reg_eks, the enrolled
+//	     endorsement keys.
+//
+//go:embed migrations
+var migrations embed.FS
+
 // SQLStore is the Store on SQLite (`berthd dev`, one machine) or on
 // PostgreSQL, shared by every replica of the registration service.
 type SQLStore struct {
-	db *db.DB
+	eventlog.Store
 	// byKey is prepared once because every boot runs it; database/sql keeps
 	// one prepared copy per pooled connection.
-	byKey  *sql.Stmt
-	events *eventlog.SQLLog
+	byKey *sql.Stmt
 }
 
 var _ Store = (*SQLStore)(nil)
 
 // Open opens the database at where (a path for SQLite, a DSN for
-// PostgreSQL) and brings the registration tables up to date.
+// PostgreSQL) and brings the registration tables up to date;
+// "registration" names them in schema_migrations.
 func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
-	h, err := db.OpenSchema(ctx, d, where, schema)
+	s, err := eventlog.OpenStore(ctx, d, where, db.Schema{Service: "registration", FS: migrations}, eventlog.NewTable("reg"))
 	if err != nil {
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	byKey, err := h.PrepareContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE key_sha256 = $1`)
+	byKey, err := s.DB.PrepareContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE key_sha256 = $1`)
 	if err != nil {
-		h.Close()
+		s.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &SQLStore{db: h, byKey: byKey, events: eventlog.NewLog(h, events)}, nil
+	return &SQLStore{Store: s, byKey: byKey}, nil
 }
 
 // NewSQLite opens the store in the SQLite database at path, creating it.
@@ -52,170 +77,159 @@ func NewPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
 // Close closes the database.
 func (s *SQLStore) Close() {
 	s.byKey.Close()
-	s.db.Close()
+	s.Store.Close()
 }
 
-// Events is the node lifecycle log.
-func (s *SQLStore) Events() eventlog.Log { return s.events }
+// The column lists every query of a row type selects, in the order its
+// scan function reads.
+const (
+	nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
+	cert_serial, cert_not_before, cert_not_after, cert_chain,
+	certificates_issued, created_at, updated_at, identity_source, ek_hash, ek_certificate`
+	intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
+	tokenColumns  = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at,
+	min_identity, allow_site_secret`
+)
 
-// write runs fn in a transaction that appends the events fn returns as
-// its last write (see package eventlog); then it wakes this process's
-// watchers.
-func (s *SQLStore) write(ctx context.Context, fn func(*sql.Tx) ([]eventlog.Event, error)) error {
-	var appended bool
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		evs, err := fn(tx)
-		if err != nil || len(evs) == 0 {
-			return err
-		}
-		appended = true
-		return s.events.Append(ctx, tx, evs...)
-	})
-	if err == nil && appended {
-		s.events.Notify()
-	}
-	return err
+func scanToken(row db.Scanner) (Token, error) {
+	var t Token
+	err := row.Scan(&t.ID, db.ScanBytes(&t.SecretHash), db.ScanTime(&t.ExpiresAt), &t.UsesLeft, &t.AutoApprove, db.ScanJSON(&t.Labels),
+		&t.Description, &t.Revoked, db.ScanTime(&t.CreatedAt), &t.MinIdentity, &t.AllowSiteSecret)
+	return t, err
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanToken(row scanner) (Token, error) {
-	var (
-		t      Token
-		labels []byte
-	)
-	if err := row.Scan(&t.ID, &t.SecretHash, db.ScanTime(&t.ExpiresAt), &t.UsesLeft, &t.AutoApprove, &labels,
-		&t.Description, &t.Revoked, db.ScanTime(&t.CreatedAt), &t.MinIdentity, &t.AllowSiteSecret); err != nil {
-		return Token{}, err
-	}
-	if err := json.Unmarshal(labels, &t.Labels); err != nil {
-		return Token{}, fmt.Errorf("token %s labels: %w", t.ID, err)
-	}
-	t.Labels, t.SecretHash = nilIfEmptyMap(t.Labels), nilIfEmpty(t.SecretHash)
-	return t, nil
-}
-
-func scanNode(row scanner) (Node, error) {
+func scanNode(row db.Scanner) (Node, error) {
 	var (
 		n                   Node
 		kem                 int64
-		macs, labels, chain []byte
 		certSerial          sql.NullString
 		notBefore, notAfter time.Time
+		chain               [][]byte
 	)
-	if err := row.Scan(&n.ID, &n.Status, &n.KeySHA256, &n.HardwareUUID, &macs, &n.Hostname, &n.Serial, &labels,
-		&kem, &n.BundleKey, &n.CSR, &n.TokenID, &n.ReplacementAllowed,
-		&certSerial, db.ScanTime(&notBefore), db.ScanTime(&notAfter), &chain,
+	if err := row.Scan(&n.ID, &n.Status, &n.KeySHA256, &n.HardwareUUID, db.ScanJSON(&n.MACs), &n.Hostname, &n.Serial, db.ScanJSON(&n.Labels),
+		&kem, db.ScanBytes(&n.BundleKey), db.ScanBytes(&n.CSR), &n.TokenID, &n.ReplacementAllowed,
+		&certSerial, db.ScanTime(&notBefore), db.ScanTime(&notAfter), db.ScanJSON(&chain),
 		&n.CertificatesIssued, db.ScanTime(&n.CreatedAt), db.ScanTime(&n.UpdatedAt), &n.IdentitySource,
 		&n.EKHash, &n.EKCertificate); err != nil {
 		return Node{}, err
 	}
 	n.BundleKEM = uint16(kem)
-	n.BundleKey, n.CSR = nilIfEmpty(n.BundleKey), nilIfEmpty(n.CSR)
-	if err := json.Unmarshal(macs, &n.MACs); err != nil {
-		return Node{}, fmt.Errorf("node %s MACs: %w", n.ID, err)
-	}
-	if err := json.Unmarshal(labels, &n.Labels); err != nil {
-		return Node{}, fmt.Errorf("node %s labels: %w", n.ID, err)
-	}
-	n.MACs, n.Labels = nilIfEmpty(n.MACs), nilIfEmptyMap(n.Labels)
 	if certSerial.Valid {
-		c := &Cert{Serial: certSerial.String, NotBefore: notBefore, NotAfter: notAfter}
-		if len(chain) > 0 {
-			if err := json.Unmarshal(chain, &c.Chain); err != nil {
-				return Node{}, fmt.Errorf("node %s chain: %w", n.ID, err)
-			}
-		}
-		c.Chain = nilIfEmpty(c.Chain)
-		n.Cert = c
+		n.Cert = &Cert{Serial: certSerial.String, NotBefore: notBefore, NotAfter: notAfter, Chain: chain}
 	}
 	return n, nil
 }
 
-// jsonText encodes v for a JSON column (JSONB on PostgreSQL, TEXT on
-// SQLite); nil collections become empty ones so that the column is never
-// JSON null. Byte strings encode as base64.
-func jsonText(v any) string {
-	switch x := v.(type) {
-	case map[string]string:
-		if x == nil {
-			return "{}"
-		}
-	case []string:
-		if x == nil {
-			return "[]"
-		}
-	case [][]byte:
-		if x == nil {
-			return "[]"
-		}
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // maps of strings and slices of strings or bytes always encode
-	}
-	return string(b)
+func scanIntent(row db.Scanner) (Intent, error) {
+	var in Intent
+	err := row.Scan(&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, db.ScanBytes(&in.CSR), db.ScanTime(&in.CreatedAt))
+	return in, err
 }
 
-func nonNilBytes(b []byte) []byte {
-	if b == nil {
-		return []byte{}
+// Valid reports whether s is one of the four statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusApproved, StatusRejected, StatusRevoked:
+		return true
 	}
-	return b
+	return false
 }
 
-// CreateToken stores t.
-func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
-	d := s.db.Dialect
-	_, err := s.db.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		t.ID, nonNilBytes(t.SecretHash), d.Time(t.ExpiresAt), t.UsesLeft, t.AutoApprove, jsonText(t.Labels),
-		t.Description, t.Revoked, d.Time(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
-	if db.IsUniqueViolation(err) {
-		return fmt.Errorf("create token %s: %w", t.ID, ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("create token %s: %w", t.ID, err)
+// checkNode, checkIntent and checkCert refuse what the schema would refuse
+// anyway, with an error that says why rather than a constraint name.
+func checkNode(n Node) error {
+	switch {
+	case n.ID == "":
+		return errors.New("node ID is empty")
+	case len(n.KeySHA256) != sha256.Size:
+		return fmt.Errorf("key hash is %d bytes, want %d", len(n.KeySHA256), sha256.Size)
+	case !n.Status.Valid():
+		return fmt.Errorf("unknown status %q", n.Status)
 	}
 	return nil
 }
 
+func checkIntent(in Intent) error {
+	switch {
+	case in.RequestID == "":
+		return errors.New("request ID is empty")
+	case in.NodeID == "":
+		return errors.New("node ID is empty")
+	case len(in.KeySHA256) != sha256.Size:
+		return fmt.Errorf("key hash is %d bytes, want %d", len(in.KeySHA256), sha256.Size)
+	}
+	return nil
+}
+
+func checkCert(c Cert) error {
+	if c.Serial == "" {
+		return errors.New("empty serial")
+	}
+	return nil
+}
+
+// tokenError explains why token t (found reports whether it exists) could not
+// be used at now.
+func tokenError(t Token, found bool, now time.Time) error {
+	switch {
+	case !found || t.Revoked:
+		return ErrTokenInvalid
+	case !now.Before(t.ExpiresAt):
+		return ErrTokenExpired
+	case t.UsesLeft <= 0:
+		return ErrTokenExhausted
+	}
+	// Active now, yet the conditional update missed it: a concurrent writer
+	// changed it in between. Report it as used up, which is what such a
+	// writer does.
+	return ErrTokenExhausted
+}
+
+// installable says whether an issuance's certificate becomes the node's
+// current one: the node is as it was when the intent was opened.
+func installable(in Intent, status Status, key []byte, serial string) bool {
+	return status == StatusApproved && bytes.Equal(key, in.KeySHA256) && serial == in.PrevSerial
+}
+
+// nonEmpty drops empty strings, which stand for "unknown" and match
+// nothing.
+func nonEmpty(vs []string) []string {
+	return slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return v == "" })
+}
+
+// CreateToken stores t.
+func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
+	d := s.DB.Dialect
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		t.ID, db.Bytes(t.SecretHash), d.Time(t.ExpiresAt), t.UsesLeft, t.AutoApprove, db.JSON(t.Labels),
+		t.Description, t.Revoked, d.Time(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
+	if db.IsUniqueViolation(err) {
+		err = ErrConflict
+	}
+	return db.Wrap(err, "create token %s", t.ID)
+}
+
 // GetToken returns token id.
 func (s *SQLStore) GetToken(ctx context.Context, id string) (Token, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
-	if db.IsNoRows(err) {
-		return Token{}, fmt.Errorf("get token %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Token{}, fmt.Errorf("get token %s: %w", id, err)
-	}
-	return t, nil
+	t, err := scanToken(s.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
+	return db.Result(t, db.Found(err, ErrNotFound), "get token %s", id)
 }
 
 // ListTokens returns tokens by creation time.
 func (s *SQLStore) ListTokens(ctx context.Context, includeInactive bool, now time.Time) ([]Token, error) {
-	q := `SELECT ` + tokenColumns + ` FROM reg_tokens`
-	var args []any
+	q, p := `SELECT `+tokenColumns+` FROM reg_tokens`, db.Params{}
 	if !includeInactive {
-		q += ` WHERE NOT revoked AND expires_at > $1 AND uses_left > 0`
-		args = append(args, s.db.Dialect.Time(now))
+		q += ` WHERE NOT revoked AND expires_at > ` + p.Add(s.DB.Dialect.Time(now)) + ` AND uses_left > 0`
 	}
-	ts, err := collect(s.db, ctx, q+` ORDER BY created_at, id`, args, scanToken)
-	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	return ts, nil
+	ts, err := db.Collect(ctx, s.DB, scanToken, q+` ORDER BY created_at, id`, p...)
+	return db.Result(ts, err, "list tokens")
 }
 
 // RevokeToken marks token id revoked.
 func (s *SQLStore) RevokeToken(ctx context.Context, id string) (Token, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 RETURNING `+tokenColumns, id))
-	if db.IsNoRows(err) {
-		return Token{}, fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Token{}, fmt.Errorf("revoke token %s: %w", id, err)
-	}
-	return t, nil
+	t, err := scanToken(s.DB.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 RETURNING `+tokenColumns, id))
+	return db.Result(t, db.Found(err, ErrNotFound), "revoke token %s", id)
 }
 
 // RegisterNode consumes a token use and creates or replaces a node, in one
@@ -225,7 +239,7 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		return Node{}, fmt.Errorf("register node: %w", err)
 	}
 	var out Node
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		var err error
 		out, err = s.registerNode(ctx, tx, tokenID, now, n, replaceID)
 		if err != nil {
@@ -241,16 +255,13 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		if err != nil {
 			return nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
-		return append([]eventlog.Event{registeredEvent(out, tokenID, replaceID, utc(now))}, duplicateEvent(out, others, utc(now))...), nil
+		return append([]eventlog.Event{registeredEvent(out, tokenID, replaceID, db.UTC(now))}, duplicateEvent(out, others, db.UTC(now))...), nil
 	})
-	if err != nil {
-		return Node{}, fmt.Errorf("register node %s: %w", n.ID, err)
-	}
-	return out, nil
+	return db.Result(out, err, "register node %s", n.ID)
 }
 
 func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
-	d := s.db.Dialect
+	d := s.DB.Dialect
 	// The row lock this UPDATE takes (on SQLite: the write lock of BEGIN
 	// IMMEDIATE) makes concurrent registrations with one token queue; each
 	// re-checks uses_left once the previous one commits, so a token is never
@@ -278,8 +289,8 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 		out, err = scanNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18)
 			RETURNING `+nodeColumns,
-			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
-			int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, n.ReplacementAllowed,
+			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
+			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, n.ReplacementAllowed,
 			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate))
 	} else {
 		out, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
@@ -288,8 +299,8 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
 			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16
 			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
-			string(n.Status), n.KeySHA256, n.HardwareUUID, jsonText(n.MACs), n.Hostname, n.Serial, jsonText(n.Labels),
-			int64(n.BundleKEM), nonNilBytes(n.BundleKey), nonNilBytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
+			string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
+			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
 			n.EKHash, n.EKCertificate))
 		if db.IsNoRows(err) {
 			return Node{}, fmt.Errorf("replace %s: %w", replaceID, missing(ctx, tx, replaceID, ErrPrecondition))
@@ -317,44 +328,14 @@ func missing(ctx context.Context, q db.Querier, id string, otherwise error) erro
 
 // GetNode returns node id.
 func (s *SQLStore) GetNode(ctx context.Context, id string) (Node, error) {
-	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
-	if db.IsNoRows(err) {
-		return Node{}, fmt.Errorf("get node %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Node{}, fmt.Errorf("get node %s: %w", id, err)
-	}
-	return n, nil
+	n, err := scanNode(s.DB.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+	return db.Result(n, db.Found(err, ErrNotFound), "get node %s", id)
 }
 
 // GetNodeByKey returns the node whose identity key hashes to keySHA256.
 func (s *SQLStore) GetNodeByKey(ctx context.Context, keySHA256 []byte) (Node, error) {
 	n, err := scanNode(s.byKey.QueryRowContext(ctx, keySHA256))
-	if db.IsNoRows(err) {
-		return Node{}, fmt.Errorf("get node by key %x: %w", keySHA256, ErrNotFound)
-	}
-	if err != nil {
-		return Node{}, fmt.Errorf("get node by key %x: %w", keySHA256, err)
-	}
-	return n, nil
-}
-
-// collect runs q and scans every row; nil when there is none.
-func collect[T any](q db.Querier, ctx context.Context, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return db.Result(n, db.Found(err, ErrNotFound), "get node by key %x", keySHA256)
 }
 
 // NodesByHardwareUUID returns the nodes reporting uuid.
@@ -362,11 +343,8 @@ func (s *SQLStore) NodesByHardwareUUID(ctx context.Context, uuid string) ([]Node
 	if uuid == "" {
 		return nil, nil
 	}
-	ns, err := collect(s.db, ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE hardware_uuid = $1 ORDER BY id`, []any{uuid}, scanNode)
-	if err != nil {
-		return nil, fmt.Errorf("nodes by hardware UUID %s: %w", uuid, err)
-	}
-	return ns, nil
+	ns, err := db.Collect(ctx, s.DB, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes WHERE hardware_uuid = $1 ORDER BY id`, uuid)
+	return db.Result(ns, err, "nodes by hardware UUID %s", uuid)
 }
 
 // nodesByHardware is NodesByHardware on q. The values go in as JSON
@@ -377,68 +355,42 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	if len(uuids) == 0 && len(macs) == 0 {
 		return nil, nil
 	}
-	d := s.db.Dialect
-	return collect(q, ctx, `SELECT `+nodeColumns+` FROM reg_nodes
-		WHERE `+d.JSONIn("hardware_uuid", "$1")+` OR `+d.JSONOverlaps("macs", "$2")+` ORDER BY id`,
-		[]any{jsonText(nonNil(uuids)), jsonText(nonNil(macs))}, scanNode)
-}
-
-func nonNil(vs []string) []string {
-	if vs == nil {
-		return []string{}
-	}
-	return vs
+	d := s.DB.Dialect
+	return db.Collect(ctx, q, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes
+		WHERE `+d.JSONIn("hardware_uuid", "$1")+` OR `+d.JSONOverlaps("macs", "$2")+` ORDER BY id`, db.JSON(uuids), db.JSON(macs))
 }
 
 // NodesByHardware returns the nodes sharing any of the UUIDs or MACs.
 func (s *SQLStore) NodesByHardware(ctx context.Context, uuids, macs []string) ([]Node, error) {
-	ns, err := s.nodesByHardware(ctx, s.db, uuids, macs)
-	if err != nil {
-		return nil, fmt.Errorf("nodes by hardware: %w", err)
-	}
-	return ns, nil
+	ns, err := s.nodesByHardware(ctx, s.DB, uuids, macs)
+	return db.Result(ns, err, "nodes by hardware")
 }
 
 // NoteDuplicate appends a refused claim on node id's hardware.
 func (s *SQLStore) NoteDuplicate(ctx context.Context, id string, now time.Time, c Claim) error {
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		if err := missing(ctx, tx, id, nil); err != nil {
 			return nil, err
 		}
-		return []eventlog.Event{claimEvent(id, c, utc(now))}, nil
+		return []eventlog.Event{claimEvent(id, c, db.UTC(now))}, nil
 	})
-	if err != nil {
-		return fmt.Errorf("note duplicate of node %s: %w", id, err)
-	}
-	return nil
+	return db.Wrap(err, "note duplicate of node %s", id)
 }
 
 // ListNodes returns the nodes matching f.
 func (s *SQLStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
-	q := `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE TRUE`
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
+	q, p := `SELECT `+nodeColumns+` FROM reg_nodes WHERE TRUE`, db.Params{}
 	if f.Status != "" {
-		q += ` AND status = ` + arg(string(f.Status))
+		q += ` AND status = ` + p.Add(string(f.Status))
 	}
 	if len(f.Labels) > 0 {
-		q += ` AND ` + s.db.Dialect.JSONContains("labels", arg(jsonText(f.Labels)))
+		q += ` AND ` + s.DB.Dialect.JSONContains("labels", p.Add(db.JSON(f.Labels)))
 	}
 	if f.AfterID != "" {
-		q += ` AND id > ` + arg(f.AfterID)
+		q += ` AND id > ` + p.Add(f.AfterID)
 	}
-	q += ` ORDER BY id`
-	if f.Limit > 0 {
-		q += ` LIMIT ` + arg(f.Limit)
-	}
-	ns, err := collect(s.db, ctx, q, args, scanNode)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	return ns, nil
+	ns, err := db.Collect(ctx, s.DB, scanNode, q+` ORDER BY id`+limit(&p, f.Limit), p...)
+	return db.Result(ns, err, "list nodes")
 }
 
 // SetStatus moves node id from one of from to to, with an event when the
@@ -448,10 +400,10 @@ func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to S
 		return Node{}, fmt.Errorf("set status of node %s: unknown status %q", id, to)
 	}
 	var n Node
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		// The row lock holds the status still until the event is appended.
 		var cur Status
-		err := tx.QueryRowContext(ctx, `SELECT status FROM reg_nodes WHERE id = $1`+s.db.Dialect.ForUpdate(), id).Scan(&cur)
+		err := tx.QueryRowContext(ctx, `SELECT status FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&cur)
 		switch {
 		case db.IsNoRows(err):
 			return nil, ErrNotFound
@@ -461,27 +413,24 @@ func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to S
 			return nil, ErrPrecondition
 		}
 		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2
-			WHERE id = $3 RETURNING `+nodeColumns, string(to), s.db.Dialect.Time(now), id))
+			WHERE id = $3 RETURNING `+nodeColumns, string(to), s.DB.Dialect.Time(now), id))
 		if err != nil || cur == to {
 			return nil, err
 		}
-		return []eventlog.Event{statusEvent(id, cur, to, utc(now), actor)}, nil
+		return []eventlog.Event{statusEvent(id, cur, to, db.UTC(now), actor)}, nil
 	})
-	if err != nil {
-		return Node{}, fmt.Errorf("set status of node %s to %s: %w", id, to, err)
-	}
-	return n, nil
+	return db.Result(n, err, "set status of node %s to %s", id, to)
 }
 
 // setCert makes c node id's current certificate and counts it; where
 // narrows the update (with arguments from $7 on).
 func (s *SQLStore) setCert(ctx context.Context, tx *sql.Tx, id string, c Cert, now time.Time, where string, args ...any) (Node, error) {
-	d := s.db.Dialect
+	d := s.DB.Dialect
 	return scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
 		cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
 		certificates_issued = certificates_issued + 1, updated_at = $5
 		WHERE id = $6`+where+` RETURNING `+nodeColumns,
-		append([]any{c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), jsonText(c.Chain), d.Time(now), id}, args...)...))
+		append([]any{c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), id}, args...)...))
 }
 
 // SetCertificate replaces the node's certificate if it is still prevSerial.
@@ -490,7 +439,7 @@ func (s *SQLStore) SetCertificate(ctx context.Context, id, prevSerial string, c 
 		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
 	}
 	var n Node
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		var err error
 		n, err = s.setCert(ctx, tx, id, c, now, ` AND COALESCE(cert_serial, '') = $7`, prevSerial)
 		if db.IsNoRows(err) {
@@ -499,30 +448,21 @@ func (s *SQLStore) SetCertificate(ctx context.Context, id, prevSerial string, c 
 		if err != nil {
 			return nil, err
 		}
-		return []eventlog.Event{certificateEvent(id, prevSerial, c, utc(now))}, nil
+		return []eventlog.Event{certificateEvent(id, prevSerial, c, db.UTC(now))}, nil
 	})
-	if err != nil {
-		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
-	}
-	return n, nil
+	return db.Result(n, err, "set certificate of node %s", id)
 }
 
 // AllowReplacement marks node id replaceable.
 func (s *SQLStore) AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error) {
-	n, err := scanNode(s.db.QueryRowContext(ctx,
-		`UPDATE reg_nodes SET replacement_allowed = TRUE, updated_at = $1 WHERE id = $2 RETURNING `+nodeColumns, s.db.Dialect.Time(now), id))
-	if db.IsNoRows(err) {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return Node{}, fmt.Errorf("allow replacement of node %s: %w", id, err)
-	}
-	return n, nil
+	n, err := scanNode(s.DB.QueryRowContext(ctx,
+		`UPDATE reg_nodes SET replacement_allowed = TRUE, updated_at = $1 WHERE id = $2 RETURNING `+nodeColumns, s.DB.Dialect.Time(now), id))
+	return db.Result(n, db.Found(err, ErrNotFound), "allow replacement of node %s", id)
 }
 
 // DeleteNode deletes node id, with its event.
 func (s *SQLStore) DeleteNode(ctx context.Context, id string, now time.Time, actor string) error {
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM reg_nodes WHERE id = $1`, id)
 		if err != nil {
 			return nil, err
@@ -532,19 +472,9 @@ func (s *SQLStore) DeleteNode(ctx context.Context, id string, now time.Time, act
 		} else if k == 0 {
 			return nil, ErrNotFound
 		}
-		return []eventlog.Event{deletedEvent(id, utc(now), actor)}, nil
+		return []eventlog.Event{deletedEvent(id, db.UTC(now), actor)}, nil
 	})
-	if err != nil {
-		return fmt.Errorf("delete node %s: %w", id, err)
-	}
-	return nil
-}
-
-func scanIntent(row scanner) (Intent, error) {
-	var in Intent
-	err := row.Scan(&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, &in.CSR, db.ScanTime(&in.CreatedAt))
-	in.CSR = nilIfEmpty(in.CSR)
-	return in, err
+	return db.Wrap(err, "delete node %s", id)
 }
 
 // ClaimIssuance opens an intent unless one is open for the node. A
@@ -563,17 +493,17 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	// RETURNING, not a second read by request ID: another replica may
 	// complete (and delete) the intent between the two, and then the
 	// replica that opened it would wrongly find nothing.
-	open, err := scanIntent(s.db.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
+	open, err := scanIntent(s.DB.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 	SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
-	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.db.Dialect.ForUpdate()+`
-	ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.db.Dialect.Time(in.CreatedAt)))
+	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
+	ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
 	switch {
 	case err == nil:
 		return open, true, nil
 	case !db.IsNoRows(err):
 		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
 	}
-	open, err = scanIntent(s.db.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
+	open, err = scanIntent(s.DB.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
 	switch {
 	case err == nil:
 		return open, false, nil
@@ -584,7 +514,7 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	// or ours was completed at once by a replica that read it by node (a
 	// retry of the same boot, after the replica it first reached died).
 	// Either way the node is settled, as after a conflict.
-	return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, missing(ctx, s.db, in.NodeID, ErrConflict))
+	return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, missing(ctx, s.DB, in.NodeID, ErrConflict))
 }
 
 // CompleteIssuance closes an intent with the CA's certificate.
@@ -596,7 +526,7 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 		n         Node
 		installed bool
 	)
-	err := s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		n, installed = Node{}, false
 		// The node's row lock comes first, as in a claim, so that the two
 		// queue on it rather than deadlock on the node and the intent;
@@ -615,7 +545,7 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 			key    []byte
 			serial sql.NullString
 		)
-		lockErr := tx.QueryRowContext(ctx, `SELECT status, key_sha256, cert_serial FROM reg_nodes WHERE id = $1`+s.db.Dialect.ForUpdate(),
+		lockErr := tx.QueryRowContext(ctx, `SELECT status, key_sha256, cert_serial FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(),
 			nodeID).Scan(&status, &key, &serial)
 		if lockErr != nil && !db.IsNoRows(lockErr) {
 			return nil, lockErr
@@ -642,57 +572,41 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 			return nil, err
 		}
 		installed = true
-		return []eventlog.Event{certificateEvent(in.NodeID, in.PrevSerial, c, utc(now))}, nil
+		return []eventlog.Event{certificateEvent(in.NodeID, in.PrevSerial, c, db.UTC(now))}, nil
 	})
-	if err != nil {
-		return Node{}, false, fmt.Errorf("complete issuance %s: %w", requestID, err)
-	}
-	return n, installed, nil
+	n, err = db.Result(n, err, "complete issuance %s", requestID)
+	return n, installed && err == nil, err
 }
 
 // ListIntents returns open intents, oldest first.
-func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, limit int) ([]Intent, error) {
-	q := `SELECT ` + intentColumns + ` FROM reg_intents WHERE created_at <= $1 ORDER BY created_at, request_id`
-	args := []any{s.db.Dialect.Time(before)}
-	if limit > 0 {
-		q += ` LIMIT $2`
-		args = append(args, limit)
-	}
-	ins, err := collect(s.db, ctx, q, args, scanIntent)
-	if err != nil {
-		return nil, fmt.Errorf("list intents: %w", err)
-	}
-	return ins, nil
+func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, n int) ([]Intent, error) {
+	p := db.Params{s.DB.Dialect.Time(before)}
+	ins, err := db.Collect(ctx, s.DB, scanIntent, `SELECT `+intentColumns+` FROM reg_intents WHERE created_at <= $1
+		ORDER BY created_at, request_id`+limit(&p, n), p...)
+	return db.Result(ins, err, "list intents")
 }
 
 // ListUncertified returns approved nodes without a certificate or an open
 // intent. Nodes are few in this state (between a registration and its
 // issuance), so the scan of the approved nodes this does every reconciler
 // pass stays on the (status, id) index and costs little.
-func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, limit int) ([]Node, error) {
-	q := `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE status = 'approved' AND cert_serial IS NULL AND updated_at <= $1
+func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, n int) ([]Node, error) {
+	p := db.Params{s.DB.Dialect.Time(before)}
+	ns, err := db.Collect(ctx, s.DB, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes
+		WHERE status = 'approved' AND cert_serial IS NULL AND updated_at <= $1
 		AND NOT EXISTS (SELECT 1 FROM reg_intents WHERE reg_intents.node_id = reg_nodes.id)
-		ORDER BY updated_at, id`
-	args := []any{s.db.Dialect.Time(before)}
-	if limit > 0 {
-		q += ` LIMIT $2`
-		args = append(args, limit)
-	}
-	ns, err := collect(s.db, ctx, q, args, scanNode)
-	if err != nil {
-		return nil, fmt.Errorf("list uncertified nodes: %w", err)
-	}
-	return ns, nil
+		ORDER BY updated_at, id`+limit(&p, n), p...)
+	return db.Result(ns, err, "list uncertified nodes")
 }
 
 // ImportEKs enrols eks in one transaction: an insert that finds the hash
 // taken does nothing, and the label is updated instead.
 func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error) {
-	err = s.write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err = s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		added, updated = 0, 0 // a retried transaction counts again
 		for _, ek := range eks {
 			res, err := tx.ExecContext(ctx, `INSERT INTO reg_eks (hash, label, created_at) VALUES ($1, $2, $3)
-				ON CONFLICT (hash) DO NOTHING`, ek.Hash, ek.Label, s.db.Dialect.Time(now))
+				ON CONFLICT (hash) DO NOTHING`, ek.Hash, ek.Label, s.DB.Dialect.Time(now))
 			if err != nil {
 				return nil, fmt.Errorf("EK %s: %w", ek.Hash, err)
 			}
@@ -718,12 +632,80 @@ func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Tim
 // GetEK returns the enrolled EK hash.
 func (s *SQLStore) GetEK(ctx context.Context, hash string) (EnrolledEK, error) {
 	ek := EnrolledEK{Hash: hash}
-	err := s.db.QueryRowContext(ctx, `SELECT label, created_at FROM reg_eks WHERE hash = $1`, hash).Scan(&ek.Label, db.ScanTime(&ek.CreatedAt))
-	if db.IsNoRows(err) {
-		return EnrolledEK{}, fmt.Errorf("get EK %s: %w", hash, ErrNotFound)
+	err := s.DB.QueryRowContext(ctx, `SELECT label, created_at FROM reg_eks WHERE hash = $1`, hash).Scan(&ek.Label, db.ScanTime(&ek.CreatedAt))
+	return db.Result(ek, db.Found(err, ErrNotFound), "get EK %s", hash)
+}
+
+// limit is " LIMIT $n" binding n, or nothing when n <= 0 (no limit).
+func limit(p *db.Params, n int) string {
+	if n <= 0 {
+		return ""
 	}
-	if err != nil {
-		return EnrolledEK{}, fmt.Errorf("get EK %s: %w", hash, err)
+	return ` LIMIT ` + p.Add(n)
+}
+
+// registeredEvent records a registration (or a replacement of replaceID).
+func registeredEvent(n Node, tokenID, replaceID string, now time.Time) eventlog.Event {
+	typ := EventRegistered
+	if replaceID != "" {
+		typ = EventReplaced
 	}
-	return ek, nil
+	return eventlog.Event{Type: typ, NodeID: n.ID, Time: now,
+		Details: eventlog.Details(DetailStatus, string(n.Status), DetailToken, tokenID, DetailHostname, n.Hostname,
+			DetailIdentitySource, n.IdentitySource)}
+}
+
+// duplicateEvent records that n shares hardware with others (their rows),
+// or nothing when it shares none.
+func duplicateEvent(n Node, others []Node, now time.Time) []eventlog.Event {
+	var ids, macs []string
+	uuid := ""
+	for _, o := range others {
+		if o.ID == n.ID {
+			continue
+		}
+		ids = append(ids, o.ID)
+		if n.HardwareUUID != "" && o.HardwareUUID == n.HardwareUUID {
+			uuid = n.HardwareUUID
+		}
+		for _, m := range o.MACs {
+			if slices.Contains(n.MACs, m) && !slices.Contains(macs, m) {
+				macs = append(macs, m)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(macs)
+	return []eventlog.Event{{Type: EventDuplicateHardware, NodeID: n.ID, Time: now,
+		Details: eventlog.Details(DetailDuplicateOf, strings.Join(ids, ","), DetailHardwareUUID, uuid, DetailMACs, strings.Join(macs, ","))}}
+}
+
+// claimEvent records a refused claim on node id's hardware.
+func claimEvent(id string, c Claim, now time.Time) eventlog.Event {
+	return eventlog.Event{Type: EventDuplicateHardware, NodeID: id, Time: now,
+		Details: eventlog.Details(DetailHardwareUUID, c.HardwareUUID, DetailClaimantKey, hex.EncodeToString(c.KeySHA256),
+			DetailIdentitySource, c.IdentitySource)}
+}
+
+// statusEvent records a status change; its type is the new status.
+func statusEvent(id string, from, to Status, now time.Time, actor string) eventlog.Event {
+	return eventlog.Event{Type: string(to), NodeID: id, Time: now,
+		Details: eventlog.Details(DetailStatus, string(to), DetailPreviousStatus, string(from), DetailActor, actor)}
+}
+
+// certificateEvent records a new current certificate.
+func certificateEvent(id, prevSerial string, c Cert, now time.Time) eventlog.Event {
+	typ := EventCertificateRenewed
+	if prevSerial == "" {
+		typ = EventCertificateIssued
+	}
+	return eventlog.Event{Type: typ, NodeID: id, Time: now,
+		Details: eventlog.Details(DetailSerial, c.Serial, DetailNotAfter, c.NotAfter.UTC().Format(time.RFC3339), DetailPreviousSerial, prevSerial)}
+}
+
+// deletedEvent records a deletion.
+func deletedEvent(id string, now time.Time, actor string) eventlog.Event {
+	return eventlog.Event{Type: EventDeleted, NodeID: id, Time: now, Details: eventlog.Details(DetailActor, actor)}
 }
