@@ -256,7 +256,18 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 		if err != nil {
 			return nil, err
 		}
-		cfg.Bundles = registration.NewGRPCBundles(conn)
+		// Resume answers bundles from memory, dropped by the bundle
+		// store's events, instead of a call per boot.
+		cache, err := registration.NewBundleCache(registration.BundleCacheConfig{
+			Source: registration.NewGRPCBundles(conn),
+			Watch:  berthv1.NewBundleAdminServiceClient(conn),
+			Logger: c.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		b.runService(ctx, c, "bundle cache", cache.Run)
+		cfg.Bundles = cache
 	}
 	svc, err := registration.New(cfg)
 	if err != nil {

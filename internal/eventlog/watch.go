@@ -65,6 +65,11 @@ type WatchRequest struct {
 	// NodeIDs and Types, when not empty, keep only matching events.
 	NodeIDs []string
 	Types   []string
+	// Started, when set, is called once the watch's start is fixed (the
+	// cursor it sends events after), before any event is sent: a caller
+	// that keeps a copy of what the log describes (a cache) knows that
+	// every change from then on reaches it. Its error ends the watch.
+	Started func(after int64) error
 }
 
 // Watch sends the events after the request's cursor, in cursor order, then
@@ -99,6 +104,11 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 		return staleCursor(after, b)
 	case after > b.Head:
 		return &CursorError{Cursor: after, Oldest: max(b.Oldest, b.DeletedThrough+1), DeletedThrough: b.DeletedThrough, Newest: b.Head, Ahead: true}
+	}
+	if r.Started != nil {
+		if err := r.Started(after); err != nil {
+			return err
+		}
 	}
 	q := Query{NodeIDs: r.NodeIDs, Types: r.Types, Limit: f.page}
 	for {

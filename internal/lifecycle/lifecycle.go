@@ -82,11 +82,30 @@ func New(c Config) (*Feed, error) {
 // error is returned as a *SendError: the stream is broken and its own
 // status says why.
 func (f *Feed) Watch(ctx context.Context, filter *berthv1.LifecycleFilter, send func(*berthv1.LifecycleEvent) error) error {
+	return f.WatchStarted(ctx, filter, nil, send)
+}
+
+// StartHeader is the response header of a watch stream that says the
+// watch has started and after which cursor it sends events (see
+// WatchStarted). A client that must not miss a change made after it
+// began watching (the registration service's bundle cache) waits for it.
+const StartHeader = "berth-watch-start"
+
+// WatchStarted is Watch, calling started (when not nil) once the cursor
+// it starts after is fixed, before any event is sent; an error of started
+// is returned as a *SendError.
+func (f *Feed) WatchStarted(ctx context.Context, filter *berthv1.LifecycleFilter, started func(after int64) error, send func(*berthv1.LifecycleEvent) error) error {
 	w, err := f.parse(filter)
 	if err != nil {
 		return err
 	}
 	var sendErr error
+	if started != nil {
+		w.Started = func(after int64) error {
+			sendErr = started(after)
+			return sendErr
+		}
+	}
 	err = f.follower.Watch(ctx, w, func(e eventlog.Event) error {
 		sendErr = send(ToProto(e))
 		return sendErr

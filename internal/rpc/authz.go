@@ -141,8 +141,9 @@ func Matrix() map[string]Callers {
 		bundles + "ListBundleHistory": FromAdmin,
 		bundles + "ApproveBundle":     FromAdmin,
 		bundles + "ResetBundle":       FromAdmin,
-		// The heartbeat service tells nodes of their new bundles.
-		bundles + "WatchBundleEvents": FromAdmin | FromHeartbeat,
+		// The heartbeat service tells nodes of their new bundles; the
+		// registration service drops the bundles it keeps for Resume.
+		bundles + "WatchBundleEvents": FromAdmin | FromHeartbeat | FromRegistration,
 		// Registration returns a node's sealed bundle inside Resume and
 		// deletes a deleted node's bundles.
 		bundles + "GetSealedBundle": FromAdmin | FromRegistration,

@@ -1,6 +1,11 @@
 package bundles
 
 import (
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -12,7 +17,12 @@ import (
 // OutOfRange; the message names the oldest cursor kept, M: watch again
 // after M-1 (or from 0, or from now) once the engine has resynchronised.
 func (a adminServer) WatchBundleEvents(req *berthv1.WatchBundleEventsRequest, stream berthv1.BundleAdminService_WatchBundleEventsServer) error {
-	err := a.s.events.Watch(stream.Context(), req.GetFilter(), func(e *berthv1.LifecycleEvent) error {
+	// The start header tells a client that must miss no change (the
+	// registration service's bundle cache) that the watch is in place.
+	started := func(after int64) error {
+		return stream.SendHeader(metadata.Pairs(lifecycle.StartHeader, strconv.FormatInt(after, 10)))
+	}
+	err := a.s.events.WatchStarted(stream.Context(), req.GetFilter(), started, func(e *berthv1.LifecycleEvent) error {
 		return stream.Send(&berthv1.WatchBundleEventsResponse{Event: e})
 	})
 	if out, ok := a.s.events.GRPCError(err); ok || err == nil {

@@ -3,6 +3,7 @@ package bundles
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -160,8 +162,9 @@ func TestWatchBundleEventsAuthorization(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				w := watchEvents(t, e.adminClient(t, cert), nil)
 				// The heartbeat service follows bundle events to tell
-				// nodes of their new bundles (rpc.Matrix).
-				if name == "admin" || name == "heartbeat" {
+				// nodes of their new bundles, registration to drop the
+				// bundles it keeps for Resume (rpc.Matrix).
+				if name == "admin" || name == "heartbeat" || name == "registration" {
 					w.next(t, 1)
 					return
 				}
@@ -257,6 +260,40 @@ func TestRunEndsWatches(t *testing.T) {
 		}
 		if strings.Contains(e.logs.String(), "level=ERROR") {
 			t.Errorf("a watch ended by shutdown logged an error:\n%s", e.logs.String())
+		}
+	})
+}
+
+// TestWatchBundleEventsStartHeader: the header says, before any event,
+// after which cursor the watch sends events, so a cache that waits for it
+// misses no change made afterwards.
+func TestWatchBundleEventsStartHeader(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		e := newEnv(t, engine, nil)
+		admin := e.admin(t)
+		a := e.newNode(t, "node-a", xwing)
+		putNode(t, e.nodeClient(t, a), 0, e.config(t, a, "v1"))
+		first := watchEvents(t, admin, nil).next(t, 1)[0]
+
+		tests := []struct {
+			name   string
+			filter *berthv1.LifecycleFilter
+			want   int64
+		}{
+			{"from now", &berthv1.LifecycleFilter{FromNow: true}, first.GetCursor()},
+			{"after a cursor", &berthv1.LifecycleFilter{AfterCursor: first.GetCursor()}, first.GetCursor()},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				w := watchEvents(t, admin, tt.filter)
+				md, err := w.s.Header()
+				if err != nil {
+					t.Fatalf("Header: %v", err)
+				}
+				if got := md.Get(lifecycle.StartHeader); len(got) != 1 || got[0] != strconv.FormatInt(tt.want, 10) {
+					t.Fatalf("%s = %q, want [%d]", lifecycle.StartHeader, got, tt.want)
+				}
+			})
 		}
 	})
 }

@@ -100,7 +100,7 @@ func BenchmarkResume(b *testing.B) {
 					})
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resumes/s")
 				})
-				b.Run("boot", func(b *testing.B) {
+				boot := func(b *testing.B) {
 					pin, _ := mtls.ParseCAHash(e.layout.CAHash())
 					n := nodes[0]
 					self, err := mtls.SelfSigned(n.key)
@@ -118,7 +118,29 @@ func BenchmarkResume(b *testing.B) {
 						}
 						conn.Close()
 					}
+				}
+				// boot-hop: each Resume asks the bundle store over the
+				// registration service's connection; boot: as berthd,
+				// through the BundleCache.
+				b.Run("boot-hop", boot)
+				_, uncache := e.cacheBundles(b)
+				b.Run("boot", boot)
+				b.Run("reused-cached", func(b *testing.B) {
+					var i atomic.Int64
+					b.SetParallelism(4)
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							n := nodes[int(i.Add(1))%len(nodes)]
+							if _, err := n.client().Resume(context.Background(), &berthv1.ResumeRequest{}); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resumes/s")
 				})
+				uncache()
 				if after := e.issuedCount(b); after != before {
 					b.Fatalf("Resume issued %d certificates", after-before)
 				}

@@ -54,6 +54,8 @@ type env struct {
 	// that a test can take them down.
 	ca      *caSwitch
 	bundles *bundlesSwitch
+	// self is the registration service's own connection to the server.
+	self *grpc.ClientConn
 }
 
 type backend = string
@@ -153,6 +155,7 @@ func newEnvLimits(t testing.TB, b backend, limits rpc.Limits, mod func(*Config))
 	self := srv.Service(t, pki.ServiceRegistration)
 	e.ca = &caSwitch{cur: NewGRPCCA(self)}
 	e.bundles = &bundlesSwitch{cur: NewGRPCBundles(self)}
+	e.self = self
 	c := Config{
 		Store:       e.reg,
 		CA:          e.ca,
@@ -254,6 +257,28 @@ func (s *bundlesSwitch) Sealed(ctx context.Context, nodeID string) (*berthv1.Sea
 
 func (s *bundlesSwitch) Delete(ctx context.Context, nodeID string) error {
 	return s.get().Delete(ctx, nodeID)
+}
+
+// cacheBundles puts a BundleCache, as berthd has, between the
+// registration service and the bundle store on the env's own server, and
+// waits until it answers from memory; the returned function takes it away.
+func (e *env) cacheBundles(t testing.TB) (*BundleCache, func()) {
+	t.Helper()
+	prev := e.bundles.get()
+	cache, err := NewBundleCache(BundleCacheConfig{Source: prev, Watch: berthv1.NewBundleAdminServiceClient(e.self)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(ctx) }()
+	wait, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	if err := cache.waitUntil(wait, func() bool { return cache.live }); err != nil {
+		t.Fatalf("bundle cache: %v", err)
+	}
+	e.bundles.set(cache)
+	return cache, func() { e.bundles.set(prev); cancel(); <-done }
 }
 
 func (e *env) adminClient() berthv1.NodeAdminServiceClient {

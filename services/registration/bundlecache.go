@@ -1,0 +1,305 @@
+package registration
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berth-dev/berth/internal/lifecycle"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// DefaultBundleCacheBytes bounds the sealed bundles a BundleCache keeps:
+// 10,000 nodes of 6 KiB each, a power-restore storm's worth.
+const DefaultBundleCacheBytes = 64 << 20
+
+// BundleCache answers Resume's Sealed from memory, so that a booting node
+// gets its bundle without a round trip from the registration service to
+// the bundle store. A miss asks the bundle store (Source) and keeps the
+// answer, "no bundle" included; each bundle event of a node, which the
+// bundle store appends in the transaction that changes the node's
+// bundles, drops the node's entry.
+//
+// The cache answers only while its watch of the bundle events is in
+// place (the store sent lifecycle.StartHeader): while the watch is broken
+// no change would reach it, so every call goes to the bundle store, as
+// without a cache, and the entries are dropped. A bundle store that is
+// down is therefore Unavailable to Resume, cache or not (README, what
+// disappears). What the cache adds is delay, not staleness beyond it: a
+// bundle approved on another replica of the bundle store reaches Resume
+// once that replica's event reaches the watch (the event log's poll
+// period, eventlog.DefaultPollPeriod); a node told of it on its
+// heartbeat stream fetches it from the bundle store itself.
+//
+// Security checks are not cached: Resume checks the node (status, key,
+// revocation) in the registration store on every call, as before.
+type BundleCache struct {
+	src      Bundles
+	watch    berthv1.BundleAdminServiceClient
+	maxBytes int
+	log      *slog.Logger
+
+	mu sync.Mutex
+	// live: the watch is in place and entries may be answered from.
+	live bool
+	// epoch counts invalidations and watch breaks; a miss keeps what it
+	// fetched only when none happened while it fetched.
+	epoch   uint64
+	entries map[string]cachedBundle
+	bytes   int
+	// seen is the cursor of the last bundle event applied (or of the
+	// watch's start): tests wait for it to pass a change's cursor.
+	seen    int64
+	changed chan struct{}
+}
+
+type cachedBundle struct {
+	b    *berthv1.SealedBundle // nil: the node has no bundle
+	size int
+}
+
+// BundleCacheConfig configures a BundleCache.
+type BundleCacheConfig struct {
+	// Source answers misses: the bundle store over gRPC. Required.
+	Source Bundles
+	// Watch follows the bundle store's events. Required.
+	Watch berthv1.BundleAdminServiceClient
+	// MaxBytes bounds the sealed bytes kept (DefaultBundleCacheBytes).
+	MaxBytes int
+	Logger   *slog.Logger
+}
+
+// NewBundleCache builds a cache; it answers from memory once Run has its
+// watch in place.
+func NewBundleCache(c BundleCacheConfig) (*BundleCache, error) {
+	if c.Source == nil || c.Watch == nil {
+		return nil, errors.New("registration: BundleCacheConfig needs Source and Watch")
+	}
+	if c.MaxBytes < 0 {
+		return nil, errors.New("registration: BundleCacheConfig.MaxBytes is negative")
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultBundleCacheBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &BundleCache{
+		src: c.Source, watch: c.Watch, maxBytes: c.MaxBytes, log: c.Logger,
+		entries: map[string]cachedBundle{}, changed: make(chan struct{}),
+	}, nil
+}
+
+// Sealed returns the node's current sealed bundle, or nil when it has
+// none, from memory when the watch is in place and the node's entry is
+// kept, else from the bundle store.
+func (c *BundleCache) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[nodeID]; ok && c.live {
+		c.mu.Unlock()
+		return e.b, nil
+	}
+	live, epoch := c.live, c.epoch
+	c.mu.Unlock()
+	b, err := c.src.Sealed(ctx, nodeID)
+	if err != nil || !live {
+		return b, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// An event or a break while fetching: what was fetched may already be
+	// old, so it is answered once and not kept.
+	if c.live && c.epoch == epoch {
+		c.keep(nodeID, b)
+	}
+	return b, nil
+}
+
+// Delete removes every bundle of a node, and its entry.
+func (c *BundleCache) Delete(ctx context.Context, nodeID string) error {
+	err := c.src.Delete(ctx, nodeID)
+	c.mu.Lock()
+	c.drop(nodeID)
+	c.mu.Unlock()
+	return err
+}
+
+// keep stores an entry, first evicting others (in the map's random
+// order, which costs nothing to keep) until it fits.
+func (c *BundleCache) keep(nodeID string, b *berthv1.SealedBundle) {
+	size := len(nodeID) + 64
+	if b != nil {
+		size += proto.Size(b)
+	}
+	if size > c.maxBytes {
+		return
+	}
+	c.drop(nodeID)
+	for id := range c.entries {
+		if c.bytes+size <= c.maxBytes {
+			break
+		}
+		c.drop(id)
+	}
+	c.entries[nodeID] = cachedBundle{b: b, size: size}
+	c.bytes += size
+}
+
+func (c *BundleCache) drop(nodeID string) {
+	if e, ok := c.entries[nodeID]; ok {
+		delete(c.entries, nodeID)
+		c.bytes -= e.size
+	}
+}
+
+// invalidate drops a node's entry on one of its bundle events (every
+// entry for an event that names no node).
+func (c *BundleCache) invalidate(nodeID string, cursor int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if nodeID == "" {
+		clear(c.entries)
+		c.bytes = 0
+	} else {
+		c.drop(nodeID)
+	}
+	c.advance(cursor)
+}
+
+// setLive starts answering from memory (the watch started after cursor),
+// or stops and forgets every entry.
+func (c *BundleCache) setLive(live bool, cursor int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.live = live
+	clear(c.entries)
+	c.bytes = 0
+	c.seen = 0
+	c.advance(cursor)
+}
+
+// advance records the cursor seen and wakes the waiters; c.mu is held.
+func (c *BundleCache) advance(cursor int64) {
+	c.seen = max(c.seen, cursor)
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// WaitFor blocks until the cache is live and has applied the bundle
+// events through cursor, or ctx ends.
+func (c *BundleCache) WaitFor(ctx context.Context, cursor int64) error {
+	return c.waitUntil(ctx, func() bool { return c.live && c.seen >= cursor })
+}
+
+// waitUntil blocks until cond, read under c.mu, holds or ctx ends.
+func (c *BundleCache) waitUntil(ctx context.Context, cond func() bool) error {
+	for {
+		c.mu.Lock()
+		ok, ch := cond(), c.changed
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Len is the number of entries kept.
+func (c *BundleCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Run follows the bundle store's events until ctx ends, answering from
+// memory while the watch is in place; a broken watch is opened again with
+// backoff (up to 10 s), from now, with an empty cache.
+func (c *BundleCache) Run(ctx context.Context) error {
+	for n := 0; ctx.Err() == nil; n++ {
+		if c.follow(ctx) {
+			n = 0
+		}
+		c.setLive(false, 0)
+		if ctx.Err() != nil {
+			break
+		}
+		d := min(time.Duration(1<<min(n, 5))*250*time.Millisecond, 10*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	return nil
+}
+
+// follow runs one watch; true when it was in place for a while.
+func (c *BundleCache) follow(ctx context.Context) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := c.watch.WatchBundleEvents(ctx, &berthv1.WatchBundleEventsRequest{Filter: &berthv1.LifecycleFilter{FromNow: true}})
+	if err != nil {
+		c.broke(ctx, err)
+		return false
+	}
+	// The header comes once the store fixed where the watch starts: every
+	// change committed after it reaches this stream, so the misses from
+	// now on may be kept.
+	md, err := s.Header()
+	if err != nil {
+		c.broke(ctx, err)
+		return false
+	}
+	start, ok := startCursor(md)
+	if !ok {
+		// A bundle store that predates the header: no way to know when
+		// the watch is in place, so no caching.
+		c.log.Warn("bundle store sends no watch start; Resume asks it for every bundle")
+		<-ctx.Done()
+		return false
+	}
+	c.setLive(true, start)
+	c.log.Info("bundle cache live", "after_cursor", start)
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			c.broke(ctx, err)
+			return true
+		}
+		e := m.GetEvent()
+		c.invalidate(e.GetNodeId(), e.GetCursor())
+	}
+}
+
+func (c *BundleCache) broke(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	if status.Code(err) == codes.Unimplemented || status.Code(err) == codes.PermissionDenied {
+		c.log.Error("bundle cache cannot watch the bundle store; Resume asks it for every bundle", "err", err)
+		return
+	}
+	c.log.Warn("bundle cache watch broke; Resume asks the bundle store until it is back", "err", err)
+}
+
+func startCursor(md metadata.MD) (int64, bool) {
+	v := md.Get(lifecycle.StartHeader)
+	if len(v) != 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	return n, err == nil && n >= 0
+}
