@@ -20,6 +20,7 @@ const long = `berthd runs berth's services.
   berthd init   --dir DIR [--trust-domain D] [--san NAME ...]
   berthd dev    [--data-dir DIR] [--listen ADDR]
   berthd serve  --role registration|ca|bundles|heartbeat|all --pki-dir DIR [--db URL | --data-dir DIR] [flags]
+  berthd serve  --role api --pki-dir DIR --registration-addr H:P --ca-addr H:P --bundles-addr H:P --heartbeat-addr H:P
   berthd health [--addr H:P] [--pki-dir DIR]
   berthd ca rotate-intermediate --pki-dir DIR --root-key FILE
   berthd pki inspect [PATH...]

@@ -904,14 +904,14 @@ func TestBundlesServerAddress(t *testing.T) {
 		reg := start(t, pki, &fakeAdmin{})
 		r := reg.run("bundles", "get", bundleNodeID)
 		want := "berthctl: get bundle for node n-7f3a9c: " + reg.addr + " is not the bundles service: " +
-			"expected spiffe://berth.local/service/bundles, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
+			"expected spiffe://berth.local/service/bundles or spiffe://berth.local/service/api, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
 			"(the address comes from BERTH_SERVER; set --bundles-server or BERTH_BUNDLES_SERVER)\n"
 		if r.code != cli.ExitError || r.stderr != want {
 			t.Errorf("exit %d, stderr %q; want exit 1, stderr %q", r.code, r.stderr, want)
 		}
 		r = reg.run("bundles", "reset", bundleNodeID, "--bundles-server", reg.addr)
 		want = "berthctl: reset bundle for node n-7f3a9c: " + reg.addr + " is not the bundles service: " +
-			"expected spiffe://berth.local/service/bundles, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
+			"expected spiffe://berth.local/service/bundles or spiffe://berth.local/service/api, found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
 			"(check --bundles-server)\n"
 		if r.code != cli.ExitError || r.stderr != want {
 			t.Errorf("exit %d, stderr %q; want exit 1, stderr %q", r.code, r.stderr, want)

@@ -127,7 +127,7 @@ func TestCACRL(t *testing.T) {
 		{"no server", map[string]string{"BERTH_SERVER": ""}, []string{"ca", "crl"}, cli.ExitUsage,
 			"missing connection settings: set --ca-server or BERTH_CA_SERVER (or --server or BERTH_SERVER)"},
 		{"server without a CA", nil, []string{"ca", "crl"}, cli.ExitError,
-			"get revocation list: " + h.addr + " is not the CA service: expected spiffe://berth.local/service/ca, " +
+			"get revocation list: " + h.addr + " is not the CA service: expected spiffe://berth.local/service/ca or spiffe://berth.local/service/api, " +
 				"found spiffe://berth.local/service/registration, spiffe://berth.local/service/heartbeat " +
 				"(the address comes from BERTH_SERVER; set --ca-server or BERTH_CA_SERVER)"},
 		{"missing command", nil, []string{"ca"}, cli.ExitUsage, "ca: missing command (one of: crl)"},

@@ -49,7 +49,7 @@ func (s globalSpec) flagName() string {
 func globalSpecs() []globalSpec {
 	return []globalSpec{
 		{"output", "o", "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *string { return &g.output }},
-		{"server", "", "H:P", "BERTH_SERVER", "address of the registration service", "", func(g *globals) *string { return &g.server }},
+		{"server", "", "H:P", "BERTH_SERVER", "address of the front door (berthd serve --role api, or dev), or of the registration service", "", func(g *globals) *string { return &g.server }},
 		{"bundles-server", "", "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *string { return &g.bundlesServer }},
 		{"heartbeat-server", "", "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *string { return &g.heartbeatServer }},
 		{"ca-server", "", "H:P", "BERTH_CA_SERVER", "address of the CA service", "the --server address", func(g *globals) *string { return &g.caServer }},

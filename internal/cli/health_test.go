@@ -39,7 +39,7 @@ func TestNodesWithoutHeartbeat(t *testing.T) {
 		{"unreachable", healthOf(healthApproved()), map[string]string{"BERTH_HEARTBEAT_SERVER": dead},
 			"cannot reach server " + dead + ": dial tcp " + dead + ": connect: connection refused"},
 		{"not at the default address", nil, nil,
-			"ADDR is not the heartbeat service: expected spiffe://berth.local/service/heartbeat, found spiffe://berth.local/service/registration " +
+			"ADDR is not the heartbeat service: expected spiffe://berth.local/service/heartbeat or spiffe://berth.local/service/api, found spiffe://berth.local/service/registration " +
 				"(the address comes from BERTH_SERVER; set --heartbeat-server or BERTH_HEARTBEAT_SERVER)"},
 		{"failing", failing(codes.Internal, "internal error"), nil, "internal error"},
 		{"invalid node IDs", failing(codes.InvalidArgument, "node_ids must match ^[a-z0-9][a-z0-9-]{0,62}$"), nil,

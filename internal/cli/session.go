@@ -131,8 +131,8 @@ func (s *session) caClient() (berthv1.CertificateAuthorityServiceClient, error) 
 
 // dial returns the connection to the berth service at addr, opening it on
 // first use with the admin credentials, which are loaded once per session.
-// The handshake refuses a server that is not service, saying which
-// identity it found.
+// The handshake refuses a server that is neither service nor the front
+// door, saying which identity it found.
 func (s *session) dial(addr, service string) (*grpc.ClientConn, error) {
 	key := connKey{addr, service}
 	if conn := s.conns[key]; conn != nil {
@@ -145,7 +145,9 @@ func (s *session) dial(addr, service string) (*grpc.ClientConn, error) {
 		}
 		s.tls = cfg
 	}
-	cfg := mtls.ExpectServer(s.tls.Clone(), mtls.TrustDomainOf(s.leaf), service)
+	// The front door (the api identity) serves every admin API too, and
+	// forwards to the service meant.
+	cfg := mtls.ExpectServer(s.tls.Clone(), mtls.TrustDomainOf(s.leaf), service, mtls.ServiceAPI)
 	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)

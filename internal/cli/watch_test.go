@@ -470,7 +470,7 @@ func TestWatchErrors(t *testing.T) {
 				a, b, _ := empty()
 				return a, b, nil
 			}, nil, []string{"--service", "heartbeat"},
-			"berthctl: watch heartbeat: ADDR is not the heartbeat service: expected spiffe://berth.local/service/heartbeat, " +
+			"berthctl: watch heartbeat: ADDR is not the heartbeat service: expected spiffe://berth.local/service/heartbeat or spiffe://berth.local/service/api, " +
 				"found spiffe://berth.local/service/registration, spiffe://berth.local/service/bundles " +
 				"(the address comes from BERTH_SERVER; set --heartbeat-server or BERTH_HEARTBEAT_SERVER, or leave heartbeat out with --service)"},
 		{"no bundles service at --bundles-server",
@@ -478,7 +478,7 @@ func TestWatchErrors(t *testing.T) {
 				a, _, hb := empty()
 				return a, nil, hb
 			}, nil, []string{"--bundles-server", "OTHER"},
-			"berthctl: watch bundles: OTHER is not the bundles service: expected spiffe://berth.local/service/bundles, " +
+			"berthctl: watch bundles: OTHER is not the bundles service: expected spiffe://berth.local/service/bundles or spiffe://berth.local/service/api, " +
 				"found spiffe://berth.local/service/registration (check --bundles-server, or leave bundles out with --service)"},
 		{"unreachable heartbeat service",
 			empty, map[string]string{"BERTH_HEARTBEAT_SERVER": dead}, nil,

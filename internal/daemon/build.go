@@ -49,6 +49,9 @@ type built struct {
 	crl http.Handler
 	// rest is the REST/JSON front door; nil unless the process serves it.
 	rest *gateway.Gateway
+	// upstream are the front door's connections to the services it
+	// forwards to, by service name (role api only).
+	upstream map[string]*grpc.ClientConn
 }
 
 func (b *built) close() {
@@ -96,6 +99,13 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 	}
+	if c.Role == RoleAPI {
+		p, err := buildFrontDoor(c, cr, tel, b)
+		if err != nil {
+			return nil, err
+		}
+		policies = append(policies, p)
+	}
 	if c.runs(RoleRegistration) {
 		svc, err := buildRegistration(ctx, c, cr, tel, b)
 		if err != nil {
@@ -126,6 +136,11 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 	for _, r := range registers {
 		r(b.server)
 	}
+	if c.Role == RoleAPI {
+		if err := b.registerProxies(); err != nil {
+			return nil, err
+		}
+	}
 	if c.servesREST() {
 		if b.rest, err = buildGateway(c, cr, tel, b, cert); err != nil {
 			return nil, err
@@ -148,13 +163,18 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 // api service, so that each call meets the same interceptors as a gRPC
 // caller's.
 func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert tls.Certificate) (*gateway.Gateway, error) {
-	conns := map[string]*grpc.ClientConn{}
-	for _, svc := range []string{pki.ServiceRegistration, pki.ServiceBundles, pki.ServiceHeartbeat} {
-		conn, err := dialService(c, cr.api, tel, b, svc, c.self)
-		if err != nil {
-			return nil, err
+	// The front door of a split deployment shares its connections to the
+	// services with its gRPC side.
+	conns := b.upstream
+	if conns == nil {
+		conns = map[string]*grpc.ClientConn{}
+		for _, svc := range []string{pki.ServiceRegistration, pki.ServiceBundles, pki.ServiceHeartbeat} {
+			conn, err := dialService(c, cr.api, tel, b, svc, c.self)
+			if err != nil {
+				return nil, err
+			}
+			conns[svc] = conn
 		}
-		conns[svc] = conn
 	}
 	return gateway.New(gateway.Config{
 		Registration: conns[pki.ServiceRegistration],
@@ -383,14 +403,14 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 // dialService opens a long-lived connection to the berth service want at
 // addr, presenting the certificate of the role self and refusing a server
 // that is not want.
-func dialService(c Config, self *pki.Role, tel *telemetry.Telemetry, b *built, want, addr string) (*grpc.ClientConn, error) {
+func dialService(c Config, self *pki.Role, tel *telemetry.Telemetry, b *built, want, addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("service address %q: %w", addr, err)
 	}
 	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(self.Cert, self.RootPool()), self.TrustDomain, want)
 	tlsCfg.ServerName = host
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator})
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator, Options: opts})
 	if err != nil {
 		return nil, err
 	}

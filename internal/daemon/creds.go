@@ -23,8 +23,11 @@ type creds struct {
 
 // servedRoles are the roles whose services role runs.
 func servedRoles(role string) []string {
-	if role == RoleAll {
+	switch role {
+	case RoleAll:
 		return []string{RoleCA, RoleBundles, RoleHeartbeat, RoleRegistration}
+	case RoleAPI:
+		return []string{pki.ServiceAPI}
 	}
 	return []string{role}
 }
@@ -50,7 +53,9 @@ func openCreds(c Config) (*creds, error) {
 		}
 		cr.roles[name] = r
 	}
-	if c.servesREST() {
+	if c.Role == RoleAPI {
+		cr.api = cr.roles[pki.ServiceAPI]
+	} else if c.servesREST() {
 		r, err := pki.OpenRole(c.PKIDir, pki.ServiceAPI)
 		if err != nil {
 			return nil, err

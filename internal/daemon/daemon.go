@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/gateway"
+	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/telemetry"
 )
@@ -29,11 +30,14 @@ const (
 	RoleCA           = "ca"
 	RoleBundles      = "bundles"
 	RoleHeartbeat    = "heartbeat"
-	RoleAll          = "all"
+	// RoleAPI is the front door of a split deployment: the whole admin
+	// API, gRPC and REST on one port, forwarded to the services.
+	RoleAPI = "api"
+	RoleAll = "all"
 )
 
 // Roles lists the roles --role accepts.
-var Roles = []string{RoleRegistration, RoleCA, RoleBundles, RoleHeartbeat, RoleAll}
+var Roles = []string{RoleRegistration, RoleCA, RoleBundles, RoleHeartbeat, RoleAPI, RoleAll}
 
 // Config is the typed configuration of one berthd process.
 type Config struct {
@@ -57,6 +61,10 @@ type Config struct {
 	// BundlesAddr is where the registration service reaches the bundle
 	// store. In role "all" both default to this process's own listener.
 	CAAddr, BundlesAddr string
+	// RegistrationAddr and HeartbeatAddr are where the front door (role
+	// api) reaches those services; it reaches the others at CAAddr and
+	// BundlesAddr.
+	RegistrationAddr, HeartbeatAddr string
 	// Advertised addresses of the services, handed to nodes on Resume.
 	// They default to the addresses above and this listener.
 	AdvertiseRegistration, AdvertiseBundles, AdvertiseHeartbeat string
@@ -99,7 +107,20 @@ type Config struct {
 
 // servesREST reports whether the process is the front door: REST/JSON on
 // its gRPC port.
-func (c *Config) servesREST() bool { return c.Role == RoleAll && !c.NoREST }
+func (c *Config) servesREST() bool { return (c.Role == RoleAll || c.Role == RoleAPI) && !c.NoREST }
+
+// upstreams are the services the front door (role api) forwards to, by
+// service name, with where it reaches them and the flag that says so.
+func (c *Config) upstreams() []upstream {
+	return []upstream{
+		{pki.ServiceRegistration, c.RegistrationAddr, "--registration-addr"},
+		{pki.ServiceCA, c.CAAddr, "--ca-addr"},
+		{pki.ServiceBundles, c.BundlesAddr, "--bundles-addr"},
+		{pki.ServiceHeartbeat, c.HeartbeatAddr, "--heartbeat-addr"},
+	}
+}
+
+type upstream struct{ service, addr, flag string }
 
 func (c *Config) check() error {
 	if !slices.Contains(Roles, c.Role) {
@@ -111,13 +132,20 @@ func (c *Config) check() error {
 	if (c.Role == RoleRegistration || c.Role == RoleBundles || c.Role == RoleHeartbeat) && c.CAAddr == "" {
 		return fmt.Errorf("--ca-addr is required for the %s role", c.Role)
 	}
+	if c.Role == RoleAPI {
+		for _, u := range c.upstreams() {
+			if u.addr == "" {
+				return fmt.Errorf("%s is required for the api role (the front door forwards to the %s service)", u.flag, u.service)
+			}
+		}
+	}
 	if err := c.Limits.Check(); err != nil {
 		return err
 	}
 	if c.CRLListen != "" && !c.runs(RoleCA) {
 		return fmt.Errorf("--crl-listen serves the CA's revocation list; the %s role has none", c.Role)
 	}
-	if c.DB == "" && c.DataDir == "" {
+	if c.DB == "" && c.DataDir == "" && c.Role != RoleAPI {
 		return errors.New("either --db (PostgreSQL URL) or --data-dir (SQLite) is required")
 	}
 	if c.Logger == nil {

@@ -33,6 +33,12 @@ func TestConfigErrors(t *testing.T) {
 		{"no store", Config{Role: RoleCA, PKIDir: "x"}, "--db"},
 		{"missing PKI", Config{Role: RoleCA, PKIDir: "/nonexistent", DataDir: "d"}, "load PKI"},
 		{"CRL without the CA", Config{Role: RoleHeartbeat, PKIDir: "x", DataDir: "d", CAAddr: "ca:1", CRLListen: "127.0.0.1:0"}, "--crl-listen serves the CA's revocation list; the heartbeat role has none"},
+		{"front door without the registration service", Config{Role: RoleAPI, PKIDir: "x", CAAddr: "ca:1", BundlesAddr: "b:1", HeartbeatAddr: "h:1"},
+			"--registration-addr is required for the api role (the front door forwards to the registration service)"},
+		{"front door without the heartbeat service", Config{Role: RoleAPI, PKIDir: "x", CAAddr: "ca:1", BundlesAddr: "b:1", RegistrationAddr: "r:1"},
+			"--heartbeat-addr is required for the api role"},
+		{"front door with the API's directory missing", Config{Role: RoleAPI, PKIDir: "/nonexistent", CAAddr: "ca:1", BundlesAddr: "b:1", RegistrationAddr: "r:1", HeartbeatAddr: "h:1"},
+			"load PKI"},
 		{"contradictory limits", Config{Role: RoleCA, PKIDir: "x", DataDir: "d", Limits: rpc.Limits{MaxUnauthenticated: 10, MaxUnauthenticatedPerSource: 20}}, "per-source"},
 	}
 	for _, tt := range tests {

@@ -92,7 +92,7 @@ func TestComposeDeployment(t *testing.T) {
 	})
 
 	step("each service holds only its own credentials, and no root key", func(t *testing.T) {
-		for _, svc := range []string{"ca", "registration", "bundles", "heartbeat"} {
+		for _, svc := range []string{"ca", "registration", "bundles", "heartbeat", "api"} {
 			t.Logf("%s can read: %s", svc, p.checkOwnCredentials(svc))
 		}
 		t.Logf("the berthctl tool can read: %s", p.checkAdminTool())
@@ -131,6 +131,31 @@ func TestComposeDeployment(t *testing.T) {
 			if !strings.Contains(tmpfs, `"`+dir+`"`) {
 				t.Errorf("%s is not a tmpfs in the agent container: %s", dir, tmpfs)
 			}
+		}
+	})
+
+	step("the front door: every service's admin API through BERTH_SERVER alone", func(t *testing.T) {
+		// registration (nodes), heartbeat (health in nodes get), bundles,
+		// the CA, and the watch of all three services merged.
+		if n := p.getNode(nodeID); n.Status != "approved" {
+			t.Fatalf("nodes get through the front door: %+v", n)
+		}
+		for _, args := range [][]string{
+			{"bundles", "history", nodeID, "-o", "json"},
+			{"ca", "crl", "-o", "json"},
+			{"certs", "list", "--node", nodeID, "-o", "json"},
+		} {
+			if _, err := p.berthctl(args...); err != nil {
+				t.Errorf("through the front door: %v", err)
+			}
+		}
+		out := p.berthctlEventually(time.Minute, "watch", "--node", nodeID, "--type", "registered", "--count", "1", "-o", "json")
+		if !strings.Contains(out, `"service":"registration"`) || !strings.Contains(out, nodeID) {
+			t.Errorf("watch through the front door: %s", out)
+		}
+		// The front door's own health check is the one its container runs.
+		if s := p.state("api"); s.Health != "healthy" {
+			t.Errorf("the api service is %+v, want healthy", s)
 		}
 	})
 

@@ -35,6 +35,7 @@ type project struct {
 	compose  []string // e.g. docker compose -f deploy/compose.yaml -p NAME
 	env      []string // environment of every compose command
 	port     int      // host port of registration
+	apiPort  int      // host port of the front door
 	bin      string   // host-built berthctl and berth-agent
 	creds    string   // admin credentials copied out of the PKI volume
 	caHash   string
@@ -142,6 +143,7 @@ func newProject(t *testing.T, composeCmd []string, root, bin, berthImage, pgImag
 		name:    name,
 		compose: append(append([]string{}, composeCmd...), "-f", filepath.Join(root, "deploy", "compose.yaml"), "-p", name),
 		port:    freePort(t),
+		apiPort: freePort(t),
 		bin:     bin,
 		creds:   t.TempDir(),
 		rootDir: root,
@@ -155,6 +157,7 @@ func newProject(t *testing.T, composeCmd []string, root, bin, berthImage, pgImag
 		// runs on this engine) do not collide.
 		"BERTH_BUNDLES_PORT="+strconv.Itoa(freePort(t)),
 		"BERTH_HEARTBEAT_PORT="+strconv.Itoa(freePort(t)),
+		"BERTH_API_PORT="+strconv.Itoa(p.apiPort),
 		"COMPOSE_PROJECT_NAME=",
 		"COMPOSE_PROFILES=",
 	)
@@ -274,7 +277,7 @@ func (p *project) state(service string) state {
 
 // servers are the long-running services of the deployment; init is the
 // one-shot PKI container.
-var servers = []string{"postgres", "ca", "bundles", "heartbeat", "registration"}
+var servers = []string{"postgres", "ca", "bundles", "heartbeat", "registration", "api"}
 
 // waitHealthy waits until init has completed and every server is healthy,
 // and returns how long that took.
@@ -366,16 +369,18 @@ func (p *project) copyAdminCredentials() {
 	p.caHash = "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// adminEnv is berthctl's environment on the host: the front door's
+// address alone, as an operator's.
 func (p *project) adminEnv() []string {
 	return []string{
-		"BERTH_SERVER=127.0.0.1:" + strconv.Itoa(p.port),
+		"BERTH_SERVER=127.0.0.1:" + strconv.Itoa(p.apiPort),
 		"BERTH_CA=" + filepath.Join(p.creds, "ca.crt"),
 		"BERTH_CERT=" + filepath.Join(p.creds, "admin.crt"),
 		"BERTH_KEY=" + filepath.Join(p.creds, "admin.key"),
 	}
 }
 
-// berthctl runs the host's berthctl against the published registration port.
+// berthctl runs the host's berthctl against the published front door.
 func (p *project) berthctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
