@@ -61,9 +61,9 @@ func (d Dialect) JSONContains(col, arg string) string {
 		", '$.\"' || want.key || '\"') IS NOT want.value)"
 }
 
-// JSONElements is a sub-SELECT of the strings in the JSON array bound at
+// jsonElements is a sub-SELECT of the strings in the JSON array bound at
 // placeholder arg, for "col IN (…)".
-func (d Dialect) JSONElements(arg string) string {
+func (d Dialect) jsonElements(arg string) string {
 	if d == Postgres {
 		return "SELECT jsonb_array_elements_text(" + arg + "::jsonb)"
 	}
@@ -77,9 +77,9 @@ func (d Dialect) JSONElements(arg string) string {
 // a sequential scan.
 func (d Dialect) JSONIn(col, arg string) string {
 	if d == Postgres {
-		return col + " = ANY(ARRAY(" + d.JSONElements(arg) + "))"
+		return col + " = ANY(ARRAY(" + d.jsonElements(arg) + "))"
 	}
-	return col + " IN (" + d.JSONElements(arg) + ")"
+	return col + " IN (" + d.jsonElements(arg) + ")"
 }
 
 // JSONOverlaps is a condition true when the JSON array of strings in column
@@ -87,9 +87,9 @@ func (d Dialect) JSONIn(col, arg string) string {
 // serves it from a GIN index on col.
 func (d Dialect) JSONOverlaps(col, arg string) string {
 	if d == Postgres {
-		return col + " ?| ARRAY(" + d.JSONElements(arg) + ")"
+		return col + " ?| ARRAY(" + d.jsonElements(arg) + ")"
 	}
-	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS e WHERE e.value IN (" + d.JSONElements(arg) + "))"
+	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS e WHERE e.value IN (" + d.jsonElements(arg) + "))"
 }
 
 // Lock serialises the transactions that take the same named lock, until tx
@@ -204,23 +204,6 @@ func (d Dialect) Greatest(a, b string) string {
 		return "GREATEST(" + a + ", " + b + ")"
 	}
 	return "MAX(" + a + ", " + b + ")"
-}
-
-// In is "col IN ($from, …)" for n values, or FALSE when n is 0.
-func In(col string, from, n int) string {
-	if n == 0 {
-		return "FALSE"
-	}
-	return col + " IN (" + Placeholders(from, n) + ")"
-}
-
-// Args turns a slice of any element type into query arguments.
-func Args[T any](vs []T) []any {
-	out := make([]any, len(vs))
-	for i, v := range vs {
-		out[i] = v
-	}
-	return out
 }
 
 // IsNoRows reports whether err says a single-row query found nothing.

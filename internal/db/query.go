@@ -60,7 +60,9 @@ func Wrap(err error, format string, args ...any) error {
 }
 
 // Params collects the arguments of a statement built piece by piece; each
-// Add returns the placeholder that binds the value it added.
+// Add returns the placeholder that binds the value it added. Finish the
+// statement before passing p...: Go leaves unordered the read of p and a
+// call to Add in the same argument list.
 type Params []any
 
 // Add binds v and returns its placeholder ("$3").

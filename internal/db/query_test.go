@@ -44,7 +44,8 @@ func TestQueryHelpers(t *testing.T) {
 		want := append(rows, jrow{ID: "c"})
 
 		var p db.Params
-		got, err := db.Collect(ctx, d, scanJRow, `SELECT id, labels, macs, b FROM j WHERE `+p.In("id", []string{"a", "b", "c"})+` ORDER BY id`, p...)
+		q := `SELECT id, labels, macs, b FROM j WHERE ` + p.In("id", []string{"a", "b", "c"}) + ` ORDER BY id`
+		got, err := db.Collect(ctx, d, scanJRow, q, p...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +53,8 @@ func TestQueryHelpers(t *testing.T) {
 			t.Errorf("Collect = %#v, want %#v", got, want)
 		}
 		p = nil
-		if got, err := db.Collect(ctx, d, scanJRow, `SELECT id, labels, macs, b FROM j WHERE `+p.In("id", nil), p...); err != nil || got != nil {
+		q = `SELECT id, labels, macs, b FROM j WHERE ` + p.In("id", nil)
+		if got, err := db.Collect(ctx, d, scanJRow, q, p...); err != nil || got != nil {
 			t.Errorf("Collect with an empty IN = %v, %v; want nil, nil", got, err)
 		}
 		if _, err := db.Collect(ctx, d, scanJRow, `SELECT nope FROM j`); err == nil {

@@ -180,21 +180,6 @@ func checkEvents(events []Event) error {
 	return nil
 }
 
-// pageNext is where the read after a page starts; see Page.Next.
-func pageNext(q Query, limit int, evs []Event, head int64) int64 {
-	if len(evs) == limit {
-		return evs[len(evs)-1].Cursor
-	}
-	return max(q.After, head)
-}
-
-func pageLimit(q Query) int {
-	if q.Limit <= 0 {
-		return DefaultPageSize
-	}
-	return q.Limit
-}
-
 // deleteBatch is how many events one retention transaction deletes at most,
 // so that a large backlog does not hold one long transaction.
 const deleteBatch = 5000

@@ -72,11 +72,7 @@ func newPostgresFixture(t *testing.T) dbFixture {
 func newFixture(t *testing.T, d db.Dialect, where string) dbFixture {
 	t.Helper()
 	f := open(t, d, where)
-	name := eventlog.SQLite
-	if d == db.Postgres {
-		name = eventlog.Postgres
-	}
-	if _, err := f.db.ExecContext(t.Context(), eventlog.Schema(name, table)); err != nil {
+	if _, err := f.db.ExecContext(t.Context(), eventlog.Schema(d, table)); err != nil {
 		t.Fatalf("schema: %v", err)
 	}
 	return f

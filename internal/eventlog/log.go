@@ -2,8 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -57,29 +55,4 @@ func (n *Notifier) Notify() {
 		close(n.ch)
 		n.ch = nil
 	}
-}
-
-// detailsJSON encodes details for the details column; nil becomes {}.
-func detailsJSON(d map[string]string) (string, error) {
-	if len(d) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
-}
-
-// parseDetails decodes the details column; an empty object becomes nil, so
-// that both backends return the same value.
-func parseDetails(b []byte) (map[string]string, error) {
-	var d map[string]string
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("event details: %w", err)
-	}
-	if len(d) == 0 {
-		return nil, nil
-	}
-	return d, nil
 }

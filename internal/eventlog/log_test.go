@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 )
 
@@ -24,7 +25,7 @@ func TestNewTable(t *testing.T) {
 			eventlog.NewTable(bad)
 		}()
 	}
-	for _, d := range []string{eventlog.Postgres, eventlog.SQLite} {
+	for _, d := range []db.Dialect{db.Postgres, db.SQLite} {
 		if s := eventlog.Schema(d, tb); !strings.Contains(s, "CREATE TABLE reg_events (") || !strings.Contains(s, "reg_events_watermark") {
 			t.Errorf("Schema(%s) does not name reg's tables:\n%s", d, s)
 		}

@@ -1,56 +1,29 @@
 package eventlog
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/db"
 )
 
-// The dialects Schema writes for.
-const (
-	Postgres = "postgres"
-	SQLite   = "sqlite"
-)
-
-// Schema returns the DDL that creates t's tables in dialect (Postgres or
-// SQLite). A store's migration holds a literal copy of it, so that a later
-// change here never rewrites a migration that databases already applied;
-// the tests of this package run against Schema's output.
-//
-// On PostgreSQL, for prefix "reg":
-//
-//	-- Cursors come from the identity column; appends take an advisory
-//	-- lock so that they are handed out in commit order (package eventlog).
-//	CREATE TABLE reg_events (
-//		cursor  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-//		at      TIMESTAMPTZ      NOT NULL,
-//		node_id TEXT COLLATE "C" NOT NULL,
-//		type    TEXT             NOT NULL,
-//		details JSONB            NOT NULL DEFAULT '{}'
-//	);
-//	CREATE INDEX reg_events_node ON reg_events (node_id, cursor);
-//	-- deleted_through is the newest cursor retention deleted.
-//	CREATE TABLE reg_events_watermark (
-//		id              INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-//		deleted_through BIGINT  NOT NULL
-//	);
-//	INSERT INTO reg_events_watermark (id, deleted_through) VALUES (1, 0);
-//
-// On SQLite the cursor is an INTEGER PRIMARY KEY AUTOINCREMENT (never
-// handed out twice, even after retention deleted the newest events), times
-// are Unix microseconds and details are JSON text; the tables are STRICT.
-func Schema(dialect string, t Table) string {
-	var tmpl string
-	switch dialect {
-	case Postgres:
+// Schema returns the DDL that creates t's tables on engine d: postgresSchema
+// or sqliteSchema with t's names. A store's migration holds a literal copy
+// of it, so that a later change here never rewrites a migration that
+// databases already applied; the tests of this package run against
+// Schema's output.
+func Schema(d db.Dialect, t Table) string {
+	tmpl := sqliteSchema
+	if d == db.Postgres {
 		tmpl = postgresSchema
-	case SQLite:
-		tmpl = sqliteSchema
-	default:
-		panic(fmt.Sprintf("eventlog: unknown dialect %q", dialect))
 	}
 	return strings.NewReplacer("{events}", t.events, "{watermark}", t.watermark).Replace(tmpl)
 }
 
+// On PostgreSQL cursors come from an identity column and times are
+// TIMESTAMPTZ. On SQLite the cursor is an INTEGER PRIMARY KEY AUTOINCREMENT
+// (never handed out twice, even after retention deleted the newest
+// events), times are Unix microseconds and details are JSON text; the
+// tables are STRICT.
 const postgresSchema = `-- Cursors come from the identity column; appends take an advisory
 -- lock so that they are handed out in commit order (package eventlog).
 CREATE TABLE {events} (

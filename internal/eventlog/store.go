@@ -111,15 +111,11 @@ func (l *SQLLog) Append(ctx context.Context, tx db.Execer, events ...Event) erro
 		q := `INSERT INTO ` + l.t.events + ` (at, node_id, type, details) VALUES `
 		args := make([]any, 0, 4*len(chunk))
 		for i, e := range chunk {
-			d, err := detailsJSON(e.Details)
-			if err != nil {
-				return fmt.Errorf("append to %s: %w", l.t.events, err)
-			}
 			if i > 0 {
 				q += ", "
 			}
 			q += "(" + db.Placeholders(len(args)+1, 4) + ")"
-			args = append(args, l.db.Dialect.Time(e.Time), e.NodeID, e.Type, d)
+			args = append(args, l.db.Dialect.Time(e.Time), e.NodeID, e.Type, db.JSON(e.Details))
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("append to %s: %w", l.t.events, err)
@@ -132,26 +128,26 @@ func (l *SQLLog) Append(ctx context.Context, tx db.Execer, events ...Event) erro
 // and the bounds, so they come from one snapshot. The LEFT JOIN yields one
 // row of NULL event columns when no event matches.
 func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
-	limit := pageLimit(q)
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	p := db.Params{q.After}
 	where := `cursor > $1`
-	args := []any{q.After}
 	if len(q.NodeIDs) > 0 {
-		where += ` AND ` + db.In("node_id", len(args)+1, len(q.NodeIDs))
-		args = append(args, db.Args(q.NodeIDs)...)
+		where += ` AND ` + p.In("node_id", q.NodeIDs)
 	}
 	if len(q.Types) > 0 {
-		where += ` AND ` + db.In("type", len(args)+1, len(q.Types))
-		args = append(args, db.Args(q.Types)...)
+		where += ` AND ` + p.In("type", q.Types)
 	}
-	args = append(args, limit)
+	where += ` ORDER BY cursor LIMIT ` + p.Add(limit)
 	rows, err := l.db.QueryContext(ctx, `SELECT w.deleted_through, COALESCE((SELECT MAX(cursor) FROM `+l.t.events+`), 0),
 		e.cursor, e.at, e.node_id, e.type, e.details
 	FROM `+l.t.watermark+` w LEFT JOIN (
-		SELECT cursor, at, node_id, type, details FROM `+l.t.events+`
-		WHERE `+where+` ORDER BY cursor LIMIT $`+fmt.Sprint(len(args))+`
+		SELECT cursor, at, node_id, type, details FROM `+l.t.events+` WHERE `+where+`
 	) e ON TRUE
 	WHERE w.id = 1
-	ORDER BY e.cursor`, args...)
+	ORDER BY e.cursor`, p...)
 	if err != nil {
 		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
 	}
@@ -163,26 +159,25 @@ func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
 	for rows.Next() {
 		var (
 			cursor      sql.NullInt64
-			at          time.Time
 			nodeID, typ sql.NullString
-			details     []byte
+			e           Event
 		)
-		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, db.ScanTime(&at), &nodeID, &typ, &details); err != nil {
+		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, db.ScanTime(&e.Time), &nodeID, &typ, db.ScanJSON(&e.Details)); err != nil {
 			return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
 		}
-		if !cursor.Valid {
-			continue
+		if cursor.Valid {
+			e.Cursor, e.NodeID, e.Type = cursor.Int64, nodeID.String, typ.String
+			page.Events = append(page.Events, e)
 		}
-		d, err := parseDetails(details)
-		if err != nil {
-			return Page{}, fmt.Errorf("read %s: cursor %d: %w", l.t.events, cursor.Int64, err)
-		}
-		page.Events = append(page.Events, Event{Cursor: cursor.Int64, Time: at, NodeID: nodeID.String, Type: typ.String, Details: d})
 	}
 	if err := rows.Err(); err != nil {
 		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
 	}
-	page.Next = pageNext(q, limit, page.Events, max(head, page.DeletedThrough))
+	// Next: the last event's cursor when the page is full, else the
+	// newest cursor of the log (see Page.Next).
+	if page.Next = max(q.After, head, page.DeletedThrough); len(page.Events) == limit {
+		page.Next = page.Events[len(page.Events)-1].Cursor
+	}
 	return page, nil
 }
 

@@ -389,7 +389,8 @@ func (s *SQLStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) 
 	if f.AfterID != "" {
 		q += ` AND id > ` + p.Add(f.AfterID)
 	}
-	ns, err := db.Collect(ctx, s.DB, scanNode, q+` ORDER BY id`+limit(&p, f.Limit), p...)
+	q += ` ORDER BY id` + limit(&p, f.Limit) // before p is read
+	ns, err := db.Collect(ctx, s.DB, scanNode, q, p...)
 	return db.Result(ns, err, "list nodes")
 }
 
@@ -581,8 +582,9 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 // ListIntents returns open intents, oldest first.
 func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, n int) ([]Intent, error) {
 	p := db.Params{s.DB.Dialect.Time(before)}
-	ins, err := db.Collect(ctx, s.DB, scanIntent, `SELECT `+intentColumns+` FROM reg_intents WHERE created_at <= $1
-		ORDER BY created_at, request_id`+limit(&p, n), p...)
+	q := `SELECT ` + intentColumns + ` FROM reg_intents WHERE created_at <= $1
+		ORDER BY created_at, request_id` + limit(&p, n)
+	ins, err := db.Collect(ctx, s.DB, scanIntent, q, p...)
 	return db.Result(ins, err, "list intents")
 }
 
@@ -592,10 +594,11 @@ func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, n int) ([]
 // pass stays on the (status, id) index and costs little.
 func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, n int) ([]Node, error) {
 	p := db.Params{s.DB.Dialect.Time(before)}
-	ns, err := db.Collect(ctx, s.DB, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes
+	q := `SELECT ` + nodeColumns + ` FROM reg_nodes
 		WHERE status = 'approved' AND cert_serial IS NULL AND updated_at <= $1
 		AND NOT EXISTS (SELECT 1 FROM reg_intents WHERE reg_intents.node_id = reg_nodes.id)
-		ORDER BY updated_at, id`+limit(&p, n), p...)
+		ORDER BY updated_at, id` + limit(&p, n)
+	ns, err := db.Collect(ctx, s.DB, scanNode, q, p...)
 	return db.Result(ns, err, "list uncertified nodes")
 }
 
@@ -637,6 +640,8 @@ func (s *SQLStore) GetEK(ctx context.Context, hash string) (EnrolledEK, error) {
 }
 
 // limit is " LIMIT $n" binding n, or nothing when n <= 0 (no limit).
+// Build the query before passing p: Go does not order the read of p
+// after a call in the same argument list.
 func limit(p *db.Params, n int) string {
 	if n <= 0 {
 		return ""
