@@ -45,15 +45,7 @@ func (b *built) storeDependency(ctx context.Context, c Config, role, sqliteFile 
 		b.probes[where] = h
 		b.closers = append(b.closers, func() { h.Close() })
 	}
-	check := depwatch.Ping(h)
-	if d == db.SQLite {
-		// A ping of SQLite touches no file; reading the schema does.
-		check = func(ctx context.Context) error {
-			var n int
-			return h.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n)
-		}
-	}
-	return depwatch.Dependency{Name: name, Check: check}, nil
+	return depwatch.Dependency{Name: name, Check: h.Check}, nil
 }
 
 // caDependency is the CA as the registration service reaches it: SERVING

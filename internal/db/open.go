@@ -27,6 +27,17 @@ func Open(ctx context.Context, d Dialect, where string) (*DB, error) {
 	return nil, fmt.Errorf("open database: unknown %v", d)
 }
 
+// Check asks the database itself whether it answers, for health checks:
+// a ping on PostgreSQL; on SQLite, where a ping touches no file, a read
+// of the schema.
+func (d *DB) Check(ctx context.Context) error {
+	if d.Dialect != SQLite {
+		return d.PingContext(ctx)
+	}
+	var n int
+	return d.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n)
+}
+
 // OpenSchema opens the database at where and brings the store's tables up to
 // date; on failure nothing stays open.
 func OpenSchema(ctx context.Context, d Dialect, where string, s Schema) (*DB, error) {

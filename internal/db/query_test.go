@@ -1,9 +1,11 @@
 package db_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"reflect"
 	"testing"
 
@@ -101,4 +103,37 @@ func TestScanJSONRefusesBadInput(t *testing.T) {
 	if err := db.ScanBytes(&b).Scan(int64(3)); err == nil {
 		t.Error("ScanBytes of an integer: no error")
 	}
+}
+
+// TestCheck: the health check answers on both engines and fails once the
+// database cannot serve; on SQLite it reads the file, which a ping does
+// not.
+func TestCheck(t *testing.T) {
+	eachDialect(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		if err := d.Check(ctx); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if d.Dialect == db.SQLite {
+			var file string
+			if err := d.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{file, file + "-wal", file + "-shm"} {
+				if err := os.WriteFile(f, bytes.Repeat([]byte("not a database "), 1024), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := d.PingContext(ctx); err != nil {
+				t.Fatalf("Ping of a clobbered SQLite file: %v (the point of Check is that it passes)", err)
+			}
+			if err := d.Check(ctx); err == nil {
+				t.Error("Check of a clobbered SQLite file: no error")
+			}
+		}
+		d.Close()
+		if err := d.Check(ctx); err == nil {
+			t.Error("Check after Close: no error")
+		}
+	})
 }

@@ -237,16 +237,6 @@ func status(ok bool) healthpb.HealthCheckResponse_ServingStatus {
 	return healthpb.HealthCheckResponse_NOT_SERVING
 }
 
-// Pinger is a database handle: *sql.DB, a pgx pool.
-type Pinger interface {
-	PingContext(ctx context.Context) error
-}
-
-// Ping is a Check that pings a database handle.
-func Ping(p Pinger) func(context.Context) error {
-	return func(ctx context.Context) error { return p.PingContext(ctx) }
-}
-
 // HealthClient is the part of a gRPC health client a check needs.
 type HealthClient interface {
 	Check(ctx context.Context, in *healthpb.HealthCheckRequest, opts ...grpc.CallOption) (*healthpb.HealthCheckResponse, error)
