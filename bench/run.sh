@@ -11,7 +11,10 @@
 #   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
 #
 # prints one table with the storm's boots/s as a share of the ceiling and the
-# targets, writes every result to BENCH_OUT (a JSON array) and stops
+# targets, then the figures of the one-handshake issue against the ceiling
+# (throughputs as a share of it, server CPU per boot and per beat in
+# handshakes' worth, handshakes per boot, the 10,000-boot storm, heartbeat
+# memory per node and the projection to 100,000 nodes), writes every result to BENCH_OUT (a JSON array) and stops
 # everything it started, whatever happens.
 #
 # Settings (environment):

@@ -219,6 +219,19 @@ func (r *runner) fillBoots(s *bootStats, elapsed time.Duration) {
 		res.BundleSources = src
 	}
 	res.HeartbeatsAcked = int(s.heartbeats.Load())
+	if res.OK > 0 {
+		// One for the registration connection, one per bundle fetched
+		// from the bundle store and one per first heartbeat's connection
+		// (a --once boot's heartbeat is on its critical path). Resumed
+		// boots whose credentials were already on disk would make none;
+		// the load generator's nodes always start from an empty disk.
+		hs := round(float64(res.OK+res.BundleSources[agent.BundleSourceFetched]+res.HeartbeatsAcked)/float64(res.OK), 3)
+		res.HandshakesPerBoot = &hs
+		if res.ServerCPUMsTotal != nil {
+			v := round(*res.ServerCPUMsTotal/float64(res.OK), 3)
+			res.ServerCPUMsPerOp = &v
+		}
+	}
 	if res.OK > 0 && res.HeartbeatsAcked < res.OK {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d boots ended without an acknowledged heartbeat: the registration service names no heartbeat endpoint (berthd serve --advertise-heartbeat)", res.OK-res.HeartbeatsAcked, res.OK))
 	}

@@ -21,6 +21,7 @@ func Combine(rs []*Result) (*Result, error) {
 	}
 	out := &Result{Scenario: rs[0].Scenario, Errors: map[string]int{}, Processes: len(rs)}
 	var seeds []string
+	var hbGrowthKB float64
 	maxPtr := func(dst **float64, v *float64) {
 		if v != nil && (*dst == nil || **dst < *v) {
 			x := *v
@@ -67,10 +68,17 @@ func Combine(rs []*Result) (*Result, error) {
 			out.CertsIssued = &c
 		}
 		maxPtr(&out.ServerPeakRSSMB, r.ServerPeakRSSMB)
+		// Each process measured every server over windows lined up: the
+		// largest is the servers' CPU, and the heartbeat processes' growth
+		// is shared by all the nodes together.
+		maxPtr(&out.ServerCPUMsTotal, r.ServerCPUMsTotal)
+		if r.HeartbeatKBPerNode != nil {
+			hbGrowthKB = max(hbGrowthKB, *r.HeartbeatKBPerNode*float64(r.OK))
+		}
 		for _, m := range []struct {
 			dst *map[string]float64
 			src map[string]float64
-		}{{&out.ServerRSSMB, r.ServerRSSMB}, {&out.ServerHWMMB, r.ServerHWMMB}} {
+		}{{&out.ServerRSSMB, r.ServerRSSMB}, {&out.ServerHWMMB, r.ServerHWMMB}, {&out.ServerCPUMs, r.ServerCPUMs}} {
 			for k, v := range m.src {
 				if *m.dst == nil {
 					*m.dst = map[string]float64{}
@@ -123,9 +131,17 @@ func Combine(rs []*Result) (*Result, error) {
 	if len(out.Errors) == 0 {
 		out.Errors = map[string]int{}
 	}
+	if beats := out.ThroughputPerS * out.ElapsedS; out.ServerCPUMsTotal != nil && beats > 0 {
+		v := round(*out.ServerCPUMsTotal/beats, 4)
+		out.ServerCPUMsPerOp = &v
+	}
+	if hbGrowthKB > 0 && out.OK > 0 {
+		v := round(hbGrowthKB/float64(out.OK), 1)
+		out.HeartbeatKBPerNode = &v
+	}
 	out.Seed = strings.Join(seeds, ",")
 	out.Notes = append([]string{fmt.Sprintf("combined from %d load generators in parallel, each with its own nodes and services: "+
 		"counts, throughput and health events summed; latency percentiles the largest of the processes' (an upper bound); "+
-		"certificates issued, server memory and store rates, measured for all servers together by each, the largest", len(rs))}, out.Notes...)
+		"certificates issued, server memory, CPU and store rates, measured for all servers together by each, the largest", len(rs))}, out.Notes...)
 	return out, nil
 }

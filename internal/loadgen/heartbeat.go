@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,12 +415,17 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	r.log.Info("steady state: beating", "duration", r.cfg.Duration)
 	ws := time.Now()
 	h.windowStart.Store(ws.UnixNano())
+	rss.windowStart()
 	select {
 	case <-time.After(r.cfg.Duration):
 	case <-ctx.Done():
 	}
 	we := time.Now()
 	h.windowEnd.Store(we.UnixNano())
+	rss.windowEnd()
+	// Sampled while every node is still connected: the memory they hold.
+	rss.sample()
+	hbGrowth, hbKnown := rss.growthKB(r.heartbeatProcs()...)
 	if r.cfg.DB != "" && storeErr == nil {
 		var storeEnd storeCounters
 		if storeEnd, storeErr = readStore(ctx, r.cfg.DB); storeErr == nil {
@@ -467,6 +473,14 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	res.BeatsSent, res.BeatsAcked = h.sent.Load(), h.acked.Load()
 	if window > 0 {
 		res.ThroughputPerS = round(float64(res.BeatsAcked)/window.Seconds(), 1)
+	}
+	if inWindow := res.ThroughputPerS * window.Seconds(); res.ServerCPUMsTotal != nil && inWindow > 0 {
+		v := round(*res.ServerCPUMsTotal/inWindow, 4)
+		res.ServerCPUMsPerOp = &v
+	}
+	if connected := countConnected(beaters); hbKnown && connected > 0 {
+		v := round(float64(hbGrowth)/float64(connected), 1)
+		res.HeartbeatKBPerNode = &v
 	}
 	if certs, err := r.adm.issuedSince(ctx, h.start); err != nil {
 		res.Notes = append(res.Notes, err.Error())
@@ -556,4 +570,28 @@ func (w *healthWatch) stop() (suspect, unreachable int) {
 	w.cancel()
 	<-w.done
 	return int(w.suspect.Load()), int(w.unreachable.Load())
+}
+
+// heartbeatProcs names the server processes that are heartbeat services
+// (named "heartbeat", "heartbeat2"... in --server-pids); none named so
+// means all of them.
+func (r *runner) heartbeatProcs() []string {
+	var out []string
+	for _, p := range r.cfg.ServerProcs {
+		if strings.HasPrefix(p.Name, "heartbeat") {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// countConnected counts the nodes whose stream was connected.
+func countConnected(beaters map[*node]*beater) int {
+	n := 0
+	for _, bt := range beaters {
+		if bt.connected.Load() && !bt.failed.Load() {
+			n++
+		}
+	}
+	return n
 }

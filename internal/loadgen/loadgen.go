@@ -175,6 +175,21 @@ type Result struct {
 	ServerRSSMB      map[string]float64 `json:"server_rss_mb,omitempty"`
 	ServerHWMMB      map[string]float64 `json:"server_hwm_mb,omitempty"`
 	LoadgenPeakRSSMB float64            `json:"loadgen_peak_rss_mb"`
+	// ServerCPUMs is the CPU time (user and system) each server process
+	// spent in the timed phase (register, storm) or the steady window
+	// (heartbeat), ServerCPUMsTotal their sum and ServerCPUMsPerOp that
+	// sum per boot or per acknowledged beat. nil without server PIDs.
+	ServerCPUMs      map[string]float64 `json:"server_cpu_ms,omitempty"`
+	ServerCPUMsTotal *float64           `json:"server_cpu_ms_total,omitempty"`
+	ServerCPUMsPerOp *float64           `json:"server_cpu_ms_per_op,omitempty"`
+	// HeartbeatKBPerNode (heartbeat scenario) is how much the resident
+	// memory of the heartbeat processes grew from before the nodes
+	// connected to the end of the window, per connected node.
+	HeartbeatKBPerNode *float64 `json:"heartbeat_kb_per_node,omitempty"`
+	// HandshakesPerBoot (register, storm) counts the full TLS handshakes
+	// of a boot: its registration connection, a bundle fetched from the
+	// bundle store instead of inline, and the first heartbeat's connection.
+	HandshakesPerBoot *float64 `json:"handshakes_per_boot,omitempty"`
 
 	// What the agents reported: Actions counts registered and resumed
 	// boots; Renewed the boots that made the CA issue a certificate (each

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,55 @@ func TestCombine(t *testing.T) {
 	}
 	if _, err := Combine([]*Result{a, {Scenario: ScenarioStorm}}); err == nil {
 		t.Error("combined a heartbeat and a storm result")
+	}
+}
+
+// TestCombineServerFigures: every process measured all servers over the
+// same window, so CPU is the largest, and the heartbeat processes' growth
+// is spread over all the nodes.
+func TestCombineServerFigures(t *testing.T) {
+	cpuA, cpuB := 900.0, 1000.0
+	kbA, kbB := 30.0, 60.0 // each saw 600 KiB of growth: 20 and 10 nodes
+	a := &Result{Scenario: ScenarioHeartbeat, OK: 20, ThroughputPerS: 100, ElapsedS: 10, ServerCPUMsTotal: &cpuA, HeartbeatKBPerNode: &kbA,
+		ServerCPUMs: map[string]float64{"heartbeat": 900}}
+	b := &Result{Scenario: ScenarioHeartbeat, OK: 10, ThroughputPerS: 100, ElapsedS: 10, ServerCPUMsTotal: &cpuB, HeartbeatKBPerNode: &kbB,
+		ServerCPUMs: map[string]float64{"heartbeat": 1000}}
+	c, err := Combine([]*Result{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.ServerCPUMsTotal != 1000 || c.ServerCPUMs["heartbeat"] != 1000 || *c.ServerCPUMsPerOp != 0.5 || *c.HeartbeatKBPerNode != 20 {
+		t.Errorf("combined: cpu %v (%v) per beat %v, KiB per node %v; want 1000, 0.5, 20", *c.ServerCPUMsTotal, c.ServerCPUMs, *c.ServerCPUMsPerOp, *c.HeartbeatKBPerNode)
+	}
+}
+
+// TestReportFigures: the report prints the figures against the
+// ceiling and puts them in the summary.
+func TestReportFigures(t *testing.T) {
+	results := []map[string]any{
+		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0},
+		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "handshakes_per_boot": 2.0, "errors": map[string]any{}},
+		{"scenario": "heartbeat", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 400.0, "interval_s": 5.0,
+			"server_cpu_ms_per_op": 0.1, "heartbeat_kb_per_node": 40.0, "errors": map[string]any{}},
+	}
+	var out strings.Builder
+	summary, err := Report(&out, results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Resume throughput", "0.500 of the ceiling",
+		"server CPU per boot (storm)", "1.500 ms", "1.50 handshakes' CPU",
+		"full handshakes per boot (storm)", "2.00",
+		"storm of 10,000 boots", "20.0 s (2000 nodes measured)", "10,000 handshakes at the ceiling: 10.0 s",
+		"heartbeat memory per connected node", "40.0 KiB", "3.8 GiB at 100000 nodes",
+		"heartbeat server CPU per beat", "0.1000 ms", "2.00 cores at 100000 nodes every 5 s",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 {
+		t.Errorf("summary: %v", summary)
 	}
 }

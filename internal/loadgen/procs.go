@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,16 +80,40 @@ type rssSampler struct {
 	peak  map[string]int64 // kB
 	stop  chan struct{}
 	done  chan struct{}
+	// first is each process's RSS (kB) when sampling started, before the
+	// phase added to it; last at the final sample.
+	first, last map[string]int64
+	// cpuFrom and cpuTo bound the window whose CPU time is reported
+	// (startRSS and finish, unless window marks them).
+	cpuFrom, cpuTo map[string]time.Duration
 }
+
+// cpuNow reads each process's CPU time.
+func (s *rssSampler) cpuNow() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, p := range s.procs {
+		if t := cpuTime(p.PID); t > 0 {
+			out[p.Name] = t
+		}
+	}
+	return out
+}
+
+// windowStart and windowEnd bound the CPU time reported to a part of the
+// phase (the heartbeat scenario's steady window, without its connects).
+func (s *rssSampler) windowStart() { s.cpuFrom = s.cpuNow() }
+func (s *rssSampler) windowEnd()   { s.cpuTo = s.cpuNow() }
 
 const rssPeriod = 200 * time.Millisecond
 
 func startRSS(procs []Proc) *rssSampler {
-	s := &rssSampler{procs: procs, peak: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &rssSampler{procs: procs, peak: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{}),
+		first: map[string]int64{}, last: map[string]int64{}}
 	if len(procs) == 0 {
 		close(s.done)
 		return s
 	}
+	s.cpuFrom = s.cpuNow()
 	s.sample()
 	go func() {
 		defer close(s.done)
@@ -115,6 +140,10 @@ func (s *rssSampler) sample() {
 		}
 		s.mu.Lock()
 		s.peak[p.Name] = max(s.peak[p.Name], kb)
+		if _, ok := s.first[p.Name]; !ok {
+			s.first[p.Name] = kb
+		}
+		s.last[p.Name] = kb
 		s.mu.Unlock()
 	}
 }
@@ -124,6 +153,9 @@ func (s *rssSampler) sample() {
 // process's whole life) for reference.
 func (s *rssSampler) finish(r *Result) {
 	if len(s.procs) > 0 {
+		if s.cpuTo == nil {
+			s.cpuTo = s.cpuNow()
+		}
 		close(s.stop)
 	}
 	<-s.done
@@ -153,6 +185,41 @@ func (s *rssSampler) finish(r *Result) {
 		v := mb(sum)
 		r.ServerPeakRSSMB = &v
 	}
+	r.ServerCPUMs = map[string]float64{}
+	var cpu time.Duration
+	for _, p := range s.procs {
+		from, ok1 := s.cpuFrom[p.Name]
+		to, ok2 := s.cpuTo[p.Name]
+		if ok1 && ok2 && to >= from {
+			r.ServerCPUMs[p.Name] = round(float64(to-from)/float64(time.Millisecond), 1)
+			cpu += to - from
+		}
+	}
+	if len(r.ServerCPUMs) > 0 {
+		v := round(float64(cpu)/float64(time.Millisecond), 1)
+		r.ServerCPUMsTotal = &v
+	}
+}
+
+// growthKB is how much the resident memory of the named processes (all,
+// when none is named) grew from the first sample to the last.
+func (s *rssSampler) growthKB(names ...string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum int64
+	found := false
+	for _, p := range s.procs {
+		if len(names) > 0 && !slices.Contains(names, p.Name) {
+			continue
+		}
+		a, ok1 := s.first[p.Name]
+		b, ok2 := s.last[p.Name]
+		if ok1 && ok2 {
+			sum += b - a
+			found = true
+		}
+	}
+	return sum, found
 }
 
 func mb(kb int64) float64 { return round(float64(kb)/1024, 1) }

@@ -287,9 +287,10 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 			if b, ok := summary[name+"_boots_per_cpu_bound_handshake"]; ok {
 				fmt.Fprintf(w, " (%.3f of the CPU-bound %.1f/s)", b, cpuBound)
 			}
-			fmt.Fprintln(w, "; a boot makes two full handshakes: registration, then heartbeat")
+			fmt.Fprintln(w)
 		}
 	}
+	figures(w, summary, byName, ceiling)
 	fmt.Fprintln(w, "not measured here: storm latency with 100,000 registered nodes against 1,000 (register 100,000 with one seed, then storm a subset: berth-loadgen storm --nodes 1000).")
 	return summary, nil
 }
@@ -348,4 +349,91 @@ func errCount(r map[string]any) string {
 		n += num(v)
 	}
 	return fmt.Sprintf("%.0f", n)
+}
+
+// Goals of the issue "One handshake per boot and lean connections".
+const (
+	goalResumeShare    = 0.85
+	goalCPUPerBootMs   = 0.8
+	goalStormS         = 15
+	goalHBKBPerNode    = 16
+	goalHBCPUPerBeatMs = 0.05
+	projectHBNodes     = 100_000
+)
+
+// figures prints the issue's figures from this one run, each with the
+// handshake ceiling as its yardstick: throughputs as a share of the
+// ceiling's handshakes/s, CPU times in handshakes' worth of server CPU
+// (half the ceiling's CPU per handshake, which counts both ends), and
+// the heartbeat projected to 100,000 nodes per instance. It adds them to
+// summary.
+func figures(w io.Writer, summary map[string]any, byName map[string]map[string]any, ceiling float64) {
+	c := byName[ScenarioCeiling]
+	if c == nil || ceiling <= 0 {
+		return
+	}
+	hsCPU := num(c["cpu_ms_per_handshake"]) / 2
+	fmt.Fprintf(w, "\nfigures against the handshake ceiling (%.1f handshakes/s", ceiling)
+	if hsCPU > 0 {
+		fmt.Fprintf(w, ", %.3f ms of server CPU each: half the CPU of both ends", hsCPU)
+	}
+	fmt.Fprintln(w, "):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(key, name, measured, ratio, goal string) {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tgoal %s\n", name, measured, ratio, goal)
+	}
+	inHandshakes := func(ms float64) string {
+		if hsCPU <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f handshakes' CPU", ms/hsCPU)
+	}
+	for _, name := range []string{ScenarioStorm, ScenarioRegister} {
+		r := byName[name]
+		if r == nil {
+			continue
+		}
+		what := "Resume"
+		if name == ScenarioRegister {
+			what = "first registration"
+		}
+		rate := num(r["throughput_per_s"])
+		goal := fmt.Sprintf(">= %.2f", goalResumeShare)
+		if name == ScenarioRegister {
+			goal = ">= step-ca's /sign rate (not measured here)"
+		}
+		row(name, what+" throughput", fmt.Sprintf("%.1f boots/s", rate), fmt.Sprintf("%.3f of the ceiling", rate/ceiling), goal)
+		if v, ok := r["server_cpu_ms_per_op"]; ok && v != nil {
+			ms := num(v)
+			summary[name+"_server_cpu_ms_per_boot"] = ms
+			row(name, "server CPU per boot ("+name+")", fmt.Sprintf("%.3f ms", ms), inHandshakes(ms), fmt.Sprintf("<= %.1f ms", goalCPUPerBootMs))
+		}
+		if v, ok := r["handshakes_per_boot"]; ok && v != nil {
+			summary[name+"_handshakes_per_boot"] = num(v)
+			row(name, "full handshakes per boot ("+name+")", fmt.Sprintf("%.2f", num(v)), "-", "1 on the boot path")
+		}
+		if name == ScenarioStorm && rate > 0 {
+			s := targetStormNodes / rate
+			summary["storm_10000_projected_s"] = round(s, 1)
+			row(name, "storm of 10,000 boots", fmt.Sprintf("%.1f s (%s nodes measured)", s, intText(r["nodes"])),
+				fmt.Sprintf("10,000 handshakes at the ceiling: %.1f s", targetStormNodes/ceiling), fmt.Sprintf("<= %d s", goalStormS))
+		}
+	}
+	if r := byName[ScenarioHeartbeat]; r != nil {
+		iv := num(r["interval_s"])
+		if v, ok := r["heartbeat_kb_per_node"]; ok && v != nil {
+			kb := num(v)
+			summary["heartbeat_kb_per_node"] = kb
+			row("hb", "heartbeat memory per connected node", fmt.Sprintf("%.1f KiB", kb),
+				fmt.Sprintf("%.1f GiB at %d nodes", kb*projectHBNodes/(1<<20), projectHBNodes), fmt.Sprintf("<= %d KiB", goalHBKBPerNode))
+		}
+		if v, ok := r["server_cpu_ms_per_op"]; ok && v != nil && iv > 0 {
+			ms := num(v)
+			summary["heartbeat_server_cpu_ms_per_beat"] = ms
+			cores := ms / 1000 * projectHBNodes / iv
+			row("hb", "heartbeat server CPU per beat", fmt.Sprintf("%.4f ms", ms),
+				fmt.Sprintf("%s; %.2f cores at %d nodes every %g s", inHandshakes(ms), cores, projectHBNodes, iv), fmt.Sprintf("<= %.2f ms", goalHBCPUPerBeatMs))
+		}
+	}
+	_ = tw.Flush()
 }
