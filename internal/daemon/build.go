@@ -298,7 +298,8 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 		return nil, err
 	}
 	b.need([]depwatch.Dependency{storeDep, caDependency(caConn)},
-		berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName)
+		berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
+		berthv1.APITokenService_ServiceDesc.ServiceName)
 	b.runService(ctx, c, "registration", svc.Run)
 	return svc, nil
 }

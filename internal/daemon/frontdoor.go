@@ -24,6 +24,7 @@ import (
 // berth service that serves them.
 var frontDoorServices = []struct{ service, grpcService string }{
 	{pki.ServiceRegistration, berthv1.NodeAdminService_ServiceDesc.ServiceName},
+	{pki.ServiceRegistration, berthv1.APITokenService_ServiceDesc.ServiceName},
 	{pki.ServiceCA, berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
 	{pki.ServiceBundles, berthv1.BundleAdminService_ServiceDesc.ServiceName},
 	{pki.ServiceHeartbeat, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName},

@@ -109,6 +109,7 @@ var (
 // allServices are the gRPC services of a process with every role.
 var allServices = []string{"",
 	berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
+	berthv1.APITokenService_ServiceDesc.ServiceName,
 	berthv1.CertificateAuthorityService_ServiceDesc.ServiceName,
 	berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName,
 	berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName,

@@ -103,6 +103,7 @@ func New(c Config) (*Gateway, error) {
 	ctx := context.Background()
 	for _, reg := range []error{
 		berthv1.RegisterNodeAdminServiceHandlerClient(ctx, g.mux, berthv1.NewNodeAdminServiceClient(c.Registration)),
+		berthv1.RegisterAPITokenServiceHandlerClient(ctx, g.mux, berthv1.NewAPITokenServiceClient(c.Registration)),
 		berthv1.RegisterBundleAdminServiceHandlerClient(ctx, g.mux, berthv1.NewBundleAdminServiceClient(c.Bundles)),
 		berthv1.RegisterHeartbeatAdminServiceHandlerClient(ctx, g.mux, berthv1.NewHeartbeatAdminServiceClient(c.Heartbeat)),
 		berthv1.RegisterVersionServiceHandlerClient(ctx, g.mux, berthv1.NewVersionServiceClient(c.Registration)),

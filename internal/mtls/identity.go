@@ -28,6 +28,10 @@ const (
 	KindNode
 	KindService
 	KindAdmin
+	// KindToken is a caller that presented an API token (a bearer token)
+	// rather than a certificate: Name is the token's ID, TokenName its
+	// name, Role what it may do. No certificate makes a caller a token.
+	KindToken
 )
 
 func (k Kind) String() string {
@@ -40,6 +44,8 @@ func (k Kind) String() string {
 		return "service"
 	case KindAdmin:
 		return "admin"
+	case KindToken:
+		return "token"
 	}
 	return "unknown"
 }
@@ -53,12 +59,21 @@ type Identity struct {
 	KeySHA256 [32]byte
 	// Leaf is the peer's leaf certificate.
 	Leaf *x509.Certificate
+	// TokenName and Role describe a KindToken caller: the API token's name
+	// (may be empty) and its role. Role is zero for every other kind; an
+	// admin certificate's role is RoleAdmin (see RoleOf).
+	TokenName string
+	Role      Role
 }
 
 // String renders the identity for logs without anything secret in it.
 func (id Identity) String() string {
 	if id.Kind == KindBootstrap {
 		return "bootstrap:" + hex.EncodeToString(id.KeySHA256[:8])
+	}
+	if id.Kind == KindToken && id.TokenName != "" {
+		// Token names never hold "/", so the ID stays readable first.
+		return "token:" + id.Name + "/" + id.TokenName
 	}
 	return id.Kind.String() + ":" + id.Name
 }

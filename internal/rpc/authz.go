@@ -8,10 +8,11 @@ import (
 )
 
 // Callers is a set of the kinds of caller that authorisation tells apart:
-// each berth service by its own identity, the admin, a node holding a
-// certificate issued by berth, and a bare key (a node before it holds a
-// certificate, or any certificate this deployment's CA did not issue,
-// such as another trust domain's).
+// each berth service by its own identity, the admin API's callers by role
+// (an admin certificate or an admin API token, an operator token, a
+// viewer token), a node holding a certificate issued by berth, and a bare
+// key (a node before it holds a certificate, or any certificate this
+// deployment's CA did not issue, such as another trust domain's).
 type Callers uint16
 
 // The kinds of caller.
@@ -22,6 +23,8 @@ const (
 	FromHeartbeat
 	// FromAPI is the front door's service identity.
 	FromAPI
+	// FromAdmin is the admin role: the admin client certificate, or an API
+	// token created with role admin.
 	FromAdmin
 	FromNode
 	FromBareKey
@@ -30,11 +33,22 @@ const (
 	// decide who that may be. No certificate makes a caller local, and no
 	// berth server serves these methods on the network.
 	FromLocal
+	// FromOperator and FromViewer are API tokens of those roles.
+	FromOperator
+	FromViewer
+
+	// Viewers are the admin API's readers: every role. Operators are
+	// those who may also act on nodes and bundles. Admins alone (FromAdmin)
+	// manage tokens and settings.
+	Viewers   = FromAdmin | FromOperator | FromViewer
+	Operators = FromAdmin | FromOperator
 
 	// FromAuthenticated is every caller whose certificate this deployment
-	// issued.
-	FromAuthenticated = FromRegistration | FromCA | FromBundles | FromHeartbeat | FromAPI | FromAdmin | FromNode
-	// FromAnyone adds bare keys: every caller with a client certificate.
+	// issued, and every API token.
+	FromAuthenticated = FromRegistration | FromCA | FromBundles | FromHeartbeat | FromAPI | FromAdmin | FromNode |
+		FromOperator | FromViewer
+	// FromAnyone adds bare keys: every caller with a client certificate
+	// or an API token.
 	FromAnyone = FromAuthenticated | FromBareKey
 )
 
@@ -48,6 +62,15 @@ func CallerOf(id mtls.Identity) Callers {
 		return FromNode
 	case mtls.KindBootstrap:
 		return FromBareKey
+	case mtls.KindToken:
+		switch id.Role {
+		case mtls.RoleAdmin:
+			return FromAdmin
+		case mtls.RoleOperator:
+			return FromOperator
+		case mtls.RoleViewer:
+			return FromViewer
+		}
 	case mtls.KindService:
 		switch id.Name {
 		case mtls.ServiceRegistration:
@@ -80,9 +103,15 @@ func (c Callers) Rule() Rule { return c.Allows }
 // without a row is denied to everyone. A denied caller gets
 // PermissionDenied, or Unauthenticated when its certificate is not this
 // deployment's.
+//
+// The admin API's rows give the weakest role that may call each method
+// (DESIGN.md, "API tokens and roles"): Viewers read; Operators also
+// approve, reject, revoke and delete nodes, enrol EKs and manage bundles;
+// FromAdmin alone manages bootstrap tokens, API tokens and settings.
 func Matrix() map[string]Callers {
 	const (
 		ca        = "/berth.v1.CertificateAuthorityService/"
+		apiTokens = "/berth.v1.APITokenService/"
 		reg       = "/berth.v1.RegistrationService/"
 		nodes     = "/berth.v1.NodeAdminService/"
 		bundle    = "/berth.v1.BundleService/"
@@ -115,19 +144,28 @@ func Matrix() map[string]Callers {
 		reg + "Resume":   FromNode | FromBareKey,
 		reg + "Renew":    FromNode | FromBareKey,
 
-		nodes + "ListNodes":        FromAdmin,
-		nodes + "GetNode":          FromAdmin,
-		nodes + "ApproveNode":      FromAdmin,
-		nodes + "RejectNode":       FromAdmin,
-		nodes + "RevokeNode":       FromAdmin,
-		nodes + "DeleteNode":       FromAdmin,
-		nodes + "AllowReplacement": FromAdmin,
-		nodes + "ImportEKs":        FromAdmin,
-		nodes + "ListCertificates": FromAdmin,
-		nodes + "CreateToken":      FromAdmin,
-		nodes + "ListTokens":       FromAdmin,
-		nodes + "RevokeToken":      FromAdmin,
-		nodes + "WatchNodeEvents":  FromAdmin,
+		nodes + "ListNodes":        Viewers,
+		nodes + "GetNode":          Viewers,
+		nodes + "ApproveNode":      Operators,
+		nodes + "RejectNode":       Operators,
+		nodes + "RevokeNode":       Operators,
+		nodes + "DeleteNode":       Operators,
+		nodes + "AllowReplacement": Operators,
+		// An enrolled EK is approved at registration: enrolling approves.
+		nodes + "ImportEKs":        Operators,
+		nodes + "ListCertificates": Viewers,
+		// Bootstrap tokens admit nodes, auto-approved ones too: like API
+		// tokens, credentials that only an admin hands out.
+		nodes + "CreateToken":     FromAdmin,
+		nodes + "ListTokens":      Viewers,
+		nodes + "RevokeToken":     FromAdmin,
+		nodes + "WatchNodeEvents": Viewers,
+
+		apiTokens + "CreateAPIToken": FromAdmin,
+		apiTokens + "ListAPITokens":  FromAdmin,
+		apiTokens + "RevokeAPIToken": FromAdmin,
+		// The front door checks the tokens its callers present.
+		apiTokens + "AuthenticateAPIToken": FromAPI,
 
 		// A node reads and writes its own bundle: the handlers take its ID
 		// from its certificate.
@@ -136,25 +174,26 @@ func Matrix() map[string]Callers {
 		// Version numbers only: what a node needs to sign its own upload.
 		bundle + "GetBundleVersions": FromNode,
 
-		bundles + "PutBundle":         FromAdmin,
-		bundles + "GetBundleInfo":     FromAdmin,
-		bundles + "ListBundleHistory": FromAdmin,
-		bundles + "ApproveBundle":     FromAdmin,
-		bundles + "ResetBundle":       FromAdmin,
+		bundles + "PutBundle":         Operators,
+		bundles + "GetBundleInfo":     Viewers,
+		bundles + "ListBundleHistory": Viewers,
+		bundles + "ApproveBundle":     Operators,
+		bundles + "ResetBundle":       Operators,
 		// The heartbeat service tells nodes of their new bundles; the
 		// registration service drops the bundles it keeps for Resume.
-		bundles + "WatchBundleEvents": FromAdmin | FromHeartbeat | FromRegistration,
+		bundles + "WatchBundleEvents": Viewers | FromHeartbeat | FromRegistration,
 		// Registration returns a node's sealed bundle inside Resume and
-		// deletes a deleted node's bundles.
-		bundles + "GetSealedBundle": FromAdmin | FromRegistration,
-		bundles + "DeleteBundles":   FromAdmin | FromRegistration,
+		// deletes a deleted node's bundles. A sealed bundle is opened only
+		// by its node's key.
+		bundles + "GetSealedBundle": Viewers | FromRegistration,
+		bundles + "DeleteBundles":   Operators | FromRegistration,
 
 		hb + "Heartbeat": FromNode,
 
-		hbAdmin + "GetNodeHealth":        FromAdmin,
-		hbAdmin + "ListNodeHealth":       FromAdmin,
-		hbAdmin + "WatchHealth":          FromAdmin,
-		hbAdmin + "GetHeartbeatSettings": FromAdmin,
+		hbAdmin + "GetNodeHealth":        Viewers,
+		hbAdmin + "ListNodeHealth":       Viewers,
+		hbAdmin + "WatchHealth":          Viewers,
+		hbAdmin + "GetHeartbeatSettings": Viewers,
 		hbAdmin + "SetHeartbeatSettings": FromAdmin,
 
 		// berth-agent's local API, on the node's unix socket only.

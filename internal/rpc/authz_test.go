@@ -98,8 +98,17 @@ func TestMatrixInvariants(t *testing.T) {
 	if got := m[berthv1.CertificateAuthorityService_RevokeNodeCertificates_FullMethodName]; got != FromRegistration {
 		t.Errorf("RevokeNodeCertificates allows %b; want registration alone", got)
 	}
-	if got := m[berthv1.NodeAdminService_ListCertificates_FullMethodName]; got != FromAdmin {
-		t.Errorf("ListCertificates allows %b; want the admin alone", got)
+	if got := m[berthv1.NodeAdminService_ListCertificates_FullMethodName]; got != Viewers {
+		t.Errorf("ListCertificates allows %b; want every admin API role", got)
+	}
+	for _, meth := range []string{berthv1.APITokenService_CreateAPIToken_FullMethodName, berthv1.APITokenService_ListAPITokens_FullMethodName,
+		berthv1.APITokenService_RevokeAPIToken_FullMethodName} {
+		if got := m[meth]; got != FromAdmin {
+			t.Errorf("%s allows %b; want the admin role alone", meth, got)
+		}
+	}
+	if got := m[berthv1.APITokenService_AuthenticateAPIToken_FullMethodName]; got != FromAPI {
+		t.Errorf("AuthenticateAPIToken allows %b; want the front door alone", got)
 	}
 	if got := m[berthv1.CertificateAuthorityService_GetRevocations_FullMethodName]; got != FromRegistration|FromBundles|FromHeartbeat|FromAdmin {
 		t.Errorf("GetRevocations allows %b; want the services that enforce revocation and the admin", got)
@@ -120,6 +129,10 @@ func TestCallerOf(t *testing.T) {
 		{mtls.Identity{Kind: mtls.KindAdmin, Name: "admin"}, FromAdmin},
 		{mtls.Identity{Kind: mtls.KindNode, Name: "n1"}, FromNode},
 		{mtls.Identity{Kind: mtls.KindBootstrap}, FromBareKey},
+		{mtls.Identity{Kind: mtls.KindToken, Name: "0123456789abcdef", Role: mtls.RoleAdmin}, FromAdmin},
+		{mtls.Identity{Kind: mtls.KindToken, Name: "0123456789abcdef", Role: mtls.RoleOperator}, FromOperator},
+		{mtls.Identity{Kind: mtls.KindToken, Name: "0123456789abcdef", Role: mtls.RoleViewer}, FromViewer},
+		{mtls.Identity{Kind: mtls.KindToken, Name: "0123456789abcdef"}, 0},
 		{mtls.Identity{Kind: mtls.KindUnknown}, 0},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/berth-dev/berth/internal/apitoken"
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -26,6 +27,7 @@ const (
 	msgHardwareConflict = "another node with this hardware UUID is registered with a different key; an administrator must allow its replacement or delete it"
 	msgNodeNotFound     = "node not found"
 	msgTokenNotFound    = "token not found"
+	msgAPITokenNotFound = "API token not found"
 	msgBadTransition    = "node status does not allow this change"
 	msgKeyConflict      = "this key is already registered"
 	msgCAUnavailable    = "certificate authority is unavailable; retry later"
@@ -59,6 +61,10 @@ const (
 	ruleToken          = `must be "id.secret" as printed by berthctl tokens create`
 	ruleNodeID         = ident.NodeIDRule
 	ruleTokenID        = "must be a token ID (8 lower-case letters and digits)"
+	ruleAPITokenID     = "must be an API token ID (16 lower-case hex digits)"
+	ruleAPITokenName   = "must be at most 64 letters, digits and . _ @ -"
+	ruleAPITokenTTL    = "must be between 0 (never expires) and ten years"
+	ruleRole           = "must be viewer, operator or admin"
 	ruleLabelCount     = "must hold at most 32 labels"
 	ruleLabelKey       = "must have keys of 1-63 letters, digits, '.', '_', '/', '-'"
 	ruleLabelValue     = "must have values of at most 63 letters, digits and . _ : / @ + = -"
@@ -93,6 +99,7 @@ var (
 	errHardwareConflict   = errors.New(msgHardwareConflict)
 	errNodeNotFound       = errors.New(msgNodeNotFound)
 	errTokenNotFound      = errors.New(msgTokenNotFound)
+	errAPITokenNotFound   = errors.New(msgAPITokenNotFound)
 	errCAUnavailable      = errors.New(msgCAUnavailable)
 	errBundlesUnavailable = errors.New(msgBundlesDown)
 	// errTooManyTokenFailures is a source that failed too many token
@@ -123,6 +130,13 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errHardwareConflict, codes.FailedPrecondition, msgHardwareConflict),
 	rpcerr.Is(errNodeNotFound, codes.NotFound, msgNodeNotFound),
 	rpcerr.Is(errTokenNotFound, codes.NotFound, msgTokenNotFound),
+	rpcerr.Is(errAPITokenNotFound, codes.NotFound, msgAPITokenNotFound),
+	// A refused API token: the same messages whether the check ran here or
+	// the front door asked for it (apitoken.Client reads them back).
+	rpcerr.Is(apitoken.ErrMalformed, codes.Unauthenticated, apitoken.MsgMalformed),
+	rpcerr.Is(apitoken.ErrUnknown, codes.Unauthenticated, apitoken.MsgUnknown),
+	rpcerr.Is(apitoken.ErrRevoked, codes.Unauthenticated, apitoken.MsgRevoked),
+	rpcerr.Is(apitoken.ErrExpired, codes.Unauthenticated, apitoken.MsgExpired),
 	rpcerr.Is(regstore.ErrPrecondition, codes.FailedPrecondition, msgBadTransition),
 	rpcerr.Is(regstore.ErrConflict, codes.AlreadyExists, msgKeyConflict),
 	rpcerr.Is(errCAUnavailable, codes.Unavailable, msgCAUnavailable),

@@ -41,6 +41,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/apitoken"
 	"github.com/berth-dev/berth/internal/attest"
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
@@ -165,6 +166,8 @@ type Service struct {
 	autoApproveTrustedEK bool
 	// challenges are the TPM credentials waiting for their activation.
 	challenges challenges
+	// tokens checks API tokens and batches their last-use times.
+	tokens *apitoken.Checker
 }
 
 var _ berthv1.NodeAdminServiceServer = (*Service)(nil)
@@ -200,8 +203,13 @@ func New(c Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registration: %w", err)
 	}
+	tokens, err := apitoken.NewChecker(apitoken.Config{Store: c.Store, Clock: c.Clock, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("registration: %w", err)
+	}
 	return &Service{
-		store: c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
+		tokens: tokens,
+		store:  c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events,
 		ekRoots: c.EKRoots, autoApproveTrustedEK: c.AutoApproveTrustedEK,
 		reconcilePeriod: cmp.Or(c.ReconcilePeriod, DefaultReconcilePeriod),
@@ -226,8 +234,14 @@ func (s *Service) Run(ctx context.Context) error {
 		defer close(done)
 		s.reconcileLoop(ctx)
 	}()
+	tokensDone := make(chan struct{})
+	go func() {
+		defer close(tokensDone)
+		s.tokens.Run(ctx)
+	}()
 	err := s.events.Run(ctx)
 	<-done
+	<-tokensDone
 	return err
 }
 
@@ -235,16 +249,19 @@ func (s *Service) Run(ctx context.Context) error {
 // returns how many it deleted. Run calls it; replicas may all do so.
 func (s *Service) PruneEvents(ctx context.Context) (int64, error) { return s.events.Prune(ctx) }
 
-// Register puts both gRPC services on a server.
+// Register puts the service's gRPC services on a server: nodes', the
+// admin API's and API tokens'.
 func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterRegistrationServiceServer(g, nodeServer{s: s})
 	berthv1.RegisterNodeAdminServiceServer(g, s)
+	berthv1.RegisterAPITokenServiceServer(g, apiTokens{s: s})
 }
 
 // Policy is the service's rows of the authorisation matrix (rpc.Matrix):
-// nodes prove a key; only admins administer and watch.
+// nodes prove a key; the admin API's roles administer and watch.
 func (s *Service) Policy() rpc.Policy {
-	return rpc.PolicyFor(berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName)
+	return rpc.PolicyFor(berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
+		berthv1.APITokenService_ServiceDesc.ServiceName)
 }
 
 // caller returns the verified key of the calling node. The interceptor has

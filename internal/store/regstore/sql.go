@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ import (
 //	     GIN index on macs is rebuilt for JSONB.
 //	0006 reg_nodes.ek_hash and ek_certificate; reg_eks, the enrolled
 //	     endorsement keys.
+//	0007 reg_api_tokens: API tokens of the admin API (hashed secret, role,
+//	     expiry, last use, revocation).
 //
 //go:embed migrations
 var migrations embed.FS
@@ -90,7 +93,15 @@ const (
 	intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 	tokenColumns  = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at,
 	min_identity, allow_site_secret`
+	apiTokenColumns = `id, name, role, secret_hash, created_at, expires_at, last_used_at, revoked_at, created_by`
 )
+
+func scanAPIToken(row db.Scanner) (APIToken, error) {
+	var t APIToken
+	err := row.Scan(&t.ID, &t.Name, &t.Role, &t.SecretHash, db.ScanTime(&t.CreatedAt), db.ScanTime(&t.ExpiresAt),
+		db.ScanTime(&t.LastUsedAt), db.ScanTime(&t.RevokedAt), &t.CreatedBy)
+	return t, err
+}
 
 func scanToken(row db.Scanner) (Token, error) {
 	var t Token
@@ -713,4 +724,71 @@ func certificateEvent(id, prevSerial string, c Cert, now time.Time) eventlog.Eve
 // deletedEvent records a deletion.
 func deletedEvent(id string, now time.Time, actor string) eventlog.Event {
 	return eventlog.Event{Type: EventDeleted, NodeID: id, Time: now, Details: eventlog.Details(DetailActor, actor)}
+}
+
+// nullTime is t as a nullable time column: NULL for the zero time.
+func nullTime(d db.Dialect, t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return d.Time(t)
+}
+
+// CreateAPIToken stores t.
+func (s *SQLStore) CreateAPIToken(ctx context.Context, t APIToken) error {
+	switch {
+	case t.ID == "" || len(t.SecretHash) != sha256.Size:
+		return fmt.Errorf("create API token: empty ID or hash not %d bytes", sha256.Size)
+	case t.Role != "viewer" && t.Role != "operator" && t.Role != "admin":
+		return fmt.Errorf("create API token: unknown role %q", t.Role)
+	}
+	d := s.DB.Dialect
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO reg_api_tokens (`+apiTokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.ID, t.Name, t.Role, t.SecretHash, d.Time(t.CreatedAt), nullTime(d, t.ExpiresAt), nullTime(d, t.LastUsedAt),
+		nullTime(d, t.RevokedAt), t.CreatedBy)
+	if db.IsUniqueViolation(err) {
+		err = ErrConflict
+	}
+	return db.Wrap(err, "create API token %s", t.ID)
+}
+
+// GetAPIToken returns API token id: one lookup by primary key, on every
+// call that presents a token.
+func (s *SQLStore) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
+	t, err := scanAPIToken(s.DB.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM reg_api_tokens WHERE id = $1`, id))
+	return db.Result(t, db.Found(err, ErrNotFound), "get API token %s", id)
+}
+
+// ListAPITokens returns API tokens by creation time.
+func (s *SQLStore) ListAPITokens(ctx context.Context, includeInactive bool, now time.Time) ([]APIToken, error) {
+	q, p := `SELECT `+apiTokenColumns+` FROM reg_api_tokens`, db.Params{}
+	if !includeInactive {
+		q += ` WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ` + p.Add(s.DB.Dialect.Time(now)) + `)`
+	}
+	ts, err := db.Collect(ctx, s.DB, scanAPIToken, q+` ORDER BY created_at, id`, p...)
+	return db.Result(ts, err, "list API tokens")
+}
+
+// RevokeAPIToken revokes API token id, keeping an earlier revocation's time.
+func (s *SQLStore) RevokeAPIToken(ctx context.Context, id string, now time.Time) (APIToken, error) {
+	t, err := scanAPIToken(s.DB.QueryRowContext(ctx, `UPDATE reg_api_tokens SET revoked_at = COALESCE(revoked_at, $1)
+		WHERE id = $2 RETURNING `+apiTokenColumns, s.DB.Dialect.Time(now), id))
+	return db.Result(t, db.Found(err, ErrNotFound), "revoke API token %s", id)
+}
+
+// TouchAPITokens moves LastUsedAt forward, never back: replicas flush their
+// batches in any order. IDs go in sorted, so concurrent flushes lock rows in
+// one order.
+func (s *SQLStore) TouchAPITokens(ctx context.Context, used map[string]time.Time) error {
+	d := s.DB.Dialect
+	err := s.DB.Tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range slices.Sorted(maps.Keys(used)) {
+			if _, err := tx.ExecContext(ctx, `UPDATE reg_api_tokens SET last_used_at = CASE WHEN last_used_at IS NULL
+				THEN $1 ELSE `+d.Greatest("last_used_at", "$1")+` END WHERE id = $2`, d.Time(used[id]), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return db.Wrap(err, "touch API tokens")
 }

@@ -124,6 +124,32 @@ func (t Token) Active(now time.Time) bool {
 	return !t.Revoked && now.Before(t.ExpiresAt) && t.UsesLeft > 0
 }
 
+// APIToken is a bearer credential of the admin API. Only the SHA-256 of
+// its secret is stored. Role is "viewer", "operator" or "admin"; the
+// store refuses anything else. Zero times mean: never expires, never
+// used, not revoked.
+type APIToken struct {
+	ID         string
+	Name       string
+	Role       string
+	SecretHash []byte // SHA-256 of the secret; 32 bytes
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	LastUsedAt time.Time
+	RevokedAt  time.Time
+	// CreatedBy is the caller that created it ("admin:NAME", "token:ID/NAME").
+	CreatedBy string
+}
+
+// Revoked reports whether the token was revoked.
+func (t APIToken) Revoked() bool { return !t.RevokedAt.IsZero() }
+
+// Expired reports whether the token has expired at now. A token is usable
+// strictly before ExpiresAt.
+func (t APIToken) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
+}
+
 // Intent is an open certificate issuance: recorded before the CA is asked,
 // closed with the CA's answer. The CA's Sign is idempotent on RequestID, so
 // an intent can be completed by whoever finds it open, any number of times
@@ -302,6 +328,22 @@ type Store interface {
 	ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error)
 	// GetEK returns the enrolled EK with this hash; ErrNotFound if none.
 	GetEK(ctx context.Context, hash string) (EnrolledEK, error)
+	// CreateAPIToken stores t as given; ErrConflict if the ID is taken. A
+	// malformed t (empty ID, hash not 32 bytes, unknown role) is refused
+	// with a plain error.
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	// GetAPIToken returns API token id; ErrNotFound if absent.
+	GetAPIToken(ctx context.Context, id string) (APIToken, error)
+	// ListAPITokens returns API tokens ordered by CreatedAt (then ID); only
+	// those neither revoked nor expired at now unless includeInactive.
+	ListAPITokens(ctx context.Context, includeInactive bool, now time.Time) ([]APIToken, error)
+	// RevokeAPIToken revokes API token id at now and returns it; revoking
+	// twice keeps the first RevokedAt. ErrNotFound if absent.
+	RevokeAPIToken(ctx context.Context, id string, now time.Time) (APIToken, error)
+	// TouchAPITokens records when tokens were last used, in one
+	// transaction: LastUsedAt becomes the later of the stored time and the
+	// given one. Unknown IDs are skipped.
+	TouchAPITokens(ctx context.Context, used map[string]time.Time) error
 	// Events is the node lifecycle log, which the methods above append to.
 	Events() eventlog.Log
 	// Close releases the database.

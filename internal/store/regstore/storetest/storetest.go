@@ -63,6 +63,11 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"NoteDuplicate", testNoteDuplicate},
 		{"RegisterWithoutToken", testRegisterWithoutToken},
 		{"EnrolledEKs", testEnrolledEKs},
+		{"APITokenRoundTrip", testAPITokenRoundTrip},
+		{"APITokenInvalid", testAPITokenInvalid},
+		{"ListAPITokens", testListAPITokens},
+		{"RevokeAPIToken", testRevokeAPIToken},
+		{"TouchAPITokens", testTouchAPITokens},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
