@@ -102,15 +102,15 @@ func printMatrix(t *testing.T, rows []*outcome) {
 	t.Helper()
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "fault\tstorm\tnodes\tbooted\tgave up\tcerts/node\tmismatched\torphans\tdup requests\tlost events\tdup events\trecover\t")
+	fmt.Fprintln(w, "fault\tstorm\tnodes\tbooted\tgave up\tcerts/node\tmismatched\torphans\tdup requests\tlost events\tdup events\tlost/dup by log\tcursor holes\trecover\t")
 	for _, o := range rows {
 		certs := fmt.Sprint(o.certsMin)
 		if o.certsMax != o.certsMin {
 			certs = fmt.Sprintf("%d-%d", o.certsMin, o.certsMax)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.1fs\t\n", o.fault, o.storm, o.nodes, o.booted, o.gaveUp,
-			certs, o.mismatched, o.orphans, o.duplicateRequests, o.lostEvents, o.dupEvents, o.recover.Seconds())
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%.1fs\t\n", o.fault, o.storm, o.nodes, o.booted, o.gaveUp,
+			certs, o.mismatched, o.orphans, o.duplicateRequests, o.lostEvents, o.dupEvents, o.logSummary(), o.holes, o.recover.Seconds())
 	}
 	w.Flush()
-	t.Logf("fault matrix (recover: from the fault's end until every replica is SERVING and the last node booted):\n%s", b.String())
+	t.Logf("fault matrix (recover: from the fault's end until every replica is SERVING and the last node booted; lost/dup by log: node, bundle, health; cursor holes: rolled-back appends, expected on PostgreSQL):\n%s", b.String())
 }
