@@ -47,6 +47,9 @@ type built struct {
 	probes map[string]*db.DB
 	// crl serves the CA's revocation list over HTTP; nil without the CA.
 	crl http.Handler
+	// bearer checks API tokens on the front door's port (role all: the
+	// registration service here; role api: through it); nil elsewhere.
+	bearer rpc.BearerAuth
 	// rest is the REST/JSON front door; nil unless the process serves it.
 	rest *gateway.Gateway
 	// upstream are the front door's connections to the services it
@@ -113,6 +116,9 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		}
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
+		if c.Role == RoleAll {
+			b.bearer = svc.AuthenticateBearer
+		}
 	}
 	cert, err := cr.listenerCert(sc, time.Now())
 	if err != nil {
@@ -132,6 +138,7 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		// A call answered Unavailable has seen a dependency fail: probe
 		// now. b.watch is set below, before anything is served.
 		OnUnavailable: func() { b.watch.Kick() },
+		Bearer:        b.bearer,
 	})
 	for _, r := range registers {
 		r(b.server)
@@ -183,6 +190,7 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 		Cert:         cert,
 		TrustDomain:  cr.trustDomain,
 		Roots:        cr.rootPool(),
+		Bearer:       b.bearer,
 		Logger:       c.Logger,
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/berth-dev/berth/internal/apitoken"
 	"github.com/berth-dev/berth/internal/depwatch"
 	"github.com/berth-dev/berth/internal/gateway"
 	"github.com/berth-dev/berth/internal/pki"
@@ -48,6 +49,8 @@ func buildFrontDoor(c Config, cr *creds, tel *telemetry.Telemetry, b *built) (rp
 		}
 		b.upstream[u.service] = conn
 	}
+	// API tokens are checked by the registration service, which keeps them.
+	b.bearer = apitoken.NewClient(b.upstream[pki.ServiceRegistration]).AuthenticateBearer
 	p := rpc.Policy{}
 	for method, callers := range rpc.Matrix() {
 		if forwarded(method) {

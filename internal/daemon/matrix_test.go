@@ -87,11 +87,11 @@ func callers(t *testing.T, l *pki.Layout) []caller {
 // every server has.
 func roleServices() map[string][]string {
 	return map[string][]string{
-		RoleCA:           {berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
+		RoleCA: {berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
 		RoleRegistration: {berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
 			berthv1.APITokenService_ServiceDesc.ServiceName},
-		RoleBundles:      {berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName},
-		RoleHeartbeat:    {berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName},
+		RoleBundles:   {berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName},
+		RoleHeartbeat: {berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName},
 	}
 }
 

@@ -99,9 +99,9 @@ func healthNames(role string) []string {
 	byRole := map[string][]string{
 		RoleRegistration: {berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
 			berthv1.APITokenService_ServiceDesc.ServiceName},
-		RoleCA:           {berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
-		RoleBundles:      {berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName},
-		RoleHeartbeat:    {berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName},
+		RoleCA:        {berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
+		RoleBundles:   {berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName},
+		RoleHeartbeat: {berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName},
 	}
 	var out []string
 	for _, r := range servedRoles(role) {

@@ -61,7 +61,10 @@ type Config struct {
 	// TrustDomain and Roots verify client certificates.
 	TrustDomain string
 	Roots       *x509.CertPool
-	Logger      *slog.Logger
+	// Bearer checks the API tokens of requests that present one
+	// ("Authorization: Bearer TOKEN"); nil refuses them.
+	Bearer rpc.BearerAuth
+	Logger *slog.Logger
 }
 
 // Gateway serves the REST API.
@@ -95,6 +98,10 @@ func New(c Config) (*Gateway, error) {
 		// front door alone (WithMetadata below), never by a header a
 		// client could send itself.
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		// A 401 says how to authenticate (RFC 6750).
+		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			runtime.DefaultHTTPErrorHandler(ctx, mux, m, bearerChallenge{w}, r, err)
+		}),
 		runtime.WithMetadata(func(ctx context.Context, _ *http.Request) metadata.MD {
 			id, _ := callerFrom(ctx)
 			return metadata.Pairs(rpc.ForwardedCallerKey, rpc.ForwardedCaller(id))
@@ -178,8 +185,10 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 
 // Public messages of the front door's own refusals.
 const (
-	msgNoCredentials = "a client certificate is required"
-	msgUnverified    = "client certificate is not issued by this deployment's CA"
+	msgNoCredentials    = "a client certificate or an API token (Authorization: Bearer TOKEN) is required"
+	msgUnverified       = "client certificate is not issued by this deployment's CA"
+	msgBadAuthorization = `the Authorization header must be one "Bearer TOKEN"`
+	msgNoBearer         = "this front door does not accept API tokens"
 )
 
 // authenticated lets through requests whose caller it can name, with the
@@ -197,7 +206,20 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 	})
 }
 
+// authenticate names the caller: the principal of the request's API token
+// if it presents one (whatever certificate the connection has: the token
+// is what the client chose), else the client certificate's identity.
 func (g *Gateway) authenticate(r *http.Request) (mtls.Identity, error) {
+	if vals := r.Header.Values("Authorization"); len(vals) > 0 {
+		tok, ok := rpc.BearerToken(vals[0])
+		switch {
+		case len(vals) != 1 || !ok:
+			return mtls.Identity{}, status.Error(codes.Unauthenticated, msgBadAuthorization)
+		case g.c.Bearer == nil:
+			return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoBearer)
+		}
+		return g.c.Bearer(r.Context(), tok)
+	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoCredentials)
 	}
@@ -206,6 +228,17 @@ func (g *Gateway) authenticate(r *http.Request) (mtls.Identity, error) {
 		return mtls.Identity{}, status.Error(codes.Unauthenticated, msgUnverified)
 	}
 	return id, nil
+}
+
+// bearerChallenge answers a 401 with the challenge of RFC 6750:
+// grpc-gateway's own WWW-Authenticate carries the status message instead.
+type bearerChallenge struct{ http.ResponseWriter }
+
+func (w bearerChallenge) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 type callerKey struct{}

@@ -68,14 +68,19 @@ func (connStats) HandleConn(context.Context, stats.ConnStats)                   
 // refused here: they are left to the authorisation interceptor (and still
 // count against the stream limit), and a peer that exceeds the stream
 // limit with one loses its connection, whose teardown cancels every call.
-func (c *connLimiter) tap(p Policy) tap.ServerInHandle {
+//
+// On a front door (bearer), a call that presents a token is not screened
+// either: the interceptor authenticates the token, and a good one marks
+// the connection authenticated. Such a call still counts against the
+// stream limit.
+func (c *connLimiter) tap(p Policy, bearer bool) tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
 		tc, _ := ctx.Value(connKey{}).(*trackedConn)
 		if tc == nil || tc.authenticated() {
 			return ctx, nil
 		}
 		_, hasDeadline := ctx.Deadline()
-		if !hasDeadline {
+		if !hasDeadline && !(bearer && hasBearer(info.Header)) {
 			if err := authorize(ctx, p, info.FullMethodName); err != nil {
 				c.metrics.refused(reasonDenied)
 				return ctx, c.refuse(tc, err)

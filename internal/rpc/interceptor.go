@@ -26,7 +26,7 @@ const (
 
 // Public messages of the interceptors.
 const (
-	msgNoCert       = "a client certificate is required"
+	msgNoCert       = "a client certificate or an API token is required"
 	msgUnverified   = "client certificate is not issued by this deployment's CA"
 	msgNotPermitted = "caller is not permitted to call this method"
 	msgInternal     = "internal error"
@@ -77,7 +77,7 @@ func Denied(err error) bool {
 	case codes.PermissionDenied:
 		return st.Message() == msgNotPermitted
 	case codes.Unauthenticated:
-		return st.Message() == msgUnverified || st.Message() == msgNoCert
+		return st.Message() == msgUnverified || st.Message() == msgNoCert || st.Message() == msgNoBearer
 	}
 	return false
 }
@@ -110,12 +110,12 @@ func logDone(l *slog.Logger, start time.Time, err error) {
 }
 
 // The chain resolves the caller first (the front door's forwarded caller,
-// see resolveCaller), then runs recovery outermost (so a panic anywhere,
+// or a bearer token's principal; see resolveCaller), then runs recovery outermost (so a panic anywhere,
 // auth included, is contained), then logging (so denied calls are logged
 // too, with the caller), then auth.
-func unaryChain(base *slog.Logger, p Policy) grpc.UnaryServerInterceptor {
+func unaryChain(base *slog.Logger, p Policy, auth BearerAuth) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-		ctx, who, fwdErr := resolveCaller(ctx)
+		ctx, who, fwdErr := resolveCaller(ctx, auth)
 		l := base.With(AttrMethod, info.FullMethod, AttrPeer, who)
 		defer recovered(l, &err)
 		start := time.Now()
@@ -134,9 +134,9 @@ type loggedStream struct {
 
 func (s loggedStream) Context() context.Context { return s.ctx }
 
-func streamChain(base *slog.Logger, p Policy) grpc.StreamServerInterceptor {
+func streamChain(base *slog.Logger, p Policy, auth BearerAuth) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-		ctx, who, fwdErr := resolveCaller(ss.Context())
+		ctx, who, fwdErr := resolveCaller(ss.Context(), auth)
 		l := base.With(AttrMethod, info.FullMethod, AttrPeer, who)
 		defer recovered(l, &err)
 		start := time.Now()

@@ -73,6 +73,13 @@ type limitsEnv struct {
 
 func newLimitsEnv(t *testing.T, l Limits) *limitsEnv {
 	t.Helper()
+	return newLimitsEnvWith(t, l, nil, nil)
+}
+
+// newLimitsEnvWith is newLimitsEnv with a policy in place of the default
+// one (when not nil), and bearer tokens checked by auth.
+func newLimitsEnvWith(t *testing.T, l Limits, policy Policy, auth BearerAuth) *limitsEnv {
+	t.Helper()
 	layout, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
 	if err != nil {
 		t.Fatal(err)
@@ -85,13 +92,16 @@ func newLimitsEnv(t *testing.T, l Limits) *limitsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(ServerConfig{
-		Name: "limits", TrustDomain: layout.TrustDomain, Cert: cert, Roots: layout.RootPool(), Limits: l,
-		Policy: Policy{
+	if policy == nil {
+		policy = Policy{
 			"/berth.test.Limits/Mark":  NodeKey,
 			"/berth.test.Limits/Echo":  Anyone,
 			"/berth.test.Limits/Admin": Admin,
-		},
+		}
+	}
+	srv := NewServer(ServerConfig{
+		Name: "limits", TrustDomain: layout.TrustDomain, Cert: cert, Roots: layout.RootPool(), Limits: l,
+		Policy: policy, Bearer: auth,
 	})
 	srv.RegisterService(&limitsService, struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

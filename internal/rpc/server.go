@@ -53,6 +53,14 @@ type ServerConfig struct {
 	// OnUnavailable, if set, is called each time a handler answers
 	// Unavailable, so that health re-checks the dependencies at once.
 	OnUnavailable func()
+	// Bearer, when set, makes the server a front door for the admin API:
+	// a call may present an API token ("authorization: Bearer TOKEN")
+	// instead of a client certificate, which the handshake then asks for
+	// without requiring it. Calls without either are refused by the
+	// interceptor (Unauthenticated), and nodes and services still prove
+	// themselves with their certificates. Without Bearer every connection
+	// must present a certificate and tokens are refused.
+	Bearer BearerAuth
 }
 
 // Server is a gRPC server with its health service. Serve applies the
@@ -81,18 +89,22 @@ func NewServer(c ServerConfig) *Server {
 	p := Merge(c.Policy, PolicyFor(serverServices()...))
 	lim := newConnLimiter(c.Limits.withDefaults(), newLimitMetrics(c.MeterProvider, c.Name))
 	observeUnauthenticated(c.MeterProvider, c.Name, lim)
-	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(c.Cert)), c.TrustDomain, c.Roots)
+	tlsCfg := mtls.ServerConfig(c.Cert)
+	if c.Bearer != nil {
+		tlsCfg.ClientAuth = tls.RequestClientCert
+	}
+	creds := mtls.NewServerCredentials(credentials.NewTLS(tlsCfg), c.TrustDomain, c.Roots)
 	log := c.Logger.With(AttrService, c.Name)
 	opts := []grpc.ServerOption{
 		grpc.Creds(creds),
-		grpc.ChainUnaryInterceptor(unaryChain(log, p)),
-		grpc.ChainStreamInterceptor(streamChain(log, p)),
+		grpc.ChainUnaryInterceptor(unaryChain(log, p, c.Bearer)),
+		grpc.ChainStreamInterceptor(streamChain(log, p, c.Bearer)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMsgSize),
 		grpc.ReadBufferSize(connBufferSize),
 		grpc.WriteBufferSize(connBufferSize),
 		grpc.SharedWriteBuffer(true),
 		grpc.StatsHandler(connStats{lim: lim}),
-		grpc.InTapHandle(lim.tap(p)),
+		grpc.InTapHandle(lim.tap(p, c.Bearer != nil)),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
 	}
 	opts = append(opts, limitOptions(lim.limits)...)

@@ -1,0 +1,248 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/berth-dev/berth/internal/apitoken"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// bearer is a REST client presenting an API token and no certificate.
+type bearer struct {
+	*restClient
+	token string
+}
+
+func (c bearer) do(t *testing.T, method, path, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: %d, body not JSON: %v", method, path, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// createAPIToken creates a token over REST with the admin certificate
+// and returns its ID and the whole token.
+func createAPIToken(t *testing.T, admin *restClient, body string) (id, token string) {
+	t.Helper()
+	code, resp := admin.do(t, "POST", "/v1/api-tokens", body)
+	tok, _ := resp["token"].(map[string]any)
+	if code != http.StatusOK || tok == nil {
+		t.Fatalf("POST /v1/api-tokens %s: %d %v", body, code, resp)
+	}
+	return tok["id"].(string), resp["secret_token"].(string)
+}
+
+// dialNoCert connects over TLS without a client certificate, as an
+// engine with an API token does.
+func dialNoCert(t *testing.T, l *pki.Layout, addr string) *grpc.ClientConn {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: l.RootPool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func withBearer(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+// TestAPITokensAtTheFrontDoor drives the admin API with API tokens of each
+// role and no client certificate, over REST and gRPC, at the front door
+// of berthd dev (SQLite) and of a split deployment (berthd serve --role
+// api before the services on PostgreSQL): what each role may do, who the
+// event log says acted, and every refused credential.
+func TestAPITokensAtTheFrontDoor(t *testing.T) {
+	t.Run("all in one process", func(t *testing.T) {
+		l := newPKI(t, "")
+		testAPITokens(t, l, serve(t, Config{Role: RoleAll, PKIDir: l.Dir}), "")
+	})
+	t.Run("split on postgres", func(t *testing.T) {
+		cluster := pgtest.NewCluster(t)
+		l := newPKI(t, "")
+		d := startSplit(t, l, cluster.DSN())
+		testAPITokens(t, l, d.front, d.addrs[RoleRegistration])
+	})
+}
+
+// testAPITokens runs against the front door at addr; reg, when set, is
+// the registration service's own address (a split deployment), where
+// tokens are refused.
+func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
+	adminCert, err := l.AdminCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := newRESTClient(t, l, addr, adminCert)
+	anon := newRESTClient(t, l, addr, tls.Certificate{})
+	viewerID, viewer := createAPIToken(t, admin, `{"role": "viewer", "name": "dashboard"}`)
+	operatorID, operator := createAPIToken(t, admin, `{"role": "operator", "name": "ci-operator", "ttl_seconds": 3600}`)
+	_, adminTok := createAPIToken(t, admin, `{"role": "admin", "name": "root-engine"}`)
+	as := func(tok string) bearer { return bearer{restClient: anon, token: "Bearer " + tok} }
+
+	// Nodes to act on: the admin registers them as usual.
+	regAddr := addr
+	if reg != "" {
+		regAddr = reg
+	}
+	first := registerPending(t, l, regAddr, admin)
+
+	// A viewer reads, and may do nothing else: 403.
+	code, body, _ := as(viewer).do(t, "GET", "/v1/nodes?status=pending", "")
+	if code != http.StatusOK || strings.Join(nodeIDs(body), ",") != first {
+		t.Fatalf("viewer GET /v1/nodes: %d %v, want node %s", code, body, first)
+	}
+	for _, call := range []struct{ method, path, body string }{
+		{"POST", "/v1/nodes/" + first + ":approve", ""},
+		{"POST", "/v1/nodes/" + first + ":revoke", `{"reason": "x"}`},
+		{"POST", "/v1/tokens", `{}`},
+		{"POST", "/v1/api-tokens", `{"role": "admin"}`},
+		{"GET", "/v1/api-tokens", ""},
+		{"PUT", "/v1/settings/heartbeat", `{"interval": "5s"}`},
+	} {
+		code, body, _ := as(viewer).do(t, call.method, call.path, call.body)
+		wantStatus(t, "viewer "+call.method+" "+call.path, code, body, http.StatusForbidden, 7, "caller is not permitted to call this method")
+	}
+	// An operator approves; the event log names the token.
+	code, body, _ = as(operator).do(t, "POST", "/v1/nodes/"+first+":approve", "")
+	if node, _ := body["node"].(map[string]any); code != http.StatusOK || node["status"] != "NODE_STATUS_APPROVED" {
+		t.Fatalf("operator approve: %d %v", code, body)
+	}
+	for _, call := range []struct{ method, path, body string }{
+		{"POST", "/v1/tokens", `{}`},
+		{"POST", "/v1/api-tokens", `{"role": "viewer"}`},
+	} {
+		code, body, _ := as(operator).do(t, call.method, call.path, call.body)
+		wantStatus(t, "operator "+call.method+" "+call.path, code, body, http.StatusForbidden, 7, "caller is not permitted")
+	}
+	events := readEvents(t, admin, "/v1/events?after=0&type=approved", 1)
+	if d, _ := events[0]["details"].(map[string]any); events[0]["node_id"] != first || d["actor"] != "token:"+operatorID+"/ci-operator" {
+		t.Errorf("approval event %v, want node %s by token:%s/ci-operator", events[0], first, operatorID)
+	}
+
+	// An admin token manages tokens; the list shows their last use.
+	code, body, _ = as(adminTok).do(t, "GET", "/v1/api-tokens", "")
+	if code != http.StatusOK {
+		t.Fatalf("admin token GET /v1/api-tokens: %d %v", code, body)
+	}
+	listed := map[string]map[string]any{}
+	for _, tk := range body["tokens"].([]any) {
+		m := tk.(map[string]any)
+		listed[m["id"].(string)] = m
+	}
+	if v := listed[viewerID]; v["role"] != "viewer" || v["name"] != "dashboard" || v["last_used_at"] == nil || v["created_by"] != "admin:admin" {
+		t.Errorf("listed viewer token %v: want role, name, a last use and its creator", v)
+	}
+	if _, ok := listed[viewerID]["secret_token"]; ok {
+		t.Error("the list shows a secret")
+	}
+
+	// gRPC on the same port, no client certificate: the same roles.
+	conn := dialNoCert(t, l, addr)
+	nodes := berthv1.NewNodeAdminServiceClient(conn)
+	if _, err := nodes.ListNodes(withBearer(viewer), &berthv1.ListNodesRequest{}); err != nil {
+		t.Errorf("viewer ListNodes over gRPC: %v", err)
+	}
+	_, err = nodes.RevokeNode(withBearer(viewer), &berthv1.RevokeNodeRequest{Id: first, Reason: "x"})
+	grpctest.WantStatus(t, err, codes.PermissionDenied, "caller is not permitted to call this method")
+	// A client cannot raise its role by naming a caller itself.
+	ctx := metadata.AppendToOutgoingContext(withBearer(viewer), rpc.ForwardedCallerKey, "admin:admin")
+	_, err = nodes.RevokeNode(ctx, &berthv1.RevokeNodeRequest{Id: first, Reason: "x"})
+	grpctest.WantStatus(t, err, codes.PermissionDenied, "caller is not permitted to call this method")
+	if _, err := nodes.RevokeNode(withBearer(operator), &berthv1.RevokeNodeRequest{Id: first, Reason: "retired"}); err != nil {
+		t.Errorf("operator RevokeNode over gRPC: %v", err)
+	}
+	events = readEvents(t, admin, "/v1/events?after=0&type=revoked", 1)
+	if d, _ := events[0]["details"].(map[string]any); d["actor"] != "token:"+operatorID+"/ci-operator" {
+		t.Errorf("revocation event %v, want it by the operator's token", events[0])
+	}
+	_, err = nodes.ListNodes(context.Background(), &berthv1.ListNodesRequest{})
+	grpctest.WantStatus(t, err, codes.Unauthenticated, "a client certificate or an API token is required")
+	_, err = berthv1.NewHeartbeatAdminServiceClient(conn).SetHeartbeatSettings(withBearer(operator), &berthv1.SetHeartbeatSettingsRequest{})
+	grpctest.WantStatus(t, err, codes.PermissionDenied, "caller is not permitted to call this method")
+
+	// Refused credentials: 401 with WWW-Authenticate, each with its reason.
+	_, unknown, _ := apitoken.Generate()
+	_, expiring := createAPIToken(t, admin, `{"role": "admin", "ttl_seconds": 1}`)
+	for _, c := range []struct {
+		name, auth, msg string
+	}{
+		{"no credentials", "", "a client certificate or an API token"},
+		{"another scheme", "Basic YWRtaW46YWRtaW4=", "Bearer TOKEN"},
+		{"malformed", "Bearer not-a-token", apitoken.MsgMalformed},
+		{"unknown", "Bearer " + unknown, apitoken.MsgUnknown},
+		{"wrong secret", "Bearer " + viewer[:len(viewer)-4] + "0000", apitoken.MsgUnknown},
+	} {
+		code, body, h := bearer{restClient: anon, token: c.auth}.do(t, "GET", "/v1/nodes", "")
+		wantStatus(t, c.name, code, body, http.StatusUnauthorized, 16, c.msg)
+		if got := h.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
+			t.Errorf("%s: WWW-Authenticate %q, want Bearer", c.name, got)
+		}
+	}
+	code, body, _ = as(adminTok).do(t, "POST", "/v1/api-tokens/"+viewerID+":revoke", "")
+	if tk, _ := body["token"].(map[string]any); code != http.StatusOK || tk["revoked"] != true {
+		t.Fatalf("admin token revokes the viewer's: %d %v", code, body)
+	}
+	code, body, _ = as(viewer).do(t, "GET", "/v1/nodes", "")
+	wantStatus(t, "revoked token", code, body, http.StatusUnauthorized, 16, apitoken.MsgRevoked)
+	_, err = nodes.ListNodes(withBearer(viewer), &berthv1.ListNodesRequest{})
+	grpctest.WantStatus(t, err, codes.Unauthenticated, apitoken.MsgRevoked)
+	// The one-second token expires: waited for, not timed.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body, _ = as(expiring).do(t, "GET", "/v1/nodes", "")
+		if code == http.StatusUnauthorized || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantStatus(t, "expired token", code, body, http.StatusUnauthorized, 16, apitoken.MsgExpired)
+
+	if reg != "" {
+		// The services themselves take certificates only: a token is for
+		// the front door.
+		_, err := berthv1.NewNodeAdminServiceClient(dialNoCert(t, l, reg)).ListNodes(withBearer(adminTok), &berthv1.ListNodesRequest{})
+		if err == nil {
+			t.Error("the registration service took a token without a client certificate")
+		}
+		d := &deployment{layout: l, addrs: map[string]string{RoleRegistration: reg}}
+		_, err = berthv1.NewNodeAdminServiceClient(d.dial(t, RoleRegistration, adminCert)).ListNodes(withBearer(adminTok), &berthv1.ListNodesRequest{})
+		grpctest.WantCode(t, err, codes.Unauthenticated)
+	} else {
+		// A node's certificate still works on the front door's port.
+		d := &deployment{layout: l, addrs: map[string]string{RoleRegistration: addr}}
+		_, err := berthv1.NewNodeAdminServiceClient(d.dial(t, RoleRegistration, nodeCert(t, l, first))).ListNodes(context.Background(), &berthv1.ListNodesRequest{})
+		grpctest.WantStatus(t, err, codes.PermissionDenied, "caller is not permitted to call this method")
+	}
+
+}
