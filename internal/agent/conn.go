@@ -147,6 +147,11 @@ func newClient(addr string, cfg *tls.Config, w *connWatch, attemptTimeout time.D
 		// ends the call at once through connWatch instead.
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
 		grpc.WithUserAgent("berth-agent"),
+		// Fixed windows turn off gRPC's bandwidth estimator, which would
+		// answer every heartbeat acknowledgement with a PING the server
+		// must answer (see internal/rpc's windowSize; 1 MiB likewise).
+		grpc.WithInitialWindowSize(1<<20),
+		grpc.WithInitialConnWindowSize(1<<20),
 	)
 }
 

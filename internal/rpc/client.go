@@ -36,6 +36,8 @@ func Dial(c ClientConfig) (*grpc.ClientConn, error) {
 		grpc.WithReadBufferSize(connBufferSize),
 		grpc.WithWriteBufferSize(connBufferSize),
 		grpc.WithSharedWriteBuffer(true),
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize),
 	}
 	conn, err := grpc.NewClient(c.Addr, append(opts, c.Options...)...)
 	if err != nil {

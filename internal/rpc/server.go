@@ -30,6 +30,16 @@ const DefaultMaxRecvMsgSize = 4 << 20
 // is also shared: released between writes.
 const connBufferSize = 8 << 10
 
+// windowSize is each stream's and each connection's HTTP/2 flow-control
+// window, fixed. Left unset, gRPC estimates the bandwidth-delay product
+// by sending a PING with every burst of data a connection receives and
+// timing its answer: on a heartbeat connection that is a PING and its
+// acknowledgement, each way through TLS, for every beat. Fixed windows
+// turn the estimator off. 1 MiB lets a bundle (DefaultMaxBundleSize)
+// cross in one round trip, as the estimator would have grown it to; the
+// window is credit, not memory: gRPC allocates only what arrives.
+const windowSize = 1 << 20
+
 // ServerConfig describes one gRPC server.
 type ServerConfig struct {
 	// Name is the service name used in logs (e.g. "registration" or "all").
@@ -103,6 +113,8 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ReadBufferSize(connBufferSize),
 		grpc.WriteBufferSize(connBufferSize),
 		grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
 		grpc.StatsHandler(connStats{lim: lim}),
 		grpc.InTapHandle(lim.tap(p, c.Bearer != nil)),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),

@@ -3,37 +3,54 @@ package heartbeat
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // BenchmarkStreams measures the service over real gRPC and mTLS on loopback:
-// 1,000 nodes, each with its own certificate, connection and stream, beat
-// in parallel; one op is one beat and its acknowledgement. B/stream is the
-// heap per connected node, client and server together since both run in
-// this process: gRPC's per-connection buffers, the stream's goroutines and
-// the core's entry.
+// nodes (1,000, or BERTH_BENCH_HB_NODES), each with its own certificate,
+// connection and stream, beat in parallel; one op is one beat and its
+// acknowledgement. Client and server both run in this process, so every
+// figure counts both ends of a node's connection: B/stream is the heap per
+// connected node (gRPC's per-connection buffers, the streams' state, the
+// core's entry), stackB/stream the goroutine stacks, goroutines/stream
+// the goroutines, cpu-ms/beat the process's CPU time per beat.
+// BERTH_BENCH_HB_HEAPPROFILE names a file for a heap profile taken while
+// every node is connected, to split what the server holds from what the
+// client holds (berthd serve --role heartbeat holds the server's half;
+// make bench measures it alone).
+//
+// The descriptor limit bounds nodes: two descriptors each, both ends.
 func BenchmarkStreams(b *testing.B) {
-	const (
-		n     = 1000
-		burst = 10 // beats per node between two moves of the clock
-	)
+	n := 1000
+	if v := os.Getenv("BERTH_BENCH_HB_NODES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("BERTH_BENCH_HB_NODES=%q", v)
+		}
+	}
+	const burst = 10 // beats per node between two moves of the clock
 	e := newEnvOn(b, pgtest.SQLite, true)
-	heap := func() uint64 {
+	type mem struct{ heap, stack uint64 }
+	sample := func() mem {
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
+		return mem{ms.HeapAlloc, ms.StackInuse}
 	}
 	clients := make([]berthv1.HeartbeatServiceClient, n)
 	for i := range clients {
 		clients[i] = e.node(b, fmt.Sprintf("node-%d", i))
 	}
-	before := heap()
+	before, goroutines := sample(), runtime.NumGoroutine()
 	streams := make([]berthv1.HeartbeatService_HeartbeatClient, n)
 	for i, c := range clients {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -47,9 +64,23 @@ func BenchmarkStreams(b *testing.B) {
 		}
 		streams[i] = s
 	}
-	perStream := float64(heap()-before) / n
+	after := sample()
+	perStream := float64(after.heap-before.heap) / float64(n)
+	stackPerStream := float64(after.stack-before.stack) / float64(n)
+	goroutinesPerStream := float64(runtime.NumGoroutine()-goroutines) / float64(n)
+	if f := os.Getenv("BERTH_BENCH_HB_HEAPPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
+			b.Fatal(err)
+		}
+		out.Close()
+	}
 	seqs := make([]uint64, n)
 	rounds := b.N/(n*burst) + 1
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for range rounds {
 		var wg sync.WaitGroup
@@ -72,6 +103,10 @@ func BenchmarkStreams(b *testing.B) {
 		// Refill every node's rate limit: two intervals, ten beats.
 		e.clock.Advance(20 * e.svc.core.Settings().Current.Interval / 10)
 	}
-	b.ReportMetric(float64(rounds*n*burst)/b.Elapsed().Seconds(), "beats/s")
+	beats := float64(rounds * n * burst)
+	b.ReportMetric(beats/b.Elapsed().Seconds(), "beats/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/beats, "cpu-ms/beat")
 	b.ReportMetric(perStream, "B/stream")
+	b.ReportMetric(stackPerStream, "stackB/stream")
+	b.ReportMetric(goroutinesPerStream, "goroutines/stream")
 }
