@@ -22,7 +22,9 @@ const (
 	// Registration logs node lifecycle events: registered, approved,
 	// rejected, revoked, deleted, replaced, certificate_issued (a
 	// node's first certificate), certificate_renewed, duplicate_hardware
-	// (two nodes report the same hardware).
+	// (two nodes report the same hardware), boot_digest_changed (a TPM
+	// node's quoted boot PCR digest changed), boot_policy_violation and
+	// boot_policy_cleared (its boot broke, or again meets, a PCR policy).
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset.
@@ -48,8 +50,9 @@ func ParseService(s string) (Service, error) {
 // lifecycleTypes are the event types of the lifecycle logs, as documented
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
-	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware"},
-	Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
+	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
+		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared"},
+	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 
 // Prefixes of the heartbeat service's enum value names.

@@ -502,9 +502,10 @@ func TestNewRejects(t *testing.T) {
 
 func TestEventTypes(t *testing.T) {
 	want := map[watch.Service][]string{
-		watch.Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware"},
-		watch.Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
-		watch.Heartbeat:    {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"},
+		watch.Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
+			"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared"},
+		watch.Bundles:   {"bundle_updated", "bundle_approved", "bundle_reset"},
+		watch.Heartbeat: {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"},
 	}
 	for s, types := range want {
 		if diff := cmp.Diff(types, watch.EventTypes(s)); diff != "" {

@@ -424,6 +424,10 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 	if req == nil {
 		var resp *berthv1.ResumeResponse
 		resp, err = client.Resume(actx, &berthv1.ResumeRequest{})
+		if err == nil && resp.GetQuoteChallenge() != nil {
+			// The server wants this boot quoted by the TPM.
+			resp, err = a.quoteBoot(actx, client, resp.GetQuoteChallenge())
+		}
 		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
 	} else {
 		var resp *berthv1.RegisterResponse
@@ -434,6 +438,11 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 			resp, err = a.activate(actx, client, req, resp.GetTpmChallenge())
 		}
 		nc, serverTime = resp.GetCredentials(), resp.GetServerTime()
+		if err == nil && resp.GetQuoteChallenge() != nil {
+			var rr *berthv1.ResumeResponse
+			rr, err = a.quoteBoot(actx, client, resp.GetQuoteChallenge())
+			nc, serverTime = rr.GetCredentials(), rr.GetServerTime()
+		}
 	}
 	if err == nil {
 		a.noteClock(sent, a.cfg.Clock.Now(), serverTime)

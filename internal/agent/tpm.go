@@ -19,6 +19,7 @@ type TPMKeys interface {
 	Endorsement(ctx context.Context) (tpm.Endorsement, error)
 	PublicArea(k tpm.Key) []byte
 	ActivateCredential(ctx context.Context, k tpm.Key, ch attest.Challenge) ([]byte, error)
+	Quote(ctx context.Context, nonce []byte, pcrs []int) (attest.Quote, error)
 }
 
 // ErrTPMActivation is a credential the TPM would not activate: the server
@@ -50,6 +51,7 @@ func (a *Agent) tpmEvidence(ctx context.Context) (*berthv1.TPMEvidence, error) {
 		EkPublic:          ek.Public,
 		EkCertificate:     ek.Cert,
 		IdentityKeyPublic: k.PublicArea(tpm.KeyIdentity),
+		AkPublic:          k.PublicArea(tpm.KeyAK),
 	}, nil
 }
 
@@ -68,6 +70,41 @@ func (a *Agent) activate(ctx context.Context, client berthv1.RegistrationService
 	}
 	answer := proto.Clone(req).(*berthv1.RegisterRequest)
 	answer.Tpm.ActivatedSecret = secret
+	if len(ch.GetAkCredentialBlob()) > 0 {
+		akSecret, err := k.ActivateCredential(ctx, tpm.KeyAK, attest.Challenge{
+			CredentialBlob: ch.GetAkCredentialBlob(), EncryptedSecret: ch.GetAkEncryptedSecret(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTPMActivation, err)
+		}
+		answer.Tpm.AkActivatedSecret = akSecret
+	}
 	a.log.Debug("TPM credential activated; registering with the secret")
 	return client.Register(ctx, answer)
+}
+
+// quoteBoot answers a quote challenge: the TPM quotes the PCRs the server
+// asked for with its nonce, and Resume takes the quote and returns the
+// credentials. A node refused for what it booted gets the refusal here.
+func (a *Agent) quoteBoot(ctx context.Context, client berthv1.RegistrationServiceClient, ch *berthv1.QuoteChallenge) (*berthv1.ResumeResponse, error) {
+	k, err := a.tpmKeys()
+	if err != nil {
+		return nil, err
+	}
+	pcrs := make([]int, len(ch.GetPcrs()))
+	for i, p := range ch.GetPcrs() {
+		pcrs[i] = int(p)
+	}
+	q, err := k.Quote(ctx, ch.GetNonce(), pcrs)
+	if err != nil {
+		return nil, fmt.Errorf("quote the boot PCRs: %w", err)
+	}
+	values := make(map[uint32][]byte, len(q.PCRs))
+	for p, v := range q.PCRs {
+		values[uint32(p)] = v
+	}
+	a.log.Debug("boot quoted; resuming with the quote", "pcrs", pcrs)
+	return client.Resume(ctx, &berthv1.ResumeRequest{Quote: &berthv1.TPMQuote{
+		Nonce: ch.GetNonce(), Attest: q.Attest, Signature: q.Signature, Pcrs: values,
+	}})
 }

@@ -37,6 +37,9 @@ type fakeAdmin struct {
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
 	listCerts        func(context.Context, *berthv1.ListCertificatesRequest) (*berthv1.ListCertificatesResponse, error)
 	importEKs        func(context.Context, *berthv1.ImportEKsRequest) (*berthv1.ImportEKsResponse, error)
+	setPCRPolicy     func(context.Context, *berthv1.SetPCRPolicyRequest) (*berthv1.SetPCRPolicyResponse, error)
+	listPCRPolicies  func(context.Context, *berthv1.ListPCRPoliciesRequest) (*berthv1.ListPCRPoliciesResponse, error)
+	deletePCRPolicy  func(context.Context, *berthv1.DeletePCRPolicyRequest) (*berthv1.DeletePCRPolicyResponse, error)
 	// events, when set, serves WatchNodeEvents.
 	events *eventLog[*berthv1.LifecycleEvent]
 
@@ -108,6 +111,18 @@ func (f *fakeAdmin) DeleteNode(ctx context.Context, r *berthv1.DeleteNodeRequest
 
 func (f *fakeAdmin) ImportEKs(ctx context.Context, r *berthv1.ImportEKsRequest) (*berthv1.ImportEKsResponse, error) {
 	return handle(ctx, &f.recorder, "ImportEKs", r, f.importEKs)
+}
+
+func (f *fakeAdmin) SetPCRPolicy(ctx context.Context, r *berthv1.SetPCRPolicyRequest) (*berthv1.SetPCRPolicyResponse, error) {
+	return handle(ctx, &f.recorder, "SetPCRPolicy", r, f.setPCRPolicy)
+}
+
+func (f *fakeAdmin) ListPCRPolicies(ctx context.Context, r *berthv1.ListPCRPoliciesRequest) (*berthv1.ListPCRPoliciesResponse, error) {
+	return handle(ctx, &f.recorder, "ListPCRPolicies", r, f.listPCRPolicies)
+}
+
+func (f *fakeAdmin) DeletePCRPolicy(ctx context.Context, r *berthv1.DeletePCRPolicyRequest) (*berthv1.DeletePCRPolicyResponse, error) {
+	return handle(ctx, &f.recorder, "DeletePCRPolicy", r, f.deletePCRPolicy)
 }
 
 func (f *fakeAdmin) AllowReplacement(ctx context.Context, r *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {

@@ -72,6 +72,14 @@ type nodeJSON struct {
 	// its EK certificate showed (trusted, untrusted, unchecked, none).
 	EKHash        string `json:"ek_hash"`
 	EKCertificate string `json:"ek_certificate"`
+	// EKLabel is the label the EK was enrolled with (ek import).
+	EKLabel string `json:"ek_label"`
+	// BootPCRDigest is the digest of the boot PCRs of the node's last
+	// quoted boot, at BootPCRDigestAt; BootPolicyViolation says why that
+	// boot breaks the PCR policies of the node's labels ("" when not).
+	BootPCRDigest       string `json:"boot_pcr_digest"`
+	BootPCRDigestAt     string `json:"boot_pcr_digest_at"`
+	BootPolicyViolation string `json:"boot_policy_violation"`
 	// BundleKey is what bundles seal --key-file takes.
 	BundleKey *bundleKeyJSON `json:"bundle_key,omitempty"`
 	// Reported is what the node's host daemons reported through its agent
@@ -97,31 +105,35 @@ type hookRunJSON struct {
 // nodeView is n in the JSON contract, with its health h (nil: unknown).
 func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 	v := nodeJSON{
-		ID:                 n.GetId(),
-		BundleKey:          bundleKeyView(n.GetBundleKey()),
-		Status:             statusName(n.GetStatus()),
-		Hostname:           n.GetFacts().GetHostname(),
-		HardwareUUID:       n.GetFacts().GetHardwareUuid(),
-		CertSerial:         n.GetCertSerial(),
-		CertNotBefore:      rfc3339(n.GetCertNotBefore()),
-		CertNotAfter:       rfc3339(n.GetCertNotAfter()),
-		CertificatesIssued: n.GetCertificatesIssued(),
-		Health:             healthState(h),
-		LastSeen:           rfc3339(h.GetLastSeen()),
-		BootID:             h.GetBootId(),
-		ReportedStatus:     reportedStatus(h),
-		Labels:             n.GetLabels(),
-		MACs:               n.GetFacts().GetMacs(),
-		Serial:             n.GetFacts().GetSerial(),
-		KeySHA256:          n.GetKeySha256(),
-		CreatedAt:          rfc3339(n.GetCreatedAt()),
-		UpdatedAt:          rfc3339(n.GetUpdatedAt()),
-		ReplacementAllowed: n.GetReplacementAllowed(),
-		TokenID:            n.GetTokenId(),
-		IdentitySource:     n.GetIdentitySource(),
-		DuplicateOf:        n.GetDuplicateOf(),
-		EKHash:             n.GetEkHash(),
-		EKCertificate:      n.GetEkCertificate(),
+		ID:                  n.GetId(),
+		BundleKey:           bundleKeyView(n.GetBundleKey()),
+		Status:              statusName(n.GetStatus()),
+		Hostname:            n.GetFacts().GetHostname(),
+		HardwareUUID:        n.GetFacts().GetHardwareUuid(),
+		CertSerial:          n.GetCertSerial(),
+		CertNotBefore:       rfc3339(n.GetCertNotBefore()),
+		CertNotAfter:        rfc3339(n.GetCertNotAfter()),
+		CertificatesIssued:  n.GetCertificatesIssued(),
+		Health:              healthState(h),
+		LastSeen:            rfc3339(h.GetLastSeen()),
+		BootID:              h.GetBootId(),
+		ReportedStatus:      reportedStatus(h),
+		Labels:              n.GetLabels(),
+		MACs:                n.GetFacts().GetMacs(),
+		Serial:              n.GetFacts().GetSerial(),
+		KeySHA256:           n.GetKeySha256(),
+		CreatedAt:           rfc3339(n.GetCreatedAt()),
+		UpdatedAt:           rfc3339(n.GetUpdatedAt()),
+		ReplacementAllowed:  n.GetReplacementAllowed(),
+		TokenID:             n.GetTokenId(),
+		IdentitySource:      n.GetIdentitySource(),
+		DuplicateOf:         n.GetDuplicateOf(),
+		EKHash:              n.GetEkHash(),
+		EKCertificate:       n.GetEkCertificate(),
+		EKLabel:             n.GetEkLabel(),
+		BootPCRDigest:       n.GetBootPcrDigest(),
+		BootPCRDigestAt:     rfc3339(n.GetBootPcrDigestAt()),
+		BootPolicyViolation: n.GetBootPolicyViolation(),
 	}
 	// Empty collections are [] and {} rather than null, for consumers that
 	// iterate without checking.
@@ -267,6 +279,10 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
 			{"Duplicate of", dash(strings.Join(v.DuplicateOf, ", "))},
 			{"EK hash", dash(v.EKHash)},
 			{"EK certificate", dash(v.EKCertificate)},
+			{"EK label", dash(v.EKLabel)},
+			{"Boot PCR digest", dash(v.BootPCRDigest)},
+			{"Boot quoted", humanTime(n.GetBootPcrDigestAt(), now)},
+			{"Boot policy", dash(v.BootPolicyViolation)},
 			{"MACs", dash(strings.Join(v.MACs, ", "))},
 			{"Serial", dash(v.Serial)},
 			{"Labels", dash(formatLabels(v.Labels))},

@@ -44,6 +44,19 @@ func nodeApproved() *berthv1.Node {
 	}
 }
 
+// nodeTPM is a TPM node whose last boot broke a flagging PCR policy.
+func nodeTPM() *berthv1.Node {
+	n := nodeApproved()
+	n.IdentitySource = "tpm"
+	n.EkHash = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	n.EkCertificate = "trusted"
+	n.EkLabel = "rack1 slot 4"
+	n.BootPcrDigest = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	n.BootPcrDigestAt = ts(testNow.Add(-5 * time.Minute))
+	n.BootPolicyViolation = "policy image=node-4.5: boot digest sha256:2222222222222222222222222222222222222222222222222222222222222222 is not allowed"
+	return n
+}
+
 func nodePending() *berthv1.Node {
 	return &berthv1.Node{
 		Id:     "n-2b4d6f",
@@ -248,6 +261,8 @@ func TestNodesGet(t *testing.T) {
 		// no warning.
 		{"pending table", nodePending(), healthOf(), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_pending_table"},
 		{"pending json", nodePending(), healthOf(), []string{"-o", "json", "nodes", "get", "n-7f3a9c"}, "nodes_get_pending_json"},
+		{"tpm table", nodeTPM(), healthOf(healthApproved()), []string{"nodes", "get", "n-7f3a9c"}, "nodes_get_tpm_table"},
+		{"tpm json", nodeTPM(), healthOf(healthApproved()), []string{"nodes", "get", "n-7f3a9c", "-o", "json"}, "nodes_get_tpm_json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {

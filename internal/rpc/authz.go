@@ -107,7 +107,8 @@ func (c Callers) Rule() Rule { return c.Allows }
 // The admin API's rows give the weakest role that may call each method
 // (DESIGN.md, "API tokens and roles"): Viewers read; Operators also
 // approve, reject, revoke and delete nodes, enrol EKs and manage bundles;
-// FromAdmin alone manages bootstrap tokens, API tokens and settings.
+// FromAdmin alone manages bootstrap tokens, API tokens, settings and PCR
+// policies.
 func Matrix() map[string]Callers {
 	const (
 		ca        = "/berth.v1.CertificateAuthorityService/"
@@ -152,7 +153,12 @@ func Matrix() map[string]Callers {
 		nodes + "DeleteNode":       Operators,
 		nodes + "AllowReplacement": Operators,
 		// An enrolled EK is approved at registration: enrolling approves.
-		nodes + "ImportEKs":        Operators,
+		nodes + "ImportEKs": Operators,
+		// A PCR policy decides which boots get credentials, and an
+		// enforced one can keep a whole fleet down: a security setting.
+		nodes + "SetPCRPolicy":     FromAdmin,
+		nodes + "ListPCRPolicies":  Viewers,
+		nodes + "DeletePCRPolicy":  FromAdmin,
 		nodes + "ListCertificates": Viewers,
 		// Bootstrap tokens admit nodes, auto-approved ones too: like API
 		// tokens, credentials that only an admin hands out.

@@ -23,6 +23,9 @@ var adminRole = map[string]mtls.Role{
 	"/berth.v1.NodeAdminService/DeleteNode":       mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/AllowReplacement": mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/ImportEKs":        mtls.RoleOperator,
+	"/berth.v1.NodeAdminService/ListPCRPolicies":  mtls.RoleViewer,
+	"/berth.v1.NodeAdminService/SetPCRPolicy":     mtls.RoleAdmin,
+	"/berth.v1.NodeAdminService/DeletePCRPolicy":  mtls.RoleAdmin,
 	"/berth.v1.NodeAdminService/CreateToken":      mtls.RoleAdmin,
 	"/berth.v1.NodeAdminService/RevokeToken":      mtls.RoleAdmin,
 

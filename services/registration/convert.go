@@ -49,6 +49,10 @@ func nodeToProto(n regstore.Node) *berthv1.Node {
 		EkHash:             n.EKHash,
 		EkCertificate:      n.EKCertificate,
 	}
+	out.BootPcrDigest, out.BootPolicyViolation = n.BootPCRDigest, n.BootPolicyViolation
+	if !n.BootPCRDigestAt.IsZero() {
+		out.BootPcrDigestAt = timestamppb.New(n.BootPCRDigestAt)
+	}
 	if n.Cert != nil {
 		out.CertSerial = n.Cert.Serial
 		out.CertNotBefore = timestamppb.New(n.Cert.NotBefore)
@@ -70,5 +74,14 @@ func tokenToProto(t regstore.Token) *berthv1.Token {
 
 		MinIdentity:     t.MinIdentity,
 		AllowSiteSecret: t.AllowSiteSecret,
+	}
+}
+
+func pcrPolicyToProto(p regstore.PCRPolicy) *berthv1.PCRPolicy {
+	return &berthv1.PCRPolicy{
+		Label:     p.LabelKey + "=" + p.LabelValue,
+		Digests:   p.Digests,
+		Enforce:   p.Enforce,
+		UpdatedAt: timestamppb.New(p.UpdatedAt),
 	}
 }

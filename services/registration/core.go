@@ -99,6 +99,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		IdentitySource: string(in.source),
 		EKHash:         proof.ekHash,
 		EKCertificate:  proof.ekCert,
+		AKPublic:       proof.akPublic,
 	}
 	if replaceID != "" {
 		// Every certificate of the old board must die with the replacement;
@@ -221,18 +222,27 @@ const (
 // resume is the path of every boot: one indexed lookup and, unless the
 // certificate is due for renewal, no write and no CA call.
 func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*berthv1.NodeCredentials, error) {
-	node, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
-	if errors.Is(err, regstore.ErrNotFound) {
-		return nil, errUnknownKey
-	}
+	node, err := s.resumeNode(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("look up key: %w", err)
-	}
-	if err := usable(node, false); err != nil {
 		return nil, err
 	}
-	known(ctx, node)
 	return s.credentials(ctx, node, bundle)
+}
+
+// resumeNode is the caller's node, if it may get credentials.
+func (s *Service) resumeNode(ctx context.Context, id mtls.Identity) (regstore.Node, error) {
+	node, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
+	if errors.Is(err, regstore.ErrNotFound) {
+		return node, errUnknownKey
+	}
+	if err != nil {
+		return node, fmt.Errorf("look up key: %w", err)
+	}
+	if err := usable(node, false); err != nil {
+		return node, err
+	}
+	known(ctx, node)
+	return node, nil
 }
 
 // usable says whether a node may get credentials. A pending node may poll

@@ -40,6 +40,14 @@ const (
 	msgActivation       = "TPM credential activation failed: the identity key is not in the TPM that holds this endorsement key"
 	msgTooManyChallenge = "too many TPM registrations in progress; retry later"
 	msgTPMTokenRequired = "a bootstrap token is required: this TPM's endorsement key is not enrolled (berthctl ek import) and its certificate does not qualify it"
+	msgAKActivation     = "TPM credential activation failed: the attestation key is not in the TPM that holds this endorsement key"
+	msgNoAK             = "this node registered no TPM attestation key, so it cannot quote its boot; resume without a quote"
+	msgQuoteNonce       = "the quote's nonce was not issued to this node by this deployment"
+	msgQuoteExpired     = "the quote's nonce has expired; resume again for a new one"
+	msgQuoteReplay      = "the quote's nonce was used already or superseded by a newer one (a replayed quote?)"
+	msgQuoteInvalid     = "the quote does not verify: not signed by this node's attestation key, or not over its nonce and the boot PCRs asked for"
+	msgBootRefused      = "boot refused by PCR policy"
+	msgPolicyNotFound   = "no PCR policy for this label"
 )
 
 // Validation rules, shown after the field name.
@@ -84,6 +92,13 @@ const (
 	ruleEKCount             = "must hold 1 to 10000 endorsement keys"
 	ruleEKHash              = `must be "sha256:" and 64 lower-case hex digits, as nodes get shows ek_hash`
 	ruleEKTwice             = "must not name one endorsement key twice"
+	ruleQuoteSize           = "must hold TPM structures of at most 8 KiB and at most 24 PCR values"
+	ruleQuotePCRs           = "must name PCRs 0-23"
+	ruleQuote               = "must be a TPM2_Quote as berth-agent --identity tpm sends it"
+	rulePolicyLabel         = `must be one label "key=value" (key: 1-63 letters, digits, '.', '_', '/', '-'; value: 1-63 letters, digits and . _ : / @ + = -)`
+	rulePolicyDigests       = "must hold 1 to 1000 digests"
+	rulePolicyDigest        = `must each be "sha256:" and 64 lower-case hex digits, as nodes get shows boot_pcr_digest`
+	rulePolicyDigestTwice   = "must not name one digest twice"
 )
 
 // Errors of the registration core. Store errors are mapped as well.
@@ -112,6 +127,14 @@ var (
 	errActivation           = errors.New(msgActivation)
 	errTooManyChallenges    = errors.New(msgTooManyChallenge)
 	errTPMTokenRequired     = errors.New(msgTPMTokenRequired)
+	errAKActivation         = errors.New(msgAKActivation)
+	errNoAK                 = errors.New(msgNoAK)
+	errQuoteNonce           = errors.New(msgQuoteNonce)
+	errQuoteNonceExpired    = errors.New(msgQuoteExpired)
+	errQuoteReplay          = errors.New(msgQuoteReplay)
+	errQuoteInvalid         = errors.New(msgQuoteInvalid)
+	errQuoteMalformed       = rpcerr.Invalid("quote", ruleQuote)
+	errPolicyNotFound       = errors.New(msgPolicyNotFound)
 )
 
 // errorTable is the service's mapping of errors to gRPC status.
@@ -149,4 +172,12 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errActivation, codes.PermissionDenied, msgActivation),
 	rpcerr.Is(errTooManyChallenges, codes.ResourceExhausted, msgTooManyChallenge),
 	rpcerr.Is(errTPMTokenRequired, codes.InvalidArgument, msgTPMTokenRequired),
+	rpcerr.Is(errAKActivation, codes.PermissionDenied, msgAKActivation),
+	rpcerr.Is(errNoAK, codes.FailedPrecondition, msgNoAK),
+	rpcerr.Is(errQuoteNonce, codes.PermissionDenied, msgQuoteNonce),
+	rpcerr.Is(errQuoteNonceExpired, codes.FailedPrecondition, msgQuoteExpired),
+	rpcerr.Is(errQuoteReplay, codes.PermissionDenied, msgQuoteReplay),
+	rpcerr.Is(errQuoteInvalid, codes.PermissionDenied, msgQuoteInvalid),
+	rpcerr.As(codes.FailedPrecondition, func(e *bootRefusedError) string { return e.Error() }),
+	rpcerr.Is(errPolicyNotFound, codes.NotFound, msgPolicyNotFound),
 }

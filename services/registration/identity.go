@@ -107,10 +107,19 @@ func (s *Service) nodesToProto(ctx context.Context, nodes []regstore.Node) ([]*b
 	if err != nil {
 		return nil, err
 	}
+	var hashes []string
+	for _, n := range nodes {
+		hashes = append(hashes, n.EKHash)
+	}
+	labels, err := s.store.EKLabels(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*berthv1.Node, len(nodes))
 	for i, n := range nodes {
 		out[i] = nodeToProto(n)
 		out[i].DuplicateOf = dups[n.ID]
+		out[i].EkLabel = labels[n.EKHash]
 	}
 	return out, nil
 }

@@ -39,6 +39,15 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if challenge != nil {
 		return &berthv1.RegisterResponse{TpmChallenge: challenge, ServerTime: n.now()}, nil
 	}
+	// An approved node with an attestation key shows its boot first; the
+	// quote goes to Resume, which returns the credentials.
+	node, quote, err := n.s.bootCheck(ctx, node, nil)
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	if quote != nil {
+		return &berthv1.RegisterResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
+	}
 	creds, err := n.s.credentials(ctx, node, withBundle)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
@@ -47,9 +56,20 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 }
 
 // Resume returns the current credentials of the calling node.
-func (n nodeServer) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
 	log := rpc.Logger(ctx, n.s.log)
-	creds, err := n.s.resume(ctx, caller(ctx), withBundle)
+	node, err := n.s.resumeNode(ctx, caller(ctx))
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	node, quote, err := n.s.bootCheck(ctx, node, req.GetQuote())
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	if quote != nil {
+		return &berthv1.ResumeResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
+	}
+	creds, err := n.s.credentials(ctx, node, withBundle)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -61,7 +81,14 @@ func (n nodeServer) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv
 	log := rpc.Logger(ctx, n.s.log)
 	// A running node renews without its bundle: it applies bundles at boot
 	// only, and renewal must not fail because the bundle store is down.
-	creds, err := n.s.resume(ctx, caller(ctx), withoutBundle)
+	node, err := n.s.resumeNode(ctx, caller(ctx))
+	if err == nil {
+		err = n.s.renewCheck(ctx, node)
+	}
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	creds, err := n.s.credentials(ctx, node, withoutBundle)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}

@@ -121,6 +121,11 @@ type Config struct {
 	// ReconcilePeriod. Run's first pass, at start, takes every one.
 	ReconcilePeriod time.Duration
 	ReconcileAge    time.Duration
+	// BootPCRs are the SHA-256 PCRs a TPM node quotes at boot
+	// (DefaultBootPCRs). Every replica must use the same set: the boot
+	// digests recorded and the PCR policies' digests are over exactly
+	// these.
+	BootPCRs []int
 }
 
 // Defaults of Config and of Run.
@@ -168,6 +173,13 @@ type Service struct {
 	challenges challenges
 	// tokens checks API tokens and batches their last-use times.
 	tokens *apitoken.Checker
+
+	// Boot evidence (boot.go): the PCRs quoted, the replicas' nonce key,
+	// the PCR policies last read.
+	bootPCRs   []int
+	bootPCRs32 []uint32
+	nonceK     nonceKey
+	policies   policyCache
 }
 
 var _ berthv1.NodeAdminServiceServer = (*Service)(nil)
@@ -196,6 +208,14 @@ func New(c Config) (*Service, error) {
 	if c.TokenFailureBurst < 0 || c.TokenFailureInterval < 0 {
 		return nil, errors.New("registration: TokenFailureBurst and TokenFailureInterval must not be negative")
 	}
+	bootPCRs, err := checkBootPCRs(c.BootPCRs)
+	if err != nil {
+		return nil, err
+	}
+	bootPCRs32 := make([]uint32, len(bootPCRs))
+	for i, p := range bootPCRs {
+		bootPCRs32[i] = uint32(p)
+	}
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "registration", Types: regstore.EventTypes(),
 		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
@@ -212,6 +232,7 @@ func New(c Config) (*Service, error) {
 		store:  c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events,
 		ekRoots: c.EKRoots, autoApproveTrustedEK: c.AutoApproveTrustedEK,
+		bootPCRs: bootPCRs, bootPCRs32: bootPCRs32,
 		reconcilePeriod: cmp.Or(c.ReconcilePeriod, DefaultReconcilePeriod),
 		reconcileAge:    cmp.Or(c.ReconcileAge, DefaultReconcileAge),
 		tokenFailures: ratelimit.New(ratelimit.Config{

@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -45,6 +46,9 @@ type tpmProof struct {
 	ekHash   string
 	ekCert   string // ekCert* above
 	enrolled bool   // the EK was enrolled with ImportEKs
+	// akPublic is the attestation key proven to be in the EK's TPM; nil
+	// when the agent sent none.
+	akPublic []byte
 }
 
 // challenge is an open credential: its secret, for whom, until when.
@@ -52,6 +56,9 @@ type challenge struct {
 	secret  []byte
 	ekHash  string
 	expires time.Time
+	// akSecret is the AK credential's secret, for akPublic; nil without.
+	akSecret []byte
+	akPublic []byte
 }
 
 // challenges holds the open credentials by identity key hash. They live in
@@ -96,7 +103,8 @@ func (c *challenges) take(key [32]byte, now time.Time) (challenge, bool) {
 // challenge; with it, it checks the secret against the challenge it made
 // and returns what the TPM proved.
 func (s *Service) checkTPM(ctx context.Context, id mtls.Identity, ev *berthv1.TPMEvidence) (tpmProof, *berthv1.TPMChallenge, error) {
-	if len(ev.GetEkPublic()) > maxTPMBlob || len(ev.GetEkCertificate()) > maxTPMBlob || len(ev.GetIdentityKeyPublic()) > maxTPMBlob {
+	if len(ev.GetEkPublic()) > maxTPMBlob || len(ev.GetEkCertificate()) > maxTPMBlob || len(ev.GetIdentityKeyPublic()) > maxTPMBlob ||
+		len(ev.GetAkPublic()) > maxTPMBlob {
 		return tpmProof{}, nil, rpcerr.Invalid("tpm", ruleTPMSize)
 	}
 	ek, err := attest.ParseEK(ev.GetEkPublic())
@@ -109,6 +117,12 @@ func (s *Service) checkTPM(ctx context.Context, id mtls.Identity, ev *berthv1.TP
 	idKey, err := attest.ParseIdentityKey(ev.GetIdentityKeyPublic(), id.Leaf.PublicKey)
 	if err != nil {
 		return tpmProof{}, nil, tpmEvidenceError("tpm.identity_key_public", err)
+	}
+	var ak *attest.Key
+	if raw := ev.GetAkPublic(); len(raw) > 0 {
+		if ak, err = attest.ParseAK(raw); err != nil {
+			return tpmProof{}, nil, tpmEvidenceError("tpm.ak_public", err)
+		}
 	}
 	proof := tpmProof{ekHash: ek.Hash(), ekCert: ekCertNone}
 	if der := ev.GetEkCertificate(); len(der) > 0 {
@@ -134,17 +148,35 @@ func (s *Service) checkTPM(ctx context.Context, id mtls.Identity, ev *berthv1.TP
 		if err != nil {
 			return tpmProof{}, nil, tpmEvidenceError("tpm.ek_public", err)
 		}
-		if err := s.challenges.put(id.KeySHA256, challenge{secret: secret, ekHash: proof.ekHash, expires: now.Add(challengeTTL)}, now); err != nil {
+		open := challenge{secret: secret, ekHash: proof.ekHash, expires: now.Add(challengeTTL)}
+		out := &berthv1.TPMChallenge{CredentialBlob: ch.CredentialBlob, EncryptedSecret: ch.EncryptedSecret}
+		if ak != nil {
+			// The same proof for the AK: its quotes then speak for the
+			// TPM whose EK this node registered with.
+			akCh, akSecret, err := attest.MakeCredential(rand.Reader, ek, ak)
+			if err != nil {
+				return tpmProof{}, nil, tpmEvidenceError("tpm.ek_public", err)
+			}
+			open.akSecret, open.akPublic = akSecret, ev.GetAkPublic()
+			out.AkCredentialBlob, out.AkEncryptedSecret = akCh.CredentialBlob, akCh.EncryptedSecret
+		}
+		if err := s.challenges.put(id.KeySHA256, open, now); err != nil {
 			return tpmProof{}, nil, err
 		}
-		return proof, &berthv1.TPMChallenge{CredentialBlob: ch.CredentialBlob, EncryptedSecret: ch.EncryptedSecret}, nil
+		return proof, out, nil
 	}
 	open, ok := s.challenges.take(id.KeySHA256, now)
-	if !ok || open.ekHash != proof.ekHash {
+	if !ok || open.ekHash != proof.ekHash || !bytes.Equal(open.akPublic, ev.GetAkPublic()) {
 		return tpmProof{}, nil, errNoChallenge
 	}
 	if err := attest.CheckSecret(open.secret, ev.GetActivatedSecret()); err != nil {
 		return tpmProof{}, nil, fmt.Errorf("%w: %v", errActivation, err)
+	}
+	if open.akSecret != nil {
+		if err := attest.CheckSecret(open.akSecret, ev.GetAkActivatedSecret()); err != nil {
+			return tpmProof{}, nil, fmt.Errorf("%w: %v", errAKActivation, err)
+		}
+		proof.akPublic = open.akPublic
 	}
 	_, err = s.store.GetEK(ctx, proof.ekHash)
 	switch {

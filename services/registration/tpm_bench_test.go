@@ -80,3 +80,53 @@ func BenchmarkTPMRegister(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkResumeQuote is one Resume of an approved, registered node on an
+// open connection, handshake excluded: seed-file is one call; tpm-no-ak
+// (a node an agent before boot evidence registered) is one call too;
+// tpm-quote is Resume, the quote of PCRs 0-7 and 9 in the swtpm, and
+// Resume with the quote, which verifies it and records the boot (one
+// write). The difference is what quoting costs a boot.
+func BenchmarkResumeQuote(b *testing.B) {
+	b.Run("seed-file", func(b *testing.B) {
+		e := newEnv(b, sqliteBackend)
+		n := e.newNode(uuidN(97))
+		e.register(b, n, true)
+		for b.Loop() {
+			resp, err := n.client().Resume(b.Context(), &berthv1.ResumeRequest{})
+			if err != nil || resp.GetCredentials() == nil {
+				b.Fatalf("Resume = %v, %v", resp, err)
+			}
+		}
+	})
+	for _, withAK := range []bool{false, true} {
+		name := "tpm-no-ak"
+		if withAK {
+			name = "tpm-quote"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, sqliteBackend)
+			n := e.tpmNode(b, tpmtest.Start(b), uuidN(96))
+			tok := e.token(b, &berthv1.CreateTokenRequest{AutoApprove: true})
+			req := n.request(b, tok)
+			if withAK {
+				if _, err := n.registerAK(b, n.akRequest(b, tok)); err != nil {
+					b.Fatal(err)
+				}
+			} else if _, err := n.register(b, req); err != nil {
+				b.Fatal(err)
+			}
+			c := berthv1.NewRegistrationServiceClient(n.conn)
+			for b.Loop() {
+				resp, err := c.Resume(b.Context(), &berthv1.ResumeRequest{})
+				if err == nil && resp.GetQuoteChallenge() != nil {
+					ch := resp.GetQuoteChallenge()
+					resp, err = n.resumeWith(b, quoteWith(b, n.tpm, ch.GetNonce(), DefaultBootPCRs()))
+				}
+				if err != nil || resp.GetCredentials() == nil {
+					b.Fatalf("Resume = %v, %v", resp, err)
+				}
+			}
+		})
+	}
+}

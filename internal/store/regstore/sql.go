@@ -36,6 +36,10 @@ import (
 //	     endorsement keys.
 //	0007 reg_api_tokens: API tokens of the admin API (hashed secret, role,
 //	     expiry, last use, revocation).
+//	0008 boot evidence: reg_nodes.ak_public, boot_pcr_digest,
+//	     boot_pcr_digest_at, boot_nonce_time, boot_policy_violation;
+//	     reg_pcr_policies (allowed boot digests by label); reg_secrets
+//	     (the quote nonce key every replica shares).
 //
 //go:embed migrations
 var migrations embed.FS
@@ -89,7 +93,8 @@ const (
 	nodeColumns = `id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
 	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
 	cert_serial, cert_not_before, cert_not_after, cert_chain,
-	certificates_issued, created_at, updated_at, identity_source, ek_hash, ek_certificate`
+	certificates_issued, created_at, updated_at, identity_source, ek_hash, ek_certificate,
+	ak_public, boot_pcr_digest, boot_pcr_digest_at, boot_nonce_time, boot_policy_violation`
 	intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 	tokenColumns  = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at,
 	min_identity, allow_site_secret`
@@ -122,7 +127,8 @@ func scanNode(row db.Scanner) (Node, error) {
 		&kem, db.ScanBytes(&n.BundleKey), db.ScanBytes(&n.CSR), &n.TokenID, &n.ReplacementAllowed,
 		&certSerial, db.ScanTime(&notBefore), db.ScanTime(&notAfter), db.ScanJSON(&chain),
 		&n.CertificatesIssued, db.ScanTime(&n.CreatedAt), db.ScanTime(&n.UpdatedAt), &n.IdentitySource,
-		&n.EKHash, &n.EKCertificate); err != nil {
+		&n.EKHash, &n.EKCertificate,
+		db.ScanBytes(&n.AKPublic), &n.BootPCRDigest, db.ScanTime(&n.BootPCRDigestAt), &n.BootNonceTime, &n.BootPolicyViolation); err != nil {
 		return Node{}, err
 	}
 	n.BundleKEM = uint16(kem)
@@ -298,21 +304,23 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 	)
 	if replaceID == "" {
 		out, err = scanNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18,
+			$19, '', NULL, 0, '')
 			RETURNING `+nodeColumns,
 			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, n.ReplacementAllowed,
-			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate))
+			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic)))
 	} else {
 		out, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
 			status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
 			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
-			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16
+			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16,
+			ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = ''
 			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
-			n.EKHash, n.EKCertificate))
+			n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic)))
 		if db.IsNoRows(err) {
 			return Node{}, fmt.Errorf("replace %s: %w", replaceID, missing(ctx, tx, replaceID, ErrPrecondition))
 		}
@@ -791,4 +799,155 @@ func (s *SQLStore) TouchAPITokens(ctx context.Context, used map[string]time.Time
 		return nil
 	})
 	return db.Wrap(err, "touch API tokens")
+}
+
+// bootEvents records what changed between a node's previous boot evidence
+// and its new one.
+func bootEvents(id, prevDigest, digest, prevViolation, violation string, now time.Time) []eventlog.Event {
+	var evs []eventlog.Event
+	if digest != prevDigest {
+		evs = append(evs, eventlog.Event{Type: EventBootDigestChanged, NodeID: id, Time: now,
+			Details: eventlog.Details(DetailDigest, digest, DetailPreviousDigest, prevDigest)})
+	}
+	return append(evs, violationEvents(id, prevViolation, violation, now)...)
+}
+
+func violationEvents(id, prev, violation string, now time.Time) []eventlog.Event {
+	switch {
+	case violation == prev:
+		return nil
+	case violation == "":
+		return []eventlog.Event{{Type: EventBootPolicyCleared, NodeID: id, Time: now, Details: eventlog.Details(DetailPreviousReason, prev)}}
+	}
+	return []eventlog.Event{{Type: EventBootPolicyViolation, NodeID: id, Time: now,
+		Details: eventlog.Details(DetailReason, violation, DetailPreviousReason, prev)}}
+}
+
+// RecordBoot records an accepted boot quote. The node's row is locked
+// while its nonce time is compared, so of two quotes with one nonce only
+// the first is accepted.
+func (s *SQLStore) RecordBoot(ctx context.Context, id string, b Boot, now time.Time) (Node, error) {
+	var n Node
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var (
+			nonceTime             int64
+			digest, prevViolation string
+		)
+		err := tx.QueryRowContext(ctx, `SELECT boot_nonce_time, boot_pcr_digest, boot_policy_violation FROM reg_nodes WHERE id = $1`+
+			s.DB.Dialect.ForUpdate(), id).Scan(&nonceTime, &digest, &prevViolation)
+		switch {
+		case db.IsNoRows(err):
+			return nil, ErrNotFound
+		case err != nil:
+			return nil, err
+		case b.NonceTime <= nonceTime:
+			return nil, ErrStaleNonce
+		}
+		d := s.DB.Dialect
+		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET boot_pcr_digest = $1, boot_pcr_digest_at = $2,
+			boot_nonce_time = $3, boot_policy_violation = $4 WHERE id = $5 RETURNING `+nodeColumns,
+			b.PCRDigest, d.Time(now), b.NonceTime, b.PolicyViolation, id))
+		if err != nil {
+			return nil, err
+		}
+		return bootEvents(id, digest, b.PCRDigest, prevViolation, b.PolicyViolation, db.UTC(now)), nil
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("record boot of node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// SetBootPolicyViolation changes a node's policy violation, if it differs.
+func (s *SQLStore) SetBootPolicyViolation(ctx context.Context, id, violation string, now time.Time) (Node, error) {
+	var n Node
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var prev string
+		err := tx.QueryRowContext(ctx, `SELECT boot_policy_violation FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&prev)
+		switch {
+		case db.IsNoRows(err):
+			return nil, ErrNotFound
+		case err != nil:
+			return nil, err
+		case prev == violation:
+			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+			return nil, err
+		}
+		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET boot_policy_violation = $1 WHERE id = $2 RETURNING `+nodeColumns,
+			violation, id))
+		if err != nil {
+			return nil, err
+		}
+		return violationEvents(id, prev, violation, db.UTC(now)), nil
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("set boot policy violation of node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+const pcrPolicyColumns = `label_key, label_value, digests, enforce, updated_at`
+
+func scanPCRPolicy(row db.Scanner) (PCRPolicy, error) {
+	var p PCRPolicy
+	err := row.Scan(&p.LabelKey, &p.LabelValue, db.ScanJSON(&p.Digests), &p.Enforce, db.ScanTime(&p.UpdatedAt))
+	return p, err
+}
+
+// SetPCRPolicy upserts a label's policy.
+func (s *SQLStore) SetPCRPolicy(ctx context.Context, p PCRPolicy) (PCRPolicy, error) {
+	out, err := scanPCRPolicy(s.DB.QueryRowContext(ctx, `INSERT INTO reg_pcr_policies (`+pcrPolicyColumns+`) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (label_key, label_value) DO UPDATE SET digests = excluded.digests, enforce = excluded.enforce, updated_at = excluded.updated_at
+		RETURNING `+pcrPolicyColumns,
+		p.LabelKey, p.LabelValue, db.JSON(p.Digests), p.Enforce, s.DB.Dialect.Time(p.UpdatedAt)))
+	return db.Result(out, err, "set PCR policy %s=%s", p.LabelKey, p.LabelValue)
+}
+
+// ListPCRPolicies returns every policy.
+func (s *SQLStore) ListPCRPolicies(ctx context.Context) ([]PCRPolicy, error) {
+	ps, err := db.Collect(ctx, s.DB, scanPCRPolicy, `SELECT `+pcrPolicyColumns+` FROM reg_pcr_policies ORDER BY label_key, label_value`)
+	return db.Result(ps, err, "list PCR policies")
+}
+
+// DeletePCRPolicy removes a label's policy.
+func (s *SQLStore) DeletePCRPolicy(ctx context.Context, key, value string) error {
+	var one int
+	err := s.DB.QueryRowContext(ctx, `DELETE FROM reg_pcr_policies WHERE label_key = $1 AND label_value = $2 RETURNING 1`, key, value).Scan(&one)
+	return db.Wrap(db.Found(err, ErrNotFound), "delete PCR policy %s=%s", key, value)
+}
+
+// Secret returns the named secret, storing candidate if there is none.
+// The insert that loses a race does nothing; the read that follows sees
+// the winner's.
+func (s *SQLStore) Secret(ctx context.Context, name string, candidate []byte) ([]byte, error) {
+	if len(candidate) == 0 {
+		return nil, fmt.Errorf("secret %s: empty candidate", name)
+	}
+	var v []byte
+	_, err := s.DB.ExecContext(ctx, `INSERT INTO reg_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, candidate)
+	if err == nil {
+		err = s.DB.QueryRowContext(ctx, `SELECT value FROM reg_secrets WHERE name = $1`, name).Scan(db.ScanBytes(&v))
+	}
+	return db.Result(v, err, "secret %s", name)
+}
+
+// EKLabels returns the enrolled labels of hashes.
+func (s *SQLStore) EKLabels(ctx context.Context, hashes []string) (map[string]string, error) {
+	hashes = nonEmpty(hashes)
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	type pair struct{ hash, label string }
+	ps, err := db.Collect(ctx, s.DB, func(row db.Scanner) (pair, error) {
+		var p pair
+		return p, row.Scan(&p.hash, &p.label)
+	}, `SELECT hash, label FROM reg_eks WHERE `+s.DB.Dialect.JSONIn("hash", "$1"), db.JSON(hashes))
+	if err != nil {
+		return nil, db.Wrap(err, "EK labels")
+	}
+	out := make(map[string]string, len(ps))
+	for _, p := range ps {
+		out[p.hash] = p.label
+	}
+	return out, nil
 }

@@ -90,6 +90,37 @@ type Node struct {
 	// "untrusted", "unchecked", "none"); both "" for other nodes.
 	EKHash        string
 	EKCertificate string
+	// AKPublic is a TPM node's attestation key (TPM public area),
+	// certified at registration; nil for nodes without one, which cannot
+	// quote their boot.
+	AKPublic []byte
+	// BootPCRDigest is the PCR digest of the node's last accepted boot
+	// quote ("sha256:" and hex; "" for none), BootPCRDigestAt when it was
+	// accepted, BootNonceTime the issue time (unix nanoseconds) of the
+	// nonce it quoted: a quote is accepted only with a newer nonce.
+	BootPCRDigest   string
+	BootPCRDigestAt time.Time
+	BootNonceTime   int64
+	// BootPolicyViolation says why the node's boot does not satisfy the
+	// PCR policies of its labels; "" when it does.
+	BootPolicyViolation string
+}
+
+// Boot is what an accepted boot quote says, for RecordBoot.
+type Boot struct {
+	PCRDigest       string
+	NonceTime       int64 // unix nanoseconds, from the quoted nonce
+	PolicyViolation string
+}
+
+// PCRPolicy is the set of boot PCR digests allowed for the nodes carrying
+// the label LabelKey=LabelValue.
+type PCRPolicy struct {
+	LabelKey   string
+	LabelValue string
+	Digests    []string
+	Enforce    bool
+	UpdatedAt  time.Time
 }
 
 // EnrolledEK is an endorsement key an administrator enrolled, so that the
@@ -196,12 +227,21 @@ const (
 	EventCertificateIssued  = "certificate_issued"
 	EventCertificateRenewed = "certificate_renewed"
 	EventDuplicateHardware  = "duplicate_hardware"
+	// EventBootDigestChanged: a quoted boot's PCR digest differs from the
+	// node's previous one (or is its first).
+	EventBootDigestChanged = "boot_digest_changed"
+	// EventBootPolicyViolation: the node's boot broke the PCR policies of
+	// its labels (or broke them for another reason than before).
+	EventBootPolicyViolation = "boot_policy_violation"
+	// EventBootPolicyCleared: a node whose boot broke them no longer does.
+	EventBootPolicyCleared = "boot_policy_cleared"
 )
 
 // EventTypes returns every event type the store appends.
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
-		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware}
+		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware,
+		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared}
 }
 
 // Keys of event details.
@@ -219,6 +259,10 @@ const (
 	DetailHardwareUUID   = "hardware_uuid"
 	DetailMACs           = "macs"
 	DetailClaimantKey    = "claimant_key"
+	DetailDigest         = "digest"
+	DetailPreviousDigest = "previous_digest"
+	DetailReason         = "reason"
+	DetailPreviousReason = "previous_reason"
 )
 
 // Errors returned, wrapped, by every Store.
@@ -229,6 +273,9 @@ var (
 	ErrTokenExpired   = errors.New("token expired")
 	ErrTokenExhausted = errors.New("token has no uses left")
 	ErrPrecondition   = errors.New("status transition not allowed")
+	// ErrStaleNonce: a boot quote's nonce is not newer than the last one
+	// the node quoted (a replay, or a race with its own other call).
+	ErrStaleNonce = errors.New("quote nonce already used or superseded")
 )
 
 // Store holds the registration service's state. Implementations are safe for
@@ -344,6 +391,29 @@ type Store interface {
 	// transaction: LastUsedAt becomes the later of the stored time and the
 	// given one. Unknown IDs are skipped.
 	TouchAPITokens(ctx context.Context, used map[string]time.Time) error
+	// EKLabels returns the labels of those of hashes that are enrolled,
+	// by hash, in one query.
+	EKLabels(ctx context.Context, hashes []string) (map[string]string, error)
+	// RecordBoot records node id's accepted boot quote at now, if
+	// b.NonceTime is newer than the node's BootNonceTime (ErrStaleNonce
+	// otherwise; ErrNotFound if absent), with boot_digest_changed when the
+	// digest changed and boot_policy_violation or boot_policy_cleared when
+	// the violation did.
+	RecordBoot(ctx context.Context, id string, b Boot, now time.Time) (Node, error)
+	// SetBootPolicyViolation sets node id's BootPolicyViolation, with
+	// boot_policy_violation or boot_policy_cleared, when it changes; it
+	// writes nothing when it does not.
+	SetBootPolicyViolation(ctx context.Context, id, violation string, now time.Time) (Node, error)
+	// SetPCRPolicy creates or replaces the policy of p's label; its
+	// UpdatedAt is stored as given.
+	SetPCRPolicy(ctx context.Context, p PCRPolicy) (PCRPolicy, error)
+	// ListPCRPolicies returns every policy, by label key and value.
+	ListPCRPolicies(ctx context.Context) ([]PCRPolicy, error)
+	// DeletePCRPolicy removes a label's policy; ErrNotFound if none.
+	DeletePCRPolicy(ctx context.Context, key, value string) error
+	// Secret returns the secret stored under name, storing candidate first
+	// if there is none: every replica gets the same value.
+	Secret(ctx context.Context, name string, candidate []byte) ([]byte, error)
 	// Events is the node lifecycle log, which the methods above append to.
 	Events() eventlog.Log
 	// Close releases the database.

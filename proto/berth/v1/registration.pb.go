@@ -332,8 +332,16 @@ type TPMEvidence struct {
 	IdentityKeyPublic []byte `protobuf:"bytes,3,opt,name=identity_key_public,json=identityKeyPublic,proto3" json:"identity_key_public,omitempty"`
 	// activated_secret answers the previous call's TPMChallenge.
 	ActivatedSecret []byte `protobuf:"bytes,4,opt,name=activated_secret,json=activatedSecret,proto3" json:"activated_secret,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ak_public is the attestation key's TPM public area: a restricted
+	// ECDSA P-256 signing key, which signs the node's boot quotes at Resume.
+	// The server certifies it as it does the identity key (a credential
+	// under the EK, ak_credential_blob) and keeps it with the node. Agents
+	// before boot evidence do not send it; their nodes have none.
+	AkPublic []byte `protobuf:"bytes,5,opt,name=ak_public,json=akPublic,proto3" json:"ak_public,omitempty"`
+	// ak_activated_secret answers the TPMChallenge's AK credential.
+	AkActivatedSecret []byte `protobuf:"bytes,6,opt,name=ak_activated_secret,json=akActivatedSecret,proto3" json:"ak_activated_secret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TPMEvidence) Reset() {
@@ -394,14 +402,32 @@ func (x *TPMEvidence) GetActivatedSecret() []byte {
 	return nil
 }
 
+func (x *TPMEvidence) GetAkPublic() []byte {
+	if x != nil {
+		return x.AkPublic
+	}
+	return nil
+}
+
+func (x *TPMEvidence) GetAkActivatedSecret() []byte {
+	if x != nil {
+		return x.AkActivatedSecret
+	}
+	return nil
+}
+
 // TPMChallenge is a credential for the identity key under the EK
 // (TPM2_MakeCredential), for the TPM to activate.
 type TPMChallenge struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CredentialBlob  []byte                 `protobuf:"bytes,1,opt,name=credential_blob,json=credentialBlob,proto3" json:"credential_blob,omitempty"`
 	EncryptedSecret []byte                 `protobuf:"bytes,2,opt,name=encrypted_secret,json=encryptedSecret,proto3" json:"encrypted_secret,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ak_credential_blob and ak_encrypted_secret are a credential for the
+	// attestation key under the EK, when the request carried ak_public.
+	AkCredentialBlob  []byte `protobuf:"bytes,3,opt,name=ak_credential_blob,json=akCredentialBlob,proto3" json:"ak_credential_blob,omitempty"`
+	AkEncryptedSecret []byte `protobuf:"bytes,4,opt,name=ak_encrypted_secret,json=akEncryptedSecret,proto3" json:"ak_encrypted_secret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TPMChallenge) Reset() {
@@ -448,6 +474,20 @@ func (x *TPMChallenge) GetEncryptedSecret() []byte {
 	return nil
 }
 
+func (x *TPMChallenge) GetAkCredentialBlob() []byte {
+	if x != nil {
+		return x.AkCredentialBlob
+	}
+	return nil
+}
+
+func (x *TPMChallenge) GetAkEncryptedSecret() []byte {
+	if x != nil {
+		return x.AkEncryptedSecret
+	}
+	return nil
+}
+
 // RegisterResponse returns the node's credentials, or its pending status.
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -460,9 +500,13 @@ type RegisterResponse struct {
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// tpm_challenge asks a TPM node to activate a credential and register
 	// again with the secret (TPMEvidence.activated_secret).
-	TpmChallenge  *TPMChallenge `protobuf:"bytes,3,opt,name=tpm_challenge,json=tpmChallenge,proto3" json:"tpm_challenge,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TpmChallenge *TPMChallenge `protobuf:"bytes,3,opt,name=tpm_challenge,json=tpmChallenge,proto3" json:"tpm_challenge,omitempty"`
+	// quote_challenge, set instead of credentials for an approved node with
+	// an attestation key, asks it to quote its boot and call Resume with the
+	// quote (ResumeRequest.quote), which returns the credentials.
+	QuoteChallenge *QuoteChallenge `protobuf:"bytes,4,opt,name=quote_challenge,json=quoteChallenge,proto3" json:"quote_challenge,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
@@ -516,9 +560,18 @@ func (x *RegisterResponse) GetTpmChallenge() *TPMChallenge {
 	return nil
 }
 
-// ResumeRequest is empty: the TLS session identifies the node.
+func (x *RegisterResponse) GetQuoteChallenge() *QuoteChallenge {
+	if x != nil {
+		return x.QuoteChallenge
+	}
+	return nil
+}
+
+// ResumeRequest identifies the node by its TLS session.
 type ResumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// quote answers the quote_challenge of a previous Resume or Register.
+	Quote         *TPMQuote `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,6 +606,143 @@ func (*ResumeRequest) Descriptor() ([]byte, []int) {
 	return file_berth_v1_registration_proto_rawDescGZIP(), []int{6}
 }
 
+func (x *ResumeRequest) GetQuote() *TPMQuote {
+	if x != nil {
+		return x.Quote
+	}
+	return nil
+}
+
+// QuoteChallenge asks a node's TPM to quote its boot.
+type QuoteChallenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the server's, to be quoted as qualifying data: fresh, for this
+	// node only, good for one accepted quote within a few minutes.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// pcrs are the SHA-256 PCRs to quote, ascending (the server's setting).
+	Pcrs          []uint32 `protobuf:"varint,2,rep,packed,name=pcrs,proto3" json:"pcrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuoteChallenge) Reset() {
+	*x = QuoteChallenge{}
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteChallenge) ProtoMessage() {}
+
+func (x *QuoteChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteChallenge.ProtoReflect.Descriptor instead.
+func (*QuoteChallenge) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QuoteChallenge) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *QuoteChallenge) GetPcrs() []uint32 {
+	if x != nil {
+		return x.Pcrs
+	}
+	return nil
+}
+
+// TPMQuote is a TPM2_Quote by the node's attestation key.
+type TPMQuote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the QuoteChallenge's nonce.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// attest is the TPMS_ATTEST the TPM signed.
+	Attest []byte `protobuf:"bytes,2,opt,name=attest,proto3" json:"attest,omitempty"`
+	// signature is the attestation key's TPMT_SIGNATURE over attest.
+	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// pcrs are the quoted PCRs' SHA-256 values by index; the server
+	// recomputes the quote's PCR digest from them.
+	Pcrs          map[uint32][]byte `protobuf:"bytes,4,rep,name=pcrs,proto3" json:"pcrs,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TPMQuote) Reset() {
+	*x = TPMQuote{}
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TPMQuote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TPMQuote) ProtoMessage() {}
+
+func (x *TPMQuote) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TPMQuote.ProtoReflect.Descriptor instead.
+func (*TPMQuote) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TPMQuote) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *TPMQuote) GetAttest() []byte {
+	if x != nil {
+		return x.Attest
+	}
+	return nil
+}
+
+func (x *TPMQuote) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *TPMQuote) GetPcrs() map[uint32][]byte {
+	if x != nil {
+		return x.Pcrs
+	}
+	return nil
+}
+
 // ResumeResponse returns the node's current credentials.
 type ResumeResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -561,14 +751,18 @@ type ResumeResponse struct {
 	// may boot with a wrong clock: the agent compares it with its own
 	// (corrected by half the round trip), logs the offset and warns when it
 	// is large.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// quote_challenge, set instead of credentials for a node with an
+	// attestation key, asks it to quote its boot PCRs with the nonce and
+	// call Resume again with the quote.
+	QuoteChallenge *QuoteChallenge `protobuf:"bytes,3,opt,name=quote_challenge,json=quoteChallenge,proto3" json:"quote_challenge,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +774,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +787,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResumeResponse) GetCredentials() *NodeCredentials {
@@ -610,6 +804,13 @@ func (x *ResumeResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ResumeResponse) GetQuoteChallenge() *QuoteChallenge {
+	if x != nil {
+		return x.QuoteChallenge
+	}
+	return nil
+}
+
 // RenewRequest is empty: the TLS session identifies the node.
 type RenewRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -619,7 +820,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +832,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +845,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
 }
 
 // RenewResponse returns the node's credentials after renewal.
@@ -662,7 +863,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +875,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +888,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenewResponse) GetCredentials() *NodeCredentials {
@@ -734,7 +935,7 @@ type NodeCredentials struct {
 
 func (x *NodeCredentials) Reset() {
 	*x = NodeCredentials{}
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +947,7 @@ func (x *NodeCredentials) String() string {
 func (*NodeCredentials) ProtoMessage() {}
 
 func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +960,7 @@ func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCredentials.ProtoReflect.Descriptor instead.
 func (*NodeCredentials) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeCredentials) GetNodeId() string {
@@ -830,7 +1031,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1043,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1056,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Endpoints) GetRegistration() string {
@@ -917,13 +1118,26 @@ type Node struct {
 	// not), "unchecked" (no --ek-ca configured), "none" (the TPM had none).
 	// Empty for other nodes.
 	EkCertificate string `protobuf:"bytes,18,opt,name=ek_certificate,json=ekCertificate,proto3" json:"ek_certificate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// ek_label is the label the EK was enrolled with (ImportEKs); empty when
+	// it is not enrolled.
+	EkLabel string `protobuf:"bytes,19,opt,name=ek_label,json=ekLabel,proto3" json:"ek_label,omitempty"`
+	// boot_pcr_digest is the digest of the node's last quoted boot: "sha256:"
+	// and the hex SHA-256 over its boot PCRs' values (ascending), the value
+	// PCR policies list. Empty until a TPM node with an attestation key has
+	// resumed once.
+	BootPcrDigest string `protobuf:"bytes,20,opt,name=boot_pcr_digest,json=bootPcrDigest,proto3" json:"boot_pcr_digest,omitempty"`
+	// boot_pcr_digest_at is when that quote was accepted.
+	BootPcrDigestAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=boot_pcr_digest_at,json=bootPcrDigestAt,proto3" json:"boot_pcr_digest_at,omitempty"`
+	// boot_policy_violation says why the node's last boot does not satisfy
+	// the PCR policies of its labels; empty when it does or none applies.
+	BootPolicyViolation string `protobuf:"bytes,22,opt,name=boot_policy_violation,json=bootPolicyViolation,proto3" json:"boot_policy_violation,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1149,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1162,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Node) GetId() string {
@@ -1077,6 +1291,34 @@ func (x *Node) GetEkCertificate() string {
 	return ""
 }
 
+func (x *Node) GetEkLabel() string {
+	if x != nil {
+		return x.EkLabel
+	}
+	return ""
+}
+
+func (x *Node) GetBootPcrDigest() string {
+	if x != nil {
+		return x.BootPcrDigest
+	}
+	return ""
+}
+
+func (x *Node) GetBootPcrDigestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BootPcrDigestAt
+	}
+	return nil
+}
+
+func (x *Node) GetBootPolicyViolation() string {
+	if x != nil {
+		return x.BootPolicyViolation
+	}
+	return ""
+}
+
 // ListNodesRequest filters and pages the node list.
 type ListNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1094,7 +1336,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1348,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1361,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListNodesRequest) GetStatus() NodeStatus {
@@ -1162,7 +1404,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1416,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1429,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1214,7 +1456,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1468,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1481,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -1259,7 +1501,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1513,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1526,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1304,7 +1546,7 @@ type ApproveNodeRequest struct {
 
 func (x *ApproveNodeRequest) Reset() {
 	*x = ApproveNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1558,7 @@ func (x *ApproveNodeRequest) String() string {
 func (*ApproveNodeRequest) ProtoMessage() {}
 
 func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1571,7 @@ func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveNodeRequest) GetId() string {
@@ -1349,7 +1591,7 @@ type ApproveNodeResponse struct {
 
 func (x *ApproveNodeResponse) Reset() {
 	*x = ApproveNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1603,7 @@ func (x *ApproveNodeResponse) String() string {
 func (*ApproveNodeResponse) ProtoMessage() {}
 
 func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1616,7 @@ func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApproveNodeResponse) GetNode() *Node {
@@ -1394,7 +1636,7 @@ type RejectNodeRequest struct {
 
 func (x *RejectNodeRequest) Reset() {
 	*x = RejectNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1648,7 @@ func (x *RejectNodeRequest) String() string {
 func (*RejectNodeRequest) ProtoMessage() {}
 
 func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1661,7 @@ func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeRequest.ProtoReflect.Descriptor instead.
 func (*RejectNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RejectNodeRequest) GetId() string {
@@ -1439,7 +1681,7 @@ type RejectNodeResponse struct {
 
 func (x *RejectNodeResponse) Reset() {
 	*x = RejectNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1693,7 @@ func (x *RejectNodeResponse) String() string {
 func (*RejectNodeResponse) ProtoMessage() {}
 
 func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1706,7 @@ func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeResponse.ProtoReflect.Descriptor instead.
 func (*RejectNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RejectNodeResponse) GetNode() *Node {
@@ -1486,7 +1728,7 @@ type RevokeNodeRequest struct {
 
 func (x *RevokeNodeRequest) Reset() {
 	*x = RevokeNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1740,7 @@ func (x *RevokeNodeRequest) String() string {
 func (*RevokeNodeRequest) ProtoMessage() {}
 
 func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1753,7 @@ func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeNodeRequest) GetId() string {
@@ -1538,7 +1780,7 @@ type RevokeNodeResponse struct {
 
 func (x *RevokeNodeResponse) Reset() {
 	*x = RevokeNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1792,7 @@ func (x *RevokeNodeResponse) String() string {
 func (*RevokeNodeResponse) ProtoMessage() {}
 
 func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1805,7 @@ func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeNodeResponse) GetNode() *Node {
@@ -1583,7 +1825,7 @@ type DeleteNodeRequest struct {
 
 func (x *DeleteNodeRequest) Reset() {
 	*x = DeleteNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1837,7 @@ func (x *DeleteNodeRequest) String() string {
 func (*DeleteNodeRequest) ProtoMessage() {}
 
 func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1850,7 @@ func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteNodeRequest) GetId() string {
@@ -1627,7 +1869,7 @@ type DeleteNodeResponse struct {
 
 func (x *DeleteNodeResponse) Reset() {
 	*x = DeleteNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1881,7 @@ func (x *DeleteNodeResponse) String() string {
 func (*DeleteNodeResponse) ProtoMessage() {}
 
 func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1894,7 @@ func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
 }
 
 // AllowReplacementRequest names a node.
@@ -1665,7 +1907,7 @@ type AllowReplacementRequest struct {
 
 func (x *AllowReplacementRequest) Reset() {
 	*x = AllowReplacementRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1919,7 @@ func (x *AllowReplacementRequest) String() string {
 func (*AllowReplacementRequest) ProtoMessage() {}
 
 func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1932,7 @@ func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementRequest.ProtoReflect.Descriptor instead.
 func (*AllowReplacementRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AllowReplacementRequest) GetId() string {
@@ -1710,7 +1952,7 @@ type AllowReplacementResponse struct {
 
 func (x *AllowReplacementResponse) Reset() {
 	*x = AllowReplacementResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1964,7 @@ func (x *AllowReplacementResponse) String() string {
 func (*AllowReplacementResponse) ProtoMessage() {}
 
 func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1977,7 @@ func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementResponse.ProtoReflect.Descriptor instead.
 func (*AllowReplacementResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AllowReplacementResponse) GetNode() *Node {
@@ -1769,7 +2011,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2023,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2036,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Token) GetId() string {
@@ -1890,7 +2132,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2144,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2157,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -1979,7 +2221,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2233,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2246,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -2032,7 +2274,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2286,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2299,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTokensRequest) GetIncludeInactive() bool {
@@ -2077,7 +2319,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2331,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2344,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -2122,7 +2364,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2376,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2389,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -2167,7 +2409,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2179,7 +2421,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2192,7 +2434,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -2212,7 +2454,7 @@ type WatchNodeEventsRequest struct {
 
 func (x *WatchNodeEventsRequest) Reset() {
 	*x = WatchNodeEventsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2466,7 @@ func (x *WatchNodeEventsRequest) String() string {
 func (*WatchNodeEventsRequest) ProtoMessage() {}
 
 func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2479,7 @@ func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchNodeEventsRequest) GetFilter() *LifecycleFilter {
@@ -2257,7 +2499,7 @@ type WatchNodeEventsResponse struct {
 
 func (x *WatchNodeEventsResponse) Reset() {
 	*x = WatchNodeEventsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2511,7 @@ func (x *WatchNodeEventsResponse) String() string {
 func (*WatchNodeEventsResponse) ProtoMessage() {}
 
 func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2524,7 @@ func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
@@ -2303,7 +2545,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2557,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2570,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListCertificatesRequest) GetNodeId() string {
@@ -2348,7 +2590,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2602,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2615,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -2397,7 +2639,7 @@ type EnrolledEK struct {
 
 func (x *EnrolledEK) Reset() {
 	*x = EnrolledEK{}
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2651,7 @@ func (x *EnrolledEK) String() string {
 func (*EnrolledEK) ProtoMessage() {}
 
 func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2664,7 @@ func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolledEK.ProtoReflect.Descriptor instead.
 func (*EnrolledEK) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EnrolledEK) GetHash() string {
@@ -2449,7 +2691,7 @@ type ImportEKsRequest struct {
 
 func (x *ImportEKsRequest) Reset() {
 	*x = ImportEKsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2703,7 @@ func (x *ImportEKsRequest) String() string {
 func (*ImportEKsRequest) ProtoMessage() {}
 
 func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2716,7 @@ func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEKsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportEKsRequest) GetEks() []*EnrolledEK {
@@ -2495,7 +2737,7 @@ type ImportEKsResponse struct {
 
 func (x *ImportEKsResponse) Reset() {
 	*x = ImportEKsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2749,7 @@ func (x *ImportEKsResponse) String() string {
 func (*ImportEKsResponse) ProtoMessage() {}
 
 func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2762,7 @@ func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEKsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImportEKsResponse) GetAdded() int32 {
@@ -2535,6 +2777,334 @@ func (x *ImportEKsResponse) GetUpdated() int32 {
 		return x.Updated
 	}
 	return 0
+}
+
+// PCRPolicy is the set of boot PCR digests allowed for nodes with a label.
+type PCRPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// label is "key=value": the policy applies to nodes carrying it.
+	Label string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// digests are the allowed boot_pcr_digest values ("sha256:" and 64
+	// lower-case hex digits), at most 1000.
+	Digests []string `protobuf:"bytes,2,rep,name=digests,proto3" json:"digests,omitempty"`
+	// enforce refuses, at Resume, a node whose boot is not allowed; without
+	// it the node is only flagged.
+	Enforce       bool                   `protobuf:"varint,3,opt,name=enforce,proto3" json:"enforce,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PCRPolicy) Reset() {
+	*x = PCRPolicy{}
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PCRPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PCRPolicy) ProtoMessage() {}
+
+func (x *PCRPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PCRPolicy.ProtoReflect.Descriptor instead.
+func (*PCRPolicy) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PCRPolicy) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *PCRPolicy) GetDigests() []string {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+func (x *PCRPolicy) GetEnforce() bool {
+	if x != nil {
+		return x.Enforce
+	}
+	return false
+}
+
+func (x *PCRPolicy) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// SetPCRPolicyRequest holds the policy to set.
+type SetPCRPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PCRPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPCRPolicyRequest) Reset() {
+	*x = SetPCRPolicyRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPCRPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPCRPolicyRequest) ProtoMessage() {}
+
+func (x *SetPCRPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPCRPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetPCRPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SetPCRPolicyRequest) GetPolicy() *PCRPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// SetPCRPolicyResponse returns the policy as stored.
+type SetPCRPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PCRPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPCRPolicyResponse) Reset() {
+	*x = SetPCRPolicyResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPCRPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPCRPolicyResponse) ProtoMessage() {}
+
+func (x *SetPCRPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPCRPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetPCRPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SetPCRPolicyResponse) GetPolicy() *PCRPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// ListPCRPoliciesRequest lists every PCR policy.
+type ListPCRPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPCRPoliciesRequest) Reset() {
+	*x = ListPCRPoliciesRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPCRPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPCRPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPCRPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPCRPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPCRPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{46}
+}
+
+// ListPCRPoliciesResponse holds the policies, by label.
+type ListPCRPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*PCRPolicy           `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPCRPoliciesResponse) Reset() {
+	*x = ListPCRPoliciesResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPCRPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPCRPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPCRPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPCRPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPCRPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListPCRPoliciesResponse) GetPolicies() []*PCRPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// DeletePCRPolicyRequest names a policy by its label, "key=value".
+type DeletePCRPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePCRPolicyRequest) Reset() {
+	*x = DeletePCRPolicyRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePCRPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePCRPolicyRequest) ProtoMessage() {}
+
+func (x *DeletePCRPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePCRPolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePCRPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeletePCRPolicyRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+// DeletePCRPolicyResponse is empty.
+type DeletePCRPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePCRPolicyResponse) Reset() {
+	*x = DeletePCRPolicyResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePCRPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePCRPolicyResponse) ProtoMessage() {}
+
+func (x *DeletePCRPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePCRPolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePCRPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{49}
 }
 
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
@@ -2558,25 +3128,43 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"bundle_key\x18\x03 \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12'\n" +
 	"\x0fidentity_source\x18\x05 \x01(\tR\x0eidentitySource\x12'\n" +
-	"\x03tpm\x18\x06 \x01(\v2\x15.berth.v1.TPMEvidenceR\x03tpm\"\xac\x01\n" +
+	"\x03tpm\x18\x06 \x01(\v2\x15.berth.v1.TPMEvidenceR\x03tpm\"\xf9\x01\n" +
 	"\vTPMEvidence\x12\x1b\n" +
 	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
 	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12.\n" +
 	"\x13identity_key_public\x18\x03 \x01(\fR\x11identityKeyPublic\x12)\n" +
-	"\x10activated_secret\x18\x04 \x01(\fR\x0factivatedSecret\"b\n" +
+	"\x10activated_secret\x18\x04 \x01(\fR\x0factivatedSecret\x12\x1b\n" +
+	"\tak_public\x18\x05 \x01(\fR\bakPublic\x12.\n" +
+	"\x13ak_activated_secret\x18\x06 \x01(\fR\x11akActivatedSecret\"\xc0\x01\n" +
 	"\fTPMChallenge\x12'\n" +
 	"\x0fcredential_blob\x18\x01 \x01(\fR\x0ecredentialBlob\x12)\n" +
-	"\x10encrypted_secret\x18\x02 \x01(\fR\x0fencryptedSecret\"\xc9\x01\n" +
+	"\x10encrypted_secret\x18\x02 \x01(\fR\x0fencryptedSecret\x12,\n" +
+	"\x12ak_credential_blob\x18\x03 \x01(\fR\x10akCredentialBlob\x12.\n" +
+	"\x13ak_encrypted_secret\x18\x04 \x01(\fR\x11akEncryptedSecret\"\x8c\x02\n" +
 	"\x10RegisterResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12;\n" +
-	"\rtpm_challenge\x18\x03 \x01(\v2\x16.berth.v1.TPMChallengeR\ftpmChallenge\"\x0f\n" +
-	"\rResumeRequest\"\x8a\x01\n" +
+	"\rtpm_challenge\x18\x03 \x01(\v2\x16.berth.v1.TPMChallengeR\ftpmChallenge\x12A\n" +
+	"\x0fquote_challenge\x18\x04 \x01(\v2\x18.berth.v1.QuoteChallengeR\x0equoteChallenge\"9\n" +
+	"\rResumeRequest\x12(\n" +
+	"\x05quote\x18\x01 \x01(\v2\x12.berth.v1.TPMQuoteR\x05quote\":\n" +
+	"\x0eQuoteChallenge\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x12\n" +
+	"\x04pcrs\x18\x02 \x03(\rR\x04pcrs\"\xc1\x01\n" +
+	"\bTPMQuote\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x16\n" +
+	"\x06attest\x18\x02 \x01(\fR\x06attest\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x120\n" +
+	"\x04pcrs\x18\x04 \x03(\v2\x1c.berth.v1.TPMQuote.PcrsEntryR\x04pcrs\x1a7\n" +
+	"\tPcrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xcd\x01\n" +
 	"\x0eResumeResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x0e\n" +
+	"serverTime\x12A\n" +
+	"\x0fquote_challenge\x18\x03 \x01(\v2\x18.berth.v1.QuoteChallengeR\x0equoteChallenge\"\x0e\n" +
 	"\fRenewRequest\"\x89\x01\n" +
 	"\rRenewResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
@@ -2594,7 +3182,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\xda\x06\n" +
+	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\x9a\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12,\n" +
@@ -2619,7 +3207,11 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x0fidentity_source\x18\x0f \x01(\tR\x0eidentitySource\x12!\n" +
 	"\fduplicate_of\x18\x10 \x03(\tR\vduplicateOf\x12\x17\n" +
 	"\aek_hash\x18\x11 \x01(\tR\x06ekHash\x12%\n" +
-	"\x0eek_certificate\x18\x12 \x01(\tR\rekCertificate\x1a9\n" +
+	"\x0eek_certificate\x18\x12 \x01(\tR\rekCertificate\x12\x19\n" +
+	"\bek_label\x18\x13 \x01(\tR\aekLabel\x12&\n" +
+	"\x0fboot_pcr_digest\x18\x14 \x01(\tR\rbootPcrDigest\x12G\n" +
+	"\x12boot_pcr_digest_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x0fbootPcrDigestAt\x122\n" +
+	"\x15boot_policy_violation\x18\x16 \x01(\tR\x13bootPolicyViolation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
@@ -2715,7 +3307,23 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x03eks\x18\x01 \x03(\v2\x14.berth.v1.EnrolledEKR\x03eks\"C\n" +
 	"\x11ImportEKsResponse\x12\x14\n" +
 	"\x05added\x18\x01 \x01(\x05R\x05added\x12\x18\n" +
-	"\aupdated\x18\x02 \x01(\x05R\aupdated*\x8f\x01\n" +
+	"\aupdated\x18\x02 \x01(\x05R\aupdated\"\x90\x01\n" +
+	"\tPCRPolicy\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x18\n" +
+	"\adigests\x18\x02 \x03(\tR\adigests\x12\x18\n" +
+	"\aenforce\x18\x03 \x01(\bR\aenforce\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"B\n" +
+	"\x13SetPCRPolicyRequest\x12+\n" +
+	"\x06policy\x18\x01 \x01(\v2\x13.berth.v1.PCRPolicyR\x06policy\"C\n" +
+	"\x14SetPCRPolicyResponse\x12+\n" +
+	"\x06policy\x18\x01 \x01(\v2\x13.berth.v1.PCRPolicyR\x06policy\"\x18\n" +
+	"\x16ListPCRPoliciesRequest\"J\n" +
+	"\x17ListPCRPoliciesResponse\x12/\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x13.berth.v1.PCRPolicyR\bpolicies\".\n" +
+	"\x16DeletePCRPolicyRequest\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\x19\n" +
+	"\x17DeletePCRPolicyResponse*\x8f\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2726,8 +3334,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xe4\n" +
-	"\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xbe\r\n" +
 	"\x10NodeAdminService\x12W\n" +
 	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12V\n" +
 	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/nodes/{id}\x12m\n" +
@@ -2746,7 +3353,10 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"ListTokens\x12\x1b.berth.v1.ListTokensRequest\x1a\x1c.berth.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/tokens\x12m\n" +
 	"\vRevokeToken\x12\x1c.berth.v1.RevokeTokenRequest\x1a\x1d.berth.v1.RevokeTokenResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12_\n" +
-	"\tImportEKs\x12\x1a.berth.v1.ImportEKsRequest\x1a\x1b.berth.v1.ImportEKsResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/eks:import\x12l\n" +
+	"\tImportEKs\x12\x1a.berth.v1.ImportEKsRequest\x1a\x1b.berth.v1.ImportEKsResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/eks:import\x12j\n" +
+	"\fSetPCRPolicy\x12\x1d.berth.v1.SetPCRPolicyRequest\x1a\x1e.berth.v1.SetPCRPolicyResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/pcr-policies\x12p\n" +
+	"\x0fListPCRPolicies\x12 .berth.v1.ListPCRPoliciesRequest\x1a!.berth.v1.ListPCRPoliciesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/pcr-policies\x12z\n" +
+	"\x0fDeletePCRPolicy\x12 .berth.v1.DeletePCRPolicyRequest\x1a!.berth.v1.DeletePCRPolicyResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/pcr-policies:delete\x12l\n" +
 	"\x0fWatchNodeEvents\x12 .berth.v1.WatchNodeEventsRequest\x1a!.berth.v1.WatchNodeEventsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/events0\x01Bx\n" +
 	"\fdev.berth.v1B\x11RegistrationProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
@@ -2764,7 +3374,7 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
@@ -2774,128 +3384,153 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	(*TPMChallenge)(nil),             // 5: berth.v1.TPMChallenge
 	(*RegisterResponse)(nil),         // 6: berth.v1.RegisterResponse
 	(*ResumeRequest)(nil),            // 7: berth.v1.ResumeRequest
-	(*ResumeResponse)(nil),           // 8: berth.v1.ResumeResponse
-	(*RenewRequest)(nil),             // 9: berth.v1.RenewRequest
-	(*RenewResponse)(nil),            // 10: berth.v1.RenewResponse
-	(*NodeCredentials)(nil),          // 11: berth.v1.NodeCredentials
-	(*Endpoints)(nil),                // 12: berth.v1.Endpoints
-	(*Node)(nil),                     // 13: berth.v1.Node
-	(*ListNodesRequest)(nil),         // 14: berth.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 15: berth.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 16: berth.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 17: berth.v1.GetNodeResponse
-	(*ApproveNodeRequest)(nil),       // 18: berth.v1.ApproveNodeRequest
-	(*ApproveNodeResponse)(nil),      // 19: berth.v1.ApproveNodeResponse
-	(*RejectNodeRequest)(nil),        // 20: berth.v1.RejectNodeRequest
-	(*RejectNodeResponse)(nil),       // 21: berth.v1.RejectNodeResponse
-	(*RevokeNodeRequest)(nil),        // 22: berth.v1.RevokeNodeRequest
-	(*RevokeNodeResponse)(nil),       // 23: berth.v1.RevokeNodeResponse
-	(*DeleteNodeRequest)(nil),        // 24: berth.v1.DeleteNodeRequest
-	(*DeleteNodeResponse)(nil),       // 25: berth.v1.DeleteNodeResponse
-	(*AllowReplacementRequest)(nil),  // 26: berth.v1.AllowReplacementRequest
-	(*AllowReplacementResponse)(nil), // 27: berth.v1.AllowReplacementResponse
-	(*Token)(nil),                    // 28: berth.v1.Token
-	(*CreateTokenRequest)(nil),       // 29: berth.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 30: berth.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),        // 31: berth.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 32: berth.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 33: berth.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 34: berth.v1.RevokeTokenResponse
-	(*WatchNodeEventsRequest)(nil),   // 35: berth.v1.WatchNodeEventsRequest
-	(*WatchNodeEventsResponse)(nil),  // 36: berth.v1.WatchNodeEventsResponse
-	(*ListCertificatesRequest)(nil),  // 37: berth.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil), // 38: berth.v1.ListCertificatesResponse
-	(*EnrolledEK)(nil),               // 39: berth.v1.EnrolledEK
-	(*ImportEKsRequest)(nil),         // 40: berth.v1.ImportEKsRequest
-	(*ImportEKsResponse)(nil),        // 41: berth.v1.ImportEKsResponse
-	nil,                              // 42: berth.v1.Node.LabelsEntry
-	nil,                              // 43: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 44: berth.v1.Token.LabelsEntry
-	nil,                              // 45: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
-	(*SealedBundle)(nil),             // 47: berth.v1.SealedBundle
-	(*LifecycleFilter)(nil),          // 48: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),           // 49: berth.v1.LifecycleEvent
-	(*IssuedCertificate)(nil),        // 50: berth.v1.IssuedCertificate
+	(*QuoteChallenge)(nil),           // 8: berth.v1.QuoteChallenge
+	(*TPMQuote)(nil),                 // 9: berth.v1.TPMQuote
+	(*ResumeResponse)(nil),           // 10: berth.v1.ResumeResponse
+	(*RenewRequest)(nil),             // 11: berth.v1.RenewRequest
+	(*RenewResponse)(nil),            // 12: berth.v1.RenewResponse
+	(*NodeCredentials)(nil),          // 13: berth.v1.NodeCredentials
+	(*Endpoints)(nil),                // 14: berth.v1.Endpoints
+	(*Node)(nil),                     // 15: berth.v1.Node
+	(*ListNodesRequest)(nil),         // 16: berth.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 17: berth.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 18: berth.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 19: berth.v1.GetNodeResponse
+	(*ApproveNodeRequest)(nil),       // 20: berth.v1.ApproveNodeRequest
+	(*ApproveNodeResponse)(nil),      // 21: berth.v1.ApproveNodeResponse
+	(*RejectNodeRequest)(nil),        // 22: berth.v1.RejectNodeRequest
+	(*RejectNodeResponse)(nil),       // 23: berth.v1.RejectNodeResponse
+	(*RevokeNodeRequest)(nil),        // 24: berth.v1.RevokeNodeRequest
+	(*RevokeNodeResponse)(nil),       // 25: berth.v1.RevokeNodeResponse
+	(*DeleteNodeRequest)(nil),        // 26: berth.v1.DeleteNodeRequest
+	(*DeleteNodeResponse)(nil),       // 27: berth.v1.DeleteNodeResponse
+	(*AllowReplacementRequest)(nil),  // 28: berth.v1.AllowReplacementRequest
+	(*AllowReplacementResponse)(nil), // 29: berth.v1.AllowReplacementResponse
+	(*Token)(nil),                    // 30: berth.v1.Token
+	(*CreateTokenRequest)(nil),       // 31: berth.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 32: berth.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 33: berth.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 34: berth.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 35: berth.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 36: berth.v1.RevokeTokenResponse
+	(*WatchNodeEventsRequest)(nil),   // 37: berth.v1.WatchNodeEventsRequest
+	(*WatchNodeEventsResponse)(nil),  // 38: berth.v1.WatchNodeEventsResponse
+	(*ListCertificatesRequest)(nil),  // 39: berth.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 40: berth.v1.ListCertificatesResponse
+	(*EnrolledEK)(nil),               // 41: berth.v1.EnrolledEK
+	(*ImportEKsRequest)(nil),         // 42: berth.v1.ImportEKsRequest
+	(*ImportEKsResponse)(nil),        // 43: berth.v1.ImportEKsResponse
+	(*PCRPolicy)(nil),                // 44: berth.v1.PCRPolicy
+	(*SetPCRPolicyRequest)(nil),      // 45: berth.v1.SetPCRPolicyRequest
+	(*SetPCRPolicyResponse)(nil),     // 46: berth.v1.SetPCRPolicyResponse
+	(*ListPCRPoliciesRequest)(nil),   // 47: berth.v1.ListPCRPoliciesRequest
+	(*ListPCRPoliciesResponse)(nil),  // 48: berth.v1.ListPCRPoliciesResponse
+	(*DeletePCRPolicyRequest)(nil),   // 49: berth.v1.DeletePCRPolicyRequest
+	(*DeletePCRPolicyResponse)(nil),  // 50: berth.v1.DeletePCRPolicyResponse
+	nil,                              // 51: berth.v1.TPMQuote.PcrsEntry
+	nil,                              // 52: berth.v1.Node.LabelsEntry
+	nil,                              // 53: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 54: berth.v1.Token.LabelsEntry
+	nil,                              // 55: berth.v1.CreateTokenRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 57: berth.v1.SealedBundle
+	(*LifecycleFilter)(nil),          // 58: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 59: berth.v1.LifecycleEvent
+	(*IssuedCertificate)(nil),        // 60: berth.v1.IssuedCertificate
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
 	4,  // 2: berth.v1.RegisterRequest.tpm:type_name -> berth.v1.TPMEvidence
-	11, // 3: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	46, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	13, // 3: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
+	56, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
 	5,  // 5: berth.v1.RegisterResponse.tpm_challenge:type_name -> berth.v1.TPMChallenge
-	11, // 6: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	46, // 7: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
-	11, // 8: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	46, // 9: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
-	0,  // 10: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
-	12, // 11: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	47, // 12: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
-	0,  // 13: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
-	1,  // 14: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	42, // 15: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	46, // 16: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	46, // 17: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	46, // 18: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	46, // 19: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 20: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	0,  // 21: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	43, // 22: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
-	13, // 23: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	13, // 24: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	13, // 25: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
-	13, // 26: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
-	13, // 27: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
-	13, // 28: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	46, // 29: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	44, // 30: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	46, // 31: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	45, // 32: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	28, // 33: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	28, // 34: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	28, // 35: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	48, // 36: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	49, // 37: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	50, // 38: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	39, // 39: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
-	3,  // 40: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	7,  // 41: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	9,  // 42: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	14, // 43: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	16, // 44: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	18, // 45: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	20, // 46: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	22, // 47: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	24, // 48: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	26, // 49: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	37, // 50: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
-	29, // 51: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	31, // 52: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	33, // 53: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	40, // 54: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
-	35, // 55: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	6,  // 56: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	8,  // 57: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	10, // 58: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	15, // 59: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	17, // 60: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	19, // 61: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	21, // 62: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	23, // 63: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	25, // 64: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	27, // 65: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	38, // 66: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
-	30, // 67: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	32, // 68: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	34, // 69: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	41, // 70: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
-	36, // 71: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	56, // [56:72] is the sub-list for method output_type
-	40, // [40:56] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	8,  // 6: berth.v1.RegisterResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
+	9,  // 7: berth.v1.ResumeRequest.quote:type_name -> berth.v1.TPMQuote
+	51, // 8: berth.v1.TPMQuote.pcrs:type_name -> berth.v1.TPMQuote.PcrsEntry
+	13, // 9: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
+	56, // 10: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: berth.v1.ResumeResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
+	13, // 12: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
+	56, // 13: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
+	14, // 15: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
+	57, // 16: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	0,  // 17: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
+	1,  // 18: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
+	52, // 19: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	56, // 20: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	56, // 21: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	56, // 22: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	56, // 23: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 24: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
+	56, // 25: berth.v1.Node.boot_pcr_digest_at:type_name -> google.protobuf.Timestamp
+	0,  // 26: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
+	53, // 27: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	15, // 28: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	15, // 29: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	15, // 30: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
+	15, // 31: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
+	15, // 32: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
+	15, // 33: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
+	56, // 34: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 35: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	56, // 36: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	55, // 37: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	30, // 38: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	30, // 39: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	30, // 40: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	58, // 41: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	59, // 42: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	60, // 43: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	41, // 44: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
+	56, // 45: berth.v1.PCRPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 46: berth.v1.SetPCRPolicyRequest.policy:type_name -> berth.v1.PCRPolicy
+	44, // 47: berth.v1.SetPCRPolicyResponse.policy:type_name -> berth.v1.PCRPolicy
+	44, // 48: berth.v1.ListPCRPoliciesResponse.policies:type_name -> berth.v1.PCRPolicy
+	3,  // 49: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	7,  // 50: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	11, // 51: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	16, // 52: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	18, // 53: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	20, // 54: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	22, // 55: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	24, // 56: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	26, // 57: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	28, // 58: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	39, // 59: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
+	31, // 60: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	33, // 61: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	35, // 62: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	42, // 63: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
+	45, // 64: berth.v1.NodeAdminService.SetPCRPolicy:input_type -> berth.v1.SetPCRPolicyRequest
+	47, // 65: berth.v1.NodeAdminService.ListPCRPolicies:input_type -> berth.v1.ListPCRPoliciesRequest
+	49, // 66: berth.v1.NodeAdminService.DeletePCRPolicy:input_type -> berth.v1.DeletePCRPolicyRequest
+	37, // 67: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	6,  // 68: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	10, // 69: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	12, // 70: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	17, // 71: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	19, // 72: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	21, // 73: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	23, // 74: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	25, // 75: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	27, // 76: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	29, // 77: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	40, // 78: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
+	32, // 79: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	34, // 80: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	36, // 81: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	43, // 82: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
+	46, // 83: berth.v1.NodeAdminService.SetPCRPolicy:output_type -> berth.v1.SetPCRPolicyResponse
+	48, // 84: berth.v1.NodeAdminService.ListPCRPolicies:output_type -> berth.v1.ListPCRPoliciesResponse
+	50, // 85: berth.v1.NodeAdminService.DeletePCRPolicy:output_type -> berth.v1.DeletePCRPolicyResponse
+	38, // 86: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	68, // [68:87] is the sub-list for method output_type
+	49, // [49:68] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -2912,7 +3547,7 @@ func file_berth_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

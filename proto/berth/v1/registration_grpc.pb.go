@@ -235,6 +235,9 @@ const (
 	NodeAdminService_ListTokens_FullMethodName       = "/berth.v1.NodeAdminService/ListTokens"
 	NodeAdminService_RevokeToken_FullMethodName      = "/berth.v1.NodeAdminService/RevokeToken"
 	NodeAdminService_ImportEKs_FullMethodName        = "/berth.v1.NodeAdminService/ImportEKs"
+	NodeAdminService_SetPCRPolicy_FullMethodName     = "/berth.v1.NodeAdminService/SetPCRPolicy"
+	NodeAdminService_ListPCRPolicies_FullMethodName  = "/berth.v1.NodeAdminService/ListPCRPolicies"
+	NodeAdminService_DeletePCRPolicy_FullMethodName  = "/berth.v1.NodeAdminService/DeletePCRPolicy"
 	NodeAdminService_WatchNodeEvents_FullMethodName  = "/berth.v1.NodeAdminService/WatchNodeEvents"
 )
 
@@ -275,6 +278,15 @@ type NodeAdminServiceClient interface {
 	// approved at registration without a bootstrap token. Importing a known
 	// hash again updates its label.
 	ImportEKs(ctx context.Context, in *ImportEKsRequest, opts ...grpc.CallOption) (*ImportEKsResponse, error)
+	// SetPCRPolicy sets the boot digests allowed for nodes carrying a label:
+	// such a node whose quoted boot PCR digest is not one of them is flagged
+	// (boot_policy_violation, an event) or, with enforce, refused at Resume.
+	// Setting a label's policy again replaces it.
+	SetPCRPolicy(ctx context.Context, in *SetPCRPolicyRequest, opts ...grpc.CallOption) (*SetPCRPolicyResponse, error)
+	// ListPCRPolicies lists the PCR policies by label.
+	ListPCRPolicies(ctx context.Context, in *ListPCRPoliciesRequest, opts ...grpc.CallOption) (*ListPCRPoliciesResponse, error)
+	// DeletePCRPolicy removes a label's PCR policy.
+	DeletePCRPolicy(ctx context.Context, in *DeletePCRPolicyRequest, opts ...grpc.CallOption) (*DeletePCRPolicyResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
 	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
@@ -409,6 +421,36 @@ func (c *nodeAdminServiceClient) ImportEKs(ctx context.Context, in *ImportEKsReq
 	return out, nil
 }
 
+func (c *nodeAdminServiceClient) SetPCRPolicy(ctx context.Context, in *SetPCRPolicyRequest, opts ...grpc.CallOption) (*SetPCRPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPCRPolicyResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_SetPCRPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeAdminServiceClient) ListPCRPolicies(ctx context.Context, in *ListPCRPoliciesRequest, opts ...grpc.CallOption) (*ListPCRPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPCRPoliciesResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_ListPCRPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeAdminServiceClient) DeletePCRPolicy(ctx context.Context, in *DeletePCRPolicyRequest, opts ...grpc.CallOption) (*DeletePCRPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePCRPolicyResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_DeletePCRPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeAdminServiceClient) WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodeEventsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &NodeAdminService_ServiceDesc.Streams[0], NodeAdminService_WatchNodeEvents_FullMethodName, cOpts...)
@@ -465,6 +507,15 @@ type NodeAdminServiceServer interface {
 	// approved at registration without a bootstrap token. Importing a known
 	// hash again updates its label.
 	ImportEKs(context.Context, *ImportEKsRequest) (*ImportEKsResponse, error)
+	// SetPCRPolicy sets the boot digests allowed for nodes carrying a label:
+	// such a node whose quoted boot PCR digest is not one of them is flagged
+	// (boot_policy_violation, an event) or, with enforce, refused at Resume.
+	// Setting a label's policy again replaces it.
+	SetPCRPolicy(context.Context, *SetPCRPolicyRequest) (*SetPCRPolicyResponse, error)
+	// ListPCRPolicies lists the PCR policies by label.
+	ListPCRPolicies(context.Context, *ListPCRPoliciesRequest) (*ListPCRPoliciesResponse, error)
+	// DeletePCRPolicy removes a label's PCR policy.
+	DeletePCRPolicy(context.Context, *DeletePCRPolicyRequest) (*DeletePCRPolicyResponse, error)
 	// WatchNodeEvents streams the registration service's lifecycle events
 	// (registered, approved, rejected, revoked, deleted, replaced,
 	// certificate_issued, certificate_renewed): replay after the cursor, then follow live.
@@ -514,6 +565,15 @@ func (UnimplementedNodeAdminServiceServer) RevokeToken(context.Context, *RevokeT
 }
 func (UnimplementedNodeAdminServiceServer) ImportEKs(context.Context, *ImportEKsRequest) (*ImportEKsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportEKs not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) SetPCRPolicy(context.Context, *SetPCRPolicyRequest) (*SetPCRPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPCRPolicy not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) ListPCRPolicies(context.Context, *ListPCRPoliciesRequest) (*ListPCRPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPCRPolicies not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) DeletePCRPolicy(context.Context, *DeletePCRPolicyRequest) (*DeletePCRPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePCRPolicy not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[WatchNodeEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchNodeEvents not implemented")
@@ -755,6 +815,60 @@ func _NodeAdminService_ImportEKs_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeAdminService_SetPCRPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPCRPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).SetPCRPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_SetPCRPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).SetPCRPolicy(ctx, req.(*SetPCRPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeAdminService_ListPCRPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPCRPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).ListPCRPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_ListPCRPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).ListPCRPolicies(ctx, req.(*ListPCRPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeAdminService_DeletePCRPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePCRPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).DeletePCRPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_DeletePCRPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).DeletePCRPolicy(ctx, req.(*DeletePCRPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeAdminService_WatchNodeEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchNodeEventsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -820,6 +934,18 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportEKs",
 			Handler:    _NodeAdminService_ImportEKs_Handler,
+		},
+		{
+			MethodName: "SetPCRPolicy",
+			Handler:    _NodeAdminService_SetPCRPolicy_Handler,
+		},
+		{
+			MethodName: "ListPCRPolicies",
+			Handler:    _NodeAdminService_ListPCRPolicies_Handler,
+		},
+		{
+			MethodName: "DeletePCRPolicy",
+			Handler:    _NodeAdminService_DeletePCRPolicy_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -68,6 +68,14 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ListAPITokens", testListAPITokens},
 		{"RevokeAPIToken", testRevokeAPIToken},
 		{"TouchAPITokens", testTouchAPITokens},
+		{"EKLabels", testEKLabels},
+		{"RecordBoot", testRecordBoot},
+		{"RecordBootErrors", testRecordBootErrors},
+		{"RecordBootConcurrent", testRecordBootConcurrent},
+		{"BootPolicyViolation", testBootPolicyViolation},
+		{"ReplaceClearsBoot", testReplaceClearsBoot},
+		{"PCRPolicies", testPCRPolicies},
+		{"Secret", testSecret},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -123,6 +131,7 @@ func node(id string, i int) regstore.Node {
 	}
 	if n.IdentitySource == "tpm" {
 		n.EKHash, n.EKCertificate = fmt.Sprintf("sha256:%x", key(i+2_000_000)), "trusted"
+		n.AKPublic = fmt.Appendf(nil, "AK public area of node %d", i)
 	}
 	return n
 }
