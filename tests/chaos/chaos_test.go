@@ -310,7 +310,7 @@ func (d *deployment) runFault(t *testing.T, f fault, kind, seed, tokenID, token 
 		}
 	}
 	o := &outcome{fault: f.name, storm: kind, nodes: n, booted: s.res.OK, gaveUp: s.gaveUp(), betweenSignAndWrite: f.betweenSignAndWrite,
-		lostByLog: map[string]int{}, dupByLog: map[string]int{}}
+		lostByLog: map[string]int{}, dupByLog: map[string]int{}, holesByLog: map[string]int{}}
 	for code, sample := range s.res.ErrorSamples {
 		o.gaveUpSample = code + ": " + sample
 	}

@@ -89,9 +89,10 @@ type outcome struct {
 	lostByLog, dupByLog   map[string]int
 	// holes are new cursor holes in the logs: appends rolled back, which
 	// PostgreSQL's identity columns leave (see watchedLog); not a loss.
-	holes    int
-	recover  time.Duration
-	problems []string
+	holes      int
+	holesByLog map[string]int
+	recover    time.Duration
+	problems   []string
 	// betweenSignAndWrite is the fault's (see fault).
 	betweenSignAndWrite bool
 }

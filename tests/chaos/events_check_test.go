@@ -85,7 +85,7 @@ func TestLogChecks(t *testing.T) {
 			for _, h := range tt.earlier {
 				w.holes[h] = true
 			}
-			o := &outcome{storm: tt.storm, lostByLog: map[string]int{}, dupByLog: map[string]int{}}
+			o := &outcome{storm: tt.storm, lostByLog: map[string]int{}, dupByLog: map[string]int{}, holesByLog: map[string]int{}}
 			r := &logRow{log: w, since: tt.since, replayed: tt.replayed}
 			followed := tt.followed
 			if followed == nil {

@@ -150,9 +150,11 @@ func (f *follower) waitCaughtUp(replayed []entry) []entry {
 	return f.snapshot()
 }
 
-// replay reads a whole log afresh, until it has been quiet for a second
-// (the health log never ends: the decider keeps finding silent nodes).
-func replay(t *testing.T, l eventLog) []entry {
+// replay reads a whole log afresh, at least through cursor atLeast (one
+// the follower has seen, so it exists), and then until it has been quiet
+// for a second: the health log never ends (the decider keeps finding
+// silent nodes), and a loaded replica may pause for a second mid-log.
+func replay(t *testing.T, l eventLog, atLeast int64) []entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -181,13 +183,18 @@ func replay(t *testing.T, l eventLog) []entry {
 		select {
 		case ev := <-got:
 			out = append(out, ev)
+			if ev.cursor >= atLeast {
+				atLeast = 0 // reached: quiet may end it now
+			}
 		case err := <-errc:
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				t.Fatalf("replay the %s event log: %v", l.name, err)
 			}
 			return out
 		case <-time.After(time.Second):
-			return out
+			if atLeast == 0 {
+				return out
+			}
 		}
 	}
 }
@@ -248,7 +255,7 @@ func startRow(ws []*watchedLog) []*logRow {
 func (o *outcome) checkLogs(t *testing.T, rows []*logRow, f *fleet) {
 	t.Helper()
 	for _, r := range rows {
-		r.replayed = replay(t, r.log.eventLog)
+		r.replayed = replay(t, r.log.eventLog, r.log.fol.last())
 		followed := r.log.fol.waitCaughtUp(r.replayed)
 		o.checkCursors(r, followed)
 		switch r.log.name {
@@ -302,6 +309,7 @@ func (o *outcome) checkCursors(r *logRow, followed []entry) {
 				if !w.holes[h] && h > w.checked {
 					w.holes[h] = true
 					o.holes++
+					o.holesByLog[name]++
 				}
 			}
 		}
@@ -473,13 +481,25 @@ func (o *outcome) checkHealthEvents(f *fleet, r *logRow) {
 
 // logSummary is the row's lost and duplicated events by log, for the
 // matrix ("node 0/0 health 1/0").
-func (o *outcome) logSummary() string {
+func (o *outcome) logSummary() string { return o.byLog(o.lostByLog, o.dupByLog) }
+
+// holeSummary is the row's new cursor holes by log ("node 0 health 12").
+func (o *outcome) holeSummary() string { return o.byLog(o.holesByLog) }
+
+func (o *outcome) byLog(counts ...map[string]int) string {
 	s := ""
 	for _, l := range []string{nodeLog, bundleLog, healthLog} {
 		if s != "" {
 			s += " "
 		}
-		s += fmt.Sprintf("%s %d/%d", l, o.lostByLog[l], o.dupByLog[l])
+		s += l
+		for i, c := range counts {
+			sep := " "
+			if i > 0 {
+				sep = "/"
+			}
+			s += fmt.Sprintf("%s%d", sep, c[l])
+		}
 	}
 	return s
 }

@@ -108,9 +108,9 @@ func printMatrix(t *testing.T, rows []*outcome) {
 		if o.certsMax != o.certsMin {
 			certs = fmt.Sprintf("%d-%d", o.certsMin, o.certsMax)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%.1fs\t\n", o.fault, o.storm, o.nodes, o.booted, o.gaveUp,
-			certs, o.mismatched, o.orphans, o.duplicateRequests, o.lostEvents, o.dupEvents, o.logSummary(), o.holes, o.recover.Seconds())
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%.1fs\t\n", o.fault, o.storm, o.nodes, o.booted, o.gaveUp,
+			certs, o.mismatched, o.orphans, o.duplicateRequests, o.lostEvents, o.dupEvents, o.logSummary(), o.holeSummary(), o.recover.Seconds())
 	}
 	w.Flush()
-	t.Logf("fault matrix (recover: from the fault's end until every replica is SERVING and the last node booted; lost/dup by log: node, bundle, health; cursor holes: rolled-back appends, expected on PostgreSQL):\n%s", b.String())
+	t.Logf("fault matrix (recover: from the fault's end until every replica is SERVING and the last node booted; lost/dup by log: node, bundle, health; cursor holes by log: rolled-back appends, expected on PostgreSQL):\n%s", b.String())
 }
