@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 )
@@ -75,7 +76,7 @@ func TestForgedBundlesRefused(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	store, err := bundlestore.NewSQLite(ctx, filepath.Join(d.dataDir, "bundles.db"))
+	store, err := bundlestore.Open(ctx, db.SQLite, filepath.Join(d.dataDir, "bundles.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
@@ -53,7 +54,7 @@ func (f *failingStore) TouchAPITokens(ctx context.Context, used map[string]time.
 }
 
 func newStore(t *testing.T) regstore.Store {
-	s, err := regstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "registration.db"))
+	s, err := regstore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "registration.db"))
 	if err != nil {
 		t.Fatalf("NewSQLite: %v", err)
 	}

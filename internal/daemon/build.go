@@ -204,9 +204,9 @@ func buildCA(ctx context.Context, c Config, cr *creds, b *built) (*ca.Service, *
 	var store castore.Store
 	var err error
 	if c.DB != "" {
-		store, err = castore.NewPostgres(ctx, c.DB)
+		store, err = castore.Open(ctx, db.Postgres, c.DB)
 	} else {
-		store, err = castore.NewSQLite(ctx, filepath.Join(c.DataDir, "ca.db"))
+		store, err = castore.Open(ctx, db.SQLite, filepath.Join(c.DataDir, "ca.db"))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open CA store: %w", err)
@@ -242,9 +242,9 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 	var store regstore.Store
 	var err error
 	if c.DB != "" {
-		store, err = regstore.NewPostgres(ctx, c.DB)
+		store, err = regstore.Open(ctx, db.Postgres, c.DB)
 	} else {
-		store, err = regstore.NewSQLite(ctx, filepath.Join(c.DataDir, "registration.db"))
+		store, err = regstore.Open(ctx, db.SQLite, filepath.Join(c.DataDir, "registration.db"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open registration store: %w", err)
@@ -316,9 +316,9 @@ func buildBundles(ctx context.Context, c Config, cr *creds, tel *telemetry.Telem
 	var store bundlestore.Store
 	var err error
 	if c.DB != "" {
-		store, err = bundlestore.NewPostgres(ctx, c.DB)
+		store, err = bundlestore.Open(ctx, db.Postgres, c.DB)
 	} else {
-		store, err = bundlestore.NewSQLite(ctx, filepath.Join(c.DataDir, "bundles.db"))
+		store, err = bundlestore.Open(ctx, db.SQLite, filepath.Join(c.DataDir, "bundles.db"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open bundle store: %w", err)
@@ -359,9 +359,9 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 	var store heartbeatstore.Store
 	var err error
 	if c.DB != "" {
-		store, err = heartbeatstore.NewPostgres(ctx, c.DB)
+		store, err = heartbeatstore.Open(ctx, db.Postgres, c.DB)
 	} else {
-		store, err = heartbeatstore.NewSQLite(ctx, filepath.Join(c.DataDir, "heartbeat.db"))
+		store, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(c.DataDir, "heartbeat.db"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open heartbeat store: %w", err)

@@ -43,9 +43,11 @@
 package eventlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 )
 
@@ -124,12 +126,6 @@ func NewTable(prefix string) Table {
 	return Table{events: events, watermark: events + "_watermark"}
 }
 
-// Events is the name of the events table.
-func (t Table) Events() string { return t.events }
-
-// Watermark is the name of the retention watermark table.
-func (t Table) Watermark() string { return t.watermark }
-
 // ErrClosed ends a watch because its Follower is shutting down.
 var ErrClosed = errors.New("event log follower is shutting down")
 
@@ -183,3 +179,54 @@ func checkEvents(events []Event) error {
 // deleteBatch is how many events one retention transaction deletes at most,
 // so that a large backlog does not hold one long transaction.
 const deleteBatch = 5000
+
+// Source is a log as a follower reads it.
+type Source interface {
+	// Read returns the events after q.After that match q, in cursor order,
+	// from one snapshot.
+	Read(ctx context.Context, q Query) (Page, error)
+	// Bounds returns the log's watermark, oldest and newest cursor.
+	Bounds(ctx context.Context) (Bounds, error)
+	// Appended returns a channel that is closed the next time this process
+	// commits an append to the log. Other processes' appends do not close
+	// it; followers poll for those.
+	Appended() <-chan struct{}
+}
+
+// Log is a Source that retention can trim.
+type Log interface {
+	Source
+	// DeleteBefore deletes the oldest events, up to but not including the
+	// first one (in cursor order) at or after t, raises the watermark to the
+	// newest cursor deleted, and returns how many it deleted.
+	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
+// Notifier wakes the followers of one process when it appended events. Its
+// zero value is ready to use.
+type Notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// C returns a channel closed at the next Notify. Take it before reading the
+// log, so that an append during the read is not missed.
+func (n *Notifier) C() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+// Notify wakes everyone waiting on a channel from C. Call it after the
+// transaction that appended has committed.
+func (n *Notifier) Notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/liveness/livenesstest"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
@@ -23,7 +24,7 @@ var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 func newSQLiteStore(t testing.TB) heartbeatstore.Store {
 	t.Helper()
-	s, err := heartbeatstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
+	s, err := heartbeatstore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "heartbeat.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func newSQLiteStore(t testing.TB) heartbeatstore.Store {
 
 func newPostgresStore(t testing.TB, dsn string) heartbeatstore.Store {
 	t.Helper()
-	s, err := heartbeatstore.NewPostgres(context.Background(), dsn)
+	s, err := heartbeatstore.Open(context.Background(), db.Postgres, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/liveness/livenesstest"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -18,7 +19,7 @@ func forBackends(t *testing.T, fn func(t *testing.T, open func() heartbeatstore.
 	t.Run("SQLite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "heartbeat.db")
 		fn(t, func() heartbeatstore.Store {
-			s, err := heartbeatstore.NewSQLite(context.Background(), path)
+			s, err := heartbeatstore.Open(context.Background(), db.SQLite, path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
@@ -59,9 +60,9 @@ func newStore(t testing.TB, engine string) (s bundlestore.Store, dir string) {
 	switch engine {
 	case pgtest.SQLite:
 		dir = t.TempDir()
-		s, err = bundlestore.NewSQLite(ctx, filepath.Join(dir, "bundles.db"))
+		s, err = bundlestore.Open(ctx, db.SQLite, filepath.Join(dir, "bundles.db"))
 	case pgtest.Postgres:
-		s, err = bundlestore.NewPostgres(ctx, pgtest.NewDatabase(t))
+		s, err = bundlestore.Open(ctx, db.Postgres, pgtest.NewDatabase(t))
 	default:
 		t.Fatalf("unknown engine %q", engine)
 	}

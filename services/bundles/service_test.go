@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -474,7 +475,7 @@ func TestConcurrentWrites(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	s, err := bundlestore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "b.db"))
+	s, err := bundlestore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "b.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store/castore"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -116,7 +117,7 @@ func TestSignRaceAcrossReplicas(t *testing.T) {
 		case pgtest.SQLite:
 			path := filepath.Join(t.TempDir(), "ca.db")
 			open = func() castore.Store {
-				s, err := castore.NewSQLite(ctx, path)
+				s, err := castore.Open(ctx, db.SQLite, path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -126,7 +127,7 @@ func TestSignRaceAcrossReplicas(t *testing.T) {
 		default:
 			dsn := pgtest.NewDatabase(t)
 			open = func() castore.Store {
-				s, err := castore.NewPostgres(ctx, dsn)
+				s, err := castore.Open(ctx, db.Postgres, dsn)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
@@ -45,9 +46,9 @@ func newStore(t testing.TB, engine string) castore.Store {
 	)
 	switch engine {
 	case pgtest.SQLite:
-		s, err = castore.NewSQLite(ctx, filepath.Join(t.TempDir(), "ca.db"))
+		s, err = castore.Open(ctx, db.SQLite, filepath.Join(t.TempDir(), "ca.db"))
 	case pgtest.Postgres:
-		s, err = castore.NewPostgres(ctx, pgtest.NewDatabase(t))
+		s, err = castore.Open(ctx, db.Postgres, pgtest.NewDatabase(t))
 	default:
 		t.Fatalf("unknown engine %q", engine)
 	}

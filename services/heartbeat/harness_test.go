@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -47,9 +48,9 @@ func newStore(t testing.TB, engine string) heartbeatstore.Store {
 	)
 	switch engine {
 	case pgtest.SQLite:
-		s, err = heartbeatstore.NewSQLite(ctx, filepath.Join(t.TempDir(), "heartbeat.db"))
+		s, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(t.TempDir(), "heartbeat.db"))
 	case pgtest.Postgres:
-		s, err = heartbeatstore.NewPostgres(ctx, pgtest.NewDatabase(t))
+		s, err = heartbeatstore.Open(ctx, db.Postgres, pgtest.NewDatabase(t))
 	default:
 		t.Fatalf("unknown engine %q", engine)
 	}

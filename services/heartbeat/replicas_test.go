@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -20,7 +21,7 @@ import (
 func TestAbandonedReplicaLosesNoTransition(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	shared := func(c *Config) {
-		s, err := heartbeatstore.NewPostgres(context.Background(), dsn)
+		s, err := heartbeatstore.Open(context.Background(), db.Postgres, dsn)
 		if err != nil {
 			t.Fatal(err)
 		}

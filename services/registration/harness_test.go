@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -95,20 +96,20 @@ func (e *env) openStores(t testing.TB, b backend) {
 	}
 	switch {
 	case dir != "":
-		e.reg, err = regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db"))
+		e.reg, err = regstore.Open(ctx, db.SQLite, filepath.Join(dir, "registration.db"))
 		if err == nil {
-			e.cas, err = castore.NewSQLite(ctx, filepath.Join(dir, "ca.db"))
+			e.cas, err = castore.Open(ctx, db.SQLite, filepath.Join(dir, "ca.db"))
 		}
 		if err == nil {
-			e.bs, err = bundlestore.NewSQLite(ctx, filepath.Join(dir, "bundles.db"))
+			e.bs, err = bundlestore.Open(ctx, db.SQLite, filepath.Join(dir, "bundles.db"))
 		}
 	default:
-		e.reg, err = regstore.NewPostgres(ctx, dsn)
+		e.reg, err = regstore.Open(ctx, db.Postgres, dsn)
 		if err == nil {
-			e.cas, err = castore.NewPostgres(ctx, dsn)
+			e.cas, err = castore.Open(ctx, db.Postgres, dsn)
 		}
 		if err == nil {
-			e.bs, err = bundlestore.NewPostgres(ctx, dsn)
+			e.bs, err = bundlestore.Open(ctx, db.Postgres, dsn)
 		}
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -229,11 +230,13 @@ func replicas(t *testing.T, engine string) (*env, *Service) {
 	case pgtest.SQLite:
 		dir := t.TempDir()
 		b = sqliteIn(dir)
-		open = func() (regstore.Store, error) { return regstore.NewSQLite(ctx, filepath.Join(dir, "registration.db")) }
+		open = func() (regstore.Store, error) {
+			return regstore.Open(ctx, db.SQLite, filepath.Join(dir, "registration.db"))
+		}
 	default:
 		dsn := pgtest.NewDatabase(t)
 		b = postgresAt(dsn)
-		open = func() (regstore.Store, error) { return regstore.NewPostgres(ctx, dsn) }
+		open = func() (regstore.Store, error) { return regstore.Open(ctx, db.Postgres, dsn) }
 	}
 	e := newEnv(t, b)
 	s, err := open()

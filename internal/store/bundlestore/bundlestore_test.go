@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/bundlestore/storetest"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -16,9 +17,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) bundlestore.Store {
-		s, err := bundlestore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "bundles.db"))
+		s, err := bundlestore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "bundles.db"))
 		if err != nil {
-			t.Fatalf("NewSQLite: %v", err)
+			t.Fatalf("Open sqlite: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -27,9 +28,9 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) bundlestore.Store {
-		s, err := bundlestore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+		s, err := bundlestore.Open(context.Background(), db.Postgres, pgtest.NewDatabase(t))
 		if err != nil {
-			t.Fatalf("NewPostgres: %v", err)
+			t.Fatalf("Open postgres: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -47,11 +48,11 @@ func TestReplicas(t *testing.T) {
 	}{
 		{"sqlite", func(t *testing.T) func() (bundlestore.Store, error) {
 			path := filepath.Join(t.TempDir(), "bundles.db")
-			return func() (bundlestore.Store, error) { return bundlestore.NewSQLite(ctx, path) }
+			return func() (bundlestore.Store, error) { return bundlestore.Open(ctx, db.SQLite, path) }
 		}},
 		{"postgres", func(t *testing.T) func() (bundlestore.Store, error) {
 			dsn := pgtest.NewDatabase(t)
-			return func() (bundlestore.Store, error) { return bundlestore.NewPostgres(ctx, dsn) }
+			return func() (bundlestore.Store, error) { return bundlestore.Open(ctx, db.Postgres, dsn) }
 		}},
 	}
 	for _, tt := range tests {

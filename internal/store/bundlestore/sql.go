@@ -40,16 +40,6 @@ func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 	return db.Result(&SQLStore{s}, err, "bundle store")
 }
 
-// NewSQLite opens the store in the SQLite database at path, creating it.
-func NewSQLite(ctx context.Context, path string) (*SQLStore, error) {
-	return Open(ctx, db.SQLite, path)
-}
-
-// NewPostgres opens the store in the PostgreSQL database named by dsn.
-func NewPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
-	return Open(ctx, db.Postgres, dsn)
-}
-
 // metaColumns are what scan reads, then columns the content too.
 const (
 	metaColumns = `node_id, version, state, size, digest, kem_id, author, created_at`

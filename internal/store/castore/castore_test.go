@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/store/castore"
 	"github.com/berth-dev/berth/internal/store/castore/storetest"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -17,9 +18,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) castore.Store {
-		s, err := castore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "ca.db"))
+		s, err := castore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "ca.db"))
 		if err != nil {
-			t.Fatalf("NewSQLite: %v", err)
+			t.Fatalf("Open sqlite: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -28,9 +29,9 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) castore.Store {
-		s, err := castore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+		s, err := castore.Open(context.Background(), db.Postgres, pgtest.NewDatabase(t))
 		if err != nil {
-			t.Fatalf("NewPostgres: %v", err)
+			t.Fatalf("Open postgres: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -44,12 +45,12 @@ func TestSharedDatabase(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
 	for range 2 {
-		ca, err := castore.NewPostgres(ctx, dsn)
+		ca, err := castore.Open(ctx, db.Postgres, dsn)
 		if err != nil {
 			t.Fatalf("ca store: %v", err)
 		}
 		defer ca.Close()
-		reg, err := regstore.NewPostgres(ctx, dsn)
+		reg, err := regstore.Open(ctx, db.Postgres, dsn)
 		if err != nil {
 			t.Fatalf("registration store: %v", err)
 		}

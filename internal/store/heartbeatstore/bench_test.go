@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
@@ -23,9 +24,9 @@ func BenchmarkMarkSilent(b *testing.B) {
 			var s heartbeatstore.Store
 			var err error
 			if backend == "sqlite" {
-				s, err = heartbeatstore.NewSQLite(ctx, filepath.Join(b.TempDir(), "hb.db"))
+				s, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(b.TempDir(), "hb.db"))
 			} else {
-				s, err = heartbeatstore.NewPostgres(ctx, pgtest.NewDatabase(b))
+				s, err = heartbeatstore.Open(ctx, db.Postgres, pgtest.NewDatabase(b))
 			}
 			if err != nil {
 				b.Fatal(err)

@@ -22,9 +22,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) heartbeatstore.Store {
-		s, err := heartbeatstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "heartbeat.db"))
+		s, err := heartbeatstore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "heartbeat.db"))
 		if err != nil {
-			t.Fatalf("NewSQLite: %v", err)
+			t.Fatalf("Open sqlite: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -33,9 +33,9 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) heartbeatstore.Store {
-		s, err := heartbeatstore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+		s, err := heartbeatstore.Open(context.Background(), db.Postgres, pgtest.NewDatabase(t))
 		if err != nil {
-			t.Fatalf("NewPostgres: %v", err)
+			t.Fatalf("Open postgres: %v", err)
 		}
 		t.Cleanup(s.Close)
 		return s
@@ -48,12 +48,12 @@ func TestSharedDatabase(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
 	for range 2 {
-		hb, err := heartbeatstore.NewPostgres(ctx, dsn)
+		hb, err := heartbeatstore.Open(ctx, db.Postgres, dsn)
 		if err != nil {
 			t.Fatalf("heartbeat store: %v", err)
 		}
 		defer hb.Close()
-		ca, err := castore.NewPostgres(ctx, dsn)
+		ca, err := castore.Open(ctx, db.Postgres, dsn)
 		if err != nil {
 			t.Fatalf("ca store: %v", err)
 		}

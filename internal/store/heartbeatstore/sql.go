@@ -45,16 +45,6 @@ func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 	return db.Result(&SQLStore{s}, err, "heartbeat store")
 }
 
-// NewSQLite opens the store in the SQLite database at path, creating it.
-func NewSQLite(ctx context.Context, path string) (*SQLStore, error) {
-	return Open(ctx, db.SQLite, path)
-}
-
-// NewPostgres opens the store in the PostgreSQL database named by dsn.
-func NewPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
-	return Open(ctx, db.Postgres, dsn)
-}
-
 // leaseName names the one lease in hb_lease.
 const leaseName = "decider"
 

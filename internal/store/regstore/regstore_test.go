@@ -20,18 +20,18 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 func newSQLite(t testing.TB) regstore.Store {
-	s, err := regstore.NewSQLite(context.Background(), filepath.Join(t.TempDir(), "registration.db"))
+	s, err := regstore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "registration.db"))
 	if err != nil {
-		t.Fatalf("NewSQLite: %v", err)
+		t.Fatalf("Open sqlite: %v", err)
 	}
 	t.Cleanup(s.Close)
 	return s
 }
 
 func newPostgres(t testing.TB) regstore.Store {
-	s, err := regstore.NewPostgres(context.Background(), pgtest.NewDatabase(t))
+	s, err := regstore.Open(context.Background(), db.Postgres, pgtest.NewDatabase(t))
 	if err != nil {
-		t.Fatalf("NewPostgres: %v", err)
+		t.Fatalf("Open postgres: %v", err)
 	}
 	t.Cleanup(s.Close)
 	return s
@@ -55,11 +55,11 @@ func TestReopen(t *testing.T) {
 	}{
 		{"sqlite", func(t *testing.T) func() (regstore.Store, error) {
 			path := filepath.Join(t.TempDir(), "sub", "registration.db")
-			return func() (regstore.Store, error) { return regstore.NewSQLite(ctx, path) }
+			return func() (regstore.Store, error) { return regstore.Open(ctx, db.SQLite, path) }
 		}},
 		{"postgres", func(t *testing.T) func() (regstore.Store, error) {
 			dsn := pgtest.NewDatabase(t)
-			return func() (regstore.Store, error) { return regstore.NewPostgres(ctx, dsn) }
+			return func() (regstore.Store, error) { return regstore.Open(ctx, db.Postgres, dsn) }
 		}},
 	}
 	for _, tt := range tests {
@@ -187,9 +187,9 @@ func TestMigrationArraysToJSON(t *testing.T) {
 		}
 	}
 	h.Close()
-	s, err := regstore.NewPostgres(ctx, dsn)
+	s, err := regstore.Open(ctx, db.Postgres, dsn)
 	if err != nil {
-		t.Fatalf("NewPostgres: %v", err)
+		t.Fatalf("Open postgres: %v", err)
 	}
 	defer s.Close()
 	n1, err := s.GetNode(ctx, "n1")

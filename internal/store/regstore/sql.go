@@ -71,16 +71,6 @@ func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 	return &SQLStore{Store: s, byKey: byKey}, nil
 }
 
-// NewSQLite opens the store in the SQLite database at path, creating it.
-func NewSQLite(ctx context.Context, path string) (*SQLStore, error) {
-	return Open(ctx, db.SQLite, path)
-}
-
-// NewPostgres opens the store in the PostgreSQL database named by dsn.
-func NewPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
-	return Open(ctx, db.Postgres, dsn)
-}
-
 // Close closes the database.
 func (s *SQLStore) Close() {
 	s.byKey.Close()
