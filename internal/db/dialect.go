@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strings"
 	"time"
 )
 
@@ -112,19 +111,6 @@ func advisoryKey(name string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("berth " + name))
 	return int64(h.Sum64())
-}
-
-// Placeholders returns "$from, $from+1, …" n times, for building multi-row
-// VALUES lists.
-func Placeholders(from, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "$%d", from+i)
-	}
-	return b.String()
 }
 
 // DB is a store's handle on its database: one database/sql pool and the

@@ -110,9 +110,10 @@ func TestDialectPortableSQL(t *testing.T) {
 		if db.IsUnavailable(err) {
 			t.Errorf("a unique violation counts as unavailable: %v", err)
 		}
-		// A multi-row VALUES list built with Placeholders.
-		args := []any{"p", int64(1), false, []byte{1}, "q", int64(2), true, []byte{2}}
-		mustExec(t, d, `INSERT INTO kv (k, v, b, raw) VALUES (`+db.Placeholders(1, 4)+`), (`+db.Placeholders(5, 4)+`)`, args...)
+		// A multi-row VALUES list built with Params.Values.
+		var p db.Params
+		q := `INSERT INTO kv (k, v, b, raw) VALUES ` + p.Values("p", int64(1), false, []byte{1}) + `, ` + p.Values("q", int64(2), true, []byte{2})
+		mustExec(t, d, q, p...)
 		var n int
 		if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE b = TRUE`).Scan(&n); err != nil || n != 2 {
 			t.Errorf("count of b = TRUE: %d, %v; want 2", n, err)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"runtime"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -36,6 +37,29 @@ func (d *DB) Check(ctx context.Context) error {
 	}
 	var n int
 	return d.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n)
+}
+
+// Activity is what PostgreSQL counted of one database's writes
+// (pg_stat_database), every service on it together: load reports turn two
+// readings into rates.
+type Activity struct {
+	Xacts int64 // committed transactions
+	Rows  int64 // rows inserted, updated or deleted
+}
+
+// ReadActivity reads the Activity of the database dsn names, on a
+// connection of its own: the statistics a backend sees are a snapshot
+// taken at its first read, so each reading needs a fresh one.
+func ReadActivity(ctx context.Context, dsn string) (Activity, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return Activity{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var a Activity
+	err = conn.QueryRow(ctx, `SELECT xact_commit, tup_inserted + tup_updated + tup_deleted
+		FROM pg_stat_database WHERE datname = current_database()`).Scan(&a.Xacts, &a.Rows)
+	return a, err
 }
 
 // OpenSchema opens the database at where and brings the store's tables up to

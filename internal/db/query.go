@@ -71,12 +71,10 @@ func (p *Params) Add(v any) string {
 	return "$" + strconv.Itoa(len(*p))
 }
 
-// In is "col IN ($i, …)" binding vs, or FALSE when vs is empty.
-func (p *Params) In(col string, vs []string) string {
-	if len(vs) == 0 {
-		return "FALSE"
-	}
-	s := col + " IN ("
+// Values binds vs and returns their placeholders in parentheses,
+// "($i, …)": a row of a VALUES list, or the list of an IN.
+func (p *Params) Values(vs ...any) string {
+	s := "("
 	for i, v := range vs {
 		if i > 0 {
 			s += ", "
@@ -84,6 +82,18 @@ func (p *Params) In(col string, vs []string) string {
 		s += p.Add(v)
 	}
 	return s + ")"
+}
+
+// In is "col IN ($i, …)" binding vs, or FALSE when vs is empty.
+func (p *Params) In(col string, vs []string) string {
+	if len(vs) == 0 {
+		return "FALSE"
+	}
+	args := make([]any, len(vs))
+	for i, v := range vs {
+		args[i] = v
+	}
+	return col + " IN " + p.Values(args...)
 }
 
 // UTC is t as both engines store it: UTC at microsecond precision. A value

@@ -8,8 +8,10 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
 type jrow struct {
@@ -136,4 +138,34 @@ func TestCheck(t *testing.T) {
 			t.Error("Check after Close: no error")
 		}
 	})
+}
+
+// TestReadActivity: PostgreSQL's counters of a database grow with the
+// writes made to it. The server publishes them shortly after each
+// transaction, so the test waits for them.
+func TestReadActivity(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	before, err := db.ReadActivity(ctx, dsn)
+	if err != nil {
+		t.Fatalf("ReadActivity: %v", err)
+	}
+	d := openPostgres(t, dsn)
+	mustExec(t, d, `CREATE TABLE a (x INTEGER)`)
+	mustExec(t, d, `INSERT INTO a SELECT generate_series(1, 100)`)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		now, err := db.ReadActivity(ctx, dsn)
+		if err != nil {
+			t.Fatalf("ReadActivity: %v", err)
+		}
+		if now.Xacts > before.Xacts && now.Rows >= before.Rows+100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("activity %+v a minute after 100 rows were written, was %+v", now, before)
+		}
+	}
+	if _, err := db.ReadActivity(ctx, "postgres://berth@127.0.0.1:1/berth?connect_timeout=5"); err == nil {
+		t.Error("ReadActivity of a closed port: no error")
+	}
 }

@@ -108,16 +108,14 @@ func (l *SQLLog) Append(ctx context.Context, tx db.Execer, events ...Event) erro
 		return fmt.Errorf("append to %s: %w", l.t.events, err)
 	}
 	for chunk := range slices.Chunk(events, appendChunk) {
-		q := `INSERT INTO ` + l.t.events + ` (at, node_id, type, details) VALUES `
-		args := make([]any, 0, 4*len(chunk))
+		q, p := `INSERT INTO `+l.t.events+` (at, node_id, type, details) VALUES `, make(db.Params, 0, 4*len(chunk))
 		for i, e := range chunk {
 			if i > 0 {
 				q += ", "
 			}
-			q += "(" + db.Placeholders(len(args)+1, 4) + ")"
-			args = append(args, l.db.Dialect.Time(e.Time), e.NodeID, e.Type, db.JSON(e.Details))
+			q += p.Values(l.db.Dialect.Time(e.Time), e.NodeID, e.Type, db.JSON(e.Details))
 		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q, p...); err != nil {
 			return fmt.Errorf("append to %s: %w", l.t.events, err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/berth-dev/berth/internal/db"
 )
 
 // storeCounters are PostgreSQL's counters of the store's database.
@@ -18,26 +18,15 @@ type storeCounters struct {
 	rows  int64 // rows inserted, updated or deleted
 }
 
-// readStore reads the counters of the database db names, from
-// pg_stat_database. They count the whole database, every service on it.
-func readStore(ctx context.Context, db string) (storeCounters, error) {
+// readStore reads the counters of the database dsn names (db.ReadActivity).
+func readStore(ctx context.Context, dsn string) (storeCounters, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, db)
+	a, err := db.ReadActivity(ctx, dsn)
 	if err != nil {
 		return storeCounters{}, fmt.Errorf("store statistics: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	// The statistics a backend sees are a snapshot taken at its first
-	// read; each reading is a new connection, so they are fresh.
-	var c storeCounters
-	err = conn.QueryRow(ctx, `SELECT xact_commit, tup_inserted + tup_updated + tup_deleted
-		FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.xacts, &c.rows)
-	if err != nil {
-		return storeCounters{}, fmt.Errorf("store statistics: %w", err)
-	}
-	c.at = time.Now()
-	return c, nil
+	return storeCounters{at: time.Now(), xacts: a.Xacts, rows: a.Rows}, nil
 }
 
 // storeRates fills the result's store write rates between two readings.

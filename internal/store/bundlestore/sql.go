@@ -13,15 +13,9 @@ import (
 	"github.com/berth-dev/berth/internal/eventlog"
 )
 
-// Schema changelog. Each version exists once per dialect, in
-// migrations/sqlite and migrations/postgres, and both must say the same thing:
-//
-//	0001 bundle_nodes (one row per node: the highest version number used, and
-//	     the row every write locks) and bundle_versions (by node and
-//	     version; at most one approved and one pending version per node,
-//	     enforced by partial unique indexes).
-//	0002 bundle_events and bundle_events_watermark: the bundle event log
-//	     (eventlog.Schema for prefix "bundle").
+// migrations/sqlite and migrations/postgres hold the schema: one numbered
+// file per change and engine, the two saying the same thing; their
+// comments say what each change is for.
 //
 //go:embed migrations
 var migrations embed.FS

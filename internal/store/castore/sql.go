@@ -10,13 +10,9 @@ import (
 	"github.com/berth-dev/berth/internal/db"
 )
 
-// Schema changelog. Each version exists once per dialect, in
-// migrations/sqlite and migrations/postgres, and both must say the same thing:
-//
-//	0001 ca_issued (by serial, indexed by node and issue time) and
-//	     ca_revocations (one per issued serial, indexed by time).
-//	0002 ca_issued.request_id (unique when set) and key_sha256;
-//	     ca_revocations.node_revoked.
+// migrations/sqlite and migrations/postgres hold the schema: one numbered
+// file per change and engine, the two saying the same thing; their
+// comments say what each change is for.
 //
 //go:embed migrations
 var migrations embed.FS

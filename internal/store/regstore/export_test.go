@@ -17,17 +17,17 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 	err := s.DB.Tx(ctx, func(tx *sql.Tx) error {
 		for chunk := range slices.Chunk(nodes, 1000) {
 			q := `INSERT INTO reg_nodes (` + nodeColumns + `) VALUES `
-			var args []any
+			var p db.Params
 			for i, n := range chunk {
 				if i > 0 {
 					q += ", "
 				}
-				q += "(" + db.Placeholders(len(args)+1, 13) + ", NULL, NULL, NULL, NULL, " + db.Placeholders(len(args)+14, 4) + ")"
-				args = append(args, n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname,
+				q += p.Values(n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname,
 					n.Serial, db.JSON(n.Labels), int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), n.TokenID,
-					n.ReplacementAllowed, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt), n.IdentitySource)
+					n.ReplacementAllowed, nil, nil, nil, nil, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt),
+					n.IdentitySource, n.EKHash, n.EKCertificate)
 			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			if _, err := tx.ExecContext(ctx, q, p...); err != nil {
 				return err
 			}
 		}

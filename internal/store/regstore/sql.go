@@ -18,28 +18,9 @@ import (
 	"github.com/berth-dev/berth/internal/eventlog"
 )
 
-// Schema changelog. Each version exists once per dialect, in
-// migrations/sqlite and migrations/postgres, and both must say the same thing:
-//
-//	0001 reg_tokens and reg_nodes; nodes unique on key_sha256, indexed by
-//	     hardware_uuid and (status, id); on PostgreSQL a GIN index on labels.
-//	0002 reg_events and reg_events_watermark: the node lifecycle event log
-//	     (eventlog.Schema for prefix "reg").
-//	0003 reg_intents: open certificate issuances, one per node, by request
-//	     ID, indexed by creation time for the reconciler.
-//	0004 reg_nodes.identity_source; reg_tokens.min_identity and
-//	     allow_site_secret; on PostgreSQL a GIN index on macs.
-//	0005 PostgreSQL only: reg_nodes.macs and cert_chain become JSONB (JSON
-//	     text as on SQLite), so one implementation serves both engines; the
-//	     GIN index on macs is rebuilt for JSONB.
-//	0006 reg_nodes.ek_hash and ek_certificate; reg_eks, the enrolled
-//	     endorsement keys.
-//	0007 reg_api_tokens: API tokens of the admin API (hashed secret, role,
-//	     expiry, last use, revocation).
-//	0008 boot evidence: reg_nodes.ak_public, boot_pcr_digest,
-//	     boot_pcr_digest_at, boot_nonce_time, boot_policy_violation;
-//	     reg_pcr_policies (allowed boot digests by label); reg_secrets
-//	     (the quote nonce key every replica shares).
+// migrations/sqlite and migrations/postgres hold the schema: one numbered
+// file per change and engine, the two saying the same thing; their
+// comments say what each change is for.
 //
 //go:embed migrations
 var migrations embed.FS
