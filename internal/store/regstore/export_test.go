@@ -25,7 +25,8 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 				q += p.Values(n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname,
 					n.Serial, db.JSON(n.Labels), int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), n.TokenID,
 					n.ReplacementAllowed, nil, nil, nil, nil, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt),
-					n.IdentitySource, n.EKHash, n.EKCertificate)
+					n.IdentitySource, n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic), n.BootPCRDigest, nil, n.BootNonceTime,
+					n.BootPolicyViolation)
 			}
 			if _, err := tx.ExecContext(ctx, q, p...); err != nil {
 				return err
