@@ -17,7 +17,7 @@ import (
 
 // readmeSections are the README sections a newcomer pastes in order into
 // a terminal against `make run`; TestREADME runs every sh block in them.
-var readmeSections = []string{"Five minutes with berth", "Configuration bundles", "Health and events", "REST/JSON API", "Flags and environment"}
+var readmeSections = []string{"Five minutes with berth", "Configuration bundles", "Health and events", "REST/JSON API", "Web console", "Flags and environment"}
 
 // readmeBlocks returns the fenced sh blocks of the named level-2 sections
 // of the README, in document order.

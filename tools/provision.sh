@@ -32,6 +32,7 @@ REQUIREMENTS=(
 	"have_cmd:openssl        openssl                     openssl: the CRL tests check berth's revocation list with openssl crl and verify"
 	"have_cmd:curl           curl                        curl: TestREADME runs the README's REST API examples"
 	"have_cmd:python3        python3                     python3: the Python example client of the REST API (examples/python) runs in a test"
+	"have_cmd:chromium       chromium                    chromium: the web console's browser tests (internal/console, chromedp, headless)"
 )
 
 log() { printf 'provision: %s\n' "$*" >&2; }

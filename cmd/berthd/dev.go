@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/cmdline"
+	"github.com/berth-dev/berth/internal/console"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -95,7 +97,7 @@ func announce(ctx context.Context, dir, addr string, layout *pki.Layout, stdout 
 	if err := os.WriteFile(envFile, []byte(strings.Join(envLines, "\n")+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
-	token, err := devToken(ctx, addr, layout)
+	token, link, err := devToken(ctx, addr, layout)
 	if err != nil {
 		return err
 	}
@@ -118,24 +120,34 @@ A demo node agent (bootstrap token valid 24h, 10 uses, auto-approve):
     --token %s --identity seed --seed-file %s \
     --hardware-uuid %s --cert-dir %s --root %s --once
 
+Web console, signed in as the admin (works once, for %s; more with
+berthctl ui link):
+  %s
+
 `, addr, dir, envFile, strings.Join(envLines, "\n  "),
 		addr, layout.CAHash(), token, seed,
-		readTrim(uuidFile), filepath.Join(agentDir, "run"), filepath.Join(agentDir, "root"))
+		readTrim(uuidFile), filepath.Join(agentDir, "run"), filepath.Join(agentDir, "root"), console.DefaultLinkTTL, link)
 	return nil
 }
 
-// devToken asks the running server, as admin and over gRPC like any client,
-// for a fresh auto-approve token.
-func devToken(ctx context.Context, addr string, layout *pki.Layout) (string, error) {
+// devAdmin dials the running server as its admin, over gRPC like any
+// client.
+func devAdmin(addr string, layout *pki.Layout) (*grpc.ClientConn, error) {
 	cert, err := layout.AdminCertificate()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(cert, layout.RootPool()), layout.TrustDomain, pki.ServiceRegistration)
 	tlsCfg.ServerName, _, _ = net.SplitHostPort(addr)
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg})
+	return rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: tlsCfg})
+}
+
+// devToken asks the running server, as admin, for a fresh auto-approve
+// token, and for a one-time sign-in link to the web console.
+func devToken(ctx context.Context, addr string, layout *pki.Layout) (token, link string, err error) {
+	conn, err := devAdmin(addr, layout)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -144,9 +156,13 @@ func devToken(ctx context.Context, addr string, layout *pki.Layout) (string, err
 		TtlSeconds: 24 * 3600, Uses: 10, AutoApprove: true, Description: "berthd dev demo token",
 	})
 	if err != nil {
-		return "", fmt.Errorf("create demo token: %w", err)
+		return "", "", fmt.Errorf("create demo token: %w", err)
 	}
-	return resp.GetSecretToken(), nil
+	l, err := berthv1.NewConsoleAdminServiceClient(conn).CreateSignInLink(ctx, &berthv1.CreateSignInLinkRequest{})
+	if err != nil {
+		return "", "", fmt.Errorf("create a console sign-in link: %w", err)
+	}
+	return resp.GetSecretToken(), "https://" + addr + l.GetPath(), nil
 }
 
 // keepRandomFile returns path, creating it with n random bytes (formatted)

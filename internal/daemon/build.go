@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-dev/berth/internal/attest"
+	"github.com/berth-dev/berth/internal/console"
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/depwatch"
 	"github.com/berth-dev/berth/internal/gateway"
@@ -120,6 +121,10 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 			b.bearer = svc.AuthenticateBearer
 		}
 	}
+	if c.servesREST() {
+		// The web console's own service, served where the console is.
+		policies = append(policies, rpc.PolicyFor(berthv1.ConsoleAdminService_ServiceDesc.ServiceName))
+	}
 	cert, err := cr.listenerCert(sc, time.Now())
 	if err != nil {
 		return nil, err
@@ -166,9 +171,9 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 }
 
 // buildGateway builds the REST front door of a process serving every
-// role: it reaches the services on this process's own listener, as the
-// api service, so that each call meets the same interceptors as a gRPC
-// caller's.
+// role, with the web console: both reach the services on this process's
+// own listener, as the api service, so that each call meets the same
+// interceptors as a gRPC caller's.
 func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert tls.Certificate) (*gateway.Gateway, error) {
 	// The front door of a split deployment shares its connections to the
 	// services with its gRPC side.
@@ -183,6 +188,16 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 			conns[svc] = conn
 		}
 	}
+	ui, err := console.New(console.Config{
+		Registration: conns[pki.ServiceRegistration],
+		Bundles:      conns[pki.ServiceBundles],
+		Heartbeat:    conns[pki.ServiceHeartbeat],
+		Logger:       c.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ui.Service().Register(b.server)
 	return gateway.New(gateway.Config{
 		Registration: conns[pki.ServiceRegistration],
 		Bundles:      conns[pki.ServiceBundles],
@@ -191,6 +206,7 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 		TrustDomain:  cr.trustDomain,
 		Roots:        cr.rootPool(),
 		Bearer:       b.bearer,
+		UI:           ui.Handler(),
 		Logger:       c.Logger,
 	})
 }

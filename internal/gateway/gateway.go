@@ -64,8 +64,15 @@ type Config struct {
 	// Bearer checks the API tokens of requests that present one
 	// ("Authorization: Bearer TOKEN"); nil refuses them.
 	Bearer rpc.BearerAuth
+	// UI, when set, serves the web console under UIPath; it signs its
+	// own users in (internal/console), so no client certificate is asked
+	// of a browser there.
+	UI     http.Handler
 	Logger *slog.Logger
 }
+
+// UIPath is where the front door serves the web console.
+const UIPath = "/ui/"
 
 // Gateway serves the REST API.
 type Gateway struct {
@@ -121,6 +128,10 @@ func New(c Config) (*Gateway, error) {
 	}
 	top := http.NewServeMux()
 	top.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
+	if c.UI != nil {
+		top.Handle(UIPath, http.MaxBytesHandler(c.UI, maxBodyBytes))
+		top.Handle("GET /ui", http.RedirectHandler(UIPath, http.StatusMovedPermanently))
+	}
 	top.Handle("/", g.authenticated(shortQuery(g.mux)))
 	g.handler = top
 	g.srv = &http.Server{

@@ -202,6 +202,10 @@ func Matrix() map[string]Callers {
 		hbAdmin + "GetHeartbeatSettings": Viewers,
 		hbAdmin + "SetHeartbeatSettings": FromAdmin,
 
+		// The web console's one-time sign-in links sign in the admin who
+		// asks; the front door serves it.
+		"/berth.v1.ConsoleAdminService/CreateSignInLink": FromAdmin,
+
 		// berth-agent's local API, on the node's unix socket only.
 		agent + "UpdateReported": FromLocal,
 		agent + "ReportEvent":    FromLocal,

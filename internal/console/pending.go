@@ -1,0 +1,28 @@
+package console
+
+import (
+	"net/http"
+
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// maxPendingShown bounds the Pending page: past it the page says so.
+const maxPendingShown = 500
+
+type pendingData struct {
+	Nodes     []*berthv1.Node
+	Truncated bool
+}
+
+func (s *Console) pendingPage(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := callContext(r)
+	defer cancel()
+	resp, err := s.api.nodes.ListNodes(as(ctx, ss.principal), &berthv1.ListNodesRequest{
+		Status: berthv1.NodeStatus_NODE_STATUS_PENDING, PageSize: maxPendingShown,
+	})
+	if err != nil {
+		s.fail(w, r, ss, httpStatus(err), errorText(err))
+		return
+	}
+	s.render(w, r, http.StatusOK, "pending", ss, pendingData{Nodes: resp.GetNodes(), Truncated: resp.GetNextPageToken() != ""})
+}
