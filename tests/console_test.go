@@ -277,6 +277,44 @@ func TestConsole(t *testing.T) {
 		t.Fatal("the agent is connected before approval")
 	}
 
+	// A viewer signs in with an API token in a browser of its own: it
+	// sees the node but no action, and a post it makes anyway, with its
+	// own valid CSRF token, is refused by the services' matrix, whose
+	// error it is shown.
+	var vt struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	mustJSON(t, mustRun(t, d.env, "berthctl", "api-tokens", "create", "--role", "viewer", "--name", "console-viewer", "-o", "json"), &vt)
+	viewer := newBrowser(t)
+	within(t, viewer, "sign in with a wrong token", chromedp.Navigate(d.base+"/ui/signin"),
+		chromedp.SendKeys(chromedp.CSS("#token"), vt.Token[:len(vt.Token)-4]+"0000"), chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#error")))
+	if e := text(t, viewer, "#error"); !strings.Contains(e, "API token is unknown") {
+		t.Errorf("a wrong token's sign-in says %q", e)
+	}
+	within(t, viewer, "sign in as a viewer", chromedp.SendKeys(chromedp.CSS("#token"), vt.Token), chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#fleet")))
+	if who, role := text(t, viewer, "#principal"), text(t, viewer, "#role"); who != "token:"+vt.ID+"/console-viewer" || role != "viewer" {
+		t.Errorf("viewer signed in as %q (%q)", who, role)
+	}
+	within(t, viewer, "the viewer's Pending page", chromedp.Navigate(d.base+"/ui/pending"), chromedp.WaitVisible(chromedp.CSS("#pending-"+id)))
+	if n := evaluate[int](t, viewer, `document.querySelectorAll('main button, main form[method=post]').length`); n != 0 {
+		t.Errorf("the viewer's Pending page has %d buttons or forms that act", n)
+	}
+	screenshot(t, viewer, shots, "pending-viewer")
+	forged := evaluate[string](t, viewer, fmt.Sprintf(`fetch('/ui/nodes/%s/approve', {method: 'POST', credentials: 'same-origin',
+		headers: {'X-CSRF-Token': document.getElementById('main').dataset.csrf, 'Accept': 'application/json'}})
+		.then(function (r) { return r.text().then(function (b) { return r.status + ' ' + b; }); })`, id))
+	if !strings.HasPrefix(forged, "403 ") || !strings.Contains(forged, "PermissionDenied") {
+		t.Errorf("a viewer's approve with a valid CSRF token: %s, want 403 PermissionDenied from the services", forged)
+	}
+	mustRun(t, d.env, "berthctl", "api-tokens", "revoke", vt.ID)
+	within(t, viewer, "the revoked token's session", chromedp.Navigate(d.base+"/ui/fleet"), chromedp.WaitVisible(chromedp.CSS("#error")))
+	if e := text(t, viewer, "#error"); !strings.Contains(e, "API token has been revoked") {
+		t.Errorf("after revoking its token the viewer's session shows %q", e)
+	}
+
 	// A second browser, signed in with a link from berthctl ui link,
 	// keeps the Fleet page open: it shows the node pending.
 	var link struct {

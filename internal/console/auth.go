@@ -1,21 +1,19 @@
 package console
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/apitoken"
 )
 
-// TokenAuthenticator turns an API token into the principal it belongs to.
-type TokenAuthenticator interface {
-	// AuthenticateToken returns ErrBadToken for a token that is unknown,
-	// expired or revoked, and other errors when it could not tell.
-	AuthenticateToken(ctx context.Context, token string) (Principal, error)
+// refused reports whether err is a token refusal, whose message is
+// public (apitoken's constants), rather than a failure to check.
+func refused(err error) bool {
+	return errors.Is(err, apitoken.ErrMalformed) || errors.Is(err, apitoken.ErrUnknown) ||
+		errors.Is(err, apitoken.ErrRevoked) || errors.Is(err, apitoken.ErrExpired)
 }
-
-// ErrBadToken is a token that does not sign anyone in.
-var ErrBadToken = errors.New("console: token not accepted")
 
 // maxTokenLen bounds what sign-in reads as a token.
 const maxTokenLen = 512
@@ -44,14 +42,14 @@ func (s *Console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if token == "" || len(token) > maxTokenLen {
-		s.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Error: msgBadToken})
+		s.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Error: apitoken.MsgMalformed + "."})
 		return
 	}
 	ctx, cancel := callContext(r)
 	defer cancel()
-	p, err := s.c.Tokens.AuthenticateToken(ctx, token)
-	if errors.Is(err, ErrBadToken) {
-		s.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Error: msgBadToken})
+	tp, err := s.c.Tokens.Authenticate(ctx, token)
+	if refused(err) {
+		s.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Error: err.Error() + "."})
 		return
 	}
 	if err != nil {
@@ -59,7 +57,8 @@ func (s *Console) signin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{Error: "The token could not be checked now; try again shortly."})
 		return
 	}
-	ss := s.sessions.create(p)
+	p := principalOf(tp.Identity())
+	ss := s.sessions.create(p, token)
 	s.c.Logger.Info("console sign-in", "principal", p.Name, "role", p.Role, "by", "token")
 	setSessionCookie(w, ss)
 	http.Redirect(w, r, Path, http.StatusSeeOther)
@@ -68,12 +67,13 @@ func (s *Console) signin(w http.ResponseWriter, r *http.Request) {
 // useLink spends a one-time sign-in link. A GET, so that the link can be
 // opened from a terminal; it is refused after its first use.
 func (s *Console) useLink(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.links.use(r.PathValue("secret"))
+	lk, ok := s.links.use(r.PathValue("secret"))
+	p := lk.principal
 	if !ok {
 		s.render(w, r, http.StatusForbidden, "signin", nil, signinData{NoTokens: s.c.Tokens == nil, Error: msgBadLink})
 		return
 	}
-	ss := s.sessions.create(p)
+	ss := s.sessions.create(p, lk.token)
 	s.c.Logger.Info("console sign-in", "principal", p.Name, "role", p.Role, "by", "link")
 	setSessionCookie(w, ss)
 	http.Redirect(w, r, Path, http.StatusSeeOther)

@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/apitoken"
 	"github.com/berth-dev/berth/internal/clock"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -50,9 +51,9 @@ type Config struct {
 	// Connections to the services, made with the front door's own (api)
 	// service certificate, as the REST gateway's.
 	Registration, Bundles, Heartbeat *grpc.ClientConn
-	// Tokens authenticates API tokens at sign-in; nil while the
-	// deployment has no API tokens, when only sign-in links work.
-	Tokens TokenAuthenticator
+	// Tokens authenticates API tokens at sign-in and on every request of
+	// a token's session; nil leaves sign-in links only.
+	Tokens apitoken.Authenticator
 	// SessionTTL is how long a session lasts (DefaultSessionTTL when 0);
 	// LinkTTL how long a sign-in link may wait to be used (DefaultLinkTTL).
 	SessionTTL, LinkTTL time.Duration

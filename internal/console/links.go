@@ -3,11 +3,13 @@ package console
 import (
 	"context"
 	"crypto/sha256"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -33,7 +35,10 @@ type links struct {
 
 type link struct {
 	principal Principal
-	expires   time.Time
+	// token is the API token of an admin who asked with one, so that the
+	// session checks it as a token session does.
+	token   string
+	expires time.Time
 }
 
 func newLinks(c clock.Clock, ttl time.Duration) *links {
@@ -41,7 +46,7 @@ func newLinks(c clock.Clock, ttl time.Duration) *links {
 }
 
 // mint returns a new link's secret and expiry.
-func (l *links) mint(p Principal) (string, time.Time) {
+func (l *links) mint(p Principal, token string) (string, time.Time) {
 	secret := randomID()
 	now := l.clock.Now()
 	exp := now.Add(l.ttl)
@@ -52,38 +57,31 @@ func (l *links) mint(p Principal) (string, time.Time) {
 			delete(l.byKey, k)
 		}
 	}
-	l.byKey[sha256.Sum256([]byte(secret))] = link{principal: p, expires: exp}
+	l.byKey[sha256.Sum256([]byte(secret))] = link{principal: p, token: token, expires: exp}
 	return secret, exp
 }
 
 // use spends a link: it works once, before it expires.
-func (l *links) use(secret string) (Principal, bool) {
+func (l *links) use(secret string) (link, bool) {
 	k := sha256.Sum256([]byte(secret))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lk, ok := l.byKey[k]
 	if !ok {
-		return Principal{}, false
+		return link{}, false
 	}
 	delete(l.byKey, k)
 	if !l.clock.Now().Before(lk.expires) {
-		return Principal{}, false
+		return link{}, false
 	}
-	return lk.principal, true
+	return lk, true
 }
 
-// SignInLink mints a one-time sign-in link for an admin named name, for
-// berthd dev to print at start. It returns the link's path.
+// SignInLink mints a one-time sign-in link for an admin certificate's
+// holder named name. It returns the link's path.
 func (s *Console) SignInLink(name string) (string, time.Time) {
-	secret, exp := s.links.mint(adminPrincipal(name))
+	secret, exp := s.links.mint(principalOf(mtls.Identity{Kind: mtls.KindAdmin, Name: name}), "")
 	return LinkPrefix + secret, exp
-}
-
-// adminPrincipal is an admin who holds an admin certificate, named as the
-// front door forwards such a caller.
-func adminPrincipal(name string) Principal {
-	id := mtls.Identity{Kind: mtls.KindAdmin, Name: name}
-	return Principal{Name: id.String(), Role: RoleAdmin, Forward: id.String()}
 }
 
 // Service is the console's gRPC administration (ConsoleAdminService),
@@ -103,16 +101,34 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 	berthv1.RegisterConsoleAdminServiceServer(r, s)
 }
 
-// msgNoAdmin answers a caller the matrix let through that is no admin
-// certificate holder; it cannot happen while the matrix row is admins only.
+// msgNoAdmin answers a caller the matrix let through that is neither an
+// admin certificate nor an API token; it cannot happen while the matrix
+// row is admins only.
 const msgNoAdmin = "sign-in links are made for admins only"
 
-// CreateSignInLink mints a link that signs the calling admin in.
+// CreateSignInLink mints a link that signs the caller in: the admin
+// certificate's holder, or an admin API token's principal, whose token
+// the session then checks on every request.
 func (s *Service) CreateSignInLink(ctx context.Context, _ *berthv1.CreateSignInLinkRequest) (*berthv1.CreateSignInLinkResponse, error) {
 	id, verifyErr, ok := mtls.PeerIdentity(ctx)
-	if !ok || verifyErr != nil || id.Kind != mtls.KindAdmin {
+	if !ok || verifyErr != nil || (id.Kind != mtls.KindAdmin && id.Kind != mtls.KindToken) {
 		return nil, status.Error(codes.PermissionDenied, msgNoAdmin)
 	}
-	path, exp := s.console.SignInLink(id.Name)
-	return &berthv1.CreateSignInLinkResponse{Path: path, ExpiresAt: timestamppb.New(exp)}, nil
+	token := ""
+	if id.Kind == mtls.KindToken {
+		token = bearerOf(ctx)
+	}
+	secret, exp := s.console.links.mint(principalOf(id), token)
+	return &berthv1.CreateSignInLinkResponse{Path: LinkPrefix + secret, ExpiresAt: timestamppb.New(exp)}, nil
+}
+
+// bearerOf is the API token of a call authenticated by one.
+func bearerOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
 }

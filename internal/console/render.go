@@ -59,8 +59,8 @@ type view struct {
 }
 
 // CanAct and CanAdminister say which controls to show.
-func (v view) CanAct() bool        { return v.Principal != nil && v.Principal.Role.CanAct() }
-func (v view) CanAdminister() bool { return v.Principal != nil && v.Principal.Role.CanAdminister() }
+func (v view) CanAct() bool        { return v.Principal != nil && v.Principal.CanAct() }
+func (v view) CanAdminister() bool { return v.Principal != nil && v.Principal.CanAdminister() }
 
 var titles = map[string]string{
 	"signin": "Sign in", "error": "Error", "pending": "Pending approval", "fleet": "Fleet",

@@ -1,14 +1,18 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/rpc"
 )
 
 // CookieName is the session cookie's name. The __Host- prefix makes
@@ -16,33 +20,32 @@ import (
 // Domain, so no other host or path can set or read it.
 const CookieName = "__Host-berth-session"
 
-// Role is what a principal may do, in the API's terms. The console shows
-// actions by it; the services' matrix decides.
-type Role string
-
-// The API's roles.
-const (
-	RoleViewer   Role = "viewer"
-	RoleOperator Role = "operator"
-	RoleAdmin    Role = "admin"
-)
-
-// CanAct reports whether the role may approve, reject, revoke and manage
-// bundles.
-func (r Role) CanAct() bool { return r == RoleOperator || r == RoleAdmin }
-
-// CanAdminister reports whether the role may change settings.
-func (r Role) CanAdminister() bool { return r == RoleAdmin }
-
 // Principal is who a session acts for.
 type Principal struct {
-	// Name is shown to the person signed in.
+	// Name is shown to the person signed in and in the console's logs:
+	// "admin:NAME" or "token:ID/NAME", as events name the actor.
 	Name string
-	Role Role
+	Role mtls.Role
 	// Forward is the value of rpc.ForwardedCallerKey with which the
 	// console names the principal to the services.
 	Forward string
 }
+
+// principalOf is the principal of an admin API caller: the admin
+// certificate's holder (role admin) or an API token's.
+func principalOf(id mtls.Identity) Principal {
+	role := id.Role
+	if id.Kind == mtls.KindAdmin {
+		role = mtls.RoleAdmin
+	}
+	return Principal{Name: id.String(), Role: role, Forward: rpc.ForwardedCaller(id)}
+}
+
+// CanAct reports whether the principal's role may approve, reject, revoke
+// and manage bundles; CanAdminister whether it may change settings. They
+// decide which controls a page shows; the services decide what happens.
+func (p Principal) CanAct() bool        { return p.Role >= mtls.RoleOperator }
+func (p Principal) CanAdminister() bool { return p.Role >= mtls.RoleAdmin }
 
 // session is one signed-in browser. Sessions live in the front door's
 // memory: a restart signs everyone out, and several front doors need a
@@ -53,6 +56,12 @@ type session struct {
 	principal Principal
 	csrf      string
 	expires   time.Time
+	// token is the API token the session signed in with, kept here in
+	// memory only (never in the cookie), so that every request checks it
+	// again: a revoked or expired token ends its sessions at once, since
+	// the services trust the front door's word for a forwarded caller.
+	// Empty for an admin certificate holder's link.
+	token string
 }
 
 type sessions struct {
@@ -73,9 +82,9 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *sessions) create(p Principal) *session {
+func (s *sessions) create(p Principal, token string) *session {
 	now := s.clock.Now()
-	ss := &session{id: randomID(), principal: p, csrf: randomID(), expires: now.Add(s.ttl)}
+	ss := &session{id: randomID(), principal: p, csrf: randomID(), expires: now.Add(s.ttl), token: token}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Expired sessions go whenever one is made, so the map stays bounded
@@ -136,6 +145,12 @@ func (s *Console) session(next handlerFunc) http.Handler {
 		if c, err := r.Cookie(CookieName); err == nil {
 			ss, _ = s.sessions.get(c.Value)
 		}
+		if ss != nil && ss.token != "" {
+			if err := s.recheck(r, ss); err != nil {
+				s.fail(w, r, nil, http.StatusUnauthorized, err.Error()+". Sign in again.")
+				return
+			}
+		}
 		if ss == nil {
 			if r.Method != http.MethodGet || r.Header.Get("Accept") == "text/event-stream" || r.URL.Path == "/ui/fleet/counts" {
 				s.fail(w, r, nil, http.StatusUnauthorized, msgSignedOut)
@@ -163,10 +178,28 @@ const (
 	msgSignedOut = "You are not signed in, or your session has ended. Sign in again."
 	msgCSRF      = "This form did not come from this console page (missing or wrong CSRF token). Reload the page and try again."
 	msgOrigin    = "This request came from another site and was refused."
-	msgBadToken  = "That token was not accepted: it is unknown, expired or revoked."
 	msgNoTokens  = "This deployment does not accept API tokens yet; ask an admin for a sign-in link (berthctl ui link)."
 	msgBadLink   = "This sign-in link is not valid: it is unknown, expired or was already used. Ask for a new one (berthctl ui link)."
 )
+
+// recheck authenticates a token session's token again; a refusal ends
+// the session.
+func (s *Console) recheck(r *http.Request, ss *session) error {
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	_, err := s.c.Tokens.Authenticate(ctx, ss.token)
+	if refused(err) {
+		s.sessions.end(ss.id)
+		return err
+	}
+	if err != nil {
+		// Could not tell now: the call goes on to the services, and a
+		// token that cannot be checked does not act.
+		s.c.Logger.Warn("console could not check a session's API token", "principal", ss.principal.Name, "error", err)
+		return errors.New("the API token could not be checked now; try again shortly")
+	}
+	return nil
+}
 
 func validCSRF(r *http.Request, ss *session) bool {
 	got := r.PostFormValue("csrf")

@@ -9,14 +9,19 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/mtls"
 )
+
+func admin(name string) Principal {
+	return principalOf(mtls.Identity{Kind: mtls.KindAdmin, Name: name})
+}
 
 // TestLinksOnceAndExpire: a sign-in link works once, before it expires,
 // and a guessed or altered secret never.
 func TestLinksOnceAndExpire(t *testing.T) {
 	c := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	l := newLinks(c, 5*time.Minute)
-	secret, exp := l.mint(adminPrincipal("ops"))
+	secret, exp := l.mint(admin("ops"), "")
 	if !exp.Equal(c.Now().Add(5 * time.Minute)) {
 		t.Errorf("expires %v", exp)
 	}
@@ -25,14 +30,14 @@ func TestLinksOnceAndExpire(t *testing.T) {
 			t.Errorf("secret %q signed in", bad)
 		}
 	}
-	p, ok := l.use(secret)
-	if !ok || p.Role != RoleAdmin || p.Forward != "admin:ops" {
-		t.Fatalf("use = %+v, %v", p, ok)
+	lk, ok := l.use(secret)
+	if p := lk.principal; !ok || p.Role != mtls.RoleAdmin || p.Forward != "admin:ops" || p.Name != "admin:ops" || lk.token != "" {
+		t.Fatalf("use = %+v, %v", lk, ok)
 	}
 	if _, ok := l.use(secret); ok {
 		t.Error("a link worked twice")
 	}
-	late, _ := l.mint(adminPrincipal("ops"))
+	late, _ := l.mint(admin("ops"), "")
 	c.Advance(5 * time.Minute)
 	if _, ok := l.use(late); ok {
 		t.Error("an expired link worked")
@@ -47,8 +52,8 @@ func TestLinksOnceAndExpire(t *testing.T) {
 func TestSessionsExpire(t *testing.T) {
 	c := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	s := newSessions(c, time.Hour)
-	a := s.create(Principal{Name: "a", Role: RoleViewer, Forward: "admin:a"})
-	b := s.create(Principal{Name: "b", Role: RoleViewer, Forward: "admin:b"})
+	a := s.create(admin("a"), "")
+	b := s.create(admin("b"), "")
 	if a.id == b.id || a.csrf == b.csrf || a.id == a.csrf || len(a.id) < 40 {
 		t.Fatalf("IDs and CSRF tokens not distinct random values: %+v %+v", a, b)
 	}
@@ -64,7 +69,7 @@ func TestSessionsExpire(t *testing.T) {
 	if _, ok := s.get(a.id); ok {
 		t.Error("an expired session works")
 	}
-	s.create(Principal{})
+	s.create(Principal{}, "")
 	if len(s.byID) != 1 {
 		t.Errorf("%d sessions kept, want the new one only", len(s.byID))
 	}
@@ -79,7 +84,7 @@ func TestPostChecks(t *testing.T) {
 	if con.pages, err = parsePages(); err != nil {
 		t.Fatal(err)
 	}
-	ss := con.sessions.create(adminPrincipal("ops"))
+	ss := con.sessions.create(admin("ops"), "")
 	reached := false
 	h := con.session(func(w http.ResponseWriter, _ *http.Request, _ *session) { reached = true })
 	for _, tc := range []struct {
@@ -90,7 +95,7 @@ func TestPostChecks(t *testing.T) {
 		{"good header, no origin", ss.id, "", ss.csrf, "", http.StatusOK},
 		{"no CSRF", ss.id, "", "", "https://console.test", http.StatusForbidden},
 		{"wrong CSRF", ss.id, "x" + ss.csrf[1:], "", "", http.StatusForbidden},
-		{"another session's token", ss.id, con.sessions.create(adminPrincipal("b")).csrf, "", "", http.StatusForbidden},
+		{"another session's token", ss.id, con.sessions.create(admin("b"), "").csrf, "", "", http.StatusForbidden},
 		{"other origin", ss.id, ss.csrf, "", "https://evil.test", http.StatusForbidden},
 		{"origin null", ss.id, ss.csrf, "", "null", http.StatusForbidden},
 		{"plain http origin", ss.id, ss.csrf, "", "http://console.test", http.StatusForbidden},

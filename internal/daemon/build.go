@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/berth-dev/berth/internal/apitoken"
 	"github.com/berth-dev/berth/internal/attest"
 	"github.com/berth-dev/berth/internal/console"
 	"github.com/berth-dev/berth/internal/db"
@@ -51,6 +52,8 @@ type built struct {
 	// bearer checks API tokens on the front door's port (role all: the
 	// registration service here; role api: through it); nil elsewhere.
 	bearer rpc.BearerAuth
+	// tokens checks API tokens for the web console's sign-in.
+	tokens apitoken.Authenticator
 	// rest is the REST/JSON front door; nil unless the process serves it.
 	rest *gateway.Gateway
 	// upstream are the front door's connections to the services it
@@ -119,6 +122,7 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 		if c.Role == RoleAll {
 			b.bearer = svc.AuthenticateBearer
+			b.tokens = svc.APITokens()
 		}
 	}
 	if c.servesREST() {
@@ -192,6 +196,7 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 		Registration: conns[pki.ServiceRegistration],
 		Bundles:      conns[pki.ServiceBundles],
 		Heartbeat:    conns[pki.ServiceHeartbeat],
+		Tokens:       b.tokens,
 		Logger:       c.Logger,
 	})
 	if err != nil {

@@ -50,7 +50,8 @@ func buildFrontDoor(c Config, cr *creds, tel *telemetry.Telemetry, b *built) (rp
 		b.upstream[u.service] = conn
 	}
 	// API tokens are checked by the registration service, which keeps them.
-	b.bearer = apitoken.NewClient(b.upstream[pki.ServiceRegistration]).AuthenticateBearer
+	tokens := apitoken.NewClient(b.upstream[pki.ServiceRegistration])
+	b.bearer, b.tokens = tokens.AuthenticateBearer, tokens
 	p := rpc.Policy{}
 	for method, callers := range rpc.Matrix() {
 		if forwarded(method) {

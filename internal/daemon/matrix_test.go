@@ -96,14 +96,14 @@ func roleServices() map[string][]string {
 	}
 }
 
-// frontDoorServices are served only by the process that serves the front
+// consoleServices are served only by the process that serves the front
 // door (REST and the web console): role all.
-func frontDoorServices() []string {
+func consoleServices() []string {
 	return []string{berthv1.ConsoleAdminService_ServiceDesc.ServiceName}
 }
 
-func isFrontDoorMethod(method string) bool {
-	for _, s := range frontDoorServices() {
+func isConsoleMethod(method string) bool {
+	for _, s := range consoleServices() {
 		if strings.HasPrefix(method, "/"+s+"/") {
 			return true
 		}
@@ -212,7 +212,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 			for role, services := range roleServices() {
 				services = append(services, everyServerServices()...)
 				if tt.frontDoor && role == RoleRegistration {
-					services = append(services, frontDoorServices()...)
+					services = append(services, consoleServices()...)
 				}
 				methods := methodsOf(t, services)
 				for _, c := range cs {
@@ -252,7 +252,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 					}
 					continue
 				}
-				if !covered[method] && !(isFrontDoorMethod(method) && !tt.frontDoor) {
+				if !covered[method] && !(isConsoleMethod(method) && !tt.frontDoor) {
 					t.Errorf("matrix row %s was not run", method)
 				}
 			}

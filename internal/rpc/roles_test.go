@@ -47,6 +47,8 @@ var adminRole = map[string]mtls.Role{
 	"/berth.v1.HeartbeatAdminService/WatchHealth":          mtls.RoleViewer,
 	"/berth.v1.HeartbeatAdminService/GetHeartbeatSettings": mtls.RoleViewer,
 	"/berth.v1.HeartbeatAdminService/SetHeartbeatSettings": mtls.RoleAdmin,
+	// A sign-in link signs its asker in to the web console as themselves.
+	"/berth.v1.ConsoleAdminService/CreateSignInLink": mtls.RoleAdmin,
 
 	"/berth.v1.CertificateAuthorityService/ListIssued":     mtls.RoleAdmin,
 	"/berth.v1.CertificateAuthorityService/GetRevocations": mtls.RoleAdmin,
