@@ -42,8 +42,8 @@ func setupCACRL(fs *pflag.FlagSet) action {
 		if err := s.exactArgs(args); err != nil {
 			return err
 		}
-		if *der && s.json() {
-			return s.usagef("--der and -o json do not go together")
+		if *der && s.structured() {
+			return s.usagef("--der and -o %s do not go together", s.set.output)
 		}
 		c, err := s.caClient()
 		if err != nil {
@@ -65,7 +65,7 @@ func setupCACRL(fs *pflag.FlagSet) action {
 			Revoked:    resp.GetRevoked(),
 			CRL:        string(block),
 		}
-		if s.json() {
+		if s.structured() {
 			return s.emit(v, nil)
 		}
 		_, err = fmt.Fprint(s.cfg.Stdout, v.CRL)

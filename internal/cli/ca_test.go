@@ -24,8 +24,13 @@ import (
 // fakeCA is a CertificateAuthorityService answering GetCRL with getCRL.
 type fakeCA struct {
 	berthv1.UnimplementedCertificateAuthorityServiceServer
-	getCRL func(context.Context, *berthv1.GetCRLRequest) (*berthv1.GetCRLResponse, error)
+	getCRL         func(context.Context, *berthv1.GetCRLRequest) (*berthv1.GetCRLResponse, error)
+	getRevocations func(context.Context, *berthv1.GetRevocationsRequest) (*berthv1.GetRevocationsResponse, error)
 	recorder
+}
+
+func (f *fakeCA) GetRevocations(ctx context.Context, r *berthv1.GetRevocationsRequest) (*berthv1.GetRevocationsResponse, error) {
+	return handle(ctx, &f.recorder, "GetRevocations", r, f.getRevocations)
 }
 
 func (f *fakeCA) GetCRL(ctx context.Context, r *berthv1.GetCRLRequest) (*berthv1.GetCRLResponse, error) {
@@ -40,7 +45,8 @@ func serveCA(t *testing.T, pki *testPKI, fake *fakeCA) string {
 		t.Fatal(err)
 	}
 	srv := rpc.NewServer(rpc.ServerConfig{Name: "ca", TrustDomain: trustDomain, Cert: pki.serverFor(t, "ca"), Roots: pki.roots,
-		Policy: rpc.Policy{berthv1.CertificateAuthorityService_GetCRL_FullMethodName: rpc.Anyone}})
+		Policy: rpc.Policy{berthv1.CertificateAuthorityService_GetCRL_FullMethodName: rpc.Anyone,
+			berthv1.CertificateAuthorityService_GetRevocations_FullMethodName: rpc.Anyone}})
 	berthv1.RegisterCertificateAuthorityServiceServer(srv.Server, fake)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)

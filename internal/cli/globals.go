@@ -14,7 +14,9 @@ import (
 // Output formats.
 const (
 	formatTable = "table"
+	formatWide  = "wide"
 	formatJSON  = "json"
+	formatYAML  = "yaml"
 )
 
 // defaultTimeout bounds a whole command, page following included.
@@ -48,7 +50,7 @@ func (s globalSpec) flagName() string {
 
 func globalSpecs() []globalSpec {
 	return []globalSpec{
-		{"output", "o", "table|json", "BERTH_OUTPUT", "output format", formatTable, func(g *globals) *string { return &g.output }},
+		{"output", "o", "table|wide|json|yaml", "BERTH_OUTPUT", "output format (wide: a table with more columns; yaml: the JSON document as YAML)", formatTable, func(g *globals) *string { return &g.output }},
 		{"server", "", "H:P", "BERTH_SERVER", "address of the front door (berthd serve --role api, or dev), or of the registration service", "", func(g *globals) *string { return &g.server }},
 		{"bundles-server", "", "H:P", "BERTH_BUNDLES_SERVER", "address of the bundles service", "the --server address", func(g *globals) *string { return &g.bundlesServer }},
 		{"heartbeat-server", "", "H:P", "BERTH_HEARTBEAT_SERVER", "address of the heartbeat service", "the --server address", func(g *globals) *string { return &g.heartbeatServer }},
@@ -142,9 +144,9 @@ func (g *globals) resolve(fs *pflag.FlagSet, getenv func(string) string, path []
 	switch set.output {
 	case "":
 		set.output = formatTable
-	case formatTable, formatJSON:
+	case formatTable, formatWide, formatJSON, formatYAML:
 	default:
-		return set, usagef(path, "invalid output format %q from %s: want table or json", set.output, sources["BERTH_OUTPUT"])
+		return set, usagef(path, "invalid output format %q from %s: want table, wide, json or yaml", set.output, sources["BERTH_OUTPUT"])
 	}
 	if v := values["BERTH_TIMEOUT"]; v != "" {
 		d, err := time.ParseDuration(v)

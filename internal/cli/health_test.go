@@ -63,7 +63,10 @@ func TestNodesWithoutHeartbeat(t *testing.T) {
 				if r.code != cli.ExitOK || r.stderr != want {
 					t.Errorf("exit %d, stderr:\n%s\nwant exit 0, stderr:\n%s", r.code, r.stderr, want)
 				}
-				if strings.Count(r.stdout, `"health": "unknown"`) != map[string]int{"list": 3, "get": 1}[cmd] {
+				// A revoked node's health is "revoked", known without the
+				// heartbeat service.
+				if strings.Count(r.stdout, `"health": "unknown"`) != map[string]int{"list": 2, "get": 1}[cmd] ||
+					strings.Count(r.stdout, `"health": "revoked"`) != map[string]int{"list": 1, "get": 0}[cmd] {
 					t.Errorf("stdout:\n%s", r.stdout)
 				}
 			})

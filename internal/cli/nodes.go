@@ -91,6 +91,10 @@ type nodeJSON struct {
 	BundleAppliedVersion int64         `json:"bundle_applied_version"`
 	BundleAppliedAt      string        `json:"bundle_applied_at"`
 	BundleHooks          []hookRunJSON `json:"bundle_hooks"`
+	// RevokedAt and RevocationReason say when and why a revoked node was
+	// revoked (nodes get only, from the CA's revocations).
+	RevokedAt        string `json:"revoked_at,omitempty"`
+	RevocationReason string `json:"revocation_reason,omitempty"`
 }
 
 // hookRunJSON is how one post-apply hook ran on the node.
@@ -114,7 +118,7 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 		CertNotBefore:       rfc3339(n.GetCertNotBefore()),
 		CertNotAfter:        rfc3339(n.GetCertNotAfter()),
 		CertificatesIssued:  n.GetCertificatesIssued(),
-		Health:              healthState(h),
+		Health:              nodeHealthState(n, h),
 		LastSeen:            rfc3339(h.GetLastSeen()),
 		BootID:              h.GetBootId(),
 		ReportedStatus:      reportedStatus(h),
@@ -230,13 +234,22 @@ func (s *session) printNodes(nodes []*berthv1.Node, health map[string]*berthv1.N
 			fmt.Fprintln(w, "No nodes found.")
 			return
 		}
-		fmt.Fprintln(w, "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tIDENTITY\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCERTS\tAGE\tLABELS")
+		head := "ID\tSTATUS\tHOSTNAME\tHARDWARE UUID\tIDENTITY\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCERTS\tAGE\tLABELS"
+		if s.wide() {
+			head += "\tCERT SERIAL\tKEY SHA-256\tMACS\tSERIAL\tTOKEN\tBOOT ID"
+		}
+		fmt.Fprintln(w, head)
 		for i, n := range nodes {
 			v := views[i]
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s",
 				v.ID, v.Status, dash(v.Hostname), dash(v.HardwareUUID)+duplicateMark(v.DuplicateOf), dash(v.IdentitySource), v.Health,
 				relTime(health[n.GetId()].GetLastSeen(), now), relTime(n.GetCertNotAfter(), now), v.CertificatesIssued,
 				strings.TrimSuffix(relTime(n.GetCreatedAt(), now), " ago"), dash(formatLabels(v.Labels)))
+			if s.wide() {
+				fmt.Fprintf(w, "\t%s\t%s\t%s\t%s\t%s\t%s", dash(v.CertSerial), dash(shortHash(v.KeySHA256)),
+					dash(strings.Join(v.MACs, ",")), dash(v.Serial), dash(v.TokenID), dash(v.BootID))
+			}
+			fmt.Fprintln(w)
 		}
 	})
 }
@@ -254,19 +267,33 @@ func setupNodesGet(*pflag.FlagSet) action {
 		if err != nil {
 			return s.callError("get node "+args[0], err)
 		}
-		return s.printNode(resp.GetNode(), s.nodeHealth(ctx, args[0]))
+		n := resp.GetNode()
+		var rev *berthv1.Revocation
+		if n.GetStatus() == berthv1.NodeStatus_NODE_STATUS_REVOKED {
+			rev = s.nodeRevocation(ctx, n.GetId())
+		}
+		return s.printNode(n, s.nodeHealth(ctx, args[0]), rev)
 	}
 }
 
 // printNode prints one node and its health: a JSON object, or a
 // two-column table.
-func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
+func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth, rev *berthv1.Revocation) error {
 	v := nodeView(n, h)
+	if rev != nil {
+		v.RevokedAt, v.RevocationReason = rfc3339(rev.GetRevokedAt()), rev.GetReason()
+	}
 	now := s.cfg.Now()
 	return s.emit(v, func(w io.Writer) {
 		rows := [][2]string{
 			{"ID", v.ID},
 			{"Status", v.Status},
+		}
+		if n.GetStatus() == berthv1.NodeStatus_NODE_STATUS_REVOKED {
+			rows = append(rows, [2]string{"Revoked", humanTime(rev.GetRevokedAt(), now)},
+				[2]string{"Revocation reason", dash(v.RevocationReason)})
+		}
+		rows = append(rows, [][2]string{
 			{"Health", v.Health},
 			{"Last seen", humanTime(h.GetLastSeen(), now)},
 			{"Boot ID", dash(v.BootID)},
@@ -295,7 +322,7 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth) error {
 			{"Token", dash(v.TokenID)},
 			{"Created", humanTime(n.GetCreatedAt(), now)},
 			{"Updated", humanTime(n.GetUpdatedAt(), now)},
-		}
+		}...)
 		for _, r := range rows {
 			fmt.Fprintf(w, "%s:\t%s\n", r[0], r[1])
 		}
@@ -425,4 +452,44 @@ func appliedText(v nodeJSON) string {
 		}
 	}
 	return fmt.Sprintf("version %d at %s, %d hooks run, %d failed", v.BundleAppliedVersion, v.BundleAppliedAt, len(v.BundleHooks), failed)
+}
+
+// nodeHealthState is a node's health as shown: revoked for a revoked node,
+// whatever its last beats said, since it can no longer beat.
+func nodeHealthState(n *berthv1.Node, h *berthv1.NodeHealth) string {
+	if n.GetStatus() == berthv1.NodeStatus_NODE_STATUS_REVOKED {
+		return "revoked"
+	}
+	return healthState(h)
+}
+
+// shortHash is the first 16 hex digits of a hash, for a table.
+func shortHash(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
+
+// nodeRevocation is the CA's revocation of node id itself (the newest, if
+// revoked more than once), for its reason and time; nil with a warning on
+// stderr when the CA cannot say.
+func (s *session) nodeRevocation(ctx context.Context, id string) *berthv1.Revocation {
+	c, err := s.caClient()
+	if err == nil {
+		var resp *berthv1.GetRevocationsResponse
+		if resp, err = c.GetRevocations(ctx, &berthv1.GetRevocationsRequest{}); err == nil {
+			var out *berthv1.Revocation
+			for _, r := range resp.GetRevocations() {
+				if r.GetNodeId() == id && r.GetNodeRevoked() &&
+					(out == nil || r.GetRevokedAt().AsTime().After(out.GetRevokedAt().AsTime())) {
+					out = r
+				}
+			}
+			return out
+		}
+		err = s.caCallError("revocation of node "+id, err)
+	}
+	fmt.Fprintf(s.cfg.Stderr, "berthctl: warning: revocation reason and time unknown: %s\n", oneLine(err.Error()))
+	return nil
 }

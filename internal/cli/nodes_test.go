@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"gopkg.in/yaml.v3"
 
 	"github.com/berth-dev/berth/internal/cli"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -402,5 +403,67 @@ func TestNodeActions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNodesGetRevoked: a revoked node shows when and why it was revoked,
+// from the CA's revocations (the node's own, not an earlier certificate's),
+// and health "revoked"; in a table, JSON and YAML. Without the CA it says
+// so on stderr and still shows the node.
+func TestNodesGetRevoked(t *testing.T) {
+	pki := newTestPKI(t)
+	revoked := nodeApproved()
+	revoked.Status = berthv1.NodeStatus_NODE_STATUS_REVOKED
+	fake := &fakeAdmin{getNode: func(context.Context, *berthv1.GetNodeRequest) (*berthv1.GetNodeResponse, error) {
+		return &berthv1.GetNodeResponse{Node: revoked}, nil
+	}}
+	at := testNow.Add(-2 * time.Hour)
+	ca := serveCA(t, pki, &fakeCA{getRevocations: func(context.Context, *berthv1.GetRevocationsRequest) (*berthv1.GetRevocationsResponse, error) {
+		return &berthv1.GetRevocationsResponse{Revocations: []*berthv1.Revocation{
+			{Serial: "01", NodeId: revoked.GetId(), Reason: "superseded", RevokedAt: timestamppb.New(testNow.Add(-48 * time.Hour))},
+			{Serial: "02", NodeId: revoked.GetId(), Reason: "decommissioned", RevokedAt: timestamppb.New(at), NodeRevoked: true},
+			{Serial: "03", NodeId: "n-other", Reason: "stolen", RevokedAt: timestamppb.New(testNow), NodeRevoked: true},
+		}}, nil
+	}})
+	h := startServers(t, pki, fake, nil, nil)
+	env := h.withEnv(map[string]string{"BERTH_CA_SERVER": ca})
+
+	r := runEnv(t, env, "nodes", "get", revoked.GetId())
+	for _, want := range []string{"Status:                  revoked", "Revoked:                 2026-11-21 10:00:00 UTC (2h ago)",
+		"Revocation reason:       decommissioned", "Health:                  revoked"} {
+		if r.code != cli.ExitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("nodes get: exit %d, stdout:\n%s\nwant a line %q (stderr %q)", r.code, r.stdout, want, r.stderr)
+		}
+	}
+	r = runEnv(t, env, "nodes", "get", revoked.GetId(), "-o", "json")
+	var v map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v["revocation_reason"] != "decommissioned" ||
+		v["revoked_at"] != "2026-11-21T10:00:00Z" || v["health"] != "revoked" {
+		t.Errorf("nodes get -o json: %v %v", v, err)
+	}
+	r = runEnv(t, env, "nodes", "get", revoked.GetId(), "-o", "yaml")
+	var y map[string]any
+	if err := yaml.Unmarshal([]byte(r.stdout), &y); err != nil || y["revocation_reason"] != "decommissioned" || y["id"] != revoked.GetId() ||
+		y["certificates_issued"] != 1 || !strings.HasPrefix(r.stdout, "id: "+revoked.GetId()+"\n") {
+		t.Errorf("nodes get -o yaml:\n%s\n%v %v", r.stdout, y, err)
+	}
+
+	r = runEnv(t, h.withEnv(map[string]string{"BERTH_CA_SERVER": "127.0.0.1:1"}), "nodes", "get", revoked.GetId(), "-o", "json")
+	if r.code != cli.ExitOK || !strings.HasPrefix(r.stderr, "berthctl: warning: revocation reason and time unknown: revocation of node "+revoked.GetId()+": cannot reach server 127.0.0.1:1") ||
+		!strings.Contains(r.stdout, `"health": "revoked"`) || strings.Contains(r.stdout, "revocation_reason") {
+		t.Errorf("nodes get without the CA: exit %d, stdout:\n%s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestNodesListWide: -o wide adds columns to the table.
+func TestNodesListWide(t *testing.T) {
+	pki := newTestPKI(t)
+	h := startServers(t, pki, &fakeAdmin{listNodes: pagedNodes(allNodes())}, nil, nil)
+	table, wide := h.run("nodes", "list"), h.run("nodes", "list", "-o", "wide")
+	head := strings.SplitN(wide.stdout, "\n", 2)[0]
+	if wide.code != cli.ExitOK || !strings.HasPrefix(wide.stdout, strings.SplitN(table.stdout, "\n", 2)[0][:20]) ||
+		!strings.Contains(head, "CERT SERIAL") || !strings.Contains(head, "KEY SHA-256") || strings.Contains(table.stdout, "CERT SERIAL") ||
+		!strings.Contains(wide.stdout, "9f86d081884c7d65") {
+		t.Errorf("nodes list -o wide:\n%s\ntable:\n%s", wide.stdout, table.stdout)
 	}
 }

@@ -8,10 +8,16 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"gopkg.in/yaml.v3"
 )
 
-// emit prints v as indented JSON, or calls table with an aligned writer.
+// emit prints v as indented JSON or as YAML, or calls table with an
+// aligned writer (for table and wide alike; a table that has extra
+// columns asks s.wide()).
 func (s *session) emit(v any, table func(w io.Writer)) error {
+	if s.set.output == formatYAML {
+		return writeYAML(s.cfg.Stdout, v)
+	}
 	if s.json() {
 		enc := json.NewEncoder(s.cfg.Stdout)
 		enc.SetIndent("", "  ")
@@ -96,4 +102,39 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// writeYAML prints v as YAML: the same document as -o json, keys in the
+// same order, in block style.
+func writeYAML(w io.Writer, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	blockStyle(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// blockStyle undoes the flow style and quoting that YAML's parser records
+// for JSON input, except where a string needs quotes to stay a string.
+func blockStyle(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		n.Style = 0
+		// Let the encoder quote what would read as another type ("true",
+		// "12", "", "2026-01-01").
+	} else {
+		n.Style &^= yaml.FlowStyle
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
 }

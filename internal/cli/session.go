@@ -41,6 +41,12 @@ type connKey struct{ addr, service string }
 
 func (s *session) json() bool { return s.set.output == formatJSON }
 
+// structured says the output is a document (JSON or YAML), not a table.
+func (s *session) structured() bool { return s.set.output == formatJSON || s.set.output == formatYAML }
+
+// wide says tables show their extra columns.
+func (s *session) wide() bool { return s.set.output == formatWide }
+
 // usagef reports a usage error of the running command.
 func (s *session) usagef(format string, args ...any) error {
 	return usagef(s.path, "%s"+format, append([]any{prefix(s.path)}, args...)...)

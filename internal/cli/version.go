@@ -62,7 +62,7 @@ func (s *session) printVersions(ctx context.Context, clientOnly bool) error {
 	if !clientOnly {
 		v, err := s.serverVersion(ctx)
 		if err != nil {
-			if _, usage := cmdline.AsUsage(err); !usage && !s.json() {
+			if _, usage := cmdline.AsUsage(err); !usage && !s.structured() {
 				// The client's own version is known; show it before failing.
 				fmt.Fprintf(s.cfg.Stdout, "berthctl %s\n", info)
 			}

@@ -299,7 +299,7 @@ func (s *session) runWatch(ctx context.Context, cfg watch.Config, count int) err
 	if err != nil {
 		return s.usagef("%s", strings.TrimPrefix(err.Error(), "watch: "))
 	}
-	p := eventPrinter{w: s.cfg.Stdout, json: s.json()}
+	p := eventPrinter{w: s.cfg.Stdout, json: s.json(), yaml: s.set.output == formatYAML}
 	n := 0
 	err = w.Run(ctx, func(e watch.Event) error {
 		if err := p.print(e); err != nil {
@@ -380,6 +380,7 @@ type eventJSON struct {
 type eventPrinter struct {
 	w      io.Writer
 	json   bool
+	yaml   bool
 	header bool
 }
 
@@ -392,9 +393,7 @@ const (
 )
 
 func (p *eventPrinter) print(e watch.Event) error {
-	if p.json {
-		enc := json.NewEncoder(p.w)
-		enc.SetEscapeHTML(false)
+	if p.json || p.yaml {
 		v := eventJSON{Cursor: e.Cursor, Service: string(e.Service), Type: e.Type, NodeID: e.NodeID, Details: e.Details}
 		if !e.Time.IsZero() {
 			v.Time = e.Time.UTC().Format(eventTimeFormat)
@@ -407,6 +406,15 @@ func (p *eventPrinter) print(e watch.Event) error {
 			v.EventType, v.Message = e.Details["kind"], e.Details["message"]
 			v.Severity = cmp.Or(e.Details["severity"], "info")
 		}
+		if p.yaml {
+			// One YAML document per event.
+			if _, err := io.WriteString(p.w, "---\n"); err != nil {
+				return err
+			}
+			return writeYAML(p.w, v)
+		}
+		enc := json.NewEncoder(p.w)
+		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
 	}
 	var b strings.Builder
