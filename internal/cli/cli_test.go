@@ -75,9 +75,9 @@ func TestUsageErrors(t *testing.T) {
 		hint string // second line of stderr; empty for none
 	}{
 		{"no command", nil, nil,
-			"berthctl: missing command (one of: nodes, tokens, api-tokens, certs, ek, policy, bundles, ca, watch, ui)", "berthctl"},
+			"berthctl: missing command (one of: nodes, tokens, api-tokens, certs, ek, policy, bundles, ca, watch, ui, settings)", "berthctl"},
 		{"unknown command", nil, []string{"frob"},
-			`berthctl: unknown command "frob" (one of: nodes, tokens, api-tokens, certs, ek, policy, bundles, ca, watch, ui)`, "berthctl"},
+			`berthctl: unknown command "frob" (one of: nodes, tokens, api-tokens, certs, ek, policy, bundles, ca, watch, ui, settings)`, "berthctl"},
 		{"unknown subcommand", nil, []string{"nodes", "frob"},
 			`berthctl: nodes: unknown command "frob" (one of: list, get, approve, reject, revoke, delete, allow-replacement)`, "berthctl nodes"},
 		{"missing subcommand", nil, []string{"tokens"},

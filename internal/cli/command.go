@@ -45,7 +45,7 @@ func commandTree() *command {
 			"service's, over mutual TLS with an admin certificate. It shows node health\n" +
 			"from the heartbeat service, follows the events of all three services and\n" +
 			"fetches the CA's revocation list.",
-		subs: []*command{nodesCommand(), tokensCommand(), apiTokensCommand(), certsCommand(), ekCommand(), policyCommand(), bundlesCommand(), caCommand(), watchCommand(), uiCommand()},
+		subs: []*command{nodesCommand(), tokensCommand(), apiTokensCommand(), certsCommand(), ekCommand(), policyCommand(), bundlesCommand(), caCommand(), watchCommand(), uiCommand(), settingsCommand()},
 	}
 }
 

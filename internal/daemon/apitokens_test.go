@@ -107,7 +107,7 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	anon := newRESTClient(t, l, addr, tls.Certificate{})
 	viewerID, viewer := createAPIToken(t, admin, `{"role": "viewer", "name": "dashboard"}`)
 	operatorID, operator := createAPIToken(t, admin, `{"role": "operator", "name": "ci-operator", "ttl_seconds": 3600}`)
-	_, adminTok := createAPIToken(t, admin, `{"role": "admin", "name": "root-engine"}`)
+	adminTokID, adminTok := createAPIToken(t, admin, `{"role": "admin", "name": "root-engine"}`)
 	as := func(tok string) bearer { return bearer{restClient: anon, token: "Bearer " + tok} }
 
 	// Nodes to act on: the admin registers them as usual.
@@ -129,6 +129,7 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 		{"POST", "/v1/api-tokens", `{"role": "admin"}`},
 		{"GET", "/v1/api-tokens", ""},
 		{"PUT", "/v1/settings/heartbeat", `{"interval": "5s"}`},
+		{"PUT", "/v1/settings/bundles", `{"approval": "required"}`},
 	} {
 		code, body, _ := as(viewer).do(t, call.method, call.path, call.body)
 		wantStatus(t, "viewer "+call.method+" "+call.path, code, body, http.StatusForbidden, 7, "caller is not permitted to call this method")
@@ -141,6 +142,8 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	for _, call := range []struct{ method, path, body string }{
 		{"POST", "/v1/tokens", `{}`},
 		{"POST", "/v1/api-tokens", `{"role": "viewer"}`},
+		{"PUT", "/v1/settings/bundles", `{"approval": "required"}`},
+		{"PUT", "/v1/settings/heartbeat", `{"interval": "5s"}`},
 	} {
 		code, body, _ := as(operator).do(t, call.method, call.path, call.body)
 		wantStatus(t, "operator "+call.method+" "+call.path, code, body, http.StatusForbidden, 7, "caller is not permitted")
@@ -149,6 +152,18 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	if d, _ := events[0]["details"].(map[string]any); events[0]["node_id"] != first || d["actor"] != "token:"+operatorID+"/ci-operator" {
 		t.Errorf("approval event %v, want node %s by token:%s/ci-operator", events[0], first, operatorID)
 	}
+
+	// Settings: a viewer reads them, an admin token changes them.
+	code, body, _ = as(viewer).do(t, "GET", "/v1/settings/bundles", "")
+	if st, _ := body["settings"].(map[string]any); code != http.StatusOK || st["approval"] != "auto" {
+		t.Errorf("viewer GET /v1/settings/bundles: %d %v", code, body)
+	}
+	code, body, _ = as(adminTok).do(t, "PUT", "/v1/settings/bundles", `{"approval": "required"}`)
+	if st, _ := body["settings"].(map[string]any); code != http.StatusOK || st["approval"] != "required" || st["updated_by"] != "token:"+adminTokID+"/root-engine" {
+		t.Errorf("admin token PUT /v1/settings/bundles: %d %v", code, body)
+	}
+	code, body, _ = as(adminTok).do(t, "PUT", "/v1/settings/bundles", `{"approval": "sometimes"}`)
+	wantStatus(t, "a bad approval policy", code, body, http.StatusBadRequest, 3, "approval must be required, auto or default")
 
 	// An admin token manages tokens; the list shows their last use.
 	code, body, _ = as(adminTok).do(t, "GET", "/v1/api-tokens", "")

@@ -193,6 +193,9 @@ func Matrix() map[string]Callers {
 		// by its node's key.
 		bundles + "GetSealedBundle": Viewers | FromRegistration,
 		bundles + "DeleteBundles":   Operators | FromRegistration,
+		// The approval policy is a setting: admins change it.
+		bundles + "GetBundleSettings": Viewers,
+		bundles + "SetBundleSettings": FromAdmin,
 
 		hb + "Heartbeat": FromNode,
 

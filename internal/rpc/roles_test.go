@@ -41,6 +41,8 @@ var adminRole = map[string]mtls.Role{
 	"/berth.v1.BundleAdminService/ApproveBundle":     mtls.RoleOperator,
 	"/berth.v1.BundleAdminService/ResetBundle":       mtls.RoleOperator,
 	"/berth.v1.BundleAdminService/DeleteBundles":     mtls.RoleOperator,
+	"/berth.v1.BundleAdminService/GetBundleSettings": mtls.RoleViewer,
+	"/berth.v1.BundleAdminService/SetBundleSettings": mtls.RoleAdmin,
 
 	"/berth.v1.HeartbeatAdminService/GetNodeHealth":        mtls.RoleViewer,
 	"/berth.v1.HeartbeatAdminService/ListNodeHealth":       mtls.RoleViewer,

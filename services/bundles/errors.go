@@ -34,6 +34,7 @@ const (
 // Validation rules, shown after the field name.
 const (
 	ruleNodeID      = ident.NodeIDRule
+	ruleApproval    = "must be required, auto or default"
 	ruleExpected    = "must be the version being replaced, or 0 for none"
 	ruleVersion     = "must be a positive version number"
 	ruleSealed      = "must be a bundle sealed and signed in berth's bundle format, version 2"

@@ -91,7 +91,9 @@ type Config struct {
 	// DefaultKeep when 0.
 	Keep int
 	// RequireApproval holds every node upload for an administrator's
-	// approval.
+	// approval (berthd --bundle-require-approval). It is the default: an
+	// approval policy an administrator stored (SetBundleSettings)
+	// overrides it, on every replica, from the next upload on.
 	RequireApproval bool
 	// ApprovalRequired, when set, is asked whether a node's uploads must be
 	// held for approval even though RequireApproval is off: the node's own
@@ -302,7 +304,14 @@ func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) 
 // mustHold decides whether a node's upload waits for approval. The node
 // may ask for a hold but never lift one.
 func (s *Service) mustHold(ctx context.Context, nodeID string, asked bool) (bool, error) {
-	if s.requireApproval || asked {
+	if asked {
+		return true, nil
+	}
+	required, err := s.approvalPolicy(ctx)
+	if err != nil {
+		return false, err
+	}
+	if required {
 		return true, nil
 	}
 	if s.approvalRequired == nil {
@@ -313,6 +322,23 @@ func (s *Service) mustHold(ctx context.Context, nodeID string, asked bool) (bool
 		return false, fmt.Errorf("%w: %w", errPolicyUnavailable, err)
 	}
 	return hold, nil
+}
+
+// approvalPolicy reports whether every node upload waits for approval: the
+// policy an administrator stored, else the configured default. It is read
+// on each upload, so that a change applies on every replica at once.
+func (s *Service) approvalPolicy(ctx context.Context) (bool, error) {
+	p, err := s.store.ApprovalPolicy(ctx)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errPolicyUnavailable, err)
+	}
+	switch p.Approval {
+	case approvalRequired:
+		return true, nil
+	case approvalAuto:
+		return false, nil
+	}
+	return s.requireApproval, nil
 }
 
 // put stores a validated upload for nodeID, written by author.

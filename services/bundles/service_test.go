@@ -110,6 +110,14 @@ func TestAuthorization(t *testing.T) {
 				_, err := c.DeleteBundles(ctx, &berthv1.DeleteBundlesRequest{NodeId: "node-zz"})
 				return err
 			},
+			"GetBundleSettings": func(c berthv1.BundleAdminServiceClient) error {
+				_, err := c.GetBundleSettings(ctx, &berthv1.GetBundleSettingsRequest{})
+				return err
+			},
+			"SetBundleSettings": func(c berthv1.BundleAdminServiceClient) error {
+				_, err := c.SetBundleSettings(ctx, &berthv1.SetBundleSettingsRequest{Approval: "sometimes"})
+				return err
+			},
 		}
 		const (
 			ok       = codes.OK
@@ -140,6 +148,8 @@ func TestAuthorization(t *testing.T) {
 			"ResetBundle":       others(map[string]codes.Code{"admin": notFound}),
 			"GetSealedBundle":   others(map[string]codes.Code{"admin": notFound, "registration": notFound}),
 			"DeleteBundles":     others(map[string]codes.Code{"admin": ok, "registration": ok}),
+			"GetBundleSettings": others(map[string]codes.Code{"admin": ok}),
+			"SetBundleSettings": others(map[string]codes.Code{"admin": invalid}),
 		}
 		if len(adminCalls) != len(berthv1.BundleAdminService_ServiceDesc.Methods) || len(nodeCalls) != len(berthv1.BundleService_ServiceDesc.Methods) {
 			t.Fatal("a method of the services is not covered")

@@ -155,6 +155,13 @@ var (
 	ErrNotPending = errors.New("version is not pending approval")
 )
 
+// Policy is the stored approval policy of node uploads, and who set it.
+type Policy struct {
+	Approval  string // "required", "auto", or "" when not set
+	UpdatedBy string
+	UpdatedAt time.Time
+}
+
 // Store holds the bundles service's state. Implementations are safe for
 // concurrent use by several goroutines and several processes (replicas) on
 // one database: every write to a node's bundles is serialised. Times are
@@ -193,6 +200,12 @@ type Store interface {
 	// Delete forgets every version of nodeID, for a node that is deleted. It
 	// is not an error if there are none. Version numbers start at 1 again.
 	Delete(ctx context.Context, nodeID string) error
+	// ApprovalPolicy returns the approval policy an administrator stored
+	// (Policy.Approval "" when none was, or it was cleared).
+	ApprovalPolicy(ctx context.Context) (Policy, error)
+	// SetApprovalPolicy stores approval ("required" or "auto") by actor at
+	// now; "" clears it. Any other value is refused with a plain error.
+	SetApprovalPolicy(ctx context.Context, approval, actor string, now time.Time) (Policy, error)
 	// Events is the bundle event log, which the writes above append to.
 	Events() eventlog.Log
 	// Close releases the database.
@@ -467,4 +480,35 @@ func version(v int64) string {
 		return ""
 	}
 	return strconv.FormatInt(v, 10)
+}
+
+// settingApproval names the approval policy in bundle_settings.
+const settingApproval = "approval"
+
+// ApprovalPolicy returns the stored approval policy.
+func (s *SQLStore) ApprovalPolicy(ctx context.Context) (Policy, error) {
+	var p Policy
+	err := s.DB.QueryRowContext(ctx, `SELECT value, updated_by, updated_at FROM bundle_settings WHERE name = $1`, settingApproval).
+		Scan(&p.Approval, &p.UpdatedBy, db.ScanTime(&p.UpdatedAt))
+	if db.IsNoRows(err) {
+		return Policy{}, nil
+	}
+	return db.Result(p, err, "read the approval policy")
+}
+
+// SetApprovalPolicy stores or clears the approval policy.
+func (s *SQLStore) SetApprovalPolicy(ctx context.Context, approval, actor string, now time.Time) (Policy, error) {
+	var err error
+	switch approval {
+	case "":
+		_, err = s.DB.ExecContext(ctx, `DELETE FROM bundle_settings WHERE name = $1`, settingApproval)
+		return Policy{}, db.Wrap(err, "clear the approval policy")
+	case "required", "auto":
+	default:
+		return Policy{}, fmt.Errorf("set the approval policy: unknown policy %q", approval)
+	}
+	_, err = s.DB.ExecContext(ctx, `INSERT INTO bundle_settings (name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+		settingApproval, approval, s.DB.Dialect.Time(now), actor)
+	return db.Result(Policy{Approval: approval, UpdatedBy: actor, UpdatedAt: db.UTC(now)}, err, "set the approval policy")
 }

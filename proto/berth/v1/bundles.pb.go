@@ -558,6 +558,265 @@ func (x *GetBundleVersionsResponse) GetNext() int64 {
 	return 0
 }
 
+// BundleSettings is the bundle store's policy.
+type BundleSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// approval is the policy in force for node uploads: "required" (each
+	// waits for an administrator's approval) or "auto" (approved at once,
+	// unless the node asks for a hold or its labels require approval).
+	Approval string `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	// default_approval is berthd's --bundle-require-approval ("required" or
+	// "auto"), which applies while nothing was set.
+	DefaultApproval string `protobuf:"bytes,2,opt,name=default_approval,json=defaultApproval,proto3" json:"default_approval,omitempty"`
+	// approval_set says an administrator set approval; it then overrides
+	// the default.
+	ApprovalSet bool `protobuf:"varint,3,opt,name=approval_set,json=approvalSet,proto3" json:"approval_set,omitempty"`
+	// updated_by and updated_at say who set it, and when.
+	UpdatedBy     string                 `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleSettings) Reset() {
+	*x = BundleSettings{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleSettings) ProtoMessage() {}
+
+func (x *BundleSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleSettings.ProtoReflect.Descriptor instead.
+func (*BundleSettings) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BundleSettings) GetApproval() string {
+	if x != nil {
+		return x.Approval
+	}
+	return ""
+}
+
+func (x *BundleSettings) GetDefaultApproval() string {
+	if x != nil {
+		return x.DefaultApproval
+	}
+	return ""
+}
+
+func (x *BundleSettings) GetApprovalSet() bool {
+	if x != nil {
+		return x.ApprovalSet
+	}
+	return false
+}
+
+func (x *BundleSettings) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+func (x *BundleSettings) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// GetBundleSettingsRequest is empty.
+type GetBundleSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBundleSettingsRequest) Reset() {
+	*x = GetBundleSettingsRequest{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBundleSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBundleSettingsRequest) ProtoMessage() {}
+
+func (x *GetBundleSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBundleSettingsRequest.ProtoReflect.Descriptor instead.
+func (*GetBundleSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{9}
+}
+
+// GetBundleSettingsResponse returns the settings in force.
+type GetBundleSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *BundleSettings        `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBundleSettingsResponse) Reset() {
+	*x = GetBundleSettingsResponse{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBundleSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBundleSettingsResponse) ProtoMessage() {}
+
+func (x *GetBundleSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBundleSettingsResponse.ProtoReflect.Descriptor instead.
+func (*GetBundleSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetBundleSettingsResponse) GetSettings() *BundleSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// SetBundleSettingsRequest changes the settings.
+type SetBundleSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// approval is "required", "auto", or "default" to go back to berthd's
+	// --bundle-require-approval.
+	Approval      string `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBundleSettingsRequest) Reset() {
+	*x = SetBundleSettingsRequest{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBundleSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBundleSettingsRequest) ProtoMessage() {}
+
+func (x *SetBundleSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBundleSettingsRequest.ProtoReflect.Descriptor instead.
+func (*SetBundleSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetBundleSettingsRequest) GetApproval() string {
+	if x != nil {
+		return x.Approval
+	}
+	return ""
+}
+
+// SetBundleSettingsResponse returns the settings in force afterwards.
+type SetBundleSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *BundleSettings        `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBundleSettingsResponse) Reset() {
+	*x = SetBundleSettingsResponse{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBundleSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBundleSettingsResponse) ProtoMessage() {}
+
+func (x *SetBundleSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBundleSettingsResponse.ProtoReflect.Descriptor instead.
+func (*SetBundleSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetBundleSettingsResponse) GetSettings() *BundleSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 // BundleAdminServicePutBundleRequest writes a node's bundle.
 type BundleAdminServicePutBundleRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -577,7 +836,7 @@ type BundleAdminServicePutBundleRequest struct {
 
 func (x *BundleAdminServicePutBundleRequest) Reset() {
 	*x = BundleAdminServicePutBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	mi := &file_berth_v1_bundles_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +848,7 @@ func (x *BundleAdminServicePutBundleRequest) String() string {
 func (*BundleAdminServicePutBundleRequest) ProtoMessage() {}
 
 func (x *BundleAdminServicePutBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[8]
+	mi := &file_berth_v1_bundles_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +861,7 @@ func (x *BundleAdminServicePutBundleRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use BundleAdminServicePutBundleRequest.ProtoReflect.Descriptor instead.
 func (*BundleAdminServicePutBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BundleAdminServicePutBundleRequest) GetNodeId() string {
@@ -636,7 +895,7 @@ type BundleAdminServicePutBundleResponse struct {
 
 func (x *BundleAdminServicePutBundleResponse) Reset() {
 	*x = BundleAdminServicePutBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	mi := &file_berth_v1_bundles_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +907,7 @@ func (x *BundleAdminServicePutBundleResponse) String() string {
 func (*BundleAdminServicePutBundleResponse) ProtoMessage() {}
 
 func (x *BundleAdminServicePutBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[9]
+	mi := &file_berth_v1_bundles_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +920,7 @@ func (x *BundleAdminServicePutBundleResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use BundleAdminServicePutBundleResponse.ProtoReflect.Descriptor instead.
 func (*BundleAdminServicePutBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BundleAdminServicePutBundleResponse) GetInfo() *BundleInfo {
@@ -681,7 +940,7 @@ type GetBundleInfoRequest struct {
 
 func (x *GetBundleInfoRequest) Reset() {
 	*x = GetBundleInfoRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	mi := &file_berth_v1_bundles_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +952,7 @@ func (x *GetBundleInfoRequest) String() string {
 func (*GetBundleInfoRequest) ProtoMessage() {}
 
 func (x *GetBundleInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[10]
+	mi := &file_berth_v1_bundles_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +965,7 @@ func (x *GetBundleInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleInfoRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetBundleInfoRequest) GetNodeId() string {
@@ -730,7 +989,7 @@ type GetBundleInfoResponse struct {
 
 func (x *GetBundleInfoResponse) Reset() {
 	*x = GetBundleInfoResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	mi := &file_berth_v1_bundles_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1001,7 @@ func (x *GetBundleInfoResponse) String() string {
 func (*GetBundleInfoResponse) ProtoMessage() {}
 
 func (x *GetBundleInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[11]
+	mi := &file_berth_v1_bundles_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1014,7 @@ func (x *GetBundleInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBundleInfoResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetBundleInfoResponse) GetCurrent() *BundleInfo {
@@ -782,7 +1041,7 @@ type ListBundleHistoryRequest struct {
 
 func (x *ListBundleHistoryRequest) Reset() {
 	*x = ListBundleHistoryRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	mi := &file_berth_v1_bundles_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1053,7 @@ func (x *ListBundleHistoryRequest) String() string {
 func (*ListBundleHistoryRequest) ProtoMessage() {}
 
 func (x *ListBundleHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[12]
+	mi := &file_berth_v1_bundles_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1066,7 @@ func (x *ListBundleHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListBundleHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListBundleHistoryRequest) GetNodeId() string {
@@ -831,7 +1090,7 @@ type ListBundleHistoryResponse struct {
 
 func (x *ListBundleHistoryResponse) Reset() {
 	*x = ListBundleHistoryResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[13]
+	mi := &file_berth_v1_bundles_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1102,7 @@ func (x *ListBundleHistoryResponse) String() string {
 func (*ListBundleHistoryResponse) ProtoMessage() {}
 
 func (x *ListBundleHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[13]
+	mi := &file_berth_v1_bundles_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1115,7 @@ func (x *ListBundleHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListBundleHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBundleHistoryResponse) GetVersions() []*BundleInfo {
@@ -884,7 +1143,7 @@ type ApproveBundleRequest struct {
 
 func (x *ApproveBundleRequest) Reset() {
 	*x = ApproveBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[14]
+	mi := &file_berth_v1_bundles_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +1155,7 @@ func (x *ApproveBundleRequest) String() string {
 func (*ApproveBundleRequest) ProtoMessage() {}
 
 func (x *ApproveBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[14]
+	mi := &file_berth_v1_bundles_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +1168,7 @@ func (x *ApproveBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveBundleRequest.ProtoReflect.Descriptor instead.
 func (*ApproveBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveBundleRequest) GetNodeId() string {
@@ -936,7 +1195,7 @@ type ApproveBundleResponse struct {
 
 func (x *ApproveBundleResponse) Reset() {
 	*x = ApproveBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[15]
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1207,7 @@ func (x *ApproveBundleResponse) String() string {
 func (*ApproveBundleResponse) ProtoMessage() {}
 
 func (x *ApproveBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[15]
+	mi := &file_berth_v1_bundles_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1220,7 @@ func (x *ApproveBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveBundleResponse.ProtoReflect.Descriptor instead.
 func (*ApproveBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApproveBundleResponse) GetInfo() *BundleInfo {
@@ -981,7 +1240,7 @@ type ResetBundleRequest struct {
 
 func (x *ResetBundleRequest) Reset() {
 	*x = ResetBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[16]
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1252,7 @@ func (x *ResetBundleRequest) String() string {
 func (*ResetBundleRequest) ProtoMessage() {}
 
 func (x *ResetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[16]
+	mi := &file_berth_v1_bundles_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1265,7 @@ func (x *ResetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBundleRequest.ProtoReflect.Descriptor instead.
 func (*ResetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResetBundleRequest) GetNodeId() string {
@@ -1026,7 +1285,7 @@ type ResetBundleResponse struct {
 
 func (x *ResetBundleResponse) Reset() {
 	*x = ResetBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[17]
+	mi := &file_berth_v1_bundles_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1297,7 @@ func (x *ResetBundleResponse) String() string {
 func (*ResetBundleResponse) ProtoMessage() {}
 
 func (x *ResetBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[17]
+	mi := &file_berth_v1_bundles_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1310,7 @@ func (x *ResetBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBundleResponse.ProtoReflect.Descriptor instead.
 func (*ResetBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResetBundleResponse) GetInfo() *BundleInfo {
@@ -1071,7 +1330,7 @@ type GetSealedBundleRequest struct {
 
 func (x *GetSealedBundleRequest) Reset() {
 	*x = GetSealedBundleRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[18]
+	mi := &file_berth_v1_bundles_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1342,7 @@ func (x *GetSealedBundleRequest) String() string {
 func (*GetSealedBundleRequest) ProtoMessage() {}
 
 func (x *GetSealedBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[18]
+	mi := &file_berth_v1_bundles_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1355,7 @@ func (x *GetSealedBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSealedBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetSealedBundleRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSealedBundleRequest) GetNodeId() string {
@@ -1117,7 +1376,7 @@ type GetSealedBundleResponse struct {
 
 func (x *GetSealedBundleResponse) Reset() {
 	*x = GetSealedBundleResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[19]
+	mi := &file_berth_v1_bundles_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1388,7 @@ func (x *GetSealedBundleResponse) String() string {
 func (*GetSealedBundleResponse) ProtoMessage() {}
 
 func (x *GetSealedBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[19]
+	mi := &file_berth_v1_bundles_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1401,7 @@ func (x *GetSealedBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSealedBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetSealedBundleResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetSealedBundleResponse) GetBundle() *SealedBundle {
@@ -1162,7 +1421,7 @@ type DeleteBundlesRequest struct {
 
 func (x *DeleteBundlesRequest) Reset() {
 	*x = DeleteBundlesRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	mi := &file_berth_v1_bundles_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1433,7 @@ func (x *DeleteBundlesRequest) String() string {
 func (*DeleteBundlesRequest) ProtoMessage() {}
 
 func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[20]
+	mi := &file_berth_v1_bundles_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1446,7 @@ func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteBundlesRequest) GetNodeId() string {
@@ -1206,7 +1465,7 @@ type DeleteBundlesResponse struct {
 
 func (x *DeleteBundlesResponse) Reset() {
 	*x = DeleteBundlesResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	mi := &file_berth_v1_bundles_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1477,7 @@ func (x *DeleteBundlesResponse) String() string {
 func (*DeleteBundlesResponse) ProtoMessage() {}
 
 func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[21]
+	mi := &file_berth_v1_bundles_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1490,7 @@ func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{26}
 }
 
 // WatchBundleEventsRequest selects bundle lifecycle events.
@@ -1244,7 +1503,7 @@ type WatchBundleEventsRequest struct {
 
 func (x *WatchBundleEventsRequest) Reset() {
 	*x = WatchBundleEventsRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[22]
+	mi := &file_berth_v1_bundles_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1515,7 @@ func (x *WatchBundleEventsRequest) String() string {
 func (*WatchBundleEventsRequest) ProtoMessage() {}
 
 func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[22]
+	mi := &file_berth_v1_bundles_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1528,7 @@ func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchBundleEventsRequest) GetFilter() *LifecycleFilter {
@@ -1289,7 +1548,7 @@ type WatchBundleEventsResponse struct {
 
 func (x *WatchBundleEventsResponse) Reset() {
 	*x = WatchBundleEventsResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[23]
+	mi := &file_berth_v1_bundles_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1560,7 @@ func (x *WatchBundleEventsResponse) String() string {
 func (*WatchBundleEventsResponse) ProtoMessage() {}
 
 func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[23]
+	mi := &file_berth_v1_bundles_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1573,7 @@ func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchBundleEventsResponse) GetEvent() *LifecycleEvent {
@@ -1357,7 +1616,22 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x19GetBundleVersionsResponse\x12\x18\n" +
 	"\acurrent\x18\x01 \x01(\x03R\acurrent\x12\x18\n" +
 	"\apending\x18\x02 \x01(\x03R\apending\x12\x12\n" +
-	"\x04next\x18\x03 \x01(\x03R\x04next\"\x80\x01\n" +
+	"\x04next\x18\x03 \x01(\x03R\x04next\"\xd4\x01\n" +
+	"\x0eBundleSettings\x12\x1a\n" +
+	"\bapproval\x18\x01 \x01(\tR\bapproval\x12)\n" +
+	"\x10default_approval\x18\x02 \x01(\tR\x0fdefaultApproval\x12!\n" +
+	"\fapproval_set\x18\x03 \x01(\bR\vapprovalSet\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x1a\n" +
+	"\x18GetBundleSettingsRequest\"Q\n" +
+	"\x19GetBundleSettingsResponse\x124\n" +
+	"\bsettings\x18\x01 \x01(\v2\x18.berth.v1.BundleSettingsR\bsettings\"6\n" +
+	"\x18SetBundleSettingsRequest\x12\x1a\n" +
+	"\bapproval\x18\x01 \x01(\tR\bapproval\"Q\n" +
+	"\x19SetBundleSettingsResponse\x124\n" +
+	"\bsettings\x18\x01 \x01(\v2\x18.berth.v1.BundleSettingsR\bsettings\"\x80\x01\n" +
 	"\"BundleAdminServicePutBundleRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x12\x16\n" +
@@ -1403,7 +1677,7 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\rBundleService\x12D\n" +
 	"\tGetBundle\x12\x1a.berth.v1.GetBundleRequest\x1a\x1b.berth.v1.GetBundleResponse\x12D\n" +
 	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse\x12\\\n" +
-	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xf2\a\n" +
+	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xed\t\n" +
 	"\x12BundleAdminService\x12\x8f\x01\n" +
 	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\x1a\x1a/v1/nodes/{node_id}/bundle\x12t\n" +
 	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/nodes/{node_id}/bundle\x12\x88\x01\n" +
@@ -1412,7 +1686,9 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/nodes/{node_id}/bundle:reset\x12\x81\x01\n" +
 	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/nodes/{node_id}/bundle/sealed\x12P\n" +
 	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12y\n" +
-	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01Bs\n" +
+	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01\x12z\n" +
+	"\x11GetBundleSettings\x12\".berth.v1.GetBundleSettingsRequest\x1a#.berth.v1.GetBundleSettingsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/settings/bundles\x12}\n" +
+	"\x11SetBundleSettings\x12\".berth.v1.SetBundleSettingsRequest\x1a#.berth.v1.SetBundleSettingsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\x1a\x14/v1/settings/bundlesBs\n" +
 	"\fdev.berth.v1B\fBundlesProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -1428,7 +1704,7 @@ func file_berth_v1_bundles_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_bundles_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_berth_v1_bundles_proto_goTypes = []any{
 	(BundleState)(0),                            // 0: berth.v1.BundleState
 	(*BundleInfo)(nil),                          // 1: berth.v1.BundleInfo
@@ -1439,68 +1715,80 @@ var file_berth_v1_bundles_proto_goTypes = []any{
 	(*PutBundleResponse)(nil),                   // 6: berth.v1.PutBundleResponse
 	(*GetBundleVersionsRequest)(nil),            // 7: berth.v1.GetBundleVersionsRequest
 	(*GetBundleVersionsResponse)(nil),           // 8: berth.v1.GetBundleVersionsResponse
-	(*BundleAdminServicePutBundleRequest)(nil),  // 9: berth.v1.BundleAdminServicePutBundleRequest
-	(*BundleAdminServicePutBundleResponse)(nil), // 10: berth.v1.BundleAdminServicePutBundleResponse
-	(*GetBundleInfoRequest)(nil),                // 11: berth.v1.GetBundleInfoRequest
-	(*GetBundleInfoResponse)(nil),               // 12: berth.v1.GetBundleInfoResponse
-	(*ListBundleHistoryRequest)(nil),            // 13: berth.v1.ListBundleHistoryRequest
-	(*ListBundleHistoryResponse)(nil),           // 14: berth.v1.ListBundleHistoryResponse
-	(*ApproveBundleRequest)(nil),                // 15: berth.v1.ApproveBundleRequest
-	(*ApproveBundleResponse)(nil),               // 16: berth.v1.ApproveBundleResponse
-	(*ResetBundleRequest)(nil),                  // 17: berth.v1.ResetBundleRequest
-	(*ResetBundleResponse)(nil),                 // 18: berth.v1.ResetBundleResponse
-	(*GetSealedBundleRequest)(nil),              // 19: berth.v1.GetSealedBundleRequest
-	(*GetSealedBundleResponse)(nil),             // 20: berth.v1.GetSealedBundleResponse
-	(*DeleteBundlesRequest)(nil),                // 21: berth.v1.DeleteBundlesRequest
-	(*DeleteBundlesResponse)(nil),               // 22: berth.v1.DeleteBundlesResponse
-	(*WatchBundleEventsRequest)(nil),            // 23: berth.v1.WatchBundleEventsRequest
-	(*WatchBundleEventsResponse)(nil),           // 24: berth.v1.WatchBundleEventsResponse
-	(*timestamppb.Timestamp)(nil),               // 25: google.protobuf.Timestamp
-	(*LifecycleFilter)(nil),                     // 26: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),                      // 27: berth.v1.LifecycleEvent
+	(*BundleSettings)(nil),                      // 9: berth.v1.BundleSettings
+	(*GetBundleSettingsRequest)(nil),            // 10: berth.v1.GetBundleSettingsRequest
+	(*GetBundleSettingsResponse)(nil),           // 11: berth.v1.GetBundleSettingsResponse
+	(*SetBundleSettingsRequest)(nil),            // 12: berth.v1.SetBundleSettingsRequest
+	(*SetBundleSettingsResponse)(nil),           // 13: berth.v1.SetBundleSettingsResponse
+	(*BundleAdminServicePutBundleRequest)(nil),  // 14: berth.v1.BundleAdminServicePutBundleRequest
+	(*BundleAdminServicePutBundleResponse)(nil), // 15: berth.v1.BundleAdminServicePutBundleResponse
+	(*GetBundleInfoRequest)(nil),                // 16: berth.v1.GetBundleInfoRequest
+	(*GetBundleInfoResponse)(nil),               // 17: berth.v1.GetBundleInfoResponse
+	(*ListBundleHistoryRequest)(nil),            // 18: berth.v1.ListBundleHistoryRequest
+	(*ListBundleHistoryResponse)(nil),           // 19: berth.v1.ListBundleHistoryResponse
+	(*ApproveBundleRequest)(nil),                // 20: berth.v1.ApproveBundleRequest
+	(*ApproveBundleResponse)(nil),               // 21: berth.v1.ApproveBundleResponse
+	(*ResetBundleRequest)(nil),                  // 22: berth.v1.ResetBundleRequest
+	(*ResetBundleResponse)(nil),                 // 23: berth.v1.ResetBundleResponse
+	(*GetSealedBundleRequest)(nil),              // 24: berth.v1.GetSealedBundleRequest
+	(*GetSealedBundleResponse)(nil),             // 25: berth.v1.GetSealedBundleResponse
+	(*DeleteBundlesRequest)(nil),                // 26: berth.v1.DeleteBundlesRequest
+	(*DeleteBundlesResponse)(nil),               // 27: berth.v1.DeleteBundlesResponse
+	(*WatchBundleEventsRequest)(nil),            // 28: berth.v1.WatchBundleEventsRequest
+	(*WatchBundleEventsResponse)(nil),           // 29: berth.v1.WatchBundleEventsResponse
+	(*timestamppb.Timestamp)(nil),               // 30: google.protobuf.Timestamp
+	(*LifecycleFilter)(nil),                     // 31: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),                      // 32: berth.v1.LifecycleEvent
 }
 var file_berth_v1_bundles_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.BundleInfo.state:type_name -> berth.v1.BundleState
-	25, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
+	30, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: berth.v1.SealedBundle.info:type_name -> berth.v1.BundleInfo
 	2,  // 3: berth.v1.GetBundleResponse.bundle:type_name -> berth.v1.SealedBundle
 	1,  // 4: berth.v1.PutBundleResponse.info:type_name -> berth.v1.BundleInfo
-	1,  // 5: berth.v1.BundleAdminServicePutBundleResponse.info:type_name -> berth.v1.BundleInfo
-	1,  // 6: berth.v1.GetBundleInfoResponse.current:type_name -> berth.v1.BundleInfo
-	1,  // 7: berth.v1.GetBundleInfoResponse.pending:type_name -> berth.v1.BundleInfo
-	1,  // 8: berth.v1.ListBundleHistoryResponse.versions:type_name -> berth.v1.BundleInfo
-	1,  // 9: berth.v1.ApproveBundleResponse.info:type_name -> berth.v1.BundleInfo
-	1,  // 10: berth.v1.ResetBundleResponse.info:type_name -> berth.v1.BundleInfo
-	2,  // 11: berth.v1.GetSealedBundleResponse.bundle:type_name -> berth.v1.SealedBundle
-	26, // 12: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	27, // 13: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	3,  // 14: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
-	5,  // 15: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
-	7,  // 16: berth.v1.BundleService.GetBundleVersions:input_type -> berth.v1.GetBundleVersionsRequest
-	9,  // 17: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
-	11, // 18: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
-	13, // 19: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
-	15, // 20: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
-	17, // 21: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
-	19, // 22: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
-	21, // 23: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
-	23, // 24: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
-	4,  // 25: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
-	6,  // 26: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
-	8,  // 27: berth.v1.BundleService.GetBundleVersions:output_type -> berth.v1.GetBundleVersionsResponse
-	10, // 28: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
-	12, // 29: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
-	14, // 30: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
-	16, // 31: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
-	18, // 32: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
-	20, // 33: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
-	22, // 34: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
-	24, // 35: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	30, // 5: berth.v1.BundleSettings.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: berth.v1.GetBundleSettingsResponse.settings:type_name -> berth.v1.BundleSettings
+	9,  // 7: berth.v1.SetBundleSettingsResponse.settings:type_name -> berth.v1.BundleSettings
+	1,  // 8: berth.v1.BundleAdminServicePutBundleResponse.info:type_name -> berth.v1.BundleInfo
+	1,  // 9: berth.v1.GetBundleInfoResponse.current:type_name -> berth.v1.BundleInfo
+	1,  // 10: berth.v1.GetBundleInfoResponse.pending:type_name -> berth.v1.BundleInfo
+	1,  // 11: berth.v1.ListBundleHistoryResponse.versions:type_name -> berth.v1.BundleInfo
+	1,  // 12: berth.v1.ApproveBundleResponse.info:type_name -> berth.v1.BundleInfo
+	1,  // 13: berth.v1.ResetBundleResponse.info:type_name -> berth.v1.BundleInfo
+	2,  // 14: berth.v1.GetSealedBundleResponse.bundle:type_name -> berth.v1.SealedBundle
+	31, // 15: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	32, // 16: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	3,  // 17: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
+	5,  // 18: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
+	7,  // 19: berth.v1.BundleService.GetBundleVersions:input_type -> berth.v1.GetBundleVersionsRequest
+	14, // 20: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
+	16, // 21: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
+	18, // 22: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
+	20, // 23: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
+	22, // 24: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
+	24, // 25: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
+	26, // 26: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
+	28, // 27: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
+	10, // 28: berth.v1.BundleAdminService.GetBundleSettings:input_type -> berth.v1.GetBundleSettingsRequest
+	12, // 29: berth.v1.BundleAdminService.SetBundleSettings:input_type -> berth.v1.SetBundleSettingsRequest
+	4,  // 30: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
+	6,  // 31: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
+	8,  // 32: berth.v1.BundleService.GetBundleVersions:output_type -> berth.v1.GetBundleVersionsResponse
+	15, // 33: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
+	17, // 34: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
+	19, // 35: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
+	21, // 36: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
+	23, // 37: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
+	25, // 38: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
+	27, // 39: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
+	29, // 40: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
+	11, // 41: berth.v1.BundleAdminService.GetBundleSettings:output_type -> berth.v1.GetBundleSettingsResponse
+	13, // 42: berth.v1.BundleAdminService.SetBundleSettings:output_type -> berth.v1.SetBundleSettingsResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_bundles_proto_init() }
@@ -1515,7 +1803,7 @@ func file_berth_v1_bundles_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_bundles_proto_rawDesc), len(file_berth_v1_bundles_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

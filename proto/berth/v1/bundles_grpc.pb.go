@@ -241,6 +241,8 @@ const (
 	BundleAdminService_GetSealedBundle_FullMethodName   = "/berth.v1.BundleAdminService/GetSealedBundle"
 	BundleAdminService_DeleteBundles_FullMethodName     = "/berth.v1.BundleAdminService/DeleteBundles"
 	BundleAdminService_WatchBundleEvents_FullMethodName = "/berth.v1.BundleAdminService/WatchBundleEvents"
+	BundleAdminService_GetBundleSettings_FullMethodName = "/berth.v1.BundleAdminService/GetBundleSettings"
+	BundleAdminService_SetBundleSettings_FullMethodName = "/berth.v1.BundleAdminService/SetBundleSettings"
 )
 
 // BundleAdminServiceClient is the client API for BundleAdminService service.
@@ -276,6 +278,11 @@ type BundleAdminServiceClient interface {
 	// (bundle_updated, bundle_approved, bundle_reset): replay after the
 	// cursor, then follow live.
 	WatchBundleEvents(ctx context.Context, in *WatchBundleEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBundleEventsResponse], error)
+	// GetBundleSettings returns the bundle approval policy in force.
+	GetBundleSettings(ctx context.Context, in *GetBundleSettingsRequest, opts ...grpc.CallOption) (*GetBundleSettingsResponse, error)
+	// SetBundleSettings sets the bundle approval policy, stored for every
+	// replica; it applies to the next node upload. Admins only.
+	SetBundleSettings(ctx context.Context, in *SetBundleSettingsRequest, opts ...grpc.CallOption) (*SetBundleSettingsResponse, error)
 }
 
 type bundleAdminServiceClient struct {
@@ -375,6 +382,26 @@ func (c *bundleAdminServiceClient) WatchBundleEvents(ctx context.Context, in *Wa
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BundleAdminService_WatchBundleEventsClient = grpc.ServerStreamingClient[WatchBundleEventsResponse]
 
+func (c *bundleAdminServiceClient) GetBundleSettings(ctx context.Context, in *GetBundleSettingsRequest, opts ...grpc.CallOption) (*GetBundleSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBundleSettingsResponse)
+	err := c.cc.Invoke(ctx, BundleAdminService_GetBundleSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bundleAdminServiceClient) SetBundleSettings(ctx context.Context, in *SetBundleSettingsRequest, opts ...grpc.CallOption) (*SetBundleSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetBundleSettingsResponse)
+	err := c.cc.Invoke(ctx, BundleAdminService_SetBundleSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BundleAdminServiceServer is the server API for BundleAdminService service.
 // All implementations must embed UnimplementedBundleAdminServiceServer
 // for forward compatibility.
@@ -408,6 +435,11 @@ type BundleAdminServiceServer interface {
 	// (bundle_updated, bundle_approved, bundle_reset): replay after the
 	// cursor, then follow live.
 	WatchBundleEvents(*WatchBundleEventsRequest, grpc.ServerStreamingServer[WatchBundleEventsResponse]) error
+	// GetBundleSettings returns the bundle approval policy in force.
+	GetBundleSettings(context.Context, *GetBundleSettingsRequest) (*GetBundleSettingsResponse, error)
+	// SetBundleSettings sets the bundle approval policy, stored for every
+	// replica; it applies to the next node upload. Admins only.
+	SetBundleSettings(context.Context, *SetBundleSettingsRequest) (*SetBundleSettingsResponse, error)
 	mustEmbedUnimplementedBundleAdminServiceServer()
 }
 
@@ -441,6 +473,12 @@ func (UnimplementedBundleAdminServiceServer) DeleteBundles(context.Context, *Del
 }
 func (UnimplementedBundleAdminServiceServer) WatchBundleEvents(*WatchBundleEventsRequest, grpc.ServerStreamingServer[WatchBundleEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchBundleEvents not implemented")
+}
+func (UnimplementedBundleAdminServiceServer) GetBundleSettings(context.Context, *GetBundleSettingsRequest) (*GetBundleSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBundleSettings not implemented")
+}
+func (UnimplementedBundleAdminServiceServer) SetBundleSettings(context.Context, *SetBundleSettingsRequest) (*SetBundleSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetBundleSettings not implemented")
 }
 func (UnimplementedBundleAdminServiceServer) mustEmbedUnimplementedBundleAdminServiceServer() {}
 func (UnimplementedBundleAdminServiceServer) testEmbeddedByValue()                            {}
@@ -600,6 +638,42 @@ func _BundleAdminService_WatchBundleEvents_Handler(srv interface{}, stream grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BundleAdminService_WatchBundleEventsServer = grpc.ServerStreamingServer[WatchBundleEventsResponse]
 
+func _BundleAdminService_GetBundleSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBundleSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BundleAdminServiceServer).GetBundleSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BundleAdminService_GetBundleSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BundleAdminServiceServer).GetBundleSettings(ctx, req.(*GetBundleSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BundleAdminService_SetBundleSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetBundleSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BundleAdminServiceServer).SetBundleSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BundleAdminService_SetBundleSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BundleAdminServiceServer).SetBundleSettings(ctx, req.(*SetBundleSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BundleAdminService_ServiceDesc is the grpc.ServiceDesc for BundleAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -634,6 +708,14 @@ var BundleAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteBundles",
 			Handler:    _BundleAdminService_DeleteBundles_Handler,
+		},
+		{
+			MethodName: "GetBundleSettings",
+			Handler:    _BundleAdminService_GetBundleSettings_Handler,
+		},
+		{
+			MethodName: "SetBundleSettings",
+			Handler:    _BundleAdminService_SetBundleSettings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) bundlestore.Store) {
 		{"EventsNotOnErrors", testEventsNotOnErrors},
 		{"EventsConcurrentNodes", testEventsConcurrentNodes},
 		{"EventsRetention", testEventsRetention},
+		{"ApprovalPolicy", testApprovalPolicy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })

@@ -1,0 +1,54 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store/bundlestore"
+)
+
+func testApprovalPolicy(t *testing.T, s bundlestore.Store) {
+	ctx := t.Context()
+	got, err := s.ApprovalPolicy(ctx)
+	if err != nil || got != (bundlestore.Policy{}) {
+		t.Fatalf("ApprovalPolicy of a new store = %+v, %v; want none", got, err)
+	}
+	for i, tt := range []struct {
+		approval, actor string
+	}{
+		{"required", "admin:admin"},
+		{"auto", "token:0123456789abcdef/ops"},
+		{"required", "admin:other"},
+	} {
+		now := at(time.Duration(i) * time.Minute)
+		set, err := s.SetApprovalPolicy(ctx, tt.approval, tt.actor, now)
+		if err != nil {
+			t.Fatalf("SetApprovalPolicy(%s): %v", tt.approval, err)
+		}
+		want := bundlestore.Policy{Approval: tt.approval, UpdatedBy: tt.actor, UpdatedAt: stored(now)}
+		diff(t, "SetApprovalPolicy", want, set)
+		got, err := s.ApprovalPolicy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff(t, "ApprovalPolicy", want, got)
+	}
+	for _, bad := range []string{"REQUIRED", "maybe", "default", " auto"} {
+		if _, err := s.SetApprovalPolicy(ctx, bad, "admin:admin", t0); err == nil {
+			t.Errorf("SetApprovalPolicy(%q) succeeded", bad)
+		}
+	}
+	if got, _ := s.ApprovalPolicy(ctx); got.Approval != "required" || got.UpdatedBy != "admin:other" {
+		t.Errorf("refused values changed the policy: %+v", got)
+	}
+	if _, err := s.SetApprovalPolicy(ctx, "", "admin:admin", t0); err != nil {
+		t.Fatalf("clear: %v", err)
+	}
+	if got, err := s.ApprovalPolicy(ctx); err != nil || got != (bundlestore.Policy{}) {
+		t.Errorf("ApprovalPolicy after clearing = %+v, %v", got, err)
+	}
+	// Clearing what is not set is no error.
+	if _, err := s.SetApprovalPolicy(ctx, "", "admin:admin", t0); err != nil {
+		t.Errorf("clear twice: %v", err)
+	}
+}
