@@ -16,6 +16,7 @@ package tpmtest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -189,27 +190,35 @@ func (s *Sim) stop() error {
 	}
 }
 
+// Ports for swtpm are picked below Linux's default ephemeral range
+// (32768-60999): there the kernel never hands one out to an outgoing
+// connection between the check here and swtpm's bind, and a machine busy
+// with thousands of loopback connections (a load test) has them all free,
+// where two consecutive free ephemeral ports can be hard to find.
+const (
+	portLow  = 20000
+	portHigh = 32700
+)
+
 // freePortPair returns a loopback port P with P+1 free too.
 func freePortPair() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+	for range 500 {
+		port := portLow + rand.IntN(portHigh-portLow)
+		if free(port) && free(port+1) {
+			return port, nil
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if port >= 65535 {
-			l.Close()
-			continue
-		}
-		l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		l2.Close()
-		return port, nil
 	}
-	return 0, errors.New("no two consecutive free loopback ports")
+	return 0, fmt.Errorf("no two consecutive free loopback ports in %d-%d", portLow, portHigh)
+}
+
+// free reports whether a loopback port can be listened on now.
+func free(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 func stateDir(t testing.TB) string {
