@@ -277,3 +277,21 @@ func TestReportFigures(t *testing.T) {
 		t.Errorf("summary: %v", summary)
 	}
 }
+
+// TestReportFiguresWithoutCeiling: a heartbeat-only run still gets its
+// figures, without ratios, projected to 5 s when run at another interval.
+func TestReportFiguresWithoutCeiling(t *testing.T) {
+	results := []map[string]any{
+		{"scenario": "heartbeat", "nodes": 100.0, "ok": 100.0, "throughput_per_s": 10.0, "interval_s": 10.0,
+			"server_cpu_ms_per_op": 0.2, "heartbeat_kb_per_node": 50.0, "errors": map[string]any{}},
+	}
+	var out strings.Builder
+	if _, err := Report(&out, results); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"no ceiling measured", "50.0 KiB", "2.00 cores at 100000 nodes every 10 s, 4.00 every 5 s", "-; "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
