@@ -823,10 +823,7 @@ func (s *SQLStore) RecordBoot(ctx context.Context, id string, b Boot, now time.T
 		}
 		return bootEvents(id, digest, b.PCRDigest, prevViolation, b.PolicyViolation, db.UTC(now)), nil
 	})
-	if err != nil {
-		return Node{}, fmt.Errorf("record boot of node %s: %w", id, err)
-	}
-	return n, nil
+	return db.Result(n, err, "record boot of node %s", id)
 }
 
 // SetBootPolicyViolation changes a node's policy violation, if it differs.
@@ -851,10 +848,7 @@ func (s *SQLStore) SetBootPolicyViolation(ctx context.Context, id, violation str
 		}
 		return violationEvents(id, prev, violation, db.UTC(now)), nil
 	})
-	if err != nil {
-		return Node{}, fmt.Errorf("set boot policy violation of node %s: %w", id, err)
-	}
-	return n, nil
+	return db.Result(n, err, "set boot policy violation of node %s", id)
 }
 
 const pcrPolicyColumns = `label_key, label_value, digests, enforce, updated_at`
