@@ -430,6 +430,13 @@ func (h *heartbeater) beatWith(seq uint64, first bool) (*berthv1.HeartbeatReques
 	if h.state == nil {
 		return req, 0
 	}
+	// This beat carries whatever a kick so far announced: consume the kick
+	// first (a later one stays for the next beat), or the wait after this
+	// beat would send an early beat with nothing new in it.
+	select {
+	case <-h.state.kick:
+	default:
+	}
 	rep, gen, events := h.state.pending(h.sentGen, first)
 	req.AgentInstance = h.state.instance
 	if rep != nil {
