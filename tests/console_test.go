@@ -32,11 +32,14 @@ var signInLink = regexp.MustCompile(`https://\S+/ui/link/\S+`)
 
 // startConsoleDev runs berthd dev with fast heartbeats and reads the
 // one-time sign-in link it prints.
-func startConsoleDev(t *testing.T) consoleDev {
+func startConsoleDev(t testing.TB, flags ...string) consoleDev {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	p := start(t, nil, "berthd", append([]string{"dev", "--data-dir", dir, "--listen", addr, "--metrics-listen", ""}, hbFlags...)...)
+	if flags == nil {
+		flags = hbFlags
+	}
+	p := start(t, nil, "berthd", append([]string{"dev", "--data-dir", dir, "--listen", addr, "--metrics-listen", ""}, flags...)...)
 	var link string
 	waitFor(t, "berthd dev to print a sign-in link", 60*time.Second, func() bool {
 		link = signInLink.FindString(p.output())
@@ -48,7 +51,7 @@ func startConsoleDev(t *testing.T) consoleDev {
 // httpClient is a Go HTTPS client of the front door that trusts the
 // deployment's CA and follows no redirects, for the requests a browser
 // would not make (forged posts, a reused link).
-func (d consoleDev) httpClient(t *testing.T) *http.Client {
+func (d consoleDev) httpClient(t testing.TB) *http.Client {
 	t.Helper()
 	pem, err := os.ReadFile(envValue(t, d.env, "BERTH_CA"))
 	if err != nil {
@@ -64,7 +67,7 @@ func (d consoleDev) httpClient(t *testing.T) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func envValue(t *testing.T, env []string, key string) string {
+func envValue(t testing.TB, env []string, key string) string {
 	t.Helper()
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, key+"="); ok {
@@ -77,7 +80,7 @@ func envValue(t *testing.T, env []string, key string) string {
 
 // newBrowser starts Debian's chromium headless. A machine without it
 // fails the test: tools/provision.sh (make test) installs it.
-func newBrowser(t *testing.T) context.Context {
+func newBrowser(t testing.TB) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -108,7 +111,7 @@ func newBrowser(t *testing.T) context.Context {
 
 // screenshotDir is where the page screenshots go: $BERTH_UI_SCREENSHOTS,
 // else the test's artifact directory (kept with go test -artifacts).
-func screenshotDir(t *testing.T) string {
+func screenshotDir(t testing.TB) string {
 	if d := os.Getenv("BERTH_UI_SCREENSHOTS"); d != "" {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -118,7 +121,7 @@ func screenshotDir(t *testing.T) string {
 	return t.ArtifactDir()
 }
 
-func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+func screenshot(t testing.TB, ctx context.Context, dir, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -133,7 +136,7 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 
 // within runs a browser step with a deadline; events arrive in seconds,
 // the deadline only ends a test that would otherwise hang.
-func within(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+func within(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -156,7 +159,7 @@ func pageState(ctx context.Context) string {
 }
 
 // pollTrue waits until a JavaScript expression holds in the page.
-func pollTrue(t *testing.T, ctx context.Context, what, expr string) {
+func pollTrue(t testing.TB, ctx context.Context, what, expr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -166,12 +169,12 @@ func pollTrue(t *testing.T, ctx context.Context, what, expr string) {
 }
 
 // text is an element's text, read by the page's own script.
-func text(t *testing.T, ctx context.Context, sel string) string {
+func text(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
 	return strings.TrimSpace(evaluate[string](t, ctx, fmt.Sprintf(`(document.querySelector(%q) || {innerText: "<no %s>"}).innerText`, sel, strings.ReplaceAll(sel, `"`, `'`))))
 }
 
-func evaluate[T any](t *testing.T, ctx context.Context, js string) T {
+func evaluate[T any](t testing.TB, ctx context.Context, js string) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -182,7 +185,7 @@ func evaluate[T any](t *testing.T, ctx context.Context, js string) T {
 	return v
 }
 
-func location(t *testing.T, ctx context.Context) string {
+func location(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {

@@ -131,9 +131,6 @@ func (s *Console) stream(w http.ResponseWriter, r *http.Request, ss *session) {
 				break
 			}
 			cursors[m.log] = m.ev.Cursor
-			if m.ev.Log == logNode || m.ev.Log == logHealth {
-				s.counts.invalidate()
-			}
 			b, _ := json.Marshal(m.ev)
 			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", cursorsParam(cursors), m.ev.Log, b)
 		}

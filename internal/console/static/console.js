@@ -76,7 +76,7 @@
             el.textContent = v || 0;
           });
         });
-    }, 500);
+    }, 2500); // longer than the server caches counts, so the last fetch sees the last event
     var row = function (id) { return fleet.querySelector('tr[data-node="' + CSS.escape(id) + '"]'); };
     stream({ logs: 'node,health' }, {
       health: function (e) {
