@@ -24,7 +24,9 @@ const (
 	// node's first certificate), certificate_renewed, duplicate_hardware
 	// (two nodes report the same hardware), boot_digest_changed (a TPM
 	// node's quoted boot PCR digest changed), boot_policy_violation and
-	// boot_policy_cleared (its boot broke, or again meets, a PCR policy).
+	// boot_policy_cleared (its boot broke, or again meets, a PCR policy),
+	// api_token_created and api_token_revoked (of no node: an admin API
+	// token was created or revoked).
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset.
@@ -51,7 +53,7 @@ func ParseService(s string) (Service, error) {
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
 	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
-		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared"},
+		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked"},
 	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 

@@ -84,7 +84,7 @@ func TestCheckerAuthenticate(t *testing.T) {
 	operator, orec := mint(t, store, "operator", "", now, now.Add(time.Hour))
 	expired, _ := mint(t, store, "admin", "old", now.Add(-2*time.Hour), now)
 	revoked, rrec := mint(t, store, "admin", "gone", now, time.Time{})
-	if _, err := store.RevokeAPIToken(t.Context(), rrec.ID, now); err != nil {
+	if _, err := store.RevokeAPIToken(t.Context(), rrec.ID, now, "admin:admin"); err != nil {
 		t.Fatal(err)
 	}
 	unknownID, unknown, _ := Generate()

@@ -230,6 +230,15 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	}
 	code, body, _ = as(viewer).do(t, "GET", "/v1/nodes", "")
 	wantStatus(t, "revoked token", code, body, http.StatusUnauthorized, 16, apitoken.MsgRevoked)
+	// Token changes are in the event log with who made them.
+	created := readEvents(t, admin, "/v1/events?after=0&type=api_token_created", 3)
+	if d, _ := created[0]["details"].(map[string]any); d["api_token"] != viewerID || d["role"] != "viewer" || d["actor"] != "admin:admin" {
+		t.Errorf("api_token_created event %v, want the viewer's token by admin:admin", created[0])
+	}
+	revokedEv := readEvents(t, admin, "/v1/events?after=0&type=api_token_revoked", 1)
+	if d, _ := revokedEv[0]["details"].(map[string]any); d["api_token"] != viewerID || d["actor"] != "token:"+adminTokID+"/root-engine" {
+		t.Errorf("api_token_revoked event %v, want the viewer's token revoked by the admin token", revokedEv[0])
+	}
 	_, err = nodes.ListNodes(withBearer(viewer), &berthv1.ListNodesRequest{})
 	grpctest.WantStatus(t, err, codes.Unauthenticated, apitoken.MsgRevoked)
 	// The one-second token expires: waited for, not timed.

@@ -94,7 +94,7 @@ func (a apiTokens) RevokeAPIToken(ctx context.Context, req *berthv1.RevokeAPITok
 	if !apitoken.IsID(req.GetId()) {
 		return nil, errorTable.Status(ctx, log, rpcerr.Invalid("id", ruleAPITokenID))
 	}
-	t, err := s.store.RevokeAPIToken(ctx, req.GetId(), s.clock.Now())
+	t, err := s.store.RevokeAPIToken(ctx, req.GetId(), s.clock.Now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errAPITokenNotFound
 	}

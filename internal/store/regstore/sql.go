@@ -722,12 +722,16 @@ func (s *SQLStore) CreateAPIToken(ctx context.Context, t APIToken) error {
 		return fmt.Errorf("create API token: unknown role %q", t.Role)
 	}
 	d := s.DB.Dialect
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO reg_api_tokens (`+apiTokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		t.ID, t.Name, t.Role, t.SecretHash, d.Time(t.CreatedAt), nullTime(d, t.ExpiresAt), nullTime(d, t.LastUsedAt),
-		nullTime(d, t.RevokedAt), t.CreatedBy)
-	if db.IsUniqueViolation(err) {
-		err = ErrConflict
-	}
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO reg_api_tokens (`+apiTokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			t.ID, t.Name, t.Role, t.SecretHash, d.Time(t.CreatedAt), nullTime(d, t.ExpiresAt), nullTime(d, t.LastUsedAt),
+			nullTime(d, t.RevokedAt), t.CreatedBy)
+		if db.IsUniqueViolation(err) {
+			return nil, ErrConflict
+		}
+		return []eventlog.Event{{Type: EventAPITokenCreated, Time: db.UTC(t.CreatedAt),
+			Details: eventlog.Details(DetailAPIToken, t.ID, DetailName, t.Name, DetailRole, t.Role, DetailActor, t.CreatedBy)}}, err
+	})
 	return db.Wrap(err, "create API token %s", t.ID)
 }
 
@@ -748,11 +752,22 @@ func (s *SQLStore) ListAPITokens(ctx context.Context, includeInactive bool, now 
 	return db.Result(ts, err, "list API tokens")
 }
 
-// RevokeAPIToken revokes API token id, keeping an earlier revocation's time.
-func (s *SQLStore) RevokeAPIToken(ctx context.Context, id string, now time.Time) (APIToken, error) {
-	t, err := scanAPIToken(s.DB.QueryRowContext(ctx, `UPDATE reg_api_tokens SET revoked_at = COALESCE(revoked_at, $1)
-		WHERE id = $2 RETURNING `+apiTokenColumns, s.DB.Dialect.Time(now), id))
-	return db.Result(t, db.Found(err, ErrNotFound), "revoke API token %s", id)
+// RevokeAPIToken revokes API token id, keeping an earlier revocation's
+// time; only the first revocation appends its event.
+func (s *SQLStore) RevokeAPIToken(ctx context.Context, id string, now time.Time, actor string) (APIToken, error) {
+	var t APIToken
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var err error
+		t, err = scanAPIToken(tx.QueryRowContext(ctx, `UPDATE reg_api_tokens SET revoked_at = $1
+			WHERE id = $2 AND revoked_at IS NULL RETURNING `+apiTokenColumns, s.DB.Dialect.Time(now), id))
+		if db.IsNoRows(err) {
+			t, err = scanAPIToken(tx.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM reg_api_tokens WHERE id = $1`, id))
+			return nil, db.Found(err, ErrNotFound)
+		}
+		return []eventlog.Event{{Type: EventAPITokenRevoked, Time: db.UTC(now),
+			Details: eventlog.Details(DetailAPIToken, t.ID, DetailName, t.Name, DetailActor, actor)}}, err
+	})
+	return db.Result(t, err, "revoke API token %s", id)
 }
 
 // TouchAPITokens moves LastUsedAt forward, never back: replicas flush their

@@ -27,6 +27,10 @@
 //	NoteDuplicate     duplicate_hardware on a registered node whose
 //	                  hardware a refused registration claimed:
 //	                  hardware_uuid, claimant_key, identity_source
+//	CreateAPIToken    api_token_created, of no node: api_token (its ID),
+//	                  name, role, actor
+//	RevokeAPIToken    api_token_revoked, of no node: api_token, name,
+//	                  actor; only when it was not revoked yet
 //
 // Details whose value would be empty are left out.
 package regstore
@@ -227,6 +231,10 @@ const (
 	EventCertificateIssued  = "certificate_issued"
 	EventCertificateRenewed = "certificate_renewed"
 	EventDuplicateHardware  = "duplicate_hardware"
+	// EventAPITokenCreated and EventAPITokenRevoked are an administrator's
+	// changes to the admin API's tokens; their NodeID is empty.
+	EventAPITokenCreated = "api_token_created"
+	EventAPITokenRevoked = "api_token_revoked"
 	// EventBootDigestChanged: a quoted boot's PCR digest differs from the
 	// node's previous one (or is its first).
 	EventBootDigestChanged = "boot_digest_changed"
@@ -241,7 +249,7 @@ const (
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
 		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware,
-		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared}
+		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked}
 }
 
 // Keys of event details.
@@ -259,6 +267,9 @@ const (
 	DetailHardwareUUID   = "hardware_uuid"
 	DetailMACs           = "macs"
 	DetailClaimantKey    = "claimant_key"
+	DetailAPIToken       = "api_token"
+	DetailName           = "name"
+	DetailRole           = "role"
 	DetailDigest         = "digest"
 	DetailPreviousDigest = "previous_digest"
 	DetailReason         = "reason"
@@ -384,9 +395,10 @@ type Store interface {
 	// ListAPITokens returns API tokens ordered by CreatedAt (then ID); only
 	// those neither revoked nor expired at now unless includeInactive.
 	ListAPITokens(ctx context.Context, includeInactive bool, now time.Time) ([]APIToken, error)
-	// RevokeAPIToken revokes API token id at now and returns it; revoking
-	// twice keeps the first RevokedAt. ErrNotFound if absent.
-	RevokeAPIToken(ctx context.Context, id string, now time.Time) (APIToken, error)
+	// RevokeAPIToken revokes API token id at now, by actor, and returns
+	// it; revoking twice keeps the first RevokedAt (and its event).
+	// ErrNotFound if absent.
+	RevokeAPIToken(ctx context.Context, id string, now time.Time, actor string) (APIToken, error)
 	// TouchAPITokens records when tokens were last used, in one
 	// transaction: LastUsedAt becomes the later of the stored time and the
 	// given one. Unknown IDs are skipped.

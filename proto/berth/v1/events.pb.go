@@ -32,8 +32,9 @@ type LifecycleEvent struct {
 	// replaced, certificate_issued (a node's first certificate),
 	// certificate_renewed, duplicate_hardware (two nodes report the same
 	// hardware), boot_digest_changed (digest, previous_digest),
-	// boot_policy_violation (reason), boot_policy_cleared (previous_reason)
-	// (registration); bundle_updated,
+	// boot_policy_violation (reason), boot_policy_cleared (previous_reason),
+	// api_token_created and api_token_revoked (of no node: node_id is empty;
+	// api_token, name, role, actor) (registration); bundle_updated,
 	// bundle_approved, bundle_reset (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`

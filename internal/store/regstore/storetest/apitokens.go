@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
 
@@ -108,7 +109,7 @@ func testListAPITokens(t *testing.T, s regstore.Store) {
 			t.Fatalf("CreateAPIToken(%s): %v", tk.ID, err)
 		}
 	}
-	if _, err := s.RevokeAPIToken(ctx(t), "f-revoked", at(10*time.Second)); err != nil {
+	if _, err := s.RevokeAPIToken(ctx(t), "f-revoked", at(10*time.Second), "admin:admin"); err != nil {
 		t.Fatalf("RevokeAPIToken: %v", err)
 	}
 	ids := func(ts []regstore.APIToken) []string {
@@ -134,23 +135,56 @@ func testRevokeAPIToken(t *testing.T, s regstore.Store) {
 	if err := s.CreateAPIToken(ctx(t), apiToken("r", "operator", t0)); err != nil {
 		t.Fatalf("CreateAPIToken: %v", err)
 	}
-	first, err := s.RevokeAPIToken(ctx(t), "r", at(time.Minute))
-	if err != nil {
-		t.Fatalf("RevokeAPIToken: %v", err)
-	}
+	var first regstore.APIToken
+	evs := newEvents(t, s, func() {
+		var err error
+		if first, err = s.RevokeAPIToken(ctx(t), "r", at(time.Minute), "token:0123456789abcdef/ops"); err != nil {
+			t.Fatalf("RevokeAPIToken: %v", err)
+		}
+	})
+	diff(t, "events of a revocation", []eventlog.Event{event(regstore.EventAPITokenRevoked, "", at(time.Minute),
+		"api_token", "r", "name", "name-r", "actor", "token:0123456789abcdef/ops")}, withoutCursors(evs))
 	if !first.RevokedAt.Equal(stored(at(time.Minute))) {
 		t.Errorf("RevokedAt = %v, want %v", first.RevokedAt, at(time.Minute))
 	}
-	again, err := s.RevokeAPIToken(ctx(t), "r", at(time.Hour))
-	if err != nil {
-		t.Fatalf("RevokeAPIToken again: %v", err)
-	}
-	if !again.RevokedAt.Equal(first.RevokedAt) {
-		t.Errorf("a second revocation moved RevokedAt to %v", again.RevokedAt)
+	var again regstore.APIToken
+	evs = newEvents(t, s, func() {
+		var err error
+		if again, err = s.RevokeAPIToken(ctx(t), "r", at(time.Hour), "admin:admin"); err != nil {
+			t.Fatalf("RevokeAPIToken again: %v", err)
+		}
+	})
+	if !again.RevokedAt.Equal(first.RevokedAt) || len(evs) != 0 {
+		t.Errorf("a second revocation moved RevokedAt to %v, or appended %v", again.RevokedAt, evs)
 	}
 	diff(t, "GetAPIToken after revoke", again, mustGetAPIToken(t, s, "r"))
-	_, err = s.RevokeAPIToken(ctx(t), "unknown", at(time.Hour))
-	wantErr(t, "RevokeAPIToken(unknown)", err, regstore.ErrNotFound)
+	evs = newEvents(t, s, func() {
+		_, err := s.RevokeAPIToken(ctx(t), "unknown", at(time.Hour), "admin:admin")
+		wantErr(t, "RevokeAPIToken(unknown)", err, regstore.ErrNotFound)
+	})
+	if len(evs) != 0 {
+		t.Errorf("revoking an unknown token appended %v", evs)
+	}
+}
+
+// testAPITokenEvents: a creation is in the log with who did it; a refused
+// one is not.
+func testAPITokenEvents(t *testing.T, s regstore.Store) {
+	tok := apiToken("e1", "admin", at(time.Second))
+	tok.CreatedBy = "admin:alice"
+	evs := newEvents(t, s, func() {
+		if err := s.CreateAPIToken(ctx(t), tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+	diff(t, "events of a creation", []eventlog.Event{event(regstore.EventAPITokenCreated, "", at(time.Second),
+		"api_token", "e1", "name", "name-e1", "role", "admin", "actor", "admin:alice")}, withoutCursors(evs))
+	evs = newEvents(t, s, func() {
+		wantErr(t, "CreateAPIToken(duplicate)", s.CreateAPIToken(ctx(t), tok), regstore.ErrConflict)
+	})
+	if len(evs) != 0 {
+		t.Errorf("a refused creation appended %v", evs)
+	}
 }
 
 func testTouchAPITokens(t *testing.T, s regstore.Store) {

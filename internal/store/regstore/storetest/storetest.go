@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ListAPITokens", testListAPITokens},
 		{"RevokeAPIToken", testRevokeAPIToken},
 		{"TouchAPITokens", testTouchAPITokens},
+		{"APITokenEvents", testAPITokenEvents},
 		{"EKLabels", testEKLabels},
 		{"RecordBoot", testRecordBoot},
 		{"RecordBootErrors", testRecordBootErrors},
