@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBundleAppliedOnEveryBoot: the engine puts a bundle for a registered
@@ -60,6 +61,23 @@ func TestBundleAppliedOnEveryBoot(t *testing.T) {
 			mustJSON(t, mustRun(t, d.env, "berthctl", args...), &info)
 			if info.Version < 1 || info.State != "approved" {
 				t.Fatalf("bundles put = %+v", info)
+			}
+			// Resume serves bundles from a cache that the bundle store's
+			// events refresh; in a split deployment the event of the put
+			// may reach it a moment after the put returned, and until then
+			// a boot gets the node's previous bundle (none here).
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				r, _, err := m.boot(t, d, "")
+				if err != nil {
+					t.Fatalf("boot after the put: %v", err)
+				}
+				if r.BundleVersion != nil && *r.BundleVersion == info.Version {
+					break
+				}
+				if r.BundleVersion == nil || *r.BundleVersion != 0 || time.Now().After(deadline) {
+					t.Fatalf("boot after the put = %+v, want bundle %d (or, for a moment, none)", r, info.Version)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			for i := range 3 {
 				r, _, err := m.boot(t, d, "")
