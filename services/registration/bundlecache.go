@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -64,6 +65,9 @@ type BundleCache struct {
 type cachedBundle struct {
 	b    *berthv1.SealedBundle // nil: the node has no bundle
 	size int
+	// key is the SHA-256 of the bundle key the node had when the entry
+	// was filled: an entry answers only for that key.
+	key [sha256.Size]byte
 }
 
 // BundleCacheConfig configures a BundleCache.
@@ -100,16 +104,22 @@ func NewBundleCache(c BundleCacheConfig) (*BundleCache, error) {
 
 // Sealed returns the node's current sealed bundle, or nil when it has
 // none, from memory when the watch is in place and the node's entry is
-// kept, else from the bundle store.
-func (c *BundleCache) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
+// kept for the same bundle key, else from the bundle store.
+//
+// The key matters when another board replaced the node: the registration
+// replica that registered it deleted the node's bundles (sealed to the
+// old board's key), which appends no bundle event, so a cache on another
+// replica learns of it only through the key the node now has.
+func (c *BundleCache) Sealed(ctx context.Context, nodeID string, bundleKey []byte) (*berthv1.SealedBundle, error) {
+	key := sha256.Sum256(bundleKey)
 	c.mu.Lock()
-	if e, ok := c.entries[nodeID]; ok && c.live {
+	if e, ok := c.entries[nodeID]; ok && c.live && e.key == key {
 		c.mu.Unlock()
 		return e.b, nil
 	}
 	live, epoch := c.live, c.epoch
 	c.mu.Unlock()
-	b, err := c.src.Sealed(ctx, nodeID)
+	b, err := c.src.Sealed(ctx, nodeID, bundleKey)
 	if err != nil || !live {
 		return b, err
 	}
@@ -118,7 +128,7 @@ func (c *BundleCache) Sealed(ctx context.Context, nodeID string) (*berthv1.Seale
 	// An event or a break while fetching: what was fetched may already be
 	// old, so it is answered once and not kept.
 	if c.live && c.epoch == epoch {
-		c.keep(nodeID, b)
+		c.keep(nodeID, key, b)
 	}
 	return b, nil
 }
@@ -134,7 +144,7 @@ func (c *BundleCache) Delete(ctx context.Context, nodeID string) error {
 
 // keep stores an entry, first evicting others (in the map's random
 // order, which costs nothing to keep) until it fits.
-func (c *BundleCache) keep(nodeID string, b *berthv1.SealedBundle) {
+func (c *BundleCache) keep(nodeID string, key [sha256.Size]byte, b *berthv1.SealedBundle) {
 	size := len(nodeID) + 64
 	if b != nil {
 		size += proto.Size(b)
@@ -149,7 +159,7 @@ func (c *BundleCache) keep(nodeID string, b *berthv1.SealedBundle) {
 		}
 		c.drop(id)
 	}
-	c.entries[nodeID] = cachedBundle{b: b, size: size}
+	c.entries[nodeID] = cachedBundle{b: b, size: size, key: key}
 	c.bytes += size
 }
 

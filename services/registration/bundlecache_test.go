@@ -25,9 +25,9 @@ type countingBundles struct {
 	sealed atomic.Int64
 }
 
-func (c *countingBundles) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
+func (c *countingBundles) Sealed(ctx context.Context, nodeID string, bundleKey []byte) (*berthv1.SealedBundle, error) {
 	c.sealed.Add(1)
-	return c.Bundles.Sealed(ctx, nodeID)
+	return c.Bundles.Sealed(ctx, nodeID, bundleKey)
 }
 
 // bundleReplica is a second bundle store, on the env's stores, with a
@@ -258,7 +258,7 @@ type fakeSealed struct {
 	hold, entered chan struct{}
 }
 
-func (f *fakeSealed) Sealed(context.Context, string) (*berthv1.SealedBundle, error) {
+func (f *fakeSealed) Sealed(context.Context, string, []byte) (*berthv1.SealedBundle, error) {
 	f.mu.Lock()
 	v, hold, entered := f.version, f.hold, f.entered
 	f.mu.Unlock()
@@ -291,7 +291,7 @@ func TestBundleCacheRace(t *testing.T) {
 			c.setLive(true, 1)
 			got := make(chan int64)
 			go func() {
-				b, _ := c.Sealed(context.Background(), "n1")
+				b, _ := c.Sealed(context.Background(), "n1", keyA)
 				got <- b.GetInfo().GetVersion()
 			}()
 			<-src.entered
@@ -307,7 +307,7 @@ func TestBundleCacheRace(t *testing.T) {
 			src.hold, src.version = nil, 2
 			src.mu.Unlock()
 			for range 2 {
-				b, _ := c.Sealed(context.Background(), "n1")
+				b, _ := c.Sealed(context.Background(), "n1", keyA)
 				if b.GetInfo().GetVersion() != 2 {
 					t.Fatalf("after the race: version %d", b.GetInfo().GetVersion())
 				}
@@ -329,7 +329,7 @@ func TestBundleCacheBound(t *testing.T) {
 	}
 	c.setLive(true, 1)
 	for i := range 50 {
-		if _, err := c.Sealed(context.Background(), string(rune('a'+i%26))+string(rune('a'+i/26))); err != nil {
+		if _, err := c.Sealed(context.Background(), string(rune('a'+i%26))+string(rune('a'+i/26)), keyA); err != nil {
 			t.Fatal(err)
 		}
 		if c.bytes > 10_000 {
@@ -340,7 +340,7 @@ func TestBundleCacheBound(t *testing.T) {
 		t.Fatalf("%d entries of 1 KiB bundles under a 10,000-byte bound", n)
 	}
 	src.size = 20_000
-	c.Sealed(context.Background(), "huge")
+	c.Sealed(context.Background(), "huge", keyA)
 	if _, ok := c.entries["huge"]; ok {
 		t.Fatal("a bundle over the bound was kept")
 	}
@@ -354,8 +354,40 @@ func TestBundleCacheBound(t *testing.T) {
 
 type sizedBundles struct{ size int }
 
-func (s *sizedBundles) Sealed(context.Context, string) (*berthv1.SealedBundle, error) {
+func (s *sizedBundles) Sealed(context.Context, string, []byte) (*berthv1.SealedBundle, error) {
 	return &berthv1.SealedBundle{Sealed: make([]byte, max(s.size, 1000))}, nil
 }
 
 func (s *sizedBundles) Delete(context.Context, string) error { return nil }
+
+// keyA and keyB are two boards' bundle keys.
+var keyA, keyB = []byte("bundle key of board A"), []byte("bundle key of board B")
+
+// TestBundleCacheReplacedBoard: an entry answers only for the bundle key
+// it was filled for, so a board that replaced the node (its bundles
+// deleted on another registration replica, with no event) never gets the
+// old board's bundle from this one.
+func TestBundleCacheReplacedBoard(t *testing.T) {
+	src := &fakeSealed{version: 3}
+	c, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setLive(true, 1)
+	if b, _ := c.Sealed(context.Background(), "n1", keyA); b.GetInfo().GetVersion() != 3 {
+		t.Fatalf("board A: version %d", b.GetInfo().GetVersion())
+	}
+	// Replaced elsewhere: the store dropped the bundles.
+	src.mu.Lock()
+	src.version = 0
+	src.mu.Unlock()
+	if b, _ := c.Sealed(context.Background(), "n1", keyA); b.GetInfo().GetVersion() != 3 {
+		t.Fatalf("board A again: version %d, want the kept 3", b.GetInfo().GetVersion())
+	}
+	if b, _ := c.Sealed(context.Background(), "n1", keyB); b.GetInfo().GetVersion() != 0 {
+		t.Fatalf("board B got version %d, the old board's bundle", b.GetInfo().GetVersion())
+	}
+	if b, _ := c.Sealed(context.Background(), "n1", keyB); b.GetInfo().GetVersion() != 0 || c.Len() != 1 {
+		t.Fatalf("board B again: version %d, %d entries", b.GetInfo().GetVersion(), c.Len())
+	}
+}

@@ -24,7 +24,7 @@ func NewGRPCBundles(conn grpc.ClientConnInterface) *GRPCBundles {
 }
 
 // Sealed returns the node's current sealed bundle, or nil when it has none.
-func (b *GRPCBundles) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
+func (b *GRPCBundles) Sealed(ctx context.Context, nodeID string, _ []byte) (*berthv1.SealedBundle, error) {
 	resp, err := b.client.GetSealedBundle(ctx, &berthv1.GetSealedBundleRequest{NodeId: nodeID})
 	if status.Code(err) == codes.NotFound {
 		return nil, nil

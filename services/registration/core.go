@@ -283,7 +283,7 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool)
 	}
 	out.CertificateChain = n.Cert.Chain
 	if bundle && s.bundles != nil {
-		b, err := s.bundles.Sealed(ctx, n.ID)
+		b, err := s.bundles.Sealed(ctx, n.ID, n.BundleKey)
 		if err != nil {
 			return nil, err
 		}

@@ -252,8 +252,8 @@ type bundlesSwitch struct {
 func (s *bundlesSwitch) set(b Bundles) { s.mu.Lock(); s.cur = b; s.mu.Unlock() }
 func (s *bundlesSwitch) get() Bundles  { s.mu.Lock(); defer s.mu.Unlock(); return s.cur }
 
-func (s *bundlesSwitch) Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error) {
-	return s.get().Sealed(ctx, nodeID)
+func (s *bundlesSwitch) Sealed(ctx context.Context, nodeID string, bundleKey []byte) (*berthv1.SealedBundle, error) {
+	return s.get().Sealed(ctx, nodeID, bundleKey)
 }
 
 func (s *bundlesSwitch) Delete(ctx context.Context, nodeID string) error {

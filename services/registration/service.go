@@ -70,8 +70,12 @@ type CA interface {
 
 // Bundles is what the registration service needs from the bundle store.
 type Bundles interface {
-	// Sealed returns the node's current sealed bundle, or nil when none.
-	Sealed(ctx context.Context, nodeID string) (*berthv1.SealedBundle, error)
+	// Sealed returns the node's current sealed bundle, or nil when it has
+	// none. bundleKey is the node's bundle key as registered: the store
+	// answers by node ID alone, a cache also by the key, so that a board
+	// that replaced the node (another key, its bundles deleted on another
+	// replica, which appends no event) never gets the old board's.
+	Sealed(ctx context.Context, nodeID string, bundleKey []byte) (*berthv1.SealedBundle, error)
 	// Delete removes every bundle of a node.
 	Delete(ctx context.Context, nodeID string) error
 }
