@@ -40,6 +40,15 @@ const connBufferSize = 8 << 10
 // window is credit, not memory: gRPC allocates only what arrives.
 const windowSize = 1 << 20
 
+// serverWindowSize is what a server grants its clients, fixed too, but at
+// gRPC's own initial size: a server that refuses a request over
+// MaxRecvMsgSize must have let little of it in, or the client, still
+// sending into a large window when the stream is refused, loses the
+// whole connection and reads Unavailable (which an agent retries) instead
+// of ResourceExhausted. Nodes receive bundles through their own (client)
+// window, so downloads keep windowSize.
+const serverWindowSize = 64 << 10
+
 // ServerConfig describes one gRPC server.
 type ServerConfig struct {
 	// Name is the service name used in logs (e.g. "registration" or "all").
@@ -113,8 +122,8 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ReadBufferSize(connBufferSize),
 		grpc.WriteBufferSize(connBufferSize),
 		grpc.SharedWriteBuffer(true),
-		grpc.InitialWindowSize(windowSize),
-		grpc.InitialConnWindowSize(windowSize),
+		grpc.InitialWindowSize(serverWindowSize),
+		grpc.InitialConnWindowSize(serverWindowSize),
 		grpc.StatsHandler(connStats{lim: lim}),
 		grpc.InTapHandle(lim.tap(p, c.Bearer != nil)),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(c.TracerProvider, c.MeterProvider, c.Propagator)...)),
