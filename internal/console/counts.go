@@ -40,10 +40,14 @@ type countCache struct {
 	clock clock.Clock
 	mu    sync.Mutex // held while counting: one count at a time
 	last  map[string]counts
+	// refreshing names the principals whose counts are being made in
+	// the background.
+	bg         sync.Mutex
+	refreshing map[string]bool
 }
 
 func newCountCache(c clock.Clock) *countCache {
-	return &countCache{clock: c, last: map[string]counts{}}
+	return &countCache{clock: c, last: map[string]counts{}, refreshing: map[string]bool{}}
 }
 
 func (c *countCache) invalidate() {
@@ -52,13 +56,27 @@ func (c *countCache) invalidate() {
 	c.mu.Unlock()
 }
 
-// get returns p's counts; ctx must carry p (as).
-func (c *countCache) get(ctx context.Context, a api, p Principal) (counts, error) {
+// get returns p's counts; ctx must carry p (as). Counts older than
+// countTTL are made again first, unless stale is allowed: a page then
+// shows the last counts at once (saying when they were made) and they
+// are made again in the background, so that no page load waits for a
+// whole-fleet count but the first.
+func (c *countCache) get(ctx context.Context, a api, p Principal, stale bool) (counts, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if last, ok := c.last[p.Forward]; ok && c.clock.Now().Sub(last.At) < countTTL {
+	last, ok := c.last[p.Forward]
+	fresh := ok && c.clock.Now().Sub(last.At) < countTTL
+	if fresh || (ok && stale) {
+		c.mu.Unlock()
+		if !fresh {
+			c.refresh(ctx, a, p)
+		}
 		return last, nil
 	}
+	defer c.mu.Unlock()
+	return c.countLocked(ctx, a, p)
+}
+
+func (c *countCache) countLocked(ctx context.Context, a api, p Principal) (counts, error) {
 	n, err := count(ctx, a)
 	if err != nil {
 		return counts{}, err
@@ -66,6 +84,27 @@ func (c *countCache) get(ctx context.Context, a api, p Principal) (counts, error
 	n.At = c.clock.Now()
 	c.last[p.Forward] = n
 	return n, nil
+}
+
+// refresh counts again in the background, once at a time per principal.
+func (c *countCache) refresh(ctx context.Context, a api, p Principal) {
+	c.bg.Lock()
+	if c.refreshing[p.Forward] {
+		c.bg.Unlock()
+		return
+	}
+	c.refreshing[p.Forward] = true
+	c.bg.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	go func() {
+		defer cancel()
+		c.mu.Lock()
+		c.countLocked(ctx, a, p) // an error keeps the last counts
+		c.mu.Unlock()
+		c.bg.Lock()
+		delete(c.refreshing, p.Forward)
+		c.bg.Unlock()
+	}()
 }
 
 // count reads every node and every health record, page by page.
@@ -118,7 +157,7 @@ func (s *Console) fleetCounts(w http.ResponseWriter, r *http.Request, ss *sessio
 	if r.URL.Query().Has("fresh") {
 		s.counts.invalidate()
 	}
-	c, err := s.counts.get(as(ctx, ss.principal), s.api, ss.principal)
+	c, err := s.counts.get(as(ctx, ss.principal), s.api, ss.principal, false)
 	if err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(httpStatus(err))

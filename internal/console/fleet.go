@@ -114,7 +114,7 @@ func (s *Console) fleetPage(w http.ResponseWriter, r *http.Request, ss *session)
 	var d fleetData
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		c, err := s.counts.get(ctx, s.api, ss.principal)
+		c, err := s.counts.get(ctx, s.api, ss.principal, true)
 		if err != nil {
 			d.CountErr = errorText(err)
 			return

@@ -72,6 +72,7 @@
           if (c.error) { showError('Counts: ' + c.error); return; }
           document.querySelectorAll('[data-count]').forEach(function (el) {
             var k = el.getAttribute('data-count').split(':');
+            if (k[0] === 'at') { el.textContent = new Date(c.at).toISOString().slice(11, 19) + 'Z'; return; }
             var v = k[0] === 'total' ? c.total : (k[0] === 'status' ? c.by_status : c.by_health)[k[1]];
             el.textContent = v || 0;
           });
