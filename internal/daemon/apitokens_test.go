@@ -252,6 +252,27 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	}
 	wantStatus(t, "expired token", code, body, http.StatusUnauthorized, 16, apitoken.MsgExpired)
 
+	// A source that keeps presenting refused tokens is slowed down: 429,
+	// then refused before its token is looked at, over gRPC too.
+	limited := false
+	for range 30 {
+		code, body, _ := bearer{restClient: anon, token: "Bearer not-a-token"}.do(t, "GET", "/v1/nodes", "")
+		if code == http.StatusTooManyRequests {
+			wantStatus(t, "a source with too many refused tokens", code, body, http.StatusTooManyRequests, 8, "too many refused API tokens")
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Error("30 refused tokens in a row from one address were never limited")
+	}
+	_, err = nodes.ListNodes(withBearer(adminTok), &berthv1.ListNodesRequest{})
+	grpctest.WantCode(t, err, codes.ResourceExhausted)
+	// Certificates are not tokens: the admin's still works.
+	if code, body := admin.do(t, "GET", "/v1/nodes", ""); code != http.StatusOK {
+		t.Errorf("the admin certificate from a limited address: %d %v", code, body)
+	}
+
 	if reg != "" {
 		// The services themselves take certificates only: a token is for
 		// the front door.

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/ratelimit"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
@@ -121,7 +122,7 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 		if c.Role == RoleAll {
-			b.bearer = svc.AuthenticateBearer
+			b.bearer = limitTokenFailures(svc.AuthenticateBearer)
 			b.tokens = svc.APITokens()
 		}
 	}
@@ -214,6 +215,14 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 		UI:           ui.Handler(),
 		Logger:       c.Logger,
 	})
+}
+
+// limitTokenFailures puts the front door's API token check under its
+// per-source limit on refused tokens, shared by gRPC and REST.
+func limitTokenFailures(auth rpc.BearerAuth) rpc.BearerAuth {
+	return rpc.LimitBearerFailures(auth, ratelimit.New(ratelimit.Config{
+		Burst: rpc.DefaultTokenFailureBurst, Interval: rpc.DefaultTokenFailureInterval,
+	}))
 }
 
 // need records that services cannot work without deps.

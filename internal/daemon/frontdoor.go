@@ -51,7 +51,7 @@ func buildFrontDoor(c Config, cr *creds, tel *telemetry.Telemetry, b *built) (rp
 	}
 	// API tokens are checked by the registration service, which keeps them.
 	tokens := apitoken.NewClient(b.upstream[pki.ServiceRegistration])
-	b.bearer, b.tokens = tokens.AuthenticateBearer, tokens
+	b.bearer, b.tokens = limitTokenFailures(tokens.AuthenticateBearer), tokens
 	p := rpc.Policy{}
 	for method, callers := range rpc.Matrix() {
 		if forwarded(method) {

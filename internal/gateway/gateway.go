@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -229,7 +230,13 @@ func (g *Gateway) authenticate(r *http.Request) (mtls.Identity, error) {
 		case g.c.Bearer == nil:
 			return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoBearer)
 		}
-		return g.c.Bearer(r.Context(), tok)
+		// The client's address, as gRPC's peer, so that per-source limits
+		// (rpc.LimitBearerFailures) count HTTP clients as gRPC ones.
+		ctx := r.Context()
+		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
+			ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr})
+		}
+		return g.c.Bearer(ctx, tok)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoCredentials)
