@@ -21,10 +21,10 @@ func TestRunHelp(t *testing.T) {
 
 // TestRunReadsEnvironment checks that main wires the process environment.
 func TestRunReadsEnvironment(t *testing.T) {
-	t.Setenv("BERTH_OUTPUT", "yaml")
+	t.Setenv("BERTH_OUTPUT", "xml")
 	var stdout, stderr strings.Builder
 	code := run(t.Context(), []string{"nodes", "list"}, &stdout, &stderr)
-	if code != 2 || !strings.Contains(stderr.String(), `invalid output format "yaml" from BERTH_OUTPUT`) {
+	if code != 2 || !strings.Contains(stderr.String(), `invalid output format "xml" from BERTH_OUTPUT`) {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
