@@ -60,6 +60,8 @@ type built struct {
 	// upstream are the front door's connections to the services it
 	// forwards to, by service name (role api only).
 	upstream map[string]*grpc.ClientConn
+	// gauges refresh the metrics read from the stores; see gauges.go.
+	gauges []gauge
 }
 
 func (b *built) close() {
@@ -171,6 +173,9 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 	}
 	for _, n := range b.needs {
 		b.watch.Add(n.services, n.deps...)
+	}
+	if len(b.gauges) > 0 {
+		b.background(ctx, func(ctx context.Context) { refreshGauges(ctx, c, b.gauges) })
 	}
 	return b, nil
 }
@@ -284,7 +289,9 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 	if err != nil {
 		return nil, err
 	}
+	b.gauges = append(b.gauges, registrationGauges(c.metrics, store))
 	cfg := registration.Config{
+		Metrics:     c.metrics,
 		Store:       store,
 		CA:          registration.NewGRPCCA(caConn),
 		TrustBundle: [][]byte{cr.root.Raw},
@@ -360,7 +367,9 @@ func buildBundles(ctx context.Context, c Config, cr *creds, tel *telemetry.Telem
 	}
 	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
+	b.gauges = append(b.gauges, headGauge(c.metrics, "bundles", store.Events()))
 	svc, err := bundles.New(bundles.Config{
+		Metrics:          c.metrics,
 		Store:            store,
 		TrustDomain:      cr.trustDomain,
 		Roots:            cr.rootPool(),
@@ -404,7 +413,9 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 	revoked := revocation.New(revocation.Config{Source: berthv1.NewCertificateAuthorityServiceClient(caConn), Logger: c.Logger})
 	b.background(ctx, revoked.Run)
 	interval := cmp.Or(c.HeartbeatInterval, liveness.DefaultInterval)
+	b.gauges = append(b.gauges, heartbeatGauges(c.metrics, store))
 	svc, err := heartbeat.New(heartbeat.Config{
+		Metrics:  c.metrics,
 		Store:    store,
 		Interval: interval,
 		Grace:    c.HeartbeatGrace,
@@ -468,9 +479,11 @@ func (b *built) runService(ctx context.Context, c Config, name string, run func(
 	})
 }
 
-// background runs f until the process shuts down, and waits for it on close.
+// background runs f until the process shuts down, and waits for it on
+// close. Background work is untraced: its polling would otherwise send a
+// trace every few seconds (telemetry.Untraced).
 func (b *built) background(ctx context.Context, f func(context.Context)) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(telemetry.Untraced(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); f(ctx) }()
 	b.closers = append(b.closers, func() { cancel(); <-done })

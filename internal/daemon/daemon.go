@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/gateway"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/telemetry"
@@ -101,9 +102,19 @@ type Config struct {
 	// Ready, if set, is called with the bound gRPC address once serving.
 	Ready func(addr string)
 
+	// GaugePeriod is how often the gauges read from the stores (nodes by
+	// status and health, event log heads) are refreshed: a scrape reads
+	// the last values and never queries a store (DefaultGaugePeriod when 0).
+	GaugePeriod time.Duration
+
 	// self is this process's own listener, as the services dial it.
 	self string
+	// metrics are berth's own, registered once per process.
+	metrics *metrics.Metrics
 }
+
+// DefaultGaugePeriod is Config.GaugePeriod's default.
+const DefaultGaugePeriod = 15 * time.Second
 
 // servesREST reports whether the process is the front door: REST/JSON on
 // its gRPC port.
@@ -173,6 +184,9 @@ func Run(ctx context.Context, c Config) error {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
+	if c.metrics, err = metrics.New(tel.Registry); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {

@@ -31,7 +31,7 @@ type splitDeployment struct {
 	front string
 }
 
-func startSplit(t *testing.T, l *pki.Layout, dsn string) *splitDeployment {
+func startSplit(t testing.TB, l *pki.Layout, dsn string) *splitDeployment {
 	t.Helper()
 	d := &splitDeployment{deployment: &deployment{layout: l, addrs: map[string]string{}}, procs: map[string]*process{}}
 	run := func(role string, c Config) {
@@ -52,7 +52,7 @@ func startSplit(t *testing.T, l *pki.Layout, dsn string) *splitDeployment {
 
 // dialFront connects to the front door as berthctl does: expecting the
 // service it wants, or the front door.
-func (d *splitDeployment) dialFront(t *testing.T, service string, cert tls.Certificate) *grpc.ClientConn {
+func (d *splitDeployment) dialFront(t testing.TB, service string, cert tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, d.layout.RootPool()), d.layout.TrustDomain, service, pki.ServiceAPI)
 	cfg.ServerName = "127.0.0.1"

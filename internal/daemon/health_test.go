@@ -30,7 +30,7 @@ type process struct {
 }
 
 // start runs c until the test ends, and waits until it serves.
-func start(t *testing.T, c Config) *process {
+func start(t testing.TB, c Config) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{done: make(chan error, 1), cancel: cancel}

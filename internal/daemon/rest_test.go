@@ -30,7 +30,7 @@ type restClient struct {
 	http *http.Client
 }
 
-func newRESTClient(t *testing.T, l *pki.Layout, addr string, cert tls.Certificate) *restClient {
+func newRESTClient(t testing.TB, l *pki.Layout, addr string, cert tls.Certificate) *restClient {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: l.RootPool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 	if len(cert.Certificate) > 0 {
@@ -42,7 +42,7 @@ func newRESTClient(t *testing.T, l *pki.Layout, addr string, cert tls.Certificat
 }
 
 // do sends a request and returns the status code and the decoded JSON body.
-func (c *restClient) do(t *testing.T, method, path, body string) (int, map[string]any) {
+func (c *restClient) do(t testing.TB, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	code, raw := c.raw(t, method, path, body)
 	var out map[string]any
@@ -52,7 +52,7 @@ func (c *restClient) do(t *testing.T, method, path, body string) (int, map[strin
 	return code, out
 }
 
-func (c *restClient) raw(t *testing.T, method, path, body string) (int, []byte) {
+func (c *restClient) raw(t testing.TB, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
 	if err != nil {

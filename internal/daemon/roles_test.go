@@ -30,7 +30,7 @@ type deployment struct {
 }
 
 // newPKI makes a deployment's PKI in a temporary directory.
-func newPKI(t *testing.T, td string) *pki.Layout {
+func newPKI(t testing.TB, td string) *pki.Layout {
 	t.Helper()
 	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki"), TrustDomain: td})
 	if err != nil {
@@ -41,7 +41,7 @@ func newPKI(t *testing.T, td string) *pki.Layout {
 
 // ownDir copies a role's directory, and nothing else of the PKI, into a
 // new directory, as a container that mounts only its own credentials.
-func ownDir(t *testing.T, l *pki.Layout, role string) string {
+func ownDir(t testing.TB, l *pki.Layout, role string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), role)
 	if err := os.Mkdir(dst, 0o700); err != nil {
@@ -100,7 +100,7 @@ func startAll(t *testing.T, l *pki.Layout) *deployment {
 
 // dial connects to the address of role presenting cert and checking, as
 // every berth client does, that the server is that role's service.
-func (d *deployment) dial(t *testing.T, role string, cert tls.Certificate) *grpc.ClientConn {
+func (d *deployment) dial(t testing.TB, role string, cert tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, d.layout.RootPool()), d.layout.TrustDomain, role)
 	cfg.ServerName = "127.0.0.1"

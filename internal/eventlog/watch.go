@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/berth-dev/berth/internal/metrics"
 )
 
 // DefaultPollPeriod is how often a watch reads the log for events that
@@ -27,6 +29,9 @@ type FollowerConfig struct {
 	// Done, when closed, ends every watch with ErrClosed: the owner is
 	// shutting down, and the watchers should reconnect elsewhere.
 	Done <-chan struct{}
+	// Watchers, when set, keeps each open watch's position, for the
+	// metrics of watcher lag.
+	Watchers *metrics.WatcherSet
 }
 
 // Follower runs watches on one log. It is safe for concurrent use.
@@ -36,6 +41,7 @@ type Follower struct {
 	page  int
 	after func(time.Duration) <-chan time.Time
 	done  <-chan struct{}
+	open  *metrics.WatcherSet
 }
 
 // NewFollower checks c and fills its defaults.
@@ -52,7 +58,7 @@ func NewFollower(c FollowerConfig) (*Follower, error) {
 	if c.After == nil {
 		c.After = time.After
 	}
-	return &Follower{src: c.Source, poll: c.PollPeriod, page: c.PageSize, after: c.After, done: c.Done}, nil
+	return &Follower{src: c.Source, poll: c.PollPeriod, page: c.PageSize, after: c.After, done: c.Done, open: c.Watchers}, nil
 }
 
 // WatchRequest says where a watch starts and what it sends.
@@ -111,6 +117,8 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 		}
 	}
 	q := Query{NodeIDs: r.NodeIDs, Types: r.Types, Limit: f.page}
+	w := f.open.Open(after)
+	defer w.Close()
 	for {
 		// Taken before reading, so that an append during the read is not
 		// missed.
@@ -134,6 +142,7 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 			}
 		}
 		after = page.Next
+		w.Read(after)
 		if len(page.Events) == f.page {
 			continue
 		}

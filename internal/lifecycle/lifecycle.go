@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/ident"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -45,6 +46,8 @@ type Config struct {
 	Retention time.Duration
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// Watchers, when set, keeps the positions of open watches (metrics).
+	Watchers *metrics.WatcherSet
 }
 
 // Feed serves one log.
@@ -70,7 +73,7 @@ func New(c Config) (*Feed, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	stop := make(chan struct{})
-	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Log, Done: stop})
+	follower, err := eventlog.NewFollower(eventlog.FollowerConfig{Source: c.Log, Done: stop, Watchers: c.Watchers})
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 )
 
@@ -118,6 +119,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock defaults to SystemClock().
 	Clock Clock
+	// Watchers, when set, keeps the positions of open watches (metrics).
+	Watchers *metrics.WatcherSet
 }
 
 // Core is the heartbeat core of one replica.
@@ -217,6 +220,7 @@ func New(c Config) (*Core, error) {
 	}
 	f, err := eventlog.NewFollower(eventlog.FollowerConfig{
 		Source: c.Store.Events(), PollPeriod: c.PollPeriod, PageSize: watchPage, After: c.Clock.After, Done: core.closed,
+		Watchers: c.Watchers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("liveness: %w", err)

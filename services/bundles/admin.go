@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/metrics"
+	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -22,7 +24,8 @@ var _ berthv1.BundleAdminServiceServer = adminServer{}
 
 // PutBundle writes a node's bundle for an administrator: approved at once,
 // superseding an upload that waits for approval.
-func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServicePutBundleRequest) (*berthv1.BundleAdminServicePutBundleResponse, error) {
+func (a adminServer) PutBundle(ctx context.Context, req *berthv1.BundleAdminServicePutBundleRequest) (_ *berthv1.BundleAdminServicePutBundleResponse, err error) {
+	defer func() { a.s.metrics.BundlePut("admin", metrics.Result(err)) }()
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
 		return nil, errorTable.Status(ctx, log, err)
@@ -132,7 +135,13 @@ func (a adminServer) ResetBundle(ctx context.Context, req *berthv1.ResetBundleRe
 }
 
 // GetSealedBundle returns a node's current bundle with its content.
-func (a adminServer) GetSealedBundle(ctx context.Context, req *berthv1.GetSealedBundleRequest) (*berthv1.GetSealedBundleResponse, error) {
+func (a adminServer) GetSealedBundle(ctx context.Context, req *berthv1.GetSealedBundleRequest) (_ *berthv1.GetSealedBundleResponse, err error) {
+	// Registration fetches a node's bundle to return it inside Resume.
+	by := "admin"
+	if caller(ctx).Kind == mtls.KindService {
+		by = caller(ctx).Name
+	}
+	defer func() { a.s.metrics.BundleFetch(by, metrics.Result(err)) }()
 	log := rpc.Logger(ctx, a.s.log)
 	if err := validateNodeID(req.GetNodeId()); err != nil {
 		return nil, errorTable.Status(ctx, log, err)

@@ -47,6 +47,7 @@ import (
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/lifecycle"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
@@ -75,6 +76,8 @@ const (
 
 // Config holds the dependencies and settings of the bundles service.
 type Config struct {
+	// Metrics, when set, counts bundle puts and fetches.
+	Metrics *metrics.Metrics
 	// Store keeps the bundles. Required.
 	Store bundlestore.Store
 	// TrustDomain is the deployment's trust domain, which bundles must be
@@ -138,6 +141,7 @@ type Service struct {
 	revocationsKnown func() error
 	log              *slog.Logger
 	clock            clock.Clock
+	metrics          *metrics.Metrics
 
 	// events serves the bundle event log (WatchBundleEvents, Run).
 	events *lifecycle.Feed
@@ -174,6 +178,7 @@ func New(c Config) (*Service, error) {
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "bundles", Types: bundlestore.EventTypes(),
 		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
+		Watchers: c.Metrics.Watchers("bundles"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
@@ -192,6 +197,7 @@ func New(c Config) (*Service, error) {
 		revocationsKnown: c.RevocationsKnown,
 		log:              c.Logger,
 		clock:            c.Clock,
+		metrics:          c.Metrics,
 	}, nil
 }
 
@@ -245,7 +251,8 @@ func (s *Service) node(ctx context.Context) (string, error) {
 }
 
 // GetBundle returns the calling node's current bundle.
-func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (*berthv1.GetBundleResponse, error) {
+func (s *Service) GetBundle(ctx context.Context, _ *berthv1.GetBundleRequest) (_ *berthv1.GetBundleResponse, err error) {
+	defer func() { s.metrics.BundleFetch("node", metrics.Result(err)) }()
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {
@@ -276,7 +283,8 @@ func (s *Service) GetBundleVersions(ctx context.Context, _ *berthv1.GetBundleVer
 
 // PutBundle stores an upload of the calling node, held for approval when
 // the service, the node's policy or the node itself asks for it.
-func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) (*berthv1.PutBundleResponse, error) {
+func (s *Service) PutBundle(ctx context.Context, req *berthv1.PutBundleRequest) (_ *berthv1.PutBundleResponse, err error) {
+	defer func() { s.metrics.BundlePut("node", metrics.Result(err)) }()
 	log := rpc.Logger(ctx, s.log)
 	nodeID, err := s.node(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/liveness"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
@@ -28,6 +29,8 @@ const (
 // Config holds the service's dependencies. Zero durations take the
 // defaults of internal/liveness.
 type Config struct {
+	// Metrics, when set, counts connected streams.
+	Metrics *metrics.Metrics
 	// Store keeps liveness, the event log, the decider lease and the
 	// settings. Required.
 	Store heartbeatstore.Store
@@ -76,6 +79,7 @@ type Service struct {
 	store            heartbeatstore.Store
 	revocationsKnown func() error
 	certRevoked      func(ctx context.Context, nodeID, serial string) bool
+	metrics          *metrics.Metrics
 	log              *slog.Logger
 	bundles          *bundlePush
 }
@@ -102,6 +106,7 @@ func New(c Config) (*Service, error) {
 		MaxBeatRate: c.MaxBeatRate,
 		IsRevoked:   c.IsRevoked,
 		ReplicaID:   c.ReplicaID,
+		Watchers:    c.Metrics.Watchers("heartbeat"),
 		Logger:      c.Logger,
 		Clock:       clock.Or(c.Clock),
 	})
@@ -109,7 +114,7 @@ func New(c Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{core: core, store: c.Store, revocationsKnown: c.RevocationsKnown, certRevoked: c.CertRevoked,
-		log: c.Logger, bundles: newBundlePush()}, nil
+		log: c.Logger, bundles: newBundlePush(), metrics: c.Metrics}, nil
 }
 
 // Register puts both gRPC services on a server.

@@ -31,6 +31,8 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 		return errorTable.Status(ctx, log, err)
 	}
 	defer sess.Close()
+	s.metrics.StreamOpened()
+	defer s.metrics.StreamClosed()
 	beats, recvErr := receive(ctx, stream)
 	if err := stream.Send(control(sess.Interval(), 0)); err != nil {
 		return err

@@ -130,6 +130,11 @@ func (s *Service) complete(ctx context.Context, in regstore.Intent) (regstore.No
 		s.log.Info("certificate issued after its node moved on; counted and revoked", "node", in.NodeID, "serial", cert.Serial)
 		return n, false, nil
 	}
+	reason := "renew"
+	if in.PrevSerial == "" {
+		reason = "register"
+	}
+	s.metrics.CertificateIssued(reason)
 	s.log.Info("certificate issued", "node", n.ID, "serial", cert.Serial, "not_after", cert.NotAfter, "request_id", in.RequestID)
 	return n, true, nil
 }

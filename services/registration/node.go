@@ -2,9 +2,11 @@ package registration
 
 import (
 	"context"
+	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -34,9 +36,10 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	}
 	node, challenge, err := n.s.register(ctx, id, in)
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
 	}
 	if challenge != nil {
+		n.s.metrics.Registration(metrics.ResultChallenge)
 		return &berthv1.RegisterResponse{TpmChallenge: challenge, ServerTime: n.now()}, nil
 	}
 	// An approved node with an attestation key shows its boot first; the
@@ -50,29 +53,37 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	}
 	creds, err := n.s.credentials(ctx, node, withBundle)
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
 	}
+	result := metrics.ResultPending
+	if creds.GetStatus() == berthv1.NodeStatus_NODE_STATUS_APPROVED {
+		result = metrics.ResultApproved
+	}
+	n.s.metrics.Registration(result)
 	return &berthv1.RegisterResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
 // Resume returns the current credentials of the calling node.
 func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
 	log := rpc.Logger(ctx, n.s.log)
+	count := func(r string) { n.s.metrics.Resume("resume", r) }
 	node, err := n.s.resumeNode(ctx, caller(ctx))
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, count)
 	}
 	node, quote, err := n.s.bootCheck(ctx, node, req.GetQuote())
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, count)
 	}
 	if quote != nil {
+		count(metrics.ResultChallenge)
 		return &berthv1.ResumeResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
 	}
 	creds, err := n.s.credentials(ctx, node, withBundle)
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, count)
 	}
+	n.s.metrics.Resume("resume", resumed(creds))
 	return &berthv1.ResumeResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
@@ -85,12 +96,29 @@ func (n nodeServer) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv
 	if err == nil {
 		err = n.s.renewCheck(ctx, node)
 	}
+	count := func(r string) { n.s.metrics.Resume("renew", r) }
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, count)
 	}
 	creds, err := n.s.credentials(ctx, node, withoutBundle)
 	if err != nil {
-		return nil, errorTable.Status(ctx, log, err)
+		return nil, n.failed(ctx, log, err, count)
 	}
+	n.s.metrics.Resume("renew", resumed(creds))
 	return &berthv1.RenewResponse{Credentials: creds, ServerTime: n.now()}, nil
+}
+
+// failed maps a node call's error to its status, and counts it.
+func (n nodeServer) failed(ctx context.Context, log *slog.Logger, err error, count func(result string)) error {
+	st := errorTable.Status(ctx, log, err)
+	count(metrics.Result(st))
+	return st
+}
+
+// resumed is the result of a Resume or Renew that succeeded.
+func resumed(c *berthv1.NodeCredentials) string {
+	if c.GetRenewed() {
+		return metrics.ResultRenewed
+	}
+	return metrics.ResultOK
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/berth-dev/berth/internal/attest"
 	"github.com/berth-dev/berth/internal/clock"
 	"github.com/berth-dev/berth/internal/lifecycle"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/ratelimit"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -82,8 +83,10 @@ type Bundles interface {
 
 // Config holds the service's dependencies.
 type Config struct {
-	Store regstore.Store
-	CA    CA
+	// Metrics, when set, counts registrations, resumes and certificates.
+	Metrics *metrics.Metrics
+	Store   regstore.Store
+	CA      CA
 	// Bundles, when set, lets Resume return the sealed bundle inline.
 	Bundles Bundles
 	// TrustBundle is the DER root certificates handed to nodes.
@@ -160,6 +163,7 @@ type Service struct {
 	bundle    [][]byte
 	endpoints *berthv1.Endpoints
 	log       *slog.Logger
+	metrics   *metrics.Metrics
 	clock     clock.Clock
 	// renewals collapses concurrent renewals of one node into one CA call.
 	renewals singleflight.Group
@@ -223,6 +227,7 @@ func New(c Config) (*Service, error) {
 	events, err := lifecycle.New(lifecycle.Config{
 		Log: c.Store.Events(), Service: "registration", Types: regstore.EventTypes(),
 		Retention: c.EventRetention, Now: c.Clock.Now, Logger: c.Logger,
+		Watchers: c.Metrics.Watchers("registration"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registration: %w", err)
@@ -234,7 +239,7 @@ func New(c Config) (*Service, error) {
 	return &Service{
 		tokens: tokens,
 		store:  c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
-		log: c.Logger, clock: c.Clock, events: events,
+		log: c.Logger, clock: c.Clock, events: events, metrics: c.Metrics,
 		ekRoots: c.EKRoots, autoApproveTrustedEK: c.AutoApproveTrustedEK,
 		bootPCRs: bootPCRs, bootPCRs32: bootPCRs32,
 		reconcilePeriod: cmp.Or(c.ReconcilePeriod, DefaultReconcilePeriod),

@@ -367,6 +367,25 @@ func (s *SQLStore) CountLive(ctx context.Context) (int, error) {
 	return db.Result(n, err, "count live nodes")
 }
 
+// CountByState returns how many nodes are in each state.
+func (s *SQLStore) CountByState(ctx context.Context) (map[State]int64, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT state, count(*) FROM hb_liveness GROUP BY state`)
+	if err != nil {
+		return nil, db.Wrap(err, "count nodes by state")
+	}
+	defer rows.Close()
+	out := map[State]int64{}
+	for rows.Next() {
+		var st State
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, db.Wrap(err, "count nodes by state")
+		}
+		out[st] = n
+	}
+	return out, db.Wrap(rows.Err(), "count nodes by state")
+}
+
 // The details keys of a health event in the log.
 const (
 	keyState      = "state"

@@ -265,6 +265,9 @@ type Store interface {
 	PutStretch(ctx context.Context, s Settings) error
 	// CountLive returns the number of nodes healthy or suspect.
 	CountLive(ctx context.Context) (int, error)
+	// CountByState returns how many nodes are in each state (metrics);
+	// states without a node are absent.
+	CountByState(ctx context.Context) (map[State]int64, error)
 
 	// Close releases the database.
 	Close()

@@ -592,6 +592,16 @@ func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, n int)
 	return db.Result(ns, err, "list uncertified nodes")
 }
 
+// CountNodes counts the nodes by status and identity source, on the
+// status index.
+func (s *SQLStore) CountNodes(ctx context.Context) ([]NodeCount, error) {
+	cs, err := db.Collect(ctx, s.DB, func(r db.Scanner) (NodeCount, error) {
+		var c NodeCount
+		return c, r.Scan(&c.Status, &c.IdentitySource, &c.N)
+	}, `SELECT status, identity_source, count(*) FROM reg_nodes GROUP BY status, identity_source ORDER BY status, identity_source`)
+	return db.Result(cs, err, "count nodes")
+}
+
 // ImportEKs enrols eks in one transaction: an insert that finds the hash
 // taken does nothing, and the label is updated instead.
 func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error) {

@@ -374,6 +374,9 @@ type Store interface {
 	// or at registration) whose issuance nobody began, or whose caller
 	// was lost before it opened the intent. The reconciler issues theirs.
 	ListUncertified(ctx context.Context, before time.Time, limit int) ([]Node, error)
+	// CountNodes counts the nodes by status and identity source
+	// (metrics); combinations without a node are absent.
+	CountNodes(ctx context.Context) ([]NodeCount, error)
 	// AllowReplacement lets the next registration that names this node
 	// replace it (see RegisterNode).
 	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)
@@ -430,4 +433,11 @@ type Store interface {
 	Events() eventlog.Log
 	// Close releases the database.
 	Close()
+}
+
+// NodeCount is how many nodes have one status and identity source.
+type NodeCount struct {
+	Status         Status
+	IdentitySource string
+	N              int64
 }

@@ -7,6 +7,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -617,5 +618,10 @@ func testCountLive(t *testing.T, s heartbeatstore.Store) {
 	leaseAndMark(t, s, heartbeatstore.Silence{Now: at(30 * time.Second), SuspectBefore: at(20 * time.Second), UnreachableBefore: at(10 * time.Second)})
 	if n, err := s.CountLive(ctx); err != nil || n != 2 {
 		t.Fatalf("CountLive = %d, %v; want 2", n, err)
+	}
+	got, err := s.CountByState(ctx)
+	want := map[heartbeatstore.State]int64{heartbeatstore.StateHealthy: 1, heartbeatstore.StateSuspect: 1, heartbeatstore.StateUnreachable: 1}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("CountByState = %v, %v; want %v", got, err, want)
 	}
 }

@@ -205,6 +205,23 @@ func testListNodes(t *testing.T, s regstore.Store) {
 	}
 }
 
+func testCountNodes(t *testing.T, s regstore.Store) {
+	if got, err := s.CountNodes(ctx(t)); err != nil || len(got) != 0 {
+		t.Fatalf("CountNodes of no nodes = %v, %v", got, err)
+	}
+	listFixture(t, s)
+	got, err := s.CountNodes(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "counts", []regstore.NodeCount{
+		{Status: regstore.StatusApproved, IdentitySource: "file", N: 2},
+		{Status: regstore.StatusApproved, IdentitySource: "seed-file", N: 3},
+		{Status: regstore.StatusPending, IdentitySource: "tpm", N: 3},
+		{Status: regstore.StatusRejected, IdentitySource: "site-secret", N: 2},
+	}, got)
+}
+
 func testListNodesPaging(t *testing.T, s regstore.Store) {
 	listFixture(t, s)
 	for _, f := range []regstore.NodeFilter{{}, {Labels: map[string]string{"rack": "r1"}}} {

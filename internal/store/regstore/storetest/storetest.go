@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"NodesByHardwareUUID", testNodesByHardwareUUID},
 		{"ListNodes", testListNodes},
 		{"ListNodesPaging", testListNodesPaging},
+		{"CountNodes", testCountNodes},
 		{"SetStatus", testSetStatus},
 		{"SetCertificate", testSetCertificate},
 		{"SetCertificateConcurrent", testSetCertificateConcurrent},
