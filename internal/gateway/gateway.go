@@ -134,6 +134,7 @@ func New(c Config) (*Gateway, error) {
 		top.Handle("GET /ui", http.RedirectHandler(UIPath, http.StatusMovedPermanently))
 	}
 	top.Handle("/", g.authenticated(shortQuery(g.mux)))
+	top.Handle("GET /v1/events", g.authenticated(g.events(shortQuery(g.mux))))
 	g.handler = top
 	g.srv = &http.Server{
 		Handler:           g.handler,
