@@ -53,7 +53,7 @@ func ParseService(s string) (Service, error) {
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
 	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
-		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked"},
+		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled"},
 	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 

@@ -503,7 +503,7 @@ func TestNewRejects(t *testing.T) {
 func TestEventTypes(t *testing.T) {
 	want := map[watch.Service][]string{
 		watch.Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
-			"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked"},
+			"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled"},
 		watch.Bundles:   {"bundle_updated", "bundle_approved", "bundle_reset"},
 		watch.Heartbeat: {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"},
 	}

@@ -79,7 +79,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", nil, []string{"frob"},
 			`berthctl: unknown command "frob" (one of: nodes, tokens, api-tokens, certs, ek, policy, bundles, ca, watch, ui, settings)`, "berthctl"},
 		{"unknown subcommand", nil, []string{"nodes", "frob"},
-			`berthctl: nodes: unknown command "frob" (one of: list, get, approve, reject, revoke, delete, allow-replacement)`, "berthctl nodes"},
+			`berthctl: nodes: unknown command "frob" (one of: list, get, approve, reject, revoke, delete, allow-replacement, label)`, "berthctl nodes"},
 		{"missing subcommand", nil, []string{"tokens"},
 			"berthctl: tokens: missing command (one of: create, list, revoke)", "berthctl tokens"},
 		{"unknown flag", nil, []string{"nodes", "list", "--frob"},

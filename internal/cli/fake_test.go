@@ -32,6 +32,7 @@ type fakeAdmin struct {
 	revokeNode       func(context.Context, *berthv1.RevokeNodeRequest) (*berthv1.RevokeNodeResponse, error)
 	deleteNode       func(context.Context, *berthv1.DeleteNodeRequest) (*berthv1.DeleteNodeResponse, error)
 	allowReplacement func(context.Context, *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error)
+	labelNode        func(context.Context, *berthv1.LabelNodeRequest) (*berthv1.LabelNodeResponse, error)
 	createToken      func(context.Context, *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error)
 	listTokens       func(context.Context, *berthv1.ListTokensRequest) (*berthv1.ListTokensResponse, error)
 	revokeToken      func(context.Context, *berthv1.RevokeTokenRequest) (*berthv1.RevokeTokenResponse, error)
@@ -123,6 +124,10 @@ func (f *fakeAdmin) ListPCRPolicies(ctx context.Context, r *berthv1.ListPCRPolic
 
 func (f *fakeAdmin) DeletePCRPolicy(ctx context.Context, r *berthv1.DeletePCRPolicyRequest) (*berthv1.DeletePCRPolicyResponse, error) {
 	return handle(ctx, &f.recorder, "DeletePCRPolicy", r, f.deletePCRPolicy)
+}
+
+func (f *fakeAdmin) LabelNode(ctx context.Context, r *berthv1.LabelNodeRequest) (*berthv1.LabelNodeResponse, error) {
+	return handle(ctx, &f.recorder, "LabelNode", r, f.labelNode)
 }
 
 func (f *fakeAdmin) AllowReplacement(ctx context.Context, r *berthv1.AllowReplacementRequest) (*berthv1.AllowReplacementResponse, error) {

@@ -35,6 +35,8 @@ func nodesCommand() *command {
 				help: "Forget a node. Its key may register again with a bootstrap token."},
 			{name: "allow-replacement", args: "ID", summary: "Let new hardware keys take over a node", setup: nodeAction(allowReplacement()),
 				help: "Let the next registration from the same hardware with a different key\n(new board, wiped TPM) take over this node."},
+			{name: "label", args: "ID KEY=VALUE... KEY-...", summary: "Set or remove a node's labels", setup: setupNodesLabel,
+				help: "Set labels (KEY=VALUE) and remove them (KEY-) on a node, in one change that\nthe event log records as labeled, with who made it. Other labels stay."},
 		},
 	}
 }
@@ -370,6 +372,36 @@ func nodeAction(op nodeOp) func(*pflag.FlagSet) action {
 		return func(ctx context.Context, s *session, args []string) error {
 			return s.runNodeOp(ctx, op, args, "")
 		}
+	}
+}
+
+func setupNodesLabel(*pflag.FlagSet) action {
+	return func(ctx context.Context, s *session, args []string) error {
+		if len(args) < 2 {
+			return s.usagef("want a node ID and at least one KEY=VALUE or KEY-")
+		}
+		id, set, remove := args[0], map[string]string{}, []string{}
+		for _, a := range args[1:] {
+			if k, v, ok := strings.Cut(a, "="); ok && k != "" {
+				set[k] = v
+			} else if k, ok := strings.CutSuffix(a, "-"); ok && k != "" && !strings.Contains(k, "=") {
+				remove = append(remove, k)
+			} else {
+				return s.usagef("%q: want KEY=VALUE to set a label or KEY- to remove one", a)
+			}
+		}
+		c, err := s.nodeAdmin()
+		if err != nil {
+			return err
+		}
+		resp, err := c.LabelNode(ctx, &berthv1.LabelNodeRequest{Id: id, Set: set, Remove: remove})
+		if err != nil {
+			return s.callError("label node "+id, err)
+		}
+		v := nodeView(resp.GetNode(), nil)
+		return s.emit(v, func(w io.Writer) {
+			fmt.Fprintf(w, "Labelled node %s%s: %s\n", id, hostSuffix(v.Hostname), dash(formatLabels(v.Labels)))
+		})
 	}
 }
 

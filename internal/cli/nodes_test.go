@@ -467,3 +467,39 @@ func TestNodesListWide(t *testing.T) {
 		t.Errorf("nodes list -o wide:\n%s\ntable:\n%s", wide.stdout, table.stdout)
 	}
 }
+
+// TestNodesLabel: KEY=VALUE sets and KEY- removes, in one call; bad
+// arguments are usage errors that reach no server; the server's refusal
+// is shown as it is.
+func TestNodesLabel(t *testing.T) {
+	pki := newTestPKI(t)
+	labelled := nodeApproved()
+	labelled.Labels = map[string]string{"role": "hypervisor", "zone": "a"}
+	fake := &fakeAdmin{labelNode: func(_ context.Context, r *berthv1.LabelNodeRequest) (*berthv1.LabelNodeResponse, error) {
+		if r.GetId() == "n-bad" {
+			return nil, status.Error(codes.InvalidArgument, "set keys must match ^[a-z]$")
+		}
+		return &berthv1.LabelNodeResponse{Node: labelled}, nil
+	}}
+	h := startServers(t, pki, fake, nil, nil)
+	r := h.run("nodes", "label", "n-7f3a9c", "zone=a", "rack-")
+	if r.code != cli.ExitOK || r.stdout != "Labelled node n-7f3a9c (hv01.rack1): role=hypervisor,zone=a\n" {
+		t.Errorf("nodes label: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	got := fake.received()
+	if len(got) != 1 || !proto.Equal(got[0].req, &berthv1.LabelNodeRequest{Id: "n-7f3a9c", Set: map[string]string{"zone": "a"}, Remove: []string{"rack"}}) {
+		t.Errorf("the server received %v", got)
+	}
+	for _, bad := range [][]string{{"nodes", "label", "n-7f3a9c"}, {"nodes", "label", "n-7f3a9c", "zone"}, {"nodes", "label", "n-7f3a9c", "=a"}, {"nodes", "label", "n-7f3a9c", "-"}} {
+		if r := h.run(bad...); r.code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error", bad, r.code, r.stderr)
+		}
+	}
+	if len(fake.received()) != 1 {
+		t.Errorf("usage errors reached the server")
+	}
+	r = h.run("nodes", "label", "n-bad", "A=b")
+	if r.code != cli.ExitError || r.stderr != "berthctl: label node n-bad: set keys must match ^[a-z]$\n" {
+		t.Errorf("refused label: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

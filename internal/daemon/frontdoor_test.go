@@ -5,6 +5,7 @@ import (
 	"crypto/hpke"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -147,6 +148,28 @@ func TestFrontDoorSplit(t *testing.T) {
 	code, body = rest.do(t, "GET", "/v1/nodes/"+id+"/bundle/history", "")
 	if code != http.StatusOK {
 		t.Errorf("GET bundle history through the front door: %d %v", code, body)
+	}
+
+	// Labels through the front door: the change, its event and its actor,
+	// and the refusals of bad ones.
+	code, body = rest.do(t, "POST", "/v1/nodes/"+id+":label", `{"set": {"rack": "r9", "role": "db"}}`)
+	if node, _ := body["node"].(map[string]any); code != http.StatusOK || fmt.Sprint(node["labels"]) != "map[rack:r9 role:db]" {
+		t.Errorf("label through the front door: %d %v", code, body)
+	}
+	code, body = rest.do(t, "POST", "/v1/nodes/"+id+":label", `{"remove": ["role"]}`)
+	if node, _ := body["node"].(map[string]any); code != http.StatusOK || fmt.Sprint(node["labels"]) != "map[rack:r9]" {
+		t.Errorf("label removal through the front door: %d %v", code, body)
+	}
+	code, body = rest.do(t, "POST", "/v1/nodes/"+id+":label", `{"set": {"Bad Key": "x"}}`)
+	wantStatus(t, "a bad label key", code, body, http.StatusBadRequest, 3, "set must have keys of 1-63 letters")
+	code, body = rest.do(t, "POST", "/v1/nodes/"+id+":label", `{"set": {"rack": "r1"}, "remove": ["rack"]}`)
+	wantStatus(t, "a key set and removed", code, body, http.StatusBadRequest, 3, "remove must not name a key that set names too")
+	code, body = rest.do(t, "POST", "/v1/nodes/no-such-node:label", `{"set": {"rack": "r1"}}`)
+	wantStatus(t, "labels of an unknown node", code, body, http.StatusNotFound, 5, "node not found")
+	code, body = rest.do(t, "GET", "/v1/events?wait=30s&service=registration&type=labeled", "")
+	if evs := pollEvents(t, body); code != http.StatusOK || len(evs) != 2 || evs[0]["details"].(map[string]any)["actor"] != "admin:admin" ||
+		evs[0]["details"].(map[string]any)["set"] != "rack=r9,role=db" || evs[1]["details"].(map[string]any)["removed"] != "role" {
+		t.Errorf("labeled events through the front door's long poll: %d %v", code, body)
 	}
 
 	// Callers the front door refuses itself, before forwarding.

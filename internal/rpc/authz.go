@@ -152,6 +152,7 @@ func Matrix() map[string]Callers {
 		nodes + "RevokeNode":       Operators,
 		nodes + "DeleteNode":       Operators,
 		nodes + "AllowReplacement": Operators,
+		nodes + "LabelNode":        Operators,
 		// An enrolled EK is approved at registration: enrolling approves.
 		nodes + "ImportEKs": Operators,
 		// A PCR policy decides which boots get credentials, and an

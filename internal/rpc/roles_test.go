@@ -22,6 +22,7 @@ var adminRole = map[string]mtls.Role{
 	"/berth.v1.NodeAdminService/RevokeNode":       mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/DeleteNode":       mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/AllowReplacement": mtls.RoleOperator,
+	"/berth.v1.NodeAdminService/LabelNode":        mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/ImportEKs":        mtls.RoleOperator,
 	"/berth.v1.NodeAdminService/ListPCRPolicies":  mtls.RoleViewer,
 	"/berth.v1.NodeAdminService/SetPCRPolicy":     mtls.RoleAdmin,

@@ -217,6 +217,23 @@ func (s *Service) AllowReplacement(ctx context.Context, req *berthv1.AllowReplac
 	return &berthv1.AllowReplacementResponse{Node: nodeToProto(n)}, nil
 }
 
+// LabelNode sets and removes a node's labels, recording who did.
+func (s *Service) LabelNode(ctx context.Context, req *berthv1.LabelNodeRequest) (*berthv1.LabelNodeResponse, error) {
+	log := rpc.Logger(ctx, s.log)
+	if err := validateLabelChange(req); err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	n, err := s.store.SetLabels(ctx, req.GetId(), req.GetSet(), req.GetRemove(), maxLabels, s.clock.Now(), caller(ctx).String())
+	if errors.Is(err, regstore.ErrNotFound) {
+		err = errNodeNotFound
+	}
+	if err != nil {
+		return nil, errorTable.Status(ctx, log, err)
+	}
+	log.Info("node labels changed", "node", n.ID, "set", req.GetSet(), "remove", req.GetRemove())
+	return &berthv1.LabelNodeResponse{Node: nodeToProto(n)}, nil
+}
+
 // CreateToken makes a bootstrap token; only the hash of its secret is kept.
 func (s *Service) CreateToken(ctx context.Context, req *berthv1.CreateTokenRequest) (*berthv1.CreateTokenResponse, error) {
 	log := rpc.Logger(ctx, s.log)

@@ -26,6 +26,7 @@ const (
 	msgCSRIdentity      = "CSR requests a URI identity; the CA names certificates after the node"
 	msgHardwareConflict = "another node with this hardware UUID is registered with a different key; an administrator must allow its replacement or delete it"
 	msgNodeNotFound     = "node not found"
+	msgTooManyLabels    = "the node would hold more than 32 labels"
 	msgTokenNotFound    = "token not found"
 	msgAPITokenNotFound = "API token not found"
 	msgBadTransition    = "node status does not allow this change"
@@ -74,6 +75,8 @@ const (
 	ruleAPITokenTTL    = "must be between 0 (never expires) and ten years"
 	ruleRole           = "must be viewer, operator or admin"
 	ruleLabelCount     = "must hold at most 32 labels"
+	ruleLabelBoth      = "must not name a key that set names too"
+	ruleLabelChange    = "must set or remove at least one label"
 	ruleLabelKey       = "must have keys of 1-63 letters, digits, '.', '_', '/', '-'"
 	ruleLabelValue     = "must have values of at most 63 letters, digits and . _ : / @ + = -"
 	rulePageSize       = "must be between 0 and 1000"
@@ -152,6 +155,7 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(errCSRIdentity, codes.PermissionDenied, msgCSRIdentity),
 	rpcerr.Is(errHardwareConflict, codes.FailedPrecondition, msgHardwareConflict),
 	rpcerr.Is(errNodeNotFound, codes.NotFound, msgNodeNotFound),
+	rpcerr.Is(regstore.ErrTooManyLabels, codes.InvalidArgument, msgTooManyLabels),
 	rpcerr.Is(errTokenNotFound, codes.NotFound, msgTokenNotFound),
 	rpcerr.Is(errAPITokenNotFound, codes.NotFound, msgAPITokenNotFound),
 	// A refused API token: the same messages whether the check ran here or

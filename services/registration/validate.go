@@ -233,3 +233,29 @@ func decodePageToken(t string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// validateLabelChange checks a LabelNode request: the node ID, the labels
+// set by the rules of labels, the keys removed by the rule of keys.
+func validateLabelChange(req *berthv1.LabelNodeRequest) error {
+	if err := validateNodeID(req.GetId()); err != nil {
+		return err
+	}
+	if len(req.GetSet()) == 0 && len(req.GetRemove()) == 0 {
+		return rpcerr.Invalid("set", ruleLabelChange)
+	}
+	if err := validateLabels("set", req.GetSet()); err != nil {
+		return err
+	}
+	if len(req.GetRemove()) > maxLabels {
+		return rpcerr.Invalid("remove", ruleLabelCount)
+	}
+	for _, k := range req.GetRemove() {
+		if !labelKeyRE.MatchString(k) {
+			return rpcerr.Invalid("remove", ruleLabelKey)
+		}
+		if _, both := req.GetSet()[k]; both {
+			return rpcerr.Invalid("remove", ruleLabelBoth)
+		}
+	}
+	return nil
+}

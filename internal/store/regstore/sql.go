@@ -413,6 +413,52 @@ func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to S
 	return db.Result(n, err, "set status of node %s to %s", id, to)
 }
 
+// SetLabels changes node id's labels under its row lock.
+func (s *SQLStore) SetLabels(ctx context.Context, id string, set map[string]string, remove []string, max int, now time.Time, actor string) (Node, error) {
+	var n Node
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var labels map[string]string
+		err := tx.QueryRowContext(ctx, `SELECT labels FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(db.ScanJSON(&labels))
+		switch {
+		case db.IsNoRows(err):
+			return nil, ErrNotFound
+		case err != nil:
+			return nil, err
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		var setNow, removed []string
+		for _, k := range slices.Sorted(maps.Keys(set)) {
+			if old, ok := labels[k]; !ok || old != set[k] {
+				labels[k] = set[k]
+				setNow = append(setNow, k+"="+set[k])
+			}
+		}
+		for _, k := range slices.Sorted(slices.Values(remove)) {
+			if _, ok := labels[k]; ok {
+				delete(labels, k)
+				removed = append(removed, k)
+			}
+		}
+		if len(labels) > max {
+			return nil, ErrTooManyLabels
+		}
+		if len(setNow) == 0 && len(removed) == 0 {
+			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+			return nil, err
+		}
+		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET labels = $1, updated_at = $2
+			WHERE id = $3 RETURNING `+nodeColumns, db.JSON(labels), s.DB.Dialect.Time(now), id))
+		if err != nil {
+			return nil, err
+		}
+		return []eventlog.Event{{Type: EventLabeled, NodeID: id, Time: db.UTC(now), Details: eventlog.Details(
+			DetailActor, actor, DetailLabelsSet, strings.Join(setNow, ","), DetailLabelsRemoved, strings.Join(removed, ","))}}, nil
+	})
+	return db.Result(n, err, "set labels of node %s", id)
+}
+
 // setCert makes c node id's current certificate and counts it; where
 // narrows the update (with arguments from $7 on).
 func (s *SQLStore) setCert(ctx context.Context, tx *sql.Tx, id string, c Cert, now time.Time, where string, args ...any) (Node, error) {

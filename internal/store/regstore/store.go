@@ -243,13 +243,15 @@ const (
 	EventBootPolicyViolation = "boot_policy_violation"
 	// EventBootPolicyCleared: a node whose boot broke them no longer does.
 	EventBootPolicyCleared = "boot_policy_cleared"
+	// EventLabeled: an operator changed the node's labels.
+	EventLabeled = "labeled"
 )
 
 // EventTypes returns every event type the store appends.
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
 		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware,
-		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked}
+		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked, EventLabeled}
 }
 
 // Keys of event details.
@@ -274,6 +276,10 @@ const (
 	DetailPreviousDigest = "previous_digest"
 	DetailReason         = "reason"
 	DetailPreviousReason = "previous_reason"
+	// DetailLabelsSet and DetailLabelsRemoved are a labeled event's
+	// changes: "k=v,k2=v2" and "k3,k4", keys sorted.
+	DetailLabelsSet     = "set"
+	DetailLabelsRemoved = "removed"
 )
 
 // Errors returned, wrapped, by every Store.
@@ -284,6 +290,9 @@ var (
 	ErrTokenExpired   = errors.New("token expired")
 	ErrTokenExhausted = errors.New("token has no uses left")
 	ErrPrecondition   = errors.New("status transition not allowed")
+	// ErrTooManyLabels: a label change would leave a node more labels
+	// than it may have.
+	ErrTooManyLabels = errors.New("too many labels")
 	// ErrStaleNonce: a boot quote's nonce is not newer than the last one
 	// the node quoted (a replay, or a race with its own other call).
 	ErrStaleNonce = errors.New("quote nonce already used or superseded")
@@ -322,6 +331,11 @@ type Store interface {
 	// A malformed n (empty ID, key hash not 32 bytes, unknown status) is
 	// refused with a plain error before anything else is looked at.
 	RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error)
+	// SetLabels sets and removes labels of node id in one transaction,
+	// with a labeled event naming actor (none when nothing changed). It
+	// fails with ErrTooManyLabels if the node would have more than max
+	// labels, ErrNotFound for an unknown node.
+	SetLabels(ctx context.Context, id string, set map[string]string, remove []string, max int, now time.Time, actor string) (Node, error)
 	// GetNode returns node id; ErrNotFound if absent.
 	GetNode(ctx context.Context, id string) (Node, error)
 	// GetNodeByKey returns the node with this identity key hash; ErrNotFound

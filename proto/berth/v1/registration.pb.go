@@ -1987,6 +1987,114 @@ func (x *AllowReplacementResponse) GetNode() *Node {
 	return nil
 }
 
+// LabelNodeRequest changes a node's labels: set adds or replaces labels,
+// remove deletes keys (a key the node lacks is ignored). A key may not be
+// in both. Keys and values follow the rules of token labels.
+type LabelNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Set           map[string]string      `protobuf:"bytes,2,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Remove        []string               `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelNodeRequest) Reset() {
+	*x = LabelNodeRequest{}
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelNodeRequest) ProtoMessage() {}
+
+func (x *LabelNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelNodeRequest.ProtoReflect.Descriptor instead.
+func (*LabelNodeRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *LabelNodeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LabelNodeRequest) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *LabelNodeRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+// LabelNodeResponse returns the node with its new labels.
+type LabelNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelNodeResponse) Reset() {
+	*x = LabelNodeResponse{}
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelNodeResponse) ProtoMessage() {}
+
+func (x *LabelNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelNodeResponse.ProtoReflect.Descriptor instead.
+func (*LabelNodeResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LabelNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 // Token is a bootstrap token without its secret.
 type Token struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -2011,7 +2119,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2131,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2144,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Token) GetId() string {
@@ -2132,7 +2240,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2252,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2265,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -2221,7 +2329,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2341,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2354,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -2274,7 +2382,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2394,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2407,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListTokensRequest) GetIncludeInactive() bool {
@@ -2319,7 +2427,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2439,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2452,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -2364,7 +2472,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2484,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2497,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -2409,7 +2517,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2529,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2542,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -2454,7 +2562,7 @@ type WatchNodeEventsRequest struct {
 
 func (x *WatchNodeEventsRequest) Reset() {
 	*x = WatchNodeEventsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2574,7 @@ func (x *WatchNodeEventsRequest) String() string {
 func (*WatchNodeEventsRequest) ProtoMessage() {}
 
 func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2587,7 @@ func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchNodeEventsRequest) GetFilter() *LifecycleFilter {
@@ -2499,7 +2607,7 @@ type WatchNodeEventsResponse struct {
 
 func (x *WatchNodeEventsResponse) Reset() {
 	*x = WatchNodeEventsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2619,7 @@ func (x *WatchNodeEventsResponse) String() string {
 func (*WatchNodeEventsResponse) ProtoMessage() {}
 
 func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2632,7 @@ func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
@@ -2545,7 +2653,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2665,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2678,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListCertificatesRequest) GetNodeId() string {
@@ -2590,7 +2698,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2710,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2723,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -2639,7 +2747,7 @@ type EnrolledEK struct {
 
 func (x *EnrolledEK) Reset() {
 	*x = EnrolledEK{}
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2759,7 @@ func (x *EnrolledEK) String() string {
 func (*EnrolledEK) ProtoMessage() {}
 
 func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2772,7 @@ func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolledEK.ProtoReflect.Descriptor instead.
 func (*EnrolledEK) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EnrolledEK) GetHash() string {
@@ -2691,7 +2799,7 @@ type ImportEKsRequest struct {
 
 func (x *ImportEKsRequest) Reset() {
 	*x = ImportEKsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[41]
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2811,7 @@ func (x *ImportEKsRequest) String() string {
 func (*ImportEKsRequest) ProtoMessage() {}
 
 func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[41]
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2824,7 @@ func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEKsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ImportEKsRequest) GetEks() []*EnrolledEK {
@@ -2737,7 +2845,7 @@ type ImportEKsResponse struct {
 
 func (x *ImportEKsResponse) Reset() {
 	*x = ImportEKsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[42]
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2857,7 @@ func (x *ImportEKsResponse) String() string {
 func (*ImportEKsResponse) ProtoMessage() {}
 
 func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[42]
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2870,7 @@ func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEKsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ImportEKsResponse) GetAdded() int32 {
@@ -2797,7 +2905,7 @@ type PCRPolicy struct {
 
 func (x *PCRPolicy) Reset() {
 	*x = PCRPolicy{}
-	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2917,7 @@ func (x *PCRPolicy) String() string {
 func (*PCRPolicy) ProtoMessage() {}
 
 func (x *PCRPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2930,7 @@ func (x *PCRPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PCRPolicy.ProtoReflect.Descriptor instead.
 func (*PCRPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PCRPolicy) GetLabel() string {
@@ -2863,7 +2971,7 @@ type SetPCRPolicyRequest struct {
 
 func (x *SetPCRPolicyRequest) Reset() {
 	*x = SetPCRPolicyRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2983,7 @@ func (x *SetPCRPolicyRequest) String() string {
 func (*SetPCRPolicyRequest) ProtoMessage() {}
 
 func (x *SetPCRPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +2996,7 @@ func (x *SetPCRPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPCRPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPCRPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPCRPolicyRequest) GetPolicy() *PCRPolicy {
@@ -2908,7 +3016,7 @@ type SetPCRPolicyResponse struct {
 
 func (x *SetPCRPolicyResponse) Reset() {
 	*x = SetPCRPolicyResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3028,7 @@ func (x *SetPCRPolicyResponse) String() string {
 func (*SetPCRPolicyResponse) ProtoMessage() {}
 
 func (x *SetPCRPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3041,7 @@ func (x *SetPCRPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPCRPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPCRPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPCRPolicyResponse) GetPolicy() *PCRPolicy {
@@ -2952,7 +3060,7 @@ type ListPCRPoliciesRequest struct {
 
 func (x *ListPCRPoliciesRequest) Reset() {
 	*x = ListPCRPoliciesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3072,7 @@ func (x *ListPCRPoliciesRequest) String() string {
 func (*ListPCRPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPCRPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3085,7 @@ func (x *ListPCRPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPCRPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPCRPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{48}
 }
 
 // ListPCRPoliciesResponse holds the policies, by label.
@@ -2990,7 +3098,7 @@ type ListPCRPoliciesResponse struct {
 
 func (x *ListPCRPoliciesResponse) Reset() {
 	*x = ListPCRPoliciesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3110,7 @@ func (x *ListPCRPoliciesResponse) String() string {
 func (*ListPCRPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPCRPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3123,7 @@ func (x *ListPCRPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPCRPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPCRPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPCRPoliciesResponse) GetPolicies() []*PCRPolicy {
@@ -3035,7 +3143,7 @@ type DeletePCRPolicyRequest struct {
 
 func (x *DeletePCRPolicyRequest) Reset() {
 	*x = DeletePCRPolicyRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	mi := &file_berth_v1_registration_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3155,7 @@ func (x *DeletePCRPolicyRequest) String() string {
 func (*DeletePCRPolicyRequest) ProtoMessage() {}
 
 func (x *DeletePCRPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	mi := &file_berth_v1_registration_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3168,7 @@ func (x *DeletePCRPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePCRPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePCRPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeletePCRPolicyRequest) GetLabel() string {
@@ -3079,7 +3187,7 @@ type DeletePCRPolicyResponse struct {
 
 func (x *DeletePCRPolicyResponse) Reset() {
 	*x = DeletePCRPolicyResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	mi := &file_berth_v1_registration_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3199,7 @@ func (x *DeletePCRPolicyResponse) String() string {
 func (*DeletePCRPolicyResponse) ProtoMessage() {}
 
 func (x *DeletePCRPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	mi := &file_berth_v1_registration_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3212,7 @@ func (x *DeletePCRPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePCRPolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePCRPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{51}
 }
 
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
@@ -3250,6 +3358,15 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x17AllowReplacementRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
 	"\x18AllowReplacementResponse\x12\"\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"\xa9\x01\n" +
+	"\x10LabelNodeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x125\n" +
+	"\x03set\x18\x02 \x03(\v2#.berth.v1.LabelNodeRequest.SetEntryR\x03set\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"7\n" +
+	"\x11LabelNodeResponse\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"\xc8\x03\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -3334,7 +3451,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x13RegistrationService\x12A\n" +
 	"\bRegister\x12\x19.berth.v1.RegisterRequest\x1a\x1a.berth.v1.RegisterResponse\x12;\n" +
 	"\x06Resume\x12\x17.berth.v1.ResumeRequest\x1a\x18.berth.v1.ResumeResponse\x128\n" +
-	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xbe\r\n" +
+	"\x05Renew\x12\x16.berth.v1.RenewRequest\x1a\x17.berth.v1.RenewResponse2\xa5\x0e\n" +
 	"\x10NodeAdminService\x12W\n" +
 	"\tListNodes\x12\x1a.berth.v1.ListNodesRequest\x1a\x1b.berth.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12V\n" +
 	"\aGetNode\x12\x18.berth.v1.GetNodeRequest\x1a\x19.berth.v1.GetNodeResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/nodes/{id}\x12m\n" +
@@ -3345,7 +3462,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"RevokeNode\x12\x1b.berth.v1.RevokeNodeRequest\x1a\x1c.berth.v1.RevokeNodeResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/nodes/{id}:revoke\x12_\n" +
 	"\n" +
 	"DeleteNode\x12\x1b.berth.v1.DeleteNodeRequest\x1a\x1c.berth.v1.DeleteNodeResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/v1/nodes/{id}\x12\x85\x01\n" +
-	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/nodes/{id}:allowReplacement\x12s\n" +
+	"\x10AllowReplacement\x12!.berth.v1.AllowReplacementRequest\x1a\".berth.v1.AllowReplacementResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/nodes/{id}:allowReplacement\x12e\n" +
+	"\tLabelNode\x12\x1a.berth.v1.LabelNodeRequest\x1a\x1b.berth.v1.LabelNodeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/nodes/{id}:label\x12s\n" +
 	"\x10ListCertificates\x12!.berth.v1.ListCertificatesRequest\x1a\".berth.v1.ListCertificatesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/certificates\x12a\n" +
 	"\vCreateToken\x12\x1c.berth.v1.CreateTokenRequest\x1a\x1d.berth.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/tokens\x12[\n" +
@@ -3374,7 +3492,7 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
@@ -3406,131 +3524,138 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	(*DeleteNodeResponse)(nil),       // 27: berth.v1.DeleteNodeResponse
 	(*AllowReplacementRequest)(nil),  // 28: berth.v1.AllowReplacementRequest
 	(*AllowReplacementResponse)(nil), // 29: berth.v1.AllowReplacementResponse
-	(*Token)(nil),                    // 30: berth.v1.Token
-	(*CreateTokenRequest)(nil),       // 31: berth.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 32: berth.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),        // 33: berth.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 34: berth.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 35: berth.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 36: berth.v1.RevokeTokenResponse
-	(*WatchNodeEventsRequest)(nil),   // 37: berth.v1.WatchNodeEventsRequest
-	(*WatchNodeEventsResponse)(nil),  // 38: berth.v1.WatchNodeEventsResponse
-	(*ListCertificatesRequest)(nil),  // 39: berth.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil), // 40: berth.v1.ListCertificatesResponse
-	(*EnrolledEK)(nil),               // 41: berth.v1.EnrolledEK
-	(*ImportEKsRequest)(nil),         // 42: berth.v1.ImportEKsRequest
-	(*ImportEKsResponse)(nil),        // 43: berth.v1.ImportEKsResponse
-	(*PCRPolicy)(nil),                // 44: berth.v1.PCRPolicy
-	(*SetPCRPolicyRequest)(nil),      // 45: berth.v1.SetPCRPolicyRequest
-	(*SetPCRPolicyResponse)(nil),     // 46: berth.v1.SetPCRPolicyResponse
-	(*ListPCRPoliciesRequest)(nil),   // 47: berth.v1.ListPCRPoliciesRequest
-	(*ListPCRPoliciesResponse)(nil),  // 48: berth.v1.ListPCRPoliciesResponse
-	(*DeletePCRPolicyRequest)(nil),   // 49: berth.v1.DeletePCRPolicyRequest
-	(*DeletePCRPolicyResponse)(nil),  // 50: berth.v1.DeletePCRPolicyResponse
-	nil,                              // 51: berth.v1.TPMQuote.PcrsEntry
-	nil,                              // 52: berth.v1.Node.LabelsEntry
-	nil,                              // 53: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 54: berth.v1.Token.LabelsEntry
-	nil,                              // 55: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
-	(*SealedBundle)(nil),             // 57: berth.v1.SealedBundle
-	(*LifecycleFilter)(nil),          // 58: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),           // 59: berth.v1.LifecycleEvent
-	(*IssuedCertificate)(nil),        // 60: berth.v1.IssuedCertificate
+	(*LabelNodeRequest)(nil),         // 30: berth.v1.LabelNodeRequest
+	(*LabelNodeResponse)(nil),        // 31: berth.v1.LabelNodeResponse
+	(*Token)(nil),                    // 32: berth.v1.Token
+	(*CreateTokenRequest)(nil),       // 33: berth.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 34: berth.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 35: berth.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 36: berth.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 37: berth.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 38: berth.v1.RevokeTokenResponse
+	(*WatchNodeEventsRequest)(nil),   // 39: berth.v1.WatchNodeEventsRequest
+	(*WatchNodeEventsResponse)(nil),  // 40: berth.v1.WatchNodeEventsResponse
+	(*ListCertificatesRequest)(nil),  // 41: berth.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 42: berth.v1.ListCertificatesResponse
+	(*EnrolledEK)(nil),               // 43: berth.v1.EnrolledEK
+	(*ImportEKsRequest)(nil),         // 44: berth.v1.ImportEKsRequest
+	(*ImportEKsResponse)(nil),        // 45: berth.v1.ImportEKsResponse
+	(*PCRPolicy)(nil),                // 46: berth.v1.PCRPolicy
+	(*SetPCRPolicyRequest)(nil),      // 47: berth.v1.SetPCRPolicyRequest
+	(*SetPCRPolicyResponse)(nil),     // 48: berth.v1.SetPCRPolicyResponse
+	(*ListPCRPoliciesRequest)(nil),   // 49: berth.v1.ListPCRPoliciesRequest
+	(*ListPCRPoliciesResponse)(nil),  // 50: berth.v1.ListPCRPoliciesResponse
+	(*DeletePCRPolicyRequest)(nil),   // 51: berth.v1.DeletePCRPolicyRequest
+	(*DeletePCRPolicyResponse)(nil),  // 52: berth.v1.DeletePCRPolicyResponse
+	nil,                              // 53: berth.v1.TPMQuote.PcrsEntry
+	nil,                              // 54: berth.v1.Node.LabelsEntry
+	nil,                              // 55: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 56: berth.v1.LabelNodeRequest.SetEntry
+	nil,                              // 57: berth.v1.Token.LabelsEntry
+	nil,                              // 58: berth.v1.CreateTokenRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 59: google.protobuf.Timestamp
+	(*SealedBundle)(nil),             // 60: berth.v1.SealedBundle
+	(*LifecycleFilter)(nil),          // 61: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 62: berth.v1.LifecycleEvent
+	(*IssuedCertificate)(nil),        // 63: berth.v1.IssuedCertificate
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
 	4,  // 2: berth.v1.RegisterRequest.tpm:type_name -> berth.v1.TPMEvidence
 	13, // 3: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	56, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	59, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
 	5,  // 5: berth.v1.RegisterResponse.tpm_challenge:type_name -> berth.v1.TPMChallenge
 	8,  // 6: berth.v1.RegisterResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
 	9,  // 7: berth.v1.ResumeRequest.quote:type_name -> berth.v1.TPMQuote
-	51, // 8: berth.v1.TPMQuote.pcrs:type_name -> berth.v1.TPMQuote.PcrsEntry
+	53, // 8: berth.v1.TPMQuote.pcrs:type_name -> berth.v1.TPMQuote.PcrsEntry
 	13, // 9: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	56, // 10: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	59, // 10: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
 	8,  // 11: berth.v1.ResumeResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
 	13, // 12: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	56, // 13: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	59, // 13: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
 	14, // 15: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	57, // 16: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	60, // 16: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
 	0,  // 17: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
 	1,  // 18: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	52, // 19: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	56, // 20: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	56, // 21: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	56, // 22: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	56, // 23: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	54, // 19: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	59, // 20: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	59, // 21: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	59, // 22: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	59, // 23: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 24: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	56, // 25: berth.v1.Node.boot_pcr_digest_at:type_name -> google.protobuf.Timestamp
+	59, // 25: berth.v1.Node.boot_pcr_digest_at:type_name -> google.protobuf.Timestamp
 	0,  // 26: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	53, // 27: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	55, // 27: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
 	15, // 28: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
 	15, // 29: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
 	15, // 30: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
 	15, // 31: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
 	15, // 32: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
 	15, // 33: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	56, // 34: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	54, // 35: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	56, // 36: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	55, // 37: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	30, // 38: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	30, // 39: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	30, // 40: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	58, // 41: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	59, // 42: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	60, // 43: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	41, // 44: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
-	56, // 45: berth.v1.PCRPolicy.updated_at:type_name -> google.protobuf.Timestamp
-	44, // 46: berth.v1.SetPCRPolicyRequest.policy:type_name -> berth.v1.PCRPolicy
-	44, // 47: berth.v1.SetPCRPolicyResponse.policy:type_name -> berth.v1.PCRPolicy
-	44, // 48: berth.v1.ListPCRPoliciesResponse.policies:type_name -> berth.v1.PCRPolicy
-	3,  // 49: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	7,  // 50: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	11, // 51: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	16, // 52: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	18, // 53: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	20, // 54: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	22, // 55: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	24, // 56: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	26, // 57: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	28, // 58: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	39, // 59: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
-	31, // 60: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	33, // 61: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	35, // 62: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	42, // 63: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
-	45, // 64: berth.v1.NodeAdminService.SetPCRPolicy:input_type -> berth.v1.SetPCRPolicyRequest
-	47, // 65: berth.v1.NodeAdminService.ListPCRPolicies:input_type -> berth.v1.ListPCRPoliciesRequest
-	49, // 66: berth.v1.NodeAdminService.DeletePCRPolicy:input_type -> berth.v1.DeletePCRPolicyRequest
-	37, // 67: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	6,  // 68: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	10, // 69: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	12, // 70: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	17, // 71: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	19, // 72: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	21, // 73: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	23, // 74: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	25, // 75: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	27, // 76: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	29, // 77: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	40, // 78: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
-	32, // 79: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	34, // 80: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	36, // 81: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	43, // 82: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
-	46, // 83: berth.v1.NodeAdminService.SetPCRPolicy:output_type -> berth.v1.SetPCRPolicyResponse
-	48, // 84: berth.v1.NodeAdminService.ListPCRPolicies:output_type -> berth.v1.ListPCRPoliciesResponse
-	50, // 85: berth.v1.NodeAdminService.DeletePCRPolicy:output_type -> berth.v1.DeletePCRPolicyResponse
-	38, // 86: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	68, // [68:87] is the sub-list for method output_type
-	49, // [49:68] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	56, // 34: berth.v1.LabelNodeRequest.set:type_name -> berth.v1.LabelNodeRequest.SetEntry
+	15, // 35: berth.v1.LabelNodeResponse.node:type_name -> berth.v1.Node
+	59, // 36: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 37: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	59, // 38: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	58, // 39: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	32, // 40: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	32, // 41: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	32, // 42: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	61, // 43: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	62, // 44: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	63, // 45: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	43, // 46: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
+	59, // 47: berth.v1.PCRPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 48: berth.v1.SetPCRPolicyRequest.policy:type_name -> berth.v1.PCRPolicy
+	46, // 49: berth.v1.SetPCRPolicyResponse.policy:type_name -> berth.v1.PCRPolicy
+	46, // 50: berth.v1.ListPCRPoliciesResponse.policies:type_name -> berth.v1.PCRPolicy
+	3,  // 51: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	7,  // 52: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	11, // 53: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	16, // 54: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	18, // 55: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	20, // 56: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	22, // 57: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	24, // 58: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	26, // 59: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	28, // 60: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	30, // 61: berth.v1.NodeAdminService.LabelNode:input_type -> berth.v1.LabelNodeRequest
+	41, // 62: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
+	33, // 63: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	35, // 64: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	37, // 65: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	44, // 66: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
+	47, // 67: berth.v1.NodeAdminService.SetPCRPolicy:input_type -> berth.v1.SetPCRPolicyRequest
+	49, // 68: berth.v1.NodeAdminService.ListPCRPolicies:input_type -> berth.v1.ListPCRPoliciesRequest
+	51, // 69: berth.v1.NodeAdminService.DeletePCRPolicy:input_type -> berth.v1.DeletePCRPolicyRequest
+	39, // 70: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	6,  // 71: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	10, // 72: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	12, // 73: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	17, // 74: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	19, // 75: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	21, // 76: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	23, // 77: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	25, // 78: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	27, // 79: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	29, // 80: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	31, // 81: berth.v1.NodeAdminService.LabelNode:output_type -> berth.v1.LabelNodeResponse
+	42, // 82: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
+	34, // 83: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	36, // 84: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	38, // 85: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	45, // 86: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
+	48, // 87: berth.v1.NodeAdminService.SetPCRPolicy:output_type -> berth.v1.SetPCRPolicyResponse
+	50, // 88: berth.v1.NodeAdminService.ListPCRPolicies:output_type -> berth.v1.ListPCRPoliciesResponse
+	52, // 89: berth.v1.NodeAdminService.DeletePCRPolicy:output_type -> berth.v1.DeletePCRPolicyResponse
+	40, // 90: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	71, // [71:91] is the sub-list for method output_type
+	51, // [51:71] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -3547,7 +3672,7 @@ func file_berth_v1_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   55,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -230,6 +230,7 @@ const (
 	NodeAdminService_RevokeNode_FullMethodName       = "/berth.v1.NodeAdminService/RevokeNode"
 	NodeAdminService_DeleteNode_FullMethodName       = "/berth.v1.NodeAdminService/DeleteNode"
 	NodeAdminService_AllowReplacement_FullMethodName = "/berth.v1.NodeAdminService/AllowReplacement"
+	NodeAdminService_LabelNode_FullMethodName        = "/berth.v1.NodeAdminService/LabelNode"
 	NodeAdminService_ListCertificates_FullMethodName = "/berth.v1.NodeAdminService/ListCertificates"
 	NodeAdminService_CreateToken_FullMethodName      = "/berth.v1.NodeAdminService/CreateToken"
 	NodeAdminService_ListTokens_FullMethodName       = "/berth.v1.NodeAdminService/ListTokens"
@@ -263,6 +264,9 @@ type NodeAdminServiceClient interface {
 	// AllowReplacement lets the next registration from the same hardware with
 	// a different key (new board, wiped TPM) take over this node.
 	AllowReplacement(ctx context.Context, in *AllowReplacementRequest, opts ...grpc.CallOption) (*AllowReplacementResponse, error)
+	// LabelNode sets and removes a node's labels, an operator's action
+	// recorded as a labeled event naming the actor.
+	LabelNode(ctx context.Context, in *LabelNodeRequest, opts ...grpc.CallOption) (*LabelNodeResponse, error)
 	// ListCertificates lists every certificate the CA ever issued, or those
 	// of one node, oldest first, read from the CA's issued-certificate log
 	// so that an operator needs no CA address. A node the CA never issued
@@ -365,6 +369,16 @@ func (c *nodeAdminServiceClient) AllowReplacement(ctx context.Context, in *Allow
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AllowReplacementResponse)
 	err := c.cc.Invoke(ctx, NodeAdminService_AllowReplacement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeAdminServiceClient) LabelNode(ctx context.Context, in *LabelNodeRequest, opts ...grpc.CallOption) (*LabelNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LabelNodeResponse)
+	err := c.cc.Invoke(ctx, NodeAdminService_LabelNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -492,6 +506,9 @@ type NodeAdminServiceServer interface {
 	// AllowReplacement lets the next registration from the same hardware with
 	// a different key (new board, wiped TPM) take over this node.
 	AllowReplacement(context.Context, *AllowReplacementRequest) (*AllowReplacementResponse, error)
+	// LabelNode sets and removes a node's labels, an operator's action
+	// recorded as a labeled event naming the actor.
+	LabelNode(context.Context, *LabelNodeRequest) (*LabelNodeResponse, error)
 	// ListCertificates lists every certificate the CA ever issued, or those
 	// of one node, oldest first, read from the CA's issued-certificate log
 	// so that an operator needs no CA address. A node the CA never issued
@@ -550,6 +567,9 @@ func (UnimplementedNodeAdminServiceServer) DeleteNode(context.Context, *DeleteNo
 }
 func (UnimplementedNodeAdminServiceServer) AllowReplacement(context.Context, *AllowReplacementRequest) (*AllowReplacementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AllowReplacement not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) LabelNode(context.Context, *LabelNodeRequest) (*LabelNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LabelNode not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCertificates not implemented")
@@ -721,6 +741,24 @@ func _NodeAdminService_AllowReplacement_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeAdminServiceServer).AllowReplacement(ctx, req.(*AllowReplacementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeAdminService_LabelNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LabelNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeAdminServiceServer).LabelNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeAdminService_LabelNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeAdminServiceServer).LabelNode(ctx, req.(*LabelNodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -914,6 +952,10 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AllowReplacement",
 			Handler:    _NodeAdminService_AllowReplacement_Handler,
+		},
+		{
+			MethodName: "LabelNode",
+			Handler:    _NodeAdminService_LabelNode_Handler,
 		},
 		{
 			MethodName: "ListCertificates",

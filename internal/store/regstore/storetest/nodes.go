@@ -2,10 +2,12 @@ package storetest
 
 import (
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/store/regstore"
 )
 
@@ -423,4 +425,44 @@ func testDeleteNode(t *testing.T, s regstore.Store) {
 	diff(t, "other node", keep, mustGetNode(t, s, "n2"))
 	// The key is free again.
 	mustRegister(t, s, "tok", t0, node("n1-again", 1))
+}
+
+func testSetLabels(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 1))
+	mustRegister(t, s, "tok", t0, node("n1", 1)) // labels rack=r1
+	n, err := s.SetLabels(ctx(t), "n1", map[string]string{"role": "db", "rack": "r2"}, []string{"zone"}, 3, at(time.Minute), "admin:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "labels", map[string]string{"rack": "r2", "role": "db"}, n.Labels)
+	if got, err := s.GetNode(ctx(t), "n1"); err != nil || !maps.Equal(got.Labels, n.Labels) || !got.UpdatedAt.Equal(stored(at(time.Minute))) {
+		t.Errorf("GetNode after SetLabels: %+v, %v", got.Labels, err)
+	}
+	n, err = s.SetLabels(ctx(t), "n1", nil, []string{"rack"}, 3, at(2*time.Minute), "token:t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "labels after removal", map[string]string{"role": "db"}, n.Labels)
+	// Nothing to change: no event.
+	if _, err := s.SetLabels(ctx(t), "n1", map[string]string{"role": "db"}, []string{"absent"}, 3, at(3*time.Minute), "admin:alice"); err != nil {
+		t.Fatal(err)
+	}
+	evs := withoutCursors(ofType(logOf(t, s), regstore.EventLabeled))
+	diff(t, "labeled events", []eventlog.Event{
+		{Type: regstore.EventLabeled, NodeID: "n1", Time: stored(at(time.Minute)), Details: map[string]string{
+			regstore.DetailActor: "admin:alice", regstore.DetailLabelsSet: "rack=r2,role=db"}},
+		{Type: regstore.EventLabeled, NodeID: "n1", Time: stored(at(2 * time.Minute)), Details: map[string]string{
+			regstore.DetailActor: "token:t1", regstore.DetailLabelsRemoved: "rack"}},
+	}, evs)
+	// Too many: refused, nothing changed.
+	_, err = s.SetLabels(ctx(t), "n1", map[string]string{"a": "1", "b": "2", "c": "3"}, nil, 3, at(4*time.Minute), "admin:alice")
+	if !errors.Is(err, regstore.ErrTooManyLabels) {
+		t.Errorf("SetLabels past the limit: %v, want ErrTooManyLabels", err)
+	}
+	if got, _ := s.GetNode(ctx(t), "n1"); !maps.Equal(got.Labels, map[string]string{"role": "db"}) {
+		t.Errorf("a refused SetLabels changed the labels: %v", got.Labels)
+	}
+	if _, err := s.SetLabels(ctx(t), "nope", map[string]string{"a": "1"}, nil, 3, t0, "admin:alice"); !errors.Is(err, regstore.ErrNotFound) {
+		t.Errorf("SetLabels of an unknown node: %v, want ErrNotFound", err)
+	}
 }

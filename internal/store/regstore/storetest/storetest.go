@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ListNodes", testListNodes},
 		{"ListNodesPaging", testListNodesPaging},
 		{"CountNodes", testCountNodes},
+		{"SetLabels", testSetLabels},
 		{"SetStatus", testSetStatus},
 		{"SetCertificate", testSetCertificate},
 		{"SetCertificateConcurrent", testSetCertificateConcurrent},
