@@ -423,6 +423,13 @@ func TestConsole(t *testing.T) {
 	// A failed action shows the server's own error.
 	within(t, browser, "open Settings", chromedp.Navigate(d.base+"/ui/settings"), chromedp.WaitVisible(chromedp.CSS("#hb-interval")))
 	screenshot(t, browser, shots, "settings")
+	within(t, browser, "require bundle approval",
+		chromedp.SetValue(chromedp.CSS("#bs-approval"), "required"),
+		chromedp.Submit(chromedp.CSS("#bs-approval")),
+		chromedp.WaitVisible(chromedp.CSS("p.done")))
+	if got, set := text(t, browser, "#bundle-approval"), text(t, browser, "#bs-h + dl"); got != "required" || !strings.Contains(set, "by admin:admin") {
+		t.Errorf("after setting bundle approval the page shows %q, %q", got, set)
+	}
 	within(t, browser, "submit a bad interval",
 		chromedp.SetValue(chromedp.CSS("#hb-interval"), "100ms"),
 		chromedp.Submit(chromedp.CSS("#hb-interval")),

@@ -139,6 +139,7 @@ func (s *Console) routes() http.Handler {
 		"/ui/nodes/{id}/bundle/approve":    s.approveBundle,
 		"/ui/nodes/{id}/bundle/reset":      s.resetBundle,
 		"/ui/settings/heartbeat":           s.setHeartbeat,
+		"/ui/settings/bundles":             s.setBundleApproval,
 	} {
 		mux.Handle("POST "+path, s.session(s.act(act)))
 	}

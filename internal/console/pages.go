@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"sync"
 
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -44,11 +45,24 @@ func (s *Console) eventsPage(w http.ResponseWriter, r *http.Request, ss *session
 type settingsData struct {
 	Heartbeat *berthv1.HeartbeatSettings
 	Err       string
+	Bundles   *berthv1.BundleSettings
+	BundleErr string
 }
 
 func (s *Console) settingsPage(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := callContext(r)
 	defer cancel()
-	resp, err := s.api.health.GetHeartbeatSettings(as(ctx, ss.principal), &berthv1.GetHeartbeatSettingsRequest{})
-	s.render(w, r, http.StatusOK, "settings", ss, settingsData{Heartbeat: resp.GetSettings(), Err: errText(err)})
+	ctx = as(ctx, ss.principal)
+	var d settingsData
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		resp, err := s.api.health.GetHeartbeatSettings(ctx, &berthv1.GetHeartbeatSettingsRequest{})
+		d.Heartbeat, d.Err = resp.GetSettings(), errText(err)
+	})
+	wg.Go(func() {
+		resp, err := s.api.bundles.GetBundleSettings(ctx, &berthv1.GetBundleSettingsRequest{})
+		d.Bundles, d.BundleErr = resp.GetSettings(), errText(err)
+	})
+	wg.Wait()
+	s.render(w, r, http.StatusOK, "settings", ss, d)
 }
