@@ -403,7 +403,24 @@ func TestConsole(t *testing.T) {
 			t.Errorf("node events lack %s:\n%s", want, evs)
 		}
 	}
+	within(t, browser, "set labels", chromedp.SendKeys(chromedp.CSS("#label-set"), "rack=r7, role=hv"),
+		chromedp.Submit(chromedp.CSS("#label-set")), chromedp.WaitVisible(chromedp.CSS("p.done")))
+	if l := text(t, browser, "#labels"); !strings.Contains(l, "rack=r7") || !strings.Contains(l, "role=hv") {
+		t.Errorf("labels after setting: %q", l)
+	}
 	screenshot(t, browser, shots, "node")
+	// RunResponse waits for the page the form's post leads to.
+	if _, err := chromedp.RunResponse(browser, chromedp.Click(chromedp.CSS(`#labels button[aria-label="Remove label rack"]`))); err != nil {
+		t.Fatalf("remove a label: %v", err)
+	}
+	if l := text(t, browser, "#labels"); strings.Contains(l, "rack=") || !strings.Contains(l, "role=hv") {
+		t.Errorf("labels after removing rack: %q", l)
+	}
+	within(t, browser, "a bad label", chromedp.SendKeys(chromedp.CSS("#label-set"), "no-equals-sign"),
+		chromedp.Submit(chromedp.CSS("#label-set")), chromedp.WaitVisible(chromedp.CSS("#error")))
+	if e := text(t, browser, "#error"); !strings.Contains(e, `HTTP 400: InvalidArgument: label "no-equals-sign" is not key=value`) {
+		t.Errorf("a bad label shows %q", e)
+	}
 
 	// Events: filtered by node and type, and following live.
 	within(t, browser, "open Events filtered", chromedp.Navigate(d.base+"/ui/events?type=approved&node="+id), chromedp.WaitVisible(chromedp.CSS("table.events")))

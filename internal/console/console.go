@@ -136,6 +136,7 @@ func (s *Console) routes() http.Handler {
 		"/ui/nodes/{id}/reject":            s.reject,
 		"/ui/nodes/{id}/revoke":            s.revoke,
 		"/ui/nodes/{id}/allow-replacement": s.allowReplacement,
+		"/ui/nodes/{id}/labels":            s.label,
 		"/ui/nodes/{id}/bundle/approve":    s.approveBundle,
 		"/ui/nodes/{id}/bundle/reset":      s.resetBundle,
 		"/ui/settings/heartbeat":           s.setHeartbeat,

@@ -28,7 +28,7 @@ var allLogs = []string{logNode, logHealth, logBundle}
 
 // Event types by log, as the Events page's filter offers them.
 var (
-	nodeTypes   = []string{"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware"}
+	nodeTypes   = []string{"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware", "labeled"}
 	healthTypes = []string{"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"}
 	bundleTypes = []string{"bundle_updated", "bundle_approved", "bundle_reset"}
 )

@@ -108,7 +108,7 @@ var doneNotes = map[string]string{
 	"approved": "Node approved.", "rejected": "Node rejected.", "revoked": "Node revoked.",
 	"replacement":     "Replacement allowed: the next new board with this node's hardware takes its place.",
 	"bundle-approved": "Bundle version approved.", "bundle-reset": "Bundle reset.",
-	"settings": "Settings saved.",
+	"settings": "Settings saved.", "labels": "Labels saved.",
 }
 
 func doneNote(r *http.Request) string { return doneNotes[r.URL.Query().Get("done")] }
