@@ -100,6 +100,10 @@ type fleetData struct {
 	First    string // query of the first page, "" on it
 	Counts   counts
 	CountErr string
+	// After is where the page's live updates follow on: the logs'
+	// cursors just before the table was read, so that no change between
+	// reading and following is missed.
+	After string
 }
 
 func (s *Console) fleetPage(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -121,8 +125,14 @@ func (s *Console) fleetPage(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 		d.Counts = c
 	})
-	rows, next, err := s.fleetRows(ctx, f)
+	after := map[string]int64{}
+	if c, err := s.api.newest(ctx, logNode); err == nil {
+		after[logNode] = c
+	}
+	rows, next, healthCursor, err := s.fleetRows(ctx, f)
 	wg.Wait()
+	after[logHealth] = healthCursor
+	d.After = cursorsParam(after)
 	if err != nil {
 		s.fail(w, r, ss, httpStatus(err), errorText(err))
 		return
@@ -141,16 +151,21 @@ func (s *Console) fleetPage(w http.ResponseWriter, r *http.Request, ss *session)
 // the whole fleet. With a health filter the heartbeat service pages and
 // the nodes are fetched by ID; the status and label filters then apply
 // to that page, which may come out shorter.
-func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, string, error) {
+func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, string, int64, error) {
 	labels, _ := f.labels()
 	if f.Health != "" {
 		return s.fleetRowsByHealth(ctx, f, labels)
+	}
+	// The health log's cursor comes from before the nodes are read.
+	hc, err := s.api.newest(ctx, logHealth)
+	if err != nil {
+		return nil, "", 0, err
 	}
 	resp, err := s.api.nodes.ListNodes(ctx, &berthv1.ListNodesRequest{
 		Status: f.status(), Labels: labels, PageSize: int32(f.Size), PageToken: f.Page,
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	rows := make([]fleetRow, len(resp.GetNodes()))
 	ids := make([]string, len(rows))
@@ -160,7 +175,7 @@ func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, str
 	if len(ids) > 0 {
 		h, err := s.api.health.ListNodeHealth(ctx, &berthv1.ListNodeHealthRequest{NodeIds: ids, PageSize: int32(len(ids))})
 		if err != nil {
-			return nil, "", err
+			return nil, "", 0, err
 		}
 		byID := map[string]*berthv1.NodeHealth{}
 		for _, nh := range h.GetNodes() {
@@ -170,16 +185,16 @@ func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, str
 			rows[i].Health = byID[ids[i]]
 		}
 	}
-	return rows, resp.GetNextPageToken(), nil
+	return rows, resp.GetNextPageToken(), hc, nil
 }
 
 // fetchParallel bounds the GetNode calls of one health-filtered page.
 const fetchParallel = 16
 
-func (s *Console) fleetRowsByHealth(ctx context.Context, f fleetFilter, labels map[string]string) ([]fleetRow, string, error) {
+func (s *Console) fleetRowsByHealth(ctx context.Context, f fleetFilter, labels map[string]string) ([]fleetRow, string, int64, error) {
 	h, err := s.api.health.ListNodeHealth(ctx, &berthv1.ListNodeHealthRequest{State: f.health(), PageSize: int32(f.Size), PageToken: f.Page})
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	rows := make([]fleetRow, len(h.GetNodes()))
 	errs := make([]error, len(rows))
@@ -201,14 +216,15 @@ func (s *Console) fleetRowsByHealth(ctx context.Context, f fleetFilter, labels m
 			continue // deleted since it last beat
 		}
 		if errs[i] != nil {
-			return nil, "", errs[i]
+			return nil, "", 0, errs[i]
 		}
 		if f.Status != "" && row.Node.GetStatus() != f.status() || !hasLabels(row.Node, labels) {
 			continue
 		}
 		out = append(out, row)
 	}
-	return out, h.GetNextPageToken(), nil
+	// ListNodeHealth's cursor is the log's newest just before it read.
+	return out, h.GetNextPageToken(), h.GetCursor(), nil
 }
 
 func hasLabels(n *berthv1.Node, want map[string]string) bool {

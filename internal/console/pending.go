@@ -12,11 +12,18 @@ const maxPendingShown = 500
 type pendingData struct {
 	Nodes     []*berthv1.Node
 	Truncated bool
+	// After is the node log's cursor just before the list was read,
+	// where the page's live updates follow on.
+	After string
 }
 
 func (s *Console) pendingPage(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := callContext(r)
 	defer cancel()
+	after := map[string]int64{}
+	if c, err := s.api.newest(as(ctx, ss.principal), logNode); err == nil {
+		after[logNode] = c
+	}
 	resp, err := s.api.nodes.ListNodes(as(ctx, ss.principal), &berthv1.ListNodesRequest{
 		Status: berthv1.NodeStatus_NODE_STATUS_PENDING, PageSize: maxPendingShown,
 	})
@@ -24,5 +31,5 @@ func (s *Console) pendingPage(w http.ResponseWriter, r *http.Request, ss *sessio
 		s.fail(w, r, ss, httpStatus(err), errorText(err))
 		return
 	}
-	s.render(w, r, http.StatusOK, "pending", ss, pendingData{Nodes: resp.GetNodes(), Truncated: resp.GetNextPageToken() != ""})
+	s.render(w, r, http.StatusOK, "pending", ss, pendingData{Nodes: resp.GetNodes(), Truncated: resp.GetNextPageToken() != "", After: cursorsParam(after)})
 }

@@ -59,7 +59,7 @@
     var again = debounce(function () {
       refresh('pending-list').then(function () { say('Pending list updated'); });
     }, 200);
-    stream({ logs: 'node' }, { node: again });
+    stream({ logs: 'node', after: pending.getAttribute('data-after') }, { node: again });
   }
 
   // Fleet: rows on this page and the counts follow node and health events.
@@ -79,7 +79,7 @@
         });
     }, 2500); // longer than the server caches counts, so the last fetch sees the last event
     var row = function (id) { return fleet.querySelector('tr[data-node="' + CSS.escape(id) + '"]'); };
-    stream({ logs: 'node,health' }, {
+    stream({ logs: 'node,health', after: fleet.getAttribute('data-after') }, {
       health: function (e) {
         var r = row(e.node_id);
         if (r && e.state) {
