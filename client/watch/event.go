@@ -20,13 +20,15 @@ type Service string
 // The services with an event log.
 const (
 	// Registration logs node lifecycle events: registered, approved,
-	// rejected, revoked, deleted, replaced, certificate_issued (a
+	// rejected, revoked, pending (moved back by an administrator), deleted, replaced, certificate_issued (a
 	// node's first certificate), certificate_renewed, duplicate_hardware
 	// (two nodes report the same hardware), boot_digest_changed (a TPM
 	// node's quoted boot PCR digest changed), boot_policy_violation and
 	// boot_policy_cleared (its boot broke, or again meets, a PCR policy),
 	// api_token_created and api_token_revoked (of no node: an admin API
-	// token was created or revoked).
+	// token was created or revoked), labeled, replacement_allowed, and
+	// administrators' changes of no node: token_created, token_revoked,
+	// eks_imported, pcr_policy_set, pcr_policy_deleted.
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset.
@@ -52,8 +54,9 @@ func ParseService(s string) (Service, error) {
 // lifecycleTypes are the event types of the lifecycle logs, as documented
 // on LifecycleEvent.type.
 var lifecycleTypes = map[Service][]string{
-	Registration: {"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
-		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled"},
+	Registration: {"registered", "approved", "rejected", "revoked", "pending", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
+		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled",
+		"replacement_allowed", "token_created", "token_revoked", "eks_imported", "pcr_policy_set", "pcr_policy_deleted"},
 	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset"},
 }
 

@@ -41,8 +41,10 @@ func TestEventsLongPoll(t *testing.T) {
 
 	code, body := poll(t, admin, "wait=30s")
 	events := pollEvents(t, body)
-	if code != http.StatusOK || len(events) == 0 || events[0]["type"] != "registered" || events[0]["node_id"] != id || events[0]["service"] != "registration" {
-		t.Fatalf("first poll: %d %v, want the registration of %s", code, body, id)
+	// The token the registration used, created by the admin, then the node.
+	if code != http.StatusOK || len(events) < 2 || events[0]["type"] != "token_created" || events[0]["node_id"] != "" ||
+		events[1]["type"] != "registered" || events[1]["node_id"] != id || events[1]["service"] != "registration" {
+		t.Fatalf("first poll: %d %v, want the token's creation and the registration of %s", code, body, id)
 	}
 	cursor, _ := body["cursor"].(string)
 	cs, err := watch.ParseCursors(cursor)

@@ -78,14 +78,14 @@ func TestPythonExample(t *testing.T) {
 	if got := lines(out); err != nil || len(got) != 1 || got[0]["status"] != "NODE_STATUS_APPROVED" {
 		t.Fatalf("approve: %v, %q, stderr %q", err, out, stderr)
 	}
-	out, stderr, err = run("events", "--after", "0", "--count", "2")
+	out, stderr, err = run("events", "--after", "0", "--count", "3")
 	got := lines(out)
-	if err != nil || len(got) != 2 || got[0]["type"] != "registered" || got[1]["type"] != "approved" ||
-		got[1]["node_id"] != id || got[1]["actor"] != "admin:admin" {
-		t.Fatalf("events: %v, %q, stderr %q; want registered then approved by admin:admin", err, out, stderr)
+	if err != nil || len(got) != 3 || got[0]["type"] != "token_created" || got[0]["actor"] != "admin:admin" ||
+		got[1]["type"] != "registered" || got[2]["type"] != "approved" || got[2]["node_id"] != id || got[2]["actor"] != "admin:admin" {
+		t.Fatalf("events: %v, %q, stderr %q; want the token created, the node registered, then approved, by admin:admin", err, out, stderr)
 	}
 	// Following from the last cursor: the next event arrives live.
-	after := int(got[1]["cursor"].(float64))
+	after := int(got[2]["cursor"].(float64))
 	type result struct {
 		out, stderr string
 		err         error

@@ -207,7 +207,7 @@ func (s *Service) AllowReplacement(ctx context.Context, req *berthv1.AllowReplac
 	if err := validateNodeID(req.GetId()); err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.clock.Now())
+	n, err := s.store.AllowReplacement(ctx, req.GetId(), s.clock.Now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errNodeNotFound
 	}
@@ -244,6 +244,7 @@ func (s *Service) CreateToken(ctx context.Context, req *berthv1.CreateTokenReque
 	secret := randomLower(tokenSecretLen)
 	sum := sha256.Sum256([]byte(secret))
 	t.SecretHash = sum[:]
+	t.CreatedBy = caller(ctx).String()
 	if err := s.store.CreateToken(ctx, t); err != nil {
 		return nil, errorTable.Status(ctx, log, fmt.Errorf("create token: %w", err))
 	}
@@ -312,7 +313,7 @@ func (s *Service) RevokeToken(ctx context.Context, req *berthv1.RevokeTokenReque
 	if err := validateTokenID(req.GetId()); err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	t, err := s.store.RevokeToken(ctx, req.GetId())
+	t, err := s.store.RevokeToken(ctx, req.GetId(), s.clock.Now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errTokenNotFound
 	}

@@ -26,7 +26,7 @@ func (s *Service) SetPCRPolicy(ctx context.Context, req *berthv1.SetPCRPolicyReq
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	p.UpdatedAt = s.clock.Now()
-	p, err = s.store.SetPCRPolicy(ctx, p)
+	p, err = s.store.SetPCRPolicy(ctx, p, caller(ctx).String())
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -56,7 +56,7 @@ func (s *Service) DeletePCRPolicy(ctx context.Context, req *berthv1.DeletePCRPol
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	err = s.store.DeletePCRPolicy(ctx, key, value)
+	err = s.store.DeletePCRPolicy(ctx, key, value, s.clock.Now(), caller(ctx).String())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errPolicyNotFound
 	}

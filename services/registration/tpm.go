@@ -221,7 +221,7 @@ func (s *Service) ImportEKs(ctx context.Context, req *berthv1.ImportEKsRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	added, updated, err := s.store.ImportEKs(ctx, eks, s.clock.Now())
+	added, updated, err := s.store.ImportEKs(ctx, eks, s.clock.Now(), caller(ctx).String())
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}

@@ -69,7 +69,7 @@ func TestReopen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tok := regstore.Token{ID: "tok", SecretHash: make([]byte, 32), ExpiresAt: time.Now().Add(time.Hour), UsesLeft: 1}
+			tok := regstore.Token{ID: "tok", SecretHash: make([]byte, 32), CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour), UsesLeft: 1}
 			if err := s.CreateToken(ctx, tok); err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -186,15 +187,19 @@ func nonEmpty(vs []string) []string {
 	return slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return v == "" })
 }
 
-// CreateToken stores t.
+// CreateToken stores t, with its event.
 func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
 	d := s.DB.Dialect
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		t.ID, db.Bytes(t.SecretHash), d.Time(t.ExpiresAt), t.UsesLeft, t.AutoApprove, db.JSON(t.Labels),
-		t.Description, t.Revoked, d.Time(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
-	if db.IsUniqueViolation(err) {
-		err = ErrConflict
-	}
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO reg_tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			t.ID, db.Bytes(t.SecretHash), d.Time(t.ExpiresAt), t.UsesLeft, t.AutoApprove, db.JSON(t.Labels),
+			t.Description, t.Revoked, d.Time(t.CreatedAt), t.MinIdentity, t.AllowSiteSecret)
+		if db.IsUniqueViolation(err) {
+			return nil, ErrConflict
+		}
+		return []eventlog.Event{{Type: EventTokenCreated, Time: db.UTC(t.CreatedAt),
+			Details: eventlog.Details(DetailToken, t.ID, DetailActor, t.CreatedBy)}}, err
+	})
 	return db.Wrap(err, "create token %s", t.ID)
 }
 
@@ -214,10 +219,20 @@ func (s *SQLStore) ListTokens(ctx context.Context, includeInactive bool, now tim
 	return db.Result(ts, err, "list tokens")
 }
 
-// RevokeToken marks token id revoked.
-func (s *SQLStore) RevokeToken(ctx context.Context, id string) (Token, error) {
-	t, err := scanToken(s.DB.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 RETURNING `+tokenColumns, id))
-	return db.Result(t, db.Found(err, ErrNotFound), "revoke token %s", id)
+// RevokeToken marks token id revoked; the event only the first time.
+func (s *SQLStore) RevokeToken(ctx context.Context, id string, now time.Time, actor string) (Token, error) {
+	var t Token
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 AND NOT revoked RETURNING `+tokenColumns, id))
+		if db.IsNoRows(err) {
+			t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
+			return nil, db.Found(err, ErrNotFound)
+		}
+		return []eventlog.Event{{Type: EventTokenRevoked, Time: db.UTC(now),
+			Details: eventlog.Details(DetailToken, id, DetailActor, actor)}}, err
+	})
+	return db.Result(t, err, "revoke token %s", id)
 }
 
 // RegisterNode consumes a token use and creates or replaces a node, in one
@@ -491,10 +506,20 @@ func (s *SQLStore) SetCertificate(ctx context.Context, id, prevSerial string, c 
 }
 
 // AllowReplacement marks node id replaceable.
-func (s *SQLStore) AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error) {
-	n, err := scanNode(s.DB.QueryRowContext(ctx,
-		`UPDATE reg_nodes SET replacement_allowed = TRUE, updated_at = $1 WHERE id = $2 RETURNING `+nodeColumns, s.DB.Dialect.Time(now), id))
-	return db.Result(n, db.Found(err, ErrNotFound), "allow replacement of node %s", id)
+func (s *SQLStore) AllowReplacement(ctx context.Context, id string, now time.Time, actor string) (Node, error) {
+	var n Node
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var err error
+		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET replacement_allowed = TRUE, updated_at = $1
+			WHERE id = $2 AND NOT replacement_allowed RETURNING `+nodeColumns, s.DB.Dialect.Time(now), id))
+		if db.IsNoRows(err) {
+			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+			return nil, db.Found(err, ErrNotFound)
+		}
+		return []eventlog.Event{{Type: EventReplacementAllowed, NodeID: id, Time: db.UTC(now),
+			Details: eventlog.Details(DetailActor, actor)}}, err
+	})
+	return db.Result(n, err, "allow replacement of node %s", id)
 }
 
 // DeleteNode deletes node id, with its event.
@@ -650,7 +675,7 @@ func (s *SQLStore) CountNodes(ctx context.Context) ([]NodeCount, error) {
 
 // ImportEKs enrols eks in one transaction: an insert that finds the hash
 // taken does nothing, and the label is updated instead.
-func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error) {
+func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time, actor string) (added, updated int, err error) {
 	err = s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		added, updated = 0, 0 // a retried transaction counts again
 		for _, ek := range eks {
@@ -670,7 +695,8 @@ func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Tim
 			}
 			updated++
 		}
-		return nil, nil
+		return []eventlog.Event{{Type: EventEKsImported, Time: db.UTC(now), Details: eventlog.Details(
+			DetailAdded, strconv.Itoa(added), DetailUpdated, strconv.Itoa(updated), DetailActor, actor)}}, nil
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("import EKs: %w", err)
@@ -931,11 +957,17 @@ func scanPCRPolicy(row db.Scanner) (PCRPolicy, error) {
 }
 
 // SetPCRPolicy upserts a label's policy.
-func (s *SQLStore) SetPCRPolicy(ctx context.Context, p PCRPolicy) (PCRPolicy, error) {
-	out, err := scanPCRPolicy(s.DB.QueryRowContext(ctx, `INSERT INTO reg_pcr_policies (`+pcrPolicyColumns+`) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (label_key, label_value) DO UPDATE SET digests = excluded.digests, enforce = excluded.enforce, updated_at = excluded.updated_at
-		RETURNING `+pcrPolicyColumns,
-		p.LabelKey, p.LabelValue, db.JSON(p.Digests), p.Enforce, s.DB.Dialect.Time(p.UpdatedAt)))
+func (s *SQLStore) SetPCRPolicy(ctx context.Context, p PCRPolicy, actor string) (PCRPolicy, error) {
+	var out PCRPolicy
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var err error
+		out, err = scanPCRPolicy(tx.QueryRowContext(ctx, `INSERT INTO reg_pcr_policies (`+pcrPolicyColumns+`) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (label_key, label_value) DO UPDATE SET digests = excluded.digests, enforce = excluded.enforce, updated_at = excluded.updated_at
+			RETURNING `+pcrPolicyColumns,
+			p.LabelKey, p.LabelValue, db.JSON(p.Digests), p.Enforce, s.DB.Dialect.Time(p.UpdatedAt)))
+		return []eventlog.Event{{Type: EventPCRPolicySet, Time: db.UTC(p.UpdatedAt), Details: eventlog.Details(
+			DetailLabel, p.LabelKey+"="+p.LabelValue, DetailEnforce, strconv.FormatBool(p.Enforce), DetailActor, actor)}}, err
+	})
 	return db.Result(out, err, "set PCR policy %s=%s", p.LabelKey, p.LabelValue)
 }
 
@@ -946,10 +978,14 @@ func (s *SQLStore) ListPCRPolicies(ctx context.Context) ([]PCRPolicy, error) {
 }
 
 // DeletePCRPolicy removes a label's policy.
-func (s *SQLStore) DeletePCRPolicy(ctx context.Context, key, value string) error {
-	var one int
-	err := s.DB.QueryRowContext(ctx, `DELETE FROM reg_pcr_policies WHERE label_key = $1 AND label_value = $2 RETURNING 1`, key, value).Scan(&one)
-	return db.Wrap(db.Found(err, ErrNotFound), "delete PCR policy %s=%s", key, value)
+func (s *SQLStore) DeletePCRPolicy(ctx context.Context, key, value string, now time.Time, actor string) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var one int
+		err := tx.QueryRowContext(ctx, `DELETE FROM reg_pcr_policies WHERE label_key = $1 AND label_value = $2 RETURNING 1`, key, value).Scan(&one)
+		return []eventlog.Event{{Type: EventPCRPolicyDeleted, Time: db.UTC(now), Details: eventlog.Details(
+			DetailLabel, key+"="+value, DetailActor, actor)}}, db.Found(err, ErrNotFound)
+	})
+	return db.Wrap(err, "delete PCR policy %s=%s", key, value)
 }
 
 // Secret returns the named secret, storing candidate if there is none.

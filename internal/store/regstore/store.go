@@ -31,6 +31,14 @@
 //	                  name, role, actor
 //	RevokeAPIToken    api_token_revoked, of no node: api_token, name,
 //	                  actor; only when it was not revoked yet
+//	CreateToken       token_created, of no node: token, actor
+//	RevokeToken       token_revoked, of no node: token, actor; only when
+//	                  it was not revoked yet
+//	AllowReplacement  replacement_allowed: actor; only when it was not
+//	                  allowed yet
+//	ImportEKs         eks_imported, of no node: added, updated, actor
+//	SetPCRPolicy      pcr_policy_set, of no node: label, enforce, actor
+//	DeletePCRPolicy   pcr_policy_deleted, of no node: label, actor
 //
 // Details whose value would be empty are left out.
 package regstore
@@ -146,6 +154,9 @@ type Token struct {
 	Description string
 	Revoked     bool
 	CreatedAt   time.Time
+	// CreatedBy is who created the token: recorded in its token_created
+	// event, not with the token.
+	CreatedBy string
 	// MinIdentity is the weakest identity source the token auto-approves
 	// ("" = any); AllowSiteSecret lets it auto-approve site-secret ones.
 	// The store keeps them as given; the service decides.
@@ -245,13 +256,22 @@ const (
 	EventBootPolicyCleared = "boot_policy_cleared"
 	// EventLabeled: an operator changed the node's labels.
 	EventLabeled = "labeled"
+	// Administrators' other changes, so that the log says who did each:
+	// bootstrap tokens, replacement, EK enrolment and PCR policies.
+	EventTokenCreated       = "token_created"
+	EventTokenRevoked       = "token_revoked"
+	EventReplacementAllowed = "replacement_allowed"
+	EventEKsImported        = "eks_imported"
+	EventPCRPolicySet       = "pcr_policy_set"
+	EventPCRPolicyDeleted   = "pcr_policy_deleted"
 )
 
 // EventTypes returns every event type the store appends.
 func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
 		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware,
-		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked, EventLabeled}
+		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked, EventLabeled,
+		EventTokenCreated, EventTokenRevoked, EventReplacementAllowed, EventEKsImported, EventPCRPolicySet, EventPCRPolicyDeleted}
 }
 
 // Keys of event details.
@@ -280,6 +300,12 @@ const (
 	// changes: "k=v,k2=v2" and "k3,k4", keys sorted.
 	DetailLabelsSet     = "set"
 	DetailLabelsRemoved = "removed"
+	// DetailAdded and DetailUpdated count an EK import's new and relabelled
+	// EKs; DetailLabel and DetailEnforce name a PCR policy ("key=value").
+	DetailAdded   = "added"
+	DetailUpdated = "updated"
+	DetailLabel   = "label"
+	DetailEnforce = "enforce"
 )
 
 // Errors returned, wrapped, by every Store.
@@ -311,7 +337,7 @@ type Store interface {
 	ListTokens(ctx context.Context, includeInactive bool, now time.Time) ([]Token, error)
 	// RevokeToken marks the token revoked and returns it; revoking twice is
 	// not an error.
-	RevokeToken(ctx context.Context, id string) (Token, error)
+	RevokeToken(ctx context.Context, id string, now time.Time, actor string) (Token, error)
 	// RegisterNode atomically consumes one use of token tokenID (must be
 	// active at now, else ErrTokenInvalid/ErrTokenExpired/ErrTokenExhausted
 	// and nothing changes) and creates n with CreatedAt and UpdatedAt set to
@@ -393,14 +419,14 @@ type Store interface {
 	CountNodes(ctx context.Context) ([]NodeCount, error)
 	// AllowReplacement lets the next registration that names this node
 	// replace it (see RegisterNode).
-	AllowReplacement(ctx context.Context, id string, now time.Time) (Node, error)
+	AllowReplacement(ctx context.Context, id string, now time.Time, actor string) (Node, error)
 	// DeleteNode removes node id, recording who (actor) at now; ErrNotFound
 	// if absent. Its key can then register again.
 	DeleteNode(ctx context.Context, id string, now time.Time, actor string) error
 	// ImportEKs enrols eks at now: new hashes are added, known ones get
 	// the new label (their CreatedAt stays). It returns how many of each,
 	// all in one transaction.
-	ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time) (added, updated int, err error)
+	ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Time, actor string) (added, updated int, err error)
 	// GetEK returns the enrolled EK with this hash; ErrNotFound if none.
 	GetEK(ctx context.Context, hash string) (EnrolledEK, error)
 	// CreateAPIToken stores t as given; ErrConflict if the ID is taken. A
@@ -435,11 +461,11 @@ type Store interface {
 	SetBootPolicyViolation(ctx context.Context, id, violation string, now time.Time) (Node, error)
 	// SetPCRPolicy creates or replaces the policy of p's label; its
 	// UpdatedAt is stored as given.
-	SetPCRPolicy(ctx context.Context, p PCRPolicy) (PCRPolicy, error)
+	SetPCRPolicy(ctx context.Context, p PCRPolicy, actor string) (PCRPolicy, error)
 	// ListPCRPolicies returns every policy, by label key and value.
 	ListPCRPolicies(ctx context.Context) ([]PCRPolicy, error)
 	// DeletePCRPolicy removes a label's policy; ErrNotFound if none.
-	DeletePCRPolicy(ctx context.Context, key, value string) error
+	DeletePCRPolicy(ctx context.Context, key, value string, now time.Time, actor string) error
 	// Secret returns the secret stored under name, storing candidate first
 	// if there is none: every replica gets the same value.
 	Secret(ctx context.Context, name string, candidate []byte) ([]byte, error)

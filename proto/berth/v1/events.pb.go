@@ -34,8 +34,11 @@ type LifecycleEvent struct {
 	// hardware), boot_digest_changed (digest, previous_digest),
 	// boot_policy_violation (reason), boot_policy_cleared (previous_reason),
 	// api_token_created and api_token_revoked (of no node: node_id is empty;
-	// api_token, name, role, actor), labeled (set, removed, actor)
-	// (registration); bundle_updated,
+	// api_token, name, role, actor), labeled (set, removed, actor),
+	// replacement_allowed (actor), and, of no node, token_created and
+	// token_revoked (token, actor), eks_imported (added, updated, actor),
+	// pcr_policy_set (label, enforce, actor) and pcr_policy_deleted (label,
+	// actor) (registration); bundle_updated,
 	// bundle_approved, bundle_reset (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`

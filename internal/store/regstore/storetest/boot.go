@@ -25,7 +25,7 @@ func tpmNode(t *testing.T, s regstore.Store, id string, i int) regstore.Node {
 
 func testEKLabels(t *testing.T, s regstore.Store) {
 	a, b, c := digest(1), digest(2), digest(3)
-	if _, _, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: a, Label: "rack 1 slot 4"}, {Hash: b}}, t0); err != nil {
+	if _, _, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: a, Label: "rack 1 slot 4"}, {Hash: b}}, t0, admin); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.EKLabels(ctx(t), []string{a, b, c, ""})
@@ -200,7 +200,7 @@ func testReplaceClearsBoot(t *testing.T, s regstore.Store) {
 	if _, err := s.RecordBoot(ctx(t), "old", regstore.Boot{PCRDigest: digest(1), NonceTime: 50, PolicyViolation: "v"}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AllowReplacement(ctx(t), "old", t0); err != nil {
+	if _, err := s.AllowReplacement(ctx(t), "old", t0, admin); err != nil {
 		t.Fatal(err)
 	}
 	mustCreateToken(t, s, token("tok2", 1))
@@ -224,7 +224,7 @@ func testPCRPolicies(t *testing.T, s regstore.Store) {
 	a := regstore.PCRPolicy{LabelKey: "image", LabelValue: "node-4.5", Digests: []string{digest(1), digest(2)}, Enforce: true, UpdatedAt: t0}
 	b := regstore.PCRPolicy{LabelKey: "example.com/rack", LabelValue: "r1", Digests: []string{digest(3)}, UpdatedAt: at(time.Minute)}
 	for _, p := range []regstore.PCRPolicy{a, b} {
-		got, err := s.SetPCRPolicy(ctx(t), p)
+		got, err := s.SetPCRPolicy(ctx(t), p, admin)
 		if err != nil {
 			t.Fatalf("SetPCRPolicy: %v", err)
 		}
@@ -234,7 +234,7 @@ func testPCRPolicies(t *testing.T, s regstore.Store) {
 	}
 	// Setting a label again replaces its policy.
 	a2 := regstore.PCRPolicy{LabelKey: "image", LabelValue: "node-4.5", Digests: []string{digest(4)}, UpdatedAt: at(time.Hour)}
-	if _, err := s.SetPCRPolicy(ctx(t), a2); err != nil {
+	if _, err := s.SetPCRPolicy(ctx(t), a2, admin); err != nil {
 		t.Fatal(err)
 	}
 	a2.UpdatedAt, b.UpdatedAt = stored(a2.UpdatedAt), stored(b.UpdatedAt)
@@ -243,11 +243,11 @@ func testPCRPolicies(t *testing.T, s regstore.Store) {
 		t.Fatal(err)
 	}
 	diff(t, "ListPCRPolicies", []regstore.PCRPolicy{b, a2}, ps)
-	if err := s.DeletePCRPolicy(ctx(t), "image", "node-4.5"); err != nil {
+	if err := s.DeletePCRPolicy(ctx(t), "image", "node-4.5", t0, admin); err != nil {
 		t.Fatalf("DeletePCRPolicy: %v", err)
 	}
-	wantErr(t, "DeletePCRPolicy again", s.DeletePCRPolicy(ctx(t), "image", "node-4.5"), regstore.ErrNotFound)
-	wantErr(t, "DeletePCRPolicy of another value", s.DeletePCRPolicy(ctx(t), "example.com/rack", "r2"), regstore.ErrNotFound)
+	wantErr(t, "DeletePCRPolicy again", s.DeletePCRPolicy(ctx(t), "image", "node-4.5", t0, admin), regstore.ErrNotFound)
+	wantErr(t, "DeletePCRPolicy of another value", s.DeletePCRPolicy(ctx(t), "example.com/rack", "r2", t0, admin), regstore.ErrNotFound)
 	ps, err = s.ListPCRPolicies(ctx(t))
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,9 @@ package storetest
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +13,11 @@ import (
 )
 
 // logOf reads the whole event log; cursors must increase.
+// nodeEvents drops the events of no node (such as a test's token_created).
+func nodeEvents(evs []eventlog.Event) []eventlog.Event {
+	return slices.DeleteFunc(evs, func(e eventlog.Event) bool { return e.NodeID == "" })
+}
+
 func logOf(t *testing.T, s regstore.Store) []eventlog.Event {
 	t.Helper()
 	var (
@@ -81,7 +89,6 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 	auto := token("auto", 10)
 	auto.AutoApprove = true
 	mustCreateToken(t, s, auto)
-	const admin = "admin:ops"
 	c1, c2 := cert("aa01"), cert("aa02")
 	c2.NotAfter = at(48 * time.Hour)
 	notAfter := func(c regstore.Cert) string { return c.NotAfter.UTC().Format(time.RFC3339) }
@@ -122,7 +129,12 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 			}
 		}, []eventlog.Event{event(regstore.EventCertificateRenewed, "n1", at(5*time.Minute), "serial", "aa02", "not_after", notAfter(c2), "previous_serial", "aa01")}},
 		{"allow replacement", func() {
-			if _, err := s.AllowReplacement(ctx(t), "n1", at(6*time.Minute)); err != nil {
+			if _, err := s.AllowReplacement(ctx(t), "n1", at(6*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(regstore.EventReplacementAllowed, "n1", at(6*time.Minute), "actor", admin)}},
+		{"allow replacement again", func() {
+			if _, err := s.AllowReplacement(ctx(t), "n1", at(6*time.Minute+time.Second), admin); err != nil {
 				t.Fatal(err)
 			}
 		}, nil},
@@ -142,9 +154,49 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 			}
 		}, []eventlog.Event{event(regstore.EventDeleted, "n2", at(11*time.Minute))}},
 		{"tokens", func() {
-			mustCreateToken(t, s, token("tok2", 1))
-			if _, err := s.RevokeToken(ctx(t), "tok2"); err != nil {
+			tok := token("tok2", 1)
+			tok.CreatedBy = admin
+			mustCreateToken(t, s, tok)
+			if _, err := s.RevokeToken(ctx(t), "tok2", at(12*time.Minute), admin); err != nil {
 				t.Fatal(err)
+			}
+		}, []eventlog.Event{
+			event(regstore.EventTokenCreated, "", token("tok2", 1).CreatedAt, "token", "tok2", "actor", admin),
+			event(regstore.EventTokenRevoked, "", at(12*time.Minute), "token", "tok2", "actor", admin)}},
+		{"token revoked again", func() {
+			if _, err := s.RevokeToken(ctx(t), "tok2", at(13*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"token refused: taken ID", func() {
+			if err := s.CreateToken(ctx(t), token("tok2", 1)); !errors.Is(err, regstore.ErrConflict) {
+				t.Fatalf("CreateToken of a taken ID: %v, want ErrConflict", err)
+			}
+		}, nil},
+		{"EKs imported", func() {
+			if _, _, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:e1"}, {Hash: "sha256:e2"}}, at(14*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:e2", Label: "rack 2"}}, at(15*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{
+			event(regstore.EventEKsImported, "", at(14*time.Minute), "added", "2", "updated", "0", "actor", admin),
+			event(regstore.EventEKsImported, "", at(15*time.Minute), "added", "0", "updated", "1", "actor", admin)}},
+		{"PCR policy set and deleted", func() {
+			p := regstore.PCRPolicy{LabelKey: "image", LabelValue: "node-4.5", Digests: []string{"sha256:" + strings.Repeat("ab", 32)}, Enforce: true, UpdatedAt: at(16 * time.Minute)}
+			if _, err := s.SetPCRPolicy(ctx(t), p, admin); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeletePCRPolicy(ctx(t), "image", "node-4.5", at(17*time.Minute), admin); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{
+			event(regstore.EventPCRPolicySet, "", at(16*time.Minute), "label", "image=node-4.5", "enforce", "true", "actor", admin),
+			event(regstore.EventPCRPolicyDeleted, "", at(17*time.Minute), "label", "image=node-4.5", "actor", admin)}},
+		{"PCR policy refused: none to delete", func() {
+			if err := s.DeletePCRPolicy(ctx(t), "image", "node-4.5", at(18*time.Minute), admin); !errors.Is(err, regstore.ErrNotFound) {
+				t.Fatalf("DeletePCRPolicy of no policy: %v, want ErrNotFound", err)
 			}
 		}, nil},
 	}
@@ -253,17 +305,17 @@ func testEventsRetention(t *testing.T, s regstore.Store) {
 	for i := range 4 {
 		mustRegister(t, s, "tok", at(time.Duration(i)*time.Minute), node(string(rune('a'+i)), i))
 	}
-	all := logOf(t, s)
+	all := logOf(t, s) // the token's token_created, then a, b, c, d registered
 	n, err := s.Events().DeleteBefore(ctx(t), at(2*time.Minute))
-	if err != nil || n != 2 {
-		t.Fatalf("DeleteBefore = %d, %v; want 2", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("DeleteBefore = %d, %v; want 3", n, err)
 	}
 	b, err := s.Events().Bounds(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff(t, "bounds", eventlog.Bounds{DeletedThrough: all[1].Cursor, Oldest: all[2].Cursor, Head: all[3].Cursor}, b)
-	diff(t, "kept", all[2:], logOf(t, s))
+	diff(t, "bounds", eventlog.Bounds{DeletedThrough: all[2].Cursor, Oldest: all[3].Cursor, Head: all[4].Cursor}, b)
+	diff(t, "kept", all[3:], logOf(t, s))
 }
 
 // testEventsWatch checks that a change wakes this process's watchers at
@@ -285,7 +337,7 @@ func testEventsWatch(t *testing.T, s regstore.Store) {
 	defer cancel()
 	got := make(chan eventlog.Event, 10)
 	go fl.Watch(wctx, eventlog.WatchRequest{}, func(e eventlog.Event) error { got <- e; return nil })
-	for _, want := range []string{regstore.EventRegistered, regstore.EventApproved} {
+	for _, want := range []string{regstore.EventTokenCreated, regstore.EventRegistered, regstore.EventApproved} {
 		if want == regstore.EventApproved {
 			if _, err := s.SetStatus(ctx(t), "n1", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(time.Minute), ""); err != nil {
 				t.Fatal(err)

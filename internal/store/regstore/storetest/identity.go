@@ -94,7 +94,7 @@ func testDuplicateHardwareEvents(t *testing.T, s regstore.Store) {
 
 	// A replacement takes over its own row: the hardware it shares with
 	// the node it replaces is no duplicate.
-	if _, err := s.AllowReplacement(ctx(t), "n4", t0); err != nil {
+	if _, err := s.AllowReplacement(ctx(t), "n4", t0, admin); err != nil {
 		t.Fatal(err)
 	}
 	evs = newEvents(t, s, func() {
@@ -138,7 +138,7 @@ func testRegisterWithoutToken(t *testing.T, s regstore.Store) {
 	if tok := mustGetToken(t, s, "tok"); tok.UsesLeft != 1 {
 		t.Errorf("a registration without a token used the token: %d uses left", tok.UsesLeft)
 	}
-	if _, err := s.AllowReplacement(ctx(t), "n1", t0); err != nil {
+	if _, err := s.AllowReplacement(ctx(t), "n1", t0, admin); err != nil {
 		t.Fatal(err)
 	}
 	r := node("ignored", 5)
@@ -155,11 +155,11 @@ func testRegisterWithoutToken(t *testing.T, s regstore.Store) {
 func testEnrolledEKs(t *testing.T, s regstore.Store) {
 	_, err := s.GetEK(ctx(t), "sha256:aa")
 	wantErr(t, "GetEK(unknown)", err, regstore.ErrNotFound)
-	added, updated, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-a"}, {Hash: "sha256:bb"}}, t0)
+	added, updated, err := s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-a"}, {Hash: "sha256:bb"}}, t0, admin)
 	if err != nil || added != 2 || updated != 0 {
 		t.Fatalf("ImportEKs = %d added, %d updated, %v; want 2, 0", added, updated, err)
 	}
-	added, updated, err = s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-b"}, {Hash: "sha256:cc"}}, at(time.Hour))
+	added, updated, err = s.ImportEKs(ctx(t), []regstore.EnrolledEK{{Hash: "sha256:aa", Label: "rack1-b"}, {Hash: "sha256:cc"}}, at(time.Hour), admin)
 	if err != nil || added != 1 || updated != 1 {
 		t.Fatalf("second ImportEKs = %d added, %d updated, %v; want 1, 1", added, updated, err)
 	}

@@ -155,7 +155,7 @@ func testCompleteMovedOn(t *testing.T, s regstore.Store) {
 	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, at(time.Minute), "admin:x"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AllowReplacement(ctx(t), "replaced", at(time.Minute)); err != nil {
+	if _, err := s.AllowReplacement(ctx(t), "replaced", at(time.Minute), admin); err != nil {
 		t.Fatal(err)
 	}
 	repl := node("ignored", 12)

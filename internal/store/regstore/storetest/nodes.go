@@ -21,7 +21,7 @@ func replaceable(t *testing.T, s regstore.Store) regstore.Node {
 	if _, err := s.SetCertificate(ctx(t), "old", "", cert("aa01"), at(time.Second)); err != nil {
 		t.Fatalf("SetCertificate: %v", err)
 	}
-	n, err := s.AllowReplacement(ctx(t), "old", at(2*time.Second))
+	n, err := s.AllowReplacement(ctx(t), "old", at(2*time.Second), admin)
 	if err != nil {
 		t.Fatalf("AllowReplacement: %v", err)
 	}
@@ -397,7 +397,7 @@ func testAllowReplacement(t *testing.T, s regstore.Store) {
 	mustCreateToken(t, s, token("tok", 1))
 	before := mustRegister(t, s, "tok", t0, node("n1", 1))
 	now := at(time.Hour)
-	got, err := s.AllowReplacement(ctx(t), "n1", now)
+	got, err := s.AllowReplacement(ctx(t), "n1", now, admin)
 	if err != nil {
 		t.Fatalf("AllowReplacement: %v", err)
 	}
@@ -406,7 +406,7 @@ func testAllowReplacement(t *testing.T, s regstore.Store) {
 	diff(t, "AllowReplacement", want, got)
 	diff(t, "GetNode", want, mustGetNode(t, s, "n1"))
 
-	_, err = s.AllowReplacement(ctx(t), "no-such-node", now)
+	_, err = s.AllowReplacement(ctx(t), "no-such-node", now, admin)
 	wantErr(t, "AllowReplacement(unknown)", err, regstore.ErrNotFound)
 }
 

@@ -182,7 +182,7 @@ func testRegisterNodeConcurrentLastUse(t *testing.T, s regstore.Store) {
 	if len(ns) != 1 {
 		t.Errorf("store holds %d nodes, want 1", len(ns))
 	}
-	if evs := logOf(t, s); len(evs) != 1 || evs[0].Type != regstore.EventRegistered || evs[0].NodeID != ns[0].ID {
+	if evs := nodeEvents(logOf(t, s)); len(evs) != 1 || evs[0].Type != regstore.EventRegistered || evs[0].NodeID != ns[0].ID {
 		t.Errorf("log = %+v, want one registered event of %s", evs, ns[0].ID)
 	}
 	if tok := mustGetToken(t, s, "tok"); tok.UsesLeft != 0 {
@@ -201,7 +201,7 @@ func testRegisterNodeConcurrentUses(t *testing.T, s regstore.Store) {
 	if tok := mustGetToken(t, s, "tok"); tok.UsesLeft != 100-n {
 		t.Errorf("UsesLeft = %d, want %d: uses were lost", tok.UsesLeft, 100-n)
 	}
-	if evs := logOf(t, s); len(evs) != n {
+	if evs := nodeEvents(logOf(t, s)); len(evs) != n {
 		t.Errorf("log holds %d events, want one per registration, %d", len(evs), n)
 	}
 }

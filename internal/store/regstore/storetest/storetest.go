@@ -87,6 +87,9 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 
 // t0 has nanoseconds and a non-UTC zone on purpose: stores must return the
 // same instant in UTC, truncated to microseconds.
+// admin is the actor of administrators' changes in these tests.
+const admin = "admin:ops"
+
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
 
 // at returns t0 plus d, as a store would return it.

@@ -101,7 +101,7 @@ func testRevokeToken(t *testing.T, s regstore.Store) {
 	want := tok
 	want.ExpiresAt, want.CreatedAt, want.Revoked = stored(tok.ExpiresAt), stored(tok.CreatedAt), true
 
-	got, err := s.RevokeToken(ctx(t), "tok")
+	got, err := s.RevokeToken(ctx(t), "tok", t0, admin)
 	if err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
@@ -109,12 +109,12 @@ func testRevokeToken(t *testing.T, s regstore.Store) {
 	diff(t, "GetToken after revoke", want, mustGetToken(t, s, "tok"))
 
 	// Revoking twice is not an error and changes nothing.
-	got, err = s.RevokeToken(ctx(t), "tok")
+	got, err = s.RevokeToken(ctx(t), "tok", t0, admin)
 	if err != nil {
 		t.Fatalf("RevokeToken again: %v", err)
 	}
 	diff(t, "RevokeToken again", want, got)
 
-	_, err = s.RevokeToken(ctx(t), "no-such-token")
+	_, err = s.RevokeToken(ctx(t), "no-such-token", t0, admin)
 	wantErr(t, "RevokeToken(unknown)", err, regstore.ErrNotFound)
 }
