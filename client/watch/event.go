@@ -31,10 +31,12 @@ const (
 	// eks_imported, pcr_policy_set, pcr_policy_deleted.
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
-	// bundle_reset.
+	// bundle_reset, bundle_deleted, and bundle_settings_changed (of no
+	// node: the approval policy was set).
 	Bundles Service = "bundles"
 	// Heartbeat logs health events: healthy, suspect, unreachable,
-	// rebooted, status_changed, node_event.
+	// rebooted, status_changed, node_event, and settings_changed (of no
+	// node: the heartbeat timings were set).
 	Heartbeat Service = "heartbeat"
 )
 
@@ -57,7 +59,7 @@ var lifecycleTypes = map[Service][]string{
 	Registration: {"registered", "approved", "rejected", "revoked", "pending", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
 		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled",
 		"replacement_allowed", "token_created", "token_revoked", "eks_imported", "pcr_policy_set", "pcr_policy_deleted"},
-	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset"},
+	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset", "bundle_deleted", "bundle_settings_changed"},
 }
 
 // Prefixes of the heartbeat service's enum value names.
@@ -118,9 +120,10 @@ type Event struct {
 	// Details carry what the type needs. Lifecycle events carry what their
 	// service sends ("serial", "version", "actor", ...). Health events carry
 	// those of state, previous_state, boot_id, previous_boot_id, status,
-	// previous_status, kind, message, severity and event_time that are set; states are healthy,
-	// suspect or unreachable, statuses up, degraded or maintenance. Never
-	// nil.
+	// previous_status, kind, message, severity, event_time, interval, grace
+	// and actor that are set; states are healthy, suspect or unreachable,
+	// statuses up, degraded or maintenance, interval and grace Go durations
+	// ("30s"). Never nil.
 	Details map[string]string
 }
 
@@ -174,6 +177,13 @@ func healthEvent(e *berthv1.HealthEvent) *Event {
 	if t := e.GetEventTime(); t != nil {
 		put("event_time", eventTime(t).UTC().Format(time.RFC3339Nano))
 	}
+	if e.GetInterval() != nil {
+		put("interval", e.GetInterval().AsDuration().String())
+	}
+	if e.GetGrace() != nil {
+		put("grace", e.GetGrace().AsDuration().String())
+	}
+	put("actor", e.GetActor())
 	return &Event{
 		Service: Heartbeat,
 		Cursor:  e.GetCursor(),

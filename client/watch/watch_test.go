@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/client/watch"
 	"github.com/berth-dev/berth/internal/eventlog"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
+	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -507,8 +508,8 @@ func TestEventTypes(t *testing.T) {
 		// What the registration store appends (its conformance suite checks
 		// every event it writes is in this list).
 		watch.Registration: regstore.EventTypes(),
-		watch.Bundles:      {"bundle_updated", "bundle_approved", "bundle_reset"},
-		watch.Heartbeat:    {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"},
+		watch.Bundles:      bundlestore.EventTypes(),
+		watch.Heartbeat:    {"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event", "settings_changed"},
 	}
 	for s, types := range want {
 		if diff := cmp.Diff(types, watch.EventTypes(s), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {

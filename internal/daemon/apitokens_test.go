@@ -3,8 +3,12 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +156,7 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	if d, _ := events[0]["details"].(map[string]any); events[0]["node_id"] != first || d["actor"] != "token:"+operatorID+"/ci-operator" {
 		t.Errorf("approval event %v, want node %s by token:%s/ci-operator", events[0], first, operatorID)
 	}
+	testBundleActors(t, l, addr, admin, as(operator), operator, first, "token:"+operatorID+"/ci-operator")
 
 	// Settings: a viewer reads them, an admin token changes them.
 	code, body, _ = as(viewer).do(t, "GET", "/v1/settings/bundles", "")
@@ -164,6 +169,33 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	}
 	code, body, _ = as(adminTok).do(t, "PUT", "/v1/settings/bundles", `{"approval": "sometimes"}`)
 	wantStatus(t, "a bad approval policy", code, body, http.StatusBadRequest, 3, "approval must be required, auto or default")
+	code, body, _ = as(adminTok).do(t, "PUT", "/v1/settings/heartbeat", `{"interval": "30s"}`)
+	if code != http.StatusOK {
+		t.Errorf("admin token PUT /v1/settings/heartbeat: %d %v", code, body)
+	}
+	code, body, _ = as(adminTok).do(t, "PUT", "/v1/settings/heartbeat", `{"interval": "30s", "grace": "31s"}`)
+	wantStatus(t, "a grace shorter than two intervals", code, body, http.StatusBadRequest, 3, "grace")
+	// Each change is an event naming the token, in its service's log and
+	// in the long poll of all of them; the refused ones are not.
+	byAdminTok := "token:" + adminTokID + "/root-engine"
+	bs := readEvents(t, admin, "/v1/bundle-events?after=0&type=bundle_settings_changed", 1)
+	if d, _ := bs[0]["details"].(map[string]any); bs[0]["node_id"] != "" || d["approval"] != "required" || d["actor"] != byAdminTok {
+		t.Errorf("bundle settings event %v, want approval required by %s", bs[0], byAdminTok)
+	}
+	hs := readEvents(t, admin, "/v1/health-events?after=0&type=settings_changed", 1)
+	if hs[0]["type"] != "HEALTH_EVENT_TYPE_SETTINGS_CHANGED" || hs[0]["interval"] != "30s" || hs[0]["grace"] == nil || hs[0]["actor"] != byAdminTok {
+		t.Errorf("heartbeat settings event %v, want interval 30s by %s", hs[0], byAdminTok)
+	}
+	code, body = poll(t, admin, "wait=30s&type=settings_changed&type=bundle_settings_changed")
+	polled := pollEvents(t, body)
+	if code != http.StatusOK || len(polled) != 2 {
+		t.Fatalf("long poll of settings changes: %d %v, want both", code, body)
+	}
+	for _, e := range polled {
+		if d, _ := e["details"].(map[string]any); d["actor"] != byAdminTok || (e["type"] == "settings_changed" && d["interval"] != "30s") {
+			t.Errorf("polled settings event %v, want it by %s", e, byAdminTok)
+		}
+	}
 
 	// An admin token manages tokens; the list shows their last use.
 	code, body, _ = as(adminTok).do(t, "GET", "/v1/api-tokens", "")
@@ -290,4 +322,37 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 		grpctest.WantStatus(t, err, codes.PermissionDenied, "caller is not permitted to call this method")
 	}
 
+}
+
+// testBundleActors: an operator's token puts a bundle (sealed and signed
+// with the admin certificate, as berthctl bundles seal makes it), resets
+// and deletes it, and the bundle log names the token as the actor of each.
+func testBundleActors(t *testing.T, l *pki.Layout, addr string, admin *restClient, op bearer, token, node, actor string) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "motd")
+	if err := os.WriteFile(src, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, sealed, errOut := berthctl(t, l, addr, "bundles", "seal", "--node", node, "--file", src+"=etc/motd")
+	if code != 0 {
+		t.Fatalf("bundles seal: %d %s", code, errOut)
+	}
+	code, body, _ := op.do(t, "PUT", "/v1/nodes/"+node+"/bundle", fmt.Sprintf(`{"sealed": %q}`, base64.StdEncoding.EncodeToString([]byte(sealed))))
+	if code != http.StatusOK {
+		t.Fatalf("operator PUT bundle: %d %v", code, body)
+	}
+	code, body, _ = op.do(t, "POST", "/v1/nodes/"+node+"/bundle:reset", `{}`)
+	if code != http.StatusOK {
+		t.Fatalf("operator reset bundle: %d %v", code, body)
+	}
+	bundles := berthv1.NewBundleAdminServiceClient(dialNoCert(t, l, addr))
+	if _, err := bundles.DeleteBundles(withBearer(token), &berthv1.DeleteBundlesRequest{NodeId: node}); err != nil {
+		t.Fatalf("operator DeleteBundles over gRPC: %v", err)
+	}
+	evs := readEvents(t, admin, "/v1/bundle-events?after=0&node_id="+node, 3)
+	for i, want := range []string{"bundle_updated", "bundle_reset", "bundle_deleted"} {
+		if d, _ := evs[i]["details"].(map[string]any); evs[i]["type"] != want || d["actor"] != actor {
+			t.Errorf("bundle event %d: %v, want %s by %s", i, evs[i], want, actor)
+		}
+	}
 }

@@ -166,7 +166,7 @@ func TestSettings(t *testing.T) {
 		{"grace above a day", Timings{Interval: 10 * time.Second, Grace: 25 * time.Hour}, Timings{}, ErrGrace},
 	}
 	for _, tt := range tests {
-		got, err := c.SetSettings(ctx, tt.in)
+		got, err := c.SetSettings(ctx, tt.in, "admin:admin")
 		if !errors.Is(err, tt.err) {
 			t.Fatalf("%s: err = %v, want %v", tt.name, err, tt.err)
 		}
@@ -182,7 +182,7 @@ func TestSettings(t *testing.T) {
 		default:
 		}
 	}
-	if _, err := c.SetSettings(ctx, Timings{Interval: time.Minute}); err != nil {
+	if _, err := c.SetSettings(ctx, Timings{Interval: time.Minute}, "admin:admin"); err != nil {
 		t.Fatal(err)
 	}
 	<-s.Changed()
@@ -197,7 +197,7 @@ func TestSettings(t *testing.T) {
 		t.Errorf("other replica: %+v", got)
 	}
 	// While nodes learn a shorter interval, decisions use the longer one.
-	if _, err := c.SetSettings(ctx, Timings{Interval: 5 * time.Second}); err != nil {
+	if _, err := c.SetSettings(ctx, Timings{Interval: 5 * time.Second}, "admin:admin"); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.decisionTimings(clock.Now()); got.Interval != time.Minute || got.Grace != 4*time.Minute {

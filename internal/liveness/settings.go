@@ -119,8 +119,9 @@ func (c *Core) applySettings(s heartbeatstore.Settings) {
 // factor still applies to them. A zero interval restores the defaults; a
 // zero grace scales the default grace with the interval. The interval must
 // be between max(1s, 2×FlushPeriod) and an hour (ErrInterval); the grace
-// more than two intervals and at most a day (ErrGrace).
-func (c *Core) SetSettings(ctx context.Context, t Timings) (Settings, error) {
+// more than two intervals and at most a day (ErrGrace). The change is an
+// event of the health log naming actor, with the timings it resolved to.
+func (c *Core) SetSettings(ctx context.Context, t Timings, actor string) (Settings, error) {
 	resolved := t
 	if resolved.Interval == 0 {
 		resolved.Interval = c.cfg.Interval
@@ -142,7 +143,8 @@ func (c *Core) SetSettings(ctx context.Context, t Timings) (Settings, error) {
 	// The timings in force until now keep applying to decisions for a
 	// while (decisionTimings).
 	stored.Previous = c.currentTimings()
-	if err := c.store.PutSettings(ctx, stored); err != nil {
+	ev := heartbeatstore.Event{Time: stored.ChangedAt, Interval: resolved.Interval, Grace: resolved.Grace, Actor: actor}
+	if err := c.store.PutSettings(ctx, stored, ev); err != nil {
 		return Settings{}, fmt.Errorf("set settings: %w", err)
 	}
 	c.applySettings(stored)

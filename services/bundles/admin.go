@@ -160,7 +160,7 @@ func (a adminServer) DeleteBundles(ctx context.Context, req *berthv1.DeleteBundl
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, req.GetNodeId())
-	if err := a.s.store.Delete(ctx, req.GetNodeId()); err != nil {
+	if err := a.s.store.Delete(ctx, req.GetNodeId(), caller(ctx).String(), a.s.clock.Now()); err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	log.Info("bundles deleted", attrAuthor, caller(ctx).String())

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/berth-dev/berth/internal/revocation"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/berth-dev/berth/internal/revocation"
+	"github.com/berth-dev/berth/internal/store/bundlestore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -353,6 +354,23 @@ func TestDeleteBundles(t *testing.T) {
 		}
 		if h := e.history(t, "node-b"); len(h) != 1 {
 			t.Errorf("node-b history after deleting node-a = %v", h)
+		}
+		// One event, by the caller; the second delete forgot nothing.
+		evs := watchEvents(t, e.admin(t), &berthv1.LifecycleFilter{Types: []string{bundlestore.EventDeleted}}).next(t, 1)
+		if evs[0].GetNodeId() != "node-a" || evs[0].GetDetails()["actor"] != "service:registration" {
+			t.Errorf("deletion event %v, want node-a's by service:registration", evs[0])
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		w, err := e.admin(t).WatchBundleEvents(ctx, &berthv1.WatchBundleEventsRequest{Filter: &berthv1.LifecycleFilter{AfterCursor: evs[0].GetCursor()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin(t).ResetBundle(ctx, &berthv1.ResetBundleRequest{NodeId: "node-b"}); err != nil {
+			t.Fatal(err)
+		}
+		if next, err := w.Recv(); err != nil || next.GetEvent().GetType() != bundlestore.EventReset {
+			t.Errorf("the event after the deletion: %v, %v; want node-b's reset (no second deletion)", next, err)
 		}
 	})
 }

@@ -30,7 +30,7 @@ func (d downStore) Approve(context.Context, string, int64, string, time.Time) (b
 func (d downStore) Reset(context.Context, string, string, time.Time, int) (bundlestore.Meta, error) {
 	return bundlestore.Meta{}, d.err
 }
-func (d downStore) Delete(context.Context, string) error { return d.err }
+func (d downStore) Delete(context.Context, string, string, time.Time) error { return d.err }
 
 // racingStore is a real store that runs race once, just before the next
 // Put, as a concurrent writer (another replica) would between the

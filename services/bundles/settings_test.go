@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/store/bundlestore"
@@ -63,6 +64,16 @@ func TestApprovalSetting(t *testing.T) {
 		resp, err := c.PutBundle(ctx, &berthv1.PutBundleRequest{ExpectedVersion: 3, Sealed: e.config(t, a, "v4"), RequireApproval: true})
 		if err != nil || resp.GetInfo().GetState() != pending {
 			t.Errorf("a node's hold under auto = %v, %v; want pending", resp.GetInfo(), err)
+		}
+
+		// Each change is an event naming the admin; the refused ones are not.
+		evs := watchEvents(t, admin, &berthv1.LifecycleFilter{Types: []string{bundlestore.EventSettingsChanged}}).next(t, 3)
+		var changes []string
+		for _, ev := range evs {
+			changes = append(changes, ev.GetNodeId()+"|"+ev.GetDetails()["approval"]+"|"+ev.GetDetails()["actor"])
+		}
+		if d := cmp.Diff([]string{"|required|admin:admin", "|default|admin:admin", "|auto|admin:admin"}, changes); d != "" {
+			t.Errorf("settings events (-want +got):\n%s", d)
 		}
 	})
 }

@@ -84,10 +84,11 @@ func (s *Service) SetHeartbeatSettings(ctx context.Context, req *berthv1.SetHear
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	set, err := s.core.SetSettings(ctx, t)
+	actor := caller(ctx).String()
+	set, err := s.core.SetSettings(ctx, t, actor)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	log.Info("heartbeat settings changed", "interval", set.Current.Interval, "grace", set.Current.Grace)
+	log.Info("heartbeat settings changed", "interval", set.Current.Interval, "grace", set.Current.Grace, "actor", actor)
 	return &berthv1.SetHeartbeatSettingsResponse{Settings: settingsToProto(set)}, nil
 }

@@ -22,12 +22,13 @@ var states = map[heartbeatstore.State]berthv1.LivenessState{
 }
 
 var eventTypes = map[heartbeatstore.EventType]berthv1.HealthEventType{
-	heartbeatstore.EventHealthy:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY,
-	heartbeatstore.EventSuspect:       berthv1.HealthEventType_HEALTH_EVENT_TYPE_SUSPECT,
-	heartbeatstore.EventUnreachable:   berthv1.HealthEventType_HEALTH_EVENT_TYPE_UNREACHABLE,
-	heartbeatstore.EventRebooted:      berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED,
-	heartbeatstore.EventStatusChanged: berthv1.HealthEventType_HEALTH_EVENT_TYPE_STATUS_CHANGED,
-	heartbeatstore.EventNode:          berthv1.HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT,
+	heartbeatstore.EventHealthy:         berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY,
+	heartbeatstore.EventSuspect:         berthv1.HealthEventType_HEALTH_EVENT_TYPE_SUSPECT,
+	heartbeatstore.EventUnreachable:     berthv1.HealthEventType_HEALTH_EVENT_TYPE_UNREACHABLE,
+	heartbeatstore.EventRebooted:        berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED,
+	heartbeatstore.EventStatusChanged:   berthv1.HealthEventType_HEALTH_EVENT_TYPE_STATUS_CHANGED,
+	heartbeatstore.EventNode:            berthv1.HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT,
+	heartbeatstore.EventSettingsChanged: berthv1.HealthEventType_HEALTH_EVENT_TYPE_SETTINGS_CHANGED,
 }
 
 // reverse inverts one of the maps above.
@@ -105,9 +106,13 @@ func eventToProto(e heartbeatstore.Event) *berthv1.HealthEvent {
 		Kind:           e.Kind,
 		Message:        e.Message,
 		Severity:       e.Severity,
+		Actor:          e.Actor,
 	}
 	if !e.EventTime.IsZero() {
 		p.EventTime = timestamppb.New(e.EventTime)
+	}
+	if e.Type == heartbeatstore.EventSettingsChanged {
+		p.Interval, p.Grace = durationpb.New(e.Interval), durationpb.New(e.Grace)
 	}
 	return p
 }

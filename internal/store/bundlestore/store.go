@@ -40,13 +40,19 @@
 //	         version it superseded) when there was one; approving the
 //	         current version again changes nothing and appends nothing
 //	Reset    bundle_reset: version (of the reset record), author
+//	Delete   bundle_deleted: actor; none for a node without versions
+//	SetApprovalPolicy
+//	         bundle_settings_changed (of no node): approval (required,
+//	         auto, or default when cleared), actor; clearing a policy that
+//	         is not set appends nothing
 //
-// Delete, which forgets a deleted node, appends nothing: the registration
-// service's log records the deletion. Details whose value would be empty
-// are left out.
+// Every event also names who made the change as actor (for the first three,
+// the author), as the other services' logs do. Details whose value would
+// be empty are left out.
 package bundlestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -129,10 +135,17 @@ const (
 	EventUpdated  = "bundle_updated"
 	EventApproved = "bundle_approved"
 	EventReset    = "bundle_reset"
+	// EventDeleted and EventSettingsChanged record administrators'
+	// changes that are not versions: a node's bundles forgotten, the
+	// approval policy set.
+	EventDeleted         = "bundle_deleted"
+	EventSettingsChanged = "bundle_settings_changed"
 )
 
 // EventTypes returns every event type the store appends.
-func EventTypes() []string { return []string{EventUpdated, EventApproved, EventReset} }
+func EventTypes() []string {
+	return []string{EventUpdated, EventApproved, EventReset, EventDeleted, EventSettingsChanged}
+}
 
 // Keys of event details.
 const (
@@ -141,6 +154,8 @@ const (
 	DetailAuthor          = "author"
 	DetailDroppedPending  = "dropped_pending"
 	DetailPreviousVersion = "previous_version"
+	DetailActor           = "actor"
+	DetailApproval        = "approval"
 )
 
 // Errors returned, wrapped, by every Store.
@@ -197,9 +212,10 @@ type Store interface {
 	// next Put (which expects 0). ErrNotFound if there is neither a current
 	// nor a pending version. keep trims history as for Put.
 	Reset(ctx context.Context, nodeID, author string, now time.Time, keep int) (Meta, error)
-	// Delete forgets every version of nodeID, for a node that is deleted. It
-	// is not an error if there are none. Version numbers start at 1 again.
-	Delete(ctx context.Context, nodeID string) error
+	// Delete forgets every version of nodeID, for a node that is deleted,
+	// by actor at now. It is not an error if there are none. Version
+	// numbers start at 1 again.
+	Delete(ctx context.Context, nodeID, actor string, now time.Time) error
 	// ApprovalPolicy returns the approval policy an administrator stored
 	// (Policy.Approval "" when none was, or it was cleared).
 	ApprovalPolicy(ctx context.Context) (Policy, error)
@@ -315,7 +331,7 @@ func (s *SQLStore) Put(ctx context.Context, nodeID string, expected int64, b Bun
 		}
 		return []eventlog.Event{{Type: EventUpdated, NodeID: nodeID, Time: b.CreatedAt, Details: eventlog.Details(
 			DetailVersion, version(b.Version), DetailState, string(b.State), DetailAuthor, b.Author,
-			DetailDroppedPending, version(pending))}}, nil
+			DetailDroppedPending, version(pending), DetailActor, b.Author)}}, nil
 	})
 	return db.Result(b, err, "put bundle of node %s", nodeID)
 }
@@ -376,7 +392,7 @@ func (s *SQLStore) Approve(ctx context.Context, nodeID string, v int64, author s
 			return nil, err
 		}
 		return []eventlog.Event{{Type: EventApproved, NodeID: nodeID, Time: db.UTC(now), Details: eventlog.Details(
-			DetailVersion, version(v), DetailAuthor, author, DetailPreviousVersion, version(current))}}, nil
+			DetailVersion, version(v), DetailAuthor, author, DetailPreviousVersion, version(current), DetailActor, author)}}, nil
 	})
 	return db.Result(out, err, "approve bundle %d of node %s", v, nodeID)
 }
@@ -400,16 +416,30 @@ func (s *SQLStore) Reset(ctx context.Context, nodeID, author string, now time.Ti
 			return nil, err
 		}
 		return []eventlog.Event{{Type: EventReset, NodeID: nodeID, Time: m.CreatedAt, Details: eventlog.Details(
-			DetailVersion, version(m.Version), DetailAuthor, author)}}, nil
+			DetailVersion, version(m.Version), DetailAuthor, author, DetailActor, author)}}, nil
 	})
 	return db.Result(m, err, "reset bundle of node %s", nodeID)
 }
 
 // Delete forgets every version of nodeID; its versions go with it (ON
 // DELETE CASCADE).
-func (s *SQLStore) Delete(ctx context.Context, nodeID string) error {
-	_, err := s.DB.ExecContext(ctx, `DELETE FROM bundle_nodes WHERE node_id = $1`, nodeID)
+func (s *SQLStore) Delete(ctx context.Context, nodeID, actor string, now time.Time) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM bundle_nodes WHERE node_id = $1`, nodeID)
+		if n, err := rowsAffected(res, err); err != nil || n == 0 {
+			return nil, err
+		}
+		return []eventlog.Event{{Type: EventDeleted, NodeID: nodeID, Time: db.UTC(now), Details: eventlog.Details(DetailActor, actor)}}, nil
+	})
 	return db.Wrap(err, "delete bundles of node %s", nodeID)
+}
+
+// rowsAffected is res's count of changed rows; 0 when the statement failed.
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // lock creates the node's row if needed and locks it until the transaction
@@ -496,19 +526,34 @@ func (s *SQLStore) ApprovalPolicy(ctx context.Context) (Policy, error) {
 	return db.Result(p, err, "read the approval policy")
 }
 
-// SetApprovalPolicy stores or clears the approval policy.
+// SetApprovalPolicy stores or clears the approval policy, with its event.
 func (s *SQLStore) SetApprovalPolicy(ctx context.Context, approval, actor string, now time.Time) (Policy, error) {
-	var err error
 	switch approval {
-	case "":
-		_, err = s.DB.ExecContext(ctx, `DELETE FROM bundle_settings WHERE name = $1`, settingApproval)
-		return Policy{}, db.Wrap(err, "clear the approval policy")
-	case "required", "auto":
+	case "", "required", "auto":
 	default:
 		return Policy{}, fmt.Errorf("set the approval policy: unknown policy %q", approval)
 	}
-	_, err = s.DB.ExecContext(ctx, `INSERT INTO bundle_settings (name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+	p := Policy{Approval: approval, UpdatedBy: actor, UpdatedAt: db.UTC(now)}
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		var (
+			res sql.Result
+			err error
+		)
+		if approval == "" {
+			res, err = tx.ExecContext(ctx, `DELETE FROM bundle_settings WHERE name = $1`, settingApproval)
+		} else {
+			res, err = tx.ExecContext(ctx, `INSERT INTO bundle_settings (name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
-		settingApproval, approval, s.DB.Dialect.Time(now), actor)
-	return db.Result(Policy{Approval: approval, UpdatedBy: actor, UpdatedAt: db.UTC(now)}, err, "set the approval policy")
+				settingApproval, approval, s.DB.Dialect.Time(now), actor)
+		}
+		if n, err := rowsAffected(res, err); err != nil || n == 0 {
+			return nil, err
+		}
+		return []eventlog.Event{{Type: EventSettingsChanged, Time: p.UpdatedAt, Details: eventlog.Details(
+			DetailApproval, cmp.Or(approval, "default"), DetailActor, actor)}}, nil
+	})
+	if approval == "" {
+		p = Policy{}
+	}
+	return db.Result(p, err, "set the approval policy")
 }

@@ -340,13 +340,18 @@ func (s *SQLStore) GetSettings(ctx context.Context) (Settings, error) {
 	return db.Result(st, err, "get settings")
 }
 
-// PutSettings stores the settings but the stretch, which it keeps.
-func (s *SQLStore) PutSettings(ctx context.Context, st Settings) error {
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5, 1)
+// PutSettings stores the settings but the stretch, which it keeps, and
+// appends the change's event.
+func (s *SQLStore) PutSettings(ctx context.Context, st Settings, ev Event) error {
+	ev.Type, ev.Time = EventSettingsChanged, db.UTC(ev.Time)
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO hb_settings (id, `+settingsColumns+`) VALUES (1, $1, $2, $3, $4, $5, 1)
 		ON CONFLICT (id) DO UPDATE SET interval_us = excluded.interval_us, grace_us = excluded.grace_us,
 			prev_interval_us = excluded.prev_interval_us, prev_grace_us = excluded.prev_grace_us, changed_at = excluded.changed_at`,
-		st.Interval.Microseconds(), st.Grace.Microseconds(), st.Previous.Interval.Microseconds(),
-		st.Previous.Grace.Microseconds(), s.DB.Dialect.Time(st.ChangedAt))
+			st.Interval.Microseconds(), st.Grace.Microseconds(), st.Previous.Interval.Microseconds(),
+			st.Previous.Grace.Microseconds(), s.DB.Dialect.Time(st.ChangedAt))
+		return entries([]Event{ev}), err
+	})
 	return db.Wrap(err, "put settings")
 }
 
@@ -398,6 +403,9 @@ const (
 	keyMessage    = "message"
 	keySeverity   = "severity"
 	keyEventTime  = "event_time"
+	keyInterval   = "interval"
+	keyGrace      = "grace"
+	keyActor      = "actor"
 )
 
 // entries are evs as the log holds them; empty fields are left out.
@@ -411,20 +419,32 @@ func entries(evs []Event) []eventlog.Event {
 		out[i] = eventlog.Event{Type: string(e.Type), NodeID: e.NodeID, Time: e.Time, Details: eventlog.Details(
 			keyState, string(e.State), keyPrevState, string(e.PrevState), keyBootID, e.BootID, keyPrevBootID, e.PrevBootID,
 			keyStatus, string(e.Status), keyPrevStatus, string(e.PrevStatus), keyKind, e.Kind, keyMessage, e.Message,
-			keySeverity, e.Severity, keyEventTime, at)}
+			keySeverity, e.Severity, keyEventTime, at,
+			keyInterval, duration(e.Interval), keyGrace, duration(e.Grace), keyActor, e.Actor)}
 	}
 	return out
+}
+
+// duration renders d for event details; "" (left out) for 0.
+func duration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // EventOf reads a health event out of an entry of the log.
 func EventOf(e eventlog.Event) Event {
 	d := e.Details
 	at, _ := time.Parse(time.RFC3339Nano, d[keyEventTime])
+	interval, _ := time.ParseDuration(d[keyInterval])
+	grace, _ := time.ParseDuration(d[keyGrace])
 	return Event{
 		Cursor: e.Cursor, Time: e.Time, NodeID: e.NodeID, Type: EventType(e.Type),
 		State: State(d[keyState]), PrevState: State(d[keyPrevState]),
 		BootID: d[keyBootID], PrevBootID: d[keyPrevBootID],
 		Status: Status(d[keyStatus]), PrevStatus: Status(d[keyPrevStatus]),
 		Kind: d[keyKind], Message: d[keyMessage], Severity: d[keySeverity], EventTime: at,
+		Interval: interval, Grace: grace, Actor: d[keyActor],
 	}
 }

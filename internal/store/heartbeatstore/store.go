@@ -60,6 +60,9 @@ const (
 	EventStatusChanged EventType = "status_changed"
 	// EventNode: a status-change event the agent reported (Kind, Message).
 	EventNode EventType = "node_event"
+	// EventSettingsChanged: an administrator (Actor) set the fleet's
+	// timings (Interval, Grace); it is of no node.
+	EventSettingsChanged EventType = "settings_changed"
 )
 
 // Liveness is the stored health of one node.
@@ -116,6 +119,9 @@ type Event struct {
 	// (Record appends each once); not stored with the event.
 	Instance string
 	Seq      int64
+	// Interval, Grace and Actor are a settings change's.
+	Interval, Grace time.Duration
+	Actor           string
 }
 
 // Reported is a node's reported status, as its host daemons set it.
@@ -257,8 +263,9 @@ type Store interface {
 	// GetSettings returns the stored settings; zero if never set.
 	GetSettings(ctx context.Context) (Settings, error)
 	// PutSettings stores s but its Stretch: the stored one is kept (1 if
-	// none), as only the decider changes it.
-	PutSettings(ctx context.Context, s Settings) error
+	// none), as only the decider changes it; in the same transaction it
+	// appends ev as the change's EventSettingsChanged (its Type is set).
+	PutSettings(ctx context.Context, s Settings, ev Event) error
 	// PutStretch stores s.Stretch, s.Previous and s.ChangedAt and keeps the
 	// stored Interval and Grace (zero, the defaults, if none), which only an
 	// admin changes.

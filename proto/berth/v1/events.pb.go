@@ -38,8 +38,9 @@ type LifecycleEvent struct {
 	// replacement_allowed (actor), and, of no node, token_created and
 	// token_revoked (token, actor), eks_imported (added, updated, actor),
 	// pcr_policy_set (label, enforce, actor) and pcr_policy_deleted (label,
-	// actor) (registration); bundle_updated,
-	// bundle_approved, bundle_reset (bundles).
+	// actor) (registration); bundle_updated, bundle_approved, bundle_reset
+	// (version, author, actor), bundle_deleted (actor) and, of no node,
+	// bundle_settings_changed (approval, actor) (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Time   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`

@@ -156,6 +156,9 @@ const (
 	// HEALTH_EVENT_TYPE_NODE_EVENT: the agent reported a status-change event
 	// (kind and message).
 	HealthEventType_HEALTH_EVENT_TYPE_NODE_EVENT HealthEventType = 6
+	// HEALTH_EVENT_TYPE_SETTINGS_CHANGED: an administrator set the fleet's
+	// heartbeat timings (interval, grace, actor; node_id is empty).
+	HealthEventType_HEALTH_EVENT_TYPE_SETTINGS_CHANGED HealthEventType = 7
 )
 
 // Enum value maps for HealthEventType.
@@ -168,15 +171,17 @@ var (
 		4: "HEALTH_EVENT_TYPE_REBOOTED",
 		5: "HEALTH_EVENT_TYPE_STATUS_CHANGED",
 		6: "HEALTH_EVENT_TYPE_NODE_EVENT",
+		7: "HEALTH_EVENT_TYPE_SETTINGS_CHANGED",
 	}
 	HealthEventType_value = map[string]int32{
-		"HEALTH_EVENT_TYPE_UNSPECIFIED":    0,
-		"HEALTH_EVENT_TYPE_HEALTHY":        1,
-		"HEALTH_EVENT_TYPE_SUSPECT":        2,
-		"HEALTH_EVENT_TYPE_UNREACHABLE":    3,
-		"HEALTH_EVENT_TYPE_REBOOTED":       4,
-		"HEALTH_EVENT_TYPE_STATUS_CHANGED": 5,
-		"HEALTH_EVENT_TYPE_NODE_EVENT":     6,
+		"HEALTH_EVENT_TYPE_UNSPECIFIED":      0,
+		"HEALTH_EVENT_TYPE_HEALTHY":          1,
+		"HEALTH_EVENT_TYPE_SUSPECT":          2,
+		"HEALTH_EVENT_TYPE_UNREACHABLE":      3,
+		"HEALTH_EVENT_TYPE_REBOOTED":         4,
+		"HEALTH_EVENT_TYPE_STATUS_CHANGED":   5,
+		"HEALTH_EVENT_TYPE_NODE_EVENT":       6,
+		"HEALTH_EVENT_TYPE_SETTINGS_CHANGED": 7,
 	}
 )
 
@@ -1068,7 +1073,12 @@ type HealthEvent struct {
 	// severity is a node event's: info, warning or critical.
 	Severity string `protobuf:"bytes,13,opt,name=severity,proto3" json:"severity,omitempty"`
 	// event_time is when a node event happened on the node, if it said.
-	EventTime     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	EventTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	// interval and grace are the base timings a settings_changed event set
+	// (the defaults' when it restored them), actor who set them.
+	Interval      *durationpb.Duration `protobuf:"bytes,15,opt,name=interval,proto3" json:"interval,omitempty"`
+	Grace         *durationpb.Duration `protobuf:"bytes,16,opt,name=grace,proto3" json:"grace,omitempty"`
+	Actor         string               `protobuf:"bytes,17,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1199,6 +1209,27 @@ func (x *HealthEvent) GetEventTime() *timestamppb.Timestamp {
 		return x.EventTime
 	}
 	return nil
+}
+
+func (x *HealthEvent) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthEvent) GetGrace() *durationpb.Duration {
+	if x != nil {
+		return x.Grace
+	}
+	return nil
+}
+
+func (x *HealthEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
 }
 
 // WatchHealthRequest says where to start and what to send.
@@ -1683,7 +1714,7 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x16ListNodeHealthResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.berth.v1.NodeHealthR\x05nodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\"\xc9\x04\n" +
+	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\"\xc7\x05\n" +
 	"\vHealthEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12-\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x19.berth.v1.HealthEventTypeR\x04type\x12\x17\n" +
@@ -1700,7 +1731,10 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\amessage\x18\f \x01(\tR\amessage\x12\x1a\n" +
 	"\bseverity\x18\r \x01(\tR\bseverity\x129\n" +
 	"\n" +
-	"event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"\x9e\x01\n" +
+	"event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x125\n" +
+	"\binterval\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\binterval\x12/\n" +
+	"\x05grace\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\x05grace\x12\x14\n" +
+	"\x05actor\x18\x11 \x01(\tR\x05actor\"\x9e\x01\n" +
 	"\x12WatchHealthRequest\x12!\n" +
 	"\fafter_cursor\x18\x01 \x01(\x03R\vafterCursor\x12\x19\n" +
 	"\bfrom_now\x18\x02 \x01(\bR\afromNow\x12\x19\n" +
@@ -1734,7 +1768,7 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x1aLIVENESS_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16LIVENESS_STATE_HEALTHY\x10\x01\x12\x1a\n" +
 	"\x16LIVENESS_STATE_SUSPECT\x10\x02\x12\x1e\n" +
-	"\x1aLIVENESS_STATE_UNREACHABLE\x10\x03*\xfd\x01\n" +
+	"\x1aLIVENESS_STATE_UNREACHABLE\x10\x03*\xa5\x02\n" +
 	"\x0fHealthEventType\x12!\n" +
 	"\x1dHEALTH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19HEALTH_EVENT_TYPE_HEALTHY\x10\x01\x12\x1d\n" +
@@ -1742,7 +1776,8 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x1dHEALTH_EVENT_TYPE_UNREACHABLE\x10\x03\x12\x1e\n" +
 	"\x1aHEALTH_EVENT_TYPE_REBOOTED\x10\x04\x12$\n" +
 	" HEALTH_EVENT_TYPE_STATUS_CHANGED\x10\x05\x12 \n" +
-	"\x1cHEALTH_EVENT_TYPE_NODE_EVENT\x10\x062\\\n" +
+	"\x1cHEALTH_EVENT_TYPE_NODE_EVENT\x10\x06\x12&\n" +
+	"\"HEALTH_EVENT_TYPE_SETTINGS_CHANGED\x10\a2\\\n" +
 	"\x10HeartbeatService\x12H\n" +
 	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse(\x010\x012\xf2\x04\n" +
 	"\x15HeartbeatAdminService\x12t\n" +
@@ -1828,35 +1863,37 @@ var file_berth_v1_heartbeat_proto_depIdxs = []int32{
 	0,  // 27: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
 	0,  // 28: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
 	25, // 29: berth.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
-	2,  // 30: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
-	14, // 31: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
-	26, // 32: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
-	26, // 33: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
-	26, // 34: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
-	26, // 35: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
-	26, // 36: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
-	26, // 37: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
-	17, // 38: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	26, // 39: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
-	26, // 40: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
-	17, // 41: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	5,  // 42: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	10, // 43: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
-	12, // 44: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
-	15, // 45: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
-	18, // 46: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
-	20, // 47: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
-	8,  // 48: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	11, // 49: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
-	13, // 50: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
-	16, // 51: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
-	19, // 52: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
-	21, // 53: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
-	48, // [48:54] is the sub-list for method output_type
-	42, // [42:48] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	26, // 30: berth.v1.HealthEvent.interval:type_name -> google.protobuf.Duration
+	26, // 31: berth.v1.HealthEvent.grace:type_name -> google.protobuf.Duration
+	2,  // 32: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
+	14, // 33: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
+	26, // 34: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
+	26, // 35: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
+	26, // 36: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
+	26, // 37: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
+	26, // 38: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
+	26, // 39: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
+	17, // 40: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	26, // 41: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
+	26, // 42: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
+	17, // 43: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	5,  // 44: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	10, // 45: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
+	12, // 46: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
+	15, // 47: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
+	18, // 48: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
+	20, // 49: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
+	8,  // 50: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	11, // 51: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
+	13, // 52: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
+	16, // 53: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
+	19, // 54: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
+	21, // 55: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
+	50, // [50:56] is the sub-list for method output_type
+	44, // [44:50] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_heartbeat_proto_init() }

@@ -88,27 +88,32 @@ func testEventsWithChanges(t *testing.T, s bundlestore.Store) {
 		want []eventlog.Event
 	}{
 		{"node's first upload", put(0, node("node:node-a", 1), approvedOnly), []eventlog.Event{
-			event(bundlestore.EventUpdated, "node-a", at(time.Minute), "version", "1", "state", "approved", "author", "node:node-a")}},
+			event(bundlestore.EventUpdated, "node-a", at(time.Minute), "version", "1", "state", "approved", "author", "node:node-a", "actor", "node:node-a")}},
 		{"held upload", put(1, node("node:node-a", 2), held), []eventlog.Event{
-			event(bundlestore.EventUpdated, "node-a", at(2*time.Minute), "version", "2", "state", "pending", "author", "node:node-a")}},
+			event(bundlestore.EventUpdated, "node-a", at(2*time.Minute), "version", "2", "state", "pending", "author", "node:node-a", "actor", "node:node-a")}},
 		{"approve it", approve(2, time.Hour), []eventlog.Event{
-			event(bundlestore.EventApproved, "node-a", at(time.Hour), "version", "2", "author", "admin:ops", "previous_version", "1")}},
+			event(bundlestore.EventApproved, "node-a", at(time.Hour), "version", "2", "author", "admin:ops", "previous_version", "1", "actor", "admin:ops")}},
 		{"approve the current version again", approve(2, 2*time.Hour), nil},
 		{"held upload", put(2, node("node:node-a", 3), held), []eventlog.Event{
-			event(bundlestore.EventUpdated, "node-a", at(3*time.Minute), "version", "3", "state", "pending", "author", "node:node-a")}},
+			event(bundlestore.EventUpdated, "node-a", at(3*time.Minute), "version", "3", "state", "pending", "author", "node:node-a", "actor", "node:node-a")}},
 		{"admin write over it", put(2, node("admin:ops", 4), admin), []eventlog.Event{
-			event(bundlestore.EventUpdated, "node-a", at(4*time.Minute), "version", "4", "state", "approved", "author", "admin:ops", "dropped_pending", "3")}},
+			event(bundlestore.EventUpdated, "node-a", at(4*time.Minute), "version", "4", "state", "approved", "author", "admin:ops", "dropped_pending", "3", "actor", "admin:ops")}},
 		{"reset", func() {
 			if _, err := s.Reset(t.Context(), "node-a", "admin:ops", at(3*time.Hour), 0); err != nil {
 				t.Fatal(err)
 			}
-		}, []eventlog.Event{event(bundlestore.EventReset, "node-a", at(3*time.Hour), "version", "5", "author", "admin:ops")}},
+		}, []eventlog.Event{event(bundlestore.EventReset, "node-a", at(3*time.Hour), "version", "5", "author", "admin:ops", "actor", "admin:ops")}},
 		{"held first upload after the reset", put(0, node("node:node-a", 6), held), []eventlog.Event{
-			event(bundlestore.EventUpdated, "node-a", at(6*time.Minute), "version", "6", "state", "pending", "author", "node:node-a")}},
+			event(bundlestore.EventUpdated, "node-a", at(6*time.Minute), "version", "6", "state", "pending", "author", "node:node-a", "actor", "node:node-a")}},
 		{"approve it, nothing superseded", approve(6, 4*time.Hour), []eventlog.Event{
-			event(bundlestore.EventApproved, "node-a", at(4*time.Hour), "version", "6", "author", "admin:ops")}},
+			event(bundlestore.EventApproved, "node-a", at(4*time.Hour), "version", "6", "author", "admin:ops", "actor", "admin:ops")}},
 		{"delete", func() {
-			if err := s.Delete(t.Context(), "node-a"); err != nil {
+			if err := s.Delete(t.Context(), "node-a", "token:0123456789abcdef/ops", at(5*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}, []eventlog.Event{event(bundlestore.EventDeleted, "node-a", at(5*time.Hour), "actor", "token:0123456789abcdef/ops")}},
+		{"delete again: nothing to forget", func() {
+			if err := s.Delete(t.Context(), "node-a", "admin:ops", at(6*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 		}, nil},

@@ -214,7 +214,7 @@ func testNotFound(t *testing.T, s bundlestore.Store) {
 	wantErr(t, "Approve", err, bundlestore.ErrNotFound)
 	_, err = s.Reset(ctx, "node-x", "admin:admin", t0, 0)
 	wantErr(t, "Reset", err, bundlestore.ErrNotFound)
-	if err := s.Delete(ctx, "node-x"); err != nil {
+	if err := s.Delete(ctx, "node-x", "admin:ops", t0); err != nil {
 		t.Errorf("Delete of a node without bundles: %v", err)
 	}
 	h, err := s.History(ctx, "node-x")
@@ -484,12 +484,12 @@ func testDelete(t *testing.T, s bundlestore.Store) {
 	mustPut(t, s, "node-a", 1, bundle(2), held)
 	mustPut(t, s, "node-b", 0, bundle(3), approvedOnly)
 	nodeB := snap(t, s, "node-b")
-	if err := s.Delete(t.Context(), "node-a"); err != nil {
+	if err := s.Delete(t.Context(), "node-a", "admin:ops", t0); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	diff(t, "node-a after Delete", snapshot{}, snap(t, s, "node-a"))
 	unchanged(t, s, "node-b", nodeB)
-	if err := s.Delete(t.Context(), "node-a"); err != nil {
+	if err := s.Delete(t.Context(), "node-a", "admin:ops", t0); err != nil {
 		t.Errorf("Delete again: %v", err)
 	}
 	// A node registered again under the same ID starts from version 1.

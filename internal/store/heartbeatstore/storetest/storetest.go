@@ -542,19 +542,32 @@ func testSettings(t *testing.T, s heartbeatstore.Store) {
 		ChangedAt: stored(t0),
 		Stretch:   1,
 	}
-	for range 2 {
+	var wantEvents []heartbeatstore.Event
+	for i, actor := range []string{"admin:admin", "token:0123456789abcdef/ops"} {
 		in := want
-		in.ChangedAt = t0
-		if err := s.PutSettings(t.Context(), in); err != nil {
+		in.ChangedAt = at(time.Duration(i) * time.Minute)
+		// The event carries the timings the change resolved to, which
+		// the caller gives (stored ones may be 0, "the defaults").
+		ev := heartbeatstore.Event{Type: heartbeatstore.EventNode, Time: in.ChangedAt, Interval: in.Interval, Grace: in.Grace, Actor: actor}
+		if err := s.PutSettings(t.Context(), in, ev); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.GetSettings(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
+		want.ChangedAt = stored(in.ChangedAt)
 		diff(t, "settings", want, got)
+		// Whatever type the caller gave, the store records a settings change.
+		ev.Type, ev.Time = heartbeatstore.EventSettingsChanged, stored(ev.Time)
+		wantEvents = append(wantEvents, ev)
 		want.Interval = 20 * time.Second
 	}
+	evs := allEvents(t, s)
+	for i := range evs {
+		evs[i].Cursor = 0
+	}
+	diff(t, "settings events", wantEvents, evs)
 }
 
 func testStretch(t *testing.T, s heartbeatstore.Store) {
@@ -581,7 +594,7 @@ func testStretch(t *testing.T, s heartbeatstore.Store) {
 		Previous:  heartbeatstore.Timings{Interval: 25 * time.Second, Grace: 100 * time.Second},
 		ChangedAt: at(time.Minute),
 	}
-	if err := s.PutSettings(ctx, base); err != nil {
+	if err := s.PutSettings(ctx, base, heartbeatstore.Event{Time: base.ChangedAt, Interval: base.Interval, Grace: base.Grace, Actor: "admin:admin"}); err != nil {
 		t.Fatal(err)
 	}
 	want := base
