@@ -170,8 +170,8 @@ func BenchmarkFrontDoor(b *testing.B) {
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", rest.base+"/v1/events?type=approved&from_now=true", nil)
 		events := make(chan string, 1024)
-		// The gateway sends the stream's headers with its first event, so
-		// the request is read on its own while the approvals start.
+		// The request is read on its own goroutine while the approvals
+		// start.
 		go func() {
 			defer close(events)
 			resp, err := rest.http.Do(req)

@@ -25,7 +25,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -114,6 +116,7 @@ func New(c Config) (*Gateway, error) {
 			id, _ := callerFrom(ctx)
 			return metadata.Pairs(rpc.ForwardedCallerKey, rpc.ForwardedCaller(id))
 		}),
+		runtime.WithForwardResponseOption(startStream),
 	)
 	ctx := context.Background()
 	for _, reg := range []error{
@@ -247,6 +250,29 @@ func (g *Gateway) authenticate(r *http.Request) (mtls.Identity, error) {
 		return mtls.Identity{}, status.Error(codes.Unauthenticated, msgUnverified)
 	}
 	return id, nil
+}
+
+// startStream sends a stream's response headers as soon as the watch
+// behind it is in place, before its first event: grpc-gateway would send
+// them with the first event, and a client that bounds the wait for
+// headers (Go's ResponseHeaderTimeout, many HTTP libraries' read timeout)
+// would give up on a quiet log. grpc-gateway calls it with no message
+// when a stream starts, after the service answered the call's headers:
+// every watch sends lifecycle.StartHeader once it is in place. A watch
+// refused at the start (a bad cursor) sends no headers, only its status,
+// which stays the answer's HTTP status; an error after the start is the
+// stream's last line, {"error": Status}.
+func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
+	if m != nil {
+		return nil
+	}
+	md, ok := runtime.ServerMetadataFromContext(ctx)
+	if !ok || len(md.HeaderMD.Get(lifecycle.StartHeader)) == 0 {
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w).Flush()
 }
 
 // bearerChallenge answers a 401 with the challenge of RFC 6750:

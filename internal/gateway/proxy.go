@@ -110,6 +110,13 @@ func (p *proxied) handle(_ any, ss grpc.ServerStream) error {
 			return err
 		}
 	}
+	// The service's headers (a watch sends them once it is in place,
+	// before any event) go on at once, not with the first message.
+	if md, err := cs.Header(); err == nil && md != nil {
+		if err := ss.SendHeader(md); err != nil {
+			return err
+		}
+	}
 	for {
 		resp := p.out.New().Interface()
 		if err := cs.RecvMsg(resp); errors.Is(err, io.EOF) {

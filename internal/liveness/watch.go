@@ -21,6 +21,9 @@ type WatchRequest struct {
 	// NodeIDs and Types, when not empty, keep only matching events.
 	NodeIDs []string
 	Types   []heartbeatstore.EventType
+	// Started, when set, is called once the watch's start is fixed, before
+	// any event (eventlog.WatchRequest.Started).
+	Started func(after int64) error
 }
 
 // Watch sends the events after the request's cursor, in cursor order, then
@@ -35,7 +38,7 @@ type WatchRequest struct {
 // that falls behind retention, later. When Run returns, Watch returns
 // ErrClosing.
 func (c *Core) Watch(ctx context.Context, r WatchRequest, send func(heartbeatstore.Event) error) error {
-	w := eventlog.WatchRequest{After: r.After, FromNow: r.FromNow, NodeIDs: r.NodeIDs}
+	w := eventlog.WatchRequest{After: r.After, FromNow: r.FromNow, NodeIDs: r.NodeIDs, Started: r.Started}
 	for _, t := range r.Types {
 		w.Types = append(w.Types, string(t))
 	}

@@ -3,7 +3,11 @@ package heartbeat
 import (
 	"context"
 	"fmt"
+	"strconv"
 
+	"google.golang.org/grpc/metadata"
+
+	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -53,6 +57,8 @@ func (s *Service) ListNodeHealth(ctx context.Context, req *berthv1.ListNodeHealt
 }
 
 // WatchHealth replays the event log after a cursor and then follows it.
+// Its response headers go out once the watch is in place, before any event
+// (as WatchNodeEvents'), so a quiet log leaves no client waiting for them.
 func (s *Service) WatchHealth(req *berthv1.WatchHealthRequest, stream berthv1.HeartbeatAdminService_WatchHealthServer) error {
 	ctx := stream.Context()
 	log := rpc.Logger(ctx, s.log)
@@ -61,6 +67,10 @@ func (s *Service) WatchHealth(req *berthv1.WatchHealthRequest, stream berthv1.He
 		return errorTable.Status(ctx, log, err)
 	}
 	var sendErr error
+	w.Started = func(after int64) error {
+		sendErr = stream.SendHeader(metadata.Pairs(lifecycle.StartHeader, strconv.FormatInt(after, 10)))
+		return sendErr
+	}
 	err = s.core.Watch(ctx, w, func(e heartbeatstore.Event) error {
 		sendErr = stream.Send(&berthv1.WatchHealthResponse{Event: eventToProto(e)})
 		return sendErr
