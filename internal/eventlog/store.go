@@ -33,6 +33,8 @@ func NewLog(d *db.DB, t Table) *SQLLog { return &SQLLog{db: d, t: t} }
 type Store struct {
 	DB  *db.DB
 	Log *SQLLog
+	// group batches WriteGrouped's transactions.
+	group *db.Group[[]Event]
 }
 
 // OpenStore opens the database at where (a path for SQLite, a DSN for
@@ -42,7 +44,8 @@ func OpenStore(ctx context.Context, d db.Dialect, where string, schema db.Schema
 	if err != nil {
 		return Store{}, err
 	}
-	return Store{DB: h, Log: NewLog(h, t)}, nil
+	l := NewLog(h, t)
+	return Store{DB: h, Log: l, group: &db.Group[[]Event]{DB: h, Finish: l.appendBatch}}, nil
 }
 
 // Write runs fn in a transaction and appends the events fn returns as the
@@ -62,6 +65,35 @@ func (s Store) Write(ctx context.Context, fn func(*sql.Tx) ([]Event, error)) err
 		s.Log.Notify()
 	}
 	return err
+}
+
+// WriteGrouped is Write for the writes of a hot path, which many callers
+// make at once (registrations, issuances): fn runs in a transaction shared
+// with the concurrent WriteGrouped calls (db.Group: one commit, and one
+// turn at the log's append lock, for the batch), in a savepoint of its
+// own, with a context that is never cancelled. The events of the batch's
+// writes are appended together as its last write.
+func (s Store) WriteGrouped(ctx context.Context, fn func(context.Context, *sql.Tx) ([]Event, error)) error {
+	evs, err := s.group.Tx(ctx, func(ctx context.Context, tx *sql.Tx) ([]Event, error) {
+		evs, err := fn(ctx, tx)
+		if err == nil {
+			err = checkEvents(evs)
+		}
+		return evs, err
+	})
+	if err == nil && len(evs) > 0 {
+		s.Log.Notify()
+	}
+	return err
+}
+
+// appendBatch appends the events of a batch of writes, in their order.
+func (l *SQLLog) appendBatch(ctx context.Context, tx *sql.Tx, batch [][]Event) error {
+	var all []Event
+	for _, evs := range batch {
+		all = append(all, evs...)
+	}
+	return l.Append(ctx, tx, all...)
 }
 
 // Events is the log.

@@ -98,6 +98,9 @@ var migrations embed.FS
 // PostgreSQL, shared by every replica of the CA service.
 type SQLStore struct {
 	db *db.DB
+	// record batches RecordIssued's inserts: every registration of a storm
+	// records its certificate at once.
+	record *db.Group[struct{}]
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -107,7 +110,7 @@ var _ Store = (*SQLStore)(nil)
 // schema_migrations.
 func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 	h, err := db.OpenSchema(ctx, d, where, db.Schema{Service: "ca", FS: migrations})
-	return db.Result(&SQLStore{db: h}, err, "ca store")
+	return db.Result(&SQLStore{db: h, record: &db.Group[struct{}]{DB: h}}, err, "ca store")
 }
 
 // Close closes the database.
@@ -149,8 +152,11 @@ func scanRevocation(row db.Scanner) (Revocation, error) {
 // RecordIssued stores c.
 func (s *SQLStore) RecordIssued(ctx context.Context, c Issued) error {
 	d := s.db.Dialect
-	_, err := s.db.ExecContext(ctx, `INSERT INTO ca_issued (`+issuedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.Serial, c.NodeID, d.Time(c.NotBefore), d.Time(c.NotAfter), d.Time(c.IssuedAt), db.Bytes(c.DER), c.RequestID, db.Bytes(c.KeySHA256))
+	_, err := s.record.Tx(ctx, func(ctx context.Context, tx *sql.Tx) (struct{}, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ca_issued (`+issuedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.Serial, c.NodeID, d.Time(c.NotBefore), d.Time(c.NotAfter), d.Time(c.IssuedAt), db.Bytes(c.DER), c.RequestID, db.Bytes(c.KeySHA256))
+		return struct{}{}, err
+	})
 	if db.IsUniqueViolation(err) {
 		err = ErrConflict
 	}

@@ -242,7 +242,9 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		return Node{}, fmt.Errorf("register node: %w", err)
 	}
 	var out Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	// Grouped: a fleet registers at once, with one token whose row each
+	// registration updates.
+	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
 		var err error
 		out, err = s.registerNode(ctx, tx, tokenID, now, n, replaceID)
 		if err != nil {
@@ -554,29 +556,46 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	}
 	// RETURNING, not a second read by request ID: another replica may
 	// complete (and delete) the intent between the two, and then the
-	// replica that opened it would wrongly find nothing.
-	open, err := scanIntent(s.DB.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
-	SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
-	WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
-	ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
-	switch {
-	case err == nil:
-		return open, true, nil
-	case !db.IsNoRows(err):
+	// replica that opened it would wrongly find nothing. Grouped with the
+	// other issuances' writes; on PostgreSQL each statement still reads
+	// what committed before it (READ COMMITTED).
+	type claim struct {
+		open    Intent
+		claimed bool
+	}
+	var c claim
+	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
+		c = claim{}
+		open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
+		SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
+		WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
+		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
+		switch {
+		case err == nil:
+			c = claim{open, true}
+			return nil, nil
+		case !db.IsNoRows(err):
+			return nil, err
+		}
+		open, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
+		switch {
+		case err == nil:
+			c = claim{open, false}
+			return nil, nil
+		case !db.IsNoRows(err):
+			return nil, err
+		}
+		// No intent to return: none could be opened because the node
+		// changed, or ours was completed at once by a replica that read it
+		// by node (a retry of the same boot, after the replica it first
+		// reached died). Either way the node is settled, as after a
+		// conflict.
+		return nil, missing(ctx, tx, in.NodeID, ErrConflict)
+	})
+	if err != nil {
 		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
 	}
-	open, err = scanIntent(s.DB.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
-	switch {
-	case err == nil:
-		return open, false, nil
-	case !db.IsNoRows(err):
-		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
-	}
-	// No intent to return: none could be opened because the node changed,
-	// or ours was completed at once by a replica that read it by node (a
-	// retry of the same boot, after the replica it first reached died).
-	// Either way the node is settled, as after a conflict.
-	return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, missing(ctx, s.DB, in.NodeID, ErrConflict))
+	return c.open, c.claimed, nil
 }
 
 // CompleteIssuance closes an intent with the CA's certificate.
@@ -588,7 +607,7 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 		n         Node
 		installed bool
 	)
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
 		n, installed = Node{}, false
 		// The node's row lock comes first, as in a claim, so that the two
 		// queue on it rather than deadlock on the node and the intent;

@@ -1,0 +1,143 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// groupMax bounds how many writes share one commit. On PostgreSQL each
+// one is a subtransaction, and past 64 of them that write in one
+// transaction every other session's snapshots get slower
+// (PGPROC_MAX_CACHED_SUBXIDS).
+const groupMax = 32
+
+// Group commits concurrent writes together: while one transaction
+// commits (and syncs: SQLite's FULL sync, PostgreSQL's WAL flush), the
+// writes that arrive queue, and the next transaction runs them all, one
+// savepoint each, and commits once. Each write's durability is unchanged:
+// Tx returns only after the commit that holds it. Under load a commit and
+// its locks (a hot row such as a token's uses, an event log's append lock)
+// are paid once per batch instead of once per write.
+//
+// A batch is as if its writes ran one after the other in order: a write
+// sees the earlier ones', and one that fails is rolled back to its
+// savepoint alone, with its own error. Finish, if set, runs once per batch
+// before the commit with the results of the writes that succeeded (for
+// instance to append their events as the transaction's last write); if it
+// or the commit fails, every write of the batch gets that error.
+//
+// The zero Group is not usable: set DB.
+type Group[T any] struct {
+	DB     *DB
+	Finish func(ctx context.Context, tx *sql.Tx, results []T) error
+
+	mu    sync.Mutex
+	queue []*groupOp[T]
+	busy  bool // a leader is running a batch
+}
+
+type groupOp[T any] struct {
+	ctx    context.Context
+	fn     func(context.Context, *sql.Tx) (T, error)
+	result T
+	err    error
+	lead   chan bool // true: run the next batch; false: done, read result and err
+}
+
+// Tx runs fn in a transaction shared with the writes queued with it, and
+// returns fn's result once that transaction has committed. fn gets a
+// context that is never cancelled: a caller that goes away must not break
+// the transaction of the others (PostgreSQL's driver closes a connection
+// whose query is cancelled). A caller whose ctx is done before its turn is
+// not run. fn may run more than once only if it is also given to Tx more
+// than once: Tx never retries.
+func (g *Group[T]) Tx(ctx context.Context, fn func(context.Context, *sql.Tx) (T, error)) (T, error) {
+	op := &groupOp[T]{ctx: ctx, fn: fn, lead: make(chan bool, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, op)
+	leader := !g.busy
+	g.busy = true
+	g.mu.Unlock()
+	if !leader && !<-op.lead {
+		return op.result, op.err
+	}
+	// The leader runs one batch (its own write is the first one queued,
+	// since the leader is always woken at the head of the queue), then hands
+	// the lead to the first write still waiting, so that nobody leads for
+	// longer than one batch.
+	g.mu.Lock()
+	n := min(len(g.queue), groupMax)
+	batch := g.queue[:n:n]
+	g.queue = g.queue[n:]
+	g.mu.Unlock()
+	g.run(batch)
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		g.queue[0].lead <- true
+	} else {
+		g.busy = false
+	}
+	g.mu.Unlock()
+	for _, o := range batch {
+		if o != op {
+			o.lead <- false
+		}
+	}
+	return op.result, op.err
+}
+
+// run commits a batch, leaving each write's outcome in its op.
+func (g *Group[T]) run(batch []*groupOp[T]) {
+	ctx := context.WithoutCancel(batch[0].ctx)
+	fail := func(err error) {
+		for _, o := range batch {
+			if o.err == nil {
+				var zero T
+				o.result, o.err = zero, err
+			}
+		}
+	}
+	tx, err := g.DB.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var (
+		done    []T
+		written bool
+	)
+	for i, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		sp := fmt.Sprintf("group_%d", i)
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx)
+		if o.err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+			continue
+		}
+		done, written = append(done, o.result), true
+	}
+	if written && g.Finish != nil {
+		if err := g.Finish(ctx, tx, done); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+	}
+}
