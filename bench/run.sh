@@ -7,6 +7,9 @@
 #
 #   berth-loadgen ceiling     full mTLS handshakes/s between two bare processes
 #   berth-loadgen register    BENCH_NODES fresh nodes boot at once
+#   register-dev              the same against berthd dev (one process, SQLite
+#                             with full sync), started for it alone and stopped
+#                             after it: the first registration in both setups
 #   berth-loadgen storm       the same nodes boot again at once (power restore)
 #   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
 #
@@ -36,7 +39,7 @@
 #                           descriptor limit of 20,000; N can.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
-#   BENCH_SCENARIOS         which to run ("ceiling register storm heartbeat")
+#   BENCH_SCENARIOS         which to run ("ceiling register register-dev storm heartbeat")
 #   BENCH_OUT               results file (bench-results.json)
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
@@ -60,7 +63,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register storm heartbeat}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register register-dev storm heartbeat}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -297,6 +300,42 @@ heartbeat_replicated() {
 	fi
 }
 
+# register_dev: BENCH_NODES fresh nodes (a seed of their own) register with
+# berthd dev, which runs every role in one process on SQLite in its own data
+# directory; its result is labelled dev.
+register_dev() {
+	local port pid dir="$work/dev" ok=1
+	port=$(free_port)
+	mkdir -p "$dir"
+	say "---- register-dev: berthd dev on 127.0.0.1:$port, berth-loadgen register"
+	"$berthd" dev --data-dir "$dir" --listen "127.0.0.1:$port" --metrics-listen "" \
+		--max-unauthenticated-per-source 0 --log-level warn >"$work/logs/dev.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	for _ in $(seq 150); do
+		[ -s "$dir/env" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if [ ! -s "$dir/env" ]; then
+		say "berthd dev did not start: $(tail -n 5 "$work/logs/dev.log")"
+		ok=0
+	elif ! (
+		# shellcheck disable=SC1091 # written by berthd dev
+		. "$dir/env"
+		BERTH_SERVER_PIDS="dev=$pid" "$loadgen" register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
+			--seed "$seed-dev" --deployment dev -o json
+	) >>"$results"; then
+		ok=0
+	fi
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	if [ "$ok" -ne 1 ]; then
+		say "register-dev FAILED"
+		failed=1
+	fi
+}
+
 results="$work/results.json"
 : >"$results"
 step() {
@@ -313,6 +352,7 @@ for s in $BENCH_SCENARIOS; do
 	case "$s" in
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
 	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	register-dev) register_dev ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	heartbeat)
 		if [ "$BENCH_HB_REPLICAS" -gt 1 ]; then

@@ -116,7 +116,7 @@ type options struct {
 	syncDir, db                                 string
 	syncProcs                                   int
 	reset, keepInterval, noPrepare              bool
-	token                                       string
+	token, deployment                           string
 }
 
 // errUsageShown says the usage was printed on stderr: exit 2, nothing more.
@@ -209,6 +209,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.StringVar(&o.key, "key", "", "PEM admin key `file`")
 	fs.StringVar(&o.caHash, "ca-hash", "", "CA pin `sha256:HEX` for the nodes (default: from --ca)")
 	fs.StringVar(&o.serverPIDs, "server-pids", "", "server `PIDs` (NAME=PID,...) whose memory to report")
+	fs.StringVar(&o.deployment, "deployment", "", "`name` of the servers measured, for report to tell runs against several apart (e.g. dev)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {
@@ -233,6 +234,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 		if err != nil {
 			return err
 		}
+		res.Deployment = o.deployment
 		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
 	}
 	return cmd
@@ -287,6 +289,7 @@ func combineCommand(o *options, env config.Env, stdout io.Writer) *cobra.Command
 		if err != nil {
 			return err
 		}
+		res.Deployment = o.deployment
 		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
 	}
 	return cmd

@@ -142,7 +142,10 @@ func (c *Config) setDefaults() error {
 // Result is what a scenario measured. With -o json it is printed as one
 // object; these field names are a contract, like berthctl's.
 type Result struct {
-	Scenario    string `json:"scenario"`
+	Scenario string `json:"scenario"`
+	// Deployment names the servers measured when a run compares several
+	// (dev: berthd dev on SQLite); empty for the main one.
+	Deployment  string `json:"deployment,omitempty"`
 	Nodes       int    `json:"nodes"`
 	Concurrency int    `json:"concurrency"`
 	// OK counts the nodes that did what the scenario asks: booted (and got

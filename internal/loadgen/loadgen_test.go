@@ -255,6 +255,8 @@ func TestReportFigures(t *testing.T) {
 		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "handshakes_per_boot": 2.0, "errors": map[string]any{}},
 		{"scenario": "heartbeat", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 400.0, "interval_s": 5.0,
 			"server_cpu_ms_per_op": 0.1, "heartbeat_kb_per_node": 40.0, "errors": map[string]any{}},
+		{"scenario": "register", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 250.0, "server_cpu_ms_per_op": 4.0, "errors": map[string]any{}},
+		{"scenario": "register", "deployment": "dev", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 300.0, "server_cpu_ms_per_op": 3.0, "errors": map[string]any{}},
 	}
 	var out strings.Builder
 	summary, err := Report(&out, results)
@@ -268,12 +270,16 @@ func TestReportFigures(t *testing.T) {
 		"storm of 10,000 boots", "20.0 s (2000 nodes measured)", "10,000 handshakes at the ceiling: 10.0 s",
 		"heartbeat memory per connected node", "40.0 KiB", "3.8 GiB at 100000 nodes",
 		"heartbeat server CPU per beat", "0.1000 ms", "2.00 cores at 100000 nodes every 5 s",
+		"first registration throughput", "250.0 boots/s", "0.250 of the ceiling", "step-ca's /sign rate, 0.45",
+		"first registration (dev) throughput", "300.0 boots/s", "0.300 of the ceiling", "server CPU per boot (register_dev)", "3.000 ms",
+		"register_dev ", // its own row of the table
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 {
+	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 ||
+		summary["register_boots_per_ceiling_handshake"] != 0.25 || summary["register_dev_boots_per_ceiling_handshake"] != 0.3 {
 		t.Errorf("summary: %v", summary)
 	}
 }
