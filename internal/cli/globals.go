@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -26,7 +28,7 @@ const defaultTimeout = 30 * time.Second
 // command word: the root's persistent flags. Each also comes from its
 // BERTH_* variable; a flag given on the command line beats it, even empty.
 type globals struct {
-	output, server, bundlesServer, heartbeatServer, caServer, ca, cert, key, timeout string
+	output, server, bundlesServer, heartbeatServer, caServer, ca, cert, key, token, tokenFile, timeout string
 }
 
 // globalSpec describes one global flag: its names, its variable and help.
@@ -58,6 +60,8 @@ func globalSpecs() []globalSpec {
 		{"ca", "", "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *string { return &g.ca }},
 		{"cert", "", "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *string { return &g.cert }},
 		{"key", "", "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *string { return &g.key }},
+		{"token", "", "TOKEN", "BERTH_TOKEN", "API token to present instead of --cert and --key (front door only)", "", func(g *globals) *string { return &g.token }},
+		{"token-file", "", "FILE", "BERTH_TOKEN_FILE", "file holding the API token (instead of --token)", "", func(g *globals) *string { return &g.tokenFile }},
 		{"timeout", "", "D", "BERTH_TIMEOUT", "deadline of the whole command", defaultTimeout.String(), func(g *globals) *string { return &g.timeout }},
 	}
 }
@@ -91,7 +95,11 @@ type settings struct {
 	// caServer is the CA service's address: --ca-server,
 	// BERTH_CA_SERVER, else server.
 	caServer string
-	timeout  time.Duration
+	// token is the API token presented as "authorization: Bearer" instead
+	// of a client certificate: --token, BERTH_TOKEN, or the contents of
+	// --token-file or BERTH_TOKEN_FILE.
+	token   string
+	timeout time.Duration
 	// timeoutSet says --timeout or BERTH_TIMEOUT was given, which bounds
 	// even a command that otherwise runs until interrupted (watch).
 	timeoutSet bool
@@ -148,6 +156,9 @@ func (g *globals) resolve(fs *pflag.FlagSet, getenv func(string) string, path []
 	default:
 		return set, usagef(path, "invalid output format %q from %s: want table, wide, json or yaml", set.output, sources["BERTH_OUTPUT"])
 	}
+	if err := set.resolveToken(values, path); err != nil {
+		return set, err
+	}
 	if v := values["BERTH_TIMEOUT"]; v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -189,10 +200,54 @@ func (s settings) missing(n need) string {
 		missing = append(missing, "--ca-server or BERTH_CA_SERVER (or --server or BERTH_SERVER)")
 	}
 	have := map[string]string{"BERTH_CA": s.ca, "BERTH_CERT": s.cert, "BERTH_KEY": s.key}
+	if s.token != "" {
+		// The token is the credential; the CA still verifies the server.
+		have = map[string]string{"BERTH_CA": s.ca}
+	}
 	for _, spec := range globalSpecs() {
 		if v, ok := have[spec.env]; ok && v == "" {
 			missing = append(missing, fmt.Sprintf("%s or %s", spec.flagName(), spec.env))
 		}
 	}
 	return strings.Join(missing, ", ")
+}
+
+// resolveToken sets the API token from --token or --token-file (or their
+// variables). berthctl presents one credential: a token given together
+// with a client certificate is refused rather than one silently winning,
+// so that who acts is never a surprise.
+func (s *settings) resolveToken(values map[string]string, path []string) error {
+	tok, file := values["BERTH_TOKEN"], values["BERTH_TOKEN_FILE"]
+	switch {
+	case tok == "" && file == "":
+		return nil
+	case tok != "" && file != "":
+		return usagef(path, "both %s and %s give an API token: use one", s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"])
+	case s.cert != "" || s.key != "":
+		src := cmp.Or(s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"])
+		certSrc := s.sources["BERTH_CERT"]
+		if s.cert == "" {
+			certSrc = s.sources["BERTH_KEY"]
+		}
+		return usagef(path, "an API token (%s) and a client certificate (%s) are both set: berthctl presents one; "+
+			"unset the certificate (--cert= --key=) to use the token", src, certSrc)
+	}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return usagef(path, "read the API token from %s: %v", s.sources["BERTH_TOKEN_FILE"], err)
+		}
+		tok = strings.TrimSpace(string(raw))
+		if tok == "" {
+			return usagef(path, "%s %s holds no API token", s.sources["BERTH_TOKEN_FILE"], file)
+		}
+	}
+	if strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		// Spaces and control characters cannot be in a token, nor in a
+		// header value; say so rather than send it.
+		return usagef(path, "the API token from %s has spaces or control characters; a token is berth_ followed by hex digits",
+			cmp.Or(s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"]))
+	}
+	s.token = tok
+	return nil
 }

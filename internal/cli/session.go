@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -152,9 +153,14 @@ func (s *session) dial(addr, service string) (*grpc.ClientConn, error) {
 		s.tls = cfg
 	}
 	// The front door (the api identity) serves every admin API too, and
-	// forwards to the service meant.
+	// forwards to the service meant. With a token there is no certificate
+	// of its own to learn the trust domain from: the CA roots decide.
 	cfg := mtls.ExpectServer(s.tls.Clone(), mtls.TrustDomainOf(s.leaf), service, mtls.ServiceAPI)
-	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
+	var opts []grpc.DialOption
+	if s.set.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(s.set.token)))
+	}
+	conn, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg, Options: opts})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -165,8 +171,16 @@ func (s *session) dial(addr, service string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// loadTLS reads the admin certificate, its key and the CA roots.
+// loadTLS reads the admin certificate, its key and the CA roots; with an
+// API token, only the roots: the token is the credential.
 func (s *session) loadTLS() (*tls.Config, error) {
+	if s.set.token != "" {
+		roots, err := mtls.LoadPool(s.set.ca)
+		if err != nil {
+			return nil, fmt.Errorf("load CA certificates (%s %s): %w", s.set.sources["BERTH_CA"], s.set.ca, err)
+		}
+		return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}, nil
+	}
 	cert, err := tls.LoadX509KeyPair(s.set.cert, s.set.key)
 	if err != nil {
 		return nil, fmt.Errorf("load admin certificate (%s %s, %s %s): %w",
@@ -275,14 +289,38 @@ func (s *session) statusMessage(addr string, err error) string {
 	case codes.Canceled:
 		msg = "interrupted"
 	case codes.Unauthenticated:
-		msg += fmt.Sprintf(" (check %s)", s.set.sources["BERTH_CERT"])
+		if s.set.token != "" {
+			msg += fmt.Sprintf(" (check the API token from %s; only the front door takes tokens: berthd dev, or berthd serve --role all or api)", s.tokenSource())
+		} else {
+			msg += fmt.Sprintf(" (check %s)", s.set.sources["BERTH_CERT"])
+		}
 	case codes.PermissionDenied:
-		if hint := s.notAdminHint(); hint != "" {
+		if s.set.token != "" {
+			msg += fmt.Sprintf(" (the role of the API token from %s does not allow this: viewers read, operators also act on nodes and bundles, admins also manage tokens and settings)", s.tokenSource())
+		} else if hint := s.notAdminHint(); hint != "" {
 			msg += " (" + hint + ")"
 		}
 	}
 	return msg
 }
+
+// tokenSource names where the API token came from.
+func (s *session) tokenSource() string {
+	if src := s.set.sources["BERTH_TOKEN"]; src != "" && s.set.sources["BERTH_TOKEN_FILE"] == "" {
+		return src
+	}
+	return s.set.sources["BERTH_TOKEN_FILE"]
+}
+
+// bearerToken presents an API token on every call, as the front door
+// takes it: "authorization: Bearer TOKEN", over TLS only.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return true }
 
 // notAdminHint explains a refusal caused by presenting a certificate that is
 // not an admin identity, such as a node's or a service's.

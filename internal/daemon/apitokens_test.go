@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/berth-dev/berth/internal/apitoken"
+	"github.com/berth-dev/berth/internal/cli"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
@@ -157,6 +159,7 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 		t.Errorf("approval event %v, want node %s by token:%s/ci-operator", events[0], first, operatorID)
 	}
 	testBundleActors(t, l, addr, admin, as(operator), operator, first, "token:"+operatorID+"/ci-operator")
+	testBerthctlTokens(t, l, addr, first, viewer, operator, adminTok)
 
 	// Settings: a viewer reads them, an admin token changes them.
 	code, body, _ = as(viewer).do(t, "GET", "/v1/settings/bundles", "")
@@ -188,8 +191,12 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	}
 	code, body = poll(t, admin, "wait=30s&type=settings_changed&type=bundle_settings_changed")
 	polled := pollEvents(t, body)
-	if code != http.StatusOK || len(polled) != 2 {
-		t.Fatalf("long poll of settings changes: %d %v, want both", code, body)
+	seen := map[any]bool{}
+	for _, e := range polled {
+		seen[e["type"]] = true
+	}
+	if code != http.StatusOK || !seen["settings_changed"] || !seen["bundle_settings_changed"] || len(seen) != 2 {
+		t.Fatalf("long poll of settings changes: %d %v, want both types", code, body)
 	}
 	for _, e := range polled {
 		if d, _ := e["details"].(map[string]any); d["actor"] != byAdminTok || (e["type"] == "settings_changed" && d["interval"] != "30s") {
@@ -355,4 +362,90 @@ func testBundleActors(t *testing.T, l *pki.Layout, addr string, admin *restClien
 			t.Errorf("bundle event %d: %v, want %s by %s", i, evs[i], want, actor)
 		}
 	}
+}
+
+// berthctlWith runs berthctl in this process with exactly the environment
+// given.
+func berthctlWith(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := cli.Config{Getenv: func(k string) string { return env[k] }, Stdout: &out, Stderr: &errOut, Now: time.Now}.Run(t.Context(), args)
+	return code, out.String(), errOut.String()
+}
+
+// testBerthctlTokens: berthctl presents an API token (BERTH_TOKEN, --token
+// or --token-file) with no client certificate; each role may do what the
+// matrix gives it, a refusal is a readable message and exit 1, and a token
+// given with a certificate is a usage error (exit 2) that calls nothing.
+func testBerthctlTokens(t *testing.T, l *pki.Layout, addr, node, viewer, operator, adminTok string) {
+	t.Helper()
+	env := func(tok string) map[string]string {
+		return map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_TOKEN": tok}
+	}
+	code, out, errOut := berthctlWith(t, env(viewer), "nodes", "get", node, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"id": "`+node+`"`) {
+		t.Errorf("viewer nodes get: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = berthctlWith(t, env(viewer), "nodes", "approve", node)
+	if code != 1 || out != "" || !strings.Contains(errOut, "caller is not permitted to call this method") ||
+		!strings.Contains(errOut, "the role of the API token from BERTH_TOKEN does not allow this") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("viewer nodes approve: exit %d, stdout %q, stderr %q; want exit 1 and one line naming the token's role", code, out, errOut)
+	}
+	code, _, errOut = berthctlWith(t, env(operator), "settings", "set", "heartbeat-interval", "30s")
+	if code != 1 || !strings.Contains(errOut, "does not allow this") {
+		t.Errorf("operator settings set: exit %d, %q; want a refusal", code, errOut)
+	}
+	code, out, errOut = berthctlWith(t, env(operator), "nodes", "label", node, "rack=r1", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"rack": "r1"`) {
+		t.Errorf("operator nodes label: %d %q %q", code, out, errOut)
+	}
+	// --token-file, and --token on the command line.
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(adminTok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fileEnv := env("")
+	fileEnv["BERTH_TOKEN_FILE"] = file
+	if code, _, errOut := berthctlWith(t, fileEnv, "settings", "set", "heartbeat-interval", "30s"); code != 0 {
+		t.Errorf("admin token from BERTH_TOKEN_FILE, settings set: %d %q", code, errOut)
+	}
+	if code, out, errOut := berthctlWith(t, env(""), "--token", adminTok, "api-tokens", "list", "-o", "json"); code != 0 || !strings.Contains(out, `"role": "viewer"`) {
+		t.Errorf("admin --token, api-tokens list: %d %q %q", code, out, errOut)
+	}
+	events := readEvents(t, newRESTClient(t, l, addr, mustAdminCert(t, l)), "/v1/events?after=0&type=labeled", 1)
+	if d, _ := events[0]["details"].(map[string]any); !strings.HasPrefix(fmt.Sprint(d["actor"]), "token:") {
+		t.Errorf("labeled event %v, want it by the operator's token", events[0])
+	}
+
+	_, unknown, _ := apitoken.Generate()
+	for _, c := range []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		msg      string
+	}{
+		{"an unknown token", env(unknown), []string{"nodes", "list"}, 1, apitoken.MsgUnknown + " (check the API token from BERTH_TOKEN"},
+		{"a token and a certificate", map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_CERT": l.AdminCertPath(), "BERTH_KEY": l.AdminKeyPath()},
+			[]string{"--token", viewer, "nodes", "list"}, 2, "an API token (--token) and a client certificate (BERTH_CERT) are both set"},
+		{"a token and a token file", fileEnv, []string{"--token", viewer, "nodes", "list"}, 2, "both --token and BERTH_TOKEN_FILE give an API token"},
+		{"a token file that is not there", map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath()},
+			[]string{"--token-file", file + ".missing", "nodes", "list"}, 2, "read the API token from --token-file"},
+		{"a token with a space", env(viewer + " x"), []string{"nodes", "list"}, 2, "has spaces or control characters"},
+		{"a token without the CA", map[string]string{"BERTH_SERVER": addr, "BERTH_TOKEN": viewer}, []string{"nodes", "list"}, 2, "--ca or BERTH_CA"},
+	} {
+		code, out, errOut := berthctlWith(t, c.env, c.args...)
+		if code != c.wantCode || out != "" || !strings.Contains(errOut, c.msg) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d saying %q", c.name, code, out, errOut, c.wantCode, c.msg)
+		}
+	}
+}
+
+func mustAdminCert(t *testing.T, l *pki.Layout) tls.Certificate {
+	t.Helper()
+	c, err := l.AdminCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
