@@ -44,6 +44,13 @@
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
 #                           ("-c fsync=off -c synchronous_commit=off")
+#   BENCH_PPROF             a directory: the heartbeat service serves Go's
+#                           profiles (--pprof-listen) and the heartbeat
+#                           scenario writes there its CPU profile over the
+#                           window (up to 25 s) and its heap and goroutine
+#                           profiles at the window's end (go tool pprof)
+#   BENCH_HB_GODEBUG        GODEBUG of the heartbeat service, to compare runtime
+#                           settings (e.g. adaptivestackstart=0)
 #   BENCH_KEEP=1            keep the work directory (logs, PKI) afterwards
 #   BENCH_PRELOAD           synthetic registered nodes inserted before the
 #                           scenarios (0), so that the storm runs against a
@@ -70,6 +77,8 @@ BENCH_DB=${BENCH_DB:-}
 BENCH_KEEP=${BENCH_KEEP:-}
 BENCH_PRELOAD=${BENCH_PRELOAD:-0}
 BENCH_HB_REPLICAS=${BENCH_HB_REPLICAS:-1}
+BENCH_PPROF=${BENCH_PPROF:-}
+BENCH_HB_GODEBUG=${BENCH_HB_GODEBUG:-}
 [ "$BENCH_HB_REPLICAS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_REPLICAS must be at least 1" >&2; exit 1; }
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -200,7 +209,13 @@ serve() {
 # The CA first: the others dial it.
 serve ca ca "$ca_port"
 serve bundles bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
-serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port"
+hb_pprof=()
+if [ -n "$BENCH_PPROF" ]; then
+	mkdir -p "$BENCH_PPROF"
+	pprof_port=$(free_port)
+	hb_pprof=(--pprof-listen "127.0.0.1:$pprof_port")
+fi
+GODEBUG=$BENCH_HB_GODEBUG serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port" "${hb_pprof[@]}"
 serve registration registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
 	--bundles-addr "127.0.0.1:$bundles_port" \
 	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
@@ -359,7 +374,8 @@ for s in $BENCH_SCENARIOS; do
 			heartbeat_replicated
 		else
 			step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
-				--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --db "$BENCH_DB"
+				--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --db "$BENCH_DB" \
+				${BENCH_PPROF:+--profile-url "http://127.0.0.1:$pprof_port/debug/pprof" --profile-dir "$BENCH_PPROF"}
 		fi
 		;;
 	*) die "unknown scenario $s in BENCH_SCENARIOS" ;;

@@ -113,7 +113,7 @@ type options struct {
 	seed, output, tmpDir, serverPIDs, logLevel  string
 	server, bundlesServer, heartbeatServer      string
 	caServer, ca, cert, key, caHash, reportFile string
-	syncDir, db                                 string
+	syncDir, db, profileURL, profileDir         string
 	syncProcs                                   int
 	reset, keepInterval, noPrepare              bool
 	token, deployment                           string
@@ -199,6 +199,8 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
 	fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
 	fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
+	fs.StringVar(&o.profileURL, "profile-url", "", "heartbeat: the heartbeat server's pprof `URL` (http://HOST:PORT/debug/pprof, berthd serve --pprof-listen), profiled during the window")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "heartbeat: `dir` for the server's profiles (with --profile-url)")
 	fs.StringVar(&o.db, "db", "", "heartbeat: PostgreSQL `URL` of the store, to report its writes per second")
 	fs.StringVar(&o.server, "server", "", "registration service `host:port`")
 	fs.StringVar(&o.bundlesServer, "bundles-server", "", "bundles service `host:port` (default --server)")
@@ -226,6 +228,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
 			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
 			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
+			ProfileURL: o.profileURL, ProfileDir: o.profileDir,
 			Conn: loadgen.Conn{
 				Server: o.server, BundlesServer: o.bundlesServer, HeartbeatServer: o.heartbeatServer, CAServer: o.caServer,
 				CAFile: o.ca, CertFile: o.cert, KeyFile: o.key, CAHash: o.caHash,

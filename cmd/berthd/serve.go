@@ -26,6 +26,7 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 	// runs; they stay on this host unless the operator says otherwise.
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9090", `Prometheus /metrics listen address ("" or off disables)`)
 	fs.StringVar(&c.CRLListen, "crl-listen", "", `plain HTTP address serving the CA's revocation list at /crl (DER), for libvirt, nginx and other outside checkers (CA role; "" or off disables)`)
+	fs.StringVar(&c.PprofListen, "pprof-listen", "", `plain HTTP address serving Go's profiles at /debug/pprof/, for benchmarks and debugging; keep it on loopback ("" or off disables)`)
 	var limits limitFlags
 	limits.register(fs)
 	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of node certificates")
@@ -50,6 +51,9 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 		}
 		if c.CRLListen == listenerOff {
 			c.CRLListen = ""
+		}
+		if c.PprofListen == listenerOff {
+			c.PprofListen = ""
 		}
 		var err error
 		c.Limits, err = limits.limits()

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -50,6 +51,11 @@ type Config struct {
 	// CRLListen serves the CA's revocation list at /crl over plain HTTP
 	// (CA role only); empty disables it.
 	CRLListen string
+	// PprofListen serves Go's profiles (net/http/pprof) at /debug/pprof/
+	// over plain HTTP; empty disables it. Profiles show a process's
+	// internals and cost CPU while taken: for benchmarks (make bench
+	// BENCH_PPROF=1) and debugging, on loopback only.
+	PprofListen string
 	// Limits bound what the gRPC listener spends on its peers.
 	Limits rpc.Limits
 	// PKIDir is the directory written by berthd init, or the role's own
@@ -233,6 +239,7 @@ func Run(ctx context.Context, c Config) error {
 	}{
 		{c.MetricsListen, "/metrics", "metrics", tel.Metrics},
 		{c.CRLListen, "/", "the revocation list", built.crl},
+		{c.PprofListen, "/debug/pprof/", "profiles", pprofHandler()},
 	} {
 		if h.addr == "" || h.handler == nil {
 			continue
@@ -288,6 +295,18 @@ func stopGracefully(s *rpc.Server, timeout time.Duration) {
 	case <-time.After(timeout):
 		s.Stop()
 	}
+}
+
+// pprofHandler serves net/http/pprof's pages on a mux of its own, not on
+// http.DefaultServeMux, where importing the package registers them.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves h at path on a plain HTTP listener of its own, with

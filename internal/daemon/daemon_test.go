@@ -78,12 +78,12 @@ func TestRunServesAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr, crlAddr := freeAddr(t), freeAddr(t)
+	metricsAddr, crlAddr, pprofAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Role: RoleAll, Listen: "127.0.0.1:0", MetricsListen: metricsAddr, CRLListen: crlAddr,
+		done <- Run(ctx, Config{Role: RoleAll, Listen: "127.0.0.1:0", MetricsListen: metricsAddr, CRLListen: crlAddr, PprofListen: pprofAddr,
 			PKIDir: layout.Dir, DataDir: dir, Ready: func(a string) { ready <- a }})
 	}()
 	var addr string
@@ -128,6 +128,23 @@ func TestRunServesAndStops(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	// The profiles are served on their own listener; the metrics listener
+	// does not serve them.
+	resp, err = http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Errorf("GET /debug/pprof/goroutine: %d %.200s", resp.StatusCode, body)
+	}
+	if resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the metrics listener answers /debug/pprof/: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	resp, err = http.Get("http://" + crlAddr + "/crl")

@@ -416,6 +416,8 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	ws := time.Now()
 	h.windowStart.Store(ws.UnixNano())
 	rss.windowStart()
+	prof := newProfiler(r.cfg.ProfileURL, r.cfg.ProfileDir)
+	prof.windowStart(ctx, r.cfg.Duration)
 	select {
 	case <-time.After(r.cfg.Duration):
 	case <-ctx.Done():
@@ -426,6 +428,7 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	// Sampled while every node is still connected: the memory they hold.
 	rss.sample()
 	hbGrowth, hbKnown := rss.growthKB(r.heartbeatProcs()...)
+	r.res.Notes = append(r.res.Notes, prof.windowEnd(ctx)...)
 	if r.cfg.DB != "" && storeErr == nil {
 		var storeEnd storeCounters
 		if storeEnd, storeErr = readStore(ctx, r.cfg.DB); storeErr == nil {

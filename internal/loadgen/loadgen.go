@@ -82,6 +82,11 @@ type Config struct {
 	// statistics (pg_stat_database) are read at the start and end of the
 	// heartbeat scenario's window.
 	DB string
+	// ProfileURL, if set with ProfileDir, is the heartbeat server's
+	// /debug/pprof base URL (berthd serve --pprof-listen): the heartbeat
+	// scenario writes its CPU profile over the window and its heap and
+	// goroutine profiles at the window's end into ProfileDir.
+	ProfileURL, ProfileDir string
 	// Reset deletes the seed's nodes before the register scenario, which
 	// otherwise refuses to start when some are registered already.
 	Reset bool
