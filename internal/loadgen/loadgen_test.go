@@ -268,8 +268,8 @@ func TestReportFigures(t *testing.T) {
 		"server CPU per boot (storm)", "1.500 ms", "1.50 handshakes' CPU",
 		"full handshakes per boot (storm)", "2.00",
 		"storm of 10,000 boots", "20.0 s (2000 nodes measured)", "10,000 handshakes at the ceiling: 10.0 s",
-		"heartbeat memory per connected node", "40.0 KiB", "3.8 GiB at 100000 nodes",
-		"heartbeat server CPU per beat", "0.1000 ms", "2.00 cores at 100000 nodes every 5 s",
+		"heartbeat memory per connected node", "40.0 KiB (2000 nodes)", "2.50 × the goal; 3.8 GiB at 100000 nodes",
+		"heartbeat server CPU per beat", "0.1000 ms", "2.00 × the goal; 0.10 handshakes' CPU; 2.00 cores at 100000 nodes every 5 s",
 		"first registration throughput", "250.0 boots/s", "0.250 of the ceiling", "step-ca's /sign rate, 0.45",
 		"first registration (dev) throughput", "300.0 boots/s", "0.300 of the ceiling", "server CPU per boot (register_dev)", "3.000 ms",
 		"register_dev ", // its own row of the table
@@ -279,7 +279,8 @@ func TestReportFigures(t *testing.T) {
 		}
 	}
 	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 ||
-		summary["register_boots_per_ceiling_handshake"] != 0.25 || summary["register_dev_boots_per_ceiling_handshake"] != 0.3 {
+		summary["register_boots_per_ceiling_handshake"] != 0.25 || summary["register_dev_boots_per_ceiling_handshake"] != 0.3 ||
+		summary["heartbeat_kb_per_node_goal_ratio"] != 2.5 || summary["heartbeat_cpu_ms_per_beat_goal_ratio"] != 2.0 {
 		t.Errorf("summary: %v", summary)
 	}
 }

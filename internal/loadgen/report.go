@@ -452,8 +452,9 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 		if v, ok := r["heartbeat_kb_per_node"]; ok && v != nil {
 			kb := num(v)
 			summary["heartbeat_kb_per_node"] = kb
-			row("hb", "heartbeat memory per connected node", fmt.Sprintf("%.1f KiB", kb),
-				fmt.Sprintf("%.1f GiB at %d nodes", kb*projectHBNodes/(1<<20), projectHBNodes), fmt.Sprintf("<= %d KiB", goalHBKBPerNode))
+			summary["heartbeat_kb_per_node_goal_ratio"] = round(kb/goalHBKBPerNode, 2)
+			row("hb", "heartbeat memory per connected node", fmt.Sprintf("%.1f KiB (%s nodes)", kb, intText(r["nodes"])),
+				fmt.Sprintf("%.2f × the goal; %.1f GiB at %d nodes", kb/goalHBKBPerNode, kb*projectHBNodes/(1<<20), projectHBNodes), fmt.Sprintf("<= %d KiB", goalHBKBPerNode))
 		}
 		if v, ok := r["server_cpu_ms_per_op"]; ok && v != nil && iv > 0 {
 			ms := num(v)
@@ -463,7 +464,9 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 			if iv != 5 {
 				at += fmt.Sprintf(", %.2f every 5 s", cores(5))
 			}
-			row("hb", "heartbeat server CPU per beat", fmt.Sprintf("%.4f ms", ms), inHandshakes(ms)+"; "+at, fmt.Sprintf("<= %.2f ms", goalHBCPUPerBeatMs))
+			summary["heartbeat_cpu_ms_per_beat_goal_ratio"] = round(ms/goalHBCPUPerBeatMs, 2)
+			row("hb", "heartbeat server CPU per beat", fmt.Sprintf("%.4f ms", ms),
+				fmt.Sprintf("%.2f × the goal; %s; %s", ms/goalHBCPUPerBeatMs, inHandshakes(ms), at), fmt.Sprintf("<= %.2f ms", goalHBCPUPerBeatMs))
 		}
 	}
 	_ = tw.Flush()

@@ -24,11 +24,17 @@ import (
 // DefaultMaxRecvMsgSize bounds every request; larger ones get ResourceExhausted.
 const DefaultMaxRecvMsgSize = 4 << 20
 
-// connBufferSize is each connection's read and write buffer. gRPC's default
-// is 32 KiB each; a heartbeat replica holds one mostly idle connection per
-// node, so these buffers are most of its memory per node. The write buffer
-// is also shared: released between writes.
+// connBufferSize is each connection's write buffer. gRPC's default is 32
+// KiB; a heartbeat replica holds one mostly idle connection per node. It
+// is shared: taken from a pool for a write and given back after it.
 const connBufferSize = 8 << 10
+
+// readBufferSize 0 reads frames straight from the TLS connection, which
+// buffers a whole record itself: a bufio.Reader in front of it would
+// hold connBufferSize more per connection, for as long as it is open,
+// for nothing (a beat is one record, read with one system call either
+// way).
+const readBufferSize = 0
 
 // windowSize is each stream's and each connection's HTTP/2 flow-control
 // window, fixed. Left unset, gRPC estimates the bandwidth-delay product
@@ -119,7 +125,7 @@ func NewServer(c ServerConfig) *Server {
 		grpc.ChainUnaryInterceptor(unaryChain(log, p, c.Bearer)),
 		grpc.ChainStreamInterceptor(streamChain(log, p, c.Bearer)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMsgSize),
-		grpc.ReadBufferSize(connBufferSize),
+		grpc.ReadBufferSize(readBufferSize),
 		grpc.WriteBufferSize(connBufferSize),
 		grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(serverWindowSize),

@@ -110,3 +110,23 @@ func BenchmarkStreams(b *testing.B) {
 	b.ReportMetric(stackPerStream, "stackB/stream")
 	b.ReportMetric(goroutinesPerStream, "goroutines/stream")
 }
+
+// BenchmarkBeatPath is one beat through the stream handler's path, without
+// the transport: validation, the revocation checks, the core's Beat (rate
+// limit, shard, dirty list) and the acknowledgement. Run with -benchmem:
+// the acknowledgement (the response and its interval) should be all it
+// allocates; TestBeatPathAllocations holds it to that.
+func BenchmarkBeatPath(b *testing.B) {
+	e, sess, serial := beatPathEnv(b)
+	req := &berthv1.HeartbeatRequest{BootId: "0b6c1a6e-2d4e-4d1b-9a8e-3f1f6b2c9d11", Status: berthv1.ReportedStatus_REPORTED_STATUS_UP}
+	step := e.svc.core.Settings().Current.Interval / 4
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		req.Sequence++
+		e.clock.Advance(step) // within the rate limit, never quiet
+		if _, err := e.svc.beat(ctx, sess, serial, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

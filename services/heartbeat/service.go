@@ -166,12 +166,13 @@ func (s *Service) revocationsReady() error {
 }
 
 // streamAllowed checks, from memory, that the revocation state is known
-// and the caller's certificate is not revoked.
-func (s *Service) streamAllowed(ctx context.Context, id mtls.Identity) error {
+// and the caller's certificate (serial, lower-case hex; "" for none) is
+// not revoked.
+func (s *Service) streamAllowed(ctx context.Context, nodeID, serial string) error {
 	if err := s.revocationsReady(); err != nil {
 		return err
 	}
-	if s.certRevoked != nil && id.Leaf != nil && s.certRevoked(ctx, id.Name, id.Leaf.SerialNumber.Text(16)) {
+	if s.certRevoked != nil && serial != "" && s.certRevoked(ctx, nodeID, serial) {
 		return errCertRevoked
 	}
 	return nil
