@@ -127,7 +127,11 @@ used_ports=" "
 free_port() {
 	local p
 	for _ in $(seq 500); do
-		p=$((20000 + RANDOM % 40000))
+		# Below the kernel's ephemeral range (32768 and up by default),
+		# where a client connection's local port (the load generator's,
+		# PostgreSQL's clients') would make the bind fail although nothing
+		# listens there.
+		p=$((20000 + RANDOM % 12000))
 		case "$used_ports" in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			used_ports="$used_ports$p "
