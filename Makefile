@@ -56,9 +56,12 @@ chaos: deps
 	BERTH_CHAOS_NODES=$(CHAOS_NODES) $(GO) test -count=1 -v -timeout 90m ./tests/chaos/
 
 ## generate: regenerate the protobuf Go code, the REST gateway and the
-## OpenAPI document (internal/gateway) with the pinned local plugins
+## OpenAPI document (internal/gateway) with the pinned local plugins; the
+## document then gets the long poll of GET /v1/events, which no proto says
+## (internal/gateway/openapigen)
 generate:
 	$(BUF) generate
+	$(GO) run ./internal/gateway/openapigen internal/gateway/openapi.swagger.json
 
 ## proto-release: snapshot the protos as released; make lint's buf breaking
 ## compares every later change with this image (committed, so that the

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,14 +190,27 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	if hs[0]["type"] != "HEALTH_EVENT_TYPE_SETTINGS_CHANGED" || hs[0]["interval"] != "30s" || hs[0]["grace"] == nil || hs[0]["actor"] != byAdminTok {
 		t.Errorf("heartbeat settings event %v, want interval 30s by %s", hs[0], byAdminTok)
 	}
-	code, body = poll(t, admin, "wait=30s&type=settings_changed&type=bundle_settings_changed")
-	polled := pollEvents(t, body)
+	// A poll answers once the first service's events came: poll on from
+	// its cursor until both logs' changes were seen.
+	var polled []map[string]any
 	seen := map[any]bool{}
-	for _, e := range polled {
-		seen[e["type"]] = true
+	cursor := ""
+	for range 10 {
+		code, body = poll(t, admin, "wait=30s&type=settings_changed&type=bundle_settings_changed&after="+url.QueryEscape(cursor))
+		if code != http.StatusOK {
+			t.Fatalf("long poll of settings changes: %d %v", code, body)
+		}
+		for _, e := range pollEvents(t, body) {
+			seen[e["type"]] = true
+			polled = append(polled, e)
+		}
+		cursor, _ = body["cursor"].(string)
+		if seen["settings_changed"] && seen["bundle_settings_changed"] {
+			break
+		}
 	}
-	if code != http.StatusOK || !seen["settings_changed"] || !seen["bundle_settings_changed"] || len(seen) != 2 {
-		t.Fatalf("long poll of settings changes: %d %v, want both types", code, body)
+	if !seen["settings_changed"] || !seen["bundle_settings_changed"] || len(seen) != 2 {
+		t.Fatalf("long polls of settings changes: %v, want both types and no other", polled)
 	}
 	for _, e := range polled {
 		if d, _ := e["details"].(map[string]any); d["actor"] != byAdminTok || (e["type"] == "settings_changed" && d["interval"] != "30s") {

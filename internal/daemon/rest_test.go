@@ -259,6 +259,7 @@ func testREST(t *testing.T, l *pki.Layout, addr string) {
 			t.Errorf("the OpenAPI document lacks %s %s", strings.ToUpper(method), path)
 		}
 	}
+	checkLongPollDocumented(t, raw, admin)
 
 	// gRPC keeps working on the same port.
 	d := &deployment{layout: l, addrs: map[string]string{RoleRegistration: addr}}
@@ -325,4 +326,74 @@ func readEvents(t *testing.T, c *restClient, path string, n int) []map[string]an
 		t.Fatalf("event stream ended after %d events, want %d: %v", len(out), n, sc.Err())
 	}
 	return out
+}
+
+// checkLongPollDocumented: the document describes GET /v1/events?wait=D,
+// the front door's long poll, which no proto declares (make generate adds
+// it, internal/gateway/openapigen): its query parameters, and an answer
+// whose fields are the ones a served poll has, no more and no fewer.
+func checkLongPollDocumented(t *testing.T, raw []byte, admin *restClient) {
+	t.Helper()
+	type schema struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name, In, Type string
+			} `json:"parameters"`
+			Responses map[string]struct {
+				Schema schema `json:"schema"`
+			} `json:"responses"`
+		} `json:"paths"`
+		Definitions map[string]schema `json:"definitions"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	get := doc.Paths["/v1/events"]["get"]
+	params := map[string]string{}
+	for _, p := range get.Parameters {
+		if p.In == "query" {
+			params[p.Name] = p.Type
+		}
+	}
+	for name, typ := range map[string]string{"wait": "string", "after": "string", "from_now": "boolean", "service": "array", "type": "array", "node_id": "array"} {
+		if params[name] != typ {
+			t.Errorf("GET /v1/events in the OpenAPI document: query parameter %s is %q, want %s", name, params[name], typ)
+		}
+	}
+	// A served poll, with events (the test made some).
+	code, answer := admin.do(t, "GET", "/v1/events?wait=1s&after=registration=0", "")
+	events := pollEvents(t, answer)
+	if code != http.StatusOK || len(events) == 0 {
+		t.Fatalf("long poll: %d %v", code, answer)
+	}
+	documented := get.Responses["200"].Schema.Properties
+	for k := range answer {
+		if _, ok := documented[k]; !ok {
+			t.Errorf("the long poll's answer has %q, which the document's 200 answer of GET /v1/events lacks", k)
+		}
+	}
+	for _, k := range []string{"events", "cursor"} {
+		if _, ok := answer[k]; !ok {
+			t.Errorf("the document's long poll answer has %q, which the served one lacks", k)
+		}
+	}
+	eventProps := doc.Definitions["PollEvent"].Properties
+	if len(eventProps) == 0 {
+		t.Fatal("the OpenAPI document has no PollEvent definition")
+	}
+	for _, e := range events {
+		for k := range e {
+			if _, ok := eventProps[k]; !ok {
+				t.Errorf("a polled event has %q, which PollEvent lacks", k)
+			}
+		}
+		for k := range eventProps {
+			if _, ok := e[k]; !ok {
+				t.Errorf("PollEvent has %q, which a polled event lacks: %v", k, e)
+			}
+		}
+	}
 }
