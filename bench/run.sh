@@ -221,7 +221,7 @@ if [ -n "$BENCH_PPROF" ]; then
 fi
 GODEBUG=$BENCH_HB_GODEBUG serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port" "${hb_pprof[@]}"
 serve registration registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
-	--bundles-addr "127.0.0.1:$bundles_port" \
+	--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:$heartbeat_port" \
 	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
 # Replica i (1-based) of the heartbeat service and the registration service
 # that names it; replica 1 is the pair above.
@@ -233,7 +233,7 @@ for i in $(seq 2 "$BENCH_HB_REPLICAS"); do
 	rp=$(free_port)
 	serve "heartbeat$i" heartbeat "$hp" --ca-addr "127.0.0.1:$ca_port"
 	serve "registration$i" registration "$rp" --ca-addr "127.0.0.1:$ca_port" \
-		--bundles-addr "127.0.0.1:$bundles_port" \
+		--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:$hp" \
 		--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$hp"
 	hb_ports+=("$hp")
 	reg_ports+=("$rp")

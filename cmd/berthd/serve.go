@@ -75,7 +75,7 @@ func serveCommand(e env) *cobra.Command {
 	fs.StringVar(&c.CAAddr, "ca-addr", "", "address of the CA service (every role but ca; default in role all: this process)")
 	fs.StringVar(&c.BundlesAddr, "bundles-addr", "", "address of the bundle store, so Resume can return a node's bundle inline (registration role), running nodes hear of new bundles at once (heartbeat role) and the front door forwards bundle calls (api role, required); default in role all: this process")
 	fs.StringVar(&c.RegistrationAddr, "registration-addr", "", "address of the registration service, to which the front door forwards node and token calls (api role, required)")
-	fs.StringVar(&c.HeartbeatAddr, "heartbeat-addr", "", "address of the heartbeat service, to which the front door forwards health calls (api role, required)")
+	fs.StringVar(&c.HeartbeatAddr, "heartbeat-addr", "", "address of the heartbeat service, to which the registration service hands the boots it serves, so that a node's Resume counts as its first heartbeat (registration role; without it nodes open their heartbeat stream at once), and the front door forwards health calls (api role, required); default in role all: this process")
 	resolve := serveFlags(fs, &c, ":8443")
 	logger := logFlags(fs)
 	fs.String("config", "", "YAML file of settings, keyed by flag name")

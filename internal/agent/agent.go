@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -103,6 +104,10 @@ type Agent struct {
 	// reconfigure is berth.reconfigure=1: run --configure even over an
 	// existing bundle.
 	reconfigure bool
+	// bootIDOnce makes the boot ID once, so that the boot Resume reports
+	// and the heartbeats are the same (a made-up one too).
+	bootIDOnce sync.Once
+	bootIDv    string
 }
 
 // warnSiteSecret is logged at start by an agent whose keys come from a
@@ -222,6 +227,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	case creds.Endpoints.GetHeartbeat() == "" && (a.cfg.Once || a.cfg.Heartbeater == nil):
 		log.Warn("no heartbeat endpoint known; no heartbeats are sent")
 		res.Heartbeat = HeartbeatNone
+	case a.cfg.Once && creds.HeartbeatInterval > 0:
+		// The registration service took this boot as the node's first
+		// heartbeat: the node is known to be alive without a stream.
+		res.Heartbeat = HeartbeatRecorded
+		res.HeartbeatInterval = creds.HeartbeatInterval.Round(time.Millisecond).Seconds()
 	case a.cfg.Once:
 		// A --once boot ends with the node known to be alive.
 		iv, err := a.bootHeartbeat(ctx, creds, log)
@@ -423,7 +433,7 @@ func (a *Agent) call(ctx context.Context, c *conn, t Target, w *waiter, client b
 	sent := a.cfg.Clock.Now()
 	if req == nil {
 		var resp *berthv1.ResumeResponse
-		resp, err = client.Resume(actx, &berthv1.ResumeRequest{})
+		resp, err = client.Resume(actx, &berthv1.ResumeRequest{Boot: a.bootBeat()})
 		if err == nil && resp.GetQuoteChallenge() != nil {
 			// The server wants this boot quoted by the TPM.
 			resp, err = a.quoteBoot(actx, client, resp.GetQuoteChallenge())
@@ -501,6 +511,7 @@ func (a *Agent) registerRequest(ctx context.Context, token string) (*berthv1.Reg
 		Csr:       csr,
 		BundleKey: &berthv1.BundleKey{KemId: uint32(kemID), PublicKey: pub},
 		Token:     token,
+		Boot:      a.bootBeat(),
 
 		IdentitySource: string(a.cfg.IdentitySource),
 	}

@@ -34,6 +34,10 @@ type Credentials struct {
 	// the bundle store (Endpoints.Bundles) itself.
 	BundleChecked bool
 	Bundle        *berthv1.SealedBundle
+	// HeartbeatInterval, when not 0, says the registration service took
+	// this boot as the node's first heartbeat: the stream may open at any
+	// moment within it. 0: beat at once.
+	HeartbeatInterval time.Duration
 }
 
 // Leaf returns the node certificate, or nil.
@@ -64,6 +68,11 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pi
 		Endpoints:     nc.GetEndpoints(),
 		BundleChecked: nc.GetBundleChecked(),
 		Bundle:        nc.GetBundle(),
+	}
+	if iv := nc.GetHeartbeatInterval(); iv != nil && iv.CheckValid() == nil && iv.AsDuration() > 0 {
+		// As for an interval on the stream: a server cannot make the node
+		// wait longer than the longest interval.
+		c.HeartbeatInterval = min(max(iv.AsDuration(), minInterval), maxInterval)
 	}
 	for i, der := range nc.GetCertificateChain() {
 		cert, err := x509.ParseCertificate(der)

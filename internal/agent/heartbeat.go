@@ -37,7 +37,14 @@ const (
 	HeartbeatNone = "none"
 	// HeartbeatDisabled means heartbeats were turned off (--no-heartbeat).
 	HeartbeatDisabled = "disabled"
+	// HeartbeatRecorded means the registration service took the boot as
+	// the node's first heartbeat (--once: no stream was needed).
+	HeartbeatRecorded = "recorded"
 )
+
+// bootSequence is the sequence of the beat a boot's Resume or Register
+// stands for; the heartbeats go on above it.
+const bootSequence = 1
 
 // Statuses a node reports with its heartbeats (Config.HeartbeatStatus).
 const (
@@ -106,9 +113,13 @@ type heartbeater struct {
 
 	seq      uint64        // last sequence sent
 	interval time.Duration // last interval the service set
-	addr     string        // heartbeat service
-	dialed   *Credentials  // the credentials c presents
-	c        *conn
+	// firstDelay is how long Run waits before its first stream: the boot
+	// was recorded as the first beat, and the fleet's streams open spread
+	// over the first interval instead of all at once.
+	firstDelay time.Duration
+	addr       string       // heartbeat service
+	dialed     *Credentials // the credentials c presents
+	c          *conn
 
 	// state holds the reported status and node events the beats carry,
 	// and learns of the stream's state; nil for a --once boot.
@@ -161,6 +172,36 @@ func (a *Agent) newHeartbeater(log *slog.Logger) *heartbeater {
 // life of the process: a made-up one looks like a reboot to the server
 // every time the agent restarts, so it is logged.
 func (a *Agent) bootID(log *slog.Logger) string {
+	a.bootIDOnce.Do(func() { a.bootIDv = a.readBootID(log) })
+	return a.bootIDv
+}
+
+// bootBeat is the beat Resume and Register report for this boot, which the
+// registration service may record as the node's first heartbeat; nil with
+// heartbeats off, since a node that will not beat must not look alive.
+func (a *Agent) bootBeat() *berthv1.BootBeat {
+	if a.cfg.NoHeartbeat {
+		return nil
+	}
+	h := a.newHeartbeater(a.log)
+	return &berthv1.BootBeat{BootId: h.bootID, Sequence: bootSequence, Status: h.status, Uptime: durationpb.New(h.uptime())}
+}
+
+// followBoot makes h go on from a boot the registration service recorded
+// as the node's first beat (the credentials carry the interval): the
+// stream opens at a random moment within the interval, so that a fleet
+// booting together does not open its streams together, and its beats go
+// on above the boot's sequence, so that the boot's beat is not taken for a
+// new one. Otherwise h beats at once, from sequence 1.
+func (h *heartbeater) followBoot(creds *Credentials) {
+	if creds == nil || creds.HeartbeatInterval <= 0 {
+		return
+	}
+	h.firstDelay = time.Duration(h.backoff.Rand(int64(creds.HeartbeatInterval)))
+	h.seq = bootSequence
+}
+
+func (a *Agent) readBootID(log *slog.Logger) string {
 	if a.cfg.BootID != "" {
 		return a.cfg.BootID
 	}
@@ -207,6 +248,14 @@ func supersededRetry(interval time.Duration) time.Duration {
 // made.
 func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error {
 	defer h.close()
+	if d := h.firstDelay; d > 0 {
+		// The boot counted as the first beat; the stream opens later.
+		h.expect(d)
+		h.log.Info("boot recorded as the first heartbeat; opening the heartbeat stream later", logBootID, h.bootID, logDelay, d)
+		if err := h.clock.Sleep(ctx, d); err != nil {
+			return nil
+		}
+	}
 	h.log.Info("heartbeats starting", logBootID, h.bootID)
 	for n := 0; ; {
 		h.expect(0)

@@ -738,3 +738,122 @@ func TestRunHeartbeatUsesRenewedCertificate(t *testing.T) {
 		t.Errorf("streams presented certificates %s then %s; want the renewed one (%s) after renewal", first, second, onDisk)
 	}
 }
+
+// TestBootOnceRecorded: a registration service that records the boot as
+// the node's first heartbeat (it answers with the interval) ends a --once
+// boot with the node alive and no heartbeat stream; Resume carried the
+// boot, sequence 1.
+func TestBootOnceRecorded(t *testing.T) {
+	h, reg, fake, addr := newHeartbeatAgent(t, 7*time.Second)
+	var (
+		mu   sync.Mutex
+		boot *berthv1.BootBeat
+	)
+	reg.resume = func(_ context.Context, r *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+		mu.Lock()
+		boot = r.GetBoot()
+		mu.Unlock()
+		c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
+		c.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
+		c.HeartbeatInterval = durationpb.New(8 * time.Second)
+		return &berthv1.ResumeResponse{Credentials: c}, nil
+	}
+	if err := h.run(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	m := jsonObject(t, &h.stdout)
+	if m["heartbeat"] != HeartbeatRecorded || m["heartbeat_interval"] != float64(8) {
+		t.Errorf("result = %v, want heartbeat recorded, heartbeat_interval 8", m)
+	}
+	checkSequences(t, fake)
+	mu.Lock()
+	defer mu.Unlock()
+	if boot.GetBootId() != "boot-1" || boot.GetSequence() != 1 || boot.GetStatus() != berthv1.ReportedStatus_REPORTED_STATUS_UP || boot.GetUptime() == nil {
+		t.Errorf("Resume's boot = %v, want boot-1, sequence 1, up, with uptime", boot)
+	}
+}
+
+// TestBootBeatOffWithoutHeartbeats: a node that will not beat reports no
+// boot, which would make it look alive.
+func TestBootBeatOffWithoutHeartbeats(t *testing.T) {
+	h, reg, _, addr := newHeartbeatAgent(t, 7*time.Second)
+	h.cfg.NoHeartbeat = true
+	got := make(chan *berthv1.BootBeat, 1)
+	reg.resume = func(_ context.Context, r *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+		got <- r.GetBoot()
+		c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
+		c.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
+		return &berthv1.ResumeResponse{Credentials: c}, nil
+	}
+	if err := h.run(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if b := <-got; b != nil {
+		t.Errorf("Resume carried boot %v with --no-heartbeat", b)
+	}
+}
+
+// TestHeartbeatFollowsRecordedBoot: after a boot the registration service
+// recorded, the stream opens at a random moment within the interval (the
+// test's Rand draws the last) and goes on with sequence 2 of the boot.
+func TestHeartbeatFollowsRecordedBoot(t *testing.T) {
+	h := newHBHarness(t, 10*time.Second)
+	ctx, cancel := testContext(t)
+	defer cancel()
+	h.fake.beat = func(_, n int) error {
+		if n == 2 {
+			cancel()
+			return status.Error(codes.Unavailable, "test over")
+		}
+		return nil
+	}
+	a, err := New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := nodeCreds(t, h.pki, h.cfg, h.addr, time.Hour)
+	creds.HeartbeatInterval = 6 * time.Second
+	hb := a.newHeartbeater(a.log)
+	hb.followBoot(creds)
+	if err := hb.Run(ctx, func() *Credentials { return creds }); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkSequences(t, h.fake, []uint64{2, 3})
+	if s := h.clock.Sleeps(); len(s) == 0 || s[0] != 6*time.Second-1 {
+		t.Errorf("sleeps = %v, want the first stream after the drawn 6s-1ns", s)
+	}
+	for _, b := range h.fake.Beats() {
+		if b.GetBootId() != "boot-1" {
+			t.Errorf("beat %d of boot %q, want boot-1", b.GetSequence(), b.GetBootId())
+		}
+	}
+}
+
+// TestParseHeartbeatInterval: the interval a registration service gives
+// is bounded like one the heartbeat service sets.
+func TestParseHeartbeatInterval(t *testing.T) {
+	p := newPKI(t)
+	cfg := testConfig(t, "127.0.0.1:1", p.caHash(), newFakeClock(), &bytes.Buffer{})
+	for _, tt := range []struct {
+		in   *durationpb.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{durationpb.New(0), 0},
+		{durationpb.New(-time.Second), 0},
+		{&durationpb.Duration{Seconds: 1, Nanos: -1}, 0},
+		{durationpb.New(time.Millisecond), minInterval},
+		{durationpb.New(15 * time.Second), 15 * time.Second},
+		{durationpb.New(1000 * time.Hour), maxInterval},
+	} {
+		nc := approved(t, p, pubOf(cfg.Keys), time.Hour)
+		nc.HeartbeatInterval = tt.in
+		c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), p.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HeartbeatInterval != tt.want {
+			t.Errorf("interval %v: parsed %v, want %v", tt.in, c.HeartbeatInterval, tt.want)
+		}
+	}
+}

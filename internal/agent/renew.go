@@ -49,6 +49,7 @@ func (a *Agent) serve(ctx context.Context, c *conn, t Target, creds *Credentials
 		if hb == nil {
 			h := a.newHeartbeater(log)
 			h.state = a.state
+			h.followBoot(creds)
 			hb, healthy = h, h.healthy
 		}
 		go func() {

@@ -106,5 +106,5 @@ func (a *Agent) quoteBoot(ctx context.Context, client berthv1.RegistrationServic
 	a.log.Debug("boot quoted; resuming with the quote", "pcrs", pcrs)
 	return client.Resume(ctx, &berthv1.ResumeRequest{Quote: &berthv1.TPMQuote{
 		Nonce: ch.GetNonce(), Attest: q.Attest, Signature: q.Signature, Pcrs: values,
-	}})
+	}, Boot: a.bootBeat()})
 }

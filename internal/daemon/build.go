@@ -334,6 +334,20 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 		b.runService(ctx, c, "bundle cache", cache.Run)
 		cfg.Bundles = cache
 	}
+	if c.HeartbeatAddr != "" {
+		conn, err := dialService(c, cr.roles[RoleRegistration], tel, b, pki.ServiceHeartbeat, c.HeartbeatAddr)
+		if err != nil {
+			return nil, err
+		}
+		// A node's Resume counts as its first heartbeat: the boots go to
+		// the heartbeat service in batches over this one connection.
+		sender, err := registration.NewBootSender(registration.BootSenderConfig{Sink: registration.NewGRPCBootSink(conn), Logger: c.Logger})
+		if err != nil {
+			return nil, err
+		}
+		b.background(ctx, sender.Run)
+		cfg.Boots = sender
+	}
 	svc, err := registration.New(cfg)
 	if err != nil {
 		return nil, err

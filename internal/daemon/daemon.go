@@ -70,7 +70,9 @@ type Config struct {
 	CAAddr, BundlesAddr string
 	// RegistrationAddr and HeartbeatAddr are where the front door (role
 	// api) reaches those services; it reaches the others at CAAddr and
-	// BundlesAddr.
+	// BundlesAddr. The registration service hands the boots it serves to
+	// the heartbeat service at HeartbeatAddr (each node's Resume counts as
+	// its first heartbeat); in role all it defaults to this process.
 	RegistrationAddr, HeartbeatAddr string
 	// Advertised addresses of the services, handed to nodes on Resume.
 	// They default to the addresses above and this listener.
@@ -204,6 +206,7 @@ func Run(ctx context.Context, c Config) error {
 	if c.Role == RoleAll {
 		c.CAAddr = cmp.Or(c.CAAddr, self)
 		c.BundlesAddr = cmp.Or(c.BundlesAddr, self)
+		c.HeartbeatAddr = cmp.Or(c.HeartbeatAddr, self)
 	}
 	c.AdvertiseRegistration = cmp.Or(c.AdvertiseRegistration, self)
 	c.AdvertiseBundles = cmp.Or(c.AdvertiseBundles, c.BundlesAddr)

@@ -160,6 +160,7 @@ type Core struct {
 // counters are the core's statistics; see Stats.
 type counters struct {
 	beats, flushes, flushErrors, rows, events, silenced atomic.Int64
+	boots                                               atomic.Int64
 	sessions                                            atomic.Int64
 	decider                                             atomic.Bool
 }
@@ -174,6 +175,7 @@ type Stats struct {
 	Silenced      int64 // nodes this replica declared suspect or unreachable
 	Sessions      int64 // streams connected now
 	Decider       bool  // this replica holds the decider lease
+	Boots         int64 // boots recorded as beats (RecordBoots)
 }
 
 // New checks c, fills defaults and returns the core. Call Run to start its
@@ -255,7 +257,7 @@ func (c *Core) Stats() Stats {
 	return Stats{
 		Beats: s.beats.Load(), Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(),
 		RowsWritten: s.rows.Load(), EventsWritten: s.events.Load(),
-		Silenced: s.silenced.Load(), Sessions: s.sessions.Load(), Decider: s.decider.Load(),
+		Silenced: s.silenced.Load(), Sessions: s.sessions.Load(), Decider: s.decider.Load(), Boots: s.boots.Load(),
 	}
 }
 

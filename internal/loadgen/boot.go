@@ -108,6 +108,11 @@ type bootStats struct {
 	renewed    atomic.Int64
 	bundles    atomic.Int64
 	heartbeats atomic.Int64
+	// recorded counts the boots the registration service recorded as the
+	// node's first heartbeat; follow, when set, opens their streams later.
+	recorded atomic.Int64
+	follow   *follower
+	ctx      context.Context
 }
 
 func newBootStats() *bootStats { return &bootStats{errs: newTally()} }
@@ -135,6 +140,12 @@ func (s *bootStats) record(b *boot, err error, d time.Duration) {
 	}
 	if res.Heartbeat == agent.HeartbeatAcked {
 		s.heartbeats.Add(1)
+	}
+	if res.Heartbeat == agent.HeartbeatRecorded {
+		s.recorded.Add(1)
+		if s.follow != nil {
+			s.follow.schedule(s.ctx, b.n, res)
+		}
 	}
 	s.ok.Add(1)
 	s.mu.Lock()
@@ -179,19 +190,35 @@ func runBoots(ctx context.Context, boots []*boot, concurrency int, s *bootStats)
 	return start, time.Since(start)
 }
 
-// timed runs a timed phase of boots and fills the result.
-func (r *runner) timed(ctx context.Context, boots []*boot) error {
+// timed runs a timed phase of boots and fills the result. With follow,
+// the boots recorded as first heartbeats open their streams later, as the
+// agent does; the phase's time and CPU are the boots', and the figures
+// "total" also count those streams, until the last was acknowledged.
+func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) error {
 	s := newBootStats()
+	s.follow, s.ctx = follow, ctx
 	r.log.Info("timed phase: releasing all boots at once", "scenario", r.cfg.Scenario, "nodes", len(boots), "concurrency", r.cfg.Concurrency)
 	rss := startRSS(r.cfg.ServerProcs)
 	stop := progress(r.log, "boots", len(boots), func() int { return int(s.done.Load()) })
 	start, elapsed := runBoots(ctx, boots, r.cfg.Concurrency, s)
 	stop()
+	rss.windowEnd()
+	var total map[string]time.Duration
+	if follow != nil && follow.started.Load() > 0 {
+		r.log.Info("boots done; waiting for the heartbeat streams they open later", "streams", follow.started.Load())
+		if err := follow.wait(ctx); err != nil {
+			return err
+		}
+		total = rss.cpuNow()
+	}
 	rss.finish(r.res)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	r.fillBoots(s, elapsed)
+	if total != nil {
+		r.fillFollow(s, follow, start, rss.cpuFrom, total)
+	}
 	certs, err := r.adm.issuedSince(ctx, start)
 	if err != nil {
 		r.res.Notes = append(r.res.Notes, err.Error())
@@ -219,10 +246,13 @@ func (r *runner) fillBoots(s *bootStats, elapsed time.Duration) {
 		res.BundleSources = src
 	}
 	res.HeartbeatsAcked = int(s.heartbeats.Load())
+	res.BootsRecorded = int(s.recorded.Load())
 	if res.OK > 0 {
 		// One for the registration connection, one per bundle fetched
 		// from the bundle store and one per first heartbeat's connection
-		// (a --once boot's heartbeat is on its critical path). Resumed
+		// (a --once boot's heartbeat is on its critical path; a boot the
+		// registration service recorded as the first heartbeat has none,
+		// its stream comes later: fillFollow). Resumed
 		// boots whose credentials were already on disk would make none;
 		// the load generator's nodes always start from an empty disk.
 		hs := round(float64(res.OK+res.BundleSources[agent.BundleSourceFetched]+res.HeartbeatsAcked)/float64(res.OK), 3)
@@ -232,7 +262,7 @@ func (r *runner) fillBoots(s *bootStats, elapsed time.Duration) {
 			res.ServerCPUMsPerOp = &v
 		}
 	}
-	if res.OK > 0 && res.HeartbeatsAcked < res.OK {
+	if res.OK > 0 && res.HeartbeatsAcked+res.BootsRecorded < res.OK {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d boots ended without an acknowledged heartbeat: the registration service names no heartbeat endpoint (berthd serve --advertise-heartbeat)", res.OK-res.HeartbeatsAcked, res.OK))
 	}
 }
@@ -255,7 +285,7 @@ func (r *runner) register(ctx context.Context) error {
 			return err
 		}
 		r.res.SetupS = round(time.Since(t0).Seconds(), 3)
-		if err := r.timed(ctx, boots); err != nil {
+		if err := r.timed(ctx, boots, nil); err != nil {
 			return err
 		}
 		r.checkRegistered(ctx, boots)
@@ -291,7 +321,7 @@ func (r *runner) register(ctx context.Context) error {
 		return err
 	}
 	r.res.SetupS = round(time.Since(t0).Seconds(), 3)
-	if err := r.timed(ctx, boots); err != nil {
+	if err := r.timed(ctx, boots, nil); err != nil {
 		return err
 	}
 	r.checkRegistered(ctx, boots)
@@ -318,7 +348,41 @@ func (r *runner) storm(ctx context.Context) error {
 		return err
 	}
 	r.res.SetupS = round(time.Since(t0).Seconds(), 3)
-	return r.timed(ctx, boots)
+	var follow *follower
+	if addr := r.cfg.Conn.HeartbeatServer; addr != "" {
+		follow = newFollower(addr, r.bootID)
+	}
+	return r.timed(ctx, boots, follow)
+}
+
+// fillFollow adds the storm's figures with the streams opened after the
+// boots: handshakes and server CPU per boot in total, and when the last
+// first beat was acknowledged.
+func (r *runner) fillFollow(s *bootStats, f *follower, start time.Time, from, to map[string]time.Duration) {
+	res := r.res
+	res.HeartbeatsFollowed = int(f.acked.Load())
+	if n := f.errs.total(); n > 0 {
+		_, samples := f.errs.snapshot()
+		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d heartbeat streams opened after the boots failed: %v", n, f.started.Load(), samples))
+	}
+	if last := f.lastAck.Load(); last > 0 {
+		res.FollowS = round(time.Unix(0, last).Sub(start).Seconds(), 3)
+	}
+	if res.OK == 0 || res.HandshakesPerBoot == nil {
+		return
+	}
+	hs := round(*res.HandshakesPerBoot+float64(res.HeartbeatsFollowed)/float64(res.OK), 3)
+	res.HandshakesPerBootTotal = &hs
+	var cpu time.Duration
+	for name, t := range to {
+		if f, ok := from[name]; ok && t >= f {
+			cpu += t - f
+		}
+	}
+	if cpu > 0 {
+		v := round(float64(cpu)/float64(time.Millisecond)/float64(res.OK), 3)
+		res.ServerCPUMsPerBootTotal = &v
+	}
 }
 
 // prepare makes sure, untimed, that every node is registered and approved

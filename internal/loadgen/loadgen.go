@@ -198,6 +198,19 @@ type Result struct {
 	// of a boot: its registration connection, a bundle fetched from the
 	// bundle store instead of inline, and the first heartbeat's connection.
 	HandshakesPerBoot *float64 `json:"handshakes_per_boot,omitempty"`
+	// BootsRecorded counts the boots the registration service recorded as
+	// their node's first heartbeat, so that the boot opened no heartbeat
+	// stream. In the storm each such node opens its stream later, at a
+	// random moment within the interval, as berth-agent does:
+	// HeartbeatsFollowed counts those acknowledged, FollowS is when the
+	// last was (from the release), HandshakesPerBootTotal adds their
+	// handshakes to the boot path's and ServerCPUMsPerBootTotal is the
+	// server CPU from the release to then, per boot.
+	BootsRecorded           int      `json:"boots_recorded,omitempty"`
+	HeartbeatsFollowed      int      `json:"heartbeats_followed,omitempty"`
+	FollowS                 float64  `json:"follow_s,omitempty"`
+	HandshakesPerBootTotal  *float64 `json:"handshakes_per_boot_total,omitempty"`
+	ServerCPUMsPerBootTotal *float64 `json:"server_cpu_ms_per_boot_total,omitempty"`
 
 	// What the agents reported: Actions counts registered and resumed
 	// boots; Renewed the boots that made the CA issue a certificate (each

@@ -199,6 +199,9 @@ func Matrix() map[string]Callers {
 		bundles + "SetBundleSettings": FromAdmin,
 
 		hb + "Heartbeat": FromNode,
+		// A node's Resume counts as its first heartbeat: registration,
+		// which checked the node, hands the boots over.
+		"/berth.v1.HeartbeatBootService/RecordBoots": FromRegistration,
 
 		hbAdmin + "GetNodeHealth":        Viewers,
 		hbAdmin + "ListNodeHealth":       Viewers,

@@ -117,17 +117,20 @@ func New(c Config) (*Service, error) {
 		log: c.Logger, bundles: newBundlePush(), metrics: c.Metrics}, nil
 }
 
-// Register puts both gRPC services on a server.
+// Register puts the gRPC services on a server: nodes' stream, the admin
+// API and the registration service's boots.
 func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterHeartbeatServiceServer(g, s)
 	berthv1.RegisterHeartbeatAdminServiceServer(g, s)
+	berthv1.RegisterHeartbeatBootServiceServer(g, boots{s: s})
 }
 
 // Policy is the service's rows of the authorisation matrix (rpc.Matrix):
 // nodes with a certificate beat, admins read health and change the
-// settings.
+// settings, the registration service records the boots it served.
 func (s *Service) Policy() rpc.Policy {
-	return rpc.PolicyFor(berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName)
+	return rpc.PolicyFor(berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName,
+		berthv1.HeartbeatBootService_ServiceDesc.ServiceName)
 }
 
 // Run flushes beats, decides which nodes are silent (on the replica that

@@ -31,6 +31,9 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	log := rpc.Logger(ctx, n.s.log)
 	id := caller(ctx)
 	in, err := validateRegister(req, id)
+	if err == nil {
+		err = validateBootBeat(req.GetBoot())
+	}
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -60,6 +63,7 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 		result = metrics.ResultApproved
 	}
 	n.s.metrics.Registration(result)
+	n.s.booted(creds, req.GetBoot())
 	return &berthv1.RegisterResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
@@ -67,6 +71,9 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
 	log := rpc.Logger(ctx, n.s.log)
 	count := func(r string) { n.s.metrics.Resume("resume", r) }
+	if err := validateBootBeat(req.GetBoot()); err != nil {
+		return nil, n.failed(ctx, log, err, count)
+	}
 	node, err := n.s.resumeNode(ctx, caller(ctx))
 	if err != nil {
 		return nil, n.failed(ctx, log, err, count)
@@ -84,6 +91,7 @@ func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*be
 		return nil, n.failed(ctx, log, err, count)
 	}
 	n.s.metrics.Resume("resume", resumed(creds))
+	n.s.booted(creds, req.GetBoot())
 	return &berthv1.ResumeResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 

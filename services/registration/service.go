@@ -89,6 +89,10 @@ type Config struct {
 	CA      CA
 	// Bundles, when set, lets Resume return the sealed bundle inline.
 	Bundles Bundles
+	// Boots, when set, takes the boots of Resume and Register calls that
+	// carry one (a BootSender to the heartbeat service): each counts as
+	// its node's first heartbeat (boots.go).
+	Boots Booter
 	// TrustBundle is the DER root certificates handed to nodes.
 	TrustBundle [][]byte
 	// Endpoints are the addresses of the other services, returned on Resume.
@@ -160,6 +164,7 @@ type Service struct {
 	store     regstore.Store
 	ca        CA
 	bundles   Bundles
+	boots     Booter
 	bundle    [][]byte
 	endpoints *berthv1.Endpoints
 	log       *slog.Logger
@@ -238,7 +243,7 @@ func New(c Config) (*Service, error) {
 	}
 	return &Service{
 		tokens: tokens,
-		store:  c.Store, ca: c.CA, bundles: c.Bundles, bundle: c.TrustBundle, endpoints: c.Endpoints,
+		store:  c.Store, ca: c.CA, bundles: c.Bundles, boots: c.Boots, bundle: c.TrustBundle, endpoints: c.Endpoints,
 		log: c.Logger, clock: c.Clock, events: events, metrics: c.Metrics,
 		ekRoots: c.EKRoots, autoApproveTrustedEK: c.AutoApproveTrustedEK,
 		bootPCRs: bootPCRs, bootPCRs32: bootPCRs32,

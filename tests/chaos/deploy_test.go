@@ -98,7 +98,10 @@ func newDeployment(t *testing.T) *deployment {
 				// limit on failed token attempts: a fleet's worth of
 				// them from one address would be slowed to one a minute.
 				r.args = append(r.args, "--token-failure-burst", "1000000")
+				// Each Resume counts as its node's first heartbeat,
+				// handed to the heartbeat service through its proxy.
 				r.args = append(r.args, "--bundles-addr", d.proxies[pki.ServiceBundles].addr(),
+					"--heartbeat-addr", d.proxies[pki.ServiceHeartbeat].addr(),
 					"--advertise-registration", d.proxies[pki.ServiceRegistration].addr(),
 					"--advertise-bundles", d.proxies[pki.ServiceBundles].addr(),
 					"--advertise-heartbeat", d.proxies[pki.ServiceHeartbeat].addr())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,6 +175,20 @@ func flushQuery(d db.Dialect, chunk []Observation) (string, db.Params) {
 // events, in one transaction.
 func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]Event, error) {
 	o.LastSeen = db.UTC(o.LastSeen)
+	var (
+		out []Event
+		err error
+	)
+	for range rowRaceRetries + 1 {
+		out, err = s.record(ctx, o, given)
+		if !errors.Is(err, errRowRace) {
+			break
+		}
+	}
+	return db.Result(out, err, "record beat of %s", o.NodeID)
+}
+
+func (s *SQLStore) record(ctx context.Context, o Observation, given []Event) ([]Event, error) {
 	d := s.DB.Dialect
 	var out []Event
 	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
@@ -221,19 +236,28 @@ func (s *SQLStore) Record(ctx context.Context, o Observation, given []Event) ([]
 		if o.BundleApplied != nil {
 			applied = db.JSON(o.BundleApplied)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO hb_liveness (`+livenessColumns+`, reported, bundle_applied, event_instance, event_seq)
+		// A row that was not there when read may have been made since (on
+		// PostgreSQL the read locks only rows that exist): the upsert then
+		// finds a prior state, and the events above would be wrong, so the
+		// transaction runs again and reads it.
+		var prior sql.NullString
+		if err := tx.QueryRowContext(ctx, `INSERT INTO hb_liveness (`+livenessColumns+`, reported, bundle_applied, event_instance, event_seq)
 			VALUES ($1, $2, $3, $4, $5, $6, 'healthy', $2, $7, $8, $9, $10)`+liveSet+`,
 			last_seen = `+d.Greatest("hb_liveness.last_seen", "excluded.last_seen")+`,
 			reported = CASE WHEN excluded.reported = '' THEN hb_liveness.reported ELSE excluded.reported END,
 			bundle_applied = CASE WHEN excluded.bundle_applied = '' THEN hb_liveness.bundle_applied ELSE excluded.bundle_applied END,
-			event_instance = excluded.event_instance, event_seq = excluded.event_seq`,
+			event_instance = excluded.event_instance, event_seq = excluded.event_seq
+			RETURNING prior_state`,
 			o.NodeID, d.Time(o.LastSeen), o.Sequence, o.BootID, string(o.Status), o.Uptime.Microseconds(),
-			reported, applied, instance, lastSeq); err != nil {
+			reported, applied, instance, lastSeq).Scan(&prior); err != nil {
 			return nil, fmt.Errorf("write liveness: %w", err)
+		}
+		if !found && prior.Valid {
+			return nil, errRowRace
 		}
 		return entries(out), nil
 	})
-	return db.Result(out, err, "record beat of %s", o.NodeID)
+	return out, err
 }
 
 // GetLiveness returns one node's liveness.

@@ -156,6 +156,15 @@ type FlushResult struct {
 	Events int
 }
 
+// BootsResult counts what RecordBoots did.
+type BootsResult struct {
+	// Recorded boots changed their node's row; Skipped ones did not (the
+	// row was newer or held them already).
+	Recorded, Skipped int
+	// Events is the number of events appended.
+	Events int
+}
+
 // Silence asks the decider's question of the store: which nodes were silent
 // too long. It is only answered for the lease holder.
 type Silence struct {
@@ -238,6 +247,18 @@ type Store interface {
 	// one) changes nothing, so a retried beat appends nothing twice. It
 	// returns the events appended.
 	Record(ctx context.Context, o Observation, events []Event) ([]Event, error)
+	// RecordBoots records boots that the registration service served as
+	// the first beats of their boots (a node's Resume), many nodes in one
+	// transaction with a statement per table, not per row. Against the
+	// stored row each appends what Record would: EventHealthy if the node
+	// is new or not healthy, EventRebooted if the boot ID differs,
+	// EventStatusChanged if the status differs; and stores the observation
+	// (reported status, applied bundle and event sequences are kept). A
+	// boot is skipped when the row is newer (LastSeen after the boot's) or
+	// holds the same boot at its sequence or above, so that a late or
+	// retried boot never overwrites a beat or appends twice. Duplicate
+	// node IDs keep the newest observation.
+	RecordBoots(ctx context.Context, obs []Observation) (BootsResult, error)
 	// GetLiveness returns one node's liveness; ErrNotFound if it never beat.
 	GetLiveness(ctx context.Context, nodeID string) (Liveness, error)
 	// ListLiveness returns matching rows in ascending node ID.

@@ -212,6 +212,206 @@ func (HealthEventType) EnumDescriptor() ([]byte, []int) {
 	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{2}
 }
 
+// RecordBootsRequest carries at most 10,000 boots.
+type RecordBootsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Boots         []*BootRecord          `protobuf:"bytes,1,rep,name=boots,proto3" json:"boots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordBootsRequest) Reset() {
+	*x = RecordBootsRequest{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordBootsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordBootsRequest) ProtoMessage() {}
+
+func (x *RecordBootsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordBootsRequest.ProtoReflect.Descriptor instead.
+func (*RecordBootsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecordBootsRequest) GetBoots() []*BootRecord {
+	if x != nil {
+		return x.Boots
+	}
+	return nil
+}
+
+// BootRecord is one node's boot as the registration service served it.
+type BootRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node the registration service identified.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// boot_id, sequence, status and uptime are the node's (BootBeat).
+	BootId   string               `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	Sequence uint64               `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Status   ReportedStatus       `protobuf:"varint,4,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
+	Uptime   *durationpb.Duration `protobuf:"bytes,5,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// age is how long before the call the node was served, by the
+	// registration service's clock, so that the two services' clocks need
+	// not agree: the heartbeat service dates the beat now less age.
+	Age           *durationpb.Duration `protobuf:"bytes,6,opt,name=age,proto3" json:"age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootRecord) Reset() {
+	*x = BootRecord{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootRecord) ProtoMessage() {}
+
+func (x *BootRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootRecord.ProtoReflect.Descriptor instead.
+func (*BootRecord) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BootRecord) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *BootRecord) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *BootRecord) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *BootRecord) GetStatus() ReportedStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ReportedStatus_REPORTED_STATUS_UNSPECIFIED
+}
+
+func (x *BootRecord) GetUptime() *durationpb.Duration {
+	if x != nil {
+		return x.Uptime
+	}
+	return nil
+}
+
+func (x *BootRecord) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+// RecordBootsResponse says what was done.
+type RecordBootsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// recorded counts the boots that changed the node's liveness; skipped
+	// the others (older than what is held, too old, or revoked).
+	Recorded int32 `protobuf:"varint,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	Skipped  int32 `protobuf:"varint,2,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// interval is the fleet's heartbeat interval in force (the effective
+	// one), which the registration service hands booting nodes.
+	Interval      *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordBootsResponse) Reset() {
+	*x = RecordBootsResponse{}
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordBootsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordBootsResponse) ProtoMessage() {}
+
+func (x *RecordBootsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordBootsResponse.ProtoReflect.Descriptor instead.
+func (*RecordBootsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RecordBootsResponse) GetRecorded() int32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *RecordBootsResponse) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *RecordBootsResponse) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
 // StatusEvent is a free-form event the agent reports with a beat, such as
 // "disk.failed" or "service.restarted". Each one becomes a health event.
 type StatusEvent struct {
@@ -238,7 +438,7 @@ type StatusEvent struct {
 
 func (x *StatusEvent) Reset() {
 	*x = StatusEvent{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[0]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +450,7 @@ func (x *StatusEvent) String() string {
 func (*StatusEvent) ProtoMessage() {}
 
 func (x *StatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[0]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +463,7 @@ func (x *StatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusEvent.ProtoReflect.Descriptor instead.
 func (*StatusEvent) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{0}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusEvent) GetKind() string {
@@ -315,7 +515,7 @@ type Reported struct {
 
 func (x *Reported) Reset() {
 	*x = Reported{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +527,7 @@ func (x *Reported) String() string {
 func (*Reported) ProtoMessage() {}
 
 func (x *Reported) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[1]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +540,7 @@ func (x *Reported) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reported.ProtoReflect.Descriptor instead.
 func (*Reported) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Reported) GetValues() map[string]string {
@@ -384,7 +584,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +596,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[2]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +609,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatRequest) GetSequence() uint64 {
@@ -483,7 +683,7 @@ type BundleApplied struct {
 
 func (x *BundleApplied) Reset() {
 	*x = BundleApplied{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +695,7 @@ func (x *BundleApplied) String() string {
 func (*BundleApplied) ProtoMessage() {}
 
 func (x *BundleApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[3]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +708,7 @@ func (x *BundleApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleApplied.ProtoReflect.Descriptor instead.
 func (*BundleApplied) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BundleApplied) GetVersion() int64 {
@@ -551,7 +751,7 @@ type HookResult struct {
 
 func (x *HookResult) Reset() {
 	*x = HookResult{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +763,7 @@ func (x *HookResult) String() string {
 func (*HookResult) ProtoMessage() {}
 
 func (x *HookResult) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[4]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +776,7 @@ func (x *HookResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookResult.ProtoReflect.Descriptor instead.
 func (*HookResult) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HookResult) GetCommand() string {
@@ -634,7 +834,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +846,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[5]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +859,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatResponse) GetInterval() *durationpb.Duration {
@@ -713,7 +913,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +925,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[6]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +938,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeHealth) GetNodeId() string {
@@ -828,7 +1028,7 @@ type GetNodeHealthRequest struct {
 
 func (x *GetNodeHealthRequest) Reset() {
 	*x = GetNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1040,7 @@ func (x *GetNodeHealthRequest) String() string {
 func (*GetNodeHealthRequest) ProtoMessage() {}
 
 func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[7]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1053,7 @@ func (x *GetNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetNodeHealthRequest) GetNodeId() string {
@@ -874,7 +1074,7 @@ type GetNodeHealthResponse struct {
 
 func (x *GetNodeHealthResponse) Reset() {
 	*x = GetNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1086,7 @@ func (x *GetNodeHealthResponse) String() string {
 func (*GetNodeHealthResponse) ProtoMessage() {}
 
 func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[8]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1099,7 @@ func (x *GetNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetNodeHealthResponse) GetHealth() *NodeHealth {
@@ -927,7 +1127,7 @@ type ListNodeHealthRequest struct {
 
 func (x *ListNodeHealthRequest) Reset() {
 	*x = ListNodeHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1139,7 @@ func (x *ListNodeHealthRequest) String() string {
 func (*ListNodeHealthRequest) ProtoMessage() {}
 
 func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[9]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1152,7 @@ func (x *ListNodeHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListNodeHealthRequest) GetState() LivenessState {
@@ -999,7 +1199,7 @@ type ListNodeHealthResponse struct {
 
 func (x *ListNodeHealthResponse) Reset() {
 	*x = ListNodeHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1211,7 @@ func (x *ListNodeHealthResponse) String() string {
 func (*ListNodeHealthResponse) ProtoMessage() {}
 
 func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[10]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1224,7 @@ func (x *ListNodeHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeHealthResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListNodeHealthResponse) GetNodes() []*NodeHealth {
@@ -1085,7 +1285,7 @@ type HealthEvent struct {
 
 func (x *HealthEvent) Reset() {
 	*x = HealthEvent{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1297,7 @@ func (x *HealthEvent) String() string {
 func (*HealthEvent) ProtoMessage() {}
 
 func (x *HealthEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[11]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1310,7 @@ func (x *HealthEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthEvent.ProtoReflect.Descriptor instead.
 func (*HealthEvent) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthEvent) GetCursor() int64 {
@@ -1251,7 +1451,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1463,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[12]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1476,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchHealthRequest) GetAfterCursor() int64 {
@@ -1317,7 +1517,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1529,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[13]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1542,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchHealthResponse) GetEvent() *HealthEvent {
@@ -1380,7 +1580,7 @@ type HeartbeatSettings struct {
 
 func (x *HeartbeatSettings) Reset() {
 	*x = HeartbeatSettings{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1592,7 @@ func (x *HeartbeatSettings) String() string {
 func (*HeartbeatSettings) ProtoMessage() {}
 
 func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[14]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1605,7 @@ func (x *HeartbeatSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSettings.ProtoReflect.Descriptor instead.
 func (*HeartbeatSettings) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeartbeatSettings) GetInterval() *durationpb.Duration {
@@ -1466,7 +1666,7 @@ type GetHeartbeatSettingsRequest struct {
 
 func (x *GetHeartbeatSettingsRequest) Reset() {
 	*x = GetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1678,7 @@ func (x *GetHeartbeatSettingsRequest) String() string {
 func (*GetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[15]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1691,7 @@ func (x *GetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{18}
 }
 
 // GetHeartbeatSettingsResponse returns the settings in force.
@@ -1504,7 +1704,7 @@ type GetHeartbeatSettingsResponse struct {
 
 func (x *GetHeartbeatSettingsResponse) Reset() {
 	*x = GetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1716,7 @@ func (x *GetHeartbeatSettingsResponse) String() string {
 func (*GetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[16]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1729,7 @@ func (x *GetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1554,7 +1754,7 @@ type SetHeartbeatSettingsRequest struct {
 
 func (x *SetHeartbeatSettingsRequest) Reset() {
 	*x = SetHeartbeatSettingsRequest{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1766,7 @@ func (x *SetHeartbeatSettingsRequest) String() string {
 func (*SetHeartbeatSettingsRequest) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[17]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1779,7 @@ func (x *SetHeartbeatSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsRequest.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetHeartbeatSettingsRequest) GetInterval() *durationpb.Duration {
@@ -1606,7 +1806,7 @@ type SetHeartbeatSettingsResponse struct {
 
 func (x *SetHeartbeatSettingsResponse) Reset() {
 	*x = SetHeartbeatSettingsResponse{}
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1818,7 @@ func (x *SetHeartbeatSettingsResponse) String() string {
 func (*SetHeartbeatSettingsResponse) ProtoMessage() {}
 
 func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_heartbeat_proto_msgTypes[18]
+	mi := &file_berth_v1_heartbeat_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1831,7 @@ func (x *SetHeartbeatSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHeartbeatSettingsResponse.ProtoReflect.Descriptor instead.
 func (*SetHeartbeatSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_heartbeat_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetHeartbeatSettingsResponse) GetSettings() *HeartbeatSettings {
@@ -1645,7 +1845,21 @@ var File_berth_v1_heartbeat_proto protoreflect.FileDescriptor
 
 const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\n" +
-	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x14berth/v1/agent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
+	"\x18berth/v1/heartbeat.proto\x12\bberth.v1\x1a\x14berth/v1/agent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n" +
+	"\x12RecordBootsRequest\x12*\n" +
+	"\x05boots\x18\x01 \x03(\v2\x14.berth.v1.BootRecordR\x05boots\"\xec\x01\n" +
+	"\n" +
+	"BootRecord\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
+	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x120\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x18.berth.v1.ReportedStatusR\x06status\x121\n" +
+	"\x06uptime\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12+\n" +
+	"\x03age\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03age\"\x82\x01\n" +
+	"\x13RecordBootsResponse\x12\x1a\n" +
+	"\brecorded\x18\x01 \x01(\x05R\brecorded\x12\x18\n" +
+	"\askipped\x18\x02 \x01(\x05R\askipped\x125\n" +
+	"\binterval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xbc\x01\n" +
 	"\vStatusEvent\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x123\n" +
@@ -1779,7 +1993,9 @@ const file_berth_v1_heartbeat_proto_rawDesc = "" +
 	"\x1cHEALTH_EVENT_TYPE_NODE_EVENT\x10\x06\x12&\n" +
 	"\"HEALTH_EVENT_TYPE_SETTINGS_CHANGED\x10\a2\\\n" +
 	"\x10HeartbeatService\x12H\n" +
-	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse(\x010\x012\xf2\x04\n" +
+	"\tHeartbeat\x12\x1a.berth.v1.HeartbeatRequest\x1a\x1b.berth.v1.HeartbeatResponse(\x010\x012b\n" +
+	"\x14HeartbeatBootService\x12J\n" +
+	"\vRecordBoots\x12\x1c.berth.v1.RecordBootsRequest\x1a\x1d.berth.v1.RecordBootsResponse2\xf2\x04\n" +
 	"\x15HeartbeatAdminService\x12t\n" +
 	"\rGetNodeHealth\x12\x1e.berth.v1.GetNodeHealthRequest\x1a\x1f.berth.v1.GetNodeHealthResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/nodes/{node_id}/health\x12g\n" +
 	"\x0eListNodeHealth\x12\x1f.berth.v1.ListNodeHealthRequest\x1a .berth.v1.ListNodeHealthResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
@@ -1802,98 +2018,108 @@ func file_berth_v1_heartbeat_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_heartbeat_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_berth_v1_heartbeat_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_berth_v1_heartbeat_proto_goTypes = []any{
 	(ReportedStatus)(0),                  // 0: berth.v1.ReportedStatus
 	(LivenessState)(0),                   // 1: berth.v1.LivenessState
 	(HealthEventType)(0),                 // 2: berth.v1.HealthEventType
-	(*StatusEvent)(nil),                  // 3: berth.v1.StatusEvent
-	(*Reported)(nil),                     // 4: berth.v1.Reported
-	(*HeartbeatRequest)(nil),             // 5: berth.v1.HeartbeatRequest
-	(*BundleApplied)(nil),                // 6: berth.v1.BundleApplied
-	(*HookResult)(nil),                   // 7: berth.v1.HookResult
-	(*HeartbeatResponse)(nil),            // 8: berth.v1.HeartbeatResponse
-	(*NodeHealth)(nil),                   // 9: berth.v1.NodeHealth
-	(*GetNodeHealthRequest)(nil),         // 10: berth.v1.GetNodeHealthRequest
-	(*GetNodeHealthResponse)(nil),        // 11: berth.v1.GetNodeHealthResponse
-	(*ListNodeHealthRequest)(nil),        // 12: berth.v1.ListNodeHealthRequest
-	(*ListNodeHealthResponse)(nil),       // 13: berth.v1.ListNodeHealthResponse
-	(*HealthEvent)(nil),                  // 14: berth.v1.HealthEvent
-	(*WatchHealthRequest)(nil),           // 15: berth.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),          // 16: berth.v1.WatchHealthResponse
-	(*HeartbeatSettings)(nil),            // 17: berth.v1.HeartbeatSettings
-	(*GetHeartbeatSettingsRequest)(nil),  // 18: berth.v1.GetHeartbeatSettingsRequest
-	(*GetHeartbeatSettingsResponse)(nil), // 19: berth.v1.GetHeartbeatSettingsResponse
-	(*SetHeartbeatSettingsRequest)(nil),  // 20: berth.v1.SetHeartbeatSettingsRequest
-	(*SetHeartbeatSettingsResponse)(nil), // 21: berth.v1.SetHeartbeatSettingsResponse
-	nil,                                  // 22: berth.v1.Reported.ValuesEntry
-	nil,                                  // 23: berth.v1.NodeHealth.ReportedEntry
-	(EventSeverity)(0),                   // 24: berth.v1.EventSeverity
-	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
+	(*RecordBootsRequest)(nil),           // 3: berth.v1.RecordBootsRequest
+	(*BootRecord)(nil),                   // 4: berth.v1.BootRecord
+	(*RecordBootsResponse)(nil),          // 5: berth.v1.RecordBootsResponse
+	(*StatusEvent)(nil),                  // 6: berth.v1.StatusEvent
+	(*Reported)(nil),                     // 7: berth.v1.Reported
+	(*HeartbeatRequest)(nil),             // 8: berth.v1.HeartbeatRequest
+	(*BundleApplied)(nil),                // 9: berth.v1.BundleApplied
+	(*HookResult)(nil),                   // 10: berth.v1.HookResult
+	(*HeartbeatResponse)(nil),            // 11: berth.v1.HeartbeatResponse
+	(*NodeHealth)(nil),                   // 12: berth.v1.NodeHealth
+	(*GetNodeHealthRequest)(nil),         // 13: berth.v1.GetNodeHealthRequest
+	(*GetNodeHealthResponse)(nil),        // 14: berth.v1.GetNodeHealthResponse
+	(*ListNodeHealthRequest)(nil),        // 15: berth.v1.ListNodeHealthRequest
+	(*ListNodeHealthResponse)(nil),       // 16: berth.v1.ListNodeHealthResponse
+	(*HealthEvent)(nil),                  // 17: berth.v1.HealthEvent
+	(*WatchHealthRequest)(nil),           // 18: berth.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),          // 19: berth.v1.WatchHealthResponse
+	(*HeartbeatSettings)(nil),            // 20: berth.v1.HeartbeatSettings
+	(*GetHeartbeatSettingsRequest)(nil),  // 21: berth.v1.GetHeartbeatSettingsRequest
+	(*GetHeartbeatSettingsResponse)(nil), // 22: berth.v1.GetHeartbeatSettingsResponse
+	(*SetHeartbeatSettingsRequest)(nil),  // 23: berth.v1.SetHeartbeatSettingsRequest
+	(*SetHeartbeatSettingsResponse)(nil), // 24: berth.v1.SetHeartbeatSettingsResponse
+	nil,                                  // 25: berth.v1.Reported.ValuesEntry
+	nil,                                  // 26: berth.v1.NodeHealth.ReportedEntry
+	(*durationpb.Duration)(nil),          // 27: google.protobuf.Duration
+	(EventSeverity)(0),                   // 28: berth.v1.EventSeverity
+	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
 }
 var file_berth_v1_heartbeat_proto_depIdxs = []int32{
-	24, // 0: berth.v1.StatusEvent.severity:type_name -> berth.v1.EventSeverity
-	25, // 1: berth.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	22, // 2: berth.v1.Reported.values:type_name -> berth.v1.Reported.ValuesEntry
-	26, // 3: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
-	0,  // 4: berth.v1.HeartbeatRequest.status:type_name -> berth.v1.ReportedStatus
-	3,  // 5: berth.v1.HeartbeatRequest.events:type_name -> berth.v1.StatusEvent
-	4,  // 6: berth.v1.HeartbeatRequest.reported:type_name -> berth.v1.Reported
-	6,  // 7: berth.v1.HeartbeatRequest.bundle_applied:type_name -> berth.v1.BundleApplied
-	25, // 8: berth.v1.BundleApplied.applied_at:type_name -> google.protobuf.Timestamp
-	7,  // 9: berth.v1.BundleApplied.hooks:type_name -> berth.v1.HookResult
-	26, // 10: berth.v1.HookResult.duration:type_name -> google.protobuf.Duration
-	26, // 11: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
-	1,  // 12: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
-	25, // 13: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
-	25, // 14: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 15: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
-	26, // 16: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
-	23, // 17: berth.v1.NodeHealth.reported:type_name -> berth.v1.NodeHealth.ReportedEntry
-	25, // 18: berth.v1.NodeHealth.reported_at:type_name -> google.protobuf.Timestamp
-	6,  // 19: berth.v1.NodeHealth.bundle_applied:type_name -> berth.v1.BundleApplied
-	9,  // 20: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
-	1,  // 21: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
-	9,  // 22: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
-	2,  // 23: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
-	25, // 24: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
-	1,  // 25: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
-	1,  // 26: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
-	0,  // 27: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
-	0,  // 28: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
-	25, // 29: berth.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
-	26, // 30: berth.v1.HealthEvent.interval:type_name -> google.protobuf.Duration
-	26, // 31: berth.v1.HealthEvent.grace:type_name -> google.protobuf.Duration
-	2,  // 32: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
-	14, // 33: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
-	26, // 34: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
-	26, // 35: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
-	26, // 36: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
-	26, // 37: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
-	26, // 38: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
-	26, // 39: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
-	17, // 40: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	26, // 41: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
-	26, // 42: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
-	17, // 43: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
-	5,  // 44: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
-	10, // 45: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
-	12, // 46: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
-	15, // 47: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
-	18, // 48: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
-	20, // 49: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
-	8,  // 50: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
-	11, // 51: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
-	13, // 52: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
-	16, // 53: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
-	19, // 54: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
-	21, // 55: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
-	50, // [50:56] is the sub-list for method output_type
-	44, // [44:50] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	4,  // 0: berth.v1.RecordBootsRequest.boots:type_name -> berth.v1.BootRecord
+	0,  // 1: berth.v1.BootRecord.status:type_name -> berth.v1.ReportedStatus
+	27, // 2: berth.v1.BootRecord.uptime:type_name -> google.protobuf.Duration
+	27, // 3: berth.v1.BootRecord.age:type_name -> google.protobuf.Duration
+	27, // 4: berth.v1.RecordBootsResponse.interval:type_name -> google.protobuf.Duration
+	28, // 5: berth.v1.StatusEvent.severity:type_name -> berth.v1.EventSeverity
+	29, // 6: berth.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	25, // 7: berth.v1.Reported.values:type_name -> berth.v1.Reported.ValuesEntry
+	27, // 8: berth.v1.HeartbeatRequest.uptime:type_name -> google.protobuf.Duration
+	0,  // 9: berth.v1.HeartbeatRequest.status:type_name -> berth.v1.ReportedStatus
+	6,  // 10: berth.v1.HeartbeatRequest.events:type_name -> berth.v1.StatusEvent
+	7,  // 11: berth.v1.HeartbeatRequest.reported:type_name -> berth.v1.Reported
+	9,  // 12: berth.v1.HeartbeatRequest.bundle_applied:type_name -> berth.v1.BundleApplied
+	29, // 13: berth.v1.BundleApplied.applied_at:type_name -> google.protobuf.Timestamp
+	10, // 14: berth.v1.BundleApplied.hooks:type_name -> berth.v1.HookResult
+	27, // 15: berth.v1.HookResult.duration:type_name -> google.protobuf.Duration
+	27, // 16: berth.v1.HeartbeatResponse.interval:type_name -> google.protobuf.Duration
+	1,  // 17: berth.v1.NodeHealth.state:type_name -> berth.v1.LivenessState
+	29, // 18: berth.v1.NodeHealth.state_since:type_name -> google.protobuf.Timestamp
+	29, // 19: berth.v1.NodeHealth.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 20: berth.v1.NodeHealth.status:type_name -> berth.v1.ReportedStatus
+	27, // 21: berth.v1.NodeHealth.uptime:type_name -> google.protobuf.Duration
+	26, // 22: berth.v1.NodeHealth.reported:type_name -> berth.v1.NodeHealth.ReportedEntry
+	29, // 23: berth.v1.NodeHealth.reported_at:type_name -> google.protobuf.Timestamp
+	9,  // 24: berth.v1.NodeHealth.bundle_applied:type_name -> berth.v1.BundleApplied
+	12, // 25: berth.v1.GetNodeHealthResponse.health:type_name -> berth.v1.NodeHealth
+	1,  // 26: berth.v1.ListNodeHealthRequest.state:type_name -> berth.v1.LivenessState
+	12, // 27: berth.v1.ListNodeHealthResponse.nodes:type_name -> berth.v1.NodeHealth
+	2,  // 28: berth.v1.HealthEvent.type:type_name -> berth.v1.HealthEventType
+	29, // 29: berth.v1.HealthEvent.time:type_name -> google.protobuf.Timestamp
+	1,  // 30: berth.v1.HealthEvent.state:type_name -> berth.v1.LivenessState
+	1,  // 31: berth.v1.HealthEvent.previous_state:type_name -> berth.v1.LivenessState
+	0,  // 32: berth.v1.HealthEvent.status:type_name -> berth.v1.ReportedStatus
+	0,  // 33: berth.v1.HealthEvent.previous_status:type_name -> berth.v1.ReportedStatus
+	29, // 34: berth.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
+	27, // 35: berth.v1.HealthEvent.interval:type_name -> google.protobuf.Duration
+	27, // 36: berth.v1.HealthEvent.grace:type_name -> google.protobuf.Duration
+	2,  // 37: berth.v1.WatchHealthRequest.types:type_name -> berth.v1.HealthEventType
+	17, // 38: berth.v1.WatchHealthResponse.event:type_name -> berth.v1.HealthEvent
+	27, // 39: berth.v1.HeartbeatSettings.interval:type_name -> google.protobuf.Duration
+	27, // 40: berth.v1.HeartbeatSettings.grace:type_name -> google.protobuf.Duration
+	27, // 41: berth.v1.HeartbeatSettings.default_interval:type_name -> google.protobuf.Duration
+	27, // 42: berth.v1.HeartbeatSettings.default_grace:type_name -> google.protobuf.Duration
+	27, // 43: berth.v1.HeartbeatSettings.effective_interval:type_name -> google.protobuf.Duration
+	27, // 44: berth.v1.HeartbeatSettings.effective_grace:type_name -> google.protobuf.Duration
+	20, // 45: berth.v1.GetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	27, // 46: berth.v1.SetHeartbeatSettingsRequest.interval:type_name -> google.protobuf.Duration
+	27, // 47: berth.v1.SetHeartbeatSettingsRequest.grace:type_name -> google.protobuf.Duration
+	20, // 48: berth.v1.SetHeartbeatSettingsResponse.settings:type_name -> berth.v1.HeartbeatSettings
+	8,  // 49: berth.v1.HeartbeatService.Heartbeat:input_type -> berth.v1.HeartbeatRequest
+	3,  // 50: berth.v1.HeartbeatBootService.RecordBoots:input_type -> berth.v1.RecordBootsRequest
+	13, // 51: berth.v1.HeartbeatAdminService.GetNodeHealth:input_type -> berth.v1.GetNodeHealthRequest
+	15, // 52: berth.v1.HeartbeatAdminService.ListNodeHealth:input_type -> berth.v1.ListNodeHealthRequest
+	18, // 53: berth.v1.HeartbeatAdminService.WatchHealth:input_type -> berth.v1.WatchHealthRequest
+	21, // 54: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:input_type -> berth.v1.GetHeartbeatSettingsRequest
+	23, // 55: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:input_type -> berth.v1.SetHeartbeatSettingsRequest
+	11, // 56: berth.v1.HeartbeatService.Heartbeat:output_type -> berth.v1.HeartbeatResponse
+	5,  // 57: berth.v1.HeartbeatBootService.RecordBoots:output_type -> berth.v1.RecordBootsResponse
+	14, // 58: berth.v1.HeartbeatAdminService.GetNodeHealth:output_type -> berth.v1.GetNodeHealthResponse
+	16, // 59: berth.v1.HeartbeatAdminService.ListNodeHealth:output_type -> berth.v1.ListNodeHealthResponse
+	19, // 60: berth.v1.HeartbeatAdminService.WatchHealth:output_type -> berth.v1.WatchHealthResponse
+	22, // 61: berth.v1.HeartbeatAdminService.GetHeartbeatSettings:output_type -> berth.v1.GetHeartbeatSettingsResponse
+	24, // 62: berth.v1.HeartbeatAdminService.SetHeartbeatSettings:output_type -> berth.v1.SetHeartbeatSettingsResponse
+	56, // [56:63] is the sub-list for method output_type
+	49, // [49:56] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_heartbeat_proto_init() }
@@ -1908,9 +2134,9 @@ func file_berth_v1_heartbeat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_heartbeat_proto_rawDesc), len(file_berth_v1_heartbeat_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_berth_v1_heartbeat_proto_goTypes,
 		DependencyIndexes: file_berth_v1_heartbeat_proto_depIdxs,

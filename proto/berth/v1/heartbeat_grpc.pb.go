@@ -141,6 +141,138 @@ var HeartbeatService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	HeartbeatBootService_RecordBoots_FullMethodName = "/berth.v1.HeartbeatBootService/RecordBoots"
+)
+
+// HeartbeatBootServiceClient is the client API for HeartbeatBootService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// HeartbeatBootService is how the registration service hands the heartbeat
+// service the boots it served: a node's successful Resume (or first
+// Register) counts as its first heartbeat of the boot, so that a booting
+// node makes one full TLS handshake on its boot path. Only the
+// registration service may call it.
+type HeartbeatBootServiceClient interface {
+	// RecordBoots records each boot as a beat of its node, in one
+	// transaction: the node becomes healthy (with a healthy event unless it
+	// was), a new boot ID is a reboot and a new status a status change, as
+	// for a beat. A boot older than what the service already holds for the
+	// node (a beat since, or the same boot and sequence) changes nothing, so
+	// a retried call records nothing twice; a boot of a revoked node, or one
+	// too old to be recorded as alive (older than two intervals less a
+	// flush period), is skipped. The answer carries the interval the nodes
+	// are told.
+	RecordBoots(ctx context.Context, in *RecordBootsRequest, opts ...grpc.CallOption) (*RecordBootsResponse, error)
+}
+
+type heartbeatBootServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewHeartbeatBootServiceClient(cc grpc.ClientConnInterface) HeartbeatBootServiceClient {
+	return &heartbeatBootServiceClient{cc}
+}
+
+func (c *heartbeatBootServiceClient) RecordBoots(ctx context.Context, in *RecordBootsRequest, opts ...grpc.CallOption) (*RecordBootsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordBootsResponse)
+	err := c.cc.Invoke(ctx, HeartbeatBootService_RecordBoots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// HeartbeatBootServiceServer is the server API for HeartbeatBootService service.
+// All implementations must embed UnimplementedHeartbeatBootServiceServer
+// for forward compatibility.
+//
+// HeartbeatBootService is how the registration service hands the heartbeat
+// service the boots it served: a node's successful Resume (or first
+// Register) counts as its first heartbeat of the boot, so that a booting
+// node makes one full TLS handshake on its boot path. Only the
+// registration service may call it.
+type HeartbeatBootServiceServer interface {
+	// RecordBoots records each boot as a beat of its node, in one
+	// transaction: the node becomes healthy (with a healthy event unless it
+	// was), a new boot ID is a reboot and a new status a status change, as
+	// for a beat. A boot older than what the service already holds for the
+	// node (a beat since, or the same boot and sequence) changes nothing, so
+	// a retried call records nothing twice; a boot of a revoked node, or one
+	// too old to be recorded as alive (older than two intervals less a
+	// flush period), is skipped. The answer carries the interval the nodes
+	// are told.
+	RecordBoots(context.Context, *RecordBootsRequest) (*RecordBootsResponse, error)
+	mustEmbedUnimplementedHeartbeatBootServiceServer()
+}
+
+// UnimplementedHeartbeatBootServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedHeartbeatBootServiceServer struct{}
+
+func (UnimplementedHeartbeatBootServiceServer) RecordBoots(context.Context, *RecordBootsRequest) (*RecordBootsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordBoots not implemented")
+}
+func (UnimplementedHeartbeatBootServiceServer) mustEmbedUnimplementedHeartbeatBootServiceServer() {}
+func (UnimplementedHeartbeatBootServiceServer) testEmbeddedByValue()                              {}
+
+// UnsafeHeartbeatBootServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to HeartbeatBootServiceServer will
+// result in compilation errors.
+type UnsafeHeartbeatBootServiceServer interface {
+	mustEmbedUnimplementedHeartbeatBootServiceServer()
+}
+
+func RegisterHeartbeatBootServiceServer(s grpc.ServiceRegistrar, srv HeartbeatBootServiceServer) {
+	// If the following call panics, it indicates UnimplementedHeartbeatBootServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&HeartbeatBootService_ServiceDesc, srv)
+}
+
+func _HeartbeatBootService_RecordBoots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordBootsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeartbeatBootServiceServer).RecordBoots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeartbeatBootService_RecordBoots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeartbeatBootServiceServer).RecordBoots(ctx, req.(*RecordBootsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// HeartbeatBootService_ServiceDesc is the grpc.ServiceDesc for HeartbeatBootService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var HeartbeatBootService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "berth.v1.HeartbeatBootService",
+	HandlerType: (*HeartbeatBootServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RecordBoots",
+			Handler:    _HeartbeatBootService_RecordBoots_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "berth/v1/heartbeat.proto",
+}
+
+const (
 	HeartbeatAdminService_GetNodeHealth_FullMethodName        = "/berth.v1.HeartbeatAdminService/GetNodeHealth"
 	HeartbeatAdminService_ListNodeHealth_FullMethodName       = "/berth.v1.HeartbeatAdminService/ListNodeHealth"
 	HeartbeatAdminService_WatchHealth_FullMethodName          = "/berth.v1.HeartbeatAdminService/WatchHealth"

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -234,7 +235,10 @@ type RegisterRequest struct {
 	IdentitySource string `protobuf:"bytes,5,opt,name=identity_source,json=identitySource,proto3" json:"identity_source,omitempty"`
 	// tpm is the TPM's evidence; required with identity_source "tpm", refused
 	// otherwise.
-	Tpm           *TPMEvidence `protobuf:"bytes,6,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	Tpm *TPMEvidence `protobuf:"bytes,6,opt,name=tpm,proto3" json:"tpm,omitempty"`
+	// boot, when set, makes a Register that returns a certificate count as
+	// the node's first heartbeat of this boot, as for Resume.
+	Boot          *BootBeat `protobuf:"bytes,7,opt,name=boot,proto3" json:"boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +311,13 @@ func (x *RegisterRequest) GetIdentitySource() string {
 func (x *RegisterRequest) GetTpm() *TPMEvidence {
 	if x != nil {
 		return x.Tpm
+	}
+	return nil
+}
+
+func (x *RegisterRequest) GetBoot() *BootBeat {
+	if x != nil {
+		return x.Boot
 	}
 	return nil
 }
@@ -571,7 +582,15 @@ func (x *RegisterResponse) GetQuoteChallenge() *QuoteChallenge {
 type ResumeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// quote answers the quote_challenge of a previous Resume or Register.
-	Quote         *TPMQuote `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
+	Quote *TPMQuote `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
+	// boot, when set, makes a Resume that returns credentials count as the
+	// node's first heartbeat of this boot: the heartbeat service records the
+	// node as alive (healthy, with this boot ID, sequence and status) shortly
+	// after, without the node opening its heartbeat stream. The agent then
+	// opens its stream later (within the first heartbeat interval,
+	// NodeCredentials.heartbeat_interval) and goes on with the next sequence
+	// of the same boot ID. Older agents send none: their first beat does it.
+	Boot          *BootBeat `protobuf:"bytes,2,opt,name=boot,proto3" json:"boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +632,89 @@ func (x *ResumeRequest) GetQuote() *TPMQuote {
 	return nil
 }
 
+func (x *ResumeRequest) GetBoot() *BootBeat {
+	if x != nil {
+		return x.Boot
+	}
+	return nil
+}
+
+// BootBeat is the beat a booting node's Resume or Register stands for. The
+// fields follow HeartbeatRequest's rules.
+type BootBeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// boot_id identifies the node's current boot: 1 to 64 characters of
+	// letters, digits, '.', '_', ':' and '-'.
+	BootId string `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	// sequence is at least 1; the node's first beat on its heartbeat stream
+	// goes on above it.
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// status is required.
+	Status ReportedStatus `protobuf:"varint,3,opt,name=status,proto3,enum=berth.v1.ReportedStatus" json:"status,omitempty"`
+	// uptime is how long the node has been up, if known.
+	Uptime        *durationpb.Duration `protobuf:"bytes,4,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootBeat) Reset() {
+	*x = BootBeat{}
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootBeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootBeat) ProtoMessage() {}
+
+func (x *BootBeat) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootBeat.ProtoReflect.Descriptor instead.
+func (*BootBeat) Descriptor() ([]byte, []int) {
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BootBeat) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *BootBeat) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *BootBeat) GetStatus() ReportedStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ReportedStatus_REPORTED_STATUS_UNSPECIFIED
+}
+
+func (x *BootBeat) GetUptime() *durationpb.Duration {
+	if x != nil {
+		return x.Uptime
+	}
+	return nil
+}
+
 // QuoteChallenge asks a node's TPM to quote its boot.
 type QuoteChallenge struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -627,7 +729,7 @@ type QuoteChallenge struct {
 
 func (x *QuoteChallenge) Reset() {
 	*x = QuoteChallenge{}
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +741,7 @@ func (x *QuoteChallenge) String() string {
 func (*QuoteChallenge) ProtoMessage() {}
 
 func (x *QuoteChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[7]
+	mi := &file_berth_v1_registration_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +754,7 @@ func (x *QuoteChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteChallenge.ProtoReflect.Descriptor instead.
 func (*QuoteChallenge) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QuoteChallenge) GetNonce() []byte {
@@ -687,7 +789,7 @@ type TPMQuote struct {
 
 func (x *TPMQuote) Reset() {
 	*x = TPMQuote{}
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +801,7 @@ func (x *TPMQuote) String() string {
 func (*TPMQuote) ProtoMessage() {}
 
 func (x *TPMQuote) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[8]
+	mi := &file_berth_v1_registration_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +814,7 @@ func (x *TPMQuote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TPMQuote.ProtoReflect.Descriptor instead.
 func (*TPMQuote) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TPMQuote) GetNonce() []byte {
@@ -762,7 +864,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +876,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[9]
+	mi := &file_berth_v1_registration_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +889,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResumeResponse) GetCredentials() *NodeCredentials {
@@ -820,7 +922,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +934,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[10]
+	mi := &file_berth_v1_registration_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +947,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
 }
 
 // RenewResponse returns the node's credentials after renewal.
@@ -863,7 +965,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +977,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[11]
+	mi := &file_berth_v1_registration_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +990,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RenewResponse) GetCredentials() *NodeCredentials {
@@ -928,14 +1030,21 @@ type NodeCredentials struct {
 	// the bundle store itself (endpoints.bundles).
 	BundleChecked bool `protobuf:"varint,7,opt,name=bundle_checked,json=bundleChecked,proto3" json:"bundle_checked,omitempty"`
 	// bundle is the node's current approved sealed bundle, if any.
-	Bundle        *SealedBundle `protobuf:"bytes,8,opt,name=bundle,proto3" json:"bundle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Bundle *SealedBundle `protobuf:"bytes,8,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// heartbeat_interval, when set, is the fleet's heartbeat interval as the
+	// registration service last learnt it from the heartbeat service, and
+	// says that this call's BootBeat will be recorded as the node's first
+	// heartbeat: the agent may open its heartbeat stream at any time within
+	// this interval (it spreads the fleet's connections over it). Unset: the
+	// agent beats at once.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,9,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeCredentials) Reset() {
 	*x = NodeCredentials{}
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1056,7 @@ func (x *NodeCredentials) String() string {
 func (*NodeCredentials) ProtoMessage() {}
 
 func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[12]
+	mi := &file_berth_v1_registration_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1069,7 @@ func (x *NodeCredentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCredentials.ProtoReflect.Descriptor instead.
 func (*NodeCredentials) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeCredentials) GetNodeId() string {
@@ -1019,6 +1128,13 @@ func (x *NodeCredentials) GetBundle() *SealedBundle {
 	return nil
 }
 
+func (x *NodeCredentials) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
 // Endpoints are the addresses (host:port) of berth's services.
 type Endpoints struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1031,7 +1147,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1159,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[13]
+	mi := &file_berth_v1_registration_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1172,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Endpoints) GetRegistration() string {
@@ -1137,7 +1253,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1265,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[14]
+	mi := &file_berth_v1_registration_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1278,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Node) GetId() string {
@@ -1336,7 +1452,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1464,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[15]
+	mi := &file_berth_v1_registration_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1477,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListNodesRequest) GetStatus() NodeStatus {
@@ -1404,7 +1520,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1532,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[16]
+	mi := &file_berth_v1_registration_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1545,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1456,7 +1572,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1584,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[17]
+	mi := &file_berth_v1_registration_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1597,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -1501,7 +1617,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1629,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[18]
+	mi := &file_berth_v1_registration_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1642,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1546,7 +1662,7 @@ type ApproveNodeRequest struct {
 
 func (x *ApproveNodeRequest) Reset() {
 	*x = ApproveNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1674,7 @@ func (x *ApproveNodeRequest) String() string {
 func (*ApproveNodeRequest) ProtoMessage() {}
 
 func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[19]
+	mi := &file_berth_v1_registration_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1687,7 @@ func (x *ApproveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApproveNodeRequest) GetId() string {
@@ -1591,7 +1707,7 @@ type ApproveNodeResponse struct {
 
 func (x *ApproveNodeResponse) Reset() {
 	*x = ApproveNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1719,7 @@ func (x *ApproveNodeResponse) String() string {
 func (*ApproveNodeResponse) ProtoMessage() {}
 
 func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[20]
+	mi := &file_berth_v1_registration_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1732,7 @@ func (x *ApproveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveNodeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApproveNodeResponse) GetNode() *Node {
@@ -1636,7 +1752,7 @@ type RejectNodeRequest struct {
 
 func (x *RejectNodeRequest) Reset() {
 	*x = RejectNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1764,7 @@ func (x *RejectNodeRequest) String() string {
 func (*RejectNodeRequest) ProtoMessage() {}
 
 func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[21]
+	mi := &file_berth_v1_registration_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1777,7 @@ func (x *RejectNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeRequest.ProtoReflect.Descriptor instead.
 func (*RejectNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RejectNodeRequest) GetId() string {
@@ -1681,7 +1797,7 @@ type RejectNodeResponse struct {
 
 func (x *RejectNodeResponse) Reset() {
 	*x = RejectNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1809,7 @@ func (x *RejectNodeResponse) String() string {
 func (*RejectNodeResponse) ProtoMessage() {}
 
 func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[22]
+	mi := &file_berth_v1_registration_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1822,7 @@ func (x *RejectNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectNodeResponse.ProtoReflect.Descriptor instead.
 func (*RejectNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RejectNodeResponse) GetNode() *Node {
@@ -1728,7 +1844,7 @@ type RevokeNodeRequest struct {
 
 func (x *RevokeNodeRequest) Reset() {
 	*x = RevokeNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1856,7 @@ func (x *RevokeNodeRequest) String() string {
 func (*RevokeNodeRequest) ProtoMessage() {}
 
 func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[23]
+	mi := &file_berth_v1_registration_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1869,7 @@ func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeNodeRequest) GetId() string {
@@ -1780,7 +1896,7 @@ type RevokeNodeResponse struct {
 
 func (x *RevokeNodeResponse) Reset() {
 	*x = RevokeNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1908,7 @@ func (x *RevokeNodeResponse) String() string {
 func (*RevokeNodeResponse) ProtoMessage() {}
 
 func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[24]
+	mi := &file_berth_v1_registration_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1921,7 @@ func (x *RevokeNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeNodeResponse) GetNode() *Node {
@@ -1825,7 +1941,7 @@ type DeleteNodeRequest struct {
 
 func (x *DeleteNodeRequest) Reset() {
 	*x = DeleteNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +1953,7 @@ func (x *DeleteNodeRequest) String() string {
 func (*DeleteNodeRequest) ProtoMessage() {}
 
 func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[25]
+	mi := &file_berth_v1_registration_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +1966,7 @@ func (x *DeleteNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteNodeRequest) GetId() string {
@@ -1869,7 +1985,7 @@ type DeleteNodeResponse struct {
 
 func (x *DeleteNodeResponse) Reset() {
 	*x = DeleteNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1997,7 @@ func (x *DeleteNodeResponse) String() string {
 func (*DeleteNodeResponse) ProtoMessage() {}
 
 func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[26]
+	mi := &file_berth_v1_registration_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2010,7 @@ func (x *DeleteNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
 }
 
 // AllowReplacementRequest names a node.
@@ -1907,7 +2023,7 @@ type AllowReplacementRequest struct {
 
 func (x *AllowReplacementRequest) Reset() {
 	*x = AllowReplacementRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2035,7 @@ func (x *AllowReplacementRequest) String() string {
 func (*AllowReplacementRequest) ProtoMessage() {}
 
 func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[27]
+	mi := &file_berth_v1_registration_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2048,7 @@ func (x *AllowReplacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementRequest.ProtoReflect.Descriptor instead.
 func (*AllowReplacementRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AllowReplacementRequest) GetId() string {
@@ -1952,7 +2068,7 @@ type AllowReplacementResponse struct {
 
 func (x *AllowReplacementResponse) Reset() {
 	*x = AllowReplacementResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2080,7 @@ func (x *AllowReplacementResponse) String() string {
 func (*AllowReplacementResponse) ProtoMessage() {}
 
 func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[28]
+	mi := &file_berth_v1_registration_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2093,7 @@ func (x *AllowReplacementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowReplacementResponse.ProtoReflect.Descriptor instead.
 func (*AllowReplacementResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AllowReplacementResponse) GetNode() *Node {
@@ -2001,7 +2117,7 @@ type LabelNodeRequest struct {
 
 func (x *LabelNodeRequest) Reset() {
 	*x = LabelNodeRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2129,7 @@ func (x *LabelNodeRequest) String() string {
 func (*LabelNodeRequest) ProtoMessage() {}
 
 func (x *LabelNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[29]
+	mi := &file_berth_v1_registration_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2142,7 @@ func (x *LabelNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelNodeRequest.ProtoReflect.Descriptor instead.
 func (*LabelNodeRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LabelNodeRequest) GetId() string {
@@ -2060,7 +2176,7 @@ type LabelNodeResponse struct {
 
 func (x *LabelNodeResponse) Reset() {
 	*x = LabelNodeResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2188,7 @@ func (x *LabelNodeResponse) String() string {
 func (*LabelNodeResponse) ProtoMessage() {}
 
 func (x *LabelNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[30]
+	mi := &file_berth_v1_registration_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2201,7 @@ func (x *LabelNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelNodeResponse.ProtoReflect.Descriptor instead.
 func (*LabelNodeResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LabelNodeResponse) GetNode() *Node {
@@ -2119,7 +2235,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2247,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[31]
+	mi := &file_berth_v1_registration_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2260,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Token) GetId() string {
@@ -2240,7 +2356,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2368,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[32]
+	mi := &file_berth_v1_registration_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2381,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateTokenRequest) GetTtlSeconds() int64 {
@@ -2329,7 +2445,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2457,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[33]
+	mi := &file_berth_v1_registration_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2470,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -2382,7 +2498,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2510,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[34]
+	mi := &file_berth_v1_registration_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2523,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTokensRequest) GetIncludeInactive() bool {
@@ -2427,7 +2543,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2555,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[35]
+	mi := &file_berth_v1_registration_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2568,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -2472,7 +2588,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2600,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[36]
+	mi := &file_berth_v1_registration_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2613,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -2517,7 +2633,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2645,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[37]
+	mi := &file_berth_v1_registration_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2658,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -2562,7 +2678,7 @@ type WatchNodeEventsRequest struct {
 
 func (x *WatchNodeEventsRequest) Reset() {
 	*x = WatchNodeEventsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2690,7 @@ func (x *WatchNodeEventsRequest) String() string {
 func (*WatchNodeEventsRequest) ProtoMessage() {}
 
 func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[38]
+	mi := &file_berth_v1_registration_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2703,7 @@ func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchNodeEventsRequest) GetFilter() *LifecycleFilter {
@@ -2607,7 +2723,7 @@ type WatchNodeEventsResponse struct {
 
 func (x *WatchNodeEventsResponse) Reset() {
 	*x = WatchNodeEventsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2735,7 @@ func (x *WatchNodeEventsResponse) String() string {
 func (*WatchNodeEventsResponse) ProtoMessage() {}
 
 func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[39]
+	mi := &file_berth_v1_registration_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2748,7 @@ func (x *WatchNodeEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodeEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchNodeEventsResponse) GetEvent() *LifecycleEvent {
@@ -2653,7 +2769,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2781,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[40]
+	mi := &file_berth_v1_registration_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2794,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListCertificatesRequest) GetNodeId() string {
@@ -2698,7 +2814,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[41]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2826,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[41]
+	mi := &file_berth_v1_registration_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2839,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -2747,7 +2863,7 @@ type EnrolledEK struct {
 
 func (x *EnrolledEK) Reset() {
 	*x = EnrolledEK{}
-	mi := &file_berth_v1_registration_proto_msgTypes[42]
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2875,7 @@ func (x *EnrolledEK) String() string {
 func (*EnrolledEK) ProtoMessage() {}
 
 func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[42]
+	mi := &file_berth_v1_registration_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2888,7 @@ func (x *EnrolledEK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolledEK.ProtoReflect.Descriptor instead.
 func (*EnrolledEK) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EnrolledEK) GetHash() string {
@@ -2799,7 +2915,7 @@ type ImportEKsRequest struct {
 
 func (x *ImportEKsRequest) Reset() {
 	*x = ImportEKsRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +2927,7 @@ func (x *ImportEKsRequest) String() string {
 func (*ImportEKsRequest) ProtoMessage() {}
 
 func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[43]
+	mi := &file_berth_v1_registration_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +2940,7 @@ func (x *ImportEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEKsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ImportEKsRequest) GetEks() []*EnrolledEK {
@@ -2845,7 +2961,7 @@ type ImportEKsResponse struct {
 
 func (x *ImportEKsResponse) Reset() {
 	*x = ImportEKsResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2973,7 @@ func (x *ImportEKsResponse) String() string {
 func (*ImportEKsResponse) ProtoMessage() {}
 
 func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[44]
+	mi := &file_berth_v1_registration_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2986,7 @@ func (x *ImportEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEKsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEKsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImportEKsResponse) GetAdded() int32 {
@@ -2905,7 +3021,7 @@ type PCRPolicy struct {
 
 func (x *PCRPolicy) Reset() {
 	*x = PCRPolicy{}
-	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +3033,7 @@ func (x *PCRPolicy) String() string {
 func (*PCRPolicy) ProtoMessage() {}
 
 func (x *PCRPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[45]
+	mi := &file_berth_v1_registration_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +3046,7 @@ func (x *PCRPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PCRPolicy.ProtoReflect.Descriptor instead.
 func (*PCRPolicy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PCRPolicy) GetLabel() string {
@@ -2971,7 +3087,7 @@ type SetPCRPolicyRequest struct {
 
 func (x *SetPCRPolicyRequest) Reset() {
 	*x = SetPCRPolicyRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2983,7 +3099,7 @@ func (x *SetPCRPolicyRequest) String() string {
 func (*SetPCRPolicyRequest) ProtoMessage() {}
 
 func (x *SetPCRPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[46]
+	mi := &file_berth_v1_registration_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2996,7 +3112,7 @@ func (x *SetPCRPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPCRPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPCRPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPCRPolicyRequest) GetPolicy() *PCRPolicy {
@@ -3016,7 +3132,7 @@ type SetPCRPolicyResponse struct {
 
 func (x *SetPCRPolicyResponse) Reset() {
 	*x = SetPCRPolicyResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3144,7 @@ func (x *SetPCRPolicyResponse) String() string {
 func (*SetPCRPolicyResponse) ProtoMessage() {}
 
 func (x *SetPCRPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[47]
+	mi := &file_berth_v1_registration_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3157,7 @@ func (x *SetPCRPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPCRPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPCRPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetPCRPolicyResponse) GetPolicy() *PCRPolicy {
@@ -3060,7 +3176,7 @@ type ListPCRPoliciesRequest struct {
 
 func (x *ListPCRPoliciesRequest) Reset() {
 	*x = ListPCRPoliciesRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3188,7 @@ func (x *ListPCRPoliciesRequest) String() string {
 func (*ListPCRPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPCRPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[48]
+	mi := &file_berth_v1_registration_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3201,7 @@ func (x *ListPCRPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPCRPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPCRPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{49}
 }
 
 // ListPCRPoliciesResponse holds the policies, by label.
@@ -3098,7 +3214,7 @@ type ListPCRPoliciesResponse struct {
 
 func (x *ListPCRPoliciesResponse) Reset() {
 	*x = ListPCRPoliciesResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	mi := &file_berth_v1_registration_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3110,7 +3226,7 @@ func (x *ListPCRPoliciesResponse) String() string {
 func (*ListPCRPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPCRPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[49]
+	mi := &file_berth_v1_registration_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3123,7 +3239,7 @@ func (x *ListPCRPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPCRPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPCRPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPCRPoliciesResponse) GetPolicies() []*PCRPolicy {
@@ -3143,7 +3259,7 @@ type DeletePCRPolicyRequest struct {
 
 func (x *DeletePCRPolicyRequest) Reset() {
 	*x = DeletePCRPolicyRequest{}
-	mi := &file_berth_v1_registration_proto_msgTypes[50]
+	mi := &file_berth_v1_registration_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3271,7 @@ func (x *DeletePCRPolicyRequest) String() string {
 func (*DeletePCRPolicyRequest) ProtoMessage() {}
 
 func (x *DeletePCRPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[50]
+	mi := &file_berth_v1_registration_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3284,7 @@ func (x *DeletePCRPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePCRPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePCRPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeletePCRPolicyRequest) GetLabel() string {
@@ -3187,7 +3303,7 @@ type DeletePCRPolicyResponse struct {
 
 func (x *DeletePCRPolicyResponse) Reset() {
 	*x = DeletePCRPolicyResponse{}
-	mi := &file_berth_v1_registration_proto_msgTypes[51]
+	mi := &file_berth_v1_registration_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3315,7 @@ func (x *DeletePCRPolicyResponse) String() string {
 func (*DeletePCRPolicyResponse) ProtoMessage() {}
 
 func (x *DeletePCRPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_registration_proto_msgTypes[51]
+	mi := &file_berth_v1_registration_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,14 +3328,14 @@ func (x *DeletePCRPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePCRPolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePCRPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_registration_proto_rawDescGZIP(), []int{51}
+	return file_berth_v1_registration_proto_rawDescGZIP(), []int{52}
 }
 
 var File_berth_v1_registration_proto protoreflect.FileDescriptor
 
 const file_berth_v1_registration_proto_rawDesc = "" +
 	"\n" +
-	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x11berth/v1/ca.proto\x1a\x15berth/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
+	"\x1bberth/v1/registration.proto\x12\bberth.v1\x1a\x16berth/v1/bundles.proto\x1a\x11berth/v1/ca.proto\x1a\x15berth/v1/events.proto\x1a\x18berth/v1/heartbeat.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
 	"\fMachineFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12\x12\n" +
 	"\x04macs\x18\x02 \x03(\tR\x04macs\x12\x1a\n" +
@@ -3228,7 +3344,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tBundleKey\x12\x15\n" +
 	"\x06kem_id\x18\x01 \x01(\rR\x05kemId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xed\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\x95\x02\n" +
 	"\x0fRegisterRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.berth.v1.MachineFactsR\x05facts\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
@@ -3236,7 +3352,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"bundle_key\x18\x03 \x01(\v2\x13.berth.v1.BundleKeyR\tbundleKey\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12'\n" +
 	"\x0fidentity_source\x18\x05 \x01(\tR\x0eidentitySource\x12'\n" +
-	"\x03tpm\x18\x06 \x01(\v2\x15.berth.v1.TPMEvidenceR\x03tpm\"\xf9\x01\n" +
+	"\x03tpm\x18\x06 \x01(\v2\x15.berth.v1.TPMEvidenceR\x03tpm\x12&\n" +
+	"\x04boot\x18\a \x01(\v2\x12.berth.v1.BootBeatR\x04boot\"\xf9\x01\n" +
 	"\vTPMEvidence\x12\x1b\n" +
 	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
 	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12.\n" +
@@ -3254,9 +3371,15 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12;\n" +
 	"\rtpm_challenge\x18\x03 \x01(\v2\x16.berth.v1.TPMChallengeR\ftpmChallenge\x12A\n" +
-	"\x0fquote_challenge\x18\x04 \x01(\v2\x18.berth.v1.QuoteChallengeR\x0equoteChallenge\"9\n" +
+	"\x0fquote_challenge\x18\x04 \x01(\v2\x18.berth.v1.QuoteChallengeR\x0equoteChallenge\"a\n" +
 	"\rResumeRequest\x12(\n" +
-	"\x05quote\x18\x01 \x01(\v2\x12.berth.v1.TPMQuoteR\x05quote\":\n" +
+	"\x05quote\x18\x01 \x01(\v2\x12.berth.v1.TPMQuoteR\x05quote\x12&\n" +
+	"\x04boot\x18\x02 \x01(\v2\x12.berth.v1.BootBeatR\x04boot\"\xa4\x01\n" +
+	"\bBootBeat\x12\x17\n" +
+	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x120\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x18.berth.v1.ReportedStatusR\x06status\x121\n" +
+	"\x06uptime\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\":\n" +
 	"\x0eQuoteChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x12\n" +
 	"\x04pcrs\x18\x02 \x03(\rR\x04pcrs\"\xc1\x01\n" +
@@ -3277,7 +3400,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\rRenewResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.berth.v1.NodeCredentialsR\vcredentials\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\xcc\x02\n" +
+	"serverTime\"\x96\x03\n" +
 	"\x0fNodeCredentials\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12+\n" +
@@ -3286,7 +3409,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\arenewed\x18\x05 \x01(\bR\arenewed\x121\n" +
 	"\tendpoints\x18\x06 \x01(\v2\x13.berth.v1.EndpointsR\tendpoints\x12%\n" +
 	"\x0ebundle_checked\x18\a \x01(\bR\rbundleChecked\x12.\n" +
-	"\x06bundle\x18\b \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"g\n" +
+	"\x06bundle\x18\b \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\x12H\n" +
+	"\x12heartbeat_interval\x18\t \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"g\n" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
@@ -3492,7 +3616,7 @@ func file_berth_v1_registration_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_registration_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_berth_v1_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_berth_v1_registration_proto_goTypes = []any{
 	(NodeStatus)(0),                  // 0: berth.v1.NodeStatus
 	(*MachineFacts)(nil),             // 1: berth.v1.MachineFacts
@@ -3502,160 +3626,168 @@ var file_berth_v1_registration_proto_goTypes = []any{
 	(*TPMChallenge)(nil),             // 5: berth.v1.TPMChallenge
 	(*RegisterResponse)(nil),         // 6: berth.v1.RegisterResponse
 	(*ResumeRequest)(nil),            // 7: berth.v1.ResumeRequest
-	(*QuoteChallenge)(nil),           // 8: berth.v1.QuoteChallenge
-	(*TPMQuote)(nil),                 // 9: berth.v1.TPMQuote
-	(*ResumeResponse)(nil),           // 10: berth.v1.ResumeResponse
-	(*RenewRequest)(nil),             // 11: berth.v1.RenewRequest
-	(*RenewResponse)(nil),            // 12: berth.v1.RenewResponse
-	(*NodeCredentials)(nil),          // 13: berth.v1.NodeCredentials
-	(*Endpoints)(nil),                // 14: berth.v1.Endpoints
-	(*Node)(nil),                     // 15: berth.v1.Node
-	(*ListNodesRequest)(nil),         // 16: berth.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 17: berth.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 18: berth.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 19: berth.v1.GetNodeResponse
-	(*ApproveNodeRequest)(nil),       // 20: berth.v1.ApproveNodeRequest
-	(*ApproveNodeResponse)(nil),      // 21: berth.v1.ApproveNodeResponse
-	(*RejectNodeRequest)(nil),        // 22: berth.v1.RejectNodeRequest
-	(*RejectNodeResponse)(nil),       // 23: berth.v1.RejectNodeResponse
-	(*RevokeNodeRequest)(nil),        // 24: berth.v1.RevokeNodeRequest
-	(*RevokeNodeResponse)(nil),       // 25: berth.v1.RevokeNodeResponse
-	(*DeleteNodeRequest)(nil),        // 26: berth.v1.DeleteNodeRequest
-	(*DeleteNodeResponse)(nil),       // 27: berth.v1.DeleteNodeResponse
-	(*AllowReplacementRequest)(nil),  // 28: berth.v1.AllowReplacementRequest
-	(*AllowReplacementResponse)(nil), // 29: berth.v1.AllowReplacementResponse
-	(*LabelNodeRequest)(nil),         // 30: berth.v1.LabelNodeRequest
-	(*LabelNodeResponse)(nil),        // 31: berth.v1.LabelNodeResponse
-	(*Token)(nil),                    // 32: berth.v1.Token
-	(*CreateTokenRequest)(nil),       // 33: berth.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 34: berth.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),        // 35: berth.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 36: berth.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 37: berth.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 38: berth.v1.RevokeTokenResponse
-	(*WatchNodeEventsRequest)(nil),   // 39: berth.v1.WatchNodeEventsRequest
-	(*WatchNodeEventsResponse)(nil),  // 40: berth.v1.WatchNodeEventsResponse
-	(*ListCertificatesRequest)(nil),  // 41: berth.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil), // 42: berth.v1.ListCertificatesResponse
-	(*EnrolledEK)(nil),               // 43: berth.v1.EnrolledEK
-	(*ImportEKsRequest)(nil),         // 44: berth.v1.ImportEKsRequest
-	(*ImportEKsResponse)(nil),        // 45: berth.v1.ImportEKsResponse
-	(*PCRPolicy)(nil),                // 46: berth.v1.PCRPolicy
-	(*SetPCRPolicyRequest)(nil),      // 47: berth.v1.SetPCRPolicyRequest
-	(*SetPCRPolicyResponse)(nil),     // 48: berth.v1.SetPCRPolicyResponse
-	(*ListPCRPoliciesRequest)(nil),   // 49: berth.v1.ListPCRPoliciesRequest
-	(*ListPCRPoliciesResponse)(nil),  // 50: berth.v1.ListPCRPoliciesResponse
-	(*DeletePCRPolicyRequest)(nil),   // 51: berth.v1.DeletePCRPolicyRequest
-	(*DeletePCRPolicyResponse)(nil),  // 52: berth.v1.DeletePCRPolicyResponse
-	nil,                              // 53: berth.v1.TPMQuote.PcrsEntry
-	nil,                              // 54: berth.v1.Node.LabelsEntry
-	nil,                              // 55: berth.v1.ListNodesRequest.LabelsEntry
-	nil,                              // 56: berth.v1.LabelNodeRequest.SetEntry
-	nil,                              // 57: berth.v1.Token.LabelsEntry
-	nil,                              // 58: berth.v1.CreateTokenRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 59: google.protobuf.Timestamp
-	(*SealedBundle)(nil),             // 60: berth.v1.SealedBundle
-	(*LifecycleFilter)(nil),          // 61: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),           // 62: berth.v1.LifecycleEvent
-	(*IssuedCertificate)(nil),        // 63: berth.v1.IssuedCertificate
+	(*BootBeat)(nil),                 // 8: berth.v1.BootBeat
+	(*QuoteChallenge)(nil),           // 9: berth.v1.QuoteChallenge
+	(*TPMQuote)(nil),                 // 10: berth.v1.TPMQuote
+	(*ResumeResponse)(nil),           // 11: berth.v1.ResumeResponse
+	(*RenewRequest)(nil),             // 12: berth.v1.RenewRequest
+	(*RenewResponse)(nil),            // 13: berth.v1.RenewResponse
+	(*NodeCredentials)(nil),          // 14: berth.v1.NodeCredentials
+	(*Endpoints)(nil),                // 15: berth.v1.Endpoints
+	(*Node)(nil),                     // 16: berth.v1.Node
+	(*ListNodesRequest)(nil),         // 17: berth.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 18: berth.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 19: berth.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 20: berth.v1.GetNodeResponse
+	(*ApproveNodeRequest)(nil),       // 21: berth.v1.ApproveNodeRequest
+	(*ApproveNodeResponse)(nil),      // 22: berth.v1.ApproveNodeResponse
+	(*RejectNodeRequest)(nil),        // 23: berth.v1.RejectNodeRequest
+	(*RejectNodeResponse)(nil),       // 24: berth.v1.RejectNodeResponse
+	(*RevokeNodeRequest)(nil),        // 25: berth.v1.RevokeNodeRequest
+	(*RevokeNodeResponse)(nil),       // 26: berth.v1.RevokeNodeResponse
+	(*DeleteNodeRequest)(nil),        // 27: berth.v1.DeleteNodeRequest
+	(*DeleteNodeResponse)(nil),       // 28: berth.v1.DeleteNodeResponse
+	(*AllowReplacementRequest)(nil),  // 29: berth.v1.AllowReplacementRequest
+	(*AllowReplacementResponse)(nil), // 30: berth.v1.AllowReplacementResponse
+	(*LabelNodeRequest)(nil),         // 31: berth.v1.LabelNodeRequest
+	(*LabelNodeResponse)(nil),        // 32: berth.v1.LabelNodeResponse
+	(*Token)(nil),                    // 33: berth.v1.Token
+	(*CreateTokenRequest)(nil),       // 34: berth.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 35: berth.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 36: berth.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 37: berth.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 38: berth.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 39: berth.v1.RevokeTokenResponse
+	(*WatchNodeEventsRequest)(nil),   // 40: berth.v1.WatchNodeEventsRequest
+	(*WatchNodeEventsResponse)(nil),  // 41: berth.v1.WatchNodeEventsResponse
+	(*ListCertificatesRequest)(nil),  // 42: berth.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil), // 43: berth.v1.ListCertificatesResponse
+	(*EnrolledEK)(nil),               // 44: berth.v1.EnrolledEK
+	(*ImportEKsRequest)(nil),         // 45: berth.v1.ImportEKsRequest
+	(*ImportEKsResponse)(nil),        // 46: berth.v1.ImportEKsResponse
+	(*PCRPolicy)(nil),                // 47: berth.v1.PCRPolicy
+	(*SetPCRPolicyRequest)(nil),      // 48: berth.v1.SetPCRPolicyRequest
+	(*SetPCRPolicyResponse)(nil),     // 49: berth.v1.SetPCRPolicyResponse
+	(*ListPCRPoliciesRequest)(nil),   // 50: berth.v1.ListPCRPoliciesRequest
+	(*ListPCRPoliciesResponse)(nil),  // 51: berth.v1.ListPCRPoliciesResponse
+	(*DeletePCRPolicyRequest)(nil),   // 52: berth.v1.DeletePCRPolicyRequest
+	(*DeletePCRPolicyResponse)(nil),  // 53: berth.v1.DeletePCRPolicyResponse
+	nil,                              // 54: berth.v1.TPMQuote.PcrsEntry
+	nil,                              // 55: berth.v1.Node.LabelsEntry
+	nil,                              // 56: berth.v1.ListNodesRequest.LabelsEntry
+	nil,                              // 57: berth.v1.LabelNodeRequest.SetEntry
+	nil,                              // 58: berth.v1.Token.LabelsEntry
+	nil,                              // 59: berth.v1.CreateTokenRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 60: google.protobuf.Timestamp
+	(ReportedStatus)(0),              // 61: berth.v1.ReportedStatus
+	(*durationpb.Duration)(nil),      // 62: google.protobuf.Duration
+	(*SealedBundle)(nil),             // 63: berth.v1.SealedBundle
+	(*LifecycleFilter)(nil),          // 64: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),           // 65: berth.v1.LifecycleEvent
+	(*IssuedCertificate)(nil),        // 66: berth.v1.IssuedCertificate
 }
 var file_berth_v1_registration_proto_depIdxs = []int32{
 	1,  // 0: berth.v1.RegisterRequest.facts:type_name -> berth.v1.MachineFacts
 	2,  // 1: berth.v1.RegisterRequest.bundle_key:type_name -> berth.v1.BundleKey
 	4,  // 2: berth.v1.RegisterRequest.tpm:type_name -> berth.v1.TPMEvidence
-	13, // 3: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
-	59, // 4: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
-	5,  // 5: berth.v1.RegisterResponse.tpm_challenge:type_name -> berth.v1.TPMChallenge
-	8,  // 6: berth.v1.RegisterResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
-	9,  // 7: berth.v1.ResumeRequest.quote:type_name -> berth.v1.TPMQuote
-	53, // 8: berth.v1.TPMQuote.pcrs:type_name -> berth.v1.TPMQuote.PcrsEntry
-	13, // 9: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
-	59, // 10: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
-	8,  // 11: berth.v1.ResumeResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
-	13, // 12: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
-	59, // 13: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
-	0,  // 14: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
-	14, // 15: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
-	60, // 16: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
-	0,  // 17: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
-	1,  // 18: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
-	54, // 19: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
-	59, // 20: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
-	59, // 21: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
-	59, // 22: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	59, // 23: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 24: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
-	59, // 25: berth.v1.Node.boot_pcr_digest_at:type_name -> google.protobuf.Timestamp
-	0,  // 26: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
-	55, // 27: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
-	15, // 28: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
-	15, // 29: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
-	15, // 30: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
-	15, // 31: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
-	15, // 32: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
-	15, // 33: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
-	56, // 34: berth.v1.LabelNodeRequest.set:type_name -> berth.v1.LabelNodeRequest.SetEntry
-	15, // 35: berth.v1.LabelNodeResponse.node:type_name -> berth.v1.Node
-	59, // 36: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 37: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
-	59, // 38: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	58, // 39: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
-	32, // 40: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
-	32, // 41: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
-	32, // 42: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
-	61, // 43: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	62, // 44: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	63, // 45: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
-	43, // 46: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
-	59, // 47: berth.v1.PCRPolicy.updated_at:type_name -> google.protobuf.Timestamp
-	46, // 48: berth.v1.SetPCRPolicyRequest.policy:type_name -> berth.v1.PCRPolicy
-	46, // 49: berth.v1.SetPCRPolicyResponse.policy:type_name -> berth.v1.PCRPolicy
-	46, // 50: berth.v1.ListPCRPoliciesResponse.policies:type_name -> berth.v1.PCRPolicy
-	3,  // 51: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
-	7,  // 52: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
-	11, // 53: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
-	16, // 54: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
-	18, // 55: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
-	20, // 56: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
-	22, // 57: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
-	24, // 58: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
-	26, // 59: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
-	28, // 60: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
-	30, // 61: berth.v1.NodeAdminService.LabelNode:input_type -> berth.v1.LabelNodeRequest
-	41, // 62: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
-	33, // 63: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
-	35, // 64: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
-	37, // 65: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
-	44, // 66: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
-	47, // 67: berth.v1.NodeAdminService.SetPCRPolicy:input_type -> berth.v1.SetPCRPolicyRequest
-	49, // 68: berth.v1.NodeAdminService.ListPCRPolicies:input_type -> berth.v1.ListPCRPoliciesRequest
-	51, // 69: berth.v1.NodeAdminService.DeletePCRPolicy:input_type -> berth.v1.DeletePCRPolicyRequest
-	39, // 70: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
-	6,  // 71: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
-	10, // 72: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
-	12, // 73: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
-	17, // 74: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
-	19, // 75: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
-	21, // 76: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
-	23, // 77: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
-	25, // 78: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
-	27, // 79: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
-	29, // 80: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
-	31, // 81: berth.v1.NodeAdminService.LabelNode:output_type -> berth.v1.LabelNodeResponse
-	42, // 82: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
-	34, // 83: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
-	36, // 84: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
-	38, // 85: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
-	45, // 86: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
-	48, // 87: berth.v1.NodeAdminService.SetPCRPolicy:output_type -> berth.v1.SetPCRPolicyResponse
-	50, // 88: berth.v1.NodeAdminService.ListPCRPolicies:output_type -> berth.v1.ListPCRPoliciesResponse
-	52, // 89: berth.v1.NodeAdminService.DeletePCRPolicy:output_type -> berth.v1.DeletePCRPolicyResponse
-	40, // 90: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
-	71, // [71:91] is the sub-list for method output_type
-	51, // [51:71] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	8,  // 3: berth.v1.RegisterRequest.boot:type_name -> berth.v1.BootBeat
+	14, // 4: berth.v1.RegisterResponse.credentials:type_name -> berth.v1.NodeCredentials
+	60, // 5: berth.v1.RegisterResponse.server_time:type_name -> google.protobuf.Timestamp
+	5,  // 6: berth.v1.RegisterResponse.tpm_challenge:type_name -> berth.v1.TPMChallenge
+	9,  // 7: berth.v1.RegisterResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
+	10, // 8: berth.v1.ResumeRequest.quote:type_name -> berth.v1.TPMQuote
+	8,  // 9: berth.v1.ResumeRequest.boot:type_name -> berth.v1.BootBeat
+	61, // 10: berth.v1.BootBeat.status:type_name -> berth.v1.ReportedStatus
+	62, // 11: berth.v1.BootBeat.uptime:type_name -> google.protobuf.Duration
+	54, // 12: berth.v1.TPMQuote.pcrs:type_name -> berth.v1.TPMQuote.PcrsEntry
+	14, // 13: berth.v1.ResumeResponse.credentials:type_name -> berth.v1.NodeCredentials
+	60, // 14: berth.v1.ResumeResponse.server_time:type_name -> google.protobuf.Timestamp
+	9,  // 15: berth.v1.ResumeResponse.quote_challenge:type_name -> berth.v1.QuoteChallenge
+	14, // 16: berth.v1.RenewResponse.credentials:type_name -> berth.v1.NodeCredentials
+	60, // 17: berth.v1.RenewResponse.server_time:type_name -> google.protobuf.Timestamp
+	0,  // 18: berth.v1.NodeCredentials.status:type_name -> berth.v1.NodeStatus
+	15, // 19: berth.v1.NodeCredentials.endpoints:type_name -> berth.v1.Endpoints
+	63, // 20: berth.v1.NodeCredentials.bundle:type_name -> berth.v1.SealedBundle
+	62, // 21: berth.v1.NodeCredentials.heartbeat_interval:type_name -> google.protobuf.Duration
+	0,  // 22: berth.v1.Node.status:type_name -> berth.v1.NodeStatus
+	1,  // 23: berth.v1.Node.facts:type_name -> berth.v1.MachineFacts
+	55, // 24: berth.v1.Node.labels:type_name -> berth.v1.Node.LabelsEntry
+	60, // 25: berth.v1.Node.cert_not_before:type_name -> google.protobuf.Timestamp
+	60, // 26: berth.v1.Node.cert_not_after:type_name -> google.protobuf.Timestamp
+	60, // 27: berth.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	60, // 28: berth.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 29: berth.v1.Node.bundle_key:type_name -> berth.v1.BundleKey
+	60, // 30: berth.v1.Node.boot_pcr_digest_at:type_name -> google.protobuf.Timestamp
+	0,  // 31: berth.v1.ListNodesRequest.status:type_name -> berth.v1.NodeStatus
+	56, // 32: berth.v1.ListNodesRequest.labels:type_name -> berth.v1.ListNodesRequest.LabelsEntry
+	16, // 33: berth.v1.ListNodesResponse.nodes:type_name -> berth.v1.Node
+	16, // 34: berth.v1.GetNodeResponse.node:type_name -> berth.v1.Node
+	16, // 35: berth.v1.ApproveNodeResponse.node:type_name -> berth.v1.Node
+	16, // 36: berth.v1.RejectNodeResponse.node:type_name -> berth.v1.Node
+	16, // 37: berth.v1.RevokeNodeResponse.node:type_name -> berth.v1.Node
+	16, // 38: berth.v1.AllowReplacementResponse.node:type_name -> berth.v1.Node
+	57, // 39: berth.v1.LabelNodeRequest.set:type_name -> berth.v1.LabelNodeRequest.SetEntry
+	16, // 40: berth.v1.LabelNodeResponse.node:type_name -> berth.v1.Node
+	60, // 41: berth.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 42: berth.v1.Token.labels:type_name -> berth.v1.Token.LabelsEntry
+	60, // 43: berth.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	59, // 44: berth.v1.CreateTokenRequest.labels:type_name -> berth.v1.CreateTokenRequest.LabelsEntry
+	33, // 45: berth.v1.CreateTokenResponse.token:type_name -> berth.v1.Token
+	33, // 46: berth.v1.ListTokensResponse.tokens:type_name -> berth.v1.Token
+	33, // 47: berth.v1.RevokeTokenResponse.token:type_name -> berth.v1.Token
+	64, // 48: berth.v1.WatchNodeEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	65, // 49: berth.v1.WatchNodeEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	66, // 50: berth.v1.ListCertificatesResponse.certificates:type_name -> berth.v1.IssuedCertificate
+	44, // 51: berth.v1.ImportEKsRequest.eks:type_name -> berth.v1.EnrolledEK
+	60, // 52: berth.v1.PCRPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	47, // 53: berth.v1.SetPCRPolicyRequest.policy:type_name -> berth.v1.PCRPolicy
+	47, // 54: berth.v1.SetPCRPolicyResponse.policy:type_name -> berth.v1.PCRPolicy
+	47, // 55: berth.v1.ListPCRPoliciesResponse.policies:type_name -> berth.v1.PCRPolicy
+	3,  // 56: berth.v1.RegistrationService.Register:input_type -> berth.v1.RegisterRequest
+	7,  // 57: berth.v1.RegistrationService.Resume:input_type -> berth.v1.ResumeRequest
+	12, // 58: berth.v1.RegistrationService.Renew:input_type -> berth.v1.RenewRequest
+	17, // 59: berth.v1.NodeAdminService.ListNodes:input_type -> berth.v1.ListNodesRequest
+	19, // 60: berth.v1.NodeAdminService.GetNode:input_type -> berth.v1.GetNodeRequest
+	21, // 61: berth.v1.NodeAdminService.ApproveNode:input_type -> berth.v1.ApproveNodeRequest
+	23, // 62: berth.v1.NodeAdminService.RejectNode:input_type -> berth.v1.RejectNodeRequest
+	25, // 63: berth.v1.NodeAdminService.RevokeNode:input_type -> berth.v1.RevokeNodeRequest
+	27, // 64: berth.v1.NodeAdminService.DeleteNode:input_type -> berth.v1.DeleteNodeRequest
+	29, // 65: berth.v1.NodeAdminService.AllowReplacement:input_type -> berth.v1.AllowReplacementRequest
+	31, // 66: berth.v1.NodeAdminService.LabelNode:input_type -> berth.v1.LabelNodeRequest
+	42, // 67: berth.v1.NodeAdminService.ListCertificates:input_type -> berth.v1.ListCertificatesRequest
+	34, // 68: berth.v1.NodeAdminService.CreateToken:input_type -> berth.v1.CreateTokenRequest
+	36, // 69: berth.v1.NodeAdminService.ListTokens:input_type -> berth.v1.ListTokensRequest
+	38, // 70: berth.v1.NodeAdminService.RevokeToken:input_type -> berth.v1.RevokeTokenRequest
+	45, // 71: berth.v1.NodeAdminService.ImportEKs:input_type -> berth.v1.ImportEKsRequest
+	48, // 72: berth.v1.NodeAdminService.SetPCRPolicy:input_type -> berth.v1.SetPCRPolicyRequest
+	50, // 73: berth.v1.NodeAdminService.ListPCRPolicies:input_type -> berth.v1.ListPCRPoliciesRequest
+	52, // 74: berth.v1.NodeAdminService.DeletePCRPolicy:input_type -> berth.v1.DeletePCRPolicyRequest
+	40, // 75: berth.v1.NodeAdminService.WatchNodeEvents:input_type -> berth.v1.WatchNodeEventsRequest
+	6,  // 76: berth.v1.RegistrationService.Register:output_type -> berth.v1.RegisterResponse
+	11, // 77: berth.v1.RegistrationService.Resume:output_type -> berth.v1.ResumeResponse
+	13, // 78: berth.v1.RegistrationService.Renew:output_type -> berth.v1.RenewResponse
+	18, // 79: berth.v1.NodeAdminService.ListNodes:output_type -> berth.v1.ListNodesResponse
+	20, // 80: berth.v1.NodeAdminService.GetNode:output_type -> berth.v1.GetNodeResponse
+	22, // 81: berth.v1.NodeAdminService.ApproveNode:output_type -> berth.v1.ApproveNodeResponse
+	24, // 82: berth.v1.NodeAdminService.RejectNode:output_type -> berth.v1.RejectNodeResponse
+	26, // 83: berth.v1.NodeAdminService.RevokeNode:output_type -> berth.v1.RevokeNodeResponse
+	28, // 84: berth.v1.NodeAdminService.DeleteNode:output_type -> berth.v1.DeleteNodeResponse
+	30, // 85: berth.v1.NodeAdminService.AllowReplacement:output_type -> berth.v1.AllowReplacementResponse
+	32, // 86: berth.v1.NodeAdminService.LabelNode:output_type -> berth.v1.LabelNodeResponse
+	43, // 87: berth.v1.NodeAdminService.ListCertificates:output_type -> berth.v1.ListCertificatesResponse
+	35, // 88: berth.v1.NodeAdminService.CreateToken:output_type -> berth.v1.CreateTokenResponse
+	37, // 89: berth.v1.NodeAdminService.ListTokens:output_type -> berth.v1.ListTokensResponse
+	39, // 90: berth.v1.NodeAdminService.RevokeToken:output_type -> berth.v1.RevokeTokenResponse
+	46, // 91: berth.v1.NodeAdminService.ImportEKs:output_type -> berth.v1.ImportEKsResponse
+	49, // 92: berth.v1.NodeAdminService.SetPCRPolicy:output_type -> berth.v1.SetPCRPolicyResponse
+	51, // 93: berth.v1.NodeAdminService.ListPCRPolicies:output_type -> berth.v1.ListPCRPoliciesResponse
+	53, // 94: berth.v1.NodeAdminService.DeletePCRPolicy:output_type -> berth.v1.DeletePCRPolicyResponse
+	41, // 95: berth.v1.NodeAdminService.WatchNodeEvents:output_type -> berth.v1.WatchNodeEventsResponse
+	76, // [76:96] is the sub-list for method output_type
+	56, // [56:76] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_registration_proto_init() }
@@ -3666,13 +3798,14 @@ func file_berth_v1_registration_proto_init() {
 	file_berth_v1_bundles_proto_init()
 	file_berth_v1_ca_proto_init()
 	file_berth_v1_events_proto_init()
+	file_berth_v1_heartbeat_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_registration_proto_rawDesc), len(file_berth_v1_registration_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   58,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

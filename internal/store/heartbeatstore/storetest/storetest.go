@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) heartbeatstore.Store) {
 		{"RecordRaisesEachTransitionOnce", testRecord},
 		{"RecordConcurrentReplicas", testRecordConcurrent},
 		{"RecordReports", testRecordReports},
+		{"RecordBoots", testRecordBoots},
+		{"RecordBootsRacesBeats", testRecordBootsRacesBeats},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
