@@ -27,8 +27,8 @@ func nodesCommand() *command {
 				help: "Show one node: its machine facts, labels, key and current certificate."},
 			{name: "approve", args: "ID", summary: "Approve a pending or rejected node", setup: nodeAction(approveNode()),
 				help: "Approve a pending (or rejected) node, so that it gets its certificate."},
-			{name: "reject", args: "ID", summary: "Reject a pending node", setup: nodeAction(rejectNode()),
-				help: "Reject a pending node; it gets no certificate."},
+			{name: "reject", args: "ID", summary: "Reject a pending node", setup: setupNodesReject,
+				help: "Reject a pending node; it gets no certificate. --reason is recorded with the\nnode and its rejected event (nodes get shows it); rejecting it again changes it."},
 			{name: "revoke", args: "ID", summary: "Revoke a node and its certificates", setup: setupNodesRevoke,
 				help: "Revoke a node and every certificate the CA ever issued to it. It is denied\non every service within seconds. Revocation is final."},
 			{name: "delete", args: "ID", summary: "Forget a node", setup: setupNodesDelete,
@@ -97,6 +97,8 @@ type nodeJSON struct {
 	// revoked (nodes get only, from the CA's revocations).
 	RevokedAt        string `json:"revoked_at,omitempty"`
 	RevocationReason string `json:"revocation_reason,omitempty"`
+	// RejectionReason is the reason a rejected node was rejected with.
+	RejectionReason string `json:"rejection_reason,omitempty"`
 }
 
 // hookRunJSON is how one post-apply hook ran on the node.
@@ -140,6 +142,9 @@ func nodeView(n *berthv1.Node, h *berthv1.NodeHealth) nodeJSON {
 		BootPCRDigest:       n.GetBootPcrDigest(),
 		BootPCRDigestAt:     rfc3339(n.GetBootPcrDigestAt()),
 		BootPolicyViolation: n.GetBootPolicyViolation(),
+	}
+	if n.GetStatus() == berthv1.NodeStatus_NODE_STATUS_REJECTED {
+		v.RejectionReason = n.GetStatusReason()
 	}
 	// Empty collections are [] and {} rather than null, for consumers that
 	// iterate without checking.
@@ -295,6 +300,9 @@ func (s *session) printNode(n *berthv1.Node, h *berthv1.NodeHealth, rev *berthv1
 			rows = append(rows, [2]string{"Revoked", humanTime(rev.GetRevokedAt(), now)},
 				[2]string{"Revocation reason", dash(v.RevocationReason)})
 		}
+		if n.GetStatus() == berthv1.NodeStatus_NODE_STATUS_REJECTED {
+			rows = append(rows, [2]string{"Rejection reason", dash(v.RejectionReason)})
+		}
 		rows = append(rows, [][2]string{
 			{"Health", v.Health},
 			{"Last seen", humanTime(h.GetLastSeen(), now)},
@@ -346,8 +354,8 @@ func approveNode() nodeOp {
 }
 
 func rejectNode() nodeOp {
-	return nodeOp{"reject", "Rejected", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, _ string) (*berthv1.Node, error) {
-		resp, err := c.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id})
+	return nodeOp{"reject", "Rejected", func(ctx context.Context, c berthv1.NodeAdminServiceClient, id, reason string) (*berthv1.Node, error) {
+		resp, err := c.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id, Reason: reason})
 		return resp.GetNode(), err
 	}}
 }
@@ -402,6 +410,13 @@ func setupNodesLabel(*pflag.FlagSet) action {
 		return s.emit(v, func(w io.Writer) {
 			fmt.Fprintf(w, "Labelled node %s%s: %s\n", id, hostSuffix(v.Hostname), dash(formatLabels(v.Labels)))
 		})
+	}
+}
+
+func setupNodesReject(fs *pflag.FlagSet) action {
+	reason := fs.String("reason", "", "`text` recorded with the rejection (at most 256 printable characters)")
+	return func(ctx context.Context, s *session, args []string) error {
+		return s.runNodeOp(ctx, rejectNode(), args, *reason)
 	}
 }
 

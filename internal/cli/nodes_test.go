@@ -323,6 +323,7 @@ func TestNodeActions(t *testing.T) {
 	approved.Status = berthv1.NodeStatus_NODE_STATUS_APPROVED
 	rejected := nodePending()
 	rejected.Status = berthv1.NodeStatus_NODE_STATUS_REJECTED
+	rejected.StatusReason = "unknown rack"
 	revoked := nodeApproved()
 	revoked.Status = berthv1.NodeStatus_NODE_STATUS_REVOKED
 	replaceable := nodeApproved()
@@ -362,7 +363,10 @@ func TestNodeActions(t *testing.T) {
 		{"reject", []string{"nodes", "reject", "n-2b4d6f"}, &berthv1.RejectNodeRequest{Id: "n-2b4d6f"},
 			"Rejected node n-2b4d6f (hv02.rack1); status rejected.\n", nil},
 		{"reject json", []string{"-o", "json", "nodes", "reject", "n-2b4d6f"}, &berthv1.RejectNodeRequest{Id: "n-2b4d6f"},
-			"", map[string]any{"id": "n-2b4d6f", "status": "rejected"}},
+			"", map[string]any{"id": "n-2b4d6f", "status": "rejected", "rejection_reason": "unknown rack"}},
+		{"reject with reason", []string{"nodes", "reject", "n-2b4d6f", "--reason", "unknown rack"},
+			&berthv1.RejectNodeRequest{Id: "n-2b4d6f", Reason: "unknown rack"},
+			"Rejected node n-2b4d6f (hv02.rack1); status rejected.\n", nil},
 		{"revoke", []string{"nodes", "revoke", "n-7f3a9c"}, &berthv1.RevokeNodeRequest{Id: "n-7f3a9c"},
 			"Revoked node n-7f3a9c (hv01.rack1); status revoked.\n", nil},
 		{"revoke with reason after ID", []string{"nodes", "revoke", "n-7f3a9c", "--reason", "disk stolen"},

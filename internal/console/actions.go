@@ -51,7 +51,7 @@ func (s *Console) approve(ctx context.Context, r *http.Request) (string, error) 
 }
 
 func (s *Console) reject(ctx context.Context, r *http.Request) (string, error) {
-	_, err := s.api.nodes.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: r.PathValue("id")})
+	_, err := s.api.nodes.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: r.PathValue("id"), Reason: r.PostFormValue("reason")})
 	return "rejected", err
 }
 

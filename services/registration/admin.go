@@ -91,12 +91,13 @@ func (s *Service) getNode(ctx context.Context, id string) (regstore.Node, error)
 	return n, err
 }
 
-// setStatus moves a node between statuses, for approve and reject.
-func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Status, to regstore.Status) (*berthv1.Node, error) {
+// setStatus moves a node between statuses, with the reason given for it
+// ("" for none).
+func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Status, to regstore.Status, reason string) (*berthv1.Node, error) {
 	if err := validateNodeID(id); err != nil {
 		return nil, err
 	}
-	n, err := s.store.SetStatus(ctx, id, from, to, s.clock.Now(), caller(ctx).String())
+	n, err := s.store.SetStatus(ctx, id, from, to, s.clock.Now(), caller(ctx).String(), reason)
 	if errors.Is(err, regstore.ErrNotFound) {
 		return nil, errNodeNotFound
 	}
@@ -112,17 +113,22 @@ func (s *Service) setStatus(ctx context.Context, id string, from []regstore.Stat
 // call first, so approval never waits on the CA.
 func (s *Service) ApproveNode(ctx context.Context, req *berthv1.ApproveNodeRequest) (*berthv1.ApproveNodeResponse, error) {
 	log := rpc.Logger(ctx, s.log)
-	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected, regstore.StatusApproved}, regstore.StatusApproved)
+	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected, regstore.StatusApproved}, regstore.StatusApproved, "")
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	return &berthv1.ApproveNodeResponse{Node: n}, nil
 }
 
-// RejectNode rejects a pending node.
+// RejectNode rejects a pending node, recording the reason given with it;
+// rejecting a rejected node again changes the reason.
 func (s *Service) RejectNode(ctx context.Context, req *berthv1.RejectNodeRequest) (*berthv1.RejectNodeResponse, error) {
 	log := rpc.Logger(ctx, s.log)
-	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected}, regstore.StatusRejected)
+	reason := strings.TrimSpace(req.GetReason())
+	if len(reason) > maxDescription || !printable(reason) {
+		return nil, errorTable.Status(ctx, log, rpcerr.Invalid("reason", ruleText))
+	}
+	n, err := s.setStatus(ctx, req.GetId(), []regstore.Status{regstore.StatusPending, regstore.StatusRejected}, regstore.StatusRejected, reason)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -144,7 +150,7 @@ func (s *Service) RevokeNode(ctx context.Context, req *berthv1.RevokeNodeRequest
 		return nil, errorTable.Status(ctx, log, rpcerr.Invalid("reason", ruleReasonReserved))
 	}
 	all := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
-	n, err := s.setStatus(ctx, req.GetId(), all, regstore.StatusRevoked)
+	n, err := s.setStatus(ctx, req.GetId(), all, regstore.StatusRevoked, req.GetReason())
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}

@@ -348,3 +348,72 @@ func TestOneNodeIDRule(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectReason: a rejection records its reason with the node and in
+// its rejected event; rejecting again with another reason changes it,
+// approval clears it; a reason over the limit or with control characters
+// is refused and changes nothing. An empty reason records none.
+func TestRejectReason(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	ctx := context.Background()
+	admin := e.adminClient()
+	id := e.register(t, e.newNode(uuidA), false).GetNodeId()
+	quiet := e.register(t, e.newNode(uuidB), false).GetNodeId()
+	w := watchEvents(t, e.admin, &berthv1.LifecycleFilter{FromNow: true, Types: []string{"rejected", "approved"}})
+	reasonOf := func(id string) string {
+		t.Helper()
+		got, err := admin.GetNode(ctx, &berthv1.GetNodeRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetNode().GetStatusReason()
+	}
+
+	for _, bad := range []struct{ name, reason string }{
+		{"257 bytes", strings.Repeat("r", 257)},
+		{"a control character", "bad\x00reason"},
+		{"a newline", "two\nlines"},
+	} {
+		_, err := admin.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id, Reason: bad.reason})
+		grpctest.WantStatus(t, err, codes.InvalidArgument, "reason "+ruleText)
+		got, _ := admin.GetNode(ctx, &berthv1.GetNodeRequest{Id: id})
+		if got.GetNode().GetStatus() != berthv1.NodeStatus_NODE_STATUS_PENDING {
+			t.Errorf("reason with %s: node is %v after the refusal, want pending", bad.name, got.GetNode().GetStatus())
+		}
+	}
+
+	resp, err := admin.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id, Reason: "  unknown rack  "})
+	if err != nil || resp.GetNode().GetStatusReason() != "unknown rack" {
+		t.Fatalf("reject with a reason: %v %v, want it recorded trimmed", resp.GetNode().GetStatusReason(), err)
+	}
+	longest := strings.Repeat("é", 128) // 256 bytes: at the limit
+	if _, err := admin.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: id, Reason: longest}); err != nil {
+		t.Fatalf("reject again with a 256-byte reason: %v", err)
+	}
+	if got := reasonOf(id); got != longest {
+		t.Errorf("reason after rejecting again %q, want the new one", got)
+	}
+	if _, err := admin.RejectNode(ctx, &berthv1.RejectNodeRequest{Id: quiet}); err != nil {
+		t.Fatalf("reject without a reason: %v", err)
+	}
+	if got := reasonOf(quiet); got != "" {
+		t.Errorf("reason of a node rejected without one: %q", got)
+	}
+	if _, err := admin.ApproveNode(ctx, &berthv1.ApproveNodeRequest{Id: id}); err != nil {
+		t.Fatal(err)
+	}
+	if got := reasonOf(id); got != "" {
+		t.Errorf("reason after approval %q, want none", got)
+	}
+
+	evs := w.next(t, 4)
+	want := []struct{ typ, node, reason string }{
+		{"rejected", id, "unknown rack"}, {"rejected", id, longest}, {"rejected", quiet, ""}, {"approved", id, ""},
+	}
+	for i, ev := range evs {
+		if ev.GetType() != want[i].typ || ev.GetNodeId() != want[i].node || ev.GetDetails()["reason"] != want[i].reason {
+			t.Errorf("event %d: %s %s reason %q, want %s %s reason %q", i, ev.GetType(), ev.GetNodeId(), ev.GetDetails()["reason"],
+				want[i].typ, want[i].node, want[i].reason)
+		}
+	}
+}

@@ -50,6 +50,7 @@ func nodeToProto(n regstore.Node) *berthv1.Node {
 		EkCertificate:      n.EKCertificate,
 	}
 	out.BootPcrDigest, out.BootPolicyViolation = n.BootPCRDigest, n.BootPolicyViolation
+	out.StatusReason = n.StatusReason
 	if !n.BootPCRDigestAt.IsZero() {
 		out.BootPcrDigestAt = timestamppb.New(n.BootPCRDigestAt)
 	}

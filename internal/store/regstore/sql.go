@@ -66,7 +66,7 @@ const (
 	bundle_kem, bundle_key, csr, token_id, replacement_allowed,
 	cert_serial, cert_not_before, cert_not_after, cert_chain,
 	certificates_issued, created_at, updated_at, identity_source, ek_hash, ek_certificate,
-	ak_public, boot_pcr_digest, boot_pcr_digest_at, boot_nonce_time, boot_policy_violation`
+	ak_public, boot_pcr_digest, boot_pcr_digest_at, boot_nonce_time, boot_policy_violation, status_reason`
 	intentColumns = `request_id, node_id, key_sha256, prev_serial, hostname, csr, created_at`
 	tokenColumns  = `id, secret_hash, expires_at, uses_left, auto_approve, labels, description, revoked, created_at,
 	min_identity, allow_site_secret`
@@ -100,7 +100,7 @@ func scanNode(row db.Scanner) (Node, error) {
 		&certSerial, db.ScanTime(&notBefore), db.ScanTime(&notAfter), db.ScanJSON(&chain),
 		&n.CertificatesIssued, db.ScanTime(&n.CreatedAt), db.ScanTime(&n.UpdatedAt), &n.IdentitySource,
 		&n.EKHash, &n.EKCertificate,
-		db.ScanBytes(&n.AKPublic), &n.BootPCRDigest, db.ScanTime(&n.BootPCRDigestAt), &n.BootNonceTime, &n.BootPolicyViolation); err != nil {
+		db.ScanBytes(&n.AKPublic), &n.BootPCRDigest, db.ScanTime(&n.BootPCRDigestAt), &n.BootNonceTime, &n.BootPolicyViolation, &n.StatusReason); err != nil {
 		return Node{}, err
 	}
 	n.BundleKEM = uint16(kem)
@@ -293,7 +293,7 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 	if replaceID == "" {
 		out, err = scanNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18,
-			$19, '', NULL, 0, '')
+			$19, '', NULL, 0, '', '')
 			RETURNING `+nodeColumns,
 			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, n.ReplacementAllowed,
@@ -304,7 +304,8 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
 			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16,
-			ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = ''
+			ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = '',
+			status_reason = ''
 			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
@@ -403,15 +404,18 @@ func (s *SQLStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) 
 
 // SetStatus moves node id from one of from to to, with an event when the
 // status changes.
-func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error) {
+func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor, reason string) (Node, error) {
 	if !to.Valid() {
 		return Node{}, fmt.Errorf("set status of node %s: unknown status %q", id, to)
 	}
 	var n Node
 	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		// The row lock holds the status still until the event is appended.
-		var cur Status
-		err := tx.QueryRowContext(ctx, `SELECT status FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&cur)
+		var (
+			cur       Status
+			curReason string
+		)
+		err := tx.QueryRowContext(ctx, `SELECT status, status_reason FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&cur, &curReason)
 		switch {
 		case db.IsNoRows(err):
 			return nil, ErrNotFound
@@ -420,12 +424,12 @@ func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to S
 		case !slices.Contains(from, cur):
 			return nil, ErrPrecondition
 		}
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2
-			WHERE id = $3 RETURNING `+nodeColumns, string(to), s.DB.Dialect.Time(now), id))
-		if err != nil || cur == to {
+		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2, status_reason = $3
+			WHERE id = $4 RETURNING `+nodeColumns, string(to), s.DB.Dialect.Time(now), reason, id))
+		if err != nil || cur == to && curReason == reason {
 			return nil, err
 		}
-		return []eventlog.Event{statusEvent(id, cur, to, db.UTC(now), actor)}, nil
+		return []eventlog.Event{statusEvent(id, cur, to, db.UTC(now), actor, reason)}, nil
 	})
 	return db.Result(n, err, "set status of node %s to %s", id, to)
 }
@@ -786,9 +790,9 @@ func claimEvent(id string, c Claim, now time.Time) eventlog.Event {
 }
 
 // statusEvent records a status change; its type is the new status.
-func statusEvent(id string, from, to Status, now time.Time, actor string) eventlog.Event {
+func statusEvent(id string, from, to Status, now time.Time, actor, reason string) eventlog.Event {
 	return eventlog.Event{Type: string(to), NodeID: id, Time: now,
-		Details: eventlog.Details(DetailStatus, string(to), DetailPreviousStatus, string(from), DetailActor, actor)}
+		Details: eventlog.Details(DetailStatus, string(to), DetailPreviousStatus, string(from), DetailActor, actor, DetailReason, reason)}
 }
 
 // certificateEvent records a new current certificate.

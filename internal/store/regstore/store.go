@@ -116,6 +116,9 @@ type Node struct {
 	// BootPolicyViolation says why the node's boot does not satisfy the
 	// PCR policies of its labels; "" when it does.
 	BootPolicyViolation string
+	// StatusReason is the reason given with the node's current status
+	// (a rejection's or revocation's); "" when none was.
+	StatusReason string
 }
 
 // Boot is what an accepted boot quote says, for RecordBoot.
@@ -381,9 +384,10 @@ type Store interface {
 	// ListNodes returns the nodes matching f, ordered by ID.
 	ListNodes(ctx context.Context, f NodeFilter) ([]Node, error)
 	// SetStatus moves a node to `to` only if its status is one of `from`
-	// (ErrPrecondition otherwise, ErrNotFound if absent). actor ("admin:…")
-	// goes into the event, which is appended only when the status changes.
-	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor string) (Node, error)
+	// (ErrPrecondition otherwise, ErrNotFound if absent), with reason as
+	// its StatusReason ("" for none). actor ("admin:…") and reason go into
+	// the event, which is appended only when the status or reason changes.
+	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor, reason string) (Node, error)
 	// SetCertificate makes c the node's current certificate if the current
 	// serial equals prevSerial ("" = none), and increments
 	// CertificatesIssued; ErrConflict if another writer got there first.

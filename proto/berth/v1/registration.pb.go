@@ -1247,8 +1247,12 @@ type Node struct {
 	// boot_policy_violation says why the node's last boot does not satisfy
 	// the PCR policies of its labels; empty when it does or none applies.
 	BootPolicyViolation string `protobuf:"bytes,22,opt,name=boot_policy_violation,json=bootPolicyViolation,proto3" json:"boot_policy_violation,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// status_reason is the reason given when the node got its status:
+	// RejectNode's or RevokeNode's reason; empty for other statuses and when
+	// none was given.
+	StatusReason  string `protobuf:"bytes,23,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -1431,6 +1435,13 @@ func (x *Node) GetBootPcrDigestAt() *timestamppb.Timestamp {
 func (x *Node) GetBootPolicyViolation() string {
 	if x != nil {
 		return x.BootPolicyViolation
+	}
+	return ""
+}
+
+func (x *Node) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
 	}
 	return ""
 }
@@ -1744,8 +1755,12 @@ func (x *ApproveNodeResponse) GetNode() *Node {
 
 // RejectNodeRequest names a node.
 type RejectNodeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// reason is recorded with the rejection (the node's status_reason and
+	// the rejected event): at most 256 printable characters; empty records
+	// none.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1783,6 +1798,13 @@ func (*RejectNodeRequest) Descriptor() ([]byte, []int) {
 func (x *RejectNodeRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *RejectNodeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -3414,7 +3436,7 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\tEndpoints\x12\"\n" +
 	"\fregistration\x18\x01 \x01(\tR\fregistration\x12\x18\n" +
 	"\abundles\x18\x02 \x01(\tR\abundles\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\x9a\b\n" +
+	"\theartbeat\x18\x03 \x01(\tR\theartbeat\"\xbf\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.berth.v1.NodeStatusR\x06status\x12,\n" +
@@ -3443,7 +3465,8 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\bek_label\x18\x13 \x01(\tR\aekLabel\x12&\n" +
 	"\x0fboot_pcr_digest\x18\x14 \x01(\tR\rbootPcrDigest\x12G\n" +
 	"\x12boot_pcr_digest_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x0fbootPcrDigestAt\x122\n" +
-	"\x15boot_policy_violation\x18\x16 \x01(\tR\x13bootPolicyViolation\x1a9\n" +
+	"\x15boot_policy_violation\x18\x16 \x01(\tR\x13bootPolicyViolation\x12#\n" +
+	"\rstatus_reason\x18\x17 \x01(\tR\fstatusReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
@@ -3466,9 +3489,10 @@ const file_berth_v1_registration_proto_rawDesc = "" +
 	"\x12ApproveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
 	"\x13ApproveNodeResponse\x12\"\n" +
-	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\"#\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\";\n" +
 	"\x11RejectNodeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"8\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"8\n" +
 	"\x12RejectNodeResponse\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.berth.v1.NodeR\x04node\";\n" +
 	"\x11RevokeNodeRequest\x12\x0e\n" +

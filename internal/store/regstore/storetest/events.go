@@ -92,12 +92,19 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 	c1, c2 := cert("aa01"), cert("aa02")
 	c2.NotAfter = at(48 * time.Hour)
 	notAfter := func(c regstore.Cert) string { return c.NotAfter.UTC().Format(time.RFC3339) }
-	st := func(from []regstore.Status, to regstore.Status, d time.Duration) func() {
+	stWhy := func(from []regstore.Status, to regstore.Status, d time.Duration, reason string) func() {
 		return func() {
-			if _, err := s.SetStatus(ctx(t), "n1", from, to, at(d), admin); err != nil {
+			n, err := s.SetStatus(ctx(t), "n1", from, to, at(d), admin, reason)
+			if err != nil {
 				t.Fatalf("SetStatus(%s): %v", to, err)
 			}
+			if n.StatusReason != reason {
+				t.Errorf("SetStatus(%s, %q): StatusReason %q", to, reason, n.StatusReason)
+			}
 		}
+	}
+	st := func(from []regstore.Status, to regstore.Status, d time.Duration) func() {
+		return stWhy(from, to, d, "")
 	}
 	every := []regstore.Status{regstore.StatusPending, regstore.StatusApproved, regstore.StatusRejected, regstore.StatusRevoked}
 	steps := []struct {
@@ -113,8 +120,15 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 			n.Status, n.Hostname, n.IdentitySource = regstore.StatusApproved, "", ""
 			mustRegister(t, s, "auto", at(time.Second), n)
 		}, []eventlog.Event{event(regstore.EventRegistered, "n2", at(time.Second), "status", "approved", "token", "auto")}},
-		{"reject", st(every, regstore.StatusRejected, time.Minute),
-			[]eventlog.Event{event(regstore.EventRejected, "n1", at(time.Minute), "status", "rejected", "previous_status", "pending", "actor", admin)}},
+		{"reject", stWhy(every, regstore.StatusRejected, time.Minute, "unknown rack"),
+			[]eventlog.Event{event(regstore.EventRejected, "n1", at(time.Minute), "status", "rejected", "previous_status", "pending", "actor", admin,
+				"reason", "unknown rack")}},
+		{"reject again, same reason", stWhy(every, regstore.StatusRejected, time.Minute, "unknown rack"), nil},
+		// A new reason is a change, recorded; the status stays.
+		{"reject again, new reason", stWhy(every, regstore.StatusRejected, time.Minute, "cloned disk"),
+			[]eventlog.Event{event(regstore.EventRejected, "n1", at(time.Minute), "status", "rejected", "previous_status", "rejected", "actor", admin,
+				"reason", "cloned disk")}},
+		// Approval clears the reason.
 		{"approve", st(every, regstore.StatusApproved, 2*time.Minute),
 			[]eventlog.Event{event(regstore.EventApproved, "n1", at(2*time.Minute), "status", "approved", "previous_status", "rejected", "actor", admin)}},
 		{"approve again", st(every, regstore.StatusApproved, 3*time.Minute), nil},
@@ -263,19 +277,19 @@ func testEventsNotOnErrors(t *testing.T, s regstore.Store) {
 			return err
 		},
 		"status precondition": func() error {
-			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusRevoked}, regstore.StatusApproved, now, "admin:x")
+			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusRevoked}, regstore.StatusApproved, now, "admin:x", "")
 			return err
 		},
 		"status no from": func() error {
-			_, err := s.SetStatus(ctx(t), old.ID, nil, regstore.StatusApproved, now, "admin:x")
+			_, err := s.SetStatus(ctx(t), old.ID, nil, regstore.StatusApproved, now, "admin:x", "")
 			return err
 		},
 		"status unknown node": func() error {
-			_, err := s.SetStatus(ctx(t), "nope", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, now, "admin:x")
+			_, err := s.SetStatus(ctx(t), "nope", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, now, "admin:x", "")
 			return err
 		},
 		"status unknown target": func() error {
-			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusPending}, "sleeping", now, "admin:x")
+			_, err := s.SetStatus(ctx(t), old.ID, []regstore.Status{regstore.StatusPending}, "sleeping", now, "admin:x", "")
 			return err
 		},
 		"certificate conflict": func() error {
@@ -339,7 +353,7 @@ func testEventsWatch(t *testing.T, s regstore.Store) {
 	go fl.Watch(wctx, eventlog.WatchRequest{}, func(e eventlog.Event) error { got <- e; return nil })
 	for _, want := range []string{regstore.EventTokenCreated, regstore.EventRegistered, regstore.EventApproved} {
 		if want == regstore.EventApproved {
-			if _, err := s.SetStatus(ctx(t), "n1", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(time.Minute), ""); err != nil {
+			if _, err := s.SetStatus(ctx(t), "n1", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(time.Minute), "", ""); err != nil {
 				t.Fatal(err)
 			}
 		}

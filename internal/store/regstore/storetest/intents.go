@@ -152,7 +152,7 @@ func testCompleteMovedOn(t *testing.T, s regstore.Store) {
 	for i, id := range []string{"revoked", "replaced", "deleted"} {
 		mustClaim(t, s, intent("req-"+id, id, i+1, "", t0))
 	}
-	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, at(time.Minute), "admin:x"); err != nil {
+	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, at(time.Minute), "admin:x", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.AllowReplacement(ctx(t), "replaced", at(time.Minute), admin); err != nil {
@@ -264,12 +264,12 @@ func testListUncertified(t *testing.T, s regstore.Store) {
 		t.Fatal(err)
 	}
 	register("revoked", 5, regstore.StatusApproved, t0)
-	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, t0, "admin:a"); err != nil {
+	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, t0, "admin:a", ""); err != nil {
 		t.Fatal(err)
 	}
 	// Approved by an admin later: its approval is its last change.
 	register("later", 6, regstore.StatusPending, t0)
-	later, err := s.SetStatus(ctx(t), "later", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(30*time.Minute), "admin:a")
+	later, err := s.SetStatus(ctx(t), "later", []regstore.Status{regstore.StatusPending}, regstore.StatusApproved, at(30*time.Minute), "admin:a", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func testSetStatus(t *testing.T, s regstore.Store) {
 				id = n.ID
 			}
 			now := at(time.Hour)
-			got, err := s.SetStatus(ctx(t), id, tt.from, tt.to, now, "admin:test")
+			got, err := s.SetStatus(ctx(t), id, tt.from, tt.to, now, "admin:test", "")
 			switch {
 			case tt.wantErr == errAny:
 				if err == nil {
