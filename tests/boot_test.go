@@ -22,6 +22,9 @@ type deployment struct {
 	env []string // BERTH_SERVER, BERTH_CA, BERTH_CERT, BERTH_KEY, BERTH_CA_HASH
 	// dataDir holds berthd dev's SQLite files; dsn is serve's PostgreSQL.
 	dataDir, dsn string
+	// pkiDir and caAddr are serve's credentials and CA address, for
+	// processes a test adds (a front door).
+	pkiDir, caAddr string
 }
 
 // startDev runs berthd dev and reads the DIR/env file it writes.
@@ -66,7 +69,7 @@ func startServe(t testing.TB, extra ...string) deployment {
 	for name, addr := range map[string]string{"CA": caAddr, "bundle store": bundlesAddr, "heartbeat": hbAddr, "registration": regAddr} {
 		waitFor(t, name+" healthy", 30*time.Second, healthy(t, addr, pkiDir))
 	}
-	return deployment{dsn: dsn, env: []string{
+	return deployment{dsn: dsn, pkiDir: pkiDir, caAddr: caAddr, env: []string{
 		"BERTH_SERVER=" + regAddr,
 		"BERTH_BUNDLES_SERVER=" + bundlesAddr,
 		"BERTH_HEARTBEAT_SERVER=" + hbAddr,

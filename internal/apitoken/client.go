@@ -59,18 +59,3 @@ func (c *Client) Authenticate(ctx context.Context, bearer string) (Principal, er
 	}
 	return Principal{ID: resp.GetId(), Name: resp.GetName(), Role: role}, nil
 }
-
-// AuthenticateBearer is Authenticate for the interceptor and the REST
-// front door (rpc.BearerAuth): the principal as a caller identity, and
-// the registration service's status unchanged.
-func (c *Client) AuthenticateBearer(ctx context.Context, bearer string) (mtls.Identity, error) {
-	resp, err := c.c.AuthenticateAPIToken(ctx, &berthv1.AuthenticateAPITokenRequest{Token: bearer})
-	if err != nil {
-		return mtls.Identity{}, err
-	}
-	role, ok := mtls.ParseRole(resp.GetRole())
-	if !ok || !IsID(resp.GetId()) {
-		return mtls.Identity{}, status.Error(codes.Internal, "internal error")
-	}
-	return Principal{ID: resp.GetId(), Name: resp.GetName(), Role: role}.Identity(), nil
-}

@@ -2,17 +2,25 @@ package console
 
 import (
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/berth-dev/berth/internal/apitoken"
 )
 
-// refused reports whether err is a token refusal, whose message is
-// public (apitoken's constants), rather than a failure to check.
-func refused(err error) bool {
-	return errors.Is(err, apitoken.ErrMalformed) || errors.Is(err, apitoken.ErrUnknown) ||
-		errors.Is(err, apitoken.ErrRevoked) || errors.Is(err, apitoken.ErrExpired)
+// limited answers a source over the front door's limit on refused
+// tokens (apitoken.Limited, shared with gRPC and REST): 429 with
+// Retry-After, and the sign-in form again.
+func (s *Console) limited(w http.ResponseWriter, r *http.Request, err error) bool {
+	var le *apitoken.LimitError
+	if !errors.As(err, &le) {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(le.RetryAfter.Seconds()))))
+	s.render(w, r, http.StatusTooManyRequests, "signin", nil, signinData{Error: apitoken.MsgTooManyFailures + "."})
+	return true
 }
 
 // maxTokenLen bounds what sign-in reads as a token.
@@ -25,7 +33,11 @@ type signinData struct {
 }
 
 func (s *Console) signinPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "signin", nil, signinData{NoTokens: s.c.Tokens == nil, SignedOut: r.URL.Query().Has("out")})
+	d := signinData{NoTokens: s.c.Tokens == nil, SignedOut: r.URL.Query().Has("out")}
+	if r.URL.Query().Has("ended") {
+		d.Error = msgEnded
+	}
+	s.render(w, r, http.StatusOK, "signin", nil, d)
 }
 
 // signin exchanges an API token for a session. A cross-site form cannot
@@ -48,7 +60,10 @@ func (s *Console) signin(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := callContext(r)
 	defer cancel()
 	tp, err := s.c.Tokens.Authenticate(ctx, token)
-	if refused(err) {
+	if s.limited(w, r, err) {
+		return
+	}
+	if apitoken.Refused(err) {
 		s.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Error: err.Error() + "."})
 		return
 	}
@@ -58,29 +73,49 @@ func (s *Console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalOf(tp.Identity())
-	ss := s.sessions.create(p, token)
+	ss, err := s.sessions.create(ctx, p)
+	if err != nil {
+		s.c.Logger.Warn("console sign-in could not record a session", "error", err)
+		s.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{Error: msgNoSession})
+		return
+	}
 	s.c.Logger.Info("console sign-in", "principal", p.Name, "role", p.Role, "by", "token")
 	setSessionCookie(w, ss)
 	http.Redirect(w, r, Path, http.StatusSeeOther)
 }
 
+// msgNoSession: the session store could not record a session.
+const msgNoSession = "The session could not be recorded now; try again shortly."
+
 // useLink spends a one-time sign-in link. A GET, so that the link can be
-// opened from a terminal; it is refused after its first use.
+// opened from a terminal; it is refused after its first use, on every
+// front door.
 func (s *Console) useLink(w http.ResponseWriter, r *http.Request) {
-	lk, ok := s.links.use(r.PathValue("secret"))
-	p := lk.principal
-	if !ok {
+	ctx, cancel := callContext(r)
+	defer cancel()
+	ss, err := s.sessions.use(ctx, r.PathValue("secret"))
+	if err != nil {
+		s.c.Logger.Warn("console could not spend a sign-in link", "error", err)
+		s.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{NoTokens: s.c.Tokens == nil, Error: msgNoSession})
+		return
+	}
+	if ss == nil {
 		s.render(w, r, http.StatusForbidden, "signin", nil, signinData{NoTokens: s.c.Tokens == nil, Error: msgBadLink})
 		return
 	}
-	ss := s.sessions.create(p, lk.token)
-	s.c.Logger.Info("console sign-in", "principal", p.Name, "role", p.Role, "by", "link")
+	s.c.Logger.Info("console sign-in", "principal", ss.principal.Name, "role", ss.principal.Role, "by", "link")
 	setSessionCookie(w, ss)
 	http.Redirect(w, r, Path, http.StatusSeeOther)
 }
 
 func (s *Console) signout(w http.ResponseWriter, r *http.Request, ss *session) {
-	s.sessions.end(ss.id)
+	ctx, cancel := callContext(r)
+	defer cancel()
+	if err := s.sessions.end(ctx, ss.secret); err != nil {
+		s.c.Logger.Warn("console sign-out could not end the session", "error", err)
+		s.fail(w, r, ss, http.StatusServiceUnavailable, "Signing out failed: the session could not be ended now; try again shortly.")
+		return
+	}
 	clearSessionCookie(w)
 	http.Redirect(w, r, "/ui/signin?out", http.StatusSeeOther)
 }

@@ -51,11 +51,17 @@ type Config struct {
 	// Connections to the services, made with the front door's own (api)
 	// service certificate, as the REST gateway's.
 	Registration, Bundles, Heartbeat *grpc.ClientConn
-	// Tokens authenticates API tokens at sign-in and on every request of
-	// a token's session; nil leaves sign-in links only.
+	// Tokens authenticates API tokens at sign-in (the front door's one
+	// check under its one limit: apitoken.Limited); nil leaves sign-in
+	// links only.
 	Tokens apitoken.Authenticator
-	// SessionTTL is how long a session lasts (DefaultSessionTTL when 0);
-	// LinkTTL how long a sign-in link may wait to be used (DefaultLinkTTL).
+	// Sessions keeps sessions and sign-in links for every front door:
+	// the registration service's ConsoleSessionService on Registration
+	// when nil.
+	Sessions berthv1.ConsoleSessionServiceClient
+	// SessionTTL is how long a session lasts (DefaultSessionTTL when 0, at
+	// most 24h); LinkTTL how long a sign-in link may wait to be used
+	// (DefaultLinkTTL).
 	SessionTTL, LinkTTL time.Duration
 	Clock               clock.Clock
 	Logger              *slog.Logger
@@ -66,7 +72,6 @@ type Console struct {
 	c        Config
 	api      api
 	sessions *sessions
-	links    *links
 	pages    map[string]*template.Template
 	handler  http.Handler
 	counts   *countCache
@@ -79,6 +84,9 @@ func New(c Config) (*Console, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Sessions == nil {
+		c.Sessions = berthv1.NewConsoleSessionServiceClient(c.Registration)
 	}
 	c.Clock = clock.Or(c.Clock)
 	if c.SessionTTL <= 0 {
@@ -98,8 +106,7 @@ func New(c Config) (*Console, error) {
 			bundles: berthv1.NewBundleAdminServiceClient(c.Bundles),
 			health:  berthv1.NewHeartbeatAdminServiceClient(c.Heartbeat),
 		},
-		sessions: newSessions(c.Clock, c.SessionTTL),
-		links:    newLinks(c.Clock, c.LinkTTL),
+		sessions: &sessions{c: c.Sessions, ttl: c.SessionTTL, linkTTL: c.LinkTTL},
 		pages:    pages,
 		counts:   newCountCache(c.Clock),
 	}

@@ -149,8 +149,8 @@ func (s *Console) fleetPage(w http.ResponseWriter, r *http.Request, ss *session)
 
 // fleetRows reads one page: the service pages, the console never holds
 // the whole fleet. With a health filter the heartbeat service pages and
-// the nodes are fetched by ID; the status and label filters then apply
-// to that page, which may come out shorter.
+// the nodes are fetched by ID; the status and label filters apply before
+// paging (fleetRowsByHealth), so pages are full but for the last.
 func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, string, int64, error) {
 	labels, _ := f.labels()
 	if f.Health != "" {
@@ -191,16 +191,56 @@ func (s *Console) fleetRows(ctx context.Context, f fleetFilter) ([]fleetRow, str
 // fetchParallel bounds the GetNode calls of one health-filtered page.
 const fetchParallel = 16
 
+// maxHealthScans bounds the heartbeat pages one health-filtered page of
+// the Fleet table reads: with a filter that few nodes of that health
+// match, the page comes out short (its Next link goes on from where it
+// stopped) rather than reading the whole fleet at once.
+const maxHealthScans = 20
+
 func (s *Console) fleetRowsByHealth(ctx context.Context, f fleetFilter, labels map[string]string) ([]fleetRow, string, int64, error) {
-	h, err := s.api.health.ListNodeHealth(ctx, &berthv1.ListNodeHealthRequest{State: f.health(), PageSize: int32(f.Size), PageToken: f.Page})
-	if err != nil {
-		return nil, "", 0, err
+	var (
+		out    []fleetRow
+		token  = f.Page
+		cursor int64
+	)
+	// Each read asks for as many nodes as the page still lacks, so that
+	// it is consumed whole and its next_page_token is where the next page
+	// starts: no node is skipped or shown twice.
+	for scan := 0; scan < maxHealthScans && len(out) < f.Size; scan++ {
+		h, err := s.api.health.ListNodeHealth(ctx, &berthv1.ListNodeHealthRequest{State: f.health(), PageSize: int32(f.Size - len(out)), PageToken: token})
+		if err != nil {
+			return nil, "", 0, err
+		}
+		if scan == 0 {
+			// ListNodeHealth's cursor is the log's newest just before it
+			// read: the first read's is where live updates follow on.
+			cursor = h.GetCursor()
+		}
+		rows, err := s.nodesOf(ctx, h.GetNodes())
+		if err != nil {
+			return nil, "", 0, err
+		}
+		for _, row := range rows {
+			if f.Status != "" && row.Node.GetStatus() != f.status() || !hasLabels(row.Node, labels) {
+				continue
+			}
+			out = append(out, row)
+		}
+		if token = h.GetNextPageToken(); token == "" {
+			break
+		}
 	}
-	rows := make([]fleetRow, len(h.GetNodes()))
+	return out, token, cursor, nil
+}
+
+// nodesOf fetches the nodes of health records, in parallel; a node
+// deleted since it last beat is left out.
+func (s *Console) nodesOf(ctx context.Context, hs []*berthv1.NodeHealth) ([]fleetRow, error) {
+	rows := make([]fleetRow, len(hs))
 	errs := make([]error, len(rows))
 	sem := make(chan struct{}, fetchParallel)
 	var wg sync.WaitGroup
-	for i, nh := range h.GetNodes() {
+	for i, nh := range hs {
 		rows[i].Health = nh
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -213,18 +253,14 @@ func (s *Console) fleetRowsByHealth(ctx context.Context, f fleetFilter, labels m
 	out := rows[:0]
 	for i, row := range rows {
 		if status.Code(errs[i]) == codes.NotFound {
-			continue // deleted since it last beat
+			continue
 		}
 		if errs[i] != nil {
-			return nil, "", 0, errs[i]
-		}
-		if f.Status != "" && row.Node.GetStatus() != f.status() || !hasLabels(row.Node, labels) {
-			continue
+			return nil, errs[i]
 		}
 		out = append(out, row)
 	}
-	// ListNodeHealth's cursor is the log's newest just before it read.
-	return out, h.GetNextPageToken(), h.GetCursor(), nil
+	return out, nil
 }
 
 func hasLabels(n *berthv1.Node, want map[string]string) bool {

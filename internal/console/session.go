@@ -3,16 +3,20 @@ package console
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
+	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/berth-dev/berth/internal/clock"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // CookieName is the session cookie's name. The __Host- prefix makes
@@ -47,32 +51,27 @@ func principalOf(id mtls.Identity) Principal {
 func (p Principal) CanAct() bool        { return p.Role >= mtls.RoleOperator }
 func (p Principal) CanAdminister() bool { return p.Role >= mtls.RoleAdmin }
 
-// session is one signed-in browser. Sessions live in the front door's
-// memory: a restart signs everyone out, and several front doors need a
-// load balancer that keeps a browser on one (the cookie names a session
-// only the front door that made it knows).
+// session is one signed-in browser. Sessions are kept by the registration
+// service (ConsoleSessionService), in its database beside the API tokens
+// they may stand on, by the SHA-256 of their secret: every front door
+// knows every session, a restart keeps them, and revoking or expiring a
+// session's API token ends it at once (its lookup checks the token), so
+// no token is kept anywhere to check again.
 type session struct {
-	id        string
+	// secret is the cookie's value, known to the browser and to nothing
+	// kept anywhere.
+	secret    string
 	principal Principal
-	csrf      string
-	expires   time.Time
-	// token is the API token the session signed in with, kept here in
-	// memory only (never in the cookie), so that every request checks it
-	// again: a revoked or expired token ends its sessions at once, since
-	// the services trust the front door's word for a forwarded caller.
-	// Empty for an admin certificate holder's link.
-	token string
+	// csrf is derived from the secret, so that it needs no storage: a
+	// page that cannot read the HttpOnly cookie cannot make it.
+	csrf    string
+	expires time.Time
 }
 
+// sessions reach the session store.
 type sessions struct {
-	clock clock.Clock
-	ttl   time.Duration
-	mu    sync.Mutex
-	byID  map[string]*session
-}
-
-func newSessions(c clock.Clock, ttl time.Duration) *sessions {
-	return &sessions{clock: c, ttl: ttl, byID: map[string]*session{}}
+	c            berthv1.ConsoleSessionServiceClient
+	ttl, linkTTL time.Duration
 }
 
 // randomID returns 32 random bytes, URL-safe.
@@ -82,45 +81,93 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *sessions) create(p Principal, token string) *session {
-	now := s.clock.Now()
-	ss := &session{id: randomID(), principal: p, csrf: randomID(), expires: now.Add(s.ttl), token: token}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Expired sessions go whenever one is made, so the map stays bounded
-	// by the sessions made within one lifetime.
-	for id, old := range s.byID {
-		if !now.Before(old.expires) {
-			delete(s.byID, id)
-		}
-	}
-	s.byID[ss.id] = ss
-	return ss
+func secretSum(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
 }
 
-func (s *sessions) get(id string) (*session, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss, ok := s.byID[id]
+// csrfOf is a session's CSRF token: a hash of its secret under its own
+// label, so that neither reveals the other or what the store keeps.
+func csrfOf(secret string) string {
+	sum := sha256.Sum256([]byte("berth console csrf\x00" + secret))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// sessionOf is the session a stored one is, under secret.
+func sessionOf(secret string, cs *berthv1.ConsoleSession) (*session, error) {
+	id, ok := rpc.ParseForwardedCaller(cs.GetPrincipal())
 	if !ok {
-		return nil, false
+		return nil, fmt.Errorf("console session store answered an unknown principal %q", cs.GetPrincipal())
 	}
-	if !s.clock.Now().Before(ss.expires) {
-		delete(s.byID, id)
-		return nil, false
-	}
-	return ss, true
+	return &session{secret: secret, principal: principalOf(id), csrf: csrfOf(secret), expires: cs.GetExpiresAt().AsTime()}, nil
 }
 
-func (s *sessions) end(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.byID, id)
+func (s *sessions) create(ctx context.Context, p Principal) (*session, error) {
+	secret := randomID()
+	resp, err := s.c.CreateConsoleSession(ctx, &berthv1.CreateConsoleSessionRequest{
+		SecretSha256: secretSum(secret), Principal: p.Forward, Ttl: durationpb.New(s.ttl),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sessionOf(secret, resp.GetSession())
+}
+
+// get returns the live session of a cookie's secret; nil when there is
+// none (unknown, expired, ended, or its token is no longer good).
+func (s *sessions) get(ctx context.Context, secret string) (*session, error) {
+	if secret == "" || len(secret) > 64 {
+		return nil, nil
+	}
+	resp, err := s.c.GetConsoleSession(ctx, &berthv1.GetConsoleSessionRequest{SecretSha256: secretSum(secret)})
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sessionOf(secret, resp.GetSession())
+}
+
+func (s *sessions) end(ctx context.Context, secret string) error {
+	_, err := s.c.EndConsoleSession(ctx, &berthv1.EndConsoleSessionRequest{SecretSha256: secretSum(secret)})
+	return err
+}
+
+// mint records a one-time sign-in link for p and returns its secret.
+func (s *sessions) mint(ctx context.Context, p Principal) (string, time.Time, error) {
+	secret := randomID()
+	resp, err := s.c.CreateConsoleSession(ctx, &berthv1.CreateConsoleSessionRequest{
+		SecretSha256: secretSum(secret), Link: true, Principal: p.Forward, Ttl: durationpb.New(s.linkTTL),
+	})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return secret, resp.GetSession().GetExpiresAt().AsTime(), nil
+}
+
+// use spends a link into a new session; nil when the link is no good
+// (unknown, expired, used on this or another front door).
+func (s *sessions) use(ctx context.Context, link string) (*session, error) {
+	if link == "" || len(link) > 64 {
+		return nil, nil
+	}
+	secret := randomID()
+	resp, err := s.c.UseSignInLink(ctx, &berthv1.UseSignInLinkRequest{
+		LinkSha256: secretSum(link), SessionSha256: secretSum(secret), Ttl: durationpb.New(s.ttl),
+	})
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sessionOf(secret, resp.GetSession())
 }
 
 func setSessionCookie(w http.ResponseWriter, ss *session) {
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: ss.id, Path: "/", Expires: ss.expires,
+		Name: CookieName, Value: ss.secret, Path: "/", Expires: ss.expires,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
 	})
 }
@@ -142,12 +189,15 @@ type handlerFunc func(http.ResponseWriter, *http.Request, *session)
 func (s *Console) session(next handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ss *session
-		if c, err := r.Cookie(CookieName); err == nil {
-			ss, _ = s.sessions.get(c.Value)
-		}
-		if ss != nil && ss.token != "" {
-			if err := s.recheck(r, ss); err != nil {
-				s.fail(w, r, nil, http.StatusUnauthorized, err.Error()+". Sign in again.")
+		c, cerr := r.Cookie(CookieName)
+		if cerr == nil {
+			ctx, cancel := callContext(r)
+			var err error
+			ss, err = s.sessions.get(ctx, c.Value)
+			cancel()
+			if err != nil {
+				s.c.Logger.Warn("console could not look a session up", "error", err)
+				s.fail(w, r, nil, http.StatusServiceUnavailable, msgSessionUnchecked)
 				return
 			}
 		}
@@ -156,7 +206,13 @@ func (s *Console) session(next handlerFunc) http.Handler {
 				s.fail(w, r, nil, http.StatusUnauthorized, msgSignedOut)
 				return
 			}
-			http.Redirect(w, r, "/ui/signin", http.StatusSeeOther)
+			to := "/ui/signin"
+			if cerr == nil {
+				// A cookie whose session is gone: say so on the sign-in page.
+				clearSessionCookie(w)
+				to += "?ended"
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -176,30 +232,14 @@ func (s *Console) session(next handlerFunc) http.Handler {
 // Public messages of the console's own refusals.
 const (
 	msgSignedOut = "You are not signed in, or your session has ended. Sign in again."
+	msgEnded     = "Your session has ended: it expired, was signed out, or its API token was revoked or expired. Sign in again."
 	msgCSRF      = "This form did not come from this console page (missing or wrong CSRF token). Reload the page and try again."
 	msgOrigin    = "This request came from another site and was refused."
 	msgNoTokens  = "This deployment does not accept API tokens yet; ask an admin for a sign-in link (berthctl ui link)."
 	msgBadLink   = "This sign-in link is not valid: it is unknown, expired or was already used. Ask for a new one (berthctl ui link)."
+	// msgSessionUnchecked: the session store could not be reached.
+	msgSessionUnchecked = "Your session could not be checked now; try again shortly."
 )
-
-// recheck authenticates a token session's token again; a refusal ends
-// the session.
-func (s *Console) recheck(r *http.Request, ss *session) error {
-	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
-	defer cancel()
-	_, err := s.c.Tokens.Authenticate(ctx, ss.token)
-	if refused(err) {
-		s.sessions.end(ss.id)
-		return err
-	}
-	if err != nil {
-		// Could not tell now: the call goes on to the services, and a
-		// token that cannot be checked does not act.
-		s.c.Logger.Warn("console could not check a session's API token", "principal", ss.principal.Name, "error", err)
-		return errors.New("the API token could not be checked now; try again shortly")
-	}
-	return nil
-}
 
 func validCSRF(r *http.Request, ss *session) bool {
 	got := r.PostFormValue("csrf")

@@ -1,104 +1,127 @@
 package console
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/clock"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 func admin(name string) Principal {
 	return principalOf(mtls.Identity{Kind: mtls.KindAdmin, Name: name})
 }
 
-// TestLinksOnceAndExpire: a sign-in link works once, before it expires,
-// and a guessed or altered secret never.
-func TestLinksOnceAndExpire(t *testing.T) {
-	c := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	l := newLinks(c, 5*time.Minute)
-	secret, exp := l.mint(admin("ops"), "")
-	if !exp.Equal(c.Now().Add(5 * time.Minute)) {
-		t.Errorf("expires %v", exp)
-	}
-	for _, bad := range []string{"", "x", secret[:len(secret)-1], secret + "x", strings.ToUpper(secret)} {
-		if _, ok := l.use(bad); ok {
-			t.Errorf("secret %q signed in", bad)
-		}
-	}
-	lk, ok := l.use(secret)
-	if p := lk.principal; !ok || p.Role != mtls.RoleAdmin || p.Forward != "admin:ops" || p.Name != "admin:ops" || lk.token != "" {
-		t.Fatalf("use = %+v, %v", lk, ok)
-	}
-	if _, ok := l.use(secret); ok {
-		t.Error("a link worked twice")
-	}
-	late, _ := l.mint(admin("ops"), "")
-	c.Advance(5 * time.Minute)
-	if _, ok := l.use(late); ok {
-		t.Error("an expired link worked")
-	}
-	if len(l.byKey) != 0 {
-		t.Errorf("%d links kept after use and expiry", len(l.byKey))
-	}
+// fakeSessions is the session store in memory, by the hash of each
+// secret, as the registration service keeps it.
+type fakeSessions struct {
+	mu   sync.Mutex
+	byID map[string]*berthv1.CreateConsoleSessionRequest
 }
 
-// TestSessionsExpire: a session ends at its expiry or at sign-out, and
-// expired sessions are dropped when others are made.
-func TestSessionsExpire(t *testing.T) {
-	c := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	s := newSessions(c, time.Hour)
-	a := s.create(admin("a"), "")
-	b := s.create(admin("b"), "")
-	if a.id == b.id || a.csrf == b.csrf || a.id == a.csrf || len(a.id) < 40 {
-		t.Fatalf("IDs and CSRF tokens not distinct random values: %+v %+v", a, b)
+func newFakeSessions() *fakeSessions {
+	return &fakeSessions{byID: map[string]*berthv1.CreateConsoleSessionRequest{}}
+}
+
+func (f *fakeSessions) CreateConsoleSession(_ context.Context, req *berthv1.CreateConsoleSessionRequest, _ ...grpc.CallOption) (*berthv1.CreateConsoleSessionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID[string(req.GetSecretSha256())] = req
+	return &berthv1.CreateConsoleSessionResponse{Session: &berthv1.ConsoleSession{Principal: req.GetPrincipal(), ExpiresAt: timestamppb.Now()}}, nil
+}
+
+func (f *fakeSessions) GetConsoleSession(_ context.Context, req *berthv1.GetConsoleSessionRequest, _ ...grpc.CallOption) (*berthv1.GetConsoleSessionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.byID[string(req.GetSecretSha256())]
+	if !ok || c.GetLink() {
+		return nil, status.Error(codes.NotFound, "no such console session")
 	}
-	s.end(b.id)
-	if _, ok := s.get(b.id); ok {
-		t.Error("a signed-out session still works")
+	return &berthv1.GetConsoleSessionResponse{Session: &berthv1.ConsoleSession{Principal: c.GetPrincipal(), ExpiresAt: timestamppb.Now()}}, nil
+}
+
+func (f *fakeSessions) UseSignInLink(context.Context, *berthv1.UseSignInLinkRequest, ...grpc.CallOption) (*berthv1.UseSignInLinkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "not in this fake")
+}
+
+func (f *fakeSessions) EndConsoleSession(_ context.Context, req *berthv1.EndConsoleSessionRequest, _ ...grpc.CallOption) (*berthv1.EndConsoleSessionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byID, string(req.GetSecretSha256()))
+	return &berthv1.EndConsoleSessionResponse{}, nil
+}
+
+// TestSessionSecrets: a session's secret, its CSRF token and what the
+// store keeps are three different values, and two sessions share none.
+func TestSessionSecrets(t *testing.T) {
+	f := newFakeSessions()
+	s := &sessions{c: f, ttl: time.Hour, linkTTL: time.Minute}
+	a, err := s.create(t.Context(), admin("a"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.Advance(59 * time.Minute)
-	if _, ok := s.get(a.id); !ok {
-		t.Error("a session ended early")
+	b, _ := s.create(t.Context(), admin("b"))
+	if a.secret == b.secret || a.csrf == b.csrf || a.secret == a.csrf || len(a.secret) < 40 {
+		t.Fatalf("secrets and CSRF tokens not distinct random values: %+v %+v", a, b)
 	}
-	c.Advance(time.Minute)
-	if _, ok := s.get(a.id); ok {
-		t.Error("an expired session works")
+	for stored := range f.byID {
+		if strings.Contains(stored, a.secret) || stored == a.csrf || strings.Contains(a.csrf, stored) {
+			t.Error("the store holds the secret or the CSRF token")
+		}
 	}
-	s.create(Principal{}, "")
-	if len(s.byID) != 1 {
-		t.Errorf("%d sessions kept, want the new one only", len(s.byID))
+	got, err := s.get(t.Context(), a.secret)
+	if err != nil || got == nil || got.principal != admin("a") || got.csrf != a.csrf {
+		t.Fatalf("get = %+v, %v; want admin a's session with the same CSRF token", got, err)
+	}
+	if err := s.end(t.Context(), a.secret); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{a.secret, "", strings.Repeat("x", 65), b.secret + "x"} {
+		if got, err := s.get(t.Context(), secret); got != nil || err != nil {
+			t.Errorf("get(%q) after sign-out or guessed = %+v, %v", secret, got, err)
+		}
 	}
 }
 
 // TestPostChecks: every state-changing request needs the session's CSRF
 // token and, when the browser names one, the console's own origin.
 func TestPostChecks(t *testing.T) {
-	c := clock.NewFake(time.Now())
-	con := &Console{c: Config{Clock: c}, sessions: newSessions(c, time.Hour)}
+	con := &Console{c: Config{Logger: slog.New(slog.DiscardHandler)}, sessions: &sessions{c: newFakeSessions(), ttl: time.Hour}}
 	var err error
 	if con.pages, err = parsePages(); err != nil {
 		t.Fatal(err)
 	}
-	ss := con.sessions.create(admin("ops"), "")
+	ss, err := con.sessions.create(t.Context(), admin("ops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := con.sessions.create(t.Context(), admin("b"))
 	reached := false
 	h := con.session(func(w http.ResponseWriter, _ *http.Request, _ *session) { reached = true })
 	for _, tc := range []struct {
 		name, cookie, csrf, header, origin string
 		want                               int
 	}{
-		{"good form", ss.id, ss.csrf, "", "https://console.test", http.StatusOK},
-		{"good header, no origin", ss.id, "", ss.csrf, "", http.StatusOK},
-		{"no CSRF", ss.id, "", "", "https://console.test", http.StatusForbidden},
-		{"wrong CSRF", ss.id, "x" + ss.csrf[1:], "", "", http.StatusForbidden},
-		{"another session's token", ss.id, con.sessions.create(admin("b"), "").csrf, "", "", http.StatusForbidden},
-		{"other origin", ss.id, ss.csrf, "", "https://evil.test", http.StatusForbidden},
-		{"origin null", ss.id, ss.csrf, "", "null", http.StatusForbidden},
-		{"plain http origin", ss.id, ss.csrf, "", "http://console.test", http.StatusForbidden},
+		{"good form", ss.secret, ss.csrf, "", "https://console.test", http.StatusOK},
+		{"good header, no origin", ss.secret, "", ss.csrf, "", http.StatusOK},
+		{"no CSRF", ss.secret, "", "", "https://console.test", http.StatusForbidden},
+		{"wrong CSRF", ss.secret, "x" + ss.csrf[1:], "", "", http.StatusForbidden},
+		{"another session's token", ss.secret, other.csrf, "", "", http.StatusForbidden},
+		{"other origin", ss.secret, ss.csrf, "", "https://evil.test", http.StatusForbidden},
+		{"origin null", ss.secret, ss.csrf, "", "null", http.StatusForbidden},
+		{"plain http origin", ss.secret, ss.csrf, "", "http://console.test", http.StatusForbidden},
 		{"no session", "", ss.csrf, "", "", http.StatusUnauthorized},
 		{"unknown session", "nope", ss.csrf, "", "", http.StatusUnauthorized},
 	} {

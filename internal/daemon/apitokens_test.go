@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -305,22 +307,45 @@ func testAPITokens(t *testing.T, l *pki.Layout, addr, reg string) {
 	}
 	wantStatus(t, "expired token", code, body, http.StatusUnauthorized, 16, apitoken.MsgExpired)
 
-	// A source that keeps presenting refused tokens is slowed down: 429,
-	// then refused before its token is looked at, over gRPC too.
+	// A source that keeps presenting refused tokens is slowed down, by one
+	// limit whatever it calls: refused at the web console's sign-in until
+	// that answers 429 with Retry-After, it is then refused over REST
+	// (429) and gRPC (ResourceExhausted) too, before its token, however
+	// good, is looked at.
+	signin := func(token string) (int, string, string) {
+		t.Helper()
+		resp, err := anon.http.PostForm(anon.base+"/ui/signin", url.Values{"token": {token}})
+		if err != nil {
+			t.Fatalf("POST /ui/signin: %v", err)
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(page)
+	}
 	limited := false
 	for range 30 {
-		code, body, _ := bearer{restClient: anon, token: "Bearer not-a-token"}.do(t, "GET", "/v1/nodes", "")
+		code, retry, page := signin("not-a-token")
 		if code == http.StatusTooManyRequests {
-			wantStatus(t, "a source with too many refused tokens", code, body, http.StatusTooManyRequests, 8, "too many refused API tokens")
+			if n, err := strconv.Atoi(retry); err != nil || n < 1 || n > 60 || !strings.Contains(page, "too many refused API tokens") {
+				t.Errorf("console sign-in over the limit: Retry-After %q, page %q", retry, page)
+			}
 			limited = true
 			break
 		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("console sign-in with a malformed token: %d, want 401", code)
+		}
 	}
 	if !limited {
-		t.Error("30 refused tokens in a row from one address were never limited")
+		t.Fatal("30 refused tokens in a row at the console's sign-in were never limited")
 	}
+	if code, retry, _ := signin(adminTok); code != http.StatusTooManyRequests || retry == "" {
+		t.Errorf("console sign-in with a good token from a limited address: %d, Retry-After %q", code, retry)
+	}
+	code, body, _ = as(adminTok).do(t, "GET", "/v1/nodes", "")
+	wantStatus(t, "REST from an address limited at the console", code, body, http.StatusTooManyRequests, 8, "too many refused API tokens")
 	_, err = nodes.ListNodes(withBearer(adminTok), &berthv1.ListNodesRequest{})
-	grpctest.WantCode(t, err, codes.ResourceExhausted)
+	grpctest.WantStatus(t, err, codes.ResourceExhausted, apitoken.MsgTooManyFailures)
 	// Certificates are not tokens: the admin's still works.
 	if code, body := admin.do(t, "GET", "/v1/nodes", ""); code != http.StatusOK {
 		t.Errorf("the admin certificate from a limited address: %d %v", code, body)

@@ -24,7 +24,6 @@ import (
 	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
-	"github.com/berth-dev/berth/internal/ratelimit"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
@@ -53,8 +52,10 @@ type built struct {
 	// bearer checks API tokens on the front door's port (role all: the
 	// registration service here; role api: through it); nil elsewhere.
 	bearer rpc.BearerAuth
-	// tokens checks API tokens for the web console's sign-in.
-	tokens apitoken.Authenticator
+	// tokens checks API tokens on the front door: the one check, under
+	// the one limit on refused tokens, that bearer and the web console's
+	// sign-in share.
+	tokens *apitoken.Limited
 	// rest is the REST/JSON front door; nil unless the process serves it.
 	rest *gateway.Gateway
 	// upstream are the front door's connections to the services it
@@ -124,8 +125,9 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 		if c.Role == RoleAll {
-			b.bearer = limitTokenFailures(svc.AuthenticateBearer)
-			b.tokens = svc.APITokens()
+			// One limit on refused tokens for gRPC, REST and the console.
+			b.tokens = apitoken.NewLimited(svc.APITokens())
+			b.bearer = apitoken.BearerAuth(b.tokens, svc.TokenError)
 		}
 	}
 	if c.servesREST() {
@@ -198,11 +200,15 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 			conns[svc] = conn
 		}
 	}
+	var tokens apitoken.Authenticator
+	if b.tokens != nil {
+		tokens = b.tokens
+	}
 	ui, err := console.New(console.Config{
 		Registration: conns[pki.ServiceRegistration],
 		Bundles:      conns[pki.ServiceBundles],
 		Heartbeat:    conns[pki.ServiceHeartbeat],
-		Tokens:       b.tokens,
+		Tokens:       tokens,
 		Logger:       c.Logger,
 	})
 	if err != nil {
@@ -220,14 +226,6 @@ func buildGateway(c Config, cr *creds, tel *telemetry.Telemetry, b *built, cert 
 		UI:           ui.Handler(),
 		Logger:       c.Logger,
 	})
-}
-
-// limitTokenFailures puts the front door's API token check under its
-// per-source limit on refused tokens, shared by gRPC and REST.
-func limitTokenFailures(auth rpc.BearerAuth) rpc.BearerAuth {
-	return rpc.LimitBearerFailures(auth, ratelimit.New(ratelimit.Config{
-		Burst: rpc.DefaultTokenFailureBurst, Interval: rpc.DefaultTokenFailureInterval,
-	}))
 }
 
 // need records that services cannot work without deps.

@@ -49,9 +49,10 @@ func buildFrontDoor(c Config, cr *creds, tel *telemetry.Telemetry, b *built) (rp
 		}
 		b.upstream[u.service] = conn
 	}
-	// API tokens are checked by the registration service, which keeps them.
-	tokens := apitoken.NewClient(b.upstream[pki.ServiceRegistration])
-	b.bearer, b.tokens = limitTokenFailures(tokens.AuthenticateBearer), tokens
+	// API tokens are checked by the registration service, which keeps
+	// them, under the front door's one limit on refused tokens.
+	b.tokens = apitoken.NewLimited(apitoken.NewClient(b.upstream[pki.ServiceRegistration]))
+	b.bearer = apitoken.BearerAuth(b.tokens, nil)
 	p := rpc.Policy{}
 	for method, callers := range rpc.Matrix() {
 		if forwarded(method) {

@@ -90,7 +90,7 @@ func roleServices() map[string][]string {
 	return map[string][]string{
 		RoleCA: {berthv1.CertificateAuthorityService_ServiceDesc.ServiceName},
 		RoleRegistration: {berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
-			berthv1.APITokenService_ServiceDesc.ServiceName},
+			berthv1.APITokenService_ServiceDesc.ServiceName, berthv1.ConsoleSessionService_ServiceDesc.ServiceName},
 		RoleBundles: {berthv1.BundleService_ServiceDesc.ServiceName, berthv1.BundleAdminService_ServiceDesc.ServiceName},
 		RoleHeartbeat: {berthv1.HeartbeatService_ServiceDesc.ServiceName, berthv1.HeartbeatAdminService_ServiceDesc.ServiceName,
 			berthv1.HeartbeatBootService_ServiceDesc.ServiceName},

@@ -138,7 +138,7 @@ func New(c Config) (*Gateway, error) {
 	}
 	top.Handle("/", g.authenticated(shortQuery(g.mux)))
 	top.Handle("GET /v1/events", g.authenticated(g.events(shortQuery(g.mux))))
-	g.handler = top
+	g.handler = withPeer(top)
 	g.srv = &http.Server{
 		Handler:           g.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -234,13 +234,7 @@ func (g *Gateway) authenticate(r *http.Request) (mtls.Identity, error) {
 		case g.c.Bearer == nil:
 			return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoBearer)
 		}
-		// The client's address, as gRPC's peer, so that per-source limits
-		// (rpc.LimitBearerFailures) count HTTP clients as gRPC ones.
-		ctx := r.Context()
-		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
-			ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr})
-		}
-		return g.c.Bearer(ctx, tok)
+		return g.c.Bearer(r.Context(), tok)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return mtls.Identity{}, status.Error(codes.Unauthenticated, msgNoCredentials)
@@ -273,6 +267,18 @@ func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) er
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w).Flush()
+}
+
+// withPeer puts the HTTP client's address in every request's context as
+// gRPC's peer, so that per-source limits (apitoken.Limited) count REST
+// and web console clients as gRPC ones.
+func withPeer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
+			r = r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: addr}))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // bearerChallenge answers a 401 with the challenge of RFC 6750:

@@ -113,6 +113,7 @@ func Matrix() map[string]Callers {
 	const (
 		ca        = "/berth.v1.CertificateAuthorityService/"
 		apiTokens = "/berth.v1.APITokenService/"
+		sessions  = "/berth.v1.ConsoleSessionService/"
 		reg       = "/berth.v1.RegistrationService/"
 		nodes     = "/berth.v1.NodeAdminService/"
 		bundle    = "/berth.v1.BundleService/"
@@ -173,6 +174,12 @@ func Matrix() map[string]Callers {
 		apiTokens + "RevokeAPIToken": FromAdmin,
 		// The front door checks the tokens its callers present.
 		apiTokens + "AuthenticateAPIToken": FromAPI,
+		// The front door keeps the web console's sessions and sign-in
+		// links here, for every front door; it names their principals.
+		sessions + "CreateConsoleSession": FromAPI,
+		sessions + "GetConsoleSession":    FromAPI,
+		sessions + "UseSignInLink":        FromAPI,
+		sessions + "EndConsoleSession":    FromAPI,
 
 		// A node reads and writes its own bundle: the handlers take its ID
 		// from its certificate.

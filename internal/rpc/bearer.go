@@ -3,18 +3,14 @@ package rpc
 import (
 	"context"
 	"strings"
-	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/mtls"
-	"github.com/berth-dev/berth/internal/ratelimit"
 )
 
 // BearerAuth checks an API token that a caller presents as gRPC metadata
@@ -90,42 +86,4 @@ func withCaller(ctx context.Context, id mtls.Identity) context.Context {
 	}
 	np.AuthInfo = ai
 	return peer.NewContext(ctx, np)
-}
-
-// msgTooManyTokenFailures answers a source that presented too many
-// refused API tokens; a google.rpc.RetryInfo detail says when to retry.
-const msgTooManyTokenFailures = "too many refused API tokens from this address; retry after the delay given"
-
-// Defaults of LimitBearerFailures: ten refusals in a row, then one a
-// minute, as for bootstrap tokens: plenty for a mistyped token, nothing
-// for a guesser or a client hammering the store with a revoked one.
-const (
-	DefaultTokenFailureBurst    = 10
-	DefaultTokenFailureInterval = time.Minute
-)
-
-// LimitBearerFailures wraps auth with a per-source limit on refused
-// tokens: a source (Source: the caller's IPv4 address or IPv6 /64) whose
-// tokens were refused (Unauthenticated) more than l allows is answered
-// ResourceExhausted, before its token is looked at, until it has earned
-// another attempt. Good tokens cost nothing, so engines behind one address
-// are never slowed by each other. The REST front door puts the HTTP
-// client's address in the context as its peer, so that both sides of the
-// port share one limit.
-func LimitBearerFailures(auth BearerAuth, l *ratelimit.Limiter) BearerAuth {
-	return func(ctx context.Context, token string) (mtls.Identity, error) {
-		src := Source(ctx)
-		if ok, wait := l.Allow(src); !ok {
-			st := status.New(codes.ResourceExhausted, msgTooManyTokenFailures)
-			if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
-				st = d
-			}
-			return mtls.Identity{}, st.Err()
-		}
-		id, err := auth(ctx, token)
-		if status.Code(err) == codes.Unauthenticated {
-			l.Charge(src)
-		}
-		return id, err
-	}
 }

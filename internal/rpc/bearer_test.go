@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"testing"
-	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -15,7 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/berth-dev/berth/internal/mtls"
-	"github.com/berth-dev/berth/internal/ratelimit"
 )
 
 // fakeTokens is a BearerAuth that knows two tokens. The real check
@@ -138,53 +135,5 @@ func TestNoBearerWithoutAuth(t *testing.T) {
 	}
 	if !Denied(err) {
 		t.Error("Denied does not report the refusal of a token")
-	}
-}
-
-// TestBearerFailuresLimited: a source whose tokens were refused too often
-// is refused before its token is looked at, good or not; good tokens cost
-// nothing.
-func TestBearerFailuresLimited(t *testing.T) {
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	var checked int
-	counting := func(ctx context.Context, tok string) (mtls.Identity, error) {
-		checked++
-		return fakeTokens(ctx, tok)
-	}
-	l := ratelimit.New(ratelimit.Config{Burst: 3, Interval: time.Hour, Now: func() time.Time { return now }})
-	e := newLimitsEnvWith(t, Limits{}, rolePolicy(), LimitBearerFailures(counting, l))
-	conn := e.dialAs(t, tls.Certificate{})
-	for range 5 {
-		if err := callWith(t.Context(), conn, methodEcho, "Bearer viewer-token"); err != nil {
-			t.Fatalf("good token: %v", err)
-		}
-	}
-	for i := range 3 {
-		if err := callWith(t.Context(), conn, methodEcho, "Bearer nope"); status.Code(err) != codes.Unauthenticated {
-			t.Fatalf("refusal %d: %v, want Unauthenticated", i, err)
-		}
-	}
-	before := checked
-	err := callWith(t.Context(), conn, methodEcho, "Bearer viewer-token")
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted || st.Message() != msgTooManyTokenFailures {
-		t.Fatalf("after three refusals: %v, want ResourceExhausted %q", err, msgTooManyTokenFailures)
-	}
-	var retry *errdetails.RetryInfo
-	for _, d := range st.Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			retry = r
-		}
-	}
-	if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || retry.GetRetryDelay().AsDuration() > time.Hour {
-		t.Errorf("RetryInfo = %v, want a delay of at most the interval", retry)
-	}
-	if checked != before {
-		t.Error("a limited source's token was looked at")
-	}
-	// An hour on, the source has earned one attempt back.
-	now = now.Add(time.Hour)
-	if err := callWith(t.Context(), conn, methodEcho, "Bearer viewer-token"); err != nil {
-		t.Errorf("after the interval: %v", err)
 	}
 }

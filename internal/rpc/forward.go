@@ -37,6 +37,10 @@ func ForwardedCaller(id mtls.Identity) string {
 	return id.String()
 }
 
+// ParseForwardedCaller reads a value of ForwardedCallerKey, as the
+// services do: the inverse of ForwardedCaller.
+func ParseForwardedCaller(v string) (mtls.Identity, bool) { return parseForwarded(v) }
+
 // parseForwarded reads the caller a front door forwards. Only the admin
 // API's callers are forwarded: nodes and services speak to the services
 // themselves, with their own keys.

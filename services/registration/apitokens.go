@@ -114,19 +114,15 @@ func (a apiTokens) AuthenticateAPIToken(ctx context.Context, req *berthv1.Authen
 	return &berthv1.AuthenticateAPITokenResponse{Id: p.ID, Name: p.Name, Role: p.Role.String()}, nil
 }
 
-// AuthenticateBearer checks a token presented to this process, for the
-// interceptor (rpc.ServerConfig.Bearer) and the REST front door: the same
-// check as AuthenticateAPIToken, answered as the caller identity or as a
-// gRPC status.
-func (s *Service) AuthenticateBearer(ctx context.Context, bearer string) (mtls.Identity, error) {
-	p, err := s.tokens.Authenticate(ctx, bearer)
-	if err != nil {
-		return mtls.Identity{}, errorTable.Status(ctx, rpc.Logger(ctx, s.log), err)
-	}
-	return p.Identity(), nil
+// TokenError maps a failure to check an API token in this process (the
+// store's, not a refusal) through the service's error table, for
+// apitoken.BearerAuth: a database that is down is Unavailable.
+func (s *Service) TokenError(ctx context.Context, err error) error {
+	return errorTable.Status(ctx, rpc.Logger(ctx, s.log), err)
 }
 
-// APITokens is the check of API tokens, for a web console in this process.
+// APITokens is the check of API tokens, for the front door in this
+// process (which puts it under its limit: apitoken.Limited).
 func (s *Service) APITokens() *apitoken.Checker { return s.tokens }
 
 func apiTokenToProto(t regstore.APIToken) *berthv1.APIToken {

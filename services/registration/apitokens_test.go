@@ -51,11 +51,12 @@ func testAPITokens(t *testing.T, b backend) {
 
 	// The front door asks who a token is; only the api identity may.
 	front := apitoken.NewClient(e.srv.Service(t, pki.ServiceAPI))
+	bearer := apitoken.BearerAuth(front, nil) // as the front door's interceptor takes it
 	p, err := front.Authenticate(ctx, created.GetSecretToken())
 	if err != nil || p != (apitoken.Principal{ID: tok.GetId(), Name: "ci-bot", Role: mtls.RoleOperator}) {
 		t.Fatalf("Authenticate = %+v, %v", p, err)
 	}
-	id, err := front.AuthenticateBearer(ctx, created.GetSecretToken())
+	id, err := bearer(ctx, created.GetSecretToken())
 	if err != nil || id.String() != "token:"+tok.GetId()+"/ci-bot" {
 		t.Errorf("AuthenticateBearer = %v, %v", id, err)
 	}
@@ -83,7 +84,7 @@ func testAPITokens(t *testing.T, b backend) {
 	if _, err := front.Authenticate(ctx, created.GetSecretToken()); !errors.Is(err, apitoken.ErrRevoked) {
 		t.Errorf("Authenticate(revoked) = %v, want ErrRevoked", err)
 	}
-	_, err = front.AuthenticateBearer(ctx, created.GetSecretToken())
+	_, err = bearer(ctx, created.GetSecretToken())
 	grpctest.WantStatus(t, err, codes.Unauthenticated, apitoken.MsgRevoked)
 	if list, _ := admin.ListAPITokens(ctx, &berthv1.ListAPITokensRequest{}); len(list.GetTokens()) != 1 {
 		t.Errorf("active tokens after a revocation: %v", list.GetTokens())
@@ -104,7 +105,7 @@ func testAPITokens(t *testing.T, b backend) {
 		if _, err := front.Authenticate(ctx, tc.bearer); !errors.Is(err, tc.want) {
 			t.Errorf("%s: Authenticate = %v, want %v", name, err, tc.want)
 		}
-		_, err := front.AuthenticateBearer(ctx, tc.bearer)
+		_, err := bearer(ctx, tc.bearer)
 		grpctest.WantStatus(t, err, codes.Unauthenticated, tc.msg)
 	}
 	short, err := admin.CreateAPIToken(ctx, &berthv1.CreateAPITokenRequest{Role: "admin", TtlSeconds: 60})

@@ -158,6 +158,9 @@ var errorTable = rpcerr.Table{
 	rpcerr.Is(regstore.ErrTooManyLabels, codes.InvalidArgument, msgTooManyLabels),
 	rpcerr.Is(errTokenNotFound, codes.NotFound, msgTokenNotFound),
 	rpcerr.Is(errAPITokenNotFound, codes.NotFound, msgAPITokenNotFound),
+	rpcerr.Is(errNoConsoleSession, codes.NotFound, msgNoConsoleSession),
+	rpcerr.Is(errNoSignInLink, codes.NotFound, msgNoSignInLink),
+	rpcerr.Is(errTokenNotLive, codes.FailedPrecondition, msgTokenNotLive),
 	// A refused API token: the same messages whether the check ran here or
 	// the front door asked for it (apitoken.Client reads them back).
 	rpcerr.Is(apitoken.ErrMalformed, codes.Unauthenticated, apitoken.MsgMalformed),

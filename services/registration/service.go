@@ -290,13 +290,14 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	berthv1.RegisterRegistrationServiceServer(g, nodeServer{s: s})
 	berthv1.RegisterNodeAdminServiceServer(g, s)
 	berthv1.RegisterAPITokenServiceServer(g, apiTokens{s: s})
+	berthv1.RegisterConsoleSessionServiceServer(g, consoleSessions{s: s})
 }
 
 // Policy is the service's rows of the authorisation matrix (rpc.Matrix):
 // nodes prove a key; the admin API's roles administer and watch.
 func (s *Service) Policy() rpc.Policy {
 	return rpc.PolicyFor(berthv1.RegistrationService_ServiceDesc.ServiceName, berthv1.NodeAdminService_ServiceDesc.ServiceName,
-		berthv1.APITokenService_ServiceDesc.ServiceName)
+		berthv1.APITokenService_ServiceDesc.ServiceName, berthv1.ConsoleSessionService_ServiceDesc.ServiceName)
 }
 
 // caller returns the verified key of the calling node. The interceptor has

@@ -48,6 +48,9 @@
       });
   }
 
+  // As the pages print times: 2006-01-02 15:04:05Z.
+  function stamp(t) { return new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'); }
+
   function setHealth(cell, state) {
     cell.textContent = state;
     cell.className = cell.className.replace(/\bh-\S+/g, '') + ' h-' + state;
@@ -85,6 +88,9 @@
         if (r && e.state) {
           setHealth(r.querySelector('.health'), e.state);
           if (e.status && e.status !== '—') { r.querySelector('.reported').textContent = e.status; }
+          // Every health event was raised by the node's beat (or its
+          // silence): a healthy, rebooted or status event is a sighting.
+          if (e.state !== 'unreachable' && e.state !== 'suspect') { r.querySelector('.seen').textContent = stamp(e.time); }
           r.setAttribute('data-updated', String(Date.now()));
           r.setAttribute('data-event-time', e.time);
           say(e.node_id + ' is ' + e.state);
@@ -115,7 +121,7 @@
       var tr = document.createElement('tr');
       tr.className = 'fresh';
       tr.setAttribute('data-node', e.node_id);
-      var cells = [new Date(e.time).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'), null, e.log, e.type, e.text];
+      var cells = [stamp(e.time), null, e.log, e.type, e.text];
       cells.forEach(function (v, i) {
         var td = document.createElement('td');
         if (i === 1) {

@@ -450,6 +450,16 @@ type Store interface {
 	// transaction: LastUsedAt becomes the later of the stored time and the
 	// given one. Unknown IDs are skipped.
 	TouchAPITokens(ctx context.Context, used map[string]time.Time) error
+	// CreateConsoleSession records a web console session or sign-in link
+	// and drops those expired by its CreatedAt; UseConsoleLink spends a
+	// live link exactly once, however many replicas race, recording the
+	// session it becomes; ConsoleSession returns a live session. A session
+	// or link is live until it expires, ends, or its API token is revoked
+	// or expires; ErrNotFound otherwise. EndConsoleSession forgets one.
+	CreateConsoleSession(ctx context.Context, c ConsoleSession) error
+	UseConsoleLink(ctx context.Context, sum []byte, session ConsoleSession) (ConsoleSession, error)
+	ConsoleSession(ctx context.Context, sum []byte, now time.Time) (ConsoleSession, error)
+	EndConsoleSession(ctx context.Context, sum []byte) error
 	// EKLabels returns the labels of those of hashes that are enrolled,
 	// by hash, in one query.
 	EKLabels(ctx context.Context, hashes []string) (map[string]string, error)

@@ -9,6 +9,7 @@ package berthv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -115,18 +116,502 @@ func (x *CreateSignInLinkResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ConsoleSession is a session or link as the front door sees it.
+type ConsoleSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is whom it acts for, as the front door names a forwarded
+	// caller: "admin:NAME" or "token:ID;role=ROLE;name=NAME".
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsoleSession) Reset() {
+	*x = ConsoleSession{}
+	mi := &file_berth_v1_console_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsoleSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleSession) ProtoMessage() {}
+
+func (x *ConsoleSession) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleSession.ProtoReflect.Descriptor instead.
+func (*ConsoleSession) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConsoleSession) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ConsoleSession) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// CreateConsoleSessionRequest describes a new session or link.
+type CreateConsoleSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret_sha256 is the SHA-256 of its secret (32 bytes).
+	SecretSha256 []byte `protobuf:"bytes,1,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	// link makes it a one-time sign-in link rather than a session.
+	Link bool `protobuf:"varint,2,opt,name=link,proto3" json:"link,omitempty"`
+	// principal is whom it acts for (see ConsoleSession).
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	// ttl is how long it lasts: more than 0, at most 24 hours.
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConsoleSessionRequest) Reset() {
+	*x = CreateConsoleSessionRequest{}
+	mi := &file_berth_v1_console_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConsoleSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConsoleSessionRequest) ProtoMessage() {}
+
+func (x *CreateConsoleSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConsoleSessionRequest.ProtoReflect.Descriptor instead.
+func (*CreateConsoleSessionRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreateConsoleSessionRequest) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+func (x *CreateConsoleSessionRequest) GetLink() bool {
+	if x != nil {
+		return x.Link
+	}
+	return false
+}
+
+func (x *CreateConsoleSessionRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *CreateConsoleSessionRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// CreateConsoleSessionResponse returns what was recorded.
+type CreateConsoleSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *ConsoleSession        `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConsoleSessionResponse) Reset() {
+	*x = CreateConsoleSessionResponse{}
+	mi := &file_berth_v1_console_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConsoleSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConsoleSessionResponse) ProtoMessage() {}
+
+func (x *CreateConsoleSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConsoleSessionResponse.ProtoReflect.Descriptor instead.
+func (*CreateConsoleSessionResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CreateConsoleSessionResponse) GetSession() *ConsoleSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// GetConsoleSessionRequest names a session by its secret's SHA-256.
+type GetConsoleSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretSha256  []byte                 `protobuf:"bytes,1,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsoleSessionRequest) Reset() {
+	*x = GetConsoleSessionRequest{}
+	mi := &file_berth_v1_console_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsoleSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsoleSessionRequest) ProtoMessage() {}
+
+func (x *GetConsoleSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsoleSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetConsoleSessionRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetConsoleSessionRequest) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+// GetConsoleSessionResponse returns the session.
+type GetConsoleSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *ConsoleSession        `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsoleSessionResponse) Reset() {
+	*x = GetConsoleSessionResponse{}
+	mi := &file_berth_v1_console_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsoleSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsoleSessionResponse) ProtoMessage() {}
+
+func (x *GetConsoleSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsoleSessionResponse.ProtoReflect.Descriptor instead.
+func (*GetConsoleSessionResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetConsoleSessionResponse) GetSession() *ConsoleSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// UseSignInLinkRequest names a link and the session it becomes.
+type UseSignInLinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// link_sha256 is the SHA-256 of the link's secret.
+	LinkSha256 []byte `protobuf:"bytes,1,opt,name=link_sha256,json=linkSha256,proto3" json:"link_sha256,omitempty"`
+	// session_sha256 is the SHA-256 of the new session's secret.
+	SessionSha256 []byte `protobuf:"bytes,2,opt,name=session_sha256,json=sessionSha256,proto3" json:"session_sha256,omitempty"`
+	// ttl is how long the session lasts: more than 0, at most 24 hours.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseSignInLinkRequest) Reset() {
+	*x = UseSignInLinkRequest{}
+	mi := &file_berth_v1_console_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseSignInLinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseSignInLinkRequest) ProtoMessage() {}
+
+func (x *UseSignInLinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseSignInLinkRequest.ProtoReflect.Descriptor instead.
+func (*UseSignInLinkRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UseSignInLinkRequest) GetLinkSha256() []byte {
+	if x != nil {
+		return x.LinkSha256
+	}
+	return nil
+}
+
+func (x *UseSignInLinkRequest) GetSessionSha256() []byte {
+	if x != nil {
+		return x.SessionSha256
+	}
+	return nil
+}
+
+func (x *UseSignInLinkRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// UseSignInLinkResponse returns the new session.
+type UseSignInLinkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *ConsoleSession        `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseSignInLinkResponse) Reset() {
+	*x = UseSignInLinkResponse{}
+	mi := &file_berth_v1_console_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseSignInLinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseSignInLinkResponse) ProtoMessage() {}
+
+func (x *UseSignInLinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseSignInLinkResponse.ProtoReflect.Descriptor instead.
+func (*UseSignInLinkResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UseSignInLinkResponse) GetSession() *ConsoleSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// EndConsoleSessionRequest names a session by its secret's SHA-256.
+type EndConsoleSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretSha256  []byte                 `protobuf:"bytes,1,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndConsoleSessionRequest) Reset() {
+	*x = EndConsoleSessionRequest{}
+	mi := &file_berth_v1_console_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndConsoleSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndConsoleSessionRequest) ProtoMessage() {}
+
+func (x *EndConsoleSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndConsoleSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndConsoleSessionRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EndConsoleSessionRequest) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+// EndConsoleSessionResponse is empty.
+type EndConsoleSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndConsoleSessionResponse) Reset() {
+	*x = EndConsoleSessionResponse{}
+	mi := &file_berth_v1_console_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndConsoleSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndConsoleSessionResponse) ProtoMessage() {}
+
+func (x *EndConsoleSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_console_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndConsoleSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndConsoleSessionResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_console_proto_rawDescGZIP(), []int{10}
+}
+
 var File_berth_v1_console_proto protoreflect.FileDescriptor
 
 const file_berth_v1_console_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/console.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
+	"\x16berth/v1/console.proto\x12\bberth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
 	"\x17CreateSignInLinkRequest\"i\n" +
 	"\x18CreateSignInLinkResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2p\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"i\n" +
+	"\x0eConsoleSession\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa1\x01\n" +
+	"\x1bCreateConsoleSessionRequest\x12#\n" +
+	"\rsecret_sha256\x18\x01 \x01(\fR\fsecretSha256\x12\x12\n" +
+	"\x04link\x18\x02 \x01(\bR\x04link\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"R\n" +
+	"\x1cCreateConsoleSessionResponse\x122\n" +
+	"\asession\x18\x01 \x01(\v2\x18.berth.v1.ConsoleSessionR\asession\"?\n" +
+	"\x18GetConsoleSessionRequest\x12#\n" +
+	"\rsecret_sha256\x18\x01 \x01(\fR\fsecretSha256\"O\n" +
+	"\x19GetConsoleSessionResponse\x122\n" +
+	"\asession\x18\x01 \x01(\v2\x18.berth.v1.ConsoleSessionR\asession\"\x8b\x01\n" +
+	"\x14UseSignInLinkRequest\x12\x1f\n" +
+	"\vlink_sha256\x18\x01 \x01(\fR\n" +
+	"linkSha256\x12%\n" +
+	"\x0esession_sha256\x18\x02 \x01(\fR\rsessionSha256\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"K\n" +
+	"\x15UseSignInLinkResponse\x122\n" +
+	"\asession\x18\x01 \x01(\v2\x18.berth.v1.ConsoleSessionR\asession\"?\n" +
+	"\x18EndConsoleSessionRequest\x12#\n" +
+	"\rsecret_sha256\x18\x01 \x01(\fR\fsecretSha256\"\x1b\n" +
+	"\x19EndConsoleSessionResponse2p\n" +
 	"\x13ConsoleAdminService\x12Y\n" +
-	"\x10CreateSignInLink\x12!.berth.v1.CreateSignInLinkRequest\x1a\".berth.v1.CreateSignInLinkResponseBs\n" +
+	"\x10CreateSignInLink\x12!.berth.v1.CreateSignInLinkRequest\x1a\".berth.v1.CreateSignInLinkResponse2\x8c\x03\n" +
+	"\x15ConsoleSessionService\x12e\n" +
+	"\x14CreateConsoleSession\x12%.berth.v1.CreateConsoleSessionRequest\x1a&.berth.v1.CreateConsoleSessionResponse\x12\\\n" +
+	"\x11GetConsoleSession\x12\".berth.v1.GetConsoleSessionRequest\x1a#.berth.v1.GetConsoleSessionResponse\x12P\n" +
+	"\rUseSignInLink\x12\x1e.berth.v1.UseSignInLinkRequest\x1a\x1f.berth.v1.UseSignInLinkResponse\x12\\\n" +
+	"\x11EndConsoleSession\x12\".berth.v1.EndConsoleSessionRequest\x1a#.berth.v1.EndConsoleSessionResponseBs\n" +
 	"\fdev.berth.v1B\fConsoleProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -141,21 +626,45 @@ func file_berth_v1_console_proto_rawDescGZIP() []byte {
 	return file_berth_v1_console_proto_rawDescData
 }
 
-var file_berth_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_berth_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_berth_v1_console_proto_goTypes = []any{
-	(*CreateSignInLinkRequest)(nil),  // 0: berth.v1.CreateSignInLinkRequest
-	(*CreateSignInLinkResponse)(nil), // 1: berth.v1.CreateSignInLinkResponse
-	(*timestamppb.Timestamp)(nil),    // 2: google.protobuf.Timestamp
+	(*CreateSignInLinkRequest)(nil),      // 0: berth.v1.CreateSignInLinkRequest
+	(*CreateSignInLinkResponse)(nil),     // 1: berth.v1.CreateSignInLinkResponse
+	(*ConsoleSession)(nil),               // 2: berth.v1.ConsoleSession
+	(*CreateConsoleSessionRequest)(nil),  // 3: berth.v1.CreateConsoleSessionRequest
+	(*CreateConsoleSessionResponse)(nil), // 4: berth.v1.CreateConsoleSessionResponse
+	(*GetConsoleSessionRequest)(nil),     // 5: berth.v1.GetConsoleSessionRequest
+	(*GetConsoleSessionResponse)(nil),    // 6: berth.v1.GetConsoleSessionResponse
+	(*UseSignInLinkRequest)(nil),         // 7: berth.v1.UseSignInLinkRequest
+	(*UseSignInLinkResponse)(nil),        // 8: berth.v1.UseSignInLinkResponse
+	(*EndConsoleSessionRequest)(nil),     // 9: berth.v1.EndConsoleSessionRequest
+	(*EndConsoleSessionResponse)(nil),    // 10: berth.v1.EndConsoleSessionResponse
+	(*timestamppb.Timestamp)(nil),        // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 12: google.protobuf.Duration
 }
 var file_berth_v1_console_proto_depIdxs = []int32{
-	2, // 0: berth.v1.CreateSignInLinkResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 1: berth.v1.ConsoleAdminService.CreateSignInLink:input_type -> berth.v1.CreateSignInLinkRequest
-	1, // 2: berth.v1.ConsoleAdminService.CreateSignInLink:output_type -> berth.v1.CreateSignInLinkResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	11, // 0: berth.v1.CreateSignInLinkResponse.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 1: berth.v1.ConsoleSession.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 2: berth.v1.CreateConsoleSessionRequest.ttl:type_name -> google.protobuf.Duration
+	2,  // 3: berth.v1.CreateConsoleSessionResponse.session:type_name -> berth.v1.ConsoleSession
+	2,  // 4: berth.v1.GetConsoleSessionResponse.session:type_name -> berth.v1.ConsoleSession
+	12, // 5: berth.v1.UseSignInLinkRequest.ttl:type_name -> google.protobuf.Duration
+	2,  // 6: berth.v1.UseSignInLinkResponse.session:type_name -> berth.v1.ConsoleSession
+	0,  // 7: berth.v1.ConsoleAdminService.CreateSignInLink:input_type -> berth.v1.CreateSignInLinkRequest
+	3,  // 8: berth.v1.ConsoleSessionService.CreateConsoleSession:input_type -> berth.v1.CreateConsoleSessionRequest
+	5,  // 9: berth.v1.ConsoleSessionService.GetConsoleSession:input_type -> berth.v1.GetConsoleSessionRequest
+	7,  // 10: berth.v1.ConsoleSessionService.UseSignInLink:input_type -> berth.v1.UseSignInLinkRequest
+	9,  // 11: berth.v1.ConsoleSessionService.EndConsoleSession:input_type -> berth.v1.EndConsoleSessionRequest
+	1,  // 12: berth.v1.ConsoleAdminService.CreateSignInLink:output_type -> berth.v1.CreateSignInLinkResponse
+	4,  // 13: berth.v1.ConsoleSessionService.CreateConsoleSession:output_type -> berth.v1.CreateConsoleSessionResponse
+	6,  // 14: berth.v1.ConsoleSessionService.GetConsoleSession:output_type -> berth.v1.GetConsoleSessionResponse
+	8,  // 15: berth.v1.ConsoleSessionService.UseSignInLink:output_type -> berth.v1.UseSignInLinkResponse
+	10, // 16: berth.v1.ConsoleSessionService.EndConsoleSession:output_type -> berth.v1.EndConsoleSessionResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_console_proto_init() }
@@ -169,9 +678,9 @@ func file_berth_v1_console_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_console_proto_rawDesc), len(file_berth_v1_console_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_berth_v1_console_proto_goTypes,
 		DependencyIndexes: file_berth_v1_console_proto_depIdxs,

@@ -133,3 +133,255 @@ var ConsoleAdminService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "berth/v1/console.proto",
 }
+
+const (
+	ConsoleSessionService_CreateConsoleSession_FullMethodName = "/berth.v1.ConsoleSessionService/CreateConsoleSession"
+	ConsoleSessionService_GetConsoleSession_FullMethodName    = "/berth.v1.ConsoleSessionService/GetConsoleSession"
+	ConsoleSessionService_UseSignInLink_FullMethodName        = "/berth.v1.ConsoleSessionService/UseSignInLink"
+	ConsoleSessionService_EndConsoleSession_FullMethodName    = "/berth.v1.ConsoleSessionService/EndConsoleSession"
+)
+
+// ConsoleSessionServiceClient is the client API for ConsoleSessionService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ConsoleSessionService keeps the web console's sessions and one-time
+// sign-in links for every front door, in the registration service's
+// database beside the API tokens they may stand on: a session made on one
+// front door works on every other and outlives restarts. Only the front
+// door (the api service identity) may call it, and it names the principal
+// in the request. Only the SHA-256 of each secret travels or is kept.
+type ConsoleSessionServiceClient interface {
+	// CreateConsoleSession records a session, or an unused sign-in link,
+	// for a principal. An API token's principal must name a token that is
+	// neither revoked nor expired, with that role (FailedPrecondition).
+	CreateConsoleSession(ctx context.Context, in *CreateConsoleSessionRequest, opts ...grpc.CallOption) (*CreateConsoleSessionResponse, error)
+	// GetConsoleSession returns a live session: NotFound when it is unknown,
+	// expired or ended, or its API token was revoked or expired.
+	GetConsoleSession(ctx context.Context, in *GetConsoleSessionRequest, opts ...grpc.CallOption) (*GetConsoleSessionResponse, error)
+	// UseSignInLink spends a live sign-in link, exactly once however many
+	// front doors race, and records the session it becomes, for the link's
+	// principal. NotFound when the link is unknown, expired or used, or its
+	// API token was revoked or expired.
+	UseSignInLink(ctx context.Context, in *UseSignInLinkRequest, opts ...grpc.CallOption) (*UseSignInLinkResponse, error)
+	// EndConsoleSession ends a session (sign-out); one that is gone already
+	// ends without error.
+	EndConsoleSession(ctx context.Context, in *EndConsoleSessionRequest, opts ...grpc.CallOption) (*EndConsoleSessionResponse, error)
+}
+
+type consoleSessionServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewConsoleSessionServiceClient(cc grpc.ClientConnInterface) ConsoleSessionServiceClient {
+	return &consoleSessionServiceClient{cc}
+}
+
+func (c *consoleSessionServiceClient) CreateConsoleSession(ctx context.Context, in *CreateConsoleSessionRequest, opts ...grpc.CallOption) (*CreateConsoleSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateConsoleSessionResponse)
+	err := c.cc.Invoke(ctx, ConsoleSessionService_CreateConsoleSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consoleSessionServiceClient) GetConsoleSession(ctx context.Context, in *GetConsoleSessionRequest, opts ...grpc.CallOption) (*GetConsoleSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConsoleSessionResponse)
+	err := c.cc.Invoke(ctx, ConsoleSessionService_GetConsoleSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consoleSessionServiceClient) UseSignInLink(ctx context.Context, in *UseSignInLinkRequest, opts ...grpc.CallOption) (*UseSignInLinkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UseSignInLinkResponse)
+	err := c.cc.Invoke(ctx, ConsoleSessionService_UseSignInLink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consoleSessionServiceClient) EndConsoleSession(ctx context.Context, in *EndConsoleSessionRequest, opts ...grpc.CallOption) (*EndConsoleSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndConsoleSessionResponse)
+	err := c.cc.Invoke(ctx, ConsoleSessionService_EndConsoleSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ConsoleSessionServiceServer is the server API for ConsoleSessionService service.
+// All implementations must embed UnimplementedConsoleSessionServiceServer
+// for forward compatibility.
+//
+// ConsoleSessionService keeps the web console's sessions and one-time
+// sign-in links for every front door, in the registration service's
+// database beside the API tokens they may stand on: a session made on one
+// front door works on every other and outlives restarts. Only the front
+// door (the api service identity) may call it, and it names the principal
+// in the request. Only the SHA-256 of each secret travels or is kept.
+type ConsoleSessionServiceServer interface {
+	// CreateConsoleSession records a session, or an unused sign-in link,
+	// for a principal. An API token's principal must name a token that is
+	// neither revoked nor expired, with that role (FailedPrecondition).
+	CreateConsoleSession(context.Context, *CreateConsoleSessionRequest) (*CreateConsoleSessionResponse, error)
+	// GetConsoleSession returns a live session: NotFound when it is unknown,
+	// expired or ended, or its API token was revoked or expired.
+	GetConsoleSession(context.Context, *GetConsoleSessionRequest) (*GetConsoleSessionResponse, error)
+	// UseSignInLink spends a live sign-in link, exactly once however many
+	// front doors race, and records the session it becomes, for the link's
+	// principal. NotFound when the link is unknown, expired or used, or its
+	// API token was revoked or expired.
+	UseSignInLink(context.Context, *UseSignInLinkRequest) (*UseSignInLinkResponse, error)
+	// EndConsoleSession ends a session (sign-out); one that is gone already
+	// ends without error.
+	EndConsoleSession(context.Context, *EndConsoleSessionRequest) (*EndConsoleSessionResponse, error)
+	mustEmbedUnimplementedConsoleSessionServiceServer()
+}
+
+// UnimplementedConsoleSessionServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedConsoleSessionServiceServer struct{}
+
+func (UnimplementedConsoleSessionServiceServer) CreateConsoleSession(context.Context, *CreateConsoleSessionRequest) (*CreateConsoleSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateConsoleSession not implemented")
+}
+func (UnimplementedConsoleSessionServiceServer) GetConsoleSession(context.Context, *GetConsoleSessionRequest) (*GetConsoleSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConsoleSession not implemented")
+}
+func (UnimplementedConsoleSessionServiceServer) UseSignInLink(context.Context, *UseSignInLinkRequest) (*UseSignInLinkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UseSignInLink not implemented")
+}
+func (UnimplementedConsoleSessionServiceServer) EndConsoleSession(context.Context, *EndConsoleSessionRequest) (*EndConsoleSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndConsoleSession not implemented")
+}
+func (UnimplementedConsoleSessionServiceServer) mustEmbedUnimplementedConsoleSessionServiceServer() {}
+func (UnimplementedConsoleSessionServiceServer) testEmbeddedByValue()                               {}
+
+// UnsafeConsoleSessionServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ConsoleSessionServiceServer will
+// result in compilation errors.
+type UnsafeConsoleSessionServiceServer interface {
+	mustEmbedUnimplementedConsoleSessionServiceServer()
+}
+
+func RegisterConsoleSessionServiceServer(s grpc.ServiceRegistrar, srv ConsoleSessionServiceServer) {
+	// If the following call panics, it indicates UnimplementedConsoleSessionServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ConsoleSessionService_ServiceDesc, srv)
+}
+
+func _ConsoleSessionService_CreateConsoleSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateConsoleSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsoleSessionServiceServer).CreateConsoleSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsoleSessionService_CreateConsoleSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsoleSessionServiceServer).CreateConsoleSession(ctx, req.(*CreateConsoleSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsoleSessionService_GetConsoleSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsoleSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsoleSessionServiceServer).GetConsoleSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsoleSessionService_GetConsoleSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsoleSessionServiceServer).GetConsoleSession(ctx, req.(*GetConsoleSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsoleSessionService_UseSignInLink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UseSignInLinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsoleSessionServiceServer).UseSignInLink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsoleSessionService_UseSignInLink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsoleSessionServiceServer).UseSignInLink(ctx, req.(*UseSignInLinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsoleSessionService_EndConsoleSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndConsoleSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsoleSessionServiceServer).EndConsoleSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsoleSessionService_EndConsoleSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsoleSessionServiceServer).EndConsoleSession(ctx, req.(*EndConsoleSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ConsoleSessionService_ServiceDesc is the grpc.ServiceDesc for ConsoleSessionService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ConsoleSessionService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "berth.v1.ConsoleSessionService",
+	HandlerType: (*ConsoleSessionServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateConsoleSession",
+			Handler:    _ConsoleSessionService_CreateConsoleSession_Handler,
+		},
+		{
+			MethodName: "GetConsoleSession",
+			Handler:    _ConsoleSessionService_GetConsoleSession_Handler,
+		},
+		{
+			MethodName: "UseSignInLink",
+			Handler:    _ConsoleSessionService_UseSignInLink_Handler,
+		},
+		{
+			MethodName: "EndConsoleSession",
+			Handler:    _ConsoleSessionService_EndConsoleSession_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "berth/v1/console.proto",
+}

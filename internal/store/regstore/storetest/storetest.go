@@ -79,6 +79,8 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ReplaceClearsBoot", testReplaceClearsBoot},
 		{"PCRPolicies", testPCRPolicies},
 		{"Secret", testSecret},
+		{"ConsoleSessions", testConsoleSessions},
+		{"ConsoleLinkRace", testConsoleLinkRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
