@@ -84,6 +84,14 @@ func (p *Params) Values(vs ...any) string {
 	return s + ")"
 }
 
+// Limit is " LIMIT $i" binding n, or nothing when n <= 0 (no limit).
+func (p *Params) Limit(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return " LIMIT " + p.Add(n)
+}
+
 // In is "col IN ($i, …)" binding vs, or FALSE when vs is empty.
 func (p *Params) In(col string, vs []string) string {
 	if len(vs) == 0 {

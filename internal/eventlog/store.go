@@ -96,11 +96,28 @@ func (l *SQLLog) appendBatch(ctx context.Context, tx *sql.Tx, batch [][]Event) e
 	return l.Append(ctx, tx, all...)
 }
 
+// Do is Write for a transaction that also yields a value: fn returns it
+// with the events to append.
+func Do[T any](ctx context.Context, s Store, fn func(*sql.Tx) (T, []Event, error)) (T, error) {
+	var v T
+	err := s.Write(ctx, func(tx *sql.Tx) (evs []Event, err error) {
+		v, evs, err = fn(tx)
+		return evs, err
+	})
+	return v, err
+}
+
 // Events is the log.
 func (s Store) Events() Log { return s.Log }
 
 // Close closes the database.
 func (s Store) Close() { s.DB.Close() }
+
+// One is the one event of type typ about node nodeID ("" for none) at t,
+// with details kv (see Details), for a Write to append.
+func One(typ, nodeID string, t time.Time, kv ...string) []Event {
+	return []Event{{Type: typ, NodeID: nodeID, Time: db.UTC(t), Details: Details(kv...)}}
+}
 
 // Details builds event details from key/value pairs, leaving out empty
 // values; nil when nothing is left.
