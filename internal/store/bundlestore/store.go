@@ -329,9 +329,8 @@ func (s *SQLStore) Put(ctx context.Context, nodeID string, expected int64, b Bun
 		if err := s.add(ctx, tx, b, opts.Keep, superseded...); err != nil {
 			return nil, err
 		}
-		return []eventlog.Event{{Type: EventUpdated, NodeID: nodeID, Time: b.CreatedAt, Details: eventlog.Details(
-			DetailVersion, version(b.Version), DetailState, string(b.State), DetailAuthor, b.Author,
-			DetailDroppedPending, version(pending), DetailActor, b.Author)}}, nil
+		return eventlog.One(EventUpdated, nodeID, b.CreatedAt, DetailVersion, version(b.Version), DetailState, string(b.State),
+			DetailAuthor, b.Author, DetailDroppedPending, version(pending), DetailActor, b.Author), nil
 	})
 	return db.Result(b, err, "put bundle of node %s", nodeID)
 }
@@ -362,37 +361,34 @@ func (s *SQLStore) History(ctx context.Context, nodeID string) ([]Meta, error) {
 
 // Approve makes a pending version current.
 func (s *SQLStore) Approve(ctx context.Context, nodeID string, v int64, author string, now time.Time) (Bundle, error) {
-	var out Bundle
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	out, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Bundle, []eventlog.Event, error) {
 		// While a version is pending the current one cannot change (node
 		// uploads are refused; administrator writes and resets supersede
 		// the pending version), so it is still the one the upload replaces.
 		_, current, _, err := lock(ctx, tx, nodeID)
 		if err != nil {
-			return nil, err
+			return Bundle{}, nil, err
 		}
 		var st State
 		err = tx.QueryRowContext(ctx, `SELECT state FROM bundle_versions WHERE node_id = $1 AND version = $2`, nodeID, v).Scan(&st)
 		switch {
 		case err != nil:
-			return nil, db.Found(err, ErrNotFound)
+			return Bundle{}, nil, db.Found(err, ErrNotFound)
 		case st == StateApproved:
-			out, err = get(ctx, tx, nodeID, v)
-			return nil, err
+			out, err := get(ctx, tx, nodeID, v)
+			return out, nil, err
 		case st != StatePending:
-			return nil, fmt.Errorf("%w: version %d is %s", ErrNotPending, v, st)
+			return Bundle{}, nil, fmt.Errorf("%w: version %d is %s", ErrNotPending, v, st)
 		}
 		if err := setState(ctx, tx, nodeID, current, StateSuperseded); err != nil {
-			return nil, err
+			return Bundle{}, nil, err
 		}
 		if err := setState(ctx, tx, nodeID, v, StateApproved); err != nil {
-			return nil, err
+			return Bundle{}, nil, err
 		}
-		if out, err = get(ctx, tx, nodeID, v); err != nil {
-			return nil, err
-		}
-		return []eventlog.Event{{Type: EventApproved, NodeID: nodeID, Time: db.UTC(now), Details: eventlog.Details(
-			DetailVersion, version(v), DetailAuthor, author, DetailPreviousVersion, version(current), DetailActor, author)}}, nil
+		out, err := get(ctx, tx, nodeID, v)
+		return out, eventlog.One(EventApproved, nodeID, now, DetailVersion, version(v), DetailAuthor, author,
+			DetailPreviousVersion, version(current), DetailActor, author), err
 	})
 	return db.Result(out, err, "approve bundle %d of node %s", v, nodeID)
 }
@@ -415,8 +411,8 @@ func (s *SQLStore) Reset(ctx context.Context, nodeID, author string, now time.Ti
 		if err := s.add(ctx, tx, Bundle{Meta: m}, keep, current, pending); err != nil {
 			return nil, err
 		}
-		return []eventlog.Event{{Type: EventReset, NodeID: nodeID, Time: m.CreatedAt, Details: eventlog.Details(
-			DetailVersion, version(m.Version), DetailAuthor, author, DetailActor, author)}}, nil
+		return eventlog.One(EventReset, nodeID, m.CreatedAt, DetailVersion, version(m.Version), DetailAuthor, author,
+			DetailActor, author), nil
 	})
 	return db.Result(m, err, "reset bundle of node %s", nodeID)
 }
@@ -429,7 +425,7 @@ func (s *SQLStore) Delete(ctx context.Context, nodeID, actor string, now time.Ti
 		if n, err := rowsAffected(res, err); err != nil || n == 0 {
 			return nil, err
 		}
-		return []eventlog.Event{{Type: EventDeleted, NodeID: nodeID, Time: db.UTC(now), Details: eventlog.Details(DetailActor, actor)}}, nil
+		return eventlog.One(EventDeleted, nodeID, now, DetailActor, actor), nil
 	})
 	return db.Wrap(err, "delete bundles of node %s", nodeID)
 }
@@ -549,8 +545,7 @@ func (s *SQLStore) SetApprovalPolicy(ctx context.Context, approval, actor string
 		if n, err := rowsAffected(res, err); err != nil || n == 0 {
 			return nil, err
 		}
-		return []eventlog.Event{{Type: EventSettingsChanged, Time: p.UpdatedAt, Details: eventlog.Details(
-			DetailApproval, cmp.Or(approval, "default"), DetailActor, actor)}}, nil
+		return eventlog.One(EventSettingsChanged, "", now, DetailApproval, cmp.Or(approval, "default"), DetailActor, actor), nil
 	})
 	if approval == "" {
 		p = Policy{}
