@@ -276,10 +276,7 @@ func (s *SQLStore) ListLiveness(ctx context.Context, f LivenessFilter) ([]Livene
 	if len(f.NodeIDs) > 0 {
 		q += ` AND ` + p.In("node_id", f.NodeIDs)
 	}
-	q += ` ORDER BY node_id`
-	if f.Limit > 0 {
-		q += ` LIMIT ` + p.Add(f.Limit)
-	}
+	q += ` ORDER BY node_id` + p.Limit(f.Limit)
 	ls, err := db.Collect(ctx, s.DB, scanLiveness, q, p...)
 	return db.Result(ls, err, "list liveness")
 }
@@ -417,21 +414,15 @@ func (s *SQLStore) CountLive(ctx context.Context) (int, error) {
 
 // CountByState returns how many nodes are in each state.
 func (s *SQLStore) CountByState(ctx context.Context) (map[State]int64, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT state, count(*) FROM hb_liveness GROUP BY state`)
-	if err != nil {
-		return nil, db.Wrap(err, "count nodes by state")
-	}
-	defer rows.Close()
 	out := map[State]int64{}
-	for rows.Next() {
+	_, err := db.Collect(ctx, s.DB, func(row db.Scanner) (struct{}, error) {
 		var st State
 		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, db.Wrap(err, "count nodes by state")
-		}
+		err := row.Scan(&st, &n)
 		out[st] = n
-	}
-	return out, db.Wrap(rows.Err(), "count nodes by state")
+		return struct{}{}, err
+	}, `SELECT state, count(*) FROM hb_liveness GROUP BY state`)
+	return db.Result(out, err, "count nodes by state")
 }
 
 // The details keys of a health event in the log.

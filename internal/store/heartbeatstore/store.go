@@ -65,21 +65,14 @@ const (
 	EventSettingsChanged EventType = "settings_changed"
 )
 
-// Liveness is the stored health of one node.
+// Liveness is the stored health of one node: its latest observation
+// (Uptime at microsecond precision; Reported and BundleApplied nil until
+// the node first reported them) and what the service concluded.
 type Liveness struct {
-	NodeID   string
-	LastSeen time.Time
-	Sequence int64
-	BootID   string
-	Status   Status
-	Uptime   time.Duration // microsecond precision
-	State    State
+	Observation
+	State State
 	// StateSince is when the node entered State.
 	StateSince time.Time
-	// Reported and BundleApplied are nil until the node first reported
-	// them.
-	Reported      *Reported
-	BundleApplied *BundleApplied
 }
 
 // Observation is the latest beat of a node, as a flush writes it.

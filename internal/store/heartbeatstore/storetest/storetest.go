@@ -145,8 +145,9 @@ func testFlushCreatesAndUpdates(t *testing.T, s heartbeatstore.Store) {
 	r := mustFlush(t, s, []heartbeatstore.Observation{obs("n2", at(0), 1), obs("n1", at(time.Second), 7)}, nil)
 	diff(t, "first flush", heartbeatstore.FlushResult{Rows: 2, Events: 2}, r)
 	want := heartbeatstore.Liveness{
-		NodeID: "n1", LastSeen: stored(at(time.Second)), Sequence: 7, BootID: "boot-n1", Status: heartbeatstore.StatusUp,
-		Uptime: 90*time.Second + time.Microsecond, State: heartbeatstore.StateHealthy, StateSince: stored(at(time.Second)),
+		Observation: heartbeatstore.Observation{NodeID: "n1", LastSeen: stored(at(time.Second)), Sequence: 7, BootID: "boot-n1",
+			Status: heartbeatstore.StatusUp, Uptime: 90*time.Second + time.Microsecond},
+		State: heartbeatstore.StateHealthy, StateSince: stored(at(time.Second)),
 	}
 	got := mustGet(t, s, "n1")
 	diff(t, "GetLiveness", want, got)
