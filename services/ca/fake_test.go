@@ -26,9 +26,6 @@ type downStore struct {
 }
 
 func (d downStore) RecordIssued(context.Context, castore.Issued) error { return d.err }
-func (d downStore) GetIssued(context.Context, string) (castore.Issued, error) {
-	return castore.Issued{}, d.err
-}
 func (d downStore) ListIssued(context.Context, string, time.Time) ([]castore.Issued, error) {
 	return nil, d.err
 }

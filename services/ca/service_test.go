@@ -322,9 +322,9 @@ func checkSigned(t *testing.T, e *env, resp *berthv1.SignResponse, req *berthv1.
 		!ic.GetIssuedAt().AsTime().Equal(e.clock.Now()) {
 		t.Errorf("certificate = %v, leaf serial %x, not before %v, not after %v", ic, leaf.SerialNumber, leaf.NotBefore, leaf.NotAfter)
 	}
-	got, err := e.store.GetIssued(context.Background(), ic.GetSerial())
-	if err != nil {
-		t.Fatalf("issued log has no %s: %v", ic.GetSerial(), err)
+	got, err := e.store.GetIssuedByRequest(context.Background(), req.GetRequestId())
+	if err != nil || got.Serial != ic.GetSerial() {
+		t.Fatalf("issued log has no %s for request %q: %+v, %v", ic.GetSerial(), req.GetRequestId(), got, err)
 	}
 	if got.NodeID != req.GetNodeId() || !bytes.Equal(got.DER, chain[0]) || !got.NotAfter.Equal(leaf.NotAfter) {
 		t.Errorf("issued log entry = %+v", got)

@@ -28,7 +28,7 @@ type Issued struct {
 	// KeySHA256 is the SHA-256 of the certificate's public key (SPKI).
 	KeySHA256 []byte
 	// Revocation is the certificate's revocation, nil while it is valid.
-	// GetIssued and ListIssued fill it; RecordIssued ignores it.
+	// GetIssuedByRequest and ListIssued fill it; RecordIssued ignores it.
 	Revocation *Revocation
 }
 
@@ -60,8 +60,6 @@ type Store interface {
 	// therefore record one certificate; the loser reads the winner's with
 	// GetIssuedByRequest.
 	RecordIssued(ctx context.Context, c Issued) error
-	// GetIssued returns the certificate with the given serial.
-	GetIssued(ctx context.Context, serial string) (Issued, error)
 	// GetIssuedByRequest returns the certificate issued for a request ID;
 	// ErrNotFound if none (an empty ID never matches).
 	GetIssuedByRequest(ctx context.Context, requestID string) (Issued, error)
@@ -161,12 +159,6 @@ func (s *SQLStore) RecordIssued(ctx context.Context, c Issued) error {
 		err = ErrConflict
 	}
 	return db.Wrap(err, "record issued %s", c.Serial)
-}
-
-// GetIssued returns the certificate with the given serial.
-func (s *SQLStore) GetIssued(ctx context.Context, serial string) (Issued, error) {
-	c, err := scanIssued(s.db.QueryRowContext(ctx, issuedSelect+` WHERE i.serial = $1`, serial))
-	return db.Result(c, db.Found(err, ErrNotFound), "get issued %s", serial)
 }
 
 // GetIssuedByRequest returns the certificate issued for requestID.
