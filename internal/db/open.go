@@ -121,9 +121,9 @@ func (d *DB) Migrate(ctx context.Context, service string, fsys fs.FS) error {
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", service, err)
 	}
-	table := sqliteMigrationsTable
+	appliedAt := `TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`
 	if d.Dialect == Postgres {
-		table = pgMigrationsTable
+		appliedAt = `TIMESTAMPTZ NOT NULL DEFAULT now()`
 	}
 	// Concurrent CREATE TABLE IF NOT EXISTS can still fail on PostgreSQL's
 	// catalog indexes, so creating the shared table takes a lock of its own.
@@ -131,7 +131,13 @@ func (d *DB) Migrate(ctx context.Context, service string, fsys fs.FS) error {
 		if err := d.Dialect.Lock(ctx, tx, "schema_migrations"); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, table)
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			service    TEXT    NOT NULL,
+			version    INTEGER NOT NULL,
+			name       TEXT    NOT NULL,
+			applied_at `+appliedAt+`,
+			PRIMARY KEY (service, version)
+		)`)
 		return err
 	})
 	if err != nil {
@@ -234,19 +240,3 @@ func tooNew(service string, have, known int) error {
 	return fmt.Errorf("%w: %s schema is at version %d but this binary knows only up to %d; run a newer binary",
 		ErrSchemaTooNew, service, have, known)
 }
-
-const sqliteMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
-	service    TEXT    NOT NULL,
-	version    INTEGER NOT NULL,
-	name       TEXT    NOT NULL,
-	applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-	PRIMARY KEY (service, version)
-)`
-
-const pgMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
-	service    TEXT        NOT NULL,
-	version    INTEGER     NOT NULL,
-	name       TEXT        NOT NULL,
-	applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-	PRIMARY KEY (service, version)
-)`

@@ -189,7 +189,23 @@ func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
 		where += ` AND ` + p.In("type", q.Types)
 	}
 	where += ` ORDER BY cursor LIMIT ` + p.Add(limit)
-	rows, err := l.db.QueryContext(ctx, `SELECT w.deleted_through, COALESCE((SELECT MAX(cursor) FROM `+l.t.events+`), 0),
+	var (
+		page Page
+		head int64
+	)
+	_, err := db.Collect(ctx, l.db, func(row db.Scanner) (struct{}, error) {
+		var (
+			cursor      sql.NullInt64
+			nodeID, typ sql.NullString
+			e           Event
+		)
+		err := row.Scan(&page.DeletedThrough, &head, &cursor, db.ScanTime(&e.Time), &nodeID, &typ, db.ScanJSON(&e.Details))
+		if err == nil && cursor.Valid {
+			e.Cursor, e.NodeID, e.Type = cursor.Int64, nodeID.String, typ.String
+			page.Events = append(page.Events, e)
+		}
+		return struct{}{}, err
+	}, `SELECT w.deleted_through, COALESCE((SELECT MAX(cursor) FROM `+l.t.events+`), 0),
 		e.cursor, e.at, e.node_id, e.type, e.details
 	FROM `+l.t.watermark+` w LEFT JOIN (
 		SELECT cursor, at, node_id, type, details FROM `+l.t.events+` WHERE `+where+`
@@ -197,28 +213,6 @@ func (l *SQLLog) Read(ctx context.Context, q Query) (Page, error) {
 	WHERE w.id = 1
 	ORDER BY e.cursor`, p...)
 	if err != nil {
-		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
-	}
-	defer rows.Close()
-	var (
-		page Page
-		head int64
-	)
-	for rows.Next() {
-		var (
-			cursor      sql.NullInt64
-			nodeID, typ sql.NullString
-			e           Event
-		)
-		if err := rows.Scan(&page.DeletedThrough, &head, &cursor, db.ScanTime(&e.Time), &nodeID, &typ, db.ScanJSON(&e.Details)); err != nil {
-			return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
-		}
-		if cursor.Valid {
-			e.Cursor, e.NodeID, e.Type = cursor.Int64, nodeID.String, typ.String
-			page.Events = append(page.Events, e)
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return Page{}, fmt.Errorf("read %s: %w", l.t.events, err)
 	}
 	// Next: the last event's cursor when the page is full, else the
