@@ -5,10 +5,11 @@
 // nothing twice.
 //
 // A log is two tables in the service's database, named after a prefix (see
-// Table and Schema): <prefix>_events, one row per event keyed by its cursor,
-// and <prefix>_events_watermark, one row holding the newest cursor that
+// Table): <prefix>_events, one row per event keyed by its cursor, and
+// <prefix>_events_watermark, one row holding the newest cursor that
 // retention deleted. A store creates them in one of its own numbered
-// migrations, copying Schema's output literally, and appends events with
+// migrations, copying literally the output of Schema (schema_test.go: only
+// this package's tests run it), and appends events with
 // SQLLog.Append in the same transaction as the change they record, so that
 // a change and its event commit together or not at all. One implementation
 // serves both engines through internal/db.
