@@ -60,8 +60,8 @@ func globalSpecs() []globalSpec {
 		{"ca", "", "FILE", "BERTH_CA", "PEM root certificates that verify the server", "", func(g *globals) *string { return &g.ca }},
 		{"cert", "", "FILE", "BERTH_CERT", "PEM admin client certificate (leaf, then intermediate)", "", func(g *globals) *string { return &g.cert }},
 		{"key", "", "FILE", "BERTH_KEY", "PEM private key of --cert", "", func(g *globals) *string { return &g.key }},
-		{"token", "", "TOKEN", "BERTH_TOKEN", "API token to present instead of --cert and --key (front door only)", "", func(g *globals) *string { return &g.token }},
-		{"token-file", "", "FILE", "BERTH_TOKEN_FILE", "file holding the API token (instead of --token)", "", func(g *globals) *string { return &g.tokenFile }},
+		{"token", "", "TOKEN", "BERTH_API_TOKEN", "API token to present instead of --cert and --key (front door only)", "", func(g *globals) *string { return &g.token }},
+		{"token-file", "", "FILE", "BERTH_API_TOKEN_FILE", "file holding the API token (instead of --token)", "", func(g *globals) *string { return &g.tokenFile }},
 		{"timeout", "", "D", "BERTH_TIMEOUT", "deadline of the whole command", defaultTimeout.String(), func(g *globals) *string { return &g.timeout }},
 	}
 }
@@ -96,8 +96,8 @@ type settings struct {
 	// BERTH_CA_SERVER, else server.
 	caServer string
 	// token is the API token presented as "authorization: Bearer" instead
-	// of a client certificate: --token, BERTH_TOKEN, or the contents of
-	// --token-file or BERTH_TOKEN_FILE.
+	// of a client certificate: --token, BERTH_API_TOKEN, or the contents of
+	// --token-file or BERTH_API_TOKEN_FILE.
 	token   string
 	timeout time.Duration
 	// timeoutSet says --timeout or BERTH_TIMEOUT was given, which bounds
@@ -217,14 +217,14 @@ func (s settings) missing(n need) string {
 // with a client certificate is refused rather than one silently winning,
 // so that who acts is never a surprise.
 func (s *settings) resolveToken(values map[string]string, path []string) error {
-	tok, file := values["BERTH_TOKEN"], values["BERTH_TOKEN_FILE"]
+	tok, file := values["BERTH_API_TOKEN"], values["BERTH_API_TOKEN_FILE"]
 	switch {
 	case tok == "" && file == "":
 		return nil
 	case tok != "" && file != "":
-		return usagef(path, "both %s and %s give an API token: use one", s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"])
+		return usagef(path, "both %s and %s give an API token: use one", s.sources["BERTH_API_TOKEN"], s.sources["BERTH_API_TOKEN_FILE"])
 	case s.cert != "" || s.key != "":
-		src := cmp.Or(s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"])
+		src := cmp.Or(s.sources["BERTH_API_TOKEN"], s.sources["BERTH_API_TOKEN_FILE"])
 		certSrc := s.sources["BERTH_CERT"]
 		if s.cert == "" {
 			certSrc = s.sources["BERTH_KEY"]
@@ -235,18 +235,18 @@ func (s *settings) resolveToken(values map[string]string, path []string) error {
 	if file != "" {
 		raw, err := os.ReadFile(file)
 		if err != nil {
-			return usagef(path, "read the API token from %s: %v", s.sources["BERTH_TOKEN_FILE"], err)
+			return usagef(path, "read the API token from %s: %v", s.sources["BERTH_API_TOKEN_FILE"], err)
 		}
 		tok = strings.TrimSpace(string(raw))
 		if tok == "" {
-			return usagef(path, "%s %s holds no API token", s.sources["BERTH_TOKEN_FILE"], file)
+			return usagef(path, "%s %s holds no API token", s.sources["BERTH_API_TOKEN_FILE"], file)
 		}
 	}
 	if strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 		// Spaces and control characters cannot be in a token, nor in a
 		// header value; say so rather than send it.
 		return usagef(path, "the API token from %s has spaces or control characters; a token is berth_ followed by hex digits",
-			cmp.Or(s.sources["BERTH_TOKEN"], s.sources["BERTH_TOKEN_FILE"]))
+			cmp.Or(s.sources["BERTH_API_TOKEN"], s.sources["BERTH_API_TOKEN_FILE"]))
 	}
 	s.token = tok
 	return nil

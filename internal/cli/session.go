@@ -306,10 +306,10 @@ func (s *session) statusMessage(addr string, err error) string {
 
 // tokenSource names where the API token came from.
 func (s *session) tokenSource() string {
-	if src := s.set.sources["BERTH_TOKEN"]; src != "" && s.set.sources["BERTH_TOKEN_FILE"] == "" {
+	if src := s.set.sources["BERTH_API_TOKEN"]; src != "" && s.set.sources["BERTH_API_TOKEN_FILE"] == "" {
 		return src
 	}
-	return s.set.sources["BERTH_TOKEN_FILE"]
+	return s.set.sources["BERTH_API_TOKEN_FILE"]
 }
 
 // bearerToken presents an API token on every call, as the front door

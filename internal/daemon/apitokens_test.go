@@ -412,14 +412,14 @@ func berthctlWith(t *testing.T, env map[string]string, args ...string) (int, str
 	return code, out.String(), errOut.String()
 }
 
-// testBerthctlTokens: berthctl presents an API token (BERTH_TOKEN, --token
+// testBerthctlTokens: berthctl presents an API token (BERTH_API_TOKEN, --token
 // or --token-file) with no client certificate; each role may do what the
 // matrix gives it, a refusal is a readable message and exit 1, and a token
 // given with a certificate is a usage error (exit 2) that calls nothing.
 func testBerthctlTokens(t *testing.T, l *pki.Layout, addr, node, viewer, operator, adminTok string) {
 	t.Helper()
 	env := func(tok string) map[string]string {
-		return map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_TOKEN": tok}
+		return map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_API_TOKEN": tok}
 	}
 	code, out, errOut := berthctlWith(t, env(viewer), "nodes", "get", node, "-o", "json")
 	if code != 0 || !strings.Contains(out, `"id": "`+node+`"`) {
@@ -427,7 +427,7 @@ func testBerthctlTokens(t *testing.T, l *pki.Layout, addr, node, viewer, operato
 	}
 	code, out, errOut = berthctlWith(t, env(viewer), "nodes", "approve", node)
 	if code != 1 || out != "" || !strings.Contains(errOut, "caller is not permitted to call this method") ||
-		!strings.Contains(errOut, "the role of the API token from BERTH_TOKEN does not allow this") || strings.Count(errOut, "\n") != 1 {
+		!strings.Contains(errOut, "the role of the API token from BERTH_API_TOKEN does not allow this") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("viewer nodes approve: exit %d, stdout %q, stderr %q; want exit 1 and one line naming the token's role", code, out, errOut)
 	}
 	code, _, errOut = berthctlWith(t, env(operator), "settings", "set", "heartbeat-interval", "30s")
@@ -444,9 +444,15 @@ func testBerthctlTokens(t *testing.T, l *pki.Layout, addr, node, viewer, operato
 		t.Fatal(err)
 	}
 	fileEnv := env("")
-	fileEnv["BERTH_TOKEN_FILE"] = file
+	fileEnv["BERTH_API_TOKEN_FILE"] = file
 	if code, _, errOut := berthctlWith(t, fileEnv, "settings", "set", "heartbeat-interval", "30s"); code != 0 {
-		t.Errorf("admin token from BERTH_TOKEN_FILE, settings set: %d %q", code, errOut)
+		t.Errorf("admin token from BERTH_API_TOKEN_FILE, settings set: %d %q", code, errOut)
+	}
+	// BERTH_TOKEN is berth-agent's bootstrap token: a shell holding it
+	// beside the admin certificate still acts as the certificate.
+	agentShell := map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_CERT": l.AdminCertPath(), "BERTH_KEY": l.AdminKeyPath(), "BERTH_TOKEN": viewer}
+	if code, out, errOut := berthctlWith(t, agentShell, "api-tokens", "list", "-o", "json"); code != 0 || !strings.Contains(out, `"role": "viewer"`) {
+		t.Errorf("admin certificate with the agent's BERTH_TOKEN set, api-tokens list: %d %q %q", code, out, errOut)
 	}
 	if code, out, errOut := berthctlWith(t, env(""), "--token", adminTok, "api-tokens", "list", "-o", "json"); code != 0 || !strings.Contains(out, `"role": "viewer"`) {
 		t.Errorf("admin --token, api-tokens list: %d %q %q", code, out, errOut)
@@ -464,14 +470,14 @@ func testBerthctlTokens(t *testing.T, l *pki.Layout, addr, node, viewer, operato
 		wantCode int
 		msg      string
 	}{
-		{"an unknown token", env(unknown), []string{"nodes", "list"}, 1, apitoken.MsgUnknown + " (check the API token from BERTH_TOKEN"},
+		{"an unknown token", env(unknown), []string{"nodes", "list"}, 1, apitoken.MsgUnknown + " (check the API token from BERTH_API_TOKEN"},
 		{"a token and a certificate", map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath(), "BERTH_CERT": l.AdminCertPath(), "BERTH_KEY": l.AdminKeyPath()},
 			[]string{"--token", viewer, "nodes", "list"}, 2, "an API token (--token) and a client certificate (BERTH_CERT) are both set"},
-		{"a token and a token file", fileEnv, []string{"--token", viewer, "nodes", "list"}, 2, "both --token and BERTH_TOKEN_FILE give an API token"},
+		{"a token and a token file", fileEnv, []string{"--token", viewer, "nodes", "list"}, 2, "both --token and BERTH_API_TOKEN_FILE give an API token"},
 		{"a token file that is not there", map[string]string{"BERTH_SERVER": addr, "BERTH_CA": l.AdminCAPath()},
 			[]string{"--token-file", file + ".missing", "nodes", "list"}, 2, "read the API token from --token-file"},
 		{"a token with a space", env(viewer + " x"), []string{"nodes", "list"}, 2, "has spaces or control characters"},
-		{"a token without the CA", map[string]string{"BERTH_SERVER": addr, "BERTH_TOKEN": viewer}, []string{"nodes", "list"}, 2, "--ca or BERTH_CA"},
+		{"a token without the CA", map[string]string{"BERTH_SERVER": addr, "BERTH_API_TOKEN": viewer}, []string{"nodes", "list"}, 2, "--ca or BERTH_CA"},
 	} {
 		code, out, errOut := berthctlWith(t, c.env, c.args...)
 		if code != c.wantCode || out != "" || !strings.Contains(errOut, c.msg) {
