@@ -106,6 +106,17 @@ func Do[T any](ctx context.Context, s Store, fn func(*sql.Tx) (T, []Event, error
 	return v, err
 }
 
+// DoGrouped is WriteGrouped for a write that also yields a value, as Do
+// is Write's.
+func DoGrouped[T any](ctx context.Context, s Store, fn func(context.Context, *sql.Tx) (T, []Event, error)) (T, error) {
+	var v T
+	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) (evs []Event, err error) {
+		v, evs, err = fn(ctx, tx)
+		return evs, err
+	})
+	return v, err
+}
+
 // Events is the log.
 func (s Store) Events() Log { return s.Log }
 

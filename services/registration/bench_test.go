@@ -52,7 +52,7 @@ func preload(b *testing.B, e *env, n int) {
 					errs <- err
 					return
 				}
-				if _, err := e.reg.SetCertificate(ctx, node.ID, "", cert, now); err != nil {
+				if err := install(ctx, e.reg, node, cert, now); err != nil {
 					errs <- err
 					return
 				}
@@ -64,6 +64,17 @@ func preload(b *testing.B, e *env, n int) {
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// install gives approved node n certificate c the way Register does: it
+// opens an issuance for the node's key and completes it with c.
+func install(ctx context.Context, s regstore.Store, n regstore.Node, c regstore.Cert, now time.Time) error {
+	in := regstore.Intent{RequestID: "install-" + n.ID, NodeID: n.ID, KeySHA256: n.KeySHA256, CreatedAt: now}
+	if _, claimed, err := s.ClaimIssuance(ctx, in); err != nil || !claimed {
+		return fmt.Errorf("claim issuance for %s: claimed %v, %v", n.ID, claimed, err)
+	}
+	_, _, err := s.CompleteIssuance(ctx, in.RequestID, c, now)
+	return err
 }
 
 // BenchmarkResume measures the boot path against the real services (CA,
@@ -225,8 +236,8 @@ func bootOnce(b *testing.B, e *env, n *node, self tls.Certificate, pin [32]byte,
 
 // BenchmarkRegisterWrites measures the store writes of one registration on
 // SQLite, where their cost is the engine's durability setting: RegisterNode
-// (the node row and the token use) and SetCertificate, each its own
-// committed transaction, as Register issues them. writers is goroutines per
+// (the node row and the token use), then ClaimIssuance and CompleteIssuance
+// (install), each its own committed transaction, as Register issues them. writers is goroutines per
 // CPU; SQLite serialises them on its write lock, so each commit pays its
 // own sync either way.
 func BenchmarkRegisterWrites(b *testing.B) {
@@ -257,7 +268,7 @@ func BenchmarkRegisterWrites(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if _, err := e.reg.SetCertificate(ctx, node.ID, "", cert, now); err != nil {
+					if err := install(ctx, e.reg, node, cert, now); err != nil {
 						b.Error(err)
 						return
 					}

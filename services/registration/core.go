@@ -194,7 +194,7 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 // hear of. Only a caller with a valid token gets this far, so nobody can
 // flood the log without one.
 func (s *Service) hardwareConflict(ctx context.Context, id mtls.Identity, in registration) (replaceID string, err error) {
-	nodes, err := s.store.NodesByHardwareUUID(ctx, in.hardwareUUID)
+	nodes, err := s.store.NodesByHardware(ctx, []string{in.hardwareUUID}, nil)
 	if err != nil {
 		return "", fmt.Errorf("look up hardware UUID: %w", err)
 	}

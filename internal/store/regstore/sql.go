@@ -187,6 +187,31 @@ func nonEmpty(vs []string) []string {
 	return slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return v == "" })
 }
 
+// getToken reads token id on q; ErrNotFound if absent.
+func getToken(ctx context.Context, q db.Querier, id string) (Token, error) {
+	t, err := scanToken(q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
+	return t, db.Found(err, ErrNotFound)
+}
+
+// getNode reads node id on q; ErrNotFound if absent.
+func getNode(ctx context.Context, q db.Querier, id string) (Node, error) {
+	n, err := scanNode(q.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+	return n, db.Found(err, ErrNotFound)
+}
+
+// updateNode runs "UPDATE reg_nodes SET <setWhere>" and returns the node
+// as it changed it; sql.ErrNoRows when it changed none.
+func updateNode(ctx context.Context, tx *sql.Tx, setWhere string, args ...any) (Node, error) {
+	return scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET `+setWhere+` RETURNING `+nodeColumns, args...))
+}
+
+// lockNode reads cols of node id into dest and, on PostgreSQL, locks its
+// row until tx ends; ErrNotFound if absent.
+func (s *SQLStore) lockNode(ctx context.Context, tx *sql.Tx, id, cols string, dest ...any) error {
+	err := tx.QueryRowContext(ctx, `SELECT `+cols+` FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(dest...)
+	return db.Found(err, ErrNotFound)
+}
+
 // CreateToken stores t, with its event.
 func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
 	d := s.DB.Dialect
@@ -197,16 +222,15 @@ func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
 		if db.IsUniqueViolation(err) {
 			return nil, ErrConflict
 		}
-		return []eventlog.Event{{Type: EventTokenCreated, Time: db.UTC(t.CreatedAt),
-			Details: eventlog.Details(DetailToken, t.ID, DetailActor, t.CreatedBy)}}, err
+		return eventlog.One(EventTokenCreated, "", t.CreatedAt, DetailToken, t.ID, DetailActor, t.CreatedBy), err
 	})
 	return db.Wrap(err, "create token %s", t.ID)
 }
 
 // GetToken returns token id.
 func (s *SQLStore) GetToken(ctx context.Context, id string) (Token, error) {
-	t, err := scanToken(s.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
-	return db.Result(t, db.Found(err, ErrNotFound), "get token %s", id)
+	t, err := getToken(ctx, s.DB, id)
+	return db.Result(t, err, "get token %s", id)
 }
 
 // ListTokens returns tokens by creation time.
@@ -221,16 +245,13 @@ func (s *SQLStore) ListTokens(ctx context.Context, includeInactive bool, now tim
 
 // RevokeToken marks token id revoked; the event only the first time.
 func (s *SQLStore) RevokeToken(ctx context.Context, id string, now time.Time, actor string) (Token, error) {
-	var t Token
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		t, err = scanToken(tx.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 AND NOT revoked RETURNING `+tokenColumns, id))
+	t, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Token, []eventlog.Event, error) {
+		t, err := scanToken(tx.QueryRowContext(ctx, `UPDATE reg_tokens SET revoked = TRUE WHERE id = $1 AND NOT revoked RETURNING `+tokenColumns, id))
 		if db.IsNoRows(err) {
-			t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
-			return nil, db.Found(err, ErrNotFound)
+			t, err = getToken(ctx, tx, id)
+			return t, nil, err
 		}
-		return []eventlog.Event{{Type: EventTokenRevoked, Time: db.UTC(now),
-			Details: eventlog.Details(DetailToken, id, DetailActor, actor)}}, err
+		return t, eventlog.One(EventTokenRevoked, "", now, DetailToken, id, DetailActor, actor), err
 	})
 	return db.Result(t, err, "revoke token %s", id)
 }
@@ -241,14 +262,12 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 	if err := checkNode(n); err != nil {
 		return Node{}, fmt.Errorf("register node: %w", err)
 	}
-	var out Node
 	// Grouped: a fleet registers at once, with one token whose row each
 	// registration updates.
-	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		out, err = s.registerNode(ctx, tx, tokenID, now, n, replaceID)
+	out, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (Node, []eventlog.Event, error) {
+		out, err := s.registerNode(ctx, tx, tokenID, now, n, replaceID)
 		if err != nil {
-			return nil, err
+			return out, nil, err
 		}
 		// In the registering transaction. On SQLite, under the write lock:
 		// of two nodes that register with the same MAC at once, the second
@@ -258,9 +277,15 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		// worked out on every read).
 		others, err := s.nodesByHardware(ctx, tx, []string{out.HardwareUUID}, out.MACs)
 		if err != nil {
-			return nil, fmt.Errorf("look for duplicate hardware: %w", err)
+			return out, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
-		return append([]eventlog.Event{registeredEvent(out, tokenID, replaceID, db.UTC(now))}, duplicateEvent(out, others, db.UTC(now))...), nil
+		typ := EventRegistered
+		if replaceID != "" {
+			typ = EventReplaced
+		}
+		evs := eventlog.One(typ, out.ID, now, DetailStatus, string(out.Status), DetailToken, tokenID, DetailHostname, out.Hostname,
+			DetailIdentitySource, out.IdentitySource)
+		return out, append(evs, duplicateEvent(out, others, now)...), nil
 	})
 	return db.Result(out, err, "register node %s", n.ID)
 }
@@ -278,8 +303,8 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 			return Node{}, fmt.Errorf("consume token: %w", err)
 		}
 		if k, err := res.RowsAffected(); err != nil || k != 1 {
-			t, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, tokenID))
-			if err != nil && !db.IsNoRows(err) {
+			t, err := getToken(ctx, tx, tokenID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
 				return Node{}, fmt.Errorf("read token: %w", err)
 			}
 			return Node{}, fmt.Errorf("token %s: %w", tokenID, tokenError(t, err == nil, now))
@@ -299,17 +324,17 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, n.ReplacementAllowed,
 			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic)))
 	} else {
-		out, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
+		out, err = updateNode(ctx, tx, `
 			status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
 			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
 			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
 			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16,
 			ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = '',
 			status_reason = ''
-			WHERE id = $13 AND replacement_allowed RETURNING `+nodeColumns,
+			WHERE id = $13 AND replacement_allowed`,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
-			n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic)))
+			n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic))
 		if db.IsNoRows(err) {
 			return Node{}, fmt.Errorf("replace %s: %w", replaceID, missing(ctx, tx, replaceID, ErrPrecondition))
 		}
@@ -336,23 +361,14 @@ func missing(ctx context.Context, q db.Querier, id string, otherwise error) erro
 
 // GetNode returns node id.
 func (s *SQLStore) GetNode(ctx context.Context, id string) (Node, error) {
-	n, err := scanNode(s.DB.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
-	return db.Result(n, db.Found(err, ErrNotFound), "get node %s", id)
+	n, err := getNode(ctx, s.DB, id)
+	return db.Result(n, err, "get node %s", id)
 }
 
 // GetNodeByKey returns the node whose identity key hashes to keySHA256.
 func (s *SQLStore) GetNodeByKey(ctx context.Context, keySHA256 []byte) (Node, error) {
 	n, err := scanNode(s.byKey.QueryRowContext(ctx, keySHA256))
 	return db.Result(n, db.Found(err, ErrNotFound), "get node by key %x", keySHA256)
-}
-
-// NodesByHardwareUUID returns the nodes reporting uuid.
-func (s *SQLStore) NodesByHardwareUUID(ctx context.Context, uuid string) ([]Node, error) {
-	if uuid == "" {
-		return nil, nil
-	}
-	ns, err := db.Collect(ctx, s.DB, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes WHERE hardware_uuid = $1 ORDER BY id`, uuid)
-	return db.Result(ns, err, "nodes by hardware UUID %s", uuid)
 }
 
 // nodesByHardware is NodesByHardware on q. The values go in as JSON
@@ -380,7 +396,8 @@ func (s *SQLStore) NoteDuplicate(ctx context.Context, id string, now time.Time, 
 		if err := missing(ctx, tx, id, nil); err != nil {
 			return nil, err
 		}
-		return []eventlog.Event{claimEvent(id, c, db.UTC(now))}, nil
+		return eventlog.One(EventDuplicateHardware, id, now, DetailHardwareUUID, c.HardwareUUID,
+			DetailClaimantKey, hex.EncodeToString(c.KeySHA256), DetailIdentitySource, c.IdentitySource), nil
 	})
 	return db.Wrap(err, "note duplicate of node %s", id)
 }
@@ -397,7 +414,7 @@ func (s *SQLStore) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) 
 	if f.AfterID != "" {
 		q += ` AND id > ` + p.Add(f.AfterID)
 	}
-	q += ` ORDER BY id` + limit(&p, f.Limit) // before p is read
+	q += ` ORDER BY id` + p.Limit(f.Limit) // before p is read
 	ns, err := db.Collect(ctx, s.DB, scanNode, q, p...)
 	return db.Result(ns, err, "list nodes")
 }
@@ -408,43 +425,36 @@ func (s *SQLStore) SetStatus(ctx context.Context, id string, from []Status, to S
 	if !to.Valid() {
 		return Node{}, fmt.Errorf("set status of node %s: unknown status %q", id, to)
 	}
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	n, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Node, []eventlog.Event, error) {
 		// The row lock holds the status still until the event is appended.
 		var (
 			cur       Status
 			curReason string
 		)
-		err := tx.QueryRowContext(ctx, `SELECT status, status_reason FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&cur, &curReason)
-		switch {
-		case db.IsNoRows(err):
-			return nil, ErrNotFound
-		case err != nil:
-			return nil, err
-		case !slices.Contains(from, cur):
-			return nil, ErrPrecondition
+		if err := s.lockNode(ctx, tx, id, "status, status_reason", &cur, &curReason); err != nil {
+			return Node{}, nil, err
 		}
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET status = $1, updated_at = $2, status_reason = $3
-			WHERE id = $4 RETURNING `+nodeColumns, string(to), s.DB.Dialect.Time(now), reason, id))
+		if !slices.Contains(from, cur) {
+			return Node{}, nil, ErrPrecondition
+		}
+		n, err := updateNode(ctx, tx, `status = $1, updated_at = $2, status_reason = $3 WHERE id = $4`,
+			string(to), s.DB.Dialect.Time(now), reason, id)
 		if err != nil || cur == to && curReason == reason {
-			return nil, err
+			return n, nil, err
 		}
-		return []eventlog.Event{statusEvent(id, cur, to, db.UTC(now), actor, reason)}, nil
+		// The event's type is the new status.
+		return n, eventlog.One(string(to), id, now, DetailStatus, string(to), DetailPreviousStatus, string(cur),
+			DetailActor, actor, DetailReason, reason), nil
 	})
 	return db.Result(n, err, "set status of node %s to %s", id, to)
 }
 
 // SetLabels changes node id's labels under its row lock.
 func (s *SQLStore) SetLabels(ctx context.Context, id string, set map[string]string, remove []string, max int, now time.Time, actor string) (Node, error) {
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	n, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Node, []eventlog.Event, error) {
 		var labels map[string]string
-		err := tx.QueryRowContext(ctx, `SELECT labels FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(db.ScanJSON(&labels))
-		switch {
-		case db.IsNoRows(err):
-			return nil, ErrNotFound
-		case err != nil:
-			return nil, err
+		if err := s.lockNode(ctx, tx, id, "labels", db.ScanJSON(&labels)); err != nil {
+			return Node{}, nil, err
 		}
 		if labels == nil {
 			labels = map[string]string{}
@@ -463,67 +473,29 @@ func (s *SQLStore) SetLabels(ctx context.Context, id string, set map[string]stri
 			}
 		}
 		if len(labels) > max {
-			return nil, ErrTooManyLabels
+			return Node{}, nil, ErrTooManyLabels
 		}
 		if len(setNow) == 0 && len(removed) == 0 {
-			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
-			return nil, err
+			n, err := getNode(ctx, tx, id)
+			return n, nil, err
 		}
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET labels = $1, updated_at = $2
-			WHERE id = $3 RETURNING `+nodeColumns, db.JSON(labels), s.DB.Dialect.Time(now), id))
-		if err != nil {
-			return nil, err
-		}
-		return []eventlog.Event{{Type: EventLabeled, NodeID: id, Time: db.UTC(now), Details: eventlog.Details(
-			DetailActor, actor, DetailLabelsSet, strings.Join(setNow, ","), DetailLabelsRemoved, strings.Join(removed, ","))}}, nil
+		n, err := updateNode(ctx, tx, `labels = $1, updated_at = $2 WHERE id = $3`, db.JSON(labels), s.DB.Dialect.Time(now), id)
+		return n, eventlog.One(EventLabeled, id, now,
+			DetailActor, actor, DetailLabelsSet, strings.Join(setNow, ","), DetailLabelsRemoved, strings.Join(removed, ",")), err
 	})
 	return db.Result(n, err, "set labels of node %s", id)
 }
 
-// setCert makes c node id's current certificate and counts it; where
-// narrows the update (with arguments from $7 on).
-func (s *SQLStore) setCert(ctx context.Context, tx *sql.Tx, id string, c Cert, now time.Time, where string, args ...any) (Node, error) {
-	d := s.DB.Dialect
-	return scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET
-		cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
-		certificates_issued = certificates_issued + 1, updated_at = $5
-		WHERE id = $6`+where+` RETURNING `+nodeColumns,
-		append([]any{c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), id}, args...)...))
-}
-
-// SetCertificate replaces the node's certificate if it is still prevSerial.
-func (s *SQLStore) SetCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error) {
-	if err := checkCert(c); err != nil {
-		return Node{}, fmt.Errorf("set certificate of node %s: %w", id, err)
-	}
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		n, err = s.setCert(ctx, tx, id, c, now, ` AND COALESCE(cert_serial, '') = $7`, prevSerial)
-		if db.IsNoRows(err) {
-			return nil, missing(ctx, tx, id, ErrConflict)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return []eventlog.Event{certificateEvent(id, prevSerial, c, db.UTC(now))}, nil
-	})
-	return db.Result(n, err, "set certificate of node %s", id)
-}
-
 // AllowReplacement marks node id replaceable.
 func (s *SQLStore) AllowReplacement(ctx context.Context, id string, now time.Time, actor string) (Node, error) {
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET replacement_allowed = TRUE, updated_at = $1
-			WHERE id = $2 AND NOT replacement_allowed RETURNING `+nodeColumns, s.DB.Dialect.Time(now), id))
+	n, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Node, []eventlog.Event, error) {
+		n, err := updateNode(ctx, tx, `replacement_allowed = TRUE, updated_at = $1 WHERE id = $2 AND NOT replacement_allowed`,
+			s.DB.Dialect.Time(now), id)
 		if db.IsNoRows(err) {
-			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
-			return nil, db.Found(err, ErrNotFound)
+			n, err = getNode(ctx, tx, id)
+			return n, nil, err
 		}
-		return []eventlog.Event{{Type: EventReplacementAllowed, NodeID: id, Time: db.UTC(now),
-			Details: eventlog.Details(DetailActor, actor)}}, err
+		return n, eventlog.One(EventReplacementAllowed, id, now, DetailActor, actor), err
 	})
 	return db.Result(n, err, "allow replacement of node %s", id)
 }
@@ -540,7 +512,7 @@ func (s *SQLStore) DeleteNode(ctx context.Context, id string, now time.Time, act
 		} else if k == 0 {
 			return nil, ErrNotFound
 		}
-		return []eventlog.Event{deletedEvent(id, db.UTC(now), actor)}, nil
+		return eventlog.One(EventDeleted, id, now, DetailActor, actor), nil
 	})
 	return db.Wrap(err, "delete node %s", id)
 }
@@ -607,67 +579,54 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 	if err := checkCert(c); err != nil {
 		return Node{}, false, fmt.Errorf("complete issuance %s: %w", requestID, err)
 	}
-	var (
+	type result struct {
 		n         Node
 		installed bool
-	)
-	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
-		n, installed = Node{}, false
+	}
+	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
 		// The node's row lock comes first, as in a claim, so that the two
 		// queue on it rather than deadlock on the node and the intent;
 		// then deleting the intent makes concurrent completions find
 		// nothing and count nothing.
 		var nodeID string
 		err := tx.QueryRowContext(ctx, `SELECT node_id FROM reg_intents WHERE request_id = $1`, requestID).Scan(&nodeID)
-		if db.IsNoRows(err) {
-			return nil, ErrNotFound
-		}
 		if err != nil {
-			return nil, err
+			return result{}, nil, db.Found(err, ErrNotFound)
 		}
 		var (
 			status Status
 			key    []byte
 			serial sql.NullString
 		)
-		lockErr := tx.QueryRowContext(ctx, `SELECT status, key_sha256, cert_serial FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(),
-			nodeID).Scan(&status, &key, &serial)
-		if lockErr != nil && !db.IsNoRows(lockErr) {
-			return nil, lockErr
+		lockErr := s.lockNode(ctx, tx, nodeID, "status, key_sha256, cert_serial", &status, &key, &serial)
+		if lockErr != nil && !errors.Is(lockErr, ErrNotFound) {
+			return result{}, nil, lockErr
 		}
 		in, err := scanIntent(tx.QueryRowContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1 RETURNING `+intentColumns, requestID))
-		if db.IsNoRows(err) {
-			return nil, ErrNotFound
-		}
-		if err != nil {
-			return nil, err
-		}
-		err = lockErr
 		switch {
-		case db.IsNoRows(err):
-			return nil, nil
 		case err != nil:
-			return nil, err
+			return result{}, nil, db.Found(err, ErrNotFound)
+		case lockErr != nil: // the node is gone
+			return result{}, nil, nil
 		case !installable(in, status, key, serial.String):
-			n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET certificates_issued = certificates_issued + 1
-				WHERE id = $1 RETURNING `+nodeColumns, in.NodeID))
-			return nil, err
+			n, err := updateNode(ctx, tx, `certificates_issued = certificates_issued + 1 WHERE id = $1`, in.NodeID)
+			return result{n: n}, nil, err
 		}
-		if n, err = s.setCert(ctx, tx, in.NodeID, c, now, ""); err != nil {
-			return nil, err
-		}
-		installed = true
-		return []eventlog.Event{certificateEvent(in.NodeID, in.PrevSerial, c, db.UTC(now))}, nil
+		d := s.DB.Dialect
+		n, err := updateNode(ctx, tx, `cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
+			certificates_issued = certificates_issued + 1, updated_at = $5 WHERE id = $6`,
+			c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
+		return result{n, true}, certificateEvent(in.NodeID, in.PrevSerial, c, now), err
 	})
-	n, err = db.Result(n, err, "complete issuance %s", requestID)
-	return n, installed && err == nil, err
+	r, err = db.Result(r, err, "complete issuance %s", requestID)
+	return r.n, r.installed, err
 }
 
 // ListIntents returns open intents, oldest first.
 func (s *SQLStore) ListIntents(ctx context.Context, before time.Time, n int) ([]Intent, error) {
 	p := db.Params{s.DB.Dialect.Time(before)}
 	q := `SELECT ` + intentColumns + ` FROM reg_intents WHERE created_at <= $1
-		ORDER BY created_at, request_id` + limit(&p, n)
+		ORDER BY created_at, request_id` + p.Limit(n)
 	ins, err := db.Collect(ctx, s.DB, scanIntent, q, p...)
 	return db.Result(ins, err, "list intents")
 }
@@ -681,7 +640,7 @@ func (s *SQLStore) ListUncertified(ctx context.Context, before time.Time, n int)
 	q := `SELECT ` + nodeColumns + ` FROM reg_nodes
 		WHERE status = 'approved' AND cert_serial IS NULL AND updated_at <= $1
 		AND NOT EXISTS (SELECT 1 FROM reg_intents WHERE reg_intents.node_id = reg_nodes.id)
-		ORDER BY updated_at, id` + limit(&p, n)
+		ORDER BY updated_at, id` + p.Limit(n)
 	ns, err := db.Collect(ctx, s.DB, scanNode, q, p...)
 	return db.Result(ns, err, "list uncertified nodes")
 }
@@ -718,8 +677,8 @@ func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Tim
 			}
 			updated++
 		}
-		return []eventlog.Event{{Type: EventEKsImported, Time: db.UTC(now), Details: eventlog.Details(
-			DetailAdded, strconv.Itoa(added), DetailUpdated, strconv.Itoa(updated), DetailActor, actor)}}, nil
+		return eventlog.One(EventEKsImported, "", now,
+			DetailAdded, strconv.Itoa(added), DetailUpdated, strconv.Itoa(updated), DetailActor, actor), nil
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("import EKs: %w", err)
@@ -732,27 +691,6 @@ func (s *SQLStore) GetEK(ctx context.Context, hash string) (EnrolledEK, error) {
 	ek := EnrolledEK{Hash: hash}
 	err := s.DB.QueryRowContext(ctx, `SELECT label, created_at FROM reg_eks WHERE hash = $1`, hash).Scan(&ek.Label, db.ScanTime(&ek.CreatedAt))
 	return db.Result(ek, db.Found(err, ErrNotFound), "get EK %s", hash)
-}
-
-// limit is " LIMIT $n" binding n, or nothing when n <= 0 (no limit).
-// Build the query before passing p: Go does not order the read of p
-// after a call in the same argument list.
-func limit(p *db.Params, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	return ` LIMIT ` + p.Add(n)
-}
-
-// registeredEvent records a registration (or a replacement of replaceID).
-func registeredEvent(n Node, tokenID, replaceID string, now time.Time) eventlog.Event {
-	typ := EventRegistered
-	if replaceID != "" {
-		typ = EventReplaced
-	}
-	return eventlog.Event{Type: typ, NodeID: n.ID, Time: now,
-		Details: eventlog.Details(DetailStatus, string(n.Status), DetailToken, tokenID, DetailHostname, n.Hostname,
-			DetailIdentitySource, n.IdentitySource)}
 }
 
 // duplicateEvent records that n shares hardware with others (their rows),
@@ -778,36 +716,18 @@ func duplicateEvent(n Node, others []Node, now time.Time) []eventlog.Event {
 		return nil
 	}
 	slices.Sort(macs)
-	return []eventlog.Event{{Type: EventDuplicateHardware, NodeID: n.ID, Time: now,
-		Details: eventlog.Details(DetailDuplicateOf, strings.Join(ids, ","), DetailHardwareUUID, uuid, DetailMACs, strings.Join(macs, ","))}}
-}
-
-// claimEvent records a refused claim on node id's hardware.
-func claimEvent(id string, c Claim, now time.Time) eventlog.Event {
-	return eventlog.Event{Type: EventDuplicateHardware, NodeID: id, Time: now,
-		Details: eventlog.Details(DetailHardwareUUID, c.HardwareUUID, DetailClaimantKey, hex.EncodeToString(c.KeySHA256),
-			DetailIdentitySource, c.IdentitySource)}
-}
-
-// statusEvent records a status change; its type is the new status.
-func statusEvent(id string, from, to Status, now time.Time, actor, reason string) eventlog.Event {
-	return eventlog.Event{Type: string(to), NodeID: id, Time: now,
-		Details: eventlog.Details(DetailStatus, string(to), DetailPreviousStatus, string(from), DetailActor, actor, DetailReason, reason)}
+	return eventlog.One(EventDuplicateHardware, n.ID, now,
+		DetailDuplicateOf, strings.Join(ids, ","), DetailHardwareUUID, uuid, DetailMACs, strings.Join(macs, ","))
 }
 
 // certificateEvent records a new current certificate.
-func certificateEvent(id, prevSerial string, c Cert, now time.Time) eventlog.Event {
+func certificateEvent(id, prevSerial string, c Cert, now time.Time) []eventlog.Event {
 	typ := EventCertificateRenewed
 	if prevSerial == "" {
 		typ = EventCertificateIssued
 	}
-	return eventlog.Event{Type: typ, NodeID: id, Time: now,
-		Details: eventlog.Details(DetailSerial, c.Serial, DetailNotAfter, c.NotAfter.UTC().Format(time.RFC3339), DetailPreviousSerial, prevSerial)}
-}
-
-// deletedEvent records a deletion.
-func deletedEvent(id string, now time.Time, actor string) eventlog.Event {
-	return eventlog.Event{Type: EventDeleted, NodeID: id, Time: now, Details: eventlog.Details(DetailActor, actor)}
+	return eventlog.One(typ, id, now,
+		DetailSerial, c.Serial, DetailNotAfter, c.NotAfter.UTC().Format(time.RFC3339), DetailPreviousSerial, prevSerial)
 }
 
 // nullTime is t as a nullable time column: NULL for the zero time.
@@ -834,8 +754,8 @@ func (s *SQLStore) CreateAPIToken(ctx context.Context, t APIToken) error {
 		if db.IsUniqueViolation(err) {
 			return nil, ErrConflict
 		}
-		return []eventlog.Event{{Type: EventAPITokenCreated, Time: db.UTC(t.CreatedAt),
-			Details: eventlog.Details(DetailAPIToken, t.ID, DetailName, t.Name, DetailRole, t.Role, DetailActor, t.CreatedBy)}}, err
+		return eventlog.One(EventAPITokenCreated, "", t.CreatedAt,
+			DetailAPIToken, t.ID, DetailName, t.Name, DetailRole, t.Role, DetailActor, t.CreatedBy), err
 	})
 	return db.Wrap(err, "create API token %s", t.ID)
 }
@@ -843,8 +763,13 @@ func (s *SQLStore) CreateAPIToken(ctx context.Context, t APIToken) error {
 // GetAPIToken returns API token id: one lookup by primary key, on every
 // call that presents a token.
 func (s *SQLStore) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
-	t, err := scanAPIToken(s.DB.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM reg_api_tokens WHERE id = $1`, id))
-	return db.Result(t, db.Found(err, ErrNotFound), "get API token %s", id)
+	t, err := getAPIToken(ctx, s.DB, id)
+	return db.Result(t, err, "get API token %s", id)
+}
+
+func getAPIToken(ctx context.Context, q db.Querier, id string) (APIToken, error) {
+	t, err := scanAPIToken(q.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM reg_api_tokens WHERE id = $1`, id))
+	return t, db.Found(err, ErrNotFound)
 }
 
 // ListAPITokens returns API tokens by creation time.
@@ -860,17 +785,14 @@ func (s *SQLStore) ListAPITokens(ctx context.Context, includeInactive bool, now 
 // RevokeAPIToken revokes API token id, keeping an earlier revocation's
 // time; only the first revocation appends its event.
 func (s *SQLStore) RevokeAPIToken(ctx context.Context, id string, now time.Time, actor string) (APIToken, error) {
-	var t APIToken
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		t, err = scanAPIToken(tx.QueryRowContext(ctx, `UPDATE reg_api_tokens SET revoked_at = $1
+	t, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (APIToken, []eventlog.Event, error) {
+		t, err := scanAPIToken(tx.QueryRowContext(ctx, `UPDATE reg_api_tokens SET revoked_at = $1
 			WHERE id = $2 AND revoked_at IS NULL RETURNING `+apiTokenColumns, s.DB.Dialect.Time(now), id))
 		if db.IsNoRows(err) {
-			t, err = scanAPIToken(tx.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM reg_api_tokens WHERE id = $1`, id))
-			return nil, db.Found(err, ErrNotFound)
+			t, err = getAPIToken(ctx, tx, id)
+			return t, nil, err
 		}
-		return []eventlog.Event{{Type: EventAPITokenRevoked, Time: db.UTC(now),
-			Details: eventlog.Details(DetailAPIToken, t.ID, DetailName, t.Name, DetailActor, actor)}}, err
+		return t, eventlog.One(EventAPITokenRevoked, "", now, DetailAPIToken, t.ID, DetailName, t.Name, DetailActor, actor), err
 	})
 	return db.Result(t, err, "revoke API token %s", id)
 }
@@ -897,8 +819,7 @@ func (s *SQLStore) TouchAPITokens(ctx context.Context, used map[string]time.Time
 func bootEvents(id, prevDigest, digest, prevViolation, violation string, now time.Time) []eventlog.Event {
 	var evs []eventlog.Event
 	if digest != prevDigest {
-		evs = append(evs, eventlog.Event{Type: EventBootDigestChanged, NodeID: id, Time: now,
-			Details: eventlog.Details(DetailDigest, digest, DetailPreviousDigest, prevDigest)})
+		evs = eventlog.One(EventBootDigestChanged, id, now, DetailDigest, digest, DetailPreviousDigest, prevDigest)
 	}
 	return append(evs, violationEvents(id, prevViolation, violation, now)...)
 }
@@ -908,65 +829,46 @@ func violationEvents(id, prev, violation string, now time.Time) []eventlog.Event
 	case violation == prev:
 		return nil
 	case violation == "":
-		return []eventlog.Event{{Type: EventBootPolicyCleared, NodeID: id, Time: now, Details: eventlog.Details(DetailPreviousReason, prev)}}
+		return eventlog.One(EventBootPolicyCleared, id, now, DetailPreviousReason, prev)
 	}
-	return []eventlog.Event{{Type: EventBootPolicyViolation, NodeID: id, Time: now,
-		Details: eventlog.Details(DetailReason, violation, DetailPreviousReason, prev)}}
+	return eventlog.One(EventBootPolicyViolation, id, now, DetailReason, violation, DetailPreviousReason, prev)
 }
 
 // RecordBoot records an accepted boot quote. The node's row is locked
 // while its nonce time is compared, so of two quotes with one nonce only
 // the first is accepted.
 func (s *SQLStore) RecordBoot(ctx context.Context, id string, b Boot, now time.Time) (Node, error) {
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	n, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Node, []eventlog.Event, error) {
 		var (
 			nonceTime             int64
 			digest, prevViolation string
 		)
-		err := tx.QueryRowContext(ctx, `SELECT boot_nonce_time, boot_pcr_digest, boot_policy_violation FROM reg_nodes WHERE id = $1`+
-			s.DB.Dialect.ForUpdate(), id).Scan(&nonceTime, &digest, &prevViolation)
-		switch {
-		case db.IsNoRows(err):
-			return nil, ErrNotFound
-		case err != nil:
-			return nil, err
-		case b.NonceTime <= nonceTime:
-			return nil, ErrStaleNonce
+		if err := s.lockNode(ctx, tx, id, "boot_nonce_time, boot_pcr_digest, boot_policy_violation", &nonceTime, &digest, &prevViolation); err != nil {
+			return Node{}, nil, err
 		}
-		d := s.DB.Dialect
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET boot_pcr_digest = $1, boot_pcr_digest_at = $2,
-			boot_nonce_time = $3, boot_policy_violation = $4 WHERE id = $5 RETURNING `+nodeColumns,
-			b.PCRDigest, d.Time(now), b.NonceTime, b.PolicyViolation, id))
-		if err != nil {
-			return nil, err
+		if b.NonceTime <= nonceTime {
+			return Node{}, nil, ErrStaleNonce
 		}
-		return bootEvents(id, digest, b.PCRDigest, prevViolation, b.PolicyViolation, db.UTC(now)), nil
+		n, err := updateNode(ctx, tx, `boot_pcr_digest = $1, boot_pcr_digest_at = $2, boot_nonce_time = $3, boot_policy_violation = $4
+			WHERE id = $5`, b.PCRDigest, s.DB.Dialect.Time(now), b.NonceTime, b.PolicyViolation, id)
+		return n, bootEvents(id, digest, b.PCRDigest, prevViolation, b.PolicyViolation, now), err
 	})
 	return db.Result(n, err, "record boot of node %s", id)
 }
 
 // SetBootPolicyViolation changes a node's policy violation, if it differs.
 func (s *SQLStore) SetBootPolicyViolation(ctx context.Context, id, violation string, now time.Time) (Node, error) {
-	var n Node
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
+	n, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (Node, []eventlog.Event, error) {
 		var prev string
-		err := tx.QueryRowContext(ctx, `SELECT boot_policy_violation FROM reg_nodes WHERE id = $1`+s.DB.Dialect.ForUpdate(), id).Scan(&prev)
-		switch {
-		case db.IsNoRows(err):
-			return nil, ErrNotFound
-		case err != nil:
-			return nil, err
-		case prev == violation:
-			n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
-			return nil, err
+		if err := s.lockNode(ctx, tx, id, "boot_policy_violation", &prev); err != nil {
+			return Node{}, nil, err
 		}
-		n, err = scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET boot_policy_violation = $1 WHERE id = $2 RETURNING `+nodeColumns,
-			violation, id))
-		if err != nil {
-			return nil, err
+		if prev == violation {
+			n, err := getNode(ctx, tx, id)
+			return n, nil, err
 		}
-		return violationEvents(id, prev, violation, db.UTC(now)), nil
+		n, err := updateNode(ctx, tx, `boot_policy_violation = $1 WHERE id = $2`, violation, id)
+		return n, violationEvents(id, prev, violation, now), err
 	})
 	return db.Result(n, err, "set boot policy violation of node %s", id)
 }
@@ -981,15 +883,13 @@ func scanPCRPolicy(row db.Scanner) (PCRPolicy, error) {
 
 // SetPCRPolicy upserts a label's policy.
 func (s *SQLStore) SetPCRPolicy(ctx context.Context, p PCRPolicy, actor string) (PCRPolicy, error) {
-	var out PCRPolicy
-	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		var err error
-		out, err = scanPCRPolicy(tx.QueryRowContext(ctx, `INSERT INTO reg_pcr_policies (`+pcrPolicyColumns+`) VALUES ($1, $2, $3, $4, $5)
+	out, err := eventlog.Do(ctx, s.Store, func(tx *sql.Tx) (PCRPolicy, []eventlog.Event, error) {
+		out, err := scanPCRPolicy(tx.QueryRowContext(ctx, `INSERT INTO reg_pcr_policies (`+pcrPolicyColumns+`) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (label_key, label_value) DO UPDATE SET digests = excluded.digests, enforce = excluded.enforce, updated_at = excluded.updated_at
 			RETURNING `+pcrPolicyColumns,
 			p.LabelKey, p.LabelValue, db.JSON(p.Digests), p.Enforce, s.DB.Dialect.Time(p.UpdatedAt)))
-		return []eventlog.Event{{Type: EventPCRPolicySet, Time: db.UTC(p.UpdatedAt), Details: eventlog.Details(
-			DetailLabel, p.LabelKey+"="+p.LabelValue, DetailEnforce, strconv.FormatBool(p.Enforce), DetailActor, actor)}}, err
+		return out, eventlog.One(EventPCRPolicySet, "", p.UpdatedAt,
+			DetailLabel, p.LabelKey+"="+p.LabelValue, DetailEnforce, strconv.FormatBool(p.Enforce), DetailActor, actor), err
 	})
 	return db.Result(out, err, "set PCR policy %s=%s", p.LabelKey, p.LabelValue)
 }
@@ -1005,8 +905,7 @@ func (s *SQLStore) DeletePCRPolicy(ctx context.Context, key, value string, now t
 	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		var one int
 		err := tx.QueryRowContext(ctx, `DELETE FROM reg_pcr_policies WHERE label_key = $1 AND label_value = $2 RETURNING 1`, key, value).Scan(&one)
-		return []eventlog.Event{{Type: EventPCRPolicyDeleted, Time: db.UTC(now), Details: eventlog.Details(
-			DetailLabel, key+"="+value, DetailActor, actor)}}, db.Found(err, ErrNotFound)
+		return eventlog.One(EventPCRPolicyDeleted, "", now, DetailLabel, key+"="+value, DetailActor, actor), db.Found(err, ErrNotFound)
 	})
 	return db.Wrap(err, "delete PCR policy %s=%s", key, value)
 }

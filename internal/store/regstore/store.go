@@ -13,8 +13,8 @@
 //	SetStatus         approved, rejected, revoked (pending, should a caller
 //	                  move a node back): status, previous_status, actor;
 //	                  only when the status changes
-//	SetCertificate,   certificate_issued for a node's first certificate
-//	CompleteIssuance  (or the first after a replacement), else
+//	CompleteIssuance  certificate_issued for a node's first certificate
+//	                  (or the first after a replacement), else
 //	                  certificate_renewed: serial, not_after (RFC 3339,
 //	                  UTC) and previous_serial when there was one.
 //	                  CompleteIssuance appends nothing for a certificate
@@ -370,9 +370,6 @@ type Store interface {
 	// GetNodeByKey returns the node with this identity key hash; ErrNotFound
 	// if none. It is the hot path of every boot: one indexed query.
 	GetNodeByKey(ctx context.Context, keySHA256 []byte) (Node, error)
-	// NodesByHardwareUUID returns the nodes reporting uuid, ordered by ID. An
-	// empty uuid means "unknown" and matches nothing.
-	NodesByHardwareUUID(ctx context.Context, uuid string) ([]Node, error)
 	// NodesByHardware returns the nodes reporting any of uuids as their
 	// hardware UUID or any of macs among their MACs, ordered by ID. Empty
 	// values match nothing. It is one query, however many values.
@@ -388,10 +385,6 @@ type Store interface {
 	// its StatusReason ("" for none). actor ("admin:…") and reason go into
 	// the event, which is appended only when the status or reason changes.
 	SetStatus(ctx context.Context, id string, from []Status, to Status, now time.Time, actor, reason string) (Node, error)
-	// SetCertificate makes c the node's current certificate if the current
-	// serial equals prevSerial ("" = none), and increments
-	// CertificatesIssued; ErrConflict if another writer got there first.
-	SetCertificate(ctx context.Context, id, prevSerial string, c Cert, now time.Time) (Node, error)
 	// ClaimIssuance opens intent in (RequestID, NodeID, KeySHA256,
 	// PrevSerial, CreatedAt; Hostname and CSR are taken from the node) if
 	// the node is approved, has that key and that current serial, and no

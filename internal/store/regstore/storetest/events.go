@@ -133,12 +133,12 @@ func testEventsWithChanges(t *testing.T, s regstore.Store) {
 			[]eventlog.Event{event(regstore.EventApproved, "n1", at(2*time.Minute), "status", "approved", "previous_status", "rejected", "actor", admin)}},
 		{"approve again", st(every, regstore.StatusApproved, 3*time.Minute), nil},
 		{"first certificate", func() {
-			if _, err := s.SetCertificate(ctx(t), "n1", "", c1, at(4*time.Minute)); err != nil {
+			if _, err := issue(t, s, "n1", "", c1, at(4*time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}, []eventlog.Event{event(regstore.EventCertificateIssued, "n1", at(4*time.Minute), "serial", "aa01", "not_after", notAfter(c1))}},
 		{"renewal", func() {
-			if _, err := s.SetCertificate(ctx(t), "n1", "aa01", c2, at(5*time.Minute)); err != nil {
+			if _, err := issue(t, s, "n1", "aa01", c2, at(5*time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}, []eventlog.Event{event(regstore.EventCertificateRenewed, "n1", at(5*time.Minute), "serial", "aa02", "not_after", notAfter(c2), "previous_serial", "aa01")}},
@@ -293,15 +293,15 @@ func testEventsNotOnErrors(t *testing.T, s regstore.Store) {
 			return err
 		},
 		"certificate conflict": func() error {
-			_, err := s.SetCertificate(ctx(t), old.ID, "", cert("bb01"), now)
+			_, err := issue(t, s, old.ID, "", cert("bb01"), now)
 			return err
 		},
 		"certificate unknown node": func() error {
-			_, err := s.SetCertificate(ctx(t), "nope", "", cert("bb02"), now)
+			_, err := issue(t, s, "nope", "", cert("bb02"), now)
 			return err
 		},
 		"certificate without serial": func() error {
-			_, err := s.SetCertificate(ctx(t), old.ID, "aa01", cert(""), now)
+			_, err := issue(t, s, old.ID, "aa01", cert(""), now)
 			return err
 		},
 		"delete unknown": func() error { return s.DeleteNode(ctx(t), "nope", now, "admin:x") },

@@ -32,6 +32,30 @@ func mustClaim(t *testing.T, s regstore.Store, in regstore.Intent) regstore.Inte
 	return open
 }
 
+// issue makes c node id's certificate in place of prev ("" = none) as the
+// service does, through an issuance: ErrNotFound for an unknown node,
+// ErrConflict when the node's serial is not prev or another issuance is
+// open for it.
+func issue(t *testing.T, s regstore.Store, id, prev string, c regstore.Cert, now time.Time) (regstore.Node, error) {
+	n, err := s.GetNode(ctx(t), id)
+	if err != nil {
+		return regstore.Node{}, err
+	}
+	in := regstore.Intent{RequestID: "issue-" + id + "-" + c.Serial, NodeID: id, KeySHA256: n.KeySHA256, PrevSerial: prev, CreatedAt: now}
+	open, claimed, err := s.ClaimIssuance(ctx(t), in)
+	if err != nil {
+		return regstore.Node{}, err
+	}
+	if !claimed {
+		return regstore.Node{}, fmt.Errorf("issuance %s is open: %w", open.RequestID, regstore.ErrConflict)
+	}
+	n, installed, err := s.CompleteIssuance(ctx(t), in.RequestID, c, now)
+	if err == nil && !installed {
+		err = fmt.Errorf("certificate %s not installed", c.Serial)
+	}
+	return n, err
+}
+
 func lastEventTypes(t *testing.T, s regstore.Store, n int) []string {
 	t.Helper()
 	evs := logOf(t, s)

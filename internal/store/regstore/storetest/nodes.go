@@ -17,9 +17,11 @@ func replaceable(t *testing.T, s regstore.Store) regstore.Node {
 	t.Helper()
 	mustCreateToken(t, s, token("tok1", 1))
 	mustCreateToken(t, s, token("tok2", 5))
-	mustRegister(t, s, "tok1", t0, node("old", 1))
-	if _, err := s.SetCertificate(ctx(t), "old", "", cert("aa01"), at(time.Second)); err != nil {
-		t.Fatalf("SetCertificate: %v", err)
+	old := node("old", 1)
+	old.Status = regstore.StatusApproved
+	mustRegister(t, s, "tok1", t0, old)
+	if _, err := issue(t, s, "old", "", cert("aa01"), at(time.Second)); err != nil {
+		t.Fatalf("issue: %v", err)
 	}
 	n, err := s.AllowReplacement(ctx(t), "old", at(2*time.Second), admin)
 	if err != nil {
@@ -113,6 +115,8 @@ func testReplaceErrors(t *testing.T, s regstore.Store) {
 	}
 }
 
+// testNodesByHardwareUUID is NodesByHardware asked for one UUID alone, as a
+// registration asks.
 func testNodesByHardwareUUID(t *testing.T, s regstore.Store) {
 	mustCreateToken(t, s, token("tok", 10))
 	for i, id := range []string{"n3", "n1", "n2", "n4"} {
@@ -136,9 +140,9 @@ func testNodesByHardwareUUID(t *testing.T, s regstore.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.uuid, func(t *testing.T) {
-			got, err := s.NodesByHardwareUUID(ctx(t), tt.uuid)
+			got, err := s.NodesByHardware(ctx(t), []string{tt.uuid}, nil)
 			if err != nil {
-				t.Fatalf("NodesByHardwareUUID: %v", err)
+				t.Fatalf("NodesByHardware: %v", err)
 			}
 			diff(t, "IDs", tt.want, nodeIDs(got))
 		})
@@ -311,9 +315,10 @@ func testSetStatus(t *testing.T, s regstore.Store) {
 // errAny in a table's wantErr accepts any non-nil error.
 var errAny = errors.New("any error")
 
+// testSetCertificate installs certificates through issuances (see issue).
 func testSetCertificate(t *testing.T, s regstore.Store) {
 	mustCreateToken(t, s, token("tok", 10))
-	before := mustRegister(t, s, "tok", t0, node("n1", 1))
+	before := approved(t, s, "n1", 1)
 	type step struct {
 		name    string
 		id      string
@@ -336,21 +341,21 @@ func testSetCertificate(t *testing.T, s regstore.Store) {
 		t.Run(st.name, func(t *testing.T) {
 			now := at(time.Duration(i+1) * time.Minute)
 			c := cert(st.serial)
-			got, err := s.SetCertificate(ctx(t), st.id, st.prev, c, now)
+			got, err := issue(t, s, st.id, st.prev, c, now)
 			switch {
 			case st.wantErr == errAny:
 				if err == nil {
-					t.Fatal("SetCertificate succeeded")
+					t.Fatal("issue succeeded")
 				}
 			case st.wantErr != nil:
-				wantErr(t, "SetCertificate", err, st.wantErr)
+				wantErr(t, "issue", err, st.wantErr)
 			default:
 				if err != nil {
-					t.Fatalf("SetCertificate: %v", err)
+					t.Fatalf("issue: %v", err)
 				}
 				current.Cert, current.UpdatedAt = storedCert(c), stored(now)
 				current.CertificatesIssued = st.issued
-				diff(t, "SetCertificate", current, got)
+				diff(t, "issue", current, got)
 				checkUTC(t, got.Cert.NotBefore, got.Cert.NotAfter)
 			}
 			diff(t, "GetNode", current, mustGetNode(t, s, "n1"))
@@ -360,7 +365,7 @@ func testSetCertificate(t *testing.T, s regstore.Store) {
 
 func testSetCertificateConcurrent(t *testing.T, s regstore.Store) {
 	mustCreateToken(t, s, token("tok", 1))
-	mustRegister(t, s, "tok", t0, node("n1", 1))
+	approved(t, s, "n1", 1)
 	const n = 12
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -368,7 +373,7 @@ func testSetCertificateConcurrent(t *testing.T, s regstore.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.SetCertificate(ctx(t), "n1", "", cert(string(rune('a'+i))), at(time.Minute))
+			_, errs[i] = issue(t, s, "n1", "", cert(string(rune('a'+i))), at(time.Minute))
 		})
 	}
 	close(start)
