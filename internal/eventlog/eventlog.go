@@ -210,9 +210,9 @@ type Notifier struct {
 	ch chan struct{}
 }
 
-// C returns a channel closed at the next Notify. Take it before reading the
-// log, so that an append during the read is not missed.
-func (n *Notifier) C() <-chan struct{} {
+// Appended returns a channel closed at the next Notify. Take it before
+// reading the log, so that an append during the read is not missed.
+func (n *Notifier) Appended() <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ch == nil {

@@ -17,9 +17,9 @@ const appendChunk = 500
 // SQLLog is a log in a service's database, on either engine. Every replica
 // of the service opens its own on the shared database.
 type SQLLog struct {
-	db *db.DB
-	t  Table
-	n  Notifier
+	Notifier // woken after this process's appends commit
+	db       *db.DB
+	t        Table
 }
 
 var _ Log = (*SQLLog)(nil)
@@ -144,13 +144,6 @@ func Details(kv ...string) map[string]string {
 	}
 	return d
 }
-
-// Notify wakes this process's followers; call it after a transaction that
-// appended has committed.
-func (l *SQLLog) Notify() { l.n.Notify() }
-
-// Appended returns a channel closed at the next Notify.
-func (l *SQLLog) Appended() <-chan struct{} { return l.n.C() }
 
 // Append appends events, in the order given, inside tx. On PostgreSQL it
 // first takes the log's advisory transaction lock, held until tx ends, so

@@ -35,14 +35,7 @@ type FollowerConfig struct {
 }
 
 // Follower runs watches on one log. It is safe for concurrent use.
-type Follower struct {
-	src   Source
-	poll  time.Duration
-	page  int
-	after func(time.Duration) <-chan time.Time
-	done  <-chan struct{}
-	open  *metrics.WatcherSet
-}
+type Follower struct{ c FollowerConfig }
 
 // NewFollower checks c and fills its defaults.
 func NewFollower(c FollowerConfig) (*Follower, error) {
@@ -58,7 +51,7 @@ func NewFollower(c FollowerConfig) (*Follower, error) {
 	if c.After == nil {
 		c.After = time.After
 	}
-	return &Follower{src: c.Source, poll: c.PollPeriod, page: c.PageSize, after: c.After, done: c.Done, open: c.Watchers}, nil
+	return &Follower{c}, nil
 }
 
 // WatchRequest says where a watch starts and what it sends.
@@ -92,7 +85,7 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 	if r.After < 0 {
 		return fmt.Errorf("watch: negative cursor %d", r.After)
 	}
-	b, err := f.src.Bounds(ctx)
+	b, err := f.c.Source.Bounds(ctx)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -116,15 +109,15 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 			return err
 		}
 	}
-	q := Query{NodeIDs: r.NodeIDs, Types: r.Types, Limit: f.page}
-	w := f.open.Open(after)
+	q := Query{NodeIDs: r.NodeIDs, Types: r.Types, Limit: f.c.PageSize}
+	w := f.c.Watchers.Open(after)
 	defer w.Close()
 	for {
 		// Taken before reading, so that an append during the read is not
 		// missed.
-		wake := f.src.Appended()
+		wake := f.c.Source.Appended()
 		q.After = after
-		page, err := f.src.Read(ctx, q)
+		page, err := f.c.Source.Read(ctx, q)
 		if err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
@@ -143,16 +136,16 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 		}
 		after = page.Next
 		w.Read(after)
-		if len(page.Events) == f.page {
+		if len(page.Events) == f.c.PageSize {
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-f.done:
+		case <-f.c.Done:
 			return ErrClosed
 		case <-wake:
-		case <-f.after(f.poll):
+		case <-f.c.After(f.c.PollPeriod):
 		}
 	}
 }
@@ -160,7 +153,7 @@ func (f *Follower) Watch(ctx context.Context, r WatchRequest, send func(Event) e
 // stale builds the CursorError of a watcher that fell behind retention,
 // with the oldest cursor kept as of now.
 func (f *Follower) stale(ctx context.Context, after int64, page Page) error {
-	b, err := f.src.Bounds(ctx)
+	b, err := f.c.Source.Bounds(ctx)
 	if err != nil || b.DeletedThrough < page.DeletedThrough {
 		b = Bounds{DeletedThrough: page.DeletedThrough, Head: page.Next}
 	}

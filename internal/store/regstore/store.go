@@ -167,12 +167,6 @@ type Token struct {
 	AllowSiteSecret bool
 }
 
-// Active reports whether t can still register a node at now. A token is
-// usable strictly before ExpiresAt, so a zero ExpiresAt is never active.
-func (t Token) Active(now time.Time) bool {
-	return !t.Revoked && now.Before(t.ExpiresAt) && t.UsesLeft > 0
-}
-
 // APIToken is a bearer credential of the admin API. Only the SHA-256 of
 // its secret is stored. Role is "viewer", "operator" or "admin"; the
 // store refuses anything else. Zero times mean: never expires, never

@@ -80,7 +80,8 @@ func testListTokens(t *testing.T, s regstore.Store) {
 			var ids []string
 			for _, tok := range got {
 				ids = append(ids, tok.ID)
-				if active := tok.Active(now); !tt.includeInactive && !active {
+				// A token is usable strictly before ExpiresAt.
+				if active := !tok.Revoked && now.Before(tok.ExpiresAt) && tok.UsesLeft > 0; !tt.includeInactive && !active {
 					t.Errorf("ListTokens(active) returned inactive token %s", tok.ID)
 				}
 			}
