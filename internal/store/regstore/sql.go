@@ -532,39 +532,27 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 		open    Intent
 		claimed bool
 	}
-	var c claim
-	err := s.WriteGrouped(ctx, func(ctx context.Context, tx *sql.Tx) ([]eventlog.Event, error) {
-		c = claim{}
+	c, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (claim, []eventlog.Event, error) {
 		open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 		SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
 		WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
 		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
-		switch {
-		case err == nil:
-			c = claim{open, true}
-			return nil, nil
-		case !db.IsNoRows(err):
-			return nil, err
+		c := claim{open, err == nil}
+		if db.IsNoRows(err) {
+			c.open, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
 		}
-		open, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
-		switch {
-		case err == nil:
-			c = claim{open, false}
-			return nil, nil
-		case !db.IsNoRows(err):
-			return nil, err
+		if db.IsNoRows(err) {
+			// No intent to return: none could be opened because the node
+			// changed, or ours was completed at once by a replica that read
+			// it by node (a retry of the same boot, after the replica it
+			// first reached died). Either way the node is settled, as after
+			// a conflict.
+			err = missing(ctx, tx, in.NodeID, ErrConflict)
 		}
-		// No intent to return: none could be opened because the node
-		// changed, or ours was completed at once by a replica that read it
-		// by node (a retry of the same boot, after the replica it first
-		// reached died). Either way the node is settled, as after a
-		// conflict.
-		return nil, missing(ctx, tx, in.NodeID, ErrConflict)
+		return c, nil, err
 	})
-	if err != nil {
-		return Intent{}, false, fmt.Errorf("claim issuance for node %s: %w", in.NodeID, err)
-	}
-	return c.open, c.claimed, nil
+	c, err = db.Result(c, err, "claim issuance for node %s", in.NodeID)
+	return c.open, c.claimed, err
 }
 
 // CompleteIssuance closes an intent with the CA's certificate.
