@@ -342,12 +342,8 @@ func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string,
 // ErrNotFound if the node does not exist, else the given error.
 func missing(ctx context.Context, q db.Querier, id string, otherwise error) error {
 	var one int
-	err := q.QueryRowContext(ctx, `SELECT 1 FROM reg_nodes WHERE id = $1`, id).Scan(&one)
-	switch {
-	case db.IsNoRows(err):
-		return ErrNotFound
-	case err != nil:
-		return err
+	if err := q.QueryRowContext(ctx, `SELECT 1 FROM reg_nodes WHERE id = $1`, id).Scan(&one); err != nil {
+		return db.Found(err, ErrNotFound)
 	}
 	return otherwise
 }
