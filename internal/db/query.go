@@ -42,6 +42,15 @@ func Found(err, notFound error) error {
 	return err
 }
 
+// RowsAffected is how many rows the statement that returned res and err
+// changed; err, and 0, when it failed. Pass it ExecContext's results.
+func RowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // Result is the end of most store methods: v when err is nil, else the
 // zero value and err wrapped as "<format>: <err>", so that a caller never
 // sees a half-read value next to an error.

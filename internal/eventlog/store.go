@@ -269,11 +269,7 @@ func (l *SQLLog) deleteBatch(ctx context.Context, t time.Time) (n int64, more bo
 		if err != nil || !through.Valid {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM `+l.t.events+` WHERE cursor <= $1`, through.Int64)
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil {
+		if n, err = db.RowsAffected(tx.ExecContext(ctx, `DELETE FROM `+l.t.events+` WHERE cursor <= $1`, through.Int64)); err != nil {
 			return err
 		}
 		more = count.Int64 == deleteBatch

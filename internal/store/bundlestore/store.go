@@ -422,20 +422,12 @@ func (s *SQLStore) Reset(ctx context.Context, nodeID, author string, now time.Ti
 func (s *SQLStore) Delete(ctx context.Context, nodeID, actor string, now time.Time) error {
 	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM bundle_nodes WHERE node_id = $1`, nodeID)
-		if n, err := rowsAffected(res, err); err != nil || n == 0 {
+		if n, err := db.RowsAffected(res, err); err != nil || n == 0 {
 			return nil, err
 		}
 		return eventlog.One(EventDeleted, nodeID, now, DetailActor, actor), nil
 	})
 	return db.Wrap(err, "delete bundles of node %s", nodeID)
-}
-
-// rowsAffected is res's count of changed rows; 0 when the statement failed.
-func rowsAffected(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // lock creates the node's row if needed and locks it until the transaction
@@ -542,7 +534,7 @@ func (s *SQLStore) SetApprovalPolicy(ctx context.Context, approval, actor string
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
 				settingApproval, approval, s.DB.Dialect.Time(now), actor)
 		}
-		if n, err := rowsAffected(res, err); err != nil || n == 0 {
+		if n, err := db.RowsAffected(res, err); err != nil || n == 0 {
 			return nil, err
 		}
 		return eventlog.One(EventSettingsChanged, "", now, DetailApproval, cmp.Or(approval, "default"), DetailActor, actor), nil

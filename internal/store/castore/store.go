@@ -222,14 +222,10 @@ func (s *SQLStore) RevokeNode(ctx context.Context, nodeID string, keep []byte, r
 	if len(keep) > 0 {
 		args, kept = append(args, keep), ` AND key_sha256 <> $5`
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO ca_revocations (`+revocationColumns+`)
+	n, err := db.RowsAffected(s.db.ExecContext(ctx, `INSERT INTO ca_revocations (`+revocationColumns+`)
 	SELECT serial, node_id, $1, $2, $3 FROM ca_issued WHERE node_id = $4`+kept+`
 	ON CONFLICT (serial) DO UPDATE SET node_revoked = excluded.node_revoked, revoked_at = excluded.revoked_at
-	WHERE excluded.node_revoked AND NOT ca_revocations.node_revoked`, args...)
-	var n int64
-	if err == nil {
-		n, err = res.RowsAffected()
-	}
+	WHERE excluded.node_revoked AND NOT ca_revocations.node_revoked`, args...))
 	return db.Result(n, err, "revoke node %s", nodeID)
 }
 

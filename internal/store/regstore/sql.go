@@ -2,6 +2,7 @@ package regstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -492,14 +493,9 @@ func (s *SQLStore) AllowReplacement(ctx context.Context, id string, now time.Tim
 // DeleteNode deletes node id, with its event.
 func (s *SQLStore) DeleteNode(ctx context.Context, id string, now time.Time, actor string) error {
 	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
-		res, err := tx.ExecContext(ctx, `DELETE FROM reg_nodes WHERE id = $1`, id)
-		if err != nil {
-			return nil, err
-		}
-		if k, err := res.RowsAffected(); err != nil {
-			return nil, err
-		} else if k == 0 {
-			return nil, ErrNotFound
+		k, err := db.RowsAffected(tx.ExecContext(ctx, `DELETE FROM reg_nodes WHERE id = $1`, id))
+		if err != nil || k == 0 {
+			return nil, cmp.Or(err, ErrNotFound)
 		}
 		return eventlog.One(EventDeleted, id, now, DetailActor, actor), nil
 	})
@@ -638,14 +634,12 @@ func (s *SQLStore) ImportEKs(ctx context.Context, eks []EnrolledEK, now time.Tim
 	err = s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		added, updated = 0, 0 // a retried transaction counts again
 		for _, ek := range eks {
-			res, err := tx.ExecContext(ctx, `INSERT INTO reg_eks (hash, label, created_at) VALUES ($1, $2, $3)
-				ON CONFLICT (hash) DO NOTHING`, ek.Hash, ek.Label, s.DB.Dialect.Time(now))
+			k, err := db.RowsAffected(tx.ExecContext(ctx, `INSERT INTO reg_eks (hash, label, created_at) VALUES ($1, $2, $3)
+				ON CONFLICT (hash) DO NOTHING`, ek.Hash, ek.Label, s.DB.Dialect.Time(now)))
 			if err != nil {
 				return nil, fmt.Errorf("EK %s: %w", ek.Hash, err)
 			}
-			if k, err := res.RowsAffected(); err != nil {
-				return nil, err
-			} else if k == 1 {
+			if k == 1 {
 				added++
 				continue
 			}
