@@ -28,7 +28,8 @@ const (
 	// api_token_created and api_token_revoked (of no node: an admin API
 	// token was created or revoked), labeled, replacement_allowed, and
 	// administrators' changes of no node: token_created, token_revoked,
-	// eks_imported, pcr_policy_set, pcr_policy_deleted.
+	// eks_imported, pcr_policy_set, pcr_policy_deleted,
+	// sign_in_link_created (a one-time console sign-in link was minted).
 	Registration Service = "registration"
 	// Bundles logs bundle events: bundle_updated, bundle_approved,
 	// bundle_reset, bundle_deleted, and bundle_settings_changed (of no
@@ -58,7 +59,7 @@ func ParseService(s string) (Service, error) {
 var lifecycleTypes = map[Service][]string{
 	Registration: {"registered", "approved", "rejected", "revoked", "pending", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware",
 		"boot_digest_changed", "boot_policy_violation", "boot_policy_cleared", "api_token_created", "api_token_revoked", "labeled",
-		"replacement_allowed", "token_created", "token_revoked", "eks_imported", "pcr_policy_set", "pcr_policy_deleted"},
+		"replacement_allowed", "token_created", "token_revoked", "eks_imported", "pcr_policy_set", "pcr_policy_deleted", "sign_in_link_created"},
 	Bundles: {"bundle_updated", "bundle_approved", "bundle_reset", "bundle_deleted", "bundle_settings_changed"},
 }
 

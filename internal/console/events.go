@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-dev/berth/client/watch"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -26,11 +27,12 @@ const (
 
 var allLogs = []string{logNode, logHealth, logBundle}
 
-// Event types by log, as the Events page's filter offers them.
+// Event types by log, as the Events page's filter offers them: every type
+// each service sends, so that a new one needs no change here.
 var (
-	nodeTypes   = []string{"registered", "approved", "rejected", "revoked", "deleted", "replaced", "certificate_issued", "certificate_renewed", "duplicate_hardware", "labeled"}
-	healthTypes = []string{"healthy", "suspect", "unreachable", "rebooted", "status_changed", "node_event"}
-	bundleTypes = []string{"bundle_updated", "bundle_approved", "bundle_reset"}
+	nodeTypes   = watch.EventTypes(watch.Registration)
+	healthTypes = watch.EventTypes(watch.Heartbeat)
+	bundleTypes = watch.EventTypes(watch.Bundles)
 )
 
 // logOf returns the log an event type belongs to.

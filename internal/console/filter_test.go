@@ -73,3 +73,22 @@ func TestStreamFilter(t *testing.T) {
 		t.Errorf("unknown type: %v", err)
 	}
 }
+
+// TestLogOf: the Events filter knows every type the services send, the
+// administrators' events of no node included, and which log holds it.
+func TestLogOf(t *testing.T) {
+	for _, tt := range []struct{ typ, log string }{
+		{"registered", logNode},
+		{"pcr_policy_deleted", logNode},
+		{"sign_in_link_created", logNode},
+		{"healthy", logHealth},
+		{"settings_changed", logHealth},
+		{"bundle_updated", logBundle},
+		{"bundle_settings_changed", logBundle},
+		{"no_such_type", ""},
+	} {
+		if got := logOf(tt.typ); got != tt.log {
+			t.Errorf("logOf(%q) = %q, want %q", tt.typ, got, tt.log)
+		}
+	}
+}

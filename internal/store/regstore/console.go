@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/db"
+	"github.com/berth-dev/berth/internal/eventlog"
 )
 
 // ConsoleSession is a web console session, or an unused one-time sign-in
@@ -32,16 +33,22 @@ func scanConsoleSession(row db.Scanner) (ConsoleSession, error) {
 }
 
 // CreateConsoleSession records c, dropping the sessions and links that
-// have expired by c.CreatedAt so that the table stays bounded.
+// have expired by c.CreatedAt so that the table stays bounded. A link is
+// an admin's credential that can be handed on, so minting one is an event
+// (sign_in_link_created, actor: its principal); a session is a sign-in,
+// which is not.
 func (s *SQLStore) CreateConsoleSession(ctx context.Context, c ConsoleSession) error {
 	d := s.DB.Dialect
-	err := s.DB.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.Write(ctx, func(tx *sql.Tx) ([]eventlog.Event, error) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM reg_console_sessions WHERE expires_at <= $1`, d.Time(c.CreatedAt)); err != nil {
-			return err
+			return nil, err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO reg_console_sessions (`+consoleColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 			c.SecretSHA256, c.Link, c.Principal, c.TokenID, d.Time(c.CreatedAt), d.Time(c.ExpiresAt))
-		return err
+		if err != nil || !c.Link {
+			return nil, err
+		}
+		return []eventlog.Event{{Type: EventSignInLinkCreated, Time: db.UTC(c.CreatedAt), Details: eventlog.Details(DetailActor, c.Principal)}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("create console session: %w", err)

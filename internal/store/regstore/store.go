@@ -39,6 +39,8 @@
 //	ImportEKs         eks_imported, of no node: added, updated, actor
 //	SetPCRPolicy      pcr_policy_set, of no node: label, enforce, actor
 //	DeletePCRPolicy   pcr_policy_deleted, of no node: label, actor
+//	CreateConsoleSession  sign_in_link_created, of no node, for a link
+//	                  only: actor (whom the link signs in)
 //
 // Details whose value would be empty are left out.
 package regstore
@@ -261,6 +263,9 @@ const (
 	EventEKsImported        = "eks_imported"
 	EventPCRPolicySet       = "pcr_policy_set"
 	EventPCRPolicyDeleted   = "pcr_policy_deleted"
+	// EventSignInLinkCreated: an admin minted a one-time console sign-in
+	// link (berthctl ui link, berthd dev's banner).
+	EventSignInLinkCreated = "sign_in_link_created"
 )
 
 // EventTypes returns every event type the store appends.
@@ -268,7 +273,7 @@ func EventTypes() []string {
 	return []string{EventRegistered, EventReplaced, EventApproved, EventRejected, EventRevoked, EventPending,
 		EventDeleted, EventCertificateIssued, EventCertificateRenewed, EventDuplicateHardware,
 		EventBootDigestChanged, EventBootPolicyViolation, EventBootPolicyCleared, EventAPITokenCreated, EventAPITokenRevoked, EventLabeled,
-		EventTokenCreated, EventTokenRevoked, EventReplacementAllowed, EventEKsImported, EventPCRPolicySet, EventPCRPolicyDeleted}
+		EventTokenCreated, EventTokenRevoked, EventReplacementAllowed, EventEKsImported, EventPCRPolicySet, EventPCRPolicyDeleted, EventSignInLinkCreated}
 }
 
 // Keys of event details.

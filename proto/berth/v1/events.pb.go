@@ -37,8 +37,9 @@ type LifecycleEvent struct {
 	// api_token, name, role, actor), labeled (set, removed, actor),
 	// replacement_allowed (actor), and, of no node, token_created and
 	// token_revoked (token, actor), eks_imported (added, updated, actor),
-	// pcr_policy_set (label, enforce, actor) and pcr_policy_deleted (label,
-	// actor) (registration); bundle_updated, bundle_approved, bundle_reset
+	// pcr_policy_set (label, enforce, actor), pcr_policy_deleted (label,
+	// actor) and sign_in_link_created (actor: whom the one-time console
+	// link signs in) (registration); bundle_updated, bundle_approved, bundle_reset
 	// (version, author, actor), bundle_deleted (actor) and, of no node,
 	// bundle_settings_changed (approval, actor) (bundles).
 	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`

@@ -45,6 +45,12 @@ func testConsoleSessions(t *testing.T, s regstore.Store) {
 	if err := s.CreateConsoleSession(ctx(t), admin); err == nil {
 		t.Error("a second session with the same hash was recorded")
 	}
+	// Minting the link is an event naming whom it signs in; sessions and
+	// the refused duplicate are not.
+	links := ofType(logOf(t, s), regstore.EventSignInLinkCreated)
+	if len(links) != 1 || links[0].NodeID != "" || links[0].Details[regstore.DetailActor] != link.Principal {
+		t.Errorf("sign_in_link_created events %+v, want one of no node by %q", links, link.Principal)
+	}
 	want := admin
 	want.CreatedAt, want.ExpiresAt = stored(admin.CreatedAt), stored(admin.ExpiresAt)
 	got, err := s.ConsoleSession(ctx(t), admin.SecretSHA256, at(time.Minute))
