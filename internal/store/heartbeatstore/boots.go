@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/eventlog"
@@ -126,24 +125,8 @@ const bootsSet = liveSet + `, last_seen = excluded.last_seen
 	WHERE hb_liveness.last_seen <= excluded.last_seen
 	RETURNING node_id, last_seen, boot_id, status, prior_state`
 
-// bootsQuery is the upsert of one chunk of boots, built in one buffer as
-// flushQuery is.
+// bootsQuery is the upsert of one chunk of boots: a flush's rows, with
+// the boots' conflict clause.
 func bootsQuery(d db.Dialect, chunk []Observation) (string, db.Params) {
-	const head = `INSERT INTO hb_liveness (` + livenessColumns + `) VALUES `
-	p := make(db.Params, 0, 6*len(chunk))
-	var q strings.Builder
-	q.Grow(len(head) + len(chunk)*72 + len(bootsSet))
-	q.WriteString(head)
-	for i, o := range chunk {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		at := p.Add(d.Time(o.LastSeen))
-		for _, part := range [...]string{"(", p.Add(o.NodeID), ", ", at, ", ", p.Add(o.Sequence), ", ", p.Add(o.BootID), ", ",
-			p.Add(string(o.Status)), ", ", p.Add(o.Uptime.Microseconds()), ", 'healthy', ", at, ")"} {
-			q.WriteString(part)
-		}
-	}
-	q.WriteString(bootsSet)
-	return q.String(), p
+	return upsertQuery(d, chunk, bootsSet)
 }

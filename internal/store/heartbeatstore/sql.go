@@ -150,12 +150,18 @@ func (s *SQLStore) Flush(ctx context.Context, obs []Observation, given []Event) 
 
 // flushQuery is the upsert of one chunk of a flush and its parameters.
 func flushQuery(d db.Dialect, chunk []Observation) (string, db.Params) {
+	return upsertQuery(d, chunk, flushSet)
+}
+
+// upsertQuery inserts chunk's rows into hb_liveness, ending with set (the
+// conflict clause), built in one buffer.
+func upsertQuery(d db.Dialect, chunk []Observation, set string) (string, db.Params) {
 	const head = `INSERT INTO hb_liveness (` + livenessColumns + `) VALUES `
 	p := make(db.Params, 0, 6*len(chunk))
 	var q strings.Builder
 	// A row is "($1, $2, $3, $4, $5, $6, 'healthy', $2), " with numbers of
 	// up to five digits.
-	q.Grow(len(head) + len(chunk)*72 + len(flushSet))
+	q.Grow(len(head) + len(chunk)*72 + len(set))
 	q.WriteString(head)
 	for i, o := range chunk {
 		if i > 0 {
@@ -167,7 +173,7 @@ func flushQuery(d db.Dialect, chunk []Observation) (string, db.Params) {
 			q.WriteString(part)
 		}
 	}
-	q.WriteString(flushSet)
+	q.WriteString(set)
 	return q.String(), p
 }
 
