@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/sdnotify"
 )
@@ -273,7 +274,7 @@ func (c *Config) setDefaults() error {
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
-	if c.BootID != "" && !validBootID(c.BootID) {
+	if c.BootID != "" && !ident.BootID(c.BootID) {
 		return configErrorf("--boot-id %q: want 1 to 64 letters, digits, '.', '_', ':' or '-'", c.BootID)
 	}
 	if c.BootIDFile == "" {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -77,11 +77,6 @@ const (
 	// Shorter, not longer: a late beat counts against the node.
 	intervalJitter = 20 // 1/20: up to 5 %
 )
-
-var bootIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-
-// validBootID applies the heartbeat service's rule for boot IDs.
-func validBootID(s string) bool { return bootIDRE.MatchString(s) }
 
 var (
 	// errHeartbeatUntrusted wraps a heartbeat service whose certificate
@@ -206,7 +201,7 @@ func (a *Agent) readBootID(log *slog.Logger) string {
 		return a.cfg.BootID
 	}
 	b, err := os.ReadFile(a.cfg.BootIDFile)
-	if id := strings.TrimSpace(string(b)); err == nil && validBootID(id) {
+	if id := strings.TrimSpace(string(b)); err == nil && ident.BootID(id) {
 		return id
 	}
 	r := make([]byte, 16)

@@ -116,3 +116,24 @@ func allDigits(s string) bool {
 	}
 	return true
 }
+
+// BootIDRule is the rule for boot IDs and agent instances, as the public
+// messages say it after the field name.
+const BootIDRule = "must be 1 to 64 letters, digits, '.', '_', ':' or '-'"
+
+// BootID says whether s is a boot ID (or agent instance): it matches
+// ^[A-Za-z0-9._:-]{1,64}$. The agent, Resume's boot and every heartbeat
+// check it, so it is a loop rather than a regular expression.
+func BootID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
@@ -63,7 +64,7 @@ func validateBoots(req *berthv1.RecordBootsRequest) ([]liveness.Boot, error) {
 		if seq := r.GetSequence(); seq == 0 || seq > math.MaxInt64 {
 			return nil, rpcerr.Invalid("boots.sequence", ruleSequence)
 		}
-		if !validBootID(r.GetBootId()) {
+		if !ident.BootID(r.GetBootId()) {
 			return nil, rpcerr.Invalid("boots.boot_id", ruleBootID)
 		}
 		st, ok := statusFromProto(r.GetStatus())

@@ -36,7 +36,7 @@ const (
 // Validation rules, shown after the field name.
 const (
 	ruleSequence       = "must be between 1 and 2^63-1"
-	ruleBootID         = "must be 1 to 64 letters, digits, '.', '_', ':' or '-'"
+	ruleBootID         = ident.BootIDRule
 	ruleStatus         = "must be up, degraded or maintenance"
 	ruleUptime         = "must be a valid, non-negative duration of at most 100 years"
 	ruleEventCount     = "must be at most 16 per beat"

@@ -43,23 +43,6 @@ var (
 	kindRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )
 
-// validBootID says whether s matches ^[A-Za-z0-9._:-]{1,64}$ (boot IDs and
-// agent instances), by a loop rather than a regular expression: every
-// beat is checked.
-func validBootID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // validateBeat checks one beat's fields; the core checks it against the
 // stream (sequence increasing, same boot ID, rate).
 func validateBeat(req *berthv1.HeartbeatRequest) (liveness.Beat, error) {
@@ -68,7 +51,7 @@ func validateBeat(req *berthv1.HeartbeatRequest) (liveness.Beat, error) {
 		return b, rpcerr.Invalid("sequence", ruleSequence)
 	}
 	b.Sequence = int64(req.GetSequence())
-	if !validBootID(req.GetBootId()) {
+	if !ident.BootID(req.GetBootId()) {
 		return b, rpcerr.Invalid("boot_id", ruleBootID)
 	}
 	b.BootID = req.GetBootId()
@@ -109,7 +92,7 @@ func validateBeat(req *berthv1.HeartbeatRequest) (liveness.Beat, error) {
 			return b, rpcerr.Invalid("events.sequence", ruleEventSeq)
 		}
 		ev.Seq = int64(e.GetSequence())
-		if ev.Seq > 0 && !validBootID(req.GetAgentInstance()) {
+		if ev.Seq > 0 && !ident.BootID(req.GetAgentInstance()) {
 			return b, rpcerr.Invalid("agent_instance", ruleInstance)
 		}
 		if t := e.GetTime(); t != nil {

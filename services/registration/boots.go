@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"regexp"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/clock"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/rpc/rpcerr"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -262,10 +262,8 @@ func NewGRPCBootSink(conn grpc.ClientConnInterface) BootSink {
 
 // Validation of a node's BootBeat: the heartbeat service's rules for a
 // beat.
-var bootIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-
 const (
-	ruleBootID       = "must be 1 to 64 letters, digits, '.', '_', ':' or '-'"
+	ruleBootID       = ident.BootIDRule
 	ruleBootSequence = "must be between 1 and 2^63-1"
 	ruleBootStatus   = "must be up, degraded or maintenance"
 	ruleBootUptime   = "must be a valid, non-negative duration of at most 100 years"
@@ -277,7 +275,7 @@ func validateBootBeat(b *berthv1.BootBeat) error {
 	if b == nil {
 		return nil
 	}
-	if !bootIDRE.MatchString(b.GetBootId()) {
+	if !ident.BootID(b.GetBootId()) {
 		return rpcerr.Invalid("boot.boot_id", ruleBootID)
 	}
 	if s := b.GetSequence(); s == 0 || s > math.MaxInt64 {
