@@ -37,6 +37,14 @@
 #                           percentiles the largest of the processes'). One
 #                           process cannot hold 20,000 streams under a
 #                           descriptor limit of 20,000; N can.
+#   BENCH_HB_LOADGENS       berth-loadgen heartbeat processes (BENCH_HB_REPLICAS).
+#                           More processes than replicas share them in turn
+#                           (process i beats against replica i mod N), so
+#                           that one heartbeat instance can hold more nodes
+#                           than one load generator process can drive:
+#                           BENCH_HB_NODES=18000 BENCH_HB_LOADGENS=4 holds
+#                           18,000 nodes on one instance; the result is
+#                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
 #   BENCH_SCENARIOS         which to run ("ceiling register register-dev storm heartbeat")
@@ -77,9 +85,11 @@ BENCH_DB=${BENCH_DB:-}
 BENCH_KEEP=${BENCH_KEEP:-}
 BENCH_PRELOAD=${BENCH_PRELOAD:-0}
 BENCH_HB_REPLICAS=${BENCH_HB_REPLICAS:-1}
+BENCH_HB_LOADGENS=${BENCH_HB_LOADGENS:-$BENCH_HB_REPLICAS}
 BENCH_PPROF=${BENCH_PPROF:-}
 BENCH_HB_GODEBUG=${BENCH_HB_GODEBUG:-}
 [ "$BENCH_HB_REPLICAS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_REPLICAS must be at least 1" >&2; exit 1; }
+[ "$BENCH_HB_LOADGENS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_LOADGENS must be at least 1" >&2; exit 1; }
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -280,20 +290,21 @@ lg_at() {
 }
 lg() { lg_at 1 "$@"; }
 
-# heartbeat_replicated: the heartbeat scenario as BENCH_HB_REPLICAS load
-# generators in parallel, one per replica, combined into one result. Each
-# sets the interval and leaves it set (none may put it back while the
-# others beat), and all start their window once all are connected.
-heartbeat_replicated() {
-	local n=$BENCH_HB_REPLICAS i nodes per rest sync="$work/hb-sync" lpids=() ok=1
+# heartbeat_parallel: the heartbeat scenario as BENCH_HB_LOADGENS load
+# generators in parallel, process i against replica i mod BENCH_HB_REPLICAS,
+# combined into one result. Each sets the interval and leaves it set (none
+# may put it back while the others beat), and all start their window once
+# all are connected.
+heartbeat_parallel() {
+	local n=$BENCH_HB_LOADGENS i nodes per rest sync="$work/hb-sync" lpids=() ok=1
 	per=$((BENCH_HB_NODES / n))
 	rest=$((BENCH_HB_NODES - per * n))
 	mkdir -p "$sync"
-	say "---- heartbeat: $n berth-loadgen heartbeat processes in parallel, $BENCH_HB_NODES nodes in all"
+	say "---- heartbeat: $n berth-loadgen heartbeat processes in parallel against $BENCH_HB_REPLICAS heartbeat instance(s), $BENCH_HB_NODES nodes in all"
 	for i in $(seq 1 "$n"); do
 		nodes=$per
 		[ "$i" -eq 1 ] && nodes=$((per + rest))
-		lg_at "$i" heartbeat --nodes "$nodes" --concurrency "$BENCH_CONCURRENCY" --seed "$seed-hb$i" \
+		lg_at $(((i - 1) % BENCH_HB_REPLICAS + 1)) heartbeat --nodes "$nodes" --concurrency "$BENCH_CONCURRENCY" --seed "$seed-hb$i" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --keep-interval \
 			--sync-dir "$sync" --sync-procs "$n" --db "$BENCH_DB" -o json \
 			>"$work/heartbeat$i.json" 2> >(sed -u "s/^/[heartbeat $i] /" >&2) &
@@ -374,8 +385,8 @@ for s in $BENCH_SCENARIOS; do
 	register-dev) register_dev ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	heartbeat)
-		if [ "$BENCH_HB_REPLICAS" -gt 1 ]; then
-			heartbeat_replicated
+		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then
+			heartbeat_parallel
 		else
 			step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
 				--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --db "$BENCH_DB" \

@@ -7,9 +7,9 @@ import (
 )
 
 // Combine adds up the results of load generators that ran one scenario in
-// parallel, each with its own nodes (--seed) against its own services, as
-// one result of all their nodes: nodes, ok, errors, beats, throughput and
-// health events are summed (each counts only its own nodes); latency
+// parallel, each with its own nodes (--seed), against services of their
+// own or shared, as one result of all their nodes: nodes, ok, errors,
+// beats, throughput and health events are summed (each counts only its own nodes); latency
 // percentiles are the largest of the processes' (an upper bound: the
 // percentiles of the union are not known from the parts); the window,
 // connect and setup times the longest; certificates issued, server memory
@@ -140,7 +140,7 @@ func Combine(rs []*Result) (*Result, error) {
 		out.HeartbeatKBPerNode = &v
 	}
 	out.Seed = strings.Join(seeds, ",")
-	out.Notes = append([]string{fmt.Sprintf("combined from %d load generators in parallel, each with its own nodes and services: "+
+	out.Notes = append([]string{fmt.Sprintf("combined from %d load generators in parallel, each with its own nodes: "+
 		"counts, throughput and health events summed; latency percentiles the largest of the processes' (an upper bound); "+
 		"certificates issued, server memory, CPU and store rates, measured for all servers together by each, the largest", len(rs))}, out.Notes...)
 	return out, nil

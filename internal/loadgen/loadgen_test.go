@@ -317,3 +317,25 @@ func TestReportFiguresWithoutCeiling(t *testing.T) {
 		}
 	}
 }
+
+// TestReportCombinedHeartbeat: a combined heartbeat result says how many
+// heartbeat instances its load generators shared, from the servers it read.
+func TestReportCombinedHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		servers map[string]any
+		want    string
+	}{
+		{map[string]any{"heartbeat": 60.0, "registration": 70.0}, "4 load generators against one heartbeat instance, combined"},
+		{map[string]any{"heartbeat": 60.0, "heartbeat2": 61.0, "registration": 70.0}, "4 load generators against 2 heartbeat replicas, combined"},
+	} {
+		results := []map[string]any{{"scenario": "heartbeat", "nodes": 100.0, "ok": 100.0, "throughput_per_s": 20.0, "interval_s": 5.0,
+			"processes": 4.0, "server_rss_mb": tc.servers, "errors": map[string]any{}}}
+		var out strings.Builder
+		if _, err := Report(&out, results); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("report lacks %q:\n%s", tc.want, out.String())
+		}
+	}
+}

@@ -195,7 +195,7 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	if r := byName[ScenarioHeartbeat]; r != nil {
 		procs := ""
 		if p := num(r["processes"]); p > 1 {
-			procs = fmt.Sprintf(" (%.0f load generators against %.0f heartbeat replicas, combined; latencies are the largest of the processes')", p, p)
+			procs = fmt.Sprintf(" (%.0f load generators against %s, combined; latencies are the largest of the processes')", p, heartbeatInstances(r))
 		}
 		fmt.Fprintf(w, "heartbeat: %s beats/s acknowledged from %s nodes at %s s%s; %s suspect, %s unreachable events.\n",
 			f1(r["throughput_per_s"]), intText(r["nodes"]), f1(r["interval_s"]), procs, intText(r["suspect_events"]), intText(r["unreachable_events"]))
@@ -333,6 +333,25 @@ func str(v any) string {
 }
 
 // num reads a JSON number; 0 when absent or null.
+// heartbeatInstances says how many heartbeat services a result measured:
+// the servers it read are named heartbeat, heartbeat2 and so on.
+func heartbeatInstances(r map[string]any) string {
+	rss, _ := r["server_rss_mb"].(map[string]any)
+	n := 0
+	for name := range rss {
+		if strings.HasPrefix(name, "heartbeat") {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return "the heartbeat service"
+	case 1:
+		return "one heartbeat instance"
+	}
+	return fmt.Sprintf("%d heartbeat replicas", n)
+}
+
 func num(v any) float64 {
 	switch v := v.(type) {
 	case json.Number:
