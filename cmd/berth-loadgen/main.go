@@ -41,6 +41,8 @@ const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
+  berth-loadgen stepca-init --dir DIR --listen HOST:PORT
+  berth-loadgen stepca-sign --dir DIR --nodes N [flags]
 
 berth-loadgen simulates N berth nodes in one process, each with its own
 seed-derived keys, hardware UUID (hostname load-NNNNNN), connections, cert
@@ -64,6 +66,14 @@ dir and root, and boots each with berth-agent's own code:
   combine    one result of load generators that ran a scenario in parallel,
              each with its own --seed (counts and rates summed, latency
              percentiles the largest of theirs).
+  stepca-init  writes a throwaway step-ca into --dir: its own root and
+             intermediate, a JWK provisioner, ca.json listening on --listen
+             with its badger database in DIR/db (run step-ca DIR/ca.json).
+  stepca-sign  the yardstick of register: N fresh keys, each with its CSR,
+             ask the step-ca of --dir for a certificate at once (POST
+             /1.0/sign), each with a fresh one-time token and a fresh TLS
+             connection; signs/s and, with --server-pids, step-ca's CPU
+             per sign.
 
 The register scenario then lints, untimed, every node certificate with
 zlint's RFC 5280 lints and checks that no node was registered twice
@@ -117,6 +127,7 @@ type options struct {
 	syncProcs                                   int
 	reset, keepInterval, noPrepare              bool
 	token, deployment                           string
+	dir, listen                                 string
 }
 
 // errUsageShown says the usage was printed on stderr: exit 2, nothing more.
@@ -157,7 +168,8 @@ func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Comman
 	for _, name := range []string{loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat} {
 		cmdline.Add(root, scenarioCommand(name, o, env, stdout, stderr))
 	}
-	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr), reportCommand(o, env, stdout), combineCommand(o, env, stdout))
+	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr), reportCommand(o, env, stdout), combineCommand(o, env, stdout),
+		stepCAInitCommand(o, env, stderr), stepCASignCommand(o, env, stdout, stderr))
 	return root
 }
 
@@ -404,7 +416,7 @@ func details(w io.Writer, r map[string]any) error {
 			return err
 		}
 		err = loadgen.WriteCeilingText(w, &c)
-	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat:
+	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat, loadgen.ScenarioStepCASign:
 		var res loadgen.Result
 		if err := json.Unmarshal(b, &res); err != nil {
 			return err

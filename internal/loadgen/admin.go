@@ -351,12 +351,12 @@ func (a *admin) setHeartbeatSettings(ctx context.Context, interval, grace time.D
 	return resp.GetSettings(), nil
 }
 
-// forEach runs f on every node with workers goroutines, stopping at the
-// first error.
-func forEach(ctx context.Context, nodes []*node, workers int, f func(context.Context, *node) error) error {
+// forEach runs f on every node (or other item) with workers goroutines,
+// stopping at the first error.
+func forEach[T any](ctx context.Context, nodes []T, workers int, f func(context.Context, T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan *node)
+	work := make(chan T)
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
 		wg.Go(func() {

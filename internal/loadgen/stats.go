@@ -107,8 +107,11 @@ type tally struct {
 
 func newTally() *tally { return &tally{counts: map[string]int{}, samples: map[string]string{}} }
 
-func (t *tally) add(err error) {
-	class := errorClass(err)
+func (t *tally) add(err error) { t.addClass(errorClass(err), err) }
+
+// addClass counts err as class, for errors other than the boots' (the
+// HTTP statuses of step-ca).
+func (t *tally) addClass(class string, err error) {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	t.mu.Lock()
 	defer t.mu.Unlock()
