@@ -83,7 +83,9 @@ lint:
 
 ## bench: the power-restore load harness (bench/run.sh): a throwaway PostgreSQL,
 ## the four services as separate processes, berth-loadgen ceiling, register,
-## storm and heartbeat (BENCH_NODES=2000, BENCH_HB_NODES...); writes bench-results.json
+## register-dev, stepca-sign (step-ca v0.30.2, pinned in bench/stepca/go.mod,
+## as the yardstick of register), storm and heartbeat (BENCH_NODES=2000,
+## BENCH_HB_NODES...); writes bench-results.json
 bench:
 	GO=$(GO) bench/run.sh
 

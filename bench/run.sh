@@ -10,13 +10,27 @@
 #   register-dev              the same against berthd dev (one process, SQLite
 #                             with full sync), started for it alone and stopped
 #                             after it: the first registration in both setups
+#   stepca-sign               the yardstick of the first registration: step-ca
+#                             v0.30.2 (pinned in bench/stepca/go.mod, built
+#                             from the module proxy with -tags=noyubikey),
+#                             started for it alone on its own root,
+#                             intermediate and JWK provisioner (berth-loadgen
+#                             stepca-init) with its badger database in the
+#                             work directory and no access log; berth-loadgen
+#                             stepca-sign then has BENCH_NODES fresh keys ask
+#                             for a certificate at once (POST /1.0/sign, a
+#                             fresh one-time token and TLS connection each,
+#                             BENCH_CONCURRENCY in flight): signs/s against
+#                             the ceiling, step-ca's CPU per sign, and each
+#                             first registration against that rate
 #   berth-loadgen storm       the same nodes boot again at once (power restore)
 #   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
 #
 # prints one table with the storm's boots/s as a share of the ceiling and the
 # targets, then the figures of the one-handshake issue against the ceiling
 # (throughputs as a share of it, server CPU per boot and per beat in
-# handshakes' worth, handshakes per boot, the 10,000-boot storm, heartbeat
+# handshakes' worth, handshakes per boot, the 10,000-boot storm, first
+# registrations against step-ca's measured /sign rate, heartbeat
 # memory per node and the projection to 100,000 nodes), writes every result to BENCH_OUT (a JSON array) and stops
 # everything it started, whatever happens.
 #
@@ -47,7 +61,7 @@
 #                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
-#   BENCH_SCENARIOS         which to run ("ceiling register register-dev storm heartbeat")
+#   BENCH_SCENARIOS         which to run ("ceiling register register-dev stepca-sign storm heartbeat")
 #   BENCH_OUT               results file (bench-results.json)
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
@@ -78,7 +92,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register register-dev storm heartbeat}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register register-dev stepca-sign storm heartbeat}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -156,6 +170,13 @@ say "building berthd and berth-loadgen"
 CGO_ENABLED=0 "$GO" build -trimpath -o "$work/bin/" ./cmd/berthd ./cmd/berth-loadgen
 berthd="$work/bin/berthd"
 loadgen="$work/bin/berth-loadgen"
+stepca="$work/bin/step-ca"
+case " $BENCH_SCENARIOS " in *" stepca-sign "*)
+	# Its own module: step-ca's dependencies never touch berth's go.mod.
+	say "building step-ca (bench/stepca/go.mod)"
+	(cd bench/stepca && CGO_ENABLED=0 "$GO" build -trimpath -tags=noyubikey -o "$stepca" github.com/smallstep/certificates/cmd/step-ca)
+	;;
+esac
 
 # ---- PostgreSQL ----
 if [ -z "$BENCH_DB" ]; then
@@ -366,6 +387,41 @@ register_dev() {
 	fi
 }
 
+# stepca_sign: a throwaway step-ca, started for the scenario alone and
+# stopped after it, signs BENCH_NODES certificates for berth-loadgen
+# stepca-sign, which reports its CPU (rusage of the process) per sign.
+stepca_sign() {
+	local port pid dir="$work/stepca" ok=1
+	port=$(free_port)
+	say "---- stepca-sign: step-ca on 127.0.0.1:$port, berth-loadgen stepca-sign"
+	if ! "$loadgen" stepca-init --dir "$dir" --listen "127.0.0.1:$port"; then
+		say "stepca-sign FAILED"
+		failed=1
+		return
+	fi
+	"$stepca" "$dir/ca.json" >"$work/logs/stepca.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	for _ in $(seq 150); do
+		grep -q 'Serving HTTPS' "$work/logs/stepca.log" && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if ! grep -q 'Serving HTTPS' "$work/logs/stepca.log"; then
+		say "step-ca did not start: $(tail -n 5 "$work/logs/stepca.log")"
+		ok=0
+	elif ! "$loadgen" stepca-sign --dir "$dir" --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
+		--server-pids "stepca=$pid" -o json >>"$results"; then
+		ok=0
+	fi
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	if [ "$ok" -ne 1 ]; then
+		say "stepca-sign FAILED"
+		failed=1
+	fi
+}
+
 results="$work/results.json"
 : >"$results"
 step() {
@@ -383,6 +439,7 @@ for s in $BENCH_SCENARIOS; do
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
 	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	register-dev) register_dev ;;
+	stepca-sign) stepca_sign ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	heartbeat)
 		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then
