@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -44,37 +45,35 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 	defer sess.Close()
 	s.metrics.StreamOpened()
 	defer s.metrics.StreamClosed()
-	beats, recvErr := receive(ctx, stream)
-	if err := stream.Send(control(sess.Interval(), 0)); err != nil {
+	out := &sender{stream: stream}
+	// No message may follow the handler's return, whoever sends it.
+	defer out.close()
+	if err := out.send(control(sess.Interval(), 0)); err != nil {
 		return err
 	}
 	bundleVersions, closeBundles := s.bundles.open(nodeID)
 	defer closeBundles()
+	ended := s.serveBeats(ctx, sess, serial, stream, out)
 	for {
 		select {
-		case req := <-beats:
-			ack, err := s.beat(ctx, sess, serial, req)
-			if err != nil {
-				return fail(err)
-			}
-			if err := stream.Send(ack); err != nil {
-				return err
-			}
 		case v := <-bundleVersions:
-			if err := stream.Send(&berthv1.HeartbeatResponse{BundleVersion: v}); err != nil {
+			if err := out.send(&berthv1.HeartbeatResponse{BundleVersion: v}); err != nil {
 				return err
 			}
 		case <-sess.Changed():
-			if err := stream.Send(control(sess.Interval(), 0)); err != nil {
+			if err := out.send(control(sess.Interval(), 0)); err != nil {
 				return err
 			}
 		case <-sess.Done():
 			return fail(sess.Err())
-		case err := <-recvErr:
-			if errors.Is(err, io.EOF) {
+		case end := <-ended:
+			switch {
+			case end.beat:
+				return fail(end.err)
+			case errors.Is(end.err, io.EOF):
 				return nil // the agent closed the stream
 			}
-			return err
+			return end.err
 		}
 	}
 }
@@ -100,27 +99,85 @@ func (s *Service) beat(ctx context.Context, sess *liveness.Session, serial strin
 	return control(interval, req.GetSequence()), nil
 }
 
-// receive reads beats on a goroutine of its own, so that the handler can
-// end the stream (revocation, shutdown) while a read is pending. It stops
-// when the stream's context ends, which happens when the handler returns.
-func receive(ctx context.Context, stream berthv1.HeartbeatService_HeartbeatServer) (<-chan *berthv1.HeartbeatRequest, <-chan error) {
-	beats := make(chan *berthv1.HeartbeatRequest)
-	errs := make(chan error, 1)
+// streamEnd is why serveBeats stopped: a bad beat (beat), whose error
+// the handler maps to a status, or the stream's own error.
+type streamEnd struct {
+	err  error
+	beat bool
+}
+
+// serveBeats reads, records and acknowledges beats on a goroutine of its
+// own, so that the handler can end the stream (revocation, supersede,
+// shutdown) while a read is pending. A beat is answered on the goroutine
+// that read it: handing it to the handler cost a goroutine switch per
+// beat, the largest share of a beat's CPU that is berth's own. It stops
+// at the first error, which it reports once; a read returns when the
+// stream's context ends, which happens when the handler returns.
+func (s *Service) serveBeats(ctx context.Context, sess *liveness.Session, serial string,
+	stream berthv1.HeartbeatService_HeartbeatServer, out *sender) <-chan streamEnd {
+	ended := make(chan streamEnd, 1)
 	go func() {
 		for {
 			req, err := stream.Recv()
 			if err != nil {
-				errs <- err
+				ended <- streamEnd{err: err}
 				return
 			}
-			select {
-			case beats <- req:
-			case <-ctx.Done():
+			if end, ok := out.ack(func() (*berthv1.HeartbeatResponse, error) { return s.beat(ctx, sess, serial, req) }); !ok {
+				ended <- end
 				return
 			}
 		}
 	}()
-	return beats, errs
+	return ended
+}
+
+// errStreamClosed is a message after the handler returned; nobody reads
+// it, as the stream is over.
+var errStreamClosed = errors.New("heartbeat stream closed")
+
+// sender serialises a stream's messages: acknowledgements from the beat
+// goroutine, intervals and bundle versions from the handler. gRPC allows
+// one sender at a time, and none after the handler returned (close).
+type sender struct {
+	mu     sync.Mutex
+	closed bool
+	stream berthv1.HeartbeatService_HeartbeatServer
+}
+
+func (o *sender) send(m *berthv1.HeartbeatResponse) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errStreamClosed
+	}
+	return o.stream.Send(m)
+}
+
+// ack records a beat (beat) and sends its acknowledgement, under the lock,
+// so that a beat is never recorded once the handler returned and close
+// waits for one in progress; ok is false when the stream must end.
+func (o *sender) ack(beat func() (*berthv1.HeartbeatResponse, error)) (end streamEnd, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return streamEnd{err: errStreamClosed}, false
+	}
+	m, err := beat()
+	if err != nil {
+		return streamEnd{err: err, beat: true}, false
+	}
+	if err := o.stream.Send(m); err != nil {
+		return streamEnd{err: err}, false
+	}
+	return streamEnd{}, true
+}
+
+// close stops every later message; it waits for a beat in progress.
+func (o *sender) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
 }
 
 func control(interval time.Duration, ack uint64) *berthv1.HeartbeatResponse {
