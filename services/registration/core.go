@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -26,13 +27,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	existing, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
 	switch {
 	case err == nil:
-		// The same key registering again is the same node: no token is
-		// consumed and nothing changes.
-		if err := usable(existing, true); err != nil {
-			return existing, nil, err
-		}
-		known(ctx, existing)
-		return existing, nil, nil
+		return sameNode(ctx, existing)
 	case !errors.Is(err, regstore.ErrNotFound):
 		return regstore.Node{}, nil, fmt.Errorf("look up key: %w", err)
 	}
@@ -109,6 +104,14 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		}
 	}
 	node, err := s.store.RegisterNode(ctx, tok.ID, now, n, replaceID)
+	if errors.Is(err, regstore.ErrConflict) {
+		// A retry racing the caller's own earlier attempt, which
+		// committed after the lookup above: the key is registered now, by
+		// this node. Nothing was consumed or changed by this call.
+		if existing, gerr := s.store.GetNodeByKey(ctx, id.KeySHA256[:]); gerr == nil {
+			return sameNode(ctx, existing)
+		}
+	}
 	if err != nil {
 		return regstore.Node{}, nil, fmt.Errorf("register node: %w", err)
 	}
@@ -155,6 +158,17 @@ func (s *Service) limitedCheckToken(ctx context.Context, id, secret string) (reg
 // registered, approved node, so that it stops counting against the limits
 // on unauthenticated connections: a fleet booting from behind one
 // address is then never throttled by them.
+// sameNode answers a registration by a key that is registered already: the
+// same key registering again is the same node, so no token is consumed
+// and nothing changes.
+func sameNode(ctx context.Context, n regstore.Node) (regstore.Node, *berthv1.TPMChallenge, error) {
+	if err := usable(n, true); err != nil {
+		return n, nil, err
+	}
+	known(ctx, n)
+	return n, nil, nil
+}
+
 func known(ctx context.Context, n regstore.Node) {
 	if n.Status == regstore.StatusApproved {
 		rpc.MarkAuthenticated(ctx)
@@ -199,6 +213,12 @@ func (s *Service) hardwareConflict(ctx context.Context, id mtls.Identity, in reg
 		return "", fmt.Errorf("look up hardware UUID: %w", err)
 	}
 	for _, n := range nodes {
+		if bytes.Equal(n.KeySHA256, id.KeySHA256[:]) {
+			// The caller's own earlier attempt (a retry after a timeout),
+			// committed since the key lookup: not a conflict, and
+			// RegisterNode finds the key taken.
+			continue
+		}
 		if !n.ReplacementAllowed {
 			claim := regstore.Claim{HardwareUUID: in.hardwareUUID, KeySHA256: id.KeySHA256[:], IdentitySource: string(in.source)}
 			if err := s.store.NoteDuplicate(ctx, n.ID, s.clock.Now(), claim); err != nil {

@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -26,4 +27,27 @@ func (d lookupsDown) ListNodes(context.Context, regstore.NodeFilter) ([]regstore
 func (d lookupsDown) CreateToken(context.Context, regstore.Token) error { return d.err }
 func (d lookupsDown) ListTokens(context.Context, bool, time.Time) ([]regstore.Token, error) {
 	return nil, d.err
+}
+
+// commitsLate is a store on which the next lookups miss a node that is
+// registered, as they do while the caller's own earlier registration is
+// still committing: keyMisses lookups by key find nothing, and hardwareMisses
+// lookups by hardware find nothing.
+type commitsLate struct {
+	regstore.Store
+	keyMisses, hardwareMisses *atomic.Int32
+}
+
+func (s commitsLate) GetNodeByKey(ctx context.Context, key []byte) (regstore.Node, error) {
+	if s.keyMisses.Add(-1) >= 0 {
+		return regstore.Node{}, regstore.ErrNotFound
+	}
+	return s.Store.GetNodeByKey(ctx, key)
+}
+
+func (s commitsLate) NodesByHardware(ctx context.Context, uuids, macs []string) ([]regstore.Node, error) {
+	if s.hardwareMisses.Add(-1) >= 0 {
+		return nil, nil
+	}
+	return s.Store.NodesByHardware(ctx, uuids, macs)
 }

@@ -9,12 +9,15 @@ import (
 	"crypto/x509/pkix"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-dev/berth/internal/mtls"
+	"github.com/berth-dev/berth/internal/store/regstore"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -350,4 +353,64 @@ func TestResumeDenied(t *testing.T) {
 	}
 	_, err = rejected.client().Resume(ctx, &berthv1.ResumeRequest{})
 	wantCode(t, err, codes.PermissionDenied)
+}
+
+// TestRegisterRetryRacesItself: a node whose registration timed out
+// retries while its first attempt is still committing. Whichever lookup
+// the commit lands after (the key lookup, or the hardware lookup too), the
+// retry is the same node registering again: it gets the first attempt's
+// node and certificate, and not FailedPrecondition (hardware "registered
+// with a different key", which stops an agent) or AlreadyExists; no token
+// use, node, certificate or duplicate_hardware event is added.
+func TestRegisterRetryRacesItself(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		hardwareMisses int32
+	}{
+		{"committed before the hardware lookup", 0},
+		{"committed before the insert", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pgtest.OnEngines(t, func(t *testing.T, b string) {
+				keyMisses, hardwareMisses := new(atomic.Int32), new(atomic.Int32)
+				e := newEnvConfig(t, b, func(c *Config) {
+					c.Store = commitsLate{Store: c.Store, keyMisses: keyMisses, hardwareMisses: hardwareMisses}
+				})
+				ctx := context.Background()
+				n := e.newNode(uuidA)
+				tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 5})
+				first, err := n.client().Register(ctx, n.registerRequest(t, tok))
+				if err != nil {
+					t.Fatal(err)
+				}
+				keyMisses.Store(1)
+				hardwareMisses.Store(tc.hardwareMisses)
+				retry, err := n.client().Register(ctx, n.registerRequest(t, tok))
+				if err != nil {
+					t.Fatalf("retried Register: %v", err)
+				}
+				if keyMisses.Load() > 0 || hardwareMisses.Load() > 0 {
+					t.Fatalf("the retry did not look the node up as the test meant (misses left: key %d, hardware %d)",
+						keyMisses.Load(), hardwareMisses.Load())
+				}
+				id := first.GetCredentials().GetNodeId()
+				if got := retry.GetCredentials().GetNodeId(); got != id {
+					t.Fatalf("retry got node %s, want %s", got, id)
+				}
+				if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
+					t.Fatalf("retry got certificate %x, want %x", b, a)
+				}
+				toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+				if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
+					t.Fatalf("token after the retry: %v %v", toks.GetTokens(), err)
+				}
+				if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
+					t.Fatalf("nodes %d issued %d, want 1 and 1", e.nodeCount(t), e.issuedCount(t))
+				}
+				if dup := e.nodeEvents(t, id, regstore.EventDuplicateHardware); len(dup) != 0 {
+					t.Fatalf("the retry raised duplicate_hardware: %+v", dup)
+				}
+			})
+		})
+	}
 }
