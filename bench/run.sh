@@ -317,15 +317,20 @@ lg() { lg_at 1 "$@"; }
 # may put it back while the others beat), and all start their window once
 # all are connected.
 heartbeat_parallel() {
-	local n=$BENCH_HB_LOADGENS i nodes per rest sync="$work/hb-sync" lpids=() ok=1
+	local n=$BENCH_HB_LOADGENS i nodes per rest sync="$work/hb-sync" lpids=() ok=1 conc
 	per=$((BENCH_HB_NODES / n))
+	# Processes that share a replica share BENCH_CONCURRENCY too: their
+	# untimed setup registers every node through it, and a registration
+	# service given several times its concurrency only times calls out.
+	conc=$((BENCH_CONCURRENCY * BENCH_HB_REPLICAS / n))
+	[ "$conc" -ge 1 ] || conc=1
 	rest=$((BENCH_HB_NODES - per * n))
 	mkdir -p "$sync"
 	say "---- heartbeat: $n berth-loadgen heartbeat processes in parallel against $BENCH_HB_REPLICAS heartbeat instance(s), $BENCH_HB_NODES nodes in all"
 	for i in $(seq 1 "$n"); do
 		nodes=$per
 		[ "$i" -eq 1 ] && nodes=$((per + rest))
-		lg_at $(((i - 1) % BENCH_HB_REPLICAS + 1)) heartbeat --nodes "$nodes" --concurrency "$BENCH_CONCURRENCY" --seed "$seed-hb$i" \
+		lg_at $(((i - 1) % BENCH_HB_REPLICAS + 1)) heartbeat --nodes "$nodes" --concurrency "$conc" --seed "$seed-hb$i" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --keep-interval \
 			--sync-dir "$sync" --sync-procs "$n" --db "$BENCH_DB" -o json \
 			>"$work/heartbeat$i.json" 2> >(sed -u "s/^/[heartbeat $i] /" >&2) &
