@@ -82,9 +82,10 @@ lint:
 	$(GO) vet ./...
 
 ## bench: the power-restore load harness (bench/run.sh): a throwaway PostgreSQL,
-## the four services as separate processes, berth-loadgen ceiling, register,
-## register-dev, stepca-sign (step-ca v0.30.2, pinned in bench/stepca/go.mod,
-## as the yardstick of register), storm and heartbeat (BENCH_NODES=2000,
+## the four services as separate processes, berth-loadgen ceiling, grpc-floor,
+## register, register-dev, stepca-sign (step-ca v0.30.2, pinned in
+## bench/stepca/go.mod, as the yardstick of register), storm, heartbeat and
+## stream-floor (BENCH_NODES=2000,
 ## BENCH_HB_NODES...); writes bench-results.json
 bench:
 	GO=$(GO) bench/run.sh

@@ -6,6 +6,10 @@
 # heartbeat, registration), then runs
 #
 #   berth-loadgen ceiling     full mTLS handshakes/s between two bare processes
+#   berth-loadgen grpc-floor  a fresh mTLS connection and one empty gRPC call
+#                             (health Check) each, BENCH_CONCURRENCY in flight,
+#                             against a bare server process built with berthd's
+#                             own server options: the most a Resume can reach
 #   berth-loadgen register    BENCH_NODES fresh nodes boot at once
 #   register-dev              the same against berthd dev (one process, SQLite
 #                             with full sync), started for it alone and stopped
@@ -25,13 +29,20 @@
 #                             first registration against that rate
 #   berth-loadgen storm       the same nodes boot again at once (power restore)
 #   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
+#   berth-loadgen stream-floor
+#                             BENCH_HB_NODES connections, one stream each, to
+#                             such a server echoing a heartbeat's message every
+#                             BENCH_HB_INTERVAL: the least a beat costs in CPU
+#                             and a connected node in memory
 #
 # prints one table with the storm's boots/s as a share of the ceiling and the
 # targets, then the figures of the one-handshake issue against the ceiling
 # (throughputs as a share of it, server CPU per boot and per beat in
 # handshakes' worth, handshakes per boot, the 10,000-boot storm, first
 # registrations against step-ca's measured /sign rate, heartbeat
-# memory per node and the projection to 100,000 nodes), writes every result to BENCH_OUT (a JSON array) and stops
+# memory per node and the projection to 100,000 nodes) and, next to Resume's
+# and the heartbeat's figures, their floors and whether each goal is within
+# them, writes every result to BENCH_OUT (a JSON array) and stops
 # everything it started, whatever happens.
 #
 # Settings (environment):
@@ -61,7 +72,8 @@
 #                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
-#   BENCH_SCENARIOS         which to run ("ceiling register register-dev stepca-sign storm heartbeat")
+#   BENCH_SCENARIOS         which to run ("ceiling grpc-floor register register-dev
+#                           stepca-sign storm heartbeat stream-floor")
 #   BENCH_OUT               results file (bench-results.json)
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
@@ -70,7 +82,10 @@
 #                           profiles (--pprof-listen) and the heartbeat
 #                           scenario writes there its CPU profile over the
 #                           window (up to 25 s) and its heap and goroutine
-#                           profiles at the window's end (go tool pprof)
+#                           profiles at the window's end (go tool pprof); the
+#                           grpc-floor writes its server's CPU profile there
+#                           too (else in the work directory), whose split the
+#                           report gives either way
 #   BENCH_HB_GODEBUG        GODEBUG of the heartbeat service, to compare runtime
 #                           settings (e.g. adaptivestackstart=0)
 #   BENCH_KEEP=1            keep the work directory (logs, PKI) afterwards
@@ -92,7 +107,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling register register-dev stepca-sign storm heartbeat}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor register register-dev stepca-sign storm heartbeat stream-floor}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -442,6 +457,11 @@ seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
 	case "$s" in
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
+	grpc-floor) step grpc-floor --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
+	stream-floor)
+		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
+			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION"
+		;;
 	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;

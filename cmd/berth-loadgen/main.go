@@ -39,6 +39,8 @@ const (
 
 const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
+  berth-loadgen grpc-floor [--duration D] [--concurrency C] [-o json]
+  berth-loadgen stream-floor --nodes N [--interval I] [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
   berth-loadgen stepca-init --dir DIR --listen HOST:PORT
@@ -61,6 +63,14 @@ dir and root, and boots each with berth-agent's own code:
   ceiling    full TLS 1.3 mutual-TLS handshakes per second between this
              process and a bare TLS server process, P-256 chains like
              berth's, no resumption, one handshake in flight per core.
+  grpc-floor fresh mutual-TLS connections with one empty unary call each
+             (gRPC health Check), --concurrency in flight, against a bare
+             server process built with berthd's own server options: the
+             most a Resume on a fresh connection can reach here.
+  stream-floor
+             --nodes connections each hold one stream to such a server,
+             which echoes a heartbeat's message sent every --interval: the
+             least a heartbeat can cost in CPU per beat and memory per node.
   report     one table of results printed with -o json, the boots per
              second as a share of the ceiling, and the targets.
   combine    one result of load generators that ran a scenario in parallel,
@@ -112,7 +122,9 @@ The connection settings are those of berthctl and berthd dev's env file
 Output fields (-o json, one object per run): scenario, nodes, concurrency,
 ok, errors (gRPC code -> count), throughput_per_s, p50_ms, p90_ms, p99_ms,
 max_ms, elapsed_s, certs_issued, server_peak_rss_mb and more; the ceiling:
-scenario, handshakes_per_s, parallel, cores, p50_ms, p99_ms, key_exchange.
+scenario, handshakes_per_s, parallel, cores, p50_ms, p99_ms, key_exchange;
+the floors: scenario, ops, ops_per_s, server_cpu_ms_per_op, and for
+stream-floor server_kb_per_conn and server_heap_kb_per_conn.
 
 Exit status: 0 when the run was measured (failed nodes are counted in the
 result), 1 when it could not be made, 2 for bad flags.`
@@ -168,7 +180,9 @@ func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Comman
 	for _, name := range []string{loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat} {
 		cmdline.Add(root, scenarioCommand(name, o, env, stdout, stderr))
 	}
-	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr), reportCommand(o, env, stdout), combineCommand(o, env, stdout),
+	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr),
+		floorCommand(loadgen.ScenarioGRPCFloor, o, env, stdout, stderr), floorCommand(loadgen.ScenarioStreamFloor, o, env, stdout, stderr),
+		reportCommand(o, env, stdout), combineCommand(o, env, stdout),
 		stepCAInitCommand(o, env, stderr), stepCASignCommand(o, env, stdout, stderr))
 	return root
 }
@@ -416,6 +430,12 @@ func details(w io.Writer, r map[string]any) error {
 			return err
 		}
 		err = loadgen.WriteCeilingText(w, &c)
+	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioStreamFloor:
+		var f loadgen.FloorResult
+		if err := json.Unmarshal(b, &f); err != nil {
+			return err
+		}
+		err = loadgen.WriteFloorText(w, &f)
 	case loadgen.ScenarioRegister, loadgen.ScenarioStorm, loadgen.ScenarioHeartbeat, loadgen.ScenarioStepCASign:
 		var res loadgen.Result
 		if err := json.Unmarshal(b, &res); err != nil {

@@ -102,11 +102,12 @@ func Ceiling(ctx context.Context, c CeilingConfig) (*CeilingResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, childPID, stop, err := startCeilingServer(layout.Dir)
+	srv, err := startChild(ceilingServerEnv, layout.Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	defer srv.stop()
+	addr, childPID := srv.addr, srv.pid
 	tlsCfg := mtls.ExpectServer(mtls.ClientConfig(client, layout.RootPool()), layout.TrustDomain, mtls.ServiceRegistration)
 	tlsCfg.ServerName = "127.0.0.1"
 	creds := credentials.NewTLS(tlsCfg)
@@ -236,52 +237,84 @@ func handshake(ctx context.Context, addr string, creds credentials.TransportCred
 	return "", nil
 }
 
-// startCeilingServer starts this binary again as the ceiling's server and
-// returns its address and how to stop it. The child also stops when its
-// stdin closes, so it cannot outlive this process.
-func startCeilingServer(pkiDir string) (addr string, pid int, stop func(), err error) {
+// child is this binary started again as a bare server (the ceiling's or
+// a floor's): it prints "listening ADDR" first and stops when its stdin
+// closes, so that it cannot outlive this process. A floor's server also
+// answers each line written to its stdin with one line (floorCommand).
+type child struct {
+	addr string
+	pid  int
+	in   io.WriteCloser
+	out  *bufio.Reader
+	cmd  *exec.Cmd
+}
+
+// startChild starts this binary again with env set to value.
+func startChild(env, value string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", 0, nil, fmt.Errorf("find this program to start the ceiling's server: %w", err)
+		return nil, fmt.Errorf("find this program to start its server: %w", err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), ceilingServerEnv+"="+pkiDir)
+	cmd.Env = append(os.Environ(), env+"="+value)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", 0, nil, err
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", 0, nil, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("start the ceiling's server: %w", err)
+		return nil, fmt.Errorf("start the server process: %w", err)
 	}
-	stop = func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	c := &child{pid: cmd.Process.Pid, in: stdin, out: bufio.NewReader(stdout), cmd: cmd}
+	line, err := c.out.ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
-		stop()
-		return "", 0, nil, fmt.Errorf("the ceiling's server did not start (said %q): %v", line, err)
+		c.stop()
+		return nil, fmt.Errorf("the server process did not start (said %q): %v", line, err)
 	}
-	return addr, cmd.Process.Pid, stop, nil
+	c.addr = addr
+	return c, nil
 }
 
-// MaybeCeilingServer makes this process the ceiling's server, and exits,
-// when it was started as one; otherwise it returns at once. Call it first
-// in main (and in TestMain of tests that run Ceiling).
+// ask writes one line to the child and returns its one-line answer.
+func (c *child) ask(line string) (string, error) {
+	if _, err := fmt.Fprintln(c.in, line); err != nil {
+		return "", err
+	}
+	answer, err := c.out.ReadString('\n')
+	return strings.TrimSpace(answer), err
+}
+
+// stop closes the child's stdin and waits for it to end, killing it after
+// 5 s.
+func (c *child) stop() {
+	c.in.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// MaybeCeilingServer makes this process the ceiling's server, or a
+// floor's (see floorServer), and exits, when it was started as one;
+// otherwise it returns at once. Call it first in main (and in TestMain of
+// tests that run Ceiling or a floor).
 func MaybeCeilingServer() {
+	if v := os.Getenv(floorServerEnv); v != "" {
+		if err := floorServer(v, os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "berth-loadgen floor server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir := os.Getenv(ceilingServerEnv)
 	if dir == "" {
 		return

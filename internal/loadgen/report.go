@@ -170,6 +170,10 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	byName := map[string]map[string]any{}
 	for _, r := range results {
 		name := str(r["scenario"])
+		if name == ScenarioGRPCFloor || name == ScenarioStreamFloor {
+			byName[name] = r // reported with the figures (floorFigures)
+			continue
+		}
 		if name != ScenarioCeiling && name != ScenarioStepCASign && !slices.Contains(Scenarios, name) {
 			continue // an earlier summary
 		}
@@ -300,6 +304,7 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 		}
 	}
 	figures(w, summary, byName, ceiling)
+	floorFigures(w, summary, byName, ceiling)
 	fmt.Fprintln(w, "not measured here: storm latency with 100,000 registered nodes against 1,000 (register 100,000 with one seed, then storm a subset: berth-loadgen storm --nodes 1000).")
 	return summary, nil
 }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cmdline"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/loadgen"
+)
+
+// floorCommand is grpc-floor or stream-floor. Its flags have variables of
+// their own: a variable shared with another command would take the
+// default of whichever command defined the flag last.
+func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		c       loadgen.FloorConfig
+		measure func(*cobra.Command) (*loadgen.FloorResult, error)
+	)
+	cmd := &cobra.Command{Args: cmdline.NoArgs}
+	fs := cmd.Flags()
+	switch name {
+	case loadgen.ScenarioGRPCFloor:
+		cmd.Use, cmd.Short = name, "Fresh mutual-TLS connections, one empty call each, against a bare gRPC server"
+		cmd.Long = "Measure operations of a fresh mutual-TLS connection and one empty unary call\n" +
+			"(grpc.health.v1.Health/Check) against a bare server process built with\n" +
+			"berthd's own server options, --concurrency in flight: the most any call on a\n" +
+			"fresh connection (Resume) can reach here, and the server's CPU per operation."
+		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
+		fs.StringVar(&c.ProfileDir, "profile-dir", "", "`dir` for the server's CPU profile over the window, whose split the result reports")
+		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) { return loadgen.GRPCFloor(cmd.Context(), c) }
+	case loadgen.ScenarioStreamFloor:
+		cmd.Use, cmd.Short = name, "Connections holding one stream each, echoing a heartbeat's message"
+		cmd.Long = "Hold --nodes connections, each with one bidi stream to a bare echo server built\n" +
+			"with berthd's own server options, and send a heartbeat's message on each every\n" +
+			"--interval for --duration: the server's CPU per message and its memory per\n" +
+			"connection, the least a connected node's heartbeat can cost."
+		fs.IntVar(&c.Conns, "nodes", 0, "connections `N` to hold (required)")
+		fs.DurationVar(&c.Interval, "interval", loadgen.DefaultFloorInterval, "between one connection's messages")
+		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultHeartbeatDuration, "how long the connections send")
+		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
+			if c.Conns <= 0 {
+				return nil, cmdline.Usagef(cmd, "--nodes N is required")
+			}
+			return loadgen.StreamFloor(cmd.Context(), c)
+		}
+	}
+	cmd.Long += " See berth-loadgen -h."
+	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls in flight (grpc-floor) or connections opening at once (stream-floor)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := o.prepare(cmd, env, stderr)
+		if err != nil {
+			return err
+		}
+		c.TempDir, c.Log = o.tmpDir, log
+		res, err := measure(cmd)
+		if err != nil {
+			return err
+		}
+		return write(stdout, o.output, res, func() error { return loadgen.WriteFloorText(stdout, res) })
+	}
+	return cmd
+}

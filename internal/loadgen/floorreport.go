@@ -1,0 +1,203 @@
+package loadgen
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteFloorText prints a floor's result for people.
+func WriteFloorText(w io.Writer, r *FloorResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	cpu := "unknown"
+	if r.ServerCPUMsPerOp != nil {
+		cpu = fmt.Sprintf("%.4f ms per operation (%.1f ms over %.1f s)", *r.ServerCPUMsPerOp, r.ServerCPUMs, r.ElapsedS)
+	}
+	lat := fmt.Sprintf("p50 %.1f ms   p99 %.1f ms   max %.1f ms", r.P50Ms, r.P99Ms, r.MaxMs)
+	if r.Scenario == ScenarioStreamFloor {
+		fmt.Fprintf(tw, "%s: %d connections, one stream each, a message every %g s (connected in %.1f s, %d open at the end)\n",
+			r.Scenario, r.Connections, r.IntervalS, r.ConnectS, r.Held)
+		row("throughput", "%.1f messages/s echoed (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
+		row("latency", "%s (message to echo)", lat)
+	} else {
+		fmt.Fprintf(tw, "%s: a fresh mTLS connection and one empty call each, %d in flight\n", r.Scenario, r.Concurrency)
+		row("throughput", "%.1f calls/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
+		row("latency", "%s (connection and call)", lat)
+	}
+	row("errors", "%s", errorText(r.Errors))
+	row("server CPU", "%s", cpu)
+	if r.ServerKBPerConn != nil && r.ServerHeapKBPerConn != nil {
+		row("server memory", "%.1f KiB resident, %.1f KiB live heap per connection", *r.ServerKBPerConn, *r.ServerHeapKBPerConn)
+	}
+	if len(r.ServerCPUShares) > 0 {
+		row("server CPU split", "%s", sharesText(r.ServerCPUShares, r.ServerCPUMsPerOp))
+	}
+	for _, k := range sortedKeys(r.ErrorSamples) {
+		row("  e.g. "+k, "%s", r.ErrorSamples[k])
+	}
+	for _, n := range r.Notes {
+		row("note", "%s", n)
+	}
+	return tw.Flush()
+}
+
+// sharesText lists CPU shares, largest first, with each one's milliseconds
+// per operation when perOp is known.
+func sharesText(shares map[string]float64, perOp *float64) string {
+	keys := sortedKeys(shares)
+	// Largest first; the names break ties, for a stable line.
+	slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(shares[b], shares[a]) })
+	var parts []string
+	for _, k := range keys {
+		p := fmt.Sprintf("%s %.0f%%", k, shares[k]*100)
+		if perOp != nil {
+			p += fmt.Sprintf(" (%.3f ms)", shares[k]**perOp)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// floorRow is one of the figures next to its floor.
+type floorRow struct {
+	key, figure string
+	berth       *float64
+	floor       *float64
+	goal        float64
+	// atMost: the goal is an upper bound (CPU, memory); otherwise a lower
+	// bound (throughput).
+	atMost bool
+	unit   string
+	format string
+	// floorNote is said after the floor's figure.
+	floorNote string
+}
+
+// outOfReach reports whether the floor itself misses the goal.
+func (r floorRow) outOfReach() bool {
+	if r.floor == nil {
+		return false
+	}
+	if r.atMost {
+		return *r.floor > r.goal
+	}
+	return *r.floor < r.goal
+}
+
+func (r floorRow) want() string {
+	op := ">="
+	if r.atMost {
+		op = "<="
+	}
+	return strings.TrimSpace(fmt.Sprintf("%s "+r.format+" %s", op, r.goal, r.unit))
+}
+
+func (r floorRow) text(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return strings.TrimSpace(fmt.Sprintf(r.format+" %s", *v, r.unit))
+}
+
+// verdict says whether the goal is within the floor and how close berth
+// got to the floor.
+func (r floorRow) verdict() string {
+	if r.floor == nil || *r.floor <= 0 {
+		return "floor not measured"
+	}
+	v := fmt.Sprintf("within reach: the floor is %.2f × the goal", *r.floor/r.goal)
+	if r.outOfReach() {
+		v = fmt.Sprintf("OUT OF REACH: the floor is %.2f × the goal", *r.floor/r.goal)
+	}
+	if r.berth != nil {
+		v += fmt.Sprintf("; berth is %.2f × the floor", *r.berth/(*r.floor))
+	}
+	return v
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// numPtr reads a JSON number of r, nil when absent or null.
+func numPtr(r map[string]any, key string) *float64 {
+	if r == nil || r[key] == nil {
+		return nil
+	}
+	return ptr(num(r[key]))
+}
+
+// floorRows pairs the figures out of reach of gRPC itself with
+// their floors: Resume throughput as a share of the ceiling and its
+// server CPU (the storm against grpc-floor), heartbeat CPU per beat and
+// memory per connected node (heartbeat against stream-floor).
+func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
+	storm, hb := byName[ScenarioStorm], byName[ScenarioHeartbeat]
+	gf, sf := byName[ScenarioGRPCFloor], byName[ScenarioStreamFloor]
+	share := func(r map[string]any, key string) *float64 {
+		if r == nil || ceiling <= 0 {
+			return nil
+		}
+		return ptr(round(num(r[key])/ceiling, 3))
+	}
+	resume := floorRow{key: "resume_ceiling_ratio", figure: "Resume throughput / ceiling", berth: share(storm, "throughput_per_s"),
+		floor: share(gf, "ops_per_s"), goal: goalResumeShare, format: "%.3f"}
+	if gf != nil {
+		resume.floorNote = fmt.Sprintf("%.1f calls/s", num(gf["ops_per_s"]))
+	}
+	mem := floorRow{key: "heartbeat_kb_per_node", figure: "heartbeat memory per connected node", berth: numPtr(hb, "heartbeat_kb_per_node"),
+		floor: numPtr(sf, "server_kb_per_conn"), goal: goalHBKBPerNode, atMost: true, unit: "KiB", format: "%.1f"}
+	if sf != nil && sf["server_heap_kb_per_conn"] != nil {
+		mem.floorNote = fmt.Sprintf("live heap %.1f KiB", num(sf["server_heap_kb_per_conn"]))
+	}
+	return []floorRow{
+		resume,
+		{key: "resume_server_cpu_ms", figure: "server CPU per Resume", berth: numPtr(storm, "server_cpu_ms_per_op"),
+			floor: numPtr(gf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f"},
+		{key: "heartbeat_cpu_ms_per_beat", figure: "heartbeat server CPU per beat", berth: numPtr(hb, "server_cpu_ms_per_op"),
+			floor: numPtr(sf, "server_cpu_ms_per_op"), goal: goalHBCPUPerBeatMs, atMost: true, unit: "ms", format: "%.4f"},
+		mem,
+	}
+}
+
+// floorFigures prints the figures next to their floors, when a floor was
+// measured in this run, and adds them to summary ("floors", and each
+// floor as KEY_floor).
+func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[string]any, ceiling float64) {
+	if byName[ScenarioGRPCFloor] == nil && byName[ScenarioStreamFloor] == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nfloors: the same figures from a bare gRPC server with berthd's server options, doing nothing (grpc-floor, stream-floor), in this run:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  figure\tberth\tfloor\tgoal\t")
+	var out []map[string]any
+	for _, r := range floorRows(byName, ceiling) {
+		if r.floor == nil {
+			continue
+		}
+		floor := r.text(r.floor)
+		if r.floorNote != "" {
+			floor += " (" + r.floorNote + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.figure, r.text(r.berth), floor, r.want(), r.verdict())
+		summary[r.key+"_floor"] = *r.floor
+		row := map[string]any{"figure": r.figure, "floor": *r.floor, "goal": r.want(), "out_of_reach": r.outOfReach()}
+		if r.berth != nil {
+			row["berth"] = *r.berth
+		}
+		out = append(out, row)
+	}
+	_ = tw.Flush()
+	summary["floors"] = out
+	if gf := byName[ScenarioGRPCFloor]; gf != nil {
+		if m, ok := gf["server_cpu_shares"].(map[string]any); ok && len(m) > 0 {
+			shares := map[string]float64{}
+			for k, v := range m {
+				shares[k] = num(v)
+			}
+			fmt.Fprintf(w, "grpc-floor server CPU per call by the profile: %s.\n", sharesText(shares, numPtr(gf, "server_cpu_ms_per_op")))
+		}
+	}
+}

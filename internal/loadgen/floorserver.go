@@ -1,0 +1,154 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/telemetry"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// floorServerEnv, when set (to "SCENARIO:PKI_DIR"), makes the process a
+// floor's bare server: see floorServer.
+const floorServerEnv = "BERTH_LOADGEN_FLOOR_SERVER"
+
+// floorServer serves a floor until stdin closes: rpc.NewServer, as berthd
+// builds its server (berthd serve's telemetry, make bench's limits), with
+// the registration service's certificate (grpc floor) or the heartbeat
+// service's (stream floor), health and an echo in place of the heartbeat
+// service. Each line on stdin is a command answered with one line on
+// stdout (floorCommand).
+func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
+	scenario, dir, _ := strings.Cut(v, ":")
+	svc := map[string]string{ScenarioGRPCFloor: pki.ServiceRegistration, ScenarioStreamFloor: pki.ServiceHeartbeat}[scenario]
+	if svc == "" || dir == "" {
+		return fmt.Errorf("%s=%q: want SCENARIO:PKI_DIR", floorServerEnv, v)
+	}
+	layout, err := pki.Load(dir)
+	if err != nil {
+		return err
+	}
+	cert, err := layout.ServiceCertificate(svc)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, "berth-"+svc)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(ctx)
+	srv := rpc.NewServer(rpc.ServerConfig{
+		Name: svc, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		TrustDomain: layout.TrustDomain, Cert: cert, Roots: layout.RootPool(),
+		Policy:         rpc.Policy{berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Authenticated},
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator,
+		// As make bench serves: every simulated node connects from
+		// 127.0.0.1 (berthd --max-unauthenticated-per-source 0).
+		Limits: rpc.Limits{MaxUnauthenticatedPerSource: -1},
+	})
+	berthv1.RegisterHeartbeatServiceServer(srv.Server, floorEcho{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	if _, err := fmt.Fprintf(stdout, "listening %s\n", lis.Addr()); err != nil {
+		return err
+	}
+	var prof *os.File
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		if _, err := fmt.Fprintln(stdout, floorCommand(sc.Text(), &prof)); err != nil {
+			break
+		}
+	}
+	srv.Stop()
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// floorCommand runs one command of the floor's server: "mem" collects
+// garbage and answers "heap BYTES" (the live heap); "profile PATH" starts
+// a CPU profile into PATH and "stop-profile" ends it, each answering "ok".
+// Anything that fails answers "error ...".
+func floorCommand(line string, prof **os.File) string {
+	cmd, arg, _ := strings.Cut(line, " ")
+	switch cmd {
+	case "mem":
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return "heap " + strconv.FormatUint(m.HeapAlloc, 10)
+	case "profile":
+		if *prof != nil {
+			return "error a profile is running"
+		}
+		f, err := os.Create(arg)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return "error " + err.Error()
+		}
+		*prof = f
+		return "ok"
+	case "stop-profile":
+		if *prof == nil {
+			return "error no profile is running"
+		}
+		pprof.StopCPUProfile()
+		err := (*prof).Close()
+		*prof = nil
+		if err != nil {
+			return "error " + err.Error()
+		}
+		return "ok"
+	}
+	return fmt.Sprintf("error unknown command %q", cmd)
+}
+
+// floorEcho answers each heartbeat's message with its acknowledgement and
+// the interval, as the heartbeat service does, and does nothing else.
+type floorEcho struct {
+	berthv1.UnimplementedHeartbeatServiceServer
+}
+
+func (floorEcho) Heartbeat(s berthv1.HeartbeatService_HeartbeatServer) error {
+	iv := durationpb.New(DefaultFloorInterval)
+	for {
+		req, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&berthv1.HeartbeatResponse{Interval: iv, AckSequence: req.GetSequence()}); err != nil {
+			return err
+		}
+	}
+}
