@@ -83,7 +83,7 @@
 #                           scenario writes there its CPU profile over the
 #                           window (up to 25 s) and its heap and goroutine
 #                           profiles at the window's end (go tool pprof); the
-#                           grpc-floor writes its server's CPU profile there
+#                           floors write their servers' CPU profiles there
 #                           too (else in the work directory), whose split the
 #                           report gives either way
 #   BENCH_HB_GODEBUG        GODEBUG of the heartbeat service, to compare runtime
@@ -460,7 +460,7 @@ for s in $BENCH_SCENARIOS; do
 	grpc-floor) step grpc-floor --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
 	stream-floor)
 		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
-			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION"
+			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --profile-dir "${BENCH_PPROF:-$work}"
 		;;
 	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
 	register-dev) register_dev ;;

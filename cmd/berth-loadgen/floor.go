@@ -28,7 +28,6 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 			"berthd's own server options, --concurrency in flight: the most any call on a\n" +
 			"fresh connection (Resume) can reach here, and the server's CPU per operation."
 		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
-		fs.StringVar(&c.ProfileDir, "profile-dir", "", "`dir` for the server's CPU profile over the window, whose split the result reports")
 		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) { return loadgen.GRPCFloor(cmd.Context(), c) }
 	case loadgen.ScenarioStreamFloor:
 		cmd.Use, cmd.Short = name, "Connections holding one stream each, echoing a heartbeat's message"
@@ -47,6 +46,7 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 		}
 	}
 	cmd.Long += " See berth-loadgen -h."
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "`dir` for the server's CPU profile over the window, whose split the result reports")
 	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls in flight (grpc-floor) or connections opening at once (stream-floor)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)

@@ -42,6 +42,7 @@ func TestRunUsage(t *testing.T) {
 		{"no command", nil, nil, "Usage:\n  berth-loadgen <command> [flags]"},
 		{"unknown command", []string{"stampede"}, nil, `berth-loadgen: unknown command "stampede" (see berth-loadgen -h)`},
 		{"no nodes", []string{"storm"}, nil, "berth-loadgen: --nodes N is required (see berth-loadgen storm -h)"},
+		{"stream floor without connections", []string{"stream-floor"}, nil, "berth-loadgen: --nodes N is required (see berth-loadgen stream-floor -h)"},
 		{"nodes from the environment, bad", []string{"register"}, map[string]string{"BERTH_NODES": "many"},
 			`berth-loadgen: invalid value "many" for BERTH_NODES: `},
 		{"empty variable is unset", []string{"register"}, map[string]string{"BERTH_NODES": ""}, "berth-loadgen: --nodes N is required"},

@@ -9,8 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,9 +59,9 @@ type FloorConfig struct {
 	// Interval between one connection's messages (stream floor). Default
 	// DefaultFloorInterval.
 	Interval time.Duration
-	// ProfileDir, if set, receives the grpc floor server's CPU profile
-	// over the window (grpc-floor-cpu.pprof), whose split the result
-	// reports (ServerCPUShares).
+	// ProfileDir, if set, receives the server's CPU profile over the
+	// window (SCENARIO-cpu.pprof), whose split the result reports
+	// (ServerCPUShares).
 	ProfileDir string
 	// TempDir holds the throwaway PKI. Default the system's.
 	TempDir string
@@ -112,14 +110,15 @@ type FloorResult struct {
 	// over the window, ServerCPUMsPerOp that per operation.
 	ServerCPUMs      float64  `json:"server_cpu_ms"`
 	ServerCPUMsPerOp *float64 `json:"server_cpu_ms_per_op,omitempty"`
-	// ServerKBPerConn and ServerHeapKBPerConn (stream floor): how much the
-	// server's resident memory and its live Go heap (after a GC) grew
-	// from before the connections opened to the window's end, per
-	// connection held.
-	ServerKBPerConn     *float64 `json:"server_kb_per_conn,omitempty"`
-	ServerHeapKBPerConn *float64 `json:"server_heap_kb_per_conn,omitempty"`
-	// ServerCPUShares (grpc floor, with a profile) splits the server's
-	// CPU in the window by what it was spent on: see cpuClass.
+	// ServerKBPerConn, ServerHeapKBPerConn and ServerStackKBPerConn
+	// (stream floor): how much the server's resident memory, its live Go
+	// heap (after a GC) and its goroutine stacks grew from before the
+	// connections opened to the window's end, per connection held.
+	ServerKBPerConn      *float64 `json:"server_kb_per_conn,omitempty"`
+	ServerHeapKBPerConn  *float64 `json:"server_heap_kb_per_conn,omitempty"`
+	ServerStackKBPerConn *float64 `json:"server_stack_kb_per_conn,omitempty"`
+	// ServerCPUShares (with a profile) splits the server's CPU in the
+	// window by what it was spent on: see cpuClass.
 	ServerCPUShares map[string]float64 `json:"server_cpu_shares,omitempty"`
 	Notes           []string           `json:"notes,omitempty"`
 }
@@ -183,28 +182,14 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	)
 	inWindow := func(t time.Time) bool { return !t.Before(from) && !t.After(until) }
 	var cpu [2]time.Duration
-	var notes []string
-	profile := ""
-	if c.ProfileDir != "" {
-		profile = filepath.Join(c.ProfileDir, "grpc-floor-cpu.pprof")
-	}
+	var prof *windowProfile
 	wg.Go(func() {
 		time.Sleep(time.Until(from))
-		if profile != "" {
-			if a, err := srv.ask("profile " + profile); a != "ok" {
-				notes = append(notes, fmt.Sprintf("no CPU profile: %s %v", a, err))
-				profile = ""
-			}
-		}
+		prof = startWindowProfile(srv, c.ProfileDir, ScenarioGRPCFloor)
 		cpu[0] = cpuTime(srv.pid)
 		time.Sleep(time.Until(until))
 		cpu[1] = cpuTime(srv.pid)
-		if profile != "" {
-			if a, err := srv.ask("stop-profile"); a != "ok" {
-				notes = append(notes, fmt.Sprintf("no CPU profile: %s %v", a, err))
-				profile = ""
-			}
-		}
+		prof.stop()
 	})
 	for range c.Concurrency {
 		wg.Go(func() {
@@ -238,14 +223,7 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	res.P50Ms, res.P99Ms, res.MaxMs = l.P50, l.P99, l.Max
 	res.Errors, res.ErrorSamples = errs.snapshot()
 	res.ServerCPUMs, res.ServerCPUMsPerOp = cpuPerOp(cpu, res.Ops)
-	res.Notes = append(res.Notes, notes...)
-	if profile != "" {
-		shares, err := profileShares(profile)
-		if err != nil {
-			res.Notes = append(res.Notes, "CPU profile not read: "+err.Error())
-		}
-		res.ServerCPUShares = shares
-	}
+	prof.fill(res)
 	return res, nil
 }
 
@@ -344,6 +322,7 @@ func StreamFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	c.Log.Info("stream-floor: beating", "connected", alive.Load(), "duration", c.Duration)
 	ws := time.Now()
 	h.windowStart.Store(ws.UnixNano())
+	prof := startWindowProfile(srv, c.ProfileDir, ScenarioStreamFloor)
 	cpu := [2]time.Duration{cpuTime(srv.pid)}
 	select {
 	case <-time.After(c.Duration):
@@ -352,6 +331,7 @@ func StreamFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	we := time.Now()
 	h.windowEnd.Store(we.UnixNano())
 	cpu[1] = cpuTime(srv.pid)
+	prof.stop()
 	// Read while every connection is still open: the memory they hold.
 	after, memErr := srv.memory()
 	held := alive.Load()
@@ -371,46 +351,94 @@ func StreamFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	res.P50Ms, res.P99Ms, res.MaxMs = l.P50, l.P99, l.Max
 	res.Errors, res.ErrorSamples = h.errs.snapshot()
 	res.ServerCPUMs, res.ServerCPUMsPerOp = cpuPerOp(cpu, res.Ops)
+	prof.fill(res)
 	if memErr != nil {
 		res.Notes = append(res.Notes, "memory not measured: "+memErr.Error())
 	} else {
-		res.ServerKBPerConn, res.ServerHeapKBPerConn = before.perConn(after, held)
+		res.ServerKBPerConn, res.ServerHeapKBPerConn, res.ServerStackKBPerConn = before.perConn(after, held)
 	}
 	return res, nil
 }
 
-// floorMemory is the floor server's resident memory and live Go heap.
+// floorMemory is the floor server's resident memory, live Go heap and
+// goroutine stacks.
 type floorMemory struct {
-	rssKB, heapBytes int64
+	rssKB, heapBytes, stackBytes int64
 }
 
 // perConn is how much memory grew from m to after, in KiB per connection.
-func (m floorMemory) perConn(after floorMemory, conns int64) (rssKB, heapKB *float64) {
+func (m floorMemory) perConn(after floorMemory, conns int64) (rssKB, heapKB, stackKB *float64) {
 	if conns <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	rss := round(float64(after.rssKB-m.rssKB)/float64(conns), 1)
-	heap := round(float64(after.heapBytes-m.heapBytes)/1024/float64(conns), 1)
-	return &rss, &heap
+	per := func(d float64) *float64 { v := round(d/float64(conns), 1); return &v }
+	return per(float64(after.rssKB - m.rssKB)), per(float64(after.heapBytes-m.heapBytes) / 1024), per(float64(after.stackBytes-m.stackBytes) / 1024)
 }
 
 // memory reads the child's resident memory, then has it collect garbage
-// and report its live heap.
+// and report its live heap and stacks.
 func (c *child) memory() (floorMemory, error) {
 	rss, err := procStatusKB(c.pid, "VmRSS")
 	if err != nil {
 		return floorMemory{}, err
 	}
+	m := floorMemory{rssKB: rss}
 	a, err := c.ask("mem")
-	v, ok := strings.CutPrefix(a, "heap ")
-	if err != nil || !ok {
-		return floorMemory{}, fmt.Errorf("the floor's server did not report its heap (said %q): %v", a, err)
-	}
-	heap, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return floorMemory{}, err
 	}
-	return floorMemory{rssKB: rss, heapBytes: heap}, nil
+	if _, err := fmt.Sscanf(a, "heap %d stack %d", &m.heapBytes, &m.stackBytes); err != nil {
+		return floorMemory{}, fmt.Errorf("the floor's server did not report its memory (said %q): %v", a, err)
+	}
+	return m, nil
+}
+
+// windowProfile is the floor server's CPU profile over the window, when
+// there is a directory for it.
+type windowProfile struct {
+	srv   *child
+	path  string
+	notes []string
+}
+
+// startWindowProfile starts the server's CPU profile into
+// dir/SCENARIO-cpu.pprof; with dir empty it does nothing.
+func startWindowProfile(srv *child, dir, scenario string) *windowProfile {
+	p := &windowProfile{srv: srv}
+	if dir == "" {
+		return p
+	}
+	path := filepath.Join(dir, scenario+"-cpu.pprof")
+	if a, err := srv.ask("profile " + path); a != "ok" {
+		p.notes = append(p.notes, fmt.Sprintf("no CPU profile: %s %v", a, err))
+		return p
+	}
+	p.path = path
+	return p
+}
+
+// stop ends the profile.
+func (p *windowProfile) stop() {
+	if p.path == "" {
+		return
+	}
+	if a, err := p.srv.ask("stop-profile"); a != "ok" {
+		p.notes = append(p.notes, fmt.Sprintf("no CPU profile: %s %v", a, err))
+		p.path = ""
+	}
+}
+
+// fill adds the profile's split, or why there is none, to res.
+func (p *windowProfile) fill(res *FloorResult) {
+	res.Notes = append(res.Notes, p.notes...)
+	if p.path == "" {
+		return
+	}
+	shares, err := profileShares(p.path)
+	if err != nil {
+		res.Notes = append(res.Notes, "CPU profile not read: "+err.Error())
+	}
+	res.ServerCPUShares = shares
 }
 
 // floorStream is one connection of the stream floor and its stream.

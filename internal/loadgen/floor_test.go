@@ -2,11 +2,11 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +52,7 @@ func TestStreamFloor(t *testing.T) {
 	if res.Scenario != ScenarioStreamFloor || res.Connections != 5 || res.Held != 5 || res.Ops == 0 || len(res.Errors) != 0 {
 		t.Fatalf("stream floor: %+v", res)
 	}
-	if res.ServerKBPerConn == nil || res.ServerHeapKBPerConn == nil || res.ServerCPUMsPerOp == nil {
+	if res.ServerKBPerConn == nil || res.ServerHeapKBPerConn == nil || res.ServerStackKBPerConn == nil || res.ServerCPUMsPerOp == nil {
 		t.Errorf("server figures missing: %+v", res)
 	}
 	if _, err := StreamFloor(context.Background(), FloorConfig{}); err == nil {
@@ -79,9 +79,9 @@ func TestFloorCommand(t *testing.T) {
 	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
 		t.Errorf("profile not written: %v", err)
 	}
-	heap, ok := strings.CutPrefix(floorCommand("mem", &prof), "heap ")
-	if n, err := strconv.ParseInt(heap, 10, 64); !ok || err != nil || n <= 0 {
-		t.Errorf("mem: %q", heap)
+	var heap, stack int64
+	if mem := floorCommand("mem", &prof); func() error { _, err := fmt.Sscanf(mem, "heap %d stack %d", &heap, &stack); return err }() != nil || heap <= 0 || stack <= 0 {
+		t.Errorf("mem: %q", mem)
 	}
 }
 
@@ -92,12 +92,17 @@ func TestCPUClass(t *testing.T) {
 		want  string
 	}{
 		{"handshake under gRPC", []string{"crypto/ecdsa.Verify", "crypto/tls.(*Conn).handshakeContext", "google.golang.org/grpc.(*Server).handleRawConn"}, cpuHandshake},
+		{"handshake's read", []string{"syscall.Syscall", "net.(*conn).Read", "crypto/tls.(*Conn).readRecord", "crypto/tls.(*Conn).handshakeContext"}, cpuHandshake},
 		{"berth's chain check", []string{"crypto/x509.(*Certificate).Verify", "github.com/berth-dev/berth/internal/mtls.VerifyPeer", "google.golang.org/grpc.(*Server).handleRawConn"}, cpuHandshake},
+		{"read under berth's connection", []string{"internal/runtime/syscall.Syscall6", "syscall.read", "net.(*conn).Read", "github.com/berth-dev/berth/internal/rpc.(*trackedConn).Read"}, cpuSyscalls},
+		{"record decryption", []string{"crypto/internal/fips140/aes/gcm.open", "crypto/tls.(*Conn).readRecord", "google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams"}, cpuRecords},
 		{"stats handler", []string{"go.opentelemetry.io/otel/sdk/metric.(*int64Inst).Add", "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"}, cpuOTel},
 		{"interceptor", []string{"log/slog.(*Logger).With", "github.com/berth-dev/berth/internal/rpc.unaryChain.func1", "google.golang.org/grpc.(*Server).processUnaryRPC"}, cpuBerthRPC},
+		{"message under the interceptor", []string{"runtime.mallocgc", "google.golang.org/protobuf/proto.Unmarshal", "google.golang.org/grpc.(*serverStream).RecvMsg",
+			"github.com/berth-dev/berth/internal/rpc.NewServer.streamChain.func4"}, cpuGRPC},
 		{"framing", []string{"runtime.mallocgc", "golang.org/x/net/http2.(*Framer).ReadFrame", "google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams"}, cpuGRPC},
 		{"garbage collection", []string{"runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker"}, cpuRuntime},
-		{"accept", []string{"internal/poll.(*FD).Accept", "net.(*TCPListener).Accept"}, cpuOther},
+		{"elsewhere", []string{"sync.(*Mutex).Lock", "time.Sleep"}, cpuOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,7 +124,8 @@ func TestReportFloors(t *testing.T) {
 		{"scenario": "grpc-floor", "ops": 6000.0, "ops_per_s": 600.0, "server_cpu_ms_per_op": 0.9, "errors": map[string]any{},
 			"server_cpu_shares": map[string]any{"tls_handshake": 0.6, "grpc_http2": 0.4}},
 		{"scenario": "stream-floor", "ops": 1800.0, "ops_per_s": 60.0, "server_cpu_ms_per_op": 0.04,
-			"server_kb_per_conn": 20.0, "server_heap_kb_per_conn": 12.5, "errors": map[string]any{}},
+			"server_kb_per_conn": 20.0, "server_heap_kb_per_conn": 12.5, "server_stack_kb_per_conn": 4.0, "errors": map[string]any{},
+			"server_cpu_shares": map[string]any{"grpc_http2": 0.5, "runtime": 0.5}},
 	}
 	var out strings.Builder
 	summary, err := Report(&out, results)
@@ -130,8 +136,9 @@ func TestReportFloors(t *testing.T) {
 		"Resume throughput / ceiling", "0.400", "0.600 (600.0 calls/s)", ">= 0.850", "OUT OF REACH: the floor is 0.71 × the goal; berth is 0.67 × the floor",
 		"server CPU per Resume", "2.000 ms", "0.900 ms", "<= 0.800 ms", "OUT OF REACH: the floor is 1.12 × the goal; berth is 2.22 × the floor",
 		"heartbeat server CPU per beat", "0.2500 ms", "0.0400 ms", "within reach: the floor is 0.80 × the goal; berth is 6.25 × the floor",
-		"heartbeat memory per connected node", "80.0 KiB", "20.0 KiB (live heap 12.5 KiB)", "<= 16.0 KiB", "OUT OF REACH: the floor is 1.25 × the goal; berth is 4.00 × the floor",
+		"heartbeat memory per connected node", "80.0 KiB", "20.0 KiB (live heap 12.5 KiB, stacks 4.0 KiB)", "<= 16.0 KiB", "OUT OF REACH: the floor is 1.25 × the goal; berth is 4.00 × the floor",
 		"grpc-floor server CPU per call by the profile: tls_handshake 60% (0.540 ms), grpc_http2 40% (0.360 ms).",
+		"stream-floor server CPU per message by the profile: grpc_http2 50% (0.020 ms), runtime 50% (0.020 ms).",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())

@@ -11,6 +11,8 @@ import (
 // CPU classes of the floor server's profile (cpuClass).
 const (
 	cpuHandshake = "tls_handshake"
+	cpuRecords   = "tls_records"
+	cpuSyscalls  = "syscalls"
 	cpuOTel      = "otel"
 	cpuBerthRPC  = "berth_rpc"
 	cpuGRPC      = "grpc_http2"
@@ -18,41 +20,54 @@ const (
 	cpuOther     = "other"
 )
 
+// cpuGroups are the classes of the frames of a stack, by function name
+// prefix, for cpuClass's walk from the leaf.
+var cpuGroups = []struct {
+	class    string
+	prefixes []string
+}{
+	{cpuSyscalls, []string{"syscall.", "internal/runtime/syscall", "runtime/internal/syscall"}},
+	{cpuRecords, []string{"crypto/"}},
+	{cpuOTel, []string{"go.opentelemetry.io/"}},
+	{cpuBerthRPC, []string{"github.com/berth-dev/berth/"}},
+	{cpuGRPC, []string{"google.golang.org/grpc", "golang.org/x/net/http2", "google.golang.org/protobuf"}},
+}
+
 // cpuClass names what a CPU sample was spent on from the functions of its
-// stack, the first class that applies: the full TLS handshake with
-// berth's check of the client's chain; OpenTelemetry's instrumentation
-// and berth's interceptors and connection limits (what rpc.NewServer adds
-// around gRPC); gRPC and HTTP/2 themselves (a connection's setup, its
-// framing, the call, protobuf and the TLS records after the handshake,
-// allocations made there included); the Go runtime alone (garbage
-// collection, scheduling); anything else (accepting, system calls).
+// stack (leaf first). A sample anywhere under a TLS handshake (berth's
+// check of the client's chain included) is the handshake's. Otherwise the
+// frame nearest the leaf that belongs to a group decides: system calls
+// (reading, writing, accepting), the cryptography of TLS records after the
+// handshake, OpenTelemetry's instrumentation, berth's code (interceptors,
+// connection limits, the floor's handler), gRPC with HTTP/2 and protobuf;
+// the runtime and the standard library between them take the class of
+// their caller, so an allocation made by gRPC is gRPC's. A stack of the
+// runtime alone (garbage collection, scheduling) is the runtime's, and
+// anything else other.
 func cpuClass(funcs []string) string {
-	has := func(prefixes ...string) bool {
-		for _, f := range funcs {
-			for _, p := range prefixes {
+	for _, f := range funcs {
+		if strings.HasPrefix(f, "crypto/tls.(*Conn).handshakeContext") || strings.HasPrefix(f, "crypto/tls.(*Conn).HandshakeContext") ||
+			strings.HasPrefix(f, "github.com/berth-dev/berth/internal/mtls.") {
+			return cpuHandshake
+		}
+	}
+	runtimeOnly := true
+	for _, f := range funcs {
+		for _, g := range cpuGroups {
+			for _, p := range g.prefixes {
 				if strings.HasPrefix(f, p) {
-					return true
+					return g.class
 				}
 			}
 		}
-		return false
-	}
-	switch {
-	case has("crypto/tls.(*Conn).handshakeContext", "crypto/tls.(*Conn).HandshakeContext", "github.com/berth-dev/berth/internal/mtls."):
-		return cpuHandshake
-	case has("go.opentelemetry.io/"):
-		return cpuOTel
-	case has("github.com/berth-dev/berth/internal/rpc."):
-		return cpuBerthRPC
-	case has("google.golang.org/grpc", "golang.org/x/net/http2", "google.golang.org/protobuf"):
-		return cpuGRPC
-	}
-	for _, f := range funcs {
 		if !strings.HasPrefix(f, "runtime.") {
-			return cpuOther
+			runtimeOnly = false
 		}
 	}
-	return cpuRuntime
+	if runtimeOnly {
+		return cpuRuntime
+	}
+	return cpuOther
 }
 
 // profileShares reads a CPU profile and returns each class's share of its

@@ -30,8 +30,9 @@ func WriteFloorText(w io.Writer, r *FloorResult) error {
 	}
 	row("errors", "%s", errorText(r.Errors))
 	row("server CPU", "%s", cpu)
-	if r.ServerKBPerConn != nil && r.ServerHeapKBPerConn != nil {
-		row("server memory", "%.1f KiB resident, %.1f KiB live heap per connection", *r.ServerKBPerConn, *r.ServerHeapKBPerConn)
+	if r.ServerKBPerConn != nil && r.ServerHeapKBPerConn != nil && r.ServerStackKBPerConn != nil {
+		row("server memory", "%.1f KiB resident per connection, of which %.1f KiB live heap and %.1f KiB goroutine stacks",
+			*r.ServerKBPerConn, *r.ServerHeapKBPerConn, *r.ServerStackKBPerConn)
 	}
 	if len(r.ServerCPUShares) > 0 {
 		row("server CPU split", "%s", sharesText(r.ServerCPUShares, r.ServerCPUMsPerOp))
@@ -150,7 +151,7 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	mem := floorRow{key: "heartbeat_kb_per_node", figure: "heartbeat memory per connected node", berth: numPtr(hb, "heartbeat_kb_per_node"),
 		floor: numPtr(sf, "server_kb_per_conn"), goal: goalHBKBPerNode, atMost: true, unit: "KiB", format: "%.1f"}
 	if sf != nil && sf["server_heap_kb_per_conn"] != nil {
-		mem.floorNote = fmt.Sprintf("live heap %.1f KiB", num(sf["server_heap_kb_per_conn"]))
+		mem.floorNote = fmt.Sprintf("live heap %.1f KiB, stacks %.1f KiB", num(sf["server_heap_kb_per_conn"]), num(sf["server_stack_kb_per_conn"]))
 	}
 	return []floorRow{
 		resume,
@@ -191,13 +192,17 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 	}
 	_ = tw.Flush()
 	summary["floors"] = out
-	if gf := byName[ScenarioGRPCFloor]; gf != nil {
-		if m, ok := gf["server_cpu_shares"].(map[string]any); ok && len(m) > 0 {
-			shares := map[string]float64{}
-			for k, v := range m {
-				shares[k] = num(v)
-			}
-			fmt.Fprintf(w, "grpc-floor server CPU per call by the profile: %s.\n", sharesText(shares, numPtr(gf, "server_cpu_ms_per_op")))
+	for _, name := range []string{ScenarioGRPCFloor, ScenarioStreamFloor} {
+		r := byName[name]
+		m, ok := r["server_cpu_shares"].(map[string]any)
+		if !ok || len(m) == 0 {
+			continue
 		}
+		shares := map[string]float64{}
+		for k, v := range m {
+			shares[k] = num(v)
+		}
+		what := map[string]string{ScenarioGRPCFloor: "call", ScenarioStreamFloor: "message"}[name]
+		fmt.Fprintf(w, "%s server CPU per %s by the profile: %s.\n", name, what, sharesText(shares, numPtr(r, "server_cpu_ms_per_op")))
 	}
 }

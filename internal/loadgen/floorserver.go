@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -91,7 +90,8 @@ func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 }
 
 // floorCommand runs one command of the floor's server: "mem" collects
-// garbage and answers "heap BYTES" (the live heap); "profile PATH" starts
+// garbage and answers "heap BYTES stack BYTES" (the live heap and the
+// goroutine stacks); "profile PATH" starts
 // a CPU profile into PATH and "stop-profile" ends it, each answering "ok".
 // Anything that fails answers "error ...".
 func floorCommand(line string, prof **os.File) string {
@@ -101,7 +101,7 @@ func floorCommand(line string, prof **os.File) string {
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		return "heap " + strconv.FormatUint(m.HeapAlloc, 10)
+		return fmt.Sprintf("heap %d stack %d", m.HeapAlloc, m.StackInuse)
 	case "profile":
 		if *prof != nil {
 			return "error a profile is running"
