@@ -100,7 +100,7 @@ func (s *SQLStore) recordBoots(ctx context.Context, obs []Observation) (BootsRes
 			// may have been made since, which RETURNING shows: it then
 			// has a prior state, or was not updated at all.
 			q, p := bootsQuery(d, chunk)
-			written, err := db.Collect(ctx, tx, scanHealthy, q, p...)
+			written, err := db.Collect(ctx, tx, scanUpserted, q, p...)
 			if err != nil {
 				return nil, fmt.Errorf("upsert liveness: %w", err)
 			}
