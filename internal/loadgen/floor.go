@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,13 @@ type FloorResult struct {
 	// over the window, ServerCPUMsPerOp that per operation.
 	ServerCPUMs      float64  `json:"server_cpu_ms"`
 	ServerCPUMsPerOp *float64 `json:"server_cpu_ms_per_op,omitempty"`
+	// CPUMsPerOp (grpc floor) adds the clients' CPU (this process) to the
+	// server's, as the ceiling counts both ends, and CPUBoundPerS is the
+	// operations per second that would make if every core did nothing
+	// else: against the ceiling's own, a share that the machine's other
+	// load does not move.
+	CPUMsPerOp   *float64 `json:"cpu_ms_per_op_both_ends,omitempty"`
+	CPUBoundPerS *float64 `json:"cpu_bound_ops_per_s,omitempty"`
 	// ServerKBPerConn, ServerHeapKBPerConn and ServerStackKBPerConn
 	// (stream floor): how much the server's resident memory, its live Go
 	// heap (after a GC) and its goroutine stacks grew from before the
@@ -181,14 +189,16 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 		until = from.Add(c.Duration)
 	)
 	inWindow := func(t time.Time) bool { return !t.Before(from) && !t.After(until) }
-	var cpu [2]time.Duration
+	var cpu, both [2]time.Duration
 	var prof *windowProfile
 	wg.Go(func() {
 		time.Sleep(time.Until(from))
 		prof = startWindowProfile(srv, c.ProfileDir, ScenarioGRPCFloor)
 		cpu[0] = cpuTime(srv.pid)
+		both[0] = cpu[0] + cpuTime(0)
 		time.Sleep(time.Until(until))
 		cpu[1] = cpuTime(srv.pid)
+		both[1] = cpu[1] + cpuTime(0)
 		prof.stop()
 	})
 	for range c.Concurrency {
@@ -223,6 +233,10 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	res.P50Ms, res.P99Ms, res.MaxMs = l.P50, l.P99, l.Max
 	res.Errors, res.ErrorSamples = errs.snapshot()
 	res.ServerCPUMs, res.ServerCPUMsPerOp = cpuPerOp(cpu, res.Ops)
+	if _, per := cpuPerOp(both, res.Ops); per != nil && *per > 0 {
+		bound := round(float64(runtime.NumCPU())*1000 / *per, 1)
+		res.CPUMsPerOp, res.CPUBoundPerS = per, &bound
+	}
 	prof.fill(res)
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +27,8 @@ func TestGRPCFloor(t *testing.T) {
 	if res.Scenario != ScenarioGRPCFloor || res.Concurrency != 4 || res.Ops == 0 || len(res.Errors) != 0 {
 		t.Fatalf("grpc floor: %+v", res)
 	}
-	if res.ServerCPUMsPerOp == nil || *res.ServerCPUMsPerOp <= 0 {
-		t.Errorf("server_cpu_ms_per_op = %v", res.ServerCPUMsPerOp)
+	if res.ServerCPUMsPerOp == nil || *res.ServerCPUMsPerOp <= 0 || res.CPUMsPerOp == nil || *res.CPUMsPerOp < *res.ServerCPUMsPerOp || res.CPUBoundPerS == nil {
+		t.Errorf("server_cpu_ms_per_op = %v, cpu_ms_per_op_both_ends = %v, cpu_bound_ops_per_s = %v", res.ServerCPUMsPerOp, res.CPUMsPerOp, res.CPUBoundPerS)
 	}
 	var sum float64
 	for _, v := range res.ServerCPUShares {
@@ -117,11 +118,11 @@ func TestCPUClass(t *testing.T) {
 // against its floor, in the table and the summary.
 func TestReportFloors(t *testing.T) {
 	results := []map[string]any{
-		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0},
+		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cpu_bound_handshakes_per_s": 1000.0},
 		{"scenario": "storm", "nodes": 300.0, "ok": 300.0, "throughput_per_s": 400.0, "server_cpu_ms_per_op": 2.0, "errors": map[string]any{}},
 		{"scenario": "heartbeat", "nodes": 300.0, "ok": 300.0, "throughput_per_s": 60.0, "interval_s": 5.0,
 			"server_cpu_ms_per_op": 0.25, "heartbeat_kb_per_node": 80.0, "errors": map[string]any{}},
-		{"scenario": "grpc-floor", "ops": 6000.0, "ops_per_s": 600.0, "server_cpu_ms_per_op": 0.9, "errors": map[string]any{},
+		{"scenario": "grpc-floor", "ops": 6000.0, "ops_per_s": 600.0, "server_cpu_ms_per_op": 0.9, "cpu_bound_ops_per_s": 700.0, "errors": map[string]any{},
 			"server_cpu_shares": map[string]any{"tls_handshake": 0.6, "grpc_http2": 0.4}},
 		{"scenario": "stream-floor", "ops": 1800.0, "ops_per_s": 60.0, "server_cpu_ms_per_op": 0.04,
 			"server_kb_per_conn": 20.0, "server_heap_kb_per_conn": 12.5, "server_stack_kb_per_conn": 4.0, "errors": map[string]any{},
@@ -134,9 +135,10 @@ func TestReportFloors(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Resume throughput / ceiling", "0.400", "0.600 (600.0 calls/s)", ">= 0.850", "OUT OF REACH: the floor is 0.71 × the goal; berth is 0.67 × the floor",
+		"Resume throughput / ceiling, all cores busy (CPU of both ends)", "0.700 (700.0 calls/s against 1000.0 handshakes/s)", "OUT OF REACH: the floor is 0.82 × the goal\n",
 		"server CPU per Resume", "2.000 ms", "0.900 ms", "<= 0.800 ms", "OUT OF REACH: the floor is 1.12 × the goal; berth is 2.22 × the floor",
 		"heartbeat server CPU per beat", "0.2500 ms", "0.0400 ms", "within reach: the floor is 0.80 × the goal; berth is 6.25 × the floor",
-		"heartbeat memory per connected node", "80.0 KiB", "20.0 KiB (live heap 12.5 KiB, stacks 4.0 KiB)", "<= 16.0 KiB", "OUT OF REACH: the floor is 1.25 × the goal; berth is 4.00 × the floor",
+		"heartbeat memory per connected node", "80.0 KiB", "20.0 KiB (live heap 12.5 KiB and stacks 4.0 KiB: 1.03 × the goal without any garbage)", "<= 16.0 KiB", "OUT OF REACH: the floor is 1.25 × the goal; berth is 4.00 × the floor",
 		"grpc-floor server CPU per call by the profile: tls_handshake 60% (0.540 ms), grpc_http2 40% (0.360 ms).",
 		"stream-floor server CPU per message by the profile: grpc_http2 50% (0.020 ms), runtime 50% (0.020 ms).",
 	} {
@@ -145,7 +147,7 @@ func TestReportFloors(t *testing.T) {
 		}
 	}
 	if summary["resume_ceiling_ratio_floor"] != 0.6 || summary["resume_server_cpu_ms_floor"] != 0.9 ||
-		summary["heartbeat_cpu_ms_per_beat_floor"] != 0.04 || summary["heartbeat_kb_per_node_floor"] != 20.0 {
+		summary["heartbeat_cpu_ms_per_beat_floor"] != 0.04 || summary["heartbeat_kb_per_node_floor"] != 20.0 || summary["resume_cpu_bound_ceiling_ratio_floor"] != 0.7 {
 		t.Errorf("summary: %v", summary)
 	}
 	floors, _ := summary["floors"].([]map[string]any)
@@ -153,7 +155,7 @@ func TestReportFloors(t *testing.T) {
 	for _, f := range floors {
 		reach = append(reach, f["out_of_reach"].(bool))
 	}
-	if want := []bool{true, true, false, true}; len(reach) != len(want) || reach[0] != want[0] || reach[1] != want[1] || reach[2] != want[2] || reach[3] != want[3] {
+	if want := []bool{true, true, true, false, true}; !slices.Equal(reach, want) {
 		t.Errorf("out_of_reach = %v, want %v", reach, want)
 	}
 }

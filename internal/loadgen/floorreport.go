@@ -30,6 +30,9 @@ func WriteFloorText(w io.Writer, r *FloorResult) error {
 	}
 	row("errors", "%s", errorText(r.Errors))
 	row("server CPU", "%s", cpu)
+	if r.CPUMsPerOp != nil && r.CPUBoundPerS != nil {
+		row("CPU, both ends", "%.4f ms per operation; all cores busy would make %.1f/s", *r.CPUMsPerOp, *r.CPUBoundPerS)
+	}
 	if r.ServerKBPerConn != nil && r.ServerHeapKBPerConn != nil && r.ServerStackKBPerConn != nil {
 		row("server memory", "%.1f KiB resident per connection, of which %.1f KiB live heap and %.1f KiB goroutine stacks",
 			*r.ServerKBPerConn, *r.ServerHeapKBPerConn, *r.ServerStackKBPerConn)
@@ -148,13 +151,24 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	if gf != nil {
 		resume.floorNote = fmt.Sprintf("%.1f calls/s", num(gf["ops_per_s"]))
 	}
+	// The same share with every core busy, from both ends' CPU per
+	// operation and per handshake, which the machine's other load moves
+	// far less than it moves rates; berth's storm has no such figure.
+	bound := floorRow{key: "resume_cpu_bound_ceiling_ratio", figure: "Resume throughput / ceiling, all cores busy (CPU of both ends)",
+		goal: goalResumeShare, format: "%.3f"}
+	if c := byName[ScenarioCeiling]; c != nil && num(c["cpu_bound_handshakes_per_s"]) > 0 && gf != nil && gf["cpu_bound_ops_per_s"] != nil {
+		bound.floor = ptr(round(num(gf["cpu_bound_ops_per_s"])/num(c["cpu_bound_handshakes_per_s"]), 3))
+		bound.floorNote = fmt.Sprintf("%.1f calls/s against %.1f handshakes/s", num(gf["cpu_bound_ops_per_s"]), num(c["cpu_bound_handshakes_per_s"]))
+	}
 	mem := floorRow{key: "heartbeat_kb_per_node", figure: "heartbeat memory per connected node", berth: numPtr(hb, "heartbeat_kb_per_node"),
 		floor: numPtr(sf, "server_kb_per_conn"), goal: goalHBKBPerNode, atMost: true, unit: "KiB", format: "%.1f"}
 	if sf != nil && sf["server_heap_kb_per_conn"] != nil {
-		mem.floorNote = fmt.Sprintf("live heap %.1f KiB, stacks %.1f KiB", num(sf["server_heap_kb_per_conn"]), num(sf["server_stack_kb_per_conn"]))
+		heap, stack := num(sf["server_heap_kb_per_conn"]), num(sf["server_stack_kb_per_conn"])
+		mem.floorNote = fmt.Sprintf("live heap %.1f KiB and stacks %.1f KiB: %.2f × the goal without any garbage", heap, stack, (heap+stack)/goalHBKBPerNode)
 	}
 	return []floorRow{
 		resume,
+		bound,
 		{key: "resume_server_cpu_ms", figure: "server CPU per Resume", berth: numPtr(storm, "server_cpu_ms_per_op"),
 			floor: numPtr(gf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f"},
 		{key: "heartbeat_cpu_ms_per_beat", figure: "heartbeat server CPU per beat", berth: numPtr(hb, "server_cpu_ms_per_op"),
