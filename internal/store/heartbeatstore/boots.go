@@ -16,8 +16,10 @@ import (
 // is rolled back and run again, which then reads the row.
 var errRowRace = errors.New("liveness row created meanwhile")
 
-// rowRaceRetries bounds the reruns after errRowRace; each needs another
-// write of the same node's first row in the same few milliseconds.
+// rowRaceRetries bounds Record's reruns after errRowRace; each needs
+// another write of the same node's first row in the same few milliseconds.
+// RecordBoots reruns while its batch has nodes without a row: every
+// rerun after a race reads at least one more row, so it ends.
 const rowRaceRetries = 3
 
 // RecordBoots records boots as beats, in one transaction per call.
@@ -30,7 +32,9 @@ func (s *SQLStore) RecordBoots(ctx context.Context, obs []Observation) (BootsRes
 		res BootsResult
 		err error
 	)
-	for range rowRaceRetries + 1 {
+	// A batch is hundreds of nodes in a storm, whose streams create their
+	// first rows meanwhile: a fixed number of reruns could all lose.
+	for range len(obs) + 1 {
 		res, err = s.recordBoots(ctx, obs)
 		if !errors.Is(err, errRowRace) {
 			break
@@ -69,6 +73,9 @@ func (s *SQLStore) recordBoots(ctx context.Context, obs []Observation) (BootsRes
 			for _, l := range rows {
 				stored[l.NodeID] = storedBoot{Liveness: l, found: true}
 			}
+		}
+		if s.afterBootsRead != nil {
+			s.afterBootsRead()
 		}
 		var (
 			apply  []Observation

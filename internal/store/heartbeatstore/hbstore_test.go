@@ -2,6 +2,7 @@ package heartbeatstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -136,4 +137,74 @@ func TestMigrationMovesEventsIntoLog(t *testing.T) {
 			t.Errorf("new event's cursor %d, want 5", b.Head)
 		}
 	})
+}
+
+// TestRecordBootsOutlastsRowRaces: in a storm, the nodes of a boot batch
+// open their streams while the batch is written, and each stream's first
+// beat may create the node's row between the batch's read and its write.
+// Here that happens on five reruns in a row, more than any fixed number of
+// reruns allowed before: the batch is still recorded, the raced nodes'
+// newer beats are kept, and every node gets exactly one healthy event.
+// PostgreSQL only: SQLite's single writer makes the race impossible.
+func TestRecordBootsOutlastsRowRaces(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	s, err := heartbeatstore.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := heartbeatstore.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const racers = 5
+	at := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	var boots []heartbeatstore.Observation
+	for i := range racers + 1 {
+		boots = append(boots, heartbeatstore.Observation{NodeID: fmt.Sprintf("node-%d", i), LastSeen: at, Sequence: 1,
+			BootID: "boot-1", Status: heartbeatstore.StatusUp})
+	}
+	reads := 0
+	heartbeatstore.SetAfterBootsRead(s, func() {
+		if reads < racers {
+			beat := boots[reads]
+			beat.LastSeen, beat.Sequence = at.Add(time.Second), 2
+			if _, err := other.Record(ctx, beat, nil); err != nil {
+				t.Errorf("racing beat of %s: %v", beat.NodeID, err)
+			}
+		}
+		reads++
+	})
+	res, err := s.RecordBoots(ctx, boots)
+	if err != nil {
+		t.Fatalf("RecordBoots after %d races: %v", racers, err)
+	}
+	if reads != racers+1 || res.Recorded != 1 || res.Skipped != racers {
+		t.Errorf("reads %d, result %+v; want %d reads, 1 recorded, %d skipped", reads, res, racers+1, racers)
+	}
+	page, err := s.Events().Read(ctx, eventlog.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := map[string]int{}
+	for _, e := range page.Events {
+		if e.Type == string(heartbeatstore.EventHealthy) {
+			healthy[e.NodeID]++
+		}
+	}
+	for i, b := range boots {
+		if healthy[b.NodeID] != 1 {
+			t.Errorf("%s: %d healthy events, want 1", b.NodeID, healthy[b.NodeID])
+		}
+		l, err := s.GetLiveness(ctx, b.NodeID)
+		wantSeq := int64(2)
+		if i == racers {
+			wantSeq = 1
+		}
+		if err != nil || l.Sequence != wantSeq {
+			t.Errorf("%s: liveness %+v, %v; want sequence %d", b.NodeID, l, err, wantSeq)
+		}
+	}
 }

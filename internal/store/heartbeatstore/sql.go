@@ -24,7 +24,12 @@ var migrations embed.FS
 
 // SQLStore is the Store on SQLite (`berthd dev`, one machine) or on
 // PostgreSQL, shared by every replica of the heartbeat service.
-type SQLStore struct{ eventlog.Store }
+type SQLStore struct {
+	eventlog.Store
+	// afterBootsRead, when set (tests), runs in every RecordBoots
+	// transaction between reading the rows and writing them.
+	afterBootsRead func()
+}
 
 var _ Store = (*SQLStore)(nil)
 
@@ -33,7 +38,7 @@ var _ Store = (*SQLStore)(nil)
 // names them in schema_migrations.
 func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 	s, err := eventlog.OpenStore(ctx, d, where, db.Schema{Service: "heartbeat", FS: migrations}, eventlog.NewTable("hb"))
-	return db.Result(&SQLStore{s}, err, "heartbeat store")
+	return db.Result(&SQLStore{Store: s}, err, "heartbeat store")
 }
 
 // leaseName names the one lease in hb_lease.
