@@ -275,14 +275,17 @@ func ceilingCommand(o *options, env config.Env, stdout, stderr io.Writer) *cobra
 			"bare TLS server process, P-256 chains like berth's, no resumption, one\n" +
 			"handshake in flight per core.", Args: cmdline.NoArgs}
 	fs := cmd.Flags()
-	fs.DurationVar(&o.duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
+	// Its own variable: o.duration's default is the heartbeat's, and the
+	// command defined last would set it for all.
+	var duration time.Duration
+	fs.DurationVar(&duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
 	fs.IntVar(&o.parallel, "parallel", 0, "handshakes in flight (default: the number of cores)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {
 			return err
 		}
-		res, err := loadgen.Ceiling(cmd.Context(), loadgen.CeilingConfig{Duration: o.duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
+		res, err := loadgen.Ceiling(cmd.Context(), loadgen.CeilingConfig{Duration: duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/testutil/clitest"
@@ -23,6 +24,22 @@ func testRoot() *cobra.Command {
 func TestInventory(t *testing.T) {
 	clitest.CheckBindings(t, testRoot)
 	clitest.CheckReadme(t, testRoot(), "../../README.md")
+}
+
+// TestDefaults: every command's flags hold the defaults its help states
+// when nothing sets them (commands share variables, and the command that
+// defines a flag last sets its variable's default for all of them).
+func TestDefaults(t *testing.T) {
+	for _, cmd := range testRoot().Commands() {
+		if err := cmd.ParseFlags(nil); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if got := f.Value.String(); got != f.DefValue {
+				t.Errorf("%s --%s = %q, its help says %q", cmd.Name(), f.Name, got, f.DefValue)
+			}
+		})
+	}
 }
 
 func lookup(m map[string]string) config.Env {
