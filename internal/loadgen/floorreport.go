@@ -79,6 +79,23 @@ type floorRow struct {
 	format string
 	// floorNote is said after the floor's figure.
 	floorNote string
+	// hsCPU, for CPU rows, is this run's server CPU per handshake (ms),
+	// by which the goal is scaled too (scaledGoal).
+	hsCPU float64
+}
+
+// issueHandshakeCPUMs is the server CPU of one handshake where the issue
+// set its CPU goals ("about 0.6 ms").
+const issueHandshakeCPUMs = 0.6
+
+// scaledGoal is a CPU row's goal in this run's milliseconds: the issue set
+// its CPU goals where a handshake cost the server issueHandshakeCPUMs, and
+// a loaded machine spends more on everything, a handshake included.
+func (r floorRow) scaledGoal() (float64, bool) {
+	if r.hsCPU <= 0 {
+		return 0, false
+	}
+	return r.goal * r.hsCPU / issueHandshakeCPUMs, true
 }
 
 // outOfReach reports whether the floor itself misses the goal.
@@ -120,6 +137,14 @@ func (r floorRow) verdict() string {
 	if r.berth != nil {
 		v += fmt.Sprintf("; berth is %.2f × the floor", *r.berth/(*r.floor))
 	}
+	if g, ok := r.scaledGoal(); ok {
+		reach := "within reach"
+		if *r.floor > g {
+			reach = "out of reach"
+		}
+		v += fmt.Sprintf("; scaled by this run's handshake (%.3f ms, the issue's %.1f ms) the goal is "+r.format+" ms and the floor %.2f × it: %s",
+			r.hsCPU, issueHandshakeCPUMs, g, *r.floor/g, reach)
+	}
 	return v
 }
 
@@ -140,6 +165,7 @@ func numPtr(r map[string]any, key string) *float64 {
 func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	storm, hb := byName[ScenarioStorm], byName[ScenarioHeartbeat]
 	gf, sf := byName[ScenarioGRPCFloor], byName[ScenarioStreamFloor]
+	hsCPU := num(byName[ScenarioCeiling]["cpu_ms_per_handshake"]) / 2 // the server's half
 	share := func(r map[string]any, key string) *float64 {
 		if r == nil || ceiling <= 0 {
 			return nil
@@ -170,9 +196,9 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 		resume,
 		bound,
 		{key: "resume_server_cpu_ms", figure: "server CPU per Resume", berth: numPtr(storm, "server_cpu_ms_per_op"),
-			floor: numPtr(gf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f"},
+			floor: numPtr(gf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f", hsCPU: hsCPU},
 		{key: "heartbeat_cpu_ms_per_beat", figure: "heartbeat server CPU per beat", berth: numPtr(hb, "server_cpu_ms_per_op"),
-			floor: numPtr(sf, "server_cpu_ms_per_op"), goal: goalHBCPUPerBeatMs, atMost: true, unit: "ms", format: "%.4f"},
+			floor: numPtr(sf, "server_cpu_ms_per_op"), goal: goalHBCPUPerBeatMs, atMost: true, unit: "ms", format: "%.4f", hsCPU: hsCPU},
 		mem,
 	}
 }
@@ -201,6 +227,10 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 		row := map[string]any{"figure": r.figure, "floor": *r.floor, "goal": r.want(), "out_of_reach": r.outOfReach()}
 		if r.berth != nil {
 			row["berth"] = *r.berth
+		}
+		if g, ok := r.scaledGoal(); ok {
+			row["goal_scaled_ms"] = round(g, 4)
+			row["out_of_reach_scaled"] = *r.floor > g
 		}
 		out = append(out, row)
 	}
