@@ -19,17 +19,28 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
+// registered is what register found or made.
+type registered struct {
+	node regstore.Node
+	// opened is the issuance of the first certificate of a node register
+	// created (or replaced) approved, opened in the same write
+	// (RegisterIssuing) for credentials to complete; zero otherwise.
+	opened regstore.Intent
+	// challenge is what a TPM node's first call gets instead of a node.
+	challenge *berthv1.TPMChallenge
+}
+
 // register finds or creates the node for the caller's key.
 //
 // A TPM node's first call returns a challenge instead (and no node): the
 // node activates it and calls again with the secret.
-func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (regstore.Node, *berthv1.TPMChallenge, error) {
+func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (registered, error) {
 	existing, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
 	switch {
 	case err == nil:
 		return sameNode(ctx, existing)
 	case !errors.Is(err, regstore.ErrNotFound):
-		return regstore.Node{}, nil, fmt.Errorf("look up key: %w", err)
+		return registered{}, fmt.Errorf("look up key: %w", err)
 	}
 	// A TPM node proves its TPM first: the first call gets a credential
 	// to activate, the second brings the secret back.
@@ -41,10 +52,10 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	if in.tpm != nil {
 		p, ch, err := s.checkTPM(ctx, id, in.tpm)
 		if err != nil {
-			return regstore.Node{}, nil, err
+			return registered{}, err
 		}
 		if ch != nil {
-			return regstore.Node{}, ch, nil
+			return registered{challenge: ch}, nil
 		}
 		proof = p
 		ekApproved, why = s.tpmApproval(proof)
@@ -53,18 +64,18 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	switch {
 	case in.tokenID != "":
 		if tok, err = s.limitedCheckToken(ctx, in.tokenID, in.tokenSecret); err != nil {
-			return regstore.Node{}, nil, err
+			return registered{}, err
 		}
 	case ekApproved:
 		// The EK stands in for the token.
 	case in.tpm != nil:
-		return regstore.Node{}, nil, errTPMTokenRequired
+		return registered{}, errTPMTokenRequired
 	default:
-		return regstore.Node{}, nil, errTokenRequired
+		return registered{}, errTokenRequired
 	}
 	replaceID, err := s.hardwareConflict(ctx, id, in)
 	if err != nil {
-		return regstore.Node{}, nil, err
+		return registered{}, err
 	}
 	status, held := approval(tok, in.source)
 	if ekApproved {
@@ -100,10 +111,10 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		// Every certificate of the old board must die with the replacement;
 		// the new key's stay.
 		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
-			return regstore.Node{}, nil, fmt.Errorf("revoke replaced certificates: %w", err)
+			return registered{}, fmt.Errorf("revoke replaced certificates: %w", err)
 		}
 	}
-	node, err := s.store.RegisterNode(ctx, tok.ID, now, n, replaceID)
+	node, opened, err := s.store.RegisterIssuing(ctx, tok.ID, now, n, replaceID, newRequestID())
 	if errors.Is(err, regstore.ErrConflict) {
 		// A retry racing the caller's own earlier attempt, which
 		// committed after the lookup above: the key is registered now, by
@@ -113,7 +124,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		}
 	}
 	if err != nil {
-		return regstore.Node{}, nil, fmt.Errorf("register node: %w", err)
+		return registered{}, fmt.Errorf("register node: %w", err)
 	}
 	if replaceID != "" {
 		// Again, for an old-key renewal that was in flight: its completion
@@ -126,13 +137,13 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		// Bundles were sealed to the old board's key; the new one cannot
 		// open them, so the node configures itself again.
 		if err := s.bundles.Delete(ctx, replaceID); err != nil {
-			return regstore.Node{}, nil, fmt.Errorf("drop bundles of replaced node: %w", err)
+			return registered{}, fmt.Errorf("drop bundles of replaced node: %w", err)
 		}
 	}
 	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "",
 		"identity_source", node.IdentitySource, "ek_hash", node.EKHash)
 	known(ctx, node)
-	return node, nil, nil
+	return registered{node: node, opened: opened}, nil
 }
 
 // limitedCheckToken is checkToken under the per-source limit on failed
@@ -154,21 +165,21 @@ func (s *Service) limitedCheckToken(ctx context.Context, id, secret string) (reg
 	return tok, err
 }
 
+// sameNode answers a registration by a key that is registered already: the
+// same key registering again is the same node, so no token is consumed
+// and nothing changes.
+func sameNode(ctx context.Context, n regstore.Node) (registered, error) {
+	if err := usable(n, true); err != nil {
+		return registered{node: n}, err
+	}
+	known(ctx, n)
+	return registered{node: n}, nil
+}
+
 // known tells the server that the caller's connection belongs to a
 // registered, approved node, so that it stops counting against the limits
 // on unauthenticated connections: a fleet booting from behind one
 // address is then never throttled by them.
-// sameNode answers a registration by a key that is registered already: the
-// same key registering again is the same node, so no token is consumed
-// and nothing changes.
-func sameNode(ctx context.Context, n regstore.Node) (regstore.Node, *berthv1.TPMChallenge, error) {
-	if err := usable(n, true); err != nil {
-		return n, nil, err
-	}
-	known(ctx, n)
-	return n, nil, nil
-}
-
 func known(ctx context.Context, n regstore.Node) {
 	if n.Status == regstore.StatusApproved {
 		rpc.MarkAuthenticated(ctx)
@@ -246,7 +257,7 @@ func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*b
 	if err != nil {
 		return nil, err
 	}
-	return s.credentials(ctx, node, bundle)
+	return s.credentials(ctx, node, regstore.Intent{}, bundle)
 }
 
 // resumeNode is the caller's node, if it may get credentials.
@@ -283,8 +294,9 @@ func usable(n regstore.Node, pendingOK bool) error {
 }
 
 // credentials returns the node's current chain, asking the CA for a new
-// certificate only when there is none, or it is due or expired.
-func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool) (*berthv1.NodeCredentials, error) {
+// certificate only when there is none, or it is due or expired: through
+// opened, the issuance registration opened with the node, if not zero.
+func (s *Service) credentials(ctx context.Context, n regstore.Node, opened regstore.Intent, bundle bool) (*berthv1.NodeCredentials, error) {
 	out := &berthv1.NodeCredentials{
 		NodeId:      n.ID,
 		Status:      statusToProto(n.Status),
@@ -295,7 +307,7 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, bundle bool)
 		return out, nil
 	}
 	if n.Cert == nil || dueForRenewal(*n.Cert, s.clock.Now()) {
-		renewed, err := s.renew(ctx, n)
+		renewed, err := s.renew(ctx, n, opened)
 		if err != nil {
 			return nil, err
 		}

@@ -40,30 +40,37 @@ var errIssuanceBusy = fmt.Errorf("%w: certificate issuance for this node is in p
 // renew issues a certificate for n, its first or a renewal of the current
 // one, and returns the node with it. Concurrent boots of one node share one
 // call in this process; other replicas meet in the database (ClaimIssuance).
-func (s *Service) renew(ctx context.Context, n regstore.Node) (regstore.Node, error) {
-	v, err, _ := s.renewals.Do(n.ID, func() (any, error) { return s.issue(ctx, n) })
+// opened is the issuance this call opened with the node's registration
+// (RegisterIssuing), or the zero Intent: it is completed without a claim.
+func (s *Service) renew(ctx context.Context, n regstore.Node, opened regstore.Intent) (regstore.Node, error) {
+	v, err, _ := s.renewals.Do(n.ID, func() (any, error) { return s.issue(ctx, n, opened) })
 	if err != nil {
 		return regstore.Node{}, err
 	}
 	return v.(regstore.Node), nil
 }
 
-func (s *Service) issue(ctx context.Context, n regstore.Node) (regstore.Node, error) {
+func (s *Service) issue(ctx context.Context, n regstore.Node, opened regstore.Intent) (regstore.Node, error) {
 	for range claimAttempts {
-		prev := ""
-		if n.Cert != nil {
-			prev = n.Cert.Serial
-		}
-		open, claimed, err := s.store.ClaimIssuance(ctx, regstore.Intent{
-			RequestID: newRequestID(), NodeID: n.ID, KeySHA256: n.KeySHA256, PrevSerial: prev, CreatedAt: s.clock.Now(),
-		})
-		switch {
-		case errors.Is(err, regstore.ErrConflict), errors.Is(err, regstore.ErrNotFound):
-			// The node changed since it was read: renewed, revoked,
-			// replaced or deleted by someone else.
-			return s.settled(ctx, n.ID)
-		case err != nil:
-			return regstore.Node{}, fmt.Errorf("record issuance for node %s: %w", n.ID, err)
+		open, claimed := opened, opened.RequestID != ""
+		opened = regstore.Intent{}
+		if !claimed {
+			prev := ""
+			if n.Cert != nil {
+				prev = n.Cert.Serial
+			}
+			var err error
+			open, claimed, err = s.store.ClaimIssuance(ctx, regstore.Intent{
+				RequestID: newRequestID(), NodeID: n.ID, KeySHA256: n.KeySHA256, PrevSerial: prev, CreatedAt: s.clock.Now(),
+			})
+			switch {
+			case errors.Is(err, regstore.ErrConflict), errors.Is(err, regstore.ErrNotFound):
+				// The node changed since it was read: renewed, revoked,
+				// replaced or deleted by someone else.
+				return s.settled(ctx, n.ID)
+			case err != nil:
+				return regstore.Node{}, fmt.Errorf("record issuance for node %s: %w", n.ID, err)
+			}
 		}
 		got, installed, err := s.complete(ctx, open)
 		if err != nil {
@@ -208,7 +215,7 @@ func (s *Service) issueUncertified(ctx context.Context, cutoff time.Time) (int, 
 		first  error
 	)
 	for _, n := range nodes {
-		_, err := s.renew(ctx, n)
+		_, err := s.renew(ctx, n, regstore.Intent{})
 		switch {
 		case err == nil:
 			issued++

@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/store/regstore"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -37,24 +38,25 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	node, challenge, err := n.s.register(ctx, id, in)
+	reg, err := n.s.register(ctx, id, in)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
 	}
-	if challenge != nil {
+	if reg.challenge != nil {
 		n.s.metrics.Registration(metrics.ResultChallenge)
-		return &berthv1.RegisterResponse{TpmChallenge: challenge, ServerTime: n.now()}, nil
+		return &berthv1.RegisterResponse{TpmChallenge: reg.challenge, ServerTime: n.now()}, nil
 	}
 	// An approved node with an attestation key shows its boot first; the
-	// quote goes to Resume, which returns the credentials.
-	node, quote, err := n.s.bootCheck(ctx, node, nil)
+	// quote goes to Resume, which returns the credentials (and completes
+	// the issuance opened here).
+	node, quote, err := n.s.bootCheck(ctx, reg.node, nil)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	if quote != nil {
 		return &berthv1.RegisterResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
 	}
-	creds, err := n.s.credentials(ctx, node, withBundle)
+	creds, err := n.s.credentials(ctx, node, reg.opened, withBundle)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
 	}
@@ -86,7 +88,7 @@ func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*be
 		count(metrics.ResultChallenge)
 		return &berthv1.ResumeResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
 	}
-	creds, err := n.s.credentials(ctx, node, withBundle)
+	creds, err := n.s.credentials(ctx, node, regstore.Intent{}, withBundle)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, count)
 	}
@@ -108,7 +110,7 @@ func (n nodeServer) Renew(ctx context.Context, _ *berthv1.RenewRequest) (*berthv
 	if err != nil {
 		return nil, n.failed(ctx, log, err, count)
 	}
-	creds, err := n.s.credentials(ctx, node, withoutBundle)
+	creds, err := n.s.credentials(ctx, node, regstore.Intent{}, withoutBundle)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, count)
 	}

@@ -16,19 +16,21 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// claimsLost is a store whose replica dies after a node's registration is
-// written and before its issuance is recorded: while lost is set,
-// ClaimIssuance fails as a dropped connection does, and nothing is opened.
-type claimsLost struct {
+// registrationsLost is a store whose replica dies right after a node's
+// registration, and the issuance opened with it, committed: while lost is
+// set, RegisterIssuing commits and then fails as a dropped connection
+// does, so the CA is never asked.
+type registrationsLost struct {
 	regstore.Store
 	lost atomic.Bool
 }
 
-func (c *claimsLost) ClaimIssuance(ctx context.Context, in regstore.Intent) (regstore.Intent, bool, error) {
-	if c.lost.Load() {
-		return regstore.Intent{}, false, errors.New("claim issuance: connection lost")
+func (c *registrationsLost) RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n regstore.Node, replaceID, requestID string) (regstore.Node, regstore.Intent, error) {
+	got, open, err := c.Store.RegisterIssuing(ctx, tokenID, now, n, replaceID, requestID)
+	if err == nil && c.lost.Load() {
+		return regstore.Node{}, regstore.Intent{}, errors.New("register node: connection lost")
 	}
-	return c.Store.ClaimIssuance(ctx, in)
+	return got, open, err
 }
 
 // nodeByKey returns n's row.
@@ -160,17 +162,18 @@ func TestReconcilerSkipsUnapproved(t *testing.T) {
 
 // TestReconcilerAfterCrashBetweenWrites: a replica dies between the
 // writes of one issuance, at each point, and the reconciler finishes it:
-//   - after the node's registration, before its intent: nothing is open,
-//     the node is approved without a certificate;
+//   - after the node's registration, which opened its intent in the same
+//     transaction, before the CA was asked: the node is approved without a
+//     certificate, its issuance open;
 //   - in the reconciler's own pass, after the CA signed and before the
 //     certificate was stored: the next pass completes the same request.
 //
 // Each node ends with exactly one certificate, the CA's.
 func TestReconcilerAfterCrashBetweenWrites(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, b string) {
-		var store *claimsLost
+		var store *registrationsLost
 		e := newEnvConfig(t, b, func(c *Config) {
-			store = &claimsLost{Store: c.Store}
+			store = &registrationsLost{Store: c.Store}
 			c.Store = store
 		})
 		ctx := context.Background()
@@ -178,13 +181,13 @@ func TestReconcilerAfterCrashBetweenWrites(t *testing.T) {
 		store.lost.Store(true)
 		_, err := n.client().Register(ctx, n.registerRequest(t, e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true})))
 		if err == nil {
-			t.Fatal("Register succeeded with its issuance lost")
+			t.Fatal("Register succeeded with its answer lost")
 		}
 		store.lost.Store(false)
 		row := e.nodeByKey(t, n)
-		if row.Status != regstore.StatusApproved || row.Cert != nil || len(e.openIntents(t)) != 0 || e.issuedCount(t) != 0 {
-			t.Fatalf("after the crash: status %s, cert %v, %d open, %d issued; want approved, nothing else",
-				row.Status, row.Cert != nil, len(e.openIntents(t)), e.issuedCount(t))
+		if open := e.openIntents(t); row.Status != regstore.StatusApproved || row.Cert != nil || len(open) != 1 || open[0].NodeID != row.ID || e.issuedCount(t) != 0 {
+			t.Fatalf("after the crash: status %s, cert %v, open %+v, %d issued; want approved, the node's issuance open, nothing issued",
+				row.Status, row.Cert != nil, open, e.issuedCount(t))
 		}
 
 		// The reconciler's own answer from the CA is lost: the CA signed,

@@ -253,15 +253,32 @@ func (s *SQLStore) RevokeToken(ctx context.Context, id string, now time.Time, ac
 // RegisterNode consumes a token use and creates or replaces a node, in one
 // transaction.
 func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
+	out, _, err := s.RegisterIssuing(ctx, tokenID, now, n, replaceID, "")
+	return out, err
+}
+
+// RegisterIssuing is RegisterNode that also opens the first issuance of a
+// node it leaves approved, in the same transaction.
+func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string) (Node, Intent, error) {
 	if err := checkNode(n); err != nil {
-		return Node{}, fmt.Errorf("register node: %w", err)
+		return Node{}, Intent{}, fmt.Errorf("register node: %w", err)
+	}
+	type registered struct {
+		n    Node
+		open Intent
 	}
 	// Grouped: a fleet registers at once, with one token whose row each
 	// registration updates.
-	out, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (Node, []eventlog.Event, error) {
+	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (registered, []eventlog.Event, error) {
 		out, err := s.registerNode(ctx, tx, tokenID, now, n, replaceID)
 		if err != nil {
-			return out, nil, err
+			return registered{}, nil, err
+		}
+		var open Intent
+		if requestID != "" && out.Status == StatusApproved {
+			if open, err = s.openFirstIssuance(ctx, tx, out, requestID, now); err != nil {
+				return registered{}, nil, fmt.Errorf("open issuance: %w", err)
+			}
 		}
 		// In the registering transaction. On SQLite, under the write lock:
 		// of two nodes that register with the same MAC at once, the second
@@ -271,7 +288,7 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		// worked out on every read).
 		others, err := s.nodesByHardware(ctx, tx, []string{out.HardwareUUID}, out.MACs)
 		if err != nil {
-			return out, nil, fmt.Errorf("look for duplicate hardware: %w", err)
+			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
 		typ := EventRegistered
 		if replaceID != "" {
@@ -279,9 +296,26 @@ func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Ti
 		}
 		evs := eventlog.One(typ, out.ID, now, DetailStatus, string(out.Status), DetailToken, tokenID, DetailHostname, out.Hostname,
 			DetailIdentitySource, out.IdentitySource)
-		return out, append(evs, duplicateEvent(out, others, now)...), nil
+		return registered{out, open}, append(evs, duplicateEvent(out, others, now)...), nil
 	})
-	return db.Result(out, err, "register node %s", n.ID)
+	r, err = db.Result(r, err, "register node %s", n.ID)
+	return r.n, r.open, err
+}
+
+// openFirstIssuance opens, in the registering transaction tx, the issuance
+// of n's first certificate: the intent ClaimIssuance would open right
+// after, without a transaction of its own. A replaced node may still have
+// an issuance of its old key open (one per node): then none is opened, and
+// the zero Intent says so.
+func (s *SQLStore) openFirstIssuance(ctx context.Context, tx *sql.Tx, n Node, requestID string, now time.Time) (Intent, error) {
+	open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
+		VALUES ($1, $2, $3, '', $4, $5, $6)
+		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns,
+		requestID, n.ID, n.KeySHA256, n.Hostname, db.Bytes(n.CSR), s.DB.Dialect.Time(now)))
+	if db.IsNoRows(err) {
+		return Intent{}, nil
+	}
+	return open, err
 }
 
 func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {

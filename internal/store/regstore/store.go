@@ -359,6 +359,17 @@ type Store interface {
 	// A malformed n (empty ID, key hash not 32 bytes, unknown status) is
 	// refused with a plain error before anything else is looked at.
 	RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error)
+	// RegisterIssuing is RegisterNode that, when it leaves the node
+	// approved and requestID is not "", also opens the node's first
+	// issuance in the same transaction: the intent ClaimIssuance would
+	// open (requestID, the node's ID, key, hostname and CSR, no previous
+	// serial, created at now), which it returns. So an approved node is
+	// never without a certificate or an open issuance because a crash came
+	// between two writes, and registration pays one commit for both. The
+	// zero Intent when none was opened: the node is not approved, or a
+	// replaced node still has its old key's issuance open (the caller
+	// claims as for any node).
+	RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string) (Node, Intent, error)
 	// SetLabels sets and removes labels of node id in one transaction,
 	// with a labeled event naming actor (none when nothing changed). It
 	// fails with ErrTooManyLabels if the node would have more than max

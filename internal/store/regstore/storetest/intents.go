@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -339,5 +340,76 @@ func testListUncertified(t *testing.T, s regstore.Store) {
 		t.Fatal(err)
 	} else {
 		diff(t, "ListUncertified after a claim", []string{"later", "young"}, ids(got))
+	}
+}
+
+// testRegisterIssuing: registering an approved node opens its first
+// issuance in the same transaction, as ClaimIssuance would have; a pending
+// node, an empty request ID, a refused registration and a replaced node
+// whose old issuance is still open get none.
+func testRegisterIssuing(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	mustCreateToken(t, s, token("spent", 1))
+	n := node("n1", 1)
+	n.Status = regstore.StatusApproved
+	got, open, err := s.RegisterIssuing(ctx(t), "tok", at(time.Minute), n, "", "req-1")
+	if err != nil {
+		t.Fatalf("RegisterIssuing: %v", err)
+	}
+	want := intent("req-1", "n1", 1, "", stored(at(time.Minute)))
+	want.Hostname, want.CSR = n.Hostname, n.CSR
+	diff(t, "RegisterIssuing's intent", want, open)
+	checkUTC(t, open.CreatedAt)
+	diff(t, "RegisterIssuing's node", mustGetNode(t, s, "n1"), got)
+	list, err := s.ListIntents(ctx(t), at(time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "ListIntents", []regstore.Intent{want}, list)
+	// Another caller's claim finds it open, and completing it installs the
+	// certificate as for a claimed one.
+	again, claimed, err := s.ClaimIssuance(ctx(t), intent("req-2", "n1", 1, "", at(2*time.Minute)))
+	if err != nil || claimed {
+		t.Fatalf("ClaimIssuance after RegisterIssuing = %v, %v; want the open intent, not claimed", claimed, err)
+	}
+	diff(t, "ClaimIssuance after RegisterIssuing", want, again)
+	if n, installed, err := s.CompleteIssuance(ctx(t), "req-1", cert("aa01"), at(3*time.Minute)); err != nil || !installed || n.Cert == nil {
+		t.Fatalf("CompleteIssuance = %+v, %v, %v; want installed", n.Cert, installed, err)
+	}
+	diff(t, "events", []string{regstore.EventRegistered, regstore.EventCertificateIssued}, lastEventTypes(t, s, 2))
+
+	// No intent for a pending node, nor without a request ID.
+	if _, open, err := s.RegisterIssuing(ctx(t), "tok", t0, node("pending", 2), "", "req-3"); err != nil || open.RequestID != "" {
+		t.Errorf("RegisterIssuing(pending) = %+v, %v; want no intent", open, err)
+	}
+	n = node("plain", 3)
+	n.Status = regstore.StatusApproved
+	if _, open, err := s.RegisterIssuing(ctx(t), "tok", t0, n, "", ""); err != nil || open.RequestID != "" {
+		t.Errorf("RegisterIssuing(no request ID) = %+v, %v; want no intent", open, err)
+	}
+	// A refused registration opens nothing.
+	mustRegister(t, s, "spent", t0, node("spender", 4))
+	n = node("refused", 5)
+	n.Status = regstore.StatusApproved
+	_, _, err = s.RegisterIssuing(ctx(t), "spent", t0, n, "", "req-4")
+	wantErr(t, "RegisterIssuing(spent token)", err, regstore.ErrTokenExhausted)
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents = %+v, %v; want none", list, err)
+	}
+
+	// A replaced node whose old key's renewal is open keeps that one: one
+	// issuance per node.
+	mustClaim(t, s, intent("req-old", "n1", 1, "aa01", at(4*time.Minute)))
+	if _, err := s.AllowReplacement(ctx(t), "n1", at(4*time.Minute), admin); err != nil {
+		t.Fatal(err)
+	}
+	repl := node("ignored", 6)
+	repl.Status = regstore.StatusApproved
+	got, open, err = s.RegisterIssuing(ctx(t), "tok", at(5*time.Minute), repl, "n1", "req-5")
+	if err != nil || open.RequestID != "" || got.ID != "n1" || !bytes.Equal(got.KeySHA256, key(6)) {
+		t.Fatalf("RegisterIssuing(replace, issuance open) = %s %x, %+v, %v; want n1 with the new key, no intent", got.ID, got.KeySHA256, open, err)
+	}
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 1 || list[0].RequestID != "req-old" {
+		t.Errorf("ListIntents = %+v, %v; want the old key's only", list, err)
 	}
 }

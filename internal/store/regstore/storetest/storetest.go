@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"ClaimErrors", testClaimErrors},
 		{"CompleteMovedOn", testCompleteMovedOn},
 		{"IssuanceRace", testIssuanceRace},
+		{"RegisterIssuing", testRegisterIssuing},
 		{"ListUncertified", testListUncertified},
 		{"DeleteNode", testDeleteNode},
 		{"EventsWithChanges", testEventsWithChanges},
