@@ -116,13 +116,17 @@ func (s *Service) complete(ctx context.Context, in regstore.Intent) (regstore.No
 	if err != nil {
 		return regstore.Node{}, false, fmt.Errorf("sign node %s: %w", in.NodeID, err)
 	}
-	// A node that moved on gets its certificate revoked before the intent
-	// is closed, so that a failed revocation leaves the intent open and is
-	// tried again; the check after closing catches a change in between.
-	if err := s.revokeIfMovedOn(ctx, in, cert.Serial); err != nil {
-		return regstore.Node{}, false, err
+	// Most often the node is as the intent found it, and the certificate
+	// becomes its own in one write. Otherwise the intent stays open until
+	// the certificate is revoked, so that a failed revocation is tried
+	// again; the check after closing catches a change in between.
+	n, installed, err := s.store.InstallIssuance(ctx, in.RequestID, cert, s.clock.Now())
+	if err == nil && !installed {
+		if err := s.revokeIfMovedOn(ctx, in, cert.Serial); err != nil {
+			return regstore.Node{}, false, err
+		}
+		n, installed, err = s.store.CompleteIssuance(ctx, in.RequestID, cert, s.clock.Now())
 	}
-	n, installed, err := s.store.CompleteIssuance(ctx, in.RequestID, cert, s.clock.Now())
 	if errors.Is(err, regstore.ErrNotFound) {
 		// Completed by another caller with the same certificate.
 		return regstore.Node{}, false, nil

@@ -583,6 +583,18 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 
 // CompleteIssuance closes an intent with the CA's certificate.
 func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cert, now time.Time) (Node, bool, error) {
+	return s.completeIssuance(ctx, requestID, c, now, false)
+}
+
+// InstallIssuance closes an intent with the CA's certificate if it becomes
+// the node's current one, and changes nothing otherwise.
+func (s *SQLStore) InstallIssuance(ctx context.Context, requestID string, c Cert, now time.Time) (Node, bool, error) {
+	return s.completeIssuance(ctx, requestID, c, now, true)
+}
+
+// completeIssuance is CompleteIssuance, or with installOnly
+// InstallIssuance.
+func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cert, now time.Time, installOnly bool) (Node, bool, error) {
 	if c.Serial == "" { // what the schema would refuse anyway, said plainly
 		return Node{}, false, fmt.Errorf("complete issuance %s: empty serial", requestID)
 	}
@@ -590,32 +602,44 @@ func (s *SQLStore) CompleteIssuance(ctx context.Context, requestID string, c Cer
 		n         Node
 		installed bool
 	}
+	// The node's row lock (PostgreSQL) is taken as the intent is read, as
+	// in a claim, so that the two queue on it rather than deadlock on the
+	// node and the intent; then deleting the intent makes concurrent
+	// completions find nothing and count nothing.
+	lock := s.DB.Dialect.ForUpdate()
+	if lock != "" {
+		lock += " OF n"
+	}
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
-		// The node's row lock comes first, as in a claim, so that the two
-		// queue on it rather than deadlock on the node and the intent;
-		// then deleting the intent makes concurrent completions find
-		// nothing and count nothing.
-		var nodeID string
-		err := tx.QueryRowContext(ctx, `SELECT node_id FROM reg_intents WHERE request_id = $1`, requestID).Scan(&nodeID)
-		if err != nil {
-			return result{}, nil, db.Found(err, ErrNotFound)
-		}
 		var (
+			in     Intent
 			status Status
 			key    []byte
 			serial sql.NullString
 		)
-		lockErr := s.lockNode(ctx, tx, nodeID, "status, key_sha256, cert_serial", &status, &key, &serial)
-		if lockErr != nil && !errors.Is(lockErr, ErrNotFound) {
-			return result{}, nil, lockErr
+		err := tx.QueryRowContext(ctx, `SELECT i.request_id, i.node_id, i.key_sha256, i.prev_serial, i.hostname, i.csr, i.created_at,
+			n.status, n.key_sha256, n.cert_serial
+			FROM reg_intents i JOIN reg_nodes n ON n.id = i.node_id WHERE i.request_id = $1`+lock, requestID).Scan(
+			&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, db.ScanBytes(&in.CSR), db.ScanTime(&in.CreatedAt),
+			&status, &key, &serial)
+		gone := db.IsNoRows(err)
+		if gone { // no such intent, or its node is gone
+			in, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE request_id = $1`, requestID))
 		}
-		in, err := scanIntent(tx.QueryRowContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1 RETURNING `+intentColumns, requestID))
-		switch {
-		case err != nil:
+		if err != nil {
 			return result{}, nil, db.Found(err, ErrNotFound)
-		case lockErr != nil: // the node is gone
+		}
+		ok := !gone && installable(in, status, key, serial.String)
+		if !ok && installOnly {
 			return result{}, nil, nil
-		case !installable(in, status, key, serial.String):
+		}
+		if k, err := db.RowsAffected(tx.ExecContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1`, requestID)); err != nil || k != 1 {
+			return result{}, nil, cmp.Or(err, ErrNotFound) // completed meanwhile by another caller
+		}
+		switch {
+		case gone:
+			return result{}, nil, nil
+		case !ok:
 			n, err := updateNode(ctx, tx, `certificates_issued = certificates_issued + 1 WHERE id = $1`, in.NodeID)
 			return result{n: n}, nil, err
 		}

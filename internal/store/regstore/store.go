@@ -412,6 +412,14 @@ type Store interface {
 	// zero Node) c is only counted, and the caller must revoke it.
 	// ErrNotFound if the intent is not open (completed already).
 	CompleteIssuance(ctx context.Context, requestID string, c Cert, now time.Time) (n Node, installed bool, err error)
+	// InstallIssuance is CompleteIssuance when c becomes the node's
+	// current certificate (installed). When it would only be counted it
+	// changes nothing (the zero Node, not installed): the intent stays
+	// open, so that the caller revokes c before closing it with
+	// CompleteIssuance, and a revocation that fails is tried again by
+	// whoever completes the intent next. ErrNotFound if the intent is not
+	// open.
+	InstallIssuance(ctx context.Context, requestID string, c Cert, now time.Time) (n Node, installed bool, err error)
 	// ListIntents returns up to limit (<= 0: all) open intents created at
 	// or before `before`, oldest first.
 	ListIntents(ctx context.Context, before time.Time, limit int) ([]Intent, error)

@@ -413,3 +413,79 @@ func testRegisterIssuing(t *testing.T, s regstore.Store) {
 		t.Errorf("ListIntents = %+v, %v; want the old key's only", list, err)
 	}
 }
+
+// testInstallIssuance: InstallIssuance installs as CompleteIssuance does
+// when the node is as its intent found it, and otherwise (revoked,
+// replaced, deleted) changes nothing: the intent stays open and nothing is
+// counted, until CompleteIssuance closes it.
+func testInstallIssuance(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	n := approved(t, s, "n1", 1)
+	mustClaim(t, s, intent("req-n1", "n1", 1, "", t0))
+	c := cert("aa01")
+	got, installed, err := s.InstallIssuance(ctx(t), "req-n1", c, at(time.Minute))
+	if err != nil || !installed {
+		t.Fatalf("InstallIssuance = %v, %v; want installed", installed, err)
+	}
+	n.Cert, n.CertificatesIssued, n.UpdatedAt = storedCert(c), 1, stored(at(time.Minute))
+	diff(t, "InstallIssuance", n, got)
+	diff(t, "GetNode", n, mustGetNode(t, s, "n1"))
+	diff(t, "event of the first certificate", []string{regstore.EventCertificateIssued}, lastEventTypes(t, s, 1))
+	_, _, err = s.InstallIssuance(ctx(t), "req-n1", c, at(2*time.Minute))
+	wantErr(t, "InstallIssuance again", err, regstore.ErrNotFound)
+	_, _, err = s.InstallIssuance(ctx(t), "req-unknown", c, at(2*time.Minute))
+	wantErr(t, "InstallIssuance(unknown)", err, regstore.ErrNotFound)
+
+	approved(t, s, "revoked", 2)
+	approved(t, s, "replaced", 3)
+	approved(t, s, "deleted", 4)
+	for i, id := range []string{"revoked", "replaced", "deleted"} {
+		mustClaim(t, s, intent("req-"+id, id, i+2, "", t0))
+	}
+	if _, err := s.SetStatus(ctx(t), "revoked", []regstore.Status{regstore.StatusApproved}, regstore.StatusRevoked, at(time.Minute), admin, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AllowReplacement(ctx(t), "replaced", at(time.Minute), admin); err != nil {
+		t.Fatal(err)
+	}
+	repl := node("ignored", 13)
+	repl.Status = regstore.StatusApproved
+	if _, err := s.RegisterNode(ctx(t), "tok", at(time.Minute), repl, "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNode(ctx(t), "deleted", at(time.Minute), admin); err != nil {
+		t.Fatal(err)
+	}
+	before := len(logOf(t, s))
+	for _, id := range []string{"revoked", "replaced", "deleted"} {
+		var row regstore.Node
+		if id != "deleted" {
+			row = mustGetNode(t, s, id)
+		}
+		got, installed, err := s.InstallIssuance(ctx(t), "req-"+id, cert("c-"+id), at(2*time.Minute))
+		if err != nil || installed || got.ID != "" {
+			t.Fatalf("InstallIssuance(%s) = %s, %v, %v; want the zero node, not installed", id, got.ID, installed, err)
+		}
+		if id != "deleted" {
+			diff(t, id+" after InstallIssuance", row, mustGetNode(t, s, id))
+		}
+	}
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 3 {
+		t.Fatalf("ListIntents = %+v, %v; want the three still open", list, err)
+	}
+	if after := len(logOf(t, s)); after != before {
+		t.Errorf("%d events appended by InstallIssuance of moved-on nodes, want 0", after-before)
+	}
+	for _, id := range []string{"revoked", "replaced"} {
+		got, installed, err := s.CompleteIssuance(ctx(t), "req-"+id, cert("c-"+id), at(3*time.Minute))
+		if err != nil || installed || got.CertificatesIssued != 1 || got.Cert != nil {
+			t.Errorf("CompleteIssuance(%s) after InstallIssuance = %+v, %v, %v; want counted once, not installed", id, got, installed, err)
+		}
+	}
+	if got, installed, err := s.CompleteIssuance(ctx(t), "req-deleted", cert("c-deleted"), at(3*time.Minute)); err != nil || installed || got.ID != "" {
+		t.Errorf("CompleteIssuance(deleted) = %+v, %v, %v; want the zero node, not installed", got, installed, err)
+	}
+	if list, err := s.ListIntents(ctx(t), at(time.Hour), 0); err != nil || len(list) != 0 {
+		t.Errorf("ListIntents = %+v, %v; want none", list, err)
+	}
+}

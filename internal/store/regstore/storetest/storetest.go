@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"CompleteMovedOn", testCompleteMovedOn},
 		{"IssuanceRace", testIssuanceRace},
 		{"RegisterIssuing", testRegisterIssuing},
+		{"InstallIssuance", testInstallIssuance},
 		{"ListUncertified", testListUncertified},
 		{"DeleteNode", testDeleteNode},
 		{"EventsWithChanges", testEventsWithChanges},
