@@ -8,8 +8,11 @@ import (
 	"errors"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/store/bundlestore"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -129,4 +132,27 @@ func TestDeleteAndReplaceDropBundles(t *testing.T) {
 	if creds.GetNodeId() != id || creds.GetBundle() != nil {
 		t.Fatalf("replacement: node %s bundle %v, want node %s without the old bundle", creds.GetNodeId(), creds.GetBundle(), id)
 	}
+}
+
+// TestRegisterAsksNoBundleStore: a node's first registration answers "no
+// bundle" without asking the bundle store, which can hold none for a node
+// made by that very call, so it succeeds while the store is down; a known
+// key registering again is answered like a Resume, from the store, and
+// gets Unavailable.
+func TestRegisterAsksNoBundleStore(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		e.bundlesDown()
+		n := e.newNode(uuidA)
+		req := n.registerRequest(t, e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true}))
+		resp, err := n.client().Register(context.Background(), req)
+		if err != nil {
+			t.Fatalf("first Register with the bundle store down: %v", err)
+		}
+		if creds := resp.GetCredentials(); !creds.GetBundleChecked() || creds.GetBundle() != nil || len(creds.GetCertificateChain()) == 0 {
+			t.Fatalf("first Register: bundle_checked %v bundle %v chain %d; want checked, none, a certificate",
+				creds.GetBundleChecked(), creds.GetBundle(), len(creds.GetCertificateChain()))
+		}
+		_, err = n.client().Register(context.Background(), req)
+		grpctest.WantStatus(t, err, codes.Unavailable, msgBundlesDown)
+	})
 }

@@ -28,6 +28,8 @@ type registered struct {
 	opened regstore.Intent
 	// challenge is what a TPM node's first call gets instead of a node.
 	challenge *berthv1.TPMChallenge
+	// made: register created or replaced the node.
+	made bool
 }
 
 // register finds or creates the node for the caller's key.
@@ -143,7 +145,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	s.log.Info("node registered", "node", node.ID, "status", node.Status, "token", tok.ID, "replaced", replaceID != "",
 		"identity_source", node.IdentitySource, "ek_hash", node.EKHash)
 	known(ctx, node)
-	return registered{node: node, opened: opened}, nil
+	return registered{node: node, opened: opened, made: true}, nil
 }
 
 // limitedCheckToken is checkToken under the per-source limit on failed
@@ -243,16 +245,27 @@ func (s *Service) hardwareConflict(ctx context.Context, id mtls.Identity, in reg
 	return replaceID, nil
 }
 
-// Whether credentials include the sealed bundle: booting nodes need it,
-// renewing ones do not.
+// bundleAnswer is what credentials tell a node of its sealed bundle.
+type bundleAnswer int
+
 const (
-	withBundle    = true
-	withoutBundle = false
+	// withoutBundle: nothing, for renewing nodes, which apply bundles at
+	// boot only.
+	withoutBundle bundleAnswer = iota
+	// withBundle: the node's current bundle, for booting nodes.
+	withBundle
+	// noBundleYet: checked and none, without asking the bundle store, for
+	// a node this very call created (a new random ID: nobody can have
+	// sealed a bundle for it) or replaced (register deleted the old
+	// board's bundles). A bundle put for it from now on reaches it on its
+	// heartbeat stream, which announces the node's latest version when it
+	// opens.
+	noBundleYet
 )
 
 // resume is the path of every boot: one indexed lookup and, unless the
 // certificate is due for renewal, no write and no CA call.
-func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bool) (*berthv1.NodeCredentials, error) {
+func (s *Service) resume(ctx context.Context, id mtls.Identity, bundle bundleAnswer) (*berthv1.NodeCredentials, error) {
 	node, err := s.resumeNode(ctx, id)
 	if err != nil {
 		return nil, err
@@ -296,7 +309,7 @@ func usable(n regstore.Node, pendingOK bool) error {
 // credentials returns the node's current chain, asking the CA for a new
 // certificate only when there is none, or it is due or expired: through
 // opened, the issuance registration opened with the node, if not zero.
-func (s *Service) credentials(ctx context.Context, n regstore.Node, opened regstore.Intent, bundle bool) (*berthv1.NodeCredentials, error) {
+func (s *Service) credentials(ctx context.Context, n regstore.Node, opened regstore.Intent, bundle bundleAnswer) (*berthv1.NodeCredentials, error) {
 	out := &berthv1.NodeCredentials{
 		NodeId:      n.ID,
 		Status:      statusToProto(n.Status),
@@ -314,7 +327,11 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, opened regst
 		n, out.Renewed = renewed, true
 	}
 	out.CertificateChain = n.Cert.Chain
-	if bundle && s.bundles != nil {
+	switch {
+	case s.bundles == nil:
+	case bundle == noBundleYet:
+		out.BundleChecked = true
+	case bundle == withBundle:
 		b, err := s.bundles.Sealed(ctx, n.ID, n.BundleKey)
 		if err != nil {
 			return nil, err

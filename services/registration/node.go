@@ -56,7 +56,11 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if quote != nil {
 		return &berthv1.RegisterResponse{QuoteChallenge: quote, ServerTime: n.now()}, nil
 	}
-	creds, err := n.s.credentials(ctx, node, reg.opened, withBundle)
+	bundle := withBundle
+	if reg.made {
+		bundle = noBundleYet
+	}
+	creds, err := n.s.credentials(ctx, node, reg.opened, bundle)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
 	}
