@@ -134,15 +134,18 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	log = log.With(attrNode, r.NodeID, attrRequest, r.requestID)
-	prior, err := s.store.GetIssuedByRequest(ctx, r.requestID)
-	switch {
-	case err == nil:
-		return s.answered(ctx, log, prior, r)
-	case !errors.Is(err, castore.ErrNotFound):
-		return nil, errorTable.Status(ctx, log, fmt.Errorf("look up request: %w", err))
-	}
+	// Signed first, then recorded under the request ID, which the log
+	// holds once: a request seen before (rare: a retry, a replica or the
+	// reconciler completing an intent) finds its certificate by the
+	// conflict, and the one signed again, never recorded, never leaves.
+	// Looking the request up first would cost every first request a read.
 	signed, err := s.signer.Sign(ctx, r.SignRequest)
 	if err != nil {
+		// A request answered before is answered again, whatever the
+		// signer says now.
+		if prior, perr := s.store.GetIssuedByRequest(ctx, r.requestID); perr == nil {
+			return s.answered(ctx, log, prior, r)
+		}
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	issued := castore.Issued{
@@ -157,8 +160,9 @@ func (s *Service) Sign(ctx context.Context, req *berthv1.SignRequest) (*berthv1.
 	}
 	if err := s.store.RecordIssued(ctx, issued); err != nil {
 		if errors.Is(err, castore.ErrConflict) {
-			// Another replica recorded this request first: its certificate
-			// is the answer, and this one, never recorded, never leaves.
+			// This request was recorded before, or by another replica
+			// just now: its certificate is the answer, and this one, never
+			// recorded, never leaves.
 			if prior, perr := s.store.GetIssuedByRequest(ctx, r.requestID); perr == nil {
 				return s.answered(ctx, log, prior, r)
 			}
