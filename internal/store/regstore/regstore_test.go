@@ -208,3 +208,53 @@ func TestMigrationArraysToJSON(t *testing.T) {
 		t.Errorf("NodesByHardware(cc:dd) = %v, %v", dups, err)
 	}
 }
+
+// TestMigrationNodeMACs: a SQLite database written before MACs had a
+// table of their own (0011) finds its nodes by MAC once migrated.
+func TestMigrationNodeMACs(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "registration.db")
+	old := fstest.MapFS{}
+	entries, err := os.ReadDir(filepath.Join("migrations", "sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() >= "0011" {
+			continue
+		}
+		body, err := os.ReadFile(filepath.Join("migrations", "sqlite", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old["migrations/sqlite/"+e.Name()] = &fstest.MapFile{Data: body}
+	}
+	h, err := db.OpenSchema(ctx, db.SQLite, path, db.Schema{Service: "registration", FS: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, macs := range []string{`["aa:bb","cc:dd"]`, `["cc:dd",""]`, `[]`} {
+		key := sha256.Sum256(fmt.Appendf(nil, "k%d", i))
+		if _, err := h.ExecContext(ctx, `INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+			bundle_kem, bundle_key, csr, token_id, replacement_allowed, certificates_issued, created_at, updated_at)
+			VALUES ($1, 'pending', $2, '', $3, 'h', '', '{}', 0, x'', x'', 't', 0, 0, 0, 0)`, fmt.Sprintf("n%d", i), key[:], macs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+	s, err := regstore.Open(ctx, db.SQLite, path)
+	if err != nil {
+		t.Fatalf("Open sqlite: %v", err)
+	}
+	defer s.Close()
+	for mac, want := range map[string]string{"aa:bb": "[n0]", "cc:dd": "[n0 n1]", "ee:ff": "[]"} {
+		got, err := s.NodesByHardware(ctx, nil, []string{mac})
+		var ids []string
+		for _, n := range got {
+			ids = append(ids, n.ID)
+		}
+		if err != nil || fmt.Sprint(ids) != want {
+			t.Errorf("NodesByHardware(%s) = %v, %v; want %s", mac, ids, err, want)
+		}
+	}
+}

@@ -404,8 +404,15 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 		return nil, nil
 	}
 	d := s.DB.Dialect
-	return db.Collect(ctx, q, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes
-		WHERE `+d.JSONIn("hardware_uuid", "$1")+` OR `+d.JSONOverlaps("macs", "$2")+` ORDER BY id`, db.JSON(uuids), db.JSON(macs))
+	where := d.JSONIn("hardware_uuid", "$1") + ` OR ` + d.JSONOverlaps("macs", "$2")
+	if d != db.Postgres {
+		// SQLite indexes no JSON array: its MACs are in reg_node_macs,
+		// and each side of the union is an index lookup, where the OR
+		// of the two conditions read every node.
+		where = `id IN (SELECT id FROM reg_nodes WHERE ` + d.JSONIn("hardware_uuid", "$1") + `
+			UNION SELECT node_id FROM reg_node_macs WHERE mac IN (SELECT value FROM json_each($2)))`
+	}
+	return db.Collect(ctx, q, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes WHERE `+where+` ORDER BY id`, db.JSON(uuids), db.JSON(macs))
 }
 
 // NodesByHardware returns the nodes sharing any of the UUIDs or MACs.

@@ -71,6 +71,33 @@ func testNodesByHardware(t *testing.T, s regstore.Store) {
 			diff(t, "IDs", tt.want, nodeIDs(got))
 		})
 	}
+
+	// A node's MACs are its replacement's once replaced, and go with its
+	// deletion.
+	if _, err := s.AllowReplacement(ctx(t), "n4", t0, admin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RegisterNode(ctx(t), "tok", at(time.Minute), hwNode("ignored", 6, "", "02:00:00:00:00:06"), "n4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNode(ctx(t), "n1", at(time.Minute), admin); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		mac  string
+		want []string
+	}{
+		{"02:00:00:00:00:aa", nil},
+		{"02:00:00:00:00:01", nil},
+		{"02:00:00:00:00:06", []string{"n4"}},
+		{"02:00:00:00:00:02", []string{"n2"}},
+	} {
+		got, err := s.NodesByHardware(ctx(t), nil, []string{tt.mac})
+		if err != nil {
+			t.Fatalf("NodesByHardware(%s): %v", tt.mac, err)
+		}
+		diff(t, "after a replacement and a deletion, "+tt.mac, tt.want, nodeIDs(got))
+	}
 }
 
 // testDuplicateHardwareEvents: a node registering with a MAC or UUID another
