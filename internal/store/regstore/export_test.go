@@ -26,7 +26,7 @@ func BulkLoad(ctx context.Context, st Store, nodes []Node) error {
 					n.Serial, db.JSON(n.Labels), int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), n.TokenID,
 					n.ReplacementAllowed, nil, nil, nil, nil, n.CertificatesIssued, d.Time(n.CreatedAt), d.Time(n.UpdatedAt),
 					n.IdentitySource, n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic), n.BootPCRDigest, nil, n.BootNonceTime,
-					n.BootPolicyViolation)
+					n.BootPolicyViolation, n.StatusReason)
 			}
 			if _, err := tx.ExecContext(ctx, q, p...); err != nil {
 				return err

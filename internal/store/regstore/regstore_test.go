@@ -209,6 +209,39 @@ func TestMigrationArraysToJSON(t *testing.T) {
 	}
 }
 
+// BenchmarkNodesByHardware measures the duplicate-hardware lookup every
+// registration makes (twice) for a new machine, with 1,000 and 10,000
+// nodes registered; it should not grow with the registry.
+func BenchmarkNodesByHardware(b *testing.B) {
+	backends := []struct {
+		name string
+		open func(testing.TB) regstore.Store
+	}{
+		{"sqlite", newSQLite},
+		{"postgres", newPostgres},
+	}
+	for _, be := range backends {
+		for _, size := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, size), func(b *testing.B) {
+				ctx := context.Background()
+				s := be.open(b)
+				if err := regstore.BulkLoad(ctx, s, benchNodes(size)); err != nil {
+					b.Fatalf("BulkLoad: %v", err)
+				}
+				i := 0
+				for b.Loop() {
+					uuid := fmt.Sprintf("5c4c4544-0000-0000-0000-%012d", i)
+					mac := fmt.Sprintf("06:00:%02x:%02x:%02x:%02x", byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
+					if got, err := s.NodesByHardware(ctx, []string{uuid}, []string{mac}); err != nil || len(got) != 0 {
+						b.Fatalf("NodesByHardware = %d nodes, %v; want none", len(got), err)
+					}
+					i++
+				}
+			})
+		}
+	}
+}
+
 // TestMigrationNodeMACs: a SQLite database written before MACs had a
 // table of their own (0011) finds its nodes by MAC once migrated.
 func TestMigrationNodeMACs(t *testing.T) {
