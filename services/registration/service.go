@@ -6,17 +6,19 @@
 // # Issuance exactly once
 //
 // Before it asks the CA for a node's certificate the service records an
-// intent (regstore.ClaimIssuance: node, request ID, key hash, the serial
-// it replaces); the CA's Sign is idempotent on the request ID; the
-// certificate is stored, counted and the intent closed in one
-// transaction (CompleteIssuance). One intent is open per node, so the row
-// is also the claim on a renewal: replicas that race complete the same
-// intent and get the same certificate. An intent left open by a crash is
-// completed by the node's next call or by the reconciler in Run, so the
-// CA's log and each node's certificates_issued always agree. The
+// intent (node, request ID, key hash, the serial it replaces): in the
+// transaction that registers a node approved (regstore.RegisterIssuing),
+// else on its own (ClaimIssuance). The CA's Sign is idempotent on the
+// request ID; the certificate is stored, counted and the intent closed in
+// one transaction (InstallIssuance, or CompleteIssuance once a certificate
+// for a node that moved on is revoked). One intent is open per node, so
+// the row is also the claim on a renewal: replicas that race complete the
+// same intent and get the same certificate. An intent left open by a
+// crash is completed by the node's next call or by the reconciler in Run,
+// so the CA's log and each node's certificates_issued always agree. The
 // reconciler also opens and completes the issuance of an approved node
 // that has no certificate and no intent (approved by an admin, or whose
-// caller was lost before the intent), so its next call finds it. A
+// caller was lost before it claimed), so its next call finds it. A
 // certificate that arrives for a node that moved on (revoked, deleted,
 // replaced) is counted and revoked, never handed out.
 //
