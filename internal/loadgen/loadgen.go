@@ -237,7 +237,9 @@ type Result struct {
 	// StoreXactsPerS and StoreRowsPerS are the store database's committed
 	// transactions (reads included, so an upper bound on its write
 	// statements) and rows written (inserted, updated or deleted) per
-	// second over the window, all services together (--db).
+	// second over the window, all services together (--db); heartbeat
+	// counts from storeSettle into the window, when the connect phase's
+	// writes are over and counted.
 	StoreXactsPerS *float64 `json:"store_xacts_per_s,omitempty"`
 	StoreRowsPerS  *float64 `json:"store_rows_written_per_s,omitempty"`
 	// Processes is how many load generators a combined result adds up

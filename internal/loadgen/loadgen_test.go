@@ -339,3 +339,18 @@ func TestReportCombinedHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreSettleIn: the store's rates start storeSettle into a window
+// long enough to keep most of it, a third of the way into a shorter one.
+func TestStoreSettleIn(t *testing.T) {
+	for _, c := range []struct{ window, want time.Duration }{
+		{30 * time.Second, storeSettle},
+		{2 * storeSettle, storeSettle},
+		{2*storeSettle - 3*time.Millisecond, 2*storeSettle/3 - time.Millisecond},
+		{2500 * time.Millisecond, 833333333 * time.Nanosecond},
+	} {
+		if got := storeSettleIn(c.window); got != c.want {
+			t.Errorf("storeSettleIn(%v) = %v, want %v", c.window, got, c.want)
+		}
+	}
+}
