@@ -34,6 +34,9 @@ type SQLStore struct {
 	// byKey is prepared once because every boot runs it; database/sql keeps
 	// one prepared copy per pooled connection.
 	byKey *sql.Stmt
+	// stmts are the registration path's other statements, prepared on
+	// SQLite (hot).
+	stmts statements
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -57,6 +60,7 @@ func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 // Close closes the database.
 func (s *SQLStore) Close() {
 	s.byKey.Close()
+	s.stmts.close()
 	s.Store.Close()
 }
 
@@ -195,7 +199,7 @@ func getNode(ctx context.Context, q db.Querier, id string) (Node, error) {
 
 // updateNode runs "UPDATE reg_nodes SET <setWhere>" and returns the node
 // as it changed it; sql.ErrNoRows when it changed none.
-func updateNode(ctx context.Context, tx *sql.Tx, setWhere string, args ...any) (Node, error) {
+func updateNode(ctx context.Context, tx db.Querier, setWhere string, args ...any) (Node, error) {
 	return scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET `+setWhere+` RETURNING `+nodeColumns, args...))
 }
 
@@ -223,7 +227,7 @@ func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
 
 // GetToken returns token id.
 func (s *SQLStore) GetToken(ctx context.Context, id string) (Token, error) {
-	t, err := getToken(ctx, s.DB, id)
+	t, err := getToken(ctx, s.hot(nil), id)
 	return db.Result(t, err, "get token %s", id)
 }
 
@@ -270,13 +274,14 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 	// Grouped: a fleet registers at once, with one token whose row each
 	// registration updates.
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (registered, []eventlog.Event, error) {
-		out, err := s.registerNode(ctx, tx, tokenID, now, n, replaceID)
+		q := s.hot(tx)
+		out, err := s.registerNode(ctx, q, tokenID, now, n, replaceID)
 		if err != nil {
 			return registered{}, nil, err
 		}
 		var open Intent
 		if requestID != "" && out.Status == StatusApproved {
-			if open, err = s.openFirstIssuance(ctx, tx, out, requestID, now); err != nil {
+			if open, err = s.openFirstIssuance(ctx, q, out, requestID, now); err != nil {
 				return registered{}, nil, fmt.Errorf("open issuance: %w", err)
 			}
 		}
@@ -286,7 +291,7 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 		// at the same instant may each miss the other, and then neither
 		// gets the event; both still show as duplicates (duplicate_of is
 		// worked out on every read).
-		others, err := s.nodesByHardware(ctx, tx, []string{out.HardwareUUID}, out.MACs)
+		others, err := s.nodesByHardware(ctx, q, []string{out.HardwareUUID}, out.MACs)
 		if err != nil {
 			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
@@ -307,7 +312,7 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 // after, without a transaction of its own. A replaced node may still have
 // an issuance of its old key open (one per node): then none is opened, and
 // the zero Intent says so.
-func (s *SQLStore) openFirstIssuance(ctx context.Context, tx *sql.Tx, n Node, requestID string, now time.Time) (Intent, error) {
+func (s *SQLStore) openFirstIssuance(ctx context.Context, tx db.Querier, n Node, requestID string, now time.Time) (Intent, error) {
 	open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 		VALUES ($1, $2, $3, '', $4, $5, $6)
 		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns,
@@ -318,7 +323,7 @@ func (s *SQLStore) openFirstIssuance(ctx context.Context, tx *sql.Tx, n Node, re
 	return open, err
 }
 
-func (s *SQLStore) registerNode(ctx context.Context, tx *sql.Tx, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
+func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
 	d := s.DB.Dialect
 	// The row lock this UPDATE takes (on SQLite: the write lock of BEGIN
 	// IMMEDIATE) makes concurrent registrations with one token queue; each
@@ -385,7 +390,7 @@ func missing(ctx context.Context, q db.Querier, id string, otherwise error) erro
 
 // GetNode returns node id.
 func (s *SQLStore) GetNode(ctx context.Context, id string) (Node, error) {
-	n, err := getNode(ctx, s.DB, id)
+	n, err := getNode(ctx, s.hot(nil), id)
 	return db.Result(n, err, "get node %s", id)
 }
 
@@ -417,7 +422,7 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 
 // NodesByHardware returns the nodes sharing any of the UUIDs or MACs.
 func (s *SQLStore) NodesByHardware(ctx context.Context, uuids, macs []string) ([]Node, error) {
-	ns, err := s.nodesByHardware(ctx, s.DB, uuids, macs)
+	ns, err := s.nodesByHardware(ctx, s.hot(nil), uuids, macs)
 	return db.Result(ns, err, "nodes by hardware")
 }
 
@@ -566,13 +571,14 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 		claimed bool
 	}
 	c, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (claim, []eventlog.Event, error) {
-		open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
+		q := s.hot(tx)
+		open, err := scanIntent(q.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
 		SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
 		WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
 		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
 		c := claim{open, err == nil}
 		if db.IsNoRows(err) {
-			c.open, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
+			c.open, err = scanIntent(q.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
 		}
 		if db.IsNoRows(err) {
 			// No intent to return: none could be opened because the node
@@ -580,7 +586,7 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 			// it by node (a retry of the same boot, after the replica it
 			// first reached died). Either way the node is settled, as after
 			// a conflict.
-			err = missing(ctx, tx, in.NodeID, ErrConflict)
+			err = missing(ctx, q, in.NodeID, ErrConflict)
 		}
 		return c, nil, err
 	})
@@ -618,20 +624,21 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 		lock += " OF n"
 	}
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
+		q := s.hot(tx)
 		var (
 			in     Intent
 			status Status
 			key    []byte
 			serial sql.NullString
 		)
-		err := tx.QueryRowContext(ctx, `SELECT i.request_id, i.node_id, i.key_sha256, i.prev_serial, i.hostname, i.csr, i.created_at,
+		err := q.QueryRowContext(ctx, `SELECT i.request_id, i.node_id, i.key_sha256, i.prev_serial, i.hostname, i.csr, i.created_at,
 			n.status, n.key_sha256, n.cert_serial
 			FROM reg_intents i JOIN reg_nodes n ON n.id = i.node_id WHERE i.request_id = $1`+lock, requestID).Scan(
 			&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, db.ScanBytes(&in.CSR), db.ScanTime(&in.CreatedAt),
 			&status, &key, &serial)
 		gone := db.IsNoRows(err)
 		if gone { // no such intent, or its node is gone
-			in, err = scanIntent(tx.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE request_id = $1`, requestID))
+			in, err = scanIntent(q.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE request_id = $1`, requestID))
 		}
 		if err != nil {
 			return result{}, nil, db.Found(err, ErrNotFound)
@@ -640,18 +647,18 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 		if !ok && installOnly {
 			return result{}, nil, nil
 		}
-		if k, err := db.RowsAffected(tx.ExecContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1`, requestID)); err != nil || k != 1 {
+		if k, err := db.RowsAffected(q.ExecContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1`, requestID)); err != nil || k != 1 {
 			return result{}, nil, cmp.Or(err, ErrNotFound) // completed meanwhile by another caller
 		}
 		switch {
 		case gone:
 			return result{}, nil, nil
 		case !ok:
-			n, err := updateNode(ctx, tx, `certificates_issued = certificates_issued + 1 WHERE id = $1`, in.NodeID)
+			n, err := updateNode(ctx, q, `certificates_issued = certificates_issued + 1 WHERE id = $1`, in.NodeID)
 			return result{n: n}, nil, err
 		}
 		d := s.DB.Dialect
-		n, err := updateNode(ctx, tx, `cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
+		n, err := updateNode(ctx, q, `cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
 			certificates_issued = certificates_issued + 1, updated_at = $5 WHERE id = $6`,
 			c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
 		return result{n, true}, certificateEvent(in.NodeID, in.PrevSerial, c, now), err
