@@ -38,22 +38,26 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 	if err := s.streamAllowed(ctx, nodeID, serial); err != nil {
 		return fail(err)
 	}
-	sess, err := s.core.Connect(ctx, nodeID)
-	if err != nil {
-		return fail(err)
+	out := &sender{stream: stream}
+	// No message may follow the handler's return, whoever sends it; and
+	// the session closes after the last beat it took.
+	var sess *liveness.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	defer out.close()
+	opened, ended := s.serveBeats(ctx, nodeID, serial, stream, out)
+	o := <-opened
+	if o.sess == nil {
+		return streamResult(fail, o.end)
 	}
-	defer sess.Close()
+	sess = o.sess
 	s.metrics.StreamOpened()
 	defer s.metrics.StreamClosed()
-	out := &sender{stream: stream}
-	// No message may follow the handler's return, whoever sends it.
-	defer out.close()
-	if err := out.send(control(sess.Interval(), 0)); err != nil {
-		return err
-	}
 	bundleVersions, closeBundles := s.bundles.open(nodeID)
 	defer closeBundles()
-	ended := s.serveBeats(ctx, sess, serial, stream, out)
 	for {
 		select {
 		case v := <-bundleVersions:
@@ -67,15 +71,22 @@ func (s *Service) Heartbeat(stream berthv1.HeartbeatService_HeartbeatServer) err
 		case <-sess.Done():
 			return fail(sess.Err())
 		case end := <-ended:
-			switch {
-			case end.beat:
-				return fail(end.err)
-			case errors.Is(end.err, io.EOF):
-				return nil // the agent closed the stream
-			}
-			return end.err
+			return streamResult(fail, end)
 		}
 	}
+}
+
+// streamResult is what the handler returns for end: the status of a bad
+// beat or of a refused connection (fail maps them), nothing when the agent
+// closed the stream, or the stream's own error.
+func streamResult(fail func(error) error, end streamEnd) error {
+	switch {
+	case end.beat:
+		return fail(end.err)
+	case errors.Is(end.err, io.EOF):
+		return nil // the agent closed the stream
+	}
+	return end.err
 }
 
 // beat checks and records one beat of sess's stream, opened with the
@@ -99,24 +110,47 @@ func (s *Service) beat(ctx context.Context, sess *liveness.Session, serial strin
 	return control(interval, req.GetSequence()), nil
 }
 
-// streamEnd is why serveBeats stopped: a bad beat (beat), whose error
-// the handler maps to a status, or the stream's own error.
+// streamEnd is why serveBeats stopped: a bad beat or a refused
+// connection (beat), whose error the handler maps to a status, or the
+// stream's own error.
 type streamEnd struct {
 	err  error
 	beat bool
 }
 
-// serveBeats reads, records and acknowledges beats on a goroutine of its
-// own, so that the handler can end the stream (revocation, supersede,
+// opening is how a stream's connection went: its session, or why it has
+// none.
+type opening struct {
+	sess *liveness.Session
+	end  streamEnd
+}
+
+// serveBeats opens the node's session, tells the node its interval, and
+// then reads, records and acknowledges beats, on a goroutine of its own,
+// so that the handler can end the stream (revocation, supersede,
 // shutdown) while a read is pending. A beat is answered on the goroutine
 // that read it: handing it to the handler cost a goroutine switch per
-// beat, the largest share of a beat's CPU that is berth's own. It stops
-// at the first error, which it reports once; a read returns when the
-// stream's context ends, which happens when the handler returns.
-func (s *Service) serveBeats(ctx context.Context, sess *liveness.Session, serial string,
-	stream berthv1.HeartbeatService_HeartbeatServer, out *sender) <-chan streamEnd {
+// beat. The session is opened here too, so that the store's deep calls
+// (reading the node's row, writing a beat that changes it) grow one
+// goroutine's stack, not both. It reports the opening once on opened, then
+// stops at the first error, which it reports once on ended; a read returns
+// when the stream's context ends, which happens when the handler returns.
+func (s *Service) serveBeats(ctx context.Context, nodeID, serial string,
+	stream berthv1.HeartbeatService_HeartbeatServer, out *sender) (<-chan opening, <-chan streamEnd) {
+	opened := make(chan opening, 1)
 	ended := make(chan streamEnd, 1)
 	go func() {
+		sess, err := s.core.Connect(ctx, nodeID)
+		if err != nil {
+			opened <- opening{end: streamEnd{err: err, beat: true}}
+			return
+		}
+		if err := out.send(control(sess.Interval(), 0)); err != nil {
+			sess.Close()
+			opened <- opening{end: streamEnd{err: err}}
+			return
+		}
+		opened <- opening{sess: sess}
 		for {
 			req, err := stream.Recv()
 			if err != nil {
@@ -129,7 +163,7 @@ func (s *Service) serveBeats(ctx context.Context, sess *liveness.Session, serial
 			}
 		}
 	}()
-	return ended
+	return opened, ended
 }
 
 // errStreamClosed is a message after the handler returned; nobody reads
