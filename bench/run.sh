@@ -414,7 +414,7 @@ stepca_sign() {
 	local port pid dir="$work/stepca" ok=1
 	port=$(free_port)
 	say "---- stepca-sign: step-ca on 127.0.0.1:$port, berth-loadgen stepca-sign"
-	if ! "$loadgen" stepca-init --dir "$dir" --listen "127.0.0.1:$port"; then
+	if ! "$loadgen" stepca-init --stepca-dir "$dir" --stepca-listen "127.0.0.1:$port"; then
 		say "stepca-sign FAILED"
 		failed=1
 		return
@@ -430,7 +430,7 @@ stepca_sign() {
 	if ! grep -q 'Serving HTTPS' "$work/logs/stepca.log"; then
 		say "step-ca did not start: $(tail -n 5 "$work/logs/stepca.log")"
 		ok=0
-	elif ! "$loadgen" stepca-sign --dir "$dir" --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
+	elif ! "$loadgen" stepca-sign --stepca-dir "$dir" --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
 		--server-pids "stepca=$pid" -o json >>"$results"; then
 		ok=0
 	fi

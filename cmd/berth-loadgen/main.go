@@ -43,8 +43,8 @@ const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen stream-floor --nodes N [--interval I] [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
-  berth-loadgen stepca-init --dir DIR --listen HOST:PORT
-  berth-loadgen stepca-sign --dir DIR --nodes N [flags]
+  berth-loadgen stepca-init --stepca-dir DIR --stepca-listen HOST:PORT
+  berth-loadgen stepca-sign --stepca-dir DIR --nodes N [flags]
 
 berth-loadgen simulates N berth nodes in one process, each with its own
 seed-derived keys, hardware UUID (hostname load-NNNNNN), connections, cert
@@ -76,11 +76,12 @@ dir and root, and boots each with berth-agent's own code:
   combine    one result of load generators that ran a scenario in parallel,
              each with its own --seed (counts and rates summed, latency
              percentiles the largest of theirs).
-  stepca-init  writes a throwaway step-ca into --dir: its own root and
-             intermediate, a JWK provisioner, ca.json listening on --listen
+  stepca-init  writes a throwaway step-ca into --stepca-dir: its own root
+             and intermediate, a JWK provisioner, ca.json listening on
+             --stepca-listen
              with its badger database in DIR/db (run step-ca DIR/ca.json).
   stepca-sign  the yardstick of register: N fresh keys, each with its CSR,
-             ask the step-ca of --dir for a certificate at once (POST
+             ask the step-ca of --stepca-dir for a certificate at once (POST
              /1.0/sign), each with a fresh one-time token and a fresh TLS
              connection; signs/s and, with --server-pids, step-ca's CPU
              per sign.

@@ -72,10 +72,10 @@ func TestRunUsage(t *testing.T) {
 		{"bad duration", []string{"ceiling", "-duration", "soon"}, nil, `berth-loadgen: invalid value "soon" for flag -duration: `},
 		{"stray argument", []string{"register", "--nodes", "1", "now"}, nil, `berth-loadgen: unexpected argument "now"`},
 		{"bad server PIDs", []string{"register", "--nodes", "1", "--server-pids", "x=y"}, nil, "berth-loadgen: "},
-		{"stepca-sign without dir", []string{"stepca-sign", "--nodes", "3"}, nil, "berth-loadgen: --dir and --nodes N are required (see berth-loadgen stepca-sign -h)"},
-		{"stepca-sign without nodes", []string{"stepca-sign", "--dir", "x"}, nil, "berth-loadgen: --dir and --nodes N are required"},
-		{"stepca-sign bad PIDs", []string{"stepca-sign", "--dir", "x", "--nodes", "1", "--server-pids", "stepca="}, nil, "berth-loadgen: --server-pids: "},
-		{"stepca-init without listen", []string{"stepca-init", "--dir", "x"}, nil, "berth-loadgen: --dir and --listen are required (see berth-loadgen stepca-init -h)"},
+		{"stepca-sign without dir", []string{"stepca-sign", "--nodes", "3"}, nil, "berth-loadgen: --stepca-dir and --nodes N are required (see berth-loadgen stepca-sign -h)"},
+		{"stepca-sign without nodes", []string{"stepca-sign", "--stepca-dir", "x"}, nil, "berth-loadgen: --stepca-dir and --nodes N are required"},
+		{"stepca-sign bad PIDs", []string{"stepca-sign", "--stepca-dir", "x", "--nodes", "1", "--server-pids", "stepca="}, nil, "berth-loadgen: --server-pids: "},
+		{"stepca-init without listen", []string{"stepca-init", "--stepca-dir", "x"}, nil, "berth-loadgen: --stepca-dir and --stepca-listen are required (see berth-loadgen stepca-init -h)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

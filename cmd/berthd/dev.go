@@ -93,8 +93,13 @@ func announce(ctx context.Context, dir, addr string, layout *pki.Layout, stdout 
 		"export BERTH_KEY=" + shellQuote(layout.AdminKeyPath()),
 		"export BERTH_CA_HASH=" + shellQuote(layout.CAHash()),
 	}
+	// Written aside and renamed, so that a script waiting for the file
+	// (tests, make bench) never reads it half written.
 	envFile := filepath.Join(dir, "env")
-	if err := os.WriteFile(envFile, []byte(strings.Join(envLines, "\n")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(envFile+".new", []byte(strings.Join(envLines, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", envFile, err)
+	}
+	if err := os.Rename(envFile+".new", envFile); err != nil {
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
 	token, link, err := devToken(ctx, addr, layout)
