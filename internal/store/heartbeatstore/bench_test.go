@@ -21,24 +21,7 @@ func BenchmarkMarkSilent(b *testing.B) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(fmt.Sprintf("%s/nodes=%d", backend, rows), func(b *testing.B) {
 			ctx := context.Background()
-			var s heartbeatstore.Store
-			var err error
-			if backend == "sqlite" {
-				s, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(b.TempDir(), "hb.db"))
-			} else {
-				s, err = heartbeatstore.Open(ctx, db.Postgres, pgtest.NewDatabase(b))
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(s.Close)
-			obs := make([]heartbeatstore.Observation, rows)
-			for i := range obs {
-				obs[i] = heartbeatstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: heartbeatstore.StatusUp}
-			}
-			if _, err := s.Flush(ctx, obs, nil); err != nil {
-				b.Fatal(err)
-			}
+			s, _ := beatingStore(b, backend, rows, t0)
 			if held, _, err := s.AcquireLease(ctx, "d", t0, t0.Add(time.Hour)); err != nil || !held {
 				b.Fatal(held, err)
 			}
@@ -64,24 +47,7 @@ func BenchmarkFlush(b *testing.B) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(fmt.Sprintf("%s/nodes=%d", backend, rows), func(b *testing.B) {
 			ctx := context.Background()
-			var s heartbeatstore.Store
-			var err error
-			if backend == "sqlite" {
-				s, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(b.TempDir(), "hb.db"))
-			} else {
-				s, err = heartbeatstore.Open(ctx, db.Postgres, pgtest.NewDatabase(b))
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(s.Close)
-			obs := make([]heartbeatstore.Observation, rows)
-			for i := range obs {
-				obs[i] = heartbeatstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: heartbeatstore.StatusUp}
-			}
-			if _, err := s.Flush(ctx, obs, nil); err != nil {
-				b.Fatal(err)
-			}
+			s, obs := beatingStore(b, backend, rows, t0)
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
@@ -100,4 +66,32 @@ func BenchmarkFlush(b *testing.B) {
 			}
 		})
 	}
+}
+
+// beatingStore opens a heartbeat store on backend ("sqlite" or "postgres")
+// holding rows healthy nodes that beat at t0, and returns their beats.
+func beatingStore(b *testing.B, backend string, rows int, t0 time.Time) (heartbeatstore.Store, []heartbeatstore.Observation) {
+	b.Helper()
+	ctx := context.Background()
+	var (
+		s   heartbeatstore.Store
+		err error
+	)
+	if backend == "sqlite" {
+		s, err = heartbeatstore.Open(ctx, db.SQLite, filepath.Join(b.TempDir(), "hb.db"))
+	} else {
+		s, err = heartbeatstore.Open(ctx, db.Postgres, pgtest.NewDatabase(b))
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	obs := make([]heartbeatstore.Observation, rows)
+	for i := range obs {
+		obs[i] = heartbeatstore.Observation{NodeID: fmt.Sprintf("node-%06d", i), LastSeen: t0, Sequence: 1, BootID: "b", Status: heartbeatstore.StatusUp}
+	}
+	if _, err := s.Flush(ctx, obs, nil); err != nil {
+		b.Fatal(err)
+	}
+	return s, obs
 }
