@@ -110,6 +110,25 @@ func benchNodes(n int) []regstore.Node {
 	return nodes
 }
 
+// benchBackends are the engines the benchmarks run on.
+var benchBackends = []struct {
+	name string
+	open func(testing.TB) regstore.Store
+}{
+	{"sqlite", newSQLite},
+	{"postgres", newPostgres},
+}
+
+// loadedStore opens a store with open and loads size benchmark nodes.
+func loadedStore(b *testing.B, open func(testing.TB) regstore.Store, size int) regstore.Store {
+	b.Helper()
+	s := open(b)
+	if err := regstore.BulkLoad(context.Background(), s, benchNodes(size)); err != nil {
+		b.Fatalf("BulkLoad: %v", err)
+	}
+	return s
+}
+
 func benchKey(i int) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(i))
@@ -120,21 +139,11 @@ func benchKey(i int) []byte {
 // BenchmarkGetNodeByKey measures the boot-time lookup with 1,000 and 100,000
 // nodes registered; it should not grow with the registry.
 func BenchmarkGetNodeByKey(b *testing.B) {
-	backends := []struct {
-		name string
-		open func(testing.TB) regstore.Store
-	}{
-		{"sqlite", newSQLite},
-		{"postgres", newPostgres},
-	}
-	for _, be := range backends {
+	for _, be := range benchBackends {
 		for _, size := range []int{1_000, 100_000} {
 			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, size), func(b *testing.B) {
 				ctx := context.Background()
-				s := be.open(b)
-				if err := regstore.BulkLoad(ctx, s, benchNodes(size)); err != nil {
-					b.Fatalf("BulkLoad: %v", err)
-				}
+				s := loadedStore(b, be.open, size)
 				keys := make([][]byte, 4096)
 				for i := range keys {
 					keys[i] = benchKey((i * 7919) % size) // spread over the table
@@ -213,21 +222,11 @@ func TestMigrationArraysToJSON(t *testing.T) {
 // registration makes (twice) for a new machine, with 1,000 and 10,000
 // nodes registered; it should not grow with the registry.
 func BenchmarkNodesByHardware(b *testing.B) {
-	backends := []struct {
-		name string
-		open func(testing.TB) regstore.Store
-	}{
-		{"sqlite", newSQLite},
-		{"postgres", newPostgres},
-	}
-	for _, be := range backends {
+	for _, be := range benchBackends {
 		for _, size := range []int{1_000, 10_000} {
 			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, size), func(b *testing.B) {
 				ctx := context.Background()
-				s := be.open(b)
-				if err := regstore.BulkLoad(ctx, s, benchNodes(size)); err != nil {
-					b.Fatalf("BulkLoad: %v", err)
-				}
+				s := loadedStore(b, be.open, size)
 				i := 0
 				for b.Loop() {
 					uuid := fmt.Sprintf("5c4c4544-0000-0000-0000-%012d", i)
