@@ -3,63 +3,112 @@ package regstore
 import (
 	"context"
 	"database/sql"
-	"sync"
 
 	"github.com/berth-dev/berth/internal/db"
 )
 
-// statements keeps the registration path's statements prepared, for
+// The registration path's statements (token use, node insert and
+// replacement, duplicate-hardware lookups, intents, issuance completion,
+// token and node reads), which Open prepares on SQLite.
+const (
+	tokenByID  = `SELECT ` + tokenColumns + ` FROM reg_tokens WHERE id = $1`
+	nodeByID   = `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE id = $1`
+	nodeExists = `SELECT 1 FROM reg_nodes WHERE id = $1`
+	useToken   = `UPDATE reg_tokens SET uses_left = uses_left - 1
+		WHERE id = $1 AND NOT revoked AND expires_at > $2 AND uses_left > 0`
+	insertNode = `INSERT INTO reg_nodes (` + nodeColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18,
+		$19, '', NULL, 0, '', '')
+		RETURNING ` + nodeColumns
+	// replaceNode, countIssued and installCert are updateNode's.
+	replaceNode = `status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
+		bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
+		cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
+		updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16,
+		ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = '',
+		status_reason = ''
+		WHERE id = $13 AND replacement_allowed`
+	countIssued = `certificates_issued = certificates_issued + 1 WHERE id = $1`
+	installCert = `cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
+		certificates_issued = certificates_issued + 1, updated_at = $5 WHERE id = $6`
+	openFirstIntent = `INSERT INTO reg_intents (` + intentColumns + `)
+		VALUES ($1, $2, $3, '', $4, $5, $6)
+		ON CONFLICT (node_id) DO NOTHING RETURNING ` + intentColumns
+	intentByNode    = `SELECT ` + intentColumns + ` FROM reg_intents WHERE node_id = $1`
+	intentByRequest = `SELECT ` + intentColumns + ` FROM reg_intents WHERE request_id = $1`
+	deleteIntent    = `DELETE FROM reg_intents WHERE request_id = $1`
+)
+
+func updateNodeSQL(setWhere string) string {
+	return `UPDATE reg_nodes SET ` + setWhere + ` RETURNING ` + nodeColumns
+}
+
+func claimIntentSQL(d db.Dialect) string {
+	return `INSERT INTO reg_intents (` + intentColumns + `)
+		SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
+		WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4` + d.ForUpdate() + `
+		ON CONFLICT (node_id) DO NOTHING RETURNING ` + intentColumns
+}
+
+// intentWithNodeSQL reads an intent with its node's state, taking the
+// node's row lock on PostgreSQL.
+func intentWithNodeSQL(d db.Dialect) string {
+	lock := d.ForUpdate()
+	if lock != "" {
+		lock += " OF n"
+	}
+	return `SELECT i.request_id, i.node_id, i.key_sha256, i.prev_serial, i.hostname, i.csr, i.created_at,
+		n.status, n.key_sha256, n.cert_serial
+		FROM reg_intents i JOIN reg_nodes n ON n.id = i.node_id WHERE i.request_id = $1` + lock
+}
+
+// statements keeps the registration path's statements prepared, on
 // SQLite: its driver parses a statement again on every call, a tenth of
-// berthd dev's CPU per registration, where a statement prepared once stays
-// prepared on each pooled connection (database/sql keeps a copy per
-// connection, and SQLite's connections are never retired). PostgreSQL's
-// driver keeps its own cache of prepared statements.
-type statements struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+// berthd dev's CPU per registration, where a prepared one stays prepared on
+// each pooled connection (database/sql keeps a copy per connection, and
+// SQLite's connections are never retired). PostgreSQL's driver keeps its
+// own cache of prepared statements.
+//
+// They are all prepared at Open, never on first use: a first use inside a
+// transaction would prepare through the pool, waiting for a second
+// connection while holding one, and in a storm every other connection is
+// held by a writer waiting (busy_timeout, 10 s) for that very transaction's
+// write lock. Within a transaction, Tx.StmtContext prepares a statement on
+// the transaction's own connection. The map is only read after Open.
+type statements map[string]*sql.Stmt
+
+// prepareHot prepares the registration path's statements on SQLite, and
+// none on PostgreSQL.
+func prepareHot(ctx context.Context, d *db.DB) (statements, error) {
+	if d.Dialect != db.SQLite {
+		return nil, nil
+	}
+	st := statements{}
+	for _, q := range []string{tokenByID, nodeByID, nodeExists, useToken, insertNode, updateNodeSQL(replaceNode),
+		updateNodeSQL(countIssued), updateNodeSQL(installCert), openFirstIntent, intentByNode, intentByRequest,
+		deleteIntent, claimIntentSQL(d.Dialect), intentWithNodeSQL(d.Dialect), nodesByHardwareSQL(d.Dialect)} {
+		p, err := d.PrepareContext(ctx, q)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		st[q] = p
+	}
+	return st, nil
 }
 
-// get returns query prepared, or nil if it could not be: the caller then
-// runs it unprepared, which reports the same error. It prepares without
-// the lock held: preparing waits for a free connection, which a caller
-// holding one in a transaction must not make the others wait for.
-func (c *statements) get(ctx context.Context, d *db.DB, query string) *sql.Stmt {
-	c.mu.Lock()
-	st, ok := c.m[query]
-	c.mu.Unlock()
-	if ok {
-		return st
+func (st statements) close() {
+	for _, p := range st {
+		p.Close()
 	}
-	st, err := d.PrepareContext(context.WithoutCancel(ctx), query)
-	if err != nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if first, ok := c.m[query]; ok { // prepared meanwhile by another caller
-		st.Close()
-		return first
-	}
-	if c.m == nil {
-		c.m = map[string]*sql.Stmt{}
-	}
-	c.m[query] = st
-	return st
-}
-
-func (c *statements) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, st := range c.m {
-		st.Close()
-	}
-	c.m = nil
 }
 
 // prepared runs queries through the store's prepared statements, in tx
-// (or outside a transaction when tx is nil).
+// (or outside a transaction when tx is nil); any other query, and every
+// query on PostgreSQL, runs as it is.
 type prepared struct {
-	s  *SQLStore
+	st statements
+	q  db.Querier
 	tx *sql.Tx
 }
 
@@ -73,44 +122,39 @@ func (s *SQLStore) hot(tx *sql.Tx) db.Querier {
 		return tx
 	case s.DB.Dialect == db.Postgres:
 		return s.DB
+	case tx != nil:
+		return prepared{s.stmts, tx, tx}
 	}
-	return prepared{s: s, tx: tx}
+	return prepared{s.stmts, s.DB, nil}
 }
 
-// stmt is query prepared, bound to the transaction if there is one.
+// stmt is query prepared, bound to the transaction if there is one; nil
+// if it was not prepared at Open.
 func (p prepared) stmt(ctx context.Context, query string) *sql.Stmt {
-	st := p.s.stmts.get(ctx, p.s.DB, query)
+	st := p.st[query]
 	if st != nil && p.tx != nil {
 		st = p.tx.StmtContext(ctx, st)
 	}
 	return st
 }
 
-// plain is the unprepared way, for a statement that could not be prepared.
-func (p prepared) plain() db.Querier {
-	if p.tx != nil {
-		return p.tx
-	}
-	return p.s.DB
-}
-
 func (p prepared) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if st := p.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
-	return p.plain().ExecContext(ctx, query, args...)
+	return p.q.ExecContext(ctx, query, args...)
 }
 
 func (p prepared) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := p.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return p.plain().QueryContext(ctx, query, args...)
+	return p.q.QueryContext(ctx, query, args...)
 }
 
 func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := p.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return p.plain().QueryRowContext(ctx, query, args...)
+	return p.q.QueryRowContext(ctx, query, args...)
 }

@@ -3,6 +3,7 @@ package regstore_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -287,6 +288,74 @@ func TestMigrationNodeMACs(t *testing.T) {
 		}
 		if err != nil || fmt.Sprint(ids) != want {
 			t.Errorf("NodesByHardware(%s) = %v, %v; want %s", mac, ids, err, want)
+		}
+	}
+}
+
+// TestFirstUseInTransactionTakesNoOtherConnection: the registration
+// path's statements, run for the first time inside their write
+// transaction on SQLite, while every other pooled connection is taken
+// (in a storm: writers waiting, up to busy_timeout, for the write lock
+// that transaction holds), need no second connection. Preparing one
+// through the pool there waited for a connection that would be freed only
+// when those writers gave up, 10 s later, failing them. A wait for a pooled
+// connection fails the test, whatever the clock says.
+func TestFirstUseInTransactionTakesNoOtherConnection(t *testing.T) {
+	ctx := context.Background()
+	s, err := regstore.Open(ctx, db.SQLite, filepath.Join(t.TempDir(), "registration.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	if err := s.CreateToken(ctx, regstore.Token{ID: "tok", SecretHash: benchKey(-1), ExpiresAt: now.Add(time.Hour),
+		UsesLeft: 10, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	var others []*sql.Conn
+	release := func() {
+		for _, c := range others {
+			c.Close()
+		}
+		others = nil
+	}
+	defer release()
+	for range s.DB.Stats().MaxOpenConnections - 1 {
+		c, err := s.DB.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others = append(others, c)
+	}
+	waits := s.DB.Stats().WaitCount
+	done := make(chan error, 1)
+	go func() {
+		n := benchNodes(1)[0]
+		_, open, err := s.RegisterIssuing(ctx, "tok", now, n, "", "req-1")
+		if err == nil {
+			_, _, err = s.InstallIssuance(ctx, open.RequestID, regstore.Cert{Serial: "01", NotBefore: now,
+				NotAfter: now.Add(time.Hour), Chain: [][]byte{{1}}}, now)
+		}
+		done <- err
+	}()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := s.DB.Stats().WaitCount; w != waits {
+				t.Fatalf("the registration path waited %d times for a pooled connection", w-waits)
+			}
+			return
+		case <-tick.C:
+			if s.DB.Stats().WaitCount != waits {
+				release() // let it finish, to close the store
+				<-done
+				t.Fatal("a registration waited for a pooled connection while its transaction held one")
+			}
 		}
 	}
 }

@@ -34,8 +34,8 @@ type SQLStore struct {
 	// byKey is prepared once because every boot runs it; database/sql keeps
 	// one prepared copy per pooled connection.
 	byKey *sql.Stmt
-	// stmts are the registration path's other statements, prepared on
-	// SQLite (hot).
+	// stmts are the registration path's other statements, prepared at
+	// Open on SQLite (hot).
 	stmts statements
 }
 
@@ -54,7 +54,13 @@ func Open(ctx context.Context, d db.Dialect, where string) (*SQLStore, error) {
 		s.Close()
 		return nil, fmt.Errorf("registration store: %w", err)
 	}
-	return &SQLStore{Store: s, byKey: byKey}, nil
+	stmts, err := prepareHot(ctx, s.DB)
+	if err != nil {
+		byKey.Close()
+		s.Close()
+		return nil, fmt.Errorf("registration store: %w", err)
+	}
+	return &SQLStore{Store: s, byKey: byKey, stmts: stmts}, nil
 }
 
 // Close closes the database.
@@ -187,20 +193,20 @@ func nonEmpty(vs []string) []string {
 
 // getToken reads token id on q; ErrNotFound if absent.
 func getToken(ctx context.Context, q db.Querier, id string) (Token, error) {
-	t, err := scanToken(q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM reg_tokens WHERE id = $1`, id))
+	t, err := scanToken(q.QueryRowContext(ctx, tokenByID, id))
 	return t, db.Found(err, ErrNotFound)
 }
 
 // getNode reads node id on q; ErrNotFound if absent.
 func getNode(ctx context.Context, q db.Querier, id string) (Node, error) {
-	n, err := scanNode(q.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM reg_nodes WHERE id = $1`, id))
+	n, err := scanNode(q.QueryRowContext(ctx, nodeByID, id))
 	return n, db.Found(err, ErrNotFound)
 }
 
 // updateNode runs "UPDATE reg_nodes SET <setWhere>" and returns the node
 // as it changed it; sql.ErrNoRows when it changed none.
 func updateNode(ctx context.Context, tx db.Querier, setWhere string, args ...any) (Node, error) {
-	return scanNode(tx.QueryRowContext(ctx, `UPDATE reg_nodes SET `+setWhere+` RETURNING `+nodeColumns, args...))
+	return scanNode(tx.QueryRowContext(ctx, updateNodeSQL(setWhere), args...))
 }
 
 // lockNode reads cols of node id into dest and, on PostgreSQL, locks its
@@ -313,9 +319,7 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 // an issuance of its old key open (one per node): then none is opened, and
 // the zero Intent says so.
 func (s *SQLStore) openFirstIssuance(ctx context.Context, tx db.Querier, n Node, requestID string, now time.Time) (Intent, error) {
-	open, err := scanIntent(tx.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
-		VALUES ($1, $2, $3, '', $4, $5, $6)
-		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns,
+	open, err := scanIntent(tx.QueryRowContext(ctx, openFirstIntent,
 		requestID, n.ID, n.KeySHA256, n.Hostname, db.Bytes(n.CSR), s.DB.Dialect.Time(now)))
 	if db.IsNoRows(err) {
 		return Intent{}, nil
@@ -330,8 +334,7 @@ func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID stri
 	// re-checks uses_left once the previous one commits, so a token is never
 	// over-spent.
 	if tokenID != "" { // "": the caller decided the node needs none
-		res, err := tx.ExecContext(ctx, `UPDATE reg_tokens SET uses_left = uses_left - 1
-		WHERE id = $1 AND NOT revoked AND expires_at > $2 AND uses_left > 0`, tokenID, d.Time(now))
+		res, err := tx.ExecContext(ctx, useToken, tokenID, d.Time(now))
 		if err != nil {
 			return Node{}, fmt.Errorf("consume token: %w", err)
 		}
@@ -349,22 +352,12 @@ func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID stri
 		err error
 	)
 	if replaceID == "" {
-		out, err = scanNode(tx.QueryRowContext(ctx, `INSERT INTO reg_nodes (`+nodeColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, NULL, $14, $15, $15, $16, $17, $18,
-			$19, '', NULL, 0, '', '')
-			RETURNING `+nodeColumns,
+		out, err = scanNode(tx.QueryRowContext(ctx, insertNode,
 			n.ID, string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, n.ReplacementAllowed,
 			n.CertificatesIssued, at, n.IdentitySource, n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic)))
 	} else {
-		out, err = updateNode(ctx, tx, `
-			status = $1, key_sha256 = $2, hardware_uuid = $3, macs = $4, hostname = $5, serial = $6, labels = $7,
-			bundle_kem = $8, bundle_key = $9, csr = $10, token_id = $11, replacement_allowed = FALSE,
-			cert_serial = NULL, cert_not_before = NULL, cert_not_after = NULL, cert_chain = NULL,
-			updated_at = $12, identity_source = $14, ek_hash = $15, ek_certificate = $16,
-			ak_public = $17, boot_pcr_digest = '', boot_pcr_digest_at = NULL, boot_policy_violation = '',
-			status_reason = ''
-			WHERE id = $13 AND replacement_allowed`,
+		out, err = updateNode(ctx, tx, replaceNode,
 			string(n.Status), n.KeySHA256, n.HardwareUUID, db.JSON(n.MACs), n.Hostname, n.Serial, db.JSON(n.Labels),
 			int64(n.BundleKEM), db.Bytes(n.BundleKey), db.Bytes(n.CSR), tokenID, at, replaceID, n.IdentitySource,
 			n.EKHash, n.EKCertificate, db.Bytes(n.AKPublic))
@@ -382,7 +375,7 @@ func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID stri
 // ErrNotFound if the node does not exist, else the given error.
 func missing(ctx context.Context, q db.Querier, id string, otherwise error) error {
 	var one int
-	if err := q.QueryRowContext(ctx, `SELECT 1 FROM reg_nodes WHERE id = $1`, id).Scan(&one); err != nil {
+	if err := q.QueryRowContext(ctx, nodeExists, id).Scan(&one); err != nil {
 		return db.Found(err, ErrNotFound)
 	}
 	return otherwise
@@ -408,7 +401,11 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	if len(uuids) == 0 && len(macs) == 0 {
 		return nil, nil
 	}
-	d := s.DB.Dialect
+	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect), db.JSON(uuids), db.JSON(macs))
+}
+
+// nodesByHardwareSQL is nodesByHardware's query on d.
+func nodesByHardwareSQL(d db.Dialect) string {
 	where := d.JSONIn("hardware_uuid", "$1") + ` OR ` + d.JSONOverlaps("macs", "$2")
 	if d != db.Postgres {
 		// SQLite indexes no JSON array: its MACs are in reg_node_macs,
@@ -417,7 +414,7 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 		where = `id IN (SELECT id FROM reg_nodes WHERE ` + d.JSONIn("hardware_uuid", "$1") + `
 			UNION SELECT node_id FROM reg_node_macs WHERE mac IN (SELECT value FROM json_each($2)))`
 	}
-	return db.Collect(ctx, q, scanNode, `SELECT `+nodeColumns+` FROM reg_nodes WHERE `+where+` ORDER BY id`, db.JSON(uuids), db.JSON(macs))
+	return `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE ` + where + ` ORDER BY id`
 }
 
 // NodesByHardware returns the nodes sharing any of the UUIDs or MACs.
@@ -572,13 +569,10 @@ func (s *SQLStore) ClaimIssuance(ctx context.Context, in Intent) (Intent, bool, 
 	}
 	c, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (claim, []eventlog.Event, error) {
 		q := s.hot(tx)
-		open, err := scanIntent(q.QueryRowContext(ctx, `INSERT INTO reg_intents (`+intentColumns+`)
-		SELECT $1, id, key_sha256, $4, hostname, csr, $5 FROM reg_nodes
-		WHERE id = $2 AND key_sha256 = $3 AND status = 'approved' AND COALESCE(cert_serial, '') = $4`+s.DB.Dialect.ForUpdate()+`
-		ON CONFLICT (node_id) DO NOTHING RETURNING `+intentColumns, in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
+		open, err := scanIntent(q.QueryRowContext(ctx, claimIntentSQL(s.DB.Dialect), in.RequestID, in.NodeID, in.KeySHA256, in.PrevSerial, s.DB.Dialect.Time(in.CreatedAt)))
 		c := claim{open, err == nil}
 		if db.IsNoRows(err) {
-			c.open, err = scanIntent(q.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE node_id = $1`, in.NodeID))
+			c.open, err = scanIntent(q.QueryRowContext(ctx, intentByNode, in.NodeID))
 		}
 		if db.IsNoRows(err) {
 			// No intent to return: none could be opened because the node
@@ -618,11 +612,7 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 	// The node's row lock (PostgreSQL) is taken as the intent is read, as
 	// in a claim, so that the two queue on it rather than deadlock on the
 	// node and the intent; then deleting the intent makes concurrent
-	// completions find nothing and count nothing.
-	lock := s.DB.Dialect.ForUpdate()
-	if lock != "" {
-		lock += " OF n"
-	}
+	// completions find nothing and count nothing (intentWithNodeSQL).
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
 		q := s.hot(tx)
 		var (
@@ -631,14 +621,12 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 			key    []byte
 			serial sql.NullString
 		)
-		err := q.QueryRowContext(ctx, `SELECT i.request_id, i.node_id, i.key_sha256, i.prev_serial, i.hostname, i.csr, i.created_at,
-			n.status, n.key_sha256, n.cert_serial
-			FROM reg_intents i JOIN reg_nodes n ON n.id = i.node_id WHERE i.request_id = $1`+lock, requestID).Scan(
+		err := q.QueryRowContext(ctx, intentWithNodeSQL(s.DB.Dialect), requestID).Scan(
 			&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, db.ScanBytes(&in.CSR), db.ScanTime(&in.CreatedAt),
 			&status, &key, &serial)
 		gone := db.IsNoRows(err)
 		if gone { // no such intent, or its node is gone
-			in, err = scanIntent(q.QueryRowContext(ctx, `SELECT `+intentColumns+` FROM reg_intents WHERE request_id = $1`, requestID))
+			in, err = scanIntent(q.QueryRowContext(ctx, intentByRequest, requestID))
 		}
 		if err != nil {
 			return result{}, nil, db.Found(err, ErrNotFound)
@@ -647,20 +635,18 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 		if !ok && installOnly {
 			return result{}, nil, nil
 		}
-		if k, err := db.RowsAffected(q.ExecContext(ctx, `DELETE FROM reg_intents WHERE request_id = $1`, requestID)); err != nil || k != 1 {
+		if k, err := db.RowsAffected(q.ExecContext(ctx, deleteIntent, requestID)); err != nil || k != 1 {
 			return result{}, nil, cmp.Or(err, ErrNotFound) // completed meanwhile by another caller
 		}
 		switch {
 		case gone:
 			return result{}, nil, nil
 		case !ok:
-			n, err := updateNode(ctx, q, `certificates_issued = certificates_issued + 1 WHERE id = $1`, in.NodeID)
+			n, err := updateNode(ctx, q, countIssued, in.NodeID)
 			return result{n: n}, nil, err
 		}
 		d := s.DB.Dialect
-		n, err := updateNode(ctx, q, `cert_serial = $1, cert_not_before = $2, cert_not_after = $3, cert_chain = $4,
-			certificates_issued = certificates_issued + 1, updated_at = $5 WHERE id = $6`,
-			c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
+		n, err := updateNode(ctx, q, installCert, c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
 		return result{n, true}, certificateEvent(in.NodeID, in.PrevSerial, c, now), err
 	})
 	r, err = db.Result(r, err, "complete issuance %s", requestID)
