@@ -25,19 +25,21 @@ type deployment struct {
 	// pkiDir and caAddr are serve's credentials and CA address, for
 	// processes a test adds (a front door).
 	pkiDir, caAddr string
+	// dev is berthd dev's process, with its log.
+	dev *proc
 }
 
 // startDev runs berthd dev and reads the DIR/env file it writes.
 func startDev(t testing.TB, extra ...string) deployment {
 	dir := t.TempDir()
 	args := append([]string{"dev", "--data-dir", dir, "--listen", freeAddr(t), "--metrics-listen", freeAddr(t)}, extra...)
-	start(t, nil, "berthd", args...)
+	p := start(t, nil, "berthd", args...)
 	envFile := filepath.Join(dir, "env")
 	waitFor(t, "berthd dev to write "+envFile, 30*time.Second, func() bool {
 		_, err := os.Stat(envFile)
 		return err == nil
 	})
-	return deployment{env: readEnvFile(t, envFile), dataDir: dir}
+	return deployment{env: readEnvFile(t, envFile), dataDir: dir, dev: p}
 }
 
 // hbFlags make heartbeats fast enough for a test to see a node go silent.

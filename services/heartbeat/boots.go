@@ -31,8 +31,11 @@ type boots struct {
 }
 
 // RecordBoots records the boots as beats. Revocations are checked from
-// memory as for a stream: while their state is unknown the call is
-// Unavailable, and registration sends the boots again.
+// memory as for a stream: while their state is unknown a call with boots
+// is Unavailable, and registration sends the boots again. A call without
+// boots, the sender learning the interval (as it does at once when it
+// starts, which in berthd dev is before this service has loaded its
+// revocations), concerns no node and is answered.
 func (b boots) RecordBoots(ctx context.Context, req *berthv1.RecordBootsRequest) (*berthv1.RecordBootsResponse, error) {
 	s := b.s
 	log := rpc.Logger(ctx, s.log)
@@ -40,7 +43,7 @@ func (b boots) RecordBoots(ctx context.Context, req *berthv1.RecordBootsRequest)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
-	if err := s.revocationsReady(); err != nil {
+	if err := s.revocationsReady(); err != nil && len(in) > 0 {
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	res, err := s.core.RecordBoots(ctx, in)

@@ -99,7 +99,8 @@ func healthEvents(t *testing.T, admin berthv1.HeartbeatAdminServiceClient) []*be
 
 // TestRecordBootsRefused: only the registration service may hand boots
 // over; bad boots are refused with the field that is wrong; while the
-// revocations are not known nothing is recorded.
+// revocations are not known nothing is recorded, and only a call without
+// boots (the sender learning the interval) is answered.
 func TestRecordBootsRefused(t *testing.T) {
 	var known error
 	e := newEnvOn(t, pgtest.SQLite, false, func(c *Config) { c.RevocationsKnown = func() error { return known } })
@@ -156,5 +157,9 @@ func TestRecordBootsRefused(t *testing.T) {
 	}
 	if _, err := e.store.GetLiveness(ctx, "node-2"); err == nil {
 		t.Error("a call with a bad boot recorded the good one")
+	}
+	resp, err := boots.RecordBoots(ctx, &berthv1.RecordBootsRequest{})
+	if err != nil || resp.GetInterval().AsDuration() != 10*time.Second {
+		t.Errorf("RecordBoots without boots while the revocations are not known = %v, %v; want the interval", resp, err)
 	}
 }
