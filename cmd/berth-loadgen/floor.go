@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +30,12 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 			"berthd's own server options, --concurrency in flight: the most any call on a\n" +
 			"fresh connection (Resume) can reach here, and the server's CPU per operation."
 		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
-		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) { return loadgen.GRPCFloor(cmd.Context(), c) }
+		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
+			if err := cmp.Or(positive(cmd, "duration", c.Duration), positive(cmd, "concurrency", c.Concurrency)); err != nil {
+				return nil, err
+			}
+			return loadgen.GRPCFloor(cmd.Context(), c)
+		}
 	case loadgen.ScenarioStreamFloor:
 		cmd.Use, cmd.Short = name, "Connections holding one stream each, echoing a heartbeat's message"
 		cmd.Long = "Hold --nodes connections, each with one bidi stream to a bare echo server built\n" +
@@ -39,8 +46,12 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 		fs.DurationVar(&c.Interval, "interval", loadgen.DefaultFloorInterval, "between one connection's messages")
 		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultHeartbeatDuration, "how long the connections send")
 		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
-			if c.Conns <= 0 {
+			if c.Conns == 0 {
 				return nil, cmdline.Usagef(cmd, "--nodes N is required")
+			}
+			if err := cmp.Or(positive(cmd, "nodes", c.Conns), positive(cmd, "interval", c.Interval),
+				positive(cmd, "duration", c.Duration), positive(cmd, "concurrency", c.Concurrency)); err != nil {
+				return nil, err
 			}
 			return loadgen.StreamFloor(cmd.Context(), c)
 		}
@@ -61,4 +72,14 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 		return write(stdout, o.output, res, func() error { return loadgen.WriteFloorText(stdout, res) })
 	}
 	return cmd
+}
+
+// positive refuses a count or a duration below 1 of flag name, which
+// the measurement would otherwise replace with its default (or make
+// meaningless) without a word.
+func positive[T int | time.Duration](cmd *cobra.Command, name string, v T) error {
+	if v > 0 {
+		return nil
+	}
+	return cmdline.Usagef(cmd, "--%s %v: want more than 0", name, v)
 }

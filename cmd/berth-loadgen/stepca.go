@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"io"
+	"net"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +27,9 @@ func stepCAInitCommand(o *options, env config.Env, stderr io.Writer) *cobra.Comm
 		}
 		if o.dir == "" || o.listen == "" {
 			return cmdline.Usagef(cmd, "--stepca-dir and --stepca-listen are required")
+		}
+		if host, port, err := net.SplitHostPort(o.listen); err != nil || host == "" || port == "" {
+			return cmdline.Usagef(cmd, "--stepca-listen %q: want HOST:PORT", o.listen)
 		}
 		return loadgen.StepCAInit(o.dir, o.listen)
 	}
@@ -50,8 +55,11 @@ func stepCASignCommand(o *options, env config.Env, stdout, stderr io.Writer) *co
 		if err != nil {
 			return cmdline.Usagef(cmd, "%s", err)
 		}
-		if o.dir == "" || o.nodes <= 0 {
+		if o.dir == "" || o.nodes == 0 {
 			return cmdline.Usagef(cmd, "--stepca-dir and --nodes N are required")
+		}
+		if err := cmp.Or(positive(cmd, "nodes", o.nodes), positive(cmd, "concurrency", o.concurrency)); err != nil {
+			return err
 		}
 		res, err := loadgen.StepCASign(cmd.Context(), loadgen.StepCASignConfig{
 			Dir: o.dir, Nodes: o.nodes, Concurrency: o.concurrency, ServerProcs: procs, Log: log,

@@ -60,7 +60,7 @@ type stepCABench struct {
 func StepCAInit(dir, listen string) error {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil || host == "" || port == "" {
-		return fmt.Errorf("--listen %q: want HOST:PORT", listen)
+		return fmt.Errorf("--stepca-listen %q: want HOST:PORT", listen)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
