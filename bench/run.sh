@@ -85,7 +85,14 @@
 #                           profiles at the window's end (go tool pprof); the
 #                           floors write their servers' CPU profiles there
 #                           too (else in the work directory), whose split the
-#                           report gives either way
+#                           report gives either way; and
+#                           the register scenarios write there the CPU
+#                           profiles of the registration service and the CA
+#                           (register-registration-cpu.pprof,
+#                           register-ca-cpu.pprof) and of berthd dev
+#                           (register-dev-dev-cpu.pprof), over their first
+#                           BENCH_PROFILE_SECONDS
+#   BENCH_PROFILE_SECONDS   length of those profiles (5)
 #   BENCH_HB_GODEBUG        GODEBUG of the heartbeat service, to compare runtime
 #                           settings (e.g. adaptivestackstart=0)
 #   BENCH_KEEP=1            keep the work directory (logs, PKI) afterwards
@@ -116,6 +123,7 @@ BENCH_PRELOAD=${BENCH_PRELOAD:-0}
 BENCH_HB_REPLICAS=${BENCH_HB_REPLICAS:-1}
 BENCH_HB_LOADGENS=${BENCH_HB_LOADGENS:-$BENCH_HB_REPLICAS}
 BENCH_PPROF=${BENCH_PPROF:-}
+BENCH_PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-5}
 BENCH_HB_GODEBUG=${BENCH_HB_GODEBUG:-}
 [ "$BENCH_HB_REPLICAS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_REPLICAS must be at least 1" >&2; exit 1; }
 [ "$BENCH_HB_LOADGENS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_LOADGENS must be at least 1" >&2; exit 1; }
@@ -256,19 +264,51 @@ serve() {
 	done
 	die "berthd serve --role $role is not healthy after 30 s: $(tail -n 5 "$work/logs/$name.log")"
 }
-# The CA first: the others dial it.
-serve ca ca "$ca_port"
-serve bundles bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
-hb_pprof=()
+# With BENCH_PPROF, the CA, the heartbeat and the registration service
+# (and berthd dev) serve Go's profiles on pprof_port[NAME]; pprof_args NAME
+# is the flag that says so, or nothing.
+declare -A pprof_port
 if [ -n "$BENCH_PPROF" ]; then
 	mkdir -p "$BENCH_PPROF"
-	pprof_port=$(free_port)
-	hb_pprof=(--pprof-listen "127.0.0.1:$pprof_port")
+	for name in ca heartbeat registration dev; do
+		pprof_port[$name]=$(free_port)
+	done
 fi
-GODEBUG=$BENCH_HB_GODEBUG serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port" "${hb_pprof[@]}"
+pprof_args() {
+	[ -z "${pprof_port[$1]:-}" ] || echo --pprof-listen "127.0.0.1:${pprof_port[$1]}"
+}
+# cpu_profiles SCENARIO NAME...: with BENCH_PPROF, the CPU profile of each
+# named server over the next BENCH_PROFILE_SECONDS, taken in the background
+# into BENCH_PPROF/SCENARIO-NAME-cpu.pprof; wait_profiles waits for them.
+profile_pids=()
+cpu_profiles() {
+	local scenario=$1 name
+	shift
+	[ -n "$BENCH_PPROF" ] || return 0
+	for name in "$@"; do
+		curl -sSf -o "$BENCH_PPROF/$scenario-$name-cpu.pprof" \
+			"http://127.0.0.1:${pprof_port[$name]}/debug/pprof/profile?seconds=$BENCH_PROFILE_SECONDS" &
+		profile_pids+=("$!")
+		pids+=("$!")
+	done
+}
+wait_profiles() {
+	local p
+	for p in "${profile_pids[@]}"; do
+		wait "$p" || say "a CPU profile was not taken"
+	done
+	profile_pids=()
+}
+# The CA first: the others dial it.
+# shellcheck disable=SC2046 # pprof_args gives words or nothing
+serve ca ca "$ca_port" $(pprof_args ca)
+serve bundles bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
+# shellcheck disable=SC2046
+GODEBUG=$BENCH_HB_GODEBUG serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port" $(pprof_args heartbeat)
+# shellcheck disable=SC2046
 serve registration registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
 	--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:$heartbeat_port" \
-	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port"
+	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port" $(pprof_args registration)
 # Replica i (1-based) of the heartbeat service and the registration service
 # that names it; replica 1 is the pair above.
 hb_ports=("$heartbeat_port")
@@ -379,8 +419,9 @@ register_dev() {
 	port=$(free_port)
 	mkdir -p "$dir"
 	say "---- register-dev: berthd dev on 127.0.0.1:$port, berth-loadgen register"
+	# shellcheck disable=SC2046 # pprof_args gives words or nothing
 	"$berthd" dev --data-dir "$dir" --listen "127.0.0.1:$port" --metrics-listen "" \
-		--max-unauthenticated-per-source 0 --log-level warn >"$work/logs/dev.log" 2>&1 &
+		--max-unauthenticated-per-source 0 --log-level warn $(pprof_args dev) >"$work/logs/dev.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	for _ in $(seq 150); do
@@ -391,13 +432,17 @@ register_dev() {
 	if [ ! -s "$dir/env" ]; then
 		say "berthd dev did not start: $(tail -n 5 "$work/logs/dev.log")"
 		ok=0
-	elif ! (
-		# shellcheck disable=SC1091 # written by berthd dev
-		. "$dir/env"
-		BERTH_SERVER_PIDS="dev=$pid" "$loadgen" register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
-			--seed "$seed-dev" --deployment dev -o json
-	) >>"$results"; then
-		ok=0
+	else
+		cpu_profiles register-dev dev
+		if ! (
+			# shellcheck disable=SC1091 # written by berthd dev
+			. "$dir/env"
+			BERTH_SERVER_PIDS="dev=$pid" "$loadgen" register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
+				--seed "$seed-dev" --deployment dev -o json
+		) >>"$results"; then
+			ok=0
+		fi
+		wait_profiles
 	fi
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -462,7 +507,11 @@ for s in $BENCH_SCENARIOS; do
 		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --profile-dir "${BENCH_PPROF:-$work}"
 		;;
-	register) step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	register)
+		cpu_profiles register registration ca
+		step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed"
+		wait_profiles
+		;;
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
@@ -472,7 +521,7 @@ for s in $BENCH_SCENARIOS; do
 		else
 			step heartbeat --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" \
 				--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --db "$BENCH_DB" \
-				${BENCH_PPROF:+--profile-url "http://127.0.0.1:$pprof_port/debug/pprof" --profile-dir "$BENCH_PPROF"}
+				${BENCH_PPROF:+--profile-url "http://127.0.0.1:${pprof_port[heartbeat]}/debug/pprof" --profile-dir "$BENCH_PPROF"}
 		fi
 		;;
 	*) die "unknown scenario $s in BENCH_SCENARIOS" ;;
