@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.step.sm/crypto/x509util"
 
 	"github.com/berth-dev/berth/internal/mtls"
 )
@@ -321,6 +322,47 @@ func TestNewSignerRefuses(t *testing.T) {
 				t.Error("NewSigner succeeded")
 			}
 		})
+	}
+}
+
+// TestNodeCertificateIsTheLeafTemplates: the node certificate Signer
+// builds is, byte for byte, the one berth's X.509 JSON leaf template
+// renders for the same names, key, serial and validity, with a host name
+// that fits the common name and one that does not.
+func TestNodeCertificateIsTheLeafTemplates(t *testing.T) {
+	l := initPKI(t, InitConfig{})
+	s := newSigner(t, l, nil)
+	key := p256(t)
+	sign := func(tmpl *x509.Certificate) []byte {
+		t.Helper()
+		c, err := x509util.CreateCertificate(tmpl, s.inter, key.Public(), s.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.RawTBSCertificate
+	}
+	for _, host := range []string{"node-0001.rack1.example.com", strings.Repeat("a", 60) + ".rack1.example.com"} {
+		got, err := s.template("node-0001", host, key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := x509util.NewTemplateData()
+		if len(host) <= maxCommonLen {
+			data.SetCommonName(host)
+		}
+		data.SetSubjectAlternativeNames(
+			x509util.SubjectAlternativeName{Type: x509util.URIType, Value: mtls.NodeURI(s.td, "node-0001").String()},
+			x509util.SubjectAlternativeName{Type: x509util.DNSType, Value: host},
+		)
+		data.Set(extKeyUsageKey, []string{"clientAuth"})
+		want, err := fromTemplate(key.Public(), x509util.WithTemplate(leafTemplate, data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.SerialNumber, want.NotBefore, want.NotAfter = got.SerialNumber, got.NotBefore, got.NotAfter
+		if g, w := sign(got), sign(want); !bytes.Equal(g, w) {
+			t.Errorf("host %q: the node certificate differs from the leaf template's:\n got %x\nwant %x", host, g, w)
+		}
 	}
 }
 
