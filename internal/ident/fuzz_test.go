@@ -51,3 +51,32 @@ func FuzzHostname(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPageToken checks that a page token reads only as a valid node ID,
+// and that every node ID survives the trip through a token.
+func FuzzPageToken(f *testing.F) {
+	for _, s := range []string{"", "bm9kZS1h", "!!", "AAAA", PageToken("node-a"), PageToken("Node/..")} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, ok := AfterPageToken(tok)
+		if !ok {
+			if id != "" {
+				t.Fatalf("refused token %q read as %q", tok, id)
+			}
+			return
+		}
+		if tok == "" {
+			if id != "" {
+				t.Fatalf("empty token read as %q", id)
+			}
+			return
+		}
+		if NodeID(id) != nil {
+			t.Fatalf("token %q read as invalid node ID %q", tok, id)
+		}
+		if back, ok := AfterPageToken(PageToken(id)); !ok || back != id {
+			t.Fatalf("node ID %q did not survive a token: %q, %v", id, back, ok)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/lifecycle"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
@@ -48,7 +49,7 @@ func (s *Service) ListNodeHealth(ctx context.Context, req *berthv1.ListNodeHealt
 	resp := &berthv1.ListNodeHealthResponse{Cursor: b.Head}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = encodePageToken(rows[size-1].NodeID)
+		resp.NextPageToken = ident.PageToken(rows[size-1].NodeID)
 	}
 	for _, l := range rows {
 		resp.Nodes = append(resp.Nodes, livenessToProto(l))

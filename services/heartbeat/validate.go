@@ -1,7 +1,6 @@
 package heartbeat
 
 import (
-	"encoding/base64"
 	"maps"
 	"math"
 	"regexp"
@@ -210,19 +209,12 @@ func validateList(req *berthv1.ListNodeHealthRequest) (heartbeatstore.LivenessFi
 	return f, size, err
 }
 
-func encodePageToken(lastID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
-}
-
 func decodePageToken(t string) (string, error) {
-	if t == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err != nil || ident.NodeID(string(b)) != nil {
+	after, ok := ident.AfterPageToken(t)
+	if !ok {
 		return "", rpcerr.Invalid("page_token", rulePageToken)
 	}
-	return string(b), nil
+	return after, nil
 }
 
 func validateWatch(req *berthv1.WatchHealthRequest) (liveness.WatchRequest, error) {

@@ -33,7 +33,7 @@ func (s *Service) ListNodes(ctx context.Context, req *berthv1.ListNodesRequest) 
 	resp := &berthv1.ListNodesResponse{}
 	if len(nodes) > limit {
 		nodes = nodes[:limit]
-		resp.NextPageToken = encodePageToken(nodes[limit-1].ID)
+		resp.NextPageToken = ident.PageToken(nodes[limit-1].ID)
 	}
 	if resp.Nodes, err = s.nodesToProto(ctx, nodes); err != nil {
 		return nil, errorTable.Status(ctx, log, err)

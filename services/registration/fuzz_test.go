@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 )
 
@@ -103,36 +102,6 @@ func FuzzParseToken(f *testing.F) {
 		}
 		if strings.TrimSpace(s) != id+"."+secret {
 			t.Fatalf("parseToken(%q) = %q.%q, not what was given", s, id, secret)
-		}
-	})
-}
-
-// FuzzPageToken checks that a page token decodes only to a valid node ID,
-// and that every node ID survives the trip through a token.
-func FuzzPageToken(f *testing.F) {
-	for _, s := range []string{"", "bm9kZS1h", "!!", "AAAA", encodePageToken("node-a"), encodePageToken("Node/..")} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, tok string) {
-		id, err := decodePageToken(tok)
-		if err != nil {
-			if c := codeOf(err); c != codes.InvalidArgument {
-				t.Fatalf("decodePageToken(%q) refused with %v, want InvalidArgument", tok, c)
-			}
-			return
-		}
-		if tok == "" {
-			if id != "" {
-				t.Fatalf("empty token decoded to %q", id)
-			}
-			return
-		}
-		if ident.NodeID(id) != nil {
-			t.Fatalf("token %q decoded to invalid node ID %q", tok, id)
-		}
-		back, err := decodePageToken(encodePageToken(id))
-		if err != nil || back != id {
-			t.Fatalf("node ID %q did not survive a token: %q, %v", id, back, err)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package registration
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"net"
 	"regexp"
 	"strings"
@@ -218,20 +217,12 @@ func printable(s string) bool {
 	return true
 }
 
-// Page tokens are opaque to clients; inside they are the last node ID seen.
-func encodePageToken(lastID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
-}
-
 func decodePageToken(t string) (string, error) {
-	if t == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err != nil || ident.NodeID(string(b)) != nil {
+	after, ok := ident.AfterPageToken(t)
+	if !ok {
 		return "", rpcerr.Invalid("page_token", rulePageToken)
 	}
-	return string(b), nil
+	return after, nil
 }
 
 // validateLabelChange checks a LabelNode request: the node ID, the labels
