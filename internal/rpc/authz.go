@@ -200,7 +200,10 @@ func Matrix() map[string]Callers {
 		// deletes a deleted node's bundles. A sealed bundle is opened only
 		// by its node's key.
 		bundles + "GetSealedBundle": Viewers | FromRegistration,
-		bundles + "DeleteBundles":   Operators | FromRegistration,
+		// Registration fills its cache for Resume with every current
+		// bundle when it starts: what GetSealedBundle gives, in bulk.
+		bundles + "ListSealedBundles": Viewers | FromRegistration,
+		bundles + "DeleteBundles":     Operators | FromRegistration,
 		// The approval policy is a setting: admins change it.
 		bundles + "GetBundleSettings": Viewers,
 		bundles + "SetBundleSettings": FromAdmin,

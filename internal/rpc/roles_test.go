@@ -37,6 +37,7 @@ var adminRole = map[string]mtls.Role{
 	"/berth.v1.BundleAdminService/GetBundleInfo":     mtls.RoleViewer,
 	"/berth.v1.BundleAdminService/ListBundleHistory": mtls.RoleViewer,
 	"/berth.v1.BundleAdminService/GetSealedBundle":   mtls.RoleViewer,
+	"/berth.v1.BundleAdminService/ListSealedBundles": mtls.RoleViewer,
 	"/berth.v1.BundleAdminService/WatchBundleEvents": mtls.RoleViewer,
 	"/berth.v1.BundleAdminService/PutBundle":         mtls.RoleOperator,
 	"/berth.v1.BundleAdminService/ApproveBundle":     mtls.RoleOperator,

@@ -41,6 +41,8 @@ const (
 	ruleUnsigned    = "is an unsigned bundle (format version 1), which agents refuse; seal it again with a current berthctl, which signs it"
 	ruleAdminSigned = "must be signed by an admin credential for an administrator's write"
 	ruleNodeSigned  = "must be signed by the node's own identity key for a node's upload"
+	rulePageSize    = "must be between 0 and 1000"
+	rulePageToken   = "must be a next_page_token returned by ListSealedBundles"
 )
 
 // Errors of the service core. Store errors are mapped as well.

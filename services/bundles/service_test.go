@@ -106,6 +106,10 @@ func TestAuthorization(t *testing.T) {
 				_, err := c.GetSealedBundle(ctx, &berthv1.GetSealedBundleRequest{NodeId: "node-a"})
 				return err
 			},
+			"ListSealedBundles": func(c berthv1.BundleAdminServiceClient) error {
+				_, err := c.ListSealedBundles(ctx, &berthv1.ListSealedBundlesRequest{})
+				return err
+			},
 			"DeleteBundles": func(c berthv1.BundleAdminServiceClient) error {
 				_, err := c.DeleteBundles(ctx, &berthv1.DeleteBundlesRequest{NodeId: "node-zz"})
 				return err
@@ -147,6 +151,7 @@ func TestAuthorization(t *testing.T) {
 			"ApproveBundle":     others(map[string]codes.Code{"admin": notFound}),
 			"ResetBundle":       others(map[string]codes.Code{"admin": notFound}),
 			"GetSealedBundle":   others(map[string]codes.Code{"admin": notFound, "registration": notFound}),
+			"ListSealedBundles": others(map[string]codes.Code{"admin": ok, "registration": ok}),
 			"DeleteBundles":     others(map[string]codes.Code{"admin": ok, "registration": ok}),
 			"GetBundleSettings": others(map[string]codes.Code{"admin": ok}),
 			"SetBundleSettings": others(map[string]codes.Code{"admin": invalid}),

@@ -198,6 +198,9 @@ type Store interface {
 	Get(ctx context.Context, nodeID string) (Bundle, error)
 	// Pending returns the version waiting for approval; ErrNotFound if none.
 	Pending(ctx context.Context, nodeID string) (Bundle, error)
+	// ListCurrent returns the current versions of the nodes whose IDs
+	// sort after afterID, in node ID order, at most limit (<= 0: all).
+	ListCurrent(ctx context.Context, afterID string, limit int) ([]Bundle, error)
 	// History describes the versions kept, newest first; none for a node
 	// without any.
 	History(ctx context.Context, nodeID string) ([]Meta, error)
@@ -351,6 +354,14 @@ func (s *SQLStore) inState(ctx context.Context, nodeID string, state State) (Bun
 	b, err := scanBundle(s.DB.QueryRowContext(ctx,
 		`SELECT `+columns+` FROM bundle_versions WHERE node_id = $1 AND state = $2`, nodeID, string(state)))
 	return b, db.Found(err, ErrNotFound)
+}
+
+// ListCurrent returns the current versions after afterID, by node ID.
+func (s *SQLStore) ListCurrent(ctx context.Context, afterID string, limit int) ([]Bundle, error) {
+	p := db.Params{string(StateApproved), afterID}
+	q := `SELECT ` + columns + ` FROM bundle_versions WHERE state = $1 AND node_id > $2 ORDER BY node_id` + p.Limit(limit)
+	bs, err := db.Collect(ctx, s.DB, scanBundle, q, p...)
+	return db.Result(bs, err, "list current bundles")
 }
 
 // History describes the versions kept, newest first.

@@ -1411,6 +1411,169 @@ func (x *GetSealedBundleResponse) GetBundle() *SealedBundle {
 	return nil
 }
 
+// ListSealedBundlesRequest pages the current bundles.
+type ListSealedBundlesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is the most bundles returned; 0 means 100, at most 1000. A
+	// page also ends before it would pass 1 MiB of bundles.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is the next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSealedBundlesRequest) Reset() {
+	*x = ListSealedBundlesRequest{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSealedBundlesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSealedBundlesRequest) ProtoMessage() {}
+
+func (x *ListSealedBundlesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSealedBundlesRequest.ProtoReflect.Descriptor instead.
+func (*ListSealedBundlesRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListSealedBundlesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSealedBundlesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSealedBundlesResponse is one page of current bundles.
+type ListSealedBundlesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Bundles []*NodeSealedBundle    `protobuf:"bytes,1,rep,name=bundles,proto3" json:"bundles,omitempty"`
+	// next_page_token is empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSealedBundlesResponse) Reset() {
+	*x = ListSealedBundlesResponse{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSealedBundlesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSealedBundlesResponse) ProtoMessage() {}
+
+func (x *ListSealedBundlesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSealedBundlesResponse.ProtoReflect.Descriptor instead.
+func (*ListSealedBundlesResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListSealedBundlesResponse) GetBundles() []*NodeSealedBundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
+func (x *ListSealedBundlesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// NodeSealedBundle is one node's current bundle.
+type NodeSealedBundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Bundle        *SealedBundle          `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeSealedBundle) Reset() {
+	*x = NodeSealedBundle{}
+	mi := &file_berth_v1_bundles_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSealedBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSealedBundle) ProtoMessage() {}
+
+func (x *NodeSealedBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_bundles_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSealedBundle.ProtoReflect.Descriptor instead.
+func (*NodeSealedBundle) Descriptor() ([]byte, []int) {
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NodeSealedBundle) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeSealedBundle) GetBundle() *SealedBundle {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
 // DeleteBundlesRequest names a node.
 type DeleteBundlesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1421,7 +1584,7 @@ type DeleteBundlesRequest struct {
 
 func (x *DeleteBundlesRequest) Reset() {
 	*x = DeleteBundlesRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[25]
+	mi := &file_berth_v1_bundles_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1596,7 @@ func (x *DeleteBundlesRequest) String() string {
 func (*DeleteBundlesRequest) ProtoMessage() {}
 
 func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[25]
+	mi := &file_berth_v1_bundles_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1609,7 @@ func (x *DeleteBundlesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteBundlesRequest) GetNodeId() string {
@@ -1465,7 +1628,7 @@ type DeleteBundlesResponse struct {
 
 func (x *DeleteBundlesResponse) Reset() {
 	*x = DeleteBundlesResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[26]
+	mi := &file_berth_v1_bundles_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1640,7 @@ func (x *DeleteBundlesResponse) String() string {
 func (*DeleteBundlesResponse) ProtoMessage() {}
 
 func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[26]
+	mi := &file_berth_v1_bundles_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1653,7 @@ func (x *DeleteBundlesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBundlesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBundlesResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{29}
 }
 
 // WatchBundleEventsRequest selects bundle lifecycle events.
@@ -1503,7 +1666,7 @@ type WatchBundleEventsRequest struct {
 
 func (x *WatchBundleEventsRequest) Reset() {
 	*x = WatchBundleEventsRequest{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[27]
+	mi := &file_berth_v1_bundles_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1678,7 @@ func (x *WatchBundleEventsRequest) String() string {
 func (*WatchBundleEventsRequest) ProtoMessage() {}
 
 func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[27]
+	mi := &file_berth_v1_bundles_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1691,7 @@ func (x *WatchBundleEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchBundleEventsRequest) GetFilter() *LifecycleFilter {
@@ -1548,7 +1711,7 @@ type WatchBundleEventsResponse struct {
 
 func (x *WatchBundleEventsResponse) Reset() {
 	*x = WatchBundleEventsResponse{}
-	mi := &file_berth_v1_bundles_proto_msgTypes[28]
+	mi := &file_berth_v1_bundles_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1723,7 @@ func (x *WatchBundleEventsResponse) String() string {
 func (*WatchBundleEventsResponse) ProtoMessage() {}
 
 func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_bundles_proto_msgTypes[28]
+	mi := &file_berth_v1_bundles_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1736,7 @@ func (x *WatchBundleEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBundleEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchBundleEventsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_bundles_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchBundleEventsResponse) GetEvent() *LifecycleEvent {
@@ -1660,7 +1823,17 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x16GetSealedBundleRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"I\n" +
 	"\x17GetSealedBundleResponse\x12.\n" +
-	"\x06bundle\x18\x01 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"/\n" +
+	"\x06bundle\x18\x01 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"V\n" +
+	"\x18ListSealedBundlesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"y\n" +
+	"\x19ListSealedBundlesResponse\x124\n" +
+	"\abundles\x18\x01 \x03(\v2\x1a.berth.v1.NodeSealedBundleR\abundles\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
+	"\x10NodeSealedBundle\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
+	"\x06bundle\x18\x02 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"/\n" +
 	"\x14DeleteBundlesRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x17\n" +
 	"\x15DeleteBundlesResponse\"M\n" +
@@ -1677,14 +1850,16 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\rBundleService\x12D\n" +
 	"\tGetBundle\x12\x1a.berth.v1.GetBundleRequest\x1a\x1b.berth.v1.GetBundleResponse\x12D\n" +
 	"\tPutBundle\x12\x1a.berth.v1.PutBundleRequest\x1a\x1b.berth.v1.PutBundleResponse\x12\\\n" +
-	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xed\t\n" +
+	"\x11GetBundleVersions\x12\".berth.v1.GetBundleVersionsRequest\x1a#.berth.v1.GetBundleVersionsResponse2\xcb\n" +
+	"\n" +
 	"\x12BundleAdminService\x12\x8f\x01\n" +
 	"\tPutBundle\x12,.berth.v1.BundleAdminServicePutBundleRequest\x1a-.berth.v1.BundleAdminServicePutBundleResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\x1a\x1a/v1/nodes/{node_id}/bundle\x12t\n" +
 	"\rGetBundleInfo\x12\x1e.berth.v1.GetBundleInfoRequest\x1a\x1f.berth.v1.GetBundleInfoResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/nodes/{node_id}/bundle\x12\x88\x01\n" +
 	"\x11ListBundleHistory\x12\".berth.v1.ListBundleHistoryRequest\x1a#.berth.v1.ListBundleHistoryResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/nodes/{node_id}/bundle/history\x12\x7f\n" +
 	"\rApproveBundle\x12\x1e.berth.v1.ApproveBundleRequest\x1a\x1f.berth.v1.ApproveBundleResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/nodes/{node_id}/bundle:approve\x12w\n" +
 	"\vResetBundle\x12\x1c.berth.v1.ResetBundleRequest\x1a\x1d.berth.v1.ResetBundleResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/nodes/{node_id}/bundle:reset\x12\x81\x01\n" +
-	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/nodes/{node_id}/bundle/sealed\x12P\n" +
+	"\x0fGetSealedBundle\x12 .berth.v1.GetSealedBundleRequest\x1a!.berth.v1.GetSealedBundleResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/nodes/{node_id}/bundle/sealed\x12\\\n" +
+	"\x11ListSealedBundles\x12\".berth.v1.ListSealedBundlesRequest\x1a#.berth.v1.ListSealedBundlesResponse\x12P\n" +
 	"\rDeleteBundles\x12\x1e.berth.v1.DeleteBundlesRequest\x1a\x1f.berth.v1.DeleteBundlesResponse\x12y\n" +
 	"\x11WatchBundleEvents\x12\".berth.v1.WatchBundleEventsRequest\x1a#.berth.v1.WatchBundleEventsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/bundle-events0\x01\x12z\n" +
 	"\x11GetBundleSettings\x12\".berth.v1.GetBundleSettingsRequest\x1a#.berth.v1.GetBundleSettingsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/settings/bundles\x12}\n" +
@@ -1704,7 +1879,7 @@ func file_berth_v1_bundles_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_bundles_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_berth_v1_bundles_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_berth_v1_bundles_proto_goTypes = []any{
 	(BundleState)(0),                            // 0: berth.v1.BundleState
 	(*BundleInfo)(nil),                          // 1: berth.v1.BundleInfo
@@ -1732,21 +1907,24 @@ var file_berth_v1_bundles_proto_goTypes = []any{
 	(*ResetBundleResponse)(nil),                 // 23: berth.v1.ResetBundleResponse
 	(*GetSealedBundleRequest)(nil),              // 24: berth.v1.GetSealedBundleRequest
 	(*GetSealedBundleResponse)(nil),             // 25: berth.v1.GetSealedBundleResponse
-	(*DeleteBundlesRequest)(nil),                // 26: berth.v1.DeleteBundlesRequest
-	(*DeleteBundlesResponse)(nil),               // 27: berth.v1.DeleteBundlesResponse
-	(*WatchBundleEventsRequest)(nil),            // 28: berth.v1.WatchBundleEventsRequest
-	(*WatchBundleEventsResponse)(nil),           // 29: berth.v1.WatchBundleEventsResponse
-	(*timestamppb.Timestamp)(nil),               // 30: google.protobuf.Timestamp
-	(*LifecycleFilter)(nil),                     // 31: berth.v1.LifecycleFilter
-	(*LifecycleEvent)(nil),                      // 32: berth.v1.LifecycleEvent
+	(*ListSealedBundlesRequest)(nil),            // 26: berth.v1.ListSealedBundlesRequest
+	(*ListSealedBundlesResponse)(nil),           // 27: berth.v1.ListSealedBundlesResponse
+	(*NodeSealedBundle)(nil),                    // 28: berth.v1.NodeSealedBundle
+	(*DeleteBundlesRequest)(nil),                // 29: berth.v1.DeleteBundlesRequest
+	(*DeleteBundlesResponse)(nil),               // 30: berth.v1.DeleteBundlesResponse
+	(*WatchBundleEventsRequest)(nil),            // 31: berth.v1.WatchBundleEventsRequest
+	(*WatchBundleEventsResponse)(nil),           // 32: berth.v1.WatchBundleEventsResponse
+	(*timestamppb.Timestamp)(nil),               // 33: google.protobuf.Timestamp
+	(*LifecycleFilter)(nil),                     // 34: berth.v1.LifecycleFilter
+	(*LifecycleEvent)(nil),                      // 35: berth.v1.LifecycleEvent
 }
 var file_berth_v1_bundles_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.BundleInfo.state:type_name -> berth.v1.BundleState
-	30, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
+	33, // 1: berth.v1.BundleInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: berth.v1.SealedBundle.info:type_name -> berth.v1.BundleInfo
 	2,  // 3: berth.v1.GetBundleResponse.bundle:type_name -> berth.v1.SealedBundle
 	1,  // 4: berth.v1.PutBundleResponse.info:type_name -> berth.v1.BundleInfo
-	30, // 5: berth.v1.BundleSettings.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 5: berth.v1.BundleSettings.updated_at:type_name -> google.protobuf.Timestamp
 	9,  // 6: berth.v1.GetBundleSettingsResponse.settings:type_name -> berth.v1.BundleSettings
 	9,  // 7: berth.v1.SetBundleSettingsResponse.settings:type_name -> berth.v1.BundleSettings
 	1,  // 8: berth.v1.BundleAdminServicePutBundleResponse.info:type_name -> berth.v1.BundleInfo
@@ -1756,39 +1934,43 @@ var file_berth_v1_bundles_proto_depIdxs = []int32{
 	1,  // 12: berth.v1.ApproveBundleResponse.info:type_name -> berth.v1.BundleInfo
 	1,  // 13: berth.v1.ResetBundleResponse.info:type_name -> berth.v1.BundleInfo
 	2,  // 14: berth.v1.GetSealedBundleResponse.bundle:type_name -> berth.v1.SealedBundle
-	31, // 15: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
-	32, // 16: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
-	3,  // 17: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
-	5,  // 18: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
-	7,  // 19: berth.v1.BundleService.GetBundleVersions:input_type -> berth.v1.GetBundleVersionsRequest
-	14, // 20: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
-	16, // 21: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
-	18, // 22: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
-	20, // 23: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
-	22, // 24: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
-	24, // 25: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
-	26, // 26: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
-	28, // 27: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
-	10, // 28: berth.v1.BundleAdminService.GetBundleSettings:input_type -> berth.v1.GetBundleSettingsRequest
-	12, // 29: berth.v1.BundleAdminService.SetBundleSettings:input_type -> berth.v1.SetBundleSettingsRequest
-	4,  // 30: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
-	6,  // 31: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
-	8,  // 32: berth.v1.BundleService.GetBundleVersions:output_type -> berth.v1.GetBundleVersionsResponse
-	15, // 33: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
-	17, // 34: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
-	19, // 35: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
-	21, // 36: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
-	23, // 37: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
-	25, // 38: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
-	27, // 39: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
-	29, // 40: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
-	11, // 41: berth.v1.BundleAdminService.GetBundleSettings:output_type -> berth.v1.GetBundleSettingsResponse
-	13, // 42: berth.v1.BundleAdminService.SetBundleSettings:output_type -> berth.v1.SetBundleSettingsResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	28, // 15: berth.v1.ListSealedBundlesResponse.bundles:type_name -> berth.v1.NodeSealedBundle
+	2,  // 16: berth.v1.NodeSealedBundle.bundle:type_name -> berth.v1.SealedBundle
+	34, // 17: berth.v1.WatchBundleEventsRequest.filter:type_name -> berth.v1.LifecycleFilter
+	35, // 18: berth.v1.WatchBundleEventsResponse.event:type_name -> berth.v1.LifecycleEvent
+	3,  // 19: berth.v1.BundleService.GetBundle:input_type -> berth.v1.GetBundleRequest
+	5,  // 20: berth.v1.BundleService.PutBundle:input_type -> berth.v1.PutBundleRequest
+	7,  // 21: berth.v1.BundleService.GetBundleVersions:input_type -> berth.v1.GetBundleVersionsRequest
+	14, // 22: berth.v1.BundleAdminService.PutBundle:input_type -> berth.v1.BundleAdminServicePutBundleRequest
+	16, // 23: berth.v1.BundleAdminService.GetBundleInfo:input_type -> berth.v1.GetBundleInfoRequest
+	18, // 24: berth.v1.BundleAdminService.ListBundleHistory:input_type -> berth.v1.ListBundleHistoryRequest
+	20, // 25: berth.v1.BundleAdminService.ApproveBundle:input_type -> berth.v1.ApproveBundleRequest
+	22, // 26: berth.v1.BundleAdminService.ResetBundle:input_type -> berth.v1.ResetBundleRequest
+	24, // 27: berth.v1.BundleAdminService.GetSealedBundle:input_type -> berth.v1.GetSealedBundleRequest
+	26, // 28: berth.v1.BundleAdminService.ListSealedBundles:input_type -> berth.v1.ListSealedBundlesRequest
+	29, // 29: berth.v1.BundleAdminService.DeleteBundles:input_type -> berth.v1.DeleteBundlesRequest
+	31, // 30: berth.v1.BundleAdminService.WatchBundleEvents:input_type -> berth.v1.WatchBundleEventsRequest
+	10, // 31: berth.v1.BundleAdminService.GetBundleSettings:input_type -> berth.v1.GetBundleSettingsRequest
+	12, // 32: berth.v1.BundleAdminService.SetBundleSettings:input_type -> berth.v1.SetBundleSettingsRequest
+	4,  // 33: berth.v1.BundleService.GetBundle:output_type -> berth.v1.GetBundleResponse
+	6,  // 34: berth.v1.BundleService.PutBundle:output_type -> berth.v1.PutBundleResponse
+	8,  // 35: berth.v1.BundleService.GetBundleVersions:output_type -> berth.v1.GetBundleVersionsResponse
+	15, // 36: berth.v1.BundleAdminService.PutBundle:output_type -> berth.v1.BundleAdminServicePutBundleResponse
+	17, // 37: berth.v1.BundleAdminService.GetBundleInfo:output_type -> berth.v1.GetBundleInfoResponse
+	19, // 38: berth.v1.BundleAdminService.ListBundleHistory:output_type -> berth.v1.ListBundleHistoryResponse
+	21, // 39: berth.v1.BundleAdminService.ApproveBundle:output_type -> berth.v1.ApproveBundleResponse
+	23, // 40: berth.v1.BundleAdminService.ResetBundle:output_type -> berth.v1.ResetBundleResponse
+	25, // 41: berth.v1.BundleAdminService.GetSealedBundle:output_type -> berth.v1.GetSealedBundleResponse
+	27, // 42: berth.v1.BundleAdminService.ListSealedBundles:output_type -> berth.v1.ListSealedBundlesResponse
+	30, // 43: berth.v1.BundleAdminService.DeleteBundles:output_type -> berth.v1.DeleteBundlesResponse
+	32, // 44: berth.v1.BundleAdminService.WatchBundleEvents:output_type -> berth.v1.WatchBundleEventsResponse
+	11, // 45: berth.v1.BundleAdminService.GetBundleSettings:output_type -> berth.v1.GetBundleSettingsResponse
+	13, // 46: berth.v1.BundleAdminService.SetBundleSettings:output_type -> berth.v1.SetBundleSettingsResponse
+	33, // [33:47] is the sub-list for method output_type
+	19, // [19:33] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_bundles_proto_init() }
@@ -1803,7 +1985,7 @@ func file_berth_v1_bundles_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_bundles_proto_rawDesc), len(file_berth_v1_bundles_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

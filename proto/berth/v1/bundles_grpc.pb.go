@@ -239,6 +239,7 @@ const (
 	BundleAdminService_ApproveBundle_FullMethodName     = "/berth.v1.BundleAdminService/ApproveBundle"
 	BundleAdminService_ResetBundle_FullMethodName       = "/berth.v1.BundleAdminService/ResetBundle"
 	BundleAdminService_GetSealedBundle_FullMethodName   = "/berth.v1.BundleAdminService/GetSealedBundle"
+	BundleAdminService_ListSealedBundles_FullMethodName = "/berth.v1.BundleAdminService/ListSealedBundles"
 	BundleAdminService_DeleteBundles_FullMethodName     = "/berth.v1.BundleAdminService/DeleteBundles"
 	BundleAdminService_WatchBundleEvents_FullMethodName = "/berth.v1.BundleAdminService/WatchBundleEvents"
 	BundleAdminService_GetBundleSettings_FullMethodName = "/berth.v1.BundleAdminService/GetBundleSettings"
@@ -250,9 +251,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // BundleAdminService is the management engine's API for bundles. Only
-// admin identities may call it, except GetSealedBundle, which the
-// registration service may also call to return a node's bundle inside
-// Resume, and DeleteBundles, which it calls when it deletes a node.
+// admin identities may call it, except GetSealedBundle and
+// ListSealedBundles, which the registration service may also call to
+// return a node's bundle inside Resume, and DeleteBundles, which it calls
+// when it deletes a node.
 type BundleAdminServiceClient interface {
 	// PutBundle writes a node's bundle if its current version is still
 	// expected_version. An administrator's write is approved at once, and
@@ -270,6 +272,11 @@ type BundleAdminServiceClient interface {
 	ResetBundle(ctx context.Context, in *ResetBundleRequest, opts ...grpc.CallOption) (*ResetBundleResponse, error)
 	// GetSealedBundle returns a node's current bundle with its content.
 	GetSealedBundle(ctx context.Context, in *GetSealedBundleRequest, opts ...grpc.CallOption) (*GetSealedBundleResponse, error)
+	// ListSealedBundles returns every node's current bundle, in pages
+	// ordered by node ID: the registration service fills its cache with
+	// them when it starts following the bundle events, so that a power
+	// restore's Resumes need no call here.
+	ListSealedBundles(ctx context.Context, in *ListSealedBundlesRequest, opts ...grpc.CallOption) (*ListSealedBundlesResponse, error)
 	// DeleteBundles forgets every version of a node's bundle, for a node that
 	// is deleted. Deleting a node without bundles succeeds. Admins and the
 	// registration service may call it.
@@ -353,6 +360,16 @@ func (c *bundleAdminServiceClient) GetSealedBundle(ctx context.Context, in *GetS
 	return out, nil
 }
 
+func (c *bundleAdminServiceClient) ListSealedBundles(ctx context.Context, in *ListSealedBundlesRequest, opts ...grpc.CallOption) (*ListSealedBundlesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSealedBundlesResponse)
+	err := c.cc.Invoke(ctx, BundleAdminService_ListSealedBundles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *bundleAdminServiceClient) DeleteBundles(ctx context.Context, in *DeleteBundlesRequest, opts ...grpc.CallOption) (*DeleteBundlesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteBundlesResponse)
@@ -407,9 +424,10 @@ func (c *bundleAdminServiceClient) SetBundleSettings(ctx context.Context, in *Se
 // for forward compatibility.
 //
 // BundleAdminService is the management engine's API for bundles. Only
-// admin identities may call it, except GetSealedBundle, which the
-// registration service may also call to return a node's bundle inside
-// Resume, and DeleteBundles, which it calls when it deletes a node.
+// admin identities may call it, except GetSealedBundle and
+// ListSealedBundles, which the registration service may also call to
+// return a node's bundle inside Resume, and DeleteBundles, which it calls
+// when it deletes a node.
 type BundleAdminServiceServer interface {
 	// PutBundle writes a node's bundle if its current version is still
 	// expected_version. An administrator's write is approved at once, and
@@ -427,6 +445,11 @@ type BundleAdminServiceServer interface {
 	ResetBundle(context.Context, *ResetBundleRequest) (*ResetBundleResponse, error)
 	// GetSealedBundle returns a node's current bundle with its content.
 	GetSealedBundle(context.Context, *GetSealedBundleRequest) (*GetSealedBundleResponse, error)
+	// ListSealedBundles returns every node's current bundle, in pages
+	// ordered by node ID: the registration service fills its cache with
+	// them when it starts following the bundle events, so that a power
+	// restore's Resumes need no call here.
+	ListSealedBundles(context.Context, *ListSealedBundlesRequest) (*ListSealedBundlesResponse, error)
 	// DeleteBundles forgets every version of a node's bundle, for a node that
 	// is deleted. Deleting a node without bundles succeeds. Admins and the
 	// registration service may call it.
@@ -467,6 +490,9 @@ func (UnimplementedBundleAdminServiceServer) ResetBundle(context.Context, *Reset
 }
 func (UnimplementedBundleAdminServiceServer) GetSealedBundle(context.Context, *GetSealedBundleRequest) (*GetSealedBundleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSealedBundle not implemented")
+}
+func (UnimplementedBundleAdminServiceServer) ListSealedBundles(context.Context, *ListSealedBundlesRequest) (*ListSealedBundlesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSealedBundles not implemented")
 }
 func (UnimplementedBundleAdminServiceServer) DeleteBundles(context.Context, *DeleteBundlesRequest) (*DeleteBundlesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteBundles not implemented")
@@ -609,6 +635,24 @@ func _BundleAdminService_GetSealedBundle_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BundleAdminService_ListSealedBundles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSealedBundlesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BundleAdminServiceServer).ListSealedBundles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BundleAdminService_ListSealedBundles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BundleAdminServiceServer).ListSealedBundles(ctx, req.(*ListSealedBundlesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _BundleAdminService_DeleteBundles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteBundlesRequest)
 	if err := dec(in); err != nil {
@@ -704,6 +748,10 @@ var BundleAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSealedBundle",
 			Handler:    _BundleAdminService_GetSealedBundle_Handler,
+		},
+		{
+			MethodName: "ListSealedBundles",
+			Handler:    _BundleAdminService_ListSealedBundles_Handler,
 		},
 		{
 			MethodName: "DeleteBundles",

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) bundlestore.Store) {
 		{"HistoryTrim", testHistoryTrim},
 		{"HistoryKeepsLiveVersions", testHistoryKeepsLiveVersions},
 		{"Delete", testDelete},
+		{"ListCurrent", testListCurrent},
 		{"Malformed", testMalformed},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"ConcurrentFirstPuts", testConcurrentFirstPuts},
