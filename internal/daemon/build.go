@@ -319,11 +319,13 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 		if err != nil {
 			return nil, err
 		}
-		// Resume answers bundles from memory, dropped by the bundle
-		// store's events, instead of a call per boot.
+		// Resume answers bundles from memory, filled when the watch of
+		// the bundle store's events starts and dropped by its events,
+		// instead of a call per boot.
 		cache, err := registration.NewBundleCache(registration.BundleCacheConfig{
 			Source: registration.NewGRPCBundles(conn),
 			Watch:  berthv1.NewBundleAdminServiceClient(conn),
+			Nodes:  store,
 			Logger: c.Logger,
 		})
 		if err != nil {

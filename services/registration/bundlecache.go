@@ -40,11 +40,20 @@ const DefaultBundleCacheBytes = 64 << 20
 // period, eventlog.DefaultPollPeriod); a node told of it on its
 // heartbeat stream fetches it from the bundle store itself.
 //
+// Each time its watch is in place the cache fills itself (Nodes set):
+// every approved node's current bundle, or the fact that it has none,
+// bound to the node's bundle key, up to MaxBytes. A power restore
+// restarts this service with its fleet, and without the fill each
+// booting node's first Resume would ask the bundle store. The fill runs
+// before the watch's events are applied, so a change committed after the
+// watch started drops what the fill kept of it, as any entry.
+//
 // Security checks are not cached: Resume checks the node (status, key,
 // revocation) in the registration store on every call, as before.
 type BundleCache struct {
 	src      Bundles
 	watch    berthv1.BundleAdminServiceClient
+	nodes    NodeLister
 	maxBytes int
 	log      *slog.Logger
 
@@ -58,7 +67,9 @@ type BundleCache struct {
 	bytes   int
 	// seen is the cursor of the last bundle event applied (or of the
 	// watch's start): tests wait for it to pass a change's cursor.
-	seen    int64
+	seen int64
+	// filled: the fill of the watch in place ended (tests wait for it).
+	filled  bool
 	changed chan struct{}
 }
 
@@ -74,8 +85,12 @@ type cachedBundle struct {
 type BundleCacheConfig struct {
 	// Source answers misses: the bundle store over gRPC. Required.
 	Source Bundles
-	// Watch follows the bundle store's events. Required.
+	// Watch follows the bundle store's events, and lists its bundles
+	// for the fill. Required.
 	Watch berthv1.BundleAdminServiceClient
+	// Nodes lists the registered nodes with their bundle keys, for the
+	// fill; nil: no fill, entries come from misses only.
+	Nodes NodeLister
 	// MaxBytes bounds the sealed bytes kept (DefaultBundleCacheBytes).
 	MaxBytes int
 	Logger   *slog.Logger
@@ -97,7 +112,7 @@ func NewBundleCache(c BundleCacheConfig) (*BundleCache, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &BundleCache{
-		src: c.Source, watch: c.Watch, maxBytes: c.MaxBytes, log: c.Logger,
+		src: c.Source, watch: c.Watch, nodes: c.Nodes, maxBytes: c.MaxBytes, log: c.Logger,
 		entries: map[string]cachedBundle{}, changed: make(chan struct{}),
 	}, nil
 }
@@ -145,10 +160,7 @@ func (c *BundleCache) Delete(ctx context.Context, nodeID string) error {
 // keep stores an entry, first evicting others (in the map's random
 // order, which costs nothing to keep) until it fits.
 func (c *BundleCache) keep(nodeID string, key [sha256.Size]byte, b *berthv1.SealedBundle) {
-	size := len(nodeID) + 64
-	if b != nil {
-		size += proto.Size(b)
-	}
+	size := entrySize(nodeID, b)
 	if size > c.maxBytes {
 		return
 	}
@@ -161,6 +173,15 @@ func (c *BundleCache) keep(nodeID string, key [sha256.Size]byte, b *berthv1.Seal
 	}
 	c.entries[nodeID] = cachedBundle{b: b, size: size, key: key}
 	c.bytes += size
+}
+
+// entrySize is what an entry counts against MaxBytes.
+func entrySize(nodeID string, b *berthv1.SealedBundle) int {
+	size := len(nodeID) + 64
+	if b != nil {
+		size += proto.Size(b)
+	}
+	return size
 }
 
 func (c *BundleCache) drop(nodeID string) {
@@ -195,6 +216,7 @@ func (c *BundleCache) setLive(live bool, cursor int64) {
 	clear(c.entries)
 	c.bytes = 0
 	c.seen = 0
+	c.filled = false
 	c.advance(cursor)
 }
 
@@ -283,6 +305,7 @@ func (c *BundleCache) follow(ctx context.Context) bool {
 	}
 	c.setLive(true, start)
 	c.log.Info("bundle cache live", "after_cursor", start)
+	c.fill(ctx)
 	for {
 		m, err := s.Recv()
 		if err != nil {

@@ -75,7 +75,9 @@ func (r *bundleReplica) start(t *testing.T) {
 
 // cachedEnv puts a BundleCache, reaching a bundle store replica of its
 // own, between the registration service and the bundle store.
-func cachedEnv(t *testing.T, e *env) (*BundleCache, *countingBundles, *bundleReplica) {
+// With nodes set the cache fills itself from them; cachedEnv returns once
+// the fill ended.
+func cachedEnv(t *testing.T, e *env, nodes NodeLister) (*BundleCache, *countingBundles, *bundleReplica) {
 	t.Helper()
 	r := &bundleReplica{e: e}
 	r.start(t)
@@ -87,7 +89,7 @@ func cachedEnv(t *testing.T, e *env) (*BundleCache, *countingBundles, *bundleRep
 	}
 	t.Cleanup(func() { conn.Close() })
 	src := &countingBundles{Bundles: NewGRPCBundles(conn)}
-	cache, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(conn)})
+	cache, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(conn), Nodes: nodes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func cachedEnv(t *testing.T, e *env) (*BundleCache, *countingBundles, *bundleRep
 	go func() { defer close(done); _ = cache.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	e.bundles.set(cache)
-	waitCache(t, cache, func() bool { return cache.live })
+	waitCache(t, cache, func() bool { return cache.live && cache.filled })
 	return cache, src, r
 }
 
@@ -152,7 +154,7 @@ func resumeBundle(t *testing.T, n *node) *berthv1.SealedBundle {
 // revoked node is refused whatever the cache holds.
 func TestBundleCache(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
-		cache, src, _ := cachedEnv(t, e)
+		cache, src, _ := cachedEnv(t, e, nil)
 		n := e.newNode(uuidA)
 		id := e.register(t, n, true).GetNodeId()
 		next := e.nextBundleEvent(t)
@@ -215,7 +217,7 @@ func TestBundleCache(t *testing.T) {
 // without a cache; back up, the cache refills.
 func TestBundleCacheStoreDown(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
-		cache, src, replica := cachedEnv(t, e)
+		cache, src, replica := cachedEnv(t, e, nil)
 		n := e.newNode(uuidA)
 		id := e.register(t, n, true).GetNodeId()
 		next := e.nextBundleEvent(t)
