@@ -28,6 +28,10 @@
 #                             the ceiling, step-ca's CPU per sign, and each
 #                             first registration against that rate
 #   berth-loadgen storm       the same nodes boot again at once (power restore)
+#   restore                   the registration service restarts, then the
+#                             storm's nodes boot again at once, as in a real
+#                             power restore (storm --no-prepare, reported as
+#                             storm_restarted)
 #   berth-loadgen heartbeat   BENCH_HB_NODES nodes beat every BENCH_HB_INTERVAL
 #   berth-loadgen stream-floor
 #                             BENCH_HB_NODES connections, one stream each, to
@@ -73,7 +77,8 @@
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
 #   BENCH_SCENARIOS         which to run ("ceiling grpc-floor register register-dev
-#                           stepca-sign storm heartbeat stream-floor")
+#                           stepca-sign storm restore heartbeat stream-floor";
+#                           restore needs storm before it)
 #   BENCH_OUT               results file (bench-results.json)
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
 #   BENCH_PG_OPTS           server settings of the throwaway cluster
@@ -114,7 +119,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor register register-dev stepca-sign storm heartbeat stream-floor}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -305,30 +310,39 @@ serve ca ca "$ca_port" $(pprof_args ca)
 serve bundles bundles "$bundles_port" --ca-addr "127.0.0.1:$ca_port"
 # shellcheck disable=SC2046
 GODEBUG=$BENCH_HB_GODEBUG serve heartbeat heartbeat "$heartbeat_port" --ca-addr "127.0.0.1:$ca_port" $(pprof_args heartbeat)
-# shellcheck disable=SC2046
-serve registration registration "$registration_port" --ca-addr "127.0.0.1:$ca_port" \
-	--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:$heartbeat_port" \
-	--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$heartbeat_port" $(pprof_args registration)
 # Replica i (1-based) of the heartbeat service and the registration service
-# that names it; replica 1 is the pair above.
+# that names it; replica 1 is the pair started first.
 hb_ports=("$heartbeat_port")
 reg_ports=("$registration_port")
+# serve_registration I: replica I of the registration service on its port,
+# with the bundle store and replica I of the heartbeat service.
+serve_registration() {
+	local i=$1 name=registration
+	[ "$i" -eq 1 ] || name=registration$i
+	# shellcheck disable=SC2046
+	serve "$name" registration "${reg_ports[$((i - 1))]}" --ca-addr "127.0.0.1:$ca_port" \
+		--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:${hb_ports[$((i - 1))]}" \
+		--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:${hb_ports[$((i - 1))]}" $(pprof_args "$name")
+}
+serve_registration 1
 server_names=(ca bundles heartbeat registration)
 for i in $(seq 2 "$BENCH_HB_REPLICAS"); do
 	hp=$(free_port)
 	rp=$(free_port)
 	serve "heartbeat$i" heartbeat "$hp" --ca-addr "127.0.0.1:$ca_port"
-	serve "registration$i" registration "$rp" --ca-addr "127.0.0.1:$ca_port" \
-		--bundles-addr "127.0.0.1:$bundles_port" --heartbeat-addr "127.0.0.1:$hp" \
-		--advertise-bundles "127.0.0.1:$bundles_port" --advertise-heartbeat "127.0.0.1:$hp"
 	hb_ports+=("$hp")
 	reg_ports+=("$rp")
+	serve_registration "$i"
 	server_names+=("heartbeat$i" "registration$i")
 done
-server_pids=
-for name in "${server_names[@]}"; do
-	server_pids="${server_pids:+$server_pids,}$name=${role_pid[$name]}"
-done
+# server_pids names every server's process for berth-loadgen's CPU figures.
+set_server_pids() {
+	server_pids=
+	for name in "${server_names[@]}"; do
+		server_pids="${server_pids:+$server_pids,}$name=${role_pid[$name]}"
+	done
+}
+set_server_pids
 
 # Synthetic nodes fill the registry's index the way a large fleet would.
 # They are approved and hold a certificate record, so nothing about them is
@@ -487,6 +501,25 @@ stepca_sign() {
 	fi
 }
 
+# restore: the power restore itself. Every registration replica restarts,
+# as it does with the fleet, its bundle cache empty until it fills it, and
+# the storm's nodes (registered, approved and given bundles by the storm
+# scenario, which must run first) boot again at once without any setup:
+# berth-loadgen storm --no-prepare, reported as storm_restarted.
+restore() {
+	local i name
+	say "---- restore: restarting the registration service, then the storm's nodes boot at once"
+	for i in $(seq 1 "$BENCH_HB_REPLICAS"); do
+		name=registration
+		[ "$i" -eq 1 ] || name=registration$i
+		kill "${role_pid[$name]}"
+		wait "${role_pid[$name]}" 2>/dev/null || true
+		serve_registration "$i"
+	done
+	set_server_pids
+	step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" --no-prepare --deployment restarted
+}
+
 results="$work/results.json"
 : >"$results"
 step() {
@@ -515,6 +548,7 @@ for s in $BENCH_SCENARIOS; do
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;
 	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	restore) restore ;;
 	heartbeat)
 		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then
 			heartbeat_parallel
