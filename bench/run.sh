@@ -517,7 +517,9 @@ restore() {
 		serve_registration "$i"
 	done
 	set_server_pids
+	cpu_profiles restore registration heartbeat
 	step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" --no-prepare --deployment restarted
+	wait_profiles
 }
 
 results="$work/results.json"
