@@ -2,11 +2,17 @@ package registration
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/berth-dev/berth/internal/bundle"
 	"github.com/berth-dev/berth/internal/store/regstore"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // uuidC3 is a third board's hardware UUID.
@@ -138,4 +144,66 @@ func TestBundleCacheFillBound(t *testing.T) {
 			t.Fatalf("the 2 nodes the fill left out made %d calls to the bundle store, want at least 2", got)
 		}
 	})
+}
+
+// oldBundleStore is a bundle store from before ListSealedBundles.
+type oldBundleStore struct {
+	berthv1.BundleAdminServiceClient
+}
+
+func (oldBundleStore) ListSealedBundles(context.Context, *berthv1.ListSealedBundlesRequest, ...grpc.CallOption) (*berthv1.ListSealedBundlesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method ListSealedBundles")
+}
+
+// failingNodes is a registration store that cannot list nodes.
+type failingNodes struct{}
+
+func (failingNodes) ListNodes(context.Context, regstore.NodeFilter) ([]regstore.Node, error) {
+	return nil, errors.New("database is down")
+}
+
+// TestBundleCacheFillFails: a fill that cannot list the bundles (a bundle
+// store older than ListSealedBundles) or the nodes (the database down)
+// keeps nothing it cannot vouch for; the cache is live, and each node's
+// first Resume asks the bundle store, as before there was a fill.
+func TestBundleCacheFillFails(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		watch func(berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient
+		nodes func(e *env) NodeLister
+	}{
+		{"old bundle store", func(c berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient { return oldBundleStore{c} },
+			func(e *env) NodeLister { return e.reg }},
+		{"nodes not listed", func(c berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient { return c },
+			func(*env) NodeLister { return failingNodes{} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, sqliteBackend)
+			n := e.newNode(uuidA)
+			id := e.register(t, n, true).GetNodeId()
+			e.putBundle(t, id, motd("one"))
+			src := &countingBundles{Bundles: e.bundles.get()}
+			cache, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: tt.watch(berthv1.NewBundleAdminServiceClient(e.self)), Nodes: tt.nodes(e)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = cache.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			waitCache(t, cache, func() bool { return cache.live && cache.filled })
+			if n := cache.Len(); n != 0 {
+				t.Fatalf("a failed fill kept %d entries", n)
+			}
+			e.bundles.set(cache)
+			for range 2 {
+				if b := resumeBundle(t, n); b.GetInfo().GetVersion() != 1 {
+					t.Fatalf("Resume: version %d, want 1", b.GetInfo().GetVersion())
+				}
+			}
+			if got := src.sealed.Load(); got != 1 {
+				t.Fatalf("2 Resumes asked the bundle store %d times, want 1 (the first)", got)
+			}
+		})
+	}
 }
