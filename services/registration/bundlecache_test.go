@@ -89,7 +89,16 @@ func cachedEnv(t *testing.T, e *env, nodes NodeLister) (*BundleCache, *countingB
 	}
 	t.Cleanup(func() { conn.Close() })
 	src := &countingBundles{Bundles: NewGRPCBundles(conn)}
-	cache, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(conn), Nodes: nodes})
+	cache := startCache(t, BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(conn), Nodes: nodes})
+	e.bundles.set(cache)
+	return cache, src, r
+}
+
+// startCache runs a cache until the test ends, and returns it once its
+// watch is in place and its fill ended.
+func startCache(t *testing.T, c BundleCacheConfig) *BundleCache {
+	t.Helper()
+	cache, err := NewBundleCache(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +106,8 @@ func cachedEnv(t *testing.T, e *env, nodes NodeLister) (*BundleCache, *countingB
 	done := make(chan struct{})
 	go func() { defer close(done); _ = cache.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	e.bundles.set(cache)
 	waitCache(t, cache, func() bool { return cache.live && cache.filled })
-	return cache, src, r
+	return cache
 }
 
 // waitCache waits for a state of the cache; the deadline only bounds a

@@ -183,15 +183,7 @@ func TestBundleCacheFillFails(t *testing.T) {
 			id := e.register(t, n, true).GetNodeId()
 			e.putBundle(t, id, motd("one"))
 			src := &countingBundles{Bundles: e.bundles.get()}
-			cache, err := NewBundleCache(BundleCacheConfig{Source: src, Watch: tt.watch(berthv1.NewBundleAdminServiceClient(e.self)), Nodes: tt.nodes(e)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); _ = cache.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
-			waitCache(t, cache, func() bool { return cache.live && cache.filled })
+			cache := startCache(t, BundleCacheConfig{Source: src, Watch: tt.watch(berthv1.NewBundleAdminServiceClient(e.self)), Nodes: tt.nodes(e)})
 			if n := cache.Len(); n != 0 {
 				t.Fatalf("a failed fill kept %d entries", n)
 			}
