@@ -46,7 +46,8 @@ const DefaultBundleCacheBytes = 64 << 20
 // restarts this service with its fleet, and without the fill each
 // booting node's first Resume would ask the bundle store. The fill runs
 // before the watch's events are applied, so a change committed after the
-// watch started drops what the fill kept of it, as any entry.
+// watch started drops what the fill kept of it, as any entry; a fill
+// takes at most 10 s (fillTimeout), so it delays them no longer.
 //
 // Security checks are not cached: Resume checks the node (status, key,
 // revocation) in the registration store on every call, as before.
@@ -55,7 +56,9 @@ type BundleCache struct {
 	watch    berthv1.BundleAdminServiceClient
 	nodes    NodeLister
 	maxBytes int
-	log      *slog.Logger
+	// fillTimeout is fillTimeout but in tests.
+	fillTimeout time.Duration
+	log         *slog.Logger
 
 	mu sync.Mutex
 	// live: the watch is in place and entries may be answered from.
@@ -112,7 +115,7 @@ func NewBundleCache(c BundleCacheConfig) (*BundleCache, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &BundleCache{
-		src: c.Source, watch: c.Watch, nodes: c.Nodes, maxBytes: c.MaxBytes, log: c.Logger,
+		src: c.Source, watch: c.Watch, nodes: c.Nodes, maxBytes: c.MaxBytes, fillTimeout: fillTimeout, log: c.Logger,
 		entries: map[string]cachedBundle{}, changed: make(chan struct{}),
 	}, nil
 }

@@ -94,13 +94,16 @@ func cachedEnv(t *testing.T, e *env, nodes NodeLister) (*BundleCache, *countingB
 	return cache, src, r
 }
 
-// startCache runs a cache until the test ends, and returns it once its
-// watch is in place and its fill ended.
-func startCache(t *testing.T, c BundleCacheConfig) *BundleCache {
+// startCache runs a cache, changed by each of mods first, until the test
+// ends, and returns it once its watch is in place and its fill ended.
+func startCache(t *testing.T, c BundleCacheConfig, mods ...func(*BundleCache)) *BundleCache {
 	t.Helper()
 	cache, err := NewBundleCache(c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range mods {
+		m(cache)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -17,6 +17,11 @@ type NodeLister interface {
 // fillPage is the page size of both lists the fill reads.
 const fillPage = 500
 
+// fillTimeout bounds a fill. The watch's events wait while it runs, so a
+// store that hangs must not hold them back for longer: a fill cut short
+// keeps what it had, and misses fill the rest.
+const fillTimeout = 10 * time.Second
+
 // fill keeps every approved node's current bundle, or that it has none,
 // until the cache is full. It is called with the watch in place and
 // before any of its events is applied (see BundleCache). A failure ends
@@ -27,6 +32,8 @@ func (c *BundleCache) fill(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.fillTimeout)
+	defer cancel()
 	bundles, upTo, err := c.listBundles(ctx)
 	if err != nil {
 		c.log.Warn("bundle cache fill: listing the bundle store's bundles failed; Resume asks it for the rest", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -197,5 +198,39 @@ func TestBundleCacheFillFails(t *testing.T) {
 				t.Fatalf("2 Resumes asked the bundle store %d times, want 1 (the first)", got)
 			}
 		})
+	}
+}
+
+// hangingNodes is a registration store whose list never answers, as a
+// database behind a dropped network does until the call's deadline.
+type hangingNodes struct{}
+
+func (hangingNodes) ListNodes(ctx context.Context, _ regstore.NodeFilter) ([]regstore.Node, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestBundleCacheFillHangs: a fill whose store hangs gives up at its
+// deadline, so the bundle events it held back are applied: a bundle put
+// meanwhile reaches Resume.
+func TestBundleCacheFillHangs(t *testing.T) {
+	e := newEnv(t, sqliteBackend)
+	n := e.newNode(uuidA)
+	id := e.register(t, n, true).GetNodeId()
+	e.putBundle(t, id, motd("one"))
+	src := &countingBundles{Bundles: e.bundles.get()}
+	cache := startCache(t, BundleCacheConfig{Source: src, Watch: berthv1.NewBundleAdminServiceClient(e.self), Nodes: hangingNodes{}},
+		func(c *BundleCache) { c.fillTimeout = 200 * time.Millisecond })
+	e.bundles.set(cache)
+	if b := resumeBundle(t, n); b.GetInfo().GetVersion() != 1 {
+		t.Fatalf("Resume: version %d, want 1", b.GetInfo().GetVersion())
+	}
+	next := e.nextBundleEvent(t)
+	e.putBundle(t, id, motd("two"))
+	if err := cache.WaitFor(t.Context(), next()); err != nil {
+		t.Fatal(err)
+	}
+	if b := resumeBundle(t, n); b.GetInfo().GetVersion() != 2 {
+		t.Fatalf("Resume after a put: version %d, want 2", b.GetInfo().GetVersion())
 	}
 }
