@@ -69,6 +69,13 @@ func TestListSealedBundles(t *testing.T) {
 		if pages, _ := listAll(t, reg, 0); !equalPages(pages, [][]string{{"node-a", "node-b", "node-c"}}) {
 			t.Errorf("default page = %v, want all three", pages)
 		}
+		// A valid token after the last node (a list read while the last
+		// bundles were reset) is the end of the list, not an error.
+		resp, err := reg.ListSealedBundles(context.Background(), &berthv1.ListSealedBundlesRequest{PageToken: ident.PageToken("node-z")})
+		if err != nil || len(resp.GetBundles()) != 0 || resp.GetNextPageToken() != "" {
+			t.Errorf("page after the last node: %d bundles, next token %q, err %v; want an empty last page",
+				len(resp.GetBundles()), resp.GetNextPageToken(), err)
+		}
 	})
 }
 

@@ -56,7 +56,8 @@ type BundleCache struct {
 	watch    berthv1.BundleAdminServiceClient
 	nodes    NodeLister
 	maxBytes int
-	// fillTimeout is fillTimeout but in tests.
+	// fillTimeout is the fill's deadline: the const fillTimeout, shorter
+	// in tests.
 	fillTimeout time.Duration
 	log         *slog.Logger
 

@@ -34,9 +34,13 @@ func (c *BundleCache) fill(ctx context.Context) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.fillTimeout)
 	defer cancel()
-	bundles, upTo, err := c.listBundles(ctx)
+	listed, err := c.listBundles(ctx)
 	if err != nil {
 		c.log.Warn("bundle cache fill: listing the bundle store's bundles failed; Resume asks it for the rest", "err", err)
+	}
+	if !listed.complete && listed.upTo == "" {
+		// No node is covered, so a node list would keep nothing.
+		return
 	}
 	kept := 0
 	for after := ""; ; {
@@ -45,7 +49,7 @@ func (c *BundleCache) fill(ctx context.Context) {
 			c.log.Warn("bundle cache fill: listing nodes failed; Resume asks the bundle store for the rest", "err", err)
 			break
 		}
-		n, full := c.keepAll(nodes, bundles, upTo)
+		n, full := c.keepAll(nodes, listed)
 		kept += n
 		if full || len(nodes) < fillPage {
 			break
@@ -55,46 +59,56 @@ func (c *BundleCache) fill(ctx context.Context) {
 	c.log.Info("bundle cache filled", "entries", kept, "bytes", c.size(), "took", time.Since(start).Round(time.Millisecond))
 }
 
+// listing is what listBundles read of the bundle store's current bundles.
+type listing struct {
+	bundles map[string]*berthv1.SealedBundle
+	// upTo is the last node ID read; complete is true when the whole list
+	// was. A node after upTo in an incomplete listing may have a bundle
+	// that was not read.
+	upTo     string
+	complete bool
+}
+
+// covers reports whether the listing says all there is about node id.
+func (l listing) covers(id string) bool {
+	return l.complete || id <= l.upTo
+}
+
 // listBundles reads the bundle store's current bundles, up to the cache's
-// size. upTo is the last node ID the listing covers: a node after it may
-// have a bundle not read ("" with more to read: none covered; the whole
-// list read: every node is covered).
-func (c *BundleCache) listBundles(ctx context.Context) (_ map[string]*berthv1.SealedBundle, upTo string, err error) {
-	out := map[string]*berthv1.SealedBundle{}
+// size. On an error it returns what it read before it.
+func (c *BundleCache) listBundles(ctx context.Context) (listing, error) {
+	l := listing{bundles: map[string]*berthv1.SealedBundle{}}
 	req := &berthv1.ListSealedBundlesRequest{PageSize: fillPage}
 	size := 0
 	for {
 		resp, err := c.watch.ListSealedBundles(ctx, req)
 		if err != nil {
-			return out, upTo, err
+			return l, err
 		}
 		for _, b := range resp.GetBundles() {
 			if size += len(b.GetBundle().GetSealed()); size > c.maxBytes {
-				return out, upTo, nil
+				return l, nil
 			}
-			out[b.GetNodeId()], upTo = b.GetBundle(), b.GetNodeId()
+			l.bundles[b.GetNodeId()], l.upTo = b.GetBundle(), b.GetNodeId()
 		}
 		if resp.GetNextPageToken() == "" {
-			return out, everyNode, nil
+			l.complete = true
+			return l, nil
 		}
 		req.PageToken = resp.GetNextPageToken()
 	}
 }
 
-// everyNode is listBundles's upTo when it read the whole list: above
-// every node ID.
-const everyNode = "\xff"
-
 // keepAll keeps the entries of nodes; full when the cache is.
-func (c *BundleCache) keepAll(nodes []regstore.Node, bundles map[string]*berthv1.SealedBundle, upTo string) (kept int, full bool) {
+func (c *BundleCache) keepAll(nodes []regstore.Node, listed listing) (kept int, full bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range nodes {
-		b := bundles[n.ID]
-		if b == nil && n.ID > upTo {
-			// Not covered by the listing: it may have a bundle.
+		if !listed.covers(n.ID) {
+			// Nodes are in ID order: none after this one is covered.
 			return kept, true
 		}
+		b := listed.bundles[n.ID]
 		if c.bytes+entrySize(n.ID, b) > c.maxBytes {
 			return kept, true
 		}

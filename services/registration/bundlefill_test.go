@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,20 +164,33 @@ func (failingNodes) ListNodes(context.Context, regstore.NodeFilter) ([]regstore.
 	return nil, errors.New("database is down")
 }
 
+// countingNodes counts the node lists made.
+type countingNodes struct {
+	NodeLister
+	lists atomic.Int32
+}
+
+func (c *countingNodes) ListNodes(ctx context.Context, f regstore.NodeFilter) ([]regstore.Node, error) {
+	c.lists.Add(1)
+	return c.NodeLister.ListNodes(ctx, f)
+}
+
 // TestBundleCacheFillFails: a fill that cannot list the bundles (a bundle
 // store older than ListSealedBundles) or the nodes (the database down)
 // keeps nothing it cannot vouch for; the cache is live, and each node's
-// first Resume asks the bundle store, as before there was a fill.
+// first Resume asks the bundle store, as before there was a fill. Without
+// the bundles it does not read the nodes at all.
 func TestBundleCacheFillFails(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		watch func(berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient
 		nodes func(e *env) NodeLister
+		lists int32
 	}{
 		{"old bundle store", func(c berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient { return oldBundleStore{c} },
-			func(e *env) NodeLister { return e.reg }},
+			func(e *env) NodeLister { return e.reg }, 0},
 		{"nodes not listed", func(c berthv1.BundleAdminServiceClient) berthv1.BundleAdminServiceClient { return c },
-			func(*env) NodeLister { return failingNodes{} }},
+			func(*env) NodeLister { return failingNodes{} }, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, sqliteBackend)
@@ -184,9 +198,13 @@ func TestBundleCacheFillFails(t *testing.T) {
 			id := e.register(t, n, true).GetNodeId()
 			e.putBundle(t, id, motd("one"))
 			src := &countingBundles{Bundles: e.bundles.get()}
-			cache := startCache(t, BundleCacheConfig{Source: src, Watch: tt.watch(berthv1.NewBundleAdminServiceClient(e.self)), Nodes: tt.nodes(e)})
+			nodes := &countingNodes{NodeLister: tt.nodes(e)}
+			cache := startCache(t, BundleCacheConfig{Source: src, Watch: tt.watch(berthv1.NewBundleAdminServiceClient(e.self)), Nodes: nodes})
 			if n := cache.Len(); n != 0 {
 				t.Fatalf("a failed fill kept %d entries", n)
+			}
+			if got := nodes.lists.Load(); got != tt.lists {
+				t.Fatalf("the fill listed nodes %d times, want %d", got, tt.lists)
 			}
 			e.bundles.set(cache)
 			for range 2 {
