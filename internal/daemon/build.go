@@ -437,6 +437,7 @@ func buildHeartbeat(ctx context.Context, c Config, cr *creds, tel *telemetry.Tel
 		// decider, reading last-seen times from the store, is never fooled.
 		FlushPeriod:      min(liveness.DefaultFlushPeriod, interval/2),
 		MaxBeatRate:      c.HeartbeatMaxRate,
+		MaxConnectRate:   c.HeartbeatMaxConnectRate,
 		IsRevoked:        revoked.NodeRevoked,
 		CertRevoked:      revoked.Revoked,
 		RevocationsKnown: revoked.Known,

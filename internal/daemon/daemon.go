@@ -89,6 +89,11 @@ type Config struct {
 	// receive in total; above it the fleet's timings are stretched. 0
 	// never stretches them.
 	HeartbeatMaxRate float64
+	// HeartbeatMaxConnectRate is the new heartbeat streams per second the
+	// tier should see after a mass boot; while booted nodes would open
+	// theirs faster, the fleet's timings are stretched so that they
+	// spread out. 0 never stretches for boots.
+	HeartbeatMaxConnectRate float64
 	// CertLifetime of node certificates.
 	CertLifetime time.Duration
 	// TokenFailureBurst is how many failed bootstrap-token attempts one

@@ -64,6 +64,7 @@ func (c *Core) RecordBoots(ctx context.Context, boots []Boot) (BootsResult, erro
 	}
 	c.stats.events.Add(int64(r.Events))
 	c.stats.boots.Add(int64(r.Recorded))
+	c.booted.add(now, r.Recorded)
 	res.Recorded, res.Skipped = r.Recorded, res.Skipped+r.Skipped
 	return res, nil
 }

@@ -57,6 +57,10 @@ const (
 	// DefaultMaxBeatRate is the usual Config.MaxBeatRate; the core itself
 	// defaults to none.
 	DefaultMaxBeatRate = 10_000
+	// DefaultMaxConnectRate is the usual Config.MaxConnectRate: a new
+	// stream costs a full TLS handshake, about 1 ms of CPU, so this is
+	// about a tenth of a core. The core itself defaults to none.
+	DefaultMaxConnectRate = 100
 )
 
 // retentionPeriod is how often the decider deletes old events.
@@ -73,6 +77,7 @@ const (
 	attrCount   = "count"
 
 	attrLoadFactor = "load_factor"
+	attrBooted     = "booted"
 )
 
 // Config holds the core's dependencies and timings.
@@ -108,6 +113,14 @@ type Config struct {
 	// beat faster at the base interval, the decider stretches every node's
 	// timings by a load factor until they do not; 0 never stretches them.
 	MaxBeatRate float64
+	// MaxConnectRate is the number of heartbeat streams per second the
+	// tier should see opened after a mass boot. While the boots this
+	// replica recorded in the last minute would open their streams faster
+	// within one base interval, the decider stretches every node's timings
+	// so that they spread out (see bootWindow); 0 never stretches for
+	// boots. Only the decider's own boots count, so with several replicas
+	// a mass boot stretches less.
+	MaxConnectRate float64
 	// IsRevoked, if set, is asked when a node connects and every
 	// RevocationCheck for every connected node. It must be cheap (a lookup
 	// in memory): it is called for each node.
@@ -153,6 +166,9 @@ type Core struct {
 	storeTrouble  bool
 	holdUntil     time.Time
 	lastRetention time.Time
+
+	// booted counts the boots recorded lately, for adjustLoad.
+	booted bootCount
 
 	stats counters
 }

@@ -12,7 +12,7 @@ import (
 
 // The load factor: the decider stretches the fleet's timings in steps of
 // stretchStep, up to maxStretch, as soon as the fleet would beat faster
-// than Config.MaxBeatRate; it shrinks them only once the needed stretch is
+// than Config.MaxBeatRate (or after a mass boot, see bootWindow); it shrinks them only once the needed stretch is
 // below lowerBelow of the current one, so that a fleet near the limit does
 // not flap between two intervals.
 const (
@@ -43,27 +43,76 @@ func stretch(t Timings, f float64) Timings {
 func neededStretch(live int, base Timings, maxRate float64) float64 {
 	load := float64(live) / base.Interval.Seconds()
 	need := math.Ceil(load/maxRate/stretchStep) * stretchStep
+	return max(1, min(need, stretchLimit(base)))
+}
+
+// stretchLimit is the most stretch that keeps base within its bounds, a
+// whole number of steps.
+func stretchLimit(base Timings) float64 {
 	limit := min(maxStretch, float64(maxInterval)/float64(base.Interval), float64(maxGrace)/float64(base.Grace))
-	limit = math.Floor(limit/stretchStep) * stretchStep
-	return max(1, min(need, limit))
+	return math.Floor(limit/stretchStep) * stretchStep
+}
+
+// load is what the decider weighs: the live nodes, for the beats they
+// send, and the boots recorded in the last bootWindow, for the streams
+// they will open.
+type load struct {
+	live, booted int
+}
+
+// need returns the load factor l calls for on base: the larger of the
+// beats' and the boots' needs.
+func (c *Core) need(l load, base Timings) float64 {
+	return max(c.beatNeed(l, base), c.bootNeed(l, base))
+}
+
+func (c *Core) beatNeed(l load, base Timings) float64 {
+	if c.cfg.MaxBeatRate <= 0 {
+		return 1
+	}
+	return neededStretch(l.live, base, c.cfg.MaxBeatRate)
+}
+
+func (c *Core) bootNeed(l load, base Timings) float64 {
+	if c.cfg.MaxConnectRate <= 0 {
+		return 1
+	}
+	return bootStretch(l.booted, base, c.cfg.MaxConnectRate, stretchLimit(base))
+}
+
+// currentLoad counts the live nodes (only when the beats have a limit:
+// it is a query) and the boots this replica recorded.
+func (c *Core) currentLoad(ctx context.Context, now time.Time) (load, error) {
+	l := load{booted: c.booted.total(now)}
+	if c.cfg.MaxBeatRate > 0 {
+		live, err := c.store.CountLive(ctx)
+		if err != nil {
+			return load{}, fmt.Errorf("counting live nodes: %w", err)
+		}
+		l.live = live
+	}
+	return l, nil
 }
 
 // adjustLoad changes the load factor when the nodes the store counts as
 // live would beat faster than Config.MaxBeatRate at the base interval, or
-// much slower than it at the current factor. Like an admin's change, the
-// timings in force until now keep applying to decisions for their grace
-// period (decisionTimings), so that nobody is declared silent while nodes
-// learn the new interval. Decide calls it while holding the lease.
+// the nodes booted lately would open their streams faster than
+// Config.MaxConnectRate (see bootWindow); or when the load is much lower
+// than the current factor is for. Like an admin's change, the timings in
+// force until now keep applying to decisions for their grace period
+// (decisionTimings), so that nobody is declared silent while nodes learn
+// the new interval: a booted node told the longer interval may open its
+// stream as late as that. Decide calls it while holding the lease.
 func (c *Core) adjustLoad(ctx context.Context, now time.Time) {
-	if c.cfg.MaxBeatRate <= 0 {
+	if c.cfg.MaxBeatRate <= 0 && c.cfg.MaxConnectRate <= 0 {
 		return
 	}
-	live, err := c.store.CountLive(ctx)
+	l, err := c.currentLoad(ctx, now)
 	if err != nil {
-		c.log.Warn("counting live nodes failed; heartbeat load factor unchanged", attrError, err)
+		c.log.Warn("heartbeat load factor unchanged", attrError, err)
 		return
 	}
-	if !c.stretchChanges(c.settings.Load(), live) {
+	if !c.stretchChanges(c.settings.Load(), l) {
 		return
 	}
 	// Another replica may have changed the base timings since the last
@@ -73,11 +122,11 @@ func (c *Core) adjustLoad(ctx context.Context, now time.Time) {
 		return
 	}
 	s := c.settings.Load()
-	if !c.stretchChanges(s, live) {
+	if !c.stretchChanges(s, l) {
 		return
 	}
 	base := c.baseTimings(s)
-	old, need := stretchOf(s), neededStretch(live, base, c.cfg.MaxBeatRate)
+	old, need := stretchOf(s), c.need(l, base)
 	next := *s
 	next.Stretch = need
 	next.Previous = c.decisionTimings(now)
@@ -86,24 +135,34 @@ func (c *Core) adjustLoad(ctx context.Context, now time.Time) {
 		c.log.Warn("heartbeat load factor not stored", attrError, err)
 		return
 	}
-	load := float64(live) / base.Interval.Seconds()
-	from, to := stretch(base, old).Interval, stretch(base, need).Interval
-	attrs := []any{attrCount, live, attrLoadFactor, need}
-	if need > old {
-		c.log.Warn(fmt.Sprintf("heartbeat load %s/s over the limit %s/s: fleet interval %v → %v",
-			thousands(load), thousands(c.cfg.MaxBeatRate), from, to), attrs...)
-	} else {
-		c.log.Info(fmt.Sprintf("heartbeat load %s/s back under the limit %s/s: fleet interval %v → %v",
-			thousands(load), thousands(c.cfg.MaxBeatRate), from, to), attrs...)
-	}
+	c.logStretch(l, base, old, need)
 	c.applySettings(next)
 }
 
-// stretchChanges reports whether live nodes call for another load factor
-// than that of s: a higher one at once, a lower one past the hysteresis.
-func (c *Core) stretchChanges(s *heartbeatstore.Settings, live int) bool {
-	cur, need := stretchOf(s), neededStretch(live, c.baseTimings(s), c.cfg.MaxBeatRate)
+// stretchChanges reports whether l calls for another load factor than
+// that of s: a higher one at once, a lower one past the hysteresis.
+func (c *Core) stretchChanges(s *heartbeatstore.Settings, l load) bool {
+	cur, need := stretchOf(s), c.need(l, c.baseTimings(s))
 	return need > cur || need < lowerBelow*cur
+}
+
+// logStretch says why the load factor went from old to need.
+func (c *Core) logStretch(l load, base Timings, old, need float64) {
+	from, to := stretch(base, old).Interval, stretch(base, need).Interval
+	attrs := []any{attrCount, l.live, attrBooted, l.booted, attrLoadFactor, need}
+	beats := float64(l.live) / base.Interval.Seconds()
+	streams := float64(l.booted) / base.Interval.Seconds()
+	switch {
+	case need > old && need > c.beatNeed(l, base):
+		c.log.Warn(fmt.Sprintf("%s nodes booted in the last minute would open %s heartbeat streams/s, over the limit %s/s: fleet interval %v → %v, over which they spread them",
+			thousands(float64(l.booted)), thousands(streams), thousands(c.cfg.MaxConnectRate), from, to), attrs...)
+	case need > old:
+		c.log.Warn(fmt.Sprintf("heartbeat load %s/s over the limit %s/s: fleet interval %v → %v",
+			thousands(beats), thousands(c.cfg.MaxBeatRate), from, to), attrs...)
+	default:
+		c.log.Info(fmt.Sprintf("heartbeat load back under the limits (%s beats/s, %s new streams/s): fleet interval %v → %v",
+			thousands(beats), thousands(streams), from, to), attrs...)
+	}
 }
 
 // thousands formats a rate for log messages: rounded to a whole number

@@ -48,6 +48,11 @@ type Config struct {
 	// receive; above it the decider stretches the fleet's timings. 0 never
 	// stretches them.
 	MaxBeatRate float64
+	// MaxConnectRate is the new streams per second the replicas should
+	// see after a mass boot; while booted nodes would open theirs faster,
+	// the decider stretches the fleet's timings so that they spread out
+	// (liveness.Config.MaxConnectRate). 0 never stretches for boots.
+	MaxConnectRate float64
 	// IsRevoked is asked when a node connects and every few seconds for
 	// every connected node; revoked nodes lose their stream. It must answer
 	// from memory. nil means only Revoked ends streams.
@@ -98,17 +103,18 @@ func New(c Config) (*Service, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	core, err := liveness.New(liveness.Config{
-		Store:       c.Store,
-		Interval:    c.Interval,
-		Grace:       c.Grace,
-		FlushPeriod: c.FlushPeriod,
-		Retention:   c.Retention,
-		MaxBeatRate: c.MaxBeatRate,
-		IsRevoked:   c.IsRevoked,
-		ReplicaID:   c.ReplicaID,
-		Watchers:    c.Metrics.Watchers("heartbeat"),
-		Logger:      c.Logger,
-		Clock:       clock.Or(c.Clock),
+		Store:          c.Store,
+		Interval:       c.Interval,
+		Grace:          c.Grace,
+		FlushPeriod:    c.FlushPeriod,
+		Retention:      c.Retention,
+		MaxBeatRate:    c.MaxBeatRate,
+		MaxConnectRate: c.MaxConnectRate,
+		IsRevoked:      c.IsRevoked,
+		ReplicaID:      c.ReplicaID,
+		Watchers:       c.Metrics.Watchers("heartbeat"),
+		Logger:         c.Logger,
+		Clock:          clock.Or(c.Clock),
 	})
 	if err != nil {
 		return nil, err

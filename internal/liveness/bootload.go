@@ -1,0 +1,65 @@
+package liveness
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// A mass boot (a power restore) would have every booted node open its
+// heartbeat stream within one interval of its boot, a full TLS handshake
+// each, competing with the nodes still booting. So the decider also
+// stretches the fleet's timings while the boots recorded in the last
+// bootWindow would open their streams faster than Config.MaxConnectRate
+// at the base interval: booted nodes are told the longer interval and
+// spread their streams over it. The stretch doubles (bootStretch) rather
+// than rising in stretchSteps, because every change is pushed to every
+// open stream.
+const bootWindow = time.Minute
+
+// bootCount counts the boots this replica recorded over the last
+// bootWindow, in one-second buckets.
+type bootCount struct {
+	mu  sync.Mutex
+	sec [bootWindow / time.Second]int64 // the Unix second each bucket counts
+	n   [bootWindow / time.Second]int
+}
+
+func (b *bootCount) add(now time.Time, n int) {
+	if n <= 0 {
+		return
+	}
+	s := now.Unix()
+	i := s % int64(len(b.sec))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sec[i] != s {
+		b.sec[i], b.n[i] = s, 0
+	}
+	b.n[i] += n
+}
+
+// total is the count over the bootWindow ending at now.
+func (b *bootCount) total(now time.Time) int {
+	s := now.Unix()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sum := 0
+	for i, at := range b.sec {
+		if at <= s && s-at < int64(len(b.sec)) {
+			sum += b.n[i]
+		}
+	}
+	return sum
+}
+
+// bootStretch returns the load factor that spreads the streams of booted
+// nodes to at most maxRate per second: the needed one rounded up to a
+// power of two, within limit.
+func bootStretch(booted int, base Timings, maxRate, limit float64) float64 {
+	need := float64(booted) / base.Interval.Seconds() / maxRate
+	if need <= 1 {
+		return 1
+	}
+	return min(math.Exp2(math.Ceil(math.Log2(need))), limit)
+}

@@ -1,0 +1,144 @@
+package liveness
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/liveness/livenesstest"
+	"github.com/berth-dev/berth/internal/store/heartbeatstore"
+)
+
+func withMaxConnectRate(r float64) func(*Config) {
+	return func(c *Config) { c.MaxConnectRate = r }
+}
+
+// TestMassBootStretch: 30 boots would open 3 streams/s within the 10 s
+// interval, against a limit of 1, so the decider stretches the timings
+// fourfold (the next power of two) and booting nodes are told 40 s. Each
+// opens its stream late in that window and is never declared silent, as
+// it would be at the base interval. The one node that never opens its
+// stream is declared suspect only after two stretched intervals: the
+// price of the stretch. A minute after the boots the stretch is undone.
+func TestMassBootStretch(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
+		ctx := context.Background()
+		clock := livenesstest.NewClock(t0)
+		store := open()
+		c := newCore(t, store, clock, "a", withMaxConnectRate(1))
+		// The decider holds its lease from long before the boots, past
+		// the hold that follows taking it (stretched with the timings).
+		for range 200 {
+			mustDecide(t, c)
+			clock.Advance(time.Second)
+		}
+		tb := clock.Now()
+		const n = 30
+		boots := make([]Boot, n)
+		for i := range boots {
+			boots[i] = Boot{NodeID: fmt.Sprintf("n%02d", i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
+		}
+		res, err := c.RecordBoots(ctx, boots)
+		if err != nil || res.Recorded != n || res.Interval != 10*time.Second {
+			t.Fatalf("RecordBoots: %+v, %v; want %d recorded at 10s", res, err, n)
+		}
+		mustDecide(t, c)
+		if f := c.Settings().LoadFactor; f != 4 {
+			t.Fatalf("load factor after %d boots: %v, want 4", n, f)
+		}
+		res, err = c.RecordBoots(ctx, nil)
+		if err != nil || res.Interval != 40*time.Second {
+			t.Fatalf("interval told to booting nodes: %v, %v; want 40s", res.Interval, err)
+		}
+
+		// Node i opens its stream at 39 s less i/3 s; n29 never does.
+		type node struct {
+			b    *beater
+			next time.Time
+		}
+		nodes := make([]*node, n-1)
+		for i := range nodes {
+			nodes[i] = &node{next: tb.Add(39*time.Second - time.Duration(i)*time.Second/3).Truncate(time.Second)}
+		}
+		for end := tb.Add(4 * time.Minute); clock.Now().Before(end); {
+			clock.Advance(time.Second)
+			now := clock.Now()
+			for i, nd := range nodes {
+				if now.Before(nd.next) {
+					continue
+				}
+				if nd.b == nil {
+					nd.b = newBeater(t, c, boots[i].NodeID, "boot")
+					nd.b.seq = 1
+				}
+				nd.next = now.Add(nd.b.beat())
+			}
+			mustFlush(t, c)
+			mustDecide(t, c)
+		}
+		if f := c.Settings().LoadFactor; f != 1 {
+			t.Errorf("load factor minutes after the boots: %v, want 1", f)
+		}
+		var silent []string
+		for _, e := range logOf(t, store) {
+			if e.Type == heartbeatstore.EventSuspect || e.Type == heartbeatstore.EventUnreachable {
+				silent = append(silent, timeline([]heartbeatstore.Event{e})...)
+			}
+		}
+		// Suspect once last seen two stretched intervals ago (80 s after
+		// the boot at +200s), unreachable a stretched grace (160 s) after.
+		diff(t, "silence events", []string{"+281s n29 suspect from healthy", "+361s n29 unreachable from suspect"}, silent)
+	})
+}
+
+func TestBootStretch(t *testing.T) {
+	base := Timings{Interval: 10 * time.Second, Grace: 40 * time.Second}
+	for _, tt := range []struct {
+		name   string
+		booted int
+		rate   float64
+		limit  float64
+		want   float64
+	}{
+		{"none", 0, 100, 30, 1},
+		{"at the limit", 1000, 100, 30, 1},
+		{"just over doubles", 1001, 100, 30, 2},
+		{"10,000 boots", 10_000, 100, 30, 16},
+		{"capped", 1_000_000, 100, 30, 30},
+		{"capped below a power of two", 5000, 100, 2.5, 2.5},
+	} {
+		if got := bootStretch(tt.booted, base, tt.rate, tt.limit); got != tt.want {
+			t.Errorf("%s: bootStretch = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestBootCount: boots count for a minute after they were recorded.
+func TestBootCount(t *testing.T) {
+	var b bootCount
+	b.add(t0, 5)
+	b.add(t0.Add(500*time.Millisecond), 2)
+	b.add(t0.Add(30*time.Second), 10)
+	b.add(t0.Add(time.Second), 0)
+	for _, tt := range []struct {
+		at   time.Duration
+		want int
+	}{
+		{0, 7},
+		{30 * time.Second, 17},
+		{59 * time.Second, 17},
+		{60 * time.Second, 10},
+		{89 * time.Second, 10},
+		{90 * time.Second, 0},
+	} {
+		if got := b.total(t0.Add(tt.at)); got != tt.want {
+			t.Errorf("total at +%v = %d, want %d", tt.at, got, tt.want)
+		}
+	}
+	// A bucket reused a minute later counts afresh.
+	b.add(t0.Add(60*time.Second), 3)
+	if got := b.total(t0.Add(60 * time.Second)); got != 13 {
+		t.Errorf("total after reusing a bucket = %d, want 13", got)
+	}
+}
