@@ -165,6 +165,11 @@ type Config struct {
 
 	// NoHeartbeat sends no heartbeats, for boot-only tools.
 	NoHeartbeat bool
+	// NoBootBeat leaves the boot out of Resume and Register, so that the
+	// heartbeat stream, opened at once, brings the node's first beat: for
+	// load generators whose nodes all beat at once by design, which the
+	// heartbeat service must not take for a mass boot.
+	NoBootBeat bool
 	// BootID identifies this boot to the heartbeat service; a new one is a
 	// reboot. Default: the content of BootIDFile.
 	BootID string

@@ -173,9 +173,10 @@ func (a *Agent) bootID(log *slog.Logger) string {
 
 // bootBeat is the beat Resume and Register report for this boot, which the
 // registration service may record as the node's first heartbeat; nil with
-// heartbeats off, since a node that will not beat must not look alive.
+// heartbeats off, since a node that will not beat must not look alive, and
+// with NoBootBeat.
 func (a *Agent) bootBeat() *berthv1.BootBeat {
-	if a.cfg.NoHeartbeat {
+	if a.cfg.NoHeartbeat || a.cfg.NoBootBeat {
 		return nil
 	}
 	h := a.newHeartbeater(a.log)

@@ -773,23 +773,38 @@ func TestBootOnceRecorded(t *testing.T) {
 	}
 }
 
-// TestBootBeatOffWithoutHeartbeats: a node that will not beat reports no
-// boot, which would make it look alive.
-func TestBootBeatOffWithoutHeartbeats(t *testing.T) {
-	h, reg, _, addr := newHeartbeatAgent(t, 7*time.Second)
-	h.cfg.NoHeartbeat = true
-	got := make(chan *berthv1.BootBeat, 1)
-	reg.resume = func(_ context.Context, r *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
-		got <- r.GetBoot()
-		c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
-		c.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
-		return &berthv1.ResumeResponse{Credentials: c}, nil
-	}
-	if err := h.run(t); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if b := <-got; b != nil {
-		t.Errorf("Resume carried boot %v with --no-heartbeat", b)
+// TestBootBeatOff: a node that will not beat reports no boot, which would
+// make it look alive; nor does one told to beat at once (NoBootBeat), which
+// then beats on its stream.
+func TestBootBeatOff(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		set       func(*Config)
+		heartbeat string
+	}{
+		{"no heartbeat", func(c *Config) { c.NoHeartbeat = true }, HeartbeatDisabled},
+		{"no boot beat", func(c *Config) { c.NoBootBeat = true }, HeartbeatAcked},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, reg, _, addr := newHeartbeatAgent(t, 7*time.Second)
+			tt.set(&h.cfg)
+			got := make(chan *berthv1.BootBeat, 1)
+			reg.resume = func(_ context.Context, r *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+				got <- r.GetBoot()
+				c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
+				c.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
+				return &berthv1.ResumeResponse{Credentials: c}, nil
+			}
+			if err := h.run(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if b := <-got; b != nil {
+				t.Errorf("Resume carried boot %v", b)
+			}
+			if m := jsonObject(t, &h.stdout); m["heartbeat"] != tt.heartbeat {
+				t.Errorf("result = %v, want heartbeat %s", m, tt.heartbeat)
+			}
+		})
 	}
 }
 

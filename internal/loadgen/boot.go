@@ -29,6 +29,9 @@ type bootOpts struct {
 	token string
 	// noHeartbeat leaves out the first heartbeat (setup boots).
 	noHeartbeat bool
+	// noBootBeat boots without the first heartbeat but beats (the
+	// heartbeat scenario: its nodes connect at once, no mass boot).
+	noBootBeat bool
 	// heartbeater, if set, makes long-running agents whose heartbeats it
 	// sends; otherwise the agents boot once (--once).
 	heartbeater func(b *boot) agent.Heartbeater
@@ -73,6 +76,7 @@ func (r *runner) prepareBoots(ctx context.Context, nodes []*node, o bootOpts) ([
 			ResolvConfFile: r.missingFile(),
 			Facts:          n.facts(),
 			NoHeartbeat:    o.noHeartbeat,
+			NoBootBeat:     o.noBootBeat,
 			BootID:         r.bootID(n),
 		}
 		if o.heartbeater != nil {

@@ -318,7 +318,7 @@ func (r *runner) heartbeat(ctx context.Context) error {
 			defer restore()
 		}
 	}
-	settings, err := r.adm.heartbeatSettings(ctx)
+	settings, err := r.waitUnstretched(ctx)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,10 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	for _, n := range r.nodes {
 		beaters[n] = &beater{run: h, bootID: r.bootID(n)}
 	}
-	boots, err := r.prepareBoots(ctx, r.nodes, bootOpts{heartbeater: func(b *boot) agent.Heartbeater {
+	// The nodes boot without their first beat: they open their streams at
+	// once, the load this scenario measures, and must not stretch the
+	// fleet's timings as a mass boot would.
+	boots, err := r.prepareBoots(ctx, r.nodes, bootOpts{noBootBeat: true, heartbeater: func(b *boot) agent.Heartbeater {
 		bt := beaters[b.n] // read only: prepareBoots calls this from several goroutines
 		bt.b = b
 		return bt
@@ -545,6 +548,37 @@ func (r *runner) setInterval(ctx context.Context, interval time.Duration) (resto
 			r.log.Warn("cannot restore the fleet's heartbeat settings", "err", err)
 		}
 	}, nil
+}
+
+// unstretchWait bounds how long the heartbeat scenario waits for the
+// fleet's timings to return to the base ones: a minute after the last
+// mass boot (liveness's bootWindow), plus the decider's period.
+const unstretchWait = 3 * time.Minute
+
+// waitUnstretched returns the fleet's heartbeat settings once their load
+// factor is 1. After a mass boot (the storm scenarios) the service
+// stretches the fleet's timings for a while, and beats measured then
+// would not be at the interval the run set.
+func (r *runner) waitUnstretched(ctx context.Context) (*berthv1.HeartbeatSettings, error) {
+	deadline := time.Now().Add(unstretchWait)
+	for logged := false; ; {
+		s, err := r.adm.heartbeatSettings(ctx)
+		if err != nil || s.GetLoadFactor() <= 1 {
+			return s, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the fleet's heartbeat timings are still stretched (load factor %v) after %v; beats measured now would not be at the set interval", s.GetLoadFactor(), unstretchWait)
+		}
+		if !logged {
+			r.log.Info("the fleet's heartbeat timings are stretched (a mass boot or overload); waiting for them to return", "load_factor", s.GetLoadFactor())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // healthWatch counts the suspect and unreachable events of the run's nodes.
