@@ -1568,7 +1568,9 @@ type HeartbeatSettings struct {
 	DefaultInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=default_interval,json=defaultInterval,proto3" json:"default_interval,omitempty"`
 	DefaultGrace    *durationpb.Duration `protobuf:"bytes,4,opt,name=default_grace,json=defaultGrace,proto3" json:"default_grace,omitempty"`
 	// load_factor is at least 1: the service stretches the base timings by it
-	// while the fleet would beat faster than the heartbeat tier's limit.
+	// while the fleet would beat faster than the heartbeat tier's limit, or
+	// after a mass boot, while the nodes booted in the last minute would
+	// open their heartbeat streams faster than its limit on new streams.
 	LoadFactor float64 `protobuf:"fixed64,5,opt,name=load_factor,json=loadFactor,proto3" json:"load_factor,omitempty"`
 	// effective_interval and effective_grace are the timings in force: the
 	// base ones times load_factor.
