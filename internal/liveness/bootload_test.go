@@ -92,6 +92,34 @@ func TestMassBootStretch(t *testing.T) {
 	})
 }
 
+// TestMassBootStretchSteps: boots arriving over 20 s raise the stretch as
+// they add up, and it is undone in one step once the boots left in the
+// window call for none, not halved as each batch ages out.
+func TestMassBootStretchSteps(t *testing.T) {
+	clock := livenesstest.NewClock(t0)
+	c := newCore(t, newSQLiteStore(t), clock, "a", withMaxConnectRate(1))
+	var factors []float64
+	for s := range 100 {
+		if s%10 == 0 && s < 30 {
+			boots := make([]Boot, 10)
+			for i := range boots {
+				boots[i] = Boot{NodeID: fmt.Sprintf("n%02d", s+i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
+			}
+			if _, err := c.RecordBoots(context.Background(), boots); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustDecide(t, c)
+		if f := c.Settings().LoadFactor; len(factors) == 0 || f != factors[len(factors)-1] {
+			factors = append(factors, f)
+		}
+		clock.Advance(time.Second)
+	}
+	// 10 boots at 10 s need no stretch, 20 need 2, 30 need 3, doubled to
+	// 4; at +60 s 20 remain, at +70 s 10.
+	diff(t, "load factors", []float64{1, 2, 4, 1}, factors)
+}
+
 func TestBootStretch(t *testing.T) {
 	base := Timings{Interval: 10 * time.Second, Grace: 40 * time.Second}
 	for _, tt := range []struct {

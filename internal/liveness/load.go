@@ -12,9 +12,10 @@ import (
 
 // The load factor: the decider stretches the fleet's timings in steps of
 // stretchStep, up to maxStretch, as soon as the fleet would beat faster
-// than Config.MaxBeatRate (or after a mass boot, see bootWindow); it shrinks them only once the needed stretch is
-// below lowerBelow of the current one, so that a fleet near the limit does
-// not flap between two intervals.
+// than Config.MaxBeatRate (or after a mass boot, see bootWindow); it
+// shrinks them only once the needed stretch is below lowerBelow of the
+// current one, so that a fleet near the limit does not flap between two
+// intervals.
 const (
 	stretchStep = 0.25
 	maxStretch  = 30
@@ -140,10 +141,21 @@ func (c *Core) adjustLoad(ctx context.Context, now time.Time) {
 }
 
 // stretchChanges reports whether l calls for another load factor than
-// that of s: a higher one at once, a lower one past the hysteresis.
+// that of s: a higher one at once, a lower one past the hysteresis. A
+// mass boot's stretch is undone in one step, once its boots no longer
+// call for any: every change is pushed to every open stream, and by then
+// the booted nodes' streams are open, so halving it as the boots age out
+// would push to all of them several times.
 func (c *Core) stretchChanges(s *heartbeatstore.Settings, l load) bool {
-	cur, need := stretchOf(s), c.need(l, c.baseTimings(s))
-	return need > cur || need < lowerBelow*cur
+	base := c.baseTimings(s)
+	cur, need := stretchOf(s), c.need(l, base)
+	switch {
+	case need > cur:
+		return true
+	case c.bootNeed(l, base) > 1:
+		return false
+	}
+	return need < lowerBelow*cur
 }
 
 // logStretch says why the load factor went from old to need.
