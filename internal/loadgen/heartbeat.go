@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -81,7 +82,18 @@ type beater struct {
 	// ackedInWindow counts its acknowledged beats in the window.
 	failed        atomic.Bool
 	connected     atomic.Bool
+	connectedAt   atomic.Int64 // unix nanoseconds of the first acknowledgement
 	ackedInWindow atomic.Int64
+}
+
+// silentSince reports whether a health event at at concerns the node's
+// run: it came after the node's stream was acknowledged and that beat
+// written. Before, the node may well have been silent since an earlier
+// scenario, and the decider reads last-seen times from the store, which
+// the service writes every flush period.
+func (bt *beater) silentSince(at time.Time) bool {
+	c := bt.connectedAt.Load()
+	return c != 0 && !at.Before(time.Unix(0, c).Add(liveness.DefaultFlushPeriod))
 }
 
 var _ agent.Heartbeater = (*beater)(nil)
@@ -168,6 +180,7 @@ func (bt *beater) beat(ctx context.Context) error {
 		bt.fail(streamCause(sctx, err))
 		return nil
 	}
+	bt.connectedAt.Store(time.Now().UnixNano())
 	bt.connected.Store(true)
 	bt.release(nil)
 	bt.count(sent, rtt)
@@ -345,11 +358,14 @@ func (r *runner) heartbeat(ctx context.Context) error {
 			b.keys.Close()
 		}
 	}()
-	ids := map[string]bool{}
-	for _, n := range r.nodes {
-		ids[n.id] = true
+	byID := make(map[string]*beater, len(beaters))
+	for n, bt := range beaters {
+		byID[n.id] = bt
 	}
-	watch, werr := r.watchHealth(ctx, ids)
+	watch, werr := r.watchHealth(ctx, func(id string, at time.Time) bool {
+		bt := byID[id]
+		return bt != nil && bt.silentSince(at)
+	})
 	if werr != nil {
 		r.res.Notes = append(r.res.Notes, "health events not counted: "+werr.Error())
 	}
@@ -581,14 +597,15 @@ func (r *runner) waitUnstretched(ctx context.Context) (*berthv1.HeartbeatSetting
 	}
 }
 
-// healthWatch counts the suspect and unreachable events of the run's nodes.
+// healthWatch counts the suspect and unreachable events that counts
+// keeps: the run's nodes', once connected.
 type healthWatch struct {
 	suspect, unreachable atomic.Int64
 	cancel               context.CancelFunc
 	done                 chan struct{}
 }
 
-func (r *runner) watchHealth(ctx context.Context, ids map[string]bool) (*healthWatch, error) {
+func (r *runner) watchHealth(ctx context.Context, counts func(nodeID string, at time.Time) bool) (*healthWatch, error) {
 	c, err := r.adm.health()
 	if err != nil {
 		return nil, err
@@ -610,7 +627,7 @@ func (r *runner) watchHealth(ctx context.Context, ids map[string]bool) (*healthW
 				return
 			}
 			e := m.GetEvent()
-			if !ids[e.GetNodeId()] {
+			if !counts(e.GetNodeId(), e.GetTime().AsTime()) {
 				continue
 			}
 			switch e.GetType() {

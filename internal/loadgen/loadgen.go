@@ -225,12 +225,15 @@ type Result struct {
 	HeartbeatsAcked int            `json:"heartbeats_acked"`
 
 	// Heartbeat scenario.
-	IntervalS         float64 `json:"interval_s,omitempty"`
-	ConnectS          float64 `json:"connect_s,omitempty"`
-	BeatsSent         int64   `json:"beats_sent,omitempty"`
-	BeatsAcked        int64   `json:"beats_acked,omitempty"`
-	SuspectEvents     *int    `json:"suspect_events,omitempty"`
-	UnreachableEvents *int    `json:"unreachable_events,omitempty"`
+	IntervalS  float64 `json:"interval_s,omitempty"`
+	ConnectS   float64 `json:"connect_s,omitempty"`
+	BeatsSent  int64   `json:"beats_sent,omitempty"`
+	BeatsAcked int64   `json:"beats_acked,omitempty"`
+	// SuspectEvents and UnreachableEvents count the run's nodes' health
+	// events from the moment each node's first beat was written: not the
+	// silence they may have kept since an earlier scenario.
+	SuspectEvents     *int `json:"suspect_events,omitempty"`
+	UnreachableEvents *int `json:"unreachable_events,omitempty"`
 	// WindowStart and WindowEnd bound the measuring window (RFC 3339).
 	WindowStart string `json:"window_start,omitempty"`
 	WindowEnd   string `json:"window_end,omitempty"`

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/liveness"
 	"github.com/berth-dev/berth/internal/pki"
 )
 
@@ -351,6 +352,31 @@ func TestStoreSettleIn(t *testing.T) {
 	} {
 		if got := storeSettleIn(c.window); got != c.want {
 			t.Errorf("storeSettleIn(%v) = %v, want %v", c.window, got, c.want)
+		}
+	}
+}
+
+// TestSilentSince: the heartbeat scenario counts a node's health events
+// only from when its first beat was acknowledged and written; the silence
+// it kept before, since an earlier scenario, is not the run's.
+func TestSilentSince(t *testing.T) {
+	connected := time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC)
+	var never, bt beater
+	bt.connectedAt.Store(connected.UnixNano())
+	for _, tt := range []struct {
+		name string
+		bt   *beater
+		at   time.Time
+		want bool
+	}{
+		{"never connected", &never, connected.Add(time.Hour), false},
+		{"before it connected", &bt, connected.Add(-time.Second), false},
+		{"before its beat was written", &bt, connected.Add(liveness.DefaultFlushPeriod - time.Millisecond), false},
+		{"once its beat was written", &bt, connected.Add(liveness.DefaultFlushPeriod), true},
+		{"later", &bt, connected.Add(time.Minute), true},
+	} {
+		if got := tt.bt.silentSince(tt.at); got != tt.want {
+			t.Errorf("%s: silentSince = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
