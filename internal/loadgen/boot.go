@@ -265,6 +265,10 @@ func (r *runner) fillBoots(s *bootStats, elapsed time.Duration) {
 			v := round(*res.ServerCPUMsTotal/float64(res.OK), 3)
 			res.ServerCPUMsPerOp = &v
 		}
+		if res.LoadgenCPUMs > 0 {
+			v := round(res.LoadgenCPUMs/float64(res.OK), 3)
+			res.LoadgenCPUMsPerOp = &v
+		}
 	}
 	if res.OK > 0 && res.HeartbeatsAcked+res.BootsRecorded < res.OK {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d boots ended without an acknowledged heartbeat: the registration service names no heartbeat endpoint (berthd serve --advertise-heartbeat)", res.OK-res.HeartbeatsAcked, res.OK))

@@ -183,6 +183,11 @@ type Result struct {
 	ServerRSSMB      map[string]float64 `json:"server_rss_mb,omitempty"`
 	ServerHWMMB      map[string]float64 `json:"server_hwm_mb,omitempty"`
 	LoadgenPeakRSSMB float64            `json:"loadgen_peak_rss_mb"`
+	// LoadgenCPUMs is the load generator's own CPU time over the same
+	// window as ServerCPUMs, LoadgenCPUMsPerOp that per boot: the
+	// simulated agents' side, which shares the machine's cores.
+	LoadgenCPUMs      float64  `json:"loadgen_cpu_ms,omitempty"`
+	LoadgenCPUMsPerOp *float64 `json:"loadgen_cpu_ms_per_op,omitempty"`
 	// ServerCPUMs is the CPU time (user and system) each server process
 	// spent in the timed phase (register, storm) or the steady window
 	// (heartbeat), ServerCPUMsTotal their sum and ServerCPUMsPerOp that

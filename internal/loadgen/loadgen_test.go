@@ -126,6 +126,9 @@ func TestScenarios(t *testing.T) {
 		t.Errorf("storm: handshakes per boot %v, in total %v, server CPU per boot %v, in total %v, streams done at %g s, boots at %g s",
 			storm.HandshakesPerBoot, storm.HandshakesPerBootTotal, storm.ServerCPUMsPerOp, storm.ServerCPUMsPerBootTotal, storm.FollowS, storm.ElapsedS)
 	}
+	if storm.LoadgenCPUMsPerOp == nil || *storm.LoadgenCPUMsPerOp <= 0 {
+		t.Errorf("storm: load generator CPU per boot %v", storm.LoadgenCPUMsPerOp)
+	}
 	if storm.ThroughputPerS <= 0 || storm.P99Ms <= 0 || storm.MaxMs < storm.P50Ms {
 		t.Errorf("storm figures: %+v", storm)
 	}
@@ -264,8 +267,8 @@ func TestCombineServerFigures(t *testing.T) {
 // ceiling and puts them in the summary.
 func TestReportFigures(t *testing.T) {
 	results := []map[string]any{
-		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0},
-		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "handshakes_per_boot": 1.0,
+		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cores": 2.0},
+		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "loadgen_cpu_ms_per_op": 2.5, "handshakes_per_boot": 1.0,
 			"handshakes_per_boot_total": 2.0, "follow_s": 12.5, "server_cpu_ms_per_boot_total": 2.5, "errors": map[string]any{}},
 		{"scenario": "heartbeat", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 400.0, "interval_s": 5.0,
 			"server_cpu_ms_per_op": 0.1, "heartbeat_kb_per_node": 40.0, "errors": map[string]any{}},
@@ -283,6 +286,8 @@ func TestReportFigures(t *testing.T) {
 		"full handshakes per boot on the boot path (storm)", "1.00",
 		"full handshakes per boot in total (storm)", "2.00", "the last 12.5 s after the release",
 		"server CPU per boot with its later heartbeat stream (storm)", "2.500 ms",
+		"load generator CPU per boot (storm)", "2.500 ms", "2.50 handshakes' CPU",
+		"boots/s the CPU of both sides allows (storm)", "500.0 boots/s on 2 cores", "0.500 of the ceiling; 10,000 boots in 20.0 s",
 		"storm of 10,000 boots", "20.0 s (2000 nodes measured)", "10,000 handshakes at the ceiling: 10.0 s",
 		"heartbeat memory per connected node", "40.0 KiB (2000 nodes)", "2.50 × the goal; 3.8 GiB at 100000 nodes",
 		"heartbeat server CPU per beat", "0.1000 ms", "2.00 × the goal; 0.10 handshakes' CPU; 2.00 cores at 100000 nodes every 5 s",
@@ -293,6 +298,9 @@ func TestReportFigures(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+	if summary["storm_cpu_bound_boots_per_s"] != 500.0 || summary["storm_loadgen_cpu_ms_per_boot"] != 2.5 {
+		t.Errorf("summary of the load generator's CPU: %v", summary)
 	}
 	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 ||
 		summary["register_boots_per_ceiling_handshake"] != 0.25 || summary["register_dev_boots_per_ceiling_handshake"] != 0.3 ||

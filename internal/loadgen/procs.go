@@ -86,6 +86,9 @@ type rssSampler struct {
 	// cpuFrom and cpuTo bound the window whose CPU time is reported
 	// (startRSS and finish, unless window marks them).
 	cpuFrom, cpuTo map[string]time.Duration
+	// selfFrom and selfTo are the load generator's own CPU time at the
+	// same moments.
+	selfFrom, selfTo time.Duration
 }
 
 // cpuNow reads each process's CPU time.
@@ -101,14 +104,14 @@ func (s *rssSampler) cpuNow() map[string]time.Duration {
 
 // windowStart and windowEnd bound the CPU time reported to a part of the
 // phase (the heartbeat scenario's steady window, without its connects).
-func (s *rssSampler) windowStart() { s.cpuFrom = s.cpuNow() }
-func (s *rssSampler) windowEnd()   { s.cpuTo = s.cpuNow() }
+func (s *rssSampler) windowStart() { s.cpuFrom, s.selfFrom = s.cpuNow(), cpuTime(0) }
+func (s *rssSampler) windowEnd()   { s.cpuTo, s.selfTo = s.cpuNow(), cpuTime(0) }
 
 const rssPeriod = 200 * time.Millisecond
 
 func startRSS(procs []Proc) *rssSampler {
 	s := &rssSampler{procs: procs, peak: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{}),
-		first: map[string]int64{}, last: map[string]int64{}}
+		first: map[string]int64{}, last: map[string]int64{}, selfFrom: cpuTime(0)}
 	if len(procs) == 0 {
 		close(s.done)
 		return s
@@ -161,6 +164,12 @@ func (s *rssSampler) finish(r *Result) {
 	<-s.done
 	if self, err := procStatusKB(0, "VmHWM"); err == nil {
 		r.LoadgenPeakRSSMB = mb(self)
+	}
+	if s.selfTo == 0 {
+		s.selfTo = cpuTime(0)
+	}
+	if s.selfFrom > 0 && s.selfTo >= s.selfFrom {
+		r.LoadgenCPUMs = round(float64(s.selfTo-s.selfFrom)/float64(time.Millisecond), 1)
 	}
 	if len(s.procs) == 0 {
 		return

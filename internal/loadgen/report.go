@@ -412,6 +412,29 @@ const (
 	projectHBNodes     = 100_000
 )
 
+// loadgenFigures prints the load generator's own CPU per boot (the
+// simulated agents' side, on the same cores as the servers) and the boots
+// per second the CPU of both sides allows with every core busy: the most
+// this machine can show, whatever the servers do.
+func loadgenFigures(summary map[string]any, name string, r map[string]any, ceiling, cores float64,
+	row func(key, name, measured, ratio, goal string), inHandshakes func(float64) string) {
+	v, ok := r["loadgen_cpu_ms_per_op"]
+	if !ok || v == nil {
+		return
+	}
+	ms := num(v)
+	summary[name+"_loadgen_cpu_ms_per_boot"] = ms
+	row(name, "load generator CPU per boot ("+name+")", fmt.Sprintf("%.3f ms", ms), inHandshakes(ms), "-")
+	srv, ok := r["server_cpu_ms_per_op"]
+	if !ok || srv == nil || cores <= 0 || ceiling <= 0 {
+		return
+	}
+	bound := cores * 1000 / (ms + num(srv))
+	summary[name+"_cpu_bound_boots_per_s"] = round(bound, 1)
+	row(name, "boots/s the CPU of both sides allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
+		fmt.Sprintf("%.3f of the ceiling; 10,000 boots in %.1f s", bound/ceiling, targetStormNodes/bound), "-")
+}
+
 // figures prints the figures from this one run, each with the
 // handshake ceiling as its yardstick: throughputs as a share of the
 // ceiling's handshakes/s, CPU times in handshakes' worth of server CPU
@@ -420,7 +443,10 @@ const (
 // summary.
 func figures(w io.Writer, summary map[string]any, byName map[string]map[string]any, ceiling float64) {
 	c := byName[ScenarioCeiling]
-	hsCPU := 0.0
+	hsCPU, cores := 0.0, 0.0
+	if c != nil {
+		cores = num(c["cores"])
+	}
 	if c != nil && ceiling > 0 {
 		hsCPU = num(c["cpu_ms_per_handshake"]) / 2
 		fmt.Fprintf(w, "\nfigures against the handshake ceiling (%.1f handshakes/s", ceiling)
@@ -466,6 +492,7 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 			summary[name+"_server_cpu_ms_per_boot"] = ms
 			row(name, "server CPU per boot ("+name+")", fmt.Sprintf("%.3f ms", ms), inHandshakes(ms), fmt.Sprintf("<= %.1f ms", goalCPUPerBootMs))
 		}
+		loadgenFigures(summary, name, r, ceiling, cores, row, inHandshakes)
 		if v, ok := r["server_cpu_ms_per_boot_total"]; ok && v != nil {
 			ms := num(v)
 			summary[name+"_server_cpu_ms_per_boot_total"] = ms
