@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 
 // startDev runs every service in this process on SQLite, as berthd dev
 // does, with a one-second heartbeat interval, and returns how to reach it.
-func startDev(t *testing.T) Conn {
+func startDev(t *testing.T, mods ...func(*daemon.Config)) Conn {
 	t.Helper()
 	dir := t.TempDir()
 	layout, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(dir, "pki")})
@@ -38,13 +38,15 @@ func startDev(t *testing.T) Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(ctx, daemon.Config{
-			Role: daemon.RoleAll, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DataDir: dir,
-			HeartbeatInterval: time.Second, ShutdownTimeout: 5 * time.Second,
-			Ready: func(a string) { ready <- a },
-		})
-	}()
+	cfg := daemon.Config{
+		Role: daemon.RoleAll, Listen: "127.0.0.1:0", PKIDir: layout.Dir, DataDir: dir,
+		HeartbeatInterval: time.Second, ShutdownTimeout: 5 * time.Second,
+		Ready: func(a string) { ready <- a },
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	go func() { done <- daemon.Run(ctx, cfg) }()
 	var addr string
 	select {
 	case addr = <-ready:
@@ -63,24 +65,31 @@ func startDev(t *testing.T) Conn {
 // TestScenarios keeps the harness from rotting: five nodes register, then
 // storm (every boot resumes with its bundle and a heartbeat, and no
 // certificate is issued), then beat for a few intervals.
+// runFive runs scenario c with five nodes of the seed "smoke" against conn,
+// and fails the test unless all five succeeded.
+func runFive(t *testing.T, conn Conn, c Config) *Result {
+	t.Helper()
+	c.Nodes, c.Conn, c.TempDir, c.Seed = 5, conn, t.TempDir(), "smoke"
+	c.ServerProcs = []Proc{{Name: "self", PID: os.Getpid()}}
+	c.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
+	res, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatalf("%s: %v", c.Scenario, err)
+	}
+	if res.OK != 5 || len(res.Errors) != 0 {
+		t.Fatalf("%s: ok %d of 5, errors %v %v", c.Scenario, res.OK, res.Errors, res.ErrorSamples)
+	}
+	if res.ServerPeakRSSMB == nil || *res.ServerPeakRSSMB <= 0 {
+		t.Errorf("%s: server_peak_rss_mb = %v", c.Scenario, res.ServerPeakRSSMB)
+	}
+	return res
+}
+
 func TestScenarios(t *testing.T) {
 	conn := startDev(t)
 	run := func(t *testing.T, c Config) *Result {
 		t.Helper()
-		c.Nodes, c.Conn, c.TempDir, c.Seed = 5, conn, t.TempDir(), "smoke"
-		c.ServerProcs = []Proc{{Name: "self", PID: os.Getpid()}}
-		c.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
-		res, err := Run(context.Background(), c)
-		if err != nil {
-			t.Fatalf("%s: %v", c.Scenario, err)
-		}
-		if res.OK != 5 || len(res.Errors) != 0 {
-			t.Fatalf("%s: ok %d of 5, errors %v %v", c.Scenario, res.OK, res.Errors, res.ErrorSamples)
-		}
-		if res.ServerPeakRSSMB == nil || *res.ServerPeakRSSMB <= 0 {
-			t.Errorf("%s: server_peak_rss_mb = %v", c.Scenario, res.ServerPeakRSSMB)
-		}
-		return res
+		return runFive(t, conn, c)
 	}
 	certs := func(r *Result) int64 {
 		if r.CertsIssued == nil {
@@ -361,6 +370,49 @@ func TestStoreSettleIn(t *testing.T) {
 		if got := storeSettleIn(c.window); got != c.want {
 			t.Errorf("storeSettleIn(%v) = %v, want %v", c.window, got, c.want)
 		}
+	}
+}
+
+// TestHeartbeatAfterMassBoot: five registrations against a heartbeat
+// tier limited to one new stream per second are a mass boot, and berthd
+// stretches the fleet's timings (the load factor goes above 1). The
+// heartbeat scenario then waits for the stretch to end, and boots its
+// nodes without the boot beat so as not to stretch them again, so that
+// its nodes beat at the interval it set: at 1 s, five nodes have at least
+// ten beats acknowledged in 2.5 s; at the stretched 8 s they would have
+// five. The wait takes about a minute: the boots count for that long.
+func TestHeartbeatAfterMassBoot(t *testing.T) {
+	conn := startDev(t, func(c *daemon.Config) { c.HeartbeatMaxConnectRate = 1 })
+	runFive(t, conn, Config{Scenario: ScenarioRegister})
+	if err := conn.check(); err != nil {
+		t.Fatal(err)
+	}
+	adm, err := newAdmin(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.close()
+	ctx := t.Context()
+	for {
+		s, err := adm.heartbeatSettings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.GetLoadFactor() > 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("five boots did not stretch the fleet's timings")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	hb := runFive(t, conn, Config{Scenario: ScenarioHeartbeat, Duration: 2500 * time.Millisecond, Interval: time.Second})
+	if hb.IntervalS != 1 || hb.BeatsAcked < 5*2 || hb.BeatsAcked != hb.BeatsSent {
+		t.Errorf("heartbeat after a mass boot: interval %g s, beats sent %d, acked %d", hb.IntervalS, hb.BeatsSent, hb.BeatsAcked)
+	}
+	if s, err := adm.heartbeatSettings(ctx); err != nil || s.GetLoadFactor() != 1 {
+		t.Errorf("load factor after the heartbeat scenario: %v, %v; want 1 (its nodes are no mass boot)", s.GetLoadFactor(), err)
 	}
 }
 
