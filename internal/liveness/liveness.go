@@ -119,7 +119,7 @@ type Config struct {
 	// within one base interval, the decider stretches every node's timings
 	// so that they spread out (see bootWindow); 0 never stretches for
 	// boots. Only the decider's own boots count, so with several replicas
-	// a mass boot stretches less.
+	// a mass boot stretches less, or not at all when others record them.
 	MaxConnectRate float64
 	// IsRevoked, if set, is asked when a node connects and every
 	// RevocationCheck for every connected node. It must be cheap (a lookup
