@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,6 +56,14 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 		}
 		if c.PprofListen == listenerOff {
 			c.PprofListen = ""
+		}
+		for _, r := range []struct {
+			name string
+			v    float64
+		}{{"--heartbeat-max-rate", c.HeartbeatMaxRate}, {"--heartbeat-max-connect-rate", c.HeartbeatMaxConnectRate}} {
+			if err := liveness.CheckRate(r.v); err != nil {
+				return fmt.Errorf("%s %w", r.name, err)
+			}
 		}
 		var err error
 		c.Limits, err = limits.limits()

@@ -3,6 +3,7 @@ package liveness
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -168,5 +169,25 @@ func TestBootCount(t *testing.T) {
 	b.add(t0.Add(60*time.Second), 3)
 	if got := b.total(t0.Add(60 * time.Second)); got != 13 {
 		t.Errorf("total after reusing a bucket = %d, want 13", got)
+	}
+}
+
+// TestNewRejectsBadRates: a NaN limit would be stored as the load factor,
+// a negative one would turn the limit off unannounced.
+func TestNewRejectsBadRates(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative connect rate", withMaxConnectRate(-1), "liveness: MaxConnectRate must be a finite number of at least 0 (0 turns the limit off), not -1"},
+		{"NaN connect rate", withMaxConnectRate(math.NaN()), "liveness: MaxConnectRate must be a finite number of at least 0 (0 turns the limit off), not NaN"},
+		{"infinite beat rate", withMaxBeatRate(math.Inf(1)), "liveness: MaxBeatRate must be a finite number of at least 0 (0 turns the limit off), not +Inf"},
+	} {
+		cfg := Config{Store: newSQLiteStore(t)}
+		tt.mod(&cfg)
+		if _, err := New(cfg); err == nil || err.Error() != tt.want {
+			t.Errorf("%s: New = %v, want %q", tt.name, err, tt.want)
+		}
 	}
 }

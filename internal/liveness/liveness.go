@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -194,6 +195,16 @@ type Stats struct {
 	Boots         int64 // boots recorded as beats (RecordBoots)
 }
 
+// CheckRate checks a limit on a rate (Config.MaxBeatRate,
+// MaxConnectRate): a NaN one would be stored as the load factor, and a
+// negative one would turn the limit off unannounced.
+func CheckRate(r float64) error {
+	if !(r >= 0) || math.IsInf(r, 0) {
+		return fmt.Errorf("must be a finite number of at least 0 (0 turns the limit off), not %v", r)
+	}
+	return nil
+}
+
 // New checks c, fills defaults and returns the core. Call Run to start its
 // periodic work.
 func New(c Config) (*Core, error) {
@@ -208,6 +219,12 @@ func New(c Config) (*Core, error) {
 	setDefault(&c.PollPeriod, DefaultPollPeriod)
 	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
 	setDefault(&c.Retention, DefaultRetention)
+	if err := CheckRate(c.MaxBeatRate); err != nil {
+		return nil, fmt.Errorf("liveness: MaxBeatRate %w", err)
+	}
+	if err := CheckRate(c.MaxConnectRate); err != nil {
+		return nil, fmt.Errorf("liveness: MaxConnectRate %w", err)
+	}
 	switch {
 	case c.FlushPeriod*2 > c.Interval:
 		return nil, fmt.Errorf("liveness: flush period %v must be at most half the interval %v", c.FlushPeriod, c.Interval)
