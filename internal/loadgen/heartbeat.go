@@ -81,10 +81,12 @@ type beater struct {
 	// failed is set when the node's stream broke before the window ended;
 	// ackedInWindow counts its acknowledged beats in the window.
 	failed        atomic.Bool
-	connected     atomic.Bool
-	connectedAt   atomic.Int64 // unix nanoseconds of the first acknowledgement
+	connectedAt   atomic.Int64 // unix nanoseconds of the first acknowledgement; 0 before
 	ackedInWindow atomic.Int64
 }
+
+// connected reports whether the node's stream was acknowledged.
+func (bt *beater) connected() bool { return bt.connectedAt.Load() != 0 }
 
 // silentSince reports whether a health event at at concerns the node's
 // run: it came after the node's stream was acknowledged and that beat
@@ -181,7 +183,6 @@ func (bt *beater) beat(ctx context.Context) error {
 		return nil
 	}
 	bt.connectedAt.Store(time.Now().UnixNano())
-	bt.connected.Store(true)
 	bt.release(nil)
 	bt.count(sent, rtt)
 	for {
@@ -403,7 +404,7 @@ func (r *runner) heartbeat(ctx context.Context) error {
 				// connection with it; the node beats on its own.
 				err = bt.beat(agents)
 			}
-			if !bt.connected.Load() && !bt.failed.Load() {
+			if !bt.connected() && !bt.failed.Load() {
 				if err == nil {
 					err = errors.New("the agent stopped before its first heartbeat")
 				}
@@ -475,7 +476,7 @@ func (r *runner) heartbeat(ctx context.Context) error {
 
 	res := r.res
 	for _, bt := range beaters {
-		if bt.connected.Load() && !bt.failed.Load() && bt.ackedInWindow.Load() > 0 {
+		if bt.connected() && !bt.failed.Load() && bt.ackedInWindow.Load() > 0 {
 			res.OK++
 		}
 		var out agent.Result
@@ -664,7 +665,7 @@ func (r *runner) heartbeatProcs() []string {
 func countConnected(beaters map[*node]*beater) int {
 	n := 0
 	for _, bt := range beaters {
-		if bt.connected.Load() && !bt.failed.Load() {
+		if bt.connected() && !bt.failed.Load() {
 			n++
 		}
 	}
