@@ -106,6 +106,19 @@ func healthOf(t *testing.T, h berthv1.HeartbeatAdminServiceClient, node string, 
 	}
 }
 
+// bootRecorded checks, without waiting, that the heartbeat service holds
+// node healthy in boot.
+func bootRecorded(t *testing.T, h berthv1.HeartbeatAdminServiceClient, node, boot string) {
+	t.Helper()
+	got, err := h.GetNodeHealth(context.Background(), &berthv1.GetNodeHealthRequest{NodeId: node})
+	if err != nil {
+		t.Fatalf("health of %s: %v", node, err)
+	}
+	if h := got.GetHealth(); h.GetState() != berthv1.LivenessState_LIVENESS_STATE_HEALTHY || h.GetBootId() != boot {
+		t.Fatalf("health of %s right after its boot %s was answered: %v", node, boot, h)
+	}
+}
+
 func isType(ty berthv1.HealthEventType) func(*berthv1.HealthEvent) bool {
 	return func(e *berthv1.HealthEvent) bool { return e.GetType() == ty }
 }
@@ -135,6 +148,8 @@ func testBootBeats(t *testing.T, d *deployment, regs []string) {
 		t.Fatal(err)
 	}
 	n := registerBooting(t, d, regs[0], tok.GetSecretToken(), "boot-1", 1)
+	// The answer waited for the handoff: the boot is recorded already.
+	bootRecorded(t, health, n.id, "boot-1")
 	evs := healthOf(t, health, n.id, isType(berthv1.HealthEventType_HEALTH_EVENT_TYPE_HEALTHY))
 	if len(evs) != 1 || evs[0].GetPreviousState() != berthv1.LivenessState_LIVENESS_STATE_UNSPECIFIED || evs[0].GetBootId() != "boot-1" {
 		t.Fatalf("after Register: %v", evs)
@@ -155,17 +170,17 @@ func testBootBeats(t *testing.T, d *deployment, regs []string) {
 		if err != nil {
 			t.Fatalf("Resume at replica %d: %v", i, err)
 		}
+		bootRecorded(t, health, n.id, boot)
 		evs := healthOf(t, health, n.id, func(e *berthv1.HealthEvent) bool {
 			return e.GetType() == berthv1.HealthEventType_HEALTH_EVENT_TYPE_REBOOTED && e.GetBootId() == boot
 		})
 		if last := evs[len(evs)-1]; last.GetPreviousBootId() != fmt.Sprintf("boot-%d", i+1) {
 			t.Errorf("reboot at replica %d: %v", i, last)
 		}
+		// The handoff's answer brought the interval, even to a replica's
+		// first boot.
 		if iv := resp.GetCredentials().GetHeartbeatInterval(); iv.AsDuration() != 10*time.Second {
-			// The replica answered for a boot before: it knows the interval.
-			if i > 0 || iv != nil {
-				t.Errorf("replica %d's interval %v, want 10s", i, iv)
-			}
+			t.Errorf("replica %d's interval %v, want 10s", i, iv)
 		}
 	}
 

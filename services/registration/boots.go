@@ -26,17 +26,19 @@ import (
 // heartbeat interval and opens its own stream later, at a random moment
 // within it, going on with the boot's next sequence.
 //
-// The handoff is off Resume's path: Resume never waits for the heartbeat
-// service, so a boot storm is not slowed by it, and a heartbeat service
-// that is down does not stop nodes from booting. The trade-offs, each
-// safe for health:
-//   - Between Resume and the handoff (a batch, milliseconds; longer while
-//     the heartbeat service is unreachable) the node's health still shows
-//     what it was before, e.g. unreachable since the power cut: late, never
-//     wrong.
-//   - The queue is in memory. A registration replica that dies with boots
-//     queued loses them; those nodes become healthy on their own first
-//     beat, within the interval, as before this handoff.
+// Resume answers once its boot is handed over: the heartbeat service has
+// written it, so a registration replica that dies after answering loses
+// nothing, and an agent told the interval (a --once boot reports its
+// heartbeat "recorded") is right. The wait is bounded so that a slow
+// heartbeat service does not hold up booting nodes, and skipped while the
+// handoff is failing, so that one that is down does not stop nodes from
+// booting. The trade-offs, each safe for health:
+//   - A boot answered without its handoff (the heartbeat service slow or
+//     unreachable) stays queued in memory. A registration replica that
+//     dies then loses it; its node becomes healthy on its own first beat,
+//     within the interval (never, for a --once boot, until its next boot).
+//   - Until the handoff the node's health still shows what it was before,
+//     e.g. unreachable since the power cut: late, never wrong.
 //   - A boot the heartbeat service gets later than two intervals (less a
 //     flush period) after it was served is skipped there (it would be
 //     suspect at once); the node's own first beat makes it healthy.
@@ -61,11 +63,16 @@ const (
 	bootCallTimeout = 30 * time.Second
 )
 
+// DefaultBootWait bounds how long Resume waits for its boot's handoff:
+// one call normally takes milliseconds, a storm's batch a few hundred.
+const DefaultBootWait = 2 * time.Second
+
 // Booter is what the registration service needs to hand over boots.
 type Booter interface {
-	// Booted queues a boot; it never blocks. It reports whether the boot
-	// was queued.
-	Booted(b *berthv1.BootRecord) bool
+	// Booted queues a boot and waits for its handoff, until ctx ends or
+	// at most a bound, and not at all while handoffs fail. It reports
+	// whether the boot was queued.
+	Booted(ctx context.Context, b *berthv1.BootRecord) bool
 	// Interval is the fleet's heartbeat interval, as last learnt from the
 	// heartbeat service; 0 while unknown.
 	Interval() time.Duration
@@ -84,8 +91,10 @@ type BootSenderConfig struct {
 	// Batch and Queue bound a call and the queue (DefaultBootBatch,
 	// DefaultBootQueue).
 	Batch, Queue int
-	Logger       *slog.Logger
-	Clock        clock.Clock
+	// Wait bounds Booted's wait for the handoff (DefaultBootWait).
+	Wait   time.Duration
+	Logger *slog.Logger
+	Clock  clock.Clock
 }
 
 // BootSender queues boots and hands them to the heartbeat service, one
@@ -95,6 +104,7 @@ type BootSender struct {
 	sink  BootSink
 	batch int
 	limit int
+	wait  time.Duration
 	log   *slog.Logger
 	clock clock.Clock
 
@@ -102,9 +112,12 @@ type BootSender struct {
 	queue    []queuedBoot
 	interval time.Duration
 	dropped  int64
+	queued   int64 // boots ever queued: a boot's ticket
 	sent     int64 // boots the heartbeat service answered for
+	failing  bool  // the last call failed
 	wake     chan struct{}
-	// delivered is closed and replaced after each successful call.
+	// delivered is closed and replaced after each call, so that Booted's
+	// waits end on a failure too.
 	delivered chan struct{}
 }
 
@@ -118,8 +131,8 @@ func NewBootSender(c BootSenderConfig) (*BootSender, error) {
 	if c.Sink == nil {
 		return nil, errors.New("registration: BootSenderConfig.Sink is required")
 	}
-	if c.Batch < 0 || c.Queue < 0 {
-		return nil, errors.New("registration: BootSenderConfig.Batch and Queue must not be negative")
+	if c.Batch < 0 || c.Queue < 0 || c.Wait < 0 {
+		return nil, errors.New("registration: BootSenderConfig.Batch, Queue and Wait must not be negative")
 	}
 	if c.Batch == 0 {
 		c.Batch = DefaultBootBatch
@@ -127,15 +140,18 @@ func NewBootSender(c BootSenderConfig) (*BootSender, error) {
 	if c.Queue == 0 {
 		c.Queue = DefaultBootQueue
 	}
+	if c.Wait == 0 {
+		c.Wait = DefaultBootWait
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &BootSender{sink: c.Sink, batch: c.Batch, limit: c.Queue, log: c.Logger, clock: clock.Or(c.Clock),
+	return &BootSender{sink: c.Sink, batch: c.Batch, limit: c.Queue, wait: c.Wait, log: c.Logger, clock: clock.Or(c.Clock),
 		wake: make(chan struct{}, 1), delivered: make(chan struct{})}, nil
 }
 
-// Booted queues a boot.
-func (b *BootSender) Booted(r *berthv1.BootRecord) bool {
+// Booted queues a boot and waits for its handoff.
+func (b *BootSender) Booted(ctx context.Context, r *berthv1.BootRecord) bool {
 	b.mu.Lock()
 	if len(b.queue) >= b.limit {
 		b.dropped++
@@ -147,12 +163,39 @@ func (b *BootSender) Booted(r *berthv1.BootRecord) bool {
 		return false
 	}
 	b.queue = append(b.queue, queuedBoot{rec: r, served: b.clock.Now()})
+	b.queued++
+	ticket := b.queued
 	b.mu.Unlock()
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
+	b.waitFor(ctx, ticket)
 	return true
+}
+
+// waitFor waits until the boot with ticket is handed over (the queue
+// leaves in order), a call fails, ctx ends or the bound passes.
+func (b *BootSender) waitFor(ctx context.Context, ticket int64) {
+	var bound <-chan time.Time
+	for {
+		b.mu.Lock()
+		done, next := b.sent >= ticket || b.failing, b.delivered
+		b.mu.Unlock()
+		if done {
+			return
+		}
+		if bound == nil {
+			bound = b.clock.After(b.wait)
+		}
+		select {
+		case <-next:
+		case <-bound:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Interval is the fleet's interval as last learnt; 0 while unknown.
@@ -228,9 +271,14 @@ func (b *BootSender) sendOnce(ctx context.Context) bool {
 		if ctx.Err() == nil {
 			b.log.Warn("handing boots to the heartbeat service failed; retrying", "boots", n, "error", err)
 		}
+		b.mu.Lock()
+		b.failing = true
+		b.called()
+		b.mu.Unlock()
 		return false
 	}
 	b.mu.Lock()
+	b.failing = false
 	b.queue = b.queue[n:]
 	if len(b.queue) == 0 {
 		b.queue = nil // let the storm's backing array go
@@ -239,14 +287,19 @@ func (b *BootSender) sendOnce(ctx context.Context) bool {
 		b.interval = iv.AsDuration()
 	}
 	b.sent += int64(n)
-	close(b.delivered)
-	b.delivered = make(chan struct{})
+	b.called()
 	b.mu.Unlock()
 	return true
 }
 
+// called wakes Booted's waits after a call; b.mu is held.
+func (b *BootSender) called() {
+	close(b.delivered)
+	b.delivered = make(chan struct{})
+}
+
 // Delivered returns how many boots the heartbeat service answered for and
-// a channel closed at the next successful call, for waiting on.
+// a channel closed at the next call, for waiting on.
 func (b *BootSender) Delivered() (int64, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -295,14 +348,19 @@ func validateBootBeat(b *berthv1.BootBeat) error {
 
 // booted hands a served boot over and says in creds when its node may open
 // its stream. Only a node that got its certificate has booted.
-func (s *Service) booted(creds *berthv1.NodeCredentials, b *berthv1.BootBeat) {
+func (s *Service) booted(ctx context.Context, creds *berthv1.NodeCredentials, b *berthv1.BootBeat) {
 	if s.boots == nil || b == nil || creds.GetStatus() != berthv1.NodeStatus_NODE_STATUS_APPROVED || len(creds.GetCertificateChain()) == 0 {
 		return
 	}
-	iv := s.boots.Interval()
-	if !s.boots.Booted(&berthv1.BootRecord{NodeId: creds.GetNodeId(), BootId: b.GetBootId(), Sequence: b.GetSequence(),
-		Status: b.GetStatus(), Uptime: b.GetUptime()}) || iv <= 0 {
+	if !s.boots.Booted(ctx, &berthv1.BootRecord{NodeId: creds.GetNodeId(), BootId: b.GetBootId(), Sequence: b.GetSequence(),
+		Status: b.GetStatus(), Uptime: b.GetUptime()}) {
 		return // the node beats at once, as without the handoff
+	}
+	// Asked after the handoff: its answer brings the interval in force,
+	// stretched when this boot is one of a mass boot's.
+	iv := s.boots.Interval()
+	if iv <= 0 {
+		return
 	}
 	creds.HeartbeatInterval = durationpb.New(iv)
 }

@@ -19,8 +19,10 @@ import (
 )
 
 // sinkFake is a heartbeat service that keeps what it was sent and fails
-// while down is set.
+// while down is set; with hold set, each call first waits for a value on
+// it (or the call's end).
 type sinkFake struct {
+	hold     chan struct{}
 	mu       sync.Mutex
 	down     bool
 	calls    int
@@ -28,7 +30,14 @@ type sinkFake struct {
 	interval time.Duration
 }
 
-func (f *sinkFake) RecordBoots(_ context.Context, in *berthv1.RecordBootsRequest, _ ...grpc.CallOption) (*berthv1.RecordBootsResponse, error) {
+func (f *sinkFake) RecordBoots(ctx context.Context, in *berthv1.RecordBootsRequest, _ ...grpc.CallOption) (*berthv1.RecordBootsResponse, error) {
+	if f.hold != nil {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -90,7 +99,7 @@ func TestBootSenderDeliversInOrderAndLearnsInterval(t *testing.T) {
 		t.Fatalf("interval %v before any answer", b.Interval())
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		if !b.Booted(record(n)) {
+		if !b.Booted(ctx, record(n)) {
 			t.Fatalf("%s not queued", n)
 		}
 	}
@@ -129,19 +138,89 @@ func TestBootSenderQueueBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !b.Booted(record("n1")) || !b.Booted(record("n2")) {
+	// Nothing sends: the calls must not wait for a handoff.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !b.Booted(ctx, record("n1")) || !b.Booted(ctx, record("n2")) {
 		t.Fatal("boots refused below the bound")
 	}
-	if b.Booted(record("n3")) {
+	if b.Booted(ctx, record("n3")) {
 		t.Error("a boot queued beyond the bound")
 	}
 	if b.Pending() != 2 {
 		t.Errorf("%d queued, want 2", b.Pending())
 	}
-	for _, c := range []BootSenderConfig{{}, {Sink: &sinkFake{}, Batch: -1}, {Sink: &sinkFake{}, Queue: -1}} {
+	for _, c := range []BootSenderConfig{{}, {Sink: &sinkFake{}, Batch: -1}, {Sink: &sinkFake{}, Queue: -1}, {Sink: &sinkFake{}, Wait: -time.Second}} {
 		if _, err := NewBootSender(c); err == nil {
 			t.Errorf("NewBootSender(%+v) accepted", c)
 		}
+	}
+}
+
+// TestBootedWaitsForHandoff: Booted returns once the heartbeat service has
+// answered for the boot, so that a Resume answered is a boot recorded; a
+// failing handoff, a heartbeat service that hangs past the bound and a
+// caller that goes away end the wait, the boot still queued.
+func TestBootedWaitsForHandoff(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		down     bool
+		hold     bool // the heartbeat service does not answer
+		advance  bool // the fake clock passes the bound
+		cancel   bool // the caller goes away
+		received int  // boots the heartbeat service had when Booted returned
+	}{
+		{name: "answered", received: 1},
+		{name: "failing", down: true},
+		{name: "hung past the bound", hold: true, advance: true},
+		{name: "caller gone", hold: true, cancel: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+			sink := &sinkFake{interval: 7 * time.Second, down: tc.down, hold: make(chan struct{})}
+			b, err := NewBootSender(BootSenderConfig{Sink: sink, Clock: clk, Wait: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); b.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			if !tc.hold {
+				close(sink.hold)
+			}
+			callCtx, callCancel := context.WithCancel(ctx)
+			defer callCancel()
+			returned := make(chan int, 1)
+			go func() {
+				if !b.Booted(callCtx, record("n1")) {
+					t.Error("boot not queued")
+				}
+				returned <- len(sink.received())
+			}()
+			deadline := time.After(time.Minute)
+			for {
+				if tc.advance {
+					clk.Advance(time.Second)
+				}
+				if tc.cancel {
+					callCancel()
+				}
+				select {
+				case got := <-returned:
+					if got != tc.received {
+						t.Errorf("heartbeat service had %d boots when Booted returned, want %d", got, tc.received)
+					}
+					if want := 1 - tc.received; b.Pending() != want {
+						t.Errorf("%d boots queued after Booted, want %d", b.Pending(), want)
+					}
+					return
+				case <-time.After(10 * time.Millisecond):
+				case <-deadline:
+					t.Fatal("Booted did not return")
+				}
+			}
+		})
 	}
 }
 
@@ -152,7 +231,7 @@ type booterFake struct {
 	interval time.Duration
 }
 
-func (f *booterFake) Booted(r *berthv1.BootRecord) bool {
+func (f *booterFake) Booted(_ context.Context, r *berthv1.BootRecord) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.boots = append(f.boots, r)

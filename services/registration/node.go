@@ -69,7 +69,7 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 		result = metrics.ResultApproved
 	}
 	n.s.metrics.Registration(result)
-	n.s.booted(creds, req.GetBoot())
+	n.s.booted(ctx, creds, req.GetBoot())
 	return &berthv1.RegisterResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 
@@ -97,7 +97,7 @@ func (n nodeServer) Resume(ctx context.Context, req *berthv1.ResumeRequest) (*be
 		return nil, n.failed(ctx, log, err, count)
 	}
 	n.s.metrics.Resume("resume", resumed(creds))
-	n.s.booted(creds, req.GetBoot())
+	n.s.booted(ctx, creds, req.GetBoot())
 	return &berthv1.ResumeResponse{Credentials: creds, ServerTime: n.now()}, nil
 }
 

@@ -585,8 +585,9 @@ type ResumeRequest struct {
 	Quote *TPMQuote `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
 	// boot, when set, makes a Resume that returns credentials count as the
 	// node's first heartbeat of this boot: the heartbeat service records the
-	// node as alive (healthy, with this boot ID, sequence and status) shortly
-	// after, without the node opening its heartbeat stream. The agent then
+	// node as alive (healthy, with this boot ID, sequence and status) before
+	// the answer (while the heartbeat service is slow or unreachable, once it
+	// answers again), without the node opening its heartbeat stream. The agent then
 	// opens its stream later (within the first heartbeat interval,
 	// NodeCredentials.heartbeat_interval) and goes on with the next sequence
 	// of the same boot ID. Older agents send none: their first beat does it.
@@ -1033,8 +1034,9 @@ type NodeCredentials struct {
 	Bundle *SealedBundle `protobuf:"bytes,8,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	// heartbeat_interval, when set, is the fleet's heartbeat interval as the
 	// registration service last learnt it from the heartbeat service, and
-	// says that this call's BootBeat will be recorded as the node's first
-	// heartbeat: the agent may open its heartbeat stream at any time within
+	// says that this call's BootBeat was recorded as the node's first
+	// heartbeat (or, while the heartbeat service is slow or unreachable, is
+	// queued to be): the agent may open its heartbeat stream at any time within
 	// this interval (it spreads the fleet's connections over it). Unset: the
 	// agent beats at once.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,9,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
