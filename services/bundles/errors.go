@@ -43,6 +43,7 @@ const (
 	ruleNodeSigned  = "must be signed by the node's own identity key for a node's upload"
 	rulePageSize    = "must be between 0 and 1000"
 	rulePageToken   = "must be a next_page_token returned by ListSealedBundles"
+	ruleNodeIDs     = "must be at most 1000 node IDs, each " + ident.NodeIDRule
 )
 
 // Errors of the service core. Store errors are mapped as well.

@@ -26,7 +26,7 @@ func (a adminServer) ListSealedBundles(ctx context.Context, req *berthv1.ListSea
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	// One more than the page, to know whether another follows.
-	bs, err := a.s.store.ListCurrent(ctx, after, size+1)
+	bs, err := a.s.store.ListCurrent(ctx, after, size+1, req.GetNodeIds()...)
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
@@ -54,6 +54,14 @@ func validateListSealed(req *berthv1.ListSealedBundlesRequest) (size int, after 
 	after, ok := ident.AfterPageToken(req.GetPageToken())
 	if !ok {
 		return 0, "", rpcerr.Invalid("page_token", rulePageToken)
+	}
+	if len(req.GetNodeIds()) > maxPageSize {
+		return 0, "", rpcerr.Invalid("node_ids", ruleNodeIDs)
+	}
+	for _, id := range req.GetNodeIds() {
+		if ident.NodeID(id) != nil {
+			return 0, "", rpcerr.Invalid("node_ids", ruleNodeIDs)
+		}
 	}
 	return size, after, nil
 }

@@ -14,11 +14,12 @@ import (
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// listAll pages through ListSealedBundles and returns every page's node IDs.
-func listAll(t *testing.T, c berthv1.BundleAdminServiceClient, size int32) (pages [][]string, sealed map[string][]byte) {
+// listAll pages through ListSealedBundles (of nodes, when given) and
+// returns every page's node IDs.
+func listAll(t *testing.T, c berthv1.BundleAdminServiceClient, size int32, nodes ...string) (pages [][]string, sealed map[string][]byte) {
 	t.Helper()
 	sealed = map[string][]byte{}
-	req := &berthv1.ListSealedBundlesRequest{PageSize: size}
+	req := &berthv1.ListSealedBundlesRequest{PageSize: size, NodeIds: nodes}
 	for {
 		resp, err := c.ListSealedBundles(context.Background(), req)
 		if err != nil {
@@ -69,6 +70,14 @@ func TestListSealedBundles(t *testing.T) {
 		if pages, _ := listAll(t, reg, 0); !equalPages(pages, [][]string{{"node-a", "node-b", "node-c"}}) {
 			t.Errorf("default page = %v, want all three", pages)
 		}
+		// Named nodes: those with a bundle, in pages, in node ID order.
+		pages, got = listAll(t, reg, 1, "node-c", "node-a", "node-d", "node-x")
+		if w := [][]string{{"node-a"}, {"node-c"}}; !equalPages(pages, w) {
+			t.Errorf("pages of 1 of named nodes = %v, want %v", pages, w)
+		}
+		if !bytes.Equal(got["node-c"], want["node-c"]) {
+			t.Error("node-c: listed bundle differs from the one put")
+		}
 		// A valid token after the last node (a list read while the last
 		// bundles were reset) is the end of the list, not an error.
 		resp, err := reg.ListSealedBundles(context.Background(), &berthv1.ListSealedBundlesRequest{PageToken: ident.PageToken("node-z")})
@@ -112,6 +121,9 @@ func TestListSealedBundlesValidation(t *testing.T) {
 		{"page size over 1000", &berthv1.ListSealedBundlesRequest{PageSize: 1001}, "page_size " + rulePageSize},
 		{"forged page token", &berthv1.ListSealedBundlesRequest{PageToken: "!!"}, "page_token " + rulePageToken},
 		{"token of no node ID", &berthv1.ListSealedBundlesRequest{PageToken: ident.PageToken("Node/..")}, "page_token " + rulePageToken},
+		{"node ID not one", &berthv1.ListSealedBundlesRequest{NodeIds: []string{"node-a", "Node/.."}}, "node_ids " + ruleNodeIDs},
+		{"empty node ID", &berthv1.ListSealedBundlesRequest{NodeIds: []string{""}}, "node_ids " + ruleNodeIDs},
+		{"over 1000 node IDs", &berthv1.ListSealedBundlesRequest{NodeIds: slices.Repeat([]string{"node-a"}, 1001)}, "node_ids " + ruleNodeIDs},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := admin.ListSealedBundles(context.Background(), tt.req)

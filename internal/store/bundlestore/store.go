@@ -199,8 +199,9 @@ type Store interface {
 	// Pending returns the version waiting for approval; ErrNotFound if none.
 	Pending(ctx context.Context, nodeID string) (Bundle, error)
 	// ListCurrent returns the current versions of the nodes whose IDs
-	// sort after afterID, in node ID order, at most limit (<= 0: all).
-	ListCurrent(ctx context.Context, afterID string, limit int) ([]Bundle, error)
+	// sort after afterID, in node ID order, at most limit (<= 0: all);
+	// with nodeIDs, only of those nodes.
+	ListCurrent(ctx context.Context, afterID string, limit int, nodeIDs ...string) ([]Bundle, error)
 	// History describes the versions kept, newest first; none for a node
 	// without any.
 	History(ctx context.Context, nodeID string) ([]Meta, error)
@@ -357,9 +358,13 @@ func (s *SQLStore) inState(ctx context.Context, nodeID string, state State) (Bun
 }
 
 // ListCurrent returns the current versions after afterID, by node ID.
-func (s *SQLStore) ListCurrent(ctx context.Context, afterID string, limit int) ([]Bundle, error) {
+func (s *SQLStore) ListCurrent(ctx context.Context, afterID string, limit int, nodeIDs ...string) ([]Bundle, error) {
 	p := db.Params{string(StateApproved), afterID}
-	q := `SELECT ` + columns + ` FROM bundle_versions WHERE state = $1 AND node_id > $2 ORDER BY node_id` + p.Limit(limit)
+	q := `SELECT ` + columns + ` FROM bundle_versions WHERE state = $1 AND node_id > $2`
+	if len(nodeIDs) > 0 {
+		q += ` AND ` + p.In("node_id", nodeIDs)
+	}
+	q += ` ORDER BY node_id` + p.Limit(limit)
 	bs, err := db.Collect(ctx, s.DB, scanBundle, q, p...)
 	return db.Result(bs, err, "list current bundles")
 }

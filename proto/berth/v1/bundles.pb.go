@@ -1418,7 +1418,10 @@ type ListSealedBundlesRequest struct {
 	// page also ends before it would pass 1 MiB of bundles.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token is the next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// node_ids, when set, lists only these nodes' bundles: at most 1000
+	// node IDs. A node without a current bundle is left out.
+	NodeIds       []string `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1465,6 +1468,13 @@ func (x *ListSealedBundlesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListSealedBundlesRequest) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
 }
 
 // ListSealedBundlesResponse is one page of current bundles.
@@ -1823,11 +1833,12 @@ const file_berth_v1_bundles_proto_rawDesc = "" +
 	"\x16GetSealedBundleRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"I\n" +
 	"\x17GetSealedBundleResponse\x12.\n" +
-	"\x06bundle\x18\x01 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"V\n" +
+	"\x06bundle\x18\x01 \x01(\v2\x16.berth.v1.SealedBundleR\x06bundle\"q\n" +
 	"\x18ListSealedBundlesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"y\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n" +
+	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\"y\n" +
 	"\x19ListSealedBundlesResponse\x124\n" +
 	"\abundles\x18\x01 \x03(\v2\x1a.berth.v1.NodeSealedBundleR\abundles\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +

@@ -272,10 +272,11 @@ type BundleAdminServiceClient interface {
 	ResetBundle(ctx context.Context, in *ResetBundleRequest, opts ...grpc.CallOption) (*ResetBundleResponse, error)
 	// GetSealedBundle returns a node's current bundle with its content.
 	GetSealedBundle(ctx context.Context, in *GetSealedBundleRequest, opts ...grpc.CallOption) (*GetSealedBundleResponse, error)
-	// ListSealedBundles returns every node's current bundle, in pages
-	// ordered by node ID: the registration service fills its cache with
-	// them when it starts following the bundle events, so that a power
-	// restore's Resumes need no call here.
+	// ListSealedBundles returns every node's current bundle, or those of
+	// the nodes named, in pages ordered by node ID: the registration service
+	// fills its cache with them when it starts following the bundle events,
+	// and refreshes what the events change, so that a power restore's
+	// Resumes need no call here, even right after a fleet-wide change.
 	ListSealedBundles(ctx context.Context, in *ListSealedBundlesRequest, opts ...grpc.CallOption) (*ListSealedBundlesResponse, error)
 	// DeleteBundles forgets every version of a node's bundle, for a node that
 	// is deleted. Deleting a node without bundles succeeds. Admins and the
@@ -445,10 +446,11 @@ type BundleAdminServiceServer interface {
 	ResetBundle(context.Context, *ResetBundleRequest) (*ResetBundleResponse, error)
 	// GetSealedBundle returns a node's current bundle with its content.
 	GetSealedBundle(context.Context, *GetSealedBundleRequest) (*GetSealedBundleResponse, error)
-	// ListSealedBundles returns every node's current bundle, in pages
-	// ordered by node ID: the registration service fills its cache with
-	// them when it starts following the bundle events, so that a power
-	// restore's Resumes need no call here.
+	// ListSealedBundles returns every node's current bundle, or those of
+	// the nodes named, in pages ordered by node ID: the registration service
+	// fills its cache with them when it starts following the bundle events,
+	// and refreshes what the events change, so that a power restore's
+	// Resumes need no call here, even right after a fleet-wide change.
 	ListSealedBundles(context.Context, *ListSealedBundlesRequest) (*ListSealedBundlesResponse, error)
 	// DeleteBundles forgets every version of a node's bundle, for a node that
 	// is deleted. Deleting a node without bundles succeeds. Admins and the

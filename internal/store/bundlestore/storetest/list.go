@@ -31,15 +31,21 @@ func testListCurrent(t *testing.T, s bundlestore.Store) {
 		name  string
 		after string
 		limit int
+		nodes []string
 		want  []bundlestore.Bundle
 	}{
-		{"all", "", 0, []bundlestore.Bundle{a2, d1}},
-		{"first page", "", 1, []bundlestore.Bundle{a2}},
-		{"next page", "node-a", 1, []bundlestore.Bundle{d1}},
-		{"after a node without a bundle", "node-b", 0, []bundlestore.Bundle{d1}},
-		{"after the last", "node-d", 0, nil},
+		{"all", "", 0, nil, []bundlestore.Bundle{a2, d1}},
+		{"first page", "", 1, nil, []bundlestore.Bundle{a2}},
+		{"next page", "node-a", 1, nil, []bundlestore.Bundle{d1}},
+		{"after a node without a bundle", "node-b", 0, nil, []bundlestore.Bundle{d1}},
+		{"after the last", "node-d", 0, nil, nil},
+		{"named nodes", "", 0, []string{"node-d", "node-a"}, []bundlestore.Bundle{a2, d1}},
+		{"named: one", "", 0, []string{"node-d"}, []bundlestore.Bundle{d1}},
+		{"named: a page", "", 1, []string{"node-d", "node-a"}, []bundlestore.Bundle{a2}},
+		{"named: the next page", "node-a", 1, []string{"node-d", "node-a"}, []bundlestore.Bundle{d1}},
+		{"named: without a current bundle", "", 0, []string{"node-b", "node-c", "node-e", "node-x"}, nil},
 	} {
-		got, err := s.ListCurrent(ctx, tt.after, tt.limit)
+		got, err := s.ListCurrent(ctx, tt.after, tt.limit, tt.nodes...)
 		if err != nil {
 			t.Fatalf("%s: ListCurrent: %v", tt.name, err)
 		}
