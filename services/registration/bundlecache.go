@@ -49,6 +49,12 @@ const DefaultBundleCacheBytes = 64 << 20
 // watch started drops what the fill kept of it, as any entry; a fill
 // takes at most 10 s (fillTimeout), so it delays them no longer.
 //
+// An event drops the node's entry and, when there was one, queues the
+// node for a refresh: a batch of up to 500 such nodes is read back from
+// the bundle store in one list (bundlerefresh.go), so that a storm right
+// after a fleet-wide bundle change (put, then reboot) finds the new
+// bundles in memory instead of asking once per node.
+//
 // Security checks are not cached: Resume checks the node (status, key,
 // revocation) in the registration store on every call, as before.
 type BundleCache struct {
@@ -75,6 +81,10 @@ type BundleCache struct {
 	// filled: the fill of the watch in place ended (tests wait for it).
 	filled  bool
 	changed chan struct{}
+	// stale holds the nodes whose entries events dropped, to refresh;
+	// refresh wakes the refresher.
+	stale   map[string]staleEntry
+	refresh chan struct{}
 }
 
 type cachedBundle struct {
@@ -118,6 +128,7 @@ func NewBundleCache(c BundleCacheConfig) (*BundleCache, error) {
 	return &BundleCache{
 		src: c.Source, watch: c.Watch, nodes: c.Nodes, maxBytes: c.MaxBytes, fillTimeout: fillTimeout, log: c.Logger,
 		entries: map[string]cachedBundle{}, changed: make(chan struct{}),
+		stale: map[string]staleEntry{}, refresh: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -203,8 +214,10 @@ func (c *BundleCache) invalidate(nodeID string, cursor int64) {
 	c.epoch++
 	if nodeID == "" {
 		clear(c.entries)
+		clear(c.stale)
 		c.bytes = 0
 	} else {
+		c.markStale(nodeID)
 		c.drop(nodeID)
 	}
 	c.advance(cursor)
@@ -218,6 +231,7 @@ func (c *BundleCache) setLive(live bool, cursor int64) {
 	c.epoch++
 	c.live = live
 	clear(c.entries)
+	clear(c.stale)
 	c.bytes = 0
 	c.seen = 0
 	c.filled = false
@@ -227,6 +241,11 @@ func (c *BundleCache) setLive(live bool, cursor int64) {
 // advance records the cursor seen and wakes the waiters; c.mu is held.
 func (c *BundleCache) advance(cursor int64) {
 	c.seen = max(c.seen, cursor)
+	c.wakeWaiters()
+}
+
+// wakeWaiters wakes waitUntil's callers; c.mu is held.
+func (c *BundleCache) wakeWaiters() {
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -310,6 +329,9 @@ func (c *BundleCache) follow(ctx context.Context) bool {
 	c.setLive(true, start)
 	c.log.Info("bundle cache live", "after_cursor", start)
 	c.fill(ctx)
+	refreshed := make(chan struct{})
+	go func() { defer close(refreshed); c.refreshLoop(ctx) }()
+	defer func() { cancel(); <-refreshed }()
 	for {
 		m, err := s.Recv()
 		if err != nil {

@@ -74,11 +74,12 @@ func (l listing) covers(id string) bool {
 	return l.complete || id <= l.upTo
 }
 
-// listBundles reads the bundle store's current bundles, up to the cache's
-// size. On an error it returns what it read before it.
-func (c *BundleCache) listBundles(ctx context.Context) (listing, error) {
+// listBundles reads the bundle store's current bundles (of nodes, when
+// given), up to the cache's size. On an error it returns what it read
+// before it.
+func (c *BundleCache) listBundles(ctx context.Context, nodes ...string) (listing, error) {
 	l := listing{bundles: map[string]*berthv1.SealedBundle{}}
-	req := &berthv1.ListSealedBundlesRequest{PageSize: fillPage}
+	req := &berthv1.ListSealedBundlesRequest{PageSize: fillPage, NodeIds: nodes}
 	size := 0
 	for {
 		resp, err := c.watch.ListSealedBundles(ctx, req)
