@@ -77,6 +77,20 @@ func waitDelivered(t *testing.T, b *BootSender, n int64) {
 	}
 }
 
+// runSender builds a sender and runs it until the test ends.
+func runSender(t *testing.T, c BootSenderConfig) *BootSender {
+	t.Helper()
+	b, err := NewBootSender(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return b
+}
+
 func record(node string) *berthv1.BootRecord {
 	return &berthv1.BootRecord{NodeId: node, BootId: "b", Sequence: 1, Status: berthv1.ReportedStatus_REPORTED_STATUS_UP}
 }
@@ -87,14 +101,8 @@ func record(node string) *berthv1.BootRecord {
 func TestBootSenderDeliversInOrderAndLearnsInterval(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	sink := &sinkFake{interval: 7 * time.Second, down: true}
-	b, err := NewBootSender(BootSenderConfig{Sink: sink, Batch: 2, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	b := runSender(t, BootSenderConfig{Sink: sink, Batch: 2, Clock: clk})
+	ctx := context.Background()
 	if b.Interval() != 0 {
 		t.Fatalf("interval %v before any answer", b.Interval())
 	}
@@ -178,18 +186,11 @@ func TestBootedWaitsForHandoff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewFake(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 			sink := &sinkFake{interval: 7 * time.Second, down: tc.down, hold: make(chan struct{})}
-			b, err := NewBootSender(BootSenderConfig{Sink: sink, Clock: clk, Wait: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); b.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			b := runSender(t, BootSenderConfig{Sink: sink, Clock: clk, Wait: time.Second})
 			if !tc.hold {
 				close(sink.hold)
 			}
-			callCtx, callCancel := context.WithCancel(ctx)
+			callCtx, callCancel := context.WithCancel(context.Background())
 			defer callCancel()
 			returned := make(chan int, 1)
 			go func() {
