@@ -168,6 +168,8 @@ func (c *BundleCache) Delete(ctx context.Context, nodeID string) error {
 	err := c.src.Delete(ctx, nodeID)
 	c.mu.Lock()
 	c.drop(nodeID)
+	// A refresh reading the node now may read what was just deleted.
+	delete(c.stale, nodeID)
 	c.mu.Unlock()
 	return err
 }

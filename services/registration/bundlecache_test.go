@@ -455,6 +455,7 @@ func TestBundleCacheRefresh(t *testing.T) {
 		{"event of another node", func(c *BundleCache, _ *heldList) { c.invalidate("n2", 3) }, false, 2},
 		{"event of the node", func(c *BundleCache, f *heldList) { f.setVersion(3); c.invalidate("n1", 3) }, true, 3},
 		{"watch broke", func(c *BundleCache, _ *heldList) { c.setLive(false, 0); c.setLive(true, 4) }, false, 0},
+		{"bundles deleted", func(c *BundleCache, _ *heldList) { _ = c.Delete(context.Background(), "n1") }, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &heldList{version: 2, entered: make(chan struct{}), hold: make(chan struct{})}

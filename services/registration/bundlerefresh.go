@@ -48,8 +48,9 @@ func (c *BundleCache) refreshLoop(ctx context.Context) {
 
 // refreshOnce reads back up to a page of stale nodes' bundles in one list
 // and keeps those whose nodes had no event since; it reports whether
-// stale nodes are left. A failed list gives its nodes up: their next
-// Resume's miss fills them, as without a refresh.
+// stale nodes are left. A list that fails keeps what it read before and
+// gives the rest up: their next Resume's miss fills them, as without a
+// refresh.
 func (c *BundleCache) refreshOnce(ctx context.Context) bool {
 	c.mu.Lock()
 	n := min(len(c.stale), fillPage)
