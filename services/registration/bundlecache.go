@@ -53,7 +53,9 @@ const DefaultBundleCacheBytes = 64 << 20
 // node for a refresh: a batch of up to 500 such nodes is read back from
 // the bundle store in one list (bundlerefresh.go), so that a storm right
 // after a fleet-wide bundle change (put, then reboot) finds the new
-// bundles in memory instead of asking once per node.
+// bundles in memory instead of asking once per node. Register keeps a
+// new node's entry ("none", Created), so that nodes registered since the
+// fill have one too.
 //
 // Security checks are not cached: Resume checks the node (status, key,
 // revocation) in the registration store on every call, as before.

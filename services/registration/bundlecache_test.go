@@ -174,17 +174,15 @@ func TestBundleCache(t *testing.T) {
 		next := e.nextBundleEvent(t)
 
 		// No bundle yet: the registration of a new node answers "none"
-		// without asking; the first Resume asks, and "none" is kept too.
-		if got := src.sealed.Load(); got != 0 {
-			t.Fatalf("registering asked the bundle store %d times, want none", got)
-		}
+		// without asking, and keeps it, so Resume does not ask either
+		// and the first put's event queues a refresh.
 		for range 3 {
 			if b := resumeBundle(t, n); b != nil {
 				t.Fatalf("Resume before any put: bundle %d", b.GetInfo().GetVersion())
 			}
 		}
-		if got := src.sealed.Load(); got != 1 {
-			t.Fatalf("3 Resumes asked the bundle store %d times, want 1", got)
+		if got := src.sealed.Load(); got != 0 {
+			t.Fatalf("registering and 3 Resumes asked the bundle store %d times, want none", got)
 		}
 
 		// A put (on the other replica: the env's server) drops the
@@ -498,6 +496,45 @@ func TestBundleCacheRefresh(t *testing.T) {
 				b, err := c.Sealed(context.Background(), "n1", keyA)
 				if err != nil || b.GetInfo().GetVersion() != tt.want {
 					t.Fatalf("Sealed: version %d, %v; want %d from memory", b.GetInfo().GetVersion(), err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestBundleCacheCreated: a node registered just now is kept as having no
+// bundle, unless a bundle event or a broken watch came between the epoch
+// read before it was stored and the keep, or the watch is not in place.
+func TestBundleCacheCreated(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		between func(c *BundleCache)
+		kept    bool
+	}{
+		{"quiet", func(*BundleCache) {}, true},
+		{"event of another node", func(c *BundleCache) { c.invalidate("n2", 2) }, false},
+		{"watch broke", func(c *BundleCache) { c.setLive(false, 0); c.setLive(true, 3) }, false},
+		{"watch down", func(c *BundleCache) { c.setLive(false, 0) }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewBundleCache(BundleCacheConfig{Source: &fakeSealed{version: 7}, Watch: berthv1.NewBundleAdminServiceClient(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.setLive(true, 1)
+			epoch, live := c.Epoch()
+			if !live {
+				t.Fatal("Epoch says the watch is not in place")
+			}
+			tt.between(c)
+			c.Created("n1", keyA, epoch)
+			if got := c.Len() == 1; got != tt.kept {
+				t.Fatalf("kept %v, want %v", got, tt.kept)
+			}
+			if tt.kept {
+				// Answered from memory: the source would say version 7.
+				if b, err := c.Sealed(context.Background(), "n1", keyA); err != nil || b != nil {
+					t.Fatalf("Sealed: %v, %v; want none from memory", b, err)
 				}
 			}
 		})

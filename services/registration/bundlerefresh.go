@@ -32,6 +32,34 @@ func (c *BundleCache) markStale(nodeID string) {
 	}
 }
 
+// Epoch is the cache's count of events and watch breaks, for Created;
+// false while the watch is not in place.
+func (c *BundleCache) Epoch() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch, c.live
+}
+
+// Created keeps that a node registered just now has no bundle, so that
+// an event of its first bundle queues a refresh (which needs the node's
+// bundle key). epoch is Epoch read before the node was stored: a node
+// that did not exist had no bundle, and any change since (an event, or a
+// broken watch) may have given it one, so then nothing is kept.
+func (c *BundleCache) Created(nodeID string, bundleKey []byte, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live && c.epoch == epoch {
+		c.keep(nodeID, sha256.Sum256(bundleKey), nil)
+	}
+}
+
+// newNodes is a Bundles that keeps what Register knows of a new node: a
+// BundleCache.
+type newNodes interface {
+	Epoch() (uint64, bool)
+	Created(nodeID string, bundleKey []byte, epoch uint64)
+}
+
 // refreshLoop refreshes the stale nodes until ctx ends, a batch at a
 // time, while the watch is in place.
 func (c *BundleCache) refreshLoop(ctx context.Context) {

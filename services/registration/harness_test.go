@@ -260,6 +260,19 @@ func (s *bundlesSwitch) Delete(ctx context.Context, nodeID string) error {
 	return s.get().Delete(ctx, nodeID)
 }
 
+func (s *bundlesSwitch) Epoch() (uint64, bool) {
+	if c, ok := s.get().(newNodes); ok {
+		return c.Epoch()
+	}
+	return 0, false
+}
+
+func (s *bundlesSwitch) Created(nodeID string, bundleKey []byte, epoch uint64) {
+	if c, ok := s.get().(newNodes); ok {
+		c.Created(nodeID, bundleKey, epoch)
+	}
+}
+
 // cacheBundles puts a BundleCache, as berthd has, between the
 // registration service and the bundle store on the env's own server, and
 // waits until it answers from memory; the returned function takes it away.

@@ -38,6 +38,11 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	if err != nil {
 		return nil, errorTable.Status(ctx, log, err)
 	}
+	cache, cached := n.s.bundles.(newNodes)
+	var epoch uint64
+	if cached {
+		epoch, cached = cache.Epoch()
+	}
 	reg, err := n.s.register(ctx, id, in)
 	if err != nil {
 		return nil, n.failed(ctx, log, err, func(r string) { n.s.metrics.Registration(r) })
@@ -59,6 +64,9 @@ func (n nodeServer) Register(ctx context.Context, req *berthv1.RegisterRequest) 
 	bundle := withBundle
 	if reg.made {
 		bundle = noBundleYet
+		if cached {
+			cache.Created(reg.node.ID, reg.node.BundleKey, epoch)
+		}
 	}
 	creds, err := n.s.credentials(ctx, node, reg.opened, bundle)
 	if err != nil {
