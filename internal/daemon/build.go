@@ -320,8 +320,8 @@ func buildRegistration(ctx context.Context, c Config, cr *creds, tel *telemetry.
 			return nil, err
 		}
 		// Resume answers bundles from memory, filled when the watch of
-		// the bundle store's events starts and dropped by its events,
-		// instead of a call per boot.
+		// the bundle store's events starts, dropped by its events and
+		// read back in batches after them, instead of a call per boot.
 		cache, err := registration.NewBundleCache(registration.BundleCacheConfig{
 			Source: registration.NewGRPCBundles(conn),
 			Watch:  berthv1.NewBundleAdminServiceClient(conn),
