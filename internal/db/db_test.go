@@ -59,6 +59,7 @@ func TestOpenSQLite(t *testing.T) {
 		"foreign_keys": "1",
 		"busy_timeout": "10000",
 		"synchronous":  "2", // FULL: an acknowledged commit survives power loss
+		"temp_store":   "2", // MEMORY: statement journals are not written to a file
 	}
 	// Check several pooled connections, not just the first.
 	conns := make([]*sql.Conn, 3)
