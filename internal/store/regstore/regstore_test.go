@@ -219,6 +219,75 @@ func TestMigrationArraysToJSON(t *testing.T) {
 	}
 }
 
+// TestMACsIndexPendsNothing: on PostgreSQL the GIN index on macs keeps no
+// pending list (0012), neither the entries a database had before the
+// migration nor those of nodes registered after it. Every lookup reads the
+// whole list, so in a registration storm each registration read every node
+// registered since the last vacuum.
+func TestMACsIndexPendsNothing(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.NewDatabase(t)
+	old := fstest.MapFS{}
+	entries, err := os.ReadDir(filepath.Join("migrations", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() >= "0012" {
+			continue
+		}
+		body, err := os.ReadFile(filepath.Join("migrations", "postgres", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old["migrations/postgres/"+e.Name()] = &fstest.MapFile{Data: body}
+	}
+	h, err := db.OpenSchema(ctx, db.Postgres, dsn, db.Schema{Service: "registration", FS: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert := func(q db.Querier, i int) {
+		t.Helper()
+		key := sha256.Sum256(fmt.Appendf(nil, "k%d", i))
+		if _, err := q.ExecContext(ctx, `INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+			bundle_kem, bundle_key, csr, token_id, replacement_allowed, certificates_issued, created_at, updated_at)
+			VALUES ($1, 'pending', $2, '', $3, 'h', '', '{}', 0, '', '', 't', false, 0, now(), now())`,
+			fmt.Sprintf("n%d", i), key[:], fmt.Sprintf(`["aa:bb:cc:00:00:%02x"]`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		insert(h, i)
+	}
+	h.Close()
+	s, err := regstore.Open(ctx, db.Postgres, dsn)
+	if err != nil {
+		t.Fatalf("Open postgres: %v", err)
+	}
+	defer s.Close()
+	// gin_clean_pending_list moves what is pending and says how many pages
+	// it moved: none, if nothing was left pending.
+	pending := func(when string) {
+		t.Helper()
+		var pages int64
+		if err := s.DB.QueryRowContext(ctx, `SELECT gin_clean_pending_list('reg_nodes_macs')`).Scan(&pages); err != nil {
+			t.Fatal(err)
+		}
+		if pages != 0 {
+			t.Errorf("%s: the macs index had %d pages pending", when, pages)
+		}
+	}
+	pending("after the migration")
+	for i := 3; i < 6; i++ {
+		insert(s.DB, i)
+	}
+	pending("after inserts")
+	dups, err := s.NodesByHardware(ctx, nil, []string{"aa:bb:cc:00:00:01", "aa:bb:cc:00:00:04"})
+	if err != nil || len(dups) != 2 || dups[0].ID != "n1" || dups[1].ID != "n4" {
+		t.Errorf("NodesByHardware = %v, %v; want n1 and n4", dups, err)
+	}
+}
+
 // BenchmarkNodesByHardware measures the duplicate-hardware lookup every
 // registration makes (twice) for a new machine, with 1,000 and 10,000
 // nodes registered; it should not grow with the registry.
