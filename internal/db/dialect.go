@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Dialect is the database engine behind a DB. Stores write their SQL once for
@@ -181,6 +183,23 @@ func (s timeScanner) Scan(src any) error {
 		return fmt.Errorf("scan time: unexpected %T", src)
 	}
 	return nil
+}
+
+// Replanned prefixes the arguments of a query whose plan must follow its
+// table as it grows, on PostgreSQL. pgx otherwise runs every query as a
+// named prepared statement, and after five runs PostgreSQL may keep one
+// generic plan for it on that connection, until the table's statistics
+// change: one chosen while a new fleet's table was nearly empty is a
+// sequential scan, which every later run follows while the table fills.
+// With the mode this prepends, pgx caches only the statement's
+// description and PostgreSQL plans every run for the table as it is, still
+// in one round trip. SQLite keeps no plan across runs, so there args are
+// unchanged.
+func (d Dialect) Replanned(args ...any) []any {
+	if d != Postgres {
+		return args
+	}
+	return append([]any{pgx.QueryExecModeCacheDescribe}, args...)
 }
 
 // Greatest is the larger of two SQL expressions: GREATEST on PostgreSQL,

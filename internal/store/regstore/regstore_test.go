@@ -288,6 +288,63 @@ func TestMACsIndexPendsNothing(t *testing.T) {
 	}
 }
 
+// TestNodesByHardwareFollowsGrowth: on PostgreSQL the duplicate-hardware
+// lookup of a registration becomes an index lookup as a new fleet fills
+// the table. It used to keep the plan PostgreSQL chose for its prepared
+// statement while the table was empty, a sequential scan, and so read
+// every node on every registration until the table's statistics changed.
+// The test counts the rows PostgreSQL reads sequentially from reg_nodes.
+func TestNodesByHardwareFollowsGrowth(t *testing.T) {
+	ctx := t.Context()
+	s, err := regstore.Open(ctx, db.Postgres, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatalf("Open postgres: %v", err)
+	}
+	defer s.Close()
+	// One connection, so that the runs below share its cached plans, as a
+	// pooled connection's runs do in a storm.
+	s.DB.SetMaxOpenConns(1)
+	lookup := func(i int) {
+		t.Helper()
+		got, err := s.NodesByHardware(ctx, []string{fmt.Sprintf("uuid-%d", i)}, []string{fmt.Sprintf("mac-%d", i)})
+		if err != nil || len(got) != min(i, 1) {
+			t.Fatalf("NodesByHardware(%d) = %d nodes, %v", i, len(got), err)
+		}
+	}
+	for range 10 {
+		lookup(0)
+	}
+	// Rows the size of a registered node's: its CSR and certificate chain.
+	if _, err := s.DB.ExecContext(ctx, `INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
+		bundle_kem, bundle_key, csr, token_id, replacement_allowed, cert_serial, cert_chain, certificates_issued, created_at, updated_at)
+		SELECT 'n' || i, 'approved', sha256(i::text::bytea), 'uuid-' || i, jsonb_build_array('mac-' || i), 'h', '', '{}',
+			0, sha256(i::text::bytea), decode(repeat(md5(i::text), 12), 'hex'), 't', false,
+			i::text, jsonb_build_array(repeat(md5(i::text), 24), repeat(md5(i::text), 20)), 1, now(), now()
+		FROM generate_series(1, 5000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	seqRead := func() int64 {
+		t.Helper()
+		var n int64
+		for _, q := range []string{`SELECT pg_stat_force_next_flush()`, `SELECT pg_stat_clear_snapshot()`} {
+			if _, err := s.DB.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.DB.QueryRowContext(ctx, `SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'reg_nodes'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seqRead()
+	for i := 1; i <= 20; i++ {
+		lookup(i * 7)
+	}
+	if read := seqRead() - before; read > 0 {
+		t.Errorf("20 lookups read %d rows of reg_nodes sequentially; want index lookups", read)
+	}
+}
+
 // BenchmarkNodesByHardware measures the duplicate-hardware lookup every
 // registration makes (twice) for a new machine, with 1,000 and 10,000
 // nodes registered; it should not grow with the registry.

@@ -401,7 +401,7 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	if len(uuids) == 0 && len(macs) == 0 {
 		return nil, nil
 	}
-	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect), db.JSON(uuids), db.JSON(macs))
+	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect), s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs))...)
 }
 
 // nodesByHardwareSQL is nodesByHardware's query on d.
