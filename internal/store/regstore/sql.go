@@ -395,7 +395,9 @@ func (s *SQLStore) GetNodeByKey(ctx context.Context, keySHA256 []byte) (Node, er
 
 // nodesByHardware is NodesByHardware on q. The values go in as JSON
 // arrays, so that any number of them is two parameters; on PostgreSQL both
-// tests are indexed (hardware_uuid, and GIN on macs).
+// tests are indexed (hardware_uuid, and GIN on macs), and the query is
+// planned at every run (Replanned), since the planner sees neither array
+// and a plan kept from an empty table scans every node.
 func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, macs []string) ([]Node, error) {
 	uuids, macs = nonEmpty(uuids), nonEmpty(macs)
 	if len(uuids) == 0 && len(macs) == 0 {
