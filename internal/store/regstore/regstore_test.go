@@ -161,23 +161,38 @@ func BenchmarkGetNodeByKey(b *testing.B) {
 	}
 }
 
+// openBefore opens the database at where with d's migrations up to, not
+// including, version first: the schema an older berth left.
+func openBefore(t *testing.T, d db.Dialect, where, first string) *db.DB {
+	t.Helper()
+	old := fstest.MapFS{}
+	entries, err := os.ReadDir(filepath.Join("migrations", d.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() >= first {
+			continue
+		}
+		body, err := os.ReadFile(filepath.Join("migrations", d.String(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old["migrations/"+d.String()+"/"+e.Name()] = &fstest.MapFile{Data: body}
+	}
+	h, err := db.OpenSchema(t.Context(), d, where, db.Schema{Service: "registration", FS: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestMigrationArraysToJSON: a PostgreSQL database written while macs and
 // cert_chain were arrays keeps them when they become JSON (0005).
 func TestMigrationArraysToJSON(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.NewDatabase(t)
-	old := fstest.MapFS{}
-	for _, name := range []string{"0001_init.sql", "0002_events.sql", "0003_intents.sql", "0004_identity.sql"} {
-		body, err := os.ReadFile(filepath.Join("migrations", "postgres", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		old["migrations/postgres/"+name] = &fstest.MapFile{Data: body}
-	}
-	h, err := db.OpenSchema(ctx, db.Postgres, dsn, db.Schema{Service: "registration", FS: old})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := openBefore(t, db.Postgres, dsn, "0005")
 	key := sha256.Sum256([]byte("k"))
 	other := sha256.Sum256([]byte("other"))
 	for _, q := range []struct {
@@ -227,25 +242,7 @@ func TestMigrationArraysToJSON(t *testing.T) {
 func TestMACsIndexPendsNothing(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.NewDatabase(t)
-	old := fstest.MapFS{}
-	entries, err := os.ReadDir(filepath.Join("migrations", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() >= "0012" {
-			continue
-		}
-		body, err := os.ReadFile(filepath.Join("migrations", "postgres", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		old["migrations/postgres/"+e.Name()] = &fstest.MapFile{Data: body}
-	}
-	h, err := db.OpenSchema(ctx, db.Postgres, dsn, db.Schema{Service: "registration", FS: old})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := openBefore(t, db.Postgres, dsn, "0012")
 	insert := func(q db.Querier, i int) {
 		t.Helper()
 		key := sha256.Sum256(fmt.Appendf(nil, "k%d", i))
@@ -373,25 +370,7 @@ func BenchmarkNodesByHardware(b *testing.B) {
 func TestMigrationNodeMACs(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "registration.db")
-	old := fstest.MapFS{}
-	entries, err := os.ReadDir(filepath.Join("migrations", "sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() >= "0011" {
-			continue
-		}
-		body, err := os.ReadFile(filepath.Join("migrations", "sqlite", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		old["migrations/sqlite/"+e.Name()] = &fstest.MapFile{Data: body}
-	}
-	h, err := db.OpenSchema(ctx, db.SQLite, path, db.Schema{Service: "registration", FS: old})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := openBefore(t, db.SQLite, path, "0011")
 	for i, macs := range []string{`["aa:bb","cc:dd"]`, `["cc:dd",""]`, `[]`} {
 		key := sha256.Sum256(fmt.Appendf(nil, "k%d", i))
 		if _, err := h.ExecContext(ctx, `INSERT INTO reg_nodes (id, status, key_sha256, hardware_uuid, macs, hostname, serial, labels,
