@@ -42,7 +42,9 @@
 # prints one table with the storm's boots/s as a share of the ceiling and the
 # targets, then the figures of the one-handshake issue against the ceiling
 # (throughputs as a share of it, server CPU per boot and per beat in
-# handshakes' worth, handshakes per boot, the 10,000-boot storm, first
+# handshakes' worth, the throwaway PostgreSQL's CPU per boot apart from it
+# (the servers' figures leave it out; step-ca's include its embedded
+# database), handshakes per boot, the 10,000-boot storm, first
 # registrations against step-ca's measured /sign rate, heartbeat
 # memory per node and the projection to 100,000 nodes) and, next to Resume's
 # and the heartbeat's figures, their floors and whether each goal is within
@@ -237,6 +239,9 @@ if [ -z "$BENCH_DB" ]; then
 		-o "-p $pgport -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200 $BENCH_PG_OPTS" -w start >/dev/null ||
 		die "PostgreSQL did not start: $(tail -n 5 "$work/pg/postgres.log")"
 	BENCH_DB="postgres://postgres@127.0.0.1:$pgport/postgres?sslmode=disable"
+	# The postmaster: berth-loadgen reports its CPU and its connections'
+	# (db_cpu_ms), which the servers' CPU figures leave out.
+	db_pid=$(head -n 1 "$work/pg/data/postmaster.pid")
 fi
 
 # ---- berth: PKI and the four services, each its own process ----
@@ -375,7 +380,7 @@ lg_at() {
 		BERTH_HEARTBEAT_SERVER="127.0.0.1:${hb_ports[$((i - 1))]}" \
 		BERTH_CA_SERVER="127.0.0.1:$ca_port" \
 		BERTH_CA="$work/pki/admin/ca.crt" BERTH_CERT="$work/pki/admin/admin.crt" BERTH_KEY="$work/pki/admin/admin.key" \
-		BERTH_SERVER_PIDS="$server_pids" \
+		BERTH_SERVER_PIDS="$server_pids" BERTH_DB_PID="${db_pid:-}" \
 		"$loadgen" "$@"
 }
 lg() { lg_at 1 "$@"; }

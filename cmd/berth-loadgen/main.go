@@ -119,6 +119,9 @@ The connection settings are those of berthctl and berthd dev's env file
                           default --server)
   --server-pids LIST      server processes whose memory to report, as PID or
                           NAME=PID, comma-separated (BERTH_SERVER_PIDS)
+  --db-pid PID            the PostgreSQL server's main process (postmaster):
+                          its CPU and its connections' is reported as
+                          db_cpu_ms, apart from the servers' (BERTH_DB_PID)
 
 Output fields (-o json, one object per run): scenario, nodes, concurrency,
 ok, errors (gRPC code -> count), throughput_per_s, p50_ms, p90_ms, p99_ms,
@@ -137,7 +140,7 @@ type options struct {
 	server, bundlesServer, heartbeatServer      string
 	caServer, ca, cert, key, caHash, reportFile string
 	syncDir, db, profileURL, profileDir         string
-	syncProcs                                   int
+	syncProcs, dbPID                            int
 	reset, keepInterval, noPrepare              bool
 	token, deployment                           string
 	dir, listen                                 string
@@ -238,6 +241,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.StringVar(&o.key, "key", "", "PEM admin key `file`")
 	fs.StringVar(&o.caHash, "ca-hash", "", "CA pin `sha256:HEX` for the nodes (default: from --ca)")
 	fs.StringVar(&o.serverPIDs, "server-pids", "", "server `PIDs` (NAME=PID,...) whose memory to report")
+	fs.IntVar(&o.dbPID, "db-pid", 0, "the PostgreSQL server's main `PID`, whose CPU (with its connections') to report")
 	fs.StringVar(&o.deployment, "deployment", "", "`name` of the servers measured, for report to tell runs against several apart (e.g. dev)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
@@ -251,9 +255,12 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 		if o.nodes <= 0 {
 			return cmdline.Usagef(cmd, "--nodes N is required")
 		}
+		if o.dbPID < 0 {
+			return cmdline.Usagef(cmd, "--db-pid %d is not a PID", o.dbPID)
+		}
 		res, err := loadgen.Run(cmd.Context(), loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
-			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, ServerProcs: procs, TempDir: o.tmpDir, Log: log,
+			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, ServerProcs: procs, DBPID: o.dbPID, TempDir: o.tmpDir, Log: log,
 			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
 			ProfileURL: o.profileURL, ProfileDir: o.profileDir,
 			Conn: loadgen.Conn{

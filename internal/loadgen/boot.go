@@ -202,7 +202,7 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	s := newBootStats()
 	s.follow, s.ctx = follow, ctx
 	r.log.Info("timed phase: releasing all boots at once", "scenario", r.cfg.Scenario, "nodes", len(boots), "concurrency", r.cfg.Concurrency)
-	rss := startRSS(r.cfg.ServerProcs)
+	rss := startRSS(r.cfg.ServerProcs, r.cfg.DBPID)
 	stop := progress(r.log, "boots", len(boots), func() int { return int(s.done.Load()) })
 	start, elapsed := runBoots(ctx, boots, r.cfg.Concurrency, s)
 	stop()
@@ -268,6 +268,10 @@ func (r *runner) fillBoots(s *bootStats, elapsed time.Duration) {
 		if res.LoadgenCPUMs > 0 {
 			v := round(res.LoadgenCPUMs/float64(res.OK), 3)
 			res.LoadgenCPUMsPerOp = &v
+		}
+		if res.DBCPUMs != nil {
+			v := round(*res.DBCPUMs/float64(res.OK), 3)
+			res.DBCPUMsPerOp = &v
 		}
 	}
 	if res.OK > 0 && res.HeartbeatsAcked+res.BootsRecorded < res.OK {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,27 +185,11 @@ func cpuTime(pid int) time.Duration {
 	if pid != 0 {
 		path = fmt.Sprintf("/proc/%d/stat", pid)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	// The command name, in parentheses, may hold spaces; fields count
-	// from after it: state is field 3, utime 14, stime 15.
-	_, rest, ok := strings.Cut(string(b), ") ")
+	st, ok := readStat(path)
 	if !ok {
 		return 0
 	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return st.utime + st.stime
 }
 
 // handshake makes one connection, a full handshake through gRPC's TLS

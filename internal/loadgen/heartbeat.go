@@ -372,7 +372,7 @@ func (r *runner) heartbeat(ctx context.Context) error {
 	}
 	r.res.SetupS = round(time.Since(t0).Seconds(), 3)
 
-	rss := startRSS(r.cfg.ServerProcs)
+	rss := startRSS(r.cfg.ServerProcs, r.cfg.DBPID)
 	agents, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
 	barrier := make(chan struct{})

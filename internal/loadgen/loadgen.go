@@ -103,6 +103,10 @@ type Config struct {
 	Conn Conn
 	// ServerProcs are the server processes whose memory is reported.
 	ServerProcs []Proc
+	// DBPID is the main process of the PostgreSQL server the services
+	// share (0: none, or SQLite), whose CPU time with its connections'
+	// is reported apart from the servers': their figures leave it out.
+	DBPID int
 	// TempDir holds the nodes' cert dirs and roots. Default /dev/shm when
 	// there is one, else the system's temporary directory.
 	TempDir string
@@ -195,6 +199,11 @@ type Result struct {
 	ServerCPUMs      map[string]float64 `json:"server_cpu_ms,omitempty"`
 	ServerCPUMsTotal *float64           `json:"server_cpu_ms_total,omitempty"`
 	ServerCPUMsPerOp *float64           `json:"server_cpu_ms_per_op,omitempty"`
+	// DBCPUMs is the CPU time of the PostgreSQL server (its main process
+	// and every connection's) over the same window, DBCPUMsPerOp that per
+	// boot. nil without Config.DBPID.
+	DBCPUMs      *float64 `json:"db_cpu_ms,omitempty"`
+	DBCPUMsPerOp *float64 `json:"db_cpu_ms_per_op,omitempty"`
 	// HeartbeatKBPerNode (heartbeat scenario) is how much the resident
 	// memory of the heartbeat processes grew from before the nodes
 	// connected to the end of the window, per connected node.

@@ -277,7 +277,7 @@ func TestCombineServerFigures(t *testing.T) {
 func TestReportFigures(t *testing.T) {
 	results := []map[string]any{
 		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cores": 2.0},
-		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "loadgen_cpu_ms_per_op": 2.5, "handshakes_per_boot": 1.0,
+		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "loadgen_cpu_ms_per_op": 2.5, "db_cpu_ms_per_op": 1.0, "handshakes_per_boot": 1.0,
 			"handshakes_per_boot_total": 2.0, "follow_s": 12.5, "server_cpu_ms_per_boot_total": 2.5, "errors": map[string]any{}},
 		{"scenario": "heartbeat", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 400.0, "interval_s": 5.0,
 			"server_cpu_ms_per_op": 0.1, "heartbeat_kb_per_node": 40.0, "errors": map[string]any{}},
@@ -297,6 +297,8 @@ func TestReportFigures(t *testing.T) {
 		"server CPU per boot with its later heartbeat stream (storm)", "2.500 ms",
 		"load generator CPU per boot (storm)", "2.500 ms", "2.50 handshakes' CPU",
 		"boots/s the CPU of both sides allows (storm)", "500.0 boots/s on 2 cores", "0.500 of the ceiling; 10,000 boots in 20.0 s",
+		"PostgreSQL CPU per boot, not in the server CPU (storm)", "1.000 ms", "1.00 handshakes' CPU",
+		"boots/s the CPU of both sides and PostgreSQL allows (storm)", "400.0 boots/s on 2 cores", "0.400 of the ceiling; 10,000 boots in 25.0 s",
 		"storm of 10,000 boots", "20.0 s (2000 nodes measured)", "10,000 handshakes at the ceiling: 10.0 s",
 		"heartbeat memory per connected node", "40.0 KiB (2000 nodes)", "2.50 × the goal; 3.8 GiB at 100000 nodes",
 		"heartbeat server CPU per beat", "0.1000 ms", "2.00 × the goal; 0.10 handshakes' CPU; 2.00 cores at 100000 nodes every 5 s",
@@ -308,7 +310,8 @@ func TestReportFigures(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	if summary["storm_cpu_bound_boots_per_s"] != 500.0 || summary["storm_loadgen_cpu_ms_per_boot"] != 2.5 {
+	if summary["storm_cpu_bound_boots_per_s"] != 500.0 || summary["storm_loadgen_cpu_ms_per_boot"] != 2.5 ||
+		summary["storm_db_cpu_ms_per_boot"] != 1.0 || summary["storm_cpu_bound_with_db_boots_per_s"] != 400.0 {
 		t.Errorf("summary of the load generator's CPU: %v", summary)
 	}
 	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 ||

@@ -89,6 +89,10 @@ type rssSampler struct {
 	// selfFrom and selfTo are the load generator's own CPU time at the
 	// same moments.
 	selfFrom, selfTo time.Duration
+	// db is the database server's main process (0: none), whose CPU and
+	// its children's dbFrom and dbTo read at the same moments.
+	db           int
+	dbFrom, dbTo time.Duration
 }
 
 // cpuNow reads each process's CPU time.
@@ -104,14 +108,28 @@ func (s *rssSampler) cpuNow() map[string]time.Duration {
 
 // windowStart and windowEnd bound the CPU time reported to a part of the
 // phase (the heartbeat scenario's steady window, without its connects).
-func (s *rssSampler) windowStart() { s.cpuFrom, s.selfFrom = s.cpuNow(), cpuTime(0) }
-func (s *rssSampler) windowEnd()   { s.cpuTo, s.selfTo = s.cpuNow(), cpuTime(0) }
+func (s *rssSampler) windowStart() {
+	s.cpuFrom, s.selfFrom, s.dbFrom = s.cpuNow(), cpuTime(0), s.dbNow()
+}
+
+func (s *rssSampler) windowEnd() { s.cpuTo, s.selfTo, s.dbTo = s.cpuNow(), cpuTime(0), s.dbNow() }
+
+// dbNow reads the database server's CPU time; 0 without one.
+func (s *rssSampler) dbNow() time.Duration {
+	if s.db <= 0 {
+		return 0
+	}
+	return treeCPUTime(s.db)
+}
 
 const rssPeriod = 200 * time.Millisecond
 
-func startRSS(procs []Proc) *rssSampler {
+// startRSS starts sampling procs, and the CPU time of the database server
+// whose main process is db (0: none; its memory is not the servers').
+func startRSS(procs []Proc, db int) *rssSampler {
 	s := &rssSampler{procs: procs, peak: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{}),
-		first: map[string]int64{}, last: map[string]int64{}, selfFrom: cpuTime(0)}
+		first: map[string]int64{}, last: map[string]int64{}, selfFrom: cpuTime(0), db: db}
+	s.dbFrom = s.dbNow()
 	if len(procs) == 0 {
 		close(s.done)
 		return s
@@ -170,6 +188,13 @@ func (s *rssSampler) finish(r *Result) {
 	}
 	if s.selfFrom > 0 && s.selfTo >= s.selfFrom {
 		r.LoadgenCPUMs = round(float64(s.selfTo-s.selfFrom)/float64(time.Millisecond), 1)
+	}
+	if s.db > 0 && s.dbTo == 0 {
+		s.dbTo = s.dbNow()
+	}
+	if s.dbFrom > 0 && s.dbTo >= s.dbFrom {
+		v := round(float64(s.dbTo-s.dbFrom)/float64(time.Millisecond), 1)
+		r.DBCPUMs = &v
 	}
 	if len(s.procs) == 0 {
 		return
@@ -232,3 +257,72 @@ func (s *rssSampler) growthKB(names ...string) (int64, bool) {
 }
 
 func mb(kb int64) float64 { return round(float64(kb)/1024, 1) }
+
+// procStat is what the load generator reads of /proc/PID/stat.
+type procStat struct {
+	ppid                         int
+	utime, stime, cutime, cstime time.Duration
+}
+
+// readStat reads a /proc/PID/stat file; false if it is gone or unreadable.
+func readStat(path string) (procStat, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return procStat{}, false
+	}
+	// The command name, in parentheses, may hold spaces; fields count
+	// from after it: state is field 3, ppid 4, utime 14, stime 15, cutime
+	// 16 and cstime 17.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return procStat{}, false
+	}
+	f := strings.Fields(rest)
+	if len(f) < 15 {
+		return procStat{}, false
+	}
+	var n [5]int64
+	for i, k := range []int{1, 11, 12, 13, 14} {
+		if n[i], err = strconv.ParseInt(f[k], 10, 64); err != nil {
+			return procStat{}, false
+		}
+	}
+	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
+	ticks := func(v int64) time.Duration { return time.Duration(v) * time.Second / clockTicks }
+	return procStat{ppid: int(n[0]), utime: ticks(n[1]), stime: ticks(n[2]), cutime: ticks(n[3]), cstime: ticks(n[4])}, true
+}
+
+// treeCPUTime is the CPU time of process pid and of every process under
+// it, live or ended: a database server's, whose work is done by a process
+// per connection. An ended child's time is in its parent's once reaped
+// (cutime, cstime), so the sum neither loses nor counts twice a backend
+// that exits between two readings. 0 when pid is gone.
+func treeCPUTime(pid int) time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	stats := map[int]procStat{}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(filepath.Join("/proc", e.Name(), "stat")); ok {
+			stats[p] = st
+			children[st.ppid] = append(children[st.ppid], p)
+		}
+	}
+	if _, ok := stats[pid]; !ok {
+		return 0
+	}
+	var sum time.Duration
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], children[p]...)
+		st := stats[p]
+		sum += st.utime + st.stime + st.cutime + st.cstime
+	}
+	return sum
+}

@@ -433,6 +433,12 @@ func loadgenFigures(summary map[string]any, name string, r map[string]any, ceili
 	summary[name+"_cpu_bound_boots_per_s"] = round(bound, 1)
 	row(name, "boots/s the CPU of both sides allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
 		fmt.Sprintf("%.3f of the ceiling; 10,000 boots in %.1f s", bound/ceiling, targetStormNodes/bound), "-")
+	if db, ok := r["db_cpu_ms_per_op"]; ok && db != nil {
+		bound := cores * 1000 / (ms + num(srv) + num(db))
+		summary[name+"_cpu_bound_with_db_boots_per_s"] = round(bound, 1)
+		row(name, "boots/s the CPU of both sides and PostgreSQL allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
+			fmt.Sprintf("%.3f of the ceiling; 10,000 boots in %.1f s", bound/ceiling, targetStormNodes/bound), "-")
+	}
 }
 
 // figures prints the figures from this one run, each with the
@@ -491,6 +497,11 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 			ms := num(v)
 			summary[name+"_server_cpu_ms_per_boot"] = ms
 			row(name, "server CPU per boot ("+name+")", fmt.Sprintf("%.3f ms", ms), inHandshakes(ms), fmt.Sprintf("<= %.1f ms", goalCPUPerBootMs))
+		}
+		if v, ok := r["db_cpu_ms_per_op"]; ok && v != nil {
+			ms := num(v)
+			summary[name+"_db_cpu_ms_per_boot"] = ms
+			row(name, "PostgreSQL CPU per boot, not in the server CPU ("+name+")", fmt.Sprintf("%.3f ms", ms), inHandshakes(ms), "-")
 		}
 		loadgenFigures(summary, name, r, ceiling, cores, row, inHandshakes)
 		if v, ok := r["server_cpu_ms_per_boot_total"]; ok && v != nil {

@@ -249,7 +249,7 @@ func StepCASign(ctx context.Context, c StepCASignConfig) (*Result, error) {
 		ok   atomic.Int64
 		errs = newTally()
 	)
-	rss := startRSS(c.ServerProcs)
+	rss := startRSS(c.ServerProcs, 0)
 	stop := progress(c.Log, "signs", c.Nodes, func() int { return int(ok.Load()) + errs.total() })
 	elapsed := releaseAll(ctx, nodes, c.Concurrency, func(ctx context.Context, n *signNode) {
 		t := time.Now()
