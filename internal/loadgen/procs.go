@@ -270,14 +270,14 @@ func readStat(path string) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	// The command name, in parentheses, may hold spaces; fields count
-	// from after it: state is field 3, ppid 4, utime 14, stime 15, cutime
-	// 16 and cstime 17.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	if !ok {
+	// The command name, in parentheses, may hold spaces and parentheses;
+	// fields count from after its last ")": state is field 3, ppid 4,
+	// utime 14, stime 15, cutime 16 and cstime 17.
+	end := strings.LastIndexByte(string(b), ')')
+	if end < 0 {
 		return procStat{}, false
 	}
-	f := strings.Fields(rest)
+	f := strings.Fields(string(b[end+1:]))
 	if len(f) < 15 {
 		return procStat{}, false
 	}
