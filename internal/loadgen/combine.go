@@ -68,10 +68,11 @@ func Combine(rs []*Result) (*Result, error) {
 			out.CertsIssued = &c
 		}
 		maxPtr(&out.ServerPeakRSSMB, r.ServerPeakRSSMB)
-		// Each process measured every server over windows lined up: the
-		// largest is the servers' CPU, and the heartbeat processes' growth
-		// is shared by all the nodes together.
+		// Each process measured every server, and the database, over
+		// windows lined up: the largest is the servers' CPU, and the
+		// heartbeat processes' growth is shared by all the nodes together.
 		maxPtr(&out.ServerCPUMsTotal, r.ServerCPUMsTotal)
+		maxPtr(&out.DBCPUMs, r.DBCPUMs)
 		if r.HeartbeatKBPerNode != nil {
 			hbGrowthKB = max(hbGrowthKB, *r.HeartbeatKBPerNode*float64(r.OK))
 		}

@@ -258,17 +258,21 @@ func TestCombine(t *testing.T) {
 // is spread over all the nodes.
 func TestCombineServerFigures(t *testing.T) {
 	cpuA, cpuB := 900.0, 1000.0
+	dbA, dbB := 300.0, 250.0
 	kbA, kbB := 30.0, 60.0 // each saw 600 KiB of growth: 20 and 10 nodes
 	a := &Result{Scenario: ScenarioHeartbeat, OK: 20, ThroughputPerS: 100, ElapsedS: 10, ServerCPUMsTotal: &cpuA, HeartbeatKBPerNode: &kbA,
-		ServerCPUMs: map[string]float64{"heartbeat": 900}}
+		ServerCPUMs: map[string]float64{"heartbeat": 900}, DBCPUMs: &dbA}
 	b := &Result{Scenario: ScenarioHeartbeat, OK: 10, ThroughputPerS: 100, ElapsedS: 10, ServerCPUMsTotal: &cpuB, HeartbeatKBPerNode: &kbB,
-		ServerCPUMs: map[string]float64{"heartbeat": 1000}}
+		ServerCPUMs: map[string]float64{"heartbeat": 1000}, DBCPUMs: &dbB}
 	c, err := Combine([]*Result{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *c.ServerCPUMsTotal != 1000 || c.ServerCPUMs["heartbeat"] != 1000 || *c.ServerCPUMsPerOp != 0.5 || *c.HeartbeatKBPerNode != 20 {
 		t.Errorf("combined: cpu %v (%v) per beat %v, KiB per node %v; want 1000, 0.5, 20", *c.ServerCPUMsTotal, c.ServerCPUMs, *c.ServerCPUMsPerOp, *c.HeartbeatKBPerNode)
+	}
+	if c.DBCPUMs == nil || *c.DBCPUMs != 300 {
+		t.Errorf("combined database CPU %v; want 300, the largest of the same database's", c.DBCPUMs)
 	}
 }
 
