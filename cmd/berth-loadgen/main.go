@@ -255,8 +255,8 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 		if o.nodes <= 0 {
 			return cmdline.Usagef(cmd, "--nodes N is required")
 		}
-		if o.dbPID < 0 {
-			return cmdline.Usagef(cmd, "--db-pid %d is not a PID", o.dbPID)
+		if err := loadgen.CheckDBPID(o.dbPID); err != nil {
+			return cmdline.Usagef(cmd, "%s", err)
 		}
 		res, err := loadgen.Run(cmd.Context(), loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,

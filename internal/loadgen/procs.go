@@ -46,6 +46,19 @@ func ParseProcs(s string) ([]Proc, error) {
 	return out, nil
 }
 
+// CheckDBPID checks --db-pid: 0 for none, or a running process. A PID
+// that is gone would report no database CPU at all, where the operator
+// asked for it.
+func CheckDBPID(pid int) error {
+	if pid < 0 {
+		return fmt.Errorf("--db-pid %d is not a PID", pid)
+	}
+	if _, ok := readStat(filepath.Join("/proc", strconv.Itoa(pid), "stat")); pid > 0 && !ok {
+		return fmt.Errorf("--db-pid %d: no such process", pid)
+	}
+	return nil
+}
+
 // procStatusKB reads a "VmRSS:"-style field of /proc/PID/status in kB.
 func procStatusKB(pid int, field string) (int64, error) {
 	path := filepath.Join("/proc", strconv.Itoa(pid), "status")
