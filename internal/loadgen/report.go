@@ -429,15 +429,15 @@ func loadgenFigures(summary map[string]any, name string, r map[string]any, ceili
 	if !ok || srv == nil || cores <= 0 || ceiling <= 0 {
 		return
 	}
-	bound := cores * 1000 / (ms + num(srv))
-	summary[name+"_cpu_bound_boots_per_s"] = round(bound, 1)
-	row(name, "boots/s the CPU of both sides allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
-		fmt.Sprintf("%.3f of the ceiling; 10,000 boots in %.1f s", bound/ceiling, targetStormNodes/bound), "-")
-	if db, ok := r["db_cpu_ms_per_op"]; ok && db != nil {
-		bound := cores * 1000 / (ms + num(srv) + num(db))
-		summary[name+"_cpu_bound_with_db_boots_per_s"] = round(bound, 1)
-		row(name, "boots/s the CPU of both sides and PostgreSQL allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
+	boundRow := func(key, who string, perBoot float64) {
+		bound := cores * 1000 / perBoot
+		summary[name+key] = round(bound, 1)
+		row(name, "boots/s the CPU of "+who+" allows ("+name+")", fmt.Sprintf("%.1f boots/s on %.0f cores", bound, cores),
 			fmt.Sprintf("%.3f of the ceiling; 10,000 boots in %.1f s", bound/ceiling, targetStormNodes/bound), "-")
+	}
+	boundRow("_cpu_bound_boots_per_s", "both sides", ms+num(srv))
+	if db, ok := r["db_cpu_ms_per_op"]; ok && db != nil {
+		boundRow("_cpu_bound_with_db_boots_per_s", "both sides and PostgreSQL", ms+num(srv)+num(db))
 	}
 }
 
