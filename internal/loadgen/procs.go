@@ -311,22 +311,7 @@ func readStat(path string) (procStat, bool) {
 // (cutime, cstime), so the sum neither loses nor counts twice a backend
 // that exits between two readings. 0 when pid is gone.
 func treeCPUTime(pid int) time.Duration {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	stats := map[int]procStat{}
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(filepath.Join("/proc", e.Name(), "stat")); ok {
-			stats[p] = st
-			children[st.ppid] = append(children[st.ppid], p)
-		}
-	}
+	stats, children := processes()
 	if _, ok := stats[pid]; !ok {
 		return 0
 	}
@@ -338,4 +323,21 @@ func treeCPUTime(pid int) time.Duration {
 		sum += st.utime + st.stime + st.cutime + st.cstime
 	}
 	return sum
+}
+
+// processes reads every process's stat, and each process's children.
+func processes() (stats map[int]procStat, children map[int][]int) {
+	stats, children = map[int]procStat{}, map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(filepath.Join("/proc", e.Name(), "stat")); ok {
+			stats[p] = st
+			children[st.ppid] = append(children[st.ppid], p)
+		}
+	}
+	return stats, children
 }

@@ -59,18 +59,10 @@ func TestTreeCPUTime(t *testing.T) {
 // does yet.
 func sleepingChild(t *testing.T, parent int) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, ok := readStat("/proc/" + e.Name() + "/stat")
-		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if ok && err == nil && st.ppid == parent && strings.TrimSpace(string(comm)) == "sleep" {
+	_, children := processes()
+	for _, pid := range children[parent] {
+		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err == nil && strings.TrimSpace(string(comm)) == "sleep" {
 			return pid
 		}
 	}
