@@ -2,6 +2,7 @@ package regstore_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
@@ -282,6 +283,58 @@ func TestMACsIndexPendsNothing(t *testing.T) {
 	dups, err := s.NodesByHardware(ctx, nil, []string{"aa:bb:cc:00:00:01", "aa:bb:cc:00:00:04"})
 	if err != nil || len(dups) != 2 || dups[0].ID != "n1" || dups[1].ID != "n4" {
 		t.Errorf("NodesByHardware = %v, %v; want n1 and n4", dups, err)
+	}
+}
+
+// TestCertificateInstallStaysOnPage: on PostgreSQL installing a node's
+// first certificate is a HOT update (0013), which writes no index entry,
+// though the row grows from its CSR's size to its chain's. The nodes all
+// register before any is certified, as in a storm, so their pages are as
+// full as inserts leave them; with full pages nine installs in ten wrote
+// into all six indexes.
+func TestCertificateInstallStaysOnPage(t *testing.T) {
+	ctx := t.Context()
+	s, err := regstore.Open(ctx, db.Postgres, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatalf("Open postgres: %v", err)
+	}
+	defer s.Close()
+	// One connection, whose statistics the count below reads.
+	s.DB.SetMaxOpenConns(1)
+	const nodes = 200
+	// Random bytes, which PostgreSQL cannot compress: a CSR, a bundle key
+	// and a two-certificate chain of the sizes a registration stores.
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rand.Read(b)
+		return b
+	}
+	now := time.Now()
+	for i := range nodes {
+		key := sha256.Sum256(fmt.Appendf(nil, "k%d", i))
+		n := regstore.Node{ID: fmt.Sprintf("n%03d", i), Status: regstore.StatusApproved, KeySHA256: key[:],
+			HardwareUUID: fmt.Sprintf("uuid-%d", i), MACs: []string{fmt.Sprintf("mac-%d", i)}, Hostname: "h",
+			Labels: map[string]string{"site": "a"}, BundleKEM: 1, BundleKey: random(1200), CSR: random(215)}
+		_, open, err := s.RegisterIssuing(ctx, "", now, n, "", fmt.Sprintf("r%03d", i))
+		if err != nil || open.RequestID == "" {
+			t.Fatalf("RegisterIssuing(%s) = %+v, %v; want an open issuance", n.ID, open, err)
+		}
+	}
+	for i := range nodes {
+		c := regstore.Cert{Serial: fmt.Sprintf("%x", i+1), NotBefore: now, NotAfter: now.Add(time.Hour), Chain: [][]byte{random(450), random(500)}}
+		if _, installed, err := s.CompleteIssuance(ctx, fmt.Sprintf("r%03d", i), c, now); err != nil || !installed {
+			t.Fatalf("CompleteIssuance(r%03d) = installed %v, %v", i, installed, err)
+		}
+	}
+	var updates, hot int64
+	if _, err := s.DB.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'reg_nodes'`).Scan(&updates, &hot); err != nil {
+		t.Fatal(err)
+	}
+	if updates != nodes || hot < nodes*9/10 {
+		t.Errorf("%d updates of reg_nodes, %d of them HOT; want %d, at least 90%% HOT", updates, hot, nodes)
 	}
 }
 
