@@ -1,7 +1,6 @@
 package registration
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -75,10 +74,6 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	default:
 		return registered{}, errTokenRequired
 	}
-	replaceID, err := s.hardwareConflict(ctx, id, in)
-	if err != nil {
-		return registered{}, err
-	}
 	status, held := approval(tok, in.source)
 	if ekApproved {
 		status, held = regstore.StatusApproved, ""
@@ -109,14 +104,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		EKCertificate:  proof.ekCert,
 		AKPublic:       proof.akPublic,
 	}
-	if replaceID != "" {
-		// Every certificate of the old board must die with the replacement;
-		// the new key's stay.
-		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
-			return registered{}, fmt.Errorf("revoke replaced certificates: %w", err)
-		}
-	}
-	node, opened, err := s.store.RegisterIssuing(ctx, tok.ID, now, n, replaceID, newRequestID())
+	node, opened, replaceID, err := s.registerNew(ctx, in, n)
 	if errors.Is(err, regstore.ErrConflict) {
 		// A retry racing the caller's own earlier attempt, which
 		// committed after the lookup above: the key is registered now, by
@@ -211,8 +199,12 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 	return tok, nil
 }
 
-// hardwareConflict looks for a node already registered for this machine
-// with another key. It is a conflict unless an admin allowed replacement.
+// registerNew stores n, the registration of a new key, with its first
+// issuance open if it is approved. The store refuses it if a node is
+// registered for this machine's hardware UUID with another key: a
+// conflict, unless an admin allowed that node's replacement, which n then
+// replaces. One duplicate-hardware lookup serves both this check and the
+// duplicate_hardware event, in the registering transaction.
 //
 // A conflict is also a duplicate_hardware event on the registered node,
 // although the registration changes nothing else: a second machine (or a
@@ -220,29 +212,28 @@ func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.T
 // firmware placeholder or an impersonation attempt, which the engine must
 // hear of. Only a caller with a valid token gets this far, so nobody can
 // flood the log without one.
-func (s *Service) hardwareConflict(ctx context.Context, id mtls.Identity, in registration) (replaceID string, err error) {
-	nodes, err := s.store.NodesByHardware(ctx, []string{in.hardwareUUID}, nil)
-	if err != nil {
-		return "", fmt.Errorf("look up hardware UUID: %w", err)
-	}
-	for _, n := range nodes {
-		if bytes.Equal(n.KeySHA256, id.KeySHA256[:]) {
-			// The caller's own earlier attempt (a retry after a timeout),
-			// committed since the key lookup: not a conflict, and
-			// RegisterNode finds the key taken.
-			continue
+func (s *Service) registerNew(ctx context.Context, in registration, n regstore.Node) (node regstore.Node, opened regstore.Intent, replaceID string, err error) {
+	requestID := newRequestID()
+	node, opened, err = s.store.RegisterIssuing(ctx, n.TokenID, n.CreatedAt, n, "", requestID)
+	var claimed *regstore.HardwareClaimedError
+	if errors.As(err, &claimed) && claimed.Replaceable {
+		replaceID = claimed.NodeID
+		// Every certificate of the old board must die with the
+		// replacement; the new key's stay.
+		if err := s.ca.RevokeNode(ctx, replaceID, n.KeySHA256, revocation.ReasonSuperseded, false); err != nil {
+			return regstore.Node{}, regstore.Intent{}, "", fmt.Errorf("revoke replaced certificates: %w", err)
 		}
-		if !n.ReplacementAllowed {
-			claim := regstore.Claim{HardwareUUID: in.hardwareUUID, KeySHA256: id.KeySHA256[:], IdentitySource: string(in.source)}
-			if err := s.store.NoteDuplicate(ctx, n.ID, s.clock.Now(), claim); err != nil {
-				// The refusal stands; only its trace is lost.
-				s.log.Error("recording a duplicate hardware claim failed", "node", n.ID, "err", err)
-			}
-			return "", errHardwareConflict
-		}
-		replaceID = n.ID
+		node, opened, err = s.store.RegisterIssuing(ctx, n.TokenID, n.CreatedAt, n, replaceID, requestID)
 	}
-	return replaceID, nil
+	if errors.As(err, &claimed) && !claimed.Replaceable {
+		c := regstore.Claim{HardwareUUID: in.hardwareUUID, KeySHA256: n.KeySHA256, IdentitySource: string(in.source)}
+		if err := s.store.NoteDuplicate(ctx, claimed.NodeID, s.clock.Now(), c); err != nil {
+			// The refusal stands; only its trace is lost.
+			s.log.Error("recording a duplicate hardware claim failed", "node", claimed.NodeID, "err", err)
+		}
+		return regstore.Node{}, regstore.Intent{}, "", errHardwareConflict
+	}
+	return node, opened, replaceID, err
 }
 
 // bundleAnswer is what credentials tell a node of its sealed bundle.

@@ -29,13 +29,12 @@ func (d lookupsDown) ListTokens(context.Context, bool, time.Time) ([]regstore.To
 	return nil, d.err
 }
 
-// commitsLate is a store on which the next lookups miss a node that is
-// registered, as they do while the caller's own earlier registration is
-// still committing: keyMisses lookups by key find nothing, and hardwareMisses
-// lookups by hardware find nothing.
+// commitsLate is a store on which the next lookups by key miss a node that
+// is registered, as they do while the caller's own earlier registration is
+// still committing: keyMisses of them find nothing.
 type commitsLate struct {
 	regstore.Store
-	keyMisses, hardwareMisses *atomic.Int32
+	keyMisses *atomic.Int32
 }
 
 func (s commitsLate) GetNodeByKey(ctx context.Context, key []byte) (regstore.Node, error) {
@@ -43,11 +42,4 @@ func (s commitsLate) GetNodeByKey(ctx context.Context, key []byte) (regstore.Nod
 		return regstore.Node{}, regstore.ErrNotFound
 	}
 	return s.Store.GetNodeByKey(ctx, key)
-}
-
-func (s commitsLate) NodesByHardware(ctx context.Context, uuids, macs []string) ([]regstore.Node, error) {
-	if s.hardwareMisses.Add(-1) >= 0 {
-		return nil, nil
-	}
-	return s.Store.NodesByHardware(ctx, uuids, macs)
 }

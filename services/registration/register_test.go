@@ -9,11 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -65,6 +67,67 @@ func TestRegisterAutoApproveThenResume(t *testing.T) {
 		}
 		if nodeResp.GetNode().GetCertificatesIssued() != 1 {
 			t.Fatalf("certificates_issued = %d", nodeResp.GetNode().GetCertificatesIssued())
+		}
+	})
+}
+
+// TestRegisterSameHardwareAtOnce: machines with one hardware UUID (a
+// cloned image) register at the same moment with one token. Exactly one
+// is registered; every other one is refused as hardware registered with
+// another key, consumes no use, and leaves a duplicate_hardware claim on
+// the registered node. The registrations queue on the token's row, and
+// each looks for the hardware after the one before it committed.
+func TestRegisterSameHardwareAtOnce(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		const clones = 8
+		ctx := context.Background()
+		tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 20})
+		reqs := make([]*berthv1.RegisterRequest, clones)
+		nodes := make([]*node, clones)
+		for i := range nodes {
+			nodes[i] = e.newNode(uuidA)
+			reqs[i] = nodes[i].registerRequest(t, tok)
+		}
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			results = make([]error, clones)
+			ids     = make([]string, clones)
+		)
+		for i := range nodes {
+			wg.Go(func() {
+				<-start
+				resp, err := nodes[i].client().Register(ctx, reqs[i])
+				results[i], ids[i] = err, resp.GetCredentials().GetNodeId()
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := ""
+		for i, err := range results {
+			switch status.Code(err) {
+			case codes.OK:
+				if winner != "" {
+					t.Errorf("clones %s and %s both registered", winner, ids[i])
+				}
+				winner = ids[i]
+			case codes.FailedPrecondition:
+			default:
+				t.Errorf("clone %d: %v; want OK or FailedPrecondition", i, err)
+			}
+		}
+		if winner == "" {
+			t.Fatal("no clone registered")
+		}
+		if got := e.nodeCount(t); got != 1 {
+			t.Errorf("%d nodes registered, want 1", got)
+		}
+		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 19 {
+			t.Errorf("token after the clones: %v %v; want 19 uses left", toks.GetTokens(), err)
+		}
+		if dup := e.nodeEvents(t, winner, regstore.EventDuplicateHardware); len(dup) != clones-1 {
+			t.Errorf("%d duplicate_hardware claims on %s, want %d", len(dup), winner, clones-1)
 		}
 	})
 }
@@ -356,61 +419,51 @@ func TestResumeDenied(t *testing.T) {
 }
 
 // TestRegisterRetryRacesItself: a node whose registration timed out
-// retries while its first attempt is still committing. Whichever lookup
-// the commit lands after (the key lookup, or the hardware lookup too), the
-// retry is the same node registering again: it gets the first attempt's
-// node and certificate, and not FailedPrecondition (hardware "registered
-// with a different key", which stops an agent) or AlreadyExists; no token
-// use, node, certificate or duplicate_hardware event is added.
+// retries while its first attempt is still committing, which lands after
+// the retry's key lookup. The retry is the same node registering again: its
+// hardware lookup, in the registering transaction, finds the first
+// attempt's node with its own key, which is no claim on the hardware. It
+// gets the first attempt's node and certificate, and not
+// FailedPrecondition (hardware "registered with a different key", which
+// stops an agent) or AlreadyExists; no token use, node, certificate or
+// duplicate_hardware event is added.
 func TestRegisterRetryRacesItself(t *testing.T) {
-	for _, tc := range []struct {
-		name           string
-		hardwareMisses int32
-	}{
-		{"committed before the hardware lookup", 0},
-		{"committed before the insert", 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			pgtest.OnEngines(t, func(t *testing.T, b string) {
-				keyMisses, hardwareMisses := new(atomic.Int32), new(atomic.Int32)
-				e := newEnvConfig(t, b, func(c *Config) {
-					c.Store = commitsLate{Store: c.Store, keyMisses: keyMisses, hardwareMisses: hardwareMisses}
-				})
-				ctx := context.Background()
-				n := e.newNode(uuidA)
-				tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 5})
-				first, err := n.client().Register(ctx, n.registerRequest(t, tok))
-				if err != nil {
-					t.Fatal(err)
-				}
-				keyMisses.Store(1)
-				hardwareMisses.Store(tc.hardwareMisses)
-				retry, err := n.client().Register(ctx, n.registerRequest(t, tok))
-				if err != nil {
-					t.Fatalf("retried Register: %v", err)
-				}
-				if keyMisses.Load() > 0 || hardwareMisses.Load() > 0 {
-					t.Fatalf("the retry did not look the node up as the test meant (misses left: key %d, hardware %d)",
-						keyMisses.Load(), hardwareMisses.Load())
-				}
-				id := first.GetCredentials().GetNodeId()
-				if got := retry.GetCredentials().GetNodeId(); got != id {
-					t.Fatalf("retry got node %s, want %s", got, id)
-				}
-				if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
-					t.Fatalf("retry got certificate %x, want %x", b, a)
-				}
-				toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
-				if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
-					t.Fatalf("token after the retry: %v %v", toks.GetTokens(), err)
-				}
-				if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
-					t.Fatalf("nodes %d issued %d, want 1 and 1", e.nodeCount(t), e.issuedCount(t))
-				}
-				if dup := e.nodeEvents(t, id, regstore.EventDuplicateHardware); len(dup) != 0 {
-					t.Fatalf("the retry raised duplicate_hardware: %+v", dup)
-				}
-			})
+	pgtest.OnEngines(t, func(t *testing.T, b string) {
+		keyMisses := new(atomic.Int32)
+		e := newEnvConfig(t, b, func(c *Config) {
+			c.Store = commitsLate{Store: c.Store, keyMisses: keyMisses}
 		})
-	}
+		ctx := context.Background()
+		n := e.newNode(uuidA)
+		tok := e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true, Uses: 5})
+		first, err := n.client().Register(ctx, n.registerRequest(t, tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyMisses.Store(1)
+		retry, err := n.client().Register(ctx, n.registerRequest(t, tok))
+		if err != nil {
+			t.Fatalf("retried Register: %v", err)
+		}
+		if keyMisses.Load() > 0 {
+			t.Fatalf("the retry did not look the node up by key as the test meant (%d misses left)", keyMisses.Load())
+		}
+		id := first.GetCredentials().GetNodeId()
+		if got := retry.GetCredentials().GetNodeId(); got != id {
+			t.Fatalf("retry got node %s, want %s", got, id)
+		}
+		if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
+			t.Fatalf("retry got certificate %x, want %x", b, a)
+		}
+		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
+		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
+			t.Fatalf("token after the retry: %v %v", toks.GetTokens(), err)
+		}
+		if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
+			t.Fatalf("nodes %d issued %d, want 1 and 1", e.nodeCount(t), e.issuedCount(t))
+		}
+		if dup := e.nodeEvents(t, id, regstore.EventDuplicateHardware); len(dup) != 0 {
+			t.Fatalf("the retry raised duplicate_hardware: %+v", dup)
+		}
+	})
 }

@@ -263,13 +263,19 @@ func (s *SQLStore) RevokeToken(ctx context.Context, id string, now time.Time, ac
 // RegisterNode consumes a token use and creates or replaces a node, in one
 // transaction.
 func (s *SQLStore) RegisterNode(ctx context.Context, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
-	out, _, err := s.RegisterIssuing(ctx, tokenID, now, n, replaceID, "")
+	out, _, err := s.register(ctx, tokenID, now, n, replaceID, "", false)
 	return out, err
 }
 
 // RegisterIssuing is RegisterNode that also opens the first issuance of a
-// node it leaves approved, in the same transaction.
+// node it leaves approved, in the same transaction, and refuses hardware
+// another node holds.
 func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string) (Node, Intent, error) {
+	return s.register(ctx, tokenID, now, n, replaceID, requestID, true)
+}
+
+// register is RegisterIssuing, or RegisterNode when not claiming.
+func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string, claiming bool) (Node, Intent, error) {
 	if err := checkNode(n); err != nil {
 		return Node{}, Intent{}, fmt.Errorf("register node: %w", err)
 	}
@@ -281,6 +287,25 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 	// registration updates.
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (registered, []eventlog.Event, error) {
 		q := s.hot(tx)
+		if err := s.spendToken(ctx, q, tokenID, now); err != nil {
+			return registered{}, nil, err
+		}
+		// After the token's row lock (on SQLite: under the write lock), so
+		// that of two nodes that register with the same hardware and token
+		// at once, the second sees the first. On PostgreSQL (read
+		// committed) two with different tokens, at the same instant, may
+		// each miss the other: then neither is refused or gets the event,
+		// but both still show as duplicates (duplicate_of is worked out on
+		// every read).
+		others, err := s.nodesByHardware(ctx, q, []string{n.HardwareUUID}, n.MACs)
+		if err != nil {
+			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
+		}
+		if claiming {
+			if err := claimedBy(n, replaceID, others); err != nil {
+				return registered{}, nil, err
+			}
+		}
 		out, err := s.registerNode(ctx, q, tokenID, now, n, replaceID)
 		if err != nil {
 			return registered{}, nil, err
@@ -290,16 +315,6 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 			if open, err = s.openFirstIssuance(ctx, q, out, requestID, now); err != nil {
 				return registered{}, nil, fmt.Errorf("open issuance: %w", err)
 			}
-		}
-		// In the registering transaction. On SQLite, under the write lock:
-		// of two nodes that register with the same MAC at once, the second
-		// sees the first. On PostgreSQL (read committed) two that register
-		// at the same instant may each miss the other, and then neither
-		// gets the event; both still show as duplicates (duplicate_of is
-		// worked out on every read).
-		others, err := s.nodesByHardware(ctx, q, []string{out.HardwareUUID}, out.MACs)
-		if err != nil {
-			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
 		typ := EventRegistered
 		if replaceID != "" {
@@ -311,6 +326,27 @@ func (s *SQLStore) RegisterIssuing(ctx context.Context, tokenID string, now time
 	})
 	r, err = db.Result(r, err, "register node %s", n.ID)
 	return r.n, r.open, err
+}
+
+// claimedBy is the refusal of n when another of the nodes sharing its
+// hardware, others, reports its hardware UUID (see RegisterIssuing), or
+// nil. The caller's own node (its key: a retry whose first attempt
+// committed) is not a claim; its insert finds the key taken.
+func claimedBy(n Node, replaceID string, others []Node) error {
+	replaceable := ""
+	for _, o := range others {
+		if n.HardwareUUID == "" || o.HardwareUUID != n.HardwareUUID || o.ID == replaceID || bytes.Equal(o.KeySHA256, n.KeySHA256) {
+			continue
+		}
+		if !o.ReplacementAllowed {
+			return &HardwareClaimedError{NodeID: o.ID}
+		}
+		replaceable = cmp.Or(replaceable, o.ID)
+	}
+	if replaceable != "" && replaceID == "" {
+		return &HardwareClaimedError{NodeID: replaceable, Replaceable: true}
+	}
+	return nil
 }
 
 // openFirstIssuance opens, in the registering transaction tx, the issuance
@@ -327,26 +363,32 @@ func (s *SQLStore) openFirstIssuance(ctx context.Context, tx db.Querier, n Node,
 	return open, err
 }
 
-func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
-	d := s.DB.Dialect
-	// The row lock this UPDATE takes (on SQLite: the write lock of BEGIN
-	// IMMEDIATE) makes concurrent registrations with one token queue; each
-	// re-checks uses_left once the previous one commits, so a token is never
-	// over-spent.
-	if tokenID != "" { // "": the caller decided the node needs none
-		res, err := tx.ExecContext(ctx, useToken, tokenID, d.Time(now))
-		if err != nil {
-			return Node{}, fmt.Errorf("consume token: %w", err)
-		}
-		if k, err := res.RowsAffected(); err != nil || k != 1 {
-			t, err := getToken(ctx, tx, tokenID)
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return Node{}, fmt.Errorf("read token: %w", err)
-			}
-			return Node{}, fmt.Errorf("token %s: %w", tokenID, tokenError(t, err == nil, now))
-		}
+// spendToken consumes one use of token tokenID in tx; nothing for "" (the
+// caller decided the node needs none). The row lock its UPDATE takes (on
+// SQLite: the write lock of BEGIN IMMEDIATE) makes concurrent
+// registrations with one token queue; each re-checks uses_left once the
+// previous one commits, so a token is never over-spent.
+func (s *SQLStore) spendToken(ctx context.Context, tx db.Querier, tokenID string, now time.Time) error {
+	if tokenID == "" {
+		return nil
 	}
-	at := d.Time(now)
+	res, err := tx.ExecContext(ctx, useToken, tokenID, s.DB.Dialect.Time(now))
+	if err != nil {
+		return fmt.Errorf("consume token: %w", err)
+	}
+	if k, err := res.RowsAffected(); err != nil || k != 1 {
+		t, err := getToken(ctx, tx, tokenID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("read token: %w", err)
+		}
+		return fmt.Errorf("token %s: %w", tokenID, tokenError(t, err == nil, now))
+	}
+	return nil
+}
+
+// registerNode creates n, or overwrites node replaceID with it, in tx.
+func (s *SQLStore) registerNode(ctx context.Context, tx db.Querier, tokenID string, now time.Time, n Node, replaceID string) (Node, error) {
+	at := s.DB.Dialect.Time(now)
 	var (
 		out Node
 		err error

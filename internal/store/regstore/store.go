@@ -48,6 +48,7 @@ package regstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/berth-dev/berth/internal/eventlog"
@@ -326,6 +327,22 @@ var (
 	ErrStaleNonce = errors.New("quote nonce already used or superseded")
 )
 
+// HardwareClaimedError is RegisterIssuing's refusal of a node whose
+// hardware UUID node NodeID reports with another key. Replaceable: an
+// admin allowed NodeID's replacement, and registering again with it as
+// replaceID replaces it.
+type HardwareClaimedError struct {
+	NodeID      string
+	Replaceable bool
+}
+
+func (e *HardwareClaimedError) Error() string {
+	if e.Replaceable {
+		return fmt.Sprintf("hardware UUID registered to node %s, which may be replaced", e.NodeID)
+	}
+	return fmt.Sprintf("hardware UUID registered to node %s with another key", e.NodeID)
+}
+
 // Store holds the registration service's state. Implementations are safe for
 // concurrent use by several goroutines and several processes (replicas) on one
 // database. Times are stored in UTC at microsecond precision.
@@ -369,6 +386,14 @@ type Store interface {
 	// zero Intent when none was opened: the node is not approved, or a
 	// replaced node still has its old key's issuance open (the caller
 	// claims as for any node).
+	//
+	// Unlike RegisterNode, it refuses a node whose hardware UUID another
+	// node (neither replaceID nor one with n's key) reports: with a
+	// *HardwareClaimedError naming it, once the token is found usable, and
+	// nothing changes. A node that may not be replaced wins over one that
+	// may. It looks in the registering transaction, after the token's row
+	// lock: of two registrations with one token and one UUID, the second
+	// sees the first.
 	RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string) (Node, Intent, error)
 	// SetLabels sets and removes labels of node id in one transaction,
 	// with a labeled event naming actor (none when nothing changed). It

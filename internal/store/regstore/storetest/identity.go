@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/hex"
+	"errors"
 	"testing"
 	"time"
 
@@ -131,6 +132,77 @@ func testDuplicateHardwareEvents(t *testing.T, s regstore.Store) {
 		}
 	})
 	diff(t, "events of a replacement", []string{regstore.EventReplaced}, types(evs))
+}
+
+// testRegisterClaims: RegisterIssuing refuses a new key for a hardware
+// UUID another node reports, consuming and writing nothing, unless that
+// node may be replaced; RegisterNode does not look.
+func testRegisterClaims(t *testing.T, s regstore.Store) {
+	mustCreateToken(t, s, token("tok", 10))
+	held := mustRegister(t, s, "tok", t0, hwNode("held", 1, "u1", "02:00:00:00:00:01"))
+	mustRegister(t, s, "tok", t0, hwNode("free", 2, "u2"))
+	mustRegister(t, s, "tok", t0, hwNode("no-uuid", 3, ""))
+	if _, err := s.AllowReplacement(ctx(t), "free", t0, admin); err != nil {
+		t.Fatal(err)
+	}
+	claims := func(n regstore.Node, replaceID string) (*regstore.HardwareClaimedError, error) {
+		t.Helper()
+		var claimed *regstore.HardwareClaimedError
+		var err error
+		evs := newEvents(t, s, func() {
+			_, _, err = s.RegisterIssuing(ctx(t), "tok", at(time.Minute), n, replaceID, "req-"+n.ID)
+		})
+		if errors.As(err, &claimed) {
+			diff(t, "events of a refused registration", 0, len(evs))
+			if _, gerr := s.GetNode(ctx(t), n.ID); !errors.Is(gerr, regstore.ErrNotFound) {
+				t.Errorf("refused node %s: GetNode = %v, want ErrNotFound", n.ID, gerr)
+			}
+		}
+		return claimed, err
+	}
+	for _, tt := range []struct {
+		name string
+		n    regstore.Node
+		want *regstore.HardwareClaimedError
+	}{
+		{"UUID held", hwNode("n1", 11, "u1"), &regstore.HardwareClaimedError{NodeID: "held"}},
+		{"UUID of a replaceable node", hwNode("n2", 12, "u2"), &regstore.HardwareClaimedError{NodeID: "free", Replaceable: true}},
+	} {
+		got, err := claims(tt.n, "")
+		if got == nil {
+			t.Fatalf("%s: RegisterIssuing = %v, want a HardwareClaimedError", tt.name, err)
+		}
+		diff(t, tt.name, tt.want, got)
+	}
+	diff(t, "token uses after refusals", 7, mustGetToken(t, s, "tok").UsesLeft)
+
+	// A MAC alone, or no UUID at all, claims nothing; the caller's own key
+	// is its own retry, which finds the key taken.
+	for _, n := range []regstore.Node{hwNode("n3", 13, "u3", "02:00:00:00:00:01"), hwNode("n4", 14, "")} {
+		if got, err := claims(n, ""); err != nil {
+			t.Errorf("RegisterIssuing(%s) = %v, %v; want it registered", n.ID, got, err)
+		}
+	}
+	retry := hwNode("held-retry", 1, "u1")
+	if got, err := claims(retry, ""); got != nil || !errors.Is(err, regstore.ErrConflict) {
+		t.Errorf("RegisterIssuing(held's key again) = %v, %v; want ErrConflict", got, err)
+	}
+	// Replacing the replaceable node is allowed; with another node holding
+	// the UUID too, that one refuses it.
+	if got, err := claims(hwNode("n5", 15, "u2"), "free"); err != nil {
+		t.Fatalf("RegisterIssuing(replace free) = %v, %v", got, err)
+	}
+	diff(t, "replaced node's key", key(15), mustGetNode(t, s, "free").KeySHA256)
+	if _, err := s.AllowReplacement(ctx(t), "held", t0, admin); err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, s, "tok", t0, hwNode("held-twin", 16, "u1"))
+	got, err := claims(hwNode("n6", 17, "u1"), "held")
+	diff(t, "replacing beside a twin", &regstore.HardwareClaimedError{NodeID: "held-twin"}, got)
+	if got == nil {
+		t.Fatalf("RegisterIssuing(replace held beside held-twin) = %v; want refused", err)
+	}
+	diff(t, "held after the refusal", held.KeySHA256, mustGetNode(t, s, "held").KeySHA256)
 }
 
 func testNoteDuplicate(t *testing.T, s regstore.Store) {

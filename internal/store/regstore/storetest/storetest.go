@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) regstore.Store) {
 		{"TokenIdentityPolicy", testTokenIdentityPolicy},
 		{"NodesByHardware", testNodesByHardware},
 		{"DuplicateHardwareEvents", testDuplicateHardwareEvents},
+		{"RegisterClaims", testRegisterClaims},
 		{"NoteDuplicate", testNoteDuplicate},
 		{"RegisterWithoutToken", testRegisterWithoutToken},
 		{"EnrolledEKs", testEnrolledEKs},
