@@ -1,6 +1,8 @@
 package liveness
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -16,6 +18,40 @@ import (
 // than rising in stretchSteps, because every change is pushed to every
 // open stream.
 const bootWindow = time.Minute
+
+// shareBoots stores how many boots this replica recorded over the last
+// bootWindow, for the decider, which stretches for the boots of every
+// replica (currentLoad): a mass boot is spread over them all. It writes
+// every DecidePeriod while there are any, so that the count stays fresh,
+// and once more when they have aged out; an idle replica writes nothing.
+// decideMu is held.
+func (c *Core) shareBoots(ctx context.Context, now time.Time) {
+	if c.cfg.MaxConnectRate <= 0 {
+		return
+	}
+	n := c.booted.total(now)
+	if n == 0 && c.sharedBoots == 0 {
+		return
+	}
+	if err := c.store.PutBoots(ctx, c.cfg.ReplicaID, n, now); err != nil {
+		c.log.Warn("storing this replica's count of recent boots failed; the decider may stretch the fleet's timings too little", attrBooted, n, attrError, err)
+		return
+	}
+	c.sharedBoots = n
+}
+
+// othersBoots is the boots the other replicas recorded over the last
+// bootWindow. A count stays in the sum for a bootWindow after it was said:
+// the boots of a replica that stopped saying (it died) are counted as long
+// as they would have been had it lived, and clocks a little apart between
+// replicas change nothing.
+func (c *Core) othersBoots(ctx context.Context, now time.Time) (int, error) {
+	n, err := c.store.SumBoots(ctx, c.cfg.ReplicaID, now.Add(-bootWindow))
+	if err != nil {
+		return 0, fmt.Errorf("adding up the other replicas' boots: %w", err)
+	}
+	return n, nil
+}
 
 // bootCount counts the boots this replica recorded over the last
 // bootWindow, in one-second buckets.

@@ -121,6 +121,58 @@ func TestMassBootStretchSteps(t *testing.T) {
 	diff(t, "load factors", []float64{1, 2, 4, 1}, factors)
 }
 
+// TestMassBootStretchAcrossReplicas: a mass boot spread over two replicas
+// is stretched for as a whole. The decider a records 15 boots (twofold),
+// then b 15 more 20 s later: together they need fourfold, which a sets
+// once b has stored its count. b dies at once. Its boots keep counting for
+// as long as they would have had it lived, a minute after it said them:
+// a's own age out at +60 s, and the stretch is undone only once b's have
+// too, after +80 s.
+func TestMassBootStretchAcrossReplicas(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
+		ctx := context.Background()
+		clock := livenesstest.NewClock(t0)
+		a := newCore(t, open(), clock, "a", withMaxConnectRate(1))
+		b := newCore(t, open(), clock, "b", withMaxConnectRate(1))
+		// a holds its lease from long before the boots, past the hold
+		// that follows taking it.
+		for range 200 {
+			mustDecide(t, a)
+			mustDecide(t, b)
+			clock.Advance(time.Second)
+		}
+		record := func(c *Core, first int) {
+			t.Helper()
+			boots := make([]Boot, 15)
+			for i := range boots {
+				boots[i] = Boot{NodeID: fmt.Sprintf("n%02d", first+i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
+			}
+			if _, err := c.RecordBoots(ctx, boots); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb := clock.Now()
+		last := a.Settings().LoadFactor
+		changes := []string{fmt.Sprintf("+0s ×%v", last)}
+		for clock.Now().Before(tb.Add(2 * time.Minute)) {
+			switch clock.Now().Sub(tb) {
+			case 0:
+				record(a, 0)
+			case 20 * time.Second:
+				record(b, 15)
+				mustDecide(t, b) // its last: it dies
+			}
+			mustDecide(t, a)
+			if f := a.Settings().LoadFactor; f != last {
+				last = f
+				changes = append(changes, fmt.Sprintf("+%v ×%v", clock.Now().Sub(tb), f))
+			}
+			clock.Advance(time.Second)
+		}
+		diff(t, "load factor changes", []string{"+0s ×1", "+0s ×2", "+20s ×4", "+1m21s ×1"}, changes)
+	})
+}
+
 func TestBootStretch(t *testing.T) {
 	base := Timings{Interval: 10 * time.Second, Grace: 40 * time.Second}
 	for _, tt := range []struct {

@@ -29,6 +29,7 @@ func (c *Core) Decide(ctx context.Context) error {
 		c.storeTrouble = true
 		return fmt.Errorf("decide: %w", err)
 	}
+	c.shareBoots(ctx, now)
 	if !held {
 		c.setDecider(false)
 		return nil

@@ -119,8 +119,8 @@ type Config struct {
 	// replica recorded in the last minute would open their streams faster
 	// within one base interval, the decider stretches every node's timings
 	// so that they spread out (see bootWindow); 0 never stretches for
-	// boots. Only the decider's own boots count, so with several replicas
-	// a mass boot stretches less, or not at all when others record them.
+	// boots. The boots every replica recorded count: each stores its count
+	// every DecidePeriod, for the decider to add up.
 	MaxConnectRate float64
 	// IsRevoked, if set, is asked when a node connects and every
 	// RevocationCheck for every connected node. It must be cheap (a lookup
@@ -167,6 +167,7 @@ type Core struct {
 	storeTrouble  bool
 	holdUntil     time.Time
 	lastRetention time.Time
+	sharedBoots   int // the boot count this replica last stored (shareBoots)
 
 	// booted counts the boots recorded lately, for adjustLoad.
 	booted bootCount

@@ -82,9 +82,17 @@ func (c *Core) bootNeed(l load, base Timings) float64 {
 }
 
 // currentLoad counts the live nodes (only when the beats have a limit:
-// it is a query) and the boots this replica recorded.
+// it is a query) and the boots every replica recorded (only when the boots
+// have one).
 func (c *Core) currentLoad(ctx context.Context, now time.Time) (load, error) {
 	l := load{booted: c.booted.total(now)}
+	if c.cfg.MaxConnectRate > 0 {
+		others, err := c.othersBoots(ctx, now)
+		if err != nil {
+			return load{}, err
+		}
+		l.booted += others
+	}
 	if c.cfg.MaxBeatRate > 0 {
 		live, err := c.store.CountLive(ctx)
 		if err != nil {

@@ -441,6 +441,29 @@ func (s *SQLStore) CountLive(ctx context.Context) (int, error) {
 	return db.Result(n, err, "count live nodes")
 }
 
+// PutBoots stores or removes replica's count of recent boots.
+func (s *SQLStore) PutBoots(ctx context.Context, replica string, boots int, at time.Time) error {
+	var err error
+	switch {
+	case boots < 0:
+		return fmt.Errorf("put boots of replica %s: negative count %d", replica, boots)
+	case boots == 0:
+		_, err = s.DB.ExecContext(ctx, `DELETE FROM hb_replica_boots WHERE replica = $1`, replica)
+	default:
+		_, err = s.DB.ExecContext(ctx, `INSERT INTO hb_replica_boots (replica, boots, at) VALUES ($1, $2, $3)
+			ON CONFLICT (replica) DO UPDATE SET boots = excluded.boots, at = excluded.at`, replica, boots, s.DB.Dialect.Time(at))
+	}
+	return db.Wrap(err, "put boots of replica %s", replica)
+}
+
+// SumBoots adds up the other replicas' recent counts.
+func (s *SQLStore) SumBoots(ctx context.Context, except string, since time.Time) (int, error) {
+	var n int
+	err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(boots), 0) FROM hb_replica_boots WHERE replica <> $1 AND at >= $2`,
+		except, s.DB.Dialect.Time(since)).Scan(&n)
+	return db.Result(n, err, "sum boots of replicas")
+}
+
 // CountByState returns how many nodes are in each state.
 func (s *SQLStore) CountByState(ctx context.Context) (map[State]int64, error) {
 	out := map[State]int64{}

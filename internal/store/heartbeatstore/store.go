@@ -286,6 +286,13 @@ type Store interface {
 	PutStretch(ctx context.Context, s Settings) error
 	// CountLive returns the number of nodes healthy or suspect.
 	CountLive(ctx context.Context) (int, error)
+	// PutBoots stores boots as the number of boots replica recorded over
+	// the last minute, said at at, in place of what it said before; 0
+	// removes the replica's count. A negative count is refused.
+	PutBoots(ctx context.Context, replica string, boots int, at time.Time) error
+	// SumBoots returns the sum of the counts replicas other than except
+	// said at or after since.
+	SumBoots(ctx context.Context, except string, since time.Time) (int, error)
 	// CountByState returns how many nodes are in each state (metrics);
 	// states without a node are absent.
 	CountByState(ctx context.Context) (map[State]int64, error)

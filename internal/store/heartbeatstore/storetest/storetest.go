@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) heartbeatstore.Store) {
 		{"Settings", testSettings},
 		{"StretchKeepsBaseSettings", testStretch},
 		{"CountLive", testCountLive},
+		{"ReplicaBoots", testReplicaBoots},
 		{"ConcurrentAppendsFollowedByCursor", testConcurrentAppends},
 		{"RecordRaisesEachTransitionOnce", testRecord},
 		{"RecordConcurrentReplicas", testRecordConcurrent},
@@ -640,4 +641,38 @@ func testCountLive(t *testing.T, s heartbeatstore.Store) {
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("CountByState = %v, %v; want %v", got, err, want)
 	}
+}
+
+// testReplicaBoots: each replica's count of recent boots replaces its last
+// one; the sum leaves out the asking replica, counts said before since and
+// removed ones; a negative count is refused and changes nothing.
+func testReplicaBoots(t *testing.T, s heartbeatstore.Store) {
+	ctx := t.Context()
+	sum := func(what, except string, since time.Time, want int) {
+		t.Helper()
+		if n, err := s.SumBoots(ctx, except, since); err != nil || n != want {
+			t.Errorf("%s: SumBoots(%q, %v) = %d, %v; want %d", what, except, since, n, err, want)
+		}
+	}
+	put := func(replica string, boots int, when time.Time) {
+		t.Helper()
+		if err := s.PutBoots(ctx, replica, boots, when); err != nil {
+			t.Fatalf("PutBoots(%s, %d): %v", replica, boots, err)
+		}
+	}
+	sum("none said", "a", at(0), 0)
+	put("a", 100, at(0))
+	put("b", 40, at(0))
+	put("b", 70, at(2*time.Second))
+	put("c", 5, at(3*time.Second))
+	sum("all but a", "a", at(0), 75)
+	sum("all", "", at(0), 175)
+	sum("said since 1s", "", at(time.Second), 75)
+	put("c", 0, at(4*time.Second))
+	sum("after c's went", "", at(0), 170)
+	put("c", 0, at(5*time.Second)) // none to remove: no error
+	if err := s.PutBoots(ctx, "b", -1, at(6*time.Second)); err == nil {
+		t.Error("PutBoots(-1) = nil; want an error")
+	}
+	sum("after a refused count", "", at(0), 170)
 }
