@@ -13,8 +13,9 @@ import (
 // it, declares silent nodes suspect (no beat for two intervals) or
 // unreachable (no beat for the grace period), from the last-seen times in
 // the store. It also stretches the fleet's timings while the fleet would
-// beat faster than Config.MaxBeatRate (see adjustLoad). Run calls it every
-// DecidePeriod.
+// beat faster than Config.MaxBeatRate (see adjustLoad). On every replica,
+// decider or not, it first stores the replica's count of recent boots
+// (shareBoots). Run calls it every DecidePeriod.
 //
 // It declares nobody silent for a full grace period after taking the
 // lease, as nodes may still be reconnecting after a restart; and for two
