@@ -127,7 +127,7 @@ func TestMassBootStretchSteps(t *testing.T) {
 // once b has stored its count. b dies at once. Its boots keep counting for
 // as long as they would have had it lived, a minute after it said them:
 // a's own age out at +60 s, and the stretch is undone only once b's have
-// too, after +80 s.
+// too, after +80 s; a's retention pass then deletes b's count.
 func TestMassBootStretchAcrossReplicas(t *testing.T) {
 	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
 		ctx := context.Background()
@@ -170,6 +170,13 @@ func TestMassBootStretchAcrossReplicas(t *testing.T) {
 			clock.Advance(time.Second)
 		}
 		diff(t, "load factor changes", []string{"+0s ×1", "+0s ×2", "+20s ×4", "+1m21s ×1"}, changes)
+		// The decider's next retention pass forgets b's count, which no
+		// sum takes any more.
+		clock.Advance(10 * time.Minute)
+		mustDecide(t, a)
+		if n, err := open().SumBoots(ctx, "", time.Time{}); err != nil || n != 0 {
+			t.Errorf("boot counts stored after the retention pass: %d, %v; want none", n, err)
+		}
 	})
 }
 

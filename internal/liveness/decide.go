@@ -85,13 +85,18 @@ func (c *Core) setDecider(held bool) {
 	c.stats.decider.Store(held)
 }
 
-// retain deletes events older than the retention, every retentionPeriod;
-// the decider does it, so that one replica does.
+// retain deletes events older than the retention, and boot counts no sum
+// takes any more (othersBoots: those of replicas that died with boots to
+// count), every retentionPeriod; the decider does it, so that one replica
+// does.
 func (c *Core) retain(ctx context.Context, now time.Time) {
 	if now.Sub(c.lastRetention) < retentionPeriod {
 		return
 	}
 	c.lastRetention = now
+	if _, err := c.store.ForgetBoots(ctx, now.Add(-bootWindow)); err != nil {
+		c.log.Warn("deleting stale boot counts of replicas failed", attrError, err)
+	}
 	n, err := c.store.Events().DeleteBefore(ctx, now.Add(-c.cfg.Retention))
 	if err != nil {
 		c.log.Error("deleting old health events failed", attrError, err)

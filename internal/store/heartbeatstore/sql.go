@@ -464,6 +464,12 @@ func (s *SQLStore) SumBoots(ctx context.Context, except string, since time.Time)
 	return db.Result(n, err, "sum boots of replicas")
 }
 
+// ForgetBoots removes stale counts.
+func (s *SQLStore) ForgetBoots(ctx context.Context, before time.Time) (int64, error) {
+	n, err := db.RowsAffected(s.DB.ExecContext(ctx, `DELETE FROM hb_replica_boots WHERE at < $1`, s.DB.Dialect.Time(before)))
+	return db.Result(n, err, "forget boots of replicas")
+}
+
 // CountByState returns how many nodes are in each state.
 func (s *SQLStore) CountByState(ctx context.Context) (map[State]int64, error) {
 	out := map[State]int64{}

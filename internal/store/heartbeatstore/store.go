@@ -293,6 +293,10 @@ type Store interface {
 	// SumBoots returns the sum of the counts replicas other than except
 	// said at or after since.
 	SumBoots(ctx context.Context, except string, since time.Time) (int, error)
+	// ForgetBoots removes the counts said before before (those of
+	// replicas that died while they had boots to count), and returns how
+	// many it removed.
+	ForgetBoots(ctx context.Context, before time.Time) (int64, error)
 	// CountByState returns how many nodes are in each state (metrics);
 	// states without a node are absent.
 	CountByState(ctx context.Context) (map[State]int64, error)

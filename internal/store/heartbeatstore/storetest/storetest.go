@@ -675,4 +675,8 @@ func testReplicaBoots(t *testing.T, s heartbeatstore.Store) {
 		t.Error("PutBoots(-1) = nil; want an error")
 	}
 	sum("after a refused count", "", at(0), 170)
+	if n, err := s.ForgetBoots(ctx, at(time.Second)); err != nil || n != 1 {
+		t.Errorf("ForgetBoots(1s) = %d, %v; want a's count removed", n, err)
+	}
+	sum("after forgetting", "", time.Time{}, 70)
 }
