@@ -101,6 +101,7 @@ func serveCommand(e env) *cobra.Command {
 			return err
 		}
 		c.Logger = log
+		setGCPercent(c.Role, e.lookup)
 		return daemon.Run(cmd.Context(), c)
 	}
 	return cmd
