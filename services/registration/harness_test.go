@@ -416,6 +416,17 @@ func leafOf(t testing.TB, creds *berthv1.NodeCredentials) *x509.Certificate {
 	return c
 }
 
+// onlyTokenUses returns the uses left of the one token the test made; it
+// fails the test if there is not exactly one.
+func (e *env) onlyTokenUses(t testing.TB) int32 {
+	t.Helper()
+	toks, err := e.adminClient().ListTokens(t.Context(), &berthv1.ListTokensRequest{})
+	if err != nil || len(toks.GetTokens()) != 1 {
+		t.Fatalf("ListTokens = %v, %v; want one token", toks.GetTokens(), err)
+	}
+	return toks.GetTokens()[0].GetUsesLeft()
+}
+
 func (e *env) nodeCount(t testing.TB) int {
 	t.Helper()
 	nodes, err := e.reg.ListNodes(context.Background(), regstore.NodeFilter{Limit: 1000})

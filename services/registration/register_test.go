@@ -122,9 +122,8 @@ func TestRegisterSameHardwareAtOnce(t *testing.T) {
 		if got := e.nodeCount(t); got != 1 {
 			t.Errorf("%d nodes registered, want 1", got)
 		}
-		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
-		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 19 {
-			t.Errorf("token after the clones: %v %v; want 19 uses left", toks.GetTokens(), err)
+		if uses := e.onlyTokenUses(t); uses != 19 {
+			t.Errorf("token after the clones: %d uses left, want 19", uses)
 		}
 		if dup := e.nodeEvents(t, winner, regstore.EventDuplicateHardware); len(dup) != clones-1 {
 			t.Errorf("%d duplicate_hardware claims on %s, want %d", len(dup), winner, clones-1)
@@ -243,9 +242,8 @@ func TestRegisterIdempotentForSameKey(t *testing.T) {
 			}
 			id, serial = c.GetNodeId(), s
 		}
-		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
-		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
-			t.Fatalf("token after idempotent registers: %v %v", toks.GetTokens(), err)
+		if uses := e.onlyTokenUses(t); uses != 4 {
+			t.Fatalf("token after idempotent registers: %d uses left, want 4", uses)
 		}
 		if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
 			t.Fatalf("nodes %d issued %d", e.nodeCount(t), e.issuedCount(t))
@@ -455,9 +453,8 @@ func TestRegisterRetryRacesItself(t *testing.T) {
 		if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
 			t.Fatalf("retry got certificate %x, want %x", b, a)
 		}
-		toks, err := e.adminClient().ListTokens(ctx, &berthv1.ListTokensRequest{})
-		if err != nil || len(toks.GetTokens()) != 1 || toks.GetTokens()[0].GetUsesLeft() != 4 {
-			t.Fatalf("token after the retry: %v %v", toks.GetTokens(), err)
+		if uses := e.onlyTokenUses(t); uses != 4 {
+			t.Fatalf("token after the retry: %d uses left, want 4", uses)
 		}
 		if e.nodeCount(t) != 1 || e.issuedCount(t) != 1 {
 			t.Fatalf("nodes %d issued %d, want 1 and 1", e.nodeCount(t), e.issuedCount(t))
