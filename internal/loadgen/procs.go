@@ -53,7 +53,10 @@ func CheckDBPID(pid int) error {
 	if pid < 0 {
 		return fmt.Errorf("--db-pid %d is not a PID", pid)
 	}
-	if _, ok := readStat(filepath.Join("/proc", strconv.Itoa(pid), "stat")); pid > 0 && !ok {
+	if pid == 0 {
+		return nil
+	}
+	if _, ok := readStat(filepath.Join("/proc", strconv.Itoa(pid), "stat")); !ok {
 		return fmt.Errorf("--db-pid %d: no such process", pid)
 	}
 	return nil

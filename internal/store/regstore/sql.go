@@ -333,9 +333,12 @@ func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, 
 // nil. The caller's own node (its key: a retry whose first attempt
 // committed) is not a claim; its insert finds the key taken.
 func claimedBy(n Node, replaceID string, others []Node) error {
+	if n.HardwareUUID == "" { // unknown: nobody's to claim
+		return nil
+	}
 	replaceable := ""
 	for _, o := range others {
-		if n.HardwareUUID == "" || o.HardwareUUID != n.HardwareUUID || o.ID == replaceID || bytes.Equal(o.KeySHA256, n.KeySHA256) {
+		if o.HardwareUUID != n.HardwareUUID || o.ID == replaceID || bytes.Equal(o.KeySHA256, n.KeySHA256) {
 			continue
 		}
 		if !o.ReplacementAllowed {
