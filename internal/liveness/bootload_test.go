@@ -180,6 +180,57 @@ func TestMassBootStretchAcrossReplicas(t *testing.T) {
 	})
 }
 
+// bootsUnwritable is a store that refuses boot counts while told to.
+type bootsUnwritable struct {
+	heartbeatstore.Store
+	failing bool
+}
+
+func (b *bootsUnwritable) PutBoots(ctx context.Context, replica string, boots int, at time.Time) error {
+	if b.failing {
+		return errStoreDown
+	}
+	return b.Store.PutBoots(ctx, replica, boots, at)
+}
+
+// TestBootSharingStoreTrouble: a replica whose boot count the store
+// refuses still decides (its Decide succeeds), and the decider stretches
+// for its boots at the first period the store takes the count again.
+func TestBootSharingStoreTrouble(t *testing.T) {
+	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
+		ctx := context.Background()
+		clock := livenesstest.NewClock(t0)
+		a := newCore(t, open(), clock, "a", withMaxConnectRate(1))
+		bs := &bootsUnwritable{Store: open()}
+		b := newCore(t, bs, clock, "b", withMaxConnectRate(1))
+		for range 200 {
+			mustDecide(t, a)
+			mustDecide(t, b)
+			clock.Advance(time.Second)
+		}
+		boots := make([]Boot, 30)
+		for i := range boots {
+			boots[i] = Boot{NodeID: fmt.Sprintf("n%02d", i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
+		}
+		if _, err := b.RecordBoots(ctx, boots); err != nil {
+			t.Fatal(err)
+		}
+		bs.failing = true
+		mustDecide(t, b)
+		mustDecide(t, a)
+		if f := a.Settings().LoadFactor; f != 1 {
+			t.Fatalf("load factor while b's count is refused: %v, want 1", f)
+		}
+		clock.Advance(time.Second)
+		bs.failing = false
+		mustDecide(t, b)
+		mustDecide(t, a)
+		if f := a.Settings().LoadFactor; f != 4 {
+			t.Fatalf("load factor once b's count is stored: %v, want 4", f)
+		}
+	})
+}
+
 func TestBootStretch(t *testing.T) {
 	base := Timings{Interval: 10 * time.Second, Grace: 40 * time.Second}
 	for _, tt := range []struct {
