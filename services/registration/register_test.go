@@ -386,6 +386,39 @@ func TestHardwareConflictAndReplacement(t *testing.T) {
 	})
 }
 
+// TestReplacementWhileCADown: a board replacing an allowed node while the
+// CA is unreachable gets Unavailable before anything is written, since the
+// old board's certificates are revoked first: the old node, its
+// certificate and the token's use stay. Once the CA is back the same call
+// replaces the node.
+func TestReplacementWhileCADown(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		oldCreds := e.register(t, e.newNode(uuidA), true)
+		if _, err := e.adminClient().AllowReplacement(ctx, &berthv1.AllowReplacementRequest{Id: oldCreds.GetNodeId()}); err != nil {
+			t.Fatal(err)
+		}
+		board := e.newNode(uuidA)
+		req := board.registerRequest(t, e.token(t, &berthv1.CreateTokenRequest{AutoApprove: true}))
+		before := e.state(t)
+		ca := e.ca.get()
+		e.caDown()
+		_, err := board.client().Register(ctx, req)
+		wantCode(t, err, codes.Unavailable)
+		if after := e.state(t); after != before {
+			t.Errorf("the refused replacement changed the state:\n%s\nthen\n%s", before, after)
+		}
+		e.ca.set(ca)
+		resp, err := board.client().Register(ctx, req)
+		if err != nil || resp.GetCredentials().GetNodeId() != oldCreds.GetNodeId() {
+			t.Fatalf("replacement with the CA back = node %s, %v; want %s", resp.GetCredentials().GetNodeId(), err, oldCreds.GetNodeId())
+		}
+		if before == e.state(t) {
+			t.Error("the replacement changed nothing")
+		}
+	})
+}
+
 func TestResumeDenied(t *testing.T) {
 	e := newEnv(t, sqliteBackend)
 	ctx := context.Background()
