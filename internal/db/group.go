@@ -15,15 +15,16 @@ const groupMax = 32
 
 // Group commits concurrent writes together: while one transaction
 // commits (and syncs: SQLite's FULL sync, PostgreSQL's WAL flush), the
-// writes that arrive queue, and the next transaction runs them all, one
-// savepoint each, and commits once. Each write's durability is unchanged:
+// writes that arrive queue, and the next transaction runs them all, each
+// behind a savepoint once one has succeeded, and commits once. Each write's durability is unchanged:
 // Tx returns only after the commit that holds it. Under load a commit and
 // its locks (a hot row such as a token's uses, an event log's append lock)
 // are paid once per batch instead of once per write.
 //
 // A batch is as if its writes ran one after the other in order: a write
-// sees the earlier ones', and one that fails is rolled back to its
-// savepoint alone, with its own error. Finish, if set, runs once per batch
+// sees the earlier ones', and one that fails is rolled back alone (to its
+// savepoint, or with the transaction if nothing before it succeeded),
+// with its own error. Finish, if set, runs once per batch
 // before the commit with the results of the writes that succeeded (for
 // instance to append their events as the transaction's last write); if it
 // or the commit fails, every write of the batch gets that error.
@@ -99,12 +100,9 @@ func (g *Group[T]) run(batch []*groupOp[T]) {
 			}
 		}
 	}
-	tx, err := g.DB.BeginTx(ctx, nil)
-	if err != nil {
-		fail(err)
-		return
-	}
 	var (
+		tx      *sql.Tx // begun for the first write to run
+		err     error
 		done    []T
 		written bool
 	)
@@ -113,14 +111,31 @@ func (g *Group[T]) run(batch []*groupOp[T]) {
 			o.err = err
 			continue
 		}
+		if tx == nil {
+			if tx, err = g.DB.BeginTx(ctx, nil); err != nil {
+				fail(err)
+				return
+			}
+		}
+		// A savepoint guards the writes that succeeded before this one.
+		// Before the first success there are none: a failure then rolls
+		// the whole transaction back and the rest of the batch starts a
+		// new one. Batches are small (two or three writes in a storm), so
+		// this spares most of them a round trip.
 		sp := fmt.Sprintf("group_%d", i)
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
+		if written {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
 		}
 		o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx)
-		if o.err != nil {
+		if o.err == nil {
+			done, written = append(done, o.result), true
+			continue
+		}
+		if written {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 				tx.Rollback()
 				fail(err)
@@ -128,7 +143,11 @@ func (g *Group[T]) run(batch []*groupOp[T]) {
 			}
 			continue
 		}
-		done, written = append(done, o.result), true
+		tx.Rollback()
+		tx = nil
+	}
+	if tx == nil { // nothing ran, or the last write failed with none before it succeeding
+		return
 	}
 	if written && g.Finish != nil {
 		if err := g.Finish(ctx, tx, done); err != nil {

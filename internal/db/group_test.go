@@ -233,3 +233,79 @@ func TestGroupCancelled(t *testing.T) {
 		}
 	})
 }
+
+// TestGroupFailsBeforeAnySuccess queues writes in a known order behind a
+// held batch, so that the next batch opens with failures: a refusal after
+// writing, then a duplicate key (which aborts a PostgreSQL transaction),
+// with no success before them to guard, then a success, a refusal and a
+// success. Each failure must lose exactly its own writes and keep its own
+// error, the successes must commit together, and a batch whose only write
+// fails must leave nothing behind.
+func TestGroupFailsBeforeAnySuccess(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		d := openEngine(t, engine)
+		groupTable(t, d)
+		ctx := context.Background()
+		var batches [][]string
+		g := &db.Group[string]{DB: d, Finish: func(_ context.Context, _ *sql.Tx, res []string) error {
+			batches = append(batches, res) // one leader at a time
+			return nil
+		}}
+		refuse := func(k string) func(context.Context, *sql.Tx) (string, error) {
+			return func(ctx context.Context, tx *sql.Tx) (string, error) {
+				if _, err := insert(k, 9)(ctx, tx); err != nil {
+					return "", err
+				}
+				return "", errRefused
+			}
+		}
+		release, running := make(chan struct{}), make(chan struct{})
+		held := make(chan error, 1)
+		go func() {
+			_, err := g.Tx(ctx, func(ctx context.Context, tx *sql.Tx) (string, error) {
+				close(running)
+				<-release
+				return insert("held", 1)(ctx, tx)
+			})
+			held <- err
+		}()
+		<-running
+		writes := []func(context.Context, *sql.Tx) (string, error){
+			refuse("r0"), insert("held", 2), insert("k2", 2), refuse("r3"), insert("k4", 4),
+		}
+		errs := make([]error, len(writes))
+		var wg sync.WaitGroup
+		for i, fn := range writes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = g.Tx(ctx, fn)
+			}()
+			deadline := time.Now().Add(time.Minute)
+			for g.Queued() < i+1 { // queued in this order
+				if time.Now().After(deadline) {
+					t.Fatalf("write %d did not queue", i)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		close(release)
+		wg.Wait()
+		if err := <-held; err != nil {
+			t.Fatalf("held write: %v", err)
+		}
+		if !errors.Is(errs[0], errRefused) || !db.IsUniqueViolation(errs[1]) || errs[2] != nil || !errors.Is(errs[3], errRefused) || errs[4] != nil {
+			t.Errorf("errors %v, want [refused, unique violation, nil, refused, nil]", errs)
+		}
+		if _, err := g.Tx(ctx, refuse("alone")); !errors.Is(err, errRefused) {
+			t.Errorf("lone refused write: %v", err)
+		}
+		want := map[string]int{"held": 1, "k2": 2, "k4": 4}
+		if got := rows(t, d); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("rows %v, want %v", got, want)
+		}
+		if fmt.Sprint(batches) != "[[held] [k2 k4]]" {
+			t.Errorf("batches %v, want [[held] [k2 k4]]", batches)
+		}
+	})
+}
