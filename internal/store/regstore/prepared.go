@@ -37,6 +37,16 @@ const (
 	intentByNode    = `SELECT ` + intentColumns + ` FROM reg_intents WHERE node_id = $1`
 	intentByRequest = `SELECT ` + intentColumns + ` FROM reg_intents WHERE request_id = $1`
 	deleteIntent    = `DELETE FROM reg_intents WHERE request_id = $1`
+	// installIntent installs the certificate of intent $1 on its node if
+	// it is installable (see installable): the node approved, with the
+	// intent's key and the certificate the intent replaces. One statement,
+	// and the node's row lock is its first lock, as in intentWithNodeSQL.
+	installIntent = `cert_serial = $2, cert_not_before = $3, cert_not_after = $4, cert_chain = $5,
+		certificates_issued = certificates_issued + 1, updated_at = $6
+		WHERE id = (SELECT node_id FROM reg_intents WHERE request_id = $1) AND status = $7
+		AND EXISTS (SELECT 1 FROM reg_intents i WHERE i.request_id = $1 AND i.key_sha256 = reg_nodes.key_sha256
+			AND i.prev_serial = COALESCE(reg_nodes.cert_serial, ''))`
+	closeIntent = `DELETE FROM reg_intents WHERE request_id = $1 RETURNING prev_serial`
 )
 
 func updateNodeSQL(setWhere string) string {
@@ -86,7 +96,7 @@ func prepareHot(ctx context.Context, d *db.DB) (statements, error) {
 	st := statements{}
 	for _, q := range []string{tokenByID, nodeByID, nodeExists, useToken, insertNode, updateNodeSQL(replaceNode),
 		updateNodeSQL(countIssued), updateNodeSQL(installCert), openFirstIntent, intentByNode, intentByRequest,
-		deleteIntent, claimIntentSQL(d.Dialect), intentWithNodeSQL(d.Dialect), nodesByHardwareSQL(d.Dialect)} {
+		deleteIntent, updateNodeSQL(installIntent), closeIntent, claimIntentSQL(d.Dialect), intentWithNodeSQL(d.Dialect), nodesByHardwareSQL(d.Dialect)} {
 		p, err := d.PrepareContext(ctx, q)
 		if err != nil {
 			st.close()

@@ -519,3 +519,44 @@ func TestFirstUseInTransactionTakesNoOtherConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallNeedsTheReplacedSerial: an intent installs its certificate
+// only over the one it was opened to replace. The store's own writes
+// never change a node's certificate while an intent of it is open, so the
+// test changes it behind the store's back; both the one-statement install
+// and the slower path must then refuse, and CompleteIssuance only counts.
+func TestInstallNeedsTheReplacedSerial(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		ctx := t.Context()
+		st := newSQLite(t)
+		if engine == pgtest.Postgres {
+			st = newPostgres(t)
+		}
+		s := st.(*regstore.SQLStore)
+		key := sha256.Sum256([]byte("k"))
+		n := regstore.Node{ID: "n1", Status: regstore.StatusApproved, KeySHA256: key[:], Hostname: "h", BundleKEM: 1,
+			BundleKey: []byte("bundle key"), CSR: []byte("csr")}
+		now := time.Now()
+		if _, open, err := s.RegisterIssuing(ctx, "", now, n, "", "r1"); err != nil || open.RequestID != "r1" {
+			t.Fatalf("RegisterIssuing = %+v, %v; want intent r1 open", open, err)
+		}
+		if _, err := s.DB.ExecContext(ctx, `UPDATE reg_nodes SET cert_serial = 'elsewhere' WHERE id = 'n1'`); err != nil {
+			t.Fatal(err)
+		}
+		c := regstore.Cert{Serial: "aa01", NotBefore: now, NotAfter: now.Add(time.Hour), Chain: [][]byte{[]byte("der")}}
+		if got, installed, err := s.InstallIssuance(ctx, "r1", c, now); err != nil || installed || got.ID != "" {
+			t.Fatalf("InstallIssuance = %s, %v, %v; want nothing installed", got.ID, installed, err)
+		}
+		if got, err := s.GetNode(ctx, "n1"); err != nil || got.CertificatesIssued != 0 {
+			t.Fatalf("after InstallIssuance: issued %d, %v; want 0", got.CertificatesIssued, err)
+		}
+		got, installed, err := s.CompleteIssuance(ctx, "r1", c, now)
+		if err != nil || installed || got.CertificatesIssued != 1 {
+			t.Fatalf("CompleteIssuance = issued %d, installed %v, %v; want counted, not installed", got.CertificatesIssued, installed, err)
+		}
+		var serial string
+		if err := s.DB.QueryRowContext(ctx, `SELECT cert_serial FROM reg_nodes WHERE id = 'n1'`).Scan(&serial); err != nil || serial != "elsewhere" {
+			t.Errorf("serial %q, %v; want elsewhere", serial, err)
+		}
+	})
+}

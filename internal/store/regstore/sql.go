@@ -662,13 +662,20 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 	// completions find nothing and count nothing (intentWithNodeSQL).
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
 		q := s.hot(tx)
+		n, prev, err := s.installIntent(ctx, q, requestID, c, now)
+		switch {
+		case err == nil:
+			return result{n, true}, certificateEvent(n.ID, prev, c, now), nil
+		case !errors.Is(err, errNotInstallable):
+			return result{}, nil, err
+		}
 		var (
 			in     Intent
 			status Status
 			key    []byte
 			serial sql.NullString
 		)
-		err := q.QueryRowContext(ctx, intentWithNodeSQL(s.DB.Dialect), requestID).Scan(
+		err = q.QueryRowContext(ctx, intentWithNodeSQL(s.DB.Dialect), requestID).Scan(
 			&in.RequestID, &in.NodeID, &in.KeySHA256, &in.PrevSerial, &in.Hostname, db.ScanBytes(&in.CSR), db.ScanTime(&in.CreatedAt),
 			&status, &key, &serial)
 		gone := db.IsNoRows(err)
@@ -693,11 +700,38 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 			return result{n: n}, nil, err
 		}
 		d := s.DB.Dialect
-		n, err := updateNode(ctx, q, installCert, c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
+		n, err = updateNode(ctx, q, installCert, c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain), d.Time(now), in.NodeID)
 		return result{n, true}, certificateEvent(in.NodeID, in.PrevSerial, c, now), err
 	})
 	r, err = db.Result(r, err, "complete issuance %s", requestID)
 	return r.n, r.installed, err
+}
+
+// errNotInstallable: installIntent changed nothing, and completeIssuance
+// looks at the intent and its node to tell why.
+var errNotInstallable = errors.New("intent not installable as it is")
+
+// installIntent is the usual completion, in two statements: the
+// certificate installed by intent requestID on its node, and the intent
+// closed. It returns the node and the serial the certificate replaces, or
+// errNotInstallable having changed nothing.
+func (s *SQLStore) installIntent(ctx context.Context, q db.Querier, requestID string, c Cert, now time.Time) (Node, string, error) {
+	d := s.DB.Dialect
+	n, err := updateNode(ctx, q, installIntent, requestID, c.Serial, d.Time(c.NotBefore), d.Time(c.NotAfter), db.JSON(c.Chain),
+		d.Time(now), string(StatusApproved))
+	if db.IsNoRows(err) {
+		return Node{}, "", errNotInstallable
+	}
+	if err != nil {
+		return Node{}, "", err
+	}
+	// The node's row lock held, nobody else can close the intent now; but
+	// the caller's transaction must not keep the install without it.
+	var prev string
+	if err := q.QueryRowContext(ctx, closeIntent, requestID).Scan(&prev); err != nil {
+		return Node{}, "", fmt.Errorf("close intent after installing: %w", db.Found(err, ErrNotFound))
+	}
+	return n, prev, nil
 }
 
 // ListIntents returns open intents, oldest first.
