@@ -35,22 +35,26 @@ type registered struct {
 //
 // A TPM node's first call returns a challenge instead (and no node): the
 // node activates it and calls again with the secret.
+//
+// A key registered already is the same node: no token is needed, consumed
+// or charged, and nothing changes. A registration by token finds such a
+// key in the store's registering write (regstore.KeyRegisteredError), or
+// looks it up when refused, rather than looking first: a fresh node's
+// registration makes one round trip fewer. A TPM node's key is looked up
+// first, since a registered TPM node is never challenged again.
 func (s *Service) register(ctx context.Context, id mtls.Identity, in registration) (registered, error) {
-	existing, err := s.store.GetNodeByKey(ctx, id.KeySHA256[:])
-	switch {
-	case err == nil:
-		return sameNode(ctx, existing)
-	case !errors.Is(err, regstore.ErrNotFound):
-		return registered{}, fmt.Errorf("look up key: %w", err)
-	}
-	// A TPM node proves its TPM first: the first call gets a credential
-	// to activate, the second brings the secret back.
+	key := id.KeySHA256[:]
 	var (
 		proof      tpmProof
 		ekApproved bool
 		why        string
 	)
 	if in.tpm != nil {
+		if existing, known, err := s.knownKey(ctx, key); err != nil || known {
+			return existing, err
+		}
+		// A TPM node proves its TPM first: the first call gets a
+		// credential to activate, the second brings the secret back.
 		p, ch, err := s.checkTPM(ctx, id, in.tpm)
 		if err != nil {
 			return registered{}, err
@@ -61,18 +65,21 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		proof = p
 		ekApproved, why = s.tpmApproval(proof)
 	}
-	var tok regstore.Token
+	var (
+		tok regstore.Token
+		err error
+	)
 	switch {
 	case in.tokenID != "":
 		if tok, err = s.limitedCheckToken(ctx, in.tokenID, in.tokenSecret); err != nil {
-			return registered{}, err
+			return s.unlessKnown(ctx, key, err)
 		}
 	case ekApproved:
 		// The EK stands in for the token.
 	case in.tpm != nil:
 		return registered{}, errTPMTokenRequired
 	default:
-		return registered{}, errTokenRequired
+		return s.unlessKnown(ctx, key, errTokenRequired)
 	}
 	status, held := approval(tok, in.source)
 	if ekApproved {
@@ -105,15 +112,17 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 		AKPublic:       proof.akPublic,
 	}
 	node, opened, replaceID, err := s.registerNew(ctx, in, n)
-	if errors.Is(err, regstore.ErrConflict) {
-		// A retry racing the caller's own earlier attempt, which
-		// committed after the lookup above: the key is registered now, by
-		// this node. Nothing was consumed or changed by this call.
-		if existing, gerr := s.store.GetNodeByKey(ctx, id.KeySHA256[:]); gerr == nil {
-			return sameNode(ctx, existing)
-		}
-	}
-	if err != nil {
+	var taken *regstore.KeyRegisteredError
+	switch {
+	case errors.As(err, &taken):
+		return sameNode(ctx, taken.Node)
+	case errors.Is(err, regstore.ErrConflict), tokenFailure(err):
+		// Nothing was consumed or changed. A plain conflict is a retry
+		// racing the caller's own earlier attempt, which committed after
+		// this one looked: the key is registered now, by this node; so
+		// may it be when the token ran out meanwhile.
+		return s.unlessKnown(ctx, key, fmt.Errorf("register node: %w", err))
+	case err != nil:
 		return registered{}, fmt.Errorf("register node: %w", err)
 	}
 	if replaceID != "" {
@@ -137,22 +146,52 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 }
 
 // limitedCheckToken is checkToken under the per-source limit on failed
-// attempts. Only failures are charged: a fleet registering at once from
-// behind one address, with a good token, is never slowed by it. Guesses in
-// flight together may overspend the burst; each one is then paid for by a
-// longer wait, and the secret (26 base-36 characters) makes guessing
-// hopeless anyway: the limit keeps a broken or hostile client from
-// hammering the store.
+// attempts, which unlessKnown charges. Only failures are charged: a fleet
+// registering at once from behind one address, with a good token, is never
+// slowed by it; nor is a registered key. Guesses in flight together may
+// overspend the burst; each one is then paid for by a longer wait, and the
+// secret (26 base-36 characters) makes guessing hopeless anyway: the limit
+// keeps a broken or hostile client from hammering the store.
 func (s *Service) limitedCheckToken(ctx context.Context, id, secret string) (regstore.Token, error) {
-	src := rpc.Source(ctx)
-	if ok, wait := s.tokenFailures.Allow(src); !ok {
+	if ok, wait := s.tokenFailures.Allow(rpc.Source(ctx)); !ok {
 		return regstore.Token{}, rpcerr.RetryAfter(errTooManyTokenFailures, wait)
 	}
-	tok, err := s.checkToken(ctx, id, secret)
-	if errors.Is(err, errTokenInvalid) || errors.Is(err, regstore.ErrTokenExpired) || errors.Is(err, regstore.ErrTokenExhausted) {
-		s.tokenFailures.Charge(src)
+	return s.checkToken(ctx, id, secret)
+}
+
+// knownKey returns the node registered with key, if any.
+func (s *Service) knownKey(ctx context.Context, key []byte) (registered, bool, error) {
+	n, err := s.store.GetNodeByKey(ctx, key)
+	switch {
+	case errors.Is(err, regstore.ErrNotFound):
+		return registered{}, false, nil
+	case err != nil:
+		return registered{}, false, fmt.Errorf("look up key: %w", err)
 	}
-	return tok, err
+	r, err := sameNode(ctx, n)
+	return r, true, err
+}
+
+// unlessKnown answers a registration refused with refusal: as the node
+// itself if its key is registered, else with the refusal, charging the
+// caller's source for a failed token (limitedCheckToken). If the key
+// cannot be looked up, the lookup's error stands: the node retries rather
+// than stop at a refusal that may not be its own.
+func (s *Service) unlessKnown(ctx context.Context, key []byte, refusal error) (registered, error) {
+	if r, known, err := s.knownKey(ctx, key); known || err != nil {
+		return r, err
+	}
+	if tokenFailure(refusal) {
+		s.tokenFailures.Charge(rpc.Source(ctx))
+	}
+	return registered{}, refusal
+}
+
+// tokenFailure reports a token refused as invalid, expired or used up, by
+// checkToken or, when it changed meanwhile, by the registering write.
+func tokenFailure(err error) bool {
+	return errors.Is(err, errTokenInvalid) || errors.Is(err, regstore.ErrTokenInvalid) ||
+		errors.Is(err, regstore.ErrTokenExpired) || errors.Is(err, regstore.ErrTokenExhausted)
 }
 
 // sameNode answers a registration by a key that is registered already: the

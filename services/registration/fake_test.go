@@ -18,6 +18,9 @@ type lookupsDown struct {
 func (d lookupsDown) GetNodeByKey(context.Context, []byte) (regstore.Node, error) {
 	return regstore.Node{}, d.err
 }
+func (d lookupsDown) GetToken(context.Context, string) (regstore.Token, error) {
+	return regstore.Token{}, d.err
+}
 func (d lookupsDown) GetNode(context.Context, string) (regstore.Node, error) {
 	return regstore.Node{}, d.err
 }
@@ -29,17 +32,19 @@ func (d lookupsDown) ListTokens(context.Context, bool, time.Time) ([]regstore.To
 	return nil, d.err
 }
 
-// commitsLate is a store on which the next lookups by key miss a node that
-// is registered, as they do while the caller's own earlier registration is
-// still committing: keyMisses of them find nothing.
+// commitsLate is a store whose next registering writes find the caller's
+// key taken only at their insert, as when the caller's own earlier
+// registration commits between the write's lookup and its insert: the
+// next conflicts of them fail with a plain ErrConflict and change nothing,
+// as the store's do then.
 type commitsLate struct {
 	regstore.Store
-	keyMisses *atomic.Int32
+	conflicts *atomic.Int32
 }
 
-func (s commitsLate) GetNodeByKey(ctx context.Context, key []byte) (regstore.Node, error) {
-	if s.keyMisses.Add(-1) >= 0 {
-		return regstore.Node{}, regstore.ErrNotFound
+func (s commitsLate) RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n regstore.Node, replaceID, requestID string) (regstore.Node, regstore.Intent, error) {
+	if s.conflicts.Add(-1) >= 0 {
+		return regstore.Node{}, regstore.Intent{}, regstore.ErrConflict
 	}
-	return s.Store.GetNodeByKey(ctx, key)
+	return s.Store.RegisterIssuing(ctx, tokenID, now, n, replaceID, requestID)
 }

@@ -450,19 +450,20 @@ func TestResumeDenied(t *testing.T) {
 }
 
 // TestRegisterRetryRacesItself: a node whose registration timed out
-// retries while its first attempt is still committing, which lands after
-// the retry's key lookup. The retry is the same node registering again: its
-// hardware lookup, in the registering transaction, finds the first
-// attempt's node with its own key, which is no claim on the hardware. It
-// gets the first attempt's node and certificate, and not
+// retries, once after its first attempt committed and once while it is
+// still committing, so that the retry's registering write finds the key
+// taken only at its insert. Each retry is the same node registering
+// again: its hardware lookup, in the registering transaction, finds the
+// first attempt's node with its own key, which is no claim on the
+// hardware. It gets the first attempt's node and certificate, and not
 // FailedPrecondition (hardware "registered with a different key", which
 // stops an agent) or AlreadyExists; no token use, node, certificate or
 // duplicate_hardware event is added.
 func TestRegisterRetryRacesItself(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, b string) {
-		keyMisses := new(atomic.Int32)
+		conflicts := new(atomic.Int32)
 		e := newEnvConfig(t, b, func(c *Config) {
-			c.Store = commitsLate{Store: c.Store, keyMisses: keyMisses}
+			c.Store = commitsLate{Store: c.Store, conflicts: conflicts}
 		})
 		ctx := context.Background()
 		n := e.newNode(uuidA)
@@ -471,20 +472,22 @@ func TestRegisterRetryRacesItself(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keyMisses.Store(1)
-		retry, err := n.client().Register(ctx, n.registerRequest(t, tok))
-		if err != nil {
-			t.Fatalf("retried Register: %v", err)
-		}
-		if keyMisses.Load() > 0 {
-			t.Fatalf("the retry did not look the node up by key as the test meant (%d misses left)", keyMisses.Load())
-		}
 		id := first.GetCredentials().GetNodeId()
-		if got := retry.GetCredentials().GetNodeId(); got != id {
-			t.Fatalf("retry got node %s, want %s", got, id)
-		}
-		if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
-			t.Fatalf("retry got certificate %x, want %x", b, a)
+		for _, late := range []int32{0, 1} {
+			conflicts.Store(late)
+			retry, err := n.client().Register(ctx, n.registerRequest(t, tok))
+			if err != nil {
+				t.Fatalf("retried Register (%d conflicts): %v", late, err)
+			}
+			if left := conflicts.Load(); left != late-1 {
+				t.Fatalf("the retry reached the registering write %d times, want once as the test meant", late-left)
+			}
+			if got := retry.GetCredentials().GetNodeId(); got != id {
+				t.Fatalf("retry got node %s, want %s", got, id)
+			}
+			if a, b := leafOf(t, first.GetCredentials()).SerialNumber, leafOf(t, retry.GetCredentials()).SerialNumber; a.Cmp(b) != 0 {
+				t.Fatalf("retry got certificate %x, want %x", b, a)
+			}
 		}
 		if uses := e.onlyTokenUses(t); uses != 4 {
 			t.Fatalf("token after the retry: %d uses left, want 4", uses)

@@ -210,3 +210,40 @@ func TestGoodTokensNeverThrottled(t *testing.T) {
 	_, err = late.client().Register(ctx, late.registerRequest(t, wrong))
 	wantCode(t, err, codes.ResourceExhausted)
 }
+
+// TestKnownKeyNeedsNoToken: a registered key that registers again gets its
+// own node whatever token it brings (a wrong secret, a revoked token,
+// none) and is never charged for it: its source keeps its whole burst of
+// failures for the unknown keys behind it.
+func TestKnownKeyNeedsNoToken(t *testing.T) {
+	e := newEnvConfig(t, sqliteBackend, func(c *Config) {
+		c.TokenFailureBurst = 2
+		c.TokenFailureInterval = time.Minute
+	})
+	ctx := context.Background()
+	good := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
+	wrong := good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	revoked := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
+	if _, err := e.adminClient().RevokeToken(ctx, &berthv1.RevokeTokenRequest{Id: revoked[:8]}); err != nil {
+		t.Fatal(err)
+	}
+	veteran := e.nodeFrom(t, "00000000-0000-4000-8000-000000000001", "127.0.0.1")
+	first, err := veteran.client().Register(ctx, veteran.registerRequest(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{wrong, wrong, wrong, revoked, ""} {
+		resp, err := veteran.client().Register(ctx, veteran.registerRequest(t, tok))
+		if err != nil || resp.GetCredentials().GetNodeId() != first.GetCredentials().GetNodeId() {
+			t.Fatalf("registered key with token %q: node %s, %v; want its node %s", tok, resp.GetCredentials().GetNodeId(), err, first.GetCredentials().GetNodeId())
+		}
+	}
+	for i, want := range []codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.ResourceExhausted} {
+		n := e.nodeFrom(t, fmt.Sprintf("00000000-0000-4000-9000-%012d", i), "127.0.0.1")
+		_, err := n.client().Register(ctx, n.registerRequest(t, wrong))
+		wantCode(t, err, want)
+	}
+	if got := e.nodeCount(t); got != 1 {
+		t.Errorf("%d nodes, want the one", got)
+	}
+}

@@ -96,7 +96,8 @@ func prepareHot(ctx context.Context, d *db.DB) (statements, error) {
 	st := statements{}
 	for _, q := range []string{tokenByID, nodeByID, nodeExists, useToken, insertNode, updateNodeSQL(replaceNode),
 		updateNodeSQL(countIssued), updateNodeSQL(installCert), openFirstIntent, intentByNode, intentByRequest,
-		deleteIntent, updateNodeSQL(installIntent), closeIntent, claimIntentSQL(d.Dialect), intentWithNodeSQL(d.Dialect), nodesByHardwareSQL(d.Dialect)} {
+		deleteIntent, updateNodeSQL(installIntent), closeIntent, claimIntentSQL(d.Dialect), intentWithNodeSQL(d.Dialect), nodesByHardwareSQL(d.Dialect, false),
+		nodesByHardwareSQL(d.Dialect, true)} {
 		p, err := d.PrepareContext(ctx, q)
 		if err != nil {
 			st.close()

@@ -297,11 +297,24 @@ func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, 
 		// each miss the other: then neither is refused or gets the event,
 		// but both still show as duplicates (duplicate_of is worked out on
 		// every read).
-		others, err := s.nodesByHardware(ctx, q, []string{n.HardwareUUID}, n.MACs)
+		var (
+			others []Node
+			err    error
+		)
+		if claiming {
+			others, err = s.nodesClaiming(ctx, q, n)
+		} else {
+			others, err = s.nodesByHardware(ctx, q, []string{n.HardwareUUID}, n.MACs)
+		}
 		if err != nil {
 			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
 		if claiming {
+			for _, o := range others {
+				if bytes.Equal(o.KeySHA256, n.KeySHA256) {
+					return registered{}, nil, &KeyRegisteredError{Node: o}
+				}
+			}
 			if err := claimedBy(n, replaceID, others); err != nil {
 				return registered{}, nil, err
 			}
@@ -329,16 +342,15 @@ func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, 
 }
 
 // claimedBy is the refusal of n when another of the nodes sharing its
-// hardware, others, reports its hardware UUID (see RegisterIssuing), or
-// nil. The caller's own node (its key: a retry whose first attempt
-// committed) is not a claim; its insert finds the key taken.
+// hardware, others (none with n's key), reports its hardware UUID (see
+// RegisterIssuing), or nil.
 func claimedBy(n Node, replaceID string, others []Node) error {
 	if n.HardwareUUID == "" { // unknown: nobody's to claim
 		return nil
 	}
 	replaceable := ""
 	for _, o := range others {
-		if o.HardwareUUID != n.HardwareUUID || o.ID == replaceID || bytes.Equal(o.KeySHA256, n.KeySHA256) {
+		if o.HardwareUUID != n.HardwareUUID || o.ID == replaceID {
 			continue
 		}
 		if !o.ReplacementAllowed {
@@ -448,18 +460,34 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	if len(uuids) == 0 && len(macs) == 0 {
 		return nil, nil
 	}
-	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect), s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs))...)
+	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, false), s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs))...)
 }
 
-// nodesByHardwareSQL is nodesByHardware's query on d.
-func nodesByHardwareSQL(d db.Dialect) string {
+// nodesClaiming is nodesByHardware of n's UUID and MACs, and the node
+// holding n's key if any, in one query.
+func (s *SQLStore) nodesClaiming(ctx context.Context, q db.Querier, n Node) ([]Node, error) {
+	uuids, macs := nonEmpty([]string{n.HardwareUUID}), nonEmpty(n.MACs)
+	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, true),
+		s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs), n.KeySHA256)...)
+}
+
+// nodesByHardwareSQL is nodesByHardware's query on d, or with byKey
+// nodesClaiming's.
+func nodesByHardwareSQL(d db.Dialect, byKey bool) string {
 	where := d.JSONIn("hardware_uuid", "$1") + ` OR ` + d.JSONOverlaps("macs", "$2")
+	if byKey {
+		where += ` OR key_sha256 = $3`
+	}
 	if d != db.Postgres {
 		// SQLite indexes no JSON array: its MACs are in reg_node_macs,
 		// and each side of the union is an index lookup, where the OR
-		// of the two conditions read every node.
+		// of the conditions read every node.
+		key := ""
+		if byKey {
+			key = ` UNION SELECT id FROM reg_nodes WHERE key_sha256 = $3`
+		}
 		where = `id IN (SELECT id FROM reg_nodes WHERE ` + d.JSONIn("hardware_uuid", "$1") + `
-			UNION SELECT node_id FROM reg_node_macs WHERE mac IN (SELECT value FROM json_each($2)))`
+			UNION SELECT node_id FROM reg_node_macs WHERE mac IN (SELECT value FROM json_each($2))` + key + `)`
 	}
 	return `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE ` + where + ` ORDER BY id`
 }

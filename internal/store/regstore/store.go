@@ -343,6 +343,18 @@ func (e *HardwareClaimedError) Error() string {
 	return fmt.Sprintf("hardware UUID registered to node %s with another key", e.NodeID)
 }
 
+// KeyRegisteredError is RegisterIssuing's refusal of a key that node Node
+// holds already: a node registering again, perhaps a retry whose first
+// attempt committed. It is an ErrConflict.
+type KeyRegisteredError struct{ Node Node }
+
+func (e *KeyRegisteredError) Error() string {
+	return fmt.Sprintf("key registered already, by node %s", e.Node.ID)
+}
+
+// Is makes a KeyRegisteredError an ErrConflict.
+func (e *KeyRegisteredError) Is(target error) bool { return target == ErrConflict }
+
 // Store holds the registration service's state. Implementations are safe for
 // concurrent use by several goroutines and several processes (replicas) on one
 // database. Times are stored in UTC at microsecond precision.
@@ -391,9 +403,11 @@ type Store interface {
 	// node (neither replaceID nor one with n's key) reports: with a
 	// *HardwareClaimedError naming it, once the token is found usable, and
 	// nothing changes. A node that may not be replaced wins over one that
-	// may. It looks in the registering transaction, after the token's row
-	// lock: of two registrations with one token and one UUID, the second
-	// sees the first.
+	// may. A key registered already is a *KeyRegisteredError holding its
+	// node, found by the same lookup, so that the caller need not look the
+	// key up first. It looks in the registering transaction, after the
+	// token's row lock: of two registrations with one token and one UUID
+	// (or one key), the second sees the first.
 	RegisterIssuing(ctx context.Context, tokenID string, now time.Time, n Node, replaceID, requestID string) (Node, Intent, error)
 	// SetLabels sets and removes labels of node id in one transaction,
 	// with a labeled event naming actor (none when nothing changed). It

@@ -176,17 +176,28 @@ func testRegisterClaims(t *testing.T, s regstore.Store) {
 	}
 	diff(t, "token uses after refusals", 7, mustGetToken(t, s, "tok").UsesLeft)
 
-	// A MAC alone, or no UUID at all, claims nothing; the caller's own key
-	// is its own retry, which finds the key taken.
+	// A MAC alone, or no UUID at all, claims nothing.
 	for _, n := range []regstore.Node{hwNode("n3", 13, "u3", "02:00:00:00:00:01"), hwNode("n4", 14, "")} {
 		if got, err := claims(n, ""); err != nil {
 			t.Errorf("RegisterIssuing(%s) = %v, %v; want it registered", n.ID, got, err)
 		}
 	}
-	retry := hwNode("held-retry", 1, "u1")
-	if got, err := claims(retry, ""); got != nil || !errors.Is(err, regstore.ErrConflict) {
-		t.Errorf("RegisterIssuing(held's key again) = %v, %v; want ErrConflict", got, err)
+	// A registered key is its own node's retry, with its hardware or
+	// with none: refused as registered, with the node as it is stored,
+	// and nothing consumed.
+	before := mustGetToken(t, s, "tok").UsesLeft
+	for _, tt := range []struct {
+		retry regstore.Node
+		owner string
+	}{{hwNode("held-retry", 1, "u1"), "held"}, {hwNode("no-uuid-retry", 3, ""), "no-uuid"}} {
+		var taken *regstore.KeyRegisteredError
+		got, err := claims(tt.retry, "")
+		if got != nil || !errors.As(err, &taken) || !errors.Is(err, regstore.ErrConflict) {
+			t.Fatalf("RegisterIssuing(%s's key again) = %v, %v; want a KeyRegisteredError, an ErrConflict", tt.owner, got, err)
+		}
+		diff(t, "node of a registered key", mustGetNode(t, s, tt.owner), taken.Node)
 	}
+	diff(t, "token uses after retries", before, mustGetToken(t, s, "tok").UsesLeft)
 	// Replacing the replaceable node is allowed; with another node holding
 	// the UUID too, that one refuses it.
 	if got, err := claims(hwNode("n5", 15, "u2"), "free"); err != nil {
