@@ -320,6 +320,7 @@ func (s *Service) RevokeToken(ctx context.Context, req *berthv1.RevokeTokenReque
 		return nil, errorTable.Status(ctx, log, err)
 	}
 	t, err := s.store.RevokeToken(ctx, req.GetId(), s.clock.Now(), caller(ctx).String())
+	s.bootstrap.drop(req.GetId())
 	if errors.Is(err, regstore.ErrNotFound) {
 		err = errTokenNotFound
 	}

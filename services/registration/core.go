@@ -116,7 +116,12 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	switch {
 	case errors.As(err, &taken):
 		return sameNode(ctx, taken.Node)
-	case errors.Is(err, regstore.ErrConflict), tokenFailure(err):
+	case tokenFailure(err):
+		// The token was revoked or ran out after it was read: the next
+		// registration reads it again, and is refused before any write.
+		s.bootstrap.drop(tok.ID)
+		return s.unlessKnown(ctx, key, fmt.Errorf("register node: %w", err))
+	case errors.Is(err, regstore.ErrConflict):
 		// Nothing was consumed or changed. A plain conflict is a retry
 		// racing the caller's own earlier attempt, which committed after
 		// this one looked: the key is registered now, by this node; so
@@ -215,15 +220,21 @@ func known(ctx context.Context, n regstore.Node) {
 	}
 }
 
-// checkToken verifies the secret of a token. Use limits, expiry and
-// revocation are enforced again, atomically, when the token is consumed.
+// checkToken verifies the secret of a token, read once per replica
+// (tokenCache). Use limits, expiry and revocation are enforced again,
+// atomically, when the token is consumed.
 func (s *Service) checkToken(ctx context.Context, id, secret string) (regstore.Token, error) {
-	tok, err := s.store.GetToken(ctx, id)
-	if errors.Is(err, regstore.ErrNotFound) {
-		return tok, errTokenInvalid
-	}
-	if err != nil {
-		return tok, fmt.Errorf("get token: %w", err)
+	tok, cached := s.bootstrap.get(id)
+	if !cached {
+		var err error
+		tok, err = s.store.GetToken(ctx, id)
+		if errors.Is(err, regstore.ErrNotFound) {
+			return tok, errTokenInvalid
+		}
+		if err != nil {
+			return tok, fmt.Errorf("get token: %w", err)
+		}
+		s.bootstrap.put(tok)
 	}
 	sum := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(sum[:], tok.SecretHash) != 1 || tok.Revoked {

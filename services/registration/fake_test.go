@@ -48,3 +48,14 @@ func (s commitsLate) RegisterIssuing(ctx context.Context, tokenID string, now ti
 	}
 	return s.Store.RegisterIssuing(ctx, tokenID, now, n, replaceID, requestID)
 }
+
+// tokenReads is a store that counts its reads of bootstrap tokens.
+type tokenReads struct {
+	regstore.Store
+	n *atomic.Int32
+}
+
+func (s tokenReads) GetToken(ctx context.Context, id string) (regstore.Token, error) {
+	s.n.Add(1)
+	return s.Store.GetToken(ctx, id)
+}

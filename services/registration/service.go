@@ -176,6 +176,8 @@ type Service struct {
 	renewals singleflight.Group
 	// tokenFailures limits failed bootstrap tokens per source address.
 	tokenFailures *ratelimit.Limiter
+	// bootstrap keeps the bootstrap tokens read (tokencache.go).
+	bootstrap tokenCache
 	// reconcilePeriod and reconcileAge drive Run's reconciler.
 	reconcilePeriod, reconcileAge time.Duration
 

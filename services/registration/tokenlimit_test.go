@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -246,4 +248,61 @@ func TestKnownKeyNeedsNoToken(t *testing.T) {
 	if got := e.nodeCount(t); got != 1 {
 		t.Errorf("%d nodes, want the one", got)
 	}
+}
+
+// TestBootstrapTokenReadOnce: a fleet registering with one token reads it
+// once. A token used up or revoked past the replica's cache (by another
+// replica: here straight in the store) is refused by the registering write
+// with nothing changed; the next registration reads it again and is
+// refused before writing.
+func TestBootstrapTokenReadOnce(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, b string) {
+		reads := new(atomic.Int32)
+		e := newEnvConfig(t, b, func(c *Config) { c.Store = tokenReads{Store: c.Store, n: reads} })
+		ctx := context.Background()
+		seq := 0
+		register := func(token string) error {
+			seq++
+			n := e.newNode(fmt.Sprintf("00000000-0000-4000-8000-%012d", seq))
+			_, err := n.client().Register(ctx, n.registerRequest(t, token))
+			return err
+		}
+		wantReads := func(want int32) {
+			t.Helper()
+			if got := reads.Load(); got != want {
+				t.Errorf("token read %d times, want %d", got, want)
+			}
+		}
+		fleet := e.token(t, &berthv1.CreateTokenRequest{Uses: 3, AutoApprove: true})
+		for range 3 {
+			wantCode(t, register(fleet), codes.OK)
+		}
+		wantReads(1)
+		wantCode(t, register(fleet), codes.ResourceExhausted) // the cache still holds three uses
+		wantReads(1)
+		wantCode(t, register(fleet), codes.ResourceExhausted)
+		wantReads(2)
+
+		other := e.token(t, &berthv1.CreateTokenRequest{Uses: 10, AutoApprove: true})
+		wantCode(t, register(other), codes.OK)
+		if _, err := e.reg.RevokeToken(ctx, other[:8], e.clock.Now(), "admin:other-replica"); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			wantCode(t, register(other), codes.PermissionDenied)
+		}
+		wantReads(4)
+		if got := e.nodeCount(t); got != 4 {
+			t.Errorf("%d nodes, want 4", got)
+		}
+		toks, err := e.reg.ListTokens(ctx, true, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range toks {
+			if want := map[string]int{fleet[:8]: 0, other[:8]: 9}[tok.ID]; tok.UsesLeft != want {
+				t.Errorf("token %s: %d uses left, want %d", tok.ID, tok.UsesLeft, want)
+			}
+		}
+	})
 }
