@@ -15,19 +15,20 @@ const groupMax = 32
 
 // Group commits concurrent writes together: while one transaction
 // commits (and syncs: SQLite's FULL sync, PostgreSQL's WAL flush), the
-// writes that arrive queue, and the next transaction runs them all, each
-// behind a savepoint once one has succeeded, and commits once. Each write's durability is unchanged:
-// Tx returns only after the commit that holds it. Under load a commit and
-// its locks (a hot row such as a token's uses, an event log's append lock)
-// are paid once per batch instead of once per write.
+// writes that arrive queue, and the next transaction runs them all and
+// commits once. Each write's durability is unchanged: Tx returns only
+// after the commit that holds it. Under load a commit and its locks (a hot
+// row such as a token's uses, an event log's append lock) are paid once
+// per batch instead of once per write.
 //
 // A batch is as if its writes ran one after the other in order: a write
-// sees the earlier ones', and one that fails is rolled back alone (to its
-// savepoint, or with the transaction if nothing before it succeeded),
-// with its own error. Finish, if set, runs once per batch
-// before the commit with the results of the writes that succeeded (for
-// instance to append their events as the transaction's last write); if it
-// or the commit fails, every write of the batch gets that error.
+// sees the earlier ones', and one that fails is rolled back alone, with
+// its own error. Savepoints make that so, and cost a round trip per write,
+// so a batch first runs without them and runs again with them only if a
+// write failed (see run). Finish, if set, runs once per batch before the
+// commit with the results of the writes that succeeded (for instance to
+// append their events as the transaction's last write); if it or the
+// commit fails, every write of the batch gets that error.
 //
 // The zero Group is not usable: set DB.
 type Group[T any] struct {
@@ -37,6 +38,9 @@ type Group[T any] struct {
 	mu    sync.Mutex
 	queue []*groupOp[T]
 	busy  bool // a leader is running a batch
+	// careful: the last batch had a failed write, and the next runs with
+	// savepoints at once (run). Only the leader touches it.
+	careful bool
 }
 
 type groupOp[T any] struct {
@@ -52,8 +56,9 @@ type groupOp[T any] struct {
 // context that is never cancelled: a caller that goes away must not break
 // the transaction of the others (PostgreSQL's driver closes a connection
 // whose query is cancelled). A caller whose ctx is done before its turn is
-// not run. fn may run more than once only if it is also given to Tx more
-// than once: Tx never retries.
+// not run. fn may run twice, the first run rolled back and its result
+// dropped when another write of its batch failed, so it must do nothing
+// outside tx; a failed commit is never retried.
 func (g *Group[T]) Tx(ctx context.Context, fn func(context.Context, *sql.Tx) (T, error)) (T, error) {
 	op := &groupOp[T]{ctx: ctx, fn: fn, lead: make(chan bool, 1)}
 	g.mu.Lock()
@@ -89,22 +94,89 @@ func (g *Group[T]) Tx(ctx context.Context, fn func(context.Context, *sql.Tx) (T,
 	return op.result, op.err
 }
 
-// run commits a batch, leaving each write's outcome in its op.
+// run commits a batch, leaving each write's outcome in its op. After a
+// batch whose writes all succeeded, the next runs them without savepoints
+// (runPlain), a round trip fewer per write; if one of them fails, that
+// attempt is rolled back whole and the batch runs again with them
+// (runSaved), which the batches after it keep to until one has no failed
+// write, so that a run of failures costs no write more than one extra run.
 func (g *Group[T]) run(batch []*groupOp[T]) {
-	ctx := context.WithoutCancel(batch[0].ctx)
-	fail := func(err error) {
-		for _, o := range batch {
-			if o.err == nil {
-				var zero T
-				o.result, o.err = zero, err
-			}
+	if !g.careful && g.runPlain(batch) {
+		return
+	}
+	g.careful = g.runSaved(batch)
+}
+
+// fail gives err to every write of batch that has no error of its own.
+func fail[T any](batch []*groupOp[T], err error) {
+	for _, o := range batch {
+		if o.err == nil {
+			var zero T
+			o.result, o.err = zero, err
 		}
 	}
+}
+
+// commit runs Finish on the results of the writes that succeeded, if
+// any, and commits tx.
+func (g *Group[T]) commit(ctx context.Context, tx *sql.Tx, batch []*groupOp[T], done []T) {
+	if len(done) > 0 && g.Finish != nil {
+		if err := g.Finish(ctx, tx, done); err != nil {
+			tx.Rollback()
+			fail(batch, err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(batch, err)
+	}
+}
+
+// runPlain runs the batch in one transaction without savepoints. It
+// returns false, with nothing written and every outcome cleared, if a
+// write failed: only a savepoint could have rolled back that write alone.
+func (g *Group[T]) runPlain(batch []*groupOp[T]) bool {
+	ctx := context.WithoutCancel(batch[0].ctx)
 	var (
-		tx      *sql.Tx // begun for the first write to run
-		err     error
-		done    []T
-		written bool
+		tx   *sql.Tx // begun for the first write to run
+		err  error
+		done []T
+	)
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		if tx == nil {
+			if tx, err = g.DB.BeginTx(ctx, nil); err != nil {
+				fail(batch, err)
+				return true
+			}
+		}
+		if o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx); o.err != nil {
+			tx.Rollback()
+			for _, o := range batch {
+				var zero T
+				o.result, o.err = zero, nil
+			}
+			return false
+		}
+		done = append(done, o.result)
+	}
+	if tx != nil {
+		g.commit(ctx, tx, batch, done)
+	}
+	return true
+}
+
+// runSaved runs the batch in one transaction, each write after the first
+// success behind a savepoint, and reports whether a write failed.
+func (g *Group[T]) runSaved(batch []*groupOp[T]) (failed bool) {
+	ctx := context.WithoutCancel(batch[0].ctx)
+	var (
+		tx   *sql.Tx // begun for the first write to run
+		err  error
+		done []T
 	)
 	for i, o := range batch {
 		if err := o.ctx.Err(); err != nil {
@@ -113,50 +185,41 @@ func (g *Group[T]) run(batch []*groupOp[T]) {
 		}
 		if tx == nil {
 			if tx, err = g.DB.BeginTx(ctx, nil); err != nil {
-				fail(err)
-				return
+				fail(batch, err)
+				return failed
 			}
 		}
 		// A savepoint guards the writes that succeeded before this one.
 		// Before the first success there are none: a failure then rolls
 		// the whole transaction back and the rest of the batch starts a
-		// new one. Batches are small (two or three writes in a storm), so
-		// this spares most of them a round trip.
+		// new one.
 		sp := fmt.Sprintf("group_%d", i)
-		if written {
+		if len(done) > 0 {
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
 				tx.Rollback()
-				fail(err)
-				return
+				fail(batch, err)
+				return failed
 			}
 		}
 		o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx)
 		if o.err == nil {
-			done, written = append(done, o.result), true
+			done = append(done, o.result)
 			continue
 		}
-		if written {
+		failed = true
+		if len(done) > 0 {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 				tx.Rollback()
-				fail(err)
-				return
+				fail(batch, err)
+				return failed
 			}
 			continue
 		}
 		tx.Rollback()
 		tx = nil
 	}
-	if tx == nil { // nothing ran, or the last write failed with none before it succeeding
-		return
+	if tx != nil { // unless nothing ran, or the last write failed with none before it succeeding
+		g.commit(ctx, tx, batch, done)
 	}
-	if written && g.Finish != nil {
-		if err := g.Finish(ctx, tx, done); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		fail(err)
-	}
+	return failed
 }

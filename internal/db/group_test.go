@@ -234,6 +234,56 @@ func TestGroupCancelled(t *testing.T) {
 	})
 }
 
+// inOrder runs writes as one batch, queued in the order given behind a
+// held write of key held, and returns their errors.
+func inOrder(t *testing.T, g *db.Group[string], held string, writes ...func(context.Context, *sql.Tx) (string, error)) []error {
+	t.Helper()
+	ctx := context.Background()
+	release, running := make(chan struct{}), make(chan struct{})
+	heldErr := make(chan error, 1)
+	go func() {
+		_, err := g.Tx(ctx, func(ctx context.Context, tx *sql.Tx) (string, error) {
+			close(running)
+			<-release
+			return insert(held, 1)(ctx, tx)
+		})
+		heldErr <- err
+	}()
+	<-running
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, fn := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = g.Tx(ctx, fn)
+		}()
+		deadline := time.Now().Add(time.Minute)
+		for g.Queued() < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("write %d did not queue", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	wg.Wait()
+	if err := <-heldErr; err != nil {
+		t.Fatalf("held write: %v", err)
+	}
+	return errs
+}
+
+// refuse writes row k, then fails.
+func refuse(k string) func(context.Context, *sql.Tx) (string, error) {
+	return func(ctx context.Context, tx *sql.Tx) (string, error) {
+		if _, err := insert(k, 9)(ctx, tx); err != nil {
+			return "", err
+		}
+		return "", errRefused
+	}
+}
+
 // TestGroupFailsBeforeAnySuccess queues writes in a known order behind a
 // held batch, so that the next batch opens with failures: a refusal after
 // writing, then a duplicate key (which aborts a PostgreSQL transaction),
@@ -245,59 +295,16 @@ func TestGroupFailsBeforeAnySuccess(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
 		d := openEngine(t, engine)
 		groupTable(t, d)
-		ctx := context.Background()
 		var batches [][]string
 		g := &db.Group[string]{DB: d, Finish: func(_ context.Context, _ *sql.Tx, res []string) error {
 			batches = append(batches, res) // one leader at a time
 			return nil
 		}}
-		refuse := func(k string) func(context.Context, *sql.Tx) (string, error) {
-			return func(ctx context.Context, tx *sql.Tx) (string, error) {
-				if _, err := insert(k, 9)(ctx, tx); err != nil {
-					return "", err
-				}
-				return "", errRefused
-			}
-		}
-		release, running := make(chan struct{}), make(chan struct{})
-		held := make(chan error, 1)
-		go func() {
-			_, err := g.Tx(ctx, func(ctx context.Context, tx *sql.Tx) (string, error) {
-				close(running)
-				<-release
-				return insert("held", 1)(ctx, tx)
-			})
-			held <- err
-		}()
-		<-running
-		writes := []func(context.Context, *sql.Tx) (string, error){
-			refuse("r0"), insert("held", 2), insert("k2", 2), refuse("r3"), insert("k4", 4),
-		}
-		errs := make([]error, len(writes))
-		var wg sync.WaitGroup
-		for i, fn := range writes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[i] = g.Tx(ctx, fn)
-			}()
-			deadline := time.Now().Add(time.Minute)
-			for g.Queued() < i+1 { // queued in this order
-				if time.Now().After(deadline) {
-					t.Fatalf("write %d did not queue", i)
-				}
-				time.Sleep(time.Millisecond)
-			}
-		}
-		close(release)
-		wg.Wait()
-		if err := <-held; err != nil {
-			t.Fatalf("held write: %v", err)
-		}
+		errs := inOrder(t, g, "held", refuse("r0"), insert("held", 2), insert("k2", 2), refuse("r3"), insert("k4", 4))
 		if !errors.Is(errs[0], errRefused) || !db.IsUniqueViolation(errs[1]) || errs[2] != nil || !errors.Is(errs[3], errRefused) || errs[4] != nil {
 			t.Errorf("errors %v, want [refused, unique violation, nil, refused, nil]", errs)
 		}
-		if _, err := g.Tx(ctx, refuse("alone")); !errors.Is(err, errRefused) {
+		if _, err := g.Tx(context.Background(), refuse("alone")); !errors.Is(err, errRefused) {
 			t.Errorf("lone refused write: %v", err)
 		}
 		want := map[string]int{"held": 1, "k2": 2, "k4": 4}
@@ -306,6 +313,56 @@ func TestGroupFailsBeforeAnySuccess(t *testing.T) {
 		}
 		if fmt.Sprint(batches) != "[[held] [k2 k4]]" {
 			t.Errorf("batches %v, want [[held] [k2 k4]]", batches)
+		}
+	})
+}
+
+// TestGroupRunsAgainOnlyAfterFailure counts how often each write runs. A
+// batch whose writes all succeed runs each once (without savepoints). One
+// with a failed write stops at it and runs again, with savepoints: the
+// writes up to the failed one run twice, the rest once. The next batch
+// runs with savepoints at once, until a batch has no failed write.
+func TestGroupRunsAgainOnlyAfterFailure(t *testing.T) {
+	pgtest.OnEngines(t, func(t *testing.T, engine string) {
+		d := openEngine(t, engine)
+		groupTable(t, d)
+		g := &db.Group[string]{DB: d}
+		runs := map[string]int{} // one leader at a time
+		counted := func(k string, fn func(context.Context, *sql.Tx) (string, error)) func(context.Context, *sql.Tx) (string, error) {
+			return func(ctx context.Context, tx *sql.Tx) (string, error) {
+				runs[k]++
+				return fn(ctx, tx)
+			}
+		}
+		ok := func(k string) func(context.Context, *sql.Tx) (string, error) { return counted(k, insert(k, 1)) }
+		bad := func(k string) func(context.Context, *sql.Tx) (string, error) { return counted(k, refuse(k)) }
+		check := func(step string, errs []error, wantErrs string, want map[string]int) {
+			t.Helper()
+			if got := fmt.Sprint(errs); got != wantErrs {
+				t.Errorf("%s: errors %s, want %s", step, got, wantErrs)
+			}
+			if fmt.Sprint(runs) != fmt.Sprint(want) {
+				t.Errorf("%s: runs %v, want %v", step, runs, want)
+			}
+			clear(runs)
+		}
+		check("all succeed", inOrder(t, g, "held1", ok("a"), ok("b")), "[<nil> <nil>]", map[string]int{"a": 1, "b": 1})
+		check("one fails", inOrder(t, g, "held2", ok("c"), bad("d"), ok("e")), "[<nil> refused <nil>]", map[string]int{"c": 2, "d": 2, "e": 1})
+		// The held write is a batch of its own, with savepoints after the
+		// failure and no failure of its own: the batch after it is plain.
+		check("plain again", inOrder(t, g, "held3", bad("f"), ok("g")), "[refused <nil>]", map[string]int{"f": 2, "g": 1})
+		// Right after a failing batch, the next runs with savepoints at
+		// once: a lone failure runs once. A batch with no failure makes the
+		// next plain again.
+		lone := func(fn func(context.Context, *sql.Tx) (string, error)) error {
+			_, err := g.Tx(context.Background(), fn)
+			return err
+		}
+		check("careful, then plain", []error{lone(bad("h")), lone(ok("j")), lone(bad("k"))}, "[refused <nil> refused]",
+			map[string]int{"h": 1, "j": 1, "k": 2})
+		want := map[string]int{"a": 1, "b": 1, "c": 1, "e": 1, "g": 1, "held1": 1, "held2": 1, "held3": 1, "j": 1}
+		if got := rows(t, d); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("rows %v, want %v", got, want)
 		}
 	})
 }
