@@ -69,9 +69,10 @@ func (s Store) Write(ctx context.Context, fn func(*sql.Tx) ([]Event, error)) err
 // WriteGrouped is Write for the writes of a hot path, which many callers
 // make at once (registrations, issuances): fn runs in a transaction shared
 // with the concurrent WriteGrouped calls (db.Group: one commit, and one
-// turn at the log's append lock, for the batch), in a savepoint of its
-// own, with a context that is never cancelled. The events of the batch's
-// writes are appended together as its last write.
+// turn at the log's append lock, for the batch), rolled back alone if it
+// fails, with a context that is never cancelled. fn may run twice (see
+// db.Group.Tx), so it must do nothing outside tx. The events of the
+// batch's writes are appended together as its last write.
 func (s Store) WriteGrouped(ctx context.Context, fn func(context.Context, *sql.Tx) ([]Event, error)) error {
 	evs, err := s.group.Tx(ctx, func(ctx context.Context, tx *sql.Tx) ([]Event, error) {
 		evs, err := fn(ctx, tx)
