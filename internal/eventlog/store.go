@@ -115,7 +115,11 @@ func DoGrouped[T any](ctx context.Context, s Store, fn func(context.Context, *sq
 		v, evs, err = fn(ctx, tx)
 		return evs, err
 	})
-	return v, err
+	if err != nil { // v may be a run that was rolled back
+		var zero T
+		return zero, err
+	}
+	return v, nil
 }
 
 // Events is the log.
