@@ -95,16 +95,16 @@ func (g *Group[T]) Tx(ctx context.Context, fn func(context.Context, *sql.Tx) (T,
 }
 
 // run commits a batch, leaving each write's outcome in its op. After a
-// batch whose writes all succeeded, the next runs them without savepoints
-// (runPlain), a round trip fewer per write; if one of them fails, that
-// attempt is rolled back whole and the batch runs again with them
-// (runSaved), which the batches after it keep to until one has no failed
-// write, so that a run of failures costs no write more than one extra run.
+// batch whose writes all succeeded, the next runs them without savepoints,
+// a round trip fewer per write; if one of them fails, that attempt is
+// rolled back whole and the batch runs again with them, which the batches
+// after it keep to until one has no failed write, so that a run of
+// failures costs no write more than one extra run.
 func (g *Group[T]) run(batch []*groupOp[T]) {
-	if !g.careful && g.runPlain(batch) {
+	if !g.careful && !g.runBatch(batch, false) {
 		return
 	}
-	g.careful = g.runSaved(batch)
+	g.careful = g.runBatch(batch, true)
 }
 
 // fail gives err to every write of batch that has no error of its own.
@@ -132,46 +132,12 @@ func (g *Group[T]) commit(ctx context.Context, tx *sql.Tx, batch []*groupOp[T], 
 	}
 }
 
-// runPlain runs the batch in one transaction without savepoints. It
-// returns false, with nothing written and every outcome cleared, if a
-// write failed: only a savepoint could have rolled back that write alone.
-func (g *Group[T]) runPlain(batch []*groupOp[T]) bool {
-	ctx := context.WithoutCancel(batch[0].ctx)
-	var (
-		tx   *sql.Tx // begun for the first write to run
-		err  error
-		done []T
-	)
-	for _, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			o.err = err
-			continue
-		}
-		if tx == nil {
-			if tx, err = g.DB.BeginTx(ctx, nil); err != nil {
-				fail(batch, err)
-				return true
-			}
-		}
-		if o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx); o.err != nil {
-			tx.Rollback()
-			for _, o := range batch {
-				var zero T
-				o.result, o.err = zero, nil
-			}
-			return false
-		}
-		done = append(done, o.result)
-	}
-	if tx != nil {
-		g.commit(ctx, tx, batch, done)
-	}
-	return true
-}
-
-// runSaved runs the batch in one transaction, each write after the first
-// success behind a savepoint, and reports whether a write failed.
-func (g *Group[T]) runSaved(batch []*groupOp[T]) (failed bool) {
+// runBatch runs the batch in one transaction and commits it, and reports
+// whether a write failed. With saved, each write after the first success
+// is behind a savepoint. Without, a failed write ends the attempt: all is
+// rolled back and every outcome cleared, since only a savepoint could have
+// rolled that write back alone.
+func (g *Group[T]) runBatch(batch []*groupOp[T], saved bool) (failed bool) {
 	ctx := context.WithoutCancel(batch[0].ctx)
 	var (
 		tx   *sql.Tx // begun for the first write to run
@@ -186,19 +152,18 @@ func (g *Group[T]) runSaved(batch []*groupOp[T]) (failed bool) {
 		if tx == nil {
 			if tx, err = g.DB.BeginTx(ctx, nil); err != nil {
 				fail(batch, err)
-				return failed
+				return false
 			}
 		}
-		// A savepoint guards the writes that succeeded before this one.
-		// Before the first success there are none: a failure then rolls
-		// the whole transaction back and the rest of the batch starts a
-		// new one.
+		// Before the first success there is nothing to guard: a failure
+		// then rolls the whole transaction back, and the rest of the
+		// batch starts a new one.
 		sp := fmt.Sprintf("group_%d", i)
-		if len(done) > 0 {
+		if saved && len(done) > 0 {
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
 				tx.Rollback()
 				fail(batch, err)
-				return failed
+				return false
 			}
 		}
 		o.result, o.err = o.fn(context.WithoutCancel(o.ctx), tx)
@@ -207,16 +172,24 @@ func (g *Group[T]) runSaved(batch []*groupOp[T]) (failed bool) {
 			continue
 		}
 		failed = true
-		if len(done) > 0 {
+		switch {
+		case !saved:
+			tx.Rollback()
+			for _, o := range batch {
+				var zero T
+				o.result, o.err = zero, nil
+			}
+			return true
+		case len(done) > 0:
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 				tx.Rollback()
 				fail(batch, err)
 				return failed
 			}
-			continue
+		default:
+			tx.Rollback()
+			tx = nil
 		}
-		tx.Rollback()
-		tx = nil
 	}
 	if tx != nil { // unless nothing ran, or the last write failed with none before it succeeding
 		g.commit(ctx, tx, batch, done)

@@ -29,14 +29,16 @@ func openEngine(t *testing.T, engine string) *db.DB {
 
 var errRefused = errors.New("refused")
 
-// groupTable makes the table the group tests write: k is unique, so that
+// groupDB is a database on engine with the table the group tests write: k is unique, so that
 // a second insert of one k fails in the database itself (which aborts the
 // whole transaction on PostgreSQL until its savepoint is rolled back).
-func groupTable(t *testing.T, d *db.DB) {
+func groupDB(t *testing.T, engine string) *db.DB {
 	t.Helper()
+	d := openEngine(t, engine)
 	if _, err := d.ExecContext(context.Background(), `CREATE TABLE g (k TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
+	return d
 }
 
 func rows(t *testing.T, d *db.DB) map[string]int {
@@ -83,8 +85,7 @@ func insert(k string, n int) func(context.Context, *sql.Tx) (string, error) {
 // its own error, and that the rest committed with their results.
 func TestGroupBatches(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
-		d := openEngine(t, engine)
-		groupTable(t, d)
+		d := groupDB(t, engine)
 		ctx := context.Background()
 		var (
 			mu      sync.Mutex
@@ -188,8 +189,7 @@ func TestGroupBatches(t *testing.T) {
 // own keeps its own error.
 func TestGroupFinishFails(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
-		d := openEngine(t, engine)
-		groupTable(t, d)
+		d := groupDB(t, engine)
 		ctx := context.Background()
 		errFinish := errors.New("finish failed")
 		g := &db.Group[string]{DB: d, Finish: func(context.Context, *sql.Tx, []string) error { return errFinish }}
@@ -211,8 +211,7 @@ func TestGroupFinishFails(t *testing.T) {
 // batch, which commits.
 func TestGroupCancelled(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
-		d := openEngine(t, engine)
-		groupTable(t, d)
+		d := groupDB(t, engine)
 		g := &db.Group[string]{DB: d}
 		gone, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -293,8 +292,7 @@ func refuse(k string) func(context.Context, *sql.Tx) (string, error) {
 // fails must leave nothing behind.
 func TestGroupFailsBeforeAnySuccess(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
-		d := openEngine(t, engine)
-		groupTable(t, d)
+		d := groupDB(t, engine)
 		var batches [][]string
 		g := &db.Group[string]{DB: d, Finish: func(_ context.Context, _ *sql.Tx, res []string) error {
 			batches = append(batches, res) // one leader at a time
@@ -324,8 +322,7 @@ func TestGroupFailsBeforeAnySuccess(t *testing.T) {
 // runs with savepoints at once, until a batch has no failed write.
 func TestGroupRunsAgainOnlyAfterFailure(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, engine string) {
-		d := openEngine(t, engine)
-		groupTable(t, d)
+		d := groupDB(t, engine)
 		g := &db.Group[string]{DB: d}
 		runs := map[string]int{} // one leader at a time
 		counted := func(k string, fn func(context.Context, *sql.Tx) (string, error)) func(context.Context, *sql.Tx) (string, error) {

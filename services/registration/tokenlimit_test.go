@@ -41,18 +41,26 @@ func retryDelay(err error) time.Duration {
 	return -1
 }
 
+// limitedEnv is a service that allows a source burst failed tokens, then
+// one a minute, with a good token of 20 uses and the same token with a
+// wrong secret.
+func limitedEnv(t *testing.T, burst int) (e *env, good, wrong string) {
+	t.Helper()
+	e = newEnvConfig(t, sqliteBackend, func(c *Config) {
+		c.TokenFailureBurst = burst
+		c.TokenFailureInterval = time.Minute
+	})
+	good = e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
+	return e, good, good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+}
+
 // TestTokenFailuresLimited: a source address that failed
 // TokenFailureBurst token attempts is refused with ResourceExhausted and a
 // retry delay, before its token is looked at, until it earned an attempt
 // back. Other sources, successful attempts and known keys are not limited.
 func TestTokenFailuresLimited(t *testing.T) {
-	e := newEnvConfig(t, sqliteBackend, func(c *Config) {
-		c.TokenFailureBurst = 3
-		c.TokenFailureInterval = time.Minute
-	})
+	e, good, wrong := limitedEnv(t, 3)
 	ctx := context.Background()
-	good := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
-	wrong := good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	seq := 0
 	uuid := func() string { seq++; return fmt.Sprintf("00000000-0000-4000-8000-%012d", seq) }
 	register := func(src, token string) error {
@@ -218,13 +226,8 @@ func TestGoodTokensNeverThrottled(t *testing.T) {
 // none) and is never charged for it: its source keeps its whole burst of
 // failures for the unknown keys behind it.
 func TestKnownKeyNeedsNoToken(t *testing.T) {
-	e := newEnvConfig(t, sqliteBackend, func(c *Config) {
-		c.TokenFailureBurst = 2
-		c.TokenFailureInterval = time.Minute
-	})
+	e, good, wrong := limitedEnv(t, 2)
 	ctx := context.Background()
-	good := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
-	wrong := good[:9] + "aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	revoked := e.token(t, &berthv1.CreateTokenRequest{Uses: 20, AutoApprove: true})
 	if _, err := e.adminClient().RevokeToken(ctx, &berthv1.RevokeTokenRequest{Id: revoked[:8]}); err != nil {
 		t.Fatal(err)
