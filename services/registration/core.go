@@ -119,13 +119,14 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	case tokenFailure(err):
 		// The token was revoked or ran out after it was read: the next
 		// registration reads it again, and is refused before any write.
+		// Nothing was consumed or changed, and a registered key is still
+		// its node.
 		s.bootstrap.drop(tok.ID)
 		return s.unlessKnown(ctx, key, fmt.Errorf("register node: %w", err))
 	case errors.Is(err, regstore.ErrConflict):
 		// Nothing was consumed or changed. A plain conflict is a retry
 		// racing the caller's own earlier attempt, which committed after
-		// this one looked: the key is registered now, by this node; so
-		// may it be when the token ran out meanwhile.
+		// this one's lookup: the key is registered now, by this node.
 		return s.unlessKnown(ctx, key, fmt.Errorf("register node: %w", err))
 	case err != nil:
 		return registered{}, fmt.Errorf("register node: %w", err)

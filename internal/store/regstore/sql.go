@@ -684,10 +684,12 @@ func (s *SQLStore) completeIssuance(ctx context.Context, requestID string, c Cer
 		n         Node
 		installed bool
 	}
-	// The node's row lock (PostgreSQL) is taken as the intent is read, as
-	// in a claim, so that the two queue on it rather than deadlock on the
-	// node and the intent; then deleting the intent makes concurrent
-	// completions find nothing and count nothing (intentWithNodeSQL).
+	// The node's row lock (PostgreSQL) is taken first, by the install or
+	// as the intent is read, as in a claim, so that the two queue on it
+	// rather than deadlock on the node and the intent; then deleting the
+	// intent makes concurrent completions find nothing and count nothing
+	// (intentWithNodeSQL). The install is the usual case; the read tells
+	// the others apart.
 	r, err := eventlog.DoGrouped(ctx, s.Store, func(ctx context.Context, tx *sql.Tx) (result, []eventlog.Event, error) {
 		q := s.hot(tx)
 		n, prev, err := s.installIntent(ctx, q, requestID, c, now)
