@@ -297,24 +297,11 @@ func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, 
 		// each miss the other: then neither is refused or gets the event,
 		// but both still show as duplicates (duplicate_of is worked out on
 		// every read).
-		var (
-			others []Node
-			err    error
-		)
-		if claiming {
-			others, err = s.nodesClaiming(ctx, q, n)
-		} else {
-			others, err = s.nodesByHardware(ctx, q, []string{n.HardwareUUID}, n.MACs)
-		}
+		others, err := s.nodesClaiming(ctx, q, n)
 		if err != nil {
 			return registered{}, nil, fmt.Errorf("look for duplicate hardware: %w", err)
 		}
 		if claiming {
-			for _, o := range others {
-				if bytes.Equal(o.KeySHA256, n.KeySHA256) {
-					return registered{}, nil, &KeyRegisteredError{Node: o}
-				}
-			}
 			if err := claimedBy(n, replaceID, others); err != nil {
 				return registered{}, nil, err
 			}
@@ -341,10 +328,15 @@ func (s *SQLStore) register(ctx context.Context, tokenID string, now time.Time, 
 	return r.n, r.open, err
 }
 
-// claimedBy is the refusal of n when another of the nodes sharing its
-// hardware, others (none with n's key), reports its hardware UUID (see
+// claimedBy is the refusal of n when one of the nodes sharing its
+// hardware or key, others, holds its key or reports its hardware UUID (see
 // RegisterIssuing), or nil.
 func claimedBy(n Node, replaceID string, others []Node) error {
+	for _, o := range others {
+		if bytes.Equal(o.KeySHA256, n.KeySHA256) {
+			return &KeyRegisteredError{Node: o}
+		}
+	}
 	if n.HardwareUUID == "" { // unknown: nobody's to claim
 		return nil
 	}
@@ -464,7 +456,9 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 }
 
 // nodesClaiming is nodesByHardware of n's UUID and MACs, and the node
-// holding n's key if any, in one query.
+// holding n's key if any, in one query. A registration that succeeds finds
+// no node with its key (it is unique), so the duplicate_hardware event
+// sees the same nodes either way.
 func (s *SQLStore) nodesClaiming(ctx context.Context, q db.Querier, n Node) ([]Node, error) {
 	uuids, macs := nonEmpty([]string{n.HardwareUUID}), nonEmpty(n.MACs)
 	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, true),
