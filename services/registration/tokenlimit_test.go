@@ -257,7 +257,8 @@ func TestKnownKeyNeedsNoToken(t *testing.T) {
 // once. A token used up or revoked past the replica's cache (by another
 // replica: here straight in the store) is refused by the registering write
 // with nothing changed; the next registration reads it again and is
-// refused before writing.
+// refused before writing. A cached token that expires is refused from the
+// cache.
 func TestBootstrapTokenReadOnce(t *testing.T) {
 	pgtest.OnEngines(t, func(t *testing.T, b string) {
 		reads := new(atomic.Int32)
@@ -295,15 +296,28 @@ func TestBootstrapTokenReadOnce(t *testing.T) {
 			wantCode(t, register(other), codes.PermissionDenied)
 		}
 		wantReads(4)
-		if got := e.nodeCount(t); got != 4 {
-			t.Errorf("%d nodes, want 4", got)
+		// A token read while it was valid expires in the cache: refused
+		// there, without another read or a write.
+		brief := e.token(t, &berthv1.CreateTokenRequest{TtlSeconds: 60, Uses: 10, AutoApprove: true})
+		wantCode(t, register(brief), codes.OK)
+		e.clock.Advance(time.Minute)
+		for range 2 { // a refusal by the write would drop the token, and the second would read it
+			err := register(brief)
+			wantCode(t, err, codes.PermissionDenied)
+			if msg := status.Convert(err).Message(); msg != msgTokenExpired {
+				t.Errorf("expired token: message %q, want %q", msg, msgTokenExpired)
+			}
+		}
+		wantReads(5)
+		if got := e.nodeCount(t); got != 5 {
+			t.Errorf("%d nodes, want 5", got)
 		}
 		toks, err := e.reg.ListTokens(ctx, true, e.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, tok := range toks {
-			if want := map[string]int{fleet[:8]: 0, other[:8]: 9}[tok.ID]; tok.UsesLeft != want {
+			if want := map[string]int{fleet[:8]: 0, other[:8]: 9, brief[:8]: 9}[tok.ID]; tok.UsesLeft != want {
 				t.Errorf("token %s: %d uses left, want %d", tok.ID, tok.UsesLeft, want)
 			}
 		}
