@@ -109,6 +109,23 @@ func TestExpectServer(t *testing.T) {
 			wantErr: mtls.ErrCAPinMismatch.Error(),
 		},
 		{
+			// The pin is on the root's key, not on the certificate a
+			// server sends: another CA's chain that ends in the pinned
+			// root's certificate must still verify under that key.
+			name: "pinned, another CA's chain ending in the pinned root", server: withRoot(cert(other, pki.ServiceRegistration), l),
+			cfg: func() *tls.Config {
+				return mtls.ExpectServer(mtls.PinnedClientConfig(admin, pin, "127.0.0.1"), "", pki.ServiceRegistration)
+			},
+			wantErr: "verify server certificate",
+		},
+		{
+			name: "pinned, the root left out", server: withoutRoot(cert(l, pki.ServiceRegistration)),
+			cfg: func() *tls.Config {
+				return mtls.ExpectServer(mtls.PinnedClientConfig(admin, pin, "127.0.0.1"), "", pki.ServiceRegistration)
+			},
+			wantErr: mtls.ErrCAPinMismatch.Error(),
+		},
+		{
 			name: "the right service in another trust domain", server: cert(other, pki.ServiceRegistration),
 			cfg: func() *tls.Config {
 				cfg := client(admin, l)
@@ -135,6 +152,20 @@ func TestExpectServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withRoot is c with the last certificate of its chain replaced by l's root.
+func withRoot(c tls.Certificate, l *pki.Layout) tls.Certificate {
+	chain := append([][]byte(nil), c.Certificate...)
+	chain[len(chain)-1] = l.Root.Raw
+	c.Certificate = chain
+	return c
+}
+
+// withoutRoot is c without the root at the end of its chain.
+func withoutRoot(c tls.Certificate) tls.Certificate {
+	c.Certificate = c.Certificate[: len(c.Certificate)-1 : len(c.Certificate)-1]
+	return c
 }
 
 func client(cert tls.Certificate, l *pki.Layout) *tls.Config {
