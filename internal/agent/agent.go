@@ -346,7 +346,7 @@ func (a *Agent) boot(ctx context.Context, c *conn, t Target, w *waiter, log *slo
 		nc, err := a.call(ctx, c, t, w, client, req)
 		switch code := status.Code(err); {
 		case err == nil:
-			creds, err := parseCredentials(nc, a.cfg.Keys.Identity().Public(), c.watch.root())
+			creds, err := parseCredentials(nc, a.cfg.Keys.Identity().Public(), c.watch.serverChain())
 			if err != nil {
 				return nil, action, err
 			}

@@ -60,14 +60,22 @@ func dial(t Target, key crypto.Signer, clk clock.Clock, attemptTimeout time.Dura
 	// The trust domain is not known before the first certificate: the
 	// pinned root stands for the deployment, and the server must be its
 	// registration service, not another service holding a key of it.
-	cfg := mtls.ExpectServer(mtls.PinnedClientConfig(*self, t.Pin, host), "", mtls.ServiceRegistration)
+	pinned := mtls.PinnedClientConfig(*self, t.Pin, host)
+	pinned.VerifyConnection = func(cs tls.ConnectionState) error {
+		chain, err := mtls.VerifyPinned(cs, t.Pin)
+		if err == nil {
+			w.verified(chain)
+		}
+		return err
+	}
+	cfg := mtls.ExpectServer(pinned, "", mtls.ServiceRegistration)
 	verify := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if err := verify(cs); err != nil {
 			w.untrusted(err)
 			return err
 		}
-		w.trusted(cs.PeerCertificates[len(cs.PeerCertificates)-1])
+		w.trusted()
 		return nil
 	}
 	cfg.Certificates = nil
@@ -118,9 +126,9 @@ func dialNode(addr, service, what string, creds *Credentials, key crypto.Signer,
 			return err
 		}
 		if len(cs.VerifiedChains) > 0 {
-			chain := cs.VerifiedChains[0]
-			w.trusted(chain[len(chain)-1])
+			w.verified(cs.VerifiedChains[0])
 		}
+		w.trusted()
 		return nil
 	}
 	cc, err := newClient(addr, cfg, w, attemptTimeout)
@@ -182,12 +190,14 @@ func (e *connectError) Error() string { return e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
 // connWatch learns of failed dials and handshakes, which gRPC otherwise
-// hides behind a channel state, and of the root the server presented.
+// hides behind a channel state, and of the chain the server presented.
 type connWatch struct {
-	mu       sync.Mutex
-	cancel   context.CancelCauseFunc // of the RPC attempt in flight
-	untrust  error
-	lastRoot *x509.Certificate
+	mu      sync.Mutex
+	cancel  context.CancelCauseFunc // of the RPC attempt in flight
+	untrust error
+	// chain is the last chain a handshake verified, leaf first, the
+	// pinned (or trusted) root last.
+	chain []*x509.Certificate
 }
 
 func (w *connWatch) begin(cancel context.CancelCauseFunc) {
@@ -217,10 +227,19 @@ func (w *connWatch) untrusted(err error) {
 	w.mu.Unlock()
 }
 
-func (w *connWatch) trusted(root *x509.Certificate) {
+// trusted records a handshake that passed every check.
+func (w *connWatch) trusted() {
 	w.mu.Lock()
 	w.untrust = nil
-	w.lastRoot = root
+	w.mu.Unlock()
+}
+
+// verified records the chain a handshake verified. It is a verified chain
+// even when a later check refuses the server (another service's), so
+// parseCredentials may anchor at its intermediate.
+func (w *connWatch) verified(chain []*x509.Certificate) {
+	w.mu.Lock()
+	w.chain = chain
 	w.mu.Unlock()
 }
 
@@ -231,11 +250,11 @@ func (w *connWatch) trustErr() error {
 	return w.untrust
 }
 
-// root is the pinned root the server presented.
-func (w *connWatch) root() *x509.Certificate {
+// serverChain is the last chain a handshake verified, root last.
+func (w *connWatch) serverChain() []*x509.Certificate {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.lastRoot
+	return w.chain
 }
 
 func (w *connWatch) dial(ctx context.Context, addr string) (net.Conn, error) {

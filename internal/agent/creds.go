@@ -49,15 +49,20 @@ func (c *Credentials) Leaf() *x509.Certificate {
 }
 
 // parseCredentials checks what the server sent. Every root of the trust
-// bundle must be the root pinned by --ca-hash (pinnedRoot, which the
-// handshake checked against the pin): the node writes the trust bundle out
-// for local consumers, dials the other services with it and checks bundle
-// signers against it, so a registration service must not be able to widen
-// it. An approved node's chain must be for our own identity key and must
-// chain to the trust bundle (or, when the server sent none, to the pinned
-// root). Validity is checked at the chain's own issue time rather than by
-// the node's clock, which is often wrong this early in a boot.
-func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pinnedRoot *x509.Certificate) (*Credentials, error) {
+// bundle must be the root pinned by --ca-hash (the root of server, the
+// chain the handshake verified against the pin): the node writes the
+// trust bundle out for local consumers, dials the other services with it
+// and checks bundle signers against it, so a registration service must not
+// be able to widen it. An approved node's chain must be for our own
+// identity key and must chain to the trust bundle (or, when the server
+// sent none, to the pinned root). Validity is checked at the chain's own
+// issue time rather than by the node's clock, which is often wrong this
+// early in a boot.
+func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, server []*x509.Certificate) (*Credentials, error) {
+	var pinnedRoot *x509.Certificate
+	if len(server) > 0 {
+		pinnedRoot = server[len(server)-1]
+	}
 	if nc == nil {
 		return nil, errors.New("server sent no credentials")
 	}
@@ -118,15 +123,40 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, pi
 			at = ic.NotBefore
 		}
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
+	opts := x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		CurrentTime:   at.Add(time.Second),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	}
+	if a := anchorFor(server, c); a != nil {
+		opts.Roots, opts.Intermediates = x509.NewCertPool(), nil
+		opts.Roots.AddCert(a)
+	}
+	if _, err := leaf.Verify(opts); err != nil {
 		return nil, fmt.Errorf("server's certificate does not chain to its trust bundle: %w", err)
 	}
 	return c, nil
+}
+
+// anchorFor returns the intermediate of server, the chain the handshake
+// verified, when the node's own chain is issued under that same
+// intermediate and the handshake's root is in the node's trust bundle: the
+// node's chain is then checked from it, one ECDSA verification less a
+// boot, and decided as the full check would decide it (mtls.StandIn).
+// Else nil.
+func anchorFor(server []*x509.Certificate, c *Credentials) *x509.Certificate {
+	a := mtls.StandIn(server)
+	if a == nil || len(c.Chain) != 2 || !c.Chain[1].Equal(a) {
+		return nil
+	}
+	root := server[len(server)-1]
+	for _, r := range c.Trust {
+		if r.Equal(root) {
+			return a
+		}
+	}
+	return nil
 }
 
 // errTrustBundle wraps a trust bundle that holds a root other than the

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -264,7 +265,7 @@ func nodeCreds(t *testing.T, p *testPKI, cfg Config, addr string, life time.Dura
 	t.Helper()
 	nc := approved(t, p, pubOf(cfg.Keys), life)
 	nc.Endpoints = &berthv1.Endpoints{Heartbeat: addr}
-	c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), p.root)
+	c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), []*x509.Certificate{p.root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,7 +864,7 @@ func TestParseHeartbeatInterval(t *testing.T) {
 	} {
 		nc := approved(t, p, pubOf(cfg.Keys), time.Hour)
 		nc.HeartbeatInterval = tt.in
-		c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), p.root)
+		c, err := parseCredentials(nc, cfg.Keys.Identity().Public(), []*x509.Certificate{p.root})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -134,7 +134,7 @@ func (a *Agent) renew(ctx context.Context, c *conn, t Target, client berthv1.Reg
 		done()
 		if err == nil {
 			var creds *Credentials
-			creds, err = parseCredentials(resp.GetCredentials(), a.cfg.Keys.Identity().Public(), c.watch.root())
+			creds, err = parseCredentials(resp.GetCredentials(), a.cfg.Keys.Identity().Public(), c.watch.serverChain())
 			if err == nil {
 				switch creds.Status {
 				case berthv1.NodeStatus_NODE_STATUS_APPROVED:

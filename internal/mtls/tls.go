@@ -91,15 +91,19 @@ func PinnedClientConfig(cert tls.Certificate, pin [32]byte, serverName string) *
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // replaced by VerifyConnection below
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyPinned(cs, pin)
+			_, err := VerifyPinned(cs, pin)
+			return err
 		},
 	}
 }
 
-func verifyPinned(cs tls.ConnectionState, pin [32]byte) error {
+// VerifyPinned checks the chain a server sent (root included) against the
+// root pinned by pin and the server name, as PinnedClientConfig does, and
+// returns the chain it verified: leaf first, the pinned root last.
+func VerifyPinned(cs tls.ConnectionState, pin [32]byte) ([]*x509.Certificate, error) {
 	certs := cs.PeerCertificates
 	if len(certs) < 2 {
-		return fmt.Errorf("%w: server sent no CA certificate", ErrCAPinMismatch)
+		return nil, fmt.Errorf("%w: server sent no CA certificate", ErrCAPinMismatch)
 	}
 	// The pin names the root by its key, and the chain below must verify
 	// under that key. The root certificate's own self-signature adds
@@ -107,7 +111,7 @@ func verifyPinned(cs tls.ConnectionState, pin [32]byte) error {
 	// checked: one ECDSA verification less on every boot.
 	root := certs[len(certs)-1]
 	if sha256.Sum256(root.RawSubjectPublicKeyInfo) != pin {
-		return ErrCAPinMismatch
+		return nil, ErrCAPinMismatch
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
@@ -115,16 +119,16 @@ func verifyPinned(cs tls.ConnectionState, pin [32]byte) error {
 	for _, c := range certs[1 : len(certs)-1] {
 		inter.AddCert(c)
 	}
-	_, err := certs[0].Verify(x509.VerifyOptions{
+	chains, err := certs[0].Verify(x509.VerifyOptions{
 		DNSName:       cs.ServerName,
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 	if err != nil {
-		return fmt.Errorf("verify server certificate: %w", err)
+		return nil, fmt.Errorf("verify server certificate: %w", err)
 	}
-	return nil
+	return chains[0], nil
 }
 
 // SameKey reports whether two public keys are equal.

@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-dev/berth/internal/mtls"
+	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// TestNodeChainChecked checks the node's own chain as parseCredentials
+// does after a boot handshake: from the intermediate the handshake
+// verified when it can (anchorFor), in full otherwise, and both decide
+// alike.
+func TestNodeChainChecked(t *testing.T) {
+	p := newPKI(t)
+	key := newKey(t)
+	now := time.Now()
+
+	// forger holds another key and issues in the intermediate's name.
+	forger := newKey(t)
+	fakeInter := *p.inter
+	fakeInter.PublicKey = forger.Public()
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(900), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	forged := mustCert(t, leafTmpl, &fakeInter, key.Public(), forger)
+	issued, err := x509.ParseCertificate(p.issue(t, key.Public(), nodeID, now, time.Hour)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same root, issued again with the same key: pinned alike, but
+	// not the trust bundle's certificate.
+	reissued := *p.root
+	reissued.SerialNumber = big.NewInt(77)
+	reissuedRoot := mustCert(t, &reissued, &reissued, p.rootKey.Public(), p.rootKey)
+
+	handshake := []*x509.Certificate{p.server.Leaf, p.inter, p.root}
+	tests := []struct {
+		name       string
+		leaf       *x509.Certificate
+		server     []*x509.Certificate
+		wantAnchor bool
+		wantErr    string
+	}{
+		{name: "issued, checked from the handshake's intermediate", leaf: issued, server: handshake, wantAnchor: true},
+		{name: "issued, checked in full", leaf: issued, server: []*x509.Certificate{p.root}},
+		{
+			name: "forged in the intermediate's name, from the handshake's intermediate", leaf: forged, server: handshake,
+			wantAnchor: true, wantErr: "does not chain to its trust bundle",
+		},
+		{
+			name: "forged in the intermediate's name, in full", leaf: forged, server: []*x509.Certificate{p.root},
+			wantErr: "does not chain to its trust bundle",
+		},
+		{
+			name: "handshake's root not the trust bundle's certificate", leaf: issued,
+			server: []*x509.Certificate{p.server.Leaf, p.inter, reissuedRoot},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc := &berthv1.NodeCredentials{
+				NodeId: nodeID, Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
+				CertificateChain: [][]byte{tt.leaf.Raw, p.inter.Raw}, TrustBundle: [][]byte{p.root.Raw},
+			}
+			c, err := parseCredentials(nc, key.Public(), tt.server)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("parseCredentials: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("parseCredentials = %v, want %q", err, tt.wantErr)
+			}
+			chain := []*x509.Certificate{tt.leaf, p.inter}
+			got := anchorFor(tt.server, &Credentials{Chain: chain, Trust: []*x509.Certificate{p.root}})
+			if tt.wantAnchor != (got != nil) || got != nil && !got.Equal(p.inter) {
+				t.Errorf("anchorFor = %v, want an anchor: %v", got, tt.wantAnchor)
+			}
+			if err == nil && !c.Leaf().Equal(tt.leaf) {
+				t.Errorf("credentials hold %v, want the leaf sent", c.Leaf().Subject)
+			}
+		})
+	}
+}
+
+// TestBootHandshakeKeepsItsChain dials the registration service as a boot
+// does and checks that the connection keeps the chain the pin check
+// verified, and that berth's chain shape lets the node's own chain be
+// checked from its intermediate.
+func TestBootHandshakeKeepsItsChain(t *testing.T) {
+	fake := &fakeRegistration{resume: func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+		return nil, status.Error(codes.NotFound, "node not found")
+	}}
+	h := newHarness(t, fake)
+	pin, err := mtls.ParseCAHash(h.pki.caHash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(Target{Server: h.addr, Pin: pin}, newKey(t), h.clock, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = berthv1.NewRegistrationServiceClient(c.cc).Resume(ctx, &berthv1.ResumeRequest{})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("Resume = %v, want NotFound from the fake", err)
+	}
+	got := c.watch.serverChain()
+	want := []*x509.Certificate{h.pki.server.Leaf, h.pki.inter, h.pki.root}
+	if len(got) != len(want) {
+		t.Fatalf("the connection kept %d certificates, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !got[i].Equal(want[i]) {
+			t.Errorf("chain[%d] is %v, want %v", i, got[i].Subject, want[i].Subject)
+		}
+	}
+	if a := mtls.StandIn(got); a == nil || !a.Equal(h.pki.inter) {
+		t.Errorf("StandIn = %v, want the intermediate", a)
+	}
+}
