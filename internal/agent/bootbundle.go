@@ -164,6 +164,7 @@ func (a *Agent) verifier(creds *Credentials, v int64) bundle.Verifier {
 		NodeID:      creds.NodeID,
 		Version:     v,
 		Roots:       roots,
+		Anchor:      creds.anchor,
 		NodeKey:     a.cfg.Keys.Identity().Public(),
 	}
 }

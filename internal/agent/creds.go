@@ -38,6 +38,11 @@ type Credentials struct {
 	// this boot as the node's first heartbeat: the stream may open at any
 	// moment within it. 0: beat at once.
 	HeartbeatInterval time.Duration
+
+	// anchor is the intermediate of the node's chain once it verified
+	// under the trust bundle, when it may stand in for the root
+	// (mtls.StandIn): bundle signers' chains are checked from it.
+	anchor *x509.Certificate
 }
 
 // Leaf returns the node certificate, or nil.
@@ -129,13 +134,19 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, se
 		CurrentTime:   at.Add(time.Second),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}
-	if a := anchorFor(server, c); a != nil {
+	a := anchorFor(server, c)
+	if a != nil {
 		opts.Roots, opts.Intermediates = x509.NewCertPool(), nil
 		opts.Roots.AddCert(a)
 	}
-	if _, err := leaf.Verify(opts); err != nil {
+	chains, err := leaf.Verify(opts)
+	if err != nil {
 		return nil, fmt.Errorf("server's certificate does not chain to its trust bundle: %w", err)
 	}
+	if a == nil {
+		a = mtls.StandIn(chains[0])
+	}
+	c.anchor = a
 	return c, nil
 }
 

@@ -18,7 +18,7 @@ import (
 // TestNodeChainChecked checks the node's own chain as parseCredentials
 // does after a boot handshake: from the intermediate the handshake
 // verified when it can (anchorFor), in full otherwise, and both decide
-// alike.
+// alike; the credentials then keep the intermediate for bundle signers.
 func TestNodeChainChecked(t *testing.T) {
 	p := newPKI(t)
 	key := newKey(t)
@@ -86,6 +86,11 @@ func TestNodeChainChecked(t *testing.T) {
 			}
 			if err == nil && !c.Leaf().Equal(tt.leaf) {
 				t.Errorf("credentials hold %v, want the leaf sent", c.Leaf().Subject)
+			}
+			// Either way, the verified intermediate is what bundle
+			// signers' chains are then checked from.
+			if err == nil && (c.anchor == nil || !c.anchor.Equal(p.inter)) {
+				t.Errorf("credentials' anchor = %v, want the intermediate", c.anchor)
 			}
 		})
 	}

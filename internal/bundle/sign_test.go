@@ -3,6 +3,7 @@ package bundle
 import (
 	"crypto/ecdh"
 	"crypto/hpke"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"strings"
@@ -41,6 +42,17 @@ func TestVerify(t *testing.T) {
 		c.NotBefore, c.NotAfter = testEpoch, testEpoch.Add(time.Hour)
 	}), f.pki.inter)
 	mismatched := rawSigner(SignerAdmin, testTD, f.admin, leaf(f.pki, adminURI), f.pki.inter)
+	// forged names the intermediate as its issuer but is signed by key.
+	fakeInter := *f.pki.inter
+	fakeInter.PublicKey = key.Public()
+	der, err := x509.CreateCertificate(rand.Reader, leaf(f.pki, adminURI), &fakeInter, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		signer  *Signer
@@ -65,6 +77,7 @@ func TestVerify(t *testing.T) {
 		{name: "another trust domain", signer: otherTD, want: ErrWrongTarget, msg: `trust domain "other.test"`},
 		{name: "admin outside the trust domain, claiming it", signer: rawSigner(SignerAdmin, testTD, keySigner, leaf(f.pki, "spiffe://other.test/admin/ops"), f.pki.inter), want: ErrSigner, msg: "outside trust domain"},
 		{name: "admin of another deployment", signer: otherRoot, want: ErrSigner, msg: "does not chain to the pinned root"},
+		{name: "admin forged in the intermediate's name", signer: rawSigner(SignerAdmin, testTD, keySigner, forged, f.pki.inter), want: ErrSigner, msg: "does not chain to the pinned root"},
 		{name: "a node certificate", signer: rawSigner(SignerAdmin, testTD, keySigner, leaf(f.pki, "spiffe://"+testTD+"/node/n1"), f.pki.inter), want: ErrSigner, msg: "not an admin identity"},
 		{name: "a service certificate", signer: rawSigner(SignerAdmin, testTD, keySigner, leaf(f.pki, "spiffe://"+testTD+"/service/bundles"), f.pki.inter), want: ErrSigner, msg: "not an admin identity"},
 		{name: "admin path with more elements", signer: rawSigner(SignerAdmin, testTD, keySigner, leaf(f.pki, adminURI+"/x"), f.pki.inter), want: ErrSigner},
@@ -80,41 +93,61 @@ func TestVerify(t *testing.T) {
 		{name: "self-signature, no node key known", signer: nodeSigner(t, f.nodeKey), edit: func(v *Verifier) { v.NodeKey = nil }, want: ErrSigner},
 		{name: "self-signature, node key not P-256", signer: nodeSigner(t, f.nodeKey), edit: func(v *Verifier) { v.NodeKey = f.priv.PublicKey() }, want: ErrSigner},
 	}
+	// Every case again with the intermediate as the anchor, as a node has
+	// it once its own chain verified: the outcome must not change.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			node, version := "n1", int64(5)
-			if tt.node != "" {
-				node = tt.node
+		for _, anchored := range []bool{false, true} {
+			name := tt.name
+			if anchored {
+				name += ", from the anchor"
 			}
-			if tt.version != 0 {
-				version = tt.version
-			}
-			sealed := f.seal(t, node, version, sampleContents(), tt.signer)
-			v := f.verifier("n1", 5)
-			if tt.edit != nil {
-				tt.edit(&v)
-			}
-			// Sealed for the node's real ID, so only the signature differs.
-			if node != "n1" {
-				sealed = f.seal(t, "n1", version, sampleContents(), tt.signer)
-				p, _ := Parse(sealed)
-				p.Signature.NodeID = node
-				sealed = append(p.Sealed, encodeSignature(p.Signature)...)
-			}
-			got, err := Open(f.priv, sealed, v)
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
-				return
-			}
-			if !errors.Is(err, tt.want) || got != nil {
-				t.Fatalf("Open = %v, %v; want %v", got, err, tt.want)
-			}
-			if !strings.Contains(err.Error(), tt.msg) {
-				t.Errorf("error %q does not say %q", err, tt.msg)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				verifyCase(t, f, tt.signer, tt.node, tt.version, func(v *Verifier) {
+					if anchored {
+						v.Anchor = f.pki.inter
+					}
+					if tt.edit != nil {
+						tt.edit(v)
+					}
+				}, tt.want, tt.msg)
+			})
+		}
+	}
+}
+
+// verifyCase seals a bundle for node and version (defaults n1 and 5) with
+// signer and opens it as n1's version 5 with the verifier edit makes; want
+// is the error expected (nil: success), msg a part of its text.
+func verifyCase(t *testing.T, f *fixture, signer *Signer, node string, version int64, edit func(*Verifier), want error, msg string) {
+	t.Helper()
+	if node == "" {
+		node = "n1"
+	}
+	if version == 0 {
+		version = 5
+	}
+	sealed := f.seal(t, node, version, sampleContents(), signer)
+	v := f.verifier("n1", 5)
+	edit(&v)
+	// Sealed for the node's real ID, so only the signature differs.
+	if node != "n1" {
+		sealed = f.seal(t, "n1", version, sampleContents(), signer)
+		p, _ := Parse(sealed)
+		p.Signature.NodeID = node
+		sealed = append(p.Sealed, encodeSignature(p.Signature)...)
+	}
+	got, err := Open(f.priv, sealed, v)
+	if want == nil {
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return
+	}
+	if !errors.Is(err, want) || got != nil {
+		t.Fatalf("Open = %v, %v; want %v", got, err, want)
+	}
+	if !strings.Contains(err.Error(), msg) {
+		t.Errorf("error %q does not say %q", err, msg)
 	}
 }
 
