@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"math/big"
 	"strings"
@@ -132,5 +133,44 @@ func TestBootHandshakeKeepsItsChain(t *testing.T) {
 	}
 	if a := mtls.StandIn(got); a == nil || !a.Equal(h.pki.inter) {
 		t.Errorf("StandIn = %v, want the intermediate", a)
+	}
+}
+
+// BenchmarkBootChecks is what a node checks of the registration service at
+// boot, once the handshake is done: the pinned chain the service sent
+// (mtls.VerifyPinned) and its own chain (parseCredentials), the latter from
+// the intermediate the first verified ("anchored", as a boot does) or in
+// full under the root ("full", as before, and as when no stand-in applies).
+func BenchmarkBootChecks(b *testing.B) {
+	p := newPKI(b)
+	key := newKey(b)
+	nc := &berthv1.NodeCredentials{
+		NodeId: nodeID, Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
+		CertificateChain: p.issue(b, key.Public(), nodeID, time.Now(), time.Hour), TrustBundle: [][]byte{p.root.Raw},
+	}
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{p.server.Leaf, p.inter, p.root}, ServerName: "127.0.0.1"}
+	pin, err := mtls.ParseCAHash(p.caHash())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, anchored := range []bool{true, false} {
+		name := "full"
+		if anchored {
+			name = "anchored"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				chain, err := mtls.VerifyPinned(cs, pin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !anchored {
+					chain = chain[len(chain)-1:]
+				}
+				if _, err := parseCredentials(nc, key.Public(), chain); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

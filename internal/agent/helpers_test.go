@@ -42,7 +42,7 @@ type testPKI struct {
 	mu                sync.Mutex
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -51,7 +51,7 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
+func mustCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
@@ -64,7 +64,7 @@ func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey
 	return c
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	p := &testPKI{rootKey: newKey(t), interKey: newKey(t), serial: 100}
 	now := time.Now()
@@ -100,7 +100,7 @@ func (p *testPKI) caHash() string { return mtls.CAHash(p.root) }
 
 // issue signs a node certificate for pub, backdated as berth's CA does,
 // valid for life from now.
-func (p *testPKI) issue(t *testing.T, pub crypto.PublicKey, nodeID string, now time.Time, life time.Duration) [][]byte {
+func (p *testPKI) issue(t testing.TB, pub crypto.PublicKey, nodeID string, now time.Time, life time.Duration) [][]byte {
 	t.Helper()
 	p.mu.Lock()
 	p.serial++
