@@ -44,10 +44,19 @@ func TestNodeChainChecked(t *testing.T) {
 	reissued.SerialNumber = big.NewInt(77)
 	reissuedRoot := mustCert(t, &reissued, &reissued, p.rootKey.Public(), p.rootKey)
 
+	// A second intermediate of the same root, as during a rotation: the
+	// handshake's intermediate is not the node's.
+	rotatedKey := newKey(t)
+	rotatedTmpl := *p.inter
+	rotatedTmpl.SerialNumber = big.NewInt(78)
+	rotated := mustCert(t, &rotatedTmpl, p.root, rotatedKey.Public(), p.rootKey)
+	underRotated := mustCert(t, leafTmpl, rotated, key.Public(), rotatedKey)
+
 	handshake := []*x509.Certificate{p.server.Leaf, p.inter, p.root}
 	tests := []struct {
 		name       string
 		leaf       *x509.Certificate
+		inter      *x509.Certificate // of the node's chain; default p.inter
 		server     []*x509.Certificate
 		wantAnchor bool
 		wantErr    string
@@ -66,12 +75,17 @@ func TestNodeChainChecked(t *testing.T) {
 			name: "handshake's root not the trust bundle's certificate", leaf: issued,
 			server: []*x509.Certificate{p.server.Leaf, p.inter, reissuedRoot},
 		},
+		{name: "issued under another intermediate than the handshake's", leaf: underRotated, inter: rotated, server: handshake},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			inter := p.inter
+			if tt.inter != nil {
+				inter = tt.inter
+			}
 			nc := &berthv1.NodeCredentials{
 				NodeId: nodeID, Status: berthv1.NodeStatus_NODE_STATUS_APPROVED,
-				CertificateChain: [][]byte{tt.leaf.Raw, p.inter.Raw}, TrustBundle: [][]byte{p.root.Raw},
+				CertificateChain: [][]byte{tt.leaf.Raw, inter.Raw}, TrustBundle: [][]byte{p.root.Raw},
 			}
 			c, err := parseCredentials(nc, key.Public(), tt.server)
 			if tt.wantErr == "" && err != nil {
@@ -80,7 +94,7 @@ func TestNodeChainChecked(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("parseCredentials = %v, want %q", err, tt.wantErr)
 			}
-			chain := []*x509.Certificate{tt.leaf, p.inter}
+			chain := []*x509.Certificate{tt.leaf, inter}
 			got := anchorFor(tt.server, &Credentials{Chain: chain, Trust: []*x509.Certificate{p.root}})
 			if tt.wantAnchor != (got != nil) || got != nil && !got.Equal(p.inter) {
 				t.Errorf("anchorFor = %v, want an anchor: %v", got, tt.wantAnchor)
@@ -88,10 +102,10 @@ func TestNodeChainChecked(t *testing.T) {
 			if err == nil && !c.Leaf().Equal(tt.leaf) {
 				t.Errorf("credentials hold %v, want the leaf sent", c.Leaf().Subject)
 			}
-			// Either way, the verified intermediate is what bundle
-			// signers' chains are then checked from.
-			if err == nil && (c.anchor == nil || !c.anchor.Equal(p.inter)) {
-				t.Errorf("credentials' anchor = %v, want the intermediate", c.anchor)
+			// Either way, the node's verified intermediate is what
+			// bundle signers' chains are then checked from.
+			if err == nil && (c.anchor == nil || !c.anchor.Equal(inter)) {
+				t.Errorf("credentials' anchor = %v, want the node's intermediate", c.anchor)
 			}
 		})
 	}
