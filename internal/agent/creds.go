@@ -135,18 +135,17 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, se
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}
 	a := anchorFor(server, c)
-	if a != nil {
-		opts.Roots, opts.Intermediates = x509.NewCertPool(), nil
-		opts.Roots.AddCert(a)
-	}
-	chains, err := leaf.Verify(opts)
+	chain, err := mtls.VerifyFrom(leaf, a, opts)
 	if err != nil {
 		return nil, fmt.Errorf("server's certificate does not chain to its trust bundle: %w", err)
 	}
-	if a == nil {
-		a = mtls.StandIn(chains[0])
+	// Anchored, the chain ends in a itself; in full, in a root, and its
+	// intermediate may become the anchor.
+	if len(chain) == 2 && chain[1] == a {
+		c.anchor = a
+	} else {
+		c.anchor = mtls.StandIn(chain)
 	}
-	c.anchor = a
 	return c, nil
 }
 

@@ -52,6 +52,11 @@ func TestNodeChainChecked(t *testing.T) {
 	rotated := mustCert(t, &rotatedTmpl, p.root, rotatedKey.Public(), p.rootKey)
 	underRotated := mustCert(t, leafTmpl, rotated, key.Public(), rotatedKey)
 
+	// Issued by the root itself, but sent with the intermediate: the
+	// anchored check refuses it and the full check, which accepts it,
+	// decides.
+	byRoot := mustCert(t, leafTmpl, p.root, key.Public(), p.rootKey)
+
 	handshake := []*x509.Certificate{p.server.Leaf, p.inter, p.root}
 	tests := []struct {
 		name       string
@@ -59,6 +64,7 @@ func TestNodeChainChecked(t *testing.T) {
 		inter      *x509.Certificate // of the node's chain; default p.inter
 		server     []*x509.Certificate
 		wantAnchor bool
+		noneKept   bool // the credentials keep no anchor
 		wantErr    string
 	}{
 		{name: "issued, checked from the handshake's intermediate", leaf: issued, server: handshake, wantAnchor: true},
@@ -76,6 +82,7 @@ func TestNodeChainChecked(t *testing.T) {
 			server: []*x509.Certificate{p.server.Leaf, p.inter, reissuedRoot},
 		},
 		{name: "issued under another intermediate than the handshake's", leaf: underRotated, inter: rotated, server: handshake},
+		{name: "issued by the root, sent with the intermediate", leaf: byRoot, server: handshake, wantAnchor: true, noneKept: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +111,11 @@ func TestNodeChainChecked(t *testing.T) {
 			}
 			// Either way, the node's verified intermediate is what
 			// bundle signers' chains are then checked from.
-			if err == nil && (c.anchor == nil || !c.anchor.Equal(inter)) {
+			switch {
+			case err != nil:
+			case tt.noneKept && c.anchor != nil:
+				t.Errorf("credentials' anchor = %v, want none (no intermediate in the chain)", c.anchor.Subject)
+			case !tt.noneKept && (c.anchor == nil || !c.anchor.Equal(inter)):
 				t.Errorf("credentials' anchor = %v, want the node's intermediate", c.anchor)
 			}
 		})

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/berth-dev/berth/internal/mtls"
 )
 
 // SignerKind says what signed a bundle.
@@ -368,13 +370,12 @@ func verifyAdmin(s *Signature, v Verifier) (*ecdsa.PublicKey, SignedBy, error) {
 	} else {
 		at = at.Add(time.Second)
 	}
-	roots := v.Roots
+	var anchor *x509.Certificate
 	if v.Anchor != nil && len(certs) == 2 && certs[1].Equal(v.Anchor) {
-		roots, inter = x509.NewCertPool(), x509.NewCertPool()
-		roots.AddCert(v.Anchor)
+		anchor = v.Anchor
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: at,
+	if _, err := mtls.VerifyFrom(leaf, anchor, x509.VerifyOptions{
+		Roots: v.Roots, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return nil, SignedBy{}, fmt.Errorf("%w: %s does not chain to the pinned root: %v", ErrSigner, by.URI, err)

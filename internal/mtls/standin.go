@@ -39,3 +39,25 @@ func constrains(c *x509.Certificate) bool {
 	return names+usages+policies > 0 || c.PermittedDNSDomainsCritical ||
 		c.RequireExplicitPolicyZero || c.InhibitPolicyMappingZero || c.InhibitAnyPolicyZero
 }
+
+// VerifyFrom verifies leaf as opts says, but first from anchor alone, when
+// anchor is set (an intermediate StandIn gave, known to have verified under
+// opts.Roots). What the anchored check accepts, the full check would accept
+// too; what it refuses goes to the full check, which decides. So the outcome
+// is the full check's, and an accepted chain costs one verification less.
+// It returns the chain found, leaf first.
+func VerifyFrom(leaf, anchor *x509.Certificate, opts x509.VerifyOptions) ([]*x509.Certificate, error) {
+	if anchor != nil {
+		anchored := opts
+		anchored.Roots, anchored.Intermediates = x509.NewCertPool(), nil
+		anchored.Roots.AddCert(anchor)
+		if chains, err := leaf.Verify(anchored); err == nil {
+			return chains[0], nil
+		}
+	}
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return nil, err
+	}
+	return chains[0], nil
+}
