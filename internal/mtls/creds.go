@@ -27,12 +27,13 @@ type Credentials struct {
 	credentials.TransportCredentials
 	trustDomain string
 	roots       *x509.CertPool
+	anchors     *anchorSet // shared by clones
 }
 
 // NewServerCredentials returns server credentials that verify client chains
 // against roots and classify them within trustDomain.
 func NewServerCredentials(base credentials.TransportCredentials, trustDomain string, roots *x509.CertPool) *Credentials {
-	return &Credentials{TransportCredentials: base, trustDomain: trustDomain, roots: roots}
+	return &Credentials{TransportCredentials: base, trustDomain: trustDomain, roots: roots, anchors: &anchorSet{}}
 }
 
 // ServerHandshake runs the TLS handshake and attaches the peer identity.
@@ -51,11 +52,11 @@ func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 
 // Clone keeps the wrapper when gRPC clones credentials.
 func (c *Credentials) Clone() credentials.TransportCredentials {
-	return &Credentials{TransportCredentials: c.TransportCredentials.Clone(), trustDomain: c.trustDomain, roots: c.roots}
+	return &Credentials{TransportCredentials: c.TransportCredentials.Clone(), trustDomain: c.trustDomain, roots: c.roots, anchors: c.anchors}
 }
 
 func (c *Credentials) classify(certs []*x509.Certificate) (Identity, error) {
-	return VerifyPeer(c.trustDomain, c.roots, certs)
+	return verifyPeer(c.trustDomain, c.roots, c.anchors, certs)
 }
 
 // VerifyPeer verifies a client's certificate chain (leaf first) against
@@ -63,6 +64,13 @@ func (c *Credentials) classify(certs []*x509.Certificate) (Identity, error) {
 // the leaf as a bare key (KindBootstrap) with the reason: the key is
 // proven by the handshake, the identity is not.
 func VerifyPeer(trustDomain string, roots *x509.CertPool, certs []*x509.Certificate) (Identity, error) {
+	return verifyPeer(trustDomain, roots, nil, certs)
+}
+
+// verifyPeer is VerifyPeer, checking a chain issued under one of anchors'
+// intermediates from it (VerifyFrom), and adding to anchors the
+// intermediate of a chain that verified in full.
+func verifyPeer(trustDomain string, roots *x509.CertPool, anchors *anchorSet, certs []*x509.Certificate) (Identity, error) {
 	leaf := certs[0]
 	sum, err := KeyHash(leaf.PublicKey)
 	if err != nil {
@@ -73,13 +81,20 @@ func VerifyPeer(trustDomain string, roots *x509.CertPool, certs []*x509.Certific
 	for _, ic := range certs[1:] {
 		inter.AddCert(ic)
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{
+	var anchor *x509.Certificate
+	if len(certs) > 1 {
+		anchor = anchors.find(certs[1])
+	}
+	chain, err := VerifyFrom(leaf, anchor, x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
 		return bootstrap, err
+	}
+	if anchor == nil {
+		anchors.learn(chain)
 	}
 	id, err := IdentityOf(trustDomain, leaf)
 	if err != nil {

@@ -1,6 +1,10 @@
 package mtls
 
-import "crypto/x509"
+import (
+	"crypto/x509"
+	"slices"
+	"sync"
+)
 
 // StandIn returns the intermediate of chain, a chain x509 verified (leaf,
 // intermediate, root), when it may stand in for the root as the trust
@@ -60,4 +64,47 @@ func VerifyFrom(leaf, anchor *x509.Certificate, opts x509.VerifyOptions) ([]*x50
 		return nil, err
 	}
 	return chains[0], nil
+}
+
+// anchorSet is the intermediates a server's client chains verified
+// through in full, each of which may stand in for its root (StandIn):
+// later chains issued under one are checked from it (VerifyFrom), one
+// ECDSA verification less per handshake. Only a chain that verified under
+// the server's own roots adds to it, so a client cannot choose what it
+// holds: a deployment's intermediate, two during a rotation, and never
+// more than maxAnchors.
+type anchorSet struct {
+	mu    sync.RWMutex
+	certs []*x509.Certificate
+}
+
+const maxAnchors = 8
+
+// find returns the anchor equal to c, or nil. A nil set has none.
+func (s *anchorSet) find(c *x509.Certificate) *x509.Certificate {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range s.certs {
+		if a.Equal(c) {
+			return a
+		}
+	}
+	return nil
+}
+
+// learn adds the intermediate of chain, one that verified in full, if it
+// may stand in for its root.
+func (s *anchorSet) learn(chain []*x509.Certificate) {
+	a := StandIn(chain)
+	if s == nil || a == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.certs) < maxAnchors && !slices.ContainsFunc(s.certs, a.Equal) {
+		s.certs = append(s.certs, a)
+	}
 }
