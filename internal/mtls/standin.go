@@ -11,8 +11,9 @@ import (
 // anchor of later verifications; else nil.
 //
 // A node checks berth's one intermediate against the root in the boot
-// handshake and again in its own certificate's chain, an ECDSA
-// verification each time. Anchoring the second check at the intermediate
+// handshake, again in its own certificate's chain and again in its bundle
+// signer's; a server checks it in every client's chain: an ECDSA
+// verification each time. Anchoring the later checks at the intermediate
 // the first one verified decides exactly what the full check would when
 // the root adds nothing beyond its key and validity: no name, usage or
 // policy constraints, and a validity that covers the intermediate's (so
