@@ -22,14 +22,7 @@ import (
 // is refused after the intermediate was learned, and a chain of another
 // deployment teaches it nothing.
 func TestServerAnchors(t *testing.T) {
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "other")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, other := newLayout(t, ""), newLayout(t, "")
 	admin, err := l.AdminCertificate()
 	if err != nil {
 		t.Fatal(err)
@@ -102,10 +95,7 @@ func TestServerAnchors(t *testing.T) {
 // chain (leaf and intermediate): in full under the roots, and from the
 // intermediate once learned.
 func BenchmarkClassify(b *testing.B) {
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(b.TempDir(), "pki")})
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := newLayout(b, "")
 	admin, err := l.AdminCertificate()
 	if err != nil {
 		b.Fatal(err)
@@ -132,4 +122,15 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// newLayout makes a berth PKI in a temporary directory, in trust domain
+// td ("" for the default).
+func newLayout(tb testing.TB, td string) *pki.Layout {
+	tb.Helper()
+	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(tb.TempDir(), "pki"), TrustDomain: td})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
 }

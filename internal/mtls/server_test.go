@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,14 +39,7 @@ func handshake(t *testing.T, srv tls.Certificate, cfg *tls.Config) error {
 }
 
 func TestExpectServer(t *testing.T) {
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "other"), TrustDomain: "other.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, other := newLayout(t, ""), newLayout(t, "other.example")
 	cert := func(l *pki.Layout, name string) tls.Certificate {
 		c, err := l.ServiceCertificate(name)
 		if err != nil {

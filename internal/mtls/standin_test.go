@@ -1,10 +1,8 @@
 package mtls_test
 
 import (
-	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,10 +13,7 @@ import (
 // TestStandIn: berth's own intermediate may stand in for its root; a root
 // that constrains its chains, or an intermediate that outlives it, may not.
 func TestStandIn(t *testing.T) {
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLayout(t, "")
 	svc, err := l.ServiceCertificate(pki.ServiceRegistration)
 	if err != nil {
 		t.Fatal(err)
