@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 )
 
 // deployment is berthd processes (in this test process) serving a PKI.
@@ -30,14 +31,7 @@ type deployment struct {
 }
 
 // newPKI makes a deployment's PKI in a temporary directory.
-func newPKI(t testing.TB, td string) *pki.Layout {
-	t.Helper()
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki"), TrustDomain: td})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
+func newPKI(t testing.TB, td string) *pki.Layout { return grpctest.NewPKIOf(t, td) }
 
 // ownDir copies a role's directory, and nothing else of the PKI, into a
 // new directory, as a container that mounts only its own credentials.

@@ -1,19 +1,17 @@
 package mtls_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc/credentials"
 
 	"github.com/berth-dev/berth/internal/mtls"
-	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 )
 
 // TestServerAnchors: a server learns the intermediate of a client chain
@@ -22,7 +20,7 @@ import (
 // is refused after the intermediate was learned, and a chain of another
 // deployment teaches it nothing.
 func TestServerAnchors(t *testing.T) {
-	l, other := newLayout(t, ""), newLayout(t, "")
+	l, other := grpctest.NewPKIOf(t, ""), grpctest.NewPKIOf(t, "")
 	admin, err := l.AdminCertificate()
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +93,7 @@ func TestServerAnchors(t *testing.T) {
 // chain (leaf and intermediate): in full under the roots, and from the
 // intermediate once learned.
 func BenchmarkClassify(b *testing.B) {
-	l := newLayout(b, "")
+	l := grpctest.NewPKIOf(b, "")
 	admin, err := l.AdminCertificate()
 	if err != nil {
 		b.Fatal(err)
@@ -122,15 +120,4 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		}
 	})
-}
-
-// newLayout makes a berth PKI in a temporary directory, in trust domain
-// td ("" for the default).
-func newLayout(tb testing.TB, td string) *pki.Layout {
-	tb.Helper()
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(tb.TempDir(), "pki"), TrustDomain: td})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return l
 }

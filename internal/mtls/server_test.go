@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 )
 
 // handshake runs a real TLS handshake between a server presenting srv and
@@ -39,7 +40,7 @@ func handshake(t *testing.T, srv tls.Certificate, cfg *tls.Config) error {
 }
 
 func TestExpectServer(t *testing.T) {
-	l, other := newLayout(t, ""), newLayout(t, "other.example")
+	l, other := grpctest.NewPKIOf(t, ""), grpctest.NewPKIOf(t, "other.example")
 	cert := func(l *pki.Layout, name string) tls.Certificate {
 		c, err := l.ServiceCertificate(name)
 		if err != nil {

@@ -8,12 +8,13 @@ import (
 
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/testutil/grpctest"
 )
 
 // TestStandIn: berth's own intermediate may stand in for its root; a root
 // that constrains its chains, or an intermediate that outlives it, may not.
 func TestStandIn(t *testing.T) {
-	l := newLayout(t, "")
+	l := grpctest.NewPKIOf(t, "")
 	svc, err := l.ServiceCertificate(pki.ServiceRegistration)
 	if err != nil {
 		t.Fatal(err)

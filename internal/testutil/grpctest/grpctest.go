@@ -100,9 +100,13 @@ func New(t testing.TB, c Config) *Server {
 }
 
 // NewPKI makes a deployment's PKI in a temporary directory.
-func NewPKI(t testing.TB) *pki.Layout {
+func NewPKI(t testing.TB) *pki.Layout { return NewPKIOf(t, "") }
+
+// NewPKIOf makes a deployment's PKI in a temporary directory, in trust
+// domain td ("" for the default).
+func NewPKIOf(t testing.TB, td string) *pki.Layout {
 	t.Helper()
-	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki")})
+	l, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki"), TrustDomain: td})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,10 +294,7 @@ func (s *Server) Foreign(t testing.TB) *grpc.ClientConn {
 // deployment in another trust domain ("other.example").
 func (s *Server) ForeignService(t testing.TB, name string) *grpc.ClientConn {
 	t.Helper()
-	other, err := pki.Init(context.Background(), pki.InitConfig{Dir: filepath.Join(t.TempDir(), "pki"), TrustDomain: "other.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := NewPKIOf(t, "other.example")
 	return s.Dial(t, must(t)(other.ServiceCertificate(name)))
 }
 
