@@ -29,7 +29,7 @@ func TestServerAnchors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminChain := chainOf(t, admin)
+	adminChain := grpctest.Chain(t, admin)
 	if len(adminChain) != 2 || !adminChain[1].Equal(l.Intermediate) {
 		t.Fatalf("the admin chain is not leaf and intermediate: %d certificates", len(adminChain))
 	}
@@ -57,7 +57,7 @@ func TestServerAnchors(t *testing.T) {
 		wantErr     bool
 		wantAnchors int
 	}{
-		{name: "another deployment's admin", chain: chainOf(t, otherAdmin), wantErr: true, wantAnchors: 0},
+		{name: "another deployment's admin", chain: grpctest.Chain(t, otherAdmin), wantErr: true, wantAnchors: 0},
 		{name: "the admin, in full", chain: adminChain, wantAnchors: 1},
 		{name: "the admin, from the intermediate", chain: adminChain, wantAnchors: 1},
 		{name: "forged in the intermediate's name", chain: []*x509.Certificate{forged, l.Intermediate}, wantErr: true, wantAnchors: 1},
@@ -87,7 +87,7 @@ func BenchmarkClassify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	chain := chainOf(b, admin)
+	chain := grpctest.Chain(b, admin)
 	b.Run("full", func(b *testing.B) {
 		roots := l.RootPool()
 		for b.Loop() {
@@ -104,18 +104,4 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		}
 	})
-}
-
-// chainOf parses c's chain, leaf first.
-func chainOf(tb testing.TB, c tls.Certificate) []*x509.Certificate {
-	tb.Helper()
-	var out []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, x)
-	}
-	return out
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdh"
 	"crypto/hpke"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -186,14 +185,7 @@ func (e *env) signer(t *testing.T, n *node, by signers) *bundle.Signer {
 // adminSigner makes a bundle signer of an admin TLS certificate.
 func adminSigner(t *testing.T, cert tls.Certificate) *bundle.Signer {
 	t.Helper()
-	var chain []*x509.Certificate
-	for _, der := range cert.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, c)
-	}
+	chain := grpctest.Chain(t, cert)
 	s, err := bundle.NewAdminSigner(chain, cert.PrivateKey.(crypto.Signer))
 	if err != nil {
 		t.Fatal(err)

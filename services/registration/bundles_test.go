@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/x509"
 	"errors"
 	"testing"
 
@@ -54,14 +53,7 @@ func (e *env) putBundle(t testing.TB, nodeID string, files []bundle.File) *berth
 func (e *env) adminSigner(t testing.TB) *bundle.Signer {
 	t.Helper()
 	cert := e.srv.AdminCert(t)
-	var chain []*x509.Certificate
-	for _, der := range cert.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, c)
-	}
+	chain := grpctest.Chain(t, cert)
 	s, err := bundle.NewAdminSigner(chain, cert.PrivateKey.(crypto.Signer))
 	if err != nil {
 		t.Fatal(err)

@@ -63,3 +63,17 @@ func CSR(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) []byte 
 	}
 	return der
 }
+
+// Chain parses cert's chain, leaf first.
+func Chain(t testing.TB, cert tls.Certificate) []*x509.Certificate {
+	t.Helper()
+	var chain []*x509.Certificate
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	return chain
+}
