@@ -10,6 +10,11 @@
 #                             (health Check) each, BENCH_CONCURRENCY in flight,
 #                             against a bare server process built with berthd's
 #                             own server options: the most a Resume can reach
+#   berth-loadgen boot-floor  the same with a node's least boot in place of the
+#                             empty call (a fresh self-signed certificate,
+#                             Resume answered from memory with the node's
+#                             chain and sealed bundle, and the checks no node
+#                             may skip): the most a storm's boot can reach
 #   berth-loadgen register    BENCH_NODES fresh nodes boot at once
 #   register-dev              the same against berthd dev (one process, SQLite
 #                             with full sync), started for it alone and stopped
@@ -78,7 +83,7 @@
 #                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
-#   BENCH_SCENARIOS         which to run ("ceiling grpc-floor register register-dev
+#   BENCH_SCENARIOS         which to run ("ceiling grpc-floor boot-floor register register-dev
 #                           stepca-sign storm restore heartbeat stream-floor";
 #                           restore needs storm before it)
 #   BENCH_OUT               results file (bench-results.json)
@@ -121,7 +126,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor boot-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -542,7 +547,7 @@ seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
 	case "$s" in
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
-	grpc-floor) step grpc-floor --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
+	grpc-floor | boot-floor) step "$s" --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
 	stream-floor)
 		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --profile-dir "${BENCH_PPROF:-$work}"

@@ -12,7 +12,7 @@ import (
 	"github.com/berth-dev/berth/internal/loadgen"
 )
 
-// floorCommand is grpc-floor or stream-floor. Its flags have variables of
+// floorCommand is grpc-floor, boot-floor or stream-floor. Its flags have variables of
 // their own: a variable shared with another command would take the
 // default of whichever command defined the flag last.
 func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
@@ -36,6 +36,22 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 			}
 			return loadgen.GRPCFloor(cmd.Context(), c)
 		}
+	case loadgen.ScenarioBootFloor:
+		cmd.Use, cmd.Short = name, "A node's least boot each, against a bare server answering Resume from memory"
+		cmd.Long = "Measure boots as grpc-floor measures its calls, each what a booting node cannot\n" +
+			"do without: a fresh self-signed certificate of its key, a fresh mutual-TLS\n" +
+			"connection pinning the root, one Resume answered from memory with the node's\n" +
+			"chain and its sealed bundle, and the checks of that answer no node may skip\n" +
+			"(the certificate is for its key; the bundle is signed by an admin for this\n" +
+			"node and opens with its key). No store, no server checks, no files written:\n" +
+			"the most a storm's boot can reach here, and the server's CPU per boot."
+		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
+		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
+			if err := cmp.Or(positive(cmd, "duration", c.Duration), positive(cmd, "concurrency", c.Concurrency)); err != nil {
+				return nil, err
+			}
+			return loadgen.BootFloor(cmd.Context(), c)
+		}
 	case loadgen.ScenarioStreamFloor:
 		cmd.Use, cmd.Short = name, "Connections holding one stream each, echoing a heartbeat's message"
 		cmd.Long = "Hold --nodes connections, each with one bidi stream to a bare echo server built\n" +
@@ -58,7 +74,7 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 	}
 	cmd.Long += " See berth-loadgen -h."
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "`dir` for the server's CPU profile over the window, whose split the result reports")
-	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls in flight (grpc-floor) or connections opening at once (stream-floor)")
+	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls or boots in flight (grpc-floor, boot-floor) or connections opening at once (stream-floor)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {

@@ -39,7 +39,7 @@ const (
 
 const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
-  berth-loadgen grpc-floor [--duration D] [--concurrency C] [-o json]
+  berth-loadgen grpc-floor|boot-floor [--duration D] [--concurrency C] [-o json]
   berth-loadgen stream-floor --nodes N [--interval I] [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
@@ -67,6 +67,11 @@ dir and root, and boots each with berth-agent's own code:
              (gRPC health Check), --concurrency in flight, against a bare
              server process built with berthd's own server options: the
              most a Resume on a fresh connection can reach here.
+  boot-floor the same with a node's least boot in place of the empty call:
+             a fresh self-signed certificate of its key, Resume answered
+             from memory with its chain and sealed bundle, and the checks
+             no node may skip (its key, the bundle's admin signature, the
+             bundle's decryption): the most a storm's boot can reach here.
   stream-floor
              --nodes connections each hold one stream to such a server,
              which echoes a heartbeat's message sent every --interval: the
@@ -185,7 +190,8 @@ func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Comman
 		cmdline.Add(root, scenarioCommand(name, o, env, stdout, stderr))
 	}
 	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr),
-		floorCommand(loadgen.ScenarioGRPCFloor, o, env, stdout, stderr), floorCommand(loadgen.ScenarioStreamFloor, o, env, stdout, stderr),
+		floorCommand(loadgen.ScenarioGRPCFloor, o, env, stdout, stderr), floorCommand(loadgen.ScenarioBootFloor, o, env, stdout, stderr),
+		floorCommand(loadgen.ScenarioStreamFloor, o, env, stdout, stderr),
 		reportCommand(o, env, stdout), combineCommand(o, env, stdout),
 		stepCAInitCommand(o, env, stderr), stepCASignCommand(o, env, stdout, stderr))
 	return root
@@ -441,7 +447,7 @@ func details(w io.Writer, r map[string]any) error {
 			return err
 		}
 		err = loadgen.WriteCeilingText(w, &c)
-	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioStreamFloor:
+	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor, loadgen.ScenarioStreamFloor:
 		var f loadgen.FloorResult
 		if err := json.Unmarshal(b, &f); err != nil {
 			return err

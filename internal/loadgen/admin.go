@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -117,6 +118,16 @@ func newAdmin(c Conn) (*admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CA certificates %s: %w", c.CAFile, err)
 	}
+	signer, err := bundleSigner(cert)
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate %s: %w", c.CertFile, err)
+	}
+	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), td: mtls.TrustDomainOf(cert.Leaf), signer: signer,
+		conns: map[[2]string]*grpc.ClientConn{}}, nil
+}
+
+// bundleSigner is the bundle signer of an admin credential.
+func bundleSigner(cert tls.Certificate) (*bundle.Signer, error) {
 	var chain []*x509.Certificate
 	for _, der := range cert.Certificate {
 		c, err := x509.ParseCertificate(der)
@@ -126,15 +137,14 @@ func newAdmin(c Conn) (*admin, error) {
 		chain = append(chain, c)
 	}
 	key, _ := cert.PrivateKey.(crypto.Signer)
-	if key == nil {
-		return nil, fmt.Errorf("admin key %s cannot sign", c.KeyFile)
+	if key == nil || len(chain) == 0 {
+		return nil, errors.New("the admin key cannot sign")
 	}
 	signer, err := bundle.NewAdminSigner(chain, key)
 	if err != nil {
-		return nil, fmt.Errorf("admin certificate %s cannot sign bundles: %w", c.CertFile, err)
+		return nil, fmt.Errorf("cannot sign bundles: %w", err)
 	}
-	return &admin{conn: c, tls: mtls.ClientConfig(cert, roots), td: mtls.TrustDomainOf(chain[0]), signer: signer,
-		conns: map[[2]string]*grpc.ClientConn{}}, nil
+	return signer, nil
 }
 
 func (a *admin) dial(addr, service string) (*grpc.ClientConn, error) {

@@ -131,11 +131,12 @@ type FloorResult struct {
 	Notes           []string           `json:"notes,omitempty"`
 }
 
-// startFloor makes a throwaway PKI with berth's own init and starts the
-// floor's server process with service svc's certificate. The client's TLS
+// startFloor makes a throwaway PKI with berth's own init, runs prepare on
+// it if not nil (what the server is to load) and starts the floor's
+// server process with service svc's certificate. The client's TLS
 // configuration presents the admin certificate and verifies the server
 // as svc; cleanup stops the server and removes the PKI.
-func startFloor(ctx context.Context, c FloorConfig, mode, svc string) (srv *child, cfg *tls.Config, cleanup func(), err error) {
+func startFloor(ctx context.Context, c FloorConfig, mode, svc string, prepare func(*pki.Layout) error) (srv *child, cfg *tls.Config, cleanup func(), err error) {
 	dir, err := os.MkdirTemp(c.TempDir, "berth-loadgen-floor-")
 	if err != nil {
 		return nil, nil, nil, err
@@ -151,6 +152,11 @@ func startFloor(ctx context.Context, c FloorConfig, mode, svc string) (srv *chil
 	client, err := layout.AdminCertificate()
 	if err != nil {
 		return fail(err)
+	}
+	if prepare != nil {
+		if err := prepare(layout); err != nil {
+			return fail(err)
+		}
 	}
 	if srv, err = startChild(floorServerEnv, mode+":"+layout.Dir); err != nil {
 		return fail(err)
@@ -168,17 +174,27 @@ func startFloor(ctx context.Context, c FloorConfig, mode, svc string) (srv *chil
 // server's CPU over the same window.
 func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	c.setDefaults(DefaultCeilingDuration)
-	res := &FloorResult{Scenario: ScenarioGRPCFloor, Concurrency: c.Concurrency}
-	if lim, err := raiseFDLimit(uint64(2*c.Concurrency) + 512); err != nil || lim < uint64(2*c.Concurrency) {
-		res.Notes = append(res.Notes, fmt.Sprintf("file descriptor limit %d may be too low for %d calls in flight", lim, c.Concurrency))
-	}
-	srv, cfg, cleanup, err := startFloor(ctx, c, ScenarioGRPCFloor, mtls.ServiceRegistration)
+	srv, cfg, cleanup, err := startFloor(ctx, c, ScenarioGRPCFloor, mtls.ServiceRegistration, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
 	c.Log.Info("grpc-floor: a fresh mTLS connection and one empty call each, against a bare server process",
 		"concurrency", c.Concurrency, "duration", c.Duration)
+	return measureOps(ctx, c, srv, ScenarioGRPCFloor, func(ctx context.Context, _ int) error {
+		return floorCall(ctx, srv.addr, cfg)
+	})
+}
+
+// measureOps runs op in c.Concurrency workers (each passing its number),
+// one operation after another, and counts the operations that ended in
+// the window, after floorWarmup, the server's CPU over the same window
+// and this process's with it.
+func measureOps(ctx context.Context, c FloorConfig, srv *child, scenario string, op func(ctx context.Context, worker int) error) (*FloorResult, error) {
+	res := &FloorResult{Scenario: scenario, Concurrency: c.Concurrency}
+	if lim, err := raiseFDLimit(uint64(2*c.Concurrency) + 512); err != nil || lim < uint64(2*c.Concurrency) {
+		res.Notes = append(res.Notes, fmt.Sprintf("file descriptor limit %d may be too low for %d calls in flight", lim, c.Concurrency))
+	}
 	var (
 		count atomic.Int64
 		mu    sync.Mutex
@@ -193,7 +209,7 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	var prof *windowProfile
 	wg.Go(func() {
 		time.Sleep(time.Until(from))
-		prof = startWindowProfile(srv, c.ProfileDir, ScenarioGRPCFloor)
+		prof = startWindowProfile(srv, c.ProfileDir, scenario)
 		cpu[0] = cpuTime(srv.pid)
 		both[0] = cpu[0] + cpuTime(0)
 		time.Sleep(time.Until(until))
@@ -201,12 +217,12 @@ func GRPCFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 		both[1] = cpu[1] + cpuTime(0)
 		prof.stop()
 	})
-	for range c.Concurrency {
+	for w := range c.Concurrency {
 		wg.Go(func() {
 			var mine []time.Duration
 			for ctx.Err() == nil && time.Now().Before(until) {
 				t := time.Now()
-				err := floorCall(ctx, srv.addr, cfg)
+				err := op(ctx, w)
 				end := time.Now()
 				if !inWindow(end) {
 					continue
@@ -284,7 +300,7 @@ func StreamFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	if lim, err := raiseFDLimit(uint64(c.Conns+c.Concurrency) + 512); err != nil || lim < uint64(c.Conns+c.Concurrency) {
 		res.Notes = append(res.Notes, fmt.Sprintf("file descriptor limit %d may be too low for %d connections", lim, c.Conns))
 	}
-	srv, cfg, cleanup, err := startFloor(ctx, c, ScenarioStreamFloor, mtls.ServiceHeartbeat)
+	srv, cfg, cleanup, err := startFloor(ctx, c, ScenarioStreamFloor, mtls.ServiceHeartbeat, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -18,12 +18,18 @@ func WriteFloorText(w io.Writer, r *FloorResult) error {
 		cpu = fmt.Sprintf("%.4f ms per operation (%.1f ms over %.1f s)", *r.ServerCPUMsPerOp, r.ServerCPUMs, r.ElapsedS)
 	}
 	lat := fmt.Sprintf("p50 %.1f ms   p99 %.1f ms   max %.1f ms", r.P50Ms, r.P99Ms, r.MaxMs)
-	if r.Scenario == ScenarioStreamFloor {
+	switch r.Scenario {
+	case ScenarioStreamFloor:
 		fmt.Fprintf(tw, "%s: %d connections, one stream each, a message every %g s (connected in %.1f s, %d open at the end)\n",
 			r.Scenario, r.Connections, r.IntervalS, r.ConnectS, r.Held)
 		row("throughput", "%.1f messages/s echoed (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
 		row("latency", "%s (message to echo)", lat)
-	} else {
+	case ScenarioBootFloor:
+		fmt.Fprintf(tw, "%s: a node's least boot each (fresh certificate and mTLS connection, Resume from memory, key, bundle signature and decryption checked), %d in flight\n",
+			r.Scenario, r.Concurrency)
+		row("throughput", "%.1f boots/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
+		row("latency", "%s (connection, call and checks)", lat)
+	default:
 		fmt.Fprintf(tw, "%s: a fresh mTLS connection and one empty call each, %d in flight\n", r.Scenario, r.Concurrency)
 		row("throughput", "%.1f calls/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
 		row("latency", "%s (connection and call)", lat)
@@ -160,11 +166,12 @@ func numPtr(r map[string]any, key string) *float64 {
 
 // floorRows pairs the figures out of reach of gRPC itself with
 // their floors: Resume throughput as a share of the ceiling and its
-// server CPU (the storm against grpc-floor), heartbeat CPU per beat and
-// memory per connected node (heartbeat against stream-floor).
+// server CPU (the storm against grpc-floor, and against boot-floor with
+// the 10,000-boot storm), heartbeat CPU per beat and memory per connected
+// node (heartbeat against stream-floor).
 func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	storm, hb := byName[ScenarioStorm], byName[ScenarioHeartbeat]
-	gf, sf := byName[ScenarioGRPCFloor], byName[ScenarioStreamFloor]
+	gf, sf, bf := byName[ScenarioGRPCFloor], byName[ScenarioStreamFloor], byName[ScenarioBootFloor]
 	hsCPU := num(byName[ScenarioCeiling]["cpu_ms_per_handshake"]) / 2 // the server's half
 	share := func(r map[string]any, key string) *float64 {
 		if r == nil || ceiling <= 0 {
@@ -180,11 +187,27 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	// The same share with every core busy, from both ends' CPU per
 	// operation and per handshake, which the machine's other load moves
 	// far less than it moves rates; berth's storm has no such figure.
-	bound := floorRow{key: "resume_cpu_bound_ceiling_ratio", figure: "Resume throughput / ceiling, all cores busy (CPU of both ends)",
-		goal: goalResumeShare, format: "%.3f"}
-	if c := byName[ScenarioCeiling]; c != nil && num(c["cpu_bound_handshakes_per_s"]) > 0 && gf != nil && gf["cpu_bound_ops_per_s"] != nil {
-		bound.floor = ptr(round(num(gf["cpu_bound_ops_per_s"])/num(c["cpu_bound_handshakes_per_s"]), 3))
-		bound.floorNote = fmt.Sprintf("%.1f calls/s against %.1f handshakes/s", num(gf["cpu_bound_ops_per_s"]), num(c["cpu_bound_handshakes_per_s"]))
+	boundOf := func(key, figure string, f map[string]any, what string) floorRow {
+		r := floorRow{key: key, figure: figure, goal: goalResumeShare, format: "%.3f"}
+		if c := byName[ScenarioCeiling]; c != nil && num(c["cpu_bound_handshakes_per_s"]) > 0 && f != nil && f["cpu_bound_ops_per_s"] != nil {
+			r.floor = ptr(round(num(f["cpu_bound_ops_per_s"])/num(c["cpu_bound_handshakes_per_s"]), 3))
+			r.floorNote = fmt.Sprintf("%.1f %s/s against %.1f handshakes/s", num(f["cpu_bound_ops_per_s"]), what, num(c["cpu_bound_handshakes_per_s"]))
+		}
+		return r
+	}
+	bound := boundOf("resume_cpu_bound_ceiling_ratio", "Resume throughput / ceiling, all cores busy (CPU of both ends)", gf, "calls")
+	// The same against a node's least boot: what the design requires of
+	// every boot besides the call itself (boot-floor).
+	boot := floorRow{key: "resume_ceiling_ratio_boot", figure: "Resume throughput / ceiling, against a node's least boot", berth: share(storm, "throughput_per_s"),
+		floor: share(bf, "ops_per_s"), goal: goalResumeShare, format: "%.3f"}
+	bootBound := boundOf("resume_cpu_bound_ceiling_ratio_boot", "the same, all cores busy (CPU of both ends)", bf, "boots")
+	storm10k := floorRow{key: "storm_10000_s", figure: "storm of 10,000 boots, against a node's least boot", goal: goalStormS, atMost: true, unit: "s", format: "%.1f"}
+	if r := storm; r != nil && num(r["throughput_per_s"]) > 0 {
+		storm10k.berth = ptr(round(targetStormNodes/num(r["throughput_per_s"]), 1))
+	}
+	if bf != nil && num(bf["ops_per_s"]) > 0 {
+		boot.floorNote = fmt.Sprintf("%.1f boots/s", num(bf["ops_per_s"]))
+		storm10k.floor = ptr(round(targetStormNodes/num(bf["ops_per_s"]), 1))
 	}
 	mem := floorRow{key: "heartbeat_kb_per_node", figure: "heartbeat memory per connected node", berth: numPtr(hb, "heartbeat_kb_per_node"),
 		floor: numPtr(sf, "server_kb_per_conn"), goal: goalHBKBPerNode, atMost: true, unit: "KiB", format: "%.1f"}
@@ -195,8 +218,13 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	return []floorRow{
 		resume,
 		bound,
+		boot,
+		bootBound,
+		storm10k,
 		{key: "resume_server_cpu_ms", figure: "server CPU per Resume", berth: numPtr(storm, "server_cpu_ms_per_op"),
 			floor: numPtr(gf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f", hsCPU: hsCPU},
+		{key: "resume_server_cpu_ms_boot", figure: "server CPU per Resume, against a node's least boot", berth: numPtr(storm, "server_cpu_ms_per_op"),
+			floor: numPtr(bf, "server_cpu_ms_per_op"), goal: goalCPUPerBootMs, atMost: true, unit: "ms", format: "%.3f", hsCPU: hsCPU},
 		{key: "heartbeat_cpu_ms_per_beat", figure: "heartbeat server CPU per beat", berth: numPtr(hb, "server_cpu_ms_per_op"),
 			floor: numPtr(sf, "server_cpu_ms_per_op"), goal: goalHBCPUPerBeatMs, atMost: true, unit: "ms", format: "%.4f", hsCPU: hsCPU},
 		mem,
@@ -207,10 +235,11 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 // measured in this run, and adds them to summary ("floors", and each
 // floor as KEY_floor).
 func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[string]any, ceiling float64) {
-	if byName[ScenarioGRPCFloor] == nil && byName[ScenarioStreamFloor] == nil {
+	if byName[ScenarioGRPCFloor] == nil && byName[ScenarioStreamFloor] == nil && byName[ScenarioBootFloor] == nil {
 		return
 	}
-	fmt.Fprintln(w, "\nfloors: the same figures from a bare gRPC server with berthd's server options, doing nothing (grpc-floor, stream-floor), in this run:")
+	fmt.Fprintln(w, "\nfloors: the same figures from a bare gRPC server with berthd's server options, doing nothing (grpc-floor, stream-floor)")
+	fmt.Fprintln(w, "or answering Resume from memory to nodes doing only what every boot must (boot-floor), in this run:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  figure\tberth\tfloor\tgoal\t")
 	var out []map[string]any
@@ -236,7 +265,7 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 	}
 	_ = tw.Flush()
 	summary["floors"] = out
-	for _, name := range []string{ScenarioGRPCFloor, ScenarioStreamFloor} {
+	for _, name := range []string{ScenarioGRPCFloor, ScenarioBootFloor, ScenarioStreamFloor} {
 		r := byName[name]
 		m, ok := r["server_cpu_shares"].(map[string]any)
 		if !ok || len(m) == 0 {
@@ -246,7 +275,7 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 		for k, v := range m {
 			shares[k] = num(v)
 		}
-		what := map[string]string{ScenarioGRPCFloor: "call", ScenarioStreamFloor: "message"}[name]
+		what := map[string]string{ScenarioGRPCFloor: "call", ScenarioBootFloor: "boot", ScenarioStreamFloor: "message"}[name]
 		fmt.Fprintf(w, "%s server CPU per %s by the profile: %s.\n", name, what, sharesText(shares, numPtr(r, "server_cpu_ms_per_op")))
 	}
 }

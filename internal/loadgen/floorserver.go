@@ -3,19 +3,25 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/telemetry"
@@ -28,13 +34,15 @@ const floorServerEnv = "BERTH_LOADGEN_FLOOR_SERVER"
 
 // floorServer serves a floor until stdin closes: rpc.NewServer, as berthd
 // builds its server (berthd serve's telemetry, make bench's limits), with
-// the registration service's certificate (grpc floor) or the heartbeat
-// service's (stream floor), health and an echo in place of the heartbeat
-// service. Each line on stdin is a command answered with one line on
-// stdout (floorCommand).
+// the registration service's certificate (grpc and boot floors) or the
+// heartbeat service's (stream floor), health, an echo in place of the
+// heartbeat service and, for the boot floor, Resume answered from memory
+// (floorResume). Each line on stdin is a command answered with one line
+// on stdout (floorCommand).
 func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 	scenario, dir, _ := strings.Cut(v, ":")
-	svc := map[string]string{ScenarioGRPCFloor: pki.ServiceRegistration, ScenarioStreamFloor: pki.ServiceHeartbeat}[scenario]
+	svc := map[string]string{ScenarioGRPCFloor: pki.ServiceRegistration, ScenarioBootFloor: pki.ServiceRegistration,
+		ScenarioStreamFloor: pki.ServiceHeartbeat}[scenario]
 	if svc == "" || dir == "" {
 		return fmt.Errorf("%s=%q: want SCENARIO:PKI_DIR", floorServerEnv, v)
 	}
@@ -55,13 +63,23 @@ func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 	srv := rpc.NewServer(rpc.ServerConfig{
 		Name: svc, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		TrustDomain: layout.TrustDomain, Cert: cert, Roots: layout.RootPool(),
-		Policy:         rpc.Policy{berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Authenticated},
+		Policy: rpc.Policy{
+			berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Authenticated,
+			berthv1.RegistrationService_Resume_FullMethodName: rpc.NodeKey,
+		},
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator,
 		// As make bench serves: every simulated node connects from
 		// 127.0.0.1 (berthd --max-unauthenticated-per-source 0).
 		Limits: rpc.Limits{MaxUnauthenticatedPerSource: -1},
 	})
 	berthv1.RegisterHeartbeatServiceServer(srv.Server, floorEcho{})
+	if scenario == ScenarioBootFloor {
+		answers, err := loadAnswers(filepath.Join(dir, bootFloorDir))
+		if err != nil {
+			return err
+		}
+		berthv1.RegisterRegistrationServiceServer(srv.Server, floorResume{answers: answers})
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -151,4 +169,53 @@ func (floorEcho) Heartbeat(s berthv1.HeartbeatService_HeartbeatServer) error {
 			return err
 		}
 	}
+}
+
+// floorResume answers Resume with the answer loaded for the caller's key,
+// and does nothing else: no store, no checks beyond the handshake's.
+type floorResume struct {
+	berthv1.UnimplementedRegistrationServiceServer
+	answers map[[32]byte]*berthv1.ResumeResponse
+}
+
+func (f floorResume) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
+	id, _, ok := mtls.PeerIdentity(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "boot floor: no client certificate")
+	}
+	r := f.answers[id.KeySHA256]
+	if r == nil {
+		return nil, status.Error(codes.NotFound, "boot floor: unknown key")
+	}
+	return r, nil
+}
+
+// loadAnswers reads the boot floor's answers (bootFloorDir), by key.
+func loadAnswers(dir string) (map[[32]byte]*berthv1.ResumeResponse, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.pb"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("boot floor: no answers in %s", dir)
+	}
+	out := make(map[[32]byte]*berthv1.ResumeResponse, len(files))
+	for _, f := range files {
+		var key [32]byte
+		k, err := hex.DecodeString(strings.TrimSuffix(filepath.Base(f), ".pb"))
+		if err != nil || len(k) != len(key) {
+			return nil, fmt.Errorf("boot floor: %s is not named by a key hash", f)
+		}
+		copy(key[:], k)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		nc := &berthv1.NodeCredentials{}
+		if err := proto.Unmarshal(b, nc); err != nil {
+			return nil, fmt.Errorf("boot floor: %s: %w", f, err)
+		}
+		out[key] = &berthv1.ResumeResponse{Credentials: nc}
+	}
+	return out, nil
 }
