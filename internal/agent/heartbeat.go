@@ -110,7 +110,8 @@ type heartbeater struct {
 	interval time.Duration // last interval the service set
 	// firstDelay is how long Run waits before its first stream: the boot
 	// was recorded as the first beat, and the fleet's streams open spread
-	// over the first interval instead of all at once.
+	// over the second half of the first interval instead of all at once
+	// (followBoot).
 	firstDelay time.Duration
 	addr       string       // heartbeat service
 	dialed     *Credentials // the credentials c presents
@@ -185,15 +186,20 @@ func (a *Agent) bootBeat() *berthv1.BootBeat {
 
 // followBoot makes h go on from a boot the registration service recorded
 // as the node's first beat (the credentials carry the interval): the
-// stream opens at a random moment within the interval, so that a fleet
-// booting together does not open its streams together, and its beats go
-// on above the boot's sequence, so that the boot's beat is not taken for a
+// stream opens at a random moment in the second half of the interval, so
+// that a fleet booting together does not open its streams together, nor
+// while it is still booting: a power restore's boots come in far faster
+// than its streams are let in (the heartbeat service stretches the
+// interval for them), and a stream opened in the first moments after its
+// boot would take a handshake from a node still booting. Its beats go on
+// above the boot's sequence, so that the boot's beat is not taken for a
 // new one. Otherwise h beats at once, from sequence 1.
 func (h *heartbeater) followBoot(creds *Credentials) {
 	if creds == nil || creds.HeartbeatInterval <= 0 {
 		return
 	}
-	h.firstDelay = time.Duration(h.backoff.Rand(int64(creds.HeartbeatInterval)))
+	iv := creds.HeartbeatInterval
+	h.firstDelay = iv/2 + time.Duration(h.backoff.Rand(int64(iv-iv/2)))
 	h.seq = bootSequence
 }
 

@@ -810,38 +810,53 @@ func TestBootBeatOff(t *testing.T) {
 }
 
 // TestHeartbeatFollowsRecordedBoot: after a boot the registration service
-// recorded, the stream opens at a random moment within the interval (the
-// test's Rand draws the last) and goes on with sequence 2 of the boot.
+// recorded, the stream opens at a random moment in the second half of the
+// interval (the test's Rand draws the last, or the first) and goes on
+// with sequence 2 of the boot.
 func TestHeartbeatFollowsRecordedBoot(t *testing.T) {
-	h := newHBHarness(t, 10*time.Second)
-	ctx, cancel := testContext(t)
-	defer cancel()
-	h.fake.beat = func(_, n int) error {
-		if n == 2 {
-			cancel()
-			return status.Error(codes.Unavailable, "test over")
-		}
-		return nil
-	}
-	a, err := New(h.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := nodeCreds(t, h.pki, h.cfg, h.addr, time.Hour)
-	creds.HeartbeatInterval = 6 * time.Second
-	hb := a.newHeartbeater(a.log)
-	hb.followBoot(creds)
-	if err := hb.Run(ctx, func() *Credentials { return creds }); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	checkSequences(t, h.fake, []uint64{2, 3})
-	if s := h.clock.Sleeps(); len(s) == 0 || s[0] != 6*time.Second-1 {
-		t.Errorf("sleeps = %v, want the first stream after the drawn 6s-1ns", s)
-	}
-	for _, b := range h.fake.Beats() {
-		if b.GetBootId() != "boot-1" {
-			t.Errorf("beat %d of boot %q, want boot-1", b.GetSequence(), b.GetBootId())
-		}
+	for _, tt := range []struct {
+		name string
+		rand func(int64) int64
+		want time.Duration
+	}{
+		{"the last moment", nil, 6*time.Second - 1},
+		{"the first moment", func(int64) int64 { return 0 }, 3 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHBHarness(t, 10*time.Second)
+			if tt.rand != nil {
+				h.cfg.Backoff.Rand = tt.rand
+			}
+			ctx, cancel := testContext(t)
+			defer cancel()
+			h.fake.beat = func(_, n int) error {
+				if n == 2 {
+					cancel()
+					return status.Error(codes.Unavailable, "test over")
+				}
+				return nil
+			}
+			a, err := New(h.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			creds := nodeCreds(t, h.pki, h.cfg, h.addr, time.Hour)
+			creds.HeartbeatInterval = 6 * time.Second
+			hb := a.newHeartbeater(a.log)
+			hb.followBoot(creds)
+			if err := hb.Run(ctx, func() *Credentials { return creds }); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			checkSequences(t, h.fake, []uint64{2, 3})
+			if s := h.clock.Sleeps(); len(s) == 0 || s[0] != tt.want {
+				t.Errorf("sleeps = %v, want the first stream after %v", s, tt.want)
+			}
+			for _, b := range h.fake.Beats() {
+				if b.GetBootId() != "boot-1" {
+					t.Errorf("beat %d of boot %q, want boot-1", b.GetSequence(), b.GetBootId())
+				}
+			}
+		})
 	}
 }
 

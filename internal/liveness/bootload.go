@@ -91,9 +91,11 @@ func (b *bootCount) total(now time.Time) int {
 
 // bootStretch returns the load factor that spreads the streams of booted
 // nodes to at most maxRate per second: the needed one rounded up to a
-// power of two, within limit.
+// power of two, within limit. A booted node opens its stream in the second
+// half of its first interval (the agent's followBoot), so the streams of
+// the nodes booted together spread over half an interval.
 func bootStretch(booted int, base Timings, maxRate, limit float64) float64 {
-	need := float64(booted) / base.Interval.Seconds() / maxRate
+	need := float64(booted) / (base.Interval.Seconds() / 2) / maxRate
 	if need <= 1 {
 		return 1
 	}

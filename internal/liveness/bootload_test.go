@@ -15,9 +15,10 @@ func withMaxConnectRate(r float64) func(*Config) {
 	return func(c *Config) { c.MaxConnectRate = r }
 }
 
-// TestMassBootStretch: 30 boots would open 3 streams/s within the 10 s
-// interval, against a limit of 1, so the decider stretches the timings
-// fourfold (the next power of two) and booting nodes are told 40 s. Each
+// TestMassBootStretch: 30 boots would open 6 streams/s within the second
+// half of the 10 s interval, against a limit of 2, so the decider stretches
+// the timings fourfold (the next power of two) and booting nodes are told
+// 40 s. Each
 // opens its stream late in that window and is never declared silent, as
 // it would be at the base interval. The one node that never opens its
 // stream is declared suspect only after two stretched intervals: the
@@ -27,7 +28,7 @@ func TestMassBootStretch(t *testing.T) {
 		ctx := context.Background()
 		clock := livenesstest.NewClock(t0)
 		store := open()
-		c := newCore(t, store, clock, "a", withMaxConnectRate(1))
+		c := newCore(t, store, clock, "a", withMaxConnectRate(2))
 		// The decider holds its lease from long before the boots, past
 		// the hold that follows taking it (stretched with the timings).
 		for range 200 {
@@ -98,7 +99,7 @@ func TestMassBootStretch(t *testing.T) {
 // window call for none, not halved as each batch ages out.
 func TestMassBootStretchSteps(t *testing.T) {
 	clock := livenesstest.NewClock(t0)
-	c := newCore(t, newSQLiteStore(t), clock, "a", withMaxConnectRate(1))
+	c := newCore(t, newSQLiteStore(t), clock, "a", withMaxConnectRate(2))
 	var factors []float64
 	for s := range 100 {
 		if s%10 == 0 && s < 30 {
@@ -116,8 +117,9 @@ func TestMassBootStretchSteps(t *testing.T) {
 		}
 		clock.Advance(time.Second)
 	}
-	// 10 boots at 10 s need no stretch, 20 need 2, 30 need 3, doubled to
-	// 4; at +60 s 20 remain, at +70 s 10.
+	// Against 2 streams/s over the second half of the 10 s interval, 10
+	// boots need no stretch, 20 need 2, 30 need 3, doubled to 4; at +60 s
+	// 20 remain, at +70 s 10.
 	diff(t, "load factors", []float64{1, 2, 4, 1}, factors)
 }
 
@@ -132,8 +134,8 @@ func TestMassBootStretchAcrossReplicas(t *testing.T) {
 	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
 		ctx := context.Background()
 		clock := livenesstest.NewClock(t0)
-		a := newCore(t, open(), clock, "a", withMaxConnectRate(1))
-		b := newCore(t, open(), clock, "b", withMaxConnectRate(1))
+		a := newCore(t, open(), clock, "a", withMaxConnectRate(2))
+		b := newCore(t, open(), clock, "b", withMaxConnectRate(2))
 		// a holds its lease from long before the boots, past the hold
 		// that follows taking it.
 		for range 200 {
@@ -200,9 +202,9 @@ func TestBootSharingStoreTrouble(t *testing.T) {
 	forBackends(t, func(t *testing.T, open func() heartbeatstore.Store) {
 		ctx := context.Background()
 		clock := livenesstest.NewClock(t0)
-		a := newCore(t, open(), clock, "a", withMaxConnectRate(1))
+		a := newCore(t, open(), clock, "a", withMaxConnectRate(2))
 		bs := &bootsUnwritable{Store: open()}
-		b := newCore(t, bs, clock, "b", withMaxConnectRate(1))
+		b := newCore(t, bs, clock, "b", withMaxConnectRate(2))
 		for range 200 {
 			mustDecide(t, a)
 			mustDecide(t, b)
@@ -240,12 +242,16 @@ func TestBootStretch(t *testing.T) {
 		limit  float64
 		want   float64
 	}{
-		{"none", 0, 100, 30, 1},
-		{"at the limit", 1000, 100, 30, 1},
-		{"just over doubles", 1001, 100, 30, 2},
-		{"10,000 boots", 10_000, 100, 30, 16},
-		{"capped", 1_000_000, 100, 30, 30},
-		{"capped below a power of two", 5000, 100, 2.5, 2.5},
+		// The streams of the boots spread over the second half of the
+		// 10 s interval: 1,000 of them make 200 a second.
+		{"none", 0, 200, 30, 1},
+		{"at the limit", 1000, 200, 30, 1},
+		{"just over doubles", 1001, 200, 30, 2},
+		{"the limit halved doubles", 1000, 100, 30, 2},
+		{"10,000 boots", 10_000, 200, 30, 16},
+		{"10,000 boots at the default rate (README)", 10_000, DefaultMaxConnectRate, 30, 30},
+		{"capped", 1_000_000, 200, 30, 30},
+		{"capped below a power of two", 5000, 200, 2.5, 2.5},
 	} {
 		if got := bootStretch(tt.booted, base, tt.rate, tt.limit); got != tt.want {
 			t.Errorf("%s: bootStretch = %v, want %v", tt.name, got, tt.want)

@@ -117,7 +117,8 @@ type Config struct {
 	// MaxConnectRate is the number of heartbeat streams per second the
 	// tier should see opened after a mass boot. While the boots this
 	// replica recorded in the last minute would open their streams faster
-	// within one base interval, the decider stretches every node's timings
+	// within the second half of one base interval (when booted nodes open
+	// them), the decider stretches every node's timings
 	// so that they spread out (see bootWindow); 0 never stretches for
 	// boots. The boots every replica recorded count: each stores its count
 	// every DecidePeriod, for the decider to add up.

@@ -24,7 +24,7 @@ import (
 // batches over one long-lived connection (HeartbeatBootService.RecordBoots,
 // one store transaction per batch there). The node is told the fleet's
 // heartbeat interval and opens its own stream later, at a random moment
-// within it, going on with the boot's next sequence.
+// in its second half, going on with the boot's next sequence.
 //
 // Resume answers once its boot is handed over: the heartbeat service has
 // written it, so a registration replica that dies after answering loses

@@ -588,7 +588,7 @@ type ResumeRequest struct {
 	// node as alive (healthy, with this boot ID, sequence and status) before
 	// the answer (while the heartbeat service is slow or unreachable, once it
 	// answers again), without the node opening its heartbeat stream. The agent then
-	// opens its stream later (within the first heartbeat interval,
+	// opens its stream later (in the second half of the first heartbeat interval,
 	// NodeCredentials.heartbeat_interval) and goes on with the next sequence
 	// of the same boot ID. Older agents send none: their first beat does it.
 	Boot          *BootBeat `protobuf:"bytes,2,opt,name=boot,proto3" json:"boot,omitempty"`
