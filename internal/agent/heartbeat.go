@@ -198,9 +198,16 @@ func (h *heartbeater) followBoot(creds *Credentials) {
 	if creds == nil || creds.HeartbeatInterval <= 0 {
 		return
 	}
-	iv := creds.HeartbeatInterval
-	h.firstDelay = iv/2 + time.Duration(h.backoff.Rand(int64(iv-iv/2)))
+	h.firstDelay = FirstStreamDelay(creds.HeartbeatInterval, h.backoff.Rand)
 	h.seq = bootSequence
+}
+
+// FirstStreamDelay is how long after a boot recorded as its first beat a
+// node waits to open its heartbeat stream, given the interval the
+// registration service told it: a moment drawn by rand (uniform in [0, n))
+// in the second half of the interval (see followBoot).
+func FirstStreamDelay(interval time.Duration, rand func(n int64) int64) time.Duration {
+	return interval/2 + time.Duration(rand(int64(interval-interval/2)))
 }
 
 func (a *Agent) readBootID(log *slog.Logger) string {

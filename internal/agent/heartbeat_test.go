@@ -888,3 +888,25 @@ func TestParseHeartbeatInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstStreamDelay: the first stream waits for the second half of the
+// interval, whatever is drawn, and never past the interval.
+func TestFirstStreamDelay(t *testing.T) {
+	first := func(int64) int64 { return 0 }
+	last := func(n int64) int64 { return n - 1 }
+	for _, tt := range []struct {
+		iv   time.Duration
+		rand func(int64) int64
+		want time.Duration
+	}{
+		{10 * time.Second, first, 5 * time.Second},
+		{10 * time.Second, last, 10*time.Second - 1},
+		{3, first, 1},
+		{3, last, 2},
+		{1, last, 0},
+	} {
+		if got := FirstStreamDelay(tt.iv, tt.rand); got != tt.want {
+			t.Errorf("FirstStreamDelay(%v) = %v, want %v", tt.iv, got, tt.want)
+		}
+	}
+}

@@ -23,8 +23,9 @@ import (
 
 // follower does, for the storm, what berth-agent does after a boot that
 // the registration service recorded as the node's first heartbeat
-// (agent.HeartbeatRecorded): it opens the node's heartbeat stream at a
-// random moment within the interval the service gave, off the boot path,
+// (agent.HeartbeatRecorded): it opens the node's heartbeat stream when the
+// agent would (agent.FirstStreamDelay of the interval the service gave),
+// off the boot path,
 // and goes on with the boot's next sequence. Each node beats once, is
 // acknowledged and closes its stream: the storm measures the handshake
 // and the first beat, not the steady beating (the heartbeat scenario).
@@ -44,7 +45,8 @@ func newFollower(addr string, bootID func(*node) string) *follower {
 	return &follower{addr: addr, bootID: bootID, timeout: ackTimeout, errs: newTally()}
 }
 
-// schedule opens the node's stream later: within res.HeartbeatInterval.
+// schedule opens the node's stream later, as the agent would after
+// res.HeartbeatInterval.
 func (f *follower) schedule(ctx context.Context, n *node, res agent.Result) {
 	iv := time.Duration(res.HeartbeatInterval * float64(time.Second))
 	if iv <= 0 {
@@ -52,7 +54,7 @@ func (f *follower) schedule(ctx context.Context, n *node, res agent.Result) {
 	}
 	f.started.Add(1)
 	f.wg.Add(1)
-	time.AfterFunc(rand.N(iv), func() {
+	time.AfterFunc(agent.FirstStreamDelay(iv, rand.Int64N), func() {
 		defer f.wg.Done()
 		if ctx.Err() != nil {
 			f.errs.add(fmt.Errorf("first heartbeat not sent: %w", ctx.Err()))
