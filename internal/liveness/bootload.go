@@ -9,12 +9,12 @@ import (
 )
 
 // A mass boot (a power restore) would have every booted node open its
-// heartbeat stream within one interval of its boot, a full TLS handshake
-// each, competing with the nodes still booting. So the decider also
-// stretches the fleet's timings while the boots recorded in the last
-// bootWindow would open their streams faster than Config.MaxConnectRate
-// at the base interval: booted nodes are told the longer interval and
-// spread their streams over it. The stretch doubles (bootStretch) rather
+// heartbeat stream within one interval of its boot (in its second half), a
+// full TLS handshake each, competing with the nodes still booting. So the
+// decider also stretches the fleet's timings while the boots recorded in
+// the last bootWindow would open their streams faster than
+// Config.MaxConnectRate at the base interval: booted nodes are told the
+// longer interval and spread their streams over its second half. The stretch doubles (bootStretch) rather
 // than rising in stretchSteps, because every change is pushed to every
 // open stream.
 const bootWindow = time.Minute

@@ -52,6 +52,11 @@ const bootFloorSeed = "berth-loadgen boot-floor"
 func BootFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	c.setDefaults(DefaultCeilingDuration)
 	var nodes []*floorNode
+	defer func() {
+		for _, n := range nodes {
+			n.keys.Close()
+		}
+	}()
 	prepare := func(l *pki.Layout) (err error) {
 		nodes, err = prepareBootFloor(ctx, l, c.Concurrency)
 		return err
@@ -61,11 +66,6 @@ func BootFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	defer cleanup()
-	defer func() {
-		for _, n := range nodes {
-			n.keys.Close()
-		}
-	}()
 	c.Log.Info("boot-floor: a node's least boot each, against a bare server answering Resume from memory",
 		"concurrency", c.Concurrency, "duration", c.Duration)
 	return measureOps(ctx, c, srv, ScenarioBootFloor, func(ctx context.Context, w int) error {
