@@ -23,34 +23,31 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 	cmd := &cobra.Command{Args: cmdline.NoArgs}
 	fs := cmd.Flags()
 	switch name {
-	case loadgen.ScenarioGRPCFloor:
-		cmd.Use, cmd.Short = name, "Fresh mutual-TLS connections, one empty call each, against a bare gRPC server"
-		cmd.Long = "Measure operations of a fresh mutual-TLS connection and one empty unary call\n" +
-			"(grpc.health.v1.Health/Check) against a bare server process built with\n" +
-			"berthd's own server options, --concurrency in flight: the most any call on a\n" +
-			"fresh connection (Resume) can reach here, and the server's CPU per operation."
-		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
-		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
-			if err := cmp.Or(positive(cmd, "duration", c.Duration), positive(cmd, "concurrency", c.Concurrency)); err != nil {
-				return nil, err
-			}
-			return loadgen.GRPCFloor(cmd.Context(), c)
+	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor:
+		run := loadgen.GRPCFloor
+		if name == loadgen.ScenarioGRPCFloor {
+			cmd.Use, cmd.Short = name, "Fresh mutual-TLS connections, one empty call each, against a bare gRPC server"
+			cmd.Long = "Measure operations of a fresh mutual-TLS connection and one empty unary call\n" +
+				"(grpc.health.v1.Health/Check) against a bare server process built with\n" +
+				"berthd's own server options, --concurrency in flight: the most any call on a\n" +
+				"fresh connection (Resume) can reach here, and the server's CPU per operation."
+		} else {
+			run = loadgen.BootFloor
+			cmd.Use, cmd.Short = name, "A node's least boot each, against a bare server answering Resume from memory"
+			cmd.Long = "Measure boots as grpc-floor measures its calls, each what a booting node cannot\n" +
+				"do without: a fresh self-signed certificate of its key, a fresh mutual-TLS\n" +
+				"connection pinning the root, one Resume answered from memory with the node's\n" +
+				"chain and its sealed bundle, and the checks of that answer no node may skip\n" +
+				"(the certificate is for its key; the bundle is signed by an admin for this\n" +
+				"node and opens with its key). No store, no server checks, no files written:\n" +
+				"the most a storm's boot can reach here, and the server's CPU per boot."
 		}
-	case loadgen.ScenarioBootFloor:
-		cmd.Use, cmd.Short = name, "A node's least boot each, against a bare server answering Resume from memory"
-		cmd.Long = "Measure boots as grpc-floor measures its calls, each what a booting node cannot\n" +
-			"do without: a fresh self-signed certificate of its key, a fresh mutual-TLS\n" +
-			"connection pinning the root, one Resume answered from memory with the node's\n" +
-			"chain and its sealed bundle, and the checks of that answer no node may skip\n" +
-			"(the certificate is for its key; the bundle is signed by an admin for this\n" +
-			"node and opens with its key). No store, no server checks, no files written:\n" +
-			"the most a storm's boot can reach here, and the server's CPU per boot."
 		fs.DurationVar(&c.Duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
 		measure = func(cmd *cobra.Command) (*loadgen.FloorResult, error) {
 			if err := cmp.Or(positive(cmd, "duration", c.Duration), positive(cmd, "concurrency", c.Concurrency)); err != nil {
 				return nil, err
 			}
-			return loadgen.BootFloor(cmd.Context(), c)
+			return run(cmd.Context(), c)
 		}
 	case loadgen.ScenarioStreamFloor:
 		cmd.Use, cmd.Short = name, "Connections holding one stream each, echoing a heartbeat's message"
