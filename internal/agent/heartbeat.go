@@ -205,8 +205,13 @@ func (h *heartbeater) followBoot(creds *Credentials) {
 // FirstStreamDelay is how long after a boot recorded as its first beat a
 // node waits to open its heartbeat stream, given the interval the
 // registration service told it: a moment drawn by rand (uniform in [0, n))
-// in the second half of the interval (see followBoot).
+// in the second half of the interval (see followBoot). Without an interval
+// there is nothing to wait for: 0, and rand is not called (it may panic on
+// an empty range, as math/rand/v2's does).
 func FirstStreamDelay(interval time.Duration, rand func(n int64) int64) time.Duration {
+	if interval <= 0 {
+		return 0
+	}
 	return interval/2 + time.Duration(rand(int64(interval-interval/2)))
 }
 

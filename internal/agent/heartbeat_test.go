@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
@@ -890,7 +891,9 @@ func TestParseHeartbeatInterval(t *testing.T) {
 }
 
 // TestFirstStreamDelay: the first stream waits for the second half of the
-// interval, whatever is drawn, and never past the interval.
+// interval, whatever is drawn, and never past the interval; without an
+// interval it does not wait, and draws nothing (math/rand/v2's Int64N
+// panics on an empty range).
 func TestFirstStreamDelay(t *testing.T) {
 	first := func(int64) int64 { return 0 }
 	last := func(n int64) int64 { return n - 1 }
@@ -904,6 +907,8 @@ func TestFirstStreamDelay(t *testing.T) {
 		{3, first, 1},
 		{3, last, 2},
 		{1, last, 0},
+		{0, rand.Int64N, 0},
+		{-time.Second, rand.Int64N, 0},
 	} {
 		if got := FirstStreamDelay(tt.iv, tt.rand); got != tt.want {
 			t.Errorf("FirstStreamDelay(%v) = %v, want %v", tt.iv, got, tt.want)
