@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/internal/mtls"
@@ -151,5 +155,74 @@ func TestReportBootFloor(t *testing.T) {
 	if summary["resume_ceiling_ratio_boot_floor"] != 0.5 || summary["resume_cpu_bound_ceiling_ratio_boot_floor"] != 0.6 ||
 		summary["storm_10000_s_floor"] != 20.0 || summary["resume_server_cpu_ms_boot_floor"] != 0.95 {
 		t.Errorf("summary: %v", summary)
+	}
+}
+
+// TestLoadAnswers: the boot floor's server refuses a directory it cannot
+// serve from, naming the file, rather than start without answers.
+func TestLoadAnswers(t *testing.T) {
+	good, err := proto.Marshal(&berthv1.NodeCredentials{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Repeat("ab", 32)
+	for _, tt := range []struct {
+		name  string
+		files map[string][]byte
+		want  string // "" for loaded
+	}{
+		{"one answer", map[string][]byte{key + ".pb": good}, ""},
+		{"no answers", nil, "boot floor: no answers in"},
+		{"not named by a key hash", map[string][]byte{"node.pb": good}, "node.pb is not named by a key hash"},
+		{"a short key hash", map[string][]byte{"abcd.pb": good}, "abcd.pb is not named by a key hash"},
+		{"not an answer", map[string][]byte{key + ".pb": []byte("\xff\xff")}, key + ".pb:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, b := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			answers, err := loadAnswers(dir)
+			switch {
+			case tt.want == "" && (err != nil || len(answers) != 1):
+				t.Fatalf("loadAnswers = %d answers, %v", len(answers), err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFloorResume: the boot floor's server answers a known key with its
+// answer, and refuses a call without a client certificate or from a key it
+// has no answer for, with the status a registration service would give.
+func TestFloorResume(t *testing.T) {
+	var known, other [32]byte
+	known[0], other[0] = 1, 2
+	answer := &berthv1.ResumeResponse{Credentials: &berthv1.NodeCredentials{NodeId: "n1"}}
+	f := floorResume{answers: map[[32]byte]*berthv1.ResumeResponse{known: answer}}
+	from := func(key [32]byte) context.Context {
+		return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: mtls.AuthInfo{Identity: mtls.Identity{Kind: mtls.KindBootstrap, KeySHA256: key}}})
+	}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		want codes.Code
+	}{
+		{"a known key", from(known), codes.OK},
+		{"another key", from(other), codes.NotFound},
+		{"no client certificate", context.Background(), codes.Unauthenticated},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := f.Resume(tt.ctx, &berthv1.ResumeRequest{})
+			if status.Code(err) != tt.want {
+				t.Fatalf("Resume: %v, want %v", err, tt.want)
+			}
+			if tt.want == codes.OK && got != answer {
+				t.Errorf("Resume answered %v, want the known key's answer", got)
+			}
+		})
 	}
 }
