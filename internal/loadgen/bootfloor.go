@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -110,7 +109,10 @@ func prepareBootFloor(ctx context.Context, l *pki.Layout, n int) ([]*floorNode, 
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	pin := sha256.Sum256(l.Root.RawSubjectPublicKeyInfo)
+	pin, err := mtls.ParseCAHash(l.CAHash()) // as a node reads berth.ca_hash
+	if err != nil {
+		return nil, err
+	}
 	nodes := make([]*floorNode, 0, n)
 	for i := range n {
 		nd := f.node(i, "")

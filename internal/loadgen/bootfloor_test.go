@@ -3,12 +3,10 @@ package loadgen
 import (
 	"context"
 	"crypto/x509"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -20,28 +18,6 @@ import (
 	"github.com/berth-dev/berth/internal/testutil/grpctest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// TestBootFloor runs the boot floor briefly against its own server
-// process: boots made, every answer passing the node's checks, the
-// server's CPU and both ends' measured.
-func TestBootFloor(t *testing.T) {
-	res, err := BootFloor(context.Background(), FloorConfig{
-		Duration: time.Second, Concurrency: 3, ProfileDir: t.TempDir(), TempDir: t.TempDir(),
-		Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Scenario != ScenarioBootFloor || res.Concurrency != 3 || res.Ops == 0 || len(res.Errors) != 0 {
-		t.Fatalf("boot floor: %+v", res)
-	}
-	if res.ServerCPUMsPerOp == nil || *res.ServerCPUMsPerOp <= 0 || res.CPUMsPerOp == nil || *res.CPUMsPerOp < *res.ServerCPUMsPerOp || res.CPUBoundPerS == nil {
-		t.Errorf("server_cpu_ms_per_op = %v, cpu_ms_per_op_both_ends = %v, cpu_bound_ops_per_s = %v", res.ServerCPUMsPerOp, res.CPUMsPerOp, res.CPUBoundPerS)
-	}
-	if res.ServerCPUShares[cpuHandshake] <= 0 {
-		t.Errorf("server_cpu_shares = %v, notes %v", res.ServerCPUShares, res.Notes)
-	}
-}
 
 // TestBootFloorChecks: a node of the boot floor takes its own answer and
 // refuses every lie a server could tell it, so that the floor cannot

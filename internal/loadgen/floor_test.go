@@ -13,29 +13,41 @@ import (
 	"time"
 )
 
-// TestGRPCFloor runs the grpc floor briefly against its own server
-// process: calls answered, none failed, the server's CPU measured and its
-// profile split into shares that add up.
-func TestGRPCFloor(t *testing.T) {
-	res, err := GRPCFloor(context.Background(), FloorConfig{
-		Duration: time.Second, Concurrency: 4, ProfileDir: t.TempDir(), TempDir: t.TempDir(),
-		Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Scenario != ScenarioGRPCFloor || res.Concurrency != 4 || res.Ops == 0 || len(res.Errors) != 0 {
-		t.Fatalf("grpc floor: %+v", res)
-	}
-	if res.ServerCPUMsPerOp == nil || *res.ServerCPUMsPerOp <= 0 || res.CPUMsPerOp == nil || *res.CPUMsPerOp < *res.ServerCPUMsPerOp || res.CPUBoundPerS == nil {
-		t.Errorf("server_cpu_ms_per_op = %v, cpu_ms_per_op_both_ends = %v, cpu_bound_ops_per_s = %v", res.ServerCPUMsPerOp, res.CPUMsPerOp, res.CPUBoundPerS)
-	}
-	var sum float64
-	for _, v := range res.ServerCPUShares {
-		sum += v
-	}
-	if res.ServerCPUShares[cpuHandshake] <= 0 || math.Abs(sum-1) > 0.01 {
-		t.Errorf("server_cpu_shares = %v (sum %.3f), notes %v", res.ServerCPUShares, sum, res.Notes)
+// TestCallFloors runs the grpc and boot floors briefly, each against its
+// own server process: operations made, none failed (a boot floor's boot
+// counts only once its answer passed the node's checks), the server's CPU
+// and both ends' measured, and the server's profile split into shares that
+// add up.
+func TestCallFloors(t *testing.T) {
+	for _, tt := range []struct {
+		scenario string
+		run      func(context.Context, FloorConfig) (*FloorResult, error)
+	}{
+		{ScenarioGRPCFloor, GRPCFloor},
+		{ScenarioBootFloor, BootFloor},
+	} {
+		t.Run(tt.scenario, func(t *testing.T) {
+			res, err := tt.run(context.Background(), FloorConfig{
+				Duration: time.Second, Concurrency: 4, ProfileDir: t.TempDir(), TempDir: t.TempDir(),
+				Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Scenario != tt.scenario || res.Concurrency != 4 || res.Ops == 0 || len(res.Errors) != 0 {
+				t.Fatalf("%s: %+v", tt.scenario, res)
+			}
+			if res.ServerCPUMsPerOp == nil || *res.ServerCPUMsPerOp <= 0 || res.CPUMsPerOp == nil || *res.CPUMsPerOp < *res.ServerCPUMsPerOp || res.CPUBoundPerS == nil {
+				t.Errorf("server_cpu_ms_per_op = %v, cpu_ms_per_op_both_ends = %v, cpu_bound_ops_per_s = %v", res.ServerCPUMsPerOp, res.CPUMsPerOp, res.CPUBoundPerS)
+			}
+			var sum float64
+			for _, v := range res.ServerCPUShares {
+				sum += v
+			}
+			if res.ServerCPUShares[cpuHandshake] <= 0 || math.Abs(sum-1) > 0.01 {
+				t.Errorf("server_cpu_shares = %v (sum %.3f), notes %v", res.ServerCPUShares, sum, res.Notes)
+			}
+		})
 	}
 }
 
