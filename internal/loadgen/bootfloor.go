@@ -158,13 +158,12 @@ func floorAnswer(ctx context.Context, nd *node, ca *pki.Signer, admin *bundle.Si
 	if err != nil {
 		return fail(err)
 	}
-	kem, pub := keys.BundlePublic(src.BundleKey())
 	const version = 1
-	sealed, err := bundle.Seal(bundle.Target{NodeID: nd.id, KEM: kem, Public: pub, Version: version},
-		bundle.Contents{Files: nd.bundleFiles()}, admin)
+	sealed, err := nd.sealWith(src, version, admin)
 	if err != nil {
 		return fail(err)
 	}
+	kem, _ := keys.BundlePublic(src.BundleKey())
 	return &floorNode{id: nd.id, keys: src}, &berthv1.NodeCredentials{
 		NodeId:            nd.id,
 		Status:            berthv1.NodeStatus_NODE_STATUS_APPROVED,

@@ -159,6 +159,11 @@ func (n *node) sealBundle(v int64, s *bundle.Signer) ([]byte, error) {
 		return nil, err
 	}
 	defer src.Close()
+	return n.sealWith(src, v, s)
+}
+
+// sealWith is sealBundle with the node's keys already derived.
+func (n *node) sealWith(src keys.Source, v int64, s *bundle.Signer) ([]byte, error) {
 	kemID, pub := keys.BundlePublic(src.BundleKey())
 	return bundle.Seal(bundle.Target{NodeID: n.id, KEM: kemID, Public: pub, Version: v}, bundle.Contents{Files: n.bundleFiles()}, s)
 }
