@@ -99,8 +99,11 @@ func (s *anchorSet) find(c *x509.Certificate) *x509.Certificate {
 // learn adds the intermediate of chain, one that verified in full, if it
 // may stand in for its root.
 func (s *anchorSet) learn(chain []*x509.Certificate) {
+	if s == nil {
+		return
+	}
 	a := StandIn(chain)
-	if s == nil || a == nil {
+	if a == nil {
 		return
 	}
 	s.mu.Lock()
