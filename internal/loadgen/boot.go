@@ -206,6 +206,10 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	stop := progress(r.log, "boots", len(boots), func() int { return int(s.done.Load()) })
 	start, elapsed := runBoots(ctx, boots, r.cfg.Concurrency, s)
 	stop()
+	var duringBoots int64
+	if follow != nil {
+		duringBoots = follow.opened.Load()
+	}
 	rss.windowEnd()
 	var total map[string]time.Duration
 	if follow != nil && follow.started.Load() > 0 {
@@ -222,6 +226,7 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	r.fillBoots(s, elapsed)
 	if total != nil {
 		r.fillFollow(s, follow, start, rss.cpuFrom, total)
+		r.res.HeartbeatsDuringBoots = &duringBoots
 	}
 	certs, err := r.adm.issuedSince(ctx, start)
 	if err != nil {

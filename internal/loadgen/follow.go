@@ -36,6 +36,7 @@ type follower struct {
 
 	wg      sync.WaitGroup
 	started atomic.Int64
+	opened  atomic.Int64 // streams whose moment came: begun, if not acknowledged
 	acked   atomic.Int64
 	lastAck atomic.Int64 // unix nanoseconds
 	errs    *tally
@@ -56,6 +57,7 @@ func (f *follower) schedule(ctx context.Context, n *node, res agent.Result) {
 	f.wg.Add(1)
 	time.AfterFunc(agent.FirstStreamDelay(iv, rand.Int64N), func() {
 		defer f.wg.Done()
+		f.opened.Add(1)
 		if ctx.Err() != nil {
 			f.errs.add(fmt.Errorf("first heartbeat not sent: %w", ctx.Err()))
 			return

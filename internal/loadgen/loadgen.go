@@ -220,8 +220,13 @@ type Result struct {
 	// last was (from the release), HandshakesPerBootTotal adds their
 	// handshakes to the boot path's and ServerCPUMsPerBootTotal is the
 	// server CPU from the release to then, per boot.
+	// HeartbeatsDuringBoots counts the streams opened before the last boot
+	// was answered: each a full handshake taken from the nodes still
+	// booting, which the agent's timing and the heartbeat service's boot
+	// stretch are there to avoid.
 	BootsRecorded           int      `json:"boots_recorded,omitempty"`
 	HeartbeatsFollowed      int      `json:"heartbeats_followed,omitempty"`
+	HeartbeatsDuringBoots   *int64   `json:"heartbeats_during_boots,omitempty"`
 	FollowS                 float64  `json:"follow_s,omitempty"`
 	HandshakesPerBootTotal  *float64 `json:"handshakes_per_boot_total,omitempty"`
 	ServerCPUMsPerBootTotal *float64 `json:"server_cpu_ms_per_boot_total,omitempty"`

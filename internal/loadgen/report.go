@@ -518,6 +518,12 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 			row(name, "full handshakes per boot in total ("+name+")", fmt.Sprintf("%.2f", num(v)),
 				fmt.Sprintf("streams opened later, the last %.1f s after the release", num(r["follow_s"])), "-")
 		}
+		if v, ok := r["heartbeats_during_boots"]; ok && v != nil {
+			n := num(v)
+			summary[name+"_streams_during_boots"] = n
+			row(name, "heartbeat streams opened while nodes still booted ("+name+")", intText(v),
+				fmt.Sprintf("%.1f%% of the boots", 100*n/max(1, num(r["ok"]))), "0")
+		}
 		if name == ScenarioStorm && rate > 0 {
 			s := targetStormNodes / rate
 			summary["storm_10000_projected_s"] = round(s, 1)
