@@ -19,6 +19,35 @@ import (
 // open stream.
 const bootWindow = time.Minute
 
+// raiseForBoots stretches the fleet's timings at once, on the decider, when
+// the boots it has just recorded call for more stretch than is in force,
+// and reports whether it did. A storm's first thousand boots come within
+// a second or two; waiting for the next Decide would tell them the
+// shorter interval, and their streams would open while the rest of the
+// storm still boots. The nodes whose boots called for it are told the new
+// interval. The check is in memory; the store is only asked when the
+// stretch rises, a handful of times in a storm. Another replica's boots
+// reach the decider at its next DecidePeriod, as before (shareBoots).
+func (c *Core) raiseForBoots(ctx context.Context, now time.Time) bool {
+	if c.cfg.MaxConnectRate <= 0 || !c.stats.decider.Load() {
+		return false
+	}
+	s := c.settings.Load()
+	l := load{booted: c.booted.total(now) + int(c.others.Load())}
+	if c.bootNeed(l, c.baseTimings(s)) <= stretchOf(s) {
+		return false
+	}
+	c.decideMu.Lock()
+	defer c.decideMu.Unlock()
+	// A lease that lapsed since (the store failing Decide) may be
+	// another replica's now: the stretch is its to change.
+	if !c.decider || !now.Before(c.leaseUntil) {
+		return false
+	}
+	c.adjustLoad(ctx, now)
+	return true
+}
+
 // shareBoots stores how many boots this replica recorded over the last
 // bootWindow, for the decider, which stretches for the boots of every
 // replica (currentLoad): a mass boot is spread over them all. It writes

@@ -17,8 +17,8 @@ func withMaxConnectRate(r float64) func(*Config) {
 
 // TestMassBootStretch: 30 boots would open 6 streams/s within the second
 // half of the 10 s interval, against a limit of 2, so the decider stretches
-// the timings fourfold (the next power of two) and booting nodes are told
-// 40 s. Each
+// the timings fourfold (the next power of two) as it records them, and
+// these booting nodes are told 40 s. Each
 // opens its stream late in that window and is never declared silent, as
 // it would be at the base interval. The one node that never opens its
 // stream is declared suspect only after two stretched intervals: the
@@ -42,12 +42,12 @@ func TestMassBootStretch(t *testing.T) {
 			boots[i] = Boot{NodeID: fmt.Sprintf("n%02d", i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
 		}
 		res, err := c.RecordBoots(ctx, boots)
-		if err != nil || res.Recorded != n || res.Interval != 10*time.Second {
-			t.Fatalf("RecordBoots: %+v, %v; want %d recorded at 10s", res, err, n)
+		if err != nil || res.Recorded != n || res.Interval != 40*time.Second {
+			t.Fatalf("RecordBoots: %+v, %v; want %d recorded and told 40s", res, err, n)
 		}
 		mustDecide(t, c)
 		if f := c.Settings().LoadFactor; f != 4 {
-			t.Fatalf("load factor after %d boots: %v, want 4", n, f)
+			t.Fatalf("load factor after %d boots and a decision: %v, want 4", n, f)
 		}
 		res, err = c.RecordBoots(ctx, nil)
 		if err != nil || res.Interval != 40*time.Second {
@@ -180,6 +180,87 @@ func TestMassBootStretchAcrossReplicas(t *testing.T) {
 			t.Errorf("boot counts stored after the retention pass: %d, %v; want none", n, err)
 		}
 	})
+}
+
+// stretchUnwritable is a store that refuses the load factor.
+type stretchUnwritable struct{ heartbeatstore.Store }
+
+func (stretchUnwritable) PutStretch(context.Context, heartbeatstore.Settings) error {
+	return errStoreDown
+}
+
+// TestRaiseForBoots: the decider raises the stretch as it records the boots
+// that call for it, so that these very nodes are told the longer interval;
+// nothing else does. Against 2 streams/s over the second half of the 10 s
+// interval, 20 boots call for twofold, 30 and 40 for fourfold.
+func TestRaiseForBoots(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rate float64
+		// decide: the core decides first (takes the lease); lapse: then
+		// the lease lapses without another decision.
+		decide, lapse bool
+		// others: another replica's boots, which the decider has summed.
+		others, boots int
+		store         func(heartbeatstore.Store) heartbeatstore.Store
+		told          time.Duration
+		stored        float64
+	}{
+		{name: "decider", rate: 2, decide: true, boots: 30, told: 40 * time.Second, stored: 4},
+		{name: "decider, boots calling for no more", rate: 2, decide: true, boots: 10, told: 10 * time.Second, stored: 1},
+		{name: "decider counting another replica's boots", rate: 2, decide: true, others: 20, boots: 20, told: 40 * time.Second, stored: 4},
+		{name: "not the decider", rate: 2, boots: 30, told: 10 * time.Second, stored: 1},
+		{name: "lease lapsed", rate: 2, decide: true, lapse: true, boots: 30, told: 10 * time.Second, stored: 1},
+		{name: "no connect limit", decide: true, boots: 30, told: 10 * time.Second, stored: 1},
+		{name: "store refusing the stretch", rate: 2, decide: true, boots: 30,
+			store: func(s heartbeatstore.Store) heartbeatstore.Store { return stretchUnwritable{s} }, told: 10 * time.Second, stored: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := livenesstest.NewClock(t0)
+			open := sqliteOpener(t)
+			var store heartbeatstore.Store = open()
+			if tt.store != nil {
+				store = tt.store(store)
+			}
+			c := newCore(t, store, clock, "a", withMaxConnectRate(tt.rate))
+			if tt.decide {
+				mustDecide(t, c)
+			}
+			if tt.others > 0 {
+				b := newCore(t, open(), clock, "b", withMaxConnectRate(tt.rate))
+				if _, err := b.RecordBoots(ctx, nodeBoots("b", tt.others)); err != nil {
+					t.Fatal(err)
+				}
+				mustDecide(t, b) // stores its count
+				mustDecide(t, c) // adds it up
+			}
+			if tt.lapse {
+				clock.Advance(DefaultLeaseTTL)
+			}
+			res, err := c.RecordBoots(ctx, nodeBoots("a", tt.boots))
+			if err != nil || res.Recorded != tt.boots || res.Interval != tt.told {
+				t.Fatalf("RecordBoots: %+v, %v; want %d recorded and told %v", res, err, tt.boots, tt.told)
+			}
+			// What another replica reads: the stretch stored, or none.
+			other := newCore(t, open(), clock, "reader")
+			if err := other.RefreshSettings(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if f := other.Settings().LoadFactor; f != tt.stored {
+				t.Errorf("load factor stored: %v, want %v", f, tt.stored)
+			}
+		})
+	}
+}
+
+// nodeBoots returns n boots of nodes named prefix-i.
+func nodeBoots(prefix string, n int) []Boot {
+	boots := make([]Boot, n)
+	for i := range boots {
+		boots[i] = Boot{NodeID: fmt.Sprintf("%s-%02d", prefix, i), BootID: "boot", Sequence: 1, Status: heartbeatstore.StatusUp}
+	}
+	return boots
 }
 
 // bootsUnwritable is a store that refuses boot counts while told to.

@@ -66,5 +66,8 @@ func (c *Core) RecordBoots(ctx context.Context, boots []Boot) (BootsResult, erro
 	c.stats.boots.Add(int64(r.Recorded))
 	c.booted.add(now, r.Recorded)
 	res.Recorded, res.Skipped = r.Recorded, res.Skipped+r.Skipped
+	if c.raiseForBoots(ctx, now) {
+		res.Interval = c.currentTimings().Interval
+	}
 	return res, nil
 }

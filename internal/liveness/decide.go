@@ -35,6 +35,7 @@ func (c *Core) Decide(ctx context.Context) error {
 		c.setDecider(false)
 		return nil
 	}
+	c.leaseUntil = now.Add(c.cfg.LeaseTTL)
 	t := c.decisionTimings(now)
 	// since moves whenever a term starts: on taking the lease, and on
 	// renewing one that had lapsed.

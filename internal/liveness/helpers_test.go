@@ -23,13 +23,22 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 func newSQLiteStore(t testing.TB) heartbeatstore.Store {
-	t.Helper()
-	s, err := heartbeatstore.Open(context.Background(), db.SQLite, filepath.Join(t.TempDir(), "heartbeat.db"))
-	if err != nil {
-		t.Fatal(err)
+	return sqliteOpener(t)()
+}
+
+// sqliteOpener returns a function that opens the same SQLite store again,
+// as another replica would.
+func sqliteOpener(t testing.TB) func() heartbeatstore.Store {
+	path := filepath.Join(t.TempDir(), "heartbeat.db")
+	return func() heartbeatstore.Store {
+		t.Helper()
+		s, err := heartbeatstore.Open(context.Background(), db.SQLite, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
 	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 func newPostgresStore(t testing.TB, dsn string) heartbeatstore.Store {

@@ -167,11 +167,15 @@ type Core struct {
 	decider       bool
 	storeTrouble  bool
 	holdUntil     time.Time
+	leaseUntil    time.Time // when the lease this replica last took or renewed ends
 	lastRetention time.Time
 	sharedBoots   int // the boot count this replica last stored (shareBoots)
 
-	// booted counts the boots recorded lately, for adjustLoad.
+	// booted counts the boots recorded lately, for adjustLoad; others is
+	// the other replicas' count as the decider last added it up, for
+	// RecordBoots' raise (raiseForBoots).
 	booted bootCount
+	others atomic.Int64
 
 	stats counters
 }

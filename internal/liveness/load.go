@@ -91,6 +91,7 @@ func (c *Core) currentLoad(ctx context.Context, now time.Time) (load, error) {
 		if err != nil {
 			return load{}, err
 		}
+		c.others.Store(int64(others))
 		l.booted += others
 	}
 	if c.cfg.MaxBeatRate > 0 {

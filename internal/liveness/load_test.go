@@ -3,11 +3,9 @@ package liveness
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/db"
 	"github.com/berth-dev/berth/internal/liveness/livenesstest"
 	"github.com/berth-dev/berth/internal/store/heartbeatstore"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
@@ -17,15 +15,7 @@ import (
 // store on the same database each time it is called, as replicas have.
 func forBackends(t *testing.T, fn func(t *testing.T, open func() heartbeatstore.Store)) {
 	t.Run("SQLite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "heartbeat.db")
-		fn(t, func() heartbeatstore.Store {
-			s, err := heartbeatstore.Open(context.Background(), db.SQLite, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Close)
-			return s
-		})
+		fn(t, sqliteOpener(t))
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		dsn := pgtest.NewDatabase(t)
