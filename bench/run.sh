@@ -103,7 +103,12 @@
 #                           (register-registration-cpu.pprof,
 #                           register-ca-cpu.pprof) and of berthd dev
 #                           (register-dev-dev-cpu.pprof), over their first
-#                           BENCH_PROFILE_SECONDS
+#                           BENCH_PROFILE_SECONDS; restore those of the
+#                           registration and heartbeat services
+#                           (restore-NAME-cpu.pprof) the same way; and
+#                           register, storm and restore the load generator's
+#                           own over their timed boots (register- and
+#                           storm-loadgen-cpu.pprof, restore/storm-...)
 #   BENCH_PROFILE_SECONDS   length of those profiles (5)
 #   BENCH_HB_GODEBUG        GODEBUG of the heartbeat service, to compare runtime
 #                           settings (e.g. adaptivestackstart=0)
@@ -528,7 +533,8 @@ restore() {
 	done
 	set_server_pids
 	cpu_profiles restore registration heartbeat
-	step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" --no-prepare --deployment restarted
+	step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" --no-prepare --deployment restarted \
+		${BENCH_PPROF:+--profile-dir "$BENCH_PPROF/restore"}
 	wait_profiles
 }
 
@@ -554,12 +560,12 @@ for s in $BENCH_SCENARIOS; do
 		;;
 	register)
 		cpu_profiles register registration ca
-		step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed"
+		step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"}
 		wait_profiles
 		;;
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;
-	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ;;
+	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"} ;;
 	restore) restore ;;
 	heartbeat)
 		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then

@@ -236,7 +236,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
 	fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
 	fs.StringVar(&o.profileURL, "profile-url", "", "heartbeat: the heartbeat server's pprof `URL` (http://HOST:PORT/debug/pprof, berthd serve --pprof-listen), profiled during the window")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "heartbeat: `dir` for the server's profiles (with --profile-url)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "`dir` for CPU profiles: heartbeat: the server's (with --profile-url); register and storm: this process's over the timed boots")
 	fs.StringVar(&o.db, "db", "", "heartbeat: PostgreSQL `URL` of the store, to report its writes per second")
 	fs.StringVar(&o.server, "server", "", "registration service `host:port`")
 	fs.StringVar(&o.bundlesServer, "bundles-server", "", "bundles service `host:port` (default --server)")

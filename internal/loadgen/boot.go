@@ -204,7 +204,9 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	r.log.Info("timed phase: releasing all boots at once", "scenario", r.cfg.Scenario, "nodes", len(boots), "concurrency", r.cfg.Concurrency)
 	rss := startRSS(r.cfg.ServerProcs, r.cfg.DBPID)
 	stop := progress(r.log, "boots", len(boots), func() int { return int(s.done.Load()) })
+	stopProfile := r.profileSelf()
 	start, elapsed := runBoots(ctx, boots, r.cfg.Concurrency, s)
+	stopProfile()
 	stop()
 	var duringBoots int64
 	if follow != nil {

@@ -85,7 +85,9 @@ type Config struct {
 	// ProfileURL, if set with ProfileDir, is the heartbeat server's
 	// /debug/pprof base URL (berthd serve --pprof-listen): the heartbeat
 	// scenario writes its CPU profile over the window and its heap and
-	// goroutine profiles at the window's end into ProfileDir.
+	// goroutine profiles at the window's end into ProfileDir. The register
+	// and storm scenarios write this process's own CPU profile over their
+	// timed boots there (SCENARIO-loadgen-cpu.pprof).
 	ProfileURL, ProfileDir string
 	// Reset deletes the seed's nodes before the register scenario, which
 	// otherwise refuses to start when some are registered already.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -118,7 +119,19 @@ func TestScenarios(t *testing.T) {
 		t.Error("register of registered nodes without --reset did not fail")
 	}
 
-	storm := run(t, Config{Scenario: ScenarioStorm})
+	profiles := t.TempDir()
+	storm := run(t, Config{Scenario: ScenarioStorm, ProfileDir: profiles})
+	// The load generator's own CPU profile over the boots, which pprof
+	// reads (five boots may leave it without a sample).
+	if f, err := os.Open(filepath.Join(profiles, "storm-loadgen-cpu.pprof")); err != nil {
+		t.Errorf("storm: load generator profile: %v", err)
+	} else {
+		p, err := profile.Parse(f)
+		f.Close()
+		if err != nil || len(p.SampleType) == 0 || p.SampleType[len(p.SampleType)-1].Type != "cpu" {
+			t.Errorf("storm: load generator profile %v, %v; want a CPU profile", p, err)
+		}
+	}
 	if got := certs(storm); got != 0 {
 		t.Errorf("storm issued %d certificates, want 0", got)
 	}

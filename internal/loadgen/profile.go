@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 )
 
@@ -90,4 +91,33 @@ func (p *profiler) fetch(ctx context.Context, query, file string) error {
 		return fmt.Errorf("profile %s: %w", query, err)
 	}
 	return out.Close()
+}
+
+// profileSelf starts this process's CPU profile over a timed phase of
+// boots, into ProfileDir/SCENARIO-loadgen-cpu.pprof: what the agents
+// spend, which no server profile shows and which shares the machine with
+// the servers. It returns the function that stops it; a profile that
+// fails is a note, not a failed run.
+func (r *runner) profileSelf() (stop func()) {
+	if r.cfg.ProfileDir == "" {
+		return func() {}
+	}
+	path := filepath.Join(r.cfg.ProfileDir, r.cfg.Scenario+"-loadgen-cpu.pprof")
+	note := func(err error) { r.res.Notes = append(r.res.Notes, fmt.Sprintf("no load generator profile: %v", err)) }
+	f, err := os.Create(path)
+	if err != nil {
+		note(err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		note(err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			note(err)
+		}
+	}
 }
