@@ -83,7 +83,7 @@ lint:
 
 ## bench: the power-restore load harness (bench/run.sh): a throwaway PostgreSQL,
 ## the four services as separate processes, berth-loadgen ceiling, grpc-floor,
-## boot-floor,
+## boot-floor, register-floor,
 ## register, register-dev, stepca-sign (step-ca v0.30.2, pinned in
 ## bench/stepca/go.mod, as the yardstick of register), storm, restore (the
 ## registration service restarted, then the storm again), heartbeat and

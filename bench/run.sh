@@ -15,6 +15,12 @@
 #                             Resume answered from memory with the node's
 #                             chain and sealed bundle, and the checks no node
 #                             may skip): the most a storm's boot can reach
+#   berth-loadgen register-floor
+#                             the same with a node's least first registration
+#                             (a fresh self-signed certificate and CSR,
+#                             Register answered by signing the CSR from memory
+#                             with the CA's key, the key checked): the most a
+#                             first registration can reach, against step-ca
 #   berth-loadgen register    BENCH_NODES fresh nodes boot at once
 #   register-dev              the same against berthd dev (one process, SQLite
 #                             with full sync), started for it alone and stopped
@@ -83,8 +89,9 @@
 #                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_CONCURRENCY       boots in flight at most (256)
-#   BENCH_SCENARIOS         which to run ("ceiling grpc-floor boot-floor register register-dev
-#                           stepca-sign storm restore heartbeat stream-floor";
+#   BENCH_SCENARIOS         which to run ("ceiling grpc-floor boot-floor register-floor
+#                           register register-dev stepca-sign storm restore
+#                           heartbeat stream-floor";
 #                           restore needs storm before it)
 #   BENCH_OUT               results file (bench-results.json)
 #   BENCH_DB                an existing PostgreSQL URL instead of a throwaway one
@@ -131,7 +138,7 @@ BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor boot-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor boot-floor register-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -553,7 +560,7 @@ seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
 	case "$s" in
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
-	grpc-floor | boot-floor) step "$s" --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
+	grpc-floor | boot-floor | register-floor) step "$s" --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
 	stream-floor)
 		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --profile-dir "${BENCH_PPROF:-$work}"

@@ -12,7 +12,7 @@ import (
 	"github.com/berth-dev/berth/internal/loadgen"
 )
 
-// floorCommand is grpc-floor, boot-floor or stream-floor. Its flags have variables of
+// floorCommand is grpc-floor, boot-floor, register-floor or stream-floor. Its flags have variables of
 // their own: a variable shared with another command would take the
 // default of whichever command defined the flag last.
 func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Writer) *cobra.Command {
@@ -23,15 +23,26 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 	cmd := &cobra.Command{Args: cmdline.NoArgs}
 	fs := cmd.Flags()
 	switch name {
-	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor:
+	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor, loadgen.ScenarioRegisterFloor:
 		run := loadgen.GRPCFloor
-		if name == loadgen.ScenarioGRPCFloor {
+		switch name {
+		case loadgen.ScenarioGRPCFloor:
 			cmd.Use, cmd.Short = name, "Fresh mutual-TLS connections, one empty call each, against a bare gRPC server"
 			cmd.Long = "Measure operations of a fresh mutual-TLS connection and one empty unary call\n" +
 				"(grpc.health.v1.Health/Check) against a bare server process built with\n" +
 				"berthd's own server options, --concurrency in flight: the most any call on a\n" +
 				"fresh connection (Resume) can reach here, and the server's CPU per operation."
-		} else {
+		case loadgen.ScenarioRegisterFloor:
+			run = loadgen.RegisterFloor
+			cmd.Use, cmd.Short = name, "A node's least first registration each, against a bare server signing from memory"
+			cmd.Long = "Measure first registrations as grpc-floor measures its calls, each what a node's\n" +
+				"first registration cannot do without: a fresh self-signed certificate of its key\n" +
+				"and a CSR for it, a fresh mutual-TLS connection pinning the root, one Register\n" +
+				"that the server answers by signing the CSR with the CA's key (the CSR's\n" +
+				"signature and the policy checked, the key matched to the handshake's), and the\n" +
+				"node's check that the certificate is for its key. No token, store, intent or\n" +
+				"CA hop: the most a first registration can reach here, against step-ca's /sign."
+		default:
 			run = loadgen.BootFloor
 			cmd.Use, cmd.Short = name, "A node's least boot each, against a bare server answering Resume from memory"
 			cmd.Long = "Measure boots as grpc-floor measures its calls, each what a booting node cannot\n" +
@@ -71,7 +82,7 @@ func floorCommand(name string, o *options, env config.Env, stdout, stderr io.Wri
 	}
 	cmd.Long += " See berth-loadgen -h."
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "`dir` for the server's CPU profile over the window, whose split the result reports")
-	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls or boots in flight (grpc-floor, boot-floor) or connections opening at once (stream-floor)")
+	fs.IntVar(&c.Concurrency, "concurrency", loadgen.DefaultConcurrency, "calls, boots or registrations in flight (grpc-floor, boot-floor, register-floor) or connections opening at once (stream-floor)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {

@@ -39,7 +39,7 @@ const (
 
 const long = `  berth-loadgen register|storm|heartbeat --nodes N [flags]
   berth-loadgen ceiling [--duration D] [-o json]
-  berth-loadgen grpc-floor|boot-floor [--duration D] [--concurrency C] [-o json]
+  berth-loadgen grpc-floor|boot-floor|register-floor [--duration D] [--concurrency C] [-o json]
   berth-loadgen stream-floor --nodes N [--interval I] [--duration D] [-o json]
   berth-loadgen report [--out FILE] RESULTS.json...
   berth-loadgen combine [-o json] RESULTS.json...
@@ -72,6 +72,12 @@ dir and root, and boots each with berth-agent's own code:
              from memory with its chain and sealed bundle, and the checks
              no node may skip (its key, the bundle's admin signature, the
              bundle's decryption): the most a storm's boot can reach here.
+  register-floor
+             the same with a node's least first registration: a fresh
+             self-signed certificate and CSR of its key, Register answered
+             by signing the CSR from memory with the CA's key, and the
+             node's check that the certificate is for its key: the most a
+             first registration can reach here, against step-ca's /sign.
   stream-floor
              --nodes connections each hold one stream to such a server,
              which echoes a heartbeat's message sent every --interval: the
@@ -191,6 +197,7 @@ func newRoot(o *options, env config.Env, stdout, stderr io.Writer) *cobra.Comman
 	}
 	cmdline.Add(root, ceilingCommand(o, env, stdout, stderr),
 		floorCommand(loadgen.ScenarioGRPCFloor, o, env, stdout, stderr), floorCommand(loadgen.ScenarioBootFloor, o, env, stdout, stderr),
+		floorCommand(loadgen.ScenarioRegisterFloor, o, env, stdout, stderr),
 		floorCommand(loadgen.ScenarioStreamFloor, o, env, stdout, stderr),
 		reportCommand(o, env, stdout), combineCommand(o, env, stdout),
 		stepCAInitCommand(o, env, stderr), stepCASignCommand(o, env, stdout, stderr))
@@ -447,7 +454,7 @@ func details(w io.Writer, r map[string]any) error {
 			return err
 		}
 		err = loadgen.WriteCeilingText(w, &c)
-	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor, loadgen.ScenarioStreamFloor:
+	case loadgen.ScenarioGRPCFloor, loadgen.ScenarioBootFloor, loadgen.ScenarioRegisterFloor, loadgen.ScenarioStreamFloor:
 		var f loadgen.FloorResult
 		if err := json.Unmarshal(b, &f); err != nil {
 			return err

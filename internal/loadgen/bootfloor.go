@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -76,6 +77,7 @@ func BootFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 // boot must find.
 type floorNode struct {
 	id   string
+	host string // the register floor's: its facts' hostname
 	keys keys.Source
 	pin  [32]byte
 }
@@ -176,23 +178,7 @@ func floorAnswer(ctx context.Context, nd *node, ca *pki.Signer, admin *bundle.Si
 
 // boot is one boot of n against the floor's server at addr.
 func (n *floorNode) boot(ctx context.Context, addr string) error {
-	self, err := mtls.SelfSigned(n.keys.Identity())
-	if err != nil {
-		return err
-	}
-	var (
-		mu     sync.Mutex
-		pinned []*x509.Certificate
-	)
-	cfg := mtls.PinnedClientConfig(self, n.pin, "127.0.0.1")
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		chain, err := mtls.VerifyPinned(cs, n.pin)
-		mu.Lock()
-		pinned = chain
-		mu.Unlock()
-		return err
-	}
-	cc, err := rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: mtls.ExpectServer(cfg, "", mtls.ServiceRegistration)})
+	cc, pinned, err := n.dial(addr)
 	if err != nil {
 		return err
 	}
@@ -203,9 +189,39 @@ func (n *floorNode) boot(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return n.check(r.GetCredentials(), pinned)
+	return n.check(r.GetCredentials(), pinned())
+}
+
+// dial connects to the registration server at addr as a node does, which
+// keeps nothing between boots: with a fresh self-signed certificate of its
+// key, over a fresh mutual-TLS connection that pins the root. pinned
+// returns the server chain the handshake verified.
+func (n *floorNode) dial(addr string) (cc *grpc.ClientConn, pinned func() []*x509.Certificate, err error) {
+	self, err := mtls.SelfSigned(n.keys.Identity())
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		mu    sync.Mutex
+		chain []*x509.Certificate
+	)
+	cfg := mtls.PinnedClientConfig(self, n.pin, "127.0.0.1")
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		c, err := mtls.VerifyPinned(cs, n.pin)
+		mu.Lock()
+		chain = c
+		mu.Unlock()
+		return err
+	}
+	cc, err = rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: mtls.ExpectServer(cfg, "", mtls.ServiceRegistration)})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cc, func() []*x509.Certificate {
+		mu.Lock()
+		defer mu.Unlock()
+		return chain
+	}, nil
 }
 
 // check makes the checks a node cannot skip on its answer, given the

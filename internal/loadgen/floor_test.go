@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// TestCallFloors runs the grpc and boot floors briefly, each against its
+// TestCallFloors runs the grpc, boot and register floors briefly, each against its
 // own server process: operations made, none failed (a boot floor's boot
 // counts only once its answer passed the node's checks), the server's CPU
 // and both ends' measured, and the server's profile split into shares that
@@ -25,6 +25,7 @@ func TestCallFloors(t *testing.T) {
 	}{
 		{ScenarioGRPCFloor, GRPCFloor},
 		{ScenarioBootFloor, BootFloor},
+		{ScenarioRegisterFloor, RegisterFloor},
 	} {
 		t.Run(tt.scenario, func(t *testing.T) {
 			res, err := tt.run(context.Background(), FloorConfig{

@@ -29,6 +29,11 @@ func WriteFloorText(w io.Writer, r *FloorResult) error {
 			r.Scenario, r.Concurrency)
 		row("throughput", "%.1f boots/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
 		row("latency", "%s (connection, call and checks)", lat)
+	case ScenarioRegisterFloor:
+		fmt.Fprintf(tw, "%s: a node's least first registration each (fresh certificate, CSR and mTLS connection, CSR signed from memory, key checked), %d in flight\n",
+			r.Scenario, r.Concurrency)
+		row("throughput", "%.1f registrations/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
+		row("latency", "%s (connection, call and checks)", lat)
 	default:
 		fmt.Fprintf(tw, "%s: a fresh mTLS connection and one empty call each, %d in flight\n", r.Scenario, r.Concurrency)
 		row("throughput", "%.1f calls/s (%d in %.1f s)", r.OpsPerS, r.Ops, r.ElapsedS)
@@ -215,7 +220,7 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 		heap, stack := num(sf["server_heap_kb_per_conn"]), num(sf["server_stack_kb_per_conn"])
 		mem.floorNote = fmt.Sprintf("live heap %.1f KiB and stacks %.1f KiB: %.2f × the goal without any garbage", heap, stack, (heap+stack)/goalHBKBPerNode)
 	}
-	return []floorRow{
+	return append([]floorRow{
 		resume,
 		bound,
 		boot,
@@ -228,18 +233,47 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 		{key: "heartbeat_cpu_ms_per_beat", figure: "heartbeat server CPU per beat", berth: numPtr(hb, "server_cpu_ms_per_op"),
 			floor: numPtr(sf, "server_cpu_ms_per_op"), goal: goalHBCPUPerBeatMs, atMost: true, unit: "ms", format: "%.4f", hsCPU: hsCPU},
 		mem,
+	}, registerFloorRows(byName)...)
+}
+
+// registerFloorRows pairs first registration's goal, step-ca's /sign rate,
+// with a node's least first registration (register-floor): as measured,
+// and with every core busy, from both ends' CPU per operation (step-ca's
+// and its client's), which the machine's other load moves less than
+// rates.
+func registerFloorRows(byName map[string]map[string]any) []floorRow {
+	sc, rf, reg := byName[ScenarioStepCASign], byName[ScenarioRegisterFloor], byName[ScenarioRegister]
+	rate := num(sc["throughput_per_s"])
+	if sc == nil || rf == nil || rate <= 0 {
+		return nil
 	}
+	measured := floorRow{key: "register_per_stepca_sign", figure: "first registration / step-ca's /sign rate, against a node's least first registration",
+		floor: ptr(round(num(rf["ops_per_s"])/rate, 3)), goal: 1, format: "%.2f",
+		floorNote: fmt.Sprintf("%.1f registrations/s against %.1f signs/s", num(rf["ops_per_s"]), rate)}
+	if reg != nil {
+		measured.berth = ptr(round(num(reg["throughput_per_s"])/rate, 3))
+	}
+	bound := floorRow{key: "register_per_stepca_sign_cpu_bound", figure: "the same, all cores busy (CPU of both ends)", goal: 1, format: "%.2f"}
+	cores := num(byName[ScenarioCeiling]["cores"])
+	if ok := num(sc["ok"]); cores > 0 && ok > 0 && sc["server_cpu_ms_per_op"] != nil && num(sc["loadgen_cpu_ms"]) > 0 && rf["cpu_bound_ops_per_s"] != nil {
+		perSign := num(sc["server_cpu_ms_per_op"]) + num(sc["loadgen_cpu_ms"])/ok
+		signs := cores * 1000 / perSign
+		bound.floor = ptr(round(num(rf["cpu_bound_ops_per_s"])/signs, 3))
+		bound.floorNote = fmt.Sprintf("%.1f registrations/s against %.1f signs/s (%.3f ms per sign, step-ca and its client)", num(rf["cpu_bound_ops_per_s"]), signs, perSign)
+	}
+	return []floorRow{measured, bound}
 }
 
 // floorFigures prints the figures next to their floors, when a floor was
 // measured in this run, and adds them to summary ("floors", and each
 // floor as KEY_floor).
 func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[string]any, ceiling float64) {
-	if byName[ScenarioGRPCFloor] == nil && byName[ScenarioStreamFloor] == nil && byName[ScenarioBootFloor] == nil {
+	if byName[ScenarioGRPCFloor] == nil && byName[ScenarioStreamFloor] == nil && byName[ScenarioBootFloor] == nil && byName[ScenarioRegisterFloor] == nil {
 		return
 	}
-	fmt.Fprintln(w, "\nfloors: the same figures from a bare gRPC server with berthd's server options, doing nothing (grpc-floor, stream-floor)")
-	fmt.Fprintln(w, "or answering Resume from memory to nodes doing only what every boot must (boot-floor), in this run:")
+	fmt.Fprintln(w, "\nfloors: the same figures from a bare gRPC server with berthd's server options, doing nothing (grpc-floor, stream-floor),")
+	fmt.Fprintln(w, "answering Resume from memory to nodes doing only what every boot must (boot-floor), or signing from memory for")
+	fmt.Fprintln(w, "nodes doing only what a first registration must (register-floor), in this run:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  figure\tberth\tfloor\tgoal\t")
 	var out []map[string]any
@@ -265,7 +299,7 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 	}
 	_ = tw.Flush()
 	summary["floors"] = out
-	for _, name := range []string{ScenarioGRPCFloor, ScenarioBootFloor, ScenarioStreamFloor} {
+	for _, name := range []string{ScenarioGRPCFloor, ScenarioBootFloor, ScenarioRegisterFloor, ScenarioStreamFloor} {
 		r := byName[name]
 		m, ok := r["server_cpu_shares"].(map[string]any)
 		if !ok || len(m) == 0 {
@@ -275,7 +309,7 @@ func floorFigures(w io.Writer, summary map[string]any, byName map[string]map[str
 		for k, v := range m {
 			shares[k] = num(v)
 		}
-		what := map[string]string{ScenarioGRPCFloor: "call", ScenarioBootFloor: "boot", ScenarioStreamFloor: "message"}[name]
+		what := map[string]string{ScenarioGRPCFloor: "call", ScenarioBootFloor: "boot", ScenarioRegisterFloor: "registration", ScenarioStreamFloor: "message"}[name]
 		fmt.Fprintf(w, "%s server CPU per %s by the profile: %s.\n", name, what, sharesText(shares, numPtr(r, "server_cpu_ms_per_op")))
 	}
 }

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ const floorServerEnv = "BERTH_LOADGEN_FLOOR_SERVER"
 func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 	scenario, dir, _ := strings.Cut(v, ":")
 	svc := map[string]string{ScenarioGRPCFloor: pki.ServiceRegistration, ScenarioBootFloor: pki.ServiceRegistration,
-		ScenarioStreamFloor: pki.ServiceHeartbeat}[scenario]
+		ScenarioRegisterFloor: pki.ServiceRegistration, ScenarioStreamFloor: pki.ServiceHeartbeat}[scenario]
 	if svc == "" || dir == "" {
 		return fmt.Errorf("%s=%q: want SCENARIO:PKI_DIR", floorServerEnv, v)
 	}
@@ -64,8 +65,9 @@ func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 		Name: svc, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		TrustDomain: layout.TrustDomain, Cert: cert, Roots: layout.RootPool(),
 		Policy: rpc.Policy{
-			berthv1.HeartbeatService_Heartbeat_FullMethodName: rpc.Authenticated,
-			berthv1.RegistrationService_Resume_FullMethodName: rpc.NodeKey,
+			berthv1.HeartbeatService_Heartbeat_FullMethodName:   rpc.Authenticated,
+			berthv1.RegistrationService_Resume_FullMethodName:   rpc.NodeKey,
+			berthv1.RegistrationService_Register_FullMethodName: rpc.NodeKey,
 		},
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator,
 		// As make bench serves: every simulated node connects from
@@ -73,12 +75,23 @@ func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 		Limits: rpc.Limits{MaxUnauthenticatedPerSource: -1},
 	})
 	berthv1.RegisterHeartbeatServiceServer(srv.Server, floorEcho{})
-	if scenario == ScenarioBootFloor {
+	switch scenario {
+	case ScenarioBootFloor:
 		answers, err := loadAnswers(filepath.Join(dir, bootFloorDir))
 		if err != nil {
 			return err
 		}
 		berthv1.RegisterRegistrationServiceServer(srv.Server, floorResume{answers: answers})
+	case ScenarioRegisterFloor:
+		sc, err := layout.SignerConfig()
+		if err != nil {
+			return err
+		}
+		ca, err := pki.NewSigner(sc)
+		if err != nil {
+			return err
+		}
+		berthv1.RegisterRegistrationServiceServer(srv.Server, floorRegister{ca: ca, trust: [][]byte{layout.Root.Raw}})
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -188,6 +201,36 @@ func (f floorResume) Resume(ctx context.Context, _ *berthv1.ResumeRequest) (*ber
 		return nil, status.Error(codes.NotFound, "boot floor: unknown key")
 	}
 	return r, nil
+}
+
+// floorRegister answers Register by signing the caller's CSR at once with
+// the CA's key, as the CA service signs (pki.Signer: the CSR's signature
+// and the policy checked), and does nothing else: no token, no store, no
+// issuance intent, no hop to another service.
+type floorRegister struct {
+	berthv1.UnimplementedRegistrationServiceServer
+	ca    *pki.Signer
+	trust [][]byte
+}
+
+func (f floorRegister) Register(ctx context.Context, req *berthv1.RegisterRequest) (*berthv1.RegisterResponse, error) {
+	id, _, ok := mtls.PeerIdentity(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "register floor: no client certificate")
+	}
+	nodeID := strings.ToLower(rand.Text())
+	signed, err := f.ca.Sign(ctx, pki.SignRequest{NodeID: nodeID, Hostname: req.GetFacts().GetHostname(), CSR: req.GetCsr()})
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "register floor: %v", err)
+	}
+	// Checked on the leaf Sign made, so that the CSR is parsed once; a
+	// certificate for another key is never sent.
+	if sum, err := mtls.KeyHash(signed.Leaf.PublicKey); err != nil || sum != id.KeySHA256 {
+		return nil, status.Error(codes.PermissionDenied, "register floor: the CSR is not for the key of the handshake")
+	}
+	return &berthv1.RegisterResponse{Credentials: &berthv1.NodeCredentials{
+		NodeId: nodeID, Status: berthv1.NodeStatus_NODE_STATUS_APPROVED, CertificateChain: signed.Chain, TrustBundle: f.trust,
+	}}, nil
 }
 
 // loadAnswers reads the boot floor's answers (bootFloorDir), by key.

@@ -170,7 +170,7 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	byName := map[string]map[string]any{}
 	for _, r := range results {
 		name := str(r["scenario"])
-		if name == ScenarioGRPCFloor || name == ScenarioBootFloor || name == ScenarioStreamFloor {
+		if name == ScenarioGRPCFloor || name == ScenarioBootFloor || name == ScenarioRegisterFloor || name == ScenarioStreamFloor {
 			byName[name] = r // reported with the figures (floorFigures)
 			continue
 		}
