@@ -109,6 +109,8 @@ func TestCPUClass(t *testing.T) {
 		{"handshake's read", []string{"syscall.Syscall", "net.(*conn).Read", "crypto/tls.(*Conn).readRecord", "crypto/tls.(*Conn).handshakeContext"}, cpuHandshake},
 		{"berth's chain check", []string{"crypto/x509.(*Certificate).Verify", "github.com/berth-dev/berth/internal/mtls.VerifyPeer", "google.golang.org/grpc.(*Server).handleRawConn"}, cpuHandshake},
 		{"read under berth's connection", []string{"internal/runtime/syscall.Syscall6", "syscall.read", "net.(*conn).Read", "github.com/berth-dev/berth/internal/rpc.(*trackedConn).Read"}, cpuSyscalls},
+		{"the CA's signature", []string{"crypto/internal/fips140/nistec.p256MulInternal", "crypto/ecdsa.SignASN1", "crypto/x509.CreateCertificate",
+			"github.com/berth-dev/berth/internal/pki.(*Signer).Sign", "github.com/berth-dev/berth/internal/loadgen.floorRegister.Register"}, cpuSigning},
 		{"record decryption", []string{"crypto/internal/fips140/aes/gcm.open", "crypto/tls.(*Conn).readRecord", "google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams"}, cpuRecords},
 		{"stats handler", []string{"go.opentelemetry.io/otel/sdk/metric.(*int64Inst).Add", "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"}, cpuOTel},
 		{"interceptor", []string{"log/slog.(*Logger).With", "github.com/berth-dev/berth/internal/rpc.unaryChain.func1", "google.golang.org/grpc.(*Server).processUnaryRPC"}, cpuBerthRPC},

@@ -11,6 +11,7 @@ import (
 // CPU classes of the floor server's profile (cpuClass).
 const (
 	cpuHandshake = "tls_handshake"
+	cpuSigning   = "ca_signing"
 	cpuRecords   = "tls_records"
 	cpuSyscalls  = "syscalls"
 	cpuOTel      = "otel"
@@ -35,7 +36,9 @@ var cpuGroups = []struct {
 
 // cpuClass names what a CPU sample was spent on from the functions of its
 // stack (leaf first). A sample anywhere under a TLS handshake (berth's
-// check of the client's chain included) is the handshake's. Otherwise the
+// check of the client's chain included) is the handshake's, and one under
+// berth's CA (the register floor's signing: the CSR's check, the
+// signature, Go's check of it) the signing's. Otherwise the
 // frame nearest the leaf that belongs to a group decides: system calls
 // (reading, writing, accepting), the cryptography of TLS records after the
 // handshake, OpenTelemetry's instrumentation, berth's code (interceptors,
@@ -49,6 +52,11 @@ func cpuClass(funcs []string) string {
 		if strings.HasPrefix(f, "crypto/tls.(*Conn).handshakeContext") || strings.HasPrefix(f, "crypto/tls.(*Conn).HandshakeContext") ||
 			strings.HasPrefix(f, "github.com/berth-dev/berth/internal/mtls.") {
 			return cpuHandshake
+		}
+	}
+	for _, f := range funcs {
+		if strings.HasPrefix(f, "github.com/berth-dev/berth/internal/pki.") {
+			return cpuSigning
 		}
 	}
 	runtimeOnly := true
