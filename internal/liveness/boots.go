@@ -30,7 +30,8 @@ type BootsResult struct {
 	// boot is too old to be taken as a sign of life.
 	Recorded, Skipped int
 	// Interval is the fleet's interval in force, which booting nodes are
-	// told so that they open their streams within it.
+	// told so that they open their streams within it: on the decider,
+	// stretched already when these boots called for it (raiseForBoots).
 	Interval time.Duration
 }
 
