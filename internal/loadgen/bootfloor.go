@@ -50,6 +50,17 @@ const bootFloorSeed = "berth-loadgen boot-floor"
 // BootFloor measures boots of c.Concurrency simulated nodes, one each in
 // flight, as GRPCFloor measures its calls.
 func BootFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
+	return runNodeFloor(ctx, c, ScenarioBootFloor, "a node's least boot each, against a bare server answering Resume from memory",
+		func(l *pki.Layout, n int) ([]*floorNode, error) { return prepareBootFloor(ctx, l, n) }, (*floorNode).boot)
+}
+
+// runNodeFloor measures a floor of simulated nodes against its own bare
+// server, as GRPCFloor measures its calls: prepare makes c.Concurrency
+// nodes once the floor's PKI exists (those it made are closed even when
+// it fails), and op is one operation of a node against the server at
+// addr, one per node in flight.
+func runNodeFloor(ctx context.Context, c FloorConfig, scenario, what string,
+	prepare func(l *pki.Layout, n int) ([]*floorNode, error), op func(n *floorNode, ctx context.Context, addr string) error) (*FloorResult, error) {
 	c.setDefaults(DefaultCeilingDuration)
 	var nodes []*floorNode
 	defer func() {
@@ -57,19 +68,17 @@ func BootFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 			n.keys.Close()
 		}
 	}()
-	prepare := func(l *pki.Layout) (err error) {
-		nodes, err = prepareBootFloor(ctx, l, c.Concurrency)
+	srv, _, cleanup, err := startFloor(ctx, c, scenario, mtls.ServiceRegistration, func(l *pki.Layout) (err error) {
+		nodes, err = prepare(l, c.Concurrency)
 		return err
-	}
-	srv, _, cleanup, err := startFloor(ctx, c, ScenarioBootFloor, mtls.ServiceRegistration, prepare)
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	c.Log.Info("boot-floor: a node's least boot each, against a bare server answering Resume from memory",
-		"concurrency", c.Concurrency, "duration", c.Duration)
-	return measureOps(ctx, c, srv, ScenarioBootFloor, func(ctx context.Context, w int) error {
-		return nodes[w%len(nodes)].boot(ctx, srv.addr)
+	c.Log.Info(scenario+": "+what, "concurrency", c.Concurrency, "duration", c.Duration)
+	return measureOps(ctx, c, srv, scenario, func(ctx context.Context, w int) error {
+		return op(nodes[w%len(nodes)], ctx, srv.addr)
 	})
 }
 
@@ -178,6 +187,17 @@ func floorAnswer(ctx context.Context, nd *node, ca *pki.Signer, admin *bundle.Si
 
 // boot is one boot of n against the floor's server at addr.
 func (n *floorNode) boot(ctx context.Context, addr string) error {
+	return n.call(ctx, addr, func(ctx context.Context, c berthv1.RegistrationServiceClient) (*berthv1.NodeCredentials, error) {
+		r, err := c.Resume(ctx, &berthv1.ResumeRequest{})
+		return r.GetCredentials(), err
+	}, n.check)
+}
+
+// call makes one call of the registration service at addr as n (dial),
+// within ackTimeout, and judges its answer with check, given the server
+// chain the handshake verified.
+func (n *floorNode) call(ctx context.Context, addr string, rpc func(context.Context, berthv1.RegistrationServiceClient) (*berthv1.NodeCredentials, error),
+	check func(*berthv1.NodeCredentials, []*x509.Certificate) error) error {
 	cc, pinned, err := n.dial(addr)
 	if err != nil {
 		return err
@@ -185,11 +205,11 @@ func (n *floorNode) boot(ctx context.Context, addr string) error {
 	defer cc.Close()
 	cctx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer cancel()
-	r, err := berthv1.NewRegistrationServiceClient(cc).Resume(cctx, &berthv1.ResumeRequest{})
+	nc, err := rpc(cctx, berthv1.NewRegistrationServiceClient(cc))
 	if err != nil {
 		return err
 	}
-	return n.check(r.GetCredentials(), pinned())
+	return check(nc, pinned())
 }
 
 // dial connects to the registration server at addr as a node does, which

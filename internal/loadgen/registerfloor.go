@@ -42,42 +42,31 @@ const registerFloorSeed = "berth-loadgen register-floor"
 // nodes, one each in flight, as GRPCFloor measures its calls. Each node
 // registers again and again: the server keeps nothing.
 func RegisterFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
-	c.setDefaults(DefaultCeilingDuration)
-	var nodes []*floorNode
-	defer func() {
-		for _, n := range nodes {
-			n.keys.Close()
-		}
-	}()
-	prepare := func(l *pki.Layout) error {
-		pin, err := mtls.ParseCAHash(l.CAHash()) // as a node reads berth.ca_hash
-		if err != nil {
-			return err
-		}
-		f, err := newFleet(registerFloorSeed)
-		if err != nil {
-			return err
-		}
-		for i := range c.Concurrency {
-			nd := f.node(i, "")
-			src, err := nd.keys()
-			if err != nil {
-				return err
-			}
-			nodes = append(nodes, &floorNode{host: nd.hostname, keys: src, pin: pin})
-		}
-		return nil
-	}
-	srv, _, cleanup, err := startFloor(ctx, c, ScenarioRegisterFloor, mtls.ServiceRegistration, prepare)
+	return runNodeFloor(ctx, c, ScenarioRegisterFloor, "a node's least first registration each, against a bare server signing from memory",
+		prepareRegisterFloor, (*floorNode).register)
+}
+
+// prepareRegisterFloor derives n nodes' keys as berth-agent --identity
+// seed does, each pinning l's root as a node reads berth.ca_hash.
+func prepareRegisterFloor(l *pki.Layout, n int) ([]*floorNode, error) {
+	pin, err := mtls.ParseCAHash(l.CAHash())
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
-	c.Log.Info("register-floor: a node's least first registration each, against a bare server signing from memory",
-		"concurrency", c.Concurrency, "duration", c.Duration)
-	return measureOps(ctx, c, srv, ScenarioRegisterFloor, func(ctx context.Context, w int) error {
-		return nodes[w%len(nodes)].register(ctx, srv.addr)
-	})
+	f, err := newFleet(registerFloorSeed)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]*floorNode, 0, n)
+	for i := range n {
+		nd := f.node(i, "")
+		src, err := nd.keys()
+		if err != nil {
+			return nodes, err
+		}
+		nodes = append(nodes, &floorNode{host: nd.hostname, keys: src, pin: pin})
+	}
+	return nodes, nil
 }
 
 // register is one first registration of n against the floor's server at
@@ -88,21 +77,14 @@ func (n *floorNode) register(ctx context.Context, addr string) error {
 		return err
 	}
 	kem, pub := keys.BundlePublic(n.keys.BundleKey())
-	cc, pinned, err := n.dial(addr)
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	cctx, cancel := context.WithTimeout(ctx, ackTimeout)
-	defer cancel()
-	r, err := berthv1.NewRegistrationServiceClient(cc).Register(cctx, &berthv1.RegisterRequest{
+	req := &berthv1.RegisterRequest{
 		Facts: &berthv1.MachineFacts{Hostname: n.host}, Csr: csr,
 		BundleKey: &berthv1.BundleKey{KemId: uint32(kem), PublicKey: pub},
-	})
-	if err != nil {
-		return err
 	}
-	return n.checkRegistered(r.GetCredentials(), pinned())
+	return n.call(ctx, addr, func(ctx context.Context, c berthv1.RegistrationServiceClient) (*berthv1.NodeCredentials, error) {
+		r, err := c.Register(ctx, req)
+		return r.GetCredentials(), err
+	}, n.checkRegistered)
 }
 
 // checkRegistered makes the checks a node cannot skip on its first

@@ -39,20 +39,16 @@ func newRegisterFloorFixture(t *testing.T) *registerFloorFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := newFleet(registerFloorSeed)
+	nodes, err := prepareRegisterFloor(layout, 2)
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.keys.Close()
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := func(i int) *floorNode {
-		nd := f.node(i, "")
-		src, err := nd.keys()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { src.Close() })
-		return &floorNode{host: nd.hostname, keys: src}
-	}
-	return &registerFloorFixture{layout: layout, srv: floorRegister{ca: ca, trust: [][]byte{layout.Root.Raw}}, me: node(0), other: node(1)}
+	return &registerFloorFixture{layout: layout, srv: floorRegister{ca: ca, trust: [][]byte{layout.Root.Raw}}, me: nodes[0], other: nodes[1]}
 }
 
 // as is a call's context over a handshake that proved n's key.
