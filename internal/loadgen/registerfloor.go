@@ -30,9 +30,11 @@ import (
 // First registrations are measured against step-ca's /sign, whose client
 // proves itself with a one-time token over a TLS connection that
 // authenticates only the server: one signature and one verification fewer
-// per handshake, and no certificate or CSR made by the client beforehand.
-// A floor below step-ca's rate says that no design whose handshake proves
-// the node's key, as berth's must, can sign as fast on this machine.
+// per handshake, no self-signed certificate, and (in stepca-sign) CSRs
+// made before the timed window, where a node makes its own as it
+// registers. A floor below step-ca's rate says that no design whose
+// handshake proves the node's key, as berth's must, can sign as fast on
+// this machine.
 const ScenarioRegisterFloor = "register-floor"
 
 // registerFloorSeed names the register floor's simulated fleet.
