@@ -119,7 +119,7 @@ func TestScenarios(t *testing.T) {
 		t.Error("register of registered nodes without --reset did not fail")
 	}
 
-	profiles := t.TempDir()
+	profiles := filepath.Join(t.TempDir(), "made") // made by the run, as make bench's restore/ is
 	storm := run(t, Config{Scenario: ScenarioStorm, ProfileDir: profiles})
 	// The load generator's own CPU profile over the boots, which pprof
 	// reads (five boots may leave it without a sample).

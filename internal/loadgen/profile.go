@@ -104,6 +104,10 @@ func (r *runner) profileSelf() (stop func()) {
 	}
 	path := filepath.Join(r.cfg.ProfileDir, r.cfg.Scenario+"-loadgen-cpu.pprof")
 	note := func(err error) { r.res.Notes = append(r.res.Notes, fmt.Sprintf("no load generator profile: %v", err)) }
+	if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
+		note(err)
+		return func() {}
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		note(err)
