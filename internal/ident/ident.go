@@ -8,6 +8,7 @@
 package ident
 
 import (
+	"crypto/rand"
 	"errors"
 	"net"
 	"strings"
@@ -49,6 +50,10 @@ func NodeID(id string) error {
 	}
 	return nil
 }
+
+// NewNodeID makes a node ID as the registration service gives one: 26
+// lower-case base32 characters (130 random bits), which NodeID accepts.
+func NewNodeID() string { return strings.ToLower(rand.Text()) }
 
 // Hostname checks a node's host name and returns it in canonical form:
 // a DNSName that is not localhost nor under it, which the CA's name policy

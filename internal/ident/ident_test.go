@@ -48,6 +48,23 @@ func TestNodeID(t *testing.T) {
 	}
 }
 
+// TestNewNodeID: the IDs the server makes pass the rule every service
+// applies, are the 26 characters the rule's comment promises, and do not
+// repeat.
+func TestNewNodeID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewNodeID()
+		if err := NodeID(id); err != nil || len(id) != 26 {
+			t.Fatalf("NewNodeID() = %q (%d characters): %v", id, len(id), err)
+		}
+		if seen[id] {
+			t.Fatalf("NewNodeID() repeated %q", id)
+		}
+		seen[id] = true
+	}
+}
+
 func TestHostname(t *testing.T) {
 	tests := []struct {
 		name, in, want string

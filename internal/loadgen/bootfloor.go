@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/keys"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
@@ -127,7 +127,7 @@ func prepareBootFloor(ctx context.Context, l *pki.Layout, n int) ([]*floorNode, 
 	nodes := make([]*floorNode, 0, n)
 	for i := range n {
 		nd := f.node(i, "")
-		nd.id = strings.ToLower(rand.Text())
+		nd.id = ident.NewNodeID()
 		fn, answer, err := floorAnswer(ctx, nd, ca, admin)
 		if err != nil {
 			return nodes, fmt.Errorf("boot floor: node %d: %w", i, err)

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -218,7 +218,7 @@ func (f floorRegister) Register(ctx context.Context, req *berthv1.RegisterReques
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "register floor: no client certificate")
 	}
-	nodeID := strings.ToLower(rand.Text())
+	nodeID := ident.NewNodeID()
 	signed, err := f.ca.Sign(ctx, pki.SignRequest{NodeID: nodeID, Hostname: req.GetFacts().GetHostname(), CSR: req.GetCsr()})
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "register floor: %v", err)

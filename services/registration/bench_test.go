@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/berth-dev/berth/internal/bundle"
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/rpc"
 	"github.com/berth-dev/berth/internal/store/regstore"
@@ -44,7 +45,7 @@ func preload(b *testing.B, e *env, n int) {
 				key := make([]byte, 32)
 				rand.Read(key)
 				node := regstore.Node{
-					ID: newNodeID(), Status: regstore.StatusApproved, KeySHA256: key,
+					ID: ident.NewNodeID(), Status: regstore.StatusApproved, KeySHA256: key,
 					HardwareUUID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Hostname: "n",
 					BundleKEM: 0x647a, BundleKey: make([]byte, 32), CSR: []byte{1}, CreatedAt: now, UpdatedAt: now,
 				}
@@ -260,7 +261,7 @@ func BenchmarkRegisterWrites(b *testing.B) {
 					key := make([]byte, 32)
 					rand.Read(key)
 					node := regstore.Node{
-						ID: newNodeID(), Status: regstore.StatusApproved, KeySHA256: key,
+						ID: ident.NewNodeID(), Status: regstore.StatusApproved, KeySHA256: key,
 						HardwareUUID: fmt.Sprintf("20000000-0000-4000-8000-%012d", i), Hostname: "n",
 						BundleKEM: 0x647a, BundleKey: make([]byte, 32), CSR: []byte{1}, CreatedAt: now, UpdatedAt: now,
 					}

@@ -2,14 +2,13 @@ package registration
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/ident"
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/revocation"
 	"github.com/berth-dev/berth/internal/rpc"
@@ -91,7 +90,7 @@ func (s *Service) register(ctx context.Context, id mtls.Identity, in registratio
 	}
 	now := s.clock.Now()
 	n := regstore.Node{
-		ID:           newNodeID(),
+		ID:           ident.NewNodeID(),
 		Status:       status,
 		KeySHA256:    id.KeySHA256[:],
 		HardwareUUID: in.hardwareUUID,
@@ -391,6 +390,3 @@ func (s *Service) credentials(ctx context.Context, n regstore.Node, opened regst
 func dueForRenewal(c regstore.Cert, now time.Time) bool {
 	return !now.Before(mtls.RenewalTime(c.NotBefore, c.NotAfter))
 }
-
-// newNodeID returns 26 lower-case base32 characters (130 random bits).
-func newNodeID() string { return strings.ToLower(rand.Text()) }
