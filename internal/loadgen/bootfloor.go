@@ -96,11 +96,7 @@ type floorNode struct {
 // sealed to the node and signed by the PKI's admin, written as the node's
 // answer for the server (bootFloorDir).
 func prepareBootFloor(ctx context.Context, l *pki.Layout, n int) ([]*floorNode, error) {
-	sc, err := l.SignerConfig()
-	if err != nil {
-		return nil, err
-	}
-	ca, err := pki.NewSigner(sc)
+	ca, err := floorSigner(l)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +144,15 @@ func prepareBootFloor(ctx context.Context, l *pki.Layout, n int) ([]*floorNode, 
 		}
 	}
 	return nodes, nil
+}
+
+// floorSigner is the CA of a floor's PKI, signing as the CA service does.
+func floorSigner(l *pki.Layout) (*pki.Signer, error) {
+	sc, err := l.SignerConfig()
+	if err != nil {
+		return nil, err
+	}
+	return pki.NewSigner(sc)
 }
 
 // floorAnswer issues nd's certificate and seals its bundle: the node, and

@@ -243,10 +243,10 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 // rates.
 func registerFloorRows(byName map[string]map[string]any) []floorRow {
 	sc, rf, reg := byName[ScenarioStepCASign], byName[ScenarioRegisterFloor], byName[ScenarioRegister]
-	rate := num(sc["throughput_per_s"])
-	if sc == nil || rf == nil || rate <= 0 {
+	if sc == nil || rf == nil || num(sc["throughput_per_s"]) <= 0 {
 		return nil
 	}
+	rate := num(sc["throughput_per_s"])
 	measured := floorRow{key: "register_per_stepca_sign", figure: "first registration / step-ca's /sign rate, against a node's least first registration",
 		floor: ptr(round(num(rf["ops_per_s"])/rate, 3)), goal: 1, format: "%.2f",
 		floorNote: fmt.Sprintf("%.1f registrations/s against %.1f signs/s", num(rf["ops_per_s"]), rate)}

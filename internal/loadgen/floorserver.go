@@ -83,11 +83,7 @@ func floorServer(v string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		berthv1.RegisterRegistrationServiceServer(srv.Server, floorResume{answers: answers})
 	case ScenarioRegisterFloor:
-		sc, err := layout.SignerConfig()
-		if err != nil {
-			return err
-		}
-		ca, err := pki.NewSigner(sc)
+		ca, err := floorSigner(layout)
 		if err != nil {
 			return err
 		}

@@ -31,11 +31,7 @@ func newRegisterFloorFixture(t *testing.T) *registerFloorFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := layout.SignerConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewSigner(sc)
+	ca, err := floorSigner(layout)
 	if err != nil {
 		t.Fatal(err)
 	}
