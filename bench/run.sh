@@ -88,6 +88,15 @@
 #                           18,000 nodes on one instance; the result is
 #                           combined as with BENCH_HB_REPLICAS.
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
+#   BENCH_PROBE_DURATION    how long the ceiling measured again just before
+#                           each floor, register, register-dev, stepca-sign,
+#                           storm and restore is measured (3s; 0 for none):
+#                           this machine's speed drifts by up to a third
+#                           within minutes, so the report also gives each
+#                           of them as a share of its own probe, and makes
+#                           the issue's comparisons (Resume against the boot
+#                           floor, first registration against step-ca's
+#                           /sign) through those shares
 #   BENCH_CONCURRENCY       boots in flight at most (256)
 #   BENCH_SCENARIOS         which to run ("ceiling grpc-floor boot-floor register-floor
 #                           register register-dev stepca-sign storm restore
@@ -137,6 +146,7 @@ BENCH_HB_NODES=${BENCH_HB_NODES:-$BENCH_NODES}
 BENCH_HB_INTERVAL=${BENCH_HB_INTERVAL:-5s}
 BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
+BENCH_PROBE_DURATION=${BENCH_PROBE_DURATION:-3s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor boot-floor register-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
@@ -469,6 +479,7 @@ register_dev() {
 		say "berthd dev did not start: $(tail -n 5 "$work/logs/dev.log")"
 		ok=0
 	else
+		probe register_dev
 		cpu_profiles register-dev dev
 		if ! (
 			# shellcheck disable=SC1091 # written by berthd dev
@@ -511,9 +522,12 @@ stepca_sign() {
 	if ! grep -q 'Serving HTTPS' "$work/logs/stepca.log"; then
 		say "step-ca did not start: $(tail -n 5 "$work/logs/stepca.log")"
 		ok=0
-	elif ! "$loadgen" stepca-sign --stepca-dir "$dir" --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
-		--server-pids "stepca=$pid" -o json >>"$results"; then
-		ok=0
+	else
+		probe stepca-sign
+		if ! "$loadgen" stepca-sign --stepca-dir "$dir" --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" \
+			--server-pids "stepca=$pid" -o json >>"$results"; then
+			ok=0
+		fi
 	fi
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -539,6 +553,7 @@ restore() {
 		serve_registration "$i"
 	done
 	set_server_pids
+	probe storm_restarted
 	cpu_profiles restore registration heartbeat
 	step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" --no-prepare --deployment restarted \
 		${BENCH_PPROF:+--profile-dir "$BENCH_PPROF/restore"}
@@ -547,6 +562,16 @@ restore() {
 
 results="$work/results.json"
 : >"$results"
+# probe NAME: the ceiling again, just before the result the report names
+# NAME (BENCH_PROBE_DURATION), which the report judges NAME against too.
+probe() {
+	[ "$BENCH_PROBE_DURATION" = 0 ] && return 0
+	say "---- ceiling just before $1: berth-loadgen ceiling --duration $BENCH_PROBE_DURATION --probe-for $1"
+	if ! lg ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1" -o json >>"$results"; then
+		say "ceiling just before $1 FAILED"
+		failed=1
+	fi
+}
 step() {
 	local name=$1
 	shift
@@ -560,19 +585,24 @@ seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
 	case "$s" in
 	ceiling) step ceiling --duration "$BENCH_CEILING_DURATION" ;;
-	grpc-floor | boot-floor | register-floor) step "$s" --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
+	grpc-floor | boot-floor | register-floor)
+		probe "$s"
+		step "$s" --duration "$BENCH_CEILING_DURATION" --concurrency "$BENCH_CONCURRENCY" --profile-dir "${BENCH_PPROF:-$work}" ;;
 	stream-floor)
 		step stream-floor --nodes "$BENCH_HB_NODES" --concurrency "$BENCH_CONCURRENCY" \
 			--interval "$BENCH_HB_INTERVAL" --duration "$BENCH_HB_DURATION" --profile-dir "${BENCH_PPROF:-$work}"
 		;;
 	register)
+		probe register
 		cpu_profiles register registration ca
 		step register --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"}
 		wait_profiles
 		;;
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;
-	storm) step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"} ;;
+	storm)
+		probe storm
+		step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"} ;;
 	restore) restore ;;
 	heartbeat)
 		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then

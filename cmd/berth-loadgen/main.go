@@ -298,9 +298,13 @@ func ceilingCommand(o *options, env config.Env, stdout, stderr io.Writer) *cobra
 	fs := cmd.Flags()
 	// Its own variable: o.duration's default is the heartbeat's, and the
 	// command defined last would set it for all.
-	var duration time.Duration
+	var (
+		duration time.Duration
+		probeFor string
+	)
 	fs.DurationVar(&duration, "duration", loadgen.DefaultCeilingDuration, "how long to measure")
 	fs.IntVar(&o.parallel, "parallel", 0, "handshakes in flight (default: the number of cores)")
+	fs.StringVar(&probeFor, "probe-for", "", "mark the result as the ceiling measured just before the result `name` (as report names it: register, register_dev, storm_restarted, boot-floor...), which report judges against it too")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {
@@ -310,6 +314,7 @@ func ceilingCommand(o *options, env config.Env, stdout, stderr io.Writer) *cobra
 		if err != nil {
 			return err
 		}
+		res.ProbeFor = probeFor
 		return write(stdout, o.output, res, func() error { return loadgen.WriteCeilingText(stdout, res) })
 	}
 	return cmd

@@ -68,6 +68,12 @@ type CeilingResult struct {
 	// stays below it. Omitted where /proc does not tell.
 	CPUMsPerHandshake float64 `json:"cpu_ms_per_handshake,omitempty"`
 	CPUBoundPerS      float64 `json:"cpu_bound_handshakes_per_s,omitempty"`
+	// ProbeFor names the result (as the report names it: register_dev,
+	// storm_restarted) whose ceiling this is, measured just before it;
+	// empty for the run's own ceiling. This machine's speed drifts by a
+	// third within minutes, so a scenario is also judged against the
+	// ceiling measured beside it (see Report).
+	ProbeFor string `json:"probe_for,omitempty"`
 }
 
 // Ceiling measures full TLS 1.3 mutual-TLS handshakes per second between

@@ -96,8 +96,12 @@ func WriteText(w io.Writer, r *Result) error {
 
 // WriteCeilingText prints a ceiling result for people.
 func WriteCeilingText(w io.Writer, r *CeilingResult) error {
-	_, err := fmt.Fprintf(w, "ceiling: %.1f full mTLS handshakes/s (%d in parallel on %d cores, %s, p50 %.1f ms, p99 %.1f ms, %d handshakes in %.1f s, errors: %s)\n",
-		r.HandshakesPerS, r.Parallel, r.Cores, r.KeyExchange, r.P50Ms, r.P99Ms, r.Handshakes, r.ElapsedS, errorText(r.Errors))
+	name := "ceiling"
+	if r.ProbeFor != "" {
+		name += " just before " + r.ProbeFor
+	}
+	_, err := fmt.Fprintf(w, "%s: %.1f full mTLS handshakes/s (%d in parallel on %d cores, %s, p50 %.1f ms, p99 %.1f ms, %d handshakes in %.1f s, errors: %s)\n",
+		name, r.HandshakesPerS, r.Parallel, r.Cores, r.KeyExchange, r.P50Ms, r.P99Ms, r.Handshakes, r.ElapsedS, errorText(r.Errors))
 	if err == nil && r.CPUMsPerHandshake > 0 {
 		_, err = fmt.Fprintf(w, "  CPU per handshake, both ends: %.3f ms; all cores busy would make %.1f handshakes/s\n", r.CPUMsPerHandshake, r.CPUBoundPerS)
 	}
@@ -168,8 +172,13 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	fmt.Fprintln(tw, "scenario\tnodes\tok\terrors\trate/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcerts\tserver RSS MB\t")
 	var ceiling, cpuBound float64
 	byName := map[string]map[string]any{}
+	probes := map[string]map[string]any{} // ceilings measured just before a result, by its name
 	for _, r := range results {
 		name := str(r["scenario"])
+		if p := str(r["probe_for"]); name == ScenarioCeiling && p != "" {
+			probes[p] = r // reported with the figures (driftFigures)
+			continue
+		}
 		if name == ScenarioGRPCFloor || name == ScenarioBootFloor || name == ScenarioRegisterFloor || name == ScenarioStreamFloor {
 			byName[name] = r // reported with the figures (floorFigures)
 			continue
@@ -305,6 +314,7 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 	}
 	figures(w, summary, byName, ceiling)
 	floorFigures(w, summary, byName, ceiling)
+	driftFigures(w, summary, byName, probes, ceiling)
 	fmt.Fprintln(w, "not measured here: storm latency with 100,000 registered nodes against 1,000 (register 100,000 with one seed, then storm a subset: berth-loadgen storm --nodes 1000).")
 	return summary, nil
 }
