@@ -29,30 +29,63 @@ var probedNames = []struct{ name, rateKey string }{
 }
 
 // probedShares is each result's rate as a share of the ceiling measured
-// just before it, for the results that have both.
-func probedShares(byName, probes map[string]map[string]any) map[string]float64 {
-	shares := map[string]float64{}
+// just before it, for the results that have both; and the same with every
+// core busy: the rate the CPU of both ends (and PostgreSQL's, where the
+// result has it) allows, against the rate the probe's CPU per handshake
+// allows.
+func probedShares(byName, probes map[string]map[string]any) (measured, cpuBound map[string]float64) {
+	measured, cpuBound = map[string]float64{}, map[string]float64{}
 	for _, p := range probedNames {
 		r, c := byName[p.name], probes[p.name]
 		if r == nil || c == nil || num(c["handshakes_per_s"]) <= 0 {
 			continue
 		}
-		shares[p.name] = num(r[p.rateKey]) / num(c["handshakes_per_s"])
+		measured[p.name] = num(r[p.rateKey]) / num(c["handshakes_per_s"])
+		if b, ok := cpuBoundRate(p.name, r, num(c["cores"])); ok && num(c["cpu_bound_handshakes_per_s"]) > 0 {
+			cpuBound[p.name] = b / num(c["cpu_bound_handshakes_per_s"])
+		}
 	}
-	return shares
+	return measured, cpuBound
+}
+
+// cpuBoundRate is the rate result r would reach if every core did
+// nothing else, from the CPU per operation of both ends (and PostgreSQL's):
+// a floor's own figure, step-ca's from its CPU and its client's per sign,
+// a boot scenario's from the servers', the agents' and PostgreSQL's.
+func cpuBoundRate(name string, r map[string]any, cores float64) (float64, bool) {
+	if cores <= 0 {
+		return 0, false
+	}
+	var ms float64
+	switch {
+	case r["cpu_bound_ops_per_s"] != nil:
+		return num(r["cpu_bound_ops_per_s"]), num(r["cpu_bound_ops_per_s"]) > 0
+	case name == ScenarioStepCASign:
+		if num(r["ok"]) <= 0 || r["server_cpu_ms_per_op"] == nil {
+			return 0, false
+		}
+		ms = num(r["server_cpu_ms_per_op"]) + num(r["loadgen_cpu_ms"])/num(r["ok"])
+	case r["server_cpu_ms_per_op"] != nil && r["loadgen_cpu_ms_per_op"] != nil:
+		ms = num(r["server_cpu_ms_per_op"]) + num(r["loadgen_cpu_ms_per_op"]) + num(r["db_cpu_ms_per_op"])
+	}
+	if ms <= 0 {
+		return 0, false
+	}
+	return cores * 1000 / ms, true
 }
 
 // probedRows are the comparisons made with each side against its
-// own probe: Resume against the boot floor, and first registration (and
-// its floor) against step-ca's /sign.
-func probedRows(shares map[string]float64) []floorRow {
-	get := func(name string) *float64 {
+// own probe, as measured and with every core busy: Resume against the boot
+// floor, and first registration (and its floor) against step-ca's /sign.
+// A row of another deployment comes only with its result.
+func probedRows(measured, cpuBound map[string]float64) []floorRow {
+	share := func(shares map[string]float64, name string) *float64 {
 		if v, ok := shares[name]; ok {
 			return ptr(round(v, 3))
 		}
 		return nil
 	}
-	perSign := func(name string) *float64 {
+	perSign := func(shares map[string]float64, name string) *float64 {
 		v, ok := shares[name]
 		sign, signed := shares[ScenarioStepCASign]
 		if !ok || !signed || sign <= 0 {
@@ -60,16 +93,29 @@ func probedRows(shares map[string]float64) []floorRow {
 		}
 		return ptr(round(v/sign, 3))
 	}
-	return []floorRow{
-		{key: "resume_probed_ratio", figure: "Resume throughput / the ceiling just before it, against a node's least boot",
-			berth: get(ScenarioStorm), floor: get(ScenarioBootFloor), goal: goalResumeShare, format: "%.3f"},
-		{key: "resume_restarted_probed_ratio", figure: "the same after a restart (storm_restarted)",
-			berth: get(ScenarioStorm + "_restarted"), floor: get(ScenarioBootFloor), goal: goalResumeShare, format: "%.3f"},
-		{key: "register_per_stepca_sign_probed", figure: "first registration / step-ca's /sign, each against the ceiling just before it, against a node's least first registration",
-			berth: perSign(ScenarioRegister), floor: perSign(ScenarioRegisterFloor), goal: 1, format: "%.2f"},
-		{key: "register_dev_per_stepca_sign_probed", figure: "the same for berthd dev (register_dev)",
-			berth: perSign(ScenarioRegister + "_dev"), floor: perSign(ScenarioRegisterFloor), goal: 1, format: "%.2f"},
+	var rows []floorRow
+	add := func(r floorRow, always bool) {
+		if r.berth != nil || (always && r.floor != nil) {
+			rows = append(rows, r)
+		}
 	}
+	for _, s := range []struct {
+		shares     map[string]float64
+		key, label string
+	}{
+		{measured, "", ""},
+		{cpuBound, "_cpu_bound", ", all cores busy (CPU of both ends and PostgreSQL)"},
+	} {
+		add(floorRow{key: "resume_probed_ratio" + s.key, figure: "Resume throughput / the ceiling just before it" + s.label + ", against a node's least boot",
+			berth: share(s.shares, ScenarioStorm), floor: share(s.shares, ScenarioBootFloor), goal: goalResumeShare, format: "%.3f"}, true)
+		add(floorRow{key: "resume_restarted_probed_ratio" + s.key, figure: "the same after a restart (storm_restarted)",
+			berth: share(s.shares, ScenarioStorm+"_restarted"), floor: share(s.shares, ScenarioBootFloor), goal: goalResumeShare, format: "%.3f"}, false)
+		add(floorRow{key: "register_per_stepca_sign_probed" + s.key, figure: "first registration / step-ca's /sign, each against the ceiling just before it" + s.label + ", against a node's least first registration",
+			berth: perSign(s.shares, ScenarioRegister), floor: perSign(s.shares, ScenarioRegisterFloor), goal: 1, format: "%.2f"}, true)
+		add(floorRow{key: "register_dev_per_stepca_sign_probed" + s.key, figure: "the same for berthd dev (register_dev)",
+			berth: perSign(s.shares, ScenarioRegister+"_dev"), floor: perSign(s.shares, ScenarioRegisterFloor), goal: 1, format: "%.2f"}, false)
+	}
+	return rows
 }
 
 // driftFigures prints every probed result against the ceiling measured
@@ -83,7 +129,7 @@ func driftFigures(w io.Writer, summary map[string]any, byName, probes map[string
 	fmt.Fprintln(w, "between scenarios, so each is also judged against its own probe, and two scenarios compared through theirs:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  result\trate/s\tceiling just before\tshare of it\tthat ceiling / the run's\t")
-	shares := probedShares(byName, probes)
+	shares, cpuBound := probedShares(byName, probes)
 	var out []map[string]any
 	for _, p := range probedNames {
 		share, ok := shares[p.name]
@@ -105,10 +151,7 @@ func driftFigures(w io.Writer, summary map[string]any, byName, probes map[string
 		}
 	}
 	fmt.Fprintln(tw, "\n  figure\tberth\tfloor\tgoal\t")
-	for _, r := range probedRows(shares) {
-		if r.berth == nil && r.floor == nil {
-			continue
-		}
+	for _, r := range probedRows(shares, cpuBound) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.figure, r.text(r.berth), r.text(r.floor), r.want(), r.verdict())
 		if r.berth != nil {
 			summary[r.key] = *r.berth

@@ -10,22 +10,31 @@ import (
 // 1,000/s, step-ca's probe 900/s, the register floor's 600/s and
 // register's 500/s. Against the run's ceiling register reaches 0.40 of
 // step-ca and its floor 0.60; each against its own probe, 0.80 and 1.00.
+// With every core busy, each side's CPU per operation against its probe's
+// CPU per handshake.
 func TestReportDrift(t *testing.T) {
 	probe := func(name string, rate float64) map[string]any {
-		return map[string]any{"scenario": "ceiling", "probe_for": name, "handshakes_per_s": rate, "errors": map[string]any{}}
+		return map[string]any{"scenario": "ceiling", "probe_for": name, "handshakes_per_s": rate, "errors": map[string]any{},
+			"cores": 2.0, "cpu_bound_handshakes_per_s": 1000.0}
 	}
 	results := []map[string]any{
 		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cpu_bound_handshakes_per_s": 1000.0, "cores": 2.0},
 		probe("register-floor", 600),
-		{"scenario": "register-floor", "ops": 6000.0, "ops_per_s": 600.0, "errors": map[string]any{}},
+		{"scenario": "register-floor", "ops": 6000.0, "ops_per_s": 600.0, "cpu_bound_ops_per_s": 900.0, "errors": map[string]any{}},
 		probe("boot-floor", 800),
-		{"scenario": "boot-floor", "ops": 6000.0, "ops_per_s": 720.0, "errors": map[string]any{}},
+		{"scenario": "boot-floor", "ops": 6000.0, "ops_per_s": 720.0, "cpu_bound_ops_per_s": 800.0, "errors": map[string]any{}},
 		probe("register", 500),
-		{"scenario": "register", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 400.0, "errors": map[string]any{}},
+		// 2.0 + 1.5 + 0.5 ms per registration: 500/s on two cores.
+		{"scenario": "register", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 400.0, "errors": map[string]any{},
+			"server_cpu_ms_per_op": 2.0, "loadgen_cpu_ms_per_op": 1.5, "db_cpu_ms_per_op": 0.5},
 		probe("stepca-sign", 900),
-		{"scenario": "stepca-sign", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 1000.0, "errors": map[string]any{}},
+		// 1.0 ms of step-ca's and 1.0 of its client's per sign: 1,000/s.
+		{"scenario": "stepca-sign", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 1000.0, "errors": map[string]any{},
+			"server_cpu_ms_per_op": 1.0, "loadgen_cpu_ms": 1000.0},
 		probe("storm", 700),
-		{"scenario": "storm", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 420.0, "errors": map[string]any{}},
+		// 1.0 + 2.0 + 2.0 ms per boot: 400/s.
+		{"scenario": "storm", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 420.0, "errors": map[string]any{},
+			"server_cpu_ms_per_op": 1.0, "loadgen_cpu_ms_per_op": 2.0, "db_cpu_ms_per_op": 2.0},
 		// A probe whose result is missing from the run is said, not used.
 		probe("storm_restarted", 650),
 	}
@@ -44,6 +53,8 @@ func TestReportDrift(t *testing.T) {
 		"Resume throughput / the ceiling just before it, against a node's least boot 0.600 0.900 >= 0.850 within reach: the floor is 1.06 × the goal; berth is 0.67 × the floor",
 		// register 0.8 and its floor 1.0 of their probes, step-ca 1.111 of its.
 		"first registration / step-ca's /sign, each against the ceiling just before it, against a node's least first registration 0.72 0.90 >= 1.00 OUT OF REACH: the floor is 0.90 × the goal; berth is 0.80 × the floor",
+		"Resume throughput / the ceiling just before it, all cores busy (CPU of both ends and PostgreSQL), against a node's least boot 0.400 0.800 >= 0.850 OUT OF REACH: the floor is 0.94 × the goal; berth is 0.50 × the floor",
+		"first registration / step-ca's /sign, each against the ceiling just before it, all cores busy (CPU of both ends and PostgreSQL), against a node's least first registration 0.50 0.90 >= 1.00 OUT OF REACH: the floor is 0.90 × the goal; berth is 0.56 × the floor",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
@@ -56,10 +67,15 @@ func TestReportDrift(t *testing.T) {
 	for key, want := range map[string]float64{
 		"resume_probed_ratio": 0.6, "resume_probed_ratio_floor": 0.9,
 		"register_per_stepca_sign_probed": 0.72, "register_per_stepca_sign_probed_floor": 0.9,
+		"resume_probed_ratio_cpu_bound": 0.4, "resume_probed_ratio_cpu_bound_floor": 0.8,
+		"register_per_stepca_sign_probed_cpu_bound": 0.5, "register_per_stepca_sign_probed_cpu_bound_floor": 0.9,
 	} {
 		if got := summary[key]; got != want {
 			t.Errorf("summary[%s] = %v, want %v", key, got, want)
 		}
+	}
+	if strings.Contains(text, "after a restart") || strings.Contains(text, "berthd dev") {
+		t.Errorf("a row for a deployment this run did not measure:\n%s", out.String())
 	}
 	if _, ok := summary["resume_restarted_probed_ratio"]; ok {
 		t.Errorf("a comparison without its result: %v", summary)
