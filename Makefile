@@ -87,7 +87,8 @@ lint:
 ## register, register-dev, stepca-sign (step-ca v0.30.2, pinned in
 ## bench/stepca/go.mod, as the yardstick of register), storm, restore (the
 ## registration service restarted, then the storm again), heartbeat and
-## stream-floor (BENCH_NODES=2000,
+## stream-floor; each scenario the report compares runs right after a 3 s
+## ceiling of its own (BENCH_NODES=2000, BENCH_PROBE_DURATION=3s,
 ## BENCH_HB_NODES...); writes bench-results.json
 bench:
 	GO=$(GO) bench/run.sh
