@@ -90,7 +90,8 @@
 #   BENCH_CEILING_DURATION  how long the ceiling is measured (10s)
 #   BENCH_PROBE_DURATION    how long the ceiling measured again just before
 #                           each floor, register, register-dev, stepca-sign,
-#                           storm and restore is measured (3s; 0 for none):
+#                           storm and restore is measured (3s; 0 or 0s for
+#                           none):
 #                           this machine's speed drifts by up to a third
 #                           within minutes, so the report also gives each
 #                           of them as a share of its own probe, and makes
@@ -565,7 +566,7 @@ results="$work/results.json"
 # probe NAME: the ceiling again, just before the result the report names
 # NAME (BENCH_PROBE_DURATION), which the report judges NAME against too.
 probe() {
-	[ "$BENCH_PROBE_DURATION" = 0 ] && return 0
+	case "$BENCH_PROBE_DURATION" in 0 | 0s | "") return 0 ;; esac
 	say "---- ceiling just before $1: berth-loadgen ceiling --duration $BENCH_PROBE_DURATION --probe-for $1"
 	if ! lg ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1" -o json >>"$results"; then
 		say "ceiling just before $1 FAILED"
