@@ -116,7 +116,7 @@ func TestReportBootFloor(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Resume throughput / ceiling, against a node's least boot", "0.500 (500.0 boots/s)", "OUT OF REACH: the floor is 0.59 × the goal; berth is 0.80 × the floor",
-		"the same, all cores busy (CPU of both ends)", "0.600 (600.0 boots/s against 1000.0 handshakes/s)", "OUT OF REACH: the floor is 0.71 × the goal\n",
+		"the same, all cores busy (CPU of both ends, and PostgreSQL's for berth)", "0.600 (600.0 boots/s against 1000.0 handshakes/s)", "OUT OF REACH: the floor is 0.71 × the goal\n",
 		"storm of 10,000 boots, against a node's least boot", "25.0 s", "20.0 s", "<= 15.0 s", "OUT OF REACH: the floor is 1.33 × the goal; berth is 1.25 × the floor",
 		"server CPU per Resume, against a node's least boot", "0.950 ms", "OUT OF REACH: the floor is 1.19 × the goal; berth is 2.11 × the floor",
 		"boot-floor server CPU per boot by the profile: tls_handshake 70% (0.665 ms), grpc_http2 30% (0.285 ms).",

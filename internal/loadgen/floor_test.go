@@ -150,7 +150,7 @@ func TestReportFloors(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Resume throughput / ceiling", "0.400", "0.600 (600.0 calls/s)", ">= 0.850", "OUT OF REACH: the floor is 0.71 × the goal; berth is 0.67 × the floor",
-		"Resume throughput / ceiling, all cores busy (CPU of both ends)", "0.700 (700.0 calls/s against 1000.0 handshakes/s)", "OUT OF REACH: the floor is 0.82 × the goal\n",
+		"Resume throughput / ceiling, all cores busy (CPU of both ends, and PostgreSQL's for berth)", "0.700 (700.0 calls/s against 1000.0 handshakes/s)", "OUT OF REACH: the floor is 0.82 × the goal\n",
 		"server CPU per Resume", "2.000 ms", "0.900 ms", "<= 0.800 ms", "OUT OF REACH: the floor is 1.12 × the goal; berth is 2.22 × the floor; scaled by this run's handshake (1.000 ms, the issue's 0.6 ms) the goal is 1.333 ms and the floor 0.67 × it: within reach",
 		"heartbeat server CPU per beat", "0.2500 ms", "0.0400 ms", "within reach: the floor is 0.80 × the goal; berth is 6.25 × the floor; scaled by this run's handshake (1.000 ms, the issue's 0.6 ms) the goal is 0.0833 ms and the floor 0.48 × it: within reach",
 		"heartbeat memory per connected node", "80.0 KiB", "20.0 KiB (live heap 12.5 KiB and stacks 4.0 KiB: 1.03 × the goal without any garbage)", "<= 16.0 KiB", "OUT OF REACH: the floor is 1.25 × the goal; berth is 4.00 × the floor",

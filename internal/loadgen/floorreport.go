@@ -191,21 +191,29 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 	}
 	// The same share with every core busy, from both ends' CPU per
 	// operation and per handshake, which the machine's other load moves
-	// far less than it moves rates; berth's storm has no such figure.
+	// far less than it moves rates; berth's storm counts PostgreSQL's CPU
+	// too (cpuBoundRate).
 	boundOf := func(key, figure string, f map[string]any, what string) floorRow {
 		r := floorRow{key: key, figure: figure, goal: goalResumeShare, format: "%.3f"}
-		if c := byName[ScenarioCeiling]; c != nil && num(c["cpu_bound_handshakes_per_s"]) > 0 && f != nil && f["cpu_bound_ops_per_s"] != nil {
+		c := byName[ScenarioCeiling]
+		if c == nil || num(c["cpu_bound_handshakes_per_s"]) <= 0 {
+			return r
+		}
+		if f != nil && f["cpu_bound_ops_per_s"] != nil {
 			r.floor = ptr(round(num(f["cpu_bound_ops_per_s"])/num(c["cpu_bound_handshakes_per_s"]), 3))
 			r.floorNote = fmt.Sprintf("%.1f %s/s against %.1f handshakes/s", num(f["cpu_bound_ops_per_s"]), what, num(c["cpu_bound_handshakes_per_s"]))
 		}
+		if b, ok := cpuBoundRate(ScenarioStorm, storm, num(c["cores"])); storm != nil && ok {
+			r.berth = ptr(round(b/num(c["cpu_bound_handshakes_per_s"]), 3))
+		}
 		return r
 	}
-	bound := boundOf("resume_cpu_bound_ceiling_ratio", "Resume throughput / ceiling, all cores busy (CPU of both ends)", gf, "calls")
+	bound := boundOf("resume_cpu_bound_ceiling_ratio", "Resume throughput / ceiling, all cores busy (CPU of both ends, and PostgreSQL's for berth)", gf, "calls")
 	// The same against a node's least boot: what the design requires of
 	// every boot besides the call itself (boot-floor).
 	boot := floorRow{key: "resume_ceiling_ratio_boot", figure: "Resume throughput / ceiling, against a node's least boot", berth: share(storm, "throughput_per_s"),
 		floor: share(bf, "ops_per_s"), goal: goalResumeShare, format: "%.3f"}
-	bootBound := boundOf("resume_cpu_bound_ceiling_ratio_boot", "the same, all cores busy (CPU of both ends)", bf, "boots")
+	bootBound := boundOf("resume_cpu_bound_ceiling_ratio_boot", "the same, all cores busy (CPU of both ends, and PostgreSQL's for berth)", bf, "boots")
 	storm10k := floorRow{key: "storm_10000_s", figure: "storm of 10,000 boots, against a node's least boot", goal: goalStormS, atMost: true, unit: "s", format: "%.1f"}
 	if r := storm; r != nil && num(r["throughput_per_s"]) > 0 {
 		storm10k.berth = ptr(round(targetStormNodes/num(r["throughput_per_s"]), 1))
@@ -253,13 +261,16 @@ func registerFloorRows(byName map[string]map[string]any) []floorRow {
 	if reg != nil {
 		measured.berth = ptr(round(num(reg["throughput_per_s"])/rate, 3))
 	}
-	bound := floorRow{key: "register_per_stepca_sign_cpu_bound", figure: "the same, all cores busy (CPU of both ends)", goal: 1, format: "%.2f"}
+	bound := floorRow{key: "register_per_stepca_sign_cpu_bound", figure: "the same, all cores busy (CPU of both ends, and PostgreSQL's for berth)", goal: 1, format: "%.2f"}
 	cores := num(byName[ScenarioCeiling]["cores"])
 	if ok := num(sc["ok"]); cores > 0 && ok > 0 && sc["server_cpu_ms_per_op"] != nil && num(sc["loadgen_cpu_ms"]) > 0 && rf["cpu_bound_ops_per_s"] != nil {
 		perSign := num(sc["server_cpu_ms_per_op"]) + num(sc["loadgen_cpu_ms"])/ok
 		signs := cores * 1000 / perSign
 		bound.floor = ptr(round(num(rf["cpu_bound_ops_per_s"])/signs, 3))
 		bound.floorNote = fmt.Sprintf("%.1f registrations/s against %.1f signs/s (%.3f ms per sign, step-ca and its client)", num(rf["cpu_bound_ops_per_s"]), signs, perSign)
+		if b, ok := cpuBoundRate(ScenarioRegister, reg, cores); reg != nil && ok {
+			bound.berth = ptr(round(b/signs, 3))
+		}
 	}
 	return []floorRow{measured, bound}
 }

@@ -122,3 +122,34 @@ func TestCeilingProbeOutput(t *testing.T) {
 		}
 	}
 }
+
+// The floor table's rows with every core busy give berth's own figure too,
+// from the servers', the agents' and PostgreSQL's CPU per operation (step-ca's
+// and its client's for the yardstick), against the run's ceiling.
+func TestReportCPUBoundBerth(t *testing.T) {
+	results := []map[string]any{
+		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cpu_bound_handshakes_per_s": 1000.0, "cores": 2.0},
+		// 1.0 + 2.0 + 1.0 ms per boot: 500/s on two cores.
+		{"scenario": "storm", "nodes": 300.0, "ok": 300.0, "throughput_per_s": 400.0, "errors": map[string]any{},
+			"server_cpu_ms_per_op": 1.0, "loadgen_cpu_ms_per_op": 2.0, "db_cpu_ms_per_op": 1.0},
+		{"scenario": "boot-floor", "ops": 5000.0, "ops_per_s": 500.0, "cpu_bound_ops_per_s": 600.0, "errors": map[string]any{}},
+		// 2.0 + 1.5 + 0.5 ms per registration: 500/s; step-ca 1.0 + 1.0 ms per sign: 1,000/s.
+		{"scenario": "register", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 400.0, "errors": map[string]any{},
+			"server_cpu_ms_per_op": 2.0, "loadgen_cpu_ms_per_op": 1.5, "db_cpu_ms_per_op": 0.5},
+		{"scenario": "stepca-sign", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 1000.0, "server_cpu_ms_per_op": 1.0, "loadgen_cpu_ms": 1000.0, "errors": map[string]any{}},
+		{"scenario": "register-floor", "ops": 8000.0, "ops_per_s": 800.0, "cpu_bound_ops_per_s": 900.0, "errors": map[string]any{}},
+	}
+	var out strings.Builder
+	if _, err := Report(&out, results); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.FieldsFunc(out.String(), func(r rune) bool { return r == ' ' }), " ")
+	for _, want := range []string{
+		"the same, all cores busy (CPU of both ends, and PostgreSQL's for berth) 0.500 0.600 (600.0 boots/s against 1000.0 handshakes/s) >= 0.850 OUT OF REACH: the floor is 0.71 × the goal; berth is 0.83 × the floor",
+		"the same, all cores busy (CPU of both ends, and PostgreSQL's for berth) 0.50 0.90 (900.0 registrations/s against 1000.0 signs/s (2.000 ms per sign, step-ca and its client)) >= 1.00 OUT OF REACH: the floor is 0.90 × the goal; berth is 0.56 × the floor",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
