@@ -203,7 +203,7 @@ func floorRows(byName map[string]map[string]any, ceiling float64) []floorRow {
 			r.floor = ptr(round(num(f["cpu_bound_ops_per_s"])/num(c["cpu_bound_handshakes_per_s"]), 3))
 			r.floorNote = fmt.Sprintf("%.1f %s/s against %.1f handshakes/s", num(f["cpu_bound_ops_per_s"]), what, num(c["cpu_bound_handshakes_per_s"]))
 		}
-		if b, ok := cpuBoundRate(ScenarioStorm, storm, num(c["cores"])); storm != nil && ok {
+		if b, ok := cpuBoundRate(ScenarioStorm, storm, num(c["cores"])); ok {
 			r.berth = ptr(round(b/num(c["cpu_bound_handshakes_per_s"]), 3))
 		}
 		return r
@@ -263,12 +263,10 @@ func registerFloorRows(byName map[string]map[string]any) []floorRow {
 	}
 	bound := floorRow{key: "register_per_stepca_sign_cpu_bound", figure: "the same, all cores busy (CPU of both ends, and PostgreSQL's for berth)", goal: 1, format: "%.2f"}
 	cores := num(byName[ScenarioCeiling]["cores"])
-	if ok := num(sc["ok"]); cores > 0 && ok > 0 && sc["server_cpu_ms_per_op"] != nil && num(sc["loadgen_cpu_ms"]) > 0 && rf["cpu_bound_ops_per_s"] != nil {
-		perSign := num(sc["server_cpu_ms_per_op"]) + num(sc["loadgen_cpu_ms"])/ok
-		signs := cores * 1000 / perSign
+	if signs, ok := cpuBoundRate(ScenarioStepCASign, sc, cores); ok && rf["cpu_bound_ops_per_s"] != nil {
 		bound.floor = ptr(round(num(rf["cpu_bound_ops_per_s"])/signs, 3))
-		bound.floorNote = fmt.Sprintf("%.1f registrations/s against %.1f signs/s (%.3f ms per sign, step-ca and its client)", num(rf["cpu_bound_ops_per_s"]), signs, perSign)
-		if b, ok := cpuBoundRate(ScenarioRegister, reg, cores); reg != nil && ok {
+		bound.floorNote = fmt.Sprintf("%.1f registrations/s against %.1f signs/s (%.3f ms per sign, step-ca and its client)", num(rf["cpu_bound_ops_per_s"]), signs, cores*1000/signs)
+		if b, ok := cpuBoundRate(ScenarioRegister, reg, cores); ok {
 			bound.berth = ptr(round(b/signs, 3))
 		}
 	}

@@ -52,6 +52,7 @@ func probedShares(byName, probes map[string]map[string]any) (measured, cpuBound 
 // nothing else, from the CPU per operation of both ends (and PostgreSQL's):
 // a floor's own figure, step-ca's from its CPU and its client's per sign,
 // a boot scenario's from the servers', the agents' and PostgreSQL's.
+// Without such figures (or without r) there is none.
 func cpuBoundRate(name string, r map[string]any, cores float64) (float64, bool) {
 	if cores <= 0 {
 		return 0, false
@@ -61,7 +62,8 @@ func cpuBoundRate(name string, r map[string]any, cores float64) (float64, bool) 
 	case r["cpu_bound_ops_per_s"] != nil:
 		return num(r["cpu_bound_ops_per_s"]), num(r["cpu_bound_ops_per_s"]) > 0
 	case name == ScenarioStepCASign:
-		if num(r["ok"]) <= 0 || r["server_cpu_ms_per_op"] == nil {
+		// Both ends, or no figure: step-ca's CPU alone would flatter it.
+		if num(r["ok"]) <= 0 || r["server_cpu_ms_per_op"] == nil || num(r["loadgen_cpu_ms"]) <= 0 {
 			return 0, false
 		}
 		ms = num(r["server_cpu_ms_per_op"]) + num(r["loadgen_cpu_ms"])/num(r["ok"])
@@ -146,9 +148,14 @@ func driftFigures(w io.Writer, summary map[string]any, byName, probes map[string
 		out = append(out, map[string]any{"result": p.name, "rate_per_s": rate, "ceiling_before_per_s": c, "share": round(share, 3)})
 	}
 	for _, name := range sortedKeys(probes) {
-		if _, ok := shares[name]; !ok {
-			fmt.Fprintf(tw, "  %s\t-\t%.1f handshakes/s\tno result of that name in this run\t\t\n", name, num(probes[name]["handshakes_per_s"]))
+		if _, ok := shares[name]; ok {
+			continue
 		}
+		why := "no result of that name in this run"
+		if byName[name] != nil {
+			why = "the probe measured no handshakes: no share"
+		}
+		fmt.Fprintf(tw, "  %s\t-\t%.1f handshakes/s\t%s\t\t\n", name, num(probes[name]["handshakes_per_s"]), why)
 	}
 	fmt.Fprintln(tw, "\n  figure\tberth\tfloor\tgoal\t")
 	for _, r := range probedRows(shares, cpuBound) {

@@ -37,6 +37,9 @@ func TestReportDrift(t *testing.T) {
 			"server_cpu_ms_per_op": 1.0, "loadgen_cpu_ms_per_op": 2.0, "db_cpu_ms_per_op": 2.0},
 		// A probe whose result is missing from the run is said, not used.
 		probe("storm_restarted", 650),
+		// So is a probe that measured nothing (its ceiling failed).
+		probe("grpc-floor", 0),
+		{"scenario": "grpc-floor", "ops": 6000.0, "ops_per_s": 1100.0, "errors": map[string]any{}},
 	}
 	var out strings.Builder
 	summary, err := Report(&out, results)
@@ -49,6 +52,7 @@ func TestReportDrift(t *testing.T) {
 		"register 400.0 500.0 handshakes/s 0.800 0.50",
 		"stepca-sign 1000.0 900.0 handshakes/s 1.111 0.90",
 		"storm_restarted - 650.0 handshakes/s no result of that name in this run",
+		"grpc-floor - 0.0 handshakes/s the probe measured no handshakes: no share",
 		// 0.600 of the storm's probe against 0.900 of the boot floor's.
 		"Resume throughput / the ceiling just before it, against a node's least boot 0.600 0.900 >= 0.850 within reach: the floor is 1.06 × the goal; berth is 0.67 × the floor",
 		// register 0.8 and its floor 1.0 of their probes, step-ca 1.111 of its.
@@ -151,5 +155,26 @@ func TestReportCPUBoundBerth(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// step-ca's CPU without its client's would flatter it: with no client CPU
+// there is no figure with every core busy, rather than one from the
+// server alone.
+func TestReportStepCAWithoutClientCPU(t *testing.T) {
+	var out strings.Builder
+	summary, err := Report(&out, []map[string]any{
+		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_bound_handshakes_per_s": 1000.0, "cores": 2.0},
+		{"scenario": "stepca-sign", "nodes": 1000.0, "ok": 1000.0, "throughput_per_s": 1000.0, "server_cpu_ms_per_op": 1.0, "errors": map[string]any{}},
+		{"scenario": "register-floor", "ops": 8000.0, "ops_per_s": 800.0, "cpu_bound_ops_per_s": 900.0, "errors": map[string]any{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := summary["register_per_stepca_sign_cpu_bound_floor"]; ok || strings.Contains(out.String(), "per sign, step-ca and its client") {
+		t.Errorf("a CPU-bound figure from step-ca's server alone:\n%s", out.String())
+	}
+	if summary["register_per_stepca_sign_floor"] != 0.8 {
+		t.Errorf("the measured figure is still given: %v", summary)
 	}
 }
