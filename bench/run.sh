@@ -563,16 +563,6 @@ restore() {
 
 results="$work/results.json"
 : >"$results"
-# probe NAME: the ceiling again, just before the result the report names
-# NAME (BENCH_PROBE_DURATION), which the report judges NAME against too.
-probe() {
-	case "$BENCH_PROBE_DURATION" in 0 | 0s | "") return 0 ;; esac
-	say "---- ceiling just before $1: berth-loadgen ceiling --duration $BENCH_PROBE_DURATION --probe-for $1"
-	if ! lg ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1" -o json >>"$results"; then
-		say "ceiling just before $1 FAILED"
-		failed=1
-	fi
-}
 step() {
 	local name=$1
 	shift
@@ -581,6 +571,12 @@ step() {
 		say "$name FAILED"
 		failed=1
 	fi
+}
+# probe NAME: the ceiling again, just before the result the report names
+# NAME (BENCH_PROBE_DURATION), which the report judges NAME against too.
+probe() {
+	case "$BENCH_PROBE_DURATION" in 0 | 0s) return 0 ;; esac
+	step ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1"
 }
 seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
