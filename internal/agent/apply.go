@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
-	"path"
 	"strconv"
 	"strings"
 
@@ -52,18 +50,18 @@ type plannedFile struct {
 }
 
 // prepare opens the root and checks every file before anything is written
-// (see check). The caller closes the root.
-func (ap *applier) prepare(files []bundle.File) (*os.Root, []plannedFile, error) {
-	r, err := os.OpenRoot(ap.root)
+// (see check). The caller closes the tree.
+func (ap *applier) prepare(files []bundle.File) (*tree, []plannedFile, error) {
+	t, err := openTree(ap.root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open --root: %w", err)
 	}
-	plan, err := ap.check(r, files)
+	plan, err := ap.check(t, files)
 	if err != nil {
-		r.Close()
+		t.close()
 		return nil, nil, fmt.Errorf("refusing to apply the bundle under %s, nothing was written: %w", ap.root, err)
 	}
-	return r, plan, nil
+	return t, plan, nil
 }
 
 // apply writes files under the root, each one atomically: a temporary
@@ -71,12 +69,17 @@ func (ap *applier) prepare(files []bundle.File) (*os.Root, []plannedFile, error)
 // then renamed over the target. Missing directories are made with mode
 // 0755. Nothing is written unless every file passes check first. Applying
 // the same files again changes nothing but the files' inodes.
+//
+// Each directory is synced once, after its last file: a crash before
+// apply returns may keep any of the renames, each file whole, as a crash
+// part-way through the files always could. A node applies its bundle
+// again on every boot.
 func (ap *applier) apply(files []bundle.File) error {
-	r, plan, err := ap.prepare(files)
+	t, plan, err := ap.prepare(files)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer t.close()
 	if !ap.chown && ap.log != nil {
 		for _, f := range files {
 			if f.Owner != "" || f.Group != "" {
@@ -86,10 +89,12 @@ func (ap *applier) apply(files []bundle.File) error {
 		}
 	}
 	for i, f := range plan {
-		if err := writeBundleFile(r, f); err != nil {
-			return fmt.Errorf("apply bundle under %s (%d of %d files written): %w", ap.root, i, len(plan), err)
+		if err := t.writeFile(f.Path, f.Content, f.Mode, f.uid, f.gid); err != nil {
+			t.sync()
+			return fmt.Errorf("apply bundle under %s (%d of %d files written): write %s: %w", ap.root, i, len(plan), f.Path, err)
 		}
 	}
+	t.sync()
 	return nil
 }
 
@@ -99,7 +104,7 @@ func (ap *applier) apply(files []bundle.File) error {
 // directory, and a target that exists as anything but a regular file. It
 // also resolves owners and groups, so that an unknown one stops the bundle
 // before any file is written.
-func (ap *applier) check(r *os.Root, files []bundle.File) ([]plannedFile, error) {
+func (ap *applier) check(t *tree, files []bundle.File) ([]plannedFile, error) {
 	for _, f := range files {
 		if reason := unsafePath(f.Path); reason != "" {
 			return nil, &unsafeFileError{path: f.Path, reason: reason}
@@ -110,7 +115,7 @@ func (ap *applier) check(r *os.Root, files []bundle.File) ([]plannedFile, error)
 	}
 	plan := make([]plannedFile, 0, len(files))
 	for _, f := range files {
-		if err := checkTree(r, f.Path); err != nil {
+		if err := checkTree(t, f.Path); err != nil {
 			return nil, err
 		}
 		p := plannedFile{File: f, uid: -1, gid: -1}
@@ -156,11 +161,11 @@ func unsafePath(p string) string {
 // checkTree checks what already exists along p under the root: every
 // parent must be a real directory and the target, if there, a regular
 // file.
-func checkTree(r *os.Root, p string) error {
+func checkTree(t *tree, p string) error {
 	elems := strings.Split(p, "/")
 	for i := range elems {
 		name := strings.Join(elems[:i+1], "/")
-		fi, err := r.Lstat(name)
+		mode, err := t.lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // nor does anything below it
 		}
@@ -169,14 +174,14 @@ func checkTree(r *os.Root, p string) error {
 		}
 		last := i == len(elems)-1
 		switch {
-		case fi.Mode()&fs.ModeSymlink != 0 && last:
+		case mode&fs.ModeSymlink != 0 && last:
 			return &unsafeFileError{path: p, reason: "would replace a symlink"}
-		case fi.Mode()&fs.ModeSymlink != 0:
+		case mode&fs.ModeSymlink != 0:
 			return &unsafeFileError{path: p, reason: fmt.Sprintf("would be written through the symlink %q", name)}
-		case !last && !fi.IsDir():
-			return &unsafeFileError{path: p, reason: fmt.Sprintf("needs %q to be a directory, but it is a %s", name, typeName(fi.Mode()))}
-		case last && !fi.Mode().IsRegular():
-			return &unsafeFileError{path: p, reason: "would replace a " + typeName(fi.Mode())}
+		case !last && !mode.IsDir():
+			return &unsafeFileError{path: p, reason: fmt.Sprintf("needs %q to be a directory, but it is a %s", name, typeName(mode))}
+		case last && !mode.IsRegular():
+			return &unsafeFileError{path: p, reason: "would replace a " + typeName(mode)}
 		}
 	}
 	return nil
@@ -198,100 +203,6 @@ func typeName(m fs.FileMode) string {
 		return "device"
 	}
 	return "special file"
-}
-
-// writeBundleFile writes one checked file atomically.
-func writeBundleFile(r *os.Root, f plannedFile) (err error) {
-	dir := path.Dir(f.Path)
-	if err := mkdirs(r, dir); err != nil {
-		return err
-	}
-	tmp, file, err := createTemp(r, dir, path.Base(f.Path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", f.Path, err)
-	}
-	defer func() {
-		if err != nil {
-			file.Close()
-			r.Remove(tmp)
-			err = fmt.Errorf("write %s: %w", f.Path, err)
-		}
-	}()
-	if _, err = file.Write(f.Content); err != nil {
-		return err
-	}
-	if err = file.Sync(); err != nil {
-		return err
-	}
-	// Owner first: chown clears setuid and setgid.
-	if f.uid >= 0 || f.gid >= 0 {
-		if err = file.Chown(f.uid, f.gid); err != nil {
-			return err
-		}
-	}
-	// Chmod, not the umask-subject create mode: the mode is exact.
-	if err = file.Chmod(f.Mode); err != nil {
-		return err
-	}
-	if err = file.Close(); err != nil {
-		return err
-	}
-	if err = r.Rename(tmp, f.Path); err != nil {
-		return err
-	}
-	if d, derr := r.Open(dir); derr == nil {
-		// Not every file system syncs directories; the rename is done.
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// mkdirs makes the missing directories of dir with mode dirMode. What
-// exists was checked before; it is checked again in case it changed.
-func mkdirs(r *os.Root, dir string) error {
-	if dir == "." {
-		return nil
-	}
-	elems := strings.Split(dir, "/")
-	for i := range elems {
-		name := strings.Join(elems[:i+1], "/")
-		fi, err := r.Lstat(name)
-		switch {
-		case err == nil && fi.IsDir():
-			continue
-		case err == nil:
-			return &unsafeFileError{path: dir, reason: fmt.Sprintf("needs %q to be a directory, but it is a %s", name, typeName(fi.Mode()))}
-		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("create directory %s: %w", name, err)
-		}
-		if err := r.Mkdir(name, dirMode); err != nil {
-			return fmt.Errorf("create directory %s: %w", name, err)
-		}
-		// The exact mode, whatever the umask.
-		if err := r.Chmod(name, dirMode); err != nil {
-			return fmt.Errorf("create directory %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// createTemp makes a new, empty, private temporary file in dir for the
-// file base.
-func createTemp(r *os.Root, dir, base string) (string, *os.File, error) {
-	// Keep the name within the 255 bytes of a path element.
-	if len(base) > 64 {
-		base = base[:64]
-	}
-	for range 16 {
-		name := path.Join(dir, "."+base+".berth-"+rand.Text()[:10])
-		f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return name, f, err
-	}
-	return "", nil, errors.New("no unused temporary file name")
 }
 
 // lookupUID maps a user name or numeric ID to a user ID.

@@ -281,10 +281,7 @@ func TestApplyRefusesUnsafeFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			base := t.TempDir()
-			root, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
-			mkdir(t, root)
-			mkdir(t, outside)
+			base, root, outside := rootAndOutside(t)
 			writeTestFile(t, filepath.Join(outside, "passwd"), "root:x:0:0::/root:/bin/sh\n")
 			if tt.setup != nil {
 				tt.setup(t, root, outside)
@@ -380,6 +377,17 @@ func TestReadStaging(t *testing.T) {
 
 func sameFile(a, b bundle.File) bool {
 	return a.Path == b.Path && a.Mode == b.Mode && a.Owner == b.Owner && a.Group == b.Group && string(a.Content) == string(b.Content)
+}
+
+// rootAndOutside makes base/root, the tree files are written under, and
+// base/outside, which nothing may touch.
+func rootAndOutside(t *testing.T) (base, root, outside string) {
+	t.Helper()
+	base = t.TempDir()
+	root, outside = filepath.Join(base, "root"), filepath.Join(base, "outside")
+	mkdir(t, root)
+	mkdir(t, outside)
+	return base, root, outside
 }
 
 func mkdir(t *testing.T, p string) {

@@ -202,11 +202,11 @@ func (a *Agent) configure(ctx context.Context, creds *Credentials, s *bundleStor
 	}
 	// What cannot be applied here must not become the node's bundle.
 	ap := newApplier(a.cfg.Root, log)
-	r, _, err := ap.prepare(files)
+	t, _, err := ap.prepare(files)
 	if err != nil {
 		return bundleOutcome{}, fmt.Errorf("configure command output: %w; nothing was uploaded", err)
 	}
-	r.Close()
+	t.close()
 
 	sealed, info, err := a.uploadOwn(ctx, creds, s, w, log, files, replace)
 	switch {

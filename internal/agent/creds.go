@@ -211,31 +211,46 @@ const (
 // WriteCredentials writes node.crt (leaf, then intermediates), node.key
 // (PKCS#8, mode 0600; removed for keys that cannot leave their device) and
 // ca.crt (the trust bundle) into dir, each atomically, creating dir with
-// mode 0755. Consumers never see a half-written file.
+// mode 0755. Consumers never see a half-written file. The directory is
+// synced once, after the last: a crash before it may keep any of the
+// three renames, each file whole; the agent writes all three again on
+// the next boot.
 func WriteCredentials(dir string, c *Credentials, key crypto.Signer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create cert directory: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, CAFile), certsPEM(c.Trust), 0o644); err != nil {
+	t, err := openTree(dir)
+	if err != nil {
+		return fmt.Errorf("write credentials: %w", err)
+	}
+	defer t.close()
+	defer t.sync()
+	write := func(name string, data []byte, mode fs.FileMode) error {
+		if err := t.writeFile(name, data, mode, -1, -1); err != nil {
+			return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+		}
+		return nil
+	}
+	if err := write(CAFile, certsPEM(c.Trust), 0o644); err != nil {
 		return err
 	}
 	keyPEM, err := keys.IdentityPEM(key)
 	switch {
 	case errors.Is(err, keys.ErrNotExportable):
 		// A stale key file would not match the certificate.
-		if err := os.Remove(filepath.Join(dir, KeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := t.remove(KeyFile); err != nil {
 			return fmt.Errorf("remove stale %s: %w", KeyFile, err)
 		}
 	case err != nil:
 		return err
 	default:
-		if err := WriteFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+		if err := write(KeyFile, keyPEM, 0o600); err != nil {
 			return err
 		}
 	}
 	// The certificate goes last: whoever sees the new one finds its key and
 	// trust bundle already in place.
-	return WriteFileAtomic(filepath.Join(dir, CertFile), certsPEM(c.Chain), 0o644)
+	return write(CertFile, certsPEM(c.Chain), 0o644)
 }
 
 func certsPEM(certs []*x509.Certificate) []byte {
@@ -249,39 +264,15 @@ func certsPEM(certs []*x509.Certificate) []byte {
 // WriteFileAtomic replaces path with data of the given mode: it writes a
 // temporary file in the same directory, syncs it, renames it over path and
 // syncs the directory.
-func WriteFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	t, err := openTree(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
-	// Chmod, not the umask-subject create mode: the mode is exact.
-	if err = tmp.Chmod(mode); err != nil {
-		return err
+	defer t.close()
+	if err := t.writeFile(filepath.Base(path), data, mode, -1, -1); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// Not every file system syncs directories; the rename is done.
-		_ = d.Sync()
-		d.Close()
-	}
+	t.sync()
 	return nil
 }

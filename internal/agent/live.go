@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,19 +265,19 @@ func (ap *applier) remove(paths []string) error {
 	if len(paths) == 0 {
 		return nil
 	}
-	r, err := os.OpenRoot(ap.root)
+	t, err := openTree(ap.root)
 	if err != nil {
 		return fmt.Errorf("open --root: %w", err)
 	}
-	defer r.Close()
+	defer t.close()
 	for _, p := range paths {
 		if reason := unsafePath(p); reason != "" {
 			return &unsafeFileError{path: p, reason: reason}
 		}
-		if err := checkTree(r, p); err != nil {
+		if err := checkTree(t, p); err != nil {
 			return err
 		}
-		if err := r.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := t.remove(p); err != nil {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
 	}
