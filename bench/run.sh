@@ -91,7 +91,8 @@
 #   BENCH_PROBE_DURATION    how long the ceiling measured again just before
 #                           each floor, register, register-dev, stepca-sign,
 #                           storm and restore is measured (3s; 0 or 0s for
-#                           none):
+#                           none; the storm's by berth-loadgen storm --probe,
+#                           after its setup, right before its boots):
 #                           this machine's speed drifts by up to a third
 #                           within minutes, so the report also gives each
 #                           of them as a share of its own probe, and makes
@@ -578,6 +579,12 @@ probe() {
 	case "$BENCH_PROBE_DURATION" in 0 | 0s) return 0 ;; esac
 	step ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1"
 }
+# probe_flag: the same probe made by berth-loadgen storm itself, after its
+# setup, right before it releases the boots (--probe).
+probe_flag() {
+	case "$BENCH_PROBE_DURATION" in 0 | 0s) return 0 ;; esac
+	printf -- '--probe %s' "$BENCH_PROBE_DURATION"
+}
 seed="bench-$(date +%s)"
 for s in $BENCH_SCENARIOS; do
 	case "$s" in
@@ -598,8 +605,9 @@ for s in $BENCH_SCENARIOS; do
 	register-dev) register_dev ;;
 	stepca-sign) stepca_sign ;;
 	storm)
-		probe storm
-		step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"} ;;
+		# Its probe comes from the load generator, after the setup (a
+		# minute at 10,000 nodes), right before the boots.
+		step storm --nodes "$BENCH_NODES" --concurrency "$BENCH_CONCURRENCY" --seed "$seed" $(probe_flag) ${BENCH_PPROF:+--profile-dir "$BENCH_PPROF"} ;;
 	restore) restore ;;
 	heartbeat)
 		if [ "$BENCH_HB_LOADGENS" -gt 1 ]; then

@@ -153,6 +153,7 @@ type options struct {
 	syncDir, db, profileURL, profileDir         string
 	syncProcs, dbPID                            int
 	reset, keepInterval, noPrepare              bool
+	probe                                       time.Duration
 	token, deployment                           string
 	dir, listen                                 string
 }
@@ -239,6 +240,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 	fs.BoolVar(&o.reset, "reset", false, "register: delete the seed's registered nodes first")
 	fs.StringVar(&o.token, "fleet-token", "", "register: boot with this bootstrap `token` (not one made for the run) and read no registry first: the nodes must be new")
 	fs.BoolVar(&o.noPrepare, "no-prepare", false, "storm: boot the nodes as they are, registered before, without reading the registry or putting bundles first")
+	fs.DurationVar(&o.probe, "probe", 0, "register, storm: measure the handshake ceiling for this long after the setup, right before the timed boots, and print it first, as the ceiling just before this result (0: none)")
 	fs.BoolVar(&o.keepInterval, "keep-interval", false, "heartbeat: leave --interval set afterwards (for load generators in parallel)")
 	fs.StringVar(&o.syncDir, "sync-dir", "", "heartbeat: `dir` where load generators in parallel line up their windows")
 	fs.IntVar(&o.syncProcs, "sync-procs", 0, "heartbeat: how many load generators line up in --sync-dir")
@@ -271,9 +273,12 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 		if err := loadgen.CheckDBPID(o.dbPID); err != nil {
 			return cmdline.Usagef(cmd, "%s", err)
 		}
+		if err := loadgen.CheckCeilingDuration(o.probe); err != nil {
+			return cmdline.Usagef(cmd, "--probe %v %v", o.probe, err)
+		}
 		res, err := loadgen.Run(cmd.Context(), loadgen.Config{
 			Scenario: name, Nodes: o.nodes, Concurrency: o.concurrency, Duration: o.duration, Interval: o.interval,
-			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, ServerProcs: procs, DBPID: o.dbPID, TempDir: o.tmpDir, Log: log,
+			Seed: o.seed, Wait: o.wait, Reset: o.reset, Token: o.token, NoPrepare: o.noPrepare, Probe: o.probe, ServerProcs: procs, DBPID: o.dbPID, TempDir: o.tmpDir, Log: log,
 			KeepInterval: o.keepInterval, SyncDir: o.syncDir, SyncProcs: o.syncProcs, DB: o.db,
 			ProfileURL: o.profileURL, ProfileDir: o.profileDir,
 			Conn: loadgen.Conn{
@@ -285,6 +290,12 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 			return err
 		}
 		res.Deployment = o.deployment
+		if p := res.Probe; p != nil {
+			p.ProbeFor = res.ReportName()
+			if err := write(stdout, o.output, p, func() error { return loadgen.WriteCeilingText(stdout, p) }); err != nil {
+				return err
+			}
+		}
 		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
 	}
 	return cmd
@@ -309,6 +320,9 @@ func ceilingCommand(o *options, env config.Env, stdout, stderr io.Writer) *cobra
 		log, err := o.prepare(cmd, env, stderr)
 		if err != nil {
 			return err
+		}
+		if err := loadgen.CheckCeilingDuration(duration); err != nil {
+			return cmdline.Usagef(cmd, "--duration %v %v", duration, err)
 		}
 		res, err := loadgen.Ceiling(cmd.Context(), loadgen.CeilingConfig{Duration: duration, Parallel: o.parallel, TempDir: o.tmpDir, Log: log})
 		if err != nil {

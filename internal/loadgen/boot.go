@@ -199,6 +199,13 @@ func runBoots(ctx context.Context, boots []*boot, concurrency int, s *bootStats)
 // agent does; the phase's time and CPU are the boots', and the figures
 // "total" also count those streams, until the last was acknowledged.
 func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) error {
+	if r.cfg.Probe > 0 {
+		p, err := Ceiling(ctx, CeilingConfig{Duration: r.cfg.Probe, TempDir: r.cfg.TempDir, Log: r.log})
+		if err != nil {
+			return fmt.Errorf("ceiling just before the timed boots: %w", err)
+		}
+		r.res.Probe = p
+	}
 	s := newBootStats()
 	s.follow, s.ctx = follow, ctx
 	r.log.Info("timed phase: releasing all boots at once", "scenario", r.cfg.Scenario, "nodes", len(boots), "concurrency", r.cfg.Concurrency)

@@ -33,6 +33,18 @@ const DefaultCeilingDuration = 10 * time.Second
 // child's first scheduling.
 const ceilingWarmup = 500 * time.Millisecond
 
+// CheckCeilingDuration refuses a ceiling's duration that would measure
+// nothing; 0 stands for the default.
+func CheckCeilingDuration(d time.Duration) error {
+	switch {
+	case d < 0:
+		return errors.New("must not be negative")
+	case d > 0 && d <= ceilingWarmup:
+		return fmt.Errorf("is too short: a ceiling leaves out its first %v", ceilingWarmup)
+	}
+	return nil
+}
+
 // CeilingConfig configures Ceiling.
 type CeilingConfig struct {
 	// Duration of the measurement. Default DefaultCeilingDuration.
@@ -85,7 +97,10 @@ type CeilingResult struct {
 // session is resumed. Each handshake ends with one byte from the server,
 // so that it counts only once the server has verified the client.
 func Ceiling(ctx context.Context, c CeilingConfig) (*CeilingResult, error) {
-	if c.Duration <= 0 {
+	if err := CheckCeilingDuration(c.Duration); err != nil {
+		return nil, fmt.Errorf("ceiling duration %v %w", c.Duration, err)
+	}
+	if c.Duration == 0 {
 		c.Duration = DefaultCeilingDuration
 	}
 	if c.Parallel <= 0 {

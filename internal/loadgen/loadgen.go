@@ -101,6 +101,11 @@ type Config struct {
 	// before, without reading the registry or putting bundles first, so
 	// the boots can start while the database is down.
 	NoPrepare bool
+	// Probe, if positive, measures the handshake ceiling for that long
+	// right before the timed boots are released, after the untimed
+	// setup (Result.Probe): the machine's speed drifts by up to a third
+	// within minutes, and a storm's setup at 10,000 nodes takes about one.
+	Probe time.Duration
 	// Conn reaches the services with admin credentials.
 	Conn Conn
 	// ServerProcs are the server processes whose memory is reported.
@@ -125,6 +130,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Concurrency < 0 || c.Duration < 0 || c.Interval < 0 || c.Wait < 0 {
 		return errors.New("--concurrency, --duration, --interval and --wait must not be negative")
+	}
+	if err := CheckCeilingDuration(c.Probe); err != nil {
+		return fmt.Errorf("--probe %v %w", c.Probe, err)
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -154,6 +162,9 @@ func (c *Config) setDefaults() error {
 // object; these field names are a contract, like berthctl's.
 type Result struct {
 	Scenario string `json:"scenario"`
+	// Probe is the ceiling Config.Probe measured just before the timed
+	// boots, a result of its own.
+	Probe *CeilingResult `json:"-"`
 	// Deployment names the servers measured when a run compares several
 	// (dev: berthd dev on SQLite); empty for the main one.
 	Deployment  string `json:"deployment,omitempty"`

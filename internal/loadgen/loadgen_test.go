@@ -120,7 +120,14 @@ func TestScenarios(t *testing.T) {
 	}
 
 	profiles := filepath.Join(t.TempDir(), "made") // made by the run, as make bench's restore/ is
-	storm := run(t, Config{Scenario: ScenarioStorm, ProfileDir: profiles})
+	storm := run(t, Config{Scenario: ScenarioStorm, ProfileDir: profiles, Probe: time.Second})
+	// The ceiling measured just before the boots, after the setup.
+	if p := storm.Probe; p == nil || p.Handshakes == 0 || len(p.Errors) != 0 || p.ProbeFor != "" {
+		t.Errorf("storm: probe %+v, want a ceiling of some handshakes", p)
+	}
+	if reg.Probe != nil {
+		t.Errorf("register without Probe measured one: %+v", reg.Probe)
+	}
 	// The load generator's own CPU profile over the boots, which pprof
 	// reads (five boots may leave it without a sample).
 	if f, err := os.Open(filepath.Join(profiles, "storm-loadgen-cpu.pprof")); err != nil {

@@ -163,6 +163,17 @@ const (
 	targetCeilingShare   = 0.25
 )
 
+// ReportName is the name Report gives r: its scenario, with its
+// deployment when it has one (register_dev, storm_restarted).
+func (r *Result) ReportName() string { return reportName(r.Scenario, r.Deployment) }
+
+func reportName(scenario, deployment string) string {
+	if deployment == "" {
+		return scenario
+	}
+	return scenario + "_" + deployment
+}
+
 // Report prints the results as one table, with the storm's and the
 // registration's boots per second as a share of the handshake ceiling and
 // the targets next to what was measured. It adds the ratios to the
@@ -186,11 +197,9 @@ func Report(w io.Writer, results []map[string]any) (map[string]any, error) {
 		if name != ScenarioCeiling && name != ScenarioStepCASign && !slices.Contains(Scenarios, name) {
 			continue // an earlier summary
 		}
-		if d := str(r["deployment"]); d != "" {
-			// The same scenario against other servers: its own row and
-			// figures, and no targets.
-			name += "_" + d
-		}
+		// The same scenario against other servers: its own row and
+		// figures, and no targets.
+		name = reportName(name, str(r["deployment"]))
 		byName[name] = r
 		if name == ScenarioCeiling {
 			ceiling, cpuBound = num(r["handshakes_per_s"]), num(r["cpu_bound_handshakes_per_s"])
