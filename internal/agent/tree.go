@@ -76,7 +76,11 @@ func (t *tree) dir(d string, create bool) (int, error) {
 	if fd, ok := t.dirs[d]; ok {
 		return fd, nil
 	}
-	parent, err := t.dir(path.Dir(d), create)
+	up := path.Dir(d)
+	if up == d {
+		return -1, fmt.Errorf("%q is not a directory under %s", d, t.name)
+	}
+	parent, err := t.dir(up, create)
 	if err != nil {
 		return -1, err
 	}
@@ -118,6 +122,9 @@ func (t *tree) dir(d string, create bool) (int, error) {
 // and then its exact mode (owner first: chown clears setuid and setgid),
 // and renamed over p. The rename is durable once sync returns.
 func (t *tree) writeFile(p string, data []byte, mode fs.FileMode, uid, gid int) (err error) {
+	if reason := unsafePath(p); reason != "" {
+		return &unsafeFileError{path: p, reason: reason}
+	}
 	dir, base := path.Dir(p), path.Base(p)
 	fd, err := t.dir(dir, true)
 	if err != nil {
@@ -164,6 +171,9 @@ func (t *tree) writeFile(p string, data []byte, mode fs.FileMode, uid, gid int) 
 
 // remove deletes the file p under the root; one already gone is fine.
 func (t *tree) remove(p string) error {
+	if reason := unsafePath(p); reason != "" {
+		return &unsafeFileError{path: p, reason: reason}
+	}
 	fd, err := t.dir(path.Dir(p), false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -34,6 +34,18 @@ func TestTreeWriteRefusesWhatCheckWould(t *testing.T) {
 			wantErr: `needs "etc/app" to be a directory, but it is a symlink`,
 		},
 		{
+			name:    "absolute path",
+			setup:   func(*testing.T, string, string) {},
+			path:    "/etc/passwd",
+			wantErr: "is an absolute path",
+		},
+		{
+			name:    "dot-dot",
+			setup:   func(*testing.T, string, string) {},
+			path:    "../outside/passwd",
+			wantErr: "would climb out of --root",
+		},
+		{
 			name:    "file as a directory",
 			setup:   func(t *testing.T, root, _ string) { writeTestFile(t, filepath.Join(root, "etc"), "x") },
 			path:    "etc/passwd",
