@@ -85,14 +85,14 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, se
 		c.HeartbeatInterval = min(max(iv.AsDuration(), minInterval), maxInterval)
 	}
 	for i, der := range nc.GetCertificateChain() {
-		cert, err := x509.ParseCertificate(der)
+		cert, err := parseKnown(der, server)
 		if err != nil {
 			return nil, fmt.Errorf("server sent a bad certificate (chain[%d]): %w", i, err)
 		}
 		c.Chain = append(c.Chain, cert)
 	}
 	for i, der := range nc.GetTrustBundle() {
-		cert, err := x509.ParseCertificate(der)
+		cert, err := parseKnown(der, server)
 		if err != nil {
 			return nil, fmt.Errorf("server sent a bad trust bundle (root[%d]): %w", i, err)
 		}
@@ -147,6 +147,18 @@ func parseCredentials(nc *berthv1.NodeCredentials, identity crypto.PublicKey, se
 		c.anchor = mtls.StandIn(chain)
 	}
 	return c, nil
+}
+
+// parseKnown parses der, or returns the certificate of known with the
+// same bytes: the handshake parsed the intermediate and the root already,
+// and they come again in the node's chain and trust bundle on every boot.
+func parseKnown(der []byte, known []*x509.Certificate) (*x509.Certificate, error) {
+	for _, c := range known {
+		if bytes.Equal(c.Raw, der) {
+			return c, nil
+		}
+	}
+	return x509.ParseCertificate(der)
 }
 
 // anchorFor returns the intermediate of server, the chain the handshake

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +200,49 @@ func BenchmarkBootChecks(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestParseKnown: a certificate the handshake parsed already is taken
+// as it is only for the very same bytes; anything else is parsed, and a
+// bad one refused.
+func TestParseKnown(t *testing.T) {
+	p, other := newPKI(t), newPKI(t)
+	known := []*x509.Certificate{p.server.Leaf, p.inter, p.root}
+	for _, tt := range []struct {
+		name    string
+		der     []byte
+		same    *x509.Certificate // the known certificate returned, or nil
+		wantErr bool
+	}{
+		{"the handshake's intermediate", p.inter.Raw, p.inter, false},
+		{"the handshake's root", p.root.Raw, p.root, false},
+		{"another PKI's intermediate", other.inter.Raw, nil, false},
+		{"the intermediate with a flipped signature byte", flipLast(p.inter.Raw), nil, false},
+		{"not a certificate", []byte("garbage"), nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseKnown(tt.der, known)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("parsed %v, want an error", got.Subject)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Raw, tt.der) {
+				t.Error("returned a certificate of other bytes")
+			}
+			if isKnown := slices.Contains(known, got); isKnown != (tt.same != nil) || (tt.same != nil && got != tt.same) {
+				t.Errorf("returned the known %v: %v, want %v", tt.same, isKnown, tt.same != nil)
+			}
+		})
+	}
+}
+
+func flipLast(der []byte) []byte {
+	b := bytes.Clone(der)
+	b[len(b)-1] ^= 1
+	return b
 }
