@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -45,16 +45,9 @@ func TestMain(m *testing.M) {
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-// freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address nobody listens on right now, whose
+// port no outgoing connection takes while its server restarts.
+func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // proc is a background process whose output is kept for failure reports.
 type proc struct {

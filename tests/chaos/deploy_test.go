@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/internal/mtls"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/rpc"
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -371,12 +371,6 @@ func (s *smallDisk) fill() error {
 
 func (s *smallDisk) free() error { return os.Remove(s.filler) }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address nobody listens on right now, whose
+// port no outgoing connection takes while its server restarts.
+func freeAddr(t testing.TB) string { return freeport.Addr(t) }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // dirPrefix names throwaway cluster directories, so that clusters left behind
@@ -70,7 +71,7 @@ func startServer() (*server, error) {
 	// server's bind, so a failed start is retried on a fresh port.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.Port() // the server may restart on it
 		if err != nil {
 			s.remove()
 			return nil, fmt.Errorf("start postgres: %w", err)
@@ -194,16 +195,6 @@ func pgVersion(binDir string) int {
 func isExec(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-// freePort asks the kernel for a loopback port that is free right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // reapOrphans stops and deletes clusters whose test binary died without
