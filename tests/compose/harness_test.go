@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // commandTimeout bounds one docker or compose command.
@@ -120,14 +121,15 @@ func buildHostTools(t *testing.T, root string) string {
 	return dir
 }
 
+// freePort returns a port nobody listens on right now, which no outgoing
+// connection takes while its service restarts (freeport.Port).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func randomHex(n int) string {
