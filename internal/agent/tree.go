@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,9 +23,9 @@ type tree struct {
 	// dirs holds the open directories by their path under the root,
 	// "." for the root itself.
 	dirs map[string]int
-	// written lists the directories a file was renamed into, in order,
-	// for sync.
-	written []string
+	// written holds the directories a file was renamed into since the
+	// last sync.
+	written map[string]bool
 }
 
 // openTree opens the directory root, which must exist.
@@ -35,7 +34,7 @@ func openTree(root string) (*tree, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
-	return &tree{name: root, dirs: map[string]int{".": fd}}, nil
+	return &tree{name: root, dirs: map[string]int{".": fd}, written: map[string]bool{}}, nil
 }
 
 // close closes every directory the tree opened.
@@ -163,9 +162,7 @@ func (t *tree) writeFile(p string, data []byte, mode fs.FileMode, uid, gid int) 
 	if err = unix.Renameat(fd, tmp, fd, base); err != nil {
 		return err
 	}
-	if len(t.written) == 0 || t.written[len(t.written)-1] != dir {
-		t.written = append(t.written, dir)
-	}
+	t.written[dir] = true
 	return nil
 }
 
@@ -191,12 +188,12 @@ func (t *tree) remove(p string) error {
 // into is synced once, however many files it got. Not every file system
 // syncs directories; the renames are done either way.
 func (t *tree) sync() {
-	for i, d := range t.written {
-		if !slices.Contains(t.written[:i], d) {
-			_ = unix.Fsync(t.dirs[d])
+	for d := range t.written {
+		if fd, ok := t.dirs[d]; ok { // not after close
+			_ = unix.Fsync(fd)
 		}
 	}
-	t.written = t.written[:0]
+	clear(t.written)
 }
 
 // createTempAt makes a new, empty, private temporary file in the open

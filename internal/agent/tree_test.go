@@ -117,3 +117,23 @@ func TestApplierRemove(t *testing.T) {
 		t.Errorf("the file outside the root: %v", err)
 	}
 }
+
+// TestTreeWriteFailureLeavesNothing: a write that fails at its last step
+// (the rename, over a directory that is not empty) leaves the target as
+// it was and no temporary file behind.
+func TestTreeWriteFailureLeavesNothing(t *testing.T) {
+	base, root, _ := rootAndOutside(t)
+	mkdir(t, filepath.Join(root, "etc", "passwd"))
+	writeTestFile(t, filepath.Join(root, "etc", "passwd", "keep"), "k")
+	before := snapshot(t, base)
+	tr, err := openTree(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	if err := tr.writeFile("etc/passwd", []byte("x"), 0o644, -1, -1); err == nil {
+		t.Fatal("renaming a file over a directory that is not empty succeeded")
+	}
+	tr.sync()
+	checkUnchanged(t, "tree after a failed write", before, snapshot(t, base))
+}
