@@ -573,16 +573,18 @@ step() {
 		failed=1
 	fi
 }
+# probing: whether BENCH_PROBE_DURATION asks for probes (0 or 0s: none).
+probing() { case "$BENCH_PROBE_DURATION" in 0 | 0s) return 1 ;; esac; }
 # probe NAME: the ceiling again, just before the result the report names
 # NAME (BENCH_PROBE_DURATION), which the report judges NAME against too.
 probe() {
-	case "$BENCH_PROBE_DURATION" in 0 | 0s) return 0 ;; esac
+	probing || return 0
 	step ceiling --duration "$BENCH_PROBE_DURATION" --probe-for "$1"
 }
 # probe_flag: the same probe made by berth-loadgen storm itself, after its
 # setup, right before it releases the boots (--probe).
 probe_flag() {
-	case "$BENCH_PROBE_DURATION" in 0 | 0s) return 0 ;; esac
+	probing || return 0
 	printf -- '--probe %s' "$BENCH_PROBE_DURATION"
 }
 seed="bench-$(date +%s)"
