@@ -290,13 +290,7 @@ func scenarioCommand(name string, o *options, env config.Env, stdout, stderr io.
 			return err
 		}
 		res.Deployment = o.deployment
-		if p := res.Probe; p != nil {
-			p.ProbeFor = res.ReportName()
-			if err := write(stdout, o.output, p, func() error { return loadgen.WriteCeilingText(stdout, p) }); err != nil {
-				return err
-			}
-		}
-		return write(stdout, o.output, res, func() error { return loadgen.WriteText(stdout, res) })
+		return writeRun(stdout, o.output, res)
 	}
 	return cmd
 }
@@ -372,6 +366,19 @@ func write(w io.Writer, format string, v any, text func() error) error {
 		return json.NewEncoder(w).Encode(v)
 	}
 	return text()
+}
+
+// writeRun prints a node scenario's result in format, after the ceiling
+// its --probe measured if any, marked as the ceiling just before the
+// result as report names it.
+func writeRun(w io.Writer, format string, res *loadgen.Result) error {
+	if p := res.Probe; p != nil {
+		p.ProbeFor = res.ReportName()
+		if err := write(w, format, p, func() error { return loadgen.WriteCeilingText(w, p) }); err != nil {
+			return err
+		}
+	}
+	return write(w, format, res, func() error { return loadgen.WriteText(w, res) })
 }
 
 // report prints the results in files (or stdin) as one table and, with

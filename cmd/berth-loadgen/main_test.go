@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/loadgen"
 	"github.com/berth-dev/berth/internal/testutil/clitest"
 )
 
@@ -154,5 +156,57 @@ func TestRunHelpAndVersion(t *testing.T) {
 				t.Errorf("%v: output lacks %q", tt.args, w)
 			}
 		}
+	}
+}
+
+// TestWriteRunProbeFirst: a result with a probe prints the probe first,
+// marked as the ceiling just before the result as report names it, and
+// report reads both back as such; a result without one prints alone.
+func TestWriteRunProbeFirst(t *testing.T) {
+	probe := &loadgen.CeilingResult{Scenario: loadgen.ScenarioCeiling, HandshakesPerS: 812.5, Handshakes: 2031}
+	for _, tt := range []struct {
+		name, deployment, wantFor string
+		probe                     *loadgen.CeilingResult
+	}{
+		{"storm", "", "storm", probe},
+		{"restarted storm", "restarted", "storm_restarted", probe},
+		{"no probe", "", "", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var p *loadgen.CeilingResult
+			if tt.probe != nil {
+				c := *tt.probe
+				p = &c
+			}
+			res := &loadgen.Result{Scenario: loadgen.ScenarioStorm, Deployment: tt.deployment, Nodes: 5, OK: 5, Probe: p}
+			var out bytes.Buffer
+			if err := writeRun(&out, "json", res); err != nil {
+				t.Fatal(err)
+			}
+			got, err := loadgen.ReadResults(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if p != nil {
+				want = 2
+			}
+			if len(got) != want {
+				t.Fatalf("%d results, want %d: %v", len(got), want, got)
+			}
+			if p != nil && (got[0]["scenario"] != loadgen.ScenarioCeiling || got[0]["probe_for"] != tt.wantFor || fmt.Sprint(got[0]["handshakes_per_s"]) != "812.5") {
+				t.Errorf("first result %v, want the probe for %q", got[0], tt.wantFor)
+			}
+			if last := got[len(got)-1]; last["scenario"] != loadgen.ScenarioStorm || last["probe_for"] != nil {
+				t.Errorf("last result %v, want the storm", last)
+			}
+			out.Reset()
+			if err := writeRun(&out, "table", res); err != nil {
+				t.Fatal(err)
+			}
+			if hasProbe := strings.Contains(out.String(), "ceiling just before "+tt.wantFor+":"); hasProbe != (p != nil) {
+				t.Errorf("text output %q: probe line %v, want %v", out.String(), hasProbe, p != nil)
+			}
+		})
 	}
 }
