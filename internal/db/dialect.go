@@ -62,35 +62,41 @@ func (d Dialect) JSONContains(col, arg string) string {
 		", '$.\"' || want.key || '\"') IS NOT want.value)"
 }
 
-// jsonElements is a sub-SELECT of the strings in the JSON array bound at
-// placeholder arg, for "col IN (…)".
-func (d Dialect) jsonElements(arg string) string {
+// Strings is a list of strings bound for In and Overlaps: a text array on
+// PostgreSQL, a JSON array on SQLite, which has no arrays. PostgreSQL
+// could unpack a JSON array too, but only through a sub-SELECT, which it
+// plans anew on every run of a replanned query (Replanned): that doubled
+// the cost of the duplicate-hardware lookup of every registration.
+func (d Dialect) Strings(xs []string) any {
 	if d == Postgres {
-		return "SELECT jsonb_array_elements_text(" + arg + "::jsonb)"
+		if xs == nil {
+			return []string{} // an empty array, not NULL
+		}
+		return xs
 	}
-	return "SELECT value FROM json_each(" + arg + ")"
+	return JSON(xs)
 }
 
-// JSONIn is a condition true when column col equals one of the strings in
-// the JSON array bound at placeholder arg. On PostgreSQL it is "= ANY" of
-// an array, not "IN (sub-SELECT)": only that form can use col's index when
-// it is one side of an OR, where the sub-SELECT turns the whole query into
-// a sequential scan.
-func (d Dialect) JSONIn(col, arg string) string {
+// In is a condition true when column col equals one of the strings bound
+// at placeholder arg (e.g. "$1") as Strings. On PostgreSQL it is "= ANY"
+// of the array: that form can use col's index when it is one side of an
+// OR, where "IN (sub-SELECT)" turns the whole query into a sequential
+// scan.
+func (d Dialect) In(col, arg string) string {
 	if d == Postgres {
-		return col + " = ANY(ARRAY(" + d.jsonElements(arg) + "))"
+		return col + " = ANY(" + arg + "::text[])"
 	}
-	return col + " IN (" + d.jsonElements(arg) + ")"
+	return col + " IN (SELECT value FROM json_each(" + arg + "))"
 }
 
-// JSONOverlaps is a condition true when the JSON array of strings in column
-// col and the one bound at placeholder arg share an element. PostgreSQL
-// serves it from a GIN index on col.
-func (d Dialect) JSONOverlaps(col, arg string) string {
+// Overlaps is a condition true when the JSON array of strings in column col
+// and the strings bound at placeholder arg as Strings share an element.
+// PostgreSQL serves it from a GIN index on col.
+func (d Dialect) Overlaps(col, arg string) string {
 	if d == Postgres {
-		return col + " ?| ARRAY(" + d.jsonElements(arg) + ")"
+		return col + " ?| " + arg + "::text[]"
 	}
-	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS e WHERE e.value IN (" + d.jsonElements(arg) + "))"
+	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS e WHERE e.value IN (SELECT value FROM json_each(" + arg + ")))"
 }
 
 // Lock serialises the transactions that take the same named lock, until tx

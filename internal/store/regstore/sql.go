@@ -452,7 +452,7 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 	if len(uuids) == 0 && len(macs) == 0 {
 		return nil, nil
 	}
-	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, false), s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs))...)
+	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, false), s.DB.Dialect.Replanned(s.DB.Dialect.Strings(uuids), s.DB.Dialect.Strings(macs))...)
 }
 
 // nodesClaiming is nodesByHardware of n's UUID and MACs, and the node
@@ -462,13 +462,13 @@ func (s *SQLStore) nodesByHardware(ctx context.Context, q db.Querier, uuids, mac
 func (s *SQLStore) nodesClaiming(ctx context.Context, q db.Querier, n Node) ([]Node, error) {
 	uuids, macs := nonEmpty([]string{n.HardwareUUID}), nonEmpty(n.MACs)
 	return db.Collect(ctx, q, scanNode, nodesByHardwareSQL(s.DB.Dialect, true),
-		s.DB.Dialect.Replanned(db.JSON(uuids), db.JSON(macs), n.KeySHA256)...)
+		s.DB.Dialect.Replanned(s.DB.Dialect.Strings(uuids), s.DB.Dialect.Strings(macs), n.KeySHA256)...)
 }
 
 // nodesByHardwareSQL is nodesByHardware's query on d, or with byKey
 // nodesClaiming's.
 func nodesByHardwareSQL(d db.Dialect, byKey bool) string {
-	where := d.JSONIn("hardware_uuid", "$1") + ` OR ` + d.JSONOverlaps("macs", "$2")
+	where := d.In("hardware_uuid", "$1") + ` OR ` + d.Overlaps("macs", "$2")
 	if byKey {
 		where += ` OR key_sha256 = $3`
 	}
@@ -480,8 +480,8 @@ func nodesByHardwareSQL(d db.Dialect, byKey bool) string {
 		if byKey {
 			key = ` UNION SELECT id FROM reg_nodes WHERE key_sha256 = $3`
 		}
-		where = `id IN (SELECT id FROM reg_nodes WHERE ` + d.JSONIn("hardware_uuid", "$1") + `
-			UNION SELECT node_id FROM reg_node_macs WHERE mac IN (SELECT value FROM json_each($2))` + key + `)`
+		where = `id IN (SELECT id FROM reg_nodes WHERE ` + d.In("hardware_uuid", "$1") + `
+			UNION SELECT node_id FROM reg_node_macs WHERE ` + d.In("mac", "$2") + key + `)`
 	}
 	return `SELECT ` + nodeColumns + ` FROM reg_nodes WHERE ` + where + ` ORDER BY id`
 }
@@ -1069,7 +1069,7 @@ func (s *SQLStore) EKLabels(ctx context.Context, hashes []string) (map[string]st
 	ps, err := db.Collect(ctx, s.DB, func(row db.Scanner) (pair, error) {
 		var p pair
 		return p, row.Scan(&p.hash, &p.label)
-	}, `SELECT hash, label FROM reg_eks WHERE `+s.DB.Dialect.JSONIn("hash", "$1"), db.JSON(hashes))
+	}, `SELECT hash, label FROM reg_eks WHERE `+s.DB.Dialect.In("hash", "$1"), s.DB.Dialect.Strings(hashes))
 	if err != nil {
 		return nil, db.Wrap(err, "EK labels")
 	}
