@@ -150,7 +150,9 @@ BENCH_HB_DURATION=${BENCH_HB_DURATION:-30s}
 BENCH_CEILING_DURATION=${BENCH_CEILING_DURATION:-10s}
 BENCH_PROBE_DURATION=${BENCH_PROBE_DURATION:-3s}
 BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-256}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-ceiling grpc-floor boot-floor register-floor register register-dev stepca-sign storm restore heartbeat stream-floor}
+# Every scenario, in the order a run without BENCH_SCENARIOS takes them.
+all_scenarios="ceiling grpc-floor boot-floor register-floor register register-dev stepca-sign storm restore heartbeat stream-floor"
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-$all_scenarios}
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
 BENCH_PG_OPTS=${BENCH_PG_OPTS:--c fsync=off -c synchronous_commit=off}
 BENCH_DB=${BENCH_DB:-}
@@ -163,6 +165,20 @@ BENCH_PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-5}
 BENCH_HB_GODEBUG=${BENCH_HB_GODEBUG:-}
 [ "$BENCH_HB_REPLICAS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_REPLICAS must be at least 1" >&2; exit 1; }
 [ "$BENCH_HB_LOADGENS" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_HB_LOADGENS must be at least 1" >&2; exit 1; }
+# Refused before anything is built or started: a name no scenario has, and
+# restore without the storm before it, whose nodes it boots (without it
+# every boot failed, and the run reported a zero rate).
+storm_first=
+for s in $BENCH_SCENARIOS; do
+	case " $all_scenarios " in
+	*" $s "*) ;;
+	*) echo "bench: unknown scenario $s in BENCH_SCENARIOS (scenarios: $all_scenarios)" >&2; exit 1 ;;
+	esac
+	case "$s" in
+	storm) storm_first=1 ;;
+	restore) [ -n "$storm_first" ] || { echo "bench: restore boots the nodes the storm scenario sets up: list storm before restore in BENCH_SCENARIOS" >&2; exit 1; } ;;
+	esac
+done
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
