@@ -70,7 +70,10 @@ type Watch struct {
 	services map[string][]int // gRPC service name → indexes into deps
 	deps     []Dependency
 	down     []error // per dependency: nil while it answers
+	up       []bool  // per dependency: it has answered a probe
+	warned   []bool  // per dependency: its outage is logged as one
 	probed   bool    // at least one probe has run
+	start    time.Time
 	changed  chan struct{}
 }
 
@@ -104,6 +107,8 @@ func (w *Watch) Add(services []string, deps ...Dependency) {
 		idx = append(idx, len(w.deps))
 		w.deps = append(w.deps, d)
 		w.down = append(w.down, errors.New("not probed yet"))
+		w.up = append(w.up, false)
+		w.warned = append(w.warned, false)
 	}
 	for _, s := range services {
 		w.services[s] = append(w.services[s], idx...)
@@ -185,20 +190,17 @@ func (w *Watch) probe(ctx context.Context) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := w.c.Clock.Now()
+	if !w.probed {
+		w.start = now
+	}
 	changed := !w.probed
 	for i, err := range errs {
 		was := w.down[i]
 		w.down[i] = err
-		switch {
-		case err != nil && (was == nil || !w.probed):
-			changed = true
-			w.c.Logger.Warn("dependency unavailable; reporting NOT_SERVING until it returns", "dependency", deps[i].Name, "error", err)
-		case err == nil && was != nil:
-			changed = true
-			if w.probed {
-				w.c.Logger.Info("dependency available again", "dependency", deps[i].Name)
-			}
-		}
+		changed = changed || (err == nil) != (was == nil)
+		w.logChange(deps[i].Name, i, err, now)
+		w.up[i] = w.up[i] || err == nil
 	}
 	w.probed = true
 	if changed {
@@ -207,6 +209,28 @@ func (w *Watch) probe(ctx context.Context) bool {
 		w.changed = make(chan struct{})
 	}
 	return changed
+}
+
+// logChange logs what probing dependency i found, if it is news. Within
+// the first Period a dependency that has not answered yet is not an
+// outage: services start together and load what they need meanwhile (a
+// process with every role starts its CA with the others), so it is
+// waited for at Info, and only a dependency still missing after that, or
+// one that answered and then stopped, is a warning.
+func (w *Watch) logChange(name string, i int, err error, now time.Time) {
+	starting := now.Sub(w.start) < w.c.Period
+	switch {
+	case err != nil && !w.warned[i] && (w.up[i] || !starting):
+		w.warned[i] = true
+		w.c.Logger.Warn("dependency unavailable; reporting NOT_SERVING until it returns", "dependency", name, "error", err)
+	case err != nil && !w.probed:
+		w.c.Logger.Info("waiting for a dependency; reporting NOT_SERVING until it answers", "dependency", name, "error", err)
+	case err == nil && w.warned[i]:
+		w.warned[i] = false
+		w.c.Logger.Info("dependency available again", "dependency", name)
+	case err == nil && !w.up[i] && w.probed:
+		w.c.Logger.Info("dependency available", "dependency", name)
+	}
 }
 
 // publishLocked sets every service's status from the dependencies' state.

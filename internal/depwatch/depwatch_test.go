@@ -3,6 +3,7 @@ package depwatch
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -140,5 +141,88 @@ func TestWatchProbeTimeout(t *testing.T) {
 func TestNewNeedsHealth(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without Health succeeded")
+	}
+}
+
+// logged records what a Watch logs, as "LEVEL message: dependency".
+type logged struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logged) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logged) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logged) WithGroup(string) slog.Handler            { return l }
+func (l *logged) Handle(_ context.Context, r slog.Record) error {
+	dep := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "dependency" {
+			dep = a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, r.Level.String()+" "+r.Message+": "+dep)
+	return nil
+}
+
+// take returns what was logged since the last call.
+func (l *logged) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.lines
+	l.lines = nil
+	return out
+}
+
+// TestWatchLogsOutagesNotStarts: a dependency that has not answered yet
+// when the services start together is waited for at Info, and is a
+// warning only if it is still missing a period later; one that answered
+// and then stopped is a warning at once, and its return is logged once.
+func TestWatchLogsOutagesNotStarts(t *testing.T) {
+	const period = 2 * time.Second
+	clk := clock.NewFake(time.Unix(0, 0))
+	log := &logged{}
+	w, err := New(Config{Health: health.NewServer(), Period: period, Clock: clk, Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, missing := &switchable{err: errors.New("not loaded")}, &switchable{err: errors.New("refused")}
+	flaky := &switchable{}
+	w.Add([]string{"svc"}, Dependency{Name: "late", Check: late.check}, Dependency{Name: "missing", Check: missing.check},
+		Dependency{Name: "flaky", Check: flaky.check})
+	ctx := context.Background()
+	steps := []struct {
+		name    string
+		advance time.Duration
+		before  func()
+		want    []string
+	}{
+		{"first probe", 0, nil, []string{
+			"INFO waiting for a dependency; reporting NOT_SERVING until it answers: late",
+			"INFO waiting for a dependency; reporting NOT_SERVING until it answers: missing",
+		}},
+		{"still starting", period / 2, nil, nil},
+		{"up while starting", 0, func() { late.set(nil) }, []string{"INFO dependency available: late"}},
+		{"down after being up, while starting", 0, func() { flaky.set(errors.New("gone")) },
+			[]string{"WARN dependency unavailable; reporting NOT_SERVING until it returns: flaky"}},
+		{"a period on", period / 2, nil, []string{"WARN dependency unavailable; reporting NOT_SERVING until it returns: missing"}},
+		{"still down", period, nil, nil},
+		{"both back", 0, func() { missing.set(nil); flaky.set(nil) }, []string{
+			"INFO dependency available again: missing",
+			"INFO dependency available again: flaky",
+		}},
+		{"all up", period, nil, nil},
+	}
+	for _, s := range steps {
+		clk.Advance(s.advance)
+		if s.before != nil {
+			s.before()
+		}
+		w.probe(ctx)
+		if got := log.take(); strings.Join(got, "\n") != strings.Join(s.want, "\n") {
+			t.Errorf("%s: logged\n%s\nwant\n%s", s.name, strings.Join(got, "\n"), strings.Join(s.want, "\n"))
+		}
 	}
 }
