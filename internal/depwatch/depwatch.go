@@ -69,11 +69,11 @@ type Watch struct {
 	mu       sync.Mutex
 	services map[string][]int // gRPC service name → indexes into deps
 	deps     []Dependency
-	down     []error // per dependency: nil while it answers
-	up       []bool  // per dependency: it has answered a probe
-	warned   []bool  // per dependency: its outage is logged as one
-	probed   bool    // at least one probe has run
-	start    time.Time
+	down     []error   // per dependency: nil while it answers
+	up       []bool    // per dependency: it has answered a probe
+	warned   []bool    // per dependency: its outage is logged as one
+	probed   bool      // at least one probe has run
+	start    time.Time // of the first probe
 	changed  chan struct{}
 }
 
@@ -216,7 +216,7 @@ func (w *Watch) probe(ctx context.Context) bool {
 // outage: services start together and load what they need meanwhile (a
 // process with every role starts its CA with the others), so it is
 // waited for at Info, and only a dependency still missing after that, or
-// one that answered and then stopped, is a warning.
+// one that answered and then stopped, is a warning. w.mu is held.
 func (w *Watch) logChange(name string, i int, err error, now time.Time) {
 	starting := now.Sub(w.start) < w.c.Period
 	switch {
