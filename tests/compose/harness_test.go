@@ -121,17 +121,6 @@ func buildHostTools(t *testing.T, root string) string {
 	return dir
 }
 
-// freePort returns a port nobody listens on right now, which no outgoing
-// connection takes while its service restarts (freeport.Port).
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := freeport.Port()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -144,8 +133,8 @@ func newProject(t *testing.T, composeCmd []string, root, bin, berthImage, pgImag
 		t:       t,
 		name:    name,
 		compose: append(append([]string{}, composeCmd...), "-f", filepath.Join(root, "deploy", "compose.yaml"), "-p", name),
-		port:    freePort(t),
-		apiPort: freePort(t),
+		port:    freeport.Port(t),
+		apiPort: freeport.Port(t),
 		bin:     bin,
 		creds:   t.TempDir(),
 		rootDir: root,
@@ -157,8 +146,8 @@ func newProject(t *testing.T, composeCmd []string, root, bin, berthImage, pgImag
 		"BERTH_REGISTRATION_PORT="+strconv.Itoa(p.port),
 		// Free ports for the admin APIs too, so that projects (of other
 		// runs on this engine) do not collide.
-		"BERTH_BUNDLES_PORT="+strconv.Itoa(freePort(t)),
-		"BERTH_HEARTBEAT_PORT="+strconv.Itoa(freePort(t)),
+		"BERTH_BUNDLES_PORT="+strconv.Itoa(freeport.Port(t)),
+		"BERTH_HEARTBEAT_PORT="+strconv.Itoa(freeport.Port(t)),
 		"BERTH_API_PORT="+strconv.Itoa(p.apiPort),
 		"COMPOSE_PROJECT_NAME=",
 		"COMPOSE_PROFILES=",

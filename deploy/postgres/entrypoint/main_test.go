@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // envTestConfig makes the test binary act as the entrypoint, with the
@@ -75,7 +76,7 @@ func newInstance(t *testing.T) *instance {
 	if err := os.Mkdir(filepath.Join(dir, "initdb.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &instance{t: t, dir: dir, bin: pgBin(t), port: freePort(t)}
+	return &instance{t: t, dir: dir, bin: pgBin(t), port: freeport.Port(t)}
 }
 
 func (in *instance) data() string { return filepath.Join(in.dir, "data") }
@@ -321,14 +322,4 @@ func TestOtherCommandsRunAsGiven(t *testing.T) {
 	if _, err := os.Stat(in.data()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a command other than postgres touched the data directory: %v", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

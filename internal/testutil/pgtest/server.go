@@ -71,7 +71,7 @@ func startServer() (*server, error) {
 	// server's bind, so a failed start is retried on a fresh port.
 	var lastErr error
 	for range 5 {
-		port, err := freeport.Port() // the server may restart on it
+		port, err := freeport.Find(1) // the server may restart on it
 		if err != nil {
 			s.remove()
 			return nil, fmt.Errorf("start postgres: %w", err)

@@ -16,7 +16,6 @@ package tpmtest
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // startDeadline bounds how long swtpm may take to listen. It is generous:
@@ -85,7 +86,7 @@ func StartDir(t testing.TB, dir string, opts ...Option) *Sim {
 	// process can take one before swtpm binds it; then swtpm exits and a
 	// new pair is tried.
 	for range 5 {
-		if s.port, err = freePortPair(); err != nil {
+		if s.port, err = freeport.Find(2); err != nil { // the server and control ports
 			continue
 		}
 		if err = s.start(); err == nil {
@@ -188,37 +189,6 @@ func (s *Sim) stop() error {
 		<-p.done
 		return fmt.Errorf("swtpm ignored SIGTERM for %v and was killed", startDeadline)
 	}
-}
-
-// Ports for swtpm are picked below Linux's default ephemeral range
-// (32768-60999): there the kernel never hands one out to an outgoing
-// connection between the check here and swtpm's bind, and a machine busy
-// with thousands of loopback connections (a load test) has them all free,
-// where two consecutive free ephemeral ports can be hard to find.
-const (
-	portLow  = 20000
-	portHigh = 32700
-)
-
-// freePortPair returns a loopback port P with P+1 free too.
-func freePortPair() (int, error) {
-	for range 500 {
-		port := portLow + rand.IntN(portHigh-portLow)
-		if free(port) && free(port+1) {
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no two consecutive free loopback ports in %d-%d", portLow, portHigh)
-}
-
-// free reports whether a loopback port can be listened on now.
-func free(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 func stateDir(t testing.TB) string {
