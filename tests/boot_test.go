@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -32,7 +33,7 @@ type deployment struct {
 // startDev runs berthd dev and reads the DIR/env file it writes.
 func startDev(t testing.TB, extra ...string) deployment {
 	dir := t.TempDir()
-	args := append([]string{"dev", "--data-dir", dir, "--listen", freeAddr(t), "--metrics-listen", freeAddr(t)}, extra...)
+	args := append([]string{"dev", "--data-dir", dir, "--listen", freeport.Addr(t), "--metrics-listen", freeport.Addr(t)}, extra...)
 	p := start(t, nil, "berthd", args...)
 	envFile := filepath.Join(dir, "env")
 	waitFor(t, "berthd dev to write "+envFile, 30*time.Second, func() bool {
@@ -53,7 +54,7 @@ func startServe(t testing.TB, extra ...string) deployment {
 	pkiDir := filepath.Join(dir, "pki")
 	mustRun(t, nil, "berthd", "init", "--dir", pkiDir)
 	dsn := pgtest.NewDatabase(t)
-	caAddr, regAddr, bundlesAddr, hbAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	caAddr, regAddr, bundlesAddr, hbAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	// Each service is given its own role's directory only, as a container
 	// mounts only its own credentials.
 	start(t, nil, "berthd", append([]string{"serve", "--role", "ca", "--listen", caAddr,

@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // startFrontDoor adds berthd serve --role api in front of a split
 // deployment and returns berthctl's environment for it.
 func startFrontDoor(t testing.TB, d deployment) (base string, env []string) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	start(t, nil, "berthd", "serve", "--role", "api", "--listen", addr, "--metrics-listen", "",
 		"--pki-dir", filepath.Join(d.pkiDir, "api"), "--ca-addr", d.caAddr,
 		"--registration-addr", envValue(t, d.env, "BERTH_SERVER"),

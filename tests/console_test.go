@@ -18,6 +18,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // consoleDev is berthd dev with the web console: its address, its
@@ -35,7 +37,7 @@ var signInLink = regexp.MustCompile(`https://\S+/ui/link/\S+`)
 func startConsoleDev(t testing.TB, flags ...string) consoleDev {
 	t.Helper()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	if flags == nil {
 		flags = hbFlags
 	}

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/testutil/freeport"
 	"github.com/berth-dev/berth/internal/testutil/pgtest"
 )
 
@@ -44,10 +43,6 @@ func TestMain(m *testing.M) {
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
-
-// freeAddr returns a loopback address nobody listens on right now, whose
-// port no outgoing connection takes while its server restarts.
-func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // proc is a background process whose output is kept for failure reports.
 type proc struct {

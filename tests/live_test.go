@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // runningAgent is berth-agent without --once: the node's daemon.
@@ -176,7 +178,7 @@ func (w *watcher) nodeEvent(t *testing.T, node, typ string) *watchEvent {
 // down is delivered once it is back, once, with its type, severity and
 // message.
 func TestReportAndEvents(t *testing.T) {
-	dir, listen := t.TempDir(), freeAddr(t)
+	dir, listen := t.TempDir(), freeport.Addr(t)
 	devArgs := []string{"dev", "--data-dir", dir, "--listen", listen, "--metrics-listen", ""}
 	server := start(t, nil, "berthd", devArgs...)
 	envFile := filepath.Join(dir, "env")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/freeport"
 )
 
 // readmeSections are the README sections a newcomer pastes in order into
@@ -147,7 +149,7 @@ func TestREADME(t *testing.T) {
 	serverOut := newOutputFile(t)
 	makeRun := exec.Command("make", "--no-print-directory", "-C", root, "run",
 		"BIN="+filepath.Join(dir, "bin"), "DATA_DIR="+filepath.Join(dir, ".berth-dev"))
-	makeRun.Env = append(cleanEnv(), "BERTH_LISTEN="+freeAddr(t), "BERTH_METRICS_LISTEN="+freeAddr(t))
+	makeRun.Env = append(cleanEnv(), "BERTH_LISTEN="+freeport.Addr(t), "BERTH_METRICS_LISTEN="+freeport.Addr(t))
 	makeRun.Stdout, makeRun.Stderr = serverOut.f, serverOut.f
 	serverDone := startGroup(t, makeRun)
 	defer func() {

@@ -79,7 +79,7 @@ func newDeployment(t *testing.T) *deployment {
 	addrs := map[string][]string{}
 	for _, role := range roles {
 		for range replicasPerRole {
-			addrs[role] = append(addrs[role], freeAddr(t))
+			addrs[role] = append(addrs[role], freeport.Addr(t))
 		}
 		d.proxies[role] = newProxy(t, addrs[role])
 	}
@@ -370,7 +370,3 @@ func (s *smallDisk) fill() error {
 }
 
 func (s *smallDisk) free() error { return os.Remove(s.filler) }
-
-// freeAddr returns a loopback address nobody listens on right now, whose
-// port no outgoing connection takes while its server restarts.
-func freeAddr(t testing.TB) string { return freeport.Addr(t) }
