@@ -300,6 +300,10 @@ func TestDialectIn(t *testing.T) {
 			{[]string{"y"}, "[]", "[1 2]"},
 			{[]string{}, "[]", "[]"},
 			{nil, "[]", "[]"},
+			// One string each, however it reads: not split at its comma,
+			// not taken as an array literal or a quoted JSON string.
+			{[]string{"a,c"}, "[]", "[]"},
+			{[]string{"{b}", `"y"`, `["x"]`}, "[]", "[]"},
 		} {
 			for _, q := range []struct{ cond, want string }{
 				{d.Dialect.In("uuid", "$1"), c.in},
