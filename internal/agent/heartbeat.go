@@ -187,11 +187,12 @@ func (a *Agent) bootBeat() *berthv1.BootBeat {
 // followBoot makes h go on from a boot the registration service recorded
 // as the node's first beat (the credentials carry the interval): the
 // stream opens at a random moment in the second half of the interval, so
-// that a fleet booting together does not open its streams together, nor
-// while it is still booting: a power restore's boots come in far faster
-// than its streams are let in (the heartbeat service stretches the
-// interval for them), and a stream opened in the first moments after its
-// boot would take a handshake from a node still booting. Its beats go on
+// that a fleet booting together does not open its streams together, and
+// most of a power restore's nodes not while it is still booting: its boots
+// come in far faster than its streams are let in (the heartbeat service
+// stretches the interval for them; the first few hundred are told the
+// interval before it rises), and a stream opened in the first moments after
+// its boot would take a handshake from a node still booting. Its beats go on
 // above the boot's sequence, so that the boot's beat is not taken for a
 // new one. Otherwise h beats at once, from sequence 1.
 func (h *heartbeater) followBoot(creds *Credentials) {
