@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,11 +144,15 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	fake.resume = func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
 		return &berthv1.ResumeResponse{Credentials: approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)}, nil
 	}
+	// One watchdog period passes, so that the agent pings twice, and no
+	// more: the test stops reading after three notifications, and a
+	// watchdog let to spin would fill the socket's queue.
+	var periods atomic.Int32
 	h.clock.block = func(ctx context.Context, d time.Duration) error {
-		if d == 15*time.Second {
+		if d == 15*time.Second && periods.Add(1) == 1 {
 			return nil // a watchdog period: ping again
 		}
-		<-ctx.Done() // the renewal waits for the end of the test
+		<-ctx.Done() // the renewal, and the next period, wait for the end of the test
 		return ctx.Err()
 	}
 	ctx, cancel := context.WithCancel(context.Background())

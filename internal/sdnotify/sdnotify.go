@@ -21,12 +21,19 @@ const (
 	Watchdog = "WATCHDOG=1"
 )
 
+// sendTimeout bounds one notification. A datagram socket whose reader
+// has stopped reading blocks the sender once its queue is full (ten
+// datagrams by default); the service manager hung, or a stale socket,
+// must not hang the service with it (its shutdown waits for the watchdog).
+const sendTimeout = 2 * time.Second
+
 // Notifier sends notifications to the service manager. The zero value,
 // and a nil *Notifier, send nothing: outside systemd every call is a
 // no-op.
 type Notifier struct {
 	addr     *net.UnixAddr
 	watchdog time.Duration
+	timeout  time.Duration // sendTimeout, or shorter in tests
 }
 
 // FromEnv returns the notifier that getenv describes: NOTIFY_SOCKET (a
@@ -43,7 +50,7 @@ func FromEnv(getenv func(string) string, pid int) (*Notifier, error) {
 		// vsock: addresses are for VMs talking to their host; not ours.
 		return nil, fmt.Errorf("NOTIFY_SOCKET %q: only unix socket paths and abstract names are supported", sock)
 	}
-	n := &Notifier{addr: &net.UnixAddr{Name: sock, Net: "unixgram"}}
+	n := &Notifier{addr: &net.UnixAddr{Name: sock, Net: "unixgram"}, timeout: sendTimeout}
 	if us := getenv("WATCHDOG_USEC"); us != "" {
 		if p := getenv("WATCHDOG_PID"); p != "" && p != strconv.Itoa(pid) {
 			return n, nil // the watchdog is some other process's
@@ -70,7 +77,9 @@ func (n *Notifier) WatchdogInterval() time.Duration {
 }
 
 // Notify sends state, newline-separated assignments such as Ready or
-// "STATUS=waiting for approval". It does nothing outside systemd.
+// "STATUS=waiting for approval". It does nothing outside systemd. A
+// notification the manager does not take within sendTimeout is dropped
+// with an error.
 func (n *Notifier) Notify(state string) error {
 	if !n.Enabled() {
 		return nil
@@ -83,6 +92,9 @@ func (n *Notifier) Notify(state string) error {
 		return fmt.Errorf("sd_notify: %w", err)
 	}
 	defer c.Close()
+	if err := c.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+		return fmt.Errorf("sd_notify: %w", err)
+	}
 	if _, err := c.Write([]byte(state)); err != nil {
 		return fmt.Errorf("sd_notify: %w", err)
 	}

@@ -1,7 +1,9 @@
 package sdnotify
 
 import (
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -118,5 +120,38 @@ func TestNotifyNoListener(t *testing.T) {
 	}
 	if err := n.Notify(Ready); err == nil {
 		t.Fatal("no error sending to a socket nobody listens on")
+	}
+}
+
+// TestNotifyFullQueue: a manager that stops reading fills the socket's
+// queue; a notification then fails after the timeout instead of blocking
+// its caller for good.
+func TestNotifyFullQueue(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	listen(t, sock) // never read
+	n, err := FromEnv(envOf(map[string]string{"NOTIFY_SOCKET": sock}), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.timeout = 50 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		// The queue holds a few datagrams (net.unix.max_dgram_qlen, 10 by
+		// default); far more than that must end in an error.
+		for range 1000 {
+			if err := n.Notify(Watchdog); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Notify to a full queue: %v, want a timeout", err)
+		}
+	case <-time.After(time.Minute): // a hang guard, far above the timeouts
+		t.Fatal("Notify blocked on a reader that does not read")
 	}
 }
