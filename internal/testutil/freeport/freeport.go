@@ -46,11 +46,7 @@ func Port(t testing.TB) int {
 // on right now, below the kernel's ephemeral range (swtpm takes two), for
 // helpers that have no testing.TB.
 func Find(n int) (int, error) {
-	b, err := os.ReadFile(rangeFile)
-	if err != nil {
-		b = []byte("32768 60999") // Linux's default
-	}
-	high, err := ephemeralLow(string(b))
+	high, err := rangeLow()
 	if err != nil {
 		return 0, fmt.Errorf("freeport: %w", err)
 	}
@@ -73,6 +69,16 @@ func allFree(port, n int) bool {
 		l.Close()
 	}
 	return true
+}
+
+// rangeLow is the first port of this machine's ephemeral range (Linux's
+// default when rangeFile cannot be read).
+func rangeLow() (int, error) {
+	b, err := os.ReadFile(rangeFile)
+	if err != nil {
+		b = []byte("32768 60999")
+	}
+	return ephemeralLow(string(b))
 }
 
 // ephemeralLow is the first port of the ephemeral range rangeFile says.

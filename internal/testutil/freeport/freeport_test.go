@@ -2,7 +2,6 @@ package freeport
 
 import (
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,11 +11,7 @@ import (
 // loopback, and below the range the kernel gives outgoing connections;
 // so is Addr's.
 func TestAddrBelowEphemeralRange(t *testing.T) {
-	b, err := os.ReadFile(rangeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	high, err := ephemeralLow(string(b))
+	high, err := rangeLow()
 	if err != nil {
 		t.Fatal(err)
 	}
