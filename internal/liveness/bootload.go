@@ -105,13 +105,17 @@ func (b *bootCount) add(now time.Time, n int) {
 }
 
 // total is the count over the bootWindow ending at now.
-func (b *bootCount) total(now time.Time) int {
+func (b *bootCount) total(now time.Time) int { return b.recent(now, int64(len(b.sec))) }
+
+// recent is the count over the last secs seconds ending at now, the
+// current one included.
+func (b *bootCount) recent(now time.Time, secs int64) int {
 	s := now.Unix()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	sum := 0
 	for i, at := range b.sec {
-		if at <= s && s-at < int64(len(b.sec)) {
+		if at <= s && s-at < secs {
 			sum += b.n[i]
 		}
 	}

@@ -121,7 +121,9 @@ type Config struct {
 	// them), the decider stretches every node's timings
 	// so that they spread out (see bootWindow); 0 never stretches for
 	// boots. The boots every replica recorded count: each stores its count
-	// every DecidePeriod, for the decider to add up.
+	// every DecidePeriod, for the decider to add up. While this replica
+	// records boots faster than MaxConnectRate, it also defers new streams
+	// (DeferStream).
 	MaxConnectRate float64
 	// IsRevoked, if set, is asked when a node connects and every
 	// RevocationCheck for every connected node. It must be cheap (a lookup
@@ -176,6 +178,8 @@ type Core struct {
 	// RecordBoots' raise (raiseForBoots).
 	booted bootCount
 	others atomic.Int64
+	// gate defers new streams during a mass boot (DeferStream).
+	gate streamGate
 
 	stats counters
 }
@@ -183,7 +187,7 @@ type Core struct {
 // counters are the core's statistics; see Stats.
 type counters struct {
 	beats, flushes, flushErrors, rows, events, silenced atomic.Int64
-	boots                                               atomic.Int64
+	boots, deferred                                     atomic.Int64
 	sessions                                            atomic.Int64
 	decider                                             atomic.Bool
 }
@@ -199,6 +203,7 @@ type Stats struct {
 	Sessions      int64 // streams connected now
 	Decider       bool  // this replica holds the decider lease
 	Boots         int64 // boots recorded as beats (RecordBoots)
+	Deferred      int64 // new streams deferred while the fleet booted (DeferStream)
 }
 
 // CheckRate checks a limit on a rate (Config.MaxBeatRate,
@@ -297,6 +302,7 @@ func (c *Core) Stats() Stats {
 		Beats: s.beats.Load(), Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(),
 		RowsWritten: s.rows.Load(), EventsWritten: s.events.Load(),
 		Silenced: s.silenced.Load(), Sessions: s.sessions.Load(), Decider: s.decider.Load(), Boots: s.boots.Load(),
+		Deferred: s.deferred.Load(),
 	}
 }
 
