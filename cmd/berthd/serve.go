@@ -38,7 +38,7 @@ func serveFlags(fs *pflag.FlagSet, c *daemon.Config, listen string) func() error
 	fs.StringVar(&c.AdvertiseHeartbeat, "advertise-heartbeat", "", "heartbeat address handed to nodes")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "heartbeat interval the server tells nodes, unless one is stored (berthctl settings set heartbeat-interval)")
 	fs.DurationVar(&c.HeartbeatGrace, "heartbeat-grace", 40*time.Second, "silence after which a node is unreachable (more than two intervals), unless one is stored (berthctl settings set heartbeat-grace)")
-	fs.Float64Var(&c.HeartbeatMaxConnectRate, "heartbeat-max-connect-rate", liveness.DefaultMaxConnectRate, "new heartbeat streams per second all heartbeat replicas together should see after a mass boot; while the nodes booted in the last minute would open theirs faster, the fleet's interval is stretched so that they spread out (0 disables)")
+	fs.Float64Var(&c.HeartbeatMaxConnectRate, "heartbeat-max-connect-rate", liveness.DefaultMaxConnectRate, "new heartbeat streams per second all heartbeat replicas together should see after a mass boot; while the nodes booted in the last minute would open theirs faster, the fleet's interval is stretched so that they spread out, and while a replica records boots faster than that, it defers nodes' new streams (0 disables both)")
 	fs.Float64Var(&c.HeartbeatMaxRate, "heartbeat-max-rate", liveness.DefaultMaxBeatRate, "beats per second all heartbeat replicas together should receive; above it the fleet's interval is stretched (0 disables)")
 	fs.IntVar(&c.BundleMaxSize, "bundle-max-size", 1<<20, "largest sealed bundle the bundle store accepts, in bytes")
 	fs.IntVar(&c.BundleHistory, "bundle-history", 10, "bundle versions kept per node")

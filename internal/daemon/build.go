@@ -84,6 +84,8 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 	var policies []rpc.Policy
 	var registers []func(*rpc.Server)
 	var sc *pki.SignerConfig
+	// deferStreams is the heartbeat service's, where it runs.
+	var deferStreams func() bool
 	if c.runs(RoleCA) {
 		svc, signer, err := buildCA(ctx, c, cr, b)
 		if err != nil {
@@ -107,6 +109,7 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		if err != nil {
 			return nil, err
 		}
+		deferStreams = svc.DeferStream
 		policies = append(policies, svc.Policy())
 		registers = append(registers, func(s *rpc.Server) { svc.Register(s) })
 	}
@@ -153,6 +156,7 @@ func build(ctx context.Context, c Config, cr *creds, tel *telemetry.Telemetry) (
 		// now. b.watch is set below, before anything is served.
 		OnUnavailable: func() { b.watch.Kick() },
 		Bearer:        b.bearer,
+		DeferStreams:  deferStreams,
 	})
 	for _, r := range registers {
 		r(b.server)

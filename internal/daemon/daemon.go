@@ -92,7 +92,8 @@ type Config struct {
 	// HeartbeatMaxConnectRate is the new heartbeat streams per second the
 	// tier should see after a mass boot; while booted nodes would open
 	// theirs faster, the fleet's timings are stretched so that they
-	// spread out. 0 never stretches for boots.
+	// spread out, and while a replica records boots faster, it defers
+	// nodes' new streams. 0 never stretches for boots, nor defers.
 	HeartbeatMaxConnectRate float64
 	// CertLifetime of node certificates.
 	CertLifetime time.Duration

@@ -1,7 +1,6 @@
 package mtls_test
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"strings"
@@ -16,26 +15,7 @@ import (
 // a client configured by cfg, and returns the client's error.
 func handshake(t *testing.T, srv tls.Certificate, cfg *tls.Config) error {
 	t.Helper()
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", mtls.ServerConfig(srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := lis.Accept()
-		if err != nil {
-			return
-		}
-		_ = c.(*tls.Conn).HandshakeContext(context.Background())
-		c.Close()
-	}()
-	c, err := tls.Dial("tcp", lis.Addr().String(), cfg)
-	if err == nil {
-		c.Close()
-	}
-	<-done
+	_, _, err := handshakeWith(t, mtls.ServerConfig(srv), cfg)
 	return err
 }
 

@@ -86,6 +86,11 @@ type ServerConfig struct {
 	// themselves with their certificates. Without Bearer every connection
 	// must present a certificate and tokens are refused.
 	Bearer BearerAuth
+	// DeferStreams, when set, is asked for each new connection that
+	// offers mtls.ProtoDeferrable (a node opening its heartbeat stream):
+	// true refuses it during the handshake, before any key exchange, and
+	// the node retries later (liveness.Core.DeferStream).
+	DeferStreams func() bool
 }
 
 // Server is a gRPC server with its health service. Serve applies the
@@ -117,6 +122,9 @@ func NewServer(c ServerConfig) *Server {
 	tlsCfg := mtls.ServerConfig(c.Cert)
 	if c.Bearer != nil {
 		tlsCfg.ClientAuth = tls.RequestClientCert
+	}
+	if c.DeferStreams != nil {
+		mtls.DeferStreams(tlsCfg, c.DeferStreams)
 	}
 	creds := mtls.NewServerCredentials(credentials.NewTLS(tlsCfg), c.TrustDomain, c.Roots)
 	log := c.Logger.With(AttrService, c.Name)

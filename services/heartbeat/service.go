@@ -163,6 +163,12 @@ func (s *Service) BundleChanged(nodeID string, version int64) {
 	s.bundles.changed(nodeID, version)
 }
 
+// DeferStream reports whether a node's new heartbeat stream should wait:
+// the fleet is booting faster than its streams are let in (see
+// liveness.Core.DeferStream). It is the transport's check
+// (rpc.ServerConfig.DeferStreams), made before the TLS key exchange.
+func (s *Service) DeferStream() bool { return s.core.DeferStream() }
+
 // Stats returns the core's counters.
 func (s *Service) Stats() liveness.Stats { return s.core.Stats() }
 
