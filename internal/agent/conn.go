@@ -116,6 +116,11 @@ func dialNode(addr, service, what string, creds *Credentials, key crypto.Signer,
 	}
 	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, roots), mtls.TrustDomainOf(creds.Leaf()), service)
 	cfg.ServerName = host
+	if service == mtls.ServiceHeartbeat {
+		// The heartbeat service may defer a new stream while the fleet
+		// boots; the heartbeater retries it with backoff.
+		mtls.Deferrable(cfg)
+	}
 	w := &connWatch{}
 	// Runs only after the chain verified: a server that failed once and
 	// was fixed is trusted again.

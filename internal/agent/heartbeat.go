@@ -191,8 +191,9 @@ func (a *Agent) bootBeat() *berthv1.BootBeat {
 // most of a power restore's nodes not while it is still booting: its boots
 // come in far faster than its streams are let in (the heartbeat service
 // stretches the interval for them; the first few hundred are told the
-// interval before it rises), and a stream opened in the first moments after
-// its boot would take a handshake from a node still booting. Its beats go on
+// interval before it rises, and the service defers their streams while the
+// boots go on: see mtls.Deferrable), and a stream opened in the first
+// moments after its boot would take a handshake from a node still booting. Its beats go on
 // above the boot's sequence, so that the boot's beat is not taken for a
 // new one. Otherwise h beats at once, from sequence 1.
 func (h *heartbeater) followBoot(creds *Credentials) {
@@ -571,8 +572,19 @@ func (h *heartbeater) classify(ctx, sctx context.Context, timeout time.Duration,
 	case errors.Is(err, io.EOF):
 		return &transientError{fmt.Errorf("heartbeat service %s closed the stream", h.addr)}
 	}
-	return h.c.classify(ctx, sctx, h.addr, err)
+	err = h.c.classify(ctx, sctx, h.addr, err)
+	var te *transientError
+	if errors.As(err, &te) && strings.Contains(err.Error(), deferredAlert) {
+		return &transientError{fmt.Errorf("heartbeat service %s deferred the stream, as it does while the fleet boots: %w", h.addr, err)}
+	}
+	return err
 }
+
+// deferredAlert is how the heartbeat service's refusal of a deferrable
+// connection (mtls.DeferStreams) reaches the node: the TLS alert crypto/tls
+// sends for a refused ClientHello, which names no reason. A service
+// failing its handshake for another reason sends it too, rarely.
+const deferredAlert = "remote error: tls: internal error"
 
 // streamState is what the receiving goroutine of a stream learnt.
 type streamState struct {

@@ -205,6 +205,9 @@ type hbHarness struct {
 
 	mu  sync.Mutex
 	srv *grpc.Server
+	// deferring makes the service defer new streams, as the real one
+	// does while the fleet boots (mtls.DeferStreams).
+	deferring atomic.Bool
 }
 
 func newHBHarness(t *testing.T, interval time.Duration) *hbHarness {
@@ -223,7 +226,9 @@ func newHBHarness(t *testing.T, interval time.Duration) *hbHarness {
 
 func (h *hbHarness) serve(t *testing.T, lis net.Listener) {
 	t.Helper()
-	serveHeartbeat(t, h.pki, h.fake, lis, func(s *grpc.Server) {
+	cfg := mtls.DeferStreams(mtls.ServerConfig(h.pki.servers[mtls.ServiceHeartbeat]), h.deferring.Load)
+	serveGRPCWith(t, h.pki.root, cfg, lis, func(s *grpc.Server) {
+		berthv1.RegisterHeartbeatServiceServer(s, h.fake)
 		h.mu.Lock()
 		h.srv = s
 		h.mu.Unlock()
@@ -248,15 +253,11 @@ func (h *hbHarness) restart(t *testing.T) {
 	h.serve(t, lis)
 }
 
-// serveHeartbeat runs fake over real TLS on lis; got, if set, receives
-// the server.
-func serveHeartbeat(t *testing.T, p *testPKI, fake *fakeHeartbeat, lis net.Listener, got func(*grpc.Server)) {
+// serveHeartbeat runs fake over real TLS on lis.
+func serveHeartbeat(t *testing.T, p *testPKI, fake *fakeHeartbeat, lis net.Listener) {
 	t.Helper()
 	serveGRPC(t, p.root, p.servers[mtls.ServiceHeartbeat], lis, func(s *grpc.Server) {
 		berthv1.RegisterHeartbeatServiceServer(s, fake)
-		if got != nil {
-			got(s)
-		}
 	})
 }
 
@@ -424,6 +425,36 @@ func TestHeartbeatReconnects(t *testing.T) {
 	}
 }
 
+// TestHeartbeatDeferred: a heartbeat service deferring new streams (the
+// fleet is booting) refuses the node's connection in its handshake; the
+// node says so and retries after its backoff, and its stream then opens.
+func TestHeartbeatDeferred(t *testing.T) {
+	h := newHBHarness(t, 10*time.Second)
+	h.deferring.Store(true)
+	ctx, cancel := testContext(t)
+	defer cancel()
+	h.fake.beat = func(_, n int) error {
+		if n == 2 {
+			cancel()
+			return status.Error(codes.Unavailable, "test over")
+		}
+		return nil
+	}
+	h.clock.block = func(_ context.Context, d time.Duration) error {
+		h.deferring.Store(false) // the boots are over by the first wait
+		return nil
+	}
+	if err := h.run(t, ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The refused connection never reached the service.
+	checkSequences(t, h.fake, []uint64{1, 2})
+	checkSleeps(t, h.clock, 250*time.Millisecond, jittered(10*time.Second))
+	if !strings.Contains(h.logs.String(), "deferred the stream") {
+		t.Errorf("logs do not say the stream was deferred:\n%s", h.logs)
+	}
+}
+
 func TestHeartbeatRevoked(t *testing.T) {
 	revoked := status.Error(codes.PermissionDenied, "node n-0001 is revoked")
 	tests := []struct {
@@ -502,7 +533,7 @@ func newHeartbeatAgent(t *testing.T, iv time.Duration) (*harness, *fakeRegistrat
 	fake := newFakeHeartbeat(iv)
 	lis := listen(t)
 	addr := lis.Addr().String()
-	serveHeartbeat(t, h.pki, fake, lis, nil)
+	serveHeartbeat(t, h.pki, fake, lis)
 	reg.resume = func(context.Context, *berthv1.ResumeRequest) (*berthv1.ResumeResponse, error) {
 		c := approved(t, h.pki, pubOf(h.cfg.Keys), time.Hour)
 		c.Endpoints = &berthv1.Endpoints{Heartbeat: addr}

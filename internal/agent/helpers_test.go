@@ -175,9 +175,15 @@ func serveBundles(t *testing.T, p *testPKI, fake *fakeBundles, lis net.Listener)
 // client chains verified against root.
 func serveGRPC(t *testing.T, root *x509.Certificate, cert tls.Certificate, lis net.Listener, register func(*grpc.Server)) {
 	t.Helper()
+	serveGRPCWith(t, root, mtls.ServerConfig(cert), lis, register)
+}
+
+// serveGRPCWith is serveGRPC with the server's TLS configuration.
+func serveGRPCWith(t *testing.T, root *x509.Certificate, cfg *tls.Config, lis net.Listener, register func(*grpc.Server)) {
+	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	creds := mtls.NewServerCredentials(credentials.NewTLS(mtls.ServerConfig(cert)), testTrustDomain, roots)
+	creds := mtls.NewServerCredentials(credentials.NewTLS(cfg), testTrustDomain, roots)
 	s := grpc.NewServer(grpc.Creds(creds))
 	register(s)
 	go s.Serve(lis)
