@@ -215,9 +215,11 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	start, elapsed := runBoots(ctx, boots, r.cfg.Concurrency, s)
 	stopProfile()
 	stop()
-	var duringBoots int64
+	var duringBoots, retriedDuring int64
 	if follow != nil {
-		duringBoots = follow.opened.Load()
+		// A stream is counted once acknowledged, a moment after its
+		// handshake; one begun and deferred is not.
+		duringBoots, retriedDuring = follow.acked.Load(), follow.retried.Load()
 	}
 	rss.windowEnd()
 	var total map[string]time.Duration
@@ -236,6 +238,7 @@ func (r *runner) timed(ctx context.Context, boots []*boot, follow *follower) err
 	if total != nil {
 		r.fillFollow(s, follow, start, rss.cpuFrom, total)
 		r.res.HeartbeatsDuringBoots = &duringBoots
+		r.res.HeartbeatRetriesDuringBoots = &retriedDuring
 	}
 	certs, err := r.adm.issuedSince(ctx, start)
 	if err != nil {

@@ -38,6 +38,9 @@ type follower struct {
 	started atomic.Int64
 	opened  atomic.Int64 // streams whose moment came: begun, if not acknowledged
 	acked   atomic.Int64
+	// retried counts the tries that failed and were tried again: while
+	// the fleet boots, mostly streams the heartbeat service deferred.
+	retried atomic.Int64
 	lastAck atomic.Int64 // unix nanoseconds
 	errs    *tally
 }
@@ -110,6 +113,7 @@ func (f *follower) beatRetrying(ctx context.Context, n *node) error {
 		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
 			return err
 		}
+		f.retried.Add(1)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

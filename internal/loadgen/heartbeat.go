@@ -258,7 +258,7 @@ func dialHeartbeat(addr string, c *agent.Credentials, b *boot) (*grpc.ClientConn
 	}
 	cfg := mtls.ExpectServer(mtls.ClientConfig(cert, roots), mtls.TrustDomainOf(c.Leaf()), mtls.ServiceHeartbeat)
 	cfg.ServerName = host
-	return rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: cfg})
+	return rpc.Dial(rpc.ClientConfig{Addr: addr, TLS: mtls.Deferrable(cfg)})
 }
 
 type ack struct {

@@ -233,16 +233,20 @@ type Result struct {
 	// last was (from the release), HandshakesPerBootTotal adds their
 	// handshakes to the boot path's and ServerCPUMsPerBootTotal is the
 	// server CPU from the release to then, per boot.
-	// HeartbeatsDuringBoots counts the streams opened before the last boot
-	// was answered: each a full handshake taken from the nodes still
-	// booting, which the agent's timing and the heartbeat service's boot
-	// stretch are there to avoid.
-	BootsRecorded           int      `json:"boots_recorded,omitempty"`
-	HeartbeatsFollowed      int      `json:"heartbeats_followed,omitempty"`
-	HeartbeatsDuringBoots   *int64   `json:"heartbeats_during_boots,omitempty"`
-	FollowS                 float64  `json:"follow_s,omitempty"`
-	HandshakesPerBootTotal  *float64 `json:"handshakes_per_boot_total,omitempty"`
-	ServerCPUMsPerBootTotal *float64 `json:"server_cpu_ms_per_boot_total,omitempty"`
+	// HeartbeatsDuringBoots counts the streams acknowledged before the
+	// last boot was answered: each a full handshake taken from the nodes
+	// still booting, which the agent's timing, the heartbeat service's
+	// boot stretch and its deferral of new streams are there to avoid.
+	// HeartbeatRetriesDuringBoots counts the stream tries that failed
+	// and were tried again by then: mostly those the service deferred,
+	// each refused after its ClientHello.
+	BootsRecorded               int      `json:"boots_recorded,omitempty"`
+	HeartbeatsFollowed          int      `json:"heartbeats_followed,omitempty"`
+	HeartbeatsDuringBoots       *int64   `json:"heartbeats_during_boots,omitempty"`
+	HeartbeatRetriesDuringBoots *int64   `json:"heartbeat_retries_during_boots,omitempty"`
+	FollowS                     float64  `json:"follow_s,omitempty"`
+	HandshakesPerBootTotal      *float64 `json:"handshakes_per_boot_total,omitempty"`
+	ServerCPUMsPerBootTotal     *float64 `json:"server_cpu_ms_per_boot_total,omitempty"`
 
 	// What the agents reported: Actions counts registered and resumed
 	// boots; Renewed the boots that made the CA issue a certificate (each

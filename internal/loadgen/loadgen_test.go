@@ -308,7 +308,8 @@ func TestReportFigures(t *testing.T) {
 	results := []map[string]any{
 		{"scenario": "ceiling", "handshakes_per_s": 1000.0, "cpu_ms_per_handshake": 2.0, "cores": 2.0},
 		{"scenario": "storm", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 500.0, "server_cpu_ms_per_op": 1.5, "loadgen_cpu_ms_per_op": 2.5, "db_cpu_ms_per_op": 1.0, "handshakes_per_boot": 1.0,
-			"handshakes_per_boot_total": 2.0, "follow_s": 12.5, "server_cpu_ms_per_boot_total": 2.5, "heartbeats_during_boots": 300.0, "errors": map[string]any{}},
+			"handshakes_per_boot_total": 2.0, "follow_s": 12.5, "server_cpu_ms_per_boot_total": 2.5, "heartbeats_during_boots": 300.0,
+			"heartbeat_retries_during_boots": 1234.0, "errors": map[string]any{}},
 		{"scenario": "heartbeat", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 400.0, "interval_s": 5.0,
 			"server_cpu_ms_per_op": 0.1, "heartbeat_kb_per_node": 40.0, "errors": map[string]any{}},
 		{"scenario": "register", "nodes": 2000.0, "ok": 2000.0, "throughput_per_s": 250.0, "server_cpu_ms_per_op": 4.0, "errors": map[string]any{}},
@@ -324,7 +325,8 @@ func TestReportFigures(t *testing.T) {
 		"server CPU per boot (storm)", "1.500 ms", "1.50 handshakes' CPU",
 		"full handshakes per boot on the boot path (storm)", "1.00",
 		"full handshakes per boot in total (storm)", "2.00", "the last 12.5 s after the release",
-		"heartbeat streams opened while nodes still booted (storm)", "300", "15.0% of the boots",
+		"heartbeat streams connected while nodes still booted (storm)", "300", "15.0% of the boots",
+		"heartbeat stream tries deferred (or failed) while nodes still booted (storm)", "1234",
 		"server CPU per boot with its later heartbeat stream (storm)", "2.500 ms",
 		"load generator CPU per boot (storm)", "2.500 ms", "2.50 handshakes' CPU",
 		"boots/s the CPU of both sides allows (storm)", "500.0 boots/s on 2 cores", "0.500 of the ceiling; 10,000 boots in 20.0 s",
@@ -343,7 +345,7 @@ func TestReportFigures(t *testing.T) {
 	}
 	if summary["storm_cpu_bound_boots_per_s"] != 500.0 || summary["storm_loadgen_cpu_ms_per_boot"] != 2.5 ||
 		summary["storm_db_cpu_ms_per_boot"] != 1.0 || summary["storm_cpu_bound_with_db_boots_per_s"] != 400.0 ||
-		summary["storm_streams_during_boots"] != 300.0 {
+		summary["storm_streams_during_boots"] != 300.0 || summary["storm_stream_retries_during_boots"] != 1234.0 {
 		t.Errorf("summary of the load generator's CPU: %v", summary)
 	}
 	if summary["storm_10000_projected_s"] != 20.0 || summary["heartbeat_kb_per_node"] != 40.0 || summary["storm_server_cpu_ms_per_boot"] != 1.5 ||

@@ -540,8 +540,13 @@ func figures(w io.Writer, summary map[string]any, byName map[string]map[string]a
 		if v, ok := r["heartbeats_during_boots"]; ok && v != nil {
 			n := num(v)
 			summary[name+"_streams_during_boots"] = n
-			row(name, "heartbeat streams opened while nodes still booted ("+name+")", intText(v),
+			row(name, "heartbeat streams connected while nodes still booted ("+name+")", intText(v),
 				fmt.Sprintf("%.1f%% of the boots", 100*n/max(1, num(r["ok"]))), "0")
+		}
+		if v, ok := r["heartbeat_retries_during_boots"]; ok && v != nil {
+			summary[name+"_stream_retries_during_boots"] = num(v)
+			row(name, "heartbeat stream tries deferred (or failed) while nodes still booted ("+name+")", intText(v),
+				"refused after the ClientHello, retried later", "-")
 		}
 		if name == ScenarioStorm && rate > 0 {
 			s := targetStormNodes / rate
