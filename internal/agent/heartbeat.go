@@ -85,6 +85,9 @@ var (
 	// errNoAck is why a stream was given up when the service did not
 	// answer a beat in time.
 	errNoAck = errors.New("no acknowledgement")
+	// errDeferred is why a stream did not open while the heartbeat
+	// service deferred new streams (see deferredAlert).
+	errDeferred = errors.New("deferred the stream, as it does while the fleet boots")
 	// errSuperseded is why a stream ended with Aborted.
 	errSuperseded = errors.New("another heartbeat stream of this node replaced this one (is a second agent running with this node's identity?)")
 )
@@ -309,7 +312,12 @@ func (h *heartbeater) Run(ctx context.Context, creds func() *Credentials) error 
 		_, floor := retryable(err)
 		d = max(d, floor)
 		h.expect(d)
-		h.log.Warn("heartbeat stream ended; reconnecting", logHBAddr, h.addr, logErr, err, logDelay, d)
+		if errors.Is(err, errDeferred) {
+			// Expected of the first streams of a mass boot: not a fault.
+			h.log.Info("heartbeat stream deferred; reconnecting", logHBAddr, h.addr, logErr, err, logDelay, d)
+		} else {
+			h.log.Warn("heartbeat stream ended; reconnecting", logHBAddr, h.addr, logErr, err, logDelay, d)
+		}
 		if err := h.clock.Sleep(ctx, d); err != nil {
 			return nil
 		}
@@ -575,7 +583,7 @@ func (h *heartbeater) classify(ctx, sctx context.Context, timeout time.Duration,
 	err = h.c.classify(ctx, sctx, h.addr, err)
 	var te *transientError
 	if errors.As(err, &te) && strings.Contains(err.Error(), deferredAlert) {
-		return &transientError{fmt.Errorf("heartbeat service %s deferred the stream, as it does while the fleet boots: %w", h.addr, err)}
+		return &transientError{fmt.Errorf("heartbeat service %s %w: %w", h.addr, errDeferred, err)}
 	}
 	return err
 }

@@ -450,7 +450,8 @@ func TestHeartbeatDeferred(t *testing.T) {
 	// The refused connection never reached the service.
 	checkSequences(t, h.fake, []uint64{1, 2})
 	checkSleeps(t, h.clock, 250*time.Millisecond, jittered(10*time.Second))
-	if !strings.Contains(h.logs.String(), "deferred the stream") {
+	if logs := h.logs.String(); !strings.Contains(logs, "level=INFO msg=\"heartbeat stream deferred; reconnecting\"") ||
+		!strings.Contains(logs, "deferred the stream, as it does while the fleet boots") {
 		t.Errorf("logs do not say the stream was deferred:\n%s", h.logs)
 	}
 }

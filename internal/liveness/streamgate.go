@@ -35,8 +35,10 @@ type streamGate struct {
 	// openUntil ends the time streams are let in after a deferral that
 	// reached its bound.
 	openUntil time.Time
-	// deferred counts the streams the current deferral refused.
+	// deferred counts the streams the current deferral refused, the
+	// last of them at last.
 	deferred int64
+	last     time.Time
 }
 
 // DeferStream reports whether a node's new heartbeat stream should be
@@ -70,17 +72,18 @@ func (c *Core) DeferStream() bool {
 		g.openUntil = now.Add(bound)
 		return false
 	}
-	g.deferred++
+	g.deferred, g.last = g.deferred+1, now
 	c.stats.deferred.Add(1)
 	return true
 }
 
-// endDeferral ends the current deferral, if any; g.mu is held.
+// endDeferral ends the current deferral, if any; g.mu is held. It is
+// seen, and logged, at the first stream after it ended.
 func (c *Core) endDeferral(g *streamGate, why string) {
 	if g.since.IsZero() {
 		return
 	}
 	c.log.Info("letting new heartbeat streams in again: "+why, "deferred", g.deferred,
-		"after", c.clock.Now().Sub(g.since).Round(time.Millisecond))
+		"over", g.last.Sub(g.since).Round(time.Millisecond))
 	g.since, g.deferred = time.Time{}, 0
 }
