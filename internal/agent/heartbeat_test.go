@@ -425,6 +425,18 @@ func TestHeartbeatReconnects(t *testing.T) {
 	}
 }
 
+// endAtBeat is a fake's beat hook that ends the test at the stream's
+// beat last: it cancels the heartbeater's context and ends the stream.
+func endAtBeat(last int, cancel context.CancelFunc) func(_, n int) error {
+	return func(_, n int) error {
+		if n == last {
+			cancel()
+			return status.Error(codes.Unavailable, "test over")
+		}
+		return nil
+	}
+}
+
 // TestHeartbeatDeferred: a heartbeat service deferring new streams (the
 // fleet is booting) refuses the node's connection in its handshake; the
 // node says so and retries after its backoff, and its stream then opens.
@@ -433,13 +445,7 @@ func TestHeartbeatDeferred(t *testing.T) {
 	h.deferring.Store(true)
 	ctx, cancel := testContext(t)
 	defer cancel()
-	h.fake.beat = func(_, n int) error {
-		if n == 2 {
-			cancel()
-			return status.Error(codes.Unavailable, "test over")
-		}
-		return nil
-	}
+	h.fake.beat = endAtBeat(2, cancel)
 	h.clock.block = func(_ context.Context, d time.Duration) error {
 		h.deferring.Store(false) // the boots are over by the first wait
 		return nil
@@ -862,13 +868,7 @@ func TestHeartbeatFollowsRecordedBoot(t *testing.T) {
 			}
 			ctx, cancel := testContext(t)
 			defer cancel()
-			h.fake.beat = func(_, n int) error {
-				if n == 2 {
-					cancel()
-					return status.Error(codes.Unavailable, "test over")
-				}
-				return nil
-			}
+			h.fake.beat = endAtBeat(2, cancel)
 			a, err := New(h.cfg)
 			if err != nil {
 				t.Fatal(err)
