@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/keys"
 	berthv1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -100,10 +101,21 @@ const (
 // backoff: a heartbeat service that is restarting or unreachable is tried
 // again, a refusal (a revoked node, a bad beat) is not.
 func (f *follower) beatRetrying(ctx context.Context, n *node) error {
+	// The node's key and the certificate its boot wrote are read once, as
+	// the agent holds them, not again for each try.
+	src, err := n.keys()
+	if err != nil {
+		return fmt.Errorf("keys of %s: %w", n.hostname, err)
+	}
+	defer src.Close()
+	creds, err := readCredentials(n.certDir())
+	if err != nil {
+		return fmt.Errorf("credentials of %s: %w", n.hostname, err)
+	}
 	deadline := time.Now().Add(followWait)
 	wait := 250 * time.Millisecond
 	for {
-		err := f.beatOnce(ctx, n)
+		err := f.beatOnce(ctx, n, src, creds)
 		switch status.Code(err) {
 		case codes.OK:
 			return nil
@@ -125,16 +137,7 @@ func (f *follower) beatRetrying(ctx context.Context, n *node) error {
 
 // beatOnce connects as the node (its key, the certificate its boot wrote),
 // sends the beat after the boot's and waits for its acknowledgement.
-func (f *follower) beatOnce(ctx context.Context, n *node) error {
-	src, err := n.keys()
-	if err != nil {
-		return fmt.Errorf("keys of %s: %w", n.hostname, err)
-	}
-	defer src.Close()
-	creds, err := readCredentials(n.certDir())
-	if err != nil {
-		return fmt.Errorf("credentials of %s: %w", n.hostname, err)
-	}
+func (f *follower) beatOnce(ctx context.Context, n *node, src keys.Source, creds *agent.Credentials) error {
 	cc, err := dialHeartbeat(f.addr, creds, &boot{n: n, keys: src})
 	if err != nil {
 		return err
