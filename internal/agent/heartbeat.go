@@ -196,9 +196,9 @@ func (a *Agent) bootBeat() *berthv1.BootBeat {
 // stretches the interval for them; the first few hundred are told the
 // interval before it rises, and the service defers their streams while the
 // boots go on: see mtls.Deferrable), and a stream opened in the first
-// moments after its boot would take a handshake from a node still booting. Its beats go on
-// above the boot's sequence, so that the boot's beat is not taken for a
-// new one. Otherwise h beats at once, from sequence 1.
+// moments after its boot would take a handshake from a node still booting.
+// Its beats go on above the boot's sequence, so that the boot's beat is not
+// taken for a new one. Otherwise h beats at once, from sequence 1.
 func (h *heartbeater) followBoot(creds *Credentials) {
 	if creds == nil || creds.HeartbeatInterval <= 0 {
 		return
